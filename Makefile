@@ -1,0 +1,169 @@
+# bitnet - top-level GNU Makefile.
+#
+#   make            the engine (libbitnet.a), the bitnet binary and the tests
+#   make run        installs missing packages, builds, runs the main job
+#   make test       installs missing packages, builds, runs every test
+#   make bench      kernel benchmark (bitnet bench kernels)
+#   make sanitize   ASan + UBSan build running the whole test suite
+#   make tsan       ThreadSanitizer build running the thread-pool tests
+#   make install    PREFIX=/usr/local DESTDIR= (binary and man pages); make uninstall
+#   make deps       installs missing Debian packages (as root) or prints the command
+#   make format     applies .clang-format
+#
+# Variables: CC, BUILD (output dir), WERROR=1 (warnings are errors; CI sets it),
+# PREFIX, DESTDIR, V=1 (echo commands).
+
+CC      ?= cc
+BUILD   ?= build
+PREFIX  ?= /usr/local
+MANDIR  ?= $(PREFIX)/share/man
+PKG_CONFIG ?= pkg-config
+
+ARCH := $(shell uname -m)
+
+WARN   := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
+          -Wformat=2 -Wundef -fno-common
+ifeq ($(WERROR),1)
+WARN   += -Werror
+endif
+OPT    ?= -O2 -g
+CSTD   := -std=c11 -D_GNU_SOURCE
+CFLAGS_ALL = $(CSTD) $(OPT) $(WARN) -pthread -MMD -MP -Iengine/include -Iengine/src $(EXTRA_CFLAGS)
+LDFLAGS_ALL = -pthread $(EXTRA_LDFLAGS)
+
+ifeq ($(SAN),1)
+OPT    := -O1 -g -fno-omit-frame-pointer
+EXTRA_CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=undefined
+EXTRA_LDFLAGS += -fsanitize=address,undefined
+endif
+ifeq ($(TSAN),1)
+OPT    := -O1 -g -fno-omit-frame-pointer
+EXTRA_CFLAGS  += -fsanitize=thread
+EXTRA_LDFLAGS += -fsanitize=thread
+endif
+
+# Libraries, found with pkg-config.
+APP_PKGS  := libcjson
+TEST_PKGS := cmocka libcjson
+APP_CFLAGS  = $(shell $(PKG_CONFIG) --cflags $(APP_PKGS) 2>/dev/null)
+APP_LIBS    = $(shell $(PKG_CONFIG) --libs $(APP_PKGS) 2>/dev/null)
+TEST_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS) 2>/dev/null)
+TEST_LIBS   = $(shell $(PKG_CONFIG) --libs $(TEST_PKGS) 2>/dev/null)
+SYS_LIBS    := -lm
+
+# ---- sources ---------------------------------------------------------------------
+# Kernel variants for one ISA live in their own files, compiled with their own flags.
+ENGINE_ALL := $(wildcard engine/src/*.c)
+ifeq ($(filter x86_64 i686 i386,$(ARCH)),)
+ENGINE_ALL := $(filter-out %_avx2.c %_avx512.c,$(ENGINE_ALL))
+endif
+ifeq ($(filter aarch64 arm64,$(ARCH)),)
+ENGINE_ALL := $(filter-out %_neon.c,$(ENGINE_ALL))
+endif
+ENGINE_OBJ := $(patsubst engine/src/%.c,$(BUILD)/engine/%.o,$(ENGINE_ALL))
+LIB        := $(BUILD)/libbitnet.a
+
+APP_SRC    := $(wildcard app/*.c)
+APP_OBJ    := $(patsubst app/%.c,$(BUILD)/app/%.o,$(APP_SRC))
+BIN        := $(BUILD)/bitnet
+
+TEST_SRC   := $(wildcard tests/unit/test_*.c)
+TEST_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+TEST_HELP  := $(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c))
+
+ifneq ($(V),1)
+Q := @
+endif
+
+.PHONY: all run test check bench sanitize tsan install uninstall clean deps format \
+        test-only lib bin tests
+
+all: lib bin tests
+
+lib: $(LIB)
+bin: $(BIN)
+tests: $(TEST_BIN)
+
+$(BUILD)/engine/%_avx2.o: engine/src/%_avx2.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -mavx2 -mfma -mf16c -c $< -o $@
+
+$(BUILD)/engine/%_avx512.o: engine/src/%_avx512.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq \
+		-mavx512vnni -c $< -o $@
+
+$(BUILD)/engine/%_neon.o: engine/src/%_neon.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -march=armv8.2-a+dotprod -c $< -o $@
+
+$(BUILD)/engine/%.o: engine/src/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(LIB): $(ENGINE_OBJ)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/app/%.o: app/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -Iapp $(APP_CFLAGS) -c $< -o $@
+
+$(BIN): $(APP_OBJ) $(LIB)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(APP_OBJ) $(LIB) $(APP_LIBS) $(SYS_LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(TEST_HELP) $(LIB)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -Itests/unit $(TEST_CFLAGS) $(LDFLAGS_ALL) -o $@ $< $(TEST_HELP) \
+		$(LIB) $(TEST_LIBS) $(SYS_LIBS)
+
+# ---- the two commands of the README ---------------------------------------------------
+
+deps:
+	@sh scripts/deps.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	$(BIN) --version
+	$(BIN) bench kernels --quick
+
+test: deps
+	@$(MAKE) --no-print-directory test-only
+
+check: test
+
+test-only: all
+	@sh scripts/run-tests.sh $(BUILD)
+
+bench: all
+	$(BIN) bench kernels
+
+sanitize:
+	@$(MAKE) --no-print-directory BUILD=build-san SAN=1 test-only
+
+tsan:
+	@$(MAKE) --no-print-directory BUILD=build-tsan TSAN=1 build-tsan/tests/test_threadpool
+	build-tsan/tests/test_threadpool
+
+install: $(BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man1
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/bitnet
+	install -m 644 man/bitnet.1 $(DESTDIR)$(MANDIR)/man1/bitnet.1
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/bitnet $(DESTDIR)$(MANDIR)/man1/bitnet.1
+
+format:
+	clang-format -i $$(find engine app tests ui db -name '*.[ch]' 2>/dev/null)
+
+clean:
+	rm -rf build build-san build-tsan
+
+-include $(ENGINE_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(TEST_BIN:=.d)

@@ -1,0 +1,38 @@
+/* cli.h - what the bitnet commands share: exit codes, the command table, output. */
+#ifndef BITNET_APP_CLI_H
+#define BITNET_APP_CLI_H
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+
+/* Exit codes (documented in bitnet(1)). */
+enum {
+    BN_EXIT_OK = 0,
+    BN_EXIT_FAIL = 1,  /* the command ran and failed */
+    BN_EXIT_USAGE = 2, /* bad command line */
+};
+
+typedef struct bn_command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv); /* argv[0] is the command name */
+    void (*help)(FILE *out);
+} bn_command;
+
+extern const bn_command bn_commands[];
+
+/* Prints "bitnet: <message>" to stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints "bitnet <cmd>: <message>" and a pointer to --help; returns BN_EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints a JSON document to stdout (pretty) and frees it; returns 0 or -1. */
+int cli_print_json(cJSON *doc);
+/* Parses a positive integer list like "1,2,4" into out (max n); returns count or -1. */
+int cli_parse_int_list(const char *s, int *out, int max);
+/* Parses a whole decimal integer in [lo, hi]; returns 0 or -1. */
+int cli_parse_long(const char *s, long lo, long hi, long *out);
+
+int cmd_bench(int argc, char **argv);
+void cmd_bench_help(FILE *out);
+
+#endif

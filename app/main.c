@@ -1,0 +1,177 @@
+/* main.c - the bitnet program: command dispatch, --version, help. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bitnet/core.h"
+#include "bitnet/cpu.h"
+#include "bitnet/kernels.h"
+
+static int cmd_help(int argc, char **argv);
+static void cmd_help_help(FILE *out);
+static int cmd_version(int argc, char **argv);
+static void cmd_version_help(FILE *out);
+
+const bn_command bn_commands[] = {
+        {"bench", "benchmark kernels (bench kernels)", cmd_bench, cmd_bench_help},
+        {"help", "show help for a command", cmd_help, cmd_help_help},
+        {"version", "print version and build information", cmd_version, cmd_version_help},
+        {NULL, NULL, NULL, NULL},
+};
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("bitnet: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "bitnet %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nTry 'bitnet %s --help'.\n", cmd);
+    va_end(ap);
+    return BN_EXIT_USAGE;
+}
+
+int cli_print_json(cJSON *doc)
+{
+    char *s = doc ? cJSON_Print(doc) : NULL;
+    cJSON_Delete(doc);
+    if (!s) {
+        cli_error("out of memory while writing JSON");
+        return -1;
+    }
+    puts(s);
+    cJSON_free(s);
+    return fflush(stdout) == 0 ? 0 : -1;
+}
+
+int cli_parse_long(const char *s, long lo, long hi, long *out)
+{
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_int_list(const char *s, int *out, int max)
+{
+    int n = 0;
+    char buf[256];
+    if (!s || strlen(s) >= sizeof buf) return -1;
+    strcpy(buf, s);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        long v;
+        if (n >= max || cli_parse_long(tok, 1, 4096, &v)) return -1;
+        out[n++] = (int)v;
+    }
+    return n > 0 ? n : -1;
+}
+
+static void print_main_help(FILE *out)
+{
+    fprintf(out, "bitnet %s - a toolkit for 1.58-bit (ternary) language models\n\n",
+            BN_VERSION_STRING);
+    fprintf(out, "Usage: bitnet <command> [options]\n       bitnet --version | --help\n\n");
+    fprintf(out, "Commands:\n");
+    for (const bn_command *c = bn_commands; c->name; c++)
+        fprintf(out, "  %-12s %s\n", c->name, c->summary);
+    fprintf(out, "\nEvery command takes --help; see bitnet(1) for the full manual.\n"
+                 "Exit status: 0 ok, 1 failure, 2 usage error.\n");
+}
+
+static const bn_command *find_command(const char *name)
+{
+    for (const bn_command *c = bn_commands; c->name; c++)
+        if (strcmp(c->name, name) == 0) return c;
+    return NULL;
+}
+
+static void cmd_help_help(FILE *out)
+{
+    fprintf(out, "Usage: bitnet help [COMMAND]\n\nShows the help of COMMAND, or the list of "
+                 "commands.\n");
+}
+
+static int cmd_help(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_main_help(stdout);
+        return BN_EXIT_OK;
+    }
+    const bn_command *c = find_command(argv[1]);
+    if (!c) return cli_usage_error("help", "unknown command '%s'", argv[1]);
+    c->help(stdout);
+    return BN_EXIT_OK;
+}
+
+static void cmd_version_help(FILE *out)
+{
+    fprintf(out, "Usage: bitnet version [--json]\n\nPrints the version, the CPU features "
+                 "detected and the kernel variant in use.\n");
+}
+
+static int cmd_version(int argc, char **argv)
+{
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            json = 1;
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            cmd_version_help(stdout);
+            return BN_EXIT_OK;
+        } else
+            return cli_usage_error("version", "unknown option '%s'", argv[i]);
+    }
+    const bn_cpu_info *cpu = bn_cpu_info_get();
+    char feats[256];
+    bn_cpu_features_str(cpu, feats, sizeof feats);
+    const char *kern = bn_kernels_get()->name;
+    if (json) {
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "version", BN_VERSION_STRING);
+        cJSON_AddStringToObject(d, "arch", cpu->arch);
+        cJSON_AddStringToObject(d, "cpu_features", feats);
+        cJSON_AddStringToObject(d, "kernels", kern);
+        return cli_print_json(d) ? BN_EXIT_FAIL : BN_EXIT_OK;
+    }
+    printf("bitnet %s (%s; features: %s; kernels: %s)\n", BN_VERSION_STRING, cpu->arch,
+           feats[0] ? feats : "none", kern);
+    return BN_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_main_help(stdout);
+        return BN_EXIT_OK;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0)
+        return cmd_version(argc - 1, argv + 1);
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        print_main_help(stdout);
+        return BN_EXIT_OK;
+    }
+    const bn_command *c = find_command(cmd);
+    if (!c) {
+        cli_error("unknown command '%s'", cmd);
+        fprintf(stderr, "Try 'bitnet --help'.\n");
+        return BN_EXIT_USAGE;
+    }
+    return c->run(argc - 1, argv + 1);
+}

@@ -1,0 +1,121 @@
+/*
+ * bitnet/kernels.h - the run-time ternary matrix, quantized activations, and the
+ * products the model needs, with a plain-C reference and SIMD variants.
+ *
+ * Usage:
+ *
+ *     bn_tmat w;                       // N x K ternary weights in the run-time layout
+ *     bn_tmat_from_ternary(&w, q, scales_per_row_or_NULL, scale, N, K);
+ *     bn_qact x;                       // T tokens of K int8 activations
+ *     bn_qact_init(&x, T, K);
+ *     bn_qact_quantize(&x, xf, T);     // xf is T x K floats
+ *     bn_tmatmul(pool, &w, &x, y);     // y is T x N floats, threaded on pool
+ *     bn_qact_release(&x); bn_tmat_release(&w);
+ *
+ * Definitions. For token t and output row r:
+ *     acc[t][r] = sum_k Wq[r][k] * xq[t][k]                (exact int32)
+ *     y[t][r]   = (float)acc[t][r] * (w->scales[r] * x->inv_scale[t])
+ * where w->scales[r] is the weight dequantization multiplier (mean |W|) and
+ * x->inv_scale[t] = 1 / s_t (the activation scale s_t = 127 / max|x_t|). Every kernel
+ * computes acc exactly in integers and applies exactly this float formula, so every
+ * variant's y equals the reference's y bit for bit.
+ *
+ * Run-time layout (bn_tmat.codes): row r starts at codes + r * row_bytes. K is padded
+ * with zero weights to kpad, a multiple of BN_TMAT_KBLOCK. Within a row, each block of
+ * 128 weights takes 32 bytes laid out like I2_S: byte j holds weights j, j+32, j+64,
+ * j+96 in bits 7:6, 5:4, 3:2, 1:0, each stored as the code Wq + 1 (0, 1, 2). So a
+ * tensor whose K is a multiple of 128 repacks from I2_S with a copy. Activation rows
+ * are padded with zeros to kpad.
+ *
+ * Ownership: bn_tmat_* and bn_qact_init allocate through the engine's hook; release
+ * with bn_tmat_release / bn_qact_release (which zero the struct).
+ */
+#ifndef BITNET_KERNELS_H
+#define BITNET_KERNELS_H
+
+#include <stdint.h>
+
+#include "bitnet/core.h"
+#include "bitnet/threadpool.h"
+#include "bitnet/types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BN_TMAT_KBLOCK 128
+
+typedef struct bn_tmat {
+    int64_t rows;      /* N: outputs */
+    int64_t cols;      /* K: inputs */
+    int64_t kpad;      /* K rounded up to BN_TMAT_KBLOCK */
+    int64_t row_bytes; /* kpad / 4 */
+    uint8_t *codes;    /* rows * row_bytes bytes, 64-byte aligned */
+    float *scales;     /* rows entries */
+} bn_tmat;
+
+/* q: N x K ternary values. scales: N per-row multipliers, or NULL to use `scale` for
+ * every row. BN_ERR_FORMAT if a value is not in {-1, 0, 1}. */
+bn_status bn_tmat_from_ternary(bn_tmat *w, const int8_t *q, const float *scales, float scale,
+                               int64_t rows, int64_t cols);
+/* From the file formats. I2_S: the whole tensor (codes then tail), cols % 128 == 0.
+ * TQ2_0 / TQ1_0: rows of cols / 256 blocks; each row's blocks must share one d (or be
+ * all-zero blocks), which becomes the row's scale; otherwise BN_ERR_UNSUPPORTED. */
+bn_status bn_tmat_from_i2s(bn_tmat *w, const uint8_t *data, size_t size, int64_t rows,
+                           int64_t cols);
+bn_status bn_tmat_from_tq2_0(bn_tmat *w, const uint8_t *data, size_t size, int64_t rows,
+                             int64_t cols);
+bn_status bn_tmat_from_tq1_0(bn_tmat *w, const uint8_t *data, size_t size, int64_t rows,
+                             int64_t cols);
+/* Wq[r][k] as -1, 0, +1. */
+int bn_tmat_get(const bn_tmat *w, int64_t r, int64_t k);
+void bn_tmat_release(bn_tmat *w);
+
+typedef struct bn_qact {
+    int64_t n_tok;    /* tokens held (<= cap) */
+    int64_t cap;      /* tokens allocated */
+    int64_t cols;     /* K */
+    int64_t kpad;     /* K rounded up to BN_TMAT_KBLOCK */
+    int8_t *q;        /* cap * kpad, zero padded */
+    float *inv_scale; /* cap entries: 1 / s_t = max|x_t| / 127 */
+    int32_t *sum;     /* cap entries: sum_k xq[t][k] (for the code offset) */
+} bn_qact;
+
+bn_status bn_qact_init(bn_qact *x, int64_t cap, int64_t cols);
+/* Quantizes n_tok rows of x (n_tok x cols floats) with bn_quantize_act_row's formula. */
+void bn_qact_quantize(bn_qact *a, const float *x, int64_t n_tok);
+void bn_qact_release(bn_qact *x);
+
+/* ---- the kernel table ------------------------------------------------------- */
+
+typedef struct bn_kernels {
+    const char *name; /* "ref", "avx2", "avx512vnni", "neon" */
+    /* Integer core: acc[t * w->rows + r] for all tokens of x, rows r0 <= r < r1. */
+    void (*tgemm_i32)(const bn_tmat *w, const bn_qact *x, int32_t *acc, int64_t r0, int64_t r1);
+    /* y[t * ldy + r] for all tokens of x, rows r0 <= r < r1 (GEMV when x->n_tok == 1). */
+    void (*tgemm)(const bn_tmat *w, const bn_qact *x, float *y, int64_t ldy, int64_t r0,
+                  int64_t r1);
+    /* Float products for the LM head and embeddings. */
+    float (*dot_f32)(const float *a, const float *b, int64_t n);
+    float (*dot_f16_f32)(const uint16_t *a, const float *b, int64_t n);
+    /* n multiple of 32: sum of both rows' dequantized products, as ggml computes it. */
+    float (*dot_q8_0)(const bn_block_q8_0 *a, const bn_block_q8_0 *b, int64_t n);
+} bn_kernels;
+
+/* The table for this CPU, chosen once on first use; BN_NO_SIMD=1 in the environment
+ * forces the reference. */
+const bn_kernels *bn_kernels_get(void);
+const bn_kernels *bn_kernels_ref(void);
+/* A named variant, or NULL when it is not compiled in or this CPU cannot run it. */
+const bn_kernels *bn_kernels_by_name(const char *name);
+/* All variants this CPU can run, reference first; returns the count. */
+int bn_kernels_list(const bn_kernels **out, int max);
+
+/* y = x * W^T on the pool with kernels k (NULL: bn_kernels_get()); y is n_tok x rows. */
+void bn_tmatmul(bn_threadpool *pool, const bn_kernels *k, const bn_tmat *w, const bn_qact *x,
+                float *y);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BITNET_KERNELS_H */

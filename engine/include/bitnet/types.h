@@ -1,0 +1,116 @@
+/*
+ * bitnet/types.h - element types, half-precision conversions and the packed ternary
+ * file formats, byte for byte as the ecosystem writes them.
+ *
+ * Usage:
+ *
+ *     // 256 ternary weights (-1, 0, +1) with scale 0.02 into llama.cpp's TQ2_0
+ *     uint8_t blk[66];
+ *     bn_pack_tq2_0(q, 0.02f, 256, blk);
+ *     bn_unpack_tq2_0(blk, 256, q_back, &scale_back);   // per-block scales, see below
+ *
+ * Type ids are ggml's (so GGUF type fields map one to one); the enum only ever grows.
+ * Nothing here allocates: callers pass buffers of the sizes that bn_type_row_bytes()
+ * or bn_i2s_bytes() give.
+ */
+#ifndef BITNET_TYPES_H
+#define BITNET_TYPES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bitnet/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum bn_type {
+    BN_TYPE_F32 = 0,
+    BN_TYPE_F16 = 1,
+    /* 2-7: ggml Q4_0, Q4_1, (retired 4, 5), Q5_0, Q5_1 - not supported */
+    BN_TYPE_Q8_0 = 8,
+    /* 9-23: other ggml block types - not supported */
+    BN_TYPE_I8 = 24,
+    BN_TYPE_I16 = 25,
+    BN_TYPE_I32 = 26,
+    BN_TYPE_BF16 = 30,
+    BN_TYPE_TQ1_0 = 34,
+    BN_TYPE_TQ2_0 = 35,
+    BN_TYPE_I2_S = 36, /* bitnet.cpp's id */
+    BN_TYPE_COUNT_ = 37
+} bn_type;
+
+typedef struct bn_type_traits {
+    const char *name;   /* "f32", "tq2_0", "i2_s", ... NULL for ids we do not know */
+    int64_t block_size; /* elements per block (1 for scalars) */
+    size_t block_bytes; /* bytes per block (for I2_S: 32 bytes per 128, tail separate) */
+} bn_type_traits;
+
+/* Traits of a type id, or NULL when the id is unknown to this build. */
+const bn_type_traits *bn_type_get(int type);
+const char *bn_type_name(int type); /* "unknown" for unknown ids */
+/* Parses "f32", "F16", "tq2_0", "i2_s", ...; returns -1 when unknown. */
+int bn_type_from_name(const char *name);
+
+/* Bytes of one row of n elements of a block type (BN_ERR_INVALID when n is not a
+ * multiple of the block size; BN_ERR_OVERFLOW on overflow). For I2_S this is the
+ * code bytes only (n / 4); see bn_i2s_bytes for a whole tensor. */
+bn_status bn_type_row_bytes(int type, int64_t n, size_t *out);
+
+/* ---- scalar conversions ---------------------------------------------------- */
+
+float bn_f16_to_f32(uint16_t h);
+uint16_t bn_f32_to_f16(float f);   /* round to nearest even; overflow -> inf; NaN kept */
+float bn_bf16_to_f32(uint16_t h);
+uint16_t bn_f32_to_bf16(float f);  /* round to nearest even; NaN stays a quiet NaN */
+
+void bn_f16_to_f32_row(const uint16_t *x, float *y, int64_t n);
+void bn_f32_to_f16_row(const float *x, uint16_t *y, int64_t n);
+void bn_bf16_to_f32_row(const uint16_t *x, float *y, int64_t n);
+void bn_f32_to_bf16_row(const float *x, uint16_t *y, int64_t n);
+
+/* ---- Q8_0 (ggml): blocks of 32 int8 with an fp16 scale d, x = d * q ------------ */
+
+#define BN_QK8_0 32
+typedef struct bn_block_q8_0 {
+    uint16_t d;
+    int8_t qs[BN_QK8_0];
+} bn_block_q8_0;
+
+/* n must be a multiple of 32. As ggml: d = amax / 127, q = round(x / d). */
+void bn_quantize_row_q8_0(const float *x, bn_block_q8_0 *y, int64_t n);
+void bn_dequantize_row_q8_0(const bn_block_q8_0 *x, float *y, int64_t n);
+
+/* ---- ternary packed formats --------------------------------------------------
+ * In every function below, q holds ternary values -1, 0, +1 as int8_t, one per weight,
+ * in row order. */
+
+/* TQ2_0 (llama.cpp): 256 weights in 66 bytes: qs[64] then fp16 d. n multiple of 256.
+ * Pack: every block gets the same scale d. Unpack: q and the d of each block
+ * (d_out has n / 256 entries). Returns BN_ERR_FORMAT if a code is 3 (not ternary). */
+#define BN_QK_TQ 256
+#define BN_TQ2_0_BLOCK_BYTES 66
+#define BN_TQ1_0_BLOCK_BYTES 54
+void bn_pack_tq2_0(const int8_t *q, float d, int64_t n, uint8_t *out);
+bn_status bn_unpack_tq2_0(const uint8_t *in, int64_t n, int8_t *q, float *d_out);
+/* llama.cpp's reference quantizer: d = max |x| of each block, q = round(x / d). */
+void bn_quantize_row_tq2_0_ref(const float *x, uint8_t *out, int64_t n);
+
+/* TQ1_0 (llama.cpp): 256 weights in 54 bytes: qs[48], qh[4], fp16 d. n multiple of 256. */
+void bn_pack_tq1_0(const int8_t *q, float d, int64_t n, uint8_t *out);
+bn_status bn_unpack_tq1_0(const uint8_t *in, int64_t n, int8_t *q, float *d_out);
+void bn_quantize_row_tq1_0_ref(const float *x, uint8_t *out, int64_t n);
+
+/* I2_S (bitnet.cpp, x86 layout): a whole tensor of n weights (n multiple of 128):
+ * n / 4 code bytes, then a 32-byte tail whose first 4 bytes are the f32 scale. */
+#define BN_QK_I2S 128
+size_t bn_i2s_bytes(int64_t n); /* n / 4 + 32 */
+void bn_pack_i2s(const int8_t *q, float scale, int64_t n, uint8_t *out);
+/* Returns BN_ERR_FORMAT if a code is 3. */
+bn_status bn_unpack_i2s(const uint8_t *in, int64_t n, int8_t *q, float *scale);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BITNET_TYPES_H */

@@ -1,0 +1,23 @@
+#!/bin/sh
+# Installs the Debian packages bitnet needs to build and test, when they are missing.
+# As root it runs apt-get; otherwise it prints the exact command to run.
+set -e
+PKGS="build-essential pkg-config libcmocka-dev libcjson-dev"
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" = 0 ]; then
+    echo "deps: installing$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq || { echo "deps: apt-get update failed" >&2; exit 1; }
+    apt-get install -y -qq --no-install-recommends $missing || {
+        echo "deps: apt-get install failed for:$missing" >&2; exit 1; }
+else
+    echo "deps: missing Debian packages:$missing" >&2
+    echo "deps: run: sudo apt-get install -y$missing" >&2
+    exit 1
+fi
