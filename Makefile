@@ -28,7 +28,7 @@ WARN   += -Werror
 endif
 OPT    ?= -O2 -g
 CSTD   := -std=c11 -D_GNU_SOURCE
-CFLAGS_ALL = $(CSTD) $(OPT) $(WARN) -pthread -MMD -MP -Iengine/include -Iengine/src $(EXTRA_CFLAGS)
+CFLAGS_ALL = $(CSTD) $(OPT) $(WARN) -pthread -MMD -MP -Iengine/include -Iengine/src $(ENGINE_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS_ALL = -pthread $(EXTRA_LDFLAGS)
 
 ifeq ($(SAN),1)
@@ -43,10 +43,12 @@ EXTRA_LDFLAGS += -fsanitize=thread
 endif
 
 # Libraries, found with pkg-config.
-APP_PKGS  := libcjson
-TEST_PKGS := cmocka libcjson
+ENGINE_PKGS := libpcre2-8
+APP_PKGS  := libcjson $(ENGINE_PKGS)
+TEST_PKGS := cmocka libcjson $(ENGINE_PKGS)
 APP_CFLAGS  = $(shell $(PKG_CONFIG) --cflags $(APP_PKGS) 2>/dev/null)
 APP_LIBS    = $(shell $(PKG_CONFIG) --libs $(APP_PKGS) 2>/dev/null)
+ENGINE_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(ENGINE_PKGS) 2>/dev/null)
 TEST_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS) 2>/dev/null)
 TEST_LIBS   = $(shell $(PKG_CONFIG) --libs $(TEST_PKGS) 2>/dev/null)
 SYS_LIBS    := -lm
