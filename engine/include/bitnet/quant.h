@@ -35,25 +35,29 @@ typedef enum bn_qgran {
     BN_QGRAN_GROUP = 2,   /* one scale per `group` consecutive weights of a row */
 } bn_qgran;
 
-/* Number of scales bn_quantize_absmean writes: 1, rows, or rows * cols / group. */
+/* Number of scales bn_quantize_absmean writes: 1, rows, or rows * cols / group
+ * (0 when the arguments are invalid). */
 int64_t bn_absmean_n_scales(int64_t rows, int64_t cols, bn_qgran g, int64_t group);
 
 /* w is rows x cols, row-major. q receives rows * cols ternary values; scales receives
  * bn_absmean_n_scales() dequantization multipliers (max(mean|W|, 1e-5)). For
- * BN_QGRAN_GROUP, group must be > 0 and divide cols (else BN_ERR_INVALID). */
+ * BN_QGRAN_GROUP, group must be > 0 and divide cols (else BN_ERR_INVALID). Groups are
+ * consecutive weights, so a group never spans two rows. mean |W| is accumulated in
+ * double and rounded to float; an empty group gets the 1e-5 floor. NaN weights give 0. */
 bn_status bn_quantize_absmean(const float *w, int64_t rows, int64_t cols, bn_qgran g,
                               int64_t group, int8_t *q, float *scales);
 /* The inverse: out = q * scale of its group. */
 void bn_dequantize_ternary(const int8_t *q, const float *scales, int64_t rows, int64_t cols,
                            bn_qgran g, int64_t group, float *out);
-/* In-place fake quantization of one tensor (what QAT's forward pass does). */
+/* In-place fake quantization of one tensor (what QAT's forward pass does):
+ * w = clamp(round(w * inv), -1, 1) * max(m, 1e-5), equal to quantize + dequantize. */
 void bn_fake_quantize_absmean(float *w, int64_t n);
 
 /* One token: writes n int8 values and returns s = 127 / max(max|x|, 1e-5). */
 float bn_quantize_act_row(const float *x, int64_t n, int8_t *q);
 /* rows tokens of n values each; s receives one scale per token. */
 void bn_quantize_act(const float *x, int64_t rows, int64_t n, int8_t *q, float *s);
-/* In-place fake quantization of one token. */
+/* In-place fake quantization of one token: x = clamp(round(x * s), -128, 127) / s. */
 void bn_fake_quantize_act_row(float *x, int64_t n);
 
 typedef struct bn_qerror {
