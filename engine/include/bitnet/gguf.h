@@ -23,6 +23,10 @@
  *     bn_gguf_writer_write(ctx, w, "out.gguf");   // temp file + rename
  *     bn_gguf_writer_free(w);
  *
+ * Writer errors: the setters return BN_ERR_INVALID for an empty or over-long key (65535
+ * bytes), a bad type or a tensor whose size does not match its type and shape; writing
+ * sets a message on ctx. general.alignment is written only when set (a u32 power of two).
+ *
  * Validation on open: magic "GGUF", version 3 (2 accepted), counts, string lengths and
  * array sizes checked against the bytes left before anything is allocated, at most 4
  * dims, checked size arithmetic, each tensor's data inside the file, general.alignment a
@@ -66,7 +70,7 @@ typedef enum bn_gguf_vtype {
 } bn_gguf_vtype;
 
 #define BN_GGUF_DEFAULT_ALIGNMENT 32
-#define BN_GGUF_MAX_DIMS 4
+#define BN_GGUF_MAX_DIMS          4
 
 typedef struct bn_gguf bn_gguf;
 
@@ -88,7 +92,8 @@ void bn_gguf_close(bn_gguf *g);
 uint32_t bn_gguf_version(const bn_gguf *g);
 size_t bn_gguf_alignment(const bn_gguf *g);
 size_t bn_gguf_file_size(const bn_gguf *g);
-const void *bn_gguf_base(const bn_gguf *g); /* start of the file's bytes */
+const void *bn_gguf_base(const bn_gguf *g);   /* start of the file's bytes */
+size_t bn_gguf_data_offset(const bn_gguf *g); /* file offset of the data section */
 
 /* ---- metadata ------------------------------------------------------------------ */
 int64_t bn_gguf_n_kv(const bn_gguf *g);
@@ -101,6 +106,7 @@ bn_gguf_vtype bn_gguf_kv_type(const bn_gguf *g, int64_t i);
 bn_status bn_gguf_get_u32(const bn_gguf *g, const char *key, uint32_t *out);
 bn_status bn_gguf_get_i32(const bn_gguf *g, const char *key, int32_t *out);
 bn_status bn_gguf_get_u64(const bn_gguf *g, const char *key, uint64_t *out);
+bn_status bn_gguf_get_i64(const bn_gguf *g, const char *key, int64_t *out);
 bn_status bn_gguf_get_f32(const bn_gguf *g, const char *key, float *out); /* f32 or f64 */
 bn_status bn_gguf_get_bool(const bn_gguf *g, const char *key, int *out);
 bn_status bn_gguf_get_str(const bn_gguf *g, const char *key, const char **out);
@@ -110,6 +116,10 @@ bn_status bn_gguf_get_str(const bn_gguf *g, const char *key, const char **out);
 double bn_gguf_kv_f64(const bn_gguf *g, int64_t i);
 int64_t bn_gguf_kv_i64(const bn_gguf *g, int64_t i);
 const char *bn_gguf_kv_str(const bn_gguf *g, int64_t i);
+/* Unsigned integers and bool as stored (a negative signed value gives 0). */
+uint64_t bn_gguf_kv_u64(const bn_gguf *g, int64_t i);
+/* A string value with its exact byte length (it may hold NUL bytes). */
+const char *bn_gguf_kv_strn(const bn_gguf *g, int64_t i, size_t *len);
 
 /* Arrays: element type, count, and elements. Numeric elements are stored contiguous
  * and little-endian (bool as u8); string elements are NUL-terminated copies, with their
@@ -144,6 +154,14 @@ bn_status bn_gguf_writer_set_arr(bn_gguf_writer *w, const char *key, bn_gguf_vty
 /* String array: n NUL-terminated strings, copied. */
 bn_status bn_gguf_writer_set_arr_str(bn_gguf_writer *w, const char *key, const char *const *v,
                                      uint64_t n);
+/* String array with explicit byte lengths (strings may hold NUL bytes; lens NULL: strlen). */
+bn_status bn_gguf_writer_set_arr_strn(bn_gguf_writer *w, const char *key, const char *const *v,
+                                      const size_t *lens, uint64_t n);
+/* A string of len bytes (may hold NUL bytes). */
+bn_status bn_gguf_writer_set_strn(bn_gguf_writer *w, const char *key, const char *v, size_t len);
+/* Any scalar type (not STRING or ARRAY): v points to its value in host order. */
+bn_status bn_gguf_writer_set_scalar(bn_gguf_writer *w, const char *key, bn_gguf_vtype vtype,
+                                    const void *v);
 /* Adds a tensor; size must equal the bytes its type and shape need. data is referenced. */
 bn_status bn_gguf_writer_add_tensor(bn_gguf_writer *w, const char *name, int type, int n_dims,
                                     const int64_t *ne, const void *data, size_t size);
