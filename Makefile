@@ -72,6 +72,8 @@ BIN        := $(BUILD)/bitnet
 TEST_SRC   := $(wildcard tests/unit/test_*.c)
 TEST_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_HELP  := $(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c))
+TOOL_SRC   := $(wildcard tests/tools/*.c)
+TOOL_BIN   := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRC))
 
 ifneq ($(V),1)
 Q := @
@@ -84,7 +86,7 @@ all: lib bin tests
 
 lib: $(LIB)
 bin: $(BIN)
-tests: $(TEST_BIN)
+tests: $(TEST_BIN) $(TOOL_BIN)
 
 $(BUILD)/engine/%_avx2.o: engine/src/%_avx2.c
 	@mkdir -p $(dir $@)
@@ -125,6 +127,11 @@ $(BUILD)/tests/%: tests/unit/%.c $(TEST_HELP) $(LIB)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS_ALL) -Itests/unit $(TEST_CFLAGS) $(LDFLAGS_ALL) -o $@ $< $(TEST_HELP) \
 		$(LIB) $(TEST_LIBS) $(SYS_LIBS)
+
+$(BUILD)/tools/%: tests/tools/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) $(TEST_CFLAGS) $(LDFLAGS_ALL) -o $@ $< $(TEST_LIBS)
 
 # ---- the two commands of the README ---------------------------------------------------
 

@@ -13,7 +13,7 @@ done
 for t in tests/cli/test_*.sh; do
     [ -f "$t" ] || continue
     echo "== $(basename "$t")"
-    if BITNET="$BUILD/bitnet" sh "$t"; then pass=$((pass + 1)); else fail=$((fail + 1)); failed="$failed $(basename "$t")"; fi
+    if BITNET="$BUILD/bitnet" JSONGET="$BUILD/tools/jsonget" sh "$t"; then pass=$((pass + 1)); else fail=$((fail + 1)); failed="$failed $(basename "$t")"; fi
 done
 echo
 [ -n "$failed" ] && echo "failed:$failed"

@@ -1,0 +1,35 @@
+# Shared helpers for the CLI tests (sourced). $BITNET is the binary, $JSONGET the
+# JSON reader from tests/tools.
+: "${BITNET:=build/bitnet}"
+: "${JSONGET:=build/tools/jsonget}"
+n_ok=0; n_bad=0
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+ok() { n_ok=$((n_ok + 1)); echo "  ok   $1"; }
+bad() { n_bad=$((n_bad + 1)); echo "  FAIL $1"; }
+
+# expect_exit CODE DESCRIPTION -- command...
+expect_exit() {
+    want=$1; what=$2; shift 3
+    "$@" >"$TMP/out" 2>"$TMP/err"; got=$?
+    if [ "$got" -eq "$want" ]; then ok "$what (exit $got)"; else
+        bad "$what: exit $got, wanted $want"; sed 's/^/       /' "$TMP/err" | head -5; fi
+}
+
+# expect_grep PATTERN FILE DESCRIPTION
+expect_grep() {
+    if grep -q -- "$1" "$2"; then ok "$3"; else bad "$3: '$1' not in $(basename "$2")"; fi
+}
+
+# one line on stderr, naming the problem
+expect_one_line_err() {
+    n=$(wc -l <"$TMP/err")
+    if [ "$n" -ge 1 ] && [ "$n" -le 2 ]; then ok "$1: short error"; else
+        bad "$1: $n lines on stderr"; fi
+}
+
+finish() {
+    echo "$1: $n_ok passed, $n_bad failed"
+    [ "$n_bad" -eq 0 ]
+}
