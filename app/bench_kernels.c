@@ -4,10 +4,10 @@
  * this machine measured in the same run.
  *
  * Method. For each shape N x K (outputs x inputs) we build enough distinct weight
- * matrices that together they are at least BENCH_WSET_BYTES (well past the L3 cache), so
+ * matrices that together they are at least 128 MiB by default (well past the L3 cache), so
  * a GEMV that cycles through them reads its weights from memory, as generation does.
  * One repetition = one GEMV on every matrix in turn; its time divided by the number of
- * matrices is one per-call time. The read-bandwidth probe (a plain streaming sum over a
+ * matrices is one per-call time (--wset sets the size of the set). The read-bandwidth probe (a plain streaming sum over a
  * buffer as large as those matrices, on the same number of threads) runs interleaved
  * with the GEMV repetitions, so both see the same state of the shared machine. We report
  * medians. bandwidth_ratio = (weight bytes / GEMV time) / (probe bytes / probe time).
@@ -24,7 +24,7 @@
 #include "bitnet/kernels.h"
 #include "bitnet/threadpool.h"
 
-#define BENCH_WSET_BYTES ((size_t)128 << 20)
+#define BENCH_WSET_MB_DEFAULT 128
 #define MAX_THREADS_LIST 8
 #define MAX_KERNELS 8
 
@@ -49,6 +49,7 @@ typedef struct bench_opts {
     int json;
     int quick;
     int no_ref;
+    size_t wset_bytes; /* GEMV working set */
 } bench_opts;
 
 typedef struct result {
@@ -288,6 +289,8 @@ static void help(FILE *out)
             "  -r, --reps N         repetitions per SIMD case, median reported (default 20)\n"
             "      --ref-reps N     repetitions per reference case (default 3)\n"
             "      --tokens N       GEMM batch size (default 128)\n"
+            "      --wset MB        GEMV working set in MiB (default 128; keep it well\n"
+            "                       above the last-level cache)\n"
             "      --no-ref         skip the reference kernels (no speed-up column)\n"
             "      --quick          a short run: 5 repetitions, no reference GEMM\n"
             "      --json           print one JSON document instead of the table\n"
@@ -309,6 +312,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o)
     o->reps = 20;
     o->ref_reps = 3;
     o->tokens = 128;
+    o->wset_bytes = (size_t)BENCH_WSET_MB_DEFAULT << 20;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -329,7 +333,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o)
                 return cli_usage_error("bench kernels", "bad thread list '%s'", v);
             i++;
         } else if (!strcmp(a, "-r") || !strcmp(a, "--reps") || !strcmp(a, "--ref-reps") ||
-                   !strcmp(a, "--tokens")) {
+                   !strcmp(a, "--tokens") || !strcmp(a, "--wset")) {
             if (!v || cli_parse_long(v, 1, 100000, &n))
                 return cli_usage_error("bench kernels", "%s needs a number from 1 to 100000",
                                        a);
@@ -337,6 +341,8 @@ static int parse_opts(int argc, char **argv, bench_opts *o)
                 o->ref_reps = (int)n;
             else if (!strcmp(a, "--tokens"))
                 o->tokens = (int)n;
+            else if (!strcmp(a, "--wset"))
+                o->wset_bytes = (size_t)n << 20;
             else
                 o->reps = (int)n;
             i++;
@@ -381,7 +387,7 @@ int bench_kernels_main(int argc, char **argv)
     int status = BN_EXIT_FAIL;
 
     /* the probe buffer: as large as the biggest working set */
-    size_t probe_bytes = BENCH_WSET_BYTES + (size_t)(6912 * 2560 / 4);
+    size_t probe_bytes = o.wset_bytes + (size_t)(6912 * 2560 / 4);
     uint64_t *pbuf = bn_malloc(probe_bytes);
     int64_t max_tok = o.tokens;
     float *xf = bn_malloc(sizeof(float) * (size_t)(max_tok * 6912));
@@ -400,14 +406,14 @@ int bench_kernels_main(int argc, char **argv)
         printf("kernels:");
         for (int i = 0; i < nk; i++) printf(" %s", ks[i]->name);
         printf(" (default: %s); GEMV cycles through >= %zu MB of weights; GEMM: %d tokens\n",
-               bn_kernels_get()->name, BENCH_WSET_BYTES >> 20, o.tokens);
+               bn_kernels_get()->name, o.wset_bytes >> 20, o.tokens);
         fflush(stdout);
     }
 
     for (size_t s = 0; s < n_sh; s++) {
         const shape *sh = &shapes_2b4t[s];
         size_t one = (size_t)sh->rows * (size_t)sh->cols / 4;
-        int n_mats = (int)((BENCH_WSET_BYTES + one - 1) / one);
+        int n_mats = (int)((o.wset_bytes + one - 1) / one);
         if (o.quick && n_mats > 48) n_mats = 48;
         wset ws;
         if (wset_build(&ws, sh, n_mats, seed + s)) goto done;
@@ -484,7 +490,7 @@ int bench_kernels_main(int argc, char **argv)
         cJSON *kl = cJSON_AddArrayToObject(d, "kernels");
         for (int i = 0; i < nk; i++) cJSON_AddItemToArray(kl, cJSON_CreateString(ks[i]->name));
         cJSON_AddStringToObject(d, "default_kernel", bn_kernels_get()->name);
-        cJSON_AddNumberToObject(d, "gemv_working_set_bytes", (double)BENCH_WSET_BYTES);
+        cJSON_AddNumberToObject(d, "gemv_working_set_bytes", (double)o.wset_bytes);
         cJSON_AddNumberToObject(d, "gemm_tokens", o.tokens);
         cJSON_AddItemToObject(d, "results", results_json(res, n_res));
         status = cli_print_json(d) ? BN_EXIT_FAIL : BN_EXIT_OK;
