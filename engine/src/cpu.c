@@ -27,7 +27,7 @@
 #endif
 #endif
 
-#define SYSFS_CPU "/sys/devices/system/cpu"
+#define SYSFS_CPU     "/sys/devices/system/cpu"
 #define MAX_TOPO_CPUS 4096
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -99,7 +99,7 @@ static unsigned long long read_xcr0(void)
 static void detect_brand(bn_cpu_info *ci)
 {
     unsigned int regs[12], a, b, c, d;
-    if (__get_cpuid_max(0x80000000u, NULL) < 0x80000004u) return;
+    if ((unsigned int)__get_cpuid_max(0x80000000u, NULL) < 0x80000004u) return;
     for (unsigned int i = 0; i < 3; i++) {
         __cpuid(0x80000002u + i, a, b, c, d);
         regs[4 * i + 0] = a;
@@ -120,7 +120,7 @@ static void detect_brand(bn_cpu_info *ci)
 static void detect_isa(bn_cpu_info *ci)
 {
     unsigned int a, b, c, d;
-    unsigned int max_leaf = __get_cpuid_max(0, NULL);
+    unsigned int max_leaf = (unsigned int)__get_cpuid_max(0, NULL);
     if (max_leaf == 0) return;
 
     __cpuid(0, a, b, c, d);
@@ -259,10 +259,14 @@ static size_t parse_cache_size(const char *s)
     long v = parse_long(&s);
     if (v <= 0) return 0;
     size_t mul = 1;
-    if (*s == 'K' || *s == 'k') mul = 1024;
-    else if (*s == 'M' || *s == 'm') mul = 1024 * 1024;
-    else if (*s == 'G' || *s == 'g') mul = (size_t)1024 * 1024 * 1024;
-    else if (*s != '\0') return 0;
+    if (*s == 'K' || *s == 'k')
+        mul = 1024;
+    else if (*s == 'M' || *s == 'm')
+        mul = 1024 * 1024;
+    else if (*s == 'G' || *s == 'g')
+        mul = (size_t)1024 * 1024 * 1024;
+    else if (*s != '\0')
+        return 0;
     return (size_t)v * mul;
 }
 
@@ -278,11 +282,14 @@ static void detect_caches(bn_cpu_info *ci)
         if (read_line(path, size, sizeof size) != 0) continue;
         if (strcmp(type, "Instruction") == 0) continue;
         size_t bytes = parse_cache_size(size);
-        if (strcmp(level, "1") == 0) ci->l1d_bytes = bytes;
-        else if (strcmp(level, "2") == 0) ci->l2_bytes = bytes;
-        else if (strcmp(level, "3") == 0) ci->l3_bytes = bytes;
+        if (strcmp(level, "1") == 0)
+            ci->l1d_bytes = bytes;
+        else if (strcmp(level, "2") == 0)
+            ci->l2_bytes = bytes;
+        else if (strcmp(level, "3") == 0)
+            ci->l3_bytes = bytes;
     }
-#if defined(_SC_LEVEL1_DCACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE) &&                     \
+#if defined(_SC_LEVEL1_DCACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE) &&                           \
         defined(_SC_LEVEL3_CACHE_SIZE)
     /* glibc's own detection where sysfs had nothing */
     long v;
@@ -317,20 +324,13 @@ char *bn_cpu_features_str(const bn_cpu_info *cpu, char *buf, size_t size)
         const char *name;
         int on;
     } feats[] = {
-            {"sse3", cpu->sse3},
-            {"ssse3", cpu->ssse3},
-            {"avx", cpu->avx},
-            {"avx2", cpu->avx2},
-            {"fma", cpu->fma},
-            {"f16c", cpu->f16c},
-            {"avx512f", cpu->avx512f},
-            {"avx512bw", cpu->avx512bw},
-            {"avx512vl", cpu->avx512vl},
-            {"avx512vnni", cpu->avx512vnni},
-            {"avx512dq", cpu->avx512dq},
-            {"avxvnni", cpu->avxvnni},
-            {"neon", cpu->neon},
-            {"dotprod", cpu->dotprod},
+            {"sse3", cpu->sse3},         {"ssse3", cpu->ssse3},
+            {"avx", cpu->avx},           {"avx2", cpu->avx2},
+            {"fma", cpu->fma},           {"f16c", cpu->f16c},
+            {"avx512f", cpu->avx512f},   {"avx512bw", cpu->avx512bw},
+            {"avx512vl", cpu->avx512vl}, {"avx512vnni", cpu->avx512vnni},
+            {"avx512dq", cpu->avx512dq}, {"avxvnni", cpu->avxvnni},
+            {"neon", cpu->neon},         {"dotprod", cpu->dotprod},
     };
     if (size == 0) return buf;
     size_t len = 0;

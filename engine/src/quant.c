@@ -10,7 +10,7 @@
 #include <math.h>
 
 #define ABSMEAN_FLOOR 1e-5f
-#define ACT_FLOOR 1e-5f
+#define ACT_FLOOR     1e-5f
 
 /* Elements that share one scale (rows * cols, cols or group), or -1 when invalid. */
 static int64_t absmean_chunk(int64_t rows, int64_t cols, bn_qgran g, int64_t group)
@@ -59,8 +59,8 @@ static float round_clamp(float v, float lo, float hi)
     return r < lo ? lo : r > hi ? hi : r;
 }
 
-bn_status bn_quantize_absmean(const float *w, int64_t rows, int64_t cols, bn_qgran g,
-                              int64_t group, int8_t *q, float *scales)
+bn_status bn_quantize_absmean(const float *w, int64_t rows, int64_t cols, bn_qgran g, int64_t group,
+                              int8_t *q, float *scales)
 {
     const int64_t chunk = absmean_chunk(rows, cols, g, group);
     if (chunk < 0) return BN_ERR_INVALID;

@@ -69,9 +69,9 @@ static void test_cpu_implications(void **state)
     if (c->avx512f) assert_true(c->avx2);
     if (c->dotprod) assert_true(c->neon);
     /* flags are 0 or 1 */
-    const int flags[] = {c->sse3,     c->ssse3,    c->avx,      c->avx2,       c->fma,
-                         c->f16c,     c->avx512f,  c->avx512bw, c->avx512vl,   c->avx512vnni,
-                         c->avx512dq, c->avxvnni,  c->neon,     c->dotprod};
+    const int flags[] = {c->sse3,     c->ssse3,   c->avx,      c->avx2,     c->fma,
+                         c->f16c,     c->avx512f, c->avx512bw, c->avx512vl, c->avx512vnni,
+                         c->avx512dq, c->avxvnni, c->neon,     c->dotprod};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         assert_true(flags[i] == 0 || flags[i] == 1);
 }
@@ -86,10 +86,12 @@ static void test_features_str(void **state)
         const char *name;
         int on;
     } f[] = {
-            {"sse3", c->sse3},         {"ssse3", c->ssse3},     {"avx", c->avx},
-            {"avx2", c->avx2},         {"fma", c->fma},         {"f16c", c->f16c},
-            {"avx512f", c->avx512f},   {"avx512bw", c->avx512bw}, {"avx512vl", c->avx512vl},
-            {"avx512vnni", c->avx512vnni}, {"avx512dq", c->avx512dq}, {"avxvnni", c->avxvnni},
+            {"sse3", c->sse3},         {"ssse3", c->ssse3},
+            {"avx", c->avx},           {"avx2", c->avx2},
+            {"fma", c->fma},           {"f16c", c->f16c},
+            {"avx512f", c->avx512f},   {"avx512bw", c->avx512bw},
+            {"avx512vl", c->avx512vl}, {"avx512vnni", c->avx512vnni},
+            {"avx512dq", c->avx512dq}, {"avxvnni", c->avxvnni},
             {"neon", c->neon},         {"dotprod", c->dotprod},
     };
     size_t n_on = 0;

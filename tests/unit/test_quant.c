@@ -97,18 +97,16 @@ static void test_absmean_invalid(void **state)
         bn_qgran g;
         int64_t group;
     } bad[] = {
-            {2, 4, BN_QGRAN_GROUP, 0},  {2, 4, BN_QGRAN_GROUP, 3}, {2, 4, BN_QGRAN_GROUP, -2},
+            {2, 4, BN_QGRAN_GROUP, 0},   {2, 4, BN_QGRAN_GROUP, 3},    {2, 4, BN_QGRAN_GROUP, -2},
             {-1, 4, BN_QGRAN_TENSOR, 0}, {2, -4, BN_QGRAN_CHANNEL, 0}, {2, 4, (bn_qgran)7, 0},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        assert_int_equal(bn_quantize_absmean(k_w23, bad[i].rows, bad[i].cols, bad[i].g,
-                                             bad[i].group, q, s),
-                         BN_ERR_INVALID);
-        assert_int_equal(bn_absmean_n_scales(bad[i].rows, bad[i].cols, bad[i].g, bad[i].group),
-                         0);
+        assert_int_equal(
+                bn_quantize_absmean(k_w23, bad[i].rows, bad[i].cols, bad[i].g, bad[i].group, q, s),
+                BN_ERR_INVALID);
+        assert_int_equal(bn_absmean_n_scales(bad[i].rows, bad[i].cols, bad[i].g, bad[i].group), 0);
     }
-    assert_int_equal(bn_quantize_absmean(k_w23, 2, 3, BN_QGRAN_TENSOR, 0, q, NULL),
-                     BN_ERR_INVALID);
+    assert_int_equal(bn_quantize_absmean(k_w23, 2, 3, BN_QGRAN_TENSOR, 0, q, NULL), BN_ERR_INVALID);
     assert_int_equal(bn_quantize_absmean(NULL, 2, 3, BN_QGRAN_TENSOR, 0, q, s), BN_ERR_INVALID);
     /* an empty tensor is fine: the scale is the floor */
     assert_int_equal(bn_quantize_absmean(NULL, 0, 0, BN_QGRAN_TENSOR, 0, NULL, s), BN_OK);
@@ -218,8 +216,8 @@ static void test_act_row(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int8_t q[4];
         const float s = bn_quantize_act_row(cases[i].x, 4, q);
-        if (s != cases[i].s) fail_msg("%s: s = %.9g want %.9g", cases[i].what, (double)s,
-                                      (double)cases[i].s);
+        if (s != cases[i].s)
+            fail_msg("%s: s = %.9g want %.9g", cases[i].what, (double)s, (double)cases[i].s);
         for (int j = 0; j < 4; j++) {
             if (q[j] != cases[i].q[j])
                 fail_msg("%s: q[%d] = %d want %d", cases[i].what, j, q[j], cases[i].q[j]);

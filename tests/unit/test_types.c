@@ -49,11 +49,11 @@ static void test_type_traits(void **state)
         int64_t block;
         size_t bytes;
     } cases[] = {
-            {BN_TYPE_F32, "f32", 1, 4},         {BN_TYPE_F16, "f16", 1, 2},
-            {BN_TYPE_Q8_0, "q8_0", 32, 34},     {BN_TYPE_I8, "i8", 1, 1},
-            {BN_TYPE_I16, "i16", 1, 2},         {BN_TYPE_I32, "i32", 1, 4},
-            {BN_TYPE_BF16, "bf16", 1, 2},       {BN_TYPE_TQ1_0, "tq1_0", 256, 54},
-            {BN_TYPE_TQ2_0, "tq2_0", 256, 66},  {BN_TYPE_I2_S, "i2_s", 128, 32},
+            {BN_TYPE_F32, "f32", 1, 4},        {BN_TYPE_F16, "f16", 1, 2},
+            {BN_TYPE_Q8_0, "q8_0", 32, 34},    {BN_TYPE_I8, "i8", 1, 1},
+            {BN_TYPE_I16, "i16", 1, 2},        {BN_TYPE_I32, "i32", 1, 4},
+            {BN_TYPE_BF16, "bf16", 1, 2},      {BN_TYPE_TQ1_0, "tq1_0", 256, 54},
+            {BN_TYPE_TQ2_0, "tq2_0", 256, 66}, {BN_TYPE_I2_S, "i2_s", 128, 32},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const bn_type_traits *t = bn_type_get(cases[i].id);
@@ -88,16 +88,26 @@ static void test_row_bytes(void **state)
         bn_status rc;
         size_t bytes;
     } cases[] = {
-            {BN_TYPE_F32, 0, BN_OK, 0},          {BN_TYPE_F32, 3, BN_OK, 12},
-            {BN_TYPE_F16, 5, BN_OK, 10},         {BN_TYPE_BF16, 7, BN_OK, 14},
-            {BN_TYPE_I8, 9, BN_OK, 9},           {BN_TYPE_I32, 2, BN_OK, 8},
-            {BN_TYPE_Q8_0, 64, BN_OK, 68},       {BN_TYPE_Q8_0, 33, BN_ERR_INVALID, 0},
-            {BN_TYPE_Q8_0, 16, BN_ERR_INVALID, 0}, {BN_TYPE_TQ2_0, 512, BN_OK, 132},
-            {BN_TYPE_TQ2_0, 255, BN_ERR_INVALID, 0}, {BN_TYPE_TQ1_0, 256, BN_OK, 54},
-            {BN_TYPE_TQ1_0, 2560, BN_OK, 540},   {BN_TYPE_TQ1_0, 257, BN_ERR_INVALID, 0},
-            {BN_TYPE_I2_S, 256, BN_OK, 64},      {BN_TYPE_I2_S, 100, BN_ERR_INVALID, 0},
-            {BN_TYPE_F32, -1, BN_ERR_INVALID, 0}, {2, 32, BN_ERR_UNSUPPORTED, 0},
-            {-5, 32, BN_ERR_UNSUPPORTED, 0},     {BN_TYPE_F32, INT64_MAX, BN_ERR_OVERFLOW, 0},
+            {BN_TYPE_F32, 0, BN_OK, 0},
+            {BN_TYPE_F32, 3, BN_OK, 12},
+            {BN_TYPE_F16, 5, BN_OK, 10},
+            {BN_TYPE_BF16, 7, BN_OK, 14},
+            {BN_TYPE_I8, 9, BN_OK, 9},
+            {BN_TYPE_I32, 2, BN_OK, 8},
+            {BN_TYPE_Q8_0, 64, BN_OK, 68},
+            {BN_TYPE_Q8_0, 33, BN_ERR_INVALID, 0},
+            {BN_TYPE_Q8_0, 16, BN_ERR_INVALID, 0},
+            {BN_TYPE_TQ2_0, 512, BN_OK, 132},
+            {BN_TYPE_TQ2_0, 255, BN_ERR_INVALID, 0},
+            {BN_TYPE_TQ1_0, 256, BN_OK, 54},
+            {BN_TYPE_TQ1_0, 2560, BN_OK, 540},
+            {BN_TYPE_TQ1_0, 257, BN_ERR_INVALID, 0},
+            {BN_TYPE_I2_S, 256, BN_OK, 64},
+            {BN_TYPE_I2_S, 100, BN_ERR_INVALID, 0},
+            {BN_TYPE_F32, -1, BN_ERR_INVALID, 0},
+            {2, 32, BN_ERR_UNSUPPORTED, 0},
+            {-5, 32, BN_ERR_UNSUPPORTED, 0},
+            {BN_TYPE_F32, INT64_MAX, BN_ERR_OVERFLOW, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t out = 12345;
@@ -472,8 +482,8 @@ static void test_tq1_0_all_bytes(void **state)
         memset(q, 0, sizeof q);
         int t = v;
         for (int k = 4; k >= 0; k--, t /= 3) {
-            q[7 + 32 * k] = (int8_t)(t % 3 - 1);          /* byte 7 */
-            q[160 + 9 + 16 * k] = (int8_t)(t % 3 - 1);    /* byte 32 + 9 */
+            q[7 + 32 * k] = (int8_t)(t % 3 - 1);       /* byte 7 */
+            q[160 + 9 + 16 * k] = (int8_t)(t % 3 - 1); /* byte 32 + 9 */
         }
         for (int k = 3, u = v % 81; k >= 0; k--, u /= 3) q[240 + 1 + 4 * k] = (int8_t)(u % 3 - 1);
         bn_pack_tq1_0(q, 1.0f, 256, blk);
@@ -562,13 +572,13 @@ static void test_round_trips(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_type_traits),      cmocka_unit_test(test_row_bytes),
-            cmocka_unit_test(test_f32_to_f16_known), cmocka_unit_test(test_f16_to_f32_known),
+            cmocka_unit_test(test_type_traits),        cmocka_unit_test(test_row_bytes),
+            cmocka_unit_test(test_f32_to_f16_known),   cmocka_unit_test(test_f16_to_f32_known),
             cmocka_unit_test(test_f16_round_trip_all), cmocka_unit_test(test_f16_rows),
-            cmocka_unit_test(test_bf16_known),       cmocka_unit_test(test_q8_0_known),
-            cmocka_unit_test(test_tq2_0_known),      cmocka_unit_test(test_tq2_0_reject),
-            cmocka_unit_test(test_tq_ref_quantizers), cmocka_unit_test(test_tq1_0_known),
-            cmocka_unit_test(test_tq1_0_all_bytes),  cmocka_unit_test(test_i2s_known),
+            cmocka_unit_test(test_bf16_known),         cmocka_unit_test(test_q8_0_known),
+            cmocka_unit_test(test_tq2_0_known),        cmocka_unit_test(test_tq2_0_reject),
+            cmocka_unit_test(test_tq_ref_quantizers),  cmocka_unit_test(test_tq1_0_known),
+            cmocka_unit_test(test_tq1_0_all_bytes),    cmocka_unit_test(test_i2s_known),
             cmocka_unit_test(test_round_trips),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
