@@ -91,7 +91,8 @@ void bn_dequantize_row_q8_0(const bn_block_q8_0 *x, float *y, int64_t n);
 
 /* TQ2_0 (llama.cpp): 256 weights in 66 bytes: qs[64] then fp16 d. n multiple of 256.
  * Pack: every block gets the same scale d. Unpack: q and the d of each block
- * (d_out has n / 256 entries). Returns BN_ERR_FORMAT if a code is 3 (not ternary). */
+ * (d_out has n / 256 entries, or is NULL). Returns BN_ERR_FORMAT if a code is 3 (not
+ * ternary), BN_ERR_INVALID if n is not a multiple of 256. */
 #define BN_QK_TQ 256
 #define BN_TQ2_0_BLOCK_BYTES 66
 #define BN_TQ1_0_BLOCK_BYTES 54
