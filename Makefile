@@ -173,6 +173,64 @@ format:
 	clang-format -i $$(find engine app tests ui db -name '*.[ch]' 2>/dev/null)
 
 clean:
-	rm -rf build build-san build-tsan
+	rm -rf build build-san build-tsan build-fuzz
 
 -include $(ENGINE_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(TEST_BIN:=.d)
+
+# ---- fuzzing ---------------------------------------------------------------------------
+# Each tests/fuzz/fuzz_<name>.c defines LLVMFuzzerTestOneInput. `make all` links it with
+# tests/fuzz/replay.c into $(BUILD)/tests/fuzzreplay_<name>, which scripts/run-tests.sh runs
+# over tests/fuzz/corpus/<name> (no clang needed). `make fuzz` (optional: clang 14 with
+# libFuzzer) builds build-fuzz/fuzz_<name> with ASan+UBSan and runs each for FUZZ_SECONDS;
+# new inputs go to build-fuzz/corpus/<name>, crashes to build-fuzz/crash-<name>-*.
+# `make fuzz-merge` adds the inputs that raise coverage to the saved corpus.
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
+FUZZ_REPLAY  := $(patsubst %,$(BUILD)/tests/fuzzreplay_%,$(FUZZ_NAMES))
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build-fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_LIBS     = $(shell $(PKG_CONFIG) --libs $(ENGINE_PKGS) 2>/dev/null)
+
+.PHONY: fuzz fuzz-build fuzz-merge
+.PRECIOUS: $(BUILD)/tests/fuzz/%.o
+tests: $(FUZZ_REPLAY)
+
+$(BUILD)/tests/fuzz/%.o: tests/fuzz/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/tests/fuzzreplay_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay.o $(LIB)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(FUZZ_LIBS) $(SYS_LIBS)
+
+fuzz-build:
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) \
+		OPT="-O1 -g -fno-omit-frame-pointer" \
+		EXTRA_CFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" EXTRA_LDFLAGS="$(FUZZ_SAN)" lib
+	@for n in $(FUZZ_NAMES); do \
+		echo "  LD      $(FUZZ_BUILD)/fuzz_$$n"; \
+		$(FUZZ_CC) $(CSTD) -O1 -g -fno-omit-frame-pointer -Iengine/include $(FUZZ_SAN) \
+			-fsanitize=fuzzer -o $(FUZZ_BUILD)/fuzz_$$n tests/fuzz/fuzz_$$n.c \
+			$(FUZZ_BUILD)/libbitnet.a $(FUZZ_LIBS) $(SYS_LIBS) -pthread || exit 1; \
+	done
+
+fuzz: fuzz-build
+	@for n in $(FUZZ_NAMES); do \
+		mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
+		dict=""; [ -f tests/fuzz/$$n.dict ] && dict="-dict=tests/fuzz/$$n.dict"; \
+		echo "  FUZZ    $$n for $(FUZZ_SECONDS) s"; \
+		$(FUZZ_BUILD)/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 $$dict \
+			-artifact_prefix=$(FUZZ_BUILD)/crash-$$n- \
+			$(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$$n || exit 1; \
+	done
+
+fuzz-merge: fuzz-build
+	@for n in $(FUZZ_NAMES); do \
+		mkdir -p $(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$$n; \
+		$(FUZZ_BUILD)/fuzz_$$n -merge=1 tests/fuzz/corpus/$$n $(FUZZ_BUILD)/corpus/$$n || exit 1; \
+	done
+
+-include $(wildcard $(BUILD)/tests/fuzz/*.d)

@@ -10,6 +10,14 @@ for t in "$BUILD"/tests/test_*; do
     echo "== $(basename "$t")"
     if "$t"; then pass=$((pass + 1)); else fail=$((fail + 1)); failed="$failed $(basename "$t")"; fi
 done
+# fuzz targets replay their saved corpus: BUILD/tests/fuzzreplay_<name> tests/fuzz/corpus/<name>
+for t in "$BUILD"/tests/fuzzreplay_*; do
+    case "$t" in *.d|*.o) continue ;; esac
+    [ -x "$t" ] || continue
+    name=${t##*/fuzzreplay_}
+    echo "== $(basename "$t")"
+    if "$t" "tests/fuzz/corpus/$name"; then pass=$((pass + 1)); else fail=$((fail + 1)); failed="$failed $(basename "$t")"; fi
+done
 for t in tests/cli/test_*.sh; do
     [ -f "$t" ] || continue
     echo "== $(basename "$t")"
