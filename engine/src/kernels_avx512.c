@@ -1,0 +1,241 @@
+/*
+ * kernels_avx512.c - AVX-512 VNNI kernels (compiled with AVX-512 F/BW/VL/DQ/VNNI; run
+ * only where bn_cpu_info_get() reports avx512f, avx512bw, avx512vl and avx512vnni).
+ *
+ * _mm512_dpbusd_epi32 multiplies unsigned codes (0, 1, 2) with signed activations and
+ * adds groups of four products straight into int32 lanes: exact, with no int16 stage.
+ * A 128-weight block's 32 code bytes are broadcast to both halves of a zmm; shifting
+ * the halves right by (6, 4) and by (2, 0) with _mm512_srlv_epi16, then masking with 3,
+ * gives the codes for activations 0-63 and 64-127 of the block, which are two plain
+ * 64-byte loads of the activation row. The float dots use the AVX2 forms (the lanes
+ * beyond 256 bits buy nothing for these memory-bound loops).
+ */
+#include <immintrin.h>
+
+#include "kernels_internal.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+#define PIN(v) __asm__("" : "+v"(v))
+
+#define CHUNK   16 /* blocks per K chunk: 8 tokens x 2 KiB of activations stay in L1 */
+#define GEMV_NR 4
+#define GEMM_NT 8
+#define GEMM_RB 16
+
+INLINE __m512i ld512(const void *p)
+{
+    return _mm512_loadu_si512(p);
+}
+
+/* The 32 code bytes at p in both 256-bit halves. */
+INLINE __m512i ld_codes(const uint8_t *p)
+{
+    return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
+}
+
+/* Shift counts per 16-bit lane: (lo, hi) for the low and high 256-bit halves. */
+INLINE __m512i counts(short lo, short hi)
+{
+    return _mm512_inserti64x4(_mm512_set1_epi16(lo), _mm256_set1_epi16(hi), 1);
+}
+
+INLINE void put(const bn_tmat *w, const bn_qact *x, int32_t *acc, float *y, int64_t ldy, int64_t r,
+                int64_t t, int32_t sum_cx)
+{
+    const int32_t a = sum_cx - x->sum[t];
+    if (acc)
+        acc[t * w->rows + r] = a;
+    else
+        y[t * ldy + r] = bn__tmat_out(a, w->scales[r], x->inv_scale[t]);
+}
+
+/* ---- GEMV ------------------------------------------------------------------------------ */
+
+/* Two accumulators per row (one per half of the block) keep the dpbusd chains short. */
+#define ROW(i)                                                                                     \
+    if (nr > (i)) {                                                                                \
+        const __m512i v = ld_codes(c + (i)*stride + b * 32);                                       \
+        a##i = _mm512_dpbusd_epi32(a##i, _mm512_and_si512(_mm512_srlv_epi16(v, k64), m3), x01);    \
+        h##i = _mm512_dpbusd_epi32(h##i, _mm512_and_si512(_mm512_srlv_epi16(v, k20), m3), x23);    \
+    }
+
+/* sum c*x for rows r .. r+nr-1 into out[0..nr). */
+INLINE void gemv_rows(const bn_tmat *w, const int8_t *xq, int64_t r, int nr, int32_t *out)
+{
+    const int64_t nb = w->kpad / BN_TMAT_KBLOCK, stride = w->row_bytes;
+    const uint8_t *c = w->codes + r * stride;
+    const __m512i m3 = _mm512_set1_epi8(3), k64 = counts(6, 4), k20 = counts(2, 0);
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    __m512i h0 = a0, h1 = a0, h2 = a0, h3 = a0;
+    for (int64_t b = 0; b < nb; b++) {
+        const __m512i x01 = ld512(xq + b * BN_TMAT_KBLOCK),
+                      x23 = ld512(xq + b * BN_TMAT_KBLOCK + 64);
+        ROW(0);
+        ROW(1);
+        ROW(2);
+        ROW(3);
+    }
+    out[0] = _mm512_reduce_add_epi32(_mm512_add_epi32(a0, h0));
+    if (nr > 1) out[1] = _mm512_reduce_add_epi32(_mm512_add_epi32(a1, h1));
+    if (nr > 2) out[2] = _mm512_reduce_add_epi32(_mm512_add_epi32(a2, h2));
+    if (nr > 3) out[3] = _mm512_reduce_add_epi32(_mm512_add_epi32(a3, h3));
+}
+#undef ROW
+
+static void gemv(const bn_tmat *w, const bn_qact *x, int32_t *acc, float *y, int64_t ldy,
+                 int64_t r0, int64_t r1)
+{
+    int32_t s[GEMV_NR];
+    int64_t r = r0;
+    for (; r + GEMV_NR <= r1; r += GEMV_NR) {
+        gemv_rows(w, x->q, r, GEMV_NR, s);
+        for (int i = 0; i < GEMV_NR; i++) put(w, x, acc, y, ldy, r + i, 0, s[i]);
+    }
+    const int nr = (int)(r1 - r);
+    switch (nr) {
+    case 3:
+        gemv_rows(w, x->q, r, 3, s);
+        break;
+    case 2:
+        gemv_rows(w, x->q, r, 2, s);
+        break;
+    case 1:
+        gemv_rows(w, x->q, r, 1, s);
+        break;
+    default:
+        break;
+    }
+    for (int i = 0; i < nr; i++) put(w, x, acc, y, ldy, r + i, 0, s[i]);
+}
+
+/* ---- GEMM ------------------------------------------------------------------------------ */
+
+#define TOK(j)                                                                                     \
+    if (nt > (j)) {                                                                                \
+        const int8_t *xb = xp[j] + b * BN_TMAT_KBLOCK;                                             \
+        a##j = _mm512_dpbusd_epi32(a##j, lo, ld512(xb));                                           \
+        h##j = _mm512_dpbusd_epi32(h##j, hi, ld512(xb + 64));                                      \
+        PIN(a##j);                                                                                 \
+        PIN(h##j);                                                                                 \
+    }
+#define FLUSH(j)                                                                                   \
+    if (nt > (j)) acc[j] = _mm512_add_epi32(acc[j], _mm512_add_epi32(a##j, h##j))
+
+/* acc[j] += sum c*x over nblk blocks of one row's codes c and token j's activations
+ * xp[j] (both at the chunk's start), for j < nt (a constant after inlining). */
+INLINE void gemm_row_chunk(const uint8_t *c, const int8_t *const *xp, int64_t nblk, int nt,
+                           __m512i *acc)
+{
+    const __m512i m3 = _mm512_set1_epi8(3), k64 = counts(6, 4), k20 = counts(2, 0);
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+            a7 = a0;
+    __m512i h0 = a0, h1 = a0, h2 = a0, h3 = a0, h4 = a0, h5 = a0, h6 = a0, h7 = a0;
+    for (int64_t b = 0; b < nblk; b++) {
+        const __m512i v = ld_codes(c + b * 32);
+        const __m512i lo = _mm512_and_si512(_mm512_srlv_epi16(v, k64), m3);
+        const __m512i hi = _mm512_and_si512(_mm512_srlv_epi16(v, k20), m3);
+        TOK(0);
+        TOK(1);
+        TOK(2);
+        TOK(3);
+        TOK(4);
+        TOK(5);
+        TOK(6);
+        TOK(7);
+    }
+    FLUSH(0);
+    FLUSH(1);
+    FLUSH(2);
+    FLUSH(3);
+    FLUSH(4);
+    FLUSH(5);
+    FLUSH(6);
+    FLUSH(7);
+}
+
+static void gemm_row_chunk_nt(const uint8_t *c, const int8_t *const *xp, int64_t nblk, int nt,
+                              __m512i *acc)
+{
+    switch (nt) {
+    case 8:
+        gemm_row_chunk(c, xp, nblk, 8, acc);
+        break;
+    case 7:
+        gemm_row_chunk(c, xp, nblk, 7, acc);
+        break;
+    case 6:
+        gemm_row_chunk(c, xp, nblk, 6, acc);
+        break;
+    case 5:
+        gemm_row_chunk(c, xp, nblk, 5, acc);
+        break;
+    case 4:
+        gemm_row_chunk(c, xp, nblk, 4, acc);
+        break;
+    case 3:
+        gemm_row_chunk(c, xp, nblk, 3, acc);
+        break;
+    case 2:
+        gemm_row_chunk(c, xp, nblk, 2, acc);
+        break;
+    default:
+        gemm_row_chunk(c, xp, nblk, 1, acc);
+        break;
+    }
+}
+
+static void gemm(const bn_tmat *w, const bn_qact *x, int32_t *acc, float *y, int64_t ldy,
+                 int64_t r0, int64_t r1)
+{
+    const int64_t nb = w->kpad / BN_TMAT_KBLOCK;
+    __m512i a[GEMM_RB][GEMM_NT];
+    for (int64_t rb = r0; rb < r1; rb += GEMM_RB) {
+        const int nr = (int)(r1 - rb < GEMM_RB ? r1 - rb : GEMM_RB);
+        for (int64_t t0 = 0; t0 < x->n_tok; t0 += GEMM_NT) {
+            const int nt = (int)(x->n_tok - t0 < GEMM_NT ? x->n_tok - t0 : GEMM_NT);
+            for (int i = 0; i < nr; i++)
+                for (int j = 0; j < nt; j++) a[i][j] = _mm512_setzero_si512();
+            for (int64_t b0 = 0; b0 < nb; b0 += CHUNK) {
+                const int64_t nblk = nb - b0 < CHUNK ? nb - b0 : CHUNK;
+                const int8_t *xp[GEMM_NT];
+                for (int j = 0; j < nt; j++)
+                    xp[j] = x->q + (t0 + j) * x->kpad + b0 * BN_TMAT_KBLOCK;
+                for (int i = 0; i < nr; i++)
+                    gemm_row_chunk_nt(w->codes + (rb + i) * w->row_bytes + b0 * 32, xp, nblk, nt,
+                                      a[i]);
+            }
+            for (int i = 0; i < nr; i++)
+                for (int j = 0; j < nt; j++)
+                    put(w, x, acc, y, ldy, rb + i, t0 + j, _mm512_reduce_add_epi32(a[i][j]));
+        }
+    }
+}
+
+static void avx512_tgemm_i32(const bn_tmat *w, const bn_qact *x, int32_t *acc, int64_t r0,
+                             int64_t r1)
+{
+    if (x->n_tok == 1)
+        gemv(w, x, acc, NULL, 0, r0, r1);
+    else
+        gemm(w, x, acc, NULL, 0, r0, r1);
+}
+
+static void avx512_tgemm(const bn_tmat *w, const bn_qact *x, float *y, int64_t ldy, int64_t r0,
+                         int64_t r1)
+{
+    if (x->n_tok == 1)
+        gemv(w, x, NULL, y, ldy, r0, r1);
+    else
+        gemm(w, x, NULL, y, ldy, r0, r1);
+}
+
+const bn_kernels bn__kernels_avx512 = {
+        .name = "avx512vnni",
+        .tgemm_i32 = avx512_tgemm_i32,
+        .tgemm = avx512_tgemm,
+        /* the float products are memory-bound: the AVX2 ones serve */
+        .dot_f32 = bn__dot_f32_avx2,
+        .dot_f16_f32 = bn__dot_f16_f32_avx2,
+        .dot_q8_0 = bn__dot_q8_0_avx2,
+};
