@@ -34,5 +34,7 @@ int cli_parse_long(const char *s, long lo, long hi, long *out);
 
 int cmd_bench(int argc, char **argv);
 void cmd_bench_help(FILE *out);
+int cmd_inspect(int argc, char **argv);
+void cmd_inspect_help(FILE *out);
 
 #endif
