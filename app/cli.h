@@ -36,5 +36,7 @@ int cmd_bench(int argc, char **argv);
 void cmd_bench_help(FILE *out);
 int cmd_inspect(int argc, char **argv);
 void cmd_inspect_help(FILE *out);
+int cmd_tokenize(int argc, char **argv);
+void cmd_tokenize_help(FILE *out);
 
 #endif

@@ -19,6 +19,7 @@ const bn_command bn_commands[] = {
         {"bench", "benchmark kernels (bench kernels)", cmd_bench, cmd_bench_help},
         {"help", "show help for a command", cmd_help, cmd_help_help},
         {"inspect", "show a GGUF file's metadata and tensors", cmd_inspect, cmd_inspect_help},
+        {"tokenize", "split text into tokens (ids and pieces)", cmd_tokenize, cmd_tokenize_help},
         {"version", "print version and build information", cmd_version, cmd_version_help},
         {NULL, NULL, NULL, NULL},
 };
