@@ -78,6 +78,21 @@ static size_t elem_size(bn_gguf_vtype t)
     }
 }
 
+/* A key or tensor name for the terminal: control bytes as '?', at most 120 bytes. */
+static const char *clean(const char *s, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (; s[n] && n < 120 && n + 4 < cap; n++)
+        out[n] = ((unsigned char)s[n] < 0x20 || s[n] == 0x7f) ? '?' : s[n];
+    if (s[n]) {
+        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80) n--;
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n] = '\0';
+    return out;
+}
+
 /* Element j of a numeric array: its raw bits (little-endian host, as the reader stores). */
 static uint64_t elem_raw(bn_gguf_vtype t, const void *data, uint64_t j)
 {
@@ -218,8 +233,9 @@ static void print_tensors(const bn_gguf *g, int list)
         const bn_gguf_tensor *t = bn_gguf_tensor_at(g, i);
         char shape[128];
         fmt_shape(t, shape, sizeof shape);
-        printf("  %-40s %-6s %-22s %12zu %12" PRIu64 "\n", t->name, bn_type_name(t->type), shape,
-               t->size, t->offset);
+        char name[128];
+        printf("  %-40s %-6s %-22s %12zu %12" PRIu64 "\n", clean(t->name, name, sizeof name),
+               bn_type_name(t->type), shape, t->size, t->offset);
     }
 }
 
@@ -233,7 +249,8 @@ static void print_text(const char *path, const bn_gguf *g, int list)
     printf("metadata:  %" PRId64 " entries\n", bn_gguf_n_kv(g));
     for (int64_t i = 0; i < bn_gguf_n_kv(g); i++) {
         bn_gguf_vtype t = bn_gguf_kv_type(g, i);
-        printf("  %-40s %-6s ", bn_gguf_key(g, i), bn_gguf_vtype_name(t));
+        char key[128];
+        printf("  %-40s %-6s ", clean(bn_gguf_key(g, i), key, sizeof key), bn_gguf_vtype_name(t));
         print_value(g, i);
         printf("\n");
     }

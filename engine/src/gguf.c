@@ -144,8 +144,33 @@ typedef struct rd {
     size_t n;
     size_t pos;
     bn_ctx *ctx;
-    char where[160]; /* "metadata entry 3 ('general.name')": prefix of messages */
+    char where[192]; /* "metadata entry 3 ('general.name')": prefix of messages */
 } rd;
+
+/* A name for messages: at most 100 bytes, control bytes shown as '?', so that a message
+ * stays one line whatever the file holds. */
+static void clean_name(char *dst, size_t cap, const char *src)
+{
+    size_t n = 0;
+    for (; src[n] && n < 100 && n + 4 < cap; n++) {
+        unsigned char c = (unsigned char)src[n];
+        dst[n] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+    }
+    if (src[n]) {
+        while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80) n--; /* whole UTF-8 chars */
+        memcpy(dst + n, "...", 3);
+        n += 3;
+    }
+    dst[n] = '\0';
+}
+
+/* Sets the message prefix to "<what> '<name>'". */
+static void set_where(rd *r, const char *what, const char *name)
+{
+    char clean[112];
+    clean_name(clean, sizeof clean, name);
+    snprintf(r->where, sizeof r->where, "%s'%s'", what, clean);
+}
 
 static bn_status rd_fail(rd *r, bn_status s, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
@@ -388,7 +413,10 @@ static bn_status read_kv(rd *r, bn_gguf *g, int64_t i)
     snprintf(r->where, sizeof r->where, "metadata entry %lld", (long long)i);
     bn_status rc = rd_name(r, "key", &kv->key);
     if (rc != BN_OK) return rc;
-    snprintf(r->where, sizeof r->where, "metadata entry %lld ('%.100s')", (long long)i, kv->key);
+    char what[48];
+    snprintf(what, sizeof what, "metadata entry %lld (", (long long)i);
+    set_where(r, what, kv->key);
+    strncat(r->where, ")", sizeof r->where - strlen(r->where) - 1);
     if (index_insert_kv(g, i) != BN_OK)
         return rd_fail(r, BN_ERR_FORMAT, "duplicate key at offset %zu", at);
     uint32_t t;
@@ -474,7 +502,7 @@ static bn_status read_tensor_info(rd *r, bn_gguf *g, int64_t i)
     bn_status rc = rd_name(r, "tensor name", &name);
     if (rc != BN_OK) return rc;
     t->name = name;
-    snprintf(r->where, sizeof r->where, "tensor '%.100s'", name);
+    set_where(r, "tensor ", name);
     if (index_insert_tensor(g, i) != BN_OK)
         return rd_fail(r, BN_ERR_FORMAT, "duplicate tensor name at offset %zu", at);
     uint32_t nd;
@@ -501,6 +529,41 @@ static bn_status read_tensor_info(rd *r, bn_gguf *g, int64_t i)
     return tensor_bytes(r, t->type, t->n_dims, t->ne, &t->size);
 }
 
+static int cmp_offset(const void *a, const void *b)
+{
+    const bn_gguf_tensor *x = *(const bn_gguf_tensor *const *)a;
+    const bn_gguf_tensor *y = *(const bn_gguf_tensor *const *)b;
+    if (x->offset != y->offset) return x->offset < y->offset ? -1 : 1;
+    return (x->size > y->size) - (x->size < y->size);
+}
+
+/* No two tensors may share data bytes: sorted by offset, each starts after the last ends. */
+static bn_status check_overlap(rd *r, bn_gguf *g)
+{
+    if (g->n_tensors < 2) return BN_OK;
+    const bn_gguf_tensor **s = bn_calloc((size_t)g->n_tensors, sizeof *s);
+    if (!s) return rd_fail(r, BN_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < g->n_tensors; i++) s[i] = &g->tensors[i];
+    qsort(s, (size_t)g->n_tensors, sizeof *s, cmp_offset);
+    const bn_gguf_tensor *prev = NULL;
+    bn_status rc = BN_OK;
+    for (int64_t i = 0; i < g->n_tensors && rc == BN_OK; i++) {
+        if (s[i]->size == 0) continue;
+        if (prev && s[i]->offset < prev->offset + prev->size) {
+            char other[112];
+            clean_name(other, sizeof other, prev->name);
+            set_where(r, "tensor ", s[i]->name);
+            rc = rd_fail(r, BN_ERR_FORMAT,
+                         "data at offset %llu overlaps tensor '%s' (offset %llu, %zu bytes)",
+                         (unsigned long long)s[i]->offset, other, (unsigned long long)prev->offset,
+                         prev->size);
+        }
+        prev = s[i];
+    }
+    bn_free(s);
+    return rc;
+}
+
 /* After the infos: place the data section and check every tensor's range. */
 static bn_status place_tensors(rd *r, bn_gguf *g)
 {
@@ -517,7 +580,7 @@ static bn_status place_tensors(rd *r, bn_gguf *g)
     size_t data_size = g->size - g->data_start;
     for (int64_t i = 0; i < g->n_tensors; i++) {
         bn_gguf_tensor *t = &g->tensors[i];
-        snprintf(r->where, sizeof r->where, "tensor '%.100s'", t->name);
+        set_where(r, "tensor ", t->name);
         if (t->offset % g->alignment != 0)
             return rd_fail(r, BN_ERR_FORMAT,
                            "data offset %llu is not a multiple of the alignment %zu",
@@ -529,7 +592,7 @@ static bn_status place_tensors(rd *r, bn_gguf *g)
                            (unsigned long long)t->offset, t->size, data_size);
         t->data = g->base + g->data_start + t->offset;
     }
-    return BN_OK;
+    return check_overlap(r, g);
 }
 
 /* ---- open / close ---------------------------------------------------------------------------- */

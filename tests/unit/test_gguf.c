@@ -715,6 +715,16 @@ static void test_bad_tensors(void **state)
     b_pad(&b, 32);
     b_zeros(&b, 64);
     expect_error(&b, BN_ERR_FORMAT, "tensor 'same': duplicate tensor name");
+    /* overlapping data, in either order of the infos */
+    b_header(&b, 3, 2, 0);
+    b_tinfo(&b, "late", 1, ne8, BN_TYPE_F32, 32);
+    b_tinfo(&b, "wide", 1, ne16, BN_TYPE_F32, 0);
+    b_pad(&b, 32);
+    b_zeros(&b, 64);
+    expect_error(&b, BN_ERR_FORMAT, "tensor 'late': data at offset 32 overlaps tensor 'wide'");
+    /* a name with control bytes: the message stays one line (open_buf checks) */
+    one_tensor(&b, "a\nb\x1b[31m", 1, ne8, 99, 0);
+    expect_error(&b, BN_ERR_UNSUPPORTED, "tensor 'a?b?[31m': unknown type id 99");
     /* tensor infos that end right at EOF: the data section would start past the end */
     b_header(&b, 3, 1, 0);
     b_tinfo(&b, "t", 1, ne8, BN_TYPE_F32, 0);
