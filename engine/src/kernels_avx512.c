@@ -10,13 +10,21 @@
  * 64-byte loads of the activation row. The float dots use the AVX2 forms (the lanes
  * beyond 256 bits buy nothing for these memory-bound loops).
  */
+#ifdef BN_KERNELS_AVX512_EMULATE
+/* tests/unit/test_kernels.c compiles this file against a plain-C model of the
+ * intrinsics (tests/unit/avx512_emu.h), with its table renamed, so that the logic is
+ * tested on CPUs without AVX-512. */
+#include "avx512_emu.h"
+#define PIN(v)             ((void)0)
+#define bn__kernels_avx512 bn__kernels_avx512_emulated
+#else
 #include <immintrin.h>
+#define PIN(v) __asm__("" : "+v"(v))
+#endif
 
 #include "kernels_internal.h"
 
 #define INLINE static inline __attribute__((always_inline))
-
-#define PIN(v) __asm__("" : "+v"(v))
 
 #define CHUNK   16 /* blocks per K chunk: 8 tokens x 2 KiB of activations stay in L1 */
 #define GEMV_NR 4
