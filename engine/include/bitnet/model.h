@@ -1,0 +1,182 @@
+/*
+ * bitnet/model.h - BitNet b1.58 transformers from GGUF: loading, the forward pass and
+ * the KV cache.
+ *
+ * Usage:
+ *
+ *     bn_model *m;
+ *     if (bn_model_load(ctx, "model.gguf", NULL, &m) != BN_OK) {
+ *         fprintf(stderr, "%s\n", bn_ctx_errmsg(ctx));      // one line naming the problem
+ *         return 1;
+ *     }
+ *     bn_model_state *st;                                   // KV cache + scratch, one sequence
+ *     bn_model_state_new(m, NULL, &st);
+ *     float *logits = bn_malloc(bn_model_n_vocab(m) * sizeof(float));
+ *     bn_model_eval(st, prompt, n_prompt, 0, 1, logits);    // whole prompt, last logits
+ *     int32_t next = argmax(logits);
+ *     bn_model_eval(st, &next, 1, bn_model_state_pos(st), 1, logits);
+ *     ...
+ *     bn_free(logits);
+ *     bn_model_state_free(st);
+ *     bn_model_free(m);
+ *
+ * Architectures (general.architecture): "bitnet-b1.58" (microsoft/bitnet-b1.58-2B-4T,
+ * squared-ReLU FFN) and "bitnet" (the older 1bitLLM models; SiLU FFN, as llama.cpp and
+ * bitnet.cpp run them). Metadata: <arch>.{context_length, embedding_length, block_count,
+ * feed_forward_length, attention.head_count} are required; <arch>.vocab_size (else the
+ * length of tokenizer.ggml.tokens, else token_embd's rows), attention.head_count_kv
+ * (default head_count), rope.dimension_count (default the head size),
+ * attention.layer_norm_rms_epsilon (default 1e-5) and rope.freq_base (default 10000)
+ * are optional.
+ *
+ * Tensors: token_embd.weight (F32, F16 or Q8_0; also the LM head when output.weight is
+ * absent), output_norm.weight, per layer blk.N.{attn_norm, attn_q, attn_k, attn_v,
+ * attn_output, attn_sub_norm, ffn_norm, ffn_gate, ffn_up, ffn_down, ffn_sub_norm}.weight.
+ * Norms are F32 or F16. The seven linear layers are ternary: I2_S (bitnet.cpp; one scale
+ * in the tensor's tail), TQ2_0 or TQ1_0 (llama.cpp; every block of a row must carry the
+ * same d). An optional F32 tensor blk.N.<name>.scale of one element (llama.cpp's
+ * wq_scale etc.) multiplies that layer's output. Every shape is checked; an error names
+ * the tensor and shows shapes as rows x cols (outputs x inputs), e.g.
+ * "blk.3.ffn_up.weight: shape 2560x6912, expected 6912x2560".
+ *
+ * The forward pass is the reference's: RMSNorm pre-norms; every BitLinear input is
+ * quantized per token to int8 (absmax, bn_quantize_act_row), once per input and shared
+ * by q/k/v and by gate/up; RoPE in the NEOX (rotate-half) arrangement; grouped-query
+ * causal attention over an F16 or F32 KV cache; the attention sub-norm before
+ * attn_output; FFN act(gate) * up, the FFN sub-norm before ffn_down; the final norm and
+ * the LM head (float dot products, Q8_0 rows against Q8_0-quantized activations as
+ * ggml does).
+ *
+ * Memory: the ternary weights are repacked once into the run-time layout and their
+ * pages of the file mapping are released (MADV_DONTNEED), so the file is not resident
+ * twice; embeddings and the LM head are read in place from the mapping.
+ *
+ * Threads: evaluation runs on the pool of the context given to bn_model_load. A model is
+ * read-only after loading and may serve several states, but calls that use the same
+ * context's pool must not run at the same time.
+ *
+ * Ownership: the model owns its GGUF reader (bn_model_gguf) and every weight; the state
+ * owns its cache and scratch. Free states before their model.
+ */
+#ifndef BITNET_MODEL_H
+#define BITNET_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bitnet/core.h"
+#include "bitnet/gguf.h"
+#include "bitnet/kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct bn_model bn_model;
+typedef struct bn_model_state bn_model_state;
+
+/* FFN activation, chosen by the architecture. */
+typedef enum bn_model_act {
+    BN_ACT_RELU2 = 0, /* relu(x)^2: bitnet-b1.58 */
+    BN_ACT_SILU = 1,  /* x * sigmoid(x): bitnet */
+} bn_model_act;
+
+/* Limits checked before anything is allocated. */
+#define BN_MODEL_MAX_EMBD  65536
+#define BN_MODEL_MAX_FF    (1 << 20)
+#define BN_MODEL_MAX_LAYER 1024
+#define BN_MODEL_MAX_HEAD  1024
+#define BN_MODEL_MAX_VOCAB (1 << 24)
+#define BN_MODEL_MAX_CTX   (1 << 24)
+
+typedef struct bn_model_hparams {
+    char arch[32];       /* "bitnet-b1.58" or "bitnet" */
+    bn_model_act act;
+    int64_t n_vocab;
+    int64_t n_ctx_train; /* context_length */
+    int64_t n_embd;
+    int64_t n_layer;
+    int64_t n_ff;
+    int64_t n_head;
+    int64_t n_head_kv;
+    int64_t head_dim;    /* n_embd / n_head */
+    int64_t n_rot;       /* rotated dimensions of a head (even, <= head_dim) */
+    float eps;           /* RMSNorm epsilon */
+    float rope_base;     /* rope.freq_base */
+    int weight_type;     /* bn_type of the ternary weights (of attn_q in layer 0) */
+    int embd_type;       /* bn_type of token_embd */
+    int head_type;       /* bn_type of the LM head */
+    int tied;            /* 1 when token_embd is also the LM head */
+} bn_model_hparams;
+
+typedef struct bn_model_params {
+    const bn_kernels *kernels; /* NULL: bn_kernels_get() */
+    int keep_mapping;          /* nonzero: do not release the repacked tensors' file pages */
+} bn_model_params;
+
+void bn_model_params_init(bn_model_params *p);
+
+/* Opens and maps path, validates it and builds the model. Errors: BN_ERR_IO (cannot
+ * open/map), BN_ERR_FORMAT (malformed file, missing tensor or key, wrong shape),
+ * BN_ERR_UNSUPPORTED (another architecture, a tensor type we do not run), BN_ERR_RANGE
+ * (a dimension over the limits), BN_ERR_NOMEM; each with a one-line message on ctx.
+ * p may be NULL for defaults. ctx must outlive the model. */
+bn_status bn_model_load(bn_ctx *ctx, const char *path, const bn_model_params *p,
+                        bn_model **out);
+void bn_model_free(bn_model *m); /* NULL is fine */
+
+const bn_model_hparams *bn_model_hparams_get(const bn_model *m);
+int64_t bn_model_n_vocab(const bn_model *m);
+int64_t bn_model_n_ctx_train(const bn_model *m);
+/* The model's GGUF reader (for the tokenizer and metadata); owned by the model. */
+const bn_gguf *bn_model_gguf(const bn_model *m);
+bn_ctx *bn_model_ctx(const bn_model *m);
+/* Bytes of weights as held at run time (repacked ternary matrices, norms, embeddings
+ * and LM head), and the size of the file. */
+size_t bn_model_weight_bytes(const bn_model *m);
+size_t bn_model_file_size(const bn_model *m);
+/* Bytes one generated token reads: ternary weights, norms and the LM head (the KV cache
+ * not included: see bn_model_state_kv_bytes_read). */
+size_t bn_model_bytes_per_token(const bn_model *m);
+
+/* ---- evaluation state: the KV cache and scratch of one sequence ----------------------- */
+
+typedef struct bn_model_state_params {
+    int64_t n_ctx;   /* tokens the cache holds; 0: min(context_length, 4096) */
+    int64_t n_batch; /* tokens evaluated at once (longer calls are split); 0: 512 */
+    int kv_type;     /* BN_TYPE_F16 or BN_TYPE_F32 */
+} bn_model_state_params;
+
+/* Defaults: n_ctx 0, n_batch 0, kv_type BN_TYPE_F16. */
+void bn_model_state_params_init(bn_model_state_params *p);
+
+/* BN_ERR_RANGE when n_ctx exceeds the model's context_length (or the limits);
+ * BN_ERR_INVALID for another kv_type; BN_ERR_NOMEM. p may be NULL for defaults. */
+bn_status bn_model_state_new(bn_model *m, const bn_model_state_params *p,
+                             bn_model_state **out);
+void bn_model_state_free(bn_model_state *st); /* NULL is fine */
+
+/* Empties the cache: the next evaluation starts at position 0. */
+void bn_model_state_reset(bn_model_state *st);
+int64_t bn_model_state_pos(const bn_model_state *st);   /* tokens in the cache */
+int64_t bn_model_state_n_ctx(const bn_model_state *st); /* capacity */
+size_t bn_model_state_kv_bytes(const bn_model_state *st);
+/* Bytes of the cache one more token at the current position reads (K and V). */
+size_t bn_model_state_kv_bytes_read(const bn_model_state *st);
+
+/* Evaluates n tokens at positions pos .. pos+n-1. pos may be at most the current
+ * position; the cache keeps positions < pos and drops the rest (so pos = 0 starts a new
+ * sequence and pos = bn_model_state_pos() continues). Tokens go through the batched
+ * (GEMM) path n_batch at a time, one token through GEMV. The logits of the last
+ * n_logits tokens (0 .. n) are written to logits, n_logits rows of n_vocab floats (logits
+ * may be NULL when n_logits is 0; the LM head is then skipped).
+ * Errors, with a message on the model's ctx: BN_ERR_RANGE when pos + n exceeds n_ctx
+ * (the state is unchanged), BN_ERR_INVALID for a token id out of range, n < 1, pos past
+ * the current position or n_logits out of range. */
+bn_status bn_model_eval(bn_model_state *st, const int32_t *tokens, int64_t n, int64_t pos,
+                        int64_t n_logits, float *logits);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BITNET_MODEL_H */

@@ -1,0 +1,573 @@
+/*
+ * model_forward.c - the BitNet b1.58 forward pass over a KV cache.
+ *
+ * One batch of T tokens goes through each layer in these phases; the per-token norms
+ * run on the pool when T > 1 and on the calling thread when T = 1, so a generated token
+ * costs five pool synchronisations per layer:
+ *
+ *   norm     h = RMSNorm(x) * attn_norm, quantized to int8 once       (per token)
+ *   qkv      q, k, v = h Wq, h Wk, h Wv; RoPE on q and k; k, v into the cache
+ *                                                      (threads own whole heads)
+ *   attn     softmax(q K^T / sqrt(d)) V per head, causal     ((token, head) pairs)
+ *   norm     att = RMSNorm(att) * attn_sub_norm, quantized           (per token)
+ *   o        x += att Wo                                            (rows split)
+ *   norm     h = RMSNorm(x) * ffn_norm, quantized                   (per token)
+ *   gate/up  a = act(h Wgate) * (h Wup)                             (rows split)
+ *   norm     a = RMSNorm(a) * ffn_sub_norm, quantized               (per token)
+ *   down     x += a Wdown                                           (rows split)
+ *
+ * Shapes: x, h, q, att, y are (T, n_embd); kx, vx (T, n_kv * d); gate, up (T, n_ff).
+ * Cache: K is (layer, position, n_kv * d); V is stored transposed, (layer, kv head, d,
+ * position), so that both attention products are contiguous dot products.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bitnet/quant.h"
+#include "bitnet/threadpool.h"
+#include "model_internal.h"
+
+#define DEFAULT_N_CTX   4096
+#define DEFAULT_N_BATCH 512
+
+struct bn_model_state {
+    bn_model *m;
+    bn_threadpool *pool;
+    int nth;         /* threads the pool may use */
+    int64_t n_ctx;   /* cache capacity */
+    int64_t n_batch; /* scratch capacity in tokens */
+    int64_t pos;     /* tokens in the cache */
+    int kv_type;
+    size_t kv_elt;   /* bytes per cache element */
+    void *kc, *vc;   /* K and V cache */
+    float *x, *h, *q, *kx, *vx, *att, *y, *gate, *up; /* see the file comment */
+    float *cs;       /* (T, n_rot): cos, sin of each rotated pair */
+    float *inv_freq; /* n_rot / 2 */
+    float *scores;   /* (nth, n_ctx) */
+    bn_block_q8_0 *x8; /* (T, n_embd / 32) for a Q8_0 LM head */
+    bn_qact qe;      /* quantized (T, n_embd) */
+    bn_qact qf;      /* quantized (T, n_ff) */
+};
+
+void bn_model_state_params_init(bn_model_state_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->kv_type = BN_TYPE_F16;
+}
+
+/* ---- state ------------------------------------------------------------------------------ */
+
+static bn_status state_alloc(bn_model_state *st)
+{
+    const bn_model_hparams *h = &st->m->hp;
+    const size_t B = (size_t)st->n_batch, E = (size_t)h->n_embd, F = (size_t)h->n_ff;
+    const size_t KV = (size_t)(h->n_head_kv * h->head_dim);
+    size_t cache;
+    if (bn_mul_size((size_t)h->n_layer * KV, (size_t)st->n_ctx, &cache) ||
+        bn_mul_size(cache, st->kv_elt, &cache))
+        return BN_ERR_OVERFLOW;
+    st->kc = bn_aligned_alloc(64, cache);
+    st->vc = bn_aligned_alloc(64, cache);
+    float **bufs[] = {&st->x, &st->h, &st->q, &st->att, &st->y};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) *bufs[i] = bn_malloc(B * E * 4);
+    st->kx = bn_malloc(B * KV * 4);
+    st->vx = bn_malloc(B * KV * 4);
+    st->gate = bn_malloc(B * F * 4);
+    st->up = bn_malloc(B * F * 4);
+    st->cs = bn_malloc(B * (size_t)h->n_rot * 4);
+    st->inv_freq = bn_malloc((size_t)h->n_rot / 2 * 4);
+    st->scores = bn_malloc((size_t)st->nth * (size_t)st->n_ctx * 4);
+    if (h->head_type == BN_TYPE_Q8_0) st->x8 = bn_malloc(B * E / BN_QK8_0 * sizeof *st->x8);
+    if (!st->kc || !st->vc || !st->x || !st->h || !st->q || !st->att || !st->y || !st->kx ||
+        !st->vx || !st->gate || !st->up || !st->cs || !st->inv_freq || !st->scores ||
+        (h->head_type == BN_TYPE_Q8_0 && !st->x8))
+        return BN_ERR_NOMEM;
+    bn_status rc = bn_qact_init(&st->qe, st->n_batch, h->n_embd);
+    if (rc == BN_OK) rc = bn_qact_init(&st->qf, st->n_batch, h->n_ff);
+    if (rc != BN_OK) return rc;
+    /* zeroed cache: positions never written are never read, but keep the bytes defined */
+    memset(st->kc, 0, cache);
+    memset(st->vc, 0, cache);
+    for (int64_t i = 0; i < h->n_rot / 2; i++)
+        st->inv_freq[i] = (float)pow((double)h->rope_base, -2.0 * (double)i / (double)h->n_rot);
+    return BN_OK;
+}
+
+bn_status bn_model_state_new(bn_model *m, const bn_model_state_params *p, bn_model_state **out)
+{
+    BN_ASSERT(m && out);
+    *out = NULL;
+    bn_model_state_params d;
+    if (!p) {
+        bn_model_state_params_init(&d);
+        p = &d;
+    }
+    const bn_model_hparams *h = &m->hp;
+    int64_t n_ctx = p->n_ctx;
+    if (n_ctx == 0) n_ctx = h->n_ctx_train < DEFAULT_N_CTX ? h->n_ctx_train : DEFAULT_N_CTX;
+    if (n_ctx < 1 || n_ctx > h->n_ctx_train)
+        return bn_ctx_set_error(m->ctx, BN_ERR_RANGE,
+                                "context of %lld tokens: the model allows 1 to %lld",
+                                (long long)n_ctx, (long long)h->n_ctx_train);
+    int64_t n_batch = p->n_batch ? p->n_batch : DEFAULT_N_BATCH;
+    if (n_batch < 1 || n_batch > (1 << 16))
+        return bn_ctx_set_error(m->ctx, BN_ERR_RANGE, "batch of %lld tokens: allowed 1 to %d",
+                                (long long)n_batch, 1 << 16);
+    if (n_batch > n_ctx) n_batch = n_ctx;
+    if (p->kv_type != BN_TYPE_F16 && p->kv_type != BN_TYPE_F32)
+        return bn_ctx_set_error(m->ctx, BN_ERR_INVALID, "KV cache type %s: use f16 or f32",
+                                bn_type_name(p->kv_type));
+    bn_model_state *st = bn_calloc(1, sizeof *st);
+    if (!st) return bn_ctx_set_error(m->ctx, BN_ERR_NOMEM, "out of memory");
+    st->m = m;
+    st->pool = bn_ctx_pool(m->ctx);
+    st->nth = st->pool ? bn_pool_size(st->pool) : 1;
+    st->n_ctx = n_ctx;
+    st->n_batch = n_batch;
+    st->kv_type = p->kv_type;
+    st->kv_elt = p->kv_type == BN_TYPE_F16 ? 2 : 4;
+    bn_status rc = state_alloc(st);
+    if (rc != BN_OK) {
+        bn_model_state_free(st);
+        return bn_ctx_set_error(m->ctx, rc, "KV cache of %lld tokens: %s", (long long)n_ctx,
+                                bn_status_str(rc));
+    }
+    *out = st;
+    return BN_OK;
+}
+
+void bn_model_state_free(bn_model_state *st)
+{
+    if (!st) return;
+    bn_free(st->kc);
+    bn_free(st->vc);
+    float *bufs[] = {st->x,    st->h,  st->q,  st->att, st->y,        st->kx,
+                     st->vx,   st->gate, st->up, st->cs,  st->inv_freq, st->scores};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) bn_free(bufs[i]);
+    bn_free(st->x8);
+    bn_qact_release(&st->qe);
+    bn_qact_release(&st->qf);
+    bn_free(st);
+}
+
+void bn_model_state_reset(bn_model_state *st)
+{
+    st->pos = 0;
+}
+
+int64_t bn_model_state_pos(const bn_model_state *st)
+{
+    return st->pos;
+}
+
+int64_t bn_model_state_n_ctx(const bn_model_state *st)
+{
+    return st->n_ctx;
+}
+
+size_t bn_model_state_kv_bytes(const bn_model_state *st)
+{
+    const bn_model_hparams *h = &st->m->hp;
+    return 2 * (size_t)(h->n_layer * h->n_head_kv * h->head_dim) * (size_t)st->n_ctx *
+           st->kv_elt;
+}
+
+size_t bn_model_state_kv_bytes_read(const bn_model_state *st)
+{
+    const bn_model_hparams *h = &st->m->hp;
+    return 2 * (size_t)(h->n_layer * h->n_head_kv * h->head_dim) * (size_t)(st->pos + 1) *
+           st->kv_elt;
+}
+
+/* ---- building blocks -------------------------------------------------------------------- */
+
+/* [*b, *e): thread tid's share of n items in multiples of grain (the last may be short). */
+static void split(int64_t n, int64_t grain, int tid, int nth, int64_t *b, int64_t *e)
+{
+    const int64_t units = (n + grain - 1) / grain;
+    const int64_t u0 = units * tid / nth, u1 = units * (tid + 1) / nth;
+    *b = u0 * grain < n ? u0 * grain : n;
+    *e = u1 * grain < n ? u1 * grain : n;
+}
+
+/* y = x / sqrt(mean(x^2) + eps) * w, over n values (y may be x). The sum of squares in
+ * double, as ggml's rms_norm. */
+static void rmsnorm(const float *x, const float *w, int64_t n, float eps, float *y)
+{
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) ss += (double)(x[i] * x[i]);
+    const float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps);
+    for (int64_t i = 0; i < n; i++) y[i] = (x[i] * scale) * w[i];
+}
+
+/* Quantizes rows [t0, t1) of x (n_tok x cols) into a (which holds the whole batch). */
+static void quantize_rows(bn_qact *a, const float *x, int64_t t0, int64_t t1)
+{
+    if (t1 <= t0) return;
+    bn_qact v = *a;
+    v.q = a->q + t0 * a->kpad;
+    v.inv_scale = a->inv_scale + t0;
+    v.sum = a->sum + t0;
+    v.cap = t1 - t0;
+    bn_qact_quantize(&v, x + t0 * a->cols, t1 - t0);
+}
+
+/* One phase's arguments. */
+typedef struct job {
+    bn_model_state *st;
+    const bn__layer *L;
+    int64_t il;   /* layer */
+    int64_t T;    /* tokens in the batch */
+    int64_t pos0; /* position of the first */
+    /* norm phases */
+    const float *src;
+    float *dst;
+    const float *w;
+    int64_t dim;
+    bn_qact *qa;
+    /* LM head */
+    int64_t n_out;
+    float *logits;
+} job;
+
+/* Per token: dst = RMSNorm(src) * w, quantized into qa. */
+static void task_norm(void *arg, int tid, int nth)
+{
+    const job *j = arg;
+    int64_t t0, t1;
+    split(j->T, 1, tid, nth, &t0, &t1);
+    const float eps = j->st->m->hp.eps;
+    for (int64_t t = t0; t < t1; t++)
+        rmsnorm(j->src + t * j->dim, j->w, j->dim, eps, j->dst + t * j->dim);
+    quantize_rows(j->qa, j->dst, t0, t1);
+}
+
+static void run_norm(job *j, const float *src, float *dst, const float *w, int64_t dim,
+                     bn_qact *qa)
+{
+    j->src = src;
+    j->dst = dst;
+    j->w = w;
+    j->dim = dim;
+    j->qa = qa;
+    bn_pool_run(j->T > 1 ? j->st->pool : NULL, task_norm, j);
+    qa->n_tok = j->T;
+}
+
+/* NEOX RoPE on one head: pairs (i, i + n_rot/2) rotated by the angles in cs. */
+static void rope(float *x, const float *cs, int64_t n_rot)
+{
+    const int64_t half = n_rot / 2;
+    for (int64_t i = 0; i < half; i++) {
+        const float c = cs[2 * i], s = cs[2 * i + 1];
+        const float x0 = x[i], x1 = x[i + half];
+        x[i] = x0 * c - x1 * s;
+        x[i + half] = x0 * s + x1 * c;
+    }
+}
+
+static void store(const bn_model_state *st, void *base, size_t idx, float v)
+{
+    if (st->kv_type == BN_TYPE_F16)
+        ((uint16_t *)base)[idx] = bn_f32_to_f16(v);
+    else
+        ((float *)base)[idx] = v;
+}
+
+/* ---- the phases --------------------------------------------------------------------- */
+
+/* q, k, v for the thread's heads (units of head_dim rows over [q | k | v]); RoPE; k and v
+ * into the cache. */
+static void task_qkv(void *arg, int tid, int nth)
+{
+    const job *j = arg;
+    bn_model_state *st = j->st;
+    const bn_model_hparams *h = &st->m->hp;
+    const bn_kernels *k = st->m->k;
+    const int64_t d = h->head_dim, nh = h->n_head, nkv = h->n_head_kv, KV = nkv * d;
+    int64_t u0, u1;
+    split(nh + 2 * nkv, 1, tid, nth, &u0, &u1);
+    /* the thread's units of each matrix: [a, b) in heads */
+    const int64_t qa = u0 < nh ? u0 : nh, qb = u1 < nh ? u1 : nh;
+    const int64_t ka = u0 - nh < 0 ? 0 : (u0 - nh < nkv ? u0 - nh : nkv);
+    const int64_t kb = u1 - nh < 0 ? 0 : (u1 - nh < nkv ? u1 - nh : nkv);
+    const int64_t va = u0 - nh - nkv < 0 ? 0 : u0 - nh - nkv;
+    const int64_t vb = u1 - nh - nkv < 0 ? 0 : u1 - nh - nkv;
+    if (qb > qa) k->tgemm(&j->L->w[BN__WQ], &st->qe, st->q, h->n_embd, qa * d, qb * d);
+    if (kb > ka) k->tgemm(&j->L->w[BN__WK], &st->qe, st->kx, KV, ka * d, kb * d);
+    if (vb > va) k->tgemm(&j->L->w[BN__WV], &st->qe, st->vx, KV, va * d, vb * d);
+    const size_t n_ctx = (size_t)st->n_ctx;
+    for (int64_t t = 0; t < j->T; t++) {
+        const float *cs = st->cs + t * h->n_rot;
+        const size_t p = (size_t)(j->pos0 + t);
+        for (int64_t hh = qa; hh < qb; hh++) rope(st->q + t * h->n_embd + hh * d, cs, h->n_rot);
+        for (int64_t g = ka; g < kb; g++) {
+            float *kr = st->kx + t * KV + g * d;
+            rope(kr, cs, h->n_rot);
+            const size_t base = ((size_t)j->il * n_ctx + p) * (size_t)KV + (size_t)(g * d);
+            for (int64_t i = 0; i < d; i++) store(st, st->kc, base + (size_t)i, kr[i]);
+        }
+        for (int64_t g = va; g < vb; g++) {
+            const float *vr = st->vx + t * KV + g * d;
+            const size_t base = ((size_t)j->il * (size_t)nkv + (size_t)g) * (size_t)d;
+            for (int64_t i = 0; i < d; i++) store(st, st->vc, (base + (size_t)i) * n_ctx + p, vr[i]);
+        }
+    }
+}
+
+/* Attention of token t, head hh: att = softmax(q K^T / sqrt(d)) V over positions
+ * 0 .. pos0 + t. */
+static void attend(const job *j, int64_t t, int64_t hh, float *s)
+{
+    bn_model_state *st = j->st;
+    const bn_model_hparams *h = &st->m->hp;
+    const bn_kernels *k = st->m->k;
+    const int64_t d = h->head_dim, KV = h->n_head_kv * d;
+    const int64_t g = hh / (h->n_head / h->n_head_kv);
+    const int64_t n_keys = j->pos0 + t + 1;
+    const float *q = st->q + t * h->n_embd + hh * d;
+    const float scale = 1.0f / sqrtf((float)d);
+    const size_t n_ctx = (size_t)st->n_ctx;
+    const size_t kbase = (size_t)j->il * n_ctx * (size_t)KV + (size_t)(g * d);
+    const size_t vbase = ((size_t)j->il * (size_t)h->n_head_kv + (size_t)g) * (size_t)d * n_ctx;
+    const int f16 = st->kv_type == BN_TYPE_F16;
+    float mx = -INFINITY;
+    for (int64_t p = 0; p < n_keys; p++) {
+        const size_t at = kbase + (size_t)p * (size_t)KV;
+        const float v = f16 ? k->dot_f16_f32((const uint16_t *)st->kc + at, q, d)
+                            : k->dot_f32((const float *)st->kc + at, q, d);
+        s[p] = v * scale;
+        mx = s[p] > mx ? s[p] : mx;
+    }
+    float sum = 0.0f;
+    for (int64_t p = 0; p < n_keys; p++) {
+        s[p] = expf(s[p] - mx);
+        sum += s[p];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t p = 0; p < n_keys; p++) s[p] *= inv;
+    float *out = st->att + t * h->n_embd + hh * d;
+    for (int64_t i = 0; i < d; i++) {
+        const size_t at = vbase + (size_t)i * n_ctx;
+        out[i] = f16 ? k->dot_f16_f32((const uint16_t *)st->vc + at, s, n_keys)
+                     : k->dot_f32((const float *)st->vc + at, s, n_keys);
+    }
+}
+
+/* (token, head) pairs dealt round-robin: later tokens see more keys, so contiguous
+ * ranges would be uneven. */
+static void task_attn(void *arg, int tid, int nth)
+{
+    const job *j = arg;
+    const int64_t nh = j->st->m->hp.n_head;
+    float *s = j->st->scores + (size_t)tid * (size_t)j->st->n_ctx;
+    for (int64_t u = tid; u < j->T * nh; u += nth) attend(j, u / nh, u % nh, s);
+}
+
+/* x += a W for the thread's rows of W (W is wo or wdown, a in qa). */
+static void residual_matmul(const job *j, int which, const bn_qact *qa, int tid, int nth)
+{
+    bn_model_state *st = j->st;
+    const bn_tmat *w = &j->L->w[which];
+    const int64_t E = st->m->hp.n_embd;
+    int64_t r0, r1;
+    split(w->rows, j->T == 1 ? 32 : 48, tid, nth, &r0, &r1);
+    if (r1 <= r0) return;
+    st->m->k->tgemm(w, qa, st->y, E, r0, r1);
+    for (int64_t t = 0; t < j->T; t++) {
+        float *x = st->x + t * E;
+        const float *y = st->y + t * E;
+        for (int64_t r = r0; r < r1; r++) x[r] += y[r];
+    }
+}
+
+static void task_o(void *arg, int tid, int nth)
+{
+    const job *j = arg;
+    residual_matmul(j, BN__WO, &j->st->qe, tid, nth);
+}
+
+static void task_down(void *arg, int tid, int nth)
+{
+    const job *j = arg;
+    residual_matmul(j, BN__WDOWN, &j->st->qf, tid, nth);
+}
+
+/* gate = act(h Wgate) * (h Wup) for the thread's rows. */
+static void task_gate_up(void *arg, int tid, int nth)
+{
+    const job *j = arg;
+    bn_model_state *st = j->st;
+    const int64_t F = st->m->hp.n_ff;
+    int64_t r0, r1;
+    split(F, j->T == 1 ? 32 : 48, tid, nth, &r0, &r1);
+    if (r1 <= r0) return;
+    st->m->k->tgemm(&j->L->w[BN__WGATE], &st->qe, st->gate, F, r0, r1);
+    st->m->k->tgemm(&j->L->w[BN__WUP], &st->qe, st->up, F, r0, r1);
+    const int silu = st->m->hp.act == BN_ACT_SILU;
+    for (int64_t t = 0; t < j->T; t++) {
+        float *g = st->gate + t * F;
+        const float *u = st->up + t * F;
+        for (int64_t r = r0; r < r1; r++) {
+            const float v = g[r];
+            const float a = silu ? v / (1.0f + expf(-v)) : (v > 0.0f ? v * v : 0.0f);
+            g[r] = a * u[r];
+        }
+    }
+}
+
+/* logits[i][r] for the thread's vocabulary rows r and the n_out normalized rows in h. */
+static void task_head(void *arg, int tid, int nth)
+{
+    const job *j = arg;
+    const bn_model_state *st = j->st;
+    const bn_model *m = st->m;
+    const int64_t E = m->hp.n_embd, V = m->hp.n_vocab;
+    int64_t r0, r1;
+    split(V, 64, tid, nth, &r0, &r1);
+    const uint8_t *rows = m->head;
+    for (int64_t r = r0; r < r1; r++) {
+        const void *row = rows + (size_t)r * m->head_row_bytes;
+        for (int64_t i = 0; i < j->n_out; i++) {
+            float v;
+            if (m->hp.head_type == BN_TYPE_F16)
+                v = m->k->dot_f16_f32(row, st->h + i * E, E);
+            else if (m->hp.head_type == BN_TYPE_F32)
+                v = m->k->dot_f32(row, st->h + i * E, E);
+            else
+                v = m->k->dot_q8_0(row, st->x8 + i * (E / BN_QK8_0), E);
+            j->logits[i * V + r] = v;
+        }
+    }
+}
+
+/* ---- evaluation --------------------------------------------------------------------- */
+
+static void embed(bn_model_state *st, const int32_t *tokens, int64_t T)
+{
+    const bn_model *m = st->m;
+    const int64_t E = m->hp.n_embd;
+    for (int64_t t = 0; t < T; t++) {
+        const uint8_t *row = (const uint8_t *)m->embd + (size_t)tokens[t] * m->embd_row_bytes;
+        float *x = st->x + t * E;
+        if (m->hp.embd_type == BN_TYPE_F32)
+            memcpy(x, row, (size_t)E * sizeof(float));
+        else if (m->hp.embd_type == BN_TYPE_F16)
+            bn_f16_to_f32_row((const uint16_t *)row, x, E);
+        else
+            bn_dequantize_row_q8_0((const bn_block_q8_0 *)row, x, E);
+    }
+}
+
+static void rope_angles(bn_model_state *st, int64_t pos0, int64_t T)
+{
+    const int64_t n_rot = st->m->hp.n_rot;
+    for (int64_t t = 0; t < T; t++) {
+        float *cs = st->cs + t * n_rot;
+        for (int64_t i = 0; i < n_rot / 2; i++) {
+            const double a = (double)(pos0 + t) * (double)st->inv_freq[i];
+            cs[2 * i] = (float)cos(a);
+            cs[2 * i + 1] = (float)sin(a);
+        }
+    }
+}
+
+static void layer_forward(job *j)
+{
+    bn_model_state *st = j->st;
+    const bn__layer *L = j->L;
+    const int64_t E = st->m->hp.n_embd, F = st->m->hp.n_ff;
+    run_norm(j, st->x, st->h, L->attn_norm, E, &st->qe);
+    bn_pool_run(st->pool, task_qkv, j);
+    bn_pool_run(st->pool, task_attn, j);
+    run_norm(j, st->att, st->att, L->attn_sub_norm, E, &st->qe);
+    bn_pool_run(st->pool, task_o, j);
+    run_norm(j, st->x, st->h, L->ffn_norm, E, &st->qe);
+    bn_pool_run(st->pool, task_gate_up, j);
+    run_norm(j, st->gate, st->gate, L->ffn_sub_norm, F, &st->qf);
+    bn_pool_run(st->pool, task_down, j);
+}
+
+/* The final norm and the LM head for tokens [T - n_out, T) of the batch. */
+static void head_forward(job *j, float *logits)
+{
+    bn_model_state *st = j->st;
+    const bn_model *m = st->m;
+    const int64_t E = m->hp.n_embd;
+    const int64_t first = j->T - j->n_out;
+    for (int64_t i = 0; i < j->n_out; i++) {
+        float *hn = st->h + i * E;
+        rmsnorm(st->x + (first + i) * E, m->output_norm, E, m->hp.eps, hn);
+        if (m->hp.head_type == BN_TYPE_Q8_0)
+            bn_quantize_row_q8_0(hn, st->x8 + i * (E / BN_QK8_0), E);
+    }
+    j->logits = logits;
+    bn_pool_run(st->pool, task_head, j);
+}
+
+/* One batch of T <= n_batch tokens at pos0; logits of its last n_out tokens. */
+static void batch_forward(bn_model_state *st, const int32_t *tokens, int64_t T, int64_t pos0,
+                          int64_t n_out, float *logits)
+{
+    bn_model *m = st->m;
+    job j = {.st = st, .T = T, .pos0 = pos0};
+    embed(st, tokens, T);
+    rope_angles(st, pos0, T);
+    for (int64_t il = 0; il < m->hp.n_layer; il++) {
+        j.il = il;
+        j.L = &m->layers[il];
+        layer_forward(&j);
+    }
+    st->pos = pos0 + T;
+    if (n_out > 0) {
+        j.n_out = n_out;
+        head_forward(&j, logits);
+    }
+}
+
+static bn_status check_eval(bn_model_state *st, const int32_t *tokens, int64_t n, int64_t pos,
+                            int64_t n_logits, const float *logits)
+{
+    bn_ctx *ctx = st->m->ctx;
+    if (n < 1 || !tokens)
+        return bn_ctx_set_error(ctx, BN_ERR_INVALID, "nothing to evaluate (%lld tokens)",
+                                (long long)n);
+    if (pos < 0 || pos > st->pos)
+        return bn_ctx_set_error(ctx, BN_ERR_INVALID,
+                                "position %lld is past the %lld tokens in the cache",
+                                (long long)pos, (long long)st->pos);
+    if (n > st->n_ctx - pos)
+        return bn_ctx_set_error(ctx, BN_ERR_RANGE,
+                                "context overflow: %lld tokens at position %lld exceed the "
+                                "context of %lld tokens",
+                                (long long)n, (long long)pos, (long long)st->n_ctx);
+    if (n_logits < 0 || n_logits > n || (n_logits > 0 && !logits))
+        return bn_ctx_set_error(ctx, BN_ERR_INVALID, "logits for %lld of %lld tokens",
+                                (long long)n_logits, (long long)n);
+    const int64_t V = st->m->hp.n_vocab;
+    for (int64_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return bn_ctx_set_error(ctx, BN_ERR_INVALID,
+                                    "token id %ld at index %lld is out of range [0, %lld)",
+                                    (long)tokens[i], (long long)i, (long long)V);
+    return BN_OK;
+}
+
+bn_status bn_model_eval(bn_model_state *st, const int32_t *tokens, int64_t n, int64_t pos,
+                        int64_t n_logits, float *logits)
+{
+    BN_ASSERT(st);
+    bn_status rc = check_eval(st, tokens, n, pos, n_logits, logits);
+    if (rc != BN_OK) return rc;
+    const int64_t V = st->m->hp.n_vocab, first_out = n - n_logits;
+    for (int64_t b0 = 0; b0 < n; b0 += st->n_batch) {
+        const int64_t T = n - b0 < st->n_batch ? n - b0 : st->n_batch;
+        /* tokens of this batch whose logits are wanted: [max(b0, first_out), b0 + T) */
+        const int64_t o0 = first_out > b0 ? first_out : b0;
+        const int64_t n_out = b0 + T > o0 ? b0 + T - o0 : 0;
+        float *out = n_out ? logits + (size_t)(o0 - first_out) * (size_t)V : NULL;
+        batch_forward(st, tokens + b0, T, pos + b0, n_out, out);
+    }
+    return BN_OK;
+}

@@ -1,0 +1,36 @@
+/* model_internal.h - what model_load.c and model_forward.c share. */
+#ifndef BITNET_MODEL_INTERNAL_H
+#define BITNET_MODEL_INTERNAL_H
+
+#include "bitnet/model.h"
+
+/* The seven ternary matrices of a layer, in the order of bn__lin_names. */
+enum { BN__WQ, BN__WK, BN__WV, BN__WO, BN__WGATE, BN__WUP, BN__WDOWN, BN__N_LIN };
+
+typedef struct bn__layer {
+    const float *attn_norm;     /* n_embd */
+    const float *attn_sub_norm; /* n_embd */
+    const float *ffn_norm;      /* n_embd */
+    const float *ffn_sub_norm;  /* n_ff */
+    bn_tmat w[BN__N_LIN];
+} bn__layer;
+
+struct bn_model {
+    bn_ctx *ctx;
+    bn_gguf *g;
+    const bn_kernels *k;
+    bn_model_hparams hp;
+    bn__layer *layers;   /* n_layer */
+    float *norms;        /* every norm vector, one allocation */
+    const float *output_norm;
+    const void *embd;    /* n_vocab rows of embd_row_bytes, in the mapping */
+    size_t embd_row_bytes;
+    const void *head;    /* the LM head: n_vocab rows of head_row_bytes */
+    size_t head_row_bytes;
+    size_t weight_bytes;
+    size_t tmat_bytes;   /* of the ternary matrices alone */
+};
+
+extern const char *const bn__lin_names[BN__N_LIN];
+
+#endif /* BITNET_MODEL_INTERNAL_H */

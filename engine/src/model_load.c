@@ -1,0 +1,446 @@
+/*
+ * model_load.c - BitNet b1.58 models from GGUF: hyperparameters, tensor validation,
+ * repacking of the ternary weights, accessors.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "model_internal.h"
+
+const char *const bn__lin_names[BN__N_LIN] = {
+        "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down",
+};
+
+typedef struct arch_def {
+    const char *name;
+    bn_model_act act;
+} arch_def;
+
+static const arch_def g_archs[] = {
+        {"bitnet-b1.58", BN_ACT_RELU2},
+        {"bitnet", BN_ACT_SILU},
+};
+
+void bn_model_params_init(bn_model_params *p)
+{
+    memset(p, 0, sizeof *p);
+}
+
+/* ---- hyperparameters ------------------------------------------------------------------ */
+
+/* <arch>.<key> as an integer in [lo, hi]; def when absent and not required. */
+static bn_status hp_int(bn_model *m, const char *key, int required, int64_t def, int64_t lo,
+                        int64_t hi, int64_t *out)
+{
+    char name[128];
+    snprintf(name, sizeof name, "%s.%s", m->hp.arch, key);
+    int64_t v;
+    bn_status rc = bn_gguf_get_i64(m->g, name, &v);
+    if (rc == BN_ERR_NOT_FOUND) {
+        if (required) return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "%s: missing", name);
+        v = def;
+    } else if (rc != BN_OK) {
+        return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "%s: not an integer", name);
+    }
+    if (v < lo || v > hi)
+        return bn_ctx_set_error(m->ctx, BN_ERR_RANGE, "%s: %lld is out of range [%lld, %lld]",
+                                name, (long long)v, (long long)lo, (long long)hi);
+    *out = v;
+    return BN_OK;
+}
+
+static bn_status hp_float(bn_model *m, const char *key, float def, float *out)
+{
+    char name[128];
+    snprintf(name, sizeof name, "%s.%s", m->hp.arch, key);
+    float v;
+    bn_status rc = bn_gguf_get_f32(m->g, name, &v);
+    if (rc == BN_ERR_NOT_FOUND)
+        v = def;
+    else if (rc != BN_OK)
+        return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "%s: not a number", name);
+    if (!(v > 0.0f) || !isfinite(v))
+        return bn_ctx_set_error(m->ctx, BN_ERR_RANGE, "%s: %g is not a positive number", name,
+                                (double)v);
+    *out = v;
+    return BN_OK;
+}
+
+static bn_status read_arch(bn_model *m)
+{
+    const char *a;
+    bn_status rc = bn_gguf_get_str(m->g, "general.architecture", &a);
+    if (rc == BN_ERR_NOT_FOUND)
+        return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "general.architecture: missing");
+    if (rc != BN_OK)
+        return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "general.architecture: not a string");
+    for (size_t i = 0; i < sizeof g_archs / sizeof g_archs[0]; i++) {
+        if (strcmp(a, g_archs[i].name) == 0) {
+            snprintf(m->hp.arch, sizeof m->hp.arch, "%s", a);
+            m->hp.act = g_archs[i].act;
+            return BN_OK;
+        }
+    }
+    return bn_ctx_set_error(m->ctx, BN_ERR_UNSUPPORTED,
+                            "unsupported architecture '%.64s' (supported: bitnet-b1.58, bitnet)",
+                            a);
+}
+
+/* The vocabulary size: <arch>.vocab_size, else the tokenizer's token count, else the
+ * rows of token_embd (checked against the tensor later). */
+static bn_status read_vocab(bn_model *m)
+{
+    char name[128];
+    snprintf(name, sizeof name, "%s.vocab_size", m->hp.arch);
+    if (bn_gguf_find_key(m->g, name) >= 0)
+        return hp_int(m, "vocab_size", 1, 0, 1, BN_MODEL_MAX_VOCAB, &m->hp.n_vocab);
+    int64_t i = bn_gguf_find_key(m->g, "tokenizer.ggml.tokens");
+    if (i >= 0 && bn_gguf_kv_type(m->g, i) == BN_GGUF_ARRAY) {
+        uint64_t n = bn_gguf_arr_n(m->g, i);
+        if (n < 1 || n > BN_MODEL_MAX_VOCAB)
+            return bn_ctx_set_error(m->ctx, BN_ERR_RANGE,
+                                    "tokenizer.ggml.tokens: %llu tokens is out of range",
+                                    (unsigned long long)n);
+        m->hp.n_vocab = (int64_t)n;
+        return BN_OK;
+    }
+    const bn_gguf_tensor *t = bn_gguf_find_tensor(m->g, "token_embd.weight");
+    if (!t) return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "token_embd.weight: missing");
+    if (t->n_dims != 2 || t->ne[1] < 1 || t->ne[1] > BN_MODEL_MAX_VOCAB)
+        return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT,
+                                "token_embd.weight: cannot tell the vocabulary size");
+    m->hp.n_vocab = t->ne[1];
+    return BN_OK;
+}
+
+static bn_status read_hparams(bn_model *m)
+{
+    bn_model_hparams *h = &m->hp;
+    bn_status rc = read_arch(m);
+    if (rc == BN_OK) rc = read_vocab(m);
+    if (rc == BN_OK) rc = hp_int(m, "context_length", 1, 0, 1, BN_MODEL_MAX_CTX, &h->n_ctx_train);
+    if (rc == BN_OK) rc = hp_int(m, "embedding_length", 1, 0, 1, BN_MODEL_MAX_EMBD, &h->n_embd);
+    if (rc == BN_OK) rc = hp_int(m, "block_count", 1, 0, 1, BN_MODEL_MAX_LAYER, &h->n_layer);
+    if (rc == BN_OK) rc = hp_int(m, "feed_forward_length", 1, 0, 1, BN_MODEL_MAX_FF, &h->n_ff);
+    if (rc == BN_OK) rc = hp_int(m, "attention.head_count", 1, 0, 1, BN_MODEL_MAX_HEAD, &h->n_head);
+    if (rc == BN_OK)
+        rc = hp_int(m, "attention.head_count_kv", 0, h->n_head, 1, h->n_head, &h->n_head_kv);
+    if (rc != BN_OK) return rc;
+    if (h->n_embd % h->n_head != 0 || (h->n_embd / h->n_head) % 2 != 0)
+        return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT,
+                                "%s: embedding_length %lld is not an even head size times "
+                                "head_count %lld",
+                                h->arch, (long long)h->n_embd, (long long)h->n_head);
+    if (h->n_head % h->n_head_kv != 0)
+        return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT,
+                                "%s.attention.head_count_kv: %lld does not divide head_count %lld",
+                                h->arch, (long long)h->n_head_kv, (long long)h->n_head);
+    h->head_dim = h->n_embd / h->n_head;
+    rc = hp_int(m, "rope.dimension_count", 0, h->head_dim, 2, h->head_dim, &h->n_rot);
+    if (rc != BN_OK) return rc;
+    if (h->n_rot % 2 != 0)
+        return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "%s.rope.dimension_count: %lld is odd",
+                                h->arch, (long long)h->n_rot);
+    rc = hp_float(m, "attention.layer_norm_rms_epsilon", 1e-5f, &h->eps);
+    if (rc == BN_OK) rc = hp_float(m, "rope.freq_base", 10000.0f, &h->rope_base);
+    return rc;
+}
+
+/* ---- tensors ---------------------------------------------------------------------------- */
+
+/* Finds name and checks its shape: n elements (rows 0) or rows x cols (ne = {cols, rows}). */
+static bn_status get_tensor(bn_model *m, const char *name, int64_t rows, int64_t cols,
+                            const bn_gguf_tensor **out)
+{
+    const bn_gguf_tensor *t = bn_gguf_find_tensor(m->g, name);
+    *out = t;
+    if (!t) return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "%s: missing", name);
+    const int want_dims = rows ? 2 : 1;
+    int ok = t->ne[0] == cols && t->ne[2] == 1 && t->ne[3] == 1 &&
+             (rows ? t->ne[1] == rows : t->ne[1] == 1);
+    if (ok) return BN_OK;
+    char got[96];
+    if (t->n_dims <= 2)
+        snprintf(got, sizeof got, t->n_dims == 1 ? "%lld" : "%lldx%lld",
+                 (long long)(t->n_dims == 1 ? t->ne[0] : t->ne[1]), (long long)t->ne[0]);
+    else
+        snprintf(got, sizeof got, "%lldx%lldx%lldx%lld (ne)", (long long)t->ne[0],
+                 (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3]);
+    if (want_dims == 1)
+        return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "%s: shape %s, expected %lld", name, got,
+                                (long long)cols);
+    return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "%s: shape %s, expected %lldx%lld", name,
+                            got, (long long)rows, (long long)cols);
+}
+
+/* A norm vector of n floats into dst (F32, F16 or BF16 in the file). */
+static bn_status load_norm(bn_model *m, const char *name, int64_t n, float *dst)
+{
+    const bn_gguf_tensor *t;
+    bn_status rc = get_tensor(m, name, 0, n, &t);
+    if (rc != BN_OK) return rc;
+    switch (t->type) {
+    case BN_TYPE_F32:
+        memcpy(dst, t->data, (size_t)n * sizeof(float));
+        break;
+    case BN_TYPE_F16:
+        bn_f16_to_f32_row(t->data, dst, n);
+        break;
+    case BN_TYPE_BF16:
+        bn_bf16_to_f32_row(t->data, dst, n);
+        break;
+    default:
+        return bn_ctx_set_error(m->ctx, BN_ERR_UNSUPPORTED,
+                                "%s: type %s is not supported for norms (f32, f16, bf16)", name,
+                                bn_type_name(t->type));
+    }
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(dst[i]))
+            return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "%s: element %lld is not finite",
+                                    name, (long long)i);
+    return BN_OK;
+}
+
+/* Drops the mapping's pages of bytes [p, p + n) that lie wholly inside the range. */
+static void release_pages(const void *p, size_t n)
+{
+    const long ps = sysconf(_SC_PAGESIZE);
+    if (ps <= 0 || n == 0) return;
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)ps - 1) & ~((uintptr_t)ps - 1);
+    uintptr_t e = ((uintptr_t)p + n) & ~((uintptr_t)ps - 1);
+    if (e > a) (void)madvise((void *)a, e - a, MADV_DONTNEED);
+}
+
+/* The optional blk.N.<lin>.scale tensor: one F32 that multiplies the layer's output. */
+static bn_status apply_scale_tensor(bn_model *m, const char *base, bn_tmat *w)
+{
+    char name[96];
+    snprintf(name, sizeof name, "%s.scale", base);
+    const bn_gguf_tensor *t = bn_gguf_find_tensor(m->g, name);
+    if (!t) return BN_OK;
+    if (t->type != BN_TYPE_F32 || t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3] != 1)
+        return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "%s: expected one f32, got %s x%lld",
+                                name, bn_type_name(t->type),
+                                (long long)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]));
+    float s;
+    memcpy(&s, t->data, sizeof s);
+    if (!isfinite(s)) return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "%s: not finite", name);
+    for (int64_t r = 0; r < w->rows; r++) w->scales[r] *= s;
+    return BN_OK;
+}
+
+static bn_status load_ternary(bn_model *m, const bn_model_params *p, int layer, int which,
+                              int64_t rows, int64_t cols, bn_tmat *w)
+{
+    char base[64], name[80];
+    snprintf(base, sizeof base, "blk.%d.%s", layer, bn__lin_names[which]);
+    snprintf(name, sizeof name, "%s.weight", base);
+    const bn_gguf_tensor *t;
+    bn_status rc = get_tensor(m, name, rows, cols, &t);
+    if (rc != BN_OK) return rc;
+    const int type = t->type;
+    switch (type) {
+    case BN_TYPE_I2_S:
+        if (cols % BN_QK_I2S != 0)
+            return bn_ctx_set_error(m->ctx, BN_ERR_UNSUPPORTED,
+                                    "%s: i2_s rows of %lld weights (not a multiple of 128)",
+                                    name, (long long)cols);
+        rc = bn_tmat_from_i2s(w, t->data, t->size, rows, cols);
+        break;
+    case BN_TYPE_TQ2_0:
+    case BN_TYPE_TQ1_0:
+        if (cols % BN_QK_TQ != 0)
+            return bn_ctx_set_error(m->ctx, BN_ERR_UNSUPPORTED,
+                                    "%s: %s rows of %lld weights (not a multiple of 256)", name,
+                                    bn_type_name(type), (long long)cols);
+        rc = type == BN_TYPE_TQ2_0 ? bn_tmat_from_tq2_0(w, t->data, t->size, rows, cols)
+                                   : bn_tmat_from_tq1_0(w, t->data, t->size, rows, cols);
+        break;
+    default:
+        return bn_ctx_set_error(m->ctx, BN_ERR_UNSUPPORTED,
+                                "%s: type %s is not a ternary type (i2_s, tq2_0, tq1_0)", name,
+                                bn_type_name(type));
+    }
+    if (rc == BN_ERR_NOMEM) return bn_ctx_set_error(m->ctx, rc, "%s: out of memory", name);
+    if (rc == BN_ERR_UNSUPPORTED)
+        return bn_ctx_set_error(m->ctx, rc, "%s: %s blocks of one row have different scales",
+                                name, bn_type_name(type));
+    if (rc != BN_OK)
+        return bn_ctx_set_error(m->ctx, rc, "%s: invalid %s data (%s)", name,
+                                bn_type_name(type), bn_status_str(rc));
+    for (int64_t r = 0; r < rows; r++)
+        if (!isfinite(w->scales[r]))
+            return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "%s: scale is not finite", name);
+    rc = apply_scale_tensor(m, base, w);
+    if (rc != BN_OK) return rc;
+    if (layer == 0 && which == BN__WQ) m->hp.weight_type = type;
+    m->tmat_bytes += (size_t)(w->rows * w->row_bytes) + (size_t)w->rows * sizeof(float);
+    if (!p->keep_mapping) release_pages(t->data, t->size);
+    return BN_OK;
+}
+
+static bn_status load_layer(bn_model *m, const bn_model_params *p, int il, float *norms)
+{
+    const bn_model_hparams *h = &m->hp;
+    bn__layer *L = &m->layers[il];
+    const int64_t E = h->n_embd, F = h->n_ff, KV = h->n_head_kv * h->head_dim;
+    char name[64];
+    bn_status rc = BN_OK;
+    static const char *const norm_names[4] = {"attn_norm", "attn_sub_norm", "ffn_norm",
+                                              "ffn_sub_norm"};
+    const int64_t norm_len[4] = {E, E, E, F};
+    float *dst = norms;
+    const float **slots[4] = {&L->attn_norm, &L->attn_sub_norm, &L->ffn_norm, &L->ffn_sub_norm};
+    for (int i = 0; i < 4 && rc == BN_OK; i++) {
+        snprintf(name, sizeof name, "blk.%d.%s.weight", il, norm_names[i]);
+        rc = load_norm(m, name, norm_len[i], dst);
+        *slots[i] = dst;
+        dst += norm_len[i];
+    }
+    const int64_t shape[BN__N_LIN][2] = {{E, E}, {KV, E}, {KV, E}, {E, E},
+                                         {F, E}, {F, E},  {E, F}};
+    for (int i = 0; i < BN__N_LIN && rc == BN_OK; i++)
+        rc = load_ternary(m, p, il, i, shape[i][0], shape[i][1], &L->w[i]);
+    return rc;
+}
+
+/* token_embd and the LM head: F32, F16 or Q8_0 rows, used in place. */
+static bn_status check_rows(bn_model *m, const char *name, const bn_gguf_tensor *t)
+{
+    const int ty = t->type;
+    if (ty != BN_TYPE_F32 && ty != BN_TYPE_F16 && ty != BN_TYPE_Q8_0)
+        return bn_ctx_set_error(m->ctx, BN_ERR_UNSUPPORTED,
+                                "%s: type %s is not supported here (f32, f16, q8_0)", name,
+                                bn_type_name(ty));
+    if (ty == BN_TYPE_Q8_0 && m->hp.n_embd % BN_QK8_0 != 0)
+        return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "%s: q8_0 rows of %lld elements", name,
+                                (long long)m->hp.n_embd);
+    return BN_OK;
+}
+
+static bn_status load_embeddings(bn_model *m)
+{
+    const bn_model_hparams *h = &m->hp;
+    const bn_gguf_tensor *te, *to;
+    bn_status rc = get_tensor(m, "token_embd.weight", h->n_vocab, h->n_embd, &te);
+    if (rc == BN_OK) rc = check_rows(m, "token_embd.weight", te);
+    if (rc != BN_OK) return rc;
+    to = te;
+    m->hp.tied = bn_gguf_find_tensor(m->g, "output.weight") == NULL;
+    if (!m->hp.tied) {
+        rc = get_tensor(m, "output.weight", h->n_vocab, h->n_embd, &to);
+        if (rc == BN_OK) rc = check_rows(m, "output.weight", to);
+        if (rc != BN_OK) return rc;
+    }
+    m->embd = te->data;
+    m->embd_row_bytes = te->size / (size_t)h->n_vocab;
+    m->head = to->data;
+    m->head_row_bytes = to->size / (size_t)h->n_vocab;
+    m->hp.embd_type = te->type;
+    m->hp.head_type = to->type;
+    m->weight_bytes += te->size + (m->hp.tied ? 0 : to->size);
+    return BN_OK;
+}
+
+static bn_status load_weights(bn_model *m, const bn_model_params *p)
+{
+    const bn_model_hparams *h = &m->hp;
+    /* per layer 3 * n_embd + n_ff norm floats, plus output_norm; small by the caps */
+    const size_t per_layer = (size_t)(3 * h->n_embd + h->n_ff);
+    const size_t n_norm = per_layer * (size_t)h->n_layer + (size_t)h->n_embd;
+    m->norms = bn_malloc(n_norm * sizeof(float));
+    m->layers = bn_calloc((size_t)h->n_layer, sizeof *m->layers);
+    if (!m->norms || !m->layers) return bn_ctx_set_error(m->ctx, BN_ERR_NOMEM, "out of memory");
+    bn_status rc = load_embeddings(m);
+    if (rc == BN_OK) rc = load_norm(m, "output_norm.weight", h->n_embd, m->norms);
+    m->output_norm = m->norms;
+    for (int il = 0; il < h->n_layer && rc == BN_OK; il++)
+        rc = load_layer(m, p, il, m->norms + h->n_embd + per_layer * (size_t)il);
+    m->weight_bytes += m->tmat_bytes + n_norm * sizeof(float);
+    return rc;
+}
+
+bn_status bn_model_load(bn_ctx *ctx, const char *path, const bn_model_params *p,
+                        bn_model **out)
+{
+    BN_ASSERT(ctx && path && out);
+    *out = NULL;
+    bn_model_params defaults;
+    if (!p) {
+        bn_model_params_init(&defaults);
+        p = &defaults;
+    }
+    bn_model *m = bn_calloc(1, sizeof *m);
+    if (!m) return bn_ctx_set_error(ctx, BN_ERR_NOMEM, "out of memory");
+    m->ctx = ctx;
+    m->k = p->kernels ? p->kernels : bn_kernels_get();
+    bn_status rc = bn_gguf_open(ctx, path, &m->g);
+    if (rc == BN_OK) rc = read_hparams(m);
+    if (rc == BN_OK) rc = load_weights(m, p);
+    if (rc != BN_OK) {
+        bn_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return BN_OK;
+}
+
+void bn_model_free(bn_model *m)
+{
+    if (!m) return;
+    if (m->layers)
+        for (int64_t il = 0; il < m->hp.n_layer; il++)
+            for (int i = 0; i < BN__N_LIN; i++) bn_tmat_release(&m->layers[il].w[i]);
+    bn_free(m->layers);
+    bn_free(m->norms);
+    bn_gguf_close(m->g);
+    bn_free(m);
+}
+
+/* ---- accessors -------------------------------------------------------------------------- */
+
+const bn_model_hparams *bn_model_hparams_get(const bn_model *m)
+{
+    return &m->hp;
+}
+
+int64_t bn_model_n_vocab(const bn_model *m)
+{
+    return m->hp.n_vocab;
+}
+
+int64_t bn_model_n_ctx_train(const bn_model *m)
+{
+    return m->hp.n_ctx_train;
+}
+
+const bn_gguf *bn_model_gguf(const bn_model *m)
+{
+    return m->g;
+}
+
+bn_ctx *bn_model_ctx(const bn_model *m)
+{
+    return m->ctx;
+}
+
+size_t bn_model_weight_bytes(const bn_model *m)
+{
+    return m->weight_bytes;
+}
+
+size_t bn_model_file_size(const bn_model *m)
+{
+    return bn_gguf_file_size(m->g);
+}
+
+size_t bn_model_bytes_per_token(const bn_model *m)
+{
+    const bn_model_hparams *h = &m->hp;
+    const size_t norms = ((size_t)(3 * h->n_embd + h->n_ff) * (size_t)h->n_layer +
+                          (size_t)h->n_embd) * sizeof(float);
+    return m->tmat_bytes + norms + m->head_row_bytes * (size_t)h->n_vocab;
+}

@@ -1,0 +1,807 @@
+/* test_model.c - the BitNet model: logits against a naive single-threaded float
+ * reimplementation written here, batched == token by token, I2_S == TQ2_0 == TQ1_0,
+ * the older "bitnet" architecture (SiLU, Q8_0 embeddings, separate LM head, .scale
+ * tensors, partial RoPE, F32 cache), malformed files, allocation failures, context
+ * overflow. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bitnet/gguf.h"
+#include "bitnet/model.h"
+#include "bitnet/quant.h"
+
+static bn_ctx *g_ctx;
+static char g_dir[64];
+
+/* ---- a random test model ----------------------------------------------------------------- */
+
+#define MAX_LAYER 4
+enum { N_LIN = 7 };
+static const char *const lin_names[N_LIN] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
+                                             "ffn_gate", "ffn_up", "ffn_down"};
+static const char *const norm_names[4] = {"attn_norm", "attn_sub_norm", "ffn_norm",
+                                          "ffn_sub_norm"};
+
+typedef struct cfg {
+    const char *arch;
+    int n_layer, E, F, nh, nkv, n_rot, V, n_ctx;
+    float eps, base;
+    int embd_type;   /* F16, F32 or Q8_0 */
+    int untied;      /* an output.weight (F32) */
+    int with_scales; /* blk.N.<lin>.scale tensors */
+    int vocab_key;   /* write <arch>.vocab_size */
+} cfg;
+
+/* The model as the reference sees it (every value exactly what the file holds). */
+typedef struct tmodel {
+    cfg c;
+    float *embd;               /* V x E, as stored (f16/q8_0 rounded) */
+    uint8_t *embd_raw;         /* the stored bytes */
+    size_t embd_bytes;
+    float *out;                /* V x E when untied */
+    float *norms[MAX_LAYER][4];
+    float *out_norm;
+    int8_t *w[MAX_LAYER][N_LIN];  /* rows x cols ternary */
+    float ws[MAX_LAYER][N_LIN];   /* the tensor's scale (f16-exact) */
+    float wst[MAX_LAYER][N_LIN];  /* the .scale tensor's value (1 when none) */
+} tmodel;
+
+static uint64_t g_rng = 88172645463325252ull;
+static uint64_t rnd(void)
+{
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return g_rng;
+}
+static float frand(void) /* uniform in [-1, 1) */
+{
+    return (float)((double)(rnd() >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+static float gauss(void)
+{
+    float s = 0;
+    for (int i = 0; i < 4; i++) s += frand();
+    return s * 0.866f; /* ~unit variance */
+}
+
+static void lin_shape(const cfg *c, int which, int *rows, int *cols)
+{
+    const int d = c->E / c->nh, KV = c->nkv * d;
+    const int r[N_LIN] = {c->E, KV, KV, c->E, c->F, c->F, c->E};
+    const int k[N_LIN] = {c->E, c->E, c->E, c->E, c->E, c->E, c->F};
+    *rows = r[which];
+    *cols = k[which];
+}
+
+static int norm_len(const cfg *c, int i)
+{
+    return i == 3 ? c->F : c->E;
+}
+
+static void tm_build(tmodel *m, const cfg *c, uint64_t seed)
+{
+    memset(m, 0, sizeof *m);
+    m->c = *c;
+    g_rng = seed;
+    const size_t VE = (size_t)c->V * (size_t)c->E;
+    m->embd = malloc(VE * sizeof(float));
+    assert_non_null(m->embd);
+    float *raw = malloc(VE * sizeof(float));
+    for (size_t i = 0; i < VE; i++) raw[i] = gauss() * 0.5f;
+    if (c->embd_type == BN_TYPE_F16) {
+        m->embd_bytes = VE * 2;
+        m->embd_raw = malloc(m->embd_bytes);
+        bn_f32_to_f16_row(raw, (uint16_t *)m->embd_raw, (int64_t)VE);
+        bn_f16_to_f32_row((uint16_t *)m->embd_raw, m->embd, (int64_t)VE);
+    } else if (c->embd_type == BN_TYPE_Q8_0) {
+        m->embd_bytes = VE / 32 * sizeof(bn_block_q8_0);
+        m->embd_raw = malloc(m->embd_bytes);
+        bn_quantize_row_q8_0(raw, (bn_block_q8_0 *)m->embd_raw, (int64_t)VE);
+        bn_dequantize_row_q8_0((bn_block_q8_0 *)m->embd_raw, m->embd, (int64_t)VE);
+    } else {
+        m->embd_bytes = VE * 4;
+        m->embd_raw = malloc(m->embd_bytes);
+        memcpy(m->embd_raw, raw, m->embd_bytes);
+        memcpy(m->embd, raw, m->embd_bytes);
+    }
+    free(raw);
+    if (c->untied) {
+        m->out = malloc(VE * sizeof(float));
+        for (size_t i = 0; i < VE; i++) m->out[i] = gauss() * 0.1f;
+    }
+    m->out_norm = malloc((size_t)c->E * sizeof(float));
+    for (int i = 0; i < c->E; i++) m->out_norm[i] = 1.0f + 0.2f * frand();
+    for (int l = 0; l < c->n_layer; l++) {
+        for (int i = 0; i < 4; i++) {
+            const int n = norm_len(c, i);
+            m->norms[l][i] = malloc((size_t)n * sizeof(float));
+            for (int k = 0; k < n; k++) m->norms[l][i][k] = 1.0f + 0.3f * frand();
+        }
+        for (int i = 0; i < N_LIN; i++) {
+            int rows, cols;
+            lin_shape(c, i, &rows, &cols);
+            const size_t n = (size_t)rows * (size_t)cols;
+            m->w[l][i] = malloc(n);
+            for (size_t k = 0; k < n; k++) m->w[l][i][k] = (int8_t)(rnd() % 3) - 1;
+            /* f16-exact, so that TQ's fp16 d and I2_S's f32 scale agree */
+            const float s = (1.0f + 0.5f * frand()) / sqrtf((float)cols);
+            m->ws[l][i] = bn_f16_to_f32(bn_f32_to_f16(s));
+            m->wst[l][i] = c->with_scales ? 0.5f + 0.25f * (float)((l + i) % 4) : 1.0f;
+        }
+    }
+}
+
+static void tm_free(tmodel *m)
+{
+    free(m->embd);
+    free(m->embd_raw);
+    free(m->out);
+    free(m->out_norm);
+    for (int l = 0; l < m->c.n_layer; l++) {
+        for (int i = 0; i < 4; i++) free(m->norms[l][i]);
+        for (int i = 0; i < N_LIN; i++) free(m->w[l][i]);
+    }
+}
+
+/* ---- writing it as GGUF --------------------------------------------------------------------- */
+
+/* What to break when writing (for the malformed-file tests). */
+typedef struct breakage {
+    const char *drop;      /* a tensor left out */
+    const char *transpose; /* a 2-D tensor written with rows and cols swapped */
+    const char *as_f32;    /* a ternary tensor written as F32 */
+    const char *arch;      /* another general.architecture */
+    const char *drop_key;  /* "<arch>.<key>" left out */
+    int bad_kv;            /* head_count_kv that does not divide head_count */
+} breakage;
+
+typedef struct wbufs {
+    void *p[256];
+    int n;
+} wbufs;
+
+static void *keep(wbufs *b, void *p)
+{
+    assert_true(b->n < 256);
+    b->p[b->n++] = p;
+    return p;
+}
+
+static void add_t(bn_gguf_writer *w, const breakage *br, const char *name, int type, int rows,
+                  int cols, const void *data, size_t size)
+{
+    if (br && br->drop && strcmp(br->drop, name) == 0) return;
+    int64_t ne[2] = {cols, rows};
+    if (br && br->transpose && strcmp(br->transpose, name) == 0) {
+        ne[0] = rows;
+        ne[1] = cols;
+    }
+    assert_int_equal(bn_gguf_writer_add_tensor(w, name, type, rows ? 2 : 1, ne, data, size),
+                     BN_OK);
+}
+
+static void set_key_u32(bn_gguf_writer *w, const breakage *br, const char *arch, const char *key,
+                        uint32_t v)
+{
+    char name[128];
+    snprintf(name, sizeof name, "%s.%s", arch, key);
+    if (br && br->drop_key && strcmp(br->drop_key, name) == 0) return;
+    assert_int_equal(bn_gguf_writer_set_u32(w, name, v), BN_OK);
+}
+
+/* The packed bytes of one ternary matrix in type ty. */
+static void *pack_lin(const tmodel *m, int l, int i, int ty, size_t *size)
+{
+    int rows, cols;
+    lin_shape(&m->c, i, &rows, &cols);
+    const int64_t n = (int64_t)rows * cols;
+    uint8_t *p;
+    if (ty == BN_TYPE_I2_S) {
+        *size = bn_i2s_bytes(n);
+        p = calloc(1, *size);
+        bn_pack_i2s(m->w[l][i], m->ws[l][i], n, p);
+    } else if (ty == BN_TYPE_TQ2_0) {
+        *size = (size_t)(n / 256) * BN_TQ2_0_BLOCK_BYTES;
+        p = malloc(*size);
+        bn_pack_tq2_0(m->w[l][i], m->ws[l][i], n, p);
+    } else if (ty == BN_TYPE_TQ1_0) {
+        *size = (size_t)(n / 256) * BN_TQ1_0_BLOCK_BYTES;
+        p = malloc(*size);
+        bn_pack_tq1_0(m->w[l][i], m->ws[l][i], n, p);
+    } else { /* F32 */
+        *size = (size_t)n * 4;
+        float *f = malloc(*size);
+        for (int64_t k = 0; k < n; k++) f[k] = m->w[l][i][k] * m->ws[l][i];
+        p = (uint8_t *)f;
+    }
+    assert_non_null(p);
+    return p;
+}
+
+static void write_model(const tmodel *m, int wtype, const breakage *br, const char *path)
+{
+    const cfg *c = &m->c;
+    const char *arch = br && br->arch ? br->arch : c->arch;
+    bn_gguf_writer *w;
+    wbufs keepers = {0};
+    assert_int_equal(bn_gguf_writer_new(&w), BN_OK);
+    assert_int_equal(bn_gguf_writer_set_str(w, "general.architecture", arch), BN_OK);
+    set_key_u32(w, br, arch, "context_length", (uint32_t)c->n_ctx);
+    set_key_u32(w, br, arch, "embedding_length", (uint32_t)c->E);
+    set_key_u32(w, br, arch, "block_count", (uint32_t)c->n_layer);
+    set_key_u32(w, br, arch, "feed_forward_length", (uint32_t)c->F);
+    set_key_u32(w, br, arch, "attention.head_count", (uint32_t)c->nh);
+    set_key_u32(w, br, arch, "attention.head_count_kv",
+                (uint32_t)(br && br->bad_kv ? br->bad_kv : c->nkv));
+    set_key_u32(w, br, arch, "rope.dimension_count", (uint32_t)c->n_rot);
+    if (c->vocab_key) set_key_u32(w, br, arch, "vocab_size", (uint32_t)c->V);
+    char key[128];
+    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch);
+    bn_gguf_writer_set_f32(w, key, c->eps);
+    snprintf(key, sizeof key, "%s.rope.freq_base", arch);
+    bn_gguf_writer_set_f32(w, key, c->base);
+
+    add_t(w, br, "token_embd.weight", c->embd_type, c->V, c->E, m->embd_raw, m->embd_bytes);
+    if (c->untied)
+        add_t(w, br, "output.weight", BN_TYPE_F32, c->V, c->E, m->out,
+              (size_t)c->V * (size_t)c->E * 4);
+    add_t(w, br, "output_norm.weight", BN_TYPE_F32, 0, c->E, m->out_norm, (size_t)c->E * 4);
+    char name[96];
+    for (int l = 0; l < c->n_layer; l++) {
+        for (int i = 0; i < 4; i++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, norm_names[i]);
+            add_t(w, br, name, BN_TYPE_F32, 0, norm_len(c, i), m->norms[l][i],
+                  (size_t)norm_len(c, i) * 4);
+        }
+        for (int i = 0; i < N_LIN; i++) {
+            int rows, cols;
+            lin_shape(c, i, &rows, &cols);
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, lin_names[i]);
+            const int ty = br && br->as_f32 && strcmp(br->as_f32, name) == 0 ? BN_TYPE_F32 : wtype;
+            size_t size;
+            void *p = keep(&keepers, pack_lin(m, l, i, ty, &size));
+            add_t(w, br, name, ty, rows, cols, p, size);
+            if (c->with_scales) {
+                snprintf(name, sizeof name, "blk.%d.%s.scale", l, lin_names[i]);
+                add_t(w, br, name, BN_TYPE_F32, 0, 1, &m->wst[l][i], 4);
+            }
+        }
+    }
+    assert_int_equal(bn_gguf_writer_write(g_ctx, w, path), BN_OK);
+    bn_gguf_writer_free(w);
+    for (int i = 0; i < keepers.n; i++) free(keepers.p[i]);
+}
+
+/* ---- the naive reference ---------------------------------------------------------------- */
+
+static void ref_norm(const float *x, const float *w, int n, float eps, float *y)
+{
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const float r = 1.0f / sqrtf((float)(ss / n) + eps);
+    for (int i = 0; i < n; i++) y[i] = x[i] * r * w[i];
+}
+
+/* y = ternary W (rows x cols) times x quantized to int8 per token; kernels.h's formula. */
+static void ref_bitlinear(const int8_t *W, float scale, int rows, int cols, const float *x,
+                          float *y)
+{
+    int8_t *xq = malloc((size_t)cols);
+    const float s = bn_quantize_act_row(x, cols, xq);
+    for (int r = 0; r < rows; r++) {
+        int32_t acc = 0;
+        for (int k = 0; k < cols; k++) acc += W[(size_t)r * cols + k] * xq[k];
+        y[r] = (float)acc * (scale * (1.0f / s));
+    }
+    free(xq);
+}
+
+static void ref_rope(float *x, int n_rot, float base, int pos)
+{
+    for (int i = 0; i < n_rot / 2; i++) {
+        const double th = pos * pow(base, -2.0 * i / n_rot);
+        const float c = (float)cos(th), s = (float)sin(th);
+        const float a = x[i], b = x[i + n_rot / 2];
+        x[i] = a * c - b * s;
+        x[i + n_rot / 2] = a * s + b * c;
+    }
+}
+
+static float kv_round(float v, int f16)
+{
+    return f16 ? bn_f16_to_f32(bn_f32_to_f16(v)) : v;
+}
+
+/* Logits (n x V) of every position of tokens, from an empty cache. */
+static void ref_forward(const tmodel *m, const int32_t *tok, int n, int kv_f16, float *logits)
+{
+    const cfg *c = &m->c;
+    const int E = c->E, F = c->F, d = E / c->nh, KV = c->nkv * d;
+    float *K = calloc((size_t)c->n_layer * n * KV, 4), *Vc = calloc((size_t)c->n_layer * n * KV, 4);
+    float *x = malloc(E * 4), *h = malloc(E * 4), *q = malloc(E * 4), *att = malloc(E * 4);
+    float *k = malloc(KV * 4), *v = malloc(KV * 4), *o = malloc(E * 4);
+    float *g = malloc(F * 4), *u = malloc(F * 4), *sc = malloc((size_t)n * 4);
+    for (int t = 0; t < n; t++) {
+        memcpy(x, m->embd + (size_t)tok[t] * E, E * 4);
+        for (int l = 0; l < c->n_layer; l++) {
+            float *const *nw = m->norms[l];
+#define WS(i) (m->ws[l][i] * m->wst[l][i])
+            ref_norm(x, nw[0], E, c->eps, h);
+            ref_bitlinear(m->w[l][0], WS(0), E, E, h, q);
+            ref_bitlinear(m->w[l][1], WS(1), KV, E, h, k);
+            ref_bitlinear(m->w[l][2], WS(2), KV, E, h, v);
+            for (int hh = 0; hh < c->nh; hh++) ref_rope(q + hh * d, c->n_rot, c->base, t);
+            for (int gg = 0; gg < c->nkv; gg++) ref_rope(k + gg * d, c->n_rot, c->base, t);
+            for (int i = 0; i < KV; i++) {
+                K[((size_t)l * n + t) * KV + i] = kv_round(k[i], kv_f16);
+                Vc[((size_t)l * n + t) * KV + i] = kv_round(v[i], kv_f16);
+            }
+            for (int hh = 0; hh < c->nh; hh++) {
+                const int gg = hh / (c->nh / c->nkv);
+                double mx = -1e30, sum = 0;
+                for (int p = 0; p <= t; p++) {
+                    double s = 0;
+                    for (int i = 0; i < d; i++)
+                        s += (double)q[hh * d + i] * K[((size_t)l * n + p) * KV + gg * d + i];
+                    sc[p] = (float)(s / sqrt((double)d));
+                    if (sc[p] > mx) mx = sc[p];
+                }
+                for (int p = 0; p <= t; p++) sum += exp(sc[p] - mx);
+                for (int i = 0; i < d; i++) {
+                    double a = 0;
+                    for (int p = 0; p <= t; p++)
+                        a += exp(sc[p] - mx) / sum * Vc[((size_t)l * n + p) * KV + gg * d + i];
+                    att[hh * d + i] = (float)a;
+                }
+            }
+            ref_norm(att, nw[1], E, c->eps, att);
+            ref_bitlinear(m->w[l][3], WS(3), E, E, att, o);
+            for (int i = 0; i < E; i++) x[i] += o[i];
+            ref_norm(x, nw[2], E, c->eps, h);
+            ref_bitlinear(m->w[l][4], WS(4), F, E, h, g);
+            ref_bitlinear(m->w[l][5], WS(5), F, E, h, u);
+            for (int i = 0; i < F; i++) {
+                const float a = strcmp(c->arch, "bitnet") == 0 ? g[i] / (1.0f + expf(-g[i]))
+                                                               : (g[i] > 0 ? g[i] * g[i] : 0.0f);
+                g[i] = a * u[i];
+            }
+            ref_norm(g, nw[3], F, c->eps, g);
+            ref_bitlinear(m->w[l][6], WS(6), E, F, g, o);
+            for (int i = 0; i < E; i++) x[i] += o[i];
+#undef WS
+        }
+        ref_norm(x, m->out_norm, E, c->eps, h);
+        const float *head = c->untied ? m->out : m->embd;
+        for (int vv = 0; vv < c->V; vv++) {
+            double s = 0;
+            for (int i = 0; i < E; i++) s += (double)head[(size_t)vv * E + i] * h[i];
+            logits[(size_t)t * c->V + vv] = (float)s;
+        }
+    }
+    free(K), free(Vc), free(x), free(h), free(q), free(att), free(k), free(v), free(o);
+    free(g), free(u), free(sc);
+}
+
+/* ---- helpers ----------------------------------------------------------------------------- */
+
+static const cfg CFG_A = {
+        .arch = "bitnet-b1.58", .n_layer = 3, .E = 256, .F = 768, .nh = 4, .nkv = 2,
+        .n_rot = 64, .V = 301, .n_ctx = 64, .eps = 1e-5f, .base = 500000.0f,
+        .embd_type = BN_TYPE_F16, .vocab_key = 1,
+};
+/* The older architecture: SiLU, Q8_0 embeddings, output.weight, .scale tensors, RoPE on
+ * part of each head, 6 heads on 3 KV heads, no vocab_size key. */
+static const cfg CFG_B = {
+        .arch = "bitnet", .n_layer = 2, .E = 384, .F = 640, .nh = 6, .nkv = 3,
+        .n_rot = 32, .V = 257, .n_ctx = 48, .eps = 1e-6f, .base = 10000.0f,
+        .embd_type = BN_TYPE_Q8_0, .untied = 1, .with_scales = 1,
+};
+
+static void path_for(char *buf, size_t n, const char *name)
+{
+    snprintf(buf, n, "%s/%s", g_dir, name);
+}
+
+static bn_model *load_ok(const char *path, const bn_kernels *k)
+{
+    bn_model_params p;
+    bn_model_params_init(&p);
+    p.kernels = k;
+    bn_model *m = NULL;
+    bn_status rc = bn_model_load(g_ctx, path, &p, &m);
+    if (rc != BN_OK) fail_msg("load %s: %s", path, bn_ctx_errmsg(g_ctx));
+    return m;
+}
+
+static bn_model_state *state_ok(bn_model *m, int64_t n_ctx, int64_t n_batch, int kv_type)
+{
+    bn_model_state_params p;
+    bn_model_state_params_init(&p);
+    p.n_ctx = n_ctx;
+    p.n_batch = n_batch;
+    p.kv_type = kv_type;
+    bn_model_state *st = NULL;
+    if (bn_model_state_new(m, &p, &st) != BN_OK) fail_msg("state: %s", bn_ctx_errmsg(g_ctx));
+    return st;
+}
+
+static void rand_tokens(int32_t *t, int n, int V)
+{
+    for (int i = 0; i < n; i++) t[i] = (int32_t)(rnd() % (uint64_t)V);
+}
+
+/* max |a - b| over n values, relative to max |ref|. */
+static double rel_diff(const float *a, const float *ref, size_t n)
+{
+    double md = 0, mx = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        const double dd = fabs((double)a[i] - ref[i]);
+        if (dd > md) md = dd;
+        if (fabs(ref[i]) > mx) mx = fabs(ref[i]);
+    }
+    return md / mx;
+}
+
+/* Tolerance for logits against the reference, relative to the largest |logit|: float
+ * sums in another order can move an activation across a rounding boundary of the int8
+ * quantization now and then, which moves later values by about one quantization step. */
+#define REF_TOL 2e-3
+
+static void check_against_reference(const tmodel *tm, const char *path, int kv_type,
+                                    const bn_kernels *k)
+{
+    bn_model *m = load_ok(path, k);
+    const int V = tm->c.V;
+    const int lens[] = {1, 7, 23};
+    for (size_t s = 0; s < sizeof lens / sizeof lens[0]; s++) {
+        const int n = lens[s];
+        int32_t tok[32];
+        rand_tokens(tok, n, V);
+        float *ref = malloc((size_t)n * V * 4), *got = malloc((size_t)n * V * 4);
+        ref_forward(tm, tok, n, kv_type == BN_TYPE_F16, ref);
+        bn_model_state *st = state_ok(m, 0, 0, kv_type);
+        assert_int_equal(bn_model_eval(st, tok, n, 0, n, got), BN_OK);
+        const double d = rel_diff(got, ref, (size_t)n * V);
+        print_message("    %s %s kv %s, %2d tokens: max |diff| / max |logit| = %.2e\n",
+                      tm->c.arch, k ? k->name : bn_kernels_get()->name, bn_type_name(kv_type), n,
+                      d);
+        assert_true(d < REF_TOL);
+        bn_model_state_free(st);
+        free(ref);
+        free(got);
+    }
+    bn_model_free(m);
+}
+
+/* ---- tests --------------------------------------------------------------------------------- */
+
+static void test_reference_logits(void **state)
+{
+    (void)state;
+    tmodel tm;
+    tm_build(&tm, &CFG_A, 1);
+    char path[128];
+    path_for(path, sizeof path, "a_i2s.gguf");
+    write_model(&tm, BN_TYPE_I2_S, NULL, path);
+    check_against_reference(&tm, path, BN_TYPE_F16, NULL);
+    check_against_reference(&tm, path, BN_TYPE_F32, NULL);
+    check_against_reference(&tm, path, BN_TYPE_F32, bn_kernels_ref());
+    tm_free(&tm);
+}
+
+static void test_reference_logits_bitnet(void **state)
+{
+    (void)state;
+    tmodel tm;
+    tm_build(&tm, &CFG_B, 2);
+    char path[128];
+    path_for(path, sizeof path, "b_i2s.gguf");
+    write_model(&tm, BN_TYPE_I2_S, NULL, path);
+    check_against_reference(&tm, path, BN_TYPE_F32, NULL);
+    bn_model *m = load_ok(path, NULL);
+    const bn_model_hparams *h = bn_model_hparams_get(m);
+    assert_int_equal(h->act, BN_ACT_SILU);
+    assert_int_equal(h->n_vocab, CFG_B.V);
+    assert_int_equal(h->tied, 0);
+    assert_int_equal(h->embd_type, BN_TYPE_Q8_0);
+    assert_int_equal(h->n_rot, 32);
+    bn_model_free(m);
+    tm_free(&tm);
+}
+
+/* Evaluating T tokens at once, in sub-batches, or one at a time gives the same logits. */
+static void test_batched_equals_sequential(void **state)
+{
+    (void)state;
+    tmodel tm;
+    tm_build(&tm, &CFG_A, 3);
+    char path[128];
+    path_for(path, sizeof path, "a_seq.gguf");
+    write_model(&tm, BN_TYPE_I2_S, NULL, path);
+    bn_model *m = load_ok(path, NULL);
+    const int n = 29, V = tm.c.V;
+    int32_t tok[29];
+    rand_tokens(tok, n, V);
+    float *all = malloc((size_t)n * V * 4), *one = malloc((size_t)n * V * 4);
+    float *sub = malloc((size_t)n * V * 4);
+    bn_model_state *st = state_ok(m, 0, 0, BN_TYPE_F16);
+    assert_int_equal(bn_model_eval(st, tok, n, 0, n, all), BN_OK);
+    assert_int_equal(bn_model_state_pos(st), n);
+    /* token by token, after rewinding to 0 */
+    for (int i = 0; i < n; i++)
+        assert_int_equal(bn_model_eval(st, tok + i, 1, i, 1, one + (size_t)i * V), BN_OK);
+    assert_true(rel_diff(one, all, (size_t)n * V) == 0.0);
+    /* batches of 5 inside the state (n_batch = 5), last 11 logits only */
+    bn_model_state *st5 = state_ok(m, 0, 5, BN_TYPE_F16);
+    assert_int_equal(bn_model_eval(st5, tok, n, 0, 11, sub), BN_OK);
+    assert_true(rel_diff(sub, all + (size_t)(n - 11) * V, (size_t)11 * V) == 0.0);
+    /* a prompt of 20, then 9 one by one, continuing from the cache */
+    assert_int_equal(bn_model_eval(st5, tok, 20, 0, 1, sub), BN_OK);
+    assert_true(rel_diff(sub, all + (size_t)19 * V, (size_t)V) == 0.0);
+    for (int i = 20; i < n; i++) {
+        assert_int_equal(bn_model_eval(st5, tok + i, 1, bn_model_state_pos(st5), 1, sub), BN_OK);
+        assert_true(rel_diff(sub, all + (size_t)i * V, (size_t)V) == 0.0);
+    }
+    /* rewinding to 10 and going on gives the same as before */
+    assert_int_equal(bn_model_eval(st5, tok + 10, 3, 10, 3, sub), BN_OK);
+    assert_true(rel_diff(sub, all + (size_t)10 * V, (size_t)3 * V) == 0.0);
+    bn_model_state_reset(st5);
+    assert_int_equal(bn_model_state_pos(st5), 0);
+    /* no logits at all */
+    assert_int_equal(bn_model_eval(st5, tok, 4, 0, 0, NULL), BN_OK);
+    bn_model_state_free(st);
+    bn_model_state_free(st5);
+    bn_model_free(m);
+    free(all);
+    free(one);
+    free(sub);
+    tm_free(&tm);
+}
+
+/* The same ternary weights in I2_S, TQ2_0 and TQ1_0 give the same logits. */
+static void test_formats_agree(void **state)
+{
+    (void)state;
+    tmodel tm;
+    tm_build(&tm, &CFG_A, 4);
+    const int types[3] = {BN_TYPE_I2_S, BN_TYPE_TQ2_0, BN_TYPE_TQ1_0};
+    const int n = 9, V = tm.c.V;
+    int32_t tok[9];
+    rand_tokens(tok, n, V);
+    float *lg[3];
+    for (int i = 0; i < 3; i++) {
+        char path[128], name[32];
+        snprintf(name, sizeof name, "fmt_%s.gguf", bn_type_name(types[i]));
+        path_for(path, sizeof path, name);
+        write_model(&tm, types[i], NULL, path);
+        bn_model *m = load_ok(path, NULL);
+        assert_int_equal(bn_model_hparams_get(m)->weight_type, types[i]);
+        bn_model_state *st = state_ok(m, 16, 0, BN_TYPE_F16);
+        lg[i] = malloc((size_t)n * V * 4);
+        assert_int_equal(bn_model_eval(st, tok, n, 0, n, lg[i]), BN_OK);
+        bn_model_state_free(st);
+        bn_model_free(m);
+    }
+    assert_true(rel_diff(lg[1], lg[0], (size_t)n * V) == 0.0);
+    assert_true(rel_diff(lg[2], lg[0], (size_t)n * V) == 0.0);
+    for (int i = 0; i < 3; i++) free(lg[i]);
+    tm_free(&tm);
+}
+
+/* A file broken as br fails to load with want and a one-line message containing what. */
+static void expect_load_error(const tmodel *tm, const breakage *br, bn_status want,
+                              const char *what)
+{
+    char path[128];
+    path_for(path, sizeof path, "broken.gguf");
+    write_model(tm, BN_TYPE_I2_S, br, path);
+    bn_model *m = (bn_model *)1;
+    bn_status rc = bn_model_load(g_ctx, path, NULL, &m);
+    const char *msg = bn_ctx_errmsg(g_ctx);
+    print_message("    %s: %s\n", bn_status_str(rc), msg);
+    assert_int_equal(rc, want);
+    assert_null(m);
+    assert_non_null(strstr(msg, what));
+    assert_null(strchr(msg, '\n'));
+}
+
+static void test_malformed(void **state)
+{
+    (void)state;
+    tmodel tm;
+    cfg c = CFG_A;
+    c.n_layer = 2;
+    tm_build(&tm, &c, 5);
+    breakage br;
+    memset(&br, 0, sizeof br);
+    br.drop = "blk.1.ffn_up.weight";
+    expect_load_error(&tm, &br, BN_ERR_FORMAT, "blk.1.ffn_up.weight: missing");
+    memset(&br, 0, sizeof br);
+    br.transpose = "blk.1.ffn_up.weight";
+    expect_load_error(&tm, &br, BN_ERR_FORMAT,
+                      "blk.1.ffn_up.weight: shape 256x768, expected 768x256");
+    memset(&br, 0, sizeof br);
+    br.drop = "blk.0.attn_sub_norm.weight";
+    expect_load_error(&tm, &br, BN_ERR_FORMAT, "blk.0.attn_sub_norm.weight: missing");
+    memset(&br, 0, sizeof br);
+    br.drop = "output_norm.weight";
+    expect_load_error(&tm, &br, BN_ERR_FORMAT, "output_norm.weight");
+    memset(&br, 0, sizeof br);
+    br.drop = "token_embd.weight";
+    expect_load_error(&tm, &br, BN_ERR_FORMAT, "token_embd.weight: missing");
+    memset(&br, 0, sizeof br);
+    br.as_f32 = "blk.0.attn_k.weight";
+    expect_load_error(&tm, &br, BN_ERR_UNSUPPORTED, "blk.0.attn_k.weight: type f32");
+    memset(&br, 0, sizeof br);
+    br.arch = "llama";
+    expect_load_error(&tm, &br, BN_ERR_UNSUPPORTED, "architecture 'llama'");
+    memset(&br, 0, sizeof br);
+    br.drop_key = "bitnet-b1.58.block_count";
+    expect_load_error(&tm, &br, BN_ERR_FORMAT, "bitnet-b1.58.block_count: missing");
+    memset(&br, 0, sizeof br);
+    br.bad_kv = 3;
+    expect_load_error(&tm, &br, BN_ERR_FORMAT, "head_count_kv");
+
+    /* truncated: every cut through the data section fails cleanly */
+    char path[128];
+    path_for(path, sizeof path, "trunc.gguf");
+    write_model(&tm, BN_TYPE_I2_S, NULL, path);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    const long size = ftell(f);
+    fclose(f);
+    const long cuts[] = {size - 1, size - 4096, size / 2, 100, 0};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        assert_int_equal(truncate(path, cuts[i]), 0);
+        bn_model *m = NULL;
+        bn_status rc = bn_model_load(g_ctx, path, NULL, &m);
+        print_message("    cut at %ld: %s: %s\n", cuts[i], bn_status_str(rc), bn_ctx_errmsg(g_ctx));
+        assert_int_not_equal(rc, BN_OK);
+        assert_null(m);
+        assert_null(strchr(bn_ctx_errmsg(g_ctx), '\n'));
+    }
+    path_for(path, sizeof path, "no-such-file.gguf");
+    bn_model *m = NULL;
+    assert_int_equal(bn_model_load(g_ctx, path, NULL, &m), BN_ERR_IO);
+    tm_free(&tm);
+}
+
+/* Failing the n-th allocation of a load (or of a state) returns BN_ERR_NOMEM and leaks
+ * nothing (LeakSanitizer checks the last part under SAN=1). */
+static void test_alloc_failures(void **state)
+{
+    (void)state;
+    tmodel tm;
+    cfg c = CFG_A;
+    c.n_layer = 2;
+    tm_build(&tm, &c, 6);
+    char path[128];
+    path_for(path, sizeof path, "alloc.gguf");
+    write_model(&tm, BN_TYPE_TQ1_0, NULL, path);
+    int done = 0;
+    for (long n = 1; n < 5000 && !done; n++) {
+        bn_model *m = NULL;
+        bn_alloc_fail_at(n, n % 2);
+        bn_status rc = bn_model_load(g_ctx, path, NULL, &m);
+        bn_model_state *st = NULL;
+        if (rc == BN_OK) rc = bn_model_state_new(m, NULL, &st);
+        bn_alloc_fail_at(0, 0);
+        if (rc == BN_OK) {
+            done = 1;
+            print_message("    load + state succeed once %ld allocations may succeed\n", n);
+        } else {
+            assert_int_equal(rc, BN_ERR_NOMEM);
+        }
+        bn_model_state_free(st);
+        bn_model_free(m);
+    }
+    assert_true(done);
+    tm_free(&tm);
+}
+
+static void test_eval_errors(void **state)
+{
+    (void)state;
+    tmodel tm;
+    cfg c = CFG_A;
+    c.n_layer = 1;
+    tm_build(&tm, &c, 7);
+    char path[128];
+    path_for(path, sizeof path, "small.gguf");
+    write_model(&tm, BN_TYPE_I2_S, NULL, path);
+    bn_model *m = load_ok(path, NULL);
+    const int V = c.V;
+    float *lg = malloc((size_t)16 * V * 4);
+    int32_t tok[16];
+    rand_tokens(tok, 16, V);
+    bn_model_state *st = state_ok(m, 12, 0, BN_TYPE_F16);
+    assert_int_equal(bn_model_state_n_ctx(st), 12);
+    assert_int_equal(bn_model_eval(st, tok, 10, 0, 1, lg), BN_OK);
+    /* overflow: refused, with the cache untouched */
+    assert_int_equal(bn_model_eval(st, tok, 3, 10, 1, lg), BN_ERR_RANGE);
+    assert_non_null(strstr(bn_ctx_errmsg(g_ctx), "context"));
+    assert_int_equal(bn_model_state_pos(st), 10);
+    assert_int_equal(bn_model_eval(st, tok, 2, 10, 1, lg), BN_OK);
+    assert_int_equal(bn_model_eval(st, tok, 1, 12, 1, lg), BN_ERR_RANGE);
+    assert_int_equal(bn_model_eval(st, tok, 13, 0, 1, lg), BN_ERR_RANGE);
+    /* bad arguments */
+    int32_t bad[2] = {1, V};
+    assert_int_equal(bn_model_eval(st, bad, 2, 0, 1, lg), BN_ERR_INVALID);
+    assert_non_null(strstr(bn_ctx_errmsg(g_ctx), "token id"));
+    bad[1] = -1;
+    assert_int_equal(bn_model_eval(st, bad, 2, 0, 1, lg), BN_ERR_INVALID);
+    assert_int_equal(bn_model_eval(st, tok, 0, 0, 0, NULL), BN_ERR_INVALID);
+    assert_int_equal(bn_model_eval(st, tok, 1, 13, 1, lg), BN_ERR_INVALID);
+    assert_int_equal(bn_model_eval(st, tok, 2, 0, 3, lg), BN_ERR_INVALID);
+    assert_int_equal(bn_model_eval(st, tok, 2, 0, 1, NULL), BN_ERR_INVALID);
+    bn_model_state_free(st);
+    /* a context larger than the model's */
+    bn_model_state_params p;
+    bn_model_state_params_init(&p);
+    p.n_ctx = c.n_ctx + 1;
+    st = (bn_model_state *)1;
+    assert_int_equal(bn_model_state_new(m, &p, &st), BN_ERR_RANGE);
+    assert_null(st);
+    p.n_ctx = 0;
+    p.kv_type = BN_TYPE_Q8_0;
+    assert_int_equal(bn_model_state_new(m, &p, &st), BN_ERR_INVALID);
+    /* sizes */
+    st = state_ok(m, 0, 0, BN_TYPE_F16);
+    assert_int_equal(bn_model_state_n_ctx(st), c.n_ctx);
+    const size_t kv = 2u * 1 * 2 * 64 * (size_t)c.n_ctx * 2;
+    assert_int_equal(bn_model_state_kv_bytes(st), kv);
+    assert_true(bn_model_weight_bytes(m) > 0);
+    assert_true(bn_model_bytes_per_token(m) > 0);
+    bn_model_state_free(st);
+    bn_model_free(m);
+    free(lg);
+    tm_free(&tm);
+}
+
+/* ---- setup ------------------------------------------------------------------------------- */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    bn_ctx_params p = {.n_threads = 2};
+    if (bn_ctx_new(&g_ctx, &p) != BN_OK) return -1;
+    snprintf(g_dir, sizeof g_dir, "/tmp/bn_test_model.XXXXXX");
+    return mkdtemp(g_dir) ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    if (system(cmd) != 0) return -1;
+    bn_ctx_free(g_ctx);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_reference_logits),
+            cmocka_unit_test(test_reference_logits_bitnet),
+            cmocka_unit_test(test_batched_equals_sequential),
+            cmocka_unit_test(test_formats_agree),
+            cmocka_unit_test(test_malformed),
+            cmocka_unit_test(test_alloc_failures),
+            cmocka_unit_test(test_eval_errors),
+    };
+    const char *only = getenv("BN_TEST_FILTER"); /* e.g. BN_TEST_FILTER='test_malformed' */
+    if (only && *only) cmocka_set_test_filter(only);
+    return cmocka_run_group_tests_name("model", tests, group_setup, group_teardown);
+}
