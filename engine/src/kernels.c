@@ -21,9 +21,11 @@ static bn_status tmat_alloc(bn_tmat *w, int64_t rows, int64_t cols)
     memset(w, 0, sizeof *w);
     if (rows < 1 || cols < 1) return BN_ERR_INVALID;
     if (cols > BN__TMAT_MAX_COLS) return BN_ERR_RANGE;
+    if (rows > INT64_MAX / 2) return BN_ERR_OVERFLOW;
     const int64_t kpad = (cols + BN_TMAT_KBLOCK - 1) / BN_TMAT_KBLOCK * BN_TMAT_KBLOCK;
+    const int64_t rows_pad = (rows + BN_TMAT_RGROUP - 1) / BN_TMAT_RGROUP * BN_TMAT_RGROUP;
     size_t code_bytes, scale_bytes;
-    if (bn_mul_size((size_t)rows, (size_t)(kpad / 4), &code_bytes) ||
+    if (bn_mul_size((size_t)rows_pad, (size_t)(kpad / 4), &code_bytes) ||
         bn_mul_size((size_t)rows, sizeof(float), &scale_bytes))
         return BN_ERR_OVERFLOW;
     w->codes = bn_aligned_alloc(64, code_bytes);
@@ -36,6 +38,11 @@ static bn_status tmat_alloc(bn_tmat *w, int64_t rows, int64_t cols)
     w->cols = cols;
     w->kpad = kpad;
     w->row_bytes = kpad / 4;
+    w->rows_pad = rows_pad;
+    /* padding rows hold zero weights; the packers write every block of the others */
+    for (int64_t r = rows; r < rows_pad; r++)
+        for (int64_t b = 0; b < kpad / BN_TMAT_KBLOCK; b++)
+            memset(bn__tmat_block(w, r, b), ZERO_CODES, 32);
     return BN_OK;
 }
 
@@ -50,24 +57,41 @@ void bn_tmat_release(bn_tmat *w)
 int bn_tmat_get(const bn_tmat *w, int64_t r, int64_t k)
 {
     BN_ASSERT(r >= 0 && r < w->rows && k >= 0 && k < w->kpad);
-    const uint8_t *blk = w->codes + r * w->row_bytes + (k / BN_TMAT_KBLOCK) * 32;
+    const uint8_t *blk = bn__tmat_block(w, r, k / BN_TMAT_KBLOCK);
     const int64_t i = k % BN_TMAT_KBLOCK;
     return ((blk[i % 32] >> (6 - 2 * (i / 32))) & 3) - 1;
 }
 
-/* Packs one row of ternary values into the run-time layout; nonzero if a value is not
- * -1, 0 or +1. */
-static int pack_row(const int8_t *q, int64_t cols, int64_t kpad, uint8_t *dst)
+/* Code of a ternary value, or 1 (zero) with *bad set when it is not -1, 0, +1. */
+static unsigned tern_code(int v, int *bad)
 {
-    memset(dst, ZERO_CODES, (size_t)(kpad / 4));
+    if (v < -1 || v > 1) {
+        *bad = 1;
+        return 1;
+    }
+    return (unsigned)(v + 1);
+}
+
+/* Packs row r of w from cols ternary values q; nonzero if a value is not -1, 0, +1. */
+static int pack_row(bn_tmat *w, int64_t r, const int8_t *q, int64_t cols)
+{
     int bad = 0;
-    for (int64_t k = 0; k < cols; k++) {
-        const int v = q[k];
-        bad |= v < -1 || v > 1;
-        const int64_t i = k % BN_TMAT_KBLOCK;
-        const int shift = 6 - 2 * (int)(i / 32);
-        uint8_t *b = dst + (k / BN_TMAT_KBLOCK) * 32 + i % 32;
-        *b = (uint8_t)((*b & ~(3u << shift)) | ((unsigned)(v + 1) & 3u) << shift);
+    for (int64_t b = 0; b < w->kpad / BN_TMAT_KBLOCK; b++) {
+        uint8_t *dst = bn__tmat_block(w, r, b);
+        const int8_t *qb = q + b * BN_TMAT_KBLOCK;
+        const int64_t n = cols - b * BN_TMAT_KBLOCK; /* weights of this block present */
+        if (n >= BN_TMAT_KBLOCK) {
+            for (int j = 0; j < 32; j++)
+                dst[j] = (uint8_t)(tern_code(qb[j], &bad) << 6 | tern_code(qb[j + 32], &bad) << 4 |
+                                   tern_code(qb[j + 64], &bad) << 2 | tern_code(qb[j + 96], &bad));
+            continue;
+        }
+        memset(dst, ZERO_CODES, 32);
+        for (int64_t i = 0; i < n; i++) {
+            const int shift = 6 - 2 * (int)(i / 32);
+            dst[i % 32] =
+                    (uint8_t)((dst[i % 32] & ~(3u << shift)) | tern_code(qb[i], &bad) << shift);
+        }
     }
     return bad;
 }
@@ -78,7 +102,7 @@ bn_status bn_tmat_from_ternary(bn_tmat *w, const int8_t *q, const float *scales,
     bn_status rc = tmat_alloc(w, rows, cols);
     if (rc != BN_OK) return rc;
     for (int64_t r = 0; r < rows; r++) {
-        if (pack_row(q + r * cols, cols, w->kpad, w->codes + r * w->row_bytes)) {
+        if (pack_row(w, r, q + r * cols, cols)) {
             bn_tmat_release(w);
             return BN_ERR_FORMAT;
         }
@@ -111,7 +135,10 @@ bn_status bn_tmat_from_i2s(bn_tmat *w, const uint8_t *data, size_t size, int64_t
         bn_tmat_release(w);
         return BN_ERR_FORMAT;
     }
-    memcpy(w->codes, data, code_bytes);
+    const int64_t nbk = cols / BN_TMAT_KBLOCK;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t b = 0; b < nbk; b++)
+            memcpy(bn__tmat_block(w, r, b), data + (size_t)(r * nbk + b) * 32, 32);
     float scale;
     memcpy(&scale, data + code_bytes, sizeof scale); /* little-endian hosts only */
     for (int64_t r = 0; r < rows; r++) w->scales[r] = scale;
@@ -154,21 +181,26 @@ static uint8_t crumb_reverse(uint8_t b)
     return (uint8_t)((b & 3u) << 6 | (b & 0x0cu) << 2 | (b & 0x30u) >> 2 | (b & 0xc0u) >> 6);
 }
 
-static bn_status tq2_row(const uint8_t *src, int64_t nb, uint8_t *dst, float *d, uint8_t *nz,
-                         float *scale)
+/* Row r of w from its nb TQ2_0 blocks at src: each block's two halves of 128 weights
+ * are two blocks of this layout. d and nz are scratch for nb entries. */
+static bn_status tq2_row(bn_tmat *w, int64_t r, const uint8_t *src, int64_t nb, float *d,
+                         uint8_t *nz)
 {
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = src + b * BN_TQ2_0_BLOCK_BYTES;
         if (has_code3(blk, 64)) return BN_ERR_FORMAT;
         unsigned any = 0;
-        for (int i = 0; i < 64; i++) {
-            any |= blk[i] ^ ZERO_CODES;
-            dst[b * 64 + i] = crumb_reverse(blk[i]);
+        for (int half = 0; half < 2; half++) {
+            uint8_t *dst = bn__tmat_block(w, r, 2 * b + half);
+            for (int i = 0; i < 32; i++) {
+                any |= blk[32 * half + i] ^ ZERO_CODES;
+                dst[i] = crumb_reverse(blk[32 * half + i]);
+            }
         }
         nz[b] = any != 0;
         d[b] = bn_f16_to_f32((uint16_t)(blk[64] | blk[65] << 8));
     }
-    return row_scale(d, nz, nb, scale);
+    return row_scale(d, nz, nb, &w->scales[r]);
 }
 
 bn_status bn_tmat_from_tq2_0(bn_tmat *w, const uint8_t *data, size_t size, int64_t rows,
@@ -187,8 +219,7 @@ bn_status bn_tmat_from_tq2_0(bn_tmat *w, const uint8_t *data, size_t size, int64
     }
     rc = tmat_alloc(w, rows, cols);
     for (int64_t r = 0; r < rows && rc == BN_OK; r++)
-        rc = tq2_row(data + (size_t)r * row_size, nb, w->codes + r * w->row_bytes, d, nz,
-                     &w->scales[r]);
+        rc = tq2_row(w, r, data + (size_t)r * row_size, nb, d, nz);
 done:
     bn_free(d);
     bn_free(nz);
@@ -220,7 +251,7 @@ bn_status bn_tmat_from_tq1_0(bn_tmat *w, const uint8_t *data, size_t size, int64
             for (int i = 0; i < BN_QK_TQ; i++) any |= (uint8_t)q[b * BN_QK_TQ + i];
             nz[b] = any != 0;
         }
-        if (pack_row(q, cols, w->kpad, w->codes + r * w->row_bytes)) rc = BN_ERR_FORMAT;
+        if (pack_row(w, r, q, cols)) rc = BN_ERR_FORMAT;
         if (rc == BN_OK) rc = row_scale(d, nz, nb, &w->scales[r]);
     }
 done:

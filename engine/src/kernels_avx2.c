@@ -23,6 +23,8 @@
 #define GEMM_NT 8  /* tokens per GEMM tile: they share the unpacked codes */
 #define GEMM_RB 16 /* rows per GEMM block, whose codes stay in L2 across token tiles */
 
+_Static_assert(GEMV_NR == BN_TMAT_RGROUP, "a GEMV step is one row group");
+
 /* An empty asm that makes v opaque to the optimizer (and keeps it in a register). */
 #define PIN(v) __asm__("" : "+x"(v))
 
@@ -72,16 +74,18 @@ INLINE __m256i block_dot(__m256i v, __m256i x0, __m256i x1, __m256i x2, __m256i 
 
 #define ROW(i)                                                                                     \
     if (nr > (i))                                                                                  \
-    s##i = _mm256_add_epi16(s##i, block_dot(ld(c + (i)*stride + b * 32), x0, x1, x2, x3, m3))
+    s##i = _mm256_add_epi16(s##i,                                                                  \
+                            block_dot(ld(c + (i)*32 + b * BN__TMAT_BSTRIDE), x0, x1, x2, x3, m3))
 #define WIDEN(i)                                                                                   \
     if (nr > (i)) a##i = _mm256_add_epi32(a##i, _mm256_madd_epi16(s##i, ones))
 
-/* sum c*x for rows r .. r+nr-1 into out[0..nr) (nr <= GEMV_NR, a constant after
- * inlining); the rows share each block's activation vectors. */
+/* sum c*x for rows r .. r+nr-1, all in r's row group, into out[0..nr) (nr a constant
+ * after inlining); the rows share each block's activation vectors, and their codes are
+ * one sequential stream. */
 INLINE void gemv_rows(const bn_tmat *w, const int8_t *xq, int64_t r, int nr, int32_t *out)
 {
-    const int64_t nb = w->kpad / BN_TMAT_KBLOCK, stride = w->row_bytes;
-    const uint8_t *c = w->codes + r * stride;
+    const int64_t nb = w->kpad / BN_TMAT_KBLOCK;
+    const uint8_t *c = bn__tmat_block(w, r, 0);
     const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
     for (int64_t b0 = 0; b0 < nb; b0 += CHUNK) {
@@ -110,26 +114,26 @@ static void gemv(const bn_tmat *w, const bn_qact *x, int32_t *acc, float *y, int
                  int64_t r0, int64_t r1)
 {
     int32_t s[GEMV_NR];
-    int64_t r = r0;
-    for (; r + GEMV_NR <= r1; r += GEMV_NR) {
-        gemv_rows(w, x->q, r, GEMV_NR, s);
-        for (int i = 0; i < GEMV_NR; i++) put(w, x, acc, y, ldy, r + i, 0, s[i]);
+    for (int64_t r = r0; r < r1;) {
+        const int64_t left = GEMV_NR - r % GEMV_NR; /* to the end of r's row group */
+        const int nr = (int)(r1 - r < left ? r1 - r : left);
+        switch (nr) {
+        case 4:
+            gemv_rows(w, x->q, r, 4, s);
+            break;
+        case 3:
+            gemv_rows(w, x->q, r, 3, s);
+            break;
+        case 2:
+            gemv_rows(w, x->q, r, 2, s);
+            break;
+        default:
+            gemv_rows(w, x->q, r, 1, s);
+            break;
+        }
+        for (int i = 0; i < nr; i++) put(w, x, acc, y, ldy, r + i, 0, s[i]);
+        r += nr;
     }
-    const int nr = (int)(r1 - r);
-    switch (nr) {
-    case 3:
-        gemv_rows(w, x->q, r, 3, s);
-        break;
-    case 2:
-        gemv_rows(w, x->q, r, 2, s);
-        break;
-    case 1:
-        gemv_rows(w, x->q, r, 1, s);
-        break;
-    default:
-        break;
-    }
-    for (int i = 0; i < nr; i++) put(w, x, acc, y, ldy, r + i, 0, s[i]);
 }
 
 /* ---- GEMM: a row against a tile of up to GEMM_NT tokens ------------------------------- */
@@ -167,7 +171,7 @@ INLINE void gemm_row_chunk(const uint8_t *c, const int8_t *const *xp, int64_t nb
     __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0,
             s7 = s0;
     for (int64_t b = 0; b < nblk; b++) {
-        const __m256i v = ld(c + b * 32);
+        const __m256i v = ld(c + b * BN__TMAT_BSTRIDE);
         const __m256i c0 = _mm256_and_si256(_mm256_srli_epi16(v, 6), m3);
         const __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m3);
         const __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(v, 2), m3);
@@ -241,8 +245,7 @@ static void gemm(const bn_tmat *w, const bn_qact *x, int32_t *acc, float *y, int
                 for (int j = 0; j < nt; j++)
                     xp[j] = x->q + (t0 + j) * x->kpad + b0 * BN_TMAT_KBLOCK;
                 for (int i = 0; i < nr; i++)
-                    gemm_row_chunk_nt(w->codes + (rb + i) * w->row_bytes + b0 * 32, xp, nblk, nt,
-                                      a[i]);
+                    gemm_row_chunk_nt(bn__tmat_block(w, rb + i, b0), xp, nblk, nt, a[i]);
             }
             for (int i = 0; i < nr; i++)
                 for (int j = 0; j < nt; j++)

@@ -63,16 +63,16 @@ INLINE void put(const bn_tmat *w, const bn_qact *x, int32_t *acc, float *y, int6
 /* Two accumulators per row (one per half of the block) keep the dpbusd chains short. */
 #define ROW(i)                                                                                     \
     if (nr > (i)) {                                                                                \
-        const __m512i v = ld_codes(c + (i)*stride + b * 32);                                       \
+        const __m512i v = ld_codes(c + (i)*32 + b * BN__TMAT_BSTRIDE);                             \
         a##i = _mm512_dpbusd_epi32(a##i, _mm512_and_si512(_mm512_srlv_epi16(v, k64), m3), x01);    \
         h##i = _mm512_dpbusd_epi32(h##i, _mm512_and_si512(_mm512_srlv_epi16(v, k20), m3), x23);    \
     }
 
-/* sum c*x for rows r .. r+nr-1 into out[0..nr). */
+/* sum c*x for rows r .. r+nr-1, all in r's row group, into out[0..nr). */
 INLINE void gemv_rows(const bn_tmat *w, const int8_t *xq, int64_t r, int nr, int32_t *out)
 {
-    const int64_t nb = w->kpad / BN_TMAT_KBLOCK, stride = w->row_bytes;
-    const uint8_t *c = w->codes + r * stride;
+    const int64_t nb = w->kpad / BN_TMAT_KBLOCK;
+    const uint8_t *c = bn__tmat_block(w, r, 0);
     const __m512i m3 = _mm512_set1_epi8(3), k64 = counts(6, 4), k20 = counts(2, 0);
     __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
     __m512i h0 = a0, h1 = a0, h2 = a0, h3 = a0;
@@ -95,26 +95,26 @@ static void gemv(const bn_tmat *w, const bn_qact *x, int32_t *acc, float *y, int
                  int64_t r0, int64_t r1)
 {
     int32_t s[GEMV_NR];
-    int64_t r = r0;
-    for (; r + GEMV_NR <= r1; r += GEMV_NR) {
-        gemv_rows(w, x->q, r, GEMV_NR, s);
-        for (int i = 0; i < GEMV_NR; i++) put(w, x, acc, y, ldy, r + i, 0, s[i]);
+    for (int64_t r = r0; r < r1;) {
+        const int64_t left = GEMV_NR - r % GEMV_NR; /* to the end of r's row group */
+        const int nr = (int)(r1 - r < left ? r1 - r : left);
+        switch (nr) {
+        case 4:
+            gemv_rows(w, x->q, r, 4, s);
+            break;
+        case 3:
+            gemv_rows(w, x->q, r, 3, s);
+            break;
+        case 2:
+            gemv_rows(w, x->q, r, 2, s);
+            break;
+        default:
+            gemv_rows(w, x->q, r, 1, s);
+            break;
+        }
+        for (int i = 0; i < nr; i++) put(w, x, acc, y, ldy, r + i, 0, s[i]);
+        r += nr;
     }
-    const int nr = (int)(r1 - r);
-    switch (nr) {
-    case 3:
-        gemv_rows(w, x->q, r, 3, s);
-        break;
-    case 2:
-        gemv_rows(w, x->q, r, 2, s);
-        break;
-    case 1:
-        gemv_rows(w, x->q, r, 1, s);
-        break;
-    default:
-        break;
-    }
-    for (int i = 0; i < nr; i++) put(w, x, acc, y, ldy, r + i, 0, s[i]);
 }
 
 /* ---- GEMM ------------------------------------------------------------------------------ */
@@ -140,7 +140,7 @@ INLINE void gemm_row_chunk(const uint8_t *c, const int8_t *const *xp, int64_t nb
             a7 = a0;
     __m512i h0 = a0, h1 = a0, h2 = a0, h3 = a0, h4 = a0, h5 = a0, h6 = a0, h7 = a0;
     for (int64_t b = 0; b < nblk; b++) {
-        const __m512i v = ld_codes(c + b * 32);
+        const __m512i v = ld_codes(c + b * BN__TMAT_BSTRIDE);
         const __m512i lo = _mm512_and_si512(_mm512_srlv_epi16(v, k64), m3);
         const __m512i hi = _mm512_and_si512(_mm512_srlv_epi16(v, k20), m3);
         TOK(0);
@@ -210,8 +210,7 @@ static void gemm(const bn_tmat *w, const bn_qact *x, int32_t *acc, float *y, int
                 for (int j = 0; j < nt; j++)
                     xp[j] = x->q + (t0 + j) * x->kpad + b0 * BN_TMAT_KBLOCK;
                 for (int i = 0; i < nr; i++)
-                    gemm_row_chunk_nt(w->codes + (rb + i) * w->row_bytes + b0 * 32, xp, nblk, nt,
-                                      a[i]);
+                    gemm_row_chunk_nt(bn__tmat_block(w, rb + i, b0), xp, nblk, nt, a[i]);
             }
             for (int i = 0; i < nr; i++)
                 for (int j = 0; j < nt; j++)

@@ -31,6 +31,16 @@ float bn__dot_q8_0_avx2(const bn_block_q8_0 *a, const bn_block_q8_0 *b, int64_t 
 extern const bn_kernels bn__kernels_neon;
 #endif
 
+/* Bytes from one block of a row to the next (the group's four rows interleave). */
+#define BN__TMAT_BSTRIDE (32 * BN_TMAT_RGROUP)
+
+/* The 32 code bytes of block b of row r (see the layout in kernels.h). */
+static inline uint8_t *bn__tmat_block(const bn_tmat *w, int64_t r, int64_t b)
+{
+    return w->codes + (r / BN_TMAT_RGROUP) * BN_TMAT_RGROUP * w->row_bytes +
+           (b * BN_TMAT_RGROUP + r % BN_TMAT_RGROUP) * 32;
+}
+
 /* The output formula of kernels.h, in exactly this order of float operations, so that
  * every variant's y is bit for bit the reference's. SIMD variants compute
  * cvt(acc) * (scale_w * inv_scale_x) lane-wise, which rounds identically. */

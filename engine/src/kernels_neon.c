@@ -25,17 +25,17 @@ INLINE int32x4_t half_dot(int32x4_t acc, uint8x16_t v, const int8_t *xb, uint8x1
     return acc;
 }
 
-/* sum c*x for rows r .. r+nr-1 (nr <= 4) against one token's activations xq. */
+/* sum c*x for rows r .. r+nr-1, all in r's row group, against one token's xq. */
 INLINE void gemv_rows(const bn_tmat *w, const int8_t *xq, int64_t r, int nr, int32_t *out)
 {
-    const int64_t nb = w->kpad / BN_TMAT_KBLOCK, stride = w->row_bytes;
-    const uint8_t *c = w->codes + r * stride;
+    const int64_t nb = w->kpad / BN_TMAT_KBLOCK;
+    const uint8_t *c = bn__tmat_block(w, r, 0);
     const uint8x16_t m3 = vdupq_n_u8(3);
     int32x4_t a[4] = {vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0)};
     for (int64_t b = 0; b < nb; b++) {
         const int8_t *xb = xq + b * BN_TMAT_KBLOCK;
         for (int i = 0; i < nr; i++) {
-            const uint8_t *cb = c + i * stride + b * 32;
+            const uint8_t *cb = c + i * 32 + b * BN__TMAT_BSTRIDE;
             a[i] = half_dot(a[i], vld1q_u8(cb), xb, m3);
             a[i] = half_dot(a[i], vld1q_u8(cb + 16), xb + 16, m3);
         }
@@ -48,8 +48,9 @@ static void neon_tgemm_any(const bn_tmat *w, const bn_qact *x, int32_t *acc, flo
 {
     for (int64_t t = 0; t < x->n_tok; t++) {
         const int8_t *xq = x->q + t * x->kpad;
-        for (int64_t r = r0; r < r1; r += 4) {
-            const int nr = r1 - r < 4 ? (int)(r1 - r) : 4;
+        for (int64_t r = r0; r < r1;) {
+            const int64_t left = BN_TMAT_RGROUP - r % BN_TMAT_RGROUP; /* to the group's end */
+            const int nr = (int)(r1 - r < left ? r1 - r : left);
             int32_t s[4];
             if (nr == 4)
                 gemv_rows(w, xq, r, 4, s);
@@ -62,6 +63,7 @@ static void neon_tgemm_any(const bn_tmat *w, const bn_qact *x, int32_t *acc, flo
                 else
                     y[t * ldy + r + i] = bn__tmat_out(a, w->scales[r + i], x->inv_scale[t]);
             }
+            r += nr;
         }
     }
 }

@@ -7,7 +7,7 @@
 /* Wq[r][k] from the run-time layout (see kernels.h): code - 1. */
 static int ref_weight(const bn_tmat *w, int64_t r, int64_t k)
 {
-    const uint8_t *blk = w->codes + r * w->row_bytes + (k / BN_TMAT_KBLOCK) * 32;
+    const uint8_t *blk = bn__tmat_block(w, r, k / BN_TMAT_KBLOCK);
     const int64_t i = k % BN_TMAT_KBLOCK;
     const int shift = 6 - 2 * (int)(i / 32);
     return ((blk[i % 32] >> shift) & 3) - 1;

@@ -328,7 +328,8 @@ static void assert_tmat_equal(const bn_tmat *a, const bn_tmat *b)
     assert_int_equal(a->cols, b->cols);
     assert_int_equal(a->kpad, b->kpad);
     assert_int_equal(a->row_bytes, b->row_bytes);
-    assert_memory_equal(a->codes, b->codes, (size_t)(a->rows * a->row_bytes));
+    assert_int_equal(a->rows_pad, b->rows_pad);
+    assert_memory_equal(a->codes, b->codes, (size_t)(a->rows_pad * a->row_bytes));
     assert_memory_equal(a->scales, b->scales, sizeof(float) * (size_t)a->rows);
 }
 
@@ -342,12 +343,21 @@ static void test_tmat_get_and_padding(void **state)
     assert_int_equal(bn_tmat_from_ternary(&w, q, NULL, 0.5f, rows, cols), BN_OK);
     assert_int_equal(w.kpad, 384);
     assert_int_equal(w.row_bytes, 96);
+    assert_int_equal(w.rows_pad, 8);
     assert_int_equal((uintptr_t)w.codes % 64, 0);
     for (int64_t r = 0; r < rows; r++) {
         assert_true(w.scales[r] == 0.5f);
         for (int64_t k = 0; k < w.kpad; k++)
             assert_int_equal(bn_tmat_get(&w, r, k), k < cols ? q[r * cols + k] : 0);
     }
+    /* the layout itself: block b of row r at group offset (4b + r % 4) * 32 */
+    for (int64_t r = 0; r < w.rows_pad; r++)
+        for (int64_t k = 0; k < w.kpad; k++) {
+            const uint8_t byte =
+                    w.codes[(r / 4) * 4 * w.row_bytes + ((k / 128) * 4 + r % 4) * 32 + k % 32];
+            const int code = (byte >> (6 - 2 * (k % 128 / 32))) & 3;
+            assert_int_equal(code - 1, r < rows && k < cols ? q[r * cols + k] : 0);
+        }
     bn_tmat_release(&w);
     assert_null(w.codes);
     q[7] = 2;

@@ -20,12 +20,17 @@
  * computes acc exactly in integers and applies exactly this float formula, so every
  * variant's y equals the reference's y bit for bit.
  *
- * Run-time layout (bn_tmat.codes): row r starts at codes + r * row_bytes. K is padded
- * with zero weights to kpad, a multiple of BN_TMAT_KBLOCK. Within a row, each block of
- * 128 weights takes 32 bytes laid out like I2_S: byte j holds weights j, j+32, j+64,
- * j+96 in bits 7:6, 5:4, 3:2, 1:0, each stored as the code Wq + 1 (0, 1, 2). So a
- * tensor whose K is a multiple of 128 repacks from I2_S with a copy. Activation rows
- * are padded with zeros to kpad.
+ * Run-time layout (bn_tmat.codes). K is padded with zero weights to kpad, a multiple of
+ * BN_TMAT_KBLOCK; a row's codes take row_bytes = kpad / 4 bytes. Each block of 128
+ * weights of a row takes 32 bytes laid out like I2_S: byte j holds weights j, j+32,
+ * j+64, j+96 in bits 7:6, 5:4, 3:2, 1:0, each stored as the code Wq + 1 (0, 1, 2).
+ * Rows are stored in groups of BN_TMAT_RGROUP (4), the last group padded with rows
+ * of zero weights up to rows_pad: group g takes the 4 * row_bytes bytes at
+ * codes + g * 4 * row_bytes, in which block b of row 4g + i is the 32 bytes at offset
+ * (4b + i) * 32. So a GEMV over four rows reads one sequential stream (which the
+ * hardware prefetchers follow far better than four short ones), and an I2_S tensor
+ * whose K is a multiple of 128 repacks by copying 32-byte blocks. Activation rows are
+ * padded with zeros to kpad.
  *
  * Ownership: bn_tmat_* and bn_qact_init allocate through the engine's hook; release
  * with bn_tmat_release / bn_qact_release (which zero the struct).
@@ -44,13 +49,15 @@ extern "C" {
 #endif
 
 #define BN_TMAT_KBLOCK 128
+#define BN_TMAT_RGROUP 4
 
 typedef struct bn_tmat {
     int64_t rows;      /* N: outputs */
     int64_t cols;      /* K: inputs */
     int64_t kpad;      /* K rounded up to BN_TMAT_KBLOCK */
-    int64_t row_bytes; /* kpad / 4 */
-    uint8_t *codes;    /* rows * row_bytes bytes, 64-byte aligned */
+    int64_t row_bytes; /* kpad / 4: code bytes per row */
+    int64_t rows_pad;  /* rows rounded up to BN_TMAT_RGROUP */
+    uint8_t *codes;    /* rows_pad * row_bytes bytes, 64-byte aligned */
     float *scales;     /* rows entries */
 } bn_tmat;
 
@@ -67,7 +74,7 @@ bn_status bn_tmat_from_tq2_0(bn_tmat *w, const uint8_t *data, size_t size, int64
                              int64_t cols);
 bn_status bn_tmat_from_tq1_0(bn_tmat *w, const uint8_t *data, size_t size, int64_t rows,
                              int64_t cols);
-/* Wq[r][k] as -1, 0, +1. */
+/* Wq[r][k] as -1, 0, +1 (0 for padding, k < kpad). */
 int bn_tmat_get(const bn_tmat *w, int64_t r, int64_t k);
 void bn_tmat_release(bn_tmat *w);
 
