@@ -36,6 +36,12 @@ int cmd_bench(int argc, char **argv);
 void cmd_bench_help(FILE *out);
 int cmd_inspect(int argc, char **argv);
 void cmd_inspect_help(FILE *out);
+int cmd_generate(int argc, char **argv);
+void cmd_generate_help(FILE *out);
+int cmd_perplexity(int argc, char **argv);
+void cmd_perplexity_help(FILE *out);
+int cmd_synth(int argc, char **argv);
+void cmd_synth_help(FILE *out);
 int cmd_tokenize(int argc, char **argv);
 void cmd_tokenize_help(FILE *out);
 

@@ -17,8 +17,12 @@ static void cmd_version_help(FILE *out);
 
 const bn_command bn_commands[] = {
         {"bench", "benchmark kernels (bench kernels)", cmd_bench, cmd_bench_help},
+        {"generate", "continue a prompt with a model", cmd_generate, cmd_generate_help},
         {"help", "show help for a command", cmd_help, cmd_help_help},
         {"inspect", "show a GGUF file's metadata and tensors", cmd_inspect, cmd_inspect_help},
+        {"perplexity", "perplexity of a model on a text file", cmd_perplexity,
+         cmd_perplexity_help},
+        {"synth", "write a random model of a real shape", cmd_synth, cmd_synth_help},
         {"tokenize", "split text into tokens (ids and pieces)", cmd_tokenize, cmd_tokenize_help},
         {"version", "print version and build information", cmd_version, cmd_version_help},
         {NULL, NULL, NULL, NULL},

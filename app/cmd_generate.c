@@ -1,0 +1,329 @@
+/* cmd_generate.c - `bitnet generate`: continue a prompt with a model, streaming the text,
+ * and report prompt and generation speed. */
+#include "cli.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bitnet/sample.h"
+#include "model_common.h"
+
+#define DEFAULT_N     128
+#define DEFAULT_N_CTX 4096
+
+void cmd_generate_help(FILE *out)
+{
+    fprintf(out,
+            "Usage: bitnet generate -m MODEL.gguf -p TEXT [options]\n\n"
+            "Continues TEXT with the model, writing the new text to stdout as it is made,\n"
+            "then prints prompt and generation speed (tokens/s) to stderr. Stops after -n\n"
+            "tokens, at an end-of-generation token, or when the context is full.\n\n"
+            "Options:\n" MC_OPTS_HELP
+            "  -p, --prompt TEXT the prompt (special tokens such as <|eot_id|> are parsed)\n"
+            "  -f, --file FILE   read the prompt from FILE\n"
+            "  -n, --n-predict N tokens to generate (default %d)\n"
+            "  -c, --ctx N       context size in tokens (default: the model's, at most %d)\n"
+            "  --temp T          temperature (default 0.8; 0: greedy)\n"
+            "  --top-k K         keep the K most likely tokens (default 40; 0: off)\n"
+            "  --top-p P         nucleus sampling (default 0.95; 1: off)\n"
+            "  --min-p P         drop tokens below P times the top probability (default 0.05)\n"
+            "  --repeat-penalty R  penalty for the last --repeat-last-n tokens (default 1: off)\n"
+            "  --repeat-last-n N tokens the penalty looks at (default 64)\n"
+            "  --seed S          random seed (default: from the clock; printed with --json)\n"
+            "  --ignore-eos      do not stop at end-of-generation tokens\n"
+            "  --json            no streaming: one JSON document with the text and timings\n"
+            "  -h, --help        this help\n\n"
+            "Exit status: 0 ok, 1 the model cannot be used or the prompt does not fit,\n"
+            "2 usage error.\n",
+            DEFAULT_N, DEFAULT_N_CTX);
+}
+
+typedef struct gen_opts {
+    mc_opts mc;
+    const char *prompt, *file;
+    long n_predict;
+    bn_sampler_params sp;
+    int have_seed, json, ignore_eos;
+} gen_opts;
+
+static int parse_float(const char *cmd, const char *opt, const char *s, float lo, float hi,
+                       float *out)
+{
+    char *end;
+    double v = s ? strtod(s, &end) : 0;
+    if (!s || !*s || *end || !(v >= lo && v <= hi))
+        return cli_usage_error(cmd, "%s: '%s' is not a number in [%g, %g]", opt, s ? s : "",
+                               (double)lo, (double)hi);
+    *out = (float)v;
+    return 0;
+}
+
+static int parse_seed(const char *s, uint64_t *out)
+{
+    char *end;
+    if (!s || !*s || *s == '-') return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end) return -1;
+    *out = v;
+    return 0;
+}
+
+static int takes_value(const char *a)
+{
+    static const char *const names[] = {
+            "-p",     "--prompt", "-f",      "--file",  "-n",          "--n-predict",
+            "--temp", "--top-p",  "--min-p", "--top-k", "--repeat-penalty", "--repeat-last-n",
+            "--seed",
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(a, names[i])) return 1;
+    return 0;
+}
+
+/* Returns -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, gen_opts *o)
+{
+    const char *C = "generate";
+    o->sp = bn_sampler_params_default();
+    o->n_predict = DEFAULT_N;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int r = mc_parse_opt(C, argc, argv, &i, &o->mc);
+        if (r < 0) return BN_EXIT_USAGE;
+        if (r > 0) continue;
+        int bad = 0;
+        long l;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            cmd_generate_help(stdout);
+            return BN_EXIT_OK;
+        } else if (!strcmp(a, "--json")) {
+            o->json = 1;
+            continue;
+        } else if (!strcmp(a, "--ignore-eos")) {
+            o->ignore_eos = 1;
+            continue;
+        }
+        if (!takes_value(a)) return cli_usage_error(C, "unknown option '%s'", a);
+        if (!v) return cli_usage_error(C, "%s needs a value", a);
+        if (!strcmp(a, "-p") || !strcmp(a, "--prompt"))
+            o->prompt = v;
+        else if (!strcmp(a, "-f") || !strcmp(a, "--file"))
+            o->file = v;
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict"))
+            bad = cli_parse_long(v, 0, BN_MODEL_MAX_CTX, &o->n_predict);
+        else if (!strcmp(a, "--temp"))
+            bad = parse_float(C, a, v, 0.0f, 1e6f, &o->sp.temperature);
+        else if (!strcmp(a, "--top-p"))
+            bad = parse_float(C, a, v, 0.0f, 1.0f, &o->sp.top_p);
+        else if (!strcmp(a, "--min-p"))
+            bad = parse_float(C, a, v, 0.0f, 1.0f, &o->sp.min_p);
+        else if (!strcmp(a, "--repeat-penalty"))
+            bad = parse_float(C, a, v, 1e-3f, 1e3f, &o->sp.repeat_penalty);
+        else if (!strcmp(a, "--top-k")) {
+            bad = cli_parse_long(v, 0, 1 << 24, &l);
+            o->sp.top_k = (int32_t)l;
+        } else if (!strcmp(a, "--repeat-last-n")) {
+            bad = cli_parse_long(v, 0, BN_SAMPLER_MAX_LAST_N, &l);
+            o->sp.repeat_last_n = (int32_t)l;
+        } else if (!strcmp(a, "--seed")) {
+            bad = parse_seed(v, &o->sp.seed);
+            o->have_seed = 1;
+        }
+        if (bad) return bad == BN_EXIT_USAGE ? bad : cli_usage_error(C, "%s: bad value '%s'", a, v);
+        i++;
+    }
+    if (!o->mc.model) return cli_usage_error(C, "missing -m MODEL.gguf");
+    if (!o->prompt && !o->file) return cli_usage_error(C, "missing -p TEXT (or -f FILE)");
+    if (o->prompt && o->file) return cli_usage_error(C, "give -p or -f, not both");
+    if (!o->have_seed) o->sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
+    return -1;
+}
+
+typedef struct gen_result {
+    int32_t *ids; /* prompt then generated */
+    size_t n_prompt, n_gen;
+    double prompt_s, gen_s; /* time in prompt evaluation; in generation evaluations */
+    size_t n_gen_evals;
+    const char *stop; /* "length", "eos", "context" */
+} gen_result;
+
+/* Writes the bytes of token id unless it is a control token. */
+static void stream_piece(const bn_tokenizer *tok, int32_t id)
+{
+    bn_token_type ty = bn_tokenizer_token_type(tok, id);
+    if (ty == BN_TOKEN_TYPE_CONTROL || ty == BN_TOKEN_TYPE_UNUSED) return;
+    size_t len;
+    const char *p = bn_tokenizer_piece(tok, id, &len);
+    if (p && len) fwrite(p, 1, len, stdout);
+    fflush(stdout);
+}
+
+static int run_generation(const gen_opts *o, mc_session *s, bn_sampler *smp, float *logits,
+                          gen_result *r)
+{
+    const int64_t V = bn_model_n_vocab(s->model), n_ctx = bn_model_state_n_ctx(s->st);
+    for (size_t i = 0; i < r->n_prompt; i++) bn_sampler_accept(smp, r->ids[i]);
+    double t0 = bn_time_now();
+    if (bn_model_eval(s->st, r->ids, (int64_t)r->n_prompt, 0, 1, logits) != BN_OK) {
+        cli_error("%s", bn_ctx_errmsg(s->ctx));
+        return BN_EXIT_FAIL;
+    }
+    r->prompt_s = bn_time_now() - t0;
+    r->stop = "length";
+    while (r->n_gen < (size_t)o->n_predict) {
+        const int32_t id = bn_sampler_sample(smp, logits, (int32_t)V);
+        if (id < 0) {
+            cli_error("sampling failed: out of memory");
+            return BN_EXIT_FAIL;
+        }
+        if (!o->ignore_eos && bn_tokenizer_is_eog(s->tok, id)) {
+            r->stop = "eos";
+            break;
+        }
+        bn_sampler_accept(smp, id);
+        const size_t at = r->n_prompt + r->n_gen++;
+        r->ids[at] = id;
+        if (!o->json) stream_piece(s->tok, id);
+        if (r->n_gen == (size_t)o->n_predict) break;
+        if ((int64_t)at + 1 >= n_ctx) {
+            r->stop = "context";
+            break;
+        }
+        t0 = bn_time_now();
+        if (bn_model_eval(s->st, &r->ids[at], 1, (int64_t)at, 1, logits) != BN_OK) {
+            cli_error("%s", bn_ctx_errmsg(s->ctx));
+            return BN_EXIT_FAIL;
+        }
+        r->gen_s += bn_time_now() - t0;
+        r->n_gen_evals++;
+    }
+    return BN_EXIT_OK;
+}
+
+static double rate(double n, double s)
+{
+    return s > 0 ? n / s : 0.0;
+}
+
+static int report(const gen_opts *o, mc_session *s, const gen_result *r)
+{
+    const double pp = rate((double)r->n_prompt, r->prompt_s);
+    const double tg = rate((double)r->n_gen_evals, r->gen_s);
+    if (!o->json) {
+        printf("\n");
+        fflush(stdout);
+        fprintf(stderr,
+                "prompt: %zu tokens in %.3f s, %.2f tokens/s; generation: %zu tokens, %.2f "
+                "tokens/s (%s, %d threads, stop: %s)\n",
+                r->n_prompt, r->prompt_s, pp, r->n_gen, tg, mc_kernels_name(),
+                bn_ctx_n_threads(s->ctx), r->stop);
+        return BN_EXIT_OK;
+    }
+    char *text = NULL, *clean = NULL;
+    size_t len = 0;
+    if (bn_tokenizer_decode_alloc(s->tok, r->ids + r->n_prompt, r->n_gen, 0, &text, &len) ==
+        BN_OK)
+        clean = mc_utf8_clean(text, len);
+    bn_free(text);
+    cJSON *d = cJSON_CreateObject();
+    if (!clean || !d) {
+        free(clean);
+        cJSON_Delete(d);
+        cli_error("out of memory while writing JSON");
+        return BN_EXIT_FAIL;
+    }
+    cJSON_AddStringToObject(d, "text", clean);
+    free(clean);
+    cJSON_AddNumberToObject(d, "prompt_tokens", (double)r->n_prompt);
+    cJSON_AddNumberToObject(d, "generated_tokens", (double)r->n_gen);
+    cJSON_AddNumberToObject(d, "prompt_tokens_per_s", pp);
+    cJSON_AddNumberToObject(d, "gen_tokens_per_s", tg);
+    cJSON_AddNumberToObject(d, "prompt_seconds", r->prompt_s);
+    cJSON_AddNumberToObject(d, "gen_seconds", r->gen_s);
+    cJSON_AddNumberToObject(d, "load_seconds", s->load_seconds);
+    cJSON_AddStringToObject(d, "stop_reason", r->stop);
+    cJSON_AddNumberToObject(d, "seed", (double)o->sp.seed);
+    cJSON_AddNumberToObject(d, "threads", bn_ctx_n_threads(s->ctx));
+    cJSON_AddNumberToObject(d, "n_ctx", (double)bn_model_state_n_ctx(s->st));
+    cJSON_AddStringToObject(d, "kernels", mc_kernels_name());
+    cJSON_AddNumberToObject(d, "weight_bytes", (double)bn_model_weight_bytes(s->model));
+    cJSON_AddNumberToObject(d, "kv_cache_bytes", (double)bn_model_state_kv_bytes(s->st));
+    return cli_print_json(d) ? BN_EXIT_FAIL : BN_EXIT_OK;
+}
+
+/* Tokenizes the prompt into r->ids, leaving room for the generated tokens. */
+static int tokenize_prompt(const gen_opts *o, mc_session *s, const char *text, size_t len,
+                           gen_result *r)
+{
+    int32_t *ids;
+    size_t n;
+    const unsigned fl = BN_TOKENIZE_ADD_SPECIAL | BN_TOKENIZE_PARSE_SPECIAL;
+    bn_status st = bn_tokenizer_encode_alloc(s->tok, text, len, fl, &ids, &n);
+    if (st != BN_OK) {
+        cli_error("cannot tokenize the prompt: %s", bn_status_str(st));
+        return BN_EXIT_FAIL;
+    }
+    const int64_t n_ctx = bn_model_state_n_ctx(s->st);
+    if (n == 0) {
+        bn_free(ids);
+        cli_error("the prompt is empty (no tokens)");
+        return BN_EXIT_FAIL;
+    }
+    if ((int64_t)n > n_ctx) {
+        bn_free(ids);
+        cli_error("the prompt of %zu tokens does not fit the context of %lld tokens (--ctx)", n,
+                  (long long)n_ctx);
+        return BN_EXIT_FAIL;
+    }
+    r->ids = malloc((n + (size_t)o->n_predict + 1) * sizeof *r->ids);
+    if (!r->ids) {
+        bn_free(ids);
+        cli_error("out of memory");
+        return BN_EXIT_FAIL;
+    }
+    memcpy(r->ids, ids, n * sizeof *ids);
+    r->n_prompt = n;
+    bn_free(ids);
+    return BN_EXIT_OK;
+}
+
+int cmd_generate(int argc, char **argv)
+{
+    gen_opts o;
+    memset(&o, 0, sizeof o);
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0) return rc;
+    char *filetext = NULL;
+    size_t len = 0;
+    if (o.file && !(filetext = mc_read_file(o.file, &len))) return BN_EXIT_FAIL;
+    const char *text = filetext ? filetext : o.prompt;
+    if (!filetext) len = strlen(text);
+    mc_session s;
+    memset(&s, 0, sizeof s);
+    gen_result r;
+    memset(&r, 0, sizeof r);
+    bn_sampler *smp = NULL;
+    float *logits = NULL;
+    rc = mc_open(&o.mc, DEFAULT_N_CTX, &s);
+    if (rc != BN_EXIT_OK) goto done;
+    rc = tokenize_prompt(&o, &s, text, len, &r);
+    if (rc != BN_EXIT_OK) goto done;
+    logits = malloc((size_t)bn_model_n_vocab(s.model) * sizeof *logits);
+    if (bn_sampler_new(&smp, &o.sp) != BN_OK || !logits) {
+        cli_error("cannot set up sampling: out of memory");
+        rc = BN_EXIT_FAIL;
+        goto done;
+    }
+    rc = run_generation(&o, &s, smp, logits, &r);
+    if (rc == BN_EXIT_OK) rc = report(&o, &s, &r);
+done:
+    bn_sampler_free(smp);
+    free(logits);
+    free(r.ids);
+    free(filetext);
+    if (s.ctx) mc_close(&s);
+    return rc;
+}
