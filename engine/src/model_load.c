@@ -277,7 +277,7 @@ static bn_status load_ternary(bn_model *m, const bn_model_params *p, int layer, 
     rc = apply_scale_tensor(m, base, w);
     if (rc != BN_OK) return rc;
     if (layer == 0 && which == BN__WQ) m->hp.weight_type = type;
-    m->tmat_bytes += (size_t)(w->rows * w->row_bytes) + (size_t)w->rows * sizeof(float);
+    m->tmat_bytes += (size_t)(w->rows_pad * w->row_bytes) + (size_t)w->rows * sizeof(float);
     if (!p->keep_mapping) release_pages(t->data, t->size);
     return BN_OK;
 }

@@ -452,10 +452,29 @@ static double rel_diff(const float *a, const float *ref, size_t n)
     return md / mx;
 }
 
-/* Tolerance for logits against the reference, relative to the largest |logit|: float
- * sums in another order can move an activation across a rounding boundary of the int8
- * quantization now and then, which moves later values by about one quantization step. */
-#define REF_TOL 2e-3
+/* Tolerance for logits against the reference, per position, relative to the largest
+ * |logit| of that position. Float sums in another order (attention, the LM head) differ
+ * by about 1e-7; now and then such a difference moves a value across a rounding boundary
+ * of the int8 activation quantization (or of the f16 cache), and that position's logits
+ * move by about one quantization step, up to ~5e-3. So: every position within REF_TOL_MAX,
+ * and all but one in ten (at least one allowed) within REF_TOL. */
+#define REF_TOL     1e-5
+#define REF_TOL_MAX 2e-2
+
+static void check_rows(const float *got, const float *ref, int n, int V, const char *what)
+{
+    int loose = 0;
+    double worst = 0;
+    for (int t = 0; t < n; t++) {
+        const double d = rel_diff(got + (size_t)t * V, ref + (size_t)t * V, (size_t)V);
+        loose += d > REF_TOL;
+        worst = d > worst ? d : worst;
+    }
+    print_message("    %s, %2d tokens: max |diff| / max |logit| = %.2e (%d above %.0e)\n", what, n,
+                  worst, loose, REF_TOL);
+    assert_true(worst < REF_TOL_MAX);
+    assert_true(loose <= (n / 10 > 1 ? n / 10 : 1));
+}
 
 static void check_against_reference(const tmodel *tm, const char *path, int kv_type,
                                     const bn_kernels *k)
@@ -471,11 +490,10 @@ static void check_against_reference(const tmodel *tm, const char *path, int kv_t
         ref_forward(tm, tok, n, kv_type == BN_TYPE_F16, ref);
         bn_model_state *st = state_ok(m, 0, 0, kv_type);
         assert_int_equal(bn_model_eval(st, tok, n, 0, n, got), BN_OK);
-        const double d = rel_diff(got, ref, (size_t)n * V);
-        print_message("    %s %s kv %s, %2d tokens: max |diff| / max |logit| = %.2e\n",
-                      tm->c.arch, k ? k->name : bn_kernels_get()->name, bn_type_name(kv_type), n,
-                      d);
-        assert_true(d < REF_TOL);
+        char what[96];
+        snprintf(what, sizeof what, "%s %s kv %s", tm->c.arch, k ? k->name : bn_kernels_get()->name,
+                 bn_type_name(kv_type));
+        check_rows(got, ref, n, V, what);
         bn_model_state_free(st);
         free(ref);
         free(got);
