@@ -2,7 +2,7 @@
 """diagnose.py - where does an engine's forward pass leave the oracle?
 
 The engine has no hooks for intermediate values, so this narrows a disagreement from
-the outside: it patches the fixture GGUF's block_count to 0, 1, ... n_layer (the engine
+the outside: it patches the fixture GGUF's block_count to 1, 2, ... n_layer (the engine
 then runs only the first layers; tensors of later layers are ignored), runs the engine
 (`test_oracle --eval`) and the numpy model of the GGUF path (make_fixture.np_forward) on
 the same truncated model, and prints per depth and prompt the max |difference| and the
@@ -55,7 +55,7 @@ def main():
     raw = open(path, "rb").read()
     prompts = [e[f"prompt.{i}.tokens"][0].astype(np.int64) for i in range(emeta["oracle.n_prompts"])]
     with tempfile.TemporaryDirectory() as tmp:
-        for L in range(n_layer + 1):
+        for L in range(1, n_layer + 1):
             g = os.path.join(tmp, f"L{L}.gguf")
             open(g, "wb").write(patch_u32(raw, A + ".block_count", L))
             mf.CONFIG["num_hidden_layers"] = L
