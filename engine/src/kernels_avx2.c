@@ -22,6 +22,9 @@
 #define GEMV_NR 4  /* rows per GEMV step: they share the activation loads */
 #define GEMM_NT 8  /* tokens per GEMM tile: they share the unpacked codes */
 #define GEMM_RB 16 /* rows per GEMM block, whose codes stay in L2 across token tiles */
+/* GEMV software prefetch distance in bytes of the row group's stream: measured best
+ * of 512 .. 4096 on Zen 3 (up to +30% over the hardware prefetchers alone). */
+#define GEMV_PREFETCH 2048
 
 _Static_assert(GEMV_NR == BN_TMAT_RGROUP, "a GEMV step is one row group");
 
@@ -93,6 +96,9 @@ INLINE void gemv_rows(const bn_tmat *w, const int8_t *xq, int64_t r, int nr, int
         __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
         for (int64_t b = b0; b < b1; b++) {
             const int8_t *xb = xq + b * BN_TMAT_KBLOCK;
+            const char *pf = (const char *)c + b * BN__TMAT_BSTRIDE + GEMV_PREFETCH;
+            _mm_prefetch(pf, _MM_HINT_T0);
+            _mm_prefetch(pf + 64, _MM_HINT_T0);
             const __m256i x0 = ld(xb), x1 = ld(xb + 32), x2 = ld(xb + 64), x3 = ld(xb + 96);
             ROW(0);
             ROW(1);

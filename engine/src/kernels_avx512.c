@@ -26,10 +26,11 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-#define CHUNK   16 /* blocks per K chunk: 8 tokens x 2 KiB of activations stay in L1 */
-#define GEMV_NR 4
-#define GEMM_NT 8
-#define GEMM_RB 16
+#define CHUNK         16 /* blocks per K chunk: 8 tokens x 2 KiB of activations stay in L1 */
+#define GEMV_NR       4
+#define GEMM_NT       8
+#define GEMM_RB       16
+#define GEMV_PREFETCH 2048 /* bytes ahead in the row group's stream (as on AVX2) */
 
 INLINE __m512i ld512(const void *p)
 {
@@ -77,6 +78,9 @@ INLINE void gemv_rows(const bn_tmat *w, const int8_t *xq, int64_t r, int nr, int
     __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
     __m512i h0 = a0, h1 = a0, h2 = a0, h3 = a0;
     for (int64_t b = 0; b < nb; b++) {
+        const char *pf = (const char *)c + b * BN__TMAT_BSTRIDE + GEMV_PREFETCH;
+        _mm_prefetch(pf, _MM_HINT_T0);
+        _mm_prefetch(pf + 64, _MM_HINT_T0);
         const __m512i x01 = ld512(xq + b * BN_TMAT_KBLOCK),
                       x23 = ld512(xq + b * BN_TMAT_KBLOCK + 64);
         ROW(0);

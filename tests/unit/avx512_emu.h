@@ -17,6 +17,9 @@ typedef struct {
     uint8_t b[32];
 } __m256i;
 
+#define _MM_HINT_T0           3
+#define _mm_prefetch(p, hint) ((void)(p), (void)(hint))
+
 static inline __m256i _mm256_loadu_si256(const __m256i *p)
 {
     __m256i r;
