@@ -79,7 +79,7 @@ bn_status bn__bpe_compile(bn_ctx *ctx, bn_tokenizer *tok, const bn__pre_def *pre
         int err;
         PCRE2_SIZE at;
         tok->re[i] = pcre2_compile((PCRE2_SPTR)pre->regex[i], PCRE2_ZERO_TERMINATED,
-                                   PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &at, cc);
+                                   PCRE2_UTF | PCRE2_UCP, &err, &at, cc);
         if (!tok->re[i]) {
             PCRE2_UCHAR msg[128];
             pcre2_get_error_message(err, msg, sizeof msg);
@@ -300,15 +300,58 @@ static bn_status bpe_word(bpe_work *wk, const char *text, size_t len, bn__ids *o
     return rc;
 }
 
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629, as PCRE2 checks it), or 0. */
+static size_t utf8_valid(const unsigned char *s, size_t left)
+{
+    unsigned char c = s[0];
+    size_t k = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : (c & 0xf0) == 0xe0 ? 3
+                                                       : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    if (k == 0 || k > left) return 0;
+    for (size_t i = 1; i < k; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    if (k == 3 && ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0))) return 0;
+    if (k == 4 && ((c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] >= 0x90))) return 0;
+    return k;
+}
+
+/* The text the regexes see: text itself when it is valid UTF-8, else a copy in which
+ * every byte outside a well-formed sequence is 0x01 - a character that is neither letter,
+ * number nor space, as the U+FFFD llama.cpp puts there. Word bytes still come from text. */
+static bn_status regex_subject(const char *text, size_t len, const char **subj, char **copy)
+{
+    size_t i = 0, k;
+    *copy = NULL;
+    *subj = text;
+    while (i < len && (k = utf8_valid((const unsigned char *)text + i, len - i)) != 0) i += k;
+    if (i == len) return BN_OK;
+    char *c = bn_malloc(len);
+    if (!c) return BN_ERR_NOMEM;
+    memcpy(c, text, i);
+    while (i < len) {
+        k = utf8_valid((const unsigned char *)text + i, len - i);
+        if (k == 0) {
+            c[i++] = '\x01';
+            continue;
+        }
+        memcpy(c + i, text + i, k);
+        i += k;
+    }
+    *subj = *copy = c;
+    return BN_OK;
+}
+
 /* Splits text[0..len) with regex level lv (matches and the text between them are words)
- * and hands each word to the next level, or to BPE after the last. */
-static bn_status split(bpe_work *wk, int lv, const char *text, size_t len, bn__ids *out)
+ * and hands each word to the next level, or to BPE after the last. subj is what the
+ * regexes match (see regex_subject), of the same length. */
+static bn_status split(bpe_work *wk, int lv, const char *text, const char *subj, size_t len,
+                       bn__ids *out)
 {
     if (lv == wk->tok->n_re) return bpe_word(wk, text, len, out);
     size_t pos = 0, done = 0;
     bn_status rc = BN_OK;
     while (pos < len && rc == BN_OK) {
-        int m = pcre2_match(wk->tok->re[lv], (PCRE2_SPTR)text, len, pos, 0, wk->md, wk->mc);
+        int m = pcre2_match(wk->tok->re[lv], (PCRE2_SPTR)subj, len, pos, PCRE2_NO_UTF_CHECK,
+                            wk->md, wk->mc);
         if (m == PCRE2_ERROR_NOMATCH) break;
         if (m < 0) return m == PCRE2_ERROR_NOMEMORY || m == PCRE2_ERROR_HEAPLIMIT
                                   ? BN_ERR_NOMEM
@@ -317,24 +360,29 @@ static bn_status split(bpe_work *wk, int lv, const char *text, size_t len, bn__i
         size_t s = ov[0], e = ov[1];
         if (e <= s) { /* an empty match: step over one character */
             if (s >= len) break;
-            pos = s + bn__utf8_len((unsigned char)text[s]);
+            pos = s + bn__utf8_len((unsigned char)subj[s]);
             continue;
         }
-        if (s > done) rc = split(wk, lv + 1, text + done, s - done, out);
-        if (rc == BN_OK) rc = split(wk, lv + 1, text + s, e - s, out);
+        if (s > done) rc = split(wk, lv + 1, text + done, subj + done, s - done, out);
+        if (rc == BN_OK) rc = split(wk, lv + 1, text + s, subj + s, e - s, out);
         pos = done = e;
     }
-    if (rc == BN_OK && done < len) rc = split(wk, lv + 1, text + done, len - done, out);
+    if (rc == BN_OK && done < len)
+        rc = split(wk, lv + 1, text + done, subj + done, len - done, out);
     return rc;
 }
 
 bn_status bn__bpe_encode(const bn_tokenizer *tok, const char *text, size_t len, bn__ids *out)
 {
     bpe_work wk = {.tok = tok};
-    bn_status rc = BN_ERR_NOMEM;
+    const char *subj;
+    char *copy;
+    bn_status rc = regex_subject(text, len, &subj, &copy);
+    if (rc != BN_OK) return rc;
     wk.md = pcre2_match_data_create(1, tok->re_gctx);
     wk.mc = pcre2_match_context_create(tok->re_gctx);
-    if (wk.md && wk.mc) rc = split(&wk, 0, text, len, out);
+    rc = wk.md && wk.mc ? split(&wk, 0, text, subj, len, out) : BN_ERR_NOMEM;
+    bn_free(copy);
     pcre2_match_data_free(wk.md);
     pcre2_match_context_free(wk.mc);
     bn_free(wk.w);

@@ -750,6 +750,45 @@ static void test_gguf_errors(void **state)
     }
 }
 
+/* A long text (llama.cpp's vectors over and over) goes through in linear time and comes
+ * back exact; a quadratic pre-tokenizer would take minutes here. */
+static void test_long_text(void **state)
+{
+    (void)state;
+    vectors v;
+    load_vectors(SPM_GGUF, &v);
+    size_t cap = 600000, len = 0;
+    char *text = malloc(cap);
+    for (size_t i = 0; len + 200 < cap; i = (i + 1) % v.n) {
+        size_t k = v.len[i] < 150 ? v.len[i] : 150;
+        memcpy(text + len, v.text[i], k);
+        len += k;
+        text[len++] = ' ';
+    }
+    free_vectors(&v);
+    bn_ctx *ctx = new_ctx();
+    const char *paths[2] = {SPM_GGUF, GPT2_GGUF};
+    for (int t = 0; t < 2; t++) {
+        bn_tokenizer *tok = load_gguf_tok(ctx, paths[t]);
+        double t0 = bn_time_now();
+        int32_t *ids;
+        size_t n, back;
+        char *s;
+        assert_int_equal(bn_tokenizer_encode_alloc(tok, text, len, 0, &ids, &n), BN_OK);
+        assert_int_equal(bn_tokenizer_decode_alloc(tok, ids, n, 0, &s, &back), BN_OK);
+        double dt = bn_time_now() - t0;
+        printf("  %s: %zu bytes -> %zu tokens and back in %.0f ms\n", paths[t], len, n, dt * 1e3);
+        assert_int_equal(back, len);
+        assert_memory_equal(s, text, len);
+        assert_true(dt < 10.0);
+        bn_free(s);
+        bn_free(ids);
+        bn_tokenizer_free(tok);
+    }
+    free(text);
+    bn_ctx_free(ctx);
+}
+
 /* ---- allocation failures ----------------------------------------------------------------- */
 
 static void test_alloc_failures(void **state)
@@ -817,7 +856,8 @@ int main(void)
             cmocka_unit_test(test_llama_bpe_vectors), cmocka_unit_test(test_spm_special),
             cmocka_unit_test(test_gpt2_special),    cmocka_unit_test(test_vocab_bpe),
             cmocka_unit_test(test_vocab_spm),       cmocka_unit_test(test_vocab_errors),
-            cmocka_unit_test(test_gguf_errors),     cmocka_unit_test(test_alloc_failures),
+            cmocka_unit_test(test_gguf_errors),     cmocka_unit_test(test_long_text),
+            cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
