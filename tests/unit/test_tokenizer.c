@@ -20,7 +20,9 @@
 #define SPM_GGUF   DATA "ggml-vocab-llama-spm.gguf"
 #define GPT2_GGUF  DATA "ggml-vocab-gpt-2.gguf"
 #define LLAMA3_INP DATA "ggml-vocab-llama-bpe.gguf"
+#ifndef LLAMA3_JSON /* relative to the repository root, where the tests run */
 #define LLAMA3_JSON "../shared/data/tokenizers/llama3-tokenizer.json"
+#endif
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
@@ -583,6 +585,16 @@ static void test_vocab_spm(void **state)
     assert_int_equal(bn_tokenizer_decode(tok, ids, n, BN_DECODE_SPECIAL, buf, sizeof buf, &need),
                      BN_OK);
     assert_string_equal(buf, "c<unk>");
+    bn_tokenizer_free(tok);
+    /* without the space prefix "ab" is "ab" */
+    v.add_space_prefix = 0;
+    assert_int_equal(bn_tokenizer_from_vocab(ctx, &v, &tok), BN_OK);
+    assert_int_equal(bn_tokenizer_add_space_prefix(tok), 0);
+    n = enc(tok, "ab", 0, ids, 16);
+    assert_int_equal(n, 1);
+    assert_int_equal(ids[0], 7);
+    assert_int_equal(bn_tokenizer_decode(tok, ids, n, 0, buf, sizeof buf, &need), BN_OK);
+    assert_string_equal(buf, "ab");
     bn_tokenizer_free(tok);
     bn_ctx_free(ctx);
 }
