@@ -14,23 +14,24 @@
 
 void cmd_tokenize_help(FILE *out)
 {
-    fprintf(out, "Usage: bitnet tokenize -m MODEL.gguf [options] TEXT\n"
-                 "       bitnet tokenize -m MODEL.gguf [options] -          (text from stdin)\n"
-                 "       bitnet tokenize -m MODEL.gguf [options] --file FILE\n\n"
-                 "Splits the text into tokens with the model's tokenizer (tokenizer.ggml.* keys;\n"
-                 "the file needs no tensors) and prints one line per token: the id, a tab, and\n"
-                 "the piece it stands for in quotes (\\n, \\t, \\\\, \\' and \\xNN escaped).\n\n"
-                 "Options:\n"
-                 "  -m, --model FILE  the GGUF file\n"
-                 "  -f, --file FILE   read the text from FILE\n"
-                 "  --bos             put the BOS token first\n"
-                 "  --special         turn special tokens written in the text (\"<|eot_id|>\")\n"
-                 "                    into their ids; otherwise they are ordinary text\n"
-                 "  --ids-only        print only the ids, on one line\n"
-                 "  --json            {\"tokens\": [ids], \"pieces\": [strings], \"n_tokens\": N};\n"
-                 "                    bytes that are not valid UTF-8 appear as <0xNN>\n"
-                 "  -h, --help        this help\n\n"
-                 "Exit status: 0 ok, 1 the model or the text cannot be read, 2 usage error.\n");
+    fprintf(out,
+            "Usage: bitnet tokenize -m MODEL.gguf [options] TEXT\n"
+            "       bitnet tokenize -m MODEL.gguf [options] -          (text from stdin)\n"
+            "       bitnet tokenize -m MODEL.gguf [options] --file FILE\n\n"
+            "Splits the text into tokens with the model's tokenizer (tokenizer.ggml.* keys;\n"
+            "the file needs no tensors) and prints one line per token: the id, a tab, and\n"
+            "the piece it stands for in quotes (\\n, \\t, \\\\, \\' and \\xNN escaped).\n\n"
+            "Options:\n"
+            "  -m, --model FILE  the GGUF file\n"
+            "  -f, --file FILE   read the text from FILE\n"
+            "  --bos             put the BOS token first\n"
+            "  --special         turn special tokens written in the text (\"<|eot_id|>\")\n"
+            "                    into their ids; otherwise they are ordinary text\n"
+            "  --ids-only        print only the ids, on one line\n"
+            "  --json            {\"tokens\": [ids], \"pieces\": [strings], \"n_tokens\": N};\n"
+            "                    bytes that are not valid UTF-8 appear as <0xNN>\n"
+            "  -h, --help        this help\n\n"
+            "Exit status: 0 ok, 1 the model or the text cannot be read, 2 usage error.\n");
 }
 
 typedef struct opts {
@@ -116,10 +117,11 @@ static char *read_all(FILE *f, size_t *len)
 /* Length of the valid UTF-8 sequence at s, or 0. */
 static size_t utf8_valid(const unsigned char *s, size_t left)
 {
-    size_t k = s[0] < 0x80 ? 1 : s[0] >= 0xc2 && s[0] <= 0xdf ? 2
-                             : (s[0] & 0xf0) == 0xe0           ? 3
-                             : s[0] >= 0xf0 && s[0] <= 0xf4    ? 4
-                                                               : 0;
+    size_t k = s[0] < 0x80                    ? 1
+               : s[0] >= 0xc2 && s[0] <= 0xdf ? 2
+               : (s[0] & 0xf0) == 0xe0        ? 3
+               : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
+                                              : 0;
     if (k == 0 || k > left) return 0;
     for (size_t i = 1; i < k; i++)
         if ((s[i] & 0xc0) != 0x80) return 0;
@@ -255,8 +257,8 @@ static int tokenize(const opts *o, const bn_tokenizer *tok)
     char *text = load_text(o, &len);
     if (!text) return BN_EXIT_FAIL;
     int32_t *ids = NULL;
-    unsigned flags = (o->bos ? BN_TOKENIZE_ADD_BOS : 0) |
-                     (o->special ? BN_TOKENIZE_PARSE_SPECIAL : 0);
+    unsigned flags =
+            (o->bos ? BN_TOKENIZE_ADD_BOS : 0) | (o->special ? BN_TOKENIZE_PARSE_SPECIAL : 0);
     bn_status rc = bn_tokenizer_encode_alloc(tok, text, len, flags, &ids, &n);
     free(text);
     if (rc == BN_ERR_INVALID && o->bos) {
@@ -287,8 +289,7 @@ int cmd_tokenize(int argc, char **argv)
     }
     bn_gguf *g = NULL;
     bn_tokenizer *tok = NULL;
-    if (bn_gguf_open(ctx, o.model, &g) != BN_OK ||
-        bn_tokenizer_from_gguf(ctx, g, &tok) != BN_OK) {
+    if (bn_gguf_open(ctx, o.model, &g) != BN_OK || bn_tokenizer_from_gguf(ctx, g, &tok) != BN_OK) {
         cli_error("%s: %s", o.model, bn_ctx_errmsg(ctx));
         ret = BN_EXIT_FAIL;
     } else {

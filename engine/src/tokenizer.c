@@ -94,8 +94,8 @@ typedef struct vocab_src {
     const char *model, *pre;
     size_t n_tokens, n_merges;
     const char *(*token)(const void *u, size_t i, size_t *len);
-    float (*score)(const void *u, size_t i);   /* NULL: 0 */
-    int32_t (*type)(const void *u, size_t i);  /* NULL: normal */
+    float (*score)(const void *u, size_t i);  /* NULL: 0 */
+    int32_t (*type)(const void *u, size_t i); /* NULL: normal */
     const char *(*merge)(const void *u, size_t i, size_t *len);
     const void *u;
     int32_t bos, eos, eot, eom, unk, pad;
@@ -105,8 +105,8 @@ typedef struct vocab_src {
 } vocab_src;
 
 static const char *const id_keys[6] = {
-        "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
-        "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id",
+        "tokenizer.ggml.bos_token_id",     "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.eot_token_id",     "tokenizer.ggml.eom_token_id",
         "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id",
 };
 
@@ -119,8 +119,9 @@ static bn_status fill_tokens(bn_ctx *ctx, bn_tokenizer *tok, const vocab_src *sr
     for (size_t i = 0; i < n; i++) { /* first pass: sizes */
         size_t len = 0;
         const char *s = src->token(src->u, i, &len);
-        if (!s) return bn_ctx_set_error(ctx, BN_ERR_FORMAT, "%s: token %zu is missing",
-                                        src->what_tokens, i);
+        if (!s)
+            return bn_ctx_set_error(ctx, BN_ERR_FORMAT, "%s: token %zu is missing",
+                                    src->what_tokens, i);
         if (len > BN_TOKENIZER_MAX_TOKEN_LEN)
             return bn_ctx_set_error(ctx, BN_ERR_RANGE, "%s: token %zu is %zu bytes long (max %d)",
                                     src->what_tokens, i, len, BN_TOKENIZER_MAX_TOKEN_LEN);
@@ -169,8 +170,8 @@ static bn_status build_map(bn_ctx *ctx, bn_tokenizer *tok, const vocab_src *src)
         for (;; h = (h + 1) & tok->map_mask) {
             int32_t other = tok->map[h];
             if (other < 0) break;
-            if (tok->tok[other].len == e->len && memcmp(tok->text + tok->tok[other].off, s,
-                                                        e->len) == 0) {
+            if (tok->tok[other].len == e->len &&
+                memcmp(tok->text + tok->tok[other].off, s, e->len) == 0) {
                 char t[64];
                 return bn_ctx_set_error(ctx, BN_ERR_FORMAT,
                                         "%s: duplicate token '%s' (ids %d and %d)",
@@ -187,8 +188,9 @@ static bn_status add_merge(bn_ctx *ctx, bn_tokenizer *tok, const vocab_src *src,
     size_t len = 0;
     char t[64];
     const char *s = src->merge(src->u, i, &len);
-    if (!s) return bn_ctx_set_error(ctx, BN_ERR_FORMAT, "%s: merge %zu is missing",
-                                    src->what_merges, i);
+    if (!s)
+        return bn_ctx_set_error(ctx, BN_ERR_FORMAT, "%s: merge %zu is missing", src->what_merges,
+                                i);
     /* like llama.cpp: split at the first space after the first byte */
     const char *sp = len > 1 ? memchr(s + 1, ' ', len - 1) : NULL;
     if (!sp)
@@ -199,8 +201,7 @@ static bn_status add_merge(bn_ctx *ctx, bn_tokenizer *tok, const vocab_src *src,
     if (left < 0 || right < 0) {
         const char *bad = left < 0 ? s : sp + 1;
         return bn_ctx_set_error(ctx, BN_ERR_FORMAT, "%s: merge %zu names unknown token '%s'",
-                                src->what_merges, i,
-                                esc(t, sizeof t, bad, left < 0 ? ll : rl));
+                                src->what_merges, i, esc(t, sizeof t, bad, left < 0 ? ll : rl));
     }
     uint64_t key = (((uint64_t)(uint32_t)left << 32) | (uint32_t)right) + 1;
     size_t h = mix64(key) & tok->merge_mask;
@@ -272,11 +273,11 @@ static void add_eog(bn_tokenizer *tok, int32_t id)
 
 static bn_status resolve_special(bn_ctx *ctx, bn_tokenizer *tok, const vocab_src *src)
 {
-    static const char *const eot_names[] = {"<|eot_id|>", "<|im_end|>", "<|end|>",
+    static const char *const eot_names[] = {"<|eot_id|>",    "<|im_end|>",    "<|end|>",
                                             "<end_of_turn>", "<|endoftext|>", NULL};
     static const char *const eom_names[] = {"<|eom_id|>", NULL};
-    static const char *const eog_names[] = {"<|eot_id|>",    "<|im_end|>", "<|end|>",
-                                            "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
+    static const char *const eog_names[] = {"<|eot_id|>",    "<|im_end|>",      "<|end|>",
+                                            "<end_of_turn>", "<|endoftext|>",   "<|eom_id|>",
                                             "<EOT>",         "<|end_of_text|>", NULL};
     int spm = tok->kind == BN_TOKENIZER_SPM;
     const int32_t v[6] = {src->bos, src->eos, src->eot, src->eom, src->unk, src->pad};
@@ -293,11 +294,15 @@ static bn_status resolve_special(bn_ctx *ctx, bn_tokenizer *tok, const vocab_src
     add_eog(tok, tok->eom);
     for (const char *const *p = eog_names; *p; p++) add_eog(tok, bn__tok_find(tok, *p, strlen(*p)));
     if (tok->add_bos && tok->bos < 0)
-        return bn_ctx_set_error(ctx, BN_ERR_FORMAT, "%sadd_bos_token is true, but there is no BOS "
-                                "token", src->what_bos);
+        return bn_ctx_set_error(ctx, BN_ERR_FORMAT,
+                                "%sadd_bos_token is true, but there is no BOS "
+                                "token",
+                                src->what_bos);
     if (tok->add_eos && tok->eos < 0)
-        return bn_ctx_set_error(ctx, BN_ERR_FORMAT, "%sadd_eos_token is true, but there is no EOS "
-                                "token", src->what_bos);
+        return bn_ctx_set_error(ctx, BN_ERR_FORMAT,
+                                "%sadd_eos_token is true, but there is no EOS "
+                                "token",
+                                src->what_bos);
     return BN_OK;
 }
 
@@ -422,12 +427,10 @@ static bn_status build_pieces(bn_ctx *ctx, bn_tokenizer *tok)
 {
     size_t total = 0, bytes;
     for (int32_t id = 0; id < tok->n_vocab; id++) total += tok->tok[id].len;
-    if (bn_mul_size((size_t)tok->n_vocab + 1, sizeof *tok->piece_off, &bytes))
-        return BN_ERR_NOMEM;
+    if (bn_mul_size((size_t)tok->n_vocab + 1, sizeof *tok->piece_off, &bytes)) return BN_ERR_NOMEM;
     tok->piece = bn_malloc(total + 1);
     tok->piece_off = bn_malloc(bytes);
-    if (!tok->piece || !tok->piece_off)
-        return bn_ctx_set_error(ctx, BN_ERR_NOMEM, "out of memory");
+    if (!tok->piece || !tok->piece_off) return bn_ctx_set_error(ctx, BN_ERR_NOMEM, "out of memory");
     uint32_t off = 0;
     for (int32_t id = 0; id < tok->n_vocab; id++) {
         tok->piece_off[id] = off;
@@ -564,14 +567,28 @@ bn_status bn_tokenizer_from_vocab(bn_ctx *ctx, const bn_tokenizer_vocab *v, bn_t
     if (v->n_merges && !v->merges)
         return bn_ctx_set_error(ctx, BN_ERR_INVALID, "vocabulary: no merge array");
     vocab_src src = {
-            .model = v->model, .pre = v->pre, .n_tokens = v->n_tokens,
-            .n_merges = v->n_merges, .token = plain_token,
-            .score = v->scores ? plain_score : NULL, .type = v->types ? plain_type : NULL,
-            .merge = plain_merge, .u = v, .bos = v->bos_id, .eos = v->eos_id,
-            .eot = v->eot_id, .eom = v->eom_id, .unk = v->unk_id, .pad = v->pad_id,
-            .add_bos = v->add_bos, .add_eos = v->add_eos,
-            .add_space_prefix = v->add_space_prefix, .chat_template = v->chat_template,
-            .what_tokens = "vocabulary", .what_merges = "vocabulary", .what_bos = "",
+            .model = v->model,
+            .pre = v->pre,
+            .n_tokens = v->n_tokens,
+            .n_merges = v->n_merges,
+            .token = plain_token,
+            .score = v->scores ? plain_score : NULL,
+            .type = v->types ? plain_type : NULL,
+            .merge = plain_merge,
+            .u = v,
+            .bos = v->bos_id,
+            .eos = v->eos_id,
+            .eot = v->eot_id,
+            .eom = v->eom_id,
+            .unk = v->unk_id,
+            .pad = v->pad_id,
+            .add_bos = v->add_bos,
+            .add_eos = v->add_eos,
+            .add_space_prefix = v->add_space_prefix,
+            .chat_template = v->chat_template,
+            .what_tokens = "vocabulary",
+            .what_merges = "vocabulary",
+            .what_bos = "",
     };
     return build(ctx, &src, out);
 }
@@ -705,8 +722,7 @@ static bn_status gguf_arrays(bn_ctx *ctx, const bn_gguf *g, gguf_src *s, vocab_s
                          &s->types)) != BN_OK)
         return rc;
     if (s->types >= 0) {
-        if ((rc = gguf_count(ctx, g, s->types, "tokenizer.ggml.token_type", n)) != BN_OK)
-            return rc;
+        if ((rc = gguf_count(ctx, g, s->types, "tokenizer.ggml.token_type", n)) != BN_OK) return rc;
         s->type_data = bn_gguf_arr_data(g, s->types);
         if (s->type_data || n == 0) src->type = gguf_type;
     }
@@ -717,8 +733,10 @@ static bn_status gguf_arrays(bn_ctx *ctx, const bn_gguf *g, gguf_src *s, vocab_s
     if (bpe) {
         uint64_t m = bn_gguf_arr_n(g, s->merges);
         if (m > BN_TOKENIZER_MAX_MERGES)
-            return bn_ctx_set_error(ctx, BN_ERR_RANGE, "tokenizer.ggml.merges: %llu merges "
-                                    "(max %d)", (unsigned long long)m, BN_TOKENIZER_MAX_MERGES);
+            return bn_ctx_set_error(ctx, BN_ERR_RANGE,
+                                    "tokenizer.ggml.merges: %llu merges "
+                                    "(max %d)",
+                                    (unsigned long long)m, BN_TOKENIZER_MAX_MERGES);
         src->n_merges = (size_t)m;
     }
     return BN_OK;
@@ -729,9 +747,12 @@ bn_status bn_tokenizer_from_gguf(bn_ctx *ctx, const bn_gguf *g, bn_tokenizer **o
     BN_ASSERT(g && out);
     *out = NULL;
     gguf_src s = {.g = g, .tokens = -1, .scores = -1, .types = -1, .merges = -1};
-    vocab_src src = {.token = gguf_token, .merge = gguf_merge, .u = &s,
+    vocab_src src = {.token = gguf_token,
+                     .merge = gguf_merge,
+                     .u = &s,
                      .what_tokens = "tokenizer.ggml.tokens",
-                     .what_merges = "tokenizer.ggml.merges", .what_bos = "tokenizer.ggml."};
+                     .what_merges = "tokenizer.ggml.merges",
+                     .what_bos = "tokenizer.ggml."};
     bn_status rc;
     if ((rc = gguf_string(ctx, g, "tokenizer.ggml.model", 1, &src.model)) != BN_OK) return rc;
     if ((rc = gguf_string(ctx, g, "tokenizer.ggml.pre", 0, &src.pre)) != BN_OK) return rc;
@@ -743,8 +764,7 @@ bn_status bn_tokenizer_from_gguf(bn_ctx *ctx, const bn_gguf *g, bn_tokenizer **o
         if ((rc = gguf_id(ctx, g, id_keys[k], ids[k])) != BN_OK) return rc;
     if ((rc = gguf_flag(ctx, g, "tokenizer.ggml.add_bos_token", &src.add_bos)) != BN_OK ||
         (rc = gguf_flag(ctx, g, "tokenizer.ggml.add_eos_token", &src.add_eos)) != BN_OK ||
-        (rc = gguf_flag(ctx, g, "tokenizer.ggml.add_space_prefix", &src.add_space_prefix)) !=
-                BN_OK)
+        (rc = gguf_flag(ctx, g, "tokenizer.ggml.add_space_prefix", &src.add_space_prefix)) != BN_OK)
         return rc;
     return build(ctx, &src, out);
 }
@@ -812,8 +832,8 @@ static int text_has(const char *text, const frags *f, const char *s, size_t sl)
 }
 
 /* Like llama.cpp's tokenizer_st_partition: special tokens, longest first. */
-static bn_status partition(const bn_tokenizer *tok, const char *text, size_t len,
-                           int parse_special, frags *out)
+static bn_status partition(const bn_tokenizer *tok, const char *text, size_t len, int parse_special,
+                           frags *out)
 {
     frags tmp = {0};
     bn_status rc = len ? frag_push(out, 0, len, BN_TOKEN_NONE) : BN_OK;
@@ -833,13 +853,13 @@ static bn_status partition(const bn_tokenizer *tok, const char *text, size_t len
     return rc;
 }
 
-static bn_status encode_ids(const bn_tokenizer *tok, const char *text, size_t len,
-                            unsigned flags, bn__ids *out)
+static bn_status encode_ids(const bn_tokenizer *tok, const char *text, size_t len, unsigned flags,
+                            bn__ids *out)
 {
-    int add_bos = (flags & BN_TOKENIZE_ADD_BOS) || ((flags & BN_TOKENIZE_ADD_SPECIAL) &&
-                                                    tok->add_bos);
-    int add_eos = (flags & BN_TOKENIZE_ADD_EOS) || ((flags & BN_TOKENIZE_ADD_SPECIAL) &&
-                                                    tok->add_eos);
+    int add_bos =
+            (flags & BN_TOKENIZE_ADD_BOS) || ((flags & BN_TOKENIZE_ADD_SPECIAL) && tok->add_bos);
+    int add_eos =
+            (flags & BN_TOKENIZE_ADD_EOS) || ((flags & BN_TOKENIZE_ADD_SPECIAL) && tok->add_eos);
     if ((add_bos && tok->bos < 0) || (add_eos && tok->eos < 0)) return BN_ERR_INVALID;
     if (len > ((size_t)1 << 30)) return BN_ERR_RANGE;
     if (len && !text) return BN_ERR_INVALID;
@@ -864,8 +884,8 @@ static bn_status encode_ids(const bn_tokenizer *tok, const char *text, size_t le
     return rc;
 }
 
-bn_status bn_tokenizer_encode(const bn_tokenizer *tok, const char *text, size_t len,
-                              unsigned flags, int32_t *ids, size_t max_ids, size_t *n_ids)
+bn_status bn_tokenizer_encode(const bn_tokenizer *tok, const char *text, size_t len, unsigned flags,
+                              int32_t *ids, size_t max_ids, size_t *n_ids)
 {
     BN_ASSERT(tok && n_ids);
     bn__ids a = {0};
@@ -940,16 +960,15 @@ static size_t clean_spaces(char *t, size_t n)
         char x = t[i];
         if (t[i - 1] == ' ' && x == '\'' && i + 1 < n) {
             char x1 = t[i + 1], x2 = i + 2 < n ? t[i + 2] : 0;
-            if (x1 == 's' || x1 == 'm' || (x1 == 'r' && x2 == 'e') || (x1 == 'v' && x2 == 'e'))
-                o--;
+            if (x1 == 's' || x1 == 'm' || (x1 == 'r' && x2 == 'e') || (x1 == 'v' && x2 == 'e')) o--;
         }
         t[o++] = x;
     }
     return o;
 }
 
-bn_status bn_tokenizer_decode(const bn_tokenizer *tok, const int32_t *ids, size_t n,
-                              unsigned flags, char *buf, size_t size, size_t *needed)
+bn_status bn_tokenizer_decode(const bn_tokenizer *tok, const int32_t *ids, size_t n, unsigned flags,
+                              char *buf, size_t size, size_t *needed)
 {
     BN_ASSERT(tok && (ids || n == 0) && (buf || size == 0));
     size_t i0 = 0, total = 0;
@@ -958,8 +977,7 @@ bn_status bn_tokenizer_decode(const bn_tokenizer *tok, const int32_t *ids, size_
     for (size_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= tok->n_vocab) return BN_ERR_INVALID;
     if ((flags & BN_DECODE_REMOVE_SPECIAL) && tok->add_bos && n > 0 && ids[0] == tok->bos) i0 = 1;
-    if ((flags & BN_DECODE_REMOVE_SPECIAL) && tok->add_eos && n > i0 && ids[n - 1] == tok->eos)
-        n--;
+    if ((flags & BN_DECODE_REMOVE_SPECIAL) && tok->add_eos && n > i0 && ids[n - 1] == tok->eos) n--;
     size_t first = i0 < n && ids[i0] == tok->bos ? i0 + 1 : i0;
     int strip = tok->add_space_prefix && !(flags & BN_DECODE_KEEP_SPACE);
     for (size_t i = i0; i < n; i++) {

@@ -12,28 +12,33 @@
 
 /* ---- pre-tokenizers, as llama.cpp names and defines them ------------------------------ */
 
-#define RE_GPT2                                                                             \
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
-#define RE_LLAMA3                                                                           \
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|" \
+#define RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
+#define RE_LLAMA3                                                                                  \
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"     \
     "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-#define RE_QWEN2                                                                            \
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|" \
+#define RE_QWEN2                                                                                   \
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"     \
     "\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
+#define RE_GPT2_NOSPACE                                                                            \
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"
+
 static const bn__pre_def pre_defs[] = {
-        {"default",
-         {"[\\p{P}\\$\\+<=>\\^~\\|]+",
-          "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)",
-          "\\p{N}+", "[0-9][0-9][0-9]", NULL},
-         0, 0, 1},
-        {"gpt-2|gpt2|phi-2|mpt|olmo|jais|jina-es|jina-de|roberta-bpe", {RE_GPT2, NULL}, 0, 0, 1},
-        {"llama-bpe|llama3|llama-v3|falcon3|pixtral", {RE_LLAMA3, NULL}, 1, 1, 1},
-        {"qwen2|deepseek-r1-qwen|megrez", {RE_QWEN2, NULL}, 0, 0, 0},
-        {"starcoder|refact|codeshell|exaone|minerva-7b",
-         {"\\p{N}", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)",
-          NULL},
-         0, 0, 1},
+        {.names = "default",
+         .regex = {"[\\p{P}\\$\\+<=>\\^~\\|]+", RE_GPT2_NOSPACE, "\\p{N}+", "[0-9][0-9][0-9]"},
+         .clean_spaces = 1},
+        {.names = "gpt-2|gpt2|phi-2|mpt|olmo|jais|jina-es|jina-de|roberta-bpe",
+         .regex = {RE_GPT2},
+         .clean_spaces = 1},
+        {.names = "llama-bpe|llama3|llama-v3|falcon3|pixtral",
+         .regex = {RE_LLAMA3},
+         .ignore_merges = 1,
+         .add_bos = 1,
+         .clean_spaces = 1},
+        {.names = "qwen2|deepseek-r1-qwen|megrez", .regex = {RE_QWEN2}},
+        {.names = "starcoder|refact|codeshell|exaone|minerva-7b",
+         .regex = {"\\p{N}", RE_GPT2_NOSPACE},
+         .clean_spaces = 1},
 };
 
 static int name_in(const char *names, const char *name)
@@ -304,8 +309,11 @@ static bn_status bpe_word(bpe_work *wk, const char *text, size_t len, bn__ids *o
 static size_t utf8_valid(const unsigned char *s, size_t left)
 {
     unsigned char c = s[0];
-    size_t k = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : (c & 0xf0) == 0xe0 ? 3
-                                                       : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    size_t k = c < 0x80                 ? 1
+               : c >= 0xc2 && c <= 0xdf ? 2
+               : (c & 0xf0) == 0xe0     ? 3
+               : c >= 0xf0 && c <= 0xf4 ? 4
+                                        : 0;
     if (k == 0 || k > left) return 0;
     for (size_t i = 1; i < k; i++)
         if ((s[i] & 0xc0) != 0x80) return 0;
@@ -350,12 +358,12 @@ static bn_status split(bpe_work *wk, int lv, const char *text, const char *subj,
     size_t pos = 0, done = 0;
     bn_status rc = BN_OK;
     while (pos < len && rc == BN_OK) {
-        int m = pcre2_match(wk->tok->re[lv], (PCRE2_SPTR)subj, len, pos, PCRE2_NO_UTF_CHECK,
-                            wk->md, wk->mc);
+        int m = pcre2_match(wk->tok->re[lv], (PCRE2_SPTR)subj, len, pos, PCRE2_NO_UTF_CHECK, wk->md,
+                            wk->mc);
         if (m == PCRE2_ERROR_NOMATCH) break;
-        if (m < 0) return m == PCRE2_ERROR_NOMEMORY || m == PCRE2_ERROR_HEAPLIMIT
-                                  ? BN_ERR_NOMEM
-                                  : BN_ERR_INTERNAL;
+        if (m < 0)
+            return m == PCRE2_ERROR_NOMEMORY || m == PCRE2_ERROR_HEAPLIMIT ? BN_ERR_NOMEM
+                                                                           : BN_ERR_INTERNAL;
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(wk->md);
         size_t s = ov[0], e = ov[1];
         if (e <= s) { /* an empty match: step over one character */

@@ -19,10 +19,10 @@ typedef struct bn__tok_entry {
 
 /* A pre-tokenizer: the regexes llama.cpp applies one after the other. */
 typedef struct bn__pre_def {
-    const char *names;                    /* '|'-separated tokenizer.ggml.pre values */
+    const char *names;                     /* '|'-separated tokenizer.ggml.pre values */
     const char *regex[BN__TOK_MAX_RE + 1]; /* NULL-terminated */
-    int ignore_merges;                    /* a word that is a whole token stays whole */
-    int add_bos;                          /* default of add_bos_token */
+    int ignore_merges;                     /* a word that is a whole token stays whole */
+    int add_bos;                           /* default of add_bos_token */
     int clean_spaces;
 } bn__pre_def;
 
@@ -80,8 +80,8 @@ static inline size_t bn__utf8_len(unsigned char c)
 
 /* SPM (tokenizer_spm.c): encodes one fragment of raw text (the space prefix is added by
  * the caller through prefix_space). */
-bn_status bn__spm_encode(const bn_tokenizer *tok, const char *text, size_t len,
-                         int prefix_space, bn__ids *out);
+bn_status bn__spm_encode(const bn_tokenizer *tok, const char *text, size_t len, int prefix_space,
+                         bn__ids *out);
 
 /* BPE (tokenizer_bpe.c). */
 const bn__pre_def *bn__bpe_find_pre(const char *name);

@@ -150,8 +150,8 @@ static bn_status spm_merge(spm_state *st)
     return rc;
 }
 
-bn_status bn__spm_encode(const bn_tokenizer *tok, const char *text, size_t len,
-                         int prefix_space, bn__ids *out)
+bn_status bn__spm_encode(const bn_tokenizer *tok, const char *text, size_t len, int prefix_space,
+                         bn__ids *out)
 {
     size_t n = 0, nsym = 0;
     spm_state st = {.tok = tok};

@@ -108,7 +108,8 @@ static void load_vectors(const char *base, vectors *v)
     v->inp = read_file(path, &inp_len);
     snprintf(path, sizeof path, "%s.out", base);
     v->out = read_file(path, &out_len);
-    if (!v->inp || !v->out) fail_msg("cannot read %s.inp/.out (run from the repository root)", base);
+    if (!v->inp || !v->out)
+        fail_msg("cannot read %s.inp/.out (run from the repository root)", base);
     static const char sep[] = "\n__ggml_vocab_test__\n";
     for (size_t pos = 0; pos < inp_len && v->n < 128;) {
         char *next = memmem(v->inp + pos, inp_len - pos, sep, sizeof sep - 1);
@@ -196,8 +197,7 @@ static bn_tokenizer *load_gguf_tok(bn_ctx *ctx, const char *path)
     return tok;
 }
 
-static size_t enc(const bn_tokenizer *tok, const char *s, unsigned flags, int32_t *ids,
-                  size_t max)
+static size_t enc(const bn_tokenizer *tok, const char *s, unsigned flags, int32_t *ids, size_t max)
 {
     size_t n;
     assert_int_equal(bn_tokenizer_encode(tok, s, strlen(s), flags, ids, max, &n), BN_OK);
@@ -345,7 +345,7 @@ static void test_llama_bpe_vectors(void **state)
            (bn_time_now() - t0) * 1e3);
     free_json_vocab(&jv); /* the tokenizer keeps copies */
     assert_int_equal(bn_tokenizer_n_vocab(tok), 128256);
-    assert_int_equal(bn_tokenizer_add_bos(tok), 1); /* llama-bpe's default */
+    assert_int_equal(bn_tokenizer_add_bos(tok), 1);  /* llama-bpe's default */
     assert_int_equal(bn_tokenizer_eot(tok), 128009); /* "<|eot_id|>" */
     assert_true(bn_tokenizer_is_eog(tok, 128009));
     assert_true(bn_tokenizer_is_eog(tok, 128001));
@@ -489,8 +489,8 @@ static void test_gpt2_special(void **state)
 
 /* ---- small vocabularies built from arrays ----------------------------------------------- */
 
-static const char *const tiny_bpe_tokens[] = {"a", "b", "c", "Ġ", "ab", "abc", "Ġa",
-                                              "<|eot_id|>", "<user>"};
+static const char *const tiny_bpe_tokens[] = {"a",   "b",  "c",          "Ġ",     "ab",
+                                              "abc", "Ġa", "<|eot_id|>", "<user>"};
 static const int32_t tiny_bpe_types[] = {1, 1, 1, 1, 1, 1, 1, 3, 4};
 static const char *const tiny_bpe_merges[] = {"a b", "ab c", "Ġ a"};
 
@@ -551,8 +551,18 @@ static void test_vocab_bpe(void **state)
 static void test_vocab_spm(void **state)
 {
     (void)state;
-    static const char *const toks[] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "a", "b",
-                                       "\xe2\x96\x81" "a", "ab", "\xe2\x96\x81" "ab", "<0x63>"};
+    static const char *const toks[] = {"<unk>",
+                                       "<s>",
+                                       "</s>",
+                                       "\xe2\x96\x81",
+                                       "a",
+                                       "b",
+                                       "\xe2\x96\x81"
+                                       "a",
+                                       "ab",
+                                       "\xe2\x96\x81"
+                                       "ab",
+                                       "<0x63>"};
     static const float scores[] = {0, 0, 0, -1, -2, -3, -4, -5, -1.5f, 0};
     static const int32_t types[] = {2, 3, 3, 1, 1, 1, 1, 1, 1, 6};
     bn_tokenizer_vocab v;
@@ -656,9 +666,22 @@ static void test_vocab_errors(void **state)
 
 /* Writes a GGUF with the given tokenizer keys (a small GPT-2 style vocabulary by default)
  * and expects bn_tokenizer_from_gguf to fail with a message containing msg. */
-enum { BREAK_NONE, BREAK_NO_MODEL, BREAK_MODEL_TYPE, BREAK_NO_TOKENS, BREAK_TOKENS_TYPE,
-       BREAK_SCORES_LEN, BREAK_TYPES_LEN, BREAK_SCORES_TYPE, BREAK_NO_MERGES, BREAK_MERGE,
-       BREAK_BOS_RANGE, BREAK_BOS_TYPE, BREAK_ADD_BOS_TYPE, BREAK_PRE };
+enum {
+    BREAK_NONE,
+    BREAK_NO_MODEL,
+    BREAK_MODEL_TYPE,
+    BREAK_NO_TOKENS,
+    BREAK_TOKENS_TYPE,
+    BREAK_SCORES_LEN,
+    BREAK_TYPES_LEN,
+    BREAK_SCORES_TYPE,
+    BREAK_NO_MERGES,
+    BREAK_MERGE,
+    BREAK_BOS_RANGE,
+    BREAK_BOS_TYPE,
+    BREAK_ADD_BOS_TYPE,
+    BREAK_PRE
+};
 
 static bn_status gguf_case(int brk, const char **msg_out, char *msg, size_t cap)
 {
@@ -686,8 +709,8 @@ static bn_status gguf_case(int brk, const char **msg_out, char *msg, size_t cap)
     bn_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", BN_GGUF_I32, types,
                            brk == BREAK_TYPES_LEN ? 5 - 2 : 4);
     if (brk != BREAK_NO_MERGES)
-        bn_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", brk == BREAK_MERGE ? bad_merges
-                                                                                  : merges, 1);
+        bn_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges",
+                                   brk == BREAK_MERGE ? bad_merges : merges, 1);
     if (brk == BREAK_BOS_TYPE)
         bn_gguf_writer_set_str(w, "tokenizer.ggml.bos_token_id", "3");
     else
@@ -740,13 +763,15 @@ static void test_gguf_errors(void **state)
             {BREAK_MODEL_TYPE, BN_ERR_FORMAT, "tokenizer.ggml.model is not a string"},
             {BREAK_NO_TOKENS, BN_ERR_FORMAT, "missing key tokenizer.ggml.tokens"},
             {BREAK_TOKENS_TYPE, BN_ERR_FORMAT, "tokenizer.ggml.tokens is an array of i32"},
-            {BREAK_SCORES_LEN, BN_ERR_FORMAT, "tokenizer.ggml.scores has 3 entries but "
-                                              "tokenizer.ggml.tokens has 4"},
+            {BREAK_SCORES_LEN, BN_ERR_FORMAT,
+             "tokenizer.ggml.scores has 3 entries but "
+             "tokenizer.ggml.tokens has 4"},
             {BREAK_TYPES_LEN, BN_ERR_FORMAT, "tokenizer.ggml.token_type has 3 entries"},
             {BREAK_SCORES_TYPE, BN_ERR_FORMAT, "tokenizer.ggml.scores is an array of u8"},
             {BREAK_NO_MERGES, BN_ERR_FORMAT, "missing key tokenizer.ggml.merges"},
-            {BREAK_MERGE, BN_ERR_FORMAT, "tokenizer.ggml.merges: merge 0 names unknown token "
-                                         "'q'"},
+            {BREAK_MERGE, BN_ERR_FORMAT,
+             "tokenizer.ggml.merges: merge 0 names unknown token "
+             "'q'"},
             {BREAK_BOS_RANGE, BN_ERR_FORMAT, "tokenizer.ggml.bos_token_id = 4 is out of range"},
             {BREAK_BOS_TYPE, BN_ERR_FORMAT, "tokenizer.ggml.bos_token_id is not an integer"},
             {BREAK_ADD_BOS_TYPE, BN_ERR_FORMAT, "tokenizer.ggml.add_bos_token is not a bool"},
@@ -864,11 +889,11 @@ static void test_alloc_failures(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_spm_vectors),     cmocka_unit_test(test_gpt2_vectors),
+            cmocka_unit_test(test_spm_vectors),       cmocka_unit_test(test_gpt2_vectors),
             cmocka_unit_test(test_llama_bpe_vectors), cmocka_unit_test(test_spm_special),
-            cmocka_unit_test(test_gpt2_special),    cmocka_unit_test(test_vocab_bpe),
-            cmocka_unit_test(test_vocab_spm),       cmocka_unit_test(test_vocab_errors),
-            cmocka_unit_test(test_gguf_errors),     cmocka_unit_test(test_long_text),
+            cmocka_unit_test(test_gpt2_special),      cmocka_unit_test(test_vocab_bpe),
+            cmocka_unit_test(test_vocab_spm),         cmocka_unit_test(test_vocab_errors),
+            cmocka_unit_test(test_gguf_errors),       cmocka_unit_test(test_long_text),
             cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -98,18 +98,18 @@ bn_status bn_tokenizer_from_gguf(bn_ctx *ctx, const bn_gguf *g, bn_tokenizer **o
  * bn_tokenizer_vocab_init(), which sets every id to BN_TOKEN_DEFAULT and every flag to -1
  * ("the model's default", as llama.cpp chooses them). */
 typedef struct bn_tokenizer_vocab {
-    const char *model;          /* "llama" or "gpt2" (required) */
-    const char *pre;            /* pre-tokenizer name; NULL: "default" */
-    size_t n_tokens;            /* ids are 0 .. n_tokens-1 */
-    const char *const *tokens;  /* token texts */
-    const size_t *token_lens;   /* byte lengths (texts may hold NUL); NULL: strlen */
-    const float *scores;        /* NULL: all 0 */
-    const int32_t *types;       /* bn_token_type per token; NULL: all normal */
-    size_t n_merges;            /* BPE only: "left right", in rank order */
-    const char *const *merges;  /* NUL-terminated */
+    const char *model;         /* "llama" or "gpt2" (required) */
+    const char *pre;           /* pre-tokenizer name; NULL: "default" */
+    size_t n_tokens;           /* ids are 0 .. n_tokens-1 */
+    const char *const *tokens; /* token texts */
+    const size_t *token_lens;  /* byte lengths (texts may hold NUL); NULL: strlen */
+    const float *scores;       /* NULL: all 0 */
+    const int32_t *types;      /* bn_token_type per token; NULL: all normal */
+    size_t n_merges;           /* BPE only: "left right", in rank order */
+    const char *const *merges; /* NUL-terminated */
     int32_t bos_id, eos_id, eot_id, eom_id, unk_id, pad_id; /* BN_TOKEN_NONE/DEFAULT or id */
     int add_bos, add_eos, add_space_prefix;                 /* 0, 1 or -1 (default) */
-    const char *chat_template;  /* NULL: none */
+    const char *chat_template;                              /* NULL: none */
 } bn_tokenizer_vocab;
 
 void bn_tokenizer_vocab_init(bn_tokenizer_vocab *v);
@@ -129,8 +129,8 @@ enum {
 /* Encodes len bytes of text (any bytes; need not be NUL-terminated or valid UTF-8) into
  * at most max_ids ids. *n_ids is set to the number of ids the text needs; when that is
  * more than max_ids the first max_ids are stored and BN_ERR_RANGE is returned. */
-bn_status bn_tokenizer_encode(const bn_tokenizer *tok, const char *text, size_t len,
-                              unsigned flags, int32_t *ids, size_t max_ids, size_t *n_ids);
+bn_status bn_tokenizer_encode(const bn_tokenizer *tok, const char *text, size_t len, unsigned flags,
+                              int32_t *ids, size_t max_ids, size_t *n_ids);
 /* The same into a buffer allocated for the caller (bn_free); *ids is NULL on failure. */
 bn_status bn_tokenizer_encode_alloc(const bn_tokenizer *tok, const char *text, size_t len,
                                     unsigned flags, int32_t **ids, size_t *n_ids);
@@ -155,8 +155,8 @@ enum {
  * so decode(encode(s)) == s. Writes at most size bytes (always NUL-terminated when size >
  * 0); *needed gets the length of the whole text without the NUL. BN_ERR_RANGE when it did
  * not fit; BN_ERR_INVALID for an id out of range. */
-bn_status bn_tokenizer_decode(const bn_tokenizer *tok, const int32_t *ids, size_t n,
-                              unsigned flags, char *buf, size_t size, size_t *needed);
+bn_status bn_tokenizer_decode(const bn_tokenizer *tok, const int32_t *ids, size_t n, unsigned flags,
+                              char *buf, size_t size, size_t *needed);
 /* The same into a NUL-terminated buffer allocated for the caller (bn_free). len may be NULL. */
 bn_status bn_tokenizer_decode_alloc(const bn_tokenizer *tok, const int32_t *ids, size_t n,
                                     unsigned flags, char **out, size_t *len);
