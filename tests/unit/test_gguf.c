@@ -102,12 +102,12 @@ static void b_zeros(buf *b, size_t n)
     for (size_t i = 0; i < n; i++) b_put(b, "", 1);
 }
 
-/* A small valid file: strings, a string array, an f32 array, one F32 tensor [4, 2] whose
- * data ends the file (so every shorter prefix is invalid). */
+/* A small valid file: strings, a string array, an f32 array, F32 tensors [4, 2] and [4]
+ * whose data ends the file (so every shorter prefix is invalid). */
 static buf small_valid(void)
 {
     buf b = {0};
-    b_header(&b, 3, 1, 4);
+    b_header(&b, 3, 2, 4);
     b_kv_str(&b, "general.architecture", "test");
     b_str(&b, "tokenizer.ggml.tokens");
     b_u32(&b, BN_GGUF_ARRAY);
@@ -125,8 +125,9 @@ static buf small_valid(void)
     b_kv_u32(&b, "general.alignment", 32);
     uint64_t ne[2] = {4, 2};
     b_tinfo(&b, "w", 2, ne, BN_TYPE_F32, 0);
+    b_tinfo(&b, "v", 1, ne, BN_TYPE_F32, 32);
     b_pad(&b, 32);
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 12; i++) {
         float f = (float)i;
         b_put(&b, &f, 4);
     }
