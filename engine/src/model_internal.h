@@ -27,6 +27,7 @@ struct bn_model {
     size_t embd_row_bytes;
     const void *head;    /* the LM head: n_vocab rows of head_row_bytes */
     size_t head_row_bytes;
+    bn_block_q8_0 *head_q8; /* the head requantized at load (owned), or NULL */
     size_t weight_bytes;
     size_t tmat_bytes;   /* of the ternary matrices alone */
 };

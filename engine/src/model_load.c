@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "bitnet/threadpool.h"
 #include "model_internal.h"
 
 const char *const bn__lin_names[BN__N_LIN] = {
@@ -345,6 +346,59 @@ static bn_status load_embeddings(bn_model *m)
     return BN_OK;
 }
 
+typedef struct requant_job {
+    bn_model *m;
+    float *tmp; /* (threads, n_embd) */
+} requant_job;
+
+static void requant_rows(void *arg, int tid, int nth)
+{
+    const requant_job *j = arg;
+    const bn_model *m = j->m;
+    const int64_t E = m->hp.n_embd, V = m->hp.n_vocab;
+    float *row = j->tmp + (size_t)tid * (size_t)E;
+    for (int64_t r = V * tid / nth; r < V * (tid + 1) / nth; r++) {
+        const uint8_t *src = (const uint8_t *)m->head + (size_t)r * m->head_row_bytes;
+        if (m->hp.head_type == BN_TYPE_F16)
+            bn_f16_to_f32_row((const uint16_t *)src, row, E);
+        else
+            memcpy(row, src, (size_t)E * sizeof(float));
+        bn_quantize_row_q8_0(row, m->head_q8 + (size_t)r * (size_t)(E / BN_QK8_0), E);
+    }
+}
+
+/* The LM head as Q8_0 rows, made from F16/F32 rows on the context's pool. */
+static bn_status requantize_head(bn_model *m, const bn_model_params *p)
+{
+    const bn_model_hparams *h = &m->hp;
+    if (p->head_type == 0 || p->head_type == h->head_type) return BN_OK;
+    if (p->head_type != BN_TYPE_Q8_0)
+        return bn_ctx_set_error(m->ctx, BN_ERR_INVALID, "LM head type %s: use q8_0",
+                                bn_type_name(p->head_type));
+    if (h->n_embd % BN_QK8_0 != 0)
+        return bn_ctx_set_error(m->ctx, BN_ERR_UNSUPPORTED,
+                                "LM head: q8_0 needs rows of a multiple of 32 (%lld)",
+                                (long long)h->n_embd);
+    const size_t row_bytes = (size_t)(h->n_embd / BN_QK8_0) * sizeof(bn_block_q8_0);
+    bn_threadpool *pool = bn_ctx_pool(m->ctx);
+    requant_job j = {m, NULL};
+    m->head_q8 = bn_aligned_alloc(64, row_bytes * (size_t)h->n_vocab);
+    j.tmp = bn_malloc((size_t)bn_pool_size(pool) * (size_t)h->n_embd * sizeof(float));
+    if (!m->head_q8 || !j.tmp) {
+        bn_free(j.tmp);
+        return bn_ctx_set_error(m->ctx, BN_ERR_NOMEM, "LM head: out of memory");
+    }
+    bn_pool_run(pool, requant_rows, &j);
+    bn_free(j.tmp);
+    if (!p->keep_mapping) release_pages(m->head, m->head_row_bytes * (size_t)h->n_vocab);
+    m->weight_bytes += row_bytes * (size_t)h->n_vocab;
+    if (!h->tied) m->weight_bytes -= m->head_row_bytes * (size_t)h->n_vocab;
+    m->head = m->head_q8;
+    m->head_row_bytes = row_bytes;
+    m->hp.head_type = BN_TYPE_Q8_0;
+    return BN_OK;
+}
+
 static bn_status load_weights(bn_model *m, const bn_model_params *p)
 {
     const bn_model_hparams *h = &m->hp;
@@ -355,6 +409,7 @@ static bn_status load_weights(bn_model *m, const bn_model_params *p)
     m->layers = bn_calloc((size_t)h->n_layer, sizeof *m->layers);
     if (!m->norms || !m->layers) return bn_ctx_set_error(m->ctx, BN_ERR_NOMEM, "out of memory");
     bn_status rc = load_embeddings(m);
+    if (rc == BN_OK) rc = requantize_head(m, p);
     if (rc == BN_OK) rc = load_norm(m, "output_norm.weight", h->n_embd, m->norms);
     m->output_norm = m->norms;
     for (int il = 0; il < h->n_layer && rc == BN_OK; il++)
@@ -396,6 +451,7 @@ void bn_model_free(bn_model *m)
             for (int i = 0; i < BN__N_LIN; i++) bn_tmat_release(&m->layers[il].w[i]);
     bn_free(m->layers);
     bn_free(m->norms);
+    bn_free(m->head_q8);
     bn_gguf_close(m->g);
     bn_free(m);
 }

@@ -112,6 +112,10 @@ typedef struct bn_model_hparams {
 typedef struct bn_model_params {
     const bn_kernels *kernels; /* NULL: bn_kernels_get() */
     int keep_mapping;          /* nonzero: do not release the repacked tensors' file pages */
+    /* The LM head at run time: 0 keeps the file's rows; BN_TYPE_Q8_0 requantizes F16/F32
+     * rows to Q8_0 at load (about half the bytes an F16 head reads per token, at a small
+     * accuracy cost; the file's pages of an untied head are released). */
+    int head_type;
 } bn_model_params;
 
 void bn_model_params_init(bn_model_params *p);
