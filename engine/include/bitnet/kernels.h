@@ -9,7 +9,7 @@
  *     bn_qact x;                       // T tokens of K int8 activations
  *     bn_qact_init(&x, T, K);
  *     bn_qact_quantize(&x, xf, T);     // xf is T x K floats
- *     bn_tmatmul(pool, &w, &x, y);     // y is T x N floats, threaded on pool
+ *     bn_tmatmul(pool, NULL, &w, &x, y); // y is T x N floats, threaded on pool
  *     bn_qact_release(&x); bn_tmat_release(&w);
  *
  * Definitions. For token t and output row r:
@@ -33,7 +33,13 @@
  * padded with zeros to kpad.
  *
  * Ownership: bn_tmat_* and bn_qact_init allocate through the engine's hook; release
- * with bn_tmat_release / bn_qact_release (which zero the struct).
+ * with bn_tmat_release / bn_qact_release (which zero the struct). On any error the
+ * constructors leave the struct zeroed and nothing allocated. K is limited to 2^22
+ * (BN_ERR_RANGE beyond), which keeps every integer sum exact in int32.
+ *
+ * Threads: a table's functions only read w and x, so any number of threads may call
+ * them on disjoint row ranges; bn_tmatmul splits the rows over the pool in ranges of
+ * whole row groups.
  */
 #ifndef BITNET_KERNELS_H
 #define BITNET_KERNELS_H
@@ -65,9 +71,12 @@ typedef struct bn_tmat {
  * every row. BN_ERR_FORMAT if a value is not in {-1, 0, 1}. */
 bn_status bn_tmat_from_ternary(bn_tmat *w, const int8_t *q, const float *scales, float scale,
                                int64_t rows, int64_t cols);
-/* From the file formats. I2_S: the whole tensor (codes then tail), cols % 128 == 0.
- * TQ2_0 / TQ1_0: rows of cols / 256 blocks; each row's blocks must share one d (or be
- * all-zero blocks), which becomes the row's scale; otherwise BN_ERR_UNSUPPORTED. */
+/* From the file formats. I2_S: the whole tensor, rows * cols / 4 code bytes then the
+ * 32-byte tail whose f32 scale becomes every row's scale; cols % 128 == 0.
+ * TQ2_0 / TQ1_0: rows of cols / 256 blocks (cols % 256 == 0); each row's blocks must
+ * share one d (all-zero blocks may differ), which becomes the row's scale; otherwise
+ * BN_ERR_UNSUPPORTED. Errors: BN_ERR_INVALID for a bad shape, BN_ERR_FORMAT when size
+ * is too small or a 2-bit code is 3, BN_ERR_NOMEM, BN_ERR_RANGE, BN_ERR_OVERFLOW. */
 bn_status bn_tmat_from_i2s(bn_tmat *w, const uint8_t *data, size_t size, int64_t rows,
                            int64_t cols);
 bn_status bn_tmat_from_tq2_0(bn_tmat *w, const uint8_t *data, size_t size, int64_t rows,
@@ -102,20 +111,26 @@ typedef struct bn_kernels {
     /* y[t * ldy + r] for all tokens of x, rows r0 <= r < r1 (GEMV when x->n_tok == 1). */
     void (*tgemm)(const bn_tmat *w, const bn_qact *x, float *y, int64_t ldy, int64_t r0,
                   int64_t r1);
-    /* Float products for the LM head and embeddings. */
+    /* Float products for the LM head and embeddings. Unlike the ternary products these
+     * are not bit-exact across variants (the summation order differs); each stays
+     * within ~1e-4 of sum |a_i b_i| of the exact value for n up to a few thousand. */
     float (*dot_f32)(const float *a, const float *b, int64_t n);
     float (*dot_f16_f32)(const uint16_t *a, const float *b, int64_t n);
-    /* n multiple of 32: sum of both rows' dequantized products, as ggml computes it. */
+    /* n multiple of 32: sum over blocks of (exact int sum of the products) * d_a * d_b,
+     * as ggml computes it. */
     float (*dot_q8_0)(const bn_block_q8_0 *a, const bn_block_q8_0 *b, int64_t n);
 } bn_kernels;
 
-/* The table for this CPU, chosen once on first use; BN_NO_SIMD=1 in the environment
- * forces the reference. */
+/* The table for this CPU, chosen once on first use (thread-safe): AVX-512 VNNI where
+ * the CPU has avx512f/bw/vl/vnni, else AVX2 (with FMA and F16C), else NEON with the
+ * dot-product extension, else the reference. BN_NO_SIMD set to anything but "" or "0"
+ * in the environment forces the reference. */
 const bn_kernels *bn_kernels_get(void);
 const bn_kernels *bn_kernels_ref(void);
 /* A named variant, or NULL when it is not compiled in or this CPU cannot run it. */
 const bn_kernels *bn_kernels_by_name(const char *name);
-/* All variants this CPU can run, reference first; returns the count. */
+/* All variants this CPU can run, reference first, best last; writes at most max and
+ * returns the number written. */
 int bn_kernels_list(const bn_kernels **out, int max);
 
 /* y = x * W^T on the pool with kernels k (NULL: bn_kernels_get()); y is n_tok x rows. */
