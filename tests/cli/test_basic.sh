@@ -23,7 +23,7 @@ expect_exit 2 "bench kernels --reps -3" -- "$BITNET" bench kernels --reps -3
 expect_exit 0 "bench kernels --help" -- "$BITNET" bench kernels --help
 
 # a short real run: every GEMV result has threads and a positive bandwidth ratio
-expect_exit 0 "bench kernels --quick --json" -- "$BITNET" bench kernels --quick --json --threads 1 --reps 2 --wset 8
+expect_exit 0 "bench kernels --quick --json" -- "$BITNET" bench kernels --quick --json --no-ref --threads 1 --reps 2 --wset 8
 if "$JSONGET" results.0.threads results.0.bandwidth_ratio default_kernel <"$TMP/out" >"$TMP/j"; then
     ok "bench kernels JSON has results[].threads and bandwidth_ratio"
 else
