@@ -26,6 +26,8 @@
 #include "bitnet/core.h"
 #include "bitnet/gguf.h"
 #include "bitnet/threadpool.h"
+#include "bitnet/tokenizer.h"
+#include "bitnet/bpe_train.h"
 #include "bitnet/train.h"
 #include "train_internal.h"
 
@@ -725,6 +727,258 @@ static void test_config_checks(void **state)
     assert_int_equal(bn_train_n_params(&c), want);
 }
 
+
+/* ---- BPE tokenizer training ------------------------------------------------------------------ */
+
+static const char k_sennrich[] = "low low low low low lower lower newest newest newest newest "
+                                 "newest newest widest widest widest";
+
+static bn_bpe *train_bpe(bn_ctx *ctx, const char *text, int vocab)
+{
+    bn_bpe_params p;
+    bn_bpe_params_default(&p);
+    p.vocab_size = vocab;
+    const char *texts[] = {text};
+    const size_t lens[] = {strlen(text)};
+    bn_bpe *b;
+    assert_int_equal(bn_bpe_train(ctx, texts, lens, 1, &p, &b), BN_OK);
+    return b;
+}
+
+static void expect_merge(const bn_bpe *b, int r, const char *left, const char *right)
+{
+    int32_t l, rr, res;
+    assert_int_equal(bn_bpe_merge(b, r, &l, &rr, &res), BN_OK);
+    size_t nl, nr, nres;
+    const char *sl = bn_bpe_token_bytes(b, l, &nl), *sr = bn_bpe_token_bytes(b, rr, &nr);
+    const char *sres = bn_bpe_token_bytes(b, res, &nres);
+    assert_int_equal(nl, strlen(left));
+    assert_memory_equal(sl, left, nl);
+    assert_int_equal(nr, strlen(right));
+    assert_memory_equal(sr, right, nr);
+    assert_int_equal(nres, nl + nr);
+    assert_memory_equal(sres, left, nl);
+    assert_memory_equal(sres + nl, right, nr);
+}
+
+/* The words are "low" 1, " low" 4, " lower" 2, " newest" 6, " widest" 3. Pair counts: e-s 9
+ * and s-t 9 (tie: the smaller ids, e-s), then es-t 9, l-o 7 and o-w 7 (l-o), lo-w 7, then
+ * five pairs of 6 of which " n" has the smallest ids. */
+static void test_bpe_train_known_merges(void **state)
+{
+    (void)state;
+    bn_ctx *ctx = new_ctx(1);
+    bn_bpe *b = train_bpe(ctx, k_sennrich, 262);
+    assert_int_equal(bn_bpe_n_vocab(b), 262); /* 256 bytes + 5 merges + <|endoftext|> */
+    assert_int_equal(bn_bpe_n_merges(b), 5);
+    expect_merge(b, 0, "e", "s");
+    expect_merge(b, 1, "es", "t");
+    expect_merge(b, 2, "l", "o");
+    expect_merge(b, 3, "lo", "w");
+    expect_merge(b, 4, " ", "n");
+    assert_int_equal(bn_bpe_eos(b), 261);
+    size_t n;
+    assert_memory_equal(bn_bpe_token_bytes(b, 261, &n), "<|endoftext|>", 13);
+    /* encode: " newest" -> " n" e w est */
+    int32_t *ids;
+    assert_int_equal(bn_bpe_encode(b, " newest", 7, 0, &ids, &n), BN_OK);
+    const int32_t want[] = {260, 'e', 'w', 257};
+    assert_int_equal(n, 4);
+    assert_memory_equal(ids, want, sizeof want);
+    bn_free(ids);
+    /* a vocabulary larger than the text supports stops when no pair occurs twice */
+    bn_bpe *big = train_bpe(ctx, k_sennrich, 5000);
+    assert_true(bn_bpe_n_vocab(big) < 5000);
+    bn_bpe_free(big);
+    bn_bpe_free(b);
+    bn_ctx_free(ctx);
+}
+
+static char *read_text(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    const long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)sz + 1);
+    assert_int_equal(fread(b, 1, (size_t)sz, f), (size_t)sz);
+    b[sz] = 0;
+    fclose(f);
+    *n = (size_t)sz;
+    return b;
+}
+
+static const char k_story[] =
+        "Once upon a time, there was a little girl named Lily. She loved to play outside in "
+        "the sun. One day, she saw a big red ball in the park. \"Can I play with it?\" she "
+        "asked her mom. Her mom smiled and said, \"Yes, you can!\" Lily played all day. It's "
+        "3 o'clock; they'll go home.\n\nThe end.\n";
+
+static void roundtrip(const bn_bpe *b, const char *text, size_t len, int special)
+{
+    int32_t *ids;
+    size_t n;
+    assert_int_equal(bn_bpe_encode(b, text, len, special, &ids, &n), BN_OK);
+    char *back;
+    size_t bl;
+    assert_int_equal(bn_bpe_decode(b, ids, n, &back, &bl), BN_OK);
+    assert_int_equal(bl, len);
+    assert_memory_equal(back, text, len);
+    bn_free(ids);
+    bn_free(back);
+}
+
+/* Same text, same merges, twice; encode/decode round trips (also odd bytes); the GGUF
+ * reads back to the same tokenizer, and bitnet/tokenizer.h encodes like we do. */
+static void test_bpe_deterministic_roundtrip(void **state)
+{
+    (void)state;
+    bn_ctx *ctx = new_ctx(1);
+    bn_bpe *a = train_bpe(ctx, k_story, 330), *b = train_bpe(ctx, k_story, 330);
+    assert_int_equal(bn_bpe_n_merges(a), bn_bpe_n_merges(b));
+    assert_true(bn_bpe_n_merges(a) > 20);
+    for (int r = 0; r < bn_bpe_n_merges(a); r++) {
+        int32_t x[3], y[3];
+        bn_bpe_merge(a, r, &x[0], &x[1], &x[2]);
+        bn_bpe_merge(b, r, &y[0], &y[1], &y[2]);
+        assert_memory_equal(x, y, sizeof x);
+    }
+    roundtrip(a, k_story, strlen(k_story), 0);
+    static const char odd[] = "\xff\xfe broken \xc3 utf-8 \xe2\x82\xac \t\t  tabs\n\n\n 12345 "
+                              "<|endoftext|>x<|endoftext|>";
+    roundtrip(a, odd, sizeof odd - 1, 0);
+    roundtrip(a, odd, sizeof odd - 1, 1);
+    int32_t *ids;
+    size_t n;
+    assert_int_equal(bn_bpe_encode(a, "a<|endoftext|>b", 15, 1, &ids, &n), BN_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(ids[1], bn_bpe_eos(a));
+    bn_free(ids);
+    assert_int_equal(bn_bpe_encode(a, "", 0, 1, &ids, &n), BN_OK);
+    assert_int_equal(n, 0);
+    bn_free(ids);
+
+    const char *path = tmp_path("tok.gguf");
+    assert_int_equal(bn_bpe_write_gguf(ctx, a, path), BN_OK);
+    bn_gguf *g;
+    assert_int_equal(bn_gguf_open(ctx, path, &g), BN_OK);
+    const char *pre;
+    assert_int_equal(bn_gguf_get_str(g, "tokenizer.ggml.pre", &pre), BN_OK);
+    assert_string_equal(pre, "gpt-2");
+    bn_bpe *c;
+    assert_int_equal(bn_bpe_from_gguf(ctx, g, &c), BN_OK);
+    assert_int_equal(bn_bpe_n_vocab(c), bn_bpe_n_vocab(a));
+    assert_int_equal(bn_bpe_n_merges(c), bn_bpe_n_merges(a));
+    assert_int_equal(bn_bpe_eos(c), bn_bpe_eos(a));
+    int32_t *ia, *ic;
+    size_t na, nc;
+    assert_int_equal(bn_bpe_encode(a, odd, sizeof odd - 1, 1, &ia, &na), BN_OK);
+    assert_int_equal(bn_bpe_encode(c, odd, sizeof odd - 1, 1, &ic, &nc), BN_OK);
+    assert_int_equal(na, nc);
+    assert_memory_equal(ia, ic, na * sizeof *ia);
+    bn_free(ic);
+    /* the engine's tokenizer reads the file and tokenizes the same way */
+    bn_tokenizer *tok;
+    assert_int_equal(bn_tokenizer_from_gguf(ctx, g, &tok), BN_OK);
+    assert_int_equal(bn_tokenizer_n_vocab(tok), bn_bpe_n_vocab(a));
+    int32_t *it;
+    size_t nt;
+    assert_int_equal(bn_tokenizer_encode_alloc(tok, k_story, strlen(k_story), 0, &it, &nt),
+                     BN_OK);
+    bn_free(ia);
+    assert_int_equal(bn_bpe_encode(a, k_story, strlen(k_story), 0, &ia, &na), BN_OK);
+    assert_int_equal(nt, na);
+    assert_memory_equal(it, ia, na * sizeof *ia);
+    bn_free(it);
+    bn_free(ia);
+    bn_tokenizer_free(tok);
+    bn_gguf_close(g);
+    bn_bpe_free(c);
+    bn_bpe_free(a);
+    bn_bpe_free(b);
+    bn_ctx_free(ctx);
+}
+
+/* Our encoder on GPT-2's vocabulary reproduces llama.cpp's test-tokenizer-0 vectors. */
+static void test_bpe_gpt2_vectors(void **state)
+{
+    (void)state;
+    size_t ni, no;
+    char *inp = read_text("tests/data/ggml-vocab-gpt-2.gguf.inp", &ni);
+    char *outp = read_text("tests/data/ggml-vocab-gpt-2.gguf.out", &no);
+    if (!inp || !outp) {
+        free(inp), free(outp);
+        skip();
+    }
+    bn_ctx *ctx = new_ctx(1);
+    bn_gguf *g;
+    assert_int_equal(bn_gguf_open(ctx, "tests/data/ggml-vocab-gpt-2.gguf", &g), BN_OK);
+    bn_bpe *b;
+    assert_int_equal(bn_bpe_from_gguf(ctx, g, &b), BN_OK);
+    assert_int_equal(bn_bpe_n_vocab(b), 50257);
+    const char *sep = "\n__ggml_vocab_test__\n";
+    char *p = inp, *line = outp;
+    int cases = 0;
+    for (char *q; (q = strstr(p, sep)) != NULL; p = q + strlen(sep)) {
+        char *eol = strchr(line, '\n');
+        assert_non_null(eol);
+        *eol = 0;
+        int32_t *ids;
+        size_t n;
+        assert_int_equal(bn_bpe_encode(b, p, (size_t)(q - p), 0, &ids, &n), BN_OK);
+        char got[4096] = "";
+        size_t k = 0;
+        for (size_t i = 0; i < n && k < sizeof got - 16; i++)
+            k += (size_t)snprintf(got + k, sizeof got - k, " %d", ids[i]);
+        if (strcmp(got, line) != 0)
+            fprintf(stderr, "case %d: got '%s' want '%s'\n", cases, got, line);
+        assert_string_equal(got, line);
+        bn_free(ids);
+        line = eol + 1;
+        cases++;
+    }
+    assert_int_equal(cases, 46);
+    bn_bpe_free(b);
+    bn_gguf_close(g);
+    bn_ctx_free(ctx);
+    free(inp);
+    free(outp);
+}
+
+static void test_bpe_errors(void **state)
+{
+    (void)state;
+    bn_ctx *ctx = new_ctx(1);
+    bn_bpe_params p;
+    bn_bpe_params_default(&p);
+    p.vocab_size = 100;
+    const char *t[] = {"abc"};
+    const size_t l[] = {3};
+    bn_bpe *b = (bn_bpe *)1;
+    assert_int_equal(bn_bpe_train(ctx, t, l, 1, &p, &b), BN_ERR_INVALID);
+    assert_null(b);
+    /* allocation failures: a status, never a crash */
+    p.vocab_size = 300;
+    for (long k = 1; k < 200; k++) {
+        bn_alloc_fail_at(k, 0);
+        bn_status rc = bn_bpe_train(ctx, t, l, 1, &p, &b);
+        bn_alloc_fail_at(0, 0);
+        if (rc == BN_OK) {
+            bn_bpe_free(b);
+            break;
+        }
+        assert_int_equal(rc, BN_ERR_NOMEM);
+    }
+    /* a llama (SPM) vocabulary is not byte-level BPE */
+    bn_gguf *g;
+    if (bn_gguf_open(ctx, "tests/data/ggml-vocab-llama-spm.gguf", &g) == BN_OK) {
+        assert_int_equal(bn_bpe_from_gguf(ctx, g, &b), BN_ERR_UNSUPPORTED);
+        bn_gguf_close(g);
+    }
+    bn_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -744,6 +998,10 @@ int main(void)
             cmocka_unit_test(test_resume_bit_exact),
             cmocka_unit_test(test_checkpoint_corruption),
             cmocka_unit_test(test_trainer_alloc_failures),
+            cmocka_unit_test(test_bpe_train_known_merges),
+            cmocka_unit_test(test_bpe_deterministic_roundtrip),
+            cmocka_unit_test(test_bpe_gpt2_vectors),
+            cmocka_unit_test(test_bpe_errors),
     };
     const char *filter = getenv("BN_TEST_FILTER"); /* e.g. BN_TEST_FILTER='test_grad_*' */
     if (filter) cmocka_set_test_filter(filter);
