@@ -22,6 +22,14 @@ int mc_parse_opt(const char *cmd, int argc, char **argv, int *i, mc_opts *o)
         o->kv_f32 = 1;
         return 1;
     }
+    if (!strcmp(a, "--lm-head")) {
+        const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+        if (!v || (strcmp(v, "q8_0") && strcmp(v, "keep")))
+            return cli_usage_error(cmd, "--lm-head needs q8_0 or keep"), -1;
+        o->head_keep = !strcmp(v, "keep");
+        ++*i;
+        return 1;
+    }
     if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
         dst = &o->threads, hi = 1024;
     else if (!strcmp(a, "-c") || !strcmp(a, "--ctx"))
@@ -49,7 +57,10 @@ int mc_open(const mc_opts *o, long def_ctx, mc_session *s)
         return BN_EXIT_FAIL;
     }
     const double t0 = bn_time_now();
-    rc = bn_model_load(s->ctx, o->model, NULL, &s->model);
+    bn_model_params mp;
+    bn_model_params_init(&mp);
+    mp.head_type = o->head_keep ? 0 : BN_TYPE_Q8_0;
+    rc = bn_model_load(s->ctx, o->model, &mp, &s->model);
     if (rc == BN_OK) rc = bn_tokenizer_from_gguf(s->ctx, bn_model_gguf(s->model), &s->tok);
     if (rc == BN_OK) {
         bn_model_state_params sp;

@@ -16,6 +16,7 @@ typedef struct mc_opts {
     long n_ctx;        /* --ctx N; 0: the command's default */
     long n_batch;      /* --batch N; 0: the engine's default */
     int kv_f32;        /* --kv-f32 */
+    int head_keep;     /* --lm-head keep: the file's LM head rows (default: q8_0) */
 } mc_opts;
 
 /* If argv[*i] is one of the shared options, consumes it (and its value) and returns 1;
@@ -28,7 +29,8 @@ int mc_parse_opt(const char *cmd, int argc, char **argv, int *i, mc_opts *o);
     "  -m, --model FILE  the GGUF model (required)\n"                                              \
     "  -t, --threads N   threads (default: one per core)\n"                                        \
     "  --batch N         prompt tokens evaluated at once (default 512)\n"                          \
-    "  --kv-f32          keep the KV cache in f32 (default f16)\n"
+    "  --kv-f32          keep the KV cache in f32 (default f16)\n"                                  \
+    "  --lm-head TYPE    q8_0 (default): requantize the LM head at load; keep: the file's\n"
 
 typedef struct mc_session {
     bn_ctx *ctx;

@@ -34,4 +34,8 @@ struct bn_model {
 
 extern const char *const bn__lin_names[BN__N_LIN];
 
+/* bn_quantize_row_q8_0 without libm calls (same bytes for finite input; a non-finite
+ * scaled value gives 0): requantizes the LM head at load. n multiple of 32. */
+void bn__model_q8_0_row(const float *x, bn_block_q8_0 *y, int64_t n);
+
 #endif /* BITNET_MODEL_INTERNAL_H */

@@ -348,8 +348,36 @@ static bn_status load_embeddings(bn_model *m)
 
 typedef struct requant_job {
     bn_model *m;
-    float *tmp; /* (threads, n_embd) */
+    float *tmp;            /* (threads, n_embd) */
+    const float *f16_lut;  /* all 65536 f16 values as f32 */
 } requant_job;
+
+/* roundf (half away from zero) for |v| < 2^22, without a libm call. */
+static inline int round_away(float v)
+{
+    int q = (int)v; /* truncates */
+    const float f = v - (float)q;
+    return q + (f >= 0.5f) - (f <= -0.5f);
+}
+
+void bn__model_q8_0_row(const float *x, bn_block_q8_0 *y, int64_t n)
+{
+    for (int64_t b = 0; b < n / BN_QK8_0; b++) {
+        const float *xb = x + b * BN_QK8_0;
+        float amax = 0.0f;
+        for (int j = 0; j < BN_QK8_0; j++) {
+            const float a = fabsf(xb[j]);
+            amax = a > amax ? a : amax;
+        }
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = bn_f32_to_f16(d);
+        for (int j = 0; j < BN_QK8_0; j++) {
+            const float v = xb[j] * id;
+            y[b].qs[j] = (int8_t)(fabsf(v) <= 127.5f ? round_away(v) : 0);
+        }
+    }
+}
 
 static void requant_rows(void *arg, int tid, int nth)
 {
@@ -359,11 +387,13 @@ static void requant_rows(void *arg, int tid, int nth)
     float *row = j->tmp + (size_t)tid * (size_t)E;
     for (int64_t r = V * tid / nth; r < V * (tid + 1) / nth; r++) {
         const uint8_t *src = (const uint8_t *)m->head + (size_t)r * m->head_row_bytes;
-        if (m->hp.head_type == BN_TYPE_F16)
-            bn_f16_to_f32_row((const uint16_t *)src, row, E);
-        else
+        if (m->hp.head_type == BN_TYPE_F16) {
+            const uint16_t *h16 = (const uint16_t *)src;
+            for (int64_t i = 0; i < E; i++) row[i] = j->f16_lut[h16[i]];
+        } else {
             memcpy(row, src, (size_t)E * sizeof(float));
-        bn_quantize_row_q8_0(row, m->head_q8 + (size_t)r * (size_t)(E / BN_QK8_0), E);
+        }
+        bn__model_q8_0_row(row, m->head_q8 + (size_t)r * (size_t)(E / BN_QK8_0), E);
     }
 }
 
@@ -381,15 +411,20 @@ static bn_status requantize_head(bn_model *m, const bn_model_params *p)
                                 (long long)h->n_embd);
     const size_t row_bytes = (size_t)(h->n_embd / BN_QK8_0) * sizeof(bn_block_q8_0);
     bn_threadpool *pool = bn_ctx_pool(m->ctx);
-    requant_job j = {m, NULL};
+    requant_job j = {m, NULL, NULL};
+    float *lut = bn_malloc(65536 * sizeof(float));
     m->head_q8 = bn_aligned_alloc(64, row_bytes * (size_t)h->n_vocab);
     j.tmp = bn_malloc((size_t)bn_pool_size(pool) * (size_t)h->n_embd * sizeof(float));
-    if (!m->head_q8 || !j.tmp) {
+    if (!m->head_q8 || !j.tmp || !lut) {
         bn_free(j.tmp);
+        bn_free(lut);
         return bn_ctx_set_error(m->ctx, BN_ERR_NOMEM, "LM head: out of memory");
     }
+    for (uint32_t i = 0; i < 65536; i++) lut[i] = bn_f16_to_f32((uint16_t)i);
+    j.f16_lut = lut;
     bn_pool_run(pool, requant_rows, &j);
     bn_free(j.tmp);
+    bn_free(lut);
     if (!p->keep_mapping) release_pages(m->head, m->head_row_bytes * (size_t)h->n_vocab);
     m->weight_bytes += row_bytes * (size_t)h->n_vocab;
     if (!h->tied) m->weight_bytes -= m->head_row_bytes * (size_t)h->n_vocab;

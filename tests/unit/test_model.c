@@ -18,6 +18,7 @@
 #include "bitnet/gguf.h"
 #include "bitnet/model.h"
 #include "bitnet/quant.h"
+#include "model_internal.h"
 
 static bn_ctx *g_ctx;
 static char g_dir[64];
@@ -827,6 +828,28 @@ static void test_eval_errors(void **state)
     tm_free(&tm);
 }
 
+/* The loader's Q8_0 quantizer writes the same bytes as bn_quantize_row_q8_0, ties
+ * (x * id exactly k + 0.5) included. */
+static void test_q8_0_requant(void **state)
+{
+    (void)state;
+    enum { N = 32 * 64 };
+    float *x = malloc(N * sizeof(float));
+    bn_block_q8_0 a[N / 32], b[N / 32];
+    for (int rep = 0; rep < 20; rep++) {
+        for (int i = 0; i < N; i++) x[i] = frand() * (rep % 5 + 1) * 3.0f;
+        for (int blk = 0; blk < N / 32; blk += 3) { /* amax 127 makes id 1: exact ties */
+            x[blk * 32] = 127.0f;
+            for (int j = 1; j < 8; j++) x[blk * 32 + j] = (float)(int)(frand() * 120) + 0.5f;
+        }
+        if (rep == 0) memset(x, 0, 32 * sizeof(float)); /* an all-zero block */
+        bn_quantize_row_q8_0(x, a, N);
+        bn__model_q8_0_row(x, b, N);
+        assert_memory_equal(a, b, sizeof a);
+    }
+    free(x);
+}
+
 /* ---- setup ------------------------------------------------------------------------------- */
 
 static int group_setup(void **state)
@@ -858,6 +881,7 @@ int main(void)
             cmocka_unit_test(test_malformed),
             cmocka_unit_test(test_alloc_failures),
             cmocka_unit_test(test_eval_errors),
+            cmocka_unit_test(test_q8_0_requant),
     };
     const char *only = getenv("BN_TEST_FILTER"); /* e.g. BN_TEST_FILTER='test_malformed' */
     if (only && *only) cmocka_set_test_filter(only);
