@@ -201,16 +201,36 @@ static void rmsnorm(const float *x, const float *w, int64_t n, float eps, float 
     for (int64_t i = 0; i < n; i++) y[i] = (x[i] * scale) * w[i];
 }
 
-/* Quantizes rows [t0, t1) of x (n_tok x cols) into a (which holds the whole batch). */
+float bn__model_quantize_act(const float *x, int64_t n, int8_t *q, int32_t *sum)
+{
+    float amax = 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        const float a = fabsf(x[i]);
+        amax = a > amax ? a : amax; /* a NaN is skipped, as fmaxf does */
+    }
+    const float s = 127.0f / (amax > 1e-5f ? amax : 1e-5f);
+    const float magic = 12582912.0f; /* 1.5 * 2^23: v + magic - magic = rint(v), |v| < 2^22 */
+    int32_t acc = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float v = x[i] * s;
+        float r = fabsf(v) <= 256.0f ? (v + magic) - magic : 0.0f; /* NaN (from inf) -> 0 */
+        r = r < -128.0f ? -128.0f : r > 127.0f ? 127.0f : r;
+        q[i] = (int8_t)r;
+        acc += q[i];
+    }
+    *sum = acc;
+    return s;
+}
+
+/* Quantizes rows [t0, t1) of x (n_tok x cols) into a (which holds the whole batch), as
+ * bn_qact_quantize does; the padding of a's rows stays zero from bn_qact_init. */
 static void quantize_rows(bn_qact *a, const float *x, int64_t t0, int64_t t1)
 {
-    if (t1 <= t0) return;
-    bn_qact v = *a;
-    v.q = a->q + t0 * a->kpad;
-    v.inv_scale = a->inv_scale + t0;
-    v.sum = a->sum + t0;
-    v.cap = t1 - t0;
-    bn_qact_quantize(&v, x + t0 * a->cols, t1 - t0);
+    for (int64_t t = t0; t < t1; t++) {
+        const float s = bn__model_quantize_act(x + t * a->cols, a->cols, a->q + t * a->kpad,
+                                               &a->sum[t]);
+        a->inv_scale[t] = 1.0f / s;
+    }
 }
 
 /* One phase's arguments. */

@@ -38,4 +38,8 @@ extern const char *const bn__lin_names[BN__N_LIN];
  * scaled value gives 0): requantizes the LM head at load. n multiple of 32. */
 void bn__model_q8_0_row(const float *x, bn_block_q8_0 *y, int64_t n);
 
+/* bn_quantize_act_row without libm calls (same q and scale; rounding by the 1.5 * 2^23
+ * trick, ties to even); also stores sum q. */
+float bn__model_quantize_act(const float *x, int64_t n, int8_t *q, int32_t *sum);
+
 #endif /* BITNET_MODEL_INTERNAL_H */

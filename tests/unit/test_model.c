@@ -850,6 +850,35 @@ static void test_q8_0_requant(void **state)
     free(x);
 }
 
+/* The forward pass's activation quantizer gives bn_quantize_act_row's q and scale,
+ * ties to even and non-finite inputs included. */
+static void test_act_quant(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    float x[N];
+    int8_t qa[N], qb[N];
+    for (int rep = 0; rep < 50; rep++) {
+        const float scale = (float)(rep % 7) * 0.7f + 1e-6f;
+        for (int i = 0; i < N; i++) x[i] = gauss() * scale;
+        if (rep % 5 == 1) { /* max 127: s = 1, so k + 0.5 are exact ties */
+            x[0] = 127.0f;
+            for (int i = 1; i < 100; i++) x[i] = (float)((int)(frand() * 126)) + 0.5f;
+        }
+        if (rep == 2) x[3] = NAN;
+        if (rep == 3) x[5] = -INFINITY;
+        if (rep == 4) memset(x, 0, sizeof x);
+        const float sa = bn_quantize_act_row(x, N, qa);
+        int32_t sum;
+        const float sb = bn__model_quantize_act(x, N, qb, &sum);
+        assert_memory_equal(&sa, &sb, sizeof sa);
+        assert_memory_equal(qa, qb, sizeof qa);
+        int32_t want = 0;
+        for (int i = 0; i < N; i++) want += qa[i];
+        assert_int_equal(sum, want);
+    }
+}
+
 /* ---- setup ------------------------------------------------------------------------------- */
 
 static int group_setup(void **state)
@@ -882,6 +911,7 @@ int main(void)
             cmocka_unit_test(test_alloc_failures),
             cmocka_unit_test(test_eval_errors),
             cmocka_unit_test(test_q8_0_requant),
+            cmocka_unit_test(test_act_quant),
     };
     const char *only = getenv("BN_TEST_FILTER"); /* e.g. BN_TEST_FILTER='test_malformed' */
     if (only && *only) cmocka_set_test_filter(only);
