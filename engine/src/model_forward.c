@@ -86,9 +86,8 @@ static bn_status state_alloc(bn_model_state *st)
     bn_status rc = bn_qact_init(&st->qe, st->n_batch, h->n_embd);
     if (rc == BN_OK) rc = bn_qact_init(&st->qf, st->n_batch, h->n_ff);
     if (rc != BN_OK) return rc;
-    /* zeroed cache: positions never written are never read, but keep the bytes defined */
-    memset(st->kc, 0, cache);
-    memset(st->vc, 0, cache);
+    /* the cache is not cleared: a position is read only after it has been written, and
+     * untouched pages of a large cache stay out of resident memory until used */
     for (int64_t i = 0; i < h->n_rot / 2; i++)
         st->inv_freq[i] = (float)pow((double)h->rope_base, -2.0 * (double)i / (double)h->n_rot);
     return BN_OK;
