@@ -17,7 +17,7 @@
 #define KC BN__GEMM_KC
 #define MC BN__GEMM_MC
 #define NC BN__GEMM_NC
-#define WS_FLOATS ((size_t)MC * KC + (size_t)KC * NC)
+#define WS_FLOATS BN__GEMM_WS_FLOATS
 
 /* ---- the reference ------------------------------------------------------------------ */
 
@@ -134,7 +134,7 @@ typedef struct gemm_args {
     float *C;
     int accumulate;
     int split_rows; /* threads split rows (1) or columns (0) of C */
-    bn__gemm_ws *ws;
+    float *buf;     /* packing buffers: thread t uses buf + t * WS_FLOATS */
 } gemm_args;
 
 /* Rows i0..i0+mc of op(A), columns k0..k0+kc, into MR-row panels, zero padded. */
@@ -204,7 +204,7 @@ static void gemm_region(const gemm_args *g, int64_t m0, int64_t m1, int64_t n0, 
                         int tid)
 {
     bn__gemm_ukernel uk = ukernel();
-    float *pa = g->ws->buf + (size_t)tid * WS_FLOATS;
+    float *pa = g->buf + (size_t)tid * WS_FLOATS;
     float *pb = pa + (size_t)MC * KC;
     for (int64_t jc = n0; jc < n1; jc += NC) {
         const int64_t nc = n1 - jc < NC ? n1 - jc : NC;
@@ -241,13 +241,27 @@ void bn__sgemm(bn_threadpool *pool, bn__gemm_ws *ws, int ta, int tb, int64_t M, 
         return;
     }
     BN_ASSERT(ws && ws->buf && ws->n_threads >= (pool ? bn_pool_active(pool) : 1));
-    gemm_args g = {ta, tb, M, N, K, A, B, lda, ldb, ldc, C, accumulate, 1, ws};
+    gemm_args g = {ta, tb, M, N, K, A, B, lda, ldb, ldc, C, accumulate, 1, ws->buf};
     /* Split the dimension that gives each thread more whole micro-tiles. */
     g.split_rows = (M + MR - 1) / MR >= (N + NR - 1) / NR;
     if (g.split_rows)
         bn_pool_parallel_for(pool, M, MR, gemm_task, &g);
     else
         bn_pool_parallel_for(pool, N, NR, gemm_task, &g);
+}
+
+void bn__sgemm_serial(float *buf, int ta, int tb, int64_t M, int64_t N, int64_t K,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+                      int64_t ldc, int accumulate)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        if (!accumulate)
+            for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
+        return;
+    }
+    gemm_args g = {ta, tb, M, N, K, A, B, lda, ldb, ldc, C, accumulate, 1, buf};
+    gemm_region(&g, 0, M, 0, N, 0);
 }
 
 /* ---- FNV-1a, for checkpoints and data hashes -------------------------------------------- */

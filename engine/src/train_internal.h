@@ -27,9 +27,10 @@
 #define BN__GEMM_NC 1024
 
 /* Per-thread packing buffers, made once by the caller. */
+#define BN__GEMM_WS_FLOATS ((size_t)BN__GEMM_MC * BN__GEMM_KC + (size_t)BN__GEMM_KC * BN__GEMM_NC)
 typedef struct bn__gemm_ws {
     int n_threads;
-    float *buf; /* n_threads * (MC*KC + KC*NC) floats */
+    float *buf; /* n_threads * BN__GEMM_WS_FLOATS floats: thread t uses buf + t * that */
 } bn__gemm_ws;
 
 bn_status bn__gemm_ws_init(bn__gemm_ws *ws, int n_threads);
@@ -55,6 +56,11 @@ int bn__gemm_force(const char *name);
 void bn__sgemm(bn_threadpool *pool, bn__gemm_ws *ws, int ta, int tb, int64_t M, int64_t N,
                int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
                int64_t ldc, int accumulate);
+/* The same on the calling thread only, with one thread's packing buffer (from a task that
+ * runs on the pool: buf = ws->buf + tid * BN__GEMM_WS_FLOATS). */
+void bn__sgemm_serial(float *buf, int ta, int tb, int64_t M, int64_t N, int64_t K,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+                      int64_t ldc, int accumulate);
 /* The specification: plain loops, double accumulation. */
 void bn__sgemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A,
                    int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc,
@@ -96,14 +102,20 @@ void bn__rope_backward(float *dx, const float *cos_t, const float *sin_t, int B,
                        int HD);
 
 /* Causal GQA attention. q (B,T,NH,HD), k and v (B,T,NKV,HD); query head h reads kv head
- * h / (NH/NKV). att (B,NH,T,T) gets the softmax probabilities (row t: columns <= t);
- * out (B,T,NH,HD). */
-void bn__attention_forward(bn_threadpool *pool, float *out, float *att, const float *q,
-                           const float *k, const float *v, int B, int T, int NH, int NKV, int HD);
-/* dq, dk, dv are overwritten. */
-void bn__attention_backward(bn_threadpool *pool, float *dq, float *dk, float *dv,
-                            const float *dout, const float *att, const float *q, const float *k,
-                            const float *v, int B, int T, int NH, int NKV, int HD);
+ * h / (NH/NKV). att (B,NH,T,T) gets the softmax probabilities (row t: columns <= t, zeros
+ * after); out (B,T,NH,HD). The products run as GEMMs on blocks of BN__ATT_BLK query rows
+ * (each block only against the keys it can see), one task per (sequence, kv head); ws
+ * must hold the pool's thread count. */
+#define BN__ATT_BLK 64
+void bn__attention_forward(bn_threadpool *pool, bn__gemm_ws *ws, float *out, float *att,
+                           const float *q, const float *k, const float *v, int B, int T, int NH,
+                           int NKV, int HD);
+/* dq, dk, dv are overwritten. scratch: ws->n_threads * bn__attention_scratch(T) floats. */
+size_t bn__attention_scratch(int T);
+void bn__attention_backward(bn_threadpool *pool, bn__gemm_ws *ws, float *scratch, float *dq,
+                            float *dk, float *dv, const float *dout, const float *att,
+                            const float *q, const float *k, const float *v, int B, int T,
+                            int NH, int NKV, int HD);
 
 /* out (n) = relu(gate)^2 * up. */
 void bn__relu2glu_forward(float *out, const float *gate, const float *up, int64_t n);
@@ -195,6 +207,7 @@ struct bn_trainer {
     float *enc, *lnf, *rstdf, *logits, *losses;
     float *dres, *dln, *dsub1, *datty, *dq, *dk, *dv, *fa, *fb, *fc, *fd;
     float *rope_cos, *rope_sin; /* (seq_len, HD/2) */
+    float *att_scratch;         /* threads * bn__attention_scratch(seq_len) */
     bn__gemm_ws ws;
     int32_t *inputs, *targets; /* (B,T) */
     int last_b, last_t, last_has_targets;

@@ -200,112 +200,137 @@ void bn__rope_backward(float *dx, const float *cos_t, const float *sin_t, int B,
 /* ---- causal grouped-query attention ------------------------------------------------------ */
 
 typedef struct attn_args {
-    float *out, *att, *dq, *dk, *dv;
+    float *out, *att, *dq, *dk, *dv, *scratch;
     const float *q, *k, *v, *dout, *att_in;
+    bn__gemm_ws *ws;
     int B, T, NH, NKV, HD;
 } attn_args;
 
-static float dotf(const float *a, const float *b, int n)
+size_t bn__attention_scratch(int T) { return (size_t)BN__ATT_BLK * (size_t)T; }
+
+/* In place on rows [r0, r1) of P (row stride T), each row t over columns [0, n): scale,
+ * causal mask (columns > t become 0), softmax. */
+static void causal_softmax(float *P, int T, int r0, int r1, int n, float scale)
 {
-    float s = 0.0f;
-    for (int i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
+    for (int t = r0; t < r1; t++) {
+        float *row = P + (int64_t)t * T;
+        float mx = -INFINITY;
+        for (int c = 0; c <= t; c++) {
+            row[c] *= scale;
+            mx = row[c] > mx ? row[c] : mx;
+        }
+        float sum = 0.0f;
+        for (int c = 0; c <= t; c++) {
+            row[c] = expf(row[c] - mx);
+            sum += row[c];
+        }
+        const float inv = 1.0f / sum;
+        for (int c = 0; c <= t; c++) row[c] *= inv;
+        for (int c = t + 1; c < n; c++) row[c] = 0.0f;
+    }
 }
 
-static void axpyf(float *y, float a, const float *x, int n)
-{
-    for (int i = 0; i < n; i++) y[i] += a * x[i];
-}
-
-/* One task: sequence b, kv head g, and the NH/NKV query heads that read it. */
+/* One task: sequence b, kv head g, and the NH/NKV query heads that read it. Query rows go
+ * in blocks [r0, r1), each against keys [0, r1): S = Q K^T, P = softmax, out = P V. */
 static void attn_fwd_task(void *arg, int64_t begin, int64_t end, int tid)
 {
-    (void)tid;
     const attn_args *a = arg;
     const int T = a->T, NH = a->NH, NKV = a->NKV, HD = a->HD, rep = NH / NKV;
+    const int64_t qs = (int64_t)NH * HD, ks = (int64_t)NKV * HD;
     const float scale = 1.0f / sqrtf((float)HD);
+    float *buf = a->ws->buf + (size_t)tid * BN__GEMM_WS_FLOATS;
     for (int64_t task = begin; task < end; task++) {
         const int b = (int)(task / NKV), g = (int)(task % NKV);
-        const float *kb = a->k + ((int64_t)b * T * NKV + g) * HD;
-        const float *vb = a->v + ((int64_t)b * T * NKV + g) * HD;
+        const float *K = a->k + (int64_t)b * T * ks + (int64_t)g * HD;
+        const float *V = a->v + (int64_t)b * T * ks + (int64_t)g * HD;
         for (int h = g * rep; h < (g + 1) * rep; h++) {
-            for (int t = 0; t < T; t++) {
-                const float *qv = a->q + (((int64_t)b * T + t) * NH + h) * HD;
-                float *row = a->att + (((int64_t)b * NH + h) * T + t) * T;
-                float mx = -INFINITY;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    row[t2] = dotf(qv, kb + (int64_t)t2 * NKV * HD, HD) * scale;
-                    mx = fmaxf(mx, row[t2]);
-                }
-                float sum = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    row[t2] = expf(row[t2] - mx);
-                    sum += row[t2];
-                }
-                const float inv = 1.0f / sum;
-                for (int t2 = 0; t2 <= t; t2++) row[t2] *= inv;
-                for (int t2 = t + 1; t2 < T; t2++) row[t2] = 0.0f;
-                float *o = a->out + (((int64_t)b * T + t) * NH + h) * HD;
-                memset(o, 0, (size_t)HD * sizeof(float));
-                for (int t2 = 0; t2 <= t; t2++) axpyf(o, row[t2], vb + (int64_t)t2 * NKV * HD, HD);
+            const float *Q = a->q + (int64_t)b * T * qs + (int64_t)h * HD;
+            float *O = a->out + (int64_t)b * T * qs + (int64_t)h * HD;
+            float *P = a->att + ((int64_t)b * NH + h) * T * T;
+            for (int r0 = 0; r0 < T; r0 += BN__ATT_BLK) {
+                const int r1 = r0 + BN__ATT_BLK < T ? r0 + BN__ATT_BLK : T, rows = r1 - r0;
+                float *Pb = P + (int64_t)r0 * T;
+                // S (rows, r1) = Q[r0:r1] @ K[0:r1]^T
+                bn__sgemm_serial(buf, 0, 1, rows, r1, HD, Q + r0 * qs, qs, K, ks, Pb, T, 0);
+                causal_softmax(P, T, r0, r1, T, scale);
+                // O[r0:r1] (rows, HD) = P[r0:r1, 0:r1] @ V[0:r1]
+                bn__sgemm_serial(buf, 0, 0, rows, HD, r1, Pb, T, V, ks, O + r0 * qs, qs, 0);
             }
         }
     }
 }
 
-void bn__attention_forward(bn_threadpool *pool, float *out, float *att, const float *q,
-                           const float *k, const float *v, int B, int T, int NH, int NKV, int HD)
+void bn__attention_forward(bn_threadpool *pool, bn__gemm_ws *ws, float *out, float *att,
+                           const float *q, const float *k, const float *v, int B, int T, int NH,
+                           int NKV, int HD)
 {
     // q, out are (B,T,NH,HD); k, v are (B,T,NKV,HD); att is (B,NH,T,T)
-    attn_args a = {.out = out, .att = att, .q = q, .k = k, .v = v,
+    BN_ASSERT(ws->n_threads >= (pool ? bn_pool_active(pool) : 1));
+    attn_args a = {.out = out, .att = att, .q = q, .k = k, .v = v, .ws = ws,
                    .B = B, .T = T, .NH = NH, .NKV = NKV, .HD = HD};
     bn_pool_parallel_for(pool, (int64_t)B * NKV, 1, attn_fwd_task, &a);
 }
 
+/* Backward of one block of query rows [r0, r1) of head h against keys [0, r1):
+ * dP = dO V^T, dV += P^T dO, dS = P (dP - rowsum(P dP)) * scale, dQ = dS K, dK += dS^T Q. */
+static void attn_bwd_block(const attn_args *a, float *buf, float *dS, int b, int g, int h,
+                           int r0, int r1)
+{
+    const int T = a->T, NH = a->NH, NKV = a->NKV, HD = a->HD, rows = r1 - r0;
+    const int64_t qs = (int64_t)NH * HD, ks = (int64_t)NKV * HD;
+    const float scale = 1.0f / sqrtf((float)HD);
+    const int64_t qo = ((int64_t)b * T + r0) * qs + (int64_t)h * HD;
+    const int64_t ko = (int64_t)b * T * ks + (int64_t)g * HD;
+    const float *P = a->att_in + (((int64_t)b * NH + h) * T + r0) * T; /* (rows, T), ld T */
+    // dP (rows, r1) = dO[r0:r1] @ V[0:r1]^T, into dS (ld r1)
+    bn__sgemm_serial(buf, 0, 1, rows, r1, HD, a->dout + qo, qs, a->v + ko, ks, dS, r1, 0);
+    // dV[0:r1] += P^T @ dO
+    bn__sgemm_serial(buf, 1, 0, r1, HD, rows, P, T, a->dout + qo, qs, a->dv + ko, ks, 1);
+    for (int i = 0; i < rows; i++) {
+        const float *p = P + (int64_t)i * T;
+        float *d = dS + (int64_t)i * r1;
+        const int t = r0 + i;
+        float pdp = 0.0f;
+        for (int c = 0; c <= t; c++) pdp += p[c] * d[c];
+        for (int c = 0; c <= t; c++) d[c] = p[c] * (d[c] - pdp) * scale;
+        for (int c = t + 1; c < r1; c++) d[c] = 0.0f;
+    }
+    // dQ[r0:r1] = dS @ K[0:r1]; dK[0:r1] += dS^T @ Q[r0:r1]
+    bn__sgemm_serial(buf, 0, 0, rows, HD, r1, dS, r1, a->k + ko, ks, a->dq + qo, qs, 0);
+    bn__sgemm_serial(buf, 1, 0, r1, HD, rows, dS, r1, a->q + qo, qs, a->dk + ko, ks, 1);
+}
+
 static void attn_bwd_task(void *arg, int64_t begin, int64_t end, int tid)
 {
-    (void)tid;
     const attn_args *a = arg;
-    const int T = a->T, NH = a->NH, NKV = a->NKV, HD = a->HD, rep = NH / NKV;
-    const float scale = 1.0f / sqrtf((float)HD);
+    const int T = a->T, NKV = a->NKV, HD = a->HD, rep = a->NH / NKV;
+    const int64_t ks = (int64_t)NKV * HD;
+    float *buf = a->ws->buf + (size_t)tid * BN__GEMM_WS_FLOATS;
+    float *dS = a->scratch + (size_t)tid * bn__attention_scratch(T);
     for (int64_t task = begin; task < end; task++) {
         const int b = (int)(task / NKV), g = (int)(task % NKV);
-        const int64_t kvo = ((int64_t)b * T * NKV + g) * HD, kvs = (int64_t)NKV * HD;
         for (int t = 0; t < T; t++) {
-            memset(a->dk + kvo + t * kvs, 0, (size_t)HD * sizeof(float));
-            memset(a->dv + kvo + t * kvs, 0, (size_t)HD * sizeof(float));
+            const int64_t o = ((int64_t)b * T + t) * ks + (int64_t)g * HD;
+            memset(a->dk + o, 0, (size_t)HD * sizeof(float));
+            memset(a->dv + o, 0, (size_t)HD * sizeof(float));
         }
-        for (int h = g * rep; h < (g + 1) * rep; h++) {
-            for (int t = 0; t < T; t++) {
-                const int64_t qo = (((int64_t)b * T + t) * NH + h) * HD;
-                const float *dy = a->dout + qo, *qv = a->q + qo;
-                const float *row = a->att_in + (((int64_t)b * NH + h) * T + t) * T;
-                float *dqv = a->dq + qo;
-                // out = sum p v: dv += p dy, dp = dy . v; softmax: ds = p (dp - sum p dp)
-                float pdp = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    pdp += row[t2] * dotf(dy, a->v + kvo + t2 * kvs, HD);
-                    axpyf(a->dv + kvo + t2 * kvs, row[t2], dy, HD);
-                }
-                memset(dqv, 0, (size_t)HD * sizeof(float));
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float dp = dotf(dy, a->v + kvo + t2 * kvs, HD);
-                    const float ds = row[t2] * (dp - pdp) * scale;
-                    axpyf(dqv, ds, a->k + kvo + t2 * kvs, HD);
-                    axpyf(a->dk + kvo + t2 * kvs, ds, qv, HD);
-                }
-            }
-        }
+        for (int h = g * rep; h < (g + 1) * rep; h++)
+            for (int r0 = 0; r0 < T; r0 += BN__ATT_BLK)
+                attn_bwd_block(a, buf, dS, b, g, h, r0,
+                               r0 + BN__ATT_BLK < T ? r0 + BN__ATT_BLK : T);
     }
 }
 
-void bn__attention_backward(bn_threadpool *pool, float *dq, float *dk, float *dv,
-                            const float *dout, const float *att, const float *q, const float *k,
-                            const float *v, int B, int T, int NH, int NKV, int HD)
+void bn__attention_backward(bn_threadpool *pool, bn__gemm_ws *ws, float *scratch, float *dq,
+                            float *dk, float *dv, const float *dout, const float *att,
+                            const float *q, const float *k, const float *v, int B, int T,
+                            int NH, int NKV, int HD)
 {
     // dout, dq are (B,T,NH,HD); dk, dv are (B,T,NKV,HD); att is (B,NH,T,T)
-    attn_args a = {.dq = dq, .dk = dk, .dv = dv, .q = q, .k = k, .v = v, .dout = dout,
-                   .att_in = att, .B = B, .T = T, .NH = NH, .NKV = NKV, .HD = HD};
+    BN_ASSERT(ws->n_threads >= (pool ? bn_pool_active(pool) : 1));
+    attn_args a = {.dq = dq, .dk = dk, .dv = dv, .scratch = scratch, .q = q, .k = k, .v = v,
+                   .dout = dout, .att_in = att, .ws = ws,
+                   .B = B, .T = T, .NH = NH, .NKV = NKV, .HD = HD};
     bn_pool_parallel_for(pool, (int64_t)B * NKV, 1, attn_bwd_task, &a);
 }
 
@@ -343,7 +368,7 @@ typedef struct xent_args {
 static float row_lse(const float *x, int V)
 {
     float mx = -INFINITY;
-    for (int j = 0; j < V; j++) mx = fmaxf(mx, x[j]);
+    for (int j = 0; j < V; j++) mx = x[j] > mx ? x[j] : mx;
     double s = 0.0;
     for (int j = 0; j < V; j++) s += expf(x[j] - mx);
     return mx + (float)log(s);

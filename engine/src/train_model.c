@@ -254,6 +254,11 @@ bn_status bn__trainer_alloc(bn_ctx *ctx, const bn_train_model_config *cfg,
     bn__rope_table(tr->rope_cos, tr->rope_sin, hp->seq_len, HD, cfg->rope_theta);
     rc = alloc_acts(tr);
     if (rc == BN_OK) rc = bn__gemm_ws_init(&tr->ws, bn_pool_size(tr->pool));
+    if (rc == BN_OK) {
+        const size_t n_scr = (size_t)tr->ws.n_threads * bn__attention_scratch(hp->seq_len);
+        tr->att_scratch = bn_malloc(n_scr * sizeof(float));
+        if (!tr->att_scratch) rc = BN_ERR_NOMEM;
+    }
     if (rc != BN_OK) {
         rc = bn_ctx_set_error(ctx, rc, "out of memory (activations for batch %d x %d)",
                               hp->batch, hp->seq_len);
@@ -270,6 +275,7 @@ void bn_trainer_free(bn_trainer *tr)
 {
     if (!tr) return;
     bn__gemm_ws_release(&tr->ws);
+    bn_free(tr->att_scratch);
     bn_free(tr->mem);
     bn_free(tr->act_mem);
     bn_free(tr->layers);
@@ -378,7 +384,7 @@ static void layer_forward(bn_trainer *tr, int l, const float *x, int B, int T)
     bn__rope_forward(a->q, tr->rope_cos, tr->rope_sin, B, T, NH, HD);
     bn__rope_forward(a->k, tr->rope_cos, tr->rope_sin, B, T, NKV, HD);
     // atty (BT,C) = softmax(q k^T / sqrt(HD)) v, causal, query head h reads kv head h/(NH/NKV)
-    bn__attention_forward(pool, a->atty, a->att, a->q, a->k, a->v, B, T, NH, NKV, HD);
+    bn__attention_forward(pool, &tr->ws, a->atty, a->att, a->q, a->k, a->v, B, T, NH, NKV, HD);
     // sub1 = quant(rmsnorm(atty)); res2 = x + sub1 @ Wo^T
     bn__rmsnorm_forward(pool, a->sub1, a->rstd_s1, a->atty,
                         bn__param(&tr->lay, P, BN__P_ATTN_SUB, l), BT, C, eps);
@@ -478,8 +484,8 @@ static void layer_backward(bn_trainer *tr, int l, const float *x, int B, int T)
                         weight(tr, BN__P_WO, l), BT, C, C, 0);
     bn__rmsnorm_backward(pool, tr->datty, bn__param(lay, G, BN__P_ATTN_SUB, l), tr->dsub1,
                          a->atty, bn__param(lay, P, BN__P_ATTN_SUB, l), a->rstd_s1, BT, C, 0);
-    bn__attention_backward(pool, tr->dq, tr->dk, tr->dv, tr->datty, a->att, a->q, a->k, a->v, B,
-                           T, NH, NKV, HD);
+    bn__attention_backward(pool, ws, tr->att_scratch, tr->dq, tr->dk, tr->dv, tr->datty, a->att,
+                           a->q, a->k, a->v, B, T, NH, NKV, HD);
     bn__rope_backward(tr->dq, tr->rope_cos, tr->rope_sin, B, T, NH, HD);
     bn__rope_backward(tr->dk, tr->rope_cos, tr->rope_sin, B, T, NKV, HD);
     // q, k, v = ln1 @ W^T: dln = dq @ Wq + dk @ Wk + dv @ Wv
