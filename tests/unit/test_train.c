@@ -25,6 +25,8 @@
 
 #include "bitnet/core.h"
 #include "bitnet/gguf.h"
+#include "bitnet/model.h"
+#include "bitnet/types.h"
 #include "bitnet/threadpool.h"
 #include "bitnet/tokenizer.h"
 #include "bitnet/bpe_train.h"
@@ -1025,6 +1027,132 @@ static void test_bpe_errors(void **state)
     bn_ctx_free(ctx);
 }
 
+/* ---- export, then run in the engine ---------------------------------------------------------- */
+
+/* Logits of the exported model in the engine (F32 KV cache, the LM head as stored). */
+static float *engine_logits(bn_ctx *ctx, const char *path, const int32_t *tok, int T, int V)
+{
+    bn_model_params mp;
+    bn_model_params_init(&mp);
+    mp.head_type = 0;
+    bn_model *m;
+    const bn_status rc = bn_model_load(ctx, path, &mp, &m);
+    if (rc != BN_OK) fprintf(stderr, "load %s: %s\n", path, bn_ctx_errmsg(ctx));
+    assert_int_equal(rc, BN_OK);
+    const bn_model_hparams *h = bn_model_hparams_get(m);
+    assert_int_equal(h->n_vocab, V);
+    assert_int_equal(h->tied, 1);
+    bn_model_state_params sp;
+    bn_model_state_params_init(&sp);
+    sp.n_ctx = T;
+    sp.kv_type = BN_TYPE_F32;
+    bn_model_state *st;
+    assert_int_equal(bn_model_state_new(m, &sp, &st), BN_OK);
+    float *lg = malloc((size_t)T * V * sizeof *lg);
+    assert_int_equal(bn_model_eval(st, tok, T, 0, T, lg), BN_OK);
+    bn_model_state_free(st);
+    bn_model_free(m);
+    return lg;
+}
+
+/* max |a - b| over all logits, relative to max |a|, and the mean |a - b| likewise. */
+static void logit_diff(const float *a, const float *b, size_t n, double *max_rel, double *mean_rel)
+{
+    double mx = 0.0, amax = 0.0, sum = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        const double d = fabs((double)a[i] - b[i]);
+        mx = fmax(mx, d);
+        sum += d;
+        amax = fmax(amax, fabs(a[i]));
+    }
+    *max_rel = mx / amax;
+    *mean_rel = sum / (double)n / amax;
+}
+
+/* A model trained a few steps, exported as I2_S, TQ2_0 and TQ1_0 and run by bn_model: its
+ * logits equal the trainer's quantized forward pass. They cannot be bit-equal: the trainer
+ * dequantizes activations as round(x s) / s and multiplies floats, the engine sums int8 x
+ * ternary products exactly and scales once, and RMSNorm, softmax and RoPE round differently,
+ * so each activation differs by a few ulp (~1e-6 relative); where such a difference moves
+ * x * s across a rounding boundary of the next int8 quantization, one activation changes by
+ * one step (max|x| / 127), which is the largest effect. Measured (relative to the largest
+ * logit): I2_S max 3.0e-4, mean 2.9e-6; TQ2_0 and TQ1_0, which store the scale as f16
+ * (relative rounding up to 2^-11 per layer), max 3.7e-4, mean 4.3e-5. Bounds: I2_S max
+ * 5e-3, mean 5e-5; TQ2_0/TQ1_0 max 1e-2, mean 5e-4. The embedding is rounded to f16 in the
+ * trainer first, as the file stores it. */
+static void test_export_engine_logits(void **state)
+{
+    (void)state;
+    bn_ctx *ctx = new_ctx(2);
+    bn_bpe *bpe = train_bpe(ctx, k_story, 300);
+    const int V = bn_bpe_n_vocab(bpe), T = 16;
+    bn_train_model_config c = {V, 256, 2, 4, 2, 256, 64, 10000.0f, 1e-5f};
+    bn_train_hparams hp;
+    bn_train_hparams_default(&hp);
+    hp.batch = 2;
+    hp.seq_len = T;
+    hp.steps = 20;
+    hp.warmup = 2;
+    hp.val_frac = 0.0f;
+    bn_trainer *tr;
+    assert_int_equal(bn_trainer_new(ctx, &c, &hp, &tr), BN_OK);
+    const char *tokp = tmp_path("export_tok.gguf");
+    assert_int_equal(bn_bpe_write_gguf(ctx, bpe, tokp), BN_OK);
+    size_t tl;
+    unsigned char *tb = read_all(tokp, &tl);
+    assert_int_equal(bn_trainer_set_tokenizer(tr, tb, tl), BN_OK);
+    free(tb);
+    int32_t *ids;
+    size_t n;
+    assert_int_equal(bn_bpe_encode(bpe, k_story, strlen(k_story), 0, &ids, &n), BN_OK);
+    assert_true(n > 2 * (size_t)T + 1);
+    assert_int_equal(bn_trainer_set_data(tr, ids, n), BN_OK);
+    for (int i = 0; i < 20; i++) assert_int_equal(bn_trainer_step(tr, NULL), BN_OK);
+    /* the file stores the embedding in f16: use the same values in the trainer */
+    float *P = bn_trainer_params(tr);
+    for (size_t i = 0; i < (size_t)V * c.dim; i++) P[i] = bn_f16_to_f32(bn_f32_to_f16(P[i]));
+    float *want = malloc((size_t)T * V * sizeof *want);
+    assert_int_equal(bn_trainer_forward(tr, ids, NULL, 1, T, NULL, want), BN_OK);
+    const int types[] = {BN_TYPE_I2_S, BN_TYPE_TQ2_0, BN_TYPE_TQ1_0};
+    const double max_tol[] = {5e-3, 1e-2, 1e-2}, mean_tol[] = {5e-5, 5e-4, 5e-4};
+    for (int k = 0; k < 3; k++) {
+        const char *path = tmp_path("export.gguf");
+        assert_int_equal(bn_trainer_export_gguf(tr, path, types[k]), BN_OK);
+        float *got = engine_logits(ctx, path, ids, T, V);
+        double mx, mean;
+        logit_diff(want, got, (size_t)T * V, &mx, &mean);
+        if (getenv("BN_TEST_VERBOSE"))
+            fprintf(stderr, "  export %s: max %.3g, mean %.3g of max |logit|\n",
+                    bn_type_name(types[k]), mx, mean);
+        assert_true(mx <= max_tol[k]);
+        assert_true(mean <= mean_tol[k]);
+        free(got);
+    }
+    /* the file carries the tokenizer: the engine's tokenizer reads it */
+    bn_gguf *g;
+    assert_int_equal(bn_gguf_open(ctx, tmp_path("export.gguf"), &g), BN_OK);
+    uint32_t u;
+    assert_int_equal(bn_gguf_get_u32(g, "bitnet-b1.58.block_count", &u), BN_OK);
+    assert_int_equal(u, 2);
+    bn_tokenizer *tok;
+    assert_int_equal(bn_tokenizer_from_gguf(ctx, g, &tok), BN_OK);
+    assert_int_equal(bn_tokenizer_n_vocab(tok), V);
+    bn_tokenizer_free(tok);
+    bn_gguf_close(g);
+    free(want);
+    bn_free(ids);
+    bn_trainer_free(tr);
+    /* widths that are not multiples of 256 cannot be TQ2_0 */
+    bn_train_model_config c2 = {V, 128, 1, 2, 1, 128, 16, 10000.0f, 1e-5f};
+    assert_int_equal(bn_trainer_new(ctx, &c2, &hp, &tr), BN_OK);
+    assert_int_equal(bn_trainer_export_gguf(tr, tmp_path("x.gguf"), BN_TYPE_TQ2_0),
+                     BN_ERR_UNSUPPORTED);
+    assert_int_equal(bn_trainer_export_gguf(tr, tmp_path("x.gguf"), BN_TYPE_I2_S), BN_OK);
+    bn_trainer_free(tr);
+    bn_bpe_free(bpe);
+    bn_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1048,6 +1176,7 @@ int main(void)
             cmocka_unit_test(test_bpe_deterministic_roundtrip),
             cmocka_unit_test(test_bpe_gpt2_vectors),
             cmocka_unit_test(test_bpe_errors),
+            cmocka_unit_test(test_export_engine_logits),
     };
     const char *filter = getenv("BN_TEST_FILTER"); /* e.g. BN_TEST_FILTER='test_grad_*' */
     if (filter) cmocka_set_test_filter(filter);
