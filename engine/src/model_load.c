@@ -405,10 +405,7 @@ static bn_status requantize_head(bn_model *m, const bn_model_params *p)
     if (p->head_type != BN_TYPE_Q8_0)
         return bn_ctx_set_error(m->ctx, BN_ERR_INVALID, "LM head type %s: use q8_0",
                                 bn_type_name(p->head_type));
-    if (h->n_embd % BN_QK8_0 != 0)
-        return bn_ctx_set_error(m->ctx, BN_ERR_UNSUPPORTED,
-                                "LM head: q8_0 needs rows of a multiple of 32 (%lld)",
-                                (long long)h->n_embd);
+    if (h->n_embd % BN_QK8_0 != 0) return BN_OK; /* no Q8_0 rows: keep the file's */
     const size_t row_bytes = (size_t)(h->n_embd / BN_QK8_0) * sizeof(bn_block_q8_0);
     bn_threadpool *pool = bn_ctx_pool(m->ctx);
     requant_job j = {m, NULL, NULL};

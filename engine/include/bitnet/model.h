@@ -113,8 +113,9 @@ typedef struct bn_model_params {
     const bn_kernels *kernels; /* NULL: bn_kernels_get() */
     int keep_mapping;          /* nonzero: do not release the repacked tensors' file pages */
     /* The LM head at run time: 0 keeps the file's rows; BN_TYPE_Q8_0 requantizes F16/F32
-     * rows to Q8_0 at load (about half the bytes an F16 head reads per token, at a small
-     * accuracy cost; the file's pages of an untied head are released). */
+     * rows to Q8_0 at load when n_embd is a multiple of 32 (else keeps them): about half
+     * the bytes an F16 head reads per token, at a small accuracy cost. The file's pages of
+     * the head are released afterwards. Other values: BN_ERR_INVALID. */
     int head_type;
 } bn_model_params;
 
