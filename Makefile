@@ -44,7 +44,7 @@ endif
 
 # Libraries, found with pkg-config.
 ENGINE_PKGS := libpcre2-8
-APP_PKGS  := libcjson $(ENGINE_PKGS)
+APP_PKGS  := libcjson nettle $(ENGINE_PKGS)
 TEST_PKGS := cmocka libcjson $(ENGINE_PKGS)
 APP_CFLAGS  = $(shell $(PKG_CONFIG) --cflags $(APP_PKGS) 2>/dev/null)
 APP_LIBS    = $(shell $(PKG_CONFIG) --libs $(APP_PKGS) 2>/dev/null)

@@ -34,6 +34,14 @@ int cli_parse_long(const char *s, long lo, long hi, long *out);
 
 int cmd_bench(int argc, char **argv);
 void cmd_bench_help(FILE *out);
+int cmd_config(int argc, char **argv);
+void cmd_config_help(FILE *out);
+int cmd_doctor(int argc, char **argv);
+void cmd_doctor_help(FILE *out);
+int cmd_hw(int argc, char **argv);
+void cmd_hw_help(FILE *out);
+int cmd_validate(int argc, char **argv);
+void cmd_validate_help(FILE *out);
 int cmd_inspect(int argc, char **argv);
 void cmd_inspect_help(FILE *out);
 int cmd_generate(int argc, char **argv);

@@ -17,8 +17,13 @@ static void cmd_version_help(FILE *out);
 
 const bn_command bn_commands[] = {
         {"bench", "benchmark kernels (bench kernels)", cmd_bench, cmd_bench_help},
+        {"config", "read and change settings (get, set, unset, list, path)", cmd_config,
+         cmd_config_help},
+        {"doctor", "check the environment and health (PASS/WARN/FAIL)", cmd_doctor,
+         cmd_doctor_help},
         {"generate", "continue a prompt with a model", cmd_generate, cmd_generate_help},
         {"help", "show help for a command", cmd_help, cmd_help_help},
+        {"hw", "report CPU, memory, OS, GPUs and kernels", cmd_hw, cmd_hw_help},
         {"inspect", "show a GGUF file's metadata and tensors", cmd_inspect, cmd_inspect_help},
         {"perplexity", "perplexity of a model on a text file", cmd_perplexity,
          cmd_perplexity_help},
@@ -28,6 +33,8 @@ const bn_command bn_commands[] = {
          cmd_tokenizer_help},
         {"train", "train a BitNet b1.58 model (train export: write its GGUF)", cmd_train,
          cmd_train_help},
+        {"validate", "check a config file for deployment (CI)", cmd_validate,
+         cmd_validate_help},
         {"version", "print version and build information", cmd_version, cmd_version_help},
         {NULL, NULL, NULL, NULL},
 };

@@ -1,0 +1,164 @@
+/* bench_util.c - the GEMV-against-bandwidth measurement of bench_util.h. */
+#include "bench_util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bitnet/core.h"
+#include "bitnet/kernels.h"
+#include "bitnet/threadpool.h"
+
+#define ROWS 2560
+#define COLS 2560
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static uint64_t splitmix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+typedef struct probe {
+    const uint64_t *buf;
+    int64_t n_words;
+    uint64_t sums[64];
+} probe;
+
+/* Each thread sums its slice with four independent accumulators. */
+static void probe_range(void *arg, int64_t b, int64_t e, int tid)
+{
+    probe *p = arg;
+    const uint64_t *w = p->buf;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t i = b;
+    for (; i + 8 <= e; i += 8) {
+        s0 += w[i] + w[i + 4];
+        s1 += w[i + 1] + w[i + 5];
+        s2 += w[i + 2] + w[i + 6];
+        s3 += w[i + 3] + w[i + 7];
+    }
+    for (; i < e; i++) s0 += w[i];
+    p->sums[tid & 63] += s0 + s1 + s2 + s3;
+}
+
+typedef struct state {
+    bn_threadpool *pool;
+    bn_tmat *mats;
+    int n_mats;
+    int8_t *q;
+    uint64_t *pbuf;
+    float *xf, *y;
+    double *t, *tp;
+    bn_qact x;
+} state;
+
+static void state_release(state *s)
+{
+    for (int i = 0; i < s->n_mats; i++) bn_tmat_release(&s->mats[i]);
+    bn_free(s->mats);
+    bn_free(s->q);
+    bn_free(s->pbuf);
+    bn_free(s->xf);
+    bn_free(s->y);
+    bn_free(s->t);
+    bn_free(s->tp);
+    bn_qact_release(&s->x);
+    bn_pool_free(s->pool);
+}
+
+static int build(state *s, int n_mats, char *err, size_t errsz)
+{
+    uint64_t seed = 42;
+    size_t n = (size_t)ROWS * COLS;
+    for (int m = 0; m < n_mats; m++) {
+        if (m % 8 == 0) /* a fresh pattern every few matrices: cheap but not uniform */
+            for (size_t i = 0; i < n; i++) s->q[i] = (int8_t)((int)(splitmix(&seed) % 3) - 1);
+        bn_status rc = bn_tmat_from_ternary(&s->mats[m], s->q, NULL, 0.02f, ROWS, COLS);
+        if (rc != BN_OK) {
+            snprintf(err, errsz, "building a weight matrix: %s", bn_status_str(rc));
+            return -1;
+        }
+        s->n_mats = m + 1;
+    }
+    for (int64_t i = 0; i < COLS; i++)
+        s->xf[i] = (float)((double)(splitmix(&seed) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+    bn_qact_quantize(&s->x, s->xf, 1);
+    return 0;
+}
+
+int bn_bench_gemv_bandwidth(int threads, size_t wset_bytes, int reps, bn_bench_bw *out,
+                            char *err, size_t errsz)
+{
+    state s;
+    memset(&s, 0, sizeof s);
+    memset(out, 0, sizeof *out);
+    if (threads < 1) threads = 1;
+    if (reps < 1) reps = 1;
+    size_t one = (size_t)ROWS * COLS / 4;
+    int n_mats = (int)((wset_bytes + one - 1) / one);
+    if (n_mats < 2) n_mats = 2;
+    size_t probe_bytes = one * (size_t)n_mats;
+    bn_status rc = bn_pool_new(&s.pool, threads);
+    if (rc != BN_OK) {
+        snprintf(err, errsz, "cannot start %d threads: %s", threads, bn_status_str(rc));
+        return -1;
+    }
+    s.mats = bn_calloc((size_t)n_mats, sizeof *s.mats);
+    s.q = bn_malloc((size_t)ROWS * COLS);
+    s.pbuf = bn_malloc(probe_bytes);
+    s.xf = bn_malloc(sizeof(float) * COLS);
+    s.y = bn_malloc(sizeof(float) * ROWS);
+    s.t = bn_malloc(sizeof(double) * (size_t)reps);
+    s.tp = bn_malloc(sizeof(double) * (size_t)reps);
+    if (!s.mats || !s.q || !s.pbuf || !s.xf || !s.y || !s.t || !s.tp ||
+        bn_qact_init(&s.x, 1, COLS) != BN_OK) {
+        snprintf(err, errsz, "out of memory (%zu MiB working set)", probe_bytes >> 20);
+        state_release(&s);
+        return -1;
+    }
+    for (size_t i = 0; i < probe_bytes / 8; i++) s.pbuf[i] = i * 0x9e3779b97f4a7c15ull;
+    if (build(&s, n_mats, err, errsz)) {
+        state_release(&s);
+        return -1;
+    }
+    const bn_kernels *k = bn_kernels_get();
+    probe pj = {s.pbuf, (int64_t)(probe_bytes / 8), {0}};
+    for (int m = 0; m < s.n_mats; m++) bn_tmatmul(s.pool, k, &s.mats[m], &s.x, s.y); /* warm */
+    for (int r = 0; r < reps; r++) {
+        double t0 = bn_time_now();
+        bn_pool_parallel_for(s.pool, pj.n_words, 4096, probe_range, &pj);
+        s.tp[r] = bn_time_now() - t0;
+        t0 = bn_time_now();
+        for (int m = 0; m < s.n_mats; m++) bn_tmatmul(s.pool, k, &s.mats[m], &s.x, s.y);
+        s.t[r] = (bn_time_now() - t0) / s.n_mats;
+    }
+    out->kernel = k->name;
+    out->threads = threads;
+    out->rows = ROWS;
+    out->cols = COLS;
+    out->n_mats = s.n_mats;
+    out->wset_bytes = probe_bytes;
+    out->reps = reps;
+    out->gemv_s = median(s.t, reps);
+    out->probe_bps = (double)probe_bytes / median(s.tp, reps);
+    /* 2 bits per weight of the padded row, as the kernels read them */
+    double wbytes = (double)ROWS * (double)s.mats[0].kpad / 4.0;
+    out->weight_bps = wbytes / out->gemv_s;
+    out->ratio = out->weight_bps / out->probe_bps;
+    state_release(&s);
+    return 0;
+}
