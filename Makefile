@@ -46,6 +46,9 @@ endif
 ENGINE_PKGS := libpcre2-8
 APP_PKGS  := libcjson nettle $(ENGINE_PKGS)
 TEST_PKGS := cmocka libcjson $(ENGINE_PKGS)
+DB_PKGS   := sqlite3
+DB_CFLAGS   = $(shell $(PKG_CONFIG) --cflags $(DB_PKGS) 2>/dev/null)
+DB_LIBS     = $(shell $(PKG_CONFIG) --libs $(DB_PKGS) 2>/dev/null)
 APP_CFLAGS  = $(shell $(PKG_CONFIG) --cflags $(APP_PKGS) 2>/dev/null)
 APP_LIBS    = $(shell $(PKG_CONFIG) --libs $(APP_PKGS) 2>/dev/null)
 ENGINE_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(ENGINE_PKGS) 2>/dev/null)
@@ -64,6 +67,11 @@ ENGINE_ALL := $(filter-out %_neon.c,$(ENGINE_ALL))
 endif
 ENGINE_OBJ := $(patsubst engine/src/%.c,$(BUILD)/engine/%.o,$(ENGINE_ALL))
 LIB        := $(BUILD)/libbitnet.a
+
+# db/: the sqlite history, a library of its own that knows the engine by its public headers.
+DB_SRC     := $(wildcard db/*.c)
+DB_OBJ     := $(patsubst db/%.c,$(BUILD)/db/%.o,$(DB_SRC))
+DB_LIB     := $(BUILD)/libbitnetdb.a
 
 APP_SRC    := $(wildcard app/*.c)
 APP_OBJ    := $(patsubst app/%.c,$(BUILD)/app/%.o,$(APP_SRC))
@@ -84,7 +92,7 @@ endif
 
 all: lib bin tests
 
-lib: $(LIB)
+lib: $(LIB) $(DB_LIB)
 bin: $(BIN)
 tests: $(TEST_BIN) $(TOOL_BIN)
 
@@ -113,20 +121,29 @@ $(LIB): $(ENGINE_OBJ)
 	@echo "  AR      $@"
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+$(BUILD)/db/%.o: db/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -Idb/include $(DB_CFLAGS) -c $< -o $@
+
+$(DB_LIB): $(DB_OBJ)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
 $(BUILD)/app/%.o: app/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(CFLAGS_ALL) -Iapp $(APP_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_ALL) -Iapp -Idb/include $(APP_CFLAGS) -c $< -o $@
 
-$(BIN): $(APP_OBJ) $(LIB)
+$(BIN): $(APP_OBJ) $(DB_LIB) $(LIB)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(APP_OBJ) $(LIB) $(APP_LIBS) $(SYS_LIBS)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(APP_OBJ) $(DB_LIB) $(LIB) $(APP_LIBS) $(DB_LIBS) $(SYS_LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(TEST_HELP) $(LIB)
+$(BUILD)/tests/%: tests/unit/%.c $(TEST_HELP) $(DB_LIB) $(LIB)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(CFLAGS_ALL) -Itests/unit $(TEST_CFLAGS) $(LDFLAGS_ALL) -o $@ $< $(TEST_HELP) \
-		$(LIB) $(TEST_LIBS) $(SYS_LIBS)
+	$(Q)$(CC) $(CFLAGS_ALL) -Itests/unit -Idb/include $(TEST_CFLAGS) $(DB_CFLAGS) $(LDFLAGS_ALL) \
+		-o $@ $< $(TEST_HELP) $(DB_LIB) $(LIB) $(TEST_LIBS) $(DB_LIBS) $(SYS_LIBS)
 
 $(BUILD)/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
@@ -175,7 +192,7 @@ format:
 clean:
 	rm -rf build build-san build-tsan build-fuzz
 
--include $(ENGINE_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(TEST_BIN:=.d)
+-include $(ENGINE_OBJ:.o=.d) $(DB_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(TEST_BIN:=.d)
 
 # ---- fuzzing ---------------------------------------------------------------------------
 # Each tests/fuzz/fuzz_<name>.c defines LLVMFuzzerTestOneInput. `make all` links it with

@@ -1,0 +1,74 @@
+/* db_int.h - what the files of the history library share: the handle, errors, the clock,
+ * the migrations and the identity of a process. Not installed. */
+#ifndef BITNET_DB_INT_H
+#define BITNET_DB_INT_H
+
+#include <sqlite3.h>
+
+#include "bitnet/db.h"
+
+struct bn_db {
+    sqlite3 *sql;
+    char *path;
+    bn_db_options opt;
+    int schema;
+    int64_t n_incomplete, n_pruned; /* what the last open did */
+    char errmsg[512];
+};
+
+#define BN_DB_DAY_MS ((int64_t)86400000)
+
+/* Sets the message on db (printf-style) and returns s. */
+bn_status bn__db_err(bn_db *db, bn_status s, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+/* Sets "<what>: <sqlite's message>" and returns the status that fits sqlite's code rc. */
+bn_status bn__db_sqlerr(bn_db *db, int rc, const char *what);
+/* Runs SQL with no results. */
+bn_status bn__db_exec(bn_db *db, const char *sql, const char *what);
+/* Prepares sql into *st. */
+bn_status bn__db_prepare(bn_db *db, const char *sql, sqlite3_stmt **st);
+/* Now, in milliseconds since the epoch (opt.now_ms when set). */
+int64_t bn__db_now_ms(const bn_db *db);
+/* A malloc'ed (bn_malloc) copy of column col, or NULL when it is NULL. *oom set on failure. */
+char *bn__db_col_str(sqlite3_stmt *st, int col, int *oom);
+
+/* ---- migrations (migrations.c) ----------------------------------------------------------- */
+
+typedef struct bn__db_migration {
+    int version; /* the user_version after it */
+    const char *sql;
+} bn__db_migration;
+
+/* The migrations in order: entry i takes the schema from version i to version i + 1. */
+extern const bn__db_migration bn__db_migrations[];
+extern const int bn__db_n_migrations;
+
+/* ---- process identity and recovery (recover.c) ------------------------------------------ */
+
+typedef struct bn__db_proc {
+    int64_t pid;
+    int64_t start;    /* start time of the process in clock ticks since boot; 0: unknown */
+    char host[256];   /* "" when unknown */
+    char boot_id[40]; /* "" when unknown */
+} bn__db_proc;
+
+/* This process. */
+void bn__db_proc_self(bn__db_proc *p);
+/* Whether the process p recorded (on this host) is still alive. */
+int bn__db_proc_alive(const bn__db_proc *p, const bn__db_proc *self);
+/* Marks the running runs of dead processes of this host incomplete; counts them in *n. */
+bn_status bn__db_mark_incomplete(bn_db *db, int64_t *n);
+
+/* ---- reading runs (runs.c) ---------------------------------------------------------------- */
+
+/* Prepares the query of the runs that match f (NULL: all, newest first). */
+bn_status bn__db_query_runs(bn_db *db, const bn_run_filter *f, sqlite3_stmt **st);
+/* Reads the current row of such a query into r (released on failure). */
+bn_status bn__db_read_run(bn_db *db, sqlite3_stmt *st, bn_run *r);
+
+/* ---- retention (runs.c) ------------------------------------------------------------------- */
+
+/* Prunes by opt.retention_days when it was last done a day or more ago. */
+bn_status bn__db_apply_retention(bn_db *db, int64_t *n);
+
+#endif

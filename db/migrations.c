@@ -1,0 +1,56 @@
+/*
+ * migrations.c - the schema of the history, as the list of steps that build it.
+ *
+ * Append-only: a released step is never edited, reordered or removed, since files out there
+ * hold its result. To change the schema, add a step at the end (version = previous + 1),
+ * raise BN_DB_SCHEMA_VERSION in bitnet/db.h to it, and add a test that opens a file of the
+ * previous version. bn_db_open() runs each missing step in its own transaction and then sets
+ * PRAGMA user_version to the step's version.
+ *
+ * Later features add their tables here when they need them (conversion jobs, alerts, the
+ * exporter's spool).
+ */
+#include "db_int.h"
+
+/* 1: runs, and a small key/value table for the library's own bookkeeping. */
+static const char v1[] =
+        "CREATE TABLE runs (\n"
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "  command TEXT NOT NULL,\n"
+        "  model_path TEXT,\n"
+        "  model_sha256 TEXT,\n"
+        "  params TEXT,              -- JSON\n"
+        "  metrics TEXT,             -- JSON\n"
+        "  started_at INTEGER NOT NULL, -- ms since the Unix epoch, UTC\n"
+        "  ended_at INTEGER,\n"
+        "  status TEXT NOT NULL DEFAULT 'running', -- running|ok|failed|incomplete|cancelled\n"
+        "  error TEXT,\n"
+        "  pid INTEGER,\n"
+        "  host TEXT,\n"
+        "  boot_id TEXT,             -- /proc/sys/kernel/random/boot_id at the start\n"
+        "  proc_start INTEGER        -- the process's start time (ticks since boot)\n"
+        ");\n"
+        "CREATE INDEX runs_started ON runs(started_at);\n"
+        "CREATE INDEX runs_command ON runs(command, started_at);\n"
+        "CREATE INDEX runs_status ON runs(status);\n"
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);\n";
+
+/* 2: the sha256 of model files, by path, size and modification time, so that a large model is
+ * hashed once and not on every run. */
+static const char v2[] = "CREATE TABLE file_hashes (\n"
+                         "  path TEXT PRIMARY KEY,\n"
+                         "  size INTEGER NOT NULL,\n"
+                         "  mtime_ns INTEGER NOT NULL,\n"
+                         "  sha256 TEXT NOT NULL,\n"
+                         "  hashed_at INTEGER NOT NULL -- ms since the Unix epoch\n"
+                         ");\n";
+
+const bn__db_migration bn__db_migrations[] = {
+        {1, v1},
+        {2, v2},
+};
+
+const int bn__db_n_migrations = (int)(sizeof bn__db_migrations / sizeof bn__db_migrations[0]);
+
+_Static_assert(sizeof bn__db_migrations / sizeof bn__db_migrations[0] == BN_DB_SCHEMA_VERSION,
+               "BN_DB_SCHEMA_VERSION must be the version of the last migration");

@@ -1,0 +1,939 @@
+/* test_db.c - the run history: open and migrations (empty, older, newer, not a database),
+ * runs begin/end, list filters, exports (CSV quoting, JSON), prune and retention, marking the
+ * runs of dead processes incomplete, concurrent writers, kill -9 in the middle of writing, the
+ * sha256 cache, the default path, and failed allocations. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <ftw.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bitnet/db.h"
+
+/* ---- fixtures ---------------------------------------------------------------------------- */
+
+typedef struct fx {
+    char dir[256];
+    char path[320]; /* dir/a/b/history.db: the directories do not exist yet */
+} fx;
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(f->dir, sizeof f->dir, "%s/bn_test_db.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(f->dir)) return -1;
+    snprintf(f->path, sizeof f->path, "%s/a/b/history.db", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static bn_db *open_ok(const char *path, const bn_db_options *o)
+{
+    bn_db *db;
+    bn_status s = bn_db_open(&db, path, o);
+    if (s != BN_OK) fprintf(stderr, "open: %s\n", bn_db_errmsg(db));
+    assert_int_equal(s, BN_OK);
+    return db;
+}
+
+/* A raw connection for setting up states by hand and checking results. */
+static sqlite3 *raw_open(const char *path)
+{
+    sqlite3 *s;
+    assert_int_equal(sqlite3_open(path, &s), SQLITE_OK);
+    sqlite3_busy_timeout(s, 5000);
+    return s;
+}
+
+static void raw_exec(sqlite3 *s, const char *sql)
+{
+    char *err = NULL;
+    if (sqlite3_exec(s, sql, NULL, NULL, &err) != SQLITE_OK) fail_msg("%s: %s", sql, err);
+}
+
+static int64_t raw_int(sqlite3 *s, const char *sql)
+{
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(s, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void raw_text(sqlite3 *s, const char *sql, char *buf, size_t size)
+{
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(s, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    const unsigned char *t = sqlite3_column_text(st, 0);
+    snprintf(buf, size, "%s", t ? (const char *)t : "(null)");
+    sqlite3_finalize(st);
+}
+
+static void rawf(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void rawf(const char *path, const char *fmt, ...)
+{
+    char sql[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    sqlite3 *s = raw_open(path);
+    raw_exec(s, sql);
+    sqlite3_close(s);
+}
+
+static int64_t begin_run(bn_db *db, const char *cmd)
+{
+    int64_t id = 0;
+    assert_int_equal(bn_db_run_begin(db, cmd, NULL, NULL, NULL, &id), BN_OK);
+    assert_true(id > 0);
+    return id;
+}
+
+static const int64_t T0 = 1800000000000; /* a fixed "now" for tests that move the clock */
+
+/* ---- opening and migrations --------------------------------------------------------------- */
+
+static void test_migrations_table(void **state)
+{
+    (void)state;
+    /* sqlite is the one linked (headers and library agree) */
+    assert_int_equal(sqlite3_libversion_number(), SQLITE_VERSION_NUMBER);
+    assert_true(BN_DB_SCHEMA_VERSION >= 2);
+}
+
+static void test_open_empty(void **state)
+{
+    fx *f = *state;
+    bn_db *db = open_ok(f->path, NULL);
+    assert_int_equal(bn_db_schema_version(db), BN_DB_SCHEMA_VERSION);
+    assert_int_equal(bn_db_check(db), BN_OK);
+    assert_string_equal(bn_db_errmsg(db), "");
+    bn_db_close(db);
+
+    struct stat sb;
+    assert_int_equal(stat(f->path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/a/b", f->dir);
+    assert_int_equal(stat(dir, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+
+    sqlite3 *s = raw_open(f->path);
+    char mode[32];
+    raw_text(s, "PRAGMA journal_mode", mode, sizeof mode);
+    assert_string_equal(mode, "wal");
+    assert_int_equal(raw_int(s, "PRAGMA user_version"), BN_DB_SCHEMA_VERSION);
+    assert_int_equal(raw_int(s, "SELECT count(*) FROM sqlite_master WHERE name IN "
+                                "('runs', 'meta', 'file_hashes')"),
+                     3);
+    sqlite3_close(s);
+
+    /* a second open changes nothing */
+    db = open_ok(f->path, NULL);
+    assert_int_equal(bn_db_schema_version(db), BN_DB_SCHEMA_VERSION);
+    bn_db_close(db);
+    bn_db_close(NULL);
+}
+
+/* The schema of version 1 as it was released, frozen here: the test builds a file of that
+ * version by hand and opens it with the current code. */
+static const char v1_sql[] =
+        "CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, command TEXT NOT NULL, "
+        "model_path TEXT, model_sha256 TEXT, params TEXT, metrics TEXT, "
+        "started_at INTEGER NOT NULL, ended_at INTEGER, status TEXT NOT NULL DEFAULT 'running', "
+        "error TEXT, pid INTEGER, host TEXT, boot_id TEXT, proc_start INTEGER);"
+        "CREATE INDEX runs_started ON runs(started_at);"
+        "CREATE INDEX runs_command ON runs(command, started_at);"
+        "CREATE INDEX runs_status ON runs(status);"
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
+        "PRAGMA user_version=1;";
+
+static void test_migrate_from_v1(void **state)
+{
+    fx *f = *state;
+    snprintf(f->path, sizeof f->path, "%s/old.db", f->dir);
+    sqlite3 *s = raw_open(f->path);
+    raw_exec(s, v1_sql);
+    raw_exec(s, "INSERT INTO runs (command, model_path, params, metrics, started_at, ended_at, "
+                "status, pid, host) VALUES ('bench', '/m.gguf', '{\"reps\":2}', "
+                "'{\"tps\":5.5}', 1700000000000, 1700000001500, 'ok', 1, 'h')");
+    sqlite3_close(s);
+
+    bn_db_options o = bn_db_options_default();
+    o.retention_days = 0; /* the row is old: keep it */
+    bn_db *db = open_ok(f->path, &o);
+    assert_int_equal(bn_db_schema_version(db), 2);
+    bn_run r;
+    assert_int_equal(bn_db_run_get(db, 1, &r), BN_OK);
+    assert_string_equal(r.command, "bench");
+    assert_string_equal(r.model_path, "/m.gguf");
+    assert_string_equal(r.params_json, "{\"reps\":2}");
+    assert_int_equal(r.status, BN_RUN_OK);
+    assert_int_equal(r.ended_ms - r.started_ms, 1500);
+    assert_non_null(strstr(r.json, "\"duration_s\":1.5"));
+    assert_non_null(strstr(r.json, "\"started_at\":\"2023-11-14T22:13:20.000Z\""));
+    bn_run_release(&r);
+    /* what version 2 added works */
+    char sha[65];
+    const char *h = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    assert_int_equal(bn_db_hash_store(db, "/m.gguf", 10, 20, h), BN_OK);
+    assert_int_equal(bn_db_hash_lookup(db, "/m.gguf", 10, 20, sha), BN_OK);
+    assert_string_equal(sha, h);
+    assert_int_equal(bn_db_check(db), BN_OK);
+    bn_db_close(db);
+}
+
+static void test_refuse_newer_schema(void **state)
+{
+    fx *f = *state;
+    snprintf(f->path, sizeof f->path, "%s/new.db", f->dir);
+    sqlite3 *s = raw_open(f->path);
+    raw_exec(s, "CREATE TABLE future (x); PRAGMA user_version=99;");
+    sqlite3_close(s);
+    bn_db *db;
+    assert_int_equal(bn_db_open(&db, f->path, NULL), BN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(bn_db_errmsg(db), "schema version 99"));
+    assert_non_null(strstr(bn_db_errmsg(db), "newer"));
+    assert_non_null(strstr(bn_db_errmsg(db), f->path));
+    bn_db_close(db);
+    /* untouched: same version, still not in WAL mode */
+    s = raw_open(f->path);
+    assert_int_equal(raw_int(s, "PRAGMA user_version"), 99);
+    char mode[32];
+    raw_text(s, "PRAGMA journal_mode", mode, sizeof mode);
+    assert_string_equal(mode, "delete");
+    sqlite3_close(s);
+}
+
+static void test_not_a_database(void **state)
+{
+    fx *f = *state;
+    snprintf(f->path, sizeof f->path, "%s/junk.db", f->dir);
+    FILE *fp = fopen(f->path, "wb");
+    assert_non_null(fp);
+    for (int i = 0; i < 64; i++) fputs("this is not an sqlite file. ", fp);
+    fclose(fp);
+    bn_db *db;
+    assert_int_equal(bn_db_open(&db, f->path, NULL), BN_ERR_FORMAT);
+    assert_non_null(strstr(bn_db_errmsg(db), f->path));
+    bn_db_close(db);
+    /* a directory where the file should be */
+    snprintf(f->path, sizeof f->path, "%s/a", f->dir);
+    assert_int_equal(mkdir(f->path, 0700), 0);
+    assert_int_equal(bn_db_open(&db, f->path, NULL), BN_ERR_IO);
+    assert_non_null(strstr(bn_db_errmsg(db), f->path));
+    bn_db_close(db);
+    /* a file where a directory should be */
+    snprintf(f->path, sizeof f->path, "%s/junk.db/x/h.db", f->dir);
+    assert_int_equal(bn_db_open(&db, f->path, NULL), BN_ERR_IO);
+    bn_db_close(db);
+    assert_int_equal(bn_db_open(&db, "", NULL), BN_ERR_INVALID);
+    bn_db_close(db);
+}
+
+/* ---- runs -------------------------------------------------------------------------------- */
+
+static void test_begin_end(void **state)
+{
+    fx *f = *state;
+    bn_db *db = open_ok(f->path, NULL);
+    int64_t id;
+    assert_int_equal(bn_db_run_begin(db, "generate", "/models/m.gguf", NULL,
+                                     "{ \"n\": 8, \"temp\": 0.5 }", &id),
+                     BN_OK);
+    bn_run r;
+    assert_int_equal(bn_db_run_get(db, id, &r), BN_OK);
+    assert_int_equal(r.status, BN_RUN_RUNNING);
+    assert_string_equal(r.params_json, "{\"n\":8,\"temp\":0.5}"); /* minified */
+    assert_null(r.metrics_json);
+    assert_null(r.model_sha256);
+    assert_int_equal(r.ended_ms, 0);
+    assert_int_equal(r.pid, getpid());
+    assert_non_null(strstr(r.json, "\"ended_at\":null"));
+    bn_run_release(&r);
+
+    assert_int_equal(bn_db_run_end(db, id, BN_RUN_OK, "{\"tokens_per_s\": 12.5}", NULL), BN_OK);
+    assert_int_equal(bn_db_run_get(db, id, &r), BN_OK);
+    assert_int_equal(r.status, BN_RUN_OK);
+    assert_string_equal(r.metrics_json, "{\"tokens_per_s\":12.5}");
+    assert_true(r.ended_ms >= r.started_ms);
+    cJSON *j = cJSON_Parse(r.json);
+    assert_non_null(j);
+    assert_string_equal(cJSON_GetObjectItem(j, "status")->valuestring, "ok");
+    assert_true(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "params"), "n")->valuedouble == 8);
+    assert_true(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "metrics"), "tokens_per_s")
+                        ->valuedouble == 12.5);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(j, "error")));
+    cJSON_Delete(j);
+    bn_run_release(&r);
+
+    /* a failed run keeps its error */
+    id = begin_run(db, "perplexity");
+    assert_int_equal(bn_db_run_end(db, id, BN_RUN_FAILED, NULL, "m.gguf: truncated"), BN_OK);
+    assert_int_equal(bn_db_run_get(db, id, &r), BN_OK);
+    assert_int_equal(r.status, BN_RUN_FAILED);
+    assert_string_equal(r.error, "m.gguf: truncated");
+    bn_run_release(&r);
+
+    /* bad calls */
+    assert_int_equal(bn_db_run_begin(db, "x", NULL, NULL, "{bad", &id), BN_ERR_INVALID);
+    assert_non_null(strstr(bn_db_errmsg(db), "JSON"));
+    assert_int_equal(bn_db_run_begin(db, NULL, NULL, NULL, NULL, &id), BN_ERR_INVALID);
+    assert_int_equal(bn_db_run_begin(db, "", NULL, NULL, NULL, &id), BN_ERR_INVALID);
+    assert_int_equal(bn_db_run_end(db, id, BN_RUN_OK, "[1,", NULL), BN_ERR_INVALID);
+    assert_int_equal(bn_db_run_end(db, id, BN_RUN_RUNNING, NULL, NULL), BN_ERR_INVALID);
+    assert_int_equal(bn_db_run_end(db, id, (bn_run_status)77, NULL, NULL), BN_ERR_INVALID);
+    assert_int_equal(bn_db_run_end(db, 12345, BN_RUN_OK, NULL, NULL), BN_ERR_NOT_FOUND);
+    assert_int_equal(bn_db_run_get(db, 12345, &r), BN_ERR_NOT_FOUND);
+    assert_non_null(strstr(bn_db_errmsg(db), "12345"));
+    bn_db_close(db);
+}
+
+static void test_status_names(void **state)
+{
+    (void)state;
+    for (int i = 0; i < BN_RUN_STATUS_COUNT_; i++) {
+        bn_run_status s;
+        assert_int_equal(bn_run_status_parse(bn_run_status_str((bn_run_status)i), &s), 0);
+        assert_int_equal(s, i);
+    }
+    bn_run_status s;
+    assert_int_equal(bn_run_status_parse("done", &s), -1);
+    assert_int_equal(bn_run_status_parse(NULL, &s), -1);
+    assert_string_equal(bn_run_status_str((bn_run_status)99), "unknown");
+    assert_string_equal(bn_run_status_str(BN_RUN_INCOMPLETE), "incomplete");
+}
+
+static size_t count(bn_db *db, const bn_run_filter *flt)
+{
+    bn_run *runs;
+    size_t n;
+    assert_int_equal(bn_db_run_list(db, flt, &runs, &n), BN_OK);
+    bn_db_runs_free(runs, n);
+    return n;
+}
+
+static void test_list_filters(void **state)
+{
+    fx *f = *state;
+    bn_db_options o = bn_db_options_default();
+    o.now_ms = T0;
+    bn_db *db = open_ok(f->path, &o);
+    /* 6 runs, started 0..5 days ago (run i started i days ago) */
+    const char *cmds[] = {"generate", "bench", "generate", "perplexity", "bench", "generate"};
+    for (int i = 0; i < 6; i++) {
+        int64_t id;
+        char params[64];
+        snprintf(params, sizeof params, "{\"i\":%d,\"tag\":\"%s\"}", i,
+                 i == 2 ? "50%_off" : "plain");
+        assert_int_equal(bn_db_run_begin(db, cmds[i], i == 3 ? "/x/Tiny.gguf" : NULL, NULL,
+                                         params, &id),
+                         BN_OK);
+        if (i % 2 == 0) assert_int_equal(bn_db_run_end(db, id, BN_RUN_OK, NULL, NULL), BN_OK);
+        if (i == 1) assert_int_equal(bn_db_run_end(db, id, BN_RUN_FAILED, NULL, "boom"), BN_OK);
+        rawf(f->path, "UPDATE runs SET started_at = %lld WHERE id = %lld",
+             (long long)(T0 - i * 86400000LL), (long long)id);
+    }
+    bn_run_filter flt = bn_run_filter_all();
+    assert_int_equal(count(db, NULL), 6);
+    assert_int_equal(count(db, &flt), 6);
+
+    bn_run *runs;
+    size_t n;
+    assert_int_equal(bn_db_run_list(db, &flt, &runs, &n), BN_OK);
+    for (size_t i = 1; i < n; i++) assert_true(runs[i - 1].started_ms >= runs[i].started_ms);
+    assert_int_equal(runs[0].started_ms, T0);
+    bn_db_runs_free(runs, n);
+
+    flt.command = "generate";
+    assert_int_equal(count(db, &flt), 3);
+    flt.status = BN_RUN_OK;
+    assert_int_equal(count(db, &flt), 2);
+    flt.command = NULL;
+    assert_int_equal(count(db, &flt), 3);
+    flt.status = BN_RUN_FAILED;
+    assert_int_equal(count(db, &flt), 1);
+    flt.status = BN_RUN_RUNNING;
+    assert_int_equal(count(db, &flt), 2);
+    flt = bn_run_filter_all();
+    flt.since_ms = T0 - 2 * 86400000LL; /* runs 0, 1, 2 */
+    assert_int_equal(count(db, &flt), 3);
+    flt.limit = 2;
+    flt.oldest_first = 1;
+    assert_int_equal(bn_db_run_list(db, &flt, &runs, &n), BN_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(runs[0].started_ms, T0 - 2 * 86400000LL);
+    bn_db_runs_free(runs, n);
+
+    flt = bn_run_filter_all();
+    flt.text = "tiny"; /* model path, any case */
+    assert_int_equal(count(db, &flt), 1);
+    flt.text = "boom"; /* error */
+    assert_int_equal(count(db, &flt), 1);
+    flt.text = "50%_"; /* LIKE's wildcards are literal */
+    assert_int_equal(count(db, &flt), 1);
+    flt.text = "%";
+    assert_int_equal(count(db, &flt), 1);
+    flt.text = "_";
+    assert_int_equal(count(db, &flt), 1);
+    flt.text = "perplex"; /* command */
+    assert_int_equal(count(db, &flt), 1);
+    flt.text = "nothing like it";
+    assert_int_equal(count(db, &flt), 0);
+    bn_db_close(db);
+}
+
+/* ---- exports ---------------------------------------------------------------------------- */
+
+static char *export_str(bn_db *db, bn_db_format fmt)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    assert_non_null(m);
+    assert_int_equal(bn_db_export(db, NULL, fmt, m), BN_OK);
+    fclose(m);
+    return buf;
+}
+
+static void test_export_csv(void **state)
+{
+    fx *f = *state;
+    bn_db *db = open_ok(f->path, NULL);
+    char *csv = export_str(db, BN_DB_FORMAT_CSV);
+    assert_string_equal(csv, "id,command,status,started_at,ended_at,duration_s,model_path,"
+                             "model_sha256,params,metrics,error,pid,host\n");
+    free(csv);
+
+    int64_t id;
+    assert_int_equal(bn_db_run_begin(db, "gen,erate", "/dir, with \"quotes\"/m.gguf", NULL,
+                                     "{\"p\":\"a,b\"}", &id),
+                     BN_OK);
+    assert_int_equal(bn_db_run_end(db, id, BN_RUN_FAILED, NULL, "line one\nline \"two\"\r\n"),
+                     BN_OK);
+    rawf(f->path, "UPDATE runs SET started_at = 1700000000000, ended_at = 1700000002250, "
+                  "host = 'h' WHERE id = %lld",
+         (long long)id);
+    id = begin_run(db, " padded ");
+    rawf(f->path, "UPDATE runs SET started_at = 1700000005000, host = 'h' WHERE id = %lld",
+         (long long)id);
+    csv = export_str(db, BN_DB_FORMAT_CSV);
+    char want[1024];
+    snprintf(want, sizeof want,
+             "id,command,status,started_at,ended_at,duration_s,model_path,model_sha256,params,"
+             "metrics,error,pid,host\n"
+             "1,\"gen,erate\",failed,2023-11-14T22:13:20.000Z,2023-11-14T22:13:22.250Z,2.250,"
+             "\"/dir, with \"\"quotes\"\"/m.gguf\",,\"{\"\"p\"\":\"\"a,b\"\"}\",,"
+             "\"line one\nline \"\"two\"\"\r\n\",%d,h\n"
+             "2,\" padded \",running,2023-11-14T22:13:25.000Z,,,,,,,,%d,h\n",
+             (int)getpid(), (int)getpid());
+    assert_string_equal(csv, want);
+    free(csv);
+
+    /* JSON: parses, one object per run, oldest first, the texts intact */
+    char *js = export_str(db, BN_DB_FORMAT_JSON);
+    cJSON *j = cJSON_Parse(js);
+    assert_non_null(j);
+    const cJSON *runs = cJSON_GetObjectItem(j, "runs");
+    assert_int_equal(cJSON_GetArraySize(runs), 2);
+    const cJSON *r0 = cJSON_GetArrayItem(runs, 0);
+    assert_string_equal(cJSON_GetObjectItem(r0, "command")->valuestring, "gen,erate");
+    assert_string_equal(cJSON_GetObjectItem(r0, "error")->valuestring,
+                        "line one\nline \"two\"\r\n");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(r0, "params"), "p")->valuestring,
+                        "a,b");
+    assert_true(cJSON_GetObjectItem(r0, "duration_s")->valuedouble == 2.25);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetArrayItem(runs, 1), "ended_at")));
+    cJSON_Delete(j);
+    free(js);
+
+    /* an empty selection is still a document */
+    bn_run_filter flt = bn_run_filter_all();
+    flt.command = "none";
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    assert_int_equal(bn_db_export(db, &flt, BN_DB_FORMAT_JSON, m), BN_OK);
+    fclose(m);
+    j = cJSON_Parse(buf);
+    assert_non_null(j);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "runs")), 0);
+    cJSON_Delete(j);
+    free(buf);
+
+    /* a write error is reported */
+    FILE *full = fopen("/dev/full", "w");
+    if (full) {
+        assert_int_equal(bn_db_export(db, NULL, BN_DB_FORMAT_CSV, full), BN_ERR_IO);
+        fclose(full);
+    }
+    bn_db_close(db);
+}
+
+/* ---- prune and retention ----------------------------------------------------------------- */
+
+/* Adds a finished run that started days_ago days before T0. */
+static void add_old(bn_db *db, const char *path, double days_ago)
+{
+    int64_t id = begin_run(db, "bench");
+    assert_int_equal(bn_db_run_end(db, id, BN_RUN_OK, NULL, NULL), BN_OK);
+    rawf(path, "UPDATE runs SET started_at = %lld WHERE id = %lld",
+         (long long)(T0 - (int64_t)(days_ago * 86400000.0)), (long long)id);
+}
+
+static void test_prune(void **state)
+{
+    fx *f = *state;
+    bn_db_options o = bn_db_options_default();
+    o.now_ms = T0;
+    bn_db *db = open_ok(f->path, &o);
+    const double ages[] = {0, 1, 29.9, 30.1, 45, 400};
+    for (size_t i = 0; i < sizeof ages / sizeof ages[0]; i++) add_old(db, f->path, ages[i]);
+    int64_t n = -1;
+    assert_int_equal(bn_db_prune(db, 30, &n), BN_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(count(db, NULL), 3);
+    assert_int_equal(bn_db_prune(db, 30, &n), BN_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(bn_db_prune(db, -1, &n), BN_ERR_INVALID);
+    assert_int_equal(bn_db_prune(db, 1, NULL), BN_OK);
+    assert_int_equal(count(db, NULL), 2);
+    assert_int_equal(bn_db_prune(db, 0, &n), BN_OK); /* everything that started before now */
+    assert_int_equal(count(db, NULL), 1);            /* the one that started exactly now */
+    bn_db_close(db);
+}
+
+static void test_retention(void **state)
+{
+    fx *f = *state;
+    bn_db_options o = bn_db_options_default();
+    o.retention_days = 10;
+    o.now_ms = T0;
+    bn_db *db = open_ok(f->path, &o);
+    assert_int_equal(bn_db_open_pruned(db), 0);
+    add_old(db, f->path, 3);
+    add_old(db, f->path, 11);
+    add_old(db, f->path, 20);
+    bn_db_close(db);
+
+    /* an hour later: retention ran at the first open, not again before a day has passed */
+    o.now_ms = T0 + 3600 * 1000;
+    db = open_ok(f->path, &o);
+    assert_int_equal(bn_db_open_pruned(db), 0);
+    assert_int_equal(count(db, NULL), 3);
+    bn_db_close(db);
+
+    /* a day later */
+    o.now_ms = T0 + 86400000LL;
+    db = open_ok(f->path, &o);
+    assert_int_equal(bn_db_open_pruned(db), 2);
+    assert_int_equal(count(db, NULL), 1);
+    bn_db_close(db);
+
+    /* retention 0 keeps everything, whenever */
+    db = open_ok(f->path, &o);
+    add_old(db, f->path, 500);
+    bn_db_close(db);
+    o.retention_days = 0;
+    o.now_ms = T0 + 10 * 86400000LL;
+    db = open_ok(f->path, &o);
+    assert_int_equal(bn_db_open_pruned(db), 0);
+    assert_int_equal(count(db, NULL), 2);
+    bn_db_close(db);
+
+    /* the clock went back: retention runs again */
+    o.retention_days = 10;
+    o.now_ms = T0 - 86400000LL;
+    db = open_ok(f->path, &o);
+    assert_int_equal(bn_db_open_pruned(db), 1);
+    bn_db_close(db);
+}
+
+/* ---- processes that die ------------------------------------------------------------------ */
+
+/* The pid of a process that has exited and been reaped. */
+static pid_t dead_pid(void)
+{
+    pid_t p = fork();
+    assert_true(p >= 0);
+    if (p == 0) _exit(0);
+    assert_int_equal(waitpid(p, NULL, 0), p);
+    return p;
+}
+
+static bn_run_status status_of(bn_db *db, int64_t id)
+{
+    bn_run r;
+    assert_int_equal(bn_db_run_get(db, id, &r), BN_OK);
+    bn_run_status s = r.status;
+    bn_run_release(&r);
+    return s;
+}
+
+static void test_incomplete(void **state)
+{
+    fx *f = *state;
+    bn_db *db = open_ok(f->path, NULL);
+    const int64_t mine = begin_run(db, "generate");
+    const int64_t dead = begin_run(db, "generate");
+    const int64_t reboot = begin_run(db, "bench");
+    const int64_t other_host = begin_run(db, "bench");
+    const int64_t reused = begin_run(db, "bench");
+    const int64_t ended = begin_run(db, "bench");
+    assert_int_equal(bn_db_run_end(db, ended, BN_RUN_OK, NULL, NULL), BN_OK);
+    bn_db_close(db);
+    rawf(f->path, "UPDATE runs SET pid = %d WHERE id = %lld", (int)dead_pid(), (long long)dead);
+    rawf(f->path, "UPDATE runs SET boot_id = 'another-boot' WHERE id = %lld", (long long)reboot);
+    rawf(f->path, "UPDATE runs SET host = 'elsewhere', pid = %d WHERE id = %lld", (int)dead_pid(),
+         (long long)other_host);
+    /* the parent is alive, but it is not the process that began the run: its pid was reused */
+    rawf(f->path, "UPDATE runs SET pid = %d, proc_start = 1 WHERE id = %lld", (int)getppid(),
+         (long long)reused);
+
+    db = open_ok(f->path, NULL);
+    assert_int_equal(bn_db_open_incomplete(db), 3);
+    assert_int_equal(status_of(db, mine), BN_RUN_RUNNING);
+    assert_int_equal(status_of(db, dead), BN_RUN_INCOMPLETE);
+    assert_int_equal(status_of(db, reboot), BN_RUN_INCOMPLETE);
+    assert_int_equal(status_of(db, other_host), BN_RUN_RUNNING);
+    assert_int_equal(status_of(db, reused), BN_RUN_INCOMPLETE);
+    assert_int_equal(status_of(db, ended), BN_RUN_OK);
+    bn_run r;
+    assert_int_equal(bn_db_run_get(db, dead, &r), BN_OK);
+    assert_non_null(strstr(r.error, "ended without recording"));
+    bn_run_release(&r);
+    /* the process that is still alive can end its run */
+    assert_int_equal(bn_db_run_end(db, mine, BN_RUN_OK, NULL, NULL), BN_OK);
+    bn_db_close(db);
+    db = open_ok(f->path, NULL);
+    assert_int_equal(bn_db_open_incomplete(db), 0);
+    bn_db_close(db);
+}
+
+/* ---- concurrency and crashes ----------------------------------------------------------------- */
+
+/* A child that takes the write lock, tells the parent, holds it for ms and exits. */
+static pid_t hold_lock(const char *path, int ms)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t p = fork();
+    assert_true(p >= 0);
+    if (p == 0) {
+        close(fds[0]);
+        sqlite3 *s;
+        if (sqlite3_open(path, &s) != SQLITE_OK) _exit(1);
+        if (sqlite3_exec(s, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) _exit(2);
+        sqlite3_exec(s, "INSERT INTO meta VALUES ('lock', 'held')", NULL, NULL, NULL);
+        if (write(fds[1], "x", 1) != 1) _exit(3);
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        sqlite3_exec(s, "COMMIT", NULL, NULL, NULL);
+        sqlite3_close(s);
+        _exit(0);
+    }
+    close(fds[1]);
+    char c;
+    assert_int_equal(read(fds[0], &c, 1), 1);
+    close(fds[0]);
+    return p;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void test_busy_timeout(void **state)
+{
+    fx *f = *state;
+    bn_db *db = open_ok(f->path, NULL);
+
+    /* a writer waits for the other one's lock */
+    pid_t p = hold_lock(f->path, 300);
+    const double t0 = now_s();
+    int64_t id;
+    assert_int_equal(bn_db_run_begin(db, "bench", NULL, NULL, NULL, &id), BN_OK);
+    assert_true(now_s() - t0 > 0.15);
+    int st;
+    assert_int_equal(waitpid(p, &st, 0), p);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    bn_db_close(db);
+
+    /* ... but not forever */
+    bn_db_options o = bn_db_options_default();
+    o.busy_timeout_ms = 50;
+    db = open_ok(f->path, &o);
+    p = hold_lock(f->path, 600);
+    assert_int_equal(bn_db_run_begin(db, "bench", NULL, NULL, NULL, &id), BN_ERR_IO);
+    assert_non_null(strstr(bn_db_errmsg(db), "locked"));
+    assert_int_equal(waitpid(p, &st, 0), p);
+    bn_db_close(db);
+}
+
+static void test_concurrent_writers(void **state)
+{
+    fx *f = *state;
+    enum { N_PROC = 3, N_RUNS = 40 };
+    pid_t kids[N_PROC];
+    for (int k = 0; k < N_PROC; k++) {
+        kids[k] = fork();
+        assert_true(kids[k] >= 0);
+        if (kids[k] == 0) {
+            /* all open the fresh file at once: creation and migration race too */
+            bn_db *db;
+            if (bn_db_open(&db, f->path, NULL) != BN_OK) {
+                fprintf(stderr, "child open: %s\n", bn_db_errmsg(db));
+                _exit(1);
+            }
+            for (int i = 0; i < N_RUNS; i++) {
+                int64_t id;
+                if (bn_db_run_begin(db, "bench", NULL, NULL, "{}", &id) != BN_OK ||
+                    bn_db_run_end(db, id, BN_RUN_OK, "{\"i\":1}", NULL) != BN_OK) {
+                    fprintf(stderr, "child write: %s\n", bn_db_errmsg(db));
+                    _exit(2);
+                }
+            }
+            bn_db_close(db);
+            _exit(0);
+        }
+    }
+    for (int k = 0; k < N_PROC; k++) {
+        int st;
+        assert_int_equal(waitpid(kids[k], &st, 0), kids[k]);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+    }
+    bn_db *db = open_ok(f->path, NULL);
+    bn_run_filter flt = bn_run_filter_all();
+    flt.status = BN_RUN_OK;
+    assert_int_equal(count(db, &flt), N_PROC * N_RUNS);
+    assert_int_equal(bn_db_check(db), BN_OK);
+    bn_db_close(db);
+}
+
+/* A child begins a run, then writes (begin and end more runs) in a loop until kill -9. */
+static void test_crash_kill9(void **state)
+{
+    fx *f = *state;
+    bn_db *db = open_ok(f->path, NULL);
+    bn_db_close(db);
+    for (int round = 0; round < 3; round++) {
+        int fds[2];
+        assert_int_equal(pipe(fds), 0);
+        pid_t p = fork();
+        assert_true(p >= 0);
+        if (p == 0) {
+            close(fds[0]);
+            if (bn_db_open(&db, f->path, NULL) != BN_OK) _exit(1);
+            int64_t first;
+            if (bn_db_run_begin(db, "train", "/m.gguf", NULL, "{\"steps\":1000}", &first))
+                _exit(2);
+            if (write(fds[1], &first, sizeof first) != (ssize_t)sizeof first) _exit(3);
+            for (int64_t i = 0;; i++) {
+                int64_t id;
+                char m[64];
+                snprintf(m, sizeof m, "{\"step\":%lld}", (long long)i);
+                bn_db_run_begin(db, "bench", NULL, NULL, m, &id);
+                if (i % 3) bn_db_run_end(db, id, BN_RUN_OK, m, NULL);
+            }
+        }
+        close(fds[1]);
+        int64_t first = 0;
+        assert_int_equal(read(fds[0], &first, sizeof first), (ssize_t)sizeof first);
+        close(fds[0]);
+        struct timespec ts = {0, (long)(20 + 40 * round) * 1000000L};
+        nanosleep(&ts, NULL);
+        assert_int_equal(kill(p, SIGKILL), 0);
+        int st;
+        assert_int_equal(waitpid(p, &st, 0), p);
+        assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+
+        db = open_ok(f->path, NULL);
+        assert_int_equal(bn_db_check(db), BN_OK);
+        assert_true(bn_db_open_incomplete(db) >= 1);
+        assert_int_equal(status_of(db, first), BN_RUN_INCOMPLETE);
+        bn_run_filter flt = bn_run_filter_all();
+        flt.status = BN_RUN_RUNNING;
+        assert_int_equal(count(db, &flt), 0);
+        bn_db_close(db);
+    }
+    sqlite3 *s = raw_open(f->path);
+    char r[64];
+    raw_text(s, "PRAGMA integrity_check", r, sizeof r);
+    assert_string_equal(r, "ok");
+    sqlite3_close(s);
+}
+
+/* ---- the sha256 cache, the path, allocations ---------------------------------------------- */
+
+static void test_hash_cache(void **state)
+{
+    fx *f = *state;
+    bn_db *db = open_ok(f->path, NULL);
+    const char *a = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const char *b = "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0";
+    char sha[65];
+    assert_int_equal(bn_db_hash_lookup(db, "/m", 1, 2, sha), BN_ERR_NOT_FOUND);
+    assert_int_equal(bn_db_hash_store(db, "/m", 1, 2, a), BN_OK);
+    assert_int_equal(bn_db_hash_lookup(db, "/m", 1, 2, sha), BN_OK);
+    assert_string_equal(sha, a);
+    /* another size or time: stale */
+    assert_int_equal(bn_db_hash_lookup(db, "/m", 1, 3, sha), BN_ERR_NOT_FOUND);
+    assert_int_equal(bn_db_hash_lookup(db, "/m", 9, 2, sha), BN_ERR_NOT_FOUND);
+    assert_int_equal(bn_db_hash_store(db, "/m", 1, 3, b), BN_OK); /* replaces */
+    assert_int_equal(bn_db_hash_lookup(db, "/m", 1, 2, sha), BN_ERR_NOT_FOUND);
+    assert_int_equal(bn_db_hash_lookup(db, "/m", 1, 3, sha), BN_OK);
+    assert_string_equal(sha, b);
+    assert_int_equal(bn_db_hash_store(db, "/m", 1, 3, "abc"), BN_ERR_INVALID);
+    assert_int_equal(bn_db_hash_store(db, "/m", 1, 3, NULL), BN_ERR_INVALID);
+    char upper[65];
+    memcpy(upper, a, 65);
+    upper[5] = 'A';
+    assert_int_equal(bn_db_hash_store(db, "/m", 1, 3, upper), BN_ERR_INVALID);
+    bn_db_close(db);
+}
+
+static void test_default_path(void **state)
+{
+    (void)state;
+    char buf[256], *saved[3];
+    const char *vars[] = {"BITNET_HISTORY_DB", "XDG_DATA_HOME", "HOME"};
+    for (int i = 0; i < 3; i++) {
+        const char *v = getenv(vars[i]);
+        saved[i] = v ? strdup(v) : NULL;
+    }
+    setenv("BITNET_HISTORY_DB", "/x/h.db", 1);
+    setenv("XDG_DATA_HOME", "/xdg", 1);
+    setenv("HOME", "/home/u", 1);
+    assert_int_equal(bn_db_default_path(buf, sizeof buf), BN_OK);
+    assert_string_equal(buf, "/x/h.db");
+    setenv("BITNET_HISTORY_DB", "", 1);
+    assert_int_equal(bn_db_default_path(buf, sizeof buf), BN_OK);
+    assert_string_equal(buf, "/xdg/bitnet/history.db");
+    setenv("XDG_DATA_HOME", "relative/ignored", 1);
+    assert_int_equal(bn_db_default_path(buf, sizeof buf), BN_OK);
+    assert_string_equal(buf, "/home/u/.local/share/bitnet/history.db");
+    unsetenv("XDG_DATA_HOME");
+    assert_int_equal(bn_db_default_path(buf, sizeof buf), BN_OK);
+    assert_string_equal(buf, "/home/u/.local/share/bitnet/history.db");
+    assert_int_equal(bn_db_default_path(buf, 10), BN_ERR_RANGE);
+    for (int i = 0; i < 3; i++) {
+        if (saved[i])
+            setenv(vars[i], saved[i], 1);
+        else
+            unsetenv(vars[i]);
+        free(saved[i]);
+    }
+}
+
+/* Every allocation of list, get and export fails in turn: a clean status, no leak. */
+static void test_alloc_failures(void **state)
+{
+    fx *f = *state;
+    bn_db *db = open_ok(f->path, NULL);
+    for (int i = 0; i < 20; i++) {
+        int64_t id = begin_run(db, i % 2 ? "bench" : "generate");
+        assert_int_equal(bn_db_run_end(db, id, BN_RUN_OK, "{\"x\":1}", "e"), BN_OK);
+    }
+    int saw_ok = 0;
+    for (long n = 1; n < 400 && !saw_ok; n++) {
+        bn_run *runs = NULL;
+        size_t cnt = 0;
+        bn_run_filter flt = bn_run_filter_all();
+        flt.text = "x";
+        bn_alloc_fail_at(n, 0);
+        bn_status s = bn_db_run_list(db, &flt, &runs, &cnt);
+        bn_alloc_fail_at(0, 0);
+        if (s == BN_OK) {
+            assert_int_equal(cnt, 20);
+            saw_ok = 1;
+        } else {
+            assert_int_equal(s, BN_ERR_NOMEM);
+            assert_null(runs);
+        }
+        bn_db_runs_free(runs, cnt);
+    }
+    assert_true(saw_ok);
+    for (long n = 1; n < 20; n++) {
+        bn_run r;
+        bn_alloc_fail_at(n, 0);
+        bn_status s = bn_db_run_get(db, 1, &r);
+        bn_alloc_fail_at(0, 0);
+        assert_true(s == BN_OK || s == BN_ERR_NOMEM);
+        bn_run_release(&r);
+        FILE *null = fopen("/dev/null", "w");
+        bn_alloc_fail_at(n, 0);
+        s = bn_db_export(db, NULL, BN_DB_FORMAT_CSV, null);
+        bn_alloc_fail_at(0, 0);
+        assert_true(s == BN_OK || s == BN_ERR_NOMEM);
+        fclose(null);
+    }
+    bn_db_close(db);
+    bn_alloc_fail_at(1, 0);
+    assert_int_equal(bn_db_open(&db, f->path, NULL), BN_ERR_NOMEM);
+    assert_null(db);
+    bn_alloc_fail_at(0, 0);
+    assert_string_equal(bn_db_errmsg(NULL), "out of memory");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_migrations_table),
+            cmocka_unit_test(test_status_names),
+            cmocka_unit_test(test_default_path),
+            cmocka_unit_test_setup_teardown(test_open_empty, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_refuse_newer_schema, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_begin_end, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_export_csv, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_incomplete, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_busy_timeout, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_crash_kill9, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_hash_cache, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
