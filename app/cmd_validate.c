@@ -28,6 +28,7 @@ static const char *const datadog_sites[] = {
 
 typedef struct finding {
     int is_error;
+    int line, col; /* JSON syntax errors only; 0 otherwise */
     char key[96];
     char msg[BN_CONFIG_ERR_MAX];
 } finding;
@@ -123,8 +124,14 @@ static void check_model(findings *fs, const cJSON *doc, const char *base)
         note(fs, 1, "model", "out of memory");
         return;
     }
+    const char *arch = NULL;
     if (bn_gguf_open(ctx, path, &g) != BN_OK)
         note(fs, 1, "model", "%s: not a readable GGUF model: %s", path, bn_ctx_errmsg(ctx));
+    else if (bn_gguf_get_str(g, "general.architecture", &arch) != BN_OK)
+        note(fs, 1, "model", "%s: no general.architecture: not a model file", path);
+    else if (strcmp(arch, "bitnet-b1.58") && strcmp(arch, "bitnet"))
+        note(fs, 1, "model", "%s: architecture '%s' is not one bitnet runs (bitnet-b1.58, "
+                             "bitnet)", path, arch);
     bn_gguf_close(g);
     bn_ctx_free(ctx);
 }
@@ -322,7 +329,7 @@ static void validate(const char *path, findings *fs)
     /* syntax and schema first: a file that does not parse has nothing else to check */
     FILE *f = fopen(path, "rb");
     if (!f) {
-        note(fs, 1, "", "%s: %s", path, strerror(errno));
+        note(fs, 1, "", "%s", strerror(errno));
         return;
     }
     char *text = malloc(BN_CONFIG_FILE_MAX + 1);
@@ -330,15 +337,28 @@ static void validate(const char *path, findings *fs)
     int rerr = ferror(f);
     fclose(f);
     if (!text || rerr || len > BN_CONFIG_FILE_MAX) {
-        note(fs, 1, "", "%s: %s", path,
-             !text ? "out of memory" : rerr ? "read error" : "larger than 1 MiB");
+        note(fs, 1, "", "%s", !text ? "out of memory" : rerr ? "read error" : "larger than 1 MiB");
         free(text);
         return;
     }
     cJSON *doc = NULL;
     if (bn_config_parse(text, len, path, &doc, err, sizeof err)) {
         free(text);
-        note(fs, 1, "", "%s", err);
+        /* "PATH:LINE:COL: message" or "PATH: message": keep the position apart */
+        size_t pl = strlen(path);
+        int line = 0, col = 0, used = 0;
+        const char *msg = err;
+        if (!strncmp(err, path, pl) && err[pl] == ':') {
+            msg = err + pl + 1;
+            if (sscanf(msg, "%d:%d: %n", &line, &col, &used) == 2 && used > 0)
+                msg += used;
+            else
+                line = col = 0;
+            msg += strspn(msg, " ");
+        }
+        note(fs, 1, "", "%s", msg);
+        fs->f[fs->n - 1].line = line;
+        fs->f[fs->n - 1].col = col;
         return;
     }
     free(text);
@@ -371,6 +391,10 @@ static int print_findings(const char *path, const findings *fs, int json)
             cJSON_AddStringToObject(o, "key", fs->f[i].key);
             cJSON_AddStringToObject(o, "severity", fs->f[i].is_error ? "error" : "warning");
             cJSON_AddStringToObject(o, "message", fs->f[i].msg);
+            if (fs->f[i].line) {
+                cJSON_AddNumberToObject(o, "line", fs->f[i].line);
+                cJSON_AddNumberToObject(o, "col", fs->f[i].col);
+            }
             cJSON_AddItemToArray(a, o);
         }
         cJSON *s = cJSON_AddObjectToObject(d, "summary");
@@ -380,8 +404,11 @@ static int print_findings(const char *path, const findings *fs, int json)
     } else {
         for (int i = 0; i < fs->n; i++) {
             const finding *f = &fs->f[i];
-            printf("%s: %s: %s%s%s\n", path, f->is_error ? "error" : "warning", f->key,
-                   f->key[0] ? ": " : "", f->msg);
+            if (f->line)
+                printf("%s:%d:%d: error: %s\n", path, f->line, f->col, f->msg);
+            else
+                printf("%s: %s: %s%s%s\n", path, f->is_error ? "error" : "warning", f->key,
+                       f->key[0] ? ": " : "", f->msg);
         }
         if (fs->dropped) printf("%s: %d more findings not shown\n", path, fs->dropped);
         printf("%s: %s (%d error%s, %d warning%s)\n", path, fs->errors ? "invalid" : "valid",
