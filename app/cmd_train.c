@@ -23,7 +23,9 @@ void cmd_train_help(FILE *out)
 {
     fprintf(out,
             "Usage: bitnet train --data FILE... --out DIR [options]\n"
-            "       bitnet train export CHECKPOINT -o FILE.gguf [--type TYPE] [--json]\n\n"
+            "       bitnet train export CHECKPOINT -o FILE.gguf [--type TYPE] [--json]\n"
+            "       bitnet train bench [--config NAME] [-t 1,2] [--steps N] [--batch B]\n"
+            "                          [--ctx T] [--vocab V] [--fp32] [--json]\n\n"
             "Trains a BitNet b1.58 model (ternary weights, int8 activations, fake-quantized in\n"
             "the forward pass, straight-through gradients to f32 master weights) on text files.\n"
             "The last --val-frac of the tokens is held out; validation loss and perplexity are\n"
@@ -51,7 +53,8 @@ void cmd_train_help(FILE *out)
             "  --fp32             no quantization (the f32 twin, for comparison)\n"
             "  --threads N        threads (default: one per core)\n"
             "  --eval-every N     validation interval in steps (default 100; 0: only at the end)\n"
-            "  --eval-batches N   validation batches per evaluation (default 16; 0: all)\n"
+            "  --eval-batches N   validation batches per evaluation (default 16; 0: all; the\n"
+            "                     last evaluation uses all)\n"
             "  --save-every N     checkpoint interval in steps (default 500; 0: only at the end)\n"
             "  --log-every N      progress line interval (default 10)\n"
             "  --resume           continue from DIR/checkpoint.bin\n"
@@ -60,6 +63,8 @@ void cmd_train_help(FILE *out)
             "Export options:\n"
             "  -o FILE            the GGUF to write\n"
             "  --type TYPE        i2_s (default), tq2_0, tq1_0, or f16 / f32 (unquantized)\n\n"
+            "Bench: training speed (tokens/s) on random tokens, after one warm-up step, for\n"
+            "each thread count of -t (default 1,2); --steps (default 5), --vocab (default 2048).\n\n"
             "Exit status: 0 ok, 1 failure, 2 usage error, 130 interrupted (checkpoint saved).\n");
 }
 
@@ -378,10 +383,11 @@ static void print_step(const train_opts *o, const bn_train_stats *st, int64_t st
     fflush(stdout);
 }
 
-static int run_eval(const train_opts *o, bn_trainer *tr, bn_ctx *ctx, double *vl)
+/* Validation on --eval-batches batches, or on the whole split when full. */
+static int run_eval(const train_opts *o, bn_trainer *tr, bn_ctx *ctx, double *vl, int full)
 {
     int64_t nt;
-    if (bn_trainer_eval(tr, (int)o->eval_batches, vl, &nt) != BN_OK) {
+    if (bn_trainer_eval(tr, full ? 0 : (int)o->eval_batches, vl, &nt) != BN_OK) {
         cli_error("validation: %s", bn_ctx_errmsg(ctx));
         return -1;
     }
@@ -504,7 +510,7 @@ static int train_loop(const train_opts *o, bn_trainer *tr, bn_ctx *ctx, const ch
         }
         if (o->eval_every > 0 && s % o->eval_every == 0 && s < steps) {
             const double te = bn_time_now();
-            if (run_eval(o, tr, ctx, &vl)) return BN_EXIT_FAIL;
+            if (run_eval(o, tr, ctx, &vl, 0)) return BN_EXIT_FAIL;
             t_eval += bn_time_now() - te;
             t_log += bn_time_now() - te;
         }
@@ -517,7 +523,7 @@ static int train_loop(const train_opts *o, bn_trainer *tr, bn_ctx *ctx, const ch
             return EXIT_INTERRUPTED;
         }
     }
-    if (run_eval(o, tr, ctx, &vl) || save(o, tr, ctx, ckpt)) return BN_EXIT_FAIL;
+    if (run_eval(o, tr, ctx, &vl, 1) || save(o, tr, ctx, ckpt)) return BN_EXIT_FAIL;
     const double wall = bn_time_now() - t0;
     if (o->json)
         printf("{\"event\":\"done\",\"step\":%lld,\"val_loss\":%.6f,\"val_ppl\":%.4f,"
@@ -556,10 +562,12 @@ static int export_final(const train_opts *o, bn_trainer *tr, bn_ctx *ctx)
 }
 
 static int cmd_train_export(int argc, char **argv);
+static int cmd_train_bench(int argc, char **argv);
 
 int cmd_train(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "export") == 0) return cmd_train_export(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "bench") == 0) return cmd_train_bench(argc - 1, argv + 1);
     train_opts o;
     int rc = parse_train_args(argc, argv, &o);
     if (rc) return rc == 1 ? BN_EXIT_OK : BN_EXIT_USAGE;
@@ -688,4 +696,126 @@ static int cmd_train_export(int argc, char **argv)
     bn_trainer_free(tr);
     bn_ctx_free(ctx);
     return rc;
+}
+
+/* ---- bench --------------------------------------------------------------------------------------- */
+
+/* Tokens/s of n_steps training steps (after one warm-up step) with threads threads. */
+static int bench_one(const bn_train_model_config *c, const bn_train_hparams *hp, int threads,
+                     int n_steps, double *tps)
+{
+    bn_ctx *ctx;
+    bn_ctx_params cp = {threads};
+    if (bn_ctx_new(&ctx, &cp) != BN_OK) {
+        cli_error("cannot create the engine context");
+        return -1;
+    }
+    bn_trainer *tr = NULL;
+    const size_t n = (size_t)hp->batch * hp->seq_len * 4 + 1;
+    int32_t *tok = malloc(n * sizeof *tok);
+    uint64_t s = 42;
+    int rc = -1;
+    if (!tok) {
+        cli_error("out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        tok[i] = (int32_t)((s >> 33) % (uint64_t)c->vocab_size);
+    }
+    if (bn_trainer_new(ctx, c, hp, &tr) != BN_OK || bn_trainer_set_data(tr, tok, n) != BN_OK ||
+        bn_trainer_step(tr, NULL) != BN_OK) {
+        cli_error("%s", bn_ctx_errmsg(ctx));
+        goto done;
+    }
+    const double t0 = bn_time_now();
+    for (int i = 0; i < n_steps; i++)
+        if (bn_trainer_step(tr, NULL) != BN_OK) {
+            cli_error("%s", bn_ctx_errmsg(ctx));
+            goto done;
+        }
+    *tps = (double)n_steps * hp->batch * hp->seq_len / (bn_time_now() - t0);
+    rc = 0;
+done:
+    bn_trainer_free(tr);
+    free(tok);
+    bn_ctx_free(ctx);
+    return rc;
+}
+
+static int cmd_train_bench(int argc, char **argv)
+{
+    const char *config = "tiny";
+    int threads[16] = {1, 2}, n_threads = 2, json = 0, fp32 = 0;
+    long steps = 5, batch = 8, ctx_len = 256, vocab = 2048;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long *lp = !strcmp(a, "--steps")   ? &steps
+                   : !strcmp(a, "--batch") ? &batch
+                   : !strcmp(a, "--ctx")   ? &ctx_len
+                   : !strcmp(a, "--vocab") ? &vocab
+                                           : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            cmd_train_help(stdout);
+            return BN_EXIT_OK;
+        } else if (!strcmp(a, "--json"))
+            json = 1;
+        else if (!strcmp(a, "--fp32"))
+            fp32 = 1;
+        else if (!strcmp(a, "--config") && v) {
+            config = v;
+            i++;
+        } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && v) {
+            if ((n_threads = cli_parse_int_list(v, threads, 16)) < 0)
+                return cli_usage_error("train bench", "%s: '%s' is not a list like 1,2", a, v);
+            i++;
+        } else if (lp && v) {
+            if (cli_parse_long(v, lp == &vocab ? 2 : 1, lp == &ctx_len ? 65536 : 1 << 20, lp))
+                return cli_usage_error("train bench", "%s: '%s' is out of range", a, v);
+            i++;
+        } else
+            return cli_usage_error("train bench", "unknown option or missing value '%s'", a);
+    }
+    bn_train_model_config c;
+    if (bn_train_config_preset(config, (int32_t)vocab, &c) != BN_OK) {
+        bn_train_config_preset("tiny", (int32_t)vocab, &c);
+        if (config_from_json(config, &c)) return BN_EXIT_FAIL;
+    }
+    if (c.ctx_len < ctx_len) c.ctx_len = (int32_t)ctx_len;
+    bn_train_hparams hp;
+    bn_train_hparams_default(&hp);
+    hp.batch = (int32_t)batch;
+    hp.seq_len = (int32_t)ctx_len;
+    hp.val_frac = 0.0f;
+    hp.fp32 = fp32;
+    cJSON *doc = json ? cJSON_CreateObject() : NULL, *arr = json ? cJSON_CreateArray() : NULL;
+    if (!json)
+        printf("train bench: config %s (%zu parameters), batch %ld x %ld, %s, %ld steps\n",
+               config, bn_train_n_params(&c), batch, ctx_len, fp32 ? "f32" : "ternary (QAT)",
+               steps);
+    for (int k = 0; k < n_threads; k++) {
+        double tps;
+        if (bench_one(&c, &hp, threads[k], (int)steps, &tps)) {
+            cJSON_Delete(doc);
+            cJSON_Delete(arr);
+            return BN_EXIT_FAIL;
+        }
+        if (json) {
+            cJSON *r = cJSON_CreateObject();
+            cJSON_AddStringToObject(r, "test", "train");
+            cJSON_AddNumberToObject(r, "threads", threads[k]);
+            cJSON_AddNumberToObject(r, "tokens_per_s", tps);
+            cJSON_AddItemToArray(arr, r);
+        } else
+            printf("  threads %2d: %8.0f tokens/s\n", threads[k], tps);
+        fflush(stdout);
+    }
+    if (!json) return BN_EXIT_OK;
+    cJSON_AddStringToObject(doc, "config", config);
+    cJSON_AddNumberToObject(doc, "params", (double)bn_train_n_params(&c));
+    cJSON_AddNumberToObject(doc, "batch", (double)batch);
+    cJSON_AddNumberToObject(doc, "ctx", (double)ctx_len);
+    cJSON_AddBoolToObject(doc, "fp32", fp32);
+    cJSON_AddItemToObject(doc, "results", arr);
+    return cli_print_json(doc) ? BN_EXIT_FAIL : BN_EXIT_OK;
 }

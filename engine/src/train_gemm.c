@@ -137,19 +137,23 @@ typedef struct gemm_args {
     float *buf;     /* packing buffers: thread t uses buf + t * WS_FLOATS */
 } gemm_args;
 
-/* Rows i0..i0+mc of op(A), columns k0..k0+kc, into MR-row panels, zero padded. */
+/* Rows i0..i0+mc of op(A), columns k0..k0+kc, into MR-row panels, zero padded. The loops
+ * run along the stored rows (contiguous reads) and scatter into the panel. */
 static void pack_a(const gemm_args *g, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
                    float *dst)
 {
     for (int64_t p = 0; p < mc; p += MR) {
         const int64_t rows = mc - p < MR ? mc - p : MR;
-        for (int64_t k = 0; k < kc; k++) {
-            float *d = dst + p * kc + k * MR;
-            for (int64_t r = 0; r < rows; r++) {
-                const int64_t i = i0 + p + r, kk = k0 + k;
-                d[r] = g->ta ? g->A[kk * g->lda + i] : g->A[i * g->lda + kk];
-            }
-            for (int64_t r = rows; r < MR; r++) d[r] = 0.0f;
+        float *d = dst + p * kc;
+        if (rows < MR) memset(d, 0, (size_t)(kc * MR) * sizeof(float));
+        if (g->ta) {
+            for (int64_t k = 0; k < kc; k++)
+                memcpy(d + k * MR, g->A + (k0 + k) * g->lda + i0 + p, (size_t)rows * sizeof(float));
+            continue;
+        }
+        for (int64_t r = 0; r < rows; r++) {
+            const float *src = g->A + (i0 + p + r) * g->lda + k0;
+            for (int64_t k = 0; k < kc; k++) d[k * MR + r] = src[k];
         }
     }
 }
@@ -160,18 +164,16 @@ static void pack_b(const gemm_args *g, int64_t k0, int64_t kc, int64_t j0, int64
 {
     for (int64_t q = 0; q < nc; q += NR) {
         const int64_t cols = nc - q < NR ? nc - q : NR;
-        for (int64_t k = 0; k < kc; k++) {
-            float *d = dst + q * kc + k * NR;
-            const int64_t kk = k0 + k;
-            if (!g->tb && cols == NR) {
-                memcpy(d, g->B + kk * g->ldb + j0 + q, NR * sizeof(float));
-                continue;
-            }
-            for (int64_t c = 0; c < cols; c++) {
-                const int64_t j = j0 + q + c;
-                d[c] = g->tb ? g->B[j * g->ldb + kk] : g->B[kk * g->ldb + j];
-            }
-            for (int64_t c = cols; c < NR; c++) d[c] = 0.0f;
+        float *d = dst + q * kc;
+        if (cols < NR) memset(d, 0, (size_t)(kc * NR) * sizeof(float));
+        if (!g->tb) {
+            for (int64_t k = 0; k < kc; k++)
+                memcpy(d + k * NR, g->B + (k0 + k) * g->ldb + j0 + q, (size_t)cols * sizeof(float));
+            continue;
+        }
+        for (int64_t c = 0; c < cols; c++) {
+            const float *src = g->B + (j0 + q + c) * g->ldb + k0;
+            for (int64_t k = 0; k < kc; k++) d[k * NR + c] = src[k];
         }
     }
 }
