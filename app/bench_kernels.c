@@ -234,12 +234,14 @@ static void print_table(const result *res, int n, const bench_opts *o)
         if (r->ref_median_s > 0 && strcmp(r->kernel, "ref") != 0)
             snprintf(vs, sizeof vs, "%.1fx", r->ref_median_s / r->median_s);
         if (r->probe_bps > 0) snprintf(bw, sizeof bw, "%.2f", wbps / r->probe_bps);
-        printf("%-5s %-11s %-12s %3d %-10s %5d %11.1f %9.2f %8.1f %8s %9s\n", r->op, shp,
-               r->sh->what, r->threads, r->kernel, r->calls, r->median_s * 1e6, wbps * 1e-9,
-               gops(r), vs, bw);
+        char wb[16] = "-";
+        if (r->tokens == 1) snprintf(wb, sizeof wb, "%.2f", wbps * 1e-9);
+        printf("%-5s %-11s %-12s %3d %-10s %5d %11.1f %9s %8.1f %8s %9s\n", r->op, shp,
+               r->sh->what, r->threads, r->kernel, r->calls, r->median_s * 1e6, wb, gops(r), vs,
+               bw);
     }
     (void)o;
-    printf("\nwGB/s: ternary weight bytes (2 bits each) read per second; vs_ref: speed-up over\n"
+    printf("\nwGB/s: ternary weight bytes (2 bits each) read per second (GEMV); vs_ref: speed-up over\n"
            "the plain-C reference; bw_ratio: wGB/s over the read bandwidth measured with the\n"
            "same threads in this run (target >= 0.8 on 2 threads).\n");
 }
