@@ -158,11 +158,12 @@ static bn_status tq_check(int64_t rows, int64_t cols, size_t block_bytes, size_t
 }
 
 /* The row's scale from its blocks' scales d[0..nb): all blocks that hold a nonzero
- * weight must agree. nonzero[b] says whether block b does. */
+ * weight must agree. nonzero[b] says whether block b does. A row of zero weights gets
+ * scale 0, whatever its blocks' d (so y is 0 even if a d is inf or NaN). */
 static bn_status row_scale(const float *d, const uint8_t *nonzero, int64_t nb, float *out)
 {
     int found = 0;
-    *out = d[0];
+    *out = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
         if (!nonzero[b]) continue;
         if (!found) {

@@ -444,11 +444,12 @@ static void check_tq(pack_fn pack, size_t block_bytes,
     assert_null(b.codes);
     /* a row of zero blocks only: accepted, all weights 0 */
     memset(q, 0, (size_t)cols);
-    d[0] = 1.0f;
+    d[0] = INFINITY;
     d[4 * nb + 2] = scales[4];
     pack_rows(pack, block_bytes, q, d, rows, cols, buf);
     assert_int_equal(from(&b, buf, size, rows, cols), BN_OK);
     for (int64_t k = 0; k < cols; k++) assert_int_equal(bn_tmat_get(&b, 0, k), 0);
+    assert_true(b.scales[0] == 0.0f);
     bn_tmat_release(&b);
     bn_tmat_release(&a);
     free(buf);
