@@ -46,6 +46,8 @@ struct bn_model_state {
     float *inv_freq; /* n_rot / 2 */
     float *scores;   /* (nth, n_ctx) */
     bn_block_q8_0 *x8; /* (T, n_embd / 32) for a Q8_0 LM head */
+    int8_t *xq;        /* (T, n_embd): x8's values, for a split Q8_0 head */
+    float *xd;         /* (T, n_embd / 32): x8's scales as f32 */
     bn_qact qe;      /* quantized (T, n_embd) */
     bn_qact qf;      /* quantized (T, n_ff) */
 };
@@ -78,10 +80,15 @@ static bn_status state_alloc(bn_model_state *st)
     st->cs = bn_malloc(B * (size_t)h->n_rot * 4);
     st->inv_freq = bn_malloc((size_t)h->n_rot / 2 * 4);
     st->scores = bn_malloc((size_t)st->nth * (size_t)st->n_ctx * 4);
-    if (h->head_type == BN_TYPE_Q8_0) st->x8 = bn_malloc(B * E / BN_QK8_0 * sizeof *st->x8);
+    const int q8 = h->head_type == BN_TYPE_Q8_0;
+    if (q8) {
+        st->x8 = bn_malloc(B * E / BN_QK8_0 * sizeof *st->x8);
+        st->xq = bn_aligned_alloc(64, B * E);
+        st->xd = bn_malloc(B * E / BN_QK8_0 * sizeof *st->xd);
+    }
     if (!st->kc || !st->vc || !st->x || !st->h || !st->q || !st->att || !st->y || !st->kx ||
         !st->vx || !st->gate || !st->up || !st->cs || !st->inv_freq || !st->scores ||
-        (h->head_type == BN_TYPE_Q8_0 && !st->x8))
+        (q8 && (!st->x8 || !st->xq || !st->xd)))
         return BN_ERR_NOMEM;
     bn_status rc = bn_qact_init(&st->qe, st->n_batch, h->n_embd);
     if (rc == BN_OK) rc = bn_qact_init(&st->qf, st->n_batch, h->n_ff);
@@ -145,6 +152,8 @@ void bn_model_state_free(bn_model_state *st)
                      st->vx,   st->gate, st->up, st->cs,  st->inv_freq, st->scores};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) bn_free(bufs[i]);
     bn_free(st->x8);
+    bn_free(st->xq);
+    bn_free(st->xd);
     bn_qact_release(&st->qe);
     bn_qact_release(&st->qf);
     bn_free(st);
@@ -436,27 +445,49 @@ static void task_gate_up(void *arg, int tid, int nth)
     }
 }
 
-/* logits[i][r] for the thread's vocabulary rows r and the n_out normalized rows in h. */
+void bn__head_q8_rows_ref(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0, int64_t r1,
+                          const int8_t *xq, const float *xd, float *y)
+{
+    const int64_t nb = E / BN_QK8_0;
+    for (int64_t r = r0; r < r1; r++) {
+        float s = 0.0f;
+        for (int64_t b = 0; b < nb; b++) {
+            const int8_t *w = qs + r * E + b * BN_QK8_0, *x = xq + b * BN_QK8_0;
+            int32_t sumi = 0;
+            for (int k = 0; k < BN_QK8_0; k++) sumi += (int32_t)w[k] * (int32_t)x[k];
+            s += (float)sumi * (bn_f16_to_f32(d[r * nb + b]) * xd[b]);
+        }
+        y[r] = s;
+    }
+}
+
+/* logits[i][r] for the thread's vocabulary rows r and the n_out normalized rows in h,
+ * 64 rows at a time for all tokens, so that the rows stay in cache across tokens. */
 static void task_head(void *arg, int tid, int nth)
 {
     const job *j = arg;
     const bn_model_state *st = j->st;
     const bn_model *m = st->m;
-    const int64_t E = m->hp.n_embd, V = m->hp.n_vocab;
+    const int64_t E = m->hp.n_embd, V = m->hp.n_vocab, nb = E / BN_QK8_0;
     int64_t r0, r1;
     split(V, 64, tid, nth, &r0, &r1);
-    const uint8_t *rows = m->head;
-    for (int64_t r = r0; r < r1; r++) {
-        const void *row = rows + (size_t)r * m->head_row_bytes;
+    for (int64_t c0 = r0; c0 < r1; c0 += 64) {
+        const int64_t c1 = c0 + 64 < r1 ? c0 + 64 : r1;
         for (int64_t i = 0; i < j->n_out; i++) {
-            float v;
-            if (m->hp.head_type == BN_TYPE_F16)
-                v = m->k->dot_f16_f32(row, st->h + i * E, E);
-            else if (m->hp.head_type == BN_TYPE_F32)
-                v = m->k->dot_f32(row, st->h + i * E, E);
-            else
-                v = m->k->dot_q8_0(row, st->x8 + i * (E / BN_QK8_0), E);
-            j->logits[i * V + r] = v;
+            float *y = j->logits + i * V;
+            if (m->head_rows) {
+                m->head_rows(m->head_qs, m->head_d, E, c0, c1, st->xq + i * E, st->xd + i * nb, y);
+                continue;
+            }
+            for (int64_t r = c0; r < c1; r++) {
+                const void *row = (const uint8_t *)m->head + (size_t)r * m->head_row_bytes;
+                if (m->hp.head_type == BN_TYPE_F16)
+                    y[r] = m->k->dot_f16_f32(row, st->h + i * E, E);
+                else if (m->hp.head_type == BN_TYPE_F32)
+                    y[r] = m->k->dot_f32(row, st->h + i * E, E);
+                else
+                    y[r] = m->k->dot_q8_0(row, st->x8 + i * nb, E);
+            }
         }
     }
 }
@@ -518,8 +549,14 @@ static void head_forward(job *j, float *logits)
     for (int64_t i = 0; i < j->n_out; i++) {
         float *hn = st->h + i * E;
         rmsnorm(st->x + (first + i) * E, m->output_norm, E, m->hp.eps, hn);
-        if (m->hp.head_type == BN_TYPE_Q8_0)
-            bn_quantize_row_q8_0(hn, st->x8 + i * (E / BN_QK8_0), E);
+        if (m->hp.head_type != BN_TYPE_Q8_0) continue;
+        const int64_t nb = E / BN_QK8_0;
+        bn_block_q8_0 *blk = st->x8 + i * nb;
+        bn__model_q8_0_row(hn, blk, E);
+        for (int64_t b = 0; b < nb && m->head_rows; b++) {
+            memcpy(st->xq + i * E + b * BN_QK8_0, blk[b].qs, BN_QK8_0);
+            st->xd[i * nb + b] = bn_f16_to_f32(blk[b].d);
+        }
     }
     j->logits = logits;
     bn_pool_run(st->pool, task_head, j);

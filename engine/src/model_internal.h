@@ -7,6 +7,18 @@
 /* The seven ternary matrices of a layer, in the order of bn__lin_names. */
 enum { BN__WQ, BN__WK, BN__WV, BN__WO, BN__WGATE, BN__WUP, BN__WDOWN, BN__N_LIN };
 
+/* y[r] for rows r0 <= r < r1 of a split Q8_0 matrix (qs, d) with n_embd = E, against an
+ * activation row quantized to Q8_0 and split into xq (E int8) and xd (E / 32 scales):
+ * y[r] = sum over blocks b of (float)(sum of the block's products) * (d[r][b] * xd[b]). */
+typedef void (*bn__head_rows_fn)(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
+                                 int64_t r1, const int8_t *xq, const float *xd, float *y);
+void bn__head_q8_rows_ref(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0, int64_t r1,
+                          const int8_t *xq, const float *xd, float *y);
+#if defined(__x86_64__) || defined(__i386__)
+void bn__head_q8_rows_avx2(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
+                           int64_t r1, const int8_t *xq, const float *xd, float *y);
+#endif
+
 typedef struct bn__layer {
     const float *attn_norm;     /* n_embd */
     const float *attn_sub_norm; /* n_embd */
@@ -27,7 +39,12 @@ struct bn_model {
     size_t embd_row_bytes;
     const void *head;    /* the LM head: n_vocab rows of head_row_bytes */
     size_t head_row_bytes;
-    bn_block_q8_0 *head_q8; /* the head requantized at load (owned), or NULL */
+    /* The head as Q8_0 split into values and scales (owned), when requantized at load:
+     * row r's 32-value block b is head_qs[r * n_embd + 32 b ..], its f16 scale
+     * head_d[r * n_embd / 32 + b]. head_rows computes it for one activation row. */
+    int8_t *head_qs;
+    uint16_t *head_d;
+    bn__head_rows_fn head_rows;
     size_t weight_bytes;
     size_t tmat_bytes;   /* of the ternary matrices alone */
 };

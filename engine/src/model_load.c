@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "bitnet/cpu.h"
 #include "bitnet/threadpool.h"
 #include "model_internal.h"
 
@@ -348,8 +349,9 @@ static bn_status load_embeddings(bn_model *m)
 
 typedef struct requant_job {
     bn_model *m;
-    float *tmp;            /* (threads, n_embd) */
-    const float *f16_lut;  /* all 65536 f16 values as f32 */
+    float *tmp;           /* (threads, n_embd) */
+    bn_block_q8_0 *blk;   /* (threads, n_embd / 32) */
+    const float *f16_lut; /* all 65536 f16 values as f32 */
 } requant_job;
 
 /* roundf (half away from zero) for |v| < 2^22, without a libm call. */
@@ -379,56 +381,87 @@ void bn__model_q8_0_row(const float *x, bn_block_q8_0 *y, int64_t n)
     }
 }
 
+/* Rows of the file's head (F16, F32 or Q8_0) into the split Q8_0 layout. */
 static void requant_rows(void *arg, int tid, int nth)
 {
     const requant_job *j = arg;
-    const bn_model *m = j->m;
-    const int64_t E = m->hp.n_embd, V = m->hp.n_vocab;
+    bn_model *m = j->m;
+    const int64_t E = m->hp.n_embd, V = m->hp.n_vocab, nb = E / BN_QK8_0;
     float *row = j->tmp + (size_t)tid * (size_t)E;
+    bn_block_q8_0 *blk = j->blk + (size_t)tid * (size_t)nb;
     for (int64_t r = V * tid / nth; r < V * (tid + 1) / nth; r++) {
         const uint8_t *src = (const uint8_t *)m->head + (size_t)r * m->head_row_bytes;
-        if (m->hp.head_type == BN_TYPE_F16) {
-            const uint16_t *h16 = (const uint16_t *)src;
-            for (int64_t i = 0; i < E; i++) row[i] = j->f16_lut[h16[i]];
+        if (m->hp.head_type == BN_TYPE_Q8_0) {
+            memcpy(blk, src, (size_t)nb * sizeof *blk);
         } else {
-            memcpy(row, src, (size_t)E * sizeof(float));
+            if (m->hp.head_type == BN_TYPE_F16) {
+                const uint16_t *h16 = (const uint16_t *)src;
+                for (int64_t i = 0; i < E; i++) row[i] = j->f16_lut[h16[i]];
+            } else {
+                memcpy(row, src, (size_t)E * sizeof(float));
+            }
+            bn__model_q8_0_row(row, blk, E);
         }
-        bn__model_q8_0_row(row, m->head_q8 + (size_t)r * (size_t)(E / BN_QK8_0), E);
+        int8_t *qs = m->head_qs + (size_t)r * (size_t)E;
+        for (int64_t b = 0; b < nb; b++) {
+            m->head_d[(size_t)r * (size_t)nb + (size_t)b] = blk[b].d;
+            /* -128 (only in a foreign file) would break the kernels' sign trick */
+            for (int k = 0; k < BN_QK8_0; k++)
+                qs[b * BN_QK8_0 + k] = blk[b].qs[k] < -127 ? -127 : blk[b].qs[k];
+        }
     }
 }
 
-/* The LM head as Q8_0 rows, made from F16/F32 rows on the context's pool. */
+static bn__head_rows_fn pick_head_rows(const bn_model *m)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    const bn_cpu_info *c = bn_cpu_info_get();
+    if (m->k != bn_kernels_ref() && c->avx2 && c->fma && c->f16c) return bn__head_q8_rows_avx2;
+#endif
+    (void)m;
+    return bn__head_q8_rows_ref;
+}
+
+/* The LM head as split Q8_0 rows (see model_internal.h), made from the file's F16, F32 or
+ * Q8_0 rows on the context's pool. */
 static bn_status requantize_head(bn_model *m, const bn_model_params *p)
 {
     const bn_model_hparams *h = &m->hp;
-    if (p->head_type == 0 || p->head_type == h->head_type) return BN_OK;
+    if (p->head_type == 0) return BN_OK;
     if (p->head_type != BN_TYPE_Q8_0)
         return bn_ctx_set_error(m->ctx, BN_ERR_INVALID, "LM head type %s: use q8_0",
                                 bn_type_name(p->head_type));
     if (h->n_embd % BN_QK8_0 != 0) return BN_OK; /* no Q8_0 rows: keep the file's */
-    const size_t row_bytes = (size_t)(h->n_embd / BN_QK8_0) * sizeof(bn_block_q8_0);
+    const size_t V = (size_t)h->n_vocab, E = (size_t)h->n_embd, nb = E / BN_QK8_0;
     bn_threadpool *pool = bn_ctx_pool(m->ctx);
-    requant_job j = {m, NULL, NULL};
+    const size_t nth = (size_t)bn_pool_size(pool);
+    requant_job j = {m, NULL, NULL, NULL};
     float *lut = bn_malloc(65536 * sizeof(float));
-    m->head_q8 = bn_aligned_alloc(64, row_bytes * (size_t)h->n_vocab);
-    j.tmp = bn_malloc((size_t)bn_pool_size(pool) * (size_t)h->n_embd * sizeof(float));
-    if (!m->head_q8 || !j.tmp || !lut) {
-        bn_free(j.tmp);
-        bn_free(lut);
-        return bn_ctx_set_error(m->ctx, BN_ERR_NOMEM, "LM head: out of memory");
+    m->head_qs = bn_aligned_alloc(64, V * E);
+    m->head_d = bn_malloc(V * nb * sizeof *m->head_d);
+    j.tmp = bn_malloc(nth * E * sizeof(float));
+    j.blk = bn_malloc(nth * nb * sizeof *j.blk);
+    bn_status rc = BN_OK;
+    if (!m->head_qs || !m->head_d || !j.tmp || !j.blk || !lut) {
+        rc = bn_ctx_set_error(m->ctx, BN_ERR_NOMEM, "LM head: out of memory");
+        goto done;
     }
     for (uint32_t i = 0; i < 65536; i++) lut[i] = bn_f16_to_f32((uint16_t)i);
     j.f16_lut = lut;
     bn_pool_run(pool, requant_rows, &j);
-    bn_free(j.tmp);
-    bn_free(lut);
-    if (!p->keep_mapping) release_pages(m->head, m->head_row_bytes * (size_t)h->n_vocab);
-    m->weight_bytes += row_bytes * (size_t)h->n_vocab;
-    if (!h->tied) m->weight_bytes -= m->head_row_bytes * (size_t)h->n_vocab;
-    m->head = m->head_q8;
-    m->head_row_bytes = row_bytes;
+    if (!p->keep_mapping) release_pages(m->head, m->head_row_bytes * V);
+    const size_t bytes = V * (E + nb * sizeof *m->head_d);
+    m->weight_bytes += bytes;
+    if (!h->tied) m->weight_bytes -= m->head_row_bytes * V;
+    m->head = NULL;
+    m->head_row_bytes = bytes / V;
     m->hp.head_type = BN_TYPE_Q8_0;
-    return BN_OK;
+    m->head_rows = pick_head_rows(m);
+done:
+    bn_free(j.tmp);
+    bn_free(j.blk);
+    bn_free(lut);
+    return rc;
 }
 
 static bn_status load_weights(bn_model *m, const bn_model_params *p)
@@ -483,7 +516,8 @@ void bn_model_free(bn_model *m)
             for (int i = 0; i < BN__N_LIN; i++) bn_tmat_release(&m->layers[il].w[i]);
     bn_free(m->layers);
     bn_free(m->norms);
-    bn_free(m->head_q8);
+    bn_free(m->head_qs);
+    bn_free(m->head_d);
     bn_gguf_close(m->g);
     bn_free(m);
 }

@@ -522,7 +522,8 @@ static void check_against_reference(const tmodel *tm, const char *path, int kv_t
         int32_t tok[32];
         rand_tokens(tok, n, V);
         float *ref = malloc((size_t)n * V * 4), *got = malloc((size_t)n * V * 4);
-        ref_forward(tm, tok, n, kv_type == BN_TYPE_F16, head_q8, ref);
+        const int ref_q8 = head_q8 || (!tm->c.untied && tm->c.embd_type == BN_TYPE_Q8_0);
+        ref_forward(tm, tok, n, kv_type == BN_TYPE_F16, ref_q8, ref);
         bn_model_state *st = state_ok(m, 0, 0, kv_type);
         assert_int_equal(bn_model_eval(st, tok, n, 0, n, got), BN_OK);
         char what[96];
@@ -567,6 +568,18 @@ static void test_reference_logits_bitnet(void **state)
     check_against_reference(&tm, path, BN_TYPE_F32, NULL, 0);
     check_against_reference(&tm, path, BN_TYPE_F32, NULL, 1); /* untied f32 head to q8_0 */
     check_against_reference(&tm, path, BN_TYPE_F32, bn_kernels_ref(), 1);
+    /* tied Q8_0 embeddings as the head: the file's rows, and split at load */
+    tmodel tm2;
+    cfg c2 = CFG_B;
+    c2.untied = 0;
+    tm_build(&tm2, &c2, 12);
+    char path2[128];
+    path_for(path2, sizeof path2, "b_tied_q8.gguf");
+    write_model(&tm2, BN_TYPE_I2_S, NULL, path2);
+    check_against_reference(&tm2, path2, BN_TYPE_F16, NULL, 0);
+    check_against_reference(&tm2, path2, BN_TYPE_F16, NULL, 1);
+    check_against_reference(&tm2, path2, BN_TYPE_F16, bn_kernels_ref(), 1);
+    tm_free(&tm2);
     bn_model *m = load_ok(path, NULL, 0);
     const bn_model_hparams *h = bn_model_hparams_get(m);
     assert_int_equal(h->act, BN_ACT_SILU);

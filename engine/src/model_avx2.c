@@ -1,0 +1,73 @@
+/*
+ * model_avx2.c - the LM head's Q8_0 matrix-vector product with AVX2 + FMA + F16C
+ * (compiled with -mavx2 -mfma -mf16c; called only when the CPU has them).
+ *
+ * Four rows at a time share each block of the activations. The products use the sign
+ * trick of ggml: |x| (unsigned) times w carrying the sign of x, through maddubs; both
+ * sides lie in [-127, 127] (the loader clamps the weights, the activation quantizer never
+ * makes -128), so a pair of products, at most 2 * 127 * 127, fits an int16.
+ */
+#include <immintrin.h>
+
+#include "model_internal.h"
+
+#define ROWS 4
+
+static inline float hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* sc[b] = f16 dw[b] * xd[b] for nb blocks. */
+static void row_scales(const uint16_t *dw, const float *xd, int64_t nb, float *sc)
+{
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dw + b)));
+        _mm256_storeu_ps(sc + b, _mm256_mul_ps(d, _mm256_loadu_ps(xd + b)));
+    }
+    for (; b < nb; b++) sc[b] = _cvtsh_ss(dw[b]) * xd[b];
+}
+
+void bn__head_q8_rows_avx2(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
+                           int64_t r1, const int8_t *xq, const float *xd, float *y)
+{
+    const int64_t nb = E / BN_QK8_0;
+    const __m256i ones = _mm256_set1_epi16(1);
+    float sc[ROWS][BN_MODEL_MAX_EMBD / BN_QK8_0];
+    int64_t r = r0;
+    for (; r + ROWS <= r1; r += ROWS) {
+        const int8_t *w = qs + r * E;
+        for (int i = 0; i < ROWS; i++) row_scales(d + (r + i) * nb, xd, nb, sc[i]);
+        __m256 acc[ROWS];
+        for (int i = 0; i < ROWS; i++) acc[i] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            const __m256i x = _mm256_loadu_si256((const __m256i *)(xq + b * BN_QK8_0));
+            const __m256i ax = _mm256_sign_epi8(x, x);
+            for (int i = 0; i < ROWS; i++) {
+                const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + i * E + b * BN_QK8_0));
+                const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(wv, x)),
+                                                    ones);
+                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&sc[i][b]),
+                                         acc[i]);
+            }
+        }
+        for (int i = 0; i < ROWS; i++) y[r + i] = hsum(acc[i]);
+    }
+    for (; r < r1; r++) {
+        const int8_t *w = qs + r * E;
+        row_scales(d + r * nb, xd, nb, sc[0]);
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            const __m256i x = _mm256_loadu_si256((const __m256i *)(xq + b * BN_QK8_0));
+            const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + b * BN_QK8_0));
+            const __m256i p = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(wv, x)), ones);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&sc[0][b]), acc);
+        }
+        y[r] = hsum(acc);
+    }
+}
