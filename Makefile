@@ -179,12 +179,14 @@ tsan:
 	build-tsan/tests/test_threadpool
 
 install: $(BIN)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man1
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/bitnet
 	install -m 644 man/bitnet.1 $(DESTDIR)$(MANDIR)/man1/bitnet.1
+	install -m 644 man/bitnet-config.5 $(DESTDIR)$(MANDIR)/man5/bitnet-config.5
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/bitnet $(DESTDIR)$(MANDIR)/man1/bitnet.1
+	rm -f $(DESTDIR)$(PREFIX)/bin/bitnet $(DESTDIR)$(MANDIR)/man1/bitnet.1 \
+		$(DESTDIR)$(MANDIR)/man5/bitnet-config.5
 
 format:
 	clang-format -i $$(find engine app tests ui db -name '*.[ch]' 2>/dev/null)
