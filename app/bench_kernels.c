@@ -23,6 +23,7 @@
 #include "bitnet/cpu.h"
 #include "bitnet/kernels.h"
 #include "bitnet/threadpool.h"
+#include "history_hook.h"
 
 #define BENCH_WSET_MB_DEFAULT 128
 #define MAX_THREADS_LIST 8
@@ -275,6 +276,20 @@ static cJSON *results_json(const result *res, int n)
     return arr;
 }
 
+/* For the run history: the results, the default kernel and the best GEMV weight GB/s. */
+static cJSON *history_metrics(const result *res, int n)
+{
+    cJSON *m = cJSON_CreateObject();
+    double best = 0;
+    for (int i = 0; i < n; i++)
+        if (res[i].tokens == 1 && weight_bytes(&res[i]) / res[i].median_s > best)
+            best = weight_bytes(&res[i]) / res[i].median_s;
+    cJSON_AddNumberToObject(m, "best_gemv_weight_gbps", best * 1e-9);
+    cJSON_AddStringToObject(m, "default_kernel", bn_kernels_get()->name);
+    cJSON_AddItemToObject(m, "results", results_json(res, n));
+    return m;
+}
+
 /* ---- the command ----------------------------------------------------------------------- */
 
 static void help(FILE *out)
@@ -365,6 +380,9 @@ int bench_kernels_main(int argc, char **argv)
     bench_opts o;
     int prc = parse_opts(argc, argv, &o);
     if (prc) return prc == 1 ? BN_EXIT_OK : prc;
+    cJSON *hp = hist_params_argv(argc, argv);
+    cJSON_AddStringToObject(hp, "suite", "kernels");
+    hist_run *h = hist_begin("bench", NULL, hp);
 
     int max_thr = 1;
     for (int i = 0; i < o.n_threads; i++)
@@ -379,6 +397,7 @@ int bench_kernels_main(int argc, char **argv)
     bn_status rc = bn_pool_new(&pool, max_thr);
     if (rc != BN_OK) {
         cli_error("bench: cannot start %d threads: %s", max_thr, bn_status_str(rc));
+        hist_end(h, BN_EXIT_FAIL, NULL, NULL);
         return BN_EXIT_FAIL;
     }
     size_t n_sh = sizeof shapes_2b4t / sizeof shapes_2b4t[0];
@@ -501,6 +520,7 @@ int bench_kernels_main(int argc, char **argv)
         status = BN_EXIT_OK;
     }
 done:
+    hist_end(h, status, status == BN_EXIT_OK ? history_metrics(res, n_res) : NULL, NULL);
     bn_free(res);
     bn_free(pbuf);
     bn_free(xf);

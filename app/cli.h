@@ -23,6 +23,8 @@ extern const bn_command bn_commands[];
 
 /* Prints "bitnet: <message>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The message of the last cli_error ("" when none), for the run history. */
+const char *cli_last_error(void);
 /* Prints "bitnet <cmd>: <message>" and a pointer to --help; returns BN_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints a JSON document to stdout (pretty) and frees it; returns 0 or -1. */
@@ -38,6 +40,8 @@ int cmd_config(int argc, char **argv);
 void cmd_config_help(FILE *out);
 int cmd_doctor(int argc, char **argv);
 void cmd_doctor_help(FILE *out);
+int cmd_history(int argc, char **argv);
+void cmd_history_help(FILE *out);
 int cmd_hw(int argc, char **argv);
 void cmd_hw_help(FILE *out);
 int cmd_validate(int argc, char **argv);

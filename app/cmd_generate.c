@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "bitnet/sample.h"
+#include "history_hook.h"
 #include "model_common.h"
 
 #define DEFAULT_N     128
@@ -212,6 +213,14 @@ static int report(const gen_opts *o, mc_session *s, const gen_result *r)
 {
     const double pp = rate((double)r->n_prompt, r->prompt_s);
     const double tg = rate((double)r->n_gen_evals, r->gen_s);
+    hist_metric("prompt_tokens", (double)r->n_prompt);
+    hist_metric("generated_tokens", (double)r->n_gen);
+    hist_metric("prompt_tokens_per_s", pp);
+    hist_metric("gen_tokens_per_s", tg);
+    hist_metric("load_seconds", s->load_seconds);
+    hist_metric("threads", bn_ctx_n_threads(s->ctx));
+    hist_metric_str("kernels", mc_kernels_name());
+    hist_metric_str("stop_reason", r->stop);
     if (!o->json) {
         printf("\n");
         fflush(stdout);
@@ -296,9 +305,15 @@ int cmd_generate(int argc, char **argv)
     memset(&o, 0, sizeof o);
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;
+    cJSON *hp = hist_params_argv(argc, argv);
+    cJSON_AddNumberToObject(hp, "seed", (double)o.sp.seed);
+    hist_run *h = hist_begin("generate", o.mc.model, hp);
     char *filetext = NULL;
     size_t len = 0;
-    if (o.file && !(filetext = mc_read_file(o.file, &len))) return BN_EXIT_FAIL;
+    if (o.file && !(filetext = mc_read_file(o.file, &len))) {
+        hist_end(h, BN_EXIT_FAIL, NULL, NULL);
+        return BN_EXIT_FAIL;
+    }
     const char *text = filetext ? filetext : o.prompt;
     if (!filetext) len = strlen(text);
     mc_session s;
@@ -320,6 +335,7 @@ int cmd_generate(int argc, char **argv)
     rc = run_generation(&o, &s, smp, logits, &r);
     if (rc == BN_EXIT_OK) rc = report(&o, &s, &r);
 done:
+    hist_end(h, rc, NULL, NULL);
     bn_sampler_free(smp);
     free(logits);
     free(r.ids);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "history_hook.h"
 #include "model_common.h"
 
 #define DEFAULT_N_CTX 512
@@ -127,6 +128,14 @@ static int report(const ppl_opts *o, const mc_session *s, const ppl_acc *a, long
                   int64_t n_ctx, double secs)
 {
     const double tps = secs > 0 ? (double)chunks * (double)n_ctx / secs : 0.0;
+    hist_metric("perplexity", ppl_of(a));
+    hist_metric("perplexity_stderr", ppl_err(a));
+    hist_metric("tokens_scored", (double)a->count);
+    hist_metric("chunks", (double)chunks);
+    hist_metric("n_ctx", (double)n_ctx);
+    hist_metric("seconds", secs);
+    hist_metric("tokens_per_s", tps);
+    hist_metric("threads", bn_ctx_n_threads(s->ctx));
     if (!o->json) {
         printf("perplexity: %.4f +/- %.4f over %zu tokens in %ld chunks of %lld (%.1f s, %.1f "
                "tokens/s)\n",
@@ -191,9 +200,13 @@ int cmd_perplexity(int argc, char **argv)
     memset(&o, 0, sizeof o);
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;
+    hist_run *h = hist_begin("perplexity", o.mc.model, hist_params_argv(argc, argv));
     size_t len;
     char *text = mc_read_file(o.file, &len);
-    if (!text) return BN_EXIT_FAIL;
+    if (!text) {
+        hist_end(h, BN_EXIT_FAIL, NULL, NULL);
+        return BN_EXIT_FAIL;
+    }
     mc_session s;
     memset(&s, 0, sizeof s);
     rc = mc_open(&o.mc, DEFAULT_N_CTX, &s);
@@ -208,6 +221,7 @@ int cmd_perplexity(int argc, char **argv)
         }
     }
     if (rc == BN_EXIT_OK) rc = run(&o, &s, ids, n_ids);
+    hist_end(h, rc, NULL, NULL);
     bn_free(ids);
     free(text);
     if (s.ctx) mc_close(&s);

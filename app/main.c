@@ -23,6 +23,7 @@ const bn_command bn_commands[] = {
          cmd_doctor_help},
         {"generate", "continue a prompt with a model", cmd_generate, cmd_generate_help},
         {"help", "show help for a command", cmd_help, cmd_help_help},
+        {"history", "browse, export and prune the run history", cmd_history, cmd_history_help},
         {"hw", "report CPU, memory, OS, GPUs and kernels", cmd_hw, cmd_hw_help},
         {"inspect", "show a GGUF file's metadata and tensors", cmd_inspect, cmd_inspect_help},
         {"perplexity", "perplexity of a model on a text file", cmd_perplexity,
@@ -39,6 +40,8 @@ const bn_command bn_commands[] = {
         {NULL, NULL, NULL, NULL},
 };
 
+static char last_error[512]; /* for the history: why a run failed */
+
 void cli_error(const char *fmt, ...)
 {
     va_list ap;
@@ -47,6 +50,14 @@ void cli_error(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+}
+
+const char *cli_last_error(void)
+{
+    return last_error;
 }
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)

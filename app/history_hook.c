@@ -1,0 +1,230 @@
+/* history_hook.c - recording the runs of commands in the history; see history_hook.h. */
+#include "history_hook.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <nettle/sha2.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "config.h"
+
+struct hist_run {
+    bn_db *db;
+    int64_t id;
+    cJSON *metrics; /* from hist_metric */
+};
+
+static hist_run *current; /* the run hist_metric adds to */
+static int warned;
+
+static void warn_once(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void warn_once(const char *fmt, ...)
+{
+    if (warned) return;
+    warned = 1;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("bitnet: warning: history not recorded: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static int disabled(void)
+{
+    const char *v = getenv("BITNET_HISTORY");
+    return v && (!strcmp(v, "0") || !strcasecmp(v, "off") || !strcasecmp(v, "no") ||
+                 !strcasecmp(v, "false"));
+}
+
+int hist_db_path(char *path, size_t pathsz, int *retention_days, char *err, size_t errsz)
+{
+    bn_config *cfg;
+    if (bn_config_load(&cfg, err, errsz) != 0) return -1;
+    char dir[BN_CONFIG_PATH_MAX];
+    const char *env = getenv("BITNET_HISTORY_DB");
+    int n = -1;
+    if (env && *env)
+        n = snprintf(path, pathsz, "%s", env);
+    else if (bn_data_dir(cfg, dir, sizeof dir) == 0)
+        n = snprintf(path, pathsz, "%s/history.db", dir);
+    if (retention_days) *retention_days = (int)bn_config_get_int(cfg, "history.retention_days");
+    bn_config_free(cfg);
+    if (n < 0 || (size_t)n >= pathsz) {
+        snprintf(err, errsz, "no place for the history (set BITNET_HISTORY_DB or HOME)");
+        return -1;
+    }
+    return 0;
+}
+
+int hist_db_open(bn_db **db, char *path, size_t pathsz, char *err, size_t errsz)
+{
+    *db = NULL;
+    char file[BN_CONFIG_PATH_MAX + 16];
+    bn_db_options opt = bn_db_options_default();
+    if (hist_db_path(file, sizeof file, &opt.retention_days, err, errsz) != 0) return -1;
+    if (path) snprintf(path, pathsz, "%s", file);
+    if (bn_db_open(db, file, &opt) != BN_OK) {
+        snprintf(err, errsz, "%s", bn_db_errmsg(*db));
+        bn_db_close(*db);
+        *db = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the model's sha256 ------------------------------------------------------------------ */
+
+static int sha256_fd(int fd, char hex[65])
+{
+    enum { CHUNK = 1 << 20 };
+    uint8_t *buf = malloc(CHUNK), d[SHA256_DIGEST_SIZE];
+    if (!buf) return -1;
+    struct sha256_ctx ctx;
+    sha256_init(&ctx);
+    ssize_t n;
+    while ((n = read(fd, buf, CHUNK)) != 0) {
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) break;
+        sha256_update(&ctx, (size_t)n, buf);
+    }
+    free(buf);
+    if (n < 0) return -1;
+    sha256_digest(&ctx, sizeof d, d);
+    for (int i = 0; i < SHA256_DIGEST_SIZE; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    return 0;
+}
+
+/* The sha256 of the file at path (canonical), from the cache or computed and cached. */
+static int model_sha256(bn_db *db, const char *path, char hex[65])
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct stat sb;
+    int rc = -1;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        const int64_t mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+        if (bn_db_hash_lookup(db, path, (int64_t)sb.st_size, mtime_ns, hex) == BN_OK) {
+            rc = 0;
+        } else if (sha256_fd(fd, hex) == 0) {
+            bn_db_hash_store(db, path, (int64_t)sb.st_size, mtime_ns, hex);
+            rc = 0;
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+/* ---- runs --------------------------------------------------------------------------------- */
+
+cJSON *hist_params_argv(int argc, char **argv)
+{
+    cJSON *p = cJSON_CreateObject();
+    cJSON *a = cJSON_AddArrayToObject(p, "argv");
+    for (int i = 1; a && i < argc; i++) cJSON_AddItemToArray(a, cJSON_CreateString(argv[i]));
+    if (!a) {
+        cJSON_Delete(p);
+        return NULL;
+    }
+    return p;
+}
+
+hist_run *hist_begin(const char *command, const char *model_path, cJSON *params)
+{
+    hist_run *h = NULL;
+    char err[BN_CONFIG_ERR_MAX], *ptext = NULL, sha[65], real[PATH_MAX];
+    if (disabled()) goto done;
+    h = calloc(1, sizeof *h);
+    ptext = params ? cJSON_PrintUnformatted(params) : NULL;
+    if (!h || (params && !ptext)) {
+        warn_once("out of memory");
+        goto fail;
+    }
+    if (hist_db_open(&h->db, NULL, 0, err, sizeof err) != 0) {
+        warn_once("%s", err);
+        goto fail;
+    }
+    const char *model = model_path && realpath(model_path, real) ? real : model_path;
+    const int have_sha = model && model_sha256(h->db, model, sha) == 0;
+    if (bn_db_run_begin(h->db, command, model, have_sha ? sha : NULL, ptext, &h->id) != BN_OK) {
+        warn_once("%s", bn_db_errmsg(h->db));
+        goto fail;
+    }
+    current = h;
+    goto done;
+fail:
+    if (h) bn_db_close(h->db);
+    free(h);
+    h = NULL;
+done:
+    cJSON_free(ptext);
+    cJSON_Delete(params);
+    return h;
+}
+
+static cJSON *pending(void)
+{
+    if (!current) return NULL;
+    if (!current->metrics) current->metrics = cJSON_CreateObject();
+    return current->metrics;
+}
+
+void hist_metric(const char *key, double value)
+{
+    cJSON *m = pending();
+    if (m) cJSON_AddNumberToObject(m, key, value);
+}
+
+void hist_metric_str(const char *key, const char *value)
+{
+    cJSON *m = pending();
+    if (m) cJSON_AddStringToObject(m, key, value ? value : "");
+}
+
+void hist_end_status(hist_run *h, bn_run_status status, cJSON *metrics, const char *error)
+{
+    if (!h) {
+        cJSON_Delete(metrics);
+        return;
+    }
+    if (h == current) current = NULL;
+    /* metrics given here join (and win over) those added with hist_metric */
+    cJSON *all = h->metrics;
+    if (metrics) {
+        if (!all) all = cJSON_CreateObject();
+        for (const cJSON *it = metrics->child; all && it; it = it->next) {
+            if (!it->string) continue;
+            cJSON_DeleteItemFromObjectCaseSensitive(all, it->string);
+            cJSON_AddItemToObject(all, it->string, cJSON_Duplicate(it, 1));
+        }
+        cJSON_Delete(metrics);
+    }
+    char *mtext = all ? cJSON_PrintUnformatted(all) : NULL;
+    cJSON_Delete(all);
+    bn_status s = bn_db_run_end(h->db, h->id, status, mtext, error);
+    /* a run pruned meanwhile (history prune --older-than 0) is not worth a warning */
+    if (s != BN_OK && s != BN_ERR_NOT_FOUND) warn_once("%s", bn_db_errmsg(h->db));
+    cJSON_free(mtext);
+    bn_db_close(h->db);
+    free(h);
+}
+
+void hist_end(hist_run *h, int exit_code, cJSON *metrics, const char *error)
+{
+    if (exit_code == 0) {
+        hist_end_status(h, BN_RUN_OK, metrics, NULL);
+        return;
+    }
+    const char *last = cli_last_error();
+    if (!error && last && *last) error = last;
+    if (!error) error = "failed";
+    hist_end_status(h, BN_RUN_FAILED, metrics, error);
+}
