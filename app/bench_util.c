@@ -100,8 +100,8 @@ static int build(state *s, int n_mats, char *err, size_t errsz)
     return 0;
 }
 
-int bn_bench_gemv_bandwidth(int threads, size_t wset_bytes, int reps, bn_bench_bw *out,
-                            char *err, size_t errsz)
+int bn_bench_gemv_bandwidth(int threads, size_t wset_bytes, int reps, bn_bench_bw *out, char *err,
+                            size_t errsz)
 {
     state s;
     memset(&s, 0, sizeof s);

@@ -10,21 +10,21 @@
 #include <stdint.h>
 
 typedef struct bn_bench_bw {
-    const char *kernel;    /* the variant measured (bn_kernels_get()) */
+    const char *kernel; /* the variant measured (bn_kernels_get()) */
     int threads;
-    int64_t rows, cols;    /* the matrix shape (2560 x 2560: attention q/o of 2B4T) */
-    int n_mats;            /* matrices in the working set */
-    size_t wset_bytes;     /* their weight bytes */
+    int64_t rows, cols; /* the matrix shape (2560 x 2560: attention q/o of 2B4T) */
+    int n_mats;         /* matrices in the working set */
+    size_t wset_bytes;  /* their weight bytes */
     int reps;
-    double gemv_s;         /* median seconds per GEMV */
-    double weight_bps;     /* ternary weight bytes read per second by the GEMV */
-    double probe_bps;      /* read bandwidth measured by the probe */
-    double ratio;          /* weight_bps / probe_bps */
+    double gemv_s;     /* median seconds per GEMV */
+    double weight_bps; /* ternary weight bytes read per second by the GEMV */
+    double probe_bps;  /* read bandwidth measured by the probe */
+    double ratio;      /* weight_bps / probe_bps */
 } bn_bench_bw;
 
 /* Runs the measurement on `threads` threads with a working set of at least wset_bytes
  * and `reps` repetitions. 0, or -1 with a message in err. */
-int bn_bench_gemv_bandwidth(int threads, size_t wset_bytes, int reps, bn_bench_bw *out,
-                            char *err, size_t errsz);
+int bn_bench_gemv_bandwidth(int threads, size_t wset_bytes, int reps, bn_bench_bw *out, char *err,
+                            size_t errsz);
 
 #endif

@@ -9,20 +9,19 @@
 
 void cmd_config_help(FILE *out)
 {
-    fprintf(out,
-            "Usage: bitnet config get KEY [--json]\n"
-            "       bitnet config set KEY VALUE [--json]\n"
-            "       bitnet config unset KEY [--json]\n"
-            "       bitnet config list [--json]\n"
-            "       bitnet config path [--json]\n\n"
-            "Reads and changes the settings file ($XDG_CONFIG_HOME/bitnet/config.json, or\n"
-            "$BITNET_CONFIG). get prints the value in effect (environment BITNET_<KEY>, else\n"
-            "the file, else the default); KEY may also name a section (exporters.datadog).\n"
-            "set checks VALUE against the key's type and rewrites the file atomically,\n"
-            "keeping every other key; unset removes a key (its default applies again).\n"
-            "list shows every key with its value and where the value comes from.\n\n"
-            "Exit status: 0 ok, 1 the file cannot be read, parsed or written, 2 unknown\n"
-            "key or a value of the wrong type. The keys are in bitnet-config(5).\n");
+    fprintf(out, "Usage: bitnet config get KEY [--json]\n"
+                 "       bitnet config set KEY VALUE [--json]\n"
+                 "       bitnet config unset KEY [--json]\n"
+                 "       bitnet config list [--json]\n"
+                 "       bitnet config path [--json]\n\n"
+                 "Reads and changes the settings file ($XDG_CONFIG_HOME/bitnet/config.json, or\n"
+                 "$BITNET_CONFIG). get prints the value in effect (environment BITNET_<KEY>, else\n"
+                 "the file, else the default); KEY may also name a section (exporters.datadog).\n"
+                 "set checks VALUE against the key's type and rewrites the file atomically,\n"
+                 "keeping every other key; unset removes a key (its default applies again).\n"
+                 "list shows every key with its value and where the value comes from.\n\n"
+                 "Exit status: 0 ok, 1 the file cannot be read, parsed or written, 2 unknown\n"
+                 "key or a value of the wrong type. The keys are in bitnet-config(5).\n");
 }
 
 /* A value as text: strings raw, everything else as compact JSON. malloc'ed. */
@@ -79,8 +78,10 @@ static void note_env_override(const char *key)
     char env[128];
     const char *ev;
     if (bn_config_env_name(key, env, sizeof env) == 0 && (ev = getenv(env)) && *ev)
-        fprintf(stderr, "bitnet config: note: %s is set in the environment and overrides "
-                        "the file\n", env);
+        fprintf(stderr,
+                "bitnet config: note: %s is set in the environment and overrides "
+                "the file\n",
+                env);
 }
 
 static int config_set(const char *key, const char *text, int json)
@@ -131,9 +132,8 @@ static int config_list(int json)
         cJSON_AddItemToObject(d, "config", cJSON_Duplicate(bn_config_effective(cfg), 1));
         cJSON *src = cJSON_AddObjectToObject(d, "sources");
         for (size_t i = 0; i < n; i++)
-            cJSON_AddStringToObject(
-                    src, keys[i].key,
-                    bn_config_source_name(bn_config_source_of(cfg, keys[i].key)));
+            cJSON_AddStringToObject(src, keys[i].key,
+                                    bn_config_source_name(bn_config_source_of(cfg, keys[i].key)));
         bn_config_free(cfg);
         return cli_print_json(d) ? BN_EXIT_FAIL : BN_EXIT_OK;
     }
@@ -144,8 +144,11 @@ static int config_list(int json)
         char env[128] = "";
         if (src == BN_CFG_SRC_ENV) bn_config_env_name(keys[i].key, env, sizeof env);
         printf("%-34s %s%s%s%s%s\n", keys[i].key, s && *s ? s : "\"\"",
-               src == BN_CFG_SRC_DEFAULT ? "" : "  (", src == BN_CFG_SRC_DEFAULT ? "" :
-               src == BN_CFG_SRC_ENV ? "env " : "file", env, src == BN_CFG_SRC_DEFAULT ? "" : ")");
+               src == BN_CFG_SRC_DEFAULT ? "" : "  (",
+               src == BN_CFG_SRC_DEFAULT ? ""
+               : src == BN_CFG_SRC_ENV   ? "env "
+                                         : "file",
+               env, src == BN_CFG_SRC_DEFAULT ? "" : ")");
         free(s);
     }
     bn_config_free(cfg);
@@ -200,8 +203,8 @@ int cmd_config(int argc, char **argv)
     const char *sub = args[0];
     if (!sub) return cli_usage_error("config", "missing action: get, set, unset, list or path");
     int want = !strcmp(sub, "get") || !strcmp(sub, "unset") ? 2 : !strcmp(sub, "set") ? 3 : 1;
-    if (strcmp(sub, "get") && strcmp(sub, "set") && strcmp(sub, "unset") &&
-        strcmp(sub, "list") && strcmp(sub, "path"))
+    if (strcmp(sub, "get") && strcmp(sub, "set") && strcmp(sub, "unset") && strcmp(sub, "list") &&
+        strcmp(sub, "path"))
         return cli_usage_error("config", "unknown action '%s'", sub);
     if (n != want)
         return cli_usage_error("config", "%s takes %d argument%s", sub, want - 1,

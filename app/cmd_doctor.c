@@ -25,11 +25,11 @@
 #include "bitnet/gguf.h"
 #include "bitnet/kernels.h"
 
-#define GIB              (1024.0 * 1024.0 * 1024.0)
-#define MAX_CHECKS       32
-#define MAX_MODELS       16
-#define MAX_SUMS         64
-#define BW_RATIO_OK      0.5
+#define GIB         (1024.0 * 1024.0 * 1024.0)
+#define MAX_CHECKS  32
+#define MAX_MODELS  16
+#define MAX_SUMS    64
+#define BW_RATIO_OK 0.5
 
 enum { ST_PASS, ST_WARN, ST_FAIL };
 static const char *const st_upper[] = {"PASS", "WARN", "FAIL"};
@@ -47,10 +47,9 @@ typedef struct report {
     int n;
 } report;
 
-static check *add(report *r, const char *name, int status, const char *hint, const char *fmt,
-                  ...) __attribute__((format(printf, 5, 6)));
-static check *add(report *r, const char *name, int status, const char *hint, const char *fmt,
-                  ...)
+static check *add(report *r, const char *name, int status, const char *hint, const char *fmt, ...)
+        __attribute__((format(printf, 5, 6)));
+static check *add(report *r, const char *name, int status, const char *hint, const char *fmt, ...)
 {
     static check spare;
     if (r->n == MAX_CHECKS) return &spare;
@@ -67,18 +66,17 @@ static check *add(report *r, const char *name, int status, const char *hint, con
 
 void cmd_doctor_help(FILE *out)
 {
-    fprintf(out,
-            "Usage: bitnet doctor [--quick] [--json]\n\n"
-            "Checks the environment and prints one line per check, PASS, WARN or FAIL, with\n"
-            "a hint for what is not a PASS: the libraries linked and their versions, the\n"
-            "config file, the config and data directories (writable), free disk space in\n"
-            "the data directory, memory, the CPU's SIMD support, NVIDIA GPUs, the\n"
-            "configured model, the bundled model's integrity (sha256 against SHA256SUMS),\n"
-            "and a short GEMV benchmark against the measured memory read bandwidth.\n\n"
-            "Options:\n"
-            "  --quick   skip the benchmark and the sha256 of model files\n"
-            "  --json    print {\"checks\": [{name, status, detail, hint}], \"summary\"}\n\n"
-            "Exit status: 0 when no check failed (warnings allowed), 1 when one did.\n");
+    fprintf(out, "Usage: bitnet doctor [--quick] [--json]\n\n"
+                 "Checks the environment and prints one line per check, PASS, WARN or FAIL, with\n"
+                 "a hint for what is not a PASS: the libraries linked and their versions, the\n"
+                 "config file, the config and data directories (writable), free disk space in\n"
+                 "the data directory, memory, the CPU's SIMD support, NVIDIA GPUs, the\n"
+                 "configured model, the bundled model's integrity (sha256 against SHA256SUMS),\n"
+                 "and a short GEMV benchmark against the measured memory read bandwidth.\n\n"
+                 "Options:\n"
+                 "  --quick   skip the benchmark and the sha256 of model files\n"
+                 "  --json    print {\"checks\": [{name, status, detail, hint}], \"summary\"}\n\n"
+                 "Exit status: 0 when no check failed (warnings allowed), 1 when one did.\n");
 }
 
 /* ---- libraries ----------------------------------------------------------------------- */
@@ -127,8 +125,9 @@ static void check_config(report *r, bn_config **cfg)
     char err[BN_CONFIG_ERR_MAX];
     if (bn_config_load(cfg, err, sizeof err)) {
         *cfg = NULL;
-        add(r, "config", ST_FAIL, "fix the file ('bitnet validate FILE' lists every problem); "
-                                  "the defaults are used for the checks below",
+        add(r, "config", ST_FAIL,
+            "fix the file ('bitnet validate FILE' lists every problem); "
+            "the defaults are used for the checks below",
             "%s", err);
         return;
     }
@@ -324,8 +323,8 @@ static void check_configured_model(report *r, const bn_config *cfg)
     if (!m || !*m) return;
     char what[512];
     if (gguf_summary(m, what, sizeof what))
-        add(r, "model", ST_FAIL, "fix the model setting ('bitnet config set model FILE')",
-            "%s: %s", m, what);
+        add(r, "model", ST_FAIL, "fix the model setting ('bitnet config set model FILE')", "%s: %s",
+            m, what);
     else
         add(r, "model", ST_PASS, NULL, "%s (%s)", m, what);
 }
@@ -351,8 +350,7 @@ static int read_sums(const char *dir, sum *sums, int max)
         const char *name = line + 65;
         if (*name == ' ' || *name == '*') name++;
         if (!*name) continue;
-        for (int i = 0; i < 64; i++)
-            sums[n].hex[i] = (char)(line[i] | 0x20); /* lower case */
+        for (int i = 0; i < 64; i++) sums[n].hex[i] = (char)(line[i] | 0x20); /* lower case */
         sums[n].hex[64] = '\0';
         snprintf(sums[n].name, sizeof sums[n].name, "%.255s", name);
         sums[n].seen = 0;
@@ -375,8 +373,7 @@ static int list_gguf(const char *dir, char **names, int max)
     struct dirent *e;
     while (n < max && (e = readdir(d))) {
         size_t l = strlen(e->d_name);
-        if (l > 5 && !strcmp(e->d_name + l - 5, ".gguf") && (names[n] = strdup(e->d_name)))
-            n++;
+        if (l > 5 && !strcmp(e->d_name + l - 5, ".gguf") && (names[n] = strdup(e->d_name))) n++;
     }
     closedir(d);
     qsort(names, (size_t)n, sizeof *names, cmp_str);
@@ -419,8 +416,8 @@ static void check_bundled_model(report *r, int quick)
             st = ST_FAIL;
             append(c->detail, sizeof c->detail, "%s: not a valid GGUF: %s", names[i], what);
         } else if (quick) {
-            append(c->detail, sizeof c->detail, "%s (%s; sha256 not checked: --quick)",
-                   names[i], what);
+            append(c->detail, sizeof c->detail, "%s (%s; sha256 not checked: --quick)", names[i],
+                   what);
         } else if (sha256_file(path, hex, err, sizeof err)) {
             st = ST_FAIL;
             append(c->detail, sizeof c->detail, "%s: %s", names[i], err);
@@ -429,8 +426,10 @@ static void check_bundled_model(report *r, int quick)
             while (j < n_sums && strcmp(sums[j].name, names[i])) j++;
             if (n_sums < 0 || j == n_sums) {
                 st = ST_WARN;
-                append(c->detail, sizeof c->detail, "%s (%s): no checksum to compare "
-                       "(sha256 %s)", names[i], what, hex);
+                append(c->detail, sizeof c->detail,
+                       "%s (%s): no checksum to compare "
+                       "(sha256 %s)",
+                       names[i], what, hex);
             } else if ((sums[j].seen = 1, strcmp(sums[j].hex, hex))) {
                 st = ST_FAIL;
                 append(c->detail, sizeof c->detail, "%s: sha256 mismatch (%s, expected %s)",
@@ -447,8 +446,7 @@ static void check_bundled_model(report *r, int quick)
         size_t l = strlen(sums[j].name);
         if (l <= 5 || strcmp(sums[j].name + l - 5, ".gguf")) continue;
         c->status = ST_FAIL;
-        append(c->detail, sizeof c->detail, "; %s: listed in SHA256SUMS but missing",
-               sums[j].name);
+        append(c->detail, sizeof c->detail, "; %s: listed in SHA256SUMS but missing", sums[j].name);
     }
     if (c->status == ST_FAIL)
         snprintf(c->hint, sizeof c->hint,
@@ -510,8 +508,7 @@ static int print_report(const report *r, int json)
             printf("%s  %-14s %s\n", st_upper[c->status], c->name, c->detail);
             if (c->status != ST_PASS && c->hint[0]) printf("      hint: %s\n", c->hint);
         }
-        printf("summary: %d pass, %d warn, %d fail\n", cnt[ST_PASS], cnt[ST_WARN],
-               cnt[ST_FAIL]);
+        printf("summary: %d pass, %d warn, %d fail\n", cnt[ST_PASS], cnt[ST_WARN], cnt[ST_FAIL]);
         if (fflush(stdout)) return BN_EXIT_FAIL;
     }
     return cnt[ST_FAIL] ? BN_EXIT_FAIL : BN_EXIT_OK;

@@ -69,17 +69,16 @@ static void note(findings *fs, int is_error, const char *key, const char *fmt, .
 
 void cmd_validate_help(FILE *out)
 {
-    fprintf(out,
-            "Usage: bitnet validate [CONFIG] [--json]\n\n"
-            "Validates a config file (default: the user's) for deployment, for CI\n"
-            "pipelines: JSON syntax (line:column), known keys and their types, alert rules\n"
-            "(operators, thresholds, durations), the model file (exists, readable GGUF),\n"
-            "the data directory (usable), monitor.listen (the port can be bound now),\n"
-            "and for each enabled exporter its credentials in the environment\n"
-            "(CloudWatch: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or ~/.aws/credentials;\n"
-            "Datadog: the variable named by api_key_env, DD_API_KEY by default).\n"
-            "BITNET_* overrides are not applied: the file is what is validated.\n\n"
-            "Exit status: 0 valid (warnings allowed), 1 an error was found, 2 usage error.\n");
+    fprintf(out, "Usage: bitnet validate [CONFIG] [--json]\n\n"
+                 "Validates a config file (default: the user's) for deployment, for CI\n"
+                 "pipelines: JSON syntax (line:column), known keys and their types, alert rules\n"
+                 "(operators, thresholds, durations), the model file (exists, readable GGUF),\n"
+                 "the data directory (usable), monitor.listen (the port can be bound now),\n"
+                 "and for each enabled exporter its credentials in the environment\n"
+                 "(CloudWatch: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or ~/.aws/credentials;\n"
+                 "Datadog: the variable named by api_key_env, DD_API_KEY by default).\n"
+                 "BITNET_* overrides are not applied: the file is what is validated.\n\n"
+                 "Exit status: 0 valid (warnings allowed), 1 an error was found, 2 usage error.\n");
 }
 
 /* ---- the deployment checks, each on the raw value of a key that passed its type ---- */
@@ -130,8 +129,10 @@ static void check_model(findings *fs, const cJSON *doc, const char *base)
     else if (bn_gguf_get_str(g, "general.architecture", &arch) != BN_OK)
         note(fs, 1, "model", "%s: no general.architecture: not a model file", path);
     else if (strcmp(arch, "bitnet-b1.58") && strcmp(arch, "bitnet"))
-        note(fs, 1, "model", "%s: architecture '%s' is not one bitnet runs (bitnet-b1.58, "
-                             "bitnet)", path, arch);
+        note(fs, 1, "model",
+             "%s: architecture '%s' is not one bitnet runs (bitnet-b1.58, "
+             "bitnet)",
+             path, arch);
     bn_gguf_close(g);
     bn_ctx_free(ctx);
 }
@@ -157,8 +158,7 @@ static void check_dir_usable(findings *fs, const char *key, const char *dir)
         if (slash == anc) break;
     }
     if (stat(anc, &st) != 0 || !S_ISDIR(st.st_mode) || access(anc, W_OK | X_OK) != 0)
-        note(fs, 1, key, "%s does not exist and cannot be created (%s is not writable)", dir,
-             anc);
+        note(fs, 1, key, "%s does not exist and cannot be created (%s is not writable)", dir, anc);
 }
 
 static void check_data_dir(findings *fs, const cJSON *doc, const char *base)
@@ -217,8 +217,10 @@ static void check_listen(findings *fs, const cJSON *doc)
             if (e == EADDRINUSE)
                 note(fs, 1, key, "port %d on '%s' is in use by another program", port, host);
             else if (e == EACCES)
-                note(fs, 1, key, "port %d: permission denied (ports below 1024 need "
-                                 "privileges)", port);
+                note(fs, 1, key,
+                     "port %d: permission denied (ports below 1024 need "
+                     "privileges)",
+                     port);
             else if (e == EADDRNOTAVAIL)
                 note(fs, 1, key, "'%s' is not an address of this machine", host);
             else
@@ -285,8 +287,9 @@ static void check_cloudwatch(findings *fs, const cJSON *doc)
                env_set("AWS_CONTAINER_CREDENTIALS_FULL_URI") ||
                aws_credentials_file(path, sizeof path);
     if (env_set("AWS_ACCESS_KEY_ID") != env_set("AWS_SECRET_ACCESS_KEY"))
-        note(fs, 1, "exporters.cloudwatch", "only one of AWS_ACCESS_KEY_ID and "
-                                            "AWS_SECRET_ACCESS_KEY is set");
+        note(fs, 1, "exporters.cloudwatch",
+             "only one of AWS_ACCESS_KEY_ID and "
+             "AWS_SECRET_ACCESS_KEY is set");
     else if (!have)
         note(fs, 1, "exporters.cloudwatch.enabled",
              "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give "
@@ -317,8 +320,10 @@ static void check_threads(findings *fs, const cJSON *doc)
     const cJSON *v = raw(doc, "threads", 0);
     long online = sysconf(_SC_NPROCESSORS_ONLN);
     if (cJSON_IsNumber(v) && online > 0 && v->valuedouble > (double)online)
-        note(fs, 0, "threads", "%.0f threads on %ld CPUs: more threads than CPUs slow "
-                               "generation down", v->valuedouble, online);
+        note(fs, 0, "threads",
+             "%.0f threads on %ld CPUs: more threads than CPUs slow "
+             "generation down",
+             v->valuedouble, online);
 }
 
 /* ---- the command --------------------------------------------------------------------- */
@@ -412,8 +417,7 @@ static int print_findings(const char *path, const findings *fs, int json)
         }
         if (fs->dropped) printf("%s: %d more findings not shown\n", path, fs->dropped);
         printf("%s: %s (%d error%s, %d warning%s)\n", path, fs->errors ? "invalid" : "valid",
-               fs->errors, fs->errors == 1 ? "" : "s", fs->warnings,
-               fs->warnings == 1 ? "" : "s");
+               fs->errors, fs->errors == 1 ? "" : "s", fs->warnings, fs->warnings == 1 ? "" : "s");
         if (fflush(stdout)) return BN_EXIT_FAIL;
     }
     return fs->errors ? BN_EXIT_FAIL : BN_EXIT_OK;

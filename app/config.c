@@ -33,8 +33,8 @@ static const bn_config_key schema[] = {
         {"data_dir", BN_CFG_PATH, NULL, 0, 0, "history and model registry directory"},
         {"history.retention_days", BN_CFG_INT, "90", 0, 36500,
          "days of history kept; 0: keep forever"},
-        {"monitor.listen", BN_CFG_LISTEN, "127.0.0.1:9464",
-         0, 0, "address of the metrics endpoint (HOST:PORT)"},
+        {"monitor.listen", BN_CFG_LISTEN, "127.0.0.1:9464", 0, 0,
+         "address of the metrics endpoint (HOST:PORT)"},
         {"alerts", BN_CFG_ALERTS, "[]", 0, 0, "alert rules"},
         {"exporters.prometheus.pushgateway", BN_CFG_URL, "", 0, 0,
          "Prometheus Pushgateway URL; empty: off"},
@@ -56,8 +56,7 @@ static const bn_config_key schema[] = {
 
 static const char *const alert_ops[] = {">", ">=", "<", "<=", "==", "!="};
 static const char *const alert_severities[] = {"info", "warning", "critical"};
-static const char *const alert_fields[] = {"name", "metric", "op", "threshold", "for",
-                                           "severity"};
+static const char *const alert_fields[] = {"name", "metric", "op", "threshold", "for", "severity"};
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 struct bn_config {
@@ -100,15 +99,24 @@ static int is_section(const char *path)
 const char *bn_config_type_name(bn_config_type t)
 {
     switch (t) {
-    case BN_CFG_STRING: return "string";
-    case BN_CFG_PATH: return "path";
-    case BN_CFG_INT: return "integer";
-    case BN_CFG_NUMBER: return "number";
-    case BN_CFG_BOOL: return "boolean";
-    case BN_CFG_LISTEN: return "address";
-    case BN_CFG_URL: return "url";
-    case BN_CFG_ENVNAME: return "env-name";
-    case BN_CFG_ALERTS: return "alerts";
+    case BN_CFG_STRING:
+        return "string";
+    case BN_CFG_PATH:
+        return "path";
+    case BN_CFG_INT:
+        return "integer";
+    case BN_CFG_NUMBER:
+        return "number";
+    case BN_CFG_BOOL:
+        return "boolean";
+    case BN_CFG_LISTEN:
+        return "address";
+    case BN_CFG_URL:
+        return "url";
+    case BN_CFG_ENVNAME:
+        return "env-name";
+    case BN_CFG_ALERTS:
+        return "alerts";
     }
     return "?";
 }
@@ -152,8 +160,7 @@ static const char *home_dir(void)
 }
 
 /* $VAR/sub when VAR is an absolute path (the XDG rule), else ~/fallback/sub. */
-static int xdg_path(char *buf, size_t size, const char *var, const char *fallback,
-                    const char *sub)
+static int xdg_path(char *buf, size_t size, const char *var, const char *fallback, const char *sub)
 {
     const char *x = getenv(var);
     if (x && x[0] == '/') return fmt_path(buf, size, "%s/%s", x, sub);
@@ -248,8 +255,7 @@ int bn_config_parse(const char *text, size_t len, const char *name, cJSON **out,
         if (near[0])
             set_err(err, errsz, "%s:%d:%d: not valid JSON near '%s'", name, l, c, near);
         else
-            set_err(err, errsz, "%s:%d:%d: not valid JSON (unexpected end of file)", name, l,
-                    c);
+            set_err(err, errsz, "%s:%d:%d: not valid JSON (unexpected end of file)", name, l, c);
         return -1;
     }
     if (!cJSON_IsObject(doc)) {
@@ -313,8 +319,7 @@ int bn_parse_listen(const char *s, char *host, size_t hostsz, int *port)
         hl = (size_t)(colon - s);
     }
     for (size_t i = 0; i < hl; i++)
-        if (isspace((unsigned char)h[i]) || h[i] == '/' || h[i] == '[' || h[i] == ']')
-            return -1;
+        if (isspace((unsigned char)h[i]) || h[i] == '/' || h[i] == '[' || h[i] == ']') return -1;
     const char *ps = colon + 1;
     if (!*ps || strlen(ps) > 5 || strspn(ps, "0123456789") != strlen(ps)) return -1;
     long p = strtol(ps, NULL, 10);
@@ -419,8 +424,8 @@ static void check_alert(checker *ck, const cJSON *a, int idx)
         report(ck, 1, fk, "expected a duration such as \"30s\", \"5m\" or \"1h30m\"");
     f = cJSON_GetObjectItemCaseSensitive(a, "severity");
     snprintf(fk, sizeof fk, "%s.severity", kp);
-    if (f && !(cJSON_IsString(f) &&
-               in_list(f->valuestring, alert_severities, COUNT(alert_severities))))
+    if (f &&
+        !(cJSON_IsString(f) && in_list(f->valuestring, alert_severities, COUNT(alert_severities))))
         report(ck, 1, fk, "expected \"info\", \"warning\" or \"critical\"");
 }
 
@@ -821,8 +826,9 @@ int bn_config_load(bn_config **out, char *err, size_t errsz)
     char path[BN_CONFIG_PATH_MAX];
     *out = NULL;
     if (bn_config_path(path, sizeof path)) {
-        set_err(err, errsz, "cannot name the config file: no home directory (set HOME or "
-                            "XDG_CONFIG_HOME)");
+        set_err(err, errsz,
+                "cannot name the config file: no home directory (set HOME or "
+                "XDG_CONFIG_HOME)");
         return -1;
     }
     return bn_config_load_file(path, 0, out, err, errsz);
@@ -1008,8 +1014,7 @@ static int write_all(int fd, const char *s, size_t n)
 }
 
 /* Writes text to path through a temporary file in the same directory and a rename. */
-static int write_atomic(const char *path, const char *text, mode_t mode, char *err,
-                        size_t errsz)
+static int write_atomic(const char *path, const char *text, mode_t mode, char *err, size_t errsz)
 {
     char tmp[BN_CONFIG_PATH_MAX], dir[BN_CONFIG_PATH_MAX];
     if (fmt_path(tmp, sizeof tmp, "%s.XXXXXX", path)) {
@@ -1063,8 +1068,8 @@ int bn_config_write_key(const char *path, const char *key, const cJSON *value, i
         cJSON *v = cJSON_Duplicate(value, 1);
         if (!v) goto nomem;
         if (set_path(doc, key, v)) {
-            set_err(err, errsz, "%s: cannot set %s: a section on its path is not an object",
-                    path, key);
+            set_err(err, errsz, "%s: cannot set %s: a section on its path is not an object", path,
+                    key);
             goto done;
         }
         if (changed) *changed = 1;

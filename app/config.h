@@ -39,15 +39,15 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
-#define BN_CONFIG_ERR_MAX   512
-#define BN_CONFIG_FILE_MAX  (1 << 20) /* bytes: a larger config file is an error */
-#define BN_CONFIG_PATH_MAX  4096
+#define BN_CONFIG_ERR_MAX  512
+#define BN_CONFIG_FILE_MAX (1 << 20) /* bytes: a larger config file is an error */
+#define BN_CONFIG_PATH_MAX 4096
 
 typedef enum bn_config_type {
     BN_CFG_STRING = 0,
-    BN_CFG_PATH = 1,    /* a file or directory name, resolved as above */
-    BN_CFG_INT = 2,     /* a whole number within [min, max] */
-    BN_CFG_NUMBER = 3,  /* a finite number within [min, max] */
+    BN_CFG_PATH = 1,   /* a file or directory name, resolved as above */
+    BN_CFG_INT = 2,    /* a whole number within [min, max] */
+    BN_CFG_NUMBER = 3, /* a finite number within [min, max] */
     BN_CFG_BOOL = 4,
     BN_CFG_LISTEN = 5,  /* "HOST:PORT" or "[V6]:PORT", port 1..65535 */
     BN_CFG_URL = 6,     /* "" or an http:// or https:// URL */
@@ -62,7 +62,7 @@ typedef enum bn_config_source {
 } bn_config_source;
 
 typedef struct bn_config_key {
-    const char *key;  /* "history.retention_days" */
+    const char *key; /* "history.retention_days" */
     bn_config_type type;
     const char *def;  /* the default as `config set` would take it; NULL: computed */
     double min, max;  /* BN_CFG_INT and BN_CFG_NUMBER */
@@ -87,8 +87,8 @@ int bn_config_path(char *buf, size_t size);
 int bn_config_load(bn_config **out, char *err, size_t errsz);
 
 enum {
-    BN_CONFIG_NO_ENV = 1,      /* ignore BITNET_* overrides */
-    BN_CONFIG_MUST_EXIST = 2,  /* a missing file is an error */
+    BN_CONFIG_NO_ENV = 1,     /* ignore BITNET_* overrides */
+    BN_CONFIG_MUST_EXIST = 2, /* a missing file is an error */
 };
 /* Loads a given file (flags: the enum above). */
 int bn_config_load_file(const char *path, int flags, bn_config **out, char *err, size_t errsz);

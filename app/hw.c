@@ -12,9 +12,9 @@
 
 /* ---- NVML: the few declarations we need (from NVIDIA's nvml.h, API v2) ---------------- */
 
-typedef int nvml_return;          /* nvmlReturn_t: 0 is NVML_SUCCESS */
+typedef int nvml_return;              /* nvmlReturn_t: 0 is NVML_SUCCESS */
 typedef struct nvml_dev *nvml_device; /* nvmlDevice_t: an opaque handle */
-typedef struct nvml_memory {      /* nvmlMemory_t (v1) */
+typedef struct nvml_memory {          /* nvmlMemory_t (v1) */
     unsigned long long total, free, used;
 } nvml_memory;
 typedef struct nvml_utilization { /* nvmlUtilization_t */
@@ -78,8 +78,7 @@ int bn_nvml_open(bn_nvml **out, char *why, size_t whysz)
     SYM(temperature, "nvmlDeviceGetTemperature");
     SYM(power, "nvmlDeviceGetPowerUsage");
 #undef SYM
-    if (!nv->init || !nv->shutdown || !nv->count || !nv->by_index || !nv->name ||
-        !nv->memory) {
+    if (!nv->init || !nv->shutdown || !nv->count || !nv->by_index || !nv->name || !nv->memory) {
         snprintf(why, whysz, "NVML too old (nvmlInit_v2 and the v2 device calls missing)");
         dlclose(nv->lib);
         free(nv);
@@ -119,7 +118,8 @@ static void query_one(bn_nvml *nv, nvml_device d, bn_hw_gpu *g)
     nvml_memory m;
     nvml_utilization u;
     unsigned int t, mw;
-    if (nv->name(d, g->name, sizeof g->name) != NVML_SUCCESS) snprintf(g->name, sizeof g->name, "?");
+    if (nv->name(d, g->name, sizeof g->name) != NVML_SUCCESS)
+        snprintf(g->name, sizeof g->name, "?");
     g->name[sizeof g->name - 1] = '\0';
     if (!nv->uuid || nv->uuid(d, g->uuid, sizeof g->uuid) != NVML_SUCCESS) g->uuid[0] = '\0';
     g->uuid[sizeof g->uuid - 1] = '\0';
@@ -282,8 +282,7 @@ static cJSON *features_array(const char *s)
     cJSON *a = cJSON_CreateArray();
     char buf[256];
     snprintf(buf, sizeof buf, "%s", s);
-    for (char *save = NULL, *t = strtok_r(buf, " ", &save); t && a;
-         t = strtok_r(NULL, " ", &save))
+    for (char *save = NULL, *t = strtok_r(buf, " ", &save); t && a; t = strtok_r(NULL, " ", &save))
         cJSON_AddItemToArray(a, cJSON_CreateString(t));
     return a;
 }

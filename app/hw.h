@@ -35,13 +35,13 @@
 typedef struct bn_hw_gpu {
     int index;
     char name[96];
-    char uuid[96];                    /* "" when unknown */
-    unsigned long long mem_total;     /* bytes */
+    char uuid[96];                /* "" when unknown */
+    unsigned long long mem_total; /* bytes */
     unsigned long long mem_used;
     unsigned long long mem_free;
-    int util_gpu, util_mem;           /* percent busy over the last sample period, or -1 */
-    int temp_c;                       /* GPU core temperature, or -1 */
-    double power_w;                   /* board power draw, or -1 */
+    int util_gpu, util_mem; /* percent busy over the last sample period, or -1 */
+    int temp_c;             /* GPU core temperature, or -1 */
+    double power_w;         /* board power draw, or -1 */
 } bn_hw_gpu;
 
 typedef struct bn_hw_info {
@@ -55,9 +55,9 @@ typedef struct bn_hw_info {
     int nvml;                         /* NVML loaded and initialised */
     int n_gpus;
     bn_hw_gpu gpus[BN_HW_MAX_GPUS];
-    char driver_version[80];          /* NVIDIA driver, "" without NVML */
-    char gpu_status[192];             /* one line: the GPUs, or why there are none */
-    const char *kernels;              /* bn_kernels_get()->name */
+    char driver_version[80]; /* NVIDIA driver, "" without NVML */
+    char gpu_status[192];    /* one line: the GPUs, or why there are none */
+    const char *kernels;     /* bn_kernels_get()->name */
 } bn_hw_info;
 
 /* NVML, loaded from libnvidia-ml.so.1 with dlopen and initialised. */

@@ -70,9 +70,9 @@ static void test_linecol(void **state)
             {"a\nb", 2, 2, 1},
             {"a\nbc\n\nd", 6, 4, 1},
             {"a\nbc\n\nd", 7, 4, 2},
-            {"\xc3\xa9x", 2, 1, 2},        /* é is one column */
+            {"\xc3\xa9x", 2, 1, 2}, /* é is one column */
             {"\xe2\x82\xac\xe2\x82\xac!", 6, 1, 3},
-            {"ab", 99, 1, 3},              /* clamped to the end */
+            {"ab", 99, 1, 3}, /* clamped to the end */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int l = 0, c = 0;
@@ -229,10 +229,10 @@ static void test_durations_and_listen(void **state)
         const char *s;
         double want; /* < 0: invalid */
     } d[] = {
-            {"30s", 30},   {"5m", 300},  {"1h30m", 5400}, {"250ms", 0.25}, {"2d", 172800},
-            {"90", 90},    {"1.5h", 5400}, {"0s", 0},     {"", -1},        {"5x", -1},
-            {"m", -1},     {"-5s", -1},  {"5 s", -1},     {"s5", -1},      {"1.2.3s", -1},
-            {"inf", -1},   {"5m3", -1},
+            {"30s", 30}, {"5m", 300},    {"1h30m", 5400}, {"250ms", 0.25}, {"2d", 172800},
+            {"90", 90},  {"1.5h", 5400}, {"0s", 0},       {"", -1},        {"5x", -1},
+            {"m", -1},   {"-5s", -1},    {"5 s", -1},     {"s5", -1},      {"1.2.3s", -1},
+            {"inf", -1}, {"5m3", -1},
     };
     for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) {
         double v = -7;
@@ -245,12 +245,18 @@ static void test_durations_and_listen(void **state)
         const char *host;
         int port; /* 0: invalid */
     } l[] = {
-            {"127.0.0.1:9464", "127.0.0.1", 9464}, {"[::1]:80", "::1", 80},
-            {":9100", "", 9100},                   {"localhost:65535", "localhost", 65535},
-            {"host:0", NULL, 0},                   {"host:65536", NULL, 0},
-            {"host", NULL, 0},                     {"::1:80", NULL, 0},
-            {"host:80x", NULL, 0},                 {"[]:80", NULL, 0},
-            {"a b:80", NULL, 0},                   {"host:", NULL, 0},
+            {"127.0.0.1:9464", "127.0.0.1", 9464},
+            {"[::1]:80", "::1", 80},
+            {":9100", "", 9100},
+            {"localhost:65535", "localhost", 65535},
+            {"host:0", NULL, 0},
+            {"host:65536", NULL, 0},
+            {"host", NULL, 0},
+            {"::1:80", NULL, 0},
+            {"host:80x", NULL, 0},
+            {"[]:80", NULL, 0},
+            {"a b:80", NULL, 0},
+            {"host:", NULL, 0},
             {"host:+80", NULL, 0},
     };
     for (size_t i = 0; i < sizeof l / sizeof l[0]; i++) {
@@ -322,16 +328,14 @@ static void test_value_parse(void **state)
     cJSON *v;
     char err[256], cwd[1024], want[1100];
     assert_non_null(getcwd(cwd, sizeof cwd));
-    assert_int_equal(bn_config_value_parse(bn_config_find_key("model"), "./m.gguf", &v, err,
-                                           sizeof err),
-                     0);
+    assert_int_equal(
+            bn_config_value_parse(bn_config_find_key("model"), "./m.gguf", &v, err, sizeof err), 0);
     snprintf(want, sizeof want, "%s/m.gguf", cwd);
     assert_string_equal(v->valuestring, want);
     cJSON_Delete(v);
     /* the exact words users see */
-    assert_int_equal(bn_config_value_parse(bn_config_find_key("threads"), "-3", &v, err,
-                                           sizeof err),
-                     -1);
+    assert_int_equal(
+            bn_config_value_parse(bn_config_find_key("threads"), "-3", &v, err, sizeof err), -1);
     assert_string_equal(err, "threads: expected an integer from 0 to 4096");
 }
 
@@ -456,8 +460,7 @@ static void test_write_key(void **state)
     cJSON_Delete(v);
     v = cJSON_CreateNumber(30);
     assert_int_equal(
-            bn_config_write_key(path, "history.retention_days", v, &changed, err, sizeof err),
-            0);
+            bn_config_write_key(path, "history.retention_days", v, &changed, err, sizeof err), 0);
     cJSON_Delete(v);
     /* keeps keys it does not know, and their order */
     char *text = slurp(path);
@@ -489,8 +492,7 @@ static void test_write_key(void **state)
     write_text(path, "{\"history\": 3}");
     v = cJSON_CreateNumber(1);
     assert_int_equal(
-            bn_config_write_key(path, "history.retention_days", v, &changed, err, sizeof err),
-            -1);
+            bn_config_write_key(path, "history.retention_days", v, &changed, err, sizeof err), -1);
     assert_string_equal(slurp(path), "{\"history\": 3}");
     /* a file that does not parse is left alone, and the error names its line */
     write_text(path, "{\n\"a\": }");
