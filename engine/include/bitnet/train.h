@@ -45,14 +45,16 @@
  *              f32 rope_theta, norm_eps                                   (36 bytes)
  *   52     hparams: i32 batch, seq_len; i64 steps, warmup; f32 lr, min_lr, weight_decay,
  *              beta1, beta2, eps, grad_clip, val_frac, init_std; u64 seed   (68 bytes)
- *   120    state: i64 step, epoch, data_pos; u64 data_hash, n_data_tokens;
- *              u64 n_params, tokenizer_bytes                               (56 bytes)
- *   176    f32 params[n_params], f32 adam_m[n_params], f32 adam_v[n_params]
+ *   120    state: i64 step, epoch, data_pos; u64 rng, data_hash, n_data_tokens,
+ *              n_params, tokenizer_bytes                                   (64 bytes)
+ *   184    f32 params[n_params], f32 adam_m[n_params], f32 adam_v[n_params]
  *          u8 tokenizer[tokenizer_bytes]   (a vocabulary-only GGUF, or nothing)
  *   end-8  u64 checksum: FNV-1a 64 of every byte before it
- * The reader checks the magic, the version, the model shape (bn_train_config_check), that
- * n_params matches the shape, that the file size is exactly what the header implies, and
- * the checksum, before it returns a trainer.
+ * (epoch, data_pos) is the data order's whole state (train_data.c: each epoch's order is a
+ * function of seed and epoch); data_hash is FNV-1a 64 of the tokens, which a resumed run
+ * must give again. The reader checks the magic, the version, the model shape
+ * (bn_train_config_check), that n_params matches the shape, that the file size is exactly
+ * what the header implies, and the checksum, before it returns a trainer.
  *
  * Ownership: the trainer copies the tokens and the tokenizer bytes it is given; it keeps
  * ctx (for its thread pool and error messages), which must outlive it. Errors set a
@@ -105,12 +107,13 @@ typedef struct bn_train_hparams {
     int fp32; /* 1: no fake quantization (the f32 twin) */
 } bn_train_hparams;
 
-/* batch 8, seq_len 256, steps 1000, warmup 5% of steps, lr 2e-3, min_lr lr/10, weight
- * decay 0.1, betas 0.9/0.95, eps 1e-8, grad_clip 1, val_frac 0.05, init_std 0.02, seed 1. */
+/* batch 8, seq_len 256, steps 1000, warmup 50, lr 2e-3, min_lr 2e-4, weight decay 0.1,
+ * betas 0.9/0.95, eps 1e-8, grad_clip 1, val_frac 0.05, init_std 0.02, seed 1, fp32 0. */
 void bn_train_hparams_default(bn_train_hparams *hp);
 
-/* Named shapes: "tiny" (dim 256, 4 layers) and "small" (dim 512, 6 layers); see train.c
- * for the numbers. BN_ERR_NOT_FOUND for another name. */
+/* Named shapes: "tiny" (dim 256, 4 layers, 4 heads, 2 kv heads, ffn 768, ctx 256) and
+ * "small" (dim 512, 6 layers, 8 heads, 4 kv heads, ffn 1536, ctx 512); rope_theta 10000,
+ * norm_eps 1e-5. BN_ERR_NOT_FOUND for another name. */
 bn_status bn_train_config_preset(const char *name, int32_t vocab_size, bn_train_model_config *out);
 /* Checks the shape (positive, within limits, NH * head_dim = C, even head_dim, NKV | NH);
  * sets a message on ctx (may be NULL) and returns BN_ERR_INVALID when it is not usable. */
