@@ -83,23 +83,35 @@ void cmd_doctor_help(FILE *out)
 
 /* Libraries found in the process only when the program links them (later versions link
  * more); looked up by symbol so that doctor never reports what is not there. */
-static void check_optional_lib(report *r, const char *name, const char *sym, int is_data,
-                               const char *label)
+typedef struct optional_lib {
+    const char *check, *symbol, *label;
+    int is_data;    /* the symbol is a `const char *` variable, not a function */
+    int first_word; /* keep the first word only (curl_version() lists every dependency) */
+} optional_lib;
+
+static const optional_lib optional_libs[] = {
+        {"lib_sqlite", "sqlite3_libversion", "SQLite ", 0, 0},
+        {"lib_ncurses", "curses_version", "", 0, 0},
+        {"lib_readline", "rl_library_version", "readline ", 1, 0},
+        {"lib_curl", "curl_version", "", 0, 1},
+};
+
+static void check_optional_lib(report *r, const optional_lib *l)
 {
-    void *p = dlsym(RTLD_DEFAULT, sym);
+    void *p = dlsym(RTLD_DEFAULT, l->symbol);
     if (!p) return;
     const char *v;
-    if (is_data) {
+    if (l->is_data) {
         v = *(const char *const *)p;
     } else {
         const char *(*fn)(void);
-        *(void **)&fn = p;
+        *(void **)&fn = p; /* POSIX: dlsym's pointer converts to a function pointer */
         v = fn();
     }
     char buf[128];
     snprintf(buf, sizeof buf, "%s", v ? v : "?");
-    buf[strcspn(buf, " ")] = '\0'; /* curl_version() lists every dependency */
-    add(r, name, ST_PASS, NULL, "%s %s", label, buf);
+    if (l->first_word) buf[strcspn(buf, " ")] = '\0';
+    add(r, l->check, ST_PASS, NULL, "%s%s", l->label, buf);
 }
 
 static void check_libraries(report *r)
@@ -112,10 +124,8 @@ static void check_libraries(report *r)
     add(r, "lib_pcre2", ST_PASS, NULL, "PCRE2 %s (JIT %s)", v, jit ? "available" : "not built");
     add(r, "lib_nettle", ST_PASS, NULL, "Nettle %d.%d (sha256)", nettle_version_major(),
         nettle_version_minor());
-    check_optional_lib(r, "lib_sqlite", "sqlite3_libversion", 0, "SQLite");
-    check_optional_lib(r, "lib_ncurses", "curses_version", 0, "");
-    check_optional_lib(r, "lib_readline", "rl_library_version", 1, "readline");
-    check_optional_lib(r, "lib_curl", "curl_version", 0, "");
+    for (size_t i = 0; i < sizeof optional_libs / sizeof optional_libs[0]; i++)
+        check_optional_lib(r, &optional_libs[i]);
 }
 
 /* ---- config and directories ---------------------------------------------------------- */

@@ -201,6 +201,17 @@ for name in lib_cjson lib_pcre2 config data_dir disk_space cpu_isa bundled_model
     grep -q "\"name\":.*\"$name\"" "$TMP/out" && ok "doctor checks $name" || bad "doctor: no $name"
 done
 [ -d "$TMP/data/bitnet" ] && ok "doctor created the data directory" || bad "no data directory"
+# a library the program does not link is not reported; one in the process is, with its version
+if ! ldd "$BITNET" 2>/dev/null | grep -q libcurl; then
+    grep -q '"lib_curl"' "$TMP/out" && bad "doctor reports libcurl, which is not linked" \
+        || ok "doctor reports only linked libraries"
+fi
+if ldconfig -p 2>/dev/null | grep -q 'libcurl.so.4 '; then
+    env LD_PRELOAD=libcurl.so.4 ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
+        "$BITNET" doctor --quick --json >"$TMP/out" 2>&1
+    grep -q '"detail":.*"libcurl/[0-9]' "$TMP/out" && ok "a library in the process is reported" \
+        || bad "libcurl preloaded but not reported"
+fi
 # a bad config is a FAIL and exit 1
 printf '{"threads": -2}\n' >"$CFG"
 expect_exit 1 "doctor with a bad config" -- "$BITNET" doctor --quick
