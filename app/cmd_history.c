@@ -89,8 +89,7 @@ static int parse_args(int argc, char **argv, hist_opts *o)
         const int known = (filters && (!strcmp(a, "--command") || !strcmp(a, "--status") ||
                                        !strcmp(a, "--since") || !strcmp(a, "--search"))) ||
                           (!strcmp(sub, "list") && !strcmp(a, "--limit")) ||
-                          (!strcmp(sub, "export") && (!strcmp(a, "--format") ||
-                                                      !strcmp(a, "-o") ||
+                          (!strcmp(sub, "export") && (!strcmp(a, "--format") || !strcmp(a, "-o") ||
                                                       !strcmp(a, "--output"))) ||
                           (!strcmp(sub, "prune") && !strcmp(a, "--older-than"));
         if (!known) return cli_usage_error(C_NAME, "%s: unexpected argument '%s'", sub, a);
@@ -101,8 +100,10 @@ static int parse_args(int argc, char **argv, hist_opts *o)
         } else if (!strcmp(a, "--status")) {
             bn_run_status st;
             if (bn_run_status_parse(v, &st))
-                return cli_usage_error(C_NAME, "--status: '%s' is not one of running, ok, "
-                                               "failed, incomplete, cancelled", v);
+                return cli_usage_error(C_NAME,
+                                       "--status: '%s' is not one of running, ok, "
+                                       "failed, incomplete, cancelled",
+                                       v);
             o->f.status = (int)st;
         } else if (!strcmp(a, "--since")) {
             if (parse_days(a, v, &d)) return BN_EXIT_USAGE;
@@ -257,16 +258,15 @@ static int do_list(bn_db *db, const hist_opts *o)
         cJSON *arr = cJSON_AddArrayToObject(d, "runs");
         for (size_t i = 0; i < n && rc == BN_EXIT_OK; i++)
             if (!arr || add_run_json(arr, &runs[i])) rc = BN_EXIT_FAIL;
-        if (rc == BN_EXIT_OK) rc = cli_print_json(d) ? BN_EXIT_FAIL : BN_EXIT_OK;
+        if (rc == BN_EXIT_OK)
+            rc = cli_print_json(d) ? BN_EXIT_FAIL : BN_EXIT_OK;
         else {
             cJSON_Delete(d);
             cli_error("history: out of memory");
         }
     } else if (n == 0) {
         printf("no runs recorded%s\n",
-               o->f.command || o->f.status >= 0 || o->f.since_ms || o->f.text
-                       ? " that match"
-                       : "");
+               o->f.command || o->f.status >= 0 || o->f.since_ms || o->f.text ? " that match" : "");
     } else {
         print_table(runs, n);
     }
@@ -314,8 +314,8 @@ static int do_show(bn_db *db, const hist_opts *o)
     local_time(r.started_ms, t0, sizeof t0);
     if (r.ended_ms) local_time(r.ended_ms, t1, sizeof t1);
     duration(&r, dur, sizeof dur);
-    printf("%-9s %lld\n%-9s %s\n%-9s %s\n", "run", (long long)r.id, "command", r.command,
-           "status", bn_run_status_str(r.status));
+    printf("%-9s %lld\n%-9s %s\n%-9s %s\n", "run", (long long)r.id, "command", r.command, "status",
+           bn_run_status_str(r.status));
     printf("%-9s %s\n%-9s %s (%s s)\n", "started", t0, "ended", t1, dur);
     printf("%-9s %s\n%-9s %s\n", "model", r.model_path ? r.model_path : "-", "sha256",
            r.model_sha256 ? r.model_sha256 : "-");

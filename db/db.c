@@ -28,16 +28,23 @@ bn_status bn__db_sqlerr(bn_db *db, int rc, const char *what)
 {
     bn_status s;
     switch (rc & 0xff) {
-    case SQLITE_NOMEM: s = BN_ERR_NOMEM; break;
+    case SQLITE_NOMEM:
+        s = BN_ERR_NOMEM;
+        break;
     case SQLITE_CORRUPT:
-    case SQLITE_NOTADB: s = BN_ERR_FORMAT; break;
+    case SQLITE_NOTADB:
+        s = BN_ERR_FORMAT;
+        break;
     case SQLITE_MISUSE:
-    case SQLITE_RANGE: s = BN_ERR_INTERNAL; break;
-    default: s = BN_ERR_IO; break;
+    case SQLITE_RANGE:
+        s = BN_ERR_INTERNAL;
+        break;
+    default:
+        s = BN_ERR_IO;
+        break;
     }
     const char *msg = db && db->sql ? sqlite3_errmsg(db->sql) : sqlite3_errstr(rc);
-    if (db && db->path)
-        return bn__db_err(db, s, "%s: %s: %s", db->path, what, msg);
+    if (db && db->path) return bn__db_err(db, s, "%s: %s: %s", db->path, what, msg);
     return bn__db_err(db, s, "%s: %s", what, msg);
 }
 
@@ -138,8 +145,7 @@ static bn_status make_parents(bn_db *db, const char *path)
             if (c != '/' && c != '\0') continue;
             *p = '\0';
             if (mkdir(d, 0700) != 0 && errno != EEXIST)
-                s = bn__db_err(db, BN_ERR_IO, "cannot create directory %s: %s", d,
-                               strerror(errno));
+                s = bn__db_err(db, BN_ERR_IO, "cannot create directory %s: %s", d, strerror(errno));
             *p = c;
             if (c == '\0') break;
         }
@@ -247,8 +253,7 @@ static bn_status configure(bn_db *db)
     if (s == BN_OK && v > BN_DB_SCHEMA_VERSION) s = refuse_newer(db, v);
     if (s == BN_OK) s = set_wal(db);
     if (s == BN_OK)
-        s = bn__db_exec(db, "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL",
-                        "setting pragmas");
+        s = bn__db_exec(db, "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL", "setting pragmas");
     return s;
 }
 

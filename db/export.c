@@ -50,8 +50,8 @@ static void csv_row(FILE *out, const bn_run *r)
     fprintf(out, "%lld,", (long long)r->id);
     csv_field(out, r->command);
     fprintf(out, ",%s,%s,%s,%s,", bn_run_status_str(r->status), start, end, dur);
-    const char *const rest[] = {r->model_path, r->model_sha256, r->params_json,
-                                r->metrics_json, r->error};
+    const char *const rest[] = {r->model_path, r->model_sha256, r->params_json, r->metrics_json,
+                                r->error};
     for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) {
         csv_field(out, rest[i]);
         fputc(',', out);

@@ -37,8 +37,9 @@ static int64_t proc_start(int64_t pid, char *state)
     long long v = 0;
     char st;
     /* after ")": state (field 3), then fields 4..21, then starttime (22) */
-    if (sscanf(p + 1, " %c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s "
-                      "%*s %lld",
+    if (sscanf(p + 1,
+               " %c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s "
+               "%*s %lld",
                &st, &v) != 2)
         return 0;
     *state = st;

@@ -4,8 +4,8 @@
 #include <string.h>
 
 static const char *const status_names[BN_RUN_STATUS_COUNT_] = {
-        [BN_RUN_RUNNING] = "running",       [BN_RUN_OK] = "ok",
-        [BN_RUN_FAILED] = "failed",         [BN_RUN_INCOMPLETE] = "incomplete",
+        [BN_RUN_RUNNING] = "running",     [BN_RUN_OK] = "ok",
+        [BN_RUN_FAILED] = "failed",       [BN_RUN_INCOMPLETE] = "incomplete",
         [BN_RUN_CANCELLED] = "cancelled",
 };
 
@@ -90,8 +90,8 @@ bn_status bn_db_run_begin(bn_db *db, const char *command, const char *model_path
     return s;
 }
 
-bn_status bn_db_run_end(bn_db *db, int64_t run_id, bn_run_status status,
-                        const char *metrics_json, const char *error)
+bn_status bn_db_run_end(bn_db *db, int64_t run_id, bn_run_status status, const char *metrics_json,
+                        const char *error)
 {
     if ((unsigned)status >= BN_RUN_STATUS_COUNT_ || status == BN_RUN_RUNNING)
         return bn__db_err(db, BN_ERR_INVALID, "a run cannot end with status %d", (int)status);
@@ -193,22 +193,23 @@ static char *like_pattern(const char *text)
 static bn_status query_runs(bn_db *db, const bn_run_filter *f, sqlite3_stmt **st)
 {
     char sql[2048];
-    const int len = snprintf(sql, sizeof sql,
-             "SELECT %s FROM runs WHERE 1%s%s%s%s ORDER BY started_at %s, id %s LIMIT ?5",
-             RUN_COLUMNS, f->command ? " AND command = ?1" : "", f->status >= 0 ? " AND status = ?2" : "",
-             f->since_ms ? " AND started_at >= ?3" : "",
-             f->text ? " AND (command LIKE ?4 ESCAPE '\\' OR model_path LIKE ?4 ESCAPE '\\' OR "
-                       "params LIKE ?4 ESCAPE '\\' OR metrics LIKE ?4 ESCAPE '\\' OR "
-                       "error LIKE ?4 ESCAPE '\\')"
-                     : "",
-             f->oldest_first ? "ASC" : "DESC", f->oldest_first ? "ASC" : "DESC");
-    if (len < 0 || (size_t)len >= sizeof sql) return bn__db_err(db, BN_ERR_INTERNAL, "query too long");
+    const int len = snprintf(
+            sql, sizeof sql,
+            "SELECT %s FROM runs WHERE 1%s%s%s%s ORDER BY started_at %s, id %s LIMIT ?5",
+            RUN_COLUMNS, f->command ? " AND command = ?1" : "",
+            f->status >= 0 ? " AND status = ?2" : "", f->since_ms ? " AND started_at >= ?3" : "",
+            f->text ? " AND (command LIKE ?4 ESCAPE '\\' OR model_path LIKE ?4 ESCAPE '\\' OR "
+                      "params LIKE ?4 ESCAPE '\\' OR metrics LIKE ?4 ESCAPE '\\' OR "
+                      "error LIKE ?4 ESCAPE '\\')"
+                    : "",
+            f->oldest_first ? "ASC" : "DESC", f->oldest_first ? "ASC" : "DESC");
+    if (len < 0 || (size_t)len >= sizeof sql)
+        return bn__db_err(db, BN_ERR_INTERNAL, "query too long");
     bn_status s = bn__db_prepare(db, sql, st);
     if (s != BN_OK) return s;
     if (f->command) sqlite3_bind_text(*st, 1, f->command, -1, SQLITE_TRANSIENT);
     if (f->status >= 0)
-        sqlite3_bind_text(*st, 2, bn_run_status_str((bn_run_status)f->status), -1,
-                          SQLITE_STATIC);
+        sqlite3_bind_text(*st, 2, bn_run_status_str((bn_run_status)f->status), -1, SQLITE_STATIC);
     if (f->since_ms) sqlite3_bind_int64(*st, 3, f->since_ms);
     if (f->text) {
         char *pat = like_pattern(f->text);
@@ -333,8 +334,8 @@ static bn_status meta_get_int(bn_db *db, const char *key, int64_t *v)
 static bn_status meta_set_int(bn_db *db, const char *key, int64_t v)
 {
     sqlite3_stmt *st;
-    bn_status s = bn__db_prepare(db, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-                                 &st);
+    bn_status s =
+            bn__db_prepare(db, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", &st);
     if (s != BN_OK) return s;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, v);

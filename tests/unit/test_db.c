@@ -295,8 +295,9 @@ static void test_begin_end(void **state)
     assert_non_null(j);
     assert_string_equal(cJSON_GetObjectItem(j, "status")->valuestring, "ok");
     assert_true(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "params"), "n")->valuedouble == 8);
-    assert_true(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "metrics"), "tokens_per_s")
-                        ->valuedouble == 12.5);
+    assert_true(
+            cJSON_GetObjectItem(cJSON_GetObjectItem(j, "metrics"), "tokens_per_s")->valuedouble ==
+            12.5);
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(j, "error")));
     cJSON_Delete(j);
     bn_run_release(&r);
@@ -360,9 +361,9 @@ static void test_list_filters(void **state)
         char params[64];
         snprintf(params, sizeof params, "{\"i\":%d,\"tag\":\"%s\"}", i,
                  i == 2 ? "50%_off" : "plain");
-        assert_int_equal(bn_db_run_begin(db, cmds[i], i == 3 ? "/x/Tiny.gguf" : NULL, NULL,
-                                         params, &id),
-                         BN_OK);
+        assert_int_equal(
+                bn_db_run_begin(db, cmds[i], i == 3 ? "/x/Tiny.gguf" : NULL, NULL, params, &id),
+                BN_OK);
         if (i % 2 == 0) assert_int_equal(bn_db_run_end(db, id, BN_RUN_OK, NULL, NULL), BN_OK);
         if (i == 1) assert_int_equal(bn_db_run_end(db, id, BN_RUN_FAILED, NULL, "boom"), BN_OK);
         rawf(f->path, "UPDATE runs SET started_at = %lld WHERE id = %lld",
@@ -445,8 +446,9 @@ static void test_export_csv(void **state)
                      BN_OK);
     assert_int_equal(bn_db_run_end(db, id, BN_RUN_FAILED, NULL, "line one\nline \"two\"\r\n"),
                      BN_OK);
-    rawf(f->path, "UPDATE runs SET started_at = 1700000000000, ended_at = 1700000002250, "
-                  "host = 'h' WHERE id = %lld",
+    rawf(f->path,
+         "UPDATE runs SET started_at = 1700000000000, ended_at = 1700000002250, "
+         "host = 'h' WHERE id = %lld",
          (long long)id);
     id = begin_run(db, " padded ");
     rawf(f->path, "UPDATE runs SET started_at = 1700000005000, host = 'h' WHERE id = %lld",
@@ -763,8 +765,7 @@ static void test_crash_kill9(void **state)
             close(fds[0]);
             if (bn_db_open(&db, f->path, NULL) != BN_OK) _exit(1);
             int64_t first;
-            if (bn_db_run_begin(db, "train", "/m.gguf", NULL, "{\"steps\":1000}", &first))
-                _exit(2);
+            if (bn_db_run_begin(db, "train", "/m.gguf", NULL, "{\"steps\":1000}", &first)) _exit(2);
             if (write(fds[1], &first, sizeof first) != (ssize_t)sizeof first) _exit(3);
             for (int64_t i = 0;; i++) {
                 int64_t id;

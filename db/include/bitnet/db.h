@@ -50,7 +50,7 @@ extern "C" {
 /* The newest schema this build knows (PRAGMA user_version). Only grows. */
 #define BN_DB_SCHEMA_VERSION 2
 
-#define BN_DB_RETENTION_DAYS_DEFAULT 90
+#define BN_DB_RETENTION_DAYS_DEFAULT  90
 #define BN_DB_BUSY_TIMEOUT_MS_DEFAULT 5000
 
 typedef struct bn_db bn_db;
@@ -108,8 +108,8 @@ bn_status bn_db_run_begin(bn_db *db, const char *command, const char *model_path
                           const char *model_sha256, const char *params_json, int64_t *run_id);
 /* Records the end of a run: its status (not BN_RUN_RUNNING), metrics (JSON or NULL) and error
  * (NULL when none). BN_ERR_NOT_FOUND if there is no such run. */
-bn_status bn_db_run_end(bn_db *db, int64_t run_id, bn_run_status status,
-                        const char *metrics_json, const char *error);
+bn_status bn_db_run_end(bn_db *db, int64_t run_id, bn_run_status status, const char *metrics_json,
+                        const char *error);
 
 typedef struct bn_run {
     int64_t id;
@@ -159,7 +159,7 @@ bn_status bn_db_export(bn_db *db, const bn_run_filter *f, bn_db_format fmt, FILE
 /* Deletes the runs that started more than days days ago (days >= 0); *n_deleted may be NULL. */
 bn_status bn_db_prune(bn_db *db, int days, int64_t *n_deleted);
 
-/* ---- the sha256 cache of model files ---------------------------------------------------------- */
+/* ---- the sha256 cache of model files ------------------------------------------------------ */
 
 /* Looks up the sha256 (64 lowercase hex digits and a NUL) recorded for the file at path with
  * this size and modification time (ns); BN_ERR_NOT_FOUND when there is none or it is stale. */
