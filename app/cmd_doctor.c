@@ -6,6 +6,7 @@
 #include "bench_util.h"
 #include "cli.h"
 #include "config.h"
+#include "history_hook.h"
 #include "hw.h"
 
 #include <dirent.h>
@@ -524,6 +525,24 @@ static int print_report(const report *r, int json)
     return cnt[ST_FAIL] ? BN_EXIT_FAIL : BN_EXIT_OK;
 }
 
+/* For the run history: the counts, the failed checks' names, every check's status. */
+static cJSON *history_metrics(const report *r, char *failed, size_t size)
+{
+    cJSON *m = cJSON_CreateObject(), *checks = cJSON_AddObjectToObject(m, "checks");
+    int cnt[3] = {0, 0, 0};
+    failed[0] = '\0';
+    for (int i = 0; i < r->n; i++) {
+        const check *c = &r->c[i];
+        cnt[c->status]++;
+        cJSON_AddStringToObject(checks, c->name, st_lower[c->status]);
+        if (c->status == ST_FAIL) append(failed, size, "%s%s", failed[0] ? ", " : "", c->name);
+    }
+    cJSON_AddNumberToObject(m, "pass", cnt[ST_PASS]);
+    cJSON_AddNumberToObject(m, "warn", cnt[ST_WARN]);
+    cJSON_AddNumberToObject(m, "fail", cnt[ST_FAIL]);
+    return m;
+}
+
 int cmd_doctor(int argc, char **argv)
 {
     int json = 0, quick = 0;
@@ -539,6 +558,7 @@ int cmd_doctor(int argc, char **argv)
             return cli_usage_error("doctor", "unknown option '%s'", argv[i]);
         }
     }
+    hist_run *h = hist_begin("doctor", NULL, hist_params_argv(argc, argv));
     static report r;
     memset(&r, 0, sizeof r);
     bn_config *cfg = NULL;
@@ -556,5 +576,10 @@ int cmd_doctor(int argc, char **argv)
     check_bundled_model(&r, quick);
     if (!quick) check_bench(&r, &hw);
     bn_config_free(cfg);
-    return print_report(&r, json);
+    const int rc = print_report(&r, json);
+    char failed[256], err[300];
+    cJSON *m = history_metrics(&r, failed, sizeof failed);
+    snprintf(err, sizeof err, "checks failed: %s", failed);
+    hist_end(h, rc, m, failed[0] ? err : NULL);
+    return rc;
 }

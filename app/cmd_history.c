@@ -167,11 +167,9 @@ static void summary(const bn_run *r, char *buf, size_t size)
         const char *key, *before, *after;
         int digits;
     } keys[] = {
-            {"gen_tokens_per_s", "", " tokens/s", 2},
-            {"perplexity", "perplexity ", "", 4},
-            {"tokens_per_s", "", " tokens/s", 2},
+            {"gen_tokens_per_s", "", " tokens/s", 2},       {"perplexity", "perplexity ", "", 4},
+            {"val_loss", "validation loss ", "", 4},        {"tokens_per_s", "", " tokens/s", 2},
             {"best_gemv_weight_gbps", "GEMV ", " GB/s", 2},
-            {"loss", "loss ", "", 4},
     };
     for (size_t i = 0; m && i < sizeof keys / sizeof keys[0] && !buf[0]; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, keys[i].key);
@@ -179,6 +177,10 @@ static void summary(const bn_run *r, char *buf, size_t size)
             snprintf(buf, size, "%s%.*f%s", keys[i].before, keys[i].digits, v->valuedouble,
                      keys[i].after);
     }
+    const cJSON *pass = cJSON_GetObjectItemCaseSensitive(m, "pass"),
+                *warn = cJSON_GetObjectItemCaseSensitive(m, "warn");
+    if (!buf[0] && cJSON_IsNumber(pass) && cJSON_IsNumber(warn)) /* doctor */
+        snprintf(buf, size, "%d pass, %d warn", pass->valueint, warn->valueint);
     cJSON_Delete(m);
 }
 

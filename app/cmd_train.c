@@ -14,6 +14,7 @@
 #include "bitnet/bpe_train.h"
 #include "bitnet/gguf.h"
 #include "bitnet/train.h"
+#include "history_hook.h"
 #include "model_common.h"
 
 #define EXIT_INTERRUPTED 130
@@ -520,11 +521,18 @@ static int train_loop(const train_opts *o, bn_trainer *tr, bn_ctx *ctx, const ch
         if (g_stop) {
             fprintf(stderr, "bitnet train: interrupted at step %lld; resume with --resume\n",
                     (long long)s);
+            hist_metric("steps", (double)s);
             return EXIT_INTERRUPTED;
         }
     }
     if (run_eval(o, tr, ctx, &vl, 1) || save(o, tr, ctx, ckpt)) return BN_EXIT_FAIL;
     const double wall = bn_time_now() - t0;
+    hist_metric("steps", (double)steps);
+    hist_metric("val_loss", vl);
+    hist_metric("val_ppl", exp(vl));
+    hist_metric("seconds", wall);
+    hist_metric("tokens_per_s", (double)(steps - first) * bn_trainer_hparams(tr)->batch *
+                                        bn_trainer_hparams(tr)->seq_len / (wall - t_eval));
     if (o->json)
         printf("{\"event\":\"done\",\"step\":%lld,\"val_loss\":%.6f,\"val_ppl\":%.4f,"
                "\"wall_s\":%.1f,\"train_tokens_per_s\":%.1f}\n",
@@ -550,6 +558,7 @@ static int export_final(const train_opts *o, bn_trainer *tr, bn_ctx *ctx)
         cli_error("%s", bn_ctx_errmsg(ctx));
         return BN_EXIT_FAIL;
     }
+    hist_metric_str("model", path);
     if (o->json) {
         cJSON *d = cJSON_CreateObject();
         cJSON_AddStringToObject(d, "event", "export");
@@ -571,8 +580,10 @@ int cmd_train(int argc, char **argv)
     train_opts o;
     int rc = parse_train_args(argc, argv, &o);
     if (rc) return rc == 1 ? BN_EXIT_OK : BN_EXIT_USAGE;
+    hist_run *h = hist_begin("train", NULL, hist_params_argv(argc, argv));
     if (mkdir(o.out, 0777) != 0 && errno != EEXIST) {
         cli_error("cannot create %s: %s", o.out, strerror(errno));
+        hist_end(h, BN_EXIT_FAIL, NULL, NULL);
         return BN_EXIT_FAIL;
     }
     char ckpt[4096];
@@ -581,6 +592,7 @@ int cmd_train(int argc, char **argv)
     bn_ctx_params cp = {(int)o.threads};
     if (bn_ctx_new(&ctx, &cp) != BN_OK) {
         cli_error("cannot create the engine context");
+        hist_end(h, BN_EXIT_FAIL, NULL, NULL);
         return BN_EXIT_FAIL;
     }
     char *gguf = NULL;
@@ -628,6 +640,10 @@ int cmd_train(int argc, char **argv)
     signal(SIGTERM, SIG_DFL);
     if (rc == BN_EXIT_OK) rc = export_final(&o, tr, ctx);
 done:
+    if (rc == EXIT_INTERRUPTED)
+        hist_end_status(h, BN_RUN_CANCELLED, NULL, "interrupted; resume with --resume");
+    else
+        hist_end(h, rc, NULL, NULL);
     bn_trainer_free(tr);
     bn_bpe_free(bpe);
     free(tokens);

@@ -126,12 +126,24 @@ expect_grep "deleted 5 runs" "$TMP/out" "prune 0 deletes every run"
 "$BITNET" history list >"$TMP/out" 2>&1
 expect_grep "no runs recorded" "$TMP/out" "the history is empty after pruning"
 
+# doctor and train are recorded too
+"$BITNET" doctor --quick >/dev/null 2>&1
+"$BITNET" history list --command doctor --json >"$TMP/d" 2>/dev/null
+jget "$TMP/d" runs.0.metrics.pass runs.0.metrics.checks >/dev/null \
+    && ok "doctor recorded with its checks" || bad "doctor record: $(cat "$TMP/d")"
+"$BITNET" train --data "$TMP/text.txt" --out "$TMP/train" --steps 2 --batch 2 --ctx 16 \
+    --threads 1 --eval-batches 1 >/dev/null 2>&1 || bad "train"
+"$BITNET" history list --command train --json >"$TMP/d" 2>/dev/null
+[ "$(jget "$TMP/d" runs.0.status)" = ok ] && jget "$TMP/d" runs.0.metrics.val_loss >/dev/null \
+    && ok "train recorded with its validation loss" || bad "train record: $(cat "$TMP/d")"
+
 # ---- when the history cannot be used, commands still work ------------------------------------
 BITNET_HISTORY_DB=/proc/self/no/such/h.db "$BITNET" generate -m "$M" -p hi -n 1 -t 1 \
     >/dev/null 2>"$TMP/err"; rc=$?
 [ $rc -eq 0 ] && ok "generate succeeds without a history" || bad "generate failed ($rc) without a history"
 [ "$(grep -c "warning: history not recorded" "$TMP/err")" -eq 1 ] && ok "one warning line" \
     || bad "warnings: $(cat "$TMP/err")"
+"$BITNET" history prune --older-than 0 >/dev/null 2>&1
 BITNET_HISTORY=0 "$BITNET" generate -m "$M" -p hi -n 1 -t 1 >/dev/null 2>&1
 "$BITNET" history list >"$TMP/out" 2>&1
 expect_grep "no runs recorded" "$TMP/out" "BITNET_HISTORY=0 records nothing"
