@@ -32,42 +32,40 @@ static void row_scales(const uint16_t *dw, const float *xd, int64_t nb, float *s
     for (; b < nb; b++) sc[b] = _cvtsh_ss(dw[b]) * xd[b];
 }
 
-void bn__head_q8_rows_avx2(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
-                           int64_t r1, const int8_t *xq, const float *xd, float *y)
+/* Rows g*4 .. g*4+3 (a whole group); writes the rows in [r0, r1) only. */
+static void group4(const int8_t *qs, const uint16_t *d, int64_t E, int64_t g, int64_t r0,
+                   int64_t r1, const int8_t *xq, const float *xd, float *y)
 {
     const int64_t nb = E / BN_QK8_0;
     const __m256i ones = _mm256_set1_epi16(1);
     float sc[ROWS][BN_MODEL_MAX_EMBD / BN_QK8_0];
-    int64_t r = r0;
-    for (; r + ROWS <= r1; r += ROWS) {
-        const int8_t *w = qs + r * E;
-        for (int i = 0; i < ROWS; i++) row_scales(d + (r + i) * nb, xd, nb, sc[i]);
-        __m256 acc[ROWS];
-        for (int i = 0; i < ROWS; i++) acc[i] = _mm256_setzero_ps();
-        for (int64_t b = 0; b < nb; b++) {
-            const __m256i x = _mm256_loadu_si256((const __m256i *)(xq + b * BN_QK8_0));
-            const __m256i ax = _mm256_sign_epi8(x, x);
-            for (int i = 0; i < ROWS; i++) {
-                const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + i * E + b * BN_QK8_0));
-                const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(wv, x)),
-                                                    ones);
-                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&sc[i][b]),
-                                         acc[i]);
-            }
-        }
-        for (int i = 0; i < ROWS; i++) y[r + i] = hsum(acc[i]);
+    const int8_t *w = qs + bn__head_block_offset(E, g * ROWS, 0);
+    for (int i = 0; i < ROWS; i++) {
+        if (g * ROWS + i < r1)
+            row_scales(d + (g * ROWS + i) * nb, xd, nb, sc[i]);
+        else
+            for (int64_t b = 0; b < nb; b++) sc[i][b] = 0.0f; /* padding rows */
     }
-    for (; r < r1; r++) {
-        const int8_t *w = qs + r * E;
-        row_scales(d + r * nb, xd, nb, sc[0]);
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t b = 0; b < nb; b++) {
-            const __m256i x = _mm256_loadu_si256((const __m256i *)(xq + b * BN_QK8_0));
-            const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + b * BN_QK8_0));
-            const __m256i p = _mm256_madd_epi16(
-                    _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(wv, x)), ones);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&sc[0][b]), acc);
+    __m256 acc[ROWS];
+    for (int i = 0; i < ROWS; i++) acc[i] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(xq + b * BN_QK8_0));
+        const __m256i ax = _mm256_sign_epi8(x, x);
+        for (int i = 0; i < ROWS; i++) {
+            const __m256i wv = _mm256_load_si256((const __m256i *)(w + (b * ROWS + i) * 32));
+            const __m256i p =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(wv, x)), ones);
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&sc[i][b]), acc[i]);
         }
-        y[r] = hsum(acc);
     }
+    for (int i = 0; i < ROWS; i++) {
+        const int64_t r = g * ROWS + i;
+        if (r >= r0 && r < r1) y[r] = hsum(acc[i]);
+    }
+}
+
+void bn__head_q8_rows_avx2(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
+                           int64_t r1, const int8_t *xq, const float *xd, float *y)
+{
+    for (int64_t g = r0 / ROWS; g * ROWS < r1; g++) group4(qs, d, E, g, r0, r1, xq, xd, y);
 }

@@ -452,7 +452,7 @@ void bn__head_q8_rows_ref(const int8_t *qs, const uint16_t *d, int64_t E, int64_
     for (int64_t r = r0; r < r1; r++) {
         float s = 0.0f;
         for (int64_t b = 0; b < nb; b++) {
-            const int8_t *w = qs + r * E + b * BN_QK8_0, *x = xq + b * BN_QK8_0;
+            const int8_t *w = qs + bn__head_block_offset(E, r, b), *x = xq + b * BN_QK8_0;
             int32_t sumi = 0;
             for (int k = 0; k < BN_QK8_0; k++) sumi += (int32_t)w[k] * (int32_t)x[k];
             s += (float)sumi * (bn_f16_to_f32(d[r * nb + b]) * xd[b]);

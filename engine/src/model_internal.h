@@ -7,6 +7,14 @@
 /* The seven ternary matrices of a layer, in the order of bn__lin_names. */
 enum { BN__WQ, BN__WK, BN__WV, BN__WO, BN__WGATE, BN__WUP, BN__WDOWN, BN__N_LIN };
 
+/* Where block b (32 values) of row r of the split Q8_0 head starts in head_qs: rows go in
+ * groups of 4 whose blocks interleave (block b of rows 4g .. 4g+3 are 128 consecutive
+ * bytes), so a 4-row product reads one sequential stream. */
+static inline size_t bn__head_block_offset(int64_t E, int64_t r, int64_t b)
+{
+    return (size_t)(r / 4) * 4 * (size_t)E + (size_t)(b * 4 + r % 4) * 32;
+}
+
 /* y[r] for rows r0 <= r < r1 of a split Q8_0 matrix (qs, d) with n_embd = E, against an
  * activation row quantized to Q8_0 and split into xq (E int8) and xd (E / 32 scales):
  * y[r] = sum over blocks b of (float)(sum of the block's products) * (d[r][b] * xd[b]). */
@@ -40,7 +48,7 @@ struct bn_model {
     const void *head;    /* the LM head: n_vocab rows of head_row_bytes */
     size_t head_row_bytes;
     /* The head as Q8_0 split into values and scales (owned), when requantized at load:
-     * row r's 32-value block b is head_qs[r * n_embd + 32 b ..], its f16 scale
+     * row r's 32-value block b is at head_qs + bn__head_block_offset(), its f16 scale
      * head_d[r * n_embd / 32 + b]. head_rows computes it for one activation row. */
     int8_t *head_qs;
     uint16_t *head_d;

@@ -402,12 +402,11 @@ static void requant_rows(void *arg, int tid, int nth)
             }
             bn__model_q8_0_row(row, blk, E);
         }
-        int8_t *qs = m->head_qs + (size_t)r * (size_t)E;
         for (int64_t b = 0; b < nb; b++) {
             m->head_d[(size_t)r * (size_t)nb + (size_t)b] = blk[b].d;
+            int8_t *qs = m->head_qs + bn__head_block_offset(E, r, b);
             /* -128 (only in a foreign file) would break the kernels' sign trick */
-            for (int k = 0; k < BN_QK8_0; k++)
-                qs[b * BN_QK8_0 + k] = blk[b].qs[k] < -127 ? -127 : blk[b].qs[k];
+            for (int k = 0; k < BN_QK8_0; k++) qs[k] = blk[b].qs[k] < -127 ? -127 : blk[b].qs[k];
         }
     }
 }
@@ -437,7 +436,16 @@ static bn_status requantize_head(bn_model *m, const bn_model_params *p)
     const size_t nth = (size_t)bn_pool_size(pool);
     requant_job j = {m, NULL, NULL, NULL};
     float *lut = bn_malloc(65536 * sizeof(float));
-    m->head_qs = bn_aligned_alloc(64, V * E);
+    /* rows padded to a group of 4 (zeros); huge pages where the system gives them on
+     * request, for a stream of hundreds of MB read once per token */
+    const size_t qs_bytes = (V + 3) / 4 * 4 * E, huge = (size_t)1 << 21;
+    m->head_qs = bn_aligned_alloc(huge, (qs_bytes + huge - 1) / huge * huge);
+    if (m->head_qs) {
+#ifdef MADV_HUGEPAGE
+        (void)madvise(m->head_qs, (qs_bytes + huge - 1) / huge * huge, MADV_HUGEPAGE);
+#endif
+        memset(m->head_qs + (V / 4 * 4) * E, 0, qs_bytes - (V / 4 * 4) * E);
+    }
     m->head_d = bn_malloc(V * nb * sizeof *m->head_d);
     j.tmp = bn_malloc(nth * E * sizeof(float));
     j.blk = bn_malloc(nth * nb * sizeof *j.blk);
