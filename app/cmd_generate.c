@@ -74,8 +74,18 @@ static int parse_seed(const char *s, uint64_t *out)
 static int takes_value(const char *a)
 {
     static const char *const names[] = {
-            "-p",     "--prompt", "-f",      "--file",  "-n",          "--n-predict",
-            "--temp", "--top-p",  "--min-p", "--top-k", "--repeat-penalty", "--repeat-last-n",
+            "-p",
+            "--prompt",
+            "-f",
+            "--file",
+            "-n",
+            "--n-predict",
+            "--temp",
+            "--top-p",
+            "--min-p",
+            "--top-k",
+            "--repeat-penalty",
+            "--repeat-last-n",
             "--seed",
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -233,8 +243,7 @@ static int report(const gen_opts *o, mc_session *s, const gen_result *r)
     }
     char *text = NULL, *clean = NULL;
     size_t len = 0;
-    if (bn_tokenizer_decode_alloc(s->tok, r->ids + r->n_prompt, r->n_gen, 0, &text, &len) ==
-        BN_OK)
+    if (bn_tokenizer_decode_alloc(s->tok, r->ids + r->n_prompt, r->n_gen, 0, &text, &len) == BN_OK)
         clean = mc_utf8_clean(text, len);
     bn_free(text);
     cJSON *d = cJSON_CreateObject();

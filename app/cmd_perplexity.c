@@ -21,8 +21,7 @@ void cmd_perplexity_help(FILE *out)
             "token replaced by BOS (when the model adds BOS), and the predictions of the\n"
             "second half of the chunk are scored. Progress goes to stderr, one line per\n"
             "chunk; the estimate to stdout.\n\n"
-            "Options:\n" MC_OPTS_HELP
-            "  -f, --file FILE   the text (required)\n"
+            "Options:\n" MC_OPTS_HELP "  -f, --file FILE   the text (required)\n"
             "  -c, --ctx N       chunk size in tokens (default %d)\n"
             "  --chunks N        score at most N chunks (default: all)\n"
             "  --json            one JSON document: perplexity, perplexity_stderr,\n"
@@ -160,8 +159,8 @@ static int run(const ppl_opts *o, mc_session *s, const int32_t *ids, size_t n_id
 {
     const int64_t n_ctx = bn_model_state_n_ctx(s->st);
     if ((int64_t)n_ids < 2 * n_ctx) {
-        cli_error("%s: %zu tokens; perplexity with a context of %lld needs at least %lld",
-                  o->file, n_ids, (long long)n_ctx, (long long)(2 * n_ctx));
+        cli_error("%s: %zu tokens; perplexity with a context of %lld needs at least %lld", o->file,
+                  n_ids, (long long)n_ctx, (long long)(2 * n_ctx));
         return BN_EXIT_FAIL;
     }
     long n_chunks = (long)((int64_t)n_ids / n_ctx);
@@ -185,8 +184,8 @@ static int run(const ppl_opts *o, mc_session *s, const int32_t *ids, size_t n_id
         if (add_bos) chunk[0] = bos;
         rc = score_chunk(s, chunk, n_ctx, logits, &acc);
         if (rc == BN_EXIT_OK)
-            fprintf(stderr, "[%ld/%ld] perplexity %.4f (%.1f s)\n", c + 1, n_chunks,
-                    ppl_of(&acc), bn_time_now() - t0);
+            fprintf(stderr, "[%ld/%ld] perplexity %.4f (%.1f s)\n", c + 1, n_chunks, ppl_of(&acc),
+                    bn_time_now() - t0);
     }
     if (rc == BN_EXIT_OK) rc = report(o, s, &acc, n_chunks, n_ctx, bn_time_now() - t0);
     free(logits);
@@ -213,8 +212,8 @@ int cmd_perplexity(int argc, char **argv)
     int32_t *ids = NULL;
     size_t n_ids = 0;
     if (rc == BN_EXIT_OK) {
-        bn_status st = bn_tokenizer_encode_alloc(s.tok, text, len, BN_TOKENIZE_ADD_SPECIAL, &ids,
-                                                 &n_ids);
+        bn_status st =
+                bn_tokenizer_encode_alloc(s.tok, text, len, BN_TOKENIZE_ADD_SPECIAL, &ids, &n_ids);
         if (st != BN_OK) {
             cli_error("%s: cannot tokenize: %s", o.file, bn_status_str(st));
             rc = BN_EXIT_FAIL;

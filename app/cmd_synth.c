@@ -38,31 +38,30 @@ static const shape g_shapes[] = {
 
 void cmd_synth_help(FILE *out)
 {
-    fprintf(out,
-            "Usage: bitnet synth --shape 2b4t|700m|tiny -o FILE.gguf [options]\n\n"
-            "Writes a model with a real model's shape, random ternary weights, random norms\n"
-            "and embeddings of a sensible scale, and a real tokenizer, so that anyone can\n"
-            "benchmark without a download. The text it generates is noise.\n\n"
-            "Shapes:\n"
-            "  2b4t  bitnet-b1.58: hidden 2560, 30 layers, 20 heads (5 KV), FFN 6912,\n"
-            "        vocab 128256, tied embeddings (BitNet b1.58 2B4T)\n"
-            "  700m  bitnet: hidden 1536, 24 layers, 16 heads, FFN 4096, vocab 32002,\n"
-            "        separate LM head (bitnet_b1_58-large)\n"
-            "  tiny  bitnet-b1.58: hidden 256, 4 layers, 4 heads (2 KV), FFN 512, the\n"
-            "        tokenizer's vocabulary\n"
-            "A vocabulary smaller than the shape's is padded with unused tokens.\n\n"
-            "Options:\n"
-            "  --shape NAME        one of the shapes above (required)\n"
-            "  -o, --output FILE   the GGUF to write (required; written atomically)\n"
-            "  --tokenizer FILE    a Hugging Face tokenizer.json (byte-level BPE, e.g.\n"
-            "                      LLaMA-3's); default: the GPT-2 vocabulary (LLaMA-2's for\n"
-            "                      700m) from tests/data\n"
-            "  --vocab FILE        take the tokenizer.* keys of another GGUF\n"
-            "  --type TYPE         ternary weight type: i2_s (default), tq2_0, tq1_0\n"
-            "  --seed S            random seed (default 1)\n"
-            "  --json              print {\"path\", \"shape\", \"type\", \"bytes\", ...}\n"
-            "  -h, --help          this help\n\n"
-            "Exit status: 0 ok, 1 failure, 2 usage error.\n");
+    fprintf(out, "Usage: bitnet synth --shape 2b4t|700m|tiny -o FILE.gguf [options]\n\n"
+                 "Writes a model with a real model's shape, random ternary weights, random norms\n"
+                 "and embeddings of a sensible scale, and a real tokenizer, so that anyone can\n"
+                 "benchmark without a download. The text it generates is noise.\n\n"
+                 "Shapes:\n"
+                 "  2b4t  bitnet-b1.58: hidden 2560, 30 layers, 20 heads (5 KV), FFN 6912,\n"
+                 "        vocab 128256, tied embeddings (BitNet b1.58 2B4T)\n"
+                 "  700m  bitnet: hidden 1536, 24 layers, 16 heads, FFN 4096, vocab 32002,\n"
+                 "        separate LM head (bitnet_b1_58-large)\n"
+                 "  tiny  bitnet-b1.58: hidden 256, 4 layers, 4 heads (2 KV), FFN 512, the\n"
+                 "        tokenizer's vocabulary\n"
+                 "A vocabulary smaller than the shape's is padded with unused tokens.\n\n"
+                 "Options:\n"
+                 "  --shape NAME        one of the shapes above (required)\n"
+                 "  -o, --output FILE   the GGUF to write (required; written atomically)\n"
+                 "  --tokenizer FILE    a Hugging Face tokenizer.json (byte-level BPE, e.g.\n"
+                 "                      LLaMA-3's); default: the GPT-2 vocabulary (LLaMA-2's for\n"
+                 "                      700m) from tests/data\n"
+                 "  --vocab FILE        take the tokenizer.* keys of another GGUF\n"
+                 "  --type TYPE         ternary weight type: i2_s (default), tq2_0, tq1_0\n"
+                 "  --seed S            random seed (default 1)\n"
+                 "  --json              print {\"path\", \"shape\", \"type\", \"bytes\", ...}\n"
+                 "  -h, --help          this help\n\n"
+                 "Exit status: 0 ok, 1 failure, 2 usage error.\n");
 }
 
 typedef struct synth_opts {
@@ -119,7 +118,8 @@ static int parse_args(int argc, char **argv, synth_opts *o)
     }
     if (!o->sh) return cli_usage_error(C, "missing --shape 2b4t|700m|tiny");
     if (!o->out) return cli_usage_error(C, "missing -o FILE.gguf");
-    if (o->tokenizer && o->vocab) return cli_usage_error(C, "give --tokenizer or --vocab, not both");
+    if (o->tokenizer && o->vocab)
+        return cli_usage_error(C, "give --tokenizer or --vocab, not both");
     return -1;
 }
 
@@ -217,18 +217,41 @@ static int copy_kv(bn_gguf_writer *w, const bn_gguf *g, int64_t i)
         double f64;
     } v;
     switch (t) {
-    case BN_GGUF_U8: v.u8 = (uint8_t)bn_gguf_kv_u64(g, i); break;
-    case BN_GGUF_BOOL: v.u8 = (uint8_t)bn_gguf_kv_u64(g, i); break;
-    case BN_GGUF_I8: v.i8 = (int8_t)bn_gguf_kv_i64(g, i); break;
-    case BN_GGUF_U16: v.u16 = (uint16_t)bn_gguf_kv_u64(g, i); break;
-    case BN_GGUF_I16: v.i16 = (int16_t)bn_gguf_kv_i64(g, i); break;
-    case BN_GGUF_U32: v.u32 = (uint32_t)bn_gguf_kv_u64(g, i); break;
-    case BN_GGUF_I32: v.i32 = (int32_t)bn_gguf_kv_i64(g, i); break;
-    case BN_GGUF_F32: v.f32 = (float)bn_gguf_kv_f64(g, i); break;
-    case BN_GGUF_U64: v.u64 = bn_gguf_kv_u64(g, i); break;
-    case BN_GGUF_I64: v.i64 = bn_gguf_kv_i64(g, i); break;
-    case BN_GGUF_F64: v.f64 = bn_gguf_kv_f64(g, i); break;
-    default: return -1;
+    case BN_GGUF_U8:
+        v.u8 = (uint8_t)bn_gguf_kv_u64(g, i);
+        break;
+    case BN_GGUF_BOOL:
+        v.u8 = (uint8_t)bn_gguf_kv_u64(g, i);
+        break;
+    case BN_GGUF_I8:
+        v.i8 = (int8_t)bn_gguf_kv_i64(g, i);
+        break;
+    case BN_GGUF_U16:
+        v.u16 = (uint16_t)bn_gguf_kv_u64(g, i);
+        break;
+    case BN_GGUF_I16:
+        v.i16 = (int16_t)bn_gguf_kv_i64(g, i);
+        break;
+    case BN_GGUF_U32:
+        v.u32 = (uint32_t)bn_gguf_kv_u64(g, i);
+        break;
+    case BN_GGUF_I32:
+        v.i32 = (int32_t)bn_gguf_kv_i64(g, i);
+        break;
+    case BN_GGUF_F32:
+        v.f32 = (float)bn_gguf_kv_f64(g, i);
+        break;
+    case BN_GGUF_U64:
+        v.u64 = bn_gguf_kv_u64(g, i);
+        break;
+    case BN_GGUF_I64:
+        v.i64 = bn_gguf_kv_i64(g, i);
+        break;
+    case BN_GGUF_F64:
+        v.f64 = bn_gguf_kv_f64(g, i);
+        break;
+    default:
+        return -1;
     }
     return bn_gguf_writer_set_scalar(w, key, t, &v) == BN_OK ? 0 : -1;
 }
@@ -415,7 +438,8 @@ static int hf_parse(const char *path, hf_tok *h, const char **msg)
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(e, "content");
         const cJSON *special = cJSON_GetObjectItemCaseSensitive(e, "special");
         if (!cJSON_IsNumber(id) || !cJSON_IsString(content)) goto done;
-        const int32_t ty = cJSON_IsTrue(special) ? BN_TOKEN_TYPE_CONTROL : BN_TOKEN_TYPE_USER_DEFINED;
+        const int32_t ty =
+                cJSON_IsTrue(special) ? BN_TOKEN_TYPE_CONTROL : BN_TOKEN_TYPE_USER_DEFINED;
         if (hf_set_token(h, (long)id->valuedouble, content->valuestring, ty)) goto done;
         if (!strcmp(content->valuestring, "<|begin_of_text|>")) h->bos = (int32_t)id->valuedouble;
         if (!strcmp(content->valuestring, "<|end_of_text|>") ||
@@ -445,8 +469,10 @@ static int hf_write(bn_gguf_writer *w, hf_tok *h, size_t n_vocab)
     rc |= bn_gguf_writer_set_str(w, "tokenizer.ggml.pre", h->pre);
     rc |= bn_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)h->merges,
                                      h->n_merges);
-    if (h->bos >= 0) rc |= bn_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)h->bos);
-    if (h->eos >= 0) rc |= bn_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)h->eos);
+    if (h->bos >= 0)
+        rc |= bn_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)h->bos);
+    if (h->eos >= 0)
+        rc |= bn_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)h->eos);
     rc |= bn_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", h->bos >= 0);
     if (rc) return -1;
     if (n_vocab > h->v.n && vocab_pad(&h->v, n_vocab, 0, 1)) return -1;
@@ -511,8 +537,8 @@ static int add_norm(bn_gguf_writer *w, tensors *ts, rng *r, const char *name, in
 
 /* A rows x cols ternary matrix, uniform over {-1, 0, 1}, scaled for unit-variance
  * outputs from unit-variance inputs. q is scratch of rows * cols. */
-static int add_ternary(bn_gguf_writer *w, tensors *ts, rng *r, int type, const char *name,
-                       int rows, int cols, int8_t *q)
+static int add_ternary(bn_gguf_writer *w, tensors *ts, rng *r, int type, const char *name, int rows,
+                       int cols, int8_t *q)
 {
     const int64_t n = (int64_t)rows * cols;
     for (int64_t i = 0; i < n; i += 8) {
@@ -541,8 +567,8 @@ static int add_ternary(bn_gguf_writer *w, tensors *ts, rng *r, int type, const c
 }
 
 /* An F16 embedding matrix (rows of E) with elements of standard deviation sd. */
-static int add_f16_rows(bn_gguf_writer *w, tensors *ts, rng *r, const char *name, int rows,
-                        int E, float sd)
+static int add_f16_rows(bn_gguf_writer *w, tensors *ts, rng *r, const char *name, int rows, int E,
+                        float sd)
 {
     const size_t n = (size_t)rows * (size_t)E;
     uint16_t *d = tensors_alloc(ts, n * 2);
@@ -559,7 +585,7 @@ static int add_layers(bn_gguf_writer *w, tensors *ts, rng *r, const synth_opts *
     const int KV = s->KV * (s->E / s->H);
     int8_t *q = malloc((size_t)s->F * (size_t)s->E);
     if (!q) return -1;
-    static const char *const lin[7] = {"attn_q", "attn_k", "attn_v", "attn_output",
+    static const char *const lin[7] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
                                        "ffn_gate", "ffn_up", "ffn_down"};
     const int rows[7] = {s->E, KV, KV, s->E, s->F, s->F, s->E};
     const int cols[7] = {s->E, s->E, s->E, s->E, s->E, s->E, s->F};

@@ -132,12 +132,12 @@ char *mc_read_file(const char *path, size_t *len)
 static size_t utf8_len(const unsigned char *s, size_t left)
 {
     const unsigned c = s[0];
-    size_t k = c == 0                    ? 0
-               : c < 0x80                ? 1
-               : c >= 0xc2 && c <= 0xdf  ? 2
-               : (c & 0xf0) == 0xe0      ? 3
-               : c >= 0xf0 && c <= 0xf4  ? 4
-                                         : 0;
+    size_t k = c == 0                   ? 0
+               : c < 0x80               ? 1
+               : c >= 0xc2 && c <= 0xdf ? 2
+               : (c & 0xf0) == 0xe0     ? 3
+               : c >= 0xf0 && c <= 0xf4 ? 4
+                                        : 0;
     if (k == 0 || k > left) return 0;
     for (size_t i = 1; i < k; i++)
         if ((s[i] & 0xc0) != 0x80) return 0;

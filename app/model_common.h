@@ -29,7 +29,7 @@ int mc_parse_opt(const char *cmd, int argc, char **argv, int *i, mc_opts *o);
     "  -m, --model FILE  the GGUF model (required)\n"                                              \
     "  -t, --threads N   threads (default: one per core)\n"                                        \
     "  --batch N         prompt tokens evaluated at once (default 512)\n"                          \
-    "  --kv-f32          keep the KV cache in f32 (default f16)\n"                                  \
+    "  --kv-f32          keep the KV cache in f32 (default f16)\n"                                 \
     "  --lm-head TYPE    q8_0 (default): requantize the LM head at load; keep: the file's\n"
 
 typedef struct mc_session {

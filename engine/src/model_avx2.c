@@ -64,8 +64,49 @@ static void group4(const int8_t *qs, const uint16_t *d, int64_t E, int64_t g, in
     }
 }
 
-void bn__head_q8_rows_avx2(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
-                           int64_t r1, const int8_t *xq, const float *xd, float *y)
+void bn__head_q8_rows_avx2(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0, int64_t r1,
+                           const int8_t *xq, const float *xd, float *y)
 {
     for (int64_t g = r0 / ROWS; g * ROWS < r1; g++) group4(qs, d, E, g, r0, r1, xq, xd, y);
+}
+
+/* bn__model_q8_0_row with AVX2: the same bytes (roundf as truncation plus a correction
+ * by the exact remainder; a NaN or a scaled value out of range gives 0). */
+void bn__model_q8_0_row_avx2(const float *x, bn_block_q8_0 *y, int64_t n)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f);
+    const __m256 mhalf = _mm256_set1_ps(-0.5f), lim = _mm256_set1_ps(127.5f);
+    const __m256i one = _mm256_set1_epi32(1);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t b = 0; b < n / BN_QK8_0; b++) {
+        const float *xb = x + b * BN_QK8_0;
+        __m256 v[4], amax = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(xb + 8 * k);
+            amax = _mm256_max_ps(_mm256_andnot_ps(sign, v[k]), amax); /* NaN: keeps amax */
+        }
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        const float d = _mm_cvtss_f32(m) / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) {
+            const __m256 s = _mm256_mul_ps(v[k], _mm256_set1_ps(id));
+            __m256i t = _mm256_cvttps_epi32(s);
+            const __m256 f = _mm256_sub_ps(s, _mm256_cvtepi32_ps(t));
+            t = _mm256_add_epi32(
+                    t,
+                    _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(f, half, _CMP_GE_OQ)), one));
+            t = _mm256_sub_epi32(
+                    t, _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(f, mhalf, _CMP_LE_OQ)),
+                                        one));
+            const __m256 ok = _mm256_cmp_ps(_mm256_andnot_ps(sign, s), lim, _CMP_LE_OQ);
+            q[k] = _mm256_and_si256(t, _mm256_castps_si256(ok));
+        }
+        const __m256i p16 =
+                _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        _mm256_storeu_si256((__m256i *)y[b].qs, _mm256_permutevar8x32_epi32(p16, order));
+    }
 }

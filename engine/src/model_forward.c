@@ -39,17 +39,17 @@ struct bn_model_state {
     int64_t n_batch; /* scratch capacity in tokens */
     int64_t pos;     /* tokens in the cache */
     int kv_type;
-    size_t kv_elt;   /* bytes per cache element */
-    void *kc, *vc;   /* K and V cache */
+    size_t kv_elt;                                    /* bytes per cache element */
+    void *kc, *vc;                                    /* K and V cache */
     float *x, *h, *q, *kx, *vx, *att, *y, *gate, *up; /* see the file comment */
-    float *cs;       /* (T, n_rot): cos, sin of each rotated pair */
-    float *inv_freq; /* n_rot / 2 */
-    float *scores;   /* (nth, n_ctx) */
+    float *cs;         /* (T, n_rot): cos, sin of each rotated pair */
+    float *inv_freq;   /* n_rot / 2 */
+    float *scores;     /* (nth, n_ctx) */
     bn_block_q8_0 *x8; /* (T, n_embd / 32) for a Q8_0 LM head */
     int8_t *xq;        /* (T, n_embd): x8's values, for a split Q8_0 head */
     float *xd;         /* (T, n_embd / 32): x8's scales as f32 */
-    bn_qact qe;      /* quantized (T, n_embd) */
-    bn_qact qf;      /* quantized (T, n_ff) */
+    bn_qact qe;        /* quantized (T, n_embd) */
+    bn_qact qf;        /* quantized (T, n_ff) */
 };
 
 void bn_model_state_params_init(bn_model_state_params *p)
@@ -148,8 +148,8 @@ void bn_model_state_free(bn_model_state *st)
     if (!st) return;
     bn_free(st->kc);
     bn_free(st->vc);
-    float *bufs[] = {st->x,    st->h,  st->q,  st->att, st->y,        st->kx,
-                     st->vx,   st->gate, st->up, st->cs,  st->inv_freq, st->scores};
+    float *bufs[] = {st->x,  st->h,    st->q,  st->att, st->y,        st->kx,
+                     st->vx, st->gate, st->up, st->cs,  st->inv_freq, st->scores};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) bn_free(bufs[i]);
     bn_free(st->x8);
     bn_free(st->xq);
@@ -177,8 +177,7 @@ int64_t bn_model_state_n_ctx(const bn_model_state *st)
 size_t bn_model_state_kv_bytes(const bn_model_state *st)
 {
     const bn_model_hparams *h = &st->m->hp;
-    return 2 * (size_t)(h->n_layer * h->n_head_kv * h->head_dim) * (size_t)st->n_ctx *
-           st->kv_elt;
+    return 2 * (size_t)(h->n_layer * h->n_head_kv * h->head_dim) * (size_t)st->n_ctx * st->kv_elt;
 }
 
 size_t bn_model_state_kv_bytes_read(const bn_model_state *st)
@@ -235,8 +234,8 @@ float bn__model_quantize_act(const float *x, int64_t n, int8_t *q, int32_t *sum)
 static void quantize_rows(bn_qact *a, const float *x, int64_t t0, int64_t t1)
 {
     for (int64_t t = t0; t < t1; t++) {
-        const float s = bn__model_quantize_act(x + t * a->cols, a->cols, a->q + t * a->kpad,
-                                               &a->sum[t]);
+        const float s =
+                bn__model_quantize_act(x + t * a->cols, a->cols, a->q + t * a->kpad, &a->sum[t]);
         a->inv_scale[t] = 1.0f / s;
     }
 }
@@ -271,8 +270,7 @@ static void task_norm(void *arg, int tid, int nth)
     quantize_rows(j->qa, j->dst, t0, t1);
 }
 
-static void run_norm(job *j, const float *src, float *dst, const float *w, int64_t dim,
-                     bn_qact *qa)
+static void run_norm(job *j, const float *src, float *dst, const float *w, int64_t dim, bn_qact *qa)
 {
     j->src = src;
     j->dst = dst;
@@ -339,7 +337,8 @@ static void task_qkv(void *arg, int tid, int nth)
         for (int64_t g = va; g < vb; g++) {
             const float *vr = st->vx + t * KV + g * d;
             const size_t base = ((size_t)j->il * (size_t)nkv + (size_t)g) * (size_t)d;
-            for (int64_t i = 0; i < d; i++) store(st, st->vc, (base + (size_t)i) * n_ctx + p, vr[i]);
+            for (int64_t i = 0; i < d; i++)
+                store(st, st->vc, (base + (size_t)i) * n_ctx + p, vr[i]);
         }
     }
 }
@@ -552,7 +551,7 @@ static void head_forward(job *j, float *logits)
         if (m->hp.head_type != BN_TYPE_Q8_0) continue;
         const int64_t nb = E / BN_QK8_0;
         bn_block_q8_0 *blk = st->x8 + i * nb;
-        bn__model_q8_0_row(hn, blk, E);
+        bn__model_q8_0_row_fn(m->k)(hn, blk, E);
         for (int64_t b = 0; b < nb && m->head_rows; b++) {
             memcpy(st->xq + i * E + b * BN_QK8_0, blk[b].qs, BN_QK8_0);
             st->xd[i * nb + b] = bn_f16_to_f32(blk[b].d);

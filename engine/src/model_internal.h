@@ -23,9 +23,13 @@ typedef void (*bn__head_rows_fn)(const int8_t *qs, const uint16_t *d, int64_t E,
 void bn__head_q8_rows_ref(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0, int64_t r1,
                           const int8_t *xq, const float *xd, float *y);
 #if defined(__x86_64__) || defined(__i386__)
-void bn__head_q8_rows_avx2(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
-                           int64_t r1, const int8_t *xq, const float *xd, float *y);
+void bn__head_q8_rows_avx2(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0, int64_t r1,
+                           const int8_t *xq, const float *xd, float *y);
+void bn__model_q8_0_row_avx2(const float *x, bn_block_q8_0 *y, int64_t n);
 #endif
+/* bn__model_q8_0_row or its AVX2 twin, as the CPU allows (NULL kernels: any). */
+typedef void (*bn__q8_row_fn)(const float *x, bn_block_q8_0 *y, int64_t n);
+bn__q8_row_fn bn__model_q8_0_row_fn(const bn_kernels *k);
 
 typedef struct bn__layer {
     const float *attn_norm;     /* n_embd */
@@ -40,12 +44,12 @@ struct bn_model {
     bn_gguf *g;
     const bn_kernels *k;
     bn_model_hparams hp;
-    bn__layer *layers;   /* n_layer */
-    float *norms;        /* every norm vector, one allocation */
+    bn__layer *layers; /* n_layer */
+    float *norms;      /* every norm vector, one allocation */
     const float *output_norm;
-    const void *embd;    /* n_vocab rows of embd_row_bytes, in the mapping */
+    const void *embd; /* n_vocab rows of embd_row_bytes, in the mapping */
     size_t embd_row_bytes;
-    const void *head;    /* the LM head: n_vocab rows of head_row_bytes */
+    const void *head; /* the LM head: n_vocab rows of head_row_bytes */
     size_t head_row_bytes;
     /* The head as Q8_0 split into values and scales (owned), when requantized at load:
      * row r's 32-value block b is at head_qs + bn__head_block_offset(), its f16 scale
@@ -54,7 +58,7 @@ struct bn_model {
     uint16_t *head_d;
     bn__head_rows_fn head_rows;
     size_t weight_bytes;
-    size_t tmat_bytes;   /* of the ternary matrices alone */
+    size_t tmat_bytes; /* of the ternary matrices alone */
 };
 
 extern const char *const bn__lin_names[BN__N_LIN];

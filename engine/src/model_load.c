@@ -48,8 +48,8 @@ static bn_status hp_int(bn_model *m, const char *key, int required, int64_t def,
         return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "%s: not an integer", name);
     }
     if (v < lo || v > hi)
-        return bn_ctx_set_error(m->ctx, BN_ERR_RANGE, "%s: %lld is out of range [%lld, %lld]",
-                                name, (long long)v, (long long)lo, (long long)hi);
+        return bn_ctx_set_error(m->ctx, BN_ERR_RANGE, "%s: %lld is out of range [%lld, %lld]", name,
+                                (long long)v, (long long)lo, (long long)hi);
     *out = v;
     return BN_OK;
 }
@@ -174,8 +174,8 @@ static bn_status get_tensor(bn_model *m, const char *name, int64_t rows, int64_t
     if (want_dims == 1)
         return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "%s: shape %s, expected %lld", name, got,
                                 (long long)cols);
-    return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "%s: shape %s, expected %lldx%lld", name,
-                            got, (long long)rows, (long long)cols);
+    return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "%s: shape %s, expected %lldx%lld", name, got,
+                            (long long)rows, (long long)cols);
 }
 
 /* A norm vector of n floats into dst (F32, F16 or BF16 in the file). */
@@ -201,8 +201,8 @@ static bn_status load_norm(bn_model *m, const char *name, int64_t n, float *dst)
     }
     for (int64_t i = 0; i < n; i++)
         if (!isfinite(dst[i]))
-            return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "%s: element %lld is not finite",
-                                    name, (long long)i);
+            return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "%s: element %lld is not finite", name,
+                                    (long long)i);
     return BN_OK;
 }
 
@@ -224,8 +224,8 @@ static bn_status apply_scale_tensor(bn_model *m, const char *base, bn_tmat *w)
     const bn_gguf_tensor *t = bn_gguf_find_tensor(m->g, name);
     if (!t) return BN_OK;
     if (t->type != BN_TYPE_F32 || t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3] != 1)
-        return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "%s: expected one f32, got %s x%lld",
-                                name, bn_type_name(t->type),
+        return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "%s: expected one f32, got %s x%lld", name,
+                                bn_type_name(t->type),
                                 (long long)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]));
     float s;
     memcpy(&s, t->data, sizeof s);
@@ -248,8 +248,8 @@ static bn_status load_ternary(bn_model *m, const bn_model_params *p, int layer, 
     case BN_TYPE_I2_S:
         if (cols % BN_QK_I2S != 0)
             return bn_ctx_set_error(m->ctx, BN_ERR_UNSUPPORTED,
-                                    "%s: i2_s rows of %lld weights (not a multiple of 128)",
-                                    name, (long long)cols);
+                                    "%s: i2_s rows of %lld weights (not a multiple of 128)", name,
+                                    (long long)cols);
         rc = bn_tmat_from_i2s(w, t->data, t->size, rows, cols);
         break;
     case BN_TYPE_TQ2_0:
@@ -268,11 +268,11 @@ static bn_status load_ternary(bn_model *m, const bn_model_params *p, int layer, 
     }
     if (rc == BN_ERR_NOMEM) return bn_ctx_set_error(m->ctx, rc, "%s: out of memory", name);
     if (rc == BN_ERR_UNSUPPORTED)
-        return bn_ctx_set_error(m->ctx, rc, "%s: %s blocks of one row have different scales",
-                                name, bn_type_name(type));
+        return bn_ctx_set_error(m->ctx, rc, "%s: %s blocks of one row have different scales", name,
+                                bn_type_name(type));
     if (rc != BN_OK)
-        return bn_ctx_set_error(m->ctx, rc, "%s: invalid %s data (%s)", name,
-                                bn_type_name(type), bn_status_str(rc));
+        return bn_ctx_set_error(m->ctx, rc, "%s: invalid %s data (%s)", name, bn_type_name(type),
+                                bn_status_str(rc));
     for (int64_t r = 0; r < rows; r++)
         if (!isfinite(w->scales[r]))
             return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "%s: scale is not finite", name);
@@ -302,8 +302,7 @@ static bn_status load_layer(bn_model *m, const bn_model_params *p, int il, float
         *slots[i] = dst;
         dst += norm_len[i];
     }
-    const int64_t shape[BN__N_LIN][2] = {{E, E}, {KV, E}, {KV, E}, {E, E},
-                                         {F, E}, {F, E},  {E, F}};
+    const int64_t shape[BN__N_LIN][2] = {{E, E}, {KV, E}, {KV, E}, {E, E}, {F, E}, {F, E}, {E, F}};
     for (int i = 0; i < BN__N_LIN && rc == BN_OK; i++)
         rc = load_ternary(m, p, il, i, shape[i][0], shape[i][1], &L->w[i]);
     return rc;
@@ -352,6 +351,7 @@ typedef struct requant_job {
     float *tmp;           /* (threads, n_embd) */
     bn_block_q8_0 *blk;   /* (threads, n_embd / 32) */
     const float *f16_lut; /* all 65536 f16 values as f32 */
+    bn__q8_row_fn q8_row;
 } requant_job;
 
 /* roundf (half away from zero) for |v| < 2^22, without a libm call. */
@@ -400,7 +400,7 @@ static void requant_rows(void *arg, int tid, int nth)
             } else {
                 memcpy(row, src, (size_t)E * sizeof(float));
             }
-            bn__model_q8_0_row(row, blk, E);
+            j->q8_row(row, blk, E);
         }
         for (int64_t b = 0; b < nb; b++) {
             m->head_d[(size_t)r * (size_t)nb + (size_t)b] = blk[b].d;
@@ -411,11 +411,30 @@ static void requant_rows(void *arg, int tid, int nth)
     }
 }
 
-static bn__head_rows_fn pick_head_rows(const bn_model *m)
+static int use_avx2(const bn_kernels *k)
 {
 #if defined(__x86_64__) || defined(__i386__)
     const bn_cpu_info *c = bn_cpu_info_get();
-    if (m->k != bn_kernels_ref() && c->avx2 && c->fma && c->f16c) return bn__head_q8_rows_avx2;
+    return k != bn_kernels_ref() && c->avx2 && c->fma && c->f16c;
+#else
+    (void)k;
+    return 0;
+#endif
+}
+
+bn__q8_row_fn bn__model_q8_0_row_fn(const bn_kernels *k)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (use_avx2(k ? k : bn_kernels_get())) return bn__model_q8_0_row_avx2;
+#endif
+    (void)k;
+    return bn__model_q8_0_row;
+}
+
+static bn__head_rows_fn pick_head_rows(const bn_model *m)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (use_avx2(m->k)) return bn__head_q8_rows_avx2;
 #endif
     (void)m;
     return bn__head_q8_rows_ref;
@@ -434,7 +453,7 @@ static bn_status requantize_head(bn_model *m, const bn_model_params *p)
     const size_t V = (size_t)h->n_vocab, E = (size_t)h->n_embd, nb = E / BN_QK8_0;
     bn_threadpool *pool = bn_ctx_pool(m->ctx);
     const size_t nth = (size_t)bn_pool_size(pool);
-    requant_job j = {m, NULL, NULL, NULL};
+    requant_job j = {m, NULL, NULL, NULL, bn__model_q8_0_row_fn(m->k)};
     float *lut = bn_malloc(65536 * sizeof(float));
     /* rows padded to a group of 4 (zeros); huge pages where the system gives them on
      * request, for a stream of hundreds of MB read once per token */
@@ -491,8 +510,7 @@ static bn_status load_weights(bn_model *m, const bn_model_params *p)
     return rc;
 }
 
-bn_status bn_model_load(bn_ctx *ctx, const char *path, const bn_model_params *p,
-                        bn_model **out)
+bn_status bn_model_load(bn_ctx *ctx, const char *path, const bn_model_params *p, bn_model **out)
 {
     BN_ASSERT(ctx && path && out);
     *out = NULL;
@@ -570,7 +588,8 @@ size_t bn_model_file_size(const bn_model *m)
 size_t bn_model_bytes_per_token(const bn_model *m)
 {
     const bn_model_hparams *h = &m->hp;
-    const size_t norms = ((size_t)(3 * h->n_embd + h->n_ff) * (size_t)h->n_layer +
-                          (size_t)h->n_embd) * sizeof(float);
+    const size_t norms =
+            ((size_t)(3 * h->n_embd + h->n_ff) * (size_t)h->n_layer + (size_t)h->n_embd) *
+            sizeof(float);
     return m->tmat_bytes + norms + m->head_row_bytes * (size_t)h->n_vocab;
 }

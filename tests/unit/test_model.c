@@ -29,8 +29,7 @@ static char g_dir[64];
 enum { N_LIN = 7 };
 static const char *const lin_names[N_LIN] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
                                              "ffn_gate", "ffn_up", "ffn_down"};
-static const char *const norm_names[4] = {"attn_norm", "attn_sub_norm", "ffn_norm",
-                                          "ffn_sub_norm"};
+static const char *const norm_names[4] = {"attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm"};
 
 typedef struct cfg {
     const char *arch;
@@ -45,15 +44,15 @@ typedef struct cfg {
 /* The model as the reference sees it (every value exactly what the file holds). */
 typedef struct tmodel {
     cfg c;
-    float *embd;               /* V x E, as stored (f16/q8_0 rounded) */
-    uint8_t *embd_raw;         /* the stored bytes */
+    float *embd;       /* V x E, as stored (f16/q8_0 rounded) */
+    uint8_t *embd_raw; /* the stored bytes */
     size_t embd_bytes;
-    float *out;                /* V x E when untied */
+    float *out; /* V x E when untied */
     float *norms[MAX_LAYER][4];
     float *out_norm;
-    int8_t *w[MAX_LAYER][N_LIN];  /* rows x cols ternary */
-    float ws[MAX_LAYER][N_LIN];   /* the tensor's scale (f16-exact) */
-    float wst[MAX_LAYER][N_LIN];  /* the .scale tensor's value (1 when none) */
+    int8_t *w[MAX_LAYER][N_LIN]; /* rows x cols ternary */
+    float ws[MAX_LAYER][N_LIN];  /* the tensor's scale (f16-exact) */
+    float wst[MAX_LAYER][N_LIN]; /* the .scale tensor's value (1 when none) */
 } tmodel;
 
 static uint64_t g_rng = 88172645463325252ull;
@@ -187,8 +186,7 @@ static void add_t(bn_gguf_writer *w, const breakage *br, const char *name, int t
         ne[0] = rows;
         ne[1] = cols;
     }
-    assert_int_equal(bn_gguf_writer_add_tensor(w, name, type, rows ? 2 : 1, ne, data, size),
-                     BN_OK);
+    assert_int_equal(bn_gguf_writer_add_tensor(w, name, type, rows ? 2 : 1, ne, data, size), BN_OK);
 }
 
 static void set_key_u32(bn_gguf_writer *w, const breakage *br, const char *arch, const char *key,
@@ -382,7 +380,8 @@ static void ref_forward(const tmodel *m, const int32_t *tok, int n, int kv_f16, 
                 for (int p = 0; p <= t; p++) sc[p] *= 1.0f / sum;
                 for (int i = 0; i < d; i++) {
                     float a = 0;
-                    for (int p = 0; p <= t; p++) a += Vc[((size_t)l * n + p) * KV + gg * d + i] * sc[p];
+                    for (int p = 0; p <= t; p++)
+                        a += Vc[((size_t)l * n + p) * KV + gg * d + i] * sc[p];
                     att[hh * d + i] = a;
                 }
             }
@@ -420,16 +419,37 @@ static void ref_forward(const tmodel *m, const int32_t *tok, int n, int kv_f16, 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
 static const cfg CFG_A = {
-        .arch = "bitnet-b1.58", .n_layer = 3, .E = 256, .F = 768, .nh = 4, .nkv = 2,
-        .n_rot = 64, .V = 301, .n_ctx = 64, .eps = 1e-5f, .base = 500000.0f,
-        .embd_type = BN_TYPE_F16, .vocab_key = 1,
+        .arch = "bitnet-b1.58",
+        .n_layer = 3,
+        .E = 256,
+        .F = 768,
+        .nh = 4,
+        .nkv = 2,
+        .n_rot = 64,
+        .V = 301,
+        .n_ctx = 64,
+        .eps = 1e-5f,
+        .base = 500000.0f,
+        .embd_type = BN_TYPE_F16,
+        .vocab_key = 1,
 };
 /* The older architecture: SiLU, Q8_0 embeddings, output.weight, .scale tensors, RoPE on
  * part of each head, 6 heads on 3 KV heads, no vocab_size key. */
 static const cfg CFG_B = {
-        .arch = "bitnet", .n_layer = 2, .E = 384, .F = 640, .nh = 6, .nkv = 3,
-        .n_rot = 32, .V = 257, .n_ctx = 48, .eps = 1e-6f, .base = 10000.0f,
-        .embd_type = BN_TYPE_Q8_0, .untied = 1, .with_scales = 1,
+        .arch = "bitnet",
+        .n_layer = 2,
+        .E = 384,
+        .F = 640,
+        .nh = 6,
+        .nkv = 3,
+        .n_rot = 32,
+        .V = 257,
+        .n_ctx = 48,
+        .eps = 1e-6f,
+        .base = 10000.0f,
+        .embd_type = BN_TYPE_Q8_0,
+        .untied = 1,
+        .with_scales = 1,
 };
 
 static void path_for(char *buf, size_t n, const char *name)
@@ -501,8 +521,9 @@ static void check_rows(const float *got, const float *ref, int n, int V, int str
         worst = d > worst ? d : worst;
         mean += d / n;
     }
-    print_message("    %s, %2d tokens: max |diff| / max |logit| = %.2e, mean %.2e (%d above %.0e)\n",
-                  what, n, worst, mean, loose, REF_TOL);
+    print_message(
+            "    %s, %2d tokens: max |diff| / max |logit| = %.2e, mean %.2e (%d above %.0e)\n",
+            what, n, worst, mean, loose, REF_TOL);
     if (strict) {
         assert_true(worst < REF_TOL);
     } else {
@@ -530,7 +551,8 @@ static void check_against_reference(const tmodel *tm, const char *path, int kv_t
         snprintf(what, sizeof what, "%s %s kv %s head %s", tm->c.arch,
                  k ? k->name : bn_kernels_get()->name, bn_type_name(kv_type),
                  bn_type_name(bn_model_hparams_get(m)->head_type));
-        check_rows(got, ref, n, V, bn_kernels_get() == bn_kernels_ref() || k == bn_kernels_ref(), what);
+        check_rows(got, ref, n, V, bn_kernels_get() == bn_kernels_ref() || k == bn_kernels_ref(),
+                   what);
         bn_model_state_free(st);
         free(ref);
         free(got);
@@ -856,8 +878,12 @@ static void test_q8_0_requant(void **state)
             for (int j = 1; j < 8; j++) x[blk * 32 + j] = (float)(int)(frand() * 120) + 0.5f;
         }
         if (rep == 0) memset(x, 0, 32 * sizeof(float)); /* an all-zero block */
+        if (rep == 1) x[40] = 1e-30f, x[41] = -3e-39f;  /* tiny and subnormal */
         bn_quantize_row_q8_0(x, a, N);
         bn__model_q8_0_row(x, b, N);
+        assert_memory_equal(a, b, sizeof a);
+        memset(b, 0, sizeof b);
+        bn__model_q8_0_row_fn(NULL)(x, b, N); /* the SIMD twin where the CPU has it */
         assert_memory_equal(a, b, sizeof a);
     }
     free(x);

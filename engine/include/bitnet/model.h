@@ -90,7 +90,7 @@ typedef enum bn_model_act {
 #define BN_MODEL_MAX_CTX   (1 << 24)
 
 typedef struct bn_model_hparams {
-    char arch[32];       /* "bitnet-b1.58" or "bitnet" */
+    char arch[32]; /* "bitnet-b1.58" or "bitnet" */
     bn_model_act act;
     int64_t n_vocab;
     int64_t n_ctx_train; /* context_length */
@@ -99,14 +99,14 @@ typedef struct bn_model_hparams {
     int64_t n_ff;
     int64_t n_head;
     int64_t n_head_kv;
-    int64_t head_dim;    /* n_embd / n_head */
-    int64_t n_rot;       /* rotated dimensions of a head (even, <= head_dim) */
-    float eps;           /* RMSNorm epsilon */
-    float rope_base;     /* rope.freq_base */
-    int weight_type;     /* bn_type of the ternary weights (of attn_q in layer 0) */
-    int embd_type;       /* bn_type of token_embd */
-    int head_type;       /* bn_type of the LM head */
-    int tied;            /* 1 when token_embd is also the LM head */
+    int64_t head_dim; /* n_embd / n_head */
+    int64_t n_rot;    /* rotated dimensions of a head (even, <= head_dim) */
+    float eps;        /* RMSNorm epsilon */
+    float rope_base;  /* rope.freq_base */
+    int weight_type;  /* bn_type of the ternary weights (of attn_q in layer 0) */
+    int embd_type;    /* bn_type of token_embd */
+    int head_type;    /* bn_type of the LM head */
+    int tied;         /* 1 when token_embd is also the LM head */
 } bn_model_hparams;
 
 typedef struct bn_model_params {
@@ -126,8 +126,7 @@ void bn_model_params_init(bn_model_params *p);
  * BN_ERR_UNSUPPORTED (another architecture, a tensor type we do not run), BN_ERR_RANGE
  * (a dimension over the limits), BN_ERR_NOMEM; each with a one-line message on ctx.
  * p may be NULL for defaults. ctx must outlive the model. */
-bn_status bn_model_load(bn_ctx *ctx, const char *path, const bn_model_params *p,
-                        bn_model **out);
+bn_status bn_model_load(bn_ctx *ctx, const char *path, const bn_model_params *p, bn_model **out);
 void bn_model_free(bn_model *m); /* NULL is fine */
 
 const bn_model_hparams *bn_model_hparams_get(const bn_model *m);
@@ -157,8 +156,7 @@ void bn_model_state_params_init(bn_model_state_params *p);
 
 /* BN_ERR_RANGE when n_ctx exceeds the model's context_length (or the limits);
  * BN_ERR_INVALID for another kv_type; BN_ERR_NOMEM. p may be NULL for defaults. */
-bn_status bn_model_state_new(bn_model *m, const bn_model_state_params *p,
-                             bn_model_state **out);
+bn_status bn_model_state_new(bn_model *m, const bn_model_state_params *p, bn_model_state **out);
 void bn_model_state_free(bn_model_state *st); /* NULL is fine */
 
 /* Empties the cache: the next evaluation starts at position 0. */
