@@ -236,9 +236,10 @@ static int report(const gen_opts *o, mc_session *s, const gen_result *r)
         fflush(stdout);
         fprintf(stderr,
                 "prompt: %zu tokens in %.3f s, %.2f tokens/s; generation: %zu tokens, %.2f "
-                "tokens/s (%s, %d threads, stop: %s)\n",
+                "tokens/s (%s, %d threads, stop: %s; weights %.0f MB, KV cache %.0f MB)\n",
                 r->n_prompt, r->prompt_s, pp, r->n_gen, tg, mc_kernels_name(),
-                bn_ctx_n_threads(s->ctx), r->stop);
+                bn_ctx_n_threads(s->ctx), r->stop, (double)bn_model_weight_bytes(s->model) / 1e6,
+                (double)bn_model_state_kv_bytes(s->st) / 1e6);
         return BN_EXIT_OK;
     }
     char *text = NULL, *clean = NULL;

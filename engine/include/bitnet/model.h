@@ -135,8 +135,9 @@ int64_t bn_model_n_ctx_train(const bn_model *m);
 /* The model's GGUF reader (for the tokenizer and metadata); owned by the model. */
 const bn_gguf *bn_model_gguf(const bn_model *m);
 bn_ctx *bn_model_ctx(const bn_model *m);
-/* Bytes of weights as held at run time (repacked ternary matrices, norms, embeddings
- * and LM head), and the size of the file. */
+/* Bytes of weights as held at run time (repacked ternary matrices, norms, token_embd
+ * and the LM head; token_embd stays in the file mapping, where only the rows looked up
+ * become resident once a requantized head has replaced it), and the size of the file. */
 size_t bn_model_weight_bytes(const bn_model *m);
 size_t bn_model_file_size(const bn_model *m);
 /* Bytes one generated token reads: ternary weights, norms and the LM head (the KV cache
