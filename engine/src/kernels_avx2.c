@@ -171,12 +171,17 @@ INLINE __m256i tok_block(__m256i s, __m256i c0, __m256i c1, __m256i c2, __m256i 
  * activations xp[j] (both at the chunk's start), for j < nt (a constant after
  * inlining). The block's four code vectors stay in registers for all tokens. */
 INLINE void gemm_row_chunk(const uint8_t *c, const int8_t *const *xp, int64_t nblk, int nt,
-                           __m256i *acc)
+                           int prefetch, __m256i *acc)
 {
     const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
     __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0,
             s7 = s0;
     for (int64_t b = 0; b < nblk; b++) {
+        if (prefetch) {
+            const char *pf = (const char *)c + b * BN__TMAT_BSTRIDE + GEMV_PREFETCH;
+            _mm_prefetch(pf, _MM_HINT_T0);
+            _mm_prefetch(pf + 64, _MM_HINT_T0);
+        }
         const __m256i v = ld(c + b * BN__TMAT_BSTRIDE);
         const __m256i c0 = _mm256_and_si256(_mm256_srli_epi16(v, 6), m3);
         const __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m3);
@@ -202,38 +207,40 @@ INLINE void gemm_row_chunk(const uint8_t *c, const int8_t *const *xp, int64_t nb
 }
 
 static void gemm_row_chunk_nt(const uint8_t *c, const int8_t *const *xp, int64_t nblk, int nt,
-                              __m256i *acc)
+                              int prefetch, __m256i *acc)
 {
     switch (nt) {
     case 8:
-        gemm_row_chunk(c, xp, nblk, 8, acc);
+        gemm_row_chunk(c, xp, nblk, 8, prefetch, acc);
         break;
     case 7:
-        gemm_row_chunk(c, xp, nblk, 7, acc);
+        gemm_row_chunk(c, xp, nblk, 7, prefetch, acc);
         break;
     case 6:
-        gemm_row_chunk(c, xp, nblk, 6, acc);
+        gemm_row_chunk(c, xp, nblk, 6, prefetch, acc);
         break;
     case 5:
-        gemm_row_chunk(c, xp, nblk, 5, acc);
+        gemm_row_chunk(c, xp, nblk, 5, prefetch, acc);
         break;
     case 4:
-        gemm_row_chunk(c, xp, nblk, 4, acc);
+        gemm_row_chunk(c, xp, nblk, 4, prefetch, acc);
         break;
     case 3:
-        gemm_row_chunk(c, xp, nblk, 3, acc);
+        gemm_row_chunk(c, xp, nblk, 3, prefetch, acc);
         break;
     case 2:
-        gemm_row_chunk(c, xp, nblk, 2, acc);
+        gemm_row_chunk(c, xp, nblk, 2, prefetch, acc);
         break;
     default:
-        gemm_row_chunk(c, xp, nblk, 1, acc);
+        gemm_row_chunk(c, xp, nblk, 1, prefetch, acc);
         break;
     }
 }
 
-/* Rows [r0, r1) in blocks of GEMM_RB; per block, token tiles of GEMM_NT; per tile, K in
- * chunks of CHUNK blocks so that the tile's activations (8 x 2 KiB) stay in L1. */
+/* Rows [r0, r1) in blocks of GEMM_RB rows; per block, token tiles of GEMM_NT; per tile,
+ * row group by row group (one sequential stream of codes, prefetched ahead while the
+ * first tile reads it from memory), K in chunks of CHUNK blocks whose activations
+ * (8 tokens x 2 KiB) stay in L1 for the group's rows. */
 static void gemm(const bn_tmat *w, const bn_qact *x, int32_t *acc, float *y, int64_t ldy,
                  int64_t r0, int64_t r1)
 {
@@ -245,13 +252,20 @@ static void gemm(const bn_tmat *w, const bn_qact *x, int32_t *acc, float *y, int
             const int nt = (int)(x->n_tok - t0 < GEMM_NT ? x->n_tok - t0 : GEMM_NT);
             for (int i = 0; i < nr; i++)
                 for (int j = 0; j < nt; j++) a[i][j] = _mm256_setzero_si256();
-            for (int64_t b0 = 0; b0 < nb; b0 += CHUNK) {
-                const int64_t nblk = nb - b0 < CHUNK ? nb - b0 : CHUNK;
-                const int8_t *xp[GEMM_NT];
-                for (int j = 0; j < nt; j++)
-                    xp[j] = x->q + (t0 + j) * x->kpad + b0 * BN_TMAT_KBLOCK;
-                for (int i = 0; i < nr; i++)
-                    gemm_row_chunk_nt(bn__tmat_block(w, rb + i, b0), xp, nblk, nt, a[i]);
+            for (int g = 0; g < nr;) {
+                /* rows g .. ge-1: the rest of row rb+g's group */
+                const int64_t left = BN_TMAT_RGROUP - (rb + g) % BN_TMAT_RGROUP;
+                const int ge = (int)(nr - g < left ? nr : g + left);
+                for (int64_t b0 = 0; b0 < nb; b0 += CHUNK) {
+                    const int64_t nblk = nb - b0 < CHUNK ? nb - b0 : CHUNK;
+                    const int8_t *xp[GEMM_NT];
+                    for (int j = 0; j < nt; j++)
+                        xp[j] = x->q + (t0 + j) * x->kpad + b0 * BN_TMAT_KBLOCK;
+                    for (int i = g; i < ge; i++)
+                        gemm_row_chunk_nt(bn__tmat_block(w, rb + i, b0), xp, nblk, nt,
+                                          t0 == 0 && i == g, a[i]);
+                }
+                g = ge;
             }
             for (int i = 0; i < nr; i++)
                 for (int j = 0; j < nt; j++)

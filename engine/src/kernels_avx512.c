@@ -137,13 +137,18 @@ static void gemv(const bn_tmat *w, const bn_qact *x, int32_t *acc, float *y, int
 /* acc[j] += sum c*x over nblk blocks of one row's codes c and token j's activations
  * xp[j] (both at the chunk's start), for j < nt (a constant after inlining). */
 INLINE void gemm_row_chunk(const uint8_t *c, const int8_t *const *xp, int64_t nblk, int nt,
-                           __m512i *acc)
+                           int prefetch, __m512i *acc)
 {
     const __m512i m3 = _mm512_set1_epi8(3), k64 = counts(6, 4), k20 = counts(2, 0);
     __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
             a7 = a0;
     __m512i h0 = a0, h1 = a0, h2 = a0, h3 = a0, h4 = a0, h5 = a0, h6 = a0, h7 = a0;
     for (int64_t b = 0; b < nblk; b++) {
+        if (prefetch) {
+            const char *pf = (const char *)c + b * BN__TMAT_BSTRIDE + GEMV_PREFETCH;
+            _mm_prefetch(pf, _MM_HINT_T0);
+            _mm_prefetch(pf + 64, _MM_HINT_T0);
+        }
         const __m512i v = ld_codes(c + b * BN__TMAT_BSTRIDE);
         const __m512i lo = _mm512_and_si512(_mm512_srlv_epi16(v, k64), m3);
         const __m512i hi = _mm512_and_si512(_mm512_srlv_epi16(v, k20), m3);
@@ -167,36 +172,38 @@ INLINE void gemm_row_chunk(const uint8_t *c, const int8_t *const *xp, int64_t nb
 }
 
 static void gemm_row_chunk_nt(const uint8_t *c, const int8_t *const *xp, int64_t nblk, int nt,
-                              __m512i *acc)
+                              int prefetch, __m512i *acc)
 {
     switch (nt) {
     case 8:
-        gemm_row_chunk(c, xp, nblk, 8, acc);
+        gemm_row_chunk(c, xp, nblk, 8, prefetch, acc);
         break;
     case 7:
-        gemm_row_chunk(c, xp, nblk, 7, acc);
+        gemm_row_chunk(c, xp, nblk, 7, prefetch, acc);
         break;
     case 6:
-        gemm_row_chunk(c, xp, nblk, 6, acc);
+        gemm_row_chunk(c, xp, nblk, 6, prefetch, acc);
         break;
     case 5:
-        gemm_row_chunk(c, xp, nblk, 5, acc);
+        gemm_row_chunk(c, xp, nblk, 5, prefetch, acc);
         break;
     case 4:
-        gemm_row_chunk(c, xp, nblk, 4, acc);
+        gemm_row_chunk(c, xp, nblk, 4, prefetch, acc);
         break;
     case 3:
-        gemm_row_chunk(c, xp, nblk, 3, acc);
+        gemm_row_chunk(c, xp, nblk, 3, prefetch, acc);
         break;
     case 2:
-        gemm_row_chunk(c, xp, nblk, 2, acc);
+        gemm_row_chunk(c, xp, nblk, 2, prefetch, acc);
         break;
     default:
-        gemm_row_chunk(c, xp, nblk, 1, acc);
+        gemm_row_chunk(c, xp, nblk, 1, prefetch, acc);
         break;
     }
 }
 
+/* As on AVX2: row blocks, token tiles, then row group by row group (one prefetched
+ * stream of codes on the first tile) with K in chunks whose activations stay in L1. */
 static void gemm(const bn_tmat *w, const bn_qact *x, int32_t *acc, float *y, int64_t ldy,
                  int64_t r0, int64_t r1)
 {
@@ -208,13 +215,19 @@ static void gemm(const bn_tmat *w, const bn_qact *x, int32_t *acc, float *y, int
             const int nt = (int)(x->n_tok - t0 < GEMM_NT ? x->n_tok - t0 : GEMM_NT);
             for (int i = 0; i < nr; i++)
                 for (int j = 0; j < nt; j++) a[i][j] = _mm512_setzero_si512();
-            for (int64_t b0 = 0; b0 < nb; b0 += CHUNK) {
-                const int64_t nblk = nb - b0 < CHUNK ? nb - b0 : CHUNK;
-                const int8_t *xp[GEMM_NT];
-                for (int j = 0; j < nt; j++)
-                    xp[j] = x->q + (t0 + j) * x->kpad + b0 * BN_TMAT_KBLOCK;
-                for (int i = 0; i < nr; i++)
-                    gemm_row_chunk_nt(bn__tmat_block(w, rb + i, b0), xp, nblk, nt, a[i]);
+            for (int g = 0; g < nr;) {
+                const int64_t left = BN_TMAT_RGROUP - (rb + g) % BN_TMAT_RGROUP;
+                const int ge = (int)(nr - g < left ? nr : g + left);
+                for (int64_t b0 = 0; b0 < nb; b0 += CHUNK) {
+                    const int64_t nblk = nb - b0 < CHUNK ? nb - b0 : CHUNK;
+                    const int8_t *xp[GEMM_NT];
+                    for (int j = 0; j < nt; j++)
+                        xp[j] = x->q + (t0 + j) * x->kpad + b0 * BN_TMAT_KBLOCK;
+                    for (int i = g; i < ge; i++)
+                        gemm_row_chunk_nt(bn__tmat_block(w, rb + i, b0), xp, nblk, nt,
+                                          t0 == 0 && i == g, a[i]);
+                }
+                g = ge;
             }
             for (int i = 0; i < nr; i++)
                 for (int j = 0; j < nt; j++)
