@@ -409,8 +409,9 @@ void bn_tmatmul(bn_threadpool *pool, const bn_kernels *k, const bn_tmat *w, cons
     BN_ASSERT(w->cols == x->cols);
     if (x->n_tok < 1) return;
     tmatmul_job j = {k ? k : bn_kernels_get(), w, x, y};
-    /* Row ranges in multiples of 48 (a multiple of every kernel's row tile) keep each
-     * thread's rows contiguous; a GEMV uses finer 32-row steps for balance. */
+    /* Each thread gets one contiguous range of whole row groups (a GEMV reads them as one
+     * stream): multiples of 32 rows for a GEMV, of 48 (three GEMM row blocks of 16) for
+     * a batch. */
     const int64_t grain = x->n_tok == 1 ? 32 : 48;
     bn_pool_parallel_for(pool, w->rows, grain, tmatmul_range, &j);
 }
