@@ -1,9 +1,11 @@
 /*
  * model_forward.c - the BitNet b1.58 forward pass over a KV cache.
  *
- * One batch of T tokens goes through each layer in these phases; the per-token norms
- * run on the pool when T > 1 and on the calling thread when T = 1, so a generated token
- * costs five pool synchronisations per layer:
+ * One batch of T tokens is one bn_pool_run: every thread of the pool walks the layers
+ * and the phases below, separated by barriers (spin, then yield). With T = 1 the
+ * per-token norms are computed by every thread into its own buffers, so a generated
+ * token costs five barriers per layer; with T > 1 the tokens of a norm are split among
+ * the threads, followed by a barrier.
  *
  *   norm     h = RMSNorm(x) * attn_norm, quantized to int8 once       (per token)
  *   qkv      q, k, v = h Wq, h Wk, h Wv; RoPE on q and k; k, v into the cache
@@ -21,6 +23,8 @@
  * position), so that both attention products are contiguous dot products.
  */
 #include <math.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -42,15 +46,28 @@ struct bn_model_state {
     size_t kv_elt;                                    /* bytes per cache element */
     void *kc, *vc;                                    /* K and V cache */
     float *x, *h, *q, *kx, *vx, *att, *y, *gate, *up; /* see the file comment */
-    float *cs;         /* (T, n_rot): cos, sin of each rotated pair */
-    float *inv_freq;   /* n_rot / 2 */
-    float *scores;     /* (nth, n_ctx) */
-    bn_block_q8_0 *x8; /* (T, n_embd / 32) for a Q8_0 LM head */
-    int8_t *xq;        /* (T, n_embd): x8's values, for a split Q8_0 head */
-    float *xd;         /* (T, n_embd / 32): x8's scales as f32 */
-    bn_qact qe;        /* quantized (T, n_embd) */
-    bn_qact qf;        /* quantized (T, n_ff) */
+    float *cs;                       /* (T, n_rot): cos, sin of each rotated pair */
+    float *inv_freq;                 /* n_rot / 2 */
+    float *scores;                   /* (nth, n_ctx) */
+    bn_block_q8_0 *x8;               /* (T, n_embd / 32) for a Q8_0 LM head */
+    int8_t *xq;                      /* (T, n_embd): x8's values, for a split Q8_0 head */
+    float *xd;                       /* (T, n_embd / 32): x8's scales as f32 */
+    bn_qact qe;                      /* quantized (T, n_embd) */
+    bn_qact qf;                      /* quantized (T, n_ff) */
+    struct tpriv *priv;              /* per thread, for one-token batches */
+    atomic_int bar_count, bar_phase; /* the barrier of the forward task */
 };
+
+/* What each thread holds for itself when a batch is one token: the norms are computed by
+ * every thread from the shared vector into its own buffers instead of once behind a
+ * barrier (a few thousand floats: cheaper than a synchronisation). */
+typedef struct tpriv {
+    bn_qact qe, qf; /* one token of n_embd, n_ff */
+    float *buf;     /* max(n_embd, n_ff) */
+    bn_block_q8_0 *x8;
+    int8_t *xq;
+    float *xd;
+} tpriv;
 
 void bn_model_state_params_init(bn_model_state_params *p)
 {
@@ -93,6 +110,20 @@ static bn_status state_alloc(bn_model_state *st)
     bn_status rc = bn_qact_init(&st->qe, st->n_batch, h->n_embd);
     if (rc == BN_OK) rc = bn_qact_init(&st->qf, st->n_batch, h->n_ff);
     if (rc != BN_OK) return rc;
+    st->priv = bn_calloc((size_t)st->nth, sizeof *st->priv);
+    if (!st->priv) return BN_ERR_NOMEM;
+    for (int t = 0; t < st->nth; t++) {
+        tpriv *p = &st->priv[t];
+        rc = bn_qact_init(&p->qe, 1, h->n_embd);
+        if (rc == BN_OK) rc = bn_qact_init(&p->qf, 1, h->n_ff);
+        if (rc != BN_OK) return rc;
+        p->qe.n_tok = p->qf.n_tok = 1;
+        p->buf = bn_malloc((E > F ? E : F) * 4);
+        p->x8 = bn_malloc(E / BN_QK8_0 * sizeof *p->x8 + 1);
+        p->xq = bn_aligned_alloc(64, E);
+        p->xd = bn_malloc(E / BN_QK8_0 * sizeof *p->xd + 1);
+        if (!p->buf || !p->x8 || !p->xq || !p->xd) return BN_ERR_NOMEM;
+    }
     /* the cache is not cleared: a position is read only after it has been written, and
      * untouched pages of a large cache stay out of resident memory until used */
     for (int64_t i = 0; i < h->n_rot / 2; i++)
@@ -156,6 +187,16 @@ void bn_model_state_free(bn_model_state *st)
     bn_free(st->xd);
     bn_qact_release(&st->qe);
     bn_qact_release(&st->qf);
+    for (int t = 0; st->priv && t < st->nth; t++) {
+        tpriv *p = &st->priv[t];
+        bn_qact_release(&p->qe);
+        bn_qact_release(&p->qf);
+        bn_free(p->buf);
+        bn_free(p->x8);
+        bn_free(p->xq);
+        bn_free(p->xd);
+    }
+    bn_free(st->priv);
     bn_free(st);
 }
 
@@ -240,45 +281,69 @@ static void quantize_rows(bn_qact *a, const float *x, int64_t t0, int64_t t1)
     }
 }
 
-/* One phase's arguments. */
+/* One thread's view of the forward task: the batch, the layer, and where the phases
+ * find their inputs. */
 typedef struct job {
     bn_model_state *st;
     const bn__layer *L;
     int64_t il;   /* layer */
     int64_t T;    /* tokens in the batch */
     int64_t pos0; /* position of the first */
-    /* norm phases */
-    const float *src;
-    float *dst;
-    const float *w;
-    int64_t dim;
-    bn_qact *qa;
+    bn_qact *qe;  /* the quantized input of q/k/v, o and gate/up */
+    bn_qact *qf;  /* the quantized input of down */
     /* LM head */
     int64_t n_out;
     float *logits;
+    const float *hn;         /* n_out normalized rows */
+    const bn_block_q8_0 *x8; /* and quantized for a Q8_0 head */
+    const int8_t *xq;
+    const float *xd;
 } job;
 
-/* Per token: dst = RMSNorm(src) * w, quantized into qa. */
-static void task_norm(void *arg, int tid, int nth)
+/* All threads of the forward task wait here until every one has arrived; the writes
+ * before it are visible after it. Spins briefly, then yields the CPU, so that a thread
+ * that was preempted (on a busy or oversubscribed machine) gets to run. */
+static void barrier(bn_model_state *st, int nth)
 {
-    const job *j = arg;
-    int64_t t0, t1;
-    split(j->T, 1, tid, nth, &t0, &t1);
-    const float eps = j->st->m->hp.eps;
-    for (int64_t t = t0; t < t1; t++)
-        rmsnorm(j->src + t * j->dim, j->w, j->dim, eps, j->dst + t * j->dim);
-    quantize_rows(j->qa, j->dst, t0, t1);
+    if (nth <= 1) return;
+    const int ph = atomic_load_explicit(&st->bar_phase, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&st->bar_count, 1, memory_order_acq_rel) == nth - 1) {
+        atomic_store_explicit(&st->bar_count, 0, memory_order_relaxed);
+        atomic_store_explicit(&st->bar_phase, ph + 1, memory_order_release);
+        return;
+    }
+    for (int spins = 0; atomic_load_explicit(&st->bar_phase, memory_order_acquire) == ph;) {
+        if (++spins < 4096) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        } else {
+            sched_yield();
+        }
+    }
 }
 
-static void run_norm(job *j, const float *src, float *dst, const float *w, int64_t dim, bn_qact *qa)
+/* dst = RMSNorm(src) * w per token, quantized: the next matmul's input. A one-token
+ * batch: every thread into its own buffers, no barrier. Otherwise the tokens are split
+ * among the threads into the shared buffers, then a barrier. */
+static bn_qact *norm_phase(job *j, const float *src, float *dst, const float *w, int64_t dim,
+                           bn_qact *shared, int ff, int tid, int nth)
 {
-    j->src = src;
-    j->dst = dst;
-    j->w = w;
-    j->dim = dim;
-    j->qa = qa;
-    bn_pool_run(j->T > 1 ? j->st->pool : NULL, task_norm, j);
-    qa->n_tok = j->T;
+    bn_model_state *st = j->st;
+    const float eps = st->m->hp.eps;
+    if (j->T == 1) {
+        tpriv *p = &st->priv[tid];
+        bn_qact *qa = ff ? &p->qf : &p->qe;
+        rmsnorm(src, w, dim, eps, p->buf);
+        quantize_rows(qa, p->buf, 0, 1);
+        return qa;
+    }
+    int64_t t0, t1;
+    split(j->T, 1, tid, nth, &t0, &t1);
+    for (int64_t t = t0; t < t1; t++) rmsnorm(src + t * dim, w, dim, eps, dst + t * dim);
+    quantize_rows(shared, dst, t0, t1);
+    barrier(st, nth);
+    return shared;
 }
 
 /* NEOX RoPE on one head: pairs (i, i + n_rot/2) rotated by the angles in cs. */
@@ -320,9 +385,9 @@ static void task_qkv(void *arg, int tid, int nth)
     const int64_t kb = u1 - nh < 0 ? 0 : (u1 - nh < nkv ? u1 - nh : nkv);
     const int64_t va = u0 - nh - nkv < 0 ? 0 : u0 - nh - nkv;
     const int64_t vb = u1 - nh - nkv < 0 ? 0 : u1 - nh - nkv;
-    if (qb > qa) k->tgemm(&j->L->w[BN__WQ], &st->qe, st->q, h->n_embd, qa * d, qb * d);
-    if (kb > ka) k->tgemm(&j->L->w[BN__WK], &st->qe, st->kx, KV, ka * d, kb * d);
-    if (vb > va) k->tgemm(&j->L->w[BN__WV], &st->qe, st->vx, KV, va * d, vb * d);
+    if (qb > qa) k->tgemm(&j->L->w[BN__WQ], j->qe, st->q, h->n_embd, qa * d, qb * d);
+    if (kb > ka) k->tgemm(&j->L->w[BN__WK], j->qe, st->kx, KV, ka * d, kb * d);
+    if (vb > va) k->tgemm(&j->L->w[BN__WV], j->qe, st->vx, KV, va * d, vb * d);
     const size_t n_ctx = (size_t)st->n_ctx;
     for (int64_t t = 0; t < j->T; t++) {
         const float *cs = st->cs + t * h->n_rot;
@@ -412,13 +477,13 @@ static void residual_matmul(const job *j, int which, const bn_qact *qa, int tid,
 static void task_o(void *arg, int tid, int nth)
 {
     const job *j = arg;
-    residual_matmul(j, BN__WO, &j->st->qe, tid, nth);
+    residual_matmul(j, BN__WO, j->qe, tid, nth);
 }
 
 static void task_down(void *arg, int tid, int nth)
 {
     const job *j = arg;
-    residual_matmul(j, BN__WDOWN, &j->st->qf, tid, nth);
+    residual_matmul(j, BN__WDOWN, j->qf, tid, nth);
 }
 
 /* gate = act(h Wgate) * (h Wup) for the thread's rows. */
@@ -430,8 +495,8 @@ static void task_gate_up(void *arg, int tid, int nth)
     int64_t r0, r1;
     split(F, j->T == 1 ? 32 : 48, tid, nth, &r0, &r1);
     if (r1 <= r0) return;
-    st->m->k->tgemm(&j->L->w[BN__WGATE], &st->qe, st->gate, F, r0, r1);
-    st->m->k->tgemm(&j->L->w[BN__WUP], &st->qe, st->up, F, r0, r1);
+    st->m->k->tgemm(&j->L->w[BN__WGATE], j->qe, st->gate, F, r0, r1);
+    st->m->k->tgemm(&j->L->w[BN__WUP], j->qe, st->up, F, r0, r1);
     const int silu = st->m->hp.act == BN_ACT_SILU;
     for (int64_t t = 0; t < j->T; t++) {
         float *g = st->gate + t * F;
@@ -465,8 +530,7 @@ void bn__head_q8_rows_ref(const int8_t *qs, const uint16_t *d, int64_t E, int64_
 static void task_head(void *arg, int tid, int nth)
 {
     const job *j = arg;
-    const bn_model_state *st = j->st;
-    const bn_model *m = st->m;
+    const bn_model *m = j->st->m;
     const int64_t E = m->hp.n_embd, V = m->hp.n_vocab, nb = E / BN_QK8_0;
     int64_t r0, r1;
     split(V, 64, tid, nth, &r0, &r1);
@@ -475,17 +539,17 @@ static void task_head(void *arg, int tid, int nth)
         for (int64_t i = 0; i < j->n_out; i++) {
             float *y = j->logits + i * V;
             if (m->head_rows) {
-                m->head_rows(m->head_qs, m->head_d, E, c0, c1, st->xq + i * E, st->xd + i * nb, y);
+                m->head_rows(m->head_qs, m->head_d, E, c0, c1, j->xq + i * E, j->xd + i * nb, y);
                 continue;
             }
             for (int64_t r = c0; r < c1; r++) {
                 const void *row = (const uint8_t *)m->head + (size_t)r * m->head_row_bytes;
                 if (m->hp.head_type == BN_TYPE_F16)
-                    y[r] = m->k->dot_f16_f32(row, st->h + i * E, E);
+                    y[r] = m->k->dot_f16_f32(row, j->hn + i * E, E);
                 else if (m->hp.head_type == BN_TYPE_F32)
-                    y[r] = m->k->dot_f32(row, st->h + i * E, E);
+                    y[r] = m->k->dot_f32(row, j->hn + i * E, E);
                 else
-                    y[r] = m->k->dot_q8_0(row, st->x8 + i * nb, E);
+                    y[r] = m->k->dot_q8_0(row, j->x8 + i * nb, E);
             }
         }
     }
@@ -522,63 +586,95 @@ static void rope_angles(bn_model_state *st, int64_t pos0, int64_t T)
     }
 }
 
-static void layer_forward(job *j)
+static void layer_forward(job *j, int tid, int nth)
 {
     bn_model_state *st = j->st;
     const bn__layer *L = j->L;
     const int64_t E = st->m->hp.n_embd, F = st->m->hp.n_ff;
-    run_norm(j, st->x, st->h, L->attn_norm, E, &st->qe);
-    bn_pool_run(st->pool, task_qkv, j);
-    bn_pool_run(st->pool, task_attn, j);
-    run_norm(j, st->att, st->att, L->attn_sub_norm, E, &st->qe);
-    bn_pool_run(st->pool, task_o, j);
-    run_norm(j, st->x, st->h, L->ffn_norm, E, &st->qe);
-    bn_pool_run(st->pool, task_gate_up, j);
-    run_norm(j, st->gate, st->gate, L->ffn_sub_norm, F, &st->qf);
-    bn_pool_run(st->pool, task_down, j);
+    j->qe = norm_phase(j, st->x, st->h, L->attn_norm, E, &st->qe, 0, tid, nth);
+    task_qkv(j, tid, nth);
+    barrier(st, nth);
+    task_attn(j, tid, nth);
+    barrier(st, nth);
+    j->qe = norm_phase(j, st->att, st->att, L->attn_sub_norm, E, &st->qe, 0, tid, nth);
+    task_o(j, tid, nth);
+    barrier(st, nth);
+    j->qe = norm_phase(j, st->x, st->h, L->ffn_norm, E, &st->qe, 0, tid, nth);
+    task_gate_up(j, tid, nth);
+    barrier(st, nth);
+    j->qf = norm_phase(j, st->gate, st->gate, L->ffn_sub_norm, F, &st->qf, 1, tid, nth);
+    task_down(j, tid, nth);
+    barrier(st, nth);
 }
 
-/* The final norm and the LM head for tokens [T - n_out, T) of the batch. */
-static void head_forward(job *j, float *logits)
+/* The final norm of a token's x into hn, and its Q8_0 form for a Q8_0 head. */
+static void head_input(const bn_model *m, const float *x, float *hn, bn_block_q8_0 *x8, int8_t *xq,
+                       float *xd)
+{
+    const int64_t E = m->hp.n_embd, nb = E / BN_QK8_0;
+    rmsnorm(x, m->output_norm, E, m->hp.eps, hn);
+    if (m->hp.head_type != BN_TYPE_Q8_0) return;
+    bn__model_q8_0_row_fn(m->k)(hn, x8, E);
+    for (int64_t b = 0; b < nb && m->head_rows; b++) {
+        memcpy(xq + b * BN_QK8_0, x8[b].qs, BN_QK8_0);
+        xd[b] = bn_f16_to_f32(x8[b].d);
+    }
+}
+
+/* The final norm and the LM head for tokens [T - n_out, T) of the batch: for one token
+ * every thread prepares its own input; otherwise the tokens are split, then a barrier. */
+static void head_forward(job *j, int tid, int nth)
 {
     bn_model_state *st = j->st;
     const bn_model *m = st->m;
-    const int64_t E = m->hp.n_embd;
-    const int64_t first = j->T - j->n_out;
-    for (int64_t i = 0; i < j->n_out; i++) {
-        float *hn = st->h + i * E;
-        rmsnorm(st->x + (first + i) * E, m->output_norm, E, m->hp.eps, hn);
-        if (m->hp.head_type != BN_TYPE_Q8_0) continue;
-        const int64_t nb = E / BN_QK8_0;
-        bn_block_q8_0 *blk = st->x8 + i * nb;
-        bn__model_q8_0_row_fn(m->k)(hn, blk, E);
-        for (int64_t b = 0; b < nb && m->head_rows; b++) {
-            memcpy(st->xq + i * E + b * BN_QK8_0, blk[b].qs, BN_QK8_0);
-            st->xd[i * nb + b] = bn_f16_to_f32(blk[b].d);
-        }
+    const int64_t E = m->hp.n_embd, nb = E / BN_QK8_0, first = j->T - j->n_out;
+    if (j->n_out == 1) {
+        tpriv *p = &st->priv[tid];
+        head_input(m, st->x + first * E, p->buf, p->x8, p->xq, p->xd);
+        j->hn = p->buf;
+        j->x8 = p->x8;
+        j->xq = p->xq;
+        j->xd = p->xd;
+    } else {
+        int64_t i0, i1;
+        split(j->n_out, 1, tid, nth, &i0, &i1);
+        for (int64_t i = i0; i < i1; i++)
+            head_input(m, st->x + (first + i) * E, st->h + i * E, st->x8 + i * nb, st->xq + i * E,
+                       st->xd + i * nb);
+        barrier(st, nth);
+        j->hn = st->h;
+        j->x8 = st->x8;
+        j->xq = st->xq;
+        j->xd = st->xd;
     }
-    j->logits = logits;
-    bn_pool_run(st->pool, task_head, j);
+    task_head(j, tid, nth);
+}
+
+/* The whole batch on every thread of the pool, one bn_pool_run; its phases are
+ * separated by barriers. */
+static void task_forward(void *arg, int tid, int nth)
+{
+    job j = *(const job *)arg; /* this thread's copy */
+    const bn_model *m = j.st->m;
+    for (int64_t il = 0; il < m->hp.n_layer; il++) {
+        j.il = il;
+        j.L = &m->layers[il];
+        layer_forward(&j, tid, nth);
+    }
+    if (j.n_out > 0) head_forward(&j, tid, nth);
 }
 
 /* One batch of T <= n_batch tokens at pos0; logits of its last n_out tokens. */
 static void batch_forward(bn_model_state *st, const int32_t *tokens, int64_t T, int64_t pos0,
                           int64_t n_out, float *logits)
 {
-    bn_model *m = st->m;
-    job j = {.st = st, .T = T, .pos0 = pos0};
+    job j = {.st = st, .T = T, .pos0 = pos0, .n_out = n_out, .logits = logits};
     embed(st, tokens, T);
     rope_angles(st, pos0, T);
-    for (int64_t il = 0; il < m->hp.n_layer; il++) {
-        j.il = il;
-        j.L = &m->layers[il];
-        layer_forward(&j);
-    }
+    st->qe.n_tok = st->qf.n_tok = T;
+    atomic_store(&st->bar_count, 0);
+    bn_pool_run(st->pool, task_forward, &j);
     st->pos = pos0 + T;
-    if (n_out > 0) {
-        j.n_out = n_out;
-        head_forward(&j, logits);
-    }
 }
 
 static bn_status check_eval(bn_model_state *st, const int32_t *tokens, int64_t n, int64_t pos,
