@@ -3,6 +3,7 @@
 #include "bitnet/threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -56,7 +57,10 @@ static void *worker_main(void *arg)
             while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen &&
                    !atomic_load(&p->stop)) {
                 cpu_relax();
-                if (++spins % 256 == 0 && bn_time_now() - t0 > SPIN_SECONDS) break;
+                if (++spins % 256 == 0) {
+                    if (bn_time_now() - t0 > SPIN_SECONDS) break;
+                    if (spins >= 4096) sched_yield(); /* let a runnable thread have the core */
+                }
             }
             if (g == seen && !atomic_load(&p->stop)) {
                 pthread_mutex_lock(&p->mu);
@@ -170,7 +174,15 @@ void bn_pool_run(bn_threadpool *p, bn_task_fn fn, void *arg)
         pthread_mutex_unlock(&p->mu);
     }
     fn(arg, 0, nth);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) cpu_relax();
+    /* Spin briefly (the workers usually finish within microseconds of the caller), then
+     * yield the CPU each round: when the machine is oversubscribed, a worker may be
+     * waiting for this very core. */
+    for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
+        if (spins < 4096)
+            cpu_relax();
+        else
+            sched_yield();
+    }
 }
 
 typedef struct range_job {
