@@ -47,8 +47,11 @@ ENGINE_PKGS := libpcre2-8
 APP_PKGS  := libcjson nettle $(ENGINE_PKGS)
 TEST_PKGS := cmocka libcjson $(ENGINE_PKGS)
 DB_PKGS   := sqlite3
+UI_PKGS   := ncursesw
 DB_CFLAGS   = $(shell $(PKG_CONFIG) --cflags $(DB_PKGS) 2>/dev/null)
 DB_LIBS     = $(shell $(PKG_CONFIG) --libs $(DB_PKGS) 2>/dev/null)
+UI_CFLAGS   = $(shell $(PKG_CONFIG) --cflags $(UI_PKGS) 2>/dev/null)
+UI_LIBS     = $(shell $(PKG_CONFIG) --libs $(UI_PKGS) 2>/dev/null)
 APP_CFLAGS  = $(shell $(PKG_CONFIG) --cflags $(APP_PKGS) 2>/dev/null)
 APP_LIBS    = $(shell $(PKG_CONFIG) --libs $(APP_PKGS) 2>/dev/null)
 ENGINE_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(ENGINE_PKGS) 2>/dev/null)
@@ -73,6 +76,12 @@ DB_SRC     := $(wildcard db/*.c)
 DB_OBJ     := $(patsubst db/%.c,$(BUILD)/db/%.o,$(DB_SRC))
 DB_LIB     := $(BUILD)/libbitnetdb.a
 
+# ui/: the full-screen TUI (ncursesw); knows the engine by its public headers and uses the
+# app's config, hw and history helpers, which the bitnet binary links in.
+UI_SRC     := $(wildcard ui/*.c)
+UI_OBJ     := $(patsubst ui/%.c,$(BUILD)/ui/%.o,$(UI_SRC))
+UI_LIB     := $(BUILD)/libbitnetui.a
+
 APP_SRC    := $(wildcard app/*.c)
 APP_OBJ    := $(patsubst app/%.c,$(BUILD)/app/%.o,$(APP_SRC))
 BIN        := $(BUILD)/bitnet
@@ -92,7 +101,7 @@ endif
 
 all: lib bin tests
 
-lib: $(LIB) $(DB_LIB)
+lib: $(LIB) $(DB_LIB) $(UI_LIB)
 bin: $(BIN)
 tests: $(TEST_BIN) $(TOOL_BIN)
 
@@ -130,14 +139,24 @@ $(DB_LIB): $(DB_OBJ)
 	@echo "  AR      $@"
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+$(BUILD)/ui/%.o: ui/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -Iui -Iapp -Idb/include $(APP_CFLAGS) $(UI_CFLAGS) -c $< -o $@
+
+$(UI_LIB): $(UI_OBJ)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
 $(BUILD)/app/%.o: app/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS_ALL) -Iapp -Idb/include $(APP_CFLAGS) -c $< -o $@
 
-$(BIN): $(APP_OBJ) $(DB_LIB) $(LIB)
+$(BIN): $(APP_OBJ) $(UI_LIB) $(DB_LIB) $(LIB)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(APP_OBJ) $(DB_LIB) $(LIB) $(APP_LIBS) $(DB_LIBS) $(SYS_LIBS)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(APP_OBJ) $(UI_LIB) $(DB_LIB) $(LIB) $(APP_LIBS) $(UI_LIBS) \
+		$(DB_LIBS) $(SYS_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(TEST_HELP) $(DB_LIB) $(LIB)
 	@mkdir -p $(dir $@)
@@ -194,7 +213,7 @@ format:
 clean:
 	rm -rf build build-san build-tsan build-fuzz
 
--include $(ENGINE_OBJ:.o=.d) $(DB_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(TEST_BIN:=.d)
+-include $(ENGINE_OBJ:.o=.d) $(DB_OBJ:.o=.d) $(UI_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(TEST_BIN:=.d)
 
 # ---- fuzzing ---------------------------------------------------------------------------
 # Each tests/fuzz/fuzz_<name>.c defines LLVMFuzzerTestOneInput. `make all` links it with
