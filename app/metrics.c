@@ -106,13 +106,13 @@ const char *bn_metrics_fmt_double(double v, char buf[32])
 
 /* ---- the registry ------------------------------------------------------------------------ */
 
-typedef struct series {
+typedef struct mseries {
     char **lv; /* n_labels values */
     double value;
     double sum;
     uint64_t count;
     uint64_t *bucket; /* n_buckets + 1 counts, not cumulative; the last is above every bound */
-} series;
+} mseries;
 
 struct bn_mfamily {
     bn_metrics *reg;
@@ -122,7 +122,7 @@ struct bn_mfamily {
     char *labels[BN_METRICS_MAX_LABELS];
     size_t n_buckets;
     double *buckets;
-    series *s;
+    mseries *s;
     size_t n, cap;
     bn_mfamily *next;
 };
@@ -133,8 +133,8 @@ struct bn_metrics {
     char err[256];
 };
 
-static void set_err(bn_metrics *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_err(bn_metrics *m, const char *fmt, ...)
+static void reg_err(bn_metrics *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reg_err(bn_metrics *m, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -160,7 +160,7 @@ int bn_metrics_new(bn_metrics **out)
     return 0;
 }
 
-static void series_release(const bn_mfamily *f, series *s)
+static void series_release(const bn_mfamily *f, mseries *s)
 {
     for (size_t i = 0; i < f->n_labels; i++) free(s->lv[i]);
     free(s->lv);
@@ -231,35 +231,35 @@ static int check_def(bn_metrics *m, bn_metric_type type, const char *name,
                      const char *const *labels, const double *buckets, size_t n_buckets)
 {
     if (!valid_metric_name(name)) {
-        set_err(m, "'%s': not a valid metric name", name ? name : "(null)");
+        reg_err(m, "'%s': not a valid metric name", name ? name : "(null)");
         return -1;
     }
     for (bn_mfamily *f = m->first; f; f = f->next)
         if (strcmp(f->name, name) == 0) {
-            set_err(m, "%s: defined twice", name);
+            reg_err(m, "%s: defined twice", name);
             return -1;
         }
     size_t n = 0;
     for (; labels && labels[n]; n++) {
         if (n == BN_METRICS_MAX_LABELS || !valid_label_name(labels[n]) ||
             (type == BN_METRIC_HISTOGRAM && strcmp(labels[n], "le") == 0)) {
-            set_err(m, "%s: bad or too many labels", name);
+            reg_err(m, "%s: bad or too many labels", name);
             return -1;
         }
         for (size_t j = 0; j < n; j++)
             if (strcmp(labels[j], labels[n]) == 0) {
-                set_err(m, "%s: label %s twice", name, labels[n]);
+                reg_err(m, "%s: label %s twice", name, labels[n]);
                 return -1;
             }
     }
     if (type != BN_METRIC_HISTOGRAM) return 0;
     if (n_buckets == 0 || n_buckets > BN_METRICS_MAX_BUCKETS || !buckets) {
-        set_err(m, "%s: a histogram needs 1 to %d buckets", name, BN_METRICS_MAX_BUCKETS);
+        reg_err(m, "%s: a histogram needs 1 to %d buckets", name, BN_METRICS_MAX_BUCKETS);
         return -1;
     }
     for (size_t i = 0; i < n_buckets; i++)
         if (!isfinite(buckets[i]) || (i > 0 && !(buckets[i] > buckets[i - 1]))) {
-            set_err(m, "%s: buckets must be finite and increasing", name);
+            reg_err(m, "%s: buckets must be finite and increasing", name);
             return -1;
         }
     return 0;
@@ -291,7 +291,7 @@ bn_mfamily *bn_metrics_define(bn_metrics *m, bn_metric_type type, const char *na
     pthread_mutex_unlock(&m->mu);
     return f;
 oom:
-    set_err(m, "out of memory");
+    reg_err(m, "out of memory");
     if (f) family_free(f);
 fail:
     pthread_mutex_unlock(&m->mu);
@@ -318,7 +318,7 @@ bn_metric_type bn_mfamily_type(const bn_mfamily *f)
 }
 
 /* The series named by lv; created when create is set. NULL when absent or on failure. */
-static series *find_series(bn_mfamily *f, const char *const *lv, int create)
+static mseries *find_series(bn_mfamily *f, const char *const *lv, int create)
 {
     for (size_t i = 0; i < f->n; i++) {
         size_t j = 0;
@@ -327,17 +327,17 @@ static series *find_series(bn_mfamily *f, const char *const *lv, int create)
     }
     if (!create) return NULL;
     if (f->n == BN_METRICS_MAX_SERIES) {
-        set_err(f->reg, "%s: more than %d series", f->name, BN_METRICS_MAX_SERIES);
+        reg_err(f->reg, "%s: more than %d series", f->name, BN_METRICS_MAX_SERIES);
         return NULL;
     }
     if (f->n == f->cap) {
         const size_t cap = f->cap ? f->cap * 2 : 4;
-        series *s = realloc(f->s, cap * sizeof *s);
+        mseries *s = realloc(f->s, cap * sizeof *s);
         if (!s) goto oom;
         f->s = s;
         f->cap = cap;
     }
-    series *s = &f->s[f->n];
+    mseries *s = &f->s[f->n];
     memset(s, 0, sizeof *s);
     if (!(s->lv = calloc(f->n_labels ? f->n_labels : 1, sizeof *s->lv))) goto oom;
     if (f->type == BN_METRIC_HISTOGRAM &&
@@ -350,7 +350,7 @@ static series *find_series(bn_mfamily *f, const char *const *lv, int create)
 oom_s:
     series_release(f, s);
 oom:
-    set_err(f->reg, "out of memory");
+    reg_err(f->reg, "out of memory");
     return NULL;
 }
 
@@ -360,9 +360,9 @@ int bn_metric_set(bn_mfamily *f, const char *const *lv, double v)
 {
     int rc = -1;
     pthread_mutex_lock(&f->reg->mu);
-    series *s;
+    mseries *s;
     if (f->type == BN_METRIC_HISTOGRAM)
-        set_err(f->reg, "%s: set on a histogram", f->name);
+        reg_err(f->reg, "%s: set on a histogram", f->name);
     else if ((s = find_series(f, lv ? lv : no_labels, 1))) {
         s->value = v;
         rc = 0;
@@ -375,9 +375,9 @@ int bn_metric_add(bn_mfamily *f, const char *const *lv, double d)
 {
     int rc = -1;
     pthread_mutex_lock(&f->reg->mu);
-    series *s;
+    mseries *s;
     if (f->type == BN_METRIC_HISTOGRAM || (f->type == BN_METRIC_COUNTER && !(d >= 0)))
-        set_err(f->reg, "%s: bad add", f->name);
+        reg_err(f->reg, "%s: bad add", f->name);
     else if ((s = find_series(f, lv ? lv : no_labels, 1))) {
         s->value += d;
         rc = 0;
@@ -390,9 +390,9 @@ int bn_metric_observe(bn_mfamily *f, const char *const *lv, double v)
 {
     int rc = -1;
     pthread_mutex_lock(&f->reg->mu);
-    series *s;
+    mseries *s;
     if (f->type != BN_METRIC_HISTOGRAM || !isfinite(v))
-        set_err(f->reg, "%s: bad observation", f->name);
+        reg_err(f->reg, "%s: bad observation", f->name);
     else if ((s = find_series(f, lv ? lv : no_labels, 1))) {
         size_t i = 0;
         while (i < f->n_buckets && v > f->buckets[i]) i++;
@@ -408,7 +408,7 @@ int bn_metric_observe(bn_mfamily *f, const char *const *lv, double v)
 int bn_metric_get(bn_mfamily *f, const char *const *lv, double *v)
 {
     pthread_mutex_lock(&f->reg->mu);
-    series *s = f->type == BN_METRIC_HISTOGRAM ? NULL : find_series(f, lv ? lv : no_labels, 0);
+    mseries *s = f->type == BN_METRIC_HISTOGRAM ? NULL : find_series(f, lv ? lv : no_labels, 0);
     if (s) *v = s->value;
     pthread_mutex_unlock(&f->reg->mu);
     return s ? 0 : -1;
@@ -442,7 +442,7 @@ static void put_escaped(bn_buf *b, const char *s, int quote)
 }
 
 /* {a="x",b="y"} with an extra le="..." when le is not NULL; nothing when there are none. */
-static void put_labels(bn_buf *b, const bn_mfamily *f, const series *s, const char *le)
+static void put_labels(bn_buf *b, const bn_mfamily *f, const mseries *s, const char *le)
 {
     if (f->n_labels == 0 && !le) return;
     bn_buf_puts(b, "{");
@@ -455,7 +455,7 @@ static void put_labels(bn_buf *b, const bn_mfamily *f, const series *s, const ch
     bn_buf_puts(b, "}");
 }
 
-static void put_sample(bn_buf *b, const bn_mfamily *f, const series *s, const char *suffix,
+static void put_sample(bn_buf *b, const bn_mfamily *f, const mseries *s, const char *suffix,
                        const char *le, double v)
 {
     char num[32];
@@ -472,7 +472,7 @@ static void render_family(bn_buf *b, const bn_mfamily *f)
     put_escaped(b, f->help, 0);
     bn_buf_printf(b, "\n# TYPE %s %s\n", f->name, tname[f->type]);
     for (size_t i = 0; i < f->n; i++) {
-        const series *s = &f->s[i];
+        const mseries *s = &f->s[i];
         if (f->type != BN_METRIC_HISTOGRAM) {
             put_sample(b, f, s, "", NULL, s->value);
             continue;
@@ -539,7 +539,7 @@ typedef struct snap_builder {
 } snap_builder;
 
 /* Adds one sample of series s of f (suffix and le select which). */
-static void snap_add(snap_builder *sb, const bn_mfamily *f, const series *s, const char *family,
+static void snap_add(snap_builder *sb, const bn_mfamily *f, const mseries *s, const char *family,
                      const char *help, bn_msample_kind kind, const char *le, double value)
 {
     static const char *const suffix[] = {"", "_sum", "_count", "_bucket"};
@@ -598,7 +598,7 @@ static void snap_family(snap_builder *sb, const bn_mfamily *f, int with_buckets)
     if (!family || !help) return;
     const size_t from = sb->n;
     for (size_t i = 0; i < f->n; i++) {
-        const series *s = &f->s[i];
+        const mseries *s = &f->s[i];
         if (f->type != BN_METRIC_HISTOGRAM) {
             snap_add(sb, f, s, family, help, BN_MSAMPLE_VALUE, NULL, s->value);
             continue;
@@ -772,7 +772,7 @@ static cJSON *json_number(double v)
     return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
 }
 
-static cJSON *series_json(const bn_mfamily *f, const series *s)
+static cJSON *series_json(const bn_mfamily *f, const mseries *s)
 {
     static const char *const tname[] = {"counter", "gauge", "histogram"};
     cJSON *o = cJSON_CreateObject();
