@@ -45,9 +45,38 @@ static const char v2[] = "CREATE TABLE file_hashes (\n"
                          "  hashed_at INTEGER NOT NULL -- ms since the Unix epoch\n"
                          ");\n";
 
+/* 3: the monitor's spool (samples and notifications waiting for a sink that is down or slow,
+ * sent oldest first and deleted once delivered) and the transitions of alert rules. */
+static const char v3[] =
+        "CREATE TABLE spool (\n"
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "  sink TEXT NOT NULL,          -- cloudwatch|datadog|pushgateway|webhook\n"
+        "  kind TEXT NOT NULL,          -- samples|notification|push\n"
+        "  payload TEXT NOT NULL,       -- JSON, or the exposition text for push\n"
+        "  created_at INTEGER NOT NULL, -- ms since the Unix epoch, UTC\n"
+        "  attempts INTEGER NOT NULL DEFAULT 0,\n"
+        "  last_error TEXT\n"
+        ");\n"
+        "CREATE INDEX spool_sink ON spool(sink, id);\n"
+        "CREATE TABLE alert_transitions (\n"
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "  rule TEXT NOT NULL,\n"
+        "  from_state TEXT NOT NULL,    -- inactive|pending|firing|resolved\n"
+        "  to_state TEXT NOT NULL,\n"
+        "  at INTEGER NOT NULL,         -- ms since the Unix epoch, UTC\n"
+        "  value REAL,                  -- NULL: no data\n"
+        "  series TEXT,\n"
+        "  metric TEXT,\n"
+        "  severity TEXT,\n"
+        "  host TEXT\n"
+        ");\n"
+        "CREATE INDEX alert_transitions_rule ON alert_transitions(rule, at);\n"
+        "CREATE INDEX alert_transitions_at ON alert_transitions(at);\n";
+
 const bn__db_migration bn__db_migrations[] = {
         {1, v1},
         {2, v2},
+        {3, v3},
 };
 
 const int bn__db_n_migrations = (int)(sizeof bn__db_migrations / sizeof bn__db_migrations[0]);
