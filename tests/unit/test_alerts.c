@@ -1,9 +1,11 @@
 /* test_alerts.c - alert rules: parsing and its errors, the state machine (inactive, pending,
  * firing, resolved) with an injected clock, `for` 0, no data and NaN, selectors over several
- * series, restoring a state, sinks, and the notification document.
+ * series, restoring a state, sinks, and the notification document; and where transitions and
+ * undelivered notifications are kept: the spool (order, done and failed, the bound dropping
+ * oldest first, replace), the transitions table, the migration of a version 2 history.
  *
- * app/alerts.c, app/metrics.c and app/config.c (durations) are not part of libbitnet: they are
- * compiled into this test by #include. */
+ * app/alerts.c, app/metrics.c, app/spool.c and app/config.c (durations) are not part of
+ * libbitnet: they are compiled into this test by #include. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,6 +15,9 @@
 #include "../../app/config.c"
 #include "../../app/metrics.c"
 #include "../../app/alerts.c"
+#include "../../app/spool.c"
+
+#include <unistd.h>
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
@@ -322,6 +327,241 @@ static void test_names_and_json(void **state)
     bn_alerts_free(a);
 }
 
+/* ---- the spool -------------------------------------------------------------------------- */
+
+static char tmpdir[256];
+
+static int spool_setup(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/bn_test_alerts.XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int spool_teardown(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static bn_spool *spool_open_ok(const char *name, int64_t max)
+{
+    char path[400], err[256] = "";
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    bn_spool *sp = NULL;
+    if (bn_spool_open(&sp, path, max, 90, err, sizeof err)) fail_msg("open: %s", err);
+    return sp;
+}
+
+typedef struct drops {
+    char sink[8][32];
+    int64_t n[8];
+    int calls;
+} drops;
+
+static void on_drop(void *ud, const char *sink, const char *kind, int64_t n)
+{
+    drops *d = ud;
+    (void)kind;
+    assert_true(d->calls < 8);
+    snprintf(d->sink[d->calls], sizeof d->sink[0], "%s", sink);
+    d->n[d->calls++] = n;
+}
+
+static void test_spool_queue(void **state)
+{
+    (void)state;
+    bn_spool *sp = spool_open_ok("q.db", 5);
+    drops d = {0};
+    bn_spool_on_drop(sp, on_drop, &d);
+    assert_int_equal(bn_spool_push(sp, "webhook", "notification", "{\"n\":1}", 1000, 0), 0);
+    assert_int_equal(bn_spool_push(sp, "datadog", "samples", "{\"n\":2}", 1001, 0), 0);
+    assert_int_equal(bn_spool_push(sp, "webhook", "notification", "{\"n\":3}", 1002, 0), 0);
+    assert_int_equal(bn_spool_count(sp, NULL), 3);
+    assert_int_equal(bn_spool_count(sp, "webhook"), 2);
+    bn_spool_entry *e;
+    size_t n;
+    assert_int_equal(bn_spool_peek(sp, "webhook", 10, &e, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(e[0].payload, "{\"n\":1}"); /* oldest first */
+    assert_string_equal(e[1].payload, "{\"n\":3}");
+    assert_string_equal(e[0].kind, "notification");
+    assert_int_equal(e[0].created_ms, 1000);
+    /* a failed send keeps them and counts the attempt */
+    int64_t ids[2] = {e[0].id, e[1].id};
+    bn_spool_entries_free(e, n);
+    assert_int_equal(bn_spool_failed(sp, ids, 2, "connection refused"), 0);
+    assert_int_equal(bn_spool_peek(sp, "webhook", 1, &e, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(e[0].attempts, 1);
+    bn_spool_entries_free(e, n);
+    /* delivered: gone */
+    assert_int_equal(bn_spool_done(sp, ids, 2), 0);
+    assert_int_equal(bn_spool_count(sp, "webhook"), 0);
+    assert_int_equal(bn_spool_count(sp, NULL), 1);
+    /* replace keeps only the latest of a sink's kind */
+    assert_int_equal(bn_spool_push(sp, "pushgateway", "push", "a 1\n", 2000, 1), 0);
+    assert_int_equal(bn_spool_push(sp, "pushgateway", "push", "a 2\n", 2001, 1), 0);
+    assert_int_equal(bn_spool_peek(sp, "pushgateway", 10, &e, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(e[0].payload, "a 2\n");
+    bn_spool_entries_free(e, n);
+    /* the bound (5) drops the oldest first, whatever their sink, and counts them */
+    char p[32];
+    for (int i = 0; i < 6; i++) {
+        snprintf(p, sizeof p, "{\"w\":%d}", i);
+        assert_int_equal(bn_spool_push(sp, "webhook", "notification", p, 3000 + i, 0), 0);
+    }
+    assert_int_equal(bn_spool_count(sp, NULL), 5);
+    assert_int_equal(bn_spool_count(sp, "datadog"), 0);
+    assert_int_equal(bn_spool_count(sp, "pushgateway"), 0);
+    assert_int_equal(bn_spool_dropped(sp, "datadog"), 1);
+    assert_int_equal(bn_spool_dropped(sp, "pushgateway"), 1);
+    assert_int_equal(bn_spool_dropped(sp, "webhook"), 1);
+    assert_int_equal(bn_spool_dropped(sp, NULL), 3);
+    int64_t sum = 0;
+    for (int i = 0; i < d.calls; i++) sum += d.n[i];
+    assert_int_equal(sum, 3);
+    assert_int_equal(bn_spool_peek(sp, NULL, 10, &e, &n), 0);
+    assert_int_equal(n, 5);
+    assert_string_equal(e[0].payload, "{\"w\":1}");
+    assert_string_equal(e[4].payload, "{\"w\":5}");
+    bn_spool_entries_free(e, n);
+    bn_spool_close(sp);
+    /* entries survive a reopen */
+    sp = spool_open_ok("q.db", 5);
+    assert_int_equal(bn_spool_count(sp, "webhook"), 5);
+    bn_spool_close(sp);
+}
+
+/* Records transitions into the spool, as the monitor does. */
+static void store(void *ud, const bn_alert_transition *t)
+{
+    bn_spool *sp = ud;
+    const bn_spool_transition st = {
+            .rule = t->rule->name,
+            .from = bn_alert_state_str(t->from),
+            .to = bn_alert_state_str(t->to),
+            .at_ms = (int64_t)(t->at * 1000),
+            .value = t->value,
+            .series = t->series,
+            .metric = t->rule->metric,
+            .severity = t->rule->severity,
+            .host = "h",
+    };
+    assert_int_equal(bn_spool_transition_add(sp, &st), 0);
+}
+
+static void test_spool_transitions(void **state)
+{
+    (void)state;
+    bn_spool *sp = spool_open_ok("t.db", 100);
+    fixture f;
+    fixture_init(&f);
+    bn_alerts *a = parse_ok("[{\"name\":\"hot\",\"metric\":\"t_temp\",\"op\":\">\","
+                            "\"threshold\":80,\"for\":\"10s\"},"
+                            "{\"name\":\"cold\",\"metric\":\"t_temp\",\"op\":\"<\","
+                            "\"threshold\":0}]");
+    const double t0 = 1700000000;
+    bn_msnap snap;
+    static const double temps[] = {90, 90, 90, 50, -5};
+    for (int i = 0; i < 5; i++) {
+        set_temp(&f, "0", temps[i]);
+        assert_int_equal(bn_metrics_snapshot(f.m, 0, &snap), 0);
+        bn_alerts_eval(a, &snap, t0 + i * 10, store, sp);
+        bn_msnap_release(&snap);
+    }
+    cJSON *j;
+    assert_int_equal(bn_spool_transitions(sp, "hot", 0, &j), 0);
+    assert_int_equal(cJSON_GetArraySize(j), 3); /* pending, firing, resolved */
+    const cJSON *newest = cJSON_GetArrayItem(j, 0);
+    assert_string_equal(cJSON_GetObjectItem(newest, "from")->valuestring, "firing");
+    assert_string_equal(cJSON_GetObjectItem(newest, "to")->valuestring, "resolved");
+    assert_string_equal(cJSON_GetObjectItem(newest, "at")->valuestring, "2023-11-14T22:13:50.000Z");
+    assert_true(cJSON_GetObjectItem(newest, "value")->valuedouble == 50);
+    assert_string_equal(cJSON_GetObjectItem(newest, "series")->valuestring, "t_temp{gpu=\"0\"}");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 2), "to")->valuestring,
+                        "pending");
+    cJSON_Delete(j);
+    assert_int_equal(bn_spool_transitions(sp, NULL, 2, &j), 0);
+    assert_int_equal(cJSON_GetArraySize(j), 2);
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0), "rule")->valuestring, "cold");
+    cJSON_Delete(j);
+    char st[16];
+    int64_t at;
+    assert_int_equal(bn_spool_last_state(sp, "hot", st, sizeof st, &at), 0);
+    assert_string_equal(st, "resolved");
+    assert_int_equal(at, (int64_t)(t0 + 30) * 1000);
+    assert_int_equal(bn_spool_last_state(sp, "none", st, sizeof st, &at), 1);
+    bn_alerts_free(a);
+    bn_metrics_free(f.m);
+    bn_spool_close(sp);
+}
+
+/* The schema of versions 1 and 2 as released: a history made by an older bitnet. */
+static void count_cb(void *ud, const char *command, const char *status, int64_t n)
+{
+    int *seen = ud;
+    if (!strcmp(command, "generate") && !strcmp(status, "ok")) seen[0] += (int)n;
+    if (!strcmp(command, "generate") && !strcmp(status, "failed")) seen[1] += (int)n;
+}
+
+static void last_cb(void *ud, const char *command, const char *metrics, int64_t ended)
+{
+    int *seen = ud;
+    assert_string_equal(command, "generate");
+    assert_string_equal(metrics, "{\"gen_tokens_per_s\":7.5}");
+    assert_int_equal(ended, 1700000002000);
+    seen[2]++;
+}
+
+static void test_spool_migrates_v2(void **state)
+{
+    (void)state;
+    char path[400];
+    snprintf(path, sizeof path, "%s/v2.db", tmpdir);
+    sqlite3 *s;
+    assert_int_equal(sqlite3_open(path, &s), SQLITE_OK);
+    const char *v2 =
+            "CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, command TEXT NOT NULL, "
+            "model_path TEXT, model_sha256 TEXT, params TEXT, metrics TEXT, "
+            "started_at INTEGER NOT NULL, ended_at INTEGER, status TEXT NOT NULL DEFAULT "
+            "'running', error TEXT, pid INTEGER, host TEXT, boot_id TEXT, proc_start INTEGER);"
+            "CREATE INDEX runs_started ON runs(started_at);"
+            "CREATE INDEX runs_command ON runs(command, started_at);"
+            "CREATE INDEX runs_status ON runs(status);"
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
+            "CREATE TABLE file_hashes (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+            "mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL, hashed_at INTEGER NOT NULL);"
+            "INSERT INTO runs (command, metrics, started_at, ended_at, status) VALUES "
+            "('generate', '{\"gen_tokens_per_s\":5}', 1700000000000, 1700000001000, 'ok'),"
+            "('generate', '{\"gen_tokens_per_s\":7.5}', 1700000001000, 1700000002000, 'ok'),"
+            "('generate', NULL, 1700000003000, 1700000004000, 'failed');"
+            "PRAGMA user_version=2;";
+    assert_int_equal(sqlite3_exec(s, v2, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(s);
+    char err[256];
+    bn_spool *sp = NULL;
+    if (bn_spool_open(&sp, path, 10, 0, err, sizeof err)) fail_msg("open: %s", err);
+    int seen[3] = {0};
+    assert_int_equal(bn_spool_run_counts(sp, count_cb, seen), 0);
+    assert_int_equal(bn_spool_last_runs(sp, last_cb, seen), 0);
+    assert_int_equal(seen[0], 2);
+    assert_int_equal(seen[1], 1);
+    assert_int_equal(seen[2], 1);
+    assert_int_equal(bn_spool_push(sp, "webhook", "notification", "{}", 1, 0), 0);
+    bn_spool_close(sp);
+    assert_int_equal(sqlite3_open(path, &s), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(s, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), BN_DB_SCHEMA_VERSION);
+    sqlite3_finalize(st);
+    sqlite3_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -330,6 +570,9 @@ int main(void)
             cmocka_unit_test(test_for_zero_nan_and_selectors),
             cmocka_unit_test(test_restore),
             cmocka_unit_test(test_names_and_json),
+            cmocka_unit_test_setup_teardown(test_spool_queue, spool_setup, spool_teardown),
+            cmocka_unit_test_setup_teardown(test_spool_transitions, spool_setup, spool_teardown),
+            cmocka_unit_test_setup_teardown(test_spool_migrates_v2, spool_setup, spool_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,503 @@
+/* spool.c - the monitor's spool, alert transitions and run summaries in the history; see
+ * spool.h. The schema is migration 3 of db/migrations.c; bn_db_open applies it, then this
+ * file keeps a connection of its own. */
+#include "spool.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bitnet/db.h"
+
+#define MAX_SINKS 8
+
+struct bn_spool {
+    pthread_mutex_t mu;
+    sqlite3 *sql;
+    char *path;
+    int64_t max_entries;
+    bn_spool_drop_fn drop_fn;
+    void *drop_ud;
+    struct {
+        char sink[32];
+        int64_t n;
+    } dropped[MAX_SINKS];
+    char err[512];
+};
+
+static int sp_err(bn_spool *sp, const char *what)
+{
+    snprintf(sp->err, sizeof sp->err, "%s: %s: %s", sp->path, what, sqlite3_errmsg(sp->sql));
+    return -1;
+}
+
+const char *bn_spool_errmsg(const bn_spool *sp)
+{
+    return sp ? sp->err : "out of memory";
+}
+
+const char *bn_spool_path(const bn_spool *sp)
+{
+    return sp->path;
+}
+
+static int exec(bn_spool *sp, const char *sql, const char *what)
+{
+    return sqlite3_exec(sp->sql, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : sp_err(sp, what);
+}
+
+/* Prepares sql; binds nothing. */
+static sqlite3_stmt *prepare(bn_spool *sp, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(sp->sql, sql, -1, &st, NULL) != SQLITE_OK) {
+        sp_err(sp, "preparing a query");
+        return NULL;
+    }
+    return st;
+}
+
+/* Runs a statement with no rows; finalizes it. */
+static int step_done(bn_spool *sp, sqlite3_stmt *st, const char *what)
+{
+    if (!st) return -1;
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : sp_err(sp, what);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int bn_spool_open(bn_spool **out, const char *path, int64_t max_entries, int retention_days,
+                  char *err, size_t errsz)
+{
+    *out = NULL;
+    bn_db *db = NULL;
+    bn_db_options opt = bn_db_options_default();
+    opt.retention_days = retention_days;
+    if (bn_db_open(&db, path, &opt) != BN_OK) { /* creates the file, migrates */
+        snprintf(err, errsz, "%s", bn_db_errmsg(db));
+        bn_db_close(db);
+        return -1;
+    }
+    bn_db_close(db);
+    bn_spool *sp = calloc(1, sizeof *sp);
+    if (!sp || !(sp->path = strdup(path)) || pthread_mutex_init(&sp->mu, NULL)) {
+        snprintf(err, errsz, "out of memory");
+        if (sp) free(sp->path);
+        free(sp);
+        return -1;
+    }
+    sp->max_entries = max_entries > 0 ? max_entries : BN_SPOOL_MAX_DEFAULT;
+    int rc = sqlite3_open_v2(path, &sp->sql, SQLITE_OPEN_READWRITE, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(sp->sql, BN_DB_BUSY_TIMEOUT_MS_DEFAULT);
+        rc = exec(sp, "PRAGMA synchronous=NORMAL", "setting pragmas") ? SQLITE_ERROR : SQLITE_OK;
+    } else {
+        sp_err(sp, "cannot open");
+    }
+    if (rc == SQLITE_OK && retention_days > 0) {
+        char sql[160];
+        snprintf(sql, sizeof sql, "DELETE FROM alert_transitions WHERE at < %lld",
+                 (long long)(now_ms() - (int64_t)retention_days * 86400000));
+        rc = exec(sp, sql, "pruning alert transitions") ? SQLITE_ERROR : SQLITE_OK;
+    }
+    if (rc != SQLITE_OK) {
+        snprintf(err, errsz, "%s", sp->err);
+        bn_spool_close(sp);
+        return -1;
+    }
+    *out = sp;
+    return 0;
+}
+
+void bn_spool_close(bn_spool *sp)
+{
+    if (!sp) return;
+    if (sp->sql) sqlite3_close_v2(sp->sql);
+    pthread_mutex_destroy(&sp->mu);
+    free(sp->path);
+    free(sp);
+}
+
+void bn_spool_on_drop(bn_spool *sp, bn_spool_drop_fn fn, void *ud)
+{
+    pthread_mutex_lock(&sp->mu);
+    sp->drop_fn = fn;
+    sp->drop_ud = ud;
+    pthread_mutex_unlock(&sp->mu);
+}
+
+/* ---- the queue ---------------------------------------------------------------------------- */
+
+static void count_drop(bn_spool *sp, const char *sink, const char *kind, int64_t n)
+{
+    int i = 0;
+    while (i < MAX_SINKS && sp->dropped[i].sink[0] && strcmp(sp->dropped[i].sink, sink) != 0) i++;
+    if (i < MAX_SINKS) {
+        snprintf(sp->dropped[i].sink, sizeof sp->dropped[i].sink, "%s", sink);
+        sp->dropped[i].n += n;
+    }
+    if (sp->drop_fn) sp->drop_fn(sp->drop_ud, sink, kind, n);
+}
+
+/* Deletes the oldest entries past the bound, counting them per sink and kind. */
+static int enforce_bound(bn_spool *sp)
+{
+    sqlite3_stmt *st = prepare(sp, "SELECT count(*) FROM spool");
+    if (!st) return -1;
+    int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    if (n < 0) return sp_err(sp, "counting the spool");
+    const int64_t excess = n - sp->max_entries;
+    if (excess <= 0) return 0;
+    st = prepare(sp, "SELECT sink, kind, count(*) FROM (SELECT sink, kind FROM spool ORDER BY id "
+                     "LIMIT ?1) GROUP BY sink, kind");
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, excess);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        count_drop(sp, (const char *)sqlite3_column_text(st, 0),
+                   (const char *)sqlite3_column_text(st, 1), sqlite3_column_int64(st, 2));
+    sqlite3_finalize(st);
+    st = prepare(sp, "DELETE FROM spool WHERE id IN (SELECT id FROM spool ORDER BY id LIMIT ?1)");
+    if (st) sqlite3_bind_int64(st, 1, excess);
+    return step_done(sp, st, "dropping the oldest entries");
+}
+
+static int push_locked(bn_spool *sp, const char *sink, const char *kind, const char *payload,
+                       int64_t now, int replace)
+{
+    if (strlen(payload) > BN_SPOOL_PAYLOAD_MAX || strlen(sink) >= 32 || strlen(kind) >= 16) {
+        snprintf(sp->err, sizeof sp->err, "spool: an entry for %s is too large", sink);
+        return -1;
+    }
+    if (exec(sp, "BEGIN IMMEDIATE", "adding to the spool")) return -1;
+    sqlite3_stmt *st;
+    int rc = 0;
+    if (replace) {
+        st = prepare(sp, "DELETE FROM spool WHERE sink = ?1 AND kind = ?2");
+        if (st) {
+            sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+        }
+        rc = step_done(sp, st, "replacing an entry");
+    }
+    if (!rc) {
+        st = prepare(sp,
+                     "INSERT INTO spool (sink, kind, payload, created_at) VALUES (?1,?2,?3,?4)");
+        if (st) {
+            sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, payload, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 4, now);
+        }
+        rc = step_done(sp, st, "adding to the spool");
+    }
+    if (!rc) rc = enforce_bound(sp);
+    if (!rc) rc = exec(sp, "COMMIT", "adding to the spool");
+    if (rc) sqlite3_exec(sp->sql, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+int bn_spool_push(bn_spool *sp, const char *sink, const char *kind, const char *payload,
+                  int64_t now, int replace)
+{
+    pthread_mutex_lock(&sp->mu);
+    int rc = push_locked(sp, sink, kind, payload, now, replace);
+    pthread_mutex_unlock(&sp->mu);
+    return rc;
+}
+
+void bn_spool_entries_free(bn_spool_entry *e, size_t n)
+{
+    for (size_t i = 0; e && i < n; i++) free(e[i].payload);
+    free(e);
+}
+
+static int read_entry(sqlite3_stmt *st, bn_spool_entry *e)
+{
+    memset(e, 0, sizeof *e);
+    e->id = sqlite3_column_int64(st, 0);
+    snprintf(e->sink, sizeof e->sink, "%s", (const char *)sqlite3_column_text(st, 1));
+    snprintf(e->kind, sizeof e->kind, "%s", (const char *)sqlite3_column_text(st, 2));
+    const unsigned char *p = sqlite3_column_text(st, 3);
+    e->len = (size_t)sqlite3_column_bytes(st, 3);
+    if (!(e->payload = malloc(e->len + 1))) return -1;
+    if (p) memcpy(e->payload, p, e->len);
+    e->payload[e->len] = '\0';
+    e->created_ms = sqlite3_column_int64(st, 4);
+    e->attempts = sqlite3_column_int(st, 5);
+    return 0;
+}
+
+int bn_spool_peek(bn_spool *sp, const char *sink, size_t max_n, bn_spool_entry **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (max_n == 0) return 0;
+    bn_spool_entry *e = calloc(max_n, sizeof *e);
+    if (!e) return -1;
+    pthread_mutex_lock(&sp->mu);
+    sqlite3_stmt *st =
+            prepare(sp, "SELECT id, sink, kind, payload, created_at, attempts FROM spool "
+                        "WHERE ?1 IS NULL OR sink = ?1 ORDER BY id LIMIT ?2");
+    int rc = st ? 0 : -1, step = SQLITE_DONE;
+    size_t k = 0;
+    if (st) {
+        if (sink) sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (int64_t)max_n);
+        while (k < max_n && (step = sqlite3_step(st)) == SQLITE_ROW)
+            if (read_entry(st, &e[k++])) {
+                rc = -1;
+                break;
+            }
+        if (!rc && step != SQLITE_ROW && step != SQLITE_DONE) rc = sp_err(sp, "reading the spool");
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&sp->mu);
+    if (rc) {
+        bn_spool_entries_free(e, k);
+        return -1;
+    }
+    *out = e;
+    *n = k;
+    return 0;
+}
+
+/* Runs sql (with ?1 the id) for each id, in one transaction. */
+static int each_id(bn_spool *sp, const char *sql, const int64_t *ids, size_t n, const char *text)
+{
+    pthread_mutex_lock(&sp->mu);
+    int rc = exec(sp, "BEGIN IMMEDIATE", "updating the spool");
+    sqlite3_stmt *st = rc ? NULL : prepare(sp, sql);
+    if (!rc && !st) rc = -1;
+    for (size_t i = 0; !rc && i < n; i++) {
+        sqlite3_bind_int64(st, 1, ids[i]);
+        if (text) sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE) rc = sp_err(sp, "updating the spool");
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    if (!rc) rc = exec(sp, "COMMIT", "updating the spool");
+    if (rc) sqlite3_exec(sp->sql, "ROLLBACK", NULL, NULL, NULL);
+    pthread_mutex_unlock(&sp->mu);
+    return rc;
+}
+
+int bn_spool_done(bn_spool *sp, const int64_t *ids, size_t n)
+{
+    return each_id(sp, "DELETE FROM spool WHERE id = ?1", ids, n, NULL);
+}
+
+int bn_spool_failed(bn_spool *sp, const int64_t *ids, size_t n, const char *error)
+{
+    return each_id(sp, "UPDATE spool SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+                   ids, n, error ? error : "");
+}
+
+int64_t bn_spool_count(bn_spool *sp, const char *sink)
+{
+    pthread_mutex_lock(&sp->mu);
+    sqlite3_stmt *st = prepare(sp, "SELECT count(*) FROM spool WHERE ?1 IS NULL OR sink = ?1");
+    int64_t n = -1;
+    if (st) {
+        if (sink) sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int64(st, 0);
+        else
+            sp_err(sp, "counting the spool");
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&sp->mu);
+    return n;
+}
+
+int64_t bn_spool_dropped(bn_spool *sp, const char *sink)
+{
+    int64_t n = 0;
+    pthread_mutex_lock(&sp->mu);
+    for (int i = 0; i < MAX_SINKS && sp->dropped[i].sink[0]; i++)
+        if (!sink || strcmp(sp->dropped[i].sink, sink) == 0) n += sp->dropped[i].n;
+    pthread_mutex_unlock(&sp->mu);
+    return n;
+}
+
+/* ---- alert transitions -------------------------------------------------------------------- */
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+int bn_spool_transition_add(bn_spool *sp, const bn_spool_transition *t)
+{
+    pthread_mutex_lock(&sp->mu);
+    sqlite3_stmt *st = prepare(sp, "INSERT INTO alert_transitions (rule, from_state, to_state, at, "
+                                   "value, series, metric, severity, host) "
+                                   "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)");
+    if (st) {
+        sqlite3_bind_text(st, 1, t->rule, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, t->from, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, t->to, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, t->at_ms);
+        if (isfinite(t->value))
+            sqlite3_bind_double(st, 5, t->value);
+        else
+            sqlite3_bind_null(st, 5);
+        bind_text_or_null(st, 6, t->series);
+        bind_text_or_null(st, 7, t->metric);
+        bind_text_or_null(st, 8, t->severity);
+        bind_text_or_null(st, 9, t->host);
+    }
+    int rc = step_done(sp, st, "recording an alert transition");
+    pthread_mutex_unlock(&sp->mu);
+    return rc;
+}
+
+static void add_col_str(cJSON *o, const char *k, sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    if (t)
+        cJSON_AddStringToObject(o, k, (const char *)t);
+    else
+        cJSON_AddNullToObject(o, k);
+}
+
+static cJSON *transition_json(sqlite3_stmt *st)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddNumberToObject(o, "id", (double)sqlite3_column_int64(st, 0));
+    add_col_str(o, "rule", st, 1);
+    add_col_str(o, "from", st, 2);
+    add_col_str(o, "to", st, 3);
+    const int64_t at = sqlite3_column_int64(st, 4);
+    char when[40] = "";
+    const time_t secs = (time_t)(at / 1000);
+    struct tm tm;
+    if (gmtime_r(&secs, &tm)) {
+        char base[32];
+        strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(when, sizeof when, "%s.%03dZ", base, (int)(at % 1000));
+    }
+    cJSON_AddStringToObject(o, "at", when);
+    cJSON_AddNumberToObject(o, "at_ms", (double)at);
+    if (sqlite3_column_type(st, 5) == SQLITE_NULL)
+        cJSON_AddNullToObject(o, "value");
+    else
+        cJSON_AddNumberToObject(o, "value", sqlite3_column_double(st, 5));
+    add_col_str(o, "series", st, 6);
+    add_col_str(o, "metric", st, 7);
+    add_col_str(o, "severity", st, 8);
+    add_col_str(o, "host", st, 9);
+    return o;
+}
+
+int bn_spool_transitions(bn_spool *sp, const char *rule, int64_t limit, cJSON **out)
+{
+    *out = NULL;
+    cJSON *a = cJSON_CreateArray();
+    if (!a) return -1;
+    pthread_mutex_lock(&sp->mu);
+    sqlite3_stmt *st = prepare(sp, "SELECT id, rule, from_state, to_state, at, value, series, "
+                                   "metric, severity, host FROM alert_transitions "
+                                   "WHERE ?1 IS NULL OR rule = ?1 ORDER BY at DESC, id DESC "
+                                   "LIMIT ?2");
+    int rc = st ? 0 : -1, step = SQLITE_DONE;
+    if (st) {
+        if (rule) sqlite3_bind_text(st, 1, rule, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, limit > 0 ? limit : -1);
+        while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+            cJSON *o = transition_json(st);
+            if (!o || !cJSON_AddItemToArray(a, o)) {
+                cJSON_Delete(o);
+                rc = -1;
+                break;
+            }
+        }
+        if (!rc && step != SQLITE_DONE) rc = sp_err(sp, "reading alert transitions");
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&sp->mu);
+    if (rc) {
+        cJSON_Delete(a);
+        return -1;
+    }
+    *out = a;
+    return 0;
+}
+
+int bn_spool_last_state(bn_spool *sp, const char *rule, char *state, size_t size, int64_t *at_ms)
+{
+    pthread_mutex_lock(&sp->mu);
+    sqlite3_stmt *st = prepare(sp, "SELECT to_state, at FROM alert_transitions WHERE rule = ?1 "
+                                   "ORDER BY at DESC, id DESC LIMIT 1");
+    int rc = -1;
+    if (st) {
+        sqlite3_bind_text(st, 1, rule, -1, SQLITE_STATIC);
+        const int step = sqlite3_step(st);
+        if (step == SQLITE_ROW) {
+            snprintf(state, size, "%s", (const char *)sqlite3_column_text(st, 0));
+            *at_ms = sqlite3_column_int64(st, 1);
+            rc = 0;
+        } else if (step == SQLITE_DONE) {
+            rc = 1;
+        } else {
+            sp_err(sp, "reading alert transitions");
+        }
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&sp->mu);
+    return rc;
+}
+
+/* ---- run summaries -------------------------------------------------------------------------- */
+
+int bn_spool_run_counts(bn_spool *sp,
+                        void (*fn)(void *ud, const char *command, const char *status, int64_t n),
+                        void *ud)
+{
+    pthread_mutex_lock(&sp->mu);
+    sqlite3_stmt *st = prepare(sp, "SELECT command, status, count(*) FROM runs "
+                                   "GROUP BY command, status ORDER BY command, status");
+    int rc = st ? 0 : -1, step = SQLITE_DONE;
+    while (st && (step = sqlite3_step(st)) == SQLITE_ROW)
+        fn(ud, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+           sqlite3_column_int64(st, 2));
+    if (st && step != SQLITE_DONE) rc = sp_err(sp, "counting runs");
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&sp->mu);
+    return rc;
+}
+
+int bn_spool_last_runs(bn_spool *sp,
+                       void (*fn)(void *ud, const char *command, const char *metrics_json,
+                                  int64_t ended_ms),
+                       void *ud)
+{
+    pthread_mutex_lock(&sp->mu);
+    sqlite3_stmt *st = prepare(sp, "SELECT command, metrics, ended_at FROM runs WHERE id IN "
+                                   "(SELECT max(id) FROM runs WHERE status = 'ok' AND metrics IS "
+                                   "NOT NULL GROUP BY command) ORDER BY command");
+    int rc = st ? 0 : -1, step = SQLITE_DONE;
+    while (st && (step = sqlite3_step(st)) == SQLITE_ROW)
+        fn(ud, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+           sqlite3_column_int64(st, 2));
+    if (st && step != SQLITE_DONE) rc = sp_err(sp, "reading runs");
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&sp->mu);
+    return rc;
+}
