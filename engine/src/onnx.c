@@ -363,6 +363,67 @@ static bn_status collect(bn_onnx *ox)
     return BN_OK;
 }
 
+/* ---- a nesting guard --------------------------------------------------------------------
+ * libprotobuf-c decodes nested messages by recursion without a depth limit, so a few hundred
+ * kilobytes of nested GraphProto/NodeProto/AttributeProto would overflow the stack. Before
+ * decoding, this walks the wire format with the generated descriptors (each byte once) and
+ * refuses messages nested deeper than ONNX_MAX_DEPTH. Anything malformed is left for
+ * protobuf-c to reject. */
+
+#define ONNX_MAX_DEPTH 64
+
+static int pb_varint(const uint8_t *p, size_t n, size_t *pos, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64 && *pos < n; shift += 7) {
+        uint8_t b = p[(*pos)++];
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* 0 when a message nests deeper than the limit; 1 otherwise (also when malformed). */
+static int pb_depth_ok(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n, int depth)
+{
+    if (depth > ONNX_MAX_DEPTH) return 0;
+    size_t pos = 0;
+    uint64_t key, len;
+    while (pos < n) {
+        if (!pb_varint(p, n, &pos, &key)) return 1;
+        switch (key & 7) {
+        case 0:
+            if (!pb_varint(p, n, &pos, &len)) return 1;
+            break;
+        case 1:
+            if (n - pos < 8) return 1;
+            pos += 8;
+            break;
+        case 5:
+            if (n - pos < 4) return 1;
+            pos += 4;
+            break;
+        case 2: {
+            if (!pb_varint(p, n, &pos, &len) || len > n - pos) return 1;
+            const ProtobufCFieldDescriptor *f =
+                    key >> 3 <= UINT32_MAX
+                            ? protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3))
+                            : NULL;
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+                !pb_depth_ok(f->descriptor, p + pos, (size_t)len, depth + 1))
+                return 0;
+            pos += (size_t)len;
+            break;
+        }
+        default: return 1;
+        }
+    }
+    return 1;
+}
+
 /* ---- opening --------------------------------------------------------------------------- */
 
 static bn_status set_dir(bn_onnx *ox, const char *dir)
@@ -387,6 +448,10 @@ bn_status bn_onnx_open_memory(bn_ctx *ctx, const void *data, size_t size, const 
     if (!ox) return bn_ctx_set_error(ctx, BN_ERR_NOMEM, "out of memory");
     ox->ctx = ctx;
     bn_status rc = set_dir(ox, dir);
+    if (rc == BN_OK && !pb_depth_ok(&onnx__model_proto__descriptor, size ? data : (const void *)"",
+                                    size, 0))
+        rc = bn_ctx_set_error(ctx, BN_ERR_FORMAT,
+                              "onnx: messages nested more than %d deep", ONNX_MAX_DEPTH);
     if (rc == BN_OK) {
         ox->model = onnx__model_proto__unpack(&g_pb_alloc, size, size ? data : (const void *)"");
         if (!ox->model)
@@ -478,6 +543,30 @@ int64_t bn_onnx_n_nodes(const bn_onnx *ox)
 int64_t bn_onnx_opset(const bn_onnx *ox)
 {
     return ox->opset;
+}
+
+bn_status bn_onnx_node_at(const bn_onnx *ox, int64_t i, bn_onnx_node *out)
+{
+    if (i < 0 || i >= ox->n_nodes) return BN_ERR_RANGE;
+    const Onnx__NodeProto *nd = ox->model->graph->node[i];
+    out->op_type = nd->op_type ? nd->op_type : "";
+    out->name = nd->name ? nd->name : "";
+    out->n_inputs = nd->n_input;
+    out->n_outputs = nd->n_output;
+    out->inputs = (const char *const *)nd->input;
+    out->outputs = (const char *const *)nd->output;
+    return BN_OK;
+}
+
+const char *bn_onnx_node_meta(const bn_onnx *ox, int64_t i, const char *key)
+{
+    if (i < 0 || i >= ox->n_nodes) return NULL;
+    const Onnx__NodeProto *nd = ox->model->graph->node[i];
+    for (size_t k = 0; k < nd->n_metadata_props; k++) {
+        const Onnx__StringStringEntryProto *kv = nd->metadata_props[k];
+        if (kv->key && kv->value && strcmp(kv->key, key) == 0) return kv->value;
+    }
+    return NULL;
 }
 
 /* ---- reading ------------------------------------------------------------------------------ */

@@ -95,6 +95,23 @@ const char *bn_onnx_producer(const bn_onnx *ox);
 int64_t bn_onnx_n_nodes(const bn_onnx *ox);
 int64_t bn_onnx_opset(const bn_onnx *ox);
 
+/* ---- the graph's nodes (to map exported weights back to module names) ------------- */
+
+typedef struct bn_onnx_node {
+    const char *op_type; /* "MatMul", "Gather", ... ("" when unset) */
+    const char *name;    /* "" when unset; the TorchScript exporter writes
+                            "/model/layers.0/self_attn/q_proj/MatMul" */
+    size_t n_inputs, n_outputs;
+    const char *const *inputs;
+    const char *const *outputs;
+} bn_onnx_node;
+
+/* Node i of the graph, in order (BN_ERR_RANGE when i is out of range). */
+bn_status bn_onnx_node_at(const bn_onnx *ox, int64_t i, bn_onnx_node *out);
+/* The value of node i's metadata_props entry key (the dynamo exporter writes
+ * "pkg.torch.onnx.name_scopes"), or NULL. */
+const char *bn_onnx_node_meta(const bn_onnx *ox, int64_t i, const char *key);
+
 /* Copies the tensor's t->size bytes (little-endian t->dtype elements, row-major) into dst.
  * BN_ERR_UNSUPPORTED for a type bitnet cannot read; BN_ERR_IO / BN_ERR_FORMAT for external
  * data that cannot be read (changed since open). Messages on the reader's ctx. */
