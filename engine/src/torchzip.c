@@ -778,9 +778,9 @@ static bn_status add_tensor(bn_torch *pt, vm *m, const char *name, const ptensor
     bn_pt_tensor *t = &pt->tensors[pt->n_tensors];
     pt_extra *e = &pt->extra[pt->n_tensors];
     const pv *st = &m->v[src->storage];
+    pt->n_tensors++; /* from here on, close frees the slot's strings */
     if (!(t->name = bn_strdup(name)) || !(t->storage = bn_strdup(st->s)))
         return bn_ctx_set_error(pt->ctx, BN_ERR_NOMEM, "out of memory");
-    pt->n_tensors++;
     t->dtype = (bn_dtype)st->g;
     t->n_dims = src->n_dims;
     t->storage_offset = src->offset;

@@ -64,8 +64,7 @@ torch.save({"p": torch.nn.Parameter(ramp((3,), torch.float32))}, os.path.join(OU
 def tiny_model():
     w = numpy_helper.from_array(ramp((2, 3), torch.float32).numpy(), "w")        # raw_data
     b = helper.make_tensor("b", TensorProto.FLOAT, [3], [0.5, -0.5, 1.0])        # float_data
-    h = helper.make_tensor("h", TensorProto.FLOAT16, [2],
-                           np.array([1.0, -2.0], np.float16).view(np.uint16).tolist())  # int32_data
+    h = helper.make_tensor("h", TensorProto.FLOAT16, [2], [1.0, -2.0])          # int32_data (f16 bits)
     i = helper.make_tensor("i", TensorProto.INT64, [3], [7, -8, 9])              # int64_data
     c = helper.make_node("Constant", [], ["k"], value=numpy_helper.from_array(
         np.array([4.0, 5.0], np.float32), "kval"))
