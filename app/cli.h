@@ -34,6 +34,8 @@ int cli_parse_int_list(const char *s, int *out, int max);
 /* Parses a whole decimal integer in [lo, hi]; returns 0 or -1. */
 int cli_parse_long(const char *s, long lo, long hi, long *out);
 
+int cmd_alerts(int argc, char **argv);
+void cmd_alerts_help(FILE *out);
 int cmd_bench(int argc, char **argv);
 void cmd_bench_help(FILE *out);
 int cmd_config(int argc, char **argv);
@@ -48,6 +50,8 @@ int cmd_validate(int argc, char **argv);
 void cmd_validate_help(FILE *out);
 int cmd_inspect(int argc, char **argv);
 void cmd_inspect_help(FILE *out);
+int cmd_monitor(int argc, char **argv);
+void cmd_monitor_help(FILE *out);
 int cmd_generate(int argc, char **argv);
 void cmd_generate_help(FILE *out);
 int cmd_perplexity(int argc, char **argv);

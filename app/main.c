@@ -16,6 +16,7 @@ static int cmd_version(int argc, char **argv);
 static void cmd_version_help(FILE *out);
 
 const bn_command bn_commands[] = {
+        {"alerts", "alert rules: list, history, test", cmd_alerts, cmd_alerts_help},
         {"bench", "benchmark kernels (bench kernels)", cmd_bench, cmd_bench_help},
         {"config", "read and change settings (get, set, unset, list, path)", cmd_config,
          cmd_config_help},
@@ -26,6 +27,8 @@ const bn_command bn_commands[] = {
         {"history", "browse, export and prune the run history", cmd_history, cmd_history_help},
         {"hw", "report CPU, memory, OS, GPUs and kernels", cmd_hw, cmd_hw_help},
         {"inspect", "show a GGUF file's metadata and tensors", cmd_inspect, cmd_inspect_help},
+        {"monitor", "metrics endpoint, exporters and alerting (a daemon)", cmd_monitor,
+         cmd_monitor_help},
         {"perplexity", "perplexity of a model on a text file", cmd_perplexity,
          cmd_perplexity_help},
         {"synth", "write a random model of a real shape", cmd_synth, cmd_synth_help},
