@@ -1,0 +1,632 @@
+/* monitor.c - the monitor's lifecycle: setting up, the collection pass (metrics, alert rules,
+ * spooling, the textfile), the daemon's loop and signals, one-shot runs, test notifications.
+ * See monitor.h for the picture. */
+#include "monitor.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "config.h"
+#include "history_hook.h"
+#include "hw.h"
+
+void bn_monitor_opts_default(bn_monitor_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->listen = "127.0.0.1:9464";
+    o->interval_s = 10;
+    o->probe_every_s = 60;
+    o->probe_tokens = 16;
+    o->probe_prompt = "The capital of France is";
+    o->spool_max = BN_SPOOL_MAX_DEFAULT;
+    o->backoff_max_s = 60;
+    o->timeout_s = 10;
+    o->cw_namespace = "BitNet";
+    o->dd_site = "datadoghq.com";
+    o->dd_api_key_env = "DD_API_KEY";
+    o->retention_days = 90;
+}
+
+/* ---- settings ----------------------------------------------------------------------------------
+ */
+
+/* A key the schema does not have yet: $BITNET_<KEY>, else the config file's value. */
+static const char *extra_key(const bn_config *cfg, const char *key, char *buf, size_t size)
+{
+    char env[128];
+    const char *v = bn_config_env_name(key, env, sizeof env) == 0 ? getenv(env) : NULL;
+    if (v && *v) return v;
+    const cJSON *j = bn_config_file_doc(cfg);
+    char path[128];
+    snprintf(path, sizeof path, "%s", key);
+    for (char *save = NULL, *t = strtok_r(path, ".", &save); t && j; t = strtok_r(NULL, ".", &save))
+        j = cJSON_GetObjectItemCaseSensitive(j, t);
+    if (cJSON_IsString(j)) return j->valuestring;
+    if (cJSON_IsNumber(j)) {
+        snprintf(buf, size, "%.17g", j->valuedouble);
+        return buf;
+    }
+    return NULL;
+}
+
+static const char *nonempty(const char *s)
+{
+    return s && *s ? s : NULL;
+}
+
+int bn_monitor_opts_config(bn_monitor_opts *o, const bn_config *cfg, char *err, size_t errsz)
+{
+    char num[64];
+    o->listen = nonempty(bn_config_get_str(cfg, "monitor.listen"));
+    o->alerts = bn_config_get_json(cfg, "alerts");
+    o->textfile = nonempty(bn_config_get_str(cfg, "exporters.prometheus.textfile"));
+    o->pushgateway = nonempty(bn_config_get_str(cfg, "exporters.prometheus.pushgateway"));
+    o->cloudwatch = bn_config_get_bool(cfg, "exporters.cloudwatch.enabled");
+    o->cw_region = nonempty(bn_config_get_str(cfg, "exporters.cloudwatch.region"));
+    o->cw_namespace = bn_config_get_str(cfg, "exporters.cloudwatch.namespace");
+    o->cw_endpoint = nonempty(bn_config_get_str(cfg, "exporters.cloudwatch.endpoint"));
+    o->datadog = bn_config_get_bool(cfg, "exporters.datadog.enabled");
+    o->dd_site = bn_config_get_str(cfg, "exporters.datadog.site");
+    o->dd_api_key_env = bn_config_get_str(cfg, "exporters.datadog.api_key_env");
+    o->threads = (long)bn_config_get_int(cfg, "threads");
+    const char *v = extra_key(cfg, "exporters.webhook.url", num, sizeof num);
+    if (v && *v) {
+        snprintf(o->webhook_buf, sizeof o->webhook_buf, "%s", v);
+        o->webhook = o->webhook_buf;
+    }
+    if ((v = extra_key(cfg, "monitor.interval", num, sizeof num)) &&
+        (bn_parse_duration(v, &o->interval_s) || o->interval_s < 0.1)) {
+        snprintf(err, errsz, "monitor.interval: expected a duration of at least 100ms");
+        return -1;
+    }
+    if ((v = extra_key(cfg, "monitor.spool_max", num, sizeof num))) {
+        char *end;
+        const long long n = strtoll(v, &end, 10);
+        if (*end || n < 1 || n > 100000000) {
+            snprintf(err, errsz, "monitor.spool_max: expected an integer from 1 to 100000000");
+            return -1;
+        }
+        o->spool_max = n;
+    }
+    if (hist_db_path(o->history_buf, sizeof o->history_buf, &o->retention_days, err, errsz))
+        return -1;
+    o->history = o->history_buf;
+    return 0;
+}
+
+/* ---- small helpers --------------------------------------------------------------------------- */
+
+double mon_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double mon_wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void mon_log(bn_monitor *m, const char *fmt, ...)
+{
+    if (m->o.quiet) return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "bitnet monitor: %s\n", msg);
+}
+
+void mon_error(bn_monitor *m, const char *source)
+{
+    const char *lv[] = {source};
+    bn_metric_add(m->f.errors, lv, 1);
+}
+
+mon_sink *mon_sink_find(bn_monitor *m, const char *name)
+{
+    for (int i = 0; i < m->n_sinks; i++)
+        if (!strcmp(m->sinks[i].name, name)) return &m->sinks[i];
+    return NULL;
+}
+
+bn_metrics *bn_monitor_registry(bn_monitor *m)
+{
+    return m->reg;
+}
+
+bn_alerts *bn_monitor_alerts(bn_monitor *m)
+{
+    return m->alerts;
+}
+
+bn_spool *bn_monitor_spool(bn_monitor *m)
+{
+    return m->spool;
+}
+
+/* ---- setup ------------------------------------------------------------------------------------
+ */
+
+static void on_drop(void *ud, const char *sink, const char *kind, int64_t n)
+{
+    mon_log(ud, "spool full: dropped the %lld oldest %s entries of %s", (long long)n, kind, sink);
+}
+
+/* Puts each rule back in the pending or firing state the history last recorded for it. */
+static void restore_alerts(bn_monitor *m)
+{
+    for (size_t i = 0; i < bn_alerts_count(m->alerts); i++) {
+        bn_alert_rule *r = bn_alerts_rule(m->alerts, i);
+        char st[16];
+        int64_t at;
+        bn_alert_state s;
+        if (bn_spool_last_state(m->spool, r->name, st, sizeof st, &at) == 0 &&
+            bn_alert_state_parse(st, &s) == 0)
+            bn_alert_restore(r, s, (double)at / 1000);
+    }
+}
+
+static void open_nvml(bn_monitor *m)
+{
+    bn_nvml *nv = NULL;
+    char why[128];
+    if (bn_nvml_open(&nv, why, sizeof why) != 0) return; /* no NVIDIA GPU: fine */
+    bn_hw_info *hw = calloc(1, sizeof *hw);
+    if (!hw) {
+        bn_nvml_close(nv);
+        return;
+    }
+    bn_hw_collect(hw, nv);
+    m->nvml = nv;
+    m->hw = hw;
+}
+
+int bn_monitor_new(bn_monitor **out, const bn_monitor_opts *o, char *err, size_t errsz)
+{
+    *out = NULL;
+    bn_monitor *m = calloc(1, sizeof *m);
+    if (!m) goto oom;
+    m->o = *o;
+    m->lock_fd = -1;
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_cond_init(&m->cv, NULL);
+    m->rng = (unsigned)time(NULL) ^ (unsigned)getpid();
+    m->start_wall = mon_wall();
+    if (gethostname(m->host, sizeof m->host) != 0) snprintf(m->host, sizeof m->host, "localhost");
+    m->host[sizeof m->host - 1] = '\0';
+    if (bn_metrics_new(&m->reg)) goto oom;
+    if (mon_define_metrics(m)) {
+        snprintf(err, errsz, "metrics: %s", bn_metrics_errmsg(m->reg));
+        goto fail;
+    }
+    if (bn_spool_open(&m->spool, o->history, o->spool_max, o->retention_days, err, errsz))
+        goto fail;
+    bn_spool_on_drop(m->spool, on_drop, m);
+    if (bn_alerts_parse(o->alerts, &m->alerts, err, errsz)) goto fail;
+    restore_alerts(m);
+    if (mon_sinks_setup(m, err, errsz)) goto fail;
+    open_nvml(m);
+    mon_update_sink_metrics(m);
+    *out = m;
+    return 0;
+oom:
+    snprintf(err, errsz, "out of memory");
+fail:
+    bn_monitor_free(m);
+    return -1;
+}
+
+void bn_monitor_free(bn_monitor *m)
+{
+    if (!m) return;
+    mon_http_stop(m);
+    mon_sender_stop(m);
+    mon_sinks_release(m);
+    mon_probe_close(m);
+    if (m->nvml) bn_nvml_close(m->nvml);
+    free(m->hw);
+    bn_alerts_free(m->alerts);
+    bn_spool_close(m->spool);
+    bn_metrics_free(m->reg);
+    for (size_t i = 0; i < m->n_prev; i++) free(m->prev[i].key);
+    free(m->prev);
+    if (m->lock_fd >= 0) close(m->lock_fd);
+    pthread_mutex_destroy(&m->mu);
+    pthread_cond_destroy(&m->cv);
+    free(m);
+}
+
+/* ---- alerts -------------------------------------------------------------------------------------
+ */
+
+/* The rule's name for a notification sink ("datadog-events" is "datadog" in a rule). */
+static const char *rule_sink_name(const mon_sink *s)
+{
+    return !strcmp(s->name, "datadog-events") ? "datadog" : s->name;
+}
+
+static void notify(bn_monitor *m, const bn_alert_transition *t)
+{
+    const bn_alert_rule *r = t->rule;
+    cJSON *n =
+            bn_alert_notification_json(r, t->from, t->to, t->at, t->value, t->series, m->host, 0);
+    char *text = n ? cJSON_PrintUnformatted(n) : NULL;
+    cJSON_Delete(n);
+    if (!text) {
+        mon_error(m, "alerts");
+        return;
+    }
+    for (int i = 0; i < m->n_sinks; i++) {
+        const mon_sink *s = &m->sinks[i];
+        if (s->kind != MON_NOTIFICATION || !bn_alert_rule_has_sink(r, rule_sink_name(s))) continue;
+        if (bn_spool_push(m->spool, s->name, "notification", text, (int64_t)(t->at * 1000), 0))
+            mon_error(m, "spool");
+    }
+    if (m->o.json) {
+        printf("{\"event\":\"alert\",\"notification\":%s}\n", text);
+        fflush(stdout);
+    }
+    cJSON_free(text);
+}
+
+static void on_transition(void *ud, const bn_alert_transition *t)
+{
+    bn_monitor *m = ud;
+    const bn_alert_rule *r = t->rule;
+    const bn_spool_transition st = {
+            .rule = r->name,
+            .from = bn_alert_state_str(t->from),
+            .to = bn_alert_state_str(t->to),
+            .at_ms = (int64_t)floor(t->at * 1000),
+            .value = t->value,
+            .series = t->series,
+            .metric = r->metric,
+            .severity = r->severity,
+            .host = m->host,
+    };
+    if (bn_spool_transition_add(m->spool, &st)) mon_error(m, "history");
+    const char *lv[] = {r->name, st.to};
+    bn_metric_add(m->f.alert_transitions, lv, 1);
+    if (!t->notify) return;
+    if (bn_alert_rule_has_sink(r, "log")) {
+        char num[32] = "no data";
+        if (!isnan(t->value)) bn_metrics_fmt_double(t->value, num);
+        mon_log(m, "alert %s: %s -> %s (%s %s %g; value %s%s%s)", r->name, st.from, st.to,
+                r->metric, bn_alert_op_str(r->op), r->threshold, num, t->series[0] ? " on " : "",
+                t->series);
+    }
+    notify(m, t);
+}
+
+static void alert_metrics(bn_monitor *m)
+{
+    bn_metrics_lock(m->reg);
+    bn_mfamily_clear(m->f.alerts);
+    for (size_t i = 0; i < bn_alerts_count(m->alerts); i++) {
+        const bn_alert_rule *r = bn_alerts_rule(m->alerts, i);
+        if (r->state != BN_ALERT_PENDING && r->state != BN_ALERT_FIRING) continue;
+        const char *lv[] = {r->name, r->severity, bn_alert_state_str(r->state)};
+        bn_metric_set(m->f.alerts, lv, 1);
+    }
+    bn_metrics_unlock(m->reg);
+}
+
+/* ---- the pass -----------------------------------------------------------------------------------
+ */
+
+/* DIR/bitnet.prom when the setting names a directory, else the file itself. */
+static int textfile_path(const bn_monitor *m, char *buf, size_t size)
+{
+    struct stat sb;
+    const char *t = m->o.textfile;
+    const int dir = stat(t, &sb) == 0 && S_ISDIR(sb.st_mode);
+    const int n = dir ? snprintf(buf, size, "%s/bitnet.prom", t) : snprintf(buf, size, "%s", t);
+    return n > 0 && (size_t)n < size ? 0 : -1;
+}
+
+/* Writes the exposition to a temporary file beside the target and renames it over the target,
+ * so node_exporter never reads half a file (the temporary name does not end in .prom). */
+static void write_textfile(bn_monitor *m, const char *text, size_t len)
+{
+    char path[4096], tmp[4160];
+    if (textfile_path(m, path, sizeof path)) goto fail;
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) goto fail;
+    const int bad = fwrite(text, 1, len, f) != len;
+    if (fclose(f) || bad || rename(tmp, path)) {
+        unlink(tmp);
+        goto fail;
+    }
+    return;
+fail:
+    mon_error(m, "textfile");
+    static int warned;
+    if (!warned++) mon_log(m, "cannot write the textfile %s: %s", m->o.textfile, strerror(errno));
+}
+
+static void spool_samples(bn_monitor *m, const bn_msnap *snap, double wall)
+{
+    char *payload = NULL;
+    for (int i = 0; i < m->n_sinks; i++) {
+        if (m->sinks[i].kind != MON_SAMPLES) continue;
+        if (!payload && !(payload = mon_samples_payload(m, snap, wall))) {
+            mon_error(m, "spool");
+            return;
+        }
+        if (bn_spool_push(m->spool, m->sinks[i].name, "samples", payload, (int64_t)(wall * 1000),
+                          0))
+            mon_error(m, "spool");
+    }
+    cJSON_free(payload);
+}
+
+static void exposition_outputs(bn_monitor *m, double wall)
+{
+    mon_sink *pg = mon_sink_find(m, "pushgateway");
+    if (!pg && !m->o.textfile) return;
+    bn_buf b;
+    bn_buf_init(&b, BN_SPOOL_PAYLOAD_MAX);
+    size_t len = 0;
+    char *text = bn_metrics_render(m->reg, &b) == 0 ? bn_buf_detach(&b, &len) : NULL;
+    bn_buf_release(&b);
+    if (!text) {
+        mon_error(m, m->o.textfile ? "textfile" : "spool");
+        return;
+    }
+    if (m->o.textfile) write_textfile(m, text, len);
+    if (pg && bn_spool_push(m->spool, pg->name, "push", text, (int64_t)(wall * 1000), 1))
+        mon_error(m, "spool");
+    free(text);
+}
+
+void bn_monitor_collect_metrics(bn_monitor *m)
+{
+    mon_collect_process(m);
+    mon_collect_host(m);
+    mon_collect_gpus(m);
+    mon_collect_history(m);
+    mon_update_sink_metrics(m);
+}
+
+void bn_monitor_collect(bn_monitor *m)
+{
+    const double t0 = mon_now(), wall = mon_wall();
+    mon_collect_process(m);
+    mon_collect_host(m);
+    mon_collect_gpus(m);
+    mon_collect_history(m);
+    mon_probe(m);
+    bn_msnap snap;
+    if (bn_metrics_snapshot(m->reg, 0, &snap) == 0) {
+        bn_alerts_eval(m->alerts, &snap, wall, on_transition, m);
+        alert_metrics(m);
+        spool_samples(m, &snap, wall);
+        bn_msnap_release(&snap);
+    } else {
+        mon_error(m, "alerts");
+    }
+    mon_update_sink_metrics(m);
+    bn_metric_set(m->f.collect_seconds, NULL, mon_now() - t0);
+    exposition_outputs(m, wall);
+    if (m->worker_started) mon_sender_wake(m);
+}
+
+/* ---- test notifications
+ * -------------------------------------------------------------------------- */
+
+int bn_monitor_test_alert(bn_monitor *m, bn_alert_rule *r, cJSON *report)
+{
+    bn_msnap snap;
+    double value = NAN;
+    char series[256] = "";
+    int holds = 0;
+    if (bn_metrics_snapshot(m->reg, 0, &snap) == 0) {
+        holds = bn_alert_check(r, &snap, &value, series, sizeof series);
+        bn_msnap_release(&snap);
+    }
+    const double now = mon_wall();
+    cJSON_AddStringToObject(report, "rule", r->name);
+    cJSON_AddBoolToObject(report, "holds", holds);
+    if (isfinite(value))
+        cJSON_AddNumberToObject(report, "value", value);
+    else
+        cJSON_AddNullToObject(report, "value");
+    cJSON_AddStringToObject(report, "series", series);
+    cJSON *sinks = cJSON_AddObjectToObject(report, "sinks");
+    cJSON *n = bn_alert_notification_json(r, r->state, holds ? BN_ALERT_FIRING : BN_ALERT_INACTIVE,
+                                          now, value, series, m->host, 1);
+    char *text = n ? cJSON_PrintUnformatted(n) : NULL;
+    cJSON_Delete(n);
+    if (!text || !sinks) {
+        cJSON_free(text);
+        return 1;
+    }
+    int failed = 0;
+    if (bn_alert_rule_has_sink(r, "log")) {
+        fprintf(stderr, "bitnet alerts: test notification: %s\n", text);
+        cJSON_AddStringToObject(sinks, "log", "delivered");
+    }
+    for (int i = 0; i < m->n_sinks; i++) {
+        mon_sink *s = &m->sinks[i];
+        if (s->kind != MON_NOTIFICATION || !bn_alert_rule_has_sink(r, rule_sink_name(s))) continue;
+        char why[300], res[400];
+        if (mon_send_one(m, s, text, why, sizeof why) == 0) {
+            cJSON_AddStringToObject(sinks, rule_sink_name(s), "delivered");
+            continue;
+        }
+        failed++;
+        const int spooled = bn_spool_push(m->spool, s->name, "notification", text,
+                                          (int64_t)(now * 1000), 0) == 0;
+        snprintf(res, sizeof res, "%s: %s", spooled ? "spooled" : "lost", why);
+        cJSON_AddStringToObject(sinks, rule_sink_name(s), res);
+    }
+    cJSON_free(text);
+    return failed;
+}
+
+/* ---- the daemon
+ * ------------------------------------------------------------------------------------ */
+
+/* One monitor drains a history's spool at a time: a lock file beside the history. */
+static int take_lock(bn_monitor *m)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s.monitor.lock", m->o.history);
+    m->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (m->lock_fd < 0) return -1;
+    if (flock(m->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        close(m->lock_fd);
+        m->lock_fd = -1;
+        return -1;
+    }
+    return 0;
+}
+
+static void print_once(bn_monitor *m)
+{
+    if (!m->o.json) {
+        bn_buf b;
+        bn_buf_init(&b, 64u << 20);
+        if (bn_metrics_render(m->reg, &b) == 0) fwrite(b.s, 1, b.len, stdout);
+        bn_buf_release(&b);
+        fflush(stdout);
+        return;
+    }
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddItemToObject(d, "metrics", bn_metrics_to_json(m->reg));
+    cJSON *a = cJSON_AddArrayToObject(d, "alerts");
+    for (size_t i = 0; a && i < bn_alerts_count(m->alerts); i++)
+        cJSON_AddItemToArray(a, bn_alert_rule_json(bn_alerts_rule(m->alerts, i)));
+    cJSON *sp = cJSON_AddObjectToObject(d, "spool");
+    for (int i = 0; sp && i < m->n_sinks; i++)
+        cJSON_AddNumberToObject(sp, m->sinks[i].name,
+                                (double)bn_spool_count(m->spool, m->sinks[i].name));
+    cli_print_json(d);
+}
+
+/* Waits up to s seconds for SIGINT, SIGTERM or SIGHUP; returns 1 when one came. */
+static int wait_signal(const sigset_t *set, double s)
+{
+    if (s <= 0) return 0;
+    struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - floor(s)) * 1e9)};
+    for (;;) {
+        const int sig = sigtimedwait(set, NULL, &ts);
+        if (sig > 0) return 1;
+        if (errno == EAGAIN) return 0;
+        if (errno != EINTR) return 0;
+    }
+}
+
+static int run_once(bn_monitor *m, int locked)
+{
+    bn_monitor_collect(m);
+    if (locked && m->n_sinks) {
+        const int left = mon_sinks_flush(m, mon_now() + 2 * m->o.timeout_s);
+        if (left)
+            mon_log(m, "some entries could not be delivered; they stay in the spool of %s",
+                    m->o.history);
+    }
+    print_once(m);
+    return BN_EXIT_OK;
+}
+
+static void log_start(bn_monitor *m)
+{
+    char sinks[256] = "";
+    for (int i = 0; i < m->n_sinks; i++) {
+        const size_t n = strlen(sinks);
+        snprintf(sinks + n, sizeof sinks - n, "%s%s", n ? ", " : "", m->sinks[i].name);
+    }
+    if (m->http)
+        mon_log(m, "listening on http://%s/metrics (port %d); every %gs; sinks: %s", m->o.listen,
+                m->http_port, m->o.interval_s, sinks[0] ? sinks : "none");
+    else
+        mon_log(m, "every %gs; sinks: %s", m->o.interval_s, sinks[0] ? sinks : "none");
+    if (m->o.json) {
+        printf("{\"event\":\"start\",\"port\":%d,\"interval\":%g,\"pid\":%ld}\n", m->http_port,
+               m->o.interval_s, (long)getpid());
+        fflush(stdout);
+    }
+}
+
+static int run_daemon(bn_monitor *m, const sigset_t *set)
+{
+    char err[512];
+    if (m->o.listen && mon_http_start(m, err, sizeof err)) {
+        cli_error("monitor: %s", err);
+        return BN_EXIT_FAIL;
+    }
+    if (mon_sender_start(m)) {
+        cli_error("monitor: cannot start the sender thread");
+        return BN_EXIT_FAIL;
+    }
+    log_start(m);
+    const double start = mon_now();
+    for (;;) {
+        const double t = mon_now();
+        bn_monitor_collect(m);
+        double wait = m->o.interval_s - (mon_now() - t);
+        if (m->o.duration_s > 0) {
+            const double left = m->o.duration_s - (mon_now() - start);
+            if (left <= 0) break;
+            if (left < wait) wait = left;
+        }
+        if (wait_signal(set, wait)) break;
+        if (m->o.duration_s > 0 && mon_now() - start >= m->o.duration_s) break;
+    }
+    mon_log(m, "stopping; %lld entries stay in the spool",
+            (long long)bn_spool_count(m->spool, NULL));
+    return BN_EXIT_OK;
+}
+
+int bn_monitor_main(const bn_monitor_opts *o)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* before any thread: they inherit the mask */
+    signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        cli_error("monitor: cannot initialise libcurl");
+        return BN_EXIT_FAIL;
+    }
+    bn_monitor *m;
+    char err[1024];
+    int rc = BN_EXIT_FAIL;
+    if (bn_monitor_new(&m, o, err, sizeof err)) {
+        cli_error("monitor: %s", err);
+        goto done;
+    }
+    const int locked = take_lock(m) == 0;
+    if (!locked && !o->once) {
+        cli_error("monitor: another bitnet monitor is running on %s", o->history);
+    } else {
+        if (!locked) mon_log(m, "another monitor is running: it delivers the spool");
+        rc = o->once ? run_once(m, locked) : run_daemon(m, &set);
+    }
+    bn_monitor_free(m);
+done:
+    curl_global_cleanup();
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    return rc;
+}

@@ -1,0 +1,246 @@
+/*
+ * monitor.h - the monitoring daemon behind `bitnet monitor` and `bitnet alerts test`: it
+ * collects metrics into a registry (metrics.h), serves them to Prometheus, evaluates the alert
+ * rules (alerts.h) and delivers samples and notifications to the push sinks through the spool
+ * (spool.h), so that a sink that is down or slow loses nothing and blocks nothing.
+ *
+ *     collector (main thread)          every --interval: process, host, GPUs, history, probe
+ *       -> registry  <- HTTP thread (libmicrohttpd): GET /metrics renders it, nothing else
+ *       -> alert rules -> transitions (history) and notifications (spool)
+ *       -> samples (spool), textfile (written here), pushgateway (spool, latest only)
+ *     sender (worker thread)           drains the spool per sink with libcurl, oldest first;
+ *                                      on failure keeps the entries and backs off (exponential,
+ *                                      jittered, capped); timeouts on every request
+ *
+ * Usage (the daemon):
+ *
+ *     bn_monitor_opts o;
+ *     bn_monitor_opts_default(&o);      // then the config and the command line fill it
+ *     return bn_monitor_main(&o);       // until SIGINT/SIGTERM, --duration or --once
+ *
+ * Usage (one collection, as `alerts test` does):
+ *
+ *     bn_monitor *m;
+ *     if (bn_monitor_new(&m, &o, err, sizeof err)) ...;
+ *     bn_monitor_collect(m);
+ *     ... bn_monitor_registry(m), bn_monitor_alerts(m) ...
+ *     bn_monitor_free(m);
+ *
+ * Files: app/monitor.c (lifecycle, the collection pass, alerts), monitor_collect.c (the
+ * metrics and their sources), monitor_http.c (the endpoint), monitor_sinks.c (the sender, the
+ * backoff), monitor_formats.c (CloudWatch, Datadog, webhook and Pushgateway requests; AWS
+ * credentials). The struct below is shared by those files only.
+ */
+#ifndef BITNET_APP_MONITOR_H
+#define BITNET_APP_MONITOR_H
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "alerts.h"
+#include "metrics.h"
+#include "spool.h"
+
+typedef struct bn_monitor_opts {
+    const char *listen;      /* "HOST:PORT" (port 0: any free one); NULL: no endpoint */
+    const char *textfile;    /* a directory (bitnet.prom in it) or a file name; NULL: off */
+    const char *pushgateway; /* base URL; NULL: off */
+    const char *webhook;     /* URL for alert notifications; NULL: off */
+    int cloudwatch;
+    const char *cw_region, *cw_namespace, *cw_endpoint; /* endpoint NULL: the region's */
+    int datadog;
+    const char *dd_site, *dd_endpoint, *dd_api_key_env; /* endpoint NULL: https://api.SITE */
+    double interval_s;                                  /* between collections */
+    double duration_s;                                  /* stop after; 0: run until a signal */
+    int once;                                           /* one collection, one delivery round */
+    int json;                                           /* JSON output (see cmd_monitor.c) */
+    const char *probe_model;                            /* NULL: no probe generation */
+    double probe_every_s;
+    long probe_tokens, threads;
+    const char *probe_prompt;
+    int64_t spool_max;
+    double backoff_max_s, timeout_s;
+    const cJSON *alerts; /* the rules (config "alerts"), may be NULL */
+    const char *history; /* the history database */
+    int retention_days;
+    int quiet; /* no log lines on stderr */
+    char history_buf[4096], webhook_buf[1024];
+} bn_monitor_opts;
+
+void bn_monitor_opts_default(bn_monitor_opts *o);
+
+struct bn_config;
+/* Fills o from the settings (monitor.listen, alerts, exporters.*, threads, the history file;
+ * and, until the schema has them, exporters.webhook.url, monitor.interval and
+ * monitor.spool_max read from the file or BITNET_*). Strings point into cfg (keep it until
+ * the monitor is done) or into o. 0, or -1 with a one-line message in err. */
+int bn_monitor_opts_config(bn_monitor_opts *o, const struct bn_config *cfg, char *err,
+                           size_t errsz);
+
+typedef struct bn_monitor bn_monitor;
+
+/* Runs the daemon (or one pass with o->once); returns the exit code. */
+int bn_monitor_main(const bn_monitor_opts *o);
+
+/* Sets everything up without threads or the endpoint: registry, spool, rules, sinks. 0, or
+ * -1 with a one-line message in err. */
+int bn_monitor_new(bn_monitor **out, const bn_monitor_opts *o, char *err, size_t errsz);
+void bn_monitor_free(bn_monitor *m);
+/* One collection pass: metrics, alert rules, spooling for the sinks, the textfile. */
+void bn_monitor_collect(bn_monitor *m);
+/* The metrics only (no probe, no rules, nothing spooled or written). */
+void bn_monitor_collect_metrics(bn_monitor *m);
+bn_metrics *bn_monitor_registry(bn_monitor *m);
+bn_alerts *bn_monitor_alerts(bn_monitor *m);
+bn_spool *bn_monitor_spool(bn_monitor *m);
+
+/* Sends a test notification for rule r (its current evaluation) to each of its sinks now,
+ * spooling what cannot be delivered. Fills a JSON object {"rule", "holds", "value",
+ * "series", "sinks": {"webhook": "delivered" | "spooled: why", ...}}; returns the number of
+ * sinks that failed. */
+int bn_monitor_test_alert(bn_monitor *m, bn_alert_rule *r, cJSON *report);
+
+/* ==== internal: shared by app/monitor*.c ================================================ */
+
+typedef enum mon_kind {
+    MON_SAMPLES = 0,      /* metric samples (CloudWatch, Datadog series) */
+    MON_NOTIFICATION = 1, /* alert notifications (webhook, Datadog events) */
+    MON_PUSH = 2,         /* the whole exposition, latest only (Pushgateway) */
+} mon_kind;
+
+/* One destination: a sink name and what it takes. */
+typedef struct mon_sink {
+    const char *name; /* the spool's sink name: cloudwatch, datadog, datadog-events, ... */
+    mon_kind kind;
+    char url[1024];
+    void *curl; /* CURL *, kept for connection reuse; the sender's only */
+    /* backoff (the sender's) */
+    int failures;
+    double next_try; /* monotonic seconds */
+    int down;        /* logged as down */
+    char last_error[320];
+} mon_sink;
+
+#define MON_MAX_SINKS 6
+
+typedef struct mon_aws {
+    char region[64];
+    char key_id[128], secret[256], token[2048];
+    char ns[256];
+} mon_aws;
+
+typedef struct mon_families {
+    bn_mfamily *build_info;
+    bn_mfamily *proc_cpu, *proc_rss, *proc_vsz, *proc_start, *proc_fds, *proc_max_fds;
+    bn_mfamily *host_mem_total, *host_mem_avail, *host_load1, *host_load5, *host_load15,
+            *host_cpus;
+    bn_mfamily *gpus, *gpu_mem_used, *gpu_mem_total, *gpu_util, *gpu_mem_util, *gpu_temp,
+            *gpu_power;
+    bn_mfamily *hist_runs, *hist_last_tps, *hist_last_time, *hist_bench_gbps;
+    bn_mfamily *gen_tokens, *gen_tps, *gen_prompt_tps, *gen_ttft, *gen_latency, *gen_requests;
+    bn_mfamily *model_weights, *model_kv, *model_load;
+    bn_mfamily *errors, *collect_seconds, *scrapes;
+    bn_mfamily *spool_entries, *spool_dropped, *sink_requests, *sink_last_ok;
+    bn_mfamily *alerts, *alert_transitions;
+} mon_families;
+
+/* A counter's last value, for the deltas the push sinks receive. */
+typedef struct mon_prev {
+    char *key;
+    double v;
+} mon_prev;
+
+struct bn_monitor {
+    bn_monitor_opts o;
+    char host[256];
+    bn_metrics *reg;
+    mon_families f;
+    bn_spool *spool;
+    bn_alerts *alerts;
+    void *nvml; /* bn_nvml * */
+    void *hw;   /* bn_hw_info * */
+    void *probe; /* mc_session *, open while a probe model is loaded */
+    double next_probe;
+    double start_wall;
+    mon_sink sinks[MON_MAX_SINKS];
+    int n_sinks;
+    mon_aws aws;
+    char dd_key[256];
+    mon_prev *prev;
+    size_t n_prev;
+    int have_baseline;
+    /* the sender */
+    pthread_t worker;
+    int worker_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop, wake;
+    unsigned rng;
+    void *http; /* struct MHD_Daemon * */
+    int http_port;
+    int lock_fd;
+};
+
+/* monitor.c */
+void mon_log(bn_monitor *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mon_error(bn_monitor *m, const char *source);
+double mon_now(void);      /* monotonic seconds */
+double mon_wall(void);     /* seconds since the epoch */
+mon_sink *mon_sink_find(bn_monitor *m, const char *name);
+
+/* monitor_collect.c */
+int mon_define_metrics(bn_monitor *m);
+void mon_collect_process(bn_monitor *m);
+void mon_collect_host(bn_monitor *m);
+void mon_collect_gpus(bn_monitor *m);
+void mon_collect_history(bn_monitor *m);
+void mon_probe(bn_monitor *m);
+void mon_probe_close(bn_monitor *m);
+void mon_update_sink_metrics(bn_monitor *m);
+
+/* monitor_http.c */
+int mon_http_start(bn_monitor *m, char *err, size_t errsz);
+void mon_http_stop(bn_monitor *m);
+
+/* monitor_sinks.c */
+int mon_sinks_setup(bn_monitor *m, char *err, size_t errsz);
+int mon_sender_start(bn_monitor *m);
+void mon_sender_stop(bn_monitor *m);
+void mon_sender_wake(bn_monitor *m);
+/* Tries every sink with entries once (ignoring backoff) until deadline; 0 when the spool of
+ * every sink is empty afterwards. */
+int mon_sinks_flush(bn_monitor *m, double deadline);
+/* Sends one payload to sink now, bypassing the spool; 0, or -1 with the error in why. */
+int mon_send_one(bn_monitor *m, mon_sink *s, const char *payload, char *why, size_t whysz);
+void mon_sinks_release(bn_monitor *m);
+
+/* monitor_formats.c: builds the request for the longest prefix of e[0..n) within the sink's
+ * limits; *used says how many entries it covers. 0 with rq->body NULL: those entries have
+ * nothing to send (mark them done). -1 with *used 0: the first entry alone cannot be sent
+ * (it does not parse or exceeds the limits). The body is malloc'ed. */
+typedef struct mon_request {
+    char *body;
+    size_t len;
+    const char *method;       /* "POST" or "PUT" */
+    const char *content_type; /* sent explicitly */
+    char path[512];           /* appended to the sink's URL */
+} mon_request;
+int mon_format(bn_monitor *m, const mon_sink *s, const bn_spool_entry *e, size_t n,
+               mon_request *rq, size_t *used);
+void mon_request_release(mon_request *rq);
+/* The samples of one collection as the spool keeps them: {"t": ms, "interval": s,
+ * "samples": [{"n", "k": "g"|"c", "v", "l": {...}}]}; counters as deltas since the last
+ * collection. NULL when out of memory. */
+char *mon_samples_payload(bn_monitor *m, const bn_msnap *snap, double wall);
+/* AWS credentials and region (environment, then the shared files). 0, or -1 with why. */
+int mon_aws_load(mon_aws *a, const char *region, const char *ns, char *why, size_t whysz);
+
+#define MON_CW_MAX_DATUMS 1000      /* per PutMetricData request */
+#define MON_CW_MAX_BYTES  1000000   /* 1 MB per request */
+#define MON_DD_MAX_BYTES  500000    /* v2 series: 500 KB (512000 bytes) uncompressed */
+#define MON_DD_TITLE_MAX  100       /* v1 events */
+#define MON_DD_TEXT_MAX   4000
+
+#endif

@@ -1,0 +1,374 @@
+/* monitor_sinks.c - delivering the spool: the push sinks, the sender thread, libcurl with
+ * timeouts on every request, and exponential backoff with jitter when a sink is down. A sink
+ * never blocks anything but the sender: the collector only adds to the spool, the endpoint
+ * only reads the registry, and a stop request aborts a transfer in progress. */
+#include "monitor.h"
+
+#include <curl/curl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bitnet/core.h"
+
+#define BATCH        64  /* entries peeked at once */
+#define ROUNDS_MAX   256 /* requests per sink before looking at the others */
+#define BACKOFF_BASE 1.0 /* seconds after the first failure */
+
+static int get_stop(bn_monitor *m)
+{
+    return __atomic_load_n(&m->stop, __ATOMIC_SEQ_CST);
+}
+
+/* ---- setup --------------------------------------------------------------------------------- */
+
+static int add_sink(bn_monitor *m, const char *name, mon_kind kind, const char *url, char *err,
+                    size_t errsz)
+{
+    if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) {
+        snprintf(err, errsz, "%s: '%s' is not an http:// or https:// URL", name, url);
+        return -1;
+    }
+    mon_sink *s = &m->sinks[m->n_sinks++];
+    memset(s, 0, sizeof *s);
+    s->name = name;
+    s->kind = kind;
+    if (snprintf(s->url, sizeof s->url, "%s", url) >= (int)sizeof s->url) {
+        snprintf(err, errsz, "%s: the URL is too long", name);
+        return -1;
+    }
+    size_t n = strlen(s->url);
+    while (n > 8 && s->url[n - 1] == '/') s->url[--n] = '\0';
+    return 0;
+}
+
+int mon_sinks_setup(bn_monitor *m, char *err, size_t errsz)
+{
+    const bn_monitor_opts *o = &m->o;
+    char url[1024];
+    if (o->cloudwatch) {
+        if (mon_aws_load(&m->aws, o->cw_region, o->cw_namespace, err, errsz)) return -1;
+        if (o->cw_endpoint && *o->cw_endpoint)
+            snprintf(url, sizeof url, "%s", o->cw_endpoint);
+        else
+            snprintf(url, sizeof url, "https://monitoring.%s.amazonaws.com", m->aws.region);
+        if (add_sink(m, "cloudwatch", MON_SAMPLES, url, err, errsz)) return -1;
+    }
+    if (o->datadog) {
+        const char *env =
+                o->dd_api_key_env && *o->dd_api_key_env ? o->dd_api_key_env : "DD_API_KEY";
+        const char *key = getenv(env);
+        if (!key || !*key || strlen(key) >= sizeof m->dd_key || strpbrk(key, "\r\n")) {
+            snprintf(err, errsz, "Datadog needs an API key in $%s", env);
+            return -1;
+        }
+        snprintf(m->dd_key, sizeof m->dd_key, "%s", key);
+        if (o->dd_endpoint && *o->dd_endpoint)
+            snprintf(url, sizeof url, "%s", o->dd_endpoint);
+        else
+            snprintf(url, sizeof url, "https://api.%s",
+                     o->dd_site && *o->dd_site ? o->dd_site : "datadoghq.com");
+        if (add_sink(m, "datadog", MON_SAMPLES, url, err, errsz) ||
+            add_sink(m, "datadog-events", MON_NOTIFICATION, url, err, errsz))
+            return -1;
+    }
+    if (o->webhook && add_sink(m, "webhook", MON_NOTIFICATION, o->webhook, err, errsz)) return -1;
+    if (o->pushgateway && add_sink(m, "pushgateway", MON_PUSH, o->pushgateway, err, errsz))
+        return -1;
+    return 0;
+}
+
+void mon_sinks_release(bn_monitor *m)
+{
+    for (int i = 0; i < m->n_sinks; i++)
+        if (m->sinks[i].curl) curl_easy_cleanup(m->sinks[i].curl);
+    m->n_sinks = 0;
+}
+
+/* ---- one request --------------------------------------------------------------------------- */
+
+typedef struct reply {
+    char text[300];
+    size_t len;
+} reply;
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    reply *r = ud;
+    const size_t bytes = size * n;
+    const size_t room = sizeof r->text - 1 - r->len;
+    const size_t k = bytes < room ? bytes : room;
+    memcpy(r->text + r->len, p, k);
+    r->len += k;
+    r->text[r->len] = '\0';
+    return bytes;
+}
+
+static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+{
+    (void)a, (void)b, (void)c, (void)d;
+    return get_stop(ud) ? 1 : 0; /* a stop request aborts the transfer */
+}
+
+static struct curl_slist *headers_for(bn_monitor *m, const mon_sink *s, const mon_request *rq)
+{
+    char h[2300];
+    struct curl_slist *l = NULL, *t;
+    snprintf(h, sizeof h, "Content-Type: %s", rq->content_type);
+    l = curl_slist_append(l, h);
+    if (l && (t = curl_slist_append(l, "Expect:"))) l = t; /* no 100-continue round trip */
+    if (l && (t = curl_slist_append(l, "Accept: application/json"))) l = t;
+    if (l && !strncmp(s->name, "datadog", 7)) {
+        snprintf(h, sizeof h, "DD-API-KEY: %s", m->dd_key);
+        if ((t = curl_slist_append(l, h))) l = t;
+    }
+    if (l && !strcmp(s->name, "cloudwatch") && m->aws.token[0]) {
+        snprintf(h, sizeof h, "X-Amz-Security-Token: %s", m->aws.token);
+        if ((t = curl_slist_append(l, h))) l = t;
+    }
+    return l;
+}
+
+/* 0: delivered (2xx); 1: rejected for good (the payload: 400, 413, 422); -1: try again. */
+static int http_send(bn_monitor *m, mon_sink *s, const mon_request *rq, char *why, size_t whysz)
+{
+    if (!s->curl && !(s->curl = curl_easy_init())) {
+        snprintf(why, whysz, "cannot start libcurl");
+        return -1;
+    }
+    CURL *c = s->curl;
+    curl_easy_reset(c);
+    char url[1600], sig[128];
+    snprintf(url, sizeof url, "%s%s", s->url, rq->path);
+    struct curl_slist *hdr = headers_for(m, s, rq);
+    reply r = {.len = 0};
+    const long total_ms = (long)(m->o.timeout_s * 1000);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+#endif
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, total_ms < 5000 ? total_ms : 5000L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, total_ms);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "bitnet/" BN_VERSION_STRING);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, rq->body);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->len);
+    if (strcmp(rq->method, "POST")) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, rq->method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, m);
+    if (!strcmp(s->name, "cloudwatch")) {
+        snprintf(sig, sizeof sig, "aws:amz:%s:monitoring", m->aws.region);
+        curl_easy_setopt(c, CURLOPT_AWS_SIGV4, sig);
+        curl_easy_setopt(c, CURLOPT_USERNAME, m->aws.key_id);
+        curl_easy_setopt(c, CURLOPT_PASSWORD, m->aws.secret);
+    }
+    const CURLcode cc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(hdr);
+    if (cc != CURLE_OK) {
+        snprintf(why, whysz, "%s", curl_easy_strerror(cc));
+        return -1;
+    }
+    if (status >= 200 && status < 300) return 0;
+    for (char *p = r.text; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
+    snprintf(why, whysz, "HTTP %ld%s%.200s", status, r.len ? ": " : "", r.text);
+    return status == 400 || status == 413 || status == 422 ? 1 : -1;
+}
+
+/* ---- draining a sink ------------------------------------------------------------------------ */
+
+static void count_request(bn_monitor *m, const mon_sink *s, const char *result)
+{
+    const char *lv[] = {s->name, result};
+    bn_metric_add(m->f.sink_requests, lv, 1);
+    if (!strcmp(result, "ok")) {
+        const char *sl[] = {s->name};
+        bn_metric_set(m->f.sink_last_ok, sl, mon_wall());
+    }
+}
+
+static double backoff(bn_monitor *m, int failures)
+{
+    double d = BACKOFF_BASE * pow(2, failures > 30 ? 30 : failures - 1);
+    if (d > m->o.backoff_max_s) d = m->o.backoff_max_s;
+    pthread_mutex_lock(&m->mu);
+    const double u = (double)rand_r(&m->rng) / RAND_MAX;
+    pthread_mutex_unlock(&m->mu);
+    return d * (0.5 + 0.5 * u); /* jitter: several monitors do not retry in step */
+}
+
+static void ids_of(const bn_spool_entry *e, size_t n, int64_t *ids)
+{
+    for (size_t i = 0; i < n; i++) ids[i] = e[i].id;
+}
+
+static void on_failure(bn_monitor *m, mon_sink *s, const char *why, const int64_t *ids, size_t n)
+{
+    bn_spool_failed(m->spool, ids, n, why);
+    count_request(m, s, "error");
+    mon_error(m, "sink");
+    s->failures++;
+    const double wait = backoff(m, s->failures);
+    s->next_try = mon_now() + wait;
+    snprintf(s->last_error, sizeof s->last_error, "%s", why);
+    if (!s->down)
+        mon_log(m,
+                "%s: cannot deliver (%s); keeping %lld entries in the spool, retrying with "
+                "backoff",
+                s->name, why, (long long)bn_spool_count(m->spool, s->name));
+    s->down = 1;
+}
+
+static void on_success(bn_monitor *m, mon_sink *s, const int64_t *ids, size_t n)
+{
+    bn_spool_done(m->spool, ids, n);
+    count_request(m, s, "ok");
+    if (s->down) mon_log(m, "%s: delivering again after %d failed attempts", s->name, s->failures);
+    s->down = 0;
+    s->failures = 0;
+    s->next_try = 0;
+}
+
+/* One request from the oldest entries of s. 1: sent (or nothing to send), go on; 0: the spool
+ * of s is empty; -1: failed (backing off). */
+static int drain_step(bn_monitor *m, mon_sink *s)
+{
+    bn_spool_entry *e;
+    size_t n, used;
+    int64_t ids[BATCH];
+    if (bn_spool_peek(m->spool, s->name, BATCH, &e, &n)) {
+        mon_error(m, "spool");
+        return -1;
+    }
+    if (n == 0) return 0;
+    mon_request rq;
+    char why[300];
+    int rc = mon_format(m, s, e, n, &rq, &used);
+    ids_of(e, used ? used : 1, ids);
+    if (rc) { /* the oldest entry can never be sent: drop it rather than block the sink */
+        mon_log(m, "%s: dropping spooled entry %lld: it cannot be formatted within the limits",
+                s->name, (long long)e[0].id);
+        bn_spool_done(m->spool, ids, 1);
+        count_request(m, s, "rejected");
+        rc = 1;
+    } else if (!rq.body) {
+        bn_spool_done(m->spool, ids, used);
+        rc = 1;
+    } else if ((rc = http_send(m, s, &rq, why, sizeof why)) == 0) {
+        on_success(m, s, ids, used);
+        rc = 1;
+    } else if (rc == 1) {
+        mon_log(m, "%s: %zu entries rejected (%s); dropped", s->name, used, why);
+        bn_spool_done(m->spool, ids, used);
+        count_request(m, s, "rejected");
+    } else {
+        on_failure(m, s, why, ids, used);
+    }
+    mon_request_release(&rq);
+    bn_spool_entries_free(e, n);
+    return rc;
+}
+
+/* Sends until the spool of s is empty, a request fails or the stop flag; 0 when empty. */
+static int drain(bn_monitor *m, mon_sink *s)
+{
+    for (int round = 0; round < ROUNDS_MAX && !get_stop(m); round++) {
+        const int rc = drain_step(m, s);
+        if (rc <= 0) return rc;
+    }
+    return 1;
+}
+
+int mon_sinks_flush(bn_monitor *m, double deadline)
+{
+    int left = 0;
+    for (int i = 0; i < m->n_sinks; i++) {
+        mon_sink *s = &m->sinks[i];
+        if (mon_now() >= deadline) {
+            left = 1;
+            break;
+        }
+        if (drain(m, s) != 0) left = 1;
+    }
+    mon_update_sink_metrics(m);
+    return left;
+}
+
+int mon_send_one(bn_monitor *m, mon_sink *s, const char *payload, char *why, size_t whysz)
+{
+    bn_spool_entry e = {.id = 0, .payload = (char *)payload, .len = strlen(payload)};
+    mon_request rq;
+    size_t used;
+    if (mon_format(m, s, &e, 1, &rq, &used) || !rq.body) {
+        snprintf(why, whysz, "cannot be formatted");
+        return -1;
+    }
+    const int rc = http_send(m, s, &rq, why, whysz);
+    count_request(m, s, rc == 0 ? "ok" : rc == 1 ? "rejected" : "error");
+    mon_request_release(&rq);
+    return rc == 0 ? 0 : -1;
+}
+
+/* ---- the sender thread ------------------------------------------------------------------------
+ */
+
+static void *sender(void *ud)
+{
+    bn_monitor *m = ud;
+    while (!get_stop(m)) {
+        double next = mon_now() + 5; /* look again now and then: another process may spool */
+        for (int i = 0; i < m->n_sinks && !get_stop(m); i++) {
+            mon_sink *s = &m->sinks[i];
+            if (mon_now() < s->next_try) {
+                if (s->next_try < next) next = s->next_try;
+                continue;
+            }
+            const int rc = drain(m, s);
+            if (rc < 0 && s->next_try < next) next = s->next_try;
+            if (rc > 0) next = mon_now(); /* more to send */
+        }
+        pthread_mutex_lock(&m->mu);
+        while (!m->stop && !m->wake && mon_now() < next) {
+            const double at = mon_wall() + (next - mon_now());
+            struct timespec ts = {.tv_sec = (time_t)at, .tv_nsec = (long)((at - floor(at)) * 1e9)};
+            pthread_cond_timedwait(&m->cv, &m->mu, &ts);
+        }
+        m->wake = 0;
+        pthread_mutex_unlock(&m->mu);
+    }
+    return NULL;
+}
+
+int mon_sender_start(bn_monitor *m)
+{
+    if (m->n_sinks == 0) return 0;
+    if (pthread_create(&m->worker, NULL, sender, m)) return -1;
+    m->worker_started = 1;
+    return 0;
+}
+
+void mon_sender_wake(bn_monitor *m)
+{
+    pthread_mutex_lock(&m->mu);
+    m->wake = 1;
+    pthread_cond_signal(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+}
+
+void mon_sender_stop(bn_monitor *m)
+{
+    if (!m->worker_started) return;
+    pthread_mutex_lock(&m->mu);
+    __atomic_store_n(&m->stop, 1, __ATOMIC_SEQ_CST);
+    pthread_cond_signal(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+    pthread_join(m->worker, NULL);
+    m->worker_started = 0;
+}
