@@ -115,15 +115,18 @@ static struct curl_slist *headers_for(bn_monitor *m, const mon_sink *s, const mo
 {
     char h[2300];
     struct curl_slist *l = NULL, *t;
+    const int aws = !strcmp(s->name, "cloudwatch");
     snprintf(h, sizeof h, "Content-Type: %s", rq->content_type);
     l = curl_slist_append(l, h);
-    if (l && (t = curl_slist_append(l, "Expect:"))) l = t; /* no 100-continue round trip */
-    if (l && (t = curl_slist_append(l, "Accept: application/json"))) l = t;
+    /* No 100-continue round trip. Not for AWS: libcurl would sign the empty header it then
+     * leaves out, and the signature would not match. */
+    if (l && !aws && (t = curl_slist_append(l, "Expect:"))) l = t;
+    if (l && !aws && (t = curl_slist_append(l, "Accept: application/json"))) l = t;
     if (l && !strncmp(s->name, "datadog", 7)) {
         snprintf(h, sizeof h, "DD-API-KEY: %s", m->dd_key);
         if ((t = curl_slist_append(l, h))) l = t;
     }
-    if (l && !strcmp(s->name, "cloudwatch") && m->aws.token[0]) {
+    if (l && aws && m->aws.token[0]) {
         snprintf(h, sizeof h, "X-Amz-Security-Token: %s", m->aws.token);
         if ((t = curl_slist_append(l, h))) l = t;
     }
