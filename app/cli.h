@@ -64,5 +64,9 @@ int cmd_tokenizer(int argc, char **argv);
 void cmd_tokenizer_help(FILE *out);
 int cmd_train(int argc, char **argv);
 void cmd_train_help(FILE *out);
+int cmd_tui(int argc, char **argv);
+void cmd_tui_help(FILE *out);
+/* Whether `bitnet` with no command should open the TUI (a usable terminal). */
+int cli_tui_wanted(void);
 
 #endif

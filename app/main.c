@@ -37,6 +37,8 @@ const bn_command bn_commands[] = {
          cmd_tokenizer_help},
         {"train", "train a BitNet b1.58 model (train export: write its GGUF)", cmd_train,
          cmd_train_help},
+        {"tui", "the full-screen terminal UI (also: bitnet with no command)", cmd_tui,
+         cmd_tui_help},
         {"validate", "check a config file for deployment (CI)", cmd_validate,
          cmd_validate_help},
         {"version", "print version and build information", cmd_version, cmd_version_help},
@@ -188,6 +190,8 @@ static int cmd_version(int argc, char **argv)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
+        /* on a terminal: the full-screen UI; otherwise (pipes, scripts, dumb) the help */
+        if (cli_tui_wanted()) return cmd_tui(argc, argv);
         print_main_help(stdout);
         return BN_EXIT_OK;
     }

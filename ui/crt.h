@@ -1,0 +1,66 @@
+/*
+ * crt.h - all terminal state of the TUI: starting and restoring curses, the signal
+ * handlers that restore the terminal before the process dies, colours (none, 8, 256 or
+ * direct "true" colour), UTF-8 detection, the mouse, and stderr, which is captured into a
+ * temporary file while the screen is in use and written back to the terminal afterwards.
+ *
+ * Usage:
+ *
+ *     crt_opts o = {.no_color = 0, .no_unicode = 0, .no_mouse = 0};
+ *     char err[256];
+ *     if (crt_init(&o, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); return 1; }
+ *     attron(crt_attr(CR_OK)); addstr("PASS"); attroff(crt_attr(CR_OK));
+ *     ...
+ *     crt_done();        // also run at exit and from the signal handlers; idempotent
+ *
+ * One screen per process: this is the one place that keeps global state.
+ */
+#ifndef BITNET_UI_CRT_H
+#define BITNET_UI_CRT_H
+
+#include <stddef.h>
+
+/* What a piece of text is; crt_attr maps it to colours and attributes. */
+typedef enum crt_role {
+    CR_NORMAL = 0,
+    CR_BAR,        /* the tab bar */
+    CR_TAB_ACTIVE, /* the current screen's tab */
+    CR_HOTKEY,     /* the key letter in a tab */
+    CR_STATUS,     /* the status line */
+    CR_BORDER,     /* panel frames */
+    CR_TITLE,      /* panel titles, headings */
+    CR_DIM,        /* secondary text */
+    CR_OK,
+    CR_WARN,
+    CR_FAIL,
+    CR_GRAPH1,
+    CR_GRAPH2,
+    CR_GRAPH3,
+    CR_SELECT, /* the selected row */
+    CR_INPUT,  /* an editable line */
+    CR_ROLE_COUNT_
+} crt_role;
+
+typedef struct crt_opts {
+    int no_color;   /* --no-color, or NO_COLOR set and not empty */
+    int no_unicode; /* --no-unicode: ASCII only */
+    int no_mouse;   /* --no-mouse */
+} crt_opts;
+
+/* Starts curses on the terminal of stdin/stdout (cbreak, no echo, keypad, hidden cursor,
+ * ESCDELAY 25 ms), installs the signal handlers and captures stderr. 0, or -1 with a
+ * message (the terminal is then left as it was). */
+int crt_init(const crt_opts *o, char *err, size_t errsz);
+/* Restores the terminal and stderr (and prints what was captured). Safe to call twice. */
+void crt_done(void);
+
+int crt_unicode(void);        /* UTF-8 output is used */
+int crt_mouse(void);          /* mouse events are enabled */
+const char *crt_colors(void); /* "none", "8", "256" or "direct" */
+int crt_attr(crt_role r);     /* attributes (colour pair included) for r */
+
+/* The newest line written to stderr while captured, when it changed since the last call:
+ * 1 and the line in buf; else 0. */
+int crt_stderr_line(char *buf, size_t size);
+
+#endif

@@ -1,0 +1,197 @@
+/* monitor.c - the TUI's once-a-second sampler of CPU, memory and GPUs; see monitor.h. */
+#include "monitor.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bitnet/core.h"
+
+struct tui_monitor {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int quit;
+    double period;
+    void (*wake)(void *);
+    void *ud;
+    bn_nvml *nv;
+    mon_data d;
+    /* previous readings */
+    unsigned long long prev_total, prev_idle, prev_proc;
+    double prev_t;
+    int have_prev;
+};
+
+/* /proc/stat's first line: all ticks and idle ticks (idle + iowait). */
+static int read_cpu(unsigned long long *total, unsigned long long *idle)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return -1;
+    unsigned long long v[8] = {0};
+    const int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                         &v[3], &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (n < 4) return -1;
+    *total = 0;
+    for (int i = 0; i < 8; i++) *total += v[i];
+    *idle = v[3] + v[4];
+    return 0;
+}
+
+/* utime + stime (ticks) and the number of threads of this process. */
+static int read_proc(unsigned long long *ticks, int *threads)
+{
+    char buf[1024];
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (!f) return -1;
+    const size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the name may hold spaces */
+    if (!p) return -1;
+    unsigned long ut, st;
+    long nth;
+    /* after ')': state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+     * utime(14) stime(15) cutime cstime priority nice num_threads(20) */
+    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %ld",
+               &ut, &st, &nth) != 3)
+        return -1;
+    *ticks = (unsigned long long)ut + st;
+    *threads = (int)nth;
+    return 0;
+}
+
+static unsigned long long read_rss(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return 0;
+    unsigned long size, res;
+    const int n = fscanf(f, "%lu %lu", &size, &res);
+    fclose(f);
+    return n == 2 ? (unsigned long long)res * (unsigned long long)sysconf(_SC_PAGESIZE) : 0;
+}
+
+static void sample(tui_monitor *m)
+{
+    const double now = bn_time_now();
+    unsigned long long total = 0, idle = 0, proc = 0;
+    int threads = 0;
+    const int ok_cpu = read_cpu(&total, &idle) == 0, ok_proc = read_proc(&proc, &threads) == 0;
+    const unsigned long long rss = read_rss();
+    const double hz = (double)sysconf(_SC_CLK_TCK);
+    pthread_mutex_lock(&m->mu);
+    mon_data *d = &m->d;
+    bn_hw_refresh(&d->hw, m->nv);
+    d->rss = rss;
+    d->n_threads = threads;
+    d->cpu_sys = d->cpu_proc = -1;
+    if (m->have_prev && ok_cpu && total > m->prev_total)
+        d->cpu_sys = 100.0 * (double)((total - m->prev_total) - (idle - m->prev_idle)) /
+                     (double)(total - m->prev_total);
+    if (m->have_prev && ok_proc && now > m->prev_t && hz > 0)
+        d->cpu_proc = 100.0 * (double)(proc - m->prev_proc) / hz / (now - m->prev_t);
+    m->prev_total = total, m->prev_idle = idle, m->prev_proc = proc, m->prev_t = now;
+    m->have_prev = ok_cpu && ok_proc;
+    if (d->cpu_sys >= 0) bn_series_push(&d->s_cpu_sys, now, d->cpu_sys);
+    if (d->cpu_proc >= 0) bn_series_push(&d->s_cpu_proc, now, d->cpu_proc);
+    bn_series_push(&d->s_rss_mib, now, (double)rss / (1024.0 * 1024.0));
+    if (d->hw.mem_total)
+        bn_series_push(&d->s_mem_used_pct, now,
+                       100.0 * (double)(d->hw.mem_total - d->hw.mem_available) /
+                               (double)d->hw.mem_total);
+    for (int i = 0; i < d->hw.n_gpus; i++) {
+        const bn_hw_gpu *g = &d->hw.gpus[i];
+        if (g->util_gpu >= 0) bn_series_push(&d->s_gpu_util[i], now, g->util_gpu);
+        if (g->mem_total)
+            bn_series_push(&d->s_gpu_mem_pct[i], now,
+                           100.0 * (double)g->mem_used / (double)g->mem_total);
+    }
+    d->samples++;
+    pthread_mutex_unlock(&m->mu);
+}
+
+static void *run(void *arg)
+{
+    tui_monitor *m = arg;
+    char why[128];
+    bn_nvml *nv = NULL;
+    bn_nvml_open(&nv, why, sizeof why); /* without NVML nv stays NULL: no GPUs */
+    bn_hw_info hw; /* collected unlocked (NVML may be slow), then copied */
+    bn_hw_collect(&hw, nv);
+    pthread_mutex_lock(&m->mu);
+    m->nv = nv;
+    m->d.hw = hw;
+    m->d.ready = 1;
+    pthread_mutex_unlock(&m->mu);
+    for (;;) {
+        sample(m);
+        if (m->wake) m->wake(m->ud);
+        pthread_mutex_lock(&m->mu);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        const long long ns = ts.tv_nsec + (long long)(m->period * 1e9);
+        ts.tv_sec += (time_t)(ns / 1000000000), ts.tv_nsec = (long)(ns % 1000000000);
+        while (!m->quit && pthread_cond_timedwait(&m->cv, &m->mu, &ts) != ETIMEDOUT) {
+        }
+        const int quit = m->quit;
+        pthread_mutex_unlock(&m->mu);
+        if (quit) break;
+    }
+    return NULL;
+}
+
+int mon_new(tui_monitor **out, double period_s, void (*wakefn)(void *), void *ud)
+{
+    tui_monitor *m = calloc(1, sizeof *m);
+    *out = NULL;
+    if (!m) return -1;
+    m->period = period_s > 0 ? period_s : 1;
+    m->wake = wakefn, m->ud = ud;
+    m->d.cpu_sys = m->d.cpu_proc = -1;
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_cond_init(&m->cv, NULL);
+    sigset_t block, old;
+    sigfillset(&block);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    const int rc = pthread_create(&m->th, NULL, run, m);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc) {
+        pthread_mutex_destroy(&m->mu);
+        pthread_cond_destroy(&m->cv);
+        free(m);
+        return -1;
+    }
+    *out = m;
+    return 0;
+}
+
+void mon_free(tui_monitor *m)
+{
+    if (!m) return;
+    pthread_mutex_lock(&m->mu);
+    m->quit = 1;
+    pthread_cond_signal(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+    pthread_join(m->th, NULL);
+    bn_nvml_close(m->nv);
+    pthread_mutex_destroy(&m->mu);
+    pthread_cond_destroy(&m->cv);
+    free(m);
+}
+
+const mon_data *mon_lock(tui_monitor *m)
+{
+    pthread_mutex_lock(&m->mu);
+    return &m->d;
+}
+
+void mon_unlock(tui_monitor *m)
+{
+    pthread_mutex_unlock(&m->mu);
+}

@@ -1,0 +1,283 @@
+/* screen_bench.c - screen 6: prompt (pp) and generation (tg) benchmarks of the loaded model
+ * with a live tokens/s graph, compared with the earlier runs in the history. */
+#include "tui.h"
+
+#include <curses.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bitnet/core.h"
+
+#define EARLIER 50
+
+enum { B_PP, B_TG, B_REPS, B_COUNT };
+
+typedef struct bench {
+    int val[B_COUNT];
+    int field;
+    int job;
+    bn_run *runs;
+    size_t n_runs;
+    unsigned long long seq;
+    ui_list list;
+    char err[256];
+} bench;
+
+static void *bench_create(tui *t)
+{
+    (void)t;
+    bench *b = calloc(1, sizeof *b);
+    if (!b) return NULL;
+    b->val[B_PP] = 128, b->val[B_TG] = 32, b->val[B_REPS] = 3;
+    b->seq = (unsigned long long)-1;
+    return b;
+}
+
+static void bench_destroy(void *st)
+{
+    bench *b = st;
+    bn_db_runs_free(b->runs, b->n_runs);
+    free(b);
+}
+
+/* The earlier model benchmarks (suite "model"), newest first. */
+static void read_runs(tui *t, bench *b)
+{
+    if (b->seq == t->hist_seq) return;
+    b->seq = t->hist_seq;
+    bn_db *db = tui_db(t);
+    if (!db) {
+        snprintf(b->err, sizeof b->err, "history unavailable: %.200s", t->db_err);
+        return;
+    }
+    bn_run_filter f = bn_run_filter_all();
+    f.command = "bench";
+    f.text = "\"model\"";
+    f.limit = EARLIER * 4;
+    bn_run *runs = NULL;
+    size_t n = 0;
+    if (bn_db_run_list(db, &f, &runs, &n) != BN_OK) {
+        snprintf(b->err, sizeof b->err, "history: %s", bn_db_errmsg(db));
+        return;
+    }
+    size_t k = 0; /* keep the model suite's runs only */
+    for (size_t i = 0; i < n; i++) {
+        if (tui_run_param_is(&runs[i], "suite", "model") && k < EARLIER) {
+            if (k != i) {
+                bn_run tmp = runs[k];
+                runs[k] = runs[i];
+                runs[i] = tmp;
+            }
+            k++;
+        }
+    }
+    bn_db_runs_free(b->runs, b->n_runs);
+    b->runs = runs, b->n_runs = n;
+    b->list.n = (int)k;
+    b->err[0] = '\0';
+}
+
+static double mean(const double *v, int n)
+{
+    double s = 0;
+    for (int i = 0; i < n; i++) s += v[i];
+    return n ? s / n : 0;
+}
+
+static double sdev(const double *v, int n)
+{
+    if (n < 2) return 0;
+    const double m = mean(v, n);
+    double s = 0;
+    for (int i = 0; i < n; i++) s += (v[i] - m) * (v[i] - m);
+    return sqrt(s / (n - 1));
+}
+
+static void draw_settings(bench *b, const eng_status *es, int y, int x, int w)
+{
+    static const char *const names[] = {"prompt tokens (pp)", "generated tokens (tg)", "runs"};
+    for (int i = 0; i < B_COUNT; i++) {
+        const int a = i == b->field ? crt_attr(CR_SELECT) : 0;
+        ui_clear(y + i, x, w, a);
+        ui_printf(y + i, x + 1, w - 2, a, "%-24s %5d", names[i], b->val[i]);
+        ui_hit(y + i, x, w, UI_KEY_ROW + 1000 + i);
+    }
+    int c = x + 1;
+    const int busy = es->job == ENG_BENCHING;
+    c += ui_button(y + B_COUNT + 1, c, "Run (r)", UI_KEY_BUTTON + 1, es->job == ENG_IDLE, 0) + 2;
+    ui_button(y + B_COUNT + 1, c, "Stop (x)", UI_KEY_BUTTON + 2, busy, 0);
+}
+
+static void draw_results(const eng_status *es, int y, int x, int h, int w)
+{
+    int r = y;
+    if (!es->bench_reps) {
+        ui_text(r, x, w, crt_attr(CR_DIM), "no benchmark run in this session yet (r runs one)");
+        return;
+    }
+    ui_printf(r++, x, w, crt_attr(CR_TITLE), "pp %d, tg %d, %d runs%s", es->bench_pp, es->bench_tg,
+              es->bench_reps, es->job == ENG_BENCHING ? "" : " (done)");
+    if (es->job == ENG_BENCHING) {
+        char lab[64];
+        snprintf(lab, sizeof lab, "run %d/%d %s", es->bench_rep + 1, es->bench_reps,
+                 es->bench_phase);
+        const double frac = es->bench_tg ? (double)es->bench_pos / es->bench_tg : 0;
+        ui_meter(r++, x, w, frac, crt_attr(CR_GRAPH1), lab);
+    }
+    for (int i = 0; i < es->bench_done && r < y + h - 1; i++)
+        ui_printf(r++, x, w, 0, "run %d: pp %8.1f  tg %8.1f tokens/s", i + 1, es->bench_pp_tps[i],
+                  es->bench_tg_tps[i]);
+    if (es->bench_done && r < y + h)
+        ui_printf(r++, x, w, crt_attr(CR_OK), "mean:  pp %8.1f +- %.1f  tg %8.1f +- %.1f",
+                  mean(es->bench_pp_tps, es->bench_done), sdev(es->bench_pp_tps, es->bench_done),
+                  mean(es->bench_tg_tps, es->bench_done), sdev(es->bench_tg_tps, es->bench_done));
+}
+
+static void draw_earlier(tui *t, bench *b, const eng_status *es, int y, int x, int h, int w)
+{
+    read_runs(t, b);
+    ui_box(y, x, h, w, "Earlier model benchmarks (history)");
+    if (b->err[0]) {
+        ui_text(y + 1, x + 2, w - 4, crt_attr(CR_WARN), b->err);
+        return;
+    }
+    if (b->list.n == 0) {
+        ui_text(y + 1, x + 2, w - 4, crt_attr(CR_DIM), "none recorded yet");
+        return;
+    }
+    const double cur_tg = es->bench_done ? mean(es->bench_tg_tps, es->bench_done) : 0;
+    ui_printf(y + 1, x + 2, w - 4, crt_attr(CR_DIM), "%-16s %-6s %5s %5s %9s %9s  %-8s %s", "when",
+              "status", "pp", "tg", "pp tok/s", "tg tok/s", "vs now", "model");
+    ui_list_layout(&b->list, b->list.n, h - 3);
+    for (int r = 0; r < b->list.h && b->list.top + r < b->list.n; r++) {
+        const bn_run *run = &b->runs[b->list.top + r];
+        char tm[32], vs[16] = "";
+        ui_time(run->started_ms, tm, sizeof tm);
+        const double tg = tui_run_metric(run, "gen_tokens_per_s", NAN);
+        const double pp = tui_run_metric(run, "prompt_tokens_per_s", NAN);
+        if (cur_tg > 0 && tg > 0) snprintf(vs, sizeof vs, "%+.0f%%", (cur_tg / tg - 1) * 100);
+        double ppn = NAN, tgn = NAN;
+        cJSON *p = run->params_json ? cJSON_Parse(run->params_json) : NULL;
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(p, "pp");
+        const cJSON *g = cJSON_GetObjectItemCaseSensitive(p, "tg");
+        if (cJSON_IsNumber(a)) ppn = a->valuedouble;
+        if (cJSON_IsNumber(g)) tgn = g->valuedouble;
+        cJSON_Delete(p);
+        const int sel = b->list.top + r == b->list.sel;
+        ui_printf(y + 2 + r, x + 2, w - 4, sel ? crt_attr(CR_SELECT) : 0,
+                  "%-16s %-6.6s %5.0f %5.0f %9.1f %9.1f  %-8s %s", tm, bn_run_status_str(run->status),
+                  ppn, tgn, pp, tg, vs, run->model_path ? tui_base(run->model_path) : "");
+    }
+    ui_list_hits(&b->list, y + 2, x + 1, w - 2);
+}
+
+static void bench_draw(tui *t, void *st, int y, int x, int h, int w)
+{
+    bench *b = st;
+    eng_status es;
+    eng_status_get(t->eng, &es);
+    const int top = h * 3 / 5 < 14 ? 14 : h * 3 / 5;
+    const int lw = w * 2 / 5 < 44 ? 44 : w * 2 / 5;
+    char title[300];
+    snprintf(title, sizeof title, "Benchmark %s",
+             es.model.loaded ? tui_base(es.model.path) : "(no model loaded: Models, F5)");
+    ui_box(y, x, top, lw, title);
+    draw_settings(b, &es, y + 1, x + 1, lw - 2);
+    draw_results(&es, y + B_COUNT + 4, x + 2, top - B_COUNT - 5, lw - 4);
+    const bn_series *s = eng_lock_tps(t->eng);
+    bn_graph_opts o = bn_graph_opts_default();
+    o.t_end = bn_time_now(), o.span = 60;
+    ui_graph(y + 1, x + lw + 1, top - 2, w - lw - 2, s, o, crt_attr(CR_GRAPH1));
+    eng_unlock(t->eng);
+    snprintf(title, sizeof title, "Tokens/s, live%s",
+             es.job == ENG_BENCHING ? "" : " (generation and benchmarks)");
+    ui_box(y, x + lw, top, w - lw, title);
+    draw_earlier(t, b, &es, y + top, x, h - top, w);
+}
+
+static int bench_key(tui *t, void *st, int ch)
+{
+    bench *b = st;
+    static const int step[B_COUNT] = {32, 16, 1}, lo[B_COUNT] = {0, 0, 1};
+    static const int hi[B_COUNT] = {4096, 2048, ENG_MAX_REPS};
+    if (ch >= UI_KEY_ROW + 1000 && ch < UI_KEY_ROW + 1000 + B_COUNT) {
+        b->field = ch - UI_KEY_ROW - 1000;
+        return 1;
+    }
+    if (ch >= UI_KEY_ROW && ch < UI_KEY_ROW + 1000) return ui_list_key(&b->list, ch);
+    switch (ch) {
+    case KEY_UP:
+        b->field = (b->field + B_COUNT - 1) % B_COUNT;
+        return 1;
+    case KEY_DOWN:
+        b->field = (b->field + 1) % B_COUNT;
+        return 1;
+    case KEY_LEFT:
+    case '-':
+    case KEY_RIGHT:
+    case '+': {
+        int v = b->val[b->field] + ((ch == KEY_LEFT || ch == '-') ? -1 : 1) * step[b->field];
+        b->val[b->field] = v < lo[b->field] ? lo[b->field] : v > hi[b->field] ? hi[b->field] : v;
+        return 1;
+    }
+    case 'r':
+    case '\n':
+    case '\r':
+    case KEY_ENTER:
+    case UI_KEY_BUTTON + 1: {
+        eng_status es;
+        eng_status_get(t->eng, &es);
+        if (!es.model.loaded) {
+            tui_status(t, CR_WARN, "no model loaded: load one on Models (F5)");
+            return 1;
+        }
+        if (b->val[B_PP] + b->val[B_TG] + 1 > es.model.n_ctx_train) {
+            tui_status(t, CR_WARN, "pp + tg must fit the model's context (%lld)",
+                       es.model.n_ctx_train);
+            return 1;
+        }
+        b->job = eng_bench(t->eng, b->val[B_PP], b->val[B_TG], b->val[B_REPS]);
+        if (b->job < 0) tui_status(t, CR_WARN, "busy: wait for the running job, or stop it");
+        return 1;
+    }
+    case 'x':
+    case 27:
+    case UI_KEY_BUTTON + 2:
+        eng_cancel(t->eng);
+        return 1;
+    case KEY_PPAGE:
+    case KEY_NPAGE:
+    case UI_KEY_WHEEL_UP:
+    case UI_KEY_WHEEL_DOWN:
+        return ui_list_key(&b->list, ch);
+    default:
+        return 0;
+    }
+}
+
+static void bench_enter(tui *t, void *st)
+{
+    bench *b = st;
+    b->seq = t->hist_seq - 1;
+}
+
+const tui_screen scr_bench = {
+        .name = "Benchmarks",
+        .id = "benchmarks",
+        .letter = 'b',
+        .fkey = 7,
+        .live = 1,
+        .help = "Up Down\tchoose pp, tg or runs\n"
+                "Left Right - +\tchange it\n"
+                "r Enter\trun the benchmark on the loaded model\n"
+                "x Esc\tstop it\n"
+                "PgUp PgDn\tscroll the earlier runs\n"
+                "\tpp: a batch of random prompt tokens; tg: tokens one at a time, as\n"
+                "\tin generation; each run is recorded in the history (bench, suite model)",
+        .create = bench_create,
+        .destroy = bench_destroy,
+        .enter = bench_enter,
+        .draw = bench_draw,
+        .key = bench_key,
+};

@@ -1,0 +1,302 @@
+/* screen_dashboard.c - screen 1: the loaded model, live tokens/s, CPU and memory, the GPUs,
+ * alerts and the recent history at a glance. */
+#include "tui.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "bitnet/core.h"
+
+#define RECENT 12
+
+typedef struct dash {
+    bn_run *runs;
+    size_t n_runs;
+    unsigned long long seq; /* t->hist_seq when read */
+    double read_at;
+    char err[256];
+} dash;
+
+static void *dash_create(tui *t)
+{
+    (void)t;
+    dash *d = calloc(1, sizeof *d);
+    if (d) d->seq = (unsigned long long)-1;
+    return d;
+}
+
+static void dash_destroy(void *st)
+{
+    dash *d = st;
+    bn_db_runs_free(d->runs, d->n_runs);
+    free(d);
+}
+
+static void read_recent(tui *t, dash *d)
+{
+    const double now = bn_time_now();
+    if (d->seq == t->hist_seq && now - d->read_at < 10) return;
+    d->seq = t->hist_seq, d->read_at = now;
+    bn_db *db = tui_db(t);
+    if (!db) {
+        snprintf(d->err, sizeof d->err, "history unavailable: %.200s", t->db_err);
+        return;
+    }
+    bn_run_filter f = bn_run_filter_all();
+    f.limit = RECENT;
+    bn_run *runs = NULL;
+    size_t n = 0;
+    if (bn_db_run_list(db, &f, &runs, &n) != BN_OK) {
+        snprintf(d->err, sizeof d->err, "history: %s", bn_db_errmsg(db));
+        return;
+    }
+    bn_db_runs_free(d->runs, d->n_runs);
+    d->runs = runs, d->n_runs = n, d->err[0] = '\0';
+}
+
+static void draw_model(tui *t, int y, int x, int h, int w)
+{
+    eng_status st;
+    eng_status_get(t->eng, &st);
+    ui_box(y, x, h, w, "Model");
+    const eng_model_info *m = &st.model;
+    char a[32], b[32];
+    int r = y + 1;
+    const int iw = w - 4;
+    if (!m->loaded) {
+        if (st.job == ENG_LOADING)
+            ui_text(r++, x + 2, iw, crt_attr(CR_WARN), "loading ...");
+        else
+            ui_text(r++, x + 2, iw, crt_attr(CR_WARN), "no model loaded");
+        if (st.message[0] && !st.ok) ui_text(r++, x + 2, iw, crt_attr(CR_FAIL), st.message);
+        if (!t->bundled[0] && r < y + h - 1)
+            ui_text(r++, x + 2, iw, 0, "no bundled model found in this build");
+        if (r < y + h - 1)
+            ui_text(r++, x + 2, iw, crt_attr(CR_DIM),
+                    "load one on Models (F5, m) or run Setup (F3, s)");
+        return;
+    }
+    ui_text(r++, x + 2, iw, crt_attr(CR_TITLE), tui_base(m->path));
+    if (r < y + h - 1)
+        ui_printf(r++, x + 2, iw, 0, "%s, %s weights, %.0fM parameters", m->arch, m->weight_type,
+                  m->n_params / 1e6);
+    if (r < y + h - 1)
+        ui_printf(r++, x + 2, iw, 0, "%lld layers, context %lld, %s at run time, KV %s", m->n_layer,
+                  m->n_ctx, ui_bytes(m->weight_bytes, a, sizeof a), ui_bytes(m->kv_bytes, b, sizeof b));
+    if (r < y + h - 1)
+        ui_printf(r++, x + 2, iw, crt_attr(CR_DIM), "loaded in %.2f s, %d threads", m->load_s,
+                  m->threads);
+    if (r < y + h - 1) {
+        if (st.job == ENG_GENERATING)
+            ui_printf(r++, x + 2, iw, crt_attr(CR_OK), "generating: %lld tokens, %.1f tokens/s",
+                      st.gen_tokens, st.gen_tps);
+        else if (st.job == ENG_BENCHING)
+            ui_printf(r++, x + 2, iw, crt_attr(CR_OK), "benchmark: %s, run %d of %d", st.bench_phase,
+                      st.bench_rep + 1, st.bench_reps);
+        else
+            ui_text(r++, x + 2, iw, crt_attr(CR_DIM), "idle");
+    }
+}
+
+static void draw_tps(tui *t, int y, int x, int h, int w)
+{
+    eng_status st;
+    eng_status_get(t->eng, &st);
+    char title[96];
+    const bn_series *s = eng_lock_tps(t->eng);
+    const double last = bn_series_last(s, 0);
+    if (st.job == ENG_GENERATING || st.job == ENG_BENCHING)
+        snprintf(title, sizeof title, "Tokens/s: %.1f now", st.tps_now);
+    else if (s->n)
+        snprintf(title, sizeof title, "Tokens/s: idle (last %.1f)", last);
+    else
+        snprintf(title, sizeof title, "Tokens/s: no generation yet");
+    bn_graph_opts o = bn_graph_opts_default();
+    o.t_end = bn_time_now(), o.span = 60;
+    ui_graph(y + 1, x + 1, h - 2, w - 2, s, o, crt_attr(CR_GRAPH1));
+    eng_unlock(t->eng);
+    ui_box(y, x, h, w, title);
+}
+
+static void draw_cpu_mem(tui *t, int y, int x, int h, int w)
+{
+    const mon_data *d = mon_lock(t->mon);
+    char title[128], a[32], b[32];
+    const int lw = w / 2, rw = w - lw;
+    if (d->cpu_sys >= 0)
+        snprintf(title, sizeof title, "CPU: %.0f%% of %d, bitnet %.0f%% of one", d->cpu_sys,
+                 d->ready ? d->hw.cpu->n_cores : 0, d->cpu_proc);
+    else
+        snprintf(title, sizeof title, "CPU: measuring ...");
+    bn_graph_opts o = bn_graph_opts_default();
+    o.t_end = bn_time_now(), o.span = 60, o.y_min = 0, o.y_max = 100, o.unit = "%";
+    ui_graph(y + 1, x + 1, h - 2, lw - 2, &d->s_cpu_sys, o, crt_attr(CR_GRAPH2));
+    ui_box(y, x, h, lw, title);
+    snprintf(title, sizeof title, "Memory: bitnet %s", ui_bytes(d->rss, a, sizeof a));
+    ui_box(y, x + lw, h, rw, title);
+    int r = y + 1;
+    if (d->ready && d->hw.mem_total) {
+        const unsigned long long used = d->hw.mem_total - d->hw.mem_available;
+        char lab[64];
+        snprintf(lab, sizeof lab, "%s of %s", ui_bytes(used, a, sizeof a),
+                 ui_bytes(d->hw.mem_total, b, sizeof b));
+        ui_text(r, x + lw + 2, 8, 0, "system");
+        ui_meter(r++, x + lw + 9, rw - 11, (double)used / (double)d->hw.mem_total,
+                 crt_attr(CR_GRAPH3), lab);
+    } else {
+        ui_text(r++, x + lw + 2, rw - 4, crt_attr(CR_DIM), "system memory: unknown");
+    }
+    bn_graph_opts m = bn_graph_opts_default();
+    m.t_end = bn_time_now(), m.span = 60, m.unit = "M";
+    if (h - 3 >= 2) ui_graph(r, x + lw + 1, h - 3, rw - 2, &d->s_rss_mib, m, crt_attr(CR_GRAPH3));
+    mon_unlock(t->mon);
+}
+
+static int gpu_height(tui *t, int avail)
+{
+    const mon_data *d = mon_lock(t->mon);
+    const int n = d->ready ? d->hw.n_gpus : 0;
+    mon_unlock(t->mon);
+    int h = n ? 2 + n + 4 : 3;
+    return h > avail ? avail : h;
+}
+
+static void draw_gpus(tui *t, int y, int x, int h, int w)
+{
+    const mon_data *d = mon_lock(t->mon);
+    char a[32], b[32], lab[96];
+    if (!d->ready) {
+        ui_box(y, x, h, w, "GPU");
+        ui_text(y + 1, x + 2, w - 4, crt_attr(CR_DIM), "detecting ...");
+    } else if (d->hw.n_gpus == 0) {
+        ui_box(y, x, h, w, "GPU");
+        ui_printf(y + 1, x + 2, w - 4, crt_attr(CR_DIM), "no GPU detected: %s", d->hw.gpu_status);
+    } else {
+        ui_box(y, x, h, w, "GPUs (NVML)");
+        const int n = d->hw.n_gpus;
+        int r = y + 1;
+        for (int i = 0; i < n && r < y + h - 1; i++, r++) {
+            const bn_hw_gpu *g = &d->hw.gpus[i];
+            const int tw = w / 2;
+            if (g->util_gpu >= 0)
+                ui_printf(r, x + 2, tw - 2, 0, "%d: %s, %d%% busy", g->index, g->name, g->util_gpu);
+            else
+                ui_printf(r, x + 2, tw - 2, 0, "%d: %s", g->index, g->name);
+            snprintf(lab, sizeof lab, "%s / %s", ui_bytes(g->mem_used, a, sizeof a),
+                     ui_bytes(g->mem_total, b, sizeof b));
+            ui_meter(r, x + tw, w - tw - 2,
+                     g->mem_total ? (double)g->mem_used / (double)g->mem_total : 0,
+                     crt_attr(CR_GRAPH2), lab);
+        }
+        const int gh = y + h - 1 - r;
+        const int gw = (w - 2) / (2 * n);
+        for (int i = 0; gh >= 2 && gw >= 12 && i < n; i++) {
+            bn_graph_opts o = bn_graph_opts_default();
+            o.t_end = bn_time_now(), o.span = 60, o.y_min = 0, o.y_max = 100, o.unit = "%";
+            char l[32], m[32];
+            snprintf(l, sizeof l, "gpu%d busy", i);
+            snprintf(m, sizeof m, "gpu%d mem", i);
+            o.x_left = l;
+            ui_graph(r, x + 1 + 2 * i * gw, gh, gw - 1, &d->s_gpu_util[i], o, crt_attr(CR_GRAPH1));
+            o.x_left = m;
+            ui_graph(r, x + 1 + (2 * i + 1) * gw, gh, gw - 1, &d->s_gpu_mem_pct[i], o,
+                     crt_attr(CR_GRAPH2));
+        }
+    }
+    mon_unlock(t->mon);
+}
+
+static void draw_recent(tui *t, dash *d, int y, int x, int h, int w)
+{
+    read_recent(t, d);
+    ui_box(y, x, h, w, "Recent history");
+    if (d->err[0]) {
+        ui_text(y + 1, x + 2, w - 4, crt_attr(CR_WARN), d->err);
+        return;
+    }
+    if (d->n_runs == 0) {
+        ui_text(y + 1, x + 2, w - 4, crt_attr(CR_DIM), "no runs recorded yet");
+        return;
+    }
+    for (size_t i = 0; i < d->n_runs && (int)i < h - 2; i++) {
+        const bn_run *r = &d->runs[i];
+        char tm[32], sum[160];
+        ui_time(r->started_ms, tm, sizeof tm);
+        tui_run_summary(r, sum, sizeof sum);
+        const int sa = r->status == BN_RUN_OK       ? crt_attr(CR_OK)
+                       : r->status == BN_RUN_FAILED ? crt_attr(CR_FAIL)
+                                                    : crt_attr(CR_WARN);
+        const int row = y + 1 + (int)i;
+        int c = x + 2;
+        c += ui_printf(row, c, w - 4, crt_attr(CR_DIM), "%-16s ", tm);
+        c += ui_printf(row, c, x + w - 2 - c, 0, "%-10s ", r->command);
+        c += ui_printf(row, c, x + w - 2 - c, sa, "%-10s ", bn_run_status_str(r->status));
+        ui_printf(row, c, x + w - 2 - c, 0, "%s%s%s", sum, r->model_path ? "  " : "",
+                  r->model_path ? tui_base(r->model_path) : "");
+    }
+}
+
+static void draw_alerts(int y, int x, int h, int w)
+{
+    ui_box(y, x, h, w, "Alerts");
+    ui_text(y + 1, x + 2, w - 4, crt_attr(CR_WARN), "alerts: not available yet");
+    if (h > 3)
+        ui_text(y + 2, x + 2, w - 4, crt_attr(CR_DIM),
+                "rules and states arrive with alerting");
+}
+
+static void dash_draw(tui *t, void *st, int y, int x, int h, int w)
+{
+    dash *d = st;
+    int top = h >= 30 ? 8 : h >= 22 ? 7 : 6;
+    int mid = top;
+    int gpu = gpu_height(t, h - top - mid - 4);
+    if (gpu < 3) gpu = 3;
+    int rest = h - top - mid - gpu;
+    if (rest < 3) { /* a short terminal: smaller graphs first */
+        top = mid = (h - gpu - 3) / 2;
+        if (top < 4) top = mid = 4;
+        rest = h - top - mid - gpu;
+    }
+    const int half = w / 2;
+    draw_model(t, y, x, top, half);
+    draw_tps(t, y, x + half, top, w - half);
+    draw_cpu_mem(t, y + top, x, mid, w);
+    draw_gpus(t, y + top + mid, x, gpu, w);
+    if (rest >= 3) {
+        const int aw = w >= 100 ? w / 3 : w / 2;
+        draw_recent(t, d, y + top + mid + gpu, x, rest, w - aw);
+        draw_alerts(y + top + mid + gpu, x + w - aw, rest, aw);
+    }
+}
+
+static int dash_key(tui *t, void *st, int ch)
+{
+    dash *d = st;
+    if (ch == 'r') {
+        d->seq = t->hist_seq - 1;
+        return 1;
+    }
+    return 0;
+}
+
+static void dash_enter(tui *t, void *st)
+{
+    dash *d = st;
+    d->seq = t->hist_seq - 1; /* read the history again */
+}
+
+const tui_screen scr_dashboard = {
+        .name = "Dashboard",
+        .id = "dashboard",
+        .letter = 'd',
+        .fkey = 2,
+        .live = 1,
+        .help = "r\tread the recent history again\n"
+                "\tthe graphs show the last 60 s; the history updates as runs end",
+        .create = dash_create,
+        .destroy = dash_destroy,
+        .enter = dash_enter,
+        .draw = dash_draw,
+        .key = dash_key,
+};

@@ -1,0 +1,651 @@
+/* tui.c - the TUI's main loop: input (terminal, mouse, scripted keys), the tab bar, the
+ * status line, the help overlay, and the frames. See ui.h and tui.h. */
+#include "tui.h"
+
+#include <cjson/cJSON.h>
+#include <curses.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "bitnet/core.h"
+#include "history_hook.h"
+#include "keys.h"
+
+const char *const bn_tui_screen_names[] = {"dashboard", "setup",       "hardware",
+                                           "models",    "chat",        "benchmarks",
+                                           "conversions", "history",   "alerts",
+                                           NULL};
+
+void bn_tui_opts_init(bn_tui_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->graph_style = -1;
+}
+
+int bn_tui_terminal_check(char *why, size_t size)
+{
+    const char *term = getenv("TERM");
+    if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+        snprintf(why, size, "not a terminal (%s is redirected)",
+                 !isatty(STDIN_FILENO) ? "standard input" : "standard output");
+        return -1;
+    }
+    if (!term || !*term) {
+        snprintf(why, size, "TERM is not set");
+        return -1;
+    }
+    if (!strcmp(term, "dumb")) {
+        snprintf(why, size, "the terminal is dumb (TERM=dumb): it cannot draw a full screen");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the wake-up pipe (written from the worker threads) ------------------------------------ */
+
+typedef struct waker {
+    int fd[2];
+} waker;
+
+static void wake_engine(void *ud)
+{
+    const char c = 'e';
+    if (write(((waker *)ud)->fd[1], &c, 1) < 0) { /* full: a wake-up is pending anyway */
+    }
+}
+
+void tui_wake(tui *t)
+{
+    const char c = 'e';
+    if (write(t->wake_fd, &c, 1) < 0) {
+    }
+}
+
+static void wake_monitor(void *ud)
+{
+    const char c = 'm';
+    if (write(((waker *)ud)->fd[1], &c, 1) < 0) {
+    }
+}
+
+/* ---- helpers for the screens ------------------------------------------------------------------ */
+
+void tui_status(tui *t, crt_role role, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->status, sizeof t->status, fmt, ap);
+    va_end(ap);
+    t->status_attr = crt_attr(role);
+    t->status_t = bn_time_now();
+    t->dirty = 1;
+}
+
+void tui_switch(tui *t, int screen)
+{
+    if (screen < 0 || screen >= SCR_COUNT) return;
+    t->cur = screen;
+    t->help = 0;
+    const tui_screen *s = t->screens[screen];
+    if (s->enter) s->enter(t, t->state[screen]);
+    t->dirty = 1;
+}
+
+bn_db *tui_db(tui *t)
+{
+    if (t->db) return t->db;
+    const double now = bn_time_now();
+    if (t->db_last_try && now - t->db_last_try < 5) return NULL;
+    t->db_last_try = now;
+    char path[BN_CONFIG_PATH_MAX + 16];
+    if (hist_db_open(&t->db, path, sizeof path, t->db_err, sizeof t->db_err) != 0) {
+        t->db = NULL;
+        return NULL;
+    }
+    t->db_err[0] = '\0';
+    return t->db;
+}
+
+void tui_reload_config(tui *t)
+{
+    bn_config *c = NULL;
+    if (bn_config_load(&c, t->cfg_err, sizeof t->cfg_err) != 0) return;
+    bn_config_free(t->cfg);
+    t->cfg = c;
+    t->cfg_err[0] = '\0';
+}
+
+void tui_sampling(const tui *t, eng_sampling *sp, int n)
+{
+    memset(sp, 0, sizeof *sp);
+    sp->temp = 0.8f, sp->top_k = 40, sp->top_p = 0.95f, sp->min_p = 0.05f;
+    sp->repeat_penalty = 1.0f, sp->repeat_last_n = 64, sp->seed = -1;
+    sp->n_predict = n;
+    if (!t->cfg) return;
+    sp->temp = (float)bn_config_get_double(t->cfg, "temp");
+    sp->top_k = (int)bn_config_get_int(t->cfg, "top_k");
+    sp->top_p = (float)bn_config_get_double(t->cfg, "top_p");
+    sp->min_p = (float)bn_config_get_double(t->cfg, "min_p");
+    sp->repeat_penalty = (float)bn_config_get_double(t->cfg, "repeat_penalty");
+    sp->seed = bn_config_get_int(t->cfg, "seed");
+}
+
+const char *tui_base(const char *path)
+{
+    const char *b = path ? strrchr(path, '/') : NULL;
+    return b ? b + 1 : path ? path : "";
+}
+
+/* The first *.gguf in the bundled models directory (alphabetically). */
+static void find_bundled(tui *t)
+{
+    t->bundled[0] = t->bundled_dir[0] = '\0';
+    if (bn_bundled_models_dir(t->bundled_dir, sizeof t->bundled_dir) != 0) return;
+    DIR *d = opendir(t->bundled_dir);
+    if (!d) return;
+    char best[256] = "";
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t n = strlen(e->d_name);
+        if (n > 5 && !strcmp(e->d_name + n - 5, ".gguf") && (!best[0] || strcmp(e->d_name, best) < 0))
+            snprintf(best, sizeof best, "%s", e->d_name);
+    }
+    closedir(d);
+    if (best[0]) snprintf(t->bundled, sizeof t->bundled, "%s/%s", t->bundled_dir, best);
+}
+
+/* ---- drawing ------------------------------------------------------------------------------------- */
+
+/* The position of the screen's letter in its name (case-insensitive), or -1. */
+static int hot_index(const tui_screen *s)
+{
+    for (int i = 0; s->name[i]; i++)
+        if ((s->name[i] | 0x20) == s->letter) return i;
+    return -1;
+}
+
+static void draw_tabs(tui *t)
+{
+    const int bar = crt_attr(CR_BAR);
+    ui_clear(0, 0, COLS, bar);
+    /* full names if they fit, else the first letters */
+    int full = 0;
+    for (int i = 0; i < SCR_COUNT; i++) full += 5 + (int)strlen(t->screens[i]->name);
+    const int maxlen = full <= COLS ? 64 : COLS >= 9 * 9 ? 4 : 1;
+    int x = 0;
+    for (int i = 0; i < SCR_COUNT && x < COLS; i++) {
+        const tui_screen *s = t->screens[i];
+        const int act = i == t->cur, a = act ? crt_attr(CR_TAB_ACTIVE) : bar;
+        const int x0 = x;
+        char fk[8];
+        snprintf(fk, sizeof fk, " F%d ", s->fkey);
+        x += ui_text(0, x, COLS - x, a, fk);
+        const int hot = hot_index(s), n = (int)strlen(s->name);
+        for (int c = 0; c < n && c < maxlen && x < COLS; c++) {
+            char ch[2] = {s->name[c], 0};
+            x += ui_text(0, x, 1, c == hot ? (act ? a | (int)A_UNDERLINE : crt_attr(CR_HOTKEY)) : a, ch);
+        }
+        if (x < COLS) x += ui_text(0, x, 1, a, " ");
+        ui_hit(0, x0, x - x0, UI_KEY_SCREEN + i);
+    }
+    const char *hint = " ?:help q:quit ";
+    if (COLS - x >= (int)strlen(hint)) ui_text(0, COLS - (int)strlen(hint), COLS, bar, hint);
+}
+
+static void draw_status(tui *t)
+{
+    const int y = LINES - 1, a = crt_attr(CR_STATUS);
+    ui_clear(y, 0, COLS, a);
+    eng_status st;
+    eng_status_get(t->eng, &st);
+    char right[256];
+    const char *model = st.model.loaded ? tui_base(st.model.path) : "no model";
+    switch (st.job) {
+    case ENG_LOADING:
+        snprintf(right, sizeof right, " working: %.60s ", model);
+        break;
+    case ENG_GENERATING:
+        snprintf(right, sizeof right, " %.60s: generating, %lld tokens, %.1f tokens/s ", model,
+                 st.gen_tokens, st.gen_tps);
+        break;
+    case ENG_BENCHING:
+        snprintf(right, sizeof right, " %.60s: benchmark, %s %d/%d ", model, st.bench_phase,
+                 st.bench_rep + 1, st.bench_reps);
+        break;
+    default:
+        snprintf(right, sizeof right, " %.60s: idle ", model);
+    }
+    const int rw = ui_width(right);
+    const int lw = COLS - rw - 1;
+    if (lw > 10) ui_text(y, 1, lw, a | (t->status_attr & ~A_COLOR), t->status);
+    ui_text(y, COLS - rw < 0 ? 0 : COLS - rw, COLS, a, right);
+}
+
+static const char *const global_help[] = {
+        "F1 ?\tthis help (Esc closes it)",
+        "F2-F9 F11\tthe screens; also 1-9 and the underlined letter",
+        "Tab S-Tab\tnext / previous screen",
+        "g\tgraph style: braille, block, ascii",
+        "Esc\tleave a text line; stop a generation or a benchmark",
+        "q F10\tquit (F10 also while typing)",
+        "mouse\tclick a tab, a row or a button; the wheel scrolls",
+};
+
+static int help_line(int y, int x, int w, const char *l)
+{
+    const char *tab = strchr(l, '\t');
+    if (!tab) return ui_text(y, x, w, 0, l);
+    char k[64];
+    snprintf(k, sizeof k, "%.*s", (int)(tab - l), l);
+    ui_text(y, x, 14, crt_attr(CR_TITLE), k);
+    return ui_text(y, x + 14, w - 14, 0, tab + 1);
+}
+
+static void draw_help(tui *t)
+{
+    const tui_screen *s = t->screens[t->cur];
+    const char *lines[48];
+    int n = 0;
+    for (size_t i = 0; i < sizeof global_help / sizeof global_help[0]; i++) lines[n++] = global_help[i];
+    static char buf[2048];
+    snprintf(buf, sizeof buf, "%s", s->help ? s->help : "");
+    lines[n++] = "";
+    static char head[80];
+    snprintf(head, sizeof head, "%s:", s->name);
+    lines[n++] = head;
+    for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l && n < 48; l = strtok_r(NULL, "\n", &save))
+        lines[n++] = l;
+    int w = COLS - 8 > 76 ? 76 : COLS - 8, h = n + 4 > LINES - 4 ? LINES - 4 : n + 4;
+    const int y = (LINES - h) / 2, x = (COLS - w) / 2;
+    for (int r = 0; r < h; r++) ui_clear(y + r, x, w, 0);
+    ui_box(y, x, h, w, "Help");
+    for (int i = 0; i < n && i < h - 4; i++) help_line(y + 2 + i, x + 2, w - 4, lines[i]);
+    char foot[128];
+    snprintf(foot, sizeof foot, "bitnet %s · colours: %s · graphs: %s", BN_VERSION_STRING,
+             crt_colors(), bn_graph_style_name(ui_graph_style()));
+    ui_text(y + h - 1, x + 2, w - 4, crt_attr(CR_DIM), foot);
+}
+
+static void draw(tui *t)
+{
+    ui_hits_reset();
+    erase();
+    if (LINES < 10 || COLS < 40) {
+        ui_printf(0, 0, COLS, 0, "terminal too small (%dx%d): bitnet tui needs at least 40x10", COLS,
+                  LINES);
+        refresh();
+        return;
+    }
+    draw_tabs(t);
+    const tui_screen *s = t->screens[t->cur];
+    s->draw(t, t->state[t->cur], 1, 0, LINES - 2, COLS);
+    draw_status(t);
+    if (t->help) draw_help(t);
+    refresh();
+}
+
+/* ---- input --------------------------------------------------------------------------------------- */
+
+static int screen_of_key(const tui *t, int ch)
+{
+    for (int i = 0; i < SCR_COUNT; i++) {
+        if (ch == KEY_F(t->screens[i]->fkey) || ch == t->screens[i]->letter) return i;
+        if (ch == '1' + i) return i;
+    }
+    return -1;
+}
+
+static void handle_key(tui *t, int ch);
+
+static void handle_mouse(tui *t)
+{
+    MEVENT ev;
+    if (getmouse(&ev) != OK) return;
+    if (ev.bstate & BUTTON4_PRESSED)
+        handle_key(t, UI_KEY_WHEEL_UP);
+    else if (ev.bstate & BUTTON5_PRESSED)
+        handle_key(t, UI_KEY_WHEEL_DOWN);
+    else if (ev.bstate & (BUTTON1_PRESSED | BUTTON1_CLICKED)) {
+        const int k = ui_hit_at(ev.y, ev.x);
+        if (k) handle_key(t, k);
+    }
+}
+
+static void handle_key(tui *t, int ch)
+{
+    const tui_screen *s = t->screens[t->cur];
+    void *st = t->state[t->cur];
+    t->dirty = 1;
+    if (ch == KEY_RESIZE) return;
+    if (ch == KEY_MOUSE) {
+        handle_mouse(t);
+        return;
+    }
+    if (ch == KEY_F(10)) {
+        t->quit = 1;
+        return;
+    }
+    if (t->help) {
+        if (ch == 27 || ch == '?' || ch == KEY_F(1) || ch == '\n' || ch == '\r' || ch == ' ' ||
+            ch == KEY_ENTER || ch == UI_KEY_CLICK)
+            t->help = 0;
+        else if (ch == 'q')
+            t->quit = 1;
+        return;
+    }
+    if (ch == KEY_F(1)) {
+        t->help = 1;
+        return;
+    }
+    if (ch >= UI_KEY_SCREEN && ch < UI_KEY_SCREEN + SCR_COUNT) {
+        tui_switch(t, ch - UI_KEY_SCREEN);
+        return;
+    }
+    const int editing = s->editing && s->editing(st);
+    if (!editing) {
+        int to = ch >= KEY_F(1) && ch <= KEY_F(12) ? screen_of_key(t, ch) : -1;
+        if (ch == 'q') {
+            t->quit = 1;
+            return;
+        } else if (ch == '?') {
+            t->help = 1;
+            return;
+        } else if (ch == '\t' || ch == KEY_BTAB) {
+            to = (t->cur + (ch == '\t' ? 1 : SCR_COUNT - 1)) % SCR_COUNT;
+        } else if (ch == 'g') {
+            const bn_graph_style g = (bn_graph_style)((ui_graph_style() + 1) % 3);
+            ui_graph_style_set(g);
+            tui_status(t, CR_NORMAL, "graphs: %s%s", bn_graph_style_name(ui_graph_style()),
+                       crt_unicode() ? "" : " (the terminal is not UTF-8)");
+            return;
+        } else if (ch < 0x80 && to < 0) {
+            to = screen_of_key(t, ch);
+        }
+        if (to >= 0) {
+            tui_switch(t, to);
+            return;
+        }
+    } else if (ch >= KEY_F(1) && ch <= KEY_F(12)) {
+        const int to = screen_of_key(t, ch);
+        if (to >= 0) {
+            tui_switch(t, to);
+            return;
+        }
+    }
+    s->key(t, st, ch);
+}
+
+/* ---- the loop -------------------------------------------------------------------------------------- */
+
+typedef struct loop_stats {
+    long frames, keys;
+    double lat_max, lat_sum;
+    double pending; /* time the first key not yet drawn arrived; 0 when none */
+} loop_stats;
+
+typedef struct script_state {
+    key_script ks;
+    int at;
+    double due;  /* when the next step may run */
+    double idle_until;
+} script_state;
+
+static void script_mouse(tui *t, int kind, int x, int y)
+{
+    if (kind == KS_WHEEL_UP || kind == KS_WHEEL_DOWN) {
+        handle_key(t, kind == KS_WHEEL_UP ? UI_KEY_WHEEL_UP : UI_KEY_WHEEL_DOWN);
+        return;
+    }
+    const int k = ui_hit_at(y, x);
+    if (k) handle_key(t, k);
+    t->dirty = 1;
+}
+
+/* Runs the script's next step when it is due; returns the ms until it is (-1: done). */
+static int script_step(tui *t, script_state *sc, loop_stats *ls, double now)
+{
+    while (sc->at < sc->ks.n) {
+        const key_step *s = &sc->ks.steps[sc->at];
+        if (now < sc->due) return (int)((sc->due - now) * 1000) + 1;
+        if (s->kind == KS_SLEEP) {
+            sc->at++;
+            sc->due = now + s->ms / 1000.0;
+            continue;
+        }
+        if (s->kind == KS_IDLE) {
+            eng_status st;
+            eng_status_get(t->eng, &st);
+            if (sc->idle_until == 0) sc->idle_until = now + s->ms / 1000.0;
+            if (st.job != ENG_IDLE && now < sc->idle_until) return 20;
+            sc->idle_until = 0;
+            sc->at++;
+            continue;
+        }
+        sc->at++;
+        if (!ls->pending) ls->pending = now;
+        ls->keys++;
+        if (s->kind == KS_KEY)
+            handle_key(t, s->key);
+        else
+            script_mouse(t, s->kind, s->x, s->y);
+        sc->due = now; /* the next key after this frame */
+        return 0;
+    }
+    return -1;
+}
+
+static void drain_wakeups(tui *t, int fd, int *engine, int *monitor)
+{
+    char buf[64];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0)
+        for (ssize_t i = 0; i < n; i++) {
+            if (buf[i] == 'e') *engine = 1;
+            if (buf[i] == 'm') *monitor = 1;
+        }
+    (void)t;
+}
+
+/* On an engine wake-up: the screens take their output; a job that ended says so. */
+static void engine_tick(tui *t, int *reported)
+{
+    eng_status st;
+    eng_status_get(t->eng, &st);
+    for (int i = 0; i < SCR_COUNT; i++)
+        if (t->screens[i]->tick) t->screens[i]->tick(t, t->state[i]);
+    if (st.job == ENG_IDLE && st.job_id != *reported) {
+        *reported = st.job_id;
+        t->hist_seq++;
+        if (st.message[0]) tui_status(t, st.ok ? CR_OK : CR_FAIL, "%s", st.message);
+    }
+    t->dirty = 1;
+}
+
+static void write_stats(const tui *t, const loop_stats *ls, double t0)
+{
+    if (!t->opts.stats_file) return;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddNumberToObject(d, "frames", (double)ls->frames);
+    cJSON_AddNumberToObject(d, "keys", (double)ls->keys);
+    cJSON_AddNumberToObject(d, "key_latency_ms_max", ls->lat_max * 1e3);
+    cJSON_AddNumberToObject(d, "key_latency_ms_mean",
+                            ls->keys ? ls->lat_sum / (double)ls->keys * 1e3 : 0);
+    cJSON_AddNumberToObject(d, "wall_s", bn_time_now() - t0);
+    cJSON_AddNumberToObject(d, "cpu_s",
+                            (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
+                                    (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6);
+    cJSON_AddStringToObject(d, "colors", crt_colors());
+    cJSON_AddBoolToObject(d, "unicode", crt_unicode());
+    cJSON_AddBoolToObject(d, "mouse", crt_mouse());
+    cJSON_AddStringToObject(d, "screen", t->screens[t->cur]->id);
+    char *s = cJSON_Print(d);
+    cJSON_Delete(d);
+    FILE *f = s ? fopen(t->opts.stats_file, "w") : NULL;
+    if (f) {
+        fprintf(f, "%s\n", s);
+        fclose(f);
+    }
+    cJSON_free(s);
+}
+
+static void run_loop(tui *t, script_state *sc, int wake_fd)
+{
+    loop_stats ls;
+    memset(&ls, 0, sizeof ls);
+    const double t0 = bn_time_now();
+    int reported = 0; /* the last job whose end was reported */
+    char line[512];
+    for (;;) {
+        if (crt_stderr_line(line, sizeof line)) tui_status(t, CR_WARN, "%s", line);
+        if (t->dirty) {
+            draw(t);
+            t->dirty = 0;
+            ls.frames++;
+            if (ls.pending) {
+                const double lat = bn_time_now() - ls.pending;
+                ls.lat_sum += lat;
+                if (lat > ls.lat_max) ls.lat_max = lat;
+                ls.pending = 0;
+            }
+            if (t->opts.max_frames && ls.frames >= t->opts.max_frames) break;
+        }
+        if (t->quit) break;
+        int timeout = 1000;
+        if (sc) {
+            const int d = script_step(t, sc, &ls, bn_time_now());
+            if (d >= 0 && d < timeout) timeout = d;
+            if (t->dirty) continue; /* a scripted key: draw its frame first */
+        }
+        struct pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+        const int r = poll(fds, 2, timeout);
+        const double now = bn_time_now();
+        int eng = 0, mon = 0;
+        if (r > 0 && (fds[1].revents & POLLIN)) drain_wakeups(t, wake_fd, &eng, &mon);
+        if (eng) engine_tick(t, &reported);
+        if (mon && t->screens[t->cur]->live) t->dirty = 1;
+        for (int ch; (ch = getch()) != ERR;) {
+            if (!ls.pending && ch != KEY_RESIZE) ls.pending = now;
+            if (ch != KEY_RESIZE) ls.keys++;
+            handle_key(t, ch);
+            if (t->quit) break;
+        }
+    }
+    write_stats(t, &ls, t0);
+}
+
+/* ---- start and end --------------------------------------------------------------------------------- */
+
+static const tui_screen *const all_screens[SCR_COUNT] = {
+        &scr_dashboard, &scr_setup, &scr_hardware, &scr_models, &scr_chat,
+        &scr_bench,     &scr_convert, &scr_history, &scr_alerts,
+};
+
+static int first_screen(const tui *t)
+{
+    if (t->opts.screen) {
+        for (int i = 0; i < SCR_COUNT; i++)
+            if (!strcasecmp(t->opts.screen, t->screens[i]->id) ||
+                !strcasecmp(t->opts.screen, t->screens[i]->name))
+                return i;
+    }
+    if (t->cfg && !bn_config_file_exists(t->cfg)) return SCR_SETUP;
+    return SCR_DASHBOARD;
+}
+
+/* The model to open at start: -m, the config's, the bundled one. */
+static void start_model(tui *t)
+{
+    const char *m = t->opts.model;
+    if (!m && t->cfg && *bn_config_get_str(t->cfg, "model")) m = bn_config_get_str(t->cfg, "model");
+    if (!m && t->bundled[0]) m = t->bundled;
+    if (m) {
+        eng_load(t->eng, m);
+        tui_status(t, CR_NORMAL, "loading %s ...", tui_base(m));
+    } else {
+        tui_status(t, CR_WARN,
+                   "no bundled model found: choose one on the Models screen (F5) or in Setup (F3)");
+    }
+}
+
+static int setup_state(tui *t, waker *wk, char *err, size_t errsz)
+{
+    if (bn_config_load(&t->cfg, t->cfg_err, sizeof t->cfg_err) != 0) t->cfg = NULL;
+    find_bundled(t);
+    int threads = t->opts.threads;
+    long n_ctx = 0;
+    if (t->cfg) {
+        if (!threads) threads = (int)bn_config_get_int(t->cfg, "threads");
+        n_ctx = (long)bn_config_get_int(t->cfg, "ctx");
+    }
+    if (pipe(wk->fd) != 0) {
+        snprintf(err, errsz, "cannot create a pipe: %s", strerror(errno));
+        return -1;
+    }
+    for (int i = 0; i < 2; i++) {
+        fcntl(wk->fd[i], F_SETFL, fcntl(wk->fd[i], F_GETFL) | O_NONBLOCK);
+        fcntl(wk->fd[i], F_SETFD, FD_CLOEXEC);
+    }
+    t->wake_fd = wk->fd[1];
+    if (eng_new(&t->eng, threads, n_ctx, wake_engine, wk) != 0 ||
+        mon_new(&t->mon, 1.0, wake_monitor, wk) != 0) {
+        snprintf(err, errsz, "cannot start the worker threads");
+        return -1;
+    }
+    for (int i = 0; i < SCR_COUNT; i++) {
+        t->screens[i] = all_screens[i];
+        t->state[i] = t->screens[i]->create(t);
+        if (!t->state[i]) {
+            snprintf(err, errsz, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void release_state(tui *t, waker *wk)
+{
+    eng_free(t->eng); /* first: its jobs may still write the history */
+    mon_free(t->mon);
+    for (int i = 0; i < SCR_COUNT; i++)
+        if (t->state[i]) t->screens[i]->destroy(t->state[i]);
+    bn_db_close(t->db);
+    bn_config_free(t->cfg);
+    for (int i = 0; i < 2; i++)
+        if (wk->fd[i] >= 0) close(wk->fd[i]);
+}
+
+int bn_tui_run(const bn_tui_opts *o, char *err, size_t errsz)
+{
+    script_state sc;
+    memset(&sc, 0, sizeof sc);
+    if (o->keys_file && keys_load(o->keys_file, &sc.ks, err, errsz) != 0) return 2;
+    static tui t; /* large; one UI a process */
+    memset(&t, 0, sizeof t);
+    t.opts = *o;
+    waker wk = {{-1, -1}};
+    int rc = setup_state(&t, &wk, err, errsz) ? 1 : 0;
+    crt_opts co = {o->no_color, o->no_unicode, o->no_mouse};
+    if (rc == 0 && crt_init(&co, err, errsz) != 0) rc = 1;
+    if (rc == 0) {
+        ui_graph_style_set(o->graph_style >= 0 && o->graph_style <= 2 ? (bn_graph_style)o->graph_style
+                                                                       : BN_GRAPH_BRAILLE);
+        if (t.cfg_err[0]) tui_status(&t, CR_FAIL, "config: %s", t.cfg_err);
+        start_model(&t);
+        tui_switch(&t, first_screen(&t));
+        run_loop(&t, o->keys_file ? &sc : NULL, wk.fd[0]);
+        crt_done();
+    }
+    release_state(&t, &wk);
+    keys_free(&sc.ks);
+    return rc;
+}

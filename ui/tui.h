@@ -1,0 +1,101 @@
+/*
+ * tui.h - what the TUI's main loop (tui.c) and its screens (screen_*.c) share: the
+ * application state and the screen "class", a struct of function pointers as in htop.
+ *
+ * A screen draws itself into a rectangle (everything between the tab bar and the status
+ * line) and gets the keys the main loop does not take first. Only the UI thread runs
+ * screen code; long work goes to the engine worker (engine.h), samples come from the
+ * monitor (monitor.h), and both wake the UI through a pipe.
+ */
+#ifndef BITNET_UI_TUI_H
+#define BITNET_UI_TUI_H
+
+#include <stddef.h>
+
+#include "bitnet/db.h"
+#include "config.h"
+#include "engine.h"
+#include "monitor.h"
+#include "ui.h"
+#include "widgets.h"
+
+enum {
+    SCR_DASHBOARD,
+    SCR_SETUP,
+    SCR_HARDWARE,
+    SCR_MODELS,
+    SCR_CHAT,
+    SCR_BENCH,
+    SCR_CONVERT,
+    SCR_HISTORY,
+    SCR_ALERTS,
+    SCR_COUNT
+};
+
+typedef struct tui tui;
+
+typedef struct tui_screen {
+    const char *name;  /* on the tab */
+    const char *id;    /* for --screen */
+    char letter;       /* the key that opens it */
+    int fkey;          /* F-key number that opens it */
+    int live;          /* redrawn on every monitor sample */
+    const char *help;  /* its keys: lines of "KEY\tWHAT" */
+    void *(*create)(tui *t);
+    void (*destroy)(void *st);
+    void (*enter)(tui *t, void *st); /* may be NULL */
+    void (*draw)(tui *t, void *st, int y, int x, int h, int w);
+    int (*key)(tui *t, void *st, int ch); /* 1 when it took the key */
+    int (*editing)(void *st);             /* a text line has the keys; may be NULL */
+    void (*tick)(tui *t, void *st);       /* on every engine wake-up; may be NULL */
+} tui_screen;
+
+extern const tui_screen scr_dashboard, scr_setup, scr_hardware, scr_models, scr_chat, scr_bench,
+        scr_convert, scr_history, scr_alerts;
+
+struct tui {
+    bn_tui_opts opts;
+    tui_engine *eng;
+    tui_monitor *mon;
+    bn_config *cfg; /* NULL when the config file does not load: cfg_err says why */
+    char cfg_err[BN_CONFIG_ERR_MAX];
+    bn_db *db; /* the history, opened on demand (tui_db) */
+    char db_err[512];
+    char bundled[BN_CONFIG_PATH_MAX]; /* the bundled default model, "" when none */
+    char bundled_dir[BN_CONFIG_PATH_MAX];
+    const tui_screen *screens[SCR_COUNT];
+    void *state[SCR_COUNT];
+    int cur;
+    int help;   /* the help overlay is shown */
+    int quit;
+    int dirty;  /* draw a frame */
+    char status[512];
+    int status_attr;
+    double status_t;
+    unsigned long long hist_seq; /* grows when a run may have been recorded */
+    double db_last_try;          /* when tui_db last tried to open the history */
+    int wake_fd;                 /* the write end of the wake-up pipe */
+};
+
+/* A message on the status line (role: CR_NORMAL, CR_OK, CR_WARN, CR_FAIL). */
+void tui_status(tui *t, crt_role role, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void tui_switch(tui *t, int screen);
+/* The history, opened on first use; NULL with t->db_err set. */
+bn_db *tui_db(tui *t);
+/* Reloads the config after it was written. */
+void tui_reload_config(tui *t);
+/* Sampling settings from the config (n_predict: n). */
+void tui_sampling(const tui *t, eng_sampling *sp, int n);
+/* "name" of a path */
+const char *tui_base(const char *path);
+/* Wakes the UI from another thread (the screens' tick functions then run). */
+void tui_wake(tui *t);
+
+/* A run's metric as a number (def when absent), and a one-line summary of its metrics
+ * ("45.1 tokens/s", "pp 120.3 / tg 45.1 tokens/s", "9 pass, 2 warn, 0 fail"). */
+double tui_run_metric(const bn_run *r, const char *key, double def);
+void tui_run_summary(const bn_run *r, char *buf, size_t size);
+/* Whether the run's params hold "key": "value". */
+int tui_run_param_is(const bn_run *r, const char *key, const char *value);
+
+#endif
