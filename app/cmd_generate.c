@@ -17,7 +17,7 @@
 void cmd_generate_help(FILE *out)
 {
     fprintf(out,
-            "Usage: bitnet generate -m MODEL.gguf -p TEXT [options]\n\n"
+            "Usage: bitnet generate [-m MODEL.gguf] -p TEXT [options]\n\n"
             "Continues TEXT with the model, writing the new text to stdout as it is made,\n"
             "then prints prompt and generation speed (tokens/s) to stderr. Stops after -n\n"
             "tokens, at an end-of-generation token, or when the context is full.\n\n"
@@ -25,17 +25,13 @@ void cmd_generate_help(FILE *out)
             "  -p, --prompt TEXT the prompt (special tokens such as <|eot_id|> are parsed)\n"
             "  -f, --file FILE   read the prompt from FILE\n"
             "  -n, --n-predict N tokens to generate (default %d)\n"
-            "  -c, --ctx N       context size in tokens (default: the model's, at most %d)\n"
-            "  --temp T          temperature (default 0.8; 0: greedy)\n"
-            "  --top-k K         keep the K most likely tokens (default 40; 0: off)\n"
-            "  --top-p P         nucleus sampling (default 0.95; 1: off)\n"
-            "  --min-p P         drop tokens below P times the top probability (default 0.05)\n"
-            "  --repeat-penalty R  penalty for the last --repeat-last-n tokens (default 1: off)\n"
-            "  --repeat-last-n N tokens the penalty looks at (default 64)\n"
-            "  --seed S          random seed (default: from the clock; printed with --json)\n"
-            "  --ignore-eos      do not stop at end-of-generation tokens\n"
+            "  -c, --ctx N       context size in tokens (default: the model's, at most "
+            "%d)\n" MC_SAMPLING_HELP "  --ignore-eos      do not stop at end-of-generation tokens\n"
             "  --json            no streaming: one JSON document with the text and timings\n"
             "  -h, --help        this help\n\n"
+            "Options not given take their defaults from the config file (bitnet-config(5):\n"
+            "model, threads, ctx, temp, top_k, top_p, min_p, repeat_penalty, seed); without\n"
+            "-m and a configured model, the bundled model is used. --json prints the seed.\n"
             "Exit status: 0 ok, 1 the model cannot be used or the prompt does not fit,\n"
             "2 usage error.\n",
             DEFAULT_N, DEFAULT_N_CTX);
@@ -45,68 +41,24 @@ typedef struct gen_opts {
     mc_opts mc;
     const char *prompt, *file;
     long n_predict;
-    bn_sampler_params sp;
-    int have_seed, json, ignore_eos;
+    mc_sampling smp;
+    int json, ignore_eos;
 } gen_opts;
-
-static int parse_float(const char *cmd, const char *opt, const char *s, float lo, float hi,
-                       float *out)
-{
-    char *end;
-    double v = s ? strtod(s, &end) : 0;
-    if (!s || !*s || *end || !(v >= lo && v <= hi))
-        return cli_usage_error(cmd, "%s: '%s' is not a number in [%g, %g]", opt, s ? s : "",
-                               (double)lo, (double)hi);
-    *out = (float)v;
-    return 0;
-}
-
-static int parse_seed(const char *s, uint64_t *out)
-{
-    char *end;
-    if (!s || !*s || *s == '-') return -1;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (*end) return -1;
-    *out = v;
-    return 0;
-}
-
-static int takes_value(const char *a)
-{
-    static const char *const names[] = {
-            "-p",
-            "--prompt",
-            "-f",
-            "--file",
-            "-n",
-            "--n-predict",
-            "--temp",
-            "--top-p",
-            "--min-p",
-            "--top-k",
-            "--repeat-penalty",
-            "--repeat-last-n",
-            "--seed",
-    };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (!strcmp(a, names[i])) return 1;
-    return 0;
-}
 
 /* Returns -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, gen_opts *o)
 {
     const char *C = "generate";
-    o->sp = bn_sampler_params_default();
+    mc_sampling_init(&o->smp);
     o->n_predict = DEFAULT_N;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         int r = mc_parse_opt(C, argc, argv, &i, &o->mc);
+        if (r == 0) r = mc_parse_sampling_opt(C, argc, argv, &i, &o->smp);
         if (r < 0) return BN_EXIT_USAGE;
         if (r > 0) continue;
         int bad = 0;
-        long l;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             cmd_generate_help(stdout);
             return BN_EXIT_OK;
@@ -117,40 +69,23 @@ static int parse_args(int argc, char **argv, gen_opts *o)
             o->ignore_eos = 1;
             continue;
         }
-        if (!takes_value(a)) return cli_usage_error(C, "unknown option '%s'", a);
+        const int takes_value = !strcmp(a, "-p") || !strcmp(a, "--prompt") || !strcmp(a, "-f") ||
+                                !strcmp(a, "--file") || !strcmp(a, "-n") ||
+                                !strcmp(a, "--n-predict");
+        if (!takes_value) return cli_usage_error(C, "unknown option '%s'", a);
         if (!v) return cli_usage_error(C, "%s needs a value", a);
         if (!strcmp(a, "-p") || !strcmp(a, "--prompt"))
             o->prompt = v;
         else if (!strcmp(a, "-f") || !strcmp(a, "--file"))
             o->file = v;
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict"))
+        else
             bad = cli_parse_long(v, 0, BN_MODEL_MAX_CTX, &o->n_predict);
-        else if (!strcmp(a, "--temp"))
-            bad = parse_float(C, a, v, 0.0f, 1e6f, &o->sp.temperature);
-        else if (!strcmp(a, "--top-p"))
-            bad = parse_float(C, a, v, 0.0f, 1.0f, &o->sp.top_p);
-        else if (!strcmp(a, "--min-p"))
-            bad = parse_float(C, a, v, 0.0f, 1.0f, &o->sp.min_p);
-        else if (!strcmp(a, "--repeat-penalty"))
-            bad = parse_float(C, a, v, 1e-3f, 1e3f, &o->sp.repeat_penalty);
-        else if (!strcmp(a, "--top-k")) {
-            bad = cli_parse_long(v, 0, 1 << 24, &l);
-            o->sp.top_k = (int32_t)l;
-        } else if (!strcmp(a, "--repeat-last-n")) {
-            bad = cli_parse_long(v, 0, BN_SAMPLER_MAX_LAST_N, &l);
-            o->sp.repeat_last_n = (int32_t)l;
-        } else if (!strcmp(a, "--seed")) {
-            bad = parse_seed(v, &o->sp.seed);
-            o->have_seed = 1;
-        }
-        if (bad) return bad == BN_EXIT_USAGE ? bad : cli_usage_error(C, "%s: bad value '%s'", a, v);
+        if (bad) return cli_usage_error(C, "%s: bad value '%s'", a, v);
         i++;
     }
-    if (!o->mc.model) return cli_usage_error(C, "missing -m MODEL.gguf");
     if (!o->prompt && !o->file) return cli_usage_error(C, "missing -p TEXT (or -f FILE)");
     if (o->prompt && o->file) return cli_usage_error(C, "give -p or -f, not both");
-    if (!o->have_seed) o->sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
-    return -1;
+    return mc_apply_defaults(C, MC_DEF_THREADS | MC_DEF_CTX, &o->mc, &o->smp);
 }
 
 typedef struct gen_result {
@@ -264,7 +199,7 @@ static int report(const gen_opts *o, mc_session *s, const gen_result *r)
     cJSON_AddNumberToObject(d, "gen_seconds", r->gen_s);
     cJSON_AddNumberToObject(d, "load_seconds", s->load_seconds);
     cJSON_AddStringToObject(d, "stop_reason", r->stop);
-    cJSON_AddNumberToObject(d, "seed", (double)o->sp.seed);
+    cJSON_AddNumberToObject(d, "seed", (double)o->smp.sp.seed);
     cJSON_AddNumberToObject(d, "threads", bn_ctx_n_threads(s->ctx));
     cJSON_AddNumberToObject(d, "n_ctx", (double)bn_model_state_n_ctx(s->st));
     cJSON_AddStringToObject(d, "kernels", mc_kernels_name());
@@ -316,7 +251,7 @@ int cmd_generate(int argc, char **argv)
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;
     cJSON *hp = hist_params_argv(argc, argv);
-    cJSON_AddNumberToObject(hp, "seed", (double)o.sp.seed);
+    cJSON_AddNumberToObject(hp, "seed", (double)o.smp.sp.seed);
     hist_run *h = hist_begin("generate", o.mc.model, hp);
     char *filetext = NULL;
     size_t len = 0;
@@ -337,7 +272,7 @@ int cmd_generate(int argc, char **argv)
     rc = tokenize_prompt(&o, &s, text, len, &r);
     if (rc != BN_EXIT_OK) goto done;
     logits = malloc((size_t)bn_model_n_vocab(s.model) * sizeof *logits);
-    if (bn_sampler_new(&smp, &o.sp) != BN_OK || !logits) {
+    if (bn_sampler_new(&smp, &o.smp.sp) != BN_OK || !logits) {
         cli_error("cannot set up sampling: out of memory");
         rc = BN_EXIT_FAIL;
         goto done;

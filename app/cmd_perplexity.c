@@ -14,7 +14,7 @@
 void cmd_perplexity_help(FILE *out)
 {
     fprintf(out,
-            "Usage: bitnet perplexity -m MODEL.gguf -f TEXT [options]\n\n"
+            "Usage: bitnet perplexity [-m MODEL.gguf] -f TEXT [options]\n\n"
             "Computes the model's perplexity on a text file as llama.cpp does: the text is\n"
             "tokenized (with BOS when the model adds one) and cut into non-overlapping chunks\n"
             "of --ctx tokens; each chunk is evaluated from an empty cache with its first\n"
@@ -27,7 +27,9 @@ void cmd_perplexity_help(FILE *out)
             "  --json            one JSON document: perplexity, perplexity_stderr,\n"
             "                    tokens_scored, chunks, n_ctx, seconds, tokens_per_s\n"
             "  -h, --help        this help\n\n"
-            "The text must hold at least 2 * N tokens (as llama.cpp requires).\n"
+            "The text must hold at least 2 * N tokens (as llama.cpp requires). The model and\n"
+            "threads default to the config's (bitnet-config(5)), the model then to the\n"
+            "bundled one; the config's ctx does not apply.\n"
             "Exit status: 0 ok, 1 the model or text cannot be used, 2 usage error.\n",
             DEFAULT_N_CTX);
 }
@@ -63,9 +65,9 @@ static int parse_args(int argc, char **argv, ppl_opts *o)
             return cli_usage_error(C, "unknown option '%s'", a);
         }
     }
-    if (!o->mc.model) return cli_usage_error(C, "missing -m MODEL.gguf");
     if (!o->file) return cli_usage_error(C, "missing -f TEXT");
-    return -1;
+    /* the config's ctx is not the chunk size: that stays --ctx or 512, as llama.cpp's */
+    return mc_apply_defaults(C, MC_DEF_THREADS, &o->mc, NULL);
 }
 
 typedef struct ppl_acc {

@@ -1,13 +1,17 @@
 /* model_common.c - shared options, model opening and text helpers of the model commands. */
 #include "model_common.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "bitnet/kernels.h"
 #include "cli.h"
+#include "config.h"
 
 int mc_parse_opt(const char *cmd, int argc, char **argv, int *i, mc_opts *o)
 {
@@ -47,6 +51,214 @@ int mc_parse_opt(const char *cmd, int argc, char **argv, int *i, mc_opts *o)
     return 1;
 }
 
+void mc_sampling_init(mc_sampling *s)
+{
+    memset(s, 0, sizeof *s);
+    s->sp = bn_sampler_params_default();
+}
+
+static int parse_float(const char *cmd, const char *opt, const char *v, float lo, float hi,
+                       float *out)
+{
+    char *end;
+    const double d = v ? strtod(v, &end) : 0;
+    if (!v || !*v || *end || !(d >= lo && d <= hi))
+        return cli_usage_error(cmd, "%s: '%s' is not a number in [%g, %g]", opt, v ? v : "",
+                               (double)lo, (double)hi),
+               -1;
+    *out = (float)d;
+    return 1;
+}
+
+static int parse_int32(const char *cmd, const char *opt, const char *v, long hi, int32_t *out)
+{
+    long l;
+    if (!v || cli_parse_long(v, 0, hi, &l))
+        return cli_usage_error(cmd, "%s: '%s' is not a number in [0, %ld]", opt, v ? v : "", hi),
+               -1;
+    *out = (int32_t)l;
+    return 1;
+}
+
+static int parse_seed(const char *cmd, const char *v, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    const unsigned long long u = v && *v && *v != '-' ? strtoull(v, &end, 10) : 0;
+    if (!v || !*v || *v == '-' || *end || errno)
+        return cli_usage_error(cmd, "--seed: bad value '%s'", v ? v : ""), -1;
+    *out = u;
+    return 1;
+}
+
+int mc_parse_sampling_opt(const char *cmd, int argc, char **argv, int *i, mc_sampling *s)
+{
+    static const struct {
+        const char *name;
+        unsigned given;
+    } opts[] = {
+            {"--temp", MC_GIVEN_TEMP},
+            {"--top-k", MC_GIVEN_TOP_K},
+            {"--top-p", MC_GIVEN_TOP_P},
+            {"--min-p", MC_GIVEN_MIN_P},
+            {"--repeat-penalty", MC_GIVEN_REPEAT_PENALTY},
+            {"--repeat-last-n", 0},
+            {"--seed", MC_GIVEN_SEED},
+    };
+    const char *a = argv[*i];
+    size_t k = 0;
+    while (k < sizeof opts / sizeof opts[0] && strcmp(a, opts[k].name)) k++;
+    if (k == sizeof opts / sizeof opts[0]) return 0;
+    if (*i + 1 >= argc) return cli_usage_error(cmd, "%s needs a value", a), -1;
+    const char *v = argv[++*i];
+    bn_sampler_params *p = &s->sp;
+    int r;
+    switch (k) {
+    case 0:
+        r = parse_float(cmd, a, v, 0.0f, 1e6f, &p->temperature);
+        break;
+    case 1:
+        r = parse_int32(cmd, a, v, 1L << 24, &p->top_k);
+        break;
+    case 2:
+        r = parse_float(cmd, a, v, 0.0f, 1.0f, &p->top_p);
+        break;
+    case 3:
+        r = parse_float(cmd, a, v, 0.0f, 1.0f, &p->min_p);
+        break;
+    case 4:
+        r = parse_float(cmd, a, v, 1e-3f, 1e3f, &p->repeat_penalty);
+        break;
+    case 5:
+        r = parse_int32(cmd, a, v, BN_SAMPLER_MAX_LAST_N, &p->repeat_last_n);
+        break;
+    default:
+        r = parse_seed(cmd, v, &p->seed);
+        break;
+    }
+    if (r > 0) s->given |= opts[k].given;
+    return r;
+}
+
+/* The first line of path (without blanks around it) into buf; 0 or -1. */
+static int read_first_line(const char *path, char *buf, size_t size)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    const int ok = fgets(buf, (int)size, f) != NULL;
+    fclose(f);
+    if (!ok) return -1;
+    size_t n = strlen(buf), b = 0;
+    while (n > 0 && strchr(" \t\r\n", buf[n - 1])) buf[--n] = '\0';
+    while (buf[b] == ' ' || buf[b] == '\t') b++;
+    memmove(buf, buf + b, n - b + 1);
+    return buf[0] ? 0 : -1;
+}
+
+static int is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int mc_bundled_model(char *buf, size_t size, char *err, size_t errsz)
+{
+    char dir[MC_PATH_MAX], name[MC_PATH_MAX];
+    if (bn_bundled_models_dir(dir, sizeof dir) != 0) return 1;
+    int n = snprintf(buf, size, "%s/DEFAULT", dir);
+    if (n > 0 && (size_t)n < size && read_first_line(buf, name, sizeof name) == 0) {
+        n = name[0] == '/' ? snprintf(buf, size, "%s", name)
+                           : snprintf(buf, size, "%s/%s", dir, name);
+        if (n > 0 && (size_t)n < size && is_file(buf)) return 0;
+        snprintf(err, errsz, "%s/DEFAULT names '%s', which is not a file", dir, name);
+        return -1;
+    }
+    DIR *d = opendir(dir);
+    if (!d) return 1;
+    int found = 0;
+    name[0] = '\0';
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        const size_t len = strlen(e->d_name);
+        if (len < 6 || strcmp(e->d_name + len - 5, ".gguf") || e->d_name[0] == '.') continue;
+        n = snprintf(buf, size, "%s/%s", dir, e->d_name);
+        if (n <= 0 || (size_t)n >= size || !is_file(buf)) continue;
+        if (found++ == 0) snprintf(name, sizeof name, "%s", e->d_name);
+    }
+    closedir(d);
+    if (found > 1) {
+        snprintf(err, errsz, "%d models in %s and no DEFAULT file naming one", found, dir);
+        return -1;
+    }
+    if (!found) return 1;
+    n = snprintf(buf, size, "%s/%s", dir, name);
+    return n > 0 && (size_t)n < size ? 0 : 1;
+}
+
+static int default_model(const char *cmd, const bn_config *cfg, mc_opts *o)
+{
+    const char *m = bn_config_get_str(cfg, "model");
+    if (m && *m) {
+        if ((size_t)snprintf(o->model_buf, sizeof o->model_buf, "%s", m) >= sizeof o->model_buf)
+            return cli_usage_error(cmd, "the config's model path is too long");
+        o->model = o->model_buf;
+        o->model_from = "config";
+        return -1;
+    }
+    char err[MC_PATH_MAX + 128] = "";
+    const int r = mc_bundled_model(o->model_buf, sizeof o->model_buf, err, sizeof err);
+    if (r == 0) {
+        o->model = o->model_buf;
+        o->model_from = "bundled";
+        return -1;
+    }
+    if (r < 0)
+        return cli_usage_error(cmd,
+                               "no model: %s; pass -m MODEL.gguf or set one with "
+                               "'bitnet config set model FILE'",
+                               err);
+    return cli_usage_error(cmd, "no model: pass -m MODEL.gguf, or set a default with "
+                                "'bitnet config set model FILE' (or BITNET_MODEL)");
+}
+
+static void sampling_defaults(const bn_config *cfg, mc_sampling *s)
+{
+    bn_sampler_params *p = &s->sp;
+    if (!(s->given & MC_GIVEN_TEMP)) p->temperature = (float)bn_config_get_double(cfg, "temp");
+    if (!(s->given & MC_GIVEN_TOP_K)) p->top_k = (int32_t)bn_config_get_int(cfg, "top_k");
+    if (!(s->given & MC_GIVEN_TOP_P)) p->top_p = (float)bn_config_get_double(cfg, "top_p");
+    if (!(s->given & MC_GIVEN_MIN_P)) p->min_p = (float)bn_config_get_double(cfg, "min_p");
+    if (!(s->given & MC_GIVEN_REPEAT_PENALTY))
+        p->repeat_penalty = (float)bn_config_get_double(cfg, "repeat_penalty");
+    if (!(s->given & MC_GIVEN_SEED)) {
+        const long long seed = bn_config_get_int(cfg, "seed");
+        p->seed = seed >= 0 ? (uint64_t)seed : (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
+    }
+}
+
+int mc_apply_defaults(const char *cmd, unsigned what, mc_opts *o, mc_sampling *s)
+{
+    bn_config *cfg;
+    char err[BN_CONFIG_ERR_MAX];
+    if (bn_config_load(&cfg, err, sizeof err) != 0) {
+        cli_error("%s", err);
+        return BN_EXIT_FAIL;
+    }
+    int rc = -1;
+    if (o->model)
+        o->model_from = "-m";
+    else
+        rc = default_model(cmd, cfg, o);
+    if ((what & MC_DEF_THREADS) && !o->threads)
+        o->threads = (long)bn_config_get_int(cfg, "threads");
+    if ((what & MC_DEF_CTX) && !o->n_ctx) {
+        o->n_ctx = (long)bn_config_get_int(cfg, "ctx");
+        o->ctx_soft = o->n_ctx > 0;
+    }
+    if (s) sampling_defaults(cfg, s);
+    bn_config_free(cfg);
+    return rc;
+}
+
 int mc_open(const mc_opts *o, long def_ctx, mc_session *s)
 {
     memset(s, 0, sizeof *s);
@@ -66,7 +278,7 @@ int mc_open(const mc_opts *o, long def_ctx, mc_session *s)
         bn_model_state_params sp;
         bn_model_state_params_init(&sp);
         sp.n_ctx = o->n_ctx ? o->n_ctx : def_ctx;
-        if (!o->n_ctx && sp.n_ctx > bn_model_n_ctx_train(s->model))
+        if ((!o->n_ctx || o->ctx_soft) && sp.n_ctx > bn_model_n_ctx_train(s->model))
             sp.n_ctx = bn_model_n_ctx_train(s->model);
         sp.n_batch = o->n_batch;
         sp.kv_type = o->kv_f32 ? BN_TYPE_F32 : BN_TYPE_F16;

@@ -1,6 +1,29 @@
 /* model_common.h - what the commands that run a model share: the options every one of
- * them takes (-m, -t, --ctx), opening the model with its tokenizer and a state, reading
- * text files, and JSON-safe text. */
+ * them takes (-m, -t, --ctx) and the sampling options, their defaults from the config
+ * file and the default model, opening the model with its tokenizer and a state, reading
+ * text files, and JSON-safe text.
+ *
+ * Usage, in a command:
+ *
+ *     mc_opts o = {0};
+ *     mc_sampling smp;
+ *     mc_sampling_init(&smp);
+ *     for (int i = 1; i < argc; i++) {
+ *         int r = mc_parse_opt("generate", argc, argv, &i, &o);
+ *         if (r == 0) r = mc_parse_sampling_opt("generate", argc, argv, &i, &smp);
+ *         if (r < 0) return BN_EXIT_USAGE;
+ *         ...
+ *     }
+ *     int rc = mc_apply_defaults("generate", MC_DEF_CTX, &o, &smp);  // after parsing
+ *     if (rc >= 0) return rc;                                       // no model, bad config
+ *     mc_session s;
+ *     if (mc_open(&o, 4096, &s) != BN_EXIT_OK) return BN_EXIT_FAIL;
+ *     ...
+ *     mc_close(&s);
+ *
+ * The default model, when -m is not given: the config's "model" key (BITNET_MODEL
+ * overrides it), else the bundled model: in bn_bundled_models_dir(), the file named by
+ * the first line of its DEFAULT file, else its only .gguf file. */
 #ifndef BITNET_APP_MODEL_COMMON_H
 #define BITNET_APP_MODEL_COMMON_H
 
@@ -8,15 +31,21 @@
 #include <stdint.h>
 
 #include "bitnet/model.h"
+#include "bitnet/sample.h"
 #include "bitnet/tokenizer.h"
 
+#define MC_PATH_MAX 4096
+
 typedef struct mc_opts {
-    const char *model; /* -m FILE */
-    long threads;      /* -t N; 0: one per core */
-    long n_ctx;        /* --ctx N; 0: the command's default */
-    long n_batch;      /* --batch N; 0: the engine's default */
-    int kv_f32;        /* --kv-f32 */
-    int head_keep;     /* --lm-head keep: the file's LM head rows (default: q8_0) */
+    const char *model;           /* -m FILE; after mc_apply_defaults, the model to open */
+    long threads;                /* -t N; 0: one per core */
+    long n_ctx;                  /* --ctx N; 0: the command's default */
+    long n_batch;                /* --batch N; 0: the engine's default */
+    int kv_f32;                  /* --kv-f32 */
+    int head_keep;               /* --lm-head keep: the file's LM head rows (default: q8_0) */
+    int ctx_soft;                /* n_ctx is the config's: at most the model's context */
+    const char *model_from;      /* "-m", "config" or "bundled" (mc_apply_defaults) */
+    char model_buf[MC_PATH_MAX]; /* holds the default model's path */
 } mc_opts;
 
 /* If argv[*i] is one of the shared options, consumes it (and its value) and returns 1;
@@ -26,11 +55,61 @@ int mc_parse_opt(const char *cmd, int argc, char **argv, int *i, mc_opts *o);
 
 /* The lines of --help for the shared options. */
 #define MC_OPTS_HELP                                                                               \
-    "  -m, --model FILE  the GGUF model (required)\n"                                              \
-    "  -t, --threads N   threads (default: one per core)\n"                                        \
+    "  -m, --model FILE  the GGUF model (default: the config's model, else the bundled one)\n"     \
+    "  -t, --threads N   threads (default: the config's threads, else one per core)\n"             \
     "  --batch N         prompt tokens evaluated at once (default 512)\n"                          \
     "  --kv-f32          keep the KV cache in f32 (default f16)\n"                                 \
-    "  --lm-head TYPE    q8_0 (default): requantize the LM head at load; keep: the file's\n"
+    "  --lm-head TYPE    q8_0 (default): requantize the LM head at load; keep: the file's\n"       \
+    "                    rows as they are\n"
+
+/* The sampling options of generate and chat, and which of them the command line gave. */
+typedef struct mc_sampling {
+    bn_sampler_params sp;
+    unsigned given; /* MC_GIVEN_* */
+} mc_sampling;
+
+enum {
+    MC_GIVEN_TEMP = 1u << 0,
+    MC_GIVEN_TOP_K = 1u << 1,
+    MC_GIVEN_TOP_P = 1u << 2,
+    MC_GIVEN_MIN_P = 1u << 3,
+    MC_GIVEN_REPEAT_PENALTY = 1u << 4,
+    MC_GIVEN_SEED = 1u << 5,
+};
+
+/* llama.cpp's defaults (bn_sampler_params_default), nothing given. */
+void mc_sampling_init(mc_sampling *s);
+
+/* Like mc_parse_opt for --temp, --top-k, --top-p, --min-p, --repeat-penalty,
+ * --repeat-last-n and --seed. */
+int mc_parse_sampling_opt(const char *cmd, int argc, char **argv, int *i, mc_sampling *s);
+
+#define MC_SAMPLING_HELP                                                                           \
+    "  --temp T          temperature (default 0.8; 0: greedy)\n"                                   \
+    "  --top-k K         keep the K most likely tokens (default 40; 0: off)\n"                     \
+    "  --top-p P         nucleus sampling (default 0.95; 1: off)\n"                                \
+    "  --min-p P         drop tokens below P times the top probability (default 0.05)\n"           \
+    "  --repeat-penalty R  penalty for the last --repeat-last-n tokens (default 1: off)\n"         \
+    "  --repeat-last-n N tokens the penalty looks at (default 64)\n"                               \
+    "  --seed S          random seed (default: from the clock)\n"
+
+/* What mc_apply_defaults takes from the config besides the model. */
+enum {
+    MC_DEF_THREADS = 1u << 0, /* threads */
+    MC_DEF_CTX = 1u << 1,     /* ctx */
+};
+
+/* Fills what the command line left out: the model (see the top of this file), the
+ * config's threads and ctx (as `what` says) and, when s is not NULL, its sampling keys
+ * (temp, top_k, top_p, min_p, repeat_penalty, seed; a seed of -1 is taken from the
+ * clock). Returns -1 to go on; else the exit code after printing the error: usage when
+ * there is no model, failure when the config file cannot be loaded. */
+int mc_apply_defaults(const char *cmd, unsigned what, mc_opts *o, mc_sampling *s);
+
+/* Finds the bundled model into buf (see the top). 0; 1 when there is none; -1 when the
+ * directory is ambiguous (several .gguf files and no DEFAULT) or DEFAULT names a missing
+ * file, with the reason in err. */
+int mc_bundled_model(char *buf, size_t size, char *err, size_t errsz);
 
 typedef struct mc_session {
     bn_ctx *ctx;
