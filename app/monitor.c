@@ -425,6 +425,8 @@ void bn_monitor_collect(bn_monitor *m)
     }
     mon_update_sink_metrics(m);
     bn_metric_set(m->f.collect_seconds, NULL, mon_now() - t0);
+    bn_metric_add(m->f.collections, NULL, 1);
+    m->passes++;
     exposition_outputs(m, wall);
     if (m->worker_started) mon_sender_wake(m);
 }
@@ -592,7 +594,13 @@ static int run_daemon(bn_monitor *m, const sigset_t *set)
         if (wait_signal(set, wait)) break;
         if (m->o.duration_s > 0 && mon_now() - start >= m->o.duration_s) break;
     }
-    mon_log(m, "stopping; %lld entries stay in the spool",
+    mon_sender_stop(m);
+    /* one last round to the sinks that answer (not those down or slow: they would delay the
+     * stop); what is left stays in the spool for the next start */
+    const double deadline = mon_now() + m->o.timeout_s;
+    for (int i = 0; i < m->n_sinks; i++)
+        if (!m->sinks[i].down && mon_now() < deadline) mon_sink_drain(m, &m->sinks[i]);
+    mon_log(m, "stopping after %ld collections; %lld entries stay in the spool", m->passes,
             (long long)bn_spool_count(m->spool, NULL));
     return BN_EXIT_OK;
 }

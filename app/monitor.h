@@ -134,14 +134,13 @@ typedef struct mon_aws {
 typedef struct mon_families {
     bn_mfamily *build_info;
     bn_mfamily *proc_cpu, *proc_rss, *proc_vsz, *proc_start, *proc_fds, *proc_max_fds;
-    bn_mfamily *host_mem_total, *host_mem_avail, *host_load1, *host_load5, *host_load15,
-            *host_cpus;
+    bn_mfamily *host_mem_total, *host_mem_avail, *host_load1, *host_load5, *host_load15, *host_cpus;
     bn_mfamily *gpus, *gpu_mem_used, *gpu_mem_total, *gpu_util, *gpu_mem_util, *gpu_temp,
             *gpu_power;
     bn_mfamily *hist_runs, *hist_last_tps, *hist_last_time, *hist_bench_gbps;
     bn_mfamily *gen_tokens, *gen_tps, *gen_prompt_tps, *gen_ttft, *gen_latency, *gen_requests;
     bn_mfamily *model_weights, *model_kv, *model_load;
-    bn_mfamily *errors, *collect_seconds, *scrapes;
+    bn_mfamily *errors, *collect_seconds, *collections, *scrapes;
     bn_mfamily *spool_entries, *spool_dropped, *sink_requests, *sink_last_ok;
     bn_mfamily *alerts, *alert_transitions;
 } mon_families;
@@ -159,8 +158,8 @@ struct bn_monitor {
     mon_families f;
     bn_spool *spool;
     bn_alerts *alerts;
-    void *nvml; /* bn_nvml * */
-    void *hw;   /* bn_hw_info * */
+    void *nvml;  /* bn_nvml * */
+    void *hw;    /* bn_hw_info * */
     void *probe; /* mc_session *, open while a probe model is loaded */
     double next_probe;
     double start_wall;
@@ -181,13 +180,14 @@ struct bn_monitor {
     void *http; /* struct MHD_Daemon * */
     int http_port;
     int lock_fd;
+    long passes; /* collection passes made */
 };
 
 /* monitor.c */
 void mon_log(bn_monitor *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void mon_error(bn_monitor *m, const char *source);
-double mon_now(void);      /* monotonic seconds */
-double mon_wall(void);     /* seconds since the epoch */
+double mon_now(void);  /* monotonic seconds */
+double mon_wall(void); /* seconds since the epoch */
 mon_sink *mon_sink_find(bn_monitor *m, const char *name);
 
 /* monitor_collect.c */
@@ -212,6 +212,9 @@ void mon_sender_wake(bn_monitor *m);
 /* Tries every sink with entries once (ignoring backoff) until deadline; 0 when the spool of
  * every sink is empty afterwards. */
 int mon_sinks_flush(bn_monitor *m, double deadline);
+/* Sends the spool of s until it is empty or a request fails (after the sender stopped);
+ * 0 when empty. */
+int mon_sink_drain(bn_monitor *m, mon_sink *s);
 /* Sends one payload to sink now, bypassing the spool; 0, or -1 with the error in why. */
 int mon_send_one(bn_monitor *m, mon_sink *s, const char *payload, char *why, size_t whysz);
 void mon_sinks_release(bn_monitor *m);
@@ -227,8 +230,8 @@ typedef struct mon_request {
     const char *content_type; /* sent explicitly */
     char path[512];           /* appended to the sink's URL */
 } mon_request;
-int mon_format(bn_monitor *m, const mon_sink *s, const bn_spool_entry *e, size_t n,
-               mon_request *rq, size_t *used);
+int mon_format(bn_monitor *m, const mon_sink *s, const bn_spool_entry *e, size_t n, mon_request *rq,
+               size_t *used);
 void mon_request_release(mon_request *rq);
 /* The samples of one collection as the spool keeps them: {"t": ms, "interval": s,
  * "samples": [{"n", "k": "g"|"c", "v", "l": {...}}]}; counters as deltas since the last
@@ -237,10 +240,10 @@ char *mon_samples_payload(bn_monitor *m, const bn_msnap *snap, double wall);
 /* AWS credentials and region (environment, then the shared files). 0, or -1 with why. */
 int mon_aws_load(mon_aws *a, const char *region, const char *ns, char *why, size_t whysz);
 
-#define MON_CW_MAX_DATUMS 1000      /* per PutMetricData request */
-#define MON_CW_MAX_BYTES  1000000   /* 1 MB per request */
-#define MON_DD_MAX_BYTES  500000    /* v2 series: 500 KB (512000 bytes) uncompressed */
-#define MON_DD_TITLE_MAX  100       /* v1 events */
+#define MON_CW_MAX_DATUMS 1000    /* per PutMetricData request */
+#define MON_CW_MAX_BYTES  1000000 /* 1 MB per request */
+#define MON_DD_MAX_BYTES  500000  /* v2 series: 500 KB (512000 bytes) uncompressed */
+#define MON_DD_TITLE_MAX  100     /* v1 events */
 #define MON_DD_TEXT_MAX   4000
 
 #endif

@@ -116,6 +116,8 @@ static const family_def defs[] = {
          0},
         {F(collect_seconds), G, "bitnet_monitor_collect_duration_seconds",
          "Time the last collection pass took.", L_NONE, 0},
+        {F(collections), C, "bitnet_monitor_collections_total", "Collection passes made.", L_NONE,
+         0},
         {F(scrapes), C, "bitnet_monitor_scrapes_total", "Requests for /metrics served.", L_NONE, 0},
         {F(spool_entries), G, "bitnet_monitor_spool_entries",
          "Samples and notifications waiting in the spool, by sink.", L_SINK, 0},

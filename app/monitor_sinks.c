@@ -279,14 +279,25 @@ static int drain_step(bn_monitor *m, mon_sink *s)
     return rc;
 }
 
-/* Sends until the spool of s is empty, a request fails or the stop flag; 0 when empty. */
-static int drain(bn_monitor *m, mon_sink *s)
+/* Sends until the spool of s is empty, a request fails or the stop flag (unless ignored);
+ * 0 when empty. */
+static int drain_until(bn_monitor *m, mon_sink *s, int ignore_stop)
 {
-    for (int round = 0; round < ROUNDS_MAX && !get_stop(m); round++) {
+    for (int round = 0; round < ROUNDS_MAX && (ignore_stop || !get_stop(m)); round++) {
         const int rc = drain_step(m, s);
         if (rc <= 0) return rc;
     }
     return 1;
+}
+
+static int drain(bn_monitor *m, mon_sink *s)
+{
+    return drain_until(m, s, 0);
+}
+
+int mon_sink_drain(bn_monitor *m, mon_sink *s)
+{
+    return drain_until(m, s, 1);
 }
 
 int mon_sinks_flush(bn_monitor *m, double deadline)
@@ -337,6 +348,7 @@ static void *sender(void *ud)
             if (rc < 0 && s->next_try < next) next = s->next_try;
             if (rc > 0) next = mon_now(); /* more to send */
         }
+        mon_update_sink_metrics(m);
         pthread_mutex_lock(&m->mu);
         while (!m->stop && !m->wake && mon_now() < next) {
             const double at = mon_wall() + (next - mon_now());
@@ -374,4 +386,5 @@ void mon_sender_stop(bn_monitor *m)
     pthread_mutex_unlock(&m->mu);
     pthread_join(m->worker, NULL);
     m->worker_started = 0;
+    __atomic_store_n(&m->stop, 0, __ATOMIC_SEQ_CST); /* transfers after this one may run */
 }

@@ -12,6 +12,11 @@
  * Usage: httprec [--port N] [--port-file F] [--out F] [--status N] [--delay-ms N] [--max N]
  *                [--timeout S]
  *        httprec --free-port       prints a port that was free a moment ago
+ *        httprec --fetch PORT PATH [METHOD]
+ *                                  one request to 127.0.0.1:PORT (a client for the tests, which
+ *                                  cannot count on curl or wget): writes the status line, the
+ *                                  headers and the body to stdout; exits 0 when the status is
+ *                                  2xx, 1 otherwise or when there is no answer within 10 s
  *
  * --port 0 (the default) takes a free port and writes it to --port-file; --out - (the
  * default) is stdout; --delay-ms waits before answering (a slow sink); it exits after --max
@@ -50,7 +55,8 @@ static void on_signal(int sig)
 static int usage(void)
 {
     fprintf(stderr, "usage: httprec [--port N] [--port-file F] [--out F] [--status N] "
-                    "[--delay-ms N] [--max N] [--timeout S] | --free-port\n");
+                    "[--delay-ms N] [--max N] [--timeout S] | --free-port | "
+                    "--fetch PORT PATH [METHOD]\n");
     return 2;
 }
 
@@ -285,6 +291,42 @@ static int parse_args(int argc, char **argv, opts *o)
     return 0;
 }
 
+static int fetch(const char *port, const char *path, const char *method)
+{
+    int p;
+    if (parse_int(port, 1, 65535, &p)) return 2;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = 10};
+    if (fd < 0) return 1;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
+        close(fd);
+        return 1;
+    }
+    char req[8192];
+    const int n = snprintf(req, sizeof req,
+                           "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: 0\r\n"
+                           "Connection: close\r\n\r\n",
+                           method, path, p);
+    if (n < 0 || (size_t)n >= sizeof req || write_all(fd, req, (size_t)n)) {
+        close(fd);
+        return 1;
+    }
+    char buf[65536];
+    ssize_t r;
+    int status = 0, first = 1;
+    while ((r = recv(fd, buf, sizeof buf, 0)) > 0) {
+        if (first && sscanf(buf, "HTTP/%*s %d", &status) != 1) status = 0;
+        first = 0;
+        fwrite(buf, 1, (size_t)r, stdout);
+    }
+    close(fd);
+    return status >= 200 && status < 300 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     opts o = {.status = 200, .timeout_s = 60, .out = "-"};
@@ -295,6 +337,8 @@ int main(int argc, char **argv)
         printf("%d\n", port);
         return 0;
     }
+    if ((argc == 4 || argc == 5) && !strcmp(argv[1], "--fetch"))
+        return fetch(argv[2], argv[3], argc == 5 ? argv[4] : "GET");
     if (parse_args(argc, argv, &o)) return usage();
     int port, lfd = listen_on(o.port, &port);
     if (lfd < 0) {
