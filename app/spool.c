@@ -265,9 +265,9 @@ int bn_spool_peek(bn_spool *sp, const char *sink, size_t max_n, bn_spool_entry *
         sqlite3_finalize(st);
     }
     pthread_mutex_unlock(&sp->mu);
-    if (rc) {
+    if (rc || k == 0) {
         bn_spool_entries_free(e, k);
-        return -1;
+        return rc;
     }
     *out = e;
     *n = k;
