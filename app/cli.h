@@ -38,6 +38,8 @@ int cmd_alerts(int argc, char **argv);
 void cmd_alerts_help(FILE *out);
 int cmd_bench(int argc, char **argv);
 void cmd_bench_help(FILE *out);
+int cmd_chat(int argc, char **argv);
+void cmd_chat_help(FILE *out);
 int cmd_config(int argc, char **argv);
 void cmd_config_help(FILE *out);
 int cmd_doctor(int argc, char **argv);

@@ -17,7 +17,10 @@ static void cmd_version_help(FILE *out);
 
 const bn_command bn_commands[] = {
         {"alerts", "alert rules: list, history, test", cmd_alerts, cmd_alerts_help},
-        {"bench", "benchmark kernels (bench kernels)", cmd_bench, cmd_bench_help},
+        {"bench", "benchmark a model (pp/tg tokens/s, ceiling) or the kernels", cmd_bench,
+         cmd_bench_help},
+        {"chat", "talk with a model (readline; stdin when not a terminal)", cmd_chat,
+         cmd_chat_help},
         {"config", "read and change settings (get, set, unset, list, path)", cmd_config,
          cmd_config_help},
         {"doctor", "check the environment and health (PASS/WARN/FAIL)", cmd_doctor,

@@ -2,7 +2,7 @@
 # Installs the Debian packages bitnet needs to build and test, when they are missing.
 # As root it runs apt-get; otherwise it prints the exact command to run.
 set -e
-PKGS="build-essential pkg-config libcmocka-dev libcjson-dev libpcre2-dev libsqlite3-dev nettle-dev mandoc libncurses-dev tmux libzip-dev libprotobuf-c-dev protobuf-c-compiler libonnx-testdata libmicrohttpd-dev libcurl4-openssl-dev"
+PKGS="build-essential pkg-config libcmocka-dev libcjson-dev libpcre2-dev libsqlite3-dev nettle-dev mandoc libncurses-dev tmux libzip-dev libprotobuf-c-dev protobuf-c-compiler libonnx-testdata libmicrohttpd-dev libcurl4-openssl-dev libreadline-dev"
 # prometheus (promtool and the server) for tests/cli/test_monitor.sh only; it skips without it
 PKGS="$PKGS prometheus"
 missing=""
