@@ -3,7 +3,7 @@
 #   make            the engine (libbitnet.a), the bitnet binary and the tests
 #   make run        installs missing packages, builds, runs the main job
 #   make test       installs missing packages, builds, runs every test
-#   make bench      kernel benchmark (bitnet bench kernels)
+#   make bench      kernel benchmark (bitnet bench kernels), the monitor's CPU overhead
 #   make sanitize   ASan + UBSan build running the whole test suite
 #   make tsan       ThreadSanitizer build running the thread-pool tests
 #   make install    PREFIX=/usr/local DESTDIR= (binary and man pages); make uninstall
@@ -209,6 +209,7 @@ test-only: all
 
 bench: all
 	$(BIN) bench kernels
+	@sh scripts/bench-monitor.sh $(BUILD)
 
 sanitize:
 	@$(MAKE) --no-print-directory BUILD=build-san SAN=1 test-only
