@@ -28,10 +28,9 @@ static void alerts_draw(tui *t, void *st, int y, int x, int h, int w)
     (void)st;
     ui_box(y, x, h, w, "Alerts");
     int r = y + 1;
-    ui_text(r++, x + 2, w - 4, crt_attr(CR_WARN),
-            "alerts: not available yet: rules are evaluated and their states shown once the "
-            "monitoring and alerting feature lands");
-    r++;
+    static const char msg[] = "alerts: not available yet: rules are evaluated and their states "
+                              "shown once the monitoring and alerting feature lands";
+    r += ui_text_block(r, x + 2, 3, w - 4, crt_attr(CR_WARN), msg, sizeof msg - 1, 0) + 1;
     if (!t->cfg) {
         ui_printf(r, x + 2, w - 4, crt_attr(CR_FAIL), "config: %s", t->cfg_err);
         return;

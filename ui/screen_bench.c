@@ -128,10 +128,12 @@ static void draw_results(const eng_status *es, int y, int x, int h, int w)
     for (int i = 0; i < es->bench_done && r < y + h - 1; i++)
         ui_printf(r++, x, w, 0, "run %d: pp %8.1f  tg %8.1f tokens/s", i + 1, es->bench_pp_tps[i],
                   es->bench_tg_tps[i]);
-    if (es->bench_done && r < y + h)
-        ui_printf(r++, x, w, crt_attr(CR_OK), "mean:  pp %8.1f +- %.1f  tg %8.1f +- %.1f",
-                  mean(es->bench_pp_tps, es->bench_done), sdev(es->bench_pp_tps, es->bench_done),
+    if (es->bench_done && r + 1 < y + h) {
+        ui_printf(r++, x, w, crt_attr(CR_OK), "mean   pp %8.1f +- %.1f tokens/s",
+                  mean(es->bench_pp_tps, es->bench_done), sdev(es->bench_pp_tps, es->bench_done));
+        ui_printf(r++, x, w, crt_attr(CR_OK), "       tg %8.1f +- %.1f tokens/s",
                   mean(es->bench_tg_tps, es->bench_done), sdev(es->bench_tg_tps, es->bench_done));
+    }
 }
 
 static void draw_earlier(tui *t, bench *b, const eng_status *es, int y, int x, int h, int w)

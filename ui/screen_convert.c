@@ -21,10 +21,9 @@ static void conv_draw(tui *t, void *st, int y, int x, int h, int w)
     ui_box(y, x, h, w, "Conversions");
     ui_text(y + 1, x + 2, w - 4, crt_attr(CR_WARN),
             "not available yet: conversion arrives with `bitnet convert`");
-    if (h > 4)
-        ui_text(y + 3, x + 2, w - 4, crt_attr(CR_DIM),
-                "this screen will show its job queue (progress, cancel, retry) then; until "
-                "then use GGUF models (Models: F5)");
+    static const char more[] = "this screen will show its job queue (progress, cancel, retry) "
+                               "then; until then use GGUF models (Models: F5)";
+    if (h > 4) ui_text_block(y + 3, x + 2, h - 4, w - 4, crt_attr(CR_DIM), more, sizeof more - 1, 0);
 }
 
 static int conv_key(tui *t, void *st, int ch)

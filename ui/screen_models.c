@@ -270,7 +270,8 @@ static void models_draw(tui *t, void *st, int y, int x, int h, int w)
     eng_status es;
     eng_status_get(t->eng, &es);
     const int lw = w >= 110 ? w * 2 / 5 : w, lh = lw == w ? h / 2 : h;
-    ui_box(y, x, lh, lw, "Models (Enter inspect, l load, u unload, o open a file)");
+    ui_box(y, x, lh, lw, "Models");
+    ui_text(y + lh - 1, x + 2, lw - 4, crt_attr(CR_DIM), " Enter inspect  l load  u unload  o open ");
     int row = y + 1;
     if (!t->bundled[0]) ui_text(row++, x + 2, lw - 4, crt_attr(CR_DIM), "no bundled model found");
     if (m->n == 0) ui_text(row, x + 2, lw - 4, crt_attr(CR_DIM), "no models known yet: o opens a file");
@@ -281,7 +282,7 @@ static void models_draw(tui *t, void *st, int y, int x, int h, int w)
         const int a = sel ? crt_attr(CR_SELECT) : !e->exists ? crt_attr(CR_DIM) : 0;
         char sz[32];
         ui_clear(row + r, x + 1, lw - 2, a);
-        ui_printf(row + r, x + 2, lw - 4, a, "%-28s %9s  %s%s", tui_base(e->path),
+        ui_printf(row + r, x + 2, lw - 4, a, "%-22.22s %9s  %s%s", tui_base(e->path),
                   e->exists ? ui_bytes(e->size, sz, sizeof sz) : "missing", e->tags,
                   es.job == ENG_LOADING && !strcmp(es.model.path, e->path) ? " ..." : "");
     }

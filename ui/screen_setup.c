@@ -587,8 +587,11 @@ static int setup_key(tui *t, void *st, int ch)
         go(t, s, s->step - 1);
         return 1;
     }
-    if (enter && s->step == ST_SAVE) {
-        save_config(t, s);
+    if (enter && s->step == ST_SAVE) { /* write; once written, finish */
+        if (s->saved)
+            tui_switch(t, SCR_DASHBOARD);
+        else
+            save_config(t, s);
         return 1;
     }
     if (ch == 'r') {
@@ -620,6 +623,7 @@ const tui_screen scr_setup = {
         .id = "setup",
         .letter = 's',
         .fkey = 3,
+        .live = 1,
         .help = "n Right Enter\tnext step (when this one is done)\n"
                 "p Left\tprevious step\n"
                 "r\trun the step again (checks, generation, benchmark)\n"

@@ -176,10 +176,16 @@ static void draw_tabs(tui *t)
 {
     const int bar = crt_attr(CR_BAR);
     ui_clear(0, 0, COLS, bar);
-    /* full names if they fit, else the first letters */
-    int full = 0;
-    for (int i = 0; i < SCR_COUNT; i++) full += 5 + (int)strlen(t->screens[i]->name);
-    const int maxlen = full <= COLS ? 64 : COLS >= 9 * 9 ? 4 : 1;
+    /* whole names if they fit, else their first letters, as many as fit */
+    int maxlen = 32;
+    for (; maxlen > 1; maxlen--) {
+        int need = 0;
+        for (int i = 0; i < SCR_COUNT; i++) {
+            const int n = (int)strlen(t->screens[i]->name);
+            need += (t->screens[i]->fkey >= 10 ? 6 : 5) + (n < maxlen ? n : maxlen);
+        }
+        if (need <= COLS) break;
+    }
     int x = 0;
     for (int i = 0; i < SCR_COUNT && x < COLS; i++) {
         const tui_screen *s = t->screens[i];
