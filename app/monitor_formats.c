@@ -230,7 +230,7 @@ static cJSON *dd_series(bn_monitor *m, const cJSON *s, double t, double interval
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "metric", metric);
     cJSON_AddNumberToObject(o, "type", counter ? 1 : 3); /* count, gauge */
-    if (counter) cJSON_AddNumberToObject(o, "interval", floor(interval));
+    if (counter) cJSON_AddNumberToObject(o, "interval", interval < 1 ? 1 : floor(interval + 0.5));
     cJSON *pts = cJSON_AddArrayToObject(o, "points"), *p = cJSON_CreateObject();
     cJSON_AddNumberToObject(p, "timestamp", floor(t / 1000));
     cJSON_AddNumberToObject(p, "value", v->valuedouble);
