@@ -86,7 +86,8 @@ static const family_def defs[] = {
         {F(hist_runs), G, "bitnet_history_runs",
          "Runs in the history (within its retention) by command and status.", L_RUNS, 0},
         {F(hist_last_tps), G, "bitnet_history_last_run_tokens_per_second",
-         "Tokens per second of the newest successful run of each command (from the history).",
+         "Newest tokens per second of each command and metric among the recent successful runs "
+         "(from the history).",
          L_LAST_TPS, 0},
         {F(hist_last_time), G, "bitnet_history_last_run_timestamp_seconds",
          "End of the newest successful run of each command, seconds since the epoch.", L_COMMAND,
@@ -276,23 +277,23 @@ static int ends_with(const char *s, const char *suffix)
 }
 
 /* Every metric of a run named *tokens_per_s becomes a series; the bench's best GEMV
- * bandwidth too. */
+ * bandwidth too. Called oldest first: the newest value stays. */
+static void on_run_metric(void *ud, const char *command, const char *key, double value)
+{
+    bn_monitor *m = ud;
+    if (!isfinite(value)) return;
+    if (ends_with(key, "tokens_per_s")) {
+        const char *lv[] = {command, key};
+        bn_metric_set(m->f.hist_last_tps, lv, value);
+    } else if (!strcmp(command, "bench") && !strcmp(key, "best_gemv_weight_gbps")) {
+        bn_metric_set(m->f.hist_bench_gbps, NULL, value * 1e9);
+    }
+}
+
 static void on_last_run(void *ud, const char *command, const char *metrics, int64_t ended_ms)
 {
     bn_monitor *m = ud;
-    cJSON *j = cJSON_Parse(metrics);
-    const cJSON *it;
-    cJSON_ArrayForEach(it, j)
-    {
-        if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || !it->string) continue;
-        if (ends_with(it->string, "tokens_per_s")) {
-            const char *lv[] = {command, it->string};
-            bn_metric_set(m->f.hist_last_tps, lv, it->valuedouble);
-        } else if (!strcmp(command, "bench") && !strcmp(it->string, "best_gemv_weight_gbps")) {
-            bn_metric_set(m->f.hist_bench_gbps, NULL, it->valuedouble * 1e9);
-        }
-    }
-    cJSON_Delete(j);
+    (void)metrics;
     const char *lv[] = {command};
     if (ended_ms > 0) bn_metric_set(m->f.hist_last_time, lv, (double)ended_ms / 1000);
 }
@@ -304,7 +305,9 @@ void mon_collect_history(bn_monitor *m)
     bn_mfamily_clear(m->f.hist_last_tps);
     bn_mfamily_clear(m->f.hist_last_time);
     bn_mfamily_clear(m->f.hist_bench_gbps);
-    if (bn_spool_run_counts(m->spool, on_count, m) || bn_spool_last_runs(m->spool, on_last_run, m))
+    if (bn_spool_run_counts(m->spool, on_count, m) ||
+        bn_spool_last_runs(m->spool, on_last_run, m) ||
+        bn_spool_run_metrics(m->spool, on_run_metric, m))
         mon_error(m, "history");
     bn_metrics_unlock(m->reg);
 }

@@ -501,3 +501,24 @@ int bn_spool_last_runs(bn_spool *sp,
     pthread_mutex_unlock(&sp->mu);
     return rc;
 }
+
+int bn_spool_run_metrics(bn_spool *sp,
+                         void (*fn)(void *ud, const char *command, const char *key, double value),
+                         void *ud)
+{
+    pthread_mutex_lock(&sp->mu);
+    sqlite3_stmt *st = prepare(
+            sp, "SELECT r.command, j.key, j.value FROM (SELECT id, command, metrics FROM runs "
+                "WHERE status = 'ok' AND metrics IS NOT NULL AND json_valid(metrics) "
+                "ORDER BY id DESC LIMIT 256) AS r, json_each(r.metrics) AS j "
+                "WHERE j.type IN ('integer', 'real') AND (j.key LIKE '%tokens_per_s' OR "
+                "j.key = 'best_gemv_weight_gbps') ORDER BY r.id");
+    int rc = st ? 0 : -1, step = SQLITE_DONE;
+    while (st && (step = sqlite3_step(st)) == SQLITE_ROW)
+        fn(ud, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+           sqlite3_column_double(st, 2));
+    if (st && step != SQLITE_DONE) rc = sp_err(sp, "reading run metrics");
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&sp->mu);
+    return rc;
+}

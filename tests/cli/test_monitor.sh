@@ -147,6 +147,18 @@ if "$BITNET" synth --shape tiny -o "$M" --seed 3 >/dev/null 2>&1; then
     n=$(check_histograms "$TMP/probe.prom") && [ "$n" -ge 2 ] &&
         ok "histograms: cumulative buckets, +Inf == _count ($n series)" || bad "histograms: $n"
     promtool_check "$TMP/probe.prom" "with the probe"
+    # the history's runs
+    if "$BITNET" generate -m "$M" -p "Hello" -n 4 -t 1 --temp 0 >/dev/null 2>&1; then
+        expect_exit 0 "monitor --once after a generate run" -- "$BITNET" monitor --once
+        expect_grep '^bitnet_history_runs{command="generate",status="ok"} 1$' "$TMP/out" \
+            "runs in the history by command and status"
+        expect_grep '^bitnet_history_last_run_tokens_per_second{command="generate",metric="gen_tokens_per_s"} [0-9]' \
+            "$TMP/out" "tokens/s of the newest generate run"
+        expect_grep '^bitnet_history_last_run_timestamp_seconds{command="generate"} [1-9]' "$TMP/out" \
+            "time of the newest generate run"
+    else
+        bad "generate on the tiny model"
+    fi
 else
     bad "synth a tiny model"
 fi

@@ -511,10 +511,30 @@ static void count_cb(void *ud, const char *command, const char *status, int64_t 
 static void last_cb(void *ud, const char *command, const char *metrics, int64_t ended)
 {
     int *seen = ud;
-    assert_string_equal(command, "generate");
-    assert_string_equal(metrics, "{\"gen_tokens_per_s\":7.5}");
-    assert_int_equal(ended, 1700000002000);
+    if (strcmp(command, "generate") == 0) {
+        assert_string_equal(metrics, "{\"gen_tokens_per_s\":7.5}");
+        assert_int_equal(ended, 1700000002000);
+    } else {
+        assert_string_equal(command, "bench");
+        assert_int_equal(ended, 1700000008000); /* the newest */
+    }
     seen[2]++;
+}
+
+/* The newest value of each (command, metric) is the last one seen. */
+typedef struct metric_seen {
+    double gen, pp, tg, gbps;
+    int calls;
+} metric_seen;
+
+static void metric_cb(void *ud, const char *command, const char *key, double value)
+{
+    metric_seen *m = ud;
+    m->calls++;
+    if (!strcmp(command, "generate") && !strcmp(key, "gen_tokens_per_s")) m->gen = value;
+    if (!strcmp(command, "bench") && !strcmp(key, "pp_tokens_per_s")) m->pp = value;
+    if (!strcmp(command, "bench") && !strcmp(key, "tg_tokens_per_s")) m->tg = value;
+    if (!strcmp(command, "bench") && !strcmp(key, "best_gemv_weight_gbps")) m->gbps = value;
 }
 
 static void test_spool_migrates_v2(void **state)
@@ -538,7 +558,11 @@ static void test_spool_migrates_v2(void **state)
             "INSERT INTO runs (command, metrics, started_at, ended_at, status) VALUES "
             "('generate', '{\"gen_tokens_per_s\":5}', 1700000000000, 1700000001000, 'ok'),"
             "('generate', '{\"gen_tokens_per_s\":7.5}', 1700000001000, 1700000002000, 'ok'),"
-            "('generate', NULL, 1700000003000, 1700000004000, 'failed');"
+            "('generate', NULL, 1700000003000, 1700000004000, 'failed'),"
+            "('bench', '{\"pp_tokens_per_s\":100,\"tg_tokens_per_s\":9}', 1700000005000, "
+            "1700000006000, 'ok'),"
+            "('bench', '{\"best_gemv_weight_gbps\":20.5,\"results\":[]}', 1700000007000, "
+            "1700000008000, 'ok');"
             "PRAGMA user_version=2;";
     assert_int_equal(sqlite3_exec(s, v2, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(s);
@@ -550,7 +574,13 @@ static void test_spool_migrates_v2(void **state)
     assert_int_equal(bn_spool_last_runs(sp, last_cb, seen), 0);
     assert_int_equal(seen[0], 2);
     assert_int_equal(seen[1], 1);
-    assert_int_equal(seen[2], 1);
+    assert_int_equal(seen[2], 2);
+    metric_seen ms = {0};
+    assert_int_equal(bn_spool_run_metrics(sp, metric_cb, &ms), 0);
+    assert_int_equal(ms.calls, 5);           /* 2 generate, 2 + 1 bench; no results array */
+    assert_true(ms.gen == 7.5);              /* the newer of two */
+    assert_true(ms.pp == 100 && ms.tg == 9); /* kept though a newer bench run lacks them */
+    assert_true(ms.gbps == 20.5);
     assert_int_equal(bn_spool_push(sp, "webhook", "notification", "{}", 1, 0), 0);
     bn_spool_close(sp);
     assert_int_equal(sqlite3_open(path, &s), SQLITE_OK);
