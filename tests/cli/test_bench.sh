@@ -111,6 +111,29 @@ printf '{"model": 3}\n' >"$TMP/bad.json"
 expect_exit 1 "a broken config file fails the command" -- env BITNET_CONFIG="$TMP/bad.json" "$BITNET" generate -p hi
 expect_one_line_err "a broken config file"
 
+# the bundled model, in a copy of the tree layout: build/bitnet and assets/models
+mkdir -p "$TMP/tree/build" "$TMP/tree/assets/models"
+cp "$BITNET" "$TMP/tree/build/bitnet"
+B="$TMP/tree/build/bitnet"
+expect_exit 2 "an empty assets/models: no model" -- "$B" generate -p hello
+cp "$M" "$TMP/tree/assets/models/one.gguf"
+expect_exit 0 "the only .gguf in assets/models is the default" -- "$B" bench -p 4 -n 0 -t 1 -r 1 --json
+case $(jget "$TMP/out" model) in
+*/tree/assets/models/one.gguf) ok "bench names the bundled model" ;;
+*) bad "bundled: $(jget "$TMP/out" model)" ;;
+esac
+cp "$M" "$TMP/tree/assets/models/two.gguf"
+expect_exit 2 "two models and no DEFAULT" -- "$B" generate -p hello
+expect_grep "no DEFAULT" "$TMP/err" "the error says why"
+echo two.gguf >"$TMP/tree/assets/models/DEFAULT"
+expect_exit 0 "DEFAULT names the model" -- "$B" chat -t 1 -n 2 </dev/null
+expect_grep "models/two.gguf;" "$TMP/err" "chat uses the model DEFAULT names"
+echo three.gguf >"$TMP/tree/assets/models/DEFAULT"
+expect_exit 2 "DEFAULT naming a missing file" -- "$B" perplexity -f "$M"
+expect_exit 0 "the config's model wins over the bundled one" -- \
+    env BITNET_CONFIG="$TMP/config.json" "$B" generate -p hello -n 1 --json
+rm -rf "$TMP/tree"
+
 # without -m or a configured model: the bundled model when there is one, else a usage error
 bundled=$(dirname "$BITNET")/../assets/models
 if ls "$bundled"/*.gguf >/dev/null 2>&1; then
