@@ -35,6 +35,10 @@ static const bn_config_key schema[] = {
          "days of history kept; 0: keep forever"},
         {"monitor.listen", BN_CFG_LISTEN, "127.0.0.1:9464", 0, 0,
          "address of the metrics endpoint (HOST:PORT)"},
+        {"monitor.interval", BN_CFG_DURATION, "10s", 0.1, 0,
+         "how often bitnet monitor collects and sends metrics"},
+        {"monitor.spool_max", BN_CFG_INT, "10000", 1, 100000000,
+         "entries the monitor's spool keeps for a sink that is down (oldest dropped first)"},
         {"alerts", BN_CFG_ALERTS, "[]", 0, 0, "alert rules"},
         {"exporters.prometheus.pushgateway", BN_CFG_URL, "", 0, 0,
          "Prometheus Pushgateway URL; empty: off"},
@@ -47,6 +51,8 @@ static const bn_config_key schema[] = {
          "CloudWatch metric namespace"},
         {"exporters.cloudwatch.endpoint", BN_CFG_URL, "", 0, 0,
          "endpoint URL; empty: the region's"},
+        {"exporters.webhook.url", BN_CFG_URL, "", 0, 0,
+         "URL that alert notifications are POSTed to as JSON; empty: off"},
         {"exporters.datadog.enabled", BN_CFG_BOOL, "false", 0, 0, "send metrics to Datadog"},
         {"exporters.datadog.site", BN_CFG_STRING, "datadoghq.com", 0, 0, "Datadog site"},
         {"exporters.datadog.api_key_env", BN_CFG_ENVNAME, "DD_API_KEY", 0, 0,
@@ -56,7 +62,9 @@ static const bn_config_key schema[] = {
 
 static const char *const alert_ops[] = {">", ">=", "<", "<=", "==", "!="};
 static const char *const alert_severities[] = {"info", "warning", "critical"};
-static const char *const alert_fields[] = {"name", "metric", "op", "threshold", "for", "severity"};
+static const char *const alert_fields[] = {"name", "metric",   "op",     "threshold",
+                                           "for",  "severity", "labels", "sinks"};
+static const char *const alert_sinks[] = {"log", "webhook", "datadog"};
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 struct bn_config {
@@ -117,6 +125,8 @@ const char *bn_config_type_name(bn_config_type t)
         return "env-name";
     case BN_CFG_ALERTS:
         return "alerts";
+    case BN_CFG_DURATION:
+        return "duration";
     }
     return "?";
 }
@@ -427,6 +437,23 @@ static void check_alert(checker *ck, const cJSON *a, int idx)
     if (f &&
         !(cJSON_IsString(f) && in_list(f->valuestring, alert_severities, COUNT(alert_severities))))
         report(ck, 1, fk, "expected \"info\", \"warning\" or \"critical\"");
+    f = cJSON_GetObjectItemCaseSensitive(a, "labels");
+    snprintf(fk, sizeof fk, "%s.labels", kp);
+    if (f) {
+        int good = cJSON_IsObject(f);
+        for (const cJSON *l = good ? f->child : NULL; l; l = l->next)
+            if (!cJSON_IsString(l)) good = 0;
+        if (!good) report(ck, 1, fk, "expected an object of string values");
+    }
+    f = cJSON_GetObjectItemCaseSensitive(a, "sinks");
+    snprintf(fk, sizeof fk, "%s.sinks", kp);
+    if (f) {
+        int good = cJSON_IsArray(f);
+        for (const cJSON *e = good ? f->child : NULL; e; e = e->next)
+            if (!cJSON_IsString(e) || !in_list(e->valuestring, alert_sinks, COUNT(alert_sinks)))
+                good = 0;
+        if (!good) report(ck, 1, fk, "expected an array of \"log\", \"webhook\", \"datadog\"");
+    }
 }
 
 static void check_alerts(checker *ck, const cJSON *v, const char *key)
@@ -493,6 +520,18 @@ static void check_value(checker *ck, const bn_config_key *k, const cJSON *v, con
     case BN_CFG_ALERTS:
         check_alerts(ck, v, key);
         break;
+    case BN_CFG_DURATION: {
+        double d = -1;
+        if (cJSON_IsString(v)) {
+            if (bn_parse_duration(v->valuestring, &d)) d = -1;
+        } else if (cJSON_IsNumber(v) && isfinite(v->valuedouble)) {
+            d = v->valuedouble;
+        }
+        if (d < k->min)
+            report(ck, 1, key, "expected a duration such as \"10s\" or \"1m\", at least %gs",
+                   k->min);
+        break;
+    }
     }
 }
 
@@ -876,6 +915,15 @@ long long bn_config_get_int(const bn_config *c, const char *key)
 {
     const cJSON *v = value_of(c, key);
     return cJSON_IsNumber(v) ? (long long)v->valuedouble : 0;
+}
+
+double bn_config_get_duration(const bn_config *c, const char *key)
+{
+    const cJSON *v = value_of(c, key);
+    double d = 0;
+    if (cJSON_IsNumber(v)) return v->valuedouble;
+    if (cJSON_IsString(v) && bn_parse_duration(v->valuestring, &d) == 0) return d;
+    return 0;
 }
 
 double bn_config_get_double(const bn_config *c, const char *key)

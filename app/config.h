@@ -53,6 +53,7 @@ typedef enum bn_config_type {
     BN_CFG_URL = 6,     /* "" or an http:// or https:// URL */
     BN_CFG_ENVNAME = 7, /* the name of an environment variable */
     BN_CFG_ALERTS = 8,  /* an array of alert rules (see bitnet-config(5)) */
+    BN_CFG_DURATION = 9, /* "10s", "5m", "1h30m" or seconds, at least min seconds */
 } bn_config_type;
 
 typedef enum bn_config_source {
@@ -106,6 +107,8 @@ const char *bn_config_get_str(const bn_config *cfg, const char *key);
 long long bn_config_get_int(const bn_config *cfg, const char *key);
 double bn_config_get_double(const bn_config *cfg, const char *key);
 int bn_config_get_bool(const bn_config *cfg, const char *key);
+/* DURATION keys: the value in seconds (a string parsed by bn_parse_duration, or a number). */
+double bn_config_get_duration(const bn_config *cfg, const char *key);
 /* Any key or section ("exporters.cloudwatch") of the effective settings, or NULL. */
 const cJSON *bn_config_get_json(const bn_config *cfg, const char *key);
 /* All effective settings as one nested object. */

@@ -42,25 +42,6 @@ void bn_monitor_opts_default(bn_monitor_opts *o)
 /* ---- settings ----------------------------------------------------------------------------------
  */
 
-/* A key the schema does not have yet: $BITNET_<KEY>, else the config file's value. */
-static const char *extra_key(const bn_config *cfg, const char *key, char *buf, size_t size)
-{
-    char env[128];
-    const char *v = bn_config_env_name(key, env, sizeof env) == 0 ? getenv(env) : NULL;
-    if (v && *v) return v;
-    const cJSON *j = bn_config_file_doc(cfg);
-    char path[128];
-    snprintf(path, sizeof path, "%s", key);
-    for (char *save = NULL, *t = strtok_r(path, ".", &save); t && j; t = strtok_r(NULL, ".", &save))
-        j = cJSON_GetObjectItemCaseSensitive(j, t);
-    if (cJSON_IsString(j)) return j->valuestring;
-    if (cJSON_IsNumber(j)) {
-        snprintf(buf, size, "%.17g", j->valuedouble);
-        return buf;
-    }
-    return NULL;
-}
-
 static const char *nonempty(const char *s)
 {
     return s && *s ? s : NULL;
@@ -68,7 +49,6 @@ static const char *nonempty(const char *s)
 
 int bn_monitor_opts_config(bn_monitor_opts *o, const bn_config *cfg, char *err, size_t errsz)
 {
-    char num[64];
     o->listen = nonempty(bn_config_get_str(cfg, "monitor.listen"));
     o->alerts = bn_config_get_json(cfg, "alerts");
     o->textfile = nonempty(bn_config_get_str(cfg, "exporters.prometheus.textfile"));
@@ -81,25 +61,16 @@ int bn_monitor_opts_config(bn_monitor_opts *o, const bn_config *cfg, char *err, 
     o->dd_site = bn_config_get_str(cfg, "exporters.datadog.site");
     o->dd_api_key_env = bn_config_get_str(cfg, "exporters.datadog.api_key_env");
     o->threads = (long)bn_config_get_int(cfg, "threads");
-    const char *v = extra_key(cfg, "exporters.webhook.url", num, sizeof num);
+    const char *v = bn_config_get_str(cfg, "exporters.webhook.url");
     if (v && *v) {
         snprintf(o->webhook_buf, sizeof o->webhook_buf, "%s", v);
         o->webhook = o->webhook_buf;
     }
-    if ((v = extra_key(cfg, "monitor.interval", num, sizeof num)) &&
-        (bn_parse_duration(v, &o->interval_s) || o->interval_s < 0.1)) {
-        snprintf(err, errsz, "monitor.interval: expected a duration of at least 100ms");
-        return -1;
-    }
-    if ((v = extra_key(cfg, "monitor.spool_max", num, sizeof num))) {
-        char *end;
-        const long long n = strtoll(v, &end, 10);
-        if (*end || n < 1 || n > 100000000) {
-            snprintf(err, errsz, "monitor.spool_max: expected an integer from 1 to 100000000");
-            return -1;
-        }
-        o->spool_max = n;
-    }
+    /* the schema has checked both (monitor.interval >= 100 ms, spool_max 1..1e8) */
+    if (bn_config_source_of(cfg, "monitor.interval") != BN_CFG_SRC_DEFAULT)
+        o->interval_s = bn_config_get_duration(cfg, "monitor.interval");
+    if (bn_config_source_of(cfg, "monitor.spool_max") != BN_CFG_SRC_DEFAULT)
+        o->spool_max = bn_config_get_int(cfg, "monitor.spool_max");
     if (hist_db_path(o->history_buf, sizeof o->history_buf, &o->retention_days, err, errsz))
         return -1;
     o->history = o->history_buf;

@@ -233,4 +233,20 @@ if command -v sha256sum >/dev/null 2>&1; then
 fi
 expect_exit 2 "doctor --frob" -- "$BITNET" doctor --frob
 
+# the monitor's keys are in the schema: typed, validated, overridable
+unset BITNET_CONFIG
+expect_exit 0 "config set monitor.interval 30s" -- "$BITNET" config set monitor.interval 30s
+expect_exit 0 "config get monitor.interval" -- "$BITNET" config get monitor.interval
+[ "$(cat "$TMP/out")" = "30s" ] && ok "monitor.interval stored" || bad "monitor.interval: $(cat "$TMP/out")"
+expect_exit 2 "monitor.interval below 100ms" -- "$BITNET" config set monitor.interval 50ms
+expect_exit 2 "monitor.interval not a duration" -- "$BITNET" config set monitor.interval soon
+expect_exit 2 "monitor.spool_max 0" -- "$BITNET" config set monitor.spool_max 0
+expect_exit 0 "exporters.webhook.url" -- "$BITNET" config set exporters.webhook.url http://127.0.0.1:9/hook
+expect_exit 2 "exporters.webhook.url not a URL" -- "$BITNET" config set exporters.webhook.url ftp://x
+printf '{"alerts": [{"name": "slow", "metric": "m", "op": "<", "threshold": 1, "labels": {"team": "ml"}, "sinks": ["log", "webhook"]}]}\n' >"$TMP/alerts.json"
+expect_exit 0 "alert rule with labels and sinks validates" -- "$BITNET" validate "$TMP/alerts.json"
+printf '{"alerts": [{"name": "x", "metric": "m", "op": "<", "threshold": 1, "sinks": ["pager"]}]}\n' >"$TMP/badsink.json"
+expect_exit 1 "an unknown sink is an error" -- "$BITNET" validate "$TMP/badsink.json"
+expect_grep "alerts\[0\].sinks" "$TMP/out" "the error names alerts[0].sinks"
+
 finish test_config
