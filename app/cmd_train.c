@@ -32,7 +32,8 @@ void cmd_train_help(FILE *out)
             "The last --val-frac of the tokens is held out; validation loss and perplexity are\n"
             "printed every --eval-every steps. DIR receives checkpoint.bin (every --save-every\n"
             "steps, at the end, and on Ctrl-C, which finishes the step, saves and exits 130),\n"
-            "tokenizer.gguf, and model.gguf (i2_s) at the end. --resume continues bit-exactly\n"
+            "tokenizer.gguf, and model.gguf (i2_s) at the end (--fp32: model-ptq.gguf, the f32\n"
+            "weights ternarized after training). --resume continues bit-exactly\n"
             "from DIR/checkpoint.bin (model and hyper-parameters come from the checkpoint).\n\n"
             "Options:\n"
             "  --data FILE...     text files (UTF-8; \"<|endoftext|>\" marks document ends; an\n"
@@ -545,10 +546,13 @@ static int train_loop(const train_opts *o, bn_trainer *tr, bn_ctx *ctx, const ch
     return BN_EXIT_OK;
 }
 
+/* DIR/model.gguf (I2_S). An f32 run's file is its post-training ternarization, named
+ * model-ptq.gguf so that it is not taken for a QAT model. */
 static int export_final(const train_opts *o, bn_trainer *tr, bn_ctx *ctx)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/model.gguf", o->out);
+    const int ptq = bn_trainer_hparams(tr)->fp32;
+    snprintf(path, sizeof path, "%s/%s", o->out, ptq ? "model-ptq.gguf" : "model.gguf");
     const bn_status rc = bn_trainer_export_gguf(tr, path, BN_TYPE_I2_S);
     if (rc == BN_ERR_UNSUPPORTED) {
         fprintf(stderr, "bitnet train: no model.gguf: %s\n", bn_ctx_errmsg(ctx));
@@ -558,15 +562,16 @@ static int export_final(const train_opts *o, bn_trainer *tr, bn_ctx *ctx)
         cli_error("%s", bn_ctx_errmsg(ctx));
         return BN_EXIT_FAIL;
     }
-    hist_metric_str("model", path);
     if (o->json) {
         cJSON *d = cJSON_CreateObject();
         cJSON_AddStringToObject(d, "event", "export");
         cJSON_AddStringToObject(d, "path", path);
         cJSON_AddStringToObject(d, "type", "i2_s");
+        cJSON_AddBoolToObject(d, "post_training_quantized", ptq);
         json_line(d);
     } else
-        printf("model: %s (i2_s)\n", path);
+        printf("model: %s (i2_s%s)\n", path,
+               ptq ? "; f32 weights ternarized after training, for comparison" : "");
     return BN_EXIT_OK;
 }
 
