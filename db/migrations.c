@@ -73,10 +73,36 @@ static const char v3[] =
         "CREATE INDEX alert_transitions_rule ON alert_transitions(rule, at);\n"
         "CREATE INDEX alert_transitions_at ON alert_transitions(at);\n";
 
+/* 4: the conversion queue (app/jobs.c): one row per `bitnet convert --queue` job, with the
+ * worker's progress and the conversion report. */
+static const char v4[] =
+        "CREATE TABLE jobs (\n"
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "  kind TEXT NOT NULL,            -- convert\n"
+        "  args TEXT NOT NULL,            -- JSON: src, out, type, embd, validate, prompts, ...\n"
+        "  status TEXT NOT NULL DEFAULT 'queued', -- queued|running|done|failed|cancelled\n"
+        "  created_at INTEGER NOT NULL,   -- ms since the Unix epoch, UTC\n"
+        "  started_at INTEGER,\n"
+        "  ended_at INTEGER,\n"
+        "  attempts INTEGER NOT NULL DEFAULT 0,\n"
+        "  recovered INTEGER NOT NULL DEFAULT 0, -- times put back after its worker died\n"
+        "  cancel_requested INTEGER NOT NULL DEFAULT 0,\n"
+        "  worker_pid INTEGER,\n"
+        "  phase TEXT,                    -- reference|writing|verifying|validating\n"
+        "  percent REAL NOT NULL DEFAULT 0,\n"
+        "  bytes_done INTEGER NOT NULL DEFAULT 0,\n"
+        "  bytes_total INTEGER NOT NULL DEFAULT 0,\n"
+        "  eta_s REAL,\n"
+        "  result TEXT,                   -- JSON: the conversion report\n"
+        "  error TEXT\n"
+        ");\n"
+        "CREATE INDEX jobs_status ON jobs(status, id);\n";
+
 const bn__db_migration bn__db_migrations[] = {
         {1, v1},
         {2, v2},
         {3, v3},
+        {4, v4},
 };
 
 const int bn__db_n_migrations = (int)(sizeof bn__db_migrations / sizeof bn__db_migrations[0]);

@@ -1,0 +1,187 @@
+/*
+ * convert.h - `bitnet convert`: Hugging Face (SafeTensors), PyTorch and ONNX checkpoints to
+ * the bitnet-b1.58 / bitnet GGUF, with an f32 reference forward for accuracy validation.
+ *
+ * Usage (what cmd_convert.c and the job worker do):
+ *
+ *     cv_opts o;
+ *     cv_opts_init(&o);
+ *     o.src = "models/llama-tiny";  o.out = "tiny.gguf";
+ *     cJSON *report = NULL;
+ *     char err[512];
+ *     if (cv_convert(&o, &report, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); }
+ *     ... report: the JSON that --json prints (validation included) ...
+ *     cJSON_Delete(report);
+ *
+ * The pieces:
+ *   convert_src.c       the source: a model directory (config.json, tokenizer files, weights
+ *                       as model.safetensors, shards + model.safetensors.index.json,
+ *                       pytorch_model.bin / *.pt / *.pth, or *.onnx) or one weights file
+ *                       with config.json beside it; hyper-parameters; tensors by their
+ *                       Hugging Face names (ONNX weights mapped back through node names);
+ *                       reading rows as f32 and linear weights as ternary codes.
+ *   convert_tok.c       tokenizer.json (byte-level BPE) -> the GGUF tokenizer keys.
+ *   convert_validate.c  the f32 reference forward of the source model (layer by layer, so
+ *                       memory stays near one layer) and the comparison metrics.
+ *   convert.c           planning, the two-pass GGUF write (layout with the engine's writer,
+ *                       then the data tensor by tensor), verification, rename.
+ *
+ * Memory: one source tensor at a time (in its own dtype, plus an f32 copy of one linear
+ * weight), never the whole model; the output is written to OUT.tmp-<pid> next to OUT and
+ * renamed when complete and verified (loaded by the engine, and validated unless asked not).
+ */
+#ifndef BITNET_APP_CONVERT_H
+#define BITNET_APP_CONVERT_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bitnet/core.h"
+#include "bitnet/onnx.h"
+#include "bitnet/safetensors.h"
+#include "bitnet/threadpool.h"
+#include "bitnet/torchzip.h"
+
+/* ---- options and progress ------------------------------------------------------------- */
+
+typedef struct cv_progress {
+    const char *phase; /* "reading", "reference", "writing", "verifying", "validating" */
+    uint64_t done, total; /* bytes of weights written / to write (0 total: unknown) */
+    double elapsed_s, eta_s; /* eta_s < 0: unknown */
+} cv_progress;
+
+/* Returns nonzero to cancel the conversion (polled between tensors and layers). */
+typedef int (*cv_progress_fn)(void *user, const cv_progress *p);
+
+typedef struct cv_opts {
+    const char *src;          /* model directory or weights file */
+    const char *out;          /* the GGUF to write */
+    int type;                 /* BN_TYPE_I2_S (default), BN_TYPE_TQ2_0, BN_TYPE_TQ1_0 */
+    int embd_type;            /* BN_TYPE_F16 (default) or BN_TYPE_Q8_0 */
+    int validate;             /* 1 (default): compare with the f32 reference */
+    const char *prompts_file; /* one prompt per line; NULL: built in */
+    int no_tokenizer;         /* write no tokenizer (else a missing one is an error) */
+    int threads;              /* 0: one per core */
+    cv_progress_fn progress;  /* may be NULL */
+    void *user;
+} cv_opts;
+
+void cv_opts_init(cv_opts *o);
+
+/* Converts; 0 on success with *report (the caller frees it), -1 with a one-line message in
+ * err (*report may then hold what was learnt so far, or NULL). Cancelled: -2. */
+int cv_convert(const cv_opts *o, cJSON **report, char *err, size_t errsz);
+
+/* ---- the source (convert_src.c) ---------------------------------------------------------- */
+
+enum { CV_ARCH_BITNET = 1, CV_ARCH_LLAMA = 2 };
+enum { CV_FMT_SAFETENSORS = 1, CV_FMT_TORCH = 2, CV_FMT_ONNX = 3 };
+
+typedef struct cv_hparams {
+    int arch;              /* CV_ARCH_* */
+    char arch_name[64];    /* config.json architectures[0] */
+    int64_t n_vocab, n_embd, n_ff, n_layer, n_head, n_head_kv, head_dim, n_ctx;
+    float eps, rope_theta;
+    int tied;              /* no separate lm_head.weight */
+    int packed;            /* BitNet linear weights packed 4 per uint8, with weight_scale */
+    int scale_mul;         /* weight_scale multiplies (autobitlinear), else divides */
+    int quant_ref;         /* the source model quantizes (a quantization_config is present) */
+    int32_t bos_id, eos_id;
+} cv_hparams;
+
+typedef struct cv_tensor {
+    char *name;     /* the Hugging Face name (ONNX: recovered from the graph) */
+    int dtype;      /* bn_dtype */
+    int n_dims;
+    int64_t shape[BN_ST_MAX_DIMS]; /* as the model sees it ([out, in] for linear weights) */
+    uint64_t numel;
+    size_t bytes;   /* numel * dtype size */
+    int transposed; /* stored [in, out] (ONNX MatMul) */
+    int file;       /* shard index (SafeTensors) */
+    const void *ref; /* bn_st_tensor / bn_pt_tensor / bn_onnx_tensor */
+} cv_tensor;
+
+typedef struct cv_source {
+    int fmt;              /* CV_FMT_* */
+    char dir[4096];       /* the model directory */
+    char weights[4096];   /* the weights file (first shard) */
+    cJSON *config;        /* config.json */
+    cv_hparams hp;
+    bn_ctx *ctx;          /* for the readers' messages */
+    bn_safetensors **st;  /* shards */
+    int n_st;
+    bn_torch *pt;
+    bn_onnx *ox;
+    cv_tensor *t;
+    int n, cap;
+    uint64_t weight_bytes; /* sum of all tensors' bytes */
+} cv_source;
+
+/* Opens src (directory or file); reads config.json and every tensor's header. 0, or -1 with
+ * a message. */
+int cv_source_open(bn_ctx *ctx, const char *src, cv_source *s, char *err, size_t errsz);
+void cv_source_close(cv_source *s);
+const cv_tensor *cv_source_find(const cv_source *s, const char *name);
+
+/* A tensor's bytes in its own dtype, as stored: a pointer into a mapping or into *owned
+ * (a malloc'd copy the caller frees). 0, or -1 with a message. */
+int cv_source_raw(cv_source *s, const cv_tensor *t, const void **data, void **owned, char *err,
+                  size_t errsz);
+/* Rows r0 .. r1-1 of a 2-D tensor (the model's view: [out, in]) as f32, from raw bytes. */
+void cv_rows_f32(const cv_tensor *t, const void *raw, int64_t r0, int64_t r1, float *dst);
+
+/* A linear layer's weight [rows, cols] (rows = outputs) as ternary codes and one scale, so
+ * that W ~= q * scale: packed BitNet weights exactly, float weights by absmean. */
+int cv_linear_ternary(cv_source *s, const char *name, int64_t rows, int64_t cols, int8_t *q,
+                      float *scale, char *err, size_t errsz);
+/* The weight the source model computes with, as f32 [rows, cols]: packed weights
+ * dequantized, float weights as stored (fake-quantized by absmean when quant_ref and the
+ * weights are float). */
+int cv_linear_f32(cv_source *s, const char *name, int64_t rows, int64_t cols, float *w,
+                  char *err, size_t errsz);
+/* A 1-D tensor of n values as f32 (norm weights). */
+int cv_vector_f32(cv_source *s, const char *name, int64_t n, float *v, char *err, size_t errsz);
+
+/* ---- the tokenizer (convert_tok.c) -------------------------------------------------------- */
+
+typedef struct bn_gguf_writer bn_gguf_writer;
+typedef struct bn_tokenizer bn_tokenizer;
+
+/* Reads tokenizer.json (and tokenizer_config.json, special_tokens_map.json) of dir, sets the
+ * tokenizer.* keys on w and builds *tok for validation. 0, or -1 with a message saying why it
+ * cannot be carried over. kind gets "gpt2". */
+int cv_tokenizer(bn_ctx *ctx, const cv_source *s, bn_gguf_writer *w, bn_tokenizer **tok,
+                 const char **kind, char *err, size_t errsz);
+
+/* ---- the reference forward and metrics (convert_validate.c) ------------------------------ */
+
+typedef struct cv_seqs {
+    int n;           /* sequences */
+    int32_t **tok;   /* tok[i][0 .. len[i]) */
+    int *len;
+    int64_t total;   /* sum of len */
+} cv_seqs;
+
+typedef struct cv_calib {
+    double *attn_rms; /* n_layer: mean RMS of the attention output (before o_proj) */
+    double *ffn_rms;  /* n_layer: mean RMS of act(gate) * up (before down_proj) */
+} cv_calib;
+
+/* Runs the source model in f32 over every sequence (each from position 0), layer by layer.
+ * logits gets total x n_vocab values (NULL: not kept); calib (may be NULL) the RMS
+ * statistics. Returns 0, -1 with a message, or -2 when cancelled. */
+int cv_reference(cv_source *s, bn_threadpool *pool, const cv_seqs *q, float *logits,
+                 cv_calib *calib, const cv_opts *o, char *err, size_t errsz);
+
+/* Compares reference and converted logits (total x n_vocab each); adds the metrics to obj:
+ * cosine_mean, cosine_min, top1_agreement, kl_mean, kl_max. text (may be NULL) is the
+ * sequence whose perplexity is reported under both (ppl_ref, ppl_conv, ppl_change_pct). */
+void cv_metrics(const float *ref, const float *conv, const cv_seqs *q, int64_t n_vocab,
+                int text_seq, cJSON *obj);
+
+/* The built-in prompts and text (NUL-terminated). */
+extern const char *const cv_builtin_prompts[];
+extern const char cv_builtin_text[];
+
+#endif

@@ -1,0 +1,579 @@
+/* convert_src.c - the source of a conversion: finding the weights, config.json, the tensor
+ * catalog by Hugging Face names, and reading weights as f32 rows or ternary codes. */
+#include "convert.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "bitnet/quant.h"
+#include "model_common.h"
+
+static int fail(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errsz, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errsz, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int is_file(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int ends_with(const char *s, const char *suf)
+{
+    size_t n = strlen(s), k = strlen(suf);
+    return n >= k && strcmp(s + n - k, suf) == 0;
+}
+
+/* ---- config.json ---------------------------------------------------------------------------- */
+
+static int64_t cfg_int(const cJSON *c, const char *key, int64_t def)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, key);
+    if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0); /* eos_token_id: [a, b] */
+    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : def;
+}
+
+static double cfg_num(const cJSON *c, const char *key, double def)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : def;
+}
+
+static const char *cfg_str(const cJSON *c, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int read_config(cv_source *s, char *err, size_t errsz)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", s->dir);
+    if (!is_file(path)) return fail(err, errsz, "%s: no config.json (the model's hyper-parameters)", s->dir);
+    size_t len;
+    char *text = mc_read_file(path, &len);
+    if (!text) return fail(err, errsz, "%s: cannot read", path);
+    s->config = cJSON_Parse(text);
+    free(text);
+    if (!cJSON_IsObject(s->config)) return fail(err, errsz, "%s: not a JSON object", path);
+    const cJSON *c = s->config;
+    cv_hparams *h = &s->hp;
+    const cJSON *archs = cJSON_GetObjectItemCaseSensitive(c, "architectures");
+    const cJSON *a0 = cJSON_GetArrayItem(archs, 0);
+    const char *arch = cJSON_IsString(a0) ? a0->valuestring : cfg_str(c, "model_type");
+    if (!arch) return fail(err, errsz, "%s: no architectures entry", path);
+    snprintf(h->arch_name, sizeof h->arch_name, "%s", arch);
+    const char *act = cfg_str(c, "hidden_act");
+    if (strcmp(arch, "BitNetForCausalLM") == 0 || strcmp(arch, "bitnet") == 0) {
+        h->arch = CV_ARCH_BITNET;
+        if (act && strcmp(act, "relu2") != 0)
+            return fail(err, errsz, "%s: hidden_act '%s' (BitNet b1.58 uses relu2)", path, act);
+    } else if (strcmp(arch, "LlamaForCausalLM") == 0 || strcmp(arch, "llama") == 0) {
+        h->arch = CV_ARCH_LLAMA;
+        if (act && strcmp(act, "silu") != 0)
+            return fail(err, errsz, "%s: hidden_act '%s' (LLaMA uses silu)", path, act);
+    } else {
+        return fail(err, errsz,
+                    "%s: architecture %s is not supported (BitNetForCausalLM, LlamaForCausalLM)",
+                    path, arch);
+    }
+    h->n_embd = cfg_int(c, "hidden_size", 0);
+    h->n_ff = cfg_int(c, "intermediate_size", 0);
+    h->n_layer = cfg_int(c, "num_hidden_layers", 0);
+    h->n_head = cfg_int(c, "num_attention_heads", 0);
+    h->n_head_kv = cfg_int(c, "num_key_value_heads", h->n_head);
+    h->n_vocab = cfg_int(c, "vocab_size", 0);
+    h->n_ctx = cfg_int(c, "max_position_embeddings", 2048);
+    h->head_dim = cfg_int(c, "head_dim", h->n_head > 0 ? h->n_embd / h->n_head : 0);
+    h->eps = (float)cfg_num(c, "rms_norm_eps", 1e-5);
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(c, "rope_parameters");
+    h->rope_theta = (float)cfg_num(c, "rope_theta", cfg_num(rp, "rope_theta", 10000.0));
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(c, "rope_scaling");
+    const char *rtype = cfg_str(rp, "rope_type");
+    if ((cJSON_IsObject(rs) && !(cfg_str(rs, "rope_type") &&
+                                 strcmp(cfg_str(rs, "rope_type"), "default") == 0)) ||
+        (rtype && strcmp(rtype, "default") != 0))
+        return fail(err, errsz, "%s: RoPE scaling is not supported", path);
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "attention_bias")) ||
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "mlp_bias")))
+        return fail(err, errsz, "%s: biases in the linear layers are not supported", path);
+    h->tied = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "tie_word_embeddings"));
+    h->bos_id = (int32_t)cfg_int(c, "bos_token_id", -1);
+    h->eos_id = (int32_t)cfg_int(c, "eos_token_id", -1);
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(c, "quantization_config");
+    if (cJSON_IsObject(q)) {
+        const char *m = cfg_str(q, "quant_method");
+        if (!m || strcmp(m, "bitnet") != 0)
+            return fail(err, errsz, "%s: quantization_config quant_method '%s' is not supported "
+                        "(bitnet)", path, m ? m : "");
+        h->quant_ref = 1;
+        const char *lc = cfg_str(q, "linear_class");
+        h->scale_mul = lc && strcmp(lc, "autobitlinear") == 0;
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(q, "use_rms_norm")))
+            return fail(err, errsz, "%s: quantization_config use_rms_norm is not supported", path);
+    }
+    if (h->n_embd <= 0 || h->n_ff <= 0 || h->n_layer <= 0 || h->n_head <= 0 ||
+        h->n_head_kv <= 0 || h->n_vocab <= 0 || h->n_head % h->n_head_kv ||
+        h->head_dim * h->n_head != h->n_embd || h->head_dim % 2 || h->n_layer > 1024 ||
+        h->n_embd > 65536 || h->n_ff > (1 << 20) || h->n_vocab > (1 << 24))
+        return fail(err, errsz, "%s: implausible shape (hidden %lld, ffn %lld, layers %lld, heads "
+                    "%lld/%lld, vocab %lld)", path, (long long)h->n_embd, (long long)h->n_ff,
+                    (long long)h->n_layer, (long long)h->n_head, (long long)h->n_head_kv,
+                    (long long)h->n_vocab);
+    return 0;
+}
+
+/* ---- the catalog ------------------------------------------------------------------------- */
+
+static int add(cv_source *s, const char *name, int dtype, int n_dims, const int64_t *shape,
+               int transposed, int file, const void *ref, char *err, size_t errsz)
+{
+    if (cv_source_find(s, name)) return 1; /* first one wins (ONNX aliases) */
+    if (s->n == s->cap) {
+        int nc = s->cap ? s->cap * 2 : 256;
+        cv_tensor *t = realloc(s->t, (size_t)nc * sizeof *t);
+        if (!t) return fail(err, errsz, "out of memory");
+        s->t = t;
+        s->cap = nc;
+    }
+    cv_tensor *t = &s->t[s->n];
+    memset(t, 0, sizeof *t);
+    if (!(t->name = strdup(name))) return fail(err, errsz, "out of memory");
+    s->n++;
+    t->dtype = dtype;
+    t->n_dims = n_dims > BN_ST_MAX_DIMS ? BN_ST_MAX_DIMS : n_dims;
+    t->numel = 1;
+    for (int i = 0; i < t->n_dims; i++) {
+        t->shape[i] = transposed ? shape[t->n_dims - 1 - i] : shape[i];
+        t->numel *= (uint64_t)shape[i];
+    }
+    t->bytes = (size_t)(t->numel * bn_dtype_size(dtype));
+    t->transposed = transposed;
+    t->file = file;
+    t->ref = ref;
+    return 0;
+}
+
+static int open_safetensors(cv_source *s, const char *const *files, int n, char *err, size_t errsz)
+{
+    s->st = calloc((size_t)n, sizeof *s->st);
+    if (!s->st) return fail(err, errsz, "out of memory");
+    for (int f = 0; f < n; f++) {
+        if (bn_safetensors_open(s->ctx, files[f], &s->st[f]) != BN_OK)
+            return fail(err, errsz, "%s: %s", files[f], bn_ctx_errmsg(s->ctx));
+        s->n_st = f + 1;
+        for (int64_t i = 0; i < bn_safetensors_n_tensors(s->st[f]); i++) {
+            const bn_st_tensor *t = bn_safetensors_tensor_at(s->st[f], i);
+            if (cv_source_find(s, t->name))
+                return fail(err, errsz, "%s: tensor %s is also in another shard", files[f], t->name);
+            if (add(s, t->name, t->dtype, t->n_dims, t->shape, 0, f, t, err, errsz) < 0) return -1;
+        }
+    }
+    return 0;
+}
+
+/* model.safetensors.index.json: {"weight_map": {tensor: file}} -> the distinct files. */
+static int open_sharded(cv_source *s, const char *index, char *err, size_t errsz)
+{
+    size_t len;
+    char *text = mc_read_file(index, &len);
+    if (!text) return fail(err, errsz, "%s: cannot read", index);
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(j, "weight_map");
+    if (!cJSON_IsObject(map)) {
+        cJSON_Delete(j);
+        return fail(err, errsz, "%s: no weight_map object", index);
+    }
+    char **files = NULL;
+    int n = 0, rc = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, map)
+    {
+        if (!cJSON_IsString(e) || strchr(e->valuestring, '/') || e->valuestring[0] == '.') {
+            rc = fail(err, errsz, "%s: weight_map entry for %s is not a file name", index,
+                      e->string);
+            break;
+        }
+        int seen = 0;
+        for (int i = 0; i < n && !seen; i++) seen = strcmp(files[i] + strlen(s->dir) + 1,
+                                                            e->valuestring) == 0;
+        if (seen) continue;
+        char **nf = realloc(files, (size_t)(n + 1) * sizeof *files);
+        size_t pl = strlen(s->dir) + strlen(e->valuestring) + 2;
+        if (!nf || !(nf[n] = malloc(pl))) {
+            files = nf ? nf : files;
+            rc = fail(err, errsz, "out of memory");
+            break;
+        }
+        files = nf;
+        snprintf(files[n++], pl, "%s/%s", s->dir, e->valuestring);
+    }
+    if (rc == 0 && n == 0) rc = fail(err, errsz, "%s: empty weight_map", index);
+    if (rc == 0) {
+        snprintf(s->weights, sizeof s->weights, "%s", files[0]);
+        rc = open_safetensors(s, (const char *const *)files, n, err, errsz);
+    }
+    /* every tensor the index names must be where it says */
+    cJSON_ArrayForEach(e, map)
+    {
+        if (rc != 0) break;
+        const cv_tensor *t = cv_source_find(s, e->string);
+        if (!t || strcmp(files[t->file] + strlen(s->dir) + 1, e->valuestring) != 0)
+            rc = fail(err, errsz, "%s: %s is not in %s", index, e->string, e->valuestring);
+    }
+    for (int i = 0; i < n; i++) free(files[i]);
+    free(files);
+    cJSON_Delete(j);
+    return rc;
+}
+
+/* The module path of a node that uses a weight: from the dynamo exporter's name scopes
+ * ("['', 'model', 'model.layers.0.self_attn.q_proj', 'linear']": the entry before the op's
+ * own), or from a TorchScript node name ("/model/layers.0/self_attn/q_proj/MatMul"). */
+static int node_scope(const bn_onnx *ox, int64_t i, const bn_onnx_node *nd, char *out, size_t n)
+{
+    const char *ns = bn_onnx_node_meta(ox, i, "pkg.torch.onnx.name_scopes");
+    if (ns) {
+        const char *q[64];
+        int k = 0;
+        for (const char *p = ns; (p = strchr(p, '\'')) && k < 64; p++) q[k++] = p;
+        if (k < 4 || k % 2) return -1;
+        const char *b = q[k - 4] + 1, *e = q[k - 3];
+        if (e <= b || (size_t)(e - b) >= n) return -1;
+        memcpy(out, b, (size_t)(e - b));
+        out[e - b] = '\0';
+        return 0;
+    }
+    if (nd->name[0] != '/') return -1;
+    const char *last = strrchr(nd->name, '/');
+    size_t len = (size_t)(last - nd->name - 1);
+    if (last == nd->name || len >= n) return -1;
+    memcpy(out, nd->name + 1, len);
+    out[len] = '\0';
+    for (char *p = out; *p; p++)
+        if (*p == '/') *p = '.';
+    return 0;
+}
+
+static int open_onnx(cv_source *s, char *err, size_t errsz)
+{
+    if (bn_onnx_open(s->ctx, s->weights, &s->ox) != BN_OK)
+        return fail(err, errsz, "%s: %s", s->weights, bn_ctx_errmsg(s->ctx));
+    for (int64_t i = 0; i < bn_onnx_n_tensors(s->ox); i++) {
+        const bn_onnx_tensor *t = bn_onnx_tensor_at(s->ox, i);
+        if (t->dtype == BN_DTYPE_COUNT_) continue;
+        if (add(s, t->name, t->dtype, t->n_dims, t->shape, 0, 0, t, err, errsz) < 0) return -1;
+    }
+    bn_onnx_node nd;
+    for (int64_t i = 0; bn_onnx_node_at(s->ox, i, &nd) == BN_OK; i++) {
+        int k = -1, tr = 0, want_dims = 0;
+        if (strcmp(nd.op_type, "MatMul") == 0 && nd.n_inputs == 2)
+            k = 1, tr = 1, want_dims = 2;
+        else if (strcmp(nd.op_type, "Gather") == 0 && nd.n_inputs == 2)
+            k = 0, want_dims = 2;
+        else if (strcmp(nd.op_type, "Mul") == 0 && nd.n_inputs == 2)
+            k = 0, want_dims = 1;
+        if (k < 0) continue;
+        char scope[512], name[520];
+        for (int m = k; m < (int)nd.n_inputs && m <= 1; m++) {
+            const bn_onnx_tensor *t = bn_onnx_find(s->ox, nd.inputs[m]);
+            if (!t || t->n_dims != want_dims || t->dtype == BN_DTYPE_COUNT_) continue;
+            if (node_scope(s->ox, i, &nd, scope, sizeof scope) != 0) break;
+            snprintf(name, sizeof name, "%s.weight", scope);
+            if (add(s, name, t->dtype, t->n_dims, t->shape, tr, 0, t, err, errsz) < 0) return -1;
+            break;
+        }
+    }
+    return 0;
+}
+
+static int pick_weights(cv_source *s, const char *src, char *err, size_t errsz)
+{
+    struct stat st;
+    if (stat(src, &st) != 0) return fail(err, errsz, "%s: %s", src, strerror(errno));
+    if (S_ISREG(st.st_mode)) {
+        snprintf(s->weights, sizeof s->weights, "%s", src);
+        const char *slash = strrchr(src, '/');
+        if (slash)
+            snprintf(s->dir, sizeof s->dir, "%.*s", (int)(slash - src), src);
+        else
+            snprintf(s->dir, sizeof s->dir, ".");
+        if (s->dir[0] == '\0') snprintf(s->dir, sizeof s->dir, "/");
+        return 0;
+    }
+    snprintf(s->dir, sizeof s->dir, "%s", src);
+    static const char *const names[] = {"model.safetensors.index.json", "model.safetensors",
+                                        "pytorch_model.bin", "model.onnx"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(s->weights, sizeof s->weights, "%s/%s", src, names[i]);
+        if (is_file(s->weights)) return 0;
+    }
+    /* exactly one *.safetensors / *.bin / *.pt / *.pth / *.onnx */
+    DIR *d = opendir(src);
+    if (!d) return fail(err, errsz, "%s: %s", src, strerror(errno));
+    int found = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        static const char *const ext[] = {".safetensors", ".bin", ".pt", ".pth", ".onnx"};
+        for (size_t i = 0; i < 5; i++) {
+            if (!ends_with(e->d_name, ext[i])) continue;
+            found++;
+            snprintf(s->weights, sizeof s->weights, "%s/%s", src, e->d_name);
+        }
+    }
+    closedir(d);
+    if (found == 1) return 0;
+    if (found > 1)
+        return fail(err, errsz, "%s: %d weight files; name one (or add "
+                    "model.safetensors.index.json)", src, found);
+    return fail(err, errsz, "%s: no weights (model.safetensors, shards with "
+                "model.safetensors.index.json, pytorch_model.bin, *.pt, *.onnx)", src);
+}
+
+int cv_source_open(bn_ctx *ctx, const char *src, cv_source *s, char *err, size_t errsz)
+{
+    memset(s, 0, sizeof *s);
+    s->ctx = ctx;
+    if (pick_weights(s, src, err, errsz) != 0) return -1;
+    if (read_config(s, err, errsz) != 0) return -1;
+    const char *w = s->weights;
+    int rc;
+    if (ends_with(w, ".index.json")) {
+        s->fmt = CV_FMT_SAFETENSORS;
+        rc = open_sharded(s, w, err, errsz);
+    } else if (ends_with(w, ".safetensors")) {
+        s->fmt = CV_FMT_SAFETENSORS;
+        rc = open_safetensors(s, &w, 1, err, errsz);
+    } else if (ends_with(w, ".onnx")) {
+        s->fmt = CV_FMT_ONNX;
+        rc = open_onnx(s, err, errsz);
+    } else {
+        s->fmt = CV_FMT_TORCH;
+        rc = bn_torch_open(ctx, w, &s->pt) == BN_OK ? 0
+                                                     : fail(err, errsz, "%s: %s", w,
+                                                            bn_ctx_errmsg(ctx));
+        for (int64_t i = 0; rc == 0 && s->pt && i < bn_torch_n_tensors(s->pt); i++) {
+            const bn_pt_tensor *t = bn_torch_tensor_at(s->pt, i);
+            rc = add(s, t->name, t->dtype, t->n_dims, t->shape, 0, 0, t, err, errsz) < 0 ? -1 : 0;
+        }
+    }
+    if (rc != 0) return -1;
+    for (int i = 0; i < s->n; i++) s->weight_bytes += s->t[i].bytes;
+    if (!cv_source_find(s, "lm_head.weight")) s->hp.tied = 1;
+    const cv_tensor *q = cv_source_find(s, "model.layers.0.self_attn.q_proj.weight");
+    s->hp.packed = q && q->dtype == BN_DTYPE_U8;
+    if (s->hp.packed && s->hp.arch != CV_ARCH_BITNET)
+        return fail(err, errsz, "%s: packed uint8 weights in a %s model", w, s->hp.arch_name);
+    return 0;
+}
+
+void cv_source_close(cv_source *s)
+{
+    for (int i = 0; i < s->n_st; i++) bn_safetensors_close(s->st[i]);
+    free(s->st);
+    bn_torch_close(s->pt);
+    bn_onnx_close(s->ox);
+    for (int i = 0; i < s->n; i++) free(s->t[i].name);
+    free(s->t);
+    cJSON_Delete(s->config);
+    memset(s, 0, sizeof *s);
+}
+
+const cv_tensor *cv_source_find(const cv_source *s, const char *name)
+{
+    for (int i = 0; i < s->n; i++)
+        if (strcmp(s->t[i].name, name) == 0) return &s->t[i];
+    return NULL;
+}
+
+/* ---- reading ------------------------------------------------------------------------------ */
+
+int cv_source_raw(cv_source *s, const cv_tensor *t, const void **data, void **owned, char *err,
+                  size_t errsz)
+{
+    *owned = NULL;
+    if (s->fmt == CV_FMT_SAFETENSORS) {
+        *data = ((const bn_st_tensor *)t->ref)->data;
+        return 0;
+    }
+    void *buf = malloc(t->bytes ? t->bytes : 1);
+    if (!buf) return fail(err, errsz, "%s: out of memory (%zu bytes)", t->name, t->bytes);
+    bn_status rc = s->fmt == CV_FMT_TORCH ? bn_torch_read(s->pt, t->ref, buf)
+                                          : bn_onnx_read(s->ox, t->ref, buf);
+    if (rc != BN_OK) {
+        free(buf);
+        return fail(err, errsz, "%s: %s", s->weights, bn_ctx_errmsg(s->ctx));
+    }
+    *data = *owned = buf;
+    return 0;
+}
+
+void cv_rows_f32(const cv_tensor *t, const void *raw, int64_t r0, int64_t r1, float *dst)
+{
+    const int64_t cols = t->n_dims >= 2 ? t->shape[t->n_dims - 1] : (int64_t)t->numel;
+    const int64_t rows = cols ? (int64_t)t->numel / cols : 0;
+    const size_t es = bn_dtype_size(t->dtype);
+    const uint8_t *p = raw;
+    if (!t->transposed) {
+        bn_dtype_to_f32(t->dtype, p + (size_t)r0 * (size_t)cols * es, (size_t)((r1 - r0) * cols),
+                        dst);
+        return;
+    }
+    for (int64_t r = r0; r < r1; r++) /* stored [cols, rows] */
+        for (int64_t c = 0; c < cols; c++)
+            bn_dtype_to_f32(t->dtype, p + ((size_t)c * (size_t)rows + (size_t)r) * es, 1,
+                            &dst[(r - r0) * cols + c]);
+}
+
+static const cv_tensor *need(cv_source *s, const char *name, int64_t rows, int64_t cols,
+                             char *err, size_t errsz)
+{
+    const cv_tensor *t = cv_source_find(s, name);
+    if (!t) {
+        fail(err, errsz, "%s: tensor %s is missing", s->weights, name);
+        return NULL;
+    }
+    int64_t r = t->n_dims >= 2 ? t->shape[0] : 1, c = t->shape[t->n_dims >= 2 ? 1 : 0];
+    if (t->n_dims < 1 || t->n_dims > 2 || r != rows || c != cols) {
+        fail(err, errsz, "%s: shape %lldx%lld, expected %lldx%lld", name, (long long)r,
+             (long long)c, (long long)rows, (long long)cols);
+        return NULL;
+    }
+    return t;
+}
+
+/* weight_scale of a BitNet layer (1 when absent); *present says whether it exists. */
+static int weight_scale(cv_source *s, const char *name, float *ws, int *present, char *err,
+                        size_t errsz)
+{
+    char sn[512];
+    snprintf(sn, sizeof sn, "%.*sweight_scale", (int)(strlen(name) - strlen("weight")), name);
+    const cv_tensor *t = cv_source_find(s, sn);
+    *ws = 1.0f;
+    *present = t != NULL;
+    if (!t) return 0;
+    if (t->numel != 1) return fail(err, errsz, "%s: %llu values, expected 1", sn,
+                                   (unsigned long long)t->numel);
+    const void *d;
+    void *own;
+    if (cv_source_raw(s, t, &d, &own, err, errsz) != 0) return -1;
+    bn_dtype_to_f32(t->dtype, d, 1, ws);
+    free(own);
+    if (!(*ws > 0) || !isfinite(*ws)) return fail(err, errsz, "%s: %g is not a positive scale",
+                                                  sn, (double)*ws);
+    return 0;
+}
+
+/* Packed BitNet: weight [rows/4, cols] uint8, row j + i*rows/4 in bits 2i..2i+1, value-1. */
+static int unpack(cv_source *s, const char *name, int64_t rows, int64_t cols, int8_t *q,
+                  float *scale, char *err, size_t errsz)
+{
+    if (rows % 4) return fail(err, errsz, "%s: %lld rows do not pack by 4", name, (long long)rows);
+    const int64_t R = rows / 4;
+    const cv_tensor *t = need(s, name, R, cols, err, errsz);
+    float ws;
+    int present;
+    if (!t || weight_scale(s, name, &ws, &present, err, errsz) != 0) return -1;
+    if (!present) return fail(err, errsz, "%s: packed weight without weight_scale", name);
+    const void *d;
+    void *own;
+    if (cv_source_raw(s, t, &d, &own, err, errsz) != 0) return -1;
+    const uint8_t *p = d;
+    int rc = 0;
+    for (int64_t j = 0; j < R && rc == 0; j++)
+        for (int64_t k = 0; k < cols; k++) {
+            uint8_t b = p[j * cols + k];
+            for (int i = 0; i < 4; i++) {
+                int v = (b >> (2 * i)) & 3;
+                if (v == 3) {
+                    rc = fail(err, errsz, "%s: byte [%lld, %lld] holds code 3 (not ternary)", name,
+                              (long long)j, (long long)k);
+                    break;
+                }
+                q[(j + i * R) * cols + k] = (int8_t)(v - 1);
+            }
+        }
+    free(own);
+    *scale = s->hp.scale_mul ? ws : 1.0f / ws;
+    return rc;
+}
+
+/* Float weight [rows, cols] as f32 (times weight_scale when present: autobitlinear). */
+static int float_weight(cv_source *s, const char *name, int64_t rows, int64_t cols, float *w,
+                        char *err, size_t errsz)
+{
+    const cv_tensor *t = need(s, name, rows, cols, err, errsz);
+    float ws;
+    int present;
+    if (!t || weight_scale(s, name, &ws, &present, err, errsz) != 0) return -1;
+    if (t->dtype == BN_DTYPE_U8 || t->dtype == BN_DTYPE_BOOL)
+        return fail(err, errsz, "%s: %s weight where a float was expected", name,
+                    bn_dtype_name(t->dtype));
+    const void *d;
+    void *own;
+    if (cv_source_raw(s, t, &d, &own, err, errsz) != 0) return -1;
+    cv_rows_f32(t, d, 0, rows, w);
+    free(own);
+    if (present)
+        for (int64_t i = 0; i < rows * cols; i++) w[i] *= ws;
+    return 0;
+}
+
+int cv_linear_ternary(cv_source *s, const char *name, int64_t rows, int64_t cols, int8_t *q,
+                      float *scale, char *err, size_t errsz)
+{
+    if (s->hp.packed) return unpack(s, name, rows, cols, q, scale, err, errsz);
+    float *w = malloc((size_t)(rows * cols) * sizeof *w);
+    if (!w) return fail(err, errsz, "%s: out of memory", name);
+    int rc = float_weight(s, name, rows, cols, w, err, errsz);
+    if (rc == 0 && bn_quantize_absmean(w, rows, cols, BN_QGRAN_TENSOR, 0, q, scale) != BN_OK)
+        rc = fail(err, errsz, "%s: cannot quantize", name);
+    free(w);
+    return rc;
+}
+
+int cv_linear_f32(cv_source *s, const char *name, int64_t rows, int64_t cols, float *w,
+                  char *err, size_t errsz)
+{
+    if (!s->hp.packed) {
+        if (float_weight(s, name, rows, cols, w, err, errsz) != 0) return -1;
+        if (s->hp.quant_ref) bn_fake_quantize_absmean(w, rows * cols); /* online quantization */
+        return 0;
+    }
+    int8_t *q = malloc((size_t)(rows * cols));
+    float scale;
+    if (!q) return fail(err, errsz, "%s: out of memory", name);
+    int rc = unpack(s, name, rows, cols, q, &scale, err, errsz);
+    for (int64_t i = 0; rc == 0 && i < rows * cols; i++) w[i] = q[i] * scale;
+    free(q);
+    return rc;
+}
+
+int cv_vector_f32(cv_source *s, const char *name, int64_t n, float *v, char *err, size_t errsz)
+{
+    const cv_tensor *t = cv_source_find(s, name);
+    if (!t) return fail(err, errsz, "%s: tensor %s is missing", s->weights, name);
+    if (t->numel != (uint64_t)n)
+        return fail(err, errsz, "%s: %llu values, expected %lld", name,
+                    (unsigned long long)t->numel, (long long)n);
+    const void *d;
+    void *own;
+    if (cv_source_raw(s, t, &d, &own, err, errsz) != 0) return -1;
+    bn_dtype_to_f32(t->dtype, d, (size_t)n, v);
+    free(own);
+    return 0;
+}
