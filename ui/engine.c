@@ -1,6 +1,7 @@
 /* engine.c - the TUI's model worker; see engine.h. */
 #include "engine.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -24,7 +25,22 @@
 #define DEFAULT_N_CTX 4096
 
 enum req_kind { REQ_NONE, REQ_LOAD, REQ_UNLOAD, REQ_CHAT, REQ_CHAT_NEW, REQ_GEN, REQ_BENCH };
-enum chat_fmt { FMT_NONE, FMT_LLAMA3, FMT_CHATML };
+/* The chat formats of `bitnet chat` (app/cmd_chat.c), the same texts and the same choice
+ * from the chat template, so that a conversation here is one there. */
+typedef struct chat_format {
+    const char *name;
+    const char *user_pre, *user_post; /* around a message; user_post opens the reply */
+    const char *reply_end;            /* closes a reply that ended without its own end */
+    int line_reply;                   /* a reply ends at its first line break */
+} chat_format;
+
+static const chat_format formats[] = {
+        {"plain", "User: ", "\nAssistant:", "\n", 1},
+        {"2b4t", "User: ", "<|eot_id|>Assistant: ", "<|eot_id|>", 0},
+        {"llama3", "<|start_header_id|>user<|end_header_id|>\n\n",
+         "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>", 0},
+        {"chatml", "<|im_start|>user\n", "<|im_end|>\n<|im_start|>assistant\n", "<|im_end|>\n", 0},
+};
 
 struct tui_engine {
     pthread_t th;
@@ -57,12 +73,13 @@ struct tui_engine {
     bn_tokenizer *tok;
     bn_model_state *state;
     float *logits;
-    int fmt;
+    const chat_format *fmt;
+    int closed; /* the last reply ended with its own end (an end token, a line break) */
     int32_t *conv; /* the conversation's tokens; the first bn_model_state_pos are evaluated */
     size_t conv_n, conv_cap;
     hist_run *chat_run;
-    long long chat_turns, chat_prompt, chat_gen;
-    double chat_gen_s;
+    long long chat_turns, chat_prompt, chat_gen, chat_evals;
+    double chat_gen_s, chat_prompt_s;
 };
 
 /* ---- shared state helpers ------------------------------------------------------------- */
@@ -120,16 +137,21 @@ static void end_chat(tui_engine *e)
     if (e->chat_run) {
         cJSON *m = cJSON_CreateObject();
         cJSON_AddNumberToObject(m, "turns", (double)e->chat_turns);
+        cJSON_AddNumberToObject(m, "tokens", (double)e->chat_gen);
         cJSON_AddNumberToObject(m, "prompt_tokens", (double)e->chat_prompt);
-        cJSON_AddNumberToObject(m, "generated_tokens", (double)e->chat_gen);
-        cJSON_AddNumberToObject(m, "gen_tokens_per_s",
-                                e->chat_gen_s > 0 ? (double)e->chat_gen / e->chat_gen_s : 0);
+        cJSON_AddNumberToObject(m, "tokens_per_s",
+                                e->chat_gen_s > 0 ? (double)e->chat_evals / e->chat_gen_s : 0);
+        cJSON_AddNumberToObject(m, "prompt_tokens_per_s",
+                                e->chat_prompt_s > 0 ? (double)e->chat_prompt / e->chat_prompt_s : 0);
+        if (e->ctx) cJSON_AddNumberToObject(m, "threads", bn_ctx_n_threads(e->ctx));
+        if (e->fmt) cJSON_AddStringToObject(m, "format", e->fmt->name);
         hist_end_status(e->chat_run, BN_RUN_OK, m, NULL);
         e->chat_run = NULL;
     }
-    e->chat_turns = e->chat_prompt = e->chat_gen = 0;
-    e->chat_gen_s = 0;
+    e->chat_turns = e->chat_prompt = e->chat_gen = e->chat_evals = 0;
+    e->chat_gen_s = e->chat_prompt_s = 0;
     e->conv_n = 0;
+    e->closed = 1;
     if (e->state) bn_model_state_reset(e->state);
     pthread_mutex_lock(&e->mu);
     e->st.conv_id++;
@@ -152,19 +174,14 @@ static void free_model(tui_engine *e)
     pthread_mutex_unlock(&e->mu);
 }
 
-static int chat_format(const bn_tokenizer *tok)
+static const chat_format *format_for(const bn_tokenizer *tok)
 {
     const char *t = bn_tokenizer_chat_template(tok);
-    if (t && strstr(t, "<|start_header_id|>") &&
-        bn_tokenizer_find(tok, "<|eot_id|>", 10) != BN_TOKEN_NONE)
-        return FMT_LLAMA3;
-    if (t && strstr(t, "<|im_start|>") &&
-        bn_tokenizer_find(tok, "<|im_end|>", 10) != BN_TOKEN_NONE)
-        return FMT_CHATML;
-    return FMT_NONE;
+    if (t && strstr(t, "<|start_header_id|>")) return &formats[2];
+    if (t && strstr(t, "<|im_start|>")) return &formats[3];
+    if (t && strstr(t, "User: ") && strstr(t, "Assistant: ")) return &formats[1];
+    return &formats[0];
 }
-
-static const char *const fmt_names[] = {"plain", "llama-3", "chatml"};
 
 static void fill_info(tui_engine *e, const char *path, double load_s)
 {
@@ -175,7 +192,7 @@ static void fill_info(tui_engine *e, const char *path, double load_s)
     snprintf(mi.path, sizeof mi.path, "%s", path);
     snprintf(mi.arch, sizeof mi.arch, "%s", hp->arch);
     snprintf(mi.weight_type, sizeof mi.weight_type, "%s", bn_type_name(hp->weight_type));
-    snprintf(mi.chat_format, sizeof mi.chat_format, "%s", fmt_names[e->fmt]);
+    snprintf(mi.chat_format, sizeof mi.chat_format, "%s", e->fmt->name);
     mi.n_layer = hp->n_layer, mi.n_embd = hp->n_embd, mi.n_head = hp->n_head;
     mi.n_ff = hp->n_ff, mi.n_vocab = hp->n_vocab, mi.n_ctx_train = hp->n_ctx_train;
     mi.n_ctx = bn_model_state_n_ctx(e->state);
@@ -239,7 +256,7 @@ static void job_load(tui_engine *e, const char *path)
         free_model(e);
         return;
     }
-    e->fmt = chat_format(e->tok);
+    e->fmt = format_for(e->tok);
     fill_info(e, path, bn_time_now() - t0);
     const char *base = strrchr(path, '/');
     set_message(e, 1, "loaded %s in %.2f s", base ? base + 1 : path, bn_time_now() - t0);
@@ -297,9 +314,9 @@ static bn_sampler *make_sampler(tui_engine *e, const eng_sampling *s)
 }
 
 typedef struct gen_stats {
-    long long n_prompt, n_gen;
-    double prompt_s, gen_s;
-    const char *stop;
+    long long n_prompt, n_gen, n_evals;
+    double prompt_s, gen_s; /* the prompt's evaluation; the generated tokens' evaluations */
+    const char *stop;       /* "length", "eos", "line", "context", "cancelled" */
 } gen_stats;
 
 static void gen_progress(tui_engine *e, const gen_stats *g)
@@ -307,7 +324,7 @@ static void gen_progress(tui_engine *e, const gen_stats *g)
     pthread_mutex_lock(&e->mu);
     e->st.prompt_tokens = g->n_prompt, e->st.gen_tokens = g->n_gen;
     e->st.prompt_tps = g->prompt_s > 0 ? (double)g->n_prompt / g->prompt_s : 0;
-    e->st.gen_tps = g->gen_s > 0 && g->n_gen > 1 ? (double)(g->n_gen - 1) / g->gen_s : 0;
+    e->st.gen_tps = g->gen_s > 0 ? (double)g->n_evals / g->gen_s : 0;
     e->st.ctx_used = (long long)e->conv_n;
     snprintf(e->st.stop, sizeof e->st.stop, "%s", g->stop ? g->stop : "");
     e->st.seq++;
@@ -315,22 +332,31 @@ static void gen_progress(tui_engine *e, const gen_stats *g)
     wake(e, 0);
 }
 
+/* Streams the text of a piece. In a chat reply (chat set) the reply's leading blanks are
+ * dropped and, with a line-reply format, the text stops at a line break: returns 1 then. */
+static int emit_piece(tui_engine *e, const char *p, size_t len, int chat, long long *shown)
+{
+    size_t b = 0;
+    if (chat && *shown == 0)
+        while (b < len && strchr(" \t\r\n", p[b])) b++;
+    size_t end = b;
+    while (end < len && !(chat && e->fmt->line_reply && p[end] == '\n')) end++;
+    if (end > b) emit(e, p + b, end - b);
+    *shown += (long long)(end - b);
+    return end < len;
+}
+
 /* Evaluates the conversation's tokens not yet in the cache, then samples up to n_predict
- * tokens, streaming their text. 0, or -1 with the message set. */
-static int generate(tui_engine *e, const eng_sampling *sp, gen_stats *g)
+ * tokens, streaming their text (chat: as a reply, see emit_piece). The last token sampled
+ * (an end token included) stays in the conversation unevaluated: the next turn starts with
+ * it. 0, or -1 with the message set. */
+static int generate(tui_engine *e, const eng_sampling *sp, int chat, gen_stats *g)
 {
     const int64_t V = bn_model_n_vocab(e->model), n_ctx = bn_model_state_n_ctx(e->state);
     const int64_t pos = bn_model_state_pos(e->state);
     memset(g, 0, sizeof *g);
     g->n_prompt = (long long)e->conv_n - pos;
-    if ((int64_t)e->conv_n >= n_ctx) {
-        set_message(e, 0, "the conversation fills the context (%zu of %lld tokens): start a new "
-                          "one",
-                    e->conv_n, (long long)n_ctx);
-        e->conv_n = (size_t)pos;
-        return -1;
-    }
-    if (conv_reserve(e, e->conv_n + (size_t)sp->n_predict + 1)) {
+    if (conv_reserve(e, e->conv_n + (size_t)sp->n_predict + 2)) {
         set_message(e, 0, "out of memory");
         return -1;
     }
@@ -345,47 +371,57 @@ static int generate(tui_engine *e, const eng_sampling *sp, gen_stats *g)
     }
     g->prompt_s = bn_time_now() - t0;
     gen_progress(e, g);
-    double t_sample = bn_time_now(), t_first = 0;
-    long long n_sample = 0;
+    double t_sample = bn_time_now();
+    long long n_sample = 0, shown = 0;
     g->stop = "length";
-    while (g->n_gen < sp->n_predict) {
+    for (;;) {
         if (atomic_load(&e->cancel)) {
             g->stop = "cancelled";
             break;
         }
         const int32_t id = bn_sampler_sample(smp, e->logits, (int32_t)V);
-        if (id < 0 || bn_tokenizer_is_eog(e->tok, id)) {
+        if (id < 0) {
+            set_message(e, 0, "sampling failed: out of memory");
+            bn_sampler_free(smp);
+            return -1;
+        }
+        e->conv[e->conv_n++] = id; /* evaluated with the next token or the next turn */
+        if (bn_tokenizer_is_eog(e->tok, id)) {
             g->stop = "eos";
             break;
         }
         bn_sampler_accept(smp, id);
-        e->conv[e->conv_n++] = id;
         g->n_gen++;
         const bn_token_type ty = bn_tokenizer_token_type(e->tok, id);
         size_t len = 0;
         const char *p = ty == BN_TOKEN_TYPE_CONTROL || ty == BN_TOKEN_TYPE_UNUSED
                                 ? NULL
                                 : bn_tokenizer_piece(e->tok, id, &len);
-        if (p && len) emit(e, p, len);
+        const int line_end = p && len && emit_piece(e, p, len, chat, &shown);
         const double now = bn_time_now();
-        if (g->n_gen == 1) t_first = now;
         if (now - t_sample >= SAMPLE_EVERY) {
             push_tps(e, now, (double)(g->n_gen - n_sample) / (now - t_sample));
             t_sample = now, n_sample = g->n_gen;
         }
-        g->gen_s = now - t_first;
         gen_progress(e, g);
-        if (g->n_gen == sp->n_predict) break;
+        if (line_end) {
+            g->stop = "line";
+            break;
+        }
+        if (g->n_gen >= sp->n_predict) break;
         if ((int64_t)e->conv_n >= n_ctx) {
             g->stop = "context";
             break;
         }
+        t0 = bn_time_now();
         if (bn_model_eval(e->state, &e->conv[e->conv_n - 1], 1, (int64_t)e->conv_n - 1, 1,
                           e->logits) != BN_OK) {
             set_message(e, 0, "%s", bn_ctx_errmsg(e->ctx));
             bn_sampler_free(smp);
             return -1;
         }
+        g->gen_s += bn_time_now() - t0;
+        g->n_evals++;
     }
     bn_sampler_free(smp);
     const double now = bn_time_now();
@@ -403,52 +439,62 @@ static double per_s(long long n, double s)
     return s > 0 ? (double)n / s : 0;
 }
 
+/* Appends the tokens of a turn: what closes the previous reply, the message in the chat
+ * format and the opening of the reply. The message's own text is not searched for special
+ * tokens. 0, or -1 with the message set (the conversation unchanged). */
+static int add_turn(tui_engine *e, const char *text)
+{
+    const chat_format *f = e->fmt;
+    const size_t before = e->conv_n;
+    const unsigned bos = before == 0 && bn_tokenizer_add_bos(e->tok) ? BN_TOKENIZE_ADD_BOS : 0;
+    int rc = 0;
+    if (before && !e->closed) rc = conv_add_text(e, f->reply_end, BN_TOKENIZE_PARSE_SPECIAL);
+    rc = rc ? rc : conv_add_text(e, f->user_pre, BN_TOKENIZE_PARSE_SPECIAL | bos);
+    rc = rc ? rc : conv_add_text(e, text, 0);
+    rc = rc ? rc : conv_add_text(e, f->user_post, BN_TOKENIZE_PARSE_SPECIAL);
+    if (rc) e->conv_n = before;
+    return rc;
+}
+
 static void job_chat(tui_engine *e, const char *text, const eng_sampling *sp)
 {
     if (!e->model) {
         set_message(e, 0, "no model loaded");
         return;
     }
-    const size_t before = e->conv_n;
-    const unsigned sp_fl = BN_TOKENIZE_PARSE_SPECIAL | (before == 0 ? BN_TOKENIZE_ADD_SPECIAL : 0);
-    const unsigned raw_fl = before == 0 && e->fmt == FMT_NONE ? BN_TOKENIZE_ADD_SPECIAL : 0;
-    int rc = 0;
-    if (e->fmt == FMT_LLAMA3) {
-        rc = conv_add_text(e,
-                           before ? "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n"
-                                  : "<|start_header_id|>user<|end_header_id|>\n\n",
-                           sp_fl);
-        rc = rc ? rc : conv_add_text(e, text, 0);
-        rc = rc ? rc
-                : conv_add_text(e, "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
-                                BN_TOKENIZE_PARSE_SPECIAL);
-    } else if (e->fmt == FMT_CHATML) {
-        rc = conv_add_text(e, before ? "<|im_end|>\n<|im_start|>user\n" : "<|im_start|>user\n",
-                           sp_fl);
-        rc = rc ? rc : conv_add_text(e, text, 0);
-        rc = rc ? rc
-                : conv_add_text(e, "<|im_end|>\n<|im_start|>assistant\n",
-                                BN_TOKENIZE_PARSE_SPECIAL);
-    } else {
-        if (before) rc = conv_add_text(e, "\n", 0);
-        rc = rc ? rc : conv_add_text(e, text, raw_fl);
+    const int64_t n_ctx = bn_model_state_n_ctx(e->state);
+    if (add_turn(e, text)) return;
+    int restarted = 0;
+    if (bn_model_state_pos(e->state) > 0 && (int64_t)e->conv_n + 1 > n_ctx) {
+        /* as bitnet chat does: a turn that does not fit starts the conversation over */
+        e->conv_n = 0, e->closed = 1;
+        bn_model_state_reset(e->state);
+        pthread_mutex_lock(&e->mu);
+        e->st.conv_id++;
+        pthread_mutex_unlock(&e->mu);
+        restarted = 1;
+        if (add_turn(e, text)) return;
     }
-    if (rc) {
-        e->conv_n = before;
+    if ((int64_t)e->conv_n + 1 > n_ctx) {
+        set_message(e, 0, "the message of %zu tokens does not fit the context of %lld tokens",
+                    e->conv_n, (long long)n_ctx);
+        e->conv_n = 0;
+        bn_model_state_reset(e->state);
         return;
     }
     if (!e->chat_run) {
         cJSON *p = cJSON_CreateObject();
         cJSON_AddStringToObject(p, "source", "tui");
-        cJSON_AddStringToObject(p, "format", fmt_names[e->fmt]);
         e->chat_run = hist_begin("chat", e->st.model.path, p);
     }
     gen_stats g;
-    if (generate(e, sp, &g)) return;
+    if (generate(e, sp, 1, &g)) return;
+    e->closed = !strcmp(g.stop, "eos") || !strcmp(g.stop, "line");
     e->chat_turns++, e->chat_prompt += g.n_prompt, e->chat_gen += g.n_gen;
-    e->chat_gen_s += g.gen_s;
-    set_message(e, 1, "%lld tokens, %.1f tokens/s (stop: %s)", g.n_gen,
-                per_s(g.n_gen > 1 ? g.n_gen - 1 : 0, g.gen_s), g.stop);
+    e->chat_evals += g.n_evals, e->chat_gen_s += g.gen_s, e->chat_prompt_s += g.prompt_s;
+    set_message(e, 1, "%s%lld tokens, %.1f tokens/s (stop: %s)",
+                restarted ? "the context was full: started over; " : "", g.n_gen,
+                per_s(g.n_evals, g.gen_s), g.stop);
 }
 
 static void job_generate(tui_engine *e, const char *prompt, const eng_sampling *sp)
@@ -465,7 +511,7 @@ static void job_generate(tui_engine *e, const char *prompt, const eng_sampling *
     hist_run *h = hist_begin("generate", e->st.model.path, p);
     gen_stats g;
     if (conv_add_text(e, prompt, BN_TOKENIZE_ADD_SPECIAL | BN_TOKENIZE_PARSE_SPECIAL) ||
-        generate(e, sp, &g)) {
+        generate(e, sp, 0, &g)) {
         hist_end_status(h, BN_RUN_FAILED, NULL, e->st.message);
         return;
     }
@@ -473,13 +519,16 @@ static void job_generate(tui_engine *e, const char *prompt, const eng_sampling *
     cJSON_AddNumberToObject(m, "prompt_tokens", (double)g.n_prompt);
     cJSON_AddNumberToObject(m, "generated_tokens", (double)g.n_gen);
     cJSON_AddNumberToObject(m, "prompt_tokens_per_s", per_s(g.n_prompt, g.prompt_s));
-    cJSON_AddNumberToObject(m, "gen_tokens_per_s", per_s(g.n_gen > 1 ? g.n_gen - 1 : 0, g.gen_s));
+    cJSON_AddNumberToObject(m, "gen_tokens_per_s", per_s(g.n_evals, g.gen_s));
     cJSON_AddNumberToObject(m, "threads", bn_ctx_n_threads(e->ctx));
     cJSON_AddStringToObject(m, "kernels", bn_kernels_get()->name);
     cJSON_AddStringToObject(m, "stop_reason", g.stop);
     hist_end_status(h, strcmp(g.stop, "cancelled") ? BN_RUN_OK : BN_RUN_CANCELLED, m, NULL);
-    set_message(e, 1, "%lld tokens, %.1f tokens/s (stop: %s)", g.n_gen,
-                per_s(g.n_gen > 1 ? g.n_gen - 1 : 0, g.gen_s), g.stop);
+    set_message(e, 1, "%lld tokens, %.1f tokens/s (stop: %s)", g.n_gen, per_s(g.n_evals, g.gen_s),
+                g.stop);
+    e->closed = 1; /* a continuation, not a conversation: a chat starts afresh */
+    e->conv_n = 0;
+    bn_model_state_reset(e->state);
 }
 
 /* ---- benchmark ------------------------------------------------------------------------------- */
@@ -520,6 +569,45 @@ static int bench_rep(tui_engine *e, bn_model_state *st, const int32_t *toks, int
     }
     if (tg > 0) *tg_tps = tg / (bn_time_now() - t0);
     return 0;
+}
+
+static double sdev(const double *v, int n)
+{
+    double mean = 0, ss = 0;
+    for (int i = 0; i < n; i++) mean += v[i] / n;
+    for (int i = 0; i < n; i++) ss += (v[i] - mean) * (v[i] - mean);
+    return n > 1 ? sqrt(ss / (n - 1)) : 0;
+}
+
+static void add_result(cJSON *a, const char *kind, int n, int threads, double mean, double sd,
+                       int reps)
+{
+    cJSON *r = cJSON_CreateObject();
+    char test[32];
+    snprintf(test, sizeof test, "%s%d", kind, n);
+    cJSON_AddStringToObject(r, "test", test);
+    cJSON_AddNumberToObject(r, "n_prompt", kind[0] == 'p' ? n : 0);
+    cJSON_AddNumberToObject(r, "n_gen", kind[0] == 't' ? n : 0);
+    cJSON_AddNumberToObject(r, "threads", threads);
+    cJSON_AddNumberToObject(r, "tokens_per_s", mean);
+    cJSON_AddNumberToObject(r, "sd", sd);
+    cJSON_AddNumberToObject(r, "reps", reps);
+    cJSON_AddItemToArray(a, r);
+}
+
+/* The history metrics, in the shape `bitnet bench -m` records (suite "model"). */
+static cJSON *bench_metrics(tui_engine *e, int pp, int tg, int done, double sum_pp, double sum_tg)
+{
+    cJSON *m = cJSON_CreateObject();
+    const int threads = bn_ctx_n_threads(e->ctx);
+    cJSON_AddNumberToObject(m, "model_bytes", (double)bn_model_file_size(e->model));
+    cJSON_AddStringToObject(m, "kernels", bn_kernels_get()->name);
+    if (done && pp) cJSON_AddNumberToObject(m, "pp_tokens_per_s", sum_pp / done);
+    if (done && tg) cJSON_AddNumberToObject(m, "tg_tokens_per_s", sum_tg / done);
+    cJSON *a = cJSON_AddArrayToObject(m, "results");
+    if (done && pp) add_result(a, "pp", pp, threads, sum_pp / done, sdev(e->st.bench_pp_tps, done), done);
+    if (done && tg) add_result(a, "tg", tg, threads, sum_tg / done, sdev(e->st.bench_tg_tps, done), done);
+    return m;
 }
 
 static void job_bench(tui_engine *e, int pp, int tg, int reps)
@@ -572,14 +660,7 @@ static void job_bench(tui_engine *e, int pp, int tg, int reps)
     pthread_mutex_lock(&e->mu);
     e->st.tps_now = 0;
     pthread_mutex_unlock(&e->mu);
-    cJSON *m = cJSON_CreateObject();
-    if (done) {
-        cJSON_AddNumberToObject(m, "prompt_tokens_per_s", sum_pp / done);
-        cJSON_AddNumberToObject(m, "gen_tokens_per_s", sum_tg / done);
-    }
-    cJSON_AddNumberToObject(m, "reps_done", done);
-    cJSON_AddNumberToObject(m, "threads", bn_ctx_n_threads(e->ctx));
-    cJSON_AddStringToObject(m, "kernels", bn_kernels_get()->name);
+    cJSON *m = bench_metrics(e, pp, tg, done, sum_pp, sum_tg);
     if (rc < 0) {
         set_message(e, 0, "benchmark failed: %s",
                     toks && st ? bn_ctx_errmsg(e->ctx) : "out of memory");

@@ -36,6 +36,9 @@ void tui_run_summary(const bn_run *r, char *buf, size_t size)
     if (!m) return;
 #define NUM(k) cJSON_GetObjectItemCaseSensitive(m, k)
     const cJSON *pp = NUM("prompt_tokens_per_s"), *tg = NUM("gen_tokens_per_s");
+    if (!cJSON_IsNumber(tg)) tg = NUM("tg_tokens_per_s"); /* bench -m */
+    if (!cJSON_IsNumber(pp)) pp = NUM("pp_tokens_per_s");
+    if (!cJSON_IsNumber(tg)) tg = NUM("tokens_per_s"); /* chat */
     const cJSON *pass = NUM("pass"), *warn = NUM("warn"), *fail = NUM("fail");
     const cJSON *ppl = NUM("perplexity"), *loss = NUM("val_loss");
 #undef NUM

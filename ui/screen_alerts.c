@@ -1,67 +1,241 @@
-/* screen_alerts.c - screen 9: alert rules and their states. Evaluating rules arrives with
- * the monitoring and alerting feature; until then this screen says so and lists the rules
- * the config holds, as written there. */
+/* screen_alerts.c - screen 9: the alert rules of the config with the states `bitnet monitor`
+ * last recorded for them, and their recent transitions. The figures come from `bitnet
+ * alerts list --json` and `bitnet alerts history --json`, run as children (child.h), so the
+ * screen shows what the scripted mode reports. The dashboard's panel reads the same. */
 #include "tui.h"
 
 #include <cjson/cJSON.h>
+#include <curses.h>
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "bitnet/core.h"
+#include "child.h"
+
+#define TRANSITIONS "20"
+
+typedef struct alerts {
+    ui_child list, hist;
+    cJSON *rules; /* {"alerts": [...]} */
+    cJSON *trans; /* {"transitions": [...]} */
+    char err[256];
+    double started_at; /* the last refresh; 0: never */
+    int taken;         /* both documents of the last refresh taken in */
+    ui_list l;
+} alerts;
 
 static void *alerts_create(tui *t)
 {
     (void)t;
-    return calloc(1, 1);
+    alerts *a = calloc(1, sizeof *a);
+    if (!a) return NULL;
+    ui_child_init(&a->list);
+    ui_child_init(&a->hist);
+    a->taken = 1;
+    return a;
 }
 
 static void alerts_destroy(void *st)
 {
-    free(st);
+    alerts *a = st;
+    ui_child_release(&a->list);
+    ui_child_release(&a->hist);
+    cJSON_Delete(a->rules);
+    cJSON_Delete(a->trans);
+    free(a);
 }
 
-static const char *str_of(const cJSON *o, const char *k)
+static void wake_tui(void *t)
+{
+    tui_wake(t);
+}
+
+void tui_alerts_refresh(tui *t, double max_age)
+{
+    alerts *a = t->state[SCR_ALERTS];
+    const double now = bn_time_now();
+    if (!a->taken || (a->started_at && now - a->started_at < max_age)) return;
+    static const char *const list[] = {"alerts", "list", "--json", NULL};
+    static const char *const hist[] = {"alerts", "history", "-n", TRANSITIONS, "--json", NULL};
+    a->started_at = now, a->taken = 0;
+    ui_child_start(&a->list, list, wake_tui, t);
+    ui_child_start(&a->hist, hist, wake_tui, t);
+}
+
+static void alerts_tick(tui *t, void *st)
+{
+    alerts *a = st;
+    (void)t;
+    if (a->taken || ui_child_state_get(&a->list) != UI_CHILD_DONE ||
+        ui_child_state_get(&a->hist) != UI_CHILD_DONE)
+        return;
+    a->taken = 1;
+    cJSON *r = ui_child_take(&a->list), *h = ui_child_take(&a->hist);
+    ui_child_error(&a->list, a->err, sizeof a->err);
+    if (!a->err[0]) ui_child_error(&a->hist, a->err, sizeof a->err);
+    if (r) cJSON_Delete(a->rules), a->rules = r;
+    if (h) cJSON_Delete(a->trans), a->trans = h;
+}
+
+/* ---- shared with the dashboard ------------------------------------------------------------------ */
+
+static const char *jstr(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : "-";
+    return cJSON_IsString(v) ? v->valuestring : "";
 }
 
-static void alerts_draw(tui *t, void *st, int y, int x, int h, int w)
+static double jnum(const cJSON *o, const char *k)
 {
-    (void)st;
-    ui_box(y, x, h, w, "Alerts");
-    int r = y + 1;
-    static const char msg[] = "alerts: not available yet: rules are evaluated and their states "
-                              "shown once the monitoring and alerting feature lands";
-    r += ui_text_block(r, x + 2, 3, w - 4, crt_attr(CR_WARN), msg, sizeof msg - 1, 0) + 1;
-    if (!t->cfg) {
-        ui_printf(r, x + 2, w - 4, crt_attr(CR_FAIL), "config: %s", t->cfg_err);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+static int state_attr(const char *s)
+{
+    return !strcmp(s, "firing")    ? crt_attr(CR_FAIL)
+           : !strcmp(s, "pending") ? crt_attr(CR_WARN)
+           : !strcmp(s, "resolved") ? crt_attr(CR_OK)
+                                    : crt_attr(CR_DIM);
+}
+
+static void condition(const cJSON *r, char *buf, size_t size)
+{
+    char th[32];
+    snprintf(th, sizeof th, "%g", jnum(r, "threshold"));
+    const double f = jnum(r, "for_seconds");
+    if (f > 0)
+        snprintf(buf, size, "%s %s %s for %gs", jstr(r, "metric"), jstr(r, "op"), th, f);
+    else
+        snprintf(buf, size, "%s %s %s", jstr(r, "metric"), jstr(r, "op"), th);
+}
+
+/* One line a transition: "13:22:13 memory inactive > firing (2.5e10)". */
+static int draw_transition(int y, int x, int w, const cJSON *tr)
+{
+    char tm[32], val[32] = "no data";
+    ui_time((long long)jnum(tr, "at_ms"), tm, sizeof tm);
+    if (!isnan(jnum(tr, "value"))) bn_graph_fmt_num(jnum(tr, "value"), val, sizeof val);
+    int c = x;
+    if (w < 70) { /* the dashboard's panel: time, rule, new state */
+        c += ui_printf(y, c, w, crt_attr(CR_DIM), "%s ", tm);
+        c += ui_printf(y, c, x + w - c, 0, "%s > ", jstr(tr, "rule"));
+        return ui_text(y, c, x + w - c, state_attr(jstr(tr, "to")), jstr(tr, "to"));
+    }
+    c += ui_printf(y, c, w, crt_attr(CR_DIM), "%-16s ", tm);
+    c += ui_printf(y, c, x + w - c, 0, "%-16s %s > ", jstr(tr, "rule"), jstr(tr, "from"));
+    c += ui_text(y, c, x + w - c, state_attr(jstr(tr, "to")), jstr(tr, "to"));
+    return ui_printf(y, c, x + w - c, crt_attr(CR_DIM), "  value %s", val);
+}
+
+void tui_alerts_panel(tui *t, int y, int x, int h, int w)
+{
+    alerts *a = t->state[SCR_ALERTS];
+    tui_alerts_refresh(t, 15);
+    const cJSON *rules = cJSON_GetObjectItemCaseSensitive(a->rules, "alerts");
+    const cJSON *trans = cJSON_GetObjectItemCaseSensitive(a->trans, "transitions");
+    int r = y;
+    if (a->err[0] && !rules) {
+        ui_text(r, x, w, crt_attr(CR_WARN), a->err);
         return;
     }
-    const cJSON *rules = bn_config_get_json(t->cfg, "alerts");
+    if (!a->rules) {
+        ui_text(r, x, w, crt_attr(CR_DIM), "reading the alert rules ...");
+        return;
+    }
     const int n = cJSON_GetArraySize(rules);
-    ui_printf(r++, x + 2, w - 4, crt_attr(CR_TITLE), "Rules in %s: %d", bn_config_file(t->cfg), n);
     if (n == 0) {
-        ui_text(r, x + 2, w - 4, crt_attr(CR_DIM),
-                "none (the alerts key of bitnet-config(5) holds them)");
+        ui_text(r++, x, w, crt_attr(CR_DIM), "no alert rules (the config's alerts key)");
         return;
     }
-    ui_printf(r++, x + 2, w - 4, crt_attr(CR_DIM), "%-20s %-22s %-3s %10s %-8s %-9s %s", "name",
-              "metric", "op", "threshold", "for", "severity", "state");
+    int firing = 0, pending = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, rules)
     {
-        if (r >= y + h - 1) break;
-        const cJSON *th = cJSON_GetObjectItemCaseSensitive(it, "threshold");
-        char thr[32] = "-";
-        if (cJSON_IsNumber(th)) snprintf(thr, sizeof thr, "%g", th->valuedouble);
-        ui_printf(r++, x + 2, w - 4, 0, "%-20s %-22s %-3s %10s %-8s %-9s %s", str_of(it, "name"),
-                  str_of(it, "metric"), str_of(it, "op"), thr, str_of(it, "for"),
-                  str_of(it, "severity"), "not evaluated");
+        firing += !strcmp(jstr(it, "state"), "firing");
+        pending += !strcmp(jstr(it, "state"), "pending");
     }
+    ui_printf(r++, x, w, firing ? crt_attr(CR_FAIL) : pending ? crt_attr(CR_WARN) : crt_attr(CR_OK),
+              "%d rule%s: %d firing, %d pending", n, n == 1 ? "" : "s", firing, pending);
+    cJSON_ArrayForEach(it, rules)
+    {
+        if (r >= y + h) return;
+        const char *s = jstr(it, "state");
+        if (strcmp(s, "firing") && strcmp(s, "pending")) continue;
+        int c = x + ui_text(r, x, 9, state_attr(s), s);
+        ui_printf(r++, c + 1, w - (c + 1 - x), 0, "%s (%s)", jstr(it, "rule"), jstr(it, "severity"));
+    }
+    cJSON_ArrayForEach(it, trans)
+    {
+        if (r >= y + h) return;
+        draw_transition(r++, x, w, it);
+    }
+}
+
+/* ---- the screen ---------------------------------------------------------------------------------- */
+
+static void alerts_draw(tui *t, void *st, int y, int x, int h, int w)
+{
+    alerts *a = st;
+    tui_alerts_refresh(t, 5);
+    const cJSON *rules = cJSON_GetObjectItemCaseSensitive(a->rules, "alerts");
+    const cJSON *trans = cJSON_GetObjectItemCaseSensitive(a->trans, "transitions");
+    const int n = cJSON_GetArraySize(rules), nt = cJSON_GetArraySize(trans);
+    int top = n + 4 < h / 2 ? n + 4 : h / 2;
+    if (top < 5) top = 5;
+    char title[BN_CONFIG_PATH_MAX + 64];
+    snprintf(title, sizeof title, "Alert rules of %s",
+             t->cfg ? bn_config_file(t->cfg) : "the config");
+    ui_box(y, x, top, w, title);
+    int r = y + 1;
+    if (a->err[0]) ui_text(r++, x + 2, w - 4, crt_attr(CR_WARN), a->err);
+    if (!a->rules) {
+        ui_text(r, x + 2, w - 4, crt_attr(CR_DIM), "reading ...");
+    } else if (n == 0) {
+        ui_text(r, x + 2, w - 4, crt_attr(CR_DIM),
+                "no rules: the alerts key of the config holds them (bitnet-config(5))");
+    } else {
+        ui_printf(r++, x + 2, w - 4, crt_attr(CR_DIM), "%-9s %-20s %-17s %-9s %s", "state", "rule",
+                  "since", "severity", "condition");
+        ui_list_layout(&a->l, n, y + top - 1 - r);
+        for (int i = 0; i < a->l.h && a->l.top + i < n; i++) {
+            const cJSON *it = cJSON_GetArrayItem(rules, a->l.top + i);
+            char since[32] = "-", cond[600];
+            if (!isnan(jnum(it, "since_ms"))) ui_time((long long)jnum(it, "since_ms"), since, sizeof since);
+            condition(it, cond, sizeof cond);
+            const int row = r + i, sel = a->l.top + i == a->l.sel;
+            const int base = sel ? crt_attr(CR_SELECT) : 0;
+            ui_clear(row, x + 1, w - 2, base);
+            int c = x + 2;
+            c += ui_printf(row, c, 10, sel ? base : state_attr(jstr(it, "state")), "%-9s ",
+                           jstr(it, "state"));
+            ui_printf(row, c, x + w - 2 - c, base, "%-20.20s %-17s %-9s %s", jstr(it, "rule"), since,
+                      jstr(it, "severity"), cond);
+        }
+        ui_list_hits(&a->l, r, x + 1, w - 2);
+    }
+    ui_box(y + top, x, h - top, w, "Recent transitions (bitnet monitor records them)");
+    r = y + top + 1;
+    if (nt == 0) ui_text(r, x + 2, w - 4, crt_attr(CR_DIM), "none recorded");
+    for (int i = 0; i < nt && r < y + h - 1; i++) draw_transition(r++, x + 2, w - 4, cJSON_GetArrayItem(trans, i));
 }
 
 static int alerts_key(tui *t, void *st, int ch)
 {
-    (void)t, (void)st, (void)ch;
-    return 0;
+    alerts *a = st;
+    if (ch == 'r') {
+        a->started_at = 0;
+        tui_alerts_refresh(t, 0);
+        return 1;
+    }
+    return ui_list_key(&a->l, ch);
+}
+
+static void alerts_enter(tui *t, void *st)
+{
+    (void)st;
+    tui_alerts_refresh(t, 0);
 }
 
 const tui_screen scr_alerts = {
@@ -69,9 +243,15 @@ const tui_screen scr_alerts = {
         .id = "alerts",
         .letter = 'a',
         .fkey = 11,
-        .help = "\tthe alert rules of the config; their evaluation is not available yet",
+        .live = 1,
+        .help = "Up Down\tchoose a rule\n"
+                "r\tread the rules and transitions again (every 5 s anyway)\n"
+                "\tthe states are those bitnet monitor last recorded; the rules are the\n"
+                "\tconfig's alerts key; see bitnet alerts for tests and the whole history",
         .create = alerts_create,
         .destroy = alerts_destroy,
+        .enter = alerts_enter,
         .draw = alerts_draw,
         .key = alerts_key,
+        .tick = alerts_tick,
 };

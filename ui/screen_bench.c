@@ -156,16 +156,20 @@ static void draw_earlier(tui *t, bench *b, const eng_status *es, int y, int x, i
         const bn_run *run = &b->runs[b->list.top + r];
         char tm[32], vs[16] = "";
         ui_time(run->started_ms, tm, sizeof tm);
-        const double tg = tui_run_metric(run, "gen_tokens_per_s", NAN);
-        const double pp = tui_run_metric(run, "prompt_tokens_per_s", NAN);
+        const double tg = tui_run_metric(run, "tg_tokens_per_s", NAN);
+        const double pp = tui_run_metric(run, "pp_tokens_per_s", NAN);
         if (cur_tg > 0 && tg > 0) snprintf(vs, sizeof vs, "%+.0f%%", (cur_tg / tg - 1) * 100);
-        double ppn = NAN, tgn = NAN;
-        cJSON *p = run->params_json ? cJSON_Parse(run->params_json) : NULL;
-        const cJSON *a = cJSON_GetObjectItemCaseSensitive(p, "pp");
-        const cJSON *g = cJSON_GetObjectItemCaseSensitive(p, "tg");
-        if (cJSON_IsNumber(a)) ppn = a->valuedouble;
-        if (cJSON_IsNumber(g)) tgn = g->valuedouble;
-        cJSON_Delete(p);
+        double ppn = NAN, tgn = NAN; /* the sizes, from the results (bench -m's shape) */
+        cJSON *m = run->metrics_json ? cJSON_Parse(run->metrics_json) : NULL;
+        const cJSON *res;
+        cJSON_ArrayForEach(res, cJSON_GetObjectItemCaseSensitive(m, "results"))
+        {
+            const cJSON *np = cJSON_GetObjectItemCaseSensitive(res, "n_prompt");
+            const cJSON *ng = cJSON_GetObjectItemCaseSensitive(res, "n_gen");
+            if (cJSON_IsNumber(np) && np->valuedouble > 0) ppn = np->valuedouble;
+            if (cJSON_IsNumber(ng) && ng->valuedouble > 0) tgn = ng->valuedouble;
+        }
+        cJSON_Delete(m);
         const int sel = b->list.top + r == b->list.sel;
         ui_printf(y + 2 + r, x + 2, w - 4, sel ? crt_attr(CR_SELECT) : 0,
                   "%-16s %-6.6s %5.0f %5.0f %9.1f %9.1f  %-8s %s", tm, bn_run_status_str(run->status),
@@ -276,7 +280,8 @@ const tui_screen scr_bench = {
                 "x Esc\tstop it\n"
                 "PgUp PgDn\tscroll the earlier runs\n"
                 "\tpp: a batch of random prompt tokens; tg: tokens one at a time, as\n"
-                "\tin generation; each run is recorded in the history (bench, suite model)",
+                "\tin generation; each run is recorded in the history as bitnet bench -m\n"
+                "\trecords its runs (bench, suite model), and both are listed here",
         .create = bench_create,
         .destroy = bench_destroy,
         .enter = bench_enter,

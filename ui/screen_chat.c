@@ -262,9 +262,10 @@ static void chat_draw(tui *t, void *st, int y, int x, int h, int w)
     eng_status_get(t->eng, &es);
     char head[512];
     if (es.model.loaded)
-        snprintf(head, sizeof head, "Chat with %s (format: %s%s)", tui_base(es.model.path),
+        snprintf(head, sizeof head, "Chat with %s (format %s, %s)", tui_base(es.model.path),
                  es.model.chat_format,
-                 strcmp(es.model.chat_format, "plain") ? " template" : ": text is continued");
+                 strcmp(es.model.chat_format, "plain") ? "from the model's chat template"
+                                                       : "no chat template we know");
     else
         snprintf(head, sizeof head, "Chat: no model loaded (Models: F5)");
     ui_box(y, x, h - 3, w, head);
@@ -398,8 +399,9 @@ const tui_screen scr_chat = {
                 "Left Right - +\tchange it\n"
                 "n\ta new conversation\n"
                 "x\tstop the reply\n"
-                "\tthe llama-3 and chatml templates are applied when the model has one;\n"
-                "\tother models continue the text as it is",
+                "\tthe formats of bitnet chat: 2b4t, llama3 or chatml from the model's\n"
+                "\tchat template, else plain (User: / Assistant: lines); a turn that\n"
+                "\tdoes not fit the context starts the conversation over",
         .create = chat_create,
         .destroy = chat_destroy,
         .enter = chat_enter,

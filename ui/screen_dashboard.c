@@ -236,13 +236,10 @@ static void draw_recent(tui *t, dash *d, int y, int x, int h, int w)
     }
 }
 
-static void draw_alerts(int y, int x, int h, int w)
+static void draw_alerts(tui *t, int y, int x, int h, int w)
 {
     ui_box(y, x, h, w, "Alerts");
-    ui_text(y + 1, x + 2, w - 4, crt_attr(CR_WARN), "alerts: not available yet");
-    if (h > 3)
-        ui_text(y + 2, x + 2, w - 4, crt_attr(CR_DIM),
-                "rules and states arrive with alerting");
+    tui_alerts_panel(t, y + 1, x + 2, h - 2, w - 4);
 }
 
 static void dash_draw(tui *t, void *st, int y, int x, int h, int w)
@@ -264,9 +261,9 @@ static void dash_draw(tui *t, void *st, int y, int x, int h, int w)
     draw_cpu_mem(t, y + top, x, mid, w);
     draw_gpus(t, y + top + mid, x, gpu, w);
     if (rest >= 3) {
-        const int aw = w >= 100 ? w / 3 : w / 2;
+        const int aw = w >= 100 ? w * 2 / 5 : w / 2;
         draw_recent(t, d, y + top + mid + gpu, x, rest, w - aw);
-        draw_alerts(y + top + mid + gpu, x + w - aw, rest, aw);
+        draw_alerts(t, y + top + mid + gpu, x + w - aw, rest, aw);
     }
 }
 

@@ -6,44 +6,22 @@
 
 #include <cjson/cJSON.h>
 #include <curses.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <pthread.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "browser.h"
-
-extern char **environ;
+#include "child.h"
 
 #define FIRST_PROMPT "Once upon a time,"
 #define FIRST_N      32
 #define BENCH_PP     32
 #define BENCH_TG     16
-#define DOCTOR_MAX   (1 << 20)
 
 enum { ST_HW, ST_CHECKS, ST_MODEL, ST_GEN, ST_BENCH, ST_SAVE, ST_COUNT };
 static const char *const step_names[ST_COUNT] = {"Hardware", "Checks", "Model",
                                                  "First generation", "Benchmark", "Save"};
 
 enum { JOB_NONE, JOB_LOADING, JOB_RUNNING, JOB_DONE, JOB_FAILED };
-
-/* `bitnet doctor --json --quick` on a thread of its own */
-typedef struct doctor {
-    pthread_t th;
-    pthread_mutex_t mu;
-    int started, done, seen;
-    pid_t pid;
-    cJSON *doc;
-    char err[256];
-    tui *t;
-} doctor;
 
 typedef struct option {
     char label[64];
@@ -52,7 +30,10 @@ typedef struct option {
 
 typedef struct setup {
     int step;
-    doctor doc;
+    ui_child doctor; /* bitnet doctor --json --quick */
+    cJSON *checks_doc;
+    char checks_err[256];
+    int checks_seen; /* its end was taken in */
     ui_list checks;
     option opt[4];
     int n_opt;
@@ -72,86 +53,22 @@ typedef struct setup {
 
 /* ---- the doctor ---------------------------------------------------------------------------- */
 
-static void *doctor_main(void *arg)
+static void wake_tui(void *t)
 {
-    doctor *d = arg;
-    char exe[PATH_MAX], err[256] = "";
-    cJSON *doc = NULL;
-    int pfd[2] = {-1, -1};
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    char *out = malloc(DOCTOR_MAX + 1);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    if (n <= 0 || !out || pipe(pfd) != 0) {
-        snprintf(err, sizeof err, "cannot run bitnet doctor: %s", strerror(errno));
-        goto done;
-    }
-    exe[n] = '\0';
-    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, pfd[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addclose(&fa, pfd[0]);
-    posix_spawn_file_actions_addclose(&fa, pfd[1]);
-    char *argv[] = {exe, "doctor", "--json", "--quick", NULL};
-    pid_t pid;
-    int rc = posix_spawn(&pid, exe, &fa, NULL, argv, environ);
-    close(pfd[1]);
-    if (rc != 0) {
-        snprintf(err, sizeof err, "cannot run %.150s doctor: %s", exe, strerror(rc));
-        goto done;
-    }
-    pthread_mutex_lock(&d->mu);
-    d->pid = pid;
-    pthread_mutex_unlock(&d->mu);
-    size_t len = 0;
-    for (ssize_t r; len < DOCTOR_MAX && (r = read(pfd[0], out + len, DOCTOR_MAX - len)) != 0;) {
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) break;
-        len += (size_t)r;
-    }
-    out[len] = '\0';
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    doc = cJSON_Parse(out);
-    if (!cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(doc, "checks"))) {
-        snprintf(err, sizeof err, "bitnet doctor gave no report (exit status %d)",
-                 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-        cJSON_Delete(doc);
-        doc = NULL;
-    }
-done:
-    posix_spawn_file_actions_destroy(&fa);
-    if (pfd[0] >= 0) close(pfd[0]);
-    free(out);
-    pthread_mutex_lock(&d->mu);
-    d->doc = doc, d->done = 1, d->pid = 0;
-    snprintf(d->err, sizeof d->err, "%s", err);
-    pthread_mutex_unlock(&d->mu);
-    tui_wake(d->t);
-    return NULL;
+    tui_wake(t);
 }
 
-static void doctor_join(doctor *d)
+static void doctor_start(tui *t, setup *s)
 {
-    if (!d->started) return;
-    pthread_mutex_lock(&d->mu);
-    if (d->pid > 0) kill(d->pid, SIGTERM);
-    pthread_mutex_unlock(&d->mu);
-    pthread_join(d->th, NULL);
-    d->started = 0;
+    static const char *const args[] = {"doctor", "--json", "--quick", NULL};
+    cJSON_Delete(s->checks_doc);
+    s->checks_doc = NULL, s->checks_err[0] = '\0', s->checks_seen = 0;
+    ui_child_start(&s->doctor, args, wake_tui, t);
 }
 
-static void doctor_start(tui *t, doctor *d)
+static int doctor_done(setup *s)
 {
-    doctor_join(d);
-    cJSON_Delete(d->doc);
-    d->doc = NULL, d->done = 0, d->seen = 0, d->err[0] = '\0', d->t = t;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    d->started = pthread_create(&d->th, NULL, doctor_main, d) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (!d->started) d->done = 1, snprintf(d->err, sizeof d->err, "cannot start a thread");
+    return ui_child_state_get(&s->doctor) == UI_CHILD_DONE;
 }
 
 /* ---- create / destroy ----------------------------------------------------------------------- */
@@ -161,16 +78,15 @@ static void *setup_create(tui *t)
     (void)t;
     setup *s = calloc(1, sizeof *s);
     if (!s) return NULL;
-    pthread_mutex_init(&s->doc.mu, NULL);
+    ui_child_init(&s->doctor);
     return s;
 }
 
 static void setup_destroy(void *st)
 {
     setup *s = st;
-    doctor_join(&s->doc);
-    cJSON_Delete(s->doc.doc);
-    pthread_mutex_destroy(&s->doc.mu);
+    ui_child_release(&s->doctor);
+    cJSON_Delete(s->checks_doc);
     ui_browser_free(&s->br);
     free(s);
 }
@@ -251,13 +167,13 @@ static void save_config(tui *t, setup *s)
 /* Starts the work of the step entered, once. */
 static void enter_step(tui *t, setup *s)
 {
-    if (s->step == ST_CHECKS && !s->doc.started && !s->doc.done) doctor_start(t, &s->doc);
+    if (s->step == ST_CHECKS && ui_child_state_get(&s->doctor) == UI_CHILD_IDLE) doctor_start(t, s);
     if (s->step == ST_MODEL) fill_options(t, s);
     if (s->step == ST_GEN && s->gen_state == JOB_NONE) start_gen(t, s);
     if (s->step == ST_BENCH && s->bench_state == JOB_NONE) start_bench(t, s);
 }
 
-static int can_next(tui *t, const setup *s)
+static int can_next(tui *t, setup *s)
 {
     switch (s->step) {
     case ST_HW: {
@@ -266,7 +182,7 @@ static int can_next(tui *t, const setup *s)
         return ready;
     }
     case ST_CHECKS:
-        return s->doc.done;
+        return doctor_done(s);
     case ST_MODEL:
         return s->chosen[0] != '\0';
     case ST_GEN:
@@ -281,12 +197,14 @@ static int can_next(tui *t, const setup *s)
 static void setup_tick(tui *t, void *st)
 {
     setup *s = st;
-    pthread_mutex_lock(&s->doc.mu);
-    if (s->doc.done && !s->doc.seen) {
-        s->doc.seen = 1;
+    if (!s->checks_seen && doctor_done(s)) {
+        s->checks_seen = 1;
+        s->checks_doc = ui_child_take(&s->doctor);
+        ui_child_error(&s->doctor, s->checks_err, sizeof s->checks_err);
+        if (s->checks_doc && !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(s->checks_doc, "checks")))
+            snprintf(s->checks_err, sizeof s->checks_err, "bitnet doctor gave no report");
         t->hist_seq++; /* doctor recorded its run */
     }
-    pthread_mutex_unlock(&s->doc.mu);
     eng_status es;
     eng_status_get(t->eng, &es);
     if (s->gen_state == JOB_LOADING && es.job_id == s->gen_job && es.job == ENG_IDLE) {
@@ -345,14 +263,13 @@ static void draw_hw(tui *t, int y, int x, int h, int w)
 
 static void draw_checks(setup *s, int y, int x, int h, int w)
 {
-    pthread_mutex_lock(&s->doc.mu);
-    if (!s->doc.done) {
+    if (!s->checks_seen) {
         ui_text(y, x, w, crt_attr(CR_DIM), "running bitnet doctor --quick ...");
-    } else if (s->doc.err[0]) {
-        ui_text(y, x, w, crt_attr(CR_FAIL), s->doc.err);
+    } else if (s->checks_err[0]) {
+        ui_text(y, x, w, crt_attr(CR_FAIL), s->checks_err);
     } else {
-        const cJSON *checks = cJSON_GetObjectItemCaseSensitive(s->doc.doc, "checks");
-        const cJSON *sum = cJSON_GetObjectItemCaseSensitive(s->doc.doc, "summary");
+        const cJSON *checks = cJSON_GetObjectItemCaseSensitive(s->checks_doc, "checks");
+        const cJSON *sum = cJSON_GetObjectItemCaseSensitive(s->checks_doc, "summary");
         const int n = cJSON_GetArraySize(checks);
         ui_printf(y, x, w, crt_attr(CR_TITLE), "%d checks: %d pass, %d warn, %d fail (r: run again)", n,
                   cJSON_GetObjectItemCaseSensitive(sum, "pass") ? cJSON_GetObjectItemCaseSensitive(sum, "pass")->valueint : 0,
@@ -381,7 +298,6 @@ static void draw_checks(setup *s, int y, int x, int h, int w)
         }
         ui_list_hits(&s->checks, y + 1, x, w);
     }
-    pthread_mutex_unlock(&s->doc.mu);
 }
 
 static void draw_model_step(tui *t, setup *s, int y, int x, int h, int w)
@@ -595,7 +511,7 @@ static int setup_key(tui *t, void *st, int ch)
         return 1;
     }
     if (ch == 'r') {
-        if (s->step == ST_CHECKS && s->doc.done) doctor_start(t, &s->doc);
+        if (s->step == ST_CHECKS && doctor_done(s)) doctor_start(t, s);
         if (s->step == ST_GEN && (s->gen_state == JOB_DONE || s->gen_state == JOB_FAILED)) start_gen(t, s);
         if (s->step == ST_BENCH && s->bench_state != JOB_RUNNING) start_bench(t, s);
         return 1;

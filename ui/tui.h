@@ -61,7 +61,7 @@ struct tui {
     char cfg_err[BN_CONFIG_ERR_MAX];
     bn_db *db; /* the history, opened on demand (tui_db) */
     char db_err[512];
-    char bundled[BN_CONFIG_PATH_MAX]; /* the bundled default model, "" when none */
+    char bundled[BN_CONFIG_PATH_MAX + 256]; /* the bundled default model, "" when none */
     char bundled_dir[BN_CONFIG_PATH_MAX];
     const tui_screen *screens[SCR_COUNT];
     void *state[SCR_COUNT];
@@ -90,6 +90,11 @@ void tui_sampling(const tui *t, eng_sampling *sp, int n);
 const char *tui_base(const char *path);
 /* Wakes the UI from another thread (the screens' tick functions then run). */
 void tui_wake(tui *t);
+
+/* The alert rules and transitions (screen_alerts.c): read again with `bitnet alerts` when
+ * older than max_age seconds; a panel of them for the dashboard. */
+void tui_alerts_refresh(tui *t, double max_age);
+void tui_alerts_panel(tui *t, int y, int x, int h, int w);
 
 /* A run's metric as a number (def when absent), and a one-line summary of its metrics
  * ("45.1 tokens/s", "pp 120.3 / tg 45.1 tokens/s", "9 pass, 2 warn, 0 fail"). */

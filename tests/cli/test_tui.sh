@@ -18,7 +18,7 @@ BIN=$(cd "$(dirname "$BITNET")" && pwd)/$(basename "$BITNET")
 TM="tmux -L bitnet-test-$$ -f $TMP/tmux.conf"
 printf 'set -g default-terminal screen-256color\nset -g history-limit 0\n' >"$TMP/tmux.conf"
 trap '$TM kill-server 2>/dev/null; rm -rf "$TMP"' EXIT
-trap 'exit 1' INT TERM HUP
+trap 'exit 1' INT TERM HUP PIPE
 
 # start SESSION ARGS...: runs `bitnet tui ARGS` in a fresh 120x40 pane, then prints its status
 start() {
@@ -125,13 +125,19 @@ grep -q "F2 Dashboard" "$TMP/pane" && bad "the UI is still on the screen after q
 restored w "q"
 
 # ---- every screen, with the tiny model -----------------------------------------------------
+# two alert rules; bitnet monitor --once records the one that fires at once
+"$BIN" config set alerts '[{"name":"slow","metric":"gen_tokens_per_s","op":"<","threshold":5,"for":"5m"},
+  {"name":"memory","metric":"bitnet_host_memory_total_bytes","op":">","threshold":0,"for":"0s","severity":"info"}]' \
+    >/dev/null 2>&1 || bad "config set alerts"
+"$BIN" monitor --once --no-listen >/dev/null 2>&1 || bad "monitor --once"
 # (the inner sh leaves its pid, which bitnet keeps by exec, for the SIGTERM test below)
 $TM new-session -d -s s -x 120 -y 40 \
     "sh -c 'echo \$\$ >$TMP/pid; exec $BIN tui -m $TMP/m.gguf'; echo EXIT=\$?; sleep 600"
 wait_for s "Recent history" "the dashboard opens once configured"
 wait_for s "m.gguf: idle" "the model is loaded"
-grep -q "alerts: not available yet" "$TMP/pane" && ok "dashboard: alerts not available yet" \
-    || bad "dashboard alerts panel"
+wait_for s "2 rules: 1 firing, 0 pending" "dashboard: the alert rules and their states"
+grep -Eq "memory > +firing" "$TMP/pane" && ok "dashboard: the recent alert transition" \
+    || bad "dashboard alert transition"
 grep -Eq "no GPU detected|GPUs \\(NVML\\)" "$TMP/pane" && ok "dashboard: GPU panel" || bad "GPU panel"
 grep -q "generate  *ok" "$TMP/pane" && ok "dashboard: recent history shows the wizard's run" \
     || bad "dashboard history"
@@ -177,7 +183,10 @@ wait_for s "exported the runs shown to" "history: e exports"
 ls "$XDG_DATA_HOME"/bitnet/history-*.json >/dev/null 2>&1 && ok "history: the export file exists" \
     || bad "history export file"
 keys s a
-wait_for s "alerts: not available yet" "a: alerts"
+wait_for s "firing +memory " "a: the alerts screen, a firing rule"
+grep -Eq "inactive +slow .*gen_tokens_per_s < 5 for 300s" "$TMP/pane" && ok "alerts: an inactive rule" \
+    || bad "alerts: inactive rule"
+grep -Eq "memory +inactive > firing" "$TMP/pane" && ok "alerts: the transition" || bad "alerts transition"
 keys s F3
 wait_for s "Setup [0-9]/6" "F3: setup"
 keys s F1
