@@ -1,7 +1,8 @@
 # bitnet - top-level GNU Makefile.
 #
 #   make            the engine (libbitnet.a), the bitnet binary and the tests
-#   make run        installs missing packages, builds, runs the main job
+#   make run        installs missing packages, builds, opens the TUI (bitnet quickstart
+#                   when there is no terminal)
 #   make test       installs missing packages, builds, runs every test
 #   make bench      kernel benchmark (bitnet bench kernels), the monitor's CPU overhead
 #   make sanitize   ASan + UBSan build running the whole test suite
@@ -197,7 +198,8 @@ deps:
 run: deps
 	@$(MAKE) --no-print-directory all
 	$(BIN) --version
-	$(BIN) bench kernels --quick
+	@if [ -t 0 ] && [ -t 1 ] && [ -n "$$TERM" ] && [ "$$TERM" != dumb ]; then $(BIN) tui; \
+	else $(BIN) quickstart; fi
 
 test: deps
 	@$(MAKE) --no-print-directory test-only
