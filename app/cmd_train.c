@@ -66,7 +66,8 @@ void cmd_train_help(FILE *out)
             "  -o FILE            the GGUF to write\n"
             "  --type TYPE        i2_s (default), tq2_0, tq1_0, or f16 / f32 (unquantized)\n\n"
             "Bench: training speed (tokens/s) on random tokens, after one warm-up step, for\n"
-            "each thread count of -t (default 1,2); --steps (default 5), --vocab (default 2048).\n\n"
+            "each thread count of -t (default 1,2); --steps (default 5), --vocab (default "
+            "2048).\n\n"
             "Exit status: 0 ok, 1 failure, 2 usage error, 130 interrupted (checkpoint saved).\n");
 }
 
@@ -262,7 +263,8 @@ static int config_from_json(const char *path, bn_train_model_config *c)
     return rc;
 }
 
-/* ---- data -------------------------------------------------------------------------------------- */
+/* ---- data --------------------------------------------------------------------------------------
+ */
 
 /* The tokenizer: the given GGUF, or the byte-level one; its GGUF bytes in *gguf (free()). */
 static bn_bpe *load_tokenizer(bn_ctx *ctx, const train_opts *o, char **gguf, size_t *glen)
@@ -425,8 +427,7 @@ static int save(const train_opts *o, bn_trainer *tr, bn_ctx *ctx, const char *pa
 
 /* ---- the training run ------------------------------------------------------------------------ */
 
-static bn_trainer *make_trainer(const train_opts *o, bn_ctx *ctx, int32_t vocab,
-                                const char *ckpt)
+static bn_trainer *make_trainer(const train_opts *o, bn_ctx *ctx, int32_t vocab, const char *ckpt)
 {
     bn_trainer *tr = NULL;
     if (o->resume) {
@@ -477,8 +478,7 @@ static void print_start(const train_opts *o, bn_trainer *tr, size_t n_tokens, in
         printf("data: %zu tokens (%zu train, %zu validation); batch %d x %d; %lld steps; "
                "%d threads%s\n",
                n_tokens, bn_trainer_n_train_tokens(tr), bn_trainer_n_val_tokens(tr), hp->batch,
-               hp->seq_len, (long long)hp->steps, threads,
-               o->resume ? " (resumed)" : "");
+               hp->seq_len, (long long)hp->steps, threads, o->resume ? " (resumed)" : "");
         if (o->resume)
             printf("resuming at step %lld (model and hyper-parameters from the checkpoint)\n",
                    (long long)bn_trainer_step_count(tr));
@@ -657,7 +657,8 @@ done:
     return rc;
 }
 
-/* ---- export ------------------------------------------------------------------------------------ */
+/* ---- export ------------------------------------------------------------------------------------
+ */
 
 static int cmd_train_export(int argc, char **argv)
 {
@@ -680,7 +681,8 @@ static int cmd_train_export(int argc, char **argv)
         else
             return cli_usage_error("train export", "one checkpoint only ('%s')", a);
     }
-    if (!ckpt || !out) return cli_usage_error("train export", "CHECKPOINT and -o FILE are required");
+    if (!ckpt || !out)
+        return cli_usage_error("train export", "CHECKPOINT and -o FILE are required");
     const int type = bn_type_from_name(type_name);
     if (type != BN_TYPE_I2_S && type != BN_TYPE_TQ2_0 && type != BN_TYPE_TQ1_0 &&
         type != BN_TYPE_F16 && type != BN_TYPE_F32)
@@ -719,7 +721,8 @@ static int cmd_train_export(int argc, char **argv)
     return rc;
 }
 
-/* ---- bench --------------------------------------------------------------------------------------- */
+/* ---- bench
+ * --------------------------------------------------------------------------------------- */
 
 /* Tokens/s of n_steps training steps (after one warm-up step) with threads threads. */
 static int bench_one(const bn_train_model_config *c, const bn_train_hparams *hp, int threads,
@@ -811,9 +814,8 @@ static int cmd_train_bench(int argc, char **argv)
     hp.fp32 = fp32;
     cJSON *doc = json ? cJSON_CreateObject() : NULL, *arr = json ? cJSON_CreateArray() : NULL;
     if (!json)
-        printf("train bench: config %s (%zu parameters), batch %ld x %ld, %s, %ld steps\n",
-               config, bn_train_n_params(&c), batch, ctx_len, fp32 ? "f32" : "ternary (QAT)",
-               steps);
+        printf("train bench: config %s (%zu parameters), batch %ld x %ld, %s, %ld steps\n", config,
+               bn_train_n_params(&c), batch, ctx_len, fp32 ? "f32" : "ternary (QAT)", steps);
     for (int k = 0; k < n_threads; k++) {
         double tps;
         if (bench_one(&c, &hp, threads[k], (int)steps, &tps)) {

@@ -12,7 +12,8 @@
 #define GPT2_REGEX                                                                                 \
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 
-/* ---- growable buffers ------------------------------------------------------------------------- */
+/* ---- growable buffers -------------------------------------------------------------------------
+ */
 
 /* Makes room for need elements of size elem in *p (capacity *cap); 0 or -1. */
 static int grow(void *pp, size_t *cap, size_t need, size_t elem)
@@ -75,7 +76,8 @@ static uint64_t hash_u64(uint64_t x)
     return x;
 }
 
-/* ---- byte string -> int64 map (open addressing; keys in an arena) ----------------------------- */
+/* ---- byte string -> int64 map (open addressing; keys in an arena) -----------------------------
+ */
 
 typedef struct smap_slot {
     size_t off;
@@ -210,9 +212,9 @@ static void pmap_release(pmap *m)
 /* ---- the vocabulary ------------------------------------------------------------------------- */
 
 struct bn_bpe {
-    bytevec bytes;  /* token bytes, concatenated */
-    size_t *off;    /* n_tokens + 1 offsets into bytes */
-    int32_t *type;  /* token types (1 normal, 3 control, 4 user-defined, ...) */
+    bytevec bytes; /* token bytes, concatenated */
+    size_t *off;   /* n_tokens + 1 offsets into bytes */
+    int32_t *type; /* token types (1 normal, 3 control, 4 user-defined, ...) */
     int32_t n_tokens;
     size_t tok_cap, off_cap;
     int32_t (*merges)[3]; /* left, right, result */
@@ -328,9 +330,18 @@ static int add_merge(bn_bpe *b, int32_t l, int32_t r, int32_t res)
     return 0;
 }
 
-int32_t bn_bpe_n_vocab(const bn_bpe *b) { return b->n_tokens; }
-int32_t bn_bpe_n_merges(const bn_bpe *b) { return b->n_merges; }
-int32_t bn_bpe_eos(const bn_bpe *b) { return b->eos; }
+int32_t bn_bpe_n_vocab(const bn_bpe *b)
+{
+    return b->n_tokens;
+}
+int32_t bn_bpe_n_merges(const bn_bpe *b)
+{
+    return b->n_merges;
+}
+int32_t bn_bpe_eos(const bn_bpe *b)
+{
+    return b->eos;
+}
 
 const char *bn_bpe_token_bytes(const bn_bpe *b, int32_t id, size_t *len)
 {
@@ -410,8 +421,8 @@ static int split_special(const bn_bpe *b, const char *text, size_t len, word_fn 
 }
 
 typedef struct wordset {
-    int32_t *sym;   /* all words' symbols */
-    size_t *start;  /* word i: sym[start[i] .. start[i] + len[i]) */
+    int32_t *sym;  /* all words' symbols */
+    size_t *start; /* word i: sym[start[i] .. start[i] + len[i]) */
     uint32_t *len;
     int64_t *count;
     size_t n;
@@ -532,9 +543,8 @@ bn_status bn_bpe_train(bn_ctx *ctx, const char *const *texts, const size_t *lens
 {
     *out = NULL;
     if (p->vocab_size < 257 || p->vocab_size > BN_BPE_MAX_VOCAB || p->min_frequency < 1)
-        return bn_ctx_set_error(ctx, BN_ERR_INVALID,
-                                "vocabulary size %d out of range (257..%d)", p->vocab_size,
-                                BN_BPE_MAX_VOCAB);
+        return bn_ctx_set_error(ctx, BN_ERR_INVALID, "vocabulary size %d out of range (257..%d)",
+                                p->vocab_size, BN_BPE_MAX_VOCAB);
     bn_bpe *b;
     bn_status rc = bpe_new(ctx, &b);
     if (rc != BN_OK) return rc;
@@ -643,8 +653,8 @@ static int encode_word(void *arg, const char *w, size_t n)
 
 /* The next special token at or after pos (HIT_NONE: none). next[i] caches where special i
  * occurs next, so the text is scanned about once per special token. */
-static size_t next_special(const bn_bpe *b, const char *text, size_t len, size_t pos,
-                           size_t *next, int32_t *id, size_t *sl)
+static size_t next_special(const bn_bpe *b, const char *text, size_t len, size_t pos, size_t *next,
+                           int32_t *id, size_t *sl)
 {
     size_t best = HIT_NONE;
     for (size_t i = 0; i < b->specials.n; i++) {
@@ -771,7 +781,8 @@ static int unmap_bytes(const bn_bpe *bpe, const char *s, size_t n, bytevec *out)
     return 0;
 }
 
-/* ---- GGUF ------------------------------------------------------------------------------------- */
+/* ---- GGUF -------------------------------------------------------------------------------------
+ */
 
 bn_status bn_bpe_set_gguf_keys(const bn_bpe *b, bn_gguf_writer *w)
 {
@@ -808,8 +819,8 @@ bn_status bn_bpe_set_gguf_keys(const bn_bpe *b, bn_gguf_writer *w)
     rc = bn_gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
     if (rc == BN_OK) rc = bn_gguf_writer_set_str(w, "tokenizer.ggml.pre", "gpt-2");
     if (rc == BN_OK)
-        rc = bn_gguf_writer_set_arr_strn(w, "tokenizer.ggml.tokens", (const char *const *)tok,
-                                         tlen, nt);
+        rc = bn_gguf_writer_set_arr_strn(w, "tokenizer.ggml.tokens", (const char *const *)tok, tlen,
+                                         nt);
     if (rc == BN_OK)
         rc = bn_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", BN_GGUF_I32, b->type, nt);
     if (rc == BN_OK)
@@ -847,14 +858,16 @@ bn_status bn_bpe_write_gguf(bn_ctx *ctx, const bn_bpe *b, const char *path)
     return rc;
 }
 
-/* ---- loading ---------------------------------------------------------------------------------- */
+/* ---- loading ----------------------------------------------------------------------------------
+ */
 
 static bn_status load_tokens(bn_ctx *ctx, bn_bpe *b, const bn_gguf *g, int64_t kt)
 {
     const int64_t ktt = bn_gguf_find_key(g, "tokenizer.ggml.token_type");
     const uint64_t n = bn_gguf_arr_n(g, kt);
     if (n < 1 || n > BN_BPE_MAX_VOCAB)
-        return bn_ctx_set_error(ctx, BN_ERR_FORMAT, "tokenizer: %llu tokens", (unsigned long long)n);
+        return bn_ctx_set_error(ctx, BN_ERR_FORMAT, "tokenizer: %llu tokens",
+                                (unsigned long long)n);
     const int32_t *types = NULL;
     if (ktt >= 0) {
         if (bn_gguf_kv_type(g, ktt) != BN_GGUF_ARRAY || bn_gguf_arr_type(g, ktt) != BN_GGUF_I32 ||
@@ -871,8 +884,7 @@ static bn_status load_tokens(bn_ctx *ctx, bn_bpe *b, const bn_gguf *g, int64_t k
         if (type == 1 || type == 6) {
             type = 1;
             if (unmap_bytes(b, s, len, &v))
-                rc = bn_ctx_set_error(ctx, BN_ERR_FORMAT,
-                                      "token %llu is not in the GPT-2 byte map",
+                rc = bn_ctx_set_error(ctx, BN_ERR_FORMAT, "token %llu is not in the GPT-2 byte map",
                                       (unsigned long long)i);
             else if (add_token(b, v.p, v.n, 1))
                 rc = BN_ERR_NOMEM;
@@ -905,7 +917,8 @@ static bn_status load_merges(bn_ctx *ctx, bn_bpe *b, const bn_gguf *g, int64_t k
         }
         const int64_t *res = smap_get(&b->tokmap, l.p, l.n);
         if (!il || !ir || !res)
-            rc = bn_ctx_set_error(ctx, BN_ERR_FORMAT, "merge %llu names a token not in the vocabulary",
+            rc = bn_ctx_set_error(ctx, BN_ERR_FORMAT,
+                                  "merge %llu names a token not in the vocabulary",
                                   (unsigned long long)i);
         else if (add_merge(b, (int32_t)*il, (int32_t)*ir, (int32_t)*res))
             rc = bn_ctx_set_error(ctx, BN_ERR_NOMEM, "out of memory (merges)");

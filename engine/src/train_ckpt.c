@@ -16,9 +16,9 @@
 #error "checkpoints are written in host order, which must be little-endian"
 #endif
 
-#define CKPT_MAGIC "BNTRCKPT"
-#define CKPT_VERSION 1u
-#define CKPT_HEADER 184
+#define CKPT_MAGIC         "BNTRCKPT"
+#define CKPT_VERSION       1u
+#define CKPT_HEADER        184
 #define CKPT_MAX_TOKENIZER ((uint64_t)1 << 30)
 
 /* ---- the header ---------------------------------------------------------------------------- */
@@ -34,11 +34,26 @@ static void put(hbuf *h, const void *v, size_t n)
     memcpy(h->b + h->n, v, n);
     h->n += n;
 }
-static void put_u32(hbuf *h, uint32_t v) { put(h, &v, 4); }
-static void put_i32(hbuf *h, int32_t v) { put(h, &v, 4); }
-static void put_f32(hbuf *h, float v) { put(h, &v, 4); }
-static void put_u64(hbuf *h, uint64_t v) { put(h, &v, 8); }
-static void put_i64(hbuf *h, int64_t v) { put(h, &v, 8); }
+static void put_u32(hbuf *h, uint32_t v)
+{
+    put(h, &v, 4);
+}
+static void put_i32(hbuf *h, int32_t v)
+{
+    put(h, &v, 4);
+}
+static void put_f32(hbuf *h, float v)
+{
+    put(h, &v, 4);
+}
+static void put_u64(hbuf *h, uint64_t v)
+{
+    put(h, &v, 8);
+}
+static void put_i64(hbuf *h, int64_t v)
+{
+    put(h, &v, 8);
+}
 
 static void get(hbuf *h, void *v, size_t n)
 {
@@ -68,8 +83,8 @@ static void header_write(const bn_trainer *tr, hbuf *h)
     put_i32(h, p->seq_len);
     put_i64(h, p->steps);
     put_i64(h, p->warmup);
-    const float f[9] = {p->lr,  p->min_lr, p->weight_decay, p->beta1,   p->beta2,
-                        p->eps, p->grad_clip, p->val_frac,  p->init_std};
+    const float f[9] = {p->lr,  p->min_lr,    p->weight_decay, p->beta1,   p->beta2,
+                        p->eps, p->grad_clip, p->val_frac,     p->init_std};
     for (int i = 0; i < 9; i++) put_f32(h, f[i]);
     put_u64(h, p->seed);
     put_i64(h, tr->step);

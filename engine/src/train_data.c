@@ -19,8 +19,8 @@ bn_status bn_trainer_set_data(bn_trainer *tr, const int32_t *tokens, size_t n)
     for (size_t i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= tr->cfg.vocab_size)
             return bn_ctx_set_error(tr->ctx, BN_ERR_RANGE,
-                                    "token %d at %zu is outside the vocabulary (%d)", tokens[i],
-                                    i, tr->cfg.vocab_size);
+                                    "token %d at %zu is outside the vocabulary (%d)", tokens[i], i,
+                                    tr->cfg.vocab_size);
     const size_t n_val = (size_t)((double)n * tr->hp.val_frac);
     const size_t n_train = n - n_val;
     if (n_train < (size_t)T + 1)

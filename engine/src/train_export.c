@@ -62,18 +62,41 @@ static bn_status copy_scalar(bn_gguf_writer *w, const bn_gguf *g, int64_t i, con
         double f64;
     } v;
     switch (t) {
-    case BN_GGUF_U8: v.u8 = (uint8_t)bn_gguf_kv_u64(g, i); break;
-    case BN_GGUF_BOOL: v.u8 = bn_gguf_kv_u64(g, i) != 0; break;
-    case BN_GGUF_I8: v.i8 = (int8_t)bn_gguf_kv_i64(g, i); break;
-    case BN_GGUF_U16: v.u16 = (uint16_t)bn_gguf_kv_u64(g, i); break;
-    case BN_GGUF_I16: v.i16 = (int16_t)bn_gguf_kv_i64(g, i); break;
-    case BN_GGUF_U32: v.u32 = (uint32_t)bn_gguf_kv_u64(g, i); break;
-    case BN_GGUF_I32: v.i32 = (int32_t)bn_gguf_kv_i64(g, i); break;
-    case BN_GGUF_F32: v.f32 = (float)bn_gguf_kv_f64(g, i); break;
-    case BN_GGUF_U64: v.u64 = bn_gguf_kv_u64(g, i); break;
-    case BN_GGUF_I64: v.i64 = bn_gguf_kv_i64(g, i); break;
-    case BN_GGUF_F64: v.f64 = bn_gguf_kv_f64(g, i); break;
-    default: return BN_ERR_FORMAT;
+    case BN_GGUF_U8:
+        v.u8 = (uint8_t)bn_gguf_kv_u64(g, i);
+        break;
+    case BN_GGUF_BOOL:
+        v.u8 = bn_gguf_kv_u64(g, i) != 0;
+        break;
+    case BN_GGUF_I8:
+        v.i8 = (int8_t)bn_gguf_kv_i64(g, i);
+        break;
+    case BN_GGUF_U16:
+        v.u16 = (uint16_t)bn_gguf_kv_u64(g, i);
+        break;
+    case BN_GGUF_I16:
+        v.i16 = (int16_t)bn_gguf_kv_i64(g, i);
+        break;
+    case BN_GGUF_U32:
+        v.u32 = (uint32_t)bn_gguf_kv_u64(g, i);
+        break;
+    case BN_GGUF_I32:
+        v.i32 = (int32_t)bn_gguf_kv_i64(g, i);
+        break;
+    case BN_GGUF_F32:
+        v.f32 = (float)bn_gguf_kv_f64(g, i);
+        break;
+    case BN_GGUF_U64:
+        v.u64 = bn_gguf_kv_u64(g, i);
+        break;
+    case BN_GGUF_I64:
+        v.i64 = bn_gguf_kv_i64(g, i);
+        break;
+    case BN_GGUF_F64:
+        v.f64 = bn_gguf_kv_f64(g, i);
+        break;
+    default:
+        return BN_ERR_FORMAT;
     }
     return bn_gguf_writer_set_scalar(w, key, t, &v);
 }
@@ -206,11 +229,16 @@ static bn_status add_tensors(bn_trainer *tr, bn_gguf_writer *w, int type, bufs *
         int p;
         const char *name;
     } names[] = {
-            {BN__P_ATTN_NORM, "attn_norm"}, {BN__P_WQ, "attn_q"},
-            {BN__P_WK, "attn_k"},           {BN__P_WV, "attn_v"},
-            {BN__P_WO, "attn_output"},      {BN__P_ATTN_SUB, "attn_sub_norm"},
-            {BN__P_FFN_NORM, "ffn_norm"},   {BN__P_WG, "ffn_gate"},
-            {BN__P_WU, "ffn_up"},           {BN__P_WD, "ffn_down"},
+            {BN__P_ATTN_NORM, "attn_norm"},
+            {BN__P_WQ, "attn_q"},
+            {BN__P_WK, "attn_k"},
+            {BN__P_WV, "attn_v"},
+            {BN__P_WO, "attn_output"},
+            {BN__P_ATTN_SUB, "attn_sub_norm"},
+            {BN__P_FFN_NORM, "ffn_norm"},
+            {BN__P_WG, "ffn_gate"},
+            {BN__P_WU, "ffn_up"},
+            {BN__P_WD, "ffn_down"},
             {BN__P_FFN_SUB, "ffn_sub_norm"},
     };
     const bn__param_layout *lay = &tr->lay;

@@ -12,18 +12,17 @@
 #include "bitnet/cpu.h"
 #include "train_internal.h"
 
-#define MR BN__GEMM_MR
-#define NR BN__GEMM_NR
-#define KC BN__GEMM_KC
-#define MC BN__GEMM_MC
-#define NC BN__GEMM_NC
+#define MR        BN__GEMM_MR
+#define NR        BN__GEMM_NR
+#define KC        BN__GEMM_KC
+#define MC        BN__GEMM_MC
+#define NC        BN__GEMM_NC
 #define WS_FLOATS BN__GEMM_WS_FLOATS
 
 /* ---- the reference ------------------------------------------------------------------ */
 
-void bn__sgemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A,
-                   int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc,
-                   int accumulate)
+void bn__sgemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                   const float *B, int64_t ldb, float *C, int64_t ldc, int accumulate)
 {
     for (int64_t i = 0; i < M; i++) {
         for (int64_t j = 0; j < N; j++) {
@@ -40,8 +39,8 @@ void bn__sgemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, const float 
 
 /* ---- the generic micro-kernel (plain C the compiler can vectorize) -------------------- */
 
-void bn__gemm_ukernel_generic(int64_t kc, const float *pa, const float *pb, float *c,
-                              int64_t ldc, int add)
+void bn__gemm_ukernel_generic(int64_t kc, const float *pa, const float *pb, float *c, int64_t ldc,
+                              int add)
 {
     float acc[MR][NR];
     memset(acc, 0, sizeof acc);
@@ -139,8 +138,7 @@ typedef struct gemm_args {
 
 /* Rows i0..i0+mc of op(A), columns k0..k0+kc, into MR-row panels, zero padded. The loops
  * run along the stored rows (contiguous reads) and scatter into the panel. */
-static void pack_a(const gemm_args *g, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
-                   float *dst)
+static void pack_a(const gemm_args *g, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float *dst)
 {
     for (int64_t p = 0; p < mc; p += MR) {
         const int64_t rows = mc - p < MR ? mc - p : MR;
@@ -159,8 +157,7 @@ static void pack_a(const gemm_args *g, int64_t i0, int64_t mc, int64_t k0, int64
 }
 
 /* Rows k0..k0+kc of op(B), columns j0..j0+nc, into NR-column panels, zero padded. */
-static void pack_b(const gemm_args *g, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
-                   float *dst)
+static void pack_b(const gemm_args *g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float *dst)
 {
     for (int64_t q = 0; q < nc; q += NR) {
         const int64_t cols = nc - q < NR ? nc - q : NR;
@@ -202,8 +199,7 @@ static void macro_kernel(const gemm_args *g, bn__gemm_ukernel uk, int64_t i0, in
 }
 
 /* The product restricted to rows [m0, m1) and columns [n0, n1) of C. */
-static void gemm_region(const gemm_args *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
-                        int tid)
+static void gemm_region(const gemm_args *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int tid)
 {
     bn__gemm_ukernel uk = ukernel();
     float *pa = g->buf + (size_t)tid * WS_FLOATS;
@@ -252,9 +248,9 @@ void bn__sgemm(bn_threadpool *pool, bn__gemm_ws *ws, int ta, int tb, int64_t M, 
         bn_pool_parallel_for(pool, N, NR, gemm_task, &g);
 }
 
-void bn__sgemm_serial(float *buf, int ta, int tb, int64_t M, int64_t N, int64_t K,
-                      const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
-                      int64_t ldc, int accumulate)
+void bn__sgemm_serial(float *buf, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A,
+                      int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc,
+                      int accumulate)
 {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {

@@ -40,8 +40,8 @@ void bn__gemm_ws_release(bn__gemm_ws *ws);
  * MR-row panel stored k-major (MR floats per k) and pb an NR-column panel (NR per k). */
 typedef void (*bn__gemm_ukernel)(int64_t kc, const float *pa, const float *pb, float *c,
                                  int64_t ldc, int add);
-void bn__gemm_ukernel_generic(int64_t kc, const float *pa, const float *pb, float *c,
-                              int64_t ldc, int add);
+void bn__gemm_ukernel_generic(int64_t kc, const float *pa, const float *pb, float *c, int64_t ldc,
+                              int add);
 #if defined(__x86_64__) || defined(__i386__)
 void bn__gemm_ukernel_avx2(int64_t kc, const float *pa, const float *pb, float *c, int64_t ldc,
                            int add);
@@ -58,13 +58,12 @@ void bn__sgemm(bn_threadpool *pool, bn__gemm_ws *ws, int ta, int tb, int64_t M, 
                int64_t ldc, int accumulate);
 /* The same on the calling thread only, with one thread's packing buffer (from a task that
  * runs on the pool: buf = ws->buf + tid * BN__GEMM_WS_FLOATS). */
-void bn__sgemm_serial(float *buf, int ta, int tb, int64_t M, int64_t N, int64_t K,
-                      const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
-                      int64_t ldc, int accumulate);
+void bn__sgemm_serial(float *buf, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A,
+                      int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc,
+                      int accumulate);
 /* The specification: plain loops, double accumulation. */
-void bn__sgemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A,
-                   int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc,
-                   int accumulate);
+void bn__sgemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                   const float *B, int64_t ldb, float *C, int64_t ldc, int accumulate);
 
 /* ---- layers ------------------------------------------------------------------------------ */
 
@@ -78,8 +77,8 @@ void bn__rmsnorm_forward(bn_threadpool *pool, float *out, float *rstd, const flo
                          const float *w, int64_t BT, int C, float eps);
 /* dinp (BT,C) [+]= ..., dw (C) += sum over rows of dout * inp * rstd. */
 void bn__rmsnorm_backward(bn_threadpool *pool, float *dinp, float *dw, const float *dout,
-                          const float *inp, const float *w, const float *rstd, int64_t BT,
-                          int C, int acc_dinp);
+                          const float *inp, const float *w, const float *rstd, int64_t BT, int C,
+                          int acc_dinp);
 
 /* Per-token int8 fake quantization, in place: x (BT,C) rows -> round(x * s) / s. */
 void bn__actquant_forward(bn_threadpool *pool, float *x, int64_t BT, int C);
@@ -114,8 +113,8 @@ void bn__attention_forward(bn_threadpool *pool, bn__gemm_ws *ws, float *out, flo
 size_t bn__attention_scratch(int T);
 void bn__attention_backward(bn_threadpool *pool, bn__gemm_ws *ws, float *scratch, float *dq,
                             float *dk, float *dv, const float *dout, const float *att,
-                            const float *q, const float *k, const float *v, int B, int T,
-                            int NH, int NKV, int HD);
+                            const float *q, const float *k, const float *v, int B, int T, int NH,
+                            int NKV, int HD);
 
 /* out (n) = relu(gate)^2 * up. */
 void bn__relu2glu_forward(float *out, const float *gate, const float *up, int64_t n);
@@ -132,7 +131,6 @@ void bn__xent_backward(bn_threadpool *pool, float *logits, const int32_t *target
 /* ---- small helpers ---------------------------------------------------------------------- */
 uint64_t bn__fnv1a64(uint64_t h, const void *data, size_t n);
 #define BN__FNV_OFFSET 0xcbf29ce484222325ull
-
 
 /* ---- the trainer ---------------------------------------------------------------------------
  * Parameters lie in one allocation in this order, each tensor stacked over the layers where
@@ -177,19 +175,19 @@ float *bn__param(const bn__param_layout *lay, float *base, int p, int l);
 
 /* Activations saved by the forward pass for the backward pass, for one layer. */
 typedef struct bn__layer_acts {
-    float *res2;  /* (BT,C) residual after attention */
-    float *ln1;   /* (BT,C) attn_norm output, fake-quantized: the q/k/v input */
-    float *q;     /* (BT,C) after rope */
-    float *k;     /* (BT,KVD) after rope */
-    float *v;     /* (BT,KVD) */
-    float *att;   /* (B,NH,T,T) softmax probabilities */
-    float *atty;  /* (BT,C) attention output */
-    float *sub1;  /* (BT,C) attn_sub_norm output, fake-quantized: the o input */
-    float *ln2;   /* (BT,C) ffn_norm output, fake-quantized: the gate/up input */
-    float *gate;  /* (BT,F) */
-    float *up;    /* (BT,F) */
-    float *sub2;  /* (BT,F) ffn_sub_norm output, fake-quantized: the down input */
-    float *out;   /* (BT,C) layer output (the next layer's input) */
+    float *res2; /* (BT,C) residual after attention */
+    float *ln1;  /* (BT,C) attn_norm output, fake-quantized: the q/k/v input */
+    float *q;    /* (BT,C) after rope */
+    float *k;    /* (BT,KVD) after rope */
+    float *v;    /* (BT,KVD) */
+    float *att;  /* (B,NH,T,T) softmax probabilities */
+    float *atty; /* (BT,C) attention output */
+    float *sub1; /* (BT,C) attn_sub_norm output, fake-quantized: the o input */
+    float *ln2;  /* (BT,C) ffn_norm output, fake-quantized: the gate/up input */
+    float *gate; /* (BT,F) */
+    float *up;   /* (BT,F) */
+    float *sub2; /* (BT,F) ffn_sub_norm output, fake-quantized: the down input */
+    float *out;  /* (BT,C) layer output (the next layer's input) */
     float *rstd1, *rstd_s1, *rstd2, *rstd_s2; /* (BT) */
 } bn__layer_acts;
 

@@ -99,12 +99,19 @@ static void rmsnorm_bwd_w_task(void *arg, int64_t begin, int64_t end, int tid)
 }
 
 void bn__rmsnorm_backward(bn_threadpool *pool, float *dinp, float *dw, const float *dout,
-                          const float *inp, const float *w, const float *rstd, int64_t BT,
-                          int C, int acc_dinp)
+                          const float *inp, const float *w, const float *rstd, int64_t BT, int C,
+                          int acc_dinp)
 {
     // dout, inp, dinp are (BT,C); w, dw are (C); rstd is (BT)
-    norm_args a = {.dinp = dinp, .dw = dw, .inp = inp, .w = w, .dout = dout, .rstd_in = rstd,
-                   .BT = BT, .C = C, .acc = acc_dinp};
+    norm_args a = {.dinp = dinp,
+                   .dw = dw,
+                   .inp = inp,
+                   .w = w,
+                   .dout = dout,
+                   .rstd_in = rstd,
+                   .BT = BT,
+                   .C = C,
+                   .acc = acc_dinp};
     bn_pool_parallel_for(pool, BT, 16, rmsnorm_bwd_inp_task, &a);
     bn_pool_parallel_for(pool, C, 16, rmsnorm_bwd_w_task, &a);
 }
@@ -206,7 +213,10 @@ typedef struct attn_args {
     int B, T, NH, NKV, HD;
 } attn_args;
 
-size_t bn__attention_scratch(int T) { return (size_t)BN__ATT_BLK * (size_t)T; }
+size_t bn__attention_scratch(int T)
+{
+    return (size_t)BN__ATT_BLK * (size_t)T;
+}
 
 /* In place on rows [r0, r1) of P (row stride T), each row t over columns [0, n): scale,
  * causal mask (columns > t become 0), softmax. */
@@ -266,15 +276,24 @@ void bn__attention_forward(bn_threadpool *pool, bn__gemm_ws *ws, float *out, flo
 {
     // q, out are (B,T,NH,HD); k, v are (B,T,NKV,HD); att is (B,NH,T,T)
     BN_ASSERT(ws->n_threads >= (pool ? bn_pool_active(pool) : 1));
-    attn_args a = {.out = out, .att = att, .q = q, .k = k, .v = v, .ws = ws,
-                   .B = B, .T = T, .NH = NH, .NKV = NKV, .HD = HD};
+    attn_args a = {.out = out,
+                   .att = att,
+                   .q = q,
+                   .k = k,
+                   .v = v,
+                   .ws = ws,
+                   .B = B,
+                   .T = T,
+                   .NH = NH,
+                   .NKV = NKV,
+                   .HD = HD};
     bn_pool_parallel_for(pool, (int64_t)B * NKV, 1, attn_fwd_task, &a);
 }
 
 /* Backward of one block of query rows [r0, r1) of head h against keys [0, r1):
  * dP = dO V^T, dV += P^T dO, dS = P (dP - rowsum(P dP)) * scale, dQ = dS K, dK += dS^T Q. */
-static void attn_bwd_block(const attn_args *a, float *buf, float *dS, int b, int g, int h,
-                           int r0, int r1)
+static void attn_bwd_block(const attn_args *a, float *buf, float *dS, int b, int g, int h, int r0,
+                           int r1)
 {
     const int T = a->T, NH = a->NH, NKV = a->NKV, HD = a->HD, rows = r1 - r0;
     const int64_t qs = (int64_t)NH * HD, ks = (int64_t)NKV * HD;
@@ -323,14 +342,26 @@ static void attn_bwd_task(void *arg, int64_t begin, int64_t end, int tid)
 
 void bn__attention_backward(bn_threadpool *pool, bn__gemm_ws *ws, float *scratch, float *dq,
                             float *dk, float *dv, const float *dout, const float *att,
-                            const float *q, const float *k, const float *v, int B, int T,
-                            int NH, int NKV, int HD)
+                            const float *q, const float *k, const float *v, int B, int T, int NH,
+                            int NKV, int HD)
 {
     // dout, dq are (B,T,NH,HD); dk, dv are (B,T,NKV,HD); att is (B,NH,T,T)
     BN_ASSERT(ws->n_threads >= (pool ? bn_pool_active(pool) : 1));
-    attn_args a = {.dq = dq, .dk = dk, .dv = dv, .scratch = scratch, .q = q, .k = k, .v = v,
-                   .dout = dout, .att_in = att, .ws = ws,
-                   .B = B, .T = T, .NH = NH, .NKV = NKV, .HD = HD};
+    attn_args a = {.dq = dq,
+                   .dk = dk,
+                   .dv = dv,
+                   .scratch = scratch,
+                   .q = q,
+                   .k = k,
+                   .v = v,
+                   .dout = dout,
+                   .att_in = att,
+                   .ws = ws,
+                   .B = B,
+                   .T = T,
+                   .NH = NH,
+                   .NKV = NKV,
+                   .HD = HD};
     bn_pool_parallel_for(pool, (int64_t)B * NKV, 1, attn_bwd_task, &a);
 }
 

@@ -63,8 +63,8 @@ bn_status bn_train_config_check(bn_ctx *ctx, const bn_train_model_config *c)
           BN_TRAIN_MAX_DIM);
     CHECK(c->n_layer >= 1 && c->n_layer <= BN_TRAIN_MAX_LAYER, "n_layer %d out of range (1..%d)",
           c->n_layer, BN_TRAIN_MAX_LAYER);
-    CHECK(c->n_head >= 1 && c->dim % c->n_head == 0, "n_head %d does not divide dim %d",
-          c->n_head, c->dim);
+    CHECK(c->n_head >= 1 && c->dim % c->n_head == 0, "n_head %d does not divide dim %d", c->n_head,
+          c->dim);
     CHECK((c->dim / c->n_head) % 2 == 0, "head dim %d must be even (rope)", c->dim / c->n_head);
     CHECK(c->n_kv_head >= 1 && c->n_head % c->n_kv_head == 0,
           "n_kv_head %d does not divide n_head %d", c->n_kv_head, c->n_head);
@@ -260,8 +260,8 @@ bn_status bn__trainer_alloc(bn_ctx *ctx, const bn_train_model_config *cfg,
         if (!tr->att_scratch) rc = BN_ERR_NOMEM;
     }
     if (rc != BN_OK) {
-        rc = bn_ctx_set_error(ctx, rc, "out of memory (activations for batch %d x %d)",
-                              hp->batch, hp->seq_len);
+        rc = bn_ctx_set_error(ctx, rc, "out of memory (activations for batch %d x %d)", hp->batch,
+                              hp->seq_len);
         goto fail;
     }
     *out = tr;
@@ -327,8 +327,8 @@ void bn__trainer_init_weights(bn_trainer *tr)
     tr->rng = s;
 }
 
-bn_status bn_trainer_new(bn_ctx *ctx, const bn_train_model_config *cfg,
-                         const bn_train_hparams *hp, bn_trainer **out)
+bn_status bn_trainer_new(bn_ctx *ctx, const bn_train_model_config *cfg, const bn_train_hparams *hp,
+                         bn_trainer **out)
 {
     bn_status rc = bn__trainer_alloc(ctx, cfg, hp, out);
     if (rc == BN_OK) bn__trainer_init_weights(*out);
@@ -406,13 +406,13 @@ static void layer_forward(bn_trainer *tr, int l, const float *x, int B, int T)
     for (int64_t i = 0; i < BT * C; i++) a->out[i] += a->res2[i];
 }
 
-bn_status bn_trainer_forward(bn_trainer *tr, const int32_t *tokens, const int32_t *targets,
-                             int b, int t, float *loss, float *logits)
+bn_status bn_trainer_forward(bn_trainer *tr, const int32_t *tokens, const int32_t *targets, int b,
+                             int t, float *loss, float *logits)
 {
     const bn_train_model_config *c = &tr->cfg;
     if (b < 1 || b > tr->hp.batch || t < 1 || t > tr->hp.seq_len)
-        return bn_ctx_set_error(tr->ctx, BN_ERR_INVALID, "forward: %d x %d exceeds %d x %d", b,
-                                t, tr->hp.batch, tr->hp.seq_len);
+        return bn_ctx_set_error(tr->ctx, BN_ERR_INVALID, "forward: %d x %d exceeds %d x %d", b, t,
+                                tr->hp.batch, tr->hp.seq_len);
     const int64_t BT = (int64_t)b * t;
     for (int64_t i = 0; i < BT; i++)
         if (tokens[i] < 0 || tokens[i] >= c->vocab_size ||
@@ -433,8 +433,8 @@ bn_status bn_trainer_forward(bn_trainer *tr, const int32_t *tokens, const int32_
     // lnf = rmsnorm(x); logits (BT,V) = lnf @ wte^T (the tied LM head, not quantized)
     bn__rmsnorm_forward(tr->pool, tr->lnf, tr->rstdf, x, tr->params + tr->lay.off[BN__P_OUT_NORM],
                         BT, c->dim, c->norm_eps);
-    bn__matmul_forward(tr->pool, &tr->ws, tr->logits, tr->lnf,
-                       tr->params + tr->lay.off[BN__P_WTE], BT, c->dim, c->vocab_size);
+    bn__matmul_forward(tr->pool, &tr->ws, tr->logits, tr->lnf, tr->params + tr->lay.off[BN__P_WTE],
+                       BT, c->dim, c->vocab_size);
     if (logits) memcpy(logits, tr->logits, (size_t)BT * (size_t)c->vocab_size * sizeof(float));
     tr->last_b = b;
     tr->last_t = t;
@@ -482,8 +482,8 @@ static void layer_backward(bn_trainer *tr, int l, const float *x, int B, int T)
     // Attention. res2 = x + sub1 @ Wo^T: dsub1 = dres @ Wo, dWo += dres^T sub1
     bn__matmul_backward(pool, ws, tr->dsub1, bn__param(lay, G, BN__P_WO, l), tr->dres, a->sub1,
                         weight(tr, BN__P_WO, l), BT, C, C, 0);
-    bn__rmsnorm_backward(pool, tr->datty, bn__param(lay, G, BN__P_ATTN_SUB, l), tr->dsub1,
-                         a->atty, bn__param(lay, P, BN__P_ATTN_SUB, l), a->rstd_s1, BT, C, 0);
+    bn__rmsnorm_backward(pool, tr->datty, bn__param(lay, G, BN__P_ATTN_SUB, l), tr->dsub1, a->atty,
+                         bn__param(lay, P, BN__P_ATTN_SUB, l), a->rstd_s1, BT, C, 0);
     bn__attention_backward(pool, ws, tr->att_scratch, tr->dq, tr->dk, tr->dv, tr->datty, a->att,
                            a->q, a->k, a->v, B, T, NH, NKV, HD);
     bn__rope_backward(tr->dq, tr->rope_cos, tr->rope_sin, B, T, NH, HD);
@@ -619,8 +619,7 @@ bn_status bn_trainer_eval(bn_trainer *tr, int max_batches, double *loss, int64_t
                                 "no validation data (need more than %d held-out tokens)", T);
     double sum = 0.0;
     int64_t scored = 0;
-    for (int64_t w0 = 0, nb = 0; w0 < nw && (max_batches <= 0 || nb < max_batches);
-         w0 += B, nb++) {
+    for (int64_t w0 = 0, nb = 0; w0 < nw && (max_batches <= 0 || nb < max_batches); w0 += B, nb++) {
         const int b = (int)(nw - w0 < B ? nw - w0 : B);
         for (int i = 0; i < b; i++) {
             const int32_t *win = bn__data_val_window(tr, w0 + i);
@@ -641,11 +640,35 @@ bn_status bn_trainer_eval(bn_trainer *tr, int max_batches, double *loss, int64_t
 
 /* ---- inspection -------------------------------------------------------------------------- */
 
-const bn_train_model_config *bn_trainer_config(const bn_trainer *tr) { return &tr->cfg; }
-const bn_train_hparams *bn_trainer_hparams(const bn_trainer *tr) { return &tr->hp; }
-int64_t bn_trainer_step_count(const bn_trainer *tr) { return tr->step; }
-size_t bn_trainer_param_count(const bn_trainer *tr) { return tr->lay.total; }
-float *bn_trainer_params(bn_trainer *tr) { return tr->params; }
-float *bn_trainer_grads(bn_trainer *tr) { return tr->grads; }
-size_t bn_trainer_n_train_tokens(const bn_trainer *tr) { return tr->n_train; }
-size_t bn_trainer_n_val_tokens(const bn_trainer *tr) { return tr->n_tokens - tr->n_train; }
+const bn_train_model_config *bn_trainer_config(const bn_trainer *tr)
+{
+    return &tr->cfg;
+}
+const bn_train_hparams *bn_trainer_hparams(const bn_trainer *tr)
+{
+    return &tr->hp;
+}
+int64_t bn_trainer_step_count(const bn_trainer *tr)
+{
+    return tr->step;
+}
+size_t bn_trainer_param_count(const bn_trainer *tr)
+{
+    return tr->lay.total;
+}
+float *bn_trainer_params(bn_trainer *tr)
+{
+    return tr->params;
+}
+float *bn_trainer_grads(bn_trainer *tr)
+{
+    return tr->grads;
+}
+size_t bn_trainer_n_train_tokens(const bn_trainer *tr)
+{
+    return tr->n_train;
+}
+size_t bn_trainer_n_val_tokens(const bn_trainer *tr)
+{
+    return tr->n_tokens - tr->n_train;
+}

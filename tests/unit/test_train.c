@@ -125,8 +125,8 @@ static void check_grad(const char *what, const gcheck *g, float *x, size_t nx, c
     }
     const double tol = 5e-3 * maxana + 1e-4;
     if (getenv("BN_TEST_VERBOSE"))
-        fprintf(stderr, "  %s: max |num - ana| %.3g, max |ana| %.3g (h %g)\n", what, maxerr,
-                maxana, (double)h);
+        fprintf(stderr, "  %s: max |num - ana| %.3g, max |ana| %.3g (h %g)\n", what, maxerr, maxana,
+                (double)h);
     if (maxerr > tol)
         fprintf(stderr, "%s: max error %.3g at %zu (analytic %.6g) > tol %.3g\n", what, maxerr,
                 worst, ana[worst], tol);
@@ -163,7 +163,7 @@ static void gemm_case(bn_threadpool *pool, bn__gemm_ws *ws, int ta, int tb, int 
 static void test_gemm_vs_ref(void **state)
 {
     (void)state;
-    static const int shapes[][3] = {{1, 1, 1},   {5, 7, 3},    {6, 16, 8},   {13, 33, 300},
+    static const int shapes[][3] = {{1, 1, 1},   {5, 7, 3},    {6, 16, 8},    {13, 33, 300},
                                     {97, 17, 5}, {7, 1030, 9}, {130, 40, 257}};
     const char *variants[] = {"generic", "avx2"};
     bn_threadpool *pool;
@@ -317,8 +317,12 @@ static void grad_attention(int T)
     bn__gemm_ws ws;
     assert_int_equal(bn__gemm_ws_init(&ws, 2), BN_OK);
     const size_t nq = (size_t)GB * T * GNH * GHD, nk = (size_t)GB * T * GNKV * GHD;
-    attn_arg a = {rand_vec(nq, 1.5f), rand_vec(nk, 1.5f), rand_vec(nk, 1.0f),
-                  zeros((size_t)GB * GNH * T * T), &ws, T};
+    attn_arg a = {rand_vec(nq, 1.5f),
+                  rand_vec(nk, 1.5f),
+                  rand_vec(nk, 1.0f),
+                  zeros((size_t)GB * GNH * T * T),
+                  &ws,
+                  T};
     float *out = zeros(nq), *R = rand_vec(nq, 1.0f), *out2 = zeros(nq);
     float *dq = zeros(nq), *dk = zeros(nk), *dv = zeros(nk);
     float *scratch = zeros(2 * bn__attention_scratch(T));
@@ -515,7 +519,8 @@ static void test_grad_model(void **state)
     bn_ctx_free(ctx);
 }
 
-/* ---- training ---------------------------------------------------------------------------------- */
+/* ---- training ----------------------------------------------------------------------------------
+ */
 
 /* A learnable stream: a fixed random successor table over V tokens (each token has one
  * likely successor and three rarer ones), drawn with a fixed seed. */
@@ -775,7 +780,6 @@ static void test_config_checks(void **state)
     assert_int_equal(bn_train_n_params(&c), want);
 }
 
-
 /* ---- BPE tokenizer training ------------------------------------------------------------------ */
 
 static const char k_sennrich[] = "low low low low low lower lower newest newest newest newest "
@@ -932,8 +936,7 @@ static void test_bpe_deterministic_roundtrip(void **state)
     assert_int_equal(bn_tokenizer_n_vocab(tok), bn_bpe_n_vocab(a));
     int32_t *it;
     size_t nt;
-    assert_int_equal(bn_tokenizer_encode_alloc(tok, k_story, strlen(k_story), 0, &it, &nt),
-                     BN_OK);
+    assert_int_equal(bn_tokenizer_encode_alloc(tok, k_story, strlen(k_story), 0, &it, &nt), BN_OK);
     bn_free(ia);
     assert_int_equal(bn_bpe_encode(a, k_story, strlen(k_story), 0, &ia, &na), BN_OK);
     assert_int_equal(nt, na);

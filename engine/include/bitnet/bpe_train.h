@@ -81,8 +81,7 @@ bn_status bn_bpe_merge(const bn_bpe *bpe, int32_t r, int32_t *left, int32_t *rig
 bn_status bn_bpe_encode(const bn_bpe *bpe, const char *text, size_t len, int parse_special,
                         int32_t **ids, size_t *n);
 /* Concatenates the tokens' bytes into a NUL-terminated buffer (bn_free); len may be NULL. */
-bn_status bn_bpe_decode(const bn_bpe *bpe, const int32_t *ids, size_t n, char **out,
-                        size_t *len);
+bn_status bn_bpe_decode(const bn_bpe *bpe, const int32_t *ids, size_t n, char **out, size_t *len);
 
 bn_status bn_bpe_write_gguf(bn_ctx *ctx, const bn_bpe *bpe, const char *path);
 /* The same keys on a writer (to combine with other metadata). */

@@ -12,10 +12,9 @@
  *     bn_trainer *tr;
  *     if (bn_trainer_new(ctx, &cfg, &hp, &tr) != BN_OK) { ... bn_ctx_errmsg(ctx) ... }
  *     bn_trainer_set_tokenizer(tr, tok_gguf_bytes, tok_gguf_len);  // copied into exports
- *     bn_trainer_set_data(tr, tokens, n_tokens);                     // copied; last val_frac held out
- *     while (bn_trainer_step_count(tr) < hp.steps) {
- *         bn_train_stats st;
- *         bn_trainer_step(tr, &st);                    // one AdamW step on one batch
+ *     bn_trainer_set_data(tr, tokens, n_tokens);                     // copied; last val_frac held
+ * out while (bn_trainer_step_count(tr) < hp.steps) { bn_train_stats st; bn_trainer_step(tr, &st);
+ * // one AdamW step on one batch
  *     }
  *     double vloss;
  *     bn_trainer_eval(tr, 8, &vloss, NULL);            // validation loss; perplexity = exp(vloss)
@@ -100,9 +99,9 @@ typedef struct bn_train_hparams {
     float min_lr;       /* learning rate at the end of the cosine */
     float weight_decay; /* AdamW decay, on matrices (embedding and BitLinear weights) only */
     float beta1, beta2, eps;
-    float grad_clip;    /* clip the global gradient norm to this (0: no clipping) */
-    float val_frac;     /* fraction of the tokens (the last ones) held out for validation */
-    float init_std;     /* std of the normal initialisation of matrices */
+    float grad_clip; /* clip the global gradient norm to this (0: no clipping) */
+    float val_frac;  /* fraction of the tokens (the last ones) held out for validation */
+    float init_std;  /* std of the normal initialisation of matrices */
     uint64_t seed;
     int fp32; /* 1: no fake quantization (the f32 twin) */
 } bn_train_hparams;
@@ -123,8 +122,8 @@ size_t bn_train_n_params(const bn_train_model_config *c);
 
 typedef struct bn_trainer bn_trainer;
 
-bn_status bn_trainer_new(bn_ctx *ctx, const bn_train_model_config *cfg,
-                         const bn_train_hparams *hp, bn_trainer **out);
+bn_status bn_trainer_new(bn_ctx *ctx, const bn_train_model_config *cfg, const bn_train_hparams *hp,
+                         bn_trainer **out);
 void bn_trainer_free(bn_trainer *tr); /* NULL is fine */
 
 /* Copies n tokens (each < vocab_size); the last val_frac of them are the validation split.
@@ -177,8 +176,8 @@ size_t bn_trainer_n_val_tokens(const bn_trainer *tr);
 /* Forward pass on b sequences of t tokens (b <= batch, t <= seq_len), quantized unless
  * fp32. With targets (b * t ids), *loss gets the mean cross-entropy; logits (may be NULL)
  * gets b * t * vocab_size values. */
-bn_status bn_trainer_forward(bn_trainer *tr, const int32_t *tokens, const int32_t *targets,
-                             int b, int t, float *loss, float *logits);
+bn_status bn_trainer_forward(bn_trainer *tr, const int32_t *tokens, const int32_t *targets, int b,
+                             int t, float *loss, float *logits);
 /* Gradients of the mean loss of the last forward (which had targets) into the grads. */
 bn_status bn_trainer_backward(bn_trainer *tr);
 
