@@ -75,6 +75,7 @@ typedef struct conv {
     float *ref_logits;
     cv_calib calib;
     cJSON *report, *warnings;
+    useconds_t throttle_us;
 } conv;
 
 static int plan_add(conv *c, const char *name, const char *src, int kind, int type, int64_t cols,
@@ -296,6 +297,7 @@ static int fill(conv *c, char *err, size_t errsz)
             else done += (size_t)k;
         }
         c->done_bytes += it->size;
+        if (c->throttle_us) usleep(c->throttle_us); /* BITNET_CONVERT_THROTTLE_MS (tests) */
     }
     if (rc == 0) rc = report_progress(c, "writing") ? -2 : 0;
     if (rc == 0 && fsync(fd) != 0) rc = fail(err, errsz, "%s: fsync: %s", c->tmp, strerror(errno));
@@ -589,6 +591,9 @@ int cv_convert(const cv_opts *o, cJSON **report, char *err, size_t errsz)
     *report = NULL;
     err[0] = '\0';
     c.t0 = bn_time_now();
+    const char *thr = getenv("BITNET_CONVERT_THROTTLE_MS");
+    long ms = thr ? strtol(thr, NULL, 10) : 0;
+    if (ms > 0 && ms <= 10000) c.throttle_us = (useconds_t)ms * 1000;
     c.report = cJSON_CreateObject();
     c.warnings = cJSON_CreateArray();
     bn_ctx_params cp = {.n_threads = o->threads};

@@ -227,6 +227,7 @@ int cv_tokenizer(bn_ctx *ctx, const cv_source *s, bn_gguf_writer *w, bn_tokenize
                          &v, err, errsz);
     int32_t bos = s->hp.bos_id, eos = s->hp.eos_id, add_bos = -1;
     const char *chat = NULL;
+    char *chat_owned = NULL;
     if (rc == 0) {
         int32_t b = find_id(&v, special_text(tc, "bos_token"));
         int32_t e = find_id(&v, special_text(tc, "eos_token"));
@@ -236,6 +237,16 @@ int cv_tokenizer(bn_ctx *ctx, const cv_source *s, bn_gguf_writer *w, bn_tokenize
         if (cJSON_IsBool(ab)) add_bos = cJSON_IsTrue(ab);
         const cJSON *ct = cJSON_GetObjectItemCaseSensitive(tc, "chat_template");
         if (cJSON_IsString(ct)) chat = ct->valuestring;
+        if (!chat) { /* transformers 5 writes it to chat_template.jinja */
+            char path[4200];
+            snprintf(path, sizeof path, "%s/chat_template.jinja", s->dir);
+            FILE *f = fopen(path, "rb");
+            size_t len;
+            if (f) {
+                fclose(f);
+                chat = chat_owned = mc_read_file(path, &len);
+            }
+        }
         if (add_bos < 0) { /* a TemplateProcessing that starts with a special token */
             const cJSON *single = cJSON_GetObjectItemCaseSensitive(
                     cJSON_GetObjectItemCaseSensitive(tj, "post_processor"), "single");
@@ -284,6 +295,7 @@ int cv_tokenizer(bn_ctx *ctx, const cv_source *s, bn_gguf_writer *w, bn_tokenize
             *kind = "gpt2";
     }
     vocab_release(&v);
+    free(chat_owned);
     cJSON_Delete(tj);
     cJSON_Delete(tc);
     return rc;

@@ -84,7 +84,7 @@ def batches(ids, seq, bs, steps, seed):
         yield x, y
 
 
-def train(model, ids, steps, lr=3e-3, seq=64, bs=16, seed=1):
+def train(model, ids, steps, lr=3e-3, seq=48, bs=8, seed=1):
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     model.train()
@@ -96,8 +96,8 @@ def train(model, ids, steps, lr=3e-3, seq=64, bs=16, seed=1):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        if step % 100 == 0 or step == steps - 1:
-            print(f"  step {step:4d} loss {loss.item():.3f}")
+        if step % 50 == 0 or step == steps - 1:
+            print(f"  step {step:4d} loss {loss.item():.3f}", flush=True)
     model.eval()
     return loss.item()
 
@@ -160,7 +160,7 @@ def bitnet(tok, ids, ref):
     model = transformers.BitNetForCausalLM(cfg)
     make_qat(model)
     print("bitnet (QAT):")
-    train(model, ids, 400, lr=4e-3)
+    train(model, ids, 200, lr=4e-3)
     want_ids, want_top, want_logits = top5(model, tok)
     sd = {}
     for k, v in model.state_dict().items():
@@ -200,7 +200,7 @@ def llama(tok, ids, ref):
     torch.manual_seed(3)
     model = transformers.LlamaForCausalLM(cfg)
     print("llama (f32):")
-    train(model, ids, 400)
+    train(model, ids, 200)
     p, top, _ = top5(model, tok)
     ref["llama"] = {"prompt_ids": p, "top5": top}
     # sharded safetensors, F16
