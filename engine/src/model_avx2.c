@@ -1,17 +1,24 @@
 /*
- * model_avx2.c - the LM head's Q8_0 matrix-vector product with AVX2 + FMA + F16C
- * (compiled with -mavx2 -mfma -mf16c; called only when the CPU has them).
+ * model_avx2.c - the forward pass's AVX2 + FMA + F16C twins (compiled with -mavx2 -mfma
+ * -mf16c; called only when the CPU has them): the LM head's Q8_0 matrix-vector product,
+ * the activation quantizer, RMSNorm, the FFN activation, f16 stores and attention.
  *
- * Four rows at a time share each block of the activations. The products use the sign
+ * Head: four rows at a time share each block of the activations. The products use the sign
  * trick of ggml: |x| (unsigned) times w carrying the sign of x, through maddubs; both
  * sides lie in [-127, 127] (the loader clamps the weights, the activation quantizer never
  * makes -128), so a pair of products, at most 2 * 127 * 127, fits an int16.
  */
 #include <immintrin.h>
+#include <math.h>
+#include <string.h>
 
 #include "model_internal.h"
 
-#define ROWS 4
+#define ROWS   4
+#define INLINE static inline __attribute__((always_inline))
+/* Unrolls a loop over the queries of an attention block (a constant count), so that
+ * their accumulators live in registers. */
+#define UNROLL _Pragma("GCC unroll 8")
 
 static inline float hsum(__m256 v)
 {
@@ -108,5 +115,234 @@ void bn__model_q8_0_row_avx2(const float *x, bn_block_q8_0 *y, int64_t n)
         const __m256i p16 =
                 _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
         _mm256_storeu_si256((__m256i *)y[b].qs, _mm256_permutevar8x32_epi32(p16, order));
+    }
+}
+
+/* ---- the activation quantizer, RMSNorm, the FFN activation, f16 stores -------------- */
+
+float bn__model_quantize_act_avx2(const float *x, int64_t n, int8_t *q, int32_t *sum)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 vmax = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) /* max_ps keeps its second operand for a NaN, as the C loop */
+        vmax = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), vmax);
+    float lane[8], amax = 0.0f;
+    _mm256_storeu_ps(lane, vmax);
+    for (int l = 0; l < 8; l++) amax = lane[l] > amax ? lane[l] : amax;
+    for (int64_t k = i; k < n; k++) {
+        const float a = fabsf(x[k]);
+        amax = a > amax ? a : amax;
+    }
+    const float s = 127.0f / (amax > 1e-5f ? amax : 1e-5f);
+    const float magic = 12582912.0f; /* see bn__model_quantize_act */
+    const __m256 vs = _mm256_set1_ps(s), vmagic = _mm256_set1_ps(magic);
+    const __m256 lim = _mm256_set1_ps(256.0f), lo = _mm256_set1_ps(-128.0f);
+    const __m256 hi = _mm256_set1_ps(127.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    __m256i acc = _mm256_setzero_si256();
+    for (i = 0; i + 32 <= n; i += 32) {
+        __m256i r[4];
+        for (int k = 0; k < 4; k++) {
+            const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k), vs);
+            const __m256 ok = _mm256_cmp_ps(_mm256_andnot_ps(sign, v), lim, _CMP_LE_OQ);
+            __m256 t = _mm256_sub_ps(_mm256_add_ps(v, vmagic), vmagic);
+            t = _mm256_min_ps(_mm256_max_ps(_mm256_and_ps(t, ok), lo), hi);
+            r[k] = _mm256_cvtps_epi32(t); /* an integer already: exact */
+            acc = _mm256_add_epi32(acc, r[k]);
+        }
+        const __m256i p16 =
+                _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3]));
+        _mm256_storeu_si256((__m256i *)(q + i), _mm256_permutevar8x32_epi32(p16, order));
+    }
+    __m128i a4 = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    a4 = _mm_add_epi32(a4, _mm_shuffle_epi32(a4, 0x4e));
+    a4 = _mm_add_epi32(a4, _mm_shuffle_epi32(a4, 0xb1));
+    int32_t total = _mm_cvtsi128_si32(a4);
+    for (; i < n; i++) {
+        const float v = x[i] * s;
+        float t = fabsf(v) <= 256.0f ? (v + magic) - magic : 0.0f;
+        t = t < -128.0f ? -128.0f : t > 127.0f ? 127.0f : t;
+        q[i] = (int8_t)t;
+        total += q[i];
+    }
+    *sum = total;
+    return s;
+}
+
+void bn__model_rmsnorm_avx2(const float *x, const float *w, int64_t n, float eps, float *y)
+{
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256 p = _mm256_mul_ps(v, v); /* the float product, as the C loop */
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(p)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1)));
+    }
+    double lane[4];
+    _mm256_storeu_pd(lane, _mm256_add_pd(s0, s1));
+    double ss = (lane[0] + lane[1]) + (lane[2] + lane[3]);
+    for (int64_t k = i; k < n; k++) ss += (double)(x[k] * x[k]);
+    const float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps);
+    const __m256 vs = _mm256_set1_ps(scale);
+    for (i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs),
+                                              _mm256_loadu_ps(w + i)));
+    for (; i < n; i++) y[i] = (x[i] * scale) * w[i];
+}
+
+void bn__model_relu2_mul_avx2(float *g, const float *u, int64_t n)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_max_ps(_mm256_loadu_ps(g + i), zero); /* NaN -> 0 */
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_mul_ps(v, v), _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) {
+        const float v = g[i] > 0.0f ? g[i] : 0.0f;
+        g[i] = (v * v) * u[i];
+    }
+}
+
+void bn__model_f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) y[i] = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
+}
+
+/* ---- attention -------------------------------------------------------------------------- */
+
+/* 8 cache elements at p, as floats. */
+INLINE __m256 ld8(const void *base, size_t at, int f16)
+{
+    if (f16)
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + at)));
+    return _mm256_loadu_ps((const float *)base + at);
+}
+
+/* The sum of each of 4 (or 8) accumulators, every one reduced as
+ * ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)) whatever its neighbours. */
+INLINE void reduce8(const __m256 *a, int nq, float *out)
+{
+    const __m256 h5 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    if (nq == 4) {
+        _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h5), _mm256_extractf128_ps(h5, 1)));
+        return;
+    }
+    const __m256 h6 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    _mm256_storeu_ps(out, _mm256_add_ps(_mm256_permute2f128_ps(h5, h6, 0x20),
+                                        _mm256_permute2f128_ps(h5, h6, 0x31)));
+}
+
+/* s_j[p] = (q_j . K[p]) * scale for every p < n_keys of the last query (a query's
+ * values past its own n_keys are computed and not used). NQ (4 or 8) is a constant;
+ * queries past nq repeat the last. */
+INLINE void attn_scores(const bn__attn_block *a, const float *const *q, int NQ, int f16)
+{
+    const int64_t n = a->n_keys[a->nq - 1], d = a->d;
+    float sums[8];
+    for (int64_t p = 0; p < n; p++) {
+        __m256 acc[8];
+        UNROLL for (int j = 0; j < NQ; j++) acc[j] = _mm256_setzero_ps();
+        const size_t row = (size_t)p * a->k_stride;
+        for (int64_t c = 0; c < d; c += 8) {
+            const __m256 kv = ld8(a->k, row + (size_t)c, f16);
+            UNROLL for (int j = 0; j < NQ; j++)
+                acc[j] = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q[j] + c), acc[j]);
+        }
+        reduce8(acc, NQ, sums);
+        for (int j = 0; j < a->nq; j++)
+            a->s[(size_t)j * a->s_stride + (size_t)p] = sums[j] * a->scale;
+    }
+}
+
+/* Softmax of query j's n scores in place, then zeros up to a multiple of 8. */
+static void softmax_row(float *s, int64_t n)
+{
+    float mx = -INFINITY;
+    for (int64_t p = 0; p < n; p++) mx = s[p] > mx ? s[p] : mx;
+    float sum = 0.0f;
+    for (int64_t p = 0; p < n; p++) {
+        s[p] = expf(s[p] - mx);
+        sum += s[p];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t p = 0; p < n; p++) s[p] *= inv;
+    for (int64_t p = n; p % 8; p++) s[p] = 0.0f;
+}
+
+/* acc += the 8 V values of row vr at positions [c, c + 8) times s[c .. c + 8), the
+ * values at n or later replaced by zeros (they may be unwritten cache: any bits, NaN
+ * included; the cache rows have room for the whole chunk). */
+INLINE __m256 v_chunk(const void *v, size_t vr, int64_t c, int64_t n, const float *s, __m256 acc,
+                      int f16)
+{
+    __m256 vv = ld8(v, vr + (size_t)c, f16);
+    if (c + 8 > n) {
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - c)), lane);
+        vv = _mm256_blendv_ps(_mm256_setzero_ps(), vv, _mm256_castsi256_ps(keep));
+    }
+    return _mm256_fmadd_ps(vv, _mm256_loadu_ps(s + c), acc);
+}
+
+/* out_j[i] = sum over p < n_keys[j] of s_j[p] V[i][p], in chunks of 8 positions per
+ * query, in order; the chunks every query has are read once for all of them. */
+INLINE void attn_values(const bn__attn_block *a, float *const *out, const float *const *s, int NQ,
+                        int f16)
+{
+    const int64_t d = a->d, n0 = a->n_keys[0] / 8 * 8; /* chunks every query has in full */
+    float sums[8];
+    for (int64_t i = 0; i < d; i++) {
+        const size_t vr = (size_t)i * a->v_stride;
+        __m256 acc[8];
+        UNROLL for (int j = 0; j < NQ; j++) acc[j] = _mm256_setzero_ps();
+        for (int64_t c = 0; c < n0; c += 8) {
+            const __m256 vv = ld8(a->v, vr + (size_t)c, f16);
+            UNROLL for (int j = 0; j < NQ; j++)
+                acc[j] = _mm256_fmadd_ps(vv, _mm256_loadu_ps(s[j] + c), acc[j]);
+        }
+        __m256 rest[8]; /* the queries' own chunks, out of the hot loop's registers */
+        UNROLL for (int j = 0; j < NQ; j++) rest[j] = acc[j];
+        for (int j = 0; j < a->nq; j++)
+            for (int64_t c = n0; c < a->n_keys[j]; c += 8)
+                rest[j] = v_chunk(a->v, vr, c, a->n_keys[j], s[j], rest[j], f16);
+        reduce8(rest, NQ, sums);
+        for (int j = 0; j < a->nq; j++) out[j][i] = sums[j];
+    }
+}
+
+INLINE void attn_nq(const bn__attn_block *a, int NQ, int f16)
+{
+    const float *q[8];
+    float *out[8], *s[8];
+    for (int j = 0; j < NQ; j++) {
+        const int jj = j < a->nq ? j : a->nq - 1;
+        q[j] = a->q[jj];
+        s[j] = a->s + (size_t)jj * a->s_stride;
+        out[j] = a->out[jj];
+    }
+    attn_scores(a, q, NQ, f16);
+    for (int j = 0; j < a->nq; j++) softmax_row(s[j], a->n_keys[j]);
+    attn_values(a, out, (const float *const *)s, NQ, f16);
+}
+
+void bn__model_attn_avx2(const bn__attn_block *a)
+{
+    if (a->nq <= 4) {
+        if (a->f16)
+            attn_nq(a, 4, 1);
+        else
+            attn_nq(a, 4, 0);
+    } else {
+        if (a->f16)
+            attn_nq(a, 8, 1);
+        else
+            attn_nq(a, 8, 0);
     }
 }

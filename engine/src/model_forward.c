@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bitnet/cpu.h"
 #include "bitnet/quant.h"
 #include "bitnet/threadpool.h"
 #include "model_internal.h"
@@ -48,7 +49,8 @@ struct bn_model_state {
     float *x, *h, *q, *kx, *vx, *att, *y, *gate, *up; /* see the file comment */
     float *cs;                       /* (T, n_rot): cos, sin of each rotated pair */
     float *inv_freq;                 /* n_rot / 2 */
-    float *scores;                   /* (nth, n_ctx) */
+    float *scores;                   /* (nth, BN__ATTN_NQ, s_stride) */
+    size_t s_stride;                 /* n_ctx rounded up to 8 */
     bn_block_q8_0 *x8;               /* (T, n_embd / 32) for a Q8_0 LM head */
     int8_t *xq;                      /* (T, n_embd): x8's values, for a split Q8_0 head */
     float *xd;                       /* (T, n_embd / 32): x8's scales as f32 */
@@ -56,6 +58,12 @@ struct bn_model_state {
     bn_qact qf;                      /* quantized (T, n_ff) */
     struct tpriv *priv;              /* per thread, for one-token batches */
     atomic_int bar_count, bar_phase; /* the barrier of the forward task */
+    /* the building blocks: plain C, or their AVX2 twins (model_avx2.c) */
+    float (*quantize)(const float *x, int64_t n, int8_t *q, int32_t *sum);
+    void (*rmsnorm)(const float *x, const float *w, int64_t n, float eps, float *y);
+    void (*relu2_mul)(float *g, const float *u, int64_t n);
+    void (*to_f16)(const float *x, uint16_t *y, int64_t n);
+    void (*attn)(const bn__attn_block *a); /* NULL: attend() per (token, head) */
 };
 
 /* What each thread holds for itself when a batch is one token: the norms are computed by
@@ -87,7 +95,7 @@ static bn_status state_alloc(bn_model_state *st)
         bn_mul_size(cache, st->kv_elt, &cache))
         return BN_ERR_OVERFLOW;
     st->kc = bn_aligned_alloc(64, cache);
-    st->vc = bn_aligned_alloc(64, cache);
+    st->vc = bn_aligned_alloc(64, cache + 8 * st->kv_elt); /* attention reads 8 at a time */
     float **bufs[] = {&st->x, &st->h, &st->q, &st->att, &st->y};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) *bufs[i] = bn_malloc(B * E * 4);
     st->kx = bn_malloc(B * KV * 4);
@@ -96,7 +104,8 @@ static bn_status state_alloc(bn_model_state *st)
     st->up = bn_malloc(B * F * 4);
     st->cs = bn_malloc(B * (size_t)h->n_rot * 4);
     st->inv_freq = bn_malloc((size_t)h->n_rot / 2 * 4);
-    st->scores = bn_malloc((size_t)st->nth * (size_t)st->n_ctx * 4);
+    st->s_stride = ((size_t)st->n_ctx + 7) / 8 * 8;
+    st->scores = bn_malloc((size_t)st->nth * BN__ATTN_NQ * st->s_stride * 4);
     const int q8 = h->head_type == BN_TYPE_Q8_0;
     if (q8) {
         st->x8 = bn_malloc(B * E / BN_QK8_0 * sizeof *st->x8);
@@ -129,6 +138,29 @@ static bn_status state_alloc(bn_model_state *st)
     for (int64_t i = 0; i < h->n_rot / 2; i++)
         st->inv_freq[i] = (float)pow((double)h->rope_base, -2.0 * (double)i / (double)h->n_rot);
     return BN_OK;
+}
+
+static void rmsnorm(const float *x, const float *w, int64_t n, float eps, float *y);
+static void relu2_mul(float *g, const float *u, int64_t n);
+
+/* The building blocks for the model's kernel table: the AVX2 twins unless the table is
+ * the reference or the CPU lacks AVX2, FMA or F16C. */
+static void choose_ops(bn_model_state *st)
+{
+    st->quantize = bn__model_quantize_act;
+    st->rmsnorm = rmsnorm;
+    st->relu2_mul = relu2_mul;
+    st->to_f16 = bn_f32_to_f16_row;
+    st->attn = NULL;
+#if defined(__x86_64__) || defined(__i386__)
+    const bn_cpu_info *c = bn_cpu_info_get();
+    if (st->m->k == bn_kernels_ref() || !c->avx2 || !c->fma || !c->f16c) return;
+    st->quantize = bn__model_quantize_act_avx2;
+    st->rmsnorm = bn__model_rmsnorm_avx2;
+    st->relu2_mul = bn__model_relu2_mul_avx2;
+    st->to_f16 = bn__model_f32_to_f16_avx2;
+    if (st->m->hp.head_dim % 8 == 0) st->attn = bn__model_attn_avx2;
+#endif
 }
 
 bn_status bn_model_state_new(bn_model *m, const bn_model_state_params *p, bn_model_state **out)
@@ -164,6 +196,7 @@ bn_status bn_model_state_new(bn_model *m, const bn_model_state_params *p, bn_mod
     st->n_batch = n_batch;
     st->kv_type = p->kv_type;
     st->kv_elt = p->kv_type == BN_TYPE_F16 ? 2 : 4;
+    choose_ops(st);
     bn_status rc = state_alloc(st);
     if (rc != BN_OK) {
         bn_model_state_free(st);
@@ -249,6 +282,15 @@ static void rmsnorm(const float *x, const float *w, int64_t n, float eps, float 
     for (int64_t i = 0; i < n; i++) y[i] = (x[i] * scale) * w[i];
 }
 
+/* g = act(g) * u for relu^2 (the scalar form of bn__model_relu2_mul_avx2). */
+static void relu2_mul(float *g, const float *u, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const float v = g[i] > 0.0f ? g[i] : 0.0f;
+        g[i] = (v * v) * u[i];
+    }
+}
+
 float bn__model_quantize_act(const float *x, int64_t n, int8_t *q, int32_t *sum)
 {
     float amax = 0.0f;
@@ -272,11 +314,11 @@ float bn__model_quantize_act(const float *x, int64_t n, int8_t *q, int32_t *sum)
 
 /* Quantizes rows [t0, t1) of x (n_tok x cols) into a (which holds the whole batch), as
  * bn_qact_quantize does; the padding of a's rows stays zero from bn_qact_init. */
-static void quantize_rows(bn_qact *a, const float *x, int64_t t0, int64_t t1)
+static void quantize_rows(const bn_model_state *st, bn_qact *a, const float *x, int64_t t0,
+                          int64_t t1)
 {
     for (int64_t t = t0; t < t1; t++) {
-        const float s =
-                bn__model_quantize_act(x + t * a->cols, a->cols, a->q + t * a->kpad, &a->sum[t]);
+        const float s = st->quantize(x + t * a->cols, a->cols, a->q + t * a->kpad, &a->sum[t]);
         a->inv_scale[t] = 1.0f / s;
     }
 }
@@ -334,14 +376,14 @@ static bn_qact *norm_phase(job *j, const float *src, float *dst, const float *w,
     if (j->T == 1) {
         tpriv *p = &st->priv[tid];
         bn_qact *qa = ff ? &p->qf : &p->qe;
-        rmsnorm(src, w, dim, eps, p->buf);
-        quantize_rows(qa, p->buf, 0, 1);
+        st->rmsnorm(src, w, dim, eps, p->buf);
+        quantize_rows(st, qa, p->buf, 0, 1);
         return qa;
     }
     int64_t t0, t1;
     split(j->T, 1, tid, nth, &t0, &t1);
-    for (int64_t t = t0; t < t1; t++) rmsnorm(src + t * dim, w, dim, eps, dst + t * dim);
-    quantize_rows(shared, dst, t0, t1);
+    for (int64_t t = t0; t < t1; t++) st->rmsnorm(src + t * dim, w, dim, eps, dst + t * dim);
+    quantize_rows(st, shared, dst, t0, t1);
     barrier(st, nth);
     return shared;
 }
@@ -397,7 +439,10 @@ static void task_qkv(void *arg, int tid, int nth)
             float *kr = st->kx + t * KV + g * d;
             rope(kr, cs, h->n_rot);
             const size_t base = ((size_t)j->il * n_ctx + p) * (size_t)KV + (size_t)(g * d);
-            for (int64_t i = 0; i < d; i++) store(st, st->kc, base + (size_t)i, kr[i]);
+            if (st->kv_type == BN_TYPE_F16)
+                st->to_f16(kr, (uint16_t *)st->kc + base, d);
+            else
+                memcpy((float *)st->kc + base, kr, (size_t)d * sizeof(float));
         }
         for (int64_t g = va; g < vb; g++) {
             const float *vr = st->vx + t * KV + g * d;
@@ -447,13 +492,68 @@ static void attend(const job *j, int64_t t, int64_t hh, float *s)
     }
 }
 
+/* The block of queries of heads [h0, h0 + nh) (one KV head's) and tokens [t0, t1). */
+static void attend_block(const job *j, int64_t h0, int64_t nh, int64_t t0, int64_t t1, float *s)
+{
+    bn_model_state *st = j->st;
+    const bn_model_hparams *h = &st->m->hp;
+    const int64_t d = h->head_dim, nkv = h->n_head_kv, KV = nkv * d, E = h->n_embd;
+    const int64_t g = h0 / (h->n_head / nkv);
+    const size_t n_ctx = (size_t)st->n_ctx;
+    bn__attn_block a = {
+            .k = (const uint8_t *)st->kc +
+                 ((size_t)j->il * n_ctx * (size_t)KV + (size_t)(g * d)) * st->kv_elt,
+            .k_stride = (size_t)KV,
+            .v = (const uint8_t *)st->vc +
+                 ((size_t)j->il * (size_t)nkv + (size_t)g) * (size_t)d * n_ctx * st->kv_elt,
+            .v_stride = n_ctx,
+            .f16 = st->kv_type == BN_TYPE_F16,
+            .d = d,
+            .scale = 1.0f / sqrtf((float)d),
+            .s = s,
+            .s_stride = st->s_stride,
+    };
+    for (int64_t t = t0; t < t1; t++)
+        for (int64_t hh = h0; hh < h0 + nh; hh++) {
+            a.n_keys[a.nq] = j->pos0 + t + 1;
+            a.q[a.nq] = st->q + t * E + hh * d;
+            a.out[a.nq] = st->att + t * E + hh * d;
+            a.nq++;
+        }
+    st->attn(&a);
+}
+
+/* Attention by blocks of queries that share a KV head: hpu of a group's heads times tpu
+ * tokens (at most BN__ATTN_NQ queries), units dealt round-robin, later tokens last. One
+ * token splits its groups' heads until the units divide among the threads. */
+static void attn_blocks(const job *j, int tid, int nth)
+{
+    const bn_model_hparams *h = &j->st->m->hp;
+    const int64_t nkv = h->n_head_kv, hpg = h->n_head / nkv;
+    int64_t hpu = hpg < BN__ATTN_NQ ? hpg : BN__ATTN_NQ;
+    while (hpg % hpu) hpu--;
+    if (j->T == 1)
+        while (hpu % 2 == 0 && nkv * (hpg / hpu) % nth != 0) hpu /= 2;
+    const int64_t tpu = BN__ATTN_NQ / hpu, per_tb = nkv * (hpg / hpu);
+    const int64_t units = (j->T + tpu - 1) / tpu * per_tb;
+    float *s = j->st->scores + (size_t)tid * BN__ATTN_NQ * j->st->s_stride;
+    for (int64_t u = tid; u < units; u += nth) {
+        const int64_t t0 = u / per_tb * tpu, t1 = t0 + tpu < j->T ? t0 + tpu : j->T;
+        attend_block(j, u % per_tb * hpu, hpu, t0, t1, s);
+    }
+}
+
 /* (token, head) pairs dealt round-robin: later tokens see more keys, so contiguous
  * ranges would be uneven. */
 static void task_attn(void *arg, int tid, int nth)
 {
     const job *j = arg;
+    if (j->st->attn) {
+        attn_blocks(j, tid, nth);
+        return;
+    }
     const int64_t nh = j->st->m->hp.n_head;
-    float *s = j->st->scores + (size_t)tid * (size_t)j->st->n_ctx;
+    float *s = j->st->scores + (size_t)tid * BN__ATTN_NQ * j->st->s_stride;
     for (int64_t u = tid; u < j->T * nh; u += nth) attend(j, u / nh, u % nh, s);
 }
 
@@ -501,11 +601,11 @@ static void task_gate_up(void *arg, int tid, int nth)
     for (int64_t t = 0; t < j->T; t++) {
         float *g = st->gate + t * F;
         const float *u = st->up + t * F;
-        for (int64_t r = r0; r < r1; r++) {
-            const float v = g[r];
-            const float a = silu ? v / (1.0f + expf(-v)) : (v > 0.0f ? v * v : 0.0f);
-            g[r] = a * u[r];
+        if (!silu) {
+            st->relu2_mul(g + r0, u + r0, r1 - r0);
+            continue;
         }
+        for (int64_t r = r0; r < r1; r++) g[r] = g[r] / (1.0f + expf(-g[r])) * u[r];
     }
 }
 

@@ -27,6 +27,41 @@ void bn__head_q8_rows_avx2(const int8_t *qs, const uint16_t *d, int64_t E, int64
                            const int8_t *xq, const float *xd, float *y);
 void bn__model_q8_0_row_avx2(const float *x, bn_block_q8_0 *y, int64_t n);
 #endif
+#if defined(__x86_64__) || defined(__i386__)
+/* AVX2 twins of the forward pass's building blocks (model_avx2.c). The quantizer gives
+ * bn__model_quantize_act's bytes and scale; the norm sums its squares in another order
+ * (in double, so the result almost always rounds the same). */
+float bn__model_quantize_act_avx2(const float *x, int64_t n, int8_t *q, int32_t *sum);
+void bn__model_rmsnorm_avx2(const float *x, const float *w, int64_t n, float eps, float *y);
+/* g[i] = relu(g[i])^2 * u[i], as the scalar loop computes it (bit for bit). */
+void bn__model_relu2_mul_avx2(float *g, const float *u, int64_t n);
+/* y[i] = f16(x[i]), rounding to nearest even as bn_f32_to_f16 (NaN payloads aside). */
+void bn__model_f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n);
+#endif
+
+/* Attention of up to BN__ATTN_NQ queries that share one KV head: for each query j,
+ * s = softmax(q_j K^T * scale) over its first n_keys[j] positions, out_j = s V. K rows
+ * (head_dim values) are read once for all the queries, and V rows too. Every query's
+ * result depends on that query alone, never on the others in the block (so a token
+ * gets the same numbers in a batch as alone). head_dim must be a multiple of 8. */
+#define BN__ATTN_NQ 8
+typedef struct bn__attn_block {
+    const void *k;               /* the position-0 row of this KV head's keys */
+    size_t k_stride;             /* elements from one position's row to the next */
+    const void *v;               /* V transposed: dimension i's values at v + i * v_stride */
+    size_t v_stride;             /* elements */
+    int f16;                     /* cache elements are f16 (else f32) */
+    int64_t d;                   /* head_dim */
+    float scale;                 /* 1 / sqrt(d) */
+    int nq;                      /* queries, 1 .. BN__ATTN_NQ */
+    int64_t n_keys[BN__ATTN_NQ]; /* nondecreasing in j */
+    const float *q[BN__ATTN_NQ]; /* d values each */
+    float *out[BN__ATTN_NQ];     /* d values each */
+    float *s;                    /* scratch: BN__ATTN_NQ rows of s_stride floats */
+    size_t s_stride;             /* >= max n_keys rounded up to 8 */
+} bn__attn_block;
+void bn__model_attn_avx2(const bn__attn_block *a);
+
 /* bn__model_q8_0_row or its AVX2 twin, as the CPU allows (NULL kernels: any). */
 typedef void (*bn__q8_row_fn)(const float *x, bn_block_q8_0 *y, int64_t n);
 bn__q8_row_fn bn__model_q8_0_row_fn(const bn_kernels *k);
