@@ -36,7 +36,10 @@ cmp -s "$TMP/t1" "$TMP/t2" && ok "greedy text is the same with 1 and 2 threads" 
 cmp -s "$TMP/t1" "$TMP/t2" && ok "same seed, same text" || bad "same seed gave different text"
 
 # generate: errors
-expect_exit 2 "generate without -m" -- "$BITNET" generate -p hi
+# with no -m, no configured model and no bundled model next to the binary: a usage error
+mkdir -p "$TMP/lonely/bin" && cp "$BITNET" "$TMP/lonely/bin/bitnet"
+expect_exit 2 "generate without any model" -- env -u BITNET_MODEL XDG_CONFIG_HOME="$TMP/lonely" \
+    "$TMP/lonely/bin/bitnet" generate -p hi
 expect_exit 2 "generate without -p" -- "$BITNET" generate -m "$M"
 expect_exit 2 "generate --temp x" -- "$BITNET" generate -m "$M" -p hi --temp x
 expect_exit 2 "generate --top-p 2" -- "$BITNET" generate -m "$M" -p hi --top-p 2
