@@ -43,7 +43,7 @@ static char *read_all(int fd)
 static void *run(void *arg)
 {
     ui_child *c = arg;
-    char err[256] = "";
+    char err[256] = "", *out = NULL;
     cJSON *doc = NULL;
     int status = -1, pfd[2] = {-1, -1};
     pid_t pid = 0;
@@ -66,20 +66,24 @@ static void *run(void *arg)
     pthread_mutex_lock(&c->mu);
     c->pid = pid;
     pthread_mutex_unlock(&c->mu);
-    char *out = read_all(pfd[0]);
+    out = read_all(pfd[0]);
     int ws = 0;
     while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
     }
     status = WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
-    doc = out ? cJSON_Parse(out) : NULL;
-    if (!doc)
-        snprintf(err, sizeof err, "bitnet %s printed no JSON (exit status %d)", c->argv[1], status);
-    free(out);
+    if (c->json) {
+        doc = out ? cJSON_Parse(out) : NULL;
+        if (!doc)
+            snprintf(err, sizeof err, "bitnet %s printed no JSON (exit status %d)", c->argv[1],
+                     status);
+        free(out);
+        out = NULL;
+    }
 done:
     posix_spawn_file_actions_destroy(&fa);
     if (pfd[0] >= 0) close(pfd[0]);
     pthread_mutex_lock(&c->mu);
-    c->doc = doc, c->done = 1, c->pid = 0, c->exit_status = status;
+    c->doc = doc, c->out = out, c->done = 1, c->pid = 0, c->exit_status = status;
     c->done_at = bn_time_now();
     snprintf(c->err, sizeof c->err, "%s", err);
     pthread_mutex_unlock(&c->mu);
@@ -105,12 +109,14 @@ static void free_argv(ui_child *c)
     }
 }
 
-int ui_child_start(ui_child *c, const char *const *args, void (*wake)(void *), void *ud)
+int ui_child_start(ui_child *c, const char *const *args, int json, void (*wake)(void *), void *ud)
 {
     stop(c);
     free_argv(c);
     cJSON_Delete(c->doc);
-    c->doc = NULL, c->done = 0, c->err[0] = '\0', c->exit_status = -1;
+    free(c->out);
+    c->doc = NULL, c->out = NULL, c->done = 0, c->err[0] = '\0', c->exit_status = -1;
+    c->json = json;
     c->wake = wake, c->ud = ud;
     char exe[PATH_MAX];
     const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -161,6 +167,17 @@ void ui_child_error(ui_child *c, char *buf, size_t size)
     pthread_mutex_unlock(&c->mu);
 }
 
+int ui_child_result(ui_child *c, char *buf, size_t size)
+{
+    pthread_mutex_lock(&c->mu);
+    const char *o = c->out ? c->out : "";
+    const size_t n = strcspn(o, "\n");
+    snprintf(buf, size, "%.*s", (int)n, o);
+    const int st = c->done ? c->exit_status : -1;
+    pthread_mutex_unlock(&c->mu);
+    return st;
+}
+
 double ui_child_done_at(ui_child *c)
 {
     pthread_mutex_lock(&c->mu);
@@ -174,6 +191,7 @@ void ui_child_release(ui_child *c)
     stop(c);
     free_argv(c);
     cJSON_Delete(c->doc);
-    c->doc = NULL;
+    free(c->out);
+    c->doc = NULL, c->out = NULL;
     pthread_mutex_destroy(&c->mu);
 }

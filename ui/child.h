@@ -8,7 +8,8 @@
  *     ui_child c;
  *     ui_child_init(&c);
  *     const char *args[] = {"doctor", "--json", "--quick", NULL};
- *     ui_child_start(&c, args, wake, ud);      // wake(ud) when it has finished
+ *     ui_child_start(&c, args, 1, wake, ud);   // 1: parse its output as JSON; wake(ud)
+ *                                              // is called when it has finished
  *     ...
  *     if (ui_child_state(&c) == UI_CHILD_DONE) {
  *         cJSON *doc = ui_child_take(&c);      // the caller's now (NULL: see the error)
@@ -39,6 +40,8 @@ typedef struct ui_child {
     int done;
     pid_t pid;
     int exit_status; /* the child's, -1 when it did not exit normally */
+    int json;  /* parse the output */
+    char *out; /* the output as printed (text mode) */
     cJSON *doc;
     char err[256];
     char *argv[UI_CHILD_MAX_ARGS + 2];
@@ -48,9 +51,13 @@ typedef struct ui_child {
 } ui_child;
 
 void ui_child_init(ui_child *c);
-/* Starts `<this program> args...` (a running one is stopped first). 0, or -1 (the error
- * is then what ui_child_error says and the state is done). */
-int ui_child_start(ui_child *c, const char *const *args, void (*wake)(void *), void *ud);
+/* Starts `<this program> args...` (a running one is stopped first); json: its output is
+ * a JSON document (else it is kept as text). 0, or -1 (the error is then what
+ * ui_child_error says and the state is done). */
+int ui_child_start(ui_child *c, const char *const *args, int json, void (*wake)(void *), void *ud);
+/* Text mode: the first line of the output into buf (""), and the exit status (-1 when it
+ * did not exit normally or has not finished). */
+int ui_child_result(ui_child *c, char *buf, size_t size);
 ui_child_state ui_child_state_get(ui_child *c);
 /* The document (moved to the caller), or NULL when there is none. */
 cJSON *ui_child_take(ui_child *c);

@@ -59,8 +59,8 @@ void tui_alerts_refresh(tui *t, double max_age)
     static const char *const list[] = {"alerts", "list", "--json", NULL};
     static const char *const hist[] = {"alerts", "history", "-n", TRANSITIONS, "--json", NULL};
     a->started_at = now, a->taken = 0;
-    ui_child_start(&a->list, list, wake_tui, t);
-    ui_child_start(&a->hist, hist, wake_tui, t);
+    ui_child_start(&a->list, list, 1, wake_tui, t);
+    ui_child_start(&a->hist, hist, 1, wake_tui, t);
 }
 
 static void alerts_tick(tui *t, void *st)

@@ -46,21 +46,13 @@ static void read_runs(tui *t, bench *b)
 {
     if (b->seq == t->hist_seq) return;
     b->seq = t->hist_seq;
-    bn_db *db = tui_db(t);
-    if (!db) {
-        snprintf(b->err, sizeof b->err, "history unavailable: %.200s", t->db_err);
-        return;
-    }
     bn_run_filter f = bn_run_filter_all();
     f.command = "bench";
     f.text = "\"model\"";
     f.limit = EARLIER * 4;
     bn_run *runs = NULL;
     size_t n = 0;
-    if (bn_db_run_list(db, &f, &runs, &n) != BN_OK) {
-        snprintf(b->err, sizeof b->err, "history: %s", bn_db_errmsg(db));
-        return;
-    }
+    if (tui_run_list(t, &f, &runs, &n, b->err, sizeof b->err) != BN_OK) return;
     size_t k = 0; /* keep the model suite's runs only */
     for (size_t i = 0; i < n; i++) {
         if (tui_run_param_is(&runs[i], "suite", "model") && k < EARLIER) {

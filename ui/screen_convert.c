@@ -1,35 +1,288 @@
-/* screen_convert.c - screen 7: the model conversion queue. Conversion is not part of this
- * build yet; the screen says so and nothing more. */
+/* screen_convert.c - screen 7: the conversion queue of `bitnet convert --queue` and `bitnet
+ * jobs`: every job with its progress, phase and ETA, the selected one's details; add a job,
+ * cancel, retry. The screen runs those commands as children (child.h), so it shows and does
+ * exactly what the scripted mode does. */
 #include "tui.h"
 
+#include <cjson/cJSON.h>
+#include <curses.h>
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "bitnet/core.h"
+#include "child.h"
+
+#define REFRESH_S 2.0
+
+typedef struct conv {
+    ui_child list;   /* jobs list --json */
+    ui_child action; /* convert --queue, jobs cancel, jobs retry */
+    cJSON *jobs;     /* {"jobs": [...]} */
+    char err[256];
+    double listed_at;
+    int list_taken, action_taken;
+    char action_what[64];
+    ui_list l;
+    /* the form that adds a job */
+    int adding, field;
+    ui_input src, out;
+} conv;
 
 static void *conv_create(tui *t)
 {
     (void)t;
-    return calloc(1, 1);
+    conv *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    ui_child_init(&c->list);
+    ui_child_init(&c->action);
+    c->list_taken = c->action_taken = 1;
+    return c;
 }
 
 static void conv_destroy(void *st)
 {
-    free(st);
+    conv *c = st;
+    ui_child_release(&c->list);
+    ui_child_release(&c->action);
+    cJSON_Delete(c->jobs);
+    free(c);
+}
+
+static void wake_tui(void *t)
+{
+    tui_wake(t);
+}
+
+static void list_jobs(tui *t, conv *c, double max_age)
+{
+    const double now = bn_time_now();
+    if (!c->list_taken || (c->listed_at && now - c->listed_at < max_age)) return;
+    static const char *const args[] = {"jobs", "list", "--limit", "200", "--json", NULL};
+    c->listed_at = now, c->list_taken = 0;
+    ui_child_start(&c->list, args, 1, wake_tui, t);
+}
+
+static void conv_tick(tui *t, void *st)
+{
+    conv *c = st;
+    if (!c->list_taken && ui_child_state_get(&c->list) == UI_CHILD_DONE) {
+        c->list_taken = 1;
+        cJSON *d = ui_child_take(&c->list);
+        ui_child_error(&c->list, c->err, sizeof c->err);
+        if (d) cJSON_Delete(c->jobs), c->jobs = d;
+    }
+    if (!c->action_taken && ui_child_state_get(&c->action) == UI_CHILD_DONE) {
+        c->action_taken = 1;
+        char line[256];
+        const int rc = ui_child_result(&c->action, line, sizeof line);
+        if (rc == 0)
+            tui_status(t, CR_OK, "%s: %s", c->action_what, line[0] ? line : "done");
+        else
+            tui_status(t, CR_FAIL, "%s failed (exit status %d; the status line shows its error)",
+                       c->action_what, rc);
+        c->listed_at = 0; /* list again now */
+        list_jobs(t, c, 0);
+    }
+}
+
+static void run_action(tui *t, conv *c, const char *what, const char *const *args)
+{
+    if (!c->action_taken) {
+        tui_status(t, CR_WARN, "busy: %s is still running", c->action_what);
+        return;
+    }
+    snprintf(c->action_what, sizeof c->action_what, "%s", what);
+    c->action_taken = 0;
+    ui_child_start(&c->action, args, 0, wake_tui, t);
+}
+
+/* ---- drawing ------------------------------------------------------------------------------------- */
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static double jnum(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+static int status_attr(const char *s)
+{
+    return !strcmp(s, "done")      ? crt_attr(CR_OK)
+           : !strcmp(s, "failed")  ? crt_attr(CR_FAIL)
+           : !strcmp(s, "running") ? crt_attr(CR_GRAPH1)
+                                   : crt_attr(CR_WARN);
+}
+
+static void draw_job(const cJSON *j, int sel, int y, int x, int w)
+{
+    const int base = sel ? crt_attr(CR_SELECT) : 0;
+    ui_clear(y, x, w, base);
+    int c = x + 1;
+    c += ui_printf(y, c, w, base, "%4d ", (int)jnum(j, "id"));
+    c += ui_printf(y, c, 10, sel ? base : status_attr(jstr(j, "status")), "%-9s ", jstr(j, "status"));
+    const double pct = jnum(j, "percent");
+    char lab[32];
+    snprintf(lab, sizeof lab, "%5.1f%%", isnan(pct) ? 0.0 : pct);
+    ui_meter(y, c, 22, isnan(pct) ? 0 : pct / 100, crt_attr(CR_GRAPH1), lab);
+    c += 23;
+    char eta[32] = "";
+    if (!isnan(jnum(j, "eta_s")) && !strcmp(jstr(j, "status"), "running"))
+        snprintf(eta, sizeof eta, "eta %.0fs", jnum(j, "eta_s"));
+    c += ui_printf(y, c, x + w - c, base, "%-12.12s %-9s ", jstr(j, "phase"), eta);
+    ui_printf(y, c, x + w - c, base, "%s -> %s", tui_base(jstr(j, "src")), jstr(j, "out"));
+}
+
+static void draw_details(const cJSON *j, int y, int x, int h, int w)
+{
+    char title[64];
+    snprintf(title, sizeof title, "Job %d", (int)jnum(j, "id"));
+    ui_box(y, x, h, w, title);
+    int r = y + 1;
+    char a[32], b[32], tm[32];
+    ui_printf(r++, x + 2, w - 4, 0, "source  %s", jstr(j, "src"));
+    if (r < y + h - 1) ui_printf(r++, x + 2, w - 4, 0, "output  %s", jstr(j, "out"));
+    if (r < y + h - 1 && !isnan(jnum(j, "bytes_total")) && jnum(j, "bytes_total") > 0)
+        ui_printf(r++, x + 2, w - 4, 0, "bytes   %s of %s",
+                  ui_bytes((unsigned long long)jnum(j, "bytes_done"), a, sizeof a),
+                  ui_bytes((unsigned long long)jnum(j, "bytes_total"), b, sizeof b));
+    if (r < y + h - 1 && !isnan(jnum(j, "created_at")))
+        ui_printf(r++, x + 2, w - 4, crt_attr(CR_DIM), "added   %s, attempt %d",
+                  ui_time((long long)jnum(j, "created_at"), tm, sizeof tm), (int)jnum(j, "attempts"));
+    const char *err = jstr(j, "error");
+    if (*err && r < y + h - 1)
+        ui_text_block(r, x + 2, y + h - 1 - r, w - 4, crt_attr(CR_FAIL), err, strlen(err), 0);
+}
+
+static void draw_form(conv *c, int y, int x, int w)
+{
+    ui_box(y, x, 5, w, "Add a conversion job (bitnet convert SRC -o OUT --queue)");
+    ui_text(y + 1, x + 2, 9, crt_attr(CR_TITLE), "source");
+    ui_input_draw(&c->src, y + 1, x + 11, w - 13, c->field == 0);
+    ui_text(y + 2, x + 2, 9, crt_attr(CR_TITLE), "output");
+    ui_input_draw(&c->out, y + 2, x + 11, w - 13, c->field == 1);
+    ui_text(y + 3, x + 2, w - 4, crt_attr(CR_DIM),
+            "Tab/Up/Down: field; Enter on the output adds the job; Esc: cancel");
 }
 
 static void conv_draw(tui *t, void *st, int y, int x, int h, int w)
 {
-    (void)t, (void)st;
-    ui_box(y, x, h, w, "Conversions");
-    ui_text(y + 1, x + 2, w - 4, crt_attr(CR_WARN),
-            "not available yet: conversion arrives with `bitnet convert`");
-    static const char more[] = "this screen will show its job queue (progress, cancel, retry) "
-                               "then; until then use GGUF models (Models: F5)";
-    if (h > 4) ui_text_block(y + 3, x + 2, h - 4, w - 4, crt_attr(CR_DIM), more, sizeof more - 1, 0);
+    conv *c = st;
+    list_jobs(t, c, REFRESH_S);
+    const cJSON *jobs = cJSON_GetObjectItemCaseSensitive(c->jobs, "jobs");
+    const int n = cJSON_GetArraySize(jobs);
+    int top = h * 3 / 5;
+    if (c->adding) {
+        draw_form(c, y, x, w);
+        y += 5, h -= 5, top = h * 3 / 5;
+    }
+    ui_box(y, x, top, w, "Conversion queue (n add, x cancel, r retry)");
+    int r = y + 1;
+    if (c->err[0]) ui_text(r++, x + 2, w - 4, crt_attr(CR_WARN), c->err);
+    if (!c->jobs) {
+        ui_text(r, x + 2, w - 4, crt_attr(CR_DIM), "reading the queue ...");
+    } else if (n == 0) {
+        ui_text(r, x + 2, w - 4, crt_attr(CR_DIM),
+                "no jobs: n adds one (or bitnet convert SRC -o OUT --queue)");
+    } else {
+        ui_list_layout(&c->l, n, y + top - 1 - r);
+        for (int i = 0; i < c->l.h && c->l.top + i < n; i++)
+            draw_job(cJSON_GetArrayItem(jobs, c->l.top + i), c->l.top + i == c->l.sel, r + i, x + 1,
+                     w - 2);
+        ui_list_hits(&c->l, r, x + 1, w - 2);
+    }
+    if (n > 0 && c->l.sel >= 0 && c->l.sel < n)
+        draw_details(cJSON_GetArrayItem(jobs, c->l.sel), y + top, x, h - top, w);
+    else
+        ui_box(y + top, x, h - top, w, "Job");
+}
+
+/* ---- keys ------------------------------------------------------------------------------------------ */
+
+static int form_key(tui *t, conv *c, int ch)
+{
+    ui_input *in = c->field ? &c->out : &c->src;
+    if (ch == 27) {
+        c->adding = 0;
+        return 1;
+    }
+    if (ch == '\t' || ch == KEY_DOWN || ch == KEY_UP || ch == KEY_BTAB) {
+        c->field = !c->field;
+        return 1;
+    }
+    if (ch == '\n' || ch == '\r' || ch == KEY_ENTER) {
+        if (c->field == 0) {
+            if (!c->out.len && c->src.len) { /* a default beside the source */
+                char o[UI_INPUT_MAX + 8];
+                size_t n = c->src.len;
+                if (n > 1 && c->src.buf[n - 1] == '/') n--;
+                snprintf(o, sizeof o, "%.*s.gguf", (int)n, c->src.buf);
+                ui_input_set(&c->out, o);
+            }
+            c->field = 1;
+            return 1;
+        }
+        if (!c->src.len || !c->out.len) {
+            tui_status(t, CR_WARN, "a source and an output are needed");
+            return 1;
+        }
+        const char *args[] = {"convert", c->src.buf, "-o", c->out.buf, "--queue", NULL};
+        run_action(t, c, "convert --queue", args);
+        c->adding = 0;
+        return 1;
+    }
+    return ui_input_key(in, ch);
 }
 
 static int conv_key(tui *t, void *st, int ch)
 {
-    (void)t, (void)st, (void)ch;
-    return 0;
+    conv *c = st;
+    if (c->adding) return form_key(t, c, ch);
+    const cJSON *jobs = cJSON_GetObjectItemCaseSensitive(c->jobs, "jobs");
+    const cJSON *j = c->l.sel >= 0 ? cJSON_GetArrayItem(jobs, c->l.sel) : NULL;
+    char id[32];
+    snprintf(id, sizeof id, "%d", j ? (int)jnum(j, "id") : 0);
+    switch (ch) {
+    case 'n':
+        c->adding = 1, c->field = 0;
+        return 1;
+    case 'x':
+    case KEY_DC: {
+        if (!j) return 1;
+        const char *args[] = {"jobs", "cancel", id, NULL};
+        run_action(t, c, "jobs cancel", args);
+        return 1;
+    }
+    case 'r': {
+        if (!j) return 1;
+        const char *args[] = {"jobs", "retry", id, NULL};
+        run_action(t, c, "jobs retry", args);
+        return 1;
+    }
+    case 'l':
+        c->listed_at = 0;
+        list_jobs(t, c, 0);
+        return 1;
+    default:
+        return ui_list_key(&c->l, ch);
+    }
+}
+
+static int conv_editing(void *st)
+{
+    return ((conv *)st)->adding;
+}
+
+static void conv_enter(tui *t, void *st)
+{
+    conv *c = st;
+    c->listed_at = 0;
+    list_jobs(t, c, 0);
 }
 
 const tui_screen scr_convert = {
@@ -37,9 +290,18 @@ const tui_screen scr_convert = {
         .id = "conversions",
         .letter = 'v',
         .fkey = 8,
-        .help = "\tnot available yet: conversion arrives with `bitnet convert`",
+        .live = 1,
+        .help = "Up Down\tchoose a job (its details below)\n"
+                "n\tadd a job: a Hugging Face, PyTorch or ONNX model to a BitNet GGUF\n"
+                "x Del\tcancel the job (a running one stops within a tensor)\n"
+                "r\tretry a failed or cancelled job\n"
+                "l\tlist again (every 2 s anyway)\n"
+                "\tthe queue of bitnet convert --queue and bitnet jobs, in the history file",
         .create = conv_create,
         .destroy = conv_destroy,
+        .enter = conv_enter,
         .draw = conv_draw,
         .key = conv_key,
+        .editing = conv_editing,
+        .tick = conv_tick,
 };

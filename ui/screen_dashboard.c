@@ -37,19 +37,11 @@ static void read_recent(tui *t, dash *d)
     const double now = bn_time_now();
     if (d->seq == t->hist_seq && now - d->read_at < 10) return;
     d->seq = t->hist_seq, d->read_at = now;
-    bn_db *db = tui_db(t);
-    if (!db) {
-        snprintf(d->err, sizeof d->err, "history unavailable: %.200s", t->db_err);
-        return;
-    }
     bn_run_filter f = bn_run_filter_all();
     f.limit = RECENT;
     bn_run *runs = NULL;
     size_t n = 0;
-    if (bn_db_run_list(db, &f, &runs, &n) != BN_OK) {
-        snprintf(d->err, sizeof d->err, "history: %s", bn_db_errmsg(db));
-        return;
-    }
+    if (tui_run_list(t, &f, &runs, &n, d->err, sizeof d->err) != BN_OK) return;
     bn_db_runs_free(d->runs, d->n_runs);
     d->runs = runs, d->n_runs = n, d->err[0] = '\0';
 }

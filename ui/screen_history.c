@@ -62,18 +62,10 @@ static bn_run_filter filter_of(const hist *h)
 static void read_runs(tui *t, hist *h)
 {
     h->seq = t->hist_seq;
-    bn_db *db = tui_db(t);
-    if (!db) {
-        snprintf(h->err, sizeof h->err, "the history cannot be opened: %.400s", t->db_err);
-        return;
-    }
     const bn_run_filter f = filter_of(h);
     bn_run *runs = NULL;
     size_t n = 0;
-    if (bn_db_run_list(db, &f, &runs, &n) != BN_OK) {
-        snprintf(h->err, sizeof h->err, "history: %s", bn_db_errmsg(db));
-        return;
-    }
+    if (tui_run_list(t, &f, &runs, &n, h->err, sizeof h->err) != BN_OK) return;
     int64_t keep = h->list.sel >= 0 && (size_t)h->list.sel < h->n ? h->runs[h->list.sel].id : -1;
     bn_db_runs_free(h->runs, h->n);
     h->runs = runs, h->n = n, h->err[0] = '\0';
@@ -177,6 +169,7 @@ static void hist_draw(tui *t, void *st, int y, int x, int h, int w)
 
 static void export_runs(tui *t, hist *h, bn_db_format fmt)
 {
+    tui_db_reset(t); /* a fresh connection (see tui_run_list) */
     bn_db *db = tui_db(t);
     char dir[BN_CONFIG_PATH_MAX], err[256], file[BN_CONFIG_PATH_MAX + 64];
     if (!db) {

@@ -110,16 +110,14 @@ static void reload_list(tui *t, models *m)
         if (d) closedir(d);
     }
     for (int i = 0; i < m->n_opened; i++) add_model(m, m->opened[i], "opened");
-    bn_db *db = tui_db(t);
-    if (db) {
-        bn_run_filter f = bn_run_filter_all();
-        f.limit = 300;
-        bn_run *runs = NULL;
-        size_t n = 0;
-        if (bn_db_run_list(db, &f, &runs, &n) == BN_OK)
-            for (size_t i = 0; i < n; i++) add_model(m, runs[i].model_path, "recent");
-        bn_db_runs_free(runs, n);
-    }
+    bn_run_filter f = bn_run_filter_all();
+    f.limit = 300;
+    bn_run *runs = NULL;
+    size_t n = 0;
+    char err[512];
+    if (tui_run_list(t, &f, &runs, &n, err, sizeof err) == BN_OK)
+        for (size_t i = 0; i < n; i++) add_model(m, runs[i].model_path, "recent");
+    bn_db_runs_free(runs, n);
     m->seq = t->hist_seq;
 }
 

@@ -63,7 +63,7 @@ static void doctor_start(tui *t, setup *s)
     static const char *const args[] = {"doctor", "--json", "--quick", NULL};
     cJSON_Delete(s->checks_doc);
     s->checks_doc = NULL, s->checks_err[0] = '\0', s->checks_seen = 0;
-    ui_child_start(&s->doctor, args, wake_tui, t);
+    ui_child_start(&s->doctor, args, 1, wake_tui, t);
 }
 
 static int doctor_done(setup *s)

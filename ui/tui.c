@@ -115,6 +115,38 @@ bn_db *tui_db(tui *t)
     return t->db;
 }
 
+void tui_db_reset(tui *t)
+{
+    bn_db_close(t->db);
+    t->db = NULL;
+    t->db_last_try = 0;
+}
+
+/* Several connections to the history live in this process (this one, and those the engine
+ * worker's runs open through history_hook.h). bn_db_open() opens and closes the file itself
+ * before sqlite does, and a close() drops every POSIX lock this process holds on the file,
+ * sqlite's included; another process may then checkpoint and remove the WAL under a
+ * connection here, which afterwards reports "database disk image is malformed". Reading on
+ * a fresh connection gives the right view again. */
+bn_status tui_run_list(tui *t, const bn_run_filter *f, bn_run **runs, size_t *n, char *err,
+                       size_t errsz)
+{
+    bn_status s = BN_ERR_IO;
+    *runs = NULL, *n = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        bn_db *db = tui_db(t);
+        if (!db) {
+            snprintf(err, errsz, "the history cannot be opened: %.400s", t->db_err);
+            return BN_ERR_IO;
+        }
+        s = bn_db_run_list(db, f, runs, n);
+        if (s == BN_OK) return BN_OK;
+        snprintf(err, errsz, "history: %.400s", bn_db_errmsg(db));
+        tui_db_reset(t);
+    }
+    return s;
+}
+
 void tui_reload_config(tui *t)
 {
     bn_config *c = NULL;

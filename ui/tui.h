@@ -82,6 +82,14 @@ void tui_status(tui *t, crt_role role, const char *fmt, ...) __attribute__((form
 void tui_switch(tui *t, int screen);
 /* The history, opened on first use; NULL with t->db_err set. */
 bn_db *tui_db(tui *t);
+/* Lists runs (bn_db_run_list) through tui_db. When the query fails, the connection is
+ * dropped and the query tried once more on a fresh one: a connection of this process can
+ * be left with a stale view of the file when another connection here is opened (see the
+ * report in tui.c). BN_OK, or the status with a message in err. */
+bn_status tui_run_list(tui *t, const bn_run_filter *f, bn_run **runs, size_t *n, char *err,
+                       size_t errsz);
+/* Closes the connection; the next tui_db opens a new one at once. */
+void tui_db_reset(tui *t);
 /* Reloads the config after it was written. */
 void tui_reload_config(tui *t);
 /* Sampling settings from the config (n_predict: n). */

@@ -166,11 +166,23 @@ keys s Down Left Down Left Left
 keys s r
 wait_for s "mean +pp +[0-9.]+" "benchmarks: a run finished" 60
 wait_for s "ok +128 +16 " "benchmarks: the run is in the earlier runs (history)"
+mkdir -p "$TMP/junk"
+echo '{"architectures": ["BitNetForCausalLM"]}' >"$TMP/junk/config.json"
 keys s v
-wait_for s "not available yet: conversion arrives with .bitnet convert." "v: conversions"
+wait_for s "no jobs: n adds one" "v: the conversion queue, empty"
+keys s n
+keys s -l "$TMP/junk"
+keys s Enter
+wait_for s "output +$TMP/junk.gguf" "conversions: the form proposes an output beside the source"
+keys s Enter
+wait_for s "convert --queue: queued job 1" "conversions: n adds a job (bitnet convert --queue)"
+wait_for s "1 failed " "conversions: the job ran and failed (the source has no weights)" 20
+grep -q "no weights" "$TMP/pane" && ok "conversions: the job's error" || bad "conversions error"
+keys s r
+wait_for s "jobs retry: job 1" "conversions: r retries the job"
 keys s i
 wait_for s "runs? in .*history.db" "i: the history screen"
-grep -q "bench  *ok" "$TMP/pane" && ok "history: the benchmark run" || bad "history bench"
+grep -q "bench  *ok" "$TMP/pane" && ok "history: the benchmark run" || { bad "history bench"; cat "$TMP/pane"; }
 keys s f
 wait_for s "command  generate " "history: f filters by command"
 keys s /
