@@ -6,6 +6,7 @@
  * The micro-kernel is chosen once: the AVX2+FMA one (train_gemm_avx2.c) where the CPU has
  * it, else the generic one below. bn__sgemm_ref is the specification.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,24 +92,30 @@ void bn__gemm_ukernel_generic(int64_t kc, const float *pa, const float *pb, floa
 
 static bn__gemm_ukernel g_ukernel;
 static const char *g_ukernel_name;
+static pthread_once_t g_ukernel_once = PTHREAD_ONCE_INIT;
 
+/* Fills the dispatch once, before any GEMM reads it (pthread_once orders the writes for
+ * every thread: a worker must never see a half-made choice, or one product of a step would
+ * run with the other kernel and round differently). */
 static void choose_ukernel(void)
 {
-    g_ukernel = bn__gemm_ukernel_generic;
-    g_ukernel_name = "generic";
+    bn__gemm_ukernel k = bn__gemm_ukernel_generic;
+    const char *name = "generic";
 #if defined(__x86_64__) || defined(__i386__)
     const char *e = getenv("BN_NO_SIMD");
     const bn_cpu_info *c = bn_cpu_info_get();
     if (!(e && *e && strcmp(e, "0") != 0) && c->avx2 && c->fma) {
-        g_ukernel = bn__gemm_ukernel_avx2;
-        g_ukernel_name = "avx2";
+        k = bn__gemm_ukernel_avx2;
+        name = "avx2";
     }
 #endif
+    g_ukernel = k;
+    g_ukernel_name = name;
 }
 
 static bn__gemm_ukernel ukernel(void)
 {
-    if (!g_ukernel) choose_ukernel();
+    pthread_once(&g_ukernel_once, choose_ukernel);
     return g_ukernel;
 }
 
@@ -120,6 +127,7 @@ const char *bn__gemm_variant(void)
 
 int bn__gemm_force(const char *name)
 {
+    ukernel(); /* the default first, so that it cannot overwrite the forced one later */
     if (strcmp(name, "generic") == 0) {
         g_ukernel = bn__gemm_ukernel_generic;
         g_ukernel_name = "generic";
@@ -273,6 +281,7 @@ void bn__sgemm(bn_threadpool *pool, bn__gemm_ws *ws, int ta, int tb, int64_t M, 
         return;
     }
     BN_ASSERT(ws && ws->buf && ws->n_threads >= (pool ? bn_pool_active(pool) : 1));
+    ukernel(); /* on the caller, before the workers read it */
     gemm_args g = {ta, tb, M, N, K, A, B, lda, ldb, ldc, C, accumulate, 1, ws->buf};
     /* Split the dimension that gives each thread more whole micro-tiles. */
     g.split_rows = (M + MR - 1) / MR >= (N + NR - 1) / NR;
