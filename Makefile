@@ -4,7 +4,7 @@
 #   make run        installs missing packages, builds, opens the TUI (bitnet quickstart
 #                   when there is no terminal)
 #   make test       installs missing packages, builds, runs every test
-#   make bench      kernel benchmark (bitnet bench kernels), the monitor's CPU overhead
+#   make bench      kernels, the bundled model (pp/tg), training speed, monitor overhead, the monitor's CPU overhead
 #   make sanitize   ASan + UBSan build running the whole test suite
 #   make tsan       ThreadSanitizer build running the thread-pool tests
 #   make install    PREFIX=/usr/local DESTDIR= (binary and man pages); make uninstall
@@ -211,6 +211,8 @@ test-only: all
 
 bench: all
 	$(BIN) bench kernels
+	$(BIN) bench -t 1,2
+	$(BIN) train bench -t 1,2
 	@sh scripts/bench-monitor.sh $(BUILD)
 
 sanitize:
