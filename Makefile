@@ -227,10 +227,14 @@ install: $(BIN)
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/bitnet
 	install -m 644 man/bitnet.1 $(DESTDIR)$(MANDIR)/man1/bitnet.1
 	install -m 644 man/bitnet-config.5 $(DESTDIR)$(MANDIR)/man5/bitnet-config.5
+	install -d $(DESTDIR)$(PREFIX)/share/bitnet/models
+	install -m 644 assets/models/*.gguf assets/models/SHA256SUMS assets/models/MODEL_CARD.md \
+		$(DESTDIR)$(PREFIX)/share/bitnet/models/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/bitnet $(DESTDIR)$(MANDIR)/man1/bitnet.1 \
 		$(DESTDIR)$(MANDIR)/man5/bitnet-config.5
+	rm -rf $(DESTDIR)$(PREFIX)/share/bitnet
 
 format:
 	clang-format -i $$(find engine app tests ui db -name '*.[ch]' 2>/dev/null)
