@@ -266,7 +266,8 @@ static int list_choices(const wiz *w, choice *c)
 {
     const choice all[] = {{"given (--model)", w->given},
                           {"bundled default", w->bundled},
-                          {"configured", w->configured}};
+                          {"configured", w->configured},
+                          {"chosen", w->model}};
     int n = 0;
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         if (!all[i].path[0]) continue;
@@ -281,13 +282,15 @@ static int list_choices(const wiz *w, choice *c)
  * in w->model_what (printed when interactive). */
 static int take_model(wiz *w, const char *path, const char *from)
 {
-    if (check_model(path, w->model_what, sizeof w->model_what)) {
-        if (w->interactive) printf("  %s: %s\n", path, w->model_what);
+    char copy[MC_PATH_MAX]; /* path may be w->model itself */
+    snprintf(copy, sizeof copy, "%s", path);
+    if (check_model(copy, w->model_what, sizeof w->model_what)) {
+        if (w->interactive) printf("  %s: %s\n", copy, w->model_what);
         return -1;
     }
-    snprintf(w->model, sizeof w->model, "%s", path);
+    snprintf(w->model, sizeof w->model, "%s", copy);
     w->model_from = from;
-    if (!w->json) printf("  model: %s (%s)\n", w->model, w->model_what);
+    if (w->interactive) printf("  model: %s (%s)\n", w->model, w->model_what);
     return 0;
 }
 
@@ -311,7 +314,7 @@ static int answer_model(wiz *w, const char *a, const choice *c, int n)
 
 static go ask_model(wiz *w)
 {
-    choice c[3];
+    choice c[4];
     int n = list_choices(w, c);
     for (int i = 0; i < n; i++) printf("  %d) %-16s %s\n", i + 1, c[i].label, c[i].path);
     if (n == 0)
@@ -333,7 +336,7 @@ static go ask_model(wiz *w)
 static void threads_label(long t, char *buf, size_t size)
 {
     if (t == 0)
-        snprintf(buf, size, "0, one per core");
+        snprintf(buf, size, "0 (one per core)");
     else
         snprintf(buf, size, "%ld", t);
 }
@@ -343,8 +346,8 @@ static go ask_threads(wiz *w)
 {
     char prompt[160], cur[32];
     threads_label(w->threads, cur, sizeof cur);
-    snprintf(prompt, sizeof prompt, "Threads [Enter: %s; 0: one per core; b back, q quit]: ",
-             cur);
+    snprintf(prompt, sizeof prompt, "Threads [Enter: %s; a number%s; b back, q quit]: ", cur,
+             w->threads ? ", 0 = one per core" : "");
     for (;;) {
         char *a = ask(prompt);
         if (!a) return GO_QUIT;
@@ -363,31 +366,36 @@ static go ask_threads(wiz *w)
     }
 }
 
-static go step_model(wiz *w)
+/* Without prompts: --model, else the bundled model, else the configured one; checked
+ * before the first step. 0, or -1 (printed). */
+static int pick_model(wiz *w)
 {
-    if (w->interactive) {
-        for (;;) {
-            go g = ask_model(w);
-            if (g != GO_NEXT) return g;
-            g = ask_threads(w);
-            if (g != GO_BACK) return g;
-        }
-    }
     const char *path = w->given[0] ? w->given : w->bundled[0] ? w->bundled : w->configured;
     const char *from = w->given[0] ? "--model" : w->bundled[0] ? "bundled" : "config";
     if (!path[0]) {
         cli_error("setup: no model: none bundled and none configured; make one with 'bitnet "
                   "synth --shape tiny -o m.gguf' and run 'bitnet setup --yes --model m.gguf'");
-        return GO_FAIL;
+        return -1;
     }
     if (take_model(w, path, from)) {
-        cJSON *o = json_step(w, S_MODEL, "failed");
-        if (o) cJSON_AddStringToObject(o, "path", path);
-        if (o) cJSON_AddStringToObject(o, "error", w->model_what);
         cli_error("setup: %s: %s", path, w->model_what);
-        return GO_FAIL;
+        return -1;
     }
-    return GO_NEXT;
+    return 0;
+}
+
+static go step_model(wiz *w)
+{
+    if (!w->interactive) {
+        if (!w->json) printf("  model: %s (%s)\n", w->model, w->model_what);
+        return GO_NEXT;
+    }
+    for (;;) {
+        go g = ask_model(w);
+        if (g != GO_NEXT) return g;
+        g = ask_threads(w);
+        if (g != GO_BACK) return g;
+    }
 }
 
 static void json_model(wiz *w)
@@ -624,7 +632,7 @@ int cmd_setup(int argc, char **argv)
     int rc = parse_args(argc, argv, &w);
     if (rc >= 0) return rc;
     w.interactive = !w.yes;
-    if (prepare(&w)) {
+    if (prepare(&w) || (!w.interactive && pick_model(&w))) {
         bn_config_free(w.cfg);
         return BN_EXIT_FAIL;
     }
