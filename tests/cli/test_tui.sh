@@ -221,6 +221,16 @@ pid=$(cat "$TMP/pid" 2>/dev/null)
 wait_for s "EXIT=143" "SIGTERM ends the UI (exit 143)"
 restored s "SIGTERM"
 
+# a crash (SIGSEGV, sent here): restored, said, then the signal's default action
+$TM new-session -d -s crash -x 120 -y 40 \
+    "sh -c 'ulimit -c 0; echo \$\$ >$TMP/pid2; exec $BIN tui --screen hardware'; echo EXIT=\$?; sleep 600"
+wait_for crash "Hardware \\(refreshed" "crash test: the UI is up"
+kill -SEGV "$(cat "$TMP/pid2")"
+wait_for crash "EXIT=139" "SIGSEGV ends the UI (exit 139)"
+grep -q "fatal signal; the terminal was restored" "$TMP/pane" && ok "SIGSEGV: says so" \
+    || bad "SIGSEGV message"
+restored crash "SIGSEGV"
+
 # ---- scripted keys, clicks, ASCII, no colour -------------------------------------------------
 cat >"$TMP/keys" <<'EOF'
 # every screen by F-key, a click on the Hardware tab, then quit
