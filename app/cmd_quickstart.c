@@ -477,6 +477,23 @@ static int write_atomic(const char *path, const char *text, char *err, size_t er
     return 0;
 }
 
+/* Whether the tutorial's directory takes a new file: 0, or -1 (printed). */
+static int check_output_dir(const char *path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    if (access(dir, W_OK | X_OK) == 0) return 0;
+    cli_error("quickstart: cannot write the tutorial: %s: %s", dir, strerror(errno));
+    return -1;
+}
+
 /* ---- the command ------------------------------------------------------------------------- */
 
 /* Returns -1 to go on, else the exit code. */
@@ -584,7 +601,7 @@ int cmd_quickstart(int argc, char **argv)
     memset(&q, 0, sizeof q);
     int rc = parse_args(argc, argv, &q);
     if (rc >= 0) return rc;
-    if (find_model(&q)) return BN_EXIT_FAIL;
+    if (find_model(&q) || check_output_dir(q.out_path)) return BN_EXIT_FAIL;
     build_commands(&q);
     rc = BN_EXIT_OK;
     for (int c = 0; c < C_COUNT && rc == BN_EXIT_OK; c++)
