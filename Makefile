@@ -195,11 +195,20 @@ $(BUILD)/tools/%: tests/tools/%.c
 deps:
 	@sh scripts/deps.sh
 
+# run: the TUI on a terminal; else `bitnet quickstart` (a tutorial of generate, bench and
+# doctor on the bundled model); without a bundled model, the version and a kernel benchmark.
 run: deps
 	@$(MAKE) --no-print-directory all
 	$(BIN) --version
-	@if [ -t 0 ] && [ -t 1 ] && [ -n "$$TERM" ] && [ "$$TERM" != dumb ]; then $(BIN) tui; \
-	else $(BIN) quickstart; fi
+	@if [ -t 0 ] && [ -t 1 ] && [ -n "$$TERM" ] && [ "$$TERM" != dumb ] && \
+	    $(BIN) help tui >/dev/null 2>&1; then \
+		echo "$(BIN) tui"; $(BIN) tui; \
+	elif ls assets/models/*.gguf >/dev/null 2>&1; then \
+		echo "$(BIN) quickstart"; $(BIN) quickstart; \
+	else \
+		echo "no bundled model in assets/models, so no quickstart: the kernel benchmark instead"; \
+		echo "$(BIN) bench kernels --quick"; $(BIN) bench kernels --quick; \
+	fi
 
 test: deps
 	@$(MAKE) --no-print-directory test-only
