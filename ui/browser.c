@@ -165,7 +165,8 @@ int ui_browser_key(ui_browser *b, int ch, char *out, size_t size)
     case '/':
         b->typing = 1;
         ui_input_set(&b->path, b->dir);
-        if (b->path.len + 1 < sizeof b->path.buf && strcmp(b->dir, "/")) ui_input_key(&b->path, '/');
+        if (b->path.len + 1 < sizeof b->path.buf && strcmp(b->dir, "/"))
+            ui_input_key(&b->path, '/');
         return 0;
     default:
         return -1;

@@ -68,8 +68,7 @@ static void *run(void *arg)
     pthread_mutex_unlock(&c->mu);
     out = read_all(pfd[0]);
     int ws = 0;
-    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
-    }
+    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {}
     status = WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
     if (c->json) {
         doc = out ? cJSON_Parse(out) : NULL;
@@ -126,7 +125,8 @@ int ui_child_start(ui_child *c, const char *const *args, int json, void (*wake)(
         c->argv[0] = strdup(exe);
         ok = c->argv[0] != NULL;
     }
-    for (int i = 0; ok && args[i] && i < UI_CHILD_MAX_ARGS; i++) ok = (c->argv[i + 1] = strdup(args[i])) != NULL;
+    for (int i = 0; ok && args[i] && i < UI_CHILD_MAX_ARGS; i++)
+        ok = (c->argv[i + 1] = strdup(args[i])) != NULL;
     if (ok) {
         sigset_t all, old; /* the terminal's signals stay with the UI thread */
         sigfillset(&all);
@@ -146,7 +146,9 @@ int ui_child_start(ui_child *c, const char *const *args, int json, void (*wake)(
 ui_child_state ui_child_state_get(ui_child *c)
 {
     pthread_mutex_lock(&c->mu);
-    const ui_child_state s = c->done ? UI_CHILD_DONE : c->started ? UI_CHILD_RUNNING : UI_CHILD_IDLE;
+    const ui_child_state s = c->done      ? UI_CHILD_DONE
+                             : c->started ? UI_CHILD_RUNNING
+                                          : UI_CHILD_IDLE;
     pthread_mutex_unlock(&c->mu);
     return s;
 }

@@ -28,7 +28,7 @@
 #define UI_CHILD_MAX_ARGS 8
 
 typedef enum ui_child_state {
-    UI_CHILD_IDLE = 0,    /* never started */
+    UI_CHILD_IDLE = 0, /* never started */
     UI_CHILD_RUNNING = 1,
     UI_CHILD_DONE = 2, /* finished: a document or an error */
 } ui_child_state;
@@ -40,8 +40,8 @@ typedef struct ui_child {
     int done;
     pid_t pid;
     int exit_status; /* the child's, -1 when it did not exit normally */
-    int json;  /* parse the output */
-    char *out; /* the output as printed (text mode) */
+    int json;        /* parse the output */
+    char *out;       /* the output as printed (text mode) */
     cJSON *doc;
     char err[256];
     char *argv[UI_CHILD_MAX_ARGS + 2];

@@ -23,8 +23,8 @@ static int use_unicode, use_mouse, atexit_done;
 static const char *color_name = "none";
 static int role_attr[CR_ROLE_COUNT_];
 
-static const int fatal_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGSEGV,
-                                    SIGABRT, SIGBUS, SIGFPE, SIGILL};
+static const int fatal_signals[] = {SIGINT,  SIGTERM, SIGHUP, SIGQUIT, SIGSEGV,
+                                    SIGABRT, SIGBUS,  SIGFPE, SIGILL};
 
 /* ---- colours ------------------------------------------------------------------------- */
 

@@ -74,7 +74,7 @@ struct tui_engine {
     bn_model_state *state;
     float *logits;
     const chat_format *fmt;
-    int closed; /* the last reply ended with its own end (an end token, a line break) */
+    int closed;    /* the last reply ended with its own end (an end token, a line break) */
     int32_t *conv; /* the conversation's tokens; the first bn_model_state_pos are evaluated */
     size_t conv_n, conv_cap;
     hist_run *chat_run;
@@ -142,7 +142,8 @@ static void end_chat(tui_engine *e)
         cJSON_AddNumberToObject(m, "tokens_per_s",
                                 e->chat_gen_s > 0 ? (double)e->chat_evals / e->chat_gen_s : 0);
         cJSON_AddNumberToObject(m, "prompt_tokens_per_s",
-                                e->chat_prompt_s > 0 ? (double)e->chat_prompt / e->chat_prompt_s : 0);
+                                e->chat_prompt_s > 0 ? (double)e->chat_prompt / e->chat_prompt_s
+                                                     : 0);
         if (e->ctx) cJSON_AddNumberToObject(m, "threads", bn_ctx_n_threads(e->ctx));
         if (e->fmt) cJSON_AddStringToObject(m, "format", e->fmt->name);
         hist_end_status(e->chat_run, BN_RUN_OK, m, NULL);
@@ -605,8 +606,10 @@ static cJSON *bench_metrics(tui_engine *e, int pp, int tg, int done, double sum_
     if (done && pp) cJSON_AddNumberToObject(m, "pp_tokens_per_s", sum_pp / done);
     if (done && tg) cJSON_AddNumberToObject(m, "tg_tokens_per_s", sum_tg / done);
     cJSON *a = cJSON_AddArrayToObject(m, "results");
-    if (done && pp) add_result(a, "pp", pp, threads, sum_pp / done, sdev(e->st.bench_pp_tps, done), done);
-    if (done && tg) add_result(a, "tg", tg, threads, sum_tg / done, sdev(e->st.bench_tg_tps, done), done);
+    if (done && pp)
+        add_result(a, "pp", pp, threads, sum_pp / done, sdev(e->st.bench_pp_tps, done), done);
+    if (done && tg)
+        add_result(a, "tg", tg, threads, sum_tg / done, sdev(e->st.bench_tg_tps, done), done);
     return m;
 }
 
@@ -669,15 +672,16 @@ static void job_bench(tui_engine *e, int pp, int tg, int reps)
         set_message(e, 0, "benchmark cancelled after %d of %d runs", done, reps);
         hist_end_status(h, BN_RUN_CANCELLED, m, NULL);
     } else {
-        set_message(e, 1, "benchmark: prompt %.1f tokens/s, generation %.1f tokens/s", sum_pp / done,
-                    sum_tg / done);
+        set_message(e, 1, "benchmark: prompt %.1f tokens/s, generation %.1f tokens/s",
+                    sum_pp / done, sum_tg / done);
         hist_end_status(h, BN_RUN_OK, m, NULL);
     }
     bn_model_state_free(st);
     free(toks);
 }
 
-/* ---- the worker thread -------------------------------------------------------------------------- */
+/* ---- the worker thread --------------------------------------------------------------------------
+ */
 
 static void run_request(tui_engine *e, int kind, char *text, const eng_sampling *sp, int pp, int tg,
                         int reps)

@@ -198,7 +198,7 @@ static int clampi(int v, int lo, int hi)
 static void cell(const slots *sl, bn_graph_style st, int r, int R, int c, double lo, double hi,
                  char out[8])
 {
-    static const char *const eighths[] = {" ",  "\u2581", "\u2582", "\u2583", "\u2584",
+    static const char *const eighths[] = {" ",      "\u2581", "\u2582", "\u2583", "\u2584",
                                           "\u2585", "\u2586", "\u2587", "\u2588"};
     if (st == BN_GRAPH_BRAILLE) {
         static const unsigned left[] = {0x40, 0x04, 0x02, 0x01}, right[] = {0x80, 0x20, 0x10, 0x08};

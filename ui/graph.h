@@ -65,7 +65,7 @@ const char *bn_graph_style_name(bn_graph_style s);
 typedef struct bn_graph_opts {
     int width, height; /* of the whole graph, labels included: at least 8 x 2 */
     bn_graph_style style;
-    double t_end, span; /* the window is [t_end - span, t_end] (seconds) */
+    double t_end, span;  /* the window is [t_end - span, t_end] (seconds) */
     double y_min, y_max; /* a fixed range when y_max > y_min; else from the data */
     int y_from_zero;     /* data range: the bottom is 0 unless values are negative */
     const char *unit;    /* appended to the y labels ("%", " MiB"); NULL: none */
@@ -78,8 +78,8 @@ typedef struct bn_graph_opts {
 bn_graph_opts bn_graph_opts_default(void);
 
 typedef struct bn_graph_out {
-    int rows;    /* lines written (= height) */
-    int label_w; /* columns before the plot area (labels and the axis) */
+    int rows;      /* lines written (= height) */
+    int label_w;   /* columns before the plot area (labels and the axis) */
     double lo, hi; /* the y range drawn */
     int n_samples; /* samples inside the window */
     char line[BN_GRAPH_MAX_ROWS][BN_GRAPH_LINE_MAX]; /* UTF-8, NUL-terminated */

@@ -33,10 +33,21 @@ static const struct {
     const char *name;
     int key;
 } names[] = {
-        {"ENTER", '\n'},      {"ESC", 27},           {"TAB", '\t'},      {"BTAB", KEY_BTAB},
-        {"UP", KEY_UP},       {"DOWN", KEY_DOWN},    {"LEFT", KEY_LEFT}, {"RIGHT", KEY_RIGHT},
-        {"PGUP", KEY_PPAGE},  {"PGDN", KEY_NPAGE},   {"HOME", KEY_HOME}, {"END", KEY_END},
-        {"BACKSPACE", KEY_BACKSPACE}, {"DEL", KEY_DC}, {"SPACE", ' '},
+        {"ENTER", '\n'},
+        {"ESC", 27},
+        {"TAB", '\t'},
+        {"BTAB", KEY_BTAB},
+        {"UP", KEY_UP},
+        {"DOWN", KEY_DOWN},
+        {"LEFT", KEY_LEFT},
+        {"RIGHT", KEY_RIGHT},
+        {"PGUP", KEY_PPAGE},
+        {"PGDN", KEY_NPAGE},
+        {"HOME", KEY_HOME},
+        {"END", KEY_END},
+        {"BACKSPACE", KEY_BACKSPACE},
+        {"DEL", KEY_DC},
+        {"SPACE", ' '},
 };
 
 /* A whole number in [lo, hi] ending at *end; -1 when not. */

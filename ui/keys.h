@@ -32,8 +32,8 @@ typedef enum key_kind {
 
 typedef struct key_step {
     key_kind kind;
-    int key; /* KS_KEY: a curses key code */
-    int ms;  /* KS_SLEEP, KS_IDLE */
+    int key;  /* KS_KEY: a curses key code */
+    int ms;   /* KS_SLEEP, KS_IDLE */
     int x, y; /* KS_CLICK, KS_WHEEL_* */
 } key_step;
 

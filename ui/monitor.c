@@ -122,7 +122,7 @@ static void *run(void *arg)
     char why[128];
     bn_nvml *nv = NULL;
     bn_nvml_open(&nv, why, sizeof why); /* without NVML nv stays NULL: no GPUs */
-    bn_hw_info hw; /* collected unlocked (NVML may be slow), then copied */
+    bn_hw_info hw;                      /* collected unlocked (NVML may be slow), then copied */
     bn_hw_collect(&hw, nv);
     pthread_mutex_lock(&m->mu);
     m->nv = nv;
@@ -137,8 +137,7 @@ static void *run(void *arg)
         clock_gettime(CLOCK_REALTIME, &ts);
         const long long ns = ts.tv_nsec + (long long)(m->period * 1e9);
         ts.tv_sec += (time_t)(ns / 1000000000), ts.tv_nsec = (long)(ns % 1000000000);
-        while (!m->quit && pthread_cond_timedwait(&m->cv, &m->mu, &ts) != ETIMEDOUT) {
-        }
+        while (!m->quit && pthread_cond_timedwait(&m->cv, &m->mu, &ts) != ETIMEDOUT) {}
         const int quit = m->quit;
         pthread_mutex_unlock(&m->mu);
         if (quit) break;

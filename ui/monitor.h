@@ -18,10 +18,10 @@
 #include "hw.h"
 
 typedef struct mon_data {
-    int ready;      /* the hardware report is collected */
-    bn_hw_info hw;  /* refreshed every second (memory, GPUs) */
-    double cpu_sys; /* percent of all cores busy, -1 before two samples */
-    double cpu_proc; /* this process, percent of one core, -1 before two samples */
+    int ready;              /* the hardware report is collected */
+    bn_hw_info hw;          /* refreshed every second (memory, GPUs) */
+    double cpu_sys;         /* percent of all cores busy, -1 before two samples */
+    double cpu_proc;        /* this process, percent of one core, -1 before two samples */
     unsigned long long rss; /* bytes resident */
     int n_threads;          /* this process's threads */
     unsigned long samples;  /* taken so far */

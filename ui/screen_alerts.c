@@ -78,7 +78,8 @@ static void alerts_tick(tui *t, void *st)
     if (h) cJSON_Delete(a->trans), a->trans = h;
 }
 
-/* ---- shared with the dashboard ------------------------------------------------------------------ */
+/* ---- shared with the dashboard ------------------------------------------------------------------
+ */
 
 static const char *jstr(const cJSON *o, const char *k)
 {
@@ -94,8 +95,8 @@ static double jnum(const cJSON *o, const char *k)
 
 static int state_attr(const char *s)
 {
-    return !strcmp(s, "firing")    ? crt_attr(CR_FAIL)
-           : !strcmp(s, "pending") ? crt_attr(CR_WARN)
+    return !strcmp(s, "firing")     ? crt_attr(CR_FAIL)
+           : !strcmp(s, "pending")  ? crt_attr(CR_WARN)
            : !strcmp(s, "resolved") ? crt_attr(CR_OK)
                                     : crt_attr(CR_DIM);
 }
@@ -156,7 +157,10 @@ void tui_alerts_panel(tui *t, int y, int x, int h, int w)
         firing += !strcmp(jstr(it, "state"), "firing");
         pending += !strcmp(jstr(it, "state"), "pending");
     }
-    ui_printf(r++, x, w, firing ? crt_attr(CR_FAIL) : pending ? crt_attr(CR_WARN) : crt_attr(CR_OK),
+    ui_printf(r++, x, w,
+              firing    ? crt_attr(CR_FAIL)
+              : pending ? crt_attr(CR_WARN)
+                        : crt_attr(CR_OK),
               "%d rule%s: %d firing, %d pending", n, n == 1 ? "" : "s", firing, pending);
     cJSON_ArrayForEach(it, rules)
     {
@@ -164,7 +168,8 @@ void tui_alerts_panel(tui *t, int y, int x, int h, int w)
         const char *s = jstr(it, "state");
         if (strcmp(s, "firing") && strcmp(s, "pending")) continue;
         int c = x + ui_text(r, x, 9, state_attr(s), s);
-        ui_printf(r++, c + 1, w - (c + 1 - x), 0, "%s (%s)", jstr(it, "rule"), jstr(it, "severity"));
+        ui_printf(r++, c + 1, w - (c + 1 - x), 0, "%s (%s)", jstr(it, "rule"),
+                  jstr(it, "severity"));
     }
     cJSON_ArrayForEach(it, trans)
     {
@@ -173,7 +178,8 @@ void tui_alerts_panel(tui *t, int y, int x, int h, int w)
     }
 }
 
-/* ---- the screen ---------------------------------------------------------------------------------- */
+/* ---- the screen
+ * ---------------------------------------------------------------------------------- */
 
 static void alerts_draw(tui *t, void *st, int y, int x, int h, int w)
 {
@@ -202,7 +208,8 @@ static void alerts_draw(tui *t, void *st, int y, int x, int h, int w)
         for (int i = 0; i < a->l.h && a->l.top + i < n; i++) {
             const cJSON *it = cJSON_GetArrayItem(rules, a->l.top + i);
             char since[32] = "-", cond[600];
-            if (!isnan(jnum(it, "since_ms"))) ui_time((long long)jnum(it, "since_ms"), since, sizeof since);
+            if (!isnan(jnum(it, "since_ms")))
+                ui_time((long long)jnum(it, "since_ms"), since, sizeof since);
             condition(it, cond, sizeof cond);
             const int row = r + i, sel = a->l.top + i == a->l.sel;
             const int base = sel ? crt_attr(CR_SELECT) : 0;
@@ -210,15 +217,16 @@ static void alerts_draw(tui *t, void *st, int y, int x, int h, int w)
             int c = x + 2;
             c += ui_printf(row, c, 10, sel ? base : state_attr(jstr(it, "state")), "%-9s ",
                            jstr(it, "state"));
-            ui_printf(row, c, x + w - 2 - c, base, "%-20.20s %-17s %-9s %s", jstr(it, "rule"), since,
-                      jstr(it, "severity"), cond);
+            ui_printf(row, c, x + w - 2 - c, base, "%-20.20s %-17s %-9s %s", jstr(it, "rule"),
+                      since, jstr(it, "severity"), cond);
         }
         ui_list_hits(&a->l, r, x + 1, w - 2);
     }
     ui_box(y + top, x, h - top, w, "Recent transitions (bitnet monitor records them)");
     r = y + top + 1;
     if (nt == 0) ui_text(r, x + 2, w - 4, crt_attr(CR_DIM), "none recorded");
-    for (int i = 0; i < nt && r < y + h - 1; i++) draw_transition(r++, x + 2, w - 4, cJSON_GetArrayItem(trans, i));
+    for (int i = 0; i < nt && r < y + h - 1; i++)
+        draw_transition(r++, x + 2, w - 4, cJSON_GetArrayItem(trans, i));
 }
 
 static int alerts_key(tui *t, void *st, int ch)

@@ -164,8 +164,9 @@ static void draw_earlier(tui *t, bench *b, const eng_status *es, int y, int x, i
         cJSON_Delete(m);
         const int sel = b->list.top + r == b->list.sel;
         ui_printf(y + 2 + r, x + 2, w - 4, sel ? crt_attr(CR_SELECT) : 0,
-                  "%-16s %-6.6s %5.0f %5.0f %9.1f %9.1f  %-8s %s", tm, bn_run_status_str(run->status),
-                  ppn, tgn, pp, tg, vs, run->model_path ? tui_base(run->model_path) : "");
+                  "%-16s %-6.6s %5.0f %5.0f %9.1f %9.1f  %-8s %s", tm,
+                  bn_run_status_str(run->status), ppn, tgn, pp, tg, vs,
+                  run->model_path ? tui_base(run->model_path) : "");
     }
     ui_list_hits(&b->list, y + 2, x + 1, w - 2);
 }

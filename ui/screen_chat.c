@@ -88,7 +88,8 @@ static void chat_tick(tui *t, void *st)
     char buf[8192];
     size_t n;
     if (c->job > 0)
-        while ((n = eng_take_text(t->eng, c->job, buf, sizeof buf)) > 0) append(c, ROLE_MODEL, buf, n);
+        while ((n = eng_take_text(t->eng, c->job, buf, sizeof buf)) > 0)
+            append(c, ROLE_MODEL, buf, n);
     eng_status es;
     eng_status_get(t->eng, &es);
     if (c->job > 0 && (es.job_id != c->job || es.job == ENG_IDLE)) {
@@ -135,7 +136,8 @@ static void send_line(tui *t, chat *c)
     c->scroll = 0;
 }
 
-/* ---- settings ---------------------------------------------------------------------------------- */
+/* ---- settings ----------------------------------------------------------------------------------
+ */
 
 static void setting_text(const chat *c, int i, char *buf, size_t size)
 {
@@ -200,7 +202,8 @@ static void adjust(chat *c, int dir)
     }
 }
 
-/* ---- drawing ------------------------------------------------------------------------------------- */
+/* ---- drawing
+ * ------------------------------------------------------------------------------------- */
 
 typedef struct count_ctx {
     int lines;
@@ -283,15 +286,18 @@ static void chat_draw(tui *t, void *st, int y, int x, int h, int w)
     /* the speed line */
     char sp[256];
     if (es.job == ENG_GENERATING)
-        snprintf(sp, sizeof sp, "generating: %lld tokens, %.1f tokens/s (prompt %.1f tokens/s), "
-                                "context %lld/%lld",
+        snprintf(sp, sizeof sp,
+                 "generating: %lld tokens, %.1f tokens/s (prompt %.1f tokens/s), "
+                 "context %lld/%lld",
                  es.gen_tokens, es.gen_tps, es.prompt_tps, es.ctx_used, es.model.n_ctx);
     else if (es.gen_tokens)
-        snprintf(sp, sizeof sp, "last reply: %lld tokens, %.1f tokens/s, stop: %s; context %lld/%lld",
+        snprintf(sp, sizeof sp,
+                 "last reply: %lld tokens, %.1f tokens/s, stop: %s; context %lld/%lld",
                  es.gen_tokens, es.gen_tps, es.stop, es.ctx_used, es.model.n_ctx);
     else
         snprintf(sp, sizeof sp, "%s", es.model.loaded ? "ready" : "");
-    ui_text(sy + 1, x + 1, w - 2, es.job == ENG_GENERATING ? crt_attr(CR_OK) : crt_attr(CR_DIM), sp);
+    ui_text(sy + 1, x + 1, w - 2, es.job == ENG_GENERATING ? crt_attr(CR_OK) : crt_attr(CR_DIM),
+            sp);
     ui_text(sy + 2, x, 2, crt_attr(CR_TITLE), ">");
     ui_input_draw(&c->in, sy + 2, x + 2, w - 2, c->editing);
     ui_hit(sy + 2, x, w, UI_KEY_BUTTON + 1);

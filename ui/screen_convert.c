@@ -97,7 +97,8 @@ static void run_action(tui *t, conv *c, const char *what, const char *const *arg
     ui_child_start(&c->action, args, 0, wake_tui, t);
 }
 
-/* ---- drawing ------------------------------------------------------------------------------------- */
+/* ---- drawing
+ * ------------------------------------------------------------------------------------- */
 
 static const char *jstr(const cJSON *o, const char *k)
 {
@@ -125,7 +126,8 @@ static void draw_job(const cJSON *j, int sel, int y, int x, int w)
     ui_clear(y, x, w, base);
     int c = x + 1;
     c += ui_printf(y, c, w, base, "%4d ", (int)jnum(j, "id"));
-    c += ui_printf(y, c, 10, sel ? base : status_attr(jstr(j, "status")), "%-9s ", jstr(j, "status"));
+    c += ui_printf(y, c, 10, sel ? base : status_attr(jstr(j, "status")), "%-9s ",
+                   jstr(j, "status"));
     const double pct = jnum(j, "percent");
     char lab[32];
     snprintf(lab, sizeof lab, "%5.1f%%", isnan(pct) ? 0.0 : pct);
@@ -153,7 +155,8 @@ static void draw_details(const cJSON *j, int y, int x, int h, int w)
                   ui_bytes((unsigned long long)jnum(j, "bytes_total"), b, sizeof b));
     if (r < y + h - 1 && !isnan(jnum(j, "created_at")))
         ui_printf(r++, x + 2, w - 4, crt_attr(CR_DIM), "added   %s, attempt %d",
-                  ui_time((long long)jnum(j, "created_at"), tm, sizeof tm), (int)jnum(j, "attempts"));
+                  ui_time((long long)jnum(j, "created_at"), tm, sizeof tm),
+                  (int)jnum(j, "attempts"));
     const char *err = jstr(j, "error");
     if (*err && r < y + h - 1)
         ui_text_block(r, x + 2, y + h - 1 - r, w - 4, crt_attr(CR_FAIL), err, strlen(err), 0);
@@ -202,7 +205,8 @@ static void conv_draw(tui *t, void *st, int y, int x, int h, int w)
         ui_box(y + top, x, h - top, w, "Job");
 }
 
-/* ---- keys ------------------------------------------------------------------------------------------ */
+/* ---- keys
+ * ------------------------------------------------------------------------------------------ */
 
 static int form_key(tui *t, conv *c, int ch)
 {

@@ -74,7 +74,8 @@ static void draw_model(tui *t, int y, int x, int h, int w)
                   m->n_params / 1e6);
     if (r < y + h - 1)
         ui_printf(r++, x + 2, iw, 0, "%lld layers, context %lld, %s at run time, KV %s", m->n_layer,
-                  m->n_ctx, ui_bytes(m->weight_bytes, a, sizeof a), ui_bytes(m->kv_bytes, b, sizeof b));
+                  m->n_ctx, ui_bytes(m->weight_bytes, a, sizeof a),
+                  ui_bytes(m->kv_bytes, b, sizeof b));
     if (r < y + h - 1)
         ui_printf(r++, x + 2, iw, crt_attr(CR_DIM), "loaded in %.2f s, %d threads", m->load_s,
                   m->threads);
@@ -83,8 +84,8 @@ static void draw_model(tui *t, int y, int x, int h, int w)
             ui_printf(r++, x + 2, iw, crt_attr(CR_OK), "generating: %lld tokens, %.1f tokens/s",
                       st.gen_tokens, st.gen_tps);
         else if (st.job == ENG_BENCHING)
-            ui_printf(r++, x + 2, iw, crt_attr(CR_OK), "benchmark: %s, run %d of %d", st.bench_phase,
-                      st.bench_rep + 1, st.bench_reps);
+            ui_printf(r++, x + 2, iw, crt_attr(CR_OK), "benchmark: %s, run %d of %d",
+                      st.bench_phase, st.bench_rep + 1, st.bench_reps);
         else
             ui_text(r++, x + 2, iw, crt_attr(CR_DIM), "idle");
     }

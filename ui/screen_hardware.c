@@ -63,7 +63,8 @@ static void hw_draw(tui *t, void *st, int y, int x, int h, int w)
     field(r++, x + 2, iw, "CPU", line);
     snprintf(line, sizeof line, "%d cores, %d threads", cpu->n_physical, cpu->n_cores);
     if (r < bottom) field(r++, x + 2, iw, "", line);
-    if (r < bottom) field(r++, x + 2, iw, "features", hw->cpu_features[0] ? hw->cpu_features : "none");
+    if (r < bottom)
+        field(r++, x + 2, iw, "features", hw->cpu_features[0] ? hw->cpu_features : "none");
     snprintf(line, sizeof line, "L1d %s, L2 %s, L3 %s", ui_bytes(cpu->l1d_bytes, a, sizeof a),
              ui_bytes(cpu->l2_bytes, b, sizeof b), ui_bytes(cpu->l3_bytes, c, sizeof c));
     if (r < bottom) field(r++, x + 2, iw, "caches", line);
@@ -75,11 +76,12 @@ static void hw_draw(tui *t, void *st, int y, int x, int h, int w)
     if (r < bottom) {
         if (hw->mem_total) {
             const unsigned long long used = hw->mem_total - hw->mem_available;
-            snprintf(line, sizeof line, "%s available of %s", ui_bytes(hw->mem_available, a, sizeof a),
+            snprintf(line, sizeof line, "%s available of %s",
+                     ui_bytes(hw->mem_available, a, sizeof a),
                      ui_bytes(hw->mem_total, b, sizeof b));
             ui_text(r, x + 2, 10, crt_attr(CR_TITLE), "Memory");
-            ui_meter(r++, x + 12, iw - 10, (double)used / (double)hw->mem_total, crt_attr(CR_GRAPH3),
-                     line);
+            ui_meter(r++, x + 12, iw - 10, (double)used / (double)hw->mem_total,
+                     crt_attr(CR_GRAPH3), line);
         } else {
             field(r++, x + 2, iw, "Memory", "unknown (/proc/meminfo unreadable)");
         }
@@ -89,7 +91,8 @@ static void hw_draw(tui *t, void *st, int y, int x, int h, int w)
     if (r < bottom) field(r++, x + 2, iw, "Kernels", hw->kernels);
     if (r < bottom) field(r++, x + 2, iw, "GPU", hw->gpu_status);
     if (r < bottom && hw->driver_version[0]) field(r++, x + 2, iw, "driver", hw->driver_version);
-    for (int i = 0; i < hw->n_gpus && r + 3 <= bottom; i++) r += draw_gpu(&hw->gpus[i], r, x + 2, iw);
+    for (int i = 0; i < hw->n_gpus && r + 3 <= bottom; i++)
+        r += draw_gpu(&hw->gpus[i], r, x + 2, iw);
     if (lw < w) { /* graphs on the right */
         const int gx = x + lw, gw = w - lw;
         const int n = 2 + (hw->n_gpus > 2 ? 2 : hw->n_gpus);

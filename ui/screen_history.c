@@ -13,8 +13,8 @@
 
 #define LIMIT 1000
 
-static const char *const commands[] = {NULL,     "generate", "chat",  "bench", "perplexity",
-                                       "doctor", "train",    "convert"};
+static const char *const commands[] = {NULL,         "generate", "chat",  "bench",
+                                       "perplexity", "doctor",   "train", "convert"};
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 
 typedef struct hist {
@@ -114,7 +114,8 @@ static void hist_draw(tui *t, void *st, int y, int x, int h, int w)
     /* the filter line */
     int c = x + 1;
     c += ui_text(y, c, w, crt_attr(CR_TITLE), "command ");
-    c += ui_printf(y, c, x + w - c, crt_attr(CR_SELECT), " %s ", commands[hs->cmd] ? commands[hs->cmd] : "all");
+    c += ui_printf(y, c, x + w - c, crt_attr(CR_SELECT), " %s ",
+                   commands[hs->cmd] ? commands[hs->cmd] : "all");
     ui_hit(y, x + 1, c - x - 1, UI_KEY_BUTTON + 1);
     c += ui_text(y, c, x + w - c, crt_attr(CR_DIM), " (f)  ");
     const int c0 = c;
@@ -138,8 +139,10 @@ static void hist_draw(tui *t, void *st, int y, int x, int h, int w)
         return;
     }
     ui_box(y + 1, x, h - 1, list_w, title);
-    if (hs->err[0]) ui_text(y + 2, x + 2, list_w - 4, crt_attr(CR_FAIL), hs->err);
-    else if (hs->n == 0) ui_text(y + 2, x + 2, list_w - 4, crt_attr(CR_DIM), "no runs match");
+    if (hs->err[0])
+        ui_text(y + 2, x + 2, list_w - 4, crt_attr(CR_FAIL), hs->err);
+    else if (hs->n == 0)
+        ui_text(y + 2, x + 2, list_w - 4, crt_attr(CR_DIM), "no runs match");
     const int row = y + 2 + (hs->err[0] ? 1 : 0);
     ui_list_layout(&hs->list, (int)hs->n, y + h - 1 - row);
     for (int r = 0; r < hs->list.h && hs->list.top + r < (int)hs->n; r++) {
@@ -149,7 +152,7 @@ static void hist_draw(tui *t, void *st, int y, int x, int h, int w)
         ui_time(run->started_ms, tm, sizeof tm);
         tui_run_summary(run, sum, sizeof sum);
         const int base = sel ? crt_attr(CR_SELECT) : 0;
-        const int sa = sel                           ? base
+        const int sa = sel                            ? base
                        : run->status == BN_RUN_OK     ? crt_attr(CR_OK)
                        : run->status == BN_RUN_FAILED ? crt_attr(CR_FAIL)
                                                       : crt_attr(CR_WARN);
@@ -157,7 +160,8 @@ static void hist_draw(tui *t, void *st, int y, int x, int h, int w)
         int cc = x + 2;
         cc += ui_printf(row + r, cc, list_w - 4, base, "%5lld %-16s %-10s ", (long long)run->id, tm,
                         run->command);
-        cc += ui_printf(row + r, cc, x + list_w - 2 - cc, sa, "%-10s ", bn_run_status_str(run->status));
+        cc += ui_printf(row + r, cc, x + list_w - 2 - cc, sa, "%-10s ",
+                        bn_run_status_str(run->status));
         ui_printf(row + r, cc, x + list_w - 2 - cc, base, "%-22.22s %s",
                   run->model_path ? tui_base(run->model_path) : "-", sum);
     }
@@ -185,7 +189,8 @@ static void export_runs(tui *t, hist *h, bn_db_format fmt)
     struct tm tm;
     localtime_r(&now, &tm);
     strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
-    snprintf(file, sizeof file, "%s/history-%s.%s", dir, stamp, fmt == BN_DB_FORMAT_CSV ? "csv" : "json");
+    snprintf(file, sizeof file, "%s/history-%s.%s", dir, stamp,
+             fmt == BN_DB_FORMAT_CSV ? "csv" : "json");
     FILE *f = fopen(file, "w");
     if (!f) {
         tui_status(t, CR_FAIL, "%s: %s", file, strerror(errno));

@@ -137,7 +137,8 @@ static void models_destroy(void *st)
     free(m);
 }
 
-/* ---- inspect ---------------------------------------------------------------------------------- */
+/* ---- inspect ----------------------------------------------------------------------------------
+ */
 
 static void kv_line(models *m, const bn_gguf *g, int64_t i)
 {
@@ -232,7 +233,8 @@ static void inspect(tui *t, models *m, const char *path)
     (void)t;
 }
 
-/* ---- drawing ---------------------------------------------------------------------------------- */
+/* ---- drawing ----------------------------------------------------------------------------------
+ */
 
 static void draw_inspect(models *m, int y, int x, int h, int w)
 {
@@ -269,10 +271,12 @@ static void models_draw(tui *t, void *st, int y, int x, int h, int w)
     eng_status_get(t->eng, &es);
     const int lw = w >= 110 ? w * 2 / 5 : w, lh = lw == w ? h / 2 : h;
     ui_box(y, x, lh, lw, "Models");
-    ui_text(y + lh - 1, x + 2, lw - 4, crt_attr(CR_DIM), " Enter inspect  l load  u unload  o open ");
+    ui_text(y + lh - 1, x + 2, lw - 4, crt_attr(CR_DIM),
+            " Enter inspect  l load  u unload  o open ");
     int row = y + 1;
     if (!t->bundled[0]) ui_text(row++, x + 2, lw - 4, crt_attr(CR_DIM), "no bundled model found");
-    if (m->n == 0) ui_text(row, x + 2, lw - 4, crt_attr(CR_DIM), "no models known yet: o opens a file");
+    if (m->n == 0)
+        ui_text(row, x + 2, lw - 4, crt_attr(CR_DIM), "no models known yet: o opens a file");
     ui_list_layout(&m->list, m->n, y + lh - 1 - row);
     for (int r = 0; r < m->list.h && m->list.top + r < m->n; r++) {
         const model_entry *e = &m->e[m->list.top + r];
@@ -291,7 +295,8 @@ static void models_draw(tui *t, void *st, int y, int x, int h, int w)
         draw_inspect(m, y, x + lw, h, w - lw);
 }
 
-/* ---- keys -------------------------------------------------------------------------------------- */
+/* ---- keys --------------------------------------------------------------------------------------
+ */
 
 static const model_entry *selected(const models *m)
 {
@@ -302,7 +307,8 @@ static void remember(models *m, const char *path)
 {
     for (int i = 0; i < m->n_opened; i++)
         if (!strcmp(m->opened[i], path)) return;
-    if (m->n_opened == 8) memmove(m->opened[0], m->opened[1], sizeof m->opened[0] * 7), m->n_opened--;
+    if (m->n_opened == 8)
+        memmove(m->opened[0], m->opened[1], sizeof m->opened[0] * 7), m->n_opened--;
     snprintf(m->opened[m->n_opened++], sizeof m->opened[0], "%s", path);
 }
 
@@ -351,7 +357,8 @@ static int models_key(tui *t, void *st, int ch)
     case 'l':
         if (!e) return 1;
         if (eng_load(t->eng, e->path) < 0)
-            tui_status(t, CR_WARN, "busy: wait for the running job, or stop it (Esc on its screen)");
+            tui_status(t, CR_WARN,
+                       "busy: wait for the running job, or stop it (Esc on its screen)");
         else
             tui_status(t, CR_NORMAL, "loading %s ...", tui_base(e->path));
         return 1;

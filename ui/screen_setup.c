@@ -18,7 +18,7 @@
 #define BENCH_TG     16
 
 enum { ST_HW, ST_CHECKS, ST_MODEL, ST_GEN, ST_BENCH, ST_SAVE, ST_COUNT };
-static const char *const step_names[ST_COUNT] = {"Hardware", "Checks", "Model",
+static const char *const step_names[ST_COUNT] = {"Hardware",         "Checks",    "Model",
                                                  "First generation", "Benchmark", "Save"};
 
 enum { JOB_NONE, JOB_LOADING, JOB_RUNNING, JOB_DONE, JOB_FAILED };
@@ -138,7 +138,8 @@ static void start_bench(tui *t, setup *s)
     s->bench_msg[0] = '\0';
     s->bench_job = eng_bench(t->eng, BENCH_PP, BENCH_TG, 1);
     s->bench_state = s->bench_job > 0 ? JOB_RUNNING : JOB_NONE;
-    if (s->bench_state == JOB_NONE) snprintf(s->bench_msg, sizeof s->bench_msg, "busy: waiting ...");
+    if (s->bench_state == JOB_NONE)
+        snprintf(s->bench_msg, sizeof s->bench_msg, "busy: waiting ...");
 }
 
 static void save_config(tui *t, setup *s)
@@ -153,7 +154,8 @@ static void save_config(tui *t, setup *s)
     cJSON *v = cJSON_CreateString(s->chosen);
     int changed = 0;
     if (!v || bn_config_write_key(path, "model", v, &changed, err, sizeof err) != 0) {
-        snprintf(s->save_msg, sizeof s->save_msg, "cannot write %s: %s", path, v ? err : "out of memory");
+        snprintf(s->save_msg, sizeof s->save_msg, "cannot write %s: %s", path,
+                 v ? err : "out of memory");
         cJSON_Delete(v);
         return;
     }
@@ -201,7 +203,8 @@ static void setup_tick(tui *t, void *st)
         s->checks_seen = 1;
         s->checks_doc = ui_child_take(&s->doctor);
         ui_child_error(&s->doctor, s->checks_err, sizeof s->checks_err);
-        if (s->checks_doc && !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(s->checks_doc, "checks")))
+        if (s->checks_doc &&
+            !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(s->checks_doc, "checks")))
             snprintf(s->checks_err, sizeof s->checks_err, "bitnet doctor gave no report");
         t->hist_seq++; /* doctor recorded its run */
     }
@@ -234,7 +237,8 @@ static void setup_tick(tui *t, void *st)
     }
 }
 
-/* ---- drawing ----------------------------------------------------------------------------------- */
+/* ---- drawing -----------------------------------------------------------------------------------
+ */
 
 static void draw_hw(tui *t, int y, int x, int h, int w)
 {
@@ -245,12 +249,13 @@ static void draw_hw(tui *t, int y, int x, int h, int w)
         ui_text(r, x, w, crt_attr(CR_DIM), "detecting ...");
     } else {
         const bn_hw_info *hw = &d->hw;
-        ui_printf(r++, x, w, 0, "CPU      %s, %d cores, %d threads", hw->cpu->model[0] ? hw->cpu->model : "unknown",
-                  hw->cpu->n_physical, hw->cpu->n_cores);
+        ui_printf(r++, x, w, 0, "CPU      %s, %d cores, %d threads",
+                  hw->cpu->model[0] ? hw->cpu->model : "unknown", hw->cpu->n_physical,
+                  hw->cpu->n_cores);
         ui_printf(r++, x, w, 0, "features %s", hw->cpu_features[0] ? hw->cpu_features : "none");
         ui_printf(r++, x, w, 0, "kernels  %s (chosen for this CPU)", hw->kernels);
-        ui_printf(r++, x, w, 0, "memory   %s total, %s available", ui_bytes(hw->mem_total, a, sizeof a),
-                  ui_bytes(hw->mem_available, b, sizeof b));
+        ui_printf(r++, x, w, 0, "memory   %s total, %s available",
+                  ui_bytes(hw->mem_total, a, sizeof a), ui_bytes(hw->mem_available, b, sizeof b));
         ui_printf(r++, x, w, 0, "OS       %s, kernel %s", hw->os_name, hw->kernel);
         ui_printf(r++, x, w, 0, "GPU      %s", hw->gpu_status);
         r++;
@@ -271,16 +276,25 @@ static void draw_checks(setup *s, int y, int x, int h, int w)
         const cJSON *checks = cJSON_GetObjectItemCaseSensitive(s->checks_doc, "checks");
         const cJSON *sum = cJSON_GetObjectItemCaseSensitive(s->checks_doc, "summary");
         const int n = cJSON_GetArraySize(checks);
-        ui_printf(y, x, w, crt_attr(CR_TITLE), "%d checks: %d pass, %d warn, %d fail (r: run again)", n,
-                  cJSON_GetObjectItemCaseSensitive(sum, "pass") ? cJSON_GetObjectItemCaseSensitive(sum, "pass")->valueint : 0,
-                  cJSON_GetObjectItemCaseSensitive(sum, "warn") ? cJSON_GetObjectItemCaseSensitive(sum, "warn")->valueint : 0,
-                  cJSON_GetObjectItemCaseSensitive(sum, "fail") ? cJSON_GetObjectItemCaseSensitive(sum, "fail")->valueint : 0);
+        ui_printf(y, x, w, crt_attr(CR_TITLE),
+                  "%d checks: %d pass, %d warn, %d fail (r: run again)", n,
+                  cJSON_GetObjectItemCaseSensitive(sum, "pass")
+                          ? cJSON_GetObjectItemCaseSensitive(sum, "pass")->valueint
+                          : 0,
+                  cJSON_GetObjectItemCaseSensitive(sum, "warn")
+                          ? cJSON_GetObjectItemCaseSensitive(sum, "warn")->valueint
+                          : 0,
+                  cJSON_GetObjectItemCaseSensitive(sum, "fail")
+                          ? cJSON_GetObjectItemCaseSensitive(sum, "fail")->valueint
+                          : 0);
         ui_list_layout(&s->checks, n, h - 1);
         for (int r = 0; r < s->checks.h && s->checks.top + r < n; r++) {
             const cJSON *c = cJSON_GetArrayItem(checks, s->checks.top + r);
             const cJSON *stv = cJSON_GetObjectItemCaseSensitive(c, "status");
             const char *stt = cJSON_IsString(stv) ? stv->valuestring : "?";
-            const int a = !strcmp(stt, "pass") ? crt_attr(CR_OK) : !strcmp(stt, "warn") ? crt_attr(CR_WARN) : crt_attr(CR_FAIL);
+            const int a = !strcmp(stt, "pass")   ? crt_attr(CR_OK)
+                          : !strcmp(stt, "warn") ? crt_attr(CR_WARN)
+                                                 : crt_attr(CR_FAIL);
             const cJSON *nm = cJSON_GetObjectItemCaseSensitive(c, "name");
             const cJSON *dt = cJSON_GetObjectItemCaseSensitive(c, "detail");
             const cJSON *hn = cJSON_GetObjectItemCaseSensitive(c, "hint");
@@ -289,11 +303,13 @@ static void draw_checks(setup *s, int y, int x, int h, int w)
             for (char *p = up; *p; p++) *p = (char)(*p & ~0x20);
             ui_text(y + 1 + r, x, 5, a, up);
             int cx = x + 6;
-            cx += ui_printf(y + 1 + r, cx, w - 6, 0, "%-15s ", cJSON_IsString(nm) ? nm->valuestring : "?");
+            cx += ui_printf(y + 1 + r, cx, w - 6, 0, "%-15s ",
+                            cJSON_IsString(nm) ? nm->valuestring : "?");
             const int sel = s->checks.top + r == s->checks.sel;
             const char *txt = sel && cJSON_IsString(hn) && *hn->valuestring && strcmp(stt, "pass")
                                       ? hn->valuestring
-                                      : cJSON_IsString(dt) ? dt->valuestring : "";
+                              : cJSON_IsString(dt) ? dt->valuestring
+                                                   : "";
             ui_text(y + 1 + r, cx, x + w - cx, sel ? crt_attr(CR_SELECT) : 0, txt);
         }
         ui_list_hits(&s->checks, y + 1, x, w);
@@ -310,8 +326,10 @@ static void draw_model_step(tui *t, setup *s, int y, int x, int h, int w)
     int r = y;
     if (!t->bundled[0])
         ui_text(r++, x, w, crt_attr(CR_WARN),
-                "no bundled model found in this build: choose a GGUF file (o: browse, /: type a path)");
-    ui_text(r++, x, w, crt_attr(CR_DIM), "Up/Down and Enter choose; o browses for a file; / types a path");
+                "no bundled model found in this build: choose a GGUF file (o: browse, /: type a "
+                "path)");
+    ui_text(r++, x, w, crt_attr(CR_DIM),
+            "Up/Down and Enter choose; o browses for a file; / types a path");
     const int n = s->n_opt + 1;
     ui_list_layout(&s->mlist, n, h - (r - y) - 2);
     for (int i = 0; i < n && i < s->mlist.h; i++) {
@@ -325,8 +343,7 @@ static void draw_model_step(tui *t, setup *s, int y, int x, int h, int w)
             ui_text(r + i, x + 1, w - 2, a, "another file ...");
     }
     ui_list_hits(&s->mlist, r, x, w);
-    if (s->chosen[0])
-        ui_printf(y + h - 1, x, w, crt_attr(CR_OK), "chosen: %s", s->chosen);
+    if (s->chosen[0]) ui_printf(y + h - 1, x, w, crt_attr(CR_OK), "chosen: %s", s->chosen);
 }
 
 static void draw_gen(tui *t, setup *s, int y, int x, int h, int w)
@@ -344,17 +361,20 @@ static void draw_gen(tui *t, setup *s, int y, int x, int h, int w)
     char text[sizeof s->gen_text + 64];
     const int n = snprintf(text, sizeof text, "%s%s", FIRST_PROMPT, s->gen_text);
     ui_text_block(y + 3, x, h - 6, w, 0, text, (size_t)n, 0);
-    if (s->gen_msg[0]) ui_text(y + h - 2, x, w, s->gen_state == JOB_FAILED ? crt_attr(CR_FAIL) : crt_attr(CR_OK), s->gen_msg);
+    if (s->gen_msg[0])
+        ui_text(y + h - 2, x, w, s->gen_state == JOB_FAILED ? crt_attr(CR_FAIL) : crt_attr(CR_OK),
+                s->gen_msg);
     if (s->gen_state == JOB_RUNNING)
-        ui_printf(y + h - 1, x, w, crt_attr(CR_DIM), "%lld tokens, %.1f tokens/s", es.gen_tokens, es.gen_tps);
+        ui_printf(y + h - 1, x, w, crt_attr(CR_DIM), "%lld tokens, %.1f tokens/s", es.gen_tokens,
+                  es.gen_tps);
 }
 
 static void draw_bench_step(tui *t, setup *s, int y, int x, int h, int w)
 {
     eng_status es;
     eng_status_get(t->eng, &es);
-    ui_printf(y, x, w, crt_attr(CR_DIM), "%d prompt tokens in a batch, then %d generated one at a time",
-              BENCH_PP, BENCH_TG);
+    ui_printf(y, x, w, crt_attr(CR_DIM),
+              "%d prompt tokens in a batch, then %d generated one at a time", BENCH_PP, BENCH_TG);
     if (s->bench_state == JOB_RUNNING) {
         char lab[64];
         snprintf(lab, sizeof lab, "%s", es.bench_phase);
@@ -366,7 +386,9 @@ static void draw_bench_step(tui *t, setup *s, int y, int x, int h, int w)
         ui_text(y + 4, x, w, crt_attr(CR_DIM),
                 "Benchmarks (F7) runs longer ones and compares them with earlier runs");
     }
-    if (s->bench_msg[0]) ui_text(y + h - 1, x, w, s->bench_state == JOB_FAILED ? crt_attr(CR_FAIL) : 0, s->bench_msg);
+    if (s->bench_msg[0])
+        ui_text(y + h - 1, x, w, s->bench_state == JOB_FAILED ? crt_attr(CR_FAIL) : 0,
+                s->bench_msg);
 }
 
 static void draw_save(tui *t, setup *s, int y, int x, int h, int w)
@@ -380,7 +402,8 @@ static void draw_save(tui *t, setup *s, int y, int x, int h, int w)
     ui_printf(y + 2, x, w, 0, "model = %s", s->chosen[0] ? s->chosen : "(none chosen)");
     ui_text(y + 4, x, w, crt_attr(CR_DIM),
             "Enter writes it (other settings are kept); bitnet config changes more later");
-    if (s->save_msg[0]) ui_text(y + 6, x, w, s->saved ? crt_attr(CR_OK) : crt_attr(CR_FAIL), s->save_msg);
+    if (s->save_msg[0])
+        ui_text(y + 6, x, w, s->saved ? crt_attr(CR_OK) : crt_attr(CR_FAIL), s->save_msg);
     if (s->saved && h > 8)
         ui_text(y + 8, x, w, crt_attr(CR_TITLE),
                 "setup complete: Finish opens the Dashboard; Chat (F6) talks to the model");
@@ -394,10 +417,13 @@ static void setup_draw(tui *t, void *st, int y, int x, int h, int w)
     for (int i = 0; i < ST_COUNT && c < x + w; i++) {
         char lab[64];
         snprintf(lab, sizeof lab, "%d %s", i + 1, step_names[i]);
-        const int a = i == s->step ? crt_attr(CR_TAB_ACTIVE) : i < s->step ? crt_attr(CR_OK) : crt_attr(CR_DIM);
+        const int a = i == s->step  ? crt_attr(CR_TAB_ACTIVE)
+                      : i < s->step ? crt_attr(CR_OK)
+                                    : crt_attr(CR_DIM);
         const int c0 = c;
         c += ui_text(y, c, x + w - c, a, lab);
-        if (i + 1 < ST_COUNT) c += ui_text(y, c, x + w - c, crt_attr(CR_DIM), crt_unicode() ? " \u203a " : " > ");
+        if (i + 1 < ST_COUNT)
+            c += ui_text(y, c, x + w - c, crt_attr(CR_DIM), crt_unicode() ? " \u203a " : " > ");
         ui_hit(y, c0, c - c0, UI_KEY_BUTTON + 100 + i);
     }
     char title[96];
@@ -426,11 +452,12 @@ static void setup_draw(tui *t, void *st, int y, int x, int h, int w)
     const int by = y + h - 1;
     int bx = x + 1;
     bx += ui_button(by, bx, "< Back (p)", UI_KEY_BUTTON + 1, s->step > 0, 0) + 2;
-    ui_button(by, bx, s->step == ST_SAVE ? "Finish" : "Next > (n)", UI_KEY_BUTTON + 2, can_next(t, s),
-              0);
+    ui_button(by, bx, s->step == ST_SAVE ? "Finish" : "Next > (n)", UI_KEY_BUTTON + 2,
+              can_next(t, s), 0);
 }
 
-/* ---- keys -------------------------------------------------------------------------------------- */
+/* ---- keys --------------------------------------------------------------------------------------
+ */
 
 static void go(tui *t, setup *s, int step)
 {
@@ -462,13 +489,15 @@ static int model_key(tui *t, setup *s, int ch)
         return 1;
     }
     if (ui_list_key(&s->mlist, ch)) return 1;
-    if (ch == 'o' || ch == '/' || ((ch == '\n' || ch == '\r' || ch == KEY_ENTER) && s->mlist.sel == s->n_opt)) {
+    if (ch == 'o' || ch == '/' ||
+        ((ch == '\n' || ch == '\r' || ch == KEY_ENTER) && s->mlist.sel == s->n_opt)) {
         s->browsing = 1;
         ui_browser_open(&s->br, s->br.dir[0] ? s->br.dir : ".");
         if (ch == '/') ui_browser_key(&s->br, '/', NULL, 0);
         return 1;
     }
-    if ((ch == '\n' || ch == '\r' || ch == KEY_ENTER) && s->mlist.sel >= 0 && s->mlist.sel < s->n_opt) {
+    if ((ch == '\n' || ch == '\r' || ch == KEY_ENTER) && s->mlist.sel >= 0 &&
+        s->mlist.sel < s->n_opt) {
         choose(s, s->opt[s->mlist.sel].path);
         return 1;
     }
@@ -488,7 +517,9 @@ static int setup_key(tui *t, void *st, int ch)
     const int enter = ch == '\n' || ch == '\r' || ch == KEY_ENTER;
     if (ch == 'n' || ch == KEY_RIGHT || ch == UI_KEY_BUTTON + 2 || (enter && s->step != ST_SAVE)) {
         if (!can_next(t, s)) {
-            tui_status(t, CR_WARN, "%s", s->step == ST_MODEL ? "choose a model first" : "this step is not finished yet");
+            tui_status(t, CR_WARN, "%s",
+                       s->step == ST_MODEL ? "choose a model first"
+                                           : "this step is not finished yet");
             return 1;
         }
         if (s->step == ST_SAVE) {
@@ -512,7 +543,8 @@ static int setup_key(tui *t, void *st, int ch)
     }
     if (ch == 'r') {
         if (s->step == ST_CHECKS && doctor_done(s)) doctor_start(t, s);
-        if (s->step == ST_GEN && (s->gen_state == JOB_DONE || s->gen_state == JOB_FAILED)) start_gen(t, s);
+        if (s->step == ST_GEN && (s->gen_state == JOB_DONE || s->gen_state == JOB_FAILED))
+            start_gen(t, s);
         if (s->step == ST_BENCH && s->bench_state != JOB_RUNNING) start_bench(t, s);
         return 1;
     }

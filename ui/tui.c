@@ -20,10 +20,9 @@
 #include "history_hook.h"
 #include "keys.h"
 
-const char *const bn_tui_screen_names[] = {"dashboard", "setup",       "hardware",
-                                           "models",    "chat",        "benchmarks",
-                                           "conversions", "history",   "alerts",
-                                           NULL};
+const char *const bn_tui_screen_names[] = {"dashboard", "setup",      "hardware",    "models",
+                                           "chat",      "benchmarks", "conversions", "history",
+                                           "alerts",    NULL};
 
 void bn_tui_opts_init(bn_tui_opts *o)
 {
@@ -66,18 +65,17 @@ static void wake_engine(void *ud)
 void tui_wake(tui *t)
 {
     const char c = 'e';
-    if (write(t->wake_fd, &c, 1) < 0) {
-    }
+    if (write(t->wake_fd, &c, 1) < 0) {}
 }
 
 static void wake_monitor(void *ud)
 {
     const char c = 'm';
-    if (write(((waker *)ud)->fd[1], &c, 1) < 0) {
-    }
+    if (write(((waker *)ud)->fd[1], &c, 1) < 0) {}
 }
 
-/* ---- helpers for the screens ------------------------------------------------------------------ */
+/* ---- helpers for the screens ------------------------------------------------------------------
+ */
 
 void tui_status(tui *t, crt_role role, const char *fmt, ...)
 {
@@ -187,14 +185,16 @@ static void find_bundled(tui *t)
     char best[256] = "";
     for (struct dirent *e; (e = readdir(d));) {
         size_t n = strlen(e->d_name);
-        if (n > 5 && !strcmp(e->d_name + n - 5, ".gguf") && (!best[0] || strcmp(e->d_name, best) < 0))
+        if (n > 5 && !strcmp(e->d_name + n - 5, ".gguf") &&
+            (!best[0] || strcmp(e->d_name, best) < 0))
             snprintf(best, sizeof best, "%s", e->d_name);
     }
     closedir(d);
     if (best[0]) snprintf(t->bundled, sizeof t->bundled, "%s/%s", t->bundled_dir, best);
 }
 
-/* ---- drawing ------------------------------------------------------------------------------------- */
+/* ---- drawing
+ * ------------------------------------------------------------------------------------- */
 
 /* The position of the screen's letter in its name (case-insensitive), or -1. */
 static int hot_index(const tui_screen *s)
@@ -229,7 +229,8 @@ static void draw_tabs(tui *t)
         const int hot = hot_index(s), n = (int)strlen(s->name);
         for (int c = 0; c < n && c < maxlen && x < COLS; c++) {
             char ch[2] = {s->name[c], 0};
-            x += ui_text(0, x, 1, c == hot ? (act ? a | (int)A_UNDERLINE : crt_attr(CR_HOTKEY)) : a, ch);
+            x += ui_text(0, x, 1, c == hot ? (act ? a | (int)A_UNDERLINE : crt_attr(CR_HOTKEY)) : a,
+                         ch);
         }
         if (x < COLS) x += ui_text(0, x, 1, a, " ");
         ui_hit(0, x0, x - x0, UI_KEY_SCREEN + i);
@@ -292,14 +293,16 @@ static void draw_help(tui *t)
     const tui_screen *s = t->screens[t->cur];
     const char *lines[48];
     int n = 0;
-    for (size_t i = 0; i < sizeof global_help / sizeof global_help[0]; i++) lines[n++] = global_help[i];
+    for (size_t i = 0; i < sizeof global_help / sizeof global_help[0]; i++)
+        lines[n++] = global_help[i];
     static char buf[2048];
     snprintf(buf, sizeof buf, "%s", s->help ? s->help : "");
     lines[n++] = "";
     static char head[80];
     snprintf(head, sizeof head, "%s:", s->name);
     lines[n++] = head;
-    for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l && n < 48; l = strtok_r(NULL, "\n", &save))
+    for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l && n < 48;
+         l = strtok_r(NULL, "\n", &save))
         lines[n++] = l;
     int w = COLS - 8 > 76 ? 76 : COLS - 8, h = n + 4 > LINES - 4 ? LINES - 4 : n + 4;
     const int y = (LINES - h) / 2, x = (COLS - w) / 2;
@@ -317,8 +320,8 @@ static void draw(tui *t)
     ui_hits_reset();
     erase();
     if (LINES < 10 || COLS < 40) {
-        ui_printf(0, 0, COLS, 0, "terminal too small (%dx%d): bitnet tui needs at least 40x10", COLS,
-                  LINES);
+        ui_printf(0, 0, COLS, 0, "terminal too small (%dx%d): bitnet tui needs at least 40x10",
+                  COLS, LINES);
         refresh();
         return;
     }
@@ -330,7 +333,8 @@ static void draw(tui *t)
     refresh();
 }
 
-/* ---- input --------------------------------------------------------------------------------------- */
+/* ---- input
+ * --------------------------------------------------------------------------------------- */
 
 static int screen_of_key(const tui *t, int ch)
 {
@@ -421,7 +425,8 @@ static void handle_key(tui *t, int ch)
     s->key(t, st, ch);
 }
 
-/* ---- the loop -------------------------------------------------------------------------------------- */
+/* ---- the loop
+ * -------------------------------------------------------------------------------------- */
 
 typedef struct loop_stats {
     long frames, keys;
@@ -432,7 +437,7 @@ typedef struct loop_stats {
 typedef struct script_state {
     key_script ks;
     int at;
-    double due;  /* when the next step may run */
+    double due; /* when the next step may run */
     double idle_until;
 } script_state;
 
@@ -581,11 +586,12 @@ static void run_loop(tui *t, script_state *sc, int wake_fd)
     write_stats(t, &ls, t0);
 }
 
-/* ---- start and end --------------------------------------------------------------------------------- */
+/* ---- start and end
+ * --------------------------------------------------------------------------------- */
 
 static const tui_screen *const all_screens[SCR_COUNT] = {
-        &scr_dashboard, &scr_setup, &scr_hardware, &scr_models, &scr_chat,
-        &scr_bench,     &scr_convert, &scr_history, &scr_alerts,
+        &scr_dashboard, &scr_setup,   &scr_hardware, &scr_models, &scr_chat,
+        &scr_bench,     &scr_convert, &scr_history,  &scr_alerts,
 };
 
 static int first_screen(const tui *t)
@@ -675,8 +681,9 @@ int bn_tui_run(const bn_tui_opts *o, char *err, size_t errsz)
     crt_opts co = {o->no_color, o->no_unicode, o->no_mouse};
     if (rc == 0 && crt_init(&co, err, errsz) != 0) rc = 1;
     if (rc == 0) {
-        ui_graph_style_set(o->graph_style >= 0 && o->graph_style <= 2 ? (bn_graph_style)o->graph_style
-                                                                       : BN_GRAPH_BRAILLE);
+        ui_graph_style_set(o->graph_style >= 0 && o->graph_style <= 2
+                                   ? (bn_graph_style)o->graph_style
+                                   : BN_GRAPH_BRAILLE);
         if (t.cfg_err[0]) tui_status(&t, CR_FAIL, "config: %s", t.cfg_err);
         start_model(&t);
         tui_switch(&t, first_screen(&t));

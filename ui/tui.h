@@ -35,12 +35,12 @@ enum {
 typedef struct tui tui;
 
 typedef struct tui_screen {
-    const char *name;  /* on the tab */
-    const char *id;    /* for --screen */
-    char letter;       /* the key that opens it */
-    int fkey;          /* F-key number that opens it */
-    int live;          /* redrawn on every monitor sample */
-    const char *help;  /* its keys: lines of "KEY\tWHAT" */
+    const char *name; /* on the tab */
+    const char *id;   /* for --screen */
+    char letter;      /* the key that opens it */
+    int fkey;         /* F-key number that opens it */
+    int live;         /* redrawn on every monitor sample */
+    const char *help; /* its keys: lines of "KEY\tWHAT" */
     void *(*create)(tui *t);
     void (*destroy)(void *st);
     void (*enter)(tui *t, void *st); /* may be NULL */
@@ -66,9 +66,9 @@ struct tui {
     const tui_screen *screens[SCR_COUNT];
     void *state[SCR_COUNT];
     int cur;
-    int help;   /* the help overlay is shown */
+    int help; /* the help overlay is shown */
     int quit;
-    int dirty;  /* draw a frame */
+    int dirty; /* draw a frame */
     char status[512];
     int status_attr;
     double status_t;

@@ -189,7 +189,7 @@ void ui_meter(int y, int x, int w, double frac, int attr, const char *label)
     if (frac > 1) frac = 1;
     const int eighths = (int)(frac * bw * 8 + 0.5);
     const int full = eighths / 8, part = eighths % 8;
-    static const char *const parts[] = {"", "\u258f", "\u258e", "\u258d",
+    static const char *const parts[] = {"",       "\u258f", "\u258e", "\u258d",
                                         "\u258c", "\u258b", "\u258a", "\u2589"};
     move(y, x);
     attron(attr);
@@ -373,7 +373,8 @@ void ui_input_draw(const ui_input *in, int y, int x, int w, int focused)
     ui_text(y, x + before, w - before, a | A_REVERSE, c);
 }
 
-/* ---- a scrolling list -------------------------------------------------------------------------- */
+/* ---- a scrolling list --------------------------------------------------------------------------
+ */
 
 void ui_list_layout(ui_list *l, int n, int h)
 {
@@ -422,10 +423,12 @@ int ui_list_key(ui_list *l, int ch)
 
 void ui_list_hits(const ui_list *l, int y, int x, int w)
 {
-    for (int r = 0; r < l->h && l->top + r < l->n; r++) ui_hit(y + r, x, w, UI_KEY_ROW + l->top + r);
+    for (int r = 0; r < l->h && l->top + r < l->n; r++)
+        ui_hit(y + r, x, w, UI_KEY_ROW + l->top + r);
 }
 
-/* ---- wrapped text ------------------------------------------------------------------------------- */
+/* ---- wrapped text -------------------------------------------------------------------------------
+ */
 
 int ui_wrap(const char *text, size_t len, int w, ui_wrap_fn fn, void *ud)
 {
@@ -470,7 +473,8 @@ typedef struct block_ctx {
 static void block_line(void *ud, int i, const char *s, size_t n)
 {
     const block_ctx *b = ud;
-    if (i >= b->first && i < b->first + b->h) ui_textn(b->y + i - b->first, b->x, b->w, b->attr, s, n);
+    if (i >= b->first && i < b->first + b->h)
+        ui_textn(b->y + i - b->first, b->x, b->w, b->attr, s, n);
 }
 
 int ui_text_block(int y, int x, int h, int w, int attr, const char *text, size_t len, int first)
@@ -479,7 +483,8 @@ int ui_text_block(int y, int x, int h, int w, int attr, const char *text, size_t
     return ui_wrap(text, len, w, block_line, &b);
 }
 
-/* ---- mouse hit regions --------------------------------------------------------------------------- */
+/* ---- mouse hit regions
+ * --------------------------------------------------------------------------- */
 
 #define MAX_HITS 512
 

@@ -21,9 +21,9 @@
 /* Key codes made up by the TUI (above curses' KEY_MAX). */
 enum {
     UI_KEY_BASE = 0x10000,
-    UI_KEY_ROW = 0x10000,     /* + row index: a click on a list row */
-    UI_KEY_SCREEN = 0x20000,  /* + screen index: a click on a tab */
-    UI_KEY_BUTTON = 0x30000,  /* + button id: a click on a button */
+    UI_KEY_ROW = 0x10000,    /* + row index: a click on a list row */
+    UI_KEY_SCREEN = 0x20000, /* + screen index: a click on a tab */
+    UI_KEY_BUTTON = 0x30000, /* + button id: a click on a button */
     UI_KEY_WHEEL_UP = 0x40000,
     UI_KEY_WHEEL_DOWN = 0x40001,
     UI_KEY_CLICK = 0x40002, /* a click on nothing in particular */
@@ -79,7 +79,8 @@ int ui_input_key(ui_input *in, int ch);
 /* Draws the line in w columns, scrolled so that the cursor shows when focused. */
 void ui_input_draw(const ui_input *in, int y, int x, int w, int focused);
 
-/* ---- a scrolling list -------------------------------------------------------------------------- */
+/* ---- a scrolling list --------------------------------------------------------------------------
+ */
 
 typedef struct ui_list {
     int n;   /* rows */
@@ -96,7 +97,8 @@ int ui_list_key(ui_list *l, int ch);
 /* Registers row hit regions for the rows shown, starting at screen row y. */
 void ui_list_hits(const ui_list *l, int y, int x, int w);
 
-/* ---- wrapped text ------------------------------------------------------------------------------- */
+/* ---- wrapped text -------------------------------------------------------------------------------
+ */
 
 /* Splits len bytes of text into lines of at most w columns (at spaces when it can, at '\n'
  * always). Calls fn(ud, line_index, start, n_bytes) for each; returns the number of lines. */
@@ -106,7 +108,8 @@ int ui_wrap(const char *text, size_t len, int w, ui_wrap_fn fn, void *ud);
 /* Draws the lines first .. first+h-1 of the wrapped text; returns the number of lines. */
 int ui_text_block(int y, int x, int h, int w, int attr, const char *text, size_t len, int first);
 
-/* ---- mouse hit regions --------------------------------------------------------------------------- */
+/* ---- mouse hit regions
+ * --------------------------------------------------------------------------- */
 
 void ui_hits_reset(void);
 void ui_hit(int y, int x, int w, int key);
