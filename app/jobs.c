@@ -154,6 +154,16 @@ int jobs_open(jobs_db **out, char *err, size_t errsz)
     return 0;
 }
 
+static void reopen(jobs_db *j)
+{
+    sqlite3_close(j->sql);
+    j->sql = NULL;
+    if (sqlite3_open_v2(j->path, &j->sql, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
+        fprintf(stderr, "jobs: cannot reopen %s: %s\n", j->path,
+                j->sql ? sqlite3_errmsg(j->sql) : "out of memory");
+    sqlite3_busy_timeout(j->sql, 10000);
+}
+
 void jobs_close(jobs_db *j)
 {
     if (!j) return;
@@ -277,7 +287,7 @@ static int progress(void *user, const cv_progress *p)
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(w->j->sql,
                            "UPDATE jobs SET phase = ?2, bytes_done = ?3, bytes_total = ?4, "
-                           "percent = ?5, eta_s = ?6 WHERE id = ?1 RETURNING cancel_requested",
+                           "percent = ?5, eta_s = ?6 WHERE id = ?1",
                            -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, w->id);
         sqlite3_bind_text(st, 2, p->phase, -1, SQLITE_STATIC);
@@ -288,6 +298,14 @@ static int progress(void *user, const cv_progress *p)
             sqlite3_bind_double(st, 6, p->eta_s);
         else
             sqlite3_bind_null(st, 6);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            fprintf(stderr, "job %lld: progress: %s\n", (long long)w->id,
+                    sqlite3_errmsg(w->j->sql));
+        sqlite3_finalize(st);
+    }
+    if (sqlite3_prepare_v2(w->j->sql, "SELECT cancel_requested FROM jobs WHERE id = ?1", -1, &st,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, w->id);
         if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0)) w->cancel = 1;
         sqlite3_finalize(st);
     }
@@ -302,23 +320,35 @@ static int claim(jobs_db *j, int64_t *id, char **args)
     int got = 0;
     if (sqlite3_exec(j->sql, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) return -1;
     if (sqlite3_prepare_v2(j->sql,
-                           "UPDATE jobs SET status = 'running', started_at = ?1, worker_pid = ?2, "
-                           "attempts = attempts + 1, phase = 'starting', percent = 0, "
-                           "cancel_requested = 0, error = NULL, result = NULL WHERE id = (SELECT "
-                           "id FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1) "
-                           "RETURNING id, args",
+                           "SELECT id, args FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1",
                            -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, now_ms());
-        sqlite3_bind_int64(st, 2, (int64_t)getpid());
         if (sqlite3_step(st) == SQLITE_ROW) {
             *id = sqlite3_column_int64(st, 0);
             const char *a = (const char *)sqlite3_column_text(st, 1);
             *args = a ? strdup(a) : NULL;
-            got = *args != NULL;
         }
         sqlite3_finalize(st);
     }
-    sqlite3_exec(j->sql, "COMMIT", NULL, NULL, NULL);
+    if (*args && sqlite3_prepare_v2(j->sql,
+                                    "UPDATE jobs SET status = 'running', started_at = ?2, "
+                                    "worker_pid = ?3, attempts = attempts + 1, phase = 'starting', "
+                                    "percent = 0, cancel_requested = 0, error = NULL, result = NULL "
+                                    "WHERE id = ?1",
+                                    -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, *id);
+        sqlite3_bind_int64(st, 2, now_ms());
+        sqlite3_bind_int64(st, 3, (int64_t)getpid());
+        got = sqlite3_step(st) == SQLITE_DONE;
+        sqlite3_finalize(st);
+    }
+    if (sqlite3_exec(j->sql, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(j->sql, "ROLLBACK", NULL, NULL, NULL);
+        got = 0;
+    }
+    if (!got) {
+        free(*args);
+        *args = NULL;
+    }
     return got;
 }
 
@@ -343,7 +373,8 @@ static void finish(jobs_db *j, int64_t id, const char *status, const char *resul
         sqlite3_bind_text(st, 5, error, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 5);
-    sqlite3_step(st);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        fprintf(stderr, "job %lld: cannot record the end: %s\n", (long long)id, sqlite3_errmsg(j->sql));
     sqlite3_finalize(st);
 }
 
@@ -376,7 +407,14 @@ static void run_job(jobs_db *j, int64_t id, const char *args)
     cJSON *params = cJSON_CreateObject();
     cJSON_AddNumberToObject(params, "job", (double)id);
     cJSON_AddItemToObject(params, "args", cJSON_Duplicate(a, 1));
+    /* bn_db_open (in hist_begin) opens and closes the database file with open(2) and
+     * close(2), which drops every POSIX lock this process holds on it while sqlite still
+     * counts them as held: another process could then checkpoint and delete the WAL under
+     * our connection. So no connection of ours is open while it runs. */
+    sqlite3_close(j->sql);
+    j->sql = NULL;
     hist_run *h = hist_begin("convert", NULL, params);
+    reopen(j);
     cJSON *report = NULL;
     char err[1024] = "";
     int rc = !o.src || !o.out || o.type < 0 || o.embd_type < 0
@@ -491,7 +529,9 @@ cJSON *jobs_list_json(jobs_db *j, const char *status, int limit, char *err, size
     else
         sqlite3_bind_null(st, 1);
     sqlite3_bind_int64(st, 2, limit > 0 ? limit : -1);
-    cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "jobs");
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddBoolToObject(doc, "worker_running", jobs_worker_running());
+    cJSON *arr = cJSON_AddArrayToObject(doc, "jobs");
     while (sqlite3_step(st) == SQLITE_ROW) cJSON_AddItemToArray(arr, row_json(st, 0));
     sqlite3_finalize(st);
     return doc;
