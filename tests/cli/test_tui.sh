@@ -263,6 +263,15 @@ grep -q "[│┌⣿]" "$TMP/pane" && bad "--no-unicode drew non-ASCII" || ok "--
 wait_for a "EXIT=0" "--no-unicode run quits"
 start f --max-frames 3
 wait_for f "EXIT=0" "--max-frames 3 quits by itself"
+# colours: 256 on screen-256color, 8 on xterm, none with NO_COLOR
+for c in "256:" "8:TERM=xterm" "none:NO_COLOR=1"; do
+    want=${c%%:*}
+    $TM new-session -d -s "c$want" -x 80 -y 24 \
+        "env ${c#*:} $BIN tui --max-frames 2 --stats $TMP/c$want.json; echo EXIT=\$?; sleep 600"
+    wait_for "c$want" "EXIT=0" "colours $want: ran"
+    [ "$("$JSONGET" colors <"$TMP/c$want.json" 2>/dev/null)" = "$want" ] && ok "colours: $want" \
+        || bad "colours $want: $(cat "$TMP/c$want.json" 2>&1)"
+done
 
 # ---- GPU panels with a stand-in NVML (two GPUs) -----------------------------------------------
 CC=${CC:-cc}
