@@ -13,7 +13,7 @@ expect_exit 2 "help for an unknown command" -- "$BITNET" help frobnicate
 expect_exit 2 "unknown command" -- "$BITNET" frobnicate
 expect_one_line_err "unknown command"
 expect_exit 2 "version with a bad option" -- "$BITNET" version --frob
-expect_exit 2 "bench without a suite" -- "$BITNET" bench
+expect_exit 2 "bench -p not a number" -- "$BITNET" bench -p abc
 expect_exit 2 "bench with an unknown suite" -- "$BITNET" bench nothing
 expect_exit 2 "bench kernels bad option" -- "$BITNET" bench kernels --frob
 expect_exit 2 "bench kernels --threads 0" -- "$BITNET" bench kernels --threads 0
