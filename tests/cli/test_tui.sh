@@ -261,6 +261,10 @@ start a --keys "$TMP/keys2" --no-unicode --screen hardware
 wait_for a "^\\+-+ Hardware" "--no-unicode: ASCII frames"
 grep -q "[│┌⣿]" "$TMP/pane" && bad "--no-unicode drew non-ASCII" || ok "--no-unicode: nothing but ASCII"
 wait_for a "EXIT=0" "--no-unicode run quits"
+$TM new-session -d -s bare -x 120 -y 40 "$BIN; echo EXIT=\$?; sleep 600"
+wait_for bare "F2 Dashboard" "bitnet with no command on a terminal opens the UI"
+keys bare q
+wait_for bare "EXIT=0" "  ... and q quits it"
 start f --max-frames 3
 wait_for f "EXIT=0" "--max-frames 3 quits by itself"
 # colours: 256 on screen-256color, 8 on xterm, none with NO_COLOR
