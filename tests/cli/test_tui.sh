@@ -17,7 +17,8 @@ unset BITNET_CONFIG NO_COLOR BITNET_MODEL
 BIN=$(cd "$(dirname "$BITNET")" && pwd)/$(basename "$BITNET")
 TM="tmux -L bitnet-test-$$ -f $TMP/tmux.conf"
 printf 'set -g default-terminal screen-256color\nset -g history-limit 0\n' >"$TMP/tmux.conf"
-trap '$TM kill-server 2>/dev/null; rm -rf "$TMP"' EXIT
+SOCK="${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)/bitnet-test-$$"
+trap '$TM kill-server 2>/dev/null; rm -f "$SOCK"; rm -rf "$TMP"' EXIT
 trap 'exit 1' INT TERM HUP PIPE
 
 # start SESSION ARGS...: runs `bitnet tui ARGS` in a fresh 120x40 pane, then prints its status
