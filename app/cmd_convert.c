@@ -165,7 +165,9 @@ static int enqueue(const cc_opts *o)
         return cli_print_json(d) ? BN_EXIT_FAIL : BN_EXIT_OK;
     }
     printf("queued job %lld%s\n", (long long)id,
-           started > 0 ? " (worker started)" : started == 0 ? " (a worker is running)" : "");
+           started > 0    ? " (worker started)"
+           : started == 0 ? " (a worker is running)"
+                          : "");
     return BN_EXIT_OK;
 }
 
@@ -205,8 +207,7 @@ int cmd_convert(int argc, char **argv)
         print_report(report);
         cJSON_Delete(report);
     }
-    if (metrics) cJSON_AddStringToObject(metrics, "output_sha256",
-                                         str(metrics, "sha256"));
+    if (metrics) cJSON_AddStringToObject(metrics, "output_sha256", str(metrics, "sha256"));
     hist_end(h, rc ? BN_EXIT_FAIL : BN_EXIT_OK, metrics, NULL);
     return rc ? BN_EXIT_FAIL : BN_EXIT_OK;
 }

@@ -56,8 +56,8 @@ static void print_row(const cJSON *o)
 static int parse_id(const char *C, const char *s, int64_t *id)
 {
     long v;
-    if (!s || cli_parse_long(s, 1, 1L << 62, &v)) return cli_usage_error(C, "bad job id '%s'",
-                                                                            s ? s : "");
+    if (!s || cli_parse_long(s, 1, 1L << 62, &v))
+        return cli_usage_error(C, "bad job id '%s'", s ? s : "");
     *id = v;
     return 0;
 }
@@ -255,8 +255,9 @@ static int cmd_wait(int argc, char **argv)
 
 int cmd_jobs(int argc, char **argv)
 {
-    if (argc < 2) return cli_usage_error("jobs", "which subcommand? (list, show, cancel, retry, "
-                                         "wait, work)");
+    if (argc < 2)
+        return cli_usage_error("jobs", "which subcommand? (list, show, cancel, retry, "
+                                       "wait, work)");
     const char *sub = argv[1];
     if (!strcmp(sub, "-h") || !strcmp(sub, "--help")) {
         cmd_jobs_help(stdout);

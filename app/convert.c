@@ -25,7 +25,8 @@
 #define MAX_TEXT_TOKENS   128
 #define MAX_PROMPTS       32
 
-static int fail(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errsz, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 
 static int fail(char *err, size_t errsz, const char *fmt, ...)
 {
@@ -49,12 +50,12 @@ void cv_opts_init(cv_opts *o)
 enum { P_NORM, P_EMBD, P_TERNARY, P_CONST };
 
 typedef struct plan_item {
-    char name[96];  /* GGUF name */
-    char src[160];  /* Hugging Face name */
+    char name[96]; /* GGUF name */
+    char src[160]; /* Hugging Face name */
     int kind, type, n_dims;
-    int64_t ne[2];  /* ne[0] innermost */
+    int64_t ne[2]; /* ne[0] innermost */
     size_t size;
-    float value;    /* P_CONST: every element */
+    float value; /* P_CONST: every element */
 } plan_item;
 
 typedef struct conv {
@@ -95,15 +96,16 @@ static int plan_add(conv *c, const char *name, const char *src, int kind, int ty
     if (type == BN_TYPE_I2_S) {
         it->size = bn_i2s_bytes(rows * cols);
     } else if (bn_type_row_bytes(type, cols, &row) != BN_OK) {
-        return fail(err, errsz, "%s: %lld inputs do not fit %s (it needs a multiple of %lld)",
-                    src, (long long)cols, bn_type_name(type),
-                    (long long)bn_type_get(type)->block_size);
+        return fail(err, errsz, "%s: %lld inputs do not fit %s (it needs a multiple of %lld)", src,
+                    (long long)cols, bn_type_name(type), (long long)bn_type_get(type)->block_size);
     } else {
         it->size = row * (size_t)rows;
     }
     if (type == BN_TYPE_I2_S && cols % BN_QK_I2S)
-        return fail(err, errsz, "%s: %lld inputs do not fit i2_s (a multiple of 128); try "
-                    "another --type", src, (long long)cols);
+        return fail(err, errsz,
+                    "%s: %lld inputs do not fit i2_s (a multiple of 128); try "
+                    "another --type",
+                    src, (long long)cols);
     if (it->size > c->max_size) c->max_size = it->size;
     c->total_bytes += it->size;
     return 0;
@@ -164,7 +166,8 @@ static int make_plan(conv *c, char *err, size_t errsz)
         const cv_tensor *t = cv_source_find(&c->src, it->src);
         uint64_t want = (uint64_t)(it->ne[0] * it->ne[1]);
         if (it->kind == P_TERNARY && c->src.hp.packed) want /= 4;
-        if (!t) rc = fail(err, errsz, "%s: tensor %s is missing", c->src.weights, it->src);
+        if (!t)
+            rc = fail(err, errsz, "%s: tensor %s is missing", c->src.weights, it->src);
         else if (t->numel != want)
             rc = fail(err, errsz, "%s: %llu elements, the config needs %llu", it->src,
                       (unsigned long long)t->numel, (unsigned long long)want);
@@ -172,7 +175,8 @@ static int make_plan(conv *c, char *err, size_t errsz)
     return rc;
 }
 
-/* ---- metadata ---------------------------------------------------------------------------------- */
+/* ---- metadata ----------------------------------------------------------------------------------
+ */
 
 static int set_meta(conv *c, bn_gguf_writer *w, char *err, size_t errsz)
 {
@@ -186,9 +190,9 @@ static int set_meta(conv *c, bn_gguf_writer *w, char *err, size_t errsz)
     const struct {
         const char *k;
         int64_t v;
-    } u[] = {{"context_length", h->n_ctx},        {"embedding_length", h->n_embd},
-             {"block_count", h->n_layer},         {"feed_forward_length", h->n_ff},
-             {"attention.head_count", h->n_head}, {"attention.head_count_kv", h->n_head_kv},
+    } u[] = {{"context_length", h->n_ctx},          {"embedding_length", h->n_embd},
+             {"block_count", h->n_layer},           {"feed_forward_length", h->n_ff},
+             {"attention.head_count", h->n_head},   {"attention.head_count_kv", h->n_head_kv},
              {"rope.dimension_count", h->head_dim}, {"vocab_size", h->n_vocab}};
     for (size_t i = 0; st == BN_OK && i < sizeof u / sizeof u[0]; i++) {
         snprintf(key, sizeof key, "%s.%s", arch, u[i].k);
@@ -203,7 +207,8 @@ static int set_meta(conv *c, bn_gguf_writer *w, char *err, size_t errsz)
     return cv_tokenizer(c->ctx, &c->src, w, &c->tok, &c->tok_kind, err, errsz);
 }
 
-/* ---- producing one tensor's bytes ---------------------------------------------------------------- */
+/* ---- producing one tensor's bytes
+ * ---------------------------------------------------------------- */
 
 static int produce(conv *c, const plan_item *it, uint8_t *out, char *err, size_t errsz)
 {
@@ -293,8 +298,10 @@ static int fill(conv *c, char *err, size_t errsz)
         for (size_t done = 0; rc == 0 && done < it->size;) {
             ssize_t k = pwrite(fd, buf + done, it->size - done, (off_t)(off[i] + done));
             if (k < 0 && errno == EINTR) continue;
-            if (k <= 0) rc = fail(err, errsz, "%s: write: %s", c->tmp, strerror(errno));
-            else done += (size_t)k;
+            if (k <= 0)
+                rc = fail(err, errsz, "%s: write: %s", c->tmp, strerror(errno));
+            else
+                done += (size_t)k;
         }
         c->done_bytes += it->size;
         if (c->throttle_us) usleep(c->throttle_us); /* BITNET_CONVERT_THROTTLE_MS (tests) */
@@ -410,8 +417,8 @@ static int engine_logits(conv *c, bn_model *m, float *out, char *err, size_t err
     int rc = 0;
     int64_t base = 0;
     for (int i = 0; rc == 0 && i < c->seqs.n; base += c->seqs.len[i], i++)
-        if (bn_model_eval(st, c->seqs.tok[i], c->seqs.len[i], 0, c->seqs.len[i],
-                          out + base * V) != BN_OK)
+        if (bn_model_eval(st, c->seqs.tok[i], c->seqs.len[i], 0, c->seqs.len[i], out + base * V) !=
+            BN_OK)
             rc = fail(err, errsz, "%s: %s", c->tmp, bn_ctx_errmsg(c->ctx));
     bn_model_state_free(st);
     return rc;
@@ -445,9 +452,8 @@ static int verify(conv *c, char *err, size_t errsz)
             cJSON *v = cJSON_AddObjectToObject(c->report, "validation");
             cJSON_AddNumberToObject(v, "prompts", c->text_seq >= 0 ? c->text_seq : c->seqs.n);
             cJSON_AddNumberToObject(v, "tokens", (double)c->seqs.total);
-            cJSON_AddStringToObject(v, "reference", c->src.hp.quant_ref
-                                                            ? "f32, as the source quantizes"
-                                                            : "f32");
+            cJSON_AddStringToObject(v, "reference",
+                                    c->src.hp.quant_ref ? "f32, as the source quantizes" : "f32");
             cv_metrics(c->ref_logits, conv_logits, &c->seqs, V, c->text_seq, v);
         }
         free(conv_logits);
@@ -456,7 +462,8 @@ static int verify(conv *c, char *err, size_t errsz)
     return rc;
 }
 
-/* ---- the output file -------------------------------------------------------------------------- */
+/* ---- the output file --------------------------------------------------------------------------
+ */
 
 static int sha256_file(const char *path, char hex[65])
 {
@@ -523,8 +530,8 @@ static void describe(conv *c)
     cJSON_AddStringToObject(r, "output", c->o->out);
     cJSON_AddStringToObject(r, "format", fmts[c->src.fmt]);
     cJSON_AddStringToObject(r, "source_architecture", h->arch_name);
-    cJSON_AddStringToObject(r, "architecture", h->arch == CV_ARCH_BITNET ? "bitnet-b1.58"
-                                                                          : "bitnet");
+    cJSON_AddStringToObject(r, "architecture",
+                            h->arch == CV_ARCH_BITNET ? "bitnet-b1.58" : "bitnet");
     cJSON_AddStringToObject(r, "type", bn_type_name(c->o->type));
     cJSON_AddStringToObject(r, "embd_type", bn_type_name(c->o->embd_type));
     cJSON_AddBoolToObject(r, "packed_source", h->packed);
@@ -579,7 +586,8 @@ static int run(conv *c, char *err, size_t errsz)
         return fail(err, errsz, "%s: rename: %s", o->out, strerror(errno));
     fsync_dir(o->out);
     struct stat st;
-    cJSON_AddNumberToObject(c->report, "bytes_out", stat(o->out, &st) == 0 ? (double)st.st_size : 0);
+    cJSON_AddNumberToObject(c->report, "bytes_out",
+                            stat(o->out, &st) == 0 ? (double)st.st_size : 0);
     cJSON_AddStringToObject(c->report, "sha256", hex);
     add_quality_warning(c);
     return 0;

@@ -46,8 +46,8 @@
 /* ---- options and progress ------------------------------------------------------------- */
 
 typedef struct cv_progress {
-    const char *phase; /* "reading", "reference", "writing", "verifying", "validating" */
-    uint64_t done, total; /* bytes of weights written / to write (0 total: unknown) */
+    const char *phase;       /* "reading", "reference", "writing", "verifying", "validating" */
+    uint64_t done, total;    /* bytes of weights written / to write (0 total: unknown) */
     double elapsed_s, eta_s; /* eta_s < 0: unknown */
 } cv_progress;
 
@@ -79,37 +79,37 @@ enum { CV_ARCH_BITNET = 1, CV_ARCH_LLAMA = 2 };
 enum { CV_FMT_SAFETENSORS = 1, CV_FMT_TORCH = 2, CV_FMT_ONNX = 3 };
 
 typedef struct cv_hparams {
-    int arch;              /* CV_ARCH_* */
-    char arch_name[64];    /* config.json architectures[0] */
+    int arch;           /* CV_ARCH_* */
+    char arch_name[64]; /* config.json architectures[0] */
     int64_t n_vocab, n_embd, n_ff, n_layer, n_head, n_head_kv, head_dim, n_ctx;
     float eps, rope_theta;
-    int tied;              /* no separate lm_head.weight */
-    int packed;            /* BitNet linear weights packed 4 per uint8, with weight_scale */
-    int scale_mul;         /* weight_scale multiplies (autobitlinear), else divides */
-    int quant_ref;         /* the source model quantizes (a quantization_config is present) */
+    int tied;      /* no separate lm_head.weight */
+    int packed;    /* BitNet linear weights packed 4 per uint8, with weight_scale */
+    int scale_mul; /* weight_scale multiplies (autobitlinear), else divides */
+    int quant_ref; /* the source model quantizes (a quantization_config is present) */
     int32_t bos_id, eos_id;
 } cv_hparams;
 
 typedef struct cv_tensor {
-    char *name;     /* the Hugging Face name (ONNX: recovered from the graph) */
-    int dtype;      /* bn_dtype */
+    char *name; /* the Hugging Face name (ONNX: recovered from the graph) */
+    int dtype;  /* bn_dtype */
     int n_dims;
     int64_t shape[BN_ST_MAX_DIMS]; /* as the model sees it ([out, in] for linear weights) */
     uint64_t numel;
-    size_t bytes;   /* numel * dtype size */
-    int transposed; /* stored [in, out] (ONNX MatMul) */
-    int file;       /* shard index (SafeTensors) */
+    size_t bytes;    /* numel * dtype size */
+    int transposed;  /* stored [in, out] (ONNX MatMul) */
+    int file;        /* shard index (SafeTensors) */
     const void *ref; /* bn_st_tensor / bn_pt_tensor / bn_onnx_tensor */
 } cv_tensor;
 
 typedef struct cv_source {
-    int fmt;              /* CV_FMT_* */
-    char dir[4096];       /* the model directory */
-    char weights[4096];   /* the weights file (first shard) */
-    cJSON *config;        /* config.json */
+    int fmt;            /* CV_FMT_* */
+    char dir[4096];     /* the model directory */
+    char weights[4096]; /* the weights file (first shard) */
+    cJSON *config;      /* config.json */
     cv_hparams hp;
-    bn_ctx *ctx;          /* for the readers' messages */
-    bn_safetensors **st;  /* shards */
+    bn_ctx *ctx;         /* for the readers' messages */
+    bn_safetensors **st; /* shards */
     int n_st;
     bn_torch *pt;
     bn_onnx *ox;
@@ -138,8 +138,8 @@ int cv_linear_ternary(cv_source *s, const char *name, int64_t rows, int64_t cols
 /* The weight the source model computes with, as f32 [rows, cols]: packed weights
  * dequantized, float weights as stored (fake-quantized by absmean when quant_ref and the
  * weights are float). */
-int cv_linear_f32(cv_source *s, const char *name, int64_t rows, int64_t cols, float *w,
-                  char *err, size_t errsz);
+int cv_linear_f32(cv_source *s, const char *name, int64_t rows, int64_t cols, float *w, char *err,
+                  size_t errsz);
 /* A 1-D tensor of n values as f32 (norm weights). */
 int cv_vector_f32(cv_source *s, const char *name, int64_t n, float *v, char *err, size_t errsz);
 
@@ -157,10 +157,10 @@ int cv_tokenizer(bn_ctx *ctx, const cv_source *s, bn_gguf_writer *w, bn_tokenize
 /* ---- the reference forward and metrics (convert_validate.c) ------------------------------ */
 
 typedef struct cv_seqs {
-    int n;           /* sequences */
-    int32_t **tok;   /* tok[i][0 .. len[i]) */
+    int n;         /* sequences */
+    int32_t **tok; /* tok[i][0 .. len[i]) */
     int *len;
-    int64_t total;   /* sum of len */
+    int64_t total; /* sum of len */
 } cv_seqs;
 
 typedef struct cv_calib {

@@ -15,7 +15,8 @@
 #include "bitnet/quant.h"
 #include "model_common.h"
 
-static int fail(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errsz, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 
 static int fail(char *err, size_t errsz, const char *fmt, ...)
 {
@@ -63,7 +64,8 @@ static int read_config(cv_source *s, char *err, size_t errsz)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/config.json", s->dir);
-    if (!is_file(path)) return fail(err, errsz, "%s: no config.json (the model's hyper-parameters)", s->dir);
+    if (!is_file(path))
+        return fail(err, errsz, "%s: no config.json (the model's hyper-parameters)", s->dir);
     size_t len;
     char *text = mc_read_file(path, &len);
     if (!text) return fail(err, errsz, "%s: cannot read", path);
@@ -104,8 +106,8 @@ static int read_config(cv_source *s, char *err, size_t errsz)
     h->rope_theta = (float)cfg_num(c, "rope_theta", cfg_num(rp, "rope_theta", 10000.0));
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(c, "rope_scaling");
     const char *rtype = cfg_str(rp, "rope_type");
-    if ((cJSON_IsObject(rs) && !(cfg_str(rs, "rope_type") &&
-                                 strcmp(cfg_str(rs, "rope_type"), "default") == 0)) ||
+    if ((cJSON_IsObject(rs) &&
+         !(cfg_str(rs, "rope_type") && strcmp(cfg_str(rs, "rope_type"), "default") == 0)) ||
         (rtype && strcmp(rtype, "default") != 0))
         return fail(err, errsz, "%s: RoPE scaling is not supported", path);
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "attention_bias")) ||
@@ -118,22 +120,25 @@ static int read_config(cv_source *s, char *err, size_t errsz)
     if (cJSON_IsObject(q)) {
         const char *m = cfg_str(q, "quant_method");
         if (!m || strcmp(m, "bitnet") != 0)
-            return fail(err, errsz, "%s: quantization_config quant_method '%s' is not supported "
-                        "(bitnet)", path, m ? m : "");
+            return fail(err, errsz,
+                        "%s: quantization_config quant_method '%s' is not supported "
+                        "(bitnet)",
+                        path, m ? m : "");
         h->quant_ref = 1;
         const char *lc = cfg_str(q, "linear_class");
         h->scale_mul = lc && strcmp(lc, "autobitlinear") == 0;
         if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(q, "use_rms_norm")))
             return fail(err, errsz, "%s: quantization_config use_rms_norm is not supported", path);
     }
-    if (h->n_embd <= 0 || h->n_ff <= 0 || h->n_layer <= 0 || h->n_head <= 0 ||
-        h->n_head_kv <= 0 || h->n_vocab <= 0 || h->n_head % h->n_head_kv ||
-        h->head_dim * h->n_head != h->n_embd || h->head_dim % 2 || h->n_layer > 1024 ||
-        h->n_embd > 65536 || h->n_ff > (1 << 20) || h->n_vocab > (1 << 24))
-        return fail(err, errsz, "%s: implausible shape (hidden %lld, ffn %lld, layers %lld, heads "
-                    "%lld/%lld, vocab %lld)", path, (long long)h->n_embd, (long long)h->n_ff,
-                    (long long)h->n_layer, (long long)h->n_head, (long long)h->n_head_kv,
-                    (long long)h->n_vocab);
+    if (h->n_embd <= 0 || h->n_ff <= 0 || h->n_layer <= 0 || h->n_head <= 0 || h->n_head_kv <= 0 ||
+        h->n_vocab <= 0 || h->n_head % h->n_head_kv || h->head_dim * h->n_head != h->n_embd ||
+        h->head_dim % 2 || h->n_layer > 1024 || h->n_embd > 65536 || h->n_ff > (1 << 20) ||
+        h->n_vocab > (1 << 24))
+        return fail(err, errsz,
+                    "%s: implausible shape (hidden %lld, ffn %lld, layers %lld, heads "
+                    "%lld/%lld, vocab %lld)",
+                    path, (long long)h->n_embd, (long long)h->n_ff, (long long)h->n_layer,
+                    (long long)h->n_head, (long long)h->n_head_kv, (long long)h->n_vocab);
     return 0;
 }
 
@@ -179,7 +184,8 @@ static int open_safetensors(cv_source *s, const char *const *files, int n, char 
         for (int64_t i = 0; i < bn_safetensors_n_tensors(s->st[f]); i++) {
             const bn_st_tensor *t = bn_safetensors_tensor_at(s->st[f], i);
             if (cv_source_find(s, t->name))
-                return fail(err, errsz, "%s: tensor %s is also in another shard", files[f], t->name);
+                return fail(err, errsz, "%s: tensor %s is also in another shard", files[f],
+                            t->name);
             if (add(s, t->name, t->dtype, t->n_dims, t->shape, 0, f, t, err, errsz) < 0) return -1;
         }
     }
@@ -210,8 +216,8 @@ static int open_sharded(cv_source *s, const char *index, char *err, size_t errsz
             break;
         }
         int seen = 0;
-        for (int i = 0; i < n && !seen; i++) seen = strcmp(files[i] + strlen(s->dir) + 1,
-                                                            e->valuestring) == 0;
+        for (int i = 0; i < n && !seen; i++)
+            seen = strcmp(files[i] + strlen(s->dir) + 1, e->valuestring) == 0;
         if (seen) continue;
         char **nf = realloc(files, (size_t)(n + 1) * sizeof *files);
         size_t pl = strlen(s->dir) + strlen(e->valuestring) + 2;
@@ -338,10 +344,14 @@ static int pick_weights(cv_source *s, const char *src, char *err, size_t errsz)
     closedir(d);
     if (found == 1) return 0;
     if (found > 1)
-        return fail(err, errsz, "%s: %d weight files; name one (or add "
-                    "model.safetensors.index.json)", src, found);
-    return fail(err, errsz, "%s: no weights (model.safetensors, shards with "
-                "model.safetensors.index.json, pytorch_model.bin, *.pt, *.onnx)", src);
+        return fail(err, errsz,
+                    "%s: %d weight files; name one (or add "
+                    "model.safetensors.index.json)",
+                    src, found);
+    return fail(err, errsz,
+                "%s: no weights (model.safetensors, shards with "
+                "model.safetensors.index.json, pytorch_model.bin, *.pt, *.onnx)",
+                src);
 }
 
 int cv_source_open(bn_ctx *ctx, const char *src, cv_source *s, char *err, size_t errsz)
@@ -363,9 +373,9 @@ int cv_source_open(bn_ctx *ctx, const char *src, cv_source *s, char *err, size_t
         rc = open_onnx(s, err, errsz);
     } else {
         s->fmt = CV_FMT_TORCH;
-        rc = bn_torch_open(ctx, w, &s->pt) == BN_OK ? 0
-                                                     : fail(err, errsz, "%s: %s", w,
-                                                            bn_ctx_errmsg(ctx));
+        rc = bn_torch_open(ctx, w, &s->pt) == BN_OK
+                     ? 0
+                     : fail(err, errsz, "%s: %s", w, bn_ctx_errmsg(ctx));
         for (int64_t i = 0; rc == 0 && s->pt && i < bn_torch_n_tensors(s->pt); i++) {
             const bn_pt_tensor *t = bn_torch_tensor_at(s->pt, i);
             rc = add(s, t->name, t->dtype, t->n_dims, t->shape, 0, 0, t, err, errsz) < 0 ? -1 : 0;
@@ -439,8 +449,8 @@ void cv_rows_f32(const cv_tensor *t, const void *raw, int64_t r0, int64_t r1, fl
                             &dst[(r - r0) * cols + c]);
 }
 
-static const cv_tensor *need(cv_source *s, const char *name, int64_t rows, int64_t cols,
-                             char *err, size_t errsz)
+static const cv_tensor *need(cv_source *s, const char *name, int64_t rows, int64_t cols, char *err,
+                             size_t errsz)
 {
     const cv_tensor *t = cv_source_find(s, name);
     if (!t) {
@@ -466,15 +476,15 @@ static int weight_scale(cv_source *s, const char *name, float *ws, int *present,
     *ws = 1.0f;
     *present = t != NULL;
     if (!t) return 0;
-    if (t->numel != 1) return fail(err, errsz, "%s: %llu values, expected 1", sn,
-                                   (unsigned long long)t->numel);
+    if (t->numel != 1)
+        return fail(err, errsz, "%s: %llu values, expected 1", sn, (unsigned long long)t->numel);
     const void *d;
     void *own;
     if (cv_source_raw(s, t, &d, &own, err, errsz) != 0) return -1;
     bn_dtype_to_f32(t->dtype, d, 1, ws);
     free(own);
-    if (!(*ws > 0) || !isfinite(*ws)) return fail(err, errsz, "%s: %g is not a positive scale",
-                                                  sn, (double)*ws);
+    if (!(*ws > 0) || !isfinite(*ws))
+        return fail(err, errsz, "%s: %g is not a positive scale", sn, (double)*ws);
     return 0;
 }
 
@@ -546,8 +556,8 @@ int cv_linear_ternary(cv_source *s, const char *name, int64_t rows, int64_t cols
     return rc;
 }
 
-int cv_linear_f32(cv_source *s, const char *name, int64_t rows, int64_t cols, float *w,
-                  char *err, size_t errsz)
+int cv_linear_f32(cv_source *s, const char *name, int64_t rows, int64_t cols, float *w, char *err,
+                  size_t errsz)
 {
     if (!s->hp.packed) {
         if (float_weight(s, name, rows, cols, w, err, errsz) != 0) return -1;

@@ -12,7 +12,8 @@
 #include "bitnet/tokenizer.h"
 #include "model_common.h"
 
-static int fail(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errsz, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 
 static int fail(char *err, size_t errsz, const char *fmt, ...)
 {
@@ -96,16 +97,16 @@ static void vocab_release(vocab *v)
 
 static int set_token(vocab *v, int64_t id, const char *text, int32_t type, char *err, size_t errsz)
 {
-    if (id < 0 || id >= v->n) return fail(err, errsz, "tokenizer.json: token id %lld out of range",
-                                          (long long)id);
+    if (id < 0 || id >= v->n)
+        return fail(err, errsz, "tokenizer.json: token id %lld out of range", (long long)id);
     free(v->tok[id]);
     if (!(v->tok[id] = strdup(text))) return fail(err, errsz, "out of memory");
     v->type[id] = type;
     return 0;
 }
 
-static int build_vocab(const cJSON *model, const cJSON *added, int64_t n_vocab, vocab *v,
-                       char *err, size_t errsz)
+static int build_vocab(const cJSON *model, const cJSON *added, int64_t n_vocab, vocab *v, char *err,
+                       size_t errsz)
 {
     const cJSON *map = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     if (!cJSON_IsObject(map)) return fail(err, errsz, "tokenizer.json: model.vocab is missing");
@@ -209,18 +210,22 @@ int cv_tokenizer(bn_ctx *ctx, const cv_source *s, bn_gguf_writer *w, bn_tokenize
         rc = fail(err, errsz, "tokenizer.json: model type %s is not supported (BPE)",
                   cJSON_IsString(mtype) ? mtype->valuestring : "(none)");
     } else if (!bytelevel) {
-        rc = fail(err, errsz, "tokenizer.json: a SentencePiece-style BPE (no ByteLevel "
+        rc = fail(err, errsz,
+                  "tokenizer.json: a SentencePiece-style BPE (no ByteLevel "
                   "pre-tokenizer) is not supported yet");
     } else if (split) {
         for (size_t i = 0; i < sizeof g_pre / sizeof g_pre[0] && !pre; i++)
             if (strcmp(split, g_pre[i].regex) == 0) pre = g_pre[i].name;
         if (!pre)
-            rc = fail(err, errsz, "tokenizer.json: the pre-tokenizer regex is not one bitnet "
+            rc = fail(err, errsz,
+                      "tokenizer.json: the pre-tokenizer regex is not one bitnet "
                       "knows (gpt-2, llama-bpe, qwen2)");
     } else {
         pre = bl_regex ? "gpt-2" : NULL;
-        if (!pre) rc = fail(err, errsz, "tokenizer.json: ByteLevel without a regex is not "
-                            "supported");
+        if (!pre)
+            rc = fail(err, errsz,
+                      "tokenizer.json: ByteLevel without a regex is not "
+                      "supported");
     }
     if (rc == 0)
         rc = build_vocab(model, cJSON_GetObjectItemCaseSensitive(tj, "added_tokens"), s->hp.n_vocab,

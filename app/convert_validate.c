@@ -42,7 +42,8 @@ const char cv_builtin_text[] =
         "a program, to make sure it remains free software for all its users. When we speak of "
         "free software, we are referring to freedom, not price.";
 
-static int fail(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errsz, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 
 static int fail(char *err, size_t errsz, const char *fmt, ...)
 {
@@ -236,8 +237,8 @@ static int embed(cv_source *s, const cv_seqs *q, float *x, char *err, size_t err
     const cv_tensor *t = cv_source_find(s, "model.embed_tokens.weight");
     if (!t) return fail(err, errsz, "%s: tensor model.embed_tokens.weight is missing", s->weights);
     if (t->n_dims != 2 || t->shape[0] != V || t->shape[1] != E)
-        return fail(err, errsz, "model.embed_tokens.weight: shape is not %lldx%lld",
-                    (long long)V, (long long)E);
+        return fail(err, errsz, "model.embed_tokens.weight: shape is not %lldx%lld", (long long)V,
+                    (long long)E);
     const void *raw;
     void *own;
     if (cv_source_raw(s, t, &raw, &own, err, errsz)) return -1;
@@ -250,8 +251,8 @@ static int embed(cv_source *s, const cv_seqs *q, float *x, char *err, size_t err
 }
 
 /* logits = norm(x) . head^T, the head read in chunks of rows. */
-static int head(cv_source *s, bn_threadpool *pool, ref_bufs *b, int64_t T, float *logits,
-                char *err, size_t errsz)
+static int head(cv_source *s, bn_threadpool *pool, ref_bufs *b, int64_t T, float *logits, char *err,
+                size_t errsz)
 {
     const int64_t E = s->hp.n_embd, V = s->hp.n_vocab, CH = 1024;
     const char *name = s->hp.tied ? "model.embed_tokens.weight" : "lm_head.weight";
@@ -261,7 +262,8 @@ static int head(cv_source *s, bn_threadpool *pool, ref_bufs *b, int64_t T, float
     const void *raw;
     void *own;
     if (cv_source_raw(s, t, &raw, &own, err, errsz)) return -1;
-    float *rows = malloc((size_t)(CH * E) * sizeof *rows), *y = malloc((size_t)(CH * T) * sizeof *y);
+    float *rows = malloc((size_t)(CH * E) * sizeof *rows),
+          *y = malloc((size_t)(CH * T) * sizeof *y);
     int rc = rows && y ? 0 : fail(err, errsz, "out of memory");
     for (int64_t r0 = 0; rc == 0 && r0 < V; r0 += CH) {
         int64_t r1 = r0 + CH < V ? r0 + CH : V;
@@ -298,8 +300,7 @@ int cv_reference(cv_source *s, bn_threadpool *pool, const cv_seqs *q, float *log
     b.w = malloc((size_t)W * fl);
     b.norm = malloc((size_t)NV * fl);
     b.scores = malloc((size_t)maxlen * fl);
-    int rc = b.x && b.h && b.qb && b.kb && b.vb && b.att && b.g && b.u && b.w && b.norm &&
-                             b.scores
+    int rc = b.x && b.h && b.qb && b.kb && b.vb && b.att && b.g && b.u && b.w && b.norm && b.scores
                      ? 0
                      : fail(err, errsz, "out of memory (reference forward)");
     if (rc == 0) rc = embed(s, q, b.x, err, errsz);
@@ -334,7 +335,8 @@ int cv_reference(cv_source *s, bn_threadpool *pool, const cv_seqs *q, float *log
     return rc;
 }
 
-/* ---- metrics ---------------------------------------------------------------------------------- */
+/* ---- metrics ----------------------------------------------------------------------------------
+ */
 
 /* log-softmax of n logits into out (double). */
 static void log_softmax(const float *x, int64_t n, double *out)

@@ -22,8 +22,8 @@
 #include "cli.h"
 #include "history_hook.h"
 
-#define LOCK_SUFFIX ".worker.lock"
-#define LOG_SUFFIX  ".worker.log"
+#define LOCK_SUFFIX      ".worker.lock"
+#define LOG_SUFFIX       ".worker.log"
 #define PROGRESS_EVERY_S 0.2
 #define IDLE_EXIT_S      2.0
 
@@ -32,7 +32,8 @@ struct jobs_db {
     char path[4200];
 };
 
-static int fail(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errsz, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 
 static int fail(char *err, size_t errsz, const char *fmt, ...)
 {
@@ -81,7 +82,8 @@ int jobs_worker_running(void)
     return 0;
 }
 
-/* ---- the database ------------------------------------------------------------------------------ */
+/* ---- the database ------------------------------------------------------------------------------
+ */
 
 static int sql_err(jobs_db *j, char *err, size_t errsz, const char *what)
 {
@@ -171,7 +173,8 @@ void jobs_close(jobs_db *j)
     free(j);
 }
 
-/* ---- enqueue ------------------------------------------------------------------------------------ */
+/* ---- enqueue ------------------------------------------------------------------------------------
+ */
 
 static char *absolute(const char *p)
 {
@@ -230,7 +233,8 @@ int jobs_enqueue_convert(const cv_opts *o, int64_t *id, char *err, size_t errsz)
     return r;
 }
 
-/* ---- the worker -------------------------------------------------------------------------------- */
+/* ---- the worker --------------------------------------------------------------------------------
+ */
 
 int jobs_start_worker(void)
 {
@@ -329,12 +333,13 @@ static int claim(jobs_db *j, int64_t *id, char **args)
         }
         sqlite3_finalize(st);
     }
-    if (*args && sqlite3_prepare_v2(j->sql,
-                                    "UPDATE jobs SET status = 'running', started_at = ?2, "
-                                    "worker_pid = ?3, attempts = attempts + 1, phase = 'starting', "
-                                    "percent = 0, cancel_requested = 0, error = NULL, result = NULL "
-                                    "WHERE id = ?1",
-                                    -1, &st, NULL) == SQLITE_OK) {
+    if (*args &&
+        sqlite3_prepare_v2(j->sql,
+                           "UPDATE jobs SET status = 'running', started_at = ?2, "
+                           "worker_pid = ?3, attempts = attempts + 1, phase = 'starting', "
+                           "percent = 0, cancel_requested = 0, error = NULL, result = NULL "
+                           "WHERE id = ?1",
+                           -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, *id);
         sqlite3_bind_int64(st, 2, now_ms());
         sqlite3_bind_int64(st, 3, (int64_t)getpid());
@@ -374,7 +379,8 @@ static void finish(jobs_db *j, int64_t id, const char *status, const char *resul
     else
         sqlite3_bind_null(st, 5);
     if (sqlite3_step(st) != SQLITE_DONE)
-        fprintf(stderr, "job %lld: cannot record the end: %s\n", (long long)id, sqlite3_errmsg(j->sql));
+        fprintf(stderr, "job %lld: cannot record the end: %s\n", (long long)id,
+                sqlite3_errmsg(j->sql));
     sqlite3_finalize(st);
 }
 
@@ -434,8 +440,11 @@ static void run_job(jobs_db *j, int64_t id, const char *args)
     fflush(stdout);
     const cJSON *sha = cJSON_GetObjectItemCaseSensitive(report, "sha256");
     if (cJSON_IsString(sha)) cJSON_AddStringToObject(report, "output_sha256", sha->valuestring);
-    hist_end_status(h, rc == 0 ? BN_RUN_OK : rc == -2 ? BN_RUN_CANCELLED : BN_RUN_FAILED, report,
-                    rc ? err : NULL);
+    hist_end_status(h,
+                    rc == 0    ? BN_RUN_OK
+                    : rc == -2 ? BN_RUN_CANCELLED
+                               : BN_RUN_FAILED,
+                    report, rc ? err : NULL);
     cJSON_free(res);
     cJSON_Delete(a);
 }
@@ -478,7 +487,8 @@ int jobs_work(int forever, char *err, size_t errsz)
     return 0;
 }
 
-/* ---- listing and changes ------------------------------------------------------------------------- */
+/* ---- listing and changes
+ * ------------------------------------------------------------------------- */
 
 static const char JOB_COLS[] =
         "SELECT id, kind, status, json_extract(args, '$.src'), json_extract(args, '$.out'), "
@@ -489,19 +499,25 @@ static cJSON *row_json(sqlite3_stmt *st, int full)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "id", (double)sqlite3_column_int64(st, 0));
-    static const char *const names[] = {NULL,       "kind",       "status",     "src",
-                                        "out",      "created_at", "started_at", "ended_at",
-                                        "attempts", "phase",      "percent",    "bytes_done",
-                                        "bytes_total", "eta_s",   "error",      "cancel_requested",
-                                        "recovered", "worker_pid"};
+    static const char *const names[] = {
+            NULL,          "kind",       "status",     "src",
+            "out",         "created_at", "started_at", "ended_at",
+            "attempts",    "phase",      "percent",    "bytes_done",
+            "bytes_total", "eta_s",      "error",      "cancel_requested",
+            "recovered",   "worker_pid"};
     for (int c = 1; c < (int)(sizeof names / sizeof names[0]); c++) {
         switch (sqlite3_column_type(st, c)) {
-        case SQLITE_NULL: cJSON_AddNullToObject(o, names[c]); break;
+        case SQLITE_NULL:
+            cJSON_AddNullToObject(o, names[c]);
+            break;
         case SQLITE_INTEGER:
             cJSON_AddNumberToObject(o, names[c], (double)sqlite3_column_int64(st, c));
             break;
-        case SQLITE_FLOAT: cJSON_AddNumberToObject(o, names[c], sqlite3_column_double(st, c)); break;
-        default: cJSON_AddStringToObject(o, names[c], (const char *)sqlite3_column_text(st, c));
+        case SQLITE_FLOAT:
+            cJSON_AddNumberToObject(o, names[c], sqlite3_column_double(st, c));
+            break;
+        default:
+            cJSON_AddStringToObject(o, names[c], (const char *)sqlite3_column_text(st, c));
         }
     }
     if (full) {

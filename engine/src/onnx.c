@@ -61,22 +61,38 @@ static ProtobufCAllocator g_pb_alloc = {pb_alloc, pb_free, NULL};
 static bn_dtype map_type(int t)
 {
     switch (t) {
-    case 1: return BN_DTYPE_F32;
-    case 2: return BN_DTYPE_U8;
-    case 3: return BN_DTYPE_I8;
-    case 4: return BN_DTYPE_U16;
-    case 5: return BN_DTYPE_I16;
-    case 6: return BN_DTYPE_I32;
-    case 7: return BN_DTYPE_I64;
-    case 9: return BN_DTYPE_BOOL;
-    case 10: return BN_DTYPE_F16;
-    case 11: return BN_DTYPE_F64;
-    case 12: return BN_DTYPE_U32;
-    case 13: return BN_DTYPE_U64;
-    case 16: return BN_DTYPE_BF16;
-    case 17: return BN_DTYPE_F8_E4M3;
-    case 19: return BN_DTYPE_F8_E5M2;
-    default: return BN_DTYPE_COUNT_;
+    case 1:
+        return BN_DTYPE_F32;
+    case 2:
+        return BN_DTYPE_U8;
+    case 3:
+        return BN_DTYPE_I8;
+    case 4:
+        return BN_DTYPE_U16;
+    case 5:
+        return BN_DTYPE_I16;
+    case 6:
+        return BN_DTYPE_I32;
+    case 7:
+        return BN_DTYPE_I64;
+    case 9:
+        return BN_DTYPE_BOOL;
+    case 10:
+        return BN_DTYPE_F16;
+    case 11:
+        return BN_DTYPE_F64;
+    case 12:
+        return BN_DTYPE_U32;
+    case 13:
+        return BN_DTYPE_U64;
+    case 16:
+        return BN_DTYPE_BF16;
+    case 17:
+        return BN_DTYPE_F8_E4M3;
+    case 19:
+        return BN_DTYPE_F8_E5M2;
+    default:
+        return BN_DTYPE_COUNT_;
     }
 }
 
@@ -85,13 +101,19 @@ static bn_dtype map_type(int t)
 static char typed_field(bn_dtype d)
 {
     switch (d) {
-    case BN_DTYPE_F32: return 'f';
-    case BN_DTYPE_I64: return 'l';
-    case BN_DTYPE_F64: return 'd';
+    case BN_DTYPE_F32:
+        return 'f';
+    case BN_DTYPE_I64:
+        return 'l';
+    case BN_DTYPE_F64:
+        return 'd';
     case BN_DTYPE_U32:
-    case BN_DTYPE_U64: return 'u';
-    case BN_DTYPE_COUNT_: return 0;
-    default: return 'i';
+    case BN_DTYPE_U64:
+        return 'u';
+    case BN_DTYPE_COUNT_:
+        return 0;
+    default:
+        return 'i';
     }
 }
 
@@ -104,12 +126,8 @@ static int count_typed(const tproto *tp, char *which, size_t *n)
     const struct {
         char c;
         size_t n;
-    } f[] = {{'f', tp->n_float_data},
-             {'i', tp->n_int32_data},
-             {'l', tp->n_int64_data},
-             {'d', tp->n_double_data},
-             {'u', tp->n_uint64_data},
-             {'s', tp->n_string_data}};
+    } f[] = {{'f', tp->n_float_data},  {'i', tp->n_int32_data},  {'l', tp->n_int64_data},
+             {'d', tp->n_double_data}, {'u', tp->n_uint64_data}, {'s', tp->n_string_data}};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         if (f[i].n) {
             k++;
@@ -158,9 +176,8 @@ static bn_status resolve_location(bn_onnx *ox, const char *tname, const char *lo
     int e = errno;
     bn_free(joined);
     if (!real)
-        return bn_ctx_set_error(ox->ctx, BN_ERR_IO,
-                                "onnx: %.120s: external data '%.120s': %s", tname, loc,
-                                strerror(e));
+        return bn_ctx_set_error(ox->ctx, BN_ERR_IO, "onnx: %.120s: external data '%.120s': %s",
+                                tname, loc, strerror(e));
     bn_status rc = BN_OK;
     struct stat st;
     if (strncmp(real, ox->dir, dl) != 0 || (real[dl] != '/' && strcmp(ox->dir, "/") != 0))
@@ -199,8 +216,10 @@ static bn_status check_external(bn_onnx *ox, const tproto *tp, bn_onnx_tensor *t
         *slot = v;
     }
     if (!loc)
-        return bn_ctx_set_error(ox->ctx, BN_ERR_FORMAT, "onnx: %.120s: external data without a "
-                                "location", t->name);
+        return bn_ctx_set_error(ox->ctx, BN_ERR_FORMAT,
+                                "onnx: %.120s: external data without a "
+                                "location",
+                                t->name);
     uint64_t o = 0, l = t->size, fsize = 0;
     if ((off && parse_dec(off, &o)) || (len && parse_dec(len, &l)))
         return bn_ctx_set_error(ox->ctx, BN_ERR_FORMAT,
@@ -317,8 +336,10 @@ static bn_status add_tensor(bn_onnx *ox, const tproto *tp, const char *name)
                                     name);
         t->shape[d] = tp->dims[d];
         if (bn_mul_u64(numel, (uint64_t)tp->dims[d], &numel))
-            return bn_ctx_set_error(ox->ctx, BN_ERR_FORMAT, "onnx: %.120s: element count "
-                                    "overflows", name);
+            return bn_ctx_set_error(ox->ctx, BN_ERR_FORMAT,
+                                    "onnx: %.120s: element count "
+                                    "overflows",
+                                    name);
     }
     if (bn_mul_u64(numel, bn_dtype_size(t->dtype), &bytes) || bytes > SIZE_MAX / 2)
         return bn_ctx_set_error(ox->ctx, BN_ERR_FORMAT, "onnx: %.120s: byte size overflows", name);
@@ -418,7 +439,8 @@ static int pb_depth_ok(const ProtobufCMessageDescriptor *d, const uint8_t *p, si
             pos += (size_t)len;
             break;
         }
-        default: return 1;
+        default:
+            return 1;
         }
     }
     return 1;
@@ -448,10 +470,10 @@ bn_status bn_onnx_open_memory(bn_ctx *ctx, const void *data, size_t size, const 
     if (!ox) return bn_ctx_set_error(ctx, BN_ERR_NOMEM, "out of memory");
     ox->ctx = ctx;
     bn_status rc = set_dir(ox, dir);
-    if (rc == BN_OK && !pb_depth_ok(&onnx__model_proto__descriptor, size ? data : (const void *)"",
-                                    size, 0))
-        rc = bn_ctx_set_error(ctx, BN_ERR_FORMAT,
-                              "onnx: messages nested more than %d deep", ONNX_MAX_DEPTH);
+    if (rc == BN_OK &&
+        !pb_depth_ok(&onnx__model_proto__descriptor, size ? data : (const void *)"", size, 0))
+        rc = bn_ctx_set_error(ctx, BN_ERR_FORMAT, "onnx: messages nested more than %d deep",
+                              ONNX_MAX_DEPTH);
     if (rc == BN_OK) {
         ox->model = onnx__model_proto__unpack(&g_pb_alloc, size, size ? data : (const void *)"");
         if (!ox->model)
@@ -577,10 +599,18 @@ static void read_typed(const tproto *tp, const bn_onnx_tensor *t, uint8_t *dst)
     for (uint64_t i = 0; i < t->numel; i++) {
         uint8_t *o = dst + i * es;
         switch (typed_field(t->dtype)) {
-        case 'f': memcpy(o, &tp->float_data[i], 4); break;
-        case 'l': memcpy(o, &tp->int64_data[i], 8); break;
-        case 'd': memcpy(o, &tp->double_data[i], 8); break;
-        case 'u': memcpy(o, &tp->uint64_data[i], es); break; /* low bytes (little-endian) */
+        case 'f':
+            memcpy(o, &tp->float_data[i], 4);
+            break;
+        case 'l':
+            memcpy(o, &tp->int64_data[i], 8);
+            break;
+        case 'd':
+            memcpy(o, &tp->double_data[i], 8);
+            break;
+        case 'u':
+            memcpy(o, &tp->uint64_data[i], es);
+            break; /* low bytes (little-endian) */
         default: {
             uint32_t v = (uint32_t)tp->int32_data[i];
             memcpy(o, &v, es);
@@ -620,12 +650,16 @@ bn_status bn_onnx_read(bn_onnx *ox, const bn_onnx_tensor *t, void *dst)
                                 "onnx: %.120s: data type %d is not supported", t->name,
                                 t->onnx_type);
     switch (t->source) {
-    case BN_ONNX_SRC_NONE: return BN_OK;
+    case BN_ONNX_SRC_NONE:
+        return BN_OK;
     case BN_ONNX_SRC_RAW:
         if (t->size) memcpy(dst, tp->raw_data.data, t->size);
         return BN_OK;
-    case BN_ONNX_SRC_TYPED: read_typed(tp, t, dst); return BN_OK;
-    case BN_ONNX_SRC_EXTERNAL: return read_external(ox, t, dst);
+    case BN_ONNX_SRC_TYPED:
+        read_typed(tp, t, dst);
+        return BN_OK;
+    case BN_ONNX_SRC_EXTERNAL:
+        return read_external(ox, t, dst);
     }
     return BN_ERR_INTERNAL;
 }

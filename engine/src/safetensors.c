@@ -89,22 +89,53 @@ bn_status bn_dtype_to_f32(int dtype, const void *src, size_t n, float *dst)
         } v;
         memcpy(&v, p, es);
         switch ((bn_dtype)dtype) {
-        case BN_DTYPE_BOOL: dst[i] = v.u8 != 0; break;
-        case BN_DTYPE_U8: dst[i] = v.u8; break;
-        case BN_DTYPE_I8: dst[i] = v.i8; break;
-        case BN_DTYPE_I16: dst[i] = v.i16; break;
-        case BN_DTYPE_U16: dst[i] = v.u16; break;
-        case BN_DTYPE_F16: dst[i] = bn_f16_to_f32(v.u16); break;
-        case BN_DTYPE_BF16: dst[i] = bn_bf16_to_f32(v.u16); break;
-        case BN_DTYPE_I32: dst[i] = (float)v.i32; break;
-        case BN_DTYPE_U32: dst[i] = (float)v.u32; break;
-        case BN_DTYPE_F32: dst[i] = v.f32; break;
-        case BN_DTYPE_F64: dst[i] = (float)v.f64; break;
-        case BN_DTYPE_I64: dst[i] = (float)v.i64; break;
-        case BN_DTYPE_U64: dst[i] = (float)v.u64; break;
-        case BN_DTYPE_F8_E5M2: dst[i] = bn_f16_to_f32((uint16_t)(v.u8 << 8)); break;
-        case BN_DTYPE_F8_E4M3: dst[i] = f8_e4m3_to_f32(v.u8); break;
-        case BN_DTYPE_COUNT_: return BN_ERR_INVALID;
+        case BN_DTYPE_BOOL:
+            dst[i] = v.u8 != 0;
+            break;
+        case BN_DTYPE_U8:
+            dst[i] = v.u8;
+            break;
+        case BN_DTYPE_I8:
+            dst[i] = v.i8;
+            break;
+        case BN_DTYPE_I16:
+            dst[i] = v.i16;
+            break;
+        case BN_DTYPE_U16:
+            dst[i] = v.u16;
+            break;
+        case BN_DTYPE_F16:
+            dst[i] = bn_f16_to_f32(v.u16);
+            break;
+        case BN_DTYPE_BF16:
+            dst[i] = bn_bf16_to_f32(v.u16);
+            break;
+        case BN_DTYPE_I32:
+            dst[i] = (float)v.i32;
+            break;
+        case BN_DTYPE_U32:
+            dst[i] = (float)v.u32;
+            break;
+        case BN_DTYPE_F32:
+            dst[i] = v.f32;
+            break;
+        case BN_DTYPE_F64:
+            dst[i] = (float)v.f64;
+            break;
+        case BN_DTYPE_I64:
+            dst[i] = (float)v.i64;
+            break;
+        case BN_DTYPE_U64:
+            dst[i] = (float)v.u64;
+            break;
+        case BN_DTYPE_F8_E5M2:
+            dst[i] = bn_f16_to_f32((uint16_t)(v.u8 << 8));
+            break;
+        case BN_DTYPE_F8_E4M3:
+            dst[i] = f8_e4m3_to_f32(v.u8);
+            break;
+        case BN_DTYPE_COUNT_:
+            return BN_ERR_INVALID;
         }
     }
     return BN_OK;
@@ -257,8 +288,8 @@ static bn_status jp_fail(jp *j, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (j->where)
-        return bn_ctx_set_error(j->ctx, BN_ERR_FORMAT, "safetensors header: %.120s: %s",
-                                j->where, msg);
+        return bn_ctx_set_error(j->ctx, BN_ERR_FORMAT, "safetensors header: %.120s: %s", j->where,
+                                msg);
     return bn_ctx_set_error(j->ctx, BN_ERR_FORMAT, "safetensors header: %s (byte %zu)", msg,
                             j->pos);
 }
@@ -375,14 +406,30 @@ static bn_status jp_string(jp *j, char **out)
         char e = j->p[j->pos++];
         uint32_t cp = 0;
         switch (e) {
-        case '"': s[o++] = '"'; break;
-        case '\\': s[o++] = '\\'; break;
-        case '/': s[o++] = '/'; break;
-        case 'b': s[o++] = '\b'; break;
-        case 'f': s[o++] = '\f'; break;
-        case 'n': s[o++] = '\n'; break;
-        case 'r': s[o++] = '\r'; break;
-        case 't': s[o++] = '\t'; break;
+        case '"':
+            s[o++] = '"';
+            break;
+        case '\\':
+            s[o++] = '\\';
+            break;
+        case '/':
+            s[o++] = '/';
+            break;
+        case 'b':
+            s[o++] = '\b';
+            break;
+        case 'f':
+            s[o++] = '\f';
+            break;
+        case 'n':
+            s[o++] = '\n';
+            break;
+        case 'r':
+            s[o++] = '\r';
+            break;
+        case 't':
+            s[o++] = '\t';
+            break;
         case 'u':
             if ((rc = jp_uescape(j, &cp)) != BN_OK) {
                 bn_free(s);
@@ -499,9 +546,10 @@ static bn_status parse_tensor(jp *j, bn_st_tensor *t, uint64_t off[2])
     while (rc == BN_OK) {
         char *key;
         if ((rc = jp_string(j, &key)) != BN_OK) return rc;
-        int bit = strcmp(key, "dtype") == 0 ? 1 : strcmp(key, "shape") == 0 ? 2
-                                          : strcmp(key, "data_offsets") == 0 ? 4
-                                                                             : 0;
+        int bit = strcmp(key, "dtype") == 0          ? 1
+                  : strcmp(key, "shape") == 0        ? 2
+                  : strcmp(key, "data_offsets") == 0 ? 4
+                                                     : 0;
         if (bit == 0 || (seen & bit)) {
             rc = jp_fail(j, bit ? "duplicate key '%.40s'" : "unknown key '%.40s'", key);
             bn_free(key);
@@ -516,8 +564,8 @@ static bn_status parse_tensor(jp *j, bn_st_tensor *t, uint64_t off[2])
             int d = bn_dtype_from_name(dt);
             if (d < 0) {
                 rc = bn_ctx_set_error(j->ctx, BN_ERR_UNSUPPORTED,
-                                      "safetensors header: %.120s: unknown dtype '%.20s'",
-                                      j->where, dt);
+                                      "safetensors header: %.120s: unknown dtype '%.20s'", j->where,
+                                      dt);
                 bn_free(dt);
                 return rc;
             }
@@ -543,8 +591,10 @@ static bn_status parse_tensor(jp *j, bn_st_tensor *t, uint64_t off[2])
     }
     if (rc != BN_OK) return rc;
     if (seen != 7)
-        return jp_fail(j, "missing %s", !(seen & 1) ? "dtype" : !(seen & 2) ? "shape"
-                                                                             : "data_offsets");
+        return jp_fail(j, "missing %s",
+                       !(seen & 1)   ? "dtype"
+                       : !(seen & 2) ? "shape"
+                                     : "data_offsets");
     return BN_OK;
 }
 
@@ -640,13 +690,12 @@ static bn_status check_tiling(bn_ctx *ctx, bn_safetensors *st, size_t data_start
     for (int64_t k = 0; k < n && rc == BN_OK; k++) {
         const bn_st_tensor *t = &st->tensors[ord[k]];
         if (t->offset < at)
-            rc = bn_ctx_set_error(ctx, BN_ERR_FORMAT,
-                                  "safetensors: %.120s: data overlaps %.120s", t->name,
-                                  st->tensors[ord[k - 1]].name);
+            rc = bn_ctx_set_error(ctx, BN_ERR_FORMAT, "safetensors: %.120s: data overlaps %.120s",
+                                  t->name, st->tensors[ord[k - 1]].name);
         else if (t->offset > at)
             rc = bn_ctx_set_error(ctx, BN_ERR_FORMAT,
-                                  "safetensors: %.120s: %llu unused bytes before its data",
-                                  t->name, (unsigned long long)(t->offset - at));
+                                  "safetensors: %.120s: %llu unused bytes before its data", t->name,
+                                  (unsigned long long)(t->offset - at));
         at = t->offset + t->size;
     }
     if (rc == BN_OK && at != st->size)

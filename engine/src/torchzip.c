@@ -19,18 +19,29 @@
 
 #include "ckpt_internal.h"
 
-#define PKL_MAX_BYTES   ((size_t)1 << 30) /* data.pkl larger than this is refused */
-#define PKL_MAX_NAME    256               /* GLOBAL module / name length */
-#define PKL_MAX_DEPTH   16                /* nesting of dicts in the result */
-#define PT_MAX_ENTRIES  (1 << 24)         /* zip entries */
+#define PKL_MAX_BYTES  ((size_t)1 << 30) /* data.pkl larger than this is refused */
+#define PKL_MAX_NAME   256               /* GLOBAL module / name length */
+#define PKL_MAX_DEPTH  16                /* nesting of dicts in the result */
+#define PT_MAX_ENTRIES (1 << 24)         /* zip entries */
 
 /* ---- values ---------------------------------------------------------------------------- */
 
-enum { V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_TUPLE, V_LIST, V_DICT, V_GLOBAL, V_STORAGE,
-       V_TENSOR };
+enum {
+    V_NONE,
+    V_BOOL,
+    V_INT,
+    V_FLOAT,
+    V_STR,
+    V_TUPLE,
+    V_LIST,
+    V_DICT,
+    V_GLOBAL,
+    V_STORAGE,
+    V_TENSOR
+};
 
-static const char *const g_kind_names[] = {"None",   "bool", "int",    "float",   "str",   "tuple",
-                                           "list",   "dict", "global", "storage", "tensor"};
+static const char *const g_kind_names[] = {"None", "bool", "int",    "float",   "str",   "tuple",
+                                           "list", "dict", "global", "storage", "tensor"};
 
 /* The globals GLOBAL accepts. */
 enum { G_ODICT, G_REBUILD_V2, G_REBUILD_PARAM, G_STORAGE };
@@ -200,75 +211,144 @@ static uint64_t rd_le(const uint8_t *p, int k)
 static const char *op_name(int op)
 {
     switch (op) {
-    case '(': return "MARK";
-    case '.': return "STOP";
-    case '0': return "POP";
-    case '1': return "POP_MARK";
-    case '2': return "DUP";
-    case 'F': return "FLOAT";
-    case 'I': return "INT";
-    case 'J': return "BININT";
-    case 'K': return "BININT1";
-    case 'L': return "LONG";
-    case 'M': return "BININT2";
-    case 'N': return "NONE";
-    case 'P': return "PERSID";
-    case 'Q': return "BINPERSID";
-    case 'R': return "REDUCE";
-    case 'S': return "STRING";
-    case 'T': return "BINSTRING";
-    case 'U': return "SHORT_BINSTRING";
-    case 'V': return "UNICODE";
-    case 'X': return "BINUNICODE";
-    case 'a': return "APPEND";
-    case 'b': return "BUILD";
-    case 'c': return "GLOBAL";
-    case 'd': return "DICT";
-    case '}': return "EMPTY_DICT";
-    case 'e': return "APPENDS";
-    case 'g': return "GET";
-    case 'h': return "BINGET";
-    case 'i': return "INST";
-    case 'j': return "LONG_BINGET";
-    case 'l': return "LIST";
-    case ']': return "EMPTY_LIST";
-    case 'o': return "OBJ";
-    case 'p': return "PUT";
-    case 'q': return "BINPUT";
-    case 'r': return "LONG_BINPUT";
-    case 's': return "SETITEM";
-    case 't': return "TUPLE";
-    case ')': return "EMPTY_TUPLE";
-    case 'u': return "SETITEMS";
-    case 'G': return "BINFLOAT";
-    case 0x80: return "PROTO";
-    case 0x81: return "NEWOBJ";
-    case 0x82: return "EXT1";
-    case 0x83: return "EXT2";
-    case 0x84: return "EXT4";
-    case 0x85: return "TUPLE1";
-    case 0x86: return "TUPLE2";
-    case 0x87: return "TUPLE3";
-    case 0x88: return "NEWTRUE";
-    case 0x89: return "NEWFALSE";
-    case 0x8a: return "LONG1";
-    case 0x8b: return "LONG4";
-    case 'B': return "BINBYTES";
-    case 'C': return "SHORT_BINBYTES";
-    case 0x8c: return "SHORT_BINUNICODE";
-    case 0x8d: return "BINUNICODE8";
-    case 0x8e: return "BINBYTES8";
-    case 0x8f: return "EMPTY_SET";
-    case 0x90: return "ADDITEMS";
-    case 0x91: return "FROZENSET";
-    case 0x92: return "NEWOBJ_EX";
-    case 0x93: return "STACK_GLOBAL";
-    case 0x94: return "MEMOIZE";
-    case 0x95: return "FRAME";
-    case 0x96: return "BYTEARRAY8";
-    case 0x97: return "NEXT_BUFFER";
-    case 0x98: return "READONLY_BUFFER";
-    default: return NULL;
+    case '(':
+        return "MARK";
+    case '.':
+        return "STOP";
+    case '0':
+        return "POP";
+    case '1':
+        return "POP_MARK";
+    case '2':
+        return "DUP";
+    case 'F':
+        return "FLOAT";
+    case 'I':
+        return "INT";
+    case 'J':
+        return "BININT";
+    case 'K':
+        return "BININT1";
+    case 'L':
+        return "LONG";
+    case 'M':
+        return "BININT2";
+    case 'N':
+        return "NONE";
+    case 'P':
+        return "PERSID";
+    case 'Q':
+        return "BINPERSID";
+    case 'R':
+        return "REDUCE";
+    case 'S':
+        return "STRING";
+    case 'T':
+        return "BINSTRING";
+    case 'U':
+        return "SHORT_BINSTRING";
+    case 'V':
+        return "UNICODE";
+    case 'X':
+        return "BINUNICODE";
+    case 'a':
+        return "APPEND";
+    case 'b':
+        return "BUILD";
+    case 'c':
+        return "GLOBAL";
+    case 'd':
+        return "DICT";
+    case '}':
+        return "EMPTY_DICT";
+    case 'e':
+        return "APPENDS";
+    case 'g':
+        return "GET";
+    case 'h':
+        return "BINGET";
+    case 'i':
+        return "INST";
+    case 'j':
+        return "LONG_BINGET";
+    case 'l':
+        return "LIST";
+    case ']':
+        return "EMPTY_LIST";
+    case 'o':
+        return "OBJ";
+    case 'p':
+        return "PUT";
+    case 'q':
+        return "BINPUT";
+    case 'r':
+        return "LONG_BINPUT";
+    case 's':
+        return "SETITEM";
+    case 't':
+        return "TUPLE";
+    case ')':
+        return "EMPTY_TUPLE";
+    case 'u':
+        return "SETITEMS";
+    case 'G':
+        return "BINFLOAT";
+    case 0x80:
+        return "PROTO";
+    case 0x81:
+        return "NEWOBJ";
+    case 0x82:
+        return "EXT1";
+    case 0x83:
+        return "EXT2";
+    case 0x84:
+        return "EXT4";
+    case 0x85:
+        return "TUPLE1";
+    case 0x86:
+        return "TUPLE2";
+    case 0x87:
+        return "TUPLE3";
+    case 0x88:
+        return "NEWTRUE";
+    case 0x89:
+        return "NEWFALSE";
+    case 0x8a:
+        return "LONG1";
+    case 0x8b:
+        return "LONG4";
+    case 'B':
+        return "BINBYTES";
+    case 'C':
+        return "SHORT_BINBYTES";
+    case 0x8c:
+        return "SHORT_BINUNICODE";
+    case 0x8d:
+        return "BINUNICODE8";
+    case 0x8e:
+        return "BINBYTES8";
+    case 0x8f:
+        return "EMPTY_SET";
+    case 0x90:
+        return "ADDITEMS";
+    case 0x91:
+        return "FROZENSET";
+    case 0x92:
+        return "NEWOBJ_EX";
+    case 0x93:
+        return "STACK_GLOBAL";
+    case 0x94:
+        return "MEMOIZE";
+    case 0x95:
+        return "FRAME";
+    case 0x96:
+        return "BYTEARRAY8";
+    case 0x97:
+        return "NEXT_BUFFER";
+    case 0x98:
+        return "READONLY_BUFFER";
+    default:
+        return NULL;
     }
 }
 
@@ -381,8 +461,8 @@ static bn_status op_memo(vm *m, int op)
     if (rc != BN_OK) return rc;
     uint64_t idx = rd_le(m->p + m->pos, k);
     m->pos += (size_t)k;
-    if (idx >= m->n) return vm_fail(m, BN_ERR_FORMAT, "memo index %llu too large",
-                                    (unsigned long long)idx);
+    if (idx >= m->n)
+        return vm_fail(m, BN_ERR_FORMAT, "memo index %llu too large", (unsigned long long)idx);
     if (op == 'q' || op == 'r') {
         int32_t t = 0;
         if ((rc = top(m, &t)) != BN_OK) return rc;
@@ -427,8 +507,7 @@ static bn_status op_persid(vm *m)
         return vm_fail(m, BN_ERR_FORMAT, "persistent id is not a 'storage' record");
     if (cls->kind != V_GLOBAL || g_globals[cls->g].kind != G_STORAGE)
         return vm_fail(m, BN_ERR_FORMAT, "persistent id names no storage class");
-    if (key->kind != V_STR || key->i == 0 || loc->kind != V_STR || num->kind != V_INT ||
-        num->i < 0)
+    if (key->kind != V_STR || key->i == 0 || loc->kind != V_STR || num->kind != V_INT || num->i < 0)
         return vm_fail(m, BN_ERR_FORMAT, "malformed storage record");
     if (strchr(key->s, '/') || strcmp(key->s, "..") == 0)
         return vm_fail(m, BN_ERR_FORMAT, "storage key '%.40s' is not a plain name", key->s);
@@ -470,15 +549,13 @@ static bn_status rebuild_tensor(vm *m, int32_t args)
     if (st->kind != V_STORAGE)
         return vm_fail(m, BN_ERR_FORMAT, "_rebuild_tensor_v2 on a %s, not a storage",
                        kind_name(m, a->items[0]));
-    if (off->kind != V_INT || off->i < 0)
-        return vm_fail(m, BN_ERR_FORMAT, "bad storage offset");
+    if (off->kind != V_INT || off->i < 0) return vm_fail(m, BN_ERR_FORMAT, "bad storage offset");
     ptensor pt = {.storage = a->items[0], .offset = (uint64_t)off->i};
     int ns;
     bn_status rc = int_tuple(m, a->items[2], pt.shape, &pt.n_dims, "size");
     if (rc == BN_OK) rc = int_tuple(m, a->items[3], pt.stride, &ns, "stride");
     if (rc != BN_OK) return rc;
-    if (ns != pt.n_dims)
-        return vm_fail(m, BN_ERR_FORMAT, "%d sizes but %d strides", pt.n_dims, ns);
+    if (ns != pt.n_dims) return vm_fail(m, BN_ERR_FORMAT, "%d sizes but %d strides", pt.n_dims, ns);
     if (grow((void **)&m->t, &m->capt, (int64_t)m->nt + 1, sizeof *m->t)) return nomem(m);
     m->t[m->nt] = pt;
     return push_int(m, V_TENSOR, m->nt++);
@@ -497,10 +574,10 @@ static bn_status op_reduce(vm *m)
     const int g = m->v[fn].g;
     switch (g_globals[g].kind) {
     case G_ODICT:
-        if (m->v[args].n != 0)
-            return vm_fail(m, BN_ERR_UNSUPPORTED, "OrderedDict with arguments");
+        if (m->v[args].n != 0) return vm_fail(m, BN_ERR_UNSUPPORTED, "OrderedDict with arguments");
         return push(m, new_value(m, V_DICT));
-    case G_REBUILD_V2: return rebuild_tensor(m, args);
+    case G_REBUILD_V2:
+        return rebuild_tensor(m, args);
     case G_REBUILD_PARAM:
         if (m->v[args].n != 3 || m->v[m->v[args].items[0]].kind != V_TENSOR)
             return vm_fail(m, BN_ERR_FORMAT, "_rebuild_parameter needs (tensor, bool, hooks)");
@@ -579,37 +656,57 @@ static bn_status step(vm *m, int *stop)
         m->pos++;
         return BN_OK;
     }
-    case '}': return push(m, new_value(m, V_DICT));
-    case ']': return push(m, new_value(m, V_LIST));
+    case '}':
+        return push(m, new_value(m, V_DICT));
+    case ']':
+        return push(m, new_value(m, V_LIST));
     case ')':
     case 0x85:
     case 0x86:
     case 0x87:
-    case 't': return op_tuple(m, op);
-    case '(': return op_mark(m);
-    case 'X': return op_string(m, 4);
-    case 0x8c: return op_string(m, 1);
+    case 't':
+        return op_tuple(m, op);
+    case '(':
+        return op_mark(m);
+    case 'X':
+        return op_string(m, 4);
+    case 0x8c:
+        return op_string(m, 1);
     case 'J':
     case 'K':
-    case 'M': return op_int(m, op);
-    case 0x8a: return op_long1(m);
-    case 'G': return op_binfloat(m);
-    case 0x88: return push_int(m, V_BOOL, 1);
-    case 0x89: return push_int(m, V_BOOL, 0);
-    case 'N': return push(m, new_value(m, V_NONE));
-    case 'c': return op_global(m);
-    case 'R': return op_reduce(m);
-    case 'Q': return op_persid(m);
+    case 'M':
+        return op_int(m, op);
+    case 0x8a:
+        return op_long1(m);
+    case 'G':
+        return op_binfloat(m);
+    case 0x88:
+        return push_int(m, V_BOOL, 1);
+    case 0x89:
+        return push_int(m, V_BOOL, 0);
+    case 'N':
+        return push(m, new_value(m, V_NONE));
+    case 'c':
+        return op_global(m);
+    case 'R':
+        return op_reduce(m);
+    case 'Q':
+        return op_persid(m);
     case 's':
     case 'u':
     case 'a':
-    case 'e': return op_fill(m, op);
-    case 'b': return op_build(m);
+    case 'e':
+        return op_fill(m, op);
+    case 'b':
+        return op_build(m);
     case 'q':
     case 'r':
     case 'h':
-    case 'j': return op_memo(m, op);
-    case '.': *stop = 1; return BN_OK;
+    case 'j':
+        return op_memo(m, op);
+    case '.':
+        *stop = 1;
+        return BN_OK;
     default: {
         const char *nm = op_name(op);
         if (nm) return vm_fail(m, BN_ERR_UNSUPPORTED, "opcode %s (0x%02x) is not allowed", nm, op);
@@ -819,10 +916,11 @@ static bn_status add_tensor(bn_torch *pt, vm *m, const char *name, const ptensor
         return bn_ctx_set_error(pt->ctx, BN_ERR_FORMAT, "%.120s: storage %.40s is missing (%.80s)",
                                 name, st->s, ename);
     if (bn_mul_u64((uint64_t)st->i, es, &bytes) || zs.size != bytes)
-        return bn_ctx_set_error(pt->ctx, BN_ERR_FORMAT,
-                                "%.120s: storage %.40s holds %llu bytes, %lld %s elements need %llu",
-                                name, st->s, (unsigned long long)zs.size, (long long)st->i,
-                                bn_dtype_name(t->dtype), (unsigned long long)bytes);
+        return bn_ctx_set_error(
+                pt->ctx, BN_ERR_FORMAT,
+                "%.120s: storage %.40s holds %llu bytes, %lld %s elements need %llu", name, st->s,
+                (unsigned long long)zs.size, (long long)st->i, bn_dtype_name(t->dtype),
+                (unsigned long long)bytes);
     if (zs.comp_method != ZIP_CM_STORE && zs.comp_method != ZIP_CM_DEFLATE)
         return bn_ctx_set_error(pt->ctx, BN_ERR_UNSUPPORTED,
                                 "%.120s: storage compressed with method %d", name,
@@ -902,8 +1000,7 @@ static bn_status check_magic(bn_ctx *ctx, const uint8_t *p, size_t n)
     if (n > 262 && memcmp(p + 257, "ustar", 5) == 0)
         return bn_ctx_set_error(ctx, BN_ERR_UNSUPPORTED, "legacy PyTorch tar format");
     if (n < 4 || p[0] != 'P' || p[1] != 'K' || (p[2] != 3 && p[2] != 5))
-        return bn_ctx_set_error(ctx, BN_ERR_FORMAT,
-                                "not a PyTorch checkpoint: not a zip archive");
+        return bn_ctx_set_error(ctx, BN_ERR_FORMAT, "not a PyTorch checkpoint: not a zip archive");
     return BN_OK;
 }
 

@@ -44,8 +44,10 @@ static uint8_t *wrap(const uint8_t *pkl, size_t n, size_t *out_n)
         for (int i = 0; i < 3; i++) {
             zip_source_t *b = zip_source_buffer(z, bufs[i], lens[i], 0);
             zip_int64_t idx = b ? zip_file_add(z, names[i], b, 0) : -1;
-            if (idx < 0) zip_source_free(b);
-            else zip_set_file_compression(z, (zip_uint64_t)idx, ZIP_CM_STORE, 0);
+            if (idx < 0)
+                zip_source_free(b);
+            else
+                zip_set_file_compression(z, (zip_uint64_t)idx, ZIP_CM_STORE, 0);
         }
         if (zip_close(z) != 0) zip_discard(z);
         zip_stat_t st;

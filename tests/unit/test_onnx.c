@@ -153,8 +153,17 @@ static void pb_msg(pb *b, int field, const pb *m)
 }
 
 /* TensorProto fields */
-enum { T_DIMS = 1, T_TYPE = 2, T_SEGMENT = 3, T_FLOAT = 4, T_INT64 = 7, T_NAME = 8, T_RAW = 9,
-       T_EXT = 13, T_LOC = 14 };
+enum {
+    T_DIMS = 1,
+    T_TYPE = 2,
+    T_SEGMENT = 3,
+    T_FLOAT = 4,
+    T_INT64 = 7,
+    T_NAME = 8,
+    T_RAW = 9,
+    T_EXT = 13,
+    T_LOC = 14
+};
 
 static void t_head(pb *t, const char *name, int type, int nd, const int64_t *dims)
 {
@@ -239,8 +248,8 @@ static void test_tensor_checks(void **state)
 {
     (void)state;
     pb t[2], m;
-    int64_t d2[2] = {2, 2}, neg[1] = {-1}, big[2] = {INT64_MAX / 2, 4}, d9[9] = {1, 1, 1, 1, 1,
-                                                                                 1, 1, 1, 1};
+    int64_t d2[2] = {2, 2}, neg[1] = {-1}, big[2] = {INT64_MAX / 2, 4},
+            d9[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
     float f[4] = {1, 2, 3, 4};
     t_head(&t[0], "x", 1, 2, d2);
     pb_bytes(&t[0], T_RAW, f, 12);
@@ -509,9 +518,9 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_tiny),           cmocka_unit_test(test_wire),
-            cmocka_unit_test(test_tensor_checks),  cmocka_unit_test(test_external),
-            cmocka_unit_test(test_truncations),    cmocka_unit_test(test_alloc_failures),
+            cmocka_unit_test(test_tiny),          cmocka_unit_test(test_wire),
+            cmocka_unit_test(test_tensor_checks), cmocka_unit_test(test_external),
+            cmocka_unit_test(test_truncations),   cmocka_unit_test(test_alloc_failures),
             cmocka_unit_test(test_onnx_testdata),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -137,8 +137,8 @@ static const bad_case g_bad[] = {
          BN_ERR_UNSUPPORTED, "unknown dtype 'F7'"},
         {"size mismatch", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4,
          BN_ERR_FORMAT, "span 4 bytes, the shape and dtype need 8"},
-        {"outside the file", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
-         4, BN_ERR_FORMAT, "outside the file"},
+        {"outside the file", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 4,
+         BN_ERR_FORMAT, "outside the file"},
         {"huge offsets",
          "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[18446744073709551614,"
          "18446744073709551615]}}",
@@ -323,9 +323,12 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_real_file),         cmocka_unit_test(test_missing_file),
-            cmocka_unit_test(test_malformed_headers), cmocka_unit_test(test_header_sizes),
-            cmocka_unit_test(test_truncations),       cmocka_unit_test(test_alloc_failures),
+            cmocka_unit_test(test_real_file),
+            cmocka_unit_test(test_missing_file),
+            cmocka_unit_test(test_malformed_headers),
+            cmocka_unit_test(test_header_sizes),
+            cmocka_unit_test(test_truncations),
+            cmocka_unit_test(test_alloc_failures),
             cmocka_unit_test(test_dtypes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

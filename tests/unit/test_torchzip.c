@@ -303,7 +303,7 @@ static void test_refused(void **state)
         int op;
         const char *name;
     } ops[] = {{0x93, "STACK_GLOBAL"}, {'i', "INST"}, {'o', "OBJ"}, {0x81, "NEWOBJ"},
-               {0x95, "FRAME"},        {'0', "POP"}, {'2', "DUP"}};
+               {0x95, "FRAME"},        {'0', "POP"},  {'2', "DUP"}};
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
         b.n = 0;
         p_str(&b, "builtins");
@@ -437,8 +437,7 @@ static void test_not_checkpoints(void **state)
     assert_int_equal(bn_torch_open_memory(g_ctx, "hello world", 11, &pt), BN_ERR_FORMAT);
     assert_non_null(strstr(bn_ctx_errmsg(g_ctx), "not a zip archive"));
     assert_int_equal(bn_torch_open_memory(g_ctx, "PK\x03\x04garbage", 11, &pt), BN_ERR_FORMAT);
-    assert_int_equal(bn_torch_open(g_ctx, "tests/data/ckpt/small.safetensors", &pt),
-                     BN_ERR_FORMAT);
+    assert_int_equal(bn_torch_open(g_ctx, "tests/data/ckpt/small.safetensors", &pt), BN_ERR_FORMAT);
     buf b;
     p_begin(&b);
     p_end(&b);

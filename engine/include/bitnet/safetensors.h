@@ -87,11 +87,11 @@ bn_status bn_dtype_to_f32(int dtype, const void *src, size_t n, float *dst);
 typedef struct bn_st_tensor {
     const char *name;
     bn_dtype dtype;
-    int n_dims;                     /* 0 for a scalar */
-    int64_t shape[BN_ST_MAX_DIMS];  /* outermost first, as written */
-    uint64_t numel;                 /* product of the shape (1 for a scalar) */
-    uint64_t offset;                /* file offset of the first byte */
-    size_t size;                    /* bytes */
+    int n_dims;                    /* 0 for a scalar */
+    int64_t shape[BN_ST_MAX_DIMS]; /* outermost first, as written */
+    uint64_t numel;                /* product of the shape (1 for a scalar) */
+    uint64_t offset;               /* file offset of the first byte */
+    size_t size;                   /* bytes */
     const void *data;
 } bn_st_tensor;
 

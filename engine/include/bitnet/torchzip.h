@@ -60,16 +60,16 @@ extern "C" {
 #define BN_PT_MAX_DIMS 8
 
 typedef struct bn_pt_tensor {
-    const char *name;              /* dotted key path */
-    bn_dtype dtype;                /* from the storage class */
+    const char *name; /* dotted key path */
+    bn_dtype dtype;   /* from the storage class */
     int n_dims;
-    int64_t shape[BN_PT_MAX_DIMS]; /* outermost first */
+    int64_t shape[BN_PT_MAX_DIMS];  /* outermost first */
     int64_t stride[BN_PT_MAX_DIMS]; /* in elements */
     uint64_t numel;
-    uint64_t storage_offset;       /* in elements */
-    const char *storage;           /* the storage's key ("0", "1", ...) */
-    int contiguous;                /* strides are row-major */
-    size_t size;                   /* numel * element size: the bytes bn_torch_read writes */
+    uint64_t storage_offset; /* in elements */
+    const char *storage;     /* the storage's key ("0", "1", ...) */
+    int contiguous;          /* strides are row-major */
+    size_t size;             /* numel * element size: the bytes bn_torch_read writes */
 } bn_pt_tensor;
 
 typedef struct bn_torch bn_torch;
