@@ -14,11 +14,11 @@
 
 #include "model_internal.h"
 
-#define ROWS   4
-#define INLINE static inline __attribute__((always_inline))
-/* Unrolls a loop over the queries of an attention block (a constant count), so that
- * their accumulators live in registers. */
-#define UNROLL _Pragma("GCC unroll 8")
+#define ROWS 4
+/* Software prefetch distance of the head's stream in bytes: ~25% faster than the
+ * hardware prefetchers alone on Zen 3 (1 to 8 KiB all help; 2 KiB measured best). */
+#define HEAD_PREFETCH 2048
+#define INLINE        static inline __attribute__((always_inline))
 
 static inline float hsum(__m256 v)
 {
@@ -56,6 +56,9 @@ static void group4(const int8_t *qs, const uint16_t *d, int64_t E, int64_t g, in
     __m256 acc[ROWS];
     for (int i = 0; i < ROWS; i++) acc[i] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
+        const char *pf = (const char *)w + b * ROWS * 32 + HEAD_PREFETCH;
+        _mm_prefetch(pf, _MM_HINT_T0);
+        _mm_prefetch(pf + 64, _MM_HINT_T0);
         const __m256i x = _mm256_loadu_si256((const __m256i *)(xq + b * BN_QK8_0));
         const __m256i ax = _mm256_sign_epi8(x, x);
         for (int i = 0; i < ROWS; i++) {
@@ -248,11 +251,13 @@ INLINE void attn_scores(const bn__attn_block *a, const float *const *q, int NQ, 
     float sums[8];
     for (int64_t p = 0; p < n; p++) {
         __m256 acc[8];
-        UNROLL for (int j = 0; j < NQ; j++) acc[j] = _mm256_setzero_ps();
+#pragma GCC unroll 8
+        for (int j = 0; j < NQ; j++) acc[j] = _mm256_setzero_ps();
         const size_t row = (size_t)p * a->k_stride;
         for (int64_t c = 0; c < d; c += 8) {
             const __m256 kv = ld8(a->k, row + (size_t)c, f16);
-            UNROLL for (int j = 0; j < NQ; j++)
+#pragma GCC unroll 8 /* the accumulators in registers */
+            for (int j = 0; j < NQ; j++)
                 acc[j] = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q[j] + c), acc[j]);
         }
         reduce8(acc, NQ, sums);
@@ -301,14 +306,17 @@ INLINE void attn_values(const bn__attn_block *a, float *const *out, const float 
     for (int64_t i = 0; i < d; i++) {
         const size_t vr = (size_t)i * a->v_stride;
         __m256 acc[8];
-        UNROLL for (int j = 0; j < NQ; j++) acc[j] = _mm256_setzero_ps();
+#pragma GCC unroll 8
+        for (int j = 0; j < NQ; j++) acc[j] = _mm256_setzero_ps();
         for (int64_t c = 0; c < n0; c += 8) {
             const __m256 vv = ld8(a->v, vr + (size_t)c, f16);
-            UNROLL for (int j = 0; j < NQ; j++)
+#pragma GCC unroll 8
+            for (int j = 0; j < NQ; j++)
                 acc[j] = _mm256_fmadd_ps(vv, _mm256_loadu_ps(s[j] + c), acc[j]);
         }
         __m256 rest[8]; /* the queries' own chunks, out of the hot loop's registers */
-        UNROLL for (int j = 0; j < NQ; j++) rest[j] = acc[j];
+#pragma GCC unroll 8
+        for (int j = 0; j < NQ; j++) rest[j] = acc[j];
         for (int j = 0; j < a->nq; j++)
             for (int64_t c = n0; c < a->n_keys[j]; c += 8)
                 rest[j] = v_chunk(a->v, vr, c, a->n_keys[j], s[j], rest[j], f16);
