@@ -156,11 +156,16 @@ static bn_status make_parents(bn_db *db, const char *path)
 
 /* Creates the file with mode 0600 when it does not exist (sqlite gives its -wal and -shm files
  * the same mode), so the history is private to its owner. */
+/* Creates the file with mode 0600 when it does not exist yet. An existing file is never
+ * opened here: closing any descriptor of a file drops every POSIX lock this process holds
+ * on it, sqlite's included, so another connection of this process (the TUI keeps one
+ * open) could lose its locks and another process delete the WAL under it. */
 static bn_status create_private(bn_db *db, const char *path)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST) return BN_OK;
     if (fd < 0) return bn__db_err(db, BN_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    close(fd);
+    close(fd); /* a file nobody had open: no locks to lose */
     return BN_OK;
 }
 
