@@ -238,7 +238,7 @@ static int produce(conv *c, const plan_item *it, uint8_t *out, char *err, size_t
                 bn_quantize_row_q8_0(f, (bn_block_q8_0 *)(out + (size_t)r * rb), cols);
         }
         free(f);
-        free(own);
+        cv_source_release(&c->src, t, own);
         return 0;
     }
     int8_t *q = malloc((size_t)(rows * cols));

@@ -128,6 +128,8 @@ const cv_tensor *cv_source_find(const cv_source *s, const char *name);
  * (a malloc'd copy the caller frees). 0, or -1 with a message. */
 int cv_source_raw(cv_source *s, const cv_tensor *t, const void **data, void **owned, char *err,
                   size_t errsz);
+/* Done with a tensor's raw bytes: frees owned and lets the mapping's pages go. */
+void cv_source_release(cv_source *s, const cv_tensor *t, void *owned);
 /* Rows r0 .. r1-1 of a 2-D tensor (the model's view: [out, in]) as f32, from raw bytes. */
 void cv_rows_f32(const cv_tensor *t, const void *raw, int64_t r0, int64_t r1, float *dst);
 

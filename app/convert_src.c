@@ -432,6 +432,12 @@ int cv_source_raw(cv_source *s, const cv_tensor *t, const void **data, void **ow
     return 0;
 }
 
+void cv_source_release(cv_source *s, const cv_tensor *t, void *owned)
+{
+    free(owned);
+    if (s->fmt == CV_FMT_SAFETENSORS) bn_safetensors_release(s->st[t->file], t->ref);
+}
+
 void cv_rows_f32(const cv_tensor *t, const void *raw, int64_t r0, int64_t r1, float *dst)
 {
     const int64_t cols = t->n_dims >= 2 ? t->shape[t->n_dims - 1] : (int64_t)t->numel;
@@ -482,7 +488,7 @@ static int weight_scale(cv_source *s, const char *name, float *ws, int *present,
     void *own;
     if (cv_source_raw(s, t, &d, &own, err, errsz) != 0) return -1;
     bn_dtype_to_f32(t->dtype, d, 1, ws);
-    free(own);
+    cv_source_release(s, t, own);
     if (!(*ws > 0) || !isfinite(*ws))
         return fail(err, errsz, "%s: %g is not a positive scale", sn, (double)*ws);
     return 0;
@@ -517,7 +523,7 @@ static int unpack(cv_source *s, const char *name, int64_t rows, int64_t cols, in
                 q[(j + i * R) * cols + k] = (int8_t)(v - 1);
             }
         }
-    free(own);
+    cv_source_release(s, t, own);
     *scale = s->hp.scale_mul ? ws : 1.0f / ws;
     return rc;
 }
@@ -537,7 +543,7 @@ static int float_weight(cv_source *s, const char *name, int64_t rows, int64_t co
     void *own;
     if (cv_source_raw(s, t, &d, &own, err, errsz) != 0) return -1;
     cv_rows_f32(t, d, 0, rows, w);
-    free(own);
+    cv_source_release(s, t, own);
     if (present)
         for (int64_t i = 0; i < rows * cols; i++) w[i] *= ws;
     return 0;
@@ -584,6 +590,6 @@ int cv_vector_f32(cv_source *s, const char *name, int64_t n, float *v, char *err
     void *own;
     if (cv_source_raw(s, t, &d, &own, err, errsz) != 0) return -1;
     bn_dtype_to_f32(t->dtype, d, (size_t)n, v);
-    free(own);
+    cv_source_release(s, t, own);
     return 0;
 }

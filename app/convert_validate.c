@@ -246,7 +246,7 @@ static int embed(cv_source *s, const cv_seqs *q, float *x, char *err, size_t err
     for (int i = 0; i < q->n; i++)
         for (int j = 0; j < q->len[i]; j++, k++)
             cv_rows_f32(t, raw, q->tok[i][j], q->tok[i][j] + 1, x + k * E);
-    free(own);
+    cv_source_release(s, t, own);
     return 0;
 }
 
@@ -274,7 +274,7 @@ static int head(cv_source *s, bn_threadpool *pool, ref_bufs *b, int64_t T, float
     }
     free(rows);
     free(y);
-    free(own);
+    cv_source_release(s, t, own);
     return rc;
 }
 

@@ -116,6 +116,12 @@ const char *bn_safetensors_meta(const bn_safetensors *st, const char *key); /* N
 
 size_t bn_safetensors_file_size(const bn_safetensors *st);
 
+/* Drops the whole pages inside t's data from this process's memory (a mapped file only;
+ * madvise MADV_DONTNEED): a converter that reads each tensor once keeps its resident memory
+ * near one tensor instead of the whole file. The data stays readable (it is read from the
+ * file again on the next access). */
+void bn_safetensors_release(const bn_safetensors *st, const bn_st_tensor *t);
+
 #ifdef __cplusplus
 }
 #endif
