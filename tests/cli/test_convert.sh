@@ -195,4 +195,16 @@ expect_one_line_err "jobs show of no job"
 expect_exit 2 "jobs with no subcommand" -- "$BITNET" jobs
 expect_exit 2 "jobs show with a bad id" -- "$BITNET" jobs show x
 worker_gone || bad "the worker does not exit" # before the directory goes away
+
+# a history of schema 3 (before the queue) gets the jobs table on the next open
+if command -v sqlite3 >/dev/null 2>&1; then
+    OLD="$TMP/old.db"
+    BITNET_HISTORY_DB="$OLD" "$BITNET" history list >/dev/null 2>&1
+    sqlite3 "$OLD" "DROP TABLE jobs; PRAGMA user_version=3;"
+    BITNET_HISTORY_DB="$OLD" "$BITNET" jobs list --json >"$TMP/out" 2>"$TMP/err" &&
+        [ "$(sqlite3 "$OLD" 'PRAGMA user_version')" = 4 ] && ok "schema 3 migrated to 4 (jobs)" ||
+        bad "migration 3 -> 4: $(cat "$TMP/err")"
+else
+    echo "  skip the schema 3 migration: no sqlite3 command"
+fi
 finish "test_convert.sh"
