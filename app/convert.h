@@ -111,7 +111,8 @@ typedef struct cv_source {
     bn_ctx *ctx;         /* for the readers' messages */
     bn_safetensors **st; /* shards */
     int n_st;
-    bn_torch *pt;
+    bn_torch **pt; /* shards */
+    int n_pt;
     bn_onnx *ox;
     cv_tensor *t;
     int n, cap;

@@ -192,7 +192,27 @@ static int open_safetensors(cv_source *s, const char *const *files, int n, char 
     return 0;
 }
 
-/* model.safetensors.index.json: {"weight_map": {tensor: file}} -> the distinct files. */
+static int open_torch(cv_source *s, const char *const *files, int n, char *err, size_t errsz)
+{
+    s->pt = calloc((size_t)n, sizeof *s->pt);
+    if (!s->pt) return fail(err, errsz, "out of memory");
+    for (int f = 0; f < n; f++) {
+        if (bn_torch_open(s->ctx, files[f], &s->pt[f]) != BN_OK)
+            return fail(err, errsz, "%s: %s", files[f], bn_ctx_errmsg(s->ctx));
+        s->n_pt = f + 1;
+        for (int64_t i = 0; i < bn_torch_n_tensors(s->pt[f]); i++) {
+            const bn_pt_tensor *t = bn_torch_tensor_at(s->pt[f], i);
+            if (cv_source_find(s, t->name))
+                return fail(err, errsz, "%s: tensor %s is also in another shard", files[f],
+                            t->name);
+            if (add(s, t->name, t->dtype, t->n_dims, t->shape, 0, f, t, err, errsz) < 0) return -1;
+        }
+    }
+    return 0;
+}
+
+/* model.safetensors.index.json or pytorch_model.bin.index.json: {"weight_map": {tensor:
+ * file}} -> the distinct files. */
 static int open_sharded(cv_source *s, const char *index, char *err, size_t errsz)
 {
     size_t len;
@@ -232,7 +252,9 @@ static int open_sharded(cv_source *s, const char *index, char *err, size_t errsz
     if (rc == 0 && n == 0) rc = fail(err, errsz, "%s: empty weight_map", index);
     if (rc == 0) {
         snprintf(s->weights, sizeof s->weights, "%s", files[0]);
-        rc = open_safetensors(s, (const char *const *)files, n, err, errsz);
+        rc = s->fmt == CV_FMT_TORCH
+                     ? open_torch(s, (const char *const *)files, n, err, errsz)
+                     : open_safetensors(s, (const char *const *)files, n, err, errsz);
     }
     /* every tensor the index names must be where it says */
     cJSON_ArrayForEach(e, map)
@@ -324,7 +346,8 @@ static int pick_weights(cv_source *s, const char *src, char *err, size_t errsz)
     }
     snprintf(s->dir, sizeof s->dir, "%s", src);
     static const char *const names[] = {"model.safetensors.index.json", "model.safetensors",
-                                        "pytorch_model.bin", "model.onnx"};
+                                        "pytorch_model.bin.index.json", "pytorch_model.bin",
+                                        "model.onnx"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(s->weights, sizeof s->weights, "%s/%s", src, names[i]);
         if (is_file(s->weights)) return 0;
@@ -363,7 +386,7 @@ int cv_source_open(bn_ctx *ctx, const char *src, cv_source *s, char *err, size_t
     const char *w = s->weights;
     int rc;
     if (ends_with(w, ".index.json")) {
-        s->fmt = CV_FMT_SAFETENSORS;
+        s->fmt = ends_with(w, ".bin.index.json") ? CV_FMT_TORCH : CV_FMT_SAFETENSORS;
         rc = open_sharded(s, w, err, errsz);
     } else if (ends_with(w, ".safetensors")) {
         s->fmt = CV_FMT_SAFETENSORS;
@@ -373,13 +396,7 @@ int cv_source_open(bn_ctx *ctx, const char *src, cv_source *s, char *err, size_t
         rc = open_onnx(s, err, errsz);
     } else {
         s->fmt = CV_FMT_TORCH;
-        rc = bn_torch_open(ctx, w, &s->pt) == BN_OK
-                     ? 0
-                     : fail(err, errsz, "%s: %s", w, bn_ctx_errmsg(ctx));
-        for (int64_t i = 0; rc == 0 && s->pt && i < bn_torch_n_tensors(s->pt); i++) {
-            const bn_pt_tensor *t = bn_torch_tensor_at(s->pt, i);
-            rc = add(s, t->name, t->dtype, t->n_dims, t->shape, 0, 0, t, err, errsz) < 0 ? -1 : 0;
-        }
+        rc = open_torch(s, &w, 1, err, errsz);
     }
     if (rc != 0) return -1;
     for (int i = 0; i < s->n; i++) s->weight_bytes += s->t[i].bytes;
@@ -395,7 +412,8 @@ void cv_source_close(cv_source *s)
 {
     for (int i = 0; i < s->n_st; i++) bn_safetensors_close(s->st[i]);
     free(s->st);
-    bn_torch_close(s->pt);
+    for (int i = 0; i < s->n_pt; i++) bn_torch_close(s->pt[i]);
+    free(s->pt);
     bn_onnx_close(s->ox);
     for (int i = 0; i < s->n; i++) free(s->t[i].name);
     free(s->t);
@@ -422,7 +440,7 @@ int cv_source_raw(cv_source *s, const cv_tensor *t, const void **data, void **ow
     }
     void *buf = malloc(t->bytes ? t->bytes : 1);
     if (!buf) return fail(err, errsz, "%s: out of memory (%zu bytes)", t->name, t->bytes);
-    bn_status rc = s->fmt == CV_FMT_TORCH ? bn_torch_read(s->pt, t->ref, buf)
+    bn_status rc = s->fmt == CV_FMT_TORCH ? bn_torch_read(s->pt[t->file], t->ref, buf)
                                           : bn_onnx_read(s->ox, t->ref, buf);
     if (rc != BN_OK) {
         free(buf);

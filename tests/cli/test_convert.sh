@@ -1,6 +1,6 @@
 # bitnet convert and bitnet jobs: every input format converts (HF SafeTensors packed BitNet
 # and sharded LLaMA, pytorch_model.bin, ONNX with external data) and the result loads
-# (inspect) and runs (generate); validation JSON; ternary and embedding types; history;
+# (inspect) and runs (generate), sharded pytorch_model.bin too; validation JSON; ternary and embedding types; history;
 # malformed inputs give one line and exit 1 with nothing left behind; the queue: add, list,
 # show, cancel (queued and running), retry, kill -9 of the worker mid-job then restart.
 . tests/cli/lib.sh
@@ -17,7 +17,7 @@ no_tmp_left() {
 }
 
 # ---- every format -------------------------------------------------------------------------
-for m in bitnet-packed llama-st llama-pt llama-onnx; do
+for m in bitnet-packed llama-st llama-pt llama-pt-sharded llama-onnx; do
     out="$TMP/$m.gguf"
     expect_exit 0 "convert $m" -- "$BITNET" convert "$D/$m" -o "$out" --json -t 2
     cp "$TMP/out" "$TMP/$m.json"
@@ -56,6 +56,8 @@ for m in llama-st llama-pt llama-onnx; do
 done
 [ "$(jget "$TMP/llama-st.json" format)" = safetensors ] && [ "$(jget "$TMP/llama-pt.json" format)" = pytorch ] &&
     [ "$(jget "$TMP/llama-onnx.json" format)" = onnx ] && ok "formats reported" || bad "formats"
+[ "$(jget "$TMP/llama-pt.json" validation.ppl_conv)" = "$(jget "$TMP/llama-pt-sharded.json" validation.ppl_conv)" ] &&
+    ok "sharded pytorch_model.bin converts to the same model" || bad "llama-pt and llama-pt-sharded differ"
 [ "$(jget "$TMP/llama-st.json" validation.ppl_conv)" = "$(jget "$TMP/llama-onnx.json" validation.ppl_conv)" ] &&
     ok "F16 safetensors and its ONNX export convert to the same model" || bad "llama-st and llama-onnx differ"
 
