@@ -285,7 +285,8 @@ $(BUILD)/tests/fuzzreplay_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/re
 fuzz-build:
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) \
 		OPT="-O1 -g -fno-omit-frame-pointer" \
-		EXTRA_CFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" EXTRA_LDFLAGS="$(FUZZ_SAN)" lib
+		EXTRA_CFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" EXTRA_LDFLAGS="$(FUZZ_SAN)" \
+		$(FUZZ_BUILD)/libbitnet.a
 	@for n in $(FUZZ_NAMES); do \
 		echo "  LD      $(FUZZ_BUILD)/fuzz_$$n"; \
 		$(FUZZ_CC) $(CSTD) -O1 -g -fno-omit-frame-pointer -Iengine/include $(FUZZ_SAN) \
