@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "bitnet/cpu.h"
 #include "bitnet/quant.h"
@@ -15,6 +16,22 @@
 
 /* A code byte of four zero weights (code 1 in every crumb): what padding holds. */
 #define ZERO_CODES 0x55
+
+/* Code arrays of at least HUGE_BYTES start on a 2 MiB boundary and ask for transparent
+ * huge pages: a GEMV streams them once per token, and the hardware prefetchers stop at
+ * every 4 KiB page boundary (GEMV ~15% faster from memory on Zen 3). The alignment
+ * costs address space only: the pages before the array are never touched. */
+#define HUGE_BYTES ((size_t)2 << 20)
+
+static uint8_t *codes_alloc(size_t bytes)
+{
+    if (bytes < HUGE_BYTES) return bn_aligned_alloc(64, bytes);
+    uint8_t *p = bn_aligned_alloc(HUGE_BYTES, bytes);
+#ifdef MADV_HUGEPAGE
+    if (p) (void)madvise(p, bytes / HUGE_BYTES * HUGE_BYTES, MADV_HUGEPAGE);
+#endif
+    return p;
+}
 
 static bn_status tmat_alloc(bn_tmat *w, int64_t rows, int64_t cols)
 {
@@ -28,7 +45,7 @@ static bn_status tmat_alloc(bn_tmat *w, int64_t rows, int64_t cols)
     if (bn_mul_size((size_t)rows_pad, (size_t)(kpad / 4), &code_bytes) ||
         bn_mul_size((size_t)rows, sizeof(float), &scale_bytes))
         return BN_ERR_OVERFLOW;
-    w->codes = bn_aligned_alloc(64, code_bytes);
+    w->codes = codes_alloc(code_bytes);
     w->scales = bn_malloc(scale_bytes);
     if (!w->codes || !w->scales) {
         bn_tmat_release(w);
