@@ -138,6 +138,7 @@ typedef struct mon_families {
     bn_mfamily *gpus, *gpu_mem_used, *gpu_mem_total, *gpu_util, *gpu_mem_util, *gpu_temp,
             *gpu_power;
     bn_mfamily *hist_runs, *hist_last_tps, *hist_last_time, *hist_bench_gbps;
+    bn_mfamily *jobs;
     bn_mfamily *gen_tokens, *gen_tps, *gen_prompt_tps, *gen_ttft, *gen_latency, *gen_requests;
     bn_mfamily *model_weights, *model_kv, *model_load;
     bn_mfamily *errors, *collect_seconds, *collections, *scrapes;

@@ -24,6 +24,7 @@ static const char *const L_NONE[] = {NULL};
 static const char *const L_BUILD[] = {"version", "kernels", NULL};
 static const char *const L_GPU[] = {"gpu", "name", "uuid", NULL};
 static const char *const L_RUNS[] = {"command", "status", NULL};
+static const char *const L_STATUS[] = {"status", NULL};
 static const char *const L_LAST_TPS[] = {"command", "metric", NULL};
 static const char *const L_COMMAND[] = {"command", NULL};
 static const char *const L_MODEL[] = {"model", NULL};
@@ -94,6 +95,10 @@ static const family_def defs[] = {
          0},
         {F(hist_bench_gbps), G, "bitnet_history_last_bench_gemv_weight_bytes_per_second",
          "Best GEMV weight bandwidth of the newest kernel benchmark.", L_NONE, 0},
+        {F(jobs), G, "bitnet_conversion_jobs",
+         "Conversion jobs in the queue (bitnet jobs) by status: queued, running, done, failed, "
+         "cancelled.",
+         L_STATUS, 0},
         {F(gen_tokens), C, "bitnet_generation_tokens_total",
          "Tokens evaluated by probe generations (phase prompt or generation).", L_MODEL_PHASE, 0},
         {F(gen_tps), G, "bitnet_generation_tokens_per_second",
@@ -298,6 +303,13 @@ static void on_last_run(void *ud, const char *command, const char *metrics, int6
     if (ended_ms > 0) bn_metric_set(m->f.hist_last_time, lv, (double)ended_ms / 1000);
 }
 
+static void on_job_count(void *ud, const char *status, int64_t n)
+{
+    bn_monitor *m = ud;
+    const char *lv[] = {status};
+    bn_metric_set(m->f.jobs, lv, (double)n);
+}
+
 void mon_collect_history(bn_monitor *m)
 {
     bn_metrics_lock(m->reg);
@@ -309,6 +321,12 @@ void mon_collect_history(bn_monitor *m)
         bn_spool_last_runs(m->spool, on_last_run, m) ||
         bn_spool_run_metrics(m->spool, on_run_metric, m))
         mon_error(m, "history");
+    /* every status is present (0 when no job has it), so a dashboard sees zeros, not gaps */
+    static const char *const job_states[] = {"queued", "running", "done", "failed", "cancelled"};
+    bn_mfamily_clear(m->f.jobs);
+    for (size_t i = 0; i < sizeof job_states / sizeof job_states[0]; i++)
+        on_job_count(m, job_states[i], 0);
+    if (bn_spool_job_counts(m->spool, on_job_count, m)) mon_error(m, "history");
     bn_metrics_unlock(m->reg);
 }
 

@@ -483,6 +483,21 @@ int bn_spool_run_counts(bn_spool *sp,
     return rc;
 }
 
+int bn_spool_job_counts(bn_spool *sp, void (*fn)(void *ud, const char *status, int64_t n),
+                        void *ud)
+{
+    pthread_mutex_lock(&sp->mu);
+    sqlite3_stmt *st = prepare(sp, "SELECT status, count(*) FROM jobs GROUP BY status "
+                                   "ORDER BY status");
+    int rc = st ? 0 : -1, step = SQLITE_DONE;
+    while (st && (step = sqlite3_step(st)) == SQLITE_ROW)
+        fn(ud, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1));
+    if (st && step != SQLITE_DONE) rc = sp_err(sp, "counting jobs");
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&sp->mu);
+    return rc;
+}
+
 int bn_spool_last_runs(bn_spool *sp,
                        void (*fn)(void *ud, const char *command, const char *metrics_json,
                                   int64_t ended_ms),

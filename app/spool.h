@@ -108,6 +108,9 @@ int bn_spool_last_state(bn_spool *sp, const char *rule, char *state, size_t size
 int bn_spool_run_counts(bn_spool *sp,
                         void (*fn)(void *ud, const char *command, const char *status, int64_t n),
                         void *ud);
+/* Conversion jobs of the queue (the jobs table) by status: fn(ud, status, n). */
+int bn_spool_job_counts(bn_spool *sp, void (*fn)(void *ud, const char *status, int64_t n),
+                        void *ud);
 /* Calls fn, for each command and numeric metric whose name ends in "tokens_per_s" (and the
  * bench's "best_gemv_weight_gbps"), with its values in the newest 256 successful runs, oldest
  * first (so the last call of a pair has the newest value). 0, or -1. */

@@ -5,6 +5,8 @@ set -e
 PKGS="build-essential pkg-config libcmocka-dev libcjson-dev libpcre2-dev libsqlite3-dev nettle-dev mandoc libncurses-dev tmux libzip-dev libprotobuf-c-dev protobuf-c-compiler libonnx-testdata libmicrohttpd-dev libcurl4-openssl-dev libreadline-dev"
 # prometheus (promtool and the server) for tests/cli/test_monitor.sh only; it skips without it
 PKGS="$PKGS prometheus"
+# the sqlite3 command, for the history and monitor tests that edit a database by hand
+PKGS="$PKGS sqlite3"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

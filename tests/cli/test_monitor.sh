@@ -408,4 +408,17 @@ stop_monitor
 kill "$REC" 2>/dev/null
 unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY DD_API_KEY AWS_REGION
 
+# conversion jobs: every status exported, zeros included; a queued job is counted
+expect_exit 0 "monitor --once: job counts" -- "$BITNET" monitor --once
+expect_grep '^bitnet_conversion_jobs{status="failed"} 0$' "$TMP/out" "job statuses exported as zeros"
+if command -v sqlite3 >/dev/null 2>&1; then
+    sqlite3 "$BITNET_HISTORY_DB" "INSERT INTO jobs (kind, args, status, created_at) VALUES
+        ('convert', '{}', 'queued', 1), ('convert', '{}', 'queued', 2), ('convert', '{}', 'failed', 3)"
+    expect_exit 0 "monitor --once: queued jobs" -- "$BITNET" monitor --once
+    expect_grep '^bitnet_conversion_jobs{status="queued"} 2$' "$TMP/out" "two queued jobs"
+    expect_grep '^bitnet_conversion_jobs{status="failed"} 1$' "$TMP/out" "one failed job"
+else
+    echo "  SKIP queued job counts: no sqlite3 command"
+fi
+
 finish test_monitor
