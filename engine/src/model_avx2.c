@@ -266,8 +266,9 @@ INLINE void attn_scores(const bn__attn_block *a, const float *const *q, int NQ, 
     }
 }
 
-/* Softmax of query j's n scores in place, then zeros up to a multiple of 8. */
-static void softmax_row(float *s, int64_t n)
+/* Softmax of a query's n scores in place, then zeros up to a multiple of 8 at or past
+ * n_pad (the block's last query's n). */
+static void softmax_row(float *s, int64_t n, int64_t n_pad)
 {
     float mx = -INFINITY;
     for (int64_t p = 0; p < n; p++) mx = s[p] > mx ? s[p] : mx;
@@ -278,49 +279,42 @@ static void softmax_row(float *s, int64_t n)
     }
     const float inv = 1.0f / sum;
     for (int64_t p = 0; p < n; p++) s[p] *= inv;
-    for (int64_t p = n; p % 8; p++) s[p] = 0.0f;
+    for (int64_t p = n; p < n_pad || p % 8; p++) s[p] = 0.0f;
 }
 
-/* acc += the 8 V values of row vr at positions [c, c + 8) times s[c .. c + 8), the
- * values at n or later replaced by zeros (they may be unwritten cache: any bits, NaN
- * included; the cache rows have room for the whole chunk). */
-INLINE __m256 v_chunk(const void *v, size_t vr, int64_t c, int64_t n, const float *s, __m256 acc,
-                      int f16)
-{
-    __m256 vv = ld8(v, vr + (size_t)c, f16);
-    if (c + 8 > n) {
-        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - c)), lane);
-        vv = _mm256_blendv_ps(_mm256_setzero_ps(), vv, _mm256_castsi256_ps(keep));
-    }
-    return _mm256_fmadd_ps(vv, _mm256_loadu_ps(s + c), acc);
-}
-
-/* out_j[i] = sum over p < n_keys[j] of s_j[p] V[i][p], in chunks of 8 positions per
- * query, in order; the chunks every query has are read once for all of them. */
+/* out_j[i] = sum over p of s_j[p] V[i][p], in chunks of 8 positions, in order, each V
+ * chunk read once for all the queries. A query's weights are zero past its own keys,
+ * so the positions the later queries of the block add contribute zeros to it (for
+ * finite V: the block's numbers are then a single query's); values past the last
+ * query's keys may be unwritten cache (any bits) and are replaced by zeros (the cache
+ * rows have room for the whole chunk). */
 INLINE void attn_values(const bn__attn_block *a, float *const *out, const float *const *s, int NQ,
                         int f16)
 {
-    const int64_t d = a->d, n0 = a->n_keys[0] / 8 * 8; /* chunks every query has in full */
+    const int64_t d = a->d, n = a->n_keys[a->nq - 1], nfull = n / 8 * 8;
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256 keep =
+            _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - nfull)), lane));
     float sums[8];
     for (int64_t i = 0; i < d; i++) {
         const size_t vr = (size_t)i * a->v_stride;
         __m256 acc[8];
 #pragma GCC unroll 8
         for (int j = 0; j < NQ; j++) acc[j] = _mm256_setzero_ps();
-        for (int64_t c = 0; c < n0; c += 8) {
+        for (int64_t c = 0; c < nfull; c += 8) {
             const __m256 vv = ld8(a->v, vr + (size_t)c, f16);
 #pragma GCC unroll 8
             for (int j = 0; j < NQ; j++)
                 acc[j] = _mm256_fmadd_ps(vv, _mm256_loadu_ps(s[j] + c), acc[j]);
         }
-        __m256 rest[8]; /* the queries' own chunks, out of the hot loop's registers */
+        if (nfull < n) {
+            const __m256 vv =
+                    _mm256_blendv_ps(_mm256_setzero_ps(), ld8(a->v, vr + (size_t)nfull, f16), keep);
 #pragma GCC unroll 8
-        for (int j = 0; j < NQ; j++) rest[j] = acc[j];
-        for (int j = 0; j < a->nq; j++)
-            for (int64_t c = n0; c < a->n_keys[j]; c += 8)
-                rest[j] = v_chunk(a->v, vr, c, a->n_keys[j], s[j], rest[j], f16);
-        reduce8(rest, NQ, sums);
+            for (int j = 0; j < NQ; j++)
+                acc[j] = _mm256_fmadd_ps(vv, _mm256_loadu_ps(s[j] + nfull), acc[j]);
+        }
+        reduce8(acc, NQ, sums);
         for (int j = 0; j < a->nq; j++) out[j][i] = sums[j];
     }
 }
@@ -336,7 +330,7 @@ INLINE void attn_nq(const bn__attn_block *a, int NQ, int f16)
         out[j] = a->out[jj];
     }
     attn_scores(a, q, NQ, f16);
-    for (int j = 0; j < a->nq; j++) softmax_row(s[j], a->n_keys[j]);
+    for (int j = 0; j < a->nq; j++) softmax_row(s[j], a->n_keys[j], a->n_keys[a->nq - 1]);
     attn_values(a, out, (const float *const *)s, NQ, f16);
 }
 

@@ -41,9 +41,9 @@ void bn__model_f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n);
 
 /* Attention of up to BN__ATTN_NQ queries that share one KV head: for each query j,
  * s = softmax(q_j K^T * scale) over its first n_keys[j] positions, out_j = s V. K rows
- * (head_dim values) are read once for all the queries, and V rows too. Every query's
- * result depends on that query alone, never on the others in the block (so a token
- * gets the same numbers in a batch as alone). head_dim must be a multiple of 8. */
+ * (head_dim values) are read once for all the queries, and V rows too. A query's
+ * result does not depend on the other queries of its block (for finite K and V), so a
+ * token gets the same numbers in a batch as alone. head_dim must be a multiple of 8. */
 #define BN__ATTN_NQ 8
 typedef struct bn__attn_block {
     const void *k;               /* the position-0 row of this KV head's keys */
