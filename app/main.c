@@ -147,20 +147,66 @@ static const bn_command *find_command(const char *name)
 
 static void cmd_help_help(FILE *out)
 {
-    fprintf(out, "Usage: bitnet help [COMMAND]\n\nShows the help of COMMAND, or the list of "
-                 "commands.\n");
+    fprintf(out, "Usage: bitnet help [COMMAND] [--json]\n\nShows the help of COMMAND, or the "
+                 "list of commands.\n--json prints {\"version\", \"commands\": [{\"name\", "
+                 "\"summary\"}]} (with COMMAND: that one entry and its \"help\" text).\n");
+}
+
+/* The help text of one command, captured into a malloc'ed string (NULL on failure). */
+static char *help_text(const bn_command *c)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    c->help(f);
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
 }
 
 static int cmd_help(int argc, char **argv)
 {
-    if (argc < 2) {
-        print_main_help(stdout);
+    int json = 0;
+    const char *name = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json"))
+            json = 1;
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            cmd_help_help(stdout);
+            return BN_EXIT_OK;
+        } else if (argv[i][0] == '-' || name)
+            return cli_usage_error("help", "unexpected argument '%s'", argv[i]);
+        else
+            name = argv[i];
+    }
+    const bn_command *one = name ? find_command(name) : NULL;
+    if (name && !one) return cli_usage_error("help", "unknown command '%s'", name);
+    if (!json) {
+        if (one)
+            one->help(stdout);
+        else
+            print_main_help(stdout);
         return BN_EXIT_OK;
     }
-    const bn_command *c = find_command(argv[1]);
-    if (!c) return cli_usage_error("help", "unknown command '%s'", argv[1]);
-    c->help(stdout);
-    return BN_EXIT_OK;
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "version", BN_VERSION_STRING);
+    cJSON *arr = cJSON_AddArrayToObject(d, "commands");
+    for (const bn_command *c = bn_commands; c->name; c++) {
+        if (one && c != one) continue;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", c->name);
+        cJSON_AddStringToObject(o, "summary", c->summary);
+        if (one) {
+            char *h = help_text(c);
+            if (h) cJSON_AddStringToObject(o, "help", h);
+            free(h);
+        }
+        cJSON_AddItemToArray(arr, o);
+    }
+    return cli_print_json(d) ? BN_EXIT_FAIL : BN_EXIT_OK;
 }
 
 static void cmd_version_help(FILE *out)

@@ -10,6 +10,13 @@ expect_grep "Usage: bitnet" "$TMP/out" "help text"
 expect_exit 0 "--help" -- "$BITNET" --help
 expect_exit 0 "help bench" -- "$BITNET" help bench
 expect_exit 2 "help for an unknown command" -- "$BITNET" help frobnicate
+expect_exit 0 "help --json" -- "$BITNET" help --json
+"$JSONGET" version commands.0.name commands.0.summary <"$TMP/out" >"$TMP/j" && ok "help --json parses" || bad "help --json"
+n_cmds=$(grep -c '"name"' "$TMP/out")
+n_help=$("$BITNET" --help | awk '/^Commands:/{f=1;next} f&&/^  [a-z]/{n++} END{print n+0}')
+[ "$n_cmds" -eq "$n_help" ] && ok "help --json lists every command ($n_cmds)" || bad "help --json: $n_cmds vs $n_help"
+expect_exit 0 "help version --json" -- "$BITNET" help version --json
+expect_grep '"help":' "$TMP/out" "one command's help text in JSON"
 expect_exit 2 "unknown command" -- "$BITNET" frobnicate
 expect_one_line_err "unknown command"
 expect_exit 2 "version with a bad option" -- "$BITNET" version --frob
