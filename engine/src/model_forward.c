@@ -36,6 +36,11 @@
 #define DEFAULT_N_CTX   4096
 #define DEFAULT_N_BATCH 512
 
+/* Phases whose work the threads take in chunks from a shared counter: q/k/v, attention,
+ * o, gate/up, down per layer, then the LM head. A thread slowed down by whatever else
+ * runs on the machine takes fewer chunks instead of holding up the next barrier. */
+enum { PH_QKV, PH_ATTN, PH_O, PH_GATE_UP, PH_DOWN, N_PHASES };
+
 struct bn_model_state {
     bn_model *m;
     bn_threadpool *pool;
@@ -58,6 +63,7 @@ struct bn_model_state {
     bn_qact qf;                      /* quantized (T, n_ff) */
     struct tpriv *priv;              /* per thread, for one-token batches */
     atomic_int bar_count, bar_phase; /* the barrier of the forward task */
+    atomic_int *work; /* (n_layer * N_PHASES + 1): the next chunk of each phase's work */
     /* the building blocks: plain C, or their AVX2 twins (model_avx2.c) */
     float (*quantize)(const float *x, int64_t n, int8_t *q, int32_t *sum);
     void (*rmsnorm)(const float *x, const float *w, int64_t n, float eps, float *y);
@@ -119,6 +125,8 @@ static bn_status state_alloc(bn_model_state *st)
     bn_status rc = bn_qact_init(&st->qe, st->n_batch, h->n_embd);
     if (rc == BN_OK) rc = bn_qact_init(&st->qf, st->n_batch, h->n_ff);
     if (rc != BN_OK) return rc;
+    st->work = bn_malloc(((size_t)h->n_layer * N_PHASES + 1) * sizeof *st->work);
+    if (!st->work) return BN_ERR_NOMEM;
     st->priv = bn_calloc((size_t)st->nth, sizeof *st->priv);
     if (!st->priv) return BN_ERR_NOMEM;
     for (int t = 0; t < st->nth; t++) {
@@ -230,6 +238,7 @@ void bn_model_state_free(bn_model_state *st)
         bn_free(p->xd);
     }
     bn_free(st->priv);
+    bn_free(st->work);
     bn_free(st);
 }
 
@@ -270,6 +279,17 @@ static void split(int64_t n, int64_t grain, int tid, int nth, int64_t *b, int64_
     const int64_t u0 = units * tid / nth, u1 = units * (tid + 1) / nth;
     *b = u0 * grain < n ? u0 * grain : n;
     *e = u1 * grain < n ? u1 * grain : n;
+}
+
+/* The next chunk [*b, *e) of n items in chunks of grain from counter c; 0 when none is
+ * left. */
+static int grab(atomic_int *c, int64_t n, int64_t grain, int64_t *b, int64_t *e)
+{
+    const int64_t u = atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+    if (u >= (n + grain - 1) / grain) return 0;
+    *b = u * grain;
+    *e = *b + grain < n ? *b + grain : n;
+    return 1;
 }
 
 /* y = x / sqrt(mean(x^2) + eps) * w, over n values (y may be x). The sum of squares in
@@ -410,47 +430,56 @@ static void store(const bn_model_state *st, void *base, size_t idx, float v)
 
 /* ---- the phases --------------------------------------------------------------------- */
 
-/* q, k, v for the thread's heads (units of head_dim rows over [q | k | v]); RoPE; k and v
- * into the cache. */
-static void task_qkv(void *arg, int tid, int nth)
+/* Unit u of q | k | v (one head's rows of Wq, Wk or Wv, for all tokens): the product,
+ * RoPE on q and k, k and v into the cache. */
+static void qkv_unit(const job *j, int64_t u)
 {
-    const job *j = arg;
     bn_model_state *st = j->st;
     const bn_model_hparams *h = &st->m->hp;
     const bn_kernels *k = st->m->k;
     const int64_t d = h->head_dim, nh = h->n_head, nkv = h->n_head_kv, KV = nkv * d;
-    int64_t u0, u1;
-    split(nh + 2 * nkv, 1, tid, nth, &u0, &u1);
-    /* the thread's units of each matrix: [a, b) in heads */
-    const int64_t qa = u0 < nh ? u0 : nh, qb = u1 < nh ? u1 : nh;
-    const int64_t ka = u0 - nh < 0 ? 0 : (u0 - nh < nkv ? u0 - nh : nkv);
-    const int64_t kb = u1 - nh < 0 ? 0 : (u1 - nh < nkv ? u1 - nh : nkv);
-    const int64_t va = u0 - nh - nkv < 0 ? 0 : u0 - nh - nkv;
-    const int64_t vb = u1 - nh - nkv < 0 ? 0 : u1 - nh - nkv;
-    if (qb > qa) k->tgemm(&j->L->w[BN__WQ], j->qe, st->q, h->n_embd, qa * d, qb * d);
-    if (kb > ka) k->tgemm(&j->L->w[BN__WK], j->qe, st->kx, KV, ka * d, kb * d);
-    if (vb > va) k->tgemm(&j->L->w[BN__WV], j->qe, st->vx, KV, va * d, vb * d);
+    const int64_t E = h->n_embd;
     const size_t n_ctx = (size_t)st->n_ctx;
-    for (int64_t t = 0; t < j->T; t++) {
-        const float *cs = st->cs + t * h->n_rot;
-        const size_t p = (size_t)(j->pos0 + t);
-        for (int64_t hh = qa; hh < qb; hh++) rope(st->q + t * h->n_embd + hh * d, cs, h->n_rot);
-        for (int64_t g = ka; g < kb; g++) {
+    if (u < nh) {
+        k->tgemm(&j->L->w[BN__WQ], j->qe, st->q, E, u * d, (u + 1) * d);
+        for (int64_t t = 0; t < j->T; t++)
+            rope(st->q + t * E + u * d, st->cs + t * h->n_rot, h->n_rot);
+        return;
+    }
+    if (u < nh + nkv) {
+        const int64_t g = u - nh;
+        k->tgemm(&j->L->w[BN__WK], j->qe, st->kx, KV, g * d, (g + 1) * d);
+        for (int64_t t = 0; t < j->T; t++) {
             float *kr = st->kx + t * KV + g * d;
-            rope(kr, cs, h->n_rot);
+            rope(kr, st->cs + t * h->n_rot, h->n_rot);
+            const size_t p = (size_t)(j->pos0 + t);
             const size_t base = ((size_t)j->il * n_ctx + p) * (size_t)KV + (size_t)(g * d);
             if (st->kv_type == BN_TYPE_F16)
                 st->to_f16(kr, (uint16_t *)st->kc + base, d);
             else
                 memcpy((float *)st->kc + base, kr, (size_t)d * sizeof(float));
         }
-        for (int64_t g = va; g < vb; g++) {
-            const float *vr = st->vx + t * KV + g * d;
-            const size_t base = ((size_t)j->il * (size_t)nkv + (size_t)g) * (size_t)d;
-            for (int64_t i = 0; i < d; i++)
-                store(st, st->vc, (base + (size_t)i) * n_ctx + p, vr[i]);
-        }
+        return;
     }
+    const int64_t g = u - nh - nkv;
+    k->tgemm(&j->L->w[BN__WV], j->qe, st->vx, KV, g * d, (g + 1) * d);
+    const size_t base = ((size_t)j->il * (size_t)nkv + (size_t)g) * (size_t)d;
+    for (int64_t t = 0; t < j->T; t++) {
+        const float *vr = st->vx + t * KV + g * d;
+        const size_t p = (size_t)(j->pos0 + t);
+        for (int64_t i = 0; i < d; i++) store(st, st->vc, (base + (size_t)i) * n_ctx + p, vr[i]);
+    }
+}
+
+/* q, k, v by heads taken one at a time over [q | k | v]. */
+static void task_qkv(void *arg, int tid, int nth)
+{
+    const job *j = arg;
+    const bn_model_hparams *h = &j->st->m->hp;
+    atomic_int *c = j->st->work + j->il * N_PHASES + PH_QKV;
+    int64_t u, ue;
+    (void)tid, (void)nth;
+    while (grab(c, h->n_head + 2 * h->n_head_kv, 1, &u, &ue)) qkv_unit(j, u);
 }
 
 /* Attention of token t, head hh: att = softmax(q K^T / sqrt(d)) V over positions
@@ -524,8 +553,9 @@ static void attend_block(const job *j, int64_t h0, int64_t nh, int64_t t0, int64
 }
 
 /* Attention by blocks of queries that share a KV head: hpu of a group's heads times tpu
- * tokens (at most BN__ATTN_NQ queries), units dealt round-robin, later tokens last. One
- * token splits its groups' heads until the units divide among the threads. */
+ * tokens (at most BN__ATTN_NQ queries), units taken in order (later tokens, which see
+ * more keys, last). One token splits its groups' heads until the units divide among
+ * the threads. */
 static void attn_blocks(const job *j, int tid, int nth)
 {
     const bn_model_hparams *h = &j->st->m->hp;
@@ -537,14 +567,15 @@ static void attn_blocks(const job *j, int tid, int nth)
     const int64_t tpu = BN__ATTN_NQ / hpu, per_tb = nkv * (hpg / hpu);
     const int64_t units = (j->T + tpu - 1) / tpu * per_tb;
     float *s = j->st->scores + (size_t)tid * BN__ATTN_NQ * j->st->s_stride;
-    for (int64_t u = tid; u < units; u += nth) {
+    atomic_int *c = j->st->work + j->il * N_PHASES + PH_ATTN;
+    int64_t u, ue;
+    while (grab(c, units, 1, &u, &ue)) {
         const int64_t t0 = u / per_tb * tpu, t1 = t0 + tpu < j->T ? t0 + tpu : j->T;
         attend_block(j, u % per_tb * hpu, hpu, t0, t1, s);
     }
 }
 
-/* (token, head) pairs dealt round-robin: later tokens see more keys, so contiguous
- * ranges would be uneven. */
+/* (token, head) pairs taken one at a time, in order. */
 static void task_attn(void *arg, int tid, int nth)
 {
     const job *j = arg;
@@ -554,47 +585,53 @@ static void task_attn(void *arg, int tid, int nth)
     }
     const int64_t nh = j->st->m->hp.n_head;
     float *s = j->st->scores + (size_t)tid * BN__ATTN_NQ * j->st->s_stride;
-    for (int64_t u = tid; u < j->T * nh; u += nth) attend(j, u / nh, u % nh, s);
+    atomic_int *c = j->st->work + j->il * N_PHASES + PH_ATTN;
+    int64_t u, ue;
+    while (grab(c, j->T * nh, 1, &u, &ue)) attend(j, u / nh, u % nh, s);
 }
 
-/* x += a W for the thread's rows of W (W is wo or wdown, a in qa). */
-static void residual_matmul(const job *j, int which, const bn_qact *qa, int tid, int nth)
+/* Rows per chunk of a phase's matrix: long enough streams for a GEMV (160 KB of codes
+ * at K = 2560), short enough to even out; whole GEMM row blocks for a batch. */
+#define GEMV_CHUNK 256
+#define GEMM_CHUNK 96
+
+/* x += a W (W is wo or wdown, a in qa), by chunks of rows. */
+static void residual_matmul(const job *j, int which, int phase, const bn_qact *qa)
 {
     bn_model_state *st = j->st;
     const bn_tmat *w = &j->L->w[which];
     const int64_t E = st->m->hp.n_embd;
+    atomic_int *c = st->work + j->il * N_PHASES + phase;
     int64_t r0, r1;
-    split(w->rows, j->T == 1 ? 32 : 48, tid, nth, &r0, &r1);
-    if (r1 <= r0) return;
-    st->m->k->tgemm(w, qa, st->y, E, r0, r1);
-    for (int64_t t = 0; t < j->T; t++) {
-        float *x = st->x + t * E;
-        const float *y = st->y + t * E;
-        for (int64_t r = r0; r < r1; r++) x[r] += y[r];
+    while (grab(c, w->rows, j->T == 1 ? GEMV_CHUNK : GEMM_CHUNK, &r0, &r1)) {
+        st->m->k->tgemm(w, qa, st->y, E, r0, r1);
+        for (int64_t t = 0; t < j->T; t++) {
+            float *x = st->x + t * E;
+            const float *y = st->y + t * E;
+            for (int64_t r = r0; r < r1; r++) x[r] += y[r];
+        }
     }
 }
 
 static void task_o(void *arg, int tid, int nth)
 {
     const job *j = arg;
-    residual_matmul(j, BN__WO, j->qe, tid, nth);
+    (void)tid, (void)nth;
+    residual_matmul(j, BN__WO, PH_O, j->qe);
 }
 
 static void task_down(void *arg, int tid, int nth)
 {
     const job *j = arg;
-    residual_matmul(j, BN__WDOWN, j->qf, tid, nth);
+    (void)tid, (void)nth;
+    residual_matmul(j, BN__WDOWN, PH_DOWN, j->qf);
 }
 
-/* gate = act(h Wgate) * (h Wup) for the thread's rows. */
-static void task_gate_up(void *arg, int tid, int nth)
+/* gate = act(h Wgate) * (h Wup) for rows [r0, r1). */
+static void gate_up_rows(const job *j, int64_t r0, int64_t r1)
 {
-    const job *j = arg;
     bn_model_state *st = j->st;
     const int64_t F = st->m->hp.n_ff;
-    int64_t r0, r1;
-    split(F, j->T == 1 ? 32 : 48, tid, nth, &r0, &r1);
-    if (r1 <= r0) return;
     st->m->k->tgemm(&j->L->w[BN__WGATE], j->qe, st->gate, F, r0, r1);
     st->m->k->tgemm(&j->L->w[BN__WUP], j->qe, st->up, F, r0, r1);
     const int silu = st->m->hp.act == BN_ACT_SILU;
@@ -607,6 +644,16 @@ static void task_gate_up(void *arg, int tid, int nth)
         }
         for (int64_t r = r0; r < r1; r++) g[r] = g[r] / (1.0f + expf(-g[r])) * u[r];
     }
+}
+
+static void task_gate_up(void *arg, int tid, int nth)
+{
+    const job *j = arg;
+    atomic_int *c = j->st->work + j->il * N_PHASES + PH_GATE_UP;
+    int64_t r0, r1;
+    (void)tid, (void)nth;
+    while (grab(c, j->st->m->hp.n_ff, j->T == 1 ? GEMV_CHUNK : GEMM_CHUNK, &r0, &r1))
+        gate_up_rows(j, r0, r1);
 }
 
 void bn__head_q8_rows_ref(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0, int64_t r1,
@@ -625,15 +672,14 @@ void bn__head_q8_rows_ref(const int8_t *qs, const uint16_t *d, int64_t E, int64_
     }
 }
 
-/* logits[i][r] for the thread's vocabulary rows r and the n_out normalized rows in h,
- * 64 rows at a time for all tokens, so that the rows stay in cache across tokens. */
-static void task_head(void *arg, int tid, int nth)
+/* logits[i][r] for vocabulary rows r in chunks of HEAD_CHUNK and the n_out normalized
+ * rows in h, 64 rows at a time for all tokens, so that the rows stay in cache across
+ * tokens. */
+#define HEAD_CHUNK 1024
+static void head_rows(const job *j, int64_t r0, int64_t r1)
 {
-    const job *j = arg;
     const bn_model *m = j->st->m;
     const int64_t E = m->hp.n_embd, V = m->hp.n_vocab, nb = E / BN_QK8_0;
-    int64_t r0, r1;
-    split(V, 64, tid, nth, &r0, &r1);
     for (int64_t c0 = r0; c0 < r1; c0 += 64) {
         const int64_t c1 = c0 + 64 < r1 ? c0 + 64 : r1;
         for (int64_t i = 0; i < j->n_out; i++) {
@@ -653,6 +699,16 @@ static void task_head(void *arg, int tid, int nth)
             }
         }
     }
+}
+
+static void task_head(void *arg, int tid, int nth)
+{
+    const job *j = arg;
+    const bn_model *m = j->st->m;
+    atomic_int *c = j->st->work + m->hp.n_layer * N_PHASES;
+    int64_t r0, r1;
+    (void)tid, (void)nth;
+    while (grab(c, m->hp.n_vocab, HEAD_CHUNK, &r0, &r1)) head_rows(j, r0, r1);
 }
 
 /* ---- evaluation --------------------------------------------------------------------- */
@@ -773,6 +829,8 @@ static void batch_forward(bn_model_state *st, const int32_t *tokens, int64_t T, 
     rope_angles(st, pos0, T);
     st->qe.n_tok = st->qf.n_tok = T;
     atomic_store(&st->bar_count, 0);
+    for (int64_t i = 0; i <= st->m->hp.n_layer * N_PHASES; i++)
+        atomic_store_explicit(&st->work[i], 0, memory_order_relaxed);
     bn_pool_run(st->pool, task_forward, &j);
     st->pos = pos0 + T;
 }
