@@ -2,21 +2,27 @@
  * model_forward.c - the BitNet b1.58 forward pass over a KV cache.
  *
  * One batch of T tokens is one bn_pool_run: every thread of the pool walks the layers
- * and the phases below, separated by barriers (spin, then yield). With T = 1 the
+ * and the phases below, separated by barriers (spin, then yield). Within a phase the
+ * threads take the work in chunks from a shared counter (see N_PHASES), so that a
+ * thread slowed down by the rest of the machine does less of it. With T = 1 the
  * per-token norms are computed by every thread into its own buffers, so a generated
  * token costs five barriers per layer; with T > 1 the tokens of a norm are split among
  * the threads, followed by a barrier.
  *
  *   norm     h = RMSNorm(x) * attn_norm, quantized to int8 once       (per token)
  *   qkv      q, k, v = h Wq, h Wk, h Wv; RoPE on q and k; k, v into the cache
- *                                                      (threads own whole heads)
- *   attn     softmax(q K^T / sqrt(d)) V per head, causal     ((token, head) pairs)
+ *                                                    (a head of q, k or v at a time)
+ *   attn     softmax(q K^T / sqrt(d)) V per head, causal   (blocks of queries of one
+ *                                                           KV head: heads x tokens)
  *   norm     att = RMSNorm(att) * attn_sub_norm, quantized           (per token)
- *   o        x += att Wo                                            (rows split)
+ *   o        x += att Wo                                          (chunks of rows)
  *   norm     h = RMSNorm(x) * ffn_norm, quantized                   (per token)
- *   gate/up  a = act(h Wgate) * (h Wup)                             (rows split)
+ *   gate/up  a = act(h Wgate) * (h Wup)                           (chunks of rows)
  *   norm     a = RMSNorm(a) * ffn_sub_norm, quantized               (per token)
- *   down     x += a Wdown                                           (rows split)
+ *   down     x += a Wdown                                         (chunks of rows)
+ *
+ * The small steps (norms, the quantizer, the activation, f16 stores, attention) have
+ * AVX2 twins in model_avx2.c, chosen per state unless the kernel table is the reference.
  *
  * Shapes: x, h, q, att, y are (T, n_embd); kx, vx (T, n_kv * d); gate, up (T, n_ff).
  * Cache: K is (layer, position, n_kv * d); V is stored transposed, (layer, kv head, d,
