@@ -560,16 +560,14 @@ static void attend_block(const job *j, int64_t h0, int64_t nh, int64_t t0, int64
 
 /* Attention by blocks of queries that share a KV head: hpu of a group's heads times tpu
  * tokens (at most BN__ATTN_NQ queries), units taken in order (later tokens, which see
- * more keys, last). One token splits its groups' heads until the units divide among
- * the threads. */
-static void attn_blocks(const job *j, int tid, int nth)
+ * more keys, last). A group's K and V are read once per block, so one token keeps its
+ * groups whole even when they do not divide among the threads. */
+static void attn_blocks(const job *j, int tid)
 {
     const bn_model_hparams *h = &j->st->m->hp;
     const int64_t nkv = h->n_head_kv, hpg = h->n_head / nkv;
     int64_t hpu = hpg < BN__ATTN_NQ ? hpg : BN__ATTN_NQ;
     while (hpg % hpu) hpu--;
-    if (j->T == 1)
-        while (hpu % 2 == 0 && nkv * (hpg / hpu) % nth != 0) hpu /= 2;
     const int64_t tpu = BN__ATTN_NQ / hpu, per_tb = nkv * (hpg / hpu);
     const int64_t units = (j->T + tpu - 1) / tpu * per_tb;
     float *s = j->st->scores + (size_t)tid * BN__ATTN_NQ * j->st->s_stride;
@@ -586,7 +584,7 @@ static void task_attn(void *arg, int tid, int nth)
 {
     const job *j = arg;
     if (j->st->attn) {
-        attn_blocks(j, tid, nth);
+        attn_blocks(j, tid);
         return;
     }
     const int64_t nh = j->st->m->hp.n_head;
