@@ -583,6 +583,7 @@ static void attn_blocks(const job *j, int tid)
 static void task_attn(void *arg, int tid, int nth)
 {
     const job *j = arg;
+    (void)nth;
     if (j->st->attn) {
         attn_blocks(j, tid);
         return;
