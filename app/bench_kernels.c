@@ -7,13 +7,14 @@
  * matrices that together they are at least 128 MiB by default (well past the L3 cache), so
  * a GEMV that cycles through them reads its weights from memory, as generation does.
  * One repetition = one GEMV on every matrix in turn; its time divided by the number of
- * matrices is one per-call time (--wset sets the size of the set). The read-bandwidth probe (a plain streaming sum over a
- * buffer as large as those matrices, on the same number of threads) runs interleaved
- * with the GEMV repetitions, so both see the same state of the shared machine. We report
- * medians. bandwidth_ratio = (weight bytes / GEMV time) / (probe bytes / probe time).
- * GEMM (a batch of tokens) is compute-bound; it runs on one matrix.
+ * matrices is one per-call time (--wset sets the size of the set). The read-bandwidth probe (a
+ * plain streaming sum over a buffer as large as those matrices, on the same number of threads) runs
+ * interleaved with the GEMV repetitions, so both see the same state of the shared machine. We
+ * report medians. bandwidth_ratio = (weight bytes / GEMV time) / (probe bytes / probe time). GEMM
+ * (a batch of tokens) is compute-bound; it runs on one matrix.
  */
 #include "cli.h"
+#include "bench_util.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -26,8 +27,8 @@
 #include "history_hook.h"
 
 #define BENCH_WSET_MB_DEFAULT 128
-#define MAX_THREADS_LIST 8
-#define MAX_KERNELS 8
+#define MAX_THREADS_LIST      8
+#define MAX_KERNELS           8
 
 typedef struct shape {
     int64_t rows, cols;
@@ -44,9 +45,9 @@ static const shape shapes_2b4t[] = {
 typedef struct bench_opts {
     int threads[MAX_THREADS_LIST];
     int n_threads;
-    int reps;      /* repetitions for SIMD kernels (>= 20 by default) */
-    int ref_reps;  /* repetitions for the reference kernels */
-    int tokens;    /* GEMM batch */
+    int reps;     /* repetitions for SIMD kernels (>= 20 by default) */
+    int ref_reps; /* repetitions for the reference kernels */
+    int tokens;   /* GEMM batch */
     int json;
     int quick;
     int no_ref;
@@ -66,56 +67,11 @@ typedef struct result {
 
 /* ---- helpers ---------------------------------------------------------------------- */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-    /* splitmix64 */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* The read-bandwidth probe: each thread sums its slice of the buffer. */
+/* The probe's buffer: n_words 64-bit words, as large as the GEMV's working set. */
 typedef struct probe_job {
     const uint64_t *buf;
     int64_t n_words;
-    uint64_t sums[64];
 } probe_job;
-
-static void probe_range(void *arg, int64_t b, int64_t e, int tid)
-{
-    probe_job *j = arg;
-    const uint64_t *p = j->buf;
-    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int64_t i = b;
-    for (; i + 8 <= e; i += 8) {
-        s0 += p[i] + p[i + 4];
-        s1 += p[i + 1] + p[i + 5];
-        s2 += p[i + 2] + p[i + 6];
-        s3 += p[i + 3] + p[i + 7];
-    }
-    for (; i < e; i++) s0 += p[i];
-    j->sums[tid & 63] += s0 + s1 + s2 + s3;
-}
-
-static double probe_once(bn_threadpool *pool, probe_job *j)
-{
-    double t0 = bn_time_now();
-    bn_pool_parallel_for(pool, j->n_words, 4096, probe_range, j);
-    return bn_time_now() - t0;
-}
 
 /* ---- building the working set ----------------------------------------------------- */
 
@@ -142,7 +98,7 @@ static int wset_build(wset *ws, const shape *sh, int n_mats, uint64_t seed)
     for (int m = 0; m < n_mats; m++) {
         /* a fresh pattern every few matrices keeps it cheap but not uniform */
         if (m % 8 == 0)
-            for (size_t i = 0; i < n; i++) q[i] = (int8_t)((int)(rng_next(&seed) % 3) - 1);
+            for (size_t i = 0; i < n; i++) q[i] = (int8_t)((int)(bn_bench_rng(&seed) % 3) - 1);
         bn_status rc = bn_tmat_from_ternary(&ws->mats[m], q, NULL, 0.02f, sh->rows, sh->cols);
         if (rc != BN_OK) {
             cli_error("bench: building a %lldx%lld matrix: %s", (long long)sh->rows,
@@ -163,7 +119,7 @@ fail:
 static void fill_activations(float *x, int64_t n, uint64_t *seed)
 {
     for (int64_t i = 0; i < n; i++)
-        x[i] = (float)((double)(rng_next(seed) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+        x[i] = (float)((double)(bn_bench_rng(seed) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
 }
 
 /* ---- the measurements --------------------------------------------------------------- */
@@ -181,13 +137,13 @@ static int bench_gemv(bn_threadpool *pool, const bn_kernels *k, const wset *ws, 
     /* warm-up: one pass over the set */
     for (int m = 0; m < ws->n; m++) bn_tmatmul(pool, k, &ws->mats[m], x, y);
     for (int r = 0; r < reps; r++) {
-        if (pj) tp[r] = probe_once(pool, pj);
+        if (pj) tp[r] = bn_bench_probe_seconds(pool, pj->buf, pj->n_words);
         double t0 = bn_time_now();
         for (int m = 0; m < ws->n; m++) bn_tmatmul(pool, k, &ws->mats[m], x, y);
         t[r] = (bn_time_now() - t0) / ws->n;
     }
-    *med_s = median(t, reps);
-    if (pj) *probe_bps = (double)pj->n_words * 8.0 / median(tp, reps);
+    *med_s = bn_bench_median(t, reps);
+    if (pj) *probe_bps = (double)pj->n_words * 8.0 / bn_bench_median(tp, reps);
     bn_free(t);
     bn_free(tp);
     return 0;
@@ -204,7 +160,7 @@ static int bench_gemm(bn_threadpool *pool, const bn_kernels *k, const bn_tmat *w
         bn_tmatmul(pool, k, w, x, y);
         t[r] = bn_time_now() - t0;
     }
-    *med_s = median(t, reps);
+    *med_s = bn_bench_median(t, reps);
     bn_free(t);
     return 0;
 }
@@ -225,8 +181,8 @@ static double gops(const result *r)
 
 static void print_table(const result *res, int n, const bench_opts *o)
 {
-    printf("\n%-5s %-11s %-12s %3s %-10s %5s %11s %9s %8s %8s %9s\n", "op", "shape", "role",
-           "thr", "kernel", "calls", "median_us", "wGB/s", "GOPS", "vs_ref", "bw_ratio");
+    printf("\n%-5s %-11s %-12s %3s %-10s %5s %11s %9s %8s %8s %9s\n", "op", "shape", "role", "thr",
+           "kernel", "calls", "median_us", "wGB/s", "GOPS", "vs_ref", "bw_ratio");
     for (int i = 0; i < n; i++) {
         const result *r = &res[i];
         char shp[32], vs[16] = "-", bw[16] = "-";
@@ -237,12 +193,12 @@ static void print_table(const result *res, int n, const bench_opts *o)
         if (r->probe_bps > 0) snprintf(bw, sizeof bw, "%.2f", wbps / r->probe_bps);
         char wb[16] = "-";
         if (r->tokens == 1) snprintf(wb, sizeof wb, "%.2f", wbps * 1e-9);
-        printf("%-5s %-11s %-12s %3d %-10s %5d %11.1f %9s %8.1f %8s %9s\n", r->op, shp,
-               r->sh->what, r->threads, r->kernel, r->calls, r->median_s * 1e6, wb, gops(r), vs,
-               bw);
+        printf("%-5s %-11s %-12s %3d %-10s %5d %11.1f %9s %8.1f %8s %9s\n", r->op, shp, r->sh->what,
+               r->threads, r->kernel, r->calls, r->median_s * 1e6, wb, gops(r), vs, bw);
     }
     (void)o;
-    printf("\nwGB/s: ternary weight bytes (2 bits each) read per second (GEMV); vs_ref: speed-up over\n"
+    printf("\nwGB/s: ternary weight bytes (2 bits each) read per second (GEMV); vs_ref: speed-up "
+           "over\n"
            "the plain-C reference; bw_ratio: wGB/s over the read bandwidth measured with the\n"
            "same threads in this run (target >= 0.8 on 2 threads).\n");
 }
@@ -294,24 +250,23 @@ static cJSON *history_metrics(const result *res, int n)
 
 static void help(FILE *out)
 {
-    fprintf(out,
-            "Usage: bitnet bench kernels [options]\n\n"
-            "Measures the ternary x int8 kernels on the matrix shapes of BitNet b1.58 2B4T\n"
-            "(2560x2560, 640x2560, 6912x2560, 2560x6912): GEMV (1 token, weights cycled from\n"
-            "memory) and GEMM (a batch of tokens), for every kernel variant this CPU runs,\n"
-            "with the speed-up over the plain-C reference and, for GEMV, the ratio to the\n"
-            "read bandwidth measured in the same run.\n\n"
-            "Options:\n"
-            "  -t, --threads LIST   thread counts, e.g. 1,2 (default 1,2)\n"
-            "  -r, --reps N         repetitions per SIMD case, median reported (default 20)\n"
-            "      --ref-reps N     repetitions per reference case (default 3)\n"
-            "      --tokens N       GEMM batch size (default 128)\n"
-            "      --wset MB        GEMV working set in MiB (default 128; keep it well\n"
-            "                       above the last-level cache)\n"
-            "      --no-ref         skip the reference kernels (no speed-up column)\n"
-            "      --quick          a short run: 5 repetitions, no reference GEMM\n"
-            "      --json           print one JSON document instead of the table\n"
-            "  -h, --help           this help\n");
+    fprintf(out, "Usage: bitnet bench kernels [options]\n\n"
+                 "Measures the ternary x int8 kernels on the matrix shapes of BitNet b1.58 2B4T\n"
+                 "(2560x2560, 640x2560, 6912x2560, 2560x6912): GEMV (1 token, weights cycled from\n"
+                 "memory) and GEMM (a batch of tokens), for every kernel variant this CPU runs,\n"
+                 "with the speed-up over the plain-C reference and, for GEMV, the ratio to the\n"
+                 "read bandwidth measured in the same run.\n\n"
+                 "Options:\n"
+                 "  -t, --threads LIST   thread counts, e.g. 1,2 (default 1,2)\n"
+                 "  -r, --reps N         repetitions per SIMD case, median reported (default 20)\n"
+                 "      --ref-reps N     repetitions per reference case (default 3)\n"
+                 "      --tokens N       GEMM batch size (default 128)\n"
+                 "      --wset MB        GEMV working set in MiB (default 128; keep it well\n"
+                 "                       above the last-level cache)\n"
+                 "      --no-ref         skip the reference kernels (no speed-up column)\n"
+                 "      --quick          a short run: 5 repetitions, no reference GEMM\n"
+                 "      --json           print one JSON document instead of the table\n"
+                 "  -h, --help           this help\n");
 }
 
 void bench_kernels_help(FILE *out);
@@ -352,8 +307,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o)
         } else if (!strcmp(a, "-r") || !strcmp(a, "--reps") || !strcmp(a, "--ref-reps") ||
                    !strcmp(a, "--tokens") || !strcmp(a, "--wset")) {
             if (!v || cli_parse_long(v, 1, 100000, &n))
-                return cli_usage_error("bench kernels", "%s needs a number from 1 to 100000",
-                                       a);
+                return cli_usage_error("bench kernels", "%s needs a number from 1 to 100000", a);
             if (!strcmp(a, "--ref-reps"))
                 o->ref_reps = (int)n;
             else if (!strcmp(a, "--tokens"))
@@ -448,7 +402,7 @@ int bench_kernels_main(int argc, char **argv)
         }
         bn_qact_quantize(&x1, xf, 1);
         bn_qact_quantize(&xb, xf, o.tokens);
-        probe_job pj = {pbuf, (int64_t)(ws.bytes_each * (size_t)ws.n / 8), {0}};
+        probe_job pj = {pbuf, (int64_t)(ws.bytes_each * (size_t)ws.n / 8)};
         for (int ti = 0; ti < o.n_threads; ti++) {
             bn_pool_set_active(pool, o.threads[ti]);
             /* GEMV: reference first, then each SIMD variant */
@@ -495,9 +449,8 @@ int bench_kernels_main(int argc, char **argv)
                 n_res++;
             }
             if (!o.json) {
-                fprintf(stderr, "  %s %lldx%lld, %d thread%s done\n", sh->what,
-                        (long long)sh->rows, (long long)sh->cols, o.threads[ti],
-                        o.threads[ti] > 1 ? "s" : "");
+                fprintf(stderr, "  %s %lldx%lld, %d thread%s done\n", sh->what, (long long)sh->rows,
+                        (long long)sh->cols, o.threads[ti], o.threads[ti] > 1 ? "s" : "");
             }
         }
         bn_qact_release(&x1);

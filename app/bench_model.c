@@ -23,6 +23,7 @@
  * median. ceiling_fraction = tg tokens/s / ceiling tokens/s.
  */
 #include "cli.h"
+#include "bench_util.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -172,17 +173,9 @@ static int parse_args(int argc, char **argv, bm_opts *o)
 
 /* ---- measurements -------------------------------------------------------------------- */
 
-static uint64_t rng_next(uint64_t *s) /* splitmix64 */
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static int32_t random_token(bm_run *r, const mc_session *s)
 {
-    return (int32_t)(rng_next(&r->rng) % (uint64_t)bn_model_n_vocab(s->model));
+    return (int32_t)(bn_bench_rng(&r->rng) % (uint64_t)bn_model_n_vocab(s->model));
 }
 
 static int32_t first_token(bm_run *r, const mc_session *s)
@@ -193,36 +186,11 @@ static int32_t first_token(bm_run *r, const mc_session *s)
                    : random_token(r, s);
 }
 
-typedef struct probe {
-    const uint64_t *buf;
-    int64_t n_words;
-    uint64_t sums[64];
-} probe;
-
-/* Each thread sums its slice with four independent accumulators. */
-static void probe_range(void *arg, int64_t b, int64_t e, int tid)
-{
-    probe *p = arg;
-    const uint64_t *w = p->buf;
-    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int64_t i = b;
-    for (; i + 4 <= e; i += 4) {
-        s0 += w[i];
-        s1 += w[i + 1];
-        s2 += w[i + 2];
-        s3 += w[i + 3];
-    }
-    for (; i < e; i++) s0 += w[i];
-    p->sums[tid & 63] += s0 + s1 + s2 + s3;
-}
-
 /* Read bandwidth in bytes/s of one pass over the probe buffer on the session's threads. */
 static double probe_once(bm_run *r, mc_session *s)
 {
-    probe p = {r->pbuf, (int64_t)(r->pbytes / 8), {0}};
-    const double t0 = bn_time_now();
-    bn_pool_parallel_for(bn_ctx_pool(s->ctx), p.n_words, 4096, probe_range, &p);
-    const double dt = bn_time_now() - t0;
+    const double dt =
+            bn_bench_probe_seconds(bn_ctx_pool(s->ctx), r->pbuf, (int64_t)(r->pbytes / 8));
     return dt > 0 ? (double)r->pbytes / dt : 0.0;
 }
 
@@ -258,12 +226,6 @@ static int run_tg(bm_run *r, mc_session *s, int n, double *dt)
     return BN_EXIT_OK;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Mean and sample standard deviation (0 for one value) of v[0..n). */
 static void mean_sd(const double *v, int n, double *mean, double *sd)
 {
@@ -294,9 +256,7 @@ static int run_test(const bm_opts *o, bm_run *r, mc_session *s, int threads, int
     if (rc != BN_EXIT_OK) return rc;
     mean_sd(r->ts, o->reps, &res->mean, &res->sd);
     if (n_gen) {
-        qsort(r->bw, (size_t)o->reps, sizeof *r->bw, cmp_double);
-        const int m = o->reps;
-        res->bw = m % 2 ? r->bw[m / 2] : 0.5 * (r->bw[m / 2 - 1] + r->bw[m / 2]);
+        res->bw = bn_bench_median(r->bw, o->reps);
         /* the state holds n_gen tokens: a token at position n_gen reads n_gen + 1 KV
          * entries, the tokens at 0 .. n_gen-1 read (n_gen + 1) / 2 on average */
         res->bytes_per_token = (double)bn_model_bytes_per_token(s->model) +

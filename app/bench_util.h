@@ -22,6 +22,16 @@ typedef struct bn_bench_bw {
     double ratio;      /* weight_bps / probe_bps */
 } bn_bench_bw;
 
+/* Helpers the benchmarks share. */
+/* The median of v[0..n) (sorts v). */
+double bn_bench_median(double *v, int n);
+/* splitmix64: the next value of the sequence in *state. */
+uint64_t bn_bench_rng(uint64_t *state);
+/* The read-bandwidth probe: one streaming sum over n_words 64-bit words of buf, split over
+ * the pool's active threads; returns the seconds it took. */
+struct bn_threadpool;
+double bn_bench_probe_seconds(struct bn_threadpool *pool, const uint64_t *buf, int64_t n_words);
+
 /* Runs the measurement on `threads` threads with a working set of at least wset_bytes
  * and `reps` repetitions. 0, or -1 with a message in err. */
 int bn_bench_gemv_bandwidth(int threads, size_t wset_bytes, int reps, bn_bench_bw *out, char *err,
