@@ -266,19 +266,64 @@ INLINE void attn_scores(const bn__attn_block *a, const float *const *q, int NQ, 
     }
 }
 
-/* Softmax of a query's n scores in place, then zeros up to a multiple of 8 at or past
- * n_pad (the block's last query's n). */
+/* e^x for x <= 0, within ~2 ulp of expf: x = n ln2 + r, |r| <= ln2 / 2 (ln2 in two
+ * parts), e^r by Cephes' polynomial, 2^n into the exponent; x below -87.3 (where expf
+ * is subnormal or zero) gives 0. */
+INLINE __m256 exp_neg(__m256 x)
+{
+    const __m256 lo = _mm256_set1_ps(-87.33654f);
+    const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_max_ps(x, lo);
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    const __m256 y =
+            _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+    const __m256i e =
+            _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(under, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
+}
+
+/* Softmax of a query's n scores in place (n >= 1), 8 at a time (the lanes past n
+ * masked), then zeros up to a multiple of 8 at or past n_pad (the block's last query's
+ * n). The result depends on the query's scores alone. */
 static void softmax_row(float *s, int64_t n, int64_t n_pad)
 {
+    const int64_t nfull = n / 8 * 8;
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256 keep =
+            _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - nfull)), lane));
     float mx = -INFINITY;
-    for (int64_t p = 0; p < n; p++) mx = s[p] > mx ? s[p] : mx;
-    float sum = 0.0f;
-    for (int64_t p = 0; p < n; p++) {
-        s[p] = expf(s[p] - mx);
-        sum += s[p];
+    __m256 vmx = _mm256_set1_ps(-INFINITY);
+    for (int64_t p = 0; p < nfull; p += 8) /* max_ps keeps the second operand for a NaN */
+        vmx = _mm256_max_ps(_mm256_loadu_ps(s + p), vmx);
+    float lanes[8];
+    _mm256_storeu_ps(lanes, vmx);
+    for (int l = 0; l < 8; l++) mx = lanes[l] > mx ? lanes[l] : mx;
+    for (int64_t p = nfull; p < n; p++) mx = s[p] > mx ? s[p] : mx;
+    const __m256 m = _mm256_set1_ps(mx);
+    __m256 sum = _mm256_setzero_ps();
+    for (int64_t p = 0; p < nfull; p += 8) {
+        const __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(s + p), m));
+        _mm256_storeu_ps(s + p, e);
+        sum = _mm256_add_ps(sum, e);
     }
-    const float inv = 1.0f / sum;
-    for (int64_t p = 0; p < n; p++) s[p] *= inv;
+    if (nfull < n) { /* the scratch row has room for the whole chunk */
+        const __m256 v = _mm256_blendv_ps(m, _mm256_loadu_ps(s + nfull), keep);
+        const __m256 e = _mm256_and_ps(exp_neg(_mm256_sub_ps(v, m)), keep);
+        _mm256_storeu_ps(s + nfull, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    const __m256 inv = _mm256_set1_ps(1.0f / hsum(sum));
+    for (int64_t p = 0; p < n; p += 8)
+        _mm256_storeu_ps(s + p, _mm256_mul_ps(_mm256_loadu_ps(s + p), inv));
     for (int64_t p = n; p < n_pad || p % 8; p++) s[p] = 0.0f;
 }
 
