@@ -63,6 +63,36 @@ INLINE void put(const bn_tmat *w, const bn_qact *x, int32_t *acc, float *y, int6
         y[t * ldy + r] = bn__tmat_out(a, w->scales[r], x->inv_scale[t]);
 }
 
+/* Writes row r for tokens t0 .. t0+nt-1 from their accumulators a[0..nt): a full tile
+ * of 8 reduces all eight at once (integer sums: the order does not matter) and applies
+ * the output formula lane-wise. */
+static void put_tile_row(const bn_tmat *w, const bn_qact *x, int32_t *acc, float *y, int64_t ldy,
+                         int64_t r, int64_t t0, int nt, const __m256i *a)
+{
+    if (nt != 8) {
+        for (int j = 0; j < nt; j++) put(w, x, acc, y, ldy, r, t0 + j, hsum_i32(a[j]));
+        return;
+    }
+    const __m256i h5 =
+            _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+    const __m256i h6 =
+            _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
+    const __m256i s = _mm256_sub_epi32(_mm256_add_epi32(_mm256_permute2x128_si256(h5, h6, 0x20),
+                                                        _mm256_permute2x128_si256(h5, h6, 0x31)),
+                                       ld(x->sum + t0));
+    if (acc) {
+        int32_t v[8];
+        _mm256_storeu_si256((__m256i *)v, s);
+        for (int j = 0; j < 8; j++) acc[(t0 + j) * w->rows + r] = v[j];
+        return;
+    }
+    float v[8];
+    const __m256 scale =
+            _mm256_mul_ps(_mm256_set1_ps(w->scales[r]), _mm256_loadu_ps(x->inv_scale + t0));
+    _mm256_storeu_ps(v, _mm256_mul_ps(_mm256_cvtepi32_ps(s), scale));
+    for (int j = 0; j < 8; j++) y[(t0 + j) * ldy + r] = v[j];
+}
+
 /* ---- GEMV: one token, GEMV_NR rows at a time ------------------------------------------ */
 
 /* sum c*x over one block: v holds the block's codes, x0..x3 its 128 activations. */
@@ -267,9 +297,7 @@ static void gemm(const bn_tmat *w, const bn_qact *x, int32_t *acc, float *y, int
                 }
                 g = ge;
             }
-            for (int i = 0; i < nr; i++)
-                for (int j = 0; j < nt; j++)
-                    put(w, x, acc, y, ldy, rb + i, t0 + j, hsum_i32(a[i][j]));
+            for (int i = 0; i < nr; i++) put_tile_row(w, x, acc, y, ldy, rb + i, t0, nt, a[i]);
         }
     }
 }
