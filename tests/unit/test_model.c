@@ -15,7 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bitnet/cpu.h"
 #include "bitnet/gguf.h"
+#include "bitnet/types.h"
 #include "bitnet/model.h"
 #include "bitnet/quant.h"
 #include "model_internal.h"
@@ -918,6 +920,70 @@ static void test_act_quant(void **state)
     }
 }
 
+/* The AVX2 twins of the forward pass's small steps against the plain definitions, on
+ * sizes with every tail: the quantizer and the f16 stores bit for bit, relu^2 * up and
+ * RMSNorm within float rounding (they sum or multiply in another order). */
+static void test_avx2_helpers(void **state)
+{
+    (void)state;
+    const bn_cpu_info *cpu = bn_cpu_info_get();
+    if (!(cpu->avx2 && cpu->fma && cpu->f16c)) {
+        print_message("SKIP: this CPU has no AVX2+FMA+F16C\n");
+        skip();
+    }
+    static const int64_t sizes[] = {1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 257, 1000};
+    enum { MAXN = 1000 };
+    float x[MAXN], w[MAXN], g[MAXN], u[MAXN], ya[MAXN], yb[MAXN];
+    int8_t qa[MAXN], qb[MAXN];
+    uint16_t ha[MAXN], hb[MAXN];
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        const int64_t n = sizes[si];
+        for (int rep = 0; rep < 6; rep++) {
+            for (int64_t i = 0; i < n; i++) {
+                x[i] = gauss() * (float)(rep + 1);
+                w[i] = 1.0f + 0.1f * frand();
+                g[i] = gauss();
+                u[i] = gauss();
+            }
+            if (rep == 1) { /* max 127: k + 0.5 are exact ties */
+                x[0] = 127.0f;
+                for (int64_t i = 1; i < n; i++) x[i] = (float)((int)(frand() * 126)) + 0.5f;
+            }
+            if (rep == 2) memset(x, 0, sizeof x);
+            if (rep == 3) x[n - 1] = 1e-30f; /* subnormal-range products */
+            /* quantizer: same bytes, scale and sum as the reference */
+            const float sa = bn_quantize_act_row(x, n, qa);
+            int32_t sum = 0;
+            const float sb = bn__model_quantize_act_avx2(x, n, qb, &sum);
+            assert_memory_equal(&sa, &sb, sizeof sa);
+            assert_memory_equal(qa, qb, (size_t)n);
+            int32_t want = 0;
+            for (int64_t i = 0; i < n; i++) want += qa[i];
+            assert_int_equal(sum, want);
+            /* f16 stores: round to nearest even, as bn_f32_to_f16 */
+            bn__model_f32_to_f16_avx2(x, ha, n);
+            for (int64_t i = 0; i < n; i++) hb[i] = bn_f32_to_f16(x[i]);
+            assert_memory_equal(ha, hb, (size_t)n * sizeof ha[0]);
+            /* relu(g)^2 * u */
+            memcpy(ya, g, (size_t)n * sizeof g[0]);
+            bn__model_relu2_mul_avx2(ya, u, n);
+            for (int64_t i = 0; i < n; i++) {
+                const float r = g[i] > 0 ? g[i] * g[i] * u[i] : 0.0f;
+                assert_true(fabsf(ya[i] - r) <= 1e-6f * fabsf(r) + 1e-30f);
+            }
+            /* RMSNorm: x / sqrt(mean(x^2) + eps) * w */
+            bn__model_rmsnorm_avx2(x, w, n, 1e-5f, ya);
+            double ss = 0;
+            for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+            const double inv = 1.0 / sqrt(ss / (double)n + 1e-5);
+            for (int64_t i = 0; i < n; i++) {
+                yb[i] = (float)(x[i] * inv * w[i]);
+                assert_true(fabsf(ya[i] - yb[i]) <= 1e-5f * fabsf(yb[i]) + 1e-6f);
+            }
+        }
+    }
+}
+
 /* ---- setup ------------------------------------------------------------------------------- */
 
 static int group_setup(void **state)
@@ -951,6 +1017,7 @@ int main(void)
             cmocka_unit_test(test_eval_errors),
             cmocka_unit_test(test_q8_0_requant),
             cmocka_unit_test(test_act_quant),
+            cmocka_unit_test(test_avx2_helpers),
     };
     const char *only = getenv("BN_TEST_FILTER"); /* e.g. BN_TEST_FILTER='test_malformed' */
     if (only && *only) cmocka_set_test_filter(only);
