@@ -266,7 +266,7 @@ static int parse_int(const char *s, int lo, int hi, int *out)
 
 static int parse_args(int argc, char **argv, opts *o)
 {
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
         if (!strcmp(a, "--port"))
@@ -286,7 +286,6 @@ static int parse_args(int argc, char **argv, opts *o)
         else
             return -1;
         if (bad) return -1;
-        i++;
     }
     return 0;
 }
