@@ -180,80 +180,10 @@ static int vocab_pad(vocab *v, size_t n, int with_scores, int with_types)
     return 0;
 }
 
-/* Copies every tokenizer.* key of g except the token arrays (which go through vocab). */
+/* Copies entry i of g into w. */
 static int copy_kv(bn_gguf_writer *w, const bn_gguf *g, int64_t i)
 {
-    const char *key = bn_gguf_key(g, i);
-    const bn_gguf_vtype t = bn_gguf_kv_type(g, i);
-    if (t == BN_GGUF_STRING) {
-        size_t len;
-        const char *s = bn_gguf_kv_strn(g, i, &len);
-        return bn_gguf_writer_set_strn(w, key, s, len) == BN_OK ? 0 : -1;
-    }
-    if (t == BN_GGUF_ARRAY) {
-        const bn_gguf_vtype et = bn_gguf_arr_type(g, i);
-        const uint64_t n = bn_gguf_arr_n(g, i);
-        if (et != BN_GGUF_STRING)
-            return bn_gguf_writer_set_arr(w, key, et, bn_gguf_arr_data(g, i), n) == BN_OK ? 0 : -1;
-        const char **p = malloc((n ? n : 1) * sizeof *p);
-        size_t *lens = malloc((n ? n : 1) * sizeof *lens);
-        int rc = p && lens ? 0 : -1;
-        for (uint64_t j = 0; j < n && !rc; j++) p[j] = bn_gguf_arr_str(g, i, j, &lens[j]);
-        if (!rc) rc = bn_gguf_writer_set_arr_strn(w, key, p, lens, n) == BN_OK ? 0 : -1;
-        free(p);
-        free(lens);
-        return rc;
-    }
-    union {
-        uint8_t u8;
-        int8_t i8;
-        uint16_t u16;
-        int16_t i16;
-        uint32_t u32;
-        int32_t i32;
-        float f32;
-        uint64_t u64;
-        int64_t i64;
-        double f64;
-    } v;
-    switch (t) {
-    case BN_GGUF_U8:
-        v.u8 = (uint8_t)bn_gguf_kv_u64(g, i);
-        break;
-    case BN_GGUF_BOOL:
-        v.u8 = (uint8_t)bn_gguf_kv_u64(g, i);
-        break;
-    case BN_GGUF_I8:
-        v.i8 = (int8_t)bn_gguf_kv_i64(g, i);
-        break;
-    case BN_GGUF_U16:
-        v.u16 = (uint16_t)bn_gguf_kv_u64(g, i);
-        break;
-    case BN_GGUF_I16:
-        v.i16 = (int16_t)bn_gguf_kv_i64(g, i);
-        break;
-    case BN_GGUF_U32:
-        v.u32 = (uint32_t)bn_gguf_kv_u64(g, i);
-        break;
-    case BN_GGUF_I32:
-        v.i32 = (int32_t)bn_gguf_kv_i64(g, i);
-        break;
-    case BN_GGUF_F32:
-        v.f32 = (float)bn_gguf_kv_f64(g, i);
-        break;
-    case BN_GGUF_U64:
-        v.u64 = bn_gguf_kv_u64(g, i);
-        break;
-    case BN_GGUF_I64:
-        v.i64 = bn_gguf_kv_i64(g, i);
-        break;
-    case BN_GGUF_F64:
-        v.f64 = bn_gguf_kv_f64(g, i);
-        break;
-    default:
-        return -1;
-    }
-    return bn_gguf_writer_set_scalar(w, key, t, &v) == BN_OK ? 0 : -1;
+    return bn_gguf_writer_copy_kv(w, g, i) == BN_OK ? 0 : -1;
 }
 
 /* The token arrays of g into v (strings point into g). */

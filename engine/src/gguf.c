@@ -1469,3 +1469,81 @@ fail:
     bn_free(tmp);
     return rc;
 }
+
+bn_status bn_gguf_writer_copy_kv(bn_gguf_writer *w, const bn_gguf *g, int64_t i)
+{
+    if (!w || !g || i < 0 || i >= bn_gguf_n_kv(g)) return BN_ERR_INVALID;
+    const char *key = bn_gguf_key(g, i);
+    const bn_gguf_vtype t = bn_gguf_kv_type(g, i);
+    if (t == BN_GGUF_STRING) {
+        size_t len;
+        const char *s = bn_gguf_kv_strn(g, i, &len);
+        return bn_gguf_writer_set_strn(w, key, s, len);
+    }
+    if (t == BN_GGUF_ARRAY) {
+        const bn_gguf_vtype et = bn_gguf_arr_type(g, i);
+        const uint64_t n = bn_gguf_arr_n(g, i);
+        if (et != BN_GGUF_STRING)
+            return bn_gguf_writer_set_arr(w, key, et, bn_gguf_arr_data(g, i), n);
+        size_t bytes;
+        if (bn_mul_size((size_t)(n ? n : 1), sizeof(const char *) + sizeof(size_t), &bytes))
+            return BN_ERR_OVERFLOW;
+        const char **p = bn_malloc(bytes); /* the pointers, then the lengths */
+        if (!p) return BN_ERR_NOMEM;
+        size_t *lens = (size_t *)(p + (n ? n : 1));
+        for (uint64_t j = 0; j < n; j++) p[j] = bn_gguf_arr_str(g, i, j, &lens[j]);
+        bn_status rc = bn_gguf_writer_set_arr_strn(w, key, p, lens, n); /* copies them */
+        bn_free(p);
+        return rc;
+    }
+    union {
+        uint8_t u8;
+        int8_t i8;
+        uint16_t u16;
+        int16_t i16;
+        uint32_t u32;
+        int32_t i32;
+        float f32;
+        uint64_t u64;
+        int64_t i64;
+        double f64;
+    } v;
+    switch (t) {
+    case BN_GGUF_U8:
+        v.u8 = (uint8_t)bn_gguf_kv_u64(g, i);
+        break;
+    case BN_GGUF_BOOL:
+        v.u8 = bn_gguf_kv_u64(g, i) != 0;
+        break;
+    case BN_GGUF_I8:
+        v.i8 = (int8_t)bn_gguf_kv_i64(g, i);
+        break;
+    case BN_GGUF_U16:
+        v.u16 = (uint16_t)bn_gguf_kv_u64(g, i);
+        break;
+    case BN_GGUF_I16:
+        v.i16 = (int16_t)bn_gguf_kv_i64(g, i);
+        break;
+    case BN_GGUF_U32:
+        v.u32 = (uint32_t)bn_gguf_kv_u64(g, i);
+        break;
+    case BN_GGUF_I32:
+        v.i32 = (int32_t)bn_gguf_kv_i64(g, i);
+        break;
+    case BN_GGUF_F32:
+        v.f32 = (float)bn_gguf_kv_f64(g, i);
+        break;
+    case BN_GGUF_U64:
+        v.u64 = bn_gguf_kv_u64(g, i);
+        break;
+    case BN_GGUF_I64:
+        v.i64 = bn_gguf_kv_i64(g, i);
+        break;
+    case BN_GGUF_F64:
+        v.f64 = bn_gguf_kv_f64(g, i);
+        break;
+    default:
+        return BN_ERR_FORMAT;
+    }
+    return bn_gguf_writer_set_scalar(w, key, t, &v);
+}

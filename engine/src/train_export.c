@@ -46,75 +46,7 @@ static void bufs_release(bufs *b)
 
 /* ---- tokenizer keys ----------------------------------------------------------------------- */
 
-static bn_status copy_scalar(bn_gguf_writer *w, const bn_gguf *g, int64_t i, const char *key)
-{
-    const bn_gguf_vtype t = bn_gguf_kv_type(g, i);
-    union {
-        uint8_t u8;
-        int8_t i8;
-        uint16_t u16;
-        int16_t i16;
-        uint32_t u32;
-        int32_t i32;
-        float f32;
-        uint64_t u64;
-        int64_t i64;
-        double f64;
-    } v;
-    switch (t) {
-    case BN_GGUF_U8:
-        v.u8 = (uint8_t)bn_gguf_kv_u64(g, i);
-        break;
-    case BN_GGUF_BOOL:
-        v.u8 = bn_gguf_kv_u64(g, i) != 0;
-        break;
-    case BN_GGUF_I8:
-        v.i8 = (int8_t)bn_gguf_kv_i64(g, i);
-        break;
-    case BN_GGUF_U16:
-        v.u16 = (uint16_t)bn_gguf_kv_u64(g, i);
-        break;
-    case BN_GGUF_I16:
-        v.i16 = (int16_t)bn_gguf_kv_i64(g, i);
-        break;
-    case BN_GGUF_U32:
-        v.u32 = (uint32_t)bn_gguf_kv_u64(g, i);
-        break;
-    case BN_GGUF_I32:
-        v.i32 = (int32_t)bn_gguf_kv_i64(g, i);
-        break;
-    case BN_GGUF_F32:
-        v.f32 = (float)bn_gguf_kv_f64(g, i);
-        break;
-    case BN_GGUF_U64:
-        v.u64 = bn_gguf_kv_u64(g, i);
-        break;
-    case BN_GGUF_I64:
-        v.i64 = bn_gguf_kv_i64(g, i);
-        break;
-    case BN_GGUF_F64:
-        v.f64 = bn_gguf_kv_f64(g, i);
-        break;
-    default:
-        return BN_ERR_FORMAT;
-    }
-    return bn_gguf_writer_set_scalar(w, key, t, &v);
-}
-
-static bn_status copy_array(bn_gguf_writer *w, const bn_gguf *g, int64_t i, const char *key,
-                            bufs *b)
-{
-    const bn_gguf_vtype t = bn_gguf_arr_type(g, i);
-    const uint64_t n = bn_gguf_arr_n(g, i);
-    if (t != BN_GGUF_STRING) return bn_gguf_writer_set_arr(w, key, t, bn_gguf_arr_data(g, i), n);
-    const char **s = bufs_alloc(b, (size_t)n * sizeof *s);
-    size_t *lens = bufs_alloc(b, (size_t)n * sizeof *lens);
-    if (!s || !lens) return BN_ERR_NOMEM;
-    for (uint64_t j = 0; j < n; j++) s[j] = bn_gguf_arr_str(g, i, j, &lens[j]);
-    return bn_gguf_writer_set_arr_strn(w, key, s, lens, n);
-}
-
-static bn_status copy_tokenizer(bn_trainer *tr, bn_gguf_writer *w, bufs *b)
+static bn_status copy_tokenizer(bn_trainer *tr, bn_gguf_writer *w)
 {
     if (tr->tok_len == 0) return BN_OK;
     bn_gguf *g;
@@ -123,15 +55,7 @@ static bn_status copy_tokenizer(bn_trainer *tr, bn_gguf_writer *w, bufs *b)
     for (int64_t i = 0; i < bn_gguf_n_kv(g) && rc == BN_OK; i++) {
         const char *key = bn_gguf_key(g, i);
         if (strncmp(key, "tokenizer.", 10) != 0) continue;
-        const bn_gguf_vtype t = bn_gguf_kv_type(g, i);
-        if (t == BN_GGUF_ARRAY)
-            rc = copy_array(w, g, i, key, b);
-        else if (t == BN_GGUF_STRING) {
-            size_t len;
-            const char *s = bn_gguf_kv_strn(g, i, &len);
-            rc = bn_gguf_writer_set_strn(w, key, s, len);
-        } else
-            rc = copy_scalar(w, g, i, key);
+        rc = bn_gguf_writer_copy_kv(w, g, i);
         if (rc != BN_OK) rc = bn_ctx_set_error(tr->ctx, rc, "cannot copy tokenizer key %s", key);
     }
     bn_gguf_close(g);
@@ -275,7 +199,7 @@ bn_status bn_trainer_export_gguf(bn_trainer *tr, const char *path, int type)
     bn_status rc = bn_gguf_writer_new(&w);
     if (rc != BN_OK) return bn_ctx_set_error(tr->ctx, rc, "out of memory (GGUF writer)");
     rc = add_metadata(tr, w);
-    if (rc == BN_OK) rc = copy_tokenizer(tr, w, &b);
+    if (rc == BN_OK) rc = copy_tokenizer(tr, w);
     if (rc == BN_OK) rc = add_tensors(tr, w, type, &b);
     if (rc == BN_OK)
         rc = bn_gguf_writer_write(tr->ctx, w, path);

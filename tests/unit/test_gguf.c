@@ -910,6 +910,49 @@ static void test_vtype_names(void **state)
     assert_string_equal(bn_gguf_vtype_name(-1), "unknown");
 }
 
+/* bn_gguf_writer_copy_kv: every entry of a real vocabulary (string arrays, numbers,
+ * strings) copied into a writer reads back the same. */
+static void test_copy_kv(void **state)
+{
+    (void)state;
+    bn_gguf *a;
+    assert_int_equal(bn_gguf_open(g_ctx, "tests/data/ggml-vocab-llama-spm.gguf", &a), BN_OK);
+    bn_gguf_writer *w;
+    assert_int_equal(bn_gguf_writer_new(&w), BN_OK);
+    for (int64_t i = 0; i < bn_gguf_n_kv(a); i++)
+        assert_int_equal(bn_gguf_writer_copy_kv(w, a, i), BN_OK);
+    assert_int_equal(bn_gguf_writer_copy_kv(w, a, bn_gguf_n_kv(a)), BN_ERR_INVALID);
+    char path[128];
+    snprintf(path, sizeof path, "%s/copy.gguf", g_dir);
+    assert_int_equal(bn_gguf_writer_write(g_ctx, w, path), BN_OK);
+    bn_gguf_writer_free(w);
+    bn_gguf *b;
+    assert_int_equal(bn_gguf_open(g_ctx, path, &b), BN_OK);
+    assert_int_equal(bn_gguf_n_kv(b), bn_gguf_n_kv(a));
+    for (int64_t i = 0; i < bn_gguf_n_kv(a); i++) {
+        const char *key = bn_gguf_key(a, i);
+        const int64_t j = bn_gguf_find_key(b, key);
+        assert_true(j >= 0);
+        assert_int_equal(bn_gguf_kv_type(b, j), bn_gguf_kv_type(a, i));
+        if (bn_gguf_kv_type(a, i) == BN_GGUF_ARRAY) {
+            const uint64_t n = bn_gguf_arr_n(a, i);
+            assert_int_equal(bn_gguf_arr_type(b, j), bn_gguf_arr_type(a, i));
+            assert_int_equal(bn_gguf_arr_n(b, j), n);
+            for (uint64_t k = 0; k < n; k += 97) {
+                if (bn_gguf_arr_type(a, i) != BN_GGUF_STRING) break;
+                size_t la, lb;
+                const char *sa = bn_gguf_arr_str(a, i, k, &la), *sb = bn_gguf_arr_str(b, j, k, &lb);
+                assert_int_equal(la, lb);
+                assert_memory_equal(sa, sb, la);
+            }
+        } else {
+            assert_int_equal(bn_gguf_kv_i64(b, j), bn_gguf_kv_i64(a, i));
+        }
+    }
+    bn_gguf_close(b);
+    bn_gguf_close(a);
+}
+
 /* ---- setup ------------------------------------------------------------------------------- */
 
 static int group_setup(void **state)
@@ -945,6 +988,7 @@ int main(void)
             cmocka_unit_test(test_round_trip),
             cmocka_unit_test(test_writer_rejects),
             cmocka_unit_test(test_real_vocab_files),
+            cmocka_unit_test(test_copy_kv),
             cmocka_unit_test(test_open_errors),
             cmocka_unit_test(test_bad_header),
             cmocka_unit_test(test_bad_metadata),

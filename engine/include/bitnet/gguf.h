@@ -162,6 +162,9 @@ bn_status bn_gguf_writer_set_strn(bn_gguf_writer *w, const char *key, const char
 /* Any scalar type (not STRING or ARRAY): v points to its value in host order. */
 bn_status bn_gguf_writer_set_scalar(bn_gguf_writer *w, const char *key, bn_gguf_vtype vtype,
                                     const void *v);
+/* Copies metadata entry i of the reader g (any type: scalar, string, array) into w under
+ * the same key. */
+bn_status bn_gguf_writer_copy_kv(bn_gguf_writer *w, const bn_gguf *g, int64_t i);
 /* Adds a tensor; size must equal the bytes its type and shape need. data is referenced. */
 bn_status bn_gguf_writer_add_tensor(bn_gguf_writer *w, const char *name, int type, int n_dims,
                                     const int64_t *ne, const void *data, size_t size);
