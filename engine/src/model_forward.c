@@ -14,7 +14,8 @@
  *                                                    (a head of q, k or v at a time)
  *   attn     softmax(q K^T / sqrt(d)) V per head, causal   (blocks of queries of one
  *                                                           KV head: heads x tokens)
- *   norm     att = RMSNorm(att) * attn_sub_norm, quantized           (per token)
+ *   norm     att = RMSNorm(att) * attn_sub_norm, quantized           (per token;
+ *            a model without sub-norms quantizes att as it is, and a as it is below)
  *   o        x += att Wo                                          (chunks of rows)
  *   norm     h = RMSNorm(x) * ffn_norm, quantized                   (per token)
  *   gate/up  a = act(h Wgate) * (h Wup)                           (chunks of rows)
@@ -391,9 +392,10 @@ static void barrier(bn_model_state *st, int nth)
     }
 }
 
-/* dst = RMSNorm(src) * w per token, quantized: the next matmul's input. A one-token
- * batch: every thread into its own buffers, no barrier. Otherwise the tokens are split
- * among the threads into the shared buffers, then a barrier. */
+/* dst = RMSNorm(src) * w per token, quantized: the next matmul's input; w NULL (a model
+ * without sub-norms) quantizes src as it is and leaves dst alone. A one-token batch:
+ * every thread into its own buffers, no barrier. Otherwise the tokens are split among the
+ * threads into the shared buffers, then a barrier. */
 static bn_qact *norm_phase(job *j, const float *src, float *dst, const float *w, int64_t dim,
                            bn_qact *shared, int ff, int tid, int nth)
 {
@@ -402,14 +404,14 @@ static bn_qact *norm_phase(job *j, const float *src, float *dst, const float *w,
     if (j->T == 1) {
         tpriv *p = &st->priv[tid];
         bn_qact *qa = ff ? &p->qf : &p->qe;
-        st->rmsnorm(src, w, dim, eps, p->buf);
-        quantize_rows(st, qa, p->buf, 0, 1);
+        if (w) st->rmsnorm(src, w, dim, eps, p->buf);
+        quantize_rows(st, qa, w ? p->buf : src, 0, 1);
         return qa;
     }
     int64_t t0, t1;
     split(j->T, 1, tid, nth, &t0, &t1);
-    for (int64_t t = t0; t < t1; t++) st->rmsnorm(src + t * dim, w, dim, eps, dst + t * dim);
-    quantize_rows(st, shared, dst, t0, t1);
+    for (int64_t t = t0; w && t < t1; t++) st->rmsnorm(src + t * dim, w, dim, eps, dst + t * dim);
+    quantize_rows(st, shared, w ? dst : src, t0, t1);
     barrier(st, nth);
     return shared;
 }

@@ -68,9 +68,9 @@ bn__q8_row_fn bn__model_q8_0_row_fn(const bn_kernels *k);
 
 typedef struct bn__layer {
     const float *attn_norm;     /* n_embd */
-    const float *attn_sub_norm; /* n_embd */
+    const float *attn_sub_norm; /* n_embd; NULL when the model has no sub-norms */
     const float *ffn_norm;      /* n_embd */
-    const float *ffn_sub_norm;  /* n_ff */
+    const float *ffn_sub_norm;  /* n_ff; NULL when the model has no sub-norms */
     bn_tmat w[BN__N_LIN];
 } bn__layer;
 

@@ -284,6 +284,40 @@ static bn_status load_ternary(bn_model *m, const bn_model_params *p, int layer, 
     return BN_OK;
 }
 
+/* Floats of every norm vector: per layer attn_norm and ffn_norm (n_embd each) and, when
+ * the model has them, the sub-norms (n_embd and n_ff); then output_norm. Small by the
+ * caps. */
+static size_t norm_floats_per_layer(const bn_model_hparams *h)
+{
+    return (size_t)(2 * h->n_embd + (h->sub_norms ? h->n_embd + h->n_ff : 0));
+}
+
+static size_t norm_floats(const bn_model_hparams *h)
+{
+    return norm_floats_per_layer(h) * (size_t)h->n_layer + (size_t)h->n_embd;
+}
+
+/* Sets hp.sub_norms: 1 when attn_sub_norm and ffn_sub_norm are in every layer, 0 when in
+ * none; a file with some of them is malformed (the first missing one is named). */
+static bn_status find_sub_norms(bn_model *m)
+{
+    static const char *const sub[2] = {"attn_sub_norm", "ffn_sub_norm"};
+    char name[64], missing[64] = "", present[64] = "";
+    for (int il = 0; il < m->hp.n_layer; il++)
+        for (int i = 0; i < 2; i++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", il, sub[i]);
+            char *slot = bn_gguf_find_tensor(m->g, name) ? present : missing;
+            if (!slot[0]) memcpy(slot, name, sizeof name);
+        }
+    if (missing[0] && present[0])
+        return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT,
+                                "%s: missing, but %s is present (sub-norms go in every layer "
+                                "or in none)",
+                                missing, present);
+    m->hp.sub_norms = present[0] != 0;
+    return BN_OK;
+}
+
 static bn_status load_layer(bn_model *m, const bn_model_params *p, int il, float *norms)
 {
     const bn_model_hparams *h = &m->hp;
@@ -297,6 +331,7 @@ static bn_status load_layer(bn_model *m, const bn_model_params *p, int il, float
     float *dst = norms;
     const float **slots[4] = {&L->attn_norm, &L->attn_sub_norm, &L->ffn_norm, &L->ffn_sub_norm};
     for (int i = 0; i < 4 && rc == BN_OK; i++) {
+        if (i % 2 == 1 && !h->sub_norms) continue; /* slots stay NULL: no sub-norm */
         snprintf(name, sizeof name, "blk.%d.%s.weight", il, norm_names[i]);
         rc = load_norm(m, name, norm_len[i], dst);
         *slots[i] = dst;
@@ -494,13 +529,13 @@ done:
 static bn_status load_weights(bn_model *m, const bn_model_params *p)
 {
     const bn_model_hparams *h = &m->hp;
-    /* per layer 3 * n_embd + n_ff norm floats, plus output_norm; small by the caps */
-    const size_t per_layer = (size_t)(3 * h->n_embd + h->n_ff);
-    const size_t n_norm = per_layer * (size_t)h->n_layer + (size_t)h->n_embd;
+    bn_status rc = find_sub_norms(m);
+    if (rc != BN_OK) return rc;
+    const size_t per_layer = norm_floats_per_layer(h), n_norm = norm_floats(h);
     m->norms = bn_malloc(n_norm * sizeof(float));
     m->layers = bn_calloc((size_t)h->n_layer, sizeof *m->layers);
     if (!m->norms || !m->layers) return bn_ctx_set_error(m->ctx, BN_ERR_NOMEM, "out of memory");
-    bn_status rc = load_embeddings(m);
+    rc = load_embeddings(m);
     if (rc == BN_OK) rc = requantize_head(m, p);
     if (rc == BN_OK) rc = load_norm(m, "output_norm.weight", h->n_embd, m->norms);
     m->output_norm = m->norms;
@@ -588,8 +623,5 @@ size_t bn_model_file_size(const bn_model *m)
 size_t bn_model_bytes_per_token(const bn_model *m)
 {
     const bn_model_hparams *h = &m->hp;
-    const size_t norms =
-            ((size_t)(3 * h->n_embd + h->n_ff) * (size_t)h->n_layer + (size_t)h->n_embd) *
-            sizeof(float);
-    return m->tmat_bytes + norms + m->head_row_bytes * (size_t)h->n_vocab;
+    return m->tmat_bytes + norm_floats(h) * sizeof(float) + m->head_row_bytes * (size_t)h->n_vocab;
 }

@@ -1,8 +1,8 @@
 /* test_model.c - the BitNet model: logits against a naive single-threaded float
  * reimplementation written here, batched == token by token, I2_S == TQ2_0 == TQ1_0,
  * the older "bitnet" architecture (SiLU, Q8_0 embeddings, separate LM head, .scale
- * tensors, partial RoPE, F32 cache), malformed files, allocation failures, context
- * overflow. */
+ * tensors, partial RoPE, F32 cache), models without sub-norms (converted LLaMA),
+ * malformed files, allocation failures, context overflow. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,6 +41,7 @@ typedef struct cfg {
     int untied;      /* an output.weight (F32) */
     int with_scales; /* blk.N.<lin>.scale tensors */
     int vocab_key;   /* write <arch>.vocab_size */
+    int no_sub;      /* no attn_sub_norm / ffn_sub_norm tensors (a converted LLaMA) */
 } cfg;
 
 /* The model as the reference sees it (every value exactly what the file holds). */
@@ -160,6 +161,7 @@ static void tm_free(tmodel *m)
 /* What to break when writing (for the malformed-file tests). */
 typedef struct breakage {
     const char *drop;      /* a tensor left out */
+    const char *add_sub;   /* a sub-norm written although the model has none */
     const char *transpose; /* a 2-D tensor written with rows and cols swapped */
     const char *as_f32;    /* a ternary tensor written as F32 */
     const char *arch;      /* another general.architecture */
@@ -261,6 +263,8 @@ static void write_model(const tmodel *m, int wtype, const breakage *br, const ch
     for (int l = 0; l < c->n_layer; l++) {
         for (int i = 0; i < 4; i++) {
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, norm_names[i]);
+            const int extra = br && br->add_sub && strcmp(br->add_sub, name) == 0;
+            if (c->no_sub && i % 2 == 1 && !extra) continue;
             add_t(w, br, name, BN_TYPE_F32, 0, norm_len(c, i), m->norms[l][i],
                   (size_t)norm_len(c, i) * 4);
         }
@@ -387,7 +391,7 @@ static void ref_forward(const tmodel *m, const int32_t *tok, int n, int kv_f16, 
                     att[hh * d + i] = a;
                 }
             }
-            ref_norm(att, nw[1], E, c->eps, att);
+            if (!c->no_sub) ref_norm(att, nw[1], E, c->eps, att);
             ref_bitlinear(m->w[l][3], WS(3), E, E, att, o);
             for (int i = 0; i < E; i++) x[i] += o[i];
             ref_norm(x, nw[2], E, c->eps, h);
@@ -398,7 +402,7 @@ static void ref_forward(const tmodel *m, const int32_t *tok, int n, int kv_f16, 
                                                                : (g[i] > 0 ? g[i] * g[i] : 0.0f);
                 g[i] = a * u[i];
             }
-            ref_norm(g, nw[3], F, c->eps, g);
+            if (!c->no_sub) ref_norm(g, nw[3], F, c->eps, g);
             ref_bitlinear(m->w[l][6], WS(6), E, F, g, o);
             for (int i = 0; i < E; i++) x[i] += o[i];
 #undef WS
@@ -611,7 +615,59 @@ static void test_reference_logits_bitnet(void **state)
     assert_int_equal(h->tied, 0);
     assert_int_equal(h->embd_type, BN_TYPE_Q8_0);
     assert_int_equal(h->n_rot, 32);
+    assert_int_equal(h->sub_norms, 1);
     bn_model_free(m);
+    tm_free(&tm);
+}
+
+/* A model without attn_sub_norm and ffn_sub_norm (as converted from LLaMA: "bitnet",
+ * SiLU) loads, and its logits are the reference's with the two sub-norm steps skipped:
+ * batched, token by token, with the plain and the SIMD kernels. They are far from the
+ * same weights' logits with sub-norms, so the check tells the two structures apart. */
+static void test_no_sub_norms(void **state)
+{
+    (void)state;
+    tmodel tm;
+    cfg c = CFG_B;
+    c.no_sub = 1;
+    tm_build(&tm, &c, 13);
+    char path[128];
+    path_for(path, sizeof path, "b_nosub.gguf");
+    write_model(&tm, BN_TYPE_I2_S, NULL, path);
+    check_against_reference(&tm, path, BN_TYPE_F32, bn_kernels_ref(), 0);
+    check_against_reference(&tm, path, BN_TYPE_F16, bn_kernels_ref(), 1);
+    check_against_reference(&tm, path, BN_TYPE_F16, NULL, 0);
+    check_against_reference(&tm, path, BN_TYPE_F32, NULL, 1);
+    bn_model *m = load_ok(path, NULL, 0);
+    assert_int_equal(bn_model_hparams_get(m)->sub_norms, 0);
+    const int n = 17, V = c.V;
+    int32_t tok[17];
+    rand_tokens(tok, n, V);
+    float *all = malloc((size_t)n * V * 4), *one = malloc((size_t)n * V * 4);
+    float *with = malloc((size_t)n * V * 4);
+    bn_model_state *st = state_ok(m, 0, 0, BN_TYPE_F32);
+    assert_int_equal(bn_model_eval(st, tok, n, 0, n, all), BN_OK);
+    for (int i = 0; i < n; i++) /* the one-token path, every thread normalizing for itself */
+        assert_int_equal(bn_model_eval(st, tok + i, 1, i, 1, one + (size_t)i * V), BN_OK);
+    assert_true(rel_diff(one, all, (size_t)n * V) == 0.0);
+    tm.c.no_sub = 0; /* the reference with the sub-norms applied */
+    ref_forward(&tm, tok, n, 0, 0, with);
+    const double d = rel_diff(all, with, (size_t)n * V);
+    print_message("    with the sub-norms applied instead: max |diff| / max |logit| = %.2e\n", d);
+    assert_true(d > 0.1);
+    /* the sub-norms' bytes are neither held nor read */
+    path_for(path, sizeof path, "b_sub.gguf");
+    write_model(&tm, BN_TYPE_I2_S, NULL, path);
+    bn_model *ms = load_ok(path, NULL, 0);
+    const size_t sub_bytes = (size_t)(c.E + c.F) * (size_t)c.n_layer * sizeof(float);
+    assert_int_equal(bn_model_bytes_per_token(ms) - bn_model_bytes_per_token(m), sub_bytes);
+    assert_int_equal(bn_model_weight_bytes(ms) - bn_model_weight_bytes(m), sub_bytes);
+    bn_model_free(ms);
+    bn_model_state_free(st);
+    bn_model_free(m);
+    free(all);
+    free(one);
+    free(with);
     tm_free(&tm);
 }
 
@@ -728,7 +784,13 @@ static void test_malformed(void **state)
                       "blk.1.ffn_up.weight: shape 256x768, expected 768x256");
     memset(&br, 0, sizeof br);
     br.drop = "blk.0.attn_sub_norm.weight";
-    expect_load_error(&tm, &br, BN_ERR_FORMAT, "blk.0.attn_sub_norm.weight: missing");
+    expect_load_error(&tm, &br, BN_ERR_FORMAT,
+                      "blk.0.attn_sub_norm.weight: missing, but blk.0.ffn_sub_norm.weight is "
+                      "present (sub-norms go in every layer or in none)");
+    memset(&br, 0, sizeof br);
+    br.drop = "blk.1.ffn_sub_norm.weight";
+    expect_load_error(&tm, &br, BN_ERR_FORMAT,
+                      "blk.1.ffn_sub_norm.weight: missing, but blk.0.attn_sub_norm.weight");
     memset(&br, 0, sizeof br);
     br.drop = "output_norm.weight";
     expect_load_error(&tm, &br, BN_ERR_FORMAT, "output_norm.weight");
@@ -747,6 +809,19 @@ static void test_malformed(void **state)
     memset(&br, 0, sizeof br);
     br.bad_kv = 3;
     expect_load_error(&tm, &br, BN_ERR_FORMAT, "head_count_kv");
+    /* a model without sub-norms but for one of them */
+    tmodel tn;
+    cfg cn = c;
+    cn.no_sub = 1;
+    tm_build(&tn, &cn, 5);
+    memset(&br, 0, sizeof br);
+    br.add_sub = "blk.1.ffn_sub_norm.weight";
+    expect_load_error(&tn, &br, BN_ERR_FORMAT,
+                      "blk.0.attn_sub_norm.weight: missing, but blk.1.ffn_sub_norm.weight");
+    memset(&br, 0, sizeof br);
+    br.drop = "blk.1.attn_norm.weight"; /* the pre-norms stay required */
+    expect_load_error(&tn, &br, BN_ERR_FORMAT, "blk.1.attn_norm.weight: missing");
+    tm_free(&tn);
 
     /* truncated: every cut through the data section fails cleanly */
     char path[128];
@@ -1010,6 +1085,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_reference_logits),
             cmocka_unit_test(test_reference_logits_bitnet),
+            cmocka_unit_test(test_no_sub_norms),
             cmocka_unit_test(test_batched_equals_sequential),
             cmocka_unit_test(test_formats_agree),
             cmocka_unit_test(test_malformed),

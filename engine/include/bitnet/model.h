@@ -32,20 +32,23 @@
  * Tensors: token_embd.weight (F32, F16 or Q8_0; also the LM head when output.weight is
  * absent), output_norm.weight, per layer blk.N.{attn_norm, attn_q, attn_k, attn_v,
  * attn_output, attn_sub_norm, ffn_norm, ffn_gate, ffn_up, ffn_down, ffn_sub_norm}.weight.
- * Norms are F32 or F16. The seven linear layers are ternary: I2_S (bitnet.cpp; one scale
- * in the tensor's tail), TQ2_0 or TQ1_0 (llama.cpp; every block of a row must carry the
- * same d). An optional F32 tensor blk.N.<name>.scale of one element (llama.cpp's
- * wq_scale etc.) multiplies that layer's output. Every shape is checked; an error names
- * the tensor and shows shapes as rows x cols (outputs x inputs), e.g.
+ * The two sub-norms go in every layer or in none (a model converted from LLaMA, which has
+ * none: the inputs of attn_output and ffn_down are then quantized as they are); a file with
+ * them in some layers only is a format error naming the first missing one. Norms are F32,
+ * F16 or BF16. The seven linear layers are ternary: I2_S (bitnet.cpp; one scale in the
+ * tensor's tail), TQ2_0 or TQ1_0 (llama.cpp; every block of a row must carry the same d).
+ * An optional F32 tensor blk.N.<name>.scale of one element (llama.cpp's wq_scale etc.)
+ * multiplies that layer's output. Every shape is checked; an error names the tensor and
+ * shows shapes as rows x cols (outputs x inputs), e.g.
  * "blk.3.ffn_up.weight: shape 2560x6912, expected 6912x2560".
  *
  * The forward pass is the reference's: RMSNorm pre-norms; every BitLinear input is
  * quantized per token to int8 (absmax, bn_quantize_act_row), once per input and shared
  * by q/k/v and by gate/up; RoPE in the NEOX (rotate-half) arrangement; grouped-query
- * causal attention over an F16 or F32 KV cache; the attention sub-norm before
- * attn_output; FFN act(gate) * up, the FFN sub-norm before ffn_down; the final norm and
- * the LM head (float dot products, Q8_0 rows against Q8_0-quantized activations as
- * ggml does).
+ * causal attention over an F16 or F32 KV cache; the attention sub-norm (if any) before
+ * attn_output; FFN act(gate) * up, the FFN sub-norm (if any) before ffn_down; the final
+ * norm and the LM head (float dot products, Q8_0 rows against Q8_0-quantized activations
+ * as ggml does).
  *
  * Memory: the ternary weights are repacked once into the run-time layout and their
  * pages of the file mapping are released (MADV_DONTNEED), so the file is not resident
@@ -107,6 +110,7 @@ typedef struct bn_model_hparams {
     int embd_type;    /* bn_type of token_embd */
     int head_type;    /* bn_type of the LM head */
     int tied;         /* 1 when token_embd is also the LM head */
+    int sub_norms;    /* 1: attn_sub_norm and ffn_sub_norm in every layer; 0: in none */
 } bn_model_hparams;
 
 typedef struct bn_model_params {
