@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <nettle/sha2.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -47,7 +46,7 @@ void cv_opts_init(cv_opts *o)
 
 /* ---- the plan ------------------------------------------------------------------------------ */
 
-enum { P_NORM, P_EMBD, P_TERNARY, P_CONST };
+enum { P_NORM, P_EMBD, P_TERNARY };
 
 typedef struct plan_item {
     char name[96]; /* GGUF name */
@@ -55,7 +54,6 @@ typedef struct plan_item {
     int kind, type, n_dims;
     int64_t ne[2]; /* ne[0] innermost */
     size_t size;
-    float value; /* P_CONST: every element */
 } plan_item;
 
 typedef struct conv {
@@ -74,13 +72,12 @@ typedef struct conv {
     cv_seqs seqs;
     int text_seq;
     float *ref_logits;
-    cv_calib calib;
     cJSON *report, *warnings;
     useconds_t throttle_us;
 } conv;
 
 static int plan_add(conv *c, const char *name, const char *src, int kind, int type, int64_t cols,
-                    int64_t rows, float value, char *err, size_t errsz)
+                    int64_t rows, char *err, size_t errsz)
 {
     plan_item *it = &c->plan[c->n_plan++];
     snprintf(it->name, sizeof it->name, "%s", name);
@@ -88,10 +85,8 @@ static int plan_add(conv *c, const char *name, const char *src, int kind, int ty
     it->kind = kind;
     it->type = type;
     it->n_dims = rows > 1 || kind != P_NORM ? 2 : 1;
-    if (kind == P_CONST) it->n_dims = 1;
     it->ne[0] = cols;
     it->ne[1] = rows;
-    it->value = value;
     size_t row;
     if (type == BN_TYPE_I2_S) {
         it->size = bn_i2s_bytes(rows * cols);
@@ -119,7 +114,7 @@ static int make_plan(conv *c, char *err, size_t errsz)
     if (!c->plan) return fail(err, errsz, "out of memory");
     const int wt = c->o->type, et = c->o->embd_type, bitnet = h->arch == CV_ARCH_BITNET;
     int rc = plan_add(c, "token_embd.weight", "model.embed_tokens.weight", P_EMBD, et, E,
-                      h->n_vocab, 0, err, errsz);
+                      h->n_vocab, err, errsz);
     static const struct {
         const char *gguf, *hf;
         int kind, dim; /* dim: 0 E, 1 F */
@@ -130,12 +125,12 @@ static int make_plan(conv *c, char *err, size_t errsz)
             {"attn_q", "self_attn.q_proj", P_TERNARY, 0, 0, 0},
             {"attn_k", "self_attn.k_proj", P_TERNARY, 0, 1, 0},
             {"attn_v", "self_attn.v_proj", P_TERNARY, 0, 1, 0},
-            {"attn_sub_norm", "self_attn.attn_sub_norm", P_NORM, 0, 0, 0},
+            {"attn_sub_norm", "self_attn.attn_sub_norm", P_NORM, 0, 0, 0}, /* BitNet only */
             {"attn_output", "self_attn.o_proj", P_TERNARY, 0, 0, 0},
             {"ffn_norm", "post_attention_layernorm", P_NORM, 0, 0, 0},
             {"ffn_gate", "mlp.gate_proj", P_TERNARY, 0, 2, 0},
             {"ffn_up", "mlp.up_proj", P_TERNARY, 0, 2, 0},
-            {"ffn_sub_norm", "mlp.ffn_sub_norm", P_NORM, 1, 0, 0},
+            {"ffn_sub_norm", "mlp.ffn_sub_norm", P_NORM, 1, 0, 0}, /* BitNet only */
             {"ffn_down", "mlp.down_proj", P_TERNARY, 0, 0, 1},
     };
     for (int il = 0; rc == 0 && il < h->n_layer; il++)
@@ -143,26 +138,25 @@ static int make_plan(conv *c, char *err, size_t errsz)
             char name[96], src[160];
             snprintf(name, sizeof name, "blk.%d.%s.weight", il, L[k].gguf);
             snprintf(src, sizeof src, "model.layers.%d.%s.weight", il, L[k].hf);
+            /* LLaMA has no sub-norms: none is written, and the engine quantizes the inputs
+             * of attn_output and ffn_down as they are, as the LLaMA reference computes */
+            if (!bitnet && strstr(L[k].gguf, "sub_norm")) continue;
             if (L[k].kind == P_NORM) {
-                int sub = strstr(L[k].gguf, "sub_norm") != NULL;
                 int64_t n = L[k].dim ? F : E;
-                rc = plan_add(c, name, src, sub && !bitnet ? P_CONST : P_NORM, BN_TYPE_F32, n, 1,
-                              1.0f, err, errsz);
+                rc = plan_add(c, name, src, P_NORM, BN_TYPE_F32, n, 1, err, errsz);
             } else {
                 int64_t rows = L[k].rows == 0 ? E : L[k].rows == 1 ? KVD : F;
-                rc = plan_add(c, name, src, P_TERNARY, wt, L[k].in_f ? F : E, rows, 0, err, errsz);
+                rc = plan_add(c, name, src, P_TERNARY, wt, L[k].in_f ? F : E, rows, err, errsz);
             }
         }
     if (rc == 0)
-        rc = plan_add(c, "output_norm.weight", "model.norm.weight", P_NORM, BN_TYPE_F32, E, 1, 0,
-                      err, errsz);
-    if (rc == 0 && !h->tied)
-        rc = plan_add(c, "output.weight", "lm_head.weight", P_EMBD, et, E, h->n_vocab, 0, err,
+        rc = plan_add(c, "output_norm.weight", "model.norm.weight", P_NORM, BN_TYPE_F32, E, 1, err,
                       errsz);
+    if (rc == 0 && !h->tied)
+        rc = plan_add(c, "output.weight", "lm_head.weight", P_EMBD, et, E, h->n_vocab, err, errsz);
     /* every source tensor the plan names must exist with the right element count */
     for (int i = 0; rc == 0 && i < c->n_plan; i++) {
         const plan_item *it = &c->plan[i];
-        if (it->kind == P_CONST) continue;
         const cv_tensor *t = cv_source_find(&c->src, it->src);
         uint64_t want = (uint64_t)(it->ne[0] * it->ne[1]);
         if (it->kind == P_TERNARY && c->src.hp.packed) want /= 4;
@@ -213,10 +207,6 @@ static int set_meta(conv *c, bn_gguf_writer *w, char *err, size_t errsz)
 static int produce(conv *c, const plan_item *it, uint8_t *out, char *err, size_t errsz)
 {
     const int64_t cols = it->ne[0], rows = it->ne[1];
-    if (it->kind == P_CONST) {
-        for (int64_t i = 0; i < cols; i++) memcpy(out + 4 * i, &it->value, 4);
-        return 0;
-    }
     if (it->kind == P_NORM) return cv_vector_f32(&c->src, it->src, cols, (float *)out, err, errsz);
     if (it->kind == P_EMBD) {
         const cv_tensor *t = cv_source_find(&c->src, it->src);
@@ -548,34 +538,15 @@ static int run(conv *c, char *err, size_t errsz)
     if (cv_source_open(c->ctx, o->src, &c->src, err, errsz) != 0) return -1;
     if (make_plan(c, err, errsz) != 0) return -1;
     describe(c);
-    if (c->src.hp.arch == CV_ARCH_LLAMA) {
-        cJSON_AddItemToArray(c->warnings,
-                             cJSON_CreateString("LLaMA layers have no sub-norms; each is written "
-                                                "as a constant: the mean RMS of that activation "
-                                                "on the calibration prompts"));
-    }
     snprintf(c->tmp, sizeof c->tmp, "%s.tmp-%ld", o->out, (long)getpid());
     if (write_layout(c, err, errsz) != 0) return -1; /* also builds the tokenizer */
     cJSON_AddStringToObject(c->report, "tokenizer", c->tok_kind ? c->tok_kind : "none");
-    const int need_ref = o->validate || c->src.hp.arch == CV_ARCH_LLAMA;
-    if (need_ref) {
+    if (o->validate) {
         if (make_seqs(c, err, errsz) != 0) return -1;
-        const int64_t L = c->src.hp.n_layer;
-        c->calib.attn_rms = calloc((size_t)L, sizeof(double));
-        c->calib.ffn_rms = calloc((size_t)L, sizeof(double));
-        if (o->validate)
-            c->ref_logits = malloc((size_t)(c->seqs.total * c->src.hp.n_vocab) * sizeof(float));
-        if (!c->calib.attn_rms || !c->calib.ffn_rms || (o->validate && !c->ref_logits))
-            return fail(err, errsz, "out of memory (reference logits)");
-        int rc = cv_reference(&c->src, c->pool, &c->seqs, c->ref_logits, &c->calib, o, err, errsz);
+        c->ref_logits = malloc((size_t)(c->seqs.total * c->src.hp.n_vocab) * sizeof(float));
+        if (!c->ref_logits) return fail(err, errsz, "out of memory (reference logits)");
+        int rc = cv_reference(&c->src, c->pool, &c->seqs, c->ref_logits, o, err, errsz);
         if (rc != 0) return rc;
-        for (int i = 0; i < c->n_plan; i++) { /* LLaMA: constant sub-norms from the statistics */
-            plan_item *it = &c->plan[i];
-            int il;
-            if (it->kind != P_CONST || sscanf(it->name, "blk.%d.", &il) != 1) continue;
-            double r = strstr(it->name, "attn_sub") ? c->calib.attn_rms[il] : c->calib.ffn_rms[il];
-            it->value = r > 0 && isfinite(r) ? (float)r : 1.0f;
-        }
     }
     int rc = fill(c, err, errsz);
     if (rc == 0) rc = verify(c, err, errsz);
@@ -623,8 +594,6 @@ int cv_convert(const cv_opts *o, cJSON **report, char *err, size_t errsz)
     free(c.seqs.tok);
     free(c.seqs.len);
     free(c.ref_logits);
-    free(c.calib.attn_rms);
-    free(c.calib.ffn_rms);
     free(c.plan);
     bn_tokenizer_free(c.tok);
     cv_source_close(&c.src);

@@ -166,16 +166,11 @@ typedef struct cv_seqs {
     int64_t total; /* sum of len */
 } cv_seqs;
 
-typedef struct cv_calib {
-    double *attn_rms; /* n_layer: mean RMS of the attention output (before o_proj) */
-    double *ffn_rms;  /* n_layer: mean RMS of act(gate) * up (before down_proj) */
-} cv_calib;
-
 /* Runs the source model in f32 over every sequence (each from position 0), layer by layer.
- * logits gets total x n_vocab values (NULL: not kept); calib (may be NULL) the RMS
- * statistics. Returns 0, -1 with a message, or -2 when cancelled. */
+ * logits gets total x n_vocab values (NULL: not kept). Returns 0, -1 with a message, or -2
+ * when cancelled. */
 int cv_reference(cv_source *s, bn_threadpool *pool, const cv_seqs *q, float *logits,
-                 cv_calib *calib, const cv_opts *o, char *err, size_t errsz);
+                 const cv_opts *o, char *err, size_t errsz);
 
 /* Compares reference and converted logits (total x n_vocab each); adds the metrics to obj:
  * cosine_mean, cosine_min, top1_agreement, kl_mean, kl_max. text (may be NULL) is the

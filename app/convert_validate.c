@@ -4,10 +4,11 @@
  * The reference is the source model as its own framework computes it (transformers'
  * LlamaForCausalLM / BitNetForCausalLM): RMSNorm, q/k/v, RoPE (rotate-half), causal grouped
  * attention, (BitNet: attn_sub_norm), o, RMSNorm, gate/up, silu or relu^2, (BitNet:
- * ffn_sub_norm), down, final norm, LM head. When the source quantizes (a BitNet
- * quantization_config), every linear layer sees its input fake-quantized per token to int8
- * and its ternary weight dequantized, as transformers' BitLinear does; otherwise weights and
- * activations stay f32.
+ * ffn_sub_norm), down, final norm, LM head. The converted model has the same structure: a
+ * LLaMA source gets no sub-norm tensors, and the engine then skips those two steps. When
+ * the source quantizes (a BitNet quantization_config), every linear layer sees its input
+ * fake-quantized per token to int8 and its ternary weight dequantized, as transformers'
+ * BitLinear does; otherwise weights and activations stay f32.
  *
  * It runs layer by layer over all sequences at once: activations of every token stay in
  * memory (tokens x hidden), weights are loaded one matrix at a time, so memory stays near the
@@ -106,18 +107,6 @@ static void act_quant(float *x, int64_t T, int64_t n)
     for (int64_t t = 0; t < T; t++) bn_fake_quantize_act_row(x + t * n, n);
 }
 
-/* Mean over tokens of each token's RMS. */
-static double mean_rms(const float *x, int64_t T, int64_t n)
-{
-    double sum = 0;
-    for (int64_t t = 0; t < T; t++) {
-        double ss = 0;
-        for (int64_t i = 0; i < n; i++) ss += (double)x[t * n + i] * x[t * n + i];
-        sum += sqrt(ss / (double)n);
-    }
-    return T ? sum / (double)T : 1.0;
-}
-
 /* Rotate-half RoPE on nh heads of hd values per token; positions restart at each sequence. */
 static void rope(float *x, const cv_seqs *q, int64_t nh, int64_t hd, float base)
 {
@@ -181,7 +170,7 @@ static int linear(cv_source *s, bn_threadpool *pool, ref_bufs *b, const char *na
 }
 
 static int layer(cv_source *s, bn_threadpool *pool, ref_bufs *b, const cv_seqs *q, int il,
-                 cv_calib *calib, char *err, size_t errsz)
+                 char *err, size_t errsz)
 {
     const cv_hparams *hp = &s->hp;
     const int64_t T = q->total, E = hp->n_embd, F = hp->n_ff, KVD = hp->n_head_kv * hp->head_dim;
@@ -203,7 +192,6 @@ static int layer(cv_source *s, bn_threadpool *pool, ref_bufs *b, const cv_seqs *
         if (cv_vector_f32(s, NAME("self_attn.attn_sub_norm"), E, b->norm, err, errsz)) return -1;
         rmsnorm(b->att, T, E, b->norm, hp->eps);
     }
-    if (calib) calib->attn_rms[il] = mean_rms(b->att, T, E);
     if (qr) act_quant(b->att, T, E);
     if (linear(s, pool, b, NAME("self_attn.o_proj"), b->att, T, E, E, b->h, err, errsz)) return -1;
     for (int64_t i = 0; i < T * E; i++) b->x[i] += b->h[i];
@@ -223,7 +211,6 @@ static int layer(cv_source *s, bn_threadpool *pool, ref_bufs *b, const cv_seqs *
         if (cv_vector_f32(s, NAME("mlp.ffn_sub_norm"), F, b->norm, err, errsz)) return -1;
         rmsnorm(b->g, T, F, b->norm, hp->eps);
     }
-    if (calib) calib->ffn_rms[il] = mean_rms(b->g, T, F);
     if (qr) act_quant(b->g, T, F);
     if (linear(s, pool, b, NAME("mlp.down_proj"), b->g, T, F, E, b->h, err, errsz)) return -1;
     for (int64_t i = 0; i < T * E; i++) b->x[i] += b->h[i];
@@ -279,7 +266,7 @@ static int head(cv_source *s, bn_threadpool *pool, ref_bufs *b, int64_t T, float
 }
 
 int cv_reference(cv_source *s, bn_threadpool *pool, const cv_seqs *q, float *logits,
-                 cv_calib *calib, const cv_opts *o, char *err, size_t errsz)
+                 const cv_opts *o, char *err, size_t errsz)
 {
     const cv_hparams *hp = &s->hp;
     const int64_t T = q->total, E = hp->n_embd, F = hp->n_ff, KVD = hp->n_head_kv * hp->head_dim;
@@ -312,7 +299,7 @@ int cv_reference(cv_source *s, bn_threadpool *pool, const cv_seqs *q, float *log
                              il ? el / il * (double)(hp->n_layer - il) : -1};
             if (o->progress(o->user, &p)) rc = -2;
         }
-        if (rc == 0) rc = layer(s, pool, &b, q, il, calib, err, errsz);
+        if (rc == 0) rc = layer(s, pool, &b, q, il, err, errsz);
     }
     if (rc == 0 && logits) {
         rc = cv_vector_f32(s, "model.norm.weight", E, b.norm, err, errsz);
