@@ -63,6 +63,7 @@ typedef struct result {
     double median_s;
     double probe_bps; /* GEMV only */
     double ref_median_s;
+    double mac_rate; /* GEMM only: the kernel's multiply-accumulate ceiling, MACs/s */
 } result;
 
 /* ---- helpers ---------------------------------------------------------------------- */
@@ -179,10 +180,17 @@ static double gops(const result *r)
     return 2.0 * (double)r->sh->rows * (double)r->sh->cols * r->tokens / r->median_s * 1e-9;
 }
 
+/* GEMM multiply-adds per second over the kernel's ceiling (0 when not measured). */
+static double mac_ratio(const result *r)
+{
+    if (r->mac_rate <= 0) return 0.0;
+    return (double)r->sh->rows * (double)r->sh->cols * r->tokens / r->median_s / r->mac_rate;
+}
+
 static void print_table(const result *res, int n, const bench_opts *o)
 {
     printf("\n%-5s %-11s %-12s %3s %-10s %5s %11s %9s %8s %8s %9s\n", "op", "shape", "role", "thr",
-           "kernel", "calls", "median_us", "wGB/s", "GOPS", "vs_ref", "bw_ratio");
+           "kernel", "calls", "median_us", "wGB/s", "GOPS", "vs_ref", "of_ceil");
     for (int i = 0; i < n; i++) {
         const result *r = &res[i];
         char shp[32], vs[16] = "-", bw[16] = "-";
@@ -191,6 +199,7 @@ static void print_table(const result *res, int n, const bench_opts *o)
         if (r->ref_median_s > 0 && strcmp(r->kernel, "ref") != 0)
             snprintf(vs, sizeof vs, "%.1fx", r->ref_median_s / r->median_s);
         if (r->probe_bps > 0) snprintf(bw, sizeof bw, "%.2f", wbps / r->probe_bps);
+        if (r->mac_rate > 0) snprintf(bw, sizeof bw, "%.2f", mac_ratio(r));
         char wb[16] = "-";
         if (r->tokens == 1) snprintf(wb, sizeof wb, "%.2f", wbps * 1e-9);
         printf("%-5s %-11s %-12s %3d %-10s %5d %11.1f %9s %8.1f %8s %9s\n", r->op, shp, r->sh->what,
@@ -199,8 +208,10 @@ static void print_table(const result *res, int n, const bench_opts *o)
     (void)o;
     printf("\nwGB/s: ternary weight bytes (2 bits each) read per second (GEMV); vs_ref: speed-up "
            "over\n"
-           "the plain-C reference; bw_ratio: wGB/s over the read bandwidth measured with the\n"
-           "same threads in this run (target >= 0.8 on 2 threads).\n");
+           "the plain-C reference; of_ceil: for GEMV, wGB/s over the read bandwidth measured with\n"
+           "the same threads in this run (target >= 0.8 on 2 threads); for GEMM, multiply-adds\n"
+           "per second over the kernel's multiply-accumulate ceiling (its int8 MAC instruction\n"
+           "alone, all operands in registers, same threads, this run).\n");
 }
 
 static cJSON *results_json(const result *res, int n)
@@ -226,6 +237,10 @@ static cJSON *results_json(const result *res, int n)
         if (r->probe_bps > 0) {
             cJSON_AddNumberToObject(o, "probe_bytes_per_s", r->probe_bps);
             cJSON_AddNumberToObject(o, "bandwidth_ratio", wbps / r->probe_bps);
+        }
+        if (r->mac_rate > 0) {
+            cJSON_AddNumberToObject(o, "mac_ceiling_per_s", r->mac_rate);
+            cJSON_AddNumberToObject(o, "mac_ceiling_ratio", mac_ratio(r));
         }
         cJSON_AddItemToArray(arr, o);
     }
@@ -413,7 +428,7 @@ int bench_kernels_main(int argc, char **argv)
                 if (is_ref && o.no_ref) continue;
                 int reps = is_ref ? o.ref_reps : o.reps;
                 result *r = &res[n_res];
-                *r = (result){"gemv", sh, 1, o.threads[ti], k->name, reps, 0, 0, 0};
+                *r = (result){"gemv", sh, 1, o.threads[ti], k->name, reps, 0, 0, 0, 0};
                 /* the reference is compute-bound: a few matrices are enough */
                 wset sub = ws;
                 if (is_ref && sub.n > 4) sub.n = 4;
@@ -436,7 +451,7 @@ int bench_kernels_main(int argc, char **argv)
                 if (is_ref && (o.no_ref || o.quick)) continue;
                 int reps = is_ref ? o.ref_reps : o.reps;
                 result *r = &res[n_res];
-                *r = (result){"gemm", sh, o.tokens, o.threads[ti], k->name, reps, 0, 0, 0};
+                *r = (result){"gemm", sh, o.tokens, o.threads[ti], k->name, reps, 0, 0, 0, 0};
                 if (bench_gemm(pool, k, &ws.mats[0], &xb, y, reps, &r->median_s)) {
                     cli_error("bench: out of memory");
                     bn_qact_release(&x1);
@@ -446,6 +461,7 @@ int bench_kernels_main(int argc, char **argv)
                 }
                 if (is_ref) ref_gemm = r->median_s;
                 r->ref_median_s = ref_gemm;
+                if (!is_ref) r->mac_rate = bn_bench_mac_rate(pool, k, 0.02, 5);
                 n_res++;
             }
             if (!o.json) {

@@ -21,6 +21,13 @@
  * 256 MiB, which is past any last-level cache), on the same threads, run once before each
  * tg repetition so that both see the same state of the shared machine; we take the
  * median. ceiling_fraction = tg tokens/s / ceiling tokens/s.
+ *
+ * The prompt ceiling. A batched prompt is bound by arithmetic, not bandwidth: every token
+ * does one int8 multiply-add per ternary weight (n_layer * (2 E^2 + 2 KV E + 3 E F)), and
+ * the kernel's multiply-accumulate instruction alone, on register operands and the same
+ * threads (bn_bench_mac_rate, run before each pp repetition), bounds how many it can do
+ * per second. pp ceiling = that rate / multiply-adds per token (attention, norms and the
+ * LM head are left out, so it is an upper bound).
  */
 #include "cli.h"
 #include "bench_util.h"
@@ -59,6 +66,9 @@ typedef struct bm_result {
     double bytes_per_token; /* weights + mean KV cache read */
     double ceiling;         /* bw / bytes_per_token */
     double fraction;        /* mean / ceiling */
+    /* pp only */
+    double mac_rate;       /* multiply-accumulate ceiling, MACs/s (median of the probes) */
+    double macs_per_token; /* ternary multiply-adds of one token */
 } bm_result;
 
 typedef struct bm_run {
@@ -66,7 +76,7 @@ typedef struct bm_run {
     int n_res;
     uint64_t *pbuf; /* the probe's buffer */
     size_t pbytes;
-    double *ts, *bw; /* per repetition */
+    double *ts, *bw, *mac; /* per repetition */
     int32_t *toks;
     float *logits;
     uint64_t rng;
@@ -87,7 +97,10 @@ void bench_model_help(FILE *out)
             "warm-up. For each tg test it also shows the generation ceiling of this machine,\n"
             "read bandwidth (a streaming sum on the same threads, measured in the same run)\n"
             "divided by the bytes a generated token reads (ternary weights, norms, LM head and\n"
-            "KV cache), and the fraction of it the model reached.\n\n"
+            "KV cache), and the fraction of it the model reached. For each pp test it shows\n"
+            "the prompt ceiling: the int8 multiply-accumulate rate of the kernels' MAC\n"
+            "instruction alone (same threads, same run) divided by the ternary multiply-adds\n"
+            "of one token.\n\n"
             "Options:\n"
             "  -m, --model FILE     the GGUF model (default: the config's model, else the\n"
             "                       bundled one)\n"
@@ -103,7 +116,9 @@ void bench_model_help(FILE *out)
             "  --json               one JSON document: model, model_bytes, results (test,\n"
             "                       threads, tokens_per_s, sd, reps), and the ceiling of the\n"
             "                       first tg test on the most threads: bandwidth_bytes_per_s,\n"
-            "                       bytes_per_token, ceiling_tokens_per_s, ceiling_fraction\n"
+            "                       bytes_per_token, ceiling_tokens_per_s, ceiling_fraction;\n"
+            "                       pp results carry mac_rate_per_s, macs_per_token,\n"
+            "                       ceiling_tokens_per_s and ceiling_fraction\n"
             "  -h, --help           this help\n\n"
             "Exit status: 0 ok, 1 the model cannot be used, 2 usage error.\n",
             DEFAULT_PP, DEFAULT_TG, DEFAULT_REPS);
@@ -250,6 +265,7 @@ static int run_test(const bm_opts *o, bm_run *r, mc_session *s, int threads, int
     if (o->warmup) rc = n_prompt ? run_pp(r, s, n_prompt, &dt) : run_tg(r, s, 1, &dt);
     for (int k = 0; k < o->reps && rc == BN_EXIT_OK; k++) {
         if (n_gen) r->bw[k] = probe_once(r, s);
+        if (n_prompt) r->mac[k] = bn_bench_mac_rate(bn_ctx_pool(s->ctx), bn_kernels_get(), 0.01, 3);
         rc = n_prompt ? run_pp(r, s, n_prompt, &dt) : run_tg(r, s, n_gen, &dt);
         r->ts[k] = dt > 0 ? (n_prompt + n_gen) / dt : 0.0;
     }
@@ -262,6 +278,14 @@ static int run_test(const bm_opts *o, bm_run *r, mc_session *s, int threads, int
         res->bytes_per_token = (double)bn_model_bytes_per_token(s->model) +
                                0.5 * (double)bn_model_state_kv_bytes_read(s->st);
         res->ceiling = res->bw / res->bytes_per_token;
+        res->fraction = res->ceiling > 0 ? res->mean / res->ceiling : 0.0;
+    } else {
+        const bn_model_hparams *h = bn_model_hparams_get(s->model);
+        const double E = (double)h->n_embd, F = (double)h->n_ff,
+                     KV = (double)(h->n_head_kv * h->head_dim);
+        res->mac_rate = bn_bench_median(r->mac, o->reps);
+        res->macs_per_token = (double)h->n_layer * (2 * E * E + 2 * KV * E + 3 * E * F);
+        res->ceiling = res->mac_rate / res->macs_per_token;
         res->fraction = res->ceiling > 0 ? res->mean / res->ceiling : 0.0;
     }
     r->n_res++;
@@ -292,6 +316,22 @@ static void print_header(const bm_opts *o, const bm_run *r)
 static void print_ceilings(const bm_run *r)
 {
     int any = 0;
+    for (int i = 0; i < r->n_res; i++) {
+        const bm_result *res = &r->res[i];
+        if (res->n_gen || res->mac_rate <= 0) continue;
+        if (!any++) {
+            printf("\nprompt ceiling: int8 multiply-accumulate rate (measured in this run, same "
+                   "threads) /\nternary multiply-adds per token\n");
+            printf("| threads |    test |  GMAC/s | MMAC/token | ceiling t/s |    t/s | of "
+                   "ceiling |\n");
+            printf("| ------: | ------: | ------: | ---------: | ----------: | -----: | "
+                   "---------: |\n");
+        }
+        printf("| %7d | %7s | %7.1f | %10.1f | %11.2f | %6.2f | %10.2f |\n", res->threads,
+               res->test, res->mac_rate / 1e9, res->macs_per_token / 1e6, res->ceiling, res->mean,
+               res->fraction);
+    }
+    any = 0;
     for (int i = 0; i < r->n_res; i++) {
         const bm_result *res = &r->res[i];
         if (!res->n_gen) continue;
@@ -331,7 +371,14 @@ static cJSON *results_json(const bm_run *r)
         cJSON_AddNumberToObject(e, "tokens_per_s", res->mean);
         cJSON_AddNumberToObject(e, "sd", res->sd);
         cJSON_AddNumberToObject(e, "reps", res->reps);
-        if (!res->n_gen) continue;
+        if (!res->n_gen) {
+            if (res->mac_rate <= 0) continue;
+            cJSON_AddNumberToObject(e, "mac_rate_per_s", res->mac_rate);
+            cJSON_AddNumberToObject(e, "macs_per_token", res->macs_per_token);
+            cJSON_AddNumberToObject(e, "ceiling_tokens_per_s", res->ceiling);
+            cJSON_AddNumberToObject(e, "ceiling_fraction", res->fraction);
+            continue;
+        }
         cJSON_AddNumberToObject(e, "bandwidth_bytes_per_s", res->bw);
         cJSON_AddNumberToObject(e, "bytes_per_token", res->bytes_per_token);
         cJSON_AddNumberToObject(e, "ceiling_tokens_per_s", res->ceiling);
@@ -406,9 +453,10 @@ static int alloc_run(const bm_opts *o, bm_run *r, const mc_session *s)
     r->pbuf = malloc(r->pbytes);
     r->ts = malloc(sizeof *r->ts * (size_t)o->reps);
     r->bw = malloc(sizeof *r->bw * (size_t)o->reps);
+    r->mac = malloc(sizeof *r->mac * (size_t)o->reps);
     r->toks = malloc(sizeof *r->toks * (size_t)(max_of(o->pp, o->n_pp) + 1));
     r->logits = malloc(sizeof *r->logits * (size_t)bn_model_n_vocab(s->model));
-    if (!r->pbuf || !r->ts || !r->bw || !r->toks || !r->logits) {
+    if (!r->pbuf || !r->ts || !r->bw || !r->mac || !r->toks || !r->logits) {
         cli_error("bench: out of memory");
         return BN_EXIT_FAIL;
     }
@@ -471,6 +519,7 @@ int bench_model_main(int argc, char **argv)
     free(r->pbuf);
     free(r->ts);
     free(r->bw);
+    free(r->mac);
     free(r->toks);
     free(r->logits);
     free(r);

@@ -64,6 +64,47 @@ double bn_bench_probe_seconds(bn_threadpool *pool, const uint64_t *buf, int64_t 
     return bn_time_now() - t0;
 }
 
+typedef struct macp {
+    const bn_kernels *k;
+    int64_t rounds;
+    int64_t macs[64];
+} macp;
+
+static void mac_task(void *arg, int tid, int nth)
+{
+    (void)nth;
+    macp *p = arg;
+    p->macs[tid & 63] = p->k->mac_probe(p->rounds);
+}
+
+double bn_bench_mac_rate(bn_threadpool *pool, const bn_kernels *k, double seconds, int reps)
+{
+    if (!k || !k->mac_probe || reps < 1) return 0.0;
+    /* rounds for `seconds` on one thread, from a short calibration */
+    int64_t rounds = 1 << 16;
+    double dt = 0;
+    for (;;) {
+        const double t0 = bn_time_now();
+        k->mac_probe(rounds);
+        dt = bn_time_now() - t0;
+        if (dt > 0.002 || rounds > ((int64_t)1 << 40)) break;
+        rounds *= 4;
+    }
+    if (dt > 0) rounds = (int64_t)((double)rounds * seconds / dt) + 1;
+    double v[32];
+    if (reps > 32) reps = 32;
+    for (int r = 0; r < reps; r++) {
+        macp p = {k, rounds, {0}};
+        const double t0 = bn_time_now();
+        bn_pool_run(pool, mac_task, &p);
+        const double t = bn_time_now() - t0;
+        int64_t total = 0;
+        for (int i = 0; i < 64; i++) total += p.macs[i];
+        v[r] = t > 0 ? (double)total / t : 0.0;
+    }
+    return bn_bench_median(v, reps);
+}
+
 typedef struct state {
     bn_threadpool *pool;
     bn_tmat *mats;

@@ -32,6 +32,14 @@ uint64_t bn_bench_rng(uint64_t *state);
 struct bn_threadpool;
 double bn_bench_probe_seconds(struct bn_threadpool *pool, const uint64_t *buf, int64_t n_words);
 
+/* The multiply-accumulate ceiling of kernels k on the pool's active threads: each thread
+ * runs k->mac_probe for about `seconds`, all at once; the median over reps of the
+ * multiply-adds per second of all threads together (0 when k has no probe). What a
+ * GEMM could reach if it did nothing but its multiply-accumulate instruction. */
+struct bn_kernels;
+double bn_bench_mac_rate(struct bn_threadpool *pool, const struct bn_kernels *k, double seconds,
+                         int reps);
+
 /* Runs the measurement on `threads` threads with a working set of at least wset_bytes
  * and `reps` repetitions. 0, or -1 with a message in err. */
 int bn_bench_gemv_bandwidth(int threads, size_t wset_bytes, int reps, bn_bench_bw *out, char *err,

@@ -376,6 +376,43 @@ float bn__dot_q8_0_avx2(const bn_block_q8_0 *a, const bn_block_q8_0 *b, int64_t 
     return hsum_f32(acc);
 }
 
+/* ---- the multiply-accumulate ceiling ---------------------------------------------------- */
+
+#define PROBE_STEP(j)                                                                              \
+    do {                                                                                           \
+        s##j = _mm256_add_epi16(s##j, _mm256_maddubs_epi16(c, x##j));                             \
+        PIN(s##j);                                                                                 \
+    } while (0)
+
+/* The GEMM's inner step (codes x activations by maddubs, added into an int16 sum) with
+ * every operand in a register: 8 independent sums of 32 multiply-adds per round. */
+static int64_t avx2_mac_probe(int64_t rounds)
+{
+    __m256i c = _mm256_set1_epi8(1), x0 = _mm256_set1_epi8(1), x1 = _mm256_set1_epi8(2),
+            x2 = _mm256_set1_epi8(3), x3 = _mm256_set1_epi8(4), x4 = _mm256_set1_epi8(5),
+            x5 = _mm256_set1_epi8(6), x6 = _mm256_set1_epi8(7), x7 = _mm256_set1_epi8(8);
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0,
+            s7 = s0;
+    for (int64_t r = 0; r < rounds; r++) {
+        PIN(c); /* a new operand each round: nothing is hoisted out of the loop */
+        PROBE_STEP(0);
+        PROBE_STEP(1);
+        PROBE_STEP(2);
+        PROBE_STEP(3);
+        PROBE_STEP(4);
+        PROBE_STEP(5);
+        PROBE_STEP(6);
+        PROBE_STEP(7);
+    }
+    const __m256i s = _mm256_add_epi16(_mm256_add_epi16(_mm256_add_epi16(s0, s1),
+                                                        _mm256_add_epi16(s2, s3)),
+                                       _mm256_add_epi16(_mm256_add_epi16(s4, s5),
+                                                        _mm256_add_epi16(s6, s7)));
+    volatile int32_t sink = hsum_i32(s); /* the sums are used: the loop stays */
+    (void)sink;
+    return rounds * 8 * 32;
+}
+
 const bn_kernels bn__kernels_avx2 = {
         .name = "avx2",
         .tgemm_i32 = avx2_tgemm_i32,
@@ -383,4 +420,5 @@ const bn_kernels bn__kernels_avx2 = {
         .dot_f32 = bn__dot_f32_avx2,
         .dot_f16_f32 = bn__dot_f16_f32_avx2,
         .dot_q8_0 = bn__dot_q8_0_avx2,
+        .mac_probe = avx2_mac_probe,
 };

@@ -254,6 +254,39 @@ static void avx512_tgemm(const bn_tmat *w, const bn_qact *x, float *y, int64_t l
         gemm(w, x, NULL, y, ldy, r0, r1);
 }
 
+/* The GEMM's inner step (vpdpbusd: 64 multiply-adds into int32 lanes) on register
+ * operands: 8 independent sums per round (see kernels.h's mac_probe). */
+#define PROBE_STEP(j)                                                                              \
+    do {                                                                                           \
+        s##j = _mm512_dpbusd_epi32(s##j, c, x##j);                                                 \
+        PIN(s##j);                                                                                 \
+    } while (0)
+static int64_t avx512_mac_probe(int64_t rounds)
+{
+    __m512i c = _mm512_set1_epi8(1), x0 = _mm512_set1_epi8(1), x1 = _mm512_set1_epi8(2),
+            x2 = _mm512_set1_epi8(3), x3 = _mm512_set1_epi8(4), x4 = _mm512_set1_epi8(5),
+            x5 = _mm512_set1_epi8(6), x6 = _mm512_set1_epi8(7), x7 = _mm512_set1_epi8(8);
+    __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0,
+            s7 = s0;
+    for (int64_t r = 0; r < rounds; r++) {
+        PIN(c);
+        PROBE_STEP(0);
+        PROBE_STEP(1);
+        PROBE_STEP(2);
+        PROBE_STEP(3);
+        PROBE_STEP(4);
+        PROBE_STEP(5);
+        PROBE_STEP(6);
+        PROBE_STEP(7);
+    }
+    const __m512i s = _mm512_add_epi32(
+            _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3)),
+            _mm512_add_epi32(_mm512_add_epi32(s4, s5), _mm512_add_epi32(s6, s7)));
+    volatile int32_t sink = _mm512_reduce_add_epi32(s);
+    (void)sink;
+    return rounds * 8 * 64;
+}
+
 const bn_kernels bn__kernels_avx512 = {
         .name = "avx512vnni",
         .tgemm_i32 = avx512_tgemm_i32,
@@ -262,4 +295,5 @@ const bn_kernels bn__kernels_avx512 = {
         .dot_f32 = bn__dot_f32_avx2,
         .dot_f16_f32 = bn__dot_f16_f32_avx2,
         .dot_q8_0 = bn__dot_q8_0_avx2,
+        .mac_probe = avx512_mac_probe,
 };

@@ -118,6 +118,37 @@ static float neon_dot_q8_0(const bn_block_q8_0 *a, const bn_block_q8_0 *b, int64
     return vaddvq_f32(acc);
 }
 
+/* The GEMM's inner step (sdot: 16 multiply-adds into int32 lanes) on register operands:
+ * 8 independent sums per round (see kernels.h's mac_probe). */
+#define PROBE_STEP(j)                                                                              \
+    do {                                                                                           \
+        s##j = vdotq_s32(s##j, c, x##j);                                                           \
+        __asm__("" : "+w"(s##j));                                                                  \
+    } while (0)
+static int64_t neon_mac_probe(int64_t rounds)
+{
+    int8x16_t c = vdupq_n_s8(1), x0 = vdupq_n_s8(1), x1 = vdupq_n_s8(2), x2 = vdupq_n_s8(3),
+              x3 = vdupq_n_s8(4), x4 = vdupq_n_s8(5), x5 = vdupq_n_s8(6), x6 = vdupq_n_s8(7),
+              x7 = vdupq_n_s8(8);
+    int32x4_t s0 = vdupq_n_s32(0), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+    for (int64_t r = 0; r < rounds; r++) {
+        __asm__("" : "+w"(c));
+        PROBE_STEP(0);
+        PROBE_STEP(1);
+        PROBE_STEP(2);
+        PROBE_STEP(3);
+        PROBE_STEP(4);
+        PROBE_STEP(5);
+        PROBE_STEP(6);
+        PROBE_STEP(7);
+    }
+    const int32x4_t s = vaddq_s32(vaddq_s32(vaddq_s32(s0, s1), vaddq_s32(s2, s3)),
+                                  vaddq_s32(vaddq_s32(s4, s5), vaddq_s32(s6, s7)));
+    volatile int32_t sink = vaddvq_s32(s);
+    (void)sink;
+    return rounds * 8 * 16;
+}
+
 const bn_kernels bn__kernels_neon = {
         .name = "neon",
         .tgemm_i32 = neon_tgemm_i32,
@@ -125,4 +156,5 @@ const bn_kernels bn__kernels_neon = {
         .dot_f32 = neon_dot_f32,
         .dot_f16_f32 = neon_dot_f16_f32,
         .dot_q8_0 = neon_dot_q8_0,
+        .mac_probe = neon_mac_probe,
 };

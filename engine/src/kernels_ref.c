@@ -61,6 +61,20 @@ static float ref_dot_q8_0(const bn_block_q8_0 *a, const bn_block_q8_0 *b, int64_
     return s;
 }
 
+/* The reference's multiply-add on 8 independent int32 sums (see kernels.h's mac_probe). */
+static int64_t ref_mac_probe(int64_t rounds)
+{
+    int32_t s[8] = {0}, x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    int32_t c = 1;
+    for (int64_t r = 0; r < rounds; r++) {
+        __asm__("" : "+r"(c));
+        for (int j = 0; j < 8; j++) s[j] += c * x[j];
+    }
+    volatile int32_t sink = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+    (void)sink;
+    return rounds * 8;
+}
+
 const bn_kernels bn__kernels_ref = {
         .name = "ref",
         .tgemm_i32 = bn__tgemm_i32_ref,
@@ -68,4 +82,5 @@ const bn_kernels bn__kernels_ref = {
         .dot_f32 = ref_dot_f32,
         .dot_f16_f32 = ref_dot_f16_f32,
         .dot_q8_0 = ref_dot_q8_0,
+        .mac_probe = ref_mac_probe,
 };

@@ -21,6 +21,9 @@ expect_grep "±" "$TMP/out" "rows show mean ± sd"
 expect_grep "generation ceiling" "$TMP/out" "the ceiling table follows"
 n=$(grep -c "| *[12] | *tg8 | *[0-9.]* | *[0-9.]* | *[0-9.]* | *[0-9.]* | *[0-9.]* |" "$TMP/out")
 [ "$n" -eq 2 ] && ok "a ceiling row per thread count" || bad "ceiling rows: $n"
+expect_grep "prompt ceiling" "$TMP/out" "the prompt ceiling table follows"
+n=$(grep -c "| *[12] | *pp16 | *[0-9.]* | *[0-9.]* | *[0-9.]* | *[0-9.]* | *[0-9.]* |" "$TMP/out")
+[ "$n" -eq 2 ] && ok "a prompt ceiling row per thread count" || bad "prompt ceiling rows: $n"
 
 # ---- JSON ----------------------------------------------------------------------------------
 expect_exit 0 "bench -m --json" -- "$BITNET" bench -m "$M" -p 16 -n 8 -t 1,2 -r 2 --json
@@ -41,6 +44,14 @@ awk -v m="$M" -v size="$size" '
                  v[11] > 0 && v[12] > 0 && v[13] > 0 && v[14] > 0 && v[15] > 0) }' "$TMP/j" \
     && ok "pp16 then tg8 on 1 and 2 threads; speeds, bandwidth, bytes, ceiling, fraction > 0" \
     || bad "JSON values: $(tr '\n' ' ' <"$TMP/j")"
+# pp: the multiply-accumulate ceiling; its multiply-adds per token from the model's shape
+jget "$TMP/b.json" results.0.mac_rate_per_s results.0.macs_per_token results.0.ceiling_tokens_per_s \
+    results.0.ceiling_fraction results.0.tokens_per_s >"$TMP/p" \
+    && awk 'NR==1 { m = $1 } NR==2 { n = $1 } NR==3 { c = $1 } NR==4 { f = $1 } NR==5 { t = $1 }
+            END { r = c * n / m; d = f * c / t
+                  exit !(m > 0 && n > 0 && r > 0.999 && r < 1.001 && d > 0.999 && d < 1.001) }' "$TMP/p" \
+    && ok "pp results carry the MAC rate, MACs per token, ceiling = rate / MACs and the fraction" \
+    || bad "pp ceiling: $(tr '\n' ' ' <"$TMP/p")"
 if jget "$TMP/b.json" results.4 >/dev/null 2>&1; then bad "more than 4 results"; else ok "4 results"; fi
 jget "$TMP/b.json" results.3.ceiling_tokens_per_s results.3.ceiling_fraction ceiling_fraction \
     results.3.bytes_per_token bytes_per_token >"$TMP/c" \

@@ -656,6 +656,16 @@ static void test_dispatch(void **state)
         assert_non_null(ks[i]->dot_f32);
         assert_non_null(ks[i]->dot_f16_f32);
         assert_non_null(ks[i]->dot_q8_0);
+        /* the ceiling probe counts the multiply-adds of its instruction: 8 sums a round of
+         * 1 (scalar), 32 (maddubs, 256 bits), 64 (vpdpbusd, 512 bits), 16 (sdot) pairs */
+        assert_non_null(ks[i]->mac_probe);
+        const char *nm = ks[i]->name;
+        const int64_t per = !strcmp(nm, "ref")    ? 8
+                            : !strcmp(nm, "avx2") ? 8 * 32
+                            : !strcmp(nm, "neon") ? 8 * 16
+                                                  : 8 * 64;
+        assert_int_equal(ks[i]->mac_probe(1000), 1000 * per);
+        assert_int_equal(ks[i]->mac_probe(0), 0);
     }
     assert_int_equal(bn_kernels_list(ks, 1), 1);
     assert_null(bn_kernels_by_name("no-such-kernels"));

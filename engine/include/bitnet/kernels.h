@@ -119,6 +119,12 @@ typedef struct bn_kernels {
     /* n multiple of 32: sum over blocks of (exact int sum of the products) * d_a * d_b,
      * as ggml computes it. */
     float (*dot_q8_0)(const bn_block_q8_0 *a, const bn_block_q8_0 *b, int64_t n);
+    /* The multiply-accumulate ceiling probe (for benchmarks): `rounds` rounds of the
+     * GEMM's int8 multiply-accumulate instruction (AVX2: maddubs into an int16 sum;
+     * AVX-512: vpdpbusd; NEON: sdot; ref: a scalar multiply-add) on eight independent
+     * register accumulators, with no memory traffic. Returns the multiply-adds done
+     * (products of an int8 pair). */
+    int64_t (*mac_probe)(int64_t rounds);
 } bn_kernels;
 
 /* The table for this CPU, chosen once on first use (thread-safe): AVX-512 VNNI where
