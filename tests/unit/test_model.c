@@ -566,6 +566,22 @@ static void check_against_reference(const tmodel *tm, const char *path, int kv_t
     bn_model_free(m);
 }
 
+/* The logits of n tokens evaluated at once (into all), and then token by token from
+ * position 0 in the same state: the same numbers to the bit. */
+static void check_one_by_one(bn_model *m, int kv_type, const int32_t *tok, int n, float *all)
+{
+    const int64_t V = bn_model_n_vocab(m);
+    float *one = malloc((size_t)(n * V) * 4);
+    bn_model_state *st = state_ok(m, 0, 0, kv_type);
+    assert_int_equal(bn_model_eval(st, tok, n, 0, n, all), BN_OK);
+    assert_int_equal(bn_model_state_pos(st), n);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(bn_model_eval(st, tok + i, 1, i, 1, one + (size_t)(i * V)), BN_OK);
+    assert_true(rel_diff(one, all, (size_t)(n * V)) == 0.0);
+    bn_model_state_free(st);
+    free(one);
+}
+
 /* ---- tests --------------------------------------------------------------------------------- */
 
 static void test_reference_logits(void **state)
@@ -643,14 +659,9 @@ static void test_no_sub_norms(void **state)
     const int n = 17, V = c.V;
     int32_t tok[17];
     rand_tokens(tok, n, V);
-    float *all = malloc((size_t)n * V * 4), *one = malloc((size_t)n * V * 4);
-    float *with = malloc((size_t)n * V * 4);
-    bn_model_state *st = state_ok(m, 0, 0, BN_TYPE_F32);
-    assert_int_equal(bn_model_eval(st, tok, n, 0, n, all), BN_OK);
-    for (int i = 0; i < n; i++) /* the one-token path, every thread normalizing for itself */
-        assert_int_equal(bn_model_eval(st, tok + i, 1, i, 1, one + (size_t)i * V), BN_OK);
-    assert_true(rel_diff(one, all, (size_t)n * V) == 0.0);
-    tm.c.no_sub = 0; /* the reference with the sub-norms applied */
+    float *all = malloc((size_t)n * V * 4), *with = malloc((size_t)n * V * 4);
+    check_one_by_one(m, BN_TYPE_F32, tok, n, all); /* the one-token path skips them too */
+    tm.c.no_sub = 0;                               /* now the reference applies them */
     ref_forward(&tm, tok, n, 0, 0, with);
     const double d = rel_diff(all, with, (size_t)n * V);
     print_message("    with the sub-norms applied instead: max |diff| / max |logit| = %.2e\n", d);
@@ -663,10 +674,8 @@ static void test_no_sub_norms(void **state)
     assert_int_equal(bn_model_bytes_per_token(ms) - bn_model_bytes_per_token(m), sub_bytes);
     assert_int_equal(bn_model_weight_bytes(ms) - bn_model_weight_bytes(m), sub_bytes);
     bn_model_free(ms);
-    bn_model_state_free(st);
     bn_model_free(m);
     free(all);
-    free(one);
     free(with);
     tm_free(&tm);
 }
@@ -684,15 +693,8 @@ static void test_batched_equals_sequential(void **state)
     const int n = 29, V = tm.c.V;
     int32_t tok[29];
     rand_tokens(tok, n, V);
-    float *all = malloc((size_t)n * V * 4), *one = malloc((size_t)n * V * 4);
-    float *sub = malloc((size_t)n * V * 4);
-    bn_model_state *st = state_ok(m, 0, 0, BN_TYPE_F16);
-    assert_int_equal(bn_model_eval(st, tok, n, 0, n, all), BN_OK);
-    assert_int_equal(bn_model_state_pos(st), n);
-    /* token by token, after rewinding to 0 */
-    for (int i = 0; i < n; i++)
-        assert_int_equal(bn_model_eval(st, tok + i, 1, i, 1, one + (size_t)i * V), BN_OK);
-    assert_true(rel_diff(one, all, (size_t)n * V) == 0.0);
+    float *all = malloc((size_t)n * V * 4), *sub = malloc((size_t)n * V * 4);
+    check_one_by_one(m, BN_TYPE_F16, tok, n, all); /* token by token, after rewinding to 0 */
     /* batches of 5 inside the state (n_batch = 5), last 11 logits only */
     bn_model_state *st5 = state_ok(m, 0, 5, BN_TYPE_F16);
     assert_int_equal(bn_model_eval(st5, tok, n, 0, 11, sub), BN_OK);
@@ -711,11 +713,9 @@ static void test_batched_equals_sequential(void **state)
     assert_int_equal(bn_model_state_pos(st5), 0);
     /* no logits at all */
     assert_int_equal(bn_model_eval(st5, tok, 4, 0, 0, NULL), BN_OK);
-    bn_model_state_free(st);
     bn_model_state_free(st5);
     bn_model_free(m);
     free(all);
-    free(one);
     free(sub);
     tm_free(&tm);
 }
