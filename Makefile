@@ -71,11 +71,11 @@ ENGINE_ALL := $(filter-out %_neon.c,$(ENGINE_ALL))
 endif
 ENGINE_OBJ := $(patsubst engine/src/%.c,$(BUILD)/engine/%.o,$(ENGINE_ALL))
 LIB        := $(BUILD)/libbitnet.a
-# ONNX: engine/proto/onnx.proto is compiled by protoc-c at build time into $(BUILD)/gen and
-# linked into the library (generated code is compiled without the warning flags).
+# ONNX and SentencePiece: engine/proto/*.proto are compiled by protoc-c at build time into
+# $(BUILD)/gen and linked into the library (generated code is compiled without the warning flags).
 PROTOC_C   ?= protoc-c
 GEN_DIR    := $(BUILD)/gen
-ENGINE_OBJ += $(BUILD)/engine/onnx.pb-c.o
+ENGINE_OBJ += $(BUILD)/engine/onnx.pb-c.o $(BUILD)/engine/sentencepiece_model.pb-c.o
 
 # db/: the sqlite history, a library of its own that knows the engine by its public headers.
 DB_SRC     := $(wildcard db/*.c)
@@ -137,12 +137,17 @@ $(GEN_DIR)/%.pb-c.c $(GEN_DIR)/%.pb-c.h: engine/proto/%.proto
 	@echo "  PROTOC  $<"
 	$(Q)$(PROTOC_C) --c_out=$(GEN_DIR) --proto_path=engine/proto $<
 
-$(BUILD)/engine/onnx.pb-c.o: $(GEN_DIR)/onnx.pb-c.c
+$(BUILD)/engine/%.pb-c.o: $(GEN_DIR)/%.pb-c.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CSTD) $(OPT) -pthread -MMD -MP -I$(GEN_DIR) $(ENGINE_CFLAGS) $(EXTRA_CFLAGS) -c $< -o $@
 
 $(BUILD)/engine/onnx.o: engine/src/onnx.c $(GEN_DIR)/onnx.pb-c.h
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -I$(GEN_DIR) -c $< -o $@
+
+$(BUILD)/engine/spm_model.o: engine/src/spm_model.c $(GEN_DIR)/sentencepiece_model.pb-c.h
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS_ALL) -I$(GEN_DIR) -c $< -o $@

@@ -120,14 +120,76 @@ expect_exit 1 "evil pickle" -- "$BITNET" convert "$D/bad/evil-pickle" -o "$TMP/e
 expect_grep "global 'os.system' is not allowed" "$TMP/err" "the refused global is named"
 expect_exit 1 "missing source" -- "$BITNET" convert "$TMP/none" -o "$TMP/x.gguf"
 expect_one_line_err "missing source"
-mkdir -p "$TMP/spm"
-cp "$D/llama-st/config.json" "$D"/llama-st/*.safetensors "$D/llama-st/model.safetensors.index.json" "$TMP/spm/"
-: >"$TMP/spm/tokenizer.model"
-expect_exit 1 "only tokenizer.model" -- "$BITNET" convert "$TMP/spm" -o "$TMP/x.gguf"
-expect_grep "SentencePiece" "$TMP/err" "says why the tokenizer cannot be carried over"
-expect_exit 0 "... unless --no-tokenizer" -- "$BITNET" convert "$TMP/spm" -o "$TMP/x.gguf" --no-tokenizer --no-validate
 expect_exit 1 "unwritable output" -- "$BITNET" convert "$D/bitnet-packed" -o "$TMP/nodir/x.gguf"
 expect_one_line_err "unwritable output"
+
+# ---- SentencePiece tokenizers -----------------------------------------------------------------
+# tests/data/convert/spm (tests/convert/make_spm_fixture.py): a BPE SentencePiece model of 384
+# pieces, the tokenizer.json transformers writes for it (Metaspace), the same in LLaMA-2's layout
+# (normalizer), and SentencePiece's own ids for a dozen texts. Each goes beside llama-st's weights
+# (whose vocabulary has 384 entries too); the converted vocabulary must give exactly those ids.
+S=$D/spm
+spm_dir() { # NAME FILE...: a model directory with llama-st's weights and the named files of $S
+    dir="$TMP/spm-$1"; shift
+    mkdir -p "$dir"
+    cp "$D/llama-st/config.json" "$D"/llama-st/*.safetensors "$D/llama-st/model.safetensors.index.json" "$dir/"
+    for f in "$@"; do cp "$S/$f" "$dir/"; done
+}
+spm_dir model tokenizer.model tokenizer_config.json
+spm_dir json tokenizer.json tokenizer_config.json
+spm_dir legacy tokenizer_config.json
+cp "$S/tokenizer-legacy.json" "$TMP/spm-legacy/tokenizer.json"
+for r in model json legacy; do
+    expect_exit 0 "convert with a SentencePiece tokenizer ($r)" -- "$BITNET" convert "$TMP/spm-$r" \
+        -o "$TMP/spm-$r.gguf" --json -t 2
+    [ "$(jget "$TMP/out" tokenizer)" = llama ] && ok "$r: carried over as a llama vocabulary" ||
+        bad "$r: tokenizer $(jget "$TMP/out" tokenizer)"
+    n=0; good=0
+    while read -r c want; do
+        n=$((n + 1))
+        got=$("$BITNET" tokenize -m "$TMP/spm-$r.gguf" --json --file "$S/cases/$c.txt" | "$JSONGET" tokens)
+        [ "$got" = "$want" ] && good=$((good + 1)) || echo "       $r: case $c: $got, SentencePiece $want"
+    done <"$S/expected.txt"
+    [ "$n" -ge 12 ] && [ "$good" = "$n" ] && ok "$r: $good/$n texts give SentencePiece's ids" ||
+        bad "$r: $good/$n texts give SentencePiece's ids"
+done
+# a long text (the GPL, which Debian ships): the vocabularies made from tokenizer.json (scores
+# derived from the merges) tokenize it exactly as the one from tokenizer.model
+T=/usr/share/common-licenses/GPL-3
+for r in model json legacy; do
+    "$BITNET" tokenize -m "$TMP/spm-$r.gguf" --ids-only --file "$T" >"$TMP/ids-$r" 2>&1
+done
+[ "$(wc -w <"$TMP/ids-model")" -gt 10000 ] && cmp -s "$TMP/ids-model" "$TMP/ids-json" &&
+    cmp -s "$TMP/ids-model" "$TMP/ids-legacy" &&
+    ok "the GPL: $(wc -w <"$TMP/ids-model") ids, the same from all three" ||
+    bad "the GPL tokenizes differently through tokenizer.json"
+"$BITNET" inspect "$TMP/spm-legacy.gguf" >"$TMP/i" 2>&1
+expect_grep "add_bos_token .* true" "$TMP/i" "legacy: BOS from the <s> \$A post-processor"
+expect_grep "add_space_prefix .* true" "$TMP/i" "legacy: the space prefix from Prepend"
+"$BITNET" inspect "$TMP/spm-model.gguf" >"$TMP/i" 2>&1
+expect_grep "unknown_token_id .* 0" "$TMP/i" "model: the unknown token id"
+# tokenizer.model is preferred over a tokenizer.json that is not byte-level (this one has a
+# normalizer bitnet refuses on its own)
+spm_dir both tokenizer.model
+sed 's/"normalizer": null/"normalizer": {"type": "NFKC"}/' "$S/tokenizer.json" >"$TMP/spm-both/tokenizer.json"
+expect_exit 0 "tokenizer.model beside an unusable tokenizer.json" -- "$BITNET" convert "$TMP/spm-both" \
+    -o "$TMP/x.gguf" --no-validate
+rm "$TMP/spm-both/tokenizer.model"
+expect_exit 1 "... which alone is refused" -- "$BITNET" convert "$TMP/spm-both" -o "$TMP/x.gguf" --no-validate
+expect_one_line_err "an NFKC normalizer"
+expect_grep "NFKC normalizer is not one the llama tokenizer applies" "$TMP/err" "the normalizer is named"
+# malformed tokenizer.model files: one line naming the problem
+spm_dir bad
+: >"$TMP/spm-bad/tokenizer.model"
+expect_exit 1 "empty tokenizer.model" -- "$BITNET" convert "$TMP/spm-bad" -o "$TMP/bad-spm.gguf"
+expect_one_line_err "empty tokenizer.model"
+expect_grep "tokenizer.model: the file is empty" "$TMP/err" "the empty file is named"
+head -c 3000 "$S/tokenizer.model" >"$TMP/spm-bad/tokenizer.model"
+expect_exit 1 "truncated tokenizer.model" -- "$BITNET" convert "$TMP/spm-bad" -o "$TMP/bad-spm.gguf"
+expect_one_line_err "truncated tokenizer.model"
+expect_grep "not a SentencePiece model" "$TMP/err" "says the protobuf does not decode"
+[ -e "$TMP/bad-spm.gguf" ] && bad "a failed conversion left its output" || no_tmp_left "$TMP/bad-spm.gguf" "bad tokenizer.model"
+expect_exit 0 "... unless --no-tokenizer" -- "$BITNET" convert "$TMP/spm-bad" -o "$TMP/x.gguf" --no-tokenizer --no-validate
 
 # ---- the queue ----------------------------------------------------------------------------------
 expect_exit 0 "jobs list on an empty queue" -- "$BITNET" jobs list --json
