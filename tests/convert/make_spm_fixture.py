@@ -7,7 +7,7 @@ SentencePiece cases of tests/cli/test_convert.sh (`bitnet convert` + `bitnet tok
     # defaults: ../shared/data/corpora/tinystories-small.txt, tests/data/convert/spm
 
 Needs sentencepiece, transformers and tokenizers (PyPI); runs in a few seconds. The outputs are
-committed; the tests never run this script. Written with sentencepiece 0.2.1, transformers
+committed; the tests never run this script. Written with sentencepiece 0.2.3, transformers
 5.24.0, tokenizers 0.23.3.
 
 What it writes:
