@@ -72,6 +72,12 @@ def train(model_path):
         remove_extra_whitespaces=False, add_dummy_prefix=True, split_digits=True,
         allow_whitespace_only_pieces=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
         num_threads=1, minloglevel=2)
+    # the temporary path the trainer records would make every run's file differ
+    from sentencepiece import sentencepiece_model_pb2
+    m = sentencepiece_model_pb2.ModelProto()
+    m.ParseFromString(open(model_path, "rb").read())
+    m.trainer_spec.model_prefix = "tokenizer"
+    open(model_path, "wb").write(m.SerializeToString())
 
 
 def legacy(tj):
