@@ -58,6 +58,8 @@ void cmd_synth_help(FILE *out)
                  "                      700m) from tests/data\n"
                  "  --vocab FILE        take the tokenizer.* keys of another GGUF\n"
                  "  --type TYPE         ternary weight type: i2_s (default), tq2_0, tq1_0\n"
+                 "  --arch NAME         bitnet-b1.58 (relu^2 FFN) or bitnet (SiLU FFN, the\n"
+                 "                      name mainline llama.cpp loads); default: the shape's\n"
                  "  --seed S            random seed (default 1)\n"
                  "  --json              print {\"path\", \"shape\", \"type\", \"bytes\", ...}\n"
                  "  -h, --help          this help\n\n"
@@ -66,7 +68,8 @@ void cmd_synth_help(FILE *out)
 
 typedef struct synth_opts {
     const shape *sh;
-    const char *out, *tokenizer, *vocab;
+    shape custom; /* the shape with --arch applied */
+    const char *out, *tokenizer, *vocab, *arch;
     int type;
     unsigned long long seed;
     int json;
@@ -89,7 +92,7 @@ static int parse_args(int argc, char **argv, synth_opts *o)
         }
         int known = !strcmp(a, "--shape") || !strcmp(a, "-o") || !strcmp(a, "--output") ||
                     !strcmp(a, "--tokenizer") || !strcmp(a, "--vocab") || !strcmp(a, "--type") ||
-                    !strcmp(a, "--seed");
+                    !strcmp(a, "--seed") || !strcmp(a, "--arch");
         if (!known) return cli_usage_error(C, "unknown option '%s'", a);
         if (!v) return cli_usage_error(C, "%s needs a value", a);
         i++;
@@ -104,6 +107,10 @@ static int parse_args(int argc, char **argv, synth_opts *o)
             o->tokenizer = v;
         } else if (!strcmp(a, "--vocab")) {
             o->vocab = v;
+        } else if (!strcmp(a, "--arch")) {
+            if (strcmp(v, "bitnet-b1.58") != 0 && strcmp(v, "bitnet") != 0)
+                return cli_usage_error(C, "--arch: '%s' is not bitnet-b1.58 or bitnet", v);
+            o->arch = v;
         } else if (!strcmp(a, "--type")) {
             o->type = bn_type_from_name(v);
             if (o->type != BN_TYPE_I2_S && o->type != BN_TYPE_TQ2_0 && o->type != BN_TYPE_TQ1_0)
@@ -118,6 +125,11 @@ static int parse_args(int argc, char **argv, synth_opts *o)
     }
     if (!o->sh) return cli_usage_error(C, "missing --shape 2b4t|700m|tiny");
     if (!o->out) return cli_usage_error(C, "missing -o FILE.gguf");
+    if (o->arch) {
+        o->custom = *o->sh;
+        o->custom.arch = o->arch;
+        o->sh = &o->custom;
+    }
     if (o->tokenizer && o->vocab)
         return cli_usage_error(C, "give --tokenizer or --vocab, not both");
     return -1;

@@ -8,6 +8,18 @@ expect_exit 0 "synth --shape tiny" -- "$BITNET" synth --shape tiny -o "$M" --see
 expect_exit 0 "synth --json (tq2_0)" -- "$BITNET" synth --shape tiny -o "$TMP/tq2.gguf" --type tq2_0 --json
 "$JSONGET" type n_vocab tensor_bytes <"$TMP/out" >"$TMP/j" && ok "synth --json parses" || bad "synth --json parses"
 expect_grep "tq2_0" "$TMP/j" "synth --json names the type"
+# --arch bitnet: llama.cpp's architecture name (SiLU), keys under bitnet.*
+expect_exit 0 "synth --arch bitnet" -- "$BITNET" synth --shape tiny --arch bitnet -o "$TMP/silu.gguf" --seed 7
+"$BITNET" inspect "$TMP/silu.gguf" --json >"$TMP/si.json" 2>/dev/null
+grep -q '"general.architecture":[[:space:]]*"bitnet"' "$TMP/si.json" \
+    && grep -q '"bitnet.embedding_length":[[:space:]]*256' "$TMP/si.json" \
+    && ! grep -q 'bitnet-b1.58' "$TMP/si.json" \
+    && ok "synth --arch bitnet names the architecture and its keys bitnet" \
+    || bad "synth --arch bitnet: $(grep -o '"[a-z.-]*embedding_length[^,]*' "$TMP/si.json")"
+"$BITNET" generate -m "$TMP/silu.gguf" -p "Once" -n 4 -t 1 --temp 0 --json >"$TMP/g1" 2>/dev/null
+"$JSONGET" generated_tokens <"$TMP/g1" >"$TMP/gt" 2>/dev/null && [ "$(cat "$TMP/gt")" = 4 ] \
+    && ok "the bitnet-arch model loads and generates" || bad "generate on --arch bitnet: $(head -c 200 "$TMP/g1")"
+expect_exit 2 "synth with an unknown --arch" -- "$BITNET" synth --shape tiny --arch llama -o "$TMP/x.gguf"
 expect_exit 2 "synth without --shape" -- "$BITNET" synth -o "$TMP/x.gguf"
 expect_exit 2 "synth with an unknown shape" -- "$BITNET" synth --shape 9b -o "$TMP/x.gguf"
 expect_exit 2 "synth with an unknown type" -- "$BITNET" synth --shape tiny --type q4_0 -o "$TMP/x.gguf"
