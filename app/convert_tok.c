@@ -305,7 +305,9 @@ static int spm_normalizer(const cJSON *n, int *prefix, int *escape, char *err, s
                 cJSON_IsString(t) ? t->valuestring : "(untyped)");
 }
 
-/* The same for the pre-tokenizer: none, or Metaspace("▁"). */
+/* The same for the pre-tokenizer: none, or Metaspace("▁"). Its "split" is not looked at:
+ * cutting the text before each "▁" changes nothing for a vocabulary whose pieces hold "▁"
+ * only at their start (SentencePiece's default, split_by_whitespace). */
 static int spm_pre(const cJSON *p, int *prefix, int *escape, char *err, size_t errsz)
 {
     if (!p || cJSON_IsNull(p)) return 0;
