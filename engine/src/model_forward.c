@@ -74,7 +74,7 @@ struct bn_model_state {
     /* the building blocks: plain C, or their AVX2 twins (model_avx2.c) */
     float (*quantize)(const float *x, int64_t n, int8_t *q, int32_t *sum);
     void (*rmsnorm)(const float *x, const float *w, int64_t n, float eps, float *y);
-    void (*relu2_mul)(float *g, const float *u, int64_t n);
+    void (*act_mul)(float *g, const float *u, int64_t n); /* relu^2 or SiLU, by arch */
     void (*to_f16)(const float *x, uint16_t *y, int64_t n);
     void (*attn)(const bn__attn_block *a); /* NULL: attend() per (token, head) */
 };
@@ -157,6 +157,7 @@ static bn_status state_alloc(bn_model_state *st)
 
 static void rmsnorm(const float *x, const float *w, int64_t n, float eps, float *y);
 static void relu2_mul(float *g, const float *u, int64_t n);
+static void silu_mul(float *g, const float *u, int64_t n);
 
 /* The building blocks for the model's kernel table: the AVX2 twins unless the table is
  * the reference or the CPU lacks AVX2, FMA or F16C. */
@@ -164,7 +165,8 @@ static void choose_ops(bn_model_state *st)
 {
     st->quantize = bn__model_quantize_act;
     st->rmsnorm = rmsnorm;
-    st->relu2_mul = relu2_mul;
+    const int silu = st->m->hp.act == BN_ACT_SILU;
+    st->act_mul = silu ? silu_mul : relu2_mul;
     st->to_f16 = bn_f32_to_f16_row;
     st->attn = NULL;
 #if defined(__x86_64__) || defined(__i386__)
@@ -172,7 +174,7 @@ static void choose_ops(bn_model_state *st)
     if (st->m->k == bn_kernels_ref() || !c->avx2 || !c->fma || !c->f16c) return;
     st->quantize = bn__model_quantize_act_avx2;
     st->rmsnorm = bn__model_rmsnorm_avx2;
-    st->relu2_mul = bn__model_relu2_mul_avx2;
+    st->act_mul = silu ? bn__model_silu_mul_avx2 : bn__model_relu2_mul_avx2;
     st->to_f16 = bn__model_f32_to_f16_avx2;
     if (st->m->hp.head_dim % 8 == 0) st->attn = bn__model_attn_avx2;
 #endif
@@ -316,6 +318,12 @@ static void relu2_mul(float *g, const float *u, int64_t n)
         const float v = g[i] > 0.0f ? g[i] : 0.0f;
         g[i] = (v * v) * u[i];
     }
+}
+
+/* g = SiLU(g) * u = g / (1 + e^-g) * u (bn__model_silu_mul_avx2 is its twin). */
+static void silu_mul(float *g, const float *u, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
 float bn__model_quantize_act(const float *x, int64_t n, int8_t *q, int32_t *sum)
@@ -641,16 +649,8 @@ static void gate_up_rows(const job *j, int64_t r0, int64_t r1)
     const int64_t F = st->m->hp.n_ff;
     st->m->k->tgemm(&j->L->w[BN__WGATE], j->qe, st->gate, F, r0, r1);
     st->m->k->tgemm(&j->L->w[BN__WUP], j->qe, st->up, F, r0, r1);
-    const int silu = st->m->hp.act == BN_ACT_SILU;
-    for (int64_t t = 0; t < j->T; t++) {
-        float *g = st->gate + t * F;
-        const float *u = st->up + t * F;
-        if (!silu) {
-            st->relu2_mul(g + r0, u + r0, r1 - r0);
-            continue;
-        }
-        for (int64_t r = r0; r < r1; r++) g[r] = g[r] / (1.0f + expf(-g[r])) * u[r];
-    }
+    for (int64_t t = 0; t < j->T; t++)
+        st->act_mul(st->gate + t * F + r0, st->up + t * F + r0, r1 - r0);
 }
 
 static void task_gate_up(void *arg, int tid, int nth)

@@ -35,6 +35,8 @@ float bn__model_quantize_act_avx2(const float *x, int64_t n, int8_t *q, int32_t 
 void bn__model_rmsnorm_avx2(const float *x, const float *w, int64_t n, float eps, float *y);
 /* g[i] = relu(g[i])^2 * u[i], as the scalar loop computes it (bit for bit). */
 void bn__model_relu2_mul_avx2(float *g, const float *u, int64_t n);
+/* g = g / (1 + e^-g) * u with a polynomial e^x (within 2e-7 relative of expf's result). */
+void bn__model_silu_mul_avx2(float *g, const float *u, int64_t n);
 /* y[i] = f16(x[i]), rounding to nearest even as bn_f32_to_f16 (NaN payloads aside). */
 void bn__model_f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n);
 #endif
