@@ -18,7 +18,7 @@ void cmd_convert_help(FILE *out)
     fprintf(out,
             "Usage: bitnet convert SRC -o OUT.gguf [options]\n\n"
             "Converts a model to a BitNet b1.58 GGUF. SRC is a Hugging Face model directory\n"
-            "(config.json, tokenizer.json, and model.safetensors, shards with\n"
+            "(config.json, tokenizer.json and/or tokenizer.model, and model.safetensors, shards with\n"
             "model.safetensors.index.json, pytorch_model.bin or its shards, *.pt or *.onnx)\n"
             "or one weights file with config.json beside it. Architectures:\n"
             "BitNetForCausalLM (float or packed uint8 weights with weight_scale) and\n"

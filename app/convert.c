@@ -198,7 +198,7 @@ static int set_meta(conv *c, bn_gguf_writer *w, char *err, size_t errsz)
     if (st == BN_OK) st = bn_gguf_writer_set_f32(w, key, h->rope_theta);
     if (st != BN_OK) return fail(err, errsz, "GGUF metadata: %s", bn_status_str(st));
     if (c->o->no_tokenizer) return 0;
-    return cv_tokenizer(c->ctx, &c->src, w, &c->tok, &c->tok_kind, err, errsz);
+    return cv_tokenizer(c->ctx, &c->src, w, &c->tok, &c->tok_kind, c->warnings, err, errsz);
 }
 
 /* ---- producing one tensor's bytes

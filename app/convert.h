@@ -20,7 +20,9 @@
  *                       with config.json beside it; hyper-parameters; tensors by their
  *                       Hugging Face names (ONNX weights mapped back through node names);
  *                       reading rows as f32 and linear weights as ternary codes.
- *   convert_tok.c       tokenizer.json (byte-level BPE) -> the GGUF tokenizer keys.
+ *   convert_tok.c       the tokenizer -> the GGUF tokenizer keys: a byte-level BPE
+ *                       tokenizer.json as gpt2; a SentencePiece BPE tokenizer.model, or an
+ *                       SPM-style tokenizer.json, as llama.
  *   convert_validate.c  the f32 reference forward of the source model (layer by layer, so
  *                       memory stays near one layer) and the comparison metrics.
  *   convert.c           planning, the two-pass GGUF write (layout with the engine's writer,
@@ -151,11 +153,13 @@ int cv_vector_f32(cv_source *s, const char *name, int64_t n, float *v, char *err
 typedef struct bn_gguf_writer bn_gguf_writer;
 typedef struct bn_tokenizer bn_tokenizer;
 
-/* Reads tokenizer.json (and tokenizer_config.json, special_tokens_map.json) of dir, sets the
- * tokenizer.* keys on w and builds *tok for validation. 0, or -1 with a message saying why it
- * cannot be carried over. kind gets "gpt2". */
+/* Reads the tokenizer of dir (tokenizer.json and/or tokenizer.model, with
+ * tokenizer_config.json, special_tokens_map.json, added_tokens.json), sets the tokenizer.*
+ * keys on w and builds *tok for validation. 0, or -1 with a message saying why it cannot be
+ * carried over. kind gets "gpt2" or "llama"; a caveat (a SentencePiece normalizer the llama
+ * tokenizer does not apply) is added to warnings (a JSON array; NULL: none kept). */
 int cv_tokenizer(bn_ctx *ctx, const cv_source *s, bn_gguf_writer *w, bn_tokenizer **tok,
-                 const char **kind, char *err, size_t errsz);
+                 const char **kind, cJSON *warnings, char *err, size_t errsz);
 
 /* ---- the reference forward and metrics (convert_validate.c) ------------------------------ */
 

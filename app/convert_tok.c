@@ -117,6 +117,7 @@ typedef struct vocab {
     int64_t n_merges;
     int32_t bos, eos, unk, pad; /* -1: not known from the tokenizer's own file */
     int add_space_prefix;       /* -1: not known */
+    char warning[320];          /* for the report's warnings, "" when none */
 } vocab;
 
 static void vocab_release(vocab *v)
@@ -415,14 +416,14 @@ static int from_json_spm(bn_ctx *ctx, const cJSON *tj, const cJSON *tc, const cv
 /* ---- SentencePiece model (tokenizer.model) -> llama ----------------------------------------- */
 
 /* Says when llama.cpp's tokenizer (no normalization) will differ from SentencePiece's. */
-static void warn_normalizer(const bn_spm_info *in)
+static void warn_normalizer(const bn_spm_info *in, vocab *v)
 {
     const int nfkc =
             in->charsmap_size > 0 || (in->normalizer[0] && strcmp(in->normalizer, "identity") != 0);
     if (nfkc || in->remove_extra_whitespaces)
-        fprintf(stderr,
-                "bitnet: warning: tokenizer.model %s%s%s; the llama tokenizer does not, so text "
-                "that is not already in that form tokenizes differently\n",
+        snprintf(v->warning, sizeof v->warning,
+                "tokenizer.model %s%s%s; the llama tokenizer does not, so text "
+                "that is not already in that form tokenizes differently",
                 nfkc ? "normalizes text (" : "", nfkc ? in->normalizer : "",
                 nfkc ? (in->remove_extra_whitespaces ? ") and drops extra spaces" : ")")
                      : "drops extra spaces (remove_extra_whitespaces)");
@@ -456,7 +457,7 @@ static int from_model(bn_ctx *ctx, const char *path, const cv_source *s, vocab *
         v->eos = in->eos_id;
         v->pad = in->pad_id;
         v->add_space_prefix = in->add_dummy_prefix;
-        warn_normalizer(in);
+        warn_normalizer(in, v);
     }
     bn_spm_model_close(m);
     return rc;
@@ -652,7 +653,7 @@ static bn_status build_tokenizer(bn_ctx *ctx, const vocab *v, const tok_meta *m,
 }
 
 int cv_tokenizer(bn_ctx *ctx, const cv_source *s, bn_gguf_writer *w, bn_tokenizer **tok,
-                 const char **kind, char *err, size_t errsz)
+                 const char **kind, cJSON *warnings, char *err, size_t errsz)
 {
     *tok = NULL;
     *kind = "none";
@@ -677,6 +678,8 @@ int cv_tokenizer(bn_ctx *ctx, const cv_source *s, bn_gguf_writer *w, bn_tokenize
         else
             *kind = v.model;
     }
+    if (rc == 0 && v.warning[0] && warnings)
+        cJSON_AddItemToArray(warnings, cJSON_CreateString(v.warning));
     vocab_release(&v);
     free(m.chat_owned);
     cJSON_Delete(tj);

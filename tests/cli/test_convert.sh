@@ -168,6 +168,15 @@ expect_grep "add_bos_token .* true" "$TMP/i" "legacy: BOS from the <s> \$A post-
 expect_grep "add_space_prefix .* true" "$TMP/i" "legacy: the space prefix from Prepend"
 "$BITNET" inspect "$TMP/spm-model.gguf" >"$TMP/i" 2>&1
 expect_grep "unknown_token_id .* 0" "$TMP/i" "model: the unknown token id"
+# a tokenizer.model whose normalizer is NFKC (a second normalizer_spec appended: protobuf
+# merges it over the first, name = "nmt_nfkc") converts with a warning in the report
+spm_dir nfkc tokenizer.model tokenizer_config.json
+printf '\032\012\012\010nmt_nfkc' >>"$TMP/spm-nfkc/tokenizer.model"
+expect_exit 0 "convert with an NFKC tokenizer.model" -- "$BITNET" convert "$TMP/spm-nfkc" \
+    -o "$TMP/spm-nfkc.gguf" --json -t 2
+jget "$TMP/out" warnings >"$TMP/w" 2>/dev/null
+expect_grep "normalizes text (nmt_nfkc)" "$TMP/w" "the normalizer caveat is in the report's warnings"
+expect_grep "warning: tokenizer.model normalizes text" "$TMP/err" "and on stderr"
 # tokenizer.model is preferred over a tokenizer.json that is not byte-level (this one has a
 # normalizer bitnet refuses on its own)
 spm_dir both tokenizer.model
