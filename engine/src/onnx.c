@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ckpt_internal.h"
+#include "pb_internal.h"
 #include "onnx.pb-c.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -38,22 +39,6 @@ struct bn_onnx {
     bn__name_index index;
     int64_t n_nodes, opset;
 };
-
-/* ---- allocation through the engine's hook ------------------------------------------- */
-
-static void *pb_alloc(void *data, size_t size)
-{
-    (void)data;
-    return bn_malloc(size);
-}
-
-static void pb_free(void *data, void *p)
-{
-    (void)data;
-    bn_free(p);
-}
-
-static ProtobufCAllocator g_pb_alloc = {pb_alloc, pb_free, NULL};
 
 /* ---- data types ----------------------------------------------------------------------- */
 
@@ -475,7 +460,7 @@ bn_status bn_onnx_open_memory(bn_ctx *ctx, const void *data, size_t size, const 
         rc = bn_ctx_set_error(ctx, BN_ERR_FORMAT, "onnx: messages nested more than %d deep",
                               ONNX_MAX_DEPTH);
     if (rc == BN_OK) {
-        ox->model = onnx__model_proto__unpack(&g_pb_alloc, size, size ? data : (const void *)"");
+        ox->model = onnx__model_proto__unpack(&bn__pb_allocator, size, size ? data : (const void *)"");
         if (!ox->model)
             rc = bn_ctx_set_error(ctx, BN_ERR_FORMAT,
                                   "onnx: not a valid ONNX model (the protobuf does not decode as "
@@ -522,7 +507,7 @@ void bn_onnx_close(bn_onnx *ox)
 {
     if (!ox) return;
     for (int64_t i = 0; i < ox->n; i++) bn_free((void *)ox->tensors[i].location);
-    if (ox->model) onnx__model_proto__free_unpacked(ox->model, &g_pb_alloc);
+    if (ox->model) onnx__model_proto__free_unpacked(ox->model, &bn__pb_allocator);
     bn_free(ox->tensors);
     bn_free(ox->extra);
     bn_free(ox->names);

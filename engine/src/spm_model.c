@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ckpt_internal.h"
+#include "pb_internal.h"
 #include "sentencepiece_model.pb-c.h"
 
 typedef Sentencepiece__ModelProto mproto;
@@ -23,22 +24,6 @@ struct bn_spm_model {
     char *text;       /* every piece, each followed by a NUL */
     char *normalizer; /* info.normalizer */
 };
-
-/* ---- allocation through the engine's hook ------------------------------------------- */
-
-static void *pb_alloc(void *data, size_t size)
-{
-    (void)data;
-    return bn_malloc(size);
-}
-
-static void pb_free(void *data, void *p)
-{
-    (void)data;
-    bn_free(p);
-}
-
-static ProtobufCAllocator g_pb_alloc = {pb_alloc, pb_free, NULL};
 
 /* ---- checks ---------------------------------------------------------------------------- */
 
@@ -160,7 +145,7 @@ bn_status bn_spm_model_open_memory(bn_ctx *ctx, const void *data, size_t size, b
                                 "%zu",
                                 size, BN_SPM_MAX_FILE);
     mproto *mp =
-            sentencepiece__model_proto__unpack(&g_pb_alloc, size, size ? data : (const void *)"");
+            sentencepiece__model_proto__unpack(&bn__pb_allocator, size, size ? data : (const void *)"");
     if (!mp)
         return bn_ctx_set_error(ctx, BN_ERR_FORMAT,
                                 "tokenizer.model: not a SentencePiece model (the protobuf does not "
@@ -177,7 +162,7 @@ bn_status bn_spm_model_open_memory(bn_ctx *ctx, const void *data, size_t size, b
         rc = bn_ctx_set_error(ctx, BN_ERR_NOMEM, "out of memory");
     if (rc == BN_OK) rc = copy_pieces(ctx, m, mp);
     if (rc == BN_OK) rc = copy_settings(ctx, m, mp);
-    sentencepiece__model_proto__free_unpacked(mp, &g_pb_alloc);
+    sentencepiece__model_proto__free_unpacked(mp, &bn__pb_allocator);
     if (rc != BN_OK) {
         bn_spm_model_close(m);
         return rc;
