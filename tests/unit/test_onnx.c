@@ -8,6 +8,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "pb_encode.h"
+
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,51 +108,7 @@ static void test_tiny(void **state)
     free(p);
 }
 
-/* ---- hand-encoded protobufs ----------------------------------------------------------- */
-
-typedef struct pb {
-    uint8_t p[8192];
-    size_t n;
-} pb;
-
-static void pb_raw(pb *b, const void *s, size_t n)
-{
-    assert_true(b->n + n <= sizeof b->p);
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-}
-static void pb_varint(pb *b, uint64_t v)
-{
-    do {
-        uint8_t c = (uint8_t)(v & 0x7f);
-        v >>= 7;
-        if (v) c |= 0x80;
-        pb_raw(b, &c, 1);
-    } while (v);
-}
-static void pb_key(pb *b, int field, int wt)
-{
-    pb_varint(b, (uint64_t)field << 3 | (uint64_t)wt);
-}
-static void pb_int(pb *b, int field, int64_t v)
-{
-    pb_key(b, field, 0);
-    pb_varint(b, (uint64_t)v);
-}
-static void pb_bytes(pb *b, int field, const void *s, size_t n)
-{
-    pb_key(b, field, 2);
-    pb_varint(b, n);
-    pb_raw(b, s, n);
-}
-static void pb_str(pb *b, int field, const char *s)
-{
-    pb_bytes(b, field, s, strlen(s));
-}
-static void pb_msg(pb *b, int field, const pb *m)
-{
-    pb_bytes(b, field, m->p, m->n);
-}
+/* ---- hand-encoded protobufs: pb_encode.h ---------------------------------------------- */
 
 /* TensorProto fields */
 enum {

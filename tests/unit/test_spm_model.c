@@ -9,6 +9,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "pb_encode.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,58 +220,7 @@ static void test_tiny(void **state)
     bn_spm_model_close(m);
 }
 
-/* ---- hand-encoded protobufs ------------------------------------------------------------- */
-
-typedef struct pb {
-    uint8_t p[4096];
-    size_t n;
-} pb;
-
-static void pb_raw(pb *b, const void *s, size_t n)
-{
-    assert_true(b->n + n <= sizeof b->p);
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-}
-
-static void pb_varint(pb *b, uint64_t v)
-{
-    do {
-        uint8_t c = (uint8_t)(v & 0x7f);
-        v >>= 7;
-        if (v) c |= 0x80;
-        pb_raw(b, &c, 1);
-    } while (v);
-}
-
-static void pb_key(pb *b, unsigned field, unsigned wire)
-{
-    pb_varint(b, (uint64_t)field << 3 | wire);
-}
-
-static void pb_int(pb *b, unsigned field, int64_t v)
-{
-    pb_key(b, field, 0);
-    pb_varint(b, (uint64_t)v);
-}
-
-static void pb_bytes(pb *b, unsigned field, const void *s, size_t n)
-{
-    pb_key(b, field, 2);
-    pb_varint(b, n);
-    pb_raw(b, s, n);
-}
-
-static void pb_msg(pb *b, unsigned field, const pb *m)
-{
-    pb_bytes(b, field, m->p, m->n);
-}
-
-static void pb_float(pb *b, unsigned field, float f)
-{
-    pb_key(b, field, 5);
-    pb_raw(b, &f, 4);
-}
+/* ---- hand-encoded protobufs: pb_encode.h ---------------------------------------------- */
 
 /* ModelProto.pieces (1): piece (1), score (2), type (3; 0 = leave out) */
 static void add_piece(pb *m, const char *text, float score, int type)
