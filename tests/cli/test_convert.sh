@@ -48,6 +48,23 @@ gt "$1" 0.999 && gt "$2" 0.98 && ok "bitnet-packed: cosine $1, top-1 $2" ||
     bad "bitnet-packed: cosine $1, top-1 $2"
 [ "$(jget "$TMP/bitnet-packed.json" packed_source)" = true ] && ok "packed layout recognised" ||
     bad "packed layout not recognised"
+# against transformers (tests/data/convert/reference.json, written by make_fixtures.py from the
+# source models): the converted tokenizers give transformers' prompt ids, and the packed BitNet
+# model (which transformers also runs with int8 activations) predicts transformers' top token
+R=$D/reference.json
+prompt=$(jget "$R" prompt)
+for m in bitnet-packed:bitnet-packed llama-st:llama; do
+    g=${m%%:*} r=${m#*:}
+    got=$("$BITNET" tokenize -m "$TMP/$g.gguf" --bos --json "$prompt" 2>/dev/null | "$JSONGET" tokens)
+    [ -n "$got" ] && [ "$got" = "$(jget "$R" "$r.prompt_ids")" ] &&
+        ok "$g: the prompt's ids are transformers' ($got)" || bad "$g: prompt ids $got"
+done
+top=$("$BITNET" generate -m "$TMP/bitnet-packed.gguf" -p "$prompt" -n 1 --temp 0 -t 1 --json 2>/dev/null |
+    "$JSONGET" text)
+id=$("$BITNET" tokenize -m "$TMP/bitnet-packed.gguf" --ids-only "$top" 2>/dev/null)
+[ -n "$id" ] && [ "$id" = "$(jget "$R" bitnet-packed.top5.0)" ] &&
+    ok "bitnet-packed: the next token is transformers' top-1 ($id)" ||
+    bad "bitnet-packed: next token '$top' ($id), transformers' top-1 $(jget "$R" bitnet-packed.top5.0)"
 # the three LLaMA sources hold the same weights: the same architecture, a warning with numbers
 for m in llama-st llama-pt llama-onnx; do
     [ "$(jget "$TMP/$m.json" architecture)" = bitnet ] && ok "$m: architecture bitnet" ||

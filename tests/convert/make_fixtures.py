@@ -30,8 +30,10 @@ ships in /usr/share/common-licenses, so that logits and perplexities mean someth
              model.onnx + model.onnx.data (the exporter names most weights val_N, transposed;
              bitnet maps them back through the nodes' name scopes).
   reference.json: per model, the token ids of a prompt and the top-5 next-token ids of the
-             source model under transformers (for the report; the tests compare with bitnet's
-             own f32 reference forward).
+             source model under transformers. tests/cli/test_convert.sh checks the converted
+             tokenizers' ids against them and the packed BitNet model's next token against
+             the top-1 (the LLaMA models are ternarized after training, so their logits are
+             compared with bitnet's own f32 reference forward instead).
 """
 import json
 import os
