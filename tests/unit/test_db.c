@@ -1,7 +1,8 @@
 /* test_db.c - the run history: open and migrations (empty, older, newer, not a database),
  * runs begin/end, list filters, exports (CSV quoting, JSON), prune and retention, marking the
- * runs of dead processes incomplete, concurrent writers, kill -9 in the middle of writing, the
- * sha256 cache, the default path, and failed allocations. */
+ * runs of dead processes incomplete, concurrent writers, kill -9 in the middle of writing, a
+ * second open in the same process keeping the first one's locks, the sha256 cache, the default
+ * path, and failed allocations. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -802,6 +803,98 @@ static void test_crash_kill9(void **state)
     sqlite3_close(s);
 }
 
+/* A child, forked before this process opens the file, that waits for a byte on the pipe and
+ * then finds out what another process can do to the file, with no waiting. Bit 0 of its exit
+ * status: it could take the write lock (BEGIN IMMEDIATE); bit 1: it could take the file out of
+ * WAL (that needs the exclusive lock on the database file, which the shared lock of any open
+ * connection forbids; had it worked, it would have checkpointed and deleted the WAL under the
+ * parent's connections); 8 and up: it could not even try. It must be forked before the parent
+ * opens the file: a child forked later inherits sqlite's record of the parent's locks and would
+ * answer busy from that record, without asking the kernel. */
+static pid_t fork_lock_probe(const char *path, int *go)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t p = fork();
+    assert_true(p >= 0);
+    if (p == 0) {
+        close(fds[1]);
+        char c;
+        if (read(fds[0], &c, 1) != 1) _exit(11);
+        sqlite3 *s;
+        if (sqlite3_open_v2(path, &s, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) _exit(8);
+        sqlite3_busy_timeout(s, 0);
+        int code = 0;
+        int rc = sqlite3_exec(s, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        if (rc == SQLITE_OK) {
+            code |= 1;
+            sqlite3_exec(s, "ROLLBACK", NULL, NULL, NULL);
+        } else if (rc != SQLITE_BUSY) {
+            _exit(9);
+        }
+        rc = sqlite3_exec(s, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            code |= 2;
+        else if (rc != SQLITE_BUSY)
+            _exit(10);
+        sqlite3_close(s);
+        _exit(code);
+    }
+    close(fds[0]);
+    *go = fds[1];
+    return p;
+}
+
+/* Opening the history a second time in the same process (the TUI does) and closing that handle
+ * must leave the locks of the connections still open alone: POSIX locks belong to the process,
+ * and closing ANY descriptor of the file drops them all, so bn_db_open must not open and close
+ * an existing file itself. Here the first handle stays open, another connection of this process
+ * holds an uncommitted write, and after the second open and close another process must still
+ * find the file locked: it can neither write nor take the file out of WAL, and the write, once
+ * committed, is in the file. */
+static void test_second_open_keeps_locks(void **state)
+{
+    fx *f = *state;
+    int go;
+    pid_t p = fork_lock_probe(f->path, &go);
+
+    bn_db *a = open_ok(f->path, NULL); /* the long-lived handle (the TUI's) */
+    begin_run(a, "generate");
+    sqlite3 *w = raw_open(f->path);
+    raw_exec(w, "BEGIN IMMEDIATE");
+    raw_exec(w, "INSERT INTO meta VALUES ('second_open', 'kept')");
+
+    bn_db_options o = bn_db_options_default();
+    o.busy_timeout_ms = 1; /* its housekeeping has nothing to write: no wait for w's lock */
+    bn_db *b = open_ok(f->path, &o);
+    bn_db_close(b);
+
+    assert_int_equal(write(go, "x", 1), 1);
+    close(go);
+    int st;
+    assert_int_equal(waitpid(p, &st, 0), p);
+    assert_true(WIFEXITED(st));
+    if (WEXITSTATUS(st) != 0)
+        fail_msg("after a second open and close in this process, another process %s%s%s "
+                 "(child exit status %d)",
+                 WEXITSTATUS(st) & 1 ? "could take the write lock" : "",
+                 (WEXITSTATUS(st) & 3) == 3 ? " and " : "",
+                 WEXITSTATUS(st) & 2 ? "could take the file out of WAL" : "", WEXITSTATUS(st));
+
+    raw_exec(w, "COMMIT");
+    sqlite3_close(w);
+    begin_run(a, "generate"); /* the first handle still works */
+    bn_db_close(a);
+    sqlite3 *s = raw_open(f->path);
+    assert_int_equal(raw_int(s, "SELECT count(*) FROM meta WHERE key = 'second_open'"), 1);
+    char r[64];
+    raw_text(s, "PRAGMA journal_mode", r, sizeof r);
+    assert_string_equal(r, "wal");
+    raw_text(s, "PRAGMA integrity_check", r, sizeof r);
+    assert_string_equal(r, "ok");
+    sqlite3_close(s);
+}
+
 /* ---- the sha256 cache, the path, allocations ---------------------------------------------- */
 
 static void test_hash_cache(void **state)
@@ -933,6 +1026,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_busy_timeout, setup, teardown),
             cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
             cmocka_unit_test_setup_teardown(test_crash_kill9, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_second_open_keeps_locks, setup, teardown),
             cmocka_unit_test_setup_teardown(test_hash_cache, setup, teardown),
             cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
     };
