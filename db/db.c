@@ -154,12 +154,12 @@ static bn_status make_parents(bn_db *db, const char *path)
     return s;
 }
 
-/* Creates the file with mode 0600 when it does not exist (sqlite gives its -wal and -shm files
- * the same mode), so the history is private to its owner. */
-/* Creates the file with mode 0600 when it does not exist yet. An existing file is never
+/* Creates the file with mode 0600 when it does not exist yet (sqlite gives its -wal and -shm
+ * files the same mode), so the history is private to its owner. An existing file is never
  * opened here: closing any descriptor of a file drops every POSIX lock this process holds
  * on it, sqlite's included, so another connection of this process (the TUI keeps one
- * open) could lose its locks and another process delete the WAL under it. */
+ * open) could lose its locks and another process delete the WAL under it
+ * (test_db: test_second_open_keeps_locks). */
 static bn_status create_private(bn_db *db, const char *path)
 {
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
