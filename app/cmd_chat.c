@@ -7,12 +7,8 @@
  *
  * The conversation lives in one KV cache: each turn evaluates only its own tokens (the
  * end of the previous reply, the new message in the chat format, the opening of the
- * reply) and generation continues from there. Formats, from tokenizer.chat_template:
- *   2b4t    (microsoft/bitnet-b1.58-2B-4T; a template with "User: " and "Assistant: ")
- *           [System: S<|eot_id|>]User: M<|eot_id|>Assistant: R<|eot_id|>
- *   llama3  (a template with <|start_header_id|>), chatml (one with <|im_start|>)
- *   plain   (no template, or one not recognised): [S\n]User: M\nAssistant: R\n, where a
- *           reply also ends at its first line break
+ * reply) and generation continues from there. The formats (2b4t, llama3, chatml, plain),
+ * chosen from tokenizer.chat_template, are those of chat_format.h, shared with the TUI.
  * A reply ends at an end-of-generation token, after -n tokens, on Ctrl-C, or when the
  * context is full. A turn that does not fit in what is left of the context starts the
  * conversation over (the system prompt is kept; earlier turns are forgotten), and says so.
@@ -29,6 +25,7 @@
 #include <readline/readline.h>
 
 #include "bitnet/sample.h"
+#include "chat_format.h"
 #include "config.h"
 #include "history_hook.h"
 #include "model_common.h"
@@ -37,37 +34,6 @@
 #define DEFAULT_N_CTX   4096
 #define HISTORY_LINES   1000
 #define MAX_INPUT_BYTES (1 << 20)
-
-/* ---- chat formats ------------------------------------------------------------------------- */
-
-typedef struct chat_format {
-    const char *name;
-    const char *sys_pre, *sys_post;   /* around the system prompt */
-    const char *user_pre, *user_post; /* around a message; user_post opens the reply */
-    const char *reply_end;            /* closes a reply that ended without its own end */
-    int line_reply;                   /* a reply ends at its first line break */
-} chat_format;
-
-static const chat_format g_formats[] = {
-        {"plain", "", "\n", "User: ", "\nAssistant:", "\n", 1},
-        {"2b4t", "System: ", "<|eot_id|>", "User: ", "<|eot_id|>Assistant: ", "<|eot_id|>", 0},
-        {"llama3", "<|start_header_id|>system<|end_header_id|>\n\n", "<|eot_id|>",
-         "<|start_header_id|>user<|end_header_id|>\n\n",
-         "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>", 0},
-        {"chatml", "<|im_start|>system\n", "<|im_end|>\n", "<|im_start|>user\n",
-         "<|im_end|>\n<|im_start|>assistant\n", "<|im_end|>\n", 0},
-};
-
-/* The format for a chat template (NULL: none); *why says how it was chosen. */
-static const chat_format *format_for(const char *tmpl, const char **why)
-{
-    *why = "the model's chat template";
-    if (tmpl && strstr(tmpl, "<|start_header_id|>")) return &g_formats[2];
-    if (tmpl && strstr(tmpl, "<|im_start|>")) return &g_formats[3];
-    if (tmpl && strstr(tmpl, "User: ") && strstr(tmpl, "Assistant: ")) return &g_formats[1];
-    *why = tmpl && *tmpl ? "the model's chat template is not one we know" : "no chat template";
-    return &g_formats[0];
-}
 
 /* ---- options ------------------------------------------------------------------------------ */
 
@@ -153,7 +119,7 @@ static const char *const g_stop_names[] = {"eos", "newline", "length", "context"
 typedef struct chat {
     const chat_opts *o;
     mc_session s;
-    const chat_format *fmt;
+    const bn_chat_format *fmt;
     bn_sampler *smp;
     float *logits;
     int64_t n_vocab, n_ctx;
@@ -194,36 +160,12 @@ static int buf_add(char **b, size_t *len, size_t *cap, const char *s, size_t n)
     return 0;
 }
 
-/* The text of a turn: what closes the previous reply, the system prompt on a fresh
- * conversation, the message and the opening of the reply. malloc'ed; NULL: no memory. */
-static char *turn_text(const chat *c, const char *msg, size_t *len)
-{
-    const chat_format *f = c->fmt;
-    char *t = NULL;
-    size_t cap = 0;
-    int bad = 0;
-    *len = 0;
-    if (c->started && !c->closed) bad |= buf_add(&t, len, &cap, f->reply_end, strlen(f->reply_end));
-    if (!c->started && c->o->system) {
-        bad |= buf_add(&t, len, &cap, f->sys_pre, strlen(f->sys_pre));
-        bad |= buf_add(&t, len, &cap, c->o->system, strlen(c->o->system));
-        bad |= buf_add(&t, len, &cap, f->sys_post, strlen(f->sys_post));
-    }
-    bad |= buf_add(&t, len, &cap, f->user_pre, strlen(f->user_pre));
-    bad |= buf_add(&t, len, &cap, msg, strlen(msg));
-    bad |= buf_add(&t, len, &cap, f->user_post, strlen(f->user_post));
-    if (bad) {
-        free(t);
-        return NULL;
-    }
-    return t;
-}
-
 /* The tokens of a turn (the pending token first) into *ids (bn_free). */
 static bn_status turn_tokens(const chat *c, const char *msg, int32_t **ids, size_t *n)
 {
     size_t len;
-    char *text = turn_text(c, msg, &len);
+    char *text = bn_chat_turn_text(c->fmt, c->started && !c->closed,
+                                   c->started ? NULL : c->o->system, msg, &len);
     if (!text) return BN_ERR_NOMEM;
     unsigned fl = BN_TOKENIZE_PARSE_SPECIAL;
     if (!c->started && bn_tokenizer_add_bos(c->s.tok) && bn_tokenizer_bos(c->s.tok) >= 0)
@@ -545,7 +487,7 @@ static int chat_open(chat *c, const chat_opts *o)
         return BN_EXIT_FAIL;
     }
     const char *why;
-    c->fmt = format_for(bn_tokenizer_chat_template(c->s.tok), &why);
+    c->fmt = bn_chat_format_for(bn_tokenizer_chat_template(c->s.tok), &why);
     fprintf(stderr, "chat: %s; format %s (%s); context %lld tokens\n", o->mc.model, c->fmt->name,
             why, (long long)c->n_ctx);
     if (c->tty) fprintf(stderr, "/help lists the commands; Ctrl-D quits.\n");
