@@ -59,6 +59,10 @@ for m in bitnet-packed:bitnet-packed llama-st:llama; do
     [ -n "$got" ] && [ "$got" = "$(jget "$R" "$r.prompt_ids")" ] &&
         ok "$g: the prompt's ids are transformers' ($got)" || bad "$g: prompt ids $got"
 done
+# its chat template (role | capitalize, <|eot_id|>, as the real 2B4T's) selects the 2b4t format
+echo hi | "$BITNET" chat -m "$TMP/bitnet-packed.gguf" -n 2 -t 1 >"$TMP/chat" 2>&1
+grep -q "format 2b4t" "$TMP/chat" && ok "bitnet-packed: chat uses the 2b4t format" ||
+    bad "bitnet-packed chat: $(head -1 "$TMP/chat")"
 top=$("$BITNET" generate -m "$TMP/bitnet-packed.gguf" -p "$prompt" -n 1 --temp 0 -t 1 --json 2>/dev/null |
     "$JSONGET" text)
 id=$("$BITNET" tokenize -m "$TMP/bitnet-packed.gguf" --ids-only "$top" 2>/dev/null)

@@ -17,6 +17,13 @@
 /* The 2B4T template as tests/cli/test_chat.sh writes it into a model. */
 #define TMPL_2B4T                                                                                  \
     "{% for m in messages %}{{ 'User: ' + m['content'] + '<|eot_id|>Assistant: ' }}{% endfor %}"
+/* The role capitalized instead of "User: " written out, as microsoft/bitnet-b1.58-2B-4T's
+ * tokenizer_config.json and tests/convert/make_fixtures.py spell it. */
+#define TMPL_2B4T_CAP                                                                              \
+    "{% for message in messages %}{% set content = message['role'] | capitalize + ': ' + "        \
+    "message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = "       \
+    "bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}"     \
+    "{{ 'Assistant: ' }}{% endif %}"
 #define TMPL_LLAMA3                                                                                \
     "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "        \
     "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + "                       \
@@ -36,6 +43,10 @@ static void test_format_for(void **state)
         int line_reply;
     } cases[] = {
             {TMPL_2B4T, "2b4t", "the model's chat template", 0},
+            {TMPL_2B4T_CAP, "2b4t", "the model's chat template", 0},
+            /* capitalized roles without <|eot_id|> are some other format */
+            {"{{ m['role'] | capitalize + ': ' }}{{ 'Assistant: ' }}", "plain",
+             "the model's chat template is not one we know", 1},
             {TMPL_LLAMA3, "llama3", "the model's chat template", 0},
             {TMPL_CHATML, "chatml", "the model's chat template", 0},
             {NULL, "plain", "no chat template", 1},
