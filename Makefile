@@ -83,7 +83,7 @@ DB_OBJ     := $(patsubst db/%.c,$(BUILD)/db/%.o,$(DB_SRC))
 DB_LIB     := $(BUILD)/libbitnetdb.a
 
 # ui/: the full-screen TUI (ncursesw); knows the engine by its public headers and uses the
-# app's config, hw and history helpers, which the bitnet binary links in.
+# app's config, hw, history and chat-format helpers, which the bitnet binary links in.
 UI_SRC     := $(wildcard ui/*.c)
 UI_OBJ     := $(patsubst ui/%.c,$(BUILD)/ui/%.o,$(UI_SRC))
 UI_LIB     := $(BUILD)/libbitnetui.a

@@ -94,8 +94,9 @@ size_t eng_take_text(tui_engine *e, int job_id, char *buf, size_t size);
 /* Requests; each returns the job id (> 0), or -1 when a job is running. */
 int eng_load(tui_engine *e, const char *path);
 int eng_unload(tui_engine *e);
-/* A turn of the conversation: text is the user's message, formatted by the model's chat
- * template when it is one of those the TUI knows (llama-3, chatml), else appended as it is. */
+/* A turn of the conversation: text is the user's message, laid out in the chat format the
+ * model's template selects (app/chat_format.h: 2b4t, llama3, chatml, else plain), as
+ * `bitnet chat` does. */
 int eng_chat(tui_engine *e, const char *text, const eng_sampling *sp);
 int eng_chat_new(tui_engine *e);
 /* A fresh sequence continuing prompt (special tokens parsed); replaces the conversation. */
