@@ -24,8 +24,9 @@ const bn_chat_format *bn_chat_format_for(const char *tmpl, const char **why)
         f = &g_formats[3];
     else if (tmpl && strstr(tmpl, "Assistant: ") &&
              (strstr(tmpl, "User: ") || (strstr(tmpl, "capitalize") && strstr(tmpl, "<|eot_id|>"))))
-        /* 2B4T: "User: " written out, or the role capitalized before ': ' (as the model's
-         * own tokenizer_config.json and our convert fixture spell it) with <|eot_id|> */
+        /* 2B4T: "User: " written out, or the role capitalized before ': ' with <|eot_id|>
+         * (our convert fixture's template; 2B4T's published tokenizer_config.json is
+         * reported to build it that way, which could not be checked offline) */
         f = &g_formats[1];
     else
         w = tmpl && *tmpl ? "the model's chat template is not one we know" : "no chat template";

@@ -17,8 +17,8 @@
 /* The 2B4T template as tests/cli/test_chat.sh writes it into a model. */
 #define TMPL_2B4T                                                                                  \
     "{% for m in messages %}{{ 'User: ' + m['content'] + '<|eot_id|>Assistant: ' }}{% endfor %}"
-/* The role capitalized instead of "User: " written out, as microsoft/bitnet-b1.58-2B-4T's
- * tokenizer_config.json and tests/convert/make_fixtures.py spell it. */
+/* The role capitalized instead of "User: " written out, as tests/convert/make_fixtures.py
+ * spells it (and, as reported, microsoft/bitnet-b1.58-2B-4T's tokenizer_config.json). */
 #define TMPL_2B4T_CAP                                                                              \
     "{% for message in messages %}{% set content = message['role'] | capitalize + ': ' + "        \
     "message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = "       \
