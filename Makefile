@@ -228,6 +228,13 @@ bench: all
 	$(BIN) bench -t 1,2
 	$(BIN) train bench -t 1,2
 	@sh scripts/bench-monitor.sh $(BUILD)
+	@if [ -n "$$LLAMA_BENCH" ]; then \
+		m=$(BUILD)/bench-2b4t-bitnet-tq2_0.gguf; \
+		[ -f "$$m" ] || $(BIN) synth --shape 2b4t --arch bitnet --type tq2_0 -o "$$m" || exit 1; \
+		BITNET=$(BIN) sh scripts/bench-compare.sh "$$m"; \
+	else \
+		echo "bench: LLAMA_BENCH=/path/to/llama-bench adds a side-by-side run with llama.cpp"; \
+	fi
 
 sanitize:
 	@$(MAKE) --no-print-directory BUILD=build-san SAN=1 test-only
