@@ -9,6 +9,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include "pb_encode.h"
 
 #include <math.h>
@@ -28,22 +30,6 @@
 #define TINY     "tests/data/convert/spm/"
 
 static bn_ctx *g_ctx;
-
-static char *read_all(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot read %s (run from the repository root)", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)len + 1);
-    assert_non_null(p);
-    assert_int_equal(fread(p, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    p[len] = '\0';
-    *n = (size_t)len;
-    return p;
-}
 
 static bn_tokenizer *tokenizer_of(const bn_spm_model *m)
 {
