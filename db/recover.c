@@ -76,47 +76,52 @@ static void copy_col(sqlite3_stmt *st, int col, char *dst, size_t size)
     snprintf(dst, size, "%s", t ? (const char *)t : "");
 }
 
-/* The ids of the dead running runs, at most cap of them (the rest wait for the next open). */
-static bn_status find_dead(bn_db *db, int64_t *ids, int cap, int *n)
+/* The ids of dead running runs after id *after, at most cap of them; *after moves to the last id
+ * looked at and *more says whether rows remain past it. */
+static bn_status find_dead(bn_db *db, int64_t *after, int64_t *ids, int cap, int *n, int *more)
 {
     sqlite3_stmt *st;
     bn_status s = bn__db_prepare(db,
                                  "SELECT id, pid, host, boot_id, proc_start FROM runs "
-                                 "WHERE status = 'running' ORDER BY id",
+                                 "WHERE status = 'running' AND id > ?1 ORDER BY id",
                                  &st);
     if (s != BN_OK) return s;
+    sqlite3_bind_int64(st, 1, *after);
     bn__db_proc self, p;
     bn__db_proc_self(&self);
     int rc;
     *n = 0;
-    while (*n < cap && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    *more = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            *more = 1;
+            break;
+        }
         memset(&p, 0, sizeof p);
+        *after = sqlite3_column_int64(st, 0);
         p.pid = sqlite3_column_int64(st, 1);
         copy_col(st, 2, p.host, sizeof p.host);
         copy_col(st, 3, p.boot_id, sizeof p.boot_id);
         p.start = sqlite3_column_int64(st, 4);
-        if (!bn__db_proc_alive(&p, &self)) ids[(*n)++] = sqlite3_column_int64(st, 0);
+        if (!bn__db_proc_alive(&p, &self)) ids[(*n)++] = *after;
     }
-    if (*n < cap && rc != SQLITE_DONE) s = bn__db_sqlerr(db, rc, "reading running runs");
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) s = bn__db_sqlerr(db, rc, "reading running runs");
     sqlite3_finalize(st);
     return s;
 }
 
-bn_status bn__db_mark_incomplete(bn_db *db, int64_t *n_marked)
+/* Marks the given runs incomplete, adding the number changed to *n_marked. */
+static bn_status mark_ids(bn_db *db, const int64_t *ids, int n, int64_t *n_marked)
 {
-    enum { CAP = 256 };
-    int64_t ids[CAP];
-    int n = 0;
-    *n_marked = 0;
-    bn_status s = find_dead(db, ids, CAP, &n);
-    if (s != BN_OK || n == 0) return s;
     sqlite3_stmt *st;
-    s = bn__db_prepare(db,
-                       "UPDATE runs SET status = 'incomplete', error = coalesce(error, "
-                       "'the process (pid ' || pid || ') ended without recording the end of "
-                       "the run (killed, crashed or the machine restarted)') "
-                       "WHERE id = ?1 AND status = 'running'",
-                       &st);
+    bn_status s =
+            bn__db_prepare(db,
+                           "UPDATE runs SET status = 'incomplete', error = coalesce(error, "
+                           "'the process (pid ' || pid || ') ended without recording the end of "
+                           "the run (killed, crashed or the machine restarted)') "
+                           "WHERE id = ?1 AND status = 'running'",
+                           &st);
+    if (s != BN_OK) return s;
     for (int i = 0; i < n && s == BN_OK; i++) {
         sqlite3_bind_int64(st, 1, ids[i]);
         int rc = sqlite3_step(st);
@@ -125,5 +130,20 @@ bn_status bn__db_mark_incomplete(bn_db *db, int64_t *n_marked)
         sqlite3_reset(st);
     }
     sqlite3_finalize(st);
+    return s;
+}
+
+bn_status bn__db_mark_incomplete(bn_db *db, int64_t *n_marked)
+{
+    /* In batches of CAP ids, so that every dead run is marked however many there are. */
+    enum { CAP = 256 };
+    int64_t ids[CAP], after = 0;
+    int n = 0, more = 1;
+    *n_marked = 0;
+    bn_status s = BN_OK;
+    while (s == BN_OK && more) {
+        s = find_dead(db, &after, ids, CAP, &n, &more);
+        if (s == BN_OK && n > 0) s = mark_ids(db, ids, n, n_marked);
+    }
     return s;
 }

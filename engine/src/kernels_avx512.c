@@ -282,7 +282,13 @@ static int64_t avx512_mac_probe(int64_t rounds)
     const __m512i s = _mm512_add_epi32(
             _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3)),
             _mm512_add_epi32(_mm512_add_epi32(s4, s5), _mm512_add_epi32(s6, s7)));
-    volatile int32_t sink = _mm512_reduce_add_epi32(s);
+    /* the sums are used, so the loop stays; they wrap by design, so they are folded with XOR
+     * (_mm512_reduce_add_epi32 adds in C ints: a signed overflow for UBSan) */
+    int32_t lanes[16];
+    _mm512_storeu_si512(lanes, s);
+    uint32_t fold = 0;
+    for (int i = 0; i < 16; i++) fold ^= (uint32_t)lanes[i];
+    volatile uint32_t sink = fold;
     (void)sink;
     return rounds * 8 * 64;
 }

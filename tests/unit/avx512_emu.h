@@ -41,6 +41,11 @@ static inline __m512i _mm512_loadu_si512(const void *p)
     return r;
 }
 
+static inline void _mm512_storeu_si512(void *p, __m512i a)
+{
+    memcpy(p, a.b, 64);
+}
+
 static inline __m512i _mm512_setzero_si512(void)
 {
     __m512i r;

@@ -647,6 +647,29 @@ static void test_incomplete(void **state)
     bn_db_close(db);
 }
 
+/* Recovery marks every dead run at one open, however many (it once stopped at 256), and leaves
+ * a live one among them running. */
+static void test_incomplete_many(void **state)
+{
+    fx *f = *state;
+    bn_db *db = open_ok(f->path, NULL);
+    const int64_t mine = begin_run(db, "generate");
+    for (int i = 0; i < 1000; i++) begin_run(db, "bench");
+    const int64_t mine2 = begin_run(db, "generate");
+    bn_db_close(db);
+    rawf(f->path, "UPDATE runs SET pid = %d WHERE id NOT IN (%lld, %lld)", (int)dead_pid(),
+         (long long)mine, (long long)mine2);
+
+    db = open_ok(f->path, NULL);
+    assert_int_equal(bn_db_open_incomplete(db), 1000);
+    assert_int_equal(status_of(db, mine), BN_RUN_RUNNING);
+    assert_int_equal(status_of(db, mine2), BN_RUN_RUNNING);
+    bn_run_filter flt = bn_run_filter_all();
+    flt.status = BN_RUN_RUNNING;
+    assert_int_equal(count(db, &flt), 2);
+    bn_db_close(db);
+}
+
 /* ---- concurrency and crashes ----------------------------------------------------------------- */
 
 /* A child that takes the write lock, tells the parent, holds it for ms and exits. */
@@ -1023,6 +1046,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
             cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
             cmocka_unit_test_setup_teardown(test_incomplete, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_incomplete_many, setup, teardown),
             cmocka_unit_test_setup_teardown(test_busy_timeout, setup, teardown),
             cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
             cmocka_unit_test_setup_teardown(test_crash_kill9, setup, teardown),
