@@ -29,16 +29,26 @@ WARN   += -Werror
 endif
 OPT    ?= -O2 -g
 CSTD   := -std=c11 -D_GNU_SOURCE
-CFLAGS_ALL = $(CSTD) $(OPT) $(WARN) -pthread -MMD -MP -Iengine/include -Iengine/src $(ENGINE_CFLAGS) $(EXTRA_CFLAGS)
-LDFLAGS_ALL = -pthread $(EXTRA_LDFLAGS)
+# Hardening: stack protector, PIE and full RELRO always; _FORTIFY_SOURCE=3 where it can work
+# (it needs optimisation, and the sanitizer builds check the same calls their own way).
+HARDEN_CFLAGS  := -fstack-protector-strong -fPIE
+HARDEN_LDFLAGS := -pie -Wl,-z,relro -Wl,-z,now
+FORTIFY        := -U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=3
+ifneq ($(findstring -O0,$(OPT)),)
+FORTIFY        :=
+endif
+CFLAGS_ALL = $(CSTD) $(OPT) $(FORTIFY) $(HARDEN_CFLAGS) $(WARN) -pthread -MMD -MP -Iengine/include -Iengine/src $(ENGINE_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS_ALL = -pthread $(HARDEN_LDFLAGS) $(EXTRA_LDFLAGS)
 
 ifeq ($(SAN),1)
 OPT    := -O1 -g -fno-omit-frame-pointer
+FORTIFY :=
 EXTRA_CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=undefined
 EXTRA_LDFLAGS += -fsanitize=address,undefined
 endif
 ifeq ($(TSAN),1)
 OPT    := -O1 -g -fno-omit-frame-pointer
+FORTIFY :=
 EXTRA_CFLAGS  += -fsanitize=thread
 EXTRA_LDFLAGS += -fsanitize=thread
 endif
@@ -140,7 +150,7 @@ $(GEN_DIR)/%.pb-c.c $(GEN_DIR)/%.pb-c.h: engine/proto/%.proto
 $(BUILD)/engine/%.pb-c.o: $(GEN_DIR)/%.pb-c.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(CSTD) $(OPT) -pthread -MMD -MP -I$(GEN_DIR) $(ENGINE_CFLAGS) $(EXTRA_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(CSTD) $(OPT) $(HARDEN_CFLAGS) -pthread -MMD -MP -I$(GEN_DIR) $(ENGINE_CFLAGS) $(EXTRA_CFLAGS) -c $< -o $@
 
 $(BUILD)/engine/onnx.o: engine/src/onnx.c $(GEN_DIR)/onnx.pb-c.h
 	@mkdir -p $(dir $@)
