@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 /* ---- the buffer ------------------------------------------------------------------------ */
 
 void bn_buf_init(bn_buf *b, size_t max)
@@ -317,8 +319,9 @@ bn_metric_type bn_mfamily_type(const bn_mfamily *f)
     return f->type;
 }
 
-/* The series named by lv; created when create is set. NULL when absent or on failure. */
-static mseries *find_series(bn_mfamily *f, const char *const *lv, int create)
+/* The series named by lv (valid UTF-8); created when create is set. NULL when absent or on
+ * failure. */
+static mseries *find_series_utf8(bn_mfamily *f, const char *const *lv, int create)
 {
     for (size_t i = 0; i < f->n; i++) {
         size_t j = 0;
@@ -352,6 +355,28 @@ oom_s:
 oom:
     reg_err(f->reg, "out of memory");
     return NULL;
+}
+
+/* The series named by lv. The registry keeps label values as valid UTF-8 (each bad byte
+ * becomes U+FFFD), so that the exposition, the snapshots and the JSON always parse: a model
+ * path in Latin-1 must not make every scrape invalid. */
+static mseries *find_series(bn_mfamily *f, const char *const *lv, int create)
+{
+    char *clean[BN_METRICS_MAX_LABELS] = {0};
+    const char *use[BN_METRICS_MAX_LABELS] = {0};
+    mseries *s = NULL;
+    for (size_t j = 0; j < f->n_labels; j++) {
+        use[j] = lv[j] ? lv[j] : "";
+        if (bn_utf8_valid(use[j])) continue;
+        if (!(use[j] = clean[j] = bn_utf8_clean(use[j], strlen(use[j])))) {
+            reg_err(f->reg, "out of memory");
+            goto done;
+        }
+    }
+    s = find_series_utf8(f, use, create);
+done:
+    for (size_t j = 0; j < f->n_labels; j++) free(clean[j]);
+    return s;
 }
 
 static const char *const no_labels[1] = {NULL};

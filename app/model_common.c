@@ -12,6 +12,7 @@
 #include "bitnet/kernels.h"
 #include "cli.h"
 #include "config.h"
+#include "utf8.h"
 
 int mc_parse_opt(const char *cmd, int argc, char **argv, int *i, mc_opts *o)
 {
@@ -340,44 +341,9 @@ char *mc_read_file(const char *path, size_t *len)
     return buf;
 }
 
-/* Length of the valid UTF-8 sequence at s (no overlongs, surrogates or NUL), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t left)
-{
-    const unsigned c = s[0];
-    size_t k = c == 0                   ? 0
-               : c < 0x80               ? 1
-               : c >= 0xc2 && c <= 0xdf ? 2
-               : (c & 0xf0) == 0xe0     ? 3
-               : c >= 0xf0 && c <= 0xf4 ? 4
-                                        : 0;
-    if (k == 0 || k > left) return 0;
-    for (size_t i = 1; i < k; i++)
-        if ((s[i] & 0xc0) != 0x80) return 0;
-    if (k == 3 && ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0))) return 0;
-    if (k == 4 && ((c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] >= 0x90))) return 0;
-    return k;
-}
-
 char *mc_utf8_clean(const char *s, size_t len)
 {
-    if (len > ((size_t)1 << 30)) return NULL;
-    char *out = malloc(len * 3 + 1);
-    if (!out) return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < len;) {
-        const size_t k = utf8_len((const unsigned char *)s + i, len - i);
-        if (k) {
-            memcpy(out + o, s + i, k);
-            o += k;
-            i += k;
-        } else {
-            memcpy(out + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            i++;
-        }
-    }
-    out[o] = '\0';
-    return out;
+    return bn_utf8_clean(s, len);
 }
 
 const char *mc_kernels_name(void)

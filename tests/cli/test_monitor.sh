@@ -147,6 +147,15 @@ if "$BITNET" synth --shape tiny -o "$M" --seed 3 >/dev/null 2>&1; then
     n=$(check_histograms "$TMP/probe.prom") && [ "$n" -ge 2 ] &&
         ok "histograms: cumulative buckets, +Inf == _count ($n series)" || bad "histograms: $n"
     promtool_check "$TMP/probe.prom" "with the probe"
+    # a model path that is not UTF-8 (Latin-1 e-grave): the label gets U+FFFD, the scrape stays valid
+    L1="$TMP/mod$(printf '\350')le.gguf"
+    cp "$M" "$L1"
+    expect_exit 0 "monitor --once: a Latin-1 model name" -- "$BITNET" monitor --once --probe-model "$L1" \
+        --probe-tokens 2 -t 1
+    iconv -f UTF-8 -t UTF-8 <"$TMP/out" >/dev/null 2>&1 && ok "a Latin-1 model name: the exposition is UTF-8" ||
+        bad "a Latin-1 model name: invalid UTF-8 in the exposition"
+    expect_grep "model=\"mod$(printf '\357\277\275')le.gguf\"" "$TMP/out" "a Latin-1 model name: U+FFFD in the label"
+    promtool_check "$TMP/out" "a Latin-1 model name"
     # the history's runs
     if "$BITNET" generate -m "$M" -p "Hello" -n 4 -t 1 --temp 0 >/dev/null 2>&1; then
         expect_exit 0 "monitor --once after a generate run" -- "$BITNET" monitor --once

@@ -14,6 +14,7 @@
 
 #include "../../app/config.c"
 #include "../../app/metrics.c"
+#include "../../app/utf8.c"
 #include "../../app/alerts.c"
 #include "../../app/spool.c"
 

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "../../app/metrics.c"
+#include "../../app/utf8.c"
 
 static bn_metrics *new_reg(void)
 {
@@ -162,6 +163,53 @@ static void check_histogram_text(const char *text, const char *name, double want
     c = strstr(text, key);
     assert_non_null(c);
     assert_true(fabs(strtod(c + strlen(key), NULL) - want_sum) < 1e-9);
+}
+
+/* A label value that is not valid UTF-8 (a Latin-1 model path, a stray byte, a truncated
+ * sequence, an overlong, a surrogate) is kept with U+FFFD in place of each bad byte, so the
+ * exposition stays valid for Prometheus; the same bytes find the same series again. */
+static void test_invalid_utf8_labels(void **state)
+{
+    (void)state;
+    bn_metrics *m = new_reg();
+    static const char *const lab[] = {"model", NULL};
+    bn_mfamily *g = bn_metrics_define(m, BN_METRIC_GAUGE, "t_u", "U.", lab, NULL, 0);
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+            {"mod\xe8le.gguf", "mod\xef\xbf\xbdle.gguf"},             /* Latin-1 e-grave */
+            {"a\xff", "a\xef\xbf\xbd"},                               /* never valid */
+            {"cut\xe2\x82", "cut\xef\xbf\xbd\xef\xbf\xbd"},           /* truncated euro sign */
+            {"\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd"},                 /* overlong '/' */
+            {"\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* a surrogate */
+            {"caf\xc3\xa9 \xe2\x82\xac", "caf\xc3\xa9 \xe2\x82\xac"}, /* valid: as is */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *lv[] = {cases[i].in};
+        assert_int_equal(bn_metric_set(g, lv, (double)i), 0);
+        assert_int_equal(bn_metric_set(g, lv, (double)i + 0.5), 0); /* the same series */
+        char *s = render(m), want[128];
+        snprintf(want, sizeof want, "t_u{model=\"%s\"} %g\n", cases[i].want, (double)i + 0.5);
+        assert_non_null(strstr(s, want));
+        assert_true(bn_utf8_valid(s));
+        free(s);
+        double v;
+        assert_int_equal(bn_metric_get(g, lv, &v), 0);
+        assert_true(v == (double)i + 0.5);
+    }
+    /* snapshots and JSON carry the cleaned value too */
+    bn_msnap snap;
+    assert_int_equal(bn_metrics_snapshot(m, 0, &snap), 0);
+    assert_int_equal(snap.n, sizeof cases / sizeof cases[0]);
+    for (size_t i = 0; i < snap.n; i++) assert_true(bn_utf8_valid(snap.v[i].labels[0].value));
+    bn_msnap_release(&snap);
+    cJSON *j = bn_metrics_to_json(m);
+    char *text = cJSON_PrintUnformatted(j);
+    assert_non_null(strstr(text, "mod\xef\xbf\xbdle.gguf"));
+    assert_true(bn_utf8_valid(text));
+    cJSON_free(text);
+    cJSON_Delete(j);
+    bn_metrics_free(m);
 }
 
 static void test_histogram(void **state)
@@ -365,10 +413,15 @@ static void test_buf(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_fmt_double),    cmocka_unit_test(test_counter_gauge_text),
-            cmocka_unit_test(test_escaping),      cmocka_unit_test(test_histogram),
-            cmocka_unit_test(test_define_errors), cmocka_unit_test(test_selectors),
-            cmocka_unit_test(test_json),          cmocka_unit_test(test_buf),
+            cmocka_unit_test(test_fmt_double),
+            cmocka_unit_test(test_counter_gauge_text),
+            cmocka_unit_test(test_escaping),
+            cmocka_unit_test(test_histogram),
+            cmocka_unit_test(test_define_errors),
+            cmocka_unit_test(test_selectors),
+            cmocka_unit_test(test_json),
+            cmocka_unit_test(test_buf),
+            cmocka_unit_test(test_invalid_utf8_labels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
