@@ -480,45 +480,57 @@ static void put_labels(bn_buf *b, const bn_mfamily *f, const mseries *s, const c
     bn_buf_puts(b, "}");
 }
 
-static void put_sample(bn_buf *b, const bn_mfamily *f, const mseries *s, const char *suffix,
-                       const char *le, double v)
+static void put_sample(bn_buf *b, const char *name, const bn_mfamily *f, const mseries *s,
+                       const char *suffix, const char *le, double v)
 {
     char num[32];
-    bn_buf_puts(b, f->name);
+    bn_buf_puts(b, name);
     bn_buf_puts(b, suffix);
     put_labels(b, f, s, le);
     bn_buf_printf(b, " %s\n", bn_metrics_fmt_double(v, num));
 }
 
-static void render_family(bn_buf *b, const bn_mfamily *f)
+static void render_family(bn_buf *b, const bn_mfamily *f, const char *name)
 {
     static const char *const tname[] = {"counter", "gauge", "histogram"};
-    bn_buf_printf(b, "# HELP %s ", f->name);
+    bn_buf_printf(b, "# HELP %s ", name);
     put_escaped(b, f->help, 0);
-    bn_buf_printf(b, "\n# TYPE %s %s\n", f->name, tname[f->type]);
+    bn_buf_printf(b, "\n# TYPE %s %s\n", name, tname[f->type]);
     for (size_t i = 0; i < f->n; i++) {
         const mseries *s = &f->s[i];
         if (f->type != BN_METRIC_HISTOGRAM) {
-            put_sample(b, f, s, "", NULL, s->value);
+            put_sample(b, name, f, s, "", NULL, s->value);
             continue;
         }
         char le[32];
         uint64_t cum = 0;
         for (size_t k = 0; k < f->n_buckets; k++) {
             cum += s->bucket[k];
-            put_sample(b, f, s, "_bucket", bn_metrics_fmt_double(f->buckets[k], le), (double)cum);
+            put_sample(b, name, f, s, "_bucket", bn_metrics_fmt_double(f->buckets[k], le),
+                       (double)cum);
         }
-        put_sample(b, f, s, "_bucket", "+Inf", (double)s->count);
-        put_sample(b, f, s, "_sum", NULL, s->sum);
-        put_sample(b, f, s, "_count", NULL, (double)s->count);
+        put_sample(b, name, f, s, "_bucket", "+Inf", (double)s->count);
+        put_sample(b, name, f, s, "_sum", NULL, s->sum);
+        put_sample(b, name, f, s, "_count", NULL, (double)s->count);
     }
 }
 
 int bn_metrics_render(bn_metrics *m, bn_buf *out)
 {
+    return bn_metrics_render_renamed(m, out, NULL, NULL);
+}
+
+int bn_metrics_render_renamed(bn_metrics *m, bn_buf *out, const char *from, const char *to)
+{
+    const size_t nf = from ? strlen(from) : 0;
+    char name[512];
     pthread_mutex_lock(&m->mu);
-    for (const bn_mfamily *f = m->first; f && !out->failed; f = f->next)
-        if (f->n) render_family(out, f);
+    for (const bn_mfamily *f = m->first; f && !out->failed; f = f->next) {
+        if (!f->n) continue;
+        const int rename = nf && to && strncmp(f->name, from, nf) == 0;
+        if (rename) snprintf(name, sizeof name, "%s%s", to, f->name + nf);
+        render_family(out, f, rename ? name : f->name);
+    }
     pthread_mutex_unlock(&m->mu);
     return out->failed ? -1 : 0;
 }

@@ -116,6 +116,11 @@ void bn_mfamily_clear(bn_mfamily *f);
  * "# HELP", "# TYPE", then one line per sample; histograms as _bucket{le=...} (cumulative,
  * ending with +Inf), _sum and _count. 0, or -1 when out ran out of room. */
 int bn_metrics_render(bn_metrics *m, bn_buf *out);
+/* As bn_metrics_render, with each family whose name begins with from written as beginning
+ * with to instead (from and to [a-zA-Z_:]; NULL: none renamed). The push and textfile
+ * outputs use "process_" -> "bitnet_process_": node_exporter and the Pushgateway export
+ * process_* of their own, and a second source of those names breaks their scrapes. */
+int bn_metrics_render_renamed(bn_metrics *m, bn_buf *out, const char *from, const char *to);
 
 /* ---- snapshots: the samples at one moment ------------------------------------------------ */
 

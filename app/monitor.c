@@ -356,7 +356,11 @@ static void exposition_outputs(bn_monitor *m, double wall)
     bn_buf b;
     bn_buf_init(&b, BN_SPOOL_PAYLOAD_MAX);
     size_t len = 0;
-    char *text = bn_metrics_render(m->reg, &b) == 0 ? bn_buf_detach(&b, &len) : NULL;
+    /* process_* names belong to the scrape endpoint only: node_exporter and the Pushgateway
+     * export their own, and a second copy breaks their scrape (bitnet_process_* here) */
+    char *text = bn_metrics_render_renamed(m->reg, &b, "process_", "bitnet_process_") == 0
+                         ? bn_buf_detach(&b, &len)
+                         : NULL;
     bn_buf_release(&b);
     if (!text) {
         mon_error(m, m->o.textfile ? "textfile" : "spool");

@@ -126,6 +126,10 @@ promtool_check "$TMP/once.prom" "--once"
 [ -f "$TMP/textfile/bitnet.prom" ] && ok "textfile DIR/bitnet.prom written" || bad "no textfile"
 ls "$TMP/textfile" | grep -q tmp && bad "a temporary file was left" || ok "no temporary file left"
 promtool_check "$TMP/textfile/bitnet.prom" "textfile"
+# node_exporter has process_* of its own: the textfile renames ours (the scrape keeps them)
+grep -q "^process_" "$TMP/textfile/bitnet.prom" && bad "textfile: process_* names" ||
+    ok "textfile: no process_* names"
+expect_grep "^bitnet_process_cpu_seconds_total " "$TMP/textfile/bitnet.prom" "textfile: bitnet_process_* instead"
 expect_exit 0 "monitor --once --json" -- "$BITNET" monitor --once --json
 "$JSONGET" metrics.0.name metrics.0.type <"$TMP/out" >"$TMP/j" && ok "--json parses" || bad "--json"
 expect_grep "bitnet_build_info" "$TMP/j" "--json names the metrics"
@@ -170,6 +174,21 @@ if "$BITNET" synth --shape tiny -o "$M" --seed 3 >/dev/null 2>&1; then
     fi
 else
     bad "synth a tiny model"
+fi
+
+# the bundled model (a context of 256 tokens): the probe takes what the model allows
+BUNDLED=$(ls "$(dirname "$0")"/../../assets/models/*.gguf 2>/dev/null | head -1)
+if [ -n "$BUNDLED" ]; then
+    expect_exit 0 "monitor --once -m the bundled model" -- "$BITNET" monitor --once --no-listen \
+        -m "$BUNDLED" --probe-tokens 4 -t 1
+    expect_grep "^bitnet_generation_requests_total{model=\"$(basename "$BUNDLED")\",result=\"ok\"} 1$" \
+        "$TMP/out" "the bundled model: the probe succeeds"
+    expect_grep "^bitnet_generation_tokens_total{model=\"$(basename "$BUNDLED")\",phase=\"generation\"} [1-9]" \
+        "$TMP/out" "the bundled model: probe metrics out of the box"
+    grep -q "context of" "$TMP/err" && bad "the probe asked for more context than the model has" ||
+        ok "the probe stays within the model's context"
+else
+    skip "the bundled model: assets/models/*.gguf absent"
 fi
 
 # ---- the endpoint ------------------------------------------------------------------------------
@@ -301,6 +320,10 @@ if [ -n "$pg" ]; then
         bad "Pushgateway path"
     rec "$pg" headers.content-type | grep -q "^text/plain; version=0.0.4" && ok "Pushgateway: text format" ||
         bad "Pushgateway Content-Type"
+    rec "$pg" body >"$TMP/pg.prom"
+    grep -q "^process_" "$TMP/pg.prom" && bad "Pushgateway: process_* pushed" ||
+        ok "Pushgateway: no process_* names (the Pushgateway has its own)"
+    expect_grep "^bitnet_process_resident_memory_bytes [1-9]" "$TMP/pg.prom" "Pushgateway: bitnet_process_* instead"
 else
     bad "Pushgateway: nothing recorded"
 fi

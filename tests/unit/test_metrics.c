@@ -212,6 +212,44 @@ static void test_invalid_utf8_labels(void **state)
     bn_metrics_free(m);
 }
 
+/* The push and textfile outputs rename process_* families (node_exporter and the Pushgateway
+ * have their own); everything else, and the scrape's rendering, stays as it is. */
+static void test_render_renamed(void **state)
+{
+    (void)state;
+    bn_metrics *m = new_reg();
+    bn_mfamily *p = bn_metrics_define(m, BN_METRIC_COUNTER, "process_cpu_seconds_total", "CPU.",
+                                      NULL, NULL, 0);
+    static const double b[] = {1};
+    bn_mfamily *h =
+            bn_metrics_define(m, BN_METRIC_HISTOGRAM, "process_x_seconds", "X.", NULL, b, 1);
+    bn_mfamily *o = bn_metrics_define(m, BN_METRIC_GAUGE, "t_processes", "P.", NULL, NULL, 0);
+    assert_int_equal(bn_metric_add(p, NULL, 2), 0);
+    assert_int_equal(bn_metric_observe(h, NULL, 0.5), 0);
+    assert_int_equal(bn_metric_set(o, NULL, 3), 0);
+    bn_buf out;
+    bn_buf_init(&out, 1 << 20);
+    assert_int_equal(bn_metrics_render_renamed(m, &out, "process_", "bitnet_process_"), 0);
+    assert_string_equal(out.s, "# HELP bitnet_process_cpu_seconds_total CPU.\n"
+                               "# TYPE bitnet_process_cpu_seconds_total counter\n"
+                               "bitnet_process_cpu_seconds_total 2\n"
+                               "# HELP bitnet_process_x_seconds X.\n"
+                               "# TYPE bitnet_process_x_seconds histogram\n"
+                               "bitnet_process_x_seconds_bucket{le=\"1\"} 1\n"
+                               "bitnet_process_x_seconds_bucket{le=\"+Inf\"} 1\n"
+                               "bitnet_process_x_seconds_sum 0.5\n"
+                               "bitnet_process_x_seconds_count 1\n"
+                               "# HELP t_processes P.\n"
+                               "# TYPE t_processes gauge\n"
+                               "t_processes 3\n");
+    bn_buf_release(&out);
+    char *s = render(m);
+    assert_non_null(strstr(s, "\nprocess_cpu_seconds_total 2\n"));
+    assert_null(strstr(s, "bitnet_process"));
+    free(s);
+    bn_metrics_free(m);
+}
+
 static void test_histogram(void **state)
 {
     (void)state;
@@ -422,6 +460,7 @@ int main(void)
             cmocka_unit_test(test_json),
             cmocka_unit_test(test_buf),
             cmocka_unit_test(test_invalid_utf8_labels),
+            cmocka_unit_test(test_render_renamed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
