@@ -332,6 +332,8 @@ void mon_collect_history(bn_monitor *m)
 
 /* ---- the probe generation ------------------------------------------------------------------- */
 
+/* The probe's context: enough for the prompt and the tokens, capped at what the model allows
+ * (the bundled model has 256). */
 #define PROBE_CTX 512
 
 static void probe_model_label(const bn_monitor *m, char *buf, size_t size)
@@ -345,7 +347,7 @@ static int probe_open(bn_monitor *m, const char *model)
 {
     mc_session *s = calloc(1, sizeof *s);
     if (!s) return -1;
-    mc_opts o = {.model = m->o.probe_model, .threads = m->o.threads, .n_ctx = PROBE_CTX};
+    mc_opts o = {.model = m->o.probe_model, .threads = m->o.threads}; /* n_ctx 0: capped */
     if (mc_open(&o, PROBE_CTX, s) != 0) {
         free(s);
         return -1;
