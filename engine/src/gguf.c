@@ -114,6 +114,15 @@ static int is_pow2(uint64_t x)
     return x != 0 && (x & (x - 1)) == 0;
 }
 
+/* The GGUF rule for general.alignment: a multiple of 8 (so every F32/F16 tensor of a mapped
+ * file starts aligned); like ggml we also want a power of two. */
+static const char *alignment_problem(uint64_t a)
+{
+    if (!is_pow2(a)) return "is not a power of two";
+    if (a % 8 != 0) return "is not a multiple of 8";
+    return NULL;
+}
+
 static int align_up(size_t x, size_t align, size_t *out)
 {
     size_t r = x % align;
@@ -430,7 +439,7 @@ static bn_status read_kv(rd *r, bn_gguf *g, int64_t i)
     return read_scalar(r, (int)t, kv);
 }
 
-/* general.alignment, when present, must be a u32 power of two. */
+/* general.alignment, when present, must be a u32 power of two and a multiple of 8. */
 static bn_status read_alignment(rd *r, bn_gguf *g)
 {
     g->alignment = BN_GGUF_DEFAULT_ALIGNMENT;
@@ -440,9 +449,10 @@ static bn_status read_alignment(rd *r, bn_gguf *g)
     if (g->kv[i].type != BN_GGUF_U32)
         return rd_fail(r, BN_ERR_FORMAT, "general.alignment has type %s, expected u32",
                        bn_gguf_vtype_name(g->kv[i].type));
-    if (!is_pow2(g->kv[i].v.u))
-        return rd_fail(r, BN_ERR_FORMAT, "general.alignment %llu is not a power of two",
-                       (unsigned long long)g->kv[i].v.u);
+    const char *bad = alignment_problem(g->kv[i].v.u);
+    if (bad)
+        return rd_fail(r, BN_ERR_FORMAT, "general.alignment %llu %s",
+                       (unsigned long long)g->kv[i].v.u, bad);
     g->alignment = (size_t)g->kv[i].v.u;
     return BN_OK;
 }
@@ -1336,7 +1346,7 @@ static int out_pad(wout *o, size_t align)
     return 0;
 }
 
-/* The alignment the file will use: general.alignment when set (must be a u32 power of two). */
+/* The alignment the file will use: general.alignment when set (a u32 power of two, at least 8). */
 static bn_status writer_alignment(bn_ctx *ctx, const bn_gguf_writer *w, size_t *align)
 {
     *align = BN_GGUF_DEFAULT_ALIGNMENT;
@@ -1345,9 +1355,8 @@ static bn_status writer_alignment(bn_ctx *ctx, const bn_gguf_writer *w, size_t *
         if (w->kv[i].type != BN_GGUF_U32)
             return bn_ctx_set_error(ctx, BN_ERR_INVALID, "general.alignment must be a u32");
         uint32_t a = get_le32(w->kv[i].val);
-        if (!is_pow2(a))
-            return bn_ctx_set_error(ctx, BN_ERR_INVALID,
-                                    "general.alignment %u is not a power of two", a);
+        const char *bad = alignment_problem(a);
+        if (bad) return bn_ctx_set_error(ctx, BN_ERR_INVALID, "general.alignment %u %s", a, bad);
         *align = a;
     }
     return BN_OK;

@@ -730,7 +730,7 @@ static void embed(bn_model_state *st, const int32_t *tokens, int64_t T)
         if (m->hp.embd_type == BN_TYPE_F32)
             memcpy(x, row, (size_t)E * sizeof(float));
         else if (m->hp.embd_type == BN_TYPE_F16)
-            bn_f16_to_f32_row((const uint16_t *)row, x, E);
+            bn_f16_to_f32_row(row, x, E);
         else
             bn_dequantize_row_q8_0((const bn_block_q8_0 *)row, x, E);
     }

@@ -430,8 +430,11 @@ static void requant_rows(void *arg, int tid, int nth)
             memcpy(blk, src, (size_t)nb * sizeof *blk);
         } else {
             if (m->hp.head_type == BN_TYPE_F16) {
-                const uint16_t *h16 = (const uint16_t *)src;
-                for (int64_t i = 0; i < E; i++) row[i] = j->f16_lut[h16[i]];
+                for (int64_t i = 0; i < E; i++) { /* memcpy: any alignment, one load */
+                    uint16_t h;
+                    memcpy(&h, src + 2 * i, sizeof h);
+                    row[i] = j->f16_lut[h];
+                }
             } else {
                 memcpy(row, src, (size_t)E * sizeof(float));
             }

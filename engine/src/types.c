@@ -177,9 +177,16 @@ uint16_t bn_f32_to_bf16(float f)
     return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
 }
 
-void bn_f16_to_f32_row(const uint16_t *x, float *y, int64_t n)
+/* The i-th little-endian 16-bit value at p, whatever p's alignment. */
+static uint16_t u16_at(const void *p, int64_t i)
 {
-    for (int64_t i = 0; i < n; i++) y[i] = bn_f16_to_f32(x[i]);
+    const uint8_t *b = (const uint8_t *)p + 2 * i;
+    return (uint16_t)(b[0] | (b[1] << 8));
+}
+
+void bn_f16_to_f32_row(const void *x, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] = bn_f16_to_f32(u16_at(x, i));
 }
 
 void bn_f32_to_f16_row(const float *x, uint16_t *y, int64_t n)
@@ -187,9 +194,9 @@ void bn_f32_to_f16_row(const float *x, uint16_t *y, int64_t n)
     for (int64_t i = 0; i < n; i++) y[i] = bn_f32_to_f16(x[i]);
 }
 
-void bn_bf16_to_f32_row(const uint16_t *x, float *y, int64_t n)
+void bn_bf16_to_f32_row(const void *x, float *y, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) y[i] = bn_bf16_to_f32(x[i]);
+    for (int64_t i = 0; i < n; i++) y[i] = bn_bf16_to_f32(u16_at(x, i));
 }
 
 void bn_f32_to_bf16_row(const float *x, uint16_t *y, int64_t n)

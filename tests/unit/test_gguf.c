@@ -175,13 +175,13 @@ static const char *path_in_dir(const char *name)
     return p[k];
 }
 
-/* Number of entries in the test directory whose name contains ".tmp.". */
+/* Number of entries in the test directory whose name contains ".tmp-" (bitnet/file.h). */
 static int count_temps(void)
 {
     DIR *d = opendir(g_dir);
     assert_non_null(d);
     int n = 0;
-    for (struct dirent *e; (e = readdir(d));) n += strstr(e->d_name, ".tmp.") != NULL;
+    for (struct dirent *e; (e = readdir(d));) n += strstr(e->d_name, ".tmp-") != NULL;
     closedir(d);
     return n;
 }
@@ -469,6 +469,9 @@ static void test_writer_rejects(void **state)
     assert_int_equal(bn_gguf_writer_set_u32(w, "general.alignment", 48), BN_OK);
     assert_int_equal(bn_gguf_writer_write(g_ctx, w, path), BN_ERR_INVALID);
     assert_non_null(strstr(bn_ctx_errmsg(g_ctx), "power of two"));
+    assert_int_equal(bn_gguf_writer_set_u32(w, "general.alignment", 4), BN_OK);
+    assert_int_equal(bn_gguf_writer_write(g_ctx, w, path), BN_ERR_INVALID);
+    assert_non_null(strstr(bn_ctx_errmsg(g_ctx), "not a multiple of 8"));
     assert_int_equal(bn_gguf_writer_set_u64(w, "general.alignment", 64), BN_OK);
     assert_int_equal(bn_gguf_writer_write(g_ctx, w, path), BN_ERR_INVALID);
     assert_int_equal(access(path, F_OK), -1);
@@ -641,12 +644,22 @@ static void test_bad_metadata(void **state)
 static void test_bad_alignment(void **state)
 {
     (void)state;
-    uint32_t bad[2] = {0, 3};
-    for (int k = 0; k < 2; k++) {
+    uint32_t bad[3] = {0, 3, 24};
+    for (int k = 0; k < 3; k++) {
         buf b = {0};
         b_header(&b, 3, 0, 1);
         b_kv_u32(&b, "general.alignment", bad[k]);
         expect_error(&b, BN_ERR_FORMAT, "not a power of two");
+    }
+    /* GGUF: "it must be a multiple of 8"; 1, 2 and 4 would let F32 data start anywhere */
+    uint32_t small[3] = {1, 2, 4};
+    for (int k = 0; k < 3; k++) {
+        buf b = {0};
+        b_header(&b, 3, 0, 1);
+        b_kv_u32(&b, "general.alignment", small[k]);
+        char want[64];
+        snprintf(want, sizeof want, "general.alignment %u is not a multiple of 8", small[k]);
+        expect_error(&b, BN_ERR_FORMAT, want);
     }
     buf b = {0};
     b_header(&b, 3, 0, 1);
@@ -654,6 +667,67 @@ static void test_bad_alignment(void **state)
     b_u32(&b, BN_GGUF_U64);
     b_u64(&b, 32);
     expect_error(&b, BN_ERR_FORMAT, "expected u32");
+}
+
+/* Alignment 8, the smallest legal one: an F32 tensor [3] at 0 and an F16 tensor [3] at 16,
+ * with the data section at an offset that is a multiple of 8 but not of 16 (136). */
+static buf align8_file(void)
+{
+    buf b = {0};
+    b_header(&b, 3, 2, 1);
+    b_kv_u32(&b, "general.alignment", 8);
+    uint64_t ne[1] = {3};
+    b_tinfo(&b, "f", 1, ne, BN_TYPE_F32, 0);
+    b_tinfo(&b, "f16half", 1, ne, BN_TYPE_F16, 16);
+    b_pad(&b, 8);
+    if (b.n % 16 != 8) fail_msg("fixture: data section at %zu, want 8 mod 16", b.n);
+    const float f[3] = {1.5f, -2.0f, 0.25f};
+    b_put(&b, f, sizeof f);
+    b_zeros(&b, 4);
+    const uint16_t h[3] = {0x3c00, 0xc000, 0x3400}; /* 1, -2, 0.25 */
+    b_put(&b, h, sizeof h);
+    return b;
+}
+
+/* The alignment-8 file read from a caller's buffer at every misalignment 0..7: the tensors'
+ * data then starts at addresses that are not multiples of 4 (or 2), and reading it through
+ * memcpy / bn_f16_to_f32_row gives the values with no misaligned load (UBSan checks). */
+static void test_unaligned_data(void **state)
+{
+    (void)state;
+    buf b = align8_file();
+    uint8_t *mem = malloc(b.n + 8);
+    assert_non_null(mem);
+    for (size_t shift = 0; shift < 8; shift++) {
+        memcpy(mem + shift, b.p, b.n);
+        bn_gguf *g;
+        if (bn_gguf_open_memory(g_ctx, mem + shift, b.n, &g) != BN_OK)
+            fail_msg("shift %zu: %s", shift, bn_ctx_errmsg(g_ctx));
+        assert_int_equal(bn_gguf_alignment(g), 8);
+        const bn_gguf_tensor *tf = bn_gguf_find_tensor(g, "f"),
+                             *th = bn_gguf_find_tensor(g, "f16half");
+        assert_non_null(tf);
+        assert_non_null(th);
+        assert_int_equal(((uintptr_t)tf->data - (uintptr_t)mem) % 8, shift);
+        float y[3];
+        memcpy(y, tf->data, sizeof y);
+        assert_true(y[0] == 1.5f && y[1] == -2.0f && y[2] == 0.25f);
+        memset(y, 0, sizeof y);
+        bn_f16_to_f32_row(th->data, y, 3);
+        assert_true(y[0] == 1.0f && y[1] == -2.0f && y[2] == 0.25f);
+        bn_gguf_close(g);
+    }
+    free(mem);
+    /* the same file from disk: the mapping is page-aligned, so alignment 8 keeps F32 data
+     * 4-aligned there */
+    const char *path = path_in_dir("align8.gguf");
+    write_file(path, b.p, b.n);
+    bn_gguf *g;
+    assert_int_equal(bn_gguf_open(g_ctx, path, &g), BN_OK);
+    assert_int_equal((uintptr_t)bn_gguf_find_tensor(g, "f")->data % 8, 0);
+    bn_gguf_close(g);
+    unlink(path);
+    free(b.p);
 }
 
 /* One tensor info then 64 bytes of data (alignment 32). */
@@ -993,6 +1067,7 @@ int main(void)
             cmocka_unit_test(test_bad_header),
             cmocka_unit_test(test_bad_metadata),
             cmocka_unit_test(test_bad_alignment),
+            cmocka_unit_test(test_unaligned_data),
             cmocka_unit_test(test_bad_tensors),
             cmocka_unit_test(test_every_truncation),
             cmocka_unit_test(test_byte_mutations),

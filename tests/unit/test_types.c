@@ -231,6 +231,20 @@ static void test_f16_rows(void **state)
     bn_bf16_to_f32_row(h, y, 5);
     assert_true(y[0] == 1.0f && y[1] == -2.0f);
     assert_int_equal(f32_bits(y[2]), 0x3dcd0000u);
+
+    /* file data at an odd address (a GGUF in a caller's buffer): same values, and no
+     * misaligned 16-bit load for UBSan to see */
+    uint8_t raw[1 + 2 * 5];
+    bn_f32_to_f16_row(x, h, 5);
+    memcpy(raw + 1, h, sizeof h);
+    memset(y, 0, sizeof y);
+    bn_f16_to_f32_row(raw + 1, y, 5);
+    assert_true(y[0] == 1.0f && y[1] == -2.0f && y[3] == 65504.0f && y[4] == 0.0f);
+    bn_f32_to_bf16_row(x, h, 5);
+    memcpy(raw + 1, h, sizeof h);
+    bn_bf16_to_f32_row(raw + 1, y, 5);
+    assert_true(y[0] == 1.0f && y[1] == -2.0f);
+    assert_int_equal(f32_bits(y[2]), 0x3dcd0000u);
 }
 
 /* ---- bf16 --------------------------------------------------------------------------- */

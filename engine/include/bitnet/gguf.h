@@ -25,17 +25,22 @@
  *
  * Writer errors: the setters return BN_ERR_INVALID for an empty or over-long key (65535
  * bytes), a bad type or a tensor whose size does not match its type and shape; writing
- * sets a message on ctx. general.alignment is written only when set (a u32 power of two).
+ * sets a message on ctx. general.alignment is written only when set (a u32 power of two,
+ * at least 8).
  *
  * Validation on open: magic "GGUF", version 3 (2 accepted), counts, string lengths and
  * array sizes checked against the bytes left before anything is allocated, at most 4
  * dims, checked size arithmetic, each tensor's data inside the file, general.alignment a
- * power of two, duplicate keys and tensor names rejected, unknown tensor types rejected
- * with a message naming the type id. Never a crash, whatever the bytes.
+ * power of two and a multiple of 8 (the GGUF rule), duplicate keys and tensor names rejected,
+ * unknown tensor types rejected with a message naming the type id. Never a crash, whatever the
+ * bytes.
  *
  * Ownership: the reader owns every string, array and tensor record it returns; they live
  * until bn_gguf_close. Tensor data points into the read-only mapping (or into the
- * caller's buffer for bn_gguf_open_memory, which must outlive the reader). The writer
+ * caller's buffer for bn_gguf_open_memory, which must outlive the reader). In a mapped file
+ * it is aligned to general.alignment; in a caller's buffer it is only as aligned as the
+ * buffer, so read F32/F16 data with memcpy or bn_f16_to_f32_row (which accept any address),
+ * never through a float pointer. The writer
  * copies keys and values; tensor data is referenced, not copied, and must stay valid
  * until bn_gguf_writer_write returns.
  */

@@ -68,9 +68,11 @@ uint16_t bn_f32_to_f16(float f);   /* round to nearest even; overflow -> inf; Na
 float bn_bf16_to_f32(uint16_t h);
 uint16_t bn_f32_to_bf16(float f);  /* round to nearest even; NaN stays a quiet NaN */
 
-void bn_f16_to_f32_row(const uint16_t *x, float *y, int64_t n);
+/* The *_to_f32_row readers take n little-endian 16-bit values at any address (file data
+ * need not be 2-byte aligned). */
+void bn_f16_to_f32_row(const void *x, float *y, int64_t n);
 void bn_f32_to_f16_row(const float *x, uint16_t *y, int64_t n);
-void bn_bf16_to_f32_row(const uint16_t *x, float *y, int64_t n);
+void bn_bf16_to_f32_row(const void *x, float *y, int64_t n);
 void bn_f32_to_bf16_row(const float *x, uint16_t *y, int64_t n);
 
 /* ---- Q8_0 (ggml): blocks of 32 int8 with an fp16 scale d, x = d * q ------------ */
