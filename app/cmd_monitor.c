@@ -34,7 +34,8 @@ void cmd_monitor_help(FILE *out)
             "  --probe-tokens N      tokens per probe (default 16)\n"
             "  --probe-prompt TEXT   (default \"The capital of France is\")\n"
             "  -t, --threads N       probe threads (default: config threads)\n"
-            "  --spool-max N         entries the spool keeps (default 10000; oldest dropped)\n"
+            "  --spool-max N         samples the spool keeps (default 10000; oldest dropped)\n"
+            "  --spool-max-notifications N  alert notifications it keeps (default 1000)\n"
             "  --backoff-max S       longest wait between retries of a sink (default 60s)\n"
             "  --timeout S           per request to a sink (default 10s)\n"
             "  --duration S          stop after S (default: run until a signal)\n"
@@ -71,6 +72,7 @@ static const char *const value_opts[] = {
         "-t",
         "--threads",
         "--spool-max",
+        "--spool-max-notifications",
         "--backoff-max",
         "--timeout",
         "--duration",
@@ -138,6 +140,9 @@ static int option(bn_monitor_opts *o, const char *a, const char *v)
     } else if (!strcmp(a, "--spool-max")) {
         if (cli_parse_long(v, 1, 100000000, &n)) return -1;
         o->spool_max = n;
+    } else if (!strcmp(a, "--spool-max-notifications")) {
+        if (cli_parse_long(v, 1, 100000000, &n)) return -1;
+        o->spool_max_notifications = n;
     } else if (!strcmp(a, "--backoff-max"))
         return duration_opt(v, 0.1, &o->backoff_max_s);
     else if (!strcmp(a, "--timeout"))

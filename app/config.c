@@ -39,6 +39,8 @@ static const bn_config_key schema[] = {
          "how often bitnet monitor collects and sends metrics"},
         {"monitor.spool_max", BN_CFG_INT, "10000", 1, 100000000,
          "entries the monitor's spool keeps for a sink that is down (oldest dropped first)"},
+        {"monitor.spool_max_notifications", BN_CFG_INT, "1000", 1, 100000000,
+         "alert notifications the monitor's spool keeps (a bound of their own)"},
         {"alerts", BN_CFG_ALERTS, "[]", 0, 0, "alert rules"},
         {"exporters.prometheus.pushgateway", BN_CFG_URL, "", 0, 0,
          "Prometheus Pushgateway URL; empty: off"},

@@ -31,6 +31,7 @@ void bn_monitor_opts_default(bn_monitor_opts *o)
     o->probe_tokens = 16;
     o->probe_prompt = "The capital of France is";
     o->spool_max = BN_SPOOL_MAX_DEFAULT;
+    o->spool_max_notifications = BN_SPOOL_NOTIFY_MAX_DEFAULT;
     o->backoff_max_s = 60;
     o->timeout_s = 10;
     o->cw_namespace = "BitNet";
@@ -71,6 +72,8 @@ int bn_monitor_opts_config(bn_monitor_opts *o, const bn_config *cfg, char *err, 
         o->interval_s = bn_config_get_duration(cfg, "monitor.interval");
     if (bn_config_source_of(cfg, "monitor.spool_max") != BN_CFG_SRC_DEFAULT)
         o->spool_max = bn_config_get_int(cfg, "monitor.spool_max");
+    if (bn_config_source_of(cfg, "monitor.spool_max_notifications") != BN_CFG_SRC_DEFAULT)
+        o->spool_max_notifications = bn_config_get_int(cfg, "monitor.spool_max_notifications");
     if (hist_db_path(o->history_buf, sizeof o->history_buf, &o->retention_days, err, errsz))
         return -1;
     o->history = o->history_buf;
@@ -137,7 +140,14 @@ bn_spool *bn_monitor_spool(bn_monitor *m)
 
 static void on_drop(void *ud, const char *sink, const char *kind, int64_t n)
 {
-    mon_log(ud, "spool full: dropped the %lld oldest %s entries of %s", (long long)n, kind, sink);
+    if (!strcmp(kind, "notification"))
+        mon_log(ud,
+                "spool full: dropped %lld notification%s of %s (a test, or a firing one with "
+                "its resolved one)",
+                (long long)n, n == 1 ? "" : "s", sink);
+    else
+        mon_log(ud, "spool full: dropped the %lld oldest %s entries of %s", (long long)n, kind,
+                sink);
 }
 
 /* Puts each rule back in the pending or firing state the history last recorded for it. */
@@ -189,6 +199,7 @@ int bn_monitor_new(bn_monitor **out, const bn_monitor_opts *o, char *err, size_t
     }
     if (bn_spool_open(&m->spool, o->history, o->spool_max, o->retention_days, err, errsz))
         goto fail;
+    bn_spool_set_max(m->spool, o->spool_max, o->spool_max_notifications);
     bn_spool_on_drop(m->spool, on_drop, m);
     if (bn_alerts_parse(o->alerts, &m->alerts, err, errsz)) goto fail;
     restore_alerts(m);

@@ -60,7 +60,8 @@ typedef struct bn_monitor_opts {
     double probe_every_s;
     long probe_tokens, threads;
     const char *probe_prompt;
-    int64_t spool_max;
+    int64_t spool_max;               /* samples and pushes */
+    int64_t spool_max_notifications; /* alert notifications: a bound of their own */
     double backoff_max_s, timeout_s;
     const cJSON *alerts; /* the rules (config "alerts"), may be NULL */
     const char *history; /* the history database */

@@ -20,7 +20,8 @@ struct bn_spool {
     pthread_mutex_t mu;
     sqlite3 *sql;
     char *path;
-    int64_t max_entries;
+    int64_t max_entries;       /* samples and pushes */
+    int64_t max_notifications; /* alert notifications: a bound of their own */
     bn_spool_drop_fn drop_fn;
     void *drop_ud;
     struct {
@@ -99,6 +100,7 @@ int bn_spool_open(bn_spool **out, const char *path, int64_t max_entries, int ret
         return -1;
     }
     sp->max_entries = max_entries > 0 ? max_entries : BN_SPOOL_MAX_DEFAULT;
+    sp->max_notifications = BN_SPOOL_NOTIFY_MAX_DEFAULT;
     int rc = sqlite3_open_v2(path, &sp->sql, SQLITE_OPEN_READWRITE, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_busy_timeout(sp->sql, BN_DB_BUSY_TIMEOUT_MS_DEFAULT);
@@ -130,6 +132,14 @@ void bn_spool_close(bn_spool *sp)
     free(sp);
 }
 
+void bn_spool_set_max(bn_spool *sp, int64_t max_entries, int64_t max_notifications)
+{
+    pthread_mutex_lock(&sp->mu);
+    if (max_entries > 0) sp->max_entries = max_entries;
+    if (max_notifications > 0) sp->max_notifications = max_notifications;
+    pthread_mutex_unlock(&sp->mu);
+}
+
 void bn_spool_on_drop(bn_spool *sp, bn_spool_drop_fn fn, void *ud)
 {
     pthread_mutex_lock(&sp->mu);
@@ -151,27 +161,120 @@ static void count_drop(bn_spool *sp, const char *sink, const char *kind, int64_t
     if (sp->drop_fn) sp->drop_fn(sp->drop_ud, sink, kind, n);
 }
 
-/* Deletes the oldest entries past the bound, counting them per sink and kind. */
-static int enforce_bound(bn_spool *sp)
+/* Deletes the oldest samples and pushes past their bound, counting them per sink and kind.
+ * Notifications are not counted here: samples never push them out. */
+static int enforce_data_bound(bn_spool *sp)
 {
-    sqlite3_stmt *st = prepare(sp, "SELECT count(*) FROM spool");
+    sqlite3_stmt *st = prepare(sp, "SELECT count(*) FROM spool WHERE kind <> 'notification'");
     if (!st) return -1;
     int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
     sqlite3_finalize(st);
     if (n < 0) return sp_err(sp, "counting the spool");
     const int64_t excess = n - sp->max_entries;
     if (excess <= 0) return 0;
-    st = prepare(sp, "SELECT sink, kind, count(*) FROM (SELECT sink, kind FROM spool ORDER BY id "
-                     "LIMIT ?1) GROUP BY sink, kind");
+    st = prepare(sp, "SELECT sink, kind, count(*) FROM (SELECT sink, kind FROM spool WHERE kind "
+                     "<> 'notification' ORDER BY id LIMIT ?1) GROUP BY sink, kind");
     if (!st) return -1;
     sqlite3_bind_int64(st, 1, excess);
     while (sqlite3_step(st) == SQLITE_ROW)
         count_drop(sp, (const char *)sqlite3_column_text(st, 0),
                    (const char *)sqlite3_column_text(st, 1), sqlite3_column_int64(st, 2));
     sqlite3_finalize(st);
-    st = prepare(sp, "DELETE FROM spool WHERE id IN (SELECT id FROM spool ORDER BY id LIMIT ?1)");
+    st = prepare(sp, "DELETE FROM spool WHERE id IN (SELECT id FROM spool WHERE kind <> "
+                     "'notification' ORDER BY id LIMIT ?1)");
     if (st) sqlite3_bind_int64(st, 1, excess);
     return step_done(sp, st, "dropping the oldest entries");
+}
+
+/* One waiting notification, as the bound sees it. */
+typedef struct note {
+    int64_t id;
+    char sink[32], rule[128];
+    int state;    /* 'f' firing, 'r' resolved, 0 anything else (a test, not ours: stands alone) */
+    int64_t pair; /* a firing one: the index of its resolved one, or -1 */
+} note;
+
+/* The notifications, oldest first; *n of them (NULL when out of memory or none). */
+static note *load_notes(bn_spool *sp, size_t *n)
+{
+    *n = 0;
+    sqlite3_stmt *st = prepare(
+            sp, "SELECT id, sink, CASE WHEN json_valid(payload) THEN json_extract(payload, "
+                "'$.rule') END, CASE WHEN json_valid(payload) AND NOT coalesce(json_extract("
+                "payload, '$.test'), 0) THEN json_extract(payload, '$.state') END FROM spool "
+                "WHERE kind = 'notification' ORDER BY id");
+    note *v = NULL;
+    size_t cap = 0;
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        if (*n == cap) {
+            note *nv = realloc(v, (cap = cap ? 2 * cap : 256) * sizeof *nv);
+            if (!nv) break;
+            v = nv;
+        }
+        note *e = &v[(*n)++];
+        const char *rule = (const char *)sqlite3_column_text(st, 2),
+                   *state = (const char *)sqlite3_column_text(st, 3);
+        e->id = sqlite3_column_int64(st, 0);
+        snprintf(e->sink, sizeof e->sink, "%s", (const char *)sqlite3_column_text(st, 1));
+        snprintf(e->rule, sizeof e->rule, "%s", rule ? rule : "");
+        e->state = !rule || !state              ? 0
+                   : !strcmp(state, "firing")   ? 'f'
+                   : !strcmp(state, "resolved") ? 'r'
+                                                : 0;
+        e->pair = -1;
+    }
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Pairs each firing notification with the resolved one after it (same sink and rule). */
+static void pair_notes(note *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].state != 'f') continue;
+        for (size_t j = i + 1; j < n; j++) {
+            if (!v[j].state || strcmp(v[j].sink, v[i].sink) || strcmp(v[j].rule, v[i].rule))
+                continue;
+            if (v[j].state == 'r') v[i].pair = (int64_t)j;
+            break;
+        }
+    }
+}
+
+static int delete_id(bn_spool *sp, int64_t id)
+{
+    sqlite3_stmt *st = prepare(sp, "DELETE FROM spool WHERE id = ?1");
+    if (st) sqlite3_bind_int64(st, 1, id);
+    return step_done(sp, st, "dropping a notification");
+}
+
+/* Past the notifications' own bound, drops, oldest first, what a receiver can do without:
+ * a notification that stands alone (a test), or a firing one together with its resolved
+ * one. Never a firing one alone (its resolved one would come without it) nor a resolved
+ * one whose firing one went out: so the bound may be passed by at most two notifications
+ * per sink and rule. */
+static int enforce_notification_bound(bn_spool *sp)
+{
+    size_t n;
+    note *v = load_notes(sp, &n);
+    int64_t excess = (int64_t)n - sp->max_notifications;
+    int rc = 0;
+    if (excess > 0) pair_notes(v, n);
+    for (size_t i = 0; !rc && excess > 0 && i < n; i++) {
+        const int alone = v[i].state == 0, pair = v[i].state == 'f' && v[i].pair >= 0;
+        if (!alone && !pair) continue;
+        rc = delete_id(sp, v[i].id);
+        if (!rc && pair) rc = delete_id(sp, v[v[i].pair].id);
+        if (!rc) count_drop(sp, v[i].sink, "notification", pair ? 2 : 1);
+        excess -= pair ? 2 : 1;
+    }
+    free(v);
+    return rc;
+}
+
+static int enforce_bound(bn_spool *sp)
+{
+    return enforce_data_bound(sp) || enforce_notification_bound(sp) ? -1 : 0;
 }
 
 static int push_locked(bn_spool *sp, const char *sink, const char *kind, const char *payload,
@@ -483,8 +586,7 @@ int bn_spool_run_counts(bn_spool *sp,
     return rc;
 }
 
-int bn_spool_job_counts(bn_spool *sp, void (*fn)(void *ud, const char *status, int64_t n),
-                        void *ud)
+int bn_spool_job_counts(bn_spool *sp, void (*fn)(void *ud, const char *status, int64_t n), void *ud)
 {
     pthread_mutex_lock(&sp->mu);
     sqlite3_stmt *st = prepare(sp, "SELECT status, count(*) FROM jobs GROUP BY status "

@@ -6,8 +6,12 @@
  * The spool is a queue per sink, oldest first. Everything a push sink should receive goes
  * through it: the monitor adds an entry, the sender peeks the oldest entries of a sink, sends
  * them and marks them done (deleted) or failed (kept, attempts counted). The spool is bounded:
- * past max_entries the oldest entries (of any sink) are deleted, counted per sink and reported
- * to the drop callback.
+ * past max_entries samples and pushes, the oldest of those (of any sink) are deleted, counted
+ * per sink and reported to the drop callback. Alert notifications have a bound of their own
+ * (max_notifications) and are the last thing dropped: samples never make room at their
+ * expense, and past their bound only what a receiver can do without goes (a firing
+ * notification with its resolved one, or a test), so that no receiver gets a resolved
+ * notification without its firing one.
  *
  * Usage:
  *
@@ -36,8 +40,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BN_SPOOL_MAX_DEFAULT 10000     /* entries */
-#define BN_SPOOL_PAYLOAD_MAX (4 << 20) /* bytes per entry */
+#define BN_SPOOL_MAX_DEFAULT        10000     /* samples and pushes */
+#define BN_SPOOL_NOTIFY_MAX_DEFAULT 1000      /* alert notifications */
+#define BN_SPOOL_PAYLOAD_MAX        (4 << 20) /* bytes per entry */
 
 typedef struct bn_spool bn_spool;
 
@@ -49,6 +54,10 @@ int bn_spool_open(bn_spool **out, const char *path, int64_t max_entries, int ret
 void bn_spool_close(bn_spool *sp); /* NULL is fine */
 const char *bn_spool_errmsg(const bn_spool *sp);
 const char *bn_spool_path(const bn_spool *sp);
+
+/* Sets the bounds: samples and pushes, and notifications (kind "notification"); 0 or less
+ * keeps a bound as it is. The next push applies them. */
+void bn_spool_set_max(bn_spool *sp, int64_t max_entries, int64_t max_notifications);
 
 /* Called (with the spool's lock held; keep it short) when entries are dropped to keep the
  * bound: n entries of sink and kind, oldest first. */

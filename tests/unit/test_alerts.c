@@ -409,31 +409,105 @@ static void test_spool_queue(void **state)
     assert_int_equal(n, 1);
     assert_string_equal(e[0].payload, "a 2\n");
     bn_spool_entries_free(e, n);
-    /* the bound (5) drops the oldest first, whatever their sink, and counts them */
+    /* the bound (5 samples and pushes) drops the oldest first, whatever their sink, and
+     * counts them; a notification waiting meanwhile is not made room for */
     char p[32];
+    assert_int_equal(bn_spool_push(sp, "webhook", "notification", "{\"w\":0}", 2500, 0), 0);
     for (int i = 0; i < 6; i++) {
-        snprintf(p, sizeof p, "{\"w\":%d}", i);
-        assert_int_equal(bn_spool_push(sp, "webhook", "notification", p, 3000 + i, 0), 0);
+        snprintf(p, sizeof p, "{\"c\":%d}", i);
+        assert_int_equal(bn_spool_push(sp, "cloudwatch", "samples", p, 3000 + i, 0), 0);
     }
-    assert_int_equal(bn_spool_count(sp, NULL), 5);
+    assert_int_equal(bn_spool_count(sp, NULL), 6);
+    assert_int_equal(bn_spool_count(sp, "webhook"), 1);
     assert_int_equal(bn_spool_count(sp, "datadog"), 0);
     assert_int_equal(bn_spool_count(sp, "pushgateway"), 0);
     assert_int_equal(bn_spool_dropped(sp, "datadog"), 1);
     assert_int_equal(bn_spool_dropped(sp, "pushgateway"), 1);
-    assert_int_equal(bn_spool_dropped(sp, "webhook"), 1);
+    assert_int_equal(bn_spool_dropped(sp, "cloudwatch"), 1);
+    assert_int_equal(bn_spool_dropped(sp, "webhook"), 0);
     assert_int_equal(bn_spool_dropped(sp, NULL), 3);
     int64_t sum = 0;
     for (int i = 0; i < d.calls; i++) sum += d.n[i];
     assert_int_equal(sum, 3);
-    assert_int_equal(bn_spool_peek(sp, NULL, 10, &e, &n), 0);
+    assert_int_equal(bn_spool_peek(sp, "cloudwatch", 10, &e, &n), 0);
     assert_int_equal(n, 5);
-    assert_string_equal(e[0].payload, "{\"w\":1}");
-    assert_string_equal(e[4].payload, "{\"w\":5}");
+    assert_string_equal(e[0].payload, "{\"c\":1}");
+    assert_string_equal(e[4].payload, "{\"c\":5}");
     bn_spool_entries_free(e, n);
     bn_spool_close(sp);
     /* entries survive a reopen */
     sp = spool_open_ok("q.db", 5);
-    assert_int_equal(bn_spool_count(sp, "webhook"), 5);
+    assert_int_equal(bn_spool_count(sp, "cloudwatch"), 5);
+    assert_int_equal(bn_spool_count(sp, "webhook"), 1);
+    bn_spool_close(sp);
+}
+
+/* A notification as the monitor spools it, reduced to what the bound looks at. */
+static void push_note(bn_spool *sp, const char *sink, const char *rule, const char *state, int test)
+{
+    char p[160];
+    snprintf(p, sizeof p, "{\"rule\":\"%s\",\"state\":\"%s\",\"test\":%s}", rule, state,
+             test ? "true" : "false");
+    assert_int_equal(bn_spool_push(sp, sink, "notification", p, 1000, 0), 0);
+}
+
+/* The payloads waiting for sink, "rule:state" each, oldest first, joined by spaces. */
+static void notes_of(bn_spool *sp, const char *sink, char *out, size_t size)
+{
+    bn_spool_entry *e;
+    size_t n;
+    out[0] = '\0';
+    assert_int_equal(bn_spool_peek(sp, sink, 100, &e, &n), 0);
+    for (size_t i = 0; i < n; i++) {
+        cJSON *j = cJSON_Parse(e[i].payload);
+        const size_t len = strlen(out);
+        snprintf(out + len, size - len, "%s%s:%s%s", len ? " " : "",
+                 cJSON_GetObjectItem(j, "rule")->valuestring,
+                 cJSON_GetObjectItem(j, "state")->valuestring,
+                 cJSON_IsTrue(cJSON_GetObjectItem(j, "test")) ? "(test)" : "");
+        cJSON_Delete(j);
+    }
+    bn_spool_entries_free(e, n);
+}
+
+static void test_spool_notification_bound(void **state)
+{
+    (void)state;
+    char got[512];
+    /* samples flooding a small spool never push a notification out (they did: a receiver
+     * then got the resolved notification without the firing one) */
+    bn_spool *sp = spool_open_ok("n.db", 3);
+    push_note(sp, "webhook", "a", "firing", 0);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(bn_spool_push(sp, "cloudwatch", "samples", "{}", 2000 + i, 0), 0);
+    push_note(sp, "webhook", "a", "resolved", 0);
+    notes_of(sp, "webhook", got, sizeof got);
+    assert_string_equal(got, "a:firing a:resolved");
+    assert_int_equal(bn_spool_count(sp, "cloudwatch"), 3);
+    assert_int_equal(bn_spool_dropped(sp, "webhook"), 0);
+    bn_spool_close(sp);
+    /* past their own bound: a test, or a firing one with its resolved one, oldest first;
+     * never a firing one alone, nor a resolved one whose firing one went out */
+    sp = spool_open_ok("n2.db", 100);
+    bn_spool_set_max(sp, 0, 3);
+    push_note(sp, "webhook", "a", "resolved", 0); /* its firing one was delivered */
+    push_note(sp, "webhook", "b", "firing", 0);
+    push_note(sp, "webhook", "a", "firing", 0);
+    push_note(sp, "webhook", "c", "firing", 1);
+    notes_of(sp, "webhook", got, sizeof got); /* 4 > 3: the test goes */
+    assert_string_equal(got, "a:resolved b:firing a:firing");
+    push_note(sp, "datadog-events", "a", "firing", 0); /* another sink: not a's pair */
+    push_note(sp, "webhook", "a", "resolved", 0);
+    notes_of(sp, "webhook", got, sizeof got); /* 5 > 3: a's firing and resolved go together */
+    assert_string_equal(got, "a:resolved b:firing");
+    notes_of(sp, "datadog-events", got, sizeof got);
+    assert_string_equal(got, "a:firing");
+    push_note(sp, "webhook", "d", "firing", 0);
+    /* 4 > 3 but nothing can go without breaking a pair: the bound gives way */
+    notes_of(sp, "webhook", got, sizeof got);
+    assert_string_equal(got, "a:resolved b:firing d:firing");
+    assert_int_equal(bn_spool_count(sp, NULL), 4);
+    assert_int_equal(bn_spool_dropped(sp, "webhook"), 3);
     bn_spool_close(sp);
 }
 
@@ -602,6 +676,8 @@ int main(void)
             cmocka_unit_test(test_restore),
             cmocka_unit_test(test_names_and_json),
             cmocka_unit_test_setup_teardown(test_spool_queue, spool_setup, spool_teardown),
+            cmocka_unit_test_setup_teardown(test_spool_notification_bound, spool_setup,
+                                            spool_teardown),
             cmocka_unit_test_setup_teardown(test_spool_transitions, spool_setup, spool_teardown),
             cmocka_unit_test_setup_teardown(test_spool_migrates_v2, spool_setup, spool_teardown),
     };
