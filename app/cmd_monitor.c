@@ -20,6 +20,9 @@ void cmd_monitor_help(FILE *out)
             "Options (the config's monitor.* and exporters.* keys are the defaults):\n"
             "  --listen HOST:PORT    the scrape endpoint (default 127.0.0.1:9464; port 0: any)\n"
             "  --no-listen           no endpoint\n"
+            "  --http-timeout S      a client's time to send a request or take the answer\n"
+            "                        (default 10s; not restarted by each byte)\n"
+            "  --http-max-per-client N  connections from one address at once (default 16)\n"
             "  --textfile DIR        write DIR/bitnet.prom (node_exporter's textfile collector)\n"
             "  --pushgateway URL     push to URL/metrics/job/bitnet/instance/HOST\n"
             "  --cloudwatch          send to CloudWatch (PutMetricData, SigV4)\n"
@@ -57,6 +60,8 @@ static int duration_opt(const char *v, double min, double *out)
 
 static const char *const value_opts[] = {
         "--listen",
+        "--http-timeout",
+        "--http-max-per-client",
         "--textfile",
         "--pushgateway",
         "--cloudwatch-endpoint",
@@ -111,7 +116,12 @@ static int option(bn_monitor_opts *o, const char *a, const char *v)
     long n;
     if (!strcmp(a, "--listen"))
         o->listen = v;
-    else if (!strcmp(a, "--textfile"))
+    else if (!strcmp(a, "--http-timeout"))
+        return duration_opt(v, 0.1, &o->http_timeout_s);
+    else if (!strcmp(a, "--http-max-per-client")) {
+        if (cli_parse_long(v, 1, 4096, &n)) return -1;
+        o->http_max_per_client = n;
+    } else if (!strcmp(a, "--textfile"))
         o->textfile = v;
     else if (!strcmp(a, "--pushgateway"))
         o->pushgateway = v;

@@ -34,6 +34,8 @@ void bn_monitor_opts_default(bn_monitor_opts *o)
     o->spool_max_notifications = BN_SPOOL_NOTIFY_MAX_DEFAULT;
     o->backoff_max_s = 60;
     o->timeout_s = 10;
+    o->http_timeout_s = 10;
+    o->http_max_per_client = 16;
     o->cw_namespace = "BitNet";
     o->dd_site = "datadoghq.com";
     o->dd_api_key_env = "DD_API_KEY";
@@ -70,6 +72,8 @@ int bn_monitor_opts_config(bn_monitor_opts *o, const bn_config *cfg, char *err, 
     /* the schema has checked both (monitor.interval >= 100 ms, spool_max 1..1e8) */
     if (bn_config_source_of(cfg, "monitor.interval") != BN_CFG_SRC_DEFAULT)
         o->interval_s = bn_config_get_duration(cfg, "monitor.interval");
+    o->http_timeout_s = bn_config_get_duration(cfg, "monitor.http_timeout");
+    o->http_max_per_client = (long)bn_config_get_int(cfg, "monitor.http_max_per_client");
     if (bn_config_source_of(cfg, "monitor.spool_max") != BN_CFG_SRC_DEFAULT)
         o->spool_max = bn_config_get_int(cfg, "monitor.spool_max");
     if (bn_config_source_of(cfg, "monitor.spool_max_notifications") != BN_CFG_SRC_DEFAULT)
@@ -544,8 +548,9 @@ static void log_start(bn_monitor *m)
         snprintf(sinks + n, sizeof sinks - n, "%s%s", n ? ", " : "", m->sinks[i].name);
     }
     if (m->http)
-        mon_log(m, "listening on http://%s/metrics (port %d); every %gs; sinks: %s", m->o.listen,
-                m->http_port, m->o.interval_s, sinks[0] ? sinks : "none");
+        mon_log(m, "listening on %s://%s/metrics (port %d); every %gs; sinks: %s",
+                mon_http_scheme(m), m->o.listen, m->http_port, m->o.interval_s,
+                sinks[0] ? sinks : "none");
     else
         mon_log(m, "every %gs; sinks: %s", m->o.interval_s, sinks[0] ? sinks : "none");
     if (m->o.json) {

@@ -67,6 +67,9 @@ typedef struct bn_monitor_opts {
     const char *history; /* the history database */
     int retention_days;
     int quiet; /* no log lines on stderr */
+    /* the scrape endpoint (monitor_http.c) */
+    double http_timeout_s;    /* to send a whole request, take the answer, or send the next */
+    long http_max_per_client; /* connections from one address at once */
     char history_buf[4096], webhook_buf[1024];
 } bn_monitor_opts;
 
@@ -179,7 +182,7 @@ struct bn_monitor {
     pthread_cond_t cv;
     int stop, wake;
     unsigned rng;
-    void *http; /* struct MHD_Daemon * */
+    void *http; /* the endpoint (monitor_http.c), NULL when not listening */
     int http_port;
     int lock_fd;
     long passes; /* collection passes made */
@@ -205,6 +208,8 @@ void mon_update_sink_metrics(bn_monitor *m);
 /* monitor_http.c */
 int mon_http_start(bn_monitor *m, char *err, size_t errsz);
 void mon_http_stop(bn_monitor *m);
+/* "https" when the endpoint serves TLS, else "http". */
+const char *mon_http_scheme(const bn_monitor *m);
 
 /* monitor_sinks.c */
 int mon_sinks_setup(bn_monitor *m, char *err, size_t errsz);

@@ -1,0 +1,126 @@
+# bitnet monitor's scrape endpoint under slow clients and with HTTP features: a request has a
+# bounded time (not an idle timeout that each byte restarts), connections per client address
+# are limited, a scrape is answered while 200 slow connections are open (tests/tools/slowclient
+# opens them on 127.0.0.2.. and stops by itself); keep-alive, gzip, Allow on 405, /-/ready;
+# TLS and basic auth from a web config (a self-signed certificate made here with openssl or
+# certtool). Everything on loopback; the checks that need curl or openssl SKIP without them.
+. "$(dirname "$0")/lib.sh"
+: "${HTTPREC:=$(dirname "$JSONGET")/httprec}"
+: "${SLOWCLIENT:=$(dirname "$JSONGET")/slowclient}"
+PIDS=""
+cleanup() {
+    for p in $PIDS; do kill "$p" 2>/dev/null; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+export BITNET_CONFIG="$TMP/config.json" BITNET_HISTORY_DB="$TMP/history.db" HOME="$TMP"
+unset BITNET_MONITOR_LISTEN 2>/dev/null
+echo '{}' >"$BITNET_CONFIG"
+skip() { echo "  SKIP $1"; }
+CURL=$(command -v curl || true)
+
+wait_grep() {
+    i=0
+    while [ "$i" -lt "$3" ]; do
+        grep -q -- "$1" "$2" 2>/dev/null && return 0
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
+}
+
+# start_monitor LOG ARGS...: MON its pid, MPORT its port
+start_monitor() {
+    log=$1
+    shift
+    "$BITNET" monitor --interval 1 "$@" >"$log.out" 2>"$log" &
+    MON=$!
+    PIDS="$PIDS $MON"
+    MPORT=""
+    if wait_grep "listening on" "$log" 100; then
+        MPORT=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$log" | head -1)
+    fi
+}
+stop_monitor() {
+    kill -TERM "$MON" 2>/dev/null
+    wait "$MON" 2>/dev/null
+}
+ms() { date +%s%N | cut -c1-13; }
+
+# ---- usage ----------------------------------------------------------------------------------
+expect_exit 2 "--http-timeout bad" -- "$BITNET" monitor --http-timeout 0
+expect_exit 2 "--http-max-per-client 0" -- "$BITNET" monitor --http-max-per-client 0
+expect_exit 0 "monitor --help" -- "$BITNET" monitor --help
+expect_grep "--http-timeout" "$TMP/out" "help names --http-timeout"
+
+# ---- slow clients ---------------------------------------------------------------------------
+start_monitor "$TMP/a.log" --listen 127.0.0.1:0 --http-timeout 2 --http-max-per-client 20
+if [ -n "$MPORT" ]; then
+    # 200 connections from 10 addresses, a header line every 0.5 s, never finishing a request
+    "$SLOWCLIENT" --port "$MPORT" --conns 200 --from 127.0.0.2 --addrs 10 --every-ms 500 \
+        --for-ms 5000 --ready "$TMP/ready" >"$TMP/slow.out" 2>&1 &
+    SLOW=$!
+    PIDS="$PIDS $SLOW"
+    wait_grep 200 "$TMP/ready" 100
+    t0=$(ms)
+    "$HTTPREC" --fetch "$MPORT" /metrics >"$TMP/s1" 2>&1 && grep -q "^bitnet_build_info" "$TMP/s1" &&
+        [ $(($(ms) - t0)) -lt 3000 ] && ok "a scrape is answered while 200 slow connections are open" ||
+        bad "no scrape while 200 slow connections are open ($(($(ms) - t0)) ms)"
+    wait "$SLOW"
+    cat "$TMP/slow.out"
+    # each was closed once its 2 s were up, although it sent a line every 0.5 s
+    closed=$(sed -n 's/.*closed=\([0-9]*\).*/\1/p' "$TMP/slow.out")
+    last=$(sed -n 's/.*last_close_ms=\([0-9-]*\).*/\1/p' "$TMP/slow.out")
+    [ "$closed" = 200 ] && [ "$last" -ge 1500 ] && [ "$last" -le 4500 ] &&
+        ok "slow requests are cut after --http-timeout, not kept alive by each byte" ||
+        bad "slow requests: closed=$closed last_close_ms=$last"
+    # one address gets at most --http-max-per-client connections; the others are refused at once
+    "$SLOWCLIENT" --port "$MPORT" --conns 30 --from 127.0.0.77 --addrs 1 --every-ms 500 \
+        --for-ms 1000 >"$TMP/ip.out" 2>&1
+    refused=$(sed -n 's/.*refused=\([0-9]*\).*/\1/p' "$TMP/ip.out")
+    [ "$refused" = 10 ] && ok "30 connections from one address: 10 over the limit of 20 refused" ||
+        bad "per-address limit: $(cat "$TMP/ip.out")"
+    "$HTTPREC" --fetch "$MPORT" /-/healthy >/dev/null && ok "still healthy afterwards" || bad "healthy afterwards"
+    n=$(grep -c "http:" "$TMP/a.log")
+    [ "$n" -le 8 ] && ok "slow clients do not flood the log ($n lines)" || bad "the log has $n http lines"
+    stop_monitor
+else
+    bad "the endpoint did not start: $(head -3 "$TMP/a.log")"
+fi
+
+# ---- HTTP: 405 with Allow, /-/ready, keep-alive, gzip ------------------------------------------
+start_monitor "$TMP/b.log" --listen 127.0.0.1:0
+if [ -n "$MPORT" ]; then
+    "$HTTPREC" --fetch "$MPORT" /metrics POST | tr -d '\r' >"$TMP/h"
+    grep -q " 405 " "$TMP/h" && grep -qi "^Allow: GET, HEAD$" "$TMP/h" && ok "405 names the methods in Allow" ||
+        bad "405: $(head -5 "$TMP/h")"
+    i=0 # the first collection runs at the start: ready within 5 s
+    while [ "$i" -lt 50 ] && ! "$HTTPREC" --fetch "$MPORT" /-/ready >/dev/null 2>&1; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    "$HTTPREC" --fetch "$MPORT" /-/ready | tr -d '\r' >"$TMP/h"
+    grep -q " 200 " "$TMP/h" && grep -q "^ready$" "$TMP/h" && ok "/-/ready after the first collection" ||
+        bad "/-/ready: $(head -3 "$TMP/h")"
+    if [ -n "$CURL" ]; then
+        "$CURL" -sv "http://127.0.0.1:$MPORT/metrics" "http://127.0.0.1:$MPORT/-/healthy" -o /dev/null \
+            -o /dev/null 2>"$TMP/ka"
+        grep -qi "re-using existing connection" "$TMP/ka" && ! grep -qi "< Connection: close" "$TMP/ka" &&
+            ok "keep-alive: the second request reuses the connection" || bad "keep-alive: $(grep -i connection "$TMP/ka" | head -3)"
+        "$CURL" -s -H "Accept-Encoding: gzip" -D "$TMP/gz.h" "http://127.0.0.1:$MPORT/metrics" -o "$TMP/gz"
+        tr -d '\r' <"$TMP/gz.h" >"$TMP/gz.hh"
+        grep -qi "^Content-Encoding: gzip$" "$TMP/gz.hh" && gzip -dc "$TMP/gz" | grep -q "^bitnet_build_info" &&
+            ok "gzip when asked (Accept-Encoding: gzip)" || bad "gzip: $(head -8 "$TMP/gz.hh")"
+        expect_grep "^Vary: Accept-Encoding" "$TMP/gz.hh" "gzip: Vary: Accept-Encoding"
+        "$CURL" -s -H "Accept-Encoding: gzip;q=0, identity" -D "$TMP/id.h" "http://127.0.0.1:$MPORT/metrics" -o "$TMP/id"
+        ! grep -qi "^Content-Encoding" "$TMP/id.h" && grep -q "^bitnet_build_info" "$TMP/id" &&
+            ok "no gzip when refused (gzip;q=0)" || bad "gzip;q=0 still compressed"
+    else
+        skip "keep-alive and gzip: curl absent"
+    fi
+    stop_monitor
+else
+    bad "the endpoint did not start: $(head -3 "$TMP/b.log")"
+fi
+
+finish test_monitor_http
