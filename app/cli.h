@@ -33,6 +33,11 @@ int cli_print_json(cJSON *doc);
 int cli_parse_int_list(const char *s, int *out, int max);
 /* Parses a whole decimal integer in [lo, hi]; returns 0 or -1. */
 int cli_parse_long(const char *s, long lo, long hi, long *out);
+/* Checks an output path before any work (bn_file_check_output, bitnet/file.h): its folder
+ * exists; an existing file is replaced only with force (--force) and never when it is one of
+ * inputs[0 .. n) (NULL entries skipped). 0, or prints "bitnet: <cmd>: <why>" and returns
+ * BN_EXIT_FAIL. */
+int cli_check_output(const char *cmd, const char *out, int force, const char *const *inputs, int n);
 
 int cmd_alerts(int argc, char **argv);
 void cmd_alerts_help(FILE *out);

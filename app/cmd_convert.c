@@ -18,15 +18,18 @@ void cmd_convert_help(FILE *out)
     fprintf(out,
             "Usage: bitnet convert SRC -o OUT.gguf [options]\n\n"
             "Converts a model to a BitNet b1.58 GGUF. SRC is a Hugging Face model directory\n"
-            "(config.json, tokenizer.json and/or tokenizer.model, and model.safetensors, shards with\n"
-            "model.safetensors.index.json, pytorch_model.bin or its shards, *.pt or *.onnx)\n"
+            "(config.json, tokenizer.json and/or tokenizer.model, and model.safetensors,\n"
+            "shards with model.safetensors.index.json, pytorch_model.bin or its shards, *.pt\n"
+            "or *.onnx)\n"
             "or one weights file with config.json beside it. Architectures:\n"
             "BitNetForCausalLM (float or packed uint8 weights with weight_scale) and\n"
             "LlamaForCausalLM (ternarized after training; a warning says how much quality\n"
-            "that costs). The output is written to OUT.gguf.tmp-PID, checked by loading it,\n"
-            "validated, and renamed into place.\n\n"
+            "that costs). The output is written to OUT.gguf.tmp-PID-XXXXXX, checked by loading\n"
+            "it, validated, and renamed into place. An existing OUT is replaced only with\n"
+            "--force, and never when it is one of the source's files.\n\n"
             "Options:\n"
-            "  -o, --output FILE  the GGUF to write (required)\n"
+            "  -o, --output FILE  the GGUF to write (required; its folder must exist)\n"
+            "  --force            replace an existing output file\n"
             "  --type TYPE        ternary layout: i2_s (default), tq2_0, tq1_0\n"
             "  --embd TYPE        embeddings and LM head: f16 (default), q8_0\n"
             "  --no-validate      skip the comparison with the f32 reference\n"
@@ -93,6 +96,8 @@ static int parse_args(int argc, char **argv, cc_opts *o)
             if (!has || cli_parse_long(argv[++i], 1, 1024, &v))
                 return cli_usage_error(C, "%s takes 1 .. 1024", a);
             o->cv.threads = (int)v;
+        } else if (!strcmp(a, "--force")) {
+            o->cv.force = 1;
         } else if (!strcmp(a, "--queue")) {
             o->queue = 1;
         } else if (!strcmp(a, "--json")) {

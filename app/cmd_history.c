@@ -19,7 +19,7 @@ void cmd_history_help(FILE *out)
     fprintf(out,
             "Usage: bitnet history list [FILTERS] [--limit N] [--json]\n"
             "       bitnet history show ID [--json]\n"
-            "       bitnet history export --format json|csv [FILTERS] [-o FILE]\n"
+            "       bitnet history export --format json|csv [FILTERS] [-o FILE [--force]]\n"
             "       bitnet history prune --older-than DAYS [--json]\n"
             "       bitnet history path\n\n"
             "The runs of generate, perplexity, bench and the other commands, recorded in a\n"
@@ -32,7 +32,9 @@ void cmd_history_help(FILE *out)
             "Options:\n"
             "  --limit N      list at most N runs (default %d; 0: all)\n"
             "  --format F     export as json ({\"runs\": [...]}) or csv\n"
-            "  -o FILE        write the export to FILE (atomically) instead of stdout\n"
+            "  -o FILE        write the export to FILE (atomically) instead of stdout; its\n"
+            "                 folder must exist\n"
+            "  --force        replace an existing FILE (never the history database)\n"
             "  --json         one JSON document (list: {\"runs\": [...]}; show: the run)\n"
             "  -h, --help     this help\n\n"
             "Exit status: 0 ok, 1 the history cannot be read or written or the run does not\n"
@@ -44,7 +46,7 @@ typedef struct hist_opts {
     bn_run_filter f;
     const char *format, *output;
     long older_than;
-    int have_older_than, json;
+    int have_older_than, json, force;
     const char *id;
 } hist_opts;
 
@@ -81,6 +83,9 @@ static int parse_args(int argc, char **argv, hist_opts *o)
             return BN_EXIT_OK;
         } else if (!strcmp(a, "--json") && strcmp(sub, "export") && strcmp(sub, "path")) {
             o->json = 1;
+            continue;
+        } else if (!strcmp(a, "--force") && !strcmp(sub, "export")) {
+            o->force = 1;
             continue;
         } else if (a[0] != '-' && !strcmp(sub, "show") && !o->id) {
             o->id = a;
@@ -361,6 +366,21 @@ static int export_file(bn_db *db, const hist_opts *o, bn_db_format fmt, const bn
     return rc;
 }
 
+/* Export -o: never the history database (or its -wal, -shm), an existing file only with
+ * --force. 0, or an error printed. */
+static int check_export_output(const hist_opts *o)
+{
+    char db[4200], wal[4210], shm[4210], err[512];
+    if (hist_db_path(db, sizeof db, NULL, err, sizeof err) != 0) {
+        cli_error("history: %s", err);
+        return -1;
+    }
+    snprintf(wal, sizeof wal, "%s-wal", db);
+    snprintf(shm, sizeof shm, "%s-shm", db);
+    const char *in[] = {db, wal, shm};
+    return cli_check_output("history export", o->output, o->force, in, 3) ? -1 : 0;
+}
+
 static int do_export(bn_db *db, hist_opts *o)
 {
     if (!o->format) return cli_usage_error(C_NAME, "export needs --format json or csv");
@@ -425,6 +445,7 @@ int cmd_history(int argc, char **argv)
         printf("%s\n", path);
         return BN_EXIT_OK;
     }
+    if (o.output && check_export_output(&o) != 0) return BN_EXIT_FAIL;
     if ((rc = open_db(&db)) != BN_EXIT_OK) return rc;
     if (!strcmp(sub, "list"))
         rc = do_list(db, &o);

@@ -52,7 +52,9 @@ void cmd_synth_help(FILE *out)
                  "A vocabulary smaller than the shape's is padded with unused tokens.\n\n"
                  "Options:\n"
                  "  --shape NAME        one of the shapes above (required)\n"
-                 "  -o, --output FILE   the GGUF to write (required; written atomically)\n"
+                 "  -o, --output FILE   the GGUF to write (required; written atomically; its\n"
+                 "                      folder must exist)\n"
+                 "  --force             replace an existing output file\n"
                  "  --tokenizer FILE    a Hugging Face tokenizer.json (byte-level BPE, e.g.\n"
                  "                      LLaMA-3's); default: the GPT-2 vocabulary (LLaMA-2's for\n"
                  "                      700m) from tests/data\n"
@@ -72,7 +74,7 @@ typedef struct synth_opts {
     const char *out, *tokenizer, *vocab, *arch;
     int type;
     unsigned long long seed;
-    int json;
+    int json, force;
 } synth_opts;
 
 static int parse_args(int argc, char **argv, synth_opts *o)
@@ -86,8 +88,8 @@ static int parse_args(int argc, char **argv, synth_opts *o)
             cmd_synth_help(stdout);
             return BN_EXIT_OK;
         }
-        if (!strcmp(a, "--json")) {
-            o->json = 1;
+        if (!strcmp(a, "--json") || !strcmp(a, "--force")) {
+            *(strcmp(a, "--json") ? &o->force : &o->json) = 1;
             continue;
         }
         int known = !strcmp(a, "--shape") || !strcmp(a, "-o") || !strcmp(a, "--output") ||
@@ -669,6 +671,8 @@ int cmd_synth(int argc, char **argv)
     memset(&o, 0, sizeof o);
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;
+    const char *in[] = {o.tokenizer, o.vocab};
+    if (cli_check_output("synth", o.out, o.force, in, 2)) return BN_EXIT_FAIL;
     bn_ctx *ctx;
     bn_ctx_params cp = {.n_threads = 1};
     if (bn_ctx_new(&ctx, &cp) != BN_OK) {

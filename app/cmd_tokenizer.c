@@ -22,7 +22,9 @@ void cmd_tokenizer_help(FILE *out)
             "bitnet train --tokenizer.\n\n"
             "Options:\n"
             "  --vocab N          vocabulary size, 257 .. %d (required)\n"
-            "  -o, --output FILE  the GGUF to write (default tokenizer.gguf)\n"
+            "  -o, --output FILE  the GGUF to write (default tokenizer.gguf; its folder must\n"
+            "                     exist)\n"
+            "  --force            replace an existing output file (never an input FILE)\n"
             "  --min-frequency K  stop when no pair occurs K times (default 2)\n"
             "  --json             a JSON summary\n"
             "  -h, --help         this help\n\n"
@@ -33,7 +35,7 @@ void cmd_tokenizer_help(FILE *out)
 static int tokenizer_train(int argc, char **argv)
 {
     const char *files[MAX_FILES], *out = "tokenizer.gguf";
-    int n_files = 0, json = 0;
+    int n_files = 0, json = 0, force = 0;
     long vocab = 0, minf = 2;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -42,6 +44,8 @@ static int tokenizer_train(int argc, char **argv)
             return BN_EXIT_OK;
         } else if (!strcmp(a, "--json")) {
             json = 1;
+        } else if (!strcmp(a, "--force")) {
+            force = 1;
         } else if (!strcmp(a, "--vocab") || !strcmp(a, "--min-frequency")) {
             const int is_vocab = !strcmp(a, "--vocab");
             if (!v || cli_parse_long(v, is_vocab ? 257 : 1, is_vocab ? BN_BPE_MAX_VOCAB : 1L << 40,
@@ -63,6 +67,7 @@ static int tokenizer_train(int argc, char **argv)
     }
     if (!vocab) return cli_usage_error("tokenizer train", "--vocab N is required");
     if (!n_files) return cli_usage_error("tokenizer train", "no input FILE");
+    if (cli_check_output("tokenizer train", out, force, files, n_files)) return BN_EXIT_FAIL;
 
     char *texts[MAX_FILES] = {0};
     size_t lens[MAX_FILES], total = 0;

@@ -24,7 +24,7 @@ void cmd_train_help(FILE *out)
 {
     fprintf(out,
             "Usage: bitnet train --data FILE... --out DIR [options]\n"
-            "       bitnet train export CHECKPOINT -o FILE.gguf [--type TYPE] [--json]\n"
+            "       bitnet train export CHECKPOINT -o FILE.gguf [--type TYPE] [--force] [--json]\n"
             "       bitnet train bench [--config NAME] [-t 1,2] [--steps N] [--batch B]\n"
             "                          [--ctx T] [--vocab V] [--fp32] [--json]\n\n"
             "Trains a BitNet b1.58 model (ternary weights, int8 activations, fake-quantized in\n"
@@ -63,7 +63,8 @@ void cmd_train_help(FILE *out)
             "  --json             progress as one JSON object per line\n"
             "  -h, --help         this help\n\n"
             "Export options:\n"
-            "  -o FILE            the GGUF to write\n"
+            "  -o FILE            the GGUF to write (its folder must exist)\n"
+            "  --force            replace an existing FILE (never the checkpoint)\n"
             "  --type TYPE        i2_s (default), tq2_0, tq1_0, or f16 / f32 (unquantized)\n\n"
             "Bench: training speed (tokens/s) on random tokens, after one warm-up step, for\n"
             "each thread count of -t (default 1,2); --steps (default 5), --vocab (default "
@@ -663,7 +664,7 @@ done:
 static int cmd_train_export(int argc, char **argv)
 {
     const char *ckpt = NULL, *out = NULL, *type_name = "i2_s";
-    int json = 0;
+    int json = 0, force = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -671,6 +672,8 @@ static int cmd_train_export(int argc, char **argv)
             return BN_EXIT_OK;
         } else if (!strcmp(a, "--json"))
             json = 1;
+        else if (!strcmp(a, "--force"))
+            force = 1;
         else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--type")) {
             if (i + 1 >= argc) return cli_usage_error("train export", "%s needs a value", a);
             *(strcmp(a, "--type") ? &out : &type_name) = argv[++i];
@@ -688,6 +691,7 @@ static int cmd_train_export(int argc, char **argv)
         type != BN_TYPE_F16 && type != BN_TYPE_F32)
         return cli_usage_error("train export", "--type: '%s' is not i2_s, tq2_0, tq1_0, f16 or f32",
                                type_name);
+    if (cli_check_output("train export", out, force, &ckpt, 1)) return BN_EXIT_FAIL;
     bn_ctx *ctx;
     bn_ctx_params cp = {1};
     if (bn_ctx_new(&ctx, &cp) != BN_OK) {

@@ -4,6 +4,7 @@
  * engine, validate it against the f32 reference, and rename it into place. */
 #include "convert.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <nettle/sha2.h>
@@ -14,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bitnet/file.h"
 #include "bitnet/gguf.h"
 #include "bitnet/model.h"
 #include "bitnet/tokenizer.h"
@@ -532,9 +534,42 @@ static void describe(conv *c)
     cJSON_AddNumberToObject(r, "bytes_in", (double)c->src.weight_bytes);
 }
 
+int cv_check_output(const cv_opts *o, char *err, size_t errsz)
+{
+    const char *in[] = {o->src, o->prompts_file};
+    char why[1024], dir[4096], path[8200];
+    if (bn_file_check_output(o->out, o->force, in, 2, why, sizeof why) != BN_OK)
+        return fail(err, errsz, "%s", why);
+    struct stat st;
+    if (lstat(o->out, &st) != 0) return 0; /* a new file is no input */
+    snprintf(dir, sizeof dir, "%s", o->src);
+    if (stat(o->src, &st) != 0 || !S_ISDIR(st.st_mode)) { /* a weights file: its folder */
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            slash[slash == dir] = '\0';
+        else
+            snprintf(dir, sizeof dir, ".");
+    }
+    DIR *d = opendir(dir);
+    int rc = 0;
+    for (struct dirent *e; d && rc == 0 && (e = readdir(d));) {
+        const size_t n = strlen(e->d_name);
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+            (n >= 5 && !strcmp(e->d_name + n - 5, ".gguf")))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (bn_file_same(o->out, path))
+            rc = fail(err, errsz, "%s is a file of the source model (%s): choose another output",
+                      o->out, path);
+    }
+    if (d) closedir(d);
+    return rc;
+}
+
 static int run(conv *c, char *err, size_t errsz)
 {
     const cv_opts *o = c->o;
+    if (cv_check_output(o, err, errsz) != 0) return -1;
     if (cv_source_open(c->ctx, o->src, &c->src, err, errsz) != 0) return -1;
     if (make_plan(c, err, errsz) != 0) return -1;
     describe(c);

@@ -65,11 +65,19 @@ typedef struct cv_opts {
     const char *prompts_file; /* one prompt per line; NULL: built in */
     int no_tokenizer;         /* write no tokenizer (else a missing one is an error) */
     int threads;              /* 0: one per core */
+    int force;                /* an existing out may be replaced (never an input) */
     cv_progress_fn progress;  /* may be NULL */
     void *user;
 } cv_opts;
 
 void cv_opts_init(cv_opts *o);
+
+/* Checks o->out before any work (bitnet/file.h): its folder exists; an existing file is
+ * replaced only with o->force, and never when it is an input of the run: the source, the
+ * prompts, or any file but a .gguf in the source's folder (config.json, the tokenizer files,
+ * the weights and their shards are read there). 0, or -1 with a message. cv_convert calls it
+ * first; `convert --queue` too, so that a job that cannot succeed is not queued. */
+int cv_check_output(const cv_opts *o, char *err, size_t errsz);
 
 /* Converts; 0 on success with *report (the caller frees it), -1 with a one-line message in
  * err (*report may then hold what was learnt so far, or NULL). Cancelled: -2. */

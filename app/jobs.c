@@ -193,6 +193,7 @@ int jobs_enqueue_convert(const cv_opts *o, int64_t *id, char *err, size_t errsz)
     if (stat(o->src, &sb) != 0) return fail(err, errsz, "%s: %s", o->src, strerror(errno));
     if (o->prompts_file && stat(o->prompts_file, &sb) != 0)
         return fail(err, errsz, "%s: %s", o->prompts_file, strerror(errno));
+    if (cv_check_output(o, err, errsz) != 0) return -1; /* the worker checks again */
     cJSON *a = cJSON_CreateObject();
     char *src = absolute(o->src), *out = absolute(o->out);
     char *pr = o->prompts_file ? absolute(o->prompts_file) : NULL;
@@ -203,6 +204,7 @@ int jobs_enqueue_convert(const cv_opts *o, int64_t *id, char *err, size_t errsz)
     cJSON_AddBoolToObject(a, "validate", o->validate);
     if (pr) cJSON_AddStringToObject(a, "prompts", pr);
     cJSON_AddBoolToObject(a, "no_tokenizer", o->no_tokenizer);
+    cJSON_AddBoolToObject(a, "force", o->force);
     cJSON_AddNumberToObject(a, "threads", o->threads);
     free(src);
     free(out);
@@ -400,6 +402,7 @@ static void run_job(jobs_db *j, int64_t id, const char *args)
         o.embd_type = bn_type_from_name(v->valuestring);
     o.validate = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(a, "validate"));
     o.no_tokenizer = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "no_tokenizer"));
+    o.force = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "force"));
     if ((v = cJSON_GetObjectItemCaseSensitive(a, "prompts")) && cJSON_IsString(v))
         o.prompts_file = v->valuestring;
     if ((v = cJSON_GetObjectItemCaseSensitive(a, "threads")) && cJSON_IsNumber(v))

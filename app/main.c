@@ -8,6 +8,7 @@
 
 #include "bitnet/core.h"
 #include "bitnet/cpu.h"
+#include "bitnet/file.h"
 #include "bitnet/kernels.h"
 
 static int cmd_help(int argc, char **argv);
@@ -109,6 +110,14 @@ int cli_parse_long(const char *s, long lo, long hi, long *out)
     if (errno || *end || v < lo || v > hi) return -1;
     *out = v;
     return 0;
+}
+
+int cli_check_output(const char *cmd, const char *out, int force, const char *const *inputs, int n)
+{
+    char why[1024];
+    if (bn_file_check_output(out, force, inputs, n, why, sizeof why) == BN_OK) return 0;
+    cli_error("%s: %s", cmd, why);
+    return BN_EXIT_FAIL;
 }
 
 int cli_parse_int_list(const char *s, int *out, int max)

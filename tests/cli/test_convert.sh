@@ -205,7 +205,7 @@ sed 's/"normalizer": null/"normalizer": {"type": "NFKC"}/' "$S/tokenizer.json" >
 expect_exit 0 "tokenizer.model beside an unusable tokenizer.json" -- "$BITNET" convert "$TMP/spm-both" \
     -o "$TMP/x.gguf" --no-validate
 rm "$TMP/spm-both/tokenizer.model"
-expect_exit 1 "... which alone is refused" -- "$BITNET" convert "$TMP/spm-both" -o "$TMP/x.gguf" --no-validate
+expect_exit 1 "... which alone is refused" -- "$BITNET" convert "$TMP/spm-both" -o "$TMP/x.gguf" --no-validate --force
 expect_one_line_err "an NFKC normalizer"
 expect_grep "NFKC normalizer is not one the llama tokenizer applies" "$TMP/err" "the normalizer is named"
 # malformed tokenizer.model files: one line naming the problem
@@ -219,7 +219,7 @@ expect_exit 1 "truncated tokenizer.model" -- "$BITNET" convert "$TMP/spm-bad" -o
 expect_one_line_err "truncated tokenizer.model"
 expect_grep "not a SentencePiece model" "$TMP/err" "says the protobuf does not decode"
 [ -e "$TMP/bad-spm.gguf" ] && bad "a failed conversion left its output" || no_tmp_left "$TMP/bad-spm.gguf" "bad tokenizer.model"
-expect_exit 0 "... unless --no-tokenizer" -- "$BITNET" convert "$TMP/spm-bad" -o "$TMP/x.gguf" --no-tokenizer --no-validate
+expect_exit 0 "... unless --no-tokenizer" -- "$BITNET" convert "$TMP/spm-bad" -o "$TMP/x.gguf" --no-tokenizer --no-validate --force
 
 # ---- the queue ----------------------------------------------------------------------------------
 expect_exit 0 "jobs list on an empty queue" -- "$BITNET" jobs list --json

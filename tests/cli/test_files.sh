@@ -1,0 +1,142 @@
+# A user's files are never destroyed (issue 12): -o never replaces an input of the same run
+# (the same file through a symlink or a hard link too) and an existing output needs --force,
+# for convert, synth, train export, history export and tokenizer train; a missing output
+# folder is an error before any work; temporaries are made with O_EXCL (a symlink planted at
+# the checkpoint's old temporary name is not followed) and a killed run's are removed by the
+# next run; a FIFO or a device given as a model, config, tokenizer or data file is refused at
+# once (each under `timeout` so that a hang fails the test instead of the suite).
+. tests/cli/lib.sh
+export BITNET_HISTORY_DB="$TMP/data/history.db"
+export BITNET_CONFIG="$TMP/no-config.json"
+unset BITNET_HISTORY BITNET_CONVERT_THROTTLE_MS
+D=tests/data/convert
+jget() { f=$1; shift; "$JSONGET" "$@" <"$f"; }
+# same FILE COPY DESCRIPTION: FILE still has COPY's bytes
+same() { if cmp -s "$1" "$2"; then ok "$3"; else bad "$3: $1 changed"; fi; }
+# refused WHAT PATTERN -- command...: exit 1, one line on stderr naming the problem
+refused() {
+    what=$1; pat=$2; shift 3
+    expect_exit 1 "$what" -- "$@"
+    expect_one_line_err "$what"
+    expect_grep "$pat" "$TMP/err" "$what: says why"
+}
+# a pid that is surely dead: a shell that has exited and been reaped
+dead_pid=$(sh -c 'echo $$')
+
+i=0; : >"$TMP/text.txt"
+while [ $i -lt 60 ]; do
+    echo "The quick brown fox jumps over the lazy dog while the cat sleeps, $i times." >>"$TMP/text.txt"
+    i=$((i + 1))
+done
+cp "$TMP/text.txt" "$TMP/text.orig"
+
+# ---- synth ----------------------------------------------------------------------------------
+M="$TMP/m.gguf"
+expect_exit 0 "synth a new file" -- "$BITNET" synth --shape tiny -o "$M" --seed 7
+cp "$M" "$TMP/m.orig"
+refused "synth over an existing file" "exists (--force replaces it)" -- \
+    "$BITNET" synth --shape tiny -o "$M" --seed 8
+same "$M" "$TMP/m.orig" "synth without --force left the file alone"
+expect_exit 0 "synth --force replaces it" -- "$BITNET" synth --shape tiny -o "$M" --seed 8 --force
+cmp -s "$M" "$TMP/m.orig" && bad "synth --force did not replace the file" || ok "synth --force wrote a new model"
+refused "synth into a missing folder" "folder .* does not exist" -- \
+    "$BITNET" synth --shape tiny -o "$TMP/nodir/x.gguf"
+cp "$M" "$TMP/v.gguf"
+cp "$M" "$TMP/v.orig"
+ln -s v.gguf "$TMP/v-link.gguf"
+ln "$TMP/v.gguf" "$TMP/v-hard.gguf"
+for o in v.gguf v-link.gguf v-hard.gguf; do
+    refused "synth --vocab X -o $o --force (the input)" "is an input of this run" -- \
+        "$BITNET" synth --shape tiny --vocab "$TMP/v.gguf" -o "$TMP/$o" --force
+done
+same "$TMP/v.gguf" "$TMP/v.orig" "the --vocab input is intact"
+cp "$D/bitnet-packed/tokenizer.json" "$TMP/tok.json"
+refused "synth --tokenizer X -o X --force" "is an input of this run" -- \
+    "$BITNET" synth --shape tiny --tokenizer "$TMP/tok.json" -o "$TMP/tok.json" --force
+same "$TMP/tok.json" "$D/bitnet-packed/tokenizer.json" "the --tokenizer input is intact"
+
+# ---- convert --------------------------------------------------------------------------------
+C="$TMP/c.gguf"
+expect_exit 0 "convert to a new file" -- "$BITNET" convert "$D/bitnet-packed" -o "$C" --no-validate
+cp "$C" "$TMP/c.orig"
+refused "convert over an existing file" "exists (--force replaces it)" -- \
+    "$BITNET" convert "$D/bitnet-packed" -o "$C" --no-validate
+same "$C" "$TMP/c.orig" "convert without --force left the file alone"
+expect_exit 0 "convert --force replaces it" -- "$BITNET" convert "$D/bitnet-packed" -o "$C" --no-validate --force
+refused "convert into a missing folder" "folder .* does not exist" -- \
+    "$BITNET" convert "$D/bitnet-packed" -o "$TMP/nodir/x.gguf"
+"$BITNET" history list --command convert --json >"$TMP/h" 2>/dev/null
+[ "$(jget "$TMP/h" runs.0.metrics.tensors 2>/dev/null)" = "" ] &&
+    ok "the missing folder stopped it before reading the model" || bad "the source was read first"
+cp -r "$D/bitnet-packed" "$TMP/src"
+ln "$TMP/src/model.safetensors" "$TMP/hard.gguf"
+ln -s src/config.json "$TMP/link.gguf"
+for o in src/model.safetensors src/config.json src/tokenizer.json hard.gguf link.gguf; do
+    refused "convert -o $o --force (a file of the source)" "file of the source model" -- \
+        "$BITNET" convert "$TMP/src" -o "$TMP/$o" --no-validate --force
+done
+refused "convert WEIGHTS -o WEIGHTS --force" "is an input of this run" -- \
+    "$BITNET" convert "$TMP/src/model.safetensors" -o "$TMP/src/model.safetensors" --force
+refused "convert WEIGHTS -o CONFIG-BESIDE-IT --force" "file of the source model" -- \
+    "$BITNET" convert "$TMP/src/model.safetensors" -o "$TMP/src/config.json" --force
+for f in model.safetensors config.json tokenizer.json; do
+    same "$TMP/src/$f" "$D/bitnet-packed/$f" "the source's $f is intact"
+done
+echo "Hello world" >"$TMP/prompts.txt"
+refused "convert --prompts P -o P --force" "is an input of this run" -- \
+    "$BITNET" convert "$TMP/src" -o "$TMP/prompts.txt" --prompts "$TMP/prompts.txt" --force
+expect_exit 0 "a .gguf in the source folder may be replaced with --force" -- \
+    "$BITNET" convert "$TMP/src" -o "$TMP/src/old.gguf" --no-validate
+expect_exit 0 "... (--force)" -- "$BITNET" convert "$TMP/src" -o "$TMP/src/old.gguf" --no-validate --force
+refused "convert --queue over an existing file" "exists (--force replaces it)" -- \
+    "$BITNET" convert "$D/bitnet-packed" -o "$C" --queue
+"$BITNET" jobs list --json >"$TMP/j" 2>/dev/null
+[ "$(jget "$TMP/j" jobs.0.id 2>/dev/null)" = "" ] && ok "no job was queued" || bad "a doomed job was queued"
+
+# ---- tokenizer train ------------------------------------------------------------------------
+T="$TMP/tok.gguf"
+expect_exit 0 "tokenizer train to a new file" -- "$BITNET" tokenizer train --vocab 300 -o "$T" "$TMP/text.txt"
+refused "tokenizer train over an existing file" "exists (--force replaces it)" -- \
+    "$BITNET" tokenizer train --vocab 300 -o "$T" "$TMP/text.txt"
+expect_exit 0 "tokenizer train --force" -- "$BITNET" tokenizer train --vocab 300 -o "$T" --force "$TMP/text.txt"
+refused "tokenizer train -o its input --force" "is an input of this run" -- \
+    "$BITNET" tokenizer train --vocab 300 -o "$TMP/text.txt" --force "$TMP/text.txt"
+same "$TMP/text.txt" "$TMP/text.orig" "the training text is intact"
+refused "tokenizer train into a missing folder" "does not exist" -- \
+    "$BITNET" tokenizer train --vocab 300 -o "$TMP/nodir/t.gguf" "$TMP/text.txt"
+
+# ---- train export ---------------------------------------------------------------------------
+mkdir "$TMP/tr"
+"$BITNET" train --data "$TMP/text.txt" --out "$TMP/tr" --steps 2 --batch 2 --ctx 16 --threads 1 \
+    --eval-batches 1 >/dev/null 2>&1 || bad "train"
+K="$TMP/tr/checkpoint.bin"
+cp "$K" "$TMP/ckpt.orig"
+E="$TMP/e.gguf"
+expect_exit 0 "train export to a new file" -- "$BITNET" train export "$K" -o "$E"
+refused "train export over an existing file" "exists (--force replaces it)" -- \
+    "$BITNET" train export "$K" -o "$E"
+expect_exit 0 "train export --force" -- "$BITNET" train export "$K" -o "$E" --force
+refused "train export -o CHECKPOINT --force" "is an input of this run" -- \
+    "$BITNET" train export "$K" -o "$K" --force
+ln -s tr/checkpoint.bin "$TMP/k-link"
+refused "train export -o a symlink to the checkpoint" "is an input of this run" -- \
+    "$BITNET" train export "$K" -o "$TMP/k-link" --force
+same "$K" "$TMP/ckpt.orig" "the checkpoint is intact"
+refused "train export into a missing folder" "does not exist" -- \
+    "$BITNET" train export "$K" -o "$TMP/nodir/e.gguf"
+
+# ---- history export -------------------------------------------------------------------------
+H="$TMP/h.csv"
+expect_exit 0 "history export to a new file" -- "$BITNET" history export --format csv -o "$H"
+refused "history export over an existing file" "exists (--force replaces it)" -- \
+    "$BITNET" history export --format csv -o "$H"
+expect_exit 0 "history export --force" -- "$BITNET" history export --format csv -o "$H" --force
+refused "history export -o the history database --force" "is an input of this run" -- \
+    "$BITNET" history export --format json -o "$BITNET_HISTORY_DB" --force
+[ "$(head -c 15 "$BITNET_HISTORY_DB")" = "SQLite format 3" ] &&
+    "$BITNET" history list --command train --json >"$TMP/h" 2>/dev/null &&
+    [ "$(jget "$TMP/h" runs.0.command)" = train ] && ok "the history database is intact" ||
+    bad "the history database was replaced"
+expect_exit 2 "--force is an export option only" -- "$BITNET" history list --force
+
+finish test_files
