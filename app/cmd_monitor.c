@@ -20,6 +20,8 @@ void cmd_monitor_help(FILE *out)
             "Options (the config's monitor.* and exporters.* keys are the defaults):\n"
             "  --listen HOST:PORT    the scrape endpoint (default 127.0.0.1:9464; port 0: any)\n"
             "  --no-listen           no endpoint\n"
+            "  --web-config FILE     TLS and basic auth for the endpoint (exporter-toolkit's\n"
+            "                        web-config.yml: tls_server_config, basic_auth_users)\n"
             "  --http-timeout S      a client's time to send a request or take the answer\n"
             "                        (default 10s; not restarted by each byte)\n"
             "  --http-max-per-client N  connections from one address at once (default 16)\n"
@@ -60,6 +62,7 @@ static int duration_opt(const char *v, double min, double *out)
 
 static const char *const value_opts[] = {
         "--listen",
+        "--web-config",
         "--http-timeout",
         "--http-max-per-client",
         "--textfile",
@@ -116,6 +119,8 @@ static int option(bn_monitor_opts *o, const char *a, const char *v)
     long n;
     if (!strcmp(a, "--listen"))
         o->listen = v;
+    else if (!strcmp(a, "--web-config"))
+        o->web_config = v;
     else if (!strcmp(a, "--http-timeout"))
         return duration_opt(v, 0.1, &o->http_timeout_s);
     else if (!strcmp(a, "--http-max-per-client")) {

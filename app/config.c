@@ -41,6 +41,9 @@ static const bn_config_key schema[] = {
          "entries the monitor's spool keeps for a sink that is down (oldest dropped first)"},
         {"monitor.spool_max_notifications", BN_CFG_INT, "1000", 1, 100000000,
          "alert notifications the monitor's spool keeps (a bound of their own)"},
+        {"monitor.web_config", BN_CFG_PATH, "", 0, 0,
+         "web config (TLS, basic auth) of the metrics endpoint, as exporter-toolkit's; empty: "
+         "plain HTTP"},
         {"monitor.http_timeout", BN_CFG_DURATION, "10s", 0.1, 0,
          "time a client of the metrics endpoint has to send a request or take the answer"},
         {"monitor.http_max_per_client", BN_CFG_INT, "16", 1, 4096,

@@ -72,6 +72,7 @@ int bn_monitor_opts_config(bn_monitor_opts *o, const bn_config *cfg, char *err, 
     /* the schema has checked both (monitor.interval >= 100 ms, spool_max 1..1e8) */
     if (bn_config_source_of(cfg, "monitor.interval") != BN_CFG_SRC_DEFAULT)
         o->interval_s = bn_config_get_duration(cfg, "monitor.interval");
+    o->web_config = nonempty(bn_config_get_str(cfg, "monitor.web_config"));
     o->http_timeout_s = bn_config_get_duration(cfg, "monitor.http_timeout");
     o->http_max_per_client = (long)bn_config_get_int(cfg, "monitor.http_max_per_client");
     if (bn_config_source_of(cfg, "monitor.spool_max") != BN_CFG_SRC_DEFAULT)

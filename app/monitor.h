@@ -68,6 +68,7 @@ typedef struct bn_monitor_opts {
     int retention_days;
     int quiet; /* no log lines on stderr */
     /* the scrape endpoint (monitor_http.c) */
+    const char *web_config;   /* TLS and basic auth (monitor_web.h); NULL: plain, open */
     double http_timeout_s;    /* to send a whole request, take the answer, or send the next */
     long http_max_per_client; /* connections from one address at once */
     char history_buf[4096], webhook_buf[1024];

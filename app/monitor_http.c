@@ -16,6 +16,9 @@
  * shut down after libmicrohttpd has reused it. At most http_max_per_client connections come
  * from one address, so one client cannot take every slot from the scrapers.
  *
+ * TLS and basic auth come from the web config (monitor_web.h); with users, every path asks
+ * for credentials (401 with WWW-Authenticate), as exporter-toolkit does.
+ *
  * A request only reads the registry (under its lock, held by the collector for a few updates
  * at a time); it never waits on a sink, the spool or the probe. */
 #include "monitor.h"
@@ -34,6 +37,7 @@
 #include <zlib.h>
 
 #include "config.h"
+#include "monitor_web.h"
 
 #define RENDER_MAX      (64u << 20) /* bytes of exposition at most */
 #define CONNECTIONS_MAX 512u        /* at once, from every client together */
@@ -53,6 +57,7 @@ typedef struct mon_http {
     atomic_int stop;
     double timeout;
     http_conn *conns;
+    mon_web web;
     long n_log, quiet_log; /* libmicrohttpd's messages logged, and held back */
     double last_log;
 } mon_http;
@@ -262,6 +267,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     mon_http *h = cls;
     static int seen;
     static const char *const allow[] = {MHD_HTTP_HEADER_ALLOW, "GET, HEAD", NULL};
+    static const char *const challenge[] = {MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                            "Basic realm=\"bitnet monitor\", charset=\"UTF-8\"",
+                                            NULL};
     if (!*state) { /* the headers are in: the answer has a time of its own */
         *state = &seen;
         set_deadline(h, c);
@@ -273,6 +281,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
+    if (h->web.n_users &&
+        !mon_web_authorized(&h->web, MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                                 MHD_HTTP_HEADER_AUTHORIZATION)))
+        return reply_text(c, MHD_HTTP_UNAUTHORIZED, "unauthorized\n", challenge);
     return route(h, c, url);
 }
 
@@ -354,6 +366,7 @@ static struct MHD_Daemon *start_daemon(mon_http *h, const struct addrinfo *ai, i
     unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
     if (ai && ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     if (!ai) flags |= MHD_USE_DUAL_STACK;
+    if (h->web.cert_pem) flags |= MHD_USE_TLS;
     const double idle = ceil(h->timeout);
     struct MHD_OptionItem opt[16] = {
             {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, h},
@@ -365,6 +378,12 @@ static struct MHD_Daemon *start_daemon(mon_http *h, const struct addrinfo *ai, i
     };
     size_t n = 6;
     if (ai) opt[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, ai->ai_addr};
+    if (h->web.cert_pem) {
+        opt[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->web.cert_pem};
+        opt[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->web.key_pem};
+        opt[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                           (void *)"NORMAL:-VERS-TLS1.0:-VERS-TLS1.1"};
+    }
     opt[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     return MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, h, MHD_OPTION_ARRAY, opt,
                             MHD_OPTION_END);
@@ -378,7 +397,24 @@ static void http_free(mon_http *h)
         pthread_join(h->thread, NULL);
     }
     if (h->d) MHD_stop_daemon(h->d); /* closes the connections: their records go */
+    mon_web_release(&h->web);
     free(h);
+}
+
+static int load_web(mon_http *h, char *err, size_t errsz)
+{
+    const char *path = h->m->o.web_config;
+    if (!path || !*path) return 0;
+    char why[1024];
+    if (mon_web_load(&h->web, path, why, sizeof why)) {
+        snprintf(err, errsz, "web config %s", why);
+        return -1;
+    }
+    if (h->web.cert_pem && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        snprintf(err, errsz, "web config %s: this libmicrohttpd has no TLS", path);
+        return -1;
+    }
+    return 0;
 }
 
 int mon_http_start(bn_monitor *m, char *err, size_t errsz)
@@ -392,16 +428,18 @@ int mon_http_start(bn_monitor *m, char *err, size_t errsz)
     }
     h->m = m;
     h->timeout = m->o.http_timeout_s > 0 ? m->o.http_timeout_s : 10;
-    if (listen_addr(m->o.listen, &ai, &port, err, errsz)) goto fail;
+    if (load_web(h, err, errsz) || listen_addr(m->o.listen, &ai, &port, err, errsz)) goto fail;
     h->d = start_daemon(h, ai, port);
     if (!h->d) {
         snprintf(err, errsz, "cannot listen on %s (in use, or not an address of this host)",
                  m->o.listen);
         goto fail;
     }
-    if (!is_loopback(ai))
-        mon_log(m, "warning: %s is reachable beyond this host over plain HTTP without auth",
-                m->o.listen);
+    if (!is_loopback(ai) && !h->web.cert_pem)
+        mon_log(m,
+                "warning: %s is reachable beyond this host over plain HTTP%s; "
+                "--web-config adds TLS and basic auth",
+                m->o.listen, h->web.n_users ? "" : " without auth");
     if (ai) freeaddrinfo(ai);
     ai = NULL;
     if (pthread_create(&h->thread, NULL, http_loop, h)) {
@@ -421,8 +459,8 @@ fail:
 
 const char *mon_http_scheme(const bn_monitor *m)
 {
-    (void)m;
-    return "http";
+    const mon_http *h = m->http;
+    return h && h->web.cert_pem ? "https" : "http";
 }
 
 void mon_http_stop(bn_monitor *m)

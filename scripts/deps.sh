@@ -7,10 +7,12 @@ PKGS="build-essential pkg-config libcmocka-dev libcjson-dev libpcre2-dev libsqli
 PKGS="$PKGS prometheus"
 # the sqlite3 command, for the history and monitor tests that edit a database by hand
 PKGS="$PKGS sqlite3"
-# zlib: gzip answers of the metrics endpoint
-PKGS="$PKGS zlib1g-dev"
-# curl, for tests/cli/test_monitor_http.sh only (keep-alive, gzip); it skips those without it
-PKGS="$PKGS curl"
+# zlib: gzip answers of the metrics endpoint; libcrypt (libxcrypt: bcrypt) and libyaml: its web
+# config (basic auth users, TLS; exporter-toolkit's YAML format)
+PKGS="$PKGS zlib1g-dev libcrypt-dev libyaml-dev"
+# curl and openssl, for tests/cli/test_monitor_http.sh only (keep-alive, gzip, a self-signed
+# certificate, https); it skips those checks without them
+PKGS="$PKGS curl openssl"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -52,6 +52,7 @@ expect_exit 2 "--http-timeout bad" -- "$BITNET" monitor --http-timeout 0
 expect_exit 2 "--http-max-per-client 0" -- "$BITNET" monitor --http-max-per-client 0
 expect_exit 0 "monitor --help" -- "$BITNET" monitor --help
 expect_grep "--http-timeout" "$TMP/out" "help names --http-timeout"
+expect_grep "--web-config" "$TMP/out" "help names --web-config"
 
 # ---- slow clients ---------------------------------------------------------------------------
 start_monitor "$TMP/a.log" --listen 127.0.0.1:0 --http-timeout 2 --http-max-per-client 20
@@ -122,5 +123,92 @@ if [ -n "$MPORT" ]; then
 else
     bad "the endpoint did not start: $(head -3 "$TMP/b.log")"
 fi
+
+# ---- the web config: refused with one line naming the problem ---------------------------------
+W="$TMP/web"
+mkdir -p "$W"
+# bcrypt of "scrape-secret" ($2b$ as libxcrypt writes it, $2y$ as htpasswd -nB does), cost 5
+H1='$2b$05$NK1wt1OncgZ/qSLhfVqJAOHisUarJ8CYENuYemlXD/CTwLnwcEzHi'
+H2='$2y$05$abcdefghijklmnopqrstuuyiBEYE9gAbj4CopDfsmspBj3KMuRWOa'
+bad_web() { # NAME PATTERN YAML (printf format): the YAML is refused, naming PATTERN
+    printf "$3" >"$W/$1.yml"
+    expect_exit 1 "web config: $1" -- "$BITNET" monitor --listen 127.0.0.1:0 --web-config "$W/$1.yml" --duration 1
+    expect_grep "$2" "$TMP/err" "web config: $1: says why"
+    expect_one_line_err "web config: $1"
+}
+bad_web not-yaml "not-yaml.yml:" 'basic_auth_users: [a, b\n'
+bad_web client-auth "client_auth_type: not supported" \
+    'tls_server_config:\n  client_auth_type: RequireAndVerifyClientCert\n  cert_file: c.pem\n'
+bad_web plain-password "basic_auth_users.alice: expected a bcrypt hash" 'basic_auth_users:\n  alice: plain-text\n'
+bad_web missing-cert "nope.pem" 'tls_server_config:\n  cert_file: nope.pem\n  key_file: nope.key\n'
+bad_web http-server "http_server_config: not supported" 'http_server_config:\n  http2: false\n'
+printf -- '-----BEGIN CERTIFICATE-----\n' >"$W/dummy.pem"
+bad_web cert-only "needs both cert_file and key_file" "tls_server_config:\n  cert_file: $W/dummy.pem\n"
+expect_exit 1 "web config: a missing file" -- "$BITNET" monitor --web-config "$W/none.yml" --duration 1
+expect_grep "none.yml" "$TMP/err" "web config: the missing file is named"
+
+# ---- basic auth over plain HTTP, then TLS with basic auth ---------------------------------------
+printf 'basic_auth_users:\n  prometheus: %s\n  alice: "%s"\n' "$H1" "$H2" >"$W/auth.yml"
+start_monitor "$TMP/c.log" --listen 127.0.0.1:0 --web-config "$W/auth.yml"
+if [ -n "$MPORT" ]; then
+    "$HTTPREC" --fetch "$MPORT" /metrics | tr -d '\r' >"$TMP/h"
+    grep -q " 401 " "$TMP/h" && grep -q '^WWW-Authenticate: Basic realm="bitnet monitor"' "$TMP/h" &&
+        ok "basic auth: 401 with a challenge without credentials" || bad "no 401: $(head -3 "$TMP/h")"
+    if [ -n "$CURL" ]; then
+        code() { "$CURL" -s -o /dev/null -w "%{http_code}" "$@"; }
+        [ "$(code -u prometheus:scrape-secret "http://127.0.0.1:$MPORT/metrics")" = 200 ] &&
+            ok "basic auth: the right password (\$2b\$)" || bad "basic auth: prometheus refused"
+        [ "$(code -u alice:scrape-secret "http://127.0.0.1:$MPORT/-/healthy")" = 200 ] &&
+            ok "basic auth: the right password (\$2y\$, htpasswd's)" || bad "basic auth: alice refused"
+        [ "$(code -u alice:wrong "http://127.0.0.1:$MPORT/metrics")" = 401 ] &&
+            ok "basic auth: a wrong password gets 401" || bad "basic auth: a wrong password passed"
+        [ "$(code -u mallory:scrape-secret "http://127.0.0.1:$MPORT/metrics")" = 401 ] &&
+            ok "basic auth: an unknown user gets 401" || bad "basic auth: an unknown user passed"
+    else
+        skip "basic auth with credentials: curl absent"
+    fi
+    stop_monitor
+else
+    bad "the endpoint with auth did not start: $(head -3 "$TMP/c.log")"
+fi
+# a self-signed certificate for 127.0.0.1, made here
+cert=""
+if command -v openssl >/dev/null 2>&1 &&
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$W/key.pem" -out "$W/cert.pem" -days 2 \
+        -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1; then
+    cert=openssl
+elif command -v certtool >/dev/null 2>&1; then
+    printf 'cn = 127.0.0.1\nip_address = 127.0.0.1\nexpiration_days = 2\ntls_www_server\n' >"$W/cert.tmpl"
+    certtool --generate-privkey --outfile "$W/key.pem" >/dev/null 2>&1 &&
+        certtool --generate-self-signed --load-privkey "$W/key.pem" --template "$W/cert.tmpl" \
+            --outfile "$W/cert.pem" >/dev/null 2>&1 && cert=certtool
+fi
+if [ -z "$cert" ] || [ -z "$CURL" ]; then
+    skip "TLS: no openssl or certtool to make a certificate, or no curl"
+else
+    # relative names: relative to the web config's folder
+    printf 'tls_server_config:\n  cert_file: cert.pem\n  key_file: %s\nbasic_auth_users:\n  prometheus: %s\n' \
+        "$W/key.pem" "$H1" >"$W/tls.yml"
+    start_monitor "$TMP/d.log" --listen 127.0.0.1:0 --web-config "$W/tls.yml"
+    if [ -n "$MPORT" ]; then
+        expect_grep "listening on https://" "$TMP/d.log" "TLS: the log says https"
+        "$CURL" -s --cacert "$W/cert.pem" -u prometheus:scrape-secret "https://127.0.0.1:$MPORT/metrics" \
+            >"$TMP/tls.prom" && grep -q "^bitnet_build_info" "$TMP/tls.prom" &&
+            ok "TLS ($cert certificate): a scrape over https with the password" || bad "TLS scrape failed"
+        [ "$("$CURL" -s --cacert "$W/cert.pem" -o /dev/null -w "%{http_code}" "https://127.0.0.1:$MPORT/metrics")" = 401 ] &&
+            ok "TLS: 401 without credentials" || bad "TLS: no 401 without credentials"
+        "$CURL" -s -m 3 -o /dev/null "http://127.0.0.1:$MPORT/metrics" && bad "TLS: plain HTTP answered" ||
+            ok "TLS: plain HTTP gets no answer"
+        "$CURL" -s -m 3 --tls-max 1.1 --cacert "$W/cert.pem" -o /dev/null "https://127.0.0.1:$MPORT/metrics" &&
+            bad "TLS: TLS 1.1 accepted" || ok "TLS: 1.2 at least"
+        stop_monitor
+    else
+        bad "the TLS endpoint did not start: $(head -3 "$TMP/d.log")"
+    fi
+fi
+# listening beyond loopback without TLS is said
+start_monitor "$TMP/e.log" --listen 0.0.0.0:0 --duration 2
+expect_grep "warning: 0.0.0.0:0 is reachable beyond this host" "$TMP/e.log" "a warning for plain HTTP beyond loopback"
+stop_monitor
 
 finish test_monitor_http
