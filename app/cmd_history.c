@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bitnet/file.h"
 #include "history_hook.h"
 
 #define C_NAME        "history"
@@ -338,11 +339,11 @@ static int do_show(bn_db *db, const hist_opts *o)
  * place once complete and synced; the file is private to its owner (mode 0600). */
 static int export_file(bn_db *db, const hist_opts *o, bn_db_format fmt, const bn_run_filter *f)
 {
-    const size_t n = strlen(o->output) + 16;
+    const size_t n = strlen(o->output) + 40;
     char *tmp = malloc(n);
     if (!tmp) return cli_error("out of memory"), BN_EXIT_FAIL;
-    snprintf(tmp, n, "%s.tmp.XXXXXX", o->output);
-    int fd = mkstemp(tmp);
+    bn_file_tmp_sweep(o->output); /* what a killed export to the same file left */
+    int fd = bn_file_tmp_create(o->output, tmp, n);
     FILE *fp = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!fp) {
         cli_error("history: cannot write %s: %s", o->output, strerror(errno));

@@ -566,6 +566,21 @@ int cv_check_output(const cv_opts *o, char *err, size_t errsz)
     return rc;
 }
 
+/* OUT.tmp-<pid>-XXXXXX, made with O_EXCL; the GGUF writer renames the laid-out file onto it. */
+static int make_tmp(conv *c, char *err, size_t errsz)
+{
+    bn_file_tmp_sweep(c->o->out); /* what a killed conversion to OUT left */
+    int fd = bn_file_tmp_create(c->o->out, c->tmp, sizeof c->tmp);
+    if (fd < 0) {
+        const int e = errno;
+        c->tmp[0] = '\0';
+        return fail(err, errsz, "%s: cannot create a temporary file: %s", c->o->out, strerror(e));
+    }
+    (void)fchmod(fd, 0644); /* the writer keeps this mode */
+    close(fd);
+    return 0;
+}
+
 static int run(conv *c, char *err, size_t errsz)
 {
     const cv_opts *o = c->o;
@@ -573,7 +588,7 @@ static int run(conv *c, char *err, size_t errsz)
     if (cv_source_open(c->ctx, o->src, &c->src, err, errsz) != 0) return -1;
     if (make_plan(c, err, errsz) != 0) return -1;
     describe(c);
-    snprintf(c->tmp, sizeof c->tmp, "%s.tmp-%ld", o->out, (long)getpid());
+    if (make_tmp(c, err, errsz) != 0) return -1;
     if (write_layout(c, err, errsz) != 0) return -1; /* also builds the tokenizer */
     cJSON_AddStringToObject(c->report, "tokenizer", c->tok_kind ? c->tok_kind : "none");
     if (o->validate) {

@@ -29,7 +29,8 @@
  *                       then the data tensor by tensor), verification, rename.
  *
  * Memory: one source tensor at a time (in its own dtype, plus an f32 copy of one linear
- * weight), never the whole model; the output is written to OUT.tmp-<pid> next to OUT and
+ * weight), never the whole model; the output is written to OUT.tmp-<pid>-XXXXXX next to OUT
+ * (created with O_EXCL; a killed run's is removed by the next conversion to OUT) and
  * renamed when complete and verified (loaded by the engine, and validated unless asked not).
  */
 #ifndef BITNET_APP_CONVERT_H

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bitnet/file.h"
 #include "bitnet/types.h"
 #include "cli.h"
 #include "history_hook.h"
@@ -107,18 +108,13 @@ static void recover(jobs_db *j)
 {
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(j->sql,
-                           "SELECT id, json_extract(args, '$.out'), worker_pid FROM jobs "
+                           "SELECT id, json_extract(args, '$.out') FROM jobs "
                            "WHERE status = 'running'",
                            -1, &st, NULL) != SQLITE_OK)
         return;
     while (sqlite3_step(st) == SQLITE_ROW) {
         const char *out = (const char *)sqlite3_column_text(st, 1);
-        int64_t pid = sqlite3_column_int64(st, 2);
-        if (out && pid > 0) {
-            char tmp[4200];
-            snprintf(tmp, sizeof tmp, "%s.tmp-%lld", out, (long long)pid);
-            unlink(tmp);
-        }
+        if (out) bn_file_tmp_sweep(out); /* OUT.tmp-<dead pid>-* (bitnet/file.h) */
     }
     sqlite3_finalize(st);
     char err[256];

@@ -16,7 +16,7 @@
  * and to write, percent, ETA) at most every 0.2 s; it polls the job's cancel flag at the
  * same time, so a cancel stops it within one tensor or one layer. A job whose worker died
  * (kill -9, a crash, a reboot) is found by every jobs command and put back to queued, and
- * the dead worker's temporary output (OUT.tmp-PID) is removed: the conversion then restarts
+ * the dead worker's temporary output (OUT.tmp-PID-*) is removed: the conversion then restarts
  * from the beginning and nothing partial ever carries the final name (the converter renames
  * only a complete, verified file).
  *

@@ -11,6 +11,7 @@
  * Writer: each metadata value is serialized when set, so writing is a straight copy.
  */
 #include "bitnet/gguf.h"
+#include "bitnet/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1434,11 +1435,11 @@ bn_status bn_gguf_writer_write(bn_ctx *ctx, bn_gguf_writer *w, const char *path)
     if (rc == BN_OK) rc = layout(ctx, w, align);
     if (rc != BN_OK) return rc;
 
-    size_t plen = strlen(path);
-    char *tmp = bn_malloc(plen + 16);
+    const size_t tmpsz = strlen(path) + 40;
+    char *tmp = bn_malloc(tmpsz);
     if (!tmp) return bn_ctx_set_error(ctx, BN_ERR_NOMEM, "out of memory");
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    wout o = {.fd = mkostemp(tmp, O_CLOEXEC)};
+    bn_file_tmp_sweep(path); /* what a killed writer of path left */
+    wout o = {.fd = bn_file_tmp_create(path, tmp, tmpsz)};
     if (o.fd < 0) {
         rc = bn_ctx_set_error(ctx, BN_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
         bn_free(tmp);

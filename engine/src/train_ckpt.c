@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bitnet/file.h"
 #include "train_internal.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -176,13 +177,20 @@ static void wr(wfile *w, const void *p, size_t n)
 bn_status bn_trainer_save(bn_trainer *tr, const char *path)
 {
     char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return bn_ctx_set_error(tr->ctx, BN_ERR_INVALID, "checkpoint path too long");
     hbuf h;
     header_write(tr, &h);
-    wfile w = {fopen(tmp, "wb"), BN__FNV_OFFSET, 0};
-    if (!w.f)
-        return bn_ctx_set_error(tr->ctx, BN_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    /* <path>.tmp-<pid>-XXXXXX with O_EXCL: a name planted in advance (a symlink to another
+     * file) is never followed; what a killed run left goes first. */
+    bn_file_tmp_sweep(path);
+    const int fd = bn_file_tmp_create(path, tmp, sizeof tmp);
+    wfile w = {fd >= 0 ? fdopen(fd, "wb") : NULL, BN__FNV_OFFSET, 0};
+    if (!w.f) {
+        const int e = errno;
+        if (fd >= 0) close(fd), unlink(tmp);
+        return bn_ctx_set_error(tr->ctx, BN_ERR_IO, "cannot create a temporary file for %s: %s",
+                                path, strerror(e));
+    }
+    (void)fchmod(fd, 0644);
     const size_t n = tr->lay.total * sizeof(float);
     wr(&w, h.b, h.n);
     wr(&w, tr->params, n);

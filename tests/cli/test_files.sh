@@ -139,4 +139,46 @@ refused "history export -o the history database --force" "is an input of this ru
     bad "the history database was replaced"
 expect_exit 2 "--force is an export option only" -- "$BITNET" history list --force
 
+# ---- temporaries: O_EXCL, recognisable, a killed run's removed ---------------------------------
+# The checkpoint's temporary had a predictable name (checkpoint.bin.tmp.PID): a symlink planted
+# there made train write its checkpoint through it into another file. `exec` keeps the pid.
+echo "precious" >"$TMP/victim"
+mkdir "$TMP/tr2"
+sh -c 'ln -s "$1" "$2/checkpoint.bin.tmp.$$" && exec "$3" train --data "$4" --out "$2" \
+    --steps 2 --batch 2 --ctx 16 --threads 1 --eval-batches 1' \
+    sh "$TMP/victim" "$TMP/tr2" "$BITNET" "$TMP/text.txt" >/dev/null 2>&1 || bad "train (planted link)"
+[ "$(cat "$TMP/victim")" = precious ] && ok "a planted symlink at the checkpoint's temporary is not followed" ||
+    bad "train wrote its checkpoint through a planted symlink"
+"$BITNET" train export "$TMP/tr2/checkpoint.bin" -o "$TMP/e2.gguf" >/dev/null 2>&1 &&
+    ok "the checkpoint itself was written" || bad "no checkpoint in tr2"
+# what killed runs leave: OUT.tmp-<pid>-XXXXXX; the next run removes those of dead pids only
+plant() { : >"$1.tmp-$dead_pid-abcdef"; : >"$1.tmp-$$-abcdef"; }
+swept() { # OUT DESCRIPTION
+    if [ -e "$1.tmp-$dead_pid-abcdef" ]; then bad "$2: a dead run's temporary is left"; else
+        ok "$2: a dead run's temporary is removed"; fi
+    if [ -e "$1.tmp-$$-abcdef" ]; then ok "$2: a live process's is kept"; else
+        bad "$2: a live process's temporary was removed"; fi
+    rm -f "$1.tmp-$$-abcdef"
+    if ls "$1".tmp-* >/dev/null 2>&1; then bad "$2: temporaries left: $(ls "$1".tmp-*)"; fi
+}
+plant "$M"
+expect_exit 0 "synth with leftovers" -- "$BITNET" synth --shape tiny -o "$M" --force
+swept "$M" "synth"
+plant "$C"
+expect_exit 0 "convert with leftovers" -- "$BITNET" convert "$D/bitnet-packed" -o "$C" --no-validate --force
+swept "$C" "convert"
+plant "$T"
+expect_exit 0 "tokenizer train with leftovers" -- "$BITNET" tokenizer train --vocab 300 -o "$T" --force "$TMP/text.txt"
+swept "$T" "tokenizer train"
+plant "$E"
+expect_exit 0 "train export with leftovers" -- "$BITNET" train export "$K" -o "$E" --force
+swept "$E" "train export"
+plant "$H"
+expect_exit 0 "history export with leftovers" -- "$BITNET" history export --format csv -o "$H" --force
+swept "$H" "history export"
+plant "$TMP/tr2/checkpoint.bin"
+"$BITNET" train --data "$TMP/text.txt" --out "$TMP/tr2" --steps 1 --batch 2 --ctx 16 --threads 1 \
+    --eval-batches 1 >/dev/null 2>&1 || bad "train with leftovers"
+swept "$TMP/tr2/checkpoint.bin" "train checkpoint"
+
 finish test_files
