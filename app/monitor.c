@@ -192,7 +192,6 @@ int bn_monitor_new(bn_monitor **out, const bn_monitor_opts *o, char *err, size_t
     m->o = *o;
     m->lock_fd = -1;
     pthread_mutex_init(&m->mu, NULL);
-    pthread_cond_init(&m->cv, NULL);
     m->rng = (unsigned)time(NULL) ^ (unsigned)getpid();
     m->start_wall = mon_wall();
     if (gethostname(m->host, sizeof m->host) != 0) snprintf(m->host, sizeof m->host, "localhost");
@@ -236,7 +235,6 @@ void bn_monitor_free(bn_monitor *m)
     free(m->prev);
     if (m->lock_fd >= 0) close(m->lock_fd);
     pthread_mutex_destroy(&m->mu);
-    pthread_cond_destroy(&m->cv);
     free(m);
 }
 
@@ -532,7 +530,7 @@ static int run_once(bn_monitor *m, int locked)
 {
     bn_monitor_collect(m);
     if (locked && m->n_sinks) {
-        const int left = mon_sinks_flush(m, mon_now() + 2 * m->o.timeout_s);
+        const int left = mon_sinks_flush(m, mon_now() + 2 * m->o.timeout_s, 0);
         if (left)
             mon_log(m, "some entries could not be delivered; they stay in the spool of %s",
                     m->o.history);
@@ -589,9 +587,7 @@ static int run_daemon(bn_monitor *m, const sigset_t *set)
     mon_sender_stop(m);
     /* one last round to the sinks that answer (not those down or slow: they would delay the
      * stop); what is left stays in the spool for the next start */
-    const double deadline = mon_now() + m->o.timeout_s;
-    for (int i = 0; i < m->n_sinks; i++)
-        if (!m->sinks[i].down && mon_now() < deadline) mon_sink_drain(m, &m->sinks[i]);
+    mon_sinks_flush(m, mon_now() + m->o.timeout_s, 1);
     mon_log(m, "stopping after %ld collections; %lld entries stay in the spool", m->passes,
             (long long)bn_spool_count(m->spool, NULL));
     return BN_EXIT_OK;

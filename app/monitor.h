@@ -8,9 +8,10 @@
  *       -> registry  <- HTTP thread (libmicrohttpd): GET /metrics renders it, nothing else
  *       -> alert rules -> transitions (history) and notifications (spool)
  *       -> samples (spool), textfile (written here), pushgateway (spool, latest only)
- *     sender (worker thread)           drains the spool per sink with libcurl, oldest first;
- *                                      on failure keeps the entries and backs off (exponential,
- *                                      jittered, capped); timeouts on every request
+ *     senders (a thread per sink)      each drains its sink's spool with libcurl, oldest
+ *                                      first; on failure keeps the entries and backs off
+ *                                      (exponential, jittered, capped); timeouts on every
+ *                                      request; a slow sink delays no other
  *
  * Usage (the daemon):
  *
@@ -115,12 +116,20 @@ typedef enum mon_kind {
     MON_PUSH = 2,         /* the whole exposition, latest only (Pushgateway) */
 } mon_kind;
 
-/* One destination: a sink name and what it takes. */
+/* One destination: a sink name and what it takes, and its own sender thread, so that a slow
+ * or dead sink never delays another. */
 typedef struct mon_sink {
     const char *name; /* the spool's sink name: cloudwatch, datadog, datadog-events, ... */
     mon_kind kind;
     char url[1024];
+    struct bn_monitor *m;
     void *curl; /* CURL *, kept for connection reuse; the sender's only */
+    pthread_t thread;
+    int started;
+    pthread_cond_t cv; /* with the monitor's mu */
+    int wake;
+    double deadline; /* a flush: no new request after (monotonic seconds); 0: none */
+    int flush_rc;    /* a flush: what the drain returned */
     /* backoff (the sender's) */
     int failures;
     double next_try; /* monotonic seconds */
@@ -147,7 +156,7 @@ typedef struct mon_families {
     bn_mfamily *gen_tokens, *gen_tps, *gen_prompt_tps, *gen_ttft, *gen_latency, *gen_requests;
     bn_mfamily *model_weights, *model_kv, *model_load;
     bn_mfamily *errors, *collect_seconds, *collections, *scrapes;
-    bn_mfamily *spool_entries, *spool_dropped, *sink_requests, *sink_last_ok;
+    bn_mfamily *spool_entries, *spool_dropped, *sink_requests, *sink_dropped, *sink_last_ok;
     bn_mfamily *alerts, *alert_transitions;
 } mon_families;
 
@@ -176,12 +185,10 @@ struct bn_monitor {
     mon_prev *prev;
     size_t n_prev;
     int have_baseline;
-    /* the sender */
-    pthread_t worker;
+    /* the senders (one thread per sink) */
     int worker_started;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int stop, wake;
+    int stop;
     unsigned rng;
     void *http; /* the endpoint (monitor_http.c), NULL when not listening */
     int http_port;

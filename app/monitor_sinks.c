@@ -1,7 +1,8 @@
-/* monitor_sinks.c - delivering the spool: the push sinks, the sender thread, libcurl with
- * timeouts on every request, and exponential backoff with jitter when a sink is down. A sink
- * never blocks anything but the sender: the collector only adds to the spool, the endpoint
- * only reads the registry, and a stop request aborts a transfer in progress. */
+/* monitor_sinks.c - delivering the spool: the push sinks, a sender thread for each, libcurl
+ * with timeouts on every request, and exponential backoff with jitter when a sink is down. A
+ * sink never blocks anything but its own sender: the collector only adds to the spool, the
+ * endpoint only reads the registry, the other sinks have senders of their own, and a stop
+ * request aborts a transfer in progress. */
 #include "monitor.h"
 
 #include <curl/curl.h>
@@ -32,6 +33,7 @@ static int add_sink(bn_monitor *m, const char *name, mon_kind kind, const char *
     }
     mon_sink *s = &m->sinks[m->n_sinks++];
     memset(s, 0, sizeof *s);
+    s->m = m;
     s->name = name;
     s->kind = kind;
     if (snprintf(s->url, sizeof s->url, "%s", url) >= (int)sizeof s->url) {
@@ -279,37 +281,48 @@ static int drain_step(bn_monitor *m, mon_sink *s)
     return rc;
 }
 
-/* Sends until the spool of s is empty, a request fails or the stop flag (unless ignored);
- * 0 when empty. */
-static int drain_until(bn_monitor *m, mon_sink *s, int ignore_stop)
+/* Sends until the spool of s is empty, a request fails, the stop flag or s->deadline; 0 when
+ * empty. */
+static int drain(bn_monitor *m, mon_sink *s)
 {
-    for (int round = 0; round < ROUNDS_MAX && (ignore_stop || !get_stop(m)); round++) {
+    for (int round = 0; round < ROUNDS_MAX && !get_stop(m); round++) {
+        if (s->deadline > 0 && mon_now() >= s->deadline) return 1;
         const int rc = drain_step(m, s);
         if (rc <= 0) return rc;
     }
     return 1;
 }
 
-static int drain(bn_monitor *m, mon_sink *s)
+static void *flush_one(void *ud)
 {
-    return drain_until(m, s, 0);
+    mon_sink *s = ud;
+    s->flush_rc = drain(s->m, s);
+    return NULL;
 }
 
-int mon_sink_drain(bn_monitor *m, mon_sink *s)
-{
-    return drain_until(m, s, 1);
-}
-
-int mon_sinks_flush(bn_monitor *m, double deadline)
+int mon_sinks_flush(bn_monitor *m, double deadline, int skip_down)
 {
     int left = 0;
     for (int i = 0; i < m->n_sinks; i++) {
         mon_sink *s = &m->sinks[i];
-        if (mon_now() >= deadline) {
-            left = 1;
-            break;
+        s->flush_rc = 0;
+        s->started = 0;
+        if (skip_down && s->down) {
+            left |= bn_spool_count(m->spool, s->name) != 0;
+            continue;
         }
-        if (drain(m, s) != 0) left = 1;
+        s->deadline = deadline;
+        if (pthread_create(&s->thread, NULL, flush_one, s) == 0)
+            s->started = 1;
+        else
+            flush_one(s); /* no thread: this one in turn */
+    }
+    for (int i = 0; i < m->n_sinks; i++) {
+        mon_sink *s = &m->sinks[i];
+        if (s->started) pthread_join(s->thread, NULL);
+        s->started = 0;
+        s->deadline = 0;
+        if (s->flush_rc != 0) left = 1;
     }
     mon_update_sink_metrics(m);
     return left;
@@ -333,29 +346,29 @@ int mon_send_one(bn_monitor *m, mon_sink *s, const char *payload, char *why, siz
 /* ---- the sender thread ------------------------------------------------------------------------
  */
 
+/* The sender of one sink: drains its spool, backs off after a failure, sleeps until the
+ * collector wakes it (or now and then: another process may spool). */
 static void *sender(void *ud)
 {
-    bn_monitor *m = ud;
+    mon_sink *s = ud;
+    bn_monitor *m = s->m;
     while (!get_stop(m)) {
-        double next = mon_now() + 5; /* look again now and then: another process may spool */
-        for (int i = 0; i < m->n_sinks && !get_stop(m); i++) {
-            mon_sink *s = &m->sinks[i];
-            if (mon_now() < s->next_try) {
-                if (s->next_try < next) next = s->next_try;
-                continue;
-            }
+        double next = mon_now() + 5;
+        if (mon_now() < s->next_try) {
+            next = s->next_try < next ? s->next_try : next;
+        } else {
             const int rc = drain(m, s);
             if (rc < 0 && s->next_try < next) next = s->next_try;
             if (rc > 0) next = mon_now(); /* more to send */
         }
         mon_update_sink_metrics(m);
         pthread_mutex_lock(&m->mu);
-        while (!m->stop && !m->wake && mon_now() < next) {
+        while (!m->stop && !s->wake && mon_now() < next) {
             const double at = mon_wall() + (next - mon_now());
             struct timespec ts = {.tv_sec = (time_t)at, .tv_nsec = (long)((at - floor(at)) * 1e9)};
-            pthread_cond_timedwait(&m->cv, &m->mu, &ts);
+            pthread_cond_timedwait(&s->cv, &m->mu, &ts);
         }
-        m->wake = 0;
+        s->wake = 0;
         pthread_mutex_unlock(&m->mu);
     }
     return NULL;
@@ -363,17 +376,28 @@ static void *sender(void *ud)
 
 int mon_sender_start(bn_monitor *m)
 {
-    if (m->n_sinks == 0) return 0;
-    if (pthread_create(&m->worker, NULL, sender, m)) return -1;
-    m->worker_started = 1;
+    for (int i = 0; i < m->n_sinks; i++) {
+        mon_sink *s = &m->sinks[i];
+        pthread_cond_init(&s->cv, NULL);
+        if (pthread_create(&s->thread, NULL, sender, s)) {
+            pthread_cond_destroy(&s->cv);
+            mon_sender_stop(m);
+            return -1;
+        }
+        s->started = 1;
+        m->worker_started = 1;
+    }
     return 0;
 }
 
 void mon_sender_wake(bn_monitor *m)
 {
     pthread_mutex_lock(&m->mu);
-    m->wake = 1;
-    pthread_cond_signal(&m->cv);
+    for (int i = 0; i < m->n_sinks; i++)
+        if (m->sinks[i].started) {
+            m->sinks[i].wake = 1;
+            pthread_cond_signal(&m->sinks[i].cv);
+        }
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -382,9 +406,16 @@ void mon_sender_stop(bn_monitor *m)
     if (!m->worker_started) return;
     pthread_mutex_lock(&m->mu);
     __atomic_store_n(&m->stop, 1, __ATOMIC_SEQ_CST);
-    pthread_cond_signal(&m->cv);
+    for (int i = 0; i < m->n_sinks; i++)
+        if (m->sinks[i].started) pthread_cond_signal(&m->sinks[i].cv);
     pthread_mutex_unlock(&m->mu);
-    pthread_join(m->worker, NULL);
+    for (int i = 0; i < m->n_sinks; i++) {
+        mon_sink *s = &m->sinks[i];
+        if (!s->started) continue;
+        pthread_join(s->thread, NULL);
+        pthread_cond_destroy(&s->cv);
+        s->started = 0;
+    }
     m->worker_started = 0;
     __atomic_store_n(&m->stop, 0, __ATOMIC_SEQ_CST); /* transfers after this one may run */
 }

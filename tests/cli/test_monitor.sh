@@ -438,6 +438,45 @@ t0=$(date +%s)
 stop_monitor
 [ $(($(date +%s) - t0)) -le 3 ] && ok "a slow sink does not delay the stop" || bad "stop waited on the sink"
 kill "$REC" 2>/dev/null
+
+# ---- a slow sink delays no other: each sink has a sender of its own -------------------------------
+# Datadog answers after 30 s (longer than the test); the webhook and CloudWatch answer at once
+export BITNET_HISTORY_DB="$TMP/each.db"
+cat >"$BITNET_CONFIG" <<EOF
+{"alerts": [{"name": "cpus", "metric": "bitnet_host_cpus", "op": ">=", "threshold": 1}]}
+EOF
+PD=$("$HTTPREC" --free-port)
+start_rec "$PD" "$TMP/dd-slow.jsonl" --delay-ms 30000
+RD=$REC
+PW=$("$HTTPREC" --free-port)
+start_rec "$PW" "$TMP/prompt.jsonl"
+RW=$REC
+start_monitor "$TMP/e.log" --listen 127.0.0.1:0 --interval 0.5 --timeout 20 \
+    --datadog-endpoint "http://127.0.0.1:$PD" --webhook "http://127.0.0.1:$PW/hook" \
+    --cloudwatch-endpoint "http://127.0.0.1:$PW"
+i=0 # 10 s at most; the webhook waited 40 s behind Datadog's two requests before
+while [ "$i" -lt 100 ]; do
+    grep -q '"path":"/hook"' "$TMP/prompt.jsonl" 2>/dev/null &&
+        [ "$(grep -c '"path":"/"' "$TMP/prompt.jsonl")" -ge 3 ] && break
+    sleep 0.1
+    i=$((i + 1))
+done
+grep -q '"path":"/api/v' "$TMP/dd-slow.jsonl" && ok "slow Datadog: a request is waiting" ||
+    bad "slow Datadog: no request"
+grep -q '"path":"/hook"' "$TMP/prompt.jsonl" && ok "slow Datadog: the webhook got its notification" ||
+    bad "slow Datadog: the webhook waits behind it"
+n=$(grep -c '"path":"/"' "$TMP/prompt.jsonl")
+[ "$n" -ge 3 ] && ok "slow Datadog: CloudWatch goes on ($n requests)" || bad "slow Datadog: CloudWatch got $n"
+stop_monitor
+# one pass (--once) tries the sinks side by side as well (a new history: the rule fires again)
+export BITNET_HISTORY_DB="$TMP/each-once.db"
+: >"$TMP/prompt.jsonl"
+expect_exit 0 "monitor --once with a slow Datadog" -- "$BITNET" monitor --once --no-listen --timeout 2 \
+    --datadog-endpoint "http://127.0.0.1:$PD" --webhook "http://127.0.0.1:$PW/hook" \
+    --cloudwatch-endpoint "http://127.0.0.1:$PW"
+grep -q '"path":"/hook"' "$TMP/prompt.jsonl" 2>/dev/null && ok "--once: the webhook is not left behind" ||
+    bad "--once: the webhook was left behind the slow Datadog"
+kill "$RD" "$RW" 2>/dev/null
 unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY DD_API_KEY AWS_REGION
 
 # conversion jobs: every status exported, zeros included; a queued job is counted
