@@ -39,7 +39,9 @@ void cmd_history_help(FILE *out)
             "  --json         one JSON document (list: {\"runs\": [...]}; show: the run)\n"
             "  -h, --help     this help\n\n"
             "Exit status: 0 ok, 1 the history cannot be read or written or the run does not\n"
-            "exist, 2 usage error.\n",
+            "exist, 2 usage error.\n"
+            "A run whose stored params or metrics are not valid JSON is still listed, with a\n"
+            "warning naming it on stderr and \"problem\" in --json.\n",
             DEFAULT_LIMIT);
 }
 
@@ -277,6 +279,10 @@ static int do_list(bn_db *db, const hist_opts *o)
                o->f.command || o->f.status >= 0 || o->f.since_ms || o->f.text ? " that match" : "");
     } else {
         print_table(runs, n);
+        for (size_t i = 0; i < n; i++) /* listed anyway: name what could not be read */
+            if (runs[i].problem)
+                fprintf(stderr, "bitnet: warning: run %lld: %s (shown without them)\n",
+                        (long long)runs[i].id, runs[i].problem);
     }
     bn_db_runs_free(runs, n);
     return rc;
@@ -329,6 +335,7 @@ static int do_show(bn_db *db, const hist_opts *o)
            r.model_sha256 ? r.model_sha256 : "-");
     printf("%-9s %lld on %s\n", "process", (long long)r.pid, r.host ? r.host : "?");
     if (r.error) printf("%-9s %s\n", "error", r.error);
+    if (r.problem) printf("%-9s %s\n", "problem", r.problem);
     print_json_field("params", r.params_json);
     print_json_field("metrics", r.metrics_json);
     bn_run_release(&r);

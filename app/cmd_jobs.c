@@ -29,6 +29,8 @@ void cmd_jobs_help(FILE *out)
             "           finish as done (or on timeout)\n"
             "  work     run the worker in the foreground until the queue is empty (--forever:\n"
             "           keep waiting); 'convert --queue' starts one in the background\n\n"
+            "A job whose stored arguments or result cannot be read (not valid JSON) is still\n"
+            "listed, with a warning naming it on stderr and \"problem\" in --json.\n"
             "A job whose worker died (kill -9, crash) is put back to the queue by the next\n"
             "jobs command or worker and restarts from the beginning; its partial output is\n"
             "removed and never carries the final name.\n"
@@ -47,10 +49,15 @@ static const char *str(const cJSON *o, const char *k)
     return cJSON_IsString(v) ? v->valuestring : "-";
 }
 
+/* One line of the table; a row that could not be fully read is named on stderr too. */
 static void print_row(const cJSON *o)
 {
     printf("%5.0f  %-9s %5.1f%%  %-10s %s -> %s\n", num(o, "id"), str(o, "status"),
            num(o, "percent"), str(o, "phase"), str(o, "src"), str(o, "out"));
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "problem");
+    if (cJSON_IsString(p))
+        fprintf(stderr, "bitnet: warning: job %.0f: %s (shown without them)\n", num(o, "id"),
+                p->valuestring);
 }
 
 static int parse_id(const char *C, const char *s, int64_t *id)
@@ -138,6 +145,8 @@ static int cmd_show(int argc, char **argv)
     printf("\n  attempts %.0f\n", num(o, "attempts"));
     if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, "error")))
         printf("  error    %s\n", str(o, "error"));
+    if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, "problem")))
+        printf("  problem  %s\n", str(o, "problem"));
     const cJSON *res = cJSON_GetObjectItemCaseSensitive(o, "result");
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(res, "validation");
     if (cJSON_IsObject(res)) printf("  sha256   %s\n", str(res, "sha256"));

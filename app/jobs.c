@@ -489,42 +489,81 @@ int jobs_work(int forever, char *err, size_t errsz)
 /* ---- listing and changes
  * ------------------------------------------------------------------------- */
 
+/* args and result are read in C, not with json_extract: one row whose JSON is broken (a
+ * blob, text that is not JSON) would fail the whole query and hide every row after it. */
 static const char JOB_COLS[] =
-        "SELECT id, kind, status, json_extract(args, '$.src'), json_extract(args, '$.out'), "
-        "created_at, started_at, ended_at, attempts, phase, percent, bytes_done, bytes_total, "
-        "eta_s, error, cancel_requested, recovered, worker_pid, args, result FROM jobs";
+        "SELECT id, kind, status, created_at, started_at, ended_at, attempts, phase, percent, "
+        "bytes_done, bytes_total, eta_s, error, cancel_requested, recovered, worker_pid, args, "
+        "result FROM jobs";
 
+enum { COL_ARGS = 16, COL_RESULT = 17 };
+
+/* Column c as JSON (a string, number or null, as stored). */
+static cJSON *col_json(sqlite3_stmt *st, int c)
+{
+    switch (sqlite3_column_type(st, c)) {
+    case SQLITE_NULL:
+        return cJSON_CreateNull();
+    case SQLITE_INTEGER:
+        return cJSON_CreateNumber((double)sqlite3_column_int64(st, c));
+    case SQLITE_FLOAT:
+        return cJSON_CreateNumber(sqlite3_column_double(st, c));
+    default:
+        return cJSON_CreateString((const char *)sqlite3_column_text(st, c));
+    }
+}
+
+/* Column c parsed as JSON: NULL when it is NULL, *bad = 1 when it is something else that
+ * does not parse (a blob or broken text). */
+static cJSON *col_parsed(sqlite3_stmt *st, int c, int *bad)
+{
+    const int t = sqlite3_column_type(st, c);
+    if (t == SQLITE_NULL) return NULL;
+    const char *s = (const char *)sqlite3_column_text(st, c);
+    cJSON *j = t == SQLITE_TEXT && s ? cJSON_Parse(s) : NULL;
+    if (!j) *bad = 1;
+    return j;
+}
+
+static cJSON *str_or_null(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? cJSON_CreateString(v->valuestring) : cJSON_CreateNull();
+}
+
+/* One job as JSON; a job whose args or result cannot be read gets "problem" naming them
+ * (and null in their place). */
 static cJSON *row_json(sqlite3_stmt *st, int full)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "id", (double)sqlite3_column_int64(st, 0));
     static const char *const names[] = {
-            NULL,          "kind",       "status",     "src",
-            "out",         "created_at", "started_at", "ended_at",
-            "attempts",    "phase",      "percent",    "bytes_done",
-            "bytes_total", "eta_s",      "error",      "cancel_requested",
-            "recovered",   "worker_pid"};
+            NULL,          "kind",     "status", "created_at",       "started_at",
+            "ended_at",    "attempts", "phase",  "percent",          "bytes_done",
+            "bytes_total", "eta_s",    "error",  "cancel_requested", "recovered",
+            "worker_pid"};
+    int bad_args = 0, bad_result = 0;
+    cJSON *args = col_parsed(st, COL_ARGS, &bad_args);
+    cJSON *res = full ? col_parsed(st, COL_RESULT, &bad_result) : NULL;
+    if (!bad_args && args && !cJSON_IsObject(args)) bad_args = 1;
     for (int c = 1; c < (int)(sizeof names / sizeof names[0]); c++) {
-        switch (sqlite3_column_type(st, c)) {
-        case SQLITE_NULL:
-            cJSON_AddNullToObject(o, names[c]);
-            break;
-        case SQLITE_INTEGER:
-            cJSON_AddNumberToObject(o, names[c], (double)sqlite3_column_int64(st, c));
-            break;
-        case SQLITE_FLOAT:
-            cJSON_AddNumberToObject(o, names[c], sqlite3_column_double(st, c));
-            break;
-        default:
-            cJSON_AddStringToObject(o, names[c], (const char *)sqlite3_column_text(st, c));
+        cJSON_AddItemToObject(o, names[c], col_json(st, c));
+        if (c == 2) { /* src and out after status, where they always were */
+            cJSON_AddItemToObject(o, "src", str_or_null(args, "src"));
+            cJSON_AddItemToObject(o, "out", str_or_null(args, "out"));
         }
     }
+    if (bad_args || bad_result)
+        cJSON_AddStringToObject(o, "problem",
+                                bad_args && bad_result ? "args and result are not valid JSON"
+                                : bad_args             ? "args are not valid JSON"
+                                                       : "result is not valid JSON");
     if (full) {
-        const char *a = (const char *)sqlite3_column_text(st, 18);
-        const char *r = (const char *)sqlite3_column_text(st, 19);
-        cJSON *aj = a ? cJSON_Parse(a) : NULL, *rj = r ? cJSON_Parse(r) : NULL;
-        cJSON_AddItemToObject(o, "args", aj ? aj : cJSON_CreateNull());
-        cJSON_AddItemToObject(o, "result", rj ? rj : cJSON_CreateNull());
+        cJSON_AddItemToObject(o, "args", args && !bad_args ? args : cJSON_CreateNull());
+        cJSON_AddItemToObject(o, "result", res ? res : cJSON_CreateNull());
+        if (bad_args) cJSON_Delete(args);
+    } else {
+        cJSON_Delete(args);
     }
     return o;
 }
@@ -547,8 +586,14 @@ cJSON *jobs_list_json(jobs_db *j, const char *status, int limit, char *err, size
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddBoolToObject(doc, "worker_running", jobs_worker_running());
     cJSON *arr = cJSON_AddArrayToObject(doc, "jobs");
-    while (sqlite3_step(st) == SQLITE_ROW) cJSON_AddItemToArray(arr, row_json(st, 0));
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) cJSON_AddItemToArray(arr, row_json(st, 0));
     sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) { /* never a silently shortened list */
+        sql_err(j, err, errsz, "list");
+        cJSON_Delete(doc);
+        return NULL;
+    }
     return doc;
 }
 

@@ -116,17 +116,34 @@ bn_status bn_db_run_end(bn_db *db, int64_t run_id, bn_run_status status, const c
 
 /* ---- reading runs -------------------------------------------------------------------------- */
 
-/* The columns read into a bn_run, the last one the run as JSON (the shape of the exports). */
+/* A JSON column that cannot be read as JSON text (a blob, or text that is not JSON: only a
+ * foreign writer or a damaged file puts one there). Such a column is read as NULL and the
+ * run carries a problem, so one bad row never hides the others (json() on it would fail the
+ * whole query). */
+/* clang-format off */
+#define BAD_JSON(c)     "(" c " IS NOT NULL AND NOT (typeof(" c ") = 'text' AND json_valid(" c ")))"
+#define JSON_OR_NULL(c) "CASE WHEN NOT " BAD_JSON(c) " THEN json(" c ") END"
+#define PARAMS_J        JSON_OR_NULL("params")
+#define METRICS_J       JSON_OR_NULL("metrics")
+#define RUN_PROBLEM                                                                                \
+    "CASE WHEN " BAD_JSON("params") " AND " BAD_JSON("metrics")                                    \
+    " THEN 'params and metrics are not valid JSON'"                                                \
+    " WHEN " BAD_JSON("params") " THEN 'params are not valid JSON'"                                \
+    " WHEN " BAD_JSON("metrics") " THEN 'metrics are not valid JSON' END"
+
+/* The columns read into a bn_run: the run as JSON (the shape of the exports) at COL_JSON,
+ * then the problem (NULL when the row reads cleanly). */
 #define RUN_COLUMNS                                                                                \
-    "id, command, model_path, model_sha256, params, metrics, error, host, started_at, "            \
-    "ended_at, pid, status, json_object('id', id, 'command', command, 'status', status, "          \
-    "'started_at', strftime('%Y-%m-%dT%H:%M:%fZ', started_at / 1000.0, 'unixepoch'), "             \
+    "id, command, model_path, model_sha256, " PARAMS_J ", " METRICS_J ", error, host, "            \
+    "started_at, ended_at, pid, status, json_object('id', id, 'command', command, 'status', "      \
+    "status, 'started_at', strftime('%Y-%m-%dT%H:%M:%fZ', started_at / 1000.0, 'unixepoch'), "     \
     "'ended_at', strftime('%Y-%m-%dT%H:%M:%fZ', ended_at / 1000.0, 'unixepoch'), "                 \
     "'duration_s', (ended_at - started_at) / 1000.0, 'model_path', model_path, "                   \
-    "'model_sha256', model_sha256, 'params', json(params), 'metrics', json(metrics), "             \
-    "'error', error, 'pid', pid, 'host', host)"
+    "'model_sha256', model_sha256, 'params', " PARAMS_J ", 'metrics', " METRICS_J ", "             \
+    "'error', error, 'pid', pid, 'host', host), " RUN_PROBLEM
+/* clang-format on */
 
-enum { COL_JSON = 12 };
+enum { COL_JSON = 12, COL_PROBLEM = 13 };
 
 void bn_run_release(bn_run *r)
 {
@@ -139,7 +156,22 @@ void bn_run_release(bn_run *r)
     bn_free(r->error);
     bn_free(r->host);
     bn_free(r->json);
+    bn_free(r->problem);
     memset(r, 0, sizeof *r);
+}
+
+/* Appends "problem": text to the JSON object *json (text is one of RUN_COLUMNS' fixed
+ * messages: nothing to escape). -1 when out of memory. */
+static int add_problem(char **json, const char *text)
+{
+    const size_t n = strlen(*json), add = strlen(text) + 16;
+    if (n < 2 || (*json)[n - 1] != '}') return 0;
+    char *j = bn_malloc(n + add);
+    if (!j) return -1;
+    snprintf(j, n + add, "%.*s,\"problem\":\"%s\"}", (int)(n - 1), *json, text);
+    bn_free(*json);
+    *json = j;
+    return 0;
 }
 
 bn_status bn__db_read_run(bn_db *db, sqlite3_stmt *st, bn_run *r)
@@ -160,7 +192,9 @@ bn_status bn__db_read_run(bn_db *db, sqlite3_stmt *st, bn_run *r)
     const char *status = (const char *)sqlite3_column_text(st, 11);
     if (bn_run_status_parse(status, &r->status)) r->status = BN_RUN_INCOMPLETE;
     r->json = bn__db_col_str(st, COL_JSON, &oom);
+    r->problem = bn__db_col_str(st, COL_PROBLEM, &oom);
     if (!oom && (!r->command || !r->json)) oom = 1; /* NOT NULL columns; NULL means no memory */
+    if (!oom && r->problem && add_problem(&r->json, r->problem)) oom = 1;
     if (oom) {
         bn_run_release(r);
         return bn__db_err(db, BN_ERR_NOMEM, "out of memory");

@@ -507,6 +507,77 @@ static void test_export_csv(void **state)
     bn_db_close(db);
 }
 
+/* Rows whose params or metrics are not JSON text (a blob, broken text: a foreign writer or a
+ * damaged file) are listed with the others, named by "problem"; json() used to fail the whole
+ * query on the first of them. */
+static void test_unreadable_rows(void **state)
+{
+    fx *f = *state;
+    bn_db *db = open_ok(f->path, NULL);
+    int64_t id[4];
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(bn_db_run_begin(db, "generate", NULL, NULL, "{\"n\":8}", &id[i]), BN_OK);
+        assert_int_equal(bn_db_run_end(db, id[i], BN_RUN_OK, "{\"tokens_per_s\":1.5}", NULL),
+                         BN_OK);
+    }
+    rawf(f->path, "UPDATE runs SET params = x'00ff7b' WHERE id = %lld", (long long)id[1]);
+    rawf(f->path, "UPDATE runs SET metrics = '{bad' WHERE id = %lld", (long long)id[2]);
+    rawf(f->path, "UPDATE runs SET params = '[1,', metrics = x'7b7d' WHERE id = %lld",
+         (long long)id[3]);
+    bn_run *runs;
+    size_t n;
+    if (bn_db_run_list(db, NULL, &runs, &n) != BN_OK) fail_msg("list: %s", bn_db_errmsg(db));
+    assert_int_equal(n, 4);
+    static const char *const want[4] = {"params and metrics are not valid JSON",
+                                        "metrics are not valid JSON", "params are not valid JSON",
+                                        NULL}; /* newest first: id[3] .. id[0] */
+    for (size_t i = 0; i < n; i++) {
+        const bn_run *r = &runs[i];
+        assert_int_equal(r->id, id[3 - i]);
+        cJSON *j = cJSON_Parse(r->json);
+        assert_non_null(j);
+        const cJSON *p = cJSON_GetObjectItem(j, "problem");
+        if (!want[i]) {
+            assert_null(r->problem);
+            assert_null(p);
+            assert_string_equal(r->params_json, "{\"n\":8}");
+        } else {
+            assert_string_equal(r->problem, want[i]);
+            assert_string_equal(cJSON_GetStringValue(p), want[i]);
+        }
+        /* a broken column reads as NULL; the other one is intact */
+        const int bad_p = want[i] && strstr(want[i], "params"),
+                  bad_m = want[i] && strstr(want[i], "metrics");
+        assert_int_equal(r->params_json == NULL, bad_p);
+        assert_int_equal(r->metrics_json == NULL, bad_m);
+        assert_int_equal(cJSON_IsNull(cJSON_GetObjectItem(j, "params")), bad_p);
+        assert_int_equal(cJSON_IsNull(cJSON_GetObjectItem(j, "metrics")), bad_m);
+        cJSON_Delete(j);
+    }
+    bn_db_runs_free(runs, n);
+    /* one run, and the exports, read past them too */
+    bn_run r;
+    assert_int_equal(bn_db_run_get(db, id[1], &r), BN_OK);
+    assert_string_equal(r.problem, "params are not valid JSON");
+    bn_run_release(&r);
+    char *js = export_str(db, BN_DB_FORMAT_JSON);
+    cJSON *j = cJSON_Parse(js);
+    assert_non_null(j);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "runs")), 4);
+    cJSON_Delete(j);
+    free(js);
+    char *csv = export_str(db, BN_DB_FORMAT_CSV);
+    int lines = 0;
+    for (const char *c = csv; *c; c++) lines += *c == '\n';
+    assert_int_equal(lines, 5);
+    free(csv);
+    /* --search still works over a blob */
+    bn_run_filter flt = bn_run_filter_all();
+    flt.text = "tokens_per_s";
+    assert_int_equal(count(db, &flt), 2);
+    bn_db_close(db);
+}
+
 /* ---- prune and retention ----------------------------------------------------------------- */
 
 /* Adds a finished run that started days_ago days before T0. */
@@ -1043,6 +1114,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_begin_end, setup, teardown),
             cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),
             cmocka_unit_test_setup_teardown(test_export_csv, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_unreadable_rows, setup, teardown),
             cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
             cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
             cmocka_unit_test_setup_teardown(test_incomplete, setup, teardown),

@@ -125,6 +125,10 @@ typedef struct bn_run {
     int64_t pid;
     bn_run_status status;
     char *json; /* the whole run as one JSON object, the shape of the exports */
+    /* NULL, or why part of the row could not be read ("params are not valid JSON": a blob or
+     * broken text written by something else); those columns then read as NULL, and json has
+     * a "problem" member with this text. Listing goes on past such a row. */
+    char *problem;
 } bn_run;
 
 void bn_run_release(bn_run *r);
