@@ -21,13 +21,14 @@ void cmd_perplexity_help(FILE *out)
             "token replaced by BOS (when the model adds BOS), and the predictions of the\n"
             "second half of the chunk are scored. Progress goes to stderr, one line per\n"
             "chunk; the estimate to stdout.\n\n"
-            "Options:\n" MC_OPTS_HELP "  -f, --file FILE   the text (required)\n"
+            "Options:\n" MC_OPTS_HELP "  -f, --file FILE   the text (required; at most 64 MiB)\n"
             "  -c, --ctx N       chunk size in tokens (default %d)\n"
             "  --chunks N        score at most N chunks (default: all)\n"
             "  --json            one JSON document: perplexity, perplexity_stderr,\n"
             "                    tokens_scored, chunks, n_ctx, seconds, tokens_per_s\n"
             "  -h, --help        this help\n\n"
-            "The text must hold at least 2 * N tokens (as llama.cpp requires). The model and\n"
+            "The text must hold at least 2 * N tokens (as llama.cpp requires) and N must be\n"
+            "at least 3 (a chunk scores the predictions in its second half). The model and\n"
             "threads default to the config's (bitnet-config(5)), the model then to the\n"
             "bundled one; the config's ctx does not apply.\n"
             "Exit status: 0 ok, 1 the model or text cannot be used, 2 usage error.\n",
@@ -83,6 +84,13 @@ static double neg_log_prob(const float *logits, int64_t V, int32_t target)
     double sum = 0.0;
     for (int64_t i = 0; i < V; i++) sum += exp((double)logits[i] - mx);
     return -((double)logits[target] - mx - log(sum));
+}
+
+/* The predictions one chunk of n_ctx tokens scores (score_chunk): tokens n_ctx/2 + 1 ..
+ * n_ctx - 1. */
+static int64_t chunk_scored(int64_t n_ctx)
+{
+    return n_ctx - n_ctx / 2 - 1;
 }
 
 /* One chunk (n_ctx tokens at tok, the first already replaced by BOS when it applies):
@@ -160,6 +168,12 @@ static int report(const ppl_opts *o, const mc_session *s, const ppl_acc *a, long
 static int run(const ppl_opts *o, mc_session *s, const int32_t *ids, size_t n_ids)
 {
     const int64_t n_ctx = bn_model_state_n_ctx(s->st);
+    if (chunk_scored(n_ctx) < 1) {
+        cli_error("perplexity: a context of %lld tokens scores no token (each chunk scores "
+                  "the predictions in its second half): use --ctx 3 or more",
+                  (long long)n_ctx);
+        return BN_EXIT_FAIL;
+    }
     if ((int64_t)n_ids < 2 * n_ctx) {
         cli_error("%s: %zu tokens; perplexity with a context of %lld needs at least %lld", o->file,
                   n_ids, (long long)n_ctx, (long long)(2 * n_ctx));
@@ -203,7 +217,7 @@ int cmd_perplexity(int argc, char **argv)
     if (rc >= 0) return rc;
     hist_run *h = hist_begin("perplexity", o.mc.model, hist_params_argv(argc, argv));
     size_t len;
-    char *text = mc_read_file(o.file, &len);
+    char *text = mc_read_text(o.file, MC_TEXT_MAX, &len);
     if (!text) {
         hist_end(h, BN_EXIT_FAIL, NULL, NULL);
         return BN_EXIT_FAIL;

@@ -315,18 +315,14 @@ char *mc_read_file(const char *path, size_t *len)
     while (buf) {
         const size_t r = fread(buf + n, 1, cap - n, f);
         n += r;
+        if (n > max) return too_large(path, max, f, buf);
         if (r == 0) break;
         if (n == cap) {
-            if (cap >= ((size_t)1 << 30)) {
-                cli_error("%s: larger than 1 GiB", path);
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            char *nb = realloc(buf, cap * 2 + 1);
+            const size_t nc = cap > max / 2 ? max + 1 : cap * 2; /* max + 1: sees "more" */
+            char *nb = realloc(buf, nc + 1);
             if (!nb) free(buf);
             buf = nb;
-            cap *= 2;
+            cap = nc;
         }
     }
     if (!buf || ferror(f)) {
@@ -339,6 +335,11 @@ char *mc_read_file(const char *path, size_t *len)
     buf[n] = '\0';
     *len = n;
     return buf;
+}
+
+char *mc_read_file(const char *path, size_t *len)
+{
+    return mc_read_text(path, (size_t)1 << 30, len);
 }
 
 char *mc_utf8_clean(const char *s, size_t len)

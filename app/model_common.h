@@ -126,8 +126,16 @@ int mc_open(const mc_opts *o, long def_ctx, mc_session *s);
 void mc_close(mc_session *s);
 
 /* Reads a whole file into a NUL-terminated malloc'ed buffer (free()); prints the error
- * and returns NULL on failure. */
+ * and returns NULL on failure. At most 1 GiB. */
 char *mc_read_file(const char *path, size_t *len);
+
+/* The most a text given with -f (generate, perplexity) may hold: 64 MiB, far more than
+ * any context, so that `-f /dev/zero` fails at once instead of filling memory. */
+#define MC_TEXT_MAX ((size_t)64 << 20)
+
+/* mc_read_file with a limit of max bytes: a larger regular file is refused before it is
+ * read, anything else (a pipe, a device) once more than max bytes have come. */
+char *mc_read_text(const char *path, size_t max, size_t *len);
 
 /* A copy of len bytes as valid UTF-8 (bad bytes become U+FFFD) with no NUL bytes, for
  * JSON; malloc'ed, NULL when out of memory. */

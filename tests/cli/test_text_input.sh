@@ -1,0 +1,44 @@
+# Text given with -f (generate, perplexity) is read with a bound of 64 MiB: a larger
+# regular file is refused before it is read, a device such as /dev/zero as soon as more
+# than that has come (it used to read 1 GiB); perplexity with a context too small to
+# score any token is an error, not "perplexity 0 over 0 tokens".
+. tests/cli/lib.sh
+export BITNET_CONFIG="$TMP/no-config.json"
+export BITNET_HISTORY=0
+
+M="$TMP/tiny.gguf"
+"$BITNET" synth --shape tiny -o "$M" --seed 7 >/dev/null 2>&1 || bad "synth"
+i=0; : >"$TMP/text.txt"
+while [ $i -lt 20 ]; do
+    echo "The quick brown fox jumps over the lazy dog while the cat sleeps, $i times." >>"$TMP/text.txt"
+    i=$((i + 1))
+done
+
+# ---- perplexity: a context that scores nothing ------------------------------------------
+for c in 1 2; do
+    expect_exit 1 "perplexity --ctx $c" -- "$BITNET" perplexity -m "$M" -f "$TMP/text.txt" --ctx $c -t 1
+    expect_one_line_err "perplexity --ctx $c"
+    expect_grep "scores no token" "$TMP/err" "perplexity --ctx $c says no token can be scored"
+    grep -q "perplexity:" "$TMP/out" && bad "perplexity --ctx $c printed an estimate" ||
+        ok "perplexity --ctx $c prints no estimate"
+done
+expect_exit 0 "perplexity --ctx 3 scores one token per chunk" -- \
+    "$BITNET" perplexity -m "$M" -f "$TMP/text.txt" --ctx 3 --chunks 2 -t 1 --json
+[ "$("$JSONGET" tokens_scored <"$TMP/out")" = 2 ] && ok "2 chunks of 3 score 2 tokens" ||
+    bad "perplexity --ctx 3: $(cat "$TMP/out")"
+
+# ---- the bound on -f ------------------------------------------------------------------------
+for cmd in generate perplexity; do
+    expect_exit 1 "$cmd -f /dev/zero" -- "$BITNET" $cmd -m "$M" -f /dev/zero -t 1
+    expect_one_line_err "$cmd -f /dev/zero"
+    expect_grep "/dev/zero: larger than 64 MiB" "$TMP/err" "$cmd -f /dev/zero names the 64 MiB limit"
+done
+# a sparse regular file just over the limit: refused from its size, nothing read
+dd if=/dev/null of="$TMP/big.txt" bs=1 seek=$((64 * 1024 * 1024 + 1)) 2>/dev/null
+expect_exit 1 "generate -f of 64 MiB + 1 byte" -- "$BITNET" generate -m "$M" -f "$TMP/big.txt" -n 1 -t 1
+expect_grep "big.txt: larger than 64 MiB" "$TMP/err" "a file over the limit is refused by name"
+expect_exit 0 "a small -f still works" -- "$BITNET" generate -m "$M" -f "$TMP/text.txt" -n 2 -t 1 --temp 0
+expect_exit 0 "generate --help names the limit" -- "$BITNET" generate --help
+expect_grep "64 MiB" "$TMP/out" "generate --help says 64 MiB"
+
+finish test_text_input.sh
