@@ -303,13 +303,37 @@ void mc_close(mc_session *s)
     memset(s, 0, sizeof *s);
 }
 
-char *mc_read_file(const char *path, size_t *len)
+/* "64 MiB", "1 GiB": a limit for messages. */
+static void size_text(size_t n, char *buf, size_t size)
+{
+    if (n >= ((size_t)1 << 30) && n % ((size_t)1 << 30) == 0)
+        snprintf(buf, size, "%zu GiB", n >> 30);
+    else if (n >= ((size_t)1 << 20) && n % ((size_t)1 << 20) == 0)
+        snprintf(buf, size, "%zu MiB", n >> 20);
+    else
+        snprintf(buf, size, "%zu bytes", n);
+}
+
+static char *too_large(const char *path, size_t max, FILE *f, char *buf)
+{
+    char lim[32];
+    size_text(max, lim, sizeof lim);
+    cli_error("%s: larger than %s, the limit for this file", path, lim);
+    free(buf);
+    fclose(f);
+    return NULL;
+}
+
+char *mc_read_text(const char *path, size_t max, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
         cli_error("cannot open %s: %s", path, strerror(errno));
         return NULL;
     }
+    struct stat sb; /* a regular file tells its size: refuse without reading */
+    if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size > max)
+        return too_large(path, max, f, NULL);
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap + 1);
     while (buf) {
