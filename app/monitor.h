@@ -224,12 +224,11 @@ int mon_sinks_setup(bn_monitor *m, char *err, size_t errsz);
 int mon_sender_start(bn_monitor *m);
 void mon_sender_stop(bn_monitor *m);
 void mon_sender_wake(bn_monitor *m);
-/* Tries every sink with entries once (ignoring backoff) until deadline; 0 when the spool of
- * every sink is empty afterwards. */
-int mon_sinks_flush(bn_monitor *m, double deadline);
-/* Sends the spool of s until it is empty or a request fails (after the sender stopped);
- * 0 when empty. */
-int mon_sink_drain(bn_monitor *m, mon_sink *s);
+/* Drains every sink at once (a thread each, ignoring backoff; with skip_down, not the sinks
+ * that are down), each until its spool is empty, a request fails or deadline passes (no new
+ * request after it); 0 when the spool of every sink is empty afterwards. After the senders
+ * stopped, or before they start. */
+int mon_sinks_flush(bn_monitor *m, double deadline, int skip_down);
 /* Sends one payload to sink now, bypassing the spool; 0, or -1 with the error in why. */
 int mon_send_one(bn_monitor *m, mon_sink *s, const char *payload, char *why, size_t whysz);
 void mon_sinks_release(bn_monitor *m);
