@@ -41,6 +41,7 @@
 #include <stdint.h>
 
 #include "alerts.h"
+#include "genmetrics.h"
 #include "metrics.h"
 #include "spool.h"
 
@@ -153,7 +154,7 @@ typedef struct mon_families {
             *gpu_power;
     bn_mfamily *hist_runs, *hist_last_tps, *hist_last_time, *hist_bench_gbps;
     bn_mfamily *jobs;
-    bn_mfamily *gen_tokens, *gen_tps, *gen_prompt_tps, *gen_ttft, *gen_latency, *gen_requests;
+    bn_genmetrics gen; /* the generations (genmetrics.h): the probe's */
     bn_mfamily *model_weights, *model_kv, *model_load;
     bn_mfamily *errors, *collect_seconds, *collections, *scrapes;
     bn_mfamily *spool_entries, *spool_dropped, *sink_requests, *sink_dropped, *sink_last_ok;

@@ -28,18 +28,14 @@ static const char *const L_STATUS[] = {"status", NULL};
 static const char *const L_LAST_TPS[] = {"command", "metric", NULL};
 static const char *const L_COMMAND[] = {"command", NULL};
 static const char *const L_MODEL[] = {"model", NULL};
-static const char *const L_MODEL_PHASE[] = {"model", "phase", NULL};
-static const char *const L_MODEL_RESULT[] = {"model", "result", NULL};
 static const char *const L_SOURCE[] = {"source", NULL};
 static const char *const L_SINK[] = {"sink", NULL};
 static const char *const L_SINK_RESULT[] = {"sink", "result", NULL};
 static const char *const L_ALERT[] = {"rule", "severity", "state", NULL};
 static const char *const L_ALERT_TO[] = {"rule", "to", NULL};
 
-/* Time to first token and request latency, seconds: from a tiny model to a large one. */
-static const double LATENCY_BUCKETS[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                         1,     2.5,  5,     10,   30,  60};
-#define N_LATENCY (sizeof LATENCY_BUCKETS / sizeof LATENCY_BUCKETS[0])
+#define LATENCY_BUCKETS bn_gen_latency_buckets
+#define N_LATENCY       bn_gen_n_latency_buckets
 
 typedef struct family_def {
     size_t offset; /* of the bn_mfamily * in mon_families */
@@ -84,8 +80,11 @@ static const family_def defs[] = {
          "Share of the last sample period GPU memory was read or written (0 to 1).", L_GPU, 0},
         {F(gpu_temp), G, "bitnet_gpu_temperature_celsius", "GPU core temperature.", L_GPU, 0},
         {F(gpu_power), G, "bitnet_gpu_power_watts", "GPU board power draw.", L_GPU, 0},
-        {F(hist_runs), G, "bitnet_history_runs",
-         "Runs in the history (within its retention) by command and status.", L_RUNS, 0},
+        {F(hist_runs), G, "bitnet_history_retained_runs",
+         "Runs the history holds now (within its retention) by command and status; it drops "
+         "when old runs are pruned, so it is a gauge: the monitor's own generations are "
+         "counted in bitnet_generation_requests_total.",
+         L_RUNS, 0},
         {F(hist_last_tps), G, "bitnet_history_last_run_tokens_per_second",
          "Newest tokens per second of each command and metric among the recent successful runs "
          "(from the history).",
@@ -99,18 +98,6 @@ static const family_def defs[] = {
          "Conversion jobs in the queue (bitnet jobs) by status: queued, running, done, failed, "
          "cancelled.",
          L_STATUS, 0},
-        {F(gen_tokens), C, "bitnet_generation_tokens_total",
-         "Tokens evaluated by probe generations (phase prompt or generation).", L_MODEL_PHASE, 0},
-        {F(gen_tps), G, "bitnet_generation_tokens_per_second",
-         "Generation speed of the last probe, tokens per second.", L_MODEL, 0},
-        {F(gen_prompt_tps), G, "bitnet_generation_prompt_tokens_per_second",
-         "Prompt evaluation speed of the last probe, tokens per second.", L_MODEL, 0},
-        {F(gen_ttft), H, "bitnet_generation_time_to_first_token_seconds",
-         "Time from the request to the first generated token (probe generations).", L_MODEL, 1},
-        {F(gen_latency), H, "bitnet_generation_duration_seconds",
-         "Time of a whole probe generation request.", L_MODEL, 1},
-        {F(gen_requests), C, "bitnet_generation_requests_total",
-         "Probe generations by result (ok or error).", L_MODEL_RESULT, 0},
         {F(model_weights), G, "bitnet_model_weight_bytes", "Memory of the loaded model's weights.",
          L_MODEL, 0},
         {F(model_kv), G, "bitnet_model_kv_cache_bytes", "Memory of the loaded model's KV cache.",
@@ -149,6 +136,7 @@ int mon_define_metrics(bn_monitor *m)
         if (!f) return -1;
         *(bn_mfamily **)((char *)&m->f + d->offset) = f;
     }
+    if (bn_genmetrics_define(&m->f.gen, m->reg)) return -1;
     const char *lv[] = {BN_VERSION_STRING, bn_kernels_get()->name};
     return bn_metric_set(m->f.build_info, lv, 1);
 }
@@ -368,19 +356,15 @@ static int argmax(const float *v, int64_t n)
     return (int)best;
 }
 
-typedef struct probe_result {
-    size_t n_prompt, n_gen, n_evals;
-    double prompt_s, ttft, total, gen_s;
-} probe_result;
-
-/* One greedy generation of up to probe_tokens tokens after the prompt. */
-static int probe_run(bn_monitor *m, mc_session *s, probe_result *r)
+/* One greedy generation of up to probe_tokens tokens after the prompt, timed into r; how it
+ * ended in *finish. 0, or -1 on an error. */
+static int probe_run(bn_monitor *m, mc_session *s, bn_gen_run *r, bn_gen_finish *finish)
 {
     int32_t *ids = NULL, *seq = NULL;
     size_t n = 0;
     const unsigned fl = BN_TOKENIZE_ADD_SPECIAL | BN_TOKENIZE_PARSE_SPECIAL;
     const int64_t V = bn_model_n_vocab(s->model), n_ctx = bn_model_state_n_ctx(s->st);
-    const double t0 = bn_time_now();
+    bn_gen_run_start(r, bn_time_now());
     if (bn_tokenizer_encode_alloc(s->tok, m->o.probe_prompt, strlen(m->o.probe_prompt), fl, &ids,
                                   &n) != BN_OK ||
         n == 0 || (int64_t)n >= n_ctx) {
@@ -392,26 +376,22 @@ static int probe_run(bn_monitor *m, mc_session *s, probe_result *r)
     int rc = logits && seq ? 0 : -1;
     if (!rc) memcpy(seq, ids, n * sizeof *ids);
     bn_free(ids);
-    r->n_prompt = n;
     const double tp = bn_time_now();
     if (!rc && bn_model_eval(s->st, seq, (int64_t)n, 0, 1, logits) != BN_OK) rc = -1;
-    r->prompt_s = bn_time_now() - tp;
+    bn_gen_run_prompt(r, n, bn_time_now() - tp);
     size_t pos = n;
-    while (!rc && r->n_gen < (size_t)m->o.probe_tokens) {
+    *finish = BN_GEN_LENGTH;
+    while (!rc) {
         const int32_t id = argmax(logits, V);
-        if (r->n_gen == 0) r->ttft = bn_time_now() - t0;
-        r->n_gen++;
-        if (bn_tokenizer_is_eog(s->tok, id) || r->n_gen == (size_t)m->o.probe_tokens ||
+        bn_gen_run_token(r, bn_time_now());
+        if (bn_tokenizer_is_eog(s->tok, id)) *finish = BN_GEN_STOP;
+        if (*finish == BN_GEN_STOP || r->n_gen >= (size_t)m->o.probe_tokens ||
             (int64_t)pos + 1 >= n_ctx)
             break;
         seq[pos] = id;
-        const double t1 = bn_time_now();
         if (bn_model_eval(s->st, &seq[pos], 1, (int64_t)pos, 1, logits) != BN_OK) rc = -1;
-        r->gen_s += bn_time_now() - t1;
-        r->n_evals++;
         pos++;
     }
-    r->total = bn_time_now() - t0;
     free(logits);
     free(seq);
     return rc;
@@ -423,28 +403,14 @@ void mon_probe(bn_monitor *m)
     m->next_probe = mon_now() + m->o.probe_every_s;
     char model[256];
     probe_model_label(m, model, sizeof model);
-    const char *ok[] = {model, "ok"}, *err[] = {model, "error"};
-    if (!m->probe && probe_open(m, model)) {
-        bn_metric_add(m->f.gen_requests, err, 1);
+    bn_gen_run r;
+    bn_gen_finish finish = BN_GEN_ERROR;
+    bn_gen_run_start(&r, bn_time_now());
+    if ((!m->probe && probe_open(m, model)) || probe_run(m, m->probe, &r, &finish)) {
+        finish = BN_GEN_ERROR;
         mon_error(m, "probe");
-        return;
     }
-    probe_result r = {0};
-    if (probe_run(m, m->probe, &r)) {
-        bn_metric_add(m->f.gen_requests, err, 1);
-        mon_error(m, "probe");
-        return;
-    }
-    const char *lv[] = {model}, *pp[] = {model, "prompt"}, *tg[] = {model, "generation"};
-    bn_metrics_lock(m->reg);
-    bn_metric_add(m->f.gen_requests, ok, 1);
-    bn_metric_add(m->f.gen_tokens, pp, (double)r.n_prompt);
-    bn_metric_add(m->f.gen_tokens, tg, (double)r.n_gen);
-    bn_metric_observe(m->f.gen_ttft, lv, r.ttft);
-    bn_metric_observe(m->f.gen_latency, lv, r.total);
-    if (r.prompt_s > 0) bn_metric_set(m->f.gen_prompt_tps, lv, (double)r.n_prompt / r.prompt_s);
-    if (r.n_evals > 0 && r.gen_s > 0) bn_metric_set(m->f.gen_tps, lv, (double)r.n_evals / r.gen_s);
-    bn_metrics_unlock(m->reg);
+    bn_genmetrics_record(&m->f.gen, model, &r, finish, bn_time_now());
 }
 
 void mon_probe_close(bn_monitor *m)

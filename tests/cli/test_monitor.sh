@@ -146,8 +146,23 @@ if "$BITNET" synth --shape tiny -o "$M" --seed 3 >/dev/null 2>&1; then
         "$TMP/probe.prom" "TTFT histogram"
     expect_grep "^bitnet_model_weight_bytes{model=\"tiny.gguf\"} [1-9]" "$TMP/probe.prom" "model weights"
     expect_grep "^bitnet_model_kv_cache_bytes{model=\"tiny.gguf\"} [1-9]" "$TMP/probe.prom" "KV cache"
-    expect_grep "^bitnet_generation_tokens_total{model=\"tiny.gguf\",phase=\"generation\"} 4$" \
-        "$TMP/probe.prom" "generated tokens counted"
+    expect_grep "^bitnet_generation_tokens_total{model=\"tiny.gguf\"} 4$" "$TMP/probe.prom" \
+        "generated tokens counted"
+    # the run metrics llama-server and vLLM users look for
+    expect_grep "^bitnet_prompt_tokens_total{model=\"tiny.gguf\"} [1-9]" "$TMP/probe.prom" "prompt tokens counted"
+    expect_grep "^# TYPE bitnet_prompt_tokens_total counter" "$TMP/probe.prom" "prompt tokens: a counter"
+    expect_grep "^bitnet_generation_time_per_output_token_seconds_count{model=\"tiny.gguf\"} 3$" \
+        "$TMP/probe.prom" "time per output token: one per token after the first"
+    expect_grep "^bitnet_generation_duration_seconds_bucket{model=\"tiny.gguf\",le=\"+Inf\"} 1$" \
+        "$TMP/probe.prom" "end-to-end latency histogram"
+    expect_grep "^bitnet_generation_requests_total{model=\"tiny.gguf\",result=\"length\"} 1$" \
+        "$TMP/probe.prom" "requests by result (length: the token limit)"
+    expect_grep "^bitnet_generation_seconds_total{model=\"tiny.gguf\"} [0-9]" "$TMP/probe.prom" \
+        "generation time as a counter (for rates)"
+    expect_exit 0 "monitor --once: a probe model that does not load" -- "$BITNET" monitor --once \
+        --probe-model "$TMP/none.gguf"
+    expect_grep "^bitnet_generation_requests_total{model=\"none.gguf\",result=\"error\"} 1$" "$TMP/out" \
+        "requests by result (error)"
     n=$(check_histograms "$TMP/probe.prom") && [ "$n" -ge 2 ] &&
         ok "histograms: cumulative buckets, +Inf == _count ($n series)" || bad "histograms: $n"
     promtool_check "$TMP/probe.prom" "with the probe"
@@ -163,8 +178,10 @@ if "$BITNET" synth --shape tiny -o "$M" --seed 3 >/dev/null 2>&1; then
     # the history's runs
     if "$BITNET" generate -m "$M" -p "Hello" -n 4 -t 1 --temp 0 >/dev/null 2>&1; then
         expect_exit 0 "monitor --once after a generate run" -- "$BITNET" monitor --once
-        expect_grep '^bitnet_history_runs{command="generate",status="ok"} 1$' "$TMP/out" \
+        expect_grep '^bitnet_history_retained_runs{command="generate",status="ok"} 1$' "$TMP/out" \
             "runs in the history by command and status"
+        expect_grep '^# TYPE bitnet_history_retained_runs gauge' "$TMP/out" \
+            "runs in the history: a gauge named as a current count (it drops on prune)"
         expect_grep '^bitnet_history_last_run_tokens_per_second{command="generate",metric="gen_tokens_per_s"} [0-9]' \
             "$TMP/out" "tokens/s of the newest generate run"
         expect_grep '^bitnet_history_last_run_timestamp_seconds{command="generate"} [1-9]' "$TMP/out" \
@@ -181,9 +198,9 @@ BUNDLED=$(ls "$(dirname "$0")"/../../assets/models/*.gguf 2>/dev/null | head -1)
 if [ -n "$BUNDLED" ]; then
     expect_exit 0 "monitor --once -m the bundled model" -- "$BITNET" monitor --once --no-listen \
         -m "$BUNDLED" --probe-tokens 4 -t 1
-    expect_grep "^bitnet_generation_requests_total{model=\"$(basename "$BUNDLED")\",result=\"ok\"} 1$" \
+    expect_grep "^bitnet_generation_requests_total{model=\"$(basename "$BUNDLED")\",result=\"[sl][a-z]*\"} 1$" \
         "$TMP/out" "the bundled model: the probe succeeds"
-    expect_grep "^bitnet_generation_tokens_total{model=\"$(basename "$BUNDLED")\",phase=\"generation\"} [1-9]" \
+    expect_grep "^bitnet_generation_tokens_total{model=\"$(basename "$BUNDLED")\"} [1-9]" \
         "$TMP/out" "the bundled model: probe metrics out of the box"
     grep -q "context of" "$TMP/err" && bad "the probe asked for more context than the model has" ||
         ok "the probe stays within the model's context"
