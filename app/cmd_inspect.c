@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bitnet/gguf.h"
+#include "model_common.h"
 
 #define HEAD_TEXT 5   /* array elements shown in text mode */
 #define HEAD_JSON 8   /* array elements in "head" */
@@ -17,13 +18,16 @@ void cmd_inspect_help(FILE *out)
 {
     fprintf(out, "Usage: bitnet inspect FILE [--json] [--tensors]\n\n"
                  "Prints a GGUF file's version, alignment, metadata (arrays summarised as\n"
-                 "[type x count] with their first elements) and tensors.\n\n"
+                 "[type x count] with their first elements) and tensors, then whether it\n"
+                 "loads as a model (as generate loads it) and if not, why.\n\n"
                  "Options:\n"
                  "  --tensors  list every tensor: name, type, shape, bytes, offset (text mode\n"
                  "             prints only a summary without it)\n"
-                 "  --json     one JSON document: file, version, alignment, metadata, tensors\n"
+                 "  --json     one JSON document: file, version, alignment, metadata, tensors,\n"
+                 "             loadable, problem\n"
                  "  -h, --help this help\n\n"
-                 "Exit status: 0 ok, 1 the file is unreadable or malformed, 2 usage error.\n");
+                 "Exit status: 0 ok (a well-formed GGUF, model or not), 1 the file is\n"
+                 "unreadable or malformed, 2 usage error.\n");
 }
 
 /* ---- text ----------------------------------------------------------------------------- */
@@ -239,7 +243,21 @@ static void print_tensors(const bn_gguf *g, int list)
     }
 }
 
-static void print_text(const char *path, const bn_gguf *g, int list)
+/* Whether the file loads as a model: the model loader itself decides (model_common.c). */
+typedef struct load_check {
+    int loadable;
+    char problem[512];
+} load_check;
+
+static void check_load(const char *path, load_check *lc)
+{
+    lc->problem[0] = '\0';
+    lc->loadable = mc_check_loadable(path, lc->problem, sizeof lc->problem) == 0;
+    for (char *c = lc->problem; *c; c++) /* one line on a terminal, whatever the file held */
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
+}
+
+static void print_text(const char *path, const bn_gguf *g, int list, const load_check *lc)
 {
     printf("file:      %s\n", path);
     printf("version:   %u\n", bn_gguf_version(g));
@@ -255,6 +273,10 @@ static void print_text(const char *path, const bn_gguf *g, int list)
         printf("\n");
     }
     print_tensors(g, list);
+    if (lc->loadable)
+        printf("model:     loads (as generate, chat and perplexity load it)\n");
+    else
+        printf("model:     does not load: %s\n", lc->problem);
 }
 
 /* ---- JSON ------------------------------------------------------------------------------ */
@@ -336,7 +358,7 @@ static cJSON *json_tensor(const bn_gguf_tensor *t)
     return o;
 }
 
-static cJSON *json_doc(const char *path, const bn_gguf *g)
+static cJSON *json_doc(const char *path, const bn_gguf *g, const load_check *lc)
 {
     cJSON *d = cJSON_CreateObject(), *md = cJSON_CreateObject(), *ts = cJSON_CreateArray();
     int rc = d && md && ts ? 0 : -1;
@@ -357,6 +379,10 @@ static cJSON *json_doc(const char *path, const bn_gguf *g)
         rc = jadd(d, "tensors", ts);
         ts = NULL;
     }
+    if (rc == 0) rc = jadd(d, "loadable", cJSON_CreateBool(lc->loadable));
+    if (rc == 0)
+        rc = jadd(d, "problem",
+                  lc->loadable ? cJSON_CreateNull() : cJSON_CreateString(lc->problem));
     cJSON_Delete(md);
     cJSON_Delete(ts);
     if (rc != 0) {
@@ -406,12 +432,14 @@ int cmd_inspect(int argc, char **argv)
         return BN_EXIT_FAIL;
     }
     int rc = BN_EXIT_OK;
+    load_check lc;
+    check_load(path, &lc);
     if (json) {
-        cJSON *doc = json_doc(path, g);
+        cJSON *doc = json_doc(path, g, &lc);
         if (!doc) fprintf(stderr, "bitnet inspect: %s: out of memory\n", path);
         if (!doc || cli_print_json(doc) != 0) rc = BN_EXIT_FAIL;
     } else {
-        print_text(path, g, list);
+        print_text(path, g, list, &lc);
         if (fflush(stdout) != 0) {
             fprintf(stderr, "bitnet inspect: cannot write the output\n");
             rc = BN_EXIT_FAIL;

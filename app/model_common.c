@@ -260,6 +260,37 @@ int mc_apply_defaults(const char *cmd, unsigned what, mc_opts *o, mc_sampling *s
     return rc;
 }
 
+/* The model at path and its tokenizer, as every model command loads them. */
+static bn_status load_model(bn_ctx *ctx, const char *path, int head_keep, bn_model **model,
+                            bn_tokenizer **tok)
+{
+    bn_model_params mp;
+    bn_model_params_init(&mp);
+    mp.head_type = head_keep ? 0 : BN_TYPE_Q8_0;
+    bn_status rc = bn_model_load(ctx, path, &mp, model);
+    if (rc == BN_OK) rc = bn_tokenizer_from_gguf(ctx, bn_model_gguf(*model), tok);
+    return rc;
+}
+
+int mc_check_loadable(const char *path, char *why, size_t whysz)
+{
+    bn_ctx *ctx;
+    bn_ctx_params cp = {.n_threads = 0};
+    bn_status rc = bn_ctx_new(&ctx, &cp);
+    if (rc != BN_OK) {
+        snprintf(why, whysz, "cannot start: %s", bn_status_str(rc));
+        return -1;
+    }
+    bn_model *model = NULL;
+    bn_tokenizer *tok = NULL;
+    rc = load_model(ctx, path, 1, &model, &tok); /* the file's head: no requantizing */
+    if (rc != BN_OK) snprintf(why, whysz, "%s", bn_ctx_errmsg(ctx));
+    bn_tokenizer_free(tok);
+    bn_model_free(model);
+    bn_ctx_free(ctx);
+    return rc == BN_OK ? 0 : -1;
+}
+
 int mc_open(const mc_opts *o, long def_ctx, mc_session *s)
 {
     memset(s, 0, sizeof *s);
@@ -270,11 +301,7 @@ int mc_open(const mc_opts *o, long def_ctx, mc_session *s)
         return BN_EXIT_FAIL;
     }
     const double t0 = bn_time_now();
-    bn_model_params mp;
-    bn_model_params_init(&mp);
-    mp.head_type = o->head_keep ? 0 : BN_TYPE_Q8_0;
-    rc = bn_model_load(s->ctx, o->model, &mp, &s->model);
-    if (rc == BN_OK) rc = bn_tokenizer_from_gguf(s->ctx, bn_model_gguf(s->model), &s->tok);
+    rc = load_model(s->ctx, o->model, o->head_keep, &s->model, &s->tok);
     if (rc == BN_OK) {
         bn_model_state_params sp;
         bn_model_state_params_init(&sp);

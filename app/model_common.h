@@ -125,6 +125,11 @@ typedef struct mc_session {
 int mc_open(const mc_opts *o, long def_ctx, mc_session *s);
 void mc_close(mc_session *s);
 
+/* Whether the file at path loads as generate, chat and perplexity load it (the engine's
+ * model loader, then the tokenizer in the file; no evaluation state): 0 when it does, else
+ * -1 with the loader's one-line reason in why. Costs a full load. */
+int mc_check_loadable(const char *path, char *why, size_t whysz);
+
 /* Reads a whole file into a NUL-terminated malloc'ed buffer (free()); prints the error
  * and returns NULL on failure. At most 1 GiB. */
 char *mc_read_file(const char *path, size_t *len);

@@ -38,6 +38,42 @@ expect_grep "cannot open" "$TMP/err" "missing file message"
 expect_exit 2 "no file" -- "$BITNET" inspect
 expect_exit 2 "two files" -- "$BITNET" inspect a b
 expect_exit 2 "unknown option" -- "$BITNET" inspect --frob x
+# ---- whether the file loads as a model: the model loader decides, as for generate ----------
+B=assets/models/bitnet-tinystories.gguf
+expect_exit 0 "inspect the bundled model" -- "$BITNET" inspect "$B"
+expect_grep "^model: *loads" "$TMP/out" "the bundled model loads"
+expect_exit 0 "inspect --json the bundled model" -- "$BITNET" inspect --json "$B"
+"$JSONGET" loadable problem <"$TMP/out" >"$TMP/j" && [ "$(tr '\n' ' ' <"$TMP/j")" = "true null " ] &&
+    ok "json: loadable true, problem null" || bad "bundled model json: $(tr '\n' ' ' <"$TMP/j")"
+# a well-formed GGUF that generate refuses: exit 0 (it reads), but it says why it does not load
+expect_exit 0 "inspect a GGUF that is not a model" -- "$BITNET" inspect "$C/model"
+expect_grep "^model: *does not load: bitnet-b1.58.context_length: missing$" "$TMP/out" \
+    "the text says it does not load, and why"
+expect_exit 0 "inspect --json a GGUF that is not a model" -- "$BITNET" inspect --json "$C/model"
+"$JSONGET" loadable problem <"$TMP/out" >"$TMP/j" &&
+    [ "$(tr '\n' ' ' <"$TMP/j")" = "false bitnet-b1.58.context_length: missing " ] &&
+    ok "json: loadable false with the problem" || bad "not-a-model json: $(tr '\n' ' ' <"$TMP/j")"
+expect_exit 0 "inspect a vocabulary file" -- "$BITNET" inspect tests/data/ggml-vocab-gpt-2.gguf
+expect_grep "^model: *does not load: unsupported architecture 'gpt2'" "$TMP/out" "a vocabulary is no model"
+# a real model with one tensor renamed (same length, so the file stays well-formed)
+M="$TMP/tiny.gguf"
+"$BITNET" synth --shape tiny -o "$M" --seed 7 >/dev/null 2>&1 || bad "synth"
+if command -v perl >/dev/null 2>&1; then
+    perl -0777 -pe 's/blk\.1\.ffn_up\.weight/blk.1.ffn_up.weighx/' <"$M" >"$TMP/miss.gguf"
+    expect_exit 1 "generate refuses the model missing a tensor" -- "$BITNET" generate -m "$TMP/miss.gguf" -p hi -n 1
+    cp "$TMP/err" "$TMP/gen_err"
+    expect_exit 0 "inspect the model missing a tensor" -- "$BITNET" inspect --json "$TMP/miss.gguf"
+    "$JSONGET" loadable problem <"$TMP/out" >"$TMP/j" &&
+        [ "$(tr '\n' ' ' <"$TMP/j")" = "false blk.1.ffn_up.weight: missing " ] &&
+        ok "json: loadable false, the missing tensor named" || bad "missing tensor json: $(tr '\n' ' ' <"$TMP/j")"
+    grep -q "blk.1.ffn_up.weight: missing" "$TMP/gen_err" && ok "generate gives the same reason" ||
+        bad "generate said: $(cat "$TMP/gen_err")"
+else
+    echo "  skip the renamed tensor: no perl"
+fi
+expect_exit 0 "inspect the synthesized model" -- "$BITNET" inspect "$M"
+expect_grep "^model: *loads" "$TMP/out" "a synthesized model loads"
+
 expect_exit 0 "inspect --help" -- "$BITNET" inspect --help
 expect_exit 0 "help inspect" -- "$BITNET" help inspect
 
