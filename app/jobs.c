@@ -103,12 +103,14 @@ static int exec1(jobs_db *j, const char *sql, int64_t a, int64_t b, char *err, s
     return rc == SQLITE_DONE ? 0 : sql_err(j, err, errsz, "update");
 }
 
-/* Jobs left running by a dead worker go back to the queue; their temporary output goes. */
+/* Jobs left running by a dead worker go back to the queue; their temporary output goes (a
+ * job whose args are not JSON has no output to name, and does not stop the others'). */
 static void recover(jobs_db *j)
 {
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(j->sql,
-                           "SELECT id, json_extract(args, '$.out') FROM jobs "
+                           "SELECT id, CASE WHEN typeof(args) = 'text' AND json_valid(args) "
+                           "THEN json_extract(args, '$.out') END FROM jobs "
                            "WHERE status = 'running'",
                            -1, &st, NULL) != SQLITE_OK)
         return;

@@ -58,6 +58,21 @@ jget "$TMP/out" jobs.1.id >"$TMP/j" && [ "$(cat "$TMP/j")" = 1 ] &&
 expect_exit 0 "jobs show of a broken job" -- "$BITNET" jobs show 2
 expect_grep 'problem  args are not valid JSON' "$TMP/out" "jobs show names the problem"
 
+# ---- recovery: two jobs left running by a dead worker, the first with broken args ----------
+sleep 0 & dead=$!; wait $dead
+tmp_left="$TMP/o.gguf.tmp-$dead-abcdef"
+: >"$tmp_left"
+sq "INSERT INTO jobs (kind, args, status, created_at, worker_pid) VALUES ('convert', x'00ff7b',
+    'running', $now, $dead)"
+sq "INSERT INTO jobs (kind, args, status, created_at, worker_pid) VALUES ('convert',
+    '{\"src\":\"/in/m\",\"out\":\"$TMP/o.gguf\"}', 'running', $now, $dead)"
+expect_exit 0 "jobs list recovers the dead worker's jobs" -- "$BITNET" jobs list --json
+[ "$(sq "SELECT count(*) FROM jobs WHERE status = 'running'")" = 0 ] &&
+    ok "both jobs are queued again" || bad "jobs still running after recovery"
+[ -e "$tmp_left" ] && bad "the temporary of the job after the broken one was left" ||
+    ok "the temporary of the job after the broken one is removed"
+sq "UPDATE jobs SET status = 'cancelled' WHERE status = 'queued'" # no worker picks them up
+
 # ---- runs: three finished runs, the middle one with params that are a blob ---------------------
 for i in 1 2 3; do
     sq "INSERT INTO runs (command, params, metrics, started_at, ended_at, status, pid, host)
