@@ -135,6 +135,7 @@ typedef struct mon_sink {
     int failures;
     double next_try; /* monotonic seconds */
     int down;        /* logged as down */
+    size_t batch;    /* entries per request: BATCH, less while narrowing down a rejection */
     char last_error[320];
 } mon_sink;
 

@@ -31,6 +31,7 @@ static const char *const L_MODEL[] = {"model", NULL};
 static const char *const L_SOURCE[] = {"source", NULL};
 static const char *const L_SINK[] = {"sink", NULL};
 static const char *const L_SINK_RESULT[] = {"sink", "result", NULL};
+static const char *const L_SINK_REASON[] = {"sink", "reason", NULL};
 static const char *const L_ALERT[] = {"rule", "severity", "state", NULL};
 static const char *const L_ALERT_TO[] = {"rule", "to", NULL};
 
@@ -118,6 +119,10 @@ static const family_def defs[] = {
          "Spooled entries dropped, oldest first, to keep the spool within its bound.", L_SINK, 0},
         {F(sink_requests), C, "bitnet_monitor_sink_requests_total",
          "Requests to the push sinks by result (ok, error, rejected).", L_SINK_RESULT, 0},
+        {F(sink_dropped), C, "bitnet_monitor_sink_dropped_total",
+         "Spooled entries a sink will never take, dropped by reason (rejected: the sink refused "
+         "them for good; too_old: older than the sink accepts; unsendable: beyond its limits).",
+         L_SINK_REASON, 0},
         {F(sink_last_ok), G, "bitnet_monitor_sink_last_success_timestamp_seconds",
          "Last successful delivery to each sink, seconds since the epoch.", L_SINK, 0},
         {F(alerts), G, "bitnet_alerts",

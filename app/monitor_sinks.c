@@ -91,7 +91,7 @@ void mon_sinks_release(bn_monitor *m)
 /* ---- one request --------------------------------------------------------------------------- */
 
 typedef struct reply {
-    char text[300];
+    char text[1024];
     size_t len;
 } reply;
 
@@ -135,9 +135,70 @@ static struct curl_slist *headers_for(bn_monitor *m, const mon_sink *s, const mo
     return l;
 }
 
-/* 0: delivered (2xx); 1: rejected for good (the payload: 400, 413, 422); -1: try again. */
-static int http_send(bn_monitor *m, mon_sink *s, const mon_request *rq, char *why, size_t whysz)
+/* The <Code> of an AWS Query API error response ("" when there is none). */
+static void aws_code(const char *body, char *code, size_t size)
 {
+    const char *p = strstr(body, "<Code>"), *e = p ? strstr(p + 6, "</Code>") : NULL;
+    const size_t n = e ? (size_t)(e - p - 6) : 0;
+    snprintf(code, size, "%.*s", (int)(n < size ? n : size - 1), p ? p + 6 : "");
+}
+
+/* AWS errors (HTTP 400 among them) that say "not now" or "not with these credentials", not
+ * "never with this payload": throttling, the service, the clock, the signature or token. */
+static int aws_transient(const char *code)
+{
+    static const char *const codes[] = {
+            "Throttling",
+            "ThrottlingException",
+            "ThrottledException",
+            "RequestThrottled",
+            "RequestThrottledException",
+            "RequestLimitExceeded",
+            "TooManyRequestsException",
+            "ServiceUnavailable",
+            "ServiceUnavailableException",
+            "InternalFailure",
+            "InternalError",
+            "RequestExpired",
+            "RequestTimeout",
+            "RequestTimeTooSkewed",
+            "ExpiredToken",
+            "ExpiredTokenException",
+            "IncompleteSignature",
+            "SignatureDoesNotMatch",
+            "InvalidClientTokenId",
+            "UnrecognizedClientException",
+            "MissingAuthenticationToken",
+            "AccessDenied",
+            "AccessDeniedException",
+            "OptInRequired",
+    };
+    if (!*code) return 1; /* a 400 with no AWS error in it (a proxy?): keep the data */
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (!strcmp(code, codes[i])) return 1;
+    return 0;
+}
+
+/* What an answer means: 0 delivered (2xx); 1 rejected for good (this payload: 400, 413, 422,
+ * but not an AWS 400 that is throttling or about the credentials); -1 try again later
+ * (throttled: 429, 408, 5xx; any other status: the sink or its setup, not the data). */
+static int verdict(const mon_sink *s, long status, const char *body)
+{
+    if (status >= 200 && status < 300) return 0;
+    if (status == 400 && !strcmp(s->name, "cloudwatch")) {
+        char code[64];
+        aws_code(body, code, sizeof code);
+        return aws_transient(code) ? -1 : 1;
+    }
+    return status == 400 || status == 413 || status == 422 ? 1 : -1;
+}
+
+/* 0: delivered; 1: rejected for good; -1: try again (see verdict). *retry_after: the seconds
+ * the sink asked to wait (Retry-After), else 0. */
+static int http_send(bn_monitor *m, mon_sink *s, const mon_request *rq, char *why, size_t whysz,
+                     double *retry_after)
+{
+    *retry_after = 0;
     if (!s->curl && !(s->curl = curl_easy_init())) {
         snprintf(why, whysz, "cannot start libcurl");
         return -1;
@@ -175,16 +236,22 @@ static int http_send(bn_monitor *m, mon_sink *s, const mon_request *rq, char *wh
     const CURLcode cc = curl_easy_perform(c);
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+#if LIBCURL_VERSION_NUM >= 0x074200
+    curl_off_t ra = 0;
+    if (curl_easy_getinfo(c, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
+        *retry_after = (double)ra;
+#endif
     curl_slist_free_all(hdr);
     if (cc != CURLE_OK) {
         snprintf(why, whysz, "%s", curl_easy_strerror(cc));
         return -1;
     }
-    if (status >= 200 && status < 300) return 0;
+    const int v = verdict(s, status, r.text);
+    if (v == 0) return 0;
     for (char *p = r.text; *p; p++)
         if (*p == '\n' || *p == '\r') *p = ' ';
     snprintf(why, whysz, "HTTP %ld%s%.200s", status, r.len ? ": " : "", r.text);
-    return status == 400 || status == 413 || status == 422 ? 1 : -1;
+    return v;
 }
 
 /* ---- draining a sink ------------------------------------------------------------------------ */
@@ -214,13 +281,16 @@ static void ids_of(const bn_spool_entry *e, size_t n, int64_t *ids)
     for (size_t i = 0; i < n; i++) ids[i] = e[i].id;
 }
 
-static void on_failure(bn_monitor *m, mon_sink *s, const char *why, const int64_t *ids, size_t n)
+static void on_failure(bn_monitor *m, mon_sink *s, const char *why, const int64_t *ids, size_t n,
+                       double retry_after)
 {
     bn_spool_failed(m->spool, ids, n, why);
     count_request(m, s, "error");
     mon_error(m, "sink");
     s->failures++;
-    const double wait = backoff(m, s->failures);
+    double wait = backoff(m, s->failures);
+    if (retry_after > wait)
+        wait = retry_after < m->o.backoff_max_s ? retry_after : m->o.backoff_max_s;
     s->next_try = mon_now() + wait;
     snprintf(s->last_error, sizeof s->last_error, "%s", why);
     if (!s->down)
@@ -239,6 +309,34 @@ static void on_success(bn_monitor *m, mon_sink *s, const int64_t *ids, size_t n)
     s->down = 0;
     s->failures = 0;
     s->next_try = 0;
+    if (s->batch < BATCH) s->batch = s->batch * 2 < BATCH ? s->batch * 2 : BATCH;
+}
+
+static void count_dropped(bn_monitor *m, const mon_sink *s, const char *reason, size_t n)
+{
+    const char *lv[] = {s->name, reason};
+    bn_metric_add(m->f.sink_dropped, lv, (double)n);
+}
+
+/* A permanent rejection of e[0..used): a batch is sent again in halves until the entries at
+ * fault stand alone; only those are dropped (counted, logged once each). */
+static void on_rejected(bn_monitor *m, mon_sink *s, const bn_spool_entry *e, const int64_t *ids,
+                        size_t used, const char *why)
+{
+    count_request(m, s, "rejected");
+    if (used > 1) {
+        if (s->batch == BATCH)
+            mon_log(m,
+                    "%s: %zu entries rejected (%s); sending them in smaller batches to find "
+                    "the ones at fault",
+                    s->name, used, why);
+        s->batch = used / 2;
+        return;
+    }
+    mon_log(m, "%s: spooled entry %lld (of %lld ms) rejected for good (%s); dropped", s->name,
+            (long long)e[0].id, (long long)e[0].created_ms, why);
+    bn_spool_done(m->spool, ids, 1);
+    count_dropped(m, s, "rejected", 1);
 }
 
 /* One request from the oldest entries of s. 1: sent (or nothing to send), go on; 0: the spool
@@ -248,13 +346,15 @@ static int drain_step(bn_monitor *m, mon_sink *s)
     bn_spool_entry *e;
     size_t n, used;
     int64_t ids[BATCH];
-    if (bn_spool_peek(m->spool, s->name, BATCH, &e, &n)) {
+    if (s->batch == 0 || s->batch > BATCH) s->batch = BATCH;
+    if (bn_spool_peek(m->spool, s->name, s->batch, &e, &n)) {
         mon_error(m, "spool");
         return -1;
     }
     if (n == 0) return 0;
     mon_request rq;
     char why[300];
+    double retry_after;
     int rc = mon_format(m, s, e, n, &rq, &used);
     ids_of(e, used ? used : 1, ids);
     if (rc) { /* the oldest entry can never be sent: drop it rather than block the sink */
@@ -262,19 +362,18 @@ static int drain_step(bn_monitor *m, mon_sink *s)
                 s->name, (long long)e[0].id);
         bn_spool_done(m->spool, ids, 1);
         count_request(m, s, "rejected");
+        count_dropped(m, s, "unsendable", 1);
         rc = 1;
     } else if (!rq.body) {
         bn_spool_done(m->spool, ids, used);
         rc = 1;
-    } else if ((rc = http_send(m, s, &rq, why, sizeof why)) == 0) {
+    } else if ((rc = http_send(m, s, &rq, why, sizeof why, &retry_after)) == 0) {
         on_success(m, s, ids, used);
         rc = 1;
     } else if (rc == 1) {
-        mon_log(m, "%s: %zu entries rejected (%s); dropped", s->name, used, why);
-        bn_spool_done(m->spool, ids, used);
-        count_request(m, s, "rejected");
+        on_rejected(m, s, e, ids, used, why);
     } else {
-        on_failure(m, s, why, ids, used);
+        on_failure(m, s, why, ids, used, retry_after);
     }
     mon_request_release(&rq);
     bn_spool_entries_free(e, n);
@@ -337,7 +436,8 @@ int mon_send_one(bn_monitor *m, mon_sink *s, const char *payload, char *why, siz
         snprintf(why, whysz, "cannot be formatted");
         return -1;
     }
-    const int rc = http_send(m, s, &rq, why, whysz);
+    double retry_after;
+    const int rc = http_send(m, s, &rq, why, whysz, &retry_after);
     count_request(m, s, rc == 0 ? "ok" : rc == 1 ? "rejected" : "error");
     mon_request_release(&rq);
     return rc == 0 ? 0 : -1;

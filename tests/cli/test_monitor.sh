@@ -494,6 +494,65 @@ expect_exit 0 "monitor --once with a slow Datadog" -- "$BITNET" monitor --once -
 grep -q '"path":"/hook"' "$TMP/prompt.jsonl" 2>/dev/null && ok "--once: the webhook is not left behind" ||
     bad "--once: the webhook was left behind the slow Datadog"
 kill "$RD" "$RW" 2>/dev/null
+
+# ---- CloudWatch throttling is retried; a permanent rejection drops only the entry at fault --------
+# cw_cpus FILE: the timestamps of the bitnet_host_cpus datums in the recorded CloudWatch requests
+cw_cpus() {
+    grep '"path":"/"' "$1" | while read -r l; do printf '%s\n' "$l" | "$JSONGET" body | tr '&' '\n'; done |
+        awk -F= '/MetricName=bitnet_host_cpus$/ { split($1, a, "."); want[a[3]] = 1 }
+                 /\.Timestamp=/ { split($1, a, "."); ts[a[3]] = $2 }
+                 /^Action=/ { for (k in want) print ts[k]; delete want; delete ts }
+                 END { for (k in want) print ts[k] }'
+}
+export BITNET_HISTORY_DB="$TMP/throttle.db"
+echo '{}' >"$BITNET_CONFIG"
+THROTTLE='<ErrorResponse xmlns="http://monitoring.amazonaws.com/doc/2010-08-01/"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>1</RequestId></ErrorResponse>'
+PT=$("$HTTPREC" --free-port)
+start_rec "$PT" "$TMP/throttle.jsonl" --first 3 --other-status 400 --other-body "$THROTTLE"
+start_monitor "$TMP/t.log" --listen 127.0.0.1:0 --interval 0.5 --backoff-max 0.5 --timeout 2 \
+    --cloudwatch-endpoint "http://127.0.0.1:$PT"
+i=0 # three throttled requests, then three accepted ones (10 s at most)
+while [ "$i" -lt 100 ] && [ "$(grep -c '"path":"/"' "$TMP/throttle.jsonl")" -lt 6 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+stop_monitor
+kill "$REC" 2>/dev/null
+passes=$(sed -n 's/.*stopping after \([0-9]*\) collections; \([0-9]*\) entries.*/\1/p' "$TMP/t.log")
+left=$(sed -n 's/.*stopping after \([0-9]*\) collections; \([0-9]*\) entries.*/\2/p' "$TMP/t.log")
+tail -n +4 "$TMP/throttle.jsonl" >"$TMP/throttle-ok.jsonl" # the requests answered 200
+got=$(cw_cpus "$TMP/throttle-ok.jsonl" | sort -u | wc -l)
+[ -n "$passes" ] && [ "$got" -eq "$((passes - left))" ] && [ "$got" -ge 2 ] &&
+    ok "CloudWatch throttled (HTTP 400 Throttling): retried, no collection lost ($got of $passes, $left waiting)" ||
+    bad "CloudWatch throttled: $got delivered of $passes collections, $left waiting"
+grep -q "rejected" "$TMP/t.log" && bad "throttling was taken for a rejection" ||
+    ok "throttling is not a rejection"
+expect_grep "Throttling" "$TMP/t.log" "the throttling is logged"
+# a permanent rejection (InvalidParameterValue) of a batch: the entries are sent again in
+# smaller batches until the one at fault stands alone; only that one is dropped
+export BITNET_HISTORY_DB="$TMP/reject.db"
+DEAD=$("$HTTPREC" --free-port)
+for k in 1 2 3 4; do
+    "$BITNET" monitor --once --no-listen --timeout 1 --cloudwatch-endpoint "http://127.0.0.1:$DEAD" \
+        >/dev/null 2>&1
+    [ "$k" = 2 ] && sqlite3 "$BITNET_HISTORY_DB" "INSERT INTO spool (sink, kind, payload, created_at)
+        VALUES ('cloudwatch', 'samples', '{\"t\":$(date +%s)000,\"interval\":10,\"samples\":[{\"n\":\"bitnet_refused_marker\",\"k\":\"g\",\"v\":1,\"l\":{}}]}', $(date +%s)000)"
+done
+INVALID='<ErrorResponse><Error><Type>Sender</Type><Code>InvalidParameterValue</Code><Message>refused</Message></Error></ErrorResponse>'
+PR=$("$HTTPREC" --free-port)
+start_rec "$PR" "$TMP/reject.jsonl" --match bitnet_refused_marker --other-status 400 --other-body "$INVALID"
+expect_exit 0 "monitor --once: a batch with a refused entry" -- "$BITNET" monitor --once --no-listen \
+    --timeout 2 --cloudwatch-endpoint "http://127.0.0.1:$PR"
+kill "$REC" 2>/dev/null
+grep -v bitnet_refused_marker "$TMP/reject.jsonl" >"$TMP/reject-ok.jsonl"
+got=$(cw_cpus "$TMP/reject-ok.jsonl" | sort -u | wc -l)
+[ "$got" -eq 5 ] && ok "a rejected batch: the 5 good collections delivered" || bad "a rejected batch: $got of 5 delivered"
+[ "$(grep -c "rejected for good" "$TMP/err")" = 1 ] && ok "a rejected batch: one entry dropped, logged once" ||
+    bad "a rejected batch: $(grep -c "rejected for good" "$TMP/err") drops logged"
+expect_grep '^bitnet_monitor_sink_dropped_total{sink="cloudwatch",reason="rejected"} 1$' "$TMP/out" \
+    "a rejected batch: the drop is counted"
+grep -q "could not be delivered" "$TMP/err" && bad "a rejected batch: entries left behind" ||
+    ok "a rejected batch: nothing left in the spool"
 unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY DD_API_KEY AWS_REGION
 
 # conversion jobs: every status exported, zeros included; a queued job is counted

@@ -10,7 +10,7 @@
  * "100 Continue" when asked.
  *
  * Usage: httprec [--port N] [--port-file F] [--out F] [--status N] [--delay-ms N] [--max N]
- *                [--timeout S]
+ *                [--timeout S] [--first N] [--match TEXT] [--other-status N] [--other-body TEXT]
  *        httprec --free-port       prints a port that was free a moment ago
  *        httprec --fetch PORT PATH [METHOD]
  *                                  one request to 127.0.0.1:PORT (a client for the tests, which
@@ -20,7 +20,9 @@
  *
  * --port 0 (the default) takes a free port and writes it to --port-file; --out - (the
  * default) is stdout; --delay-ms waits before answering (a slow sink); it exits after --max
- * requests (0: no limit) or --timeout seconds (default 60). */
+ * requests (0: no limit) or --timeout seconds (default 60). The first --first requests, and
+ * those whose body contains --match, get --other-status (default 503) and --other-body
+ * instead (a throttling sink, or one that refuses one payload). */
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -40,8 +42,8 @@
 #define BODY_MAX (32 * 1024 * 1024)
 
 typedef struct opts {
-    int port, status, delay_ms, max, timeout_s;
-    const char *port_file, *out;
+    int port, status, delay_ms, max, timeout_s, first, other_status;
+    const char *port_file, *out, *match, *other_body;
 } opts;
 
 static volatile sig_atomic_t stop;
@@ -55,7 +57,8 @@ static void on_signal(int sig)
 static int usage(void)
 {
     fprintf(stderr, "usage: httprec [--port N] [--port-file F] [--out F] [--status N] "
-                    "[--delay-ms N] [--max N] [--timeout S] | --free-port | "
+                    "[--delay-ms N] [--max N] [--timeout S] [--first N] [--match TEXT] "
+                    "[--other-status N] [--other-body TEXT] | --free-port | "
                     "--fetch PORT PATH [METHOD]\n");
     return 2;
 }
@@ -222,23 +225,27 @@ fail:
     return NULL;
 }
 
-static void answer(int fd, int status)
+static void answer(int fd, int status, const char *body)
 {
     char head[256];
+    const size_t len = strlen(body);
     int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d Recorded\r\nContent-Type: application/json\r\n"
-                     "Content-Length: 2\r\nConnection: close\r\n\r\n{}",
-                     status);
-    write_all(fd, head, (size_t)n);
+                     "HTTP/1.1 %d Recorded\r\nContent-Type: %s\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                     status, body[0] == '<' ? "text/xml" : "application/json", len);
+    if (write_all(fd, head, (size_t)n) == 0) write_all(fd, body, len);
 }
 
-static void serve(int fd, const opts *o, FILE *out)
+static void serve(int fd, const opts *o, FILE *out, int nth)
 {
     struct timeval tv = {.tv_sec = 5};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     conn c = {.fd = fd};
     cJSON *req = read_request(&c);
     if (req) {
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(req, "body");
+        const int other = nth < o->first ||
+                          (o->match && cJSON_IsString(b) && strstr(b->valuestring, o->match));
         char *line = cJSON_PrintUnformatted(req);
         if (line) {
             fprintf(out, "%s\n", line);
@@ -250,7 +257,7 @@ static void serve(int fd, const opts *o, FILE *out)
             struct timespec ts = {o->delay_ms / 1000, (o->delay_ms % 1000) * 1000000L};
             nanosleep(&ts, NULL);
         }
-        answer(fd, o->status);
+        answer(fd, other ? o->other_status : o->status, other ? o->other_body : "{}");
     }
     free(c.buf);
 }
@@ -279,6 +286,14 @@ static int parse_args(int argc, char **argv, opts *o)
             bad = parse_int(v, 0, 1 << 30, &o->max);
         else if (!strcmp(a, "--timeout"))
             bad = parse_int(v, 1, 86400, &o->timeout_s);
+        else if (!strcmp(a, "--first"))
+            bad = parse_int(v, 0, 1 << 30, &o->first);
+        else if (!strcmp(a, "--other-status"))
+            bad = parse_int(v, 100, 599, &o->other_status);
+        else if (!strcmp(a, "--match") && v)
+            o->match = v;
+        else if (!strcmp(a, "--other-body") && v)
+            o->other_body = v;
         else if (!strcmp(a, "--port-file") && v)
             o->port_file = v;
         else if (!strcmp(a, "--out") && v)
@@ -328,7 +343,7 @@ static int fetch(const char *port, const char *path, const char *method)
 
 int main(int argc, char **argv)
 {
-    opts o = {.status = 200, .timeout_s = 60, .out = "-"};
+    opts o = {.status = 200, .timeout_s = 60, .out = "-", .other_status = 503, .other_body = "{}"};
     if (argc == 2 && !strcmp(argv[1], "--free-port")) {
         int port, fd = listen_on(0, &port);
         if (fd < 0) return 1;
@@ -365,7 +380,7 @@ int main(int argc, char **argv)
         if (poll(&p, 1, 200) <= 0) continue;
         int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0) continue;
-        serve(fd, &o, out);
+        serve(fd, &o, out, served);
         close(fd);
         served++;
     }
