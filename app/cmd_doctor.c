@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "bitnet/core.h"
+#include "bitnet/file.h"
 #include "bitnet/gguf.h"
 #include "bitnet/kernels.h"
 
@@ -276,7 +277,7 @@ static void check_gpu(report *r, const bn_hw_info *hw)
 
 static int sha256_file(const char *path, char hex[65], char *err, size_t errsz)
 {
-    FILE *f = fopen(path, "rb");
+    FILE *f = bn_file_fopen_read(path, NULL, 0); /* a FIFO is not waited on */
     if (!f) {
         snprintf(err, errsz, "%s", strerror(errno));
         return -1;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bitnet/file.h"
 #include "bitnet/gguf.h"
 #include "bitnet/tokenizer.h"
 
@@ -239,9 +240,10 @@ static char *load_text(const opts *o, size_t *len)
         return s;
     }
     const char *name = o->file ? o->file : "stdin";
-    FILE *f = o->file ? fopen(o->file, "rb") : stdin;
+    char why[512];
+    FILE *f = o->file ? bn_file_fopen_read(o->file, why, sizeof why) : stdin;
     if (!f) {
-        cli_error("%s: %s", name, strerror(errno));
+        cli_error("%s", why);
         return NULL;
     }
     char *s = read_all(f, len);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "bitnet/core.h"
+#include "bitnet/file.h"
 #include "bitnet/gguf.h"
 
 #define MAX_FINDINGS 256
@@ -332,9 +333,9 @@ static void validate(const char *path, findings *fs)
 {
     char err[BN_CONFIG_ERR_MAX], base[BN_CONFIG_PATH_MAX];
     /* syntax and schema first: a file that does not parse has nothing else to check */
-    FILE *f = fopen(path, "rb");
+    FILE *f = bn_file_fopen_read(path, err, sizeof err); /* a FIFO: refused, not waited on */
     if (!f) {
-        note(fs, 1, "", "%s", strerror(errno));
+        note(fs, 1, "", "%s", err);
         return;
     }
     char *text = malloc(BN_CONFIG_FILE_MAX + 1);

@@ -680,7 +680,8 @@ int bn_config_value_parse(const bn_config_key *k, const char *text, cJSON **out,
 static int read_file(const char *path, char **text, size_t *len, char *err, size_t errsz)
 {
     *text = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO is refused below (not a regular file) instead of waited on */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         if (errno == ENOENT) return 1;
         set_err(err, errsz, "%s: cannot open: %s", path, strerror(errno));

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "bitnet/gguf.h"
 #include "bitnet/spm_model.h"
@@ -54,9 +55,8 @@ static const struct {
 static int file_exists(const char *dir, const char *name, char *path, size_t size)
 {
     snprintf(path, size, "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    if (f) fclose(f);
-    return f != NULL;
+    struct stat st; /* not opened: a FIFO is refused when it is read, not waited on here */
+    return stat(path, &st) == 0;
 }
 
 /* dir/name parsed; NULL when absent, or when it does not parse (*bad set). */

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bitnet/file.h"
 #include "cli.h"
 #include "config.h"
 
@@ -106,7 +107,7 @@ static int sha256_fd(int fd, char hex[65])
 /* The sha256 of the file at path (canonical), from the cache or computed and cached. */
 static int model_sha256(bn_db *db, const char *path, char hex[65])
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = bn_file_open_read(path, NULL, 0); /* a FIFO is not waited on */
     if (fd < 0) return -1;
     struct stat sb;
     int rc = -1;

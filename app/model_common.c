@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "bitnet/file.h"
 #include "bitnet/kernels.h"
 #include "cli.h"
 #include "config.h"
@@ -144,7 +145,7 @@ int mc_parse_sampling_opt(const char *cmd, int argc, char **argv, int *i, mc_sam
 /* The first line of path (without blanks around it) into buf; 0 or -1. */
 static int read_first_line(const char *path, char *buf, size_t size)
 {
-    FILE *f = fopen(path, "r");
+    FILE *f = bn_file_fopen_read(path, NULL, 0);
     if (!f) return -1;
     const int ok = fgets(buf, (int)size, f) != NULL;
     fclose(f);
@@ -353,9 +354,10 @@ static char *too_large(const char *path, size_t max, FILE *f, char *buf)
 
 char *mc_read_text(const char *path, size_t max, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
+    char why[512];
+    FILE *f = bn_file_fopen_read(path, why, sizeof why); /* a FIFO or a device: refused */
     if (!f) {
-        cli_error("cannot open %s: %s", path, strerror(errno));
+        cli_error("%s", why);
         return NULL;
     }
     struct stat sb; /* a regular file tells its size: refuse without reading */

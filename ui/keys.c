@@ -8,6 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "bitnet/file.h"
+
 #define MAX_STEPS 100000
 
 static int add(key_script *ks, key_step s)
@@ -132,7 +134,7 @@ nomem:
 int keys_load(const char *path, key_script *ks, char *err, size_t errsz)
 {
     memset(ks, 0, sizeof *ks);
-    FILE *f = fopen(path, "r");
+    FILE *f = bn_file_fopen_read(path, NULL, 0); /* a FIFO is not waited on */
     if (!f) {
         snprintf(err, errsz, "%s: cannot open", path);
         return -1;

@@ -702,7 +702,8 @@ bn_status bn_gguf_open(bn_ctx *ctx, const char *path, bn_gguf **out)
 {
     BN_ASSERT(out && path);
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO is refused below (not a regular file) instead of waited on */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return bn_ctx_set_error(ctx, BN_ERR_IO, "cannot open: %s", strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {

@@ -4,6 +4,7 @@
  * inline or from external files kept inside the model's directory.
  */
 #include "bitnet/onnx.h"
+#include "bitnet/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -606,10 +607,9 @@ static void read_typed(const tproto *tp, const bn_onnx_tensor *t, uint8_t *dst)
 
 static bn_status read_external(bn_onnx *ox, const bn_onnx_tensor *t, uint8_t *dst)
 {
-    int fd = open(t->location, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return bn_ctx_set_error(ox->ctx, BN_ERR_IO, "onnx: %.120s: %s: %s", t->name, t->location,
-                                strerror(errno));
+    char why[512];
+    int fd = bn_file_open_read(t->location, why, sizeof why); /* never waits on a FIFO */
+    if (fd < 0) return bn_ctx_set_error(ox->ctx, BN_ERR_IO, "onnx: %.120s: %s", t->name, why);
     bn_status rc = BN_OK;
     for (size_t done = 0; done < t->size;) {
         ssize_t k = pread(fd, dst + done, t->size - done, (off_t)(t->ext_offset + done));

@@ -147,7 +147,8 @@ bn_status bn__map_file(bn_ctx *ctx, const char *path, const void **data, size_t 
 {
     *data = NULL;
     *size = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO is refused below (not a regular file) instead of waited on */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return bn_ctx_set_error(ctx, BN_ERR_IO, "cannot open: %s", strerror(errno));
     struct stat st;
     bn_status rc = BN_OK;

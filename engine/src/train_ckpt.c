@@ -244,8 +244,9 @@ bn_status bn_trainer_load(bn_ctx *ctx, const char *path, bn_trainer **out)
     *out = NULL;
     bn_trainer *tr = NULL;
     bn_status rc = BN_OK;
-    FILE *f = fopen(path, "rb");
-    if (!f) return bn_ctx_set_error(ctx, BN_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    char why[512];
+    FILE *f = bn_file_fopen_read(path, why, sizeof why); /* a FIFO is refused, not waited on */
+    if (!f) return bn_ctx_set_error(ctx, BN_ERR_IO, "%s", why);
     struct stat st;
     hbuf h;
     header hd;

@@ -181,4 +181,48 @@ plant "$TMP/tr2/checkpoint.bin"
     --eval-batches 1 >/dev/null 2>&1 || bad "train with leftovers"
 swept "$TMP/tr2/checkpoint.bin" "train checkpoint"
 
+# ---- a FIFO or a device is refused at once, never waited on ---------------------------------
+# Each runs under timeout -s KILL 10: a command that blocks opening the FIFO exits 137.
+mkfifo "$TMP/fifo"
+refused_now() { # WHAT -- command...
+    what=$1; shift 2
+    refused "$what" "not a regular file" -- timeout -s KILL 10 "$@"
+}
+refused_now "generate -m FIFO" -- "$BITNET" generate -m "$TMP/fifo" -p hi -n 1
+refused_now "generate -m /dev/zero (a device)" -- "$BITNET" generate -m /dev/zero -p hi -n 1
+refused_now "inspect FIFO" -- "$BITNET" inspect "$TMP/fifo"
+refused_now "generate with a FIFO config file" -- env BITNET_CONFIG="$TMP/fifo" \
+    "$BITNET" generate -m "$M" -p hi -n 1
+refused_now "perplexity -f FIFO" -- "$BITNET" perplexity -m "$M" -f "$TMP/fifo"
+refused_now "tokenize --file FIFO" -- "$BITNET" tokenize -m "$M" --file "$TMP/fifo"
+refused_now "synth --tokenizer FIFO" -- "$BITNET" synth --shape tiny --tokenizer "$TMP/fifo" -o "$TMP/s3.gguf"
+refused_now "synth --vocab FIFO" -- "$BITNET" synth --shape tiny --vocab "$TMP/fifo" -o "$TMP/s3.gguf"
+refused_now "train --data FIFO" -- "$BITNET" train --data "$TMP/fifo" --out "$TMP/tr3" --steps 1
+refused_now "train export FIFO" -- "$BITNET" train export "$TMP/fifo" -o "$TMP/x3.gguf"
+refused_now "tokenizer train FIFO" -- "$BITNET" tokenizer train --vocab 300 -o "$TMP/t3.gguf" "$TMP/fifo"
+refused_now "convert --prompts FIFO" -- "$BITNET" convert "$D/bitnet-packed" -o "$TMP/c3.gguf" --prompts "$TMP/fifo"
+fifo_src() { # FILE: a copy of the packed fixture in $TMP/srcf with FILE a FIFO
+    rm -rf "$TMP/srcf"; cp -r "$D/bitnet-packed" "$TMP/srcf"; rm "$TMP/srcf/$1"; mkfifo "$TMP/srcf/$1"
+}
+for f in tokenizer.json model.safetensors; do
+    fifo_src $f
+    refused_now "convert with a FIFO $f" -- "$BITNET" convert "$TMP/srcf" -o "$TMP/c3.gguf" --no-validate
+done
+fifo_src config.json
+refused "convert with a FIFO config.json" "config.json" -- \
+    timeout -s KILL 10 "$BITNET" convert "$TMP/srcf" -o "$TMP/c3.gguf" --no-validate
+# the queue: a job on a FIFO fails at once instead of hanging the worker
+fifo_src model.safetensors
+expect_exit 0 "convert --queue with a FIFO model.safetensors" -- \
+    "$BITNET" convert "$TMP/srcf" -o "$TMP/q3.gguf" --queue --json
+jq=$(jget "$TMP/out" job)
+timeout -s KILL 60 "$BITNET" jobs wait "$jq" --timeout 30 --json >"$TMP/out" 2>&1
+[ "$(jget "$TMP/out" jobs.0.status)" = failed ] && ok "the queued job failed instead of hanging" ||
+    bad "queued FIFO job: $(jget "$TMP/out" jobs.0.status)"
+"$BITNET" jobs show "$jq" --json >"$TMP/out" 2>/dev/null
+jget "$TMP/out" error | grep -q "not a regular file" && ok "the job's error names the FIFO" ||
+    bad "job error: $(jget "$TMP/out" error)"
+wp=$(jget "$TMP/out" worker_pid 2>/dev/null) # a worker stuck on the FIFO must not outlive the test
+case "$wp" in '' | null | 0) ;; *) kill -9 "$wp" 2>/dev/null && bad "the worker ($wp) was stuck" ;; esac
+
 finish test_files
