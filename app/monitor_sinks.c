@@ -17,6 +17,19 @@
 #define ROUNDS_MAX   256 /* requests per sink before looking at the others */
 #define BACKOFF_BASE 1.0 /* seconds after the first failure */
 
+/* The oldest entries each sink takes, seconds, with a minute to spare for the request: Datadog
+ * refuses points older than an hour and events older than 18 hours; CloudWatch timestamps up
+ * to two weeks old. */
+static const struct {
+    const char *sink;
+    double max_age_s;
+    const char *limit;
+} age_limits[] = {
+        {"datadog", 3600 - 60, "an hour"},
+        {"datadog-events", 18 * 3600 - 60, "18 hours"},
+        {"cloudwatch", 14 * 86400 - 60, "two weeks"},
+};
+
 static int get_stop(bn_monitor *m)
 {
     return __atomic_load_n(&m->stop, __ATOMIC_SEQ_CST);
@@ -341,6 +354,28 @@ static void on_rejected(bn_monitor *m, mon_sink *s, const bn_spool_entry *e, con
 
 /* One request from the oldest entries of s. 1: sent (or nothing to send), go on; 0: the spool
  * of s is empty; -1: failed (backing off). */
+/* Drops the leading entries of e[0..n) that s would refuse as too old (Datadog, CloudWatch):
+ * counted and logged once per batch, rather than replayed forever. Returns how many. */
+static size_t drop_too_old(bn_monitor *m, mon_sink *s, const bn_spool_entry *e, size_t n)
+{
+    size_t k = 0, a = 0, na = sizeof age_limits / sizeof age_limits[0];
+    while (a < na && strcmp(age_limits[a].sink, s->name)) a++;
+    if (a == na) return 0;
+    const double now_ms = mon_wall() * 1000;
+    while (k < n && now_ms - (double)e[k].created_ms > age_limits[a].max_age_s * 1000) k++;
+    if (k == 0) return 0;
+    int64_t ids[BATCH];
+    ids_of(e, k, ids);
+    bn_spool_done(m->spool, ids, k);
+    count_dropped(m, s, "too_old", k);
+    mon_log(m,
+            "%s: dropped %zu spooled entr%s older than %s accepts (%s), the oldest of %.0f s "
+            "ago",
+            s->name, k, k == 1 ? "y" : "ies", s->name, age_limits[a].limit,
+            (now_ms - (double)e[0].created_ms) / 1000);
+    return k;
+}
+
 static int drain_step(bn_monitor *m, mon_sink *s)
 {
     bn_spool_entry *e;
@@ -352,6 +387,10 @@ static int drain_step(bn_monitor *m, mon_sink *s)
         return -1;
     }
     if (n == 0) return 0;
+    if (drop_too_old(m, s, e, n)) {
+        bn_spool_entries_free(e, n);
+        return 1;
+    }
     mon_request rq;
     char why[300];
     double retry_after;

@@ -553,6 +553,39 @@ expect_grep '^bitnet_monitor_sink_dropped_total{sink="cloudwatch",reason="reject
     "a rejected batch: the drop is counted"
 grep -q "could not be delivered" "$TMP/err" && bad "a rejected batch: entries left behind" ||
     ok "a rejected batch: nothing left in the spool"
+
+# ---- what Datadog would refuse as too old (points > 1 h, events > 18 h) is dropped, not replayed --
+export BITNET_HISTORY_DB="$TMP/old.db"
+cat >"$BITNET_CONFIG" <<EOF
+{"alerts": [{"name": "cpus", "metric": "bitnet_host_cpus", "op": ">=", "threshold": 1,
+             "sinks": ["datadog"]}]}
+EOF
+DEAD=$("$HTTPREC" --free-port)
+for k in 1 2; do
+    "$BITNET" monitor --once --no-listen --timeout 1 --datadog-endpoint "http://127.0.0.1:$DEAD" \
+        >/dev/null 2>&1
+done
+sqlite3 "$BITNET_HISTORY_DB" "UPDATE spool SET created_at = created_at - 7200000 WHERE sink = 'datadog';
+    UPDATE spool SET created_at = created_at - 19 * 3600000 WHERE sink = 'datadog-events'"
+PO=$("$HTTPREC" --free-port)
+start_rec "$PO" "$TMP/old.jsonl"
+expect_exit 0 "monitor --once: a spool older than Datadog takes" -- "$BITNET" monitor --once --no-listen \
+    --timeout 2 --datadog-endpoint "http://127.0.0.1:$PO"
+kill "$REC" 2>/dev/null
+n=$(grep '"path":"/api/v2/series"' "$TMP/old.jsonl" | while read -r l; do printf '%s\n' "$l" | "$JSONGET" body; done |
+    grep -o '"metric":"bitnet.host_cpus"' | wc -l)
+[ "$n" = 1 ] && ok "Datadog: points older than an hour are not sent (1 of 3 collections)" ||
+    bad "Datadog: $n collections sent, 2 of them two hours old"
+grep -q '"path":"/api/v1/events"' "$TMP/old.jsonl" && bad "Datadog: a 19-hour-old event was sent" ||
+    ok "Datadog: an event older than 18 hours is not sent"
+expect_grep "datadog: dropped 2 spooled entries older than" "$TMP/err" "old points: logged once"
+expect_grep "datadog-events: dropped 1 spooled entry older than" "$TMP/err" "an old event: logged"
+expect_grep '^bitnet_monitor_sink_dropped_total{sink="datadog",reason="too_old"} 2$' "$TMP/out" \
+    "old points: counted"
+expect_grep '^bitnet_monitor_sink_dropped_total{sink="datadog-events",reason="too_old"} 1$' "$TMP/out" \
+    "an old event: counted"
+grep -q "could not be delivered" "$TMP/err" && bad "old entries: some left in the spool" ||
+    ok "old entries: the spool is empty afterwards"
 unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY DD_API_KEY AWS_REGION
 
 # conversion jobs: every status exported, zeros included; a queued job is counted
