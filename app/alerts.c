@@ -2,6 +2,7 @@
 #include "alerts.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +43,19 @@ const char *bn_alert_op_str(bn_alert_op op)
 
 /* ---- parsing ------------------------------------------------------------------------------ */
 
-static int rule_err(char *err, size_t errsz, int idx, const char *field, const char *msg)
+/* The rule being parsed and where its problems go. */
+typedef struct rule_ctx {
+    int idx, errors;
+    bn_config_report_fn fn;
+    void *ud;
+} rule_ctx;
+
+static int rule_err(rule_ctx *c, const char *field, const char *msg)
 {
-    snprintf(err, errsz, "alerts[%d]%s%s: %s", idx, field[0] ? "." : "", field, msg);
+    char key[96];
+    snprintf(key, sizeof key, "alerts[%d]%s%s", c->idx, field[0] ? "." : "", field);
+    c->fn(c->ud, 1, key, msg);
+    c->errors++;
     return -1;
 }
 
@@ -78,116 +89,179 @@ static int parse_for(const cJSON *v, double *s)
     return cJSON_IsString(v) ? bn_parse_duration(v->valuestring, s) : -1;
 }
 
-static int parse_sinks(bn_alert_rule *r, const cJSON *v, int idx, char *err, size_t errsz)
+static int parse_sinks(bn_alert_rule *r, const cJSON *v, rule_ctx *c)
 {
     if (!v) return 0;
-    if (!cJSON_IsArray(v)) return rule_err(err, errsz, idx, "sinks", "expected an array of names");
+    if (!cJSON_IsArray(v)) return rule_err(c, "sinks", "expected an array of names");
     const cJSON *s;
     cJSON_ArrayForEach(s, v)
     {
         int known = 0;
         for (int i = 0; bn_alert_sink_names[i]; i++)
             known |= cJSON_IsString(s) && strcmp(s->valuestring, bn_alert_sink_names[i]) == 0;
-        if (!known)
-            return rule_err(err, errsz, idx, "sinks", "expected names among log, webhook, datadog");
-        if (r->n_sinks == BN_ALERTS_MAX_SINKS)
-            return rule_err(err, errsz, idx, "sinks", "too many");
+        if (!known) return rule_err(c, "sinks", "expected names among log, webhook, datadog");
+        if (r->n_sinks == BN_ALERTS_MAX_SINKS) return rule_err(c, "sinks", "too many");
         snprintf(r->sinks[r->n_sinks++], sizeof r->sinks[0], "%s", s->valuestring);
     }
     return 0;
 }
 
-static int parse_labels(bn_alert_rule *r, const cJSON *v, int idx, char *err, size_t errsz)
+static int parse_labels(bn_alert_rule *r, const cJSON *v, rule_ctx *c)
 {
-    if (v && !cJSON_IsObject(v))
-        return rule_err(err, errsz, idx, "labels", "expected an object of strings");
+    if (v && !cJSON_IsObject(v)) return rule_err(c, "labels", "expected an object of strings");
     const cJSON *l;
     int n = 0;
     cJSON_ArrayForEach(l, v)
     {
         if (!cJSON_IsString(l) || !l->string[0] || ++n > 32)
-            return rule_err(err, errsz, idx, "labels", "expected at most 32 string values");
+            return rule_err(c, "labels", "expected at most 32 string values");
     }
     r->labels = v ? cJSON_Duplicate(v, 1) : cJSON_CreateObject();
-    if (!r->labels) return rule_err(err, errsz, idx, "labels", "out of memory");
+    if (!r->labels) return rule_err(c, "labels", "out of memory");
     return 0;
 }
 
-static int parse_rule(bn_alert_rule *r, const cJSON *a, int idx, char *err, size_t errsz)
+static void parse_metric(bn_alert_rule *r, const cJSON *v, rule_ctx *c)
 {
     char why[192];
-    if (!cJSON_IsObject(a)) return rule_err(err, errsz, idx, "", "expected an object");
+    if (!v)
+        rule_err(c, "metric", "missing: the metric the rule watches");
+    else if (copy_str(r->metric, sizeof r->metric, v))
+        rule_err(c, "metric", "expected a metric name or selector");
+    else if (bn_msel_parse(r->metric, &r->sel, why, sizeof why))
+        rule_err(c, "metric", why);
+}
+
+static void parse_severity(bn_alert_rule *r, const cJSON *v, rule_ctx *c)
+{
+    snprintf(r->severity, sizeof r->severity, "warning");
+    if (!v) return;
+    int ok = 0;
+    for (int i = 0; i < 3; i++) ok |= cJSON_IsString(v) && !strcmp(v->valuestring, severities[i]);
+    if (!ok)
+        rule_err(c, "severity", "expected info, warning or critical");
+    else
+        snprintf(r->severity, sizeof r->severity, "%s", v->valuestring);
+}
+
+/* Parses one rule, reporting every field that is wrong; 0 when none is. */
+static int parse_rule(bn_alert_rule *r, const cJSON *a, rule_ctx *c)
+{
+    if (!cJSON_IsObject(a)) return rule_err(c, "", "expected an object");
+    const int before = c->errors;
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(a, "name");
     if (!name)
-        snprintf(r->name, sizeof r->name, "alerts[%d]", idx);
+        snprintf(r->name, sizeof r->name, "alerts[%d]", c->idx);
     else if (copy_str(r->name, sizeof r->name, name))
-        return rule_err(err, errsz, idx, "name", "expected a non-empty string");
-    if (copy_str(r->metric, sizeof r->metric, cJSON_GetObjectItemCaseSensitive(a, "metric")))
-        return rule_err(err, errsz, idx, "metric", "expected a metric name or selector");
-    if (bn_msel_parse(r->metric, &r->sel, why, sizeof why))
-        return rule_err(err, errsz, idx, "metric", why);
-    if (parse_op(cJSON_GetObjectItemCaseSensitive(a, "op"), &r->op))
-        return rule_err(err, errsz, idx, "op", "expected one of > >= < <= == !=");
+        rule_err(c, "name", "expected a non-empty string");
+    parse_metric(r, cJSON_GetObjectItemCaseSensitive(a, "metric"), c);
+    const cJSON *op = cJSON_GetObjectItemCaseSensitive(a, "op");
+    if (!op)
+        rule_err(c, "op", "missing: one of > >= < <= == !=");
+    else if (parse_op(op, &r->op))
+        rule_err(c, "op", "expected one of > >= < <= == !=");
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(a, "threshold");
-    if (!cJSON_IsNumber(t) || !isfinite(t->valuedouble))
-        return rule_err(err, errsz, idx, "threshold", "expected a number");
-    r->threshold = t->valuedouble;
+    if (!t)
+        rule_err(c, "threshold", "missing: the number the metric is compared with");
+    else if (!cJSON_IsNumber(t) || !isfinite(t->valuedouble))
+        rule_err(c, "threshold", "expected a number");
+    else
+        r->threshold = t->valuedouble;
     if (parse_for(cJSON_GetObjectItemCaseSensitive(a, "for"), &r->for_s))
-        return rule_err(err, errsz, idx, "for", "expected a duration such as \"30s\" or \"5m\"");
-    const cJSON *sev = cJSON_GetObjectItemCaseSensitive(a, "severity");
-    snprintf(r->severity, sizeof r->severity, "warning");
-    if (sev) {
-        int ok = 0;
-        for (int i = 0; i < 3; i++)
-            ok |= cJSON_IsString(sev) && !strcmp(sev->valuestring, severities[i]);
-        if (!ok) return rule_err(err, errsz, idx, "severity", "expected info, warning or critical");
-        snprintf(r->severity, sizeof r->severity, "%s", sev->valuestring);
-    }
-    if (parse_sinks(r, cJSON_GetObjectItemCaseSensitive(a, "sinks"), idx, err, errsz)) return -1;
-    if (parse_labels(r, cJSON_GetObjectItemCaseSensitive(a, "labels"), idx, err, errsz)) return -1;
+        rule_err(c, "for", "expected a duration such as \"30s\", \"5m\" or \"1h30m\"");
+    parse_severity(r, cJSON_GetObjectItemCaseSensitive(a, "severity"), c);
+    parse_sinks(r, cJSON_GetObjectItemCaseSensitive(a, "sinks"), c);
+    parse_labels(r, cJSON_GetObjectItemCaseSensitive(a, "labels"), c);
     r->value = NAN;
+    return c->errors > before ? -1 : 0;
+}
+
+/* The warnings of a rule: fields the parser does not read, a missing name. */
+static void rule_warnings(const cJSON *a, int idx, bn_config_report_fn fn, void *ud)
+{
+    static const char *const fields[] = {"name", "metric",   "op",     "threshold",
+                                         "for",  "severity", "labels", "sinks"};
+    char key[192];
+    for (const cJSON *f = a->child; f; f = f->next) {
+        size_t i = 0;
+        while (i < sizeof fields / sizeof fields[0] && strcmp(f->string, fields[i])) i++;
+        snprintf(key, sizeof key, "alerts[%d].%.128s", idx, f->string);
+        if (i == sizeof fields / sizeof fields[0])
+            fn(ud, 0, key, "unknown field of an alert rule (ignored)");
+    }
+    snprintf(key, sizeof key, "alerts[%d].name", idx);
+    if (!cJSON_GetObjectItemCaseSensitive(a, "name"))
+        fn(ud, 0, key, "missing: alerts are easier to tell apart with a name");
+}
+
+/* Parses every rule of rules into a->r (sized for them), reporting each rule that fails (its
+ * problems) and the warnings; the number of errors. */
+static int parse_all(bn_alerts *a, const cJSON *rules, bn_config_report_fn fn, void *ud)
+{
+    char msg[64];
+    rule_ctx c = {0, 0, fn, ud};
+    const cJSON *it;
+    cJSON_ArrayForEach(it, rules)
+    {
+        a->n = (size_t)c.idx + 1; /* so that free releases what the rule holds */
+        if (cJSON_IsObject(it)) rule_warnings(it, c.idx, fn, ud);
+        if (parse_rule(&a->r[c.idx], it, &c) == 0) {
+            for (int j = 0; j < c.idx; j++)
+                if (a->r[j].name[0] && strcmp(a->r[j].name, a->r[c.idx].name) == 0) {
+                    snprintf(msg, sizeof msg, "the same name as alerts[%d]", j);
+                    rule_err(&c, "name", msg);
+                    break;
+                }
+        }
+        c.idx++;
+    }
+    return c.errors;
+}
+
+static int parse_report(const cJSON *rules, bn_alerts **out, bn_config_report_fn fn, void *ud)
+{
+    *out = NULL;
+    bn_alerts *a = calloc(1, sizeof *a);
+    const int n = rules ? cJSON_GetArraySize(rules) : 0;
+    int errors = 0;
+    if (!a) {
+        fn(ud, 1, "alerts", "out of memory");
+        return 1;
+    }
+    if (rules && !cJSON_IsArray(rules)) {
+        fn(ud, 1, "alerts", "expected an array of alert rules");
+        errors = 1;
+    } else if (n > BN_ALERTS_MAX) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "more than %d rules", BN_ALERTS_MAX);
+        fn(ud, 1, "alerts", msg);
+        errors = 1;
+    } else if (n && !(a->r = calloc((size_t)n, sizeof *a->r))) {
+        fn(ud, 1, "alerts", "out of memory");
+        errors = 1;
+    } else {
+        errors = parse_all(a, rules, fn, ud);
+    }
+    if (errors) {
+        bn_alerts_free(a);
+        return errors;
+    }
+    *out = a;
     return 0;
 }
 
 int bn_alerts_parse(const cJSON *rules, bn_alerts **out, char *err, size_t errsz)
 {
-    *out = NULL;
-    bn_alerts *a = calloc(1, sizeof *a);
-    if (!a) goto oom;
-    const int n = rules ? cJSON_GetArraySize(rules) : 0;
-    if (rules && !cJSON_IsArray(rules)) {
-        snprintf(err, errsz, "alerts: expected an array of rules");
-        goto fail;
-    }
-    if (n > BN_ALERTS_MAX) {
-        snprintf(err, errsz, "alerts: more than %d rules", BN_ALERTS_MAX);
-        goto fail;
-    }
-    if (n && !(a->r = calloc((size_t)n, sizeof *a->r))) goto oom;
-    int i = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, rules)
-    {
-        if (parse_rule(&a->r[i], it, i, err, errsz)) {
-            a->n = (size_t)i + 1;
-            goto fail;
-        }
-        for (int j = 0; j < i; j++)
-            if (strcmp(a->r[j].name, a->r[i].name) == 0) {
-                a->n = (size_t)i + 1;
-                rule_err(err, errsz, i, "name", "the same name as an earlier rule");
-                goto fail;
-            }
-        i++;
-    }
-    a->n = (size_t)n;
-    *out = a;
-    return 0;
-oom:
-    snprintf(err, errsz, "out of memory");
-fail:
+    bn_config_first_error fe = {err, errsz, NULL, 0};
+    return parse_report(rules, out, bn_config_keep_first_error, &fe) ? -1 : 0;
+}
+
+int bn_alerts_check(const cJSON *rules, bn_config_report_fn fn, void *ud)
+{
+    bn_alerts *a;
+    const int errors = parse_report(rules, &a, fn, ud);
     bn_alerts_free(a);
-    return -1;
+    return errors;
 }
 
 void bn_alerts_free(bn_alerts *a)
@@ -354,10 +428,37 @@ cJSON *bn_alert_rule_json(const bn_alert_rule *r)
     return o;
 }
 
+/* FNV-1a, 64 bits, over a NUL-terminated string and its NUL. */
+static uint64_t fnv1a(uint64_t h, const char *s)
+{
+    do {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ULL;
+    } while (*s++);
+    return h;
+}
+
+/* The notification's id: the same for every resend of it (it is spooled with it), different
+ * for every transition (host, rule, state, time to the millisecond, test or not). */
+static void notification_id(const bn_alert_rule *r, bn_alert_state to, double at, const char *host,
+                            int test, char out[17])
+{
+    char ms[32];
+    snprintf(ms, sizeof ms, "%.0f:%d", floor(at * 1000), test != 0);
+    uint64_t h = 0xcbf29ce484222325ULL;
+    h = fnv1a(h, host ? host : "");
+    h = fnv1a(h, r->name);
+    h = fnv1a(h, bn_alert_state_str(to));
+    h = fnv1a(h, ms);
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
 cJSON *bn_alert_notification_json(const bn_alert_rule *r, bn_alert_state from, bn_alert_state to,
                                   double at, double value, const char *series, const char *host,
                                   int test)
 {
+    char id[17];
+    notification_id(r, to, at, host, test, id);
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
     cJSON_AddStringToObject(o, "source", "bitnet");
@@ -374,7 +475,8 @@ cJSON *bn_alert_notification_json(const bn_alert_rule *r, bn_alert_state from, b
     cJSON_AddStringToObject(o, "at", when);
     cJSON_AddNumberToObject(o, "at_ms", floor(at * 1000));
     cJSON_AddBoolToObject(o, "test", test != 0);
-    if (cJSON_GetArraySize(o) < 16) { /* a field was lost: out of memory */
+    cJSON_AddStringToObject(o, "id", id);
+    if (cJSON_GetArraySize(o) < 17) { /* a field was lost: out of memory */
         cJSON_Delete(o);
         return NULL;
     }

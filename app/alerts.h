@@ -32,6 +32,7 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
+#include "config.h"
 #include "metrics.h"
 
 #define BN_ALERTS_MAX       256 /* rules */
@@ -92,6 +93,10 @@ extern const char *const bn_alert_sink_names[]; /* NULL-terminated */
 /* Parses and checks the rules (rules may be NULL: none). 0, or -1 with "alerts[2].op: ..."
  * in err. */
 int bn_alerts_parse(const cJSON *rules, bn_alerts **out, char *err, size_t errsz);
+/* The same parse, reporting every rule that fails (each problem, keyed "alerts[2].op"),
+ * rules with the same name, and warnings (unknown fields, no name) to fn; the number of errors.
+ * The config's schema check uses it, so a file that loads holds rules the monitor takes. */
+int bn_alerts_check(const cJSON *rules, bn_config_report_fn fn, void *ud);
 void bn_alerts_free(bn_alerts *a); /* NULL is fine */
 size_t bn_alerts_count(const bn_alerts *a);
 bn_alert_rule *bn_alerts_rule(bn_alerts *a, size_t i);

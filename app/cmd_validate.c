@@ -1,10 +1,12 @@
 /* cmd_validate.c - `bitnet validate [CONFIG]`: deployment validation of a config file for
  * CI pipelines. Beyond the schema (JSON syntax, known keys, types, alert rules) it checks
  * what a deployment needs: the model is a readable GGUF, the data directory is usable,
- * the listen address can be bound, enabled exporters have their credentials in the
- * environment. Every finding names its key; any error makes the exit status 1. */
+ * the listen address can be bound, and whatever the monitor checks when it starts
+ * (bn_monitor_check: the same function, so validate never passes what the monitor refuses).
+ * Every finding names its key; any error makes the exit status 1. */
 #include "cli.h"
 #include "config.h"
+#include "monitor.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -21,11 +23,6 @@
 #include "bitnet/gguf.h"
 
 #define MAX_FINDINGS 256
-
-static const char *const datadog_sites[] = {
-        "datadoghq.com", "us3.datadoghq.com", "us5.datadoghq.com",
-        "datadoghq.eu",  "ap1.datadoghq.com", "ddog-gov.com",
-};
 
 typedef struct finding {
     int is_error;
@@ -73,11 +70,11 @@ void cmd_validate_help(FILE *out)
     fprintf(out, "Usage: bitnet validate [CONFIG] [--json]\n\n"
                  "Validates a config file (default: the user's) for deployment, for CI\n"
                  "pipelines: JSON syntax (line:column), known keys and their types, alert rules\n"
-                 "(operators, thresholds, durations), the model file (exists, readable GGUF),\n"
-                 "the data directory (usable), monitor.listen (the port can be bound now),\n"
-                 "and for each enabled exporter its credentials in the environment\n"
-                 "(CloudWatch: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or ~/.aws/credentials;\n"
-                 "Datadog: the variable named by api_key_env, DD_API_KEY by default).\n"
+                 "(as the monitor parses them), the model file (exists, readable GGUF), the\n"
+                 "data directory (usable), monitor.listen (the port can be bound now); then\n"
+                 "everything `bitnet monitor` checks when it starts, by the monitor's own code:\n"
+                 "the textfile's folder, the exporters' URLs, CloudWatch's region and\n"
+                 "credentials, Datadog's API key (api_key_env, DD_API_KEY by default).\n"
                  "BITNET_* overrides are not applied: the file is what is validated.\n\n"
                  "Exit status: 0 valid (warnings allowed), 1 an error was found, 2 usage error.\n");
 }
@@ -173,21 +170,6 @@ static void check_data_dir(findings *fs, const cJSON *doc, const char *base)
         check_dir_usable(fs, "data_dir", dir);
 }
 
-static void check_textfile(findings *fs, const cJSON *doc, const char *base)
-{
-    const char *key = "exporters.prometheus.textfile";
-    const cJSON *v = raw(doc, key, 1);
-    char path[BN_CONFIG_PATH_MAX];
-    if (!v || !v->valuestring[0]) return;
-    if (bn_config_resolve_path(v->valuestring, base, path, sizeof path)) {
-        note(fs, 1, key, "path too long");
-        return;
-    }
-    char *slash = strrchr(path, '/');
-    if (slash && slash != path) *slash = '\0';
-    check_dir_usable(fs, key, path);
-}
-
 /* Binds a TCP socket to the address as the metrics endpoint would. */
 static void check_listen(findings *fs, const cJSON *doc)
 {
@@ -232,88 +214,21 @@ static void check_listen(findings *fs, const cJSON *doc)
     freeaddrinfo(ai);
 }
 
-static int env_set(const char *name)
+/* What `bitnet monitor` checks when it starts (alert rules, the textfile's folder, the sinks
+ * and their credentials), by the monitor's own function. Not when the file
+ * does not load: the monitor refuses it too, and the schema's findings say why. */
+static void check_monitor(findings *fs, const char *path)
 {
-    const char *v = getenv(name);
-    return v && *v;
-}
-
-/* Does the shared credentials file hold keys for the profile? */
-static int aws_credentials_file(char *path, size_t size)
-{
-    const char *f = getenv("AWS_SHARED_CREDENTIALS_FILE");
-    if (bn_config_resolve_path(f && *f ? f : "~/.aws/credentials", NULL, path, size)) return 0;
-    const char *profile = env_set("AWS_PROFILE") ? getenv("AWS_PROFILE") : "default";
-    FILE *fp = fopen(path, "r");
-    if (!fp) return 0;
-    char line[512], want[160];
-    snprintf(want, sizeof want, "[%s]", profile);
-    int in = 0, id = 0, secret = 0;
-    while (fgets(line, sizeof line, fp)) {
-        char *s = line + strspn(line, " \t");
-        s[strcspn(s, "\r\n")] = '\0';
-        if (*s == '[') {
-            char *e = s + strlen(s);
-            while (e > s && (e[-1] == ' ' || e[-1] == '\t')) *--e = '\0';
-            in = strcmp(s, want) == 0;
-            continue;
-        }
-        if (!in) continue;
-        size_t k = strcspn(s, " \t=");
-        char *val = s + k + strspn(s + k, " \t=");
-        if (!*val) continue;
-        if (k == 17 && !strncmp(s, "aws_access_key_id", k)) id = 1;
-        if (k == 21 && !strncmp(s, "aws_secret_access_key", k)) secret = 1;
-    }
-    fclose(fp);
-    return id && secret;
-}
-
-static void check_cloudwatch(findings *fs, const cJSON *doc)
-{
-    if (!cJSON_IsTrue(raw(doc, "exporters.cloudwatch.enabled", 0))) return;
-    const cJSON *region = raw(doc, "exporters.cloudwatch.region", 1);
-    if ((!region || !region->valuestring[0]) && !env_set("AWS_REGION") &&
-        !env_set("AWS_DEFAULT_REGION"))
-        note(fs, 1, "exporters.cloudwatch.region",
-             "not set, and neither AWS_REGION nor AWS_DEFAULT_REGION is in the environment");
-    const cJSON *ns = raw(doc, "exporters.cloudwatch.namespace", 1);
-    if (ns && (!ns->valuestring[0] || !strncmp(ns->valuestring, "AWS/", 4)))
-        note(fs, 1, "exporters.cloudwatch.namespace",
-             "must be non-empty and must not begin with \"AWS/\" (reserved for AWS)");
-    char path[BN_CONFIG_PATH_MAX];
-    int have = (env_set("AWS_ACCESS_KEY_ID") && env_set("AWS_SECRET_ACCESS_KEY")) ||
-               (env_set("AWS_WEB_IDENTITY_TOKEN_FILE") && env_set("AWS_ROLE_ARN")) ||
-               env_set("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") ||
-               env_set("AWS_CONTAINER_CREDENTIALS_FULL_URI") ||
-               aws_credentials_file(path, sizeof path);
-    if (env_set("AWS_ACCESS_KEY_ID") != env_set("AWS_SECRET_ACCESS_KEY"))
-        note(fs, 1, "exporters.cloudwatch",
-             "only one of AWS_ACCESS_KEY_ID and "
-             "AWS_SECRET_ACCESS_KEY is set");
-    else if (!have)
-        note(fs, 1, "exporters.cloudwatch.enabled",
-             "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give "
-             "the profile's keys in ~/.aws/credentials (AWS_PROFILE, default \"default\")");
-}
-
-static void check_datadog(findings *fs, const cJSON *doc)
-{
-    if (!cJSON_IsTrue(raw(doc, "exporters.datadog.enabled", 0))) return;
-    const cJSON *env = raw(doc, "exporters.datadog.api_key_env", 1);
-    const char *name = env ? env->valuestring : "DD_API_KEY";
-    if (!env_set(name))
-        note(fs, 1, "exporters.datadog.api_key_env",
-             "%s is not set in the environment (the Datadog API key)", name);
-    const cJSON *site = raw(doc, "exporters.datadog.site", 1);
-    if (site) {
-        size_t i = 0, n = sizeof datadog_sites / sizeof datadog_sites[0];
-        while (i < n && strcmp(site->valuestring, datadog_sites[i])) i++;
-        if (i == n)
-            note(fs, 0, "exporters.datadog.site",
-                 "'%s' is not a known Datadog site (datadoghq.com, datadoghq.eu, ...)",
-                 site->valuestring);
-    }
+    bn_config *cfg;
+    char err[BN_CONFIG_ERR_MAX];
+    if (bn_config_load_file(path, BN_CONFIG_NO_ENV | BN_CONFIG_MUST_EXIST, &cfg, err, sizeof err))
+        return;
+    bn_monitor_opts o;
+    bn_monitor_opts_default(&o);
+    /* its one failure is naming the history, which the check does not use */
+    (void)bn_monitor_opts_config(&o, cfg, err, sizeof err);
+    bn_monitor_check(&o, on_finding, fs);
+    bn_config_free(cfg);
 }
 
 static void check_threads(findings *fs, const cJSON *doc)
@@ -379,10 +294,8 @@ static void validate(const char *path, findings *fs)
     check_data_dir(fs, doc, base);
     check_threads(fs, doc);
     check_listen(fs, doc);
-    check_textfile(fs, doc, base);
-    check_cloudwatch(fs, doc);
-    check_datadog(fs, doc);
     cJSON_Delete(doc);
+    check_monitor(fs, path);
 }
 
 static int print_findings(const char *path, const findings *fs, int json)

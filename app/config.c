@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "alerts.h"
+
 /* ---- the schema ---------------------------------------------------------------------- */
 
 #define MAX_SEED 9007199254740991.0 /* 2^53 - 1: exact in a JSON number */
@@ -69,11 +71,6 @@ static const bn_config_key schema[] = {
 };
 #define N_KEYS (sizeof schema / sizeof schema[0])
 
-static const char *const alert_ops[] = {">", ">=", "<", "<=", "==", "!="};
-static const char *const alert_severities[] = {"info", "warning", "critical"};
-static const char *const alert_fields[] = {"name", "metric",   "op",     "threshold",
-                                           "for",  "severity", "labels", "sinks"};
-static const char *const alert_sinks[] = {"log", "webhook", "datadog"};
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 struct bn_config {
@@ -390,103 +387,16 @@ static void report(checker *ck, int is_error, const char *key, const char *fmt, 
     if (ck->fn) ck->fn(ck->ud, is_error, key, msg);
 }
 
-static int in_list(const char *s, const char *const *list, size_t n)
+/* The rules, as the monitor parses them (alerts.c): one parser, so that a file that loads
+ * never holds rules the monitor refuses. */
+static void on_alert_finding(void *ud, int is_error, const char *key, const char *msg)
 {
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(s, list[i]) == 0) return 1;
-    return 0;
+    report(ud, is_error, key, "%s", msg);
 }
 
-static void check_alert(checker *ck, const cJSON *a, int idx)
+static void check_alerts(checker *ck, const cJSON *v)
 {
-    char kp[64], fk[96];
-    snprintf(kp, sizeof kp, "alerts[%d]", idx);
-    if (!cJSON_IsObject(a)) {
-        report(ck, 1, kp, "expected an object (an alert rule)");
-        return;
-    }
-    const cJSON *f;
-    for (f = a->child; f; f = f->next) {
-        snprintf(fk, sizeof fk, "%s.%s", kp, f->string ? f->string : "");
-        if (!in_list(f->string, alert_fields, COUNT(alert_fields)))
-            report(ck, 0, fk, "unknown field of an alert rule (ignored)");
-    }
-    f = cJSON_GetObjectItemCaseSensitive(a, "name");
-    snprintf(fk, sizeof fk, "%s.name", kp);
-    if (f && (!cJSON_IsString(f) || !f->valuestring[0]))
-        report(ck, 1, fk, "expected a non-empty string");
-    else if (!f)
-        report(ck, 0, fk, "missing: alerts are easier to tell apart with a name");
-    f = cJSON_GetObjectItemCaseSensitive(a, "metric");
-    snprintf(fk, sizeof fk, "%s.metric", kp);
-    if (!f)
-        report(ck, 1, fk, "missing: the metric the rule watches");
-    else if (!cJSON_IsString(f) || !f->valuestring[0])
-        report(ck, 1, fk, "expected a non-empty string");
-    f = cJSON_GetObjectItemCaseSensitive(a, "op");
-    snprintf(fk, sizeof fk, "%s.op", kp);
-    if (!f)
-        report(ck, 1, fk, "missing: one of > >= < <= == !=");
-    else if (!cJSON_IsString(f) || !in_list(f->valuestring, alert_ops, COUNT(alert_ops)))
-        report(ck, 1, fk, "expected one of > >= < <= == !=");
-    f = cJSON_GetObjectItemCaseSensitive(a, "threshold");
-    snprintf(fk, sizeof fk, "%s.threshold", kp);
-    if (!f)
-        report(ck, 1, fk, "missing: the number the metric is compared with");
-    else if (!cJSON_IsNumber(f) || !isfinite(f->valuedouble))
-        report(ck, 1, fk, "expected a number");
-    f = cJSON_GetObjectItemCaseSensitive(a, "for");
-    snprintf(fk, sizeof fk, "%s.for", kp);
-    double d;
-    if (f && !(cJSON_IsString(f) && bn_parse_duration(f->valuestring, &d) == 0) &&
-        !(cJSON_IsNumber(f) && isfinite(f->valuedouble) && f->valuedouble >= 0))
-        report(ck, 1, fk, "expected a duration such as \"30s\", \"5m\" or \"1h30m\"");
-    f = cJSON_GetObjectItemCaseSensitive(a, "severity");
-    snprintf(fk, sizeof fk, "%s.severity", kp);
-    if (f &&
-        !(cJSON_IsString(f) && in_list(f->valuestring, alert_severities, COUNT(alert_severities))))
-        report(ck, 1, fk, "expected \"info\", \"warning\" or \"critical\"");
-    f = cJSON_GetObjectItemCaseSensitive(a, "labels");
-    snprintf(fk, sizeof fk, "%s.labels", kp);
-    if (f) {
-        int good = cJSON_IsObject(f);
-        for (const cJSON *l = good ? f->child : NULL; l; l = l->next)
-            if (!cJSON_IsString(l)) good = 0;
-        if (!good) report(ck, 1, fk, "expected an object of string values");
-    }
-    f = cJSON_GetObjectItemCaseSensitive(a, "sinks");
-    snprintf(fk, sizeof fk, "%s.sinks", kp);
-    if (f) {
-        int good = cJSON_IsArray(f);
-        for (const cJSON *e = good ? f->child : NULL; e; e = e->next)
-            if (!cJSON_IsString(e) || !in_list(e->valuestring, alert_sinks, COUNT(alert_sinks)))
-                good = 0;
-        if (!good) report(ck, 1, fk, "expected an array of \"log\", \"webhook\", \"datadog\"");
-    }
-}
-
-static void check_alerts(checker *ck, const cJSON *v, const char *key)
-{
-    if (!cJSON_IsArray(v)) {
-        report(ck, 1, key, "expected an array of alert rules");
-        return;
-    }
-    int i = 0;
-    for (const cJSON *a = v->child; a; a = a->next, i++) {
-        check_alert(ck, a, i);
-        const cJSON *n = cJSON_GetObjectItemCaseSensitive(a, "name");
-        if (!cJSON_IsString(n)) continue;
-        int j = 0;
-        for (const cJSON *b = v->child; b != a; b = b->next, j++) {
-            const cJSON *m = cJSON_GetObjectItemCaseSensitive(b, "name");
-            if (cJSON_IsString(m) && strcmp(m->valuestring, n->valuestring) == 0) {
-                char kp[64];
-                snprintf(kp, sizeof kp, "alerts[%d].name", i);
-                report(ck, 0, kp, "same name as alerts[%d]", j);
-                break;
-            }
-        }
-    }
+    bn_alerts_check(v, on_alert_finding, ck);
 }
 
 static void check_value(checker *ck, const bn_config_key *k, const cJSON *v, const char *key)
@@ -527,7 +437,7 @@ static void check_value(checker *ck, const bn_config_key *k, const cJSON *v, con
             report(ck, 1, key, "expected the name of an environment variable");
         break;
     case BN_CFG_ALERTS:
-        check_alerts(ck, v, key);
+        check_alerts(ck, v);
         break;
     case BN_CFG_DURATION: {
         double d = -1;
@@ -584,17 +494,9 @@ int bn_config_check(const cJSON *doc, int flags, bn_config_report_fn fn, void *u
     return ck.errors;
 }
 
-/* The first error, as "KEY: message", into a buffer. */
-typedef struct first_error {
-    char *buf;
-    size_t size;
-    const char *prefix;
-    int have;
-} first_error;
-
-static void keep_first_error(void *ud, int is_error, const char *key, const char *msg)
+void bn_config_keep_first_error(void *ud, int is_error, const char *key, const char *msg)
 {
-    first_error *fe = ud;
+    bn_config_first_error *fe = ud;
     if (!is_error || fe->have) return;
     fe->have = 1;
     if (fe->prefix)
@@ -662,8 +564,8 @@ int bn_config_value_parse(const bn_config_key *k, const char *text, cJSON **out,
         set_err(err, errsz, "out of memory");
         return -1;
     }
-    first_error fe = {err, errsz, NULL, 0};
-    checker ck = {keep_first_error, &fe, 0, 0};
+    bn_config_first_error fe = {err, errsz, NULL, 0};
+    checker ck = {bn_config_keep_first_error, &fe, 0, 0};
     check_value(&ck, k, v, k->key);
     if (ck.errors) {
         cJSON_Delete(v);
@@ -856,8 +758,8 @@ int bn_config_load_file(const char *path, int flags, bn_config **out, char *err,
     } else {
         c->exists = 1;
         if (bn_config_parse(text, len, path, &c->file, err, errsz)) goto fail;
-        first_error fe = {err, errsz, path, 0};
-        if (bn_config_check(c->file, 0, keep_first_error, &fe)) goto fail;
+        bn_config_first_error fe = {err, errsz, path, 0};
+        if (bn_config_check(c->file, 0, bn_config_keep_first_error, &fe)) goto fail;
     }
     for (size_t i = 0; i < N_KEYS; i++)
         if (effective_value(c, i, flags, err, errsz)) goto fail;

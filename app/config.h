@@ -49,10 +49,10 @@ typedef enum bn_config_type {
     BN_CFG_INT = 2,    /* a whole number within [min, max] */
     BN_CFG_NUMBER = 3, /* a finite number within [min, max] */
     BN_CFG_BOOL = 4,
-    BN_CFG_LISTEN = 5,  /* "HOST:PORT" or "[V6]:PORT", port 1..65535 */
-    BN_CFG_URL = 6,     /* "" or an http:// or https:// URL */
-    BN_CFG_ENVNAME = 7, /* the name of an environment variable */
-    BN_CFG_ALERTS = 8,  /* an array of alert rules (see bitnet-config(5)) */
+    BN_CFG_LISTEN = 5,   /* "HOST:PORT" or "[V6]:PORT", port 1..65535 */
+    BN_CFG_URL = 6,      /* "" or an http:// or https:// URL */
+    BN_CFG_ENVNAME = 7,  /* the name of an environment variable */
+    BN_CFG_ALERTS = 8,   /* an array of alert rules (see bitnet-config(5)) */
     BN_CFG_DURATION = 9, /* "10s", "5m", "1h30m" or seconds, at least min seconds */
 } bn_config_type;
 
@@ -142,6 +142,17 @@ typedef void (*bn_config_report_fn)(void *ud, int is_error, const char *key, con
 enum {
     BN_CONFIG_CHECK_STRICT = 1, /* unknown keys are errors (else they are not reported) */
 };
+/* A bn_config_report_fn that keeps the first error, as "PREFIX: KEY: message" (prefix may be
+ * NULL; no ": " after an empty key), in buf; ud is a bn_config_first_error, zeroed but for buf,
+ * size and prefix. */
+typedef struct bn_config_first_error {
+    char *buf;
+    size_t size;
+    const char *prefix;
+    int have;
+} bn_config_first_error;
+void bn_config_keep_first_error(void *ud, int is_error, const char *key, const char *msg);
+
 /* Checks every known key of doc against the schema, and the alert rules. Returns the
  * number of errors reported. */
 int bn_config_check(const cJSON *doc, int flags, bn_config_report_fn fn, void *ud);

@@ -184,14 +184,123 @@ static void open_nvml(bn_monitor *m)
     m->hw = hw;
 }
 
-int bn_monitor_new(bn_monitor **out, const bn_monitor_opts *o, char *err, size_t errsz)
+/* ---- the settings check: what the monitor refuses to start with ------------------------------
+ */
+
+static const char *const datadog_sites[] = {
+        "datadoghq.com", "us3.datadoghq.com", "us5.datadoghq.com",
+        "datadoghq.eu",  "ap1.datadoghq.com", "ddog-gov.com",
+};
+
+static int check_alerts(bn_monitor *m, bn_config_report_fn fn, void *ud)
 {
-    *out = NULL;
+    char err[512];
+    if (bn_alerts_parse(m->o.alerts, &m->alerts, err, sizeof err)) {
+        fn(ud, 1, "", err);
+        return 1;
+    }
+    return 0;
+}
+
+/* The textfile: a writable folder, or a file in one; node_exporter's folder is not ours to
+ * create. */
+static int check_textfile(const char *t, bn_config_report_fn fn, void *ud)
+{
+    const char *key = "exporters.prometheus.textfile";
+    char dir[4096], msg[4400];
+    struct stat sb;
+    if (!t) return 0;
+    if (stat(t, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        snprintf(dir, sizeof dir, "%s", t);
+    } else {
+        snprintf(dir, sizeof dir, "%s", t);
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+            snprintf(dir, sizeof dir, ".");
+        else
+            *(slash == dir ? slash + 1 : slash) = '\0';
+    }
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        snprintf(msg, sizeof msg, "the folder %s does not exist", dir);
+    else if (access(dir, W_OK | X_OK) != 0)
+        snprintf(msg, sizeof msg, "the folder %s is not writable", dir);
+    else
+        return 0;
+    fn(ud, 1, key, msg);
+    return 1;
+}
+
+static int check_sinks(bn_monitor *m, bn_config_report_fn fn, void *ud)
+{
+    const bn_monitor_opts *o = &m->o;
+    char why[512];
+    int errors = 0;
+    if (o->cloudwatch && mon_aws_load(&m->aws, o->cw_region, o->cw_namespace, why, sizeof why)) {
+        fn(ud, 1, "exporters.cloudwatch", why);
+        errors++;
+    }
+    if (o->datadog) {
+        const char *env = nonempty(o->dd_api_key_env) ? o->dd_api_key_env : "DD_API_KEY";
+        const char *k = getenv(env);
+        if (!k || !*k || strlen(k) >= sizeof m->dd_key || strpbrk(k, "\r\n")) {
+            snprintf(why, sizeof why, "Datadog needs an API key in $%s", env);
+            fn(ud, 1, "exporters.datadog.api_key_env", why);
+            errors++;
+        } else {
+            snprintf(m->dd_key, sizeof m->dd_key, "%s", k);
+        }
+        size_t i = 0, n = sizeof datadog_sites / sizeof datadog_sites[0];
+        while (o->dd_site && i < n && strcmp(o->dd_site, datadog_sites[i])) i++;
+        if (o->dd_site && i == n) {
+            snprintf(why, sizeof why,
+                     "'%.64s' is not a known Datadog site (datadoghq.com, datadoghq.eu, ...)",
+                     o->dd_site);
+            fn(ud, 0, "exporters.datadog.site", why);
+        }
+    }
+    if (!errors && mon_sinks_setup(m, why, sizeof why)) {
+        fn(ud, 1, "exporters", why);
+        errors++;
+    }
+    return errors;
+}
+
+/* Every check, filling m (rules, credentials, sinks) as it goes; the number of errors. */
+static int check_setup(bn_monitor *m, bn_config_report_fn fn, void *ud)
+{
+    int errors = check_alerts(m, fn, ud);
+    errors += check_textfile(m->o.textfile, fn, ud);
+    return errors + check_sinks(m, fn, ud);
+}
+
+static bn_monitor *monitor_alloc(const bn_monitor_opts *o)
+{
     bn_monitor *m = calloc(1, sizeof *m);
-    if (!m) goto oom;
+    if (!m) return NULL;
     m->o = *o;
     m->lock_fd = -1;
     pthread_mutex_init(&m->mu, NULL);
+    return m;
+}
+
+int bn_monitor_check(const bn_monitor_opts *o, bn_config_report_fn fn, void *ud)
+{
+    bn_monitor *m = monitor_alloc(o);
+    if (!m || bn_metrics_new(&m->reg) || mon_define_metrics(m)) {
+        fn(ud, 1, "", "out of memory");
+        bn_monitor_free(m);
+        return 1;
+    }
+    const int errors = check_setup(m, fn, ud);
+    bn_monitor_free(m);
+    return errors;
+}
+
+int bn_monitor_new(bn_monitor **out, const bn_monitor_opts *o, char *err, size_t errsz)
+{
+    *out = NULL;
+    bn_monitor *m = monitor_alloc(o);
+    if (!m) goto oom;
     m->rng = (unsigned)time(NULL) ^ (unsigned)getpid();
     m->start_wall = mon_wall();
     if (gethostname(m->host, sizeof m->host) != 0) snprintf(m->host, sizeof m->host, "localhost");
@@ -201,13 +310,13 @@ int bn_monitor_new(bn_monitor **out, const bn_monitor_opts *o, char *err, size_t
         snprintf(err, errsz, "metrics: %s", bn_metrics_errmsg(m->reg));
         goto fail;
     }
+    bn_config_first_error fe = {err, errsz, NULL, 0};
+    if (check_setup(m, bn_config_keep_first_error, &fe)) goto fail;
     if (bn_spool_open(&m->spool, o->history, o->spool_max, o->retention_days, err, errsz))
         goto fail;
     bn_spool_set_max(m->spool, o->spool_max, o->spool_max_notifications);
     bn_spool_on_drop(m->spool, on_drop, m);
-    if (bn_alerts_parse(o->alerts, &m->alerts, err, errsz)) goto fail;
     restore_alerts(m);
-    if (mon_sinks_setup(m, err, errsz)) goto fail;
     open_nvml(m);
     mon_update_sink_metrics(m);
     *out = m;

@@ -41,6 +41,7 @@
 #include <stdint.h>
 
 #include "alerts.h"
+#include "config.h"
 #include "genmetrics.h"
 #include "metrics.h"
 #include "spool.h"
@@ -87,6 +88,13 @@ int bn_monitor_opts_config(bn_monitor_opts *o, const struct bn_config *cfg, char
                            size_t errsz);
 
 typedef struct bn_monitor bn_monitor;
+
+/* Checks the settings as the monitor does when it starts (bn_monitor_new calls it): the alert
+ * rules, each on a metric the monitor exports (its registry); the textfile's folder; each
+ * enabled sink: its URL, the CloudWatch region and credentials (fetched, as the monitor does),
+ * the Datadog key. Reports every problem to fn (warnings too) and returns the number of errors.
+ * `bitnet validate` calls it, so that the two never disagree. */
+int bn_monitor_check(const bn_monitor_opts *o, bn_config_report_fn fn, void *ud);
 
 /* Runs the daemon (or one pass with o->once); returns the exit code. */
 int bn_monitor_main(const bn_monitor_opts *o);

@@ -62,8 +62,8 @@ int mon_sinks_setup(bn_monitor *m, char *err, size_t errsz)
 {
     const bn_monitor_opts *o = &m->o;
     char url[1024];
+    /* the credentials and keys are loaded by the settings check (monitor.c) */
     if (o->cloudwatch) {
-        if (mon_aws_load(&m->aws, o->cw_region, o->cw_namespace, err, errsz)) return -1;
         if (o->cw_endpoint && *o->cw_endpoint)
             snprintf(url, sizeof url, "%s", o->cw_endpoint);
         else
@@ -71,14 +71,6 @@ int mon_sinks_setup(bn_monitor *m, char *err, size_t errsz)
         if (add_sink(m, "cloudwatch", MON_SAMPLES, url, err, errsz)) return -1;
     }
     if (o->datadog) {
-        const char *env =
-                o->dd_api_key_env && *o->dd_api_key_env ? o->dd_api_key_env : "DD_API_KEY";
-        const char *key = getenv(env);
-        if (!key || !*key || strlen(key) >= sizeof m->dd_key || strpbrk(key, "\r\n")) {
-            snprintf(err, errsz, "Datadog needs an API key in $%s", env);
-            return -1;
-        }
-        snprintf(m->dd_key, sizeof m->dd_key, "%s", key);
         if (o->dd_endpoint && *o->dd_endpoint)
             snprintf(url, sizeof url, "%s", o->dd_endpoint);
         else

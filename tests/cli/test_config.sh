@@ -129,7 +129,7 @@ cat >"$TMP/good.json" <<EOF
   "threads": 1,
   "data_dir": "$TMP/data2",
   "monitor": {"listen": "127.0.0.1:$PORT"},
-  "alerts": [{"name": "slow", "metric": "gen_tokens_per_s", "op": "<", "threshold": 5, "for": "1m30s"}],
+  "alerts": [{"name": "slow", "metric": "bitnet_generation_tokens_per_second", "op": "<", "threshold": 5, "for": "1m30s"}],
   "exporters": {"datadog": {"enabled": true, "api_key_env": "MY_DD_KEY"},
                 "cloudwatch": {"enabled": true, "region": "eu-west-1", "namespace": "BitNet/test"}}
 }
@@ -148,7 +148,7 @@ expect_exit 1 "validate without the Datadog key" -- "$BITNET" validate "$TMP/goo
     && ok "the missing key is named" || bad "datadog: $(tr '\n' ' ' <"$TMP/j")"
 rm "$TMP/home/.aws/credentials"
 expect_exit 1 "validate without AWS credentials" -- env MY_DD_KEY=k "$BITNET" validate "$TMP/good.json"
-expect_grep "exporters.cloudwatch.enabled: no AWS credentials" "$TMP/out" "missing AWS credentials named"
+expect_grep "exporters.cloudwatch: .*credentials" "$TMP/out" "missing AWS credentials named"
 expect_exit 0 "AWS credentials from the environment" -- env MY_DD_KEY=k AWS_ACCESS_KEY_ID=a \
     AWS_SECRET_ACCESS_KEY=b "$BITNET" validate "$TMP/good.json"
 
@@ -165,10 +165,17 @@ cat >"$TMP/bad.json" <<EOF
 EOF
 expect_exit 1 "validate a bad config" -- "$BITNET" validate "$TMP/bad.json" --json
 for k in threads modle model monitor.listen history.retention_days "alerts\[0\].op" \
-    "alerts\[0\].threshold" "alerts\[0\].for" exporters.cloudwatch.namespace; do
+    "alerts\[0\].threshold" "alerts\[0\].for"; do
     grep -q "\"key\":.*\"$k\"" "$TMP/out" && ok "finding for $k" || bad "no finding for $k"
 done
 "$JSONGET" valid <"$TMP/out" | grep -q false && ok "valid is false" || bad "valid"
+# the monitor's own checks run on a file that loads
+printf '{"exporters": {"cloudwatch": {"enabled": true, "namespace": "AWS/EC2", "region": "x"}}}\n' \
+    >"$TMP/ns.json"
+expect_exit 1 "validate: a reserved CloudWatch namespace" -- env AWS_ACCESS_KEY_ID=a \
+    AWS_SECRET_ACCESS_KEY=b "$BITNET" validate "$TMP/ns.json" --json
+grep -q '"key":.*"exporters.cloudwatch"' "$TMP/out" && grep -q 'AWS/' "$TMP/out" \
+    && ok "finding for the namespace" || bad "namespace: $(cat "$TMP/out")"
 printf '{\n  "a": 1\n  "b": 2\n}\n' >"$TMP/syn.json"
 expect_exit 1 "validate: syntax error" -- "$BITNET" validate "$TMP/syn.json"
 expect_grep "syn.json:3:3: error: not valid JSON" "$TMP/out" "file:line:col: error"
@@ -243,10 +250,51 @@ expect_exit 2 "monitor.interval not a duration" -- "$BITNET" config set monitor.
 expect_exit 2 "monitor.spool_max 0" -- "$BITNET" config set monitor.spool_max 0
 expect_exit 0 "exporters.webhook.url" -- "$BITNET" config set exporters.webhook.url http://127.0.0.1:9/hook
 expect_exit 2 "exporters.webhook.url not a URL" -- "$BITNET" config set exporters.webhook.url ftp://x
-printf '{"alerts": [{"name": "slow", "metric": "m", "op": "<", "threshold": 1, "labels": {"team": "ml"}, "sinks": ["log", "webhook"]}]}\n' >"$TMP/alerts.json"
+printf '{"alerts": [{"name": "slow", "metric": "bitnet_host_load1", "op": "<", "threshold": 1, "labels": {"team": "ml"}, "sinks": ["log", "webhook"]}]}\n' >"$TMP/alerts.json"
 expect_exit 0 "alert rule with labels and sinks validates" -- "$BITNET" validate "$TMP/alerts.json"
 printf '{"alerts": [{"name": "x", "metric": "m", "op": "<", "threshold": 1, "sinks": ["pager"]}]}\n' >"$TMP/badsink.json"
 expect_exit 1 "an unknown sink is an error" -- "$BITNET" validate "$TMP/badsink.json"
 expect_grep "alerts\[0\].sinks" "$TMP/out" "the error names alerts[0].sinks"
+
+# ---- validate and monitor agree: one check, the monitor's own -----------------------------
+# each file is validated, then given to `bitnet monitor --once`: the same verdict for both
+unset BITNET_CONFIG
+mkdir -p "$TMP/agree" "$TMP/prom"
+printf 'token' >"$TMP/agree/token"
+rule() { printf '{"name": "%s", "metric": "%s", "op": ">", "threshold": 1}' "$1" "$2"; }
+agree_case() { # NAME EXPECTED-EXIT JSON [VAR=VALUE...]
+    name=$1 want=$2
+    printf '%s\n' "$3" >"$TMP/agree/$name.json"
+    shift 3
+    env "$@" "$BITNET" validate "$TMP/agree/$name.json" >"$TMP/agree/$name.v" 2>&1
+    v=$?
+    env "$@" BITNET_CONFIG="$TMP/agree/$name.json" BITNET_HISTORY_DB="$TMP/agree/h.db" \
+        "$BITNET" monitor --once --no-listen -q >/dev/null 2>"$TMP/agree/$name.m"
+    m=$?
+    if [ "$v" -eq "$want" ] && [ "$m" -eq "$want" ]; then
+        ok "validate and monitor agree: $name (exit $want)"
+    else
+        bad "$name: validate exit $v, monitor exit $m, wanted $want"
+        sed 's/^/       /' "$TMP/agree/$name.v" "$TMP/agree/$name.m" | head -6
+    fi
+}
+L="\"monitor\": {\"listen\": \"127.0.0.1:$((PORT + 1))\"}, \"data_dir\": \"$TMP/data2\""
+CW='"exporters": {"cloudwatch": {"enabled": true, "region": "eu-west-1"}}'
+agree_case good 0 "{$L, \"alerts\": [$(rule a bitnet_host_load1), $(rule b bitnet_monitor_errors_total)],
+    \"exporters\": {\"prometheus\": {\"textfile\": \"$TMP/prom\"}}}"
+agree_case duplicate-names 1 "{$L, \"alerts\": [$(rule a bitnet_host_load1), $(rule a bitnet_host_load5)]}"
+agree_case regex-selector 1 "{$L, \"alerts\": [$(rule a 'bitnet_host_load1{x=~\\"y\\"}')]}"
+agree_case textfile-folder 1 "{$L, \"exporters\": {\"prometheus\": {\"textfile\": \"$TMP/none/bitnet.prom\"}}}"
+agree_case textfile-missing-dir 1 "{$L, \"exporters\": {\"prometheus\": {\"textfile\": \"$TMP/none/\"}}}"
+agree_case web-identity-unreachable 1 "{$L, $CW}" AWS_WEB_IDENTITY_TOKEN_FILE="$TMP/agree/token" \
+    AWS_ROLE_ARN=arn:aws:iam::123456789012:role/r AWS_ENDPOINT_URL_STS=http://127.0.0.1:1 \
+    AWS_EC2_METADATA_DISABLED=true
+agree_case container-unreachable 1 "{$L, $CW}" \
+    AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:1/creds AWS_EC2_METADATA_DISABLED=true
+agree_case env-credentials 0 "{$L, $CW}" AWS_ACCESS_KEY_ID=a AWS_SECRET_ACCESS_KEY=b
+grep -q "alerts\[1\].name: the same name as alerts\[0\]" "$TMP/agree/duplicate-names.v" \
+    && ok "validate names the duplicate rule" || bad "duplicate: $(cat "$TMP/agree/duplicate-names.v")"
+grep -q "does not exist" "$TMP/agree/textfile-folder.m" && ok "monitor names the missing folder" \
+    || bad "textfile: $(cat "$TMP/agree/textfile-folder.m")"
 
 finish test_config

@@ -11,6 +11,9 @@
 #include <cmocka.h>
 
 #include "../../app/config.c"
+#include "../../app/metrics.c"
+#include "../../app/utf8.c"
+#include "../../app/alerts.c"
 
 #include <sys/stat.h>
 
@@ -174,7 +177,7 @@ static void test_check_table(void **state)
              "exporters.datadog.enabled: expected true or false"},
             {"{\"alerts\": {}}", 0, 1, "alerts: expected an array"},
             {"{\"alerts\": [1]}", 0, 1, "alerts[0]: expected an object"},
-            {"{\"alerts\": [{\"name\": \"hot\", \"metric\": \"gpu.temp_c\", \"op\": \">\","
+            {"{\"alerts\": [{\"name\": \"hot\", \"metric\": \"gpu_temp_c\", \"op\": \">\","
              " \"threshold\": 85, \"for\": \"5m\", \"severity\": \"critical\"}]}",
              0, 0, NULL},
             {"{\"alerts\": [{\"name\": \"a\", \"op\": \">\", \"threshold\": 1}]}", 0, 1,
@@ -192,6 +195,15 @@ static void test_check_table(void **state)
              "\"threshold\": 1, \"severity\": \"meh\"}]}",
              0, 1, "alerts[0].severity: expected"},
             {"{\"alerts\": [{}, {}]}", 0, 6, "alerts[0].metric: missing"},
+            /* the monitor's own parser: what it refuses, the schema refuses (bitnet validate) */
+            {"{\"alerts\": [{\"metric\": \"m{a=~\\\"x\\\"}\", \"op\": \">\", "
+             "\"threshold\": 1}]}",
+             0, 1, "alerts[0].metric: "},
+            {"{\"alerts\": [{\"metric\": \"gpu.temp\", \"op\": \">\", \"threshold\": 1}]}", 0, 1,
+             "alerts[0].metric: "},
+            {"{\"alerts\": [{\"name\": \"n\", \"metric\": \"m\", \"op\": \">\", \"threshold\": 1}, "
+             "{\"name\": \"n\", \"metric\": \"m\", \"op\": \">\", \"threshold\": 1}]}",
+             0, 1, "alerts[1].name: the same name as alerts[0]"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cJSON *doc = cJSON_Parse(cases[i].json);
@@ -210,14 +222,14 @@ static void test_check_table(void **state)
 static void test_warnings(void **state)
 {
     (void)state;
-    /* unknown keys are warnings when not strict; unnamed and same-named alerts too */
+    /* unknown keys are warnings when not strict; unnamed alerts and unknown fields too */
     cJSON *doc = cJSON_Parse("{\"foo\": 1, \"alerts\": [{\"metric\": \"m\", \"op\": \">\", "
                              "\"threshold\": 1, \"x\": 2}, {\"name\": \"n\", \"metric\": \"m\", "
                              "\"op\": \">\", \"threshold\": 1}, {\"name\": \"n\", \"metric\": "
-                             "\"m\", \"op\": \">\", \"threshold\": 1}]}");
+                             "\"m2\", \"op\": \">\", \"threshold\": 1}]}");
     assert_non_null(doc);
     collected c = {0, 0, ""};
-    assert_int_equal(bn_config_check(doc, 0, collect, &c), 0);
+    assert_int_equal(bn_config_check(doc, 0, collect, &c), 1); /* the same name is an error */
     assert_int_equal(c.n, 4); /* foo, alerts[0].x, alerts[0].name, alerts[2].name */
     cJSON_Delete(doc);
 }
