@@ -13,8 +13,13 @@
  * an idle timeout, which a client sending one header line every few seconds never meets).
  * The thread runs the daemon (MHD_run_wait) and, between rounds, shuts down the sockets
  * that are past their time; the same thread handles the close, so a descriptor is never
- * shut down after libmicrohttpd has reused it. At most http_max_per_client connections come
- * from one address, so one client cannot take every slot from the scrapers.
+ * shut down after libmicrohttpd has reused it.
+ *
+ * Slots: at most http_max_per_client connections from one address and CONNECTIONS_MAX in all.
+ * When a new connection would pass either, the oldest connection that is only waiting for a
+ * request (sending one slowly, or idle between requests) makes room; only when every one is
+ * being answered is the newcomer turned away. So stalled clients can never keep a scraper out,
+ * not even one on the same address as them (loopback).
  *
  * TLS and basic auth come from the web config (monitor_web.h); with users, every path asks
  * for credentials (401 with WWW-Authenticate), as exporter-toolkit does.
@@ -42,11 +47,14 @@
 #define RENDER_MAX      (64u << 20) /* bytes of exposition at most */
 #define CONNECTIONS_MAX 512u        /* at once, from every client together */
 
-/* One open connection and the end of its current phase. */
+/* One open connection, its client and its current phase. */
 typedef struct http_conn {
     struct http_conn *prev, *next;
     int fd;
-    double deadline; /* monotonic seconds; INFINITY once shut down */
+    int family;             /* AF_INET, AF_INET6; 0: unknown */
+    unsigned char addr[16]; /* the client's address */
+    int answering;          /* a request is in: being answered */
+    double since, deadline; /* monotonic seconds: phase start and end; INFINITY: shut down */
 } http_conn;
 
 typedef struct mon_http {
@@ -57,6 +65,7 @@ typedef struct mon_http {
     atomic_int stop;
     double timeout;
     http_conn *conns;
+    size_t max_conns; /* live connections at most (more wait in libmicrohttpd's slack) */
     mon_web web;
     long n_log, quiet_log; /* libmicrohttpd's messages logged, and held back */
     double last_log;
@@ -176,12 +185,54 @@ static enum MHD_Result ready(bn_monitor *m, struct MHD_Connection *c)
 
 /* ---- connections and their time ------------------------------------------------------------- */
 
-static void set_deadline(mon_http *h, struct MHD_Connection *c)
+static void set_phase(mon_http *h, struct MHD_Connection *c, int answering)
 {
     const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     http_conn *k = ci ? ci->socket_context : NULL;
-    if (k && isfinite(k->deadline)) k->deadline = mon_now() + h->timeout;
+    if (!k || !isfinite(k->deadline)) return;
+    k->since = mon_now();
+    k->deadline = k->since + h->timeout;
+    k->answering = answering;
+}
+
+static void shut(http_conn *k)
+{
+    shutdown(k->fd, SHUT_RDWR);
+    k->deadline = INFINITY;
+}
+
+static void client_of(struct MHD_Connection *c, http_conn *k)
+{
+    const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (sa && sa->sa_family == AF_INET) {
+        memcpy(k->addr, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+        k->family = AF_INET;
+    } else if (sa && sa->sa_family == AF_INET6) {
+        memcpy(k->addr, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+        k->family = AF_INET6;
+    }
+}
+
+static int same_client(const http_conn *a, const http_conn *b)
+{
+    return a->family && a->family == b->family && !memcmp(a->addr, b->addr, 16);
+}
+
+/* Makes room for the new connection k when its client (same) or everyone (!same) already
+ * holds max live connections: shuts down the one waiting longest for a request, else k. */
+static void make_room(http_conn *k, int same, size_t max)
+{
+    size_t n = 0;
+    http_conn *oldest = NULL;
+    for (http_conn *o = k->next; o; o = o->next) {
+        if (!isfinite(o->deadline) || (same && !same_client(o, k))) continue;
+        n++;
+        if (!o->answering && (!oldest || o->since < oldest->since)) oldest = o;
+    }
+    if (n >= max) shut(oldest ? oldest : k);
 }
 
 static void on_connection(void *cls, struct MHD_Connection *c, void **ctx,
@@ -206,18 +257,22 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **ctx,
         return;
     }
     k->fd = ci->connect_fd;
-    k->deadline = mon_now() + h->timeout;
+    k->since = mon_now();
+    k->deadline = k->since + h->timeout;
+    client_of(c, k);
     k->next = h->conns;
     if (h->conns) h->conns->prev = k;
     h->conns = k;
     *ctx = k;
+    make_room(k, 1, (size_t)h->m->o.http_max_per_client);
+    if (isfinite(k->deadline)) make_room(k, 0, h->max_conns);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **state,
                          enum MHD_RequestTerminationCode toe)
 {
     (void)state, (void)toe;
-    set_deadline(cls, c); /* the next request on a kept-alive connection */
+    set_phase(cls, c, 0); /* waiting for the next request on a kept-alive connection */
 }
 
 /* Shuts down the sockets past their time; libmicrohttpd sees the end and closes them. */
@@ -225,10 +280,7 @@ static void reap(mon_http *h)
 {
     const double now = mon_now();
     for (http_conn *k = h->conns; k; k = k->next)
-        if (now > k->deadline) {
-            shutdown(k->fd, SHUT_RDWR);
-            k->deadline = INFINITY;
-        }
+        if (now > k->deadline) shut(k);
 }
 
 static void *http_loop(void *arg)
@@ -272,7 +324,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                             NULL};
     if (!*state) { /* the headers are in: the answer has a time of its own */
         *state = &seen;
-        set_deadline(h, c);
+        set_phase(h, c, 1);
         if (strcmp(method, "GET") && strcmp(method, "HEAD"))
             return reply_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n", allow);
         return MHD_YES; /* answered once the request (and any body) is read: keep-alive */
@@ -362,7 +414,6 @@ static unsigned connection_limit(void)
 
 static struct MHD_Daemon *start_daemon(mon_http *h, const struct addrinfo *ai, int port)
 {
-    const bn_monitor_opts *o = &h->m->o;
     unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
     if (ai && ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     if (!ai) flags |= MHD_USE_DUAL_STACK;
@@ -373,10 +424,10 @@ static struct MHD_Daemon *start_daemon(mon_http *h, const struct addrinfo *ai, i
             {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, h},
             {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h},
             {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)(idle < 1 ? 1 : idle), NULL},
-            {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)connection_limit(), NULL},
-            {MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)o->http_max_per_client, NULL},
+            /* slack over max_conns: shut connections hold a slot until they are closed */
+            {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)h->max_conns + 64, NULL},
     };
-    size_t n = 6;
+    size_t n = 5;
     if (ai) opt[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, ai->ai_addr};
     if (h->web.cert_pem) {
         opt[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->web.cert_pem};
@@ -428,6 +479,7 @@ int mon_http_start(bn_monitor *m, char *err, size_t errsz)
     }
     h->m = m;
     h->timeout = m->o.http_timeout_s > 0 ? m->o.http_timeout_s : 10;
+    h->max_conns = connection_limit();
     if (load_web(h, err, errsz) || listen_addr(m->o.listen, &ai, &port, err, errsz)) goto fail;
     h->d = start_daemon(h, ai, port);
     if (!h->d) {
