@@ -47,6 +47,23 @@ stop_monitor() {
 }
 ms() { date +%s%N | cut -c1-13; }
 
+# scrape_amid OUT WHAT SLOWCLIENT-ARGS...: opens the slow connections (200, a header line every
+# 0.5 s; they stop by themselves), scrapes /metrics while they are open (within 3 s), waits
+# for them; their summary line goes to OUT
+scrape_amid() {
+    out=$1 what=$2
+    shift 2
+    rm -f "$TMP/ready"
+    "$SLOWCLIENT" --port "$MPORT" --conns 200 --every-ms 500 --ready "$TMP/ready" "$@" >"$out" 2>&1 &
+    SLOW=$!
+    PIDS="$PIDS $SLOW"
+    wait_grep 200 "$TMP/ready" 100
+    t0=$(ms)
+    "$HTTPREC" --fetch "$MPORT" /metrics >"$TMP/scrape" 2>&1 && grep -q "^bitnet_build_info" "$TMP/scrape" &&
+        [ $(($(ms) - t0)) -lt 3000 ] && ok "a scrape is answered $what" || bad "no scrape $what ($(($(ms) - t0)) ms)"
+    wait "$SLOW"
+}
+
 # ---- usage ----------------------------------------------------------------------------------
 expect_exit 2 "--http-timeout bad" -- "$BITNET" monitor --http-timeout 0
 expect_exit 2 "--http-max-per-client 0" -- "$BITNET" monitor --http-max-per-client 0
@@ -57,17 +74,9 @@ expect_grep "--web-config" "$TMP/out" "help names --web-config"
 # ---- slow clients ---------------------------------------------------------------------------
 start_monitor "$TMP/a.log" --listen 127.0.0.1:0 --http-timeout 2 --http-max-per-client 20
 if [ -n "$MPORT" ]; then
-    # 200 connections from 10 addresses, a header line every 0.5 s, never finishing a request
-    "$SLOWCLIENT" --port "$MPORT" --conns 200 --from 127.0.0.2 --addrs 10 --every-ms 500 \
-        --for-ms 5000 --ready "$TMP/ready" >"$TMP/slow.out" 2>&1 &
-    SLOW=$!
-    PIDS="$PIDS $SLOW"
-    wait_grep 200 "$TMP/ready" 100
-    t0=$(ms)
-    "$HTTPREC" --fetch "$MPORT" /metrics >"$TMP/s1" 2>&1 && grep -q "^bitnet_build_info" "$TMP/s1" &&
-        [ $(($(ms) - t0)) -lt 3000 ] && ok "a scrape is answered while 200 slow connections are open" ||
-        bad "no scrape while 200 slow connections are open ($(($(ms) - t0)) ms)"
-    wait "$SLOW"
+    # 200 connections from 10 addresses, never finishing a request
+    scrape_amid "$TMP/slow.out" "while 200 slow connections are open" --from 127.0.0.2 --addrs 10 \
+        --for-ms 5000
     cat "$TMP/slow.out"
     # each was closed once its 2 s were up, although it sent a line every 0.5 s
     closed=$(sed -n 's/.*closed=\([0-9]*\).*/\1/p' "$TMP/slow.out")
@@ -83,16 +92,8 @@ if [ -n "$MPORT" ]; then
         ok "30 connections from one address: 20 (the limit) stay, the 10 oldest are closed" ||
         bad "per-address limit: $(cat "$TMP/ip.out")"
     # 200 slow connections from the scraper's own address (loopback): the scrape still gets in
-    "$SLOWCLIENT" --port "$MPORT" --conns 200 --from 127.0.0.1 --addrs 1 --every-ms 500 \
-        --for-ms 3000 --ready "$TMP/ready1" >"$TMP/same.out" 2>&1 &
-    SLOW=$!
-    PIDS="$PIDS $SLOW"
-    wait_grep 200 "$TMP/ready1" 100
-    t0=$(ms)
-    "$HTTPREC" --fetch "$MPORT" /metrics >"$TMP/s2" 2>&1 && grep -q "^bitnet_build_info" "$TMP/s2" &&
-        [ $(($(ms) - t0)) -lt 3000 ] && ok "a scrape from the address of 200 slow connections is answered" ||
-        bad "no scrape from the address of 200 slow connections ($(($(ms) - t0)) ms)"
-    wait "$SLOW"
+    scrape_amid "$TMP/same.out" "from the address of 200 slow connections" --from 127.0.0.1 \
+        --addrs 1 --for-ms 3000
     "$HTTPREC" --fetch "$MPORT" /-/healthy >/dev/null && ok "still healthy afterwards" || bad "healthy afterwards"
     n=$(grep -c "http:" "$TMP/a.log")
     [ "$n" -le 8 ] && ok "slow clients do not flood the log ($n lines)" || bad "the log has $n http lines"
