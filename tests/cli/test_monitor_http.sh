@@ -129,6 +129,16 @@ if [ -n "$MPORT" ]; then
         "$CURL" -s -H "Accept-Encoding: gzip;q=0, identity" -D "$TMP/id.h" "http://127.0.0.1:$MPORT/metrics" -o "$TMP/id"
         ! grep -qi "^Content-Encoding" "$TMP/id.h" && grep -q "^bitnet_build_info" "$TMP/id" &&
             ok "no gzip when refused (gzip;q=0)" || bad "gzip;q=0 still compressed"
+        for ae in "*" "deflate, x-gzip;q=0.5" "br;q=1, GZIP"; do
+            "$CURL" -s -H "Accept-Encoding: $ae" -D "$TMP/ae.h" "http://127.0.0.1:$MPORT/metrics" -o /dev/null
+            grep -qi "^Content-Encoding: gzip" "$TMP/ae.h" && ok "gzip for Accept-Encoding: $ae" ||
+                bad "no gzip for Accept-Encoding: $ae"
+        done
+        "$CURL" -s -H "Accept-Encoding: deflate, br" -D "$TMP/ae.h" "http://127.0.0.1:$MPORT/metrics" -o /dev/null
+        grep -qi "^Content-Encoding" "$TMP/ae.h" && bad "an encoding that was not asked for" ||
+            ok "no gzip when only other encodings are asked for"
+        "$CURL" -s -I "http://127.0.0.1:$MPORT/metrics" >"$TMP/head" && grep -q " 200 " "$TMP/head" &&
+            ok "HEAD /metrics" || bad "HEAD /metrics: $(head -1 "$TMP/head")"
     else
         skip "keep-alive and gzip: curl absent"
     fi
