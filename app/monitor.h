@@ -144,6 +144,7 @@ typedef struct mon_sink {
     double next_try; /* monotonic seconds */
     int down;        /* logged as down */
     size_t batch;    /* entries per request: BATCH, less while narrowing down a rejection */
+    double timeout;  /* per request, seconds: --timeout, raised (up to 4 times) after a timeout */
     char last_error[320];
 } mon_sink;
 
@@ -253,6 +254,7 @@ typedef struct mon_request {
     const char *method;       /* "POST" or "PUT" */
     const char *content_type; /* sent explicitly */
     char path[512];           /* appended to the sink's URL */
+    char idempotency_key[64]; /* sent as Idempotency-Key when not empty (the webhook) */
 } mon_request;
 int mon_format(bn_monitor *m, const mon_sink *s, const bn_spool_entry *e, size_t n, mon_request *rq,
                size_t *used);

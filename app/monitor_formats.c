@@ -389,6 +389,23 @@ static int format_dd_event(bn_monitor *m, const bn_spool_entry *e, mon_request *
 
 /* ---- one of them ---------------------------------------------------------------------------- */
 
+/* The notification's "id" as an Idempotency-Key (the IETF draft's header): the same on every
+ * resend, so that a receiver can drop repeats. "" when there is none fit for a header. */
+static void webhook_key(const char *payload, char *key, size_t size)
+{
+    cJSON *doc = cJSON_Parse(payload);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "id");
+    key[0] = '\0';
+    const size_t n = cJSON_IsString(id) ? strlen(id->valuestring) : 0;
+    if (n && n + 3 <= size &&
+        strspn(id->valuestring, "0123456789abcdefghijklmnopqrstuvwxyz-") == n) {
+        key[0] = '"'; /* a structured-field string, as the draft wants */
+        memcpy(key + 1, id->valuestring, n);
+        memcpy(key + 1 + n, "\"", 2);
+    }
+    cJSON_Delete(doc);
+}
+
 static int copy_body(const bn_spool_entry *e, mon_request *rq)
 {
     if (!(rq->body = malloc(e->len + 1))) return -1;
@@ -411,6 +428,7 @@ int mon_format(bn_monitor *m, const mon_sink *s, const bn_spool_entry *e, size_t
         if (copy_body(e, rq)) return -1;
         rq->method = "POST";
         rq->content_type = "application/json";
+        webhook_key(e->payload, rq->idempotency_key, sizeof rq->idempotency_key);
     } else if (!strcmp(s->name, "pushgateway")) {
         if (copy_body(e, rq)) return -1;
         rq->method = "PUT";

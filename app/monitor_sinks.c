@@ -137,7 +137,32 @@ static struct curl_slist *headers_for(bn_monitor *m, const mon_sink *s, const mo
         snprintf(h, sizeof h, "X-Amz-Security-Token: %s", m->aws.token);
         if ((t = curl_slist_append(l, h))) l = t;
     }
+    if (l && rq->idempotency_key[0]) {
+        snprintf(h, sizeof h, "Idempotency-Key: %s", rq->idempotency_key);
+        if ((t = curl_slist_append(l, h))) l = t;
+    }
     return l;
+}
+
+/* A sink that answers after our timeout may well have taken the request: each retry would
+ * deliver it again. So after a timeout with the request sent whole, the next one waits twice
+ * as long, up to 4 times --timeout; back to --timeout once an answer comes within it. */
+static void adapt_timeout(bn_monitor *m, mon_sink *s, CURL *c, CURLcode cc, const mon_request *rq)
+{
+    const double base = m->o.timeout_s;
+    curl_off_t sent = 0;
+    double took = 0;
+    if (cc == CURLE_OPERATION_TIMEDOUT) {
+        if (curl_easy_getinfo(c, CURLINFO_SIZE_UPLOAD_T, &sent) == CURLE_OK &&
+            sent == (curl_off_t)rq->len && s->timeout < 4 * base) {
+            s->timeout = s->timeout * 2 < 4 * base ? s->timeout * 2 : 4 * base;
+            mon_log(m, "%s: no answer within the timeout; waiting up to %gs from now on", s->name,
+                    s->timeout);
+        }
+    } else if (cc == CURLE_OK && curl_easy_getinfo(c, CURLINFO_TOTAL_TIME, &took) == CURLE_OK &&
+               took < base) {
+        s->timeout = base;
+    }
 }
 
 /* The <Code> of an AWS Query API error response ("" when there is none). */
@@ -214,7 +239,8 @@ static int http_send(bn_monitor *m, mon_sink *s, const mon_request *rq, char *wh
     snprintf(url, sizeof url, "%s%s", s->url, rq->path);
     struct curl_slist *hdr = headers_for(m, s, rq);
     reply r = {.len = 0};
-    const long total_ms = (long)(m->o.timeout_s * 1000);
+    if (s->timeout < m->o.timeout_s) s->timeout = m->o.timeout_s;
+    const long total_ms = (long)(s->timeout * 1000);
     curl_easy_setopt(c, CURLOPT_URL, url);
 #if LIBCURL_VERSION_NUM >= 0x075500
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -247,6 +273,7 @@ static int http_send(bn_monitor *m, mon_sink *s, const mon_request *rq, char *wh
         *retry_after = (double)ra;
 #endif
     curl_slist_free_all(hdr);
+    adapt_timeout(m, s, c, cc, rq);
     if (cc != CURLE_OK) {
         snprintf(why, whysz, "%s", curl_easy_strerror(cc));
         return -1;

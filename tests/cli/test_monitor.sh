@@ -586,6 +586,34 @@ expect_grep '^bitnet_monitor_sink_dropped_total{sink="datadog-events",reason="to
     "an old event: counted"
 grep -q "could not be delivered" "$TMP/err" && bad "old entries: some left in the spool" ||
     ok "old entries: the spool is empty afterwards"
+
+# ---- a webhook that answers after our timeout: one Idempotency-Key, and few resends -------------
+# it answers after 1.4 s, our timeout is 1 s: the first try times out (the receiver has the
+# notification all the same); the next waits longer and gets the answer
+export BITNET_HISTORY_DB="$TMP/late.db"
+cat >"$BITNET_CONFIG" <<EOF
+{"alerts": [{"name": "cpus", "metric": "bitnet_host_cpus", "op": ">=", "threshold": 1,
+             "sinks": ["webhook"]}]}
+EOF
+PL=$("$HTTPREC" --free-port)
+start_rec "$PL" "$TMP/late.jsonl" --delay-ms 1400
+start_monitor "$TMP/l.log" --listen 127.0.0.1:0 --interval 0.5 --backoff-max 0.5 --timeout 1 \
+    --webhook "http://127.0.0.1:$PL/hook"
+wait_grep "delivering again" "$TMP/l.log" 150 # 15 s at most
+sleep 1
+stop_monitor
+kill "$REC" 2>/dev/null
+n=$(grep -c '"path":"/hook"' "$TMP/late.jsonl")
+[ "$n" -ge 1 ] && [ "$n" -le 3 ] && ok "a late webhook: the notification sent $n times (at most 3)" ||
+    bad "a late webhook: the notification sent $n times"
+grep '"path":"/hook"' "$TMP/late.jsonl" | while read -r l; do
+    printf '%s\n' "$l" | "$JSONGET" headers.idempotency-key | tr -d '"'
+    printf '%s\n' "$l" | "$JSONGET" body | "$JSONGET" id
+done | sort | uniq -c >"$TMP/keys"
+[ "$(wc -l <"$TMP/keys")" = 1 ] && grep -Eq "^ *$((2 * n)) [0-9a-f]{16}$" "$TMP/keys" &&
+    ok "a late webhook: every copy has the same Idempotency-Key, the notification's id" ||
+    bad "a late webhook: keys and ids: $(tr '\n' ' ' <"$TMP/keys")"
+expect_grep "waiting up to 2s" "$TMP/l.log" "a late webhook: the timeout is raised after a timeout"
 unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY DD_API_KEY AWS_REGION
 
 # conversion jobs: every status exported, zeros included; a queued job is counted

@@ -315,6 +315,24 @@ static void test_names_and_json(void **state)
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(n, "test")));
     assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(n, "labels"), "team")->valuestring,
                         "ml");
+    /* an id for receivers to drop resends by: 16 hex digits, the same for the same
+     * notification, another for another transition */
+    char id[32];
+    snprintf(id, sizeof id, "%s", cJSON_GetObjectItem(n, "id")->valuestring);
+    assert_int_equal(strlen(id), 16);
+    assert_int_equal(strspn(id, "0123456789abcdef"), 16);
+    cJSON_Delete(n);
+    n = bn_alert_notification_json(r, BN_ALERT_PENDING, BN_ALERT_FIRING, 1700000000.25, 3.5,
+                                   "t_tps", "host1", 1);
+    assert_string_equal(cJSON_GetObjectItem(n, "id")->valuestring, id);
+    cJSON_Delete(n);
+    n = bn_alert_notification_json(r, BN_ALERT_PENDING, BN_ALERT_FIRING, 1700000000.26, 3.5,
+                                   "t_tps", "host1", 1);
+    assert_string_not_equal(cJSON_GetObjectItem(n, "id")->valuestring, id);
+    cJSON_Delete(n);
+    n = bn_alert_notification_json(r, BN_ALERT_FIRING, BN_ALERT_RESOLVED, 1700000000.25, 3.5,
+                                   "t_tps", "host1", 1);
+    assert_string_not_equal(cJSON_GetObjectItem(n, "id")->valuestring, id);
     cJSON_Delete(n);
     n = bn_alert_notification_json(r, BN_ALERT_FIRING, BN_ALERT_RESOLVED, 0, NAN, NULL, NULL, 0);
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(n, "value")));
