@@ -192,14 +192,47 @@ static const char *const datadog_sites[] = {
         "datadoghq.eu",  "ap1.datadoghq.com", "ddog-gov.com",
 };
 
+/* Whether the monitor exports samples under this name: a family of its registry, or the _sum
+ * or _count of a histogram (rules never see buckets). */
+static int exported(bn_monitor *m, const char *name)
+{
+    if (bn_metrics_find(m->reg, name)) return 1;
+    static const char *const suffix[] = {"_sum", "_count"};
+    char fam[128];
+    const size_t n = strlen(name);
+    for (int i = 0; i < 2; i++) {
+        const size_t k = strlen(suffix[i]);
+        if (n <= k || n - k >= sizeof fam || strcmp(name + n - k, suffix[i])) continue;
+        memcpy(fam, name, n - k);
+        fam[n - k] = '\0';
+        const bn_mfamily *f = bn_metrics_find(m->reg, fam);
+        if (f && bn_mfamily_type(f) == BN_METRIC_HISTOGRAM) return 1;
+    }
+    return 0;
+}
+
+/* The rules, and each one's metric among those the registry defines (mon_define_metrics: the
+ * code that exports them, so no second list to keep in step). */
 static int check_alerts(bn_monitor *m, bn_config_report_fn fn, void *ud)
 {
-    char err[512];
+    char err[512], key[64], msg[320];
     if (bn_alerts_parse(m->o.alerts, &m->alerts, err, sizeof err)) {
         fn(ud, 1, "", err);
         return 1;
     }
-    return 0;
+    int errors = 0;
+    for (size_t i = 0; i < bn_alerts_count(m->alerts); i++) {
+        const bn_alert_rule *r = bn_alerts_rule(m->alerts, i);
+        if (exported(m, r->sel.name)) continue;
+        snprintf(key, sizeof key, "alerts[%zu].metric", i);
+        snprintf(msg, sizeof msg,
+                 "'%.128s' is not a metric bitnet monitor exports (`bitnet monitor --once` "
+                 "lists them)",
+                 r->sel.name);
+        fn(ud, 1, key, msg);
+        errors++;
+    }
+    return errors;
 }
 
 /* The textfile: a writable folder, or a file in one; node_exporter's folder is not ours to

@@ -282,6 +282,10 @@ L="\"monitor\": {\"listen\": \"127.0.0.1:$((PORT + 1))\"}, \"data_dir\": \"$TMP/
 CW='"exporters": {"cloudwatch": {"enabled": true, "region": "eu-west-1"}}'
 agree_case good 0 "{$L, \"alerts\": [$(rule a bitnet_host_load1), $(rule b bitnet_monitor_errors_total)],
     \"exporters\": {\"prometheus\": {\"textfile\": \"$TMP/prom\"}}}"
+# item 2: a rule on a metric the monitor never exports; histograms' _sum and _count are samples
+agree_case unknown-metric 1 "{$L, \"alerts\": [$(rule a bitnet_host_load1), $(rule b bitnet_nonexistent)]}"
+agree_case histogram-count 0 "{$L, \"alerts\": [$(rule a bitnet_generation_duration_seconds_count)]}"
+agree_case histogram-bucket 1 "{$L, \"alerts\": [$(rule a bitnet_generation_duration_seconds_bucket)]}"
 agree_case duplicate-names 1 "{$L, \"alerts\": [$(rule a bitnet_host_load1), $(rule a bitnet_host_load5)]}"
 agree_case regex-selector 1 "{$L, \"alerts\": [$(rule a 'bitnet_host_load1{x=~\\"y\\"}')]}"
 agree_case textfile-folder 1 "{$L, \"exporters\": {\"prometheus\": {\"textfile\": \"$TMP/none/bitnet.prom\"}}}"
@@ -294,6 +298,9 @@ agree_case container-unreachable 1 "{$L, $CW}" \
 agree_case env-credentials 0 "{$L, $CW}" AWS_ACCESS_KEY_ID=a AWS_SECRET_ACCESS_KEY=b
 grep -q "alerts\[1\].name: the same name as alerts\[0\]" "$TMP/agree/duplicate-names.v" \
     && ok "validate names the duplicate rule" || bad "duplicate: $(cat "$TMP/agree/duplicate-names.v")"
+grep -q "alerts\[1\].metric: 'bitnet_nonexistent' is not a metric bitnet monitor exports" \
+    "$TMP/agree/unknown-metric.v" && grep -q "bitnet_nonexistent" "$TMP/agree/unknown-metric.m" \
+    && ok "both name the unknown metric" || bad "unknown metric: $(cat "$TMP/agree/unknown-metric.v")"
 grep -q "does not exist" "$TMP/agree/textfile-folder.m" && ok "monitor names the missing folder" \
     || bad "textfile: $(cat "$TMP/agree/textfile-folder.m")"
 

@@ -132,7 +132,7 @@ restored w "q"
 
 # ---- every screen, with the tiny model -----------------------------------------------------
 # two alert rules; bitnet monitor --once records the one that fires at once
-"$BIN" config set alerts '[{"name":"slow","metric":"gen_tokens_per_s","op":"<","threshold":5,"for":"5m"},
+"$BIN" config set alerts '[{"name":"slow","metric":"bitnet_generation_tokens_per_second","op":"<","threshold":5,"for":"5m"},
   {"name":"memory","metric":"bitnet_host_memory_total_bytes","op":">","threshold":0,"for":"0s","severity":"info"}]' \
     >/dev/null 2>&1 || bad "config set alerts"
 "$BIN" monitor --once --no-listen >/dev/null 2>&1 || bad "monitor --once"
@@ -203,7 +203,7 @@ ls "$XDG_DATA_HOME"/bitnet/history-*.json >/dev/null 2>&1 && ok "history: the ex
     || bad "history export file"
 keys s a
 wait_for s "firing +memory " "a: the alerts screen, a firing rule"
-grep -Eq "inactive +slow .*gen_tokens_per_s < 5 for 300s" "$TMP/pane" && ok "alerts: an inactive rule" \
+grep -Eq "inactive +slow .*bitnet_generation_tokens_per_second < 5 for 300s" "$TMP/pane" && ok "alerts: an inactive rule" \
     || bad "alerts: inactive rule"
 grep -Eq "memory +inactive > firing" "$TMP/pane" && ok "alerts: the transition" || bad "alerts transition"
 keys s F3
