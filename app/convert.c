@@ -222,8 +222,10 @@ static int produce(conv *c, const plan_item *it, uint8_t *out, char *err, size_t
         }
         size_t rb;
         bn_type_row_bytes(it->type, cols, &rb);
-        for (int64_t r = 0; r < rows; r++) {
+        int rc = 0;
+        for (int64_t r = 0; rc == 0 && r < rows; r++) {
             cv_rows_f32(t, raw, r, r + 1, f);
+            if ((rc = cv_check_finite(it->src, f, cols, cols, r, err, errsz)) != 0) break;
             if (it->type == BN_TYPE_F16)
                 bn_f32_to_f16_row(f, (uint16_t *)(out + (size_t)r * rb), cols);
             else
@@ -231,7 +233,7 @@ static int produce(conv *c, const plan_item *it, uint8_t *out, char *err, size_t
         }
         free(f);
         cv_source_release(&c->src, t, own);
-        return 0;
+        return rc;
     }
     int8_t *q = malloc((size_t)(rows * cols));
     if (!q) return fail(err, errsz, "out of memory");
@@ -446,7 +448,7 @@ static int verify(conv *c, char *err, size_t errsz)
             cJSON_AddNumberToObject(v, "tokens", (double)c->seqs.total);
             cJSON_AddStringToObject(v, "reference",
                                     c->src.hp.quant_ref ? "f32, as the source quantizes" : "f32");
-            cv_metrics(c->ref_logits, conv_logits, &c->seqs, V, c->text_seq, v);
+            rc = cv_metrics(c->ref_logits, conv_logits, &c->seqs, V, c->text_seq, v, err, errsz);
         }
         free(conv_logits);
     }

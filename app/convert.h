@@ -127,6 +127,8 @@ typedef struct cv_source {
     bn_onnx *ox;
     cv_tensor *t;
     int n, cap;
+    int32_t *slot;         /* open-addressing hash of t by name: index + 1, 0 empty */
+    size_t n_slot;         /* a power of two, at least twice n */
     uint64_t weight_bytes; /* sum of all tensors' bytes */
 } cv_source;
 
@@ -154,6 +156,10 @@ int cv_linear_ternary(cv_source *s, const char *name, int64_t rows, int64_t cols
  * weights are float). */
 int cv_linear_f32(cv_source *s, const char *name, int64_t rows, int64_t cols, float *w, char *err,
                   size_t errsz);
+/* Refuses a non-finite weight: 0 when v[0 .. n) (rows row0.. of width cols) are all finite,
+ * else -1 with a message naming the tensor and the element. */
+int cv_check_finite(const char *name, const float *v, int64_t n, int64_t cols, int64_t row0,
+                    char *err, size_t errsz);
 /* A 1-D tensor of n values as f32 (norm weights). */
 int cv_vector_f32(cv_source *s, const char *name, int64_t n, float *v, char *err, size_t errsz);
 
@@ -187,9 +193,11 @@ int cv_reference(cv_source *s, bn_threadpool *pool, const cv_seqs *q, float *log
 
 /* Compares reference and converted logits (total x n_vocab each); adds the metrics to obj:
  * cosine_mean, cosine_min, top1_agreement, kl_mean, kl_max. text (may be NULL) is the
- * sequence whose perplexity is reported under both (ppl_ref, ppl_conv, ppl_change_pct). */
-void cv_metrics(const float *ref, const float *conv, const cv_seqs *q, int64_t n_vocab,
-                int text_seq, cJSON *obj);
+ * sequence whose perplexity is reported under both (ppl_ref, ppl_conv, ppl_change_pct).
+ * 0, or -1 with a message when there is nothing to compare or a logit or metric is not
+ * finite (a NaN is a failed validation, never a perfect score). */
+int cv_metrics(const float *ref, const float *conv, const cv_seqs *q, int64_t n_vocab, int text_seq,
+               cJSON *obj, char *err, size_t errsz);
 
 /* The built-in prompts and text (NUL-terminated). */
 extern const char *const cv_builtin_prompts[];

@@ -144,10 +144,41 @@ static int read_config(cv_source *s, char *err, size_t errsz)
 
 /* ---- the catalog ------------------------------------------------------------------------- */
 
+/* FNV-1a of a tensor name. */
+static uint64_t name_hash(const char *name)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return h;
+}
+
+static void slot_put(int32_t *slot, size_t n_slot, const char *name, int32_t i)
+{
+    size_t k = (size_t)name_hash(name) & (n_slot - 1);
+    while (slot[k]) k = (k + 1) & (n_slot - 1);
+    slot[k] = i + 1;
+}
+
+/* Room in the name hash for one more tensor (kept at most half full). */
+static int slots_reserve(cv_source *s)
+{
+    if ((size_t)(s->n + 1) * 2 <= s->n_slot) return 0;
+    size_t ns = s->n_slot ? s->n_slot * 2 : 512;
+    int32_t *slot = calloc(ns, sizeof *slot);
+    if (!slot) return -1;
+    for (int i = 0; i < s->n; i++) slot_put(slot, ns, s->t[i].name, i);
+    free(s->slot);
+    s->slot = slot;
+    s->n_slot = ns;
+    return 0;
+}
+
 static int add(cv_source *s, const char *name, int dtype, int n_dims, const int64_t *shape,
                int transposed, int file, const void *ref, char *err, size_t errsz)
 {
     if (cv_source_find(s, name)) return 1; /* first one wins (ONNX aliases) */
+    if (slots_reserve(s) != 0) return fail(err, errsz, "out of memory");
     if (s->n == s->cap) {
         int nc = s->cap ? s->cap * 2 : 256;
         cv_tensor *t = realloc(s->t, (size_t)nc * sizeof *t);
@@ -158,6 +189,7 @@ static int add(cv_source *s, const char *name, int dtype, int n_dims, const int6
     cv_tensor *t = &s->t[s->n];
     memset(t, 0, sizeof *t);
     if (!(t->name = strdup(name))) return fail(err, errsz, "out of memory");
+    slot_put(s->slot, s->n_slot, t->name, s->n);
     s->n++;
     t->dtype = dtype;
     t->n_dims = n_dims > BN_ST_MAX_DIMS ? BN_ST_MAX_DIMS : n_dims;
@@ -417,14 +449,17 @@ void cv_source_close(cv_source *s)
     bn_onnx_close(s->ox);
     for (int i = 0; i < s->n; i++) free(s->t[i].name);
     free(s->t);
+    free(s->slot);
     cJSON_Delete(s->config);
     memset(s, 0, sizeof *s);
 }
 
 const cv_tensor *cv_source_find(const cv_source *s, const char *name)
 {
-    for (int i = 0; i < s->n; i++)
-        if (strcmp(s->t[i].name, name) == 0) return &s->t[i];
+    if (!s->n_slot) return NULL;
+    for (size_t k = (size_t)name_hash(name) & (s->n_slot - 1); s->slot[k];
+         k = (k + 1) & (s->n_slot - 1))
+        if (strcmp(s->t[s->slot[k] - 1].name, name) == 0) return &s->t[s->slot[k] - 1];
     return NULL;
 }
 
@@ -471,6 +506,21 @@ void cv_rows_f32(const cv_tensor *t, const void *raw, int64_t r0, int64_t r1, fl
         for (int64_t c = 0; c < cols; c++)
             bn_dtype_to_f32(t->dtype, p + ((size_t)c * (size_t)rows + (size_t)r) * es, 1,
                             &dst[(r - r0) * cols + c]);
+}
+
+int cv_check_finite(const char *name, const float *v, int64_t n, int64_t cols, int64_t row0,
+                    char *err, size_t errsz)
+{
+    for (int64_t i = 0; i < n; i++) {
+        if (isfinite(v[i])) continue;
+        if (cols > 0)
+            return fail(err, errsz, "%s: element [%lld, %lld] is %s; a weight must be finite", name,
+                        (long long)(row0 + i / cols), (long long)(i % cols),
+                        isnan(v[i]) ? "NaN" : "infinite");
+        return fail(err, errsz, "%s: element %lld is %s; a weight must be finite", name,
+                    (long long)i, isnan(v[i]) ? "NaN" : "infinite");
+    }
+    return 0;
 }
 
 static const cv_tensor *need(cv_source *s, const char *name, int64_t rows, int64_t cols, char *err,
@@ -562,6 +612,7 @@ static int float_weight(cv_source *s, const char *name, int64_t rows, int64_t co
     if (cv_source_raw(s, t, &d, &own, err, errsz) != 0) return -1;
     cv_rows_f32(t, d, 0, rows, w);
     cv_source_release(s, t, own);
+    if (cv_check_finite(name, w, rows * cols, cols, 0, err, errsz) != 0) return -1;
     if (present)
         for (int64_t i = 0; i < rows * cols; i++) w[i] *= ws;
     return 0;
@@ -609,5 +660,5 @@ int cv_vector_f32(cv_source *s, const char *name, int64_t n, float *v, char *err
     if (cv_source_raw(s, t, &d, &own, err, errsz) != 0) return -1;
     bn_dtype_to_f32(t->dtype, d, (size_t)n, v);
     cv_source_release(s, t, own);
-    return 0;
+    return cv_check_finite(name, v, n, 0, 0, err, errsz);
 }

@@ -230,11 +230,14 @@ static int embed(cv_source *s, const cv_seqs *q, float *x, char *err, size_t err
     void *own;
     if (cv_source_raw(s, t, &raw, &own, err, errsz)) return -1;
     int64_t k = 0;
-    for (int i = 0; i < q->n; i++)
-        for (int j = 0; j < q->len[i]; j++, k++)
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < q->n; i++)
+        for (int j = 0; rc == 0 && j < q->len[i]; j++, k++) {
             cv_rows_f32(t, raw, q->tok[i][j], q->tok[i][j] + 1, x + k * E);
+            rc = cv_check_finite(t->name, x + k * E, E, E, q->tok[i][j], err, errsz);
+        }
     cv_source_release(s, t, own);
-    return 0;
+    return rc;
 }
 
 /* logits = norm(x) . head^T, the head read in chunks of rows. */
@@ -255,6 +258,8 @@ static int head(cv_source *s, bn_threadpool *pool, ref_bufs *b, int64_t T, float
     for (int64_t r0 = 0; rc == 0 && r0 < V; r0 += CH) {
         int64_t r1 = r0 + CH < V ? r0 + CH : V;
         cv_rows_f32(t, raw, r0, r1, rows);
+        rc = cv_check_finite(name, rows, (r1 - r0) * E, E, r0, err, errsz);
+        if (rc != 0) break;
         matmul(pool, b->x, T, E, rows, r1 - r0, y);
         for (int64_t tt = 0; tt < T; tt++)
             memcpy(logits + tt * V + r0, y + tt * (r1 - r0), (size_t)(r1 - r0) * sizeof *y);
@@ -345,14 +350,34 @@ static int64_t argmax(const float *x, int64_t n)
     return best;
 }
 
-void cv_metrics(const float *ref, const float *conv, const cv_seqs *q, int64_t V, int text_seq,
-                cJSON *obj)
+/* The first position whose logits hold a NaN or infinity, or -1. */
+static int64_t non_finite_at(const float *x, int64_t n_pos, int64_t V)
 {
+    for (int64_t i = 0; i < n_pos * V; i++)
+        if (!isfinite(x[i])) return i / V;
+    return -1;
+}
+
+int cv_metrics(const float *ref, const float *conv, const cv_seqs *q, int64_t V, int text_seq,
+               cJSON *obj, char *err, size_t errsz)
+{
+    if (q->total <= 0) return fail(err, errsz, "validation: no token to compare");
+    int64_t bad = non_finite_at(ref, q->total, V);
+    if (bad >= 0)
+        return fail(err, errsz,
+                    "validation failed: the source model's logits are not finite (position "
+                    "%lld); the weights overflow f32",
+                    (long long)bad);
+    if ((bad = non_finite_at(conv, q->total, V)) >= 0)
+        return fail(err, errsz,
+                    "validation failed: the converted model's logits are not finite (position "
+                    "%lld)",
+                    (long long)bad);
     double *lr = malloc((size_t)V * sizeof *lr), *lc = malloc((size_t)V * sizeof *lc);
     if (!lr || !lc) {
         free(lr);
         free(lc);
-        return;
+        return fail(err, errsz, "out of memory (validation)");
     }
     double cos_sum = 0, cos_min = 1, kl_sum = 0, kl_max = 0, nll_r = 0, nll_c = 0;
     int64_t agree = 0, n = 0, n_text = 0, base = 0;
@@ -383,6 +408,9 @@ void cv_metrics(const float *ref, const float *conv, const cv_seqs *q, int64_t V
         }
     free(lr);
     free(lc);
+    if (!isfinite(cos_sum) || !isfinite(kl_sum) || !isfinite(nll_r) || !isfinite(nll_c))
+        return fail(err, errsz, "validation failed: a metric is not finite (KL %g, NLL %g / %g)",
+                    kl_sum, nll_r, nll_c);
     cJSON_AddNumberToObject(obj, "positions", (double)n);
     cJSON_AddNumberToObject(obj, "cosine_mean", n ? cos_sum / (double)n : 1);
     cJSON_AddNumberToObject(obj, "cosine_min", cos_min);
@@ -396,4 +424,5 @@ void cv_metrics(const float *ref, const float *conv, const cv_seqs *q, int64_t V
         cJSON_AddNumberToObject(obj, "ppl_conv", pc);
         cJSON_AddNumberToObject(obj, "ppl_change_pct", 100.0 * (pc - pr) / pr);
     }
+    return 0;
 }

@@ -1,0 +1,75 @@
+# bitnet convert judged against the source framework: a model whose weights are not finite is
+# refused (naming the tensor), a validation that yields NaN fails, a vocabulary that gives no
+# prompt is an error, a catalog of 150k tensors opens at once (hashed lookup). Edited copies of
+# the tests/data/convert fixtures are made with tests/convert/edit_fixture.py and
+# tests/convert/many_tensors.py (python3, standard library); without python3 those cases skip.
+. tests/cli/lib.sh
+export BITNET_HISTORY_DB="$TMP/history.db"
+export BITNET_CONFIG="$TMP/no-config.json"
+unset BITNET_HISTORY BITNET_CONVERT_THROTTLE_MS
+D=tests/data/convert
+jget() { f=$1; shift; "$JSONGET" "$@" <"$f"; }
+gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b) }'; }
+no_output() { # OUT WHAT: neither the output nor a temporary beside it
+    if [ -e "$1" ] || ls "$1".tmp-* >/dev/null 2>&1; then bad "$2: a file was left"; else
+        ok "$2: nothing written"; fi
+}
+if ! command -v python3 >/dev/null 2>&1; then
+    echo "  SKIP test_convert_truth.sh: no python3 to edit the fixtures"
+    finish "test_convert_truth.sh"
+    exit $?
+fi
+EDIT="python3 tests/convert/edit_fixture.py"
+copy() { # NAME SRC: a copy of a fixture directory in $TMP/NAME
+    rm -rf "${TMP:?}/$1"
+    cp -r "$D/$2" "$TMP/$1"
+}
+
+# ---- non-finite weights -------------------------------------------------------------------------
+# a NaN in a linear weight, an infinity in a norm, a NaN in the embeddings: refused, named
+copy nan-linear llama-st
+$EDIT value "$TMP/nan-linear/model-00001-of-00003.safetensors" model.layers.0.self_attn.q_proj.weight 5 nan 2>/dev/null ||
+    $EDIT value "$TMP/nan-linear/model-00002-of-00003.safetensors" model.layers.0.self_attn.q_proj.weight 5 nan 2>/dev/null ||
+    $EDIT value "$TMP/nan-linear/model-00003-of-00003.safetensors" model.layers.0.self_attn.q_proj.weight 5 nan
+for v in "" --no-validate; do
+    expect_exit 1 "NaN in q_proj ${v:-(validated)}" -- "$BITNET" convert "$TMP/nan-linear" -o "$TMP/nan.gguf" $v -t 2
+    expect_one_line_err "NaN in q_proj"
+    expect_grep "model.layers.0.self_attn.q_proj.weight: element \[0, 5\] is NaN" "$TMP/err" \
+        "the NaN's tensor and element are named"
+    no_output "$TMP/nan.gguf" "NaN in q_proj"
+done
+st_file() { # DIR TENSOR: the shard that holds TENSOR
+    for f in "$1"/*.safetensors; do
+        if head -c 100000 "$f" | grep -aq "\"$2\""; then echo "$f"; return; fi
+    done
+}
+copy inf-norm llama-st
+$EDIT value "$(st_file "$TMP/inf-norm" model.layers.1.post_attention_layernorm.weight)" \
+    model.layers.1.post_attention_layernorm.weight 3 inf
+expect_exit 1 "infinity in a norm" -- "$BITNET" convert "$TMP/inf-norm" -o "$TMP/inf.gguf" --no-validate -t 2
+expect_grep "post_attention_layernorm.weight: element 3 is infinite" "$TMP/err" "the infinite norm weight is named"
+no_output "$TMP/inf.gguf" "infinity in a norm"
+copy nan-embd llama-st
+$EDIT value "$(st_file "$TMP/nan-embd" model.embed_tokens.weight)" model.embed_tokens.weight 200 nan
+expect_exit 1 "NaN in the embeddings" -- "$BITNET" convert "$TMP/nan-embd" -o "$TMP/ne.gguf" --no-validate -t 2
+expect_grep "model.embed_tokens.weight: element \[1, 72\] is NaN" "$TMP/err" "the embedding's NaN is named"
+
+# a validation whose logits overflow f32 (a final norm of 3e38, finite in BF16) fails, where it
+# once reported success
+copy overflow bitnet-packed
+$EDIT value "$TMP/overflow/model.safetensors" model.norm.weight all 3e38
+expect_exit 1 "logits that overflow" -- "$BITNET" convert "$TMP/overflow" -o "$TMP/of.gguf" --json -t 2
+expect_grep "validation failed: .* not finite" "$TMP/err" "a non-finite validation is a failure"
+no_output "$TMP/of.gguf" "overflowing validation"
+
+# ---- a catalog of 150 000 tensors ---------------------------------------------------------------
+# (the lookup by name was a linear scan: 200k tensors took minutes; hashed, a few seconds)
+python3 tests/convert/many_tensors.py "$D/llama-st" "$TMP/many" 150000
+t0=$(date +%s)
+expect_exit 0 "150k tensors" -- "$BITNET" convert "$TMP/many" -o "$TMP/many.gguf" --no-validate --json -t 2
+t1=$(date +%s)
+[ $((t1 - t0)) -lt 60 ] && ok "150k tensors converted in $((t1 - t0)) s" || bad "150k tensors took $((t1 - t0)) s"
+[ "$(jget "$TMP/out" n_layer)" = 2 ] && ok "the model among them is found" || bad "n_layer"
+rm -rf "$TMP/many" "$TMP/many.gguf"
+
+finish "test_convert_truth.sh"
