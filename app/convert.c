@@ -365,6 +365,30 @@ static int add_seq(conv *c, const char *text, int max_tokens)
     return 0;
 }
 
+/* Validation needs text the tokenizer can read: some sequence of two tokens or more, and not
+ * every token unknown. */
+static int usable_seqs(conv *c, char *err, size_t errsz)
+{
+    const cv_seqs *q = &c->seqs;
+    if (q->n == 0)
+        return fail(err, errsz,
+                    "validation: the tokenizer gives no prompt of two tokens or more (is its "
+                    "vocabulary usable?)");
+    const int32_t unk = c->tok ? bn_tokenizer_unk(c->tok) : -1;
+    if (unk < 0) return 0;
+    int64_t known = 0;
+    for (int i = 0; i < q->n; i++)
+        for (int j = 0; j < q->len[i]; j++) {
+            const int32_t id = q->tok[i][j];
+            known += id != unk && bn_tokenizer_token_type(c->tok, id) != BN_TOKEN_TYPE_CONTROL;
+        }
+    if (known == 0)
+        return fail(err, errsz,
+                    "validation: the tokenizer reads every prompt as unknown tokens (is its "
+                    "vocabulary usable?)");
+    return 0;
+}
+
 static int make_seqs(conv *c, char *err, size_t errsz)
 {
     cv_seqs *q = &c->seqs;
@@ -392,7 +416,7 @@ static int make_seqs(conv *c, char *err, size_t errsz)
     if (add_seq(c, cv_builtin_text, MAX_TEXT_TOKENS) != 0)
         return fail(err, errsz, "cannot tokenize the built-in text");
     if (c->text_seq >= q->n) c->text_seq = -1;
-    return 0;
+    return usable_seqs(c, err, errsz);
 }
 
 /* The converted model's logits for every sequence. */

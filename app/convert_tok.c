@@ -548,6 +548,19 @@ static int build_any(bn_ctx *ctx, const cv_source *s, const cJSON *tj, const cJS
     return from_json_spm(ctx, tj, tc, s, v, err, errsz);
 }
 
+/* A vocabulary with no ordinary token (empty, or only specials and padding) tokenizes no text. */
+static int check_usable(const vocab *v, char *err, size_t errsz)
+{
+    int64_t normal = 0;
+    for (int64_t i = 0; i < v->n; i++)
+        normal += v->type[i] == BN_TOKEN_TYPE_NORMAL || v->type[i] == BN_TOKEN_TYPE_BYTE;
+    if (normal > 0) return 0;
+    return fail(err, errsz,
+                "%s: the vocabulary has no ordinary token (%lld ids, all special or unused): it "
+                "cannot tokenize text",
+                v->what ? v->what : "tokenizer", (long long)v->n);
+}
+
 /* ---- special ids, flags, the chat template -------------------------------------------------- */
 
 typedef struct tok_meta {
@@ -667,6 +680,7 @@ int cv_tokenizer(bn_ctx *ctx, const cv_source *s, bn_gguf_writer *w, bn_tokenize
         rc = fail(err, errsz, "%s: not valid JSON",
                   bad_tj ? "tokenizer.json" : "tokenizer_config.json");
     if (rc == 0) rc = build_any(ctx, s, tj, tc, &v, err, errsz);
+    if (rc == 0) rc = check_usable(&v, err, errsz);
     if (rc == 0) {
         find_meta(s, tj, tc, &v, &m);
         bn_status st = write_keys(w, &v, &m);

@@ -1,6 +1,6 @@
 # bitnet convert judged against the source framework: a model whose weights are not finite is
-# refused (naming the tensor), a validation that yields NaN fails, a vocabulary that gives no
-# prompt is an error, a catalog of 150k tensors opens at once (hashed lookup). Edited copies of
+# refused (naming the tensor), a validation that yields NaN fails, a vocabulary with no ordinary
+# token or that reads every prompt as <unk> is an error, a catalog of 150k tensors opens at once (hashed lookup). Edited copies of
 # the tests/data/convert fixtures are made with tests/convert/edit_fixture.py and
 # tests/convert/many_tensors.py (python3, standard library); without python3 those cases skip.
 . tests/cli/lib.sh
@@ -61,6 +61,35 @@ $EDIT value "$TMP/overflow/model.safetensors" model.norm.weight all 3e38
 expect_exit 1 "logits that overflow" -- "$BITNET" convert "$TMP/overflow" -o "$TMP/of.gguf" --json -t 2
 expect_grep "validation failed: .* not finite" "$TMP/err" "a non-finite validation is a failure"
 no_output "$TMP/of.gguf" "overflowing validation"
+
+# ---- vocabularies that cannot tokenize ----------------------------------------------------------
+# (an empty model.vocab once converted and validated as "0 prompts, top-1 agreement 100%")
+vocab_edit() { # NAME PYTHON: llama-st with its tokenizer.json edited by PYTHON (t: the JSON)
+    copy "$1" llama-st
+    python3 -c "import json, sys; p = sys.argv[1]; t = json.load(open(p)); $2; json.dump(t, open(p, 'w'))" \
+        "$TMP/$1/tokenizer.json"
+}
+vocab_edit empty-vocab "t['model']['vocab'] = {}; t['model']['merges'] = []; t['added_tokens'] = []"
+vocab_edit specials-only "t['model']['vocab'] = {a['content']: a['id'] for a in t['added_tokens']}; t['model']['merges'] = []"
+for v in empty-vocab specials-only; do
+    for o in "" --no-validate; do
+        expect_exit 1 "$v ${o:-(validated)}" -- "$BITNET" convert "$TMP/$v" -o "$TMP/$v.gguf" $o -t 2
+        expect_one_line_err "$v"
+        expect_grep "tokenizer.json: the vocabulary has no ordinary token" "$TMP/err" "$v: the unusable vocabulary is named"
+        no_output "$TMP/$v.gguf" "$v"
+    done
+done
+expect_exit 0 "$v with --no-tokenizer" -- "$BITNET" convert "$TMP/$v" -o "$TMP/$v.gguf" --no-tokenizer -t 2
+# a SentencePiece vocabulary of <unk>, <s>, </s> and one piece: every prompt is unknown tokens
+mkdir -p "$TMP/unk-only"
+cp "$D/llama-st/config.json" "$D"/llama-st/*.safetensors "$D/llama-st/model.safetensors.index.json" \
+    "$D/spm/tokenizer.json" "$D/spm/tokenizer_config.json" "$TMP/unk-only/"
+python3 -c "import json, sys; p = sys.argv[1]; t = json.load(open(p)); m = t['model']
+m['vocab'] = {k: v for k, v in m['vocab'].items() if v < 3}; m['vocab']['\u2581zzz'] = 3; m['merges'] = []
+json.dump(t, open(p, 'w'))" "$TMP/unk-only/tokenizer.json"
+expect_exit 1 "a vocabulary that reads all text as <unk>" -- "$BITNET" convert "$TMP/unk-only" -o "$TMP/unk.gguf" -t 2
+expect_grep "reads every prompt as unknown tokens" "$TMP/err" "validating on unknown tokens is refused"
+no_output "$TMP/unk.gguf" "all <unk>"
 
 # ---- a catalog of 150 000 tensors ---------------------------------------------------------------
 # (the lookup by name was a linear scan: 200k tensors took minutes; hashed, a few seconds)
