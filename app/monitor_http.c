@@ -57,6 +57,14 @@ typedef struct http_conn {
     double since, deadline; /* monotonic seconds: phase start and end; INFINITY: shut down */
 } http_conn;
 
+#define AUTH_CLIENTS 64 /* addresses whose bcrypt budget is kept */
+
+typedef struct auth_bucket {
+    int family;
+    unsigned char addr[16];
+    double tokens, at;
+} auth_bucket;
+
 typedef struct mon_http {
     bn_monitor *m;
     struct MHD_Daemon *d;
@@ -67,7 +75,9 @@ typedef struct mon_http {
     http_conn *conns;
     size_t max_conns; /* live connections at most (more wait in libmicrohttpd's slack) */
     mon_web web;
-    long n_log, quiet_log; /* libmicrohttpd's messages logged, and held back */
+    auth_bucket buckets[AUTH_CLIENTS];
+    double auth_tokens, auth_at; /* the budget of all clients together */
+    long n_log, quiet_log;       /* libmicrohttpd's messages logged, and held back */
     double last_log;
 } mon_http;
 
@@ -311,6 +321,62 @@ static enum MHD_Result route(mon_http *h, struct MHD_Connection *c, const char *
     return reply_text(c, MHD_HTTP_NOT_FOUND, "not found\n", NULL);
 }
 
+/* ---- basic auth ----------------------------------------------------------------------------- */
+
+/* A bcrypt check holds this thread for milliseconds to a second (its cost is the hash's), so
+ * credentials that did not pass before are checked within a budget of thread time - per
+ * client address and in all, each a burst that refills at a rate (seconds of bcrypt a
+ * second) - and refused unchecked while it is spent. A flood of wrong passwords then costs
+ * the scrapers a quarter of the thread at most, and passwords that passed before never wait. */
+#define AUTH_CLIENT_BURST 0.5 /* seconds of bcrypt */
+#define AUTH_CLIENT_RATE  0.1 /* seconds of bcrypt a second */
+#define AUTH_ALL_BURST    1.0
+#define AUTH_ALL_RATE     0.25
+
+/* Refills the bucket (tokens, at) of burst and rate; 1 when some budget is left. */
+static int budget_left(double *tokens, double *at, double burst, double rate, double now)
+{
+    *tokens += (now - *at) * rate;
+    if (*tokens > burst) *tokens = burst;
+    *at = now;
+    return *tokens > 0;
+}
+
+/* The bucket of k's client: found, else the one used least recently (full again). */
+static auth_bucket *client_bucket(mon_http *h, const http_conn *k, double now)
+{
+    auth_bucket *b = &h->buckets[0];
+    for (size_t i = 0; i < AUTH_CLIENTS; i++) {
+        auth_bucket *o = &h->buckets[i];
+        if (o->family && o->family == k->family && !memcmp(o->addr, k->addr, 16)) return o;
+        if (o->at < b->at) b = o;
+    }
+    *b = (auth_bucket){.family = k->family, .tokens = AUTH_CLIENT_BURST, .at = now};
+    memcpy(b->addr, k->addr, 16);
+    return b;
+}
+
+static int authorized(mon_http *h, struct MHD_Connection *c)
+{
+    const char *auth =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const int known = mon_web_authorized(&h->web, auth, 1);
+    if (known >= 0) return known; /* passed before, or malformed */
+    const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    const http_conn *k = ci ? ci->socket_context : NULL;
+    const double now = mon_now();
+    auth_bucket *b = k ? client_bucket(h, k, now) : NULL;
+    if (!b || !budget_left(&b->tokens, &b->at, AUTH_CLIENT_BURST, AUTH_CLIENT_RATE, now) ||
+        !budget_left(&h->auth_tokens, &h->auth_at, AUTH_ALL_BURST, AUTH_ALL_RATE, now))
+        return 0;
+    const int ok = mon_web_authorized(&h->web, auth, 0) == 1;
+    const double spent = mon_now() - now;
+    b->tokens -= spent;
+    h->auth_tokens -= spent;
+    return ok;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **state)
@@ -333,9 +399,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
-    if (h->web.n_users &&
-        !mon_web_authorized(&h->web, MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                                 MHD_HTTP_HEADER_AUTHORIZATION)))
+    if (h->web.n_users && !authorized(h, c))
         return reply_text(c, MHD_HTTP_UNAUTHORIZED, "unauthorized\n", challenge);
     return route(h, c, url);
 }
@@ -480,6 +544,8 @@ int mon_http_start(bn_monitor *m, char *err, size_t errsz)
     h->m = m;
     h->timeout = m->o.http_timeout_s > 0 ? m->o.http_timeout_s : 10;
     h->max_conns = connection_limit();
+    h->auth_tokens = AUTH_ALL_BURST;
+    h->auth_at = mon_now();
     if (load_web(h, err, errsz) || listen_addr(m->o.listen, &ai, &port, err, errsz)) goto fail;
     h->d = start_daemon(h, ai, port);
     if (!h->d) {

@@ -49,10 +49,12 @@ typedef struct mon_web {
 int mon_web_load(mon_web *w, const char *path, char *err, size_t errsz);
 void mon_web_release(mon_web *w);
 /* 1 when user and password match an entry of basic_auth_users (bcrypt, compared in
- * constant time; a pair that matched before is recognised by its SHA-256 without bcrypt). */
-int mon_web_check(mon_web *w, const char *user, const char *password);
-/* 1 when the Authorization header value ("Basic BASE64(user:password)") is accepted;
- * NULL or anything else is not. */
-int mon_web_authorized(mon_web *w, const char *authorization);
+ * constant time; a pair that matched before is recognised by its SHA-256 without bcrypt),
+ * else 0. With cached_only, no bcrypt runs: -1 when it would be needed. An unknown user costs
+ * a bcrypt too, so that timing does not tell which users exist. */
+int mon_web_check(mon_web *w, const char *user, const char *password, int cached_only);
+/* The same for an Authorization header value ("Basic BASE64(user:password)"); NULL or a
+ * malformed value is 0 at once. */
+int mon_web_authorized(mon_web *w, const char *authorization, int cached_only);
 
 #endif

@@ -171,7 +171,8 @@ expect_exit 1 "web config: a missing file" -- "$BITNET" monitor --web-config "$W
 expect_grep "none.yml" "$TMP/err" "web config: the missing file is named"
 
 # ---- basic auth over plain HTTP, then TLS with basic auth ---------------------------------------
-printf 'basic_auth_users:\n  prometheus: %s\n  alice: "%s"\n' "$H1" "$H2" >"$W/auth.yml"
+H3='$2b$13$abcdefghijklmnopqrstuugWBQLkiQFWBmFIc.pH1lbyotQr2hAnu' # cost 13
+printf 'basic_auth_users:\n  prometheus: %s\n  alice: "%s"\n  ops: %s\n' "$H1" "$H2" "$H3" >"$W/auth.yml"
 start_monitor "$TMP/c.log" --listen 127.0.0.1:0 --web-config "$W/auth.yml"
 if [ -n "$MPORT" ]; then
     "$HTTPREC" --fetch "$MPORT" /metrics | tr -d '\r' >"$TMP/h"
@@ -187,6 +188,33 @@ if [ -n "$MPORT" ]; then
             ok "basic auth: a wrong password gets 401" || bad "basic auth: a wrong password passed"
         [ "$(code -u mallory:scrape-secret "http://127.0.0.1:$MPORT/metrics")" = 401 ] &&
             ok "basic auth: an unknown user gets 401" || bad "basic auth: an unknown user passed"
+        # a flood of wrong passwords for a user with a costly hash (cost 13: about 0.4 s each)
+        # from three addresses, 16 at once from each: past a budget of bcrypt time they are
+        # refused unchecked, so the flood is over in a few seconds (48 checks would hold the
+        # endpoint for about 20 s) and a scraper is answered meanwhile
+        urls=""
+        for i in $(seq 16); do urls="$urls http://127.0.0.1:$MPORT/metrics"; done
+        FL=""
+        f0=$(ms)
+        for a in 5 7 8; do
+            "$CURL" -s -Z --parallel-max 16 --interface "127.0.0.$a" -u ops:wrong $urls >/dev/null 2>&1 &
+            FL="$FL $!"
+        done
+        sleep 0.3
+        t0=$(ms)
+        [ "$(code --interface 127.0.0.6 -u alice:scrape-secret "http://127.0.0.1:$MPORT/metrics")" = 200 ] &&
+            [ $(($(ms) - t0)) -lt 5000 ] && ok "a scraper is answered amid a flood of wrong passwords ($(($(ms) - t0)) ms)" ||
+            bad "a scraper waited $(($(ms) - t0)) ms behind a flood of wrong passwords"
+        wait $FL
+        [ $(($(ms) - f0)) -lt 8000 ] && ok "a flood of wrong passwords gets a budget of bcrypt, not the endpoint ($(($(ms) - f0)) ms)" ||
+            bad "48 wrong passwords held the endpoint for $(($(ms) - f0)) ms"
+        i=0 # the budget refills: the user of the costly hash gets in (10 s at most)
+        while [ "$i" -lt 20 ] && [ "$(code -u ops:scrape-secret "http://127.0.0.1:$MPORT/-/healthy")" != 200 ]; do
+            sleep 0.5
+            i=$((i + 1))
+        done
+        [ "$i" -lt 20 ] && ok "basic auth: a costly hash still admits its user once the budget refills" ||
+            bad "basic auth: ops refused for 10 s"
     else
         skip "basic auth with credentials: curl absent"
     fi
