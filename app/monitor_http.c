@@ -73,7 +73,8 @@ typedef struct mon_http {
     atomic_int stop;
     double timeout;
     http_conn *conns;
-    size_t max_conns; /* live connections at most (more wait in libmicrohttpd's slack) */
+    size_t max_conns;  /* live connections at most (more wait in libmicrohttpd's slack) */
+    size_t per_client; /* live connections from one address at most */
     mon_web web;
     auth_bucket buckets[AUTH_CLIENTS];
     double auth_tokens, auth_at; /* the budget of all clients together */
@@ -274,7 +275,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **ctx,
     if (h->conns) h->conns->prev = k;
     h->conns = k;
     *ctx = k;
-    make_room(k, 1, (size_t)h->m->o.http_max_per_client);
+    make_room(k, 1, h->per_client);
     if (isfinite(k->deadline)) make_room(k, 0, h->max_conns);
 }
 
@@ -544,6 +545,8 @@ int mon_http_start(bn_monitor *m, char *err, size_t errsz)
     h->m = m;
     h->timeout = m->o.http_timeout_s > 0 ? m->o.http_timeout_s : 10;
     h->max_conns = connection_limit();
+    /* copied: this thread never reads m->o, which a reload (SIGHUP) may replace */
+    h->per_client = m->o.http_max_per_client > 0 ? (size_t)m->o.http_max_per_client : 16;
     h->auth_tokens = AUTH_ALL_BURST;
     h->auth_at = mon_now();
     if (load_web(h, err, errsz) || listen_addr(m->o.listen, &ai, &port, err, errsz)) goto fail;
