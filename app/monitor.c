@@ -21,6 +21,7 @@
 #include "config.h"
 #include "history_hook.h"
 #include "hw.h"
+#include "monitor_web.h"
 
 void bn_monitor_opts_default(bn_monitor_opts *o)
 {
@@ -299,10 +300,25 @@ static int check_sinks(bn_monitor *m, bn_config_report_fn fn, void *ud)
 }
 
 /* Every check, filling m (rules, credentials, sinks) as it goes; the number of errors. */
+/* The endpoint's web config (TLS, basic auth), read and checked as the endpoint reads it. */
+static int check_web_config(const bn_monitor_opts *o, bn_config_report_fn fn, void *ud)
+{
+    mon_web w;
+    char err[1024];
+    if (!o->listen || !o->web_config) return 0;
+    if (mon_web_load(&w, o->web_config, err, sizeof err) == 0) {
+        mon_web_release(&w);
+        return 0;
+    }
+    fn(ud, 1, "monitor.web_config", err);
+    return 1;
+}
+
 static int check_setup(bn_monitor *m, bn_config_report_fn fn, void *ud)
 {
     int errors = check_alerts(m, fn, ud);
     errors += check_textfile(m->o.textfile, fn, ud);
+    errors += check_web_config(&m->o, fn, ud);
     return errors + check_sinks(m, fn, ud);
 }
 

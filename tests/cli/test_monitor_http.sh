@@ -169,6 +169,11 @@ printf -- '-----BEGIN CERTIFICATE-----\n' >"$W/dummy.pem"
 bad_web cert-only "needs both cert_file and key_file" "tls_server_config:\n  cert_file: $W/dummy.pem\n"
 expect_exit 1 "web config: a missing file" -- "$BITNET" monitor --web-config "$W/none.yml" --duration 1
 expect_grep "none.yml" "$TMP/err" "web config: the missing file is named"
+# bitnet validate checks it with the monitor's own code
+printf '{"monitor": {"web_config": "%s"}}\n' "$W/plain-password.yml" >"$TMP/v.json"
+expect_exit 1 "validate: a bad web config" -- "$BITNET" validate "$TMP/v.json"
+expect_grep "monitor.web_config: .*basic_auth_users.alice: expected a bcrypt hash" "$TMP/out" \
+    "validate: the web config's problem is named"
 
 # ---- basic auth over plain HTTP, then TLS with basic auth ---------------------------------------
 H3='$2b$13$abcdefghijklmnopqrstuugWBQLkiQFWBmFIc.pH1lbyotQr2hAnu' # cost 13
