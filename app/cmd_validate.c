@@ -74,7 +74,9 @@ void cmd_validate_help(FILE *out)
                  "data directory (usable), monitor.listen (the port can be bound now); then\n"
                  "everything `bitnet monitor` checks when it starts, by the monitor's own code:\n"
                  "the textfile's folder, the exporters' URLs, CloudWatch's region and\n"
-                 "credentials, Datadog's API key (api_key_env, DD_API_KEY by default).\n"
+                 "credentials (fetched through the AWS chain: environment, shared files, web\n"
+                 "identity, container, instance metadata), Datadog's API key (api_key_env,\n"
+                 "DD_API_KEY by default).\n"
                  "BITNET_* overrides are not applied: the file is what is validated.\n\n"
                  "Exit status: 0 valid (warnings allowed), 1 an error was found, 2 usage error.\n");
 }

@@ -29,8 +29,9 @@
  *
  * Files: app/monitor.c (lifecycle, the collection pass, alerts), monitor_collect.c (the
  * metrics and their sources), monitor_http.c (the endpoint), monitor_sinks.c (the sender, the
- * backoff), monitor_formats.c (CloudWatch, Datadog, webhook and Pushgateway requests; AWS
- * credentials). The struct below is shared by those files only.
+ * backoff), monitor_formats.c (CloudWatch, Datadog, webhook and Pushgateway requests),
+ * monitor_aws.c (the CloudWatch credentials, aws_creds.h). The struct below is shared by
+ * those files only.
  */
 #ifndef BITNET_APP_MONITOR_H
 #define BITNET_APP_MONITOR_H
@@ -41,6 +42,7 @@
 #include <stdint.h>
 
 #include "alerts.h"
+#include "aws_creds.h"
 #include "config.h"
 #include "genmetrics.h"
 #include "metrics.h"
@@ -152,8 +154,9 @@ typedef struct mon_sink {
 
 typedef struct mon_aws {
     char region[64];
-    char key_id[128], secret[256], token[2048];
+    char key_id[128], secret[256], token[2048]; /* what requests are signed with now */
     char ns[256];
+    bn_aws_chain chain; /* where they come from (aws_creds.h) */
 } mon_aws;
 
 typedef struct mon_families {
@@ -263,8 +266,12 @@ void mon_request_release(mon_request *rq);
  * "samples": [{"n", "k": "g"|"c", "v", "l": {...}}]}; counters as deltas since the last
  * collection. NULL when out of memory. */
 char *mon_samples_payload(bn_monitor *m, const bn_msnap *snap, double wall);
-/* AWS credentials and region (environment, then the shared files). 0, or -1 with why. */
+/* monitor_aws.c: the region, the namespace and the credentials (the AWS chain, fetched now).
+ * 0, or -1 with why. */
 int mon_aws_load(mon_aws *a, const char *region, const char *ns, char *why, size_t whysz);
+/* Fetches the credentials again when they are due (before a CloudWatch request; the sender of
+ * that sink only). 0, or -1 with why. */
+int mon_aws_refresh(mon_aws *a, char *why, size_t whysz);
 
 #define MON_CW_MAX_DATUMS 1000    /* per PutMetricData request */
 #define MON_CW_MAX_BYTES  1000000 /* 1 MB per request */

@@ -229,6 +229,8 @@ static int http_send(bn_monitor *m, mon_sink *s, const mon_request *rq, char *wh
                      double *retry_after)
 {
     *retry_after = 0;
+    /* credentials that expire (web identity, container, instance) are fetched again when due */
+    if (!strcmp(s->name, "cloudwatch") && mon_aws_refresh(&m->aws, why, whysz)) return -1;
     if (!s->curl && !(s->curl = curl_easy_init())) {
         snprintf(why, whysz, "cannot start libcurl");
         return -1;

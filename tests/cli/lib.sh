@@ -3,6 +3,9 @@
 : "${BITNET:=build/bitnet}"
 : "${JSONGET:=build/tools/jsonget}"
 n_ok=0; n_bad=0
+# no test asks the real instance metadata address (169.254.169.254) for AWS credentials: those
+# that want it point AWS_EC2_METADATA_SERVICE_ENDPOINT at a loopback stand-in and turn it on
+export AWS_EC2_METADATA_DISABLED=true
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
