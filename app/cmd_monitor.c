@@ -16,7 +16,8 @@ void cmd_monitor_help(FILE *out)
             "and an optional probe generation), serves them to Prometheus at /metrics,\n"
             "evaluates the alert rules of the config, and delivers samples and notifications\n"
             "to the push sinks. Undelivered data waits in the history's spool and is retried\n"
-            "with backoff. Runs until SIGINT or SIGTERM (or --duration, --once).\n\n"
+            "with backoff. Runs until SIGINT or SIGTERM (or --duration, --once); SIGHUP\n"
+            "reloads the configuration (rules, sinks), keeping the spool.\n\n"
             "Options (the config's monitor.* and exporters.* keys are the defaults):\n"
             "  --listen HOST:PORT    the scrape endpoint (default 127.0.0.1:9464; port 0: any)\n"
             "  --no-listen           no endpoint\n"
@@ -188,10 +189,50 @@ static int parse_args(int argc, char **argv, bn_monitor_opts *o)
     return -1;
 }
 
+/* SIGHUP: the settings as at the start, from the configuration read again and the same
+ * command line. Every configuration loaded is kept until the monitor ends: the running
+ * settings point into one of them. */
+typedef struct reload_state {
+    int argc;
+    char **argv;
+    bn_config **cfgs;
+    size_t n;
+} reload_state;
+
+static int reload_opts(void *ud, bn_monitor_opts *o, char *err, size_t errsz)
+{
+    reload_state *r = ud;
+    bn_config *cfg;
+    char msg[BN_CONFIG_ERR_MAX];
+    bn_config **v = realloc(r->cfgs, (r->n + 1) * sizeof *v);
+    if (!v) {
+        snprintf(err, errsz, "out of memory");
+        return -1;
+    }
+    r->cfgs = v;
+    if (bn_config_load(&cfg, msg, sizeof msg)) {
+        snprintf(err, errsz, "%s", msg);
+        return -1;
+    }
+    r->cfgs[r->n++] = cfg;
+    bn_monitor_opts_default(o);
+    if (bn_monitor_opts_config(o, cfg, err, errsz)) return -1;
+    if (parse_args(r->argc, r->argv, o) >= 0) { /* it took the same line at the start */
+        snprintf(err, errsz, "the command line no longer parses");
+        return -1;
+    }
+    o->reload = reload_opts;
+    o->reload_ud = r;
+    return 0;
+}
+
 int cmd_monitor(int argc, char **argv)
 {
     bn_monitor_opts o;
     bn_monitor_opts_default(&o);
+    reload_state rs = {.argc = argc, .argv = argv};
+    o.reload = reload_opts;
+    o.reload_ud = &rs;
     bn_config *cfg;
     char err[BN_CONFIG_ERR_MAX];
     for (int i = 1; i < argc; i++) /* --help works without a config */
@@ -208,5 +249,7 @@ int cmd_monitor(int argc, char **argv)
     if (rc < 0) rc = parse_args(argc, argv, &o);
     if (rc < 0) rc = bn_monitor_main(&o);
     bn_config_free(cfg);
+    for (size_t i = 0; i < rs.n; i++) bn_config_free(rs.cfgs[i]);
+    free(rs.cfgs);
     return rc;
 }

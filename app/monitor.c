@@ -671,17 +671,110 @@ static void print_once(bn_monitor *m)
     cli_print_json(d);
 }
 
-/* Waits up to s seconds for SIGINT, SIGTERM or SIGHUP; returns 1 when one came. */
+/* Waits up to s seconds for SIGINT, SIGTERM or SIGHUP; returns the signal, or 0. */
 static int wait_signal(const sigset_t *set, double s)
 {
     if (s <= 0) return 0;
     struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - floor(s)) * 1e9)};
     for (;;) {
         const int sig = sigtimedwait(set, NULL, &ts);
-        if (sig > 0) return 1;
+        if (sig > 0) return sig;
         if (errno == EAGAIN) return 0;
         if (errno != EINTR) return 0;
     }
+}
+
+/* The settings a reload changes: the sinks, the rules, the pace, the probe. The rest (the
+ * history, the endpoint's: its thread reads them while it runs) stays as it is. */
+static void opts_take(bn_monitor_opts *d, const bn_monitor_opts *s)
+{
+    d->textfile = s->textfile;
+    d->pushgateway = s->pushgateway;
+    memcpy(d->webhook_buf, s->webhook_buf, sizeof d->webhook_buf);
+    d->webhook = s->webhook == s->webhook_buf ? d->webhook_buf : s->webhook;
+    d->cloudwatch = s->cloudwatch;
+    d->cw_region = s->cw_region;
+    d->cw_namespace = s->cw_namespace;
+    d->cw_endpoint = s->cw_endpoint;
+    d->datadog = s->datadog;
+    d->dd_site = s->dd_site;
+    d->dd_endpoint = s->dd_endpoint;
+    d->dd_api_key_env = s->dd_api_key_env;
+    d->interval_s = s->interval_s;
+    d->probe_model = s->probe_model;
+    d->probe_every_s = s->probe_every_s;
+    d->probe_tokens = s->probe_tokens;
+    d->threads = s->threads;
+    d->probe_prompt = s->probe_prompt;
+    d->spool_max = s->spool_max;
+    d->spool_max_notifications = s->spool_max_notifications;
+    d->backoff_max_s = s->backoff_max_s;
+    d->timeout_s = s->timeout_s;
+    d->alerts = s->alerts;
+}
+
+/* Moves the checked rules, credentials and sinks of n into the running m. The senders are
+ * stopped (a transfer in progress is aborted: its entries stay in the spool). */
+static void take_setup(bn_monitor *m, bn_monitor *n)
+{
+    mon_sinks_release(m);
+    bn_alerts_free(m->alerts);
+    m->alerts = n->alerts;
+    n->alerts = NULL;
+    m->aws = n->aws;
+    memcpy(m->dd_key, n->dd_key, sizeof m->dd_key);
+    memcpy(m->sinks, n->sinks, sizeof m->sinks);
+    m->n_sinks = n->n_sinks;
+    n->n_sinks = 0;
+    for (int i = 0; i < m->n_sinks; i++) m->sinks[i].m = m;
+}
+
+/* SIGHUP: the configuration again, checked in full as at the start; when it passes, its rules
+ * and sinks replace the running ones (each rule back in the state the history has for it), the
+ * spool, the history and the endpoint stay. When it does not, nothing changes. */
+static void reload(bn_monitor *m)
+{
+    char err[1024];
+    bn_monitor_opts o;
+    if (!m->o.reload) return;
+    if (m->o.reload(m->o.reload_ud, &o, err, sizeof err)) {
+        mon_log(m, "SIGHUP: the configuration is not reloaded: %s", err);
+        mon_error(m, "config");
+        return;
+    }
+    o.history = m->o.history; /* the spool and the endpoint stay as they are */
+    o.retention_days = m->o.retention_days;
+    o.listen = m->o.listen;
+    o.web_config = m->o.web_config;
+    o.http_timeout_s = m->o.http_timeout_s;
+    o.http_max_per_client = m->o.http_max_per_client;
+    bn_monitor *n = monitor_alloc(&o);
+    bn_config_first_error fe = {err, sizeof err, NULL, 0};
+    if (!n || bn_metrics_new(&n->reg) || mon_define_metrics(n))
+        snprintf(err, sizeof err, "out of memory");
+    else if (!check_setup(n, bn_config_keep_first_error, &fe))
+        err[0] = '\0';
+    if (err[0]) {
+        mon_log(m, "SIGHUP: the configuration is not reloaded: %s", err);
+        mon_error(m, "config");
+        bn_monitor_free(n);
+        return;
+    }
+    mon_sender_stop(m);
+    take_setup(m, n);
+    bn_monitor_free(n);
+    if (m->probe && (!o.probe_model || strcmp(o.probe_model, m->o.probe_model))) mon_probe_close(m);
+    opts_take(&m->o, &o);
+    bn_spool_set_max(m->spool, o.spool_max, o.spool_max_notifications);
+    restore_alerts(m);
+    if (mon_sender_start(m)) mon_log(m, "SIGHUP: cannot start the sender threads");
+    char sinks[256] = "";
+    for (int i = 0; i < m->n_sinks; i++) {
+        const size_t k = strlen(sinks);
+        snprintf(sinks + k, sizeof sinks - k, "%s%s", k ? ", " : "", m->sinks[i].name);
+    }
+    mon_log(m, "SIGHUP: configuration reloaded: %zu alert rules; every %gs; sinks: %s",
+            bn_alerts_count(m->alerts), m->o.interval_s, sinks[0] ? sinks : "none");
 }
 
 static int run_once(bn_monitor *m, int locked)
@@ -739,7 +832,12 @@ static int run_daemon(bn_monitor *m, const sigset_t *set)
             if (left <= 0) break;
             if (left < wait) wait = left;
         }
-        if (wait_signal(set, wait)) break;
+        const int sig = wait_signal(set, wait);
+        if (sig == SIGHUP) {
+            reload(m);
+            continue;
+        }
+        if (sig) break;
         if (m->o.duration_s > 0 && mon_now() - start >= m->o.duration_s) break;
     }
     mon_sender_stop(m);

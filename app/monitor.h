@@ -76,6 +76,11 @@ typedef struct bn_monitor_opts {
     const char *web_config;   /* TLS and basic auth (monitor_web.h); NULL: plain, open */
     double http_timeout_s;    /* to send a whole request, take the answer, or send the next */
     long http_max_per_client; /* connections from one address at once */
+    /* SIGHUP: fills *o afresh as at the start (the configuration read again, then the command
+     * line); 0, or -1 with a one-line message in err. Strings may point into *o or into what
+     * the callback keeps until bn_monitor_main returns. NULL: SIGHUP changes nothing. */
+    int (*reload)(void *ud, struct bn_monitor_opts *o, char *err, size_t errsz);
+    void *reload_ud;
     char history_buf[4096], webhook_buf[1024];
 } bn_monitor_opts;
 

@@ -20,6 +20,13 @@ echo '{}' >"$BITNET_CONFIG"
 
 skip() { echo "  SKIP $1"; }
 
+# cpus_rule [SINKS]: a config with one rule that fires at once (with SINKS, a JSON array, its
+# sinks)
+cpus_rule() {
+    printf '{"alerts": [{"name": "cpus", "metric": "bitnet_host_cpus", "op": ">=", "threshold": 1%s}]}\n' \
+        "${1:+, \"sinks\": $1}" >"$BITNET_CONFIG"
+}
+
 # wait_grep PATTERN FILE TENTHS: waits until FILE has PATTERN (at most TENTHS/10 s)
 wait_grep() {
     i=0
@@ -459,9 +466,7 @@ kill "$REC" 2>/dev/null
 # ---- a slow sink delays no other: each sink has a sender of its own -------------------------------
 # Datadog answers after 30 s (longer than the test); the webhook and CloudWatch answer at once
 export BITNET_HISTORY_DB="$TMP/each.db"
-cat >"$BITNET_CONFIG" <<EOF
-{"alerts": [{"name": "cpus", "metric": "bitnet_host_cpus", "op": ">=", "threshold": 1}]}
-EOF
+cpus_rule
 PD=$("$HTTPREC" --free-port)
 start_rec "$PD" "$TMP/dd-slow.jsonl" --delay-ms 30000
 RD=$REC
@@ -556,10 +561,7 @@ grep -q "could not be delivered" "$TMP/err" && bad "a rejected batch: entries le
 
 # ---- what Datadog would refuse as too old (points > 1 h, events > 18 h) is dropped, not replayed --
 export BITNET_HISTORY_DB="$TMP/old.db"
-cat >"$BITNET_CONFIG" <<EOF
-{"alerts": [{"name": "cpus", "metric": "bitnet_host_cpus", "op": ">=", "threshold": 1,
-             "sinks": ["datadog"]}]}
-EOF
+cpus_rule '["datadog"]'
 DEAD=$("$HTTPREC" --free-port)
 for k in 1 2; do
     "$BITNET" monitor --once --no-listen --timeout 1 --datadog-endpoint "http://127.0.0.1:$DEAD" \
@@ -591,10 +593,7 @@ grep -q "could not be delivered" "$TMP/err" && bad "old entries: some left in th
 # it answers after 1.4 s, our timeout is 1 s: the first try times out (the receiver has the
 # notification all the same); the next waits longer and gets the answer
 export BITNET_HISTORY_DB="$TMP/late.db"
-cat >"$BITNET_CONFIG" <<EOF
-{"alerts": [{"name": "cpus", "metric": "bitnet_host_cpus", "op": ">=", "threshold": 1,
-             "sinks": ["webhook"]}]}
-EOF
+cpus_rule '["webhook"]'
 PL=$("$HTTPREC" --free-port)
 start_rec "$PL" "$TMP/late.jsonl" --delay-ms 1400
 start_monitor "$TMP/l.log" --listen 127.0.0.1:0 --interval 0.5 --backoff-max 0.5 --timeout 1 \
@@ -614,6 +613,45 @@ done | sort | uniq -c >"$TMP/keys"
     ok "a late webhook: every copy has the same Idempotency-Key, the notification's id" ||
     bad "a late webhook: keys and ids: $(tr '\n' ' ' <"$TMP/keys")"
 expect_grep "waiting up to 2s" "$TMP/l.log" "a late webhook: the timeout is raised after a timeout"
+
+# ---- SIGHUP reloads the rules and the sinks; the spool stays --------------------------------------
+export BITNET_HISTORY_DB="$TMP/hup.db"
+DEAD=$("$HTTPREC" --free-port)
+PH=$("$HTTPREC" --free-port)
+cat >"$BITNET_CONFIG" <<EOF
+{"alerts": [{"name": "cpus", "metric": "bitnet_host_cpus", "op": ">=", "threshold": 1}],
+ "exporters": {"webhook": {"url": "http://127.0.0.1:$DEAD/hook"}}}
+EOF
+start_monitor "$TMP/hup.log" --listen 127.0.0.1:0 --interval 0.5 --backoff-max 0.5 --timeout 1
+wait_grep "webhook: cannot deliver" "$TMP/hup.log" 50 || bad "SIGHUP: the first webhook is not down"
+start_rec "$PH" "$TMP/hup.jsonl"
+cat >"$BITNET_CONFIG" <<EOF
+{"alerts": [{"name": "cpus", "metric": "bitnet_host_cpus", "op": ">=", "threshold": 1},
+            {"name": "load", "metric": "bitnet_host_load1", "op": ">=", "threshold": 0}],
+ "exporters": {"webhook": {"url": "http://127.0.0.1:$PH/hook"}}}
+EOF
+kill -HUP "$MON"
+i=0 # the spooled notification and the new rule's (10 s at most)
+while [ "$i" -lt 100 ] && [ "$(grep -c '"path":"/hook"' "$TMP/hup.jsonl")" -lt 2 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+kill -0 "$MON" 2>/dev/null && ok "SIGHUP: the monitor goes on" || bad "SIGHUP stopped the monitor"
+expect_grep "configuration reloaded: 2 alert rules" "$TMP/hup.log" "SIGHUP: the new rules are logged"
+grep '"path":"/hook"' "$TMP/hup.jsonl" | while read -r l; do
+    printf '%s\n' "$l" | "$JSONGET" body | "$JSONGET" rule state
+done | paste -d' ' - - | sort >"$TMP/hup.got"
+[ "$(tr '\n' ',' <"$TMP/hup.got")" = "cpus firing,load firing," ] &&
+    ok "SIGHUP: the new webhook got the spooled notification and the new rule's, once each" ||
+    bad "SIGHUP: the new webhook got: $(tr '\n' ',' <"$TMP/hup.got")"
+echo '{"alerts": [' >"$BITNET_CONFIG" # a broken file: the running configuration stays
+kill -HUP "$MON"
+wait_grep "not reloaded" "$TMP/hup.log" 50 && ok "SIGHUP with a broken file: logged, nothing changed" ||
+    bad "SIGHUP with a broken file: not logged"
+kill -0 "$MON" 2>/dev/null && ok "SIGHUP with a broken file: the monitor goes on" || bad "a broken file stopped it"
+stop_monitor
+kill "$REC" 2>/dev/null
+echo '{}' >"$BITNET_CONFIG"
 unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY DD_API_KEY AWS_REGION
 
 # conversion jobs: every status exported, zeros included; a queued job is counted
