@@ -428,6 +428,7 @@ static int engine_logits(conv *c, bn_model *m, float *out, char *err, size_t err
     bn_model_state_params sp;
     bn_model_state_params_init(&sp);
     sp.n_ctx = maxlen;
+    sp.kv_type = BN_TYPE_F32; /* as the f32 reference: no rounding of its own in the cache */
     bn_model_state *st;
     if (bn_model_state_new(m, &sp, &st) != BN_OK)
         return fail(err, errsz, "%s: %s", c->tmp, bn_ctx_errmsg(c->ctx));

@@ -1,4 +1,5 @@
-# bitnet convert judged against the source framework: a model whose weights are not finite is
+# bitnet convert judged against the source framework: a lossless conversion validates to float
+# rounding (an f32 KV cache on the converted side), a model whose weights are not finite is
 # refused (naming the tensor), a validation that yields NaN fails, a vocabulary with no ordinary
 # token or that reads every prompt as <unk> is an error, a catalog of 150k tensors opens at once (hashed lookup). Edited copies of
 # the tests/data/convert fixtures are made with tests/convert/edit_fixture.py and
@@ -24,6 +25,16 @@ copy() { # NAME SRC: a copy of a fixture directory in $TMP/NAME
     rm -rf "${TMP:?}/$1"
     cp -r "$D/$2" "$TMP/$1"
 }
+
+# ---- a lossless conversion agrees to rounding --------------------------------------------------
+# bitnet-packed's ternary weights convert exactly and both sides quantize activations to int8:
+# with the converted model's KV cache in f32, as the reference keeps it, the logits agree to
+# float rounding (an F16 cache gave kl_max 4.5e-5, cosine_min 0.99999)
+expect_exit 0 "convert bitnet-packed" -- "$BITNET" convert "$D/bitnet-packed" -o "$TMP/bp.gguf" --json -t 2
+set -- $(jget "$TMP/out" validation.cosine_min validation.kl_max validation.top1_agreement | tr '\n' ' ')
+gt "$1" 0.9999999 && gt 0.000001 "$2" && [ "$3" = 1 ] &&
+    ok "lossless: cosine_min $1, kl_max $2, top-1 $3" || bad "lossless: cosine_min $1, kl_max $2, top-1 $3"
+rm -f "$TMP/bp.gguf"
 
 # ---- non-finite weights -------------------------------------------------------------------------
 # a NaN in a linear weight, an infinity in a norm, a NaN in the embeddings: refused, named
