@@ -56,7 +56,7 @@ endif
 # Libraries, found with pkg-config.
 ENGINE_PKGS := libpcre2-8 libzip libprotobuf-c
 APP_PKGS  := libcjson nettle libmicrohttpd libcurl readline zlib libcrypt yaml-0.1 $(ENGINE_PKGS)
-TEST_PKGS := cmocka libcjson $(ENGINE_PKGS)
+TEST_PKGS := cmocka libcjson libcurl $(ENGINE_PKGS)
 DB_PKGS   := sqlite3
 UI_PKGS   := ncursesw
 DB_CFLAGS   = $(shell $(PKG_CONFIG) --cflags $(DB_PKGS) 2>/dev/null)

@@ -28,9 +28,9 @@ const char *bn_aws_source_name(bn_aws_source s)
     return (unsigned)s < 5 ? source_names[s] : "?";
 }
 
-static int fail(char *why, size_t whysz, const char *fmt, ...)
+static int set_why(char *why, size_t whysz, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
-static int fail(char *why, size_t whysz, const char *fmt, ...)
+static int set_why(char *why, size_t whysz, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -152,11 +152,12 @@ static int from_env(bn_aws_chain *c, char *why, size_t whysz)
     const char *id = env("AWS_ACCESS_KEY_ID"), *secret = env("AWS_SECRET_ACCESS_KEY");
     const char *token = env("AWS_SESSION_TOKEN");
     if (!id != !secret)
-        return fail(why, whysz, "only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is set");
+        return set_why(why, whysz,
+                       "only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is set");
     if (copy(c->cur.key_id, sizeof c->cur.key_id, id) ||
         copy(c->cur.secret, sizeof c->cur.secret, secret) ||
         copy(c->cur.token, sizeof c->cur.token, token ? token : ""))
-        return fail(why, whysz, "an AWS_* credential in the environment is too long");
+        return set_why(why, whysz, "an AWS_* credential in the environment is too long");
     c->source = BN_AWS_SRC_ENV;
     return 0;
 }
@@ -171,10 +172,10 @@ static int sts_url(bn_aws_chain *c, const char *region, char *why, size_t whysz)
     else if (region && *region)
         snprintf(c->url, sizeof c->url, "https://sts.%s.amazonaws.com", region);
     else
-        return fail(why, whysz, "web identity: no region for the STS endpoint");
+        return set_why(why, whysz, "web identity: no region for the STS endpoint");
     if (strncmp(c->url, "http://", 7) && strncmp(c->url, "https://", 8))
-        return fail(why, whysz, "web identity: the STS endpoint '%.200s' is not an http(s) URL",
-                    c->url);
+        return set_why(why, whysz, "web identity: the STS endpoint '%.200s' is not an http(s) URL",
+                       c->url);
     return 0;
 }
 
@@ -182,15 +183,15 @@ static int web_identity(bn_aws_chain *c, const char *file, const char *role, con
                         const char *region, char *why, size_t whysz)
 {
     if (!role)
-        return fail(why, whysz,
-                    "web identity: a token file is given (%.300s) but no role (AWS_ROLE_ARN or "
-                    "the profile's role_arn)",
-                    file);
+        return set_why(why, whysz,
+                       "web identity: a token file is given (%.300s) but no role (AWS_ROLE_ARN or "
+                       "the profile's role_arn)",
+                       file);
     if (access(file, R_OK) != 0)
-        return fail(why, whysz, "web identity: cannot read the token file %.300s", file);
+        return set_why(why, whysz, "web identity: cannot read the token file %.300s", file);
     if (copy(c->token_file, sizeof c->token_file, file) ||
         copy(c->role_arn, sizeof c->role_arn, role))
-        return fail(why, whysz, "web identity: the token file name or role is too long");
+        return set_why(why, whysz, "web identity: the token file name or role is too long");
     if (session)
         snprintf(c->session_name, sizeof c->session_name, "%s", session);
     else
@@ -221,8 +222,8 @@ static int from_files(bn_aws_chain *c, const char *region, char *why, size_t why
                 NULL);
     }
     if (id && !secret)
-        return fail(why, whysz, "profile %s has aws_access_key_id but no aws_secret_access_key",
-                    p.name);
+        return set_why(why, whysz, "profile %s has aws_access_key_id but no aws_secret_access_key",
+                       p.name);
     if (id) {
         c->source = BN_AWS_SRC_FILES;
         return 1;
@@ -241,13 +242,13 @@ static int from_files(bn_aws_chain *c, const char *region, char *why, size_t why
                                               "sso_start_url",      "login_session"};
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
         if (profile_get(&p, unsupported[i], other, sizeof other, &seen))
-            return fail(why, whysz,
-                        "profile %s uses %s, which bitnet does not support (give it keys or "
-                        "role_arn with web_identity_token_file)",
-                        p.name, unsupported[i]);
+            return set_why(why, whysz,
+                           "profile %s uses %s, which bitnet does not support (give it keys or "
+                           "role_arn with web_identity_token_file)",
+                           p.name, unsupported[i]);
     if (env("AWS_PROFILE") && !seen)
-        return fail(why, whysz, "profile %s (AWS_PROFILE) is in neither %s nor %s", p.name, p.cred,
-                    p.conf);
+        return set_why(why, whysz, "profile %s (AWS_PROFILE) is in neither %s nor %s", p.name,
+                       p.cred, p.conf);
     return 0;
 }
 
@@ -272,7 +273,7 @@ static int check_full_uri(const char *uri, char *why, size_t whysz)
 {
     if (!strncmp(uri, "https://", 8)) return 0;
     if (strncmp(uri, "http://", 7))
-        return fail(why, whysz, "AWS_CONTAINER_CREDENTIALS_FULL_URI is not an http(s) URL");
+        return set_why(why, whysz, "AWS_CONTAINER_CREDENTIALS_FULL_URI is not an http(s) URL");
     CURLU *u = curl_url();
     char *host = NULL;
     int ok = u && curl_url_set(u, CURLUPART_URL, uri, 0) == CURLUE_OK &&
@@ -288,10 +289,11 @@ static int check_full_uri(const char *uri, char *why, size_t whysz)
         ok = allowed_container_addr(p->ai_addr);
     if (ai) freeaddrinfo(ai);
     if (!ok)
-        return fail(why, whysz,
-                    "AWS_CONTAINER_CREDENTIALS_FULL_URI: plain http is allowed only to loopback, "
-                    "169.254.170.2, 169.254.170.23 or fd00:ec2::23 (%.200s)",
-                    uri);
+        return set_why(
+                why, whysz,
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI: plain http is allowed only to loopback, "
+                "169.254.170.2, 169.254.170.23 or fd00:ec2::23 (%.200s)",
+                uri);
     return 0;
 }
 
@@ -301,7 +303,7 @@ static int from_container(bn_aws_chain *c, char *why, size_t whysz)
     const char *full = env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
     if (rel) {
         if (rel[0] != '/')
-            return fail(why, whysz, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must begin with /");
+            return set_why(why, whysz, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must begin with /");
         snprintf(c->url, sizeof c->url, "http://169.254.170.2%s", rel);
     } else {
         if (check_full_uri(full, why, whysz)) return -1;
@@ -310,11 +312,12 @@ static int from_container(bn_aws_chain *c, char *why, size_t whysz)
     const char *file = env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
     const char *tok = env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
     if (file && access(file, R_OK) != 0)
-        return fail(why, whysz, "container: cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s",
-                    file);
+        return set_why(why, whysz,
+                       "container: cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s", file);
     if ((file && copy(c->auth_file, sizeof c->auth_file, file)) ||
         (!file && tok && (copy(c->auth, sizeof c->auth, tok) || strpbrk(tok, "\r\n"))))
-        return fail(why, whysz, "container: the authorization token is too long or has a newline");
+        return set_why(why, whysz,
+                       "container: the authorization token is too long or has a newline");
     c->source = BN_AWS_SRC_CONTAINER;
     return 0;
 }
@@ -348,13 +351,13 @@ int bn_aws_chain_init(bn_aws_chain *c, const char *region, char *why, size_t why
         return from_container(c, why, whysz);
     const char *off = env("AWS_EC2_METADATA_DISABLED");
     if (off && !strcasecmp(off, "true"))
-        return fail(why, whysz,
-                    "no AWS credentials: none in the environment (AWS_ACCESS_KEY_ID, "
-                    "AWS_SECRET_ACCESS_KEY), none for profile %s in the shared files, no web "
-                    "identity (AWS_WEB_IDENTITY_TOKEN_FILE), no container credentials "
-                    "(AWS_CONTAINER_CREDENTIALS_*_URI), and instance metadata is off "
-                    "(AWS_EC2_METADATA_DISABLED)",
-                    c->profile);
+        return set_why(why, whysz,
+                       "no AWS credentials: none in the environment (AWS_ACCESS_KEY_ID, "
+                       "AWS_SECRET_ACCESS_KEY), none for profile %s in the shared files, no web "
+                       "identity (AWS_WEB_IDENTITY_TOKEN_FILE), no container credentials "
+                       "(AWS_CONTAINER_CREDENTIALS_*_URI), and instance metadata is off "
+                       "(AWS_EC2_METADATA_DISABLED)",
+                       c->profile);
     from_imds(c);
     return 0;
 }
@@ -388,7 +391,7 @@ static int request(const char *method, const char *url, const char *const *heade
     a->len = 0;
     a->status = 0;
     a->text[0] = '\0';
-    if (!h) return fail(why, whysz, "cannot start libcurl");
+    if (!h) return set_why(why, whysz, "cannot start libcurl");
     for (size_t i = 0; headers && headers[i]; i++) {
         struct curl_slist *t = curl_slist_append(hl, headers[i]);
         if (t) hl = t;
@@ -409,7 +412,7 @@ static int request(const char *method, const char *url, const char *const *heade
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &a->status);
     curl_slist_free_all(hl);
     curl_easy_cleanup(h);
-    if (cc != CURLE_OK) return fail(why, whysz, "%s: %s", url, curl_easy_strerror(cc));
+    if (cc != CURLE_OK) return set_why(why, whysz, "%s: %s", url, curl_easy_strerror(cc));
     return 0;
 }
 
@@ -425,13 +428,13 @@ static const char *excerpt(answer *a)
 static int read_token(const char *path, char *out, size_t size, char *why, size_t whysz)
 {
     FILE *f = fopen(path, "rb");
-    if (!f) return fail(why, whysz, "cannot read %s", path);
+    if (!f) return set_why(why, whysz, "cannot read %s", path);
     const size_t n = fread(out, 1, size - 1, f);
     const int big = !feof(f);
     fclose(f);
     out[n] = '\0';
     trim(out);
-    if (big || !out[0]) return fail(why, whysz, "%s is empty or too large", path);
+    if (big || !out[0]) return set_why(why, whysz, "%s is empty or too large", path);
     return 0;
 }
 
@@ -458,7 +461,7 @@ static double parse_time(const char *s)
 static int take(char *dst, size_t size, const char *v, const char *name, char *why, size_t whysz)
 {
     if (!v || !*v || copy(dst, size, v) || strpbrk(v, "\r\n"))
-        return fail(why, whysz, "%s missing or malformed in the answer", name);
+        return set_why(why, whysz, "%s missing or malformed in the answer", name);
     return 0;
 }
 
@@ -467,7 +470,7 @@ static int take_expiration(bn_aws_creds *c, const char *v, char *why, size_t why
     c->expires = 0;
     if (!v) return 0;
     c->expires = parse_time(v);
-    return c->expires < 0 ? fail(why, whysz, "Expiration '%.40s' does not parse", v) : 0;
+    return c->expires < 0 ? set_why(why, whysz, "Expiration '%.40s' does not parse", v) : 0;
 }
 
 static const char *jstr(const cJSON *o, const char *k)
@@ -482,10 +485,10 @@ static int parse_json(const char *text, bn_aws_creds *c, char *why, size_t whysz
     int rc = -1;
     memset(c, 0, sizeof *c);
     if (!cJSON_IsObject(j))
-        fail(why, whysz, "the answer is not a JSON object");
+        set_why(why, whysz, "the answer is not a JSON object");
     else if (jstr(j, "Code") && strcmp(jstr(j, "Code"), "Success"))
-        fail(why, whysz, "Code %.64s: %.160s", jstr(j, "Code"),
-             jstr(j, "Message") ? jstr(j, "Message") : "");
+        set_why(why, whysz, "Code %.64s: %.160s", jstr(j, "Code"),
+                jstr(j, "Message") ? jstr(j, "Message") : "");
     else if (!take(c->key_id, sizeof c->key_id, jstr(j, "AccessKeyId"), "AccessKeyId", why,
                    whysz) &&
              !take(c->secret, sizeof c->secret, jstr(j, "SecretAccessKey"), "SecretAccessKey", why,
@@ -524,13 +527,13 @@ static int parse_sts(const char *text, bn_aws_creds *c, char *why, size_t whysz)
     char *v = malloc(4096);
     int rc = -1;
     memset(c, 0, sizeof *c);
-    if (!v) return fail(why, whysz, "out of memory");
+    if (!v) return set_why(why, whysz, "out of memory");
     char code[128] = "";
     if (xml_text(text, "Code", code, sizeof code))
-        fail(why, whysz, "%s: %.200s", code,
-             xml_text(text, "Message", v, 4096) ? v : "(no message)");
+        set_why(why, whysz, "%s: %.200s", code,
+                xml_text(text, "Message", v, 4096) ? v : "(no message)");
     else if (!strstr(text, "<AssumeRoleWithWebIdentityResult>"))
-        fail(why, whysz, "not an AssumeRoleWithWebIdentity answer");
+        set_why(why, whysz, "not an AssumeRoleWithWebIdentity answer");
     else if (!take(c->key_id, sizeof c->key_id, xml_text(text, "AccessKeyId", v, 4096),
                    "AccessKeyId", why, whysz) &&
              !take(c->secret, sizeof c->secret, xml_text(text, "SecretAccessKey", v, 4096),
@@ -550,7 +553,7 @@ static int fetch_sts(bn_aws_chain *c, answer *a, bn_aws_creds *out, char *why, s
 {
     char *tok = malloc(TOKEN_MAX), *body = NULL;
     int rc = -1;
-    if (!tok) return fail(why, whysz, "out of memory");
+    if (!tok) return set_why(why, whysz, "out of memory");
     if (read_token(c->token_file, tok, TOKEN_MAX, why, whysz) == 0) {
         char *t = curl_easy_escape(NULL, tok, 0), *r = curl_easy_escape(NULL, c->role_arn, 0);
         char *s = curl_easy_escape(NULL, c->session_name, 0);
@@ -565,13 +568,13 @@ static int fetch_sts(bn_aws_chain *c, answer *a, bn_aws_creds *out, char *why, s
                 "Content-Type: application/x-www-form-urlencoded; charset=utf-8",
                 "Accept: text/xml", NULL};
         if (!body)
-            fail(why, whysz, "out of memory");
+            set_why(why, whysz, "out of memory");
         else if (request("POST", c->url, hdr, body, a, why, whysz) == 0) {
             rc = parse_sts(a->text, out, why, whysz);
             if (rc == 0 && a->status != 200)
-                rc = fail(why, whysz, "HTTP %ld", a->status);
+                rc = set_why(why, whysz, "HTTP %ld", a->status);
             else if (rc && a->status != 200 && !strstr(a->text, "<Code>"))
-                fail(why, whysz, "HTTP %ld: %s", a->status, excerpt(a));
+                set_why(why, whysz, "HTTP %ld: %s", a->status, excerpt(a));
         }
     }
     free(body);
@@ -585,7 +588,7 @@ static int fetch_container(bn_aws_chain *c, answer *a, bn_aws_creds *out, char *
     const char *hdr[] = {"Accept: application/json", NULL, NULL};
     if (c->auth_file[0]) {
         if (read_token(c->auth_file, tok, sizeof tok, why, whysz)) return -1;
-        if (strpbrk(tok, "\r\n")) return fail(why, whysz, "the token file has a newline in it");
+        if (strpbrk(tok, "\r\n")) return set_why(why, whysz, "the token file has a newline in it");
         snprintf(auth, sizeof auth, "Authorization: %s", tok);
         hdr[1] = auth;
     } else if (c->auth[0]) {
@@ -593,7 +596,7 @@ static int fetch_container(bn_aws_chain *c, answer *a, bn_aws_creds *out, char *
         hdr[1] = auth;
     }
     if (request("GET", c->url, hdr, NULL, a, why, whysz)) return -1;
-    if (a->status != 200) return fail(why, whysz, "HTTP %ld: %s", a->status, excerpt(a));
+    if (a->status != 200) return set_why(why, whysz, "HTTP %ld: %s", a->status, excerpt(a));
     return parse_json(a->text, out, why, whysz);
 }
 
@@ -604,8 +607,8 @@ static int fetch_imds(bn_aws_chain *c, answer *a, bn_aws_creds *out, char *why, 
     snprintf(url, sizeof url, "%s/latest/api/token", c->url);
     if (request("PUT", url, put_hdr, "", a, why, whysz)) return -1;
     if (a->status != 200 || !a->len || a->len >= 1000)
-        return fail(why, whysz, "no IMDSv2 session token (PUT /latest/api/token: HTTP %ld)",
-                    a->status);
+        return set_why(why, whysz, "no IMDSv2 session token (PUT /latest/api/token: HTTP %ld)",
+                       a->status);
     trim(a->text);
     snprintf(session, sizeof session, "X-aws-ec2-metadata-token: %s", a->text);
     const char *hdr[] = {session, NULL};
@@ -614,11 +617,12 @@ static int fetch_imds(bn_aws_chain *c, answer *a, bn_aws_creds *out, char *why, 
     a->text[strcspn(a->text, "\r\n")] = '\0';
     trim(a->text);
     if (a->status != 200 || !a->text[0] || strlen(a->text) >= sizeof role || strchr(a->text, '/'))
-        return fail(why, whysz, "no instance role (HTTP %ld): is an IAM role attached?", a->status);
+        return set_why(why, whysz, "no instance role (HTTP %ld): is an IAM role attached?",
+                       a->status);
     snprintf(role, sizeof role, "%s", a->text);
     snprintf(url, sizeof url, "%s/latest/meta-data/iam/security-credentials/%s", c->url, role);
     if (request("GET", url, hdr, NULL, a, why, whysz)) return -1;
-    if (a->status != 200) return fail(why, whysz, "role %s: HTTP %ld", role, a->status);
+    if (a->status != 200) return set_why(why, whysz, "role %s: HTTP %ld", role, a->status);
     return parse_json(a->text, out, why, whysz);
 }
 
@@ -626,7 +630,7 @@ static int fetch(bn_aws_chain *c, bn_aws_creds *out, char *why, size_t whysz)
 {
     answer a = {.text = malloc(BODY_MAX)};
     int rc = -1;
-    if (!a.text) return fail(why, whysz, "out of memory");
+    if (!a.text) return set_why(why, whysz, "out of memory");
     c->fetches++;
     if (c->source == BN_AWS_SRC_WEB_IDENTITY)
         rc = fetch_sts(c, &a, out, why, whysz);
@@ -649,12 +653,12 @@ int bn_aws_chain_get(bn_aws_chain *c, double now, bn_aws_creds *out, char *why, 
         if (fetch(c, &got, w, sizeof w) == 0)
             c->cur = got;
         else if (!c->cur.key_id[0] || now >= c->cur.expires) /* else the old ones serve */
-            return fail(why, whysz, "AWS credentials from %s (%.200s): %s%s",
-                        bn_aws_source_name(c->source), c->url, w,
-                        c->source == BN_AWS_SRC_IMDS
-                                ? " (the last source: no keys, profile, web identity or "
-                                  "container is set up)"
-                                : "");
+            return set_why(why, whysz, "AWS credentials from %s (%.200s): %s%s",
+                           bn_aws_source_name(c->source), c->url, w,
+                           c->source == BN_AWS_SRC_IMDS
+                                   ? " (the last source: no keys, profile, web identity or "
+                                     "container is set up)"
+                                   : "");
     }
     *out = c->cur;
     return 0;
