@@ -92,10 +92,24 @@ static char *read_named(web_doc *d, const yaml_node_t *n, const char *key)
     return text;
 }
 
+/* -1 with the message when a key of the mapping comes twice (YAML leaves it to us), else 0. */
+static int no_dup_keys(web_doc *d, const yaml_node_t *map, const char *what)
+{
+    const yaml_node_pair_t *a = map->data.mapping.pairs.start, *end = map->data.mapping.pairs.top;
+    for (; a < end; a++)
+        for (const yaml_node_pair_t *b = a + 1; b < end; b++) {
+            const yaml_node_t *kb = yaml_document_get_node(&d->doc, b->key);
+            const char *x = scalar(yaml_document_get_node(&d->doc, a->key)), *y = scalar(kb);
+            if (x && y && !strcmp(x, y)) return doc_fail(d, kb, "%s%s: given twice", what, y);
+        }
+    return 0;
+}
+
 static int load_tls(web_doc *d, mon_web *w, const yaml_node_t *map)
 {
     if (map->type != YAML_MAPPING_NODE)
         return doc_fail(d, map, "%s: expected a mapping", "tls_server_config");
+    if (no_dup_keys(d, map, "tls_server_config.")) return -1;
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
          p++) {
         const yaml_node_t *k = yaml_document_get_node(&d->doc, p->key),
@@ -130,6 +144,7 @@ static int load_users(web_doc *d, mon_web *w, const yaml_node_t *map)
 {
     if (map->type != YAML_MAPPING_NODE)
         return doc_fail(d, map, "%s: expected a mapping of user: bcrypt hash", "basic_auth_users");
+    if (no_dup_keys(d, map, "basic_auth_users.")) return -1;
     const size_t n = (size_t)(map->data.mapping.pairs.top - map->data.mapping.pairs.start);
     if (n > MON_WEB_USERS_MAX)
         return doc_fail(d, map, "%s: more than 64 users", "basic_auth_users");
@@ -161,6 +176,7 @@ static int load_root(web_doc *d, mon_web *w)
     if (!root) return 0; /* an empty file: plain HTTP, no auth */
     if (root->type != YAML_MAPPING_NODE)
         return doc_fail(d, root, "%s", "expected a mapping (tls_server_config, basic_auth_users)");
+    if (no_dup_keys(d, root, "")) return -1;
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
          p++) {
         const yaml_node_t *k = yaml_document_get_node(&d->doc, p->key),

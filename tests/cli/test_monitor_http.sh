@@ -164,6 +164,8 @@ bad_web client-auth "client_auth_type: not supported" \
     'tls_server_config:\n  client_auth_type: RequireAndVerifyClientCert\n  cert_file: c.pem\n'
 bad_web plain-password "basic_auth_users.alice: expected a bcrypt hash" 'basic_auth_users:\n  alice: plain-text\n'
 bad_web missing-cert "nope.pem" 'tls_server_config:\n  cert_file: nope.pem\n  key_file: nope.key\n'
+bad_web twice "basic_auth_users: given twice" 'basic_auth_users:\n  a: x\nbasic_auth_users:\n  b: y\n'
+bad_web user-twice "basic_auth_users.a: given twice" "basic_auth_users:\n  a: $H1\n  a: $H1\n"
 bad_web http-server "http_server_config: not supported" 'http_server_config:\n  http2: false\n'
 printf -- '-----BEGIN CERTIFICATE-----\n' >"$W/dummy.pem"
 bad_web cert-only "needs both cert_file and key_file" "tls_server_config:\n  cert_file: $W/dummy.pem\n"
