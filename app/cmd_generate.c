@@ -23,7 +23,7 @@ void cmd_generate_help(FILE *out)
             "tokens, at an end-of-generation token, or when the context is full.\n\n"
             "Options:\n" MC_OPTS_HELP
             "  -p, --prompt TEXT the prompt (special tokens such as <|eot_id|> are parsed)\n"
-            "  -f, --file FILE   read the prompt from FILE (at most 64 MiB)\n"
+            "  -f, --file FILE   read the prompt from FILE (- for stdin; at most 64 MiB)\n"
             "  -n, --n-predict N tokens to generate (default %d)\n"
             "  -c, --ctx N       context size in tokens (default: the model's, at most "
             "%d)\n" MC_SAMPLING_HELP "  --ignore-eos      do not stop at end-of-generation tokens\n"
@@ -255,7 +255,7 @@ int cmd_generate(int argc, char **argv)
     hist_run *h = hist_begin("generate", o.mc.model, hp);
     char *filetext = NULL;
     size_t len = 0;
-    if (o.file && !(filetext = mc_read_text(o.file, MC_TEXT_MAX, &len))) {
+    if (o.file && !(filetext = mc_read_prompt(o.file, &len))) {
         hist_end(h, BN_EXIT_FAIL, NULL, NULL);
         return BN_EXIT_FAIL;
     }

@@ -21,7 +21,7 @@ void cmd_perplexity_help(FILE *out)
             "token replaced by BOS (when the model adds BOS), and the predictions of the\n"
             "second half of the chunk are scored. Progress goes to stderr, one line per\n"
             "chunk; the estimate to stdout.\n\n"
-            "Options:\n" MC_OPTS_HELP "  -f, --file FILE   the text (required; at most 64 MiB)\n"
+            "Options:\n" MC_OPTS_HELP "  -f, --file FILE   the text (required; - for stdin; at most 64 MiB)\n"
             "  -c, --ctx N       chunk size in tokens (default %d)\n"
             "  --chunks N        score at most N chunks (default: all)\n"
             "  --json            one JSON document: perplexity, perplexity_stderr,\n"
@@ -217,7 +217,7 @@ int cmd_perplexity(int argc, char **argv)
     if (rc >= 0) return rc;
     hist_run *h = hist_begin("perplexity", o.mc.model, hist_params_argv(argc, argv));
     size_t len;
-    char *text = mc_read_text(o.file, MC_TEXT_MAX, &len);
+    char *text = mc_read_prompt(o.file, &len);
     if (!text) {
         hist_end(h, BN_EXIT_FAIL, NULL, NULL);
         return BN_EXIT_FAIL;

@@ -342,24 +342,24 @@ static void size_text(size_t n, char *buf, size_t size)
         snprintf(buf, size, "%zu bytes", n);
 }
 
+static void close_text(FILE *f)
+{
+    if (f != stdin) fclose(f);
+}
+
 static char *too_large(const char *path, size_t max, FILE *f, char *buf)
 {
     char lim[32];
     size_text(max, lim, sizeof lim);
     cli_error("%s: larger than %s, the limit for this file", path, lim);
     free(buf);
-    fclose(f);
+    close_text(f);
     return NULL;
 }
 
-char *mc_read_text(const char *path, size_t max, size_t *len)
+/* Reads all of f (closed here unless it is stdin) with a limit of max bytes. */
+static char *read_bounded(const char *path, FILE *f, size_t max, size_t *len)
 {
-    char why[512];
-    FILE *f = bn_file_fopen_read(path, why, sizeof why); /* a FIFO or a device: refused */
-    if (!f) {
-        cli_error("%s", why);
-        return NULL;
-    }
     struct stat sb; /* a regular file tells its size: refuse without reading */
     if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size > max)
         return too_large(path, max, f, NULL);
@@ -381,13 +381,35 @@ char *mc_read_text(const char *path, size_t max, size_t *len)
     if (!buf || ferror(f)) {
         cli_error("cannot read %s: %s", path, buf ? strerror(errno) : "out of memory");
         free(buf);
-        fclose(f);
+        close_text(f);
         return NULL;
     }
-    fclose(f);
+    close_text(f);
     buf[n] = '\0';
     *len = n;
     return buf;
+}
+
+char *mc_read_text(const char *path, size_t max, size_t *len)
+{
+    char why[512];
+    FILE *f = bn_file_fopen_read(path, why, sizeof why); /* a FIFO or a device: refused */
+    if (!f) {
+        cli_error("%s", why);
+        return NULL;
+    }
+    return read_bounded(path, f, max, len);
+}
+
+char *mc_read_prompt(const char *path, size_t *len)
+{
+    if (!strcmp(path, "-")) return read_bounded("standard input", stdin, MC_TEXT_MAX, len);
+    struct stat sb; /* a pipe (-f <(cmd), /dev/stdin) is what a user gives on purpose */
+    if (stat(path, &sb) == 0 && S_ISFIFO(sb.st_mode)) {
+        FILE *f = fopen(path, "re");
+        if (f) return read_bounded(path, f, MC_TEXT_MAX, len);
+    }
+    return mc_read_text(path, MC_TEXT_MAX, len);
 }
 
 char *mc_read_file(const char *path, size_t *len)

@@ -138,6 +138,11 @@ char *mc_read_file(const char *path, size_t *len);
  * any context, so that `-f /dev/zero` fails at once instead of filling memory. */
 #define MC_TEXT_MAX ((size_t)64 << 20)
 
+/* The text given with -f (generate, perplexity): "-" is standard input, a pipe (-f <(cmd))
+ * is read like a regular file, all with the limit MC_TEXT_MAX; a device or a folder is
+ * refused (mc_read_text). */
+char *mc_read_prompt(const char *path, size_t *len);
+
 /* mc_read_file with a limit of max bytes: a larger regular file is refused before it is
  * read, anything else (a pipe, a device) once more than max bytes have come. */
 char *mc_read_text(const char *path, size_t max, size_t *len);

@@ -40,6 +40,21 @@ dd if=/dev/null of="$TMP/big.txt" bs=1 seek=$((64 * 1024 * 1024 + 1)) 2>/dev/nul
 expect_exit 1 "generate -f of 64 MiB + 1 byte" -- "$BITNET" generate -m "$M" -f "$TMP/big.txt" -n 1 -t 1
 expect_grep "big.txt: larger than 64 MiB" "$TMP/err" "a file over the limit is refused by name"
 expect_exit 0 "a small -f still works" -- "$BITNET" generate -m "$M" -f "$TMP/text.txt" -n 2 -t 1 --temp 0
+# a pipe is what a user gives on purpose: -f - (standard input) and a FIFO with a writer
+"$BITNET" generate -m "$M" -f - -n 2 -t 1 --temp 0 <"$TMP/text.txt" >"$TMP/out" 2>"$TMP/err" &&
+    ok "generate -f - reads standard input" || bad "generate -f -: $(cat "$TMP/err")"
+cat "$TMP/text.txt" | "$BITNET" perplexity -m "$M" -f - --ctx 16 --chunks 1 -t 1 >"$TMP/out" 2>&1 &&
+    ok "perplexity -f - reads a pipe" || bad "perplexity -f -: $(cat "$TMP/out")"
+mkfifo "$TMP/fifo"
+(cat "$TMP/text.txt" >"$TMP/fifo") &
+expect_exit 0 "generate -f FIFO with a writer (as -f <(cmd) gives)" -- \
+    timeout -s KILL 20 "$BITNET" generate -m "$M" -f "$TMP/fifo" -n 2 -t 1 --temp 0
+wait
+head -c $((64 * 1024 * 1024 + 10)) /dev/zero | tr '\0' a >"$TMP/big2.txt"
+expect_exit 1 "generate -f - past 64 MiB" -- sh -c "\"\$0\" generate -m \"\$1\" -f - -n 1 -t 1 <\"\$2\"" \
+    "$BITNET" "$M" "$TMP/big2.txt"
+expect_grep "standard input: larger than 64 MiB" "$TMP/err" "standard input is bounded too"
+rm -f "$TMP/big2.txt"
 expect_exit 0 "generate --help names the limit" -- "$BITNET" generate --help
 expect_grep "64 MiB" "$TMP/out" "generate --help says 64 MiB"
 
