@@ -28,7 +28,8 @@
  *     bn_monitor_free(m);
  *
  * Files: app/monitor.c (lifecycle, the collection pass, alerts), monitor_collect.c (the
- * metrics and their sources), monitor_http.c (the endpoint), monitor_sinks.c (the sender, the
+ * metrics and their sources; the generations' through genmetrics.h), monitor_http.c (the
+ * endpoint), monitor_web.c (its TLS and basic auth), monitor_sinks.c (the sender, the
  * backoff), monitor_formats.c (CloudWatch, Datadog, webhook and Pushgateway requests),
  * monitor_aws.c (the CloudWatch credentials, aws_creds.h). The struct below is shared by
  * those files only.
