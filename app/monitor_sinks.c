@@ -369,7 +369,7 @@ static void on_rejected(bn_monitor *m, mon_sink *s, const bn_spool_entry *e, con
     }
     mon_log(m, "%s: spooled entry %lld (of %lld ms) rejected for good (%s); dropped", s->name,
             (long long)e[0].id, (long long)e[0].created_ms, why);
-    bn_spool_done(m->spool, ids, 1);
+    bn_spool_drop(m->spool, ids, 1);
     count_dropped(m, s, "rejected", 1);
 }
 
@@ -387,7 +387,7 @@ static size_t drop_too_old(bn_monitor *m, mon_sink *s, const bn_spool_entry *e, 
     if (k == 0) return 0;
     int64_t ids[BATCH];
     ids_of(e, k, ids);
-    bn_spool_done(m->spool, ids, k);
+    bn_spool_drop(m->spool, ids, k);
     count_dropped(m, s, "too_old", k);
     mon_log(m,
             "%s: dropped %zu spooled entr%s older than %s accepts (%s), the oldest of %.0f s "
@@ -420,7 +420,7 @@ static int drain_step(bn_monitor *m, mon_sink *s)
     if (rc) { /* the oldest entry can never be sent: drop it rather than block the sink */
         mon_log(m, "%s: dropping spooled entry %lld: it cannot be formatted within the limits",
                 s->name, (long long)e[0].id);
-        bn_spool_done(m->spool, ids, 1);
+        bn_spool_drop(m->spool, ids, 1);
         count_request(m, s, "rejected");
         count_dropped(m, s, "unsendable", 1);
         rc = 1;

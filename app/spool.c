@@ -16,6 +16,17 @@
 
 #define MAX_SINKS 8
 
+/* SQL: a notification's rule, and its state unless it is a test (NULL: none, or not JSON). */
+#define NOTE_RULE(p) "CASE WHEN json_valid(" p ") THEN json_extract(" p ", '$.rule') END"
+#define NOTE_STATE(p)                                                                              \
+    "CASE WHEN json_valid(" p ") AND NOT coalesce(json_extract(" p ", '$.test'), 0) THEN "         \
+    "json_extract(" p ", '$.state') END"
+
+/* A marker (kind "unfired", payload the rule) left where a firing notification was dropped
+ * before its resolved one came: that one is dropped too when it comes. Never sent, never
+ * counted as waiting. */
+#define KIND_UNFIRED "unfired"
+
 struct bn_spool {
     pthread_mutex_t mu;
     sqlite3 *sql;
@@ -165,7 +176,8 @@ static void count_drop(bn_spool *sp, const char *sink, const char *kind, int64_t
  * Notifications are not counted here: samples never push them out. */
 static int enforce_data_bound(bn_spool *sp)
 {
-    sqlite3_stmt *st = prepare(sp, "SELECT count(*) FROM spool WHERE kind <> 'notification'");
+    sqlite3_stmt *st = prepare(sp, "SELECT count(*) FROM spool WHERE kind NOT IN "
+                                   "('notification', '" KIND_UNFIRED "')");
     if (!st) return -1;
     int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
     sqlite3_finalize(st);
@@ -173,15 +185,16 @@ static int enforce_data_bound(bn_spool *sp)
     const int64_t excess = n - sp->max_entries;
     if (excess <= 0) return 0;
     st = prepare(sp, "SELECT sink, kind, count(*) FROM (SELECT sink, kind FROM spool WHERE kind "
-                     "<> 'notification' ORDER BY id LIMIT ?1) GROUP BY sink, kind");
+                     "NOT IN ('notification', '" KIND_UNFIRED "') ORDER BY id LIMIT ?1) GROUP BY "
+                     "sink, kind");
     if (!st) return -1;
     sqlite3_bind_int64(st, 1, excess);
     while (sqlite3_step(st) == SQLITE_ROW)
         count_drop(sp, (const char *)sqlite3_column_text(st, 0),
                    (const char *)sqlite3_column_text(st, 1), sqlite3_column_int64(st, 2));
     sqlite3_finalize(st);
-    st = prepare(sp, "DELETE FROM spool WHERE id IN (SELECT id FROM spool WHERE kind <> "
-                     "'notification' ORDER BY id LIMIT ?1)");
+    st = prepare(sp, "DELETE FROM spool WHERE id IN (SELECT id FROM spool WHERE kind NOT IN "
+                     "('notification', '" KIND_UNFIRED "') ORDER BY id LIMIT ?1)");
     if (st) sqlite3_bind_int64(st, 1, excess);
     return step_done(sp, st, "dropping the oldest entries");
 }
@@ -198,11 +211,9 @@ typedef struct note {
 static note *load_notes(bn_spool *sp, size_t *n)
 {
     *n = 0;
-    sqlite3_stmt *st = prepare(
-            sp, "SELECT id, sink, CASE WHEN json_valid(payload) THEN json_extract(payload, "
-                "'$.rule') END, CASE WHEN json_valid(payload) AND NOT coalesce(json_extract("
-                "payload, '$.test'), 0) THEN json_extract(payload, '$.state') END FROM spool "
-                "WHERE kind = 'notification' ORDER BY id");
+    sqlite3_stmt *st = prepare(sp, "SELECT id, sink, " NOTE_RULE("payload") ", " NOTE_STATE(
+                                           "payload") " FROM spool WHERE kind = 'notification' "
+                                                      "ORDER BY id");
     note *v = NULL;
     size_t cap = 0;
     while (st && sqlite3_step(st) == SQLITE_ROW) {
@@ -277,6 +288,32 @@ static int enforce_bound(bn_spool *sp)
     return enforce_data_bound(sp) || enforce_notification_bound(sp) ? -1 : 0;
 }
 
+/* A notification being added: a resolved one whose firing one was dropped goes too (1, and
+ * the marker with it); a firing one clears a marker left for its rule. 0: add it; -1. */
+static int unfired_check(bn_spool *sp, const char *sink, const char *payload)
+{
+    sqlite3_stmt *st = prepare(
+            sp,
+            "SELECT id, " NOTE_STATE("?2") " FROM spool WHERE sink = ?1 AND kind = '" KIND_UNFIRED
+                                           "' AND payload = " NOTE_RULE("?2") " LIMIT 1");
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, payload, -1, SQLITE_STATIC);
+    int64_t marker = -1;
+    char state[16] = "";
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        marker = sqlite3_column_int64(st, 0);
+        const char *s = (const char *)sqlite3_column_text(st, 1);
+        snprintf(state, sizeof state, "%s", s ? s : "");
+    }
+    sqlite3_finalize(st);
+    if (marker < 0 || (strcmp(state, "resolved") && strcmp(state, "firing"))) return 0;
+    if (delete_id(sp, marker)) return -1;
+    if (!strcmp(state, "firing")) return 0;
+    count_drop(sp, sink, "notification", 1);
+    return 1;
+}
+
 static int push_locked(bn_spool *sp, const char *sink, const char *kind, const char *payload,
                        int64_t now, int replace)
 {
@@ -295,7 +332,10 @@ static int push_locked(bn_spool *sp, const char *sink, const char *kind, const c
         }
         rc = step_done(sp, st, "replacing an entry");
     }
-    if (!rc) {
+    int skip = 0;
+    if (!rc && !strcmp(kind, "notification") && (skip = unfired_check(sp, sink, payload)) < 0)
+        rc = -1;
+    if (!rc && !skip) {
         st = prepare(sp,
                      "INSERT INTO spool (sink, kind, payload, created_at) VALUES (?1,?2,?3,?4)");
         if (st) {
@@ -353,7 +393,8 @@ int bn_spool_peek(bn_spool *sp, const char *sink, size_t max_n, bn_spool_entry *
     pthread_mutex_lock(&sp->mu);
     sqlite3_stmt *st =
             prepare(sp, "SELECT id, sink, kind, payload, created_at, attempts FROM spool "
-                        "WHERE ?1 IS NULL OR sink = ?1 ORDER BY id LIMIT ?2");
+                        "WHERE (?1 IS NULL OR sink = ?1) AND kind <> '" KIND_UNFIRED
+                        "' ORDER BY id LIMIT ?2");
     int rc = st ? 0 : -1, step = SQLITE_DONE;
     size_t k = 0;
     if (st) {
@@ -402,6 +443,69 @@ int bn_spool_done(bn_spool *sp, const int64_t *ids, size_t n)
     return each_id(sp, "DELETE FROM spool WHERE id = ?1", ids, n, NULL);
 }
 
+/* Drops entry id for good. A firing notification takes its resolved one along: the queued
+ * one, else (a marker) the one to come. */
+static int drop_one(bn_spool *sp, int64_t id)
+{
+    sqlite3_stmt *st = prepare(sp, "SELECT sink, " NOTE_RULE("payload") ", " NOTE_STATE(
+                                           "payload") " FROM spool WHERE id = ?1 AND kind = "
+                                                      "'notification'");
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, id);
+    char sink[32] = "", rule[256] = "";
+    int firing = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const char *r = (const char *)sqlite3_column_text(st, 1),
+                   *s = (const char *)sqlite3_column_text(st, 2);
+        firing = r && s && !strcmp(s, "firing") && strlen(r) < sizeof rule;
+        snprintf(sink, sizeof sink, "%s", (const char *)sqlite3_column_text(st, 0));
+        snprintf(rule, sizeof rule, "%s", r ? r : "");
+    }
+    sqlite3_finalize(st);
+    if (delete_id(sp, id) || !firing) return firing ? -1 : 0;
+    st = prepare(
+            sp,
+            "SELECT id, " NOTE_STATE(
+                    "payload") " FROM spool WHERE sink = ?1 AND kind = "
+                               "'notification' AND id > ?2 AND " NOTE_RULE(
+                                       "payload") " = ?3 AND " NOTE_STATE("payload") " IS NOT NULL "
+                                                                                     "ORDER BY id "
+                                                                                     "LIMIT 1");
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, id);
+    sqlite3_bind_text(st, 3, rule, -1, SQLITE_STATIC);
+    int64_t next = -1;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 1) &&
+        !strcmp((const char *)sqlite3_column_text(st, 1), "resolved"))
+        next = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (next >= 0) {
+        count_drop(sp, sink, "notification", 1);
+        return delete_id(sp, next);
+    }
+    st = prepare(sp,
+                 "INSERT INTO spool (sink, kind, payload, created_at) VALUES (?1, '" KIND_UNFIRED
+                 "', ?2, ?3)");
+    if (st) {
+        sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, rule, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, now_ms());
+    }
+    return step_done(sp, st, "marking a dropped notification");
+}
+
+int bn_spool_drop(bn_spool *sp, const int64_t *ids, size_t n)
+{
+    pthread_mutex_lock(&sp->mu);
+    int rc = exec(sp, "BEGIN IMMEDIATE", "dropping from the spool");
+    for (size_t i = 0; !rc && i < n; i++) rc = drop_one(sp, ids[i]);
+    if (!rc) rc = exec(sp, "COMMIT", "dropping from the spool");
+    if (rc) sqlite3_exec(sp->sql, "ROLLBACK", NULL, NULL, NULL);
+    pthread_mutex_unlock(&sp->mu);
+    return rc;
+}
+
 int bn_spool_failed(bn_spool *sp, const int64_t *ids, size_t n, const char *error)
 {
     return each_id(sp, "UPDATE spool SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
@@ -411,7 +515,8 @@ int bn_spool_failed(bn_spool *sp, const int64_t *ids, size_t n, const char *erro
 int64_t bn_spool_count(bn_spool *sp, const char *sink)
 {
     pthread_mutex_lock(&sp->mu);
-    sqlite3_stmt *st = prepare(sp, "SELECT count(*) FROM spool WHERE ?1 IS NULL OR sink = ?1");
+    sqlite3_stmt *st = prepare(sp, "SELECT count(*) FROM spool WHERE (?1 IS NULL OR sink = ?1) "
+                                   "AND kind <> '" KIND_UNFIRED "'");
     int64_t n = -1;
     if (st) {
         if (sink) sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);

@@ -86,6 +86,10 @@ int bn_spool_peek(bn_spool *sp, const char *sink, size_t max_n, bn_spool_entry *
 void bn_spool_entries_free(bn_spool_entry *e, size_t n);
 /* Delivered: deletes them. */
 int bn_spool_done(bn_spool *sp, const int64_t *ids, size_t n);
+/* Dropped for good (the sink refuses them, or they are too old for it): deletes them. A
+ * firing notification takes its resolved one along, the one queued or else the one to come
+ * (counted as dropped then), so that no receiver gets a resolved notification alone. */
+int bn_spool_drop(bn_spool *sp, const int64_t *ids, size_t n);
 /* Not delivered: counts an attempt and keeps the error. */
 int bn_spool_failed(bn_spool *sp, const int64_t *ids, size_t n, const char *error);
 /* Entries waiting for sink (NULL: all); -1 on error. */

@@ -527,6 +527,34 @@ static void test_spool_notification_bound(void **state)
     assert_int_equal(bn_spool_count(sp, NULL), 4);
     assert_int_equal(bn_spool_dropped(sp, "webhook"), 3);
     bn_spool_close(sp);
+    /* dropped for good (refused by the sink, or too old for it): a firing one takes its
+     * resolved one along, the one queued or else the one to come */
+    sp = spool_open_ok("n3.db", 100);
+    push_note(sp, "webhook", "a", "firing", 0);
+    push_note(sp, "webhook", "a", "resolved", 0);
+    push_note(sp, "webhook", "b", "firing", 0);
+    bn_spool_entry *e;
+    size_t n;
+    assert_int_equal(bn_spool_peek(sp, "webhook", 10, &e, &n), 0);
+    assert_int_equal(n, 3);
+    const int64_t a_firing = e[0].id, b_firing = e[2].id;
+    bn_spool_entries_free(e, n);
+    assert_int_equal(bn_spool_drop(sp, &a_firing, 1), 0);
+    notes_of(sp, "webhook", got, sizeof got);
+    assert_string_equal(got, "b:firing");
+    assert_int_equal(bn_spool_drop(sp, &b_firing, 1), 0);
+    assert_int_equal(bn_spool_count(sp, NULL), 0);       /* the marker is not waiting to be sent */
+    push_note(sp, "datadog-events", "b", "resolved", 0); /* another sink: goes */
+    push_note(sp, "webhook", "b", "resolved", 0);        /* its firing one was dropped */
+    notes_of(sp, "webhook", got, sizeof got);
+    assert_string_equal(got, "");
+    push_note(sp, "webhook", "b", "firing", 0);
+    push_note(sp, "webhook", "b", "resolved", 0);
+    notes_of(sp, "webhook", got, sizeof got);
+    assert_string_equal(got, "b:firing b:resolved");
+    assert_int_equal(bn_spool_count(sp, "datadog-events"), 1);
+    assert_int_equal(bn_spool_dropped(sp, "webhook"), 2);
+    bn_spool_close(sp);
 }
 
 /* Records transitions into the spool, as the monitor does. */
