@@ -488,10 +488,16 @@ static void notes_of(bn_spool *sp, const char *sink, char *out, size_t size)
     bn_spool_entries_free(e, n);
 }
 
+static void expect_notes(bn_spool *sp, const char *sink, const char *want)
+{
+    char got[512];
+    notes_of(sp, sink, got, sizeof got);
+    assert_string_equal(got, want);
+}
+
 static void test_spool_notification_bound(void **state)
 {
     (void)state;
-    char got[512];
     /* samples flooding a small spool never push a notification out (they did: a receiver
      * then got the resolved notification without the firing one) */
     bn_spool *sp = spool_open_ok("n.db", 3);
@@ -499,8 +505,7 @@ static void test_spool_notification_bound(void **state)
     for (int i = 0; i < 20; i++)
         assert_int_equal(bn_spool_push(sp, "cloudwatch", "samples", "{}", 2000 + i, 0), 0);
     push_note(sp, "webhook", "a", "resolved", 0);
-    notes_of(sp, "webhook", got, sizeof got);
-    assert_string_equal(got, "a:firing a:resolved");
+    expect_notes(sp, "webhook", "a:firing a:resolved");
     assert_int_equal(bn_spool_count(sp, "cloudwatch"), 3);
     assert_int_equal(bn_spool_dropped(sp, "webhook"), 0);
     bn_spool_close(sp);
@@ -512,18 +517,15 @@ static void test_spool_notification_bound(void **state)
     push_note(sp, "webhook", "b", "firing", 0);
     push_note(sp, "webhook", "a", "firing", 0);
     push_note(sp, "webhook", "c", "firing", 1);
-    notes_of(sp, "webhook", got, sizeof got); /* 4 > 3: the test goes */
-    assert_string_equal(got, "a:resolved b:firing a:firing");
-    push_note(sp, "datadog-events", "a", "firing", 0); /* another sink: not a's pair */
+    expect_notes(sp, "webhook", "a:resolved b:firing a:firing"); /* 4 > 3: the test goes */
+    push_note(sp, "datadog-events", "a", "firing", 0);           /* another sink: not a's pair */
     push_note(sp, "webhook", "a", "resolved", 0);
-    notes_of(sp, "webhook", got, sizeof got); /* 5 > 3: a's firing and resolved go together */
-    assert_string_equal(got, "a:resolved b:firing");
-    notes_of(sp, "datadog-events", got, sizeof got);
-    assert_string_equal(got, "a:firing");
+    expect_notes(sp, "webhook",
+                 "a:resolved b:firing"); /* 5 > 3: a's firing and resolved go together */
+    expect_notes(sp, "datadog-events", "a:firing");
     push_note(sp, "webhook", "d", "firing", 0);
     /* 4 > 3 but nothing can go without breaking a pair: the bound gives way */
-    notes_of(sp, "webhook", got, sizeof got);
-    assert_string_equal(got, "a:resolved b:firing d:firing");
+    expect_notes(sp, "webhook", "a:resolved b:firing d:firing");
     assert_int_equal(bn_spool_count(sp, NULL), 4);
     assert_int_equal(bn_spool_dropped(sp, "webhook"), 3);
     bn_spool_close(sp);
@@ -540,18 +542,15 @@ static void test_spool_notification_bound(void **state)
     const int64_t a_firing = e[0].id, b_firing = e[2].id;
     bn_spool_entries_free(e, n);
     assert_int_equal(bn_spool_drop(sp, &a_firing, 1), 0);
-    notes_of(sp, "webhook", got, sizeof got);
-    assert_string_equal(got, "b:firing");
+    expect_notes(sp, "webhook", "b:firing");
     assert_int_equal(bn_spool_drop(sp, &b_firing, 1), 0);
     assert_int_equal(bn_spool_count(sp, NULL), 0);       /* the marker is not waiting to be sent */
     push_note(sp, "datadog-events", "b", "resolved", 0); /* another sink: goes */
     push_note(sp, "webhook", "b", "resolved", 0);        /* its firing one was dropped */
-    notes_of(sp, "webhook", got, sizeof got);
-    assert_string_equal(got, "");
+    expect_notes(sp, "webhook", "");
     push_note(sp, "webhook", "b", "firing", 0);
     push_note(sp, "webhook", "b", "resolved", 0);
-    notes_of(sp, "webhook", got, sizeof got);
-    assert_string_equal(got, "b:firing b:resolved");
+    expect_notes(sp, "webhook", "b:firing b:resolved");
     assert_int_equal(bn_spool_count(sp, "datadog-events"), 1);
     assert_int_equal(bn_spool_dropped(sp, "webhook"), 2);
     bn_spool_close(sp);
