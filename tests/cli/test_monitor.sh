@@ -438,6 +438,18 @@ done
 expect_grep "spool full: dropped the 1 oldest samples entries of cloudwatch" "$TMP/b3.log" "drops are logged"
 expect_grep '^bitnet_monitor_spool_dropped_total{sink="cloudwatch"} 1$' "$TMP/b3.prom" "drops are exported"
 expect_grep '^bitnet_monitor_spool_entries{sink="cloudwatch"} 2$' "$TMP/b3.prom" "the spool keeps its bound"
+# a notification waiting meanwhile is not made room for: samples never push it out
+export BITNET_HISTORY_DB="$TMP/bound-note.db"
+cpus_rule '["webhook"]'
+for run in 1 2 3; do
+    "$BITNET" monitor --once --spool-max 2 --timeout 1 --cloudwatch-endpoint "http://127.0.0.1:$P2" \
+        --webhook "http://127.0.0.1:$P2/hook" >"$TMP/n$run.prom" 2>"$TMP/n$run.log"
+done
+expect_grep '^bitnet_monitor_spool_entries{sink="webhook"} 1$' "$TMP/n3.prom" \
+    "a full spool keeps the firing notification"
+expect_grep '^bitnet_monitor_spool_entries{sink="cloudwatch"} 2$' "$TMP/n3.prom" \
+    "... and drops samples instead"
+echo '{}' >"$BITNET_CONFIG"
 
 # ---- a sink that never answers blocks nothing ---------------------------------------------------------
 export BITNET_HISTORY_DB="$TMP/slow.db"
