@@ -3,11 +3,13 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bitnet/file.h"
 #include "bitnet/kernels.h"
@@ -401,14 +403,33 @@ char *mc_read_text(const char *path, size_t max, size_t *len)
     return read_bounded(path, f, max, len);
 }
 
+/* A pipe, opened without waiting for a writer: one that is being written (-f <(cmd), or a
+ * writer waiting in open) is read to its end; one nobody writes reads as empty at once, an
+ * error rather than a wait. */
+static char *read_fifo(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY), flags;
+    FILE *f = NULL;
+    if (fd < 0 || (flags = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0 ||
+        !(f = fdopen(fd, "rb"))) {
+        cli_error("cannot open %s: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return NULL;
+    }
+    char *text = read_bounded(path, f, MC_TEXT_MAX, len);
+    if (text && *len == 0) {
+        cli_error("%s: a FIFO with nothing written to it (no writer)", path);
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
 char *mc_read_prompt(const char *path, size_t *len)
 {
     if (!strcmp(path, "-")) return read_bounded("standard input", stdin, MC_TEXT_MAX, len);
     struct stat sb; /* a pipe (-f <(cmd), /dev/stdin) is what a user gives on purpose */
-    if (stat(path, &sb) == 0 && S_ISFIFO(sb.st_mode)) {
-        FILE *f = fopen(path, "re");
-        if (f) return read_bounded(path, f, MC_TEXT_MAX, len);
-    }
+    if (stat(path, &sb) == 0 && S_ISFIFO(sb.st_mode)) return read_fifo(path, len);
     return mc_read_text(path, MC_TEXT_MAX, len);
 }
 

@@ -193,7 +193,9 @@ refused_now "generate -m /dev/zero (a device)" -- "$BITNET" generate -m /dev/zer
 refused_now "inspect FIFO" -- "$BITNET" inspect "$TMP/fifo"
 refused_now "generate with a FIFO config file" -- env BITNET_CONFIG="$TMP/fifo" \
     "$BITNET" generate -m "$M" -p hi -n 1
-refused_now "perplexity -f FIFO" -- "$BITNET" perplexity -m "$M" -f "$TMP/fifo"
+# -f takes a pipe on purpose (-f <(cmd)), but one with no writer is an error at once, not a wait
+refused "perplexity -f FIFO with no writer" "no writer" -- timeout -s KILL 10 \
+    "$BITNET" perplexity -m "$M" -f "$TMP/fifo"
 refused_now "tokenize --file FIFO" -- "$BITNET" tokenize -m "$M" --file "$TMP/fifo"
 refused_now "synth --tokenizer FIFO" -- "$BITNET" synth --shape tiny --tokenizer "$TMP/fifo" -o "$TMP/s3.gguf"
 refused_now "synth --vocab FIFO" -- "$BITNET" synth --shape tiny --vocab "$TMP/fifo" -o "$TMP/s3.gguf"
