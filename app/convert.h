@@ -98,6 +98,8 @@ typedef struct cv_hparams {
     int packed;    /* BitNet linear weights packed 4 per uint8, with weight_scale */
     int scale_mul; /* weight_scale multiplies (autobitlinear), else divides */
     int quant_ref; /* the source model quantizes (a quantization_config is present) */
+    int online;    /* autobitlinear, quantization_mode online: absmean of the float weights at
+                      every forward, no weight_scale; else (offline) weights are used as stored */
     int32_t bos_id, eos_id;
 } cv_hparams;
 
@@ -148,12 +150,15 @@ void cv_source_release(cv_source *s, const cv_tensor *t, void *owned);
 void cv_rows_f32(const cv_tensor *t, const void *raw, int64_t r0, int64_t r1, float *dst);
 
 /* A linear layer's weight [rows, cols] (rows = outputs) as ternary codes and one scale, so
- * that W ~= q * scale: packed BitNet weights exactly, float weights by absmean. */
+ * that W ~= q * scale: packed BitNet weights and an offline AutoBitLinear's ternary float
+ * weights exactly (other values are refused: the source uses them as stored), other float
+ * weights by absmean. */
 int cv_linear_ternary(cv_source *s, const char *name, int64_t rows, int64_t cols, int8_t *q,
                       float *scale, char *err, size_t errsz);
-/* The weight the source model computes with, as f32 [rows, cols]: packed weights
- * dequantized, float weights as stored (fake-quantized by absmean when quant_ref and the
- * weights are float). */
+/* The weight the source model computes with, as f32 [rows, cols], the way transformers
+ * computes it: packed weights dequantized; float weights as stored, times weight_scale for an
+ * offline AutoBitLinear, or fake-quantized by absmean when the model quantizes online (an
+ * online AutoBitLinear, or a quantization_config over float weights). */
 int cv_linear_f32(cv_source *s, const char *name, int64_t rows, int64_t cols, float *w, char *err,
                   size_t errsz);
 /* Refuses a non-finite weight: 0 when v[0 .. n) (rows row0.. of width cols) are all finite,

@@ -12,6 +12,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include "bitnet/quant.h"
 #include "model_common.h"
 
@@ -58,6 +61,92 @@ static const char *cfg_str(const cJSON *c, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, key);
     return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* transformers' should_convert_module: a pattern keeps a module out of the conversion when
+ * it matches the name from the start up to a module boundary (as a regular expression), or
+ * is a suffix of it. code: the pattern compiled (NULL: it is no regular expression). */
+static int module_matches(const char *name, const char *key, const pcre2_code *code)
+{
+    size_t n = strlen(name), k = strlen(key);
+    if (n >= k && strcmp(name + n - k, key) == 0) return 1;
+    if (!code) return strncmp(name, key, k) == 0 && (name[k] == '.' || name[k] == '\0');
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
+    int rc = md ? pcre2_match(code, (PCRE2_SPTR)name, n, 0, 0, md, NULL) : -1;
+    pcre2_match_data_free(md);
+    return rc >= 0;
+}
+
+/* How many layer linears the pattern key keeps in float; the first one's name in first. */
+static int kept_by(const cv_hparams *h, const char *key, char *first, size_t size)
+{
+    static const char *const lin[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                      "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                                      "mlp.down_proj"};
+    char re[600], name[128];
+    snprintf(re, sizeof re, "(?:%s)(?:(?<=\\.)|(?=\\.|$))", key);
+    int e, kept = 0;
+    PCRE2_SIZE off;
+    pcre2_code *code =
+            pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, PCRE2_ANCHORED, &e, &off, NULL);
+    for (int64_t il = 0; il < h->n_layer && il < 1024; il++)
+        for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++) {
+            snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)il, lin[i]);
+            if (module_matches(name, key, code) && !kept++) snprintf(first, size, "%s", name);
+        }
+    pcre2_code_free(code);
+    return kept;
+}
+
+/* quantization_config.modules_to_not_convert: transformers keeps those linears in float, and
+ * the GGUF's layer linears are ternary only, so naming one of them is refused ("lm_head", the
+ * usual entry, is kept in float here too). */
+static int check_not_converted(const cv_hparams *h, const cJSON *list, const char *path, char *err,
+                               size_t errsz)
+{
+    char first[128] = "", other[128];
+    int kept = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, list)
+    {
+        if (!cJSON_IsString(e))
+            return fail(err, errsz,
+                        "%s: quantization_config.modules_to_not_convert holds a "
+                        "non-string",
+                        path);
+        kept += kept_by(h, e->valuestring, kept ? other : first, sizeof first);
+    }
+    if (!kept) return 0;
+    return fail(err, errsz,
+                "%s: quantization_config.modules_to_not_convert keeps %s%s as float linear "
+                "layers (transformers does not ternarize them); bitnet's layers are ternary only, "
+                "so this model cannot be converted without changing it",
+                path, first, kept > 1 ? " and others" : "");
+}
+
+static int read_quant(cv_hparams *h, const cJSON *q, const char *path, char *err, size_t errsz)
+{
+    const char *m = cfg_str(q, "quant_method");
+    if (!m || strcmp(m, "bitnet") != 0)
+        return fail(err, errsz,
+                    "%s: quantization_config quant_method '%s' is not supported (bitnet)", path,
+                    m ? m : "");
+    h->quant_ref = 1;
+    const char *lc = cfg_str(q, "linear_class"), *mode = cfg_str(q, "quantization_mode");
+    if (!lc) lc = "bitlinear"; /* BitNetQuantConfig's defaults */
+    if (!mode) mode = "offline";
+    if (strcmp(lc, "bitlinear") != 0 && strcmp(lc, "autobitlinear") != 0)
+        return fail(err, errsz, "%s: quantization_config linear_class '%s' is not supported", path,
+                    lc);
+    if (strcmp(mode, "offline") != 0 && strcmp(mode, "online") != 0)
+        return fail(err, errsz, "%s: quantization_config quantization_mode '%s' is not supported",
+                    path, mode);
+    h->scale_mul = strcmp(lc, "autobitlinear") == 0;
+    h->online = h->scale_mul && strcmp(mode, "online") == 0; /* BitLinear is offline only */
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(q, "use_rms_norm")))
+        return fail(err, errsz, "%s: quantization_config use_rms_norm is not supported", path);
+    return check_not_converted(h, cJSON_GetObjectItemCaseSensitive(q, "modules_to_not_convert"),
+                               path, err, errsz);
 }
 
 static int read_config(cv_source *s, char *err, size_t errsz)
@@ -117,19 +206,7 @@ static int read_config(cv_source *s, char *err, size_t errsz)
     h->bos_id = (int32_t)cfg_int(c, "bos_token_id", -1);
     h->eos_id = (int32_t)cfg_int(c, "eos_token_id", -1);
     const cJSON *q = cJSON_GetObjectItemCaseSensitive(c, "quantization_config");
-    if (cJSON_IsObject(q)) {
-        const char *m = cfg_str(q, "quant_method");
-        if (!m || strcmp(m, "bitnet") != 0)
-            return fail(err, errsz,
-                        "%s: quantization_config quant_method '%s' is not supported "
-                        "(bitnet)",
-                        path, m ? m : "");
-        h->quant_ref = 1;
-        const char *lc = cfg_str(q, "linear_class");
-        h->scale_mul = lc && strcmp(lc, "autobitlinear") == 0;
-        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(q, "use_rms_norm")))
-            return fail(err, errsz, "%s: quantization_config use_rms_norm is not supported", path);
-    }
+    if (cJSON_IsObject(q) && read_quant(h, q, path, err, errsz) != 0) return -1;
     if (h->n_embd <= 0 || h->n_ff <= 0 || h->n_layer <= 0 || h->n_head <= 0 || h->n_head_kv <= 0 ||
         h->n_vocab <= 0 || h->n_head % h->n_head_kv || h->head_dim * h->n_head != h->n_embd ||
         h->head_dim % 2 || h->n_layer > 1024 || h->n_embd > 65536 || h->n_ff > (1 << 20) ||
@@ -596,14 +673,13 @@ static int unpack(cv_source *s, const char *name, int64_t rows, int64_t cols, in
     return rc;
 }
 
-/* Float weight [rows, cols] as f32 (times weight_scale when present: autobitlinear). */
+/* Float weight [rows, cols] as f32 as stored; *ws its weight_scale (1 when absent). */
 static int float_weight(cv_source *s, const char *name, int64_t rows, int64_t cols, float *w,
-                        char *err, size_t errsz)
+                        float *ws, char *err, size_t errsz)
 {
     const cv_tensor *t = need(s, name, rows, cols, err, errsz);
-    float ws;
     int present;
-    if (!t || weight_scale(s, name, &ws, &present, err, errsz) != 0) return -1;
+    if (!t || weight_scale(s, name, ws, &present, err, errsz) != 0) return -1;
     if (t->dtype == BN_DTYPE_U8 || t->dtype == BN_DTYPE_BOOL)
         return fail(err, errsz, "%s: %s weight where a float was expected", name,
                     bn_dtype_name(t->dtype));
@@ -612,38 +688,75 @@ static int float_weight(cv_source *s, const char *name, int64_t rows, int64_t co
     if (cv_source_raw(s, t, &d, &own, err, errsz) != 0) return -1;
     cv_rows_f32(t, d, 0, rows, w);
     cv_source_release(s, t, own);
-    if (cv_check_finite(name, w, rows * cols, cols, 0, err, errsz) != 0) return -1;
-    if (present)
-        for (int64_t i = 0; i < rows * cols; i++) w[i] *= ws;
+    return cv_check_finite(name, w, rows * cols, cols, 0, err, errsz);
+}
+
+/* An offline AutoBitLinear uses its float weight as stored (times weight_scale): exact when
+ * every value is 0 or +-a for one a, and refused otherwise (rounding it would change it). */
+static int offline_ternary(const char *name, const float *w, int64_t n, float ws, int8_t *q,
+                           float *scale, char *err, size_t errsz)
+{
+    float a = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float m = fabsf(w[i]);
+        if (m != 0 && a == 0) a = m;
+        if (m != 0 && m != a)
+            return fail(err, errsz,
+                        "%s: element %lld is %g where others are +-%g: an offline AutoBitLinear "
+                        "weight is used as stored, and this one is not ternary",
+                        name, (long long)i, (double)w[i], (double)a);
+        q[i] = (int8_t)(w[i] > 0 ? 1 : w[i] < 0 ? -1 : 0);
+    }
+    *scale = (a != 0 ? a : 1.0f) * ws;
     return 0;
+}
+
+/* The source holds float weights that it uses as stored (an offline AutoBitLinear). */
+static int offline_float(const cv_source *s)
+{
+    return !s->hp.packed && s->hp.quant_ref && s->hp.scale_mul && !s->hp.online;
 }
 
 int cv_linear_ternary(cv_source *s, const char *name, int64_t rows, int64_t cols, int8_t *q,
                       float *scale, char *err, size_t errsz)
 {
     if (s->hp.packed) return unpack(s, name, rows, cols, q, scale, err, errsz);
-    float *w = malloc((size_t)(rows * cols) * sizeof *w);
+    float *w = malloc((size_t)(rows * cols) * sizeof *w), ws;
     if (!w) return fail(err, errsz, "%s: out of memory", name);
-    int rc = float_weight(s, name, rows, cols, w, err, errsz);
-    if (rc == 0 && bn_quantize_absmean(w, rows, cols, BN_QGRAN_TENSOR, 0, q, scale) != BN_OK)
-        rc = fail(err, errsz, "%s: cannot quantize", name);
+    int rc = float_weight(s, name, rows, cols, w, &ws, err, errsz);
+    if (rc == 0 && offline_float(s)) {
+        rc = offline_ternary(name, w, rows * cols, ws, q, scale, err, errsz);
+    } else if (rc == 0) {
+        if (!s->hp.online) /* an online AutoBitLinear has no weight_scale */
+            for (int64_t i = 0; i < rows * cols; i++) w[i] *= ws;
+        if (bn_quantize_absmean(w, rows, cols, BN_QGRAN_TENSOR, 0, q, scale) != BN_OK)
+            rc = fail(err, errsz, "%s: cannot quantize", name);
+    }
     free(w);
     return rc;
 }
 
+/* The reference's weight (see convert.h): written apart from cv_linear_ternary, from what
+ * transformers' AutoBitLinear and BitLinear compute, so that a conversion mistake shows. */
 int cv_linear_f32(cv_source *s, const char *name, int64_t rows, int64_t cols, float *w, char *err,
                   size_t errsz)
 {
+    const int64_t n = rows * cols;
     if (!s->hp.packed) {
-        if (float_weight(s, name, rows, cols, w, err, errsz) != 0) return -1;
-        if (s->hp.quant_ref) bn_fake_quantize_absmean(w, rows * cols); /* online quantization */
+        float ws;
+        if (float_weight(s, name, rows, cols, w, &ws, err, errsz) != 0) return -1;
+        if (s->hp.online || (s->hp.quant_ref && !s->hp.scale_mul)) {
+            bn_fake_quantize_absmean(w, n); /* WeightQuant at every forward */
+        } else {
+            for (int64_t i = 0; i < n; i++) w[i] *= ws; /* F.linear(x, w) * weight_scale */
+        }
         return 0;
     }
-    int8_t *q = malloc((size_t)(rows * cols));
+    int8_t *q = malloc((size_t)n);
     float scale;
     if (!q) return fail(err, errsz, "%s: out of memory", name);
     int rc = unpack(s, name, rows, cols, q, &scale, err, errsz);
-    for (int64_t i = 0; rc == 0 && i < rows * cols; i++) w[i] = q[i] * scale;
+    for (int64_t i = 0; rc == 0 && i < n; i++) w[i] = q[i] * scale;
     free(q);
     return rc;
 }

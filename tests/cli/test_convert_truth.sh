@@ -1,4 +1,6 @@
-# bitnet convert judged against the source framework: a lossless conversion validates to float
+# bitnet convert judged against the source framework: an offline AutoBitLinear converts to what
+# transformers computes (its reference.json), modules_to_not_convert that name layer linears are
+# refused, a lossless conversion validates to float
 # rounding (an f32 KV cache on the converted side), a model whose weights are not finite is
 # refused (naming the tensor), a validation that yields NaN fails, a vocabulary with no ordinary
 # token or that reads every prompt as <unk> is an error, a catalog of 150k tensors opens at once (hashed lookup). Edited copies of
@@ -35,6 +37,48 @@ set -- $(jget "$TMP/out" validation.cosine_min validation.kl_max validation.top1
 gt "$1" 0.9999999 && gt 0.000001 "$2" && [ "$3" = 1 ] &&
     ok "lossless: cosine_min $1, kl_max $2, top-1 $3" || bad "lossless: cosine_min $1, kl_max $2, top-1 $3"
 rm -f "$TMP/bp.gguf"
+
+# ---- an offline AutoBitLinear, against transformers ----------------------------------------------
+# bitnet-autobit (tests/convert/make_autobit_fixture.py) stores ternary float weights and a
+# weight_scale that transformers multiplies by, as stored; its reference.json holds what
+# transformers computes. Re-quantizing scale * weight by absmean (as bitnet once did, in the
+# conversion and in its own reference alike) changed every scale: perplexity 1742.6, not 1665.8.
+A=$D/bitnet-autobit
+expect_exit 0 "convert bitnet-autobit" -- "$BITNET" convert "$A" -o "$TMP/ab.gguf" --json -t 2
+set -- $(jget "$TMP/out" validation.ppl_ref validation.ppl_conv | tr '\n' ' ')
+want=$(jget "$A/reference.json" ppl_text)
+close() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = (a - b) / b; exit !(d < t && -d < t) }'; }
+close "$1" "$want" 0.001 && ok "the reference's perplexity is transformers' ($1 vs $want)" ||
+    bad "the reference's perplexity $1, transformers' $want"
+close "$2" "$want" 0.005 && ok "the converted model's perplexity is transformers' ($2 vs $want)" ||
+    bad "the converted model's perplexity $2, transformers' $want"
+prompt=$(jget "$A/reference.json" prompt)
+top=$("$BITNET" generate -m "$TMP/ab.gguf" -p "$prompt" -n 1 --temp 0 -t 1 --json 2>/dev/null | "$JSONGET" text)
+id=$("$BITNET" tokenize -m "$TMP/ab.gguf" --ids-only "$top" 2>/dev/null)
+[ -n "$id" ] && [ "$id" = "$(jget "$A/reference.json" top5.0)" ] &&
+    ok "bitnet-autobit: the next token is transformers' top-1 ($id)" ||
+    bad "bitnet-autobit: next token '$top' ($id), transformers' $(jget "$A/reference.json" top5.0)"
+# a weight that is not ternary cannot be used as stored: refused, named
+copy ab-bad bitnet-autobit
+$EDIT value "$TMP/ab-bad/model.safetensors" model.layers.0.mlp.up_proj.weight 7 0.5
+expect_exit 1 "offline AutoBitLinear weight that is not ternary" -- "$BITNET" convert "$TMP/ab-bad" -o "$TMP/abb.gguf" -t 2
+expect_grep "mlp.up_proj.weight: element 7 is 0.5 .* not ternary" "$TMP/err" "the non-ternary weight is named"
+no_output "$TMP/abb.gguf" "non-ternary offline weight"
+
+# modules_to_not_convert: transformers keeps those linears in float; bitnet's are ternary only
+for m in '["model.layers.0.mlp.down_proj"]' '["down_proj"]' '["model.layers.0"]'; do
+    copy keep bitnet-autobit
+    $EDIT config "$TMP/keep" "quantization_config.modules_to_not_convert=$m"
+    expect_exit 1 "modules_to_not_convert $m" -- "$BITNET" convert "$TMP/keep" -o "$TMP/keep.gguf" -t 2
+    expect_grep "modules_to_not_convert keeps model.layers.0.* as float linear" "$TMP/err" "$m: the kept module is named"
+    no_output "$TMP/keep.gguf" "modules_to_not_convert $m"
+done
+for m in '["lm_head"]' '["layers.*.q_proj"]' '["mlp.gate"]'; do # none of them names a layer linear
+    copy keep bitnet-autobit
+    $EDIT config "$TMP/keep" "quantization_config.modules_to_not_convert=$m"
+    expect_exit 0 "modules_to_not_convert $m (no layer linear)" -- "$BITNET" convert "$TMP/keep" -o "$TMP/keep.gguf" --no-validate -t 2
+    rm -f "$TMP/keep.gguf"
+done
 
 # ---- non-finite weights -------------------------------------------------------------------------
 # a NaN in a linear weight, an infinity in a norm, a NaN in the embeddings: refused, named
