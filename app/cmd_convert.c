@@ -144,6 +144,18 @@ static void print_report(const cJSON *r)
            str(r, "source"), str(r, "format"), str(r, "source_architecture"), num(r, "n_layer"),
            str(r, "output"), str(r, "type"), str(r, "embd_type"), str(r, "tokenizer"),
            num(r, "bytes_out") / 1e6, num(r, "seconds"));
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(r, "defaults"), *e;
+    if (cJSON_GetArraySize(d) > 0) {
+        printf("defaults for keys config.json lacks (as transformers' config class):");
+        cJSON_ArrayForEach(e, d)
+        {
+            if (cJSON_IsNumber(e))
+                printf(" %s %g", e->string, e->valuedouble);
+            else
+                printf(" %s %s", e->string, cJSON_IsString(e) ? e->valuestring : "?");
+        }
+        printf("\n");
+    }
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, "validation");
     if (v)
         printf("validation: %.0f prompts, %.0f tokens: logits cosine %.4f (min %.4f), top-1 "

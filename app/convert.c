@@ -559,6 +559,8 @@ static void describe(conv *c)
     cJSON_AddNumberToObject(r, "n_vocab", (double)h->n_vocab);
     cJSON_AddNumberToObject(r, "tensors", c->n_plan);
     cJSON_AddNumberToObject(r, "bytes_in", (double)c->src.weight_bytes);
+    cJSON *d = cJSON_Duplicate(c->src.defaults, 1);
+    cJSON_AddItemToObject(r, "defaults", d ? d : cJSON_CreateObject());
 }
 
 int cv_check_output(const cv_opts *o, char *err, size_t errsz)

@@ -120,6 +120,8 @@ typedef struct cv_source {
     char dir[4096];     /* the model directory */
     char weights[4096]; /* the weights file (first shard) */
     cJSON *config;      /* config.json */
+    cJSON *defaults;    /* {key: value} for each key config.json lacks, as transformers
+                           defaults it (BitNetConfig / LlamaConfig) */
     cv_hparams hp;
     bn_ctx *ctx;         /* for the readers' messages */
     bn_safetensors **st; /* shards */

@@ -51,12 +51,6 @@ static int64_t cfg_int(const cJSON *c, const char *key, int64_t def)
     return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : def;
 }
 
-static double cfg_num(const cJSON *c, const char *key, double def)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : def;
-}
-
 static const char *cfg_str(const cJSON *c, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, key);
@@ -149,6 +143,68 @@ static int read_quant(cv_hparams *h, const cJSON *q, const char *path, char *err
                                path, err, errsz);
 }
 
+/* What transformers' BitNetConfig and LlamaConfig (5.x) take for a key config.json lacks. */
+typedef struct cfg_defaults {
+    double vocab, hidden, ffn, layers, heads, kv_heads; /* kv_heads 0: as many as heads */
+    double max_pos, eps, rope_theta;                    /* rope_theta: the class's default_theta */
+    const char *act;
+} cfg_defaults;
+
+static const cfg_defaults k_bitnet_defaults = {.vocab = 128256,
+                                               .hidden = 2560,
+                                               .ffn = 6912,
+                                               .layers = 30,
+                                               .heads = 20,
+                                               .kv_heads = 5,
+                                               .max_pos = 2048,
+                                               .eps = 1e-5,
+                                               .rope_theta = 500000.0,
+                                               .act = "relu2"};
+static const cfg_defaults k_llama_defaults = {.vocab = 32000,
+                                              .hidden = 4096,
+                                              .ffn = 11008,
+                                              .layers = 32,
+                                              .heads = 32,
+                                              .kv_heads = 0,
+                                              .max_pos = 2048,
+                                              .eps = 1e-6,
+                                              .rope_theta = 10000.0,
+                                              .act = "silu"};
+
+/* config.json's key, or def (noted in s->defaults, which the report lists). */
+static double cfg_or_default(cv_source *s, const cJSON *obj, const char *key, double def)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (cJSON_IsNumber(v)) return v->valuedouble;
+    if (s->defaults) cJSON_AddNumberToObject(s->defaults, key, def);
+    return def;
+}
+
+static int read_shape(cv_source *s, const cfg_defaults *d)
+{
+    const cJSON *c = s->config;
+    cv_hparams *h = &s->hp;
+    if (!(s->defaults = cJSON_CreateObject())) return -1;
+    h->n_vocab = (int64_t)cfg_or_default(s, c, "vocab_size", d->vocab);
+    h->n_embd = (int64_t)cfg_or_default(s, c, "hidden_size", d->hidden);
+    h->n_ff = (int64_t)cfg_or_default(s, c, "intermediate_size", d->ffn);
+    h->n_layer = (int64_t)cfg_or_default(s, c, "num_hidden_layers", d->layers);
+    h->n_head = (int64_t)cfg_or_default(s, c, "num_attention_heads", d->heads);
+    h->n_head_kv = (int64_t)cfg_or_default(s, c, "num_key_value_heads",
+                                           d->kv_heads > 0 ? d->kv_heads : (double)h->n_head);
+    h->n_ctx = (int64_t)cfg_or_default(s, c, "max_position_embeddings", d->max_pos);
+    h->head_dim = cfg_int(c, "head_dim", h->n_head > 0 ? h->n_embd / h->n_head : 0);
+    h->eps = (float)cfg_or_default(s, c, "rms_norm_eps", d->eps);
+    /* rope_theta: at the top (transformers 4.x) or in rope_parameters (5.x) */
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(c, "rope_parameters");
+    const cJSON *top = cJSON_GetObjectItemCaseSensitive(c, "rope_theta");
+    h->rope_theta =
+            (float)(cJSON_IsNumber(top) ? top->valuedouble
+                                        : cfg_or_default(s, rp, "rope_theta", d->rope_theta));
+    if (!cfg_str(c, "hidden_act")) cJSON_AddStringToObject(s->defaults, "hidden_act", d->act);
+    return 0;
+}
+
 static int read_config(cv_source *s, char *err, size_t errsz)
 {
     char path[4200];
@@ -182,17 +238,9 @@ static int read_config(cv_source *s, char *err, size_t errsz)
                     "%s: architecture %s is not supported (BitNetForCausalLM, LlamaForCausalLM)",
                     path, arch);
     }
-    h->n_embd = cfg_int(c, "hidden_size", 0);
-    h->n_ff = cfg_int(c, "intermediate_size", 0);
-    h->n_layer = cfg_int(c, "num_hidden_layers", 0);
-    h->n_head = cfg_int(c, "num_attention_heads", 0);
-    h->n_head_kv = cfg_int(c, "num_key_value_heads", h->n_head);
-    h->n_vocab = cfg_int(c, "vocab_size", 0);
-    h->n_ctx = cfg_int(c, "max_position_embeddings", 2048);
-    h->head_dim = cfg_int(c, "head_dim", h->n_head > 0 ? h->n_embd / h->n_head : 0);
-    h->eps = (float)cfg_num(c, "rms_norm_eps", 1e-5);
+    if (read_shape(s, h->arch == CV_ARCH_BITNET ? &k_bitnet_defaults : &k_llama_defaults) != 0)
+        return fail(err, errsz, "out of memory");
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(c, "rope_parameters");
-    h->rope_theta = (float)cfg_num(c, "rope_theta", cfg_num(rp, "rope_theta", 10000.0));
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(c, "rope_scaling");
     const char *rtype = cfg_str(rp, "rope_type");
     if ((cJSON_IsObject(rs) &&
@@ -528,6 +576,7 @@ void cv_source_close(cv_source *s)
     free(s->t);
     free(s->slot);
     cJSON_Delete(s->config);
+    cJSON_Delete(s->defaults);
     memset(s, 0, sizeof *s);
 }
 

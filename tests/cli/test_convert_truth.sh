@@ -1,6 +1,7 @@
 # bitnet convert judged against the source framework: an offline AutoBitLinear converts to what
 # transformers computes (its reference.json), modules_to_not_convert that name layer linears are
-# refused, a lossless conversion validates to float
+# refused, absent config keys take transformers' defaults (listed in the report), a lossless
+# conversion validates to float
 # rounding (an f32 KV cache on the converted side), a model whose weights are not finite is
 # refused (naming the tensor), a validation that yields NaN fails, a vocabulary with no ordinary
 # token or that reads every prompt as <unk> is an error, a catalog of 150k tensors opens at once (hashed lookup). Edited copies of
@@ -13,6 +14,8 @@ unset BITNET_HISTORY BITNET_CONVERT_THROTTLE_MS
 D=tests/data/convert
 jget() { f=$1; shift; "$JSONGET" "$@" <"$f"; }
 gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b) }'; }
+# close A B T: A within a fraction T of B
+close() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = (a - b) / b; exit !(d < t && -d < t) }'; }
 no_output() { # OUT WHAT: neither the output nor a temporary beside it
     if [ -e "$1" ] || ls "$1".tmp-* >/dev/null 2>&1; then bad "$2: a file was left"; else
         ok "$2: nothing written"; fi
@@ -27,6 +30,33 @@ copy() { # NAME SRC: a copy of a fixture directory in $TMP/NAME
     rm -rf "${TMP:?}/$1"
     cp -r "$D/$2" "$TMP/$1"
 }
+
+# ---- defaults for keys config.json lacks: transformers' own -------------------------------------
+# BitNetConfig's rope_theta is 500000 (its default_theta), LlamaConfig's rms_norm_eps 1e-6; the
+# report lists each default applied (once: 10000 and 1e-5 for both, silently)
+copy ab-nope bitnet-autobit
+$EDIT config "$TMP/ab-nope" -rope_parameters
+expect_exit 0 "bitnet-autobit without rope_parameters" -- "$BITNET" convert "$TMP/ab-nope" -o "$TMP/nope.gguf" --json -t 2
+[ "$(jget "$TMP/out" defaults.rope_theta)" = 500000 ] && ok "BitNet: rope_theta 500000 reported as a default" ||
+    bad "BitNet: defaults.rope_theta $(jget "$TMP/out" defaults.rope_theta)"
+want=$(jget "$D/bitnet-autobit/reference.json" ppl_text)
+close "$(jget "$TMP/out" validation.ppl_ref)" "$want" 0.001 &&
+    ok "... and the reference still computes transformers' perplexity" ||
+    bad "without rope_parameters: perplexity $(jget "$TMP/out" validation.ppl_ref), transformers' $want"
+copy llama-nokeys llama-st
+$EDIT config "$TMP/llama-nokeys" -rms_norm_eps -rope_parameters.rope_theta -max_position_embeddings
+expect_exit 0 "LLaMA without rms_norm_eps, rope_theta, max_position_embeddings" -- \
+    "$BITNET" convert "$TMP/llama-nokeys" -o "$TMP/nokeys.gguf" --no-validate -t 2
+expect_grep "^defaults for keys config.json lacks.*max_position_embeddings 2048 rms_norm_eps 1e-06 rope_theta 10000" \
+    "$TMP/out" "the text report lists the defaults"
+"$BITNET" inspect "$TMP/nokeys.gguf" --json >"$TMP/i" 2>&1
+grep -q '"bitnet.attention.layer_norm_rms_epsilon":.1e-06,' "$TMP/i" &&
+    grep -q '"bitnet.rope.freq_base":.10000,' "$TMP/i" &&
+    ok "LLaMA: rms_norm_eps 1e-6 and rope_theta 10000 in the GGUF" ||
+    bad "LLaMA defaults in the GGUF: $(grep -E 'epsilon|freq_base' "$TMP/i" | tr -d '\t\n')"
+"$BITNET" convert "$D/llama-st" -o "$TMP/full.gguf" --no-validate --json -t 2 >"$TMP/out" 2>/dev/null
+[ "$(jget "$TMP/out" defaults)" = "{}" ] && ok "a complete config.json: no defaults" || bad "defaults: $(jget "$TMP/out" defaults)"
+rm -f "$TMP/nope.gguf" "$TMP/nokeys.gguf" "$TMP/full.gguf"
 
 # ---- a lossless conversion agrees to rounding --------------------------------------------------
 # bitnet-packed's ternary weights convert exactly and both sides quantize activations to int8:
@@ -47,7 +77,6 @@ A=$D/bitnet-autobit
 expect_exit 0 "convert bitnet-autobit" -- "$BITNET" convert "$A" -o "$TMP/ab.gguf" --json -t 2
 set -- $(jget "$TMP/out" validation.ppl_ref validation.ppl_conv | tr '\n' ' ')
 want=$(jget "$A/reference.json" ppl_text)
-close() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = (a - b) / b; exit !(d < t && -d < t) }'; }
 close "$1" "$want" 0.001 && ok "the reference's perplexity is transformers' ($1 vs $want)" ||
     bad "the reference's perplexity $1, transformers' $want"
 close "$2" "$want" 0.005 && ok "the converted model's perplexity is transformers' ($2 vs $want)" ||
