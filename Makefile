@@ -92,6 +92,12 @@ DB_SRC     := $(wildcard db/*.c)
 DB_OBJ     := $(patsubst db/%.c,$(BUILD)/db/%.o,$(DB_SRC))
 DB_LIB     := $(BUILD)/libbitnetdb.a
 
+# common/: the tier every front-end shares (the generation session); knows the engine by its
+# public headers and db/, never app/ or ui/. Headers: common/include/common/*.h.
+COMMON_SRC := $(wildcard common/*.c)
+COMMON_OBJ := $(patsubst common/%.c,$(BUILD)/common/%.o,$(COMMON_SRC))
+COMMON_LIB := $(BUILD)/libbitnetcommon.a
+
 # ui/: the full-screen TUI (ncursesw); knows the engine by its public headers and uses the
 # app's config, hw, history and chat-format helpers, which the bitnet binary links in.
 UI_SRC     := $(wildcard ui/*.c)
@@ -117,7 +123,7 @@ endif
 
 all: lib bin tests
 
-lib: $(LIB) $(DB_LIB) $(UI_LIB)
+lib: $(LIB) $(DB_LIB) $(COMMON_LIB) $(UI_LIB)
 bin: $(BIN)
 tests: $(TEST_BIN) $(TOOL_BIN)
 
@@ -175,10 +181,19 @@ $(DB_LIB): $(DB_OBJ)
 	@echo "  AR      $@"
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+$(BUILD)/common/%.o: common/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -Icommon/include -Idb/include $(DB_CFLAGS) -c $< -o $@
+
+$(COMMON_LIB): $(COMMON_OBJ)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
 $(BUILD)/ui/%.o: ui/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(CFLAGS_ALL) -Iui -Iapp -Idb/include $(APP_CFLAGS) $(UI_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_ALL) -Iui -Iapp -Icommon/include -Idb/include $(APP_CFLAGS) $(UI_CFLAGS) -c $< -o $@
 
 $(UI_LIB): $(UI_OBJ)
 	@echo "  AR      $@"
@@ -187,18 +202,18 @@ $(UI_LIB): $(UI_OBJ)
 $(BUILD)/app/%.o: app/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(CFLAGS_ALL) -Iapp -Idb/include $(APP_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_ALL) -Iapp -Icommon/include -Idb/include $(APP_CFLAGS) -c $< -o $@
 
-$(BIN): $(APP_OBJ) $(UI_LIB) $(DB_LIB) $(LIB)
+$(BIN): $(APP_OBJ) $(UI_LIB) $(COMMON_LIB) $(DB_LIB) $(LIB)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(APP_OBJ) $(UI_LIB) $(DB_LIB) $(LIB) $(APP_LIBS) $(UI_LIBS) \
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(APP_OBJ) $(UI_LIB) $(COMMON_LIB) $(DB_LIB) $(LIB) $(APP_LIBS) $(UI_LIBS) \
 		$(DB_LIBS) $(SYS_LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(TEST_HELP) $(DB_LIB) $(LIB)
+$(BUILD)/tests/%: tests/unit/%.c $(TEST_HELP) $(COMMON_LIB) $(DB_LIB) $(LIB)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(CFLAGS_ALL) -Itests/unit -Idb/include $(TEST_CFLAGS) $(DB_CFLAGS) $(LDFLAGS_ALL) \
-		-o $@ $< $(TEST_HELP) $(DB_LIB) $(LIB) $(TEST_LIBS) $(DB_LIBS) $(SYS_LIBS)
+	$(Q)$(CC) $(CFLAGS_ALL) -Itests/unit -Icommon/include -Idb/include $(TEST_CFLAGS) $(DB_CFLAGS) \
+		$(LDFLAGS_ALL) -o $@ $< $(TEST_HELP) $(COMMON_LIB) $(DB_LIB) $(LIB) $(TEST_LIBS) $(DB_LIBS) $(SYS_LIBS)
 
 $(BUILD)/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
@@ -268,12 +283,12 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/share/bitnet
 
 format:
-	clang-format -i $$(find engine app tests ui db -name '*.[ch]' 2>/dev/null)
+	clang-format -i $$(find engine app common tests ui db -name '*.[ch]' 2>/dev/null)
 
 clean:
 	rm -rf build build-san build-tsan build-fuzz
 
--include $(ENGINE_OBJ:.o=.d) $(DB_OBJ:.o=.d) $(UI_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(TEST_BIN:=.d)
+-include $(ENGINE_OBJ:.o=.d) $(DB_OBJ:.o=.d) $(COMMON_OBJ:.o=.d) $(UI_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(TEST_BIN:=.d)
 
 # ---- fuzzing ---------------------------------------------------------------------------
 # Each tests/fuzz/fuzz_<name>.c defines LLVMFuzzerTestOneInput. `make all` links it with
