@@ -88,76 +88,36 @@ static int parse_args(int argc, char **argv, gen_opts *o)
     return mc_apply_defaults(C, MC_DEF_THREADS | MC_DEF_CTX, &o->mc, &o->smp);
 }
 
-typedef struct gen_result {
-    int32_t *ids; /* prompt then generated */
-    size_t n_prompt, n_gen;
-    double prompt_s, gen_s; /* time in prompt evaluation; in generation evaluations */
-    size_t n_gen_evals;
-    const char *stop; /* "length", "eos", "context" */
-} gen_result;
-
-/* Writes the bytes of token id unless it is a control token. */
-static void stream_piece(const bn_tokenizer *tok, int32_t id)
+/* Writes the text of each token as it comes (not with --json). */
+static int stream_piece(void *ud, int32_t id, const char *piece, size_t len, const cm_result *r)
 {
-    bn_token_type ty = bn_tokenizer_token_type(tok, id);
-    if (ty == BN_TOKEN_TYPE_CONTROL || ty == BN_TOKEN_TYPE_UNUSED) return;
-    size_t len;
-    const char *p = bn_tokenizer_piece(tok, id, &len);
-    if (p && len) fwrite(p, 1, len, stdout);
+    const gen_opts *o = ud;
+    (void)id, (void)r;
+    if (o->json) return CM_GO;
+    if (piece && len) fwrite(piece, 1, len, stdout);
     fflush(stdout);
+    return CM_GO;
 }
 
-static int run_generation(const gen_opts *o, mc_session *s, bn_sampler *smp, float *logits,
-                          gen_result *r)
+static int run_generation(const gen_opts *o, mc_session *s, cm_result *r)
 {
-    const int64_t V = bn_model_n_vocab(s->model), n_ctx = bn_model_state_n_ctx(s->st);
-    for (size_t i = 0; i < r->n_prompt; i++) bn_sampler_accept(smp, r->ids[i]);
-    double t0 = bn_time_now();
-    if (bn_model_eval(s->st, r->ids, (int64_t)r->n_prompt, 0, 1, logits) != BN_OK) {
-        cli_error("%s", bn_ctx_errmsg(s->ctx));
+    if (cm_session_set_sampler(s->sess, &o->smp.sp) != BN_OK) {
+        cli_error("cannot set up sampling: bad settings");
         return BN_EXIT_FAIL;
     }
-    r->prompt_s = bn_time_now() - t0;
-    r->stop = "length";
-    while (r->n_gen < (size_t)o->n_predict) {
-        const int32_t id = bn_sampler_sample(smp, logits, (int32_t)V);
-        if (id < 0) {
-            cli_error("sampling failed: out of memory");
-            return BN_EXIT_FAIL;
-        }
-        if (!o->ignore_eos && bn_tokenizer_is_eog(s->tok, id)) {
-            r->stop = "eos";
-            break;
-        }
-        bn_sampler_accept(smp, id);
-        const size_t at = r->n_prompt + r->n_gen++;
-        r->ids[at] = id;
-        if (!o->json) stream_piece(s->tok, id);
-        if (r->n_gen == (size_t)o->n_predict) break;
-        if ((int64_t)at + 1 >= n_ctx) {
-            r->stop = "context";
-            break;
-        }
-        t0 = bn_time_now();
-        if (bn_model_eval(s->st, &r->ids[at], 1, (int64_t)at, 1, logits) != BN_OK) {
-            cli_error("%s", bn_ctx_errmsg(s->ctx));
-            return BN_EXIT_FAIL;
-        }
-        r->gen_s += bn_time_now() - t0;
-        r->n_gen_evals++;
+    cm_gen g = {.n_predict = o->n_predict, .ignore_eog = o->ignore_eos};
+    g.on_token = stream_piece, g.ud = (void *)o;
+    if (cm_session_generate(s->sess, &g, r) != BN_OK) {
+        cli_error("%s", bn_ctx_errmsg(s->ctx));
+        return BN_EXIT_FAIL;
     }
     return BN_EXIT_OK;
 }
 
-static double rate(double n, double s)
+static int report(const gen_opts *o, mc_session *s, const cm_result *r)
 {
-    return s > 0 ? n / s : 0.0;
-}
-
-static int report(const gen_opts *o, mc_session *s, const gen_result *r)
-{
-    const double pp = rate((double)r->n_prompt, r->prompt_s);
-    const double tg = rate((double)r->n_gen_evals, r->gen_s);
+    const double pp = cm_result_prompt_tps(r), tg = cm_result_gen_tps(r);
+    const char *stop = cm_stop_name(r->stop);
     hist_metric("prompt_tokens", (double)r->n_prompt);
     hist_metric("generated_tokens", (double)r->n_gen);
     hist_metric("prompt_tokens_per_s", pp);
@@ -165,7 +125,7 @@ static int report(const gen_opts *o, mc_session *s, const gen_result *r)
     hist_metric("load_seconds", s->load_seconds);
     hist_metric("threads", bn_ctx_n_threads(s->ctx));
     hist_metric_str("kernels", mc_kernels_name());
-    hist_metric_str("stop_reason", r->stop);
+    hist_metric_str("stop_reason", stop);
     if (!o->json) {
         printf("\n");
         fflush(stdout);
@@ -173,13 +133,14 @@ static int report(const gen_opts *o, mc_session *s, const gen_result *r)
                 "prompt: %zu tokens in %.3f s, %.2f tokens/s; generation: %zu tokens, %.2f "
                 "tokens/s (%s, %d threads, stop: %s; weights %.0f MB, KV cache %.0f MB)\n",
                 r->n_prompt, r->prompt_s, pp, r->n_gen, tg, mc_kernels_name(),
-                bn_ctx_n_threads(s->ctx), r->stop, (double)bn_model_weight_bytes(s->model) / 1e6,
+                bn_ctx_n_threads(s->ctx), stop, (double)bn_model_weight_bytes(s->model) / 1e6,
                 (double)bn_model_state_kv_bytes(s->st) / 1e6);
         return BN_EXIT_OK;
     }
     char *text = NULL, *clean = NULL;
     size_t len = 0;
-    if (bn_tokenizer_decode_alloc(s->tok, r->ids + r->n_prompt, r->n_gen, 0, &text, &len) == BN_OK)
+    const int32_t *gen = cm_session_tokens(s->sess) + r->n_prompt;
+    if (bn_tokenizer_decode_alloc(s->tok, gen, r->n_gen, 0, &text, &len) == BN_OK)
         clean = mc_utf8_clean(text, len);
     bn_free(text);
     cJSON *d = cJSON_CreateObject();
@@ -198,7 +159,7 @@ static int report(const gen_opts *o, mc_session *s, const gen_result *r)
     cJSON_AddNumberToObject(d, "prompt_seconds", r->prompt_s);
     cJSON_AddNumberToObject(d, "gen_seconds", r->gen_s);
     cJSON_AddNumberToObject(d, "load_seconds", s->load_seconds);
-    cJSON_AddStringToObject(d, "stop_reason", r->stop);
+    cJSON_AddStringToObject(d, "stop_reason", stop);
     cJSON_AddNumberToObject(d, "seed", (double)o->smp.sp.seed);
     cJSON_AddNumberToObject(d, "threads", bn_ctx_n_threads(s->ctx));
     cJSON_AddNumberToObject(d, "n_ctx", (double)bn_model_state_n_ctx(s->st));
@@ -208,39 +169,26 @@ static int report(const gen_opts *o, mc_session *s, const gen_result *r)
     return cli_print_json(d) ? BN_EXIT_FAIL : BN_EXIT_OK;
 }
 
-/* Tokenizes the prompt into r->ids, leaving room for the generated tokens. */
-static int tokenize_prompt(const gen_opts *o, mc_session *s, const char *text, size_t len,
-                           gen_result *r)
+/* Tokenizes the prompt into the session. */
+static int tokenize_prompt(mc_session *s, const char *text, size_t len)
 {
-    int32_t *ids;
     size_t n;
     const unsigned fl = BN_TOKENIZE_ADD_SPECIAL | BN_TOKENIZE_PARSE_SPECIAL;
-    bn_status st = bn_tokenizer_encode_alloc(s->tok, text, len, fl, &ids, &n);
+    bn_status st = cm_session_tokenize(s->sess, text, len, fl, &n);
     if (st != BN_OK) {
         cli_error("cannot tokenize the prompt: %s", bn_status_str(st));
         return BN_EXIT_FAIL;
     }
     const int64_t n_ctx = bn_model_state_n_ctx(s->st);
     if (n == 0) {
-        bn_free(ids);
         cli_error("the prompt is empty (no tokens)");
         return BN_EXIT_FAIL;
     }
     if ((int64_t)n > n_ctx) {
-        bn_free(ids);
         cli_error("the prompt of %zu tokens does not fit the context of %lld tokens (--ctx)", n,
                   (long long)n_ctx);
         return BN_EXIT_FAIL;
     }
-    r->ids = malloc((n + (size_t)o->n_predict + 1) * sizeof *r->ids);
-    if (!r->ids) {
-        bn_free(ids);
-        cli_error("out of memory");
-        return BN_EXIT_FAIL;
-    }
-    memcpy(r->ids, ids, n * sizeof *ids);
-    r->n_prompt = n;
-    bn_free(ids);
     return BN_EXIT_OK;
 }
 
@@ -263,27 +211,12 @@ int cmd_generate(int argc, char **argv)
     if (!filetext) len = strlen(text);
     mc_session s;
     memset(&s, 0, sizeof s);
-    gen_result r;
-    memset(&r, 0, sizeof r);
-    bn_sampler *smp = NULL;
-    float *logits = NULL;
+    cm_result r;
     rc = mc_open(&o.mc, DEFAULT_N_CTX, &s);
-    if (rc != BN_EXIT_OK) goto done;
-    rc = tokenize_prompt(&o, &s, text, len, &r);
-    if (rc != BN_EXIT_OK) goto done;
-    logits = malloc((size_t)bn_model_n_vocab(s.model) * sizeof *logits);
-    if (bn_sampler_new(&smp, &o.smp.sp) != BN_OK || !logits) {
-        cli_error("cannot set up sampling: out of memory");
-        rc = BN_EXIT_FAIL;
-        goto done;
-    }
-    rc = run_generation(&o, &s, smp, logits, &r);
+    if (rc == BN_EXIT_OK) rc = tokenize_prompt(&s, text, len);
+    if (rc == BN_EXIT_OK) rc = run_generation(&o, &s, &r);
     if (rc == BN_EXIT_OK) rc = report(&o, &s, &r);
-done:
     hist_end(h, rc, NULL, NULL);
-    bn_sampler_free(smp);
-    free(logits);
-    free(r.ids);
     free(filetext);
     if (s.ctx) mc_close(&s);
     return rc;

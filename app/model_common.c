@@ -263,73 +263,64 @@ int mc_apply_defaults(const char *cmd, unsigned what, mc_opts *o, mc_sampling *s
     return rc;
 }
 
-/* The model at path and its tokenizer, as every model command loads them. */
-static bn_status load_model(bn_ctx *ctx, const char *path, int head_keep, bn_model **model,
-                            bn_tokenizer **tok)
+/* The model as every model command opens it (the LM head requantized unless head_keep). */
+static void model_params(const char *path, long threads, int head_keep, cm_model_params *mp)
 {
-    bn_model_params mp;
-    bn_model_params_init(&mp);
-    mp.head_type = head_keep ? 0 : BN_TYPE_Q8_0;
-    bn_status rc = bn_model_load(ctx, path, &mp, model);
-    if (rc == BN_OK) rc = bn_tokenizer_from_gguf(ctx, bn_model_gguf(*model), tok);
-    return rc;
+    cm_model_params_init(mp);
+    mp->path = path;
+    mp->n_threads = (int)threads;
+    mp->head_keep = head_keep;
 }
 
 int mc_check_loadable(const char *path, char *why, size_t whysz)
 {
-    bn_ctx *ctx;
-    bn_ctx_params cp = {.n_threads = 0};
-    bn_status rc = bn_ctx_new(&ctx, &cp);
-    if (rc != BN_OK) {
-        snprintf(why, whysz, "cannot start: %s", bn_status_str(rc));
+    cm_model_params mp;
+    model_params(path, 0, 1, &mp); /* the file's head: no requantizing */
+    cm_model *m;
+    char err[1024];
+    if (cm_model_open(&mp, &m, err, sizeof err) != BN_OK) {
+        const size_t n = strlen(path);
+        /* the loader's reason without the "PATH: " cm_model_open puts first */
+        snprintf(why, whysz, "%s", !strncmp(err, path, n) && err[n] == ':' ? err + n + 2 : err);
         return -1;
     }
-    bn_model *model = NULL;
-    bn_tokenizer *tok = NULL;
-    rc = load_model(ctx, path, 1, &model, &tok); /* the file's head: no requantizing */
-    if (rc != BN_OK) snprintf(why, whysz, "%s", bn_ctx_errmsg(ctx));
-    bn_tokenizer_free(tok);
-    bn_model_free(model);
-    bn_ctx_free(ctx);
-    return rc == BN_OK ? 0 : -1;
+    cm_model_free(m);
+    return 0;
 }
 
 int mc_open(const mc_opts *o, long def_ctx, mc_session *s)
 {
     memset(s, 0, sizeof *s);
-    bn_ctx_params cp = {.n_threads = (int)o->threads};
-    bn_status rc = bn_ctx_new(&s->ctx, &cp);
-    if (rc != BN_OK) {
-        cli_error("cannot start: %s", bn_status_str(rc));
+    cm_model_params mp;
+    model_params(o->model, o->threads, o->head_keep, &mp);
+    char err[1024];
+    if (cm_model_open(&mp, &s->cm, err, sizeof err) != BN_OK) {
+        cli_error("%s", err);
         return BN_EXIT_FAIL;
     }
-    const double t0 = bn_time_now();
-    rc = load_model(s->ctx, o->model, o->head_keep, &s->model, &s->tok);
-    if (rc == BN_OK) {
-        bn_model_state_params sp;
-        bn_model_state_params_init(&sp);
-        sp.n_ctx = o->n_ctx ? o->n_ctx : def_ctx;
-        if ((!o->n_ctx || o->ctx_soft) && sp.n_ctx > bn_model_n_ctx_train(s->model))
-            sp.n_ctx = bn_model_n_ctx_train(s->model);
-        sp.n_batch = o->n_batch;
-        sp.kv_type = o->kv_f32 ? BN_TYPE_F32 : BN_TYPE_F16;
-        rc = bn_model_state_new(s->model, &sp, &s->st);
-    }
-    if (rc != BN_OK) {
-        cli_error("%s: %s", o->model, bn_ctx_errmsg(s->ctx));
+    cm_session_params sp;
+    cm_session_params_init(&sp);
+    sp.n_ctx = o->n_ctx ? o->n_ctx : def_ctx;
+    sp.clamp = !o->n_ctx || o->ctx_soft;
+    sp.n_batch = o->n_batch;
+    sp.kv_f32 = o->kv_f32;
+    if (cm_session_new(s->cm, &sp, NULL, &s->sess, err, sizeof err) != BN_OK) {
+        cli_error("%s", err);
         mc_close(s);
         return BN_EXIT_FAIL;
     }
-    s->load_seconds = bn_time_now() - t0;
+    s->ctx = cm_model_ctx(s->cm);
+    s->model = cm_model_bn(s->cm);
+    s->tok = cm_model_tok(s->cm);
+    s->st = cm_session_state(s->sess);
+    s->load_seconds = cm_model_load_seconds(s->cm);
     return BN_EXIT_OK;
 }
 
 void mc_close(mc_session *s)
 {
-    bn_model_state_free(s->st);
-    bn_tokenizer_free(s->tok);
-    bn_model_free(s->model);
-    bn_ctx_free(s->ctx);
+    cm_session_free(s->sess);
+    cm_model_free(s->cm);
     memset(s, 0, sizeof *s);
 }
 
@@ -410,8 +401,8 @@ static char *read_fifo(const char *path, size_t *len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY), flags;
     FILE *f = NULL;
-    if (fd < 0 || (flags = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0 ||
-        !(f = fdopen(fd, "rb"))) {
+    if (fd < 0 || (flags = fcntl(fd, F_GETFL)) < 0 ||
+        fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0 || !(f = fdopen(fd, "rb"))) {
         cli_error("cannot open %s: %s", path, strerror(errno));
         if (fd >= 0) close(fd);
         return NULL;

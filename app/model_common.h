@@ -33,6 +33,7 @@
 #include "bitnet/model.h"
 #include "bitnet/sample.h"
 #include "bitnet/tokenizer.h"
+#include "common/session.h"
 
 #define MC_PATH_MAX 4096
 
@@ -111,7 +112,11 @@ int mc_apply_defaults(const char *cmd, unsigned what, mc_opts *o, mc_sampling *s
  * file, with the reason in err. */
 int mc_bundled_model(char *buf, size_t size, char *err, size_t errsz);
 
+/* A model and one generation session on it (common/session.h); ctx, model, tok and st are
+ * theirs, for the commands that call the engine directly. */
 typedef struct mc_session {
+    cm_model *cm;
+    cm_session *sess;
     bn_ctx *ctx;
     bn_model *model;
     bn_tokenizer *tok;
@@ -119,9 +124,10 @@ typedef struct mc_session {
     double load_seconds;
 } mc_session;
 
-/* Creates the context, loads the model and its tokenizer and a state of n_ctx tokens
- * (o->n_ctx, else def_ctx, else the engine's default). On failure prints one line
- * ("bitnet: FILE: message") and returns BN_EXIT_FAIL with everything released. */
+/* Opens the model (cm_model_open) with a session of n_ctx tokens (o->n_ctx, else def_ctx;
+ * at most the model's context unless --ctx gave it) and the default sampler. On failure
+ * prints one line ("bitnet: FILE: message") and returns BN_EXIT_FAIL with everything
+ * released. */
 int mc_open(const mc_opts *o, long def_ctx, mc_session *s);
 void mc_close(mc_session *s);
 

@@ -213,8 +213,7 @@ bn_status cm_session_tokenize(cm_session *s, const char *text, size_t len, unsig
 {
     int32_t *ids = NULL;
     size_t nt = 0;
-    bn_status rc = BN_OK;
-    if (len) rc = bn_tokenizer_encode_alloc(s->m->tok, text, len, flags, &ids, &nt);
+    bn_status rc = bn_tokenizer_encode_alloc(s->m->tok, text, len, flags, &ids, &nt);
     if (rc == BN_OK) rc = cm_session_append(s, ids, nt);
     bn_free(ids);
     if (n) *n = rc == BN_OK ? nt : 0;
