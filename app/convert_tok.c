@@ -117,6 +117,7 @@ typedef struct vocab {
     int64_t n_merges;
     int32_t bos, eos, unk, pad; /* -1: not known from the tokenizer's own file */
     int add_space_prefix;       /* -1: not known */
+    int prepend_scheme;         /* bn_prepend_scheme: Metaspace's, or SentencePiece's */
     char warning[320];          /* for the report's warnings, "" when none */
 } vocab;
 
@@ -309,20 +310,23 @@ static int spm_normalizer(const cJSON *n, int *prefix, int *escape, char *err, s
 /* The same for the pre-tokenizer: none, or Metaspace("▁"). Its "split" is not looked at:
  * cutting the text before each "▁" changes nothing for a vocabulary whose pieces hold "▁"
  * only at their start (SentencePiece's default, split_by_whitespace). */
-static int spm_pre(const cJSON *p, int *prefix, int *escape, char *err, size_t errsz)
+static int spm_pre(const cJSON *p, int *prefix, int *scheme, int *escape, char *err, size_t errsz)
 {
     if (!p || cJSON_IsNull(p)) return 0;
     if (is_type(p, "Sequence") &&
         cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(p, "pretokenizers")) == 1)
         return spm_pre(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(p, "pretokenizers"), 0),
-                       prefix, escape, err, errsz);
+                       prefix, scheme, escape, err, errsz);
     if (is_type(p, "Metaspace") && is_metaspace_char(p, "replacement")) {
-        /* prepend_scheme "first"/"always" (tokenizers >= 0.14), add_prefix_space before */
+        /* prepend_scheme "first"/"always" (tokenizers >= 0.14), add_prefix_space before (as
+         * "always"); either puts no U+2581 before text that starts with one (a space) */
         const cJSON *ps = cJSON_GetObjectItemCaseSensitive(p, "prepend_scheme");
         if (cJSON_IsString(ps))
             *prefix = strcmp(ps->valuestring, "never") != 0;
         else
             *prefix = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(p, "add_prefix_space"));
+        *scheme = cJSON_IsString(ps) && strcmp(ps->valuestring, "first") == 0 ? BN_PREPEND_FIRST
+                                                                              : BN_PREPEND_ALWAYS;
         *escape = 1;
         return 0;
     }
@@ -383,12 +387,15 @@ static int spm_scores(bn_ctx *ctx, const cJSON *merges, vocab *v, char *err, siz
 static int from_json_spm(bn_ctx *ctx, const cJSON *tj, const cJSON *tc, const cv_source *s,
                          vocab *v, char *err, size_t errsz)
 {
-    int prefix = 0, escape = 0;
+    int prefix = 0, escape = 0, scheme = BN_PREPEND_SPM;
     if (spm_normalizer(cJSON_GetObjectItemCaseSensitive(tj, "normalizer"), &prefix, &escape, err,
-                       errsz) ||
-        spm_pre(cJSON_GetObjectItemCaseSensitive(tj, "pre_tokenizer"), &prefix, &escape, err,
-                errsz))
+                       errsz))
         return -1;
+    const int norm_prefix = prefix; /* a Prepend normalizer: "▁" before every text, as SPM */
+    if (spm_pre(cJSON_GetObjectItemCaseSensitive(tj, "pre_tokenizer"), &prefix, &scheme, &escape,
+                err, errsz))
+        return -1;
+    if (!norm_prefix && prefix) v->prepend_scheme = scheme;
     if (!escape)
         return fail(err, errsz,
                     "tokenizer.json: a BPE that neither is byte-level nor turns spaces into "
@@ -637,6 +644,9 @@ static bn_status write_keys(bn_gguf_writer *w, const vocab *v, const tok_meta *m
         st = bn_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", m->add_eos);
     if (st == BN_OK && v->add_space_prefix >= 0)
         st = bn_gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", v->add_space_prefix);
+    if (st == BN_OK && v->prepend_scheme != BN_PREPEND_SPM)
+        st = bn_gguf_writer_set_str(w, "tokenizer.bitnet.prepend_scheme",
+                                    v->prepend_scheme == BN_PREPEND_FIRST ? "first" : "always");
     if (st == BN_OK && m->chat) st = bn_gguf_writer_set_str(w, "tokenizer.chat_template", m->chat);
     return st;
 }
@@ -661,6 +671,7 @@ static bn_status build_tokenizer(bn_ctx *ctx, const vocab *v, const tok_meta *m,
     tv.add_bos = m->add_bos;
     tv.add_eos = m->add_eos;
     tv.add_space_prefix = v->add_space_prefix;
+    tv.prepend_scheme = v->prepend_scheme;
     tv.chat_template = m->chat;
     return bn_tokenizer_from_vocab(ctx, &tv, tok);
 }

@@ -99,7 +99,7 @@ typedef struct vocab_src {
     const char *(*merge)(const void *u, size_t i, size_t *len);
     const void *u;
     int32_t bos, eos, eot, eom, unk, pad;
-    int add_bos, add_eos, add_space_prefix;
+    int add_bos, add_eos, add_space_prefix, prepend_scheme;
     const char *chat_template;
     const char *what_tokens, *what_merges, *what_bos; /* names for messages */
 } vocab_src;
@@ -453,6 +453,7 @@ static bn_status build_flags(bn_ctx *ctx, bn_tokenizer *tok, const vocab_src *sr
 {
     int spm = tok->kind == BN_TOKENIZER_SPM;
     tok->add_space_prefix = src->add_space_prefix >= 0 ? src->add_space_prefix != 0 : spm;
+    tok->prepend_scheme = src->prepend_scheme;
     tok->add_bos = src->add_bos >= 0 ? src->add_bos != 0 : (spm ? 1 : pre->add_bos);
     tok->add_eos = src->add_eos >= 0 ? src->add_eos != 0 : 0;
     tok->clean_spaces = spm ? 0 : pre->clean_spaces;
@@ -585,6 +586,7 @@ bn_status bn_tokenizer_from_vocab(bn_ctx *ctx, const bn_tokenizer_vocab *v, bn_t
             .add_bos = v->add_bos,
             .add_eos = v->add_eos,
             .add_space_prefix = v->add_space_prefix,
+            .prepend_scheme = v->prepend_scheme,
             .chat_template = v->chat_template,
             .what_tokens = "vocabulary",
             .what_merges = "vocabulary",
@@ -686,6 +688,23 @@ static bn_status gguf_flag(bn_ctx *ctx, const bn_gguf *g, const char *key, int *
     return BN_OK;
 }
 
+/* tokenizer.bitnet.prepend_scheme: "first" or "always" (Metaspace); absent: SentencePiece's. */
+static bn_status gguf_prepend(bn_ctx *ctx, const bn_gguf *g, int *out)
+{
+    static const char key[] = "tokenizer.bitnet.prepend_scheme";
+    const char *v = NULL;
+    bn_status rc = gguf_string(ctx, g, key, 0, &v);
+    *out = BN_PREPEND_SPM;
+    if (rc != BN_OK || !v) return rc;
+    if (strcmp(v, "first") == 0)
+        *out = BN_PREPEND_FIRST;
+    else if (strcmp(v, "always") == 0)
+        *out = BN_PREPEND_ALWAYS;
+    else
+        return bn_ctx_set_error(ctx, BN_ERR_FORMAT, "%s: '%s' (first or always)", key, v);
+    return BN_OK;
+}
+
 static bn_status gguf_id(bn_ctx *ctx, const bn_gguf *g, const char *key, int32_t *out)
 {
     *out = BN_TOKEN_DEFAULT;
@@ -764,7 +783,9 @@ bn_status bn_tokenizer_from_gguf(bn_ctx *ctx, const bn_gguf *g, bn_tokenizer **o
         if ((rc = gguf_id(ctx, g, id_keys[k], ids[k])) != BN_OK) return rc;
     if ((rc = gguf_flag(ctx, g, "tokenizer.ggml.add_bos_token", &src.add_bos)) != BN_OK ||
         (rc = gguf_flag(ctx, g, "tokenizer.ggml.add_eos_token", &src.add_eos)) != BN_OK ||
-        (rc = gguf_flag(ctx, g, "tokenizer.ggml.add_space_prefix", &src.add_space_prefix)) != BN_OK)
+        (rc = gguf_flag(ctx, g, "tokenizer.ggml.add_space_prefix", &src.add_space_prefix)) !=
+                BN_OK ||
+        (rc = gguf_prepend(ctx, g, &src.prepend_scheme)) != BN_OK)
         return rc;
     return build(ctx, &src, out);
 }
@@ -853,6 +874,16 @@ static bn_status partition(const bn_tokenizer *tok, const char *text, size_t len
     return rc;
 }
 
+/* Whether the SPM space prefix goes in front of the text fragment fr (bn_prepend_scheme). */
+static int space_prefix(const bn_tokenizer *tok, const char *text, const frag *fr, int prev_special)
+{
+    if (!tok->add_space_prefix || !prev_special) return 0;
+    if (tok->prepend_scheme == BN_PREPEND_SPM) return 1;
+    const char *t = text + fr->off;
+    if (fr->len && (t[0] == ' ' || (fr->len >= 3 && memcmp(t, "\xe2\x96\x81", 3) == 0))) return 0;
+    return tok->prepend_scheme == BN_PREPEND_ALWAYS || fr->off == 0;
+}
+
 static bn_status encode_ids(const bn_tokenizer *tok, const char *text, size_t len, unsigned flags,
                             bn__ids *out)
 {
@@ -873,7 +904,7 @@ static bn_status encode_ids(const bn_tokenizer *tok, const char *text, size_t le
             prev_special = 1;
         } else if (tok->kind == BN_TOKENIZER_SPM) {
             rc = bn__spm_encode(tok, text + f.v[i].off, f.v[i].len,
-                                tok->add_space_prefix && prev_special, out);
+                                space_prefix(tok, text, &f.v[i], prev_special), out);
             prev_special = 0;
         } else {
             rc = bn__bpe_encode(tok, text + f.v[i].off, f.v[i].len, out);

@@ -50,6 +50,7 @@ struct bn_tokenizer {
     int32_t eog[BN__TOK_MAX_EOG];
     int n_eog;
     int add_bos, add_eos, add_space_prefix, clean_spaces, ignore_merges;
+    int prepend_scheme; /* bn_prepend_scheme */
 
     pcre2_general_context *re_gctx;
     pcre2_code *re[BN__TOK_MAX_RE];

@@ -596,6 +596,30 @@ static void test_vocab_spm(void **state)
                      BN_OK);
     assert_string_equal(buf, "c<unk>");
     bn_tokenizer_free(tok);
+    /* the space prefix: SentencePiece's before every text (" ab" is "▁▁ab"); Metaspace's not
+     * before a text that starts with a space, and with "first" not after a special token */
+    static const struct {
+        int scheme;
+        const char *text;
+        size_t n;
+        int32_t ids[4];
+    } P[] = {
+            {BN_PREPEND_SPM, " ab", 2, {3, 8}},
+            {BN_PREPEND_FIRST, " ab", 1, {8}},
+            {BN_PREPEND_ALWAYS, " ab", 1, {8}},
+            {BN_PREPEND_SPM, "ab</s>ab", 3, {8, 2, 8}},
+            {BN_PREPEND_FIRST, "ab</s>ab", 3, {8, 2, 7}},
+            {BN_PREPEND_ALWAYS, "ab</s>ab", 3, {8, 2, 8}},
+    };
+    for (size_t i = 0; i < sizeof P / sizeof P[0]; i++) {
+        v.prepend_scheme = P[i].scheme;
+        assert_int_equal(bn_tokenizer_from_vocab(ctx, &v, &tok), BN_OK);
+        n = enc(tok, P[i].text, BN_TOKENIZE_PARSE_SPECIAL, ids, 16);
+        assert_int_equal(n, P[i].n);
+        for (size_t k = 0; k < n; k++) assert_int_equal(ids[k], P[i].ids[k]);
+        bn_tokenizer_free(tok);
+    }
+    v.prepend_scheme = BN_PREPEND_SPM;
     /* without the space prefix "ab" is "ab" */
     v.add_space_prefix = 0;
     assert_int_equal(bn_tokenizer_from_vocab(ctx, &v, &tok), BN_OK);

@@ -94,6 +94,17 @@ typedef enum bn_token_type {
  * BN_ERR_UNSUPPORTED. */
 bn_status bn_tokenizer_from_gguf(bn_ctx *ctx, const bn_gguf *g, bn_tokenizer **out);
 
+/* When the SPM space prefix (add_space_prefix) goes in front of a piece of text: always, as
+ * SentencePiece's add_dummy_prefix and llama.cpp do; or as Hugging Face's Metaspace
+ * pre-tokenizer does, never in front of text that already starts with a space (or U+2581),
+ * and with "first" only at the start of the text, not after a special token. GGUF key
+ * tokenizer.bitnet.prepend_scheme: "first" or "always" (absent: SentencePiece's). */
+typedef enum bn_prepend_scheme {
+    BN_PREPEND_SPM = 0,
+    BN_PREPEND_FIRST = 1,
+    BN_PREPEND_ALWAYS = 2,
+} bn_prepend_scheme;
+
 /* A vocabulary held in plain arrays (for tests, converters and the trainer). Start from
  * bn_tokenizer_vocab_init(), which sets every id to BN_TOKEN_DEFAULT and every flag to -1
  * ("the model's default", as llama.cpp chooses them). */
@@ -109,6 +120,7 @@ typedef struct bn_tokenizer_vocab {
     const char *const *merges; /* NUL-terminated */
     int32_t bos_id, eos_id, eot_id, eom_id, unk_id, pad_id; /* BN_TOKEN_NONE/DEFAULT or id */
     int add_bos, add_eos, add_space_prefix;                 /* 0, 1 or -1 (default) */
+    int prepend_scheme;                                     /* bn_prepend_scheme */
     const char *chat_template;                              /* NULL: none */
 } bn_tokenizer_vocab;
 
