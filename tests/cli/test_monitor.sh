@@ -539,67 +539,75 @@ passes=$(sed -n 's/.*stopping after \([0-9]*\) collections; \([0-9]*\) entries.*
 left=$(sed -n 's/.*stopping after \([0-9]*\) collections; \([0-9]*\) entries.*/\2/p' "$TMP/t.log")
 tail -n +4 "$TMP/throttle.jsonl" >"$TMP/throttle-ok.jsonl" # the requests answered 200
 got=$(cw_cpus "$TMP/throttle-ok.jsonl" | sort -u | wc -l)
-[ -n "$passes" ] && [ "$got" -eq "$((passes - left))" ] && [ "$got" -ge 2 ] &&
+[ -n "$passes" ] && [ "$((got + left))" -ge "$passes" ] && [ "$got" -ge 2 ] &&
     ok "CloudWatch throttled (HTTP 400 Throttling): retried, no collection lost ($got of $passes, $left waiting)" ||
     bad "CloudWatch throttled: $got delivered of $passes collections, $left waiting"
 grep -q "rejected" "$TMP/t.log" && bad "throttling was taken for a rejection" ||
     ok "throttling is not a rejection"
 expect_grep "Throttling" "$TMP/t.log" "the throttling is logged"
-# a permanent rejection (InvalidParameterValue) of a batch: the entries are sent again in
-# smaller batches until the one at fault stands alone; only that one is dropped
-export BITNET_HISTORY_DB="$TMP/reject.db"
-DEAD=$("$HTTPREC" --free-port)
-for k in 1 2 3 4; do
-    "$BITNET" monitor --once --no-listen --timeout 1 --cloudwatch-endpoint "http://127.0.0.1:$DEAD" \
-        >/dev/null 2>&1
-    [ "$k" = 2 ] && sqlite3 "$BITNET_HISTORY_DB" "INSERT INTO spool (sink, kind, payload, created_at)
-        VALUES ('cloudwatch', 'samples', '{\"t\":$(date +%s)000,\"interval\":10,\"samples\":[{\"n\":\"bitnet_refused_marker\",\"k\":\"g\",\"v\":1,\"l\":{}}]}', $(date +%s)000)"
-done
-INVALID='<ErrorResponse><Error><Type>Sender</Type><Code>InvalidParameterValue</Code><Message>refused</Message></Error></ErrorResponse>'
-PR=$("$HTTPREC" --free-port)
-start_rec "$PR" "$TMP/reject.jsonl" --match bitnet_refused_marker --other-status 400 --other-body "$INVALID"
-expect_exit 0 "monitor --once: a batch with a refused entry" -- "$BITNET" monitor --once --no-listen \
-    --timeout 2 --cloudwatch-endpoint "http://127.0.0.1:$PR"
-kill "$REC" 2>/dev/null
-grep -v bitnet_refused_marker "$TMP/reject.jsonl" >"$TMP/reject-ok.jsonl"
-got=$(cw_cpus "$TMP/reject-ok.jsonl" | sort -u | wc -l)
-[ "$got" -eq 5 ] && ok "a rejected batch: the 5 good collections delivered" || bad "a rejected batch: $got of 5 delivered"
-[ "$(grep -c "rejected for good" "$TMP/err")" = 1 ] && ok "a rejected batch: one entry dropped, logged once" ||
-    bad "a rejected batch: $(grep -c "rejected for good" "$TMP/err") drops logged"
-expect_grep '^bitnet_monitor_sink_dropped_total{sink="cloudwatch",reason="rejected"} 1$' "$TMP/out" \
-    "a rejected batch: the drop is counted"
-grep -q "could not be delivered" "$TMP/err" && bad "a rejected batch: entries left behind" ||
-    ok "a rejected batch: nothing left in the spool"
+if command -v sqlite3 >/dev/null 2>&1; then # it edits the history by hand
+    # a permanent rejection (InvalidParameterValue) of a batch: the entries are sent again in
+    # smaller batches until the one at fault stands alone; only that one is dropped
+    export BITNET_HISTORY_DB="$TMP/reject.db"
+    DEAD=$("$HTTPREC" --free-port)
+    for k in 1 2 3 4; do
+        "$BITNET" monitor --once --no-listen --timeout 1 --cloudwatch-endpoint "http://127.0.0.1:$DEAD" \
+            >/dev/null 2>&1
+        [ "$k" = 2 ] && sqlite3 "$BITNET_HISTORY_DB" "INSERT INTO spool (sink, kind, payload, created_at)
+            VALUES ('cloudwatch', 'samples', '{\"t\":$(date +%s)000,\"interval\":10,\"samples\":[{\"n\":\"bitnet_refused_marker\",\"k\":\"g\",\"v\":1,\"l\":{}}]}', $(date +%s)000)"
+    done
+    INVALID='<ErrorResponse><Error><Type>Sender</Type><Code>InvalidParameterValue</Code><Message>refused</Message></Error></ErrorResponse>'
+    PR=$("$HTTPREC" --free-port)
+    start_rec "$PR" "$TMP/reject.jsonl" --match bitnet_refused_marker --other-status 400 --other-body "$INVALID"
+    expect_exit 0 "monitor --once: a batch with a refused entry" -- "$BITNET" monitor --once --no-listen \
+        --timeout 2 --cloudwatch-endpoint "http://127.0.0.1:$PR"
+    kill "$REC" 2>/dev/null
+    grep -v bitnet_refused_marker "$TMP/reject.jsonl" >"$TMP/reject-ok.jsonl"
+    got=$(cw_cpus "$TMP/reject-ok.jsonl" | sort -u | wc -l)
+    [ "$got" -eq 5 ] && ok "a rejected batch: the 5 good collections delivered" || bad "a rejected batch: $got of 5 delivered"
+    [ "$(grep -c "rejected for good" "$TMP/err")" = 1 ] && ok "a rejected batch: one entry dropped, logged once" ||
+        bad "a rejected batch: $(grep -c "rejected for good" "$TMP/err") drops logged"
+    expect_grep '^bitnet_monitor_sink_dropped_total{sink="cloudwatch",reason="rejected"} 1$' "$TMP/out" \
+        "a rejected batch: the drop is counted"
+    grep -q "could not be delivered" "$TMP/err" && bad "a rejected batch: entries left behind" ||
+        ok "a rejected batch: nothing left in the spool"
+else
+    skip "a rejected batch: no sqlite3 command"
+fi
 
 # ---- what Datadog would refuse as too old (points > 1 h, events > 18 h) is dropped, not replayed --
-export BITNET_HISTORY_DB="$TMP/old.db"
-cpus_rule '["datadog"]'
-DEAD=$("$HTTPREC" --free-port)
-for k in 1 2; do
-    "$BITNET" monitor --once --no-listen --timeout 1 --datadog-endpoint "http://127.0.0.1:$DEAD" \
-        >/dev/null 2>&1
-done
-sqlite3 "$BITNET_HISTORY_DB" "UPDATE spool SET created_at = created_at - 7200000 WHERE sink = 'datadog';
-    UPDATE spool SET created_at = created_at - 19 * 3600000 WHERE sink = 'datadog-events'"
-PO=$("$HTTPREC" --free-port)
-start_rec "$PO" "$TMP/old.jsonl"
-expect_exit 0 "monitor --once: a spool older than Datadog takes" -- "$BITNET" monitor --once --no-listen \
-    --timeout 2 --datadog-endpoint "http://127.0.0.1:$PO"
-kill "$REC" 2>/dev/null
-n=$(grep '"path":"/api/v2/series"' "$TMP/old.jsonl" | while read -r l; do printf '%s\n' "$l" | "$JSONGET" body; done |
-    grep -o '"metric":"bitnet.host_cpus"' | wc -l)
-[ "$n" = 1 ] && ok "Datadog: points older than an hour are not sent (1 of 3 collections)" ||
-    bad "Datadog: $n collections sent, 2 of them two hours old"
-grep -q '"path":"/api/v1/events"' "$TMP/old.jsonl" && bad "Datadog: a 19-hour-old event was sent" ||
-    ok "Datadog: an event older than 18 hours is not sent"
-expect_grep "datadog: dropped 2 spooled entries older than" "$TMP/err" "old points: logged once"
-expect_grep "datadog-events: dropped 1 spooled entry older than" "$TMP/err" "an old event: logged"
-expect_grep '^bitnet_monitor_sink_dropped_total{sink="datadog",reason="too_old"} 2$' "$TMP/out" \
-    "old points: counted"
-expect_grep '^bitnet_monitor_sink_dropped_total{sink="datadog-events",reason="too_old"} 1$' "$TMP/out" \
-    "an old event: counted"
-grep -q "could not be delivered" "$TMP/err" && bad "old entries: some left in the spool" ||
-    ok "old entries: the spool is empty afterwards"
+if command -v sqlite3 >/dev/null 2>&1; then # it edits the history by hand
+    export BITNET_HISTORY_DB="$TMP/old.db"
+    cpus_rule '["datadog"]'
+    DEAD=$("$HTTPREC" --free-port)
+    for k in 1 2; do
+        "$BITNET" monitor --once --no-listen --timeout 1 --datadog-endpoint "http://127.0.0.1:$DEAD" \
+            >/dev/null 2>&1
+    done
+    sqlite3 "$BITNET_HISTORY_DB" "UPDATE spool SET created_at = created_at - 7200000 WHERE sink = 'datadog';
+        UPDATE spool SET created_at = created_at - 19 * 3600000 WHERE sink = 'datadog-events'"
+    PO=$("$HTTPREC" --free-port)
+    start_rec "$PO" "$TMP/old.jsonl"
+    expect_exit 0 "monitor --once: a spool older than Datadog takes" -- "$BITNET" monitor --once --no-listen \
+        --timeout 2 --datadog-endpoint "http://127.0.0.1:$PO"
+    kill "$REC" 2>/dev/null
+    n=$(grep '"path":"/api/v2/series"' "$TMP/old.jsonl" | while read -r l; do printf '%s\n' "$l" | "$JSONGET" body; done |
+        grep -o '"metric":"bitnet.host_cpus"' | wc -l)
+    [ "$n" = 1 ] && ok "Datadog: points older than an hour are not sent (1 of 3 collections)" ||
+        bad "Datadog: $n collections sent, 2 of them two hours old"
+    grep -q '"path":"/api/v1/events"' "$TMP/old.jsonl" && bad "Datadog: a 19-hour-old event was sent" ||
+        ok "Datadog: an event older than 18 hours is not sent"
+    expect_grep "datadog: dropped 2 spooled entries older than" "$TMP/err" "old points: logged once"
+    expect_grep "datadog-events: dropped 1 spooled entry older than" "$TMP/err" "an old event: logged"
+    expect_grep '^bitnet_monitor_sink_dropped_total{sink="datadog",reason="too_old"} 2$' "$TMP/out" \
+        "old points: counted"
+    expect_grep '^bitnet_monitor_sink_dropped_total{sink="datadog-events",reason="too_old"} 1$' "$TMP/out" \
+        "an old event: counted"
+    grep -q "could not be delivered" "$TMP/err" && bad "old entries: some left in the spool" ||
+        ok "old entries: the spool is empty afterwards"
+else
+    skip "entries older than Datadog takes: no sqlite3 command"
+fi
 
 # ---- a webhook that answers after our timeout: one Idempotency-Key, and few resends -------------
 # it answers after 1.4 s, our timeout is 1 s: the first try times out (the receiver has the
