@@ -13,6 +13,9 @@
  * a message on ctx ("cannot open: No such file or directory"). Release with bn__unmap. */
 bn_status bn__map_file(bn_ctx *ctx, const char *path, const void **data, size_t *size);
 void bn__unmap(const void *data, size_t size);
+/* Lets the pages of a mapping that lie wholly inside [data, data + size) go (MADV_DONTNEED):
+ * read again, they come back from the file. Bounds a reader's RSS to what it holds. */
+void bn__release_pages(const void *data, size_t size);
 
 /* A sorted index over n names (names[i] for i < n; the array must outlive the index).
  * bn__name_index_build returns BN_ERR_NOMEM, or BN_ERR_FORMAT with *dup set to the index of

@@ -843,11 +843,16 @@ size_t bn_safetensors_file_size(const bn_safetensors *st)
     return st->size;
 }
 
+void bn__release_pages(const void *data, size_t size)
+{
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t b = ((uintptr_t)data + pg - 1) & ~(pg - 1);
+    const uintptr_t e = ((uintptr_t)data + size) & ~(pg - 1);
+    if (e > b) madvise((void *)b, e - b, MADV_DONTNEED);
+}
+
 void bn_safetensors_release(const bn_safetensors *st, const bn_st_tensor *t)
 {
     if (!st->mapped || !t || t->size == 0) return;
-    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t b = ((uintptr_t)t->data + pg - 1) & ~(pg - 1);
-    const uintptr_t e = ((uintptr_t)t->data + t->size) & ~(pg - 1);
-    if (e > b) madvise((void *)b, e - b, MADV_DONTNEED);
+    bn__release_pages(t->data, t->size);
 }

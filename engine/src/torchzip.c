@@ -1171,12 +1171,19 @@ bn_status bn_torch_read(bn_torch *pt, const bn_pt_tensor *t, void *dst)
     if (t->numel == 0) return BN_OK;
     const size_t es = bn_dtype_size(t->dtype);
     const uint64_t off = e->first * es; /* fits: checked against the entry's size on open */
-    if (t->contiguous) return read_span(pt, t, e->entry, off, dst, t->size);
-    size_t span = (size_t)(e->span * es);
-    uint8_t *tmp = bn_malloc(span);
-    if (!tmp) return bn_ctx_set_error(pt->ctx, BN_ERR_NOMEM, "out of memory");
-    bn_status rc = read_span(pt, t, e->entry, off, tmp, span);
-    if (rc == BN_OK) gather(t, tmp, dst, es);
-    bn_free(tmp);
+    bn_status rc;
+    if (t->contiguous) {
+        rc = read_span(pt, t, e->entry, off, dst, t->size);
+    } else {
+        size_t span = (size_t)(e->span * es);
+        uint8_t *tmp = bn_malloc(span);
+        if (!tmp) return bn_ctx_set_error(pt->ctx, BN_ERR_NOMEM, "out of memory");
+        rc = read_span(pt, t, e->entry, off, tmp, span);
+        if (rc == BN_OK) gather(t, tmp, dst, es);
+        bn_free(tmp);
+    }
+    /* the copy is made: the mapping's pages go (libzip reads the entry, and the central
+     * directory again next time, from the file), so RSS stays near one tensor, not the file */
+    if (pt->mapped) bn__release_pages(pt->base, pt->size);
     return rc;
 }

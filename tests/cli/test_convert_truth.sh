@@ -1,12 +1,13 @@
 # bitnet convert judged against the source framework: an offline AutoBitLinear converts to what
 # transformers computes (its reference.json), modules_to_not_convert that name layer linears are
 # refused, absent config keys take transformers' defaults (listed in the report), a lossless
-# conversion validates to float
-# rounding (an f32 KV cache on the converted side), a model whose weights are not finite is
-# refused (naming the tensor), a validation that yields NaN fails, a vocabulary with no ordinary
-# token or that reads every prompt as <unk> is an error, a catalog of 150k tensors opens at once (hashed lookup). Edited copies of
-# the tests/data/convert fixtures are made with tests/convert/edit_fixture.py and
-# tests/convert/many_tensors.py (python3, standard library); without python3 those cases skip.
+# conversion validates to float rounding (an f32 KV cache on the converted side), non-finite
+# weights are refused (naming the tensor), a validation that yields NaN fails, a vocabulary with
+# no ordinary token or that reads every prompt as <unk> is an error, a PyTorch .bin converts in
+# memory near one tensor, a catalog of 150k tensors opens at once (hashed lookup). Edited copies
+# of the tests/data/convert fixtures and generated checkpoints come from tests/convert/
+# edit_fixture.py, many_tensors.py and big_torch.py (python3, standard library); without python3
+# the test skips.
 . tests/cli/lib.sh
 export BITNET_HISTORY_DB="$TMP/history.db"
 export BITNET_CONFIG="$TMP/no-config.json"
@@ -174,6 +175,19 @@ json.dump(t, open(p, 'w'))" "$TMP/unk-only/tokenizer.json"
 expect_exit 1 "a vocabulary that reads all text as <unk>" -- "$BITNET" convert "$TMP/unk-only" -o "$TMP/unk.gguf" -t 2
 expect_grep "reads every prompt as unknown tokens" "$TMP/err" "validating on unknown tokens is refused"
 no_output "$TMP/unk.gguf" "all <unk>"
+
+# ---- a PyTorch .bin much larger than its largest tensor: peak memory near a tensor, not the file
+# (tests/convert/big_torch.py: 100 MB, tensors of 8 MB at most; the mapped zip's pages stayed
+# resident as they were read: 123 MB peak without validation, 142 MB with; now about 32 and 44)
+size=$(python3 tests/convert/big_torch.py write "$TMP/big")
+for v in --no-validate ""; do
+    rm -f "$TMP/big.gguf"
+    kb=$(python3 tests/convert/big_torch.py maxrss "$BITNET" convert "$TMP/big" -o "$TMP/big.gguf" --no-tokenizer $v -t 2)
+    [ -f "$TMP/big.gguf" ] && [ "$kb" -lt $((size * 6 / 10 / 1024)) ] &&
+        ok "pytorch_model.bin of $((size / 1048576)) MB ${v:-validated}: peak RSS $((kb / 1024)) MB" ||
+        bad "pytorch_model.bin of $((size / 1048576)) MB ${v:-validated}: peak RSS $((kb / 1024)) MB (or no output)"
+done
+rm -rf "$TMP/big" "$TMP/big.gguf"
 
 # ---- a catalog of 150 000 tensors ---------------------------------------------------------------
 # (the lookup by name was a linear scan: 200k tensors took minutes; hashed, a few seconds)

@@ -84,8 +84,9 @@ const bn_pt_tensor *bn_torch_tensor_at(const bn_torch *pt, int64_t i);
 const bn_pt_tensor *bn_torch_find(const bn_torch *pt, const char *name);
 
 /* Copies the tensor's elements, row-major and packed (t->size bytes), into dst, gathering
- * strided views. BN_ERR_IO / BN_ERR_FORMAT (a short or corrupt entry) with a message on the
- * reader's ctx. */
+ * strided views, then lets the file mapping's pages go: reading every tensor in turn keeps
+ * the process near one tensor's size, not the file's. BN_ERR_IO / BN_ERR_FORMAT (a short or
+ * corrupt entry) with a message on the reader's ctx. */
 bn_status bn_torch_read(bn_torch *pt, const bn_pt_tensor *t, void *dst);
 
 #ifdef __cplusplus
