@@ -106,27 +106,17 @@ static int parse_args(int argc, char **argv, chat_opts *o)
 
 /* ---- the conversation --------------------------------------------------------------------- */
 
-typedef enum stop_reason {
-    STOP_EOG = 0,
-    STOP_LINE,
-    STOP_LENGTH,
-    STOP_CONTEXT,
-    STOP_INTERRUPTED,
-} stop_reason;
-
-static const char *const g_stop_names[] = {"eos", "newline", "length", "context", "interrupted"};
+/* The names of the stop reasons (cm_stop) in the JSON log. */
+static const char *const g_stop_names[] = {"eos",     "length",      "context",
+                                           "newline", "interrupted", "error"};
 
 typedef struct chat {
     const chat_opts *o;
     mc_session s;
     const bn_chat_format *fmt;
-    bn_sampler *smp;
-    float *logits;
-    int64_t n_vocab, n_ctx;
-    int started;     /* the cache holds a conversation */
-    int32_t pending; /* the last reply's final token, not yet evaluated; -1: none */
-    int closed;      /* the last reply ended by itself (no reply_end needed) */
-    char *reply;     /* the text of the reply being written */
+    int64_t n_ctx;
+    int closed;  /* the last reply ended by itself (no reply_end needed) */
+    char *reply; /* the text of the reply being written */
     size_t reply_len, reply_cap;
     FILE *log;
     int tty;
@@ -160,53 +150,44 @@ static int buf_add(char **b, size_t *len, size_t *cap, const char *s, size_t n)
     return 0;
 }
 
-/* The tokens of a turn (the pending token first) into *ids (bn_free). */
+/* Whether the session holds a conversation (its last reply's final token is not evaluated
+ * yet: the next turn starts with it). */
+static int started(const chat *c)
+{
+    return cm_session_n_tokens(c->s.sess) > 0;
+}
+
+/* The tokens of a turn into *ids (bn_free). */
 static bn_status turn_tokens(const chat *c, const char *msg, int32_t **ids, size_t *n)
 {
     size_t len;
-    char *text = bn_chat_turn_text(c->fmt, c->started && !c->closed,
-                                   c->started ? NULL : c->o->system, msg, &len);
+    const int on = started(c);
+    char *text = bn_chat_turn_text(c->fmt, on && !c->closed, on ? NULL : c->o->system, msg, &len);
     if (!text) return BN_ERR_NOMEM;
     unsigned fl = BN_TOKENIZE_PARSE_SPECIAL;
-    if (!c->started && bn_tokenizer_add_bos(c->s.tok) && bn_tokenizer_bos(c->s.tok) >= 0)
+    if (!on && bn_tokenizer_add_bos(c->s.tok) && bn_tokenizer_bos(c->s.tok) >= 0)
         fl |= BN_TOKENIZE_ADD_BOS;
-    int32_t *t;
-    size_t nt;
-    bn_status rc = bn_tokenizer_encode_alloc(c->s.tok, text, len, fl, &t, &nt);
+    bn_status rc = bn_tokenizer_encode_alloc(c->s.tok, text, len, fl, ids, n);
     free(text);
-    if (rc != BN_OK) return rc;
-    const int lead = c->started && c->pending >= 0;
-    *ids = bn_malloc((nt + 1) * sizeof **ids);
-    if (!*ids) {
-        bn_free(t);
-        return BN_ERR_NOMEM;
-    }
-    if (lead) (*ids)[0] = c->pending;
-    memcpy(*ids + lead, t, nt * sizeof *t);
-    *n = nt + (size_t)lead;
-    bn_free(t);
-    return BN_OK;
+    return rc;
 }
 
 /* Forgets the conversation. */
 static void chat_reset(chat *c)
 {
-    bn_model_state_reset(c->s.st);
-    bn_sampler_reset(c->smp);
-    c->started = 0;
-    c->pending = -1;
+    cm_session_reset(c->s.sess);
     c->closed = 1;
 }
 
-/* Tokenizes the turn, starting over when it does not fit, and evaluates it. 0 to
- * generate, 1 to skip the turn (said why), -1 on an engine error. */
+/* Tokenizes the turn, starting over when it does not fit, and adds it to the session. 0 to
+ * generate, 1 to skip the turn (said why). */
 static int feed_turn(chat *c, const char *msg)
 {
     int32_t *ids = NULL;
     size_t n = 0;
     bn_status rc = turn_tokens(c, msg, &ids, &n);
-    const int64_t pos = bn_model_state_pos(c->s.st);
-    if (rc == BN_OK && c->started && pos + (int64_t)n + 1 > c->n_ctx) {
+    const size_t held = cm_session_n_tokens(c->s.sess);
+    if (rc == BN_OK && started(c) && (int64_t)(held + n) + 1 > c->n_ctx) {
         bn_free(ids);
         ids = NULL;
         fprintf(stderr, "[the context of %lld tokens is full: starting over%s]\n",
@@ -214,27 +195,17 @@ static int feed_turn(chat *c, const char *msg)
         chat_reset(c);
         rc = turn_tokens(c, msg, &ids, &n);
     }
-    if (rc != BN_OK) {
-        fprintf(stderr, "[cannot tokenize the message: %s]\n", bn_status_str(rc));
-        return 1;
-    }
-    if ((int64_t)n + 1 > c->n_ctx) {
+    if (rc == BN_OK && (int64_t)n + 1 > c->n_ctx) {
         bn_free(ids);
         fprintf(stderr, "[the message of %zu tokens does not fit the context of %lld (--ctx)]\n", n,
                 (long long)c->n_ctx);
         return 1;
     }
-    for (size_t i = 0; i < n; i++) bn_sampler_accept(c->smp, ids[i]);
-    const double t0 = bn_time_now();
-    rc = bn_model_eval(c->s.st, ids, (int64_t)n, bn_model_state_pos(c->s.st), 1, c->logits);
-    c->prompt_s += bn_time_now() - t0;
-    c->prompt_tokens += n;
+    if (rc == BN_OK) rc = cm_session_append(c->s.sess, ids, n);
     bn_free(ids);
-    c->started = 1;
-    c->pending = -1;
     if (rc != BN_OK) {
-        cli_error("%s", bn_ctx_errmsg(c->s.ctx));
-        return -1;
+        fprintf(stderr, "[cannot tokenize the message: %s]\n", bn_status_str(rc));
+        return 1;
     }
     return 0;
 }
@@ -256,63 +227,39 @@ static int emit(chat *c, const char *p, size_t len)
     return e < len;
 }
 
-/* Samples the reply, token by token, from the logits of the turn. */
-static int generate_reply(chat *c, stop_reason *why, size_t *n_gen, size_t *n_evals, double *secs)
+static int on_piece(void *ud, int32_t id, const char *piece, size_t len, const cm_result *r)
 {
-    *why = STOP_LENGTH;
-    *n_gen = *n_evals = 0;
-    *secs = 0;
+    (void)id, (void)r;
+    const int e = piece ? emit(ud, piece, len) : 0;
+    return e < 0 ? CM_FAIL : e > 0 ? CM_STOP : CM_GO;
+}
+
+static int interrupted(void *ud)
+{
+    (void)ud;
+    return g_interrupted != 0;
+}
+
+/* Evaluates the turn and samples the reply, token by token. 0, or -1 on an error. */
+static int generate_reply(chat *c, cm_result *r)
+{
     c->reply_len = 0;
-    for (;;) {
-        if (g_interrupted) {
-            *why = STOP_INTERRUPTED;
-            break;
-        }
-        const int32_t id = bn_sampler_sample(c->smp, c->logits, (int32_t)c->n_vocab);
-        if (id < 0) {
-            cli_error("sampling failed: out of memory");
-            return -1;
-        }
-        c->pending = id;
-        if (bn_tokenizer_is_eog(c->s.tok, id)) {
-            *why = STOP_EOG;
-            break;
-        }
-        bn_sampler_accept(c->smp, id);
-        ++*n_gen;
-        const bn_token_type ty = bn_tokenizer_token_type(c->s.tok, id);
-        size_t len = 0;
-        const char *p = bn_tokenizer_piece(c->s.tok, id, &len);
-        int r = ty == BN_TOKEN_TYPE_CONTROL || ty == BN_TOKEN_TYPE_UNUSED ? 0 : emit(c, p, len);
-        if (r < 0) {
-            cli_error("out of memory");
-            return -1;
-        }
-        if (r > 0) {
-            *why = STOP_LINE;
-            break;
-        }
-        if ((long)*n_gen >= c->o->n_predict) break;
-        const int64_t pos = bn_model_state_pos(c->s.st);
-        if (pos + 1 >= c->n_ctx) {
-            *why = STOP_CONTEXT;
-            break;
-        }
-        const double t0 = bn_time_now();
-        if (bn_model_eval(c->s.st, &id, 1, pos, 1, c->logits) != BN_OK) {
-            cli_error("%s", bn_ctx_errmsg(c->s.ctx));
-            return -1;
-        }
-        *secs += bn_time_now() - t0;
-        ++*n_evals;
-        c->pending = -1;
+    cm_gen g = {.n_predict = c->o->n_predict, .ud = c};
+    g.on_token = on_piece, g.cancelled = interrupted;
+    if (cm_session_generate(c->s.sess, &g, r) != BN_OK) {
+        cli_error("%s", bn_ctx_errmsg(c->s.ctx));
+        return -1;
     }
-    c->closed = *why == STOP_EOG || *why == STOP_LINE;
+    if (r->stop == CM_STOP_ERROR) {
+        cli_error("out of memory");
+        return -1;
+    }
+    c->closed = r->stop == CM_STOP_EOG || r->stop == CM_STOP_STRING;
     return 0;
 }
 
 static void log_turn(chat *c, const char *msg, size_t n_prompt, size_t n_gen, double tps,
-                     stop_reason why)
+                     cm_stop why)
 {
     if (!c->log) return;
     cJSON *d = cJSON_CreateObject();
@@ -341,26 +288,25 @@ static void log_turn(chat *c, const char *msg, size_t n_prompt, size_t n_gen, do
 static int chat_turn(chat *c, const char *msg)
 {
     g_interrupted = 0;
-    const size_t prompt_before = c->prompt_tokens;
-    int r = feed_turn(c, msg);
-    if (r != 0) return r < 0 ? -1 : 0;
-    stop_reason why;
-    size_t n_gen, n_evals;
-    double secs;
-    if (generate_reply(c, &why, &n_gen, &n_evals, &secs)) return -1;
+    if (feed_turn(c, msg)) return 0;
+    cm_result r;
+    const int rc = generate_reply(c, &r);
+    c->prompt_tokens += r.n_prompt;
+    c->prompt_s += r.prompt_s;
+    if (rc) return -1;
     fputc('\n', stdout);
     fflush(stdout);
     c->turns++;
-    c->gen_tokens += n_gen;
-    c->gen_evals += n_evals;
-    c->gen_s += secs;
-    const double tps = secs > 0 ? (double)n_evals / secs : 0.0;
-    if (why == STOP_INTERRUPTED) fprintf(stderr, "[reply stopped]\n");
-    if (why == STOP_CONTEXT) fprintf(stderr, "[the context is full]\n");
+    c->gen_tokens += r.n_gen;
+    c->gen_evals += r.n_evals;
+    c->gen_s += r.gen_s;
+    const double tps = cm_result_gen_tps(&r);
+    if (r.stop == CM_STOP_CANCELLED) fprintf(stderr, "[reply stopped]\n");
+    if (r.stop == CM_STOP_CONTEXT) fprintf(stderr, "[the context is full]\n");
     if (c->tty)
-        fprintf(stderr, "[%zu tokens, %.1f tokens/s, context %lld/%lld]\n", n_gen, tps,
+        fprintf(stderr, "[%zu tokens, %.1f tokens/s, context %lld/%lld]\n", r.n_gen, tps,
                 (long long)bn_model_state_pos(c->s.st), (long long)c->n_ctx);
-    log_turn(c, msg, c->prompt_tokens - prompt_before, n_gen, tps, why);
+    log_turn(c, msg, r.n_prompt, r.n_gen, tps, r.stop);
     return 0;
 }
 
@@ -470,7 +416,6 @@ static int chat_open(chat *c, const chat_opts *o)
 {
     memset(c, 0, sizeof *c);
     c->o = o;
-    c->pending = -1;
     c->closed = 1;
     c->tty = isatty(STDIN_FILENO);
     if (o->json_log && !(c->log = fopen(o->json_log, "a"))) {
@@ -479,11 +424,9 @@ static int chat_open(chat *c, const chat_opts *o)
     }
     int rc = mc_open(&o->mc, DEFAULT_N_CTX, &c->s);
     if (rc != BN_EXIT_OK) return rc;
-    c->n_vocab = bn_model_n_vocab(c->s.model);
-    c->n_ctx = bn_model_state_n_ctx(c->s.st);
-    c->logits = malloc((size_t)c->n_vocab * sizeof *c->logits);
-    if (!c->logits || bn_sampler_new(&c->smp, &o->smp.sp) != BN_OK) {
-        cli_error("cannot set up sampling: out of memory");
+    c->n_ctx = cm_session_n_ctx(c->s.sess);
+    if (cm_session_set_sampler(c->s.sess, &o->smp.sp) != BN_OK) {
+        cli_error("cannot set up sampling: bad settings");
         return BN_EXIT_FAIL;
     }
     const char *why;
@@ -497,8 +440,6 @@ static int chat_open(chat *c, const chat_opts *o)
 static void chat_close(chat *c)
 {
     if (c->log) fclose(c->log);
-    bn_sampler_free(c->smp);
-    free(c->logits);
     free(c->reply);
     if (c->s.ctx) mc_close(&c->s);
 }

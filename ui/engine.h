@@ -27,6 +27,7 @@
 
 #include <stddef.h>
 
+#include "bitnet/sample.h"
 #include "graph.h"
 
 typedef struct tui_engine tui_engine;
@@ -38,12 +39,12 @@ typedef enum eng_job {
     ENG_BENCHING = 3,
 } eng_job;
 
-typedef struct eng_sampling {
-    float temp, top_p, min_p, repeat_penalty;
-    int top_k, repeat_last_n;
-    long long seed; /* -1: from the clock */
+/* A generation's settings: the sampler's own (bitnet/sample.h) and a limit. */
+typedef struct eng_gen_params {
+    bn_sampler_params sp;
+    int seed_clock; /* nonzero: each generation takes a seed from the clock (sp.seed unused) */
     int n_predict;  /* tokens at most */
-} eng_sampling;
+} eng_gen_params;
 
 typedef struct eng_model_info {
     int loaded;
@@ -97,10 +98,10 @@ int eng_unload(tui_engine *e);
 /* A turn of the conversation: text is the user's message, laid out in the chat format the
  * model's template selects (app/chat_format.h: 2b4t, llama3, chatml, else plain), as
  * `bitnet chat` does. */
-int eng_chat(tui_engine *e, const char *text, const eng_sampling *sp);
+int eng_chat(tui_engine *e, const char *text, const eng_gen_params *gp);
 int eng_chat_new(tui_engine *e);
 /* A fresh sequence continuing prompt (special tokens parsed); replaces the conversation. */
-int eng_generate(tui_engine *e, const char *prompt, const eng_sampling *sp);
+int eng_generate(tui_engine *e, const char *prompt, const eng_gen_params *gp);
 /* pp prompt tokens in one batch, then tg generated tokens one at a time, reps times. */
 int eng_bench(tui_engine *e, int pp, int tg, int reps);
 void eng_cancel(tui_engine *e);

@@ -28,7 +28,7 @@ typedef struct chat {
     int job;    /* the engine job streaming into the last message */
     int conv_id;
     int setting;
-    eng_sampling sp;
+    eng_gen_params sp;
     int have_sp;
 } chat;
 
@@ -141,10 +141,10 @@ static void send_line(tui *t, chat *c)
 
 static void setting_text(const chat *c, int i, char *buf, size_t size)
 {
-    const eng_sampling *s = &c->sp;
+    const bn_sampler_params *s = &c->sp.sp;
     switch (i) {
     case SET_TEMP:
-        snprintf(buf, size, "temp %.2f", (double)s->temp);
+        snprintf(buf, size, "temp %.2f", (double)s->temperature);
         break;
     case SET_TOPK:
         snprintf(buf, size, "top-k %d", s->top_k);
@@ -159,13 +159,13 @@ static void setting_text(const chat *c, int i, char *buf, size_t size)
         snprintf(buf, size, "repeat %.2f", (double)s->repeat_penalty);
         break;
     case SET_N:
-        snprintf(buf, size, "max %d tokens", s->n_predict);
+        snprintf(buf, size, "max %d tokens", c->sp.n_predict);
         break;
     default:
-        if (s->seed < 0)
+        if (c->sp.seed_clock)
             snprintf(buf, size, "seed clock");
         else
-            snprintf(buf, size, "seed %lld", s->seed);
+            snprintf(buf, size, "seed %llu", (unsigned long long)s->seed);
     }
 }
 
@@ -176,10 +176,10 @@ static float clampf(float v, float lo, float hi)
 
 static void adjust(chat *c, int dir)
 {
-    eng_sampling *s = &c->sp;
+    bn_sampler_params *s = &c->sp.sp;
     switch (c->setting) {
     case SET_TEMP:
-        s->temp = clampf(s->temp + 0.05f * (float)dir, 0, 5);
+        s->temperature = clampf(s->temperature + 0.05f * (float)dir, 0, 5);
         break;
     case SET_TOPK:
         s->top_k = s->top_k + 5 * dir < 0 ? 0 : s->top_k + 5 * dir;
@@ -194,11 +194,16 @@ static void adjust(chat *c, int dir)
         s->repeat_penalty = clampf(s->repeat_penalty + 0.05f * (float)dir, 0.05f, 3);
         break;
     case SET_N:
-        s->n_predict = s->n_predict + 32 * dir < 16 ? 16 : s->n_predict + 32 * dir;
-        if (s->n_predict > 8192) s->n_predict = 8192;
+        c->sp.n_predict = c->sp.n_predict + 32 * dir < 16 ? 16 : c->sp.n_predict + 32 * dir;
+        if (c->sp.n_predict > 8192) c->sp.n_predict = 8192;
         break;
-    default:
-        s->seed = s->seed + dir < -1 ? -1 : s->seed + dir;
+    default: /* the clock, 0, 1, ... */
+        if (c->sp.seed_clock && dir > 0)
+            c->sp.seed_clock = 0, s->seed = 0;
+        else if (!c->sp.seed_clock && dir < 0 && s->seed == 0)
+            c->sp.seed_clock = 1;
+        else if (!c->sp.seed_clock)
+            s->seed = dir < 0 ? s->seed - 1 : s->seed + 1;
     }
 }
 

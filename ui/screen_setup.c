@@ -122,9 +122,9 @@ static void start_gen(tui *t, setup *s)
     eng_status_get(t->eng, &es);
     s->gen_len = 0, s->gen_text[0] = '\0', s->gen_msg[0] = '\0';
     if (es.model.loaded && !strcmp(es.model.path, s->chosen)) {
-        eng_sampling sp;
-        tui_sampling(t, &sp, FIRST_N);
-        s->gen_job = eng_generate(t->eng, FIRST_PROMPT, &sp);
+        eng_gen_params gp;
+        tui_sampling(t, &gp, FIRST_N);
+        s->gen_job = eng_generate(t->eng, FIRST_PROMPT, &gp);
         s->gen_state = s->gen_job > 0 ? JOB_RUNNING : JOB_NONE;
     } else {
         s->gen_job = eng_load(t->eng, s->chosen);

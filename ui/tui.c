@@ -154,19 +154,22 @@ void tui_reload_config(tui *t)
     t->cfg_err[0] = '\0';
 }
 
-void tui_sampling(const tui *t, eng_sampling *sp, int n)
+void tui_sampling(const tui *t, eng_gen_params *gp, int n)
 {
-    memset(sp, 0, sizeof *sp);
-    sp->temp = 0.8f, sp->top_k = 40, sp->top_p = 0.95f, sp->min_p = 0.05f;
-    sp->repeat_penalty = 1.0f, sp->repeat_last_n = 64, sp->seed = -1;
-    sp->n_predict = n;
+    memset(gp, 0, sizeof *gp);
+    bn_sampler_params *sp = &gp->sp;
+    *sp = bn_sampler_params_default();
+    gp->seed_clock = 1;
+    gp->n_predict = n;
     if (!t->cfg) return;
-    sp->temp = (float)bn_config_get_double(t->cfg, "temp");
-    sp->top_k = (int)bn_config_get_int(t->cfg, "top_k");
+    sp->temperature = (float)bn_config_get_double(t->cfg, "temp");
+    sp->top_k = (int32_t)bn_config_get_int(t->cfg, "top_k");
     sp->top_p = (float)bn_config_get_double(t->cfg, "top_p");
     sp->min_p = (float)bn_config_get_double(t->cfg, "min_p");
     sp->repeat_penalty = (float)bn_config_get_double(t->cfg, "repeat_penalty");
-    sp->seed = bn_config_get_int(t->cfg, "seed");
+    const long long seed = bn_config_get_int(t->cfg, "seed");
+    gp->seed_clock = seed < 0;
+    sp->seed = seed < 0 ? 0 : (uint64_t)seed;
 }
 
 const char *tui_base(const char *path)

@@ -93,7 +93,7 @@ void tui_db_reset(tui *t);
 /* Reloads the config after it was written. */
 void tui_reload_config(tui *t);
 /* Sampling settings from the config (n_predict: n). */
-void tui_sampling(const tui *t, eng_sampling *sp, int n);
+void tui_sampling(const tui *t, eng_gen_params *gp, int n);
 /* "name" of a path */
 const char *tui_base(const char *path);
 /* Wakes the UI from another thread (the screens' tick functions then run). */
