@@ -345,6 +345,9 @@ static int probe_open(bn_monitor *m, const char *model)
         free(s);
         return -1;
     }
+    bn_sampler_params greedy = bn_sampler_params_default();
+    greedy.temperature = 0, greedy.top_k = 0, greedy.top_p = 1, greedy.min_p = 0;
+    cm_session_set_sampler(s->sess, &greedy); /* valid settings: cannot fail */
     m->probe = s;
     const char *lv[] = {model};
     bn_metric_set(m->f.model_weights, lv, (double)bn_model_weight_bytes(s->model));
@@ -353,53 +356,41 @@ static int probe_open(bn_monitor *m, const char *model)
     return 0;
 }
 
-static int argmax(const float *v, int64_t n)
+static void probe_prompt(void *ud, const cm_result *res)
 {
-    int64_t best = 0;
-    for (int64_t i = 1; i < n; i++)
-        if (v[i] > v[best]) best = i;
-    return (int)best;
+    bn_gen_run_prompt(ud, res->n_prompt, res->prompt_s);
 }
 
-/* One greedy generation of up to probe_tokens tokens after the prompt, timed into r; how it
- * ended in *finish. 0, or -1 on an error. */
+static int probe_token(void *ud, int32_t id, const char *piece, size_t len, const cm_result *res)
+{
+    (void)id, (void)piece, (void)len, (void)res;
+    bn_gen_run_token(ud, bn_time_now());
+    return CM_GO;
+}
+
+/* One greedy generation of up to probe_tokens tokens after the prompt (a fresh sequence),
+ * timed into r; how it ended in *finish (an end token counts as a token). 0, or -1 on an
+ * error. */
 static int probe_run(bn_monitor *m, mc_session *s, bn_gen_run *r, bn_gen_finish *finish)
 {
-    int32_t *ids = NULL, *seq = NULL;
     size_t n = 0;
     const unsigned fl = BN_TOKENIZE_ADD_SPECIAL | BN_TOKENIZE_PARSE_SPECIAL;
-    const int64_t V = bn_model_n_vocab(s->model), n_ctx = bn_model_state_n_ctx(s->st);
+    const char *prompt = m->o.probe_prompt;
     bn_gen_run_start(r, bn_time_now());
-    if (bn_tokenizer_encode_alloc(s->tok, m->o.probe_prompt, strlen(m->o.probe_prompt), fl, &ids,
-                                  &n) != BN_OK ||
-        n == 0 || (int64_t)n >= n_ctx) {
-        bn_free(ids);
+    cm_session_reset(s->sess);
+    if (cm_session_tokenize(s->sess, prompt, strlen(prompt), fl, &n) != BN_OK || n == 0 ||
+        (int64_t)n >= cm_session_n_ctx(s->sess))
         return -1;
-    }
-    float *logits = malloc((size_t)V * sizeof *logits);
-    seq = malloc((n + (size_t)m->o.probe_tokens + 1) * sizeof *seq);
-    int rc = logits && seq ? 0 : -1;
-    if (!rc) memcpy(seq, ids, n * sizeof *ids);
-    bn_free(ids);
-    const double tp = bn_time_now();
-    if (!rc && bn_model_eval(s->st, seq, (int64_t)n, 0, 1, logits) != BN_OK) rc = -1;
-    bn_gen_run_prompt(r, n, bn_time_now() - tp);
-    size_t pos = n;
-    *finish = BN_GEN_LENGTH;
-    while (!rc) {
-        const int32_t id = argmax(logits, V);
+    cm_gen g = {.n_predict = m->o.probe_tokens, .ud = r};
+    g.on_prompt = probe_prompt, g.on_token = probe_token;
+    cm_result res;
+    if (cm_session_generate(s->sess, &g, &res) != BN_OK) return -1;
+    *finish = BN_GEN_LENGTH; /* the token limit or the context's */
+    if (res.stop == CM_STOP_EOG) {
         bn_gen_run_token(r, bn_time_now());
-        if (bn_tokenizer_is_eog(s->tok, id)) *finish = BN_GEN_STOP;
-        if (*finish == BN_GEN_STOP || r->n_gen >= (size_t)m->o.probe_tokens ||
-            (int64_t)pos + 1 >= n_ctx)
-            break;
-        seq[pos] = id;
-        if (bn_model_eval(s->st, &seq[pos], 1, (int64_t)pos, 1, logits) != BN_OK) rc = -1;
-        pos++;
+        *finish = BN_GEN_STOP;
     }
-    free(logits);
-    free(seq);
-    return rc;
+    return 0;
 }
 
 void mon_probe(bn_monitor *m)
