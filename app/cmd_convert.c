@@ -205,6 +205,7 @@ int cmd_convert(int argc, char **argv)
     int tty = isatty(2) && !o.json;
     o.cv.progress = progress;
     o.cv.user = &tty;
+    o.cv.stop = &g_stop;
     hist_run *h = hist_begin("convert", NULL, hist_params_argv(argc, argv));
     cJSON *report = NULL;
     char err[1024];

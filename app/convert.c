@@ -38,6 +38,12 @@ static int fail(char *err, size_t errsz, const char *fmt, ...)
     return -1;
 }
 
+int cv_poll(const cv_opts *o)
+{
+    if (o->throttle_ms) usleep((useconds_t)o->throttle_ms * 1000);
+    return o->stop && *o->stop;
+}
+
 void cv_opts_init(cv_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -75,7 +81,7 @@ typedef struct conv {
     int text_seq;
     float *ref_logits;
     cJSON *report, *warnings;
-    useconds_t throttle_us;
+    const char *phase; /* what it is doing, for the message when it is stopped */
 } conv;
 
 static int plan_add(conv *c, const char *name, const char *src, int kind, int type, int64_t cols,
@@ -224,6 +230,8 @@ static int produce(conv *c, const plan_item *it, uint8_t *out, char *err, size_t
         bn_type_row_bytes(it->type, cols, &rb);
         int rc = 0;
         for (int64_t r = 0; rc == 0 && r < rows; r++) {
+            if (r % 4096 == 0 && c->o->stop && *c->o->stop) rc = -2;
+            if (rc != 0) break;
             cv_rows_f32(t, raw, r, r + 1, f);
             if ((rc = cv_check_finite(it->src, f, cols, cols, r, err, errsz)) != 0) break;
             if (it->type == BN_TYPE_F16)
@@ -284,7 +292,7 @@ static int fill(conv *c, char *err, size_t errsz)
     if (rc == 0 && !buf) rc = fail(err, errsz, "out of memory (%zu bytes)", c->max_size);
     for (int i = 0; rc == 0 && i < c->n_plan; i++) {
         const plan_item *it = &c->plan[i];
-        if (report_progress(c, "writing")) {
+        if (report_progress(c, "writing") || cv_poll(c->o)) {
             rc = -2;
             break;
         }
@@ -298,7 +306,6 @@ static int fill(conv *c, char *err, size_t errsz)
                 done += (size_t)k;
         }
         c->done_bytes += it->size;
-        if (c->throttle_us) usleep(c->throttle_us); /* BITNET_CONVERT_THROTTLE_MS (tests) */
     }
     if (rc == 0) rc = report_progress(c, "writing") ? -2 : 0;
     if (rc == 0 && fsync(fd) != 0) rc = fail(err, errsz, "%s: fsync: %s", c->tmp, strerror(errno));
@@ -436,8 +443,10 @@ static int engine_logits(conv *c, bn_model *m, float *out, char *err, size_t err
     int rc = 0;
     int64_t base = 0;
     for (int i = 0; rc == 0 && i < c->seqs.n; base += c->seqs.len[i], i++)
-        if (bn_model_eval(st, c->seqs.tok[i], c->seqs.len[i], 0, c->seqs.len[i], out + base * V) !=
-            BN_OK)
+        if (cv_poll(c->o))
+            rc = -2;
+        else if (bn_model_eval(st, c->seqs.tok[i], c->seqs.len[i], 0, c->seqs.len[i],
+                               out + base * V) != BN_OK)
             rc = fail(err, errsz, "%s: %s", c->tmp, bn_ctx_errmsg(c->ctx));
     bn_model_state_free(st);
     return rc;
@@ -445,7 +454,8 @@ static int engine_logits(conv *c, bn_model *m, float *out, char *err, size_t err
 
 static int verify(conv *c, char *err, size_t errsz)
 {
-    if (report_progress(c, "verifying")) return -2;
+    c->phase = "verifying";
+    if (report_progress(c, "verifying") || cv_poll(c->o)) return -2;
     bn_model *m;
     if (bn_model_load(c->ctx, c->tmp, NULL, &m) != BN_OK)
         return fail(err, errsz, "the converted model does not load: %s", bn_ctx_errmsg(c->ctx));
@@ -462,7 +472,8 @@ static int verify(conv *c, char *err, size_t errsz)
         bn_tokenizer_free(t);
     }
     if (rc == 0 && c->o->validate) {
-        if (report_progress(c, "validating")) rc = -2;
+        c->phase = "validating";
+        if (report_progress(c, "validating") || cv_poll(c->o)) rc = -2;
         const int64_t V = c->src.hp.n_vocab;
         float *conv_logits = rc == 0 ? malloc((size_t)(c->seqs.total * V) * sizeof(float)) : NULL;
         if (rc == 0 && !conv_logits) rc = fail(err, errsz, "out of memory (validation)");
@@ -484,15 +495,25 @@ static int verify(conv *c, char *err, size_t errsz)
 /* ---- the output file --------------------------------------------------------------------------
  */
 
-static int sha256_file(const char *path, char hex[65])
+/* The temporary file's SHA-256; -2 when stopped (polled every 4 MiB). */
+static int sha256_file(conv *c, char hex[65])
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(c->tmp, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
     struct sha256_ctx s;
     sha256_init(&s);
     uint8_t buf[1 << 16];
     ssize_t k;
-    while ((k = read(fd, buf, sizeof buf)) > 0) sha256_update(&s, (size_t)k, buf);
+    for (uint64_t n = 0;; n++) {
+        if (n % 64 == 0 && cv_poll(c->o)) {
+            close(fd);
+            return -2;
+        }
+        k = read(fd, buf, sizeof buf);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        sha256_update(&s, (size_t)k, buf);
+    }
     close(fd);
     if (k < 0) return -1;
     uint8_t d[SHA256_DIGEST_SIZE];
@@ -617,21 +638,29 @@ static int run(conv *c, char *err, size_t errsz)
     if (cv_source_open(c->ctx, o->src, &c->src, err, errsz) != 0) return -1;
     if (make_plan(c, err, errsz) != 0) return -1;
     describe(c);
+    if (cv_poll(o)) return -2;
+    c->phase = "laying out the file";
     if (make_tmp(c, err, errsz) != 0) return -1;
     if (write_layout(c, err, errsz) != 0) return -1; /* also builds the tokenizer */
     cJSON_AddStringToObject(c->report, "tokenizer", c->tok_kind ? c->tok_kind : "none");
+    if (cv_poll(o)) return -2;
     if (o->validate) {
+        c->phase = "running the reference";
         if (make_seqs(c, err, errsz) != 0) return -1;
         c->ref_logits = malloc((size_t)(c->seqs.total * c->src.hp.n_vocab) * sizeof(float));
         if (!c->ref_logits) return fail(err, errsz, "out of memory (reference logits)");
         int rc = cv_reference(&c->src, c->pool, &c->seqs, c->ref_logits, o, err, errsz);
         if (rc != 0) return rc;
     }
+    c->phase = "writing";
     int rc = fill(c, err, errsz);
     if (rc == 0) rc = verify(c, err, errsz);
     if (rc != 0) return rc;
     char hex[65];
-    if (sha256_file(c->tmp, hex) != 0) return fail(err, errsz, "%s: cannot hash", c->tmp);
+    c->phase = "hashing";
+    if ((rc = sha256_file(c, hex)) != 0)
+        return rc == -2 ? -2 : fail(err, errsz, "%s: cannot hash", c->tmp);
+    if (cv_poll(o)) return -2;
     if (rename(c->tmp, o->out) != 0)
         return fail(err, errsz, "%s: rename: %s", o->out, strerror(errno));
     fsync_dir(o->out);
@@ -643,15 +672,17 @@ static int run(conv *c, char *err, size_t errsz)
     return 0;
 }
 
-int cv_convert(const cv_opts *o, cJSON **report, char *err, size_t errsz)
+int cv_convert(const cv_opts *o0, cJSON **report, char *err, size_t errsz)
 {
-    conv c = {.o = o, .text_seq = -1};
+    cv_opts o1 = *o0;
+    const cv_opts *o = &o1;
+    const char *thr = getenv("BITNET_CONVERT_THROTTLE_MS");
+    long ms = thr ? strtol(thr, NULL, 10) : 0;
+    if (ms > 0 && ms <= 10000 && !o1.throttle_ms) o1.throttle_ms = (unsigned)ms;
+    conv c = {.o = o, .text_seq = -1, .phase = "reading"};
     *report = NULL;
     err[0] = '\0';
     c.t0 = bn_time_now();
-    const char *thr = getenv("BITNET_CONVERT_THROTTLE_MS");
-    long ms = thr ? strtol(thr, NULL, 10) : 0;
-    if (ms > 0 && ms <= 10000) c.throttle_us = (useconds_t)ms * 1000;
     c.report = cJSON_CreateObject();
     c.warnings = cJSON_CreateArray();
     bn_ctx_params cp = {.n_threads = o->threads};
@@ -662,7 +693,7 @@ int cv_convert(const cv_opts *o, cJSON **report, char *err, size_t errsz)
         rc = run(&c, err, errsz);
     }
     if (c.tmp[0] && rc != 0) unlink(c.tmp); /* never a partial file */
-    if (rc == -2 && !err[0]) snprintf(err, errsz, "cancelled");
+    if (rc == -2) snprintf(err, errsz, "cancelled while %s; nothing written", c.phase);
     if (c.report) {
         cJSON_AddItemToObject(c.report, "warnings", c.warnings);
         c.warnings = NULL;

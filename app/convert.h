@@ -37,6 +37,7 @@
 #define BITNET_APP_CONVERT_H
 
 #include <cjson/cJSON.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,9 +70,15 @@ typedef struct cv_opts {
     int force;                /* an existing out may be replaced (never an input) */
     cv_progress_fn progress;  /* may be NULL */
     void *user;
+    const volatile sig_atomic_t *stop; /* set to stop (a signal handler's flag): polled in
+                                          every phase, within a fraction of a second */
+    unsigned throttle_ms; /* a pause at each poll (BITNET_CONVERT_THROTTLE_MS, for tests) */
 } cv_opts;
 
 void cv_opts_init(cv_opts *o);
+
+/* 1 when the conversion is asked to stop (*o->stop set); sleeps o->throttle_ms first. */
+int cv_poll(const cv_opts *o);
 
 /* Checks o->out before any work (bitnet/file.h): its folder exists; an existing file is
  * replaced only with o->force, and never when it is an input of the run: the source, the

@@ -61,6 +61,7 @@ typedef struct mm_args {
     const float *x, *w;
     float *y;
     int64_t T, K, N;
+    const volatile sig_atomic_t *stop; /* set: the rows left are skipped (result unused) */
 } mm_args;
 
 static float dot(const float *a, const float *b, int64_t n)
@@ -78,16 +79,16 @@ static void mm_rows(void *arg, int64_t n0, int64_t n1, int tid)
 {
     (void)tid;
     const mm_args *a = arg;
-    for (int64_t n = n0; n < n1; n++)
+    for (int64_t n = n0; n < n1 && !(a->stop && *a->stop); n++)
         for (int64_t t = 0; t < a->T; t++)
             a->y[t * a->N + n] = dot(a->x + t * a->K, a->w + n * a->K, a->K);
 }
 
-/* y[T][N] = x[T][K] . w[N][K]^T */
+/* y[T][N] = x[T][K] . w[N][K]^T (unfinished when *stop is set) */
 static void matmul(bn_threadpool *pool, const float *x, int64_t T, int64_t K, const float *w,
-                   int64_t N, float *y)
+                   int64_t N, float *y, const volatile sig_atomic_t *stop)
 {
-    mm_args a = {x, w, y, T, K, N};
+    mm_args a = {x, w, y, T, K, N, stop};
     bn_pool_parallel_for(pool, N, 8, mm_rows, &a);
 }
 
@@ -159,13 +160,19 @@ static void attention(const float *qb, const float *kb, const float *vb, const c
 
 typedef struct ref_bufs {
     float *x, *h, *qb, *kb, *vb, *att, *g, *u, *w, *norm, *scores;
+    const cv_opts *o; /* polled after each linear layer */
+    int stopped;
 } ref_bufs;
 
 static int linear(cv_source *s, bn_threadpool *pool, ref_bufs *b, const char *name, const float *in,
                   int64_t T, int64_t K, int64_t N, float *out, char *err, size_t errsz)
 {
     if (cv_linear_f32(s, name, N, K, b->w, err, errsz) != 0) return -1;
-    matmul(pool, in, T, K, b->w, N, out);
+    matmul(pool, in, T, K, b->w, N, out, b->o->stop);
+    if (cv_poll(b->o)) {
+        b->stopped = 1;
+        return fail(err, errsz, "cancelled");
+    }
     return 0;
 }
 
@@ -260,7 +267,12 @@ static int head(cv_source *s, bn_threadpool *pool, ref_bufs *b, int64_t T, float
         cv_rows_f32(t, raw, r0, r1, rows);
         rc = cv_check_finite(name, rows, (r1 - r0) * E, E, r0, err, errsz);
         if (rc != 0) break;
-        matmul(pool, b->x, T, E, rows, r1 - r0, y);
+        matmul(pool, b->x, T, E, rows, r1 - r0, y, b->o->stop);
+        if (b->o->stop && *b->o->stop) {
+            b->stopped = 1;
+            rc = fail(err, errsz, "cancelled");
+            break;
+        }
         for (int64_t tt = 0; tt < T; tt++)
             memcpy(logits + tt * V + r0, y + tt * (r1 - r0), (size_t)(r1 - r0) * sizeof *y);
     }
@@ -279,7 +291,8 @@ int cv_reference(cv_source *s, bn_threadpool *pool, const cv_seqs *q, float *log
     int64_t maxlen = 1;
     for (int i = 0; i < q->n; i++)
         if (q->len[i] > maxlen) maxlen = q->len[i];
-    ref_bufs b = {0};
+    static const cv_opts no_opts;
+    ref_bufs b = {.o = o ? o : &no_opts};
     size_t fl = sizeof(float);
     b.x = malloc((size_t)(T * E) * fl);
     b.h = malloc((size_t)(T * E) * fl);
@@ -313,6 +326,7 @@ int cv_reference(cv_source *s, bn_threadpool *pool, const cv_seqs *q, float *log
             rc = head(s, pool, &b, T, logits, err, errsz);
         }
     }
+    if (b.stopped) rc = -2;
     free(b.x);
     free(b.h);
     free(b.qb);

@@ -4,10 +4,10 @@
 # conversion validates to float rounding (an f32 KV cache on the converted side), non-finite
 # weights are refused (naming the tensor), a validation that yields NaN fails, a vocabulary with
 # no ordinary token or that reads every prompt as <unk> is an error, a PyTorch .bin converts in
-# memory near one tensor, a catalog of 150k tensors opens at once (hashed lookup). Edited copies
-# of the tests/data/convert fixtures and generated checkpoints come from tests/convert/
-# edit_fixture.py, many_tensors.py and big_torch.py (python3, standard library); without python3
-# the test skips.
+# memory near one tensor, SIGINT/SIGTERM stop it in every phase, a catalog of 150k tensors opens
+# at once (hashed lookup). Edited copies of the tests/data/convert fixtures and generated
+# checkpoints come from tests/convert/edit_fixture.py, many_tensors.py and big_torch.py (python3,
+# standard library); without python3 the test skips.
 . tests/cli/lib.sh
 export BITNET_HISTORY_DB="$TMP/history.db"
 export BITNET_CONFIG="$TMP/no-config.json"
@@ -188,6 +188,30 @@ for v in --no-validate ""; do
         bad "pytorch_model.bin of $((size / 1048576)) MB ${v:-validated}: peak RSS $((kb / 1024)) MB (or no output)"
 done
 rm -rf "$TMP/big" "$TMP/big.gguf"
+
+# ---- SIGINT / SIGTERM stop a conversion in every phase at once, leaving nothing behind ----------
+# BITNET_CONVERT_THROTTLE_MS pauses at each of the conversion's checks (200 ms: the reference
+# about 0-3 s, writing 3-8 s, validating 8-10 s), so a signal lands in a known phase; it must end
+# the run within a second (the pause is cut short), exit 1, name the phase, and remove OUT.tmp-*
+for case in 1:INT:"running the reference" 5:TERM:writing 8.5:INT:validating; do
+    off=${case%%:*} rest=${case#*:}
+    sig=${rest%%:*} phase=${rest#*:}
+    rm -f "$TMP/sig.gguf"
+    BITNET_CONVERT_THROTTLE_MS=200 "$BITNET" convert "$D/llama-st" -o "$TMP/sig.gguf" -t 2 \
+        >/dev/null 2>"$TMP/sig.err" &
+    pid=$!
+    sleep "$off"
+    t0=$(date +%s%N)
+    kill -s "$sig" "$pid"
+    wait "$pid"
+    rc=$?
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    [ "$rc" = 1 ] && [ "$ms" -lt 1000 ] && ok "SIG$sig after $off s: exit 1 in $ms ms" ||
+        bad "SIG$sig after $off s: exit $rc after $ms ms"
+    grep -q "cancelled while $phase; nothing written" "$TMP/sig.err" && ok "... while $phase" ||
+        bad "SIG$sig after $off s: $(cat "$TMP/sig.err") (expected while $phase)"
+    no_output "$TMP/sig.gguf" "SIG$sig after $off s"
+done
 
 # ---- a catalog of 150 000 tensors ---------------------------------------------------------------
 # (the lookup by name was a linear scan: 200k tensors took minutes; hashed, a few seconds)
