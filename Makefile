@@ -1,14 +1,15 @@
 # bitnet - top-level GNU Makefile.
 #
 #   make            the engine (libbitnet.a), the bitnet binary and the tests
-#   make run        installs missing packages, builds, opens the TUI (bitnet quickstart
-#                   when there is no terminal)
-#   make test       installs missing packages, builds, runs every test
+#   make run        installs missing packages (make deps-run), builds the binary, opens the
+#                   TUI (bitnet quickstart when there is no terminal)
+#   make test       installs missing packages (make deps), builds, runs every test
 #   make bench      kernels, the bundled model (pp/tg), training speed, monitor overhead, the monitor's CPU overhead
 #   make sanitize   ASan + UBSan build running the whole test suite
 #   make tsan       ThreadSanitizer build running the thread-pool tests
 #   make install    PREFIX=/usr/local DESTDIR= (binary and man pages); make uninstall
-#   make deps       installs missing Debian packages (as root) or prints the command
+#   make deps       installs missing Debian packages (as root) or prints the command;
+#                   deps-run: only those make run needs (scripts/deps.sh says more)
 #   make format     applies .clang-format
 #
 # Variables: CC, BUILD (output dir), WERROR=1 (warnings are errors; CI sets it),
@@ -70,6 +71,24 @@ TEST_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS) 2>/dev/null)
 TEST_LIBS   = $(shell $(PKG_CONFIG) --libs $(TEST_PKGS) 2>/dev/null)
 SYS_LIBS    := -lm
 
+# A library pkg-config cannot find stops the build here, named with its Debian package
+# ("missing library: libcjson (Debian package libcjson-dev); run make deps"), instead of a
+# compiler error about a header later. Goals that install or clean check nothing; lib, bin and
+# install need no test library (CMocka). scripts/deps.sh holds the Debian names.
+PKG_NOCHECK_GOALS := deps deps-run run test check clean format uninstall
+PKG_BUILD_GOALS   := lib bin install $(BUILD)/libbitnet.a $(BUILD)/bitnet
+PKG_GOALS := $(filter-out $(PKG_NOCHECK_GOALS),$(or $(MAKECMDGOALS),all))
+ifneq ($(PKG_GOALS),)
+PKG_NEED := $(ENGINE_PKGS) $(APP_PKGS) $(DB_PKGS) $(UI_PKGS)
+ifneq ($(filter-out $(PKG_BUILD_GOALS),$(PKG_GOALS)),)
+PKG_NEED += $(TEST_PKGS)
+endif
+PKG_MISSING := $(shell PKG_CONFIG='$(PKG_CONFIG)' sh scripts/deps.sh --pkg-config $(PKG_NEED))
+ifneq ($(PKG_MISSING),)
+$(error $(PKG_MISSING))
+endif
+endif
+
 # ---- sources ---------------------------------------------------------------------
 # Kernel variants for one ISA live in their own files, compiled with their own flags.
 ENGINE_ALL := $(wildcard engine/src/*.c)
@@ -118,7 +137,7 @@ ifneq ($(V),1)
 Q := @
 endif
 
-.PHONY: all run test check bench sanitize tsan install uninstall clean deps format \
+.PHONY: all run test check bench sanitize tsan install uninstall clean deps deps-run format \
         test-only lib bin tests
 
 all: lib bin tests
@@ -222,13 +241,17 @@ $(BUILD)/tools/%: tests/tools/%.c
 
 # ---- the two commands of the README ---------------------------------------------------
 
+# deps: what make run and make test need; deps-run: only what make run needs (no test tools)
 deps:
 	@sh scripts/deps.sh
 
+deps-run:
+	@sh scripts/deps.sh --run
+
 # run: the TUI on a terminal; else `bitnet quickstart` (a tutorial of generate, bench and
 # doctor on the bundled model); without a bundled model, the version and a kernel benchmark.
-run: deps
-	@$(MAKE) --no-print-directory all
+run: deps-run
+	@$(MAKE) --no-print-directory bin
 	$(BIN) --version
 	@if [ -t 0 ] && [ -t 1 ] && [ -n "$$TERM" ] && [ "$$TERM" != dumb ] && \
 	    $(BIN) help tui >/dev/null 2>&1; then \

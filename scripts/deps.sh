@@ -1,18 +1,86 @@
 #!/bin/sh
-# Installs the Debian packages bitnet needs to build and test, when they are missing.
-# As root it runs apt-get; otherwise it prints the exact command to run.
+# The Debian packages bitnet needs, installed when they are missing.
+#
+#   sh scripts/deps.sh --run   what `make run` needs: build the program and run it
+#   sh scripts/deps.sh         that, plus what only `make test` needs (CMocka, tmux, mandoc,
+#                              prometheus, the sqlite3 command, curl, openssl, ONNX test data)
+#   sh scripts/deps.sh --pkg-config NAME...
+#                              (the Makefile's check) prints one line naming the pkg-config
+#                              libraries among NAME... that $PKG_CONFIG cannot find, with their
+#                              Debian packages, and exits 1; prints nothing and exits 0 if all
+#                              are found
+#
+# As root it runs apt-get; otherwise it prints the exact command to run and exits 1.
+# Where dpkg-query is absent (not Debian) it cannot tell what is installed: it prints the
+# packages to install (Debian names) and exits 0, and the Makefile's pkg-config check then
+# names any library that is still missing before compiling anything.
 set -e
-PKGS="build-essential pkg-config libcmocka-dev libcjson-dev libpcre2-dev libsqlite3-dev nettle-dev mandoc libncurses-dev tmux libzip-dev libprotobuf-c-dev protobuf-c-compiler libonnx-testdata libmicrohttpd-dev libcurl4-openssl-dev libreadline-dev"
-# prometheus (promtool and the server) for tests/cli/test_monitor.sh only; it skips without it
-PKGS="$PKGS prometheus"
-# the sqlite3 command, for the history and monitor tests that edit a database by hand
-PKGS="$PKGS sqlite3"
-# zlib: gzip answers of the metrics endpoint; libcrypt (libxcrypt: bcrypt) and libyaml: its web
-# config (basic auth users, TLS; exporter-toolkit's YAML format)
-PKGS="$PKGS zlib1g-dev libcrypt-dev libyaml-dev"
-# curl and openssl, for tests/cli/test_monitor_http.sh only (keep-alive, gzip, a self-signed
-# certificate, https); it skips those checks without them
-PKGS="$PKGS curl openssl"
+# build and run: compiler, pkg-config, protoc-c and the libraries the Makefile's *_PKGS name;
+# zlib: gzip answers of the metrics endpoint; libcrypt (bcrypt) and libyaml: its web config
+RUN_PKGS="build-essential pkg-config libcjson-dev libpcre2-dev libsqlite3-dev nettle-dev libncurses-dev"
+RUN_PKGS="$RUN_PKGS libzip-dev libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev"
+RUN_PKGS="$RUN_PKGS libcurl4-openssl-dev libreadline-dev zlib1g-dev libcrypt-dev libyaml-dev"
+# test only: CMocka (the unit tests), mandoc (test_man.sh), tmux (test_tui.sh), the ONNX
+# test data (test_onnx), prometheus (promtool and the server, test_monitor.sh; it skips
+# without), the sqlite3 command (history and monitor tests edit a database by hand), curl and
+# openssl (test_monitor_http.sh: keep-alive, gzip, a self-signed certificate, https)
+TEST_PKGS="libcmocka-dev mandoc tmux libonnx-testdata prometheus sqlite3 curl openssl"
+
+# deb_of NAME: the Debian package that ships pkg-config module NAME
+deb_of() {
+    case $1 in
+    libpcre2-8) echo libpcre2-dev ;;
+    libzip) echo libzip-dev ;;
+    libprotobuf-c) echo libprotobuf-c-dev ;;
+    libcjson) echo libcjson-dev ;;
+    nettle) echo nettle-dev ;;
+    libmicrohttpd) echo libmicrohttpd-dev ;;
+    libcurl) echo libcurl4-openssl-dev ;;
+    readline) echo libreadline-dev ;;
+    zlib) echo zlib1g-dev ;;
+    libcrypt) echo libcrypt-dev ;;
+    yaml-0.1) echo libyaml-dev ;;
+    cmocka) echo libcmocka-dev ;;
+    sqlite3) echo libsqlite3-dev ;;
+    ncursesw) echo libncurses-dev ;;
+    *) echo "unknown; add it to scripts/deps.sh" ;;
+    esac
+}
+
+pkg_config_check() {
+    pc=${PKG_CONFIG:-pkg-config}
+    if ! command -v "$pc" >/dev/null 2>&1; then
+        echo "missing program: $pc (Debian package pkg-config); run make deps"
+        return 1
+    fi
+    list="" n=0 seen=""
+    for m in "$@"; do
+        case " $seen " in *" $m "*) continue ;; esac
+        seen="$seen $m"
+        "$pc" --exists "$m" 2>/dev/null && continue
+        list="${list:+$list, }$m (Debian package $(deb_of "$m"))"
+        n=$((n + 1))
+    done
+    [ "$n" -eq 0 ] && return 0
+    [ "$n" -eq 1 ] && what="library" || what="libraries"
+    echo "missing $what: $list; run make deps"
+    return 1
+}
+
+case ${1:-} in
+--pkg-config) shift; pkg_config_check "$@"; exit $? ;;
+--run) PKGS=$RUN_PKGS; for_what="make run" ;;
+"") PKGS="$RUN_PKGS $TEST_PKGS"; for_what="make run and make test" ;;
+*) echo "deps: unknown option '$1' (--run, --pkg-config NAME...)" >&2; exit 2 ;;
+esac
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "deps: no dpkg-query here, so installed packages cannot be checked; $for_what need" \
+        "these Debian packages (or your system's equivalents):"
+    echo "  $PKGS"
+    echo "deps: the build then names any pkg-config library still missing"
+    exit 0
+fi
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
