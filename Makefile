@@ -38,8 +38,13 @@ FORTIFY        := -U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=3
 ifneq ($(findstring -O0,$(OPT)),)
 FORTIFY        :=
 endif
-CFLAGS_ALL = $(CSTD) $(OPT) $(FORTIFY) $(HARDEN_CFLAGS) $(WARN) -pthread -MMD -MP -Iengine/include -Iengine/src $(ENGINE_CFLAGS) $(EXTRA_CFLAGS)
+CFLAGS_ALL = $(CSTD) $(OPT) $(FORTIFY) $(HARDEN_CFLAGS) $(WARN) -pthread -MMD -MP -Iengine/include $(INTERNAL_INC) $(ENGINE_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS_ALL = -pthread $(HARDEN_LDFLAGS) $(EXTRA_LDFLAGS)
+# The engine's internal headers (engine/src/*.h) are on the include path of the engine's own
+# objects and of the tests that check internals only; app/, ui/, db/ and common/ see
+# engine/include. `private`: the engine objects a test depends on do not pass it on.
+INTERNAL_INC :=
+INTERNAL_TESTS := test_kernels test_model test_train
 
 ifeq ($(SAN),1)
 OPT    := -O1 -g -fno-omit-frame-pointer
@@ -145,6 +150,9 @@ all: lib bin tests
 lib: $(LIB) $(DB_LIB) $(COMMON_LIB) $(UI_LIB)
 bin: $(BIN)
 tests: $(TEST_BIN) $(TOOL_BIN)
+
+$(BUILD)/engine/%.o: private INTERNAL_INC := -Iengine/src
+$(addprefix $(BUILD)/tests/,$(INTERNAL_TESTS)): private INTERNAL_INC := -Iengine/src
 
 $(BUILD)/engine/%_avx2.o: engine/src/%_avx2.c
 	@mkdir -p $(dir $@)

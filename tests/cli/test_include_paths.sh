@@ -1,0 +1,45 @@
+# The engine's internal headers (engine/src/*.h) are on the include path of the engine's own
+# objects and of the tests that check internals only: app/, ui/, db/ and common/ know the
+# engine by engine/include. Reads the compile commands of `make -n -B` (nothing is built).
+. tests/cli/lib.sh
+if ! command -v make >/dev/null 2>&1; then
+    echo "SKIP: make is not installed"
+    exit 0
+fi
+make --no-print-directory -n -B V=1 BUILD="$TMP/b" all >"$TMP/raw" 2>"$TMP/err" ||
+    bad "make -n: $(head -2 "$TMP/err")"
+# one line per command (the recipes continue lines with a backslash)
+sed -e :a -e '/\\$/N; s/\\\n//; ta' "$TMP/raw" >"$TMP/cmds"
+
+count() { grep -E -- "$1" "$TMP/cmds" | grep -c -- "$2"; }
+for dir in app ui db common; do
+    n=$(grep -cE -- " -c $dir/[a-z_0-9]+\.c" "$TMP/cmds")
+    leak=$(count " -c $dir/[a-z_0-9]+\.c" "-Iengine/src")
+    if [ "$n" -gt 0 ] && [ "$leak" -eq 0 ]; then ok "$dir/: $n objects, none with -Iengine/src"
+    elif [ "$n" -eq 0 ]; then ok "$dir/: no sources (nothing to check)"
+    else bad "$dir/: $leak of $n objects compiled with -Iengine/src"; fi
+done
+n=$(grep -cE -- " -c engine/src/[a-z_0-9]+\.c" "$TMP/cmds")
+has=$(count " -c engine/src/[a-z_0-9]+\.c" "-Iengine/src")
+if [ "$n" -gt 0 ] && [ "$has" -eq "$n" ]; then ok "engine/src: all $n objects see their internal headers"
+else bad "engine/src: $has of $n objects with -Iengine/src"; fi
+for t in test_kernels test_model test_train; do
+    if count "tests/unit/$t\.c" "-Iengine/src" | grep -q '^[1-9]'; then ok "$t sees the internals"
+    else bad "$t compiled without -Iengine/src"; fi
+done
+leak=$(grep -E -- "-o [^ ]*/tests/test_" "$TMP/cmds" | grep -- "-Iengine/src" |
+    grep -vE "tests/unit/test_(kernels|model|train)\.c" | wc -l)
+if [ "$leak" -eq 0 ]; then ok "the other tests see engine/include only"
+else bad "$leak other tests compiled with -Iengine/src"; fi
+
+# no file above the engine names an internal header
+hdrs=$(cd engine/src && ls ./*.h | sed 's|^\./||')
+found=""
+for h in $hdrs; do
+    f=$(grep -lE "#include [\"<]([a-z./]*/)?$h[\">]" app/* ui/* db/* common/*.c common/include/*/*.h \
+        2>/dev/null | head -1)
+    [ -n "$f" ] && found="$found $f:$h"
+done
+if [ -z "$found" ]; then ok "app, ui, db and common include no engine/src header"
+else bad "engine internals included from:$found"; fi
+finish test_include_paths
