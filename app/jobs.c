@@ -1,23 +1,23 @@
-/* jobs.c - the conversion queue in sqlite (the history database's `jobs` table) and its
- * worker. See jobs.h for the states, the lock and the recovery after a crash. */
+/* jobs.c - the conversion queue (the history database's `jobs` table, whose statements are
+ * db/jobs.c's: bitnet/db_jobs.h) and its worker. See jobs.h for the states, the lock and the
+ * recovery after a crash. */
 #include "jobs.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "bitnet/db_jobs.h"
 #include "bitnet/file.h"
 #include "bitnet/types.h"
 #include "cli.h"
@@ -27,9 +27,10 @@
 #define LOG_SUFFIX       ".worker.log"
 #define PROGRESS_EVERY_S 0.2
 #define IDLE_EXIT_S      2.0
+#define BUSY_TIMEOUT_MS  10000
 
 struct jobs_db {
-    sqlite3 *sql;
+    bn_db *db; /* NULL only when reopening it failed */
     char path[4200];
 };
 
@@ -43,13 +44,6 @@ static int fail(char *err, size_t errsz, const char *fmt, ...)
     vsnprintf(err, errsz, fmt, ap);
     va_end(ap);
     return -1;
-}
-
-static int64_t now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
 /* ---- the lock ------------------------------------------------------------------------------- */
@@ -86,65 +80,40 @@ int jobs_worker_running(void)
 /* ---- the database ------------------------------------------------------------------------------
  */
 
-static int sql_err(jobs_db *j, char *err, size_t errsz, const char *what)
+static int db_err(jobs_db *j, char *err, size_t errsz)
 {
-    return fail(err, errsz, "%s: %s: %s", j->path, what, sqlite3_errmsg(j->sql));
+    return fail(err, errsz, "%s", j->db ? bn_db_errmsg(j->db) : "the queue is not open");
 }
 
-static int exec1(jobs_db *j, const char *sql, int64_t a, int64_t b, char *err, size_t errsz)
+static void sweep_tmp(void *ud, const char *out)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(j->sql, sql, -1, &st, NULL) != SQLITE_OK)
-        return sql_err(j, err, errsz, "prepare");
-    sqlite3_bind_int64(st, 1, a);
-    if (sqlite3_bind_parameter_count(st) >= 2) sqlite3_bind_int64(st, 2, b);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : sql_err(j, err, errsz, "update");
+    (void)ud;
+    bn_file_tmp_sweep(out); /* OUT.tmp-<dead pid>-* (bitnet/file.h) */
 }
 
 /* Jobs left running by a dead worker go back to the queue; their temporary output goes (a
  * job whose args are not JSON has no output to name, and does not stop the others'). */
 static void recover(jobs_db *j)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(j->sql,
-                           "SELECT id, CASE WHEN typeof(args) = 'text' AND json_valid(args) "
-                           "THEN json_extract(args, '$.out') END FROM jobs "
-                           "WHERE status = 'running'",
-                           -1, &st, NULL) != SQLITE_OK)
-        return;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *out = (const char *)sqlite3_column_text(st, 1);
-        if (out) bn_file_tmp_sweep(out); /* OUT.tmp-<dead pid>-* (bitnet/file.h) */
-    }
-    sqlite3_finalize(st);
-    char err[256];
-    exec1(j,
-          "UPDATE jobs SET status = 'queued', worker_pid = NULL, phase = NULL, percent = 0, "
-          "bytes_done = 0, eta_s = NULL, recovered = recovered + 1 WHERE status = 'running' "
-          "AND ?1 = ?1",
-          0, 0, err, sizeof err);
+    bn_db_job_recover(j->db, sweep_tmp, NULL, NULL);
 }
 
 int jobs_open(jobs_db **out, char *err, size_t errsz)
 {
     *out = NULL;
-    bn_db *db;
-    char path[4200];
-    if (hist_db_open(&db, path, sizeof path, err, errsz) != 0) return -1; /* migrates */
-    int schema = bn_db_schema_version(db);
-    bn_db_close(db);
-    if (schema < 4) return fail(err, errsz, "%s: schema %d has no jobs table", path, schema);
     jobs_db *j = calloc(1, sizeof *j);
     if (!j) return fail(err, errsz, "out of memory");
-    snprintf(j->path, sizeof j->path, "%s", path);
-    if (sqlite3_open_v2(path, &j->sql, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-        fail(err, errsz, "%s: %s", path, j->sql ? sqlite3_errmsg(j->sql) : "cannot open");
+    if (hist_db_open(&j->db, j->path, sizeof j->path, err, errsz) != 0) { /* migrates */
+        free(j);
+        return -1;
+    }
+    int schema = bn_db_schema_version(j->db);
+    if (schema < 4) {
+        fail(err, errsz, "%s: schema %d has no jobs table", j->path, schema);
         jobs_close(j);
         return -1;
     }
-    sqlite3_busy_timeout(j->sql, 10000);
+    bn_db_set_busy_timeout(j->db, BUSY_TIMEOUT_MS);
     int fd = try_lock(); /* no worker alive: nothing may be running */
     if (fd >= 0) {
         recover(j);
@@ -156,18 +125,21 @@ int jobs_open(jobs_db **out, char *err, size_t errsz)
 
 static void reopen(jobs_db *j)
 {
-    sqlite3_close(j->sql);
-    j->sql = NULL;
-    if (sqlite3_open_v2(j->path, &j->sql, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
-        fprintf(stderr, "jobs: cannot reopen %s: %s\n", j->path,
-                j->sql ? sqlite3_errmsg(j->sql) : "out of memory");
-    sqlite3_busy_timeout(j->sql, 10000);
+    bn_db_options opt = bn_db_options_default();
+    opt.retention_days = 0; /* the history hook just applied it */
+    opt.busy_timeout_ms = BUSY_TIMEOUT_MS;
+    bn_db_close(j->db);
+    if (bn_db_open(&j->db, j->path, &opt) != BN_OK) {
+        fprintf(stderr, "jobs: cannot reopen %s: %s\n", j->path, bn_db_errmsg(j->db));
+        bn_db_close(j->db);
+        j->db = NULL;
+    }
 }
 
 void jobs_close(jobs_db *j)
 {
     if (!j) return;
-    sqlite3_close(j->sql);
+    bn_db_close(j->db);
     free(j);
 }
 
@@ -215,20 +187,8 @@ int jobs_enqueue_convert(const cv_opts *o, int64_t *id, char *err, size_t errsz)
         cJSON_free(args);
         return -1;
     }
-    sqlite3_stmt *st;
-    int rc = sqlite3_prepare_v2(j->sql,
-                                "INSERT INTO jobs (kind, args, status, created_at) VALUES "
-                                "('convert', ?1, 'queued', ?2)",
-                                -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, args, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 2, now_ms());
-        rc = sqlite3_step(st);
-        sqlite3_finalize(st);
-    }
+    int r = bn_db_job_add(j->db, "convert", args, id) == BN_OK ? 0 : db_err(j, err, errsz);
     cJSON_free(args);
-    int r = rc == SQLITE_DONE ? 0 : sql_err(j, err, errsz, "insert");
-    if (r == 0) *id = sqlite3_last_insert_rowid(j->sql);
     jobs_close(j);
     return r;
 }
@@ -288,100 +248,33 @@ static int progress(void *user, const cv_progress *p)
     const int writing = strcmp(p->phase, "writing") == 0;
     double pct = writing && p->total ? 100.0 * (double)p->done / (double)p->total
                                      : (strcmp(p->phase, "reference") == 0 ? 0 : 100);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(w->j->sql,
-                           "UPDATE jobs SET phase = ?2, bytes_done = ?3, bytes_total = ?4, "
-                           "percent = ?5, eta_s = ?6 WHERE id = ?1",
-                           -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, w->id);
-        sqlite3_bind_text(st, 2, p->phase, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, writing ? (int64_t)p->done : 0);
-        sqlite3_bind_int64(st, 4, writing ? (int64_t)p->total : 0);
-        sqlite3_bind_double(st, 5, pct);
-        if (p->eta_s >= 0)
-            sqlite3_bind_double(st, 6, p->eta_s);
-        else
-            sqlite3_bind_null(st, 6);
-        if (sqlite3_step(st) != SQLITE_DONE)
-            fprintf(stderr, "job %lld: progress: %s\n", (long long)w->id,
-                    sqlite3_errmsg(w->j->sql));
-        sqlite3_finalize(st);
-    }
-    if (sqlite3_prepare_v2(w->j->sql, "SELECT cancel_requested FROM jobs WHERE id = ?1", -1, &st,
-                           NULL) == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, w->id);
-        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0)) w->cancel = 1;
-        sqlite3_finalize(st);
-    }
+    bn_db *db = w->j->db;
+    if (!db) return w->cancel || g_stop;
+    if (bn_db_job_progress(db, w->id, p->phase, writing ? (int64_t)p->done : 0,
+                           writing ? (int64_t)p->total : 0, pct, p->eta_s) != BN_OK)
+        fprintf(stderr, "job %lld: progress: %s\n", (long long)w->id, bn_db_errmsg(db));
+    int yes;
+    if (bn_db_job_cancel_requested(db, w->id, &yes) == BN_OK && yes) w->cancel = 1;
     return w->cancel || g_stop;
 }
 
-/* Claims the oldest queued job: its id and args, or 0 when there is none. */
+/* Claims the oldest queued job: 1 with its id and args (free), or 0 when there is none. */
 static int claim(jobs_db *j, int64_t *id, char **args)
 {
     *args = NULL;
-    sqlite3_stmt *st;
-    int got = 0;
-    if (sqlite3_exec(j->sql, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) return -1;
-    if (sqlite3_prepare_v2(j->sql,
-                           "SELECT id, args FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1",
-                           -1, &st, NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW) {
-            *id = sqlite3_column_int64(st, 0);
-            const char *a = (const char *)sqlite3_column_text(st, 1);
-            *args = a ? strdup(a) : NULL;
-        }
-        sqlite3_finalize(st);
-    }
-    if (*args &&
-        sqlite3_prepare_v2(j->sql,
-                           "UPDATE jobs SET status = 'running', started_at = ?2, "
-                           "worker_pid = ?3, attempts = attempts + 1, phase = 'starting', "
-                           "percent = 0, cancel_requested = 0, error = NULL, result = NULL "
-                           "WHERE id = ?1",
-                           -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, *id);
-        sqlite3_bind_int64(st, 2, now_ms());
-        sqlite3_bind_int64(st, 3, (int64_t)getpid());
-        got = sqlite3_step(st) == SQLITE_DONE;
-        sqlite3_finalize(st);
-    }
-    if (sqlite3_exec(j->sql, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        sqlite3_exec(j->sql, "ROLLBACK", NULL, NULL, NULL);
-        got = 0;
-    }
-    if (!got) {
-        free(*args);
-        *args = NULL;
-    }
-    return got;
+    char *a;
+    if (!j->db || bn_db_job_claim(j->db, (int64_t)getpid(), id, &a) != BN_OK) return 0;
+    *args = strdup(a);
+    bn_free(a);
+    return *args != NULL;
 }
 
 static void finish(jobs_db *j, int64_t id, const char *status, const char *result,
                    const char *error)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(j->sql,
-                           "UPDATE jobs SET status = ?2, ended_at = ?3, result = ?4, error = ?5, "
-                           "worker_pid = NULL, percent = CASE WHEN ?2 = 'done' THEN 100 ELSE "
-                           "percent END, eta_s = NULL WHERE id = ?1",
-                           -1, &st, NULL) != SQLITE_OK)
-        return;
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, now_ms());
-    if (result)
-        sqlite3_bind_text(st, 4, result, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 4);
-    if (error)
-        sqlite3_bind_text(st, 5, error, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 5);
-    if (sqlite3_step(st) != SQLITE_DONE)
+    if (j->db && bn_db_job_finish(j->db, id, status, result, error) != BN_OK)
         fprintf(stderr, "job %lld: cannot record the end: %s\n", (long long)id,
-                sqlite3_errmsg(j->sql));
-    sqlite3_finalize(st);
+                bn_db_errmsg(j->db));
 }
 
 static void run_job(jobs_db *j, int64_t id, const char *args)
@@ -418,8 +311,8 @@ static void run_job(jobs_db *j, int64_t id, const char *args)
      * close(2), which drops every POSIX lock this process holds on it while sqlite still
      * counts them as held: another process could then checkpoint and delete the WAL under
      * our connection. So no connection of ours is open while it runs. */
-    sqlite3_close(j->sql);
-    j->sql = NULL;
+    bn_db_close(j->db);
+    j->db = NULL;
     hist_run *h = hist_begin("convert", NULL, params);
     reopen(j);
     cJSON *report = NULL;
@@ -433,10 +326,7 @@ static void run_job(jobs_db *j, int64_t id, const char *args)
         status = "queued";
         snprintf(err, sizeof err, "worker stopped");
     }
-    finish(j, id, status, res, rc == 0 ? NULL : err);
-    if (strcmp(status, "queued") == 0)
-        exec1(j, "UPDATE jobs SET started_at = NULL, ended_at = NULL WHERE id = ?1", id, 0, err,
-              sizeof err);
+    finish(j, id, status, res, rc == 0 ? NULL : err); /* queued: no start or end time */
     printf("job %lld: %s%s%s\n", (long long)id, status, rc ? ": " : "", rc ? err : "");
     fflush(stdout);
     const cJSON *sha = cJSON_GetObjectItemCaseSensitive(report, "sha256");
@@ -491,38 +381,15 @@ int jobs_work(int forever, char *err, size_t errsz)
 /* ---- listing and changes
  * ------------------------------------------------------------------------- */
 
-/* args and result are read in C, not with json_extract: one row whose JSON is broken (a
+/* args and result are parsed here, not with json_extract: one row whose JSON is broken (a
  * blob, text that is not JSON) would fail the whole query and hide every row after it. */
-static const char JOB_COLS[] =
-        "SELECT id, kind, status, created_at, started_at, ended_at, attempts, phase, percent, "
-        "bytes_done, bytes_total, eta_s, error, cancel_requested, recovered, worker_pid, args, "
-        "result FROM jobs";
 
-enum { COL_ARGS = 16, COL_RESULT = 17 };
-
-/* Column c as JSON (a string, number or null, as stored). */
-static cJSON *col_json(sqlite3_stmt *st, int c)
+/* text parsed as JSON: NULL when it is NULL, *bad = 1 when it is something else that does
+ * not parse (not_text: a blob or a number, or broken text). */
+static cJSON *parsed(const char *text, int not_text, int *bad)
 {
-    switch (sqlite3_column_type(st, c)) {
-    case SQLITE_NULL:
-        return cJSON_CreateNull();
-    case SQLITE_INTEGER:
-        return cJSON_CreateNumber((double)sqlite3_column_int64(st, c));
-    case SQLITE_FLOAT:
-        return cJSON_CreateNumber(sqlite3_column_double(st, c));
-    default:
-        return cJSON_CreateString((const char *)sqlite3_column_text(st, c));
-    }
-}
-
-/* Column c parsed as JSON: NULL when it is NULL, *bad = 1 when it is something else that
- * does not parse (a blob or broken text). */
-static cJSON *col_parsed(sqlite3_stmt *st, int c, int *bad)
-{
-    const int t = sqlite3_column_type(st, c);
-    if (t == SQLITE_NULL) return NULL;
-    const char *s = (const char *)sqlite3_column_text(st, c);
-    cJSON *j = t == SQLITE_TEXT && s ? cJSON_Parse(s) : NULL;
+    if (!text && !not_text) return NULL;
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
     if (!j) *bad = 1;
     return j;
 }
@@ -533,28 +400,44 @@ static cJSON *str_or_null(const cJSON *o, const char *key)
     return cJSON_IsString(v) ? cJSON_CreateString(v->valuestring) : cJSON_CreateNull();
 }
 
+static cJSON *text_or_null(const char *s)
+{
+    return s ? cJSON_CreateString(s) : cJSON_CreateNull();
+}
+
+/* n as a number, or null when it is "none" (0 for times and the pid, < 0 for the ETA). */
+static cJSON *num_or_null(double n, int none)
+{
+    return none ? cJSON_CreateNull() : cJSON_CreateNumber(n);
+}
+
 /* One job as JSON; a job whose args or result cannot be read gets "problem" naming them
  * (and null in their place). */
-static cJSON *row_json(sqlite3_stmt *st, int full)
+static cJSON *row_json(const bn_job *r, int full)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "id", (double)sqlite3_column_int64(st, 0));
-    static const char *const names[] = {
-            NULL,          "kind",     "status", "created_at",       "started_at",
-            "ended_at",    "attempts", "phase",  "percent",          "bytes_done",
-            "bytes_total", "eta_s",    "error",  "cancel_requested", "recovered",
-            "worker_pid"};
+    cJSON_AddNumberToObject(o, "id", (double)r->id);
     int bad_args = 0, bad_result = 0;
-    cJSON *args = col_parsed(st, COL_ARGS, &bad_args);
-    cJSON *res = full ? col_parsed(st, COL_RESULT, &bad_result) : NULL;
+    cJSON *args = parsed(r->args, r->args_not_text, &bad_args);
+    cJSON *res = full ? parsed(r->result, r->result_not_text, &bad_result) : NULL;
     if (!bad_args && args && !cJSON_IsObject(args)) bad_args = 1;
-    for (int c = 1; c < (int)(sizeof names / sizeof names[0]); c++) {
-        cJSON_AddItemToObject(o, names[c], col_json(st, c));
-        if (c == 2) { /* src and out after status, where they always were */
-            cJSON_AddItemToObject(o, "src", str_or_null(args, "src"));
-            cJSON_AddItemToObject(o, "out", str_or_null(args, "out"));
-        }
-    }
+    cJSON_AddStringToObject(o, "kind", r->kind);
+    cJSON_AddStringToObject(o, "status", r->status);
+    cJSON_AddItemToObject(o, "src", str_or_null(args, "src")); /* where they always were */
+    cJSON_AddItemToObject(o, "out", str_or_null(args, "out"));
+    cJSON_AddNumberToObject(o, "created_at", (double)r->created_ms);
+    cJSON_AddItemToObject(o, "started_at", num_or_null((double)r->started_ms, !r->started_ms));
+    cJSON_AddItemToObject(o, "ended_at", num_or_null((double)r->ended_ms, !r->ended_ms));
+    cJSON_AddNumberToObject(o, "attempts", (double)r->attempts);
+    cJSON_AddItemToObject(o, "phase", text_or_null(r->phase));
+    cJSON_AddNumberToObject(o, "percent", r->percent);
+    cJSON_AddNumberToObject(o, "bytes_done", (double)r->bytes_done);
+    cJSON_AddNumberToObject(o, "bytes_total", (double)r->bytes_total);
+    cJSON_AddItemToObject(o, "eta_s", num_or_null(r->eta_s, r->eta_s < 0));
+    cJSON_AddItemToObject(o, "error", text_or_null(r->error));
+    cJSON_AddNumberToObject(o, "cancel_requested", (double)r->cancel_requested);
+    cJSON_AddNumberToObject(o, "recovered", (double)r->recovered);
+    cJSON_AddItemToObject(o, "worker_pid", num_or_null((double)r->worker_pid, !r->worker_pid));
     if (bad_args || bad_result)
         cJSON_AddStringToObject(o, "problem",
                                 bad_args && bad_result ? "args and result are not valid JSON"
@@ -572,90 +455,59 @@ static cJSON *row_json(sqlite3_stmt *st, int full)
 
 cJSON *jobs_list_json(jobs_db *j, const char *status, int limit, char *err, size_t errsz)
 {
-    char sql[1024];
-    snprintf(sql, sizeof sql, "%s WHERE (?1 IS NULL OR status = ?1) ORDER BY id DESC LIMIT ?2",
-             JOB_COLS);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(j->sql, sql, -1, &st, NULL) != SQLITE_OK) {
-        sql_err(j, err, errsz, "list");
+    bn_job *rows;
+    size_t n;
+    if (!j->db || bn_db_job_list(j->db, status, limit, &rows, &n) != BN_OK) {
+        db_err(j, err, errsz); /* never a silently shortened list */
         return NULL;
     }
-    if (status)
-        sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 1);
-    sqlite3_bind_int64(st, 2, limit > 0 ? limit : -1);
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddBoolToObject(doc, "worker_running", jobs_worker_running());
     cJSON *arr = cJSON_AddArrayToObject(doc, "jobs");
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) cJSON_AddItemToArray(arr, row_json(st, 0));
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) { /* never a silently shortened list */
-        sql_err(j, err, errsz, "list");
-        cJSON_Delete(doc);
-        return NULL;
-    }
+    for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, row_json(&rows[i], 0));
+    bn_db_jobs_free(rows, n);
     return doc;
 }
 
 cJSON *jobs_get_json(jobs_db *j, int64_t id, char *err, size_t errsz)
 {
-    char sql[1024];
-    snprintf(sql, sizeof sql, "%s WHERE id = ?1", JOB_COLS);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(j->sql, sql, -1, &st, NULL) != SQLITE_OK) {
-        sql_err(j, err, errsz, "show");
+    bn_job r;
+    bn_status s = j->db ? bn_db_job_get(j->db, id, &r) : BN_ERR_IO;
+    if (s == BN_ERR_NOT_FOUND) fail(err, errsz, "no job %lld", (long long)id);
+    if (s != BN_OK) {
+        if (s != BN_ERR_NOT_FOUND) db_err(j, err, errsz);
         return NULL;
     }
-    sqlite3_bind_int64(st, 1, id);
-    cJSON *o = sqlite3_step(st) == SQLITE_ROW ? row_json(st, 1) : NULL;
-    sqlite3_finalize(st);
-    if (!o) fail(err, errsz, "no job %lld", (long long)id);
+    cJSON *o = row_json(&r, 1);
+    bn_job_release(&r);
     return o;
 }
 
-static int job_status(jobs_db *j, int64_t id, char *status, size_t n)
+/* The state of job id into s: 0, or -1 with a message (no such job, or the database). */
+static int job_status(jobs_db *j, int64_t id, char *s, size_t n, char *err, size_t errsz)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(j->sql, "SELECT status FROM jobs WHERE id = ?1", -1, &st, NULL) !=
-        SQLITE_OK)
-        return -1;
-    sqlite3_bind_int64(st, 1, id);
-    int rc = -1;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        snprintf(status, n, "%s", (const char *)sqlite3_column_text(st, 0));
-        rc = 0;
-    }
-    sqlite3_finalize(st);
-    return rc;
+    bn_status st = j->db ? bn_db_job_status(j->db, id, s, n) : BN_ERR_IO;
+    if (st == BN_ERR_NOT_FOUND) return fail(err, errsz, "no job %lld", (long long)id);
+    return st == BN_OK ? 0 : db_err(j, err, errsz);
 }
 
 int jobs_cancel(jobs_db *j, int64_t id, char *err, size_t errsz)
 {
     char s[32];
-    if (job_status(j, id, s, sizeof s) != 0) return fail(err, errsz, "no job %lld", (long long)id);
+    if (job_status(j, id, s, sizeof s, err, errsz) != 0) return -1;
     if (strcmp(s, "queued") == 0)
-        return exec1(j,
-                     "UPDATE jobs SET status = 'cancelled', ended_at = ?2, error = 'cancelled' "
-                     "WHERE id = ?1 AND status = 'queued'",
-                     id, now_ms(), err, errsz);
+        return bn_db_job_cancel_queued(j->db, id) == BN_OK ? 0 : db_err(j, err, errsz);
     if (strcmp(s, "running") == 0)
-        return exec1(j, "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND ?2 = ?2", id, 0,
-                     err, errsz);
+        return bn_db_job_request_cancel(j->db, id) == BN_OK ? 0 : db_err(j, err, errsz);
     return fail(err, errsz, "job %lld is %s", (long long)id, s);
 }
 
 int jobs_retry(jobs_db *j, int64_t id, char *err, size_t errsz)
 {
     char s[32];
-    if (job_status(j, id, s, sizeof s) != 0) return fail(err, errsz, "no job %lld", (long long)id);
+    if (job_status(j, id, s, sizeof s, err, errsz) != 0) return -1;
     if (strcmp(s, "failed") != 0 && strcmp(s, "cancelled") != 0)
         return fail(err, errsz, "job %lld is %s (only failed or cancelled jobs are retried)",
                     (long long)id, s);
-    return exec1(j,
-                 "UPDATE jobs SET status = 'queued', error = NULL, result = NULL, started_at = "
-                 "NULL, ended_at = NULL, cancel_requested = 0, phase = NULL, percent = 0, "
-                 "bytes_done = 0, eta_s = NULL WHERE id = ?1 AND ?2 = ?2",
-                 id, 0, err, errsz);
+    return bn_db_job_requeue(j->db, id) == BN_OK ? 0 : db_err(j, err, errsz);
 }

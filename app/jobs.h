@@ -1,6 +1,7 @@
 /*
  * jobs.h - the persistent conversion queue: jobs in the `jobs` table of the history database
- * (db/migrations.c, schema 3), one worker process at a time.
+ * (db/migrations.c, schema 4; its statements in db/jobs.c, bitnet/db_jobs.h), one worker
+ * process at a time.
  *
  * Usage:
  *

@@ -60,6 +60,14 @@ bn_status bn__db_prepare(bn_db *db, const char *sql, sqlite3_stmt **st)
     return rc == SQLITE_OK ? BN_OK : bn__db_sqlerr(db, rc, "preparing a query");
 }
 
+bn_status bn__db_step_done(bn_db *db, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+    bn_status s = rc == SQLITE_DONE ? BN_OK : bn__db_sqlerr(db, rc, what);
+    sqlite3_finalize(st);
+    return s;
+}
+
 int64_t bn__db_now_ms(const bn_db *db)
 {
     if (db && db->opt.now_ms) return db->opt.now_ms;
@@ -292,6 +300,13 @@ void bn_db_close(bn_db *db)
     if (db->sql) sqlite3_close_v2(db->sql);
     bn_free(db->path);
     bn_free(db);
+}
+
+void bn_db_set_busy_timeout(bn_db *db, int ms)
+{
+    if (!db || ms <= 0) return;
+    db->opt.busy_timeout_ms = ms;
+    if (db->sql) sqlite3_busy_timeout(db->sql, ms);
 }
 
 bn_status bn_db_check(bn_db *db)

@@ -27,6 +27,8 @@ bn_status bn__db_sqlerr(bn_db *db, int rc, const char *what);
 bn_status bn__db_exec(bn_db *db, const char *sql, const char *what);
 /* Prepares sql into *st. */
 bn_status bn__db_prepare(bn_db *db, const char *sql, sqlite3_stmt **st);
+/* Runs a prepared statement that returns no rows, and finalizes it. */
+bn_status bn__db_step_done(bn_db *db, sqlite3_stmt *st, const char *what);
 /* Now, in milliseconds since the epoch (opt.now_ms when set). */
 int64_t bn__db_now_ms(const bn_db *db);
 /* A malloc'ed (bn_malloc) copy of column col, or NULL when it is NULL. *oom set on failure. */

@@ -49,15 +49,6 @@ static bn_status check_json(bn_db *db, const char *text, const char *what)
     return s;
 }
 
-/* Runs a prepared statement that returns no rows, and finalizes it. */
-static bn_status step_done(bn_db *db, sqlite3_stmt *st, const char *what)
-{
-    int rc = sqlite3_step(st);
-    bn_status s = rc == SQLITE_DONE ? BN_OK : bn__db_sqlerr(db, rc, what);
-    sqlite3_finalize(st);
-    return s;
-}
-
 bn_status bn_db_run_begin(bn_db *db, const char *command, const char *model_path,
                           const char *model_sha256, const char *params_json, int64_t *run_id)
 {
@@ -85,7 +76,7 @@ bn_status bn_db_run_begin(bn_db *db, const char *command, const char *model_path
         sqlite3_bind_int64(st, 9, self.start);
     else
         sqlite3_bind_null(st, 9);
-    s = step_done(db, st, "recording the start of a run");
+    s = bn__db_step_done(db, st, "recording the start of a run");
     if (s == BN_OK && run_id) *run_id = sqlite3_last_insert_rowid(db->sql);
     return s;
 }
@@ -108,7 +99,7 @@ bn_status bn_db_run_end(bn_db *db, int64_t run_id, bn_run_status status, const c
     bind_text_or_null(st, 3, error);
     sqlite3_bind_int64(st, 4, bn__db_now_ms(db));
     sqlite3_bind_int64(st, 5, run_id);
-    s = step_done(db, st, "recording the end of a run");
+    s = bn__db_step_done(db, st, "recording the end of a run");
     if (s == BN_OK && sqlite3_changes(db->sql) == 0)
         s = bn__db_err(db, BN_ERR_NOT_FOUND, "no run %lld", (long long)run_id);
     return s;
@@ -340,7 +331,7 @@ static bn_status prune_before(bn_db *db, int64_t cutoff_ms, int64_t *n)
     bn_status s = bn__db_prepare(db, "DELETE FROM runs WHERE started_at < ?1", &st);
     if (s != BN_OK) return s;
     sqlite3_bind_int64(st, 1, cutoff_ms);
-    s = step_done(db, st, "deleting old runs");
+    s = bn__db_step_done(db, st, "deleting old runs");
     if (s == BN_OK && n) *n = sqlite3_changes(db->sql);
     return s;
 }
@@ -373,7 +364,7 @@ static bn_status meta_set_int(bn_db *db, const char *key, int64_t v)
     if (s != BN_OK) return s;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, v);
-    return step_done(db, st, "writing meta");
+    return bn__db_step_done(db, st, "writing meta");
 }
 
 bn_status bn__db_apply_retention(bn_db *db, int64_t *n)

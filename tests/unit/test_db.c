@@ -2,7 +2,8 @@
  * runs begin/end, list filters, exports (CSV quoting, JSON), prune and retention, marking the
  * runs of dead processes incomplete, concurrent writers, kill -9 in the middle of writing, a
  * second open in the same process keeping the first one's locks, the sha256 cache, the default
- * path, and failed allocations. */
+ * path, and failed allocations; the conversion queue's rows (bitnet/db_jobs.h): a job's whole
+ * life, recovery, a broken row, a history from before the queue, failed allocations. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include "bitnet/db.h"
+#include "bitnet/db_jobs.h"
 
 /* ---- fixtures ---------------------------------------------------------------------------- */
 
@@ -1101,6 +1103,218 @@ static void test_alloc_failures(void **state)
     assert_string_equal(bn_db_errmsg(NULL), "out of memory");
 }
 
+/* ---- the conversion queue (bitnet/db_jobs.h) --------------------------------------------- */
+
+static void count_status(void *ud, const char *status, int64_t n)
+{
+    char *buf = ud;
+    snprintf(buf + strlen(buf), 256 - strlen(buf), "%s=%lld ", status, (long long)n);
+}
+
+static void collect_out(void *ud, const char *out)
+{
+    char *buf = ud;
+    snprintf(buf + strlen(buf), 256 - strlen(buf), "%s;", out);
+}
+
+/* A job from the queue to done, one cancelled, one retried; states and progress as stored. */
+static void test_jobs_life(void **state)
+{
+    fx *f = *state;
+    bn_db_options o = bn_db_options_default();
+    o.now_ms = T0;
+    bn_db *db = open_ok(f->path, &o);
+    int64_t a, b, id;
+    char *args, st[32];
+    assert_int_equal(bn_db_job_claim(db, 42, &id, &args), BN_ERR_NOT_FOUND); /* empty */
+    assert_null(args);
+    assert_int_equal(bn_db_job_add(db, "convert", "{\"src\":\"/a\",\"out\":\"/o1\"}", &a), BN_OK);
+    assert_int_equal(bn_db_job_add(db, "convert", "{\"src\":\"/b\",\"out\":\"/o2\"}", &b), BN_OK);
+    assert_int_equal(bn_db_job_add(db, "", "{}", &id), BN_ERR_INVALID);
+    assert_int_equal(bn_db_job_claim(db, 42, &id, &args), BN_OK); /* oldest first */
+    assert_int_equal(id, a);
+    assert_string_equal(args, "{\"src\":\"/a\",\"out\":\"/o1\"}");
+    bn_free(args);
+    assert_int_equal(bn_db_job_progress(db, a, "writing", 10, 40, 25.0, 3.5), BN_OK);
+    int yes = 1;
+    assert_int_equal(bn_db_job_cancel_requested(db, a, &yes), BN_OK);
+    assert_int_equal(yes, 0);
+    bn_job j;
+    assert_int_equal(bn_db_job_get(db, a, &j), BN_OK);
+    assert_string_equal(j.status, "running");
+    assert_string_equal(j.phase, "writing");
+    assert_int_equal(j.worker_pid, 42);
+    assert_int_equal(j.attempts, 1);
+    assert_int_equal(j.started_ms, T0);
+    assert_int_equal(j.bytes_done, 10);
+    assert_int_equal(j.bytes_total, 40);
+    assert_true(j.percent == 25.0 && j.eta_s == 3.5);
+    bn_job_release(&j);
+    assert_int_equal(bn_db_job_request_cancel(db, a), BN_OK);
+    assert_int_equal(bn_db_job_cancel_requested(db, a, &yes), BN_OK);
+    assert_int_equal(yes, 1);
+    assert_int_equal(bn_db_job_cancel_requested(db, 999, &yes), BN_ERR_NOT_FOUND);
+    assert_int_equal(bn_db_job_finish(db, a, "done", "{\"sha256\":\"x\"}", NULL), BN_OK);
+    assert_int_equal(bn_db_job_get(db, a, &j), BN_OK);
+    assert_string_equal(j.status, "done");
+    assert_string_equal(j.result, "{\"sha256\":\"x\"}");
+    assert_true(j.percent == 100.0 && j.eta_s < 0);
+    assert_int_equal(j.worker_pid, 0);
+    assert_int_equal(j.ended_ms, T0);
+    assert_null(j.error);
+    bn_job_release(&j);
+    /* b: cancelled while queued, then retried: back to queued with nothing left over */
+    assert_int_equal(bn_db_job_cancel_queued(db, b), BN_OK);
+    assert_int_equal(bn_db_job_status(db, b, st, sizeof st), BN_OK);
+    assert_string_equal(st, "cancelled");
+    assert_int_equal(bn_db_job_status(db, 999, st, sizeof st), BN_ERR_NOT_FOUND);
+    assert_non_null(strstr(bn_db_errmsg(db), "no job 999"));
+    assert_int_equal(bn_db_job_requeue(db, b), BN_OK);
+    assert_int_equal(bn_db_job_get(db, b, &j), BN_OK);
+    assert_string_equal(j.status, "queued");
+    assert_null(j.error);
+    assert_int_equal(j.ended_ms, 0);
+    bn_job_release(&j);
+    /* the worker stopped: "queued" again, with no start or end time */
+    assert_int_equal(bn_db_job_claim(db, 43, &id, &args), BN_OK);
+    bn_free(args);
+    assert_int_equal(bn_db_job_finish(db, b, "queued", NULL, "worker stopped"), BN_OK);
+    assert_int_equal(bn_db_job_get(db, b, &j), BN_OK);
+    assert_true(j.started_ms == 0 && j.ended_ms == 0 && j.attempts == 1);
+    assert_string_equal(j.error, "worker stopped");
+    bn_job_release(&j);
+    assert_int_equal(bn_db_job_get(db, 999, &j), BN_ERR_NOT_FOUND);
+    /* listing: newest first, by status, limited */
+    bn_job *jobs;
+    size_t n;
+    assert_int_equal(bn_db_job_list(db, NULL, 0, &jobs, &n), BN_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(jobs[0].id, b);
+    bn_db_jobs_free(jobs, n);
+    assert_int_equal(bn_db_job_list(db, "done", 0, &jobs, &n), BN_OK);
+    assert_true(n == 1 && jobs[0].id == a);
+    bn_db_jobs_free(jobs, n);
+    assert_int_equal(bn_db_job_list(db, NULL, 1, &jobs, &n), BN_OK);
+    assert_int_equal(n, 1);
+    bn_db_jobs_free(jobs, n);
+    char counts[256] = "";
+    assert_int_equal(bn_db_job_counts(db, count_status, counts), BN_OK);
+    assert_string_equal(counts, "done=1 queued=1 ");
+    bn_db_close(db);
+}
+
+/* Jobs left running by a dead worker: every output named (a broken row too, which has none),
+ * all back to queued and counted as recovered; broken args and results read as not text. */
+static void test_jobs_recover_broken(void **state)
+{
+    fx *f = *state;
+    bn_db *db = open_ok(f->path, NULL);
+    rawf(f->path, "INSERT INTO jobs (kind, args, status, created_at, worker_pid) VALUES "
+                  "('convert', x'00ff7b', 'running', 1, 9), "
+                  "('convert', '{\"out\":\"/x/o.gguf\"}', 'running', 2, 9), "
+                  "('convert', '{\"src\": broken', 'running', 3, 9), "
+                  "('convert', '{\"out\":\"/y\"}', 'done', 4, NULL)");
+    rawf(f->path, "UPDATE jobs SET result = x'01' WHERE id = 4");
+    char outs[256] = "";
+    int64_t n = 0;
+    assert_int_equal(bn_db_job_recover(db, collect_out, outs, &n), BN_OK);
+    assert_string_equal(outs, "/x/o.gguf;");
+    assert_int_equal(n, 3);
+    bn_job *jobs;
+    size_t cnt;
+    assert_int_equal(bn_db_job_list(db, NULL, 0, &jobs, &cnt), BN_OK);
+    assert_int_equal(cnt, 4); /* the broken rows hide nothing */
+    assert_true(jobs[0].id == 4 && jobs[0].result == NULL && jobs[0].result_not_text);
+    assert_true(jobs[0].args && !jobs[0].args_not_text);
+    assert_string_equal(jobs[1].args, "{\"src\": broken"); /* text: the caller parses it */
+    assert_true(jobs[3].id == 1 && jobs[3].args == NULL && jobs[3].args_not_text);
+    for (size_t i = 1; i < cnt; i++) {
+        assert_string_equal(jobs[i].status, "queued");
+        assert_int_equal(jobs[i].recovered, 1);
+        assert_int_equal(jobs[i].worker_pid, 0);
+    }
+    bn_db_jobs_free(jobs, cnt);
+    /* the broken row is claimed like any other (the worker reports its args) */
+    int64_t id;
+    char *args;
+    assert_int_equal(bn_db_job_claim(db, 1, &id, &args), BN_OK);
+    assert_int_equal(id, 1);
+    assert_int_equal(memcmp(args, "\0\xff{", 3), 0);
+    bn_free(args);
+    bn_db_close(db);
+}
+
+/* A history of schema 3 (before the queue), as the code of that time wrote it, gets the jobs
+ * table on open; a queue row written by the old app/jobs.c's own INSERT reads back. */
+static void test_jobs_from_old_file(void **state)
+{
+    fx *f = *state;
+    bn_db *db = open_ok(f->path, NULL);
+    bn_db_close(db);
+    rawf(f->path, "DROP TABLE jobs; PRAGMA user_version=3;");
+    db = open_ok(f->path, NULL);
+    assert_int_equal(bn_db_schema_version(db), BN_DB_SCHEMA_VERSION);
+    bn_db_close(db);
+    rawf(f->path, "INSERT INTO jobs (kind, args, status, created_at) VALUES "
+                  "('convert', '{\"src\":\"/s\"}', 'queued', 1700000000000)");
+    db = open_ok(f->path, NULL);
+    bn_job j;
+    assert_int_equal(bn_db_job_get(db, 1, &j), BN_OK);
+    assert_string_equal(j.kind, "convert");
+    assert_string_equal(j.status, "queued");
+    assert_int_equal(j.created_ms, 1700000000000);
+    assert_true(j.percent == 0 && j.eta_s < 0 && j.phase == NULL && j.started_ms == 0);
+    bn_job_release(&j);
+    bn_db_close(db);
+}
+
+/* Every allocation of list, get and claim fails in turn: a clean status, no leak. */
+static void test_jobs_alloc_failures(void **state)
+{
+    fx *f = *state;
+    bn_db *db = open_ok(f->path, NULL);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(bn_db_job_add(db, "convert", "{\"out\":\"/o\"}", NULL), BN_OK);
+    rawf(f->path, "UPDATE jobs SET phase = 'writing', error = 'e', result = '{}'");
+    int saw_ok = 0;
+    for (long k = 1; k < 400 && !saw_ok; k++) {
+        bn_job *jobs = NULL;
+        size_t n = 0;
+        bn_alloc_fail_at(k, 0);
+        bn_status s = bn_db_job_list(db, NULL, 0, &jobs, &n);
+        bn_alloc_fail_at(0, 0);
+        if (s == BN_OK) {
+            assert_int_equal(n, 20);
+            saw_ok = 1;
+        } else {
+            assert_int_equal(s, BN_ERR_NOMEM);
+            assert_null(jobs);
+            assert_string_equal(bn_db_errmsg(db), "out of memory");
+        }
+        bn_db_jobs_free(jobs, n);
+    }
+    assert_true(saw_ok);
+    for (long k = 1; k < 12; k++) {
+        bn_job j;
+        bn_alloc_fail_at(k, 0);
+        bn_status s = bn_db_job_get(db, 1, &j);
+        bn_alloc_fail_at(0, 0);
+        assert_true(s == BN_OK || s == BN_ERR_NOMEM);
+        bn_job_release(&j);
+    }
+    /* a claim that cannot copy the args rolls back: the job stays queued */
+    int64_t id;
+    char *args;
+    bn_alloc_fail_at(1, 0);
+    assert_int_equal(bn_db_job_claim(db, 1, &id, &args), BN_ERR_NOMEM);
+    bn_alloc_fail_at(0, 0);
+    assert_null(args);
+    char st[32];
+    assert_int_equal(bn_db_job_status(db, 1, st, sizeof st), BN_OK);
+    assert_string_equal(st, "queued");
+    bn_db_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1125,6 +1339,10 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_second_open_keeps_locks, setup, teardown),
             cmocka_unit_test_setup_teardown(test_hash_cache, setup, teardown),
             cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_jobs_life, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_jobs_recover_broken, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_jobs_from_old_file, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_jobs_alloc_failures, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -99,6 +99,8 @@ int64_t bn_db_open_incomplete(const bn_db *db);
 int64_t bn_db_open_pruned(const bn_db *db);
 /* Runs sqlite's integrity check: BN_OK, or BN_ERR_FORMAT with the first problem. */
 bn_status bn_db_check(bn_db *db);
+/* Sets how long a writer waits for another one's lock from now on (ms > 0). */
+void bn_db_set_busy_timeout(bn_db *db, int ms);
 
 /* ---- runs ------------------------------------------------------------------------------ */
 
