@@ -131,6 +131,8 @@ UI_LIB     := $(BUILD)/libbitnetui.a
 APP_SRC    := $(wildcard app/*.c)
 APP_OBJ    := $(patsubst app/%.c,$(BUILD)/app/%.o,$(APP_SRC))
 BIN        := $(BUILD)/bitnet
+# the app's objects but main.o: the unit tests of app/ modules link them (never #include a .c)
+APP_LIB    := $(BUILD)/libbitnetapp.a
 
 TEST_SRC   := $(wildcard tests/unit/test_*.c)
 TEST_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRC))
@@ -236,11 +238,16 @@ $(BIN): $(APP_OBJ) $(UI_LIB) $(COMMON_LIB) $(DB_LIB) $(LIB)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(APP_OBJ) $(UI_LIB) $(COMMON_LIB) $(DB_LIB) $(LIB) $(APP_LIBS) $(UI_LIBS) \
 		$(DB_LIBS) $(SYS_LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(TEST_HELP) $(COMMON_LIB) $(DB_LIB) $(LIB)
+$(APP_LIB): $(filter-out $(BUILD)/app/main.o,$(APP_OBJ))
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/tests/%: tests/unit/%.c $(TEST_HELP) $(UI_LIB) $(APP_LIB) $(COMMON_LIB) $(DB_LIB) $(LIB)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS_ALL) -Itests/unit -Icommon/include -Idb/include $(TEST_CFLAGS) $(DB_CFLAGS) \
-		$(LDFLAGS_ALL) -o $@ $< $(TEST_HELP) $(COMMON_LIB) $(DB_LIB) $(LIB) $(TEST_LIBS) $(DB_LIBS) $(SYS_LIBS)
+		$(APP_CFLAGS) $(UI_CFLAGS) $(LDFLAGS_ALL) -o $@ $< $(TEST_HELP) $(UI_LIB) $(APP_LIB) \
+		$(COMMON_LIB) $(DB_LIB) $(LIB) $(TEST_LIBS) $(APP_LIBS) $(UI_LIBS) $(DB_LIBS) $(SYS_LIBS)
 
 $(BUILD)/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)

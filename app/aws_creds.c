@@ -1,6 +1,7 @@
 /* aws_creds.c - AWS credentials by the SDKs' chain: environment, shared files, web identity
  * (STS), container endpoint, instance metadata (IMDSv2); see aws_creds.h. */
 #include "aws_creds.h"
+#include "aws_creds_internal.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -441,7 +442,7 @@ static int read_token(const char *path, char *out, size_t size, char *why, size_
 /* ---- the answers ------------------------------------------------------------------------------
  */
 
-static double parse_time(const char *s)
+double bn__aws_parse_time(const char *s)
 {
     struct tm tm;
     memset(&tm, 0, sizeof tm);
@@ -469,7 +470,7 @@ static int take_expiration(bn_aws_creds *c, const char *v, char *why, size_t why
 {
     c->expires = 0;
     if (!v) return 0;
-    c->expires = parse_time(v);
+    c->expires = bn__aws_parse_time(v);
     return c->expires < 0 ? set_why(why, whysz, "Expiration '%.40s' does not parse", v) : 0;
 }
 
@@ -479,7 +480,7 @@ static const char *jstr(const cJSON *o, const char *k)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-static int parse_json(const char *text, bn_aws_creds *c, char *why, size_t whysz)
+int bn__aws_parse_json(const char *text, bn_aws_creds *c, char *why, size_t whysz)
 {
     cJSON *j = cJSON_Parse(text);
     int rc = -1;
@@ -522,7 +523,7 @@ static const char *xml_text(const char *xml, const char *tag, char *out, size_t 
     return out;
 }
 
-static int parse_sts(const char *text, bn_aws_creds *c, char *why, size_t whysz)
+int bn__aws_parse_sts(const char *text, bn_aws_creds *c, char *why, size_t whysz)
 {
     char *v = malloc(4096);
     int rc = -1;
@@ -570,7 +571,7 @@ static int fetch_sts(bn_aws_chain *c, answer *a, bn_aws_creds *out, char *why, s
         if (!body)
             set_why(why, whysz, "out of memory");
         else if (request("POST", c->url, hdr, body, a, why, whysz) == 0) {
-            rc = parse_sts(a->text, out, why, whysz);
+            rc = bn__aws_parse_sts(a->text, out, why, whysz);
             if (rc == 0 && a->status != 200)
                 rc = set_why(why, whysz, "HTTP %ld", a->status);
             else if (rc && a->status != 200 && !strstr(a->text, "<Code>"))
@@ -597,7 +598,7 @@ static int fetch_container(bn_aws_chain *c, answer *a, bn_aws_creds *out, char *
     }
     if (request("GET", c->url, hdr, NULL, a, why, whysz)) return -1;
     if (a->status != 200) return set_why(why, whysz, "HTTP %ld: %s", a->status, excerpt(a));
-    return parse_json(a->text, out, why, whysz);
+    return bn__aws_parse_json(a->text, out, why, whysz);
 }
 
 static int fetch_imds(bn_aws_chain *c, answer *a, bn_aws_creds *out, char *why, size_t whysz)
@@ -623,7 +624,7 @@ static int fetch_imds(bn_aws_chain *c, answer *a, bn_aws_creds *out, char *why, 
     snprintf(url, sizeof url, "%s/latest/meta-data/iam/security-credentials/%s", c->url, role);
     if (request("GET", url, hdr, NULL, a, why, whysz)) return -1;
     if (a->status != 200) return set_why(why, whysz, "role %s: HTTP %ld", role, a->status);
-    return parse_json(a->text, out, why, whysz);
+    return bn__aws_parse_json(a->text, out, why, whysz);
 }
 
 static int fetch(bn_aws_chain *c, bn_aws_creds *out, char *why, size_t whysz)

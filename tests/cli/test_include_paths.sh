@@ -42,4 +42,14 @@ for h in $hdrs; do
 done
 if [ -z "$found" ]; then ok "app, ui, db and common include no engine/src header"
 else bad "engine internals included from:$found"; fi
+
+# tests link the libraries: the only .c a test #includes is kernels_avx512.c, compiled again
+# against tests/unit/avx512_emu.h by test_kernels.c (see the comment there)
+inc=$(grep -lE '#include ["<][^">]*\.c[">]' tests/unit/*.c tests/fuzz/*.c tests/tools/*.c 2>/dev/null |
+    grep -v '^tests/unit/test_kernels\.c$' | tr '\n' ' ')
+if [ -z "$inc" ]; then ok "no test #includes a .c file (but test_kernels's emulated AVX-512)"
+else bad "tests that #include a .c file: $inc"; fi
+if grep -E '#include ["<][^">]*\.c[">]' tests/unit/test_kernels.c | grep -qv 'kernels_avx512\.c'; then
+    bad "test_kernels.c #includes another .c"
+else ok "test_kernels.c #includes kernels_avx512.c only"; fi
 finish test_include_paths

@@ -4,19 +4,26 @@
  * undelivered notifications are kept: the spool (order, done and failed, the bound dropping
  * oldest first, replace), the transitions table, the migration of a version 2 history.
  *
- * app/alerts.c, app/metrics.c, app/spool.c and app/config.c (durations) are not part of
- * libbitnet: they are compiled into this test by #include. */
+ * app/alerts.c, app/metrics.c, app/spool.c and app/config.c (durations) come from the app's
+ * objects (libbitnetapp.a). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "../../app/config.c"
-#include "../../app/metrics.c"
-#include "../../app/utf8.c"
-#include "../../app/alerts.c"
-#include "../../app/spool.c"
+#include "../../app/alerts.h"
+#include "../../app/config.h"
+#include "../../app/metrics.h"
+#include "../../app/spool.h"
+#include "bitnet/db.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sqlite3.h>
+#include <cjson/cJSON.h>
 
 #include <unistd.h>
 

@@ -3,14 +3,20 @@
  * endpoints and IMDS as they parse; refresh before expiry with an injected clock, and old
  * credentials serving while a refresh fails. Requests go only to a closed loopback port here
  * (tests/cli/test_aws_creds.sh runs them against a stand-in).
- * app/aws_creds.c is not part of libbitnet: it is compiled into this test by #include. */
+ * app/aws_creds.c comes from the app's objects (libbitnetapp.a); its answer parsers are
+ * declared in app/aws_creds_internal.h. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "../../app/aws_creds.c"
+#include "../../app/aws_creds.h"
+#include "../../app/aws_creds_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static char dir[256];
 
@@ -173,52 +179,58 @@ static void test_answers(void **state)
     (void)state;
     bn_aws_creds c;
     char why[400];
-    assert_true(parse_time("2026-12-06T17:00:00Z") == 1796576400.0);
-    assert_true(parse_time("2026-12-06T17:00:00.123Z") == 1796576400.0);
-    assert_true(parse_time("2026-12-06T17:00:00+00:00") == 1796576400.0);
-    assert_true(parse_time("2026-12-06 17:00:00") < 0);
-    assert_true(parse_time("2026-12-06T17:00:00+02:00") < 0);
-    assert_int_equal(parse_json("{\"Code\":\"Success\",\"AccessKeyId\":\"A\",\"SecretAccessKey\":"
-                                "\"S\",\"Token\":\"T\",\"Expiration\":\"2026-12-06T17:00:00Z\"}",
-                                &c, why, sizeof why),
-                     0);
+    assert_true(bn__aws_parse_time("2026-12-06T17:00:00Z") == 1796576400.0);
+    assert_true(bn__aws_parse_time("2026-12-06T17:00:00.123Z") == 1796576400.0);
+    assert_true(bn__aws_parse_time("2026-12-06T17:00:00+00:00") == 1796576400.0);
+    assert_true(bn__aws_parse_time("2026-12-06 17:00:00") < 0);
+    assert_true(bn__aws_parse_time("2026-12-06T17:00:00+02:00") < 0);
+    assert_int_equal(
+            bn__aws_parse_json("{\"Code\":\"Success\",\"AccessKeyId\":\"A\",\"SecretAccessKey\":"
+                               "\"S\",\"Token\":\"T\",\"Expiration\":\"2026-12-06T17:00:00Z\"}",
+                               &c, why, sizeof why),
+            0);
     assert_string_equal(c.key_id, "A");
     assert_string_equal(c.token, "T");
     assert_true(c.expires == 1796576400.0);
-    assert_int_equal(
-            parse_json("{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"S\"}", &c, why, sizeof why),
-            0);
+    assert_int_equal(bn__aws_parse_json("{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"S\"}", &c,
+                                        why, sizeof why),
+                     0);
     assert_true(c.expires == 0); /* no Expiration: they do not expire */
-    assert_int_equal(parse_json("{\"Code\":\"AssumeRoleUnauthorizedAccess\",\"Message\":\"no\"}",
-                                &c, why, sizeof why),
-                     -1);
-    assert_non_null(strstr(why, "AssumeRoleUnauthorizedAccess"));
-    assert_int_equal(parse_json("{\"AccessKeyId\":\"A\"}", &c, why, sizeof why), -1);
-    assert_non_null(strstr(why, "SecretAccessKey"));
-    assert_int_equal(parse_json("{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"S\",\"Expiration\":"
-                                "\"soon\"}",
-                                &c, why, sizeof why),
-                     -1);
-    assert_int_equal(parse_json("[]", &c, why, sizeof why), -1);
     assert_int_equal(
-            parse_sts("<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult>"
-                      "<Credentials><SessionToken>a&amp;b&lt;c</SessionToken><SecretAccessKey>S"
-                      "</SecretAccessKey><Expiration>2026-12-06T17:00:00Z</Expiration>"
-                      "<AccessKeyId>ASIA1</AccessKeyId></Credentials>"
-                      "</AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>",
-                      &c, why, sizeof why),
+            bn__aws_parse_json("{\"Code\":\"AssumeRoleUnauthorizedAccess\",\"Message\":\"no\"}", &c,
+                               why, sizeof why),
+            -1);
+    assert_non_null(strstr(why, "AssumeRoleUnauthorizedAccess"));
+    assert_int_equal(bn__aws_parse_json("{\"AccessKeyId\":\"A\"}", &c, why, sizeof why), -1);
+    assert_non_null(strstr(why, "SecretAccessKey"));
+    assert_int_equal(
+            bn__aws_parse_json("{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"S\",\"Expiration\":"
+                               "\"soon\"}",
+                               &c, why, sizeof why),
+            -1);
+    assert_int_equal(bn__aws_parse_json("[]", &c, why, sizeof why), -1);
+    assert_int_equal(
+            bn__aws_parse_sts(
+                    "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult>"
+                    "<Credentials><SessionToken>a&amp;b&lt;c</SessionToken><SecretAccessKey>S"
+                    "</SecretAccessKey><Expiration>2026-12-06T17:00:00Z</Expiration>"
+                    "<AccessKeyId>ASIA1</AccessKeyId></Credentials>"
+                    "</AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>",
+                    &c, why, sizeof why),
             0);
     assert_string_equal(c.key_id, "ASIA1");
     assert_string_equal(c.token, "a&b<c");
-    assert_int_equal(parse_sts("<ErrorResponse><Error><Code>ExpiredTokenException</Code><Message>"
-                               "Token expired</Message></Error></ErrorResponse>",
-                               &c, why, sizeof why),
-                     -1);
+    assert_int_equal(
+            bn__aws_parse_sts("<ErrorResponse><Error><Code>ExpiredTokenException</Code><Message>"
+                              "Token expired</Message></Error></ErrorResponse>",
+                              &c, why, sizeof why),
+            -1);
     assert_string_equal(why, "ExpiredTokenException: Token expired");
-    assert_int_equal(parse_sts("<AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>A"
-                               "</AccessKeyId></Credentials></AssumeRoleWithWebIdentityResult>",
-                               &c, why, sizeof why),
-                     -1);
+    assert_int_equal(
+            bn__aws_parse_sts("<AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>A"
+                              "</AccessKeyId></Credentials></AssumeRoleWithWebIdentityResult>",
+                              &c, why, sizeof why),
+            -1);
 }
 
 static void test_refresh(void **state)

@@ -3,14 +3,17 @@
  * of a two-turn conversation with a system prompt in each format, and the pieces of a turn
  * (what the TUI tokenizes one by one) joining to the same text.
  *
- * app/chat_format.c is not part of libbitnet: it is compiled into this test by #include. */
+ * app/chat_format.c comes from the app's objects (libbitnetapp.a). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "../../app/chat_format.c"
+#include "../../app/chat_format.h"
+
+#include <stdlib.h>
+#include <string.h>
 
 #include <stdio.h>
 
@@ -20,8 +23,8 @@
 /* The role capitalized instead of "User: " written out, as tests/convert/make_fixtures.py
  * spells it (and, as reported, microsoft/bitnet-b1.58-2B-4T's tokenizer_config.json). */
 #define TMPL_2B4T_CAP                                                                              \
-    "{% for message in messages %}{% set content = message['role'] | capitalize + ': ' + "        \
-    "message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = "       \
+    "{% for message in messages %}{% set content = message['role'] | capitalize + ': ' + "         \
+    "message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = "        \
     "bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}"     \
     "{{ 'Assistant: ' }}{% endif %}"
 #define TMPL_LLAMA3                                                                                \

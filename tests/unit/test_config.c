@@ -3,17 +3,21 @@
  * alert rules), value parsing for `config set`, durations and listen addresses,
  * environment overrides, path resolution, atomic writes that keep other keys.
  *
- * app/config.c is not part of libbitnet: it is compiled into this test by #include. */
+ * app/config.c comes from the app's objects (libbitnetapp.a). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "../../app/config.c"
-#include "../../app/metrics.c"
-#include "../../app/utf8.c"
-#include "../../app/alerts.c"
+#include "../../app/config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <math.h>
+#include <cjson/cJSON.h>
 
 #include <sys/stat.h>
 
@@ -455,8 +459,10 @@ static void test_paths_and_data_dir(void **state)
     /* a file in the way */
     snprintf(want, sizeof want, "%s/afile", tmpdir);
     write_text(want, "x");
-    snprintf(buf, sizeof buf, "%s/afile/sub", tmpdir);
-    assert_int_equal(mkdir_p(buf, 0700, err, sizeof err), -1);
+    setenv("XDG_DATA_HOME", want, 1); /* the data directory would be afile/bitnet */
+    assert_int_equal(bn_data_dir_ensure(NULL, buf, sizeof buf, err, sizeof err), -1);
+    assert_non_null(strstr(err, "afile"));
+    unsetenv("XDG_DATA_HOME");
 }
 
 static void test_write_key(void **state)

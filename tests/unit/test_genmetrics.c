@@ -3,17 +3,20 @@
  * per token after the first) and end-to-end histograms, requests by result, the last speeds;
  * an error counts the request only; the counters only grow.
  *
- * app/genmetrics.c and app/metrics.c are not part of libbitnet: they are compiled into this
- * test by #include. */
+ * app/genmetrics.c and app/metrics.c come from the app's objects (libbitnetapp.a). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "../../app/genmetrics.c"
-#include "../../app/metrics.c"
-#include "../../app/utf8.c"
+#include "../../app/genmetrics.h"
+#include "../../app/metrics.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* The value of one series (a line "series value") in the exposition of reg; NAN when absent. */
 static double value_of(bn_metrics *reg, const char *series)

@@ -1,14 +1,18 @@
 /* test_graph.c - the TUI's text graphs (ui/graph.c) rendered into buffers: exact ASCII
  * output, braille and block cells, min/max labels, the time axis, holding between samples,
  * gaps, NaN, empty windows, fixed ranges, sizes out of range, the series ring, numbers.
- * ui/graph.c is not part of libbitnet: it is compiled into this test by #include. */
+ * ui/graph.c comes from libbitnetui.a. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "../../ui/graph.c"
+#include "../../ui/graph.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 static bn_series ser;
 static bn_graph_out out;

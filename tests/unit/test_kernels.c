@@ -24,7 +24,10 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 /* The AVX-512 kernels' source against a plain-C model of its intrinsics: checks their
- * logic here even when this CPU has no AVX-512 (the real ones run when it has). */
+ * logic here even when this CPU has no AVX-512 (the real ones run when it has).
+ * The one test that #includes a .c, on purpose: the file must be compiled a second time,
+ * against tests/unit/avx512_emu.h instead of <immintrin.h>, which linking libbitnet's
+ * kernels_avx512.o cannot do (tests/cli/test_include_paths.sh allows only this one). */
 #define BN_KERNELS_AVX512_EMULATE 1
 #include "kernels_avx512.c"
 #define HAVE_AVX512_EMULATED 1

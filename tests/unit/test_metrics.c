@@ -3,15 +3,20 @@
  * monotonic, +Inf equal to _count, _sum), definition errors, snapshots, selectors, JSON and
  * the bounded buffer.
  *
- * app/metrics.c is not part of libbitnet: it is compiled into this test by #include. */
+ * app/metrics.c comes from the app's objects (libbitnetapp.a). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "../../app/metrics.c"
-#include "../../app/utf8.c"
+#include "../../app/metrics.h"
+#include "../../app/utf8.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static bn_metrics *new_reg(void)
 {
