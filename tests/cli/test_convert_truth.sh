@@ -88,6 +88,16 @@ id=$("$BITNET" tokenize -m "$TMP/ab.gguf" --ids-only "$top" 2>/dev/null)
 [ -n "$id" ] && [ "$id" = "$(jget "$A/reference.json" top5.0)" ] &&
     ok "bitnet-autobit: the next token is transformers' top-1 ($id)" ||
     bad "bitnet-autobit: next token '$top' ($id), transformers' $(jget "$A/reference.json" top5.0)"
+# quantization_mode online: transformers ternarizes by absmean at every forward and has no
+# weight_scale (multiplying by the stored one, as bitnet once did, is another model)
+copy ab-online bitnet-autobit
+$EDIT config "$TMP/ab-online" 'quantization_config.quantization_mode="online"'
+expect_exit 0 "convert bitnet-autobit read online" -- "$BITNET" convert "$TMP/ab-online" -o "$TMP/abo.gguf" --json -t 2
+set -- $(jget "$TMP/out" validation.ppl_ref validation.ppl_conv | tr '\n' ' ')
+want_on=$(jget "$A/reference.json" ppl_text_online)
+close "$1" "$want_on" 0.001 && close "$2" "$want_on" 0.005 &&
+    ok "online: perplexity $1 / $2 as transformers' $want_on" ||
+    bad "online: perplexity $1 / $2, transformers' $want_on"
 # a weight that is not ternary cannot be used as stored: refused, named
 copy ab-bad bitnet-autobit
 $EDIT value "$TMP/ab-bad/model.safetensors" model.layers.0.mlp.up_proj.weight 7 0.5

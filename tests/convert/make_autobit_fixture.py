@@ -23,12 +23,15 @@ reference.json (from transformers' BitNetForCausalLM, loaded in float32):
   ppl_text                     the perplexity transformers gives those ids: what `bitnet
                                convert` must report as validation.ppl_ref (its reference) and,
                                the conversion being lossless, as ppl_conv
+  ppl_text_online              the same with quantization_mode online (absmean ternarization at
+                               every forward, weight_scale unused)
 """
 import json
 import os
 import re
 import shutil
 import sys
+import tempfile
 
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")  # transformers' ActQuant uses torch.compile
 
@@ -71,6 +74,16 @@ def make_model():
     return sd
 
 
+def load(d):
+    model = transformers.BitNetForCausalLM.from_pretrained(d, dtype=torch.float32)
+    model.eval()
+    for m in model.modules():  # the BF16 weights as they are (exactly) in f32, as bitnet computes
+        for name, t in list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False)):
+            if t.is_floating_point() and t.dtype != torch.float32:
+                t.data = t.data.float()
+    return model
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     out = make_model()
@@ -85,12 +98,7 @@ def main():
     json.dump(cfg, open(os.path.join(OUT, "config.json"), "w"), indent=2)
 
     tok = transformers.AutoTokenizer.from_pretrained(OUT)
-    model = transformers.BitNetForCausalLM.from_pretrained(OUT, dtype=torch.float32)
-    model.eval()
-    for m in model.modules():  # the BF16 weights as they are (exactly) in f32, as bitnet computes
-        for name, t in list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False)):
-            if t.is_floating_point() and t.dtype != torch.float32:
-                t.data = t.data.float()
+    model = load(OUT)
     lin = model.model.layers[0].self_attn.q_proj
     assert type(lin).__name__ == "AutoBitLinear" and not lin.online_quant, type(lin)
     want = out["model.layers.0.self_attn.q_proj.weight_scale"].float()
@@ -106,6 +114,17 @@ def main():
         loss = model(input_ids=x, labels=x).loss
         ref["text_ids"] = tids
         ref["ppl_text"] = float(torch.exp(loss))
+    # the same checkpoint read with quantization_mode online: AutoBitLinear ternarizes the
+    # weights by absmean at every forward and has no weight_scale (the stored one is unused)
+    cfg["quantization_config"]["quantization_mode"] = "online"
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in os.listdir(OUT):
+            shutil.copy(os.path.join(OUT, f), tmp)
+        json.dump(cfg, open(os.path.join(tmp, "config.json"), "w"), indent=2)
+        online = load(tmp)
+        assert online.model.layers[0].self_attn.q_proj.online_quant
+        with torch.no_grad():
+            ref["ppl_text_online"] = float(torch.exp(online(input_ids=x, labels=x).loss))
     json.dump(ref, open(os.path.join(OUT, "reference.json"), "w"), indent=1)
     print(f"transformers {transformers.__version__}: top-1 {ref['top5'][0]}, "
           f"perplexity {ref['ppl_text']:.4f} over {len(tids)} tokens")
