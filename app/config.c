@@ -1,6 +1,8 @@
-/* config.c - the settings file, its schema, environment overrides and the data
- * directory (see config.h and bitnet-config(5)). */
+/* config.c - the settings file: its schema, loading it with environment overrides and
+ * defaults, the getters, and writing one key (see config.h and bitnet-config(5)). Checking a
+ * document and parsing values is config_check.c; paths and the data directory config_paths.c. */
 #include "config.h"
+#include "config_internal.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -15,8 +17,6 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "alerts.h"
 
 /* ---- the schema ---------------------------------------------------------------------- */
 
@@ -71,8 +71,6 @@ static const bn_config_key schema[] = {
 };
 #define N_KEYS (sizeof schema / sizeof schema[0])
 
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
-
 struct bn_config {
     char *path;
     int exists;
@@ -102,7 +100,7 @@ const bn_config_key *bn_config_find_key(const char *key)
 }
 
 /* Is path a section: a proper prefix of some key, ending at a '.'? */
-static int is_section(const char *path)
+int bn__config_is_section(const char *path)
 {
     size_t n = strlen(path);
     for (size_t i = 0; i < N_KEYS; i++)
@@ -144,72 +142,13 @@ const char *bn_config_source_name(bn_config_source s)
 
 /* ---- small helpers --------------------------------------------------------------------- */
 
-static void set_err(char *err, size_t errsz, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errsz, const char *fmt, ...)
+void bn__config_set_err(char *err, size_t errsz, const char *fmt, ...)
 {
     if (!err || !errsz) return;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err, errsz, fmt, ap);
     va_end(ap);
-}
-
-/* snprintf that reports truncation: 0 or -1. */
-static int fmt_path(char *buf, size_t size, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-static int fmt_path(char *buf, size_t size, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, size, fmt, ap);
-    va_end(ap);
-    return n < 0 || (size_t)n >= size ? -1 : 0;
-}
-
-static const char *home_dir(void)
-{
-    const char *h = getenv("HOME");
-    if (h && *h) return h;
-    struct passwd *pw = getpwuid(getuid());
-    return pw && pw->pw_dir && *pw->pw_dir ? pw->pw_dir : NULL;
-}
-
-/* $VAR/sub when VAR is an absolute path (the XDG rule), else ~/fallback/sub. */
-static int xdg_path(char *buf, size_t size, const char *var, const char *fallback, const char *sub)
-{
-    const char *x = getenv(var);
-    if (x && x[0] == '/') return fmt_path(buf, size, "%s/%s", x, sub);
-    const char *h = home_dir();
-    if (!h) return -1;
-    return fmt_path(buf, size, "%s/%s/%s", h, fallback, sub);
-}
-
-int bn_config_path(char *buf, size_t size)
-{
-    const char *p = getenv("BITNET_CONFIG");
-    if (p && *p) return fmt_path(buf, size, "%s", p);
-    return xdg_path(buf, size, "XDG_CONFIG_HOME", ".config", "bitnet/config.json");
-}
-
-/* "~/x" -> $HOME/x; relative -> base/x (base NULL: the current directory). */
-static int resolve_path(const char *p, const char *base, char *buf, size_t size)
-{
-    if (!*p || p[0] == '/') return fmt_path(buf, size, "%s", p);
-    if (p[0] == '~' && (p[1] == '/' || p[1] == '\0')) {
-        const char *h = home_dir();
-        return h ? fmt_path(buf, size, "%s%s", h, p + 1) : -1;
-    }
-    if (p[0] == '.' && p[1] == '/') p += 2;
-    if (base) return fmt_path(buf, size, "%s/%s", base, p);
-    char cwd[BN_CONFIG_PATH_MAX];
-    if (!getcwd(cwd, sizeof cwd)) return -1;
-    return fmt_path(buf, size, "%s/%s", strcmp(cwd, "/") ? cwd : "", p);
-}
-
-int bn_config_resolve_path(const char *p, const char *base, char *buf, size_t size)
-{
-    return resolve_path(p, base, buf, size);
 }
 
 /* ---- parsing ------------------------------------------------------------------------- */
@@ -250,7 +189,7 @@ int bn_config_parse(const char *text, size_t len, const char *name, cJSON **out,
         size_t off = (size_t)((const char *)memchr(text, '\0', len) - text);
         int l, c;
         bn_config_linecol(text, len, off, &l, &c);
-        set_err(err, errsz, "%s:%d:%d: NUL byte in the file", name, l, c);
+        bn__config_set_err(err, errsz, "%s:%d:%d: NUL byte in the file", name, l, c);
         return -1;
     }
     const char *end = NULL;
@@ -269,309 +208,18 @@ int bn_config_parse(const char *text, size_t len, const char *name, cJSON **out,
         char near[24];
         excerpt(text + off, text + len, near, sizeof near);
         if (near[0])
-            set_err(err, errsz, "%s:%d:%d: not valid JSON near '%s'", name, l, c, near);
+            bn__config_set_err(err, errsz, "%s:%d:%d: not valid JSON near '%s'", name, l, c, near);
         else
-            set_err(err, errsz, "%s:%d:%d: not valid JSON (unexpected end of file)", name, l, c);
+            bn__config_set_err(err, errsz, "%s:%d:%d: not valid JSON (unexpected end of file)",
+                               name, l, c);
         return -1;
     }
     if (!cJSON_IsObject(doc)) {
         cJSON_Delete(doc);
-        set_err(err, errsz, "%s: expected a JSON object ({...}) at the top level", name);
+        bn__config_set_err(err, errsz, "%s: expected a JSON object ({...}) at the top level", name);
         return -1;
     }
     *out = doc;
-    return 0;
-}
-
-/* ---- checking ------------------------------------------------------------------------ */
-
-int bn_parse_duration(const char *s, double *seconds)
-{
-    static const struct {
-        const char *name;
-        double seconds;
-    } units[] = {{"ms", 1e-3}, {"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}};
-    double total = 0;
-    const char *p = s;
-    char *end;
-    if (!s || !*s) return -1;
-    if (strspn(s, "0123456789.") == strlen(s)) { /* a bare number: seconds */
-        total = strtod(s, &end);
-        if (*end) return -1;
-        p = end;
-    }
-    while (*p) {
-        if (!isdigit((unsigned char)*p) && *p != '.') return -1;
-        double v = strtod(p, &end);
-        if (end == p) return -1;
-        p = end;
-        size_t u = 0;
-        while (u < COUNT(units) && strncmp(p, units[u].name, strlen(units[u].name)) != 0) u++;
-        if (u == COUNT(units)) return -1;
-        p += strlen(units[u].name);
-        total += v * units[u].seconds;
-    }
-    if (!isfinite(total) || total < 0) return -1;
-    *seconds = total;
-    return 0;
-}
-
-int bn_parse_listen(const char *s, char *host, size_t hostsz, int *port)
-{
-    const char *colon;
-    const char *h = s;
-    size_t hl;
-    if (!s) return -1;
-    if (s[0] == '[') {
-        const char *rb = strchr(s, ']');
-        if (!rb || rb[1] != ':') return -1;
-        h = s + 1;
-        hl = (size_t)(rb - h);
-        colon = rb + 1;
-        if (hl == 0) return -1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon || memchr(s, ':', (size_t)(colon - s))) return -1; /* v6 needs [] */
-        hl = (size_t)(colon - s);
-    }
-    for (size_t i = 0; i < hl; i++)
-        if (isspace((unsigned char)h[i]) || h[i] == '/' || h[i] == '[' || h[i] == ']') return -1;
-    const char *ps = colon + 1;
-    if (!*ps || strlen(ps) > 5 || strspn(ps, "0123456789") != strlen(ps)) return -1;
-    long p = strtol(ps, NULL, 10);
-    if (p < 1 || p > 65535 || hl >= hostsz) return -1;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    *port = (int)p;
-    return 0;
-}
-
-static int is_env_name(const char *s)
-{
-    if (!s || !(isalpha((unsigned char)*s) || *s == '_')) return 0;
-    for (; *s; s++)
-        if (!(isalnum((unsigned char)*s) || *s == '_')) return 0;
-    return 1;
-}
-
-static int is_url(const char *s)
-{
-    const char *r = NULL;
-    if (strncmp(s, "http://", 7) == 0)
-        r = s + 7;
-    else if (strncmp(s, "https://", 8) == 0)
-        r = s + 8;
-    if (!r || !*r || *r == '/' || *r == ':') return 0;
-    for (; *r; r++)
-        if ((unsigned char)*r <= 0x20 || *r == 0x7f) return 0;
-    return 1;
-}
-
-typedef struct checker {
-    bn_config_report_fn fn;
-    void *ud;
-    int flags;
-    int errors;
-} checker;
-
-static void report(checker *ck, int is_error, const char *key, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
-static void report(checker *ck, int is_error, const char *key, const char *fmt, ...)
-{
-    char msg[BN_CONFIG_ERR_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (is_error) ck->errors++;
-    if (ck->fn) ck->fn(ck->ud, is_error, key, msg);
-}
-
-/* The rules, as the monitor parses them (alerts.c): one parser, so that a file that loads
- * never holds rules the monitor refuses. */
-static void on_alert_finding(void *ud, int is_error, const char *key, const char *msg)
-{
-    report(ud, is_error, key, "%s", msg);
-}
-
-static void check_alerts(checker *ck, const cJSON *v)
-{
-    bn_alerts_check(v, on_alert_finding, ck);
-}
-
-static void check_value(checker *ck, const bn_config_key *k, const cJSON *v, const char *key)
-{
-    char host[256];
-    int port;
-    switch (k->type) {
-    case BN_CFG_STRING:
-    case BN_CFG_PATH:
-        if (!cJSON_IsString(v))
-            report(ck, 1, key, "expected a string");
-        else if (strlen(v->valuestring) >= BN_CONFIG_PATH_MAX)
-            report(ck, 1, key, "longer than %d bytes", BN_CONFIG_PATH_MAX - 1);
-        break;
-    case BN_CFG_INT:
-        if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
-            v->valuedouble < k->min || v->valuedouble > k->max)
-            report(ck, 1, key, "expected an integer from %.0f to %.0f", k->min, k->max);
-        break;
-    case BN_CFG_NUMBER:
-        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < k->min ||
-            v->valuedouble > k->max)
-            report(ck, 1, key, "expected a number from %g to %g", k->min, k->max);
-        break;
-    case BN_CFG_BOOL:
-        if (!cJSON_IsBool(v)) report(ck, 1, key, "expected true or false");
-        break;
-    case BN_CFG_LISTEN:
-        if (!cJSON_IsString(v) || bn_parse_listen(v->valuestring, host, sizeof host, &port))
-            report(ck, 1, key, "expected \"HOST:PORT\" with a port from 1 to 65535");
-        break;
-    case BN_CFG_URL:
-        if (!cJSON_IsString(v) || (v->valuestring[0] && !is_url(v->valuestring)))
-            report(ck, 1, key, "expected an http:// or https:// URL (or \"\")");
-        break;
-    case BN_CFG_ENVNAME:
-        if (!cJSON_IsString(v) || !is_env_name(v->valuestring))
-            report(ck, 1, key, "expected the name of an environment variable");
-        break;
-    case BN_CFG_ALERTS:
-        check_alerts(ck, v);
-        break;
-    case BN_CFG_DURATION: {
-        double d = -1;
-        if (cJSON_IsString(v)) {
-            if (bn_parse_duration(v->valuestring, &d)) d = -1;
-        } else if (cJSON_IsNumber(v) && isfinite(v->valuedouble)) {
-            d = v->valuedouble;
-        }
-        if (d < k->min)
-            report(ck, 1, key, "expected a duration such as \"10s\" or \"1m\", at least %gs",
-                   k->min);
-        break;
-    }
-    }
-}
-
-static void walk_object(checker *ck, const cJSON *obj, const char *prefix)
-{
-    for (const cJSON *c = obj->child; c; c = c->next) {
-        char path[256];
-        const char *name = c->string ? c->string : "";
-        if (fmt_path(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", name)) {
-            report(ck, 1, prefix, "key name too long");
-            continue;
-        }
-        int dup = 0;
-        for (const cJSON *d = obj->child; d != c; d = d->next)
-            if (d->string && strcmp(d->string, name) == 0) dup = 1;
-        if (dup) {
-            report(ck, 1, path, "duplicate key (only the first is used)");
-            continue;
-        }
-        int ki = key_index(path);
-        if (ki >= 0)
-            check_value(ck, &schema[ki], c, path);
-        else if (is_section(path) && cJSON_IsObject(c))
-            walk_object(ck, c, path);
-        else if (is_section(path))
-            report(ck, 1, path, "expected an object (a section of settings)");
-        else
-            report(ck, ck->flags & BN_CONFIG_CHECK_STRICT ? 1 : 0, path,
-                   "unknown key (see bitnet-config(5))");
-    }
-}
-
-int bn_config_check(const cJSON *doc, int flags, bn_config_report_fn fn, void *ud)
-{
-    checker ck = {fn, ud, flags, 0};
-    if (!cJSON_IsObject(doc)) {
-        report(&ck, 1, "", "expected a JSON object at the top level");
-        return ck.errors;
-    }
-    walk_object(&ck, doc, "");
-    return ck.errors;
-}
-
-void bn_config_keep_first_error(void *ud, int is_error, const char *key, const char *msg)
-{
-    bn_config_first_error *fe = ud;
-    if (!is_error || fe->have) return;
-    fe->have = 1;
-    if (fe->prefix)
-        set_err(fe->buf, fe->size, "%s: %s%s%s", fe->prefix, key, *key ? ": " : "", msg);
-    else
-        set_err(fe->buf, fe->size, "%s%s%s", key, *key ? ": " : "", msg);
-}
-
-static int parse_bool(const char *s, int *out)
-{
-    static const char *const yes[] = {"true", "1", "yes", "on"};
-    static const char *const no[] = {"false", "0", "no", "off"};
-    for (size_t i = 0; i < COUNT(yes); i++) {
-        if (strcasecmp(s, yes[i]) == 0) return *out = 1, 0;
-        if (strcasecmp(s, no[i]) == 0) return *out = 0, 0;
-    }
-    return -1;
-}
-
-int bn_config_value_parse(const bn_config_key *k, const char *text, cJSON **out, char *err,
-                          size_t errsz)
-{
-    cJSON *v = NULL;
-    char *end;
-    char buf[BN_CONFIG_PATH_MAX];
-    *out = NULL;
-    switch (k->type) {
-    case BN_CFG_INT:
-    case BN_CFG_NUMBER: {
-        errno = 0;
-        double d = k->type == BN_CFG_INT ? (double)strtoll(text, &end, 10) : strtod(text, &end);
-        if (!*text || *end || errno || isspace((unsigned char)*text))
-            v = cJSON_CreateString(text); /* fails the check below with the right words */
-        else
-            v = cJSON_CreateNumber(d);
-        break;
-    }
-    case BN_CFG_BOOL: {
-        int b;
-        v = parse_bool(text, &b) ? cJSON_CreateString(text) : cJSON_CreateBool(b);
-        break;
-    }
-    case BN_CFG_ALERTS: {
-        const char *pe = NULL;
-        v = cJSON_ParseWithOpts(text, &pe, 1);
-        if (!v) {
-            set_err(err, errsz, "%s: not valid JSON near byte %ld", k->key,
-                    pe ? (long)(pe - text) : 0L);
-            return -1;
-        }
-        break;
-    }
-    case BN_CFG_PATH:
-        if (resolve_path(text, NULL, buf, sizeof buf)) {
-            set_err(err, errsz, "%s: path too long", k->key);
-            return -1;
-        }
-        v = cJSON_CreateString(text[0] == '~' ? text : buf);
-        break;
-    default:
-        v = cJSON_CreateString(text);
-        break;
-    }
-    if (!v) {
-        set_err(err, errsz, "out of memory");
-        return -1;
-    }
-    bn_config_first_error fe = {err, errsz, NULL, 0};
-    checker ck = {bn_config_keep_first_error, &fe, 0, 0};
-    check_value(&ck, k, v, k->key);
-    if (ck.errors) {
-        cJSON_Delete(v);
-        return -1;
-    }
-    *out = v;
     return 0;
 }
 
@@ -586,24 +234,24 @@ static int read_file(const char *path, char **text, size_t *len, char *err, size
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         if (errno == ENOENT) return 1;
-        set_err(err, errsz, "%s: cannot open: %s", path, strerror(errno));
+        bn__config_set_err(err, errsz, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
     struct stat st;
     if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        set_err(err, errsz, "%s: not a regular file", path);
+        bn__config_set_err(err, errsz, "%s: not a regular file", path);
         close(fd);
         return -1;
     }
     if (st.st_size > BN_CONFIG_FILE_MAX) {
-        set_err(err, errsz, "%s: larger than %d bytes", path, BN_CONFIG_FILE_MAX);
+        bn__config_set_err(err, errsz, "%s: larger than %d bytes", path, BN_CONFIG_FILE_MAX);
         close(fd);
         return -1;
     }
     size_t cap = (size_t)st.st_size + 1, n = 0;
     char *buf = malloc(cap);
     if (!buf) {
-        set_err(err, errsz, "%s: out of memory", path);
+        bn__config_set_err(err, errsz, "%s: out of memory", path);
         close(fd);
         return -1;
     }
@@ -611,7 +259,7 @@ static int read_file(const char *path, char **text, size_t *len, char *err, size
         ssize_t r = read(fd, buf + n, cap - 1 - n);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) {
-            set_err(err, errsz, "%s: read error: %s", path, strerror(errno));
+            bn__config_set_err(err, errsz, "%s: read error: %s", path, strerror(errno));
             free(buf);
             close(fd);
             return -1;
@@ -673,22 +321,6 @@ static int set_path(cJSON *obj, const char *key, cJSON *v)
     return -1;
 }
 
-static void dir_of(const char *path, char *buf, size_t size)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        fmt_path(buf, size, ".");
-    else if (slash == path)
-        fmt_path(buf, size, "/");
-    else
-        fmt_path(buf, size, "%.*s", (int)(slash - path), path);
-}
-
-static int default_data_dir(char *buf, size_t size)
-{
-    return xdg_path(buf, size, "XDG_DATA_HOME", ".local/share", "bitnet");
-}
-
 /* The effective value of key i: environment, file or default. */
 static int effective_value(bn_config *c, size_t i, int flags, char *err, size_t errsz)
 {
@@ -700,7 +332,8 @@ static int effective_value(bn_config *c, size_t i, int flags, char *err, size_t 
         ev = getenv(env);
     if (ev && *ev) {
         if (bn_config_value_parse(k, ev, &v, buf, sizeof buf)) {
-            set_err(err, errsz, "%s: %s", env, strchr(buf, ':') ? strchr(buf, ':') + 2 : buf);
+            bn__config_set_err(err, errsz, "%s: %s", env,
+                               strchr(buf, ':') ? strchr(buf, ':') + 2 : buf);
             return -1;
         }
         c->src[i] = BN_CFG_SRC_ENV;
@@ -711,18 +344,18 @@ static int effective_value(bn_config *c, size_t i, int flags, char *err, size_t 
         if (bn_config_value_parse(k, k->def, &v, err, errsz)) return -1;
         c->src[i] = BN_CFG_SRC_DEFAULT;
     } else {
-        if (default_data_dir(buf, sizeof buf)) buf[0] = '\0';
+        if (bn_data_dir(NULL, buf, sizeof buf)) buf[0] = '\0';
         v = cJSON_CreateString(buf);
         c->src[i] = BN_CFG_SRC_DEFAULT;
     }
     if (!v) goto nomem;
     if (k->type == BN_CFG_PATH && v->valuestring[0] && v->valuestring[0] != '/') {
         char base[BN_CONFIG_PATH_MAX];
-        dir_of(c->path, base, sizeof base);
-        if (resolve_path(v->valuestring, c->src[i] == BN_CFG_SRC_FILE ? base : NULL, buf,
-                         sizeof buf)) {
+        bn__config_dir_of(c->path, base, sizeof base);
+        if (bn_config_resolve_path(v->valuestring, c->src[i] == BN_CFG_SRC_FILE ? base : NULL, buf,
+                                   sizeof buf)) {
             cJSON_Delete(v);
-            set_err(err, errsz, "%s: %s: path too long", c->path, k->key);
+            bn__config_set_err(err, errsz, "%s: %s: path too long", c->path, k->key);
             return -1;
         }
         cJSON_Delete(v);
@@ -732,7 +365,7 @@ static int effective_value(bn_config *c, size_t i, int flags, char *err, size_t 
     if (set_path(c->eff, k->key, v) == 0) return 0;
     c->vals[i] = NULL;
 nomem:
-    set_err(err, errsz, "out of memory");
+    bn__config_set_err(err, errsz, "out of memory");
     return -1;
 }
 
@@ -743,13 +376,13 @@ int bn_config_load_file(const char *path, int flags, bn_config **out, char *err,
     *out = NULL;
     bn_config *c = calloc(1, sizeof *c);
     if (!c || !(c->path = strdup(path)) || !(c->eff = cJSON_CreateObject())) {
-        set_err(err, errsz, "out of memory");
+        bn__config_set_err(err, errsz, "out of memory");
         goto fail;
     }
     int rc = read_file(path, &text, &len, err, errsz);
     if (rc < 0) goto fail;
     if (rc == 1 && (flags & BN_CONFIG_MUST_EXIST)) {
-        set_err(err, errsz, "%s: no such file", path);
+        bn__config_set_err(err, errsz, "%s: no such file", path);
         goto fail;
     }
     if (rc == 1) {
@@ -777,9 +410,9 @@ int bn_config_load(bn_config **out, char *err, size_t errsz)
     char path[BN_CONFIG_PATH_MAX];
     *out = NULL;
     if (bn_config_path(path, sizeof path)) {
-        set_err(err, errsz,
-                "cannot name the config file: no home directory (set HOME or "
-                "XDG_CONFIG_HOME)");
+        bn__config_set_err(err, errsz,
+                           "cannot name the config file: no home directory (set HOME or "
+                           "XDG_CONFIG_HOME)");
         return -1;
     }
     return bn_config_load_file(path, 0, out, err, errsz);
@@ -876,69 +509,6 @@ int bn_config_env_name(const char *key, char *buf, size_t size)
     return 0;
 }
 
-/* ---- directories --------------------------------------------------------------------- */
-
-int bn_data_dir(const bn_config *c, char *buf, size_t size)
-{
-    const char *d = c ? bn_config_get_str(c, "data_dir") : NULL;
-    if (d && *d) return fmt_path(buf, size, "%s", d);
-    return default_data_dir(buf, size);
-}
-
-/* mkdir -p with mode for the directories it creates. */
-static int mkdir_p(const char *path, mode_t mode, char *err, size_t errsz)
-{
-    char buf[BN_CONFIG_PATH_MAX];
-    if (fmt_path(buf, sizeof buf, "%s", path)) {
-        set_err(err, errsz, "%s: path too long", path);
-        return -1;
-    }
-    for (char *p = buf + 1;; p++) {
-        if (*p != '/' && *p != '\0') continue;
-        char saved = *p;
-        *p = '\0';
-        if (mkdir(buf, mode) != 0 && errno != EEXIST) {
-            set_err(err, errsz, "%s: cannot create: %s", buf, strerror(errno));
-            return -1;
-        }
-        *p = saved;
-        if (!saved) break;
-    }
-    struct stat st;
-    if (stat(path, &st) || !S_ISDIR(st.st_mode)) {
-        set_err(err, errsz, "%s: not a directory", path);
-        return -1;
-    }
-    return 0;
-}
-
-int bn_data_dir_ensure(const bn_config *c, char *buf, size_t size, char *err, size_t errsz)
-{
-    if (bn_data_dir(c, buf, size)) {
-        set_err(err, errsz, "cannot name the data directory (set HOME or XDG_DATA_HOME)");
-        return -1;
-    }
-    return mkdir_p(buf, 0700, err, errsz);
-}
-
-int bn_bundled_models_dir(char *buf, size_t size)
-{
-    char exe[BN_CONFIG_PATH_MAX], top[BN_CONFIG_PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return -1;
-    exe[n] = '\0';
-    dir_of(exe, top, sizeof top); /* .../bin or .../build */
-    dir_of(top, exe, sizeof exe); /* the prefix or the source tree */
-    static const char *const subs[] = {"share/bitnet/models", "assets/models"};
-    for (size_t i = 0; i < COUNT(subs); i++) {
-        struct stat st;
-        if (fmt_path(buf, size, "%s/%s", strcmp(exe, "/") ? exe : "", subs[i]) == 0 &&
-            stat(buf, &st) == 0 && S_ISDIR(st.st_mode))
-            return 0;
-    }
-    return -1;
-}
-
 /* ---- writing ------------------------------------------------------------------------- */
 
 /* Removes key; then drops the sections it leaves empty. Returns 1 if removed. */
@@ -977,27 +547,28 @@ static int write_all(int fd, const char *s, size_t n)
 static int write_atomic(const char *path, const char *text, mode_t mode, char *err, size_t errsz)
 {
     char tmp[BN_CONFIG_PATH_MAX], dir[BN_CONFIG_PATH_MAX];
-    if (fmt_path(tmp, sizeof tmp, "%s.XXXXXX", path)) {
-        set_err(err, errsz, "%s: path too long", path);
+    if (bn__config_fmt_path(tmp, sizeof tmp, "%s.XXXXXX", path)) {
+        bn__config_set_err(err, errsz, "%s: path too long", path);
         return -1;
     }
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0) {
-        set_err(err, errsz, "%s: cannot create a temporary file: %s", path, strerror(errno));
+        bn__config_set_err(err, errsz, "%s: cannot create a temporary file: %s", path,
+                           strerror(errno));
         return -1;
     }
     if (fchmod(fd, mode) || write_all(fd, text, strlen(text)) || fsync(fd)) {
-        set_err(err, errsz, "%s: write error: %s", tmp, strerror(errno));
+        bn__config_set_err(err, errsz, "%s: write error: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);
         return -1;
     }
     if (close(fd) || rename(tmp, path)) {
-        set_err(err, errsz, "%s: cannot replace: %s", path, strerror(errno));
+        bn__config_set_err(err, errsz, "%s: cannot replace: %s", path, strerror(errno));
         unlink(tmp);
         return -1;
     }
-    dir_of(path, dir, sizeof dir);
+    bn__config_dir_of(path, dir, sizeof dir);
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         fsync(dfd);
@@ -1028,8 +599,9 @@ int bn_config_write_key(const char *path, const char *key, const cJSON *value, i
         cJSON *v = cJSON_Duplicate(value, 1);
         if (!v) goto nomem;
         if (set_path(doc, key, v)) {
-            set_err(err, errsz, "%s: cannot set %s: a section on its path is not an object", path,
-                    key);
+            bn__config_set_err(err, errsz,
+                               "%s: cannot set %s: a section on its path is not an object", path,
+                               key);
             goto done;
         }
         if (changed) *changed = 1;
@@ -1047,12 +619,12 @@ int bn_config_write_key(const char *path, const char *key, const cJSON *value, i
     if (!withnl) goto nomem;
     out = withnl;
     memcpy(out + olen, "\n", 2);
-    dir_of(path, dir, sizeof dir);
-    if (mkdir_p(dir, 0700, err, errsz)) goto done;
+    bn__config_dir_of(path, dir, sizeof dir);
+    if (bn__config_mkdir_p(dir, 0700, err, errsz)) goto done;
     ret = write_atomic(path, out, mode, err, errsz);
     goto done;
 nomem:
-    set_err(err, errsz, "out of memory");
+    bn__config_set_err(err, errsz, "out of memory");
 done:
     free(text);
     free(out);
