@@ -801,13 +801,27 @@ int cv_linear_f32(cv_source *s, const char *name, int64_t rows, int64_t cols, fl
         }
         return 0;
     }
-    int8_t *q = malloc((size_t)n);
-    float scale;
-    if (!q) return fail(err, errsz, "%s: out of memory", name);
-    int rc = unpack(s, name, rows, cols, q, &scale, err, errsz);
-    for (int64_t i = 0; rc == 0 && i < n; i++) w[i] = q[i] * scale;
-    free(q);
-    return rc;
+    /* packed: what transformers' unpack_weights does, apart from unpack() above: stored row j
+     * holds rows j + i * rows/4 in bits 2i..2i+1 as value + 1; BitLinear divides the product
+     * by weight_scale, AutoBitLinear multiplies it */
+    const cv_tensor *t = need(s, name, rows / 4, cols, err, errsz);
+    float ws;
+    int present;
+    if (!t || weight_scale(s, name, &ws, &present, err, errsz) != 0) return -1;
+    if (rows % 4 || !present)
+        return fail(err, errsz, "%s: packed weight without weight_scale or rows by 4", name);
+    const void *d;
+    void *own;
+    if (cv_source_raw(s, t, &d, &own, err, errsz) != 0) return -1;
+    const uint8_t *p = d;
+    const float mul = s->hp.scale_mul ? ws : 1.0f / ws;
+    for (int64_t i = 0; i < 4; i++)
+        for (int64_t j = 0; j < rows / 4; j++)
+            for (int64_t k = 0; k < cols; k++)
+                w[(i * (rows / 4) + j) * cols + k] =
+                        (float)(((p[j * cols + k] >> (2 * i)) & 3) - 1) * mul;
+    cv_source_release(s, t, own);
+    return 0;
 }
 
 int cv_vector_f32(cv_source *s, const char *name, int64_t n, float *v, char *err, size_t errsz)
