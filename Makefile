@@ -213,7 +213,7 @@ $(DB_LIB): $(DB_OBJ)
 $(BUILD)/common/%.o: common/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(CFLAGS_ALL) -Icommon/include -Idb/include $(DB_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_ALL) -Icommon/include -Idb/include $(DB_CFLAGS) $(APP_CFLAGS) -c $< -o $@
 
 $(COMMON_LIB): $(COMMON_OBJ)
 	@echo "  AR      $@"

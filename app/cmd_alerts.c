@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "config.h"
+#include "common/config.h"
 #include "monitor.h"
 
 void cmd_alerts_help(FILE *out)

@@ -25,8 +25,8 @@
 #include <readline/readline.h>
 
 #include "bitnet/sample.h"
-#include "chat_format.h"
-#include "config.h"
+#include "common/chat_format.h"
+#include "common/config.h"
 #include "history_hook.h"
 #include "model_common.h"
 

@@ -1,7 +1,7 @@
 /* cmd_config.c - `bitnet config get|set|unset|list|path`: read and change the settings
  * file (see bitnet-config(5)). */
 #include "cli.h"
-#include "config.h"
+#include "common/config.h"
 
 #include <stdlib.h>
 #include <string.h>

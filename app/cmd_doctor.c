@@ -5,9 +5,9 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "bench_util.h"
 #include "cli.h"
-#include "config.h"
+#include "common/config.h"
 #include "history_hook.h"
-#include "hw.h"
+#include "common/hw.h"
 
 #include <dirent.h>
 #include <dlfcn.h>

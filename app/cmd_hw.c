@@ -1,6 +1,6 @@
 /* cmd_hw.c - `bitnet hw`: the hardware report (see hw.h). */
 #include "cli.h"
-#include "hw.h"
+#include "common/hw.h"
 
 #include <string.h>
 

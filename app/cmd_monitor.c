@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "common/config.h"
 #include "monitor.h"
 
 void cmd_monitor_help(FILE *out)

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "common/config.h"
 #include "model_common.h"
 #include "self_run.h"
 

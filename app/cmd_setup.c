@@ -19,8 +19,8 @@
 
 #include "bitnet/core.h"
 #include "bitnet/gguf.h"
-#include "config.h"
-#include "hw.h"
+#include "common/config.h"
+#include "common/hw.h"
 #include "model_common.h"
 #include "self_run.h"
 

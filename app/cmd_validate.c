@@ -5,7 +5,7 @@
  * (bn_monitor_check: the same function, so validate never passes what the monitor refuses).
  * Every finding names its key; any error makes the exit status 1. */
 #include "cli.h"
-#include "config.h"
+#include "common/config.h"
 #include "monitor.h"
 
 #include <errno.h>

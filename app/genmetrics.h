@@ -35,7 +35,7 @@
 
 #include <stddef.h>
 
-#include "metrics.h"
+#include "common/metrics.h"
 
 typedef struct bn_genmetrics {
     bn_metrics *reg;

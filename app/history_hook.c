@@ -15,7 +15,7 @@
 
 #include "bitnet/file.h"
 #include "cli.h"
-#include "config.h"
+#include "common/config.h"
 
 struct hist_run {
     bn_db *db;

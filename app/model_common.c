@@ -14,8 +14,8 @@
 #include "bitnet/file.h"
 #include "bitnet/kernels.h"
 #include "cli.h"
-#include "config.h"
-#include "utf8.h"
+#include "common/config.h"
+#include "common/utf8.h"
 
 int mc_parse_opt(const char *cmd, int argc, char **argv, int *i, mc_opts *o)
 {

@@ -18,9 +18,9 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "config.h"
+#include "common/config.h"
 #include "history_hook.h"
-#include "hw.h"
+#include "common/hw.h"
 #include "monitor_web.h"
 
 void bn_monitor_opts_default(bn_monitor_opts *o)

@@ -42,11 +42,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "alerts.h"
+#include "common/alerts.h"
 #include "aws_creds.h"
-#include "config.h"
+#include "common/config.h"
 #include "genmetrics.h"
-#include "metrics.h"
+#include "common/metrics.h"
 #include "spool.h"
 
 typedef struct bn_monitor_opts {

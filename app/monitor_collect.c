@@ -15,7 +15,7 @@
 
 #include "bitnet/core.h"
 #include "bitnet/kernels.h"
-#include "hw.h"
+#include "common/hw.h"
 #include "model_common.h"
 
 /* ---- the families ------------------------------------------------------------------------ */

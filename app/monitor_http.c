@@ -41,7 +41,7 @@
 #include <sys/socket.h>
 #include <zlib.h>
 
-#include "config.h"
+#include "common/config.h"
 #include "monitor_web.h"
 
 #define RENDER_MAX      (64u << 20) /* bytes of exposition at most */

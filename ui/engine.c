@@ -17,7 +17,7 @@
 #include "bitnet/model.h"
 #include "bitnet/sample.h"
 #include "bitnet/tokenizer.h"
-#include "chat_format.h"
+#include "common/chat_format.h"
 #include "common/session.h"
 #include "history_hook.h"
 

@@ -15,7 +15,7 @@
 #define BITNET_UI_MONITOR_H
 
 #include "graph.h"
-#include "hw.h"
+#include "common/hw.h"
 
 typedef struct mon_data {
     int ready;              /* the hardware report is collected */

@@ -13,7 +13,7 @@
 #include <stddef.h>
 
 #include "bitnet/db.h"
-#include "config.h"
+#include "common/config.h"
 #include "engine.h"
 #include "monitor.h"
 #include "ui.h"

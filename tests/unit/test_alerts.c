@@ -12,9 +12,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "../../app/alerts.h"
-#include "../../app/config.h"
-#include "../../app/metrics.h"
+#include "common/alerts.h"
+#include "common/config.h"
+#include "common/metrics.h"
 #include "../../app/spool.h"
 #include "bitnet/db.h"
 

@@ -10,7 +10,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "../../app/chat_format.h"
+#include "common/chat_format.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -10,7 +10,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "../../app/config.h"
+#include "common/config.h"
 
 #include <stdio.h>
 #include <stdlib.h>

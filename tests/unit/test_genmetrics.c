@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "../../app/genmetrics.h"
-#include "../../app/metrics.h"
+#include "common/metrics.h"
 
 #include <math.h>
 #include <stdio.h>

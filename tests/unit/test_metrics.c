@@ -10,8 +10,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "../../app/metrics.h"
-#include "../../app/utf8.h"
+#include "common/metrics.h"
+#include "common/utf8.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* config_paths.c - where things are: the settings file (BITNET_CONFIG, XDG), "~" and relative
  * paths, the data directory and its creation, the bundled models (see config.h). */
-#include "config.h"
+#include "common/config.h"
 #include "config_internal.h"
 
 #include <errno.h>

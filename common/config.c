@@ -1,7 +1,7 @@
 /* config.c - the settings file: its schema, loading it with environment overrides and
  * defaults, the getters, and writing one key (see config.h and bitnet-config(5)). Checking a
  * document and parsing values is config_check.c; paths and the data directory config_paths.c. */
-#include "config.h"
+#include "common/config.h"
 #include "config_internal.h"
 
 #include <ctype.h>

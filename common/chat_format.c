@@ -1,5 +1,5 @@
 /* chat_format.c - the chat formats and the text of a turn; see chat_format.h. */
-#include "chat_format.h"
+#include "common/chat_format.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* hw.c - the machine's hardware and OS, and NVIDIA GPUs through NVML loaded at run time
  * (see hw.h). */
-#include "hw.h"
+#include "common/hw.h"
 
 #include <dlfcn.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* alerts.c - alert rules and their state machine; see alerts.h. */
-#include "alerts.h"
+#include "common/alerts.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "config.h"
+#include "common/config.h"
 
 struct bn_alerts {
     size_t n;

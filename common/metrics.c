@@ -1,5 +1,5 @@
 /* metrics.c - the metrics registry and the Prometheus text format; see metrics.h. */
-#include "metrics.h"
+#include "common/metrics.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "utf8.h"
+#include "common/utf8.h"
 
 /* ---- the buffer ------------------------------------------------------------------------ */
 

@@ -1,5 +1,5 @@
 /* utf8.c - checking and cleaning UTF-8; see utf8.h. */
-#include "utf8.h"
+#include "common/utf8.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
 #ifndef BITNET_APP_CONFIG_INTERNAL_H
 #define BITNET_APP_CONFIG_INTERNAL_H
 
-#include "config.h"
+#include "common/config.h"
 
 #include <stddef.h>
 #include <sys/types.h>

@@ -1,8 +1,8 @@
 /* config_check.c - checking a settings document against the schema (types, ranges, sections,
  * unknown and duplicate keys, the alert rules), and parsing one value from text for
  * `config set`, durations and listen addresses (see config.h). */
-#include "alerts.h"
-#include "config.h"
+#include "common/alerts.h"
+#include "common/config.h"
 #include "config_internal.h"
 
 #include <ctype.h>

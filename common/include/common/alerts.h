@@ -32,8 +32,8 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
-#include "config.h"
-#include "metrics.h"
+#include "common/config.h"
+#include "common/metrics.h"
 
 #define BN_ALERTS_MAX       256 /* rules */
 #define BN_ALERTS_MAX_SINKS 8
