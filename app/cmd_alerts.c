@@ -140,7 +140,7 @@ static int list(const alerts_args *a, bn_spool *sp)
 static int history(const alerts_args *a, bn_spool *sp)
 {
     cJSON *t;
-    if (bn_spool_transitions(sp, a->rule, a->limit, &t)) {
+    if (spool_transitions_json(sp, a->rule, a->limit, &t)) {
         cli_error("%s", bn_spool_errmsg(sp));
         return BN_EXIT_FAIL;
     }
@@ -241,13 +241,13 @@ int cmd_alerts(int argc, char **argv)
         rc = test(&a);
     } else {
         bn_spool *sp;
-        if (bn_spool_open(&sp, a.o.history, a.o.spool_max, a.o.retention_days, err, sizeof err)) {
-            cli_error("%s", err);
+        if (bn_spool_open(&sp, a.o.history, a.o.spool_max, a.o.retention_days) != BN_OK) {
+            cli_error("%s", bn_spool_errmsg(sp));
             rc = BN_EXIT_FAIL;
         } else {
             rc = !strcmp(a.sub, "list") ? list(&a, sp) : history(&a, sp);
-            bn_spool_close(sp);
         }
+        bn_spool_close(sp);
     }
     bn_config_free(cfg);
     return rc;

@@ -361,8 +361,12 @@ int bn_monitor_new(bn_monitor **out, const bn_monitor_opts *o, char *err, size_t
     }
     bn_config_first_error fe = {err, errsz, NULL, 0};
     if (check_setup(m, bn_config_keep_first_error, &fe)) goto fail;
-    if (bn_spool_open(&m->spool, o->history, o->spool_max, o->retention_days, err, errsz))
+    if (bn_spool_open(&m->spool, o->history, o->spool_max, o->retention_days) != BN_OK) {
+        snprintf(err, errsz, "%s", bn_spool_errmsg(m->spool));
+        bn_spool_close(m->spool);
+        m->spool = NULL;
         goto fail;
+    }
     bn_spool_set_max(m->spool, o->spool_max, o->spool_max_notifications);
     bn_spool_on_drop(m->spool, on_drop, m);
     restore_alerts(m);

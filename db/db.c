@@ -68,6 +68,19 @@ bn_status bn__db_step_done(bn_db *db, sqlite3_stmt *st, const char *what)
     return s;
 }
 
+int bn__db_grow(void **arr, size_t elem, size_t n, size_t *cap)
+{
+    if (n < *cap) return 0;
+    const size_t nc = *cap ? 2 * *cap : 16;
+    void *a = bn_calloc(nc, elem);
+    if (!a) return -1;
+    if (n) memcpy(a, *arr, n * elem);
+    bn_free(*arr);
+    *arr = a;
+    *cap = nc;
+    return 0;
+}
+
 int64_t bn__db_now_ms(const bn_db *db)
 {
     if (db && db->opt.now_ms) return db->opt.now_ms;

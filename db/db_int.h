@@ -29,6 +29,9 @@ bn_status bn__db_exec(bn_db *db, const char *sql, const char *what);
 bn_status bn__db_prepare(bn_db *db, const char *sql, sqlite3_stmt **st);
 /* Runs a prepared statement that returns no rows, and finalizes it. */
 bn_status bn__db_step_done(bn_db *db, sqlite3_stmt *st, const char *what);
+/* Grows the bn_calloc'ed array *arr of *cap elements of elem bytes (n in use) to hold one
+ * more, zeroed (doubling; 16 at first). 0, or -1 when out of memory (*arr kept). */
+int bn__db_grow(void **arr, size_t elem, size_t n, size_t *cap);
 /* Now, in milliseconds since the epoch (opt.now_ms when set). */
 int64_t bn__db_now_ms(const bn_db *db);
 /* A malloc'ed (bn_malloc) copy of column col, or NULL when it is NULL. *oom set on failure. */

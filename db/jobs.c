@@ -293,20 +293,6 @@ static bn_status read_job(bn_db *db, sqlite3_stmt *st, bn_job *j)
     return BN_OK;
 }
 
-/* Grows *jobs (capacity *cap) to hold one more. */
-static int grow(bn_job **jobs, size_t n, size_t *cap)
-{
-    if (n < *cap) return 0;
-    const size_t nc = *cap ? 2 * *cap : 16;
-    bn_job *j = bn_calloc(nc, sizeof *j);
-    if (!j) return -1;
-    if (n) memcpy(j, *jobs, n * sizeof *j);
-    bn_free(*jobs);
-    *jobs = j;
-    *cap = nc;
-    return 0;
-}
-
 bn_status bn_db_job_list(bn_db *db, const char *status, int64_t limit, bn_job **jobs, size_t *n)
 {
     *jobs = NULL;
@@ -323,7 +309,7 @@ bn_status bn_db_job_list(bn_db *db, const char *status, int64_t limit, bn_job **
     size_t cnt = 0, cap = 0;
     int rc = SQLITE_DONE;
     while (s == BN_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow(&out, cnt, &cap))
+        if (bn__db_grow((void **)&out, sizeof *out, cnt, &cap))
             s = bn__db_err(db, BN_ERR_NOMEM, "out of memory");
         else if ((s = read_job(db, st, &out[cnt])) == BN_OK)
             cnt++;

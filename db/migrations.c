@@ -45,8 +45,8 @@ static const char v2[] = "CREATE TABLE file_hashes (\n"
                          "  hashed_at INTEGER NOT NULL -- ms since the Unix epoch\n"
                          ");\n";
 
-/* 3: the monitor's spool (samples and notifications waiting for a sink that is down or slow,
- * sent oldest first and deleted once delivered) and the transitions of alert rules. */
+/* 3 (db/spool.c): the monitor's spool (samples and notifications waiting for a sink that is down or
+ * slow, sent oldest first and deleted once delivered) and the transitions of alert rules. */
 static const char v3[] =
         "CREATE TABLE spool (\n"
         "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"

@@ -262,20 +262,6 @@ void bn_db_runs_free(bn_run *runs, size_t n)
     bn_free(runs);
 }
 
-/* Grows *runs (capacity *cap) to hold one more. */
-static int grow(bn_run **runs, size_t n, size_t *cap)
-{
-    if (n < *cap) return 0;
-    const size_t nc = *cap ? 2 * *cap : 16;
-    bn_run *r = bn_calloc(nc, sizeof *r);
-    if (!r) return -1;
-    if (n) memcpy(r, *runs, n * sizeof *r);
-    bn_free(*runs);
-    *runs = r;
-    *cap = nc;
-    return 0;
-}
-
 bn_status bn_db_run_list(bn_db *db, const bn_run_filter *f, bn_run **runs, size_t *n)
 {
     *runs = NULL;
@@ -287,7 +273,7 @@ bn_status bn_db_run_list(bn_db *db, const bn_run_filter *f, bn_run **runs, size_
     size_t cnt = 0, cap = 0;
     int rc;
     while (s == BN_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow(&out, cnt, &cap)) {
+        if (bn__db_grow((void **)&out, sizeof *out, cnt, &cap)) {
             s = bn__db_err(db, BN_ERR_NOMEM, "out of memory");
             break;
         }

@@ -374,10 +374,10 @@ static int spool_teardown(void **state)
 
 static bn_spool *spool_open_ok(const char *name, int64_t max)
 {
-    char path[400], err[256] = "";
+    char path[400];
     snprintf(path, sizeof path, "%s/%s", tmpdir, name);
     bn_spool *sp = NULL;
-    if (bn_spool_open(&sp, path, max, 90, err, sizeof err)) fail_msg("open: %s", err);
+    if (bn_spool_open(&sp, path, max, 90) != BN_OK) fail_msg("open: %s", bn_spool_errmsg(sp));
     return sp;
 }
 
@@ -601,7 +601,7 @@ static void test_spool_transitions(void **state)
         bn_msnap_release(&snap);
     }
     cJSON *j;
-    assert_int_equal(bn_spool_transitions(sp, "hot", 0, &j), 0);
+    assert_int_equal(spool_transitions_json(sp, "hot", 0, &j), 0);
     assert_int_equal(cJSON_GetArraySize(j), 3); /* pending, firing, resolved */
     const cJSON *newest = cJSON_GetArrayItem(j, 0);
     assert_string_equal(cJSON_GetObjectItem(newest, "from")->valuestring, "firing");
@@ -612,7 +612,7 @@ static void test_spool_transitions(void **state)
     assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 2), "to")->valuestring,
                         "pending");
     cJSON_Delete(j);
-    assert_int_equal(bn_spool_transitions(sp, NULL, 2, &j), 0);
+    assert_int_equal(spool_transitions_json(sp, NULL, 2, &j), 0);
     assert_int_equal(cJSON_GetArraySize(j), 2);
     assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0), "rule")->valuestring, "cold");
     cJSON_Delete(j);
@@ -621,7 +621,7 @@ static void test_spool_transitions(void **state)
     assert_int_equal(bn_spool_last_state(sp, "hot", st, sizeof st, &at), 0);
     assert_string_equal(st, "resolved");
     assert_int_equal(at, (int64_t)(t0 + 30) * 1000);
-    assert_int_equal(bn_spool_last_state(sp, "none", st, sizeof st, &at), 1);
+    assert_int_equal(bn_spool_last_state(sp, "none", st, sizeof st, &at), BN_ERR_NOT_FOUND);
     bn_alerts_free(a);
     bn_metrics_free(f.m);
     bn_spool_close(sp);
@@ -693,9 +693,8 @@ static void test_spool_migrates_v2(void **state)
             "PRAGMA user_version=2;";
     assert_int_equal(sqlite3_exec(s, v2, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(s);
-    char err[256];
     bn_spool *sp = NULL;
-    if (bn_spool_open(&sp, path, 10, 0, err, sizeof err)) fail_msg("open: %s", err);
+    if (bn_spool_open(&sp, path, 10, 0) != BN_OK) fail_msg("open: %s", bn_spool_errmsg(sp));
     int seen[3] = {0};
     assert_int_equal(bn_spool_run_counts(sp, count_cb, seen), 0);
     assert_int_equal(bn_spool_last_runs(sp, last_cb, seen), 0);

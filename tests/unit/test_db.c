@@ -3,7 +3,8 @@
  * runs of dead processes incomplete, concurrent writers, kill -9 in the middle of writing, a
  * second open in the same process keeping the first one's locks, the sha256 cache, the default
  * path, and failed allocations; the conversion queue's rows (bitnet/db_jobs.h): a job's whole
- * life, recovery, a broken row, a history from before the queue, failed allocations. */
+ * life, recovery, a broken row, a history from before the queue, failed allocations; and the
+ * monitor's spool (bitnet/db_spool.h): statuses and messages, broken rows, failed allocations. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -12,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <ftw.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -25,6 +27,7 @@
 
 #include "bitnet/db.h"
 #include "bitnet/db_jobs.h"
+#include "bitnet/db_spool.h"
 
 /* ---- fixtures ---------------------------------------------------------------------------- */
 
@@ -1315,6 +1318,144 @@ static void test_jobs_alloc_failures(void **state)
     bn_db_close(db);
 }
 
+/* ---- the monitor's spool (bitnet/db_spool.h) ---------------------------------------------- */
+
+/* Failures are statuses with the message on the handle; a file that is not a database is
+ * refused with a handle that says why. */
+static void test_spool_statuses(void **state)
+{
+    fx *f = *state;
+    bn_spool *sp;
+    assert_int_equal(bn_spool_open(&sp, f->path, 10, 0), BN_OK);
+    assert_string_equal(bn_spool_path(sp), f->path);
+    char *big = malloc(BN_SPOOL_PAYLOAD_MAX + 2);
+    assert_non_null(big);
+    memset(big, 'x', BN_SPOOL_PAYLOAD_MAX + 1);
+    big[BN_SPOOL_PAYLOAD_MAX + 1] = '\0';
+    assert_int_equal(bn_spool_push(sp, "webhook", "samples", big, T0, 0), BN_ERR_RANGE);
+    free(big);
+    assert_non_null(strstr(bn_spool_errmsg(sp), "too large"));
+    assert_int_equal(bn_spool_count(sp, NULL), 0);
+    char st[16];
+    int64_t at;
+    assert_int_equal(bn_spool_last_state(sp, "r", st, sizeof st, &at), BN_ERR_NOT_FOUND);
+    bn_spool_transition t = {
+            .rule = "r", .from = "inactive", .to = "firing", .at_ms = T0, .value = NAN};
+    assert_int_equal(bn_spool_transition_add(sp, &t), BN_OK);
+    assert_int_equal(bn_spool_last_state(sp, "r", st, sizeof st, &at), BN_OK);
+    assert_string_equal(st, "firing");
+    bn_spool_transition_rec *rec;
+    size_t n;
+    assert_int_equal(bn_spool_transitions(sp, NULL, 0, &rec, &n), BN_OK);
+    assert_int_equal(n, 1);
+    assert_true(isnan(rec[0].value) && rec[0].at_ms == T0 && rec[0].series == NULL);
+    assert_string_equal(rec[0].to, "firing");
+    bn_spool_transitions_free(rec, n);
+    bn_spool_close(sp);
+    char junk[400];
+    snprintf(junk, sizeof junk, "%s/junk.db", f->dir);
+    FILE *fp = fopen(junk, "w");
+    assert_non_null(fp);
+    fputs("this is not an sqlite database, not at all, it is only text\n", fp);
+    fclose(fp);
+    assert_int_equal(bn_spool_open(&sp, junk, 10, 0), BN_ERR_FORMAT);
+    assert_non_null(sp);
+    assert_non_null(strstr(bn_spool_errmsg(sp), junk));
+    bn_spool_close(sp);
+    assert_string_equal(bn_spool_errmsg(NULL), "out of memory");
+}
+
+/* Rows written by something else (a blob payload, a notification that is not JSON) are
+ * listed, counted and dropped like the others: they never stop the queue. */
+static void test_spool_broken_rows(void **state)
+{
+    fx *f = *state;
+    bn_spool *sp;
+    assert_int_equal(bn_spool_open(&sp, f->path, 10, 0), BN_OK);
+    bn_spool_close(sp);
+    rawf(f->path, "INSERT INTO spool (sink, kind, payload, created_at) VALUES "
+                  "('webhook', 'notification', x'00ff7b', 1), "
+                  "('webhook', 'notification', '{\"rule\": broken', 2), "
+                  "('webhook', 'samples', x'7b7d', 3)");
+    assert_int_equal(bn_spool_open(&sp, f->path, 10, 0), BN_OK);
+    bn_spool_set_max(sp, 10, 2);
+    assert_int_equal(bn_spool_count(sp, "webhook"), 3);
+    bn_spool_entry *e;
+    size_t n;
+    assert_int_equal(bn_spool_peek(sp, "webhook", 8, &e, &n), BN_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(e[0].len, 3);
+    assert_int_equal(memcmp(e[0].payload, "\0\xff{", 3), 0);
+    bn_spool_entries_free(e, n);
+    /* past the notifications' bound the broken ones stand alone: the oldest goes first */
+    const char *firing = "{\"rule\":\"hot\",\"state\":\"firing\"}";
+    assert_int_equal(bn_spool_push(sp, "webhook", "notification", firing, T0, 0), BN_OK);
+    assert_int_equal(bn_spool_count(sp, "webhook"), 3);
+    assert_int_equal(bn_spool_dropped(sp, "webhook"), 1);
+    assert_int_equal(bn_spool_peek(sp, "webhook", 1, &e, &n), BN_OK);
+    assert_string_equal(e[0].payload, "{\"rule\": broken");
+    int64_t id = e[0].id;
+    bn_spool_entries_free(e, n);
+    assert_int_equal(bn_spool_drop(sp, &id, 1), BN_OK);
+    assert_int_equal(bn_spool_count(sp, "webhook"), 2);
+    bn_spool_close(sp);
+}
+
+/* Every allocation of peek and transitions fails in turn: a clean status, no leak. */
+static void test_spool_alloc_failures(void **state)
+{
+    fx *f = *state;
+    bn_spool *sp;
+    assert_int_equal(bn_spool_open(&sp, f->path, 100, 0), BN_OK);
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(bn_spool_push(sp, "webhook", "samples", "{\"x\":1}", T0 + i, 0), BN_OK);
+        bn_spool_transition t = {.rule = "r",
+                                 .from = "a",
+                                 .to = "b",
+                                 .at_ms = T0 + i,
+                                 .value = i,
+                                 .series = "s",
+                                 .host = "h"};
+        assert_int_equal(bn_spool_transition_add(sp, &t), BN_OK);
+    }
+    int saw_peek = 0, saw_tr = 0;
+    for (long k = 1; k < 200 && !(saw_peek && saw_tr); k++) {
+        bn_spool_entry *e = NULL;
+        size_t n = 0;
+        bn_alloc_fail_at(k, 0);
+        bn_status s = bn_spool_peek(sp, NULL, 32, &e, &n);
+        bn_alloc_fail_at(0, 0);
+        if (s == BN_OK) {
+            assert_int_equal(n, 20);
+            saw_peek = 1;
+        } else {
+            assert_int_equal(s, BN_ERR_NOMEM);
+            assert_null(e);
+            assert_string_equal(bn_spool_errmsg(sp), "out of memory");
+        }
+        bn_spool_entries_free(e, n);
+        bn_spool_transition_rec *t = NULL;
+        bn_alloc_fail_at(k, 0);
+        s = bn_spool_transitions(sp, NULL, 0, &t, &n);
+        bn_alloc_fail_at(0, 0);
+        if (s == BN_OK) {
+            assert_int_equal(n, 20);
+            saw_tr = 1;
+        } else {
+            assert_int_equal(s, BN_ERR_NOMEM);
+            assert_null(t);
+        }
+        bn_spool_transitions_free(t, s == BN_OK ? n : 0);
+    }
+    assert_true(saw_peek && saw_tr);
+    assert_int_equal(bn_spool_count(sp, NULL), 20); /* nothing lost */
+    bn_spool_close(sp);
+    bn_alloc_fail_at(1, 0);
+    assert_int_equal(bn_spool_open(&sp, f->path, 10, 0), BN_ERR_NOMEM);
+    bn_alloc_fail_at(0, 0);
+    assert_null(sp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1343,6 +1484,9 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_jobs_recover_broken, setup, teardown),
             cmocka_unit_test_setup_teardown(test_jobs_from_old_file, setup, teardown),
             cmocka_unit_test_setup_teardown(test_jobs_alloc_failures, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_spool_statuses, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_spool_broken_rows, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_spool_alloc_failures, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
