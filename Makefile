@@ -116,14 +116,15 @@ DB_SRC     := $(wildcard db/*.c)
 DB_OBJ     := $(patsubst db/%.c,$(BUILD)/db/%.o,$(DB_SRC))
 DB_LIB     := $(BUILD)/libbitnetdb.a
 
-# common/: the tier every front-end shares (the generation session); knows the engine by its
-# public headers and db/, never app/ or ui/. Headers: common/include/common/*.h.
+# common/: the tier every front-end shares (the generation session, config and paths, hw, chat
+# formats, the history hook); knows the engine by its public headers and db/, never app/ or ui/.
+# Headers: common/include/common/*.h.
 COMMON_SRC := $(wildcard common/*.c)
 COMMON_OBJ := $(patsubst common/%.c,$(BUILD)/common/%.o,$(COMMON_SRC))
 COMMON_LIB := $(BUILD)/libbitnetcommon.a
 
-# ui/: the full-screen TUI (ncursesw); knows the engine by its public headers and uses the
-# app's config, hw, history and chat-format helpers, which the bitnet binary links in.
+# ui/: the full-screen TUI (ncursesw); knows the engine by its public headers, db/ and common/
+# (config, hw, the history hook, chat formats, the session), never app/ (no -Iapp).
 UI_SRC     := $(wildcard ui/*.c)
 UI_OBJ     := $(patsubst ui/%.c,$(BUILD)/ui/%.o,$(UI_SRC))
 UI_LIB     := $(BUILD)/libbitnetui.a
@@ -222,7 +223,7 @@ $(COMMON_LIB): $(COMMON_OBJ)
 $(BUILD)/ui/%.o: ui/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(CFLAGS_ALL) -Iui -Iapp -Icommon/include -Idb/include $(APP_CFLAGS) $(UI_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_ALL) -Iui -Icommon/include -Idb/include $(APP_CFLAGS) $(UI_CFLAGS) -c $< -o $@
 
 $(UI_LIB): $(UI_OBJ)
 	@echo "  AR      $@"

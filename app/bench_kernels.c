@@ -24,7 +24,7 @@
 #include "bitnet/cpu.h"
 #include "bitnet/kernels.h"
 #include "bitnet/threadpool.h"
-#include "history_hook.h"
+#include "common/history.h"
 
 #define BENCH_WSET_MB_DEFAULT 128
 #define MAX_THREADS_LIST      8
@@ -349,9 +349,9 @@ int bench_kernels_main(int argc, char **argv)
     bench_opts o;
     int prc = parse_opts(argc, argv, &o);
     if (prc) return prc == 1 ? BN_EXIT_OK : prc;
-    cJSON *hp = hist_params_argv(argc, argv);
+    cJSON *hp = cm_hist_params_argv(argc, argv);
     cJSON_AddStringToObject(hp, "suite", "kernels");
-    hist_run *h = hist_begin("bench", NULL, hp);
+    cm_hist_run *h = cm_hist_begin("bench", NULL, hp);
 
     int max_thr = 1;
     for (int i = 0; i < o.n_threads; i++)
@@ -366,7 +366,7 @@ int bench_kernels_main(int argc, char **argv)
     bn_status rc = bn_pool_new(&pool, max_thr);
     if (rc != BN_OK) {
         cli_error("bench: cannot start %d threads: %s", max_thr, bn_status_str(rc));
-        hist_end(h, BN_EXIT_FAIL, NULL, NULL);
+        cm_hist_end_exit(h, BN_EXIT_FAIL, NULL, cli_last_error());
         return BN_EXIT_FAIL;
     }
     size_t n_sh = sizeof shapes_2b4t / sizeof shapes_2b4t[0];
@@ -489,7 +489,8 @@ int bench_kernels_main(int argc, char **argv)
         status = BN_EXIT_OK;
     }
 done:
-    hist_end(h, status, status == BN_EXIT_OK ? history_metrics(res, n_res) : NULL, NULL);
+    cm_hist_end_exit(h, status, status == BN_EXIT_OK ? history_metrics(res, n_res) : NULL,
+                     cli_last_error());
     bn_free(res);
     bn_free(pbuf);
     bn_free(xf);

@@ -39,7 +39,7 @@
 #include "bitnet/core.h"
 #include "bitnet/kernels.h"
 #include "bitnet/threadpool.h"
-#include "history_hook.h"
+#include "common/history.h"
 #include "model_common.h"
 
 #define MAX_LIST        8
@@ -501,13 +501,13 @@ int bench_model_main(int argc, char **argv)
     memset(&o, 0, sizeof o);
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;
-    cJSON *hp = hist_params_argv(argc, argv);
+    cJSON *hp = cm_hist_params_argv(argc, argv);
     cJSON_AddStringToObject(hp, "suite", "model");
-    hist_run *h = hist_begin("bench", o.mc.model, hp);
+    cm_hist_run *h = cm_hist_begin("bench", o.mc.model, hp);
     bm_run *r = calloc(1, sizeof *r);
     if (!r) {
         cli_error("bench: out of memory");
-        hist_end(h, BN_EXIT_FAIL, NULL, NULL);
+        cm_hist_end_exit(h, BN_EXIT_FAIL, NULL, cli_last_error());
         return BN_EXIT_FAIL;
     }
     r->rng = 42;
@@ -515,7 +515,7 @@ int bench_model_main(int argc, char **argv)
     for (int i = 0; i < o.n_threads && rc == BN_EXIT_OK; i++) rc = run_threads(&o, r, o.threads[i]);
     if (rc == BN_EXIT_OK && o.json) rc = print_json(&o, r);
     if (rc == BN_EXIT_OK && !o.json) print_ceilings(r);
-    hist_end(h, rc, rc == BN_EXIT_OK ? history_metrics(r) : NULL, NULL);
+    cm_hist_end_exit(h, rc, rc == BN_EXIT_OK ? history_metrics(r) : NULL, cli_last_error());
     free(r->pbuf);
     free(r->ts);
     free(r->bw);

@@ -27,7 +27,7 @@
 #include "bitnet/sample.h"
 #include "common/chat_format.h"
 #include "common/config.h"
-#include "history_hook.h"
+#include "common/history.h"
 #include "model_common.h"
 
 #define DEFAULT_N       256
@@ -444,20 +444,20 @@ static void chat_close(chat *c)
     if (c->s.ctx) mc_close(&c->s);
 }
 
-static void record(const chat *c)
+static void record(const chat *c, cm_hist_run *h)
 {
     const double tps = c->gen_s > 0 ? (double)c->gen_evals / c->gen_s : 0.0;
-    hist_metric("turns", (double)c->turns);
-    hist_metric("tokens", (double)c->gen_tokens);
-    hist_metric("prompt_tokens", (double)c->prompt_tokens);
-    hist_metric("tokens_per_s", tps);
-    hist_metric("prompt_tokens_per_s",
-                c->prompt_s > 0 ? (double)c->prompt_tokens / c->prompt_s : 0);
+    cm_hist_metric(h, "turns", (double)c->turns);
+    cm_hist_metric(h, "tokens", (double)c->gen_tokens);
+    cm_hist_metric(h, "prompt_tokens", (double)c->prompt_tokens);
+    cm_hist_metric(h, "tokens_per_s", tps);
+    cm_hist_metric(h, "prompt_tokens_per_s",
+                   c->prompt_s > 0 ? (double)c->prompt_tokens / c->prompt_s : 0);
     if (c->s.ctx) {
-        hist_metric("load_seconds", c->s.load_seconds);
-        hist_metric("threads", bn_ctx_n_threads(c->s.ctx));
+        cm_hist_metric(h, "load_seconds", c->s.load_seconds);
+        cm_hist_metric(h, "threads", bn_ctx_n_threads(c->s.ctx));
     }
-    if (c->fmt) hist_metric_str("format", c->fmt->name);
+    if (c->fmt) cm_hist_metric_str(h, "format", c->fmt->name);
     if (c->turns)
         fprintf(stderr, "chat: %ld turn%s, %zu tokens generated, %.2f tokens/s\n", c->turns,
                 c->turns == 1 ? "" : "s", c->gen_tokens, tps);
@@ -469,7 +469,7 @@ int cmd_chat(int argc, char **argv)
     memset(&o, 0, sizeof o);
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;
-    hist_run *h = hist_begin("chat", o.mc.model, hist_params_argv(argc, argv));
+    cm_hist_run *h = cm_hist_begin("chat", o.mc.model, cm_hist_params_argv(argc, argv));
     struct sigaction sa, old;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
@@ -480,8 +480,8 @@ int cmd_chat(int argc, char **argv)
     chat c;
     rc = chat_open(&c, &o);
     if (rc == BN_EXIT_OK && chat_loop(&c) != 0) rc = BN_EXIT_FAIL;
-    record(&c);
-    hist_end(h, rc, NULL, NULL);
+    record(&c, h);
+    cm_hist_end_exit(h, rc, NULL, cli_last_error());
     chat_close(&c);
     sigaction(SIGINT, &old, NULL);
     return rc;

@@ -10,7 +10,7 @@
 
 #include "bitnet/types.h"
 #include "convert.h"
-#include "history_hook.h"
+#include "common/history.h"
 #include "jobs.h"
 
 void cmd_convert_help(FILE *out)
@@ -206,14 +206,14 @@ int cmd_convert(int argc, char **argv)
     o.cv.progress = progress;
     o.cv.user = &tty;
     o.cv.stop = &g_stop;
-    hist_run *h = hist_begin("convert", NULL, hist_params_argv(argc, argv));
+    cm_hist_run *h = cm_hist_begin("convert", NULL, cm_hist_params_argv(argc, argv));
     cJSON *report = NULL;
     char err[1024];
     int rc = cv_convert(&o.cv, &report, err, sizeof err);
     if (tty) fprintf(stderr, "\r%40s\r", "");
     if (rc != 0) {
         cli_error("convert: %s", err);
-        hist_end_status(h, rc == -2 ? BN_RUN_CANCELLED : BN_RUN_FAILED, report, err);
+        cm_hist_end(h, rc == -2 ? BN_RUN_CANCELLED : BN_RUN_FAILED, report, err);
         return BN_EXIT_FAIL;
     }
     const cJSON *w;
@@ -227,6 +227,6 @@ int cmd_convert(int argc, char **argv)
         cJSON_Delete(report);
     }
     if (metrics) cJSON_AddStringToObject(metrics, "output_sha256", str(metrics, "sha256"));
-    hist_end(h, rc ? BN_EXIT_FAIL : BN_EXIT_OK, metrics, NULL);
+    cm_hist_end_exit(h, rc ? BN_EXIT_FAIL : BN_EXIT_OK, metrics, cli_last_error());
     return rc ? BN_EXIT_FAIL : BN_EXIT_OK;
 }

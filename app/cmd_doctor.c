@@ -6,7 +6,7 @@
 #include "bench_util.h"
 #include "cli.h"
 #include "common/config.h"
-#include "history_hook.h"
+#include "common/history.h"
 #include "common/hw.h"
 
 #include <dirent.h>
@@ -559,7 +559,7 @@ int cmd_doctor(int argc, char **argv)
             return cli_usage_error("doctor", "unknown option '%s'", argv[i]);
         }
     }
-    hist_run *h = hist_begin("doctor", NULL, hist_params_argv(argc, argv));
+    cm_hist_run *h = cm_hist_begin("doctor", NULL, cm_hist_params_argv(argc, argv));
     static report r;
     memset(&r, 0, sizeof r);
     bn_config *cfg = NULL;
@@ -581,6 +581,6 @@ int cmd_doctor(int argc, char **argv)
     char failed[256], err[300];
     cJSON *m = history_metrics(&r, failed, sizeof failed);
     snprintf(err, sizeof err, "checks failed: %s", failed);
-    hist_end(h, rc, m, failed[0] ? err : NULL);
+    cm_hist_end_exit(h, rc, m, failed[0] ? err : cli_last_error());
     return rc;
 }

@@ -8,7 +8,7 @@
 #include <time.h>
 
 #include "bitnet/sample.h"
-#include "history_hook.h"
+#include "common/history.h"
 #include "model_common.h"
 
 #define DEFAULT_N     128
@@ -114,18 +114,18 @@ static int run_generation(const gen_opts *o, mc_session *s, cm_result *r)
     return BN_EXIT_OK;
 }
 
-static int report(const gen_opts *o, mc_session *s, const cm_result *r)
+static int report(const gen_opts *o, mc_session *s, const cm_result *r, cm_hist_run *h)
 {
     const double pp = cm_result_prompt_tps(r), tg = cm_result_gen_tps(r);
     const char *stop = cm_stop_name(r->stop);
-    hist_metric("prompt_tokens", (double)r->n_prompt);
-    hist_metric("generated_tokens", (double)r->n_gen);
-    hist_metric("prompt_tokens_per_s", pp);
-    hist_metric("gen_tokens_per_s", tg);
-    hist_metric("load_seconds", s->load_seconds);
-    hist_metric("threads", bn_ctx_n_threads(s->ctx));
-    hist_metric_str("kernels", mc_kernels_name());
-    hist_metric_str("stop_reason", stop);
+    cm_hist_metric(h, "prompt_tokens", (double)r->n_prompt);
+    cm_hist_metric(h, "generated_tokens", (double)r->n_gen);
+    cm_hist_metric(h, "prompt_tokens_per_s", pp);
+    cm_hist_metric(h, "gen_tokens_per_s", tg);
+    cm_hist_metric(h, "load_seconds", s->load_seconds);
+    cm_hist_metric(h, "threads", bn_ctx_n_threads(s->ctx));
+    cm_hist_metric_str(h, "kernels", mc_kernels_name());
+    cm_hist_metric_str(h, "stop_reason", stop);
     if (!o->json) {
         printf("\n");
         fflush(stdout);
@@ -198,13 +198,13 @@ int cmd_generate(int argc, char **argv)
     memset(&o, 0, sizeof o);
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;
-    cJSON *hp = hist_params_argv(argc, argv);
+    cJSON *hp = cm_hist_params_argv(argc, argv);
     cJSON_AddNumberToObject(hp, "seed", (double)o.smp.sp.seed);
-    hist_run *h = hist_begin("generate", o.mc.model, hp);
+    cm_hist_run *h = cm_hist_begin("generate", o.mc.model, hp);
     char *filetext = NULL;
     size_t len = 0;
     if (o.file && !(filetext = mc_read_prompt(o.file, &len))) {
-        hist_end(h, BN_EXIT_FAIL, NULL, NULL);
+        cm_hist_end_exit(h, BN_EXIT_FAIL, NULL, cli_last_error());
         return BN_EXIT_FAIL;
     }
     const char *text = filetext ? filetext : o.prompt;
@@ -215,8 +215,8 @@ int cmd_generate(int argc, char **argv)
     rc = mc_open(&o.mc, DEFAULT_N_CTX, &s);
     if (rc == BN_EXIT_OK) rc = tokenize_prompt(&s, text, len);
     if (rc == BN_EXIT_OK) rc = run_generation(&o, &s, &r);
-    if (rc == BN_EXIT_OK) rc = report(&o, &s, &r);
-    hist_end(h, rc, NULL, NULL);
+    if (rc == BN_EXIT_OK) rc = report(&o, &s, &r, h);
+    cm_hist_end_exit(h, rc, NULL, cli_last_error());
     free(filetext);
     if (s.ctx) mc_close(&s);
     return rc;

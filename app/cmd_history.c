@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "bitnet/file.h"
-#include "history_hook.h"
+#include "common/history.h"
 
 #define C_NAME        "history"
 #define DEFAULT_LIMIT 20
@@ -242,7 +242,7 @@ static void print_table(const bn_run *runs, size_t n)
 static int open_db(bn_db **db)
 {
     char err[512];
-    if (hist_db_open(db, NULL, 0, err, sizeof err) == 0) return BN_EXIT_OK;
+    if (cm_history_open(db, NULL, 0, err, sizeof err) == 0) return BN_EXIT_OK;
     cli_error("history: %s", err);
     return BN_EXIT_FAIL;
 }
@@ -379,7 +379,7 @@ static int export_file(bn_db *db, const hist_opts *o, bn_db_format fmt, const bn
 static int check_export_output(const hist_opts *o)
 {
     char db[4200], wal[4210], shm[4210], err[512];
-    if (hist_db_path(db, sizeof db, NULL, err, sizeof err) != 0) {
+    if (cm_history_path(db, sizeof db, NULL, err, sizeof err) != 0) {
         cli_error("history: %s", err);
         return -1;
     }
@@ -446,7 +446,7 @@ int cmd_history(int argc, char **argv)
     bn_db *db;
     char path[4200], err[512];
     if (!strcmp(sub, "path")) {
-        if (hist_db_path(path, sizeof path, NULL, err, sizeof err) != 0) {
+        if (cm_history_path(path, sizeof path, NULL, err, sizeof err) != 0) {
             cli_error("history: %s", err);
             return BN_EXIT_FAIL;
         }

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "history_hook.h"
+#include "common/history.h"
 #include "model_common.h"
 
 #define DEFAULT_N_CTX 512
@@ -21,7 +21,8 @@ void cmd_perplexity_help(FILE *out)
             "token replaced by BOS (when the model adds BOS), and the predictions of the\n"
             "second half of the chunk are scored. Progress goes to stderr, one line per\n"
             "chunk; the estimate to stdout.\n\n"
-            "Options:\n" MC_OPTS_HELP "  -f, --file FILE   the text (required; - for stdin; at most 64 MiB)\n"
+            "Options:\n" MC_OPTS_HELP
+            "  -f, --file FILE   the text (required; - for stdin; at most 64 MiB)\n"
             "  -c, --ctx N       chunk size in tokens (default %d)\n"
             "  --chunks N        score at most N chunks (default: all)\n"
             "  --json            one JSON document: perplexity, perplexity_stderr,\n"
@@ -40,6 +41,7 @@ typedef struct ppl_opts {
     const char *file;
     long max_chunks;
     int json;
+    cm_hist_run *hist; /* this run in the history (NULL: not recorded) */
 } ppl_opts;
 
 static int parse_args(int argc, char **argv, ppl_opts *o)
@@ -137,14 +139,14 @@ static int report(const ppl_opts *o, const mc_session *s, const ppl_acc *a, long
                   int64_t n_ctx, double secs)
 {
     const double tps = secs > 0 ? (double)chunks * (double)n_ctx / secs : 0.0;
-    hist_metric("perplexity", ppl_of(a));
-    hist_metric("perplexity_stderr", ppl_err(a));
-    hist_metric("tokens_scored", (double)a->count);
-    hist_metric("chunks", (double)chunks);
-    hist_metric("n_ctx", (double)n_ctx);
-    hist_metric("seconds", secs);
-    hist_metric("tokens_per_s", tps);
-    hist_metric("threads", bn_ctx_n_threads(s->ctx));
+    cm_hist_metric(o->hist, "perplexity", ppl_of(a));
+    cm_hist_metric(o->hist, "perplexity_stderr", ppl_err(a));
+    cm_hist_metric(o->hist, "tokens_scored", (double)a->count);
+    cm_hist_metric(o->hist, "chunks", (double)chunks);
+    cm_hist_metric(o->hist, "n_ctx", (double)n_ctx);
+    cm_hist_metric(o->hist, "seconds", secs);
+    cm_hist_metric(o->hist, "tokens_per_s", tps);
+    cm_hist_metric(o->hist, "threads", bn_ctx_n_threads(s->ctx));
     if (!o->json) {
         printf("perplexity: %.4f +/- %.4f over %zu tokens in %ld chunks of %lld (%.1f s, %.1f "
                "tokens/s)\n",
@@ -215,11 +217,12 @@ int cmd_perplexity(int argc, char **argv)
     memset(&o, 0, sizeof o);
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;
-    hist_run *h = hist_begin("perplexity", o.mc.model, hist_params_argv(argc, argv));
+    cm_hist_run *h = cm_hist_begin("perplexity", o.mc.model, cm_hist_params_argv(argc, argv));
+    o.hist = h;
     size_t len;
     char *text = mc_read_prompt(o.file, &len);
     if (!text) {
-        hist_end(h, BN_EXIT_FAIL, NULL, NULL);
+        cm_hist_end_exit(h, BN_EXIT_FAIL, NULL, cli_last_error());
         return BN_EXIT_FAIL;
     }
     mc_session s;
@@ -236,7 +239,7 @@ int cmd_perplexity(int argc, char **argv)
         }
     }
     if (rc == BN_EXIT_OK) rc = run(&o, &s, ids, n_ids);
-    hist_end(h, rc, NULL, NULL);
+    cm_hist_end_exit(h, rc, NULL, cli_last_error());
     bn_free(ids);
     free(text);
     if (s.ctx) mc_close(&s);

@@ -14,7 +14,7 @@
 #include "bitnet/bpe_train.h"
 #include "bitnet/gguf.h"
 #include "bitnet/train.h"
-#include "history_hook.h"
+#include "common/history.h"
 #include "model_common.h"
 
 #define EXIT_INTERRUPTED 130
@@ -82,6 +82,7 @@ typedef struct train_opts {
     long eval_every, eval_batches, save_every, log_every;
     double lr, min_lr, weight_decay, grad_clip, val_frac;
     int fp32, resume, json;
+    cm_hist_run *hist; /* this run in the history (NULL: not recorded) */
 } train_opts;
 
 static int parse_double(const char *s, double lo, double hi, double *out)
@@ -523,18 +524,19 @@ static int train_loop(const train_opts *o, bn_trainer *tr, bn_ctx *ctx, const ch
         if (g_stop) {
             fprintf(stderr, "bitnet train: interrupted at step %lld; resume with --resume\n",
                     (long long)s);
-            hist_metric("steps", (double)s);
+            cm_hist_metric(o->hist, "steps", (double)s);
             return EXIT_INTERRUPTED;
         }
     }
     if (run_eval(o, tr, ctx, &vl, 1) || save(o, tr, ctx, ckpt)) return BN_EXIT_FAIL;
     const double wall = bn_time_now() - t0;
-    hist_metric("steps", (double)steps);
-    hist_metric("val_loss", vl);
-    hist_metric("val_ppl", exp(vl));
-    hist_metric("seconds", wall);
-    hist_metric("tokens_per_s", (double)(steps - first) * bn_trainer_hparams(tr)->batch *
-                                        bn_trainer_hparams(tr)->seq_len / (wall - t_eval));
+    cm_hist_metric(o->hist, "steps", (double)steps);
+    cm_hist_metric(o->hist, "val_loss", vl);
+    cm_hist_metric(o->hist, "val_ppl", exp(vl));
+    cm_hist_metric(o->hist, "seconds", wall);
+    cm_hist_metric(o->hist, "tokens_per_s",
+                   (double)(steps - first) * bn_trainer_hparams(tr)->batch *
+                           bn_trainer_hparams(tr)->seq_len / (wall - t_eval));
     if (o->json)
         printf("{\"event\":\"done\",\"step\":%lld,\"val_loss\":%.6f,\"val_ppl\":%.4f,"
                "\"wall_s\":%.1f,\"train_tokens_per_s\":%.1f}\n",
@@ -586,10 +588,11 @@ int cmd_train(int argc, char **argv)
     train_opts o;
     int rc = parse_train_args(argc, argv, &o);
     if (rc) return rc == 1 ? BN_EXIT_OK : BN_EXIT_USAGE;
-    hist_run *h = hist_begin("train", NULL, hist_params_argv(argc, argv));
+    cm_hist_run *h = cm_hist_begin("train", NULL, cm_hist_params_argv(argc, argv));
+    o.hist = h;
     if (mkdir(o.out, 0777) != 0 && errno != EEXIST) {
         cli_error("cannot create %s: %s", o.out, strerror(errno));
-        hist_end(h, BN_EXIT_FAIL, NULL, NULL);
+        cm_hist_end_exit(h, BN_EXIT_FAIL, NULL, cli_last_error());
         return BN_EXIT_FAIL;
     }
     char ckpt[4096];
@@ -598,7 +601,7 @@ int cmd_train(int argc, char **argv)
     bn_ctx_params cp = {(int)o.threads};
     if (bn_ctx_new(&ctx, &cp) != BN_OK) {
         cli_error("cannot create the engine context");
-        hist_end(h, BN_EXIT_FAIL, NULL, NULL);
+        cm_hist_end_exit(h, BN_EXIT_FAIL, NULL, cli_last_error());
         return BN_EXIT_FAIL;
     }
     char *gguf = NULL;
@@ -647,9 +650,9 @@ int cmd_train(int argc, char **argv)
     if (rc == BN_EXIT_OK) rc = export_final(&o, tr, ctx);
 done:
     if (rc == EXIT_INTERRUPTED)
-        hist_end_status(h, BN_RUN_CANCELLED, NULL, "interrupted; resume with --resume");
+        cm_hist_end(h, BN_RUN_CANCELLED, NULL, "interrupted; resume with --resume");
     else
-        hist_end(h, rc, NULL, NULL);
+        cm_hist_end_exit(h, rc, NULL, cli_last_error());
     bn_trainer_free(tr);
     bn_bpe_free(bpe);
     free(tokens);

@@ -21,7 +21,7 @@
 #include "bitnet/file.h"
 #include "bitnet/types.h"
 #include "cli.h"
-#include "history_hook.h"
+#include "common/history.h"
 
 #define LOCK_SUFFIX      ".worker.lock"
 #define LOG_SUFFIX       ".worker.log"
@@ -51,7 +51,7 @@ static int fail(char *err, size_t errsz, const char *fmt, ...)
 static int lock_path(char *out, size_t n)
 {
     char db[4200], err[256];
-    if (hist_db_path(db, sizeof db, NULL, err, sizeof err) != 0) return -1;
+    if (cm_history_path(db, sizeof db, NULL, err, sizeof err) != 0) return -1;
     return snprintf(out, n, "%s%s", db, LOCK_SUFFIX) < (int)n ? 0 : -1;
 }
 
@@ -103,7 +103,7 @@ int jobs_open(jobs_db **out, char *err, size_t errsz)
     *out = NULL;
     jobs_db *j = calloc(1, sizeof *j);
     if (!j) return fail(err, errsz, "out of memory");
-    if (hist_db_open(&j->db, j->path, sizeof j->path, err, errsz) != 0) { /* migrates */
+    if (cm_history_open(&j->db, j->path, sizeof j->path, err, errsz) != 0) { /* migrates */
         free(j);
         return -1;
     }
@@ -201,7 +201,7 @@ int jobs_start_worker(void)
     if (jobs_worker_running()) return 0;
     char exe[PATH_MAX], db[4200], logp[4300], err[256];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0 || hist_db_path(db, sizeof db, NULL, err, sizeof err) != 0) return -1;
+    if (n <= 0 || cm_history_path(db, sizeof db, NULL, err, sizeof err) != 0) return -1;
     exe[n] = '\0';
     snprintf(logp, sizeof logp, "%s%s", db, LOG_SUFFIX);
     fflush(NULL);
@@ -307,13 +307,13 @@ static void run_job(jobs_db *j, int64_t id, const char *args)
     cJSON *params = cJSON_CreateObject();
     cJSON_AddNumberToObject(params, "job", (double)id);
     cJSON_AddItemToObject(params, "args", cJSON_Duplicate(a, 1));
-    /* bn_db_open (in hist_begin) opens and closes the database file with open(2) and
+    /* bn_db_open (in cm_hist_begin) opens and closes the database file with open(2) and
      * close(2), which drops every POSIX lock this process holds on it while sqlite still
      * counts them as held: another process could then checkpoint and delete the WAL under
      * our connection. So no connection of ours is open while it runs. */
     bn_db_close(j->db);
     j->db = NULL;
-    hist_run *h = hist_begin("convert", NULL, params);
+    cm_hist_run *h = cm_hist_begin("convert", NULL, params);
     reopen(j);
     cJSON *report = NULL;
     char err[1024] = "";
@@ -331,11 +331,11 @@ static void run_job(jobs_db *j, int64_t id, const char *args)
     fflush(stdout);
     const cJSON *sha = cJSON_GetObjectItemCaseSensitive(report, "sha256");
     if (cJSON_IsString(sha)) cJSON_AddStringToObject(report, "output_sha256", sha->valuestring);
-    hist_end_status(h,
-                    rc == 0    ? BN_RUN_OK
-                    : rc == -2 ? BN_RUN_CANCELLED
-                               : BN_RUN_FAILED,
-                    report, rc ? err : NULL);
+    cm_hist_end(h,
+                rc == 0    ? BN_RUN_OK
+                : rc == -2 ? BN_RUN_CANCELLED
+                           : BN_RUN_FAILED,
+                report, rc ? err : NULL);
     cJSON_free(res);
     cJSON_Delete(a);
 }

@@ -19,7 +19,7 @@
 
 #include "cli.h"
 #include "common/config.h"
-#include "history_hook.h"
+#include "common/history.h"
 #include "common/hw.h"
 #include "monitor_web.h"
 
@@ -80,7 +80,7 @@ int bn_monitor_opts_config(bn_monitor_opts *o, const bn_config *cfg, char *err, 
         o->spool_max = bn_config_get_int(cfg, "monitor.spool_max");
     if (bn_config_source_of(cfg, "monitor.spool_max_notifications") != BN_CFG_SRC_DEFAULT)
         o->spool_max_notifications = bn_config_get_int(cfg, "monitor.spool_max_notifications");
-    if (hist_db_path(o->history_buf, sizeof o->history_buf, &o->retention_days, err, errsz))
+    if (cm_history_path(o->history_buf, sizeof o->history_buf, &o->retention_days, err, errsz))
         return -1;
     o->history = o->history_buf;
     return 0;

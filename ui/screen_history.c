@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "history_hook.h"
+#include "common/history.h"
 
 #define LIMIT 1000
 
@@ -277,7 +277,7 @@ static void hist_enter(tui *t, void *st)
 {
     hist *h = st;
     char err[256];
-    if (hist_db_path(h->path, sizeof h->path, NULL, err, sizeof err) != 0)
+    if (cm_history_path(h->path, sizeof h->path, NULL, err, sizeof err) != 0)
         snprintf(h->path, sizeof h->path, "?");
     read_runs(t, h);
 }

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "bitnet/core.h"
-#include "history_hook.h"
+#include "common/history.h"
 #include "keys.h"
 
 const char *const bn_tui_screen_names[] = {"dashboard", "setup",      "hardware",    "models",
@@ -105,7 +105,7 @@ bn_db *tui_db(tui *t)
     if (t->db_last_try && now - t->db_last_try < 5) return NULL;
     t->db_last_try = now;
     char path[BN_CONFIG_PATH_MAX + 16];
-    if (hist_db_open(&t->db, path, sizeof path, t->db_err, sizeof t->db_err) != 0) {
+    if (cm_history_open(&t->db, path, sizeof path, t->db_err, sizeof t->db_err) != 0) {
         t->db = NULL;
         return NULL;
     }
@@ -121,7 +121,7 @@ void tui_db_reset(tui *t)
 }
 
 /* Several connections to the history live in this process (this one, and those the engine
- * worker's runs open through history_hook.h). bn_db_open() opens and closes the file itself
+ * worker's runs open through common/history.h). bn_db_open() opens and closes the file itself
  * before sqlite does, and a close() drops every POSIX lock this process holds on the file,
  * sqlite's included; another process may then checkpoint and remove the WAL under a
  * connection here, which afterwards reports "database disk image is malformed". Reading on

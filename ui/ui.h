@@ -10,9 +10,10 @@
  *     if (bn_tui_terminal_check(why, sizeof why) != 0) { ...say why, exit 1... }
  *     int rc = bn_tui_run(&o, why, sizeof why);   // 0 ok; 1 failed; 2 bad --keys file
  *
- * The UI knows the engine through its public headers and uses the program's config, hw and
- * history helpers (app/config.h, app/hw.h, app/history_hook.h), which the bitnet binary
- * links in. Nothing is printed to stdout; a message for stderr is left in err.
+ * The UI knows the engine through its public headers, the history through db/ and the
+ * shared tier (common/: config, hw, chat formats, the history hook, the generation session);
+ * it includes nothing from app/. Nothing is printed to stdout; a message for stderr is left
+ * in err.
  */
 #ifndef BITNET_UI_UI_H
 #define BITNET_UI_UI_H

@@ -43,6 +43,19 @@ done
 if [ -z "$found" ]; then ok "app, ui, db and common include no engine/src header"
 else bad "engine internals included from:$found"; fi
 
+# ui/ and common/ include nothing from app/ (no app -> ui -> app circle): no -Iapp on their
+# objects, and no #include of an app/ header by name or by a relative path
+for dir in ui common; do
+    leak=$(count " -c $dir/[a-z_0-9]+\.c" "-Iapp")
+    if [ "$leak" -eq 0 ]; then ok "$dir/: no object compiled with -Iapp"
+    else bad "$dir/: $leak objects compiled with -Iapp"; fi
+done
+# (a bare name cannot reach app/ without -Iapp; a path could)
+found=$(grep -lE '#include ["<][^">]*app/' ui/*.[ch] common/*.[ch] common/include/*/*.h 2>/dev/null |
+    tr '\n' ' ')
+if [ -z "$found" ]; then ok "ui and common include no app/ header by path"
+else bad "app headers included by path from: $found"; fi
+
 # tests link the libraries: the only .c a test #includes is kernels_avx512.c, compiled again
 # against tests/unit/avx512_emu.h by test_kernels.c (see the comment there)
 inc=$(grep -lE '#include ["<][^">]*\.c[">]' tests/unit/*.c tests/fuzz/*.c tests/tools/*.c 2>/dev/null |

@@ -3,7 +3,7 @@
  * alert rules), value parsing for `config set`, durations and listen addresses,
  * environment overrides, path resolution, atomic writes that keep other keys.
  *
- * app/config.c comes from the app's objects (libbitnetapp.a). */
+ * common/config.c comes from libbitnetcommon.a. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -26,4 +26,12 @@ static inline void *read_all(const char *path, size_t *n)
     return p;
 }
 
+/* Removes the directory dir and all below it (a test's temporary directory): 0, or -1. */
+static inline int remove_tree(const char *dir)
+{
+    char cmd[4200];
+    if (snprintf(cmd, sizeof cmd, "rm -rf -- '%s'", dir) >= (int)sizeof cmd) return -1;
+    return system(cmd) == 0 ? 0 : -1;
+}
+
 #endif

@@ -1,11 +1,12 @@
-/* history_hook.c - recording the runs of commands in the history; see history_hook.h. */
-#include "history_hook.h"
+/* history.c - recording runs in the history, and where it is; see common/history.h. */
+#include "common/history.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <nettle/sha2.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,23 +15,20 @@
 #include <unistd.h>
 
 #include "bitnet/file.h"
-#include "cli.h"
 #include "common/config.h"
 
-struct hist_run {
+struct cm_hist_run {
     bn_db *db;
     int64_t id;
-    cJSON *metrics; /* from hist_metric */
+    cJSON *metrics; /* from cm_hist_metric */
 };
 
-static hist_run *current; /* the run hist_metric adds to */
-static int warned;
+static atomic_int warned; /* one warning per process, whichever run or thread meets it */
 
 static void warn_once(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void warn_once(const char *fmt, ...)
 {
-    if (warned) return;
-    warned = 1;
+    if (atomic_exchange(&warned, 1)) return;
     va_list ap;
     va_start(ap, fmt);
     fputs("bitnet: warning: history not recorded: ", stderr);
@@ -46,7 +44,7 @@ static int disabled(void)
                  !strcasecmp(v, "false"));
 }
 
-int hist_db_path(char *path, size_t pathsz, int *retention_days, char *err, size_t errsz)
+int cm_history_path(char *path, size_t pathsz, int *retention_days, char *err, size_t errsz)
 {
     bn_config *cfg;
     if (bn_config_load(&cfg, err, errsz) != 0) return -1;
@@ -66,12 +64,12 @@ int hist_db_path(char *path, size_t pathsz, int *retention_days, char *err, size
     return 0;
 }
 
-int hist_db_open(bn_db **db, char *path, size_t pathsz, char *err, size_t errsz)
+int cm_history_open(bn_db **db, char *path, size_t pathsz, char *err, size_t errsz)
 {
     *db = NULL;
     char file[BN_CONFIG_PATH_MAX + 16];
     bn_db_options opt = bn_db_options_default();
-    if (hist_db_path(file, sizeof file, &opt.retention_days, err, errsz) != 0) return -1;
+    if (cm_history_path(file, sizeof file, &opt.retention_days, err, errsz) != 0) return -1;
     if (path) snprintf(path, pathsz, "%s", file);
     if (bn_db_open(db, file, &opt) != BN_OK) {
         snprintf(err, errsz, "%s", bn_db_errmsg(*db));
@@ -126,7 +124,7 @@ static int model_sha256(bn_db *db, const char *path, char hex[65])
 
 /* ---- runs --------------------------------------------------------------------------------- */
 
-cJSON *hist_params_argv(int argc, char **argv)
+cJSON *cm_hist_params_argv(int argc, char **argv)
 {
     cJSON *p = cJSON_CreateObject();
     cJSON *a = cJSON_AddArrayToObject(p, "argv");
@@ -138,9 +136,9 @@ cJSON *hist_params_argv(int argc, char **argv)
     return p;
 }
 
-hist_run *hist_begin(const char *command, const char *model_path, cJSON *params)
+cm_hist_run *cm_hist_begin(const char *command, const char *model_path, cJSON *params)
 {
-    hist_run *h = NULL;
+    cm_hist_run *h = NULL;
     char err[BN_CONFIG_ERR_MAX], *ptext = NULL, sha[65], real[PATH_MAX];
     if (disabled()) goto done;
     h = calloc(1, sizeof *h);
@@ -149,7 +147,7 @@ hist_run *hist_begin(const char *command, const char *model_path, cJSON *params)
         warn_once("out of memory");
         goto fail;
     }
-    if (hist_db_open(&h->db, NULL, 0, err, sizeof err) != 0) {
+    if (cm_history_open(&h->db, NULL, 0, err, sizeof err) != 0) {
         warn_once("%s", err);
         goto fail;
     }
@@ -159,7 +157,6 @@ hist_run *hist_begin(const char *command, const char *model_path, cJSON *params)
         warn_once("%s", bn_db_errmsg(h->db));
         goto fail;
     }
-    current = h;
     goto done;
 fail:
     if (h) bn_db_close(h->db);
@@ -171,33 +168,35 @@ done:
     return h;
 }
 
-static cJSON *pending(void)
+/* Sets key in h's metrics to item (taken), replacing an earlier value of key. */
+static void put(cm_hist_run *h, const char *key, cJSON *item)
 {
-    if (!current) return NULL;
-    if (!current->metrics) current->metrics = cJSON_CreateObject();
-    return current->metrics;
+    if (h && !h->metrics) h->metrics = cJSON_CreateObject();
+    if (!h || !h->metrics || !item) {
+        cJSON_Delete(item);
+        return;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(h->metrics, key);
+    cJSON_AddItemToObject(h->metrics, key, item);
 }
 
-void hist_metric(const char *key, double value)
+void cm_hist_metric(cm_hist_run *h, const char *key, double value)
 {
-    cJSON *m = pending();
-    if (m) cJSON_AddNumberToObject(m, key, value);
+    if (h) put(h, key, cJSON_CreateNumber(value));
 }
 
-void hist_metric_str(const char *key, const char *value)
+void cm_hist_metric_str(cm_hist_run *h, const char *key, const char *value)
 {
-    cJSON *m = pending();
-    if (m) cJSON_AddStringToObject(m, key, value ? value : "");
+    if (h) put(h, key, cJSON_CreateString(value ? value : ""));
 }
 
-void hist_end_status(hist_run *h, bn_run_status status, cJSON *metrics, const char *error)
+void cm_hist_end(cm_hist_run *h, bn_run_status status, cJSON *metrics, const char *error)
 {
     if (!h) {
         cJSON_Delete(metrics);
         return;
     }
-    if (h == current) current = NULL;
-    /* metrics given here join (and win over) those added with hist_metric */
+    /* metrics given here join (and win over) those added with cm_hist_metric */
     cJSON *all = h->metrics;
     if (metrics) {
         if (!all) all = cJSON_CreateObject();
@@ -218,14 +217,10 @@ void hist_end_status(hist_run *h, bn_run_status status, cJSON *metrics, const ch
     free(h);
 }
 
-void hist_end(hist_run *h, int exit_code, cJSON *metrics, const char *error)
+void cm_hist_end_exit(cm_hist_run *h, int exit_code, cJSON *metrics, const char *error)
 {
-    if (exit_code == 0) {
-        hist_end_status(h, BN_RUN_OK, metrics, NULL);
-        return;
-    }
-    const char *last = cli_last_error();
-    if (!error && last && *last) error = last;
-    if (!error) error = "failed";
-    hist_end_status(h, BN_RUN_FAILED, metrics, error);
+    if (exit_code == 0)
+        cm_hist_end(h, BN_RUN_OK, metrics, NULL);
+    else
+        cm_hist_end(h, BN_RUN_FAILED, metrics, error && *error ? error : "failed");
 }
