@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,26 +130,6 @@ bn_db_options bn_db_options_default(void)
 }
 
 /* ---- the path --------------------------------------------------------------------------- */
-
-bn_status bn_db_default_path(char *buf, size_t size)
-{
-    const char *p = getenv("BITNET_HISTORY_DB");
-    int n;
-    if (p && *p) {
-        n = snprintf(buf, size, "%s", p);
-    } else if ((p = getenv("XDG_DATA_HOME")) && p[0] == '/') {
-        n = snprintf(buf, size, "%s/bitnet/history.db", p);
-    } else {
-        p = getenv("HOME");
-        if (!p || !*p) {
-            const struct passwd *pw = getpwuid(getuid());
-            p = pw ? pw->pw_dir : NULL;
-        }
-        if (!p || !*p) return BN_ERR_NOT_FOUND;
-        n = snprintf(buf, size, "%s/.local/share/bitnet/history.db", p);
-    }
-    return n < 0 || (size_t)n >= size ? BN_ERR_RANGE : BN_OK;
-}
 
 /* Creates the directories above path (mode 0700), like mkdir -p of its dirname. */
 static bn_status make_parents(bn_db *db, const char *path)

@@ -176,6 +176,29 @@ else
     echo "  skip schema tests: no sqlite3 command"
 fi
 
+# ---- the config's data_dir decides where the history is (one resolver for every command) ------
+DD="$TMP/datadir"
+printf '{"data_dir": "%s"}\n' "$DD" >"$TMP/dd-config.json"
+ddrun() { env -u BITNET_HISTORY_DB BITNET_CONFIG="$TMP/dd-config.json" "$@"; }
+expect_exit 0 "history path with data_dir in the config" -- ddrun "$BITNET" history path
+expect_grep "^$DD/history.db\$" "$TMP/out" "history path is under the config's data_dir"
+expect_exit 0 "generate with data_dir in the config" -- ddrun "$BITNET" generate -m "$M" -p hi -n 2 -t 1
+if command -v sqlite3 >/dev/null 2>&1; then
+    [ "$(sqlite3 "$DD/history.db" "SELECT command || ' ' || status FROM runs")" = "generate ok" ] \
+        && ok "the run landed in data_dir/history.db" || bad "no generate run in $DD/history.db"
+fi
+expect_exit 0 "history list under data_dir" -- ddrun "$BITNET" history list --json
+jget "$TMP/out" runs.0.command runs.1.command >"$TMP/j" 2>/dev/null
+[ "$(sed -n 1p "$TMP/j")" = generate ] && [ -z "$(sed -n 2p "$TMP/j")" ] \
+    && ok "history list reads data_dir's history: the one generate run" \
+    || bad "history list under data_dir: $(tr '\n' ' ' <"$TMP/j")"
+expect_exit 0 "BITNET_DATA_DIR overrides data_dir" -- \
+    ddrun env BITNET_DATA_DIR="$TMP/dd2" "$BITNET" history path
+expect_grep "^$TMP/dd2/history.db\$" "$TMP/out" "history path follows BITNET_DATA_DIR"
+expect_exit 0 "BITNET_HISTORY_DB wins over data_dir" -- \
+    env BITNET_CONFIG="$TMP/dd-config.json" "$BITNET" history path
+expect_grep "^$BITNET_HISTORY_DB\$" "$TMP/out" "history path names BITNET_HISTORY_DB over data_dir"
+
 # ---- usage errors -----------------------------------------------------------------------------
 expect_exit 2 "history without a subcommand" -- "$BITNET" history
 expect_exit 2 "history frob" -- "$BITNET" history frob

@@ -1023,39 +1023,6 @@ static void test_hash_cache(void **state)
     bn_db_close(db);
 }
 
-static void test_default_path(void **state)
-{
-    (void)state;
-    char buf[256], *saved[3];
-    const char *vars[] = {"BITNET_HISTORY_DB", "XDG_DATA_HOME", "HOME"};
-    for (int i = 0; i < 3; i++) {
-        const char *v = getenv(vars[i]);
-        saved[i] = v ? strdup(v) : NULL;
-    }
-    setenv("BITNET_HISTORY_DB", "/x/h.db", 1);
-    setenv("XDG_DATA_HOME", "/xdg", 1);
-    setenv("HOME", "/home/u", 1);
-    assert_int_equal(bn_db_default_path(buf, sizeof buf), BN_OK);
-    assert_string_equal(buf, "/x/h.db");
-    setenv("BITNET_HISTORY_DB", "", 1);
-    assert_int_equal(bn_db_default_path(buf, sizeof buf), BN_OK);
-    assert_string_equal(buf, "/xdg/bitnet/history.db");
-    setenv("XDG_DATA_HOME", "relative/ignored", 1);
-    assert_int_equal(bn_db_default_path(buf, sizeof buf), BN_OK);
-    assert_string_equal(buf, "/home/u/.local/share/bitnet/history.db");
-    unsetenv("XDG_DATA_HOME");
-    assert_int_equal(bn_db_default_path(buf, sizeof buf), BN_OK);
-    assert_string_equal(buf, "/home/u/.local/share/bitnet/history.db");
-    assert_int_equal(bn_db_default_path(buf, 10), BN_ERR_RANGE);
-    for (int i = 0; i < 3; i++) {
-        if (saved[i])
-            setenv(vars[i], saved[i], 1);
-        else
-            unsetenv(vars[i]);
-        free(saved[i]);
-    }
-}
-
 /* Every allocation of list, get and export fails in turn: a clean status, no leak. */
 static void test_alloc_failures(void **state)
 {
@@ -1461,7 +1428,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_migrations_table),
             cmocka_unit_test(test_status_names),
-            cmocka_unit_test(test_default_path),
             cmocka_unit_test_setup_teardown(test_open_empty, setup, teardown),
             cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),
             cmocka_unit_test_setup_teardown(test_refuse_newer_schema, setup, teardown),

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static char tmpdir[256];
 
@@ -176,6 +177,77 @@ static void test_disabled(void **state)
     bn_db_runs_free(runs, n);
 }
 
+/* Sets or (value NULL) unsets name. */
+static void set_env(const char *name, const char *value)
+{
+    if (value)
+        setenv(name, value, 1);
+    else
+        unsetenv(name);
+}
+
+static void expect_path(const char *want, int want_retention)
+{
+    char path[4300], err[512];
+    int retention = -1;
+    if (cm_history_path(path, sizeof path, &retention, err, sizeof err) != 0)
+        fail_msg("cm_history_path: %s", err);
+    assert_string_equal(path, want);
+    assert_int_equal(retention, want_retention);
+}
+
+/* The one resolver: BITNET_HISTORY_DB, else the data directory (the config's data_dir, which
+ * BITNET_DATA_DIR overrides, else $XDG_DATA_HOME/bitnet when absolute, else
+ * ~/.local/share/bitnet), with history.db in it. */
+static void test_path(void **state)
+{
+    (void)state;
+    const char *vars[] = {"BITNET_HISTORY_DB", "XDG_DATA_HOME", "HOME"};
+    char *saved[3], cfg[300], want[400];
+    for (int i = 0; i < 3; i++) saved[i] = getenv(vars[i]) ? strdup(getenv(vars[i])) : NULL;
+    setenv("BITNET_HISTORY_DB", "/x/h.db", 1);
+    setenv("XDG_DATA_HOME", "/xdg", 1);
+    setenv("HOME", "/home/u", 1);
+    expect_path("/x/h.db", 90);
+    setenv("BITNET_HISTORY_DB", "", 1); /* empty: not set */
+    expect_path("/xdg/bitnet/history.db", 90);
+    setenv("XDG_DATA_HOME", "relative/ignored", 1);
+    expect_path("/home/u/.local/share/bitnet/history.db", 90);
+    unsetenv("XDG_DATA_HOME");
+    expect_path("/home/u/.local/share/bitnet/history.db", 90);
+
+    snprintf(cfg, sizeof cfg, "%s/config.json", tmpdir);
+    FILE *f = fopen(cfg, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"data_dir\": \"%s/data\", \"history\": {\"retention_days\": 7}}\n", tmpdir);
+    fclose(f);
+    setenv("BITNET_CONFIG", cfg, 1);
+    snprintf(want, sizeof want, "%s/data/history.db", tmpdir);
+    expect_path(want, 7);
+    setenv("BITNET_DATA_DIR", "/elsewhere", 1);
+    expect_path("/elsewhere/history.db", 7);
+    unsetenv("BITNET_DATA_DIR");
+    setenv("BITNET_HISTORY_DB", "/x/h.db", 1); /* the file named wins over the directory */
+    expect_path("/x/h.db", 7);
+    unsetenv("BITNET_HISTORY_DB");
+
+    /* and cm_history_open opens it there */
+    bn_db *db;
+    char path[4300], err[512];
+    assert_int_equal(cm_history_open(&db, path, sizeof path, err, sizeof err), 0);
+    assert_string_equal(path, want);
+    bn_db_close(db);
+    assert_int_equal(access(want, F_OK), 0);
+
+    char small[8];
+    assert_int_equal(cm_history_path(small, sizeof small, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "history"));
+    for (int i = 0; i < 3; i++) {
+        set_env(vars[i], saved[i]);
+        free(saved[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -183,6 +255,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_end_exit, setup, teardown),
             cmocka_unit_test_setup_teardown(test_two_threads, setup, teardown),
             cmocka_unit_test_setup_teardown(test_disabled, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_path, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

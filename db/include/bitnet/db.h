@@ -4,9 +4,7 @@
  *
  * Usage:
  *
- *     char path[4096];
- *     bn_db *db;
- *     bn_db_default_path(path, sizeof path);            // BITNET_HISTORY_DB, XDG_DATA_HOME, ~
+ *     bn_db *db;                                        // path: the caller's (below)
  *     bn_db_options opt = bn_db_options_default();     // retention 90 days, 5 s busy timeout
  *     if (bn_db_open(&db, path, &opt) != BN_OK) {
  *         fprintf(stderr, "history: %s\n", bn_db_errmsg(db));
@@ -79,10 +77,8 @@ typedef struct bn_db_options {
 /* Retention 90 days, busy timeout 5 s, the real clock. */
 bn_db_options bn_db_options_default(void);
 
-/* The history file: $BITNET_HISTORY_DB when set and not empty, else
- * $XDG_DATA_HOME/bitnet/history.db, else $HOME/.local/share/bitnet/history.db.
- * BN_ERR_RANGE if it does not fit buf; BN_ERR_NOT_FOUND when none of the variables is set. */
-bn_status bn_db_default_path(char *buf, size_t size);
+/* Where the history is, is not db/'s to say: the program's one resolver is cm_history_path
+ * (common/history.h), which reads $BITNET_HISTORY_DB and the config's data_dir. */
 
 /* Opens (creating it and its directories, mode 0700) the history at path. opt may be NULL for
  * the defaults. Errors: BN_ERR_IO (cannot create or open, locked past the timeout),
