@@ -69,6 +69,8 @@ int cmd_perplexity(int argc, char **argv);
 void cmd_perplexity_help(FILE *out);
 int cmd_quickstart(int argc, char **argv);
 void cmd_quickstart_help(FILE *out);
+int cmd_serve(int argc, char **argv);
+void cmd_serve_help(FILE *out);
 int cmd_setup(int argc, char **argv);
 void cmd_setup_help(FILE *out);
 int cmd_synth(int argc, char **argv);

@@ -41,6 +41,8 @@ const bn_command bn_commands[] = {
          cmd_perplexity_help},
         {"quickstart", "run generate, bench and doctor; write a tutorial of them (markdown)",
          cmd_quickstart, cmd_quickstart_help},
+        {"serve", "serve a model over HTTP with OpenAI's completion API", cmd_serve,
+         cmd_serve_help},
         {"setup", "the first-run wizard: hardware, checks, model, first run, config", cmd_setup,
          cmd_setup_help},
         {"synth", "write a random model of a real shape", cmd_synth, cmd_synth_help},

@@ -7,7 +7,9 @@ n_ok=0; n_bad=0
 # that want it point AWS_EC2_METADATA_SERVICE_ENDPOINT at a loopback stand-in and turn it on
 export AWS_EC2_METADATA_DISABLED=true
 TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+# background processes of a test: add their pids to PIDS; they are killed at exit
+PIDS=""
+trap 'for p in $PIDS; do kill "$p" 2>/dev/null; done; rm -rf "$TMP"' EXIT
 
 ok() { n_ok=$((n_ok + 1)); echo "  ok   $1"; }
 bad() { n_bad=$((n_bad + 1)); echo "  FAIL $1"; }
@@ -35,4 +37,15 @@ expect_one_line_err() {
 finish() {
     echo "$1: $n_ok passed, $n_bad failed"
     [ "$n_bad" -eq 0 ]
+}
+
+# wait_grep PATTERN FILE TENTHS: waits until FILE has PATTERN (at most TENTHS/10 s)
+wait_grep() {
+    i=0
+    while [ "$i" -lt "$3" ]; do
+        grep -q -- "$1" "$2" 2>/dev/null && return 0
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
 }

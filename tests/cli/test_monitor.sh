@@ -7,12 +7,6 @@
 # package prometheus) are optional: their checks SKIP without them.
 . "$(dirname "$0")/lib.sh"
 : "${HTTPREC:=$(dirname "$JSONGET")/httprec}"
-PIDS=""
-cleanup() {
-    for p in $PIDS; do kill "$p" 2>/dev/null; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
 export BITNET_CONFIG="$TMP/config.json" BITNET_HISTORY_DB="$TMP/history.db" HOME="$TMP"
 unset DD_API_KEY AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE \
     AWS_REGION AWS_DEFAULT_REGION BITNET_MONITOR_LISTEN 2>/dev/null
@@ -25,17 +19,6 @@ skip() { echo "  SKIP $1"; }
 cpus_rule() {
     printf '{"alerts": [{"name": "cpus", "metric": "bitnet_host_cpus", "op": ">=", "threshold": 1%s}]}\n' \
         "${1:+, \"sinks\": $1}" >"$BITNET_CONFIG"
-}
-
-# wait_grep PATTERN FILE TENTHS: waits until FILE has PATTERN (at most TENTHS/10 s)
-wait_grep() {
-    i=0
-    while [ "$i" -lt "$3" ]; do
-        grep -q -- "$1" "$2" 2>/dev/null && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    return 1
 }
 
 # start_monitor LOG ARGS...: starts bitnet monitor in the background; MON is its pid and

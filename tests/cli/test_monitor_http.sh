@@ -7,27 +7,11 @@
 . "$(dirname "$0")/lib.sh"
 : "${HTTPREC:=$(dirname "$JSONGET")/httprec}"
 : "${SLOWCLIENT:=$(dirname "$JSONGET")/slowclient}"
-PIDS=""
-cleanup() {
-    for p in $PIDS; do kill "$p" 2>/dev/null; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
 export BITNET_CONFIG="$TMP/config.json" BITNET_HISTORY_DB="$TMP/history.db" HOME="$TMP"
 unset BITNET_MONITOR_LISTEN 2>/dev/null
 echo '{}' >"$BITNET_CONFIG"
 skip() { echo "  SKIP $1"; }
 CURL=$(command -v curl || true)
-
-wait_grep() {
-    i=0
-    while [ "$i" -lt "$3" ]; do
-        grep -q -- "$1" "$2" 2>/dev/null && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    return 1
-}
 
 # start_monitor LOG ARGS...: MON its pid, MPORT its port
 start_monitor() {

@@ -1,0 +1,349 @@
+/* serve_engine.c - the slots and the queue of `bitnet serve`; see serve.h. */
+#include "serve.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bitnet/core.h"
+
+typedef struct slot {
+    cm_session *sess;
+    srv_req *r;  /* NULL: free */
+    int started; /* the prompt is in the session */
+} slot;
+
+typedef struct engine {
+    srv *s;
+    slot *slots;
+} engine;
+
+int srv_init(srv *s)
+{
+    if (pthread_mutex_init(&s->mu, NULL)) return -1;
+    if (pthread_cond_init(&s->wake, NULL)) return pthread_mutex_destroy(&s->mu), -1;
+    if (pthread_cond_init(&s->out, NULL)) {
+        pthread_cond_destroy(&s->wake);
+        pthread_mutex_destroy(&s->mu);
+        return -1;
+    }
+    return 0;
+}
+
+void srv_destroy(srv *s)
+{
+    pthread_cond_destroy(&s->out);
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->mu);
+}
+
+srv_req *srv_req_new(void)
+{
+    srv_req *r = calloc(1, sizeof *r);
+    if (r) r->refs = 1;
+    return r;
+}
+
+static void req_free(srv_req *r)
+{
+    bn_free(r->ids);
+    for (size_t i = 0; i < r->n_stop; i++) free(r->stop[i]);
+    free(r->text);
+    free(r);
+}
+
+void srv_release(srv *s, srv_req *r)
+{
+    pthread_mutex_lock(&s->mu);
+    const int last = --r->refs == 0;
+    pthread_mutex_unlock(&s->mu);
+    if (last) req_free(r);
+}
+
+srv_submit_rc srv_submit(srv *s, srv_req *r)
+{
+    srv_submit_rc rc = SRV_OK;
+    pthread_mutex_lock(&s->mu);
+    if (!s->ready || s->draining || s->stop)
+        rc = SRV_UNAVAILABLE;
+    else if (s->n_running + s->n_queued >= s->n_slots + s->n_queue)
+        rc = SRV_BUSY;
+    if (rc == SRV_OK) {
+        r->state = SRV_QUEUED;
+        r->refs++;
+        r->next = NULL;
+        if (s->tail)
+            s->tail->next = r;
+        else
+            s->head = r;
+        s->tail = r;
+        s->n_queued++;
+        s->n_requests++;
+        pthread_cond_signal(&s->wake);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+void srv_cancel_all_locked(srv *s)
+{
+    for (srv_req *r = s->head; r; r = r->next) r->cancel = 1;
+    s->stop = 1; /* running ones: the engine sees stop */
+    pthread_cond_broadcast(&s->wake);
+}
+
+/* ---- the engine thread ------------------------------------------------------------------ */
+
+/* Under mu: ends r and drops the engine's reference; 1 when it was the last (the client is
+ * gone): then the caller frees r, after unlocking. */
+static int finish_locked(srv *s, srv_req *r, const char *finish, const char *err)
+{
+    r->state = SRV_DONE;
+    r->finish = finish;
+    if (err) snprintf(r->err, sizeof r->err, "%s", err);
+    r->visible = r->len;
+    pthread_cond_broadcast(&s->out);
+    return --r->refs == 0;
+}
+
+static void finish(srv *s, slot *sl, const char *why, const char *err)
+{
+    pthread_mutex_lock(&s->mu);
+    s->n_prompt_tokens += sl->r->n_ids;
+    s->n_gen_tokens += sl->r->n_gen;
+    const int last = finish_locked(s, sl->r, why, err);
+    s->n_running--;
+    pthread_mutex_unlock(&s->mu);
+    if (last) req_free(sl->r);
+    sl->r = NULL;
+}
+
+/* Bytes at the end of t[0..n) that may begin a stop string, held back from a stream. */
+static size_t stop_prefix(const srv_req *r, const char *t, size_t n)
+{
+    size_t hold = 0;
+    for (size_t i = 0; i < r->n_stop; i++) {
+        const size_t sl = strlen(r->stop[i]);
+        for (size_t k = sl - 1 < n ? sl - 1 : n; k > hold; k--)
+            if (!memcmp(t + n - k, r->stop[i], k)) {
+                hold = k;
+                break;
+            }
+    }
+    return hold;
+}
+
+/* Length of the longest prefix of t[0..n) that does not end inside a UTF-8 sequence. */
+static size_t utf8_whole(const char *t, size_t n)
+{
+    size_t i = n, back = 0;
+    while (i > 0 && back < 4 && ((unsigned char)t[i - 1] & 0xC0) == 0x80) i--, back++;
+    if (i == 0) return n;
+    const unsigned char c = (unsigned char)t[i - 1];
+    const size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    return back + 1 >= need ? n : i - 1;
+}
+
+/* Cuts the text at the first stop string (or line break): 1 when one was found. */
+static int cut_stop(srv_req *r, size_t from)
+{
+    size_t at = r->len;
+    for (size_t i = 0; i < r->n_stop; i++) {
+        const char *p = memmem(r->text + from, r->len - from, r->stop[i], strlen(r->stop[i]));
+        if (p && (size_t)(p - r->text) < at) at = (size_t)(p - r->text);
+    }
+    if (r->line_reply) {
+        const char *p = memchr(r->text + from, '\n', r->len - from);
+        if (p && (size_t)(p - r->text) < at) at = (size_t)(p - r->text);
+    }
+    if (at == r->len) return 0;
+    r->len = at;
+    return 1;
+}
+
+static int append_text(srv_req *r, const char *p, size_t n)
+{
+    if (r->len + n + 1 > r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 256;
+        while (cap < r->len + n + 1) cap *= 2;
+        char *t = realloc(r->text, cap);
+        if (!t) return -1;
+        r->text = t, r->cap = cap;
+    }
+    memcpy(r->text + r->len, p, n);
+    r->len += n;
+    r->text[r->len] = '\0';
+    return 0;
+}
+
+typedef struct step_ctx {
+    srv *s;
+    srv_req *r;
+} step_ctx;
+
+static int on_token(void *ud, int32_t id, const char *piece, size_t len, const cm_result *res)
+{
+    step_ctx *c = ud;
+    srv_req *r = c->r;
+    (void)id, (void)res;
+    pthread_mutex_lock(&c->s->mu);
+    r->n_gen++;
+    int out = CM_GO;
+    size_t longest = r->line_reply ? 1 : 0;
+    for (size_t i = 0; i < r->n_stop; i++)
+        if (strlen(r->stop[i]) > longest) longest = strlen(r->stop[i]);
+    const size_t from = r->len > longest + len ? r->len - longest - len : 0;
+    if (piece && len && append_text(r, piece, len))
+        out = CM_FAIL;
+    else if (cut_stop(r, from))
+        out = CM_STOP;
+    r->visible = utf8_whole(r->text, r->len - stop_prefix(r, r->text, r->len));
+    pthread_cond_broadcast(&c->s->out);
+    pthread_mutex_unlock(&c->s->mu);
+    return out;
+}
+
+static int is_cancelled(void *ud)
+{
+    step_ctx *c = ud;
+    pthread_mutex_lock(&c->s->mu);
+    const int gone = c->r->cancel || c->s->stop;
+    pthread_mutex_unlock(&c->s->mu);
+    return gone;
+}
+
+/* Puts the slot's request in its session: a fresh sequence, its sampler, its prompt. */
+static const char *start_slot(slot *sl)
+{
+    cm_session_reset(sl->sess);
+    if (cm_session_set_sampler(sl->sess, &sl->r->sp) != BN_OK) return "bad sampling settings";
+    if (cm_session_append(sl->sess, sl->r->ids, sl->r->n_ids) != BN_OK) return "out of memory";
+    sl->started = 1;
+    return NULL;
+}
+
+/* One token for the slot's request (the first call also evaluates its prompt). */
+static void step_slot(srv *s, slot *sl)
+{
+    srv_req *r = sl->r;
+    if (is_cancelled(&(step_ctx){s, r})) return finish(s, sl, NULL, NULL);
+    if (!sl->started) {
+        const char *err = start_slot(sl);
+        if (err) return finish(s, sl, NULL, err);
+    }
+    if ((int64_t)cm_session_n_tokens(sl->sess) >= cm_session_n_ctx(sl->sess))
+        return finish(s, sl, "length", NULL);
+    step_ctx c = {s, r};
+    cm_gen g = {.n_predict = 1, .on_token = on_token, .cancelled = is_cancelled, .ud = &c};
+    cm_result res;
+    if (cm_session_generate(sl->sess, &g, &res) != BN_OK || res.stop == CM_STOP_ERROR)
+        return finish(s, sl, NULL, bn_ctx_errmsg(cm_model_ctx(s->m)));
+    if (res.stop == CM_STOP_EOG || res.stop == CM_STOP_STRING) return finish(s, sl, "stop", NULL);
+    if (res.stop == CM_STOP_CANCELLED) return finish(s, sl, NULL, NULL);
+    if ((int64_t)r->n_gen >= r->max_tokens) return finish(s, sl, "length", NULL);
+}
+
+/* Under mu: moves queued requests into free slots (cancelled ones end at once). */
+static void admit_locked(srv *s, engine *e)
+{
+    for (int i = 0; i < s->n_slots && s->head; i++) {
+        if (e->slots[i].r) continue;
+        srv_req *r = s->head;
+        s->head = r->next;
+        if (!s->head) s->tail = NULL;
+        s->n_queued--;
+        s->n_running++;
+        r->state = SRV_RUNNING;
+        e->slots[i].r = r;
+        e->slots[i].started = 0;
+    }
+}
+
+static int any_running(const engine *e)
+{
+    for (int i = 0; i < e->s->n_slots; i++)
+        if (e->slots[i].r) return 1;
+    return 0;
+}
+
+static void run_loop(engine *e)
+{
+    srv *s = e->s;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->stop && !s->head && !any_running(e)) pthread_cond_wait(&s->wake, &s->mu);
+        if (s->stop) { /* queued requests end here; running ones at their next step */
+            s->n_queued = 0;
+            s->tail = NULL;
+        }
+        srv_req *gone = s->stop ? s->head : NULL;
+        if (s->stop) s->head = NULL;
+        admit_locked(s, e);
+        const int done = s->stop && !any_running(e);
+        while (gone) {
+            srv_req *r = gone;
+            gone = r->next;
+            if (finish_locked(s, r, NULL, NULL)) req_free(r); /* freeing under mu is fine */
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (done) return;
+        for (int i = 0; i < s->n_slots; i++)
+            if (e->slots[i].r) step_slot(s, &e->slots[i]);
+    }
+}
+
+static int open_slots(srv *s, engine *e, char *err, size_t errsz)
+{
+    if (cm_model_open(&s->mp, &s->m, err, errsz) != BN_OK) return -1;
+    e->slots = bn_calloc((size_t)s->n_slots, sizeof *e->slots);
+    if (!e->slots) return snprintf(err, errsz, "out of memory"), -1;
+    for (int i = 0; i < s->n_slots; i++)
+        if (cm_session_new(s->m, &s->sp, NULL, &e->slots[i].sess, err, errsz) != BN_OK) return -1;
+    s->n_ctx = cm_session_n_ctx(e->slots[0].sess);
+    return 0;
+}
+
+static void close_slots(srv *s, engine *e)
+{
+    for (int i = 0; e->slots && i < s->n_slots; i++) cm_session_free(e->slots[i].sess);
+    bn_free(e->slots);
+}
+
+static void *engine_main(void *arg)
+{
+    srv *s = arg;
+    engine e = {.s = s};
+    char err[512];
+    const int bad = open_slots(s, &e, err, sizeof err);
+    pthread_mutex_lock(&s->mu);
+    if (bad) {
+        s->load_failed = 1;
+        snprintf(s->load_err, sizeof s->load_err, "%s", err);
+    } else {
+        s->ready = 1;
+    }
+    pthread_cond_broadcast(&s->out);
+    pthread_mutex_unlock(&s->mu);
+    if (!bad) run_loop(&e);
+    close_slots(s, &e);
+    return NULL;
+}
+
+int srv_start(srv *s)
+{
+    if (pthread_create(&s->engine, NULL, engine_main, s)) return -1;
+    s->engine_started = 1;
+    return 0;
+}
+
+void srv_shutdown(srv *s)
+{
+    if (!s->engine_started) return;
+    pthread_mutex_lock(&s->mu);
+    srv_cancel_all_locked(s);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->engine, NULL);
+    s->engine_started = 0;
+    cm_model_free(s->m);
+    s->m = NULL;
+}

@@ -1,0 +1,240 @@
+#!/bin/sh
+# bitnet serve: the real server on a free loopback port, driven with curl. The bundled model
+# for the API (every endpoint, errors as OpenAI's error object, streaming to [DONE], usage
+# equal to `bitnet tokenize`'s counts, greedy text equal to `bitnet generate --temp 0`, the API
+# key); a synthetic 700m model (slow enough that a request is still running while others come)
+# for the queue (429 with Retry-After), a client that hangs up mid-stream (its slot is free at
+# once: the request ends long before its max_tokens), and SIGTERM (a running stream still ends
+# with [DONE], the server exits 0). The official openai Python client, when installed
+# (scripts/deps.sh), in tests/cli/serve_openai.py. Without curl the test skips.
+. "$(dirname "$0")/lib.sh"
+export BITNET_CONFIG="$TMP/config.json" BITNET_HISTORY_DB="$TMP/history.db" HOME="$TMP"
+echo '{}' >"$BITNET_CONFIG"
+MODEL=assets/models/bitnet-tinystories.gguf
+if ! command -v curl >/dev/null 2>&1; then
+    echo "  SKIP test_serve.sh: no curl"
+    exit 0
+fi
+
+# start_server LOG ARGS...: SPID its pid, URL its address, once the model is ready
+start_server() {
+    log=$1
+    shift
+    "$BITNET" serve --listen 127.0.0.1:0 "$@" >"$log.out" 2>"$log" &
+    SPID=$!
+    PIDS="$PIDS $SPID"
+    URL=""
+    wait_grep "listening on" "$log" 100 &&
+        URL="http://127.0.0.1:$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$log" | head -1)"
+    wait_grep " ready " "$log" 600 || bad "server not ready: $(cat "$log")"
+}
+
+# post PATH BODY OUT: the status in $CODE, the body in OUT (and its headers in OUT.h)
+post() {
+    CODE=$(curl -s -o "$3" -D "$3.h" -w '%{http_code}' -H 'Content-Type: application/json' \
+        $AUTH --data-binary "$2" "$URL$1")
+}
+
+# expect_err STATUS PARAM WHAT PATH BODY: OpenAI's error object with this status (and param)
+expect_err() {
+    post "$4" "$5" "$TMP/e.json"
+    t=$("$JSONGET" error.type <"$TMP/e.json" 2>/dev/null)
+    p=$("$JSONGET" error.param <"$TMP/e.json" 2>/dev/null)
+    if [ "$CODE" = "$1" ] && [ -n "$t" ] && [ "$p" = "$2" ]; then ok "$3: $1 ($t)"; else
+        bad "$3: got $CODE, param '$p': $(cat "$TMP/e.json")"; fi
+}
+
+echo "test_serve.sh"
+expect_exit 0 "serve --help" -- "$BITNET" serve --help
+expect_grep "/v1/chat/completions" "$TMP/out" "help names the endpoints"
+expect_exit 2 "serve with an unknown option" -- "$BITNET" serve --nope
+expect_exit 2 "serve --slots 0" -- "$BITNET" serve --slots 0
+expect_exit 1 "serve a missing model" -- "$BITNET" serve -m "$TMP/none.gguf" --listen 127.0.0.1:0
+expect_one_line_err "serve a missing model"
+
+# ---- the API on the bundled model --------------------------------------------------------
+start_server "$TMP/s1.log" -m "$MODEL" --slots 2 --queue 4
+[ -n "$URL" ] || { bad "no port"; finish test_serve.sh; exit; }
+code=$(curl -s -o "$TMP/h.json" -w '%{http_code}' "$URL/health")
+[ "$code" = 200 ] && [ "$("$JSONGET" status <"$TMP/h.json")" = ok ] && ok "GET /health: 200 ok" ||
+    bad "health: $code $(cat "$TMP/h.json")"
+curl -s "$URL/v1/models" >"$TMP/m.json"
+[ "$("$JSONGET" object <"$TMP/m.json")" = list ] &&
+    [ "$("$JSONGET" data.0.id <"$TMP/m.json")" = bitnet-tinystories ] &&
+    ok "GET /v1/models names the model" || bad "models: $(cat "$TMP/m.json")"
+
+# completions, greedy: the text of `bitnet generate --temp 0`, usage from `bitnet tokenize`
+P="Once upon a time"
+"$BITNET" generate -m "$MODEL" -p "$P" -n 24 --temp 0 >"$TMP/gen.txt" 2>/dev/null
+post /v1/completions "{\"model\":\"any-name\",\"prompt\":\"$P\",\"max_tokens\":24,\"temperature\":0}" \
+    "$TMP/c.json"
+"$JSONGET" choices.0.text <"$TMP/c.json" >"$TMP/c.txt"
+[ "$CODE" = 200 ] && cmp -s "$TMP/gen.txt" "$TMP/c.txt" && ok "completion equals generate --temp 0" ||
+    bad "completion: $CODE $(cat "$TMP/c.json") vs $(cat "$TMP/gen.txt")"
+[ "$("$JSONGET" object model <"$TMP/c.json" | tr '\n' ' ')" = "text_completion bitnet-tinystories " ] &&
+    ok "completion: object and the served model's name" || bad "completion shape: $(cat "$TMP/c.json")"
+ntok=$("$BITNET" tokenize -m "$MODEL" --bos --special --json "$P" | "$JSONGET" n_tokens)
+set -- $("$JSONGET" usage.prompt_tokens usage.completion_tokens usage.total_tokens \
+    choices.0.finish_reason <"$TMP/c.json")
+[ "$1" = "$ntok" ] && [ "$3" = $(($1 + $2)) ] && ok "usage: prompt_tokens $1 = tokenize's, total = sum" ||
+    bad "usage: $* (tokenize: $ntok)"
+[ "$2" = 24 ] && [ "$4" = length ] && ok "max_tokens 24: 24 tokens, finish_reason length" ||
+    bad "max_tokens: $2 $4"
+
+# a stop string cuts the text before it, finish_reason stop
+post /v1/completions "{\"prompt\":\"$P\",\"stop\":[\" little\"],\"temperature\":0}" "$TMP/st.json"
+t=$("$JSONGET" choices.0.text <"$TMP/st.json")
+case $(cat "$TMP/gen.txt") in
+"$t little"*) [ "$("$JSONGET" choices.0.finish_reason <"$TMP/st.json")" = stop ] &&
+    ok "stop string: text cut before it, finish_reason stop" || bad "stop: $(cat "$TMP/st.json")" ;;
+*) bad "stop string: '$t' vs $(cat "$TMP/gen.txt")" ;;
+esac
+
+# chat: the plain chat format (no template in the file), a reply that ends at its line break:
+# the first line of generate's text for the same laid-out prompt; usage from tokenize
+printf 'User: Tell me a story\nAssistant:' >"$TMP/chat.txt"
+"$BITNET" generate -m "$MODEL" -f "$TMP/chat.txt" -n 40 --temp 0 2>/dev/null | head -1 >"$TMP/gchat.txt"
+post /v1/chat/completions \
+    '{"messages":[{"role":"user","content":"Tell me a story"}],"max_tokens":40,"temperature":0}' \
+    "$TMP/ch.json"
+"$JSONGET" choices.0.message.content <"$TMP/ch.json" >"$TMP/ch.txt"
+[ "$CODE" = 200 ] && cmp -s "$TMP/gchat.txt" "$TMP/ch.txt" &&
+    [ "$("$JSONGET" object choices.0.message.role <"$TMP/ch.json" | tr '\n' ' ')" = "chat.completion assistant " ] &&
+    ok "chat: the greedy reply of the laid-out conversation" ||
+    bad "chat: $CODE $(cat "$TMP/ch.json") vs $(cat "$TMP/gchat.txt")"
+nchat=$("$BITNET" tokenize -m "$MODEL" --bos --special --json --file "$TMP/chat.txt" | "$JSONGET" n_tokens)
+[ "$("$JSONGET" usage.prompt_tokens <"$TMP/ch.json")" = "$nchat" ] &&
+    ok "chat usage: prompt_tokens $nchat = tokenize's" || bad "chat usage: $(cat "$TMP/ch.json")"
+
+# streaming: well-formed chunks, the same text as the whole answer, usage, then [DONE]
+check_stream() { # FILE WHAT FIELD: every event parses, the last is [DONE]
+    n=0
+    grep '^data: ' "$1" | sed 's/^data: //' | grep -v '^\[DONE\]$' >"$TMP/ev"
+    while IFS= read -r line; do
+        printf '%s' "$line" | "$JSONGET" >/dev/null || n=$((n + 1))
+    done <"$TMP/ev"
+    last=$(grep '^data: ' "$1" | tail -1)
+    [ "$n" = 0 ] && [ "$last" = "data: [DONE]" ] && ok "$2: JSON events, ends with [DONE]" ||
+        bad "$2: $n bad events, last '$last'"
+    while IFS= read -r line; do printf '%s' "$line" | "$JSONGET" "$3" 2>/dev/null; done <"$TMP/ev" |
+        tr -d '\n' >"$TMP/stream.txt"
+}
+curl -sN -H 'Content-Type: application/json' "$URL/v1/completions" -d \
+    "{\"prompt\":\"$P\",\"max_tokens\":24,\"temperature\":0,\"stream\":true,\"stream_options\":{\"include_usage\":true}}" \
+    >"$TMP/s.sse"
+check_stream "$TMP/s.sse" "completion stream" choices.0.text
+tr -d '\n' <"$TMP/gen.txt" | cmp -s - "$TMP/stream.txt" && ok "stream: the text of the whole answer" ||
+    bad "stream text: $(cat "$TMP/stream.txt")"
+grep -q '"finish_reason":"length"' "$TMP/s.sse" && grep -q '"completion_tokens":24' "$TMP/s.sse" &&
+    ok "stream: finish_reason and usage chunks" || bad "stream end: $(tail -3 "$TMP/s.sse")"
+curl -sN "$URL/v1/chat/completions" -d \
+    '{"messages":[{"role":"user","content":"Tell me a story"}],"max_tokens":40,"temperature":0,"stream":true}' \
+    >"$TMP/c.sse"
+check_stream "$TMP/c.sse" "chat stream" choices.0.delta.content
+grep -q '"delta":{"role":"assistant"' "$TMP/c.sse" && tr -d '\n' <"$TMP/gchat.txt" | cmp -s - "$TMP/stream.txt" &&
+    ok "chat stream: role first, the same reply" || bad "chat stream: $(head -c 600 "$TMP/c.sse")"
+
+# errors: OpenAI's error object with the right status
+expect_err 400 null "malformed JSON" /v1/chat/completions '{"messages": ['
+expect_err 400 messages "no messages" /v1/chat/completions '{"model":"x"}'
+expect_err 400 messages "a message without content" /v1/chat/completions '{"messages":[{"role":"user","content":7}]}'
+expect_err 400 messages "last message not the user's" /v1/chat/completions \
+    '{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]}'
+expect_err 400 n "n=2" /v1/chat/completions '{"messages":[{"role":"user","content":"a"}],"n":2}'
+expect_err 400 temperature "temperature as a string" /v1/completions '{"prompt":"a","temperature":"hot"}'
+expect_err 400 max_tokens "max_tokens 0" /v1/completions '{"prompt":"a","max_tokens":0}'
+expect_err 400 stop "five stop strings" /v1/completions '{"prompt":"a","stop":["a","b","c","d","e"]}'
+expect_err 400 prompt "no prompt" /v1/completions '{"max_tokens":3}'
+expect_err 404 null "an unknown path" /v1/embeddings '{}'
+long=$(head -c 3000 /dev/zero | tr '\0' 'a' | sed 's/a/once /g')
+expect_err 400 null "a prompt longer than the context" /v1/completions "{\"prompt\":\"$long\"}"
+[ "$("$JSONGET" error.code <"$TMP/e.json")" = context_length_exceeded ] && ok "code context_length_exceeded" ||
+    bad "long prompt: $(cat "$TMP/e.json")"
+head -c 2000000 /dev/zero | tr '\0' ' ' >"$TMP/big.json"
+code=$(curl -s -o "$TMP/e.json" -w '%{http_code}' --data-binary @"$TMP/big.json" "$URL/v1/completions")
+[ "$code" = 413 ] && ok "a 2 MB body: 413" || bad "big body: $code"
+code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/health")
+[ "$code" = 200 ] && ok "still up after the bad requests" || bad "health after errors: $code"
+
+kill -TERM "$SPID"
+wait "$SPID"
+rc=$?
+[ "$rc" = 0 ] && grep -q "stopped after" "$TMP/s1.log" && ok "SIGTERM: exits 0" ||
+    bad "SIGTERM: exit $rc, $(tail -2 "$TMP/s1.log")"
+
+# ---- the API key -------------------------------------------------------------------------
+start_server "$TMP/s2.log" -m "$MODEL" --api-key sekrit
+echo 'header = "Authorization: Bearer wrong"' >"$TMP/auth.cfg"
+AUTH="-K $TMP/auth.cfg"
+expect_err 401 null "a wrong API key" /v1/completions '{"prompt":"a","max_tokens":2}'
+AUTH=""
+expect_err 401 null "no API key" /v1/models ''
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer sekrit" "$URL/v1/models")
+[ "$code" = 200 ] && ok "the right API key: 200" || bad "right key: $code"
+code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/health")
+[ "$code" = 200 ] && ok "/health needs no key" || bad "health with a key set: $code"
+AUTH=""
+kill -TERM "$SPID"
+wait "$SPID"
+
+# ---- slots, the queue, a client that hangs up, SIGTERM: a model slow enough to watch ----------
+"$BITNET" synth --shape 700m -o "$TMP/slow.gguf" >/dev/null 2>&1 || bad "synth 700m"
+start_server "$TMP/s4.log" -m "$TMP/slow.gguf" --slots 1 --queue 1 --ctx 512 -t 2
+sse() { # OUT N: a streaming completion of up to N tokens, in the background
+    curl -sN "$URL/v1/completions" -d "{\"prompt\":\"hello\",\"max_tokens\":$2,\"stream\":true}" >"$1" &
+}
+sse "$TMP/a.sse" 500
+APID=$!
+wait_grep '^data: ' "$TMP/a.sse" 300 || bad "stream A did not start"
+curl -s -o "$TMP/b.json" -w '%{http_code}' "$URL/v1/completions" \
+    -d '{"prompt":"hi","max_tokens":3}' >"$TMP/b.code" &
+BPID=$!
+i=0
+while [ "$i" -lt 100 ]; do
+    curl -s "$URL/health" | "$JSONGET" requests_waiting | grep -q 1 && break
+    sleep 0.1
+    i=$((i + 1))
+done
+post /v1/completions '{"prompt":"hi","max_tokens":3}' "$TMP/c429.json"
+[ "$CODE" = 429 ] && grep -qi '^retry-after: ' "$TMP/c429.json.h" &&
+    [ "$("$JSONGET" error.code <"$TMP/c429.json")" = rate_limit_exceeded ] &&
+    ok "slot and queue full: 429 with Retry-After" || bad "third request: $CODE $(cat "$TMP/c429.json")"
+kill "$APID" 2>/dev/null # the client of stream A hangs up: its slot goes to B at once
+wait "$BPID"
+[ "$(cat "$TMP/b.code")" = 200 ] && ok "the queued request runs once the client of the slot is gone" ||
+    bad "queued request: $(cat "$TMP/b.code") $(cat "$TMP/b.json")"
+curl -s "$URL/health" >"$TMP/h.json"
+[ "$("$JSONGET" slots_processing requests_waiting <"$TMP/h.json" | tr '\n' ' ')" = "0 0 " ] &&
+    ok "no slot left busy" || bad "health after: $(cat "$TMP/h.json")"
+# SIGTERM while a stream runs: it still ends with [DONE], then the server exits 0
+sse "$TMP/d.sse" 40
+DPID=$!
+wait_grep '^data: ' "$TMP/d.sse" 300
+kill -TERM "$SPID"
+wait "$SPID"
+rc=$?
+wait "$DPID"
+[ "$rc" = 0 ] && [ "$(grep '^data: ' "$TMP/d.sse" | tail -1)" = "data: [DONE]" ] &&
+    ok "SIGTERM mid-stream: the stream ends with [DONE], exit 0" ||
+    bad "SIGTERM mid-stream: exit $rc, $(tail -c 300 "$TMP/d.sse")"
+# stream A was cut short: far fewer than its 500 tokens were generated in all
+gen=$(sed -n 's/.*, \([0-9]*\) generated tokens.*/\1/p' "$TMP/s4.log")
+[ -n "$gen" ] && [ "$gen" -lt 400 ] && ok "the hung-up stream stopped early ($gen tokens in all)" ||
+    bad "tokens generated: '$gen' ($(tail -1 "$TMP/s4.log"))"
+
+# ---- the openai Python client --------------------------------------------------------------
+if python3 -c 'import openai' 2>/dev/null; then
+    start_server "$TMP/s3.log" -m "$MODEL"
+    if python3 tests/cli/serve_openai.py "$URL/v1" "$TMP/gen.txt" "$TMP/gchat.txt" "$ntok" \
+        >"$TMP/py.out" 2>&1; then
+        ok "openai client: $(tr '\n' ';' <"$TMP/py.out")"
+    else
+        bad "openai client: $(tail -5 "$TMP/py.out")"
+    fi
+    kill -TERM "$SPID"
+    wait "$SPID"
+else
+    echo "  SKIP the openai Python client: not installed (scripts/deps.sh installs it)"
+fi
+
+finish test_serve.sh
