@@ -301,6 +301,7 @@ static void run_job(jobs_db *j, int64_t id, const char *args)
     work_ctx w = {.j = j, .id = id};
     o.progress = progress;
     o.user = &w;
+    o.stop = &g_stop; /* SIGTERM stops the conversion at once, in any phase */
     printf("job %lld: converting %s -> %s\n", (long long)id, o.src ? o.src : "?",
            o.out ? o.out : "?");
     fflush(stdout);

@@ -232,7 +232,37 @@ done
 n=$(echo "$phases" | tr '|' '\n' | grep -c .)
 [ "$n" -ge 2 ] && ok "stopped in $n phases:$(echo "$phases" | tr '|' ' ')" || bad "only one phase stopped: $phases"
 
-# ---- a catalog of 150 000 tensors ---------------------------------------------------------------
+# the queue's worker too: SIGTERM while it runs the reference stops the job at once (it polled
+# once per layer: 2.8 s here) and puts it back in the queue
+"$BITNET" jobs list >/dev/null 2>&1
+BITNET_CONVERT_THROTTLE_MS=400 "$BITNET" convert "$D/llama-st" -o "$TMP/wq.gguf" --queue --json \
+    >"$TMP/q" 2>/dev/null
+job=$(jget "$TMP/q" job)
+i=0 pid=""
+while [ $i -lt 100 ]; do
+    "$BITNET" jobs show "$job" --json >"$TMP/s" 2>/dev/null
+    [ "$(jget "$TMP/s" status)" = running ] && pid=$(jget "$TMP/s" worker_pid) && break
+    sleep 0.05; i=$((i + 1))
+done
+sleep 0.7
+t0=$(date +%s%N)
+[ -n "$pid" ] && kill -TERM "$pid"
+i=0
+while [ -n "$pid" ] && [ $i -lt 200 ]; do
+    "$BITNET" jobs show "$job" --json >"$TMP/s" 2>/dev/null
+    [ "$(jget "$TMP/s" status)" = queued ] && break
+    sleep 0.02; i=$((i + 1))
+done
+ms=$((($(date +%s%N) - t0) / 1000000))
+[ -n "$pid" ] && [ "$ms" -lt 1000 ] && [ "$(jget "$TMP/s" status)" = queued ] &&
+    ok "worker SIGTERM: the job stopped and queued again in $ms ms" ||
+    bad "worker SIGTERM: pid '$pid', $ms ms, job $(jget "$TMP/s" status)"
+i=0
+while kill -0 "$pid" 2>/dev/null && [ $i -lt 250 ]; do sleep 0.02; i=$((i + 1)); done
+no_output "$TMP/wq.gguf" "worker SIGTERM"
+"$BITNET" jobs cancel "$job" >/dev/null 2>&1
+
+ ---------------------------------------------------------------
 # (the lookup by name was a linear scan: 200k tensors took minutes; hashed, a few seconds)
 python3 tests/convert/many_tensors.py "$D/llama-st" "$TMP/many" 150000
 t0=$(date +%s)
