@@ -1,8 +1,8 @@
 /* config_internal.h - what the three parts of the settings code share: config.c (the schema,
  * loading, getters, writing a key), config_check.c (checking a document and parsing values)
  * and config_paths.c (the config file's path, the data directory, path resolution). */
-#ifndef BITNET_APP_CONFIG_INTERNAL_H
-#define BITNET_APP_CONFIG_INTERNAL_H
+#ifndef BITNET_COMMON_CONFIG_INTERNAL_H
+#define BITNET_COMMON_CONFIG_INTERNAL_H
 
 #include "common/config.h"
 

@@ -26,8 +26,8 @@
  *
  * Ownership: the set owns its rules; a transition passed to the callback lives for the call.
  */
-#ifndef BITNET_APP_ALERTS_H
-#define BITNET_APP_ALERTS_H
+#ifndef BITNET_COMMON_ALERTS_H
+#define BITNET_COMMON_ALERTS_H
 
 #include <cjson/cJSON.h>
 #include <stddef.h>

@@ -32,8 +32,8 @@
  * The formats are static: nothing here is freed but the text of bn_chat_turn_text (free).
  * Pieces point into the format and into the caller's strings.
  */
-#ifndef BITNET_APP_CHAT_FORMAT_H
-#define BITNET_APP_CHAT_FORMAT_H
+#ifndef BITNET_COMMON_CHAT_FORMAT_H
+#define BITNET_COMMON_CHAT_FORMAT_H
 
 #include <stddef.h>
 

@@ -33,8 +33,8 @@
  * Ownership: strings and cJSON values returned by the getters belong to cfg and live
  * until bn_config_free. No global state; error text goes to the caller's buffer.
  */
-#ifndef BITNET_APP_CONFIG_H
-#define BITNET_APP_CONFIG_H
+#ifndef BITNET_COMMON_CONFIG_H
+#define BITNET_COMMON_CONFIG_H
 
 #include <cjson/cJSON.h>
 #include <stddef.h>

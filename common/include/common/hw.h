@@ -22,8 +22,8 @@
  * Everything is copied into bn_hw_info (no pointers into NVML); figures that cannot be
  * read are 0 (sizes) or -1 (percentages, temperatures, power).
  */
-#ifndef BITNET_APP_HW_H
-#define BITNET_APP_HW_H
+#ifndef BITNET_COMMON_HW_H
+#define BITNET_COMMON_HW_H
 
 #include <cjson/cJSON.h>
 #include <stddef.h>

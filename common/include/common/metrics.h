@@ -32,8 +32,8 @@
  * label of a histogram); at most BN_METRICS_MAX_LABELS labels, BN_METRICS_MAX_BUCKETS
  * buckets and BN_METRICS_MAX_SERIES series per family (a new series past that fails).
  */
-#ifndef BITNET_APP_METRICS_H
-#define BITNET_APP_METRICS_H
+#ifndef BITNET_COMMON_METRICS_H
+#define BITNET_COMMON_METRICS_H
 
 #include <cjson/cJSON.h>
 #include <stddef.h>

@@ -5,8 +5,8 @@
  *     char *c = bn_utf8_clean(s, len);   // a malloc'ed copy; free() it
  *     if (bn_utf8_valid(s)) ...          // a NUL-terminated string, as it is
  */
-#ifndef BITNET_APP_UTF8_H
-#define BITNET_APP_UTF8_H
+#ifndef BITNET_COMMON_UTF8_H
+#define BITNET_COMMON_UTF8_H
 
 #include <stddef.h>
 
