@@ -3,7 +3,8 @@
 #
 #   sh scripts/deps.sh --run   what `make run` needs: build the program and run it
 #   sh scripts/deps.sh         that, plus what only `make test` needs (CMocka, tmux, mandoc,
-#                              prometheus, the sqlite3 command, curl, openssl, ONNX test data)
+#                              prometheus, the sqlite3 command, curl, openssl, ONNX test data,
+#                              and with pip the openai Python client)
 #   sh scripts/deps.sh --pkg-config NAME...
 #                              (the Makefile's check) prints one line naming the pkg-config
 #                              libraries among NAME... that $PKG_CONFIG cannot find, with their
@@ -25,6 +26,19 @@ RUN_PKGS="$RUN_PKGS libcurl4-openssl-dev libreadline-dev zlib1g-dev libcrypt-dev
 # without), the sqlite3 command (history and monitor tests edit a database by hand), curl and
 # openssl (test_monitor_http.sh: keep-alive, gzip, a self-signed certificate, https)
 TEST_PKGS="libcmocka-dev mandoc tmux libonnx-testdata prometheus sqlite3 curl openssl"
+
+# test only, from PyPI (Debian 12 has no package of it): the official openai Python client,
+# which test_serve.sh runs against bitnet serve (it skips that part without it); installed with
+# python3 -m pip when python3 lacks it; a failure only says so
+PY_TEST_PKGS="openai"
+py_test_deps() {
+    command -v python3 >/dev/null 2>&1 || return 0
+    python3 -c 'import openai' 2>/dev/null && return 0
+    echo "deps: installing the Python package $PY_TEST_PKGS (pip)"
+    python3 -m pip install -q $PY_TEST_PKGS ||
+        echo "deps: pip install $PY_TEST_PKGS failed; test_serve.sh skips the openai client" >&2
+    return 0
+}
 
 # deb_of NAME: the Debian package that ships pkg-config module NAME
 deb_of() {
@@ -74,6 +88,7 @@ case ${1:-} in
 *) echo "deps: unknown option '$1' (--run, --pkg-config NAME...)" >&2; exit 2 ;;
 esac
 
+if [ -z "${1:-}" ]; then py_test_deps; fi
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "deps: no dpkg-query here, so installed packages cannot be checked; $for_what need" \
         "these Debian packages (or your system's equivalents):"
