@@ -672,23 +672,44 @@ bn_status bn_spool_last_state(bn_spool *sp, const char *rule, char *state, size_
 
 /* ---- run summaries -------------------------------------------------------------------------- */
 
+/* A summary's callback: (text, text, integer) or (text, text, real) per row. */
+typedef struct row_cb {
+    void (*tti)(void *ud, const char *a, const char *b, int64_t n);
+    void (*ttd)(void *ud, const char *a, const char *b, double v);
+    void *ud;
+} row_cb;
+
+/* Runs sql under the lock and calls cb with each row; what names it in an error. */
+static bn_status each_row(bn_spool *sp, const char *sql, const char *what, const row_cb *cb)
+{
+    pthread_mutex_lock(&sp->mu);
+    sqlite3_stmt *st = prepare(sp, sql);
+    int rc = st ? 0 : -1, step = SQLITE_DONE;
+    while (st && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *a = (const char *)sqlite3_column_text(st, 0),
+                   *b = (const char *)sqlite3_column_text(st, 1);
+        if (cb->tti)
+            cb->tti(cb->ud, a, b, sqlite3_column_int64(st, 2));
+        else
+            cb->ttd(cb->ud, a, b, sqlite3_column_double(st, 2));
+    }
+    if (st && step != SQLITE_DONE) rc = sp_err(sp, what);
+    sqlite3_finalize(st);
+    const bn_status s = status_of(sp, rc);
+    pthread_mutex_unlock(&sp->mu);
+    return s;
+}
+
 bn_status bn_spool_run_counts(bn_spool *sp,
                               void (*fn)(void *ud, const char *command, const char *status,
                                          int64_t n),
                               void *ud)
 {
-    pthread_mutex_lock(&sp->mu);
-    sqlite3_stmt *st = prepare(sp, "SELECT command, status, count(*) FROM runs "
-                                   "GROUP BY command, status ORDER BY command, status");
-    int rc = st ? 0 : -1, step = SQLITE_DONE;
-    while (st && (step = sqlite3_step(st)) == SQLITE_ROW)
-        fn(ud, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
-           sqlite3_column_int64(st, 2));
-    if (st && step != SQLITE_DONE) rc = sp_err(sp, "counting runs");
-    sqlite3_finalize(st);
-    const bn_status s = status_of(sp, rc);
-    pthread_mutex_unlock(&sp->mu);
-    return s;
+    const row_cb cb = {.tti = fn, .ud = ud};
+    return each_row(sp,
+                    "SELECT command, status, count(*) FROM runs GROUP BY command, status "
+                    "ORDER BY command, status",
+                    "counting runs", &cb);
 }
 
 bn_status bn_spool_job_counts(bn_spool *sp, void (*fn)(void *ud, const char *status, int64_t n),
@@ -705,19 +726,12 @@ bn_status bn_spool_last_runs(bn_spool *sp,
                                         int64_t ended_ms),
                              void *ud)
 {
-    pthread_mutex_lock(&sp->mu);
-    sqlite3_stmt *st = prepare(sp, "SELECT command, metrics, ended_at FROM runs WHERE id IN "
-                                   "(SELECT max(id) FROM runs WHERE status = 'ok' AND metrics IS "
-                                   "NOT NULL GROUP BY command) ORDER BY command");
-    int rc = st ? 0 : -1, step = SQLITE_DONE;
-    while (st && (step = sqlite3_step(st)) == SQLITE_ROW)
-        fn(ud, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
-           sqlite3_column_int64(st, 2));
-    if (st && step != SQLITE_DONE) rc = sp_err(sp, "reading runs");
-    sqlite3_finalize(st);
-    const bn_status s = status_of(sp, rc);
-    pthread_mutex_unlock(&sp->mu);
-    return s;
+    const row_cb cb = {.tti = fn, .ud = ud};
+    return each_row(sp,
+                    "SELECT command, metrics, ended_at FROM runs WHERE id IN (SELECT max(id) "
+                    "FROM runs WHERE status = 'ok' AND metrics IS NOT NULL GROUP BY command) "
+                    "ORDER BY command",
+                    "reading runs", &cb);
 }
 
 bn_status bn_spool_run_metrics(bn_spool *sp,
@@ -725,20 +739,12 @@ bn_status bn_spool_run_metrics(bn_spool *sp,
                                           double value),
                                void *ud)
 {
-    pthread_mutex_lock(&sp->mu);
-    sqlite3_stmt *st = prepare(
-            sp, "SELECT r.command, j.key, j.value FROM (SELECT id, command, metrics FROM runs "
-                "WHERE status = 'ok' AND metrics IS NOT NULL AND json_valid(metrics) "
-                "ORDER BY id DESC LIMIT 256) AS r, json_each(r.metrics) AS j "
-                "WHERE j.type IN ('integer', 'real') AND (j.key LIKE '%tokens_per_s' OR "
-                "j.key = 'best_gemv_weight_gbps') ORDER BY r.id");
-    int rc = st ? 0 : -1, step = SQLITE_DONE;
-    while (st && (step = sqlite3_step(st)) == SQLITE_ROW)
-        fn(ud, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
-           sqlite3_column_double(st, 2));
-    if (st && step != SQLITE_DONE) rc = sp_err(sp, "reading run metrics");
-    sqlite3_finalize(st);
-    const bn_status s = status_of(sp, rc);
-    pthread_mutex_unlock(&sp->mu);
-    return s;
+    const row_cb cb = {.ttd = fn, .ud = ud};
+    return each_row(sp,
+                    "SELECT r.command, j.key, j.value FROM (SELECT id, command, metrics FROM "
+                    "runs WHERE status = 'ok' AND metrics IS NOT NULL AND json_valid(metrics) "
+                    "ORDER BY id DESC LIMIT 256) AS r, json_each(r.metrics) AS j "
+                    "WHERE j.type IN ('integer', 'real') AND (j.key LIKE '%tokens_per_s' OR "
+                    "j.key = 'best_gemv_weight_gbps') ORDER BY r.id",
+                    "reading run metrics", &cb);
 }
