@@ -171,8 +171,8 @@ done:
 /* Sets key in h's metrics to item (taken), replacing an earlier value of key. */
 static void put(cm_hist_run *h, const char *key, cJSON *item)
 {
-    if (h && !h->metrics) h->metrics = cJSON_CreateObject();
-    if (!h || !h->metrics || !item) {
+    if (!h->metrics) h->metrics = cJSON_CreateObject();
+    if (!h->metrics || !item) {
         cJSON_Delete(item);
         return;
     }
@@ -197,18 +197,12 @@ void cm_hist_end(cm_hist_run *h, bn_run_status status, cJSON *metrics, const cha
         return;
     }
     /* metrics given here join (and win over) those added with cm_hist_metric */
-    cJSON *all = h->metrics;
-    if (metrics) {
-        if (!all) all = cJSON_CreateObject();
-        for (const cJSON *it = metrics->child; all && it; it = it->next) {
-            if (!it->string) continue;
-            cJSON_DeleteItemFromObjectCaseSensitive(all, it->string);
-            cJSON_AddItemToObject(all, it->string, cJSON_Duplicate(it, 1));
-        }
-        cJSON_Delete(metrics);
-    }
-    char *mtext = all ? cJSON_PrintUnformatted(all) : NULL;
-    cJSON_Delete(all);
+    if (metrics && !h->metrics) h->metrics = cJSON_CreateObject();
+    for (const cJSON *it = metrics ? metrics->child : NULL; it; it = it->next)
+        if (it->string) put(h, it->string, cJSON_Duplicate(it, 1));
+    cJSON_Delete(metrics);
+    char *mtext = h->metrics ? cJSON_PrintUnformatted(h->metrics) : NULL;
+    cJSON_Delete(h->metrics);
     bn_status s = bn_db_run_end(h->db, h->id, status, mtext, error);
     /* a run pruned meanwhile (history prune --older-than 0) is not worth a warning */
     if (s != BN_OK && s != BN_ERR_NOT_FOUND) warn_once("%s", bn_db_errmsg(h->db));
