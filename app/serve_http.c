@@ -3,11 +3,11 @@
  *
  *   POST /v1/chat/completions   POST /v1/completions   GET /v1/models   GET /health
  *
- * Errors are OpenAI's error object {"error": {"message", "type", "param", "code"}}. */
-#include "serve.h"
+ * Errors are OpenAI's error object {"error": {"message", "type", "param", "code"}}; the
+ * documents themselves are serve_api.c's. */
+#include "serve_api.h"
 
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <poll.h>
@@ -18,9 +18,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "common/chat_format.h"
 #include "common/config.h"
-#include "model_common.h"
 
 #define CONNECTIONS_MAX 256
 #define WAIT_NS         100000000L /* a waiting connection looks at its socket this often */
@@ -58,300 +56,16 @@ static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, cJS
     return rc;
 }
 
-static cJSON *error_doc(const char *type, const char *msg, const char *param, const char *code)
-{
-    cJSON *d = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(d, "error");
-    cJSON_AddStringToObject(e, "message", msg);
-    cJSON_AddStringToObject(e, "type", type);
-    if (param)
-        cJSON_AddStringToObject(e, "param", param);
-    else
-        cJSON_AddNullToObject(e, "param");
-    if (code)
-        cJSON_AddStringToObject(e, "code", code);
-    else
-        cJSON_AddNullToObject(e, "code");
-    return d;
-}
-
 static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, const char *type,
                                    const char *msg, const char *param, const char *code)
 {
     const char *retry = status == MHD_HTTP_TOO_MANY_REQUESTS ? "1" : NULL;
-    return reply_json(c, status, error_doc(type, msg, param, code), retry);
+    return reply_json(c, status, srv_error_doc(type, msg, param, code), retry);
 }
 
 static enum MHD_Result bad_request(struct MHD_Connection *c, const char *msg, const char *param)
 {
     return reply_error(c, MHD_HTTP_BAD_REQUEST, "invalid_request_error", msg, param, NULL);
-}
-
-/* ---- reading a request ------------------------------------------------------------------- */
-
-/* What a completion request asks, besides the prompt (which goes into r). */
-typedef struct ask {
-    int chat, stream, include_usage;
-    int64_t max_tokens; /* 0: the rest of the context */
-    char err[256];
-    const char *param;
-} ask;
-
-static int fail(ask *a, const char *param, const char *msg)
-{
-    snprintf(a->err, sizeof a->err, "%s", msg);
-    a->param = param;
-    return -1;
-}
-
-/* A number member: 0 absent, 1 read into *v, -1 present but not a number in [lo, hi]. */
-static int get_num(const cJSON *d, const char *k, double lo, double hi, double *v)
-{
-    const cJSON *j = cJSON_GetObjectItemCaseSensitive(d, k);
-    if (!j || cJSON_IsNull(j)) return 0;
-    if (!cJSON_IsNumber(j) || !(j->valuedouble >= lo && j->valuedouble <= hi)) return -1;
-    *v = j->valuedouble;
-    return 1;
-}
-
-static int get_bool(const cJSON *d, const char *k, int *v)
-{
-    const cJSON *j = cJSON_GetObjectItemCaseSensitive(d, k);
-    if (!j || cJSON_IsNull(j)) return 0;
-    if (!cJSON_IsBool(j)) return -1;
-    *v = cJSON_IsTrue(j);
-    return 1;
-}
-
-static int parse_stop(const cJSON *d, srv_req *r, ask *a)
-{
-    const cJSON *j = cJSON_GetObjectItemCaseSensitive(d, "stop");
-    if (!j || cJSON_IsNull(j)) return 0;
-    const int n = cJSON_IsArray(j) ? cJSON_GetArraySize(j) : 1;
-    if (!cJSON_IsString(j) && !cJSON_IsArray(j))
-        return fail(a, "stop", "stop: expected a string or an array of strings");
-    if (n > SRV_STOP_MAX) return fail(a, "stop", "stop: at most 4 strings");
-    for (int i = 0; i < n; i++) {
-        const cJSON *e = cJSON_IsArray(j) ? cJSON_GetArrayItem(j, i) : j;
-        if (!cJSON_IsString(e) || !e->valuestring[0] || strlen(e->valuestring) > 256)
-            return fail(a, "stop", "stop: each must be a string of 1 to 256 bytes");
-        if (!(r->stop[r->n_stop] = strdup(e->valuestring))) return fail(a, NULL, "out of memory");
-        r->n_stop++;
-    }
-    return 0;
-}
-
-/* model, stream, n, temperature, top_p, max_tokens, seed, stop. */
-static int parse_common(const cJSON *d, srv_req *r, ask *a)
-{
-    const cJSON *model = cJSON_GetObjectItemCaseSensitive(d, "model");
-    if (model && !cJSON_IsString(model)) return fail(a, "model", "model: expected a string");
-    if (get_bool(d, "stream", &a->stream) < 0)
-        return fail(a, "stream", "stream: expected true or false");
-    const cJSON *so = cJSON_GetObjectItemCaseSensitive(d, "stream_options");
-    if (so && cJSON_IsObject(so) && get_bool(so, "include_usage", &a->include_usage) < 0)
-        return fail(a, "stream_options", "stream_options.include_usage: expected true or false");
-    double v;
-    if (get_num(d, "n", 1, 1, &v) < 0) return fail(a, "n", "n: only 1 is supported");
-    int lp = 0;
-    if (get_bool(d, "logprobs", &lp) < 0 || lp)
-        return fail(a, "logprobs", "logprobs: not supported");
-    r->sp = bn_sampler_params_default();
-    r->sp.seed = cm_seed_from_clock();
-    if (get_num(d, "temperature", 0, 2, &v) < 0)
-        return fail(a, "temperature", "temperature: expected a number from 0 to 2");
-    if (get_num(d, "temperature", 0, 2, &v) > 0) r->sp.temperature = (float)v;
-    if (get_num(d, "top_p", 0, 1, &v) < 0)
-        return fail(a, "top_p", "top_p: expected a number from 0 to 1");
-    if (get_num(d, "top_p", 0, 1, &v) > 0) r->sp.top_p = (float)v;
-    const char *mt = cJSON_HasObjectItem(d, "max_completion_tokens") ? "max_completion_tokens"
-                                                                     : "max_tokens";
-    int got = get_num(d, mt, 1, BN_MODEL_MAX_CTX, &v);
-    if (got < 0 || (got > 0 && v != floor(v)))
-        return fail(a, mt, "max_tokens: expected a whole number of at least 1");
-    if (got > 0) a->max_tokens = (int64_t)v;
-    got = get_num(d, "seed", -9.2e18, 9.2e18, &v);
-    if (got < 0 || (got > 0 && v != floor(v))) return fail(a, "seed", "seed: expected an integer");
-    if (got > 0) r->sp.seed = (uint64_t)(int64_t)v;
-    return parse_stop(d, r, a);
-}
-
-static int tokenize(srv *s, const char *text, size_t len, unsigned fl, srv_req *r, ask *a)
-{
-    if (bn_tokenizer_encode_alloc(cm_model_tok(s->m), text, len, fl, &r->ids, &r->n_ids) != BN_OK)
-        return fail(a, NULL, "the prompt cannot be tokenized");
-    if (r->n_ids == 0) return fail(a, a->chat ? "messages" : "prompt", "the prompt is empty");
-    return 0;
-}
-
-/* The text of a message's content: a string, or an array of {"type":"text","text":...}
- * parts (joined); NULL (null, missing) is "". malloc'ed into *out; -1 for any other shape. */
-static int content_text(const cJSON *m, char **out)
-{
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
-    if (!c || cJSON_IsNull(c)) return (*out = strdup("")) ? 0 : -1;
-    if (cJSON_IsString(c)) return (*out = strdup(c->valuestring)) ? 0 : -1;
-    if (!cJSON_IsArray(c)) return -1;
-    size_t len = 0;
-    const cJSON *p;
-    cJSON_ArrayForEach(p, c)
-    {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "text");
-        if (!cJSON_IsString(t)) return -1;
-        len += strlen(t->valuestring);
-    }
-    if (!(*out = malloc(len + 1))) return -1;
-    (*out)[0] = '\0';
-    cJSON_ArrayForEach(p, c) strcat(*out, cJSON_GetObjectItemCaseSensitive(p, "text")->valuestring);
-    return 0;
-}
-
-typedef struct tbuf {
-    char *p;
-    size_t len;
-} tbuf;
-
-static int tbuf_add(tbuf *b, const char *t, size_t n)
-{
-    char *q = realloc(b->p, b->len + n + 1);
-    if (!q) return -1;
-    memcpy(q + b->len, t, n);
-    b->p = q, b->len += n, b->p[b->len] = '\0';
-    return 0;
-}
-
-/* The conversation laid out in the model's chat format (chat_format.h): system messages
- * first, then user and assistant turns, the last one the user's. */
-static int chat_text(const cJSON *msgs, const bn_chat_format *f, tbuf *b, ask *a)
-{
-    char *system = NULL;
-    int started = 0, after_reply = 0, last_user = 0;
-    const cJSON *m;
-    cJSON_ArrayForEach(m, msgs)
-    {
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-        char *text = NULL;
-        if (!cJSON_IsObject(m) || !cJSON_IsString(role) || content_text(m, &text)) {
-            free(system);
-            return fail(a, "messages", "messages: each needs a role and a text content");
-        }
-        const char *rl = role->valuestring;
-        int bad = 0;
-        if (!strcmp(rl, "system") || !strcmp(rl, "developer")) {
-            bad = started || system;
-            if (!bad) system = text, text = NULL;
-        } else if (!strcmp(rl, "user")) {
-            size_t len;
-            char *t = bn_chat_turn_text(f, after_reply,
-                                        started  ? NULL
-                                        : system ? system
-                                                 : NULL,
-                                        text, &len);
-            bad = !t || tbuf_add(b, t, len);
-            free(t);
-            started = 1, after_reply = 0, last_user = 1;
-        } else if (!strcmp(rl, "assistant")) {
-            bad = !last_user || tbuf_add(b, text, strlen(text));
-            after_reply = 1, last_user = 0;
-        } else {
-            bad = 1;
-        }
-        free(text);
-        if (bad) {
-            free(system);
-            return fail(a, "messages",
-                        "messages: a system message first, then user and assistant turns");
-        }
-    }
-    free(system);
-    if (!last_user) return fail(a, "messages", "messages: the last one must be the user's");
-    return 0;
-}
-
-static int parse_prompt(srv *s, const cJSON *d, srv_req *r, ask *a)
-{
-    const bn_tokenizer *tok = cm_model_tok(s->m);
-    if (a->chat) {
-        const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(d, "messages");
-        if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0)
-            return fail(a, "messages", "messages: expected a non-empty array");
-        const bn_chat_format *f = bn_chat_format_for(bn_tokenizer_chat_template(tok), NULL);
-        tbuf b = {0};
-        int rc = chat_text(msgs, f, &b, a);
-        unsigned fl = BN_TOKENIZE_PARSE_SPECIAL;
-        if (bn_tokenizer_add_bos(tok) && bn_tokenizer_bos(tok) >= 0) fl |= BN_TOKENIZE_ADD_BOS;
-        if (rc == 0) rc = tokenize(s, b.p, b.len, fl, r, a);
-        free(b.p);
-        r->line_reply = f->line_reply;
-        return rc;
-    }
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(d, "prompt");
-    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1) p = cJSON_GetArrayItem(p, 0);
-    if (!cJSON_IsString(p)) return fail(a, "prompt", "prompt: expected a string");
-    const unsigned fl = BN_TOKENIZE_ADD_SPECIAL | BN_TOKENIZE_PARSE_SPECIAL;
-    return tokenize(s, p->valuestring, strlen(p->valuestring), fl, r, a);
-}
-
-/* ---- the answer's documents -------------------------------------------------------------- */
-
-typedef struct answer {
-    srv_http *h;
-    srv_req *r;
-    int chat, include_usage, fd;
-    char id[64];
-    double created;
-} answer;
-
-static cJSON *usage_doc(const srv_req *r)
-{
-    cJSON *u = cJSON_CreateObject();
-    cJSON_AddNumberToObject(u, "prompt_tokens", (double)r->n_ids);
-    cJSON_AddNumberToObject(u, "completion_tokens", (double)r->n_gen);
-    cJSON_AddNumberToObject(u, "total_tokens", (double)(r->n_ids + r->n_gen));
-    return u;
-}
-
-/* The envelope of an answer or a chunk, with one choice (returned) in "choices". */
-static cJSON *envelope(const answer *an, int chunk, cJSON **choice)
-{
-    cJSON *d = cJSON_CreateObject();
-    cJSON_AddStringToObject(d, "id", an->id);
-    const char *obj =
-            an->chat ? chunk ? "chat.completion.chunk" : "chat.completion" : "text_completion";
-    cJSON_AddStringToObject(d, "object", obj);
-    cJSON_AddNumberToObject(d, "created", an->created);
-    cJSON_AddStringToObject(d, "model", an->h->s->model_id);
-    cJSON *cs = cJSON_AddArrayToObject(d, "choices");
-    if (choice) {
-        *choice = cJSON_CreateObject();
-        cJSON_AddItemToArray(cs, *choice);
-        cJSON_AddNumberToObject(*choice, "index", 0);
-        cJSON_AddNullToObject(*choice, "logprobs");
-    }
-    return d;
-}
-
-/* Adds the text (cleaned to valid UTF-8) as the choice's text, message or delta. */
-static int add_text(const answer *an, cJSON *choice, const char *t, size_t n, int chunk, int role)
-{
-    char *clean = mc_utf8_clean(t, n);
-    if (!clean) return -1;
-    if (an->chat) {
-        cJSON *m = cJSON_AddObjectToObject(choice, chunk ? "delta" : "message");
-        if (role) cJSON_AddStringToObject(m, "role", "assistant");
-        cJSON_AddStringToObject(m, "content", clean);
-    } else {
-        cJSON_AddStringToObject(choice, "text", clean);
-    }
-    free(clean);
-    return 0;
-}
-
-static void add_finish(cJSON *choice, const char *finish)
-{
-    if (finish)
-        cJSON_AddStringToObject(choice, "finish_reason", finish);
-    else
-        cJSON_AddNullToObject(choice, "finish_reason");
 }
 
 /* ---- waiting for the engine ------------------------------------------------------------- */
@@ -385,9 +99,9 @@ static const char *ended_err(const srv_req *r)
     return r->err[0] ? r->err : "the request was cancelled: the server is stopping";
 }
 
-static enum MHD_Result answer_whole(answer *an, struct MHD_Connection *c)
+static enum MHD_Result answer_whole(srv_answer *an, struct MHD_Connection *c)
 {
-    srv *s = an->h->s;
+    srv *s = an->s;
     srv_req *r = an->r;
     pthread_mutex_lock(&s->mu);
     int gone = 0;
@@ -395,7 +109,7 @@ static enum MHD_Result answer_whole(answer *an, struct MHD_Connection *c)
     pthread_mutex_unlock(&s->mu);
     if (gone) {
         srv_release(s, r);
-        return MHD_NO; /* nobody to answer */
+        return MHD_NO; /* nobody to srv_answer */
     }
     /* DONE: the engine no longer writes r */
     enum MHD_Result rc;
@@ -403,10 +117,11 @@ static enum MHD_Result answer_whole(answer *an, struct MHD_Connection *c)
         rc = reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "server_error", ended_err(r), NULL,
                          NULL);
     } else {
-        cJSON *choice, *d = envelope(an, 0, &choice);
-        if (add_text(an, choice, r->text ? r->text : "", r->len, 0, 1)) cJSON_Delete(d), d = NULL;
-        if (d) add_finish(choice, r->finish);
-        if (d) cJSON_AddItemToObject(d, "usage", usage_doc(r));
+        cJSON *choice, *d = srv_envelope(an, 0, &choice);
+        if (srv_add_text(an, choice, r->text ? r->text : "", r->len, 0, 1))
+            cJSON_Delete(d), d = NULL;
+        if (d) srv_add_finish(choice, r->finish);
+        if (d) cJSON_AddItemToObject(d, "usage", srv_usage_doc(r));
         rc = reply_json(c, MHD_HTTP_OK, d, NULL);
     }
     srv_release(s, r);
@@ -416,10 +131,10 @@ static enum MHD_Result answer_whole(answer *an, struct MHD_Connection *c)
 /* ---- streaming --------------------------------------------------------------------------- */
 
 typedef struct stream {
-    answer an;
+    srv_answer an;
     size_t sent; /* bytes of the text sent */
     int phase;   /* 0: nothing sent, 1: sending, 2: [DONE] given */
-    tbuf out;    /* events not yet handed to libmicrohttpd */
+    srv_buf out; /* events not yet handed to libmicrohttpd */
     size_t off;
 } stream;
 
@@ -428,17 +143,17 @@ static int add_event(stream *st, cJSON *d)
     char *t = d ? cJSON_PrintUnformatted(d) : NULL;
     cJSON_Delete(d);
     if (!t) return -1;
-    const int rc = tbuf_add(&st->out, "data: ", 6) || tbuf_add(&st->out, t, strlen(t)) ||
-                   tbuf_add(&st->out, "\n\n", 2);
+    const int rc = srv_buf_add(&st->out, "data: ", 6) || srv_buf_add(&st->out, t, strlen(t)) ||
+                   srv_buf_add(&st->out, "\n\n", 2);
     cJSON_free(t);
     return rc ? -1 : 0;
 }
 
 static int text_event(stream *st, const char *t, size_t n, int role)
 {
-    cJSON *choice, *d = envelope(&st->an, 1, &choice);
-    if (add_text(&st->an, choice, t, n, 1, role)) return cJSON_Delete(d), -1;
-    add_finish(choice, NULL);
+    cJSON *choice, *d = srv_envelope(&st->an, 1, &choice);
+    if (srv_add_text(&st->an, choice, t, n, 1, role)) return cJSON_Delete(d), -1;
+    srv_add_finish(choice, NULL);
     return add_event(st, d);
 }
 
@@ -446,42 +161,45 @@ static int text_event(stream *st, const char *t, size_t n, int role)
 static int end_events(stream *st, const srv_req *r)
 {
     if (r->finish) {
-        cJSON *choice, *d = envelope(&st->an, 1, &choice);
+        cJSON *choice, *d = srv_envelope(&st->an, 1, &choice);
         if (st->an.chat)
             cJSON_AddObjectToObject(choice, "delta");
         else
             cJSON_AddStringToObject(choice, "text", "");
-        add_finish(choice, r->finish);
+        srv_add_finish(choice, r->finish);
         if (add_event(st, d)) return -1;
-    } else if (add_event(st, error_doc("server_error", ended_err(r), NULL, NULL))) {
+    } else if (add_event(st, srv_error_doc("server_error", ended_err(r), NULL, NULL))) {
         return -1;
     }
     if (st->an.include_usage && r->finish) {
-        cJSON *d = envelope(&st->an, 1, NULL);
-        cJSON_AddItemToObject(d, "usage", usage_doc(r));
+        cJSON *d = srv_envelope(&st->an, 1, NULL);
+        cJSON_AddItemToObject(d, "usage", srv_usage_doc(r));
         if (add_event(st, d)) return -1;
     }
     st->phase = 2;
-    return tbuf_add(&st->out, "data: [DONE]\n\n", 14);
+    return srv_buf_add(&st->out, "data: [DONE]\n\n", 14);
 }
 
 /* Fills st->out with the next events; -1 when the client is gone or out of memory. */
 static int next_events(stream *st)
 {
-    srv *s = st->an.h->s;
+    srv *s = st->an.s;
     srv_req *r = st->an.r;
     st->out.len = st->off = 0;
     pthread_mutex_lock(&s->mu);
     const int gone = st->phase == 0 ? 0 : wait_text(s, r, st->sent, st->an.fd);
     const size_t from = st->sent, to = r->visible;
     const int done = r->state == SRV_DONE;
+    /* a copy: the engine may move the text as it grows (only once done is it left alone) */
+    char *piece = !gone && to > from ? malloc(to - from) : NULL;
+    if (piece) memcpy(piece, r->text + from, to - from);
     pthread_mutex_unlock(&s->mu);
     if (gone) return -1;
-    /* text[from..to) is final: the engine only appends past visible */
-    int rc = 0;
-    if (st->phase == 0 && st->an.chat) rc = text_event(st, "", 0, 1);
+    int rc = to > from && !piece ? -1 : 0;
+    if (!rc && st->phase == 0 && st->an.chat) rc = text_event(st, "", 0, 1);
     st->phase = 1;
-    if (!rc && to > from) rc = text_event(st, r->text + from, to - from, 0);
+    if (!rc && to > from) rc = text_event(st, piece, to - from, 0);
+    free(piece);
     st->sent = to;
     if (!rc && done) rc = end_events(st, r);
     return rc;
@@ -504,7 +222,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 static void stream_free(void *cls)
 {
     stream *st = cls;
-    srv *s = st->an.h->s;
+    srv *s = st->an.s;
     pthread_mutex_lock(&s->mu);
     st->an.r->cancel = 1; /* a no-op when it is done */
     pthread_mutex_unlock(&s->mu);
@@ -513,11 +231,11 @@ static void stream_free(void *cls)
     free(st);
 }
 
-static enum MHD_Result answer_stream(const answer *an, struct MHD_Connection *c)
+static enum MHD_Result answer_stream(const srv_answer *an, struct MHD_Connection *c)
 {
     stream *st = calloc(1, sizeof *st);
     if (!st) {
-        srv_release(an->h->s, an->r);
+        srv_release(an->s, an->r);
         return MHD_NO;
     }
     st->an = *an;
@@ -568,7 +286,7 @@ static void new_id(srv_http *h, int chat, char *buf, size_t size)
              n & 0xFFFFFF);
 }
 
-static enum MHD_Result submit(srv_http *h, struct MHD_Connection *c, srv_req *r, const ask *a)
+static enum MHD_Result submit(srv_http *h, struct MHD_Connection *c, srv_req *r, const srv_ask *a)
 {
     const srv_submit_rc sr = srv_submit(h->s, r);
     if (sr != SRV_OK) {
@@ -578,7 +296,7 @@ static enum MHD_Result submit(srv_http *h, struct MHD_Connection *c, srv_req *r,
                            "every slot is busy and the queue is full; retry later", NULL,
                            "rate_limit_exceeded");
     }
-    answer an = {.h = h, .r = r, .chat = a->chat, .include_usage = a->include_usage};
+    srv_answer an = {.s = h->s, .r = r, .chat = a->chat, .include_usage = a->include_usage};
     an.fd = client_fd(c);
     an.created = (double)time(NULL);
     new_id(h, a->chat, an.id, sizeof an.id);
@@ -599,9 +317,8 @@ static enum MHD_Result completion(srv_http *h, struct MHD_Connection *c, const c
         return bad_request(c, "the body is not a JSON object", NULL);
     }
     srv_req *r = srv_req_new();
-    ask a = {.chat = chat};
-    int rc = r ? parse_common(d, r, &a) : fail(&a, NULL, "out of memory");
-    if (rc == 0) rc = parse_prompt(s, d, r, &a);
+    srv_ask a = {.chat = chat};
+    int rc = r ? srv_read_request(s, d, r, &a) : srv_fail(&a, NULL, "out of memory");
     cJSON_Delete(d);
     if (rc == 0 && (int64_t)r->n_ids >= s->n_ctx) {
         snprintf(a.err, sizeof a.err, "the prompt has %zu tokens; the context holds %lld", r->n_ids,

@@ -29,6 +29,16 @@ start_server() {
     wait_grep " ready " "$log" 600 || bad "server not ready: $(cat "$log")"
 }
 
+# stop_server WHAT: SIGTERM, then exit 0 and the line with the totals (a sanitizer's report
+# at exit fails it too)
+stop_server() {
+    kill -TERM "$SPID"
+    wait "$SPID"
+    rc=$?
+    [ "$rc" = 0 ] && grep -q "stopped after" "$log" && ok "$1: SIGTERM, exit 0" ||
+        bad "$1: exit $rc, $(tail -3 "$log")"
+}
+
 # post PATH BODY OUT: the status in $CODE, the body in OUT (and its headers in OUT.h)
 post() {
     CODE=$(curl -s -o "$3" -D "$3.h" -w '%{http_code}' -H 'Content-Type: application/json' \
@@ -156,11 +166,7 @@ code=$(curl -s -o "$TMP/e.json" -w '%{http_code}' --data-binary @"$TMP/big.json"
 code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/health")
 [ "$code" = 200 ] && ok "still up after the bad requests" || bad "health after errors: $code"
 
-kill -TERM "$SPID"
-wait "$SPID"
-rc=$?
-[ "$rc" = 0 ] && grep -q "stopped after" "$TMP/s1.log" && ok "SIGTERM: exits 0" ||
-    bad "SIGTERM: exit $rc, $(tail -2 "$TMP/s1.log")"
+stop_server "the API server"
 
 # ---- the API key -------------------------------------------------------------------------
 start_server "$TMP/s2.log" -m "$MODEL" --api-key sekrit
@@ -174,8 +180,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer sekrit" 
 code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/health")
 [ "$code" = 200 ] && ok "/health needs no key" || bad "health with a key set: $code"
 AUTH=""
-kill -TERM "$SPID"
-wait "$SPID"
+stop_server "the server with a key"
 
 # ---- slots, the queue, a client that hangs up, SIGTERM: a model slow enough to watch ----------
 "$BITNET" synth --shape 700m -o "$TMP/slow.gguf" >/dev/null 2>&1 || bad "synth 700m"
@@ -231,8 +236,7 @@ if python3 -c 'import openai' 2>/dev/null; then
     else
         bad "openai client: $(tail -5 "$TMP/py.out")"
     fi
-    kill -TERM "$SPID"
-    wait "$SPID"
+    stop_server "the openai client's server"
 else
     echo "  SKIP the openai Python client: not installed (scripts/deps.sh installs it)"
 fi
