@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "common/chat_format.h"
-#include "model_common.h"
+#include "common/utf8.h"
 
 cJSON *srv_error_doc(const char *type, const char *msg, const char *param, const char *code)
 {
@@ -256,7 +256,7 @@ cJSON *srv_envelope(const srv_answer *an, int chunk, cJSON **choice)
 /* Adds the text (cleaned to valid UTF-8) as the choice's text, message or delta. */
 int srv_add_text(const srv_answer *an, cJSON *choice, const char *t, size_t n, int chunk, int role)
 {
-    char *clean = mc_utf8_clean(t, n);
+    char *clean = bn_utf8_clean(t, n);
     if (!clean) return -1;
     if (an->chat) {
         cJSON *m = cJSON_AddObjectToObject(choice, chunk ? "delta" : "message");
