@@ -84,6 +84,9 @@ srv_req *srv_req_new(void);
 srv_submit_rc srv_submit(srv *s, srv_req *r);
 /* Drops a reference; the last one frees. Takes mu itself. */
 void srv_release(srv *s, srv_req *r);
+/* Under mu, by a holder of a reference: r's client is gone. A queued request leaves the
+ * queue at once (done, no finish); a running one ends before its next token. */
+void srv_cancel_locked(srv *s, srv_req *r);
 /* Under mu: cancels every request (queued or running). */
 void srv_cancel_all_locked(srv *s);
 

@@ -92,6 +92,24 @@ void srv_cancel_all_locked(srv *s)
     pthread_cond_broadcast(&s->wake);
 }
 
+static int finish_locked(srv *s, srv_req *r, const char *finish, const char *err);
+
+void srv_cancel_locked(srv *s, srv_req *r)
+{
+    r->cancel = 1;
+    if (r->state != SRV_QUEUED) return;
+    srv_req *prev = NULL, *q = s->head;
+    while (q && q != r) prev = q, q = q->next;
+    if (!q) return;
+    if (prev)
+        prev->next = r->next;
+    else
+        s->head = r->next;
+    if (s->tail == r) s->tail = prev;
+    s->n_queued--;
+    finish_locked(s, r, NULL, NULL); /* the caller's reference remains */
+}
+
 /* ---- the engine thread ------------------------------------------------------------------ */
 
 /* Under mu: ends r and drops the engine's reference; 1 when it was the last (the client is

@@ -82,7 +82,7 @@ static int wait_text(srv *s, srv_req *r, size_t seen, int fd)
 {
     while (r->state != SRV_DONE && r->visible <= seen) {
         if (client_gone(fd)) {
-            r->cancel = 1;
+            srv_cancel_locked(s, r);
             return -1;
         }
         struct timespec ts;
@@ -224,7 +224,7 @@ static void stream_free(void *cls)
     stream *st = cls;
     srv *s = st->an.s;
     pthread_mutex_lock(&s->mu);
-    st->an.r->cancel = 1; /* a no-op when it is done */
+    srv_cancel_locked(s, st->an.r); /* a no-op when it is done */
     pthread_mutex_unlock(&s->mu);
     srv_release(s, st->an.r);
     free(st->out.p);

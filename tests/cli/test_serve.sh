@@ -166,6 +166,38 @@ code=$(curl -s -o "$TMP/e.json" -w '%{http_code}' --data-binary @"$TMP/big.json"
 code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/health")
 [ "$code" = 200 ] && ok "still up after the bad requests" || bad "health after errors: $code"
 
+# 32 streaming clients at once on 2 slots and a queue of 4: each stream is whole (ends with
+# [DONE]) or a 429 error object; afterwards no slot is busy and nothing waits
+i=0
+while [ "$i" -lt 32 ]; do
+    curl -sN -o "$TMP/many$i.out" -w '%{http_code}' "$URL/v1/completions" \
+        -d '{"prompt":"Once upon a time","max_tokens":30,"stream":true}' >"$TMP/many$i.code" &
+    PIDS="$PIDS $!"
+    i=$((i + 1))
+done
+wait_clients=0
+while [ "$wait_clients" -lt 600 ] && [ "$(cat "$TMP"/many*.code 2>/dev/null | wc -c)" -lt 96 ]; do
+    sleep 0.1
+    wait_clients=$((wait_clients + 1))
+done
+n200=0 n429=0 nbad=0
+i=0
+while [ "$i" -lt 32 ]; do
+    case $(cat "$TMP/many$i.code") in
+    200) [ "$(grep '^data: ' "$TMP/many$i.out" | tail -1)" = "data: [DONE]" ] && n200=$((n200 + 1)) ||
+        nbad=$((nbad + 1)) ;;
+    429) [ "$("$JSONGET" error.code <"$TMP/many$i.out")" = rate_limit_exceeded ] && n429=$((n429 + 1)) ||
+        nbad=$((nbad + 1)) ;;
+    *) nbad=$((nbad + 1)) ;;
+    esac
+    i=$((i + 1))
+done
+[ "$nbad" = 0 ] && [ "$n200" -ge 1 ] && [ $((n200 + n429)) = 32 ] &&
+    ok "32 streaming clients: $n200 whole streams, $n429 answered 429" ||
+    bad "32 clients: $n200 whole, $n429 429, $nbad bad"
+curl -s "$URL/health" >"$TMP/h.json"
+[ "$("$JSONGET" slots_processing requests_waiting <"$TMP/h.json" | tr '\n' ' ')" = "0 0 " ] &&
+    ok "after them no slot is busy" || bad "health after 32 clients: $(cat "$TMP/h.json")"
 stop_server "the API server"
 
 # ---- the API key -------------------------------------------------------------------------
@@ -184,26 +216,38 @@ stop_server "the server with a key"
 
 # ---- slots, the queue, a client that hangs up, SIGTERM: a model slow enough to watch ----------
 "$BITNET" synth --shape 700m -o "$TMP/slow.gguf" >/dev/null 2>&1 || bad "synth 700m"
-start_server "$TMP/s4.log" -m "$TMP/slow.gguf" --slots 1 --queue 1 --ctx 512 -t 2
+start_server "$TMP/s4.log" -m "$TMP/slow.gguf" --slots 1 --queue 1 --ctx 1024 -t 2
 sse() { # OUT N: a streaming completion of up to N tokens, in the background
     curl -sN "$URL/v1/completions" -d "{\"prompt\":\"hello\",\"max_tokens\":$2,\"stream\":true}" >"$1" &
 }
-sse "$TMP/a.sse" 500
+# wait_waiting N: until /health says N requests wait (at most 10 s); 0 when it does
+wait_waiting() {
+    i=0
+    while [ "$i" -lt 100 ]; do
+        [ "$(curl -s "$URL/health" | "$JSONGET" requests_waiting)" = "$1" ] && return 0
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
+}
+sse "$TMP/a.sse" 1000
 APID=$!
 wait_grep '^data: ' "$TMP/a.sse" 300 || bad "stream A did not start"
 curl -s -o "$TMP/b.json" -w '%{http_code}' "$URL/v1/completions" \
     -d '{"prompt":"hi","max_tokens":3}' >"$TMP/b.code" &
 BPID=$!
-i=0
-while [ "$i" -lt 100 ]; do
-    curl -s "$URL/health" | "$JSONGET" requests_waiting | grep -q 1 && break
-    sleep 0.1
-    i=$((i + 1))
-done
+wait_waiting 1 || bad "B not queued"
 post /v1/completions '{"prompt":"hi","max_tokens":3}' "$TMP/c429.json"
 [ "$CODE" = 429 ] && grep -qi '^retry-after: ' "$TMP/c429.json.h" &&
     [ "$("$JSONGET" error.code <"$TMP/c429.json")" = rate_limit_exceeded ] &&
     ok "slot and queue full: 429 with Retry-After" || bad "third request: $CODE $(cat "$TMP/c429.json")"
+kill "$BPID" 2>/dev/null # the queued client hangs up: its place in the queue is free at once
+wait "$BPID" 2>/dev/null
+wait_waiting 0 && ok "a queued client that hangs up leaves the queue" || bad "queue after B hung up"
+curl -s -o "$TMP/b.json" -w '%{http_code}' "$URL/v1/completions" \
+    -d '{"prompt":"hi","max_tokens":3}' >"$TMP/b.code" &
+BPID=$!
+wait_waiting 1 || bad "B not queued again"
 kill "$APID" 2>/dev/null # the client of stream A hangs up: its slot goes to B at once
 wait "$BPID"
 [ "$(cat "$TMP/b.code")" = 200 ] && ok "the queued request runs once the client of the slot is gone" ||
@@ -224,7 +268,7 @@ wait "$DPID"
     bad "SIGTERM mid-stream: exit $rc, $(tail -c 300 "$TMP/d.sse")"
 # stream A was cut short: far fewer than its 500 tokens were generated in all
 gen=$(sed -n 's/.*, \([0-9]*\) generated tokens.*/\1/p' "$TMP/s4.log")
-[ -n "$gen" ] && [ "$gen" -lt 400 ] && ok "the hung-up stream stopped early ($gen tokens in all)" ||
+[ -n "$gen" ] && [ "$gen" -lt 800 ] && ok "the hung-up stream stopped early ($gen tokens in all)" ||
     bad "tokens generated: '$gen' ($(tail -1 "$TMP/s4.log"))"
 
 # ---- the openai Python client --------------------------------------------------------------
