@@ -76,7 +76,9 @@ void cmd_validate_help(FILE *out)
                  "the textfile's folder, the exporters' URLs, CloudWatch's region and\n"
                  "credentials (fetched through the AWS chain: environment, shared files, web\n"
                  "identity, container, instance metadata), Datadog's API key (api_key_env,\n"
-                 "DD_API_KEY by default).\n"
+                 "DD_API_KEY by default), the endpoint's web config (monitor.web_config, the\n"
+                 "file of `bitnet monitor --web-config`: its TLS certificate and key, its\n"
+                 "basic-auth users, no unknown key).\n"
                  "BITNET_* overrides are not applied: the file is what is validated.\n\n"
                  "Exit status: 0 valid (warnings allowed), 1 an error was found, 2 usage error.\n");
 }

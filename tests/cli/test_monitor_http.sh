@@ -160,6 +160,10 @@ printf '{"monitor": {"web_config": "%s"}}\n' "$W/plain-password.yml" >"$TMP/v.js
 expect_exit 1 "validate: a bad web config" -- "$BITNET" validate "$TMP/v.json"
 expect_grep "monitor.web_config: .*basic_auth_users.alice: expected a bcrypt hash" "$TMP/out" \
     "validate: the web config's problem is named"
+expect_exit 0 "validate --help" -- "$BITNET" validate --help
+expect_grep "monitor.web_config" "$TMP/out" "validate --help names the web config it checks"
+sed -n '/^\.It Nm Ic validate /,/^\.It Nm Ic /p' man/bitnet.1 >"$TMP/man-validate"
+expect_grep "^\.Cm monitor.web_config" "$TMP/man-validate" "bitnet(1)'s validate names the web config"
 
 # ---- basic auth over plain HTTP, then TLS with basic auth ---------------------------------------
 H3='$2b$13$abcdefghijklmnopqrstuugWBQLkiQFWBmFIc.pH1lbyotQr2hAnu' # cost 13
