@@ -198,6 +198,26 @@ done
 curl -s "$URL/health" >"$TMP/h.json"
 [ "$("$JSONGET" slots_processing requests_waiting <"$TMP/h.json" | tr '\n' ' ')" = "0 0 " ] &&
     ok "after them no slot is busy" || bad "health after 32 clients: $(cat "$TMP/h.json")"
+# 300 slow clients from one address (a header line every 0.5 s, never a whole request): it
+# gets 64 connections, the rest are turned away, and others are still answered meanwhile
+: "${SLOWCLIENT:=$(dirname "$JSONGET")/slowclient}"
+if [ -x "$SLOWCLIENT" ]; then
+    port=${URL##*:}
+    "$SLOWCLIENT" --port "$port" --conns 300 --from 127.0.0.2 --addrs 1 --every-ms 500 \
+        --for-ms 3000 --ready "$TMP/ready" >"$TMP/slow.out" 2>&1 &
+    SLOW=$!
+    PIDS="$PIDS $SLOW"
+    wait_grep 300 "$TMP/ready" 100
+    post /v1/completions '{"prompt":"Once","max_tokens":3}' "$TMP/amid.json"
+    [ "$CODE" = 200 ] && ok "a completion is answered amid 300 slow connections" ||
+        bad "amid slow clients: $CODE"
+    wait "$SLOW"
+    refused=$(sed -n 's/.*refused=\([0-9]*\).*/\1/p' "$TMP/slow.out")
+    [ -n "$refused" ] && [ "$refused" -ge 200 ] && ok "one address gets at most 64 ($refused refused)" ||
+        bad "slow clients: $(cat "$TMP/slow.out")"
+else
+    echo "  SKIP slow clients: no $SLOWCLIENT"
+fi
 stop_server "the API server"
 
 # ---- the API key -------------------------------------------------------------------------
