@@ -15,6 +15,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "bitnet/file.h"
 #include "bitnet/quant.h"
 #include "model_common.h"
 
@@ -209,8 +210,11 @@ static int read_config(cv_source *s, char *err, size_t errsz)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/config.json", s->dir);
-    if (!is_file(path))
+    struct stat st;
+    if (stat(path, &st) != 0 && errno == ENOENT)
         return fail(err, errsz, "%s: no config.json (the model's hyper-parameters)", s->dir);
+    char why[4400];
+    if (bn_file_check_regular(path, why, sizeof why) != BN_OK) return fail(err, errsz, "%s", why);
     size_t len;
     char *text = mc_read_file(path, &len);
     if (!text) return fail(err, errsz, "%s: cannot read", path);

@@ -211,7 +211,7 @@ for f in tokenizer.json model.safetensors; do
     refused_now "convert with a FIFO $f" -- "$BITNET" convert "$TMP/srcf" -o "$TMP/c3.gguf" --no-validate
 done
 fifo_src config.json
-refused "convert with a FIFO config.json" "config.json" -- \
+refused "convert with a FIFO config.json" "config.json: not a regular file (a FIFO)" -- \
     timeout -s KILL 10 "$BITNET" convert "$TMP/srcf" -o "$TMP/c3.gguf" --no-validate
 # the queue: a job on a FIFO fails at once instead of hanging the worker
 fifo_src model.safetensors
