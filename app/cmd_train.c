@@ -34,7 +34,11 @@ void cmd_train_help(FILE *out)
             "steps, at the end, and on Ctrl-C, which finishes the step, saves and exits 130),\n"
             "tokenizer.gguf, and model.gguf (i2_s) at the end (--fp32: model-ptq.gguf, the f32\n"
             "weights ternarized after training). --resume continues bit-exactly\n"
-            "from DIR/checkpoint.bin (model and hyper-parameters come from the checkpoint).\n\n"
+            "from DIR/checkpoint.bin (model and hyper-parameters come from the checkpoint).\n"
+            "A DIR that holds another run's files (checkpoint.bin, model.gguf,\n"
+            "model-ptq.gguf, tokenizer.gguf) is refused unless --resume continues that run\n"
+            "or --force starts over, replacing them; an input (--data, --tokenizer) is never\n"
+            "replaced.\n\n"
             "Options:\n"
             "  --data FILE...     text files (UTF-8; \"<|endoftext|>\" marks document ends; an\n"
             "                     end-of-text token follows each file)\n"
@@ -60,6 +64,7 @@ void cmd_train_help(FILE *out)
             "  --save-every N     checkpoint interval in steps (default 500; 0: only at the end)\n"
             "  --log-every N      progress line interval (default 10)\n"
             "  --resume           continue from DIR/checkpoint.bin\n"
+            "  --force            start over in a DIR that holds another run's files\n"
             "  --json             progress as one JSON object per line\n"
             "  -h, --help         this help\n\n"
             "Export options:\n"
@@ -81,7 +86,7 @@ typedef struct train_opts {
     long steps, batch, ctx, warmup, threads, seed;
     long eval_every, eval_batches, save_every, log_every;
     double lr, min_lr, weight_decay, grad_clip, val_frac;
-    int fp32, resume, json;
+    int fp32, resume, force, json;
     cm_hist_run *hist; /* this run in the history (NULL: not recorded) */
 } train_opts;
 
@@ -203,6 +208,8 @@ static int parse_train_args(int argc, char **argv, train_opts *o)
             o->fp32 = 1;
         } else if (!strcmp(a, "--resume")) {
             o->resume = 1;
+        } else if (!strcmp(a, "--force")) {
+            o->force = 1;
         } else if (!strcmp(a, "--json")) {
             o->json = 1;
         } else if (!strcmp(a, "--out") || !strcmp(a, "--config") || !strcmp(a, "--tokenizer")) {
@@ -578,6 +585,31 @@ static int export_final(const train_opts *o, bn_trainer *tr, bn_ctx *ctx)
     return BN_EXIT_OK;
 }
 
+/* The files a run writes in DIR, checked before any work starts: none may be an input
+ * (--data, --tokenizer), even with --force; an existing one belongs to another run and is
+ * replaced only with --force, or with --resume, which continues the run that wrote them. */
+static int check_outputs(const train_opts *o, const char *ckpt)
+{
+    const char *const names[] = {"model.gguf", "model-ptq.gguf", "tokenizer.gguf"};
+    const char *inputs[MAX_DATA_FILES + 1];
+    int n = 0;
+    for (int i = 0; i < o->n_data; i++) inputs[n++] = o->data[i];
+    inputs[n++] = o->tokenizer;
+    struct stat st;
+    if (!o->resume && !o->force && lstat(ckpt, &st) == 0) {
+        cli_error("train: %s exists (--resume continues that run, --force starts over)", ckpt);
+        return BN_EXIT_FAIL;
+    }
+    if (cli_check_output("train", ckpt, 1, inputs, n)) return BN_EXIT_FAIL;
+    /* tokenizer.gguf is written only when no --tokenizer is given */
+    for (size_t i = 0; i < sizeof names / sizeof names[0] - (o->tokenizer != NULL); i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", o->out, names[i]);
+        if (cli_check_output("train", path, o->force || o->resume, inputs, n)) return BN_EXIT_FAIL;
+    }
+    return 0;
+}
+
 static int cmd_train_export(int argc, char **argv);
 static int cmd_train_bench(int argc, char **argv);
 
@@ -597,6 +629,10 @@ int cmd_train(int argc, char **argv)
     }
     char ckpt[4096];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.bin", o.out);
+    if (check_outputs(&o, ckpt)) {
+        cm_hist_end_exit(h, BN_EXIT_FAIL, NULL, cli_last_error());
+        return BN_EXIT_FAIL;
+    }
     bn_ctx *ctx;
     bn_ctx_params cp = {(int)o.threads};
     if (bn_ctx_new(&ctx, &cp) != BN_OK) {

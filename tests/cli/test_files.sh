@@ -125,6 +125,23 @@ same "$K" "$TMP/ckpt.orig" "the checkpoint is intact"
 refused "train export into a missing folder" "does not exist" -- \
     "$BITNET" train export "$K" -o "$TMP/nodir/e.gguf"
 
+# ---- train --out DIR: another run's files are replaced only with --force (or continued) -------
+TA="--data $TMP/text.txt --steps 2 --batch 2 --ctx 16 --threads 1 --eval-batches 1"
+cp "$TMP/tr/model.gguf" "$TMP/model.orig"
+refused "train into the DIR of another run" "checkpoint.bin exists (--resume continues that run, --force starts over)" -- \
+    "$BITNET" train $TA --out "$TMP/tr"
+same "$K" "$TMP/ckpt.orig" "train without --force left the checkpoint alone"
+same "$TMP/tr/model.gguf" "$TMP/model.orig" "train without --force left model.gguf alone"
+mkdir "$TMP/tr4"
+cp "$TMP/model.orig" "$TMP/tr4/model.gguf"
+refused "train into a DIR with a model.gguf of another run" "model.gguf exists (--force replaces it)" -- \
+    "$BITNET" train $TA --out "$TMP/tr4"
+same "$TMP/tr4/model.gguf" "$TMP/model.orig" "... and left it alone"
+refused "train --data DIR/model.gguf --force" "is an input of this run" -- \
+    "$BITNET" train --data "$TMP/tr4/model.gguf" --out "$TMP/tr4" --steps 1 --force
+expect_exit 0 "train --resume continues the run in DIR" -- "$BITNET" train $TA --out "$TMP/tr" --resume
+expect_exit 0 "train --force starts over in DIR" -- "$BITNET" train $TA --out "$TMP/tr" --force
+
 # ---- history export -------------------------------------------------------------------------
 H="$TMP/h.csv"
 expect_exit 0 "history export to a new file" -- "$BITNET" history export --format csv -o "$H"
@@ -178,7 +195,7 @@ expect_exit 0 "history export with leftovers" -- "$BITNET" history export --form
 swept "$H" "history export"
 plant "$TMP/tr2/checkpoint.bin"
 "$BITNET" train --data "$TMP/text.txt" --out "$TMP/tr2" --steps 1 --batch 2 --ctx 16 --threads 1 \
-    --eval-batches 1 >/dev/null 2>&1 || bad "train with leftovers"
+    --eval-batches 1 --force >/dev/null 2>&1 || bad "train with leftovers"
 swept "$TMP/tr2/checkpoint.bin" "train checkpoint"
 
 # ---- a FIFO or a device is refused at once, never waited on ---------------------------------
