@@ -24,8 +24,8 @@ typedef struct conv {
     int list_taken, action_taken;
     char action_what[64];
     ui_list l;
-    /* the form that adds a job */
-    int adding, field;
+    /* the form that adds a job: fields 0 source, 1 output, 2 replace (--force) */
+    int adding, field, force;
     ui_input src, out;
 } conv;
 
@@ -162,15 +162,21 @@ static void draw_details(const cJSON *j, int y, int x, int h, int w)
         ui_text_block(r, x + 2, y + h - 1 - r, w - 4, crt_attr(CR_FAIL), err, strlen(err), 0);
 }
 
+#define FORM_H 6
+
 static void draw_form(conv *c, int y, int x, int w)
 {
-    ui_box(y, x, 5, w, "Add a conversion job (bitnet convert SRC -o OUT --queue)");
+    ui_box(y, x, FORM_H, w, "Add a conversion job (bitnet convert SRC -o OUT --queue [--force])");
     ui_text(y + 1, x + 2, 9, crt_attr(CR_TITLE), "source");
     ui_input_draw(&c->src, y + 1, x + 11, w - 13, c->field == 0);
     ui_text(y + 2, x + 2, 9, crt_attr(CR_TITLE), "output");
     ui_input_draw(&c->out, y + 2, x + 11, w - 13, c->field == 1);
-    ui_text(y + 3, x + 2, w - 4, crt_attr(CR_DIM),
-            "Tab/Up/Down: field; Enter on the output adds the job; Esc: cancel");
+    ui_text(y + 3, x + 2, 9, crt_attr(CR_TITLE), "replace");
+    ui_printf(y + 3, x + 11, w - 13, c->field == 2 ? crt_attr(CR_SELECT) : 0,
+              "[%c] an existing output (--force)", c->force ? 'x' : ' ');
+    ui_text(y + 4, x + 2, w - 4, crt_attr(CR_DIM),
+            "Tab/Up/Down: field; Space: replace on/off; Enter on output or replace adds the "
+            "job; Esc: cancel");
 }
 
 static void conv_draw(tui *t, void *st, int y, int x, int h, int w)
@@ -182,7 +188,7 @@ static void conv_draw(tui *t, void *st, int y, int x, int h, int w)
     int top = h * 3 / 5;
     if (c->adding) {
         draw_form(c, y, x, w);
-        y += 5, h -= 5, top = h * 3 / 5;
+        y += FORM_H, h -= FORM_H, top = h * 3 / 5;
     }
     ui_box(y, x, top, w, "Conversion queue (n add, x cancel, r retry)");
     int r = y + 1;
@@ -215,8 +221,16 @@ static int form_key(tui *t, conv *c, int ch)
         c->adding = 0;
         return 1;
     }
-    if (ch == '\t' || ch == KEY_DOWN || ch == KEY_UP || ch == KEY_BTAB) {
-        c->field = !c->field;
+    if (ch == '\t' || ch == KEY_DOWN) {
+        c->field = (c->field + 1) % 3;
+        return 1;
+    }
+    if (ch == KEY_UP || ch == KEY_BTAB) {
+        c->field = (c->field + 2) % 3;
+        return 1;
+    }
+    if (c->field == 2 && ch == ' ') {
+        c->force = !c->force;
         return 1;
     }
     if (ch == '\n' || ch == '\r' || ch == KEY_ENTER) {
@@ -235,11 +249,14 @@ static int form_key(tui *t, conv *c, int ch)
             tui_status(t, CR_WARN, "a source and an output are needed");
             return 1;
         }
-        const char *args[] = {"convert", c->src.buf, "-o", c->out.buf, "--queue", NULL};
-        run_action(t, c, "convert --queue", args);
+        const char *args[] = {"convert",  c->src.buf, "-o",
+                              c->out.buf, "--queue",  c->force ? "--force" : NULL,
+                              NULL};
+        run_action(t, c, c->force ? "convert --queue --force" : "convert --queue", args);
         c->adding = 0;
         return 1;
     }
+    if (c->field == 2) return ch >= 0x20 && ch <= 0xff; /* no text here */
     return ui_input_key(in, ch);
 }
 
@@ -253,7 +270,7 @@ static int conv_key(tui *t, void *st, int ch)
     snprintf(id, sizeof id, "%d", j ? (int)jnum(j, "id") : 0);
     switch (ch) {
     case 'n':
-        c->adding = 1, c->field = 0;
+        c->adding = 1, c->field = 0, c->force = 0;
         return 1;
     case 'x':
     case KEY_DC: {
@@ -297,6 +314,7 @@ const tui_screen scr_convert = {
         .live = 1,
         .help = "Up Down\tchoose a job (its details below)\n"
                 "n\tadd a job: a Hugging Face, PyTorch or ONNX model to a BitNet GGUF\n"
+                "\tin the form, Space on replace passes --force (an existing output)\n"
                 "x Del\tcancel the job (a running one stops within a tensor)\n"
                 "r\tretry a failed or cancelled job\n"
                 "l\tlist again (every 2 s anyway)\n"

@@ -187,6 +187,20 @@ wait_for s "1 failed " "conversions: the job ran and failed (the source has no w
 grep -q "no weights" "$TMP/pane" && ok "conversions: the job's error" || bad "conversions error"
 keys s r
 wait_for s "jobs retry: job 1" "conversions: r retries the job"
+# an existing output is refused, and the form's replace toggle passes --force
+echo "precious" >"$TMP/exists.gguf"
+keys s n C-u
+keys s -l "$TMP/junk"
+keys s Tab C-u
+keys s -l "$TMP/exists.gguf"
+keys s Enter
+wait_for s "exists \(--force replaces it\)" "conversions: an existing output is refused (no replace)"
+keys s n Tab Tab
+wait_for s "replace +\[ \] an existing output \(--force\)" "conversions: the form's replace is off"
+keys s Space
+wait_for s "replace +\[x\] an existing output \(--force\)" "conversions: Space turns replace on"
+keys s Enter
+wait_for s "convert --queue --force: queued job 2" "conversions: replace passes --force (job queued)"
 keys s i
 wait_for s "runs? in .*history.db" "i: the history screen"
 grep -q "bench  *ok" "$TMP/pane" && ok "history: the benchmark run" || { bad "history bench"; cat "$TMP/pane"; }
