@@ -138,7 +138,7 @@ static int bench_gemv(bn_threadpool *pool, const bn_kernels *k, const wset *ws, 
     /* warm-up: one pass over the set */
     for (int m = 0; m < ws->n; m++) bn_tmatmul(pool, k, &ws->mats[m], x, y);
     for (int r = 0; r < reps; r++) {
-        if (pj) tp[r] = bn_bench_probe_seconds(pool, pj->buf, pj->n_words);
+        if (pj) tp[r] = bn_bench_probe_seconds(pool, pj->buf, pj->n_words, NULL);
         double t0 = bn_time_now();
         for (int m = 0; m < ws->n; m++) bn_tmatmul(pool, k, &ws->mats[m], x, y);
         t[r] = (bn_time_now() - t0) / ws->n;

@@ -17,7 +17,8 @@
  * read bandwidth / bytes per token. Bytes per token = the model's (bn_model_bytes_per_token:
  * ternary weights, norms, LM head) + the KV cache a tgN token reads on average
  * (positions 0 .. N-1: half of what a token at position N reads). The bandwidth comes
- * from a streaming sum over a buffer as large as those bytes (at least 1 MiB, at most
+ * from a streaming sum (four streams per thread, bench_util.c) over a buffer as large as
+ * those bytes (at least 1 MiB, at most
  * 256 MiB, which is past any last-level cache), on the same threads, run once before each
  * tg repetition so that both see the same state of the shared machine; we take the
  * median. ceiling_fraction = tg tokens/s / ceiling tokens/s.
@@ -205,7 +206,7 @@ static int32_t first_token(bm_run *r, const mc_session *s)
 static double probe_once(bm_run *r, mc_session *s)
 {
     const double dt =
-            bn_bench_probe_seconds(bn_ctx_pool(s->ctx), r->pbuf, (int64_t)(r->pbytes / 8));
+            bn_bench_probe_seconds(bn_ctx_pool(s->ctx), r->pbuf, (int64_t)(r->pbytes / 8), NULL);
     return dt > 0 ? (double)r->pbytes / dt : 0.0;
 }
 

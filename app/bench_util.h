@@ -27,10 +27,12 @@ typedef struct bn_bench_bw {
 double bn_bench_median(double *v, int n);
 /* splitmix64: the next value of the sequence in *state. */
 uint64_t bn_bench_rng(uint64_t *state);
-/* The read-bandwidth probe: one streaming sum over n_words 64-bit words of buf, split over
- * the pool's active threads; returns the seconds it took. */
+/* The read-bandwidth probe: one sum over n_words 64-bit words of buf (wrapping), split
+ * over the pool's active threads in contiguous slices, each slice read as four streams
+ * at once; returns the seconds it took, and the sum in *sum unless sum is NULL. */
 struct bn_threadpool;
-double bn_bench_probe_seconds(struct bn_threadpool *pool, const uint64_t *buf, int64_t n_words);
+double bn_bench_probe_seconds(struct bn_threadpool *pool, const uint64_t *buf, int64_t n_words,
+                              uint64_t *sum);
 
 /* The multiply-accumulate ceiling of kernels k on the pool's active threads: each thread
  * runs k->mac_probe for about `seconds`, all at once; the median over reps of the
