@@ -84,6 +84,9 @@ srv_req *srv_req_new(void);
 srv_submit_rc srv_submit(srv *s, srv_req *r);
 /* Drops a reference; the last one frees. Takes mu itself. */
 void srv_release(srv *s, srv_req *r);
+/* How many bytes of r's text may be sent now: not those that may begin one of its stop
+ * strings (the next token decides), nor a UTF-8 character that is not whole yet. */
+size_t srv_sendable(const srv_req *r);
 /* Under mu, by a holder of a reference: r's client is gone. A queued request leaves the
  * queue at once (done, no finish); a running one ends before its next token. */
 void srv_cancel_locked(srv *s, srv_req *r);

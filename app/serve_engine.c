@@ -162,6 +162,11 @@ static size_t utf8_whole(const char *t, size_t n)
     return back + 1 >= need ? n : i - 1;
 }
 
+size_t srv_sendable(const srv_req *r)
+{
+    return r->len ? utf8_whole(r->text, r->len - stop_prefix(r, r->text, r->len)) : 0;
+}
+
 /* Cuts the text at the first stop string (or line break): 1 when one was found. */
 static int cut_stop(srv_req *r, size_t from)
 {
@@ -215,7 +220,7 @@ static int on_token(void *ud, int32_t id, const char *piece, size_t len, const c
         out = CM_FAIL;
     else if (cut_stop(r, from))
         out = CM_STOP;
-    r->visible = utf8_whole(r->text, r->len - stop_prefix(r, r->text, r->len));
+    r->visible = srv_sendable(r);
     pthread_cond_broadcast(&c->s->out);
     pthread_mutex_unlock(&c->s->mu);
     return out;

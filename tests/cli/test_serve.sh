@@ -137,6 +137,19 @@ tr -d '\n' <"$TMP/gen.txt" | cmp -s - "$TMP/stream.txt" && ok "stream: the text 
     bad "stream text: $(cat "$TMP/stream.txt")"
 grep -q '"finish_reason":"length"' "$TMP/s.sse" && grep -q '"completion_tokens":24' "$TMP/s.sse" &&
     ok "stream: finish_reason and usage chunks" || bad "stream end: $(tail -3 "$TMP/s.sse")"
+# a stop string that begins inside a token ("lit|tle gi"), in a stream: the same text as the
+# whole answer (that text which may begin a stop string is held back is test_serve's check)
+post /v1/completions "{\"prompt\":\"$P\",\"stop\":\"tle gi\",\"temperature\":0}" "$TMP/st2.json"
+t2=$("$JSONGET" choices.0.text <"$TMP/st2.json")
+curl -sN "$URL/v1/completions" -d \
+    "{\"prompt\":\"$P\",\"stop\":\"tle gi\",\"temperature\":0,\"stream\":true}" >"$TMP/ss.sse"
+check_stream "$TMP/ss.sse" "stream with a stop string" choices.0.text
+case $t2 in
+*" a lit") [ "$(cat "$TMP/stream.txt")" = "$t2" ] && grep -q '"finish_reason":"stop"' "$TMP/ss.sse" &&
+    ok "stream with a stop string inside a token: the whole answer's text" ||
+    bad "stop in a stream: '$(cat "$TMP/stream.txt")' vs '$t2'" ;;
+*) bad "stop inside a token: '$t2'" ;;
+esac
 curl -sN "$URL/v1/chat/completions" -d \
     '{"messages":[{"role":"user","content":"Tell me a story"}],"max_tokens":40,"temperature":0,"stream":true}' \
     >"$TMP/c.sse"

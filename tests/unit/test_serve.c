@@ -233,9 +233,40 @@ static void test_stop_string_and_cancel(void **state)
     srv_release(s, r);
 }
 
+static void test_sendable(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text, *stop1, *stop2;
+        size_t want;
+    } cases[] = {
+            {"", NULL, NULL, 0},
+            {"a little", NULL, NULL, 8},
+            {"a little", "tle gi", NULL, 5},       /* "tle" may begin the stop string */
+            {"a little", "ex", "lex", 6},          /* the longest: "le" of "lex" */
+            {"a little x", "tle gi", NULL, 10},    /* "tle x" begins no stop string */
+            {"a little g", "tle gi", NULL, 5},     /* "tle g" */
+            {"caf\xc3", NULL, NULL, 3},            /* half of an e with an acute accent */
+            {"caf\xc3\xa9", NULL, NULL, 5},        /* whole */
+            {"\xe2\x80", NULL, NULL, 0},           /* two bytes of three */
+            {"ok\xf0\x9f\x98\x80", NULL, NULL, 6}, /* a 4-byte character, whole */
+            {"ok\xf0\x9f\x98", "k", NULL, 2},      /* not whole; "k" ends no stop string */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        srv_req r = {0};
+        r.text = (char *)cases[i].text;
+        r.len = strlen(cases[i].text);
+        if (cases[i].stop1) r.stop[r.n_stop++] = (char *)cases[i].stop1;
+        if (cases[i].stop2) r.stop[r.n_stop++] = (char *)cases[i].stop2;
+        if (srv_sendable(&r) != cases[i].want)
+            fail_msg("case %zu: %zu, want %zu", i, srv_sendable(&r), cases[i].want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_sendable),
             cmocka_unit_test(test_bad_requests),
             cmocka_unit_test(test_chat_layout),
             cmocka_unit_test(test_slots_take_turns),
