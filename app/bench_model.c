@@ -112,7 +112,7 @@ void bench_model_help(FILE *out)
             "  -r, --reps N         repetitions (default %d)\n"
             "  --batch N            prompt tokens evaluated at once (default 512)\n"
             "  --kv-f32             keep the KV cache in f32 (default f16)\n"
-            "  --lm-head TYPE       q8_0 (default) or keep (the file's LM head rows)\n"
+            "  --lm-head TYPE       q8_0 (default), q6, q4 or keep (the file's LM head rows)\n"
             "  --no-warmup          skip the warm-up runs\n"
             "  --json               one JSON document: model, model_bytes, results (test,\n"
             "                       threads, tokens_per_s, sd, reps), and the ceiling of the\n"

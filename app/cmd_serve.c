@@ -98,6 +98,7 @@ static void setup(srv *s, const serve_opts *o)
     s->mp.path = o->mc.model;
     s->mp.n_threads = (int)o->mc.threads;
     s->mp.head_keep = o->mc.head_keep;
+    s->mp.head_type = o->mc.head_type;
     cm_session_params_init(&s->sp);
     s->sp.n_ctx = o->mc.n_ctx ? o->mc.n_ctx : DEFAULT_N_CTX;
     s->sp.clamp = !o->mc.n_ctx || o->mc.ctx_soft;

@@ -30,11 +30,14 @@ int mc_parse_opt(const char *cmd, int argc, char **argv, int *i, mc_opts *o)
         o->kv_f32 = 1;
         return 1;
     }
-    if (!strcmp(a, "--lm-head")) {
+    if (!strcmp(a, "--lm-head") || !strcmp(a, "--head")) {
         const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
-        if (!v || (strcmp(v, "q8_0") && strcmp(v, "keep")))
-            return cli_usage_error(cmd, "--lm-head needs q8_0 or keep"), -1;
+        if (!v || (strcmp(v, "q8_0") && strcmp(v, "q6") && strcmp(v, "q4") && strcmp(v, "keep")))
+            return cli_usage_error(cmd, "%s needs q8_0, q6, q4 or keep", a), -1;
         o->head_keep = !strcmp(v, "keep");
+        o->head_type = !strcmp(v, "q6")   ? BN_MODEL_HEAD_Q6H
+                       : !strcmp(v, "q4") ? BN_MODEL_HEAD_Q4H
+                                          : 0;
         ++*i;
         return 1;
     }
@@ -263,19 +266,22 @@ int mc_apply_defaults(const char *cmd, unsigned what, mc_opts *o, mc_sampling *s
     return rc;
 }
 
-/* The model as every model command opens it (the LM head requantized unless head_keep). */
-static void model_params(const char *path, long threads, int head_keep, cm_model_params *mp)
+/* The model as every model command opens it (the LM head requantized unless head_keep,
+ * to head_type, 0: Q8_0). */
+static void model_params(const char *path, long threads, int head_keep, int head_type,
+                         cm_model_params *mp)
 {
     cm_model_params_init(mp);
     mp->path = path;
     mp->n_threads = (int)threads;
     mp->head_keep = head_keep;
+    mp->head_type = head_type;
 }
 
 int mc_check_loadable(const char *path, char *why, size_t whysz)
 {
     cm_model_params mp;
-    model_params(path, 0, 1, &mp); /* the file's head: no requantizing */
+    model_params(path, 0, 1, 0, &mp); /* the file's head: no requantizing */
     cm_model *m;
     char err[1024];
     if (cm_model_open(&mp, &m, err, sizeof err) != BN_OK) {
@@ -292,7 +298,7 @@ int mc_open(const mc_opts *o, long def_ctx, mc_session *s)
 {
     memset(s, 0, sizeof *s);
     cm_model_params mp;
-    model_params(o->model, o->threads, o->head_keep, &mp);
+    model_params(o->model, o->threads, o->head_keep, o->head_type, &mp);
     char err[1024];
     if (cm_model_open(&mp, &s->cm, err, sizeof err) != BN_OK) {
         cli_error("%s", err);

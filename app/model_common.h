@@ -44,6 +44,7 @@ typedef struct mc_opts {
     long n_batch;                /* --batch N; 0: the engine's default */
     int kv_f32;                  /* --kv-f32 */
     int head_keep;               /* --lm-head keep: the file's LM head rows (default: q8_0) */
+    int head_type;               /* --lm-head q6|q4: BN_MODEL_HEAD_Q6H / _Q4H; 0: q8_0 */
     int ctx_soft;                /* n_ctx is the config's: at most the model's context */
     const char *model_from;      /* "-m", "config" or "bundled" (mc_apply_defaults) */
     char model_buf[MC_PATH_MAX]; /* holds the default model's path */
@@ -60,8 +61,9 @@ int mc_parse_opt(const char *cmd, int argc, char **argv, int *i, mc_opts *o);
     "  -t, --threads N   threads (default: the config's threads, else one per core)\n"             \
     "  --batch N         prompt tokens evaluated at once (default 512)\n"                          \
     "  --kv-f32          keep the KV cache in f32 (default f16)\n"                                 \
-    "  --lm-head TYPE    q8_0 (default): requantize the LM head at load; keep: the file's\n"       \
-    "                    rows as they are\n"
+    "  --lm-head TYPE    requantize the LM head at load to q8_0 (default), q6 or q4 (6.56 or\n"    \
+    "                    4.56 bits per weight, n_embd a multiple of 256); keep: the file's\n"      \
+    "                    rows as they are (--head is the same option)\n"
 
 /* The sampling options of generate and chat, and which of them the command line gave. */
 typedef struct mc_sampling {

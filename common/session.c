@@ -55,7 +55,7 @@ bn_status cm_model_open(const cm_model_params *p, cm_model **out, char *err, siz
     const double t0 = bn_time_now();
     bn_model_params mp;
     bn_model_params_init(&mp);
-    mp.head_type = p->head_keep ? 0 : BN_TYPE_Q8_0;
+    mp.head_type = p->head_keep ? 0 : p->head_type ? p->head_type : BN_TYPE_Q8_0;
     rc = bn_model_load(m->ctx, p->path, &mp, &m->model);
     if (rc == BN_OK) rc = bn_tokenizer_from_gguf(m->ctx, bn_model_gguf(m->model), &m->tok);
     if (rc != BN_OK) {

@@ -376,11 +376,66 @@ float bn__dot_q8_0_avx2(const bn_block_q8_0 *a, const bn_block_q8_0 *b, int64_t 
     return hsum_f32(acc);
 }
 
+/* ---- the LM head in Q6H / Q4H blocks (types.h) against a split Q8_0 row ------------- */
+
+/* The bytes at p shifted right by `bits` within each byte's 16-bit lane, masked. */
+INLINE __m256i nib(const uint8_t *p, int bits, char mask)
+{
+    return _mm256_and_si256(_mm256_srl_epi16(ld(p), _mm_cvtsi32_si128(bits)),
+                            _mm256_set1_epi8(mask));
+}
+
+/* The 32 values of chunk c (values 32c .. 32c + 31) of a block as signed bytes: Q6H's
+ * fields (ql, qh) or Q4H's (ql, qh NULL). */
+INLINE __m256i head_chunk(const uint8_t *ql, const uint8_t *qh, int c)
+{
+    const __m256i lo = nib(ql + 32 * (c % 4), 4 * (c / 4), 15);
+    if (!qh) return _mm256_sub_epi8(lo, _mm256_set1_epi8(8));
+    const __m256i hi = nib(qh + 32 * (c % 2), 2 * (c / 2), 3);
+    return _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), _mm256_set1_epi8(32));
+}
+
+/* acc += (products of q and 32 activation values, each 16-value half times its sub-scale)
+ * * scale: |q| <= 32 and |x| <= 128 keep maddubs' int16 pairs exact. */
+INLINE __m256 chunk_dot(__m256i q, const int8_t *xq, const int8_t *sc, float scale, __m256 acc)
+{
+    const __m256i x = ld(xq);
+    const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(q, x));
+    const __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[1]), _mm_set1_epi16(sc[0]));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p, s)), _mm256_set1_ps(scale), acc);
+}
+
+/* acc += one block (d, sc, ql, qh as head_chunk takes them) times 256 activation values. */
+INLINE __m256 head_block_dot(uint16_t d16, const int8_t *sc, const uint8_t *ql, const uint8_t *qh,
+                             const int8_t *xq, const float *xd, __m256 acc)
+{
+    const float d = _cvtsh_ss(d16);
+    for (int c = 0; c < BN_QK_H / 32; c++)
+        acc = chunk_dot(head_chunk(ql, qh, c), xq + 32 * c, sc + 2 * c, d * xd[c], acc);
+    return acc;
+}
+
+float bn__dot_q6h_q8_avx2(const bn_block_q6h *a, const int8_t *xq, const float *xd, int64_t n)
+{
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / BN_QK_H; i++)
+        acc = head_block_dot(a[i].d, a[i].sc, a[i].ql, a[i].qh, xq + i * BN_QK_H, xd + i * 8, acc);
+    return hsum_f32(acc);
+}
+
+float bn__dot_q4h_q8_avx2(const bn_block_q4h *a, const int8_t *xq, const float *xd, int64_t n)
+{
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / BN_QK_H; i++)
+        acc = head_block_dot(a[i].d, a[i].sc, a[i].ql, NULL, xq + i * BN_QK_H, xd + i * 8, acc);
+    return hsum_f32(acc);
+}
+
 /* ---- the multiply-accumulate ceiling ---------------------------------------------------- */
 
 #define PROBE_STEP(j)                                                                              \
     do {                                                                                           \
-        s##j = _mm256_add_epi16(s##j, _mm256_maddubs_epi16(c, x##j));                             \
+        s##j = _mm256_add_epi16(s##j, _mm256_maddubs_epi16(c, x##j));                              \
         PIN(s##j);                                                                                 \
     } while (0)
 
@@ -404,10 +459,9 @@ static int64_t avx2_mac_probe(int64_t rounds)
         PROBE_STEP(6);
         PROBE_STEP(7);
     }
-    const __m256i s = _mm256_add_epi16(_mm256_add_epi16(_mm256_add_epi16(s0, s1),
-                                                        _mm256_add_epi16(s2, s3)),
-                                       _mm256_add_epi16(_mm256_add_epi16(s4, s5),
-                                                        _mm256_add_epi16(s6, s7)));
+    const __m256i s =
+            _mm256_add_epi16(_mm256_add_epi16(_mm256_add_epi16(s0, s1), _mm256_add_epi16(s2, s3)),
+                             _mm256_add_epi16(_mm256_add_epi16(s4, s5), _mm256_add_epi16(s6, s7)));
     volatile int32_t sink = hsum_i32(s); /* the sums are used: the loop stays */
     (void)sink;
     return rounds * 8 * 32;
@@ -420,5 +474,7 @@ const bn_kernels bn__kernels_avx2 = {
         .dot_f32 = bn__dot_f32_avx2,
         .dot_f16_f32 = bn__dot_f16_f32_avx2,
         .dot_q8_0 = bn__dot_q8_0_avx2,
+        .dot_q6h_q8 = bn__dot_q6h_q8_avx2,
+        .dot_q4h_q8 = bn__dot_q4h_q8_avx2,
         .mac_probe = avx2_mac_probe,
 };

@@ -121,6 +121,76 @@ static void gemv(const bn_tmat *w, const bn_qact *x, int32_t *acc, float *y, int
     }
 }
 
+/* ---- the LM head in Q6H / Q4H blocks (types.h) against a split Q8_0 row -------------
+ * 64 values (two activation blocks, four sub-blocks) a step: vpdpbusd multiplies the
+ * stored unsigned fields (q + 32 or q + 8; Q6H's two high bits separately) with the
+ * activations, and the offset times the activations' sum is taken back off, exactly, in
+ * int32 lanes of four values each; lanes times their sub-scale, then times d * xd. */
+
+/* Lane l of the sub-scale index of step p: sub-block 4p + l / 4. */
+static const int32_t SC_IDX[16] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
+/* Lane l of the activation-scale index of step p: block 2p + l / 8. */
+static const int32_t XD_IDX[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
+
+/* The bytes at p shifted right by `bits` within each 16-bit lane, masked. */
+INLINE __m512i nib512(const uint8_t *p, int bits, char mask)
+{
+    return _mm512_and_si512(_mm512_srlv_epi16(ld512(p), _mm512_set1_epi16((short)bits)),
+                            _mm512_set1_epi8(mask));
+}
+
+/* acc += the int sums of step p (lanes of four values) times their sub-scales (sc32) times
+ * the scale lanes d * xd of the step's two activation blocks (xdd). */
+INLINE __m512 step_acc(__m512i isum, __m512i sc32, __m512 xdd, int p, __m512 acc)
+{
+    const __m512i si = _mm512_add_epi32(ld512(SC_IDX), _mm512_set1_epi32(4 * p));
+    const __m512i xi = _mm512_add_epi32(ld512(XD_IDX), _mm512_set1_epi32(2 * p));
+    const __m512i prod = _mm512_mullo_epi32(isum, _mm512_permutexvar_epi32(si, sc32));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(prod), _mm512_permutexvar_ps(xi, xdd), acc);
+}
+
+/* d * xd[0..7] of one block in lanes 0..7. */
+INLINE __m512 block_scales(uint16_t d, const float *xd)
+{
+    return _mm512_mul_ps(_mm512_maskz_loadu_ps(0xff, xd), _mm512_set1_ps(bn_f16_to_f32(d)));
+}
+
+/* acc += one block (d, sc, ql; qh for Q6H, NULL for Q4H) times 256 activation values. */
+INLINE __m512 block_dot512(uint16_t d, const int8_t *sc, const uint8_t *ql, const uint8_t *qh,
+                           const int8_t *xq, const float *xd, __m512 acc)
+{
+    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi8(1);
+    const __m512i sc32 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)sc));
+    const __m512 xdd = block_scales(d, xd);
+    for (int p = 0; p < 4; p++) {
+        const __m512i x = ld512(xq + 64 * p);
+        const __m512i sumx = _mm512_dpbusd_epi32(zero, one, x);
+        __m512i u = _mm512_dpbusd_epi32(zero, nib512(ql + 64 * (p % 2), 4 * (p / 2), 15), x);
+        if (qh) /* Q6H: q = lo + 16 hi - 32 */
+            u = _mm512_add_epi32(
+                    u, _mm512_slli_epi32(_mm512_dpbusd_epi32(zero, nib512(qh, 2 * p, 3), x), 4));
+        const __m512i isum = _mm512_sub_epi32(u, _mm512_slli_epi32(sumx, qh ? 5 : 3));
+        acc = step_acc(isum, sc32, xdd, p, acc);
+    }
+    return acc;
+}
+
+static float avx512_dot_q6h_q8(const bn_block_q6h *a, const int8_t *xq, const float *xd, int64_t n)
+{
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / BN_QK_H; i++)
+        acc = block_dot512(a[i].d, a[i].sc, a[i].ql, a[i].qh, xq + i * BN_QK_H, xd + i * 8, acc);
+    return _mm512_reduce_add_ps(acc);
+}
+
+static float avx512_dot_q4h_q8(const bn_block_q4h *a, const int8_t *xq, const float *xd, int64_t n)
+{
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / BN_QK_H; i++)
+        acc = block_dot512(a[i].d, a[i].sc, a[i].ql, NULL, xq + i * BN_QK_H, xd + i * 8, acc);
+    return _mm512_reduce_add_ps(acc);
+}
+
 /* ---- GEMM ------------------------------------------------------------------------------ */
 
 #define TOK(j)                                                                                     \
@@ -279,9 +349,9 @@ static int64_t avx512_mac_probe(int64_t rounds)
         PROBE_STEP(6);
         PROBE_STEP(7);
     }
-    const __m512i s = _mm512_add_epi32(
-            _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3)),
-            _mm512_add_epi32(_mm512_add_epi32(s4, s5), _mm512_add_epi32(s6, s7)));
+    const __m512i s =
+            _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3)),
+                             _mm512_add_epi32(_mm512_add_epi32(s4, s5), _mm512_add_epi32(s6, s7)));
     /* the sums are used, so the loop stays; they wrap by design, so they are folded with XOR
      * (_mm512_reduce_add_epi32 adds in C ints: a signed overflow for UBSan) */
     int32_t lanes[16];
@@ -301,5 +371,7 @@ const bn_kernels bn__kernels_avx512 = {
         .dot_f32 = bn__dot_f32_avx2,
         .dot_f16_f32 = bn__dot_f16_f32_avx2,
         .dot_q8_0 = bn__dot_q8_0_avx2,
+        .dot_q6h_q8 = avx512_dot_q6h_q8,
+        .dot_q4h_q8 = avx512_dot_q4h_q8,
         .mac_probe = avx512_mac_probe,
 };

@@ -17,6 +17,9 @@
 #define BN__TMAT_MAX_COLS ((int64_t)1 << 22)
 
 extern const bn_kernels bn__kernels_ref;
+/* The reference LM-head block products (quant_head.c), which the NEON table shares. */
+float bn__dot_q6h_q8_ref(const bn_block_q6h *a, const int8_t *xq, const float *xd, int64_t n);
+float bn__dot_q4h_q8_ref(const bn_block_q4h *a, const int8_t *xq, const float *xd, int64_t n);
 #if defined(__x86_64__) || defined(__i386__)
 #define BN__HAVE_X86 1
 extern const bn_kernels bn__kernels_avx2;
@@ -25,6 +28,8 @@ extern const bn_kernels bn__kernels_avx512;
 float bn__dot_f32_avx2(const float *a, const float *b, int64_t n);
 float bn__dot_f16_f32_avx2(const uint16_t *a, const float *b, int64_t n);
 float bn__dot_q8_0_avx2(const bn_block_q8_0 *a, const bn_block_q8_0 *b, int64_t n);
+float bn__dot_q6h_q8_avx2(const bn_block_q6h *a, const int8_t *xq, const float *xd, int64_t n);
+float bn__dot_q4h_q8_avx2(const bn_block_q4h *a, const int8_t *xq, const float *xd, int64_t n);
 #endif
 #if defined(__aarch64__)
 #define BN__HAVE_NEON 1

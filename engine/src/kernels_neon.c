@@ -156,5 +156,7 @@ const bn_kernels bn__kernels_neon = {
         .dot_f32 = neon_dot_f32,
         .dot_f16_f32 = neon_dot_f16_f32,
         .dot_q8_0 = neon_dot_q8_0,
+        .dot_q6h_q8 = bn__dot_q6h_q8_ref, /* no NEON variant yet */
+        .dot_q4h_q8 = bn__dot_q4h_q8_ref,
         .mac_probe = neon_mac_probe,
 };

@@ -82,5 +82,7 @@ const bn_kernels bn__kernels_ref = {
         .dot_f32 = ref_dot_f32,
         .dot_f16_f32 = ref_dot_f16_f32,
         .dot_q8_0 = ref_dot_q8_0,
+        .dot_q6h_q8 = bn__dot_q6h_q8_ref,
+        .dot_q4h_q8 = bn__dot_q4h_q8_ref,
         .mac_probe = ref_mac_probe,
 };

@@ -119,7 +119,7 @@ static bn_status state_alloc(bn_model_state *st)
     st->inv_freq = bn_malloc((size_t)h->n_rot / 2 * 4);
     st->s_stride = ((size_t)st->n_ctx + 7) / 8 * 8;
     st->scores = bn_malloc((size_t)st->nth * BN__ATTN_NQ * st->s_stride * 4);
-    const int q8 = h->head_type == BN_TYPE_Q8_0;
+    const int q8 = bn__head_q8_input(h->head_type);
     if (q8) {
         st->x8 = bn_malloc(B * E / BN_QK8_0 * sizeof *st->x8);
         st->xq = bn_aligned_alloc(64, B * E);
@@ -701,6 +701,10 @@ static void head_rows(const job *j, int64_t r0, int64_t r1)
                     y[r] = m->k->dot_f16_f32(row, j->hn + i * E, E);
                 else if (m->hp.head_type == BN_TYPE_F32)
                     y[r] = m->k->dot_f32(row, j->hn + i * E, E);
+                else if (m->hp.head_type == BN_MODEL_HEAD_Q6H)
+                    y[r] = m->k->dot_q6h_q8(row, j->xq + i * E, j->xd + i * nb, E);
+                else if (m->hp.head_type == BN_MODEL_HEAD_Q4H)
+                    y[r] = m->k->dot_q4h_q8(row, j->xq + i * E, j->xd + i * nb, E);
                 else
                     y[r] = m->k->dot_q8_0(row, j->x8 + i * nb, E);
             }
@@ -770,15 +774,15 @@ static void layer_forward(job *j, int tid, int nth)
     barrier(st, nth);
 }
 
-/* The final norm of a token's x into hn, and its Q8_0 form for a Q8_0 head. */
+/* The final norm of a token's x into hn, and its Q8_0 form for a Q8_0, Q6H or Q4H head. */
 static void head_input(const bn_model *m, const float *x, float *hn, bn_block_q8_0 *x8, int8_t *xq,
                        float *xd)
 {
     const int64_t E = m->hp.n_embd, nb = E / BN_QK8_0;
     rmsnorm(x, m->output_norm, E, m->hp.eps, hn);
-    if (m->hp.head_type != BN_TYPE_Q8_0) return;
+    if (!bn__head_q8_input(m->hp.head_type)) return;
     bn__model_q8_0_row_fn(m->k)(hn, x8, E);
-    for (int64_t b = 0; b < nb && m->head_rows; b++) {
+    for (int64_t b = 0; b < nb && (m->head_rows || m->head_blk); b++) {
         memcpy(xq + b * BN_QK8_0, x8[b].qs, BN_QK8_0);
         xd[b] = bn_f16_to_f32(x8[b].d);
     }

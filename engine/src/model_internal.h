@@ -18,6 +18,13 @@ static inline size_t bn__head_block_offset(int64_t E, int64_t r, int64_t b)
 /* y[r] for rows r0 <= r < r1 of a split Q8_0 matrix (qs, d) with n_embd = E, against an
  * activation row quantized to Q8_0 and split into xq (E int8) and xd (E / 32 scales):
  * y[r] = sum over blocks b of (float)(sum of the block's products) * (d[r][b] * xd[b]). */
+/* Whether the LM head of type t takes the activation quantized to Q8_0 (Q8_0 rows, or the
+ * Q6H / Q4H blocks made at load). */
+static inline int bn__head_q8_input(int t)
+{
+    return t == BN_TYPE_Q8_0 || t == BN_MODEL_HEAD_Q6H || t == BN_MODEL_HEAD_Q4H;
+}
+
 typedef void (*bn__head_rows_fn)(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
                                  int64_t r1, const int8_t *xq, const float *xd, float *y);
 void bn__head_q8_rows_ref(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0, int64_t r1,
@@ -94,6 +101,8 @@ struct bn_model {
     int8_t *head_qs;
     uint16_t *head_d;
     bn__head_rows_fn head_rows;
+    /* The head as Q6H or Q4H rows (owned; head points at them), when requantized to them. */
+    uint8_t *head_blk;
     size_t weight_bytes;
     size_t tmat_bytes; /* of the ternary matrices alone */
 };

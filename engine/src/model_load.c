@@ -387,6 +387,7 @@ typedef struct requant_job {
     bn_block_q8_0 *blk;   /* (threads, n_embd / 32) */
     const float *f16_lut; /* all 65536 f16 values as f32 */
     bn__q8_row_fn q8_row;
+    int head_type; /* the target: BN_TYPE_Q8_0 or BN_MODEL_HEAD_Q6H / _Q4H */
 } requant_job;
 
 /* roundf (half away from zero) for |v| < 2^22, without a libm call. */
@@ -416,6 +417,25 @@ void bn__model_q8_0_row(const float *x, bn_block_q8_0 *y, int64_t n)
     }
 }
 
+/* Row r of the file's head (F16, F32 or Q8_0) as floats. */
+static void file_head_row(const requant_job *j, int64_t r, float *row)
+{
+    const bn_model *m = j->m;
+    const int64_t E = m->hp.n_embd;
+    const uint8_t *src = (const uint8_t *)m->head + (size_t)r * m->head_row_bytes;
+    if (m->hp.head_type == BN_TYPE_F16) {
+        for (int64_t i = 0; i < E; i++) { /* memcpy: any alignment, one load */
+            uint16_t h;
+            memcpy(&h, src + 2 * i, sizeof h);
+            row[i] = j->f16_lut[h];
+        }
+    } else if (m->hp.head_type == BN_TYPE_F32) {
+        memcpy(row, src, (size_t)E * sizeof(float));
+    } else {
+        bn_dequantize_row_q8_0((const bn_block_q8_0 *)src, row, E);
+    }
+}
+
 /* Rows of the file's head (F16, F32 or Q8_0) into the split Q8_0 layout. */
 static void requant_rows(void *arg, int tid, int nth)
 {
@@ -429,15 +449,7 @@ static void requant_rows(void *arg, int tid, int nth)
         if (m->hp.head_type == BN_TYPE_Q8_0) {
             memcpy(blk, src, (size_t)nb * sizeof *blk);
         } else {
-            if (m->hp.head_type == BN_TYPE_F16) {
-                for (int64_t i = 0; i < E; i++) { /* memcpy: any alignment, one load */
-                    uint16_t h;
-                    memcpy(&h, src + 2 * i, sizeof h);
-                    row[i] = j->f16_lut[h];
-                }
-            } else {
-                memcpy(row, src, (size_t)E * sizeof(float));
-            }
+            file_head_row(j, r, row);
             j->q8_row(row, blk, E);
         }
         for (int64_t b = 0; b < nb; b++) {
@@ -446,6 +458,22 @@ static void requant_rows(void *arg, int tid, int nth)
             /* -128 (only in a foreign file) would break the kernels' sign trick */
             for (int k = 0; k < BN_QK8_0; k++) qs[k] = blk[b].qs[k] < -127 ? -127 : blk[b].qs[k];
         }
+    }
+}
+
+/* Rows of the file's head into Q6H or Q4H rows of m->head_blk. */
+static void block_rows(void *arg, int tid, int nth)
+{
+    const requant_job *j = arg;
+    bn_model *m = j->m;
+    const int64_t E = m->hp.n_embd, V = m->hp.n_vocab, nb = E / BN_QK_H;
+    float *row = j->tmp + (size_t)tid * (size_t)E;
+    for (int64_t r = V * tid / nth; r < V * (tid + 1) / nth; r++) {
+        file_head_row(j, r, row);
+        if (j->head_type == BN_MODEL_HEAD_Q6H)
+            bn_quantize_row_q6h_ref(row, (bn_block_q6h *)m->head_blk + r * nb, E);
+        else
+            bn_quantize_row_q4h_ref(row, (bn_block_q4h *)m->head_blk + r * nb, E);
     }
 }
 
@@ -478,20 +506,68 @@ static bn__head_rows_fn pick_head_rows(const bn_model *m)
     return bn__head_q8_rows_ref;
 }
 
+/* The file's head is replaced by `bytes` per row of the new one: the accounting, the
+ * file's pages released. */
+static void head_replaced(bn_model *m, const bn_model_params *p, size_t row_bytes)
+{
+    const size_t V = (size_t)m->hp.n_vocab;
+    if (!p->keep_mapping) release_pages(m->head, m->head_row_bytes * V);
+    m->weight_bytes += row_bytes * V;
+    if (!m->hp.tied) m->weight_bytes -= m->head_row_bytes * V;
+    m->head_row_bytes = row_bytes;
+}
+
+/* The LM head as Q6H or Q4H rows (types.h), made from the file's rows on the pool. */
+static bn_status head_to_blocks(bn_model *m, const bn_model_params *p)
+{
+    const int q6 = p->head_type == BN_MODEL_HEAD_Q6H;
+    const bn_model_hparams *h = &m->hp;
+    if (h->n_embd % BN_QK_H != 0)
+        return bn_ctx_set_error(m->ctx, BN_ERR_INVALID,
+                                "LM head %s: n_embd %lld is not a multiple of %d", q6 ? "q6" : "q4",
+                                (long long)h->n_embd, BN_QK_H);
+    const size_t V = (size_t)h->n_vocab, E = (size_t)h->n_embd, nb = E / BN_QK_H;
+    const size_t rb = nb * (q6 ? sizeof(bn_block_q6h) : sizeof(bn_block_q4h));
+    const size_t nth = (size_t)bn_pool_size(bn_ctx_pool(m->ctx)), huge = (size_t)1 << 21;
+    requant_job j = {m, bn_malloc(nth * E * sizeof(float)), NULL, NULL, NULL, p->head_type};
+    float *lut = bn_malloc(65536 * sizeof(float));
+    m->head_blk = bn_aligned_alloc(huge, (V * rb + huge - 1) / huge * huge);
+    bn_status rc = BN_OK;
+    if (!j.tmp || !lut || !m->head_blk) {
+        rc = bn_ctx_set_error(m->ctx, BN_ERR_NOMEM, "LM head: out of memory");
+        goto done;
+    }
+#ifdef MADV_HUGEPAGE
+    (void)madvise(m->head_blk, (V * rb + huge - 1) / huge * huge, MADV_HUGEPAGE);
+#endif
+    for (uint32_t i = 0; i < 65536; i++) lut[i] = bn_f16_to_f32((uint16_t)i);
+    j.f16_lut = lut;
+    bn_pool_run(bn_ctx_pool(m->ctx), block_rows, &j);
+    head_replaced(m, p, rb);
+    m->head = m->head_blk;
+    m->hp.head_type = p->head_type;
+done:
+    bn_free(j.tmp);
+    bn_free(lut);
+    return rc;
+}
+
 /* The LM head as split Q8_0 rows (see model_internal.h), made from the file's F16, F32 or
  * Q8_0 rows on the context's pool. */
 static bn_status requantize_head(bn_model *m, const bn_model_params *p)
 {
     const bn_model_hparams *h = &m->hp;
     if (p->head_type == 0) return BN_OK;
+    if (p->head_type == BN_MODEL_HEAD_Q6H || p->head_type == BN_MODEL_HEAD_Q4H)
+        return head_to_blocks(m, p);
     if (p->head_type != BN_TYPE_Q8_0)
-        return bn_ctx_set_error(m->ctx, BN_ERR_INVALID, "LM head type %s: use q8_0",
+        return bn_ctx_set_error(m->ctx, BN_ERR_INVALID, "LM head type %s: use q8_0, q6 or q4",
                                 bn_type_name(p->head_type));
     if (h->n_embd % BN_QK8_0 != 0) return BN_OK; /* no Q8_0 rows: keep the file's */
     const size_t V = (size_t)h->n_vocab, E = (size_t)h->n_embd, nb = E / BN_QK8_0;
     bn_threadpool *pool = bn_ctx_pool(m->ctx);
     const size_t nth = (size_t)bn_pool_size(pool);
-    requant_job j = {m, NULL, NULL, NULL, bn__model_q8_0_row_fn(m->k)};
+    requant_job j = {m, NULL, NULL, NULL, bn__model_q8_0_row_fn(m->k), BN_TYPE_Q8_0};
     float *lut = bn_malloc(65536 * sizeof(float));
     /* rows padded to a group of 4 (zeros); huge pages where the system gives them on
      * request, for a stream of hundreds of MB read once per token */
@@ -514,12 +590,8 @@ static bn_status requantize_head(bn_model *m, const bn_model_params *p)
     for (uint32_t i = 0; i < 65536; i++) lut[i] = bn_f16_to_f32((uint16_t)i);
     j.f16_lut = lut;
     bn_pool_run(pool, requant_rows, &j);
-    if (!p->keep_mapping) release_pages(m->head, m->head_row_bytes * V);
-    const size_t bytes = V * (E + nb * sizeof *m->head_d);
-    m->weight_bytes += bytes;
-    if (!h->tied) m->weight_bytes -= m->head_row_bytes * V;
+    head_replaced(m, p, E + nb * sizeof *m->head_d);
     m->head = NULL;
-    m->head_row_bytes = bytes / V;
     m->hp.head_type = BN_TYPE_Q8_0;
     m->head_rows = pick_head_rows(m);
 done:
@@ -582,6 +654,7 @@ void bn_model_free(bn_model *m)
     bn_free(m->norms);
     bn_free(m->head_qs);
     bn_free(m->head_d);
+    bn_free(m->head_blk);
     bn_gguf_close(m->g);
     bn_free(m);
 }

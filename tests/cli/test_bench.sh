@@ -72,6 +72,16 @@ expect_exit 0 "bench -p 0 --no-warmup (generation only)" -- "$BITNET" bench -m "
 jget "$TMP/out" results.0.test results.0.reps >"$TMP/j"
 [ "$(tr '\n' ' ' <"$TMP/j")" = "tg4 1 " ] && ok "only tg4, one repetition" || bad "-p 0: $(tr '\n' ' ' <"$TMP/j")"
 
+# the LM head chosen at load: bytes per token fall from q8_0 to q6 to q4 (--head: the same)
+for h in q8_0 q6 q4; do
+    expect_exit 0 "bench --lm-head $h" -- env BITNET_HISTORY=0 "$BITNET" bench -m "$M" -p 0 -n 2 -t 1 -r 1 --no-warmup --head $h --json
+    jget "$TMP/out" bytes_per_token >>"$TMP/heads"
+done
+awk 'NR==1 { a = $1 } NR==2 { b = $1 } NR==3 { c = $1 } END { exit !(NR == 3 && a > b && b > c) }' "$TMP/heads" \
+    && ok "bytes per token: q8_0 > q6 > q4" || bad "bytes per token by head: $(tr '\n' ' ' <"$TMP/heads")"
+expect_exit 2 "bench --lm-head q5" -- "$BITNET" bench -m "$M" -p 0 -n 2 --lm-head q5
+expect_grep "q8_0, q6, q4 or keep" "$TMP/err" "--lm-head q5 names the choices"
+
 # ---- history ------------------------------------------------------------------------------
 expect_exit 0 "history list --command bench" -- "$BITNET" history list --command bench --json
 jget "$TMP/out" runs.0.status runs.0.params.suite runs.0.model_path runs.0.metrics.tg_tokens_per_s \

@@ -88,6 +88,11 @@ else
 fi
 awk 'NR==1 { p = $1 } NR==2 { n = $1 } NR==3 { c = $1 } END { exit !(p > 1 && n == 45 && c == 3) }' "$TMP/j" \
     && ok "3 chunks of 32 score 45 tokens" || bad "perplexity numbers: $(tr '\n' ' ' <"$TMP/j")"
+for h in q6 q4; do
+    expect_exit 0 "perplexity --lm-head $h" -- "$BITNET" perplexity -m "$M" -f "$TMP/text.txt" --ctx 32 -t 2 --chunks 3 --lm-head $h
+    expect_grep "perplexity:" "$TMP/out" "perplexity with a $h head"
+done
+expect_exit 0 "generate --head q4" -- "$BITNET" generate -m "$M" -p "Once" -n 4 -t 1 --temp 0 --head q4
 expect_exit 1 "perplexity on too short a text" -- "$BITNET" perplexity -m "$M" -f "$TMP/text.txt" --ctx 1024
 expect_one_line_err "too short a text"
 expect_exit 1 "perplexity with a missing text" -- "$BITNET" perplexity -m "$M" -f "$TMP/none.txt"

@@ -7,6 +7,7 @@
 #ifndef BITNET_AVX512_EMU_H
 #define BITNET_AVX512_EMU_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -135,6 +136,138 @@ static inline int _mm512_reduce_add_epi32(__m512i a)
         s += x;
     }
     return (int)s;
+}
+
+/* ---- what the Q6H / Q4H head products add: int32 lanes, float lanes, 16-byte loads --- */
+
+typedef struct {
+    uint8_t b[16];
+} __m128i;
+typedef struct {
+    float f[16];
+} __m512;
+typedef uint16_t __mmask16;
+
+/* Lane i of a as an int32 (get) and lane i of r set to v (put). */
+static inline int32_t emu_get32(const __m512i *a, int i)
+{
+    int32_t v;
+    memcpy(&v, a->b + 4 * i, 4);
+    return v;
+}
+
+static inline void emu_put32(__m512i *r, int i, int32_t v)
+{
+    memcpy(r->b + 4 * i, &v, 4);
+}
+
+static inline __m128i _mm_loadu_si128(const __m128i *p)
+{
+    __m128i r;
+    memcpy(r.b, p, 16);
+    return r;
+}
+
+static inline __m512i _mm512_set1_epi32(int v)
+{
+    __m512i r;
+    for (int i = 0; i < 16; i++) emu_put32(&r, i, v);
+    return r;
+}
+
+static inline __m512i _mm512_cvtepi8_epi32(__m128i a)
+{
+    __m512i r;
+    for (int i = 0; i < 16; i++) emu_put32(&r, i, (int8_t)a.b[i]);
+    return r;
+}
+
+/* Lane i of the result: lane idx[i] & 15 of a. */
+static inline __m512i _mm512_permutexvar_epi32(__m512i idx, __m512i a)
+{
+    __m512i r;
+    for (int i = 0; i < 16; i++) emu_put32(&r, i, emu_get32(&a, emu_get32(&idx, i) & 15));
+    return r;
+}
+
+/* Wrapping, as the instruction (in uint32 so that C has no signed overflow). */
+static inline __m512i _mm512_mullo_epi32(__m512i a, __m512i b)
+{
+    for (int i = 0; i < 16; i++)
+        emu_put32(&a, i, (int32_t)((uint32_t)emu_get32(&a, i) * (uint32_t)emu_get32(&b, i)));
+    return a;
+}
+
+static inline __m512i _mm512_sub_epi32(__m512i a, __m512i b)
+{
+    for (int i = 0; i < 16; i++)
+        emu_put32(&a, i, (int32_t)((uint32_t)emu_get32(&a, i) - (uint32_t)emu_get32(&b, i)));
+    return a;
+}
+
+static inline __m512i _mm512_slli_epi32(__m512i a, unsigned int imm)
+{
+    for (int i = 0; i < 16; i++)
+        emu_put32(&a, i, imm > 31 ? 0 : (int32_t)((uint32_t)emu_get32(&a, i) << imm));
+    return a;
+}
+
+static inline __m512 _mm512_cvtepi32_ps(__m512i a)
+{
+    __m512 r;
+    for (int i = 0; i < 16; i++) r.f[i] = (float)emu_get32(&a, i);
+    return r;
+}
+
+static inline __m512 _mm512_set1_ps(float v)
+{
+    __m512 r;
+    for (int i = 0; i < 16; i++) r.f[i] = v;
+    return r;
+}
+
+static inline __m512 _mm512_setzero_ps(void)
+{
+    return _mm512_set1_ps(0.0f);
+}
+
+static inline __m512 _mm512_mul_ps(__m512 a, __m512 b)
+{
+    for (int i = 0; i < 16; i++) a.f[i] *= b.f[i];
+    return a;
+}
+
+/* a * b + c with one rounding, as the instruction. */
+static inline __m512 _mm512_fmadd_ps(__m512 a, __m512 b, __m512 c)
+{
+    for (int i = 0; i < 16; i++) a.f[i] = fmaf(a.f[i], b.f[i], c.f[i]);
+    return a;
+}
+
+/* Lanes whose mask bit is set from p, the others 0 (and not read). */
+static inline __m512 _mm512_maskz_loadu_ps(__mmask16 k, const void *p)
+{
+    __m512 r;
+    for (int i = 0; i < 16; i++)
+        if (k >> i & 1)
+            memcpy(&r.f[i], (const char *)p + 4 * i, 4);
+        else
+            r.f[i] = 0.0f;
+    return r;
+}
+
+static inline __m512 _mm512_permutexvar_ps(__m512i idx, __m512 a)
+{
+    __m512 r;
+    for (int i = 0; i < 16; i++) r.f[i] = a.f[emu_get32(&idx, i) & 15];
+    return r;
+}
+
+static inline float _mm512_reduce_add_ps(__m512 a)
+{
+    float s = 0.0f;
+    for (int i = 0; i < 16; i++) s += a.f[i];
+    return s;
 }
 
 #endif /* BITNET_AVX512_EMU_H */

@@ -281,6 +281,147 @@ static void test_dots(void **state)
     }
 }
 
+/* ---- tests: the LM head in Q6H / Q4H blocks ------------------------------------------ */
+
+/* Every variant this CPU runs, plus the emulated AVX-512 one; returns the count. */
+static int head_variants(const bn_kernels **ks)
+{
+    int nk = bn_kernels_list(ks, 7);
+#ifdef HAVE_AVX512_EMULATED
+    ks[nk++] = &bn__kernels_avx512_emulated;
+#endif
+    return nk;
+}
+
+/* A Q8_0 activation row split into values and f32 scales, as the head takes it. */
+static void split_q8(const float *x, int64_t n, int8_t *xq, float *xd)
+{
+    bn_block_q8_0 *b = malloc(sizeof *b * (size_t)(n / BN_QK8_0));
+    assert_non_null(b);
+    bn_quantize_row_q8_0(x, b, n);
+    for (int64_t i = 0; i < n / BN_QK8_0; i++) {
+        memcpy(xq + i * BN_QK8_0, b[i].qs, BN_QK8_0);
+        xd[i] = bn_f16_to_f32(b[i].d);
+    }
+    free(b);
+}
+
+/* Both formats' products on odd block counts against the dequantized row in double
+ * (the int sums are exact, only the float summation order differs: 1e-5 of the sum of
+ * the absolute terms), and extremes (q = -32 or -8, x = -128, sc = 127, d = 1) where
+ * every variant's float sum is exact. */
+static void test_dot_head_blocks(void **state)
+{
+    (void)state;
+    const bn_kernels *ks[8];
+    const int nk = head_variants(ks);
+    const int64_t ns[] = {256, 768, 2560, 4352};
+    uint64_t seed = 11;
+    for (size_t t = 0; t < N_OF(ns); t++) {
+        const int64_t n = ns[t], nb = n / BN_QK_H;
+        float *w = malloc(sizeof(float) * (size_t)n), *x = malloc(sizeof(float) * (size_t)n);
+        float *w6 = malloc(sizeof(float) * (size_t)n), *w4 = malloc(sizeof(float) * (size_t)n);
+        float *xd = malloc(sizeof(float) * (size_t)(n / 32));
+        int8_t *xq = malloc((size_t)n);
+        bn_block_q6h *a6 = malloc(sizeof *a6 * (size_t)nb);
+        bn_block_q4h *a4 = malloc(sizeof *a4 * (size_t)nb);
+        assert_true(w && x && w6 && w4 && xd && xq && a6 && a4);
+        for (int64_t j = 0; j < n; j++) {
+            w[j] = rng_float(&seed) * (float)(1 + j % 7);
+            x[j] = rng_float(&seed);
+        }
+        split_q8(x, n, xq, xd);
+        bn_quantize_row_q6h_ref(w, a6, n);
+        bn_quantize_row_q4h_ref(w, a4, n);
+        bn_dequantize_row_q6h(a6, w6, n);
+        bn_dequantize_row_q4h(a4, w4, n);
+        double e6 = 0, s6 = 0, e4 = 0, s4 = 0;
+        for (int64_t j = 0; j < n; j++) {
+            const double xv = (double)xq[j] * xd[j / 32];
+            e6 += w6[j] * xv, s6 += fabs(w6[j] * xv);
+            e4 += w4[j] * xv, s4 += fabs(w4[j] * xv);
+        }
+        for (int v = 0; v < nk; v++) {
+            assert_close(ks[v]->dot_q6h_q8(a6, xq, xd, n), e6, s6, 1e-5);
+            assert_close(ks[v]->dot_q4h_q8(a4, xq, xd, n), e4, s4, 1e-5);
+        }
+        for (int64_t i = 0; i < nb; i++) {
+            a6[i].d = a4[i].d = 0x3c00; /* 1.0 */
+            memset(a6[i].sc, 127, sizeof a6[i].sc);
+            memset(a4[i].sc, 127, sizeof a4[i].sc);
+            memset(a6[i].ql, 0, sizeof a6[i].ql);
+            memset(a6[i].qh, 0, sizeof a6[i].qh);
+            memset(a4[i].ql, 0, sizeof a4[i].ql);
+        }
+        memset(xq, 0x80, (size_t)n);
+        for (int64_t i = 0; i < n / 32; i++) xd[i] = 1.0f;
+        for (int v = 0; v < nk; v++) {
+            if (ks[v]->dot_q6h_q8(a6, xq, xd, n) != (float)(32.0 * 128 * 127 * (double)n))
+                fail_msg("%s: q6h extremes, n %lld", ks[v]->name, (long long)n);
+            if (ks[v]->dot_q4h_q8(a4, xq, xd, n) != (float)(8.0 * 128 * 127 * (double)n))
+                fail_msg("%s: q4h extremes, n %lld", ks[v]->name, (long long)n);
+        }
+        free(w), free(x), free(w6), free(w4), free(xd), free(xq), free(a6), free(a4);
+    }
+}
+
+/* Relative RMS error of a Gaussian row through quantize + dequantize: 6-bit values with
+ * 16-value sub-scales lose about 1/62 of each sub-block's range, 4-bit about 1/14. */
+static double head_roundtrip_rms(int bits, const float *x, float *y, int64_t n)
+{
+    void *blk = malloc((size_t)(n / BN_QK_H) * sizeof(bn_block_q6h));
+    assert_non_null(blk);
+    if (bits == 6) {
+        bn_quantize_row_q6h_ref(x, blk, n);
+        bn_dequantize_row_q6h(blk, y, n);
+    } else {
+        bn_quantize_row_q4h_ref(x, blk, n);
+        bn_dequantize_row_q4h(blk, y, n);
+    }
+    free(blk);
+    double err = 0, ref = 0;
+    for (int64_t i = 0; i < n; i++) {
+        err += ((double)y[i] - x[i]) * ((double)y[i] - x[i]);
+        ref += (double)x[i] * x[i];
+    }
+    return sqrt(err / ref);
+}
+
+/* bounds on the relative RMS error of a Gaussian row (measured: 0.0195 and 0.0854) */
+#define RMS_Q6H 0.025
+#define RMS_Q4H 0.10
+
+static void test_head_blocks_roundtrip(void **state)
+{
+    (void)state;
+    const int64_t n = 256 * 64;
+    float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
+    assert_true(x && y);
+    uint64_t seed = 5;
+    for (int64_t i = 0; i < n; i += 2) { /* Box-Muller: Gaussian rows, sd 0.02 */
+        const double u = (double)(rng_next(&seed) >> 11) * 0x1.0p-53 + 1e-300;
+        const double v = (double)(rng_next(&seed) >> 11) * 0x1.0p-53;
+        x[i] = (float)(0.02 * sqrt(-2 * log(u)) * cos(6.283185307179586 * v));
+        x[i + 1] = (float)(0.02 * sqrt(-2 * log(u)) * sin(6.283185307179586 * v));
+    }
+    const double e6 = head_roundtrip_rms(6, x, y, n), e4 = head_roundtrip_rms(4, x, y, n);
+    if (!(e6 < RMS_Q6H && e4 < RMS_Q4H))
+        fail_msg("relative RMS error q6h %.4f (bound %.3f), q4h %.4f (bound %.3f)", e6, RMS_Q6H, e4,
+                 RMS_Q4H);
+    print_message("relative RMS error: q6h %.4f, q4h %.4f\n", e6, e4);
+    /* zeros stay zeros; a NaN gives 0 and leaves its block finite */
+    for (int64_t i = 0; i < 256; i++) x[i] = 0.0f;
+    x[300] = NAN;
+    for (int bits = 4; bits <= 6; bits += 2) {
+        head_roundtrip_rms(bits, x, y, n);
+        for (int64_t i = 0; i < 256; i++) assert_true(y[i] == 0.0f);
+        assert_true(y[300] == 0.0f);
+        for (int64_t i = 256; i < 512; i++) assert_true(isfinite(y[i]));
+    }
+    free(x);
+    free(y);
+}
+
 static void test_dot_q8_0(void **state)
 {
     (void)state;
@@ -722,13 +863,22 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_dispatch), /* first: forks before any choice is made */
-            cmocka_unit_test(test_ref_self),       cmocka_unit_test(test_variant_avx2),
-            cmocka_unit_test(test_variant_avx512), cmocka_unit_test(test_variant_avx512_emulated),
-            cmocka_unit_test(test_variant_neon),   cmocka_unit_test(test_dots),
-            cmocka_unit_test(test_dot_q8_0),       cmocka_unit_test(test_tmat_get_and_padding),
-            cmocka_unit_test(test_from_i2s),       cmocka_unit_test(test_from_tq2_0),
-            cmocka_unit_test(test_from_tq1_0),     cmocka_unit_test(test_qact),
-            cmocka_unit_test(test_nomem),          cmocka_unit_test(test_tmatmul_threads),
+            cmocka_unit_test(test_ref_self),
+            cmocka_unit_test(test_variant_avx2),
+            cmocka_unit_test(test_variant_avx512),
+            cmocka_unit_test(test_variant_avx512_emulated),
+            cmocka_unit_test(test_variant_neon),
+            cmocka_unit_test(test_dots),
+            cmocka_unit_test(test_dot_q8_0),
+            cmocka_unit_test(test_dot_head_blocks),
+            cmocka_unit_test(test_head_blocks_roundtrip),
+            cmocka_unit_test(test_tmat_get_and_padding),
+            cmocka_unit_test(test_from_i2s),
+            cmocka_unit_test(test_from_tq2_0),
+            cmocka_unit_test(test_from_tq1_0),
+            cmocka_unit_test(test_qact),
+            cmocka_unit_test(test_nomem),
+            cmocka_unit_test(test_tmatmul_threads),
     };
     return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
 }

@@ -58,7 +58,8 @@ typedef struct cm_session cm_session;
 typedef struct cm_model_params {
     const char *path; /* the GGUF file */
     int n_threads;    /* 0: one per core (ignored with ctx) */
-    int head_keep;    /* nonzero: the file's LM head rows; else requantized to Q8_0 */
+    int head_keep;    /* nonzero: the file's LM head rows; else requantized to head_type */
+    int head_type;    /* bn_model_params.head_type unless head_keep; 0: BN_TYPE_Q8_0 */
     bn_ctx *ctx;      /* NULL: a context of its own; else this one, borrowed */
 } cm_model_params;
 

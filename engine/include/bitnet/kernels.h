@@ -119,6 +119,13 @@ typedef struct bn_kernels {
     /* n multiple of 32: sum over blocks of (exact int sum of the products) * d_a * d_b,
      * as ggml computes it. */
     float (*dot_q8_0)(const bn_block_q8_0 *a, const bn_block_q8_0 *b, int64_t n);
+    /* n multiple of 256: a row of Q6H / Q4H blocks (types.h) against an activation row
+     * quantized to Q8_0 and split into xq (n int8) and xd (n / 32 f32 scales): per 32
+     * values the exact int sum of each 16-value half times its sub-scale, times d * xd,
+     * summed in float (the order differs across variants; within ~1e-5 of the sum of
+     * the absolute terms). */
+    float (*dot_q6h_q8)(const bn_block_q6h *a, const int8_t *xq, const float *xd, int64_t n);
+    float (*dot_q4h_q8)(const bn_block_q4h *a, const int8_t *xq, const float *xd, int64_t n);
     /* The multiply-accumulate ceiling probe (for benchmarks): `rounds` rounds of the
      * GEMM's int8 multiply-accumulate instruction (AVX2: maddubs into an int16 sum;
      * AVX-512: vpdpbusd; NEON: sdot; ref: a scalar multiply-add) on eight independent

@@ -108,18 +108,24 @@ typedef struct bn_model_hparams {
     float rope_base;  /* rope.freq_base */
     int weight_type;  /* bn_type of the ternary weights (of attn_q in layer 0) */
     int embd_type;    /* bn_type of token_embd */
-    int head_type;    /* bn_type of the LM head */
+    int head_type;    /* bn_type of the LM head, or BN_MODEL_HEAD_Q6H / _Q4H */
     int tied;         /* 1 when token_embd is also the LM head */
     int sub_norms;    /* 1: attn_sub_norm and ffn_sub_norm in every layer; 0: in none */
 } bn_model_hparams;
+
+/* LM-head formats made at load that no file stores: bn_model_params.head_type asks for
+ * them and bn_model_hparams.head_type then reports them (Q6H, Q4H blocks of types.h). */
+enum { BN_MODEL_HEAD_Q6H = 0x106, BN_MODEL_HEAD_Q4H = 0x104 };
 
 typedef struct bn_model_params {
     const bn_kernels *kernels; /* NULL: bn_kernels_get() */
     int keep_mapping;          /* nonzero: do not release the repacked tensors' file pages */
     /* The LM head at run time: 0 keeps the file's rows; BN_TYPE_Q8_0 requantizes F16/F32
      * rows to Q8_0 at load when n_embd is a multiple of 32 (else keeps them): about half
-     * the bytes an F16 head reads per token, at a small accuracy cost. The file's pages of
-     * the head are released afterwards. Other values: BN_ERR_INVALID. */
+     * the bytes an F16 head reads per token, at a small accuracy cost. BN_MODEL_HEAD_Q6H
+     * and BN_MODEL_HEAD_Q4H requantize to the 6.56- and 4.56-bit blocks of types.h (n_embd
+     * a multiple of 256, else BN_ERR_INVALID); `bitnet perplexity` shows what each costs.
+     * The file's pages of the head are released afterwards. Other values: BN_ERR_INVALID. */
     int head_type;
 } bn_model_params;
 

@@ -87,6 +87,32 @@ typedef struct bn_block_q8_0 {
 void bn_quantize_row_q8_0(const float *x, bn_block_q8_0 *y, int64_t n);
 void bn_dequantize_row_q8_0(const bn_block_q8_0 *x, float *y, int64_t n);
 
+/* ---- Q6H and Q4H: LM-head blocks made at load (no file stores them) ----------------
+ * 256 values per block: an f16 super-scale d, 16 int8 sub-scales sc (one per 16 values,
+ * 0..127) and signed values q, 6-bit (-32..31) or 4-bit (-8..7): x[i] ~= d * sc[i / 16]
+ * * q[i]. Q6H keeps the low 4 bits of q[i] + 32 in ql[i % 128] (low nibble for i < 128,
+ * high nibble after) and its top 2 bits in bits 2 * (i / 64) of qh[i % 64]; Q4H keeps
+ * q[i] + 8 in ql[i % 128] the same way. 6.56 and 4.56 bits per value (Q8_0: 8.5). */
+#define BN_QK_H 256
+typedef struct bn_block_q6h {
+    uint16_t d;
+    int8_t sc[BN_QK_H / 16];
+    uint8_t ql[BN_QK_H / 2];
+    uint8_t qh[BN_QK_H / 4];
+} bn_block_q6h;
+typedef struct bn_block_q4h {
+    uint16_t d;
+    int8_t sc[BN_QK_H / 16];
+    uint8_t ql[BN_QK_H / 2];
+} bn_block_q4h;
+
+/* n must be a multiple of 256. Per 16 values f = amax / 31 (Q6H) or / 7 (Q4H); d = max f
+ * / 127 (as f16), sc = round(f / d), q = clamp(round(x / (d * sc))). NaN gives 0. */
+void bn_quantize_row_q6h_ref(const float *x, bn_block_q6h *y, int64_t n);
+void bn_dequantize_row_q6h(const bn_block_q6h *x, float *y, int64_t n);
+void bn_quantize_row_q4h_ref(const float *x, bn_block_q4h *y, int64_t n);
+void bn_dequantize_row_q4h(const bn_block_q4h *x, float *y, int64_t n);
+
 /* ---- ternary packed formats --------------------------------------------------
  * In every function below, q holds ternary values -1, 0, +1 as int8_t, one per weight,
  * in row order. */
