@@ -83,6 +83,7 @@ typedef struct bm_run {
     uint64_t rng;
     size_t model_bytes;
     char arch[32];
+    char head[8]; /* the LM head as it runs (bn_model_head_name) */
 } bm_run;
 
 /* ---- help and options ---------------------------------------------------------------- */
@@ -114,9 +115,10 @@ void bench_model_help(FILE *out)
             "  --kv-f32             keep the KV cache in f32 (default f16)\n"
             "  --lm-head TYPE       q8_0 (default), q6, q4 or keep (the file's LM head rows)\n"
             "  --no-warmup          skip the warm-up runs\n"
-            "  --json               one JSON document: model, model_bytes, results (test,\n"
-            "                       threads, tokens_per_s, sd, reps), and the ceiling of the\n"
-            "                       first tg test on the most threads: bandwidth_bytes_per_s,\n"
+            "  --json               one JSON document: model, model_bytes, lm_head, results\n"
+            "                       (test, threads, tokens_per_s, sd, reps), and the ceiling\n"
+            "                       of the first tg test on the most threads:\n"
+            "                       bandwidth_bytes_per_s,\n"
             "                       bytes_per_token, ceiling_tokens_per_s, ceiling_fraction;\n"
             "                       pp results carry mac_rate_per_s, macs_per_token,\n"
             "                       ceiling_tokens_per_s and ceiling_fraction\n"
@@ -411,6 +413,7 @@ static int print_json(const bm_opts *o, const bm_run *r)
     cJSON_AddStringToObject(d, "model", o->mc.model);
     cJSON_AddNumberToObject(d, "model_bytes", (double)r->model_bytes);
     cJSON_AddStringToObject(d, "arch", r->arch);
+    cJSON_AddStringToObject(d, "lm_head", r->head);
     cJSON_AddStringToObject(d, "kernels", mc_kernels_name());
     cJSON_AddItemToObject(d, "results", results_json(r));
     add_ceiling(d, r);
@@ -464,6 +467,7 @@ static int alloc_run(const bm_opts *o, bm_run *r, const mc_session *s)
     for (size_t i = 0; i < r->pbytes / 8; i++) r->pbuf[i] = i * 0x9e3779b97f4a7c15ull;
     r->model_bytes = bn_model_file_size(s->model);
     snprintf(r->arch, sizeof r->arch, "%s", bn_model_hparams_get(s->model)->arch);
+    snprintf(r->head, sizeof r->head, "%s", bn_model_head_name(s->model));
     return BN_EXIT_OK;
 }
 

@@ -26,7 +26,8 @@ void cmd_perplexity_help(FILE *out)
             "  -c, --ctx N       chunk size in tokens (default %d)\n"
             "  --chunks N        score at most N chunks (default: all)\n"
             "  --json            one JSON document: perplexity, perplexity_stderr,\n"
-            "                    tokens_scored, chunks, n_ctx, seconds, tokens_per_s\n"
+            "                    tokens_scored, chunks, n_ctx, seconds, tokens_per_s,\n"
+            "                    threads, kernels, lm_head\n"
             "  -h, --help        this help\n\n"
             "The text must hold at least 2 * N tokens (as llama.cpp requires) and N must be\n"
             "at least 3 (a chunk scores the predictions in its second half). The model and\n"
@@ -148,9 +149,10 @@ static int report(const ppl_opts *o, const mc_session *s, const ppl_acc *a, long
     cm_hist_metric(o->hist, "tokens_per_s", tps);
     cm_hist_metric(o->hist, "threads", bn_ctx_n_threads(s->ctx));
     if (!o->json) {
-        printf("perplexity: %.4f +/- %.4f over %zu tokens in %ld chunks of %lld (%.1f s, %.1f "
-               "tokens/s)\n",
-               ppl_of(a), ppl_err(a), a->count, chunks, (long long)n_ctx, secs, tps);
+        printf("perplexity: %.4f +/- %.4f over %zu tokens in %ld chunks of %lld (LM head %s, "
+               "%.1f s, %.1f tokens/s)\n",
+               ppl_of(a), ppl_err(a), a->count, chunks, (long long)n_ctx,
+               bn_model_head_name(s->model), secs, tps);
         return BN_EXIT_OK;
     }
     cJSON *d = cJSON_CreateObject();
@@ -164,6 +166,7 @@ static int report(const ppl_opts *o, const mc_session *s, const ppl_acc *a, long
     cJSON_AddNumberToObject(d, "tokens_per_s", tps);
     cJSON_AddNumberToObject(d, "threads", bn_ctx_n_threads(s->ctx));
     cJSON_AddStringToObject(d, "kernels", mc_kernels_name());
+    cJSON_AddStringToObject(d, "lm_head", bn_model_head_name(s->model));
     return cli_print_json(d) ? BN_EXIT_FAIL : BN_EXIT_OK;
 }
 

@@ -696,6 +696,18 @@ size_t bn_model_file_size(const bn_model *m)
     return bn_gguf_file_size(m->g);
 }
 
+const char *bn_model_head_name(const bn_model *m)
+{
+    switch (m->hp.head_type) {
+    case BN_MODEL_HEAD_Q6H:
+        return "q6";
+    case BN_MODEL_HEAD_Q4H:
+        return "q4";
+    default:
+        return bn_type_name(m->hp.head_type);
+    }
+}
+
 size_t bn_model_bytes_per_token(const bn_model *m)
 {
     const bn_model_hparams *h = &m->hp;

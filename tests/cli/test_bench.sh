@@ -76,6 +76,7 @@ jget "$TMP/out" results.0.test results.0.reps >"$TMP/j"
 for h in q8_0 q6 q4; do
     expect_exit 0 "bench --lm-head $h" -- env BITNET_HISTORY=0 "$BITNET" bench -m "$M" -p 0 -n 2 -t 1 -r 1 --no-warmup --head $h --json
     jget "$TMP/out" bytes_per_token >>"$TMP/heads"
+    [ "$(jget "$TMP/out" lm_head)" = "$h" ] && ok "bench --json names the $h head" || bad "lm_head for $h: $(jget "$TMP/out" lm_head)"
 done
 awk 'NR==1 { a = $1 } NR==2 { b = $1 } NR==3 { c = $1 } END { exit !(NR == 3 && a > b && b > c) }' "$TMP/heads" \
     && ok "bytes per token: q8_0 > q6 > q4" || bad "bytes per token by head: $(tr '\n' ' ' <"$TMP/heads")"

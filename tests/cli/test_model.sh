@@ -90,7 +90,7 @@ awk 'NR==1 { p = $1 } NR==2 { n = $1 } NR==3 { c = $1 } END { exit !(p > 1 && n 
     && ok "3 chunks of 32 score 45 tokens" || bad "perplexity numbers: $(tr '\n' ' ' <"$TMP/j")"
 for h in q6 q4; do
     expect_exit 0 "perplexity --lm-head $h" -- "$BITNET" perplexity -m "$M" -f "$TMP/text.txt" --ctx 32 -t 2 --chunks 3 --lm-head $h
-    expect_grep "perplexity:" "$TMP/out" "perplexity with a $h head"
+    expect_grep "(LM head $h," "$TMP/out" "perplexity names the $h head"
 done
 expect_exit 0 "generate --head q4" -- "$BITNET" generate -m "$M" -p "Once" -n 4 -t 1 --temp 0 --head q4
 expect_exit 1 "perplexity on too short a text" -- "$BITNET" perplexity -m "$M" -f "$TMP/text.txt" --ctx 1024

@@ -153,6 +153,8 @@ size_t bn_model_file_size(const bn_model *m);
 /* Bytes one generated token reads: ternary weights, norms and the LM head (the KV cache
  * not included: see bn_model_state_kv_bytes_read). */
 size_t bn_model_bytes_per_token(const bn_model *m);
+/* The LM head as it runs: "f32", "f16", "q8_0", "q6" or "q4" (static storage). */
+const char *bn_model_head_name(const bn_model *m);
 
 /* ---- evaluation state: the KV cache and scratch of one sequence ----------------------- */
 
