@@ -26,6 +26,7 @@ void cmd_serve_help(FILE *out)
             "  POST /v1/chat/completions  POST /v1/completions  (JSON, or server-sent events\n"
             "                             with \"stream\": true)\n"
             "  GET /v1/models             GET /health (503 while the model loads)\n"
+            "  GET /metrics               Prometheus text: tokens, latencies, slots, queue, HTTP\n"
             "Each slot is a generation session with its own KV cache on the one loaded model;\n"
             "running slots take turns, one token each, on one engine thread (no batching).\n"
             "Requests beyond the slots wait in a queue; beyond it they get 429.\n\n"

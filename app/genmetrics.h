@@ -1,7 +1,7 @@
 /*
  * genmetrics.h - the run metrics of every generation the process runs (the monitor's probe
- * now, a server later), under the names llama-server and vLLM users look for (all labelled
- * with the model):
+ * and `bitnet serve`'s requests), under the names llama-server and vLLM users look for (all
+ * labelled with the model):
  *
  *   counters    bitnet_prompt_tokens_total         (vllm:prompt_tokens_total)
  *               bitnet_generation_tokens_total     (vllm:generation_tokens_total)

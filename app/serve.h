@@ -20,7 +20,9 @@
 #include <stdint.h>
 
 #include "bitnet/sample.h"
+#include "common/metrics.h"
 #include "common/session.h"
+#include "genmetrics.h"
 
 #define SRV_STOP_MAX 4 /* stop strings at most, as OpenAI's API */
 
@@ -42,6 +44,7 @@ typedef struct srv_req {
     size_t len, cap;
     size_t visible;     /* bytes of text that may be sent: whole UTF-8, no stop string begun */
     size_t n_gen;       /* tokens generated */
+    bn_gen_run run;     /* its run metrics: from srv_submit to its end */
     const char *finish; /* "stop", "length"; NULL on error or cancel */
     char err[256];      /* set when the engine failed */
     struct srv_req *next;
@@ -66,6 +69,11 @@ typedef struct srv {
     uint64_t n_requests, n_prompt_tokens, n_gen_tokens;
     pthread_t engine;
     int engine_started;
+    /* GET /metrics: the registry (srv_init makes it) with the run metrics of every request
+     * (genmetrics.h) and the server's own (srv_metrics_render) */
+    bn_metrics *reg;
+    bn_genmetrics gm;
+    bn_mfamily *http_requests, *rejected, *in_flight, *waiting, *slots_busy, *slots_total;
 } srv;
 
 typedef enum srv_submit_rc { SRV_OK, SRV_BUSY, SRV_UNAVAILABLE } srv_submit_rc;
@@ -92,6 +100,12 @@ size_t srv_sendable(const srv_req *r);
 void srv_cancel_locked(srv *s, srv_req *r);
 /* Under mu: cancels every request (queued or running). */
 void srv_cancel_all_locked(srv *s);
+
+/* Counts one HTTP answer: endpoint (a known path, else "other") and its status. */
+void srv_count_http(srv *s, const char *endpoint, unsigned status);
+/* The Prometheus text exposition of s->reg, the gauges read now (in_flight: HTTP requests
+ * being answered); NULL when out of memory. The caller free()s it. */
+char *srv_metrics_render(srv *s, int in_flight, size_t *len);
 
 /* The HTTP side (serve_http.c). */
 typedef struct srv_http srv_http;

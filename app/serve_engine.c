@@ -18,13 +18,47 @@ typedef struct engine {
     slot *slots;
 } engine;
 
+/* The server's own metrics (the run metrics are genmetrics.h's). */
+static int define_metrics(srv *s)
+{
+    static const char *const ep_code[] = {"endpoint", "code", NULL};
+    if (bn_metrics_new(&s->reg) || bn_genmetrics_define(&s->gm, s->reg)) return -1;
+    s->http_requests = bn_metrics_define(s->reg, BN_METRIC_COUNTER, "bitnet_http_requests_total",
+                                         "HTTP requests answered, by endpoint and status code.",
+                                         ep_code, NULL, 0);
+    s->rejected = bn_metrics_define(s->reg, BN_METRIC_COUNTER, "bitnet_requests_rejected_total",
+                                    "Requests answered 429: every slot busy and the queue full.",
+                                    NULL, NULL, 0);
+    s->in_flight = bn_metrics_define(s->reg, BN_METRIC_GAUGE, "bitnet_http_requests_in_flight",
+                                     "HTTP requests being answered (this scrape included).", NULL,
+                                     NULL, 0);
+    s->waiting = bn_metrics_define(s->reg, BN_METRIC_GAUGE, "bitnet_requests_waiting",
+                                   "Generation requests waiting in the queue for a slot.", NULL,
+                                   NULL, 0);
+    s->slots_busy = bn_metrics_define(s->reg, BN_METRIC_GAUGE, "bitnet_slots_busy",
+                                      "Slots running a generation request.", NULL, NULL, 0);
+    s->slots_total = bn_metrics_define(s->reg, BN_METRIC_GAUGE, "bitnet_slots",
+                                       "Slots (generation requests run at once).", NULL, NULL, 0);
+    if (!s->http_requests || !s->rejected || !s->in_flight || !s->waiting || !s->slots_busy ||
+        !s->slots_total)
+        return -1;
+    return bn_metric_add(s->rejected, NULL, 0); /* shown from the start, 0 */
+}
+
 int srv_init(srv *s)
 {
-    if (pthread_mutex_init(&s->mu, NULL)) return -1;
-    if (pthread_cond_init(&s->wake, NULL)) return pthread_mutex_destroy(&s->mu), -1;
+    if (define_metrics(s)) {
+        bn_metrics_free(s->reg);
+        s->reg = NULL;
+        return -1;
+    }
+    if (pthread_mutex_init(&s->mu, NULL)) return bn_metrics_free(s->reg), -1;
+    if (pthread_cond_init(&s->wake, NULL))
+        return pthread_mutex_destroy(&s->mu), bn_metrics_free(s->reg), -1;
     if (pthread_cond_init(&s->out, NULL)) {
         pthread_cond_destroy(&s->wake);
         pthread_mutex_destroy(&s->mu);
+        bn_metrics_free(s->reg);
         return -1;
     }
     return 0;
@@ -35,6 +69,34 @@ void srv_destroy(srv *s)
     pthread_cond_destroy(&s->out);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->mu);
+    bn_metrics_free(s->reg);
+    s->reg = NULL;
+}
+
+void srv_count_http(srv *s, const char *endpoint, unsigned status)
+{
+    char code[16];
+    snprintf(code, sizeof code, "%u", status);
+    const char *lv[] = {endpoint, code};
+    bn_metric_add(s->http_requests, lv, 1);
+}
+
+char *srv_metrics_render(srv *s, int in_flight, size_t *len)
+{
+    pthread_mutex_lock(&s->mu); /* then the registry's lock, never the other way round */
+    const int running = s->n_running, queued = s->n_queued;
+    pthread_mutex_unlock(&s->mu);
+    bn_buf b;
+    bn_buf_init(&b, 16 << 20);
+    bn_metrics_lock(s->reg);
+    bn_metric_set(s->in_flight, NULL, in_flight);
+    bn_metric_set(s->waiting, NULL, queued);
+    bn_metric_set(s->slots_busy, NULL, running);
+    bn_metric_set(s->slots_total, NULL, s->n_slots);
+    char *text = bn_metrics_render(s->reg, &b) == 0 ? bn_buf_detach(&b, len) : NULL;
+    bn_metrics_unlock(s->reg);
+    bn_buf_release(&b);
+    return text;
 }
 
 srv_req *srv_req_new(void)
@@ -49,6 +111,7 @@ static void req_free(srv_req *r)
     bn_free(r->ids);
     for (size_t i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->text);
+    free(r->run.itl);
     free(r);
 }
 
@@ -79,9 +142,11 @@ srv_submit_rc srv_submit(srv *s, srv_req *r)
         s->tail = r;
         s->n_queued++;
         s->n_requests++;
+        bn_gen_run_start(&r->run, bn_time_now());
         pthread_cond_signal(&s->wake);
     }
     pthread_mutex_unlock(&s->mu);
+    if (rc == SRV_BUSY) bn_metric_add(s->rejected, NULL, 1);
     return rc;
 }
 
@@ -116,6 +181,8 @@ void srv_cancel_locked(srv *s, srv_req *r)
  * gone): then the caller frees r, after unlocking. */
 static int finish_locked(srv *s, srv_req *r, const char *finish, const char *err)
 {
+    if (r->state == SRV_QUEUED) /* never ran: its client gone, or the server stopping */
+        bn_genmetrics_record(&s->gm, s->model_id, &r->run, BN_GEN_ERROR, bn_time_now());
     r->state = SRV_DONE;
     r->finish = finish;
     if (err) snprintf(r->err, sizeof r->err, "%s", err);
@@ -126,6 +193,11 @@ static int finish_locked(srv *s, srv_req *r, const char *finish, const char *err
 
 static void finish(srv *s, slot *sl, const char *why, const char *err)
 {
+    /* the engine's reference keeps the request; only the engine writes its run */
+    const bn_gen_finish gf = !why                   ? BN_GEN_ERROR
+                             : !strcmp(why, "stop") ? BN_GEN_STOP
+                                                    : BN_GEN_LENGTH;
+    bn_genmetrics_record(&s->gm, s->model_id, &sl->r->run, gf, bn_time_now());
     pthread_mutex_lock(&s->mu);
     s->n_prompt_tokens += sl->r->n_ids;
     s->n_gen_tokens += sl->r->n_gen;
@@ -211,6 +283,7 @@ static int on_token(void *ud, int32_t id, const char *piece, size_t len, const c
     (void)id, (void)res;
     pthread_mutex_lock(&c->s->mu);
     r->n_gen++;
+    bn_gen_run_token(&r->run, bn_time_now());
     int out = CM_GO;
     size_t longest = r->line_reply ? 1 : 0;
     for (size_t i = 0; i < r->n_stop; i++)
@@ -250,7 +323,8 @@ static void step_slot(srv *s, slot *sl)
 {
     srv_req *r = sl->r;
     if (is_cancelled(&(step_ctx){s, r})) return finish(s, sl, NULL, NULL);
-    if (!sl->started) {
+    const int first = !sl->started;
+    if (first) {
         const char *err = start_slot(sl);
         if (err) return finish(s, sl, NULL, err);
     }
@@ -261,6 +335,7 @@ static void step_slot(srv *s, slot *sl)
     cm_result res;
     if (cm_session_generate(sl->sess, &g, &res) != BN_OK || res.stop == CM_STOP_ERROR)
         return finish(s, sl, NULL, bn_ctx_errmsg(cm_model_ctx(s->m)));
+    if (first) bn_gen_run_prompt(&r->run, r->n_ids, res.prompt_s);
     if (res.stop == CM_STOP_EOG || res.stop == CM_STOP_STRING) return finish(s, sl, "stop", NULL);
     if (res.stop == CM_STOP_CANCELLED) return finish(s, sl, NULL, NULL);
     if ((int64_t)r->n_gen >= r->max_tokens) return finish(s, sl, "length", NULL);

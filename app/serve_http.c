@@ -2,6 +2,7 @@
  * a thread per connection (a request waits for its text in its own thread; see serve.h).
  *
  *   POST /v1/chat/completions   POST /v1/completions   GET /v1/models   GET /health
+ *   GET /metrics (Prometheus text; behind the API key as the API is)
  *
  * Errors are OpenAI's error object {"error": {"message", "type", "param", "code"}}; the
  * documents themselves are serve_api.c's. */
@@ -30,6 +31,7 @@ struct srv_http {
     struct MHD_Daemon *d;
     srv_http_opts o;
     atomic_ullong ids;
+    atomic_int in_flight; /* requests between their first call and on_completed */
 };
 
 /* The body of a request, as it comes. */
@@ -366,6 +368,19 @@ static enum MHD_Result health(srv_http *h, struct MHD_Connection *c)
     return reply_json(c, MHD_HTTP_OK, d, NULL);
 }
 
+static enum MHD_Result metrics(srv_http *h, struct MHD_Connection *c)
+{
+    size_t len = 0;
+    char *text = srv_metrics_render(h->s, atomic_load(&h->in_flight), &len);
+    if (!text) return MHD_NO;
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!r) return free(text), MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, BN_METRICS_CONTENT_TYPE);
+    const enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
 static enum MHD_Result not_allowed(struct MHD_Connection *c)
 {
     return reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "invalid_request_error",
@@ -390,8 +405,24 @@ static enum MHD_Result route(srv_http *h, struct MHD_Connection *c, const char *
     if (!strcmp(url, "/v1/models")) return get ? models(h, c) : not_allowed(c);
     if (!strcmp(url, "/v1/chat/completions")) return post ? completion(h, c, b, 1) : not_allowed(c);
     if (!strcmp(url, "/v1/completions")) return post ? completion(h, c, b, 0) : not_allowed(c);
+    if (!strcmp(url, "/metrics")) return get ? metrics(h, c) : not_allowed(c);
     return reply_error(c, MHD_HTTP_NOT_FOUND, "invalid_request_error", "no such endpoint", NULL,
                        NULL);
+}
+
+/* Counts the answer just queued (none when the client was gone): by endpoint, a known path
+ * or "other" (a label per unknown path would grow without bound). */
+static void count_http(srv_http *h, struct MHD_Connection *c, const char *url)
+{
+    static const char *const known[] = {"/v1/chat/completions", "/v1/completions", "/v1/models",
+                                        "/health", "/metrics"};
+    const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
+    if (!ci || !ci->http_status) return;
+    const char *ep = "other";
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (!strcmp(url, known[i])) ep = known[i];
+    srv_count_http(h->s, ep, ci->http_status);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -403,6 +434,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)version;
     if (!b) {
         *state = b = calloc(1, sizeof *b);
+        if (b) atomic_fetch_add(&h->in_flight, 1);
         return b ? MHD_YES : MHD_NO;
     }
     if (*upload_size) {
@@ -417,14 +449,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
-    return route(h, c, url, method, b);
+    const enum MHD_Result rc = route(h, c, url, method, b);
+    count_http(h, c, url);
+    return rc;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **state,
                          enum MHD_RequestTerminationCode toe)
 {
+    srv_http *h = cls;
     conn_body *b = *state;
-    (void)cls, (void)c, (void)toe;
+    (void)c, (void)toe;
+    if (b) atomic_fetch_sub(&h->in_flight, 1);
     if (b) free(b->data);
     free(b);
     *state = NULL;

@@ -54,9 +54,27 @@ expect_err() {
         bad "$3: got $CODE, param '$p': $(cat "$TMP/e.json")"; fi
 }
 
+# check_metrics FILE WHAT: the text exposition parses (promtool when installed, else each
+# line a HELP, a TYPE or a sample "name{labels} value")
+check_metrics() {
+    if command -v promtool >/dev/null 2>&1; then
+        promtool check metrics <"$1" >"$TMP/promtool.out" 2>&1 && ok "$2: promtool check metrics" ||
+            bad "$2: promtool: $(head -5 "$TMP/promtool.out")"
+        return
+    fi
+    name='[a-zA-Z_:][a-zA-Z0-9_:]*'
+    value='([-+]?[0-9.eE+-]+|[-+]Inf|NaN)'
+    n=$(grep -Evc "^(# HELP $name .*|# TYPE $name (counter|gauge|histogram)|$name(\{([a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\]|\\\\.)*\",?)*\})? $value)\$" "$1")
+    [ -s "$1" ] && [ "$n" = 0 ] && ok "$2: every line a HELP, TYPE or sample" ||
+        bad "$2: $n lines not in the text format"
+}
+# metric FILE SERIES: the value of that series ("" when none)
+metric() { awk -v s="$2" '$1 == s { print $2 }' "$1"; }
+
 echo "test_serve.sh"
 expect_exit 0 "serve --help" -- "$BITNET" serve --help
 expect_grep "/v1/chat/completions" "$TMP/out" "help names the endpoints"
+expect_grep "GET /metrics" "$TMP/out" "help names /metrics"
 expect_exit 2 "serve with an unknown option" -- "$BITNET" serve --nope
 expect_exit 2 "serve --slots 0" -- "$BITNET" serve --slots 0
 expect_exit 1 "serve a missing model" -- "$BITNET" serve -m "$TMP/none.gguf" --listen 127.0.0.1:0
@@ -115,6 +133,33 @@ post /v1/chat/completions \
 nchat=$("$BITNET" tokenize -m "$MODEL" --bos --special --json --file "$TMP/chat.txt" | "$JSONGET" n_tokens)
 [ "$("$JSONGET" usage.prompt_tokens <"$TMP/ch.json")" = "$nchat" ] &&
     ok "chat usage: prompt_tokens $nchat = tokenize's" || bad "chat usage: $(cat "$TMP/ch.json")"
+
+# GET /metrics after three completions: it parses, and the token counters are the sums of the
+# usage fields the three returned
+code=$(curl -s -o "$TMP/m1.txt" -D "$TMP/m1.h" -w '%{http_code}' "$URL/metrics")
+[ "$code" = 200 ] && grep -qi '^content-type: text/plain; version=0.0.4' "$TMP/m1.h" &&
+    ok "GET /metrics: 200, the text format's content type" || bad "metrics: $code $(cat "$TMP/m1.h")"
+check_metrics "$TMP/m1.txt" "/metrics"
+up=0 ug=0
+for f in c st ch; do
+    up=$((up + $("$JSONGET" usage.prompt_tokens <"$TMP/$f.json")))
+    ug=$((ug + $("$JSONGET" usage.completion_tokens <"$TMP/$f.json")))
+done
+L='{model="bitnet-tinystories"}'
+mp=$(metric "$TMP/m1.txt" "bitnet_prompt_tokens_total$L")
+mg=$(metric "$TMP/m1.txt" "bitnet_generation_tokens_total$L")
+[ "$mp" = "$up" ] && [ "$mg" = "$ug" ] && [ "$ug" -gt 0 ] &&
+    ok "metrics: prompt and generation tokens ($mp, $mg) = the sums of usage" ||
+    bad "metrics tokens: $mp $mg, usage sums $up $ug"
+[ "$(metric "$TMP/m1.txt" "bitnet_generation_duration_seconds_count$L")" = 3 ] &&
+    [ "$(metric "$TMP/m1.txt" 'bitnet_http_requests_total{endpoint="/v1/completions",code="200"}')" = 2 ] &&
+    [ "$(metric "$TMP/m1.txt" 'bitnet_http_requests_total{endpoint="/v1/chat/completions",code="200"}')" = 1 ] &&
+    [ "$(metric "$TMP/m1.txt" bitnet_slots)" = 2 ] &&
+    [ "$(metric "$TMP/m1.txt" bitnet_slots_busy)" = 0 ] &&
+    [ "$(metric "$TMP/m1.txt" bitnet_requests_rejected_total)" = 0 ] &&
+    [ "$(metric "$TMP/m1.txt" bitnet_http_requests_in_flight)" -ge 1 ] 2>/dev/null &&
+    ok "metrics: 3 requests timed, HTTP requests by endpoint and code, slots, in flight" ||
+    bad "metrics: $(grep -v '^#' "$TMP/m1.txt" | grep -v _bucket)"
 
 # streaming: well-formed chunks, the same text as the whole answer, usage, then [DONE]
 check_stream() { # FILE WHAT FIELD: every event parses, the last is [DONE]
@@ -274,6 +319,14 @@ post /v1/completions '{"prompt":"hi","max_tokens":3}' "$TMP/c429.json"
 [ "$CODE" = 429 ] && grep -qi '^retry-after: ' "$TMP/c429.json.h" &&
     [ "$("$JSONGET" error.code <"$TMP/c429.json")" = rate_limit_exceeded ] &&
     ok "slot and queue full: 429 with Retry-After" || bad "third request: $CODE $(cat "$TMP/c429.json")"
+curl -s "$URL/metrics" >"$TMP/m4.txt"
+[ "$(metric "$TMP/m4.txt" bitnet_requests_rejected_total)" = 1 ] &&
+    [ "$(metric "$TMP/m4.txt" 'bitnet_http_requests_total{endpoint="/v1/completions",code="429"}')" = 1 ] &&
+    [ "$(metric "$TMP/m4.txt" bitnet_requests_waiting)" = 1 ] &&
+    [ "$(metric "$TMP/m4.txt" bitnet_slots_busy)" = 1 ] &&
+    ok "metrics: the 429 counted, 1 waiting, 1 slot busy" ||
+    bad "metrics after 429: $(grep -v '^#' "$TMP/m4.txt" | grep -v _bucket)"
+check_metrics "$TMP/m4.txt" "/metrics while busy"
 kill "$BPID" 2>/dev/null # the queued client hangs up: its place in the queue is free at once
 wait "$BPID" 2>/dev/null
 wait_waiting 0 && ok "a queued client that hangs up leaves the queue" || bad "queue after B hung up"
