@@ -233,6 +233,58 @@ static void test_stop_string_and_cancel(void **state)
     srv_release(s, r);
 }
 
+/* A counter of the run metrics, model "m" (and result, for requests_total). */
+static double gm_value(bn_mfamily *f, const char *result)
+{
+    const char *lv[] = {"m", result};
+    double v = 0;
+    bn_metric_get(f, lv, &v);
+    return v;
+}
+
+static void test_metrics(void **state)
+{
+    srv *s = *state;
+    if (!s) skip();
+    const double p0 = gm_value(s->gm.prompt_tokens, NULL), g0 = gm_value(s->gm.gen_tokens, NULL),
+                 len0 = gm_value(s->gm.requests, "length"),
+                 err0 = gm_value(s->gm.requests, "error");
+    srv_req *r = submit(s, "Once upon a time", 5, NULL);
+    free(wait_done(s, r));
+    assert_string_equal(r->finish, "length");
+    assert_int_equal(r->n_gen, 5);
+    /* recorded before the request is done: the counters hold its usage */
+    assert_true(gm_value(s->gm.prompt_tokens, NULL) == p0 + (double)r->n_ids);
+    assert_true(gm_value(s->gm.gen_tokens, NULL) == g0 + 5);
+    assert_true(gm_value(s->gm.requests, "length") == len0 + 1);
+    srv_release(s, r);
+
+    srv_ask a; /* cancelled before its first token: an error, no tokens */
+    assert_int_equal(read_req(s, "{\"prompt\":\"Once\"}", 0, &r, &a), 0);
+    r->max_tokens = 50;
+    r->cancel = 1;
+    assert_int_equal(srv_submit(s, r), SRV_OK);
+    free(wait_done(s, r));
+    srv_release(s, r);
+    assert_true(gm_value(s->gm.requests, "error") == err0 + 1);
+    assert_true(gm_value(s->gm.gen_tokens, NULL) == g0 + 5);
+
+    srv_count_http(s, "/metrics", 200);
+    size_t len;
+    char *text = srv_metrics_render(s, 1, &len);
+    assert_non_null(text);
+    assert_int_equal(strlen(text), len);
+    assert_non_null(strstr(text, "\nbitnet_slots 2\n"));
+    assert_non_null(strstr(text, "\nbitnet_slots_busy 0\n"));
+    assert_non_null(strstr(text, "\nbitnet_requests_waiting 0\n"));
+    assert_non_null(strstr(text, "\nbitnet_http_requests_in_flight 1\n"));
+    assert_non_null(strstr(text, "\nbitnet_requests_rejected_total 0\n"));
+    assert_non_null(
+            strstr(text, "bitnet_http_requests_total{endpoint=\"/metrics\",code=\"200\"} 1\n"));
+    assert_non_null(strstr(text, "# TYPE bitnet_generation_time_to_first_token_seconds histogram"));
+    free(text);
+}
+
 static void test_sendable(void **state)
 {
     (void)state;
@@ -271,6 +323,7 @@ int main(void)
             cmocka_unit_test(test_chat_layout),
             cmocka_unit_test(test_slots_take_turns),
             cmocka_unit_test(test_stop_string_and_cancel),
+            cmocka_unit_test(test_metrics),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
