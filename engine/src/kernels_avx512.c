@@ -123,14 +123,15 @@ static void gemv(const bn_tmat *w, const bn_qact *x, int32_t *acc, float *y, int
 
 /* ---- the LM head in Q6H / Q4H blocks (types.h) against a split Q8_0 row -------------
  * 64 values (two activation blocks, four sub-blocks) a step: vpdpbusd multiplies the
- * stored unsigned fields (q + 32 or q + 8; Q6H's two high bits separately) with the
- * activations, and the offset times the activations' sum is taken back off, exactly, in
- * int32 lanes of four values each; lanes times their sub-scale, then times d * xd. */
+ * stored unsigned fields (q + 32 or q + 8; Q6H's two high bits or-ed into bits 4 and 5)
+ * with the activations, and the offset times the activations' sum is taken back off,
+ * exactly, in int32 lanes of four values each; each lane's sum then times the float
+ * sc * d * xd of its sub-block, made once a block. */
 
-/* Lane l of the sub-scale index of step p: sub-block 4p + l / 4. */
+/* Lane l of step p's sub-block index: sub-block 4p + l / 4. */
 static const int32_t SC_IDX[16] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
-/* Lane l of the activation-scale index of step p: block 2p + l / 8. */
-static const int32_t XD_IDX[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
+/* Sub-block j's activation block: j / 2. */
+static const int32_t XD_SUB[16] = {0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7};
 
 /* The bytes at p shifted right by `bits` within each 16-bit lane, masked. */
 INLINE __m512i nib512(const uint8_t *p, int bits, char mask)
@@ -139,55 +140,59 @@ INLINE __m512i nib512(const uint8_t *p, int bits, char mask)
                             _mm512_set1_epi8(mask));
 }
 
-/* acc += the int sums of step p (lanes of four values) times their sub-scales (sc32) times
- * the scale lanes d * xd of the step's two activation blocks (xdd). */
-INLINE __m512 step_acc(__m512i isum, __m512i sc32, __m512 xdd, int p, __m512 acc)
+/* sc[j] * d * xd[j / 2] of one block's 16 sub-blocks. */
+INLINE __m512 block_scales(uint16_t d, const int8_t *sc, const float *xd)
 {
-    const __m512i si = _mm512_add_epi32(ld512(SC_IDX), _mm512_set1_epi32(4 * p));
-    const __m512i xi = _mm512_add_epi32(ld512(XD_IDX), _mm512_set1_epi32(2 * p));
-    const __m512i prod = _mm512_mullo_epi32(isum, _mm512_permutexvar_epi32(si, sc32));
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(prod), _mm512_permutexvar_ps(xi, xdd), acc);
-}
-
-/* d * xd[0..7] of one block in lanes 0..7. */
-INLINE __m512 block_scales(uint16_t d, const float *xd)
-{
-    return _mm512_mul_ps(_mm512_maskz_loadu_ps(0xff, xd), _mm512_set1_ps(bn_f16_to_f32(d)));
+    const __m512 xdd =
+            _mm512_mul_ps(_mm512_maskz_loadu_ps(0xff, xd), _mm512_set1_ps(bn_f16_to_f32(d)));
+    const __m512 scf =
+            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)sc)));
+    return _mm512_mul_ps(scf, _mm512_permutexvar_ps(ld512(XD_SUB), xdd));
 }
 
 /* acc += one block (d, sc, ql; qh for Q6H, NULL for Q4H) times 256 activation values. */
 INLINE __m512 block_dot512(uint16_t d, const int8_t *sc, const uint8_t *ql, const uint8_t *qh,
                            const int8_t *xq, const float *xd, __m512 acc)
 {
-    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi8(1);
-    const __m512i sc32 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)sc));
-    const __m512 xdd = block_scales(d, xd);
+    const __m512i zero = _mm512_setzero_si512(), off = _mm512_set1_epi8(qh ? 32 : 8);
+    const __m512 f = block_scales(d, sc, xd);
     for (int p = 0; p < 4; p++) {
         const __m512i x = ld512(xq + 64 * p);
-        const __m512i sumx = _mm512_dpbusd_epi32(zero, one, x);
-        __m512i u = _mm512_dpbusd_epi32(zero, nib512(ql + 64 * (p % 2), 4 * (p / 2), 15), x);
-        if (qh) /* Q6H: q = lo + 16 hi - 32 */
-            u = _mm512_add_epi32(
-                    u, _mm512_slli_epi32(_mm512_dpbusd_epi32(zero, nib512(qh, 2 * p, 3), x), 4));
-        const __m512i isum = _mm512_sub_epi32(u, _mm512_slli_epi32(sumx, qh ? 5 : 3));
-        acc = step_acc(isum, sc32, xdd, p, acc);
+        __m512i u = nib512(ql + 64 * (p % 2), 4 * (p / 2), 15);
+        if (qh) /* Q6H: u = lo + 16 hi, q = u - 32 */
+            u = _mm512_or_si512(u, _mm512_slli_epi16(nib512(qh, 2 * p, 3), 4));
+        const __m512i isum = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, u, x),
+                                              _mm512_dpbusd_epi32(zero, off, x));
+        const __m512i si = _mm512_add_epi32(ld512(SC_IDX), _mm512_set1_epi32(4 * p));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_permutexvar_ps(si, f), acc);
     }
     return acc;
+}
+
+/* Prefetches the 256 bytes GEMV_PREFETCH ahead of block p (the rows' one stream). */
+INLINE void head_prefetch(const void *p)
+{
+    const char *pf = (const char *)p + GEMV_PREFETCH;
+    for (int l = 0; l < 4; l++) _mm_prefetch(pf + 64 * l, _MM_HINT_T0);
 }
 
 static float avx512_dot_q6h_q8(const bn_block_q6h *a, const int8_t *xq, const float *xd, int64_t n)
 {
     __m512 acc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n / BN_QK_H; i++)
+    for (int64_t i = 0; i < n / BN_QK_H; i++) {
+        head_prefetch(a + i);
         acc = block_dot512(a[i].d, a[i].sc, a[i].ql, a[i].qh, xq + i * BN_QK_H, xd + i * 8, acc);
+    }
     return _mm512_reduce_add_ps(acc);
 }
 
 static float avx512_dot_q4h_q8(const bn_block_q4h *a, const int8_t *xq, const float *xd, int64_t n)
 {
     __m512 acc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n / BN_QK_H; i++)
+    for (int64_t i = 0; i < n / BN_QK_H; i++) {
+        head_prefetch(a + i);
         acc = block_dot512(a[i].d, a[i].sc, a[i].ql, NULL, xq + i * BN_QK_H, xd + i * 8, acc);
+    }
     return _mm512_reduce_add_ps(acc);
 }
 

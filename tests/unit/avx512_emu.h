@@ -88,6 +88,24 @@ static inline __m512i _mm512_and_si512(__m512i a, __m512i b)
     return a;
 }
 
+static inline __m512i _mm512_or_si512(__m512i a, __m512i b)
+{
+    for (int i = 0; i < 64; i++) a.b[i] |= b.b[i];
+    return a;
+}
+
+/* Per 16-bit lane: a << imm, 0 when imm > 15. */
+static inline __m512i _mm512_slli_epi16(__m512i a, unsigned int imm)
+{
+    for (int i = 0; i < 32; i++) {
+        uint16_t v;
+        memcpy(&v, a.b + 2 * i, 2);
+        v = imm > 15 ? 0 : (uint16_t)(v << imm);
+        memcpy(a.b + 2 * i, &v, 2);
+    }
+    return a;
+}
+
 /* Per 16-bit lane: a >> count, 0 when count > 15. */
 static inline __m512i _mm512_srlv_epi16(__m512i a, __m512i count)
 {
