@@ -49,3 +49,21 @@ wait_grep() {
     done
     return 1
 }
+
+# start_monitor LOG ARGS...: starts bitnet monitor in the background; MON is its pid and
+# MPORT the port of its endpoint (when it listens). stop_monitor: SIGTERM and wait.
+start_monitor() {
+    log=$1
+    shift
+    "$BITNET" monitor "$@" >"$log.out" 2>"$log" &
+    MON=$!
+    PIDS="$PIDS $MON"
+    MPORT=""
+    if wait_grep "listening on" "$log" 100; then
+        MPORT=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$log" | head -1)
+    fi
+}
+stop_monitor() {
+    kill -TERM "$MON" 2>/dev/null
+    wait "$MON" 2>/dev/null
+}

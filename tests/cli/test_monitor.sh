@@ -21,25 +21,6 @@ cpus_rule() {
         "${1:+, \"sinks\": $1}" >"$BITNET_CONFIG"
 }
 
-# start_monitor LOG ARGS...: starts bitnet monitor in the background; MON is its pid and
-# MPORT the port of its endpoint (when it listens)
-start_monitor() {
-    log=$1
-    shift
-    "$BITNET" monitor "$@" >"$log.out" 2>"$log" &
-    MON=$!
-    PIDS="$PIDS $MON"
-    MPORT=""
-    if wait_grep "listening on" "$log" 100; then
-        MPORT=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$log" | head -1)
-    fi
-}
-
-stop_monitor() {
-    kill -TERM "$MON" 2>/dev/null
-    wait "$MON" 2>/dev/null
-}
-
 # start_rec PORT OUT [ARGS]: the recorder on PORT; REC is its pid
 start_rec() {
     port=$1 out=$2

@@ -13,22 +13,6 @@ echo '{}' >"$BITNET_CONFIG"
 skip() { echo "  SKIP $1"; }
 CURL=$(command -v curl || true)
 
-# start_monitor LOG ARGS...: MON its pid, MPORT its port
-start_monitor() {
-    log=$1
-    shift
-    "$BITNET" monitor --interval 1 "$@" >"$log.out" 2>"$log" &
-    MON=$!
-    PIDS="$PIDS $MON"
-    MPORT=""
-    if wait_grep "listening on" "$log" 100; then
-        MPORT=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$log" | head -1)
-    fi
-}
-stop_monitor() {
-    kill -TERM "$MON" 2>/dev/null
-    wait "$MON" 2>/dev/null
-}
 ms() { date +%s%N | cut -c1-13; }
 
 # scrape_amid OUT WHAT SLOWCLIENT-ARGS...: opens the slow connections (200, a header line every
@@ -56,7 +40,7 @@ expect_grep "--http-timeout" "$TMP/out" "help names --http-timeout"
 expect_grep "--web-config" "$TMP/out" "help names --web-config"
 
 # ---- slow clients ---------------------------------------------------------------------------
-start_monitor "$TMP/a.log" --listen 127.0.0.1:0 --http-timeout 2 --http-max-per-client 20
+start_monitor "$TMP/a.log" --interval 1 --listen 127.0.0.1:0 --http-timeout 2 --http-max-per-client 20
 if [ -n "$MPORT" ]; then
     # 200 connections from 10 addresses, never finishing a request
     scrape_amid "$TMP/slow.out" "while 200 slow connections are open" --from 127.0.0.2 --addrs 10 \
@@ -87,7 +71,7 @@ else
 fi
 
 # ---- HTTP: 405 with Allow, /-/ready, keep-alive, gzip ------------------------------------------
-start_monitor "$TMP/b.log" --listen 127.0.0.1:0
+start_monitor "$TMP/b.log" --interval 1 --listen 127.0.0.1:0
 if [ -n "$MPORT" ]; then
     "$HTTPREC" --fetch "$MPORT" /metrics POST | tr -d '\r' >"$TMP/h"
     grep -q " 405 " "$TMP/h" && grep -qi "^Allow: GET, HEAD$" "$TMP/h" && ok "405 names the methods in Allow" ||
@@ -168,7 +152,7 @@ expect_grep "^\.Cm monitor.web_config" "$TMP/man-validate" "bitnet(1)'s validate
 # ---- basic auth over plain HTTP, then TLS with basic auth ---------------------------------------
 H3='$2b$13$abcdefghijklmnopqrstuugWBQLkiQFWBmFIc.pH1lbyotQr2hAnu' # cost 13
 printf 'basic_auth_users:\n  prometheus: %s\n  alice: "%s"\n  ops: %s\n' "$H1" "$H2" "$H3" >"$W/auth.yml"
-start_monitor "$TMP/c.log" --listen 127.0.0.1:0 --web-config "$W/auth.yml"
+start_monitor "$TMP/c.log" --interval 1 --listen 127.0.0.1:0 --web-config "$W/auth.yml"
 if [ -n "$MPORT" ]; then
     "$HTTPREC" --fetch "$MPORT" /metrics | tr -d '\r' >"$TMP/h"
     grep -q " 401 " "$TMP/h" && grep -q '^WWW-Authenticate: Basic realm="bitnet monitor"' "$TMP/h" &&
@@ -235,7 +219,7 @@ else
     # relative names: relative to the web config's folder
     printf 'tls_server_config:\n  cert_file: cert.pem\n  key_file: %s\nbasic_auth_users:\n  prometheus: %s\n' \
         "$W/key.pem" "$H1" >"$W/tls.yml"
-    start_monitor "$TMP/d.log" --listen 127.0.0.1:0 --web-config "$W/tls.yml"
+    start_monitor "$TMP/d.log" --interval 1 --listen 127.0.0.1:0 --web-config "$W/tls.yml"
     if [ -n "$MPORT" ]; then
         expect_grep "listening on https://" "$TMP/d.log" "TLS: the log says https"
         "$CURL" -s --cacert "$W/cert.pem" -u prometheus:scrape-secret "https://127.0.0.1:$MPORT/metrics" \
@@ -253,7 +237,7 @@ else
     fi
 fi
 # listening beyond loopback without TLS is said
-start_monitor "$TMP/e.log" --listen 0.0.0.0:0 --duration 2
+start_monitor "$TMP/e.log" --interval 1 --listen 0.0.0.0:0 --duration 2
 expect_grep "warning: 0.0.0.0:0 is reachable beyond this host" "$TMP/e.log" "a warning for plain HTTP beyond loopback"
 stop_monitor
 
