@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -16,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "common/metrics.h" /* bn_buf */
 #include "model_common.h"
 #include "self_run.h"
 
@@ -51,13 +51,6 @@ typedef struct qs {
     qs_cmd cmd[C_COUNT];
 } qs;
 
-/* A growing text with a cap; a write past the cap sets failed. */
-typedef struct sbuf {
-    char *s;
-    size_t len, cap;
-    int failed;
-} sbuf;
-
 void cmd_quickstart_help(FILE *out)
 {
     fprintf(out,
@@ -84,52 +77,6 @@ void cmd_quickstart_help(FILE *out)
 }
 
 /* ---- text helpers ---------------------------------------------------------------------- */
-
-static void sb_add(sbuf *b, const char *s, size_t n)
-{
-    if (b->failed) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = cap <= DOC_MAX ? realloc(b->s, cap) : NULL;
-        if (!p) {
-            b->failed = 1;
-            return;
-        }
-        b->s = p, b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    char small[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->failed = 1;
-        return;
-    }
-    if ((size_t)n < sizeof small) {
-        sb_add(b, small, (size_t)n);
-        return;
-    }
-    char *big = malloc((size_t)n + 1);
-    if (!big) {
-        b->failed = 1;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    sb_add(b, big, (size_t)n);
-    free(big);
-}
 
 /* The output as valid UTF-8 (U+FFFD for bad bytes) with no control characters but
  * newline and tab: a carriage return goes, others become '?'. malloc'ed, or NULL. */
@@ -167,23 +114,23 @@ static size_t shown_width(const char *line, size_t n)
     return w;
 }
 
-static void add_line(sbuf *b, const char *line, size_t n)
+static void add_line(bn_buf *b, const char *line, size_t n)
 {
     size_t w = shown_width(line, n);
-    sb_add(b, line, w);
-    if (w < n) sb_add(b, " [...]", 6);
-    sb_add(b, "\n", 1);
+    bn_buf_add(b, line, w);
+    if (w < n) bn_buf_add(b, " [...]", 6);
+    bn_buf_add(b, "\n", 1);
 }
 
 /* A fenced block of text: SHOW_HEAD and SHOW_TAIL lines of a long one, long lines cut. */
-static void add_block(sbuf *b, const char *text)
+static void add_block(bn_buf *b, const char *text)
 {
     size_t fence = longest_backticks(text) + 1;
     if (fence < 3) fence = 3;
     int n_lines = 0;
     for (const char *p = text; *p; p++) n_lines += *p == '\n' || (p[1] == '\0');
-    for (size_t i = 0; i < fence; i++) sb_add(b, "`", 1);
-    sb_add(b, "text\n", 5);
+    for (size_t i = 0; i < fence; i++) bn_buf_add(b, "`", 1);
+    bn_buf_add(b, "text\n", 5);
     int i = 0;
     for (const char *p = text; *p; i++) {
         const char *e = strchr(p, '\n');
@@ -191,11 +138,11 @@ static void add_block(sbuf *b, const char *text)
         if (i < SHOW_HEAD || i >= n_lines - SHOW_TAIL || n_lines <= SHOW_HEAD + SHOW_TAIL)
             add_line(b, p, n);
         else if (i == SHOW_HEAD)
-            sb_printf(b, "[... %d lines not shown ...]\n", n_lines - SHOW_HEAD - SHOW_TAIL);
+            bn_buf_printf(b, "[... %d lines not shown ...]\n", n_lines - SHOW_HEAD - SHOW_TAIL);
         p += n + (e != NULL);
     }
-    for (size_t k = 0; k < fence; k++) sb_add(b, "`", 1);
-    sb_add(b, "\n\n", 2);
+    for (size_t k = 0; k < fence; k++) bn_buf_add(b, "`", 1);
+    bn_buf_add(b, "\n\n", 2);
 }
 
 /* The line of text that starts with prefix (after leading spaces), or NULL. */
@@ -303,59 +250,66 @@ static int run_command(qs *q, int c)
 
 /* ---- the tutorial ------------------------------------------------------------------------- */
 
-static void add_command(sbuf *b, const qs_cmd *k)
+static void add_command(bn_buf *b, const qs_cmd *k)
 {
-    sb_printf(b, "```sh\n$ %s\n```\n\n", k->line);
+    bn_buf_printf(b, "```sh\n$ %s\n```\n\n", k->line);
     if (k->text[0])
         add_block(b, k->text);
     else
-        sb_printf(b, "(no output)\n\n");
-    if (k->r.truncated) sb_printf(b, "(the output was longer; this is its beginning)\n\n");
+        bn_buf_printf(b, "(no output)\n\n");
+    if (k->r.truncated) bn_buf_printf(b, "(the output was longer; this is its beginning)\n\n");
 }
 
-static void explain_generate(sbuf *b, const qs_cmd *k)
+static void explain_generate(bn_buf *b, const qs_cmd *k)
 {
     char pp[FACT_MAX] = "", tg[FACT_MAX] = "";
     const char *l = line_starting(k->text, "prompt: ");
     const char *g = l ? strstr(l, "generation: ") : NULL;
     if (l) copy_until(l, ";\n", pp, sizeof pp);
     if (g) copy_until(g, "(\n", tg, sizeof tg);
-    sb_printf(b, "`generate` continues the prompt with the model and writes the new text as it "
-                 "is made, on stdout. Then one line on stderr reports the speed");
+    bn_buf_printf(b, "`generate` continues the prompt with the model and writes the new text as it "
+                     "is made, on stdout. Then one line on stderr reports the speed");
     if (pp[0] && tg[0])
-        sb_printf(b, ": reading the prompt (`%s`) and generating (`%s`), with the kernels, the "
-                     "threads, why it stopped, and the memory the weights and the KV cache take",
-                  pp, tg);
-    sb_printf(b, ".\n\n`--seed %s` makes the sampling repeatable: the same command writes the same "
-                 "text. Try another seed, `--temp 0` (always the most likely token), `-n 128` "
-                 "for a longer text, or `--json` for scripts.\n\n",
-              GEN_SEED);
+        bn_buf_printf(b,
+                      ": reading the prompt (`%s`) and generating (`%s`), with the kernels, the "
+                      "threads, why it stopped, and the memory the weights and the KV cache take",
+                      pp, tg);
+    bn_buf_printf(
+            b,
+            ".\n\n`--seed %s` makes the sampling repeatable: the same command writes the same "
+            "text. Try another seed, `--temp 0` (always the most likely token), `-n 128` "
+            "for a longer text, or `--json` for scripts.\n\n",
+            GEN_SEED);
 }
 
-static void explain_bench(sbuf *b, const qs_cmd *k)
+static void explain_bench(bn_buf *b, const qs_cmd *k)
 {
     char c[8][FACT_MAX], t[8][FACT_MAX];
-    sb_printf(b, "`bench` runs llama-bench's tests: `ppN` evaluates a prompt of N tokens in one "
-                 "batch, `tgN` generates N tokens one at a time, each repeated %s times after a "
-                 "warm-up; the first table gives tokens/s as mean ± standard deviation per "
-                 "thread count.",
-              BENCH_R);
+    bn_buf_printf(b,
+                  "`bench` runs llama-bench's tests: `ppN` evaluates a prompt of N tokens in one "
+                  "batch, `tgN` generates N tokens one at a time, each repeated %s times after a "
+                  "warm-up; the first table gives tokens/s as mean ± standard deviation per "
+                  "thread count.",
+                  BENCH_R);
     if (find_row(k->text, "tg", t, 8) >= 3 && find_row(k->text, "pp", c, 8) >= 3)
-        sb_printf(b, " Here, on %s thread%s: `%s` at %s tokens/s and `%s` at %s tokens/s.", c[0],
-                  strcmp(c[0], "1") ? "s" : "", c[1], c[2], t[1], t[2]);
-    sb_printf(b, "\n\nGenerating a token reads every weight once, so memory bandwidth sets a "
-                 "ceiling: the second table divides the read bandwidth measured in the same run "
-                 "by the bytes one token reads.");
+        bn_buf_printf(b, " Here, on %s thread%s: `%s` at %s tokens/s and `%s` at %s tokens/s.",
+                      c[0], strcmp(c[0], "1") ? "s" : "", c[1], c[2], t[1], t[2]);
+    bn_buf_printf(b,
+                  "\n\nGenerating a token reads every weight once, so memory bandwidth sets a "
+                  "ceiling: the second table divides the read bandwidth measured in the same run "
+                  "by the bytes one token reads.");
     const char *ceil = strstr(k->text, "generation ceiling");
     if (ceil && find_row(ceil, "tg", t, 8) >= 7)
-        sb_printf(b, " Here `%s` on %s thread%s could reach %s tokens/s and reached %s of that.",
-                  t[1], t[0], strcmp(t[0], "1") ? "s" : "", t[4], t[6]);
-    sb_printf(b, "\n\nTry `bitnet bench -t 1,2,4` to see how the threads scale, `-p 512 -n 128` "
-                 "for llama-bench's usual sizes, or `bitnet bench kernels` for the kernels "
-                 "alone.\n\n");
+        bn_buf_printf(b,
+                      " Here `%s` on %s thread%s could reach %s tokens/s and reached %s of that.",
+                      t[1], t[0], strcmp(t[0], "1") ? "s" : "", t[4], t[6]);
+    bn_buf_printf(b,
+                  "\n\nTry `bitnet bench -t 1,2,4` to see how the threads scale, `-p 512 -n 128` "
+                  "for llama-bench's usual sizes, or `bitnet bench kernels` for the kernels "
+                  "alone.\n\n");
 }
 
-static void explain_doctor(sbuf *b, const qs_cmd *k)
+static void explain_doctor(bn_buf *b, const qs_cmd *k)
 {
     char sum[FACT_MAX] = "", names[512] = "";
     const char *s = line_starting(k->text, "summary: ");
@@ -370,16 +324,17 @@ static void explain_doctor(sbuf *b, const qs_cmd *k)
         p = strchr(p, '\n');
         if (p) p++;
     }
-    sb_printf(b, "`doctor` checks the environment: the libraries, the config file, the config "
-                 "and data directories, free disk, memory, the CPU's SIMD support, GPUs, the "
-                 "models (sha256 of the bundled one) and a short kernel benchmark against the "
-                 "memory bandwidth. Each check is PASS, WARN or FAIL; what is not a PASS comes "
-                 "with a hint.");
-    if (sum[0]) sb_printf(b, " Here: `%s`", sum);
-    if (names[0]) sb_printf(b, "; the hints above say what to do about %s", names);
-    sb_printf(b, "%s\n\n`bitnet doctor --json` gives the same for scripts; `--quick` skips the "
-                 "benchmark and the checksums.\n\n",
-              sum[0] ? "." : "");
+    bn_buf_printf(b, "`doctor` checks the environment: the libraries, the config file, the config "
+                     "and data directories, free disk, memory, the CPU's SIMD support, GPUs, the "
+                     "models (sha256 of the bundled one) and a short kernel benchmark against the "
+                     "memory bandwidth. Each check is PASS, WARN or FAIL; what is not a PASS comes "
+                     "with a hint.");
+    if (sum[0]) bn_buf_printf(b, " Here: `%s`", sum);
+    if (names[0]) bn_buf_printf(b, "; the hints above say what to do about %s", names);
+    bn_buf_printf(b,
+                  "%s\n\n`bitnet doctor --json` gives the same for scripts; `--quick` skips the "
+                  "benchmark and the checksums.\n\n",
+                  sum[0] ? "." : "");
 }
 
 static const char *model_source(const qs *q)
@@ -393,54 +348,53 @@ static const char *model_source(const qs *q)
            "commands name no model, so they use it";
 }
 
-static void add_next(sbuf *b)
+static void add_next(bn_buf *b)
 {
     const char *h = getenv("BITNET_HISTORY");
-    sb_printf(b, "## What to try next\n\n"
-                 "- `bitnet chat` - a conversation with the model at a readline prompt "
-                 "(`/help` lists its commands).\n"
-                 "- `bitnet perplexity -f FILE` - how well the model predicts a text file "
-                 "(lower is better).\n"
-                 "- `bitnet tui` - the full-screen terminal UI: dashboard, setup wizard, chat, "
-                 "benchmarks, history.\n");
+    bn_buf_printf(b, "## What to try next\n\n"
+                     "- `bitnet chat` - a conversation with the model at a readline prompt "
+                     "(`/help` lists its commands).\n"
+                     "- `bitnet perplexity -f FILE` - how well the model predicts a text file "
+                     "(lower is better).\n"
+                     "- `bitnet tui` - the full-screen terminal UI: dashboard, setup wizard, chat, "
+                     "benchmarks, history.\n");
     if (h && !strcmp(h, "0"))
-        sb_printf(b, "- `bitnet history list` - the run history (recording was off for these "
-                     "runs: `BITNET_HISTORY=0`).\n");
+        bn_buf_printf(b, "- `bitnet history list` - the run history (recording was off for these "
+                         "runs: `BITNET_HISTORY=0`).\n");
     else
-        sb_printf(b, "- `bitnet history list` - the three runs above were recorded in the local "
-                     "history; `bitnet history show ID` gives one in full.\n");
-    sb_printf(b, "- `bitnet setup` - the wizard that checks a model and writes it, and the "
-                 "threads, to the config file.\n"
-                 "- `man bitnet` - every command and option.\n");
+        bn_buf_printf(b,
+                      "- `bitnet history list` - the three runs above were recorded in the local "
+                      "history; `bitnet history show ID` gives one in full.\n");
+    bn_buf_printf(b, "- `bitnet setup` - the wizard that checks a model and writes it, and the "
+                     "threads, to the config file.\n"
+                     "- `man bitnet` - every command and option.\n");
 }
 
 static char *tutorial(const qs *q)
 {
-    sbuf b = {0};
+    bn_buf b;
+    bn_buf_init(&b, DOC_MAX);
     char when[64] = "";
     time_t now = time(NULL);
     struct tm tm;
     if (localtime_r(&now, &tm)) strftime(when, sizeof when, " on %Y-%m-%d at %H:%M", &tm);
-    sb_printf(&b, "# bitnet quick start\n\n"
+    bn_buf_printf(&b,
+                  "# bitnet quick start\n\n"
                   "`bitnet quickstart` wrote this page%s from three commands it had just run on "
                   "this machine. Every output below is theirs, shortened only where it says so.\n\n"
                   "The model: `%s` (%s; `-m FILE` picks another).\n\n",
-              when, q->model, model_source(q));
+                  when, q->model, model_source(q));
     static const char *const titles[C_COUNT] = {"Generate text", "Benchmark the model",
                                                 "Check the environment"};
-    static void (*const explain[C_COUNT])(sbuf *, const qs_cmd *) = {
+    static void (*const explain[C_COUNT])(bn_buf *, const qs_cmd *) = {
             explain_generate, explain_bench, explain_doctor};
     for (int c = 0; c < C_COUNT; c++) {
-        sb_printf(&b, "## %d. %s\n\n", c + 1, titles[c]);
+        bn_buf_printf(&b, "## %d. %s\n\n", c + 1, titles[c]);
         add_command(&b, &q->cmd[c]);
         explain[c](&b, &q->cmd[c]);
     }
     add_next(&b);
-    if (b.failed) {
-        free(b.s);
-        return NULL;
-    }
-    return b.s;
+    return bn_buf_detach(&b, NULL); /* NULL when past DOC_MAX or out of memory */
 }
 
 /* Writes text to path through a temporary file in the same directory, renamed over it. */
@@ -541,16 +495,15 @@ static int find_model(qs *q)
         const char *m = bn_config_get_str(cfg, "model");
         if (m && *m) {
             snprintf(q->model, sizeof q->model, "%s", m);
-            q->model_from =
-                    bn_config_source_of(cfg, "model") == BN_CFG_SRC_ENV ? "env" : "config";
+            q->model_from = bn_config_source_of(cfg, "model") == BN_CFG_SRC_ENV ? "env" : "config";
         }
         bn_config_free(cfg);
     }
     if (!q->model_from) {
         int r = mc_bundled_model(q->model, sizeof q->model, err, sizeof err);
         if (r != 0) {
-            cli_error("quickstart: no model: %s; %s", r < 0 ? err : "none configured and none bundled",
-                      how);
+            cli_error("quickstart: no model: %s; %s",
+                      r < 0 ? err : "none configured and none bundled", how);
             return -1;
         }
         q->model_from = "bundled";
