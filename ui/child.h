@@ -16,7 +16,9 @@
  *     }
  *     ui_child_release(&c);                    // stops a running child, joins the thread
  *
- * The child's stdin is /dev/null, its stderr the program's; its output is capped at 1 MiB.
+ * The child's stdin is /dev/null; its output is capped at 1 MiB. Its stderr is captured, never
+ * written over the screen: when it fails, the last line there (the one-line error every
+ * command ends with) is what ui_child_error says.
  */
 #ifndef BITNET_UI_CHILD_H
 #define BITNET_UI_CHILD_H

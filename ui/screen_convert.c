@@ -78,9 +78,16 @@ static void conv_tick(tui *t, void *st)
         const int rc = ui_child_result(&c->action, line, sizeof line);
         if (rc == 0)
             tui_status(t, CR_OK, "%s: %s", c->action_what, line[0] ? line : "done");
-        else
-            tui_status(t, CR_FAIL, "%s failed (exit status %d; the status line shows its error)",
-                       c->action_what, rc);
+        else {
+            char why[256];
+            ui_child_error(&c->action, why, sizeof why);
+            /* "bitnet: convert --queue: X" says "convert --queue" once: "... failed: X" */
+            const char *w = why;
+            if (!strncmp(w, "bitnet: ", 8)) w += 8;
+            const size_t n = strlen(c->action_what);
+            if (!strncmp(w, c->action_what, n) && !strncmp(w + n, ": ", 2)) w += n + 2;
+            tui_status(t, CR_FAIL, "%s failed: %s", c->action_what, w[0] ? w : "no error message");
+        }
         c->listed_at = 0; /* list again now */
         list_jobs(t, c, 0);
     }
