@@ -129,7 +129,10 @@ UI_SRC     := $(wildcard ui/*.c)
 UI_OBJ     := $(patsubst ui/%.c,$(BUILD)/ui/%.o,$(UI_SRC))
 UI_LIB     := $(BUILD)/libbitnetui.a
 
-APP_SRC    := $(wildcard app/*.c)
+# app/: the program's front-ends in folders (cli/ the commands and main, bench/, convert/ with
+# the job queue, monitor/ with its sinks, serve/); a folder includes another's header by its
+# folder ("monitor/monitor.h"), and only cli/ includes the others (test_include_paths.sh).
+APP_SRC    := $(wildcard app/*/*.c)
 APP_OBJ    := $(patsubst app/%.c,$(BUILD)/app/%.o,$(APP_SRC))
 BIN        := $(BUILD)/bitnet
 # the app's objects but main.o: the unit tests of app/ modules link them (never #include a .c)
@@ -239,7 +242,7 @@ $(BIN): $(APP_OBJ) $(UI_LIB) $(COMMON_LIB) $(DB_LIB) $(LIB)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(APP_OBJ) $(UI_LIB) $(COMMON_LIB) $(DB_LIB) $(LIB) $(APP_LIBS) $(UI_LIBS) \
 		$(DB_LIBS) $(SYS_LIBS)
 
-$(APP_LIB): $(filter-out $(BUILD)/app/main.o,$(APP_OBJ))
+$(APP_LIB): $(filter-out $(BUILD)/app/cli/main.o,$(APP_OBJ))
 	@echo "  AR      $@"
 	$(Q)rm -f $@ && ar rcs $@ $^
 

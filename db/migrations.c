@@ -73,7 +73,7 @@ static const char v3[] =
         "CREATE INDEX alert_transitions_rule ON alert_transitions(rule, at);\n"
         "CREATE INDEX alert_transitions_at ON alert_transitions(at);\n";
 
-/* 4: the conversion queue (db/jobs.c, its logic in app/jobs.c): one row per `bitnet convert
+/* 4: the conversion queue (db/jobs.c, its logic in app/convert/jobs.c): one row per `bitnet convert
  * --queue` job, with the worker's progress and the conversion report. */
 static const char v4[] =
         "CREATE TABLE jobs (\n"

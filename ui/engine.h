@@ -96,7 +96,7 @@ size_t eng_take_text(tui_engine *e, int job_id, char *buf, size_t size);
 int eng_load(tui_engine *e, const char *path);
 int eng_unload(tui_engine *e);
 /* A turn of the conversation: text is the user's message, laid out in the chat format the
- * model's template selects (app/chat_format.h: 2b4t, llama3, chatml, else plain), as
+ * model's template selects (common/include/common/chat_format.h: 2b4t, llama3, chatml, else plain), as
  * `bitnet chat` does. */
 int eng_chat(tui_engine *e, const char *text, const eng_gen_params *gp);
 int eng_chat_new(tui_engine *e);

@@ -1,7 +1,7 @@
 /*
  * ui.h - the full-screen terminal UI (`bitnet tui`), as the program calls it.
  *
- * Usage (app/cmd_tui.c):
+ * Usage (app/cli/cmd_tui.c):
  *
  *     bn_tui_opts o;
  *     bn_tui_opts_init(&o);

@@ -36,7 +36,7 @@ else bad "$leak other tests compiled with -Iengine/src"; fi
 hdrs=$(cd engine/src && ls ./*.h | sed 's|^\./||')
 found=""
 for h in $hdrs; do
-    f=$(grep -lE "#include [\"<]([a-z./]*/)?$h[\">]" app/* ui/* db/* common/*.c common/include/*/*.h \
+    f=$(grep -lE "#include [\"<]([a-z./]*/)?$h[\">]" app/*/*.[ch] ui/*.[ch] db/*.[ch] common/*.c common/include/*/*.h \
         2>/dev/null | head -1)
     [ -n "$f" ] && found="$found $f:$h"
 done
@@ -55,6 +55,42 @@ found=$(grep -lE '#include ["<][^">]*app/' ui/*.[ch] common/*.[ch] common/includ
     tr '\n' ' ')
 if [ -z "$found" ]; then ok "ui and common include no app/ header by path"
 else bad "app headers included by path from: $found"; fi
+
+# app/ in folders: cli/ (the commands) may include the other folders' headers; bench/,
+# convert/, monitor/ and serve/ include no other app/ folder (no circle between folders)
+[ -f app/cli/main.c ] && ok "app/cli/ holds main.c" || bad "app/cli/main.c is missing"
+loose=$(ls app/*.[ch] 2>/dev/null | tr '\n' ' ')
+[ -z "$loose" ] && ok "no loose files in app/ (each in its folder)" || bad "loose files in app/: $loose"
+for d in app/*/; do
+    d=${d%/}; name=${d#app/}
+    [ "$name" = cli ] && continue
+    out=$(grep -hoE '#include "[a-z_]+/[a-z_0-9]+\.h"' "$d"/*.[ch] 2>/dev/null |
+        sed 's/#include "//; s|/.*||' | grep -vE '^(bitnet|common)$' | sort -u | tr '\n' ' ')
+    rel=$(grep -lE '#include "\.\./' "$d"/*.[ch] 2>/dev/null | tr '\n' ' ')
+    if [ -z "$out$rel" ]; then ok "app/$name/ includes no other app/ folder"
+    else bad "app/$name/ includes from: $out$rel"; fi
+done
+
+# ... and no call circle: the objects of bench/, convert/, monitor/ and serve/ call nothing
+# that cli/ or another of them defines, and common/ and ui/ call nothing of app/
+B=$(dirname "$BITNET")
+if command -v nm >/dev/null 2>&1 && [ -d "$B/app/cli" ]; then
+    defs_of() { nm --defined-only -g "$@" 2>/dev/null | awk 'NF == 3 {print $3}' | sort -u; }
+    undef_of() { nm -u "$@" 2>/dev/null | awk '{print $NF}' | sort -u; }
+    for d in bench convert monitor serve; do
+        others=$(for e in cli bench convert monitor serve; do [ $e = $d ] || echo "$B"/app/$e/*.o; done)
+        # shellcheck disable=SC2086
+        calls=$(comm -12 "$(undef_of "$B"/app/$d/*.o >"$TMP/u"; echo "$TMP/u")" \
+            "$(defs_of $others >"$TMP/d"; echo "$TMP/d")" | tr '\n' ' ')
+        [ -z "$calls" ] && ok "app/$d/ calls no other app/ folder" || bad "app/$d/ calls: $calls"
+    done
+    undef_of "$B"/libbitnetcommon.a "$B"/libbitnetui.a >"$TMP/u"
+    defs_of "$B"/app/*/*.o >"$TMP/d"
+    calls=$(comm -12 "$TMP/u" "$TMP/d" | tr '\n' ' ')
+    [ -z "$calls" ] && ok "common/ and ui/ call nothing of app/" || bad "common/ui call app's: $calls"
+else
+    echo "  SKIP call-circle checks (no nm or no $B/app objects)"
+fi
 
 # tests link the libraries: the only .c a test #includes is kernels_avx512.c, compiled again
 # against tests/unit/avx512_emu.h by test_kernels.c (see the comment there)

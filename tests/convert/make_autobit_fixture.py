@@ -18,7 +18,7 @@ stored, so the conversion is exact and bitnet must compute what transformers com
 reference.json (from transformers' BitNetForCausalLM, loaded in float32):
   prompt, prompt_ids, top5     the next-token ids after the prompt, best first
   text_ids                     the ids of bitnet's built-in validation text (cv_builtin_text in
-                               app/convert_validate.c, read from there), BOS first, cut at 128
+                               app/convert/convert_validate.c, read from there), BOS first, cut at 128
                                tokens as the validation cuts it
   ppl_text                     the perplexity transformers gives those ids: what `bitnet
                                convert` must report as validation.ppl_ref (its reference) and,

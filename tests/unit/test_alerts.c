@@ -4,7 +4,7 @@
  * undelivered notifications are kept: the spool (order, done and failed, the bound dropping
  * oldest first, replace), the transitions table, the migration of a version 2 history.
  *
- * app/alerts.c, app/metrics.c, app/spool.c and app/config.c (durations) come from the app's
+ * common/alerts.c, common/metrics.c, app/monitor/spool.c and common/config.c (durations) come from the app's
  * objects (libbitnetapp.a). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +15,7 @@
 #include "common/alerts.h"
 #include "common/config.h"
 #include "common/metrics.h"
-#include "../../app/spool.h"
+#include "../../app/monitor/spool.h"
 #include "bitnet/db.h"
 
 #include <math.h>

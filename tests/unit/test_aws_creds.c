@@ -1,18 +1,18 @@
-/* test_aws_creds.c - the AWS credential chain (app/aws_creds.c): which source the environment
+/* test_aws_creds.c - the AWS credential chain (app/monitor/aws_creds.c): which source the environment
  * and files pick, in AWS's order; the container URI rule; the answers of STS, container
  * endpoints and IMDS as they parse; refresh before expiry with an injected clock, and old
  * credentials serving while a refresh fails. Requests go only to a closed loopback port here
  * (tests/cli/test_aws_creds.sh runs them against a stand-in).
- * app/aws_creds.c comes from the app's objects (libbitnetapp.a); its answer parsers are
- * declared in app/aws_creds_internal.h. */
+ * app/monitor/aws_creds.c comes from the app's objects (libbitnetapp.a); its answer parsers are
+ * declared in app/monitor/aws_creds_internal.h. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "../../app/aws_creds.h"
-#include "../../app/aws_creds_internal.h"
+#include "../../app/monitor/aws_creds.h"
+#include "../../app/monitor/aws_creds_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

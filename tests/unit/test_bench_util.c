@@ -9,7 +9,7 @@
 
 #include <stdlib.h>
 
-#include "../../app/bench_util.h"
+#include "../../app/bench/bench_util.h"
 #include "bitnet/threadpool.h"
 
 static void test_probe_reads_every_word_once(void **state)

@@ -3,7 +3,7 @@
  * of a two-turn conversation with a system prompt in each format, and the pieces of a turn
  * (what the TUI tokenizes one by one) joining to the same text.
  *
- * app/chat_format.c comes from the app's objects (libbitnetapp.a). */
+ * common/chat_format.c comes from libbitnetcommon.a. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -1215,7 +1215,7 @@ static void test_jobs_recover_broken(void **state)
 }
 
 /* A history of schema 3 (before the queue), as the code of that time wrote it, gets the jobs
- * table on open; a queue row written by the old app/jobs.c's own INSERT reads back. */
+ * table on open; a queue row written by the old app/convert/jobs.c's own INSERT reads back. */
 static void test_jobs_from_old_file(void **state)
 {
     fx *f = *state;

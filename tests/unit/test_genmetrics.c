@@ -3,14 +3,14 @@
  * per token after the first) and end-to-end histograms, requests by result, the last speeds;
  * an error counts the request only; the counters only grow.
  *
- * app/genmetrics.c and app/metrics.c come from the app's objects (libbitnetapp.a). */
+ * common/genmetrics.c and common/metrics.c come from libbitnetcommon.a. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "../../app/genmetrics.h"
+#include "common/genmetrics.h"
 #include "common/metrics.h"
 
 #include <math.h>

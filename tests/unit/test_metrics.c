@@ -3,7 +3,7 @@
  * monotonic, +Inf equal to _count, _sum), definition errors, snapshots, selectors, JSON and
  * the bounded buffer.
  *
- * app/metrics.c comes from the app's objects (libbitnetapp.a). */
+ * common/metrics.c comes from libbitnetcommon.a. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>

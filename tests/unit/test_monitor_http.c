@@ -15,8 +15,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../../app/cli.h"
-#include "../../app/monitor.h"
+#include "common/cli.h"
+#include "../../app/monitor/monitor.h"
 
 /* The app library without main.o: the CLI's helpers that the monitor's code links to (the
  * probe's model opening). This test makes no probe: only an error message may be printed. */

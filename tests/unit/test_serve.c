@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "common/chat_format.h"
-#include "../../app/serve_api.h"
+#include "../../app/serve/serve_api.h"
 
 static const char *model_path(void)
 {

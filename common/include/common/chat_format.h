@@ -1,6 +1,6 @@
 /*
  * chat_format.h - how a conversation is laid out for a model: the chat formats of
- * `bitnet chat` (app/cmd_chat.c) and of the TUI's chat screen (ui/engine.c), so that a
+ * `bitnet chat` (app/cli/cmd_chat.c) and of the TUI's chat screen (ui/engine.c), so that a
  * conversation in one is the same conversation in the other.
  *
  * The formats, chosen from the model's tokenizer.chat_template:

@@ -1,7 +1,7 @@
 /*
  * bitnet/db_jobs.h - the conversion queue's rows in the history database (the `jobs` table of
  * migration 4, db/migrations.c). The queue's logic (which state may move to which, the
- * worker, its lock and its process) is the program's (app/jobs.c); this is every statement
+ * worker, its lock and its process) is the program's (app/convert/jobs.c); this is every statement
  * about the table.
  *
  * Usage:

@@ -1,0 +1,254 @@
+/* cmd_alerts.c - `bitnet alerts list|history|test`: the alert rules of the config, the state
+ * bitnet monitor last recorded for each, their transitions in the history, and a test
+ * notification to a rule's sinks. */
+#include "commands.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/config.h"
+#include "monitor/monitor.h"
+
+void cmd_alerts_help(FILE *out)
+{
+    fprintf(out,
+            "Usage: bitnet alerts list [--json]\n"
+            "       bitnet alerts history [RULE] [-n N] [--json]\n"
+            "       bitnet alerts test RULE [--webhook URL] [--datadog] [--datadog-endpoint URL]\n"
+            "                              [--json]\n\n"
+            "list     the rules of the config with the state bitnet monitor last recorded\n"
+            "history  the transitions (inactive, pending, firing, resolved), newest first\n"
+            "         (-n: at most N, default 50; 0: all)\n"
+            "test     evaluates RULE on the metrics now and sends a notification marked as a\n"
+            "         test to each of its sinks; what cannot be delivered is spooled\n\n"
+            "Exit status: 0 ok, 1 failure (test: a sink did not take the notification; an\n"
+            "unknown rule), 2 usage error.\n");
+}
+
+typedef struct alerts_args {
+    const char *sub, *rule;
+    long limit;
+    int json;
+    bn_monitor_opts o;
+} alerts_args;
+
+static int parse_args(int argc, char **argv, alerts_args *a)
+{
+    const char *C = "alerts";
+    a->limit = 50;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
+            cmd_alerts_help(stdout);
+            return BN_EXIT_OK;
+        } else if (!strcmp(s, "--json")) {
+            a->json = 1;
+        } else if (!strcmp(s, "--datadog")) {
+            a->o.datadog = 1;
+        } else if (!strcmp(s, "-n") || !strcmp(s, "--webhook") ||
+                   !strcmp(s, "--datadog-endpoint")) {
+            if (!v) return cli_usage_error(C, "%s needs a value", s);
+            if (!strcmp(s, "-n") && cli_parse_long(v, 0, 1000000000, &a->limit))
+                return cli_usage_error(C, "-n: bad value '%s'", v);
+            if (!strcmp(s, "--webhook")) a->o.webhook = v;
+            if (!strcmp(s, "--datadog-endpoint")) a->o.dd_endpoint = v, a->o.datadog = 1;
+            i++;
+        } else if (s[0] == '-') {
+            return cli_usage_error(C, "unknown option '%s'", s);
+        } else if (!a->sub) {
+            a->sub = s;
+        } else if (!a->rule) {
+            a->rule = s;
+        } else {
+            return cli_usage_error(C, "unexpected argument '%s'", s);
+        }
+    }
+    if (!a->sub) return cli_usage_error(C, "missing a subcommand: list, history or test");
+    if (strcmp(a->sub, "list") && strcmp(a->sub, "history") && strcmp(a->sub, "test"))
+        return cli_usage_error(C, "unknown subcommand '%s'", a->sub);
+    if (!strcmp(a->sub, "test") && !a->rule) return cli_usage_error(C, "test needs a RULE");
+    if (!strcmp(a->sub, "list") && a->rule)
+        return cli_usage_error(C, "unexpected argument '%s'", a->rule);
+    return -1;
+}
+
+static void fmt_time(int64_t ms, char *buf, size_t size)
+{
+    const time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    if (ms <= 0 || !localtime_r(&s, &tm)) {
+        snprintf(buf, size, "-");
+        return;
+    }
+    strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+/* ---- list -------------------------------------------------------------------------------------
+ */
+
+static int list(const alerts_args *a, bn_spool *sp)
+{
+    bn_alerts *rules;
+    char err[256];
+    if (bn_alerts_parse(a->o.alerts, &rules, err, sizeof err)) {
+        cli_error("%s", err);
+        return BN_EXIT_FAIL;
+    }
+    cJSON *arr = a->json ? cJSON_CreateArray() : NULL;
+    if (!a->json)
+        printf("%-20s %-9s %-19s %-8s %s\n", "NAME", "STATE", "SINCE", "SEVERITY", "CONDITION");
+    for (size_t i = 0; i < bn_alerts_count(rules); i++) {
+        bn_alert_rule *r = bn_alerts_rule(rules, i);
+        char st[16] = "inactive", when[40];
+        int64_t at = 0;
+        bn_alert_state s;
+        if (bn_spool_last_state(sp, r->name, st, sizeof st, &at) == 0 &&
+            bn_alert_state_parse(st, &s) == 0)
+            r->state = s;
+        fmt_time(at, when, sizeof when);
+        if (a->json) {
+            cJSON *o = bn_alert_rule_json(r);
+            if (at > 0)
+                cJSON_AddNumberToObject(o, "since_ms", (double)at);
+            else
+                cJSON_AddNullToObject(o, "since_ms");
+            cJSON_AddItemToArray(arr, o);
+            continue;
+        }
+        char sinks[128] = "";
+        for (int k = 0; k < r->n_sinks; k++) {
+            const size_t n = strlen(sinks);
+            snprintf(sinks + n, sizeof sinks - n, "%s%s", k ? "," : "", r->sinks[k]);
+        }
+        printf("%-20s %-9s %-19s %-8s %s %s %g", r->name, bn_alert_state_str(r->state), when,
+               r->severity, r->metric, bn_alert_op_str(r->op), r->threshold);
+        if (r->for_s > 0) printf(" for %gs", r->for_s);
+        printf("%s%s\n", sinks[0] ? " -> " : "", sinks);
+    }
+    bn_alerts_free(rules);
+    if (!a->json) return BN_EXIT_OK;
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddItemToObject(d, "alerts", arr);
+    return cli_print_json(d) ? BN_EXIT_FAIL : BN_EXIT_OK;
+}
+
+/* ---- history ----------------------------------------------------------------------------------
+ */
+
+static int history(const alerts_args *a, bn_spool *sp)
+{
+    cJSON *t;
+    if (spool_transitions_json(sp, a->rule, a->limit, &t)) {
+        cli_error("%s", bn_spool_errmsg(sp));
+        return BN_EXIT_FAIL;
+    }
+    if (a->json) {
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddItemToObject(d, "transitions", t);
+        return cli_print_json(d) ? BN_EXIT_FAIL : BN_EXIT_OK;
+    }
+    printf("%-19s %-20s %-9s %-9s %-12s %s\n", "AT", "RULE", "FROM", "TO", "VALUE", "SERIES");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, t)
+    {
+        char when[40], num[32] = "-";
+        fmt_time((int64_t)cJSON_GetObjectItem(e, "at_ms")->valuedouble, when, sizeof when);
+        const cJSON *v = cJSON_GetObjectItem(e, "value"), *s = cJSON_GetObjectItem(e, "series");
+        if (cJSON_IsNumber(v)) bn_metrics_fmt_double(v->valuedouble, num);
+        printf("%-19s %-20s %-9s %-9s %-12s %s\n", when,
+               cJSON_GetObjectItem(e, "rule")->valuestring,
+               cJSON_GetObjectItem(e, "from")->valuestring,
+               cJSON_GetObjectItem(e, "to")->valuestring, num,
+               cJSON_IsString(s) ? s->valuestring : "");
+    }
+    cJSON_Delete(t);
+    return BN_EXIT_OK;
+}
+
+/* ---- test -------------------------------------------------------------------------------------
+ */
+
+static int test(alerts_args *a)
+{
+    bn_monitor_opts *o = &a->o;
+    o->listen = NULL;
+    o->textfile = NULL;
+    o->pushgateway = NULL;
+    o->cloudwatch = 0; /* takes samples, not notifications */
+    o->probe_model = NULL;
+    o->quiet = 1;
+    bn_monitor *m;
+    char err[1024];
+    if (bn_monitor_new(&m, o, err, sizeof err)) {
+        cli_error("alerts: %s", err);
+        return BN_EXIT_FAIL;
+    }
+    bn_alert_rule *r = bn_alerts_find(bn_monitor_alerts(m), a->rule);
+    if (!r) {
+        cli_error("alerts: no rule named '%s' in the config", a->rule);
+        bn_monitor_free(m);
+        return BN_EXIT_FAIL;
+    }
+    bn_monitor_collect_metrics(m);
+    cJSON *rep = cJSON_CreateObject();
+    const int failed = bn_monitor_test_alert(m, r, rep);
+    bn_monitor_free(m);
+    if (a->json) {
+        if (cli_print_json(rep)) return BN_EXIT_FAIL;
+    } else {
+        const cJSON *v = cJSON_GetObjectItem(rep, "value"), *s;
+        char num[32] = "no data";
+        if (cJSON_IsNumber(v)) bn_metrics_fmt_double(v->valuedouble, num);
+        printf("%s: %s (value %s%s%s)\n", a->rule,
+               cJSON_IsTrue(cJSON_GetObjectItem(rep, "holds")) ? "holds" : "does not hold", num,
+               cJSON_GetObjectItem(rep, "series")->valuestring[0] ? " on " : "",
+               cJSON_GetObjectItem(rep, "series")->valuestring);
+        int any = 0;
+        cJSON_ArrayForEach(s, cJSON_GetObjectItem(rep, "sinks"))
+        {
+            printf("  %-10s %s\n", s->string, s->valuestring);
+            any = 1;
+        }
+        if (!any)
+            printf("  no sink takes this rule's notifications (configure a webhook or Datadog)\n");
+        cJSON_Delete(rep);
+    }
+    return failed ? BN_EXIT_FAIL : BN_EXIT_OK;
+}
+
+int cmd_alerts(int argc, char **argv)
+{
+    alerts_args a;
+    memset(&a, 0, sizeof a);
+    bn_monitor_opts_default(&a.o);
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0) return rc;
+    bn_monitor_opts cli = a.o; /* the command line wins over the config */
+    bn_config *cfg = NULL;
+    char err[BN_CONFIG_ERR_MAX];
+    if (bn_config_load(&cfg, err, sizeof err) ||
+        bn_monitor_opts_config(&a.o, cfg, err, sizeof err)) {
+        cli_error("%s", err);
+        if (cfg) bn_config_free(cfg);
+        return BN_EXIT_FAIL;
+    }
+    if (cli.webhook) a.o.webhook = cli.webhook;
+    if (cli.datadog) a.o.datadog = 1;
+    if (cli.dd_endpoint) a.o.dd_endpoint = cli.dd_endpoint;
+    if (!strcmp(a.sub, "test")) {
+        rc = test(&a);
+    } else {
+        bn_spool *sp;
+        if (bn_spool_open(&sp, a.o.history, a.o.spool_max, a.o.retention_days) != BN_OK) {
+            cli_error("%s", bn_spool_errmsg(sp));
+            rc = BN_EXIT_FAIL;
+        } else {
+            rc = !strcmp(a.sub, "list") ? list(&a, sp) : history(&a, sp);
+        }
+        bn_spool_close(sp);
+    }
+    bn_config_free(cfg);
+    return rc;
+}

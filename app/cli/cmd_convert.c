@@ -1,0 +1,232 @@
+/* cmd_convert.c - `bitnet convert`: a Hugging Face / PyTorch / ONNX checkpoint to a BitNet
+ * GGUF, validated against the source model; or, with --queue, a job for the worker. */
+#include "commands.h"
+
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bitnet/types.h"
+#include "convert/convert.h"
+#include "common/history.h"
+#include "convert/jobs.h"
+
+void cmd_convert_help(FILE *out)
+{
+    fprintf(out,
+            "Usage: bitnet convert SRC -o OUT.gguf [options]\n\n"
+            "Converts a model to a BitNet b1.58 GGUF. SRC is a Hugging Face model directory\n"
+            "(config.json, tokenizer.json and/or tokenizer.model, and model.safetensors,\n"
+            "shards with model.safetensors.index.json, pytorch_model.bin or its shards, *.pt\n"
+            "or *.onnx)\n"
+            "or one weights file with config.json beside it. Architectures:\n"
+            "BitNetForCausalLM (float or packed uint8 weights with weight_scale) and\n"
+            "LlamaForCausalLM (ternarized after training; a warning says how much quality\n"
+            "that costs). The output is written to OUT.gguf.tmp-PID-XXXXXX, checked by loading\n"
+            "it, validated, and renamed into place. An existing OUT is replaced only with\n"
+            "--force, and never when it is one of the source's files.\n\n"
+            "Options:\n"
+            "  -o, --output FILE  the GGUF to write (required; its folder must exist)\n"
+            "  --force            replace an existing output file\n"
+            "  --type TYPE        ternary layout: i2_s (default), tq2_0, tq1_0\n"
+            "  --embd TYPE        embeddings and LM head: f16 (default), q8_0\n"
+            "  --no-validate      skip the comparison with the f32 reference\n"
+            "  --prompts FILE     validation prompts, one per line (default: built in)\n"
+            "  --no-tokenizer     write no tokenizer (else a missing one is an error)\n"
+            "  -t, --threads N    threads (default: one per core)\n"
+            "  --queue            add a job to the queue instead (see bitnet jobs) and start\n"
+            "                     a worker in the background if none is running\n"
+            "  --json             print the report as JSON (validation included)\n"
+            "  -h, --help         this help\n\n"
+            "Exit status: 0 ok, 1 the conversion failed (one line on stderr), 2 usage error.\n");
+}
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+typedef struct cc_opts {
+    cv_opts cv;
+    int json, queue;
+} cc_opts;
+
+static int parse_type(const char *v, const int *allowed, int n)
+{
+    int t = bn_type_from_name(v);
+    for (int i = 0; i < n; i++)
+        if (t == allowed[i]) return t;
+    return -1;
+}
+
+static int parse_args(int argc, char **argv, cc_opts *o)
+{
+    const char *C = "convert";
+    static const int wtypes[] = {BN_TYPE_I2_S, BN_TYPE_TQ2_0, BN_TYPE_TQ1_0};
+    static const int etypes[] = {BN_TYPE_F16, BN_TYPE_Q8_0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const int has = i + 1 < argc;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            cmd_convert_help(stdout);
+            return -1;
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            if (!has) return cli_usage_error(C, "%s needs a file", a);
+            o->cv.out = argv[++i];
+        } else if (!strcmp(a, "--type")) {
+            if (!has || (o->cv.type = parse_type(argv[++i], wtypes, 3)) < 0)
+                return cli_usage_error(C, "--type takes i2_s, tq2_0 or tq1_0");
+        } else if (!strcmp(a, "--embd")) {
+            if (!has || (o->cv.embd_type = parse_type(argv[++i], etypes, 2)) < 0)
+                return cli_usage_error(C, "--embd takes f16 or q8_0");
+        } else if (!strcmp(a, "--no-validate")) {
+            o->cv.validate = 0;
+        } else if (!strcmp(a, "--prompts")) {
+            if (!has) return cli_usage_error(C, "--prompts needs a file");
+            o->cv.prompts_file = argv[++i];
+        } else if (!strcmp(a, "--no-tokenizer")) {
+            o->cv.no_tokenizer = 1;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            long v;
+            if (!has || cli_parse_long(argv[++i], 1, 1024, &v))
+                return cli_usage_error(C, "%s takes 1 .. 1024", a);
+            o->cv.threads = (int)v;
+        } else if (!strcmp(a, "--force")) {
+            o->cv.force = 1;
+        } else if (!strcmp(a, "--queue")) {
+            o->queue = 1;
+        } else if (!strcmp(a, "--json")) {
+            o->json = 1;
+        } else if (a[0] == '-' && a[1]) {
+            return cli_usage_error(C, "unknown option '%s'", a);
+        } else if (!o->cv.src) {
+            o->cv.src = a;
+        } else {
+            return cli_usage_error(C, "one source only ('%s' is extra)", a);
+        }
+    }
+    if (!o->cv.src) return cli_usage_error(C, "no source model given");
+    if (!o->cv.out) return cli_usage_error(C, "no output given (-o OUT.gguf)");
+    return 0;
+}
+
+static int progress(void *user, const cv_progress *p)
+{
+    const int tty = *(const int *)user;
+    if (tty && p->total > 0) {
+        fprintf(stderr, "\r%-10s %5.1f%%", p->phase, 100.0 * (double)p->done / (double)p->total);
+        if (p->eta_s >= 0) fprintf(stderr, "  ETA %.0f s   ", p->eta_s);
+        fflush(stderr);
+    }
+    return g_stop != 0;
+}
+
+static double num(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+static const char *str(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static void print_report(const cJSON *r)
+{
+    printf("%s (%s, %s, %.0f layers) -> %s: %s, embeddings %s, tokenizer %s, %.1f MB in %.1f s\n",
+           str(r, "source"), str(r, "format"), str(r, "source_architecture"), num(r, "n_layer"),
+           str(r, "output"), str(r, "type"), str(r, "embd_type"), str(r, "tokenizer"),
+           num(r, "bytes_out") / 1e6, num(r, "seconds"));
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(r, "defaults"), *e;
+    if (cJSON_GetArraySize(d) > 0) {
+        printf("defaults for keys config.json lacks (as transformers' config class):");
+        cJSON_ArrayForEach(e, d)
+        {
+            if (cJSON_IsNumber(e))
+                printf(" %s %g", e->string, e->valuedouble);
+            else
+                printf(" %s %s", e->string, cJSON_IsString(e) ? e->valuestring : "?");
+        }
+        printf("\n");
+    }
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, "validation");
+    if (v)
+        printf("validation: %.0f prompts, %.0f tokens: logits cosine %.4f (min %.4f), top-1 "
+               "agreement %.1f%%, KL %.4f (max %.4f), perplexity %.3f -> %.3f (%+.1f%%)\n",
+               num(v, "prompts"), num(v, "tokens"), num(v, "cosine_mean"), num(v, "cosine_min"),
+               100 * num(v, "top1_agreement"), num(v, "kl_mean"), num(v, "kl_max"),
+               num(v, "ppl_ref"), num(v, "ppl_conv"), num(v, "ppl_change_pct"));
+    printf("sha256 %s\n", str(r, "sha256"));
+}
+
+static int enqueue(const cc_opts *o)
+{
+    int64_t id;
+    char err[512];
+    if (jobs_enqueue_convert(&o->cv, &id, err, sizeof err) != 0) {
+        cli_error("convert --queue: %s", err);
+        return BN_EXIT_FAIL;
+    }
+    int started = jobs_start_worker();
+    if (o->json) {
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddNumberToObject(d, "job", (double)id);
+        cJSON_AddStringToObject(d, "status", "queued");
+        cJSON_AddBoolToObject(d, "worker_started", started > 0);
+        return cli_print_json(d) ? BN_EXIT_FAIL : BN_EXIT_OK;
+    }
+    printf("queued job %lld%s\n", (long long)id,
+           started > 0    ? " (worker started)"
+           : started == 0 ? " (a worker is running)"
+                          : "");
+    return BN_EXIT_OK;
+}
+
+int cmd_convert(int argc, char **argv)
+{
+    cc_opts o;
+    memset(&o, 0, sizeof o);
+    cv_opts_init(&o.cv);
+    int r = parse_args(argc, argv, &o);
+    if (r != 0) return r < 0 ? BN_EXIT_OK : r;
+    if (o.queue) return enqueue(&o);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    int tty = isatty(2) && !o.json;
+    o.cv.progress = progress;
+    o.cv.user = &tty;
+    o.cv.stop = &g_stop;
+    cm_hist_run *h = cm_hist_begin("convert", NULL, cm_hist_params_argv(argc, argv));
+    cJSON *report = NULL;
+    char err[1024];
+    int rc = cv_convert(&o.cv, &report, err, sizeof err);
+    if (tty) fprintf(stderr, "\r%40s\r", "");
+    if (rc != 0) {
+        cli_error("convert: %s", err);
+        cm_hist_end(h, rc == -2 ? BN_RUN_CANCELLED : BN_RUN_FAILED, report, err);
+        return BN_EXIT_FAIL;
+    }
+    const cJSON *w;
+    cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(report, "warnings"))
+            fprintf(stderr, "bitnet: warning: %s\n", w->valuestring);
+    cJSON *metrics = cJSON_Duplicate(report, 1);
+    if (o.json) {
+        if (cli_print_json(report)) rc = -1;
+    } else {
+        print_report(report);
+        cJSON_Delete(report);
+    }
+    if (metrics) cJSON_AddStringToObject(metrics, "output_sha256", str(metrics, "sha256"));
+    cm_hist_end_exit(h, rc ? BN_EXIT_FAIL : BN_EXIT_OK, metrics, cli_last_error());
+    return rc ? BN_EXIT_FAIL : BN_EXIT_OK;
+}

@@ -1,0 +1,197 @@
+/* cmd_serve.c - `bitnet serve`: an HTTP server with OpenAI's completion API on one loaded
+ * model (serve.h: the slots and the queue; serve_http.c: the endpoints). */
+#include "commands.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/model_common.h"
+#include "serve/serve.h"
+
+#define DEFAULT_LISTEN "127.0.0.1:8080"
+#define DEFAULT_SLOTS  1
+#define DEFAULT_QUEUE  16
+#define DEFAULT_N_CTX  4096
+#define BODY_MAX       ((size_t)1 << 20)
+#define DRAIN_S        10 /* seconds SIGTERM waits for running requests */
+
+void cmd_serve_help(FILE *out)
+{
+    fprintf(out,
+            "Usage: bitnet serve [-m MODEL.gguf] [options]\n\n"
+            "Serves the model over HTTP with OpenAI's API shapes:\n"
+            "  POST /v1/chat/completions  POST /v1/completions  (JSON, or server-sent events\n"
+            "                             with \"stream\": true)\n"
+            "  GET /v1/models             GET /health (503 while the model loads)\n"
+            "  GET /metrics               Prometheus text: tokens, latencies, slots, queue, HTTP\n"
+            "Each slot is a generation session with its own KV cache on the one loaded model;\n"
+            "running slots take turns, one token each, on one engine thread (no batching).\n"
+            "Requests beyond the slots wait in a queue; beyond it they get 429.\n\n"
+            "Options:\n" MC_OPTS_HELP
+            "  -c, --ctx N       context of each slot in tokens (default: the model's, at most "
+            "%d)\n"
+            "  --listen ADDR     HOST:PORT to listen on (default %s; port 0: a free one)\n"
+            "  --slots N         requests generated at once (default %d, at most 64)\n"
+            "  --queue N         requests waiting at most (default %d)\n"
+            "  --api-key KEY     require \"Authorization: Bearer KEY\" (not on /health)\n"
+            "  -h, --help        this help\n\n"
+            "SIGTERM or SIGINT: new requests get 503, running ones have %d s to finish, then\n"
+            "the server exits 0. Exit status: 1 the model cannot be loaded or the address\n"
+            "cannot be used, 2 usage error.\n",
+            DEFAULT_N_CTX, DEFAULT_LISTEN, DEFAULT_SLOTS, DEFAULT_QUEUE, DRAIN_S);
+}
+
+typedef struct serve_opts {
+    mc_opts mc;
+    const char *listen, *api_key;
+    long slots, queue;
+} serve_opts;
+
+static int parse_args(int argc, char **argv, serve_opts *o)
+{
+    const char *C = "serve";
+    o->listen = DEFAULT_LISTEN;
+    o->slots = DEFAULT_SLOTS, o->queue = DEFAULT_QUEUE;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const int r = mc_parse_opt(C, argc, argv, &i, &o->mc);
+        if (r < 0) return BN_EXIT_USAGE;
+        if (r > 0) continue;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            cmd_serve_help(stdout);
+            return BN_EXIT_OK;
+        }
+        int bad = 0;
+        if (strcmp(a, "--listen") && strcmp(a, "--slots") && strcmp(a, "--queue") &&
+            strcmp(a, "--api-key"))
+            return cli_usage_error(C, "unknown option '%s'", a);
+        if (!v) return cli_usage_error(C, "%s needs a value", a);
+        if (!strcmp(a, "--listen"))
+            o->listen = v;
+        else if (!strcmp(a, "--api-key"))
+            bad = !*(o->api_key = v);
+        else if (!strcmp(a, "--slots"))
+            bad = cli_parse_long(v, 1, 64, &o->slots);
+        else
+            bad = cli_parse_long(v, 0, 4096, &o->queue);
+        if (bad) return cli_usage_error(C, "%s: bad value '%s'", a, v);
+        i++;
+    }
+    return mc_apply_defaults(C, MC_DEF_THREADS | MC_DEF_CTX, &o->mc, NULL);
+}
+
+/* The model's name in the API: its file name without ".gguf". */
+static void model_id(const char *path, char *buf, size_t size)
+{
+    const char *b = strrchr(path, '/');
+    snprintf(buf, size, "%s", b ? b + 1 : path);
+    const size_t n = strlen(buf);
+    if (n > 5 && !strcmp(buf + n - 5, ".gguf")) buf[n - 5] = '\0';
+}
+
+static void setup(srv *s, const serve_opts *o)
+{
+    cm_model_params_init(&s->mp);
+    s->mp.path = o->mc.model;
+    s->mp.n_threads = (int)o->mc.threads;
+    s->mp.head_keep = o->mc.head_keep;
+    s->mp.head_type = o->mc.head_type;
+    cm_session_params_init(&s->sp);
+    s->sp.n_ctx = o->mc.n_ctx ? o->mc.n_ctx : DEFAULT_N_CTX;
+    s->sp.clamp = !o->mc.n_ctx || o->mc.ctx_soft;
+    s->sp.n_batch = o->mc.n_batch;
+    s->sp.kv_f32 = o->mc.kv_f32;
+    s->n_slots = (int)o->slots, s->n_queue = (int)o->queue;
+    model_id(o->mc.model, s->model_id, sizeof s->model_id);
+}
+
+/* Waits for SIGTERM or SIGINT (blocked in every thread), reporting the model's load; 1 when
+ * the model failed to load. */
+static int wait_signal(srv *s, const sigset_t *set)
+{
+    int announced = 0;
+    for (;;) {
+        const struct timespec t = {0, 200000000L};
+        const int sig = sigtimedwait(set, NULL, &t);
+        pthread_mutex_lock(&s->mu);
+        const int ready = s->ready, failed = s->load_failed;
+        pthread_mutex_unlock(&s->mu);
+        if (failed) return cli_error("%s", s->load_err), 1;
+        if (ready && !announced) {
+            fprintf(stderr, "bitnet serve: model %s ready (%d slots of %lld tokens, queue %d)\n",
+                    s->model_id, s->n_slots, (long long)s->n_ctx, s->n_queue);
+            announced = 1;
+        }
+        if (sig > 0) return 0;
+        if (sig < 0 && errno != EAGAIN && errno != EINTR) return 0;
+    }
+}
+
+/* New requests get 503; running and queued ones have DRAIN_S seconds, then are cancelled. */
+static void drain(srv *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->draining = 1;
+    pthread_mutex_unlock(&s->mu);
+    fprintf(stderr, "bitnet serve: stopping\n");
+    for (int i = 0; i < DRAIN_S * 10; i++) {
+        pthread_mutex_lock(&s->mu);
+        const int busy = s->n_running + s->n_queued;
+        pthread_mutex_unlock(&s->mu);
+        if (!busy) break;
+        nanosleep(&(struct timespec){0, 100000000L}, NULL);
+    }
+}
+
+static int run(srv *s, const serve_opts *o)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* before any thread starts: they inherit it */
+    signal(SIGPIPE, SIG_IGN);
+    srv_http_opts ho = {.listen = o->listen, .api_key = o->api_key, .body_max = BODY_MAX};
+    srv_http *h = NULL;
+    char err[512];
+    int port;
+    if (srv_http_start(s, &ho, &h, &port, err, sizeof err)) return cli_error("%s", err), 1;
+    fprintf(stderr, "bitnet serve: listening on %s (port %d), loading %s\n", o->listen, port,
+            o->mc.model);
+    if (srv_start(s)) {
+        srv_http_stop(h);
+        return cli_error("cannot start the engine thread"), 1;
+    }
+    const int failed = wait_signal(s, &set);
+    if (!failed) drain(s);
+    srv_shutdown(s);
+    srv_http_stop(h);
+    pthread_mutex_lock(&s->mu);
+    if (!failed)
+        fprintf(stderr,
+                "bitnet serve: stopped after %llu requests (%llu prompt, %llu generated "
+                "tokens)\n",
+                (unsigned long long)s->n_requests, (unsigned long long)s->n_prompt_tokens,
+                (unsigned long long)s->n_gen_tokens);
+    pthread_mutex_unlock(&s->mu);
+    return failed ? BN_EXIT_FAIL : BN_EXIT_OK;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    serve_opts o;
+    memset(&o, 0, sizeof o);
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0) return rc;
+    srv s;
+    memset(&s, 0, sizeof s);
+    if (srv_init(&s)) return cli_error("cannot start: out of resources"), BN_EXIT_FAIL;
+    setup(&s, &o);
+    rc = run(&s, &o);
+    srv_destroy(&s);
+    return rc;
+}

@@ -1,0 +1,129 @@
+/* cmd_tui.c - `bitnet tui` (and `bitnet` with no command on a terminal): the full-screen
+ * terminal UI of ui/. This file parses the options and refuses terminals that cannot
+ * draw it; ui/ does the rest. */
+#include "commands.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../ui/ui.h"
+
+void cmd_tui_help(FILE *out)
+{
+    fprintf(out,
+            "Usage: bitnet tui [options]\n\n"
+            "The full-screen terminal UI: dashboard, setup wizard, hardware, models, chat,\n"
+            "benchmarks, conversions, history and alerts, each on an F-key (F2-F9, F11), a\n"
+            "digit or a letter. F1 or ? shows the keys; q or F10 quits. `bitnet` with no\n"
+            "command opens it too when it runs on a terminal.\n\n"
+            "Options:\n"
+            "  -m, --model FILE  load this model (default: the config's, else the bundled one)\n"
+            "  -t, --threads N   threads for the model (default: the config's; 0: one per core)\n"
+            "  --screen NAME     the first screen (dashboard, setup, hardware, models, chat,\n"
+            "                    benchmarks, conversions, history, alerts)\n"
+            "  --no-color        no colours (also when NO_COLOR is set and not empty)\n"
+            "  --no-unicode      ASCII only: no braille or block graphs, no box lines\n"
+            "  --no-mouse        leave the mouse to the terminal\n"
+            "  --graph STYLE     braille (default), block or ascii\n"
+            "  --keys FILE       play a scripted key sequence (see bitnet(1))\n"
+            "  --max-frames N    quit after drawing N frames\n"
+            "  --stats FILE      write frame and key-latency figures (JSON) at exit\n"
+            "  -h, --help        this help\n\n"
+            "It needs a terminal (stdin and stdout) whose TERM is set and not dumb; elsewhere\n"
+            "use the scripted commands (bitnet --help).\n"
+            "Exit status: 0 ok, 1 no usable terminal or a failure, 2 usage error.\n");
+}
+
+static int parse_graph(const char *s)
+{
+    static const char *const names[] = {"braille", "block", "ascii"};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, names[i])) return i;
+    return -1;
+}
+
+static int known_screen(const char *s)
+{
+    for (int i = 0; bn_tui_screen_names[i]; i++)
+        if (!strcmp(s, bn_tui_screen_names[i])) return 1;
+    return 0;
+}
+
+/* Returns -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, bn_tui_opts *o)
+{
+    const char *C = "tui";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long l;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            cmd_tui_help(stdout);
+            return BN_EXIT_OK;
+        } else if (!strcmp(a, "--no-color")) {
+            o->no_color = 1;
+        } else if (!strcmp(a, "--no-unicode")) {
+            o->no_unicode = 1;
+        } else if (!strcmp(a, "--no-mouse")) {
+            o->no_mouse = 1;
+        } else if (!strcmp(a, "--graph") || !strcmp(a, "--keys") || !strcmp(a, "--stats") ||
+                   !strcmp(a, "--max-frames") || !strcmp(a, "-m") || !strcmp(a, "--model") ||
+                   !strcmp(a, "-t") || !strcmp(a, "--threads") || !strcmp(a, "--screen")) {
+            if (!v) return cli_usage_error(C, "%s needs a value", a);
+            i++;
+            if (!strcmp(a, "--graph")) {
+                if ((o->graph_style = parse_graph(v)) < 0)
+                    return cli_usage_error(C, "--graph: '%s' is not braille, block or ascii", v);
+            } else if (!strcmp(a, "--keys")) {
+                o->keys_file = v;
+            } else if (!strcmp(a, "--stats")) {
+                o->stats_file = v;
+            } else if (!strcmp(a, "--max-frames")) {
+                if (cli_parse_long(v, 1, 1000000000L, &l))
+                    return cli_usage_error(C, "--max-frames: '%s' is not a positive number", v);
+                o->max_frames = l;
+            } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+                if (cli_parse_long(v, 0, 1024, &l))
+                    return cli_usage_error(C, "%s: '%s' is not a number in [0, 1024]", a, v);
+                o->threads = (int)l;
+            } else if (!strcmp(a, "--screen")) {
+                if (!known_screen(v)) return cli_usage_error(C, "--screen: unknown screen '%s'", v);
+                o->screen = v;
+            } else {
+                o->model = v;
+            }
+        } else {
+            return cli_usage_error(C, "unknown option '%s'", a);
+        }
+    }
+    return -1;
+}
+
+int cmd_tui(int argc, char **argv)
+{
+    bn_tui_opts o;
+    bn_tui_opts_init(&o);
+    const char *nc = getenv("NO_COLOR");
+    o.no_color = nc && *nc;
+    const int prc = parse_args(argc, argv, &o);
+    if (prc >= 0) return prc;
+    char why[512];
+    if (bn_tui_terminal_check(why, sizeof why) != 0) {
+        cli_error("tui: cannot start the full-screen UI: %s", why);
+        fprintf(stderr, "Use the scripted commands instead (generate, bench, hw, doctor, history, "
+                        "...): see 'bitnet --help'.\n");
+        return BN_EXIT_FAIL;
+    }
+    const int rc = bn_tui_run(&o, why, sizeof why);
+    if (rc == 2) return cli_usage_error("tui", "%s", why);
+    if (rc != 0) {
+        cli_error("tui: %s", why);
+        return BN_EXIT_FAIL;
+    }
+    return BN_EXIT_OK;
+}
+
+int cli_tui_wanted(void)
+{
+    char why[8];
+    return bn_tui_terminal_check(why, sizeof why) == 0;
+}

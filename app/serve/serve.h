@@ -1,0 +1,122 @@
+/*
+ * serve.h - `bitnet serve` inside: the request queue and its slots (serve_engine.c) and the
+ * HTTP side (serve_http.c), joined by cmd_serve.c.
+ *
+ * One engine thread owns the model: it loads it, makes one cm_session per slot and runs the
+ * slots' generations interleaved, one token per running slot in turn (each token is its own
+ * cm_session_generate call of one token; there is no batched pass over the slots). A
+ * connection thread (libmicrohttpd, a thread per connection) checks and tokenizes a request,
+ * submits it (srv_submit: a free slot, else the queue, else SRV_BUSY) and waits for its text.
+ *
+ * A request is shared by its connection and the engine: each holds a reference (srv_release).
+ * Everything in it below "under mu" is read and written with s->mu held; the rest is set
+ * before srv_submit and read-only afterwards.
+ */
+#ifndef BITNET_APP_SERVE_H
+#define BITNET_APP_SERVE_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bitnet/sample.h"
+#include "common/metrics.h"
+#include "common/session.h"
+#include "common/genmetrics.h"
+
+#define SRV_STOP_MAX 4 /* stop strings at most, as OpenAI's API */
+
+typedef enum srv_state { SRV_QUEUED, SRV_RUNNING, SRV_DONE } srv_state;
+
+typedef struct srv_req {
+    int32_t *ids; /* the prompt's tokens (bn_free) */
+    size_t n_ids;
+    bn_sampler_params sp;
+    int64_t max_tokens;
+    char *stop[SRV_STOP_MAX];
+    size_t n_stop;
+    int line_reply; /* the reply ends at its first line break (the plain chat format) */
+    /* under mu */
+    srv_state state;
+    int cancel; /* the client is gone or the server gives up: stop at the next token */
+    int refs;
+    char *text; /* generated text, stop strings cut off (bn_free) */
+    size_t len, cap;
+    size_t visible;     /* bytes of text that may be sent: whole UTF-8, no stop string begun */
+    size_t n_gen;       /* tokens generated */
+    bn_gen_run run;     /* its run metrics: from srv_submit to its end */
+    const char *finish; /* "stop", "length"; NULL on error or cancel */
+    char err[256];      /* set when the engine failed */
+    struct srv_req *next;
+} srv_req;
+
+typedef struct srv {
+    pthread_mutex_t mu;
+    pthread_cond_t wake; /* the engine: a request came, or stop */
+    pthread_cond_t out;  /* the connections: text came, a request ended, the model loaded */
+    /* set before the engine starts */
+    cm_model_params mp;
+    cm_session_params sp; /* of each slot */
+    int n_slots, n_queue;
+    int64_t n_ctx;      /* per slot, once ready */
+    char model_id[256]; /* the file's name without .gguf */
+    cm_model *m;        /* once ready */
+    /* under mu */
+    int ready, load_failed, stop, draining;
+    char load_err[512];
+    srv_req *head, *tail; /* the queue */
+    int n_queued, n_running;
+    uint64_t n_requests, n_prompt_tokens, n_gen_tokens;
+    pthread_t engine;
+    int engine_started;
+    /* GET /metrics: the registry (srv_init makes it) with the run metrics of every request
+     * (genmetrics.h) and the server's own (srv_metrics_render) */
+    bn_metrics *reg;
+    bn_genmetrics gm;
+    bn_mfamily *http_requests, *rejected, *in_flight, *waiting, *slots_busy, *slots_total;
+} srv;
+
+typedef enum srv_submit_rc { SRV_OK, SRV_BUSY, SRV_UNAVAILABLE } srv_submit_rc;
+
+int srv_init(srv *s);
+/* Starts the engine thread, which loads the model (ready or load_failed under mu). */
+int srv_start(srv *s);
+/* Stops the engine (running requests are cancelled), joins it, frees the model. */
+void srv_shutdown(srv *s);
+void srv_destroy(srv *s);
+
+/* A new request with one reference (the caller's); NULL when out of memory. */
+srv_req *srv_req_new(void);
+/* Queues r (the engine takes a reference) unless the slots and the queue are full
+ * (SRV_BUSY) or the server is loading or draining (SRV_UNAVAILABLE). */
+srv_submit_rc srv_submit(srv *s, srv_req *r);
+/* Drops a reference; the last one frees. Takes mu itself. */
+void srv_release(srv *s, srv_req *r);
+/* How many bytes of r's text may be sent now: not those that may begin one of its stop
+ * strings (the next token decides), nor a UTF-8 character that is not whole yet. */
+size_t srv_sendable(const srv_req *r);
+/* Under mu, by a holder of a reference: r's client is gone. A queued request leaves the
+ * queue at once (done, no finish); a running one ends before its next token. */
+void srv_cancel_locked(srv *s, srv_req *r);
+/* Under mu: cancels every request (queued or running). */
+void srv_cancel_all_locked(srv *s);
+
+/* Counts one HTTP answer: endpoint (a known path, else "other") and its status. */
+void srv_count_http(srv *s, const char *endpoint, unsigned status);
+/* The Prometheus text exposition of s->reg, the gauges read now (in_flight: HTTP requests
+ * being answered); NULL when out of memory. The caller free()s it. */
+char *srv_metrics_render(srv *s, int in_flight, size_t *len);
+
+/* The HTTP side (serve_http.c). */
+typedef struct srv_http srv_http;
+typedef struct srv_http_opts {
+    const char *listen; /* HOST:PORT; port 0 picks a free one */
+    const char *api_key;
+    size_t body_max;
+} srv_http_opts;
+/* Starts listening; the port it got in *port. On failure a one-line message in err. */
+int srv_http_start(srv *s, const srv_http_opts *o, srv_http **out, int *port, char *err,
+                   size_t errsz);
+void srv_http_stop(srv_http *h);
+
+#endif
