@@ -86,3 +86,13 @@ int cli_parse_int_list(const char *s, int *out, int max)
     }
     return n > 0 ? n : -1;
 }
+
+int cm_fail(char *err, size_t errsz, const char *fmt, ...)
+{
+    if (!err || !errsz) return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errsz, fmt, ap);
+    va_end(ap);
+    return -1;
+}

@@ -12,6 +12,7 @@
 
 #include "bitnet/core.h"
 #include "child.h"
+#include "common/json.h"
 
 #define TRANSITIONS "20"
 
@@ -81,18 +82,6 @@ static void alerts_tick(tui *t, void *st)
 /* ---- shared with the dashboard ------------------------------------------------------------------
  */
 
-static const char *jstr(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : "";
-}
-
-static double jnum(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
 static int state_attr(const char *s)
 {
     return !strcmp(s, "firing")     ? crt_attr(CR_FAIL)
@@ -104,29 +93,33 @@ static int state_attr(const char *s)
 static void condition(const cJSON *r, char *buf, size_t size)
 {
     char th[32];
-    snprintf(th, sizeof th, "%g", jnum(r, "threshold"));
-    const double f = jnum(r, "for_seconds");
+    snprintf(th, sizeof th, "%g", cm_json_num(r, "threshold", NAN));
+    const double f = cm_json_num(r, "for_seconds", NAN);
     if (f > 0)
-        snprintf(buf, size, "%s %s %s for %gs", jstr(r, "metric"), jstr(r, "op"), th, f);
+        snprintf(buf, size, "%s %s %s for %gs", cm_json_str(r, "metric", ""),
+                 cm_json_str(r, "op", ""), th, f);
     else
-        snprintf(buf, size, "%s %s %s", jstr(r, "metric"), jstr(r, "op"), th);
+        snprintf(buf, size, "%s %s %s", cm_json_str(r, "metric", ""), cm_json_str(r, "op", ""), th);
 }
 
 /* One line a transition: "13:22:13 memory inactive > firing (2.5e10)". */
 static int draw_transition(int y, int x, int w, const cJSON *tr)
 {
     char tm[32], val[32] = "no data";
-    ui_time((long long)jnum(tr, "at_ms"), tm, sizeof tm);
-    if (!isnan(jnum(tr, "value"))) bn_graph_fmt_num(jnum(tr, "value"), val, sizeof val);
+    ui_time((long long)cm_json_num(tr, "at_ms", NAN), tm, sizeof tm);
+    if (!isnan(cm_json_num(tr, "value", NAN)))
+        bn_graph_fmt_num(cm_json_num(tr, "value", NAN), val, sizeof val);
     int c = x;
     if (w < 70) { /* the dashboard's panel: time, rule, new state */
         c += ui_printf(y, c, w, crt_attr(CR_DIM), "%s ", tm);
-        c += ui_printf(y, c, x + w - c, 0, "%s > ", jstr(tr, "rule"));
-        return ui_text(y, c, x + w - c, state_attr(jstr(tr, "to")), jstr(tr, "to"));
+        c += ui_printf(y, c, x + w - c, 0, "%s > ", cm_json_str(tr, "rule", ""));
+        return ui_text(y, c, x + w - c, state_attr(cm_json_str(tr, "to", "")),
+                       cm_json_str(tr, "to", ""));
     }
     c += ui_printf(y, c, w, crt_attr(CR_DIM), "%-16s ", tm);
-    c += ui_printf(y, c, x + w - c, 0, "%-16s %s > ", jstr(tr, "rule"), jstr(tr, "from"));
-    c += ui_text(y, c, x + w - c, state_attr(jstr(tr, "to")), jstr(tr, "to"));
+    c += ui_printf(y, c, x + w - c, 0, "%-16s %s > ", cm_json_str(tr, "rule", ""),
+                   cm_json_str(tr, "from", ""));
+    c += ui_text(y, c, x + w - c, state_attr(cm_json_str(tr, "to", "")), cm_json_str(tr, "to", ""));
     return ui_printf(y, c, x + w - c, crt_attr(CR_DIM), "  value %s", val);
 }
 
@@ -154,8 +147,8 @@ void tui_alerts_panel(tui *t, int y, int x, int h, int w)
     const cJSON *it;
     cJSON_ArrayForEach(it, rules)
     {
-        firing += !strcmp(jstr(it, "state"), "firing");
-        pending += !strcmp(jstr(it, "state"), "pending");
+        firing += !strcmp(cm_json_str(it, "state", ""), "firing");
+        pending += !strcmp(cm_json_str(it, "state", ""), "pending");
     }
     ui_printf(r++, x, w,
               firing    ? crt_attr(CR_FAIL)
@@ -165,11 +158,11 @@ void tui_alerts_panel(tui *t, int y, int x, int h, int w)
     cJSON_ArrayForEach(it, rules)
     {
         if (r >= y + h) return;
-        const char *s = jstr(it, "state");
+        const char *s = cm_json_str(it, "state", "");
         if (strcmp(s, "firing") && strcmp(s, "pending")) continue;
         int c = x + ui_text(r, x, 9, state_attr(s), s);
-        ui_printf(r++, c + 1, w - (c + 1 - x), 0, "%s (%s)", jstr(it, "rule"),
-                  jstr(it, "severity"));
+        ui_printf(r++, c + 1, w - (c + 1 - x), 0, "%s (%s)", cm_json_str(it, "rule", ""),
+                  cm_json_str(it, "severity", ""));
     }
     cJSON_ArrayForEach(it, trans)
     {
@@ -208,17 +201,17 @@ static void alerts_draw(tui *t, void *st, int y, int x, int h, int w)
         for (int i = 0; i < a->l.h && a->l.top + i < n; i++) {
             const cJSON *it = cJSON_GetArrayItem(rules, a->l.top + i);
             char since[32] = "-", cond[600];
-            if (!isnan(jnum(it, "since_ms")))
-                ui_time((long long)jnum(it, "since_ms"), since, sizeof since);
+            if (!isnan(cm_json_num(it, "since_ms", NAN)))
+                ui_time((long long)cm_json_num(it, "since_ms", NAN), since, sizeof since);
             condition(it, cond, sizeof cond);
             const int row = r + i, sel = a->l.top + i == a->l.sel;
             const int base = sel ? crt_attr(CR_SELECT) : 0;
             ui_clear(row, x + 1, w - 2, base);
             int c = x + 2;
-            c += ui_printf(row, c, 10, sel ? base : state_attr(jstr(it, "state")), "%-9s ",
-                           jstr(it, "state"));
-            ui_printf(row, c, x + w - 2 - c, base, "%-20.20s %-17s %-9s %s", jstr(it, "rule"),
-                      since, jstr(it, "severity"), cond);
+            c += ui_printf(row, c, 10, sel ? base : state_attr(cm_json_str(it, "state", "")),
+                           "%-9s ", cm_json_str(it, "state", ""));
+            ui_printf(row, c, x + w - 2 - c, base, "%-20.20s %-17s %-9s %s",
+                      cm_json_str(it, "rule", ""), since, cm_json_str(it, "severity", ""), cond);
         }
         ui_list_hits(&a->l, r, x + 1, w - 2);
     }

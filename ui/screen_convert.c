@@ -12,6 +12,7 @@
 
 #include "bitnet/core.h"
 #include "child.h"
+#include "common/json.h"
 
 #define REFRESH_S 2.0
 
@@ -107,18 +108,6 @@ static void run_action(tui *t, conv *c, const char *what, const char *const *arg
 /* ---- drawing
  * ------------------------------------------------------------------------------------- */
 
-static const char *jstr(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : "";
-}
-
-static double jnum(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
 static int status_attr(const char *s)
 {
     return !strcmp(s, "done")      ? crt_attr(CR_OK)
@@ -132,39 +121,41 @@ static void draw_job(const cJSON *j, int sel, int y, int x, int w)
     const int base = sel ? crt_attr(CR_SELECT) : 0;
     ui_clear(y, x, w, base);
     int c = x + 1;
-    c += ui_printf(y, c, w, base, "%4d ", (int)jnum(j, "id"));
-    c += ui_printf(y, c, 10, sel ? base : status_attr(jstr(j, "status")), "%-9s ",
-                   jstr(j, "status"));
-    const double pct = jnum(j, "percent");
+    c += ui_printf(y, c, w, base, "%4d ", (int)cm_json_num(j, "id", NAN));
+    c += ui_printf(y, c, 10, sel ? base : status_attr(cm_json_str(j, "status", "")), "%-9s ",
+                   cm_json_str(j, "status", ""));
+    const double pct = cm_json_num(j, "percent", NAN);
     char lab[32];
     snprintf(lab, sizeof lab, "%5.1f%%", isnan(pct) ? 0.0 : pct);
     ui_meter(y, c, 22, isnan(pct) ? 0 : pct / 100, crt_attr(CR_GRAPH1), lab);
     c += 23;
     char eta[32] = "";
-    if (!isnan(jnum(j, "eta_s")) && !strcmp(jstr(j, "status"), "running"))
-        snprintf(eta, sizeof eta, "eta %.0fs", jnum(j, "eta_s"));
-    c += ui_printf(y, c, x + w - c, base, "%-12.12s %-9s ", jstr(j, "phase"), eta);
-    ui_printf(y, c, x + w - c, base, "%s -> %s", tui_base(jstr(j, "src")), jstr(j, "out"));
+    if (!isnan(cm_json_num(j, "eta_s", NAN)) && !strcmp(cm_json_str(j, "status", ""), "running"))
+        snprintf(eta, sizeof eta, "eta %.0fs", cm_json_num(j, "eta_s", NAN));
+    c += ui_printf(y, c, x + w - c, base, "%-12.12s %-9s ", cm_json_str(j, "phase", ""), eta);
+    ui_printf(y, c, x + w - c, base, "%s -> %s", tui_base(cm_json_str(j, "src", "")),
+              cm_json_str(j, "out", ""));
 }
 
 static void draw_details(const cJSON *j, int y, int x, int h, int w)
 {
     char title[64];
-    snprintf(title, sizeof title, "Job %d", (int)jnum(j, "id"));
+    snprintf(title, sizeof title, "Job %d", (int)cm_json_num(j, "id", NAN));
     ui_box(y, x, h, w, title);
     int r = y + 1;
     char a[32], b[32], tm[32];
-    ui_printf(r++, x + 2, w - 4, 0, "source  %s", jstr(j, "src"));
-    if (r < y + h - 1) ui_printf(r++, x + 2, w - 4, 0, "output  %s", jstr(j, "out"));
-    if (r < y + h - 1 && !isnan(jnum(j, "bytes_total")) && jnum(j, "bytes_total") > 0)
+    ui_printf(r++, x + 2, w - 4, 0, "source  %s", cm_json_str(j, "src", ""));
+    if (r < y + h - 1) ui_printf(r++, x + 2, w - 4, 0, "output  %s", cm_json_str(j, "out", ""));
+    if (r < y + h - 1 && !isnan(cm_json_num(j, "bytes_total", NAN)) &&
+        cm_json_num(j, "bytes_total", NAN) > 0)
         ui_printf(r++, x + 2, w - 4, 0, "bytes   %s of %s",
-                  ui_bytes((unsigned long long)jnum(j, "bytes_done"), a, sizeof a),
-                  ui_bytes((unsigned long long)jnum(j, "bytes_total"), b, sizeof b));
-    if (r < y + h - 1 && !isnan(jnum(j, "created_at")))
+                  ui_bytes((unsigned long long)cm_json_num(j, "bytes_done", NAN), a, sizeof a),
+                  ui_bytes((unsigned long long)cm_json_num(j, "bytes_total", NAN), b, sizeof b));
+    if (r < y + h - 1 && !isnan(cm_json_num(j, "created_at", NAN)))
         ui_printf(r++, x + 2, w - 4, crt_attr(CR_DIM), "added   %s, attempt %d",
-                  ui_time((long long)jnum(j, "created_at"), tm, sizeof tm),
-                  (int)jnum(j, "attempts"));
-    const char *err = jstr(j, "error");
+                  ui_time((long long)cm_json_num(j, "created_at", NAN), tm, sizeof tm),
+                  (int)cm_json_num(j, "attempts", NAN));
+    const char *err = cm_json_str(j, "error", "");
     if (*err && r < y + h - 1)
         ui_text_block(r, x + 2, y + h - 1 - r, w - 4, crt_attr(CR_FAIL), err, strlen(err), 0);
 }
@@ -274,7 +265,7 @@ static int conv_key(tui *t, void *st, int ch)
     const cJSON *jobs = cJSON_GetObjectItemCaseSensitive(c->jobs, "jobs");
     const cJSON *j = c->l.sel >= 0 ? cJSON_GetArrayItem(jobs, c->l.sel) : NULL;
     char id[32];
-    snprintf(id, sizeof id, "%d", j ? (int)jnum(j, "id") : 0);
+    snprintf(id, sizeof id, "%d", j ? (int)cm_json_num(j, "id", NAN) : 0);
     switch (ch) {
     case 'n':
         c->adding = 1, c->field = 0, c->force = 0;

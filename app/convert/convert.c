@@ -21,22 +21,11 @@
 #include "bitnet/tokenizer.h"
 #include "bitnet/types.h"
 #include "common/model_common.h"
+#include "common/cli.h"
 
 #define MAX_PROMPT_TOKENS 64
 #define MAX_TEXT_TOKENS   128
 #define MAX_PROMPTS       32
-
-static int fail(char *err, size_t errsz, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errsz, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsz, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 int cv_poll(const cv_opts *o)
 {
@@ -99,16 +88,17 @@ static int plan_add(conv *c, const char *name, const char *src, int kind, int ty
     if (type == BN_TYPE_I2_S) {
         it->size = bn_i2s_bytes(rows * cols);
     } else if (bn_type_row_bytes(type, cols, &row) != BN_OK) {
-        return fail(err, errsz, "%s: %lld inputs do not fit %s (it needs a multiple of %lld)", src,
-                    (long long)cols, bn_type_name(type), (long long)bn_type_get(type)->block_size);
+        return cm_fail(err, errsz, "%s: %lld inputs do not fit %s (it needs a multiple of %lld)",
+                       src, (long long)cols, bn_type_name(type),
+                       (long long)bn_type_get(type)->block_size);
     } else {
         it->size = row * (size_t)rows;
     }
     if (type == BN_TYPE_I2_S && cols % BN_QK_I2S)
-        return fail(err, errsz,
-                    "%s: %lld inputs do not fit i2_s (a multiple of 128); try "
-                    "another --type",
-                    src, (long long)cols);
+        return cm_fail(err, errsz,
+                       "%s: %lld inputs do not fit i2_s (a multiple of 128); try "
+                       "another --type",
+                       src, (long long)cols);
     if (it->size > c->max_size) c->max_size = it->size;
     c->total_bytes += it->size;
     return 0;
@@ -119,7 +109,7 @@ static int make_plan(conv *c, char *err, size_t errsz)
     const cv_hparams *h = &c->src.hp;
     const int64_t E = h->n_embd, F = h->n_ff, KVD = h->n_head_kv * h->head_dim;
     c->plan = calloc((size_t)(h->n_layer * 11 + 3), sizeof *c->plan);
-    if (!c->plan) return fail(err, errsz, "out of memory");
+    if (!c->plan) return cm_fail(err, errsz, "out of memory");
     const int wt = c->o->type, et = c->o->embd_type, bitnet = h->arch == CV_ARCH_BITNET;
     int rc = plan_add(c, "token_embd.weight", "model.embed_tokens.weight", P_EMBD, et, E,
                       h->n_vocab, err, errsz);
@@ -169,10 +159,10 @@ static int make_plan(conv *c, char *err, size_t errsz)
         uint64_t want = (uint64_t)(it->ne[0] * it->ne[1]);
         if (it->kind == P_TERNARY && c->src.hp.packed) want /= 4;
         if (!t)
-            rc = fail(err, errsz, "%s: tensor %s is missing", c->src.weights, it->src);
+            rc = cm_fail(err, errsz, "%s: tensor %s is missing", c->src.weights, it->src);
         else if (t->numel != want)
-            rc = fail(err, errsz, "%s: %llu elements, the config needs %llu", it->src,
-                      (unsigned long long)t->numel, (unsigned long long)want);
+            rc = cm_fail(err, errsz, "%s: %llu elements, the config needs %llu", it->src,
+                         (unsigned long long)t->numel, (unsigned long long)want);
     }
     return rc;
 }
@@ -204,7 +194,7 @@ static int set_meta(conv *c, bn_gguf_writer *w, char *err, size_t errsz)
     if (st == BN_OK) st = bn_gguf_writer_set_f32(w, key, h->eps);
     snprintf(key, sizeof key, "%s.rope.freq_base", arch);
     if (st == BN_OK) st = bn_gguf_writer_set_f32(w, key, h->rope_theta);
-    if (st != BN_OK) return fail(err, errsz, "GGUF metadata: %s", bn_status_str(st));
+    if (st != BN_OK) return cm_fail(err, errsz, "GGUF metadata: %s", bn_status_str(st));
     if (c->o->no_tokenizer) return 0;
     return cv_tokenizer(c->ctx, &c->src, w, &c->tok, &c->tok_kind, c->warnings, err, errsz);
 }
@@ -224,7 +214,7 @@ static int produce(conv *c, const plan_item *it, uint8_t *out, char *err, size_t
         float *f = malloc((size_t)cols * sizeof *f);
         if (!f) {
             free(own);
-            return fail(err, errsz, "out of memory");
+            return cm_fail(err, errsz, "out of memory");
         }
         size_t rb;
         bn_type_row_bytes(it->type, cols, &rb);
@@ -244,7 +234,7 @@ static int produce(conv *c, const plan_item *it, uint8_t *out, char *err, size_t
         return rc;
     }
     int8_t *q = malloc((size_t)(rows * cols));
-    if (!q) return fail(err, errsz, "out of memory");
+    if (!q) return cm_fail(err, errsz, "out of memory");
     float scale;
     int rc = cv_linear_ternary(&c->src, it->src, rows, cols, q, &scale, err, errsz);
     if (rc == 0) {
@@ -275,21 +265,21 @@ static int fill(conv *c, char *err, size_t errsz)
 {
     bn_gguf *g;
     if (bn_gguf_open(c->ctx, c->tmp, &g) != BN_OK)
-        return fail(err, errsz, "%s: %s", c->tmp, bn_ctx_errmsg(c->ctx));
+        return cm_fail(err, errsz, "%s: %s", c->tmp, bn_ctx_errmsg(c->ctx));
     uint64_t *off = malloc((size_t)c->n_plan * sizeof *off);
-    int rc = off ? 0 : fail(err, errsz, "out of memory");
+    int rc = off ? 0 : cm_fail(err, errsz, "out of memory");
     for (int i = 0; rc == 0 && i < c->n_plan; i++) {
         const bn_gguf_tensor *t = bn_gguf_find_tensor(g, c->plan[i].name);
         if (!t || t->size != c->plan[i].size)
-            rc = fail(err, errsz, "%s: %s was not laid out", c->tmp, c->plan[i].name);
+            rc = cm_fail(err, errsz, "%s: %s was not laid out", c->tmp, c->plan[i].name);
         else
             off[i] = bn_gguf_data_offset(g) + t->offset;
     }
     bn_gguf_close(g);
     int fd = rc == 0 ? open(c->tmp, O_WRONLY | O_CLOEXEC) : -1;
-    if (rc == 0 && fd < 0) rc = fail(err, errsz, "%s: %s", c->tmp, strerror(errno));
+    if (rc == 0 && fd < 0) rc = cm_fail(err, errsz, "%s: %s", c->tmp, strerror(errno));
     uint8_t *buf = rc == 0 ? malloc(c->max_size ? c->max_size : 1) : NULL;
-    if (rc == 0 && !buf) rc = fail(err, errsz, "out of memory (%zu bytes)", c->max_size);
+    if (rc == 0 && !buf) rc = cm_fail(err, errsz, "out of memory (%zu bytes)", c->max_size);
     for (int i = 0; rc == 0 && i < c->n_plan; i++) {
         const plan_item *it = &c->plan[i];
         if (report_progress(c, "writing") || cv_poll(c->o)) {
@@ -301,15 +291,16 @@ static int fill(conv *c, char *err, size_t errsz)
             ssize_t k = pwrite(fd, buf + done, it->size - done, (off_t)(off[i] + done));
             if (k < 0 && errno == EINTR) continue;
             if (k <= 0)
-                rc = fail(err, errsz, "%s: write: %s", c->tmp, strerror(errno));
+                rc = cm_fail(err, errsz, "%s: write: %s", c->tmp, strerror(errno));
             else
                 done += (size_t)k;
         }
         c->done_bytes += it->size;
     }
     if (rc == 0) rc = report_progress(c, "writing") ? -2 : 0;
-    if (rc == 0 && fsync(fd) != 0) rc = fail(err, errsz, "%s: fsync: %s", c->tmp, strerror(errno));
-    if (fd >= 0 && close(fd) != 0 && rc == 0) rc = fail(err, errsz, "%s: close", c->tmp);
+    if (rc == 0 && fsync(fd) != 0)
+        rc = cm_fail(err, errsz, "%s: fsync: %s", c->tmp, strerror(errno));
+    if (fd >= 0 && close(fd) != 0 && rc == 0) rc = cm_fail(err, errsz, "%s: close", c->tmp);
     free(buf);
     free(off);
     return rc;
@@ -319,18 +310,18 @@ static int fill(conv *c, char *err, size_t errsz)
 static int write_layout(conv *c, char *err, size_t errsz)
 {
     bn_gguf_writer *w;
-    if (bn_gguf_writer_new(&w) != BN_OK) return fail(err, errsz, "out of memory");
+    if (bn_gguf_writer_new(&w) != BN_OK) return cm_fail(err, errsz, "out of memory");
     int rc = set_meta(c, w, err, errsz);
     void *zero = rc == 0 ? calloc(1, c->max_size ? c->max_size : 1) : NULL;
-    if (rc == 0 && !zero) rc = fail(err, errsz, "out of memory (%zu bytes)", c->max_size);
+    if (rc == 0 && !zero) rc = cm_fail(err, errsz, "out of memory (%zu bytes)", c->max_size);
     for (int i = 0; rc == 0 && i < c->n_plan; i++) {
         const plan_item *it = &c->plan[i];
         if (bn_gguf_writer_add_tensor(w, it->name, it->type, it->n_dims, it->ne, zero, it->size) !=
             BN_OK)
-            rc = fail(err, errsz, "%s: cannot add to the GGUF", it->name);
+            rc = cm_fail(err, errsz, "%s: cannot add to the GGUF", it->name);
     }
     if (rc == 0 && bn_gguf_writer_write(c->ctx, w, c->tmp) != BN_OK)
-        rc = fail(err, errsz, "%s: %s", c->tmp, bn_ctx_errmsg(c->ctx));
+        rc = cm_fail(err, errsz, "%s: %s", c->tmp, bn_ctx_errmsg(c->ctx));
     free(zero);
     bn_gguf_writer_free(w);
     return rc;
@@ -378,9 +369,9 @@ static int usable_seqs(conv *c, char *err, size_t errsz)
 {
     const cv_seqs *q = &c->seqs;
     if (q->n == 0)
-        return fail(err, errsz,
-                    "validation: the tokenizer gives no prompt of two tokens or more (is its "
-                    "vocabulary usable?)");
+        return cm_fail(err, errsz,
+                       "validation: the tokenizer gives no prompt of two tokens or more (is its "
+                       "vocabulary usable?)");
     const int32_t unk = c->tok ? bn_tokenizer_unk(c->tok) : -1;
     if (unk < 0) return 0;
     int64_t known = 0;
@@ -390,9 +381,9 @@ static int usable_seqs(conv *c, char *err, size_t errsz)
             known += id != unk && bn_tokenizer_token_type(c->tok, id) != BN_TOKEN_TYPE_CONTROL;
         }
     if (known == 0)
-        return fail(err, errsz,
-                    "validation: the tokenizer reads every prompt as unknown tokens (is its "
-                    "vocabulary usable?)");
+        return cm_fail(err, errsz,
+                       "validation: the tokenizer reads every prompt as unknown tokens (is its "
+                       "vocabulary usable?)");
     return 0;
 }
 
@@ -401,27 +392,28 @@ static int make_seqs(conv *c, char *err, size_t errsz)
     cv_seqs *q = &c->seqs;
     q->tok = calloc(MAX_PROMPTS + 1, sizeof *q->tok);
     q->len = calloc(MAX_PROMPTS + 1, sizeof *q->len);
-    if (!q->tok || !q->len) return fail(err, errsz, "out of memory");
+    if (!q->tok || !q->len) return cm_fail(err, errsz, "out of memory");
     if (c->o->prompts_file) {
         size_t len;
         char *text = mc_read_file(c->o->prompts_file, &len);
-        if (!text) return fail(err, errsz, "%s: cannot read the prompts", c->o->prompts_file);
+        if (!text) return cm_fail(err, errsz, "%s: cannot read the prompts", c->o->prompts_file);
         for (char *save = NULL, *line = strtok_r(text, "\n", &save); line && q->n < MAX_PROMPTS;
              line = strtok_r(NULL, "\n", &save))
             if (*line && add_seq(c, line, MAX_PROMPT_TOKENS) != 0) {
                 free(text);
-                return fail(err, errsz, "%s: cannot tokenize a prompt", c->o->prompts_file);
+                return cm_fail(err, errsz, "%s: cannot tokenize a prompt", c->o->prompts_file);
             }
         free(text);
-        if (q->n == 0) return fail(err, errsz, "%s: no prompts (one per line)", c->o->prompts_file);
+        if (q->n == 0)
+            return cm_fail(err, errsz, "%s: no prompts (one per line)", c->o->prompts_file);
     } else {
         for (int i = 0; cv_builtin_prompts[i]; i++)
             if (add_seq(c, cv_builtin_prompts[i], MAX_PROMPT_TOKENS) != 0)
-                return fail(err, errsz, "cannot tokenize the built-in prompts");
+                return cm_fail(err, errsz, "cannot tokenize the built-in prompts");
     }
     c->text_seq = q->n;
     if (add_seq(c, cv_builtin_text, MAX_TEXT_TOKENS) != 0)
-        return fail(err, errsz, "cannot tokenize the built-in text");
+        return cm_fail(err, errsz, "cannot tokenize the built-in text");
     if (c->text_seq >= q->n) c->text_seq = -1;
     return usable_seqs(c, err, errsz);
 }
@@ -438,7 +430,7 @@ static int engine_logits(conv *c, bn_model *m, float *out, char *err, size_t err
     sp.kv_type = BN_TYPE_F32; /* as the f32 reference: no rounding of its own in the cache */
     bn_model_state *st;
     if (bn_model_state_new(m, &sp, &st) != BN_OK)
-        return fail(err, errsz, "%s: %s", c->tmp, bn_ctx_errmsg(c->ctx));
+        return cm_fail(err, errsz, "%s: %s", c->tmp, bn_ctx_errmsg(c->ctx));
     const int64_t V = c->src.hp.n_vocab;
     int rc = 0;
     int64_t base = 0;
@@ -447,7 +439,7 @@ static int engine_logits(conv *c, bn_model *m, float *out, char *err, size_t err
             rc = -2;
         else if (bn_model_eval(st, c->seqs.tok[i], c->seqs.len[i], 0, c->seqs.len[i],
                                out + base * V) != BN_OK)
-            rc = fail(err, errsz, "%s: %s", c->tmp, bn_ctx_errmsg(c->ctx));
+            rc = cm_fail(err, errsz, "%s: %s", c->tmp, bn_ctx_errmsg(c->ctx));
     bn_model_state_free(st);
     return rc;
 }
@@ -458,17 +450,17 @@ static int verify(conv *c, char *err, size_t errsz)
     if (report_progress(c, "verifying") || cv_poll(c->o)) return -2;
     bn_model *m;
     if (bn_model_load(c->ctx, c->tmp, NULL, &m) != BN_OK)
-        return fail(err, errsz, "the converted model does not load: %s", bn_ctx_errmsg(c->ctx));
+        return cm_fail(err, errsz, "the converted model does not load: %s", bn_ctx_errmsg(c->ctx));
     const bn_model_hparams *h = bn_model_hparams_get(m);
     int rc = 0;
     if (h->n_layer != c->src.hp.n_layer || h->n_embd != c->src.hp.n_embd ||
         h->n_vocab != c->src.hp.n_vocab)
-        rc = fail(err, errsz, "the converted model reads back with another shape");
+        rc = cm_fail(err, errsz, "the converted model reads back with another shape");
     if (rc == 0 && !c->o->no_tokenizer) {
         bn_tokenizer *t;
         if (bn_tokenizer_from_gguf(c->ctx, bn_model_gguf(m), &t) != BN_OK)
-            rc = fail(err, errsz, "the converted tokenizer does not load: %s",
-                      bn_ctx_errmsg(c->ctx));
+            rc = cm_fail(err, errsz, "the converted tokenizer does not load: %s",
+                         bn_ctx_errmsg(c->ctx));
         bn_tokenizer_free(t);
     }
     if (rc == 0 && c->o->validate) {
@@ -476,7 +468,7 @@ static int verify(conv *c, char *err, size_t errsz)
         if (report_progress(c, "validating") || cv_poll(c->o)) rc = -2;
         const int64_t V = c->src.hp.n_vocab;
         float *conv_logits = rc == 0 ? malloc((size_t)(c->seqs.total * V) * sizeof(float)) : NULL;
-        if (rc == 0 && !conv_logits) rc = fail(err, errsz, "out of memory (validation)");
+        if (rc == 0 && !conv_logits) rc = cm_fail(err, errsz, "out of memory (validation)");
         if (rc == 0) rc = engine_logits(c, m, conv_logits, err, errsz);
         if (rc == 0) {
             cJSON *v = cJSON_AddObjectToObject(c->report, "validation");
@@ -589,7 +581,7 @@ int cv_check_output(const cv_opts *o, char *err, size_t errsz)
     const char *in[] = {o->src, o->prompts_file};
     char why[1024], dir[4096], path[8200];
     if (bn_file_check_output(o->out, o->force, in, 2, why, sizeof why) != BN_OK)
-        return fail(err, errsz, "%s", why);
+        return cm_fail(err, errsz, "%s", why);
     struct stat st;
     if (lstat(o->out, &st) != 0) return 0; /* a new file is no input */
     snprintf(dir, sizeof dir, "%s", o->src);
@@ -609,8 +601,8 @@ int cv_check_output(const cv_opts *o, char *err, size_t errsz)
             continue;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         if (bn_file_same(o->out, path))
-            rc = fail(err, errsz, "%s is a file of the source model (%s): choose another output",
-                      o->out, path);
+            rc = cm_fail(err, errsz, "%s is a file of the source model (%s): choose another output",
+                         o->out, path);
     }
     if (d) closedir(d);
     return rc;
@@ -624,7 +616,8 @@ static int make_tmp(conv *c, char *err, size_t errsz)
     if (fd < 0) {
         const int e = errno;
         c->tmp[0] = '\0';
-        return fail(err, errsz, "%s: cannot create a temporary file: %s", c->o->out, strerror(e));
+        return cm_fail(err, errsz, "%s: cannot create a temporary file: %s", c->o->out,
+                       strerror(e));
     }
     (void)fchmod(fd, 0644); /* the writer keeps this mode */
     close(fd);
@@ -648,7 +641,7 @@ static int run(conv *c, char *err, size_t errsz)
         c->phase = "running the reference";
         if (make_seqs(c, err, errsz) != 0) return -1;
         c->ref_logits = malloc((size_t)(c->seqs.total * c->src.hp.n_vocab) * sizeof(float));
-        if (!c->ref_logits) return fail(err, errsz, "out of memory (reference logits)");
+        if (!c->ref_logits) return cm_fail(err, errsz, "out of memory (reference logits)");
         int rc = cv_reference(&c->src, c->pool, &c->seqs, c->ref_logits, o, err, errsz);
         if (rc != 0) return rc;
     }
@@ -659,10 +652,10 @@ static int run(conv *c, char *err, size_t errsz)
     char hex[65];
     c->phase = "hashing";
     if ((rc = sha256_file(c, hex)) != 0)
-        return rc == -2 ? -2 : fail(err, errsz, "%s: cannot hash", c->tmp);
+        return rc == -2 ? -2 : cm_fail(err, errsz, "%s: cannot hash", c->tmp);
     if (cv_poll(o)) return -2;
     if (rename(c->tmp, o->out) != 0)
-        return fail(err, errsz, "%s: rename: %s", o->out, strerror(errno));
+        return cm_fail(err, errsz, "%s: rename: %s", o->out, strerror(errno));
     fsync_dir(o->out);
     struct stat st;
     cJSON_AddNumberToObject(c->report, "bytes_out",
@@ -686,8 +679,9 @@ int cv_convert(const cv_opts *o0, cJSON **report, char *err, size_t errsz)
     c.report = cJSON_CreateObject();
     c.warnings = cJSON_CreateArray();
     bn_ctx_params cp = {.n_threads = o->threads};
-    int rc = c.report && c.warnings ? 0 : fail(err, errsz, "out of memory");
-    if (rc == 0 && bn_ctx_new(&c.ctx, &cp) != BN_OK) rc = fail(err, errsz, "cannot start threads");
+    int rc = c.report && c.warnings ? 0 : cm_fail(err, errsz, "out of memory");
+    if (rc == 0 && bn_ctx_new(&c.ctx, &cp) != BN_OK)
+        rc = cm_fail(err, errsz, "cannot start threads");
     if (rc == 0) {
         c.pool = bn_ctx_pool(c.ctx);
         rc = run(&c, err, errsz);

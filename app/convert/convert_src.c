@@ -18,18 +18,7 @@
 #include "bitnet/file.h"
 #include "bitnet/quant.h"
 #include "common/model_common.h"
-
-static int fail(char *err, size_t errsz, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errsz, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsz, fmt, ap);
-    va_end(ap);
-    return -1;
-}
+#include "common/cli.h"
 
 static int is_file(const char *p)
 {
@@ -105,41 +94,43 @@ static int check_not_converted(const cv_hparams *h, const cJSON *list, const cha
     cJSON_ArrayForEach(e, list)
     {
         if (!cJSON_IsString(e))
-            return fail(err, errsz,
-                        "%s: quantization_config.modules_to_not_convert holds a "
-                        "non-string",
-                        path);
+            return cm_fail(err, errsz,
+                           "%s: quantization_config.modules_to_not_convert holds a "
+                           "non-string",
+                           path);
         kept += kept_by(h, e->valuestring, kept ? other : first, sizeof first);
     }
     if (!kept) return 0;
-    return fail(err, errsz,
-                "%s: quantization_config.modules_to_not_convert keeps %s%s as float linear "
-                "layers (transformers does not ternarize them); bitnet's layers are ternary only, "
-                "so this model cannot be converted without changing it",
-                path, first, kept > 1 ? " and others" : "");
+    return cm_fail(
+            err, errsz,
+            "%s: quantization_config.modules_to_not_convert keeps %s%s as float linear "
+            "layers (transformers does not ternarize them); bitnet's layers are ternary only, "
+            "so this model cannot be converted without changing it",
+            path, first, kept > 1 ? " and others" : "");
 }
 
 static int read_quant(cv_hparams *h, const cJSON *q, const char *path, char *err, size_t errsz)
 {
     const char *m = cfg_str(q, "quant_method");
     if (!m || strcmp(m, "bitnet") != 0)
-        return fail(err, errsz,
-                    "%s: quantization_config quant_method '%s' is not supported (bitnet)", path,
-                    m ? m : "");
+        return cm_fail(err, errsz,
+                       "%s: quantization_config quant_method '%s' is not supported (bitnet)", path,
+                       m ? m : "");
     h->quant_ref = 1;
     const char *lc = cfg_str(q, "linear_class"), *mode = cfg_str(q, "quantization_mode");
     if (!lc) lc = "bitlinear"; /* BitNetQuantConfig's defaults */
     if (!mode) mode = "offline";
     if (strcmp(lc, "bitlinear") != 0 && strcmp(lc, "autobitlinear") != 0)
-        return fail(err, errsz, "%s: quantization_config linear_class '%s' is not supported", path,
-                    lc);
+        return cm_fail(err, errsz, "%s: quantization_config linear_class '%s' is not supported",
+                       path, lc);
     if (strcmp(mode, "offline") != 0 && strcmp(mode, "online") != 0)
-        return fail(err, errsz, "%s: quantization_config quantization_mode '%s' is not supported",
-                    path, mode);
+        return cm_fail(err, errsz,
+                       "%s: quantization_config quantization_mode '%s' is not supported", path,
+                       mode);
     h->scale_mul = strcmp(lc, "autobitlinear") == 0;
     h->online = h->scale_mul && strcmp(mode, "online") == 0; /* BitLinear is offline only */
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(q, "use_rms_norm")))
-        return fail(err, errsz, "%s: quantization_config use_rms_norm is not supported", path);
+        return cm_fail(err, errsz, "%s: quantization_config use_rms_norm is not supported", path);
     return check_not_converted(h, cJSON_GetObjectItemCaseSensitive(q, "modules_to_not_convert"),
                                path, err, errsz);
 }
@@ -212,48 +203,49 @@ static int read_config(cv_source *s, char *err, size_t errsz)
     snprintf(path, sizeof path, "%s/config.json", s->dir);
     struct stat st;
     if (stat(path, &st) != 0 && errno == ENOENT)
-        return fail(err, errsz, "%s: no config.json (the model's hyper-parameters)", s->dir);
+        return cm_fail(err, errsz, "%s: no config.json (the model's hyper-parameters)", s->dir);
     char why[4400];
-    if (bn_file_check_regular(path, why, sizeof why) != BN_OK) return fail(err, errsz, "%s", why);
+    if (bn_file_check_regular(path, why, sizeof why) != BN_OK)
+        return cm_fail(err, errsz, "%s", why);
     size_t len;
     char *text = mc_read_file(path, &len);
-    if (!text) return fail(err, errsz, "%s: cannot read", path);
+    if (!text) return cm_fail(err, errsz, "%s: cannot read", path);
     s->config = cJSON_Parse(text);
     free(text);
-    if (!cJSON_IsObject(s->config)) return fail(err, errsz, "%s: not a JSON object", path);
+    if (!cJSON_IsObject(s->config)) return cm_fail(err, errsz, "%s: not a JSON object", path);
     const cJSON *c = s->config;
     cv_hparams *h = &s->hp;
     const cJSON *archs = cJSON_GetObjectItemCaseSensitive(c, "architectures");
     const cJSON *a0 = cJSON_GetArrayItem(archs, 0);
     const char *arch = cJSON_IsString(a0) ? a0->valuestring : cfg_str(c, "model_type");
-    if (!arch) return fail(err, errsz, "%s: no architectures entry", path);
+    if (!arch) return cm_fail(err, errsz, "%s: no architectures entry", path);
     snprintf(h->arch_name, sizeof h->arch_name, "%s", arch);
     const char *act = cfg_str(c, "hidden_act");
     if (strcmp(arch, "BitNetForCausalLM") == 0 || strcmp(arch, "bitnet") == 0) {
         h->arch = CV_ARCH_BITNET;
         if (act && strcmp(act, "relu2") != 0)
-            return fail(err, errsz, "%s: hidden_act '%s' (BitNet b1.58 uses relu2)", path, act);
+            return cm_fail(err, errsz, "%s: hidden_act '%s' (BitNet b1.58 uses relu2)", path, act);
     } else if (strcmp(arch, "LlamaForCausalLM") == 0 || strcmp(arch, "llama") == 0) {
         h->arch = CV_ARCH_LLAMA;
         if (act && strcmp(act, "silu") != 0)
-            return fail(err, errsz, "%s: hidden_act '%s' (LLaMA uses silu)", path, act);
+            return cm_fail(err, errsz, "%s: hidden_act '%s' (LLaMA uses silu)", path, act);
     } else {
-        return fail(err, errsz,
-                    "%s: architecture %s is not supported (BitNetForCausalLM, LlamaForCausalLM)",
-                    path, arch);
+        return cm_fail(err, errsz,
+                       "%s: architecture %s is not supported (BitNetForCausalLM, LlamaForCausalLM)",
+                       path, arch);
     }
     if (read_shape(s, h->arch == CV_ARCH_BITNET ? &k_bitnet_defaults : &k_llama_defaults) != 0)
-        return fail(err, errsz, "out of memory");
+        return cm_fail(err, errsz, "out of memory");
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(c, "rope_parameters");
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(c, "rope_scaling");
     const char *rtype = cfg_str(rp, "rope_type");
     if ((cJSON_IsObject(rs) &&
          !(cfg_str(rs, "rope_type") && strcmp(cfg_str(rs, "rope_type"), "default") == 0)) ||
         (rtype && strcmp(rtype, "default") != 0))
-        return fail(err, errsz, "%s: RoPE scaling is not supported", path);
+        return cm_fail(err, errsz, "%s: RoPE scaling is not supported", path);
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "attention_bias")) ||
         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "mlp_bias")))
-        return fail(err, errsz, "%s: biases in the linear layers are not supported", path);
+        return cm_fail(err, errsz, "%s: biases in the linear layers are not supported", path);
     h->tied = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "tie_word_embeddings"));
     h->bos_id = (int32_t)cfg_int(c, "bos_token_id", -1);
     h->eos_id = (int32_t)cfg_int(c, "eos_token_id", -1);
@@ -263,11 +255,11 @@ static int read_config(cv_source *s, char *err, size_t errsz)
         h->n_vocab <= 0 || h->n_head % h->n_head_kv || h->head_dim * h->n_head != h->n_embd ||
         h->head_dim % 2 || h->n_layer > 1024 || h->n_embd > 65536 || h->n_ff > (1 << 20) ||
         h->n_vocab > (1 << 24))
-        return fail(err, errsz,
-                    "%s: implausible shape (hidden %lld, ffn %lld, layers %lld, heads "
-                    "%lld/%lld, vocab %lld)",
-                    path, (long long)h->n_embd, (long long)h->n_ff, (long long)h->n_layer,
-                    (long long)h->n_head, (long long)h->n_head_kv, (long long)h->n_vocab);
+        return cm_fail(err, errsz,
+                       "%s: implausible shape (hidden %lld, ffn %lld, layers %lld, heads "
+                       "%lld/%lld, vocab %lld)",
+                       path, (long long)h->n_embd, (long long)h->n_ff, (long long)h->n_layer,
+                       (long long)h->n_head, (long long)h->n_head_kv, (long long)h->n_vocab);
     return 0;
 }
 
@@ -307,17 +299,17 @@ static int add(cv_source *s, const char *name, int dtype, int n_dims, const int6
                int transposed, int file, const void *ref, char *err, size_t errsz)
 {
     if (cv_source_find(s, name)) return 1; /* first one wins (ONNX aliases) */
-    if (slots_reserve(s) != 0) return fail(err, errsz, "out of memory");
+    if (slots_reserve(s) != 0) return cm_fail(err, errsz, "out of memory");
     if (s->n == s->cap) {
         int nc = s->cap ? s->cap * 2 : 256;
         cv_tensor *t = realloc(s->t, (size_t)nc * sizeof *t);
-        if (!t) return fail(err, errsz, "out of memory");
+        if (!t) return cm_fail(err, errsz, "out of memory");
         s->t = t;
         s->cap = nc;
     }
     cv_tensor *t = &s->t[s->n];
     memset(t, 0, sizeof *t);
-    if (!(t->name = strdup(name))) return fail(err, errsz, "out of memory");
+    if (!(t->name = strdup(name))) return cm_fail(err, errsz, "out of memory");
     slot_put(s->slot, s->n_slot, t->name, s->n);
     s->n++;
     t->dtype = dtype;
@@ -337,16 +329,16 @@ static int add(cv_source *s, const char *name, int dtype, int n_dims, const int6
 static int open_safetensors(cv_source *s, const char *const *files, int n, char *err, size_t errsz)
 {
     s->st = calloc((size_t)n, sizeof *s->st);
-    if (!s->st) return fail(err, errsz, "out of memory");
+    if (!s->st) return cm_fail(err, errsz, "out of memory");
     for (int f = 0; f < n; f++) {
         if (bn_safetensors_open(s->ctx, files[f], &s->st[f]) != BN_OK)
-            return fail(err, errsz, "%s: %s", files[f], bn_ctx_errmsg(s->ctx));
+            return cm_fail(err, errsz, "%s: %s", files[f], bn_ctx_errmsg(s->ctx));
         s->n_st = f + 1;
         for (int64_t i = 0; i < bn_safetensors_n_tensors(s->st[f]); i++) {
             const bn_st_tensor *t = bn_safetensors_tensor_at(s->st[f], i);
             if (cv_source_find(s, t->name))
-                return fail(err, errsz, "%s: tensor %s is also in another shard", files[f],
-                            t->name);
+                return cm_fail(err, errsz, "%s: tensor %s is also in another shard", files[f],
+                               t->name);
             if (add(s, t->name, t->dtype, t->n_dims, t->shape, 0, f, t, err, errsz) < 0) return -1;
         }
     }
@@ -356,16 +348,16 @@ static int open_safetensors(cv_source *s, const char *const *files, int n, char 
 static int open_torch(cv_source *s, const char *const *files, int n, char *err, size_t errsz)
 {
     s->pt = calloc((size_t)n, sizeof *s->pt);
-    if (!s->pt) return fail(err, errsz, "out of memory");
+    if (!s->pt) return cm_fail(err, errsz, "out of memory");
     for (int f = 0; f < n; f++) {
         if (bn_torch_open(s->ctx, files[f], &s->pt[f]) != BN_OK)
-            return fail(err, errsz, "%s: %s", files[f], bn_ctx_errmsg(s->ctx));
+            return cm_fail(err, errsz, "%s: %s", files[f], bn_ctx_errmsg(s->ctx));
         s->n_pt = f + 1;
         for (int64_t i = 0; i < bn_torch_n_tensors(s->pt[f]); i++) {
             const bn_pt_tensor *t = bn_torch_tensor_at(s->pt[f], i);
             if (cv_source_find(s, t->name))
-                return fail(err, errsz, "%s: tensor %s is also in another shard", files[f],
-                            t->name);
+                return cm_fail(err, errsz, "%s: tensor %s is also in another shard", files[f],
+                               t->name);
             if (add(s, t->name, t->dtype, t->n_dims, t->shape, 0, f, t, err, errsz) < 0) return -1;
         }
     }
@@ -378,13 +370,13 @@ static int open_sharded(cv_source *s, const char *index, char *err, size_t errsz
 {
     size_t len;
     char *text = mc_read_file(index, &len);
-    if (!text) return fail(err, errsz, "%s: cannot read", index);
+    if (!text) return cm_fail(err, errsz, "%s: cannot read", index);
     cJSON *j = cJSON_Parse(text);
     free(text);
     const cJSON *map = cJSON_GetObjectItemCaseSensitive(j, "weight_map");
     if (!cJSON_IsObject(map)) {
         cJSON_Delete(j);
-        return fail(err, errsz, "%s: no weight_map object", index);
+        return cm_fail(err, errsz, "%s: no weight_map object", index);
     }
     char **files = NULL;
     int n = 0, rc = 0;
@@ -392,8 +384,8 @@ static int open_sharded(cv_source *s, const char *index, char *err, size_t errsz
     cJSON_ArrayForEach(e, map)
     {
         if (!cJSON_IsString(e) || strchr(e->valuestring, '/') || e->valuestring[0] == '.') {
-            rc = fail(err, errsz, "%s: weight_map entry for %s is not a file name", index,
-                      e->string);
+            rc = cm_fail(err, errsz, "%s: weight_map entry for %s is not a file name", index,
+                         e->string);
             break;
         }
         int seen = 0;
@@ -404,13 +396,13 @@ static int open_sharded(cv_source *s, const char *index, char *err, size_t errsz
         size_t pl = strlen(s->dir) + strlen(e->valuestring) + 2;
         if (!nf || !(nf[n] = malloc(pl))) {
             files = nf ? nf : files;
-            rc = fail(err, errsz, "out of memory");
+            rc = cm_fail(err, errsz, "out of memory");
             break;
         }
         files = nf;
         snprintf(files[n++], pl, "%s/%s", s->dir, e->valuestring);
     }
-    if (rc == 0 && n == 0) rc = fail(err, errsz, "%s: empty weight_map", index);
+    if (rc == 0 && n == 0) rc = cm_fail(err, errsz, "%s: empty weight_map", index);
     if (rc == 0) {
         snprintf(s->weights, sizeof s->weights, "%s", files[0]);
         rc = s->fmt == CV_FMT_TORCH
@@ -423,7 +415,7 @@ static int open_sharded(cv_source *s, const char *index, char *err, size_t errsz
         if (rc != 0) break;
         const cv_tensor *t = cv_source_find(s, e->string);
         if (!t || strcmp(files[t->file] + strlen(s->dir) + 1, e->valuestring) != 0)
-            rc = fail(err, errsz, "%s: %s is not in %s", index, e->string, e->valuestring);
+            rc = cm_fail(err, errsz, "%s: %s is not in %s", index, e->string, e->valuestring);
     }
     for (int i = 0; i < n; i++) free(files[i]);
     free(files);
@@ -462,7 +454,7 @@ static int node_scope(const bn_onnx *ox, int64_t i, const bn_onnx_node *nd, char
 static int open_onnx(cv_source *s, char *err, size_t errsz)
 {
     if (bn_onnx_open(s->ctx, s->weights, &s->ox) != BN_OK)
-        return fail(err, errsz, "%s: %s", s->weights, bn_ctx_errmsg(s->ctx));
+        return cm_fail(err, errsz, "%s: %s", s->weights, bn_ctx_errmsg(s->ctx));
     for (int64_t i = 0; i < bn_onnx_n_tensors(s->ox); i++) {
         const bn_onnx_tensor *t = bn_onnx_tensor_at(s->ox, i);
         if (t->dtype == BN_DTYPE_COUNT_) continue;
@@ -494,7 +486,7 @@ static int open_onnx(cv_source *s, char *err, size_t errsz)
 static int pick_weights(cv_source *s, const char *src, char *err, size_t errsz)
 {
     struct stat st;
-    if (stat(src, &st) != 0) return fail(err, errsz, "%s: %s", src, strerror(errno));
+    if (stat(src, &st) != 0) return cm_fail(err, errsz, "%s: %s", src, strerror(errno));
     if (S_ISREG(st.st_mode)) {
         snprintf(s->weights, sizeof s->weights, "%s", src);
         const char *slash = strrchr(src, '/');
@@ -515,7 +507,7 @@ static int pick_weights(cv_source *s, const char *src, char *err, size_t errsz)
     }
     /* exactly one *.safetensors / *.bin / *.pt / *.pth / *.onnx */
     DIR *d = opendir(src);
-    if (!d) return fail(err, errsz, "%s: %s", src, strerror(errno));
+    if (!d) return cm_fail(err, errsz, "%s: %s", src, strerror(errno));
     int found = 0;
     for (struct dirent *e; (e = readdir(d));) {
         static const char *const ext[] = {".safetensors", ".bin", ".pt", ".pth", ".onnx"};
@@ -528,14 +520,14 @@ static int pick_weights(cv_source *s, const char *src, char *err, size_t errsz)
     closedir(d);
     if (found == 1) return 0;
     if (found > 1)
-        return fail(err, errsz,
-                    "%s: %d weight files; name one (or add "
-                    "model.safetensors.index.json)",
-                    src, found);
-    return fail(err, errsz,
-                "%s: no weights (model.safetensors, shards with "
-                "model.safetensors.index.json, pytorch_model.bin, *.pt, *.onnx)",
-                src);
+        return cm_fail(err, errsz,
+                       "%s: %d weight files; name one (or add "
+                       "model.safetensors.index.json)",
+                       src, found);
+    return cm_fail(err, errsz,
+                   "%s: no weights (model.safetensors, shards with "
+                   "model.safetensors.index.json, pytorch_model.bin, *.pt, *.onnx)",
+                   src);
 }
 
 int cv_source_open(bn_ctx *ctx, const char *src, cv_source *s, char *err, size_t errsz)
@@ -565,7 +557,7 @@ int cv_source_open(bn_ctx *ctx, const char *src, cv_source *s, char *err, size_t
     const cv_tensor *q = cv_source_find(s, "model.layers.0.self_attn.q_proj.weight");
     s->hp.packed = q && q->dtype == BN_DTYPE_U8;
     if (s->hp.packed && s->hp.arch != CV_ARCH_BITNET)
-        return fail(err, errsz, "%s: packed uint8 weights in a %s model", w, s->hp.arch_name);
+        return cm_fail(err, errsz, "%s: packed uint8 weights in a %s model", w, s->hp.arch_name);
     return 0;
 }
 
@@ -604,12 +596,12 @@ int cv_source_raw(cv_source *s, const cv_tensor *t, const void **data, void **ow
         return 0;
     }
     void *buf = malloc(t->bytes ? t->bytes : 1);
-    if (!buf) return fail(err, errsz, "%s: out of memory (%zu bytes)", t->name, t->bytes);
+    if (!buf) return cm_fail(err, errsz, "%s: out of memory (%zu bytes)", t->name, t->bytes);
     bn_status rc = s->fmt == CV_FMT_TORCH ? bn_torch_read(s->pt[t->file], t->ref, buf)
                                           : bn_onnx_read(s->ox, t->ref, buf);
     if (rc != BN_OK) {
         free(buf);
-        return fail(err, errsz, "%s: %s", s->weights, bn_ctx_errmsg(s->ctx));
+        return cm_fail(err, errsz, "%s: %s", s->weights, bn_ctx_errmsg(s->ctx));
     }
     *data = *owned = buf;
     return 0;
@@ -644,11 +636,11 @@ int cv_check_finite(const char *name, const float *v, int64_t n, int64_t cols, i
     for (int64_t i = 0; i < n; i++) {
         if (isfinite(v[i])) continue;
         if (cols > 0)
-            return fail(err, errsz, "%s: element [%lld, %lld] is %s; a weight must be finite", name,
-                        (long long)(row0 + i / cols), (long long)(i % cols),
-                        isnan(v[i]) ? "NaN" : "infinite");
-        return fail(err, errsz, "%s: element %lld is %s; a weight must be finite", name,
-                    (long long)i, isnan(v[i]) ? "NaN" : "infinite");
+            return cm_fail(err, errsz, "%s: element [%lld, %lld] is %s; a weight must be finite",
+                           name, (long long)(row0 + i / cols), (long long)(i % cols),
+                           isnan(v[i]) ? "NaN" : "infinite");
+        return cm_fail(err, errsz, "%s: element %lld is %s; a weight must be finite", name,
+                       (long long)i, isnan(v[i]) ? "NaN" : "infinite");
     }
     return 0;
 }
@@ -658,13 +650,13 @@ static const cv_tensor *need(cv_source *s, const char *name, int64_t rows, int64
 {
     const cv_tensor *t = cv_source_find(s, name);
     if (!t) {
-        fail(err, errsz, "%s: tensor %s is missing", s->weights, name);
+        cm_fail(err, errsz, "%s: tensor %s is missing", s->weights, name);
         return NULL;
     }
     int64_t r = t->n_dims >= 2 ? t->shape[0] : 1, c = t->shape[t->n_dims >= 2 ? 1 : 0];
     if (t->n_dims < 1 || t->n_dims > 2 || r != rows || c != cols) {
-        fail(err, errsz, "%s: shape %lldx%lld, expected %lldx%lld", name, (long long)r,
-             (long long)c, (long long)rows, (long long)cols);
+        cm_fail(err, errsz, "%s: shape %lldx%lld, expected %lldx%lld", name, (long long)r,
+                (long long)c, (long long)rows, (long long)cols);
         return NULL;
     }
     return t;
@@ -681,14 +673,14 @@ static int weight_scale(cv_source *s, const char *name, float *ws, int *present,
     *present = t != NULL;
     if (!t) return 0;
     if (t->numel != 1)
-        return fail(err, errsz, "%s: %llu values, expected 1", sn, (unsigned long long)t->numel);
+        return cm_fail(err, errsz, "%s: %llu values, expected 1", sn, (unsigned long long)t->numel);
     const void *d;
     void *own;
     if (cv_source_raw(s, t, &d, &own, err, errsz) != 0) return -1;
     bn_dtype_to_f32(t->dtype, d, 1, ws);
     cv_source_release(s, t, own);
     if (!(*ws > 0) || !isfinite(*ws))
-        return fail(err, errsz, "%s: %g is not a positive scale", sn, (double)*ws);
+        return cm_fail(err, errsz, "%s: %g is not a positive scale", sn, (double)*ws);
     return 0;
 }
 
@@ -696,13 +688,14 @@ static int weight_scale(cv_source *s, const char *name, float *ws, int *present,
 static int unpack(cv_source *s, const char *name, int64_t rows, int64_t cols, int8_t *q,
                   float *scale, char *err, size_t errsz)
 {
-    if (rows % 4) return fail(err, errsz, "%s: %lld rows do not pack by 4", name, (long long)rows);
+    if (rows % 4)
+        return cm_fail(err, errsz, "%s: %lld rows do not pack by 4", name, (long long)rows);
     const int64_t R = rows / 4;
     const cv_tensor *t = need(s, name, R, cols, err, errsz);
     float ws;
     int present;
     if (!t || weight_scale(s, name, &ws, &present, err, errsz) != 0) return -1;
-    if (!present) return fail(err, errsz, "%s: packed weight without weight_scale", name);
+    if (!present) return cm_fail(err, errsz, "%s: packed weight without weight_scale", name);
     const void *d;
     void *own;
     if (cv_source_raw(s, t, &d, &own, err, errsz) != 0) return -1;
@@ -714,8 +707,8 @@ static int unpack(cv_source *s, const char *name, int64_t rows, int64_t cols, in
             for (int i = 0; i < 4; i++) {
                 int v = (b >> (2 * i)) & 3;
                 if (v == 3) {
-                    rc = fail(err, errsz, "%s: byte [%lld, %lld] holds code 3 (not ternary)", name,
-                              (long long)j, (long long)k);
+                    rc = cm_fail(err, errsz, "%s: byte [%lld, %lld] holds code 3 (not ternary)",
+                                 name, (long long)j, (long long)k);
                     break;
                 }
                 q[(j + i * R) * cols + k] = (int8_t)(v - 1);
@@ -734,8 +727,8 @@ static int float_weight(cv_source *s, const char *name, int64_t rows, int64_t co
     int present;
     if (!t || weight_scale(s, name, ws, &present, err, errsz) != 0) return -1;
     if (t->dtype == BN_DTYPE_U8 || t->dtype == BN_DTYPE_BOOL)
-        return fail(err, errsz, "%s: %s weight where a float was expected", name,
-                    bn_dtype_name(t->dtype));
+        return cm_fail(err, errsz, "%s: %s weight where a float was expected", name,
+                       bn_dtype_name(t->dtype));
     const void *d;
     void *own;
     if (cv_source_raw(s, t, &d, &own, err, errsz) != 0) return -1;
@@ -754,10 +747,10 @@ static int offline_ternary(const char *name, const float *w, int64_t n, float ws
         const float m = fabsf(w[i]);
         if (m != 0 && a == 0) a = m;
         if (m != 0 && m != a)
-            return fail(err, errsz,
-                        "%s: element %lld is %g where others are +-%g: an offline AutoBitLinear "
-                        "weight is used as stored, and this one is not ternary",
-                        name, (long long)i, (double)w[i], (double)a);
+            return cm_fail(err, errsz,
+                           "%s: element %lld is %g where others are +-%g: an offline AutoBitLinear "
+                           "weight is used as stored, and this one is not ternary",
+                           name, (long long)i, (double)w[i], (double)a);
         q[i] = (int8_t)(w[i] > 0 ? 1 : w[i] < 0 ? -1 : 0);
     }
     *scale = (a != 0 ? a : 1.0f) * ws;
@@ -775,7 +768,7 @@ int cv_linear_ternary(cv_source *s, const char *name, int64_t rows, int64_t cols
 {
     if (s->hp.packed) return unpack(s, name, rows, cols, q, scale, err, errsz);
     float *w = malloc((size_t)(rows * cols) * sizeof *w), ws;
-    if (!w) return fail(err, errsz, "%s: out of memory", name);
+    if (!w) return cm_fail(err, errsz, "%s: out of memory", name);
     int rc = float_weight(s, name, rows, cols, w, &ws, err, errsz);
     if (rc == 0 && offline_float(s)) {
         rc = offline_ternary(name, w, rows * cols, ws, q, scale, err, errsz);
@@ -783,7 +776,7 @@ int cv_linear_ternary(cv_source *s, const char *name, int64_t rows, int64_t cols
         if (!s->hp.online) /* an online AutoBitLinear has no weight_scale */
             for (int64_t i = 0; i < rows * cols; i++) w[i] *= ws;
         if (bn_quantize_absmean(w, rows, cols, BN_QGRAN_TENSOR, 0, q, scale) != BN_OK)
-            rc = fail(err, errsz, "%s: cannot quantize", name);
+            rc = cm_fail(err, errsz, "%s: cannot quantize", name);
     }
     free(w);
     return rc;
@@ -813,7 +806,7 @@ int cv_linear_f32(cv_source *s, const char *name, int64_t rows, int64_t cols, fl
     int present;
     if (!t || weight_scale(s, name, &ws, &present, err, errsz) != 0) return -1;
     if (rows % 4 || !present)
-        return fail(err, errsz, "%s: packed weight without weight_scale or rows by 4", name);
+        return cm_fail(err, errsz, "%s: packed weight without weight_scale or rows by 4", name);
     const void *d;
     void *own;
     if (cv_source_raw(s, t, &d, &own, err, errsz) != 0) return -1;
@@ -831,10 +824,10 @@ int cv_linear_f32(cv_source *s, const char *name, int64_t rows, int64_t cols, fl
 int cv_vector_f32(cv_source *s, const char *name, int64_t n, float *v, char *err, size_t errsz)
 {
     const cv_tensor *t = cv_source_find(s, name);
-    if (!t) return fail(err, errsz, "%s: tensor %s is missing", s->weights, name);
+    if (!t) return cm_fail(err, errsz, "%s: tensor %s is missing", s->weights, name);
     if (t->numel != (uint64_t)n)
-        return fail(err, errsz, "%s: %llu values, expected %lld", name,
-                    (unsigned long long)t->numel, (long long)n);
+        return cm_fail(err, errsz, "%s: %llu values, expected %lld", name,
+                       (unsigned long long)t->numel, (long long)n);
     const void *d;
     void *own;
     if (cv_source_raw(s, t, &d, &own, err, errsz) != 0) return -1;

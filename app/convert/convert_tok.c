@@ -24,21 +24,10 @@
 #include "bitnet/spm_model.h"
 #include "bitnet/tokenizer.h"
 #include "common/model_common.h"
+#include "common/cli.h"
 
 #define SCORE_ADDED (-1000.0f) /* llama.cpp's scores for added tokens and padding */
 #define SCORE_PAD   (-10000.0f)
-
-static int fail(char *err, size_t errsz, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errsz, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsz, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 /* Pre-tokenizer regexes as tokenizer.json spells them, and llama.cpp's names for them. */
 static const struct {
@@ -134,9 +123,9 @@ static void vocab_release(vocab *v)
 static int set_token(vocab *v, int64_t id, const char *text, int32_t type, char *err, size_t errsz)
 {
     if (id < 0 || id >= v->n)
-        return fail(err, errsz, "%s: token id %lld out of range", v->what, (long long)id);
+        return cm_fail(err, errsz, "%s: token id %lld out of range", v->what, (long long)id);
     free(v->tok[id]);
-    if (!(v->tok[id] = strdup(text))) return fail(err, errsz, "out of memory");
+    if (!(v->tok[id] = strdup(text))) return cm_fail(err, errsz, "out of memory");
     v->type[id] = type;
     return 0;
 }
@@ -148,7 +137,8 @@ static int alloc_tokens(vocab *v, int64_t n, int with_scores, char *err, size_t 
     v->tok = calloc((size_t)n, sizeof *v->tok);
     v->type = calloc((size_t)n, sizeof *v->type);
     v->score = with_scores ? calloc((size_t)n, sizeof *v->score) : NULL;
-    if (!v->tok || !v->type || (with_scores && !v->score)) return fail(err, errsz, "out of memory");
+    if (!v->tok || !v->type || (with_scores && !v->score))
+        return cm_fail(err, errsz, "out of memory");
     for (int64_t i = 0; i < n; i++) {
         char pad[32];
         snprintf(pad, sizeof pad, "[PAD%lld]", (long long)i);
@@ -184,7 +174,7 @@ static int build_vocab(const cJSON *model, const cJSON *added, int64_t n_vocab, 
                        vocab *v, char *err, size_t errsz)
 {
     const cJSON *map = cJSON_GetObjectItemCaseSensitive(model, "vocab");
-    if (!cJSON_IsObject(map)) return fail(err, errsz, "tokenizer.json: model.vocab is missing");
+    if (!cJSON_IsObject(map)) return cm_fail(err, errsz, "tokenizer.json: model.vocab is missing");
     int64_t max_id = -1;
     const cJSON *e;
     cJSON_ArrayForEach(e, map) if (cJSON_IsNumber(e) && e->valuedouble > max_id) max_id =
@@ -195,12 +185,12 @@ static int build_vocab(const cJSON *model, const cJSON *added, int64_t n_vocab, 
         if (cJSON_IsNumber(id) && id->valuedouble > max_id) max_id = (int64_t)id->valuedouble;
     }
     if (max_id + 1 > n_vocab)
-        return fail(err, errsz, "tokenizer.json: %lld tokens, the model's vocabulary has %lld",
-                    (long long)max_id + 1, (long long)n_vocab);
+        return cm_fail(err, errsz, "tokenizer.json: %lld tokens, the model's vocabulary has %lld",
+                       (long long)max_id + 1, (long long)n_vocab);
     if (alloc_tokens(v, n_vocab, !keep_merges, err, errsz)) return -1;
     cJSON_ArrayForEach(e, map)
     {
-        if (!cJSON_IsNumber(e)) return fail(err, errsz, "tokenizer.json: bad vocab entry");
+        if (!cJSON_IsNumber(e)) return cm_fail(err, errsz, "tokenizer.json: bad vocab entry");
         if (set_token(v, (int64_t)e->valuedouble, e->string, BN_TOKEN_TYPE_NORMAL, err, errsz))
             return -1;
     }
@@ -209,7 +199,7 @@ static int build_vocab(const cJSON *model, const cJSON *added, int64_t n_vocab, 
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
         const cJSON *text = cJSON_GetObjectItemCaseSensitive(e, "content");
         if (!cJSON_IsNumber(id) || !cJSON_IsString(text))
-            return fail(err, errsz, "tokenizer.json: bad added_tokens entry");
+            return cm_fail(err, errsz, "tokenizer.json: bad added_tokens entry");
         int special = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special"));
         if (set_token(v, (int64_t)id->valuedouble, text->valuestring,
                       special ? BN_TOKEN_TYPE_CONTROL : BN_TOKEN_TYPE_USER_DEFINED, err, errsz))
@@ -218,17 +208,17 @@ static int build_vocab(const cJSON *model, const cJSON *added, int64_t n_vocab, 
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
     int64_t nm = cJSON_GetArraySize(merges);
     v->merges = calloc((size_t)(nm ? nm : 1), sizeof *v->merges);
-    if (!v->merges) return fail(err, errsz, "out of memory");
+    if (!v->merges) return cm_fail(err, errsz, "out of memory");
     cJSON_ArrayForEach(e, merges)
     {
         const char *a, *b;
         size_t alen;
         if (!merge_parts(e, &a, &alen, &b))
-            return fail(err, errsz, "tokenizer.json: bad merges entry");
+            return cm_fail(err, errsz, "tokenizer.json: bad merges entry");
         if (!keep_merges) continue;
         size_t len = alen + strlen(b) + 2;
         char *m = malloc(len);
-        if (!m) return fail(err, errsz, "out of memory");
+        if (!m) return cm_fail(err, errsz, "out of memory");
         snprintf(m, len, "%.*s %s", (int)alen, a, b);
         v->merges[v->n_merges++] = m;
     }
@@ -255,13 +245,13 @@ static int from_json_bpe(const cJSON *tj, const cv_source *s, vocab *v, char *er
         for (size_t i = 0; i < sizeof g_pre / sizeof g_pre[0] && !v->pre; i++)
             if (strcmp(split, g_pre[i].regex) == 0) v->pre = g_pre[i].name;
         if (!v->pre)
-            return fail(err, errsz,
-                        "tokenizer.json: the pre-tokenizer regex is not one bitnet "
-                        "knows (gpt-2, llama-bpe, qwen2)");
+            return cm_fail(err, errsz,
+                           "tokenizer.json: the pre-tokenizer regex is not one bitnet "
+                           "knows (gpt-2, llama-bpe, qwen2)");
     } else if (bl_regex) {
         v->pre = "gpt-2";
     } else {
-        return fail(err, errsz, "tokenizer.json: ByteLevel without a regex is not supported");
+        return cm_fail(err, errsz, "tokenizer.json: ByteLevel without a regex is not supported");
     }
     return build_vocab(cJSON_GetObjectItemCaseSensitive(tj, "model"),
                        cJSON_GetObjectItemCaseSensitive(tj, "added_tokens"), s->hp.n_vocab, 1, v,
@@ -301,10 +291,10 @@ static int spm_normalizer(const cJSON *n, int *prefix, int *escape, char *err, s
         return 0;
     }
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(n, "type");
-    return fail(err, errsz,
-                "tokenizer.json: the %s normalizer is not one the llama tokenizer applies (only "
-                "Prepend and Replace of spaces with U+2581)",
-                cJSON_IsString(t) ? t->valuestring : "(untyped)");
+    return cm_fail(err, errsz,
+                   "tokenizer.json: the %s normalizer is not one the llama tokenizer applies (only "
+                   "Prepend and Replace of spaces with U+2581)",
+                   cJSON_IsString(t) ? t->valuestring : "(untyped)");
 }
 
 /* The same for the pre-tokenizer: none, or Metaspace("▁"). Its "split" is not looked at:
@@ -331,10 +321,10 @@ static int spm_pre(const cJSON *p, int *prefix, int *scheme, int *escape, char *
         return 0;
     }
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "type");
-    return fail(err, errsz,
-                "tokenizer.json: the %s pre-tokenizer is not one the llama tokenizer applies "
-                "(only Metaspace)",
-                cJSON_IsString(t) ? t->valuestring : "(untyped)");
+    return cm_fail(err, errsz,
+                   "tokenizer.json: the %s pre-tokenizer is not one the llama tokenizer applies "
+                   "(only Metaspace)",
+                   cJSON_IsString(t) ? t->valuestring : "(untyped)");
 }
 
 /* Scores for a SentencePiece-style tokenizer.json, which stores none. llama.cpp's SPM
@@ -357,12 +347,12 @@ static int spm_scores(bn_ctx *ctx, const cJSON *merges, vocab *v, char *err, siz
     tv.types = v->type;
     bn_tokenizer *probe; /* for its text -> id map */
     if (bn_tokenizer_from_vocab(ctx, &tv, &probe) != BN_OK)
-        return fail(err, errsz, "tokenizer.json: %s", bn_ctx_errmsg(ctx));
+        return cm_fail(err, errsz, "tokenizer.json: %s", bn_ctx_errmsg(ctx));
     const int64_t nm = cJSON_GetArraySize(merges);
     const float low = -(float)nm - 1.0f;
     for (int64_t i = 0; i < v->n; i++) v->score[i] = low;
     char *buf = malloc(2 * (size_t)BN_TOKENIZER_MAX_TOKEN_LEN + 1);
-    int rc = buf ? 0 : fail(err, errsz, "out of memory");
+    int rc = buf ? 0 : cm_fail(err, errsz, "out of memory");
     int64_t rank = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, merges)
@@ -397,9 +387,9 @@ static int from_json_spm(bn_ctx *ctx, const cJSON *tj, const cJSON *tc, const cv
         return -1;
     if (!norm_prefix && prefix) v->prepend_scheme = scheme;
     if (!escape)
-        return fail(err, errsz,
-                    "tokenizer.json: a BPE that neither is byte-level nor turns spaces into "
-                    "U+2581 (SentencePiece-style) is not supported");
+        return cm_fail(err, errsz,
+                       "tokenizer.json: a BPE that neither is byte-level nor turns spaces into "
+                       "U+2581 (SentencePiece-style) is not supported");
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(tj, "model");
     v->model = "llama";
     v->pre = "default";
@@ -429,11 +419,11 @@ static void warn_normalizer(const bn_spm_info *in, vocab *v)
             in->charsmap_size > 0 || (in->normalizer[0] && strcmp(in->normalizer, "identity") != 0);
     if (nfkc || in->remove_extra_whitespaces)
         snprintf(v->warning, sizeof v->warning,
-                "tokenizer.model %s%s%s; the llama tokenizer does not, so text "
-                "that is not already in that form tokenizes differently",
-                nfkc ? "normalizes text (" : "", nfkc ? in->normalizer : "",
-                nfkc ? (in->remove_extra_whitespaces ? ") and drops extra spaces" : ")")
-                     : "drops extra spaces (remove_extra_whitespaces)");
+                 "tokenizer.model %s%s%s; the llama tokenizer does not, so text "
+                 "that is not already in that form tokenizes differently",
+                 nfkc ? "normalizes text (" : "", nfkc ? in->normalizer : "",
+                 nfkc ? (in->remove_extra_whitespaces ? ") and drops extra spaces" : ")")
+                      : "drops extra spaces (remove_extra_whitespaces)");
 }
 
 static int from_model(bn_ctx *ctx, const char *path, const cv_source *s, vocab *v, char *err,
@@ -441,16 +431,16 @@ static int from_model(bn_ctx *ctx, const char *path, const cv_source *s, vocab *
 {
     bn_spm_model *m;
     bn_status st = bn_spm_model_open(ctx, path, &m);
-    if (st != BN_OK) return fail(err, errsz, "%s", bn_ctx_errmsg(ctx));
+    if (st != BN_OK) return cm_fail(err, errsz, "%s", bn_ctx_errmsg(ctx));
     bn_tokenizer_vocab tv;
     bn_tokenizer_vocab_init(&tv);
     const bn_spm_info *in = bn_spm_model_info(m);
     int rc = 0;
     if (bn_spm_model_vocab(ctx, m, &tv) != BN_OK)
-        rc = fail(err, errsz, "%s", bn_ctx_errmsg(ctx));
+        rc = cm_fail(err, errsz, "%s", bn_ctx_errmsg(ctx));
     else if ((int64_t)in->n_pieces > s->hp.n_vocab)
-        rc = fail(err, errsz, "tokenizer.model: %zu pieces, the model's vocabulary has %lld",
-                  in->n_pieces, (long long)s->hp.n_vocab);
+        rc = cm_fail(err, errsz, "tokenizer.model: %zu pieces, the model's vocabulary has %lld",
+                     in->n_pieces, (long long)s->hp.n_vocab);
     if (rc == 0) rc = alloc_tokens(v, s->hp.n_vocab, 1, err, errsz);
     for (size_t i = 0; rc == 0 && i < in->n_pieces; i++) {
         rc = set_token(v, (int64_t)i, tv.tokens[i], tv.types[i], err, errsz);
@@ -477,10 +467,10 @@ static int add_token(vocab *v, double id, const char *text, int special, const c
                      char *err, size_t errsz)
 {
     if (!(id >= 0 && id < (double)v->n))
-        return fail(err, errsz,
-                    "%s: added token '%.60s' has id %.0f, beyond the model's "
-                    "vocabulary (%lld)",
-                    from, text, id, (long long)v->n);
+        return cm_fail(err, errsz,
+                       "%s: added token '%.60s' has id %.0f, beyond the model's "
+                       "vocabulary (%lld)",
+                       from, text, id, (long long)v->n);
     int64_t i = (int64_t)id;
     if (v->type[i] != BN_TOKEN_TYPE_UNUSED && strcmp(v->tok[i], text) == 0) return 0;
     v->score[i] = SCORE_ADDED;
@@ -495,7 +485,7 @@ static int added_tokens(const cv_source *s, const cJSON *tj, const cJSON *tc, vo
 {
     int bad = 0, rc = 0;
     cJSON *aj = read_json(s->dir, "added_tokens.json", &bad);
-    if (bad) rc = fail(err, errsz, "added_tokens.json: not valid JSON");
+    if (bad) rc = cm_fail(err, errsz, "added_tokens.json: not valid JSON");
     const cJSON *e;
     cJSON_ArrayForEach(e, aj)
     {
@@ -547,10 +537,10 @@ static int build_any(bn_ctx *ctx, const cv_source *s, const cJSON *tj, const cJS
         if (from_model(ctx, mpath, s, v, err, errsz)) return -1;
         return added_tokens(s, tj, tc, v, err, errsz);
     }
-    if (!tj) return fail(err, errsz, "%s: no tokenizer.json or tokenizer.model", s->dir);
+    if (!tj) return cm_fail(err, errsz, "%s: no tokenizer.json or tokenizer.model", s->dir);
     if (!bpe)
-        return fail(err, errsz, "tokenizer.json: model type %s is not supported (BPE)",
-                    cJSON_IsString(mtype) ? mtype->valuestring : "(none)");
+        return cm_fail(err, errsz, "tokenizer.json: model type %s is not supported (BPE)",
+                       cJSON_IsString(mtype) ? mtype->valuestring : "(none)");
     v->what = "tokenizer.json";
     return from_json_spm(ctx, tj, tc, s, v, err, errsz);
 }
@@ -562,10 +552,10 @@ static int check_usable(const vocab *v, char *err, size_t errsz)
     for (int64_t i = 0; i < v->n; i++)
         normal += v->type[i] == BN_TOKEN_TYPE_NORMAL || v->type[i] == BN_TOKEN_TYPE_BYTE;
     if (normal > 0) return 0;
-    return fail(err, errsz,
-                "%s: the vocabulary has no ordinary token (%lld ids, all special or unused): it "
-                "cannot tokenize text",
-                v->what ? v->what : "tokenizer", (long long)v->n);
+    return cm_fail(err, errsz,
+                   "%s: the vocabulary has no ordinary token (%lld ids, all special or unused): it "
+                   "cannot tokenize text",
+                   v->what ? v->what : "tokenizer", (long long)v->n);
 }
 
 /* ---- special ids, flags, the chat template -------------------------------------------------- */
@@ -688,18 +678,18 @@ int cv_tokenizer(bn_ctx *ctx, const cv_source *s, bn_gguf_writer *w, bn_tokenize
     tok_meta m = {0};
     int rc = 0;
     if (bad_tj || bad_tc)
-        rc = fail(err, errsz, "%s: not valid JSON",
-                  bad_tj ? "tokenizer.json" : "tokenizer_config.json");
+        rc = cm_fail(err, errsz, "%s: not valid JSON",
+                     bad_tj ? "tokenizer.json" : "tokenizer_config.json");
     if (rc == 0) rc = build_any(ctx, s, tj, tc, &v, err, errsz);
     if (rc == 0) rc = check_usable(&v, err, errsz);
     if (rc == 0) {
         find_meta(s, tj, tc, &v, &m);
         bn_status st = write_keys(w, &v, &m);
-        if (st != BN_OK) rc = fail(err, errsz, "tokenizer: %s", bn_status_str(st));
+        if (st != BN_OK) rc = cm_fail(err, errsz, "tokenizer: %s", bn_status_str(st));
     }
     if (rc == 0) {
         if (build_tokenizer(ctx, &v, &m, tok) != BN_OK)
-            rc = fail(err, errsz, "%s: %s", v.what, bn_ctx_errmsg(ctx));
+            rc = cm_fail(err, errsz, "%s: %s", v.what, bn_ctx_errmsg(ctx));
         else
             *kind = v.model;
     }

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "bitnet/quant.h"
+#include "common/cli.h"
 
 const char *const cv_builtin_prompts[] = {
         "The quick brown fox jumps over the lazy dog.",
@@ -42,18 +43,6 @@ const char cv_builtin_text[] =
         "free license is intended to guarantee your freedom to share and change all versions of "
         "a program, to make sure it remains free software for all its users. When we speak of "
         "free software, we are referring to freedom, not price.";
-
-static int fail(char *err, size_t errsz, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errsz, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsz, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 /* ---- kernels (plain, threaded over output rows) ------------------------------------------- */
 
@@ -171,7 +160,7 @@ static int linear(cv_source *s, bn_threadpool *pool, ref_bufs *b, const char *na
     matmul(pool, in, T, K, b->w, N, out, b->o->stop);
     if (cv_poll(b->o)) {
         b->stopped = 1;
-        return fail(err, errsz, "cancelled");
+        return cm_fail(err, errsz, "cancelled");
     }
     return 0;
 }
@@ -229,10 +218,11 @@ static int embed(cv_source *s, const cv_seqs *q, float *x, char *err, size_t err
 {
     const int64_t E = s->hp.n_embd, V = s->hp.n_vocab;
     const cv_tensor *t = cv_source_find(s, "model.embed_tokens.weight");
-    if (!t) return fail(err, errsz, "%s: tensor model.embed_tokens.weight is missing", s->weights);
+    if (!t)
+        return cm_fail(err, errsz, "%s: tensor model.embed_tokens.weight is missing", s->weights);
     if (t->n_dims != 2 || t->shape[0] != V || t->shape[1] != E)
-        return fail(err, errsz, "model.embed_tokens.weight: shape is not %lldx%lld", (long long)V,
-                    (long long)E);
+        return cm_fail(err, errsz, "model.embed_tokens.weight: shape is not %lldx%lld",
+                       (long long)V, (long long)E);
     const void *raw;
     void *own;
     if (cv_source_raw(s, t, &raw, &own, err, errsz)) return -1;
@@ -255,13 +245,14 @@ static int head(cv_source *s, bn_threadpool *pool, ref_bufs *b, int64_t T, float
     const char *name = s->hp.tied ? "model.embed_tokens.weight" : "lm_head.weight";
     const cv_tensor *t = cv_source_find(s, name);
     if (!t || t->n_dims != 2 || t->shape[0] != V || t->shape[1] != E)
-        return fail(err, errsz, "%s: missing or not %lldx%lld", name, (long long)V, (long long)E);
+        return cm_fail(err, errsz, "%s: missing or not %lldx%lld", name, (long long)V,
+                       (long long)E);
     const void *raw;
     void *own;
     if (cv_source_raw(s, t, &raw, &own, err, errsz)) return -1;
     float *rows = malloc((size_t)(CH * E) * sizeof *rows),
           *y = malloc((size_t)(CH * T) * sizeof *y);
-    int rc = rows && y ? 0 : fail(err, errsz, "out of memory");
+    int rc = rows && y ? 0 : cm_fail(err, errsz, "out of memory");
     for (int64_t r0 = 0; rc == 0 && r0 < V; r0 += CH) {
         int64_t r1 = r0 + CH < V ? r0 + CH : V;
         cv_rows_f32(t, raw, r0, r1, rows);
@@ -270,7 +261,7 @@ static int head(cv_source *s, bn_threadpool *pool, ref_bufs *b, int64_t T, float
         matmul(pool, b->x, T, E, rows, r1 - r0, y, b->o->stop);
         if (b->o->stop && *b->o->stop) {
             b->stopped = 1;
-            rc = fail(err, errsz, "cancelled");
+            rc = cm_fail(err, errsz, "cancelled");
             break;
         }
         for (int64_t tt = 0; tt < T; tt++)
@@ -307,7 +298,7 @@ int cv_reference(cv_source *s, bn_threadpool *pool, const cv_seqs *q, float *log
     b.scores = malloc((size_t)maxlen * fl);
     int rc = b.x && b.h && b.qb && b.kb && b.vb && b.att && b.g && b.u && b.w && b.norm && b.scores
                      ? 0
-                     : fail(err, errsz, "out of memory (reference forward)");
+                     : cm_fail(err, errsz, "out of memory (reference forward)");
     if (rc == 0) rc = embed(s, q, b.x, err, errsz);
     double t0 = bn_time_now();
     for (int il = 0; rc == 0 && il < hp->n_layer; il++) {
@@ -375,23 +366,23 @@ static int64_t non_finite_at(const float *x, int64_t n_pos, int64_t V)
 int cv_metrics(const float *ref, const float *conv, const cv_seqs *q, int64_t V, int text_seq,
                cJSON *obj, char *err, size_t errsz)
 {
-    if (q->total <= 0) return fail(err, errsz, "validation: no token to compare");
+    if (q->total <= 0) return cm_fail(err, errsz, "validation: no token to compare");
     int64_t bad = non_finite_at(ref, q->total, V);
     if (bad >= 0)
-        return fail(err, errsz,
-                    "validation failed: the source model's logits are not finite (position "
-                    "%lld); the weights overflow f32",
-                    (long long)bad);
+        return cm_fail(err, errsz,
+                       "validation failed: the source model's logits are not finite (position "
+                       "%lld); the weights overflow f32",
+                       (long long)bad);
     if ((bad = non_finite_at(conv, q->total, V)) >= 0)
-        return fail(err, errsz,
-                    "validation failed: the converted model's logits are not finite (position "
-                    "%lld)",
-                    (long long)bad);
+        return cm_fail(err, errsz,
+                       "validation failed: the converted model's logits are not finite (position "
+                       "%lld)",
+                       (long long)bad);
     double *lr = malloc((size_t)V * sizeof *lr), *lc = malloc((size_t)V * sizeof *lc);
     if (!lr || !lc) {
         free(lr);
         free(lc);
-        return fail(err, errsz, "out of memory (validation)");
+        return cm_fail(err, errsz, "out of memory (validation)");
     }
     double cos_sum = 0, cos_min = 1, kl_sum = 0, kl_max = 0, nll_r = 0, nll_c = 0;
     int64_t agree = 0, n = 0, n_text = 0, base = 0;
@@ -423,8 +414,8 @@ int cv_metrics(const float *ref, const float *conv, const cv_seqs *q, int64_t V,
     free(lr);
     free(lc);
     if (!isfinite(cos_sum) || !isfinite(kl_sum) || !isfinite(nll_r) || !isfinite(nll_c))
-        return fail(err, errsz, "validation failed: a metric is not finite (KL %g, NLL %g / %g)",
-                    kl_sum, nll_r, nll_c);
+        return cm_fail(err, errsz, "validation failed: a metric is not finite (KL %g, NLL %g / %g)",
+                       kl_sum, nll_r, nll_c);
     cJSON_AddNumberToObject(obj, "positions", (double)n);
     cJSON_AddNumberToObject(obj, "cosine_mean", n ? cos_sum / (double)n : 1);
     cJSON_AddNumberToObject(obj, "cosine_min", cos_min);

@@ -34,18 +34,6 @@ struct jobs_db {
     char path[4200];
 };
 
-static int fail(char *err, size_t errsz, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errsz, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsz, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* ---- the lock ------------------------------------------------------------------------------- */
 
 static int lock_path(char *out, size_t n)
@@ -82,7 +70,7 @@ int jobs_worker_running(void)
 
 static int db_err(jobs_db *j, char *err, size_t errsz)
 {
-    return fail(err, errsz, "%s", j->db ? bn_db_errmsg(j->db) : "the queue is not open");
+    return cm_fail(err, errsz, "%s", j->db ? bn_db_errmsg(j->db) : "the queue is not open");
 }
 
 static void sweep_tmp(void *ud, const char *out)
@@ -102,14 +90,14 @@ int jobs_open(jobs_db **out, char *err, size_t errsz)
 {
     *out = NULL;
     jobs_db *j = calloc(1, sizeof *j);
-    if (!j) return fail(err, errsz, "out of memory");
+    if (!j) return cm_fail(err, errsz, "out of memory");
     if (cm_history_open(&j->db, j->path, sizeof j->path, err, errsz) != 0) { /* migrates */
         free(j);
         return -1;
     }
     int schema = bn_db_schema_version(j->db);
     if (schema < 4) {
-        fail(err, errsz, "%s: schema %d has no jobs table", j->path, schema);
+        cm_fail(err, errsz, "%s: schema %d has no jobs table", j->path, schema);
         jobs_close(j);
         return -1;
     }
@@ -160,9 +148,9 @@ static char *absolute(const char *p)
 int jobs_enqueue_convert(const cv_opts *o, int64_t *id, char *err, size_t errsz)
 {
     struct stat sb;
-    if (stat(o->src, &sb) != 0) return fail(err, errsz, "%s: %s", o->src, strerror(errno));
+    if (stat(o->src, &sb) != 0) return cm_fail(err, errsz, "%s: %s", o->src, strerror(errno));
     if (o->prompts_file && stat(o->prompts_file, &sb) != 0)
-        return fail(err, errsz, "%s: %s", o->prompts_file, strerror(errno));
+        return cm_fail(err, errsz, "%s: %s", o->prompts_file, strerror(errno));
     if (cv_check_output(o, err, errsz) != 0) return -1; /* the worker checks again */
     cJSON *a = cJSON_CreateObject();
     char *src = absolute(o->src), *out = absolute(o->out);
@@ -181,7 +169,7 @@ int jobs_enqueue_convert(const cv_opts *o, int64_t *id, char *err, size_t errsz)
     free(pr);
     char *args = cJSON_PrintUnformatted(a);
     cJSON_Delete(a);
-    if (!args) return fail(err, errsz, "out of memory");
+    if (!args) return cm_fail(err, errsz, "out of memory");
     jobs_db *j;
     if (jobs_open(&j, err, errsz) != 0) {
         cJSON_free(args);
@@ -319,7 +307,7 @@ static void run_job(jobs_db *j, int64_t id, const char *args)
     cJSON *report = NULL;
     char err[1024] = "";
     int rc = !o.src || !o.out || o.type < 0 || o.embd_type < 0
-                     ? fail(err, sizeof err, "malformed job arguments")
+                     ? cm_fail(err, sizeof err, "malformed job arguments")
                      : cv_convert(&o, &report, err, sizeof err);
     char *res = report ? cJSON_PrintUnformatted(report) : NULL;
     const char *status = rc == 0 ? "done" : rc == -2 ? "cancelled" : "failed";
@@ -348,7 +336,7 @@ int jobs_work(int forever, char *err, size_t errsz)
         lock = try_lock();
         if (lock < 0) usleep(50000);
     }
-    if (lock < 0) return fail(err, errsz, "another worker is running");
+    if (lock < 0) return cm_fail(err, errsz, "another worker is running");
     jobs_db *j;
     if (jobs_open(&j, err, errsz) != 0) {
         close(lock);
@@ -474,7 +462,7 @@ cJSON *jobs_get_json(jobs_db *j, int64_t id, char *err, size_t errsz)
 {
     bn_job r;
     bn_status s = j->db ? bn_db_job_get(j->db, id, &r) : BN_ERR_IO;
-    if (s == BN_ERR_NOT_FOUND) fail(err, errsz, "no job %lld", (long long)id);
+    if (s == BN_ERR_NOT_FOUND) cm_fail(err, errsz, "no job %lld", (long long)id);
     if (s != BN_OK) {
         if (s != BN_ERR_NOT_FOUND) db_err(j, err, errsz);
         return NULL;
@@ -488,7 +476,7 @@ cJSON *jobs_get_json(jobs_db *j, int64_t id, char *err, size_t errsz)
 static int job_status(jobs_db *j, int64_t id, char *s, size_t n, char *err, size_t errsz)
 {
     bn_status st = j->db ? bn_db_job_status(j->db, id, s, n) : BN_ERR_IO;
-    if (st == BN_ERR_NOT_FOUND) return fail(err, errsz, "no job %lld", (long long)id);
+    if (st == BN_ERR_NOT_FOUND) return cm_fail(err, errsz, "no job %lld", (long long)id);
     return st == BN_OK ? 0 : db_err(j, err, errsz);
 }
 
@@ -500,7 +488,7 @@ int jobs_cancel(jobs_db *j, int64_t id, char *err, size_t errsz)
         return bn_db_job_cancel_queued(j->db, id) == BN_OK ? 0 : db_err(j, err, errsz);
     if (strcmp(s, "running") == 0)
         return bn_db_job_request_cancel(j->db, id) == BN_OK ? 0 : db_err(j, err, errsz);
-    return fail(err, errsz, "job %lld is %s", (long long)id, s);
+    return cm_fail(err, errsz, "job %lld is %s", (long long)id, s);
 }
 
 int jobs_retry(jobs_db *j, int64_t id, char *err, size_t errsz)
@@ -508,7 +496,7 @@ int jobs_retry(jobs_db *j, int64_t id, char *err, size_t errsz)
     char s[32];
     if (job_status(j, id, s, sizeof s, err, errsz) != 0) return -1;
     if (strcmp(s, "failed") != 0 && strcmp(s, "cancelled") != 0)
-        return fail(err, errsz, "job %lld is %s (only failed or cancelled jobs are retried)",
-                    (long long)id, s);
+        return cm_fail(err, errsz, "job %lld is %s (only failed or cancelled jobs are retried)",
+                       (long long)id, s);
     return bn_db_job_requeue(j->db, id) == BN_OK ? 0 : db_err(j, err, errsz);
 }

@@ -2,6 +2,7 @@
  * (STS), container endpoint, instance metadata (IMDSv2); see aws_creds.h. */
 #include "aws_creds.h"
 #include "aws_creds_internal.h"
+#include "common/json.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -474,12 +475,6 @@ static int take_expiration(bn_aws_creds *c, const char *v, char *why, size_t why
     return c->expires < 0 ? set_why(why, whysz, "Expiration '%.40s' does not parse", v) : 0;
 }
 
-static const char *jstr(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 int bn__aws_parse_json(const char *text, bn_aws_creds *c, char *why, size_t whysz)
 {
     cJSON *j = cJSON_Parse(text);
@@ -487,16 +482,17 @@ int bn__aws_parse_json(const char *text, bn_aws_creds *c, char *why, size_t whys
     memset(c, 0, sizeof *c);
     if (!cJSON_IsObject(j))
         set_why(why, whysz, "the answer is not a JSON object");
-    else if (jstr(j, "Code") && strcmp(jstr(j, "Code"), "Success"))
-        set_why(why, whysz, "Code %.64s: %.160s", jstr(j, "Code"),
-                jstr(j, "Message") ? jstr(j, "Message") : "");
-    else if (!take(c->key_id, sizeof c->key_id, jstr(j, "AccessKeyId"), "AccessKeyId", why,
-                   whysz) &&
-             !take(c->secret, sizeof c->secret, jstr(j, "SecretAccessKey"), "SecretAccessKey", why,
-                   whysz) &&
-             !(jstr(j, "Token") &&
-               take(c->token, sizeof c->token, jstr(j, "Token"), "Token", why, whysz)) &&
-             !take_expiration(c, jstr(j, "Expiration"), why, whysz))
+    else if (cm_json_str(j, "Code", NULL) && strcmp(cm_json_str(j, "Code", NULL), "Success"))
+        set_why(why, whysz, "Code %.64s: %.160s", cm_json_str(j, "Code", NULL),
+                cm_json_str(j, "Message", NULL) ? cm_json_str(j, "Message", NULL) : "");
+    else if (!take(c->key_id, sizeof c->key_id, cm_json_str(j, "AccessKeyId", NULL), "AccessKeyId",
+                   why, whysz) &&
+             !take(c->secret, sizeof c->secret, cm_json_str(j, "SecretAccessKey", NULL),
+                   "SecretAccessKey", why, whysz) &&
+             !(cm_json_str(j, "Token", NULL) &&
+               take(c->token, sizeof c->token, cm_json_str(j, "Token", NULL), "Token", why,
+                    whysz)) &&
+             !take_expiration(c, cm_json_str(j, "Expiration", NULL), why, whysz))
         rc = 0;
     cJSON_Delete(j);
     return rc;

@@ -10,6 +10,7 @@
  *   pushgateway     PUT /metrics/job/bitnet/instance/HOST, the exposition text (latest only)
  */
 #include "monitor.h"
+#include "common/json.h"
 
 #include <curl/curl.h>
 #include <math.h>
@@ -305,12 +306,6 @@ static int format_datadog(bn_monitor *m, const bn_spool_entry *e, size_t n, mon_
     return rq->body ? 0 : -1;
 }
 
-static const char *jstr(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : "";
-}
-
 /* Cuts s to at most max bytes at a UTF-8 character boundary. */
 static void utf8_cut(char *s, size_t max)
 {
@@ -322,21 +317,23 @@ static void utf8_cut(char *s, size_t max)
 
 static cJSON *dd_event(bn_monitor *m, const cJSON *n)
 {
-    const char *state = jstr(n, "state"), *sev = jstr(n, "severity");
+    const char *state = cm_json_str(n, "state", ""), *sev = cm_json_str(n, "severity", "");
     const int resolved = !strcmp(state, "resolved"),
               test = cJSON_IsTrue(cJSON_GetObjectItem(n, "test"));
     char title[256], text[MON_DD_TEXT_MAX + 512], upper[16], tag[256], num[32] = "no data";
     snprintf(upper, sizeof upper, "%s", state);
     for (char *p = upper; *p; p++) *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
-    snprintf(title, sizeof title, "%s[%s] %s", test ? "[TEST] " : "", upper, jstr(n, "rule"));
+    snprintf(title, sizeof title, "%s[%s] %s", test ? "[TEST] " : "", upper,
+             cm_json_str(n, "rule", ""));
     utf8_cut(title, MON_DD_TITLE_MAX);
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(n, "value"),
                 *th = cJSON_GetObjectItemCaseSensitive(n, "threshold");
     char thr[32];
     if (cJSON_IsNumber(v)) bn_metrics_fmt_double(v->valuedouble, num);
     bn_metrics_fmt_double(cJSON_IsNumber(th) ? th->valuedouble : 0, thr);
-    snprintf(text, sizeof text, "%s %s %s on %s: value %s (%s) at %s", jstr(n, "metric"),
-             jstr(n, "op"), thr, jstr(n, "host"), num, jstr(n, "series"), jstr(n, "at"));
+    snprintf(text, sizeof text, "%s %s %s on %s: value %s (%s) at %s", cm_json_str(n, "metric", ""),
+             cm_json_str(n, "op", ""), thr, cm_json_str(n, "host", ""), num,
+             cm_json_str(n, "series", ""), cm_json_str(n, "at", ""));
     utf8_cut(text, MON_DD_TEXT_MAX);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "title", title);
@@ -349,7 +346,7 @@ static cJSON *dd_event(bn_monitor *m, const cJSON *n)
     cJSON_AddStringToObject(o, "host", m->host);
     cJSON_AddStringToObject(o, "source_type_name", "bitnet");
     char agg[160];
-    snprintf(agg, sizeof agg, "bitnet:%s", jstr(n, "rule"));
+    snprintf(agg, sizeof agg, "bitnet:%s", cm_json_str(n, "rule", ""));
     utf8_cut(agg, 100);
     cJSON_AddStringToObject(o, "aggregation_key", agg);
     const cJSON *at = cJSON_GetObjectItemCaseSensitive(n, "at_ms");
@@ -358,7 +355,7 @@ static cJSON *dd_event(bn_monitor *m, const cJSON *n)
     cJSON *tags = cJSON_AddArrayToObject(o, "tags");
     static const char *const keys[] = {"rule", "severity", "state"};
     for (size_t i = 0; i < 3; i++) {
-        dd_tag(tag, sizeof tag, keys[i], jstr(n, keys[i]));
+        dd_tag(tag, sizeof tag, keys[i], cm_json_str(n, keys[i], ""));
         cJSON_AddItemToArray(tags, cJSON_CreateString(tag));
     }
     if (test) cJSON_AddItemToArray(tags, cJSON_CreateString("test:true"));

@@ -17,6 +17,9 @@ enum {
     BN_EXIT_USAGE = 2, /* bad command line */
 };
 
+/* Formats a message into err (errsz bytes; none when err is NULL) and returns -1: the
+ * "return cm_fail(err, errsz, "...: %s", why);" of functions that report through a buffer. */
+int cm_fail(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Prints "bitnet: <message>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The message of the last cli_error ("" when none), for the run history. */
