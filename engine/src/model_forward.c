@@ -25,6 +25,11 @@
  * The small steps (norms, the quantizer, the activation, f16 stores, attention) have
  * AVX2 twins in model_avx2.c, chosen per state unless the kernel table is the reference.
  *
+ * A batch can also be the next token of each of several sequences (bn_model_eval_batch,
+ * continuous batching): the matmuls see T tokens as usual, while RoPE, the cache writes and
+ * attention take each token's own position and state (tok_pos, tok_state), and attention
+ * blocks hold queries of one token only.
+ *
  * Shapes: x, h, q, att, y are (T, n_embd); kx, vx (T, n_kv * d); gate, up (T, n_ff).
  * Cache: K is (layer, position, n_kv * d); V is stored transposed, (layer, kv head, d,
  * position), so that both attention products are contiguous dot products.
@@ -366,8 +371,13 @@ typedef struct job {
     int64_t il;   /* layer */
     int64_t T;    /* tokens in the batch */
     int64_t pos0; /* position of the first */
-    bn_qact *qe;  /* the quantized input of q/k/v, o and gate/up */
-    bn_qact *qf;  /* the quantized input of down */
+    /* a batch of several sequences (bn_model_eval_batch): token t is the next one of
+     * seqs[t], at position tpos[t], with its own KV cache; NULL: one sequence, st's */
+    bn_model_state *const *seqs;
+    const int64_t *tpos;
+    float *const *louts; /* with seqs: where token t's logits go */
+    bn_qact *qe;         /* the quantized input of q/k/v, o and gate/up */
+    bn_qact *qf;         /* the quantized input of down */
     /* LM head */
     int64_t n_out;
     float *logits;
@@ -376,6 +386,17 @@ typedef struct job {
     const int8_t *xq;
     const float *xd;
 } job;
+
+/* The sequence (its state, with the KV cache) and the position of token t of the batch. */
+static inline bn_model_state *tok_state(const job *j, int64_t t)
+{
+    return j->seqs ? j->seqs[t] : j->st;
+}
+
+static inline int64_t tok_pos(const job *j, int64_t t)
+{
+    return j->seqs ? j->tpos[t] : j->pos0 + t;
+}
 
 /* All threads of the forward task wait here until every one has arrived; the writes
  * before it are visible after it. Spins briefly, then yields the CPU, so that a thread
@@ -455,7 +476,6 @@ static void qkv_unit(const job *j, int64_t u)
     const bn_kernels *k = st->m->k;
     const int64_t d = h->head_dim, nh = h->n_head, nkv = h->n_head_kv, KV = nkv * d;
     const int64_t E = h->n_embd;
-    const size_t n_ctx = (size_t)st->n_ctx;
     if (u < nh) {
         k->tgemm(&j->L->w[BN__WQ], j->qe, st->q, E, u * d, (u + 1) * d);
         for (int64_t t = 0; t < j->T; t++)
@@ -468,12 +488,13 @@ static void qkv_unit(const job *j, int64_t u)
         for (int64_t t = 0; t < j->T; t++) {
             float *kr = st->kx + t * KV + g * d;
             rope(kr, st->cs + t * h->n_rot, h->n_rot);
-            const size_t p = (size_t)(j->pos0 + t);
+            const bn_model_state *ts = tok_state(j, t);
+            const size_t p = (size_t)tok_pos(j, t), n_ctx = (size_t)ts->n_ctx;
             const size_t base = ((size_t)j->il * n_ctx + p) * (size_t)KV + (size_t)(g * d);
             if (st->kv_type == BN_TYPE_F16)
-                st->to_f16(kr, (uint16_t *)st->kc + base, d);
+                st->to_f16(kr, (uint16_t *)ts->kc + base, d);
             else
-                memcpy((float *)st->kc + base, kr, (size_t)d * sizeof(float));
+                memcpy((float *)ts->kc + base, kr, (size_t)d * sizeof(float));
         }
         return;
     }
@@ -482,8 +503,9 @@ static void qkv_unit(const job *j, int64_t u)
     const size_t base = ((size_t)j->il * (size_t)nkv + (size_t)g) * (size_t)d;
     for (int64_t t = 0; t < j->T; t++) {
         const float *vr = st->vx + t * KV + g * d;
-        const size_t p = (size_t)(j->pos0 + t);
-        for (int64_t i = 0; i < d; i++) store(st, st->vc, (base + (size_t)i) * n_ctx + p, vr[i]);
+        const bn_model_state *ts = tok_state(j, t);
+        const size_t p = (size_t)tok_pos(j, t), n_ctx = (size_t)ts->n_ctx;
+        for (int64_t i = 0; i < d; i++) store(st, ts->vc, (base + (size_t)i) * n_ctx + p, vr[i]);
     }
 }
 
@@ -507,18 +529,19 @@ static void attend(const job *j, int64_t t, int64_t hh, float *s)
     const bn_kernels *k = st->m->k;
     const int64_t d = h->head_dim, KV = h->n_head_kv * d;
     const int64_t g = hh / (h->n_head / h->n_head_kv);
-    const int64_t n_keys = j->pos0 + t + 1;
+    const int64_t n_keys = tok_pos(j, t) + 1;
     const float *q = st->q + t * h->n_embd + hh * d;
     const float scale = 1.0f / sqrtf((float)d);
-    const size_t n_ctx = (size_t)st->n_ctx;
+    const bn_model_state *ts = tok_state(j, t);
+    const size_t n_ctx = (size_t)ts->n_ctx;
     const size_t kbase = (size_t)j->il * n_ctx * (size_t)KV + (size_t)(g * d);
     const size_t vbase = ((size_t)j->il * (size_t)h->n_head_kv + (size_t)g) * (size_t)d * n_ctx;
     const int f16 = st->kv_type == BN_TYPE_F16;
     float mx = -INFINITY;
     for (int64_t p = 0; p < n_keys; p++) {
         const size_t at = kbase + (size_t)p * (size_t)KV;
-        const float v = f16 ? k->dot_f16_f32((const uint16_t *)st->kc + at, q, d)
-                            : k->dot_f32((const float *)st->kc + at, q, d);
+        const float v = f16 ? k->dot_f16_f32((const uint16_t *)ts->kc + at, q, d)
+                            : k->dot_f32((const float *)ts->kc + at, q, d);
         s[p] = v * scale;
         mx = s[p] > mx ? s[p] : mx;
     }
@@ -532,24 +555,26 @@ static void attend(const job *j, int64_t t, int64_t hh, float *s)
     float *out = st->att + t * h->n_embd + hh * d;
     for (int64_t i = 0; i < d; i++) {
         const size_t at = vbase + (size_t)i * n_ctx;
-        out[i] = f16 ? k->dot_f16_f32((const uint16_t *)st->vc + at, s, n_keys)
-                     : k->dot_f32((const float *)st->vc + at, s, n_keys);
+        out[i] = f16 ? k->dot_f16_f32((const uint16_t *)ts->vc + at, s, n_keys)
+                     : k->dot_f32((const float *)ts->vc + at, s, n_keys);
     }
 }
 
-/* The block of queries of heads [h0, h0 + nh) (one KV head's) and tokens [t0, t1). */
+/* The block of queries of heads [h0, h0 + nh) (one KV head's) and tokens [t0, t1), all of
+ * one sequence. */
 static void attend_block(const job *j, int64_t h0, int64_t nh, int64_t t0, int64_t t1, float *s)
 {
     bn_model_state *st = j->st;
+    const bn_model_state *ts = tok_state(j, t0);
     const bn_model_hparams *h = &st->m->hp;
     const int64_t d = h->head_dim, nkv = h->n_head_kv, KV = nkv * d, E = h->n_embd;
     const int64_t g = h0 / (h->n_head / nkv);
-    const size_t n_ctx = (size_t)st->n_ctx;
+    const size_t n_ctx = (size_t)ts->n_ctx;
     bn__attn_block a = {
-            .k = (const uint8_t *)st->kc +
+            .k = (const uint8_t *)ts->kc +
                  ((size_t)j->il * n_ctx * (size_t)KV + (size_t)(g * d)) * st->kv_elt,
             .k_stride = (size_t)KV,
-            .v = (const uint8_t *)st->vc +
+            .v = (const uint8_t *)ts->vc +
                  ((size_t)j->il * (size_t)nkv + (size_t)g) * (size_t)d * n_ctx * st->kv_elt,
             .v_stride = n_ctx,
             .f16 = st->kv_type == BN_TYPE_F16,
@@ -560,7 +585,7 @@ static void attend_block(const job *j, int64_t h0, int64_t nh, int64_t t0, int64
     };
     for (int64_t t = t0; t < t1; t++)
         for (int64_t hh = h0; hh < h0 + nh; hh++) {
-            a.n_keys[a.nq] = j->pos0 + t + 1;
+            a.n_keys[a.nq] = tok_pos(j, t) + 1;
             a.q[a.nq] = st->q + t * E + hh * d;
             a.out[a.nq] = st->att + t * E + hh * d;
             a.nq++;
@@ -578,7 +603,8 @@ static void attn_blocks(const job *j, int tid)
     const int64_t nkv = h->n_head_kv, hpg = h->n_head / nkv;
     int64_t hpu = hpg < BN__ATTN_NQ ? hpg : BN__ATTN_NQ;
     while (hpg % hpu) hpu--;
-    const int64_t tpu = BN__ATTN_NQ / hpu, per_tb = nkv * (hpg / hpu);
+    /* tokens of several sequences read different caches: one token per block then */
+    const int64_t tpu = j->seqs ? 1 : BN__ATTN_NQ / hpu, per_tb = nkv * (hpg / hpu);
     const int64_t units = (j->T + tpu - 1) / tpu * per_tb;
     float *s = j->st->scores + (size_t)tid * BN__ATTN_NQ * j->st->s_stride;
     atomic_int *c = j->st->work + j->il * N_PHASES + PH_ATTN;
@@ -690,7 +716,7 @@ static void head_rows(const job *j, int64_t r0, int64_t r1)
     for (int64_t c0 = r0; c0 < r1; c0 += 64) {
         const int64_t c1 = c0 + 64 < r1 ? c0 + 64 : r1;
         for (int64_t i = 0; i < j->n_out; i++) {
-            float *y = j->logits + i * V;
+            float *y = j->louts ? j->louts[i] : j->logits + i * V;
             if (m->head_rows) {
                 m->head_rows(m->head_qs, m->head_d, E, c0, c1, j->xq + i * E, j->xd + i * nb, y);
                 continue;
@@ -740,13 +766,13 @@ static void embed(bn_model_state *st, const int32_t *tokens, int64_t T)
     }
 }
 
-static void rope_angles(bn_model_state *st, int64_t pos0, int64_t T)
+static void rope_angles(bn_model_state *st, const job *j)
 {
     const int64_t n_rot = st->m->hp.n_rot;
-    for (int64_t t = 0; t < T; t++) {
+    for (int64_t t = 0; t < j->T; t++) {
         float *cs = st->cs + t * n_rot;
         for (int64_t i = 0; i < n_rot / 2; i++) {
-            const double a = (double)(pos0 + t) * (double)st->inv_freq[i];
+            const double a = (double)tok_pos(j, t) * (double)st->inv_freq[i];
             cs[2 * i] = (float)cos(a);
             cs[2 * i + 1] = (float)sin(a);
         }
@@ -831,19 +857,22 @@ static void task_forward(void *arg, int tid, int nth)
     if (j.n_out > 0) head_forward(&j, tid, nth);
 }
 
-/* One batch of T <= n_batch tokens at pos0; logits of its last n_out tokens. */
-static void batch_forward(bn_model_state *st, const int32_t *tokens, int64_t T, int64_t pos0,
-                          int64_t n_out, float *logits)
+/* One batch of T <= n_batch tokens: of one sequence at pos0 (j->seqs NULL; the logits of
+ * its last n_out tokens), or the next token of each of T sequences (logits of all). */
+static void batch_forward(bn_model_state *st, const int32_t *tokens, job j)
 {
-    job j = {.st = st, .T = T, .pos0 = pos0, .n_out = n_out, .logits = logits};
+    const int64_t T = j.T;
     embed(st, tokens, T);
-    rope_angles(st, pos0, T);
+    rope_angles(st, &j);
     st->qe.n_tok = st->qf.n_tok = T;
     atomic_store(&st->bar_count, 0);
     for (int64_t i = 0; i <= st->m->hp.n_layer * N_PHASES; i++)
         atomic_store_explicit(&st->work[i], 0, memory_order_relaxed);
     bn_pool_run(st->pool, task_forward, &j);
-    st->pos = pos0 + T;
+    if (j.seqs)
+        for (int64_t t = 0; t < T; t++) j.seqs[t]->pos = j.tpos[t] + 1;
+    else
+        st->pos = j.pos0 + T;
 }
 
 static bn_status check_eval(bn_model_state *st, const int32_t *tokens, int64_t n, int64_t pos,
@@ -887,7 +916,62 @@ bn_status bn_model_eval(bn_model_state *st, const int32_t *tokens, int64_t n, in
         const int64_t o0 = first_out > b0 ? first_out : b0;
         const int64_t n_out = b0 + T > o0 ? b0 + T - o0 : 0;
         float *out = n_out ? logits + (size_t)(o0 - first_out) * (size_t)V : NULL;
-        batch_forward(st, tokens + b0, T, pos + b0, n_out, out);
+        batch_forward(st, tokens + b0,
+                      (job){.st = st, .T = T, .pos0 = pos + b0, .n_out = n_out, .logits = out});
     }
+    return BN_OK;
+}
+
+/* Several sequences of one model, one next token each: same model, cache size and type,
+ * each state once. */
+static bn_status check_eval_batch(bn_model_state *const *sts, const int32_t *tokens, int64_t n,
+                                  float *const *logits)
+{
+    bn_model_state *st = sts[0];
+    bn_ctx *ctx = st->m->ctx;
+    if (n > st->n_batch)
+        return bn_ctx_set_error(ctx, BN_ERR_INVALID,
+                                "%lld sequences in one batch: more than its %lld tokens",
+                                (long long)n, (long long)st->n_batch);
+    for (int64_t i = 0; i < n; i++) {
+        const bn_model_state *o = sts[i];
+        if (!o || !logits[i] || o->m != st->m || o->n_ctx != st->n_ctx || o->kv_type != st->kv_type)
+            return bn_ctx_set_error(ctx, BN_ERR_INVALID,
+                                    "sequence %lld of the batch: another model, cache size or "
+                                    "cache type, or no logits",
+                                    (long long)i);
+        for (int64_t k = 0; k < i; k++)
+            if (sts[k] == o)
+                return bn_ctx_set_error(ctx, BN_ERR_INVALID,
+                                        "sequences %lld and %lld of the batch are one state",
+                                        (long long)k, (long long)i);
+        if (o->pos >= o->n_ctx)
+            return bn_ctx_set_error(ctx, BN_ERR_RANGE,
+                                    "context overflow: sequence %lld holds %lld of %lld tokens",
+                                    (long long)i, (long long)o->pos, (long long)o->n_ctx);
+        if (tokens[i] < 0 || tokens[i] >= st->m->hp.n_vocab)
+            return bn_ctx_set_error(ctx, BN_ERR_INVALID,
+                                    "token id %ld at index %lld is out of range [0, %lld)",
+                                    (long)tokens[i], (long long)i, (long long)st->m->hp.n_vocab);
+    }
+    return BN_OK;
+}
+
+bn_status bn_model_eval_batch(bn_model_state *const *sts, const int32_t *tokens, int64_t n,
+                              float *const *logits)
+{
+    BN_ASSERT(sts && tokens && logits);
+    if (n < 1 || !sts[0]) return BN_ERR_INVALID;
+    if (n == 1) return bn_model_eval(sts[0], tokens, 1, sts[0]->pos, 1, logits[0]);
+    bn_status rc = check_eval_batch(sts, tokens, n, logits);
+    if (rc != BN_OK) return rc;
+    int64_t *tpos = bn_malloc((size_t)n * sizeof *tpos);
+    if (!tpos) return bn_ctx_set_error(sts[0]->m->ctx, BN_ERR_NOMEM, "out of memory (batch)");
+    for (int64_t i = 0; i < n; i++) tpos[i] = sts[i]->pos;
+    /* the pool, the scratch and the barrier of the first state; each its own cache */
+    batch_forward(
+            sts[0], tokens,
+            (job){.st = sts[0], .T = n, .n_out = n, .seqs = sts, .tpos = tpos, .louts = logits});
+    bn_free(tpos);
     return BN_OK;
 }

@@ -192,6 +192,20 @@ size_t bn_model_state_kv_bytes_read(const bn_model_state *st);
 bn_status bn_model_eval(bn_model_state *st, const int32_t *tokens, int64_t n, int64_t pos,
                         int64_t n_logits, float *logits);
 
+/* Evaluates the next token of each of n sequences in one batched pass (continuous
+ * batching: the weights are read once for all of them, through the GEMM kernels):
+ * tokens[i] goes to sts[i] at its current position (bn_model_state_pos), into its own KV
+ * cache, and its logits (n_vocab floats) to logits[i]. The states must be of one model,
+ * with the same n_ctx and kv_type, each at most once; n at most the first state's
+ * n_batch. The first state's threads and scratch do the work, so none of the states may
+ * be evaluated elsewhere meanwhile. The logits equal those of bn_model_eval of each token
+ * alone up to the rounding of a different summation order (tested within 1e-4 of the
+ * largest logit). Errors, with a message on the model's ctx, change no state:
+ * BN_ERR_INVALID (mixed states, a token id out of range, n < 1), BN_ERR_RANGE (a full
+ * cache). */
+bn_status bn_model_eval_batch(bn_model_state *const *sts, const int32_t *tokens, int64_t n,
+                              float *const *logits);
+
 #ifdef __cplusplus
 }
 #endif
