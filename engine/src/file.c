@@ -214,3 +214,111 @@ int bn_file_tmp_sweep(const char *final)
     closedir(d);
     return removed;
 }
+
+int bn_file_tmp_mode(int fd, const char *final, unsigned mode)
+{
+    struct stat st;
+    if (stat(final, &st) == 0 && S_ISREG(st.st_mode)) mode = st.st_mode & 0777;
+    return fchmod(fd, (mode_t)(mode & 0777));
+}
+
+/* fsync of the folder holding path, so that the rename survives a crash. Not reported: the
+ * new file is in place by then, and some file systems refuse fsync on a folder. */
+static void sync_dir_of(const char *path)
+{
+    char dir[PATH_MAX];
+    if (dir_of(path, dir, sizeof dir) != 0) return;
+    const int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;
+    (void)fsync(fd);
+    close(fd);
+}
+
+/* The end of a failed commit: the temporary goes, errno stays e. */
+static bn_status commit_fail(int e, const char *tmp)
+{
+    unlink(tmp);
+    errno = e;
+    return BN_ERR_IO;
+}
+
+/* The last step of both commits: rename over final, then the folder's fsync. */
+static bn_status commit_rename(const char *tmp, const char *final, char *why, size_t whysz)
+{
+    if (rename(tmp, final) != 0) {
+        const int e = errno;
+        say(why, whysz, "cannot rename %s to %s: %s", tmp, final, strerror(e));
+        return commit_fail(e, tmp);
+    }
+    sync_dir_of(final);
+    return BN_OK;
+}
+
+bn_status bn_file_commit(int fd, const char *tmp, const char *final, char *why, size_t whysz)
+{
+    const char *step = "fsync";
+    int e = 0;
+    if (fsync(fd) != 0) e = errno;
+    if (close(fd) != 0 && !e) e = errno, step = "close";
+    if (e) {
+        say(why, whysz, "cannot write %s: %s: %s", tmp, step, strerror(e));
+        return commit_fail(e, tmp);
+    }
+    return commit_rename(tmp, final, why, whysz);
+}
+
+bn_status bn_file_commit_stream(FILE *fp, const char *tmp, const char *final, char *why,
+                                size_t whysz)
+{
+    const char *step = "write";
+    int e = 0;
+    errno = 0;
+    if (fflush(fp) != 0 || ferror(fp))
+        e = errno ? errno : EIO;
+    else if (fsync(fileno(fp)) != 0)
+        e = errno, step = "fsync";
+    if (fclose(fp) != 0 && !e) e = errno ? errno : EIO, step = "close";
+    if (e) {
+        say(why, whysz, "cannot write %s: %s: %s", tmp, step, strerror(e));
+        return commit_fail(e, tmp);
+    }
+    return commit_rename(tmp, final, why, whysz);
+}
+
+/* Writes all of p to fd through short writes and EINTR: 0, or -1 with errno. */
+static int write_full(int fd, const unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        const ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            if (k == 0) errno = EIO;
+            return -1;
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+bn_status bn_file_write_atomic(const char *final, const void *data, size_t len, unsigned mode,
+                               char *why, size_t whysz)
+{
+    char tmp[PATH_MAX + 64];
+    bn_file_tmp_sweep(final);
+    const int fd = bn_file_tmp_create(final, tmp, sizeof tmp);
+    if (fd < 0) {
+        const int e = errno;
+        say(why, whysz, "cannot create a temporary file for %s: %s", final, strerror(e));
+        errno = e;
+        return BN_ERR_IO;
+    }
+    (void)bn_file_tmp_mode(fd, final, mode); /* refused (vfat): it stays 0600, never wider */
+    if (write_full(fd, data, len) != 0) {
+        const int e = errno;
+        say(why, whysz, "cannot write %s: %s", tmp, strerror(e));
+        close(fd);
+        return commit_fail(e, tmp);
+    }
+    return bn_file_commit(fd, tmp, final, why, whysz);
+}
