@@ -18,16 +18,17 @@
  *
  * The child's stdin is /dev/null; its output is capped at 1 MiB. Its stderr is captured, never
  * written over the screen: when it fails, the last line there (the one-line error every
- * command ends with) is what ui_child_error says.
+ * command ends with) is what ui_child_error says. It is started (common/self_run.h's
+ * sr_start) on the calling thread, so stopping it never races its start, and read and
+ * waited for on the thread.
  */
 #ifndef BITNET_UI_CHILD_H
 #define BITNET_UI_CHILD_H
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
-#include <sys/types.h>
 
-#define UI_CHILD_MAX_ARGS 8
+#include "common/self_run.h"
 
 typedef enum ui_child_state {
     UI_CHILD_IDLE = 0, /* never started */
@@ -40,13 +41,13 @@ typedef struct ui_child {
     pthread_mutex_t mu;
     int started; /* a thread to join */
     int done;
-    pid_t pid;
+    sr_proc proc;    /* the running child (stop() kills it from the UI thread) */
     int exit_status; /* the child's, -1 when it did not exit normally */
     int json;        /* parse the output */
     char *out;       /* the output as printed (text mode) */
     cJSON *doc;
     char err[256];
-    char *argv[UI_CHILD_MAX_ARGS + 2];
+    char name[32]; /* the command (args[0]), for messages */
     void (*wake)(void *);
     void *ud;
     double done_at; /* bn_time_now() when it finished */

@@ -13,7 +13,6 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +21,7 @@
 #include "bitnet/types.h"
 #include "common/cli.h"
 #include "common/history.h"
+#include "common/self_run.h"
 
 #define LOCK_SUFFIX      ".worker.lock"
 #define LOG_SUFFIX       ".worker.log"
@@ -187,29 +187,11 @@ int jobs_enqueue_convert(const cv_opts *o, int64_t *id, char *err, size_t errsz)
 int jobs_start_worker(void)
 {
     if (jobs_worker_running()) return 0;
-    char exe[PATH_MAX], db[4200], logp[4300], err[256];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0 || cm_history_path(db, sizeof db, NULL, err, sizeof err) != 0) return -1;
-    exe[n] = '\0';
+    static const char *const args[] = {"jobs", "work", NULL};
+    char db[4200], logp[4300], err[512];
+    if (cm_history_path(db, sizeof db, NULL, err, sizeof err) != 0) return -1;
     snprintf(logp, sizeof logp, "%s%s", db, LOG_SUFFIX);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) { /* detach: new session, second fork, no terminal */
-        setsid();
-        if (fork() != 0) _exit(0);
-        int in = open("/dev/null", O_RDONLY), lg = open(logp, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (in >= 0) dup2(in, 0);
-        if (lg >= 0) {
-            dup2(lg, 1);
-            dup2(lg, 2);
-        }
-        execl(exe, "bitnet", "jobs", "work", (char *)NULL);
-        _exit(127);
-    }
-    int status;
-    waitpid(pid, &status, 0);
-    return 1;
+    return sr_detach(args, logp, err, sizeof err) == 0 ? 1 : -1;
 }
 
 typedef struct work_ctx {
