@@ -1,6 +1,7 @@
 /* config_paths.c - where things are: the settings file (BITNET_CONFIG, XDG), "~" and relative
  * paths, the data directory and its creation, the bundled models (see config.h). */
 #include "common/config.h"
+#include "common/self_run.h"
 #include "config_internal.h"
 
 #include <errno.h>
@@ -132,9 +133,7 @@ int bn_data_dir_ensure(const bn_config *c, char *buf, size_t size, char *err, si
 int bn_bundled_models_dir(char *buf, size_t size)
 {
     char exe[BN_CONFIG_PATH_MAX], top[BN_CONFIG_PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return -1;
-    exe[n] = '\0';
+    if (sr_exe_path(exe, sizeof exe)) return -1;
     bn__config_dir_of(exe, top, sizeof top); /* .../bin or .../build */
     bn__config_dir_of(top, exe, sizeof exe); /* the prefix or the source tree */
     static const char *const subs[] = {"share/bitnet/models", "assets/models"};

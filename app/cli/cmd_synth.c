@@ -13,6 +13,7 @@
 #include "bitnet/tokenizer.h"
 #include "bitnet/types.h"
 #include "common/model_common.h"
+#include "common/self_run.h"
 
 typedef struct shape {
     const char *name, *arch;
@@ -244,9 +245,7 @@ static int find_default_vocab(const char *name, char *path, size_t size)
     snprintf(path, size, "tests/data/%s", name);
     if (access(path, R_OK) == 0) return 0;
     char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return -1;
-    exe[n] = '\0';
+    if (sr_exe_path(exe, sizeof exe)) return -1;
     char *slash = strrchr(exe, '/');
     if (!slash) return -1;
     *slash = '\0';
