@@ -4,6 +4,8 @@
 #include "common/config.h"
 #include "config_internal.h"
 
+#include "bitnet/file.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -531,52 +533,6 @@ static int remove_path(cJSON *obj, const char *key)
     return 1;
 }
 
-static int write_all(int fd, const char *s, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, s, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        s += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Writes text to path through a temporary file in the same directory and a rename. */
-static int write_atomic(const char *path, const char *text, mode_t mode, char *err, size_t errsz)
-{
-    char tmp[BN_CONFIG_PATH_MAX], dir[BN_CONFIG_PATH_MAX];
-    if (bn__config_fmt_path(tmp, sizeof tmp, "%s.XXXXXX", path)) {
-        bn__config_set_err(err, errsz, "%s: path too long", path);
-        return -1;
-    }
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0) {
-        bn__config_set_err(err, errsz, "%s: cannot create a temporary file: %s", path,
-                           strerror(errno));
-        return -1;
-    }
-    if (fchmod(fd, mode) || write_all(fd, text, strlen(text)) || fsync(fd)) {
-        bn__config_set_err(err, errsz, "%s: write error: %s", tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        return -1;
-    }
-    if (close(fd) || rename(tmp, path)) {
-        bn__config_set_err(err, errsz, "%s: cannot replace: %s", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    bn__config_dir_of(path, dir, sizeof dir);
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return 0;
-}
-
 int bn_config_write_key(const char *path, const char *key, const cJSON *value, int *changed,
                         char *err, size_t errsz)
 {
@@ -585,12 +541,10 @@ int bn_config_write_key(const char *path, const char *key, const cJSON *value, i
     size_t len;
     cJSON *doc = NULL;
     int ret = -1;
-    mode_t mode = 0600;
     struct stat st;
     if (changed) *changed = 0;
     /* write through a symlink to its target (dotfile managers link config files) */
     if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode) && realpath(path, real)) path = real;
-    if (stat(path, &st) == 0) mode = st.st_mode & 07777;
     int rc = read_file(path, &text, &len, err, errsz);
     if (rc < 0) return -1;
     if (rc == 0 && bn_config_parse(text, len, path, &doc, err, errsz)) goto done;
@@ -621,7 +575,8 @@ int bn_config_write_key(const char *path, const char *key, const cJSON *value, i
     memcpy(out + olen, "\n", 2);
     bn__config_dir_of(path, dir, sizeof dir);
     if (bn__config_mkdir_p(dir, 0700, err, errsz)) goto done;
-    ret = write_atomic(path, out, mode, err, errsz);
+    /* temporary + rename (bitnet/file.h): a new file is 0600, a replaced one keeps its mode */
+    if (bn_file_write_atomic(path, out, strlen(out), 0600, err, errsz) == BN_OK) ret = 0;
     goto done;
 nomem:
     bn__config_set_err(err, errsz, "out of memory");

@@ -343,7 +343,8 @@ static int do_show(bn_db *db, const hist_opts *o)
 }
 
 /* Writes the export to path through a temporary file in the same directory, renamed into
- * place once complete and synced; the file is private to its owner (mode 0600). */
+ * place once complete and synced; the file is private to its owner (mode 0600, the
+ * temporary's, also when it replaces a file that was readable by others). */
 static int export_file(bn_db *db, const hist_opts *o, bn_db_format fmt, const bn_run_filter *f)
 {
     const size_t n = strlen(o->output) + 40;
@@ -358,16 +359,15 @@ static int export_file(bn_db *db, const hist_opts *o, bn_db_format fmt, const bn
         free(tmp);
         return BN_EXIT_FAIL;
     }
-    bn_status s = bn_db_export(db, f, fmt, fp);
-    const int synced = s == BN_OK && fflush(fp) == 0 && fsync(fileno(fp)) == 0;
-    const int closed = fclose(fp) == 0;
+    char why[1024];
     int rc = BN_EXIT_OK;
-    if (s != BN_OK)
+    if (bn_db_export(db, f, fmt, fp) != BN_OK) {
         cli_error("history: %s: %s", o->output, bn_db_errmsg(db));
-    else if (!synced || !closed || rename(tmp, o->output) != 0)
-        cli_error("history: cannot write %s: %s", o->output, strerror(errno));
-    if (s != BN_OK || !synced || !closed || access(tmp, F_OK) == 0) {
+        fclose(fp);
         unlink(tmp);
+        rc = BN_EXIT_FAIL;
+    } else if (bn_file_commit_stream(fp, tmp, o->output, why, sizeof why) != BN_OK) {
+        cli_error("history: %s", why); /* "cannot write TMP: fsync: ...": nothing replaced */
         rc = BN_EXIT_FAIL;
     }
     free(tmp);

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bitnet/file.h"
 #include "common/config.h"
 #include "common/metrics.h" /* bn_buf */
 #include "common/model_common.h"
@@ -397,40 +398,6 @@ static char *tutorial(const qs *q)
     return bn_buf_detach(&b, NULL); /* NULL when past DOC_MAX or out of memory */
 }
 
-/* Writes text to path through a temporary file in the same directory, renamed over it. */
-static int write_atomic(const char *path, const char *text, char *err, size_t errsz)
-{
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= (int)sizeof tmp) {
-        snprintf(err, errsz, "%s: the name is too long", path);
-        return -1;
-    }
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        snprintf(err, errsz, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    mode_t mask = umask(0);
-    umask(mask);
-    size_t len = strlen(text), done = 0;
-    while (done < len) {
-        ssize_t n = write(fd, text + done, len - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        done += (size_t)n;
-    }
-    int bad = done < len || fchmod(fd, 0666 & ~mask) != 0 || fsync(fd) != 0;
-    int e = errno;
-    if (close(fd) != 0 && !bad) bad = 1, e = errno;
-    if (!bad && rename(tmp, path) != 0) bad = 1, e = errno;
-    if (bad) {
-        unlink(tmp);
-        snprintf(err, errsz, "%s: %s", path, strerror(e));
-        return -1;
-    }
-    return 0;
-}
-
 /* Whether the tutorial's directory takes a new file: 0, or -1 (printed). */
 static int check_output_dir(const char *path)
 {
@@ -564,7 +531,8 @@ int cmd_quickstart(int argc, char **argv)
     if (rc == BN_EXIT_OK && !doc) {
         cli_error("quickstart: out of memory");
         rc = BN_EXIT_FAIL;
-    } else if (rc == BN_EXIT_OK && write_atomic(q.out_path, doc, err, sizeof err)) {
+    } else if (rc == BN_EXIT_OK && /* temporary + rename; a new file 0644 */
+               bn_file_write_atomic(q.out_path, doc, strlen(doc), 0644, err, sizeof err) != BN_OK) {
         cli_error("quickstart: cannot write the tutorial: %s", err);
         rc = BN_EXIT_FAIL;
     }

@@ -64,6 +64,7 @@ typedef struct conv {
     uint64_t total_bytes, done_bytes;
     double t0;
     char tmp[4200];
+    int fd; /* tmp, open for writing from pass 2 to the commit; -1 when not */
     bn_tokenizer *tok;
     const char *tok_kind;
     cv_seqs seqs;
@@ -260,7 +261,8 @@ static int report_progress(conv *c, const char *phase)
     return c->o->progress(c->o->user, &p);
 }
 
-/* Pass 2: each tensor converted and written at its offset. */
+/* Pass 2: each tensor converted and written at its offset; tmp stays open in c->fd (synced
+ * by the commit). */
 static int fill(conv *c, char *err, size_t errsz)
 {
     bn_gguf *g;
@@ -298,9 +300,10 @@ static int fill(conv *c, char *err, size_t errsz)
         c->done_bytes += it->size;
     }
     if (rc == 0) rc = report_progress(c, "writing") ? -2 : 0;
-    if (rc == 0 && fsync(fd) != 0)
-        rc = cm_fail(err, errsz, "%s: fsync: %s", c->tmp, strerror(errno));
-    if (fd >= 0 && close(fd) != 0 && rc == 0) rc = cm_fail(err, errsz, "%s: close", c->tmp);
+    if (rc == 0)
+        c->fd = fd;
+    else if (fd >= 0)
+        close(fd);
     free(buf);
     free(off);
     return rc;
@@ -514,22 +517,6 @@ static int sha256_file(conv *c, char hex[65])
     return 0;
 }
 
-static void fsync_dir(const char *path)
-{
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *(slash == dir ? slash + 1 : slash) = '\0';
-    else
-        snprintf(dir, sizeof dir, ".");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
 static void add_quality_warning(conv *c)
 {
     const cv_hparams *h = &c->src.hp;
@@ -619,7 +606,7 @@ static int make_tmp(conv *c, char *err, size_t errsz)
         return cm_fail(err, errsz, "%s: cannot create a temporary file: %s", c->o->out,
                        strerror(e));
     }
-    (void)fchmod(fd, 0644); /* the writer keeps this mode */
+    (void)bn_file_tmp_mode(fd, c->o->out, 0644); /* the GGUF writer keeps this mode */
     close(fd);
     return 0;
 }
@@ -654,9 +641,14 @@ static int run(conv *c, char *err, size_t errsz)
     if ((rc = sha256_file(c, hex)) != 0)
         return rc == -2 ? -2 : cm_fail(err, errsz, "%s: cannot hash", c->tmp);
     if (cv_poll(o)) return -2;
-    if (rename(c->tmp, o->out) != 0)
-        return cm_fail(err, errsz, "%s: rename: %s", o->out, strerror(errno));
-    fsync_dir(o->out);
+    char why[1024];
+    const int fd = c->fd;
+    c->fd = -1;
+    /* fsync, close, rename over OUT, folder fsync; on failure OUT is untouched */
+    if (bn_file_commit(fd, c->tmp, o->out, why, sizeof why) != BN_OK) {
+        c->tmp[0] = '\0'; /* the commit removed it */
+        return cm_fail(err, errsz, "%s", why);
+    }
     struct stat st;
     cJSON_AddNumberToObject(c->report, "bytes_out",
                             stat(o->out, &st) == 0 ? (double)st.st_size : 0);
@@ -672,7 +664,7 @@ int cv_convert(const cv_opts *o0, cJSON **report, char *err, size_t errsz)
     const char *thr = getenv("BITNET_CONVERT_THROTTLE_MS");
     long ms = thr ? strtol(thr, NULL, 10) : 0;
     if (ms > 0 && ms <= 10000 && !o1.throttle_ms) o1.throttle_ms = (unsigned)ms;
-    conv c = {.o = o, .text_seq = -1, .phase = "reading"};
+    conv c = {.o = o, .fd = -1, .text_seq = -1, .phase = "reading"};
     *report = NULL;
     err[0] = '\0';
     c.t0 = bn_time_now();
@@ -686,6 +678,7 @@ int cv_convert(const cv_opts *o0, cJSON **report, char *err, size_t errsz)
         c.pool = bn_ctx_pool(c.ctx);
         rc = run(&c, err, errsz);
     }
+    if (c.fd >= 0) close(c.fd);
     if (c.tmp[0] && rc != 0) unlink(c.tmp); /* never a partial file */
     if (rc == -2) snprintf(err, errsz, "cancelled while %s; nothing written", c.phase);
     if (c.report) {

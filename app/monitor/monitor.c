@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bitnet/file.h"
 #include "common/cli.h"
 #include "common/config.h"
 #include "common/history.h"
@@ -488,25 +489,20 @@ static int textfile_path(const bn_monitor *m, char *buf, size_t size)
     return n > 0 && (size_t)n < size ? 0 : -1;
 }
 
-/* Writes the exposition to a temporary file beside the target and renames it over the target,
- * so node_exporter never reads half a file (the temporary name does not end in .prom). */
+/* Writes the exposition through a temporary file beside the target renamed over it, so
+ * node_exporter never reads half a file (the temporary, <target>.tmp-<pid>-XXXXXX, does not
+ * end in .prom). A new file is 0644: node_exporter may run as another user. */
 static void write_textfile(bn_monitor *m, const char *text, size_t len)
 {
-    char path[4096], tmp[4160];
-    if (textfile_path(m, path, sizeof path)) goto fail;
-    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) goto fail;
-    const int bad = fwrite(text, 1, len, f) != len;
-    if (fclose(f) || bad || rename(tmp, path)) {
-        unlink(tmp);
-        goto fail;
-    }
-    return;
-fail:
+    char path[4096], why[1024];
+    if (textfile_path(m, path, sizeof path)) {
+        errno = ENAMETOOLONG;
+        snprintf(why, sizeof why, "%s: %s", m->o.textfile, strerror(errno));
+    } else if (bn_file_write_atomic(path, text, len, 0644, why, sizeof why) == BN_OK)
+        return;
     mon_error(m, "textfile");
     static int warned;
-    if (!warned++) mon_log(m, "cannot write the textfile %s: %s", m->o.textfile, strerror(errno));
+    if (!warned++) mon_log(m, "cannot write the textfile %s: %s", m->o.textfile, why);
 }
 
 static void spool_samples(bn_monitor *m, const bn_msnap *snap, double wall)

@@ -403,34 +403,6 @@ static bn_status layout(bn_ctx *ctx, bn_gguf_writer *w, size_t align)
     return BN_OK;
 }
 
-/* Copies the mode of an existing file at path, or uses 0644. */
-static void set_mode(int fd, const char *path)
-{
-    struct stat st;
-    mode_t mode = 0644;
-    if (stat(path, &st) == 0) mode = st.st_mode & 07777;
-    (void)fchmod(fd, mode);
-}
-
-static void sync_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else if ((size_t)(slash - path) < sizeof dir)
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    else
-        return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-}
-
 bn_status bn_gguf_writer_write(bn_ctx *ctx, bn_gguf_writer *w, const char *path)
 {
     BN_ASSERT(w && path);
@@ -449,29 +421,23 @@ bn_status bn_gguf_writer_write(bn_ctx *ctx, bn_gguf_writer *w, const char *path)
         bn_free(tmp);
         return rc;
     }
-    set_mode(o.fd, path);
+    (void)bn_file_tmp_mode(o.fd, path, 0644); /* a replaced file keeps its mode */
     o.buf = bn_malloc(WBUF_SIZE);
     if (!o.buf) {
         rc = bn_ctx_set_error(ctx, BN_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    if (write_contents(&o, w, align) == 0 && fsync(o.fd) != 0) o.err = errno;
-    if (o.err) {
+    if (write_contents(&o, w, align) != 0) {
         rc = bn_ctx_set_error(ctx, BN_ERR_IO, "cannot write %s: %s", tmp, strerror(o.err));
         goto fail;
     }
-    int fd = o.fd;
+    char why[1024];
+    const int fd = o.fd;
     o.fd = -1;
-    if (close(fd) != 0) {
-        rc = bn_ctx_set_error(ctx, BN_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    if (bn_file_commit(fd, tmp, path, why, sizeof why) != BN_OK) { /* fsync, close, rename */
+        rc = bn_ctx_set_error(ctx, BN_ERR_IO, "%s", why);
         goto fail;
     }
-    if (rename(tmp, path) != 0) {
-        rc = bn_ctx_set_error(ctx, BN_ERR_IO, "cannot rename %s to %s: %s", tmp, path,
-                              strerror(errno));
-        goto fail;
-    }
-    sync_dir(path);
     bn_free(o.buf);
     bn_free(tmp);
     return BN_OK;

@@ -190,7 +190,7 @@ bn_status bn_trainer_save(bn_trainer *tr, const char *path)
         return bn_ctx_set_error(tr->ctx, BN_ERR_IO, "cannot create a temporary file for %s: %s",
                                 path, strerror(e));
     }
-    (void)fchmod(fd, 0644);
+    (void)bn_file_tmp_mode(fd, path, 0644); /* a replaced checkpoint keeps its mode */
     const size_t n = tr->lay.total * sizeof(float);
     wr(&w, h.b, h.n);
     wr(&w, tr->params, n);
@@ -199,15 +199,15 @@ bn_status bn_trainer_save(bn_trainer *tr, const char *path)
     wr(&w, tr->tok, tr->tok_len);
     const uint64_t sum = w.hash;
     wr(&w, &sum, sizeof sum);
-    if (!w.err && fflush(w.f) != 0) w.err = errno ? errno : EIO;
-    if (!w.err && fsync(fileno(w.f)) != 0) w.err = errno ? errno : EIO;
-    if (fclose(w.f) != 0 && !w.err) w.err = errno ? errno : EIO;
-    if (!w.err && rename(tmp, path) != 0) w.err = errno ? errno : EIO;
     if (w.err) {
+        fclose(w.f);
         unlink(tmp);
         return bn_ctx_set_error(tr->ctx, BN_ERR_IO, "cannot write checkpoint %s: %s", path,
                                 strerror(w.err));
     }
+    char why[1024]; /* flush, fsync, close, rename: on failure the temporary goes */
+    if (bn_file_commit_stream(w.f, tmp, path, why, sizeof why) != BN_OK)
+        return bn_ctx_set_error(tr->ctx, BN_ERR_IO, "cannot write checkpoint %s: %s", path, why);
     return BN_OK;
 }
 
