@@ -22,6 +22,7 @@ struct cm_session {
     int32_t *ids;
     size_t n, cap;
     size_t n_eval; /* ids in the cache */
+    int fresh;     /* logits follow the last token in the cache and nothing is pending */
 };
 
 /* ---- the model -------------------------------------------------------------------------- */
@@ -205,6 +206,7 @@ bn_status cm_session_append(cm_session *s, const int32_t *ids, size_t n)
 {
     if (reserve(s, s->n + n) != BN_OK) return BN_ERR_NOMEM;
     for (size_t i = 0; i < n; i++) push(s, ids[i]);
+    if (n) s->fresh = 0;
     return BN_OK;
 }
 
@@ -225,6 +227,7 @@ void cm_session_truncate(cm_session *s, size_t n)
     if (n >= s->n) return;
     s->n = n;
     if (s->n_eval > n) s->n_eval = n;
+    s->fresh = 0;
 }
 
 void cm_session_reset(cm_session *s)
@@ -232,6 +235,7 @@ void cm_session_reset(cm_session *s)
     bn_model_state_reset(s->st);
     bn_sampler_reset(s->smp);
     s->n = s->n_eval = 0;
+    s->fresh = 0;
 }
 
 bn_status cm_session_set_sampler(cm_session *s, const bn_sampler_params *sp)
@@ -280,6 +284,7 @@ static bn_status eval_prompt(cm_session *s, cm_result *r)
     }
     r->n_prompt = n;
     s->n_eval = s->n;
+    s->fresh = 1;
     return BN_OK;
 }
 
@@ -307,6 +312,7 @@ static int step(cm_session *s, const cm_gen *g, cm_result *r, bn_status *rc)
         return r->stop = CM_STOP_ERROR, 0;
     }
     push(s, id); /* evaluated with the next step or the next prompt */
+    s->fresh = 0;
     if (!g->ignore_eog && bn_tokenizer_is_eog(s->m->tok, id)) return r->stop = CM_STOP_EOG, 0;
     r->n_gen++;
     const int out = token_out(s, g, id, r);
@@ -319,6 +325,7 @@ static int step(cm_session *s, const cm_gen *g, cm_result *r, bn_status *rc)
     r->gen_s += bn_time_now() - t0;
     if (*rc != BN_OK) return r->stop = CM_STOP_ERROR, 0;
     s->n_eval = s->n;
+    s->fresh = 1;
     r->n_evals++;
     return 1;
 }
@@ -328,12 +335,43 @@ bn_status cm_session_generate(cm_session *s, const cm_gen *g, cm_result *r)
     memset(r, 0, sizeof *r);
     r->t_start = bn_time_now();
     r->stop = CM_STOP_ERROR;
-    bn_status rc = eval_prompt(s, r);
+    bn_status rc = s->fresh && s->n_eval == s->n ? BN_OK : eval_prompt(s, r);
     if (rc != BN_OK) return rc;
     if (g->on_prompt) g->on_prompt(g->ud, r);
     r->stop = CM_STOP_LENGTH;
     if (g->n_predict <= 0) return BN_OK;
     while (step(s, g, r, &rc)) {}
+    return rc;
+}
+
+bn_status cm_session_eval_batch(cm_session *const *ss, size_t n, double *seconds)
+{
+    if (seconds) *seconds = 0;
+    if (n == 0) return BN_OK;
+    bn_ctx *ctx = ss[0]->m->ctx;
+    bn_model_state **sts = bn_malloc(n * sizeof *sts);
+    int32_t *ids = bn_malloc(n * sizeof *ids);
+    float **logits = bn_malloc(n * sizeof *logits);
+    bn_status rc = sts && ids && logits
+                           ? BN_OK
+                           : bn_ctx_set_error(ctx, BN_ERR_NOMEM, "out of memory (batch)");
+    for (size_t i = 0; rc == BN_OK && i < n; i++) {
+        cm_session *s = ss[i];
+        if (s->m != ss[0]->m || s->n != s->n_eval + 1)
+            rc = bn_ctx_set_error(ctx, BN_ERR_INVALID,
+                                  "session %zu of the batch: another model, or not exactly one "
+                                  "token to evaluate (%zu)",
+                                  i, s->n - s->n_eval);
+        else
+            sts[i] = s->st, ids[i] = s->ids[s->n_eval], logits[i] = s->logits;
+    }
+    const double t0 = bn_time_now();
+    if (rc == BN_OK) rc = bn_model_eval_batch(sts, ids, (int64_t)n, logits);
+    if (seconds) *seconds = bn_time_now() - t0;
+    for (size_t i = 0; rc == BN_OK && i < n; i++) ss[i]->n_eval = ss[i]->n, ss[i]->fresh = 1;
+    bn_free(sts);
+    bn_free(ids);
+    bn_free(logits);
     return rc;
 }
 

@@ -28,7 +28,9 @@ void cmd_serve_help(FILE *out)
             "  GET /v1/models             GET /health (503 while the model loads)\n"
             "  GET /metrics               Prometheus text: tokens, latencies, slots, queue, HTTP\n"
             "Each slot is a generation session with its own KV cache on the one loaded model;\n"
-            "running slots take turns, one token each, on one engine thread (no batching).\n"
+            "continuous batching: at each step the running slots' next tokens go through the\n"
+            "model in one batched pass (the weights read once for all), and new requests'\n"
+            "prompts are evaluated between steps.\n"
             "Requests beyond the slots wait in a queue; beyond it they get 429.\n\n"
             "Options:\n" MC_OPTS_HELP
             "  -c, --ctx N       context of each slot in tokens (default: the model's, at most "
@@ -103,7 +105,8 @@ static void setup(srv *s, const serve_opts *o)
     cm_session_params_init(&s->sp);
     s->sp.n_ctx = o->mc.n_ctx ? o->mc.n_ctx : DEFAULT_N_CTX;
     s->sp.clamp = !o->mc.n_ctx || o->mc.ctx_soft;
-    s->sp.n_batch = o->mc.n_batch;
+    /* a decoding step batches one token per slot: the scratch must hold every slot */
+    s->sp.n_batch = o->mc.n_batch && o->mc.n_batch < o->slots ? o->slots : o->mc.n_batch;
     s->sp.kv_f32 = o->mc.kv_f32;
     s->n_slots = (int)o->slots, s->n_queue = (int)o->queue;
     model_id(o->mc.model, s->model_id, sizeof s->model_id);

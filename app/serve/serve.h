@@ -74,6 +74,7 @@ typedef struct srv {
     bn_metrics *reg;
     bn_genmetrics gm;
     bn_mfamily *http_requests, *rejected, *in_flight, *waiting, *slots_busy, *slots_total;
+    bn_mfamily *decode_steps, *decode_tokens; /* continuous batching: tokens / steps */
 } srv;
 
 typedef enum srv_submit_rc { SRV_OK, SRV_BUSY, SRV_UNAVAILABLE } srv_submit_rc;

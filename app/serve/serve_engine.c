@@ -16,6 +16,8 @@ typedef struct slot {
 typedef struct engine {
     srv *s;
     slot *slots;
+    slot **batch;       /* the slots of one decoding step */
+    cm_session **bsess; /* and their sessions */
 } engine;
 
 /* The server's own metrics (the run metrics are genmetrics.h's). */
@@ -39,8 +41,19 @@ static int define_metrics(srv *s)
                                       "Slots running a generation request.", NULL, NULL, 0);
     s->slots_total = bn_metrics_define(s->reg, BN_METRIC_GAUGE, "bitnet_slots",
                                        "Slots (generation requests run at once).", NULL, NULL, 0);
+    s->decode_steps = bn_metrics_define(
+            s->reg, BN_METRIC_COUNTER, "bitnet_decode_steps_total",
+            "Batched decoding steps: one pass through the model for the next token of every "
+            "running slot.",
+            NULL, NULL, 0);
+    s->decode_tokens = bn_metrics_define(
+            s->reg, BN_METRIC_COUNTER, "bitnet_decode_tokens_total",
+            "Tokens evaluated in batched decoding steps (divided by the steps: the mean batch).",
+            NULL, NULL, 0);
     if (!s->http_requests || !s->rejected || !s->in_flight || !s->waiting || !s->slots_busy ||
-        !s->slots_total)
+        !s->slots_total || !s->decode_steps || !s->decode_tokens)
+        return -1;
+    if (bn_metric_add(s->decode_steps, NULL, 0) || bn_metric_add(s->decode_tokens, NULL, 0))
         return -1;
     return bn_metric_add(s->rejected, NULL, 0); /* shown from the start, 0 */
 }
@@ -318,18 +331,16 @@ static const char *start_slot(slot *sl)
     return NULL;
 }
 
-/* One token for the slot's request (the first call also evaluates its prompt). */
+/* One token for the slot's request: the first call evaluates its prompt, the later ones
+ * sample from the logits of the step's batched evaluation (run_step). */
 static void step_slot(srv *s, slot *sl)
 {
     srv_req *r = sl->r;
-    if (is_cancelled(&(step_ctx){s, r})) return finish(s, sl, NULL, NULL);
     const int first = !sl->started;
     if (first) {
         const char *err = start_slot(sl);
         if (err) return finish(s, sl, NULL, err);
     }
-    if ((int64_t)cm_session_n_tokens(sl->sess) >= cm_session_n_ctx(sl->sess))
-        return finish(s, sl, "length", NULL);
     step_ctx c = {s, r};
     cm_gen g = {.n_predict = 1, .on_token = on_token, .cancelled = is_cancelled, .ud = &c};
     cm_result res;
@@ -364,6 +375,43 @@ static int any_running(const engine *e)
     return 0;
 }
 
+/* Whether the slot can go on: a cancelled request ends, and so does one whose next token
+ * would not fit in the context. */
+static int slot_goes_on(srv *s, slot *sl)
+{
+    if (is_cancelled(&(step_ctx){s, sl->r})) return finish(s, sl, NULL, NULL), 0;
+    if ((int64_t)cm_session_n_tokens(sl->sess) >= cm_session_n_ctx(sl->sess))
+        return finish(s, sl, "length", NULL), 0;
+    return 1;
+}
+
+/* One step of continuous batching: new requests' prompts are evaluated (each alone, through
+ * the GEMM path) and give their first token; every other running slot has one token to
+ * evaluate (its last one sampled): all of those go through the model in one batched pass,
+ * then each samples its next token from its logits. */
+static void run_step(srv *s, engine *e)
+{
+    int nb = 0;
+    for (int i = 0; i < s->n_slots; i++) {
+        slot *sl = &e->slots[i];
+        if (!sl->r || !slot_goes_on(s, sl)) continue;
+        if (!sl->started)
+            step_slot(s, sl);
+        else
+            e->batch[nb] = sl, e->bsess[nb++] = sl->sess;
+    }
+    if (!nb) return;
+    bn_metric_add(s->decode_steps, NULL, 1);
+    bn_metric_add(s->decode_tokens, NULL, nb);
+    if (cm_session_eval_batch(e->bsess, (size_t)nb, NULL) != BN_OK) {
+        char err[256];
+        snprintf(err, sizeof err, "%s", bn_ctx_errmsg(cm_model_ctx(s->m)));
+        for (int k = 0; k < nb; k++) finish(s, e->batch[k], NULL, err);
+        return;
+    }
+    for (int k = 0; k < nb; k++) step_slot(s, e->batch[k]);
+}
+
 static void run_loop(engine *e)
 {
     srv *s = e->s;
@@ -385,8 +433,7 @@ static void run_loop(engine *e)
         }
         pthread_mutex_unlock(&s->mu);
         if (done) return;
-        for (int i = 0; i < s->n_slots; i++)
-            if (e->slots[i].r) step_slot(s, &e->slots[i]);
+        run_step(s, e);
     }
 }
 
@@ -394,7 +441,9 @@ static int open_slots(srv *s, engine *e, char *err, size_t errsz)
 {
     if (cm_model_open(&s->mp, &s->m, err, errsz) != BN_OK) return -1;
     e->slots = bn_calloc((size_t)s->n_slots, sizeof *e->slots);
-    if (!e->slots) return snprintf(err, errsz, "out of memory"), -1;
+    e->batch = bn_calloc((size_t)s->n_slots, sizeof *e->batch);
+    e->bsess = bn_calloc((size_t)s->n_slots, sizeof *e->bsess);
+    if (!e->slots || !e->batch || !e->bsess) return snprintf(err, errsz, "out of memory"), -1;
     for (int i = 0; i < s->n_slots; i++)
         if (cm_session_new(s->m, &s->sp, NULL, &e->slots[i].sess, err, errsz) != BN_OK) return -1;
     s->n_ctx = cm_session_n_ctx(e->slots[0].sess);
@@ -405,6 +454,8 @@ static void close_slots(srv *s, engine *e)
 {
     for (int i = 0; e->slots && i < s->n_slots; i++) cm_session_free(e->slots[i].sess);
     bn_free(e->slots);
+    bn_free(e->batch);
+    bn_free(e->bsess);
 }
 
 static void *engine_main(void *arg)

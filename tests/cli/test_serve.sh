@@ -161,6 +161,31 @@ mg=$(metric "$TMP/m1.txt" "bitnet_generation_tokens_total$L")
     ok "metrics: 3 requests timed, HTTP requests by endpoint and code, slots, in flight" ||
     bad "metrics: $(grep -v '^#' "$TMP/m1.txt" | grep -v _bucket)"
 
+# continuous batching: four greedy completions at once on 2 slots, each the text of
+# `bitnet generate --temp 0` for its prompt; the decoding steps carried more than one token
+i=0 cpids=""
+for p in "Once upon a time" "The little dog" "Tom and Lily went" "One day, a bird"; do
+    i=$((i + 1))
+    "$BITNET" generate -m "$MODEL" -p "$p" -n 32 --temp 0 >"$TMP/g$i.txt" 2>/dev/null
+    curl -s -H 'Content-Type: application/json' "$URL/v1/completions" \
+        -d "{\"prompt\":\"$p\",\"max_tokens\":32,\"temperature\":0}" >"$TMP/b$i.json" &
+    cpids="$cpids $!"
+done
+wait $cpids # (a bare wait would wait for the server too)
+same=0
+for i in 1 2 3 4; do
+    "$JSONGET" choices.0.text <"$TMP/b$i.json" >"$TMP/b$i.txt" 2>/dev/null
+    cmp -s "$TMP/g$i.txt" "$TMP/b$i.txt" && same=$((same + 1))
+done
+[ "$same" = 4 ] && ok "4 concurrent greedy completions on 2 slots: each equals generate --temp 0" ||
+    bad "batched completions: $same of 4 equal generate's"
+curl -s "$URL/metrics" >"$TMP/mb.txt"
+steps=$(metric "$TMP/mb.txt" bitnet_decode_steps_total)
+toks=$(metric "$TMP/mb.txt" bitnet_decode_tokens_total)
+[ "${toks:-0}" -gt "${steps:-0}" ] 2>/dev/null && [ "$steps" -gt 0 ] &&
+    ok "decoding steps were batched: $toks tokens in $steps steps" ||
+    bad "decode steps: $steps steps, $toks tokens"
+
 # streaming: well-formed chunks, the same text as the whole answer, usage, then [DONE]
 check_stream() { # FILE WHAT FIELD: every event parses, the last is [DONE]
     n=0

@@ -285,6 +285,57 @@ static void test_two_sessions_interleaved(void **state)
     }
 }
 
+/* Continuous batching: three sessions take one token each per step, evaluated together by
+ * cm_session_eval_batch, and generate exactly the greedy tokens of the engine alone; a
+ * session whose prompt is pending, or one of another state, is refused unchanged. */
+static void test_eval_batch(void **state)
+{
+    cm_model *m = model_or_skip(state);
+    enum { NS = 3 };
+    const char *prompts[NS] = {"Once upon a time", "The little dog", "Tom and Lily went"};
+    int32_t want[NS][N_GREEDY];
+    for (int k = 0; k < NS; k++) direct_greedy(m, prompts[k], want[k], N_GREEDY);
+    cm_session *s[NS];
+    size_t np[NS];
+    for (int k = 0; k < NS; k++) {
+        s[k] = started(m, 0, prompts[k], &np[k]);
+        seen w = {0};
+        cm_result r;
+        gen(s[k], &w, 1, 1, &r); /* the prompt alone, and the first token */
+        assert_int_equal(r.n_prompt, np[k]);
+    }
+    for (int step = 1; step < N_GREEDY; step++) {
+        double secs = -1;
+        assert_int_equal(cm_session_eval_batch(s, NS, &secs), BN_OK);
+        assert_true(secs >= 0);
+        for (int k = 0; k < NS; k++) {
+            assert_int_equal(cm_session_n_evaluated(s[k]), cm_session_n_tokens(s[k]));
+            seen w = {0};
+            cm_result r;
+            gen(s[k], &w, 1, 1, &r); /* samples from the batch's logits: nothing evaluated */
+            assert_int_equal(r.n_prompt, 0);
+            assert_int_equal(r.n_evals, 0);
+            assert_int_equal(r.stop, CM_STOP_LENGTH);
+        }
+    }
+    for (int k = 0; k < NS; k++) {
+        assert_int_equal(cm_session_n_tokens(s[k]), np[k] + N_GREEDY);
+        assert_memory_equal(cm_session_tokens(s[k]) + np[k], want[k], sizeof want[k]);
+    }
+    /* a session with a prompt pending is not a one-token step: refused, nothing changes */
+    add_prompt(s[1], " and then");
+    const size_t n1 = cm_session_n_evaluated(s[1]), n0 = cm_session_n_evaluated(s[0]);
+    assert_int_equal(cm_session_eval_batch(s, NS, NULL), BN_ERR_INVALID);
+    assert_int_equal(cm_session_n_evaluated(s[1]), n1);
+    assert_int_equal(cm_session_n_evaluated(s[0]), n0);
+    /* nothing pending and no fresh logits after a truncation: generate refuses */
+    cm_session_truncate(s[2], np[2]);
+    cm_gen g = {.n_predict = 1};
+    cm_result r;
+    assert_int_equal(cm_session_generate(s[2], &g, &r), BN_ERR_INVALID);
+    for (int k = 0; k < NS; k++) cm_session_free(s[k]);
+}
+
 /* Truncating drops tokens and the cache follows; a bad sampler is refused, the old kept. */
 static void test_truncate_and_sampler(void **state)
 {
@@ -337,6 +388,7 @@ int main(void)
             cmocka_unit_test(test_stop_at_end_token),
             cmocka_unit_test(test_stop_cancel_context),
             cmocka_unit_test(test_two_sessions_interleaved),
+            cmocka_unit_test(test_eval_batch),
             cmocka_unit_test(test_truncate_and_sampler),
             cmocka_unit_test(test_open_errors),
     };

@@ -163,11 +163,20 @@ typedef struct cm_gen {
     void *ud;
 } cm_gen;
 
-/* Evaluates what is not in the cache (at least one token must be: else BN_ERR_INVALID),
- * then samples up to g->n_predict tokens (see the top). BN_OK with the reason in r->stop
+/* Evaluates what is not in the cache (at least one token must be, unless the last
+ * evaluation - cm_session_eval_batch's or this function's - left logits for the whole
+ * sequence: else BN_ERR_INVALID), then samples up to g->n_predict tokens (see the top). BN_OK with the reason in r->stop
  * (CM_STOP_ERROR when on_token failed); else the engine's status with its message on the
  * model's ctx, r->stop CM_STOP_ERROR and, when the prompt failed, its tokens dropped. */
 bn_status cm_session_generate(cm_session *s, const cm_gen *g, cm_result *r);
+
+/* Continuous batching: evaluates the one token each of n sessions of one model has not
+ * evaluated yet (the last one sampled) in one batched pass (bn_model_eval_batch), so that
+ * the next cm_session_generate of each samples at once from those logits. The wall time in
+ * *seconds (may be NULL). BN_ERR_INVALID (another model, a session with not exactly one
+ * token to evaluate), the engine's errors (message on the model's ctx); on error no
+ * session changes. */
+bn_status cm_session_eval_batch(cm_session *const *ss, size_t n, double *seconds);
 
 /* A seed from the clock, for "seed -1". */
 uint64_t cm_seed_from_clock(void);
