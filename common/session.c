@@ -350,29 +350,37 @@ bn_status cm_session_eval_batch(cm_session *const *ss, size_t n, double *seconds
     if (n == 0) return BN_OK;
     bn_ctx *ctx = ss[0]->m->ctx;
     bn_model_state **sts = bn_malloc(n * sizeof *sts);
-    int32_t *ids = bn_malloc(n * sizeof *ids);
+    const int32_t **ids = bn_malloc(n * sizeof *ids);
+    int64_t *nt = bn_malloc(n * sizeof *nt);
     float **logits = bn_malloc(n * sizeof *logits);
-    bn_status rc = sts && ids && logits
+    bn_status rc = sts && ids && nt && logits
                            ? BN_OK
                            : bn_ctx_set_error(ctx, BN_ERR_NOMEM, "out of memory (batch)");
     for (size_t i = 0; rc == BN_OK && i < n; i++) {
         cm_session *s = ss[i];
-        if (s->m != ss[0]->m || s->n != s->n_eval + 1)
+        if (s->m != ss[0]->m || s->n <= s->n_eval)
             rc = bn_ctx_set_error(ctx, BN_ERR_INVALID,
-                                  "session %zu of the batch: another model, or not exactly one "
-                                  "token to evaluate (%zu)",
-                                  i, s->n - s->n_eval);
+                                  "session %zu of the batch: another model, or nothing to "
+                                  "evaluate",
+                                  i);
         else
-            sts[i] = s->st, ids[i] = s->ids[s->n_eval], logits[i] = s->logits;
+            sts[i] = s->st, ids[i] = s->ids + s->n_eval, nt[i] = (int64_t)(s->n - s->n_eval),
+            logits[i] = s->logits;
     }
     const double t0 = bn_time_now();
-    if (rc == BN_OK) rc = bn_model_eval_batch(sts, ids, (int64_t)n, logits);
+    if (rc == BN_OK) rc = bn_model_eval_batch(sts, (int64_t)n, ids, nt, logits);
     if (seconds) *seconds = bn_time_now() - t0;
     for (size_t i = 0; rc == BN_OK && i < n; i++) ss[i]->n_eval = ss[i]->n, ss[i]->fresh = 1;
     bn_free(sts);
     bn_free(ids);
+    bn_free(nt);
     bn_free(logits);
     return rc;
+}
+
+int64_t cm_session_n_batch(const cm_session *s)
+{
+    return bn_model_state_n_batch(s->st);
 }
 
 uint64_t cm_seed_from_clock(void)

@@ -11,6 +11,7 @@ typedef struct slot {
     cm_session *sess;
     srv_req *r;  /* NULL: free */
     int started; /* the prompt is in the session */
+    int sampled; /* its first token is out */
 } slot;
 
 typedef struct engine {
@@ -43,12 +44,13 @@ static int define_metrics(srv *s)
                                        "Slots (generation requests run at once).", NULL, NULL, 0);
     s->decode_steps = bn_metrics_define(
             s->reg, BN_METRIC_COUNTER, "bitnet_decode_steps_total",
-            "Batched decoding steps: one pass through the model for the next token of every "
-            "running slot.",
+            "Batched steps: one pass through the model for the pending tokens of every running "
+            "slot (its last token, or a new prompt).",
             NULL, NULL, 0);
     s->decode_tokens = bn_metrics_define(
             s->reg, BN_METRIC_COUNTER, "bitnet_decode_tokens_total",
-            "Tokens evaluated in batched decoding steps (divided by the steps: the mean batch).",
+            "Tokens evaluated in the batched steps: generated tokens and joining prompts "
+            "(divided by the steps: the mean batch).",
             NULL, NULL, 0);
     if (!s->http_requests || !s->rejected || !s->in_flight || !s->waiting || !s->slots_busy ||
         !s->slots_total || !s->decode_steps || !s->decode_tokens)
@@ -331,22 +333,19 @@ static const char *start_slot(slot *sl)
     return NULL;
 }
 
-/* One token for the slot's request: the first call evaluates its prompt, the later ones
- * sample from the logits of the step's batched evaluation (run_step). */
-static void step_slot(srv *s, slot *sl)
+/* One token for the slot's request, sampled from the logits of the step's evaluation
+ * (run_step); prompt_s: that evaluation's time, the prompt's for a first token. */
+static void step_slot(srv *s, slot *sl, double prompt_s)
 {
     srv_req *r = sl->r;
-    const int first = !sl->started;
-    if (first) {
-        const char *err = start_slot(sl);
-        if (err) return finish(s, sl, NULL, err);
-    }
+    const int first = !sl->sampled;
+    sl->sampled = 1;
     step_ctx c = {s, r};
     cm_gen g = {.n_predict = 1, .on_token = on_token, .cancelled = is_cancelled, .ud = &c};
     cm_result res;
     if (cm_session_generate(sl->sess, &g, &res) != BN_OK || res.stop == CM_STOP_ERROR)
         return finish(s, sl, NULL, bn_ctx_errmsg(cm_model_ctx(s->m)));
-    if (first) bn_gen_run_prompt(&r->run, r->n_ids, res.prompt_s);
+    if (first) bn_gen_run_prompt(&r->run, r->n_ids, prompt_s);
     if (res.stop == CM_STOP_EOG || res.stop == CM_STOP_STRING) return finish(s, sl, "stop", NULL);
     if (res.stop == CM_STOP_CANCELLED) return finish(s, sl, NULL, NULL);
     if ((int64_t)r->n_gen >= r->max_tokens) return finish(s, sl, "length", NULL);
@@ -364,7 +363,7 @@ static void admit_locked(srv *s, engine *e)
         s->n_running++;
         r->state = SRV_RUNNING;
         e->slots[i].r = r;
-        e->slots[i].started = 0;
+        e->slots[i].started = e->slots[i].sampled = 0;
     }
 }
 
@@ -375,41 +374,56 @@ static int any_running(const engine *e)
     return 0;
 }
 
-/* Whether the slot can go on: a cancelled request ends, and so does one whose next token
- * would not fit in the context. */
+/* Whether the slot can go on: a cancelled request ends, a new one puts its prompt in its
+ * session, and one whose next token would not fit in the context ends. */
 static int slot_goes_on(srv *s, slot *sl)
 {
     if (is_cancelled(&(step_ctx){s, sl->r})) return finish(s, sl, NULL, NULL), 0;
+    const char *err = sl->started ? NULL : start_slot(sl);
+    if (err) return finish(s, sl, NULL, err), 0;
     if ((int64_t)cm_session_n_tokens(sl->sess) >= cm_session_n_ctx(sl->sess))
         return finish(s, sl, "length", NULL), 0;
     return 1;
 }
 
-/* One step of continuous batching: new requests' prompts are evaluated (each alone, through
- * the GEMM path) and give their first token; every other running slot has one token to
- * evaluate (its last one sampled): all of those go through the model in one batched pass,
- * then each samples its next token from its logits. */
+/* Evaluates the sessions of slots [0, n) in one pass and samples each one's next token;
+ * a failure ends them all with the engine's message. */
+static void eval_and_sample(srv *s, slot **sl, cm_session **ss, int n, int64_t tokens)
+{
+    bn_metric_add(s->decode_steps, NULL, 1);
+    bn_metric_add(s->decode_tokens, NULL, (double)tokens);
+    double secs = 0;
+    if (cm_session_eval_batch(ss, (size_t)n, &secs) != BN_OK) {
+        char err[256];
+        snprintf(err, sizeof err, "%s", bn_ctx_errmsg(cm_model_ctx(s->m)));
+        for (int k = 0; k < n; k++) finish(s, sl[k], NULL, err);
+        return;
+    }
+    for (int k = 0; k < n; k++) step_slot(s, sl[k], secs);
+}
+
+/* One step of continuous batching: every running slot's pending tokens - the last token it
+ * sampled, or the whole prompt of a request that just got the slot - go through the model
+ * in one batched pass (at most n_batch tokens; a prompt that does not fit in what is left
+ * gets a pass of its own), then each slot samples its next token from its logits. */
 static void run_step(srv *s, engine *e)
 {
     int nb = 0;
+    int64_t room = -1, used = 0;
     for (int i = 0; i < s->n_slots; i++) {
         slot *sl = &e->slots[i];
         if (!sl->r || !slot_goes_on(s, sl)) continue;
-        if (!sl->started)
-            step_slot(s, sl);
-        else
-            e->batch[nb] = sl, e->bsess[nb++] = sl->sess;
+        if (room < 0) room = cm_session_n_batch(sl->sess);
+        const int64_t pending =
+                (int64_t)(cm_session_n_tokens(sl->sess) - cm_session_n_evaluated(sl->sess));
+        if (used + pending > room) { /* a long prompt: alone, now */
+            eval_and_sample(s, &sl, &sl->sess, 1, pending);
+            continue;
+        }
+        e->batch[nb] = sl, e->bsess[nb++] = sl->sess;
+        used += pending;
     }
-    if (!nb) return;
-    bn_metric_add(s->decode_steps, NULL, 1);
-    bn_metric_add(s->decode_tokens, NULL, nb);
-    if (cm_session_eval_batch(e->bsess, (size_t)nb, NULL) != BN_OK) {
-        char err[256];
-        snprintf(err, sizeof err, "%s", bn_ctx_errmsg(cm_model_ctx(s->m)));
-        for (int k = 0; k < nb; k++) finish(s, e->batch[k], NULL, err);
-        return;
-    }
-    for (int k = 0; k < nb; k++) step_slot(s, e->batch[k]);
+    if (nb) eval_and_sample(s, e->batch, e->bsess, nb, used);
 }
 
 static void run_loop(engine *e)

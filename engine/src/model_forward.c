@@ -869,7 +869,7 @@ static void batch_forward(bn_model_state *st, const int32_t *tokens, job j)
     for (int64_t i = 0; i <= st->m->hp.n_layer * N_PHASES; i++)
         atomic_store_explicit(&st->work[i], 0, memory_order_relaxed);
     bn_pool_run(st->pool, task_forward, &j);
-    if (j.seqs)
+    if (j.seqs) /* a sequence's tokens are in order of position: its last one is last */
         for (int64_t t = 0; t < T; t++) j.seqs[t]->pos = j.tpos[t] + 1;
     else
         st->pos = j.pos0 + T;
@@ -922,56 +922,91 @@ bn_status bn_model_eval(bn_model_state *st, const int32_t *tokens, int64_t n, in
     return BN_OK;
 }
 
-/* Several sequences of one model, one next token each: same model, cache size and type,
- * each state once. */
-static bn_status check_eval_batch(bn_model_state *const *sts, const int32_t *tokens, int64_t n,
-                                  float *const *logits)
+/* Several sequences of one model, each with its next tokens: same model, cache size and
+ * type, each state once, every token in range and in the cache, all in one batch. */
+static bn_status check_eval_batch(bn_model_state *const *sts, int64_t n_seq,
+                                  const int32_t *const *tokens, const int64_t *n_tok,
+                                  float *const *logits, int64_t *total)
 {
     bn_model_state *st = sts[0];
     bn_ctx *ctx = st->m->ctx;
-    if (n > st->n_batch)
-        return bn_ctx_set_error(ctx, BN_ERR_INVALID,
-                                "%lld sequences in one batch: more than its %lld tokens",
-                                (long long)n, (long long)st->n_batch);
-    for (int64_t i = 0; i < n; i++) {
+    *total = 0;
+    for (int64_t i = 0; i < n_seq; i++) {
         const bn_model_state *o = sts[i];
-        if (!o || !logits[i] || o->m != st->m || o->n_ctx != st->n_ctx || o->kv_type != st->kv_type)
+        if (!o || !logits[i] || !tokens[i] || n_tok[i] < 1 || o->m != st->m ||
+            o->n_ctx != st->n_ctx || o->kv_type != st->kv_type)
             return bn_ctx_set_error(ctx, BN_ERR_INVALID,
                                     "sequence %lld of the batch: another model, cache size or "
-                                    "cache type, or no logits",
+                                    "cache type, no tokens or no logits",
                                     (long long)i);
         for (int64_t k = 0; k < i; k++)
             if (sts[k] == o)
                 return bn_ctx_set_error(ctx, BN_ERR_INVALID,
                                         "sequences %lld and %lld of the batch are one state",
                                         (long long)k, (long long)i);
-        if (o->pos >= o->n_ctx)
+        if (n_tok[i] > o->n_ctx - o->pos)
             return bn_ctx_set_error(ctx, BN_ERR_RANGE,
-                                    "context overflow: sequence %lld holds %lld of %lld tokens",
-                                    (long long)i, (long long)o->pos, (long long)o->n_ctx);
-        if (tokens[i] < 0 || tokens[i] >= st->m->hp.n_vocab)
-            return bn_ctx_set_error(ctx, BN_ERR_INVALID,
-                                    "token id %ld at index %lld is out of range [0, %lld)",
-                                    (long)tokens[i], (long long)i, (long long)st->m->hp.n_vocab);
+                                    "context overflow: sequence %lld holds %lld of %lld tokens "
+                                    "and gets %lld more",
+                                    (long long)i, (long long)o->pos, (long long)o->n_ctx,
+                                    (long long)n_tok[i]);
+        for (int64_t t = 0; t < n_tok[i]; t++)
+            if (tokens[i][t] < 0 || tokens[i][t] >= st->m->hp.n_vocab)
+                return bn_ctx_set_error(ctx, BN_ERR_INVALID,
+                                        "token id %ld of sequence %lld is out of range [0, %lld)",
+                                        (long)tokens[i][t], (long long)i,
+                                        (long long)st->m->hp.n_vocab);
+        *total += n_tok[i];
     }
+    if (*total > st->n_batch)
+        return bn_ctx_set_error(ctx, BN_ERR_INVALID,
+                                "%lld tokens in one batch: more than its %lld (n_batch)",
+                                (long long)*total, (long long)st->n_batch);
     return BN_OK;
 }
 
-bn_status bn_model_eval_batch(bn_model_state *const *sts, const int32_t *tokens, int64_t n,
+bn_status bn_model_eval_batch(bn_model_state *const *sts, int64_t n_seq,
+                              const int32_t *const *tokens, const int64_t *n_tok,
                               float *const *logits)
 {
-    BN_ASSERT(sts && tokens && logits);
-    if (n < 1 || !sts[0]) return BN_ERR_INVALID;
-    if (n == 1) return bn_model_eval(sts[0], tokens, 1, sts[0]->pos, 1, logits[0]);
-    bn_status rc = check_eval_batch(sts, tokens, n, logits);
+    BN_ASSERT(sts && tokens && n_tok && logits);
+    if (n_seq < 1 || !sts[0]) return BN_ERR_INVALID;
+    if (n_seq == 1) /* alone: bn_model_eval splits it by n_batch */
+        return bn_model_eval(sts[0], tokens[0], n_tok[0], sts[0]->pos, 1, logits[0]);
+    int64_t T;
+    bn_status rc = check_eval_batch(sts, n_seq, tokens, n_tok, logits, &T);
     if (rc != BN_OK) return rc;
-    int64_t *tpos = bn_malloc((size_t)n * sizeof *tpos);
-    if (!tpos) return bn_ctx_set_error(sts[0]->m->ctx, BN_ERR_NOMEM, "out of memory (batch)");
-    for (int64_t i = 0; i < n; i++) tpos[i] = sts[i]->pos;
+    /* the batch: every sequence's tokens but its last, then the last one of each (in
+     * sequence order), whose logits the head computes; the order within a pass does not
+     * matter, as every K and V is in the caches before attention reads them */
+    int32_t *tok = bn_malloc((size_t)T * sizeof *tok);
+    int64_t *tpos = bn_malloc((size_t)T * sizeof *tpos);
+    bn_model_state **seqs = bn_malloc((size_t)T * sizeof *seqs);
+    if (!tok || !tpos || !seqs) {
+        bn_free(tok), bn_free(tpos), bn_free(seqs);
+        return bn_ctx_set_error(sts[0]->m->ctx, BN_ERR_NOMEM, "out of memory (batch)");
+    }
+    int64_t at = 0;
+    for (int64_t i = 0; i < n_seq; i++)
+        for (int64_t t = 0; t + 1 < n_tok[i]; t++, at++)
+            tok[at] = tokens[i][t], tpos[at] = sts[i]->pos + t, seqs[at] = sts[i];
+    for (int64_t i = 0; i < n_seq; i++, at++)
+        tok[at] = tokens[i][n_tok[i] - 1], tpos[at] = sts[i]->pos + n_tok[i] - 1, seqs[at] = sts[i];
     /* the pool, the scratch and the barrier of the first state; each its own cache */
-    batch_forward(
-            sts[0], tokens,
-            (job){.st = sts[0], .T = n, .n_out = n, .seqs = sts, .tpos = tpos, .louts = logits});
+    batch_forward(sts[0], tok,
+                  (job){.st = sts[0],
+                        .T = T,
+                        .n_out = n_seq,
+                        .seqs = seqs,
+                        .tpos = tpos,
+                        .louts = logits});
+    bn_free(tok);
     bn_free(tpos);
+    bn_free(seqs);
     return BN_OK;
+}
+
+int64_t bn_model_state_n_batch(const bn_model_state *st)
+{
+    return st->n_batch;
 }

@@ -720,15 +720,16 @@ static void test_batched_equals_sequential(void **state)
     tm_free(&tm);
 }
 
-/* Several sequences, one next token each in one batched pass (bn_model_eval_batch): the
- * same logits, to the bit, as each sequence evaluated alone; prompts of different lengths,
- * so the tokens sit at different positions of different caches; and its errors. */
-static void check_eval_batch(bn_model *m, int kv_type, const bn_kernels *k)
+/* Several sequences in one batched pass (bn_model_eval_batch): the same logits, to the bit,
+ * as each sequence evaluated alone. Sequences 0 and 2 start alone (prompts of 1 and 4);
+ * sequence 1's prompt (9 tokens) joins the first step's batch and sequence 3's (17) the
+ * third's, while the others decode one token each, so tokens sit at different positions of
+ * different caches; sequence 1 sits out the odd steps. And the errors. */
+static void check_eval_batch(bn_model *m, int kv_type)
 {
-    (void)k;
     enum { NS = 4, STEPS = 6 };
     const int64_t V = bn_model_n_vocab(m);
-    const int plen[NS] = {1, 9, 4, 17};
+    const int plen[NS] = {1, 9, 4, 17}, joins[NS] = {-1, 0, -1, 2};
     int32_t tok[NS][32];
     bn_model_state *alone[NS], *batched[NS];
     float *la = malloc((size_t)V * 4), *lb[NS];
@@ -737,56 +738,79 @@ static void check_eval_batch(bn_model *m, int kv_type, const bn_kernels *k)
         alone[i] = state_ok(m, 40, 0, kv_type);
         batched[i] = state_ok(m, 40, 0, kv_type);
         lb[i] = malloc((size_t)V * 4);
-        assert_int_equal(bn_model_eval(batched[i], tok[i], plen[i], 0, 1, lb[i]), BN_OK);
         assert_int_equal(bn_model_eval(alone[i], tok[i], plen[i], 0, 1, la), BN_OK);
+        if (joins[i] < 0)
+            assert_int_equal(bn_model_eval(batched[i], tok[i], plen[i], 0, 1, lb[i]), BN_OK);
     }
     for (int step = 0; step < STEPS; step++) {
-        /* a sequence leaves the batch now and then: batches of 4, 3 (without 1), 4, ... */
         bn_model_state *sts[NS];
-        int32_t next[NS];
+        const int32_t *next[NS];
+        int64_t nt[NS];
         float *outs[NS];
         int n = 0, who[NS];
         for (int i = 0; i < NS; i++) {
-            if (step % 2 == 1 && i == 1) continue;
+            if (joins[i] > step || (step % 2 == 1 && i == 1)) continue;
+            const int64_t pos = bn_model_state_pos(batched[i]);
             sts[n] = batched[i];
-            next[n] = tok[i][bn_model_state_pos(batched[i])];
+            next[n] = &tok[i][pos];
+            nt[n] = joins[i] == step ? plen[i] : 1; /* its prompt joins, or one token */
             outs[n] = lb[i];
             who[n++] = i;
         }
-        assert_int_equal(bn_model_eval_batch(sts, next, n, outs), BN_OK);
+        assert_int_equal(bn_model_eval_batch(sts, n, next, nt, outs), BN_OK);
         for (int b = 0; b < n; b++) {
             const int i = who[b];
-            const int64_t pos = bn_model_state_pos(alone[i]);
-            assert_int_equal(bn_model_state_pos(batched[i]), pos + 1);
-            assert_int_equal(bn_model_eval(alone[i], &tok[i][pos], 1, pos, 1, la), BN_OK);
-            assert_true(rel_diff(lb[i], la, (size_t)V) == 0.0);
+            if (joins[i] == step) { /* its prompt: the logits of its last token */
+                assert_int_equal(bn_model_state_pos(batched[i]), plen[i]);
+            } else {
+                const int64_t pos = bn_model_state_pos(alone[i]);
+                assert_int_equal(bn_model_state_pos(batched[i]), pos + 1);
+                assert_int_equal(bn_model_eval(alone[i], &tok[i][pos], 1, pos, 1, la), BN_OK);
+            }
+            if (joins[i] == step) { /* alone[i] holds the prompt's logits from the start */
+                float *lp = malloc((size_t)V * 4);
+                bn_model_state *fresh = state_ok(m, 40, 0, kv_type);
+                assert_int_equal(bn_model_eval(fresh, tok[i], plen[i], 0, 1, lp), BN_OK);
+                assert_true(rel_diff(lb[i], lp, (size_t)V) == 0.0);
+                bn_model_state_free(fresh);
+                free(lp);
+            } else {
+                assert_true(rel_diff(lb[i], la, (size_t)V) == 0.0);
+            }
         }
     }
     /* errors change no state */
     const int64_t p0 = bn_model_state_pos(batched[0]);
-    int32_t two[2] = {1, 2};
+    const int32_t two[2] = {1, 2}, *tp[2] = {&two[0], &two[1]};
+    const int64_t one[2] = {1, 1};
     bn_model_state *dup[2] = {batched[0], batched[0]};
     float *o2[2] = {lb[0], lb[1]};
-    assert_int_equal(bn_model_eval_batch(dup, two, 2, o2), BN_ERR_INVALID);
+    assert_int_equal(bn_model_eval_batch(dup, 2, tp, one, o2), BN_ERR_INVALID);
     bn_model_state *other = state_ok(m, 20, 0, kv_type); /* another cache size */
     bn_model_state *mixed[2] = {batched[0], other};
-    assert_int_equal(bn_model_eval_batch(mixed, two, 2, o2), BN_ERR_INVALID);
+    assert_int_equal(bn_model_eval_batch(mixed, 2, tp, one, o2), BN_ERR_INVALID);
     bn_model_state *pair[2] = {batched[0], batched[1]};
-    int32_t bad[2] = {1, (int32_t)V};
-    assert_int_equal(bn_model_eval_batch(pair, bad, 2, o2), BN_ERR_INVALID);
+    const int32_t bad = (int32_t)V, *bp[2] = {&two[0], &bad};
+    assert_int_equal(bn_model_eval_batch(pair, 2, bp, one, o2), BN_ERR_INVALID);
+    const int64_t none[2] = {1, 0};
+    assert_int_equal(bn_model_eval_batch(pair, 2, tp, none, o2), BN_ERR_INVALID);
     assert_int_equal(bn_model_state_pos(batched[0]), p0);
-    /* a full cache */
+    /* a full cache, and tokens that do not fit */
     bn_model_state *full = state_ok(m, 40, 0, kv_type);
     int32_t fill[40];
     rand_tokens(fill, 40, (int)V);
     assert_int_equal(bn_model_eval(full, fill, 40, 0, 0, NULL), BN_OK);
     bn_model_state *withfull[2] = {batched[0], full};
-    assert_int_equal(bn_model_eval_batch(withfull, two, 2, o2), BN_ERR_RANGE);
+    assert_int_equal(bn_model_eval_batch(withfull, 2, tp, one, o2), BN_ERR_RANGE);
+    const int32_t *big[2] = {fill, two};
+    const int64_t nbig[2] = {40, 1};
+    assert_int_equal(bn_model_eval_batch(pair, 2, big, nbig, o2), BN_ERR_RANGE);
     assert_int_equal(bn_model_state_pos(batched[0]), p0);
-    /* more sequences than the first state's batch holds */
+    /* more tokens than the first state's batch holds */
     bn_model_state *small = state_ok(m, 40, 1, kv_type);
+    assert_int_equal(bn_model_state_n_batch(small), 1);
     bn_model_state *over[2] = {small, batched[0]};
-    assert_int_equal(bn_model_eval_batch(over, two, 2, o2), BN_ERR_INVALID);
+    assert_int_equal(bn_model_eval_batch(over, 2, tp, one, o2), BN_ERR_INVALID);
     bn_model_state_free(small);
     bn_model_state_free(full);
     bn_model_state_free(other);
@@ -807,18 +831,18 @@ static void test_eval_batch(void **state)
     path_for(path, sizeof path, "a_multi.gguf");
     write_model(&tm, BN_TYPE_I2_S, NULL, path);
     bn_model *m = load_ok(path, NULL, 0);
-    check_eval_batch(m, BN_TYPE_F16, NULL);
-    check_eval_batch(m, BN_TYPE_F32, NULL);
+    check_eval_batch(m, BN_TYPE_F16);
+    check_eval_batch(m, BN_TYPE_F32);
     bn_model_free(m);
     m = load_ok(path, bn_kernels_ref(), 0); /* attend() per (token, head) */
-    check_eval_batch(m, BN_TYPE_F16, bn_kernels_ref());
+    check_eval_batch(m, BN_TYPE_F16);
     bn_model_free(m);
     tm_free(&tm);
     tm_build(&tm, &CFG_B, 8); /* SiLU, 6 heads on 3, Q8_0 head */
     path_for(path, sizeof path, "b_multi.gguf");
     write_model(&tm, BN_TYPE_I2_S, NULL, path);
     m = load_ok(path, NULL, BN_TYPE_Q8_0);
-    check_eval_batch(m, BN_TYPE_F16, NULL);
+    check_eval_batch(m, BN_TYPE_F16);
     bn_model_free(m);
     tm_free(&tm);
 }

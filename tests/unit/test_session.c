@@ -322,12 +322,29 @@ static void test_eval_batch(void **state)
         assert_int_equal(cm_session_n_tokens(s[k]), np[k] + N_GREEDY);
         assert_memory_equal(cm_session_tokens(s[k]) + np[k], want[k], sizeof want[k]);
     }
-    /* a session with a prompt pending is not a one-token step: refused, nothing changes */
+    /* a new prompt joins the batch: s[1] gets a sentence more, the others their last token;
+     * its next greedy token is that of a fresh session fed the same whole sequence */
     add_prompt(s[1], " and then");
+    assert_int_equal(cm_session_eval_batch(s, NS, NULL), BN_OK);
+    cm_session *ref = new_session(m, 0);
+    assert_int_equal(cm_session_append(ref, cm_session_tokens(s[1]), cm_session_n_tokens(s[1])),
+                     BN_OK);
+    seen w1 = {0}, w2 = {0};
+    cm_result r1, r2;
+    gen(s[1], &w1, 1, 1, &r1);
+    assert_int_equal(r1.n_prompt, 0); /* evaluated by the batch */
+    gen(ref, &w2, 1, 1, &r2);
+    assert_int_equal(cm_session_n_tokens(ref), cm_session_n_tokens(s[1]));
+    assert_int_equal(cm_session_tokens(ref)[cm_session_n_tokens(ref) - 1],
+                     cm_session_tokens(s[1])[cm_session_n_tokens(s[1]) - 1]);
+    cm_session_free(ref);
+    /* a session with nothing to evaluate is refused, and nothing changes */
     const size_t n1 = cm_session_n_evaluated(s[1]), n0 = cm_session_n_evaluated(s[0]);
-    assert_int_equal(cm_session_eval_batch(s, NS, NULL), BN_ERR_INVALID);
+    assert_int_equal(cm_session_n_evaluated(s[0]), cm_session_n_tokens(s[0]));
+    assert_int_equal(cm_session_eval_batch(s, 2, NULL), BN_ERR_INVALID);
     assert_int_equal(cm_session_n_evaluated(s[1]), n1);
     assert_int_equal(cm_session_n_evaluated(s[0]), n0);
+    assert_true(cm_session_n_batch(s[0]) >= 1);
     /* nothing pending and no fresh logits after a truncation: generate refuses */
     cm_session_truncate(s[2], np[2]);
     cm_gen g = {.n_predict = 1};

@@ -170,13 +170,16 @@ typedef struct cm_gen {
  * model's ctx, r->stop CM_STOP_ERROR and, when the prompt failed, its tokens dropped. */
 bn_status cm_session_generate(cm_session *s, const cm_gen *g, cm_result *r);
 
-/* Continuous batching: evaluates the one token each of n sessions of one model has not
- * evaluated yet (the last one sampled) in one batched pass (bn_model_eval_batch), so that
- * the next cm_session_generate of each samples at once from those logits. The wall time in
- * *seconds (may be NULL). BN_ERR_INVALID (another model, a session with not exactly one
- * token to evaluate), the engine's errors (message on the model's ctx); on error no
- * session changes. */
+/* Continuous batching: evaluates what each of n sessions of one model has not evaluated yet
+ * (the last token sampled, or a new prompt) in one batched pass (bn_model_eval_batch), so
+ * that the next cm_session_generate of each samples at once from its logits. All their
+ * pending tokens must fit in cm_session_n_batch of the first (one session alone may have
+ * more). The wall time in *seconds (may be NULL). BN_ERR_INVALID (another model, a session
+ * with nothing to evaluate, too many tokens), the engine's errors (message on the model's
+ * ctx); on error no session changes. */
 bn_status cm_session_eval_batch(cm_session *const *ss, size_t n, double *seconds);
+/* Tokens one evaluation of the session takes at once. */
+int64_t cm_session_n_batch(const cm_session *s);
 
 /* A seed from the clock, for "seed -1". */
 uint64_t cm_seed_from_clock(void);

@@ -192,19 +192,23 @@ size_t bn_model_state_kv_bytes_read(const bn_model_state *st);
 bn_status bn_model_eval(bn_model_state *st, const int32_t *tokens, int64_t n, int64_t pos,
                         int64_t n_logits, float *logits);
 
-/* Evaluates the next token of each of n sequences in one batched pass (continuous
- * batching: the weights are read once for all of them, through the GEMM kernels):
- * tokens[i] goes to sts[i] at its current position (bn_model_state_pos), into its own KV
- * cache, and its logits (n_vocab floats) to logits[i]. The states must be of one model,
- * with the same n_ctx and kv_type, each at most once; n at most the first state's
- * n_batch. The first state's threads and scratch do the work, so none of the states may
- * be evaluated elsewhere meanwhile. The logits equal those of bn_model_eval of each token
- * alone up to the rounding of a different summation order (tested within 1e-4 of the
- * largest logit). Errors, with a message on the model's ctx, change no state:
- * BN_ERR_INVALID (mixed states, a token id out of range, n < 1), BN_ERR_RANGE (a full
- * cache). */
-bn_status bn_model_eval_batch(bn_model_state *const *sts, const int32_t *tokens, int64_t n,
+/* Continuous batching: evaluates the next tokens of each of n_seq sequences in one batched
+ * pass, so the weights are read once for all of them, through the GEMM kernels: the n_tok[i]
+ * tokens of tokens[i] go to sts[i] from its current position (bn_model_state_pos) into its
+ * own KV cache - one for a generated token, more for a prompt joining the batch - and the
+ * logits of its last token (n_vocab floats) to logits[i]. The states must be of one model,
+ * with the same n_ctx and kv_type, each at most once, and all the tokens at most the first
+ * state's n_batch (one sequence alone may have more: it is bn_model_eval then). The first
+ * state's threads and scratch do the work, so none of the states may be evaluated
+ * elsewhere meanwhile. The logits are those of bn_model_eval of each sequence alone, to the
+ * bit (test_model). Errors, with a message on the model's ctx, change no state:
+ * BN_ERR_INVALID (mixed states, a token id out of range, no tokens, too many), BN_ERR_RANGE
+ * (a sequence's tokens do not fit in its cache). */
+bn_status bn_model_eval_batch(bn_model_state *const *sts, int64_t n_seq,
+                              const int32_t *const *tokens, const int64_t *n_tok,
                               float *const *logits);
+/* Tokens one evaluation takes at once (its scratch). */
+int64_t bn_model_state_n_batch(const bn_model_state *st);
 
 #ifdef __cplusplus
 }
