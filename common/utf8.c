@@ -4,22 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bitnet/tokenizer.h"
+
 size_t bn_utf8_len(const unsigned char *s, size_t left)
 {
-    if (left == 0) return 0;
-    const unsigned c = s[0];
-    size_t k = c == 0                   ? 0
-               : c < 0x80               ? 1
-               : c >= 0xc2 && c <= 0xdf ? 2
-               : (c & 0xf0) == 0xe0     ? 3
-               : c >= 0xf0 && c <= 0xf4 ? 4
-                                        : 0;
-    if (k == 0 || k > left) return 0;
-    for (size_t i = 1; i < k; i++)
-        if ((s[i] & 0xc0) != 0x80) return 0;
-    if (k == 3 && ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0))) return 0;
-    if (k == 4 && ((c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] >= 0x90))) return 0;
-    return k;
+    return left && s[0] ? bn_utf8_seq_len(s, left) : 0; /* the engine's rule; NUL ends */
 }
 
 int bn_utf8_valid(const char *s)

@@ -305,15 +305,15 @@ static bn_status bpe_word(bpe_work *wk, const char *text, size_t len, bn__ids *o
     return rc;
 }
 
-/* Length of the well-formed UTF-8 sequence at s (RFC 3629, as PCRE2 checks it), or 0. */
-static size_t utf8_valid(const unsigned char *s, size_t left)
+size_t bn_utf8_seq_len(const unsigned char *s, size_t left)
 {
-    unsigned char c = s[0];
-    size_t k = c < 0x80                 ? 1
-               : c >= 0xc2 && c <= 0xdf ? 2
-               : (c & 0xf0) == 0xe0     ? 3
-               : c >= 0xf0 && c <= 0xf4 ? 4
-                                        : 0;
+    if (left == 0) return 0;
+    const unsigned char c = s[0];
+    const size_t k = c < 0x80                 ? 1
+                     : c >= 0xc2 && c <= 0xdf ? 2
+                     : (c & 0xf0) == 0xe0     ? 3
+                     : c >= 0xf0 && c <= 0xf4 ? 4
+                                              : 0;
     if (k == 0 || k > left) return 0;
     for (size_t i = 1; i < k; i++)
         if ((s[i] & 0xc0) != 0x80) return 0;
@@ -330,13 +330,13 @@ static bn_status regex_subject(const char *text, size_t len, const char **subj, 
     size_t i = 0, k;
     *copy = NULL;
     *subj = text;
-    while (i < len && (k = utf8_valid((const unsigned char *)text + i, len - i)) != 0) i += k;
+    while (i < len && (k = bn_utf8_seq_len((const unsigned char *)text + i, len - i)) != 0) i += k;
     if (i == len) return BN_OK;
     char *c = bn_malloc(len);
     if (!c) return BN_ERR_NOMEM;
     memcpy(c, text, i);
     while (i < len) {
-        k = utf8_valid((const unsigned char *)text + i, len - i);
+        k = bn_utf8_seq_len((const unsigned char *)text + i, len - i);
         if (k == 0) {
             c[i++] = '\x01';
             continue;

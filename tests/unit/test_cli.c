@@ -13,6 +13,8 @@
 
 #include "common/cli.h"
 #include "common/json.h"
+#include "common/utf8.h"
+#include "bitnet/tokenizer.h"
 
 static void test_fail(void **state)
 {
@@ -61,12 +63,48 @@ static void test_json(void **state)
     cJSON_Delete(o);
 }
 
+/* One rule of UTF-8 sequences: the engine's bn_utf8_seq_len (the tokenizer's), which
+ * common's bn_utf8_len follows but for NUL, which ends a string there. */
+static void test_utf8(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        size_t left, want;
+    } cases[] = {
+            {"a", 1, 1},
+            {"\xc3\xa9", 2, 2},         /* e acute */
+            {"\xe2\x82\xac", 3, 3},     /* euro */
+            {"\xf0\x9f\x98\x80", 4, 4}, /* emoji */
+            {"\xc3\xa9", 1, 0},         /* cut short */
+            {"\xc0\x80", 2, 0},         /* overlong NUL */
+            {"\xe0\x80\xaf", 3, 0},     /* overlong */
+            {"\xed\xa0\x80", 3, 0},     /* a surrogate */
+            {"\xf4\x90\x80\x80", 4, 0}, /* past U+10FFFF */
+            {"\xf5\x80\x80\x80", 4, 0},
+            {"\x80", 1, 0}, /* a continuation byte alone */
+            {"\xc3(", 2, 0},
+            {"", 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const unsigned char *u = (const unsigned char *)cases[i].s;
+        assert_int_equal(bn_utf8_seq_len(u, cases[i].left), cases[i].want);
+        assert_int_equal(bn_utf8_len(u, cases[i].left), cases[i].want);
+    }
+    const unsigned char nul[1] = {0};
+    assert_int_equal(bn_utf8_seq_len(nul, 1), 1); /* a NUL byte is a character */
+    assert_int_equal(bn_utf8_len(nul, 1), 0);     /* and the end of a string */
+    assert_true(bn_utf8_valid("caf\xc3\xa9"));
+    assert_false(bn_utf8_valid("caf\xc3"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_fail),
             cmocka_unit_test(test_parse),
             cmocka_unit_test(test_json),
+            cmocka_unit_test(test_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -204,6 +204,11 @@ int bn_tokenizer_is_eog(const bn_tokenizer *tok, int32_t id);
 /* tokenizer.chat_template, or NULL. */
 const char *bn_tokenizer_chat_template(const bn_tokenizer *tok);
 
+/* Length of the well-formed UTF-8 sequence at s, of at most left bytes (RFC 3629: no
+ * overlong forms, surrogates or code points past U+10FFFF; a NUL byte is a 1-byte
+ * sequence), or 0 when there is none (left 0 included). */
+size_t bn_utf8_seq_len(const unsigned char *s, size_t left);
+
 #ifdef __cplusplus
 }
 #endif
