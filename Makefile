@@ -302,6 +302,19 @@ bench: all
 	else \
 		echo "bench: LLAMA_BENCH=/path/to/llama-bench adds a side-by-side run with llama.cpp"; \
 	fi
+	@if [ -n "$$IK_LLAMA_BENCH" ]; then \
+		m=$(BUILD)/bench-2b4t-i2_s.gguf; ik=$(BUILD)/bench-2b4t-ik-iq2_bn.gguf; \
+		ikpp=$(BUILD)/bench-2b4t-ik-iq2_bn_r4.gguf; \
+		q=$${IK_LLAMA_QUANTIZE:-$$(dirname "$$IK_LLAMA_BENCH")/llama-quantize}; \
+		[ -x "$$q" ] || { echo "bench: $$q is not an executable file (set IK_LLAMA_QUANTIZE)" >&2; exit 1; }; \
+		[ -f "$$m" ] || $(BIN) synth --shape 2b4t --type i2_s -o "$$m" || exit 1; \
+		for f in "$$ik IQ2_BN" "$$ikpp IQ2_BN_R4"; do set -- $$f; [ -f "$$1" ] && continue; \
+			"$$q" --allow-requantize "$$m" "$$1.tmp" "$$2" 2 >"$$1.log" 2>&1 && mv "$$1.tmp" "$$1" || \
+			{ rm -f "$$1.tmp"; tail -3 "$$1.log" >&2; echo "bench: $$q cannot convert $$m to $$2" >&2; exit 1; }; done; \
+		BITNET=$(BIN) IK_MODEL="$$ik" IK_MODEL_PP="$$ikpp" sh scripts/bench-compare.sh "$$m"; \
+	else \
+		echo "bench: IK_LLAMA_BENCH=/path/to/ik_llama.cpp/llama-bench adds a side-by-side run with ik_llama.cpp"; \
+	fi
 
 sanitize:
 	@$(MAKE) --no-print-directory BUILD=build-san SAN=1 test-only
