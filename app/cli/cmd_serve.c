@@ -11,12 +11,14 @@
 #include "common/model_common.h"
 #include "serve/serve.h"
 
-#define DEFAULT_LISTEN "127.0.0.1:8080"
-#define DEFAULT_SLOTS  1
-#define DEFAULT_QUEUE  16
-#define DEFAULT_N_CTX  4096
-#define BODY_MAX       ((size_t)1 << 20)
-#define DRAIN_S        10 /* seconds SIGTERM waits for running requests */
+#define DEFAULT_LISTEN  "127.0.0.1:8080"
+#define DEFAULT_SLOTS   1
+#define DEFAULT_QUEUE   16
+#define DEFAULT_N_CTX   4096
+#define BODY_MAX        ((size_t)1 << 20)
+#define DRAIN_S         10 /* seconds SIGTERM waits for running requests */
+#define DEFAULT_TIMEOUT 600
+#define TIMEOUT_MAX     604800 /* a week */
 
 void cmd_serve_help(FILE *out)
 {
@@ -29,8 +31,8 @@ void cmd_serve_help(FILE *out)
             "  GET /metrics               Prometheus text: tokens, latencies, slots, queue, HTTP\n"
             "Each slot is a generation session with its own KV cache on the one loaded model;\n"
             "continuous batching: at each step the running slots' next tokens go through the\n"
-            "model in one batched pass (the weights read once for all), and new requests'\n"
-            "prompts are evaluated between steps.\n"
+            "model in one batched pass (the weights read once for all), new requests'\n"
+            "prompts with them.\n"
             "Requests beyond the slots wait in a queue; beyond it they get 429.\n\n"
             "Options:\n" MC_OPTS_HELP
             "  -c, --ctx N       context of each slot in tokens (default: the model's, at most "
@@ -39,24 +41,27 @@ void cmd_serve_help(FILE *out)
             "  --slots N         requests generated at once (default %d, at most 64)\n"
             "  --queue N         requests waiting at most (default %d)\n"
             "  --api-key KEY     require \"Authorization: Bearer KEY\" (not on /health)\n"
+            "  --timeout SECONDS a request's whole life, waiting and generating (default %d;\n"
+            "                    0: none); past it: 504 with code \"timeout\", or in a stream\n"
+            "                    an error event and [DONE]\n"
             "  -h, --help        this help\n\n"
             "SIGTERM or SIGINT: new requests get 503, running ones have %d s to finish, then\n"
             "the server exits 0. Exit status: 1 the model cannot be loaded or the address\n"
             "cannot be used, 2 usage error.\n",
-            DEFAULT_N_CTX, DEFAULT_LISTEN, DEFAULT_SLOTS, DEFAULT_QUEUE, DRAIN_S);
+            DEFAULT_N_CTX, DEFAULT_LISTEN, DEFAULT_SLOTS, DEFAULT_QUEUE, DEFAULT_TIMEOUT, DRAIN_S);
 }
 
 typedef struct serve_opts {
     mc_opts mc;
     const char *listen, *api_key;
-    long slots, queue;
+    long slots, queue, timeout;
 } serve_opts;
 
 static int parse_args(int argc, char **argv, serve_opts *o)
 {
     const char *C = "serve";
     o->listen = DEFAULT_LISTEN;
-    o->slots = DEFAULT_SLOTS, o->queue = DEFAULT_QUEUE;
+    o->slots = DEFAULT_SLOTS, o->queue = DEFAULT_QUEUE, o->timeout = DEFAULT_TIMEOUT;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -69,7 +74,7 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         }
         int bad = 0;
         if (strcmp(a, "--listen") && strcmp(a, "--slots") && strcmp(a, "--queue") &&
-            strcmp(a, "--api-key"))
+            strcmp(a, "--api-key") && strcmp(a, "--timeout"))
             return cli_usage_error(C, "unknown option '%s'", a);
         if (!v) return cli_usage_error(C, "%s needs a value", a);
         if (!strcmp(a, "--listen"))
@@ -78,6 +83,8 @@ static int parse_args(int argc, char **argv, serve_opts *o)
             bad = !*(o->api_key = v);
         else if (!strcmp(a, "--slots"))
             bad = cli_parse_long(v, 1, 64, &o->slots);
+        else if (!strcmp(a, "--timeout"))
+            bad = cli_parse_long(v, 0, TIMEOUT_MAX, &o->timeout);
         else
             bad = cli_parse_long(v, 0, 4096, &o->queue);
         if (bad) return cli_usage_error(C, "%s: bad value '%s'", a, v);
@@ -109,6 +116,7 @@ static void setup(srv *s, const serve_opts *o)
     s->sp.n_batch = o->mc.n_batch && o->mc.n_batch < o->slots ? o->slots : o->mc.n_batch;
     s->sp.kv_f32 = o->mc.kv_f32;
     s->n_slots = (int)o->slots, s->n_queue = (int)o->queue;
+    s->timeout_s = (double)o->timeout;
     model_id(o->mc.model, s->model_id, sizeof s->model_id);
 }
 

@@ -3,10 +3,10 @@
  * HTTP side (serve_http.c), joined by cmd_serve.c.
  *
  * One engine thread owns the model: it loads it, makes one cm_session per slot and runs the
- * slots' generations interleaved, one token per running slot in turn (each token is its own
- * cm_session_generate call of one token; there is no batched pass over the slots). A
- * connection thread (libmicrohttpd, a thread per connection) checks and tokenizes a request,
- * submits it (srv_submit: a free slot, else the queue, else SRV_BUSY) and waits for its text.
+ * slots in steps of continuous batching (each step one batched pass for the pending tokens
+ * of every running slot, then each samples its next token; serve_engine.c). It also ends
+ * the requests that pass their deadline (--timeout), queued or running. A connection
+ * thread (libmicrohttpd, a thread per connection) checks and tokenizes a request, submits it (srv_submit: a free slot, else the queue, else SRV_BUSY) and waits for its text.
  *
  * A request is shared by its connection and the engine: each holds a reference (srv_release).
  * Everything in it below "under mu" is read and written with s->mu held; the rest is set
@@ -35,10 +35,12 @@ typedef struct srv_req {
     int64_t max_tokens;
     char *stop[SRV_STOP_MAX];
     size_t n_stop;
-    int line_reply; /* the reply ends at its first line break (the plain chat format) */
+    int line_reply;  /* the reply ends at its first line break (the plain chat format) */
+    double deadline; /* srv_submit's: bn_time_now() past which it ends (0: no limit) */
     /* under mu */
     srv_state state;
-    int cancel; /* the client is gone or the server gives up: stop at the next token */
+    int cancel;    /* the client is gone or the server gives up: stop at the next token */
+    int timed_out; /* it ended at its deadline (err says so) */
     int refs;
     char *text; /* generated text, stop strings cut off (bn_free) */
     size_t len, cap;
@@ -58,6 +60,7 @@ typedef struct srv {
     cm_model_params mp;
     cm_session_params sp; /* of each slot */
     int n_slots, n_queue;
+    double timeout_s;   /* a request's whole life, queue and generation (0: no limit) */
     int64_t n_ctx;      /* per slot, once ready */
     char model_id[256]; /* the file's name without .gguf */
     cm_model *m;        /* once ready */
@@ -67,6 +70,9 @@ typedef struct srv {
     srv_req *head, *tail; /* the queue */
     int n_queued, n_running;
     uint64_t n_requests, n_prompt_tokens, n_gen_tokens;
+    uint64_t n_failed;   /* requests that ended without a finish (error, timeout, gone) */
+    uint64_t n_timeouts; /* of those, the ones that ran past their deadline */
+    uint64_t n_rejected; /* answered 429 */
     pthread_t engine;
     int engine_started;
     /* GET /metrics: the registry (srv_init makes it) with the run metrics of every request
@@ -75,6 +81,7 @@ typedef struct srv {
     bn_genmetrics gm;
     bn_mfamily *http_requests, *rejected, *in_flight, *waiting, *slots_busy, *slots_total;
     bn_mfamily *decode_steps, *decode_tokens; /* continuous batching: tokens / steps */
+    bn_mfamily *timeouts;
 } srv;
 
 typedef enum srv_submit_rc { SRV_OK, SRV_BUSY, SRV_UNAVAILABLE } srv_submit_rc;
@@ -89,7 +96,9 @@ void srv_destroy(srv *s);
 /* A new request with one reference (the caller's); NULL when out of memory. */
 srv_req *srv_req_new(void);
 /* Queues r (the engine takes a reference) unless the slots and the queue are full
- * (SRV_BUSY) or the server is loading or draining (SRV_UNAVAILABLE). */
+ * (SRV_BUSY) or the server is loading or draining (SRV_UNAVAILABLE). Its deadline is
+ * s->timeout_s from now: past it the engine ends it, queued or running (timed_out, no
+ * finish, err says why). */
 srv_submit_rc srv_submit(srv *s, srv_req *r);
 /* Drops a reference; the last one frees. Takes mu itself. */
 void srv_release(srv *s, srv_req *r);

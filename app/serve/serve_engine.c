@@ -52,10 +52,16 @@ static int define_metrics(srv *s)
             "Tokens evaluated in the batched steps: generated tokens and joining prompts "
             "(divided by the steps: the mean batch).",
             NULL, NULL, 0);
+    s->timeouts = bn_metrics_define(
+            s->reg, BN_METRIC_COUNTER, "bitnet_requests_timed_out_total",
+            "Generation requests ended at their deadline (--timeout), waiting or generating; "
+            "also counted as result=\"error\" in bitnet_generation_requests_total.",
+            NULL, NULL, 0);
     if (!s->http_requests || !s->rejected || !s->in_flight || !s->waiting || !s->slots_busy ||
-        !s->slots_total || !s->decode_steps || !s->decode_tokens)
+        !s->slots_total || !s->decode_steps || !s->decode_tokens || !s->timeouts)
         return -1;
-    if (bn_metric_add(s->decode_steps, NULL, 0) || bn_metric_add(s->decode_tokens, NULL, 0))
+    if (bn_metric_add(s->decode_steps, NULL, 0) || bn_metric_add(s->decode_tokens, NULL, 0) ||
+        bn_metric_add(s->timeouts, NULL, 0))
         return -1;
     return bn_metric_add(s->rejected, NULL, 0); /* shown from the start, 0 */
 }
@@ -146,6 +152,7 @@ srv_submit_rc srv_submit(srv *s, srv_req *r)
         rc = SRV_UNAVAILABLE;
     else if (s->n_running + s->n_queued >= s->n_slots + s->n_queue)
         rc = SRV_BUSY;
+    if (rc == SRV_BUSY) s->n_rejected++;
     if (rc == SRV_OK) {
         r->state = SRV_QUEUED;
         r->refs++;
@@ -158,6 +165,7 @@ srv_submit_rc srv_submit(srv *s, srv_req *r)
         s->n_queued++;
         s->n_requests++;
         bn_gen_run_start(&r->run, bn_time_now());
+        r->deadline = s->timeout_s > 0 ? r->run.start + s->timeout_s : 0;
         pthread_cond_signal(&s->wake);
     }
     pthread_mutex_unlock(&s->mu);
@@ -174,20 +182,26 @@ void srv_cancel_all_locked(srv *s)
 
 static int finish_locked(srv *s, srv_req *r, const char *finish, const char *err);
 
-void srv_cancel_locked(srv *s, srv_req *r)
+/* Under mu: takes queued r out of the queue; 0 when it was not there. */
+static int unqueue_locked(srv *s, srv_req *r)
 {
-    r->cancel = 1;
-    if (r->state != SRV_QUEUED) return;
     srv_req *prev = NULL, *q = s->head;
     while (q && q != r) prev = q, q = q->next;
-    if (!q) return;
+    if (!q) return 0;
     if (prev)
         prev->next = r->next;
     else
         s->head = r->next;
     if (s->tail == r) s->tail = prev;
     s->n_queued--;
-    finish_locked(s, r, NULL, NULL); /* the caller's reference remains */
+    return 1;
+}
+
+void srv_cancel_locked(srv *s, srv_req *r)
+{
+    r->cancel = 1;
+    if (r->state == SRV_QUEUED && unqueue_locked(s, r))
+        finish_locked(s, r, NULL, NULL); /* the caller's reference remains */
 }
 
 /* ---- the engine thread ------------------------------------------------------------------ */
@@ -200,6 +214,7 @@ static int finish_locked(srv *s, srv_req *r, const char *finish, const char *err
         bn_genmetrics_record(&s->gm, s->model_id, &r->run, BN_GEN_ERROR, bn_time_now());
     r->state = SRV_DONE;
     r->finish = finish;
+    if (!finish) s->n_failed++;
     if (err) snprintf(r->err, sizeof r->err, "%s", err);
     r->visible = r->len;
     pthread_cond_broadcast(&s->out);
@@ -314,6 +329,47 @@ static int on_token(void *ud, int32_t id, const char *piece, size_t len, const c
     return out;
 }
 
+/* Under mu: whether r is past its deadline; the first time, it is marked and counted. */
+static int expired_locked(srv *s, srv_req *r, double now)
+{
+    if (r->timed_out) return 1;
+    if (r->deadline <= 0 || now < r->deadline) return 0;
+    r->timed_out = 1;
+    s->n_timeouts++;
+    bn_metric_add(s->timeouts, NULL, 1); /* mu, then the registry's lock */
+    return 1;
+}
+
+static void timeout_msg(const srv *s, char *buf, size_t size)
+{
+    snprintf(buf, size, "the request took longer than the server's timeout (%g s)", s->timeout_s);
+}
+
+/* Under mu: ends the queued requests that are past their deadline. */
+static void expire_queued_locked(srv *s, double now)
+{
+    char err[128];
+    timeout_msg(s, err, sizeof err);
+    for (srv_req *r = s->head, *next; r; r = next) {
+        next = r->next;
+        if (!expired_locked(s, r, now) || !unqueue_locked(s, r)) continue;
+        if (finish_locked(s, r, NULL, err)) req_free(r); /* its client gone too */
+    }
+}
+
+/* Whether r ends before its next step: its client is gone, the server stops, or it is past
+ * its deadline (then the message is in err; else err is ""). */
+static int ends_now(srv *s, srv_req *r, char *err, size_t errsz)
+{
+    pthread_mutex_lock(&s->mu);
+    const int gone = r->cancel || s->stop;
+    const int late = !gone && expired_locked(s, r, bn_time_now());
+    err[0] = '\0';
+    if (late) timeout_msg(s, err, errsz);
+    pthread_mutex_unlock(&s->mu);
+    return gone || late;
+}
+
 static int is_cancelled(void *ud)
 {
     step_ctx *c = ud;
@@ -374,11 +430,13 @@ static int any_running(const engine *e)
     return 0;
 }
 
-/* Whether the slot can go on: a cancelled request ends, a new one puts its prompt in its
- * session, and one whose next token would not fit in the context ends. */
+/* Whether the slot can go on: a cancelled request or one past its deadline ends, a new one
+ * puts its prompt in its session, and one whose next token would not fit in the context
+ * ends. */
 static int slot_goes_on(srv *s, slot *sl)
 {
-    if (is_cancelled(&(step_ctx){s, sl->r})) return finish(s, sl, NULL, NULL), 0;
+    char late[128];
+    if (ends_now(s, sl->r, late, sizeof late)) return finish(s, sl, NULL, late[0] ? late : NULL), 0;
     const char *err = sl->started ? NULL : start_slot(sl);
     if (err) return finish(s, sl, NULL, err), 0;
     if ((int64_t)cm_session_n_tokens(sl->sess) >= cm_session_n_ctx(sl->sess))
@@ -432,6 +490,7 @@ static void run_loop(engine *e)
     for (;;) {
         pthread_mutex_lock(&s->mu);
         while (!s->stop && !s->head && !any_running(e)) pthread_cond_wait(&s->wake, &s->mu);
+        expire_queued_locked(s, bn_time_now());
         if (s->stop) { /* queued requests end here; running ones at their next step */
             s->n_queued = 0;
             s->tail = NULL;

@@ -103,6 +103,13 @@ static const char *ended_err(const srv_req *r)
     return r->err[0] ? r->err : "the request was cancelled: the server is stopping";
 }
 
+/* The error object of a request that ended without a finish: past its deadline (code
+ * "timeout"), or the engine failed or the server stopped. */
+static cJSON *ended_doc(const srv_req *r)
+{
+    return srv_error_doc("server_error", ended_err(r), NULL, r->timed_out ? "timeout" : NULL);
+}
+
 static enum MHD_Result answer_whole(srv_answer *an, struct MHD_Connection *c)
 {
     srv *s = an->s;
@@ -118,8 +125,9 @@ static enum MHD_Result answer_whole(srv_answer *an, struct MHD_Connection *c)
     /* DONE: the engine no longer writes r */
     enum MHD_Result rc;
     if (!r->finish) {
-        rc = reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "server_error", ended_err(r), NULL,
-                         NULL);
+        const unsigned status =
+                r->timed_out ? MHD_HTTP_GATEWAY_TIMEOUT : MHD_HTTP_INTERNAL_SERVER_ERROR;
+        rc = reply_json(c, status, ended_doc(r), NULL);
     } else {
         cJSON *choice, *d = srv_envelope(an, 0, &choice);
         if (srv_add_text(an, choice, r->text ? r->text : "", r->len, 0, 1))
@@ -172,7 +180,7 @@ static int end_events(stream *st, const srv_req *r)
             cJSON_AddStringToObject(choice, "text", "");
         srv_add_finish(choice, r->finish);
         if (add_event(st, d)) return -1;
-    } else if (add_event(st, srv_error_doc("server_error", ended_err(r), NULL, NULL))) {
+    } else if (add_event(st, ended_doc(r))) { /* no finish_reason fits: an error, [DONE] */
         return -1;
     }
     if (st->an.include_usage && r->finish) {

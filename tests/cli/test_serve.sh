@@ -382,6 +382,37 @@ gen=$(sed -n 's/.*, \([0-9]*\) generated tokens.*/\1/p' "$TMP/s4.log")
 [ -n "$gen" ] && [ "$gen" -lt 800 ] && ok "the hung-up stream stopped early ($gen tokens in all)" ||
     bad "tokens generated: '$gen' ($(tail -1 "$TMP/s4.log"))"
 
+# ---- --timeout 1 on the slow model: a request of 1000 tokens ends at its deadline -----------
+# (the request runs at most 1 s whatever the machine's load; what is asserted is how it ends)
+start_server "$TMP/s5.log" -m "$TMP/slow.gguf" --slots 1 --queue 1 --ctx 1024 -t 2 --timeout 1
+expect_err 504 null "past --timeout 1, nothing sent yet" /v1/completions \
+    '{"prompt":"hello","max_tokens":1000,"temperature":0}'
+[ "$("$JSONGET" error.code error.type <"$TMP/e.json" | tr '\n' ' ')" = "timeout server_error " ] &&
+    ok "timeout: error code timeout" || bad "timeout error: $(cat "$TMP/e.json")"
+curl -s "$URL/health" >"$TMP/h.json"
+[ "$("$JSONGET" slots_processing requests_waiting <"$TMP/h.json" | tr '\n' ' ')" = "0 0 " ] &&
+    ok "timeout: the slot is free once the 504 is out" || bad "health after timeout: $(cat "$TMP/h.json")"
+curl -sN "$URL/v1/chat/completions" -d \
+    '{"messages":[{"role":"user","content":"hello"}],"max_tokens":1000,"temperature":0,"stream":true}' \
+    >"$TMP/t.sse"
+grep '^data: ' "$TMP/t.sse" | tail -2 | head -1 | sed 's/^data: //' >"$TMP/t.last"
+[ "$(grep '^data: ' "$TMP/t.sse" | tail -1)" = "data: [DONE]" ] &&
+    [ "$("$JSONGET" error.code <"$TMP/t.last")" = timeout ] &&
+    ! grep -q '"finish_reason":"' "$TMP/t.sse" &&
+    ok "timeout mid-stream: an error event with code timeout, then [DONE], no finish_reason" ||
+    bad "timeout in a stream: $(tail -c 400 "$TMP/t.sse")"
+curl -s "$URL/metrics" >"$TMP/m5.txt"
+[ "$(metric "$TMP/m5.txt" bitnet_requests_timed_out_total)" = 2 ] &&
+    [ "$(metric "$TMP/m5.txt" 'bitnet_generation_requests_total{model="slow",result="error"}')" = 2 ] &&
+    [ "$(metric "$TMP/m5.txt" 'bitnet_http_requests_total{endpoint="/v1/completions",code="504"}')" = 1 ] &&
+    [ "$(metric "$TMP/m5.txt" bitnet_slots_busy)" = 0 ] &&
+    ok "metrics: 2 timed out (result error), one 504, no slot busy" ||
+    bad "metrics after timeouts: $(grep -v '^#' "$TMP/m5.txt" | grep -v _bucket)"
+check_metrics "$TMP/m5.txt" "/metrics after timeouts"
+stop_server "the server with --timeout 1"
+expect_exit 2 "serve --timeout -1" -- "$BITNET" serve --timeout -1
+expect_exit 2 "serve --timeout 1.5" -- "$BITNET" serve --timeout 1.5
+
 # ---- the openai Python client --------------------------------------------------------------
 if python3 -c 'import openai' 2>/dev/null; then
     start_server "$TMP/s3.log" -m "$MODEL"

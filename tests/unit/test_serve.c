@@ -1,7 +1,8 @@
 /* test_serve.c - the inside of `bitnet serve` on the bundled model: requests read from
  * OpenAI's documents (bad ones refused naming the field, the chat laid out in the model's
  * format), and the engine: two requests on two slots taking turns give each the text it
- * gets alone, stop strings cut the text, a cancelled request ends early. */
+ * gets alone, stop strings cut the text, a cancelled request ends early, a request past its
+ * deadline ends timed out. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -285,6 +286,40 @@ static void test_metrics(void **state)
     free(text);
 }
 
+/* A request past its deadline before its first step: it ends timed out, with no token and
+ * no finish, its slot free; counted in n_failed, n_timeouts and the metrics. */
+static void test_timeout(void **state)
+{
+    srv *s = *state;
+    if (!s) skip();
+    pthread_mutex_lock(&s->mu);
+    const uint64_t failed0 = s->n_failed, late0 = s->n_timeouts;
+    s->timeout_s = 1e-9; /* past before the engine first looks at it */
+    pthread_mutex_unlock(&s->mu);
+    double t0 = 0, t1 = 0;
+    bn_metric_get(s->timeouts, NULL, &t0);
+    srv_req *r = submit(s, "Once upon a time", 50, NULL);
+    free(wait_done(s, r));
+    assert_true(r->timed_out);
+    assert_null(r->finish);
+    assert_int_equal(r->n_gen, 0);
+    assert_non_null(strstr(r->err, "timeout"));
+    srv_release(s, r);
+    pthread_mutex_lock(&s->mu);
+    s->timeout_s = 0;
+    assert_int_equal(s->n_timeouts, late0 + 1);
+    assert_int_equal(s->n_failed, failed0 + 1);
+    assert_int_equal(s->n_running + s->n_queued, 0);
+    pthread_mutex_unlock(&s->mu);
+    bn_metric_get(s->timeouts, NULL, &t1);
+    assert_true(t1 == t0 + 1);
+    r = submit(s, "Once upon a time", 3, NULL); /* timeout 0: none */
+    free(wait_done(s, r));
+    assert_false(r->timed_out);
+    assert_string_equal(r->finish, "length");
+    srv_release(s, r);
+}
+
 static void test_sendable(void **state)
 {
     (void)state;
@@ -324,6 +359,7 @@ int main(void)
             cmocka_unit_test(test_slots_take_turns),
             cmocka_unit_test(test_stop_string_and_cancel),
             cmocka_unit_test(test_metrics),
+            cmocka_unit_test(test_timeout),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
