@@ -63,7 +63,7 @@ endif
 ENGINE_PKGS := libpcre2-8 libzip libprotobuf-c
 APP_PKGS  := libcjson nettle libmicrohttpd libcurl readline zlib libcrypt yaml-0.1 $(ENGINE_PKGS)
 TEST_PKGS := cmocka libcjson libcurl $(ENGINE_PKGS)
-DB_PKGS   := sqlite3
+DB_PKGS   := sqlite3 nettle
 UI_PKGS   := ncursesw
 DB_CFLAGS   = $(shell $(PKG_CONFIG) --cflags $(DB_PKGS) 2>/dev/null)
 DB_LIBS     = $(shell $(PKG_CONFIG) --libs $(DB_PKGS) 2>/dev/null)

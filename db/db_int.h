@@ -76,4 +76,14 @@ bn_status bn__db_read_run(bn_db *db, sqlite3_stmt *st, bn_run *r);
 /* Prunes by opt.retention_days when it was last done a day or more ago. */
 bn_status bn__db_apply_retention(bn_db *db, int64_t *n);
 
+/* ---- the platform's store (tenants.c, tenant_keys.c, usage.c, audit.c) ------------------ */
+
+/* BEGIN IMMEDIATE; and the end of such a transaction: COMMIT when s is BN_OK, else ROLLBACK
+ * (the message of s kept). Returns the final status. */
+bn_status bn__db_begin(bn_db *db, const char *what);
+bn_status bn__db_end(bn_db *db, bn_status s, const char *what);
+/* Appends an audit entry inside the caller's transaction (details: JSON text, NULL for {}). */
+bn_status bn__db_audit_add(bn_db *db, const char *actor, const char *action, const char *target,
+                           const char *details);
+
 #endif

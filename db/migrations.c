@@ -98,11 +98,64 @@ static const char v4[] =
         ");\n"
         "CREATE INDEX jobs_status ON jobs(status, id);\n";
 
+/* 5 (db/tenants.c, tenant_keys.c, usage.c, audit.c; bitnet/db_tenants.h): the platform's
+ * tenants, their API keys (only the SHA-256 of each key is stored), the usage ledger (one row
+ * per finished request, unique by request id; an erased tenant's rows are folded into one
+ * anonymous row per day and model, whose requests column counts them) and the append-only,
+ * hash-chained audit log (triggers refuse UPDATE and DELETE; verify catches a writer that
+ * goes around them). */
+static const char v5[] =
+        "CREATE TABLE tenants (\n"
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "  name TEXT NOT NULL UNIQUE,\n"
+        "  tier TEXT NOT NULL,\n"
+        "  status TEXT NOT NULL DEFAULT 'active', -- active|suspended|erased\n"
+        "  stripe_customer TEXT,\n"
+        "  created_at INTEGER NOT NULL          -- ms since the Unix epoch, UTC\n"
+        ");\n"
+        "CREATE TABLE api_keys (\n"
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "  tenant_id INTEGER NOT NULL REFERENCES tenants(id),\n"
+        "  prefix TEXT NOT NULL,      -- the start of the key, shown in listings\n"
+        "  hash BLOB NOT NULL UNIQUE, -- SHA-256 of the key string; the key itself is never kept\n"
+        "  scopes INTEGER NOT NULL,   -- 1 inference, 2 usage, 4 admin\n"
+        "  created_at INTEGER NOT NULL,\n"
+        "  expires_at INTEGER,        -- NULL: never\n"
+        "  revoked_at INTEGER,\n"
+        "  last_used_at INTEGER\n"
+        ");\n"
+        "CREATE INDEX api_keys_tenant ON api_keys(tenant_id);\n"
+        "CREATE TABLE usage (\n"
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "  request_id TEXT UNIQUE,    -- NULL only in an erased tenant's folded rows\n"
+        "  tenant_id INTEGER NOT NULL REFERENCES tenants(id),\n"
+        "  key_id INTEGER,            -- NULL once erased\n"
+        "  model TEXT NOT NULL,\n"
+        "  requests INTEGER NOT NULL DEFAULT 1,\n"
+        "  prompt_tokens INTEGER NOT NULL,\n"
+        "  completion_tokens INTEGER NOT NULL,\n"
+        "  duration_ms INTEGER NOT NULL,\n"
+        "  status TEXT NOT NULL,\n"
+        "  at INTEGER NOT NULL        -- ms since the Unix epoch, UTC\n"
+        ");\n"
+        "CREATE INDEX usage_tenant_at ON usage(tenant_id, at);\n"
+        "CREATE TABLE audit (\n"
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "  at INTEGER NOT NULL,\n"
+        "  actor TEXT NOT NULL,\n"
+        "  action TEXT NOT NULL,\n"
+        "  target TEXT NOT NULL,\n"
+        "  details TEXT NOT NULL,     -- JSON\n"
+        "  prev_hash TEXT NOT NULL,   -- the hash of the entry before (64 zeros for the first)\n"
+        "  hash TEXT NOT NULL         -- SHA-256 over prev_hash and this entry (db/audit.c)\n"
+        ");\n"
+        "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit\n"
+        "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;\n"
+        "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit\n"
+        "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;\n";
+
 const bn__db_migration bn__db_migrations[] = {
-        {1, v1},
-        {2, v2},
-        {3, v3},
-        {4, v4},
+        {1, v1}, {2, v2}, {3, v3}, {4, v4}, {5, v5},
 };
 
 const int bn__db_n_migrations = (int)(sizeof bn__db_migrations / sizeof bn__db_migrations[0]);
