@@ -6,7 +6,8 @@
  * slots in steps of continuous batching (each step one batched pass for the pending tokens
  * of every running slot, then each samples its next token; serve_engine.c). It also ends
  * the requests that pass their deadline (--timeout), queued or running. A connection
- * thread (libmicrohttpd, a thread per connection) checks and tokenizes a request, submits it (srv_submit: a free slot, else the queue, else SRV_BUSY) and waits for its text.
+ * thread (libmicrohttpd, a thread per connection) checks and tokenizes a request, submits it
+ * (srv_submit: a free slot, else the queue, else SRV_BUSY) and waits for its text.
  *
  * A request is shared by its connection and the engine: each holds a reference (srv_release).
  * Everything in it below "under mu" is read and written with s->mu held; the rest is set
@@ -73,6 +74,7 @@ typedef struct srv {
     uint64_t n_failed;   /* requests that ended without a finish (error, timeout, gone) */
     uint64_t n_timeouts; /* of those, the ones that ran past their deadline */
     uint64_t n_rejected; /* answered 429 */
+    int64_t *slot_kv;    /* tokens in each slot's KV cache (n_slots, srv_start makes it) */
     pthread_t engine;
     int engine_started;
     /* GET /metrics: the registry (srv_init makes it) with the run metrics of every request
@@ -81,13 +83,14 @@ typedef struct srv {
     bn_genmetrics gm;
     bn_mfamily *http_requests, *rejected, *in_flight, *waiting, *slots_busy, *slots_total;
     bn_mfamily *decode_steps, *decode_tokens; /* continuous batching: tokens / steps */
-    bn_mfamily *timeouts;
+    bn_mfamily *timeouts, *slot_kv_tokens, *slot_kv_capacity;
 } srv;
 
 typedef enum srv_submit_rc { SRV_OK, SRV_BUSY, SRV_UNAVAILABLE } srv_submit_rc;
 
 int srv_init(srv *s);
-/* Starts the engine thread, which loads the model (ready or load_failed under mu). */
+/* Starts the engine thread, which loads the model (ready or load_failed under mu); -1 when
+ * out of resources. */
 int srv_start(srv *s);
 /* Stops the engine (running requests are cancelled), joins it, frees the model. */
 void srv_shutdown(srv *s);

@@ -8,6 +8,7 @@
 #include "bitnet/core.h"
 
 typedef struct slot {
+    int id; /* its index: slot="id" in /metrics */
     cm_session *sess;
     srv_req *r;  /* NULL: free */
     int started; /* the prompt is in the session */
@@ -20,6 +21,21 @@ typedef struct engine {
     slot **batch;       /* the slots of one decoding step */
     cm_session **bsess; /* and their sessions */
 } engine;
+
+/* The KV cache of each slot (set when rendering, from srv's slot_kv). */
+static int define_slot_metrics(srv *s)
+{
+    static const char *const by_slot[] = {"slot", NULL};
+    s->slot_kv_tokens = bn_metrics_define(
+            s->reg, BN_METRIC_GAUGE, "bitnet_slot_kv_tokens",
+            "Tokens in the slot's KV cache: its running request's (prompt and generated "
+            "tokens but the last sampled), or its last request's until the next one starts.",
+            by_slot, NULL, 0);
+    s->slot_kv_capacity =
+            bn_metrics_define(s->reg, BN_METRIC_GAUGE, "bitnet_slot_kv_capacity_tokens",
+                              "Tokens the slot's KV cache holds (--ctx).", by_slot, NULL, 0);
+    return s->slot_kv_tokens && s->slot_kv_capacity ? 0 : -1;
+}
 
 /* The server's own metrics (the run metrics are genmetrics.h's). */
 static int define_metrics(srv *s)
@@ -58,7 +74,8 @@ static int define_metrics(srv *s)
             "also counted as result=\"error\" in bitnet_generation_requests_total.",
             NULL, NULL, 0);
     if (!s->http_requests || !s->rejected || !s->in_flight || !s->waiting || !s->slots_busy ||
-        !s->slots_total || !s->decode_steps || !s->decode_tokens || !s->timeouts)
+        !s->slots_total || !s->decode_steps || !s->decode_tokens || !s->timeouts ||
+        define_slot_metrics(s))
         return -1;
     if (bn_metric_add(s->decode_steps, NULL, 0) || bn_metric_add(s->decode_tokens, NULL, 0) ||
         bn_metric_add(s->timeouts, NULL, 0))
@@ -87,6 +104,8 @@ int srv_init(srv *s)
 
 void srv_destroy(srv *s)
 {
+    free(s->slot_kv);
+    s->slot_kv = NULL;
     pthread_cond_destroy(&s->out);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->mu);
@@ -102,18 +121,30 @@ void srv_count_http(srv *s, const char *endpoint, unsigned status)
     bn_metric_add(s->http_requests, lv, 1);
 }
 
+/* Under mu and the registry's lock: the KV cache of each slot, once the model is loaded. */
+static void set_slot_gauges(srv *s)
+{
+    for (int i = 0; s->ready && s->slot_kv && i < s->n_slots; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "%d", i);
+        const char *lv[] = {id};
+        bn_metric_set(s->slot_kv_tokens, lv, (double)s->slot_kv[i]);
+        bn_metric_set(s->slot_kv_capacity, lv, (double)s->n_ctx);
+    }
+}
+
 char *srv_metrics_render(srv *s, int in_flight, size_t *len)
 {
-    pthread_mutex_lock(&s->mu); /* then the registry's lock, never the other way round */
-    const int running = s->n_running, queued = s->n_queued;
-    pthread_mutex_unlock(&s->mu);
     bn_buf b;
     bn_buf_init(&b, 16 << 20);
+    pthread_mutex_lock(&s->mu); /* then the registry's lock, never the other way round */
     bn_metrics_lock(s->reg);
     bn_metric_set(s->in_flight, NULL, in_flight);
-    bn_metric_set(s->waiting, NULL, queued);
-    bn_metric_set(s->slots_busy, NULL, running);
+    bn_metric_set(s->waiting, NULL, s->n_queued);
+    bn_metric_set(s->slots_busy, NULL, s->n_running);
     bn_metric_set(s->slots_total, NULL, s->n_slots);
+    set_slot_gauges(s);
+    pthread_mutex_unlock(&s->mu);
     char *text = bn_metrics_render(s->reg, &b) == 0 ? bn_buf_detach(&b, len) : NULL;
     bn_metrics_unlock(s->reg);
     bn_buf_release(&b);
@@ -229,6 +260,7 @@ static void finish(srv *s, slot *sl, const char *why, const char *err)
                                                     : BN_GEN_LENGTH;
     bn_genmetrics_record(&s->gm, s->model_id, &sl->r->run, gf, bn_time_now());
     pthread_mutex_lock(&s->mu);
+    s->slot_kv[sl->id] = (int64_t)cm_session_n_evaluated(sl->sess); /* before it is done */
     s->n_prompt_tokens += sl->r->n_ids;
     s->n_gen_tokens += sl->r->n_gen;
     const int last = finish_locked(s, sl->r, why, err);
@@ -482,6 +514,10 @@ static void run_step(srv *s, engine *e)
         used += pending;
     }
     if (nb) eval_and_sample(s, e->batch, e->bsess, nb, used);
+    pthread_mutex_lock(&s->mu); /* the KV cache of each slot, for /metrics */
+    for (int i = 0; i < s->n_slots; i++)
+        s->slot_kv[i] = (int64_t)cm_session_n_evaluated(e->slots[i].sess);
+    pthread_mutex_unlock(&s->mu);
 }
 
 static void run_loop(engine *e)
@@ -517,8 +553,10 @@ static int open_slots(srv *s, engine *e, char *err, size_t errsz)
     e->batch = bn_calloc((size_t)s->n_slots, sizeof *e->batch);
     e->bsess = bn_calloc((size_t)s->n_slots, sizeof *e->bsess);
     if (!e->slots || !e->batch || !e->bsess) return snprintf(err, errsz, "out of memory"), -1;
-    for (int i = 0; i < s->n_slots; i++)
+    for (int i = 0; i < s->n_slots; i++) {
+        e->slots[i].id = i;
         if (cm_session_new(s->m, &s->sp, NULL, &e->slots[i].sess, err, errsz) != BN_OK) return -1;
+    }
     s->n_ctx = cm_session_n_ctx(e->slots[0].sess);
     return 0;
 }
@@ -553,6 +591,7 @@ static void *engine_main(void *arg)
 
 int srv_start(srv *s)
 {
+    if (!s->slot_kv && !(s->slot_kv = calloc((size_t)s->n_slots, sizeof *s->slot_kv))) return -1;
     if (pthread_create(&s->engine, NULL, engine_main, s)) return -1;
     s->engine_started = 1;
     return 0;

@@ -314,6 +314,19 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer sekrit" 
 [ "$code" = 200 ] && ok "the right API key: 200" || bad "right key: $code"
 code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/health")
 [ "$code" = 200 ] && ok "/health needs no key" || bad "health with a key set: $code"
+# the KV cache of the one slot after a completion that ends at max_tokens: its prompt and
+# every generated token but the last sampled (which is never evaluated); capacity the context
+echo 'header = "Authorization: Bearer sekrit"' >"$TMP/auth.cfg"
+AUTH="-K $TMP/auth.cfg"
+post /v1/completions "{\"prompt\":\"$P\",\"max_tokens\":9,\"temperature\":0}" "$TMP/kv.json"
+curl -s $AUTH "$URL/metrics" >"$TMP/m2.txt"
+set -- $("$JSONGET" usage.prompt_tokens usage.completion_tokens choices.0.finish_reason <"$TMP/kv.json")
+nctx=$(sed -n 's/.* of \([0-9]*\) tokens.*/\1/p' "$TMP/s2.log")
+[ "$3" = length ] && [ "$(metric "$TMP/m2.txt" 'bitnet_slot_kv_tokens{slot="0"}')" = $(($1 + $2 - 1)) ] &&
+    [ -n "$nctx" ] && [ "$(metric "$TMP/m2.txt" 'bitnet_slot_kv_capacity_tokens{slot="0"}')" = "$nctx" ] &&
+    ok "metrics: slot 0 holds $1 prompt + $2 generated - 1 tokens of $nctx" ||
+    bad "slot KV: usage $*, ctx $nctx: $(grep slot_kv "$TMP/m2.txt")"
+check_metrics "$TMP/m2.txt" "/metrics with the slot gauges"
 AUTH=""
 stop_server "the server with a key"
 

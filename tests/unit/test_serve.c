@@ -258,7 +258,21 @@ static void test_metrics(void **state)
     assert_true(gm_value(s->gm.prompt_tokens, NULL) == p0 + (double)r->n_ids);
     assert_true(gm_value(s->gm.gen_tokens, NULL) == g0 + 5);
     assert_true(gm_value(s->gm.requests, "length") == len0 + 1);
+    /* slot 0 (the first free) holds the prompt and every token but the last sampled; it is
+     * set before the request is done */
+    char kv[160];
+    snprintf(kv, sizeof kv,
+             "\nbitnet_slot_kv_tokens{slot=\"0\"} %zu\n"
+             "bitnet_slot_kv_tokens{slot=\"1\"} ",
+             r->n_ids + 4);
     srv_release(s, r);
+    char *before = srv_metrics_render(s, 1, &(size_t){0});
+    assert_non_null(before);
+    if (!strstr(before, kv)) fail_msg("want %s in:\n%s", kv, before);
+    snprintf(kv, sizeof kv, "\nbitnet_slot_kv_capacity_tokens{slot=\"1\"} %lld\n",
+             (long long)s->n_ctx);
+    assert_non_null(strstr(before, kv));
+    free(before);
 
     srv_ask a; /* cancelled before its first token: an error, no tokens */
     assert_int_equal(read_req(s, "{\"prompt\":\"Once\"}", 0, &r, &a), 0);
