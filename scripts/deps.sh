@@ -21,6 +21,7 @@ set -e
 RUN_PKGS="build-essential pkg-config libcjson-dev libpcre2-dev libsqlite3-dev nettle-dev libncurses-dev"
 RUN_PKGS="$RUN_PKGS libzip-dev libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev"
 RUN_PKGS="$RUN_PKGS libcurl4-openssl-dev libreadline-dev zlib1g-dev libcrypt-dev libyaml-dev"
+RUN_PKGS="$RUN_PKGS liblapacke-dev libopenblas-dev"  # linear algebra (bitnet/linalg.h)
 # test only: CMocka (the unit tests), mandoc (test_man.sh), tmux (test_tui.sh), the ONNX
 # test data (test_onnx), prometheus (promtool and the server, test_monitor.sh; it skips
 # without), the sqlite3 command (history and monitor tests edit a database by hand), curl and
@@ -57,6 +58,8 @@ deb_of() {
     cmocka) echo libcmocka-dev ;;
     sqlite3) echo libsqlite3-dev ;;
     ncursesw) echo libncurses-dev ;;
+    lapacke) echo liblapacke-dev ;;
+    openblas) echo libopenblas-dev ;;
     *) echo "unknown; add it to scripts/deps.sh" ;;
     esac
 }
