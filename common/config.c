@@ -24,6 +24,21 @@
 
 #define MAX_SEED 9007199254740991.0 /* 2^53 - 1: exact in a JSON number */
 
+/* The five keys of a tier of the platform (bitnet tenants; bitnet-config(5)): its price and its
+ * limits per tenant; 0 in a limit: none. */
+// clang-format off
+#define TIER_KEYS(t, T, price, rpm, tpm, streams, monthly)                                        \
+    {"tiers." t ".price_usd", BN_CFG_NUMBER, price, 0, 1e9, T " tier: price per month (USD)"},    \
+    {"tiers." t ".requests_per_min", BN_CFG_INT, rpm, 0, 1e9,                                     \
+     T " tier: requests per minute per tenant; 0: no limit"},                                     \
+    {"tiers." t ".tokens_per_min", BN_CFG_INT, tpm, 0, 1e12,                                      \
+     T " tier: tokens per minute per tenant; 0: no limit"},                                       \
+    {"tiers." t ".concurrent_streams", BN_CFG_INT, streams, 0, 1e6,                               \
+     T " tier: requests a tenant runs at once; 0: no limit"},                                     \
+    {"tiers." t ".monthly_tokens", BN_CFG_INT, monthly, 0, 1e15,                                  \
+     T " tier: tokens per calendar month (quota); 0: no quota"}
+// clang-format on
+
 static const bn_config_key schema[] = {
         {"model", BN_CFG_PATH, "", 0, 0, "default model (GGUF) for the model commands"},
         {"threads", BN_CFG_INT, "0", 0, 4096, "worker threads; 0: one per core"},
@@ -70,6 +85,9 @@ static const bn_config_key schema[] = {
         {"exporters.datadog.site", BN_CFG_STRING, "datadoghq.com", 0, 0, "Datadog site"},
         {"exporters.datadog.api_key_env", BN_CFG_ENVNAME, "DD_API_KEY", 0, 0,
          "environment variable holding the API key"},
+        TIER_KEYS("developer", "Developer", "99", "60", "40000", "2", "10000000"),
+        TIER_KEYS("team", "Team", "499", "600", "400000", "10", "100000000"),
+        TIER_KEYS("business", "Business", "2999", "3000", "2000000", "50", "1000000000"),
 };
 #define N_KEYS (sizeof schema / sizeof schema[0])
 

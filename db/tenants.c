@@ -17,13 +17,14 @@ static int all_digits(const char *s)
     return 1;
 }
 
-/* Names go into JSON and tables as they are: printable ASCII, no space, quote or backslash. */
-static int name_ok(const char *s)
+/* Names go into JSON and tables as they are: printable ASCII, no space, quote,
+ * backslash or comma (CSV). */
+int bn_tenant_name_ok(const char *s)
 {
     const size_t n = s ? strlen(s) : 0;
     if (n == 0 || n >= BN_TENANT_NAME_MAX || all_digits(s)) return 0;
     for (; *s; s++)
-        if (*s <= ' ' || *s > '~' || *s == '"' || *s == '\'' || *s == '\\') return 0;
+        if (*s <= ' ' || *s > '~' || strchr("\"'\\,", *s)) return 0;
     return 1;
 }
 
@@ -150,10 +151,10 @@ static bn_status insert_tenant(bn_db *db, const char *name, const char *tier, co
 bn_status bn_db_tenant_add(bn_db *db, const char *actor, const char *name, const char *tier,
                            const char *stripe_customer, int64_t *id)
 {
-    if (!name_ok(name))
+    if (!bn_tenant_name_ok(name))
         return bn__db_err(db, BN_ERR_INVALID,
-                          "bad tenant name '%s' (1 to %d printable characters, no spaces or "
-                          "quotes, not only digits)",
+                          "bad tenant name '%s' (1 to %d printable characters, no spaces, "
+                          "quotes or commas, not only digits)",
                           name ? name : "", BN_TENANT_NAME_MAX - 1);
     if (!charset_ok(tier, BN_TENANT_TIER_MAX, "a_-"))
         return bn__db_err(db, BN_ERR_INVALID, "bad tier '%s'", tier ? tier : "");
@@ -286,8 +287,11 @@ static const char export_sql[] =
         "   'stripe_customer', stripe_customer, 'created_ms', created_at)"
         "   FROM tenants WHERE id = ?1),"
         " 'keys', (SELECT json_group_array(json_object('id', id, 'prefix', prefix,"
-        "   'scopes', scopes, 'created_ms', created_at, 'expires_ms', expires_at,"
-        "   'revoked_ms', revoked_at, 'last_used_ms', last_used_at))"
+        "   'scopes', trim((CASE WHEN scopes & 1 THEN 'inference,' ELSE '' END) ||"
+        "     (CASE WHEN scopes & 2 THEN 'usage,' ELSE '' END) ||"
+        "     (CASE WHEN scopes & 4 THEN 'admin' ELSE '' END), ','),"
+        "   'created_ms', created_at, 'expires_ms', expires_at, 'revoked_ms', revoked_at,"
+        "   'last_used_ms', last_used_at))"
         "   FROM (SELECT * FROM api_keys WHERE tenant_id = ?1 ORDER BY id)),"
         " 'usage', (SELECT json_group_array(json_object('request_id', request_id,"
         "   'key_id', key_id, 'model', model, 'requests', requests,"
@@ -296,7 +300,8 @@ static const char export_sql[] =
         "   FROM (SELECT * FROM usage WHERE tenant_id = ?1 ORDER BY id)),"
         " 'audit', (SELECT json_group_array(json_object('id', id, 'at_ms', at, 'actor', actor,"
         "   'action', action, 'target', target, 'details', json(details)))"
-        "   FROM (SELECT * FROM audit WHERE target = ?2 ORDER BY id)))";
+        "   FROM (SELECT * FROM audit WHERE target = ?2 OR target IN"
+        "     (SELECT 'key:' || id FROM api_keys WHERE tenant_id = ?1) ORDER BY id)))";
 
 static bn_status export_doc(bn_db *db, int64_t id, char **json)
 {

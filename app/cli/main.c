@@ -18,6 +18,8 @@ static void cmd_version_help(FILE *out);
 
 const bn_command bn_commands[] = {
         {"alerts", "alert rules: list, history, test", cmd_alerts, cmd_alerts_help},
+        {"audit", "the audit log of administrative actions (list, verify)", cmd_audit,
+         cmd_audit_help},
         {"bench", "benchmark a model (pp/tg tokens/s, ceiling) or the kernels", cmd_bench,
          cmd_bench_help},
         {"chat", "talk with a model (readline; stdin when not a terminal)", cmd_chat,
@@ -35,6 +37,7 @@ const bn_command bn_commands[] = {
         {"inspect", "show a GGUF file's metadata and tensors", cmd_inspect, cmd_inspect_help},
         {"jobs", "the conversion queue (list, show, cancel, retry, wait, work)", cmd_jobs,
          cmd_jobs_help},
+        {"keys", "API keys of the tenants (create, list, revoke, check)", cmd_keys, cmd_keys_help},
         {"monitor", "metrics endpoint, exporters and alerting (a daemon)", cmd_monitor,
          cmd_monitor_help},
         {"perplexity", "perplexity of a model on a text file", cmd_perplexity,
@@ -46,6 +49,8 @@ const bn_command bn_commands[] = {
         {"setup", "the first-run wizard: hardware, checks, model, first run, config", cmd_setup,
          cmd_setup_help},
         {"synth", "write a random model of a real shape", cmd_synth, cmd_synth_help},
+        {"tenants", "the platform's tenants (add, list, show, suspend, erase, export)", cmd_tenants,
+         cmd_tenants_help},
         {"tokenize", "split text into tokens (ids and pieces)", cmd_tokenize, cmd_tokenize_help},
         {"tokenizer", "train a byte-level BPE tokenizer (tokenizer train)", cmd_tokenizer,
          cmd_tokenizer_help},
@@ -53,6 +58,7 @@ const bn_command bn_commands[] = {
          cmd_train_help},
         {"tui", "the full-screen terminal UI (also: bitnet with no command)", cmd_tui,
          cmd_tui_help},
+        {"usage", "usage per tenant and day, with cost (usage report)", cmd_usage, cmd_usage_help},
         {"validate", "check a config file for deployment (CI)", cmd_validate,
          cmd_validate_help},
         {"version", "print version and build information", cmd_version, cmd_version_help},

@@ -63,7 +63,10 @@ typedef struct bn_tenant {
     int64_t n_keys; /* keys not revoked */
 } bn_tenant;
 
-/* Adds an active tenant. name: 1 .. 127 bytes of printable ASCII other than space and quotes,
+/* Whether name is a valid tenant name (as bn_db_tenant_add wants it): 1 or 0. */
+int bn_tenant_name_ok(const char *name);
+/* Adds an active tenant. name: 1 .. 127 bytes of printable ASCII other than space, quotes,
+ * backslash and comma,
  * not all digits (those are ids); tier: 1 .. 31 bytes of [a-z0-9_-]; stripe_customer may be
  * NULL. BN_ERR_INVALID for a bad or taken name. Audited as tenant.add. */
 bn_status bn_db_tenant_add(bn_db *db, const char *actor, const char *name, const char *tier,

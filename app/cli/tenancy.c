@@ -1,0 +1,195 @@
+/* tenancy.c - the helpers of the platform's commands (tenancy.h). */
+#include "tenancy.h"
+
+#include <pwd.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/cli.h"
+#include "common/config.h"
+#include "common/history.h"
+
+int tn_open(const char *cmd, bn_db **db)
+{
+    char err[512];
+    if (cm_history_open(db, NULL, 0, err, sizeof err) == 0) return BN_EXIT_OK;
+    cli_error("%s: %s", cmd, err);
+    return BN_EXIT_FAIL;
+}
+
+int tn_fail(const char *cmd, bn_db *db)
+{
+    cli_error("%s: %s", cmd, bn_db_errmsg(db));
+    bn_db_close(db);
+    return BN_EXIT_FAIL;
+}
+
+const char *tn_actor(void)
+{
+    static char actor[96];
+    if (actor[0]) return actor;
+    const struct passwd *pw = getpwuid(geteuid());
+    if (pw && pw->pw_name && *pw->pw_name)
+        snprintf(actor, sizeof actor, "cli:%.80s", pw->pw_name);
+    else
+        snprintf(actor, sizeof actor, "cli:uid-%u", (unsigned)geteuid());
+    return actor;
+}
+
+int tn_parse_date(const char *s, int64_t *ms)
+{
+    struct tm tm = {0};
+    int y, mo, d, h = 0, mi = 0, se = 0, n = 0;
+    const size_t len = s ? strlen(s) : 0;
+    const int day = len == 10 && sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) == 3 && n == 10;
+    const int full = !day && len == 20 &&
+                     sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &y, &mo, &d, &h, &mi, &se, &n) == 6 &&
+                     n == 20;
+    if (!day && !full) return -1;
+    if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
+        se > 60)
+        return -1;
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = se;
+    const time_t t = timegm(&tm);
+    if (t == (time_t)-1 || tm.tm_mday != d) return -1; /* 2026-02-30 moved to March */
+    *ms = (int64_t)t * 1000;
+    return 0;
+}
+
+const char *tn_fmt_time(int64_t ms, char *buf, size_t size)
+{
+    struct tm tm;
+    const time_t t = (time_t)(ms / 1000);
+    if (!ms || !gmtime_r(&t, &tm) || !strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(buf, size, "-");
+    return buf;
+}
+
+int tn_tier_known(const char *tier)
+{
+    char key[96];
+    if (!tier || strlen(tier) >= BN_TENANT_TIER_MAX) return 0;
+    snprintf(key, sizeof key, "tiers.%s.price_usd", tier);
+    return bn_config_find_key(key) != NULL;
+}
+
+/* One option of the table: its flag, its bit, and whether it takes a value (where it goes). */
+typedef struct tn_opt {
+    const char *flag;
+    unsigned bit;
+    size_t value; /* offsetof the const char * in tn_args; 0: a switch */
+} tn_opt;
+
+static const tn_opt opts[] = {
+        {"--tier", TN_TIER, offsetof(tn_args, tier)},
+        {"--stripe-customer", TN_STRIPE, offsetof(tn_args, stripe)},
+        {"--tenant", TN_TENANT, offsetof(tn_args, tenant)},
+        {"--expires", TN_EXPIRES, offsetof(tn_args, expires)},
+        {"--from", TN_FROM, offsetof(tn_args, from)},
+        {"--to", TN_TO, offsetof(tn_args, to)},
+        {"--scope", TN_SCOPE, offsetof(tn_args, scope_arg)},
+        {"--json", TN_JSON, 0},
+        {"--csv", TN_CSV, 0},
+};
+
+/* Applies argv[i] (and its value) as one of the options in allow; the next index or -1. */
+static int take_opt(const char *cmd, int argc, char **argv, int i, unsigned allow, tn_args *a)
+{
+    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
+        if (strcmp(argv[i], opts[k].flag) || !(allow & opts[k].bit)) continue;
+        if (!opts[k].value) {
+            a->flags |= opts[k].bit;
+            return i + 1;
+        }
+        if (i + 1 >= argc || !argv[i + 1][0]) {
+            cli_usage_error(cmd, "%s needs a value", argv[i]);
+            return -1;
+        }
+        *(const char **)((char *)a + opts[k].value) = argv[i + 1];
+        a->flags |= opts[k].bit;
+        if (opts[k].bit == TN_SCOPE) {
+            unsigned sc;
+            if (bn_scopes_parse(argv[i + 1], &sc) != 0) {
+                cli_usage_error(cmd, "bad scope '%s' (inference, usage, admin)", argv[i + 1]);
+                return -1;
+            }
+            a->scopes |= sc;
+        }
+        return i + 2;
+    }
+    cli_usage_error(cmd, "unknown option '%s'", argv[i]);
+    return -1;
+}
+
+int tn_parse_args(const char *cmd, int argc, char **argv, unsigned allow, tn_args *a)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 2; i < argc;) {
+        if (argv[i][0] != '-' || !argv[i][1]) {
+            if (!(allow & TN_POS) || a->pos)
+                return cli_usage_error(cmd, "unexpected argument '%s'", argv[i]);
+            a->pos = argv[i++];
+            continue;
+        }
+        i = take_opt(cmd, argc, argv, i, allow, a);
+        if (i < 0) return BN_EXIT_USAGE;
+    }
+    if ((allow & TN_POS) && !a->pos) return cli_usage_error(cmd, "which one? (see --help)");
+    if ((a->flags & TN_JSON) && (a->flags & TN_CSV))
+        return cli_usage_error(cmd, "--json and --csv exclude each other");
+    return 0;
+}
+
+int tn_dispatch(const char *cmd, int argc, char **argv, const tn_sub *subs, void (*help)(FILE *))
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            help(stdout);
+            return BN_EXIT_OK;
+        }
+    char names[160] = "";
+    size_t o = 0;
+    for (const tn_sub *s = subs; s->name; s++) {
+        if (argc >= 2 && !strcmp(argv[1], s->name)) return s->run(argc, argv);
+        if (o < sizeof names)
+            o += (size_t)snprintf(names + o, sizeof names - o, "%s%s", o ? ", " : "", s->name);
+    }
+    if (argc < 2) return cli_usage_error(cmd, "which subcommand? (%s)", names);
+    return cli_usage_error(cmd, "unknown subcommand '%s' (%s)", argv[1], names);
+}
+
+int tn_open_tenant(const char *cmd, int argc, char **argv, unsigned allow, tn_args *a, bn_db **db,
+                   bn_tenant *t)
+{
+    int r = tn_parse_args(cmd, argc, argv, allow | TN_POS, a);
+    if (r || (r = tn_open(cmd, db))) return r;
+    if (bn_db_tenant_get(*db, a->pos, t) != BN_OK) return tn_fail(cmd, *db);
+    return 0;
+}
+
+cJSON *tn_list_begin(int json, const char *name, cJSON **arr)
+{
+    *arr = NULL;
+    if (!json) return NULL;
+    cJSON *doc = cJSON_CreateObject();
+    *arr = cJSON_AddArrayToObject(doc, name);
+    return doc;
+}
+
+int tn_list_end(const char *cmd, bn_db *db, bn_status s, cJSON *doc)
+{
+    if (s != BN_OK) {
+        cJSON_Delete(doc);
+        return tn_fail(cmd, db);
+    }
+    bn_db_close(db);
+    return doc && cli_print_json(doc) ? BN_EXIT_FAIL : BN_EXIT_OK;
+}
