@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bitnet/core.h"
+#include "common/history.h"
 #include "common/model_common.h"
 #include "serve/serve.h"
 
@@ -192,17 +194,56 @@ static int run(srv *s, const serve_opts *o)
     return failed ? BN_EXIT_FAIL : BN_EXIT_OK;
 }
 
+/* The run's parameters for the history: the arguments, the API key's value hidden. */
+static cJSON *hist_params(int argc, char **argv)
+{
+    cJSON *p = cm_hist_params_argv(argc, argv);
+    cJSON *a = cJSON_GetObjectItemCaseSensitive(p, "argv");
+    for (int i = 0; i + 1 < cJSON_GetArraySize(a); i++) {
+        const cJSON *v = cJSON_GetArrayItem(a, i);
+        if (cJSON_IsString(v) && !strcmp(v->valuestring, "--api-key"))
+            cJSON_ReplaceItemInArray(a, i + 1, cJSON_CreateString("(hidden)"));
+    }
+    return p;
+}
+
+/* The server's totals for its run in the history (the engine and the HTTP side stopped). */
+static cJSON *hist_totals(srv *s, double seconds)
+{
+    cJSON *m = cJSON_CreateObject();
+    pthread_mutex_lock(&s->mu);
+    cJSON_AddNumberToObject(m, "requests", (double)s->n_requests);
+    cJSON_AddNumberToObject(m, "prompt_tokens", (double)s->n_prompt_tokens);
+    cJSON_AddNumberToObject(m, "generated_tokens", (double)s->n_gen_tokens);
+    cJSON_AddNumberToObject(m, "errors", (double)s->n_failed);
+    cJSON_AddNumberToObject(m, "timeouts", (double)s->n_timeouts);
+    cJSON_AddNumberToObject(m, "rejected", (double)s->n_rejected);
+    pthread_mutex_unlock(&s->mu);
+    cJSON_AddNumberToObject(m, "seconds", seconds);
+    cJSON_AddNumberToObject(m, "slots", s->n_slots);
+    cJSON_AddNumberToObject(m, "ctx", (double)s->n_ctx);
+    return m;
+}
+
 int cmd_serve(int argc, char **argv)
 {
     serve_opts o;
     memset(&o, 0, sizeof o);
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;
+    /* one run for the server's lifetime, its totals at the end */
+    cm_hist_run *h = cm_hist_begin("serve", o.mc.model, hist_params(argc, argv));
     srv s;
     memset(&s, 0, sizeof s);
-    if (srv_init(&s)) return cli_error("cannot start: out of resources"), BN_EXIT_FAIL;
+    if (srv_init(&s)) {
+        cli_error("cannot start: out of resources");
+        cm_hist_end_exit(h, BN_EXIT_FAIL, NULL, cli_last_error());
+        return BN_EXIT_FAIL;
+    }
     setup(&s, &o);
+    const double t0 = bn_time_now();
     rc = run(&s, &o);
+    cm_hist_end_exit(h, rc, hist_totals(&s, bn_time_now() - t0), cli_last_error());
     srv_destroy(&s);
     return rc;
 }

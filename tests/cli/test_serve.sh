@@ -70,6 +70,11 @@ check_metrics() {
 }
 # metric FILE SERIES: the value of that series ("" when none)
 metric() { awk -v s="$2" '$1 == s { print $2 }' "$1"; }
+# last_run FIELD...: those fields of the newest serve run in the history (one a line)
+last_run() {
+    "$BITNET" history list --command serve --limit 1 --json >"$TMP/run.json"
+    for f in "$@"; do "$JSONGET" "runs.0.$f" <"$TMP/run.json" 2>/dev/null || echo "(none)"; done
+}
 
 echo "test_serve.sh"
 expect_exit 0 "serve --help" -- "$BITNET" serve --help
@@ -329,6 +334,15 @@ nctx=$(sed -n 's/.* of \([0-9]*\) tokens.*/\1/p' "$TMP/s2.log")
 check_metrics "$TMP/m2.txt" "/metrics with the slot gauges"
 AUTH=""
 stop_server "the server with a key"
+# its one run in the history: the totals of its one completion (the 401s never ran), and
+# the API key not in the recorded arguments
+set -- $(last_run status metrics.requests metrics.prompt_tokens metrics.generated_tokens \
+    metrics.errors metrics.rejected metrics.slots)
+want="ok 1 $("$JSONGET" usage.prompt_tokens <"$TMP/kv.json") 9 0 0 1"
+[ "$*" = "$want" ] && ok "history: the server's run with its totals ($want)" ||
+    bad "history run: '$*', want '$want': $(cat "$TMP/run.json")"
+grep -q '"(hidden)"' "$TMP/run.json" && ! grep -q sekrit "$TMP/run.json" &&
+    ok "history: the API key is not recorded" || bad "history params: $(cat "$TMP/run.json")"
 
 # ---- slots, the queue, a client that hangs up, SIGTERM: a model slow enough to watch ----------
 "$BITNET" synth --shape 700m -o "$TMP/slow.gguf" >/dev/null 2>&1 || bad "synth 700m"
@@ -390,6 +404,8 @@ wait "$DPID"
 [ "$rc" = 0 ] && [ "$(grep '^data: ' "$TMP/d.sse" | tail -1)" = "data: [DONE]" ] &&
     ok "SIGTERM mid-stream: the stream ends with [DONE], exit 0" ||
     bad "SIGTERM mid-stream: exit $rc, $(tail -c 300 "$TMP/d.sse")"
+[ "$(last_run status metrics.rejected | tr '\n' ' ')" = "ok 1 " ] &&
+    ok "history: the run counts the 429" || bad "history 429s: $(cat "$TMP/run.json")"
 # stream A was cut short: far fewer than its 500 tokens were generated in all
 gen=$(sed -n 's/.*, \([0-9]*\) generated tokens.*/\1/p' "$TMP/s4.log")
 [ -n "$gen" ] && [ "$gen" -lt 800 ] && ok "the hung-up stream stopped early ($gen tokens in all)" ||
@@ -423,6 +439,14 @@ curl -s "$URL/metrics" >"$TMP/m5.txt"
     bad "metrics after timeouts: $(grep -v '^#' "$TMP/m5.txt" | grep -v _bucket)"
 check_metrics "$TMP/m5.txt" "/metrics after timeouts"
 stop_server "the server with --timeout 1"
+[ "$(last_run status metrics.requests metrics.errors metrics.timeouts | tr '\n' ' ')" = "ok 2 2 2 " ] &&
+    ok "history: 2 requests, both errors by timeout" || bad "history timeouts: $(cat "$TMP/run.json")"
+# one run per server, not per request: the missing model's (failed) and four servers'
+"$BITNET" history list --command serve --limit 0 --json >"$TMP/runs.json"
+n=$(grep -c '"command":' "$TMP/runs.json")
+nf=$(grep -c '"status":[[:space:]]*"failed"' "$TMP/runs.json")
+[ "$n" = 5 ] && [ "$nf" = 1 ] && ok "history: one run per server (5, 1 failed: the missing model)" ||
+    bad "history: $n serve runs, $nf failed"
 expect_exit 2 "serve --timeout -1" -- "$BITNET" serve --timeout -1
 expect_exit 2 "serve --timeout 1.5" -- "$BITNET" serve --timeout 1.5
 
