@@ -172,7 +172,7 @@ static void check_case(const bn_kernels *k, int64_t rows, int64_t cols, int64_t 
 
 static const int64_t g_rows[] = {1, 3, 17, 33, 100};
 static const int64_t g_cols[] = {1, 5, 127, 128, 129, 300, 2560};
-static const int64_t g_toks[] = {1, 2, 3, 7, 16, 130};
+static const int64_t g_toks[] = {1, 2, 3, 4, 5, 7, 8, 16, 130};
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 static void check_variant(const bn_kernels *k)
