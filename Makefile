@@ -149,7 +149,7 @@ ifneq ($(V),1)
 Q := @
 endif
 
-.PHONY: all run test check bench sanitize tsan install uninstall clean deps deps-run format \
+.PHONY: all run test check bench bench-serve sanitize tsan install uninstall clean deps deps-run format \
         test-only lib bin tests
 
 all: lib bin tests
@@ -316,6 +316,17 @@ bench: all
 	else \
 		echo "bench: IK_LLAMA_BENCH=/path/to/ik_llama.cpp/llama-bench adds a side-by-side run with ik_llama.cpp"; \
 	fi
+
+# bench-serve: `bitnet serve` under 1, 4 and 16 concurrent streams (aggregate tokens/s, time to
+# first token, /health and /v1/models latency) on a synthetic 2B4T (BENCH_SERVE_MODEL: another
+# model); LLAMA_SERVER=/path/to/llama-server [LLAMA_SERVER_MODEL=...] adds it side by side
+bench-serve: all
+	@m=$${BENCH_SERVE_MODEL:-$(BUILD)/bench-2b4t-i2_s.gguf}; \
+	if [ -z "$$BENCH_SERVE_MODEL" ] && [ ! -f "$$m" ]; then \
+		$(BIN) synth --shape 2b4t --type i2_s -o "$$m" || exit 1; fi; \
+	python3 scripts/bench-serve.py --bitnet $(BIN) -m "$$m" \
+		$${LLAMA_SERVER:+--llama-server "$$LLAMA_SERVER"} \
+		$${LLAMA_SERVER_MODEL:+--llama-model "$$LLAMA_SERVER_MODEL"} $(BENCH_SERVE_ARGS)
 
 sanitize:
 	@$(MAKE) --no-print-directory BUILD=build-san SAN=1 test-only
