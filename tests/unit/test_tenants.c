@@ -449,6 +449,45 @@ static void test_audit_tamper(void **state)
     sqlite3_close(s);
 }
 
+/* Every allocation of an audited change and of an export fails in turn: a clean status, no
+ * leak (ASan), and the chain stays whole. */
+static void test_alloc_failures(void **state)
+{
+    fx *f = *state;
+    bn_db *db = open_at(f->path, T0);
+    ok(db, bn_db_tenant_add(db, "cli:t", "acme", "team", NULL, NULL));
+    int saw_ok = 0;
+    for (long k = 1; k < 50 && !saw_ok; k++) {
+        char *json = NULL;
+        bn_alloc_fail_at(k, 0);
+        bn_status s = bn_db_tenant_export(db, "cli:t", "acme", &json);
+        bn_alloc_fail_at(0, 0);
+        if (s == BN_OK) {
+            assert_non_null(json);
+            saw_ok = 1;
+        } else {
+            assert_int_equal(s, BN_ERR_NOMEM);
+            assert_null(json);
+        }
+        bn_free(json);
+    }
+    assert_true(saw_ok);
+    saw_ok = 0;
+    for (long k = 1; k < 50 && !saw_ok; k++) {
+        bn_alloc_fail_at(k, 0);
+        bn_status s = bn_db_tenant_suspend(db, "cli:t", "acme", (int)(k & 1));
+        bn_alloc_fail_at(0, 0);
+        saw_ok = s == BN_OK;
+        if (!saw_ok) assert_int_equal(s, BN_ERR_NOMEM);
+    }
+    assert_true(saw_ok);
+    int64_t n, bad;
+    ok(db, bn_db_audit_verify(db, &n, &bad, NULL, 0));
+    assert_int_equal(bad, 0);
+    assert_int_equal(n, 3); /* add, one export and one suspend or resume: no half entries */
+    bn_db_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -459,6 +498,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_usage_idempotent, setup, teardown),
             cmocka_unit_test_setup_teardown(test_erase_export, setup, teardown),
             cmocka_unit_test_setup_teardown(test_audit_tamper, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
