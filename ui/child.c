@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crt.h"
 #include "bitnet/core.h"
 
 #define OUT_MAX (1 << 20)
@@ -92,11 +93,7 @@ int ui_child_start(ui_child *c, const char *const *args, int json, void (*wake)(
         c->done = 1;
         return -1;
     }
-    sigset_t all, old; /* the terminal's signals stay with the UI thread */
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    const int rc = pthread_create(&c->th, NULL, run, c);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    const int rc = crt_thread_start(&c->th, run, c);
     if (rc != 0) { /* no thread to read and reap it: kill and reap it here */
         sr_proc_release(&c->proc);
         sr_proc_init(&c->proc);

@@ -149,6 +149,16 @@ int crt_stderr_line(char *buf, size_t size)
     return 1;
 }
 
+int crt_thread_start(pthread_t *th, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    const int rc = pthread_create(th, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
 /* ---- start, restore, signals ---------------------------------------------------------- */
 
 static void restore(void)

@@ -18,6 +18,7 @@
 #ifndef BITNET_UI_CRT_H
 #define BITNET_UI_CRT_H
 
+#include <pthread.h>
 #include <stddef.h>
 
 /* What a piece of text is; crt_attr maps it to colours and attributes. */
@@ -58,6 +59,11 @@ int crt_unicode(void);        /* UTF-8 output is used */
 int crt_mouse(void);          /* mouse events are enabled */
 const char *crt_colors(void); /* "none", "8", "256" or "direct" */
 int crt_attr(crt_role r);     /* attributes (colour pair included) for r */
+
+/* Starts a thread with every signal blocked, so that the terminal's signals stay with the
+ * UI thread (the engine worker, the sampler, the child readers, the server watcher; what
+ * those start inherits the mask). 0, or pthread_create's error. */
+int crt_thread_start(pthread_t *th, void *(*fn)(void *), void *arg);
 
 /* The newest line written to stderr while captured, when it changed since the last call:
  * 1 and the line in buf; else 0. */

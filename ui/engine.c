@@ -3,7 +3,6 @@
 
 #include <math.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -12,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "crt.h"
 #include "bitnet/core.h"
 #include "bitnet/kernels.h"
 #include "bitnet/model.h"
@@ -690,11 +690,7 @@ int eng_new(tui_engine **out, int threads, long n_ctx, void (*wakefn)(void *), v
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     /* the worker and the engine's pool (created from it) never take the terminal's signals */
-    sigset_t block, old;
-    sigfillset(&block);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
-    const int rc = pthread_create(&e->th, NULL, worker, e);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    const int rc = crt_thread_start(&e->th, worker, e);
     if (rc) {
         pthread_mutex_destroy(&e->mu);
         pthread_cond_destroy(&e->cv);

@@ -3,13 +3,13 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "crt.h"
 #include "bitnet/core.h"
 
 struct tui_monitor {
@@ -155,11 +155,7 @@ int mon_new(tui_monitor **out, double period_s, void (*wakefn)(void *), void *ud
     m->d.cpu_sys = m->d.cpu_proc = -1;
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
-    sigset_t block, old;
-    sigfillset(&block);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
-    const int rc = pthread_create(&m->th, NULL, run, m);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    const int rc = crt_thread_start(&m->th, run, m);
     if (rc) {
         pthread_mutex_destroy(&m->mu);
         pthread_cond_destroy(&m->cv);

@@ -22,7 +22,7 @@
 
 const char *const bn_tui_screen_names[] = {"dashboard", "setup",      "hardware",    "models",
                                            "chat",      "benchmarks", "conversions", "history",
-                                           "alerts",    NULL};
+                                           "alerts",    "server",     NULL};
 
 void bn_tui_opts_init(bn_tui_opts *o)
 {
@@ -211,13 +211,14 @@ static void draw_tabs(tui *t)
 {
     const int bar = crt_attr(CR_BAR);
     ui_clear(0, 0, COLS, bar);
-    /* whole names if they fit, else their first letters, as many as fit */
-    int maxlen = 32;
-    for (; maxlen > 1; maxlen--) {
+    /* whole names with a blank before each tab if they fit, else without it; then the
+     * names' first letters, as many as fit */
+    int maxlen = 32, pad = 1;
+    for (; maxlen > 1; maxlen -= !pad, pad = 0) {
         int need = 0;
         for (int i = 0; i < SCR_COUNT; i++) {
             const int n = (int)strlen(t->screens[i]->name);
-            need += (t->screens[i]->fkey >= 10 ? 6 : 5) + (n < maxlen ? n : maxlen);
+            need += (t->screens[i]->fkey >= 10 ? 5 : 4) + pad + (n < maxlen ? n : maxlen);
         }
         if (need <= COLS) break;
     }
@@ -227,7 +228,7 @@ static void draw_tabs(tui *t)
         const int act = i == t->cur, a = act ? crt_attr(CR_TAB_ACTIVE) : bar;
         const int x0 = x;
         char fk[8];
-        snprintf(fk, sizeof fk, " F%d ", s->fkey);
+        snprintf(fk, sizeof fk, "%sF%d ", pad ? " " : "", s->fkey);
         x += ui_text(0, x, COLS - x, a, fk);
         const int hot = hot_index(s), n = (int)strlen(s->name);
         for (int c = 0; c < n && c < maxlen && x < COLS; c++) {
@@ -273,7 +274,7 @@ static void draw_status(tui *t)
 
 static const char *const global_help[] = {
         "F1 ?\tthis help (Esc closes it)",
-        "F2-F9 F11\tthe screens; also 1-9 and the underlined letter",
+        "F2-F9 F11 F12\tthe screens; also 1-9, 0 and the underlined letter",
         "Tab S-Tab\tnext / previous screen",
         "g\tgraph style: braille, block, ascii",
         "Esc\tleave a text line; stop a generation or a benchmark",
@@ -343,7 +344,7 @@ static int screen_of_key(const tui *t, int ch)
 {
     for (int i = 0; i < SCR_COUNT; i++) {
         if (ch == KEY_F(t->screens[i]->fkey) || ch == t->screens[i]->letter) return i;
-        if (ch == '1' + i) return i;
+        if (i < 9 && ch == '1' + i) return i; /* the tenth has '0' for its letter */
     }
     return -1;
 }
@@ -594,7 +595,7 @@ static void run_loop(tui *t, script_state *sc, int wake_fd)
 
 static const tui_screen *const all_screens[SCR_COUNT] = {
         &scr_dashboard, &scr_setup,   &scr_hardware, &scr_models, &scr_chat,
-        &scr_bench,     &scr_convert, &scr_history,  &scr_alerts,
+        &scr_bench,     &scr_convert, &scr_history,  &scr_alerts, &scr_server,
 };
 
 static int first_screen(const tui *t)

@@ -29,6 +29,7 @@ enum {
     SCR_CONVERT,
     SCR_HISTORY,
     SCR_ALERTS,
+    SCR_SERVER,
     SCR_COUNT
 };
 
@@ -51,7 +52,7 @@ typedef struct tui_screen {
 } tui_screen;
 
 extern const tui_screen scr_dashboard, scr_setup, scr_hardware, scr_models, scr_chat, scr_bench,
-        scr_convert, scr_history, scr_alerts;
+        scr_convert, scr_history, scr_alerts, scr_server;
 
 struct tui {
     bn_tui_opts opts;

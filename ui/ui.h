@@ -30,6 +30,8 @@ typedef struct bn_tui_opts {
     int threads;            /* 0: the config's threads */
     const char *screen;     /* the first screen by name ("chat"); NULL: dashboard, or the
                                setup wizard when there is no config file yet */
+    const char *server_url; /* a `bitnet serve` the Server screen watches; NULL: none */
+    const char *server_key; /* its API key, sent to /metrics as a bearer token; NULL */
 } bn_tui_opts;
 
 void bn_tui_opts_init(bn_tui_opts *o);
@@ -40,6 +42,10 @@ int bn_tui_terminal_check(char *why, size_t size);
 /* Runs the UI until it quits. 0; 1 with a message in err (the terminal could not be
  * used, out of memory); 2 when the keys file is unreadable or malformed. */
 int bn_tui_run(const bn_tui_opts *o, char *err, size_t errsz);
+
+/* 0 when url can be watched by the Server screen ("host:port", "http://host:port",
+ * "https://host/prefix"); else -1 and why. */
+int bn_tui_server_url_check(const char *url, char *why, size_t size);
 
 /* The screens' names in order ("dashboard", "setup", ...), NULL-terminated. */
 extern const char *const bn_tui_screen_names[];

@@ -13,14 +13,18 @@ void cmd_tui_help(FILE *out)
     fprintf(out,
             "Usage: bitnet tui [options]\n\n"
             "The full-screen terminal UI: dashboard, setup wizard, hardware, models, chat,\n"
-            "benchmarks, conversions, history and alerts, each on an F-key (F2-F9, F11), a\n"
-            "digit or a letter. F1 or ? shows the keys; q or F10 quits. `bitnet` with no\n"
-            "command opens it too when it runs on a terminal.\n\n"
+            "benchmarks, conversions, history, alerts and a watched server, each on an F-key\n"
+            "(F2-F9, F11, F12), a digit or a letter. F1 or ? shows the keys; q or F10 quits.\n"
+            "`bitnet` with no command opens it too when it runs on a terminal.\n\n"
             "Options:\n"
             "  -m, --model FILE  load this model (default: the config's, else the bundled one)\n"
             "  -t, --threads N   threads for the model (default: the config's; 0: one per core)\n"
             "  --screen NAME     the first screen (dashboard, setup, hardware, models, chat,\n"
-            "                    benchmarks, conversions, history, alerts)\n"
+            "                    benchmarks, conversions, history, alerts, server)\n"
+            "  --server URL      watch a bitnet serve (host:port or http[s]://host:port): its\n"
+            "                    state, slots, queue, requests/s, tokens/s and errors, polled\n"
+            "                    every second on the Server screen (F12), which opens first\n"
+            "  --server-key KEY  the server's --api-key, sent to its /metrics\n"
             "  --no-color        no colours (also when NO_COLOR is set and not empty)\n"
             "  --no-unicode      ASCII only: no braille or block graphs, no box lines\n"
             "  --no-mouse        leave the mouse to the terminal\n"
@@ -49,6 +53,15 @@ static int known_screen(const char *s)
     return 0;
 }
 
+/* An API key goes into a header: printable, not empty. */
+static int key_ok(const char *k)
+{
+    if (!*k) return 0;
+    for (; *k; k++)
+        if ((unsigned char)*k < ' ' || *k == 0x7f) return 0;
+    return 1;
+}
+
 /* Returns -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, bn_tui_opts *o)
 {
@@ -67,7 +80,8 @@ static int parse_args(int argc, char **argv, bn_tui_opts *o)
             o->no_mouse = 1;
         } else if (!strcmp(a, "--graph") || !strcmp(a, "--keys") || !strcmp(a, "--stats") ||
                    !strcmp(a, "--max-frames") || !strcmp(a, "-m") || !strcmp(a, "--model") ||
-                   !strcmp(a, "-t") || !strcmp(a, "--threads") || !strcmp(a, "--screen")) {
+                   !strcmp(a, "-t") || !strcmp(a, "--threads") || !strcmp(a, "--screen") ||
+                   !strcmp(a, "--server") || !strcmp(a, "--server-key")) {
             if (!v) return cli_usage_error(C, "%s needs a value", a);
             i++;
             if (!strcmp(a, "--graph")) {
@@ -88,6 +102,15 @@ static int parse_args(int argc, char **argv, bn_tui_opts *o)
             } else if (!strcmp(a, "--screen")) {
                 if (!known_screen(v)) return cli_usage_error(C, "--screen: unknown screen '%s'", v);
                 o->screen = v;
+            } else if (!strcmp(a, "--server")) {
+                char why[256];
+                if (bn_tui_server_url_check(v, why, sizeof why))
+                    return cli_usage_error(C, "--server: %s", why);
+                o->server_url = v;
+            } else if (!strcmp(a, "--server-key")) {
+                if (!key_ok(v))
+                    return cli_usage_error(C, "--server-key: empty, or a control character in it");
+                o->server_key = v;
             } else {
                 o->model = v;
             }
@@ -106,6 +129,7 @@ int cmd_tui(int argc, char **argv)
     o.no_color = nc && *nc;
     const int prc = parse_args(argc, argv, &o);
     if (prc >= 0) return prc;
+    if (o.server_url && !o.screen) o.screen = "server";
     char why[512];
     if (bn_tui_terminal_check(why, sizeof why) != 0) {
         cli_error("tui: cannot start the full-screen UI: %s", why);

@@ -50,6 +50,20 @@ wait_grep() {
     return 1
 }
 
+# start_server LOG ARGS...: starts bitnet serve on a free port; SPID its pid, URL its
+# address, once the model is ready
+start_server() {
+    log=$1
+    shift
+    "$BITNET" serve --listen 127.0.0.1:0 "$@" >"$log.out" 2>"$log" &
+    SPID=$!
+    PIDS="$PIDS $SPID"
+    URL=""
+    wait_grep "listening on" "$log" 100 &&
+        URL="http://127.0.0.1:$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$log" | head -1)"
+    wait_grep " ready " "$log" 600 || bad "server not ready: $(cat "$log")"
+}
+
 # start_monitor LOG ARGS...: starts bitnet monitor in the background; MON is its pid and
 # MPORT the port of its endpoint (when it listens). stop_monitor: SIGTERM and wait.
 start_monitor() {

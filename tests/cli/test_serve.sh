@@ -16,19 +16,6 @@ if ! command -v curl >/dev/null 2>&1; then
     exit 0
 fi
 
-# start_server LOG ARGS...: SPID its pid, URL its address, once the model is ready
-start_server() {
-    log=$1
-    shift
-    "$BITNET" serve --listen 127.0.0.1:0 "$@" >"$log.out" 2>"$log" &
-    SPID=$!
-    PIDS="$PIDS $SPID"
-    URL=""
-    wait_grep "listening on" "$log" 100 &&
-        URL="http://127.0.0.1:$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$log" | head -1)"
-    wait_grep " ready " "$log" 600 || bad "server not ready: $(cat "$log")"
-}
-
 # stop_server WHAT: SIGTERM, then exit 0 and the line with the totals (a sanitizer's report
 # at exit fails it too)
 stop_server() {

@@ -18,7 +18,7 @@ BIN=$(cd "$(dirname "$BITNET")" && pwd)/$(basename "$BITNET")
 TM="tmux -L bitnet-test-$$ -f $TMP/tmux.conf"
 printf 'set -g default-terminal screen-256color\nset -g history-limit 0\n' >"$TMP/tmux.conf"
 SOCK="${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)/bitnet-test-$$"
-trap '$TM kill-server 2>/dev/null; rm -f "$SOCK"; rm -rf "$TMP"' EXIT
+trap 'for p in $PIDS; do kill "$p" 2>/dev/null; done; $TM kill-server 2>/dev/null; rm -f "$SOCK"; rm -rf "$TMP"' EXIT
 trap 'exit 1' INT TERM HUP PIPE
 
 # start SESSION ARGS...: runs `bitnet tui ARGS` in a fresh 120x40 pane, then prints its status
@@ -336,5 +336,108 @@ EOF
         echo "  skip the NVML stand-in: it does not build"
     fi
 fi
+
+# ---- the Server screen: a real bitnet serve watched by URL (--server), dead and wrong URLs ------
+expect_exit 2 "tui --server ftp://x" -- "$BIN" tui --server ftp://x
+expect_grep "not an http:// or https:// URL" "$TMP/err" "  ... says why"
+expect_exit 2 "tui --server with a blank" -- "$BIN" tui --server "127.0.0.1 :80"
+expect_exit 2 "tui --server-key ''" -- "$BIN" tui --server-key ""
+expect_exit 2 "tui --server with no value" -- "$BIN" tui --server
+"$BIN" tui --help >"$TMP/out" 2>&1
+expect_grep "server URL" "$TMP/out" "tui --help lists --server"
+smodel=${bundled:-$TMP/m.gguf}
+start_server "$TMP/sv1.log" -m "$smodel" --slots 3 --api-key sekrit
+SURL=$URL
+start srv --server "127.0.0.1:${URL##*:}/" --server-key sekrit
+wait_for srv "Server $SURL " "--server: the Server screen opens first, on the URL made whole"
+wait_for srv "state +up, polled every second" "server: up (GET /health)"
+wait_for srv "slots .* 0 of 3 busy" "server: the slots of serve --slots 3"
+grep -Eq "tokens +0.0/s generated, 0.0/s prompt; 0 generated, 0 prompt in all" "$TMP/pane" &&
+    ok "server: no tokens yet" || bad "server: tokens before a request"
+grep -q "requests    0.00/s; 0 done" "$TMP/pane" && ok "server: no request yet" || bad "server: requests before"
+curl -s -o "$TMP/sc.json" -H "Authorization: Bearer sekrit" -H 'Content-Type: application/json' \
+    -d '{"prompt":"Once upon a time","max_tokens":24,"temperature":0}' "$SURL/v1/completions"
+ntok=$("$JSONGET" usage.completion_tokens usage.prompt_tokens choices.0.finish_reason <"$TMP/sc.json" | tr '\n' ' ')
+set -- $ntok
+wait_for srv "tokens .*; $1 generated, $2 prompt in all" "server: a completion's $1 tokens counted ($2 prompt)"
+wait_for srv "requests .*; 1 done: $([ "$3" = stop ] && echo "1 stop, 0" || echo "0 stop, 1") length, 0 error" \
+    "server: the request counted by its result ($3)"
+wait_for srv "Generated tokens/s: [0-9.]+ now, [0-9]*[1-9][0-9]*\\.[0-9] peak in 60 s" "server: the tokens/s graph has the burst"
+grep -Eq "TTFT +[0-9.]+ ms .*mean \\(1 requests\\)" "$TMP/pane" && ok "server: time to the first token" ||
+    bad "server: TTFT"
+grep -Eq "batch +[0-9.]+ tokens a step" "$TMP/pane" && ok "server: the mean batch" || bad "server: batch"
+curl -s -o /dev/null -H "Authorization: Bearer sekrit" "$SURL/no/such/thing"
+curl -s -o /dev/null -H "Authorization: Bearer sekrit" -d '{bad json' "$SURL/v1/completions"
+wait_for srv "HTTP errors 400: 1, 404: 1" "server: HTTP errors by status"
+# without the key: /health answers, /metrics says 401
+start nokey --server "$SURL"
+wait_for nokey "answered 401: the server wants its API key \\(--server-key\\)" "server: no key: says it needs --server-key"
+keys nokey q
+# u: another URL, typed; a port nobody listens on: down, the reason, retried; the UI answers
+keys srv u C-u
+keys srv -l "127.0.0.1:1"
+keys srv Enter
+wait_for srv "state +down, retrying every second" "u: a dead URL: down, retrying"
+grep -q "cannot reach http://127.0.0.1:1: " "$TMP/pane" && ok "dead URL: the reason on the screen" ||
+    bad "dead URL reason"
+grep -q "tokens " "$TMP/pane" && bad "dead URL: the old server's figures are still shown" ||
+    ok "dead URL: the other server's figures are gone"
+keys srv F2
+wait_for srv "Recent history" "dead URL: the UI still answers (F2)"
+keys srv 0
+wait_for srv "state +down, retrying every second \\([0-9]+ polls failed\\)" "0: back on the Server screen, still retrying"
+# a URL that answers but is not a bitnet serve (its /health is a 404)
+keys srv u C-u
+keys srv -l "$SURL/not-here"
+keys srv Enter
+wait_for srv "answered 404: is this a bitnet serve URL\\?" "a wrong URL: not a bitnet serve"
+keys srv q
+wait_for srv "EXIT=0" "server screen: q quits"
+kill -TERM "$SPID" 2>/dev/null
+wait "$SPID" 2>/dev/null
+# a server that never answers (it listens, never replies): the UI is not held up meanwhile
+if command -v python3 >/dev/null 2>&1; then
+    python3 -c 'import socket,sys,time
+s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(8)
+print(s.getsockname()[1], flush=True); time.sleep(120)' >"$TMP/mute.port" &
+    MPID=$!
+    PIDS="$PIDS $MPID"
+    wait_grep "[0-9]" "$TMP/mute.port" 50
+    start mute --server "127.0.0.1:$(cat "$TMP/mute.port")"
+    wait_for mute "state +connecting" "a mute server: connecting"
+    keys mute F4
+    wait_for mute "Hardware \\(refreshed" "a mute server: the UI answers keys meanwhile" 2
+    keys mute 0
+    wait_for mute "timed out" "a mute server: down, timed out" 15
+    keys mute q
+    wait_for mute "EXIT=0" "a mute server: q quits at once" 3
+    kill "$MPID" 2>/dev/null
+fi
+# a slow model: a busy slot, one waiting, a 429, then the server stops
+"$BIN" synth --shape 700m -o "$TMP/slow.gguf" >/dev/null 2>&1 || bad "synth 700m"
+start_server "$TMP/sv2.log" -m "$TMP/slow.gguf" --slots 1 --queue 1 --ctx 1024 -t 2
+SURL=$URL
+start busy --server "$SURL"
+wait_for busy "slots .* 0 of 1 busy" "slow server: watched"
+curl -sN "$SURL/v1/completions" -d '{"prompt":"hello","max_tokens":1000,"stream":true}' >"$TMP/a.sse" &
+APID=$!
+PIDS="$PIDS $APID"
+wait_for busy "slots .* 1 of 1 busy" "server: a busy slot" 30
+curl -s -o /dev/null "$SURL/v1/completions" -d '{"prompt":"hi","max_tokens":3}' &
+BPID=$!
+PIDS="$PIDS $BPID"
+wait_for busy "queue +1 waiting" "server: a request waiting in the queue"
+curl -s -o /dev/null "$SURL/v1/completions" -d '{"prompt":"hi","max_tokens":3}'
+wait_for busy "429s +1 rejected" "server: the 429 of a full queue"
+grep -q "HTTP errors 429: 1" "$TMP/pane" && ok "server: 429 among the HTTP errors" || bad "server: 429 in errors"
+kill "$APID" "$BPID" 2>/dev/null
+wait_for busy "slots .* 0 of 1 busy" "server: the slot free again"
+kill -TERM "$SPID" 2>/dev/null
+wait "$SPID" 2>/dev/null
+wait_for busy "state +down, retrying" "server stopped: down"
+grep -Eq "the figures below are [0-9]+ s old" "$TMP/pane" && ok "server stopped: the last figures, marked old" ||
+    bad "server stopped: old figures"
+keys busy q
+wait_for busy "EXIT=0" "slow server screen: q quits"
 
 finish test_tui
