@@ -34,6 +34,11 @@ void cmd_convert_help(FILE *out)
             "  --embd TYPE        embeddings and LM head: f16 (default), q8_0\n"
             "  --no-validate      skip the comparison with the f32 reference\n"
             "  --prompts FILE     validation prompts, one per line (default: built in)\n"
+            "  --calibrate TEXT   run the float model on the text file TEXT and ternarize\n"
+            "                     each linear layer with it (float sources only); the\n"
+            "                     report gives each layer's output error, absmean vs gptq\n"
+            "  --method M         absmean (no data) or gptq (error feedback through the\n"
+            "                     inverse Hessian; the default with --calibrate)\n"
             "  --no-tokenizer     write no tokenizer (else a missing one is an error)\n"
             "  -t, --threads N    threads (default: one per core)\n"
             "  --queue            add a job to the queue instead (see bitnet jobs) and start\n"
@@ -89,6 +94,17 @@ static int parse_args(int argc, char **argv, cc_opts *o)
         } else if (!strcmp(a, "--prompts")) {
             if (!has) return cli_usage_error(C, "--prompts needs a file");
             o->cv.prompts_file = argv[++i];
+        } else if (!strcmp(a, "--calibrate")) {
+            if (!has) return cli_usage_error(C, "--calibrate needs a text file");
+            o->cv.calibrate = argv[++i];
+        } else if (!strcmp(a, "--method")) {
+            const char *m = has ? argv[++i] : "";
+            if (!strcmp(m, "absmean"))
+                o->cv.method = CV_METHOD_ABSMEAN;
+            else if (!strcmp(m, "gptq"))
+                o->cv.method = CV_METHOD_GPTQ;
+            else
+                return cli_usage_error(C, "--method takes absmean or gptq");
         } else if (!strcmp(a, "--no-tokenizer")) {
             o->cv.no_tokenizer = 1;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
@@ -112,6 +128,8 @@ static int parse_args(int argc, char **argv, cc_opts *o)
     }
     if (!o->cv.src) return cli_usage_error(C, "no source model given");
     if (!o->cv.out) return cli_usage_error(C, "no output given (-o OUT.gguf)");
+    if (o->cv.method == CV_METHOD_GPTQ && !o->cv.calibrate)
+        return cli_usage_error(C, "--method gptq needs --calibrate TEXT");
     return 0;
 }
 
@@ -155,6 +173,16 @@ static void print_report(const cJSON *r)
                 printf(" %s %s", e->string, cJSON_IsString(e) ? e->valuestring : "?");
         }
         printf("\n");
+    }
+    const cJSON *cal = cJSON_GetObjectItemCaseSensitive(r, "calibration");
+    if (cal) {
+        printf("calibration: %s on %.0f tokens of %s; layer output error absmean -> gptq "
+               "(mean %.4f -> %.4f)\n",
+               str(cal, "method"), num(cal, "tokens"), str(cal, "text"),
+               num(cal, "err_absmean_mean"), num(cal, "err_gptq_mean"));
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(cal, "layers"))
+                printf("  %-40s %.4f -> %.4f\n", str(e, "name"), num(e, "err_absmean"),
+                       num(e, "err_gptq"));
     }
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, "validation");
     if (v)

@@ -26,6 +26,8 @@
 #define MAX_PROMPT_TOKENS 64
 #define MAX_TEXT_TOKENS   128
 #define MAX_PROMPTS       32
+#define MAX_CALIB_TOKENS  2048 /* calibration: at most this many tokens of the text */
+#define CALIB_CHUNK       128  /* in sequences of this many (or n_ctx) */
 
 int cv_poll(const cv_opts *o)
 {
@@ -39,6 +41,7 @@ void cv_opts_init(cv_opts *o)
     o->type = BN_TYPE_I2_S;
     o->embd_type = BN_TYPE_F16;
     o->validate = 1;
+    o->method = -1;
 }
 
 /* ---- the plan ------------------------------------------------------------------------------ */
@@ -72,6 +75,8 @@ typedef struct conv {
     float *ref_logits;
     cJSON *report, *warnings;
     const char *phase; /* what it is doing, for the message when it is stopped */
+    cv_calib cal;      /* --calibrate: the codes of every linear layer */
+    int calibrated;
 } conv;
 
 static int plan_add(conv *c, const char *name, const char *src, int kind, int type, int64_t cols,
@@ -234,10 +239,13 @@ static int produce(conv *c, const plan_item *it, uint8_t *out, char *err, size_t
         cv_source_release(&c->src, t, own);
         return rc;
     }
-    int8_t *q = malloc((size_t)(rows * cols));
+    const cv_calib_layer *cl = c->calibrated ? cv_calib_find(&c->cal, it->src) : NULL;
+    if (c->calibrated && (!cl || cl->rows != rows || cl->cols != cols))
+        return cm_fail(err, errsz, "%s: not calibrated", it->src);
+    int8_t *q = cl ? cl->q : malloc((size_t)(rows * cols));
     if (!q) return cm_fail(err, errsz, "out of memory");
-    float scale;
-    int rc = cv_linear_ternary(&c->src, it->src, rows, cols, q, &scale, err, errsz);
+    float scale = cl ? cl->scale : 0;
+    int rc = cl ? 0 : cv_linear_ternary(&c->src, it->src, rows, cols, q, &scale, err, errsz);
     if (rc == 0) {
         if (it->type == BN_TYPE_I2_S)
             bn_pack_i2s(q, scale, rows * cols, out);
@@ -246,7 +254,7 @@ static int produce(conv *c, const plan_item *it, uint8_t *out, char *err, size_t
         else
             bn_pack_tq1_0(q, scale, rows * cols, out);
     }
-    free(q);
+    if (!cl) free(q);
     return rc;
 }
 
@@ -552,6 +560,7 @@ static void describe(conv *c)
     cJSON_AddStringToObject(r, "architecture",
                             h->arch == CV_ARCH_BITNET ? "bitnet-b1.58" : "bitnet");
     cJSON_AddStringToObject(r, "type", bn_type_name(c->o->type));
+    cJSON_AddStringToObject(r, "method", c->o->method == CV_METHOD_GPTQ ? "gptq" : "absmean");
     cJSON_AddStringToObject(r, "embd_type", bn_type_name(c->o->embd_type));
     cJSON_AddBoolToObject(r, "packed_source", h->packed);
     cJSON_AddNumberToObject(r, "n_layer", (double)h->n_layer);
@@ -565,9 +574,9 @@ static void describe(conv *c)
 
 int cv_check_output(const cv_opts *o, char *err, size_t errsz)
 {
-    const char *in[] = {o->src, o->prompts_file};
+    const char *in[] = {o->src, o->prompts_file, o->calibrate};
     char why[1024], dir[4096], path[8200];
-    if (bn_file_check_output(o->out, o->force, in, 2, why, sizeof why) != BN_OK)
+    if (bn_file_check_output(o->out, o->force, in, 3, why, sizeof why) != BN_OK)
         return cm_fail(err, errsz, "%s", why);
     struct stat st;
     if (lstat(o->out, &st) != 0) return 0; /* a new file is no input */
@@ -611,6 +620,75 @@ static int make_tmp(conv *c, char *err, size_t errsz)
     return 0;
 }
 
+/* ---- calibration ----------------------------------------------------------------------------- */
+
+/* The calibration text as sequences of CALIB_CHUNK tokens (n_ctx if smaller), at most
+ * MAX_CALIB_TOKENS in all; with no tokenizer its bytes are the ids. */
+static int calib_seqs(conv *c, cv_seqs *q, char *err, size_t errsz)
+{
+    const char *path = c->o->calibrate;
+    const int64_t V = c->src.hp.n_vocab;
+    size_t len, n = 0;
+    char *text = mc_read_file(path, &len);
+    if (!text) return cm_fail(err, errsz, "%s: cannot read the calibration text", path);
+    int32_t *ids = NULL;
+    if (c->tok) {
+        if (bn_tokenizer_encode_alloc(c->tok, text, len, BN_TOKENIZE_ADD_SPECIAL, &ids, &n) !=
+            BN_OK)
+            ids = NULL;
+    } else if ((ids = bn_malloc((len ? len : 1) * sizeof *ids))) {
+        for (n = 0; n < len; n++) ids[n] = (int32_t)((unsigned char)text[n] % V);
+    }
+    free(text);
+    if (!ids) return cm_fail(err, errsz, "%s: cannot tokenize the calibration text", path);
+    if (n > MAX_CALIB_TOKENS) n = MAX_CALIB_TOKENS;
+    const int64_t chunk = c->src.hp.n_ctx < CALIB_CHUNK ? c->src.hp.n_ctx : CALIB_CHUNK;
+    const int64_t n_seq = ((int64_t)n + chunk - 1) / chunk;
+    q->tok = calloc((size_t)n_seq + 1, sizeof *q->tok);
+    q->len = calloc((size_t)n_seq + 1, sizeof *q->len);
+    int rc = q->tok && q->len ? 0 : cm_fail(err, errsz, "out of memory");
+    for (int64_t at = 0; rc == 0 && at + 1 < (int64_t)n; at += chunk) {
+        int64_t k = (int64_t)n - at < chunk ? (int64_t)n - at : chunk;
+        if (!(q->tok[q->n] = malloc((size_t)k * sizeof **q->tok))) {
+            rc = cm_fail(err, errsz, "out of memory");
+            break;
+        }
+        memcpy(q->tok[q->n], ids + at, (size_t)k * sizeof *ids);
+        q->len[q->n++] = (int)k;
+        q->total += k;
+    }
+    bn_free(ids);
+    if (rc == 0 && q->total < 2)
+        rc = cm_fail(err, errsz, "%s: the calibration text gives fewer than 2 tokens", path);
+    return rc;
+}
+
+/* --calibrate: the reference over the calibration text quantizes every linear layer
+ * (convert_calib.c); the report gets each layer's output error by absmean and by gptq. */
+static int calibrate(conv *c, char *err, size_t errsz)
+{
+    const cv_hparams *h = &c->src.hp;
+    if (h->packed || h->quant_ref)
+        return cm_fail(err, errsz,
+                       "--calibrate: %s is a ternary-trained BitNet model (its weights are used "
+                       "as trained); calibrated ternarization is for float models",
+                       c->o->src);
+    cv_seqs q = {0};
+    int rc = calib_seqs(c, &q, err, errsz);
+    cv_calib_init(&c->cal, c->ctx, c->pool, c->o->method);
+    c->cal.tokens = q.total;
+    if (rc == 0) rc = cv_reference(&c->src, c->pool, &q, NULL, c->o, &c->cal, err, errsz);
+    for (int i = 0; i < q.n; i++) free(q.tok[i]);
+    free(q.tok);
+    free(q.len);
+    if (rc != 0) return rc;
+    c->calibrated = 1;
+    cJSON *r = cv_calib_report(&c->cal);
+    cJSON_AddStringToObject(r, "text", c->o->calibrate);
+    cJSON_AddItemToObject(c->report, "calibration", r);
+    return 0;
+}
+
 static int run(conv *c, char *err, size_t errsz)
 {
     const cv_opts *o = c->o;
@@ -629,7 +707,12 @@ static int run(conv *c, char *err, size_t errsz)
         if (make_seqs(c, err, errsz) != 0) return -1;
         c->ref_logits = malloc((size_t)(c->seqs.total * c->src.hp.n_vocab) * sizeof(float));
         if (!c->ref_logits) return cm_fail(err, errsz, "out of memory (reference logits)");
-        int rc = cv_reference(&c->src, c->pool, &c->seqs, c->ref_logits, o, err, errsz);
+        int rc = cv_reference(&c->src, c->pool, &c->seqs, c->ref_logits, o, NULL, err, errsz);
+        if (rc != 0) return rc;
+    }
+    if (o->calibrate) {
+        c->phase = "calibrating";
+        int rc = calibrate(c, err, errsz);
         if (rc != 0) return rc;
     }
     c->phase = "writing";
@@ -664,9 +747,12 @@ int cv_convert(const cv_opts *o0, cJSON **report, char *err, size_t errsz)
     const char *thr = getenv("BITNET_CONVERT_THROTTLE_MS");
     long ms = thr ? strtol(thr, NULL, 10) : 0;
     if (ms > 0 && ms <= 10000 && !o1.throttle_ms) o1.throttle_ms = (unsigned)ms;
+    if (o1.method < 0) o1.method = o1.calibrate ? CV_METHOD_GPTQ : CV_METHOD_ABSMEAN;
     conv c = {.o = o, .fd = -1, .text_seq = -1, .phase = "reading"};
     *report = NULL;
     err[0] = '\0';
+    if (o->method == CV_METHOD_GPTQ && !o->calibrate)
+        return cm_fail(err, errsz, "--method gptq needs calibration text (--calibrate TEXT)");
     c.t0 = bn_time_now();
     c.report = cJSON_CreateObject();
     c.warnings = cJSON_CreateArray();
@@ -692,6 +778,7 @@ int cv_convert(const cv_opts *o0, cJSON **report, char *err, size_t errsz)
     free(c.seqs.len);
     free(c.ref_logits);
     free(c.plan);
+    cv_calib_release(&c.cal);
     bn_tokenizer_free(c.tok);
     cv_source_close(&c.src);
     bn_ctx_free(c.ctx);

@@ -72,8 +72,13 @@ typedef struct cv_opts {
     void *user;
     const volatile sig_atomic_t *stop; /* set to stop (a signal handler's flag): polled in
                                           every phase, within a fraction of a second */
-    unsigned throttle_ms; /* a pause at each poll (BITNET_CONVERT_THROTTLE_MS, for tests) */
+    unsigned throttle_ms;  /* a pause at each poll (BITNET_CONVERT_THROTTLE_MS, for tests) */
+    const char *calibrate; /* calibration text (a file); NULL: none */
+    int method;            /* CV_METHOD_*; -1 (default): gptq with calibrate, else absmean */
 } cv_opts;
+
+/* How float linear weights become ternary. */
+enum { CV_METHOD_ABSMEAN = 0, CV_METHOD_GPTQ = 1 };
 
 void cv_opts_init(cv_opts *o);
 
@@ -199,11 +204,14 @@ typedef struct cv_seqs {
     int64_t total; /* sum of len */
 } cv_seqs;
 
+typedef struct cv_calib cv_calib;
+
 /* Runs the source model in f32 over every sequence (each from position 0), layer by layer.
- * logits gets total x n_vocab values (NULL: not kept). Returns 0, -1 with a message, or -2
- * when cancelled. */
+ * logits gets total x n_vocab values (NULL: not kept). cal (NULL: none) gets every linear
+ * layer's input and weight (cv_calib_linear). Returns 0, -1 with a message, or -2 when
+ * cancelled. */
 int cv_reference(cv_source *s, bn_threadpool *pool, const cv_seqs *q, float *logits,
-                 const cv_opts *o, char *err, size_t errsz);
+                 const cv_opts *o, cv_calib *cal, char *err, size_t errsz);
 
 /* Compares reference and converted logits (total x n_vocab each); adds the metrics to obj:
  * cosine_mean, cosine_min, top1_agreement, kl_mean, kl_max. text (may be NULL) is the
@@ -212,6 +220,41 @@ int cv_reference(cv_source *s, bn_threadpool *pool, const cv_seqs *q, float *log
  * finite (a NaN is a failed validation, never a perfect score). */
 int cv_metrics(const float *ref, const float *conv, const cv_seqs *q, int64_t n_vocab, int text_seq,
                cJSON *obj, char *err, size_t errsz);
+
+/* ---- calibrated ternarization (convert_calib.c) ------------------------------------------ */
+
+/* One linear layer: its codes for the output (W ~= q * scale) and the relative output error
+ * on the calibration tokens of absmean and of gptq (see convert_calib.c). */
+typedef struct cv_calib_layer {
+    char name[160]; /* the Hugging Face name */
+    int64_t rows, cols;
+    int8_t *q; /* rows x cols, by the method asked for */
+    float scale, scale_gptq;
+    double err_absmean, err_gptq, scale_mult, lambda;
+} cv_calib_layer;
+
+struct cv_calib {
+    bn_ctx *ctx; /* for the linear algebra's messages */
+    bn_threadpool *pool;
+    int method;  /* CV_METHOD_* */
+    double damp; /* lambda = damp * mean(diag H) */
+    int64_t tokens;
+    cv_calib_layer *l;
+    int n, cap;
+    double *h; /* H = X^T X of the last input, h_k x h_k */
+    int64_t h_k;
+    uint64_t h_key;
+};
+
+void cv_calib_init(cv_calib *cal, bn_ctx *ctx, bn_threadpool *pool, int method);
+void cv_calib_release(cv_calib *cal);
+/* x: the layer's input (T x K) on the calibration tokens, w: its f32 weight (N x K). Adds the
+ * layer's codes and errors. 0, or -1 with a message. */
+int cv_calib_linear(cv_calib *cal, const char *name, const float *x, int64_t T, const float *w,
+                    int64_t N, int64_t K, char *err, size_t errsz);
+const cv_calib_layer *cv_calib_find(const cv_calib *cal, const char *name);
+/* {method, tokens, damp, err_absmean_mean, err_gptq_mean, layers: [...]} */
+cJSON *cv_calib_report(const cv_calib *cal);
 
 /* The built-in prompts and text (NUL-terminated). */
 extern const char *const cv_builtin_prompts[];

@@ -150,6 +150,7 @@ static void attention(const float *qb, const float *kb, const float *vb, const c
 typedef struct ref_bufs {
     float *x, *h, *qb, *kb, *vb, *att, *g, *u, *w, *norm, *scores;
     const cv_opts *o; /* polled after each linear layer */
+    cv_calib *cal;    /* NULL: no calibration */
     int stopped;
 } ref_bufs;
 
@@ -157,6 +158,7 @@ static int linear(cv_source *s, bn_threadpool *pool, ref_bufs *b, const char *na
                   int64_t T, int64_t K, int64_t N, float *out, char *err, size_t errsz)
 {
     if (cv_linear_f32(s, name, N, K, b->w, err, errsz) != 0) return -1;
+    if (b->cal && cv_calib_linear(b->cal, name, in, T, b->w, N, K, err, errsz) != 0) return -1;
     matmul(pool, in, T, K, b->w, N, out, b->o->stop);
     if (cv_poll(b->o)) {
         b->stopped = 1;
@@ -274,7 +276,7 @@ static int head(cv_source *s, bn_threadpool *pool, ref_bufs *b, int64_t T, float
 }
 
 int cv_reference(cv_source *s, bn_threadpool *pool, const cv_seqs *q, float *logits,
-                 const cv_opts *o, char *err, size_t errsz)
+                 const cv_opts *o, cv_calib *cal, char *err, size_t errsz)
 {
     const cv_hparams *hp = &s->hp;
     const int64_t T = q->total, E = hp->n_embd, F = hp->n_ff, KVD = hp->n_head_kv * hp->head_dim;
@@ -283,7 +285,7 @@ int cv_reference(cv_source *s, bn_threadpool *pool, const cv_seqs *q, float *log
     for (int i = 0; i < q->n; i++)
         if (q->len[i] > maxlen) maxlen = q->len[i];
     static const cv_opts no_opts;
-    ref_bufs b = {.o = o ? o : &no_opts};
+    ref_bufs b = {.o = o ? o : &no_opts, .cal = cal};
     size_t fl = sizeof(float);
     b.x = malloc((size_t)(T * E) * fl);
     b.h = malloc((size_t)(T * E) * fl);

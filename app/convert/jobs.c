@@ -151,22 +151,29 @@ int jobs_enqueue_convert(const cv_opts *o, int64_t *id, char *err, size_t errsz)
     if (stat(o->src, &sb) != 0) return cm_fail(err, errsz, "%s: %s", o->src, strerror(errno));
     if (o->prompts_file && stat(o->prompts_file, &sb) != 0)
         return cm_fail(err, errsz, "%s: %s", o->prompts_file, strerror(errno));
+    if (o->calibrate && stat(o->calibrate, &sb) != 0)
+        return cm_fail(err, errsz, "%s: %s", o->calibrate, strerror(errno));
     if (cv_check_output(o, err, errsz) != 0) return -1; /* the worker checks again */
     cJSON *a = cJSON_CreateObject();
     char *src = absolute(o->src), *out = absolute(o->out);
     char *pr = o->prompts_file ? absolute(o->prompts_file) : NULL;
+    char *cal = o->calibrate ? absolute(o->calibrate) : NULL;
     cJSON_AddStringToObject(a, "src", src ? src : o->src);
     cJSON_AddStringToObject(a, "out", out ? out : o->out);
     cJSON_AddStringToObject(a, "type", bn_type_name(o->type));
     cJSON_AddStringToObject(a, "embd", bn_type_name(o->embd_type));
     cJSON_AddBoolToObject(a, "validate", o->validate);
     if (pr) cJSON_AddStringToObject(a, "prompts", pr);
+    if (cal) cJSON_AddStringToObject(a, "calibrate", cal);
+    if (o->method >= 0)
+        cJSON_AddStringToObject(a, "method", o->method == CV_METHOD_GPTQ ? "gptq" : "absmean");
     cJSON_AddBoolToObject(a, "no_tokenizer", o->no_tokenizer);
     cJSON_AddBoolToObject(a, "force", o->force);
     cJSON_AddNumberToObject(a, "threads", o->threads);
     free(src);
     free(out);
     free(pr);
+    free(cal);
     char *args = cJSON_PrintUnformatted(a);
     cJSON_Delete(a);
     if (!args) return cm_fail(err, errsz, "out of memory");
@@ -266,6 +273,10 @@ static void run_job(jobs_db *j, int64_t id, const char *args)
     o.force = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "force"));
     if ((v = cJSON_GetObjectItemCaseSensitive(a, "prompts")) && cJSON_IsString(v))
         o.prompts_file = v->valuestring;
+    if ((v = cJSON_GetObjectItemCaseSensitive(a, "calibrate")) && cJSON_IsString(v))
+        o.calibrate = v->valuestring;
+    if ((v = cJSON_GetObjectItemCaseSensitive(a, "method")) && cJSON_IsString(v))
+        o.method = strcmp(v->valuestring, "gptq") ? CV_METHOD_ABSMEAN : CV_METHOD_GPTQ;
     if ((v = cJSON_GetObjectItemCaseSensitive(a, "threads")) && cJSON_IsNumber(v))
         o.threads = (int)v->valuedouble;
     work_ctx w = {.j = j, .id = id};

@@ -1,0 +1,271 @@
+/* convert_calib.c - calibrated ternarization (`convert --calibrate TEXT`): the f32 reference
+ * runs over the calibration text and hands each linear layer's input X (T tokens x K) and
+ * weight W (N x K) to cv_calib_linear, which forms the input second moment H = X^T X and
+ * quantizes W two ways:
+ *
+ *   absmean  Wq = clamp(round(W / s), -1, 1) * s, s = mean |W| (what a plain convert writes)
+ *   gptq     the same grid {-s, 0, s}, but each row is quantized left to right and the error
+ *            of every weight is fed back into the weights not yet quantized through the
+ *            inverse Hessian (GPTQ, Frantar et al. 2022): with U the upper Cholesky factor of
+ *            (H + lambda I)^-1, e = (w_i - q_i) / U_ii and w_j -= e * U_ij for j > i.
+ *            lambda = damp * mean(diag H), raised tenfold while the matrix is not positive
+ *            definite. The scale s is chosen from a few multiples of mean |W| (one scale per
+ *            tensor, as the I2_S and TQ layouts store it) as the one with the least error.
+ *
+ * The error reported for a quantized W' is the layer's relative output error on the
+ * calibration tokens, ||X W^T - X W'^T||_F / ||X W^T||_F = sqrt(tr(D H D^T) / tr(W H W^T)),
+ * D = W - W', computed from H (exactly, without keeping X). */
+#include "convert.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bitnet/linalg.h"
+#include "bitnet/quant.h"
+#include "common/cli.h"
+
+void cv_calib_init(cv_calib *cal, bn_ctx *ctx, bn_threadpool *pool, int method)
+{
+    memset(cal, 0, sizeof *cal);
+    cal->ctx = ctx;
+    cal->pool = pool;
+    cal->method = method;
+    cal->damp = 0.01;
+}
+
+void cv_calib_release(cv_calib *cal)
+{
+    for (int i = 0; i < cal->n; i++) free(cal->l[i].q);
+    free(cal->l);
+    free(cal->h);
+    memset(cal, 0, sizeof *cal);
+}
+
+const cv_calib_layer *cv_calib_find(const cv_calib *cal, const char *name)
+{
+    for (int i = 0; cal && i < cal->n; i++)
+        if (!strcmp(cal->l[i].name, name)) return &cal->l[i];
+    return NULL;
+}
+
+/* ---- H = X^T X ------------------------------------------------------------------------------ */
+
+static uint64_t hash_floats(const float *x, int64_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    const unsigned char *p = (const unsigned char *)x;
+    for (int64_t i = 0; i < n * (int64_t)sizeof *x; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* cal->h (K x K) for the input x; kept while the same input comes again (q, k and v share
+ * theirs, so do gate and up). */
+static int second_moment(cv_calib *cal, const float *x, int64_t T, int64_t K, char *err,
+                         size_t errsz)
+{
+    const uint64_t key = hash_floats(x, T * K);
+    if (cal->h && cal->h_k == K && cal->h_key == key) return 0;
+    free(cal->h);
+    cal->h = malloc((size_t)(K * K) * sizeof *cal->h);
+    double *xd = malloc((size_t)(T * K) * sizeof *xd);
+    if (!cal->h || !xd) {
+        free(xd);
+        return cm_fail(err, errsz, "out of memory (calibration: %lldx%lld)", (long long)K,
+                       (long long)K);
+    }
+    for (int64_t i = 0; i < T * K; i++) xd[i] = x[i];
+    bn_status st = bn_linalg_gemm(cal->ctx, 1, 0, K, K, T, xd, xd, cal->h);
+    free(xd);
+    if (st != BN_OK) return cm_fail(err, errsz, "calibration: %s", bn_ctx_errmsg(cal->ctx));
+    cal->h_k = K;
+    cal->h_key = key;
+    return 0;
+}
+
+/* sum over rows of a_r^T H a_r for a (N x K): the squared Frobenius norm of the layer's output
+ * for the weights a. ah is N x K scratch. */
+static double h_norm2(const cv_calib *cal, const double *a, int64_t N, int64_t K, double *ah)
+{
+    if (bn_linalg_gemm(cal->ctx, 0, 0, N, K, K, a, cal->h, ah) != BN_OK) return NAN;
+    double s = 0;
+    for (int64_t i = 0; i < N * K; i++) s += a[i] * ah[i];
+    return s;
+}
+
+/* sqrt(tr(D H D^T) / tr(W H W^T)), D = W - q * scale (N x K); NaN when out of memory. */
+static double output_error(const cv_calib *cal, const float *w, const int8_t *q, float scale,
+                           int64_t N, int64_t K)
+{
+    double *a = calloc((size_t)(N * K), sizeof *a), *ah = malloc((size_t)(N * K) * sizeof *ah);
+    double num = NAN, den = NAN;
+    if (a && ah) {
+        for (int64_t i = 0; i < N * K; i++) a[i] = w[i];
+        den = h_norm2(cal, a, N, K, ah);
+        for (int64_t i = 0; i < N * K; i++) a[i] -= (double)q[i] * scale;
+        num = h_norm2(cal, a, N, K, ah);
+    }
+    free(a);
+    free(ah);
+    return den > 0 ? sqrt(num / den) : den == 0 ? 0 : NAN;
+}
+
+/* ---- GPTQ ----------------------------------------------------------------------------------- */
+
+/* u (K x K, row-major): the upper Cholesky factor of (H + lambda I)^-1, inputs that never
+ * fired (H_ii = 0) get H_ii = 1 (their weights meet only zeros). 0 or -1 with a message. */
+static int inverse_factor(cv_calib *cal, int64_t K, double *u, double *lambda, char *err,
+                          size_t errsz)
+{
+    double *a = malloc((size_t)(K * K) * sizeof *a);
+    if (!a) return cm_fail(err, errsz, "out of memory (calibration)");
+    double mean = 0;
+    for (int64_t i = 0; i < K; i++) mean += cal->h[i * K + i];
+    mean /= (double)K;
+    *lambda = cal->damp * (mean > 0 ? mean : 1);
+    bn_status st = BN_ERR_RANGE;
+    for (int tries = 0; st == BN_ERR_RANGE && tries < 8; tries++, *lambda *= 10) {
+        memcpy(a, cal->h, (size_t)(K * K) * sizeof *a);
+        for (int64_t i = 0; i < K; i++) a[i * K + i] += (a[i * K + i] == 0 ? 1 : 0) + *lambda;
+        st = bn_linalg_spd_inverse(cal->ctx, a, K, a);
+        if (st == BN_OK) st = bn_linalg_cholesky(cal->ctx, a, K, a); /* inv = L L^T */
+        if (st == BN_OK) break;
+    }
+    if (st == BN_OK) /* U = L^T */
+        for (int64_t i = 0; i < K; i++)
+            for (int64_t j = 0; j < K; j++) u[i * K + j] = a[j * K + i];
+    free(a);
+    if (st != BN_OK) return cm_fail(err, errsz, "calibration: %s", bn_ctx_errmsg(cal->ctx));
+    return 0;
+}
+
+typedef struct gptq_args {
+    const float *w;
+    const double *u;
+    int64_t K;
+    float scale;
+    int8_t *q;
+} gptq_args;
+
+static int8_t tern(double v)
+{
+    double r = rint(v);
+    return (int8_t)(r > 1 ? 1 : r < -1 ? -1 : r);
+}
+
+/* Rows n0 .. n1-1, each with its own copy of the row being corrected. */
+static void gptq_rows(void *arg, int64_t n0, int64_t n1, int tid)
+{
+    (void)tid;
+    const gptq_args *a = arg;
+    const int64_t K = a->K;
+    double *wr = malloc((size_t)K * sizeof *wr);
+    if (!wr) { /* no room for the feedback: absmean codes, still a valid answer */
+        for (int64_t i = n0 * K; i < n1 * K; i++) a->q[i] = tern(a->w[i] / a->scale);
+        return;
+    }
+    for (int64_t r = n0; r < n1; r++) {
+        for (int64_t k = 0; k < K; k++) wr[k] = a->w[r * K + k];
+        for (int64_t i = 0; i < K; i++) {
+            const double *ui = a->u + i * K;
+            const int8_t qi = tern(wr[i] / a->scale);
+            a->q[r * K + i] = qi;
+            const double e = (wr[i] - qi * (double)a->scale) / ui[i];
+            for (int64_t j = i + 1; j < K; j++) wr[j] -= e * ui[j];
+        }
+    }
+    free(wr);
+}
+
+/* ---- one layer ------------------------------------------------------------------------------ */
+
+static double mean_abs(const float *w, int64_t n)
+{
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += fabs(w[i]);
+    s /= (double)n;
+    return s > 1e-5 ? s : 1e-5;
+}
+
+static int add_layer(cv_calib *cal, const char *name, int64_t N, int64_t K, char *err, size_t errsz)
+{
+    if (cal->n == cal->cap) {
+        int cap = cal->cap ? 2 * cal->cap : 16;
+        cv_calib_layer *l = realloc(cal->l, (size_t)cap * sizeof *l);
+        if (!l) return cm_fail(err, errsz, "out of memory (calibration)");
+        cal->l = l;
+        cal->cap = cap;
+    }
+    cv_calib_layer *l = &cal->l[cal->n];
+    memset(l, 0, sizeof *l);
+    snprintf(l->name, sizeof l->name, "%s", name);
+    l->rows = N;
+    l->cols = K;
+    if (!(l->q = malloc((size_t)(N * K)))) return cm_fail(err, errsz, "out of memory");
+    cal->n++;
+    return 0;
+}
+
+int cv_calib_linear(cv_calib *cal, const char *name, const float *x, int64_t T, const float *w,
+                    int64_t N, int64_t K, char *err, size_t errsz)
+{
+    /* the scales tried for gptq, as multiples of mean |W| */
+    static const double mult[] = {0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25};
+    if (second_moment(cal, x, T, K, err, errsz) || add_layer(cal, name, N, K, err, errsz))
+        return -1;
+    cv_calib_layer *l = &cal->l[cal->n - 1];
+    double *u = malloc((size_t)(K * K) * sizeof *u);
+    int8_t *best = malloc((size_t)(N * K));
+    int rc = u && best ? 0 : cm_fail(err, errsz, "out of memory (calibration)");
+    /* absmean, as a plain conversion writes it */
+    float s_abs;
+    if (rc == 0 && bn_quantize_absmean(w, N, K, BN_QGRAN_TENSOR, 0, l->q, &s_abs) != BN_OK)
+        rc = cm_fail(err, errsz, "%s: cannot quantize", name);
+    if (rc == 0) l->err_absmean = output_error(cal, w, l->q, s_abs, N, K);
+    if (rc == 0) rc = inverse_factor(cal, K, u, &l->lambda, err, errsz);
+    const double m = mean_abs(w, N * K);
+    l->err_gptq = INFINITY;
+    for (size_t i = 0; rc == 0 && i < sizeof mult / sizeof *mult; i++) {
+        gptq_args a = {w, u, K, (float)(m * mult[i]), best};
+        bn_pool_parallel_for(cal->pool, N, 1, gptq_rows, &a);
+        double e = output_error(cal, w, best, a.scale, N, K);
+        if (!(e == e)) rc = cm_fail(err, errsz, "out of memory (calibration)");
+        if (rc == 0 && e < l->err_gptq) {
+            l->err_gptq = e;
+            l->scale_gptq = a.scale;
+            l->scale_mult = mult[i];
+            if (cal->method == CV_METHOD_GPTQ) memcpy(l->q, best, (size_t)(N * K));
+        }
+    }
+    l->scale = cal->method == CV_METHOD_GPTQ ? l->scale_gptq : s_abs;
+    free(u);
+    free(best);
+    return rc;
+}
+
+cJSON *cv_calib_report(const cv_calib *cal)
+{
+    cJSON *r = cJSON_CreateObject(), *arr = cJSON_CreateArray();
+    double sa = 0, sg = 0;
+    for (int i = 0; i < cal->n; i++) {
+        const cv_calib_layer *l = &cal->l[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", l->name);
+        cJSON_AddNumberToObject(o, "rows", (double)l->rows);
+        cJSON_AddNumberToObject(o, "cols", (double)l->cols);
+        cJSON_AddNumberToObject(o, "err_absmean", l->err_absmean);
+        cJSON_AddNumberToObject(o, "err_gptq", l->err_gptq);
+        cJSON_AddNumberToObject(o, "gptq_scale_mult", l->scale_mult);
+        cJSON_AddNumberToObject(o, "damping", l->lambda);
+        cJSON_AddItemToArray(arr, o);
+        sa += l->err_absmean;
+        sg += l->err_gptq;
+    }
+    cJSON_AddStringToObject(r, "method", cal->method == CV_METHOD_GPTQ ? "gptq" : "absmean");
+    cJSON_AddNumberToObject(r, "tokens", (double)cal->tokens);
+    cJSON_AddNumberToObject(r, "damp", cal->damp);
+    cJSON_AddNumberToObject(r, "err_absmean_mean", cal->n ? sa / cal->n : 0);
+    cJSON_AddNumberToObject(r, "err_gptq_mean", cal->n ? sg / cal->n : 0);
+    cJSON_AddItemToObject(r, "layers", arr);
+    return r;
+}
