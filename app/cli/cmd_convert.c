@@ -181,8 +181,10 @@ static void print_report(const cJSON *r)
                str(cal, "method"), num(cal, "tokens"), str(cal, "text"),
                num(cal, "err_absmean_mean"), num(cal, "err_gptq_mean"));
         cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(cal, "layers"))
-                printf("  %-40s %.4f -> %.4f\n", str(e, "name"), num(e, "err_absmean"),
-                       num(e, "err_gptq"));
+        {
+            printf("  %-40s %.4f -> %.4f (scale alone %.4f)\n", str(e, "name"),
+                   num(e, "err_absmean"), num(e, "err_gptq"), num(e, "err_scale_only"));
+        }
     }
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, "validation");
     if (v)

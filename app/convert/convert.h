@@ -231,6 +231,7 @@ typedef struct cv_calib_layer {
     int8_t *q; /* rows x cols, by the method asked for */
     float scale, scale_gptq;
     double err_absmean, err_gptq, scale_mult, lambda;
+    double err_scaled; /* round to nearest at the best of gptq's scales, no feedback */
 } cv_calib_layer;
 
 struct cv_calib {

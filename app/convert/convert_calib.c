@@ -11,6 +11,9 @@
  *            lambda = damp * mean(diag H), raised tenfold while the matrix is not positive
  *            definite. The scale s is chosen from a few multiples of mean |W| (one scale per
  *            tensor, as the I2_S and TQ layouts store it) as the one with the least error.
+ *            The report also gives the error of the best of those scales with plain
+ *            rounding (err_scale_only), so that the part of the gain due to the error
+ *            feedback shows.
  *
  * The error reported for a quantized W' is the layer's relative output error on the
  * calibration tokens, ||X W^T - X W'^T||_F / ||X W^T||_F = sqrt(tr(D H D^T) / tr(W H W^T)),
@@ -224,9 +227,13 @@ int cv_calib_linear(cv_calib *cal, const char *name, const float *x, int64_t T, 
     if (rc == 0) l->err_absmean = output_error(cal, w, l->q, s_abs, N, K);
     if (rc == 0) rc = inverse_factor(cal, K, u, &l->lambda, err, errsz);
     const double m = mean_abs(w, N * K);
-    l->err_gptq = INFINITY;
+    l->err_gptq = l->err_scaled = INFINITY;
     for (size_t i = 0; rc == 0 && i < sizeof mult / sizeof *mult; i++) {
         gptq_args a = {w, u, K, (float)(m * mult[i]), best};
+        /* round to nearest at the same scale: what the scale search alone gives */
+        for (int64_t j = 0; j < N * K; j++) best[j] = tern(w[j] / a.scale);
+        double e0 = output_error(cal, w, best, a.scale, N, K);
+        if (e0 < l->err_scaled) l->err_scaled = e0;
         bn_pool_parallel_for(cal->pool, N, 1, gptq_rows, &a);
         double e = output_error(cal, w, best, a.scale, N, K);
         if (!(e == e)) rc = cm_fail(err, errsz, "out of memory (calibration)");
@@ -255,6 +262,7 @@ cJSON *cv_calib_report(const cv_calib *cal)
         cJSON_AddNumberToObject(o, "cols", (double)l->cols);
         cJSON_AddNumberToObject(o, "err_absmean", l->err_absmean);
         cJSON_AddNumberToObject(o, "err_gptq", l->err_gptq);
+        cJSON_AddNumberToObject(o, "err_scale_only", l->err_scaled);
         cJSON_AddNumberToObject(o, "gptq_scale_mult", l->scale_mult);
         cJSON_AddNumberToObject(o, "damping", l->lambda);
         cJSON_AddItemToArray(arr, o);

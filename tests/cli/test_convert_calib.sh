@@ -26,12 +26,16 @@ done
 # every layer: 2 layers x 7 linear weights, gptq below absmean
 n=0 lower=0
 while [ $n -lt 14 ]; do
-    set -- $(jget "$TMP/gptq.json" calibration.layers.$n.err_absmean calibration.layers.$n.err_gptq)
-    [ $# -eq 2 ] || break
-    lt "$2" "$1" && lower=$((lower + 1)) || echo "       layer $n: gptq $2, absmean $1"
+    set -- $(jget "$TMP/gptq.json" calibration.layers.$n.err_absmean calibration.layers.$n.err_gptq \
+        calibration.layers.$n.err_scale_only)
+    [ $# -eq 3 ] || break
+    # below absmean, and below the best scale with plain rounding (the error feedback pays)
+    lt "$2" "$1" && lt "$2" "$3" && lower=$((lower + 1)) ||
+        echo "       layer $n: gptq $2, absmean $1, scale alone $3"
     n=$((n + 1))
 done
-[ $n -eq 14 ] && [ $lower -eq 14 ] && ok "gptq's output error is lower on all 14 layers" ||
+[ $n -eq 14 ] && [ $lower -eq 14 ] &&
+    ok "gptq's output error is lower than absmean's and the scale alone's on all 14 layers" ||
     bad "gptq lower on $lower of $n layers"
 # the error of the codes written: absmean's report and a plain convert agree with absmean
 [ "$(jget "$TMP/absmean.json" calibration.err_absmean_mean)" = \
