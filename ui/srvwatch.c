@@ -300,7 +300,7 @@ static void poll_once(sw_watch *w, CURL *h, const char *url, const char *key, po
     const long code = http_get(w, h, u, key, &body, HEALTH_MAX, why, sizeof why);
     if (!code) {
         o->state = SW_DOWN;
-        snprintf(o->err, sizeof o->err, "cannot reach %.300s: %s", url, why);
+        snprintf(o->err, sizeof o->err, "cannot reach %.300s: %.190s", url, why);
     } else {
         o->state = health_state(code, &body, url, o->err, sizeof o->err);
     }
