@@ -18,11 +18,11 @@ static int all_digits(const char *s)
 }
 
 /* Names go into JSON and tables as they are: printable ASCII, no space, quote,
- * backslash or comma (CSV). */
+ * backslash or comma (CSV), not starting with '-' (an option). */
 int bn_tenant_name_ok(const char *s)
 {
     const size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n >= BN_TENANT_NAME_MAX || all_digits(s)) return 0;
+    if (n == 0 || n >= BN_TENANT_NAME_MAX || all_digits(s) || s[0] == '-') return 0;
     for (; *s; s++)
         if (*s <= ' ' || *s > '~' || strchr("\"'\\,", *s)) return 0;
     return 1;
@@ -154,7 +154,7 @@ bn_status bn_db_tenant_add(bn_db *db, const char *actor, const char *name, const
     if (!bn_tenant_name_ok(name))
         return bn__db_err(db, BN_ERR_INVALID,
                           "bad tenant name '%s' (1 to %d printable characters, no spaces, "
-                          "quotes or commas, not only digits)",
+                          "quotes or commas, not only digits, no leading '-')",
                           name ? name : "", BN_TENANT_NAME_MAX - 1);
     if (!charset_ok(tier, BN_TENANT_TIER_MAX, "a_-"))
         return bn__db_err(db, BN_ERR_INVALID, "bad tier '%s'", tier ? tier : "");

@@ -78,7 +78,7 @@ static int sub_add(int argc, char **argv)
     if (!bn_tenant_name_ok(a.pos))
         return cli_usage_error(C,
                                "bad tenant name '%s' (1 to %d printable characters, no spaces, "
-                               "quotes or commas, not only digits)",
+                               "quotes or commas, not only digits, no leading '-')",
                                a.pos, BN_TENANT_NAME_MAX - 1);
     const char *tier = a.tier ? a.tier : "developer";
     if (!tn_tier_known(tier))

@@ -103,6 +103,8 @@ static void test_tenant_lifecycle(void **state)
     assert_int_equal(bn_db_tenant_add(db, "cli:t", "acme", "team", NULL, NULL), BN_ERR_INVALID);
     assert_int_equal(bn_db_tenant_add(db, "cli:t", "123", "team", NULL, NULL), BN_ERR_INVALID);
     assert_int_equal(bn_db_tenant_add(db, "cli:t", "a b", "team", NULL, NULL), BN_ERR_INVALID);
+    assert_int_equal(bn_db_tenant_add(db, "cli:t", "-x", "team", NULL, NULL), BN_ERR_INVALID);
+    assert_int_equal(bn_db_tenant_add(db, "cli:t", "a,b", "team", NULL, NULL), BN_ERR_INVALID);
     assert_int_equal(bn_db_tenant_add(db, "cli:t", "x\"y", "team", NULL, NULL), BN_ERR_INVALID);
     assert_int_equal(bn_db_tenant_add(db, "cli:t", "ok", "Team!", NULL, NULL), BN_ERR_INVALID);
     assert_int_equal(audit_count(db), 2); /* refused changes leave no entry */

@@ -66,9 +66,9 @@ typedef struct bn_tenant {
 /* Whether name is a valid tenant name (as bn_db_tenant_add wants it): 1 or 0. */
 int bn_tenant_name_ok(const char *name);
 /* Adds an active tenant. name: 1 .. 127 bytes of printable ASCII other than space, quotes,
- * backslash and comma,
- * not all digits (those are ids); tier: 1 .. 31 bytes of [a-z0-9_-]; stripe_customer may be
- * NULL. BN_ERR_INVALID for a bad or taken name. Audited as tenant.add. */
+ * backslash and comma, not all digits (those are ids), not starting with '-'; tier: 1 .. 31
+ * bytes of [a-z0-9_-]; stripe_customer may be NULL ([A-Za-z0-9_]). BN_ERR_INVALID for a bad
+ * or taken name. Audited as tenant.add. */
 bn_status bn_db_tenant_add(bn_db *db, const char *actor, const char *name, const char *tier,
                            const char *stripe_customer, int64_t *id);
 /* The tenant that ref names; BN_ERR_NOT_FOUND when none. */
