@@ -108,3 +108,30 @@ bn_status bn_db_usage_report(bn_db *db, int64_t tenant_id, int64_t from_ms, int6
     sqlite3_finalize(st);
     return s;
 }
+
+bn_status bn_db_usage_total(bn_db *db, int64_t tenant_id, int64_t from_ms, int64_t to_ms,
+                            bn_usage_total *out)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st;
+    bn_status s = bn__db_prepare(db,
+                                 "SELECT total(requests), total(prompt_tokens), "
+                                 "total(completion_tokens) FROM usage "
+                                 "WHERE (?1 = 0 OR tenant_id = ?1) AND (?2 = 0 OR at >= ?2) "
+                                 "AND (?3 = 0 OR at < ?3)",
+                                 &st);
+    if (s != BN_OK) return s;
+    sqlite3_bind_int64(st, 1, tenant_id);
+    sqlite3_bind_int64(st, 2, from_ms);
+    sqlite3_bind_int64(st, 3, to_ms);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        out->requests = sqlite3_column_int64(st, 0);
+        out->prompt_tokens = sqlite3_column_int64(st, 1);
+        out->completion_tokens = sqlite3_column_int64(st, 2);
+    } else {
+        s = bn__db_sqlerr(db, rc, "reading the ledger");
+    }
+    sqlite3_finalize(st);
+    return s;
+}

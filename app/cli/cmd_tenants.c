@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "bitnet/core.h"
+#include "common/tiers.h"
 #include "tenancy.h"
 
 #define C_NAME "tenants"
@@ -81,7 +82,7 @@ static int sub_add(int argc, char **argv)
                                "quotes or commas, not only digits, no leading '-')",
                                a.pos, BN_TENANT_NAME_MAX - 1);
     const char *tier = a.tier ? a.tier : "developer";
-    if (!tn_tier_known(tier))
+    if (!cm_tier_known(tier))
         return cli_usage_error(C, "unknown tier '%s' (developer, team, business)", tier);
     bn_db *db;
     int64_t id;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/config.h"
+#include "common/tiers.h"
 #include "tenancy.h"
 
 #define C_NAME "usage"
@@ -39,13 +40,8 @@ typedef struct report {
 /* The cost of tokens at tier; < 0 when the tier is not in the config. */
 static double tier_cost(const bn_config *cfg, const char *tier, int64_t tokens)
 {
-    char k1[96], k2[96];
-    snprintf(k1, sizeof k1, "tiers.%s.price_usd", tier);
-    snprintf(k2, sizeof k2, "tiers.%s.monthly_tokens", tier);
-    if (!bn_config_find_key(k1)) return -1;
-    const double price = bn_config_get_double(cfg, k1);
-    const long long quota = bn_config_get_int(cfg, k2);
-    return quota > 0 ? (double)tokens * price / (double)quota : price;
+    cm_tier t;
+    return cm_tier_get(cfg, tier, &t) == 0 ? cm_tier_cost(&t, tokens) : -1;
 }
 
 static int row(void *ud, const bn_usage_day *d)

@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include "common/cli.h"
-#include "common/config.h"
 #include "common/history.h"
 
 int tn_open(const char *cmd, bn_db **db)
@@ -71,14 +70,6 @@ const char *tn_fmt_time(int64_t ms, char *buf, size_t size)
     if (!ms || !gmtime_r(&t, &tm) || !strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm))
         snprintf(buf, size, "-");
     return buf;
-}
-
-int tn_tier_known(const char *tier)
-{
-    char key[96];
-    if (!tier || strlen(tier) >= BN_TENANT_TIER_MAX) return 0;
-    snprintf(key, sizeof key, "tiers.%s.price_usd", tier);
-    return bn_config_find_key(key) != NULL;
 }
 
 /* One option of the table: its flag, its bit, and whether it takes a value (where it goes). */

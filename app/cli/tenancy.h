@@ -1,6 +1,7 @@
 /* tenancy.h - what the platform's commands (tenants, keys, usage, audit) share: opening the
- * store, the actor their audit entries name, dates and tiers. The store is bitnet/db_tenants.h
- * in the history database (common/history.h says where it is). */
+ * store, the actor their audit entries name, dates, options and subcommands (the tiers:
+ * common/tiers.h). The store is bitnet/db_tenants.h in the history database
+ * (common/history.h says where it is). */
 #ifndef BITNET_APP_TENANCY_H
 #define BITNET_APP_TENANCY_H
 
@@ -23,8 +24,6 @@ const char *tn_actor(void);
 int tn_parse_date(const char *s, int64_t *ms);
 /* ms since the epoch as "YYYY-MM-DDTHH:MM:SSZ" into buf (at least 24 bytes); "-" for 0. */
 const char *tn_fmt_time(int64_t ms, char *buf, size_t size);
-/* Whether tier names a tier of the config (tiers.<tier>.price_usd is a key). */
-int tn_tier_known(const char *tier);
 
 /* The options of the platform's commands: each subcommand allows some (a mask of TN_*). */
 enum {

@@ -303,6 +303,15 @@ static void test_usage_idempotent(void **state)
     assert_string_equal(t.first_day, "2026-05-28");
     t = report(db, 0, 0, 0);
     assert_int_equal(t.requests, 3);
+    bn_usage_total tt;
+    ok(db, bn_db_usage_total(db, a, 0, 0, &tt));
+    assert_int_equal(tt.requests, 2);
+    assert_int_equal(tt.prompt_tokens, 20);
+    assert_int_equal(tt.completion_tokens, 40);
+    ok(db, bn_db_usage_total(db, a, T0 + DAY, T0 + 2 * DAY, &tt));
+    assert_int_equal(tt.requests, 1);
+    ok(db, bn_db_usage_total(db, 999, 0, 0, &tt));
+    assert_int_equal(tt.requests, 0);
     t = report(db, a, T0 + 1, 0); /* from: after the first request */
     assert_int_equal(t.requests, 1);
     t = report(db, 0, 0, T0 + 1); /* to: exclusive */

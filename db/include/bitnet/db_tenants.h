@@ -174,6 +174,15 @@ typedef struct bn_usage_day {
 bn_status bn_db_usage_report(bn_db *db, int64_t tenant_id, int64_t from_ms, int64_t to_ms,
                              int (*fn)(void *ud, const bn_usage_day *d), void *ud);
 
+typedef struct bn_usage_total {
+    int64_t requests, prompt_tokens, completion_tokens;
+} bn_usage_total;
+
+/* The totals of tenant_id (0: all) in [from_ms, to_ms) (0: open): what a monthly quota is
+ * checked against. */
+bn_status bn_db_usage_total(bn_db *db, int64_t tenant_id, int64_t from_ms, int64_t to_ms,
+                            bn_usage_total *out);
+
 /* ---- the audit log ------------------------------------------------------------------------ */
 
 typedef struct bn_audit_entry {

@@ -1,0 +1,38 @@
+/*
+ * tiers.h - the platform's tiers (developer, team, business) as the config holds them
+ * (tiers.<tier>.* in bitnet-config(5)): price and limits, read by the usage report and, later,
+ * by the server's rate limits and quotas.
+ *
+ * Usage:
+ *
+ *     cm_tier t;
+ *     if (cm_tier_get(cfg, "team", &t) == 0)
+ *         printf("%.0f USD a month, %lld tokens\n", t.price_usd, t.monthly_tokens);
+ *     double usd = cm_tier_cost(&t, prompt_tokens + completion_tokens);
+ *
+ * No state; cfg is the caller's (common/config.h).
+ */
+#ifndef BITNET_COMMON_TIERS_H
+#define BITNET_COMMON_TIERS_H
+
+#include <stdint.h>
+
+#include "common/config.h"
+
+typedef struct cm_tier {
+    double price_usd;             /* per month */
+    long long requests_per_min;   /* 0: no limit */
+    long long tokens_per_min;     /* 0: no limit */
+    long long concurrent_streams; /* 0: no limit */
+    long long monthly_tokens;     /* 0: no quota */
+} cm_tier;
+
+/* Whether name is a tier of the config schema (developer, team, business). */
+int cm_tier_known(const char *name);
+/* The effective settings of tier name into *out; 0, or -1 when it is not a tier. */
+int cm_tier_get(const bn_config *cfg, const char *name, cm_tier *out);
+/* The cost of tokens at the tier: tokens x price / monthly_tokens (the price of a token when
+ * the quota is used up); the month's price when the tier has no quota. */
+double cm_tier_cost(const cm_tier *t, int64_t tokens);
+
+#endif
