@@ -96,20 +96,26 @@ static double h_norm2(const cv_calib *cal, const double *a, int64_t N, int64_t K
     return s;
 }
 
-/* sqrt(tr(D H D^T) / tr(W H W^T)), D = W - q * scale (N x K); NaN when out of memory. */
-static double output_error(const cv_calib *cal, const float *w, const int8_t *q, float scale,
-                           int64_t N, int64_t K)
+/* tr(D H D^T), D = W - q * scale (N x K; q NULL: D = W); NaN when out of memory. */
+static double h_quad(const cv_calib *cal, const float *w, const int8_t *q, float scale, int64_t N,
+                     int64_t K)
 {
     double *a = calloc((size_t)(N * K), sizeof *a), *ah = malloc((size_t)(N * K) * sizeof *ah);
-    double num = NAN, den = NAN;
+    double r = NAN;
     if (a && ah) {
-        for (int64_t i = 0; i < N * K; i++) a[i] = w[i];
-        den = h_norm2(cal, a, N, K, ah);
-        for (int64_t i = 0; i < N * K; i++) a[i] -= (double)q[i] * scale;
-        num = h_norm2(cal, a, N, K, ah);
+        for (int64_t i = 0; i < N * K; i++) a[i] = w[i] - (q ? (double)q[i] * scale : 0.0);
+        r = h_norm2(cal, a, N, K, ah);
     }
     free(a);
     free(ah);
+    return r;
+}
+
+/* sqrt(tr(D H D^T) / den), den = tr(W H W^T) (h_quad with q NULL); NaN when out of memory. */
+static double output_error(const cv_calib *cal, const float *w, const int8_t *q, float scale,
+                           int64_t N, int64_t K, double den)
+{
+    const double num = h_quad(cal, w, q, scale, N, K);
     return den > 0 ? sqrt(num / den) : den == 0 ? 0 : NAN;
 }
 
@@ -142,42 +148,68 @@ static int inverse_factor(cv_calib *cal, int64_t K, double *u, double *lambda, c
     return 0;
 }
 
-typedef struct gptq_args {
-    const float *w;
-    const double *u;
-    int64_t K;
-    float scale;
-    int8_t *q;
-} gptq_args;
-
 static int8_t tern(double v)
 {
     double r = rint(v);
     return (int8_t)(r > 1 ? 1 : r < -1 ? -1 : r);
 }
 
-/* Rows n0 .. n1-1, each with its own copy of the row being corrected. */
-static void gptq_rows(void *arg, int64_t n0, int64_t n1, int tid)
+/* Columns are quantized in blocks of GPTQ_BLOCK: inside a block the error of each column is
+ * fed to the block's later columns one by one; the columns after the block get the whole
+ * block's errors at once, as one matrix product (E . U[block, after]), which is the same
+ * arithmetic in another order and runs at BLAS speed. */
+#define GPTQ_BLOCK 128
+
+typedef struct gptq_args {
+    double *w;       /* N x K, corrected in place */
+    const double *u; /* K x K, upper */
+    double *e;       /* N x (i2 - i1): the block's errors, divided by U_ii */
+    int64_t K, i1, i2;
+    double scale;
+    int8_t *q;
+} gptq_args;
+
+/* Columns i1 .. i2-1 of rows n0 .. n1-1. */
+static void gptq_block_rows(void *arg, int64_t n0, int64_t n1, int tid)
 {
     (void)tid;
     const gptq_args *a = arg;
-    const int64_t K = a->K;
-    double *wr = malloc((size_t)K * sizeof *wr);
-    if (!wr) { /* no room for the feedback: absmean codes, still a valid answer */
-        for (int64_t i = n0 * K; i < n1 * K; i++) a->q[i] = tern(a->w[i] / a->scale);
-        return;
-    }
+    const int64_t K = a->K, nb = a->i2 - a->i1;
     for (int64_t r = n0; r < n1; r++) {
-        for (int64_t k = 0; k < K; k++) wr[k] = a->w[r * K + k];
-        for (int64_t i = 0; i < K; i++) {
+        double *wr = a->w + r * K, *er = a->e + r * nb;
+        for (int64_t i = a->i1; i < a->i2; i++) {
             const double *ui = a->u + i * K;
             const int8_t qi = tern(wr[i] / a->scale);
             a->q[r * K + i] = qi;
-            const double e = (wr[i] - qi * (double)a->scale) / ui[i];
-            for (int64_t j = i + 1; j < K; j++) wr[j] -= e * ui[j];
+            const double e = (wr[i] - qi * a->scale) / ui[i];
+            er[i - a->i1] = e;
+            for (int64_t j = i + 1; j < a->i2; j++) wr[j] -= e * ui[j];
         }
     }
-    free(wr);
+}
+
+/* q (N x K): the GPTQ codes of w at scale, with u from inverse_factor. 0 or -1 with a
+ * message. */
+static int gptq(cv_calib *cal, const float *w, int64_t N, int64_t K, const double *u, double scale,
+                int8_t *q, char *err, size_t errsz)
+{
+    double *wd = malloc((size_t)(N * K) * sizeof *wd),
+           *e = malloc((size_t)(N * GPTQ_BLOCK) * sizeof *e);
+    int rc = wd && e ? 0 : cm_fail(err, errsz, "out of memory (calibration)");
+    gptq_args a = {wd, u, e, K, 0, 0, scale, q};
+    for (int64_t i = 0; rc == 0 && i < N * K; i++) wd[i] = w[i];
+    for (int64_t i1 = 0; rc == 0 && i1 < K; i1 += GPTQ_BLOCK) {
+        a.i1 = i1;
+        a.i2 = i1 + GPTQ_BLOCK < K ? i1 + GPTQ_BLOCK : K;
+        const int64_t nb = a.i2 - i1;
+        bn_pool_parallel_for(cal->pool, N, 4, gptq_block_rows, &a);
+        if (a.i2 < K && bn_linalg_gemm_ex(cal->ctx, 0, 0, N, K - a.i2, nb, -1.0, e, nb,
+                                          u + i1 * K + a.i2, K, 1.0, wd + a.i2, K) != BN_OK)
+            rc = cm_fail(err, errsz, "calibration: %s", bn_ctx_errmsg(cal->ctx));
+    }
+    free(wd);
+    free(e);
+    return rc;
 }
 
 /* ---- one layer ------------------------------------------------------------------------------ */
@@ -224,22 +256,23 @@ int cv_calib_linear(cv_calib *cal, const char *name, const float *x, int64_t T, 
     float s_abs;
     if (rc == 0 && bn_quantize_absmean(w, N, K, BN_QGRAN_TENSOR, 0, l->q, &s_abs) != BN_OK)
         rc = cm_fail(err, errsz, "%s: cannot quantize", name);
-    if (rc == 0) l->err_absmean = output_error(cal, w, l->q, s_abs, N, K);
+    const double den = rc == 0 ? h_quad(cal, w, NULL, 0, N, K) : 0;
+    if (rc == 0) l->err_absmean = output_error(cal, w, l->q, s_abs, N, K, den);
     if (rc == 0) rc = inverse_factor(cal, K, u, &l->lambda, err, errsz);
     const double m = mean_abs(w, N * K);
     l->err_gptq = l->err_scaled = INFINITY;
     for (size_t i = 0; rc == 0 && i < sizeof mult / sizeof *mult; i++) {
-        gptq_args a = {w, u, K, (float)(m * mult[i]), best};
+        const float sc = (float)(m * mult[i]);
         /* round to nearest at the same scale: what the scale search alone gives */
-        for (int64_t j = 0; j < N * K; j++) best[j] = tern(w[j] / a.scale);
-        double e0 = output_error(cal, w, best, a.scale, N, K);
+        for (int64_t j = 0; j < N * K; j++) best[j] = tern(w[j] / sc);
+        double e0 = output_error(cal, w, best, sc, N, K, den);
         if (e0 < l->err_scaled) l->err_scaled = e0;
-        bn_pool_parallel_for(cal->pool, N, 1, gptq_rows, &a);
-        double e = output_error(cal, w, best, a.scale, N, K);
+        rc = gptq(cal, w, N, K, u, sc, best, err, errsz);
+        double e = rc == 0 ? output_error(cal, w, best, sc, N, K, den) : 0;
         if (!(e == e)) rc = cm_fail(err, errsz, "out of memory (calibration)");
         if (rc == 0 && e < l->err_gptq) {
             l->err_gptq = e;
-            l->scale_gptq = a.scale;
+            l->scale_gptq = sc;
             l->scale_mult = mult[i];
             if (cal->method == CV_METHOD_GPTQ) memcpy(l->q, best, (size_t)(N * K));
         }

@@ -80,17 +80,30 @@ static void transpose(const double *src, int64_t rows, int64_t cols, double *dst
 
 /* ---- product ----------------------------------------------------------------------------- */
 
-bn_status bn_linalg_gemm(bn_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int64_t k,
-                         const double *a, const double *b, double *c)
+bn_status bn_linalg_gemm_ex(bn_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int64_t k,
+                            double alpha, const double *a, int64_t lda, const double *b,
+                            int64_t ldb, double beta, double *c, int64_t ldc)
 {
     bn_status rc = bad_dims(ctx, "gemm", m, n);
     if (rc == BN_OK) rc = bad_dims(ctx, "gemm", k, k);
     if (rc != BN_OK) return rc;
     if (!a || !b || !c) return null_out(ctx, "gemm");
+    if (lda < (ta ? m : k) || ldb < (tb ? k : n) || ldc < n || lda > INT32_MAX || ldb > INT32_MAX ||
+        ldc > INT32_MAX)
+        return bn_ctx_set_error(ctx, BN_ERR_INVALID,
+                                "gemm: a leading dimension is too small or too large (%lld, "
+                                "%lld, %lld)",
+                                (long long)lda, (long long)ldb, (long long)ldc);
     cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (blasint)m, (blasint)n, (blasint)k, 1.0, a, (blasint)(ta ? m : k), b,
-                (blasint)(tb ? k : n), 0.0, c, (blasint)n);
+                (blasint)m, (blasint)n, (blasint)k, alpha, a, (blasint)lda, b, (blasint)ldb, beta,
+                c, (blasint)ldc);
     return BN_OK;
+}
+
+bn_status bn_linalg_gemm(bn_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int64_t k,
+                         const double *a, const double *b, double *c)
+{
+    return bn_linalg_gemm_ex(ctx, ta, tb, m, n, k, 1.0, a, ta ? m : k, b, tb ? k : n, 0.0, c, n);
 }
 
 /* ---- SVD --------------------------------------------------------------------------------- */

@@ -420,6 +420,31 @@ static void test_eigh(void **state)
     assert_true(w[16] > 1e-6 * w[19]);
 }
 
+/* gemm_ex on sub-matrices: c[1:3, 2:5] += 2 * a[0:2, 1:4] . b^T, checked element by element
+ * against the sums written out (exact in doubles: small integers). */
+static void test_gemm_ex(void **state)
+{
+    (void)state;
+    double a[3 * 5], b[3 * 4], c[4 * 6], want[4 * 6];
+    for (int i = 0; i < 15; i++) a[i] = i - 7;
+    for (int i = 0; i < 12; i++) b[i] = 3 - i;
+    for (int i = 0; i < 24; i++) c[i] = want[i] = i;
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++) {
+            double s = 0;
+            for (int k = 0; k < 3; k++) s += a[i * 5 + 1 + k] * b[j * 4 + k];
+            want[(1 + i) * 6 + 2 + j] += 2 * s;
+        }
+    assert_int_equal(bn_linalg_gemm_ex(NULL, 0, 1, 2, 3, 3, 2.0, a + 1, 5, b, 4, 1.0, c + 8, 6),
+                     BN_OK);
+    assert_memory_equal(c, want, sizeof c);
+    /* a leading dimension narrower than the matrix */
+    assert_int_equal(bn_linalg_gemm_ex(NULL, 0, 1, 2, 3, 3, 1.0, a, 2, b, 4, 0.0, c, 6),
+                     BN_ERR_INVALID);
+    assert_int_equal(bn_linalg_gemm_ex(NULL, 0, 0, 2, 3, 3, 1.0, a, 5, b, 2, 0.0, c, 6),
+                     BN_ERR_INVALID);
+}
+
 /* ---- bad input ------------------------------------------------------------------------- */
 
 static void test_bad_input(void **state)
@@ -508,6 +533,7 @@ int main(void)
             cmocka_unit_test(test_eigh),
             cmocka_unit_test(test_bad_input),
             cmocka_unit_test(test_nomem),
+            cmocka_unit_test(test_gemm_ex),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

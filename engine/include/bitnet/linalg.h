@@ -50,6 +50,13 @@ extern "C" {
 bn_status bn_linalg_gemm(bn_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int64_t k,
                          const double *a, const double *b, double *c);
 
+/* The general form: c = alpha op(a) op(b) + beta c on sub-matrices, with leading dimensions
+ * (the distance between rows) lda, ldb, ldc, each at least the width of its matrix as stored
+ * (a: ta ? m : k, b: tb ? k : n, c: n). beta 0: c is only written. */
+bn_status bn_linalg_gemm_ex(bn_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int64_t k,
+                            double alpha, const double *a, int64_t lda, const double *b,
+                            int64_t ldb, double beta, double *c, int64_t ldc);
+
 /* Thin SVD of a (m x n), k = min(m, n): u (m x k, orthonormal columns), s (k, descending,
  * >= 0), vt (k x n, orthonormal rows), a = u . diag(s) . vt. u and vt may both be NULL for
  * the singular values only (not one of them). */
