@@ -1,15 +1,23 @@
 /* screen_server.c - screen 10: a `bitnet serve` watched by URL (bitnet tui --server URL, or
- * u here): up, loading or down, slots, queue, requests/s, tokens/s, the mean batch, the
- * time to the first token, 429s, HTTP errors by status, and a graph of generated tokens/s.
- * The polls run on srvwatch.c's thread; this file only reads its view. */
+ * u here), or started here on the loaded model (n): up, loading or down, slots, queue,
+ * requests/s, tokens/s, the mean batch, the time to the first token, 429s, HTTP errors by
+ * status, and a graph of generated tokens/s. The polls run on srvwatch.c's thread and a
+ * server started here is a child (child.h); this file only reads their state. */
 #include "tui.h"
 
+#include <arpa/inet.h>
 #include <curses.h>
+#include <errno.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "bitnet/core.h"
+#include "child.h"
 #include "srvwatch.h"
 
 #define DEFAULT_URL "http://127.0.0.1:8080"
@@ -18,6 +26,9 @@ typedef struct srvscr {
     sw_watch *w;
     ui_input in;
     int editing;
+    ui_child child;      /* a bitnet serve started here (n), stopped with x or at exit */
+    char child_cmd[128]; /* "bitnet serve -m NAME --listen 127.0.0.1:PORT" */
+    int child_told;      /* its end was said on the status line */
 } srvscr;
 
 static void wake(void *ud)
@@ -29,7 +40,9 @@ static void *srv_create(tui *t)
 {
     srvscr *s = calloc(1, sizeof *s);
     if (!s) return NULL;
+    ui_child_init(&s->child);
     if (sw_new(&s->w, 1.0, wake, t) != 0) {
+        ui_child_release(&s->child);
         free(s);
         return NULL;
     }
@@ -44,6 +57,7 @@ static void srv_destroy(void *st)
 {
     srvscr *s = st;
     sw_free(s->w);
+    ui_child_release(&s->child); /* SIGTERM: it drains and exits */
     free(s);
 }
 
@@ -85,7 +99,7 @@ static void draw_state(const sw_view *v, double now, int *r, int x, int w)
     char line[256];
     if (v->state == SW_IDLE) {
         field((*r)++, x, w, "state", crt_attr(CR_DIM),
-              "no server watched: u enters its URL (or bitnet tui --server URL)");
+              "no server watched: u enters its URL (or bitnet tui --server URL), n starts one");
         return;
     }
     if (v->state == SW_WAIT)
@@ -112,10 +126,10 @@ static void draw_state(const sw_view *v, double now, int *r, int x, int w)
 }
 
 /* Rows draw_state and draw_figures take. */
-static int rows_needed(const srvscr *s, const sw_view *v)
+static int rows_needed(srvscr *s, const sw_view *v)
 {
-    int n = (s->editing ? 2 : 0) + 1 + (v->err[0] ? 2 : 0);
-    if (v->have) n += (v->err[0] || v->state != SW_UP) + 9 + (v->tot.bad_lines > 0);
+    int n = (s->editing ? 2 : 0) + 1 + (v->err[0] ? 2 : 0) + (s->child_cmd[0] ? 1 : 0);
+    if (v->have) n += (v->err[0] || v->state != SW_UP) + 8 + (v->tot.bad_lines > 0);
     return n;
 }
 
@@ -202,6 +216,20 @@ static void draw_graph(const sw_view *v, double now, int y, int x, int h, int w)
     ui_box(y, x, h, w, title);
 }
 
+/* The server started here, when there is one. */
+static void draw_child(srvscr *s, int *r, int x, int w)
+{
+    if (!s->child_cmd[0]) return;
+    char line[512], err[256];
+    const int running = ui_child_state_get(&s->child) == UI_CHILD_RUNNING;
+    ui_child_error(&s->child, err, sizeof err);
+    if (running)
+        snprintf(line, sizeof line, "%s, running (x stops it)", s->child_cmd);
+    else
+        snprintf(line, sizeof line, "%s, ended%s%s", s->child_cmd, err[0] ? ": " : "", err);
+    field((*r)++, x, w, "started", running ? 0 : crt_attr(err[0] ? CR_FAIL : CR_DIM), line);
+}
+
 static void srv_draw(tui *t, void *st, int y, int x, int h, int w)
 {
     (void)t;
@@ -220,6 +248,7 @@ static void srv_draw(tui *t, void *st, int y, int x, int h, int w)
         ui_input_draw(&s->in, r++, x + 14, iw - 12, 1);
         ui_text(r++, x + 14, iw - 12, crt_attr(CR_DIM), "Enter: watch it, Esc: leave it as it was");
     }
+    draw_child(s, &r, x + 2, iw);
     draw_state(v, now, &r, x + 2, iw);
     if (v->have) draw_figures(v, r, x + 2, iw, bottom);
     if (fh < h) draw_graph(v, now, y + fh, x, h - fh, w);
@@ -236,6 +265,95 @@ static void apply_url(tui *t, srvscr *s)
     sw_set_url(s->w, url, t->opts.server_key);
     s->editing = 0;
     tui_status(t, CR_NORMAL, "watching %s", url);
+}
+
+/* A loopback port nobody listens on now (the kernel's choice), or -1. */
+static int free_port(void)
+{
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a;
+    socklen_t n = sizeof a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &n) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0) close(fd);
+    return port;
+}
+
+/* The model to serve: the loaded one, the configured one, the bundled one; NULL. */
+static const char *model_to_serve(tui *t, char *buf, size_t size)
+{
+    eng_status es;
+    eng_status_get(t->eng, &es);
+    if (es.model.loaded)
+        snprintf(buf, size, "%s", es.model.path);
+    else if (t->cfg && *bn_config_get_str(t->cfg, "model"))
+        snprintf(buf, size, "%s", bn_config_get_str(t->cfg, "model"));
+    else if (t->bundled[0])
+        snprintf(buf, size, "%s", t->bundled);
+    else
+        return NULL;
+    return buf;
+}
+
+/* n: `bitnet serve` on the loaded model and a free loopback port, watched here. */
+static void start_child(tui *t, srvscr *s)
+{
+    char model[BN_CONFIG_PATH_MAX + 256], listen[32], url[64];
+    if (ui_child_state_get(&s->child) == UI_CHILD_RUNNING) {
+        tui_status(t, CR_WARN, "the server started here is running (x stops it)");
+        return;
+    }
+    if (!model_to_serve(t, model, sizeof model)) {
+        tui_status(t, CR_FAIL, "no model to serve: load one on Models (F5)");
+        return;
+    }
+    const int port = free_port();
+    if (port <= 0) {
+        tui_status(t, CR_FAIL, "no free loopback port: %s", strerror(errno));
+        return;
+    }
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    const char *args[] = {"serve", "-m", model, "--listen", listen, NULL};
+    snprintf(s->child_cmd, sizeof s->child_cmd, "bitnet serve -m %.40s --listen %s",
+             tui_base(model), listen);
+    s->child_told = 0;
+    if (ui_child_start(&s->child, args, 0, wake, t) != 0) {
+        char err[256];
+        ui_child_error(&s->child, err, sizeof err);
+        tui_status(t, CR_FAIL, "%s", err);
+        return;
+    }
+    snprintf(url, sizeof url, "http://%s", listen);
+    sw_set_url(s->w, url, NULL);
+    tui_status(t, CR_NORMAL, "started %s", s->child_cmd);
+}
+
+/* x: SIGTERM to the server started here; it drains, and its end comes through srv_tick. */
+static void stop_child(tui *t, srvscr *s)
+{
+    if (ui_child_state_get(&s->child) != UI_CHILD_RUNNING || sr_kill(&s->child.proc, SIGTERM)) {
+        tui_status(t, CR_WARN, "no server started here is running (n starts one)");
+        return;
+    }
+    tui_status(t, CR_NORMAL, "stopping %s ...", s->child_cmd);
+}
+
+static void srv_tick(tui *t, void *st)
+{
+    srvscr *s = st;
+    if (!s->child_cmd[0] || s->child_told || ui_child_state_get(&s->child) != UI_CHILD_DONE) return;
+    s->child_told = 1;
+    char err[256];
+    ui_child_error(&s->child, err, sizeof err);
+    if (err[0])
+        tui_status(t, CR_FAIL, "bitnet serve: %s", err);
+    else
+        tui_status(t, CR_NORMAL, "the server started here has stopped");
 }
 
 static int srv_key(tui *t, void *st, int ch)
@@ -261,6 +379,14 @@ static int srv_key(tui *t, void *st, int ch)
         sw_poll_now(s->w);
         return 1;
     }
+    if (ch == 'n') {
+        start_child(t, s);
+        return 1;
+    }
+    if (ch == 'x') {
+        stop_child(t, s);
+        return 1;
+    }
     return 0;
 }
 
@@ -276,6 +402,8 @@ const tui_screen scr_server = {
         .fkey = 12,
         .live = 1,
         .help = "u\twatch a bitnet serve: its URL (bitnet tui --server URL at start)\n"
+                "n\tstart bitnet serve here on the loaded model (a free loopback port)\n"
+                "x\tstop the server started here (it also stops when the UI quits)\n"
                 "r\tpoll now (it polls GET /health and /metrics every second)\n"
                 "\trates are the counters' growth between two polls; the graph shows\n"
                 "\tthe last 60 s of generated tokens/s",
@@ -284,6 +412,7 @@ const tui_screen scr_server = {
         .draw = srv_draw,
         .key = srv_key,
         .editing = srv_editing,
+        .tick = srv_tick,
 };
 
 int bn_tui_server_url_check(const char *url, char *why, size_t size)

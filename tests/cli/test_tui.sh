@@ -413,6 +413,27 @@ print(s.getsockname()[1], flush=True); time.sleep(120)' >"$TMP/mute.port" &
     wait_for mute "EXIT=0" "a mute server: q quits at once" 3
     kill "$MPID" 2>/dev/null
 fi
+# n: a server started here on the loaded model, watched; x stops it; quitting stops one too
+start here --screen server
+wait_for here "no server watched: u enters its URL" "server screen without --server: says how to watch one"
+keys here n
+wait_for here "started +bitnet serve -m [^ ]+ --listen 127.0.0.1:[0-9]+, running \\(x stops it\\)" "n: bitnet serve started here"
+hport=$(sed -n 's/.*--listen 127.0.0.1:\([0-9]*\), running.*/\1/p' "$TMP/pane" | head -1)
+wait_for here "state +up, polled every second" "n: the server started here is up and watched" 30
+curl -s -o /dev/null -d '{"prompt":"Once upon a time","max_tokens":5}' "http://127.0.0.1:$hport/v1/completions"
+wait_for here "requests .*; 1 done" "n: its request counted"
+keys here x
+wait_for here "the server started here has stopped" "x: the server started here stops (SIGTERM)"
+grep -q ", ended" "$TMP/pane" && ok "x: the screen says it ended" || bad "x: ended"
+[ "$(ps ax -o args | grep -c "[s]erve -m .* --listen 127.0.0.1:$hport")" = 0 ] &&
+    ok "x: no server process left" || bad "x: the server still runs"
+keys here n
+wait_for here "started +bitnet serve .*, running" "n again: started"
+hport=$(sed -n 's/.*--listen 127.0.0.1:\([0-9]*\), running.*/\1/p' "$TMP/pane" | head -1)
+keys here q
+wait_for here "EXIT=0" "q with a server started here: quits"
+[ "$(ps ax -o args | grep -c "[s]erve -m .* --listen 127.0.0.1:$hport")" = 0 ] &&
+    ok "q: the server started here was stopped" || bad "q: the server still runs"
 # a slow model: a busy slot, one waiting, a 429, then the server stops
 "$BIN" synth --shape 700m -o "$TMP/slow.gguf" >/dev/null 2>&1 || bad "synth 700m"
 start_server "$TMP/sv2.log" -m "$TMP/slow.gguf" --slots 1 --queue 1 --ctx 1024 -t 2
