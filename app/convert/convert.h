@@ -25,6 +25,9 @@
  *                       SPM-style tokenizer.json, as llama.
  *   convert_validate.c  the f32 reference forward of the source model (layer by layer, so
  *                       memory stays near one layer) and the comparison metrics.
+ *   convert_calib.c     --calibrate: each linear layer's input second moment on calibration
+ *                       text and its ternarization with error feedback (GPTQ), with the
+ *                       output error of absmean and gptq per layer.
  *   convert.c           planning, the two-pass GGUF write (layout with the engine's writer,
  *                       then the data tensor by tensor), verification, rename.
  *
@@ -87,9 +90,10 @@ int cv_poll(const cv_opts *o);
 
 /* Checks o->out before any work (bitnet/file.h): its folder exists; an existing file is
  * replaced only with o->force, and never when it is an input of the run: the source, the
- * prompts, or any file but a .gguf in the source's folder (config.json, the tokenizer files,
- * the weights and their shards are read there). 0, or -1 with a message. cv_convert calls it
- * first; `convert --queue` too, so that a job that cannot succeed is not queued. */
+ * prompts, the calibration text, or any file but a .gguf in the source's folder (config.json, the
+ * tokenizer files, the weights and their shards are read there). 0, or -1 with a message.
+ * cv_convert calls it first; `convert --queue` too, so that a job that cannot succeed is not
+ * queued. */
 int cv_check_output(const cv_opts *o, char *err, size_t errsz);
 
 /* Converts; 0 on success with *report (the caller frees it), -1 with a one-line message in
