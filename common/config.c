@@ -85,6 +85,8 @@ static const bn_config_key schema[] = {
         {"exporters.datadog.site", BN_CFG_STRING, "datadoghq.com", 0, 0, "Datadog site"},
         {"exporters.datadog.api_key_env", BN_CFG_ENVNAME, "DD_API_KEY", 0, 0,
          "environment variable holding the API key"},
+        {"tui.server", BN_CFG_URL, "", 0, 0,
+         "a bitnet serve the TUI's Server screen watches from the start; empty: none"},
         TIER_KEYS("developer", "Developer", "99", "60", "40000", "2", "10000000"),
         TIER_KEYS("team", "Team", "499", "600", "400000", "10", "100000000"),
         TIER_KEYS("business", "Business", "2999", "3000", "2000000", "50", "1000000000"),

@@ -29,6 +29,7 @@ typedef struct srvscr {
     ui_child child;      /* a bitnet serve started here (n), stopped with x or at exit */
     char child_cmd[128]; /* "bitnet serve -m NAME --listen 127.0.0.1:PORT" */
     int child_told;      /* its end was said on the status line */
+    char url_err[300];   /* why the configured URL is not watched */
 } srvscr;
 
 static void wake(void *ud)
@@ -46,10 +47,15 @@ static void *srv_create(tui *t)
         free(s);
         return NULL;
     }
+    /* --server, else the config's tui.server (BITNET_TUI_SERVER) */
+    const char *u = t->opts.server_url;
+    if (!u && t->cfg && *bn_config_get_str(t->cfg, "tui.server"))
+        u = bn_config_get_str(t->cfg, "tui.server");
     char url[SW_URL_MAX], why[256];
-    if (t->opts.server_url &&
-        sw_url_normalize(t->opts.server_url, url, sizeof url, why, sizeof why) == 0)
+    if (u && sw_url_normalize(u, url, sizeof url, why, sizeof why) == 0)
         sw_set_url(s->w, url, t->opts.server_key);
+    else if (u)
+        snprintf(s->url_err, sizeof s->url_err, "tui.server: %s", why);
     return s;
 }
 
@@ -128,7 +134,8 @@ static void draw_state(const sw_view *v, double now, int *r, int x, int w)
 /* Rows draw_state and draw_figures take. */
 static int rows_needed(srvscr *s, const sw_view *v)
 {
-    int n = (s->editing ? 2 : 0) + 1 + (v->err[0] ? 2 : 0) + (s->child_cmd[0] ? 1 : 0);
+    int n = (s->editing ? 2 : 0) + 1 + (v->err[0] ? 2 : 0) + (s->child_cmd[0] ? 1 : 0) +
+            (v->state == SW_IDLE && s->url_err[0]);
     if (v->have) n += (v->err[0] || v->state != SW_UP) + 8 + (v->tot.bad_lines > 0);
     return n;
 }
@@ -250,6 +257,8 @@ static void srv_draw(tui *t, void *st, int y, int x, int h, int w)
     }
     draw_child(s, &r, x + 2, iw);
     draw_state(v, now, &r, x + 2, iw);
+    if (v->state == SW_IDLE && s->url_err[0])
+        field(r++, x + 2, iw, "error", crt_attr(CR_FAIL), s->url_err);
     if (v->have) draw_figures(v, r, x + 2, iw, bottom);
     if (fh < h) draw_graph(v, now, y + fh, x, h - fh, w);
     sw_unlock(s->w);
@@ -264,6 +273,7 @@ static void apply_url(tui *t, srvscr *s)
     }
     sw_set_url(s->w, url, t->opts.server_key);
     s->editing = 0;
+    s->url_err[0] = '\0';
     tui_status(t, CR_NORMAL, "watching %s", url);
 }
 
@@ -330,6 +340,7 @@ static void start_child(tui *t, srvscr *s)
     }
     snprintf(url, sizeof url, "http://%s", listen);
     sw_set_url(s->w, url, NULL);
+    s->url_err[0] = '\0';
     tui_status(t, CR_NORMAL, "started %s", s->child_cmd);
 }
 

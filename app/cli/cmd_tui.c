@@ -24,6 +24,7 @@ void cmd_tui_help(FILE *out)
             "  --server URL      watch a bitnet serve (host:port or http[s]://host:port): its\n"
             "                    state, slots, queue, requests/s, tokens/s and errors, polled\n"
             "                    every second on the Server screen (F12), which opens first\n"
+            "                    (default: the config's tui.server, watched from the start)\n"
             "  --server-key KEY  the server's --api-key, sent to its /metrics\n"
             "  --no-color        no colours (also when NO_COLOR is set and not empty)\n"
             "  --no-unicode      ASCII only: no braille or block graphs, no box lines\n"

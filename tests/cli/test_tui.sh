@@ -413,6 +413,15 @@ print(s.getsockname()[1], flush=True); time.sleep(120)' >"$TMP/mute.port" &
     wait_for mute "EXIT=0" "a mute server: q quits at once" 3
     kill "$MPID" 2>/dev/null
 fi
+# the config's tui.server (here through BITNET_TUI_SERVER): watched from the start
+expect_exit 2 "config set tui.server ftp://x" -- "$BIN" config set tui.server ftp://x
+expect_exit 0 "config set tui.server (a URL)" -- "$BIN" config set tui.server "$SURL"
+expect_exit 0 "config set tui.server \"\" (none)" -- "$BIN" config set tui.server ""
+$TM new-session -d -s cfgsrv -x 120 -y 40 \
+    "BITNET_TUI_SERVER=http://127.0.0.1:1/ $BIN tui --screen server; echo EXIT=\$?; sleep 600"
+wait_for cfgsrv "Server http://127.0.0.1:1 " "tui.server (BITNET_TUI_SERVER): watched from the start"
+wait_for cfgsrv "cannot reach http://127.0.0.1:1: " "tui.server: its error"
+keys cfgsrv q
 # n: a server started here on the loaded model, watched; x stops it; quitting stops one too
 start here --screen server
 wait_for here "no server watched: u enters its URL" "server screen without --server: says how to watch one"
