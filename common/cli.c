@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bitnet/core.h"
 #include "bitnet/file.h"
@@ -95,4 +96,38 @@ int cm_fail(char *err, size_t errsz, const char *fmt, ...)
     vsnprintf(err, errsz, fmt, ap);
     va_end(ap);
     return -1;
+}
+
+int cli_parse_utc(const char *s, int64_t *ms)
+{
+    struct tm tm = {0};
+    int y, mo, d, h = 0, mi = 0, se = 0, n = 0;
+    const size_t len = s ? strlen(s) : 0;
+    const int day = len == 10 && sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) == 3 && n == 10;
+    const int full = !day && len == 20 &&
+                     sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &y, &mo, &d, &h, &mi, &se, &n) == 6 &&
+                     n == 20;
+    if (!day && !full) return -1;
+    if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
+        se > 60)
+        return -1;
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = se;
+    const time_t t = timegm(&tm);
+    if (t == (time_t)-1 || tm.tm_mday != d) return -1; /* 2026-02-30 moved to March */
+    *ms = (int64_t)t * 1000;
+    return 0;
+}
+
+const char *cli_fmt_utc(int64_t ms, char *buf, size_t size)
+{
+    struct tm tm;
+    const time_t t = (time_t)(ms / 1000);
+    if (!ms || !gmtime_r(&t, &tm) || !strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(buf, size, "-");
+    return buf;
 }

@@ -39,3 +39,16 @@ double cm_tier_cost(const cm_tier *t, int64_t tokens)
     if (t->monthly_tokens <= 0) return t->price_usd;
     return (double)tokens * t->price_usd / (double)t->monthly_tokens;
 }
+
+cJSON *cm_usage_day_json(const bn_usage_day *d)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "tenant_id", (double)d->tenant_id);
+    cJSON_AddStringToObject(o, "tenant", d->tenant_name);
+    cJSON_AddStringToObject(o, "tier", d->tier);
+    cJSON_AddStringToObject(o, "day", d->day);
+    cJSON_AddNumberToObject(o, "requests", (double)d->requests);
+    cJSON_AddNumberToObject(o, "prompt_tokens", (double)d->prompt_tokens);
+    cJSON_AddNumberToObject(o, "completion_tokens", (double)d->completion_tokens);
+    return o;
+}

@@ -25,7 +25,7 @@ void cmd_audit_help(FILE *out)
 static int list_one(void *ud, const bn_audit_entry *e)
 {
     char when[32];
-    tn_fmt_time(e->at_ms, when, sizeof when);
+    cli_fmt_utc(e->at_ms, when, sizeof when);
     if (!ud) {
         printf("%5" PRId64 "  %s  %-16s %-15s %-12s %s\n", e->id, when, e->actor, e->action,
                e->target, e->details);

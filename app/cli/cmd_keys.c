@@ -47,7 +47,7 @@ static int sub_create(int argc, char **argv)
     int r = tn_parse_args(C, argc, argv, TN_TENANT | TN_SCOPE | TN_EXPIRES | TN_JSON, &a);
     if (r) return r;
     if (!a.tenant) return cli_usage_error(C, "--tenant is required");
-    if (a.expires && tn_parse_date(a.expires, &expires))
+    if (a.expires && cli_parse_utc(a.expires, &expires))
         return cli_usage_error(C, "bad date '%s' (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)", a.expires);
     bn_db *db;
     if ((r = tn_open(C, &db)) || (r = tenant_id(C, db, a.tenant, &tid))) return r;
@@ -79,9 +79,9 @@ static int list_one(void *ud, const bn_api_key *k)
 {
     char sc[32], t1[32], t2[32], t3[32];
     bn_scopes_str(k->scopes, sc, sizeof sc);
-    tn_fmt_time(k->expires_ms, t1, sizeof t1);
-    tn_fmt_time(k->revoked_ms, t2, sizeof t2);
-    tn_fmt_time(k->last_used_ms, t3, sizeof t3);
+    cli_fmt_utc(k->expires_ms, t1, sizeof t1);
+    cli_fmt_utc(k->revoked_ms, t2, sizeof t2);
+    cli_fmt_utc(k->last_used_ms, t3, sizeof t3);
     if (!ud) {
         printf("%5" PRId64 " %6" PRId64 "  %-13s %-22s %-20s %-20s %s\n", k->id, k->tenant_id,
                k->prefix, sc, t1, t2, t3);

@@ -9,9 +9,11 @@
 #include <time.h>
 
 #include "bitnet/core.h"
+#include "common/config.h"
 #include "common/history.h"
 #include "common/model_common.h"
 #include "serve/serve.h"
+#include "serve/serve_tenants.h"
 
 #define DEFAULT_LISTEN  "127.0.0.1:8080"
 #define DEFAULT_SLOTS   1
@@ -43,6 +45,13 @@ void cmd_serve_help(FILE *out)
             "  --slots N         requests generated at once (default %d, at most 64)\n"
             "  --queue N         requests waiting at most (default %d)\n"
             "  --api-key KEY     require \"Authorization: Bearer KEY\" (not on /health)\n"
+            "  --tenants         the keys are the tenants' keys of the store (bitnet keys):\n"
+            "                    completions need the inference scope, /metrics and\n"
+            "                    GET /v1/tenants admin, GET /v1/usage usage (its tenant) or\n"
+            "                    admin (?tenant=T&from=DATE&to=DATE); the tier's limits\n"
+            "                    (tiers.* in the config): 429 with Retry-After and\n"
+            "                    x-ratelimit-* headers, code insufficient_quota past the\n"
+            "                    monthly quota; each finished request is a usage ledger row\n"
             "  --timeout SECONDS a request's whole life, waiting and generating (default %d;\n"
             "                    0: none); past it: 504 with code \"timeout\", or in a stream\n"
             "                    an error event and [DONE]\n"
@@ -57,6 +66,7 @@ typedef struct serve_opts {
     mc_opts mc;
     const char *listen, *api_key;
     long slots, queue, timeout;
+    int tenants;
 } serve_opts;
 
 static int parse_args(int argc, char **argv, serve_opts *o)
@@ -73,6 +83,10 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             cmd_serve_help(stdout);
             return BN_EXIT_OK;
+        }
+        if (!strcmp(a, "--tenants")) {
+            o->tenants = 1;
+            continue;
         }
         int bad = 0;
         if (strcmp(a, "--listen") && strcmp(a, "--slots") && strcmp(a, "--queue") &&
@@ -92,6 +106,8 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         if (bad) return cli_usage_error(C, "%s: bad value '%s'", a, v);
         i++;
     }
+    if (o->tenants && o->api_key)
+        return cli_usage_error(C, "--tenants and --api-key exclude each other");
     return mc_apply_defaults(C, MC_DEF_THREADS | MC_DEF_CTX, &o->mc, NULL);
 }
 
@@ -160,6 +176,23 @@ static void drain(srv *s)
     }
 }
 
+/* --tenants: the config (the tiers) and the store; 0, or -1 with the error printed. */
+static int open_tenants(bn_config **cfg, struct srv_tenants **t)
+{
+    char err[BN_CONFIG_ERR_MAX];
+    if (bn_config_load(cfg, err, sizeof err)) return cli_error("serve: %s", err), -1;
+    if (srv_tenants_new(*cfg, t, err, sizeof err) == 0) return 0;
+    bn_config_free(*cfg);
+    *cfg = NULL;
+    return cli_error("serve --tenants: %s", err), -1;
+}
+
+static void close_tenants(bn_config *cfg, struct srv_tenants *t)
+{
+    srv_tenants_free(t);
+    bn_config_free(cfg);
+}
+
 static int run(srv *s, const serve_opts *o)
 {
     sigset_t set;
@@ -172,17 +205,24 @@ static int run(srv *s, const serve_opts *o)
     srv_http *h = NULL;
     char err[512];
     int port;
-    if (srv_http_start(s, &ho, &h, &port, err, sizeof err)) return cli_error("%s", err), 1;
+    bn_config *cfg = NULL;
+    if (o->tenants && open_tenants(&cfg, &ho.tenants)) return BN_EXIT_FAIL;
+    if (srv_http_start(s, &ho, &h, &port, err, sizeof err)) {
+        close_tenants(cfg, ho.tenants);
+        return cli_error("%s", err), 1;
+    }
     fprintf(stderr, "bitnet serve: listening on %s (port %d), loading %s\n", o->listen, port,
             o->mc.model);
     if (srv_start(s)) {
         srv_http_stop(h);
+        close_tenants(cfg, ho.tenants);
         return cli_error("cannot start the engine thread"), 1;
     }
     const int failed = wait_signal(s, &set);
     if (!failed) drain(s);
     srv_shutdown(s);
     srv_http_stop(h);
+    close_tenants(cfg, ho.tenants);
     pthread_mutex_lock(&s->mu);
     if (!failed)
         fprintf(stderr,

@@ -45,7 +45,7 @@ static cJSON *tenant_json(const bn_tenant *t)
         cJSON_AddStringToObject(o, "stripe_customer", t->stripe_customer);
     else
         cJSON_AddNullToObject(o, "stripe_customer");
-    cJSON_AddStringToObject(o, "created", tn_fmt_time(t->created_ms, when, sizeof when));
+    cJSON_AddStringToObject(o, "created", cli_fmt_utc(t->created_ms, when, sizeof when));
     cJSON_AddNumberToObject(o, "keys", (double)t->n_keys);
     return o;
 }
@@ -54,7 +54,7 @@ static void print_tenant_row(const bn_tenant *t)
 {
     char when[32];
     printf("%5" PRId64 "  %-24s %-10s %-10s %4" PRId64 "  %s\n", t->id, t->name, t->tier, t->status,
-           t->n_keys, tn_fmt_time(t->created_ms, when, sizeof when));
+           t->n_keys, cli_fmt_utc(t->created_ms, when, sizeof when));
 }
 
 /* Prints tenant id (after a change): JSON or a line "tenant ID NAME: WHAT". */
@@ -122,9 +122,9 @@ static int key_json_one(void *ud, const bn_api_key *k)
     cJSON_AddNumberToObject(o, "id", (double)k->id);
     cJSON_AddStringToObject(o, "prefix", k->prefix);
     cJSON_AddStringToObject(o, "scopes", bn_scopes_str(k->scopes, sc, sizeof sc));
-    cJSON_AddStringToObject(o, "expires", tn_fmt_time(k->expires_ms, t1, sizeof t1));
-    cJSON_AddStringToObject(o, "revoked", tn_fmt_time(k->revoked_ms, t2, sizeof t2));
-    cJSON_AddStringToObject(o, "last_used", tn_fmt_time(k->last_used_ms, t3, sizeof t3));
+    cJSON_AddStringToObject(o, "expires", cli_fmt_utc(k->expires_ms, t1, sizeof t1));
+    cJSON_AddStringToObject(o, "revoked", cli_fmt_utc(k->revoked_ms, t2, sizeof t2));
+    cJSON_AddStringToObject(o, "last_used", cli_fmt_utc(k->last_used_ms, t3, sizeof t3));
     cJSON_AddItemToArray(ud, o);
     return 0;
 }
@@ -147,7 +147,7 @@ static int sub_show(int argc, char **argv)
     char when[32];
     printf("tenant %" PRId64 " %s\n  tier     %s\n  status   %s\n  stripe   %s\n  created  %s\n",
            t.id, t.name, t.tier, t.status, t.stripe_customer[0] ? t.stripe_customer : "-",
-           tn_fmt_time(t.created_ms, when, sizeof when));
+           cli_fmt_utc(t.created_ms, when, sizeof when));
     const cJSON *k;
     cJSON_ArrayForEach(k, keys)
     {

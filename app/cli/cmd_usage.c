@@ -53,14 +53,7 @@ static int row(void *ud, const bn_usage_day *d)
     r->completion += d->completion_tokens;
     if (cost > 0) r->cost += cost;
     if (r->rows) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "tenant_id", (double)d->tenant_id);
-        cJSON_AddStringToObject(o, "tenant", d->tenant_name);
-        cJSON_AddStringToObject(o, "tier", d->tier);
-        cJSON_AddStringToObject(o, "day", d->day);
-        cJSON_AddNumberToObject(o, "requests", (double)d->requests);
-        cJSON_AddNumberToObject(o, "prompt_tokens", (double)d->prompt_tokens);
-        cJSON_AddNumberToObject(o, "completion_tokens", (double)d->completion_tokens);
+        cJSON *o = cm_usage_day_json(d);
         if (cost >= 0)
             cJSON_AddNumberToObject(o, "cost_usd", cost);
         else
@@ -82,9 +75,9 @@ static int row(void *ud, const bn_usage_day *d)
 static int parse_range(const char *C, const tn_args *a, int64_t *from, int64_t *to)
 {
     *from = *to = 0;
-    if (a->from && tn_parse_date(a->from, from))
+    if (a->from && cli_parse_utc(a->from, from))
         return cli_usage_error(C, "bad --from '%s' (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)", a->from);
-    if (a->to && tn_parse_date(a->to, to))
+    if (a->to && cli_parse_utc(a->to, to))
         return cli_usage_error(C, "bad --to '%s' (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)", a->to);
     if (a->to && strlen(a->to) == 10) *to += DAY_MS; /* a day: to its end */
     if (*from && *to && *to <= *from) return cli_usage_error(C, "--to is before --from");

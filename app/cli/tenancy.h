@@ -20,10 +20,6 @@ int tn_open(const char *cmd, bn_db **db);
 int tn_fail(const char *cmd, bn_db *db);
 /* The actor of this process's audit entries: "cli:<user name>" (or "cli:uid-N"). */
 const char *tn_actor(void);
-/* "YYYY-MM-DD" (UTC midnight) or "YYYY-MM-DDTHH:MM:SSZ" into ms since the epoch; 0 or -1. */
-int tn_parse_date(const char *s, int64_t *ms);
-/* ms since the epoch as "YYYY-MM-DDTHH:MM:SSZ" into buf (at least 24 bytes); "-" for 0. */
-const char *tn_fmt_time(int64_t ms, char *buf, size_t size);
 
 /* The options of the platform's commands: each subcommand allows some (a mask of TN_*). */
 enum {

@@ -125,6 +125,7 @@ typedef struct srv_http srv_http;
 typedef struct srv_http_opts {
     const char *listen; /* HOST:PORT; port 0 picks a free one */
     const char *api_key;
+    struct srv_tenants *tenants; /* --tenants: keys, limits and the ledger (serve_tenants.h) */
     size_t body_max;
 } srv_http_opts;
 /* Starts listening; the port it got in *port. On failure a one-line message in err. */

@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 
 #include "serve.h"
+#include "serve_tenants.h"
 
 /* What a completion request asks, besides the prompt (which goes into r). */
 typedef struct srv_ask {
@@ -34,6 +35,8 @@ typedef struct srv_answer {
     int chat, include_usage, fd;
     char id[64];
     double created;
+    srv_tenants *tenants; /* --tenants: who's request, metered when it ends */
+    srv_caller who;
 } srv_answer;
 
 typedef struct srv_buf {

@@ -3,6 +3,10 @@
  *
  *   POST /v1/chat/completions   POST /v1/completions   GET /v1/models   GET /health
  *   GET /metrics (Prometheus text; behind the API key as the API is)
+ *   GET /v1/tenants  GET /v1/usage  (--tenants: the store's tenants and ledger)
+ *
+ * With --tenants each request's key is a tenant's key of the store, its tier's limits apply
+ * and every finished completion leaves one ledger row (serve_tenants.h).
  *
  * Errors are OpenAI's error object {"error": {"message", "type", "param", "code"}}; the
  * documents themselves are serve_api.c's. */
@@ -39,12 +43,20 @@ typedef struct conn_body {
     char *data;
     size_t len;
     int too_big;
+    srv_caller who; /* --tenants: whose key it is */
 } conn_body;
 
 /* ---- answers ------------------------------------------------------------------------------ */
 
+/* Adds hv's headers (may be NULL) to r. */
+static void add_headers(struct MHD_Response *r, const srv_verdict *hv)
+{
+    for (int i = 0; hv && i < hv->n_hdr; i++)
+        MHD_add_response_header(r, hv->hdr[i][0], hv->hdr[i][1]);
+}
+
 static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, cJSON *doc,
-                                  const char *retry_after)
+                                  const srv_verdict *hv)
 {
     char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
     cJSON_Delete(doc);
@@ -54,7 +66,7 @@ static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, cJS
     cJSON_free(text);
     if (!r) return MHD_NO;
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    if (retry_after) MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, retry_after);
+    add_headers(r, hv);
     const enum MHD_Result rc = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return rc;
@@ -63,8 +75,16 @@ static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, cJS
 static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, const char *type,
                                    const char *msg, const char *param, const char *code)
 {
-    const char *retry = status == MHD_HTTP_TOO_MANY_REQUESTS ? "1" : NULL;
-    return reply_json(c, status, srv_error_doc(type, msg, param, code), retry);
+    srv_verdict retry = {.n_hdr = status == MHD_HTTP_TOO_MANY_REQUESTS};
+    snprintf(retry.hdr[0][0], sizeof retry.hdr[0][0], "%s", MHD_HTTP_HEADER_RETRY_AFTER);
+    snprintf(retry.hdr[0][1], sizeof retry.hdr[0][1], "1");
+    return reply_json(c, status, srv_error_doc(type, msg, param, code), &retry);
+}
+
+/* A refusal of serve_tenants.c: its status, error object and headers. */
+static enum MHD_Result reply_verdict(struct MHD_Connection *c, const srv_verdict *v)
+{
+    return reply_json(c, v->status, srv_error_doc(v->type, v->msg, NULL, v->code), v);
 }
 
 static enum MHD_Result bad_request(struct MHD_Connection *c, const char *msg, const char *param)
@@ -110,7 +130,32 @@ static cJSON *ended_doc(const srv_req *r)
     return srv_error_doc("server_error", ended_err(r), NULL, r->timed_out ? "timeout" : NULL);
 }
 
-static enum MHD_Result answer_whole(srv_answer *an, struct MHD_Connection *c)
+/* --tenants: the request's row in the usage ledger, once: it waits until r is done (a
+ * cancelled one ends at the engine's next step), so the row has what was generated, and it
+ * is written before the answer's last bytes go (a client that has its usage finds it in the
+ * ledger). */
+static void meter(srv_answer *an)
+{
+    if (!an->tenants || !an->who.lim) return;
+    srv *s = an->s;
+    srv_req *r = an->r;
+    pthread_mutex_lock(&s->mu);
+    while (r->state != SRV_DONE) pthread_cond_wait(&s->out, &s->mu);
+    const char *status = r->finish      ? "ok"
+                         : r->timed_out ? "timeout"
+                         : r->cancel    ? "cancelled"
+                                        : "error";
+    bn_usage_rec rec = {.request_id = an->id,
+                        .model = s->model_id,
+                        .prompt_tokens = (int64_t)r->n_ids,
+                        .completion_tokens = (int64_t)r->n_gen,
+                        .status = status};
+    pthread_mutex_unlock(&s->mu);
+    rec.duration_ms = (srv_now_ns() - an->who.t0_ns) / 1000000;
+    srv_tenants_end(an->tenants, &an->who, &rec);
+}
+
+static enum MHD_Result answer_whole(srv_answer *an, struct MHD_Connection *c, const srv_verdict *hv)
 {
     srv *s = an->s;
     srv_req *r = an->r;
@@ -118,6 +163,7 @@ static enum MHD_Result answer_whole(srv_answer *an, struct MHD_Connection *c)
     int gone = 0;
     while (!gone && r->state != SRV_DONE) gone = wait_text(s, r, r->visible, an->fd) < 0;
     pthread_mutex_unlock(&s->mu);
+    meter(an);
     if (gone) {
         srv_release(s, r);
         return MHD_NO; /* nobody to srv_answer */
@@ -134,7 +180,7 @@ static enum MHD_Result answer_whole(srv_answer *an, struct MHD_Connection *c)
             cJSON_Delete(d), d = NULL;
         if (d) srv_add_finish(choice, r->finish);
         if (d) cJSON_AddItemToObject(d, "usage", srv_usage_doc(r));
-        rc = reply_json(c, MHD_HTTP_OK, d, NULL);
+        rc = reply_json(c, MHD_HTTP_OK, d, hv);
     }
     srv_release(s, r);
     return rc;
@@ -213,6 +259,7 @@ static int next_events(stream *st)
     if (!rc && to > from) rc = text_event(st, piece, to - from, 0);
     free(piece);
     st->sent = to;
+    if (done) meter(&st->an);
     if (!rc && done) rc = end_events(st, r);
     return rc;
 }
@@ -238,12 +285,14 @@ static void stream_free(void *cls)
     pthread_mutex_lock(&s->mu);
     srv_cancel_locked(s, st->an.r); /* a no-op when it is done */
     pthread_mutex_unlock(&s->mu);
+    meter(&st->an); /* a client gone mid-stream: what was generated */
     srv_release(s, st->an.r);
     free(st->out.p);
     free(st);
 }
 
-static enum MHD_Result answer_stream(const srv_answer *an, struct MHD_Connection *c)
+static enum MHD_Result answer_stream(const srv_answer *an, struct MHD_Connection *c,
+                                     const srv_verdict *hv)
 {
     stream *st = calloc(1, sizeof *st);
     if (!st) {
@@ -259,6 +308,7 @@ static enum MHD_Result answer_stream(const srv_answer *an, struct MHD_Connection
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    add_headers(resp, hv);
     const enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp);
     return rc;
@@ -298,10 +348,14 @@ static void new_id(srv_http *h, int chat, char *buf, size_t size)
              n & 0xFFFFFF);
 }
 
-static enum MHD_Result submit(srv_http *h, struct MHD_Connection *c, srv_req *r, const srv_ask *a)
+/* Queues r; who (--tenants: admitted, NULL otherwise) and hv, its rate-limit headers, go
+ * with the answer. */
+static enum MHD_Result submit(srv_http *h, struct MHD_Connection *c, srv_req *r, const srv_ask *a,
+                              srv_caller *who, const srv_verdict *hv)
 {
     const srv_submit_rc sr = srv_submit(h->s, r);
     if (sr != SRV_OK) {
+        if (who) srv_tenants_end(h->o.tenants, who, NULL); /* it did not run: no ledger row */
         srv_release(h->s, r);
         if (sr == SRV_UNAVAILABLE) return unavailable(c, h->s);
         return reply_error(c, MHD_HTTP_TOO_MANY_REQUESTS, "rate_limit_exceeded",
@@ -311,8 +365,9 @@ static enum MHD_Result submit(srv_http *h, struct MHD_Connection *c, srv_req *r,
     srv_answer an = {.s = h->s, .r = r, .chat = a->chat, .include_usage = a->include_usage};
     an.fd = client_fd(c);
     an.created = (double)time(NULL);
+    if (who) an.tenants = h->o.tenants, an.who = *who;
     new_id(h, a->chat, an.id, sizeof an.id);
-    return a->stream ? answer_stream(&an, c) : answer_whole(&an, c);
+    return a->stream ? answer_stream(&an, c, hv) : answer_whole(&an, c, hv);
 }
 
 static enum MHD_Result completion(srv_http *h, struct MHD_Connection *c, const conn_body *b,
@@ -345,7 +400,13 @@ static enum MHD_Result completion(srv_http *h, struct MHD_Connection *c, const c
     }
     const int64_t room = s->n_ctx - (int64_t)r->n_ids;
     r->max_tokens = a.max_tokens > 0 && a.max_tokens < room ? a.max_tokens : room;
-    return submit(h, c, r, &a);
+    if (!h->o.tenants) return submit(h, c, r, &a, NULL, NULL);
+    srv_caller who = b->who;
+    srv_verdict v;
+    srv_tenants_admit(h->o.tenants, &who, (int64_t)r->n_ids, srv_now_ns(), &v);
+    if (!v.status) return submit(h, c, r, &a, &who, &v);
+    srv_release(s, r);
+    return reply_verdict(c, &v);
 }
 
 static enum MHD_Result models(srv_http *h, struct MHD_Connection *c)
@@ -402,14 +463,76 @@ static int authorized(const srv_http *h, struct MHD_Connection *c)
     return v && !strncmp(v, "Bearer ", 7) && !strcmp(v + 7, h->o.api_key);
 }
 
+/* The scopes of which a tenant's key needs one for url. */
+static unsigned scope_of(const char *url)
+{
+    if (!strcmp(url, "/v1/chat/completions") || !strcmp(url, "/v1/completions"))
+        return BN_SCOPE_INFERENCE;
+    if (!strcmp(url, "/v1/tenants") || !strcmp(url, "/metrics")) return BN_SCOPE_ADMIN;
+    if (!strcmp(url, "/v1/usage")) return BN_SCOPE_USAGE | BN_SCOPE_ADMIN;
+    return BN_SCOPE_ALL_; /* any key: /v1/models, and a 404 */
+}
+
+/* A document of serve_tenants.c (NULL: its refusal in v). */
+static enum MHD_Result reply_text(struct MHD_Connection *c, char *text, const srv_verdict *v)
+{
+    if (!text) return reply_verdict(c, v);
+    struct MHD_Response *r =
+            MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_COPY);
+    free(text);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    const enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static const char *query(struct MHD_Connection *c, const char *key)
+{
+    return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, key);
+}
+
+/* GET /v1/tenants and GET /v1/usage (--tenants only; the key's scope already checked). */
+static enum MHD_Result admin(srv_http *h, struct MHD_Connection *c, const char *url,
+                             const conn_body *b)
+{
+    srv_verdict v = {0};
+    if (!strcmp(url, "/v1/tenants"))
+        return reply_text(c, srv_tenants_list_doc(h->o.tenants, &b->who, &v), &v);
+    return reply_text(c,
+                      srv_tenants_usage_doc(h->o.tenants, &b->who, query(c, "tenant"),
+                                            query(c, "from"), query(c, "to"), &v),
+                      &v);
+}
+
+/* 0 when the request may go on to url: its key (--api-key, or a tenant's with the scope
+ * url needs); else the refusal is queued in *rc. */
+static int check_key(srv_http *h, struct MHD_Connection *c, const char *url, conn_body *b,
+                     enum MHD_Result *rc)
+{
+    if (h->o.tenants) {
+        srv_verdict v;
+        const char *authz =
+                MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+        srv_tenants_auth(h->o.tenants, authz, scope_of(url), &b->who, &v);
+        if (v.status) *rc = reply_verdict(c, &v);
+        return v.status ? -1 : 0;
+    }
+    if (authorized(h, c)) return 0;
+    *rc = reply_error(c, MHD_HTTP_UNAUTHORIZED, "invalid_request_error",
+                      "invalid API key (Authorization: Bearer KEY)", NULL, "invalid_api_key");
+    return -1;
+}
+
 static enum MHD_Result route(srv_http *h, struct MHD_Connection *c, const char *url,
-                             const char *method, const conn_body *b)
+                             const char *method, conn_body *b)
 {
     const int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
     if (!strcmp(url, "/health")) return get ? health(h, c) : not_allowed(c);
-    if (!authorized(h, c))
-        return reply_error(c, MHD_HTTP_UNAUTHORIZED, "invalid_request_error",
-                           "invalid API key (Authorization: Bearer KEY)", NULL, "invalid_api_key");
+    enum MHD_Result refused;
+    if (check_key(h, c, url, b, &refused)) return refused;
+    if (h->o.tenants && (!strcmp(url, "/v1/tenants") || !strcmp(url, "/v1/usage")))
+        return get ? admin(h, c, url, b) : not_allowed(c);
     if (!strcmp(url, "/v1/models")) return get ? models(h, c) : not_allowed(c);
     if (!strcmp(url, "/v1/chat/completions")) return post ? completion(h, c, b, 1) : not_allowed(c);
     if (!strcmp(url, "/v1/completions")) return post ? completion(h, c, b, 0) : not_allowed(c);
@@ -422,8 +545,9 @@ static enum MHD_Result route(srv_http *h, struct MHD_Connection *c, const char *
  * or "other" (a label per unknown path would grow without bound). */
 static void count_http(srv_http *h, struct MHD_Connection *c, const char *url)
 {
-    static const char *const known[] = {"/v1/chat/completions", "/v1/completions", "/v1/models",
-                                        "/health", "/metrics"};
+    static const char *const known[] = {
+            "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics",
+            "/v1/tenants",          "/v1/usage"};
     const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
     if (!ci || !ci->http_status) return;

@@ -8,6 +8,7 @@
 #define BITNET_COMMON_CLI_H
 
 #include <cjson/cJSON.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* Exit codes (documented in bitnet(1)). */
@@ -32,6 +33,10 @@ int cli_print_json(cJSON *doc);
 int cli_parse_int_list(const char *s, int *out, int max);
 /* Parses a whole decimal integer in [lo, hi]; returns 0 or -1. */
 int cli_parse_long(const char *s, long lo, long hi, long *out);
+/* "YYYY-MM-DD" (UTC midnight) or "YYYY-MM-DDTHH:MM:SSZ" into ms since the epoch; 0 or -1. */
+int cli_parse_utc(const char *s, int64_t *ms);
+/* ms since the epoch as "YYYY-MM-DDTHH:MM:SSZ" into buf (at least 24 bytes); "-" for 0. */
+const char *cli_fmt_utc(int64_t ms, char *buf, size_t size);
 /* Checks an output path before any work (bn_file_check_output, bitnet/file.h): its folder
  * exists; an existing file is replaced only with force (--force) and never when it is one of
  * inputs[0 .. n) (NULL entries skipped). 0, or prints "bitnet: <cmd>: <why>" and returns

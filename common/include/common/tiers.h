@@ -17,6 +17,9 @@
 
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
+#include "bitnet/db_tenants.h"
 #include "common/config.h"
 
 typedef struct cm_tier {
@@ -34,5 +37,8 @@ int cm_tier_get(const bn_config *cfg, const char *name, cm_tier *out);
 /* The cost of tokens at the tier: tokens x price / monthly_tokens (the price of a token when
  * the quota is used up); the month's price when the tier has no quota. */
 double cm_tier_cost(const cm_tier *t, int64_t tokens);
+/* A row of the usage report as JSON: tenant_id, tenant, tier, day, requests, prompt_tokens,
+ * completion_tokens (bitnet usage report --json and serve's GET /v1/usage). */
+cJSON *cm_usage_day_json(const bn_usage_day *d);
 
 #endif

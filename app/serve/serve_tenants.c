@@ -1,0 +1,506 @@
+/* serve_tenants.c - the tenants of `bitnet serve --tenants`: keys, limits, quota, the ledger
+ * and the administrative documents (serve_tenants.h). */
+#include "serve_tenants.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/cli.h"
+#include "common/history.h"
+#include "common/tiers.h"
+
+#define COST_MAX  100000000LL /* units one take counts at most (ns arithmetic stays in int64) */
+#define DAY_MS    ((int64_t)86400000)
+#define NS_PER_MS 1000000LL
+
+/* ---- GCRA ------------------------------------------------------------------------------- */
+
+/* The bucket's time moved by cost units of a limit per minute. */
+static int64_t gcra_inc(long long limit, long long cost)
+{
+    if (cost > COST_MAX) cost = COST_MAX;
+    return (int64_t)(cost * SRV_GCRA_WINDOW_NS / limit); /* cost x 6e10 < 2^63 */
+}
+
+void srv_gcra_eval(const srv_gcra *g, int64_t now, long long limit, long long cost,
+                   srv_gcra_res *out)
+{
+    const int64_t base = g->tat > now ? g->tat : now;
+    const int64_t next = base + gcra_inc(limit, cost);
+    out->ok = next - now <= SRV_GCRA_WINDOW_NS;
+    const int64_t after = out->ok ? next : base;
+    out->tat = after;
+    const int64_t unit = gcra_inc(limit, 1), room = SRV_GCRA_WINDOW_NS - (after - now);
+    out->remaining = room <= 0 ? 0 : unit <= 0 ? limit : room / unit;
+    if (out->remaining > limit) out->remaining = limit;
+    out->reset_ns = after - now;
+    out->retry_ns = out->ok ? 0 : next - SRV_GCRA_WINDOW_NS - now;
+}
+
+void srv_gcra_force(srv_gcra *g, int64_t now, long long limit, long long cost)
+{
+    g->tat = (g->tat > now ? g->tat : now) + gcra_inc(limit, cost);
+}
+
+const char *srv_fmt_reset(int64_t ns, char *buf, size_t size)
+{
+    if (ns < 0) ns = 0;
+    const int64_t ms = (ns + NS_PER_MS - 1) / NS_PER_MS; /* rounded up: wait no less */
+    if (ms < 1000) {
+        snprintf(buf, size, "%" PRId64 "ms", ms);
+        return buf;
+    }
+    const int64_t h = ms / 3600000, m = ms / 60000 % 60, s = ms / 1000 % 60, frac = ms % 1000;
+    char sec[24];
+    if (frac) {
+        snprintf(sec, sizeof sec, "%" PRId64 ".%03" PRId64, s, frac);
+        for (size_t n = strlen(sec); sec[n - 1] == '0'; n--) sec[n - 1] = '\0';
+    } else {
+        snprintf(sec, sizeof sec, "%" PRId64, s);
+    }
+    if (h)
+        snprintf(buf, size, "%" PRId64 "h%" PRId64 "m%ss", h, m, sec);
+    else if (m)
+        snprintf(buf, size, "%" PRId64 "m%ss", m, sec);
+    else
+        snprintf(buf, size, "%ss", sec);
+    return buf;
+}
+
+int64_t srv_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ---- the set of callers ------------------------------------------------------------------ */
+
+struct srv_limiter {
+    int64_t tenant_id;
+    srv_gcra req, tok;
+    long long streams; /* admitted and not ended */
+    srv_limiter *next;
+};
+
+struct srv_tenants {
+    const bn_config *cfg;
+    pthread_mutex_t mu;
+    bn_db **idle; /* store handles no thread holds */
+    size_t n_idle, cap_idle;
+    srv_limiter *lims;
+};
+
+/* A store handle for this thread alone until db_give; NULL (v: 500) when it cannot open. */
+static bn_db *db_take(srv_tenants *t, srv_verdict *v)
+{
+    bn_db *db = NULL;
+    pthread_mutex_lock(&t->mu);
+    if (t->n_idle) db = t->idle[--t->n_idle];
+    pthread_mutex_unlock(&t->mu);
+    char err[256];
+    if (!db && cm_history_open(&db, NULL, 0, err, sizeof err)) {
+        db = NULL;
+        if (v) {
+            v->status = 500, v->type = "server_error", v->code = NULL;
+            snprintf(v->msg, sizeof v->msg, "the tenant store cannot be opened: %.200s", err);
+        }
+    }
+    return db;
+}
+
+static void db_give(srv_tenants *t, bn_db *db)
+{
+    if (!db) return;
+    pthread_mutex_lock(&t->mu);
+    if (t->n_idle == t->cap_idle) {
+        const size_t cap = t->cap_idle ? t->cap_idle * 2 : 8;
+        bn_db **p = realloc(t->idle, cap * sizeof *p);
+        if (p) t->idle = p, t->cap_idle = cap;
+    }
+    const int kept = t->n_idle < t->cap_idle;
+    if (kept) t->idle[t->n_idle++] = db;
+    pthread_mutex_unlock(&t->mu);
+    if (!kept) bn_db_close(db);
+}
+
+int srv_tenants_new(const bn_config *cfg, srv_tenants **out, char *err, size_t errsz)
+{
+    srv_tenants *t = calloc(1, sizeof *t);
+    if (!t) return cm_fail(err, errsz, "out of memory");
+    t->cfg = cfg;
+    if (pthread_mutex_init(&t->mu, NULL)) return free(t), cm_fail(err, errsz, "out of resources");
+    bn_db *db;
+    if (cm_history_open(&db, NULL, 0, err, errsz)) {
+        srv_tenants_free(t);
+        return -1;
+    }
+    db_give(t, db);
+    *out = t;
+    return 0;
+}
+
+void srv_tenants_free(srv_tenants *t)
+{
+    if (!t) return;
+    for (size_t i = 0; i < t->n_idle; i++) bn_db_close(t->idle[i]);
+    free(t->idle);
+    for (srv_limiter *l = t->lims, *next; l; l = next) next = l->next, free(l);
+    pthread_mutex_destroy(&t->mu);
+    free(t);
+}
+
+static void verdict(srv_verdict *v, unsigned status, const char *type, const char *code,
+                    const char *msg)
+{
+    v->status = status, v->type = type, v->code = code;
+    if (msg != v->msg) snprintf(v->msg, sizeof v->msg, "%s", msg);
+}
+
+static void add_hdr(srv_verdict *v, const char *name, const char *value)
+{
+    if (v->n_hdr >= SRV_HDR_MAX) return;
+    snprintf(v->hdr[v->n_hdr][0], sizeof v->hdr[0][0], "%s", name);
+    snprintf(v->hdr[v->n_hdr][1], sizeof v->hdr[0][1], "%s", value);
+    v->n_hdr++;
+}
+
+/* ---- authentication ---------------------------------------------------------------------- */
+
+static void key_refused(srv_verdict *v, bn_key_reason r)
+{
+    char msg[128];
+    snprintf(msg, sizeof msg, "API key refused: %s", bn_key_reason_str(r));
+    if (r == BN_KEY_SUSPENDED)
+        verdict(v, 403, "permission_error", "tenant_suspended", msg);
+    else
+        verdict(v, 401, "invalid_request_error", "invalid_api_key", msg);
+}
+
+void srv_tenants_auth(srv_tenants *t, const char *authorization, unsigned scope, srv_caller *who,
+                      srv_verdict *v)
+{
+    memset(who, 0, sizeof *who);
+    memset(v, 0, sizeof *v);
+    if (!authorization)
+        return verdict(v, 401, "invalid_request_error", "invalid_api_key",
+                       "no API key: send the header Authorization: Bearer KEY");
+    if (strncmp(authorization, "Bearer ", 7) || !authorization[7])
+        return verdict(v, 401, "invalid_request_error", "invalid_api_key",
+                       "malformed Authorization header: expected Bearer KEY");
+    bn_db *db = db_take(t, v);
+    if (!db) return;
+    bn_key_auth a;
+    const bn_status rc = bn_db_key_lookup(db, authorization + 7, &a);
+    if (rc != BN_OK)
+        snprintf(v->msg, sizeof v->msg, "the tenant store failed: %s", bn_db_errmsg(db));
+    db_give(t, db);
+    if (rc != BN_OK) return verdict(v, 500, "server_error", NULL, v->msg);
+    if (a.reason != BN_KEY_OK) return key_refused(v, a.reason);
+    if (!(a.scopes & scope)) {
+        char want[32], msg[128];
+        snprintf(msg, sizeof msg, "this key lacks the scope this endpoint needs (%s)",
+                 bn_scopes_str(scope, want, sizeof want));
+        return verdict(v, 403, "permission_error", "insufficient_scope", msg);
+    }
+    who->tenant_id = a.tenant_id, who->key_id = a.key_id, who->scopes = a.scopes;
+    snprintf(who->tier, sizeof who->tier, "%s", a.tier);
+}
+
+/* ---- admission --------------------------------------------------------------------------- */
+
+/* Under t->mu: the tenant's limiter (made on first use); NULL when out of memory. */
+static srv_limiter *limiter_locked(srv_tenants *t, int64_t tenant_id)
+{
+    for (srv_limiter *l = t->lims; l; l = l->next)
+        if (l->tenant_id == tenant_id) return l;
+    srv_limiter *l = calloc(1, sizeof *l);
+    if (!l) return NULL;
+    l->tenant_id = tenant_id;
+    l->next = t->lims;
+    t->lims = l;
+    return l;
+}
+
+/* The first millisecond of this calendar month (UTC), and of the next. */
+static void month_bounds(int64_t *start_ms, int64_t *next_ms)
+{
+    const time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    tm.tm_mday = 1, tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+    *start_ms = (int64_t)timegm(&tm) * 1000;
+    if (++tm.tm_mon == 12) tm.tm_mon = 0, tm.tm_year++;
+    *next_ms = (int64_t)timegm(&tm) * 1000;
+}
+
+static void retry_after(srv_verdict *v, int64_t ns)
+{
+    char b[32];
+    const long long secs = (long long)((ns + 999999999LL) / 1000000000LL);
+    snprintf(b, sizeof b, "%lld", secs > 0 ? secs : 1LL);
+    add_hdr(v, "Retry-After", b);
+    snprintf(b, sizeof b, "%lld", (long long)((ns + NS_PER_MS - 1) / NS_PER_MS));
+    add_hdr(v, "retry-after-ms", b);
+}
+
+/* 0 when the tenant's month is within its quota; else v is the 429. */
+static int check_quota(srv_tenants *t, const srv_caller *who, const cm_tier *tier, srv_verdict *v)
+{
+    if (tier->monthly_tokens <= 0) return 0;
+    int64_t start, next;
+    month_bounds(&start, &next);
+    bn_db *db = db_take(t, v);
+    if (!db) return -1;
+    bn_usage_total tot;
+    const bn_status rc = bn_db_usage_total(db, who->tenant_id, start, 0, &tot);
+    if (rc != BN_OK)
+        snprintf(v->msg, sizeof v->msg, "the usage ledger failed: %s", bn_db_errmsg(db));
+    db_give(t, db);
+    if (rc != BN_OK) return verdict(v, 500, "server_error", NULL, v->msg), -1;
+    const long long used = (long long)(tot.prompt_tokens + tot.completion_tokens);
+    if (used < tier->monthly_tokens) return 0;
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "the monthly quota of tier %s (%lld tokens) is used up: %lld tokens this month",
+             who->tier, tier->monthly_tokens, used);
+    verdict(v, 429, "insufficient_quota", "insufficient_quota", msg);
+    retry_after(v, (next - (int64_t)time(NULL) * 1000) * NS_PER_MS);
+    return -1;
+}
+
+/* The x-ratelimit-* headers of one bucket ("requests" or "tokens"). */
+static void bucket_hdrs(srv_verdict *v, const char *what, long long limit, const srv_gcra_res *r)
+{
+    char name[40], val[40];
+    snprintf(name, sizeof name, "x-ratelimit-limit-%s", what);
+    snprintf(val, sizeof val, "%lld", limit);
+    add_hdr(v, name, val);
+    snprintf(name, sizeof name, "x-ratelimit-remaining-%s", what);
+    snprintf(val, sizeof val, "%lld", r->ok ? r->remaining : 0);
+    add_hdr(v, name, val);
+    snprintf(name, sizeof name, "x-ratelimit-reset-%s", what);
+    add_hdr(v, name, srv_fmt_reset(r->reset_ns, val, sizeof val));
+}
+
+/* The headers of a bucket after an admission: when refused, the bucket as it is (nothing was
+ * taken), its remaining 0 when it was the one that refused. */
+static void show_bucket(srv_verdict *v, const char *what, const srv_gcra *g, long long limit,
+                        int64_t now, int admitted, const srv_gcra_res *r)
+{
+    if (admitted) return bucket_hdrs(v, what, limit, r);
+    srv_gcra_res cur;
+    srv_gcra_eval(g, now, limit, 0, &cur);
+    cur.ok = r->ok;
+    bucket_hdrs(v, what, limit, &cur);
+}
+
+/* Under t->mu: the tenant's limits for a request of prompt tokens; 0 when it may run. */
+static int take_limits(srv_limiter *l, const cm_tier *tier, const srv_caller *who, int64_t prompt,
+                       int64_t now, srv_verdict *v)
+{
+    srv_gcra_res rq = {.ok = 1}, tk = {.ok = 1};
+    if (tier->requests_per_min > 0) srv_gcra_eval(&l->req, now, tier->requests_per_min, 1, &rq);
+    if (tier->tokens_per_min > 0) srv_gcra_eval(&l->tok, now, tier->tokens_per_min, prompt, &tk);
+    const int streams_ok = tier->concurrent_streams <= 0 || l->streams < tier->concurrent_streams;
+    const int ok = rq.ok && tk.ok && streams_ok;
+    if (ok && tier->requests_per_min > 0) l->req.tat = rq.tat;
+    if (ok && tier->tokens_per_min > 0) l->tok.tat = tk.tat;
+    if (ok) l->streams++;
+    if (tier->requests_per_min > 0)
+        show_bucket(v, "requests", &l->req, tier->requests_per_min, now, ok, &rq);
+    if (tier->tokens_per_min > 0)
+        show_bucket(v, "tokens", &l->tok, tier->tokens_per_min, now, ok, &tk);
+    if (ok) return 0;
+    char msg[200];
+    if (!streams_ok) {
+        snprintf(msg, sizeof msg, "tier %s runs at most %lld requests at once", who->tier,
+                 tier->concurrent_streams);
+        verdict(v, 429, "requests", "rate_limit_exceeded", msg);
+        return retry_after(v, 1000000000LL), -1;
+    }
+    if (tier->tokens_per_min > 0 && prompt > tier->tokens_per_min)
+        snprintf(msg, sizeof msg,
+                 "the prompt's %lld tokens exceed tier %s's %lld tokens per minute",
+                 (long long)prompt, who->tier, tier->tokens_per_min);
+    else
+        snprintf(msg, sizeof msg,
+                 "rate limit of tier %s reached (%lld requests, %lld tokens per "
+                 "minute); retry later",
+                 who->tier, tier->requests_per_min, tier->tokens_per_min);
+    verdict(v, 429, "requests", "rate_limit_exceeded", msg);
+    const int64_t wait = rq.retry_ns > tk.retry_ns ? rq.retry_ns : tk.retry_ns;
+    return retry_after(v, wait), -1;
+}
+
+void srv_tenants_admit(srv_tenants *t, srv_caller *who, int64_t prompt_tokens, int64_t now_ns,
+                       srv_verdict *v)
+{
+    memset(v, 0, sizeof *v);
+    cm_tier tier;
+    if (cm_tier_get(t->cfg, who->tier, &tier)) {
+        snprintf(v->msg, sizeof v->msg, "the tenant's tier '%s' is not in the config", who->tier);
+        return verdict(v, 500, "server_error", NULL, v->msg);
+    }
+    if (check_quota(t, who, &tier, v)) return;
+    pthread_mutex_lock(&t->mu);
+    srv_limiter *l = limiter_locked(t, who->tenant_id);
+    const int bad = !l || take_limits(l, &tier, who, prompt_tokens, now_ns, v);
+    pthread_mutex_unlock(&t->mu);
+    if (!l) return verdict(v, 500, "server_error", NULL, "out of memory");
+    if (bad) return;
+    who->lim = l;
+    who->t0_ns = now_ns;
+}
+
+int srv_tenants_end(srv_tenants *t, srv_caller *who, bn_usage_rec *rec)
+{
+    srv_limiter *l = who->lim;
+    if (!l) return 0; /* not admitted, or ended already */
+    who->lim = NULL;
+    cm_tier tier;
+    const int charge = rec && !cm_tier_get(t->cfg, who->tier, &tier) && tier.tokens_per_min > 0 &&
+                       rec->completion_tokens > 0;
+    const int64_t now = srv_now_ns();
+    pthread_mutex_lock(&t->mu);
+    if (charge) srv_gcra_force(&l->tok, now, tier.tokens_per_min, rec->completion_tokens);
+    l->streams--;
+    pthread_mutex_unlock(&t->mu);
+    if (!rec) return 0;
+    rec->tenant_id = who->tenant_id, rec->key_id = who->key_id;
+    bn_db *db = db_take(t, NULL);
+    const int rc = db && bn_db_usage_record(db, rec, NULL) == BN_OK ? 0 : -1;
+    if (rc)
+        fprintf(stderr, "bitnet serve: the usage of %s is not in the ledger: %s\n", rec->request_id,
+                db ? bn_db_errmsg(db) : "the store cannot be opened");
+    db_give(t, db);
+    return rc;
+}
+
+/* ---- the administrative documents ------------------------------------------------------- */
+
+static char *print_doc(cJSON *d, srv_verdict *v)
+{
+    char *text = d ? cJSON_PrintUnformatted(d) : NULL;
+    cJSON_Delete(d);
+    if (!text) verdict(v, 500, "server_error", NULL, "out of memory");
+    return text;
+}
+
+static void audit(bn_db *db, const srv_caller *who, const char *action, const char *target)
+{
+    char actor[40];
+    snprintf(actor, sizeof actor, "key:%lld", (long long)who->key_id);
+    if (bn_db_audit_append(db, actor, action, target, NULL) != BN_OK)
+        fprintf(stderr, "bitnet serve: audit entry %s not written: %s\n", action, bn_db_errmsg(db));
+}
+
+static int tenant_row(void *ud, const bn_tenant *tn)
+{
+    char when[32];
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)tn->id);
+    cJSON_AddStringToObject(o, "object", "tenant");
+    cJSON_AddStringToObject(o, "name", tn->name);
+    cJSON_AddStringToObject(o, "tier", tn->tier);
+    cJSON_AddStringToObject(o, "status", tn->status);
+    cJSON_AddStringToObject(o, "created", cli_fmt_utc(tn->created_ms, when, sizeof when));
+    cJSON_AddNumberToObject(o, "keys", (double)tn->n_keys);
+    cJSON_AddItemToArray(ud, o);
+    return 0;
+}
+
+char *srv_tenants_list_doc(srv_tenants *t, const srv_caller *who, srv_verdict *v)
+{
+    bn_db *db = db_take(t, v);
+    if (!db) return NULL;
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "object", "list");
+    const bn_status rc = bn_db_tenant_list(db, tenant_row, cJSON_AddArrayToObject(d, "data"));
+    if (rc != BN_OK)
+        snprintf(v->msg, sizeof v->msg, "the tenant store failed: %s", bn_db_errmsg(db));
+    if (rc == BN_OK) audit(db, who, "api.tenants.list", "");
+    db_give(t, db);
+    if (rc != BN_OK) return cJSON_Delete(d), verdict(v, 500, "server_error", NULL, v->msg), NULL;
+    return print_doc(d, v);
+}
+
+typedef struct usage_acc {
+    cJSON *rows;
+    int64_t requests, prompt, completion;
+} usage_acc;
+
+static int usage_row(void *ud, const bn_usage_day *u)
+{
+    usage_acc *a = ud;
+    cJSON_AddItemToArray(a->rows, cm_usage_day_json(u));
+    a->requests += u->requests, a->prompt += u->prompt_tokens;
+    a->completion += u->completion_tokens;
+    return 0;
+}
+
+/* from and to into [from, to) ms (a day as to: to its end); 0, or -1 with v the 400. */
+static int usage_range(const char *from, const char *to, int64_t *f, int64_t *tt, srv_verdict *v)
+{
+    *f = *tt = 0;
+    if ((from && cli_parse_utc(from, f)) || (to && cli_parse_utc(to, tt)))
+        return verdict(v, 400, "invalid_request_error", "invalid_date",
+                       "from and to: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)"),
+               -1;
+    if (to && strlen(to) == 10) *tt += DAY_MS;
+    if (*f && *tt && *tt <= *f)
+        return verdict(v, 400, "invalid_request_error", "invalid_date", "to is before from"), -1;
+    return 0;
+}
+
+/* The tenant id whose usage who may read (0: all, for an admin); -1 with v set. */
+static int64_t usage_tenant(bn_db *db, const srv_caller *who, const char *ref, srv_verdict *v)
+{
+    const int admin = (who->scopes & BN_SCOPE_ADMIN) != 0;
+    if (!ref || !*ref) return admin ? 0 : who->tenant_id;
+    bn_tenant tn;
+    const bn_status rc = bn_db_tenant_get(db, ref, &tn);
+    if (rc == BN_OK && (admin || tn.id == who->tenant_id)) return tn.id;
+    if (rc == BN_OK || (rc == BN_ERR_NOT_FOUND && !admin))
+        verdict(v, 403, "permission_error", "insufficient_scope",
+                "a usage key reads its own tenant's usage only");
+    else if (rc == BN_ERR_NOT_FOUND)
+        verdict(v, 404, "invalid_request_error", "tenant_not_found", "no such tenant");
+    else
+        verdict(v, 500, "server_error", NULL, "the tenant store failed");
+    return -1;
+}
+
+char *srv_tenants_usage_doc(srv_tenants *t, const srv_caller *who, const char *tenant,
+                            const char *from, const char *to, srv_verdict *v)
+{
+    int64_t f, tt;
+    if (usage_range(from, to, &f, &tt, v)) return NULL;
+    bn_db *db = db_take(t, v);
+    if (!db) return NULL;
+    const int64_t tid = usage_tenant(db, who, tenant, v);
+    cJSON *d = cJSON_CreateObject();
+    usage_acc a = {.rows = NULL};
+    cJSON_AddStringToObject(d, "object", "list");
+    a.rows = cJSON_AddArrayToObject(d, "data");
+    const bn_status rc = tid < 0 ? BN_OK : bn_db_usage_report(db, tid, f, tt, usage_row, &a);
+    if (rc != BN_OK)
+        snprintf(v->msg, sizeof v->msg, "the usage ledger failed: %s", bn_db_errmsg(db));
+    if (tid >= 0 && rc == BN_OK && tid != who->tenant_id) {
+        char target[32];
+        snprintf(target, sizeof target, "%lld", (long long)tid);
+        audit(db, who, "api.usage.read", tid ? target : "all");
+    }
+    db_give(t, db);
+    if (rc != BN_OK) verdict(v, 500, "server_error", NULL, v->msg);
+    if (tid < 0 || rc != BN_OK) return cJSON_Delete(d), NULL;
+    cJSON *tot = cJSON_AddObjectToObject(d, "total");
+    cJSON_AddNumberToObject(tot, "requests", (double)a.requests);
+    cJSON_AddNumberToObject(tot, "prompt_tokens", (double)a.prompt);
+    cJSON_AddNumberToObject(tot, "completion_tokens", (double)a.completion);
+    return print_doc(d, v);
+}
