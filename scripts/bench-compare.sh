@@ -5,8 +5,9 @@
 # the same tests and thread counts) run in turn for several rounds, so that all see the same
 # machine state; the order alternates from round to round (bitnet first in odd rounds,
 # last in even ones). Prints a markdown table: the median over the rounds of each engine's
-# mean tokens/s, the ratio bitnet / peer, and each round's values, with the machine (CPU
-# model from /proc/cpuinfo) and the load average before and after.
+# mean tokens/s, the ratio bitnet / peer, the ratio of each engine's best round, and each
+# round's values, with the machine (CPU model from /proc/cpuinfo) and the load average
+# before and after.
 #
 # Usage: [peers] sh scripts/bench-compare.sh [--ppl TEXT] [--no-speed] MODEL.gguf [LLAMA_MODEL.gguf]
 #
@@ -205,6 +206,11 @@ median() {
     awk -v e="$1" -v n="$2" -v t="$3" '$2 == e && $3 == n && $4 == t { print $5 }' "$TMP/results" | sort -g |
         awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+# The largest value of engine $1, threads $2, test $3 ("-" when none): the least disturbed round.
+best() {
+    awk -v e="$1" -v n="$2" -v t="$3" '$2 == e && $3 == n && $4 == t && (m == "" || $5 > m) { m = $5 }
+        END { print m == "" ? "-" : m }' "$TMP/results"
+}
 rounds_of() {
     awk -v e="$1" -v n="$2" -v t="$3" '$2 == e && $3 == n && $4 == t { printf "%s%.1f", s, $5; s = " " }' "$TMP/results"
 }
@@ -252,13 +258,13 @@ speed() {
             echo "- ik_llama.cpp: \`$IK_LLAMA_BENCH -m $IK_MODEL\` for tg, \`-m $IK_MODEL_PP\` for pp ($info)"
         fi
     done
-    echo "- $ROUNDS rounds, engines in turn (bitnet first in odd rounds, last in even ones); each value the mean tokens/s of $REPS repetitions; the table shows the median over the rounds"
+    echo "- $ROUNDS rounds, engines in turn (bitnet first in odd rounds, last in even ones); each value the mean tokens/s of $REPS repetitions; the table shows the median over the rounds and, as a check on a noisy machine, the ratio of each engine's best round"
     echo
     head="| threads | test | bitnet t/s"
     rule="| --- | --- | ---"
     for p in $peers; do
-        head="$head | $p t/s | bitnet / $p"
-        rule="$rule | --- | ---"
+        head="$head | $p t/s | bitnet / $p | best rounds: bitnet / $p"
+        rule="$rule | --- | --- | ---"
     done
     # shellcheck disable=SC2086 # the list of peers, without the leading space
     echo "$head | per round: bitnet; $(echo $peers | sed 's/ /; /g') |"
@@ -273,10 +279,11 @@ speed() {
             rounds="$(rounds_of bitnet "$n" "$t")"
             for p in $peers; do
                 b=$(median "$p" "$n" "$t")
-                line="$line | $(awk -v a="$a" -v b="$b" 'BEGIN {
+                line="$line | $(awk -v a="$a" -v b="$b" -v ba="$(best bitnet "$n" "$t")" -v bb="$(best "$p" "$n" "$t")" 'BEGIN {
                     fb = b == "-" ? b : sprintf("%.1f", b)
                     ratio = (a != "-" && b != "-" && b > 0) ? sprintf("%.2f", a / b) : "-"
-                    print fb " | " ratio }')"
+                    br = (ba != "-" && bb != "-" && bb > 0) ? sprintf("%.2f (%.1f / %.1f)", ba / bb, ba, bb) : "-"
+                    print fb " | " ratio " | " br }')"
                 rounds="$rounds; $(rounds_of "$p" "$n" "$t")"
             done
             echo "$line | $rounds |"
