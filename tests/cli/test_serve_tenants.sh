@@ -1,0 +1,184 @@
+#!/bin/sh
+# bitnet serve --tenants: the keys of the platform's store (bitnet tenants, keys) against the
+# real server on the bundled model, in a temporary history and config. With curl: every
+# malformed Authorization header is a 401 JSON error (never a crash: the server still
+# answers), scopes give 403, the admin endpoints refuse bad queries with 400/404/405, /metrics
+# wants an admin key, a suspended tenant gets 403 at once, and SIGTERM still exits 0. With the
+# official openai Python client (tests/cli/serve_tenants_openai.py; SKIP when not installed):
+# isolation of two tenants' usage, a revoked key failing at once, a burst beyond
+# tiers.developer.requests_per_min 3 getting the 429s GCRA predicts, the monthly quota
+# (insufficient_quota) and exact metering (the clients' usage == GET /v1/usage == bitnet usage
+# report).
+. "$(dirname "$0")/lib.sh"
+export BITNET_CONFIG="$TMP/config.json" BITNET_HISTORY_DB="$TMP/history.db" HOME="$TMP"
+unset BITNET_HISTORY BITNET_HISTORY_RETENTION_DAYS BITNET_DATA_DIR
+echo '{"tiers": {"developer": {"requests_per_min": 3}, "business": {"monthly_tokens": 20}}}' \
+    >"$BITNET_CONFIG"
+MODEL=assets/models/bitnet-tinystories.gguf
+B=$BITNET
+echo "test_serve_tenants.sh"
+if ! command -v curl >/dev/null 2>&1; then
+    echo "  SKIP test_serve_tenants.sh: no curl"
+    exit 0
+fi
+
+expect_exit 0 "serve --help" -- "$B" serve --help
+expect_grep "\-\-tenants" "$TMP/out" "help names --tenants"
+expect_exit 2 "--tenants with --api-key" -- "$B" serve --tenants --api-key k -m "$MODEL"
+expect_one_line_err "--tenants with --api-key"
+
+# newkey NAME TENANT SCOPES...: a key, its line "NAME KEY ID" in keys.txt
+newkey() {
+    name=$1 tenant=$2
+    shift 2
+    sc=""
+    for s in "$@"; do sc="$sc --scope $s"; done
+    # shellcheck disable=SC2086
+    "$B" keys create --tenant "$tenant" $sc --json >"$TMP/k.json" 2>/dev/null || bad "keys create $name"
+    echo "$name $("$JSONGET" key <"$TMP/k.json") $("$JSONGET" id <"$TMP/k.json")" >>"$TMP/keys.txt"
+}
+key() { awk -v n="$1" '$1 == n { print $2 }' "$TMP/keys.txt"; }
+for t in "acme team" "globex team" "burst developer" "quota business" "ops team" "sleepy team"; do
+    set -- $t
+    "$B" tenants add "$1" --tier "$2" >/dev/null 2>&1 || bad "tenants add $1"
+done
+newkey acme acme inference usage
+newkey globex globex inference usage
+newkey burst burst inference
+newkey quota quota inference
+newkey admin ops admin
+newkey victim acme inference
+newkey sleepy sleepy inference
+
+start_server "$TMP/s.log" -m "$MODEL" --slots 2 --tenants
+[ -n "$URL" ] || { bad "no port"; finish test_serve_tenants.sh; exit; }
+
+# get PATH AUTH...: status in CODE, body in $TMP/r.json, headers in $TMP/r.h
+get() {
+    p=$1
+    shift
+    CODE=$(curl -s -o "$TMP/r.json" -D "$TMP/r.h" -w '%{http_code}' "$@" "$URL$p")
+}
+# expect_code STATUS ERRCODE WHAT PATH CURL-ARGS...: that status with error.code ERRCODE
+expect_code() {
+    want=$1 code=$2 what=$3
+    shift 3
+    get "$@"
+    c=$("$JSONGET" error.code <"$TMP/r.json" 2>/dev/null)
+    if [ "$CODE" = "$want" ] && [ "$c" = "$code" ]; then ok "$what: $want $code"; else
+        bad "$what: got $CODE: $(head -c 300 "$TMP/r.json")"; fi
+}
+
+# ---- malformed Authorization headers: 401, the server goes on ------------------------------
+expect_code 401 invalid_api_key "no Authorization" /v1/models
+expect_code 401 invalid_api_key "Authorization: Bearer" /v1/models -H "Authorization: Bearer"
+expect_code 401 invalid_api_key "Basic credentials" /v1/models -H "Authorization: Basic dTpw"
+expect_code 401 invalid_api_key "bearer in lower case" /v1/models -H "Authorization: bearer $(key acme)"
+expect_code 401 invalid_api_key "a short key" /v1/models -H "Authorization: Bearer bnk_x"
+expect_code 401 invalid_api_key "a key and a byte more" /v1/models -H "Authorization: Bearer $(key acme)x"
+expect_code 401 invalid_api_key "an unknown well-formed key" /v1/models \
+    -H "Authorization: Bearer bnk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+long=$(head -c 6000 /dev/zero | tr '\0' 'k')
+expect_code 401 invalid_api_key "a 6000-byte key" /v1/models -H "Authorization: Bearer $long"
+expect_code 401 invalid_api_key "bytes above 0x7f" /v1/models -H "$(printf 'Authorization: Bearer bnk_\303\251\377')"
+expect_code 401 invalid_api_key "two spaces" /v1/models -H "Authorization: Bearer  $(key acme)"
+get /health
+[ "$CODE" = 200 ] && ok "the server still answers /health" || bad "health after bad keys: $CODE"
+
+# ---- scopes and the admin endpoints -------------------------------------------------------
+A="Authorization: Bearer $(key acme)"
+ADM="Authorization: Bearer $(key admin)"
+get /v1/models -H "$A"
+[ "$CODE" = 200 ] && ok "GET /v1/models with a tenant key" || bad "models: $CODE"
+expect_code 403 insufficient_scope "/metrics with an inference key" /metrics -H "$A"
+get /metrics -H "$ADM"
+[ "$CODE" = 200 ] && grep -q bitnet_slots "$TMP/r.json" && ok "/metrics with the admin key" ||
+    bad "metrics admin: $CODE"
+expect_code 403 insufficient_scope "completion with an admin-only key" /v1/completions -H "$ADM" \
+    -H 'Content-Type: application/json' -d '{"prompt": "x", "max_tokens": 1}'
+expect_code 403 insufficient_scope "GET /v1/tenants with a usage key" /v1/tenants -H "$A"
+expect_code 400 invalid_date "usage from=2026-13-01" "/v1/usage?from=2026-13-01" -H "$ADM"
+expect_code 400 invalid_date "usage to before from" "/v1/usage?from=2026-02-01&to=2026-01-01" -H "$ADM"
+expect_code 404 tenant_not_found "usage of an unknown tenant" "/v1/usage?tenant=nobody" -H "$ADM"
+expect_code 403 insufficient_scope "acme reads globex's usage" "/v1/usage?tenant=globex" -H "$A"
+get /v1/tenants -H "$ADM" -X POST
+[ "$CODE" = 405 ] && ok "POST /v1/tenants: 405" || bad "POST tenants: $CODE"
+get /v1/tenants -H "$ADM"
+[ "$CODE" = 200 ] && [ "$("$JSONGET" data.0.name <"$TMP/r.json")" = acme ] &&
+    ok "GET /v1/tenants with the admin key" || bad "tenants: $CODE $(cat "$TMP/r.json")"
+"$B" audit list --json >"$TMP/audit.json" 2>&1
+grep -q 'api.tenants.list' "$TMP/audit.json" && ok "the admin read is in the audit log" ||
+    bad "no api.tenants.list in the audit log"
+
+# ---- the openai Python client -------------------------------------------------------------
+if python3 -c 'import openai' 2>/dev/null; then
+    if python3 tests/cli/serve_tenants_openai.py "$URL/v1" "$B" "$TMP/keys.txt" >"$TMP/py.out" 2>&1; then
+        ok "openai client: $(tr '\n' ';' <"$TMP/py.out")"
+    else
+        bad "openai client: $(tail -5 "$TMP/py.out")"
+    fi
+else
+    echo "  SKIP the openai Python client: not installed (scripts/deps.sh installs it)"
+fi
+
+
+# a suspended tenant: 403 at once, and back after resume
+S="Authorization: Bearer $(key sleepy)"
+"$B" tenants suspend sleepy >/dev/null 2>&1
+expect_code 403 tenant_suspended "a suspended tenant" /v1/completions -H "$S" \
+    -H 'Content-Type: application/json' -d '{"prompt": "x", "max_tokens": 1}'
+"$B" tenants resume sleepy >/dev/null 2>&1
+get /v1/completions -H "$S" -H 'Content-Type: application/json' -d '{"prompt": "x", "max_tokens": 1}'
+[ "$CODE" = 200 ] && grep -qi '^x-ratelimit-limit-requests: 600' "$TMP/r.h" &&
+    ok "resumed: 200 with x-ratelimit headers" || bad "resumed: $CODE"
+"$B" usage report --tenant sleepy --json >"$TMP/u.json"
+[ "$("$JSONGET" total.requests <"$TMP/u.json")" = 1 ] &&
+    [ "$("$JSONGET" total.completion_tokens <"$TMP/u.json")" = "$("$JSONGET" usage.completion_tokens <"$TMP/r.json")" ] &&
+    ok "its ledger row has the usage it got" || bad "sleepy ledger: $(cat "$TMP/u.json")"
+
+# stop WHAT LOG: SIGTERM, exit 0
+stop() {
+    kill -TERM "$SPID"
+    wait "$SPID"
+    rc=$?
+    [ "$rc" = 0 ] && grep -q "stopped after" "$2" && ok "$1: SIGTERM, exit 0" ||
+        bad "$1: exit $rc: $(tail -3 "$2")"
+}
+stop "the server" "$TMP/s.log"
+
+# ---- a request that ends early is metered with what was generated (the slow model) ---------
+if ! command -v sqlite3 >/dev/null 2>&1; then
+    echo "  SKIP metering of a timed-out and a cancelled request: no sqlite3"
+    finish test_serve_tenants.sh
+    exit
+fi
+# row ID: status and completion tokens of the ledger row of request ID ("" when none yet)
+row() { sqlite3 "$BITNET_HISTORY_DB" "SELECT status || ' ' || completion_tokens FROM usage WHERE request_id = '$1'"; }
+"$B" synth --shape 700m -o "$TMP/slow.gguf" >/dev/null 2>&1 || bad "synth 700m"
+G="Authorization: Bearer $(key globex)"
+start_server "$TMP/s2.log" -m "$TMP/slow.gguf" --slots 1 --ctx 1024 -t 2 --timeout 1 --tenants
+curl -sN "$URL/v1/completions" -H "$G" -d '{"prompt":"hello","max_tokens":1000,"stream":true}' >"$TMP/t.sse"
+id=$(grep '^data: {' "$TMP/t.sse" | head -1 | sed 's/^data: //' | "$JSONGET" id)
+r=$(row "$id")
+case "$r" in "timeout "*) n=${r#timeout }
+    [ "$n" -lt 1000 ] && ok "a timed-out stream: its row ($id) says timeout, $n tokens" ||
+        bad "timeout row: $r" ;;
+*) bad "timed-out request $id: row '$r'" ;; esac
+stop "the slow server" "$TMP/s2.log"
+start_server "$TMP/s3.log" -m "$TMP/slow.gguf" --slots 1 --ctx 1024 -t 2 --tenants
+curl -sN "$URL/v1/completions" -H "$G" -d '{"prompt":"hello","max_tokens":1000,"stream":true}' >"$TMP/c.sse" &
+CPID=$!
+wait_grep '"text"' "$TMP/c.sse" 600 || bad "no token from the slow model"
+kill "$CPID" 2>/dev/null # the client hangs up mid-stream
+id=$(grep '^data: {' "$TMP/c.sse" | head -1 | sed 's/^data: //' | "$JSONGET" id)
+i=0
+while [ "$i" -lt 300 ] && [ -z "$(row "$id")" ]; do sleep 0.1; i=$((i + 1)); done
+r=$(row "$id")
+got=$(grep -c '"text"' "$TMP/c.sse")
+case "$r" in "cancelled "*) n=${r#cancelled }
+    [ "$n" -ge "$got" ] && [ "$n" -lt 1000 ] &&
+        ok "a client gone mid-stream: its row says cancelled, $n tokens (it saw $got pieces)" ||
+        bad "cancelled row: $r, saw $got" ;;
+*) bad "cancelled request $id: row '$r'" ;; esac
+stop "the second slow server" "$TMP/s3.log"
+finish test_serve_tenants.sh
