@@ -20,8 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/config.h"
 
@@ -35,7 +37,8 @@ struct srv_http {
     struct MHD_Daemon *d;
     srv_http_opts o;
     atomic_ullong ids;
-    atomic_int in_flight; /* requests between their first call and on_completed */
+    unsigned long long salt; /* random per server: ids of servers sharing a ledger differ */
+    atomic_int in_flight;    /* requests between their first call and on_completed */
 };
 
 /* The body of a request, as it comes. */
@@ -341,11 +344,25 @@ static int client_fd(struct MHD_Connection *c)
     return ci ? ci->connect_fd : -1;
 }
 
+/* An answer's id, which is also its request id in the usage ledger (unique there): the time,
+ * the server's random salt and a counter. */
 static void new_id(srv_http *h, int chat, char *buf, size_t size)
 {
     const unsigned long long n = atomic_fetch_add(&h->ids, 1);
-    snprintf(buf, size, "%s-%llx%06llx", chat ? "chatcmpl" : "cmpl", (unsigned long long)time(NULL),
-             n & 0xFFFFFF);
+    snprintf(buf, size, "%s-%llx%012llx%06llx", chat ? "chatcmpl" : "cmpl",
+             (unsigned long long)time(NULL), h->salt & 0xFFFFFFFFFFFFULL, n & 0xFFFFFF);
+}
+
+static unsigned long long random_salt(void)
+{
+    unsigned long long salt = 0;
+    if (getrandom(&salt, sizeof salt, 0) != (ssize_t)sizeof salt) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        salt = (unsigned long long)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^
+               (unsigned long long)getpid();
+    }
+    return salt;
 }
 
 /* Queues r; who (--tenants: admitted, NULL otherwise) and hv, its rate-limit headers, go
@@ -631,6 +648,7 @@ int srv_http_start(srv *s, const srv_http_opts *o, srv_http **out, int *port, ch
         return snprintf(err, errsz, "out of memory"), -1;
     }
     h->s = s, h->o = *o;
+    h->salt = random_salt();
     unsigned flags =
             MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;

@@ -146,6 +146,31 @@ stop() {
 }
 stop "the server" "$TMP/s.log"
 
+# ---- two servers on one store: each answer's id is its own request id in the ledger ---------
+# (ids of the time and a counter alone were equal for the first requests of two servers
+# started in the same second, and the ledger kept one row of the two)
+G="Authorization: Bearer $(key globex)"
+"$B" usage report --tenant globex --json >"$TMP/u0.json"
+before=$("$JSONGET" total.requests <"$TMP/u0.json")
+start_server "$TMP/a.log" -m "$MODEL" --tenants
+PA=$SPID UA=$URL
+start_server "$TMP/b.log" -m "$MODEL" --tenants
+for u in "$UA" "$URL"; do
+    curl -s -H "$G" -d '{"prompt": "x", "max_tokens": 2}' "$u/v1/completions" >>"$TMP/two.json" &
+done
+wait_n=0
+while [ "$(grep -c '"usage"' "$TMP/two.json" 2>/dev/null)" != 2 ] && [ "$wait_n" -lt 600 ]; do
+    sleep 0.1
+    wait_n=$((wait_n + 1))
+done
+"$B" usage report --tenant globex --json >"$TMP/u1.json"
+after=$("$JSONGET" total.requests <"$TMP/u1.json")
+[ "$after" = $((before + 2)) ] && ok "two servers, one request each: 2 ledger rows" ||
+    bad "two servers: ledger requests $before -> $after: $(cat "$TMP/two.json")"
+stop "server B" "$TMP/b.log"
+SPID=$PA
+stop "server A" "$TMP/a.log"
+
 # ---- a request that ends early is metered with what was generated (the slow model) ---------
 if ! command -v sqlite3 >/dev/null 2>&1; then
     echo "  SKIP metering of a timed-out and a cancelled request: no sqlite3"
@@ -155,7 +180,6 @@ fi
 # row ID: status and completion tokens of the ledger row of request ID ("" when none yet)
 row() { sqlite3 "$BITNET_HISTORY_DB" "SELECT status || ' ' || completion_tokens FROM usage WHERE request_id = '$1'"; }
 "$B" synth --shape 700m -o "$TMP/slow.gguf" >/dev/null 2>&1 || bad "synth 700m"
-G="Authorization: Bearer $(key globex)"
 start_server "$TMP/s2.log" -m "$TMP/slow.gguf" --slots 1 --ctx 1024 -t 2 --timeout 1 --tenants
 curl -sN "$URL/v1/completions" -H "$G" -d '{"prompt":"hello","max_tokens":1000,"stream":true}' >"$TMP/t.sse"
 id=$(grep '^data: {' "$TMP/t.sse" | head -1 | sed 's/^data: //' | "$JSONGET" id)
