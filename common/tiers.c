@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/cli.h"
+
 /* "tiers.<name>.<field>" into buf; 0, or -1 when it does not fit. */
 static int tier_key(char *buf, size_t size, const char *name, const char *field)
 {
@@ -50,5 +52,19 @@ cJSON *cm_usage_day_json(const bn_usage_day *d)
     cJSON_AddNumberToObject(o, "requests", (double)d->requests);
     cJSON_AddNumberToObject(o, "prompt_tokens", (double)d->prompt_tokens);
     cJSON_AddNumberToObject(o, "completion_tokens", (double)d->completion_tokens);
+    return o;
+}
+
+cJSON *cm_api_key_json(const bn_api_key *k)
+{
+    char sc[32], t1[32], t2[32], t3[32];
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)k->id);
+    cJSON_AddNumberToObject(o, "tenant", (double)k->tenant_id);
+    cJSON_AddStringToObject(o, "prefix", k->prefix);
+    cJSON_AddStringToObject(o, "scopes", bn_scopes_str(k->scopes, sc, sizeof sc));
+    cJSON_AddStringToObject(o, "expires", cli_fmt_utc(k->expires_ms, t1, sizeof t1));
+    cJSON_AddStringToObject(o, "revoked", cli_fmt_utc(k->revoked_ms, t2, sizeof t2));
+    cJSON_AddStringToObject(o, "last_used", cli_fmt_utc(k->last_used_ms, t3, sizeof t3));
     return o;
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/tiers.h"
 #include "tenancy.h"
 
 #define C_NAME "keys"
@@ -87,15 +88,7 @@ static int list_one(void *ud, const bn_api_key *k)
                k->prefix, sc, t1, t2, t3);
         return 0;
     }
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "id", (double)k->id);
-    cJSON_AddNumberToObject(o, "tenant", (double)k->tenant_id);
-    cJSON_AddStringToObject(o, "prefix", k->prefix);
-    cJSON_AddStringToObject(o, "scopes", sc);
-    cJSON_AddStringToObject(o, "expires", t1);
-    cJSON_AddStringToObject(o, "revoked", t2);
-    cJSON_AddStringToObject(o, "last_used", t3);
-    cJSON_AddItemToArray(ud, o);
+    cJSON_AddItemToArray(ud, cm_api_key_json(k));
     return 0;
 }
 

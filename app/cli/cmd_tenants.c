@@ -117,15 +117,7 @@ static int sub_list(int argc, char **argv)
 
 static int key_json_one(void *ud, const bn_api_key *k)
 {
-    char sc[32], t1[32], t2[32], t3[32];
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "id", (double)k->id);
-    cJSON_AddStringToObject(o, "prefix", k->prefix);
-    cJSON_AddStringToObject(o, "scopes", bn_scopes_str(k->scopes, sc, sizeof sc));
-    cJSON_AddStringToObject(o, "expires", cli_fmt_utc(k->expires_ms, t1, sizeof t1));
-    cJSON_AddStringToObject(o, "revoked", cli_fmt_utc(k->revoked_ms, t2, sizeof t2));
-    cJSON_AddStringToObject(o, "last_used", cli_fmt_utc(k->last_used_ms, t3, sizeof t3));
-    cJSON_AddItemToArray(ud, o);
+    cJSON_AddItemToArray(ud, cm_api_key_json(k));
     return 0;
 }
 

@@ -3,7 +3,8 @@
  *
  *   POST /v1/chat/completions   POST /v1/completions   GET /v1/models   GET /health
  *   GET /metrics (Prometheus text; behind the API key as the API is)
- *   GET /v1/tenants  GET /v1/usage  (--tenants: the store's tenants and ledger)
+ *   GET /v1/tenants  GET /v1/usage  GET|POST /v1/keys  DELETE /v1/keys/ID  (--tenants: the
+ *   store's tenants, ledger and keys)
  *
  * With --tenants each request's key is a tenant's key of the store, its tier's limits apply
  * and every finished completion leaves one ledger row (serve_tenants.h).
@@ -480,12 +481,19 @@ static int authorized(const srv_http *h, struct MHD_Connection *c)
     return v && !strncmp(v, "Bearer ", 7) && !strcmp(v + 7, h->o.api_key);
 }
 
+/* /v1/keys or /v1/keys/ID */
+static int is_keys(const char *url)
+{
+    return !strncmp(url, "/v1/keys", 8) && (!url[8] || url[8] == '/');
+}
+
 /* The scopes of which a tenant's key needs one for url. */
 static unsigned scope_of(const char *url)
 {
     if (!strcmp(url, "/v1/chat/completions") || !strcmp(url, "/v1/completions"))
         return BN_SCOPE_INFERENCE;
-    if (!strcmp(url, "/v1/tenants") || !strcmp(url, "/metrics")) return BN_SCOPE_ADMIN;
+    if (!strcmp(url, "/v1/tenants") || !strcmp(url, "/metrics") || is_keys(url))
+        return BN_SCOPE_ADMIN;
     if (!strcmp(url, "/v1/usage")) return BN_SCOPE_USAGE | BN_SCOPE_ADMIN;
     return BN_SCOPE_ALL_; /* any key: /v1/models, and a 404 */
 }
@@ -507,6 +515,25 @@ static enum MHD_Result reply_text(struct MHD_Connection *c, char *text, const sr
 static const char *query(struct MHD_Connection *c, const char *key)
 {
     return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, key);
+}
+
+/* GET|POST /v1/keys, DELETE /v1/keys/ID (the key's admin scope already checked). */
+static enum MHD_Result keys(srv_http *h, struct MHD_Connection *c, const char *url,
+                            const char *method, const conn_body *b)
+{
+    srv_verdict v = {0};
+    srv_tenants *t = h->o.tenants;
+    if (url[8] == '/')
+        return strcmp(method, "DELETE")
+                       ? not_allowed(c)
+                       : reply_text(c, srv_tenants_key_revoke(t, &b->who, url + 9, &v), &v);
+    if (!strcmp(method, "GET"))
+        return reply_text(c, srv_tenants_keys_doc(t, &b->who, query(c, "tenant"), &v), &v);
+    if (strcmp(method, "POST")) return not_allowed(c);
+    if (b->too_big)
+        return reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "invalid_request_error",
+                           "the request body is too large", NULL, NULL);
+    return reply_text(c, srv_tenants_key_create(t, &b->who, b->data, b->len, &v), &v);
 }
 
 /* GET /v1/tenants and GET /v1/usage (--tenants only; the key's scope already checked). */
@@ -550,6 +577,7 @@ static enum MHD_Result route(srv_http *h, struct MHD_Connection *c, const char *
     if (check_key(h, c, url, b, &refused)) return refused;
     if (h->o.tenants && (!strcmp(url, "/v1/tenants") || !strcmp(url, "/v1/usage")))
         return get ? admin(h, c, url, b) : not_allowed(c);
+    if (h->o.tenants && is_keys(url)) return keys(h, c, url, method, b);
     if (!strcmp(url, "/v1/models")) return get ? models(h, c) : not_allowed(c);
     if (!strcmp(url, "/v1/chat/completions")) return post ? completion(h, c, b, 1) : not_allowed(c);
     if (!strcmp(url, "/v1/completions")) return post ? completion(h, c, b, 0) : not_allowed(c);
@@ -564,7 +592,7 @@ static void count_http(srv_http *h, struct MHD_Connection *c, const char *url)
 {
     static const char *const known[] = {
             "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics",
-            "/v1/tenants",          "/v1/usage"};
+            "/v1/tenants",          "/v1/usage",       "/v1/keys"};
     const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
     if (!ci || !ci->http_status) return;

@@ -391,10 +391,12 @@ static char *print_doc(cJSON *d, srv_verdict *v)
     return text;
 }
 
+static void actor_of(const srv_caller *who, char *buf, size_t size);
+
 static void audit(bn_db *db, const srv_caller *who, const char *action, const char *target)
 {
     char actor[40];
-    snprintf(actor, sizeof actor, "key:%lld", (long long)who->key_id);
+    actor_of(who, actor, sizeof actor);
     if (bn_db_audit_append(db, actor, action, target, NULL) != BN_OK)
         fprintf(stderr, "bitnet serve: audit entry %s not written: %s\n", action, bn_db_errmsg(db));
 }
@@ -503,4 +505,142 @@ char *srv_tenants_usage_doc(srv_tenants *t, const srv_caller *who, const char *t
     cJSON_AddNumberToObject(tot, "prompt_tokens", (double)a.prompt);
     cJSON_AddNumberToObject(tot, "completion_tokens", (double)a.completion);
     return print_doc(d, v);
+}
+
+/* ---- keys (admin) ------------------------------------------------------------------------ */
+
+static int key_row(void *ud, const bn_api_key *k)
+{
+    cJSON_AddItemToArray(ud, cm_api_key_json(k));
+    return 0;
+}
+
+static void actor_of(const srv_caller *who, char *buf, size_t size)
+{
+    snprintf(buf, size, "key:%lld", (long long)who->key_id);
+}
+
+char *srv_tenants_keys_doc(srv_tenants *t, const srv_caller *who, const char *tenant,
+                           srv_verdict *v)
+{
+    bn_db *db = db_take(t, v);
+    if (!db) return NULL;
+    const int64_t tid = tenant && *tenant ? usage_tenant(db, who, tenant, v) : 0;
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "object", "list");
+    const bn_status rc =
+            tid < 0 ? BN_OK : bn_db_key_list(db, tid, key_row, cJSON_AddArrayToObject(d, "data"));
+    if (rc != BN_OK) snprintf(v->msg, sizeof v->msg, "the key store failed: %s", bn_db_errmsg(db));
+    if (tid >= 0 && rc == BN_OK)
+        audit(db, who, "api.keys.list", tenant && *tenant ? tenant : "all");
+    db_give(t, db);
+    if (rc != BN_OK) verdict(v, 500, "server_error", NULL, v->msg);
+    if (tid < 0 || rc != BN_OK) return cJSON_Delete(d), NULL;
+    return print_doc(d, v);
+}
+
+static void bad_field(srv_verdict *v, const char *msg)
+{
+    verdict(v, 400, "invalid_request_error", "invalid_value", msg);
+}
+
+/* "scopes" as a string or an array of strings into bits; 0, or -1 with v the 400. */
+static int read_scopes(const cJSON *sc, unsigned *scopes, srv_verdict *v)
+{
+    char buf[64] = "";
+    if (cJSON_IsString(sc)) snprintf(buf, sizeof buf, "%s", sc->valuestring);
+    const cJSON *e;
+    size_t n = 0;
+    const cJSON *arr = cJSON_IsArray(sc) ? sc : NULL;
+    cJSON_ArrayForEach(e, arr)
+    {
+        if (!cJSON_IsString(e) || n + strlen(e->valuestring) + 2 > sizeof buf) n = sizeof buf;
+        if (n >= sizeof buf) break;
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s", n ? "," : "", e->valuestring);
+    }
+    if (n < sizeof buf && buf[0] && bn_scopes_parse(buf, scopes) == 0 && *scopes) return 0;
+    bad_field(v, "scopes: expected inference, usage and/or admin (a string or an array)");
+    return -1;
+}
+
+/* The body of POST /v1/keys into a tenant reference, scopes and expiry; 0 or -1 (v: 400). */
+static int read_key_body(const cJSON *d, char *ref, size_t refsz, unsigned *scopes,
+                         int64_t *expires, srv_verdict *v)
+{
+    const cJSON *tn = cJSON_GetObjectItemCaseSensitive(d, "tenant");
+    const cJSON *ex = cJSON_GetObjectItemCaseSensitive(d, "expires");
+    if (cJSON_IsString(tn) && tn->valuestring[0] && strlen(tn->valuestring) < refsz)
+        snprintf(ref, refsz, "%s", tn->valuestring);
+    else if (cJSON_IsNumber(tn) && tn->valuedouble >= 1 && tn->valuedouble < 9e15)
+        snprintf(ref, refsz, "%lld", (long long)tn->valuedouble);
+    else
+        return bad_field(v, "tenant: expected a tenant's name or id"), -1;
+    if (read_scopes(cJSON_GetObjectItemCaseSensitive(d, "scopes"), scopes, v)) return -1;
+    *expires = 0;
+    if (ex && !cJSON_IsNull(ex) && (!cJSON_IsString(ex) || cli_parse_utc(ex->valuestring, expires)))
+        return bad_field(v, "expires: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)"), -1;
+    return 0;
+}
+
+static cJSON *new_key_doc(int64_t id, int64_t tid, const char *key, unsigned scopes)
+{
+    char sc[32];
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "api_key");
+    cJSON_AddNumberToObject(o, "id", (double)id);
+    cJSON_AddNumberToObject(o, "tenant", (double)tid);
+    cJSON_AddStringToObject(o, "key", key);
+    cJSON_AddStringToObject(o, "scopes", bn_scopes_str(scopes, sc, sizeof sc));
+    return o;
+}
+
+char *srv_tenants_key_create(srv_tenants *t, const srv_caller *who, const char *body, size_t len,
+                             srv_verdict *v)
+{
+    cJSON *d = body ? cJSON_ParseWithLength(body, len) : NULL;
+    char ref[BN_TENANT_NAME_MAX], actor[40], key[BN_KEY_STR_MAX];
+    unsigned scopes = 0;
+    int64_t expires, kid = 0;
+    const int bad = !cJSON_IsObject(d) ? (bad_field(v, "the body is not a JSON object"), -1)
+                                       : read_key_body(d, ref, sizeof ref, &scopes, &expires, v);
+    cJSON_Delete(d);
+    if (bad) return NULL;
+    bn_db *db = db_take(t, v);
+    if (!db) return NULL;
+    bn_tenant tn;
+    bn_status rc = bn_db_tenant_get(db, ref, &tn);
+    actor_of(who, actor, sizeof actor);
+    if (rc == BN_OK) rc = bn_db_key_create(db, actor, tn.id, scopes, expires, key, &kid);
+    snprintf(v->msg, sizeof v->msg, "%s", rc == BN_OK ? "" : bn_db_errmsg(db));
+    db_give(t, db);
+    if (rc == BN_ERR_NOT_FOUND)
+        return verdict(v, 404, "invalid_request_error", "tenant_not_found", "no such tenant"), NULL;
+    if (rc == BN_ERR_INVALID)
+        return verdict(v, 400, "invalid_request_error", "invalid_value", v->msg), NULL;
+    if (rc != BN_OK) return verdict(v, 500, "server_error", NULL, v->msg), NULL;
+    char *text = print_doc(new_key_doc(kid, tn.id, key, scopes), v);
+    memset(key, 0, sizeof key);
+    return text;
+}
+
+char *srv_tenants_key_revoke(srv_tenants *t, const srv_caller *who, const char *id, srv_verdict *v)
+{
+    long kid;
+    if (!id || cli_parse_long(id, 1, 1L << 62, &kid))
+        return bad_field(v, "DELETE /v1/keys/ID: ID is a key's number"), NULL;
+    bn_db *db = db_take(t, v);
+    if (!db) return NULL;
+    char actor[40];
+    actor_of(who, actor, sizeof actor);
+    const bn_status rc = bn_db_key_revoke(db, actor, kid);
+    snprintf(v->msg, sizeof v->msg, "%s", rc == BN_OK ? "" : bn_db_errmsg(db));
+    db_give(t, db);
+    if (rc == BN_ERR_NOT_FOUND || rc == BN_ERR_INVALID)
+        return verdict(v, 404, "invalid_request_error", "key_not_found", v->msg), NULL;
+    if (rc != BN_OK) return verdict(v, 500, "server_error", NULL, v->msg), NULL;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "api_key");
+    cJSON_AddNumberToObject(o, "id", (double)kid);
+    cJSON_AddBoolToObject(o, "revoked", 1);
+    return print_doc(o, v);
 }

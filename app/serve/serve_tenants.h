@@ -116,5 +116,16 @@ char *srv_tenants_list_doc(srv_tenants *t, const srv_caller *who, srv_verdict *v
  * as `bitnet usage report` takes them. NULL with v set (400, 403, 404, 500). */
 char *srv_tenants_usage_doc(srv_tenants *t, const srv_caller *who, const char *tenant,
                             const char *from, const char *to, srv_verdict *v);
+/* GET /v1/keys[?tenant=T] (admin): the keys (never a hash) of every tenant or of T. */
+char *srv_tenants_keys_doc(srv_tenants *t, const srv_caller *who, const char *tenant,
+                           srv_verdict *v);
+/* POST /v1/keys (admin) with body {"tenant": name or id, "scopes": "inference,usage" or
+ * ["inference", ...], "expires": DATE (optional)}: the new key, shown this once; audited as
+ * key.create by "key:<who's id>". 400 for a bad body, 404 for an unknown tenant. */
+char *srv_tenants_key_create(srv_tenants *t, const srv_caller *who, const char *body, size_t len,
+                             srv_verdict *v);
+/* DELETE /v1/keys/ID (admin): revokes key ID at once (audited); 404 when there is no such
+ * key that is not revoked, 400 for a bad id. */
+char *srv_tenants_key_revoke(srv_tenants *t, const srv_caller *who, const char *id, srv_verdict *v);
 
 #endif

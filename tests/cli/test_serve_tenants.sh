@@ -3,7 +3,10 @@
 # real server on the bundled model, in a temporary history and config. With curl: every
 # malformed Authorization header is a 401 JSON error (never a crash: the server still
 # answers), scopes give 403, the admin endpoints refuse bad queries with 400/404/405, /metrics
-# wants an admin key, a suspended tenant gets 403 at once, and SIGTERM still exits 0. With the
+# wants an admin key, keys made, listed and revoked over /v1/keys (a revoked one fails at once,
+# bad bodies 400, the changes audited with the admin key as actor), a suspended tenant gets 403
+# at once, two servers on one store meter each request, a timed-out and a hung-up stream are
+# metered with what was generated, and SIGTERM still exits 0. With the
 # official openai Python client (tests/cli/serve_tenants_openai.py; SKIP when not installed):
 # isolation of two tenants' usage, a revoked key failing at once, a burst beyond
 # tiers.developer.requests_per_min 3 getting the 429s GCRA predicts, the monthly quota
@@ -121,8 +124,41 @@ else
     echo "  SKIP the openai Python client: not installed (scripts/deps.sh installs it)"
 fi
 
+# ---- keys over the API (admin): create, list, revoke ------------------------------------------
+post_key() { get /v1/keys -H "$ADM" -H 'Content-Type: application/json' -d "$1"; }
+post_key '{"tenant": "globex", "scopes": ["inference"]}'
+NK=$("$JSONGET" key <"$TMP/r.json" 2>/dev/null)
+NID=$("$JSONGET" id <"$TMP/r.json" 2>/dev/null)
+[ "$CODE" = 200 ] && [ "$("$JSONGET" scopes <"$TMP/r.json")" = inference ] &&
+    ok "POST /v1/keys: a new key ($NID) shown once" || bad "POST keys: $CODE $(cat "$TMP/r.json")"
+get /v1/completions -H "Authorization: Bearer $NK" -d '{"prompt": "x", "max_tokens": 1}'
+[ "$CODE" = 200 ] && ok "the new key completes" || bad "new key: $CODE"
+get "/v1/keys?tenant=globex" -H "$ADM"
+[ "$CODE" = 200 ] && grep -q "\"id\":$NID" "$TMP/r.json" && ! grep -q "$NK" "$TMP/r.json" &&
+    ok "GET /v1/keys?tenant=globex lists it, without the key" || bad "GET keys: $(cat "$TMP/r.json")"
+get "/v1/keys/$NID" -H "$ADM" -X DELETE
+[ "$CODE" = 200 ] && [ "$("$JSONGET" revoked <"$TMP/r.json")" = true ] &&
+    ok "DELETE /v1/keys/$NID revokes it" || bad "DELETE key: $CODE $(cat "$TMP/r.json")"
+expect_code 401 invalid_api_key "the revoked key at once" /v1/completions -H "Authorization: Bearer $NK" \
+    -d '{"prompt": "x", "max_tokens": 1}'
+expect_code 404 key_not_found "DELETE it again" "/v1/keys/$NID" -H "$ADM" -X DELETE
+expect_code 400 invalid_value "DELETE /v1/keys/abc" /v1/keys/abc -H "$ADM" -X DELETE
+expect_code 400 invalid_value "POST /v1/keys not JSON" /v1/keys -H "$ADM" -d 'nope'
+expect_code 400 invalid_value "POST /v1/keys scope root" /v1/keys -H "$ADM" -d '{"tenant": "acme", "scopes": "root"}'
+expect_code 400 invalid_value "POST /v1/keys no scopes" /v1/keys -H "$ADM" -d '{"tenant": "acme", "scopes": []}'
+expect_code 400 invalid_value "POST /v1/keys expiry past" /v1/keys -H "$ADM" \
+    -d '{"tenant": "acme", "scopes": "inference", "expires": "2001-01-01"}'
+expect_code 400 invalid_value "POST /v1/keys tenant 3.5e300" /v1/keys -H "$ADM" -d '{"tenant": 3.5e300, "scopes": "usage"}'
+expect_code 404 tenant_not_found "POST /v1/keys unknown tenant" /v1/keys -H "$ADM" -d '{"tenant": "nobody", "scopes": "usage"}'
+expect_code 403 insufficient_scope "GET /v1/keys with a usage key" /v1/keys -H "$A"
+get /v1/keys -H "$ADM" -X PUT
+[ "$CODE" = 405 ] && ok "PUT /v1/keys: 405" || bad "PUT keys: $CODE"
+"$B" audit list --json >"$TMP/audit.json" 2>&1
+aid=$(awk '$1 == "admin" { print $3 }' "$TMP/keys.txt")
+grep -q "\"key:$aid\"" "$TMP/audit.json" && grep -q 'key.revoke' "$TMP/audit.json" &&
+    ok "key.create and key.revoke audited with actor key:$aid" || bad "audit of API key changes"
 
-# a suspended tenant: 403 at once, and back after resume
+# ---- a suspended tenant: 403 at once, and back after resume
 S="Authorization: Bearer $(key sleepy)"
 "$B" tenants suspend sleepy >/dev/null 2>&1
 expect_code 403 tenant_suspended "a suspended tenant" /v1/completions -H "$S" \

@@ -40,5 +40,8 @@ double cm_tier_cost(const cm_tier *t, int64_t tokens);
 /* A row of the usage report as JSON: tenant_id, tenant, tier, day, requests, prompt_tokens,
  * completion_tokens (bitnet usage report --json and serve's GET /v1/usage). */
 cJSON *cm_usage_day_json(const bn_usage_day *d);
+/* An API key as JSON, never its hash: id, tenant, prefix, scopes, expires, revoked, last_used
+ * (times as cli_fmt_utc gives them; bitnet keys list --json, tenants show, serve's /v1/keys). */
+cJSON *cm_api_key_json(const bn_api_key *k);
 
 #endif
