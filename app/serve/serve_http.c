@@ -155,8 +155,9 @@ static void meter(srv_answer *an)
                         .completion_tokens = (int64_t)r->n_gen,
                         .status = status};
     pthread_mutex_unlock(&s->mu);
-    rec.duration_ms = (srv_now_ns() - an->who.t0_ns) / 1000000;
-    srv_tenants_end(an->tenants, &an->who, &rec);
+    const int64_t now = srv_now_ns();
+    rec.duration_ms = (now - an->who.t0_ns) / 1000000;
+    srv_tenants_end(an->tenants, &an->who, &rec, now);
 }
 
 static enum MHD_Result answer_whole(srv_answer *an, struct MHD_Connection *c, const srv_verdict *hv)
@@ -373,7 +374,7 @@ static enum MHD_Result submit(srv_http *h, struct MHD_Connection *c, srv_req *r,
 {
     const srv_submit_rc sr = srv_submit(h->s, r);
     if (sr != SRV_OK) {
-        if (who) srv_tenants_end(h->o.tenants, who, NULL); /* it did not run: no ledger row */
+        if (who) srv_tenants_end(h->o.tenants, who, NULL, 0); /* it did not run: no row */
         srv_release(h->s, r);
         if (sr == SRV_UNAVAILABLE) return unavailable(c, h->s);
         return reply_error(c, MHD_HTTP_TOO_MANY_REQUESTS, "rate_limit_exceeded",

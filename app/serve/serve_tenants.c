@@ -332,7 +332,7 @@ static int take_limits(srv_limiter *l, const cm_tier *tier, const srv_caller *wh
                  "rate limit of tier %s reached (%lld requests, %lld tokens per "
                  "minute); retry later",
                  who->tier, tier->requests_per_min, tier->tokens_per_min);
-    verdict(v, 429, "requests", "rate_limit_exceeded", msg);
+    verdict(v, 429, tk.ok ? "requests" : "tokens", "rate_limit_exceeded", msg);
     const int64_t wait = rq.retry_ns > tk.retry_ns ? rq.retry_ns : tk.retry_ns;
     return retry_after(v, wait), -1;
 }
@@ -357,7 +357,7 @@ void srv_tenants_admit(srv_tenants *t, srv_caller *who, int64_t prompt_tokens, i
     who->t0_ns = now_ns;
 }
 
-int srv_tenants_end(srv_tenants *t, srv_caller *who, bn_usage_rec *rec)
+int srv_tenants_end(srv_tenants *t, srv_caller *who, bn_usage_rec *rec, int64_t now)
 {
     srv_limiter *l = who->lim;
     if (!l) return 0; /* not admitted, or ended already */
@@ -365,7 +365,6 @@ int srv_tenants_end(srv_tenants *t, srv_caller *who, bn_usage_rec *rec)
     cm_tier tier;
     const int charge = rec && !cm_tier_get(t->cfg, who->tier, &tier) && tier.tokens_per_min > 0 &&
                        rec->completion_tokens > 0;
-    const int64_t now = srv_now_ns();
     pthread_mutex_lock(&t->mu);
     if (charge) srv_gcra_force(&l->tok, now, tier.tokens_per_min, rec->completion_tokens);
     l->streams--;

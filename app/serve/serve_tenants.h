@@ -11,7 +11,7 @@
  *     srv_tenants_auth(t, header, BN_SCOPE_INFERENCE, &who, &v);   v.status 0: go on
  *     srv_tenants_admit(t, &who, prompt_tokens, now_ns, &v);       v.status 0: admitted
  *     ...  the request runs; v.hdr: the x-ratelimit-* headers of the answer  ...
- *     srv_tenants_end(t, &who, &rec);                              the ledger row, once
+ *     srv_tenants_end(t, &who, &rec, now_ns);                      the ledger row, once
  *
  * Limits per tenant (its tier's requests_per_min, tokens_per_min: GCRA over one minute, so a
  * tenant may spend a whole minute's allowance at once and then one request each 60/limit
@@ -97,15 +97,17 @@ void srv_tenants_free(srv_tenants *t);
 void srv_tenants_auth(srv_tenants *t, const char *authorization, unsigned scope, srv_caller *who,
                       srv_verdict *v);
 /* Admits a request of prompt_tokens for who at now_ns (monotonic): its tier's limits and
- * quota; 429 (code rate_limit_exceeded, or insufficient_quota for the month's quota) with
+ * quota; 429 (type requests or tokens, code rate_limit_exceeded; or insufficient_quota for
+ * the month's quota) with
  * Retry-After. v->hdr gets the x-ratelimit-* headers either way. On success who->lim holds
  * one of the tenant's streams: srv_tenants_end gives it back. */
 void srv_tenants_admit(srv_tenants *t, srv_caller *who, int64_t prompt_tokens, int64_t now_ns,
                        srv_verdict *v);
 /* The end of an admitted request: its ledger row (rec: tenant and key are who's), its
  * completion tokens charged, its stream given back. Idempotent by rec->request_id. -1 when
- * the ledger could not be written (the server logs it). */
-int srv_tenants_end(srv_tenants *t, srv_caller *who, bn_usage_rec *rec);
+ * the ledger could not be written (the server logs it). rec NULL: the request did not run
+ * (no row, nothing charged but its admission). */
+int srv_tenants_end(srv_tenants *t, srv_caller *who, bn_usage_rec *rec, int64_t now_ns);
 
 /* ---- the administrative documents (GET /v1/tenants, GET /v1/usage) ------------------ */
 

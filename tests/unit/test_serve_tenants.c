@@ -114,6 +114,7 @@ typedef struct fixture {
     bn_config *cfg;
     srv_tenants *t;
     char key[BN_KEY_STR_MAX], admin[BN_KEY_STR_MAX], revoked[BN_KEY_STR_MAX];
+    char team[BN_KEY_STR_MAX]; /* globex's inference key (team: 50 tokens a minute) */
     int64_t tid;
 } fixture;
 
@@ -141,7 +142,8 @@ static int setup(void **state)
     setenv("BITNET_HISTORY_DB", fx->db_path, 1);
     fx->cfg = load_config(fx->dir, "{\"tiers\": {\"developer\": {\"requests_per_min\": 100, "
                                    "\"tokens_per_min\": 0, \"concurrent_streams\": 1, "
-                                   "\"monthly_tokens\": 40}}}");
+                                   "\"monthly_tokens\": 40}, \"team\": {\"requests_per_min\": 0, "
+                                   "\"tokens_per_min\": 50, \"monthly_tokens\": 0}}}");
     bn_db *db;
     char err[256];
     assert_int_equal(cm_history_open(&db, NULL, 0, err, sizeof err), 0);
@@ -151,6 +153,8 @@ static int setup(void **state)
     assert_int_equal(bn_db_key_create(db, "t", fx->tid, BN_SCOPE_INFERENCE, 0, fx->key, &kid),
                      BN_OK);
     assert_int_equal(bn_db_key_create(db, "t", other, BN_SCOPE_ADMIN, 0, fx->admin, &kid), BN_OK);
+    assert_int_equal(bn_db_key_create(db, "t", other, BN_SCOPE_INFERENCE, 0, fx->team, &kid),
+                     BN_OK);
     assert_int_equal(bn_db_key_create(db, "t", fx->tid, BN_SCOPE_ALL_, 0, fx->revoked, &kid),
                      BN_OK);
     assert_int_equal(bn_db_key_revoke(db, "t", kid), BN_OK);
@@ -214,7 +218,7 @@ static void end(fixture *fx, srv_caller *who, const char *id, int64_t prompt, in
                         .prompt_tokens = prompt,
                         .completion_tokens = gen,
                         .status = "ok"};
-    assert_int_equal(srv_tenants_end(fx->t, who, &rec), 0);
+    assert_int_equal(srv_tenants_end(fx->t, who, &rec, T0), 0);
 }
 
 static void test_streams_ledger_quota(void **state)
@@ -235,7 +239,7 @@ static void test_streams_ledger_quota(void **state)
     end(fx, &a, "req-1", 5, 20); /* ended already: nothing more */
     srv_tenants_admit(fx->t, &b, 5, T0, &v);
     assert_int_equal(v.status, 0);
-    assert_int_equal(srv_tenants_end(fx->t, &b, NULL), 0); /* did not run: no row */
+    assert_int_equal(srv_tenants_end(fx->t, &b, NULL, T0), 0); /* did not run: no row */
     bn_db *db;
     char err[256];
     assert_int_equal(cm_history_open(&db, NULL, 0, err, sizeof err), 0);
@@ -258,6 +262,49 @@ static void test_streams_ledger_quota(void **state)
     assert_true(retry);
 }
 
+/* The value of header name in v ("" when none). */
+static const char *hdr(const srv_verdict *v, const char *name)
+{
+    for (int i = 0; i < v->n_hdr; i++)
+        if (!strcmp(v->hdr[i][0], name)) return v->hdr[i][1];
+    return "";
+}
+
+/* 50 tokens a minute (1.2 s each): the prompt is taken at admission, the completion at the
+ * end (into debt), and the next request waits until the bucket is back within a minute. */
+static void test_tokens_per_minute(void **state)
+{
+    fixture *fx = *state;
+    char h[128];
+    snprintf(h, sizeof h, "Bearer %s", fx->team);
+    srv_caller a, b;
+    srv_verdict v;
+    srv_tenants_auth(fx->t, h, BN_SCOPE_INFERENCE, &a, &v);
+    assert_int_equal(v.status, 0);
+    b = a;
+    srv_tenants_admit(fx->t, &a, 30, T0, &v);
+    assert_int_equal(v.status, 0);
+    assert_string_equal(hdr(&v, "x-ratelimit-limit-tokens"), "50");
+    assert_string_equal(hdr(&v, "x-ratelimit-remaining-tokens"), "20");
+    assert_string_equal(hdr(&v, "x-ratelimit-reset-tokens"), "36s");
+    assert_string_equal(hdr(&v, "x-ratelimit-limit-requests"), ""); /* no request limit */
+    end(fx, &a, "req-t1", 30, 30);                                  /* 72 s ahead now */
+    srv_tenants_admit(fx->t, &b, 5, T0 + 12 * S, &v);               /* 72 + 6 - 12 > 60 */
+    assert_int_equal(v.status, 429);
+    assert_string_equal(v.type, "tokens");
+    assert_string_equal(v.code, "rate_limit_exceeded");
+    assert_string_equal(hdr(&v, "Retry-After"), "6");
+    assert_string_equal(hdr(&v, "retry-after-ms"), "6000");
+    assert_string_equal(hdr(&v, "x-ratelimit-remaining-tokens"), "0");
+    assert_string_equal(hdr(&v, "x-ratelimit-reset-tokens"), "1m0s");
+    srv_tenants_admit(fx->t, &b, 5, T0 + 18 * S, &v); /* 78 - 18 = 60: fits */
+    assert_int_equal(v.status, 0);
+    assert_int_equal(srv_tenants_end(fx->t, &b, NULL, T0 + 18 * S), 0);
+    srv_tenants_admit(fx->t, &b, 51, T0 + 3600 * S, &v); /* more than a minute's tokens */
+    assert_int_equal(v.status, 429);
+    assert_non_null(strstr(v.msg, "exceed"));
+}
+
 int main(void)
 {
     const struct CMUnitTest pure[] = {
@@ -268,6 +315,7 @@ int main(void)
     const struct CMUnitTest store[] = {
             cmocka_unit_test(test_auth),
             cmocka_unit_test(test_streams_ledger_quota),
+            cmocka_unit_test(test_tokens_per_minute),
     };
     const int a = cmocka_run_group_tests(pure, NULL, NULL);
     return a + cmocka_run_group_tests(store, setup, teardown);
