@@ -221,15 +221,23 @@ static void end(fixture *fx, srv_caller *who, const char *id, int64_t prompt, in
     assert_int_equal(srv_tenants_end(fx->t, who, &rec, T0), 0);
 }
 
+/* Two callers a and b with key (its inference scope checked). */
+static void callers(fixture *fx, const char *key, srv_caller *a, srv_caller *b)
+{
+    char h[128];
+    srv_verdict v;
+    snprintf(h, sizeof h, "Bearer %s", key);
+    srv_tenants_auth(fx->t, h, BN_SCOPE_INFERENCE, a, &v);
+    assert_int_equal(v.status, 0);
+    *b = *a;
+}
+
 static void test_streams_ledger_quota(void **state)
 {
     fixture *fx = *state;
-    char h[128];
-    snprintf(h, sizeof h, "Bearer %s", fx->key);
     srv_caller a, b;
     srv_verdict v;
-    srv_tenants_auth(fx->t, h, BN_SCOPE_INFERENCE, &a, &v);
-    b = a;
+    callers(fx, fx->key, &a, &b);
     srv_tenants_admit(fx->t, &a, 5, T0, &v);
     assert_int_equal(v.status, 0);
     srv_tenants_admit(fx->t, &b, 5, T0, &v); /* one stream at once */
@@ -275,13 +283,9 @@ static const char *hdr(const srv_verdict *v, const char *name)
 static void test_tokens_per_minute(void **state)
 {
     fixture *fx = *state;
-    char h[128];
-    snprintf(h, sizeof h, "Bearer %s", fx->team);
     srv_caller a, b;
     srv_verdict v;
-    srv_tenants_auth(fx->t, h, BN_SCOPE_INFERENCE, &a, &v);
-    assert_int_equal(v.status, 0);
-    b = a;
+    callers(fx, fx->team, &a, &b);
     srv_tenants_admit(fx->t, &a, 30, T0, &v);
     assert_int_equal(v.status, 0);
     assert_string_equal(hdr(&v, "x-ratelimit-limit-tokens"), "50");
