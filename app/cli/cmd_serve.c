@@ -259,6 +259,7 @@ static cJSON *hist_totals(srv *s, double seconds)
     cJSON_AddNumberToObject(m, "errors", (double)s->n_failed);
     cJSON_AddNumberToObject(m, "timeouts", (double)s->n_timeouts);
     cJSON_AddNumberToObject(m, "rejected", (double)s->n_rejected);
+    cJSON_AddNumberToObject(m, "limited", (double)s->n_limited);
     pthread_mutex_unlock(&s->mu);
     cJSON_AddNumberToObject(m, "seconds", seconds);
     cJSON_AddNumberToObject(m, "slots", s->n_slots);

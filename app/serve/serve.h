@@ -74,6 +74,7 @@ typedef struct srv {
     uint64_t n_failed;   /* requests that ended without a finish (error, timeout, gone) */
     uint64_t n_timeouts; /* of those, the ones that ran past their deadline */
     uint64_t n_rejected; /* answered 429 */
+    uint64_t n_limited;  /* answered 429 by a tenant's limits or quota (--tenants) */
     int64_t *slot_kv;    /* tokens in each slot's KV cache (n_slots, srv_start makes it) */
     pthread_t engine;
     int engine_started;
@@ -84,6 +85,7 @@ typedef struct srv {
     bn_mfamily *http_requests, *rejected, *in_flight, *waiting, *slots_busy, *slots_total;
     bn_mfamily *decode_steps, *decode_tokens; /* continuous batching: tokens / steps */
     bn_mfamily *timeouts, *slot_kv_tokens, *slot_kv_capacity;
+    bn_mfamily *limited; /* --tenants: 429s by limit (srv_count_limited) */
 } srv;
 
 typedef enum srv_submit_rc { SRV_OK, SRV_BUSY, SRV_UNAVAILABLE } srv_submit_rc;
@@ -114,6 +116,9 @@ void srv_cancel_locked(srv *s, srv_req *r);
 /* Under mu: cancels every request (queued or running). */
 void srv_cancel_all_locked(srv *s);
 
+/* Counts a completion request answered 429 by a tenant's limit: "requests", "tokens",
+ * "streams" or "quota". */
+void srv_count_limited(srv *s, const char *limit);
 /* Counts one HTTP answer: endpoint (a known path, else "other") and its status. */
 void srv_count_http(srv *s, const char *endpoint, unsigned status);
 /* The Prometheus text exposition of s->reg, the gauges read now (in_flight: HTTP requests

@@ -41,6 +41,7 @@ static int define_slot_metrics(srv *s)
 static int define_metrics(srv *s)
 {
     static const char *const ep_code[] = {"endpoint", "code", NULL};
+    static const char *const by_limit[] = {"limit", NULL};
     if (bn_metrics_new(&s->reg) || bn_genmetrics_define(&s->gm, s->reg)) return -1;
     s->http_requests = bn_metrics_define(s->reg, BN_METRIC_COUNTER, "bitnet_http_requests_total",
                                          "HTTP requests answered, by endpoint and status code.",
@@ -73,8 +74,13 @@ static int define_metrics(srv *s)
             "Generation requests ended at their deadline (--timeout), waiting or generating; "
             "also counted as result=\"error\" in bitnet_generation_requests_total.",
             NULL, NULL, 0);
+    s->limited = bn_metrics_define(
+            s->reg, BN_METRIC_COUNTER, "bitnet_requests_limited_total",
+            "Completion requests answered 429 by their tenant's limits (serve --tenants), by "
+            "limit: requests, tokens (per minute), streams (at once) or quota (monthly).",
+            by_limit, NULL, 0);
     if (!s->http_requests || !s->rejected || !s->in_flight || !s->waiting || !s->slots_busy ||
-        !s->slots_total || !s->decode_steps || !s->decode_tokens || !s->timeouts ||
+        !s->slots_total || !s->decode_steps || !s->decode_tokens || !s->timeouts || !s->limited ||
         define_slot_metrics(s))
         return -1;
     if (bn_metric_add(s->decode_steps, NULL, 0) || bn_metric_add(s->decode_tokens, NULL, 0) ||
@@ -111,6 +117,15 @@ void srv_destroy(srv *s)
     pthread_mutex_destroy(&s->mu);
     bn_metrics_free(s->reg);
     s->reg = NULL;
+}
+
+void srv_count_limited(srv *s, const char *limit)
+{
+    pthread_mutex_lock(&s->mu);
+    s->n_limited++;
+    pthread_mutex_unlock(&s->mu);
+    const char *lv[] = {limit};
+    bn_metric_add(s->limited, lv, 1);
 }
 
 void srv_count_http(srv *s, const char *endpoint, unsigned status)

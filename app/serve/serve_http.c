@@ -425,6 +425,7 @@ static enum MHD_Result completion(srv_http *h, struct MHD_Connection *c, const c
     srv_tenants_admit(h->o.tenants, &who, (int64_t)r->n_ids, srv_now_ns(), &v);
     if (!v.status) return submit(h, c, r, &a, &who, &v);
     srv_release(s, r);
+    if (v.limit) srv_count_limited(s, v.limit);
     return reply_verdict(c, &v);
 }
 

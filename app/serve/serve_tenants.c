@@ -269,6 +269,7 @@ static int check_quota(srv_tenants *t, const srv_caller *who, const cm_tier *tie
              "the monthly quota of tier %s (%lld tokens) is used up: %lld tokens this month",
              who->tier, tier->monthly_tokens, used);
     verdict(v, 429, "insufficient_quota", "insufficient_quota", msg);
+    v->limit = "quota";
     retry_after(v, (next - (int64_t)time(NULL) * 1000) * NS_PER_MS);
     return -1;
 }
@@ -321,6 +322,7 @@ static int take_limits(srv_limiter *l, const cm_tier *tier, const srv_caller *wh
         snprintf(msg, sizeof msg, "tier %s runs at most %lld requests at once", who->tier,
                  tier->concurrent_streams);
         verdict(v, 429, "requests", "rate_limit_exceeded", msg);
+        v->limit = "streams";
         return retry_after(v, 1000000000LL), -1;
     }
     if (tier->tokens_per_min > 0 && prompt > tier->tokens_per_min)
@@ -333,6 +335,7 @@ static int take_limits(srv_limiter *l, const cm_tier *tier, const srv_caller *wh
                  "minute); retry later",
                  who->tier, tier->requests_per_min, tier->tokens_per_min);
     verdict(v, 429, tk.ok ? "requests" : "tokens", "rate_limit_exceeded", msg);
+    v->limit = v->type;
     const int64_t wait = rq.retry_ns > tk.retry_ns ? rq.retry_ns : tk.retry_ns;
     return retry_after(v, wait), -1;
 }

@@ -79,6 +79,7 @@ typedef struct srv_caller {
 typedef struct srv_verdict {
     unsigned status;
     const char *type, *code; /* of the error object */
+    const char *limit;       /* a 429's: requests, tokens, streams or quota */
     char msg[256];
     int n_hdr;
     char hdr[SRV_HDR_MAX][2][40]; /* name, value */

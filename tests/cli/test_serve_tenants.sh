@@ -41,7 +41,8 @@ newkey() {
     echo "$name $("$JSONGET" key <"$TMP/k.json") $("$JSONGET" id <"$TMP/k.json")" >>"$TMP/keys.txt"
 }
 key() { awk -v n="$1" '$1 == n { print $2 }' "$TMP/keys.txt"; }
-for t in "acme team" "globex team" "burst developer" "quota business" "ops team" "sleepy team"; do
+for t in "acme team" "globex team" "burst developer" "quota business" "ops team" "sleepy team" \
+    "burst2 developer"; do
     set -- $t
     "$B" tenants add "$1" --tier "$2" >/dev/null 2>&1 || bad "tenants add $1"
 done
@@ -52,6 +53,7 @@ newkey quota quota inference
 newkey admin ops admin
 newkey victim acme inference
 newkey sleepy sleepy inference
+newkey burst2 burst2 inference
 
 start_server "$TMP/s.log" -m "$MODEL" --slots 2 --tenants
 [ -n "$URL" ] || { bad "no port"; finish test_serve_tenants.sh; exit; }
@@ -158,6 +160,31 @@ aid=$(awk '$1 == "admin" { print $3 }' "$TMP/keys.txt")
 grep -q "\"key:$aid\"" "$TMP/audit.json" && grep -q 'key.revoke' "$TMP/audit.json" &&
     ok "key.create and key.revoke audited with actor key:$aid" || bad "audit of API key changes"
 
+# ---- a burst with curl: 3 a minute admitted, then 429s, counted on /metrics by limit -------
+# limited LIMIT: bitnet_requests_limited_total{limit="LIMIT"} now (0 when not shown yet)
+limited() {
+    curl -s -H "$ADM" "$URL/metrics" | awk -v s="bitnet_requests_limited_total{limit=\"$1\"}" \
+        '$1 == s { v = $2 } END { print v + 0 }'
+}
+l0=$(limited requests)
+codes=""
+t0=$(date +%s)
+for i in 1 2 3 4 5; do
+    get /v1/completions -H "Authorization: Bearer $(key burst2)" -d '{"prompt": "x", "max_tokens": 1}'
+    codes="$codes$CODE "
+done
+n429=$(echo "$codes" | grep -o 429 | wc -l)
+if [ $(($(date +%s) - t0)) -lt 19 ]; then # within 20 s the bucket gives back nothing
+    [ "$codes" = "200 200 200 429 429 " ] && ok "burst of 5 at 3 a minute: $codes" || bad "burst: $codes"
+else
+    case "$codes" in "200 200 200 "*) ok "burst of 5 at 3 a minute (slow machine): $codes" ;;
+    *) bad "burst: $codes" ;; esac
+fi
+l1=$(limited requests)
+[ $((l1 - l0)) = "$n429" ] && ok "bitnet_requests_limited_total{limit=requests} +$n429" ||
+    bad "limited metric: $l0 -> $l1, $n429 429s"
+NLIMITED=$l1
+
 # ---- a suspended tenant: 403 at once, and back after resume
 S="Authorization: Bearer $(key sleepy)"
 "$B" tenants suspend sleepy >/dev/null 2>&1
@@ -181,6 +208,10 @@ stop() {
         bad "$1: exit $rc: $(tail -3 "$2")"
 }
 stop "the server" "$TMP/s.log"
+"$B" history list --command serve --limit 1 --json >"$TMP/run.json"
+nl=$("$JSONGET" runs.0.metrics.limited <"$TMP/run.json")
+[ "$nl" -ge "$NLIMITED" ] && [ "$nl" -ge 2 ] && ok "history: the server's run counts $nl limited" ||
+    bad "history limited: $nl (metric $NLIMITED)"
 
 # ---- two servers on one store: each answer's id is its own request id in the ledger ---------
 # (ids of the time and a counter alone were equal for the first requests of two servers
