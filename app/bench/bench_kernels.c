@@ -343,6 +343,125 @@ static int parse_opts(int argc, char **argv, bench_opts *o)
     return 0;
 }
 
+/* What every shape's runs share: the options, kernels, pool, probe buffer and activations,
+ * and the results so far. */
+typedef struct bench_run {
+    const bench_opts *o;
+    const bn_kernels *const *ks;
+    int nk;
+    bn_threadpool *pool;
+    uint64_t *pbuf;
+    const float *xf;
+    float *y;
+    result *res;
+    int n_res;
+} bench_run;
+
+/* GEMV (the reference first, then each SIMD variant) and GEMM of one shape on threads;
+ * 0, or -1 when out of memory. */
+static int bench_threads(bench_run *b, const shape *sh, const wset *ws, bn_qact *x1, bn_qact *xb,
+                         int threads)
+{
+    const bench_opts *o = b->o;
+    const bn_kernels *ref = bn_kernels_ref();
+    probe_job pj = {b->pbuf, (int64_t)(ws->bytes_each * (size_t)ws->n / 8)};
+    double ref_gemv = 0, ref_gemm = 0;
+    bn_pool_set_active(b->pool, threads);
+    for (int ki = 0; ki < b->nk; ki++) {
+        const bn_kernels *k = b->ks[ki];
+        const int is_ref = k == ref;
+        if (is_ref && o->no_ref) continue;
+        const int reps = is_ref ? o->ref_reps : o->reps;
+        result *r = &b->res[b->n_res];
+        *r = (result){"gemv", sh, 1, threads, k->name, reps, 0, 0, 0, 0};
+        wset sub = *ws; /* the reference is compute-bound: a few matrices are enough */
+        if (is_ref && sub.n > 4) sub.n = 4;
+        if (bench_gemv(b->pool, k, &sub, x1, b->y, is_ref ? NULL : &pj, reps, &r->median_s,
+                       &r->probe_bps))
+            return -1;
+        r->calls = reps * (is_ref ? sub.n : ws->n);
+        if (is_ref) ref_gemv = r->median_s;
+        r->ref_median_s = ref_gemv;
+        b->n_res++;
+    }
+    for (int ki = 0; ki < b->nk; ki++) {
+        const bn_kernels *k = b->ks[ki];
+        const int is_ref = k == ref;
+        if (is_ref && (o->no_ref || o->quick)) continue;
+        const int reps = is_ref ? o->ref_reps : o->reps;
+        result *r = &b->res[b->n_res];
+        *r = (result){"gemm", sh, o->tokens, threads, k->name, reps, 0, 0, 0, 0};
+        if (bench_gemm(b->pool, k, &ws->mats[0], xb, b->y, reps, &r->median_s)) return -1;
+        if (is_ref) ref_gemm = r->median_s;
+        r->ref_median_s = ref_gemm;
+        if (!is_ref) r->mac_rate = bn_bench_mac_rate(b->pool, k, 0.02, 5);
+        b->n_res++;
+    }
+    if (!o->json)
+        fprintf(stderr, "  %s %lldx%lld, %d thread%s done\n", sh->what, (long long)sh->rows,
+                (long long)sh->cols, threads, threads > 1 ? "s" : "");
+    return 0;
+}
+
+/* One shape: its working set of matrices and activations, every thread count; 0 or -1
+ * (out of memory, said). */
+static int bench_shape(bench_run *b, const shape *sh, uint64_t seed)
+{
+    const bench_opts *o = b->o;
+    const size_t one = (size_t)sh->rows * (size_t)sh->cols / 4;
+    int n_mats = (int)((o->wset_bytes + one - 1) / one);
+    if (o->quick && n_mats > 48) n_mats = 48;
+    wset ws;
+    if (wset_build(&ws, sh, n_mats, seed)) return -1;
+    bn_qact x1 = {0}, xb = {0};
+    int rc = bn_qact_init(&x1, 1, sh->cols) == BN_OK &&
+                             bn_qact_init(&xb, o->tokens, sh->cols) == BN_OK
+                     ? 0
+                     : -1;
+    if (rc == 0) {
+        bn_qact_quantize(&x1, b->xf, 1);
+        bn_qact_quantize(&xb, b->xf, o->tokens);
+    }
+    for (int ti = 0; rc == 0 && ti < o->n_threads; ti++)
+        rc = bench_threads(b, sh, &ws, &x1, &xb, o->threads[ti]);
+    if (rc) cli_error("bench: out of memory");
+    bn_qact_release(&x1);
+    bn_qact_release(&xb);
+    wset_release(&ws);
+    return rc;
+}
+
+static void print_header(const bench_opts *o, const bn_kernels *const *ks, int nk)
+{
+    const bn_cpu_info *cpu = bn_cpu_info_get();
+    char feats[256];
+    bn_cpu_features_str(cpu, feats, sizeof feats);
+    printf("bitnet bench kernels: %s (%s)\n", cpu->model[0] ? cpu->model : cpu->arch, feats);
+    printf("kernels:");
+    for (int i = 0; i < nk; i++) printf(" %s", ks[i]->name);
+    printf(" (default: %s); GEMV cycles through >= %zu MB of weights; GEMM: %d tokens\n",
+           bn_kernels_get()->name, o->wset_bytes >> 20, o->tokens);
+    fflush(stdout);
+}
+
+/* The results as JSON on stdout, or the table. */
+static int print_results(const bench_run *b, const bn_kernels *const *ks, int nk)
+{
+    if (!b->o->json) {
+        print_table(b->res, b->n_res, b->o);
+        return BN_EXIT_OK;
+    }
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "cpu", bn_cpu_info_get()->model);
+    cJSON *kl = cJSON_AddArrayToObject(d, "kernels");
+    for (int i = 0; i < nk; i++) cJSON_AddItemToArray(kl, cJSON_CreateString(ks[i]->name));
+    cJSON_AddStringToObject(d, "default_kernel", bn_kernels_get()->name);
+    cJSON_AddNumberToObject(d, "gemv_working_set_bytes", (double)b->o->wset_bytes);
+    cJSON_AddNumberToObject(d, "gemm_tokens", b->o->tokens);
+    cJSON_AddItemToObject(d, "results", results_json(b->res, b->n_res));
+    return cli_print_json(d) ? BN_EXIT_FAIL : BN_EXIT_OK;
+}
+
 int bench_kernels_main(int argc, char **argv);
 int bench_kernels_main(int argc, char **argv)
 {
@@ -352,149 +471,45 @@ int bench_kernels_main(int argc, char **argv)
     cJSON *hp = cm_hist_params_argv(argc, argv);
     cJSON_AddStringToObject(hp, "suite", "kernels");
     cm_hist_run *h = cm_hist_begin("bench", NULL, hp);
-
     int max_thr = 1;
     for (int i = 0; i < o.n_threads; i++)
         if (o.threads[i] > max_thr) max_thr = o.threads[i];
-
     const bn_kernels *ks[MAX_KERNELS];
-    int nk = bn_kernels_list(ks, MAX_KERNELS);
-    const bn_kernels *ref = bn_kernels_ref();
-    const bn_cpu_info *cpu = bn_cpu_info_get();
-
-    bn_threadpool *pool = NULL;
-    bn_status rc = bn_pool_new(&pool, max_thr);
+    const int nk = bn_kernels_list(ks, MAX_KERNELS);
+    bench_run b = {.o = &o, .ks = ks, .nk = nk};
+    bn_status rc = bn_pool_new(&b.pool, max_thr);
     if (rc != BN_OK) {
         cli_error("bench: cannot start %d threads: %s", max_thr, bn_status_str(rc));
         cm_hist_end_exit(h, BN_EXIT_FAIL, NULL, cli_last_error());
         return BN_EXIT_FAIL;
     }
-    size_t n_sh = sizeof shapes_2b4t / sizeof shapes_2b4t[0];
-    size_t max_res = n_sh * (size_t)o.n_threads * (size_t)(nk + 1) * 2;
-    result *res = bn_calloc(max_res, sizeof *res);
-    int n_res = 0;
-    uint64_t seed = 42;
-    int status = BN_EXIT_FAIL;
-
+    const size_t n_sh = sizeof shapes_2b4t / sizeof shapes_2b4t[0];
+    b.res = bn_calloc(n_sh * (size_t)o.n_threads * (size_t)(nk + 1) * 2, sizeof *b.res);
     /* the probe buffer: as large as the biggest working set */
-    size_t probe_bytes = o.wset_bytes + (size_t)(6912 * 2560 / 4);
-    uint64_t *pbuf = bn_malloc(probe_bytes);
-    int64_t max_tok = o.tokens;
-    float *xf = bn_malloc(sizeof(float) * (size_t)(max_tok * 6912));
-    float *y = bn_malloc(sizeof(float) * (size_t)(max_tok * 6912));
-    if (!res || !pbuf || !xf || !y) {
+    const size_t probe_bytes = o.wset_bytes + (size_t)(6912 * 2560 / 4);
+    b.pbuf = bn_malloc(probe_bytes);
+    float *xf = bn_malloc(sizeof(float) * (size_t)(o.tokens * 6912));
+    b.xf = xf;
+    b.y = bn_malloc(sizeof(float) * (size_t)(o.tokens * 6912));
+    int status = BN_EXIT_FAIL;
+    uint64_t seed = 42;
+    if (!b.res || !b.pbuf || !xf || !b.y) {
         cli_error("bench: out of memory");
         goto done;
     }
-    for (size_t i = 0; i < probe_bytes / 8; i++) pbuf[i] = i * 0x9e3779b97f4a7c15ull;
-    fill_activations(xf, max_tok * 6912, &seed);
-
-    if (!o.json) {
-        char feats[256];
-        bn_cpu_features_str(cpu, feats, sizeof feats);
-        printf("bitnet bench kernels: %s (%s)\n", cpu->model[0] ? cpu->model : cpu->arch, feats);
-        printf("kernels:");
-        for (int i = 0; i < nk; i++) printf(" %s", ks[i]->name);
-        printf(" (default: %s); GEMV cycles through >= %zu MB of weights; GEMM: %d tokens\n",
-               bn_kernels_get()->name, o.wset_bytes >> 20, o.tokens);
-        fflush(stdout);
-    }
-
-    for (size_t s = 0; s < n_sh; s++) {
-        const shape *sh = &shapes_2b4t[s];
-        size_t one = (size_t)sh->rows * (size_t)sh->cols / 4;
-        int n_mats = (int)((o.wset_bytes + one - 1) / one);
-        if (o.quick && n_mats > 48) n_mats = 48;
-        wset ws;
-        if (wset_build(&ws, sh, n_mats, seed + s)) goto done;
-        bn_qact x1 = {0}, xb = {0};
-        if (bn_qact_init(&x1, 1, sh->cols) != BN_OK ||
-            bn_qact_init(&xb, o.tokens, sh->cols) != BN_OK) {
-            cli_error("bench: out of memory");
-            bn_qact_release(&x1);
-            wset_release(&ws);
-            goto done;
-        }
-        bn_qact_quantize(&x1, xf, 1);
-        bn_qact_quantize(&xb, xf, o.tokens);
-        probe_job pj = {pbuf, (int64_t)(ws.bytes_each * (size_t)ws.n / 8)};
-        for (int ti = 0; ti < o.n_threads; ti++) {
-            bn_pool_set_active(pool, o.threads[ti]);
-            /* GEMV: reference first, then each SIMD variant */
-            double ref_gemv = 0, ref_gemm = 0;
-            for (int ki = 0; ki < nk; ki++) {
-                const bn_kernels *k = ks[ki];
-                int is_ref = (k == ref);
-                if (is_ref && o.no_ref) continue;
-                int reps = is_ref ? o.ref_reps : o.reps;
-                result *r = &res[n_res];
-                *r = (result){"gemv", sh, 1, o.threads[ti], k->name, reps, 0, 0, 0, 0};
-                /* the reference is compute-bound: a few matrices are enough */
-                wset sub = ws;
-                if (is_ref && sub.n > 4) sub.n = 4;
-                if (bench_gemv(pool, k, &sub, &x1, y, is_ref ? NULL : &pj, reps, &r->median_s,
-                               &r->probe_bps)) {
-                    cli_error("bench: out of memory");
-                    bn_qact_release(&x1);
-                    bn_qact_release(&xb);
-                    wset_release(&ws);
-                    goto done;
-                }
-                r->calls = reps * (is_ref ? sub.n : ws.n);
-                if (is_ref) ref_gemv = r->median_s;
-                r->ref_median_s = ref_gemv;
-                n_res++;
-            }
-            for (int ki = 0; ki < nk; ki++) {
-                const bn_kernels *k = ks[ki];
-                int is_ref = (k == ref);
-                if (is_ref && (o.no_ref || o.quick)) continue;
-                int reps = is_ref ? o.ref_reps : o.reps;
-                result *r = &res[n_res];
-                *r = (result){"gemm", sh, o.tokens, o.threads[ti], k->name, reps, 0, 0, 0, 0};
-                if (bench_gemm(pool, k, &ws.mats[0], &xb, y, reps, &r->median_s)) {
-                    cli_error("bench: out of memory");
-                    bn_qact_release(&x1);
-                    bn_qact_release(&xb);
-                    wset_release(&ws);
-                    goto done;
-                }
-                if (is_ref) ref_gemm = r->median_s;
-                r->ref_median_s = ref_gemm;
-                if (!is_ref) r->mac_rate = bn_bench_mac_rate(pool, k, 0.02, 5);
-                n_res++;
-            }
-            if (!o.json) {
-                fprintf(stderr, "  %s %lldx%lld, %d thread%s done\n", sh->what, (long long)sh->rows,
-                        (long long)sh->cols, o.threads[ti], o.threads[ti] > 1 ? "s" : "");
-            }
-        }
-        bn_qact_release(&x1);
-        bn_qact_release(&xb);
-        wset_release(&ws);
-    }
-
-    if (o.json) {
-        cJSON *d = cJSON_CreateObject();
-        cJSON_AddStringToObject(d, "cpu", cpu->model);
-        cJSON *kl = cJSON_AddArrayToObject(d, "kernels");
-        for (int i = 0; i < nk; i++) cJSON_AddItemToArray(kl, cJSON_CreateString(ks[i]->name));
-        cJSON_AddStringToObject(d, "default_kernel", bn_kernels_get()->name);
-        cJSON_AddNumberToObject(d, "gemv_working_set_bytes", (double)o.wset_bytes);
-        cJSON_AddNumberToObject(d, "gemm_tokens", o.tokens);
-        cJSON_AddItemToObject(d, "results", results_json(res, n_res));
-        status = cli_print_json(d) ? BN_EXIT_FAIL : BN_EXIT_OK;
-    } else {
-        print_table(res, n_res, &o);
-        status = BN_EXIT_OK;
-    }
+    for (size_t i = 0; i < probe_bytes / 8; i++) b.pbuf[i] = i * 0x9e3779b97f4a7c15ull;
+    fill_activations(xf, (int64_t)o.tokens * 6912, &seed);
+    if (!o.json) print_header(&o, ks, nk);
+    for (size_t s = 0; s < n_sh; s++)
+        if (bench_shape(&b, &shapes_2b4t[s], seed + s)) goto done;
+    status = print_results(&b, ks, nk);
 done:
-    cm_hist_end_exit(h, status, status == BN_EXIT_OK ? history_metrics(res, n_res) : NULL,
+    cm_hist_end_exit(h, status, status == BN_EXIT_OK ? history_metrics(b.res, b.n_res) : NULL,
                      cli_last_error());
-    bn_free(res);
-    bn_free(pbuf);
+    bn_free(b.res);
+    bn_free(b.pbuf);
     bn_free(xf);
-    bn_free(y);
-    bn_pool_free(pool);
+    bn_free(b.y);
+    bn_pool_free(b.pool);
     return status;
 }
