@@ -160,6 +160,12 @@ aid=$(awk '$1 == "admin" { print $3 }' "$TMP/keys.txt")
 grep -q "\"key:$aid\"" "$TMP/audit.json" && grep -q 'key.revoke' "$TMP/audit.json" &&
     ok "key.create and key.revoke audited with actor key:$aid" || bad "audit of API key changes"
 
+# a stream carries the x-ratelimit headers too
+get /v1/chat/completions -H "$A" -N -d '{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "stream": true}'
+[ "$CODE" = 200 ] && grep -qi '^x-ratelimit-remaining-requests: [0-9]' "$TMP/r.h" &&
+    grep -qi '^x-ratelimit-reset-tokens: [0-9]' "$TMP/r.h" && grep -q '^data: \[DONE\]' "$TMP/r.json" &&
+    ok "a stream: 200 with x-ratelimit headers, ends [DONE]" || bad "stream headers: $CODE $(cat "$TMP/r.h")"
+
 # ---- a burst with curl: 3 a minute admitted, then 429s, counted on /metrics by limit -------
 # limited LIMIT: bitnet_requests_limited_total{limit="LIMIT"} now (0 when not shown yet)
 limited() {
