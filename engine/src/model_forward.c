@@ -715,6 +715,17 @@ static void head_rows(const job *j, int64_t r0, int64_t r1)
     const int64_t E = m->hp.n_embd, V = m->hp.n_vocab, nb = E / BN_QK8_0;
     for (int64_t c0 = r0; c0 < r1; c0 += 64) {
         const int64_t c1 = c0 + 64 < r1 ? c0 + 64 : r1;
+        if (m->head_rows && m->head_rows_multi && j->n_out > 1) { /* the tokens share rows */
+            float *ys[64];
+            for (int64_t i0 = 0; i0 < j->n_out; i0 += 64) {
+                const int64_t n = j->n_out - i0 < 64 ? j->n_out - i0 : 64;
+                for (int64_t i = 0; i < n; i++)
+                    ys[i] = j->louts ? j->louts[i0 + i] : j->logits + (i0 + i) * V;
+                m->head_rows_multi(m->head_qs, m->head_d, E, c0, c1, j->xq + i0 * E,
+                                   j->xd + i0 * nb, n, ys);
+            }
+            continue;
+        }
         for (int64_t i = 0; i < j->n_out; i++) {
             float *y = j->louts ? j->louts[i] : j->logits + i * V;
             if (m->head_rows) {

@@ -33,6 +33,13 @@ void bn__head_q8_rows_ref(const int8_t *qs, const uint16_t *d, int64_t E, int64_
 void bn__head_q8_rows_avx2(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0, int64_t r1,
                            const int8_t *xq, const float *xd, float *y);
 void bn__model_q8_0_row_avx2(const float *x, bn_block_q8_0 *y, int64_t n);
+/* model_avx512.c: the same product with AVX-512 VNNI, for one token, or for n tokens (token t:
+ * xq + t * E, xd + t * E / 32, out y[t]) with each token's result equal to the bit to its own. */
+void bn__head_q8_rows_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0, int64_t r1,
+                             const int8_t *xq, const float *xd, float *y);
+void bn__head_q8_rows_multi_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
+                                   int64_t r1, const int8_t *xq, const float *xd, int64_t n,
+                                   float *const *y);
 #endif
 #if defined(__x86_64__) || defined(__i386__)
 /* AVX2 twins of the forward pass's building blocks (model_avx2.c). The quantizer gives
@@ -101,6 +108,9 @@ struct bn_model {
     int8_t *head_qs;
     uint16_t *head_d;
     bn__head_rows_fn head_rows;
+    /* head_rows for several tokens at once, where a kernel does that (else NULL) */
+    void (*head_rows_multi)(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0, int64_t r1,
+                            const int8_t *xq, const float *xd, int64_t n, float *const *y);
     /* The head as Q6H or Q4H rows (owned; head points at them), when requantized to them. */
     uint8_t *head_blk;
     size_t weight_bytes;

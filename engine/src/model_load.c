@@ -497,9 +497,16 @@ bn__q8_row_fn bn__model_q8_0_row_fn(const bn_kernels *k)
     return bn__model_q8_0_row;
 }
 
+/* The avx512vnni kernels are chosen: the CPU has what model_avx512.c needs. */
+static int use_avx512(const bn_kernels *k)
+{
+    return k && !strcmp(k->name, "avx512vnni");
+}
+
 static bn__head_rows_fn pick_head_rows(const bn_model *m)
 {
 #if defined(__x86_64__) || defined(__i386__)
+    if (use_avx512(m->k)) return bn__head_q8_rows_avx512;
     if (use_avx2(m->k)) return bn__head_q8_rows_avx2;
 #endif
     (void)m;
@@ -594,6 +601,9 @@ static bn_status requantize_head(bn_model *m, const bn_model_params *p)
     m->head = NULL;
     m->hp.head_type = BN_TYPE_Q8_0;
     m->head_rows = pick_head_rows(m);
+#if defined(__x86_64__) || defined(__i386__)
+    if (m->head_rows == bn__head_q8_rows_avx512) m->head_rows_multi = bn__head_q8_rows_multi_avx512;
+#endif
 done:
     bn_free(j.tmp);
     bn_free(j.blk);

@@ -822,6 +822,49 @@ static void check_eval_batch(bn_model *m, int kv_type)
     free(la);
 }
 
+/* The AVX-512 VNNI LM head (model_avx512.c): for several tokens at once each token's logits
+ * equal its own alone to the bit (what makes a batch's logits equal each sequence's), and
+ * both agree with the plain-C reference to float rounding; rows from the middle of a group
+ * to the middle of another, a padded last group. */
+static void test_head_avx512_multi(void **state)
+{
+    (void)state;
+#if defined(__x86_64__) || defined(__i386__)
+    const bn_cpu_info *c = bn_cpu_info_get();
+    if (!(c->avx512f && c->avx512bw && c->avx512vl && c->avx512vnni && c->avx512dq)) skip();
+    enum { E = 256, NB = E / 32, R = 37, RP = 40, T = 7 };
+    int8_t *qs = calloc((size_t)RP * E, 1), *xq = malloc((size_t)T * E);
+    uint16_t *d = malloc((size_t)R * NB * sizeof *d);
+    float *xd = malloc((size_t)T * NB * sizeof *xd);
+    for (int r = 0; r < R; r++)
+        for (int b = 0; b < NB; b++) {
+            for (int k = 0; k < 32; k++)
+                qs[bn__head_block_offset(E, r, b) + (size_t)k] = (int8_t)(rnd() % 255) - 127;
+            d[r * NB + b] = bn_f32_to_f16(0.001f + (float)(rnd() % 1000) * 1e-5f);
+        }
+    for (int i = 0; i < T * E; i++) xq[i] = (int8_t)((int)(rnd() % 255) - 127);
+    for (int i = 0; i < T * NB; i++) xd[i] = 0.002f + (float)(rnd() % 100) * 1e-4f;
+    float one[T][R], many[T][R], ref[T][R];
+    float *ys[T];
+    const int64_t r0 = 2, r1 = 35;
+    for (int t = 0; t < T; t++) {
+        for (int r = 0; r < R; r++) one[t][r] = many[t][r] = ref[t][r] = -1.0f;
+        ys[t] = many[t];
+        bn__head_q8_rows_avx512(qs, d, E, r0, r1, xq + t * E, xd + t * NB, one[t]);
+        bn__head_q8_rows_ref(qs, d, E, r0, r1, xq + t * E, xd + t * NB, ref[t]);
+    }
+    bn__head_q8_rows_multi_avx512(qs, d, E, r0, r1, xq, xd, T, ys);
+    for (int t = 0; t < T; t++) {
+        assert_memory_equal(many[t], one[t], sizeof one[t]); /* the bits, and -1 outside */
+        assert_true(one[t][0] == -1.0f && one[t][1] == -1.0f && one[t][35] == -1.0f);
+        assert_true(rel_diff(one[t] + r0, ref[t] + r0, (size_t)(r1 - r0)) < 1e-5);
+    }
+    free(qs), free(xq), free(d), free(xd);
+#else
+    skip();
+#endif
+}
+
 static void test_eval_batch(void **state)
 {
     (void)state;
@@ -1299,6 +1342,7 @@ int main(void)
             cmocka_unit_test(test_no_sub_norms),
             cmocka_unit_test(test_batched_equals_sequential),
             cmocka_unit_test(test_eval_batch),
+            cmocka_unit_test(test_head_avx512_multi),
             cmocka_unit_test(test_formats_agree),
             cmocka_unit_test(test_malformed),
             cmocka_unit_test(test_alloc_failures),
