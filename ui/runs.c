@@ -2,6 +2,7 @@
 #include "tui.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,6 +24,20 @@ int tui_run_param_is(const bn_run *r, const char *key, const char *value)
     const int is = cJSON_IsString(v) && !strcmp(v->valuestring, value);
     cJSON_Delete(p);
     return is;
+}
+
+void tui_fmt_number(const char *key, double v, char *buf, size_t size)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    if (key && strstr(key, "bytes") && isfinite(v) && v >= 0) {
+        int u = 0;
+        while (v >= 1024.0 && u < 4) v /= 1024.0, u++;
+        snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+    } else if (isfinite(v) && v == floor(v) && fabs(v) < 1e15) {
+        snprintf(buf, size, "%.0f", v);
+    } else {
+        snprintf(buf, size, "%.4g", v);
+    }
 }
 
 void tui_run_summary(const bn_run *r, char *buf, size_t size)
@@ -54,12 +69,13 @@ void tui_run_summary(const bn_run *r, char *buf, size_t size)
     else if (cJSON_IsNumber(loss))
         snprintf(buf, size, "validation loss %.4f", loss->valuedouble);
     else if (m->child) {
-        /* the first numbers, as they are */
+        /* the first numbers, readable: byte counts in KiB/MiB/GiB, whole numbers whole */
         size_t n = 0;
         for (const cJSON *it = m->child; it && n + 32 < size; it = it->next) {
             if (!cJSON_IsNumber(it) || !it->string) continue;
-            n += (size_t)snprintf(buf + n, size - n, "%s%s %g", n ? ", " : "", it->string,
-                                  it->valuedouble);
+            char v[32];
+            tui_fmt_number(it->string, it->valuedouble, v, sizeof v);
+            n += (size_t)snprintf(buf + n, size - n, "%s%s %s", n ? ", " : "", it->string, v);
         }
     }
     cJSON_Delete(m);

@@ -109,6 +109,9 @@ void tui_alerts_panel(tui *t, int y, int x, int h, int w);
  * ("45.1 tokens/s", "pp 120.3 / tg 45.1 tokens/s", "9 pass, 2 warn, 0 fail"). */
 double tui_run_metric(const bn_run *r, const char *key, double def);
 void tui_run_summary(const bn_run *r, char *buf, size_t size);
+/* A metric's value for people: a key naming bytes in B/KiB/MiB/GiB/TiB (one decimal), a
+ * whole number whole (no 1.81963e+08), anything else to 4 significant digits. */
+void tui_fmt_number(const char *key, double v, char *buf, size_t size);
 /* Whether the run's params hold "key": "value". */
 int tui_run_param_is(const bn_run *r, const char *key, const char *value);
 
