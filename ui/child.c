@@ -19,7 +19,8 @@ void ui_child_init(ui_child *c)
     c->exit_status = -1;
 }
 
-/* The last non-empty line of text into buf (unchanged when there is none). */
+/* The last non-empty line of text into buf (unchanged when there is none), without the
+ * "bitnet: " every one-line error starts with (cli_error's): a screen shows it as its own. */
 static void last_line(const char *text, char *buf, size_t size)
 {
     size_t end = text ? strlen(text) : 0;
@@ -27,6 +28,7 @@ static void last_line(const char *text, char *buf, size_t size)
     if (!end) return;
     size_t start = end;
     while (start && text[start - 1] != '\n') start--;
+    if (end - start > 8 && !strncmp(text + start, "bitnet: ", 8)) start += 8;
     snprintf(buf, size, "%.*s", (int)(end - start), text + start);
 }
 

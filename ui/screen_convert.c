@@ -82,9 +82,8 @@ static void conv_tick(tui *t, void *st)
         else {
             char why[256];
             ui_child_error(&c->action, why, sizeof why);
-            /* "bitnet: convert --queue: X" says "convert --queue" once: "... failed: X" */
+            /* "convert --queue: X" (child.c drops "bitnet: ") says "convert --queue" once */
             const char *w = why;
-            if (!strncmp(w, "bitnet: ", 8)) w += 8;
             const size_t n = strlen(c->action_what);
             if (!strncmp(w, c->action_what, n) && !strncmp(w + n, ": ", 2)) w += n + 2;
             tui_status(t, CR_FAIL, "%s failed: %s", c->action_what, w[0] ? w : "no error message");

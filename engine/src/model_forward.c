@@ -715,7 +715,7 @@ static void head_rows(const job *j, int64_t r0, int64_t r1)
     const int64_t E = m->hp.n_embd, V = m->hp.n_vocab, nb = E / BN_QK8_0;
     for (int64_t c0 = r0; c0 < r1; c0 += 64) {
         const int64_t c1 = c0 + 64 < r1 ? c0 + 64 : r1;
-        if (m->head_rows && m->head_rows_multi && j->n_out > 1) { /* the tokens share rows */
+        if (m->head_rows_multi && j->n_out > 1) { /* the tokens share rows */
             float *ys[64];
             for (int64_t i0 = 0; i0 < j->n_out; i0 += 64) {
                 const int64_t n = j->n_out - i0 < 64 ? j->n_out - i0 : 64;

@@ -194,7 +194,8 @@ keys s -l "$TMP/junk"
 keys s Tab C-u
 keys s -l "$TMP/exists.gguf"
 keys s Enter
-wait_for s "exists \(--force replaces it\)" "conversions: an existing output is refused (no replace)"
+wait_for s "convert --queue failed: [^ ]*/exists.gguf exists \(--force replaces it\)" \
+    "conversions: an existing output is refused (no replace), its error in the status line"
 keys s n Tab Tab
 wait_for s "replace +\[ \] an existing output \(--force\)" "conversions: the form's replace is off"
 keys s Space
