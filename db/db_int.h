@@ -82,6 +82,11 @@ bn_status bn__db_apply_retention(bn_db *db, int64_t *n);
  * (the message of s kept). Returns the final status. */
 bn_status bn__db_begin(bn_db *db, const char *what);
 bn_status bn__db_end(bn_db *db, bn_status s, const char *what);
+/* Adds the meter event of ledger row r (recorded at at_ms) to the billing outbox inside the
+ * caller's transaction: none when it used no tokens or its tenant has no Stripe customer
+ * (outbox.c). */
+struct bn_usage_rec;
+bn_status bn__db_outbox_add(bn_db *db, const struct bn_usage_rec *r, int64_t at_ms);
 /* Appends an audit entry inside the caller's transaction (details: JSON text, NULL for {}). */
 bn_status bn__db_audit_add(bn_db *db, const char *actor, const char *action, const char *target,
                            const char *details);

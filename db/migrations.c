@@ -154,8 +154,33 @@ static const char v5[] =
         "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit\n"
         "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;\n";
 
+/* 6 (db/outbox.c; bitnet/db_tenants.h): the billing outbox, one meter event per ledger row of
+ * a tenant with a Stripe customer and tokens, written in the ledger row's transaction and
+ * unique by its request id; a sender claims the due ones (a lease, so that two senders do not
+ * send one at once), and marks each acknowledged, due again later, or failed for good. */
+static const char v6[] =
+        "CREATE TABLE billing_outbox (\n"
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "  event_id TEXT NOT NULL UNIQUE,   -- the identifier Stripe deduplicates on\n"
+        "  request_id TEXT NOT NULL UNIQUE, -- its ledger row\n"
+        "  tenant_id INTEGER NOT NULL REFERENCES tenants(id),\n"
+        "  customer TEXT NOT NULL,          -- the tenant's Stripe customer at the time\n"
+        "  value INTEGER NOT NULL,          -- tokens (prompt + completion)\n"
+        "  at INTEGER NOT NULL,             -- the usage's time, ms since the Unix epoch, UTC\n"
+        "  state TEXT NOT NULL DEFAULT 'pending', -- pending|acked|failed\n"
+        "  attempts INTEGER NOT NULL DEFAULT 0,\n"
+        "  next_at INTEGER NOT NULL,        -- not sent before this time (ms)\n"
+        "  lease_until INTEGER,             -- a sender holds it until then\n"
+        "  sent_at INTEGER,                 -- the last request for it\n"
+        "  acked_at INTEGER,\n"
+        "  duplicate INTEGER NOT NULL DEFAULT 0, -- Stripe had the identifier already\n"
+        "  last_error TEXT\n"
+        ");\n"
+        "CREATE INDEX billing_outbox_due ON billing_outbox(state, next_at);\n"
+        "CREATE INDEX billing_outbox_tenant ON billing_outbox(tenant_id, at);\n";
+
 const bn__db_migration bn__db_migrations[] = {
-        {1, v1}, {2, v2}, {3, v3}, {4, v4}, {5, v5},
+        {1, v1}, {2, v2}, {3, v3}, {4, v4}, {5, v5}, {6, v6},
 };
 
 const int bn__db_n_migrations = (int)(sizeof bn__db_migrations / sizeof bn__db_migrations[0]);

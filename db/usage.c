@@ -1,5 +1,6 @@
-/* usage.c - the usage ledger: one row per finished request, idempotent by request id, and the
- * report per tenant and day. */
+/* usage.c - the usage ledger: one row per finished request, idempotent by request id, with
+ * its meter event in the billing outbox (outbox.c) in the same transaction, and the report
+ * per tenant and day. */
 #include "db_int.h"
 
 #include <inttypes.h>
@@ -33,20 +34,18 @@ static bn_status check_rec(bn_db *db, const bn_usage_rec *r)
     return BN_OK;
 }
 
-bn_status bn_db_usage_record(bn_db *db, const bn_usage_rec *r, int *fresh)
+/* The ledger row; *added 1 when it is new (a tenant that is gone or erased inserts nothing). */
+static bn_status insert_row(bn_db *db, const bn_usage_rec *r, int64_t at, int *added)
 {
-    if (fresh) *fresh = 0;
-    bn_status s = check_rec(db, r);
-    if (s != BN_OK) return s;
-    /* one statement: atomic on its own; a tenant that is gone or erased inserts nothing */
+    *added = 0;
     sqlite3_stmt *st;
-    s = bn__db_prepare(db,
-                       "INSERT INTO usage (request_id, tenant_id, key_id, model, prompt_tokens, "
-                       "completion_tokens, duration_ms, status, at) "
-                       "SELECT ?1, id, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM tenants "
-                       "WHERE id = ?2 AND status != 'erased' "
-                       "ON CONFLICT(request_id) DO NOTHING",
-                       &st);
+    bn_status s = bn__db_prepare(db,
+                                 "INSERT INTO usage (request_id, tenant_id, key_id, model, "
+                                 "prompt_tokens, completion_tokens, duration_ms, status, at) "
+                                 "SELECT ?1, id, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM tenants "
+                                 "WHERE id = ?2 AND status != 'erased' "
+                                 "ON CONFLICT(request_id) DO NOTHING",
+                                 &st);
     if (s != BN_OK) return s;
     sqlite3_bind_text(st, 1, r->request_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, r->tenant_id);
@@ -56,10 +55,27 @@ bn_status bn_db_usage_record(bn_db *db, const bn_usage_rec *r, int *fresh)
     sqlite3_bind_int64(st, 6, r->completion_tokens);
     sqlite3_bind_int64(st, 7, r->duration_ms);
     sqlite3_bind_text(st, 8, r->status, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 9, r->at_ms ? r->at_ms : bn__db_now_ms(db));
+    sqlite3_bind_int64(st, 9, at);
     s = bn__db_step_done(db, st, "recording usage");
+    if (s == BN_OK) *added = sqlite3_changes(db->sql) == 1;
+    return s;
+}
+
+bn_status bn_db_usage_record(bn_db *db, const bn_usage_rec *r, int *fresh)
+{
+    if (fresh) *fresh = 0;
+    bn_status s = check_rec(db, r);
     if (s != BN_OK) return s;
-    if (sqlite3_changes(db->sql) == 1) {
+    const int64_t at = r->at_ms ? r->at_ms : bn__db_now_ms(db);
+    int added = 0;
+    /* the row and its meter event in one transaction: both or neither */
+    s = bn__db_begin(db, "recording usage");
+    if (s != BN_OK) return s;
+    s = insert_row(db, r, at, &added);
+    if (s == BN_OK && added) s = bn__db_outbox_add(db, r, at);
+    s = bn__db_end(db, s, "recording usage");
+    if (s != BN_OK) return s;
+    if (added) {
         if (fresh) *fresh = 1;
         return BN_OK;
     }

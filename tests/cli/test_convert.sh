@@ -319,11 +319,11 @@ worker_gone || bad "the worker does not exit" # before the directory goes away
 if command -v sqlite3 >/dev/null 2>&1; then
     OLD="$TMP/old.db"
     BITNET_HISTORY_DB="$OLD" "$BITNET" history list >/dev/null 2>&1
-    sqlite3 "$OLD" "DROP TABLE jobs; DROP TABLE audit; DROP TABLE usage; DROP TABLE api_keys;
-        DROP TABLE tenants; PRAGMA user_version=3;"
+    sqlite3 "$OLD" "DROP TABLE billing_outbox; DROP TABLE jobs; DROP TABLE audit; DROP TABLE usage;
+        DROP TABLE api_keys; DROP TABLE tenants; PRAGMA user_version=3;"
     BITNET_HISTORY_DB="$OLD" "$BITNET" jobs list --json >"$TMP/out" 2>"$TMP/err" &&
-        [ "$(sqlite3 "$OLD" 'PRAGMA user_version')" = 5 ] && ok "schema 3 migrated to 5 (jobs)" ||
-        bad "migration 3 -> 5: $(cat "$TMP/err")"
+        [ "$(sqlite3 "$OLD" 'PRAGMA user_version')" = 6 ] && ok "schema 3 migrated to 6 (jobs)" ||
+        bad "migration 3 -> 6: $(cat "$TMP/err")"
 else
     echo "  skip the schema 3 migration: no sqlite3 command"
 fi

@@ -1221,8 +1221,9 @@ static void test_jobs_from_old_file(void **state)
     fx *f = *state;
     bn_db *db = open_ok(f->path, NULL);
     bn_db_close(db);
-    rawf(f->path, "DROP TABLE jobs; DROP TABLE audit; DROP TABLE usage; DROP TABLE api_keys; "
-                  "DROP TABLE tenants; PRAGMA user_version=3;");
+    rawf(f->path, "DROP TABLE billing_outbox; DROP TABLE jobs; DROP TABLE audit; "
+                  "DROP TABLE usage; DROP TABLE api_keys; DROP TABLE tenants; "
+                  "PRAGMA user_version=3;");
     db = open_ok(f->path, NULL);
     assert_int_equal(bn_db_schema_version(db), BN_DB_SCHEMA_VERSION);
     bn_db_close(db);

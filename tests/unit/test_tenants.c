@@ -18,63 +18,10 @@
 #include "bitnet/db.h"
 #include "bitnet/db_tenants.h"
 #include "test_util.h"
+#include "store_fx.h"
 
 #define T0  ((int64_t)1780000000000) /* 2026-05-28T20:26:40Z */
 #define DAY ((int64_t)86400000)
-
-typedef struct fx {
-    char dir[256];
-    char path[320];
-} fx;
-
-static int setup(void **state)
-{
-    fx *f = calloc(1, sizeof *f);
-    if (!f) return -1;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(f->dir, sizeof f->dir, "%s/bn_test_tenants.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(f->dir)) return -1;
-    snprintf(f->path, sizeof f->path, "%s/history.db", f->dir);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx *f = *state;
-    remove_tree(f->dir);
-    free(f);
-    return 0;
-}
-
-static bn_db *open_at(const char *path, int64_t now)
-{
-    bn_db *db;
-    bn_db_options o = bn_db_options_default();
-    o.now_ms = now;
-    bn_status s = bn_db_open(&db, path, &o);
-    if (s != BN_OK) fprintf(stderr, "open: %s\n", bn_db_errmsg(db));
-    assert_int_equal(s, BN_OK);
-    return db;
-}
-
-static void ok(bn_db *db, bn_status s)
-{
-    if (s != BN_OK) fprintf(stderr, "db: %s\n", bn_db_errmsg(db));
-    assert_int_equal(s, BN_OK);
-}
-
-static void raw_exec(const char *path, const char *sql)
-{
-    sqlite3 *s;
-    assert_int_equal(sqlite3_open(path, &s), SQLITE_OK);
-    char *err = NULL;
-    int rc = sqlite3_exec(s, sql, NULL, NULL, &err);
-    if (rc != SQLITE_OK) fprintf(stderr, "raw: %s\n", err ? err : "?");
-    sqlite3_free(err);
-    assert_int_equal(rc, SQLITE_OK);
-    sqlite3_close(s);
-}
 
 static int count_cb(void *ud, const bn_audit_entry *e)
 {
@@ -146,10 +93,10 @@ static void test_from_schema_4(void **state)
     int64_t run;
     ok(db, bn_db_run_begin(db, "generate", NULL, NULL, NULL, &run));
     bn_db_close(db);
-    raw_exec(f->path, "DROP TABLE audit; DROP TABLE usage; DROP TABLE api_keys; "
-                      "DROP TABLE tenants; PRAGMA user_version=4;");
+    raw_exec(f->path, "DROP TABLE billing_outbox; DROP TABLE audit; DROP TABLE usage; "
+                      "DROP TABLE api_keys; DROP TABLE tenants; PRAGMA user_version=4;");
     db = open_at(f->path, T0);
-    assert_int_equal(bn_db_schema_version(db), 5);
+    assert_int_equal(bn_db_schema_version(db), BN_DB_SCHEMA_VERSION);
     ok(db, bn_db_tenant_add(db, "cli:t", "acme", "team", NULL, NULL));
     bn_run r;
     ok(db, bn_db_run_get(db, run, &r));

@@ -1,7 +1,7 @@
 /*
  * bitnet/db_tenants.h - the platform's store: tenants, their API keys, the usage ledger and the
  * hash-chained audit log (migration 5, db/migrations.c; db/tenants.c, db/tenant_keys.c,
- * db/usage.c, db/audit.c).
+ * db/usage.c, db/audit.c), and the billing outbox of the ledger (migration 6, db/outbox.c).
  *
  * This header is the storage interface of the platform: it names no sqlite type, and every
  * call is one unit of work (one transaction), so that a PostgreSQL store can implement the same
@@ -158,8 +158,9 @@ typedef struct bn_usage_rec {
     int64_t at_ms;      /* 0: now */
 } bn_usage_rec;
 
-/* Records one finished request. *fresh (may be NULL) is 1 when recorded now, 0 when that
- * request id was already in the ledger (which is left as it was: the first record wins). */
+/* Records one finished request, and in the same transaction its meter event in the billing
+ * outbox (below). *fresh (may be NULL) is 1 when recorded now, 0 when that request id was
+ * already in the ledger (which is left as it was, its event too: the first record wins). */
 bn_status bn_db_usage_record(bn_db *db, const bn_usage_rec *r, int *fresh);
 
 typedef struct bn_usage_day {
@@ -182,6 +183,70 @@ typedef struct bn_usage_total {
  * checked against. */
 bn_status bn_db_usage_total(bn_db *db, int64_t tenant_id, int64_t from_ms, int64_t to_ms,
                             bn_usage_total *out);
+
+/* ---- the billing outbox (migration 6, db/outbox.c) ------------------------------------------
+ *
+ * bn_db_usage_record() writes, in the ledger row's transaction, one meter event for the
+ * billing sender when the request used tokens and its tenant has a Stripe customer: event id
+ * (Stripe's identifier: the request id, or "bn-" and its SHA-256 when that is over
+ * BN_EVENT_ID_MAX - 1 bytes), customer, value (prompt + completion tokens) and time. A
+ * sender claims the due events (each for lease_ms: another sender skips it meanwhile, and
+ * takes it again once the lease runs out, as after a crash), sends them, and marks each
+ * acknowledged (Stripe took it, or had that identifier already), due again at a later time
+ * (a failure that may pass), or failed for good (Stripe refused it; kept with the error). */
+
+#define BN_EVENT_ID_MAX 101 /* Stripe's identifier: at most 100 characters */
+
+typedef struct bn_outbox_event {
+    int64_t id; /* the outbox row */
+    char event_id[BN_EVENT_ID_MAX];
+    int64_t tenant_id;
+    char customer[BN_STRIPE_ID_MAX];
+    int64_t value; /* tokens */
+    int64_t at_ms; /* when the request finished */
+    int64_t attempts; /* failed tries so far */
+} bn_outbox_event;
+
+/* Up to max_n events that are pending, due (next attempt time <= now_ms) and not leased,
+ * oldest first, into out[0 .. *n); each is leased until now_ms + lease_ms. */
+bn_status bn_db_outbox_claim(bn_db *db, int64_t now_ms, int64_t lease_ms, bn_outbox_event *out,
+                             size_t max_n, size_t *n);
+/* Stripe acknowledged event id (its outbox row) at now_ms; duplicate: it answered that it had
+ * the identifier already (delivered before). An acknowledged event stays so. */
+bn_status bn_db_outbox_ack(bn_db *db, int64_t id, int duplicate, int64_t now_ms);
+/* Not delivered, may pass: one more attempt counted, error kept, due again at next_ms, lease
+ * released. A no-op for an event acknowledged meanwhile. */
+bn_status bn_db_outbox_retry(bn_db *db, int64_t id, int64_t next_ms, const char *error);
+/* Refused for good (error kept): state failed, never claimed again. */
+bn_status bn_db_outbox_fail(bn_db *db, int64_t id, const char *error);
+
+typedef struct bn_outbox_counts {
+    int64_t pending, acked, failed; /* events */
+    int64_t due;                    /* pending and due at now_ms */
+    int64_t retrying;               /* pending with a failed attempt */
+    int64_t duplicates;             /* acknowledged as a duplicate */
+    int64_t pending_value, acked_value, failed_value; /* tokens */
+    int64_t oldest_pending_ms;      /* 0: none pending */
+    char last_error[256];           /* of the newest failed attempt ("" none) */
+} bn_outbox_counts;
+
+/* The events by state (at now_ms, for due). */
+bn_status bn_db_outbox_counts(bn_db *db, int64_t now_ms, bn_outbox_counts *out);
+
+typedef struct bn_billing_row {
+    int64_t tenant_id;
+    const char *tenant_name, *customer; /* customer: "" when the tenant has none now */
+    int64_t ledger_requests, ledger_tokens; /* the ledger: prompt + completion tokens */
+    int64_t events, queued_tokens;          /* the outbox's events of those requests */
+    int64_t acked_tokens, pending_tokens, failed_tokens;
+} bn_billing_row;
+
+/* Reconciliation: per tenant (tenant_id 0: each that has a Stripe customer now or events in
+ * the outbox), the ledger's tokens in [from_ms, to_ms) (0: open) beside its outbox's events
+ * of the same time, by state; by tenant id. Billing is exact when ledger_tokens ==
+ * acked_tokens. */
+bn_status bn_db_billing_reconcile(bn_db *db, int64_t tenant_id, int64_t from_ms, int64_t to_ms,
+                                  int (*fn)(void *ud, const bn_billing_row *r), void *ud);
 
 /* ---- the audit log ------------------------------------------------------------------------ */
 

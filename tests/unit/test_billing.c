@@ -1,0 +1,265 @@
+/* test_billing.c - the billing outbox of the platform's store (bitnet/db_tenants.h, migration
+ * 6): a ledger row's meter event is written in its transaction (a failing outbox insert
+ * takes the ledger row back), once per request id, only for tenants with a Stripe customer and
+ * requests with tokens; claims lease events (a second sender gets none until the lease runs
+ * out); retry, ack (duplicates) and fail move them; counts and the reconciliation of the
+ * ledger with what was acknowledged; a store of schema 5 gains the table. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "bitnet/db.h"
+#include "bitnet/db_tenants.h"
+#include "test_util.h"
+#include "store_fx.h"
+
+#define T0 ((int64_t)1780000000000) /* 2026-05-28T20:26:40Z */
+
+/* Records request id for tenant tid with p + c tokens at T0 + dt; fresh into *fresh. */
+static bn_status record(bn_db *db, int64_t tid, const char *id, int64_t p, int64_t c, int64_t dt,
+                        int *fresh)
+{
+    bn_usage_rec u = {.request_id = id,
+                      .tenant_id = tid,
+                      .key_id = 0,
+                      .model = "m",
+                      .prompt_tokens = p,
+                      .completion_tokens = c,
+                      .duration_ms = 5,
+                      .status = "ok",
+                      .at_ms = T0 + dt};
+    return bn_db_usage_record(db, &u, fresh);
+}
+
+static bn_outbox_counts counts(bn_db *db, int64_t now)
+{
+    bn_outbox_counts c;
+    ok(db, bn_db_outbox_counts(db, now, &c));
+    return c;
+}
+
+static void test_written_with_the_ledger(void **state)
+{
+    fx *f = *state;
+    bn_db *db = open_at(f->path, T0);
+    int64_t a, b;
+    ok(db, bn_db_tenant_add(db, "cli:t", "acme", "team", "cus_A", &a));
+    ok(db, bn_db_tenant_add(db, "cli:t", "globex", "team", NULL, &b));
+    int fresh = -1;
+    ok(db, record(db, a, "req-1", 10, 5, 0, &fresh));
+    assert_int_equal(fresh, 1);
+    ok(db, record(db, a, "req-1", 99, 99, 0, &fresh)); /* the same request: nothing new */
+    assert_int_equal(fresh, 0);
+    ok(db, record(db, a, "req-0", 0, 0, 0, NULL)); /* no tokens: nothing to bill */
+    ok(db, record(db, b, "req-2", 7, 7, 0, NULL)); /* no Stripe customer */
+    bn_outbox_counts c = counts(db, T0);
+    assert_int_equal(c.pending, 1);
+    assert_int_equal(c.pending_value, 15);
+    assert_int_equal(c.due, 1);
+    assert_int_equal(c.acked + c.failed, 0);
+    assert_int_equal(c.oldest_pending_ms, T0);
+    bn_outbox_event e[4];
+    size_t n;
+    ok(db, bn_db_outbox_claim(db, T0, 1000, e, 4, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(e[0].event_id, "req-1");
+    assert_string_equal(e[0].customer, "cus_A");
+    assert_int_equal(e[0].tenant_id, a);
+    assert_int_equal(e[0].value, 15);
+    assert_int_equal(e[0].at_ms, T0);
+    assert_int_equal(e[0].attempts, 0);
+
+    /* a request id over 100 bytes: "bn-" and its SHA-256 */
+    char longid[160];
+    memset(longid, 'x', 150);
+    longid[150] = '\0';
+    ok(db, record(db, a, longid, 1, 1, 0, NULL));
+    ok(db, bn_db_outbox_claim(db, T0, 1000, e, 4, &n));
+    assert_int_equal(n, 1);
+    assert_int_equal(strlen(e[0].event_id), 3 + 64);
+    assert_memory_equal(e[0].event_id, "bn-", 3);
+
+    /* one transaction: when the outbox refuses its row, the ledger row is not written */
+    raw_exec(f->path, "CREATE TRIGGER no_events BEFORE INSERT ON billing_outbox "
+                      "BEGIN SELECT RAISE(ABORT, 'outbox full'); END;");
+    assert_int_not_equal(record(db, a, "req-3", 3, 3, 0, &fresh), BN_OK);
+    assert_non_null(strstr(bn_db_errmsg(db), "outbox full"));
+    bn_usage_total t;
+    ok(db, bn_db_usage_total(db, a, 0, 0, &t));
+    assert_int_equal(t.requests, 3); /* req-1, req-0, the long one: not req-3 */
+    raw_exec(f->path, "DROP TRIGGER no_events");
+    ok(db, record(db, a, "req-3", 3, 3, 0, &fresh));
+    assert_int_equal(fresh, 1);
+    assert_int_equal(counts(db, T0).pending, 3);
+    bn_db_close(db);
+}
+
+static void test_claim_lease_retry_ack_fail(void **state)
+{
+    fx *f = *state;
+    bn_db *db = open_at(f->path, T0);
+    int64_t a;
+    ok(db, bn_db_tenant_add(db, "cli:t", "acme", "team", "cus_A", &a));
+    ok(db, record(db, a, "r1", 1, 1, 0, NULL));
+    ok(db, record(db, a, "r2", 2, 2, 0, NULL));
+    ok(db, record(db, a, "r3", 3, 3, 0, NULL));
+    bn_outbox_event e[8];
+    size_t n;
+    ok(db, bn_db_outbox_claim(db, T0, 5000, e, 2, &n)); /* max_n bounds it, oldest first */
+    assert_int_equal(n, 2);
+    assert_string_equal(e[0].event_id, "r1");
+    assert_string_equal(e[1].event_id, "r2");
+    const int64_t id1 = e[0].id, id2 = e[1].id;
+    /* another sender (its own handle) gets only what is not leased */
+    bn_db *db2 = open_at(f->path, T0);
+    ok(db2, bn_db_outbox_claim(db2, T0 + 10, 5000, e, 8, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(e[0].event_id, "r3");
+    const int64_t id3 = e[0].id;
+    ok(db2, bn_db_outbox_claim(db2, T0 + 20, 5000, e, 8, &n));
+    assert_int_equal(n, 0);
+    /* the first sender dies: its lease runs out and the events are due again */
+    ok(db2, bn_db_outbox_claim(db2, T0 + 5000, 5000, e, 8, &n));
+    assert_int_equal(n, 2);
+    assert_int_equal(e[0].id, id1);
+
+    /* a failure that may pass: due again at next_ms, attempts counted, error kept */
+    ok(db, bn_db_outbox_retry(db, id1, T0 + 60000, "HTTP 500: boom"));
+    bn_outbox_counts c = counts(db, T0 + 6000);
+    assert_int_equal(c.pending, 3);
+    assert_int_equal(c.retrying, 1);
+    assert_int_equal(c.due, 2);
+    assert_string_equal(c.last_error, "HTTP 500: boom");
+    ok(db, bn_db_outbox_ack(db, id2, 0, T0 + 6000));
+    ok(db, bn_db_outbox_ack(db, id3, 1, T0 + 6000)); /* Stripe had it already */
+    ok(db, bn_db_outbox_claim(db, T0 + 59999, 5000, e, 8, &n));
+    assert_int_equal(n, 0); /* r1 is not due yet; the others are acknowledged */
+    ok(db, bn_db_outbox_claim(db, T0 + 60000, 5000, e, 8, &n));
+    assert_int_equal(n, 1);
+    assert_int_equal(e[0].id, id1);
+    assert_int_equal(e[0].attempts, 1);
+    ok(db, bn_db_outbox_fail(db, id1, "HTTP 400: No such customer"));
+    ok(db, bn_db_outbox_claim(db, T0 + 99999999, 5000, e, 8, &n));
+    assert_int_equal(n, 0); /* failed for good: never claimed again */
+    /* late answers change nothing: a retry of a failed or acknowledged event, a second ack */
+    ok(db, bn_db_outbox_retry(db, id2, T0, "late"));
+    ok(db, bn_db_outbox_ack(db, id2, 1, T0 + 7000));
+    c = counts(db, T0 + 99999999);
+    assert_int_equal(c.pending, 0);
+    assert_int_equal(c.acked, 2);
+    assert_int_equal(c.duplicates, 1);
+    assert_int_equal(c.failed, 1);
+    assert_int_equal(c.acked_value, 4 + 6);
+    assert_int_equal(c.failed_value, 2);
+    assert_int_equal(c.oldest_pending_ms, 0);
+    assert_string_equal(c.last_error, "HTTP 400: No such customer");
+    assert_int_equal(bn_db_outbox_ack(db, 999, 0, T0), BN_ERR_NOT_FOUND);
+    assert_int_equal(bn_db_outbox_retry(db, 999, T0, "x"), BN_ERR_NOT_FOUND);
+    assert_int_equal(bn_db_outbox_fail(db, 999, "x"), BN_ERR_NOT_FOUND);
+    assert_int_equal(bn_db_outbox_claim(db, T0, 0, e, 8, &n), BN_ERR_INVALID);
+    bn_db_close(db2);
+    bn_db_close(db);
+}
+
+typedef struct rows {
+    int n;
+    bn_billing_row r[8];
+    char names[8][32];
+} rows;
+
+static int row_cb(void *ud, const bn_billing_row *r)
+{
+    rows *rs = ud;
+    if (rs->n == 8) return 1;
+    snprintf(rs->names[rs->n], sizeof rs->names[0], "%s", r->tenant_name);
+    rs->r[rs->n] = *r;
+    rs->r[rs->n].tenant_name = rs->names[rs->n];
+    rs->r[rs->n].customer = "";
+    rs->n++;
+    return 0;
+}
+
+static void test_reconcile(void **state)
+{
+    fx *f = *state;
+    bn_db *db = open_at(f->path, T0);
+    int64_t a, b, c;
+    ok(db, bn_db_tenant_add(db, "cli:t", "acme", "team", "cus_A", &a));
+    ok(db, bn_db_tenant_add(db, "cli:t", "globex", "team", NULL, &b));
+    ok(db, bn_db_tenant_add(db, "cli:t", "initech", "team", "cus_C", &c));
+    ok(db, record(db, a, "a1", 10, 20, 0, NULL));
+    ok(db, record(db, a, "a2", 1, 2, 86400000, NULL)); /* the next day */
+    ok(db, record(db, b, "b1", 5, 5, 0, NULL));        /* globex: not billed through Stripe */
+    rows rs = {0};
+    ok(db, bn_db_billing_reconcile(db, 0, 0, 0, row_cb, &rs));
+    assert_int_equal(rs.n, 2); /* acme and initech (a customer, no usage) */
+    assert_string_equal(rs.r[0].tenant_name, "acme");
+    assert_int_equal(rs.r[0].ledger_requests, 2);
+    assert_int_equal(rs.r[0].ledger_tokens, 33);
+    assert_int_equal(rs.r[0].events, 2);
+    assert_int_equal(rs.r[0].queued_tokens, 33);
+    assert_int_equal(rs.r[0].pending_tokens, 33);
+    assert_int_equal(rs.r[0].acked_tokens, 0);
+    assert_string_equal(rs.r[1].tenant_name, "initech");
+    assert_int_equal(rs.r[1].ledger_tokens + rs.r[1].events, 0);
+
+    bn_outbox_event e[4];
+    size_t n;
+    ok(db, bn_db_outbox_claim(db, T0, 1000, e, 4, &n));
+    assert_int_equal(n, 2);
+    ok(db, bn_db_outbox_ack(db, e[0].id, 0, T0));
+    ok(db, bn_db_outbox_fail(db, e[1].id, "refused"));
+    memset(&rs, 0, sizeof rs);
+    ok(db, bn_db_billing_reconcile(db, a, 0, 0, row_cb, &rs));
+    assert_int_equal(rs.n, 1);
+    assert_int_equal(rs.r[0].acked_tokens, 30);
+    assert_int_equal(rs.r[0].failed_tokens, 3);
+    assert_int_equal(rs.r[0].pending_tokens, 0);
+    /* a window of the first day only: both sides cut the same way */
+    memset(&rs, 0, sizeof rs);
+    ok(db, bn_db_billing_reconcile(db, a, T0, T0 + 86400000, row_cb, &rs));
+    assert_int_equal(rs.r[0].ledger_tokens, 30);
+    assert_int_equal(rs.r[0].acked_tokens, 30);
+    assert_int_equal(rs.r[0].failed_tokens, 0);
+    /* one tenant asked for by id is reported even without a customer */
+    memset(&rs, 0, sizeof rs);
+    ok(db, bn_db_billing_reconcile(db, b, 0, 0, row_cb, &rs));
+    assert_int_equal(rs.n, 1);
+    assert_int_equal(rs.r[0].ledger_tokens, 10);
+    assert_int_equal(rs.r[0].events, 0);
+    bn_db_close(db);
+}
+
+static void test_from_schema_5(void **state)
+{
+    fx *f = *state;
+    bn_db *db = open_at(f->path, T0);
+    int64_t a;
+    ok(db, bn_db_tenant_add(db, "cli:t", "acme", "team", "cus_A", &a));
+    bn_db_close(db);
+    raw_exec(f->path, "DROP TABLE billing_outbox; PRAGMA user_version=5;");
+    db = open_at(f->path, T0);
+    assert_int_equal(bn_db_schema_version(db), BN_DB_SCHEMA_VERSION);
+    ok(db, record(db, a, "r1", 1, 1, 0, NULL));
+    assert_int_equal(counts(db, T0).pending, 1);
+    bn_db_close(db);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+            cmocka_unit_test_setup_teardown(test_written_with_the_ledger, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_claim_lease_retry_ack_fail, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_reconcile, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_from_schema_5, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
