@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "bitnet/gpu_pool.h"
+#include "common/gpu_pool_metrics.h"
 
 #define KIB 1024u
 #define MIB (1024u * 1024u)
@@ -497,6 +498,51 @@ static void test_bad_params_and_oom(void **state)
     }
 }
 
+/* ---- metrics ------------------------------------------------------------------------------- */
+
+static void expect_line(const bn_buf *b, const char *line)
+{
+    if (!strstr(b->s, line)) fail_msg("no line %s in\n%s", line, b->s);
+}
+
+static void test_metrics(void **state)
+{
+    (void)state;
+    fake_dev d = {0};
+    bn_gpu_pool *pool = pool_make(&d, MIB, 256, 4 * KIB, 16 * KIB);
+    char *b[3];
+    for (int i = 0; i < 3; i++) b[i] = get(pool, 256 * KIB);
+    assert_int_equal(bn_gpu_pool_dealloc(pool, b[1]), BN_OK);
+    bn_metrics *m = NULL;
+    assert_int_equal(bn_metrics_new(&m), 0);
+    bn_gpu_pool_stats s = stats(pool);
+    assert_int_equal(bn_gpu_pool_metrics_update(m, "0", &s), 0);
+    /* a second update sets the same families again */
+    void *q = NULL;
+    assert_int_equal(bn_gpu_pool_alloc(pool, 768 * KIB, &q), BN_ERR_NOMEM);
+    s = stats(pool);
+    assert_int_equal(bn_gpu_pool_metrics_update(m, "0", &s), 0);
+    bn_buf out;
+    bn_buf_init(&out, 1 << 20);
+    assert_int_equal(bn_metrics_render(m, &out), 0);
+    /* 512 KiB free in two extents of 256 KiB: fragmentation 1/2 */
+    expect_line(&out, "bitnet_gpu_pool_reserved_bytes{gpu=\"0\"} 1048576\n");
+    expect_line(&out, "bitnet_gpu_pool_used_bytes{gpu=\"0\"} 524288\n");
+    expect_line(&out, "bitnet_gpu_pool_peak_used_bytes{gpu=\"0\"} 786432\n");
+    expect_line(&out, "bitnet_gpu_pool_free_bytes{gpu=\"0\"} 524288\n");
+    expect_line(&out, "bitnet_gpu_pool_largest_free_bytes{gpu=\"0\"} 262144\n");
+    expect_line(&out, "bitnet_gpu_pool_fragmentation_ratio{gpu=\"0\"} 0.5\n");
+    expect_line(&out, "bitnet_gpu_pool_allocations_total{gpu=\"0\"} 3\n");
+    expect_line(&out, "bitnet_gpu_pool_frees_total{gpu=\"0\"} 1\n");
+    expect_line(&out, "bitnet_gpu_pool_failures_total{gpu=\"0\"} 1\n");
+    expect_line(&out, "bitnet_gpu_pool_pressure_total{gpu=\"0\",stage=\"cpu_layers\"} 0\n");
+    expect_line(&out, "# TYPE bitnet_gpu_pool_frees_total counter\n");
+    bn_buf_release(&out);
+    bn_metrics_free(m);
+    bn_gpu_pool_free(pool);
+    assert_int_equal(d.live, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -507,6 +553,7 @@ int main(void)
             cmocka_unit_test(test_alignment),
             cmocka_unit_test(test_double_free_and_foreign),
             cmocka_unit_test(test_bad_params_and_oom),
+            cmocka_unit_test(test_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
