@@ -18,6 +18,8 @@ extern const bn_command bn_commands[];
 
 int cmd_alerts(int argc, char **argv);
 void cmd_alerts_help(FILE *out);
+int cmd_analyze(int argc, char **argv);
+void cmd_analyze_help(FILE *out);
 int cmd_audit(int argc, char **argv);
 void cmd_audit_help(FILE *out);
 int cmd_bench(int argc, char **argv);

@@ -18,6 +18,8 @@ static void cmd_version_help(FILE *out);
 
 const bn_command bn_commands[] = {
         {"alerts", "alert rules: list, history, test", cmd_alerts, cmd_alerts_help},
+        {"analyze", "per-layer weight statistics of a GGUF (SQNR, activations with --source)",
+         cmd_analyze, cmd_analyze_help},
         {"audit", "the audit log of administrative actions (list, verify)", cmd_audit,
          cmd_audit_help},
         {"bench", "benchmark a model (pp/tg tokens/s, ceiling) or the kernels", cmd_bench,

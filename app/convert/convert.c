@@ -110,6 +110,41 @@ static int plan_add(conv *c, const char *name, const char *src, int kind, int ty
     return 0;
 }
 
+/* The tensors of one layer: GGUF name, Hugging Face name, and shape. */
+static const struct {
+    const char *gguf, *hf;
+    int kind, dim; /* dim: 0 E, 1 F */
+    int64_t rows;  /* 0: E, 1: KVD, 2: F (ternary rows) */
+    int in_f;
+} L[] = {
+        {"attn_norm", "input_layernorm", P_NORM, 0, 0, 0},
+        {"attn_q", "self_attn.q_proj", P_TERNARY, 0, 0, 0},
+        {"attn_k", "self_attn.k_proj", P_TERNARY, 0, 1, 0},
+        {"attn_v", "self_attn.v_proj", P_TERNARY, 0, 1, 0},
+        {"attn_sub_norm", "self_attn.attn_sub_norm", P_NORM, 0, 0, 0}, /* BitNet only */
+        {"attn_output", "self_attn.o_proj", P_TERNARY, 0, 0, 0},
+        {"ffn_norm", "post_attention_layernorm", P_NORM, 0, 0, 0},
+        {"ffn_gate", "mlp.gate_proj", P_TERNARY, 0, 2, 0},
+        {"ffn_up", "mlp.up_proj", P_TERNARY, 0, 2, 0},
+        {"ffn_sub_norm", "mlp.ffn_sub_norm", P_NORM, 1, 0, 0}, /* BitNet only */
+        {"ffn_down", "mlp.down_proj", P_TERNARY, 0, 0, 1},
+};
+
+int cv_hf_name(const char *gguf, char *out, size_t n)
+{
+    int il, len = 0;
+    char part[64];
+    if (!strcmp(gguf, "token_embd.weight")) return snprintf(out, n, "model.embed_tokens.weight"), 0;
+    if (!strcmp(gguf, "output.weight")) return snprintf(out, n, "lm_head.weight"), 0;
+    if (!strcmp(gguf, "output_norm.weight")) return snprintf(out, n, "model.norm.weight"), 0;
+    if (sscanf(gguf, "blk.%d.%63[a-z_].weight%n", &il, part, &len) != 2 || gguf[len] || il < 0)
+        return -1;
+    for (size_t k = 0; k < sizeof L / sizeof L[0]; k++)
+        if (!strcmp(part, L[k].gguf))
+            return snprintf(out, n, "model.layers.%d.%s.weight", il, L[k].hf), 0;
+    return -1;
+}
+
 static int make_plan(conv *c, char *err, size_t errsz)
 {
     const cv_hparams *h = &c->src.hp;
@@ -119,24 +154,6 @@ static int make_plan(conv *c, char *err, size_t errsz)
     const int wt = c->o->type, et = c->o->embd_type, bitnet = h->arch == CV_ARCH_BITNET;
     int rc = plan_add(c, "token_embd.weight", "model.embed_tokens.weight", P_EMBD, et, E,
                       h->n_vocab, err, errsz);
-    static const struct {
-        const char *gguf, *hf;
-        int kind, dim; /* dim: 0 E, 1 F */
-        int64_t rows;  /* 0: E, 1: KVD, 2: F (ternary rows) */
-        int in_f;
-    } L[] = {
-            {"attn_norm", "input_layernorm", P_NORM, 0, 0, 0},
-            {"attn_q", "self_attn.q_proj", P_TERNARY, 0, 0, 0},
-            {"attn_k", "self_attn.k_proj", P_TERNARY, 0, 1, 0},
-            {"attn_v", "self_attn.v_proj", P_TERNARY, 0, 1, 0},
-            {"attn_sub_norm", "self_attn.attn_sub_norm", P_NORM, 0, 0, 0}, /* BitNet only */
-            {"attn_output", "self_attn.o_proj", P_TERNARY, 0, 0, 0},
-            {"ffn_norm", "post_attention_layernorm", P_NORM, 0, 0, 0},
-            {"ffn_gate", "mlp.gate_proj", P_TERNARY, 0, 2, 0},
-            {"ffn_up", "mlp.up_proj", P_TERNARY, 0, 2, 0},
-            {"ffn_sub_norm", "mlp.ffn_sub_norm", P_NORM, 1, 0, 0}, /* BitNet only */
-            {"ffn_down", "mlp.down_proj", P_TERNARY, 0, 0, 1},
-    };
     for (int il = 0; rc == 0 && il < h->n_layer; il++)
         for (size_t k = 0; rc == 0 && k < sizeof L / sizeof L[0]; k++) {
             char name[96], src[160];
@@ -622,27 +639,23 @@ static int make_tmp(conv *c, char *err, size_t errsz)
 
 /* ---- calibration ----------------------------------------------------------------------------- */
 
-/* The calibration text as sequences of CALIB_CHUNK tokens (n_ctx if smaller), at most
- * MAX_CALIB_TOKENS in all; with no tokenizer its bytes are the ids. */
-static int calib_seqs(conv *c, cv_seqs *q, char *err, size_t errsz)
+int cv_text_seqs(const bn_tokenizer *tok, const char *path, int64_t n_vocab, int64_t n_ctx,
+                 cv_seqs *q, char *err, size_t errsz)
 {
-    const char *path = c->o->calibrate;
-    const int64_t V = c->src.hp.n_vocab;
     size_t len, n = 0;
     char *text = mc_read_file(path, &len);
     if (!text) return cm_fail(err, errsz, "%s: cannot read the calibration text", path);
     int32_t *ids = NULL;
-    if (c->tok) {
-        if (bn_tokenizer_encode_alloc(c->tok, text, len, BN_TOKENIZE_ADD_SPECIAL, &ids, &n) !=
-            BN_OK)
+    if (tok) {
+        if (bn_tokenizer_encode_alloc(tok, text, len, BN_TOKENIZE_ADD_SPECIAL, &ids, &n) != BN_OK)
             ids = NULL;
     } else if ((ids = bn_malloc((len ? len : 1) * sizeof *ids))) {
-        for (n = 0; n < len; n++) ids[n] = (int32_t)((unsigned char)text[n] % V);
+        for (n = 0; n < len; n++) ids[n] = (int32_t)((unsigned char)text[n] % n_vocab);
     }
     free(text);
     if (!ids) return cm_fail(err, errsz, "%s: cannot tokenize the calibration text", path);
     if (n > MAX_CALIB_TOKENS) n = MAX_CALIB_TOKENS;
-    const int64_t chunk = c->src.hp.n_ctx < CALIB_CHUNK ? c->src.hp.n_ctx : CALIB_CHUNK;
+    const int64_t chunk = n_ctx > 0 && n_ctx < CALIB_CHUNK ? n_ctx : CALIB_CHUNK;
     const int64_t n_seq = ((int64_t)n + chunk - 1) / chunk;
     q->tok = calloc((size_t)n_seq + 1, sizeof *q->tok);
     q->len = calloc((size_t)n_seq + 1, sizeof *q->len);
@@ -663,6 +676,14 @@ static int calib_seqs(conv *c, cv_seqs *q, char *err, size_t errsz)
     return rc;
 }
 
+void cv_seqs_release(cv_seqs *q)
+{
+    for (int i = 0; i < q->n; i++) free(q->tok[i]);
+    free(q->tok);
+    free(q->len);
+    memset(q, 0, sizeof *q);
+}
+
 /* --calibrate: the reference over the calibration text quantizes every linear layer
  * (convert_calib.c); the report gets each layer's output error by absmean and by gptq. */
 static int calibrate(conv *c, char *err, size_t errsz)
@@ -674,13 +695,11 @@ static int calibrate(conv *c, char *err, size_t errsz)
                        "as trained); calibrated ternarization is for float models",
                        c->o->src);
     cv_seqs q = {0};
-    int rc = calib_seqs(c, &q, err, errsz);
+    int rc = cv_text_seqs(c->tok, c->o->calibrate, h->n_vocab, h->n_ctx, &q, err, errsz);
     cv_calib_init(&c->cal, c->ctx, c->pool, c->o->method);
     c->cal.tokens = q.total;
     if (rc == 0) rc = cv_reference(&c->src, c->pool, &q, NULL, c->o, &c->cal, err, errsz);
-    for (int i = 0; i < q.n; i++) free(q.tok[i]);
-    free(q.tok);
-    free(q.len);
+    cv_seqs_release(&q);
     if (rc != 0) return rc;
     c->calibrated = 1;
     cJSON *r = cv_calib_report(&c->cal);
@@ -773,9 +792,7 @@ int cv_convert(const cv_opts *o0, cJSON **report, char *err, size_t errsz)
         cJSON_AddNumberToObject(c.report, "seconds", bn_time_now() - c.t0);
     }
     cJSON_Delete(c.warnings);
-    for (int i = 0; i < c.seqs.n; i++) free(c.seqs.tok[i]);
-    free(c.seqs.tok);
-    free(c.seqs.len);
+    cv_seqs_release(&c.seqs);
     free(c.ref_logits);
     free(c.plan);
     cv_calib_release(&c.cal);

@@ -28,6 +28,8 @@
  *   convert_calib.c     --calibrate: each linear layer's input second moment on calibration
  *                       text and its ternarization with error feedback (GPTQ), with the
  *                       output error of absmean and gptq per layer.
+ *   analyze.c           `bitnet analyze`: per-tensor statistics of a GGUF, against its
+ *                       source and on calibration text (through cv_calib's observer).
  *   convert.c           planning, the two-pass GGUF write (layout with the engine's writer,
  *                       then the data tensor by tensor), verification, rename.
  *
@@ -249,6 +251,10 @@ struct cv_calib {
     double *h; /* H = X^T X of the last input, h_k x h_k */
     int64_t h_k;
     uint64_t h_key;
+    /* set: cv_calib_linear hands each layer to observe instead (bitnet analyze) */
+    int (*observe)(void *user, const char *name, const float *x, int64_t T, const float *w,
+                   int64_t N, int64_t K, char *err, size_t errsz);
+    void *user;
 };
 
 void cv_calib_init(cv_calib *cal, bn_ctx *ctx, bn_threadpool *pool, int method);
@@ -260,6 +266,32 @@ int cv_calib_linear(cv_calib *cal, const char *name, const float *x, int64_t T, 
 const cv_calib_layer *cv_calib_find(const cv_calib *cal, const char *name);
 /* {method, tokens, damp, err_absmean_mean, err_gptq_mean, layers: [...]} */
 cJSON *cv_calib_report(const cv_calib *cal);
+
+/* The text file path as sequences of up to 128 tokens (n_ctx if smaller), at most 2048 tokens
+ * in all, tokenized by tok (NULL: its bytes modulo n_vocab are the ids). 0, or -1 with a
+ * message (unreadable, untokenizable, fewer than 2 tokens). Free with cv_seqs_release. */
+int cv_text_seqs(const bn_tokenizer *tok, const char *path, int64_t n_vocab, int64_t n_ctx,
+                 cv_seqs *q, char *err, size_t errsz);
+void cv_seqs_release(cv_seqs *q);
+
+/* The Hugging Face name of a GGUF tensor name the converter writes ("blk.3.attn_q.weight" ->
+ * "model.layers.3.self_attn.q_proj.weight"); 0, or -1 for a name it does not write. */
+int cv_hf_name(const char *gguf, char *out, size_t n);
+
+/* ---- bitnet analyze (analyze.c) ----------------------------------------------------------- */
+
+typedef struct cv_analyze_opts {
+    const char *model;     /* the GGUF */
+    const char *source;    /* its float source model (as convert takes it); NULL: none */
+    const char *calibrate; /* text for activation statistics (needs source); NULL: none */
+    int threads;           /* 0: one per core */
+} cv_analyze_opts;
+
+/* Per-tensor statistics of model's weight matrices (see analyze.c), and with source the
+ * SQNR of the GGUF's weights against the float ones, and with calibrate each linear layer's
+ * input ranges and output error on the text. 0 with *report (the caller frees it), or -1
+ * with a one-line message. */
+int cv_analyze(const cv_analyze_opts *o, cJSON **report, char *err, size_t errsz);
 
 /* The built-in prompts and text (NUL-terminated). */
 extern const char *const cv_builtin_prompts[];

@@ -246,6 +246,7 @@ int cv_calib_linear(cv_calib *cal, const char *name, const float *x, int64_t T, 
 {
     /* the scales tried for gptq, as multiples of mean |W| */
     static const double mult[] = {0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25};
+    if (cal->observe) return cal->observe(cal->user, name, x, T, w, N, K, err, errsz);
     if (second_moment(cal, x, T, K, err, errsz) || add_layer(cal, name, N, K, err, errsz))
         return -1;
     cv_calib_layer *l = &cal->l[cal->n - 1];
