@@ -4,7 +4,8 @@
 #   sh scripts/deps.sh --run   what `make run` needs: build the program and run it
 #   sh scripts/deps.sh         that, plus what only `make test` needs (CMocka, tmux, mandoc,
 #                              prometheus, the sqlite3 command, curl, openssl, ONNX test data,
-#                              and with pip the openai Python client)
+#                              redis-server, haproxy, yamllint, and with pip the openai Python
+#                              client and kubernetes-validate)
 #   sh scripts/deps.sh --pkg-config NAME...
 #                              (the Makefile's check) prints one line naming the pkg-config
 #                              libraries among NAME... that $PKG_CONFIG cannot find, with their
@@ -17,27 +18,36 @@
 # names any library that is still missing before compiling anything.
 set -e
 # build and run: compiler, pkg-config, protoc-c and the libraries the Makefile's *_PKGS name;
-# zlib: gzip answers of the metrics endpoint; libcrypt (bcrypt) and libyaml: its web config
+# zlib: gzip answers of the metrics endpoint; libcrypt (bcrypt) and libyaml: its web config;
+# hiredis: serve --redis, the limits shared by replicas (a small, well-kept Redis client)
 RUN_PKGS="build-essential pkg-config libcjson-dev libpcre2-dev libsqlite3-dev nettle-dev libncurses-dev"
 RUN_PKGS="$RUN_PKGS libzip-dev libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev"
 RUN_PKGS="$RUN_PKGS libcurl4-openssl-dev libreadline-dev zlib1g-dev libcrypt-dev libyaml-dev"
 RUN_PKGS="$RUN_PKGS liblapacke-dev libopenblas-dev"  # linear algebra (bitnet/linalg.h)
+RUN_PKGS="$RUN_PKGS libhiredis-dev"
 # test only: CMocka (the unit tests), mandoc (test_man.sh), tmux (test_tui.sh), the ONNX
 # test data (test_onnx), prometheus (promtool and the server, test_monitor.sh; it skips
 # without), the sqlite3 command (history and monitor tests edit a database by hand), curl and
 # openssl (test_monitor_http.sh: keep-alive, gzip, a self-signed certificate, https)
 TEST_PKGS="libcmocka-dev mandoc tmux libonnx-testdata prometheus sqlite3 curl openssl"
+# redis-server and haproxy: test_serve_redis.sh and test_scaleout.sh (replicas sharing limits
+# behind a load balancer); yamllint: test_deploy.sh (the Kubernetes manifests); each skips without
+TEST_PKGS="$TEST_PKGS redis-server haproxy yamllint"
 
-# test only, from PyPI (Debian 12 has no package of it): the official openai Python client,
-# which test_serve.sh runs against bitnet serve (it skips that part without it); installed with
-# python3 -m pip when python3 lacks it; a failure only says so
-PY_TEST_PKGS="openai"
+# test only, from PyPI (Debian 12 has no package of them): the official openai Python client,
+# which test_serve.sh runs against bitnet serve (it skips that part without it), and
+# kubernetes-validate, which test_deploy.sh runs on deploy/ (the Kubernetes schemas; it skips
+# without); installed with python3 -m pip when python3 lacks one; a failure only says so
+PY_TEST_PKGS="openai:openai kubernetes-validate:kubernetes_validate"
 py_test_deps() {
     command -v python3 >/dev/null 2>&1 || return 0
-    python3 -c 'import openai' 2>/dev/null && return 0
-    echo "deps: installing the Python package $PY_TEST_PKGS (pip)"
-    python3 -m pip install -q $PY_TEST_PKGS ||
-        echo "deps: pip install $PY_TEST_PKGS failed; test_serve.sh skips the openai client" >&2
+    for pm in $PY_TEST_PKGS; do
+        pkg=${pm%%:*} mod=${pm#*:}
+        python3 -c "import $mod" 2>/dev/null && continue
+        echo "deps: installing the Python package $pkg (pip)"
+        python3 -m pip install -q "$pkg" ||
+            echo "deps: pip install $pkg failed; the tests that use it skip that part" >&2
+    done
     return 0
 }
 
@@ -60,6 +70,7 @@ deb_of() {
     ncursesw) echo libncurses-dev ;;
     lapacke) echo liblapacke-dev ;;
     openblas) echo libopenblas-dev ;;
+    hiredis) echo libhiredis-dev ;;
     *) echo "unknown; add it to scripts/deps.sh" ;;
     esac
 }

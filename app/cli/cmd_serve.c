@@ -53,6 +53,10 @@ void cmd_serve_help(FILE *out)
             "                    (tiers.* in the config): 429 with Retry-After and\n"
             "                    x-ratelimit-* headers, code insufficient_quota past the\n"
             "                    monthly quota; each finished request is a usage ledger row\n"
+            "  --redis URL       with --tenants: the limits and quotas shared by every replica\n"
+            "                    through Redis (redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or\n"
+            "                    unix:///PATH[?db=N]); while it does not answer, rate limits\n"
+            "                    are this replica's own and quota tiers get 503\n"
             "  --timeout SECONDS a request's whole life, waiting and generating (default %d;\n"
             "                    0: none); past it: 504 with code \"timeout\", or in a stream\n"
             "                    an error event and [DONE]\n"
@@ -65,7 +69,7 @@ void cmd_serve_help(FILE *out)
 
 typedef struct serve_opts {
     mc_opts mc;
-    const char *listen, *api_key;
+    const char *listen, *api_key, *redis;
     long slots, queue, timeout;
     int tenants;
 } serve_opts;
@@ -91,13 +95,15 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         }
         int bad = 0;
         if (strcmp(a, "--listen") && strcmp(a, "--slots") && strcmp(a, "--queue") &&
-            strcmp(a, "--api-key") && strcmp(a, "--timeout"))
+            strcmp(a, "--api-key") && strcmp(a, "--timeout") && strcmp(a, "--redis"))
             return cli_usage_error(C, "unknown option '%s'", a);
         if (!v) return cli_usage_error(C, "%s needs a value", a);
         if (!strcmp(a, "--listen"))
             o->listen = v;
         else if (!strcmp(a, "--api-key"))
             bad = !*(o->api_key = v);
+        else if (!strcmp(a, "--redis"))
+            bad = !*(o->redis = v);
         else if (!strcmp(a, "--slots"))
             bad = cli_parse_long(v, 1, 64, &o->slots);
         else if (!strcmp(a, "--timeout"))
@@ -109,6 +115,7 @@ static int parse_args(int argc, char **argv, serve_opts *o)
     }
     if (o->tenants && o->api_key)
         return cli_usage_error(C, "--tenants and --api-key exclude each other");
+    if (o->redis && !o->tenants) return cli_usage_error(C, "--redis needs --tenants");
     return mc_apply_defaults(C, MC_DEF_THREADS | MC_DEF_CTX, &o->mc, NULL);
 }
 
@@ -177,12 +184,19 @@ static void drain(srv *s)
     }
 }
 
-/* --tenants: the config (the tiers) and the store; 0, or -1 with the error printed. */
-static int open_tenants(bn_config **cfg, struct srv_tenants **t)
+/* --tenants: the config (the tiers), the store and --redis; 0, or -1 with the error printed. */
+static int open_tenants(srv *s, const serve_opts *o, bn_config **cfg, struct srv_tenants **t)
 {
     char err[BN_CONFIG_ERR_MAX];
     if (bn_config_load(cfg, err, sizeof err)) return cli_error("serve: %s", err), -1;
-    if (srv_tenants_new(*cfg, t, err, sizeof err) == 0) return 0;
+    if (srv_tenants_new(*cfg, t, err, sizeof err) == 0) {
+        /* a stream of a replica that vanished is held for its longest life, and a minute */
+        const int64_t lease = (o->timeout ? o->timeout : 3600) * 1000LL + 60000;
+        if (!o->redis || !srv_tenants_use_redis(*t, o->redis, lease, s->reg, err, sizeof err))
+            return 0;
+        srv_tenants_free(*t);
+        *t = NULL;
+    }
     bn_config_free(*cfg);
     *cfg = NULL;
     return cli_error("serve --tenants: %s", err), -1;
@@ -207,7 +221,7 @@ static int run(srv *s, const serve_opts *o)
     char err[512];
     int port;
     bn_config *cfg = NULL;
-    if (o->tenants && open_tenants(&cfg, &ho.tenants)) return BN_EXIT_FAIL;
+    if (o->tenants && open_tenants(s, o, &cfg, &ho.tenants)) return BN_EXIT_FAIL;
     if (srv_http_start(s, &ho, &h, &port, err, sizeof err)) {
         close_tenants(cfg, ho.tenants);
         return cli_error("%s", err), 1;
@@ -235,7 +249,8 @@ static int run(srv *s, const serve_opts *o)
     return failed ? BN_EXIT_FAIL : BN_EXIT_OK;
 }
 
-/* The run's parameters for the history: the arguments, the API key's value hidden. */
+/* The run's parameters for the history: the arguments, the API key's value and a Redis URL
+ * with a password hidden. */
 static cJSON *hist_params(int argc, char **argv)
 {
     cJSON *p = cm_hist_params_argv(argc, argv);
@@ -243,6 +258,10 @@ static cJSON *hist_params(int argc, char **argv)
     for (int i = 0; i + 1 < cJSON_GetArraySize(a); i++) {
         const cJSON *v = cJSON_GetArrayItem(a, i);
         if (cJSON_IsString(v) && !strcmp(v->valuestring, "--api-key"))
+            cJSON_ReplaceItemInArray(a, i + 1, cJSON_CreateString("(hidden)"));
+        const cJSON *n = cJSON_GetArrayItem(a, i + 1); /* a password in the Redis URL */
+        if (cJSON_IsString(v) && !strcmp(v->valuestring, "--redis") && cJSON_IsString(n) &&
+            strchr(n->valuestring, '@'))
             cJSON_ReplaceItemInArray(a, i + 1, cJSON_CreateString("(hidden)"));
     }
     return p;

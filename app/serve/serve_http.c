@@ -140,7 +140,7 @@ static cJSON *ended_doc(const srv_req *r)
  * ledger). */
 static void meter(srv_answer *an)
 {
-    if (!an->tenants || !an->who.lim) return;
+    if (!an->tenants || !an->who.by) return;
     srv *s = an->s;
     srv_req *r = an->r;
     pthread_mutex_lock(&s->mu);

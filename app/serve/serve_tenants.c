@@ -12,6 +12,8 @@
 #include "common/cli.h"
 #include "common/history.h"
 #include "common/tiers.h"
+#include "serve_limits.h"
+#include "serve_redis.h"
 
 #define COST_MAX  100000000LL /* units one take counts at most (ns arithmetic stays in int64) */
 #define DAY_MS    ((int64_t)86400000)
@@ -78,7 +80,7 @@ int64_t srv_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* ---- the set of callers ------------------------------------------------------------------ */
+/* ---- the in-process limiter ---------------------------------------------------------------- */
 
 struct srv_limiter {
     int64_t tenant_id;
@@ -87,12 +89,22 @@ struct srv_limiter {
     srv_limiter *next;
 };
 
+typedef struct local_limits {
+    srv_limits base;
+    pthread_mutex_t mu;
+    srv_limiter *lims;
+    srv_ledger_used_fn ledger_used;
+    void *ud;
+} local_limits;
+
+/* ---- the set of callers ------------------------------------------------------------------ */
+
 struct srv_tenants {
     const bn_config *cfg;
     pthread_mutex_t mu;
     bn_db **idle; /* store handles no thread holds */
     size_t n_idle, cap_idle;
-    srv_limiter *lims;
+    srv_limits *limits; /* in process, or Redis (srv_tenants_use_redis) */
 };
 
 /* A store handle for this thread alone until db_give; NULL (v: 500) when it cannot open. */
@@ -128,14 +140,33 @@ static void db_give(srv_tenants *t, bn_db *db)
     if (!kept) bn_db_close(db);
 }
 
+/* srv_ledger_used_fn over the tenants' store. */
+static int ledger_used(void *ud, int64_t tenant_id, int64_t start_ms, long long *used,
+                       srv_verdict *v)
+{
+    srv_tenants *t = ud;
+    bn_db *db = db_take(t, v);
+    if (!db) return -1;
+    bn_usage_total tot;
+    const bn_status rc = bn_db_usage_total(db, tenant_id, start_ms, 0, &tot);
+    if (rc != BN_OK)
+        snprintf(v->msg, sizeof v->msg, "the usage ledger failed: %s", bn_db_errmsg(db));
+    db_give(t, db);
+    if (rc != BN_OK) return srv_verdict_set(v, 500, "server_error", NULL, v->msg), -1;
+    *used = (long long)(tot.prompt_tokens + tot.completion_tokens);
+    return 0;
+}
+
 int srv_tenants_new(const bn_config *cfg, srv_tenants **out, char *err, size_t errsz)
 {
     srv_tenants *t = calloc(1, sizeof *t);
     if (!t) return cm_fail(err, errsz, "out of memory");
     t->cfg = cfg;
     if (pthread_mutex_init(&t->mu, NULL)) return free(t), cm_fail(err, errsz, "out of resources");
+    t->limits = srv_limits_local_new(ledger_used, t);
     bn_db *db;
-    if (cm_history_open(&db, NULL, 0, err, errsz)) {
+    if (!t->limits || cm_history_open(&db, NULL, 0, err, errsz)) {
+        if (!t->limits) cm_fail(err, errsz, "out of memory");
         srv_tenants_free(t);
         return -1;
     }
@@ -144,18 +175,33 @@ int srv_tenants_new(const bn_config *cfg, srv_tenants **out, char *err, size_t e
     return 0;
 }
 
+int srv_tenants_use_redis(srv_tenants *t, const char *url, int64_t lease_ms, bn_metrics *reg,
+                          char *err, size_t errsz)
+{
+    const srv_redis_opts o = {.url = url,
+                              .lease_ms = lease_ms,
+                              .reg = reg,
+                              .ledger_used = ledger_used,
+                              .ud = t,
+                              .local = t->limits};
+    srv_limits *r;
+    if (srv_limits_redis_new(&o, &r, err, errsz)) return -1;
+    t->limits = r; /* it owns the local one now */
+    return 0;
+}
+
 void srv_tenants_free(srv_tenants *t)
 {
     if (!t) return;
     for (size_t i = 0; i < t->n_idle; i++) bn_db_close(t->idle[i]);
     free(t->idle);
-    for (srv_limiter *l = t->lims, *next; l; l = next) next = l->next, free(l);
+    if (t->limits) t->limits->ops->free(t->limits);
     pthread_mutex_destroy(&t->mu);
     free(t);
 }
 
-static void verdict(srv_verdict *v, unsigned status, const char *type, const char *code,
-                    const char *msg)
+void srv_verdict_set(srv_verdict *v, unsigned status, const char *type, const char *code,
+                     const char *msg)
 {
     v->status = status, v->type = type, v->code = code;
     if (msg != v->msg) snprintf(v->msg, sizeof v->msg, "%s", msg);
@@ -176,9 +222,9 @@ static void key_refused(srv_verdict *v, bn_key_reason r)
     char msg[128];
     snprintf(msg, sizeof msg, "API key refused: %s", bn_key_reason_str(r));
     if (r == BN_KEY_SUSPENDED)
-        verdict(v, 403, "permission_error", "tenant_suspended", msg);
+        srv_verdict_set(v, 403, "permission_error", "tenant_suspended", msg);
     else
-        verdict(v, 401, "invalid_request_error", "invalid_api_key", msg);
+        srv_verdict_set(v, 401, "invalid_request_error", "invalid_api_key", msg);
 }
 
 void srv_tenants_auth(srv_tenants *t, const char *authorization, unsigned scope, srv_caller *who,
@@ -187,11 +233,11 @@ void srv_tenants_auth(srv_tenants *t, const char *authorization, unsigned scope,
     memset(who, 0, sizeof *who);
     memset(v, 0, sizeof *v);
     if (!authorization)
-        return verdict(v, 401, "invalid_request_error", "invalid_api_key",
-                       "no API key: send the header Authorization: Bearer KEY");
+        return srv_verdict_set(v, 401, "invalid_request_error", "invalid_api_key",
+                               "no API key: send the header Authorization: Bearer KEY");
     if (strncmp(authorization, "Bearer ", 7) || !authorization[7])
-        return verdict(v, 401, "invalid_request_error", "invalid_api_key",
-                       "malformed Authorization header: expected Bearer KEY");
+        return srv_verdict_set(v, 401, "invalid_request_error", "invalid_api_key",
+                               "malformed Authorization header: expected Bearer KEY");
     bn_db *db = db_take(t, v);
     if (!db) return;
     bn_key_auth a;
@@ -199,35 +245,21 @@ void srv_tenants_auth(srv_tenants *t, const char *authorization, unsigned scope,
     if (rc != BN_OK)
         snprintf(v->msg, sizeof v->msg, "the tenant store failed: %s", bn_db_errmsg(db));
     db_give(t, db);
-    if (rc != BN_OK) return verdict(v, 500, "server_error", NULL, v->msg);
+    if (rc != BN_OK) return srv_verdict_set(v, 500, "server_error", NULL, v->msg);
     if (a.reason != BN_KEY_OK) return key_refused(v, a.reason);
     if (!(a.scopes & scope)) {
         char want[32], msg[128];
         snprintf(msg, sizeof msg, "this key lacks the scope this endpoint needs (%s)",
                  bn_scopes_str(scope, want, sizeof want));
-        return verdict(v, 403, "permission_error", "insufficient_scope", msg);
+        return srv_verdict_set(v, 403, "permission_error", "insufficient_scope", msg);
     }
     who->tenant_id = a.tenant_id, who->key_id = a.key_id, who->scopes = a.scopes;
     snprintf(who->tier, sizeof who->tier, "%s", a.tier);
 }
 
-/* ---- admission --------------------------------------------------------------------------- */
+/* ---- refusals and headers (both limiters) ------------------------------------------------ */
 
-/* Under t->mu: the tenant's limiter (made on first use); NULL when out of memory. */
-static srv_limiter *limiter_locked(srv_tenants *t, int64_t tenant_id)
-{
-    for (srv_limiter *l = t->lims; l; l = l->next)
-        if (l->tenant_id == tenant_id) return l;
-    srv_limiter *l = calloc(1, sizeof *l);
-    if (!l) return NULL;
-    l->tenant_id = tenant_id;
-    l->next = t->lims;
-    t->lims = l;
-    return l;
-}
-
-/* The first millisecond of this calendar month (UTC), and of the next. */
-static void month_bounds(int64_t *start_ms, int64_t *next_ms)
+void srv_month_bounds(int64_t *start_ms, int64_t *next_ms)
 {
     const time_t now = time(NULL);
     struct tm tm;
@@ -238,7 +270,7 @@ static void month_bounds(int64_t *start_ms, int64_t *next_ms)
     *next_ms = (int64_t)timegm(&tm) * 1000;
 }
 
-static void retry_after(srv_verdict *v, int64_t ns)
+void srv_retry_after(srv_verdict *v, int64_t ns)
 {
     char b[32];
     const long long secs = (long long)((ns + 999999999LL) / 1000000000LL);
@@ -248,34 +280,46 @@ static void retry_after(srv_verdict *v, int64_t ns)
     add_hdr(v, "retry-after-ms", b);
 }
 
-/* 0 when the tenant's month is within its quota; else v is the 429. */
-static int check_quota(srv_tenants *t, const srv_caller *who, const cm_tier *tier, srv_verdict *v)
+void srv_refuse_quota(srv_verdict *v, const srv_caller *who, const cm_tier *tier, long long used)
 {
-    if (tier->monthly_tokens <= 0) return 0;
-    int64_t start, next;
-    month_bounds(&start, &next);
-    bn_db *db = db_take(t, v);
-    if (!db) return -1;
-    bn_usage_total tot;
-    const bn_status rc = bn_db_usage_total(db, who->tenant_id, start, 0, &tot);
-    if (rc != BN_OK)
-        snprintf(v->msg, sizeof v->msg, "the usage ledger failed: %s", bn_db_errmsg(db));
-    db_give(t, db);
-    if (rc != BN_OK) return verdict(v, 500, "server_error", NULL, v->msg), -1;
-    const long long used = (long long)(tot.prompt_tokens + tot.completion_tokens);
-    if (used < tier->monthly_tokens) return 0;
     char msg[200];
+    int64_t start, next;
+    srv_month_bounds(&start, &next);
     snprintf(msg, sizeof msg,
              "the monthly quota of tier %s (%lld tokens) is used up: %lld tokens this month",
              who->tier, tier->monthly_tokens, used);
-    verdict(v, 429, "insufficient_quota", "insufficient_quota", msg);
+    srv_verdict_set(v, 429, "insufficient_quota", "insufficient_quota", msg);
     v->limit = "quota";
-    retry_after(v, (next - (int64_t)time(NULL) * 1000) * NS_PER_MS);
-    return -1;
+    srv_retry_after(v, (next - (int64_t)time(NULL) * 1000) * NS_PER_MS);
 }
 
-/* The x-ratelimit-* headers of one bucket ("requests" or "tokens"). */
-static void bucket_hdrs(srv_verdict *v, const char *what, long long limit, const srv_gcra_res *r)
+void srv_refuse_rate(srv_verdict *v, const srv_caller *who, const cm_tier *tier, const char *by,
+                     int64_t prompt, int64_t wait_ns)
+{
+    char msg[200];
+    if (!strcmp(by, "streams")) {
+        snprintf(msg, sizeof msg, "tier %s runs at most %lld requests at once", who->tier,
+                 tier->concurrent_streams);
+        srv_verdict_set(v, 429, "requests", "rate_limit_exceeded", msg);
+        v->limit = "streams";
+        return srv_retry_after(v, 1000000000LL);
+    }
+    if (tier->tokens_per_min > 0 && prompt > tier->tokens_per_min)
+        snprintf(msg, sizeof msg,
+                 "the prompt's %lld tokens exceed tier %s's %lld tokens per minute",
+                 (long long)prompt, who->tier, tier->tokens_per_min);
+    else
+        snprintf(msg, sizeof msg,
+                 "rate limit of tier %s reached (%lld requests, %lld tokens per "
+                 "minute); retry later",
+                 who->tier, tier->requests_per_min, tier->tokens_per_min);
+    srv_verdict_set(v, 429, strcmp(by, "tokens") ? "requests" : "tokens", "rate_limit_exceeded",
+                    msg);
+    v->limit = v->type;
+    srv_retry_after(v, wait_ns);
+}
+
+void srv_bucket_hdrs(srv_verdict *v, const char *what, long long limit, const srv_gcra_res *r)
 {
     char name[40], val[40];
     snprintf(name, sizeof name, "x-ratelimit-limit-%s", what);
@@ -288,19 +332,34 @@ static void bucket_hdrs(srv_verdict *v, const char *what, long long limit, const
     add_hdr(v, name, srv_fmt_reset(r->reset_ns, val, sizeof val));
 }
 
+/* ---- the in-process limiter: admission and end --------------------------------------------- */
+
+/* Under L->mu: the tenant's limiter (made on first use); NULL when out of memory. */
+static srv_limiter *limiter_locked(local_limits *L, int64_t tenant_id)
+{
+    for (srv_limiter *l = L->lims; l; l = l->next)
+        if (l->tenant_id == tenant_id) return l;
+    srv_limiter *l = calloc(1, sizeof *l);
+    if (!l) return NULL;
+    l->tenant_id = tenant_id;
+    l->next = L->lims;
+    L->lims = l;
+    return l;
+}
+
 /* The headers of a bucket after an admission: when refused, the bucket as it is (nothing was
  * taken), its remaining 0 when it was the one that refused. */
 static void show_bucket(srv_verdict *v, const char *what, const srv_gcra *g, long long limit,
                         int64_t now, int admitted, const srv_gcra_res *r)
 {
-    if (admitted) return bucket_hdrs(v, what, limit, r);
+    if (admitted) return srv_bucket_hdrs(v, what, limit, r);
     srv_gcra_res cur;
     srv_gcra_eval(g, now, limit, 0, &cur);
     cur.ok = r->ok;
-    bucket_hdrs(v, what, limit, &cur);
+    srv_bucket_hdrs(v, what, limit, &cur);
 }
 
-/* Under t->mu: the tenant's limits for a request of prompt tokens; 0 when it may run. */
+/* Under L->mu: the tenant's limits for a request of prompt tokens; 0 when it may run. */
 static int take_limits(srv_limiter *l, const cm_tier *tier, const srv_caller *who, int64_t prompt,
                        int64_t now, srv_verdict *v)
 {
@@ -317,28 +376,70 @@ static int take_limits(srv_limiter *l, const cm_tier *tier, const srv_caller *wh
     if (tier->tokens_per_min > 0)
         show_bucket(v, "tokens", &l->tok, tier->tokens_per_min, now, ok, &tk);
     if (ok) return 0;
-    char msg[200];
-    if (!streams_ok) {
-        snprintf(msg, sizeof msg, "tier %s runs at most %lld requests at once", who->tier,
-                 tier->concurrent_streams);
-        verdict(v, 429, "requests", "rate_limit_exceeded", msg);
-        v->limit = "streams";
-        return retry_after(v, 1000000000LL), -1;
-    }
-    if (tier->tokens_per_min > 0 && prompt > tier->tokens_per_min)
-        snprintf(msg, sizeof msg,
-                 "the prompt's %lld tokens exceed tier %s's %lld tokens per minute",
-                 (long long)prompt, who->tier, tier->tokens_per_min);
-    else
-        snprintf(msg, sizeof msg,
-                 "rate limit of tier %s reached (%lld requests, %lld tokens per "
-                 "minute); retry later",
-                 who->tier, tier->requests_per_min, tier->tokens_per_min);
-    verdict(v, 429, tk.ok ? "requests" : "tokens", "rate_limit_exceeded", msg);
-    v->limit = v->type;
     const int64_t wait = rq.retry_ns > tk.retry_ns ? rq.retry_ns : tk.retry_ns;
-    return retry_after(v, wait), -1;
+    srv_refuse_rate(v, who, tier,
+                    !streams_ok ? "streams"
+                    : tk.ok     ? "requests"
+                                : "tokens",
+                    prompt, wait);
+    return -1;
 }
+
+static int local_admit(srv_limits *base, srv_caller *who, const cm_tier *tier, int64_t prompt,
+                       int64_t now, srv_verdict *v)
+{
+    local_limits *L = (local_limits *)base;
+    if (tier->monthly_tokens > 0) {
+        int64_t start, next;
+        long long used;
+        srv_month_bounds(&start, &next);
+        if (L->ledger_used(L->ud, who->tenant_id, start, &used, v)) return -1;
+        if (used >= tier->monthly_tokens) return srv_refuse_quota(v, who, tier, used), -1;
+    }
+    pthread_mutex_lock(&L->mu);
+    srv_limiter *l = limiter_locked(L, who->tenant_id);
+    const int bad = !l || take_limits(l, tier, who, prompt, now, v);
+    pthread_mutex_unlock(&L->mu);
+    if (!l) return srv_verdict_set(v, 500, "server_error", NULL, "out of memory"), -1;
+    if (bad) return -1;
+    who->lim = l, who->by = base;
+    return 0;
+}
+
+static void local_end(srv_limits *base, srv_caller *who, const cm_tier *tier, int64_t completion,
+                      int64_t used, int64_t now)
+{
+    (void)used; /* the quota is the ledger's: the row is its count */
+    local_limits *L = (local_limits *)base;
+    srv_limiter *l = who->lim;
+    if (!l) return;
+    who->lim = NULL;
+    pthread_mutex_lock(&L->mu);
+    if (tier && tier->tokens_per_min > 0 && completion > 0)
+        srv_gcra_force(&l->tok, now, tier->tokens_per_min, completion);
+    l->streams--;
+    pthread_mutex_unlock(&L->mu);
+}
+
+static void local_free(srv_limits *base)
+{
+    local_limits *L = (local_limits *)base;
+    for (srv_limiter *l = L->lims, *next; l; l = next) next = l->next, free(l);
+    pthread_mutex_destroy(&L->mu);
+    free(L);
+}
+
+srv_limits *srv_limits_local_new(srv_ledger_used_fn used, void *ud)
+{
+    static const struct srv_limits_ops ops = {local_admit, local_end, local_free};
+    local_limits *L = calloc(1, sizeof *L);
+    if (!L) return NULL;
+    if (pthread_mutex_init(&L->mu, NULL)) return free(L), NULL;
+    L->base.ops = &ops, L->ledger_used = used, L->ud = ud;
+    return &L->base;
+}
+
+/* ---- admission --------------------------------------------------------------------------- */
 
 void srv_tenants_admit(srv_tenants *t, srv_caller *who, int64_t prompt_tokens, int64_t now_ns,
                        srv_verdict *v)
@@ -347,39 +448,33 @@ void srv_tenants_admit(srv_tenants *t, srv_caller *who, int64_t prompt_tokens, i
     cm_tier tier;
     if (cm_tier_get(t->cfg, who->tier, &tier)) {
         snprintf(v->msg, sizeof v->msg, "the tenant's tier '%s' is not in the config", who->tier);
-        return verdict(v, 500, "server_error", NULL, v->msg);
+        return srv_verdict_set(v, 500, "server_error", NULL, v->msg);
     }
-    if (check_quota(t, who, &tier, v)) return;
-    pthread_mutex_lock(&t->mu);
-    srv_limiter *l = limiter_locked(t, who->tenant_id);
-    const int bad = !l || take_limits(l, &tier, who, prompt_tokens, now_ns, v);
-    pthread_mutex_unlock(&t->mu);
-    if (!l) return verdict(v, 500, "server_error", NULL, "out of memory");
-    if (bad) return;
-    who->lim = l;
+    if (t->limits->ops->admit(t->limits, who, &tier, prompt_tokens, now_ns, v)) return;
     who->t0_ns = now_ns;
 }
 
 int srv_tenants_end(srv_tenants *t, srv_caller *who, bn_usage_rec *rec, int64_t now)
 {
-    srv_limiter *l = who->lim;
-    if (!l) return 0; /* not admitted, or ended already */
-    who->lim = NULL;
+    srv_limits *by = who->by;
+    if (!by) return 0; /* not admitted, or ended already */
+    who->by = NULL;
+    int rc = 0, fresh = 0;
+    if (rec) {
+        rec->tenant_id = who->tenant_id, rec->key_id = who->key_id;
+        bn_db *db = db_take(t, NULL);
+        rc = db && bn_db_usage_record(db, rec, &fresh) == BN_OK ? 0 : -1;
+        if (rc)
+            fprintf(stderr, "bitnet serve: the usage of %s is not in the ledger: %s\n",
+                    rec->request_id, db ? bn_db_errmsg(db) : "the store cannot be opened");
+        db_give(t, db);
+    }
+    /* the ledger first: a quota counter seeded from the ledger meanwhile counts it at most
+     * twice, never not at all */
     cm_tier tier;
-    const int charge = rec && !cm_tier_get(t->cfg, who->tier, &tier) && tier.tokens_per_min > 0 &&
-                       rec->completion_tokens > 0;
-    pthread_mutex_lock(&t->mu);
-    if (charge) srv_gcra_force(&l->tok, now, tier.tokens_per_min, rec->completion_tokens);
-    l->streams--;
-    pthread_mutex_unlock(&t->mu);
-    if (!rec) return 0;
-    rec->tenant_id = who->tenant_id, rec->key_id = who->key_id;
-    bn_db *db = db_take(t, NULL);
-    const int rc = db && bn_db_usage_record(db, rec, NULL) == BN_OK ? 0 : -1;
-    if (rc)
-        fprintf(stderr, "bitnet serve: the usage of %s is not in the ledger: %s\n", rec->request_id,
-                db ? bn_db_errmsg(db) : "the store cannot be opened");
-    db_give(t, db);
+    const int have = !cm_tier_get(t->cfg, who->tier, &tier);
+    const int64_t used = rec && fresh ? rec->prompt_tokens + rec->completion_tokens : 0;
+    by->ops->end(by, who, have ? &tier : NULL, rec ? rec->completion_tokens : 0, used, now);
     return rc;
 }
 
@@ -389,7 +484,7 @@ static char *print_doc(cJSON *d, srv_verdict *v)
 {
     char *text = d ? cJSON_PrintUnformatted(d) : NULL;
     cJSON_Delete(d);
-    if (!text) verdict(v, 500, "server_error", NULL, "out of memory");
+    if (!text) srv_verdict_set(v, 500, "server_error", NULL, "out of memory");
     return text;
 }
 
@@ -429,7 +524,8 @@ char *srv_tenants_list_doc(srv_tenants *t, const srv_caller *who, srv_verdict *v
         snprintf(v->msg, sizeof v->msg, "the tenant store failed: %s", bn_db_errmsg(db));
     if (rc == BN_OK) audit(db, who, "api.tenants.list", "");
     db_give(t, db);
-    if (rc != BN_OK) return cJSON_Delete(d), verdict(v, 500, "server_error", NULL, v->msg), NULL;
+    if (rc != BN_OK)
+        return cJSON_Delete(d), srv_verdict_set(v, 500, "server_error", NULL, v->msg), NULL;
     return print_doc(d, v);
 }
 
@@ -452,12 +548,14 @@ static int usage_range(const char *from, const char *to, int64_t *f, int64_t *tt
 {
     *f = *tt = 0;
     if ((from && cli_parse_utc(from, f)) || (to && cli_parse_utc(to, tt)))
-        return verdict(v, 400, "invalid_request_error", "invalid_date",
-                       "from and to: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)"),
+        return srv_verdict_set(v, 400, "invalid_request_error", "invalid_date",
+                               "from and to: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)"),
                -1;
     if (to && strlen(to) == 10) *tt += DAY_MS;
     if (*f && *tt && *tt <= *f)
-        return verdict(v, 400, "invalid_request_error", "invalid_date", "to is before from"), -1;
+        return srv_verdict_set(v, 400, "invalid_request_error", "invalid_date",
+                               "to is before from"),
+               -1;
     return 0;
 }
 
@@ -470,12 +568,12 @@ static int64_t usage_tenant(bn_db *db, const srv_caller *who, const char *ref, s
     const bn_status rc = bn_db_tenant_get(db, ref, &tn);
     if (rc == BN_OK && (admin || tn.id == who->tenant_id)) return tn.id;
     if (rc == BN_OK || (rc == BN_ERR_NOT_FOUND && !admin))
-        verdict(v, 403, "permission_error", "insufficient_scope",
-                "a usage key reads its own tenant's usage only");
+        srv_verdict_set(v, 403, "permission_error", "insufficient_scope",
+                        "a usage key reads its own tenant's usage only");
     else if (rc == BN_ERR_NOT_FOUND)
-        verdict(v, 404, "invalid_request_error", "tenant_not_found", "no such tenant");
+        srv_verdict_set(v, 404, "invalid_request_error", "tenant_not_found", "no such tenant");
     else
-        verdict(v, 500, "server_error", NULL, "the tenant store failed");
+        srv_verdict_set(v, 500, "server_error", NULL, "the tenant store failed");
     return -1;
 }
 
@@ -500,7 +598,7 @@ char *srv_tenants_usage_doc(srv_tenants *t, const srv_caller *who, const char *t
         audit(db, who, "api.usage.read", tid ? target : "all");
     }
     db_give(t, db);
-    if (rc != BN_OK) verdict(v, 500, "server_error", NULL, v->msg);
+    if (rc != BN_OK) srv_verdict_set(v, 500, "server_error", NULL, v->msg);
     if (tid < 0 || rc != BN_OK) return cJSON_Delete(d), NULL;
     cJSON *tot = cJSON_AddObjectToObject(d, "total");
     cJSON_AddNumberToObject(tot, "requests", (double)a.requests);
@@ -536,14 +634,14 @@ char *srv_tenants_keys_doc(srv_tenants *t, const srv_caller *who, const char *te
     if (tid >= 0 && rc == BN_OK)
         audit(db, who, "api.keys.list", tenant && *tenant ? tenant : "all");
     db_give(t, db);
-    if (rc != BN_OK) verdict(v, 500, "server_error", NULL, v->msg);
+    if (rc != BN_OK) srv_verdict_set(v, 500, "server_error", NULL, v->msg);
     if (tid < 0 || rc != BN_OK) return cJSON_Delete(d), NULL;
     return print_doc(d, v);
 }
 
 static void bad_field(srv_verdict *v, const char *msg)
 {
-    verdict(v, 400, "invalid_request_error", "invalid_value", msg);
+    srv_verdict_set(v, 400, "invalid_request_error", "invalid_value", msg);
 }
 
 /* "scopes" as a string or an array of strings into bits; 0, or -1 with v the 400. */
@@ -616,10 +714,12 @@ char *srv_tenants_key_create(srv_tenants *t, const srv_caller *who, const char *
     snprintf(v->msg, sizeof v->msg, "%s", rc == BN_OK ? "" : bn_db_errmsg(db));
     db_give(t, db);
     if (rc == BN_ERR_NOT_FOUND)
-        return verdict(v, 404, "invalid_request_error", "tenant_not_found", "no such tenant"), NULL;
+        return srv_verdict_set(v, 404, "invalid_request_error", "tenant_not_found",
+                               "no such tenant"),
+               NULL;
     if (rc == BN_ERR_INVALID)
-        return verdict(v, 400, "invalid_request_error", "invalid_value", v->msg), NULL;
-    if (rc != BN_OK) return verdict(v, 500, "server_error", NULL, v->msg), NULL;
+        return srv_verdict_set(v, 400, "invalid_request_error", "invalid_value", v->msg), NULL;
+    if (rc != BN_OK) return srv_verdict_set(v, 500, "server_error", NULL, v->msg), NULL;
     char *text = print_doc(new_key_doc(kid, tn.id, key, scopes), v);
     memset(key, 0, sizeof key);
     return text;
@@ -638,8 +738,8 @@ char *srv_tenants_key_revoke(srv_tenants *t, const srv_caller *who, const char *
     snprintf(v->msg, sizeof v->msg, "%s", rc == BN_OK ? "" : bn_db_errmsg(db));
     db_give(t, db);
     if (rc == BN_ERR_NOT_FOUND || rc == BN_ERR_INVALID)
-        return verdict(v, 404, "invalid_request_error", "key_not_found", v->msg), NULL;
-    if (rc != BN_OK) return verdict(v, 500, "server_error", NULL, v->msg), NULL;
+        return srv_verdict_set(v, 404, "invalid_request_error", "key_not_found", v->msg), NULL;
+    if (rc != BN_OK) return srv_verdict_set(v, 500, "server_error", NULL, v->msg), NULL;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "object", "api_key");
     cJSON_AddNumberToObject(o, "id", (double)kid);

@@ -32,6 +32,7 @@
 
 #include "bitnet/db_tenants.h"
 #include "common/config.h"
+#include "common/metrics.h"
 
 /* ---- GCRA (the generic cell rate algorithm), over a window of one minute ---------------- */
 
@@ -64,14 +65,19 @@ int64_t srv_now_ns(void);
 
 /* ---- callers -------------------------------------------------------------------------- */
 
-typedef struct srv_limiter srv_limiter; /* one tenant's buckets and streams */
+typedef struct srv_limiter srv_limiter; /* the in-process limiter's tenant: buckets, streams */
+typedef struct srv_limits srv_limits;   /* a limiter (serve_limits.h) */
+
+#define SRV_TICKET_MAX 40
 
 typedef struct srv_caller {
     int64_t tenant_id, key_id;
     unsigned scopes;
     char tier[BN_TENANT_TIER_MAX];
-    srv_limiter *lim; /* once admitted: its stream is held until srv_tenants_end */
-    int64_t t0_ns;    /* admitted at (monotonic) */
+    srv_limits *by;   /* once admitted: the limiter holding its stream until srv_tenants_end */
+    srv_limiter *lim; /* admitted in process: the tenant's buckets */
+    char ticket[SRV_TICKET_MAX]; /* admitted by Redis: its stream's member ("" for none) */
+    int64_t t0_ns;               /* admitted at (monotonic) */
 } srv_caller;
 
 #define SRV_HDR_MAX 8
@@ -91,6 +97,13 @@ typedef struct srv_tenants srv_tenants;
  * start); -1 with a one-line message in err. */
 int srv_tenants_new(const bn_config *cfg, srv_tenants **out, char *err, size_t errsz);
 void srv_tenants_free(srv_tenants *t);
+/* Shares the limits of every replica through the Redis at url (serve_redis.c, serve --redis):
+ * redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH[?db=N]. A bad url is -1 with
+ * err; an unreachable server is not (the limits are local until it answers, logged).
+ * lease_ms: how long a stream of a replica that vanished is held. reg (may be NULL) gets
+ * bitnet_redis_errors_total and bitnet_limits_mode. */
+int srv_tenants_use_redis(srv_tenants *t, const char *url, int64_t lease_ms, bn_metrics *reg,
+                          char *err, size_t errsz);
 
 /* Checks the Authorization header (may be NULL) for a key with scope (any of the bits): 401
  * for a missing, malformed, unknown, revoked or expired key, 403 for a suspended tenant or a

@@ -1,0 +1,147 @@
+#!/bin/sh
+# bitnet serve --tenants --redis: two replicas on one store share their tenants' limits through
+# a Redis server the test starts on a unix socket in its temporary folder (Debian's
+# redis-server; SKIP without it). A burst of 3-a-minute requests spread over both replicas
+# gets exactly 3 admitted (each replica alone would admit 3); the month's quota counter
+# starts from the ledger and stops the tenant on the other replica; the keys are in Redis.
+# Then Redis is stopped: the rate limits are local (a request is admitted), a quota tier gets
+# 503 quota_unavailable, one log line says so, /metrics shows bitnet_limits_mode local and
+# bitnet_redis_errors_total; Redis restarted empty: shared again (one log line), the quota
+# counter starts again from the ledger (still 429). Bad URLs are one-line errors.
+. "$(dirname "$0")/lib.sh"
+export BITNET_CONFIG="$TMP/config.json" BITNET_HISTORY_DB="$TMP/history.db" HOME="$TMP"
+unset BITNET_HISTORY BITNET_HISTORY_RETENTION_DAYS BITNET_DATA_DIR
+echo '{"tiers": {"developer": {"requests_per_min": 3}, "business": {"monthly_tokens": 5},
+  "team": {"monthly_tokens": 0}}}' >"$BITNET_CONFIG"
+MODEL=assets/models/bitnet-tinystories.gguf
+B=$BITNET
+echo "test_serve_redis.sh"
+
+expect_exit 2 "--redis without --tenants" -- "$B" serve --redis redis://127.0.0.1 -m "$MODEL"
+expect_one_line_err "--redis without --tenants"
+for u in ftp://h redis:// "redis://h:0" "redis://h:99999" "redis://h/x" "unix://rel.sock" \
+    "unix:///s?db=x" "redis://[::1"; do
+    expect_exit 1 "--redis $u" -- "$B" serve --tenants --redis "$u" -m "$MODEL" --listen 127.0.0.1:0
+    expect_grep "bad Redis URL" "$TMP/err" "--redis $u: bad Redis URL"
+done
+expect_exit 1 "a URL with a password" -- "$B" serve --tenants --redis "redis://u:s3cret@h:x" -m "$MODEL"
+grep -q s3cret "$TMP/err" && bad "the password is in the error" || ok "the error hides the password"
+
+for c in redis-server curl; do
+    if ! command -v $c >/dev/null 2>&1; then
+        echo "  SKIP the rest of test_serve_redis.sh: no $c (Debian package redis-server, curl)"
+        finish test_serve_redis.sh
+        exit
+    fi
+done
+
+SOCK="$TMP/redis.sock"
+start_redis() {
+    redis-server --port 0 --unixsocket "$SOCK" --save "" --appendonly no \
+        --dir "$TMP" >"$TMP/redis.log" 2>&1 &
+    RPID=$!
+    PIDS="$PIDS $RPID"
+    i=0
+    while [ ! -S "$SOCK" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+}
+rcli() { redis-cli -s "$SOCK" "$@"; }
+start_redis
+
+for t in "burst developer" "quota business" "free team" "ops team"; do
+    set -- $t
+    "$B" tenants add "$1" --tier "$2" >/dev/null 2>&1 || bad "tenants add $1"
+done
+key() { "$B" keys create --tenant "$1" --scope "$2" --json 2>/dev/null | "$JSONGET" key; }
+KB=$(key burst inference) KQ=$(key quota inference) KF=$(key free inference) KA=$(key ops admin)
+
+start_server "$TMP/a.log" -m "$MODEL" --tenants --redis "unix://$SOCK"
+URLA=$URL PA=$SPID
+start_server "$TMP/b.log" -m "$MODEL" --tenants --redis "unix://$SOCK"
+URLB=$URL
+[ -n "$URLA" ] && [ -n "$URLB" ] || { bad "no servers"; finish test_serve_redis.sh; exit; }
+grep -q "limits shared through Redis unix://$SOCK" "$TMP/a.log" &&
+    ok "the replica says its limits are shared" || bad "no shared line: $(cat "$TMP/a.log")"
+
+# post URL KEY: the status of a one-token completion in CODE, the body in $TMP/r.json
+post() {
+    CODE=$(curl -s -o "$TMP/r.json" -D "$TMP/r.h" -w '%{http_code}' -H "Authorization: Bearer $2" \
+        -H 'Content-Type: application/json' -d '{"prompt": "Once upon a time", "max_tokens": 2}' \
+        "$1/v1/completions")
+}
+
+# ---- a burst over both replicas: 3 a minute in all ----------------------------------------
+codes="" t0=$(date +%s)
+for u in "$URLA" "$URLB" "$URLA" "$URLB" "$URLA" "$URLB"; do
+    post "$u" "$KB"
+    codes="$codes $CODE"
+done
+el=$(($(date +%s) - t0))
+if [ "$codes" = " 200 200 200 429 429 429" ]; then
+    ok "3 a minute over two replicas: $codes"
+elif [ "$el" -ge 19 ]; then
+    ok "burst took ${el}s (a refill may have come): $codes"
+else
+    bad "3 a minute over two replicas: $codes"
+fi
+grep -qi "^x-ratelimit-remaining-requests: 0" "$TMP/r.h" && grep -qi "^retry-after:" "$TMP/r.h" &&
+    ok "the 429 has Retry-After and x-ratelimit-remaining-requests 0" || bad "429 headers: $(cat "$TMP/r.h")"
+BID=$("$B" tenants show burst --json 2>/dev/null | "$JSONGET" id)
+[ "$(rcli exists "bitnet:{t$BID}:req")" = 1 ] && ok "the bucket is in Redis (bitnet:{t$BID}:req)" ||
+    bad "no bitnet:{t$BID}:req in Redis: $(rcli keys '*' | tr '\n' ' ')"
+
+# ---- the month's quota: counted in Redis from the ledger, seen by the other replica ----------
+post "$URLA" "$KQ"
+[ "$CODE" = 200 ] && ok "quota tenant: first request 200" || bad "quota first: $CODE $(cat "$TMP/r.json")"
+QID=$("$B" tenants show quota --json 2>/dev/null | "$JSONGET" id)
+used=$(sqlite3 "$BITNET_HISTORY_DB" "SELECT sum(prompt_tokens + completion_tokens) FROM usage WHERE tenant_id = $QID" 2>/dev/null)
+qk=$(rcli --scan --pattern "bitnet:{t$QID}:quota:*")
+[ -n "$used" ] && [ "$(rcli get "$qk")" = "$used" ] && ok "the Redis counter $qk = the ledger's $used tokens" ||
+    bad "counter $qk: $(rcli get "$qk") vs ledger $used"
+post "$URLB" "$KQ"
+[ "$CODE" = 429 ] && [ "$("$JSONGET" error.code <"$TMP/r.json")" = insufficient_quota ] &&
+    ok "over the quota on the other replica: 429 insufficient_quota" || bad "quota on B: $CODE $(cat "$TMP/r.json")"
+
+# ---- Redis stops: rate limits local, quota fails closed, said once, on /metrics ---------------
+kill "$RPID"
+wait "$RPID" 2>/dev/null
+post "$URLA" "$KF"
+[ "$CODE" = 200 ] && ok "Redis down: a tenant without quota is admitted (local limits)" ||
+    bad "free while down: $CODE $(cat "$TMP/r.json")"
+post "$URLA" "$KQ"
+[ "$CODE" = 503 ] && [ "$("$JSONGET" error.code <"$TMP/r.json")" = quota_unavailable ] &&
+    grep -qi "^retry-after: 1" "$TMP/r.h" &&
+    ok "Redis down: the quota tier gets 503 quota_unavailable, Retry-After 1" ||
+    bad "quota while down: $CODE $(cat "$TMP/r.json")"
+post "$URLA" "$KF"
+n=$(grep -c "does not answer" "$TMP/a.log")
+[ "$n" = 1 ] && ok "one log line for the change: $(grep "does not answer" "$TMP/a.log" | cut -c1-90)..." ||
+    bad "$n 'does not answer' lines: $(cat "$TMP/a.log")"
+curl -s -H "Authorization: Bearer $KA" "$URLA/metrics" >"$TMP/m.txt"
+grep -q '^bitnet_limits_mode{mode="local"} 1' "$TMP/m.txt" &&
+    grep -q '^bitnet_limits_mode{mode="redis"} 0' "$TMP/m.txt" &&
+    ok "/metrics: bitnet_limits_mode local 1, redis 0" || bad "mode: $(grep limits_mode "$TMP/m.txt")"
+e=$(awk '/^bitnet_redis_errors_total/ {print $2}' "$TMP/m.txt")
+[ -n "$e" ] && [ "$e" -ge 1 ] && ok "/metrics: bitnet_redis_errors_total $e" || bad "errors: '$e'"
+
+# ---- Redis back (empty): shared again, the quota counter from the ledger -------------------------
+rm -f "$SOCK"
+start_redis
+i=0 code=""
+while [ $i -lt 80 ]; do # the backoff is 5 s at most
+    post "$URLA" "$KQ"
+    [ "$CODE" != 503 ] && break
+    sleep 0.25
+    i=$((i + 1))
+done
+[ "$CODE" = 429 ] && [ "$("$JSONGET" error.code <"$TMP/r.json")" = insufficient_quota ] &&
+    ok "Redis back empty: the quota counter starts from the ledger (429 insufficient_quota)" ||
+    bad "quota after restart: $CODE $(cat "$TMP/r.json")"
+n=$(grep -c "limits shared through Redis" "$TMP/a.log")
+[ "$n" = 2 ] && ok "one log line when it answers again" || bad "$n shared lines: $(cat "$TMP/a.log")"
+curl -s -H "Authorization: Bearer $KA" "$URLA/metrics" | grep -q '^bitnet_limits_mode{mode="redis"} 1' &&
+    ok "/metrics: bitnet_limits_mode redis 1 again" || bad "mode after restart"
+kill -TERM "$PA"
+wait "$PA" 2>/dev/null
+ec=$?
+[ "$ec" = 0 ] && ok "SIGTERM: exit 0" || bad "SIGTERM exit $ec"
+finish test_serve_redis.sh
