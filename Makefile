@@ -5,6 +5,7 @@
 #                   TUI (bitnet quickstart when there is no terminal)
 #   make test       installs missing packages (make deps), builds, runs every test
 #   make bench      kernels, the bundled model (pp/tg), training speed, monitor overhead, the monitor's CPU overhead
+#   make bench-scaleout  three serve replicas behind haproxy sharing limits in Redis (loopback)
 #   make sanitize   ASan + UBSan build running the whole test suite
 #   make tsan       ThreadSanitizer build running the thread-pool tests
 #   make install    PREFIX=/usr/local DESTDIR= (binary and man pages); make uninstall
@@ -150,7 +151,7 @@ ifneq ($(V),1)
 Q := @
 endif
 
-.PHONY: all run test check bench bench-serve sanitize tsan install uninstall clean deps deps-run format \
+.PHONY: all run test check bench bench-serve bench-scaleout sanitize tsan install uninstall clean deps deps-run format \
         test-only lib bin tests
 
 all: lib bin tests
@@ -328,6 +329,13 @@ bench-serve: all
 	python3 scripts/bench-serve.py --bitnet $(BIN) -m "$$m" \
 		$${LLAMA_SERVER:+--llama-server "$$LLAMA_SERVER"} \
 		$${LLAMA_SERVER_MODEL:+--llama-model "$$LLAMA_SERVER_MODEL"} $(BENCH_SERVE_ARGS)
+
+# bench-scaleout: three serve --tenants --redis replicas behind haproxy with a Redis, on
+# loopback (scripts/bench-scaleout.sh): 100 clients for 60 s, one replica killed at 30 s; the
+# figures and the checks (the limit across replicas, the ledger against what clients saw)
+bench-scaleout: bin
+	BITNET=$(BIN) sh scripts/bench-scaleout.sh --clients 100 --seconds 60 --kill-after 30 \
+		$(BENCH_SCALEOUT_ARGS)
 
 sanitize:
 	@$(MAKE) --no-print-directory BUILD=build-san SAN=1 test-only

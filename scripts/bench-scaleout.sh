@@ -1,0 +1,183 @@
+#!/bin/sh
+# bench-scaleout.sh - the scale-out topology on one machine, all on loopback: a Redis (unix
+# socket), three `bitnet serve --tenants --redis` replicas on one store (the sqlite history: the
+# PostgreSQL store is not built yet) and haproxy balancing them; then
+#   1. a tenant of 6 requests a minute sends 12 requests one after another through haproxy
+#      (round robin over the replicas): the limit holds for all three together (6 admitted,
+#      and at most one more for each 10 s the burst took);
+#   2. CLIENTS clients send completions for SECONDS (scripts/scaleout_load.py), /health and
+#      /v1/models timed beside them; with --kill-after K one replica is killed (SIGKILL) K s in;
+#   3. the ledger: every completion a client read whole is in it exactly once, with the tokens
+#      the client was told.
+# Prints the figures (requests, status counts, P50/P95/P99, 429s, ledger counts) and exits 1
+# when a check fails: a 5xx or no answer before the kill, the limit not held, a completion
+# missing from the ledger or counted otherwise.
+#
+# usage: sh scripts/bench-scaleout.sh [--clients N] [--seconds S] [--kill-after K]
+#            [--max-tokens N] [--dir DIR]
+#   (make bench-scaleout: 100 clients, 60 s, a replica killed at 30 s)
+# env: BITNET (build/bitnet), MODEL (assets/models/bitnet-tinystories.gguf), THREADS (threads
+# of each replica, 1). --dir (a new folder) keeps the files there (logs, haproxy.cfg, load.json,
+# ledger.json, the store).
+# Needs redis-server, haproxy and python3 (Debian packages); exits 3 naming one that is missing.
+set -u
+BITNET=${BITNET:-build/bitnet}
+MODEL=${MODEL:-assets/models/bitnet-tinystories.gguf}
+THREADS=${THREADS:-1}
+CLIENTS=100 SECS=60 KILL="" MAXTOK=4 DIR=""
+while [ $# -gt 0 ]; do
+    [ $# -ge 2 ] || { echo "bench-scaleout: $1 needs a value" >&2; exit 2; }
+    case $1 in
+    --clients) CLIENTS=$2 ;;
+    --seconds) SECS=$2 ;;
+    --kill-after) KILL=$2 ;;
+    --max-tokens) MAXTOK=$2 ;;
+    --dir) DIR=$2 ;;
+    *) echo "bench-scaleout: unknown option '$1'" >&2; exit 2 ;;
+    esac
+    shift 2
+done
+for c in redis-server haproxy python3 curl; do
+    command -v $c >/dev/null 2>&1 || { echo "bench-scaleout: no $c (Debian package ${c%3})" >&2; exit 3; }
+done
+[ -x "$BITNET" ] || { echo "bench-scaleout: no binary $BITNET (make, or set BITNET)" >&2; exit 2; }
+KEEP=1
+[ -n "$DIR" ] || { DIR=$(mktemp -d); KEEP=0; }
+mkdir -p "$DIR" || exit 2
+[ ! -e "$DIR/history.db" ] || { echo "bench-scaleout: $DIR holds a previous run; name a new folder" >&2; exit 2; }
+PIDS=""
+cleanup() {
+    for p in $PIDS; do kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    [ "$KEEP" = 1 ] || rm -rf "$DIR"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+die() { echo "bench-scaleout: $*" >&2; exit 1; }
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_for() { # wait_for PATTERN FILE TENTHS
+    i=0
+    while [ $i -lt "$3" ]; do grep -q -- "$1" "$2" 2>/dev/null && return 0; sleep 0.1; i=$((i + 1)); done
+    return 1
+}
+
+export BITNET_CONFIG="$DIR/config.json" BITNET_HISTORY_DB="$DIR/history.db" HOME="$DIR"
+unset BITNET_HISTORY BITNET_HISTORY_RETENTION_DAYS BITNET_DATA_DIR
+cat >"$BITNET_CONFIG" <<'EOF'
+{"tiers": {"team": {"requests_per_min": 1000000, "tokens_per_min": 1000000000,
+                    "concurrent_streams": 0, "monthly_tokens": 0},
+           "developer": {"requests_per_min": 6, "monthly_tokens": 0}}}
+EOF
+for t in "load team" "burst developer" "ops team"; do
+    set -- $t
+    "$BITNET" tenants add "$1" --tier "$2" >/dev/null || die "tenants add $1 failed"
+done
+newkey() {
+    "$BITNET" keys create --tenant "$1" --scope "$2" --json |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])'
+}
+KLOAD=$(newkey load inference) KBURST=$(newkey burst inference) KADM=$(newkey ops admin)
+
+SOCK="$DIR/redis.sock"
+redis-server --port 0 --unixsocket "$SOCK" --save "" --appendonly no --dir "$DIR" \
+    >"$DIR/redis.log" 2>&1 &
+PIDS="$PIDS $!"
+i=0
+while [ ! -S "$SOCK" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+[ -S "$SOCK" ] || die "redis-server did not start: $(tail -3 "$DIR/redis.log")"
+
+PORTS="" RPIDS=""
+for n in 1 2 3; do
+    "$BITNET" serve -m "$MODEL" --tenants --redis "unix://$SOCK" --listen 127.0.0.1:0 \
+        --slots 4 -t "$THREADS" >"$DIR/replica$n.out" 2>"$DIR/replica$n.log" &
+    RPIDS="$RPIDS $!"
+    PIDS="$PIDS $!"
+done
+for n in 1 2 3; do
+    log="$DIR/replica$n.log"
+    wait_for "listening on" "$log" 100 || die "replica $n: $(tail -3 "$log")"
+    wait_for " ready " "$log" 600 || die "replica $n not ready: $(tail -3 "$log")"
+    PORTS="$PORTS $(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$log" | head -1)"
+done
+HP=$(free_port)
+{
+    printf 'global\n    maxconn 4096\ndefaults\n    mode http\n    timeout connect 1s\n'
+    printf '    timeout client 120s\n    timeout server 120s\n    retries 2\n    option redispatch\n'
+    printf 'frontend bitnet\n    bind 127.0.0.1:%s\n    default_backend replicas\n' "$HP"
+    printf 'backend replicas\n    balance roundrobin\n    option httpchk GET /health\n'
+    printf '    default-server inter 500ms fall 1 rise 2\n'
+    n=0
+    for p in $PORTS; do n=$((n + 1)); printf '    server replica%d 127.0.0.1:%s check\n' $n "$p"; done
+} >"$DIR/haproxy.cfg"
+haproxy -f "$DIR/haproxy.cfg" -db >"$DIR/haproxy.log" 2>&1 &
+PIDS="$PIDS $!"
+URL="http://127.0.0.1:$HP"
+i=0
+until [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/health")" = 200 ]; do
+    i=$((i + 1))
+    [ $i -lt 100 ] || die "haproxy does not answer: $(tail -3 "$DIR/haproxy.log")"
+    sleep 0.1
+done
+echo "scaleout: 3 replicas (ports$PORTS) behind haproxy $URL, limits in Redis $SOCK"
+
+# ---- 1. one tenant's limit across the replicas ------------------------------------------------
+t0=$(date +%s) admitted=0 limited=0 other=""
+for i in 1 2 3 4 5 6 7 8 9 10 11 12; do
+    c=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KBURST" \
+        -H 'Content-Type: application/json' -d '{"prompt": "Once", "max_tokens": 1}' \
+        "$URL/v1/completions")
+    case $c in 200) admitted=$((admitted + 1)) ;; 429) limited=$((limited + 1)) ;; *) other="$other $c" ;; esac
+done
+el=$(($(date +%s) - t0))
+allowed=$((6 + (el + 1) / 10)) # GCRA: one more each 10 s the burst took
+rate_ok=0
+[ "$admitted" -ge 6 ] && [ "$admitted" -le "$allowed" ] && [ -z "$other" ] && rate_ok=1
+echo "rate limit across the replicas: tenant burst at 6 a minute: $admitted admitted, $limited 429 of 12 in ${el}s (allowed 6..$allowed)${other:+, other:$other}"
+
+# ---- 2. the load, a replica killed halfway ---------------------------------------------------------
+victim=$(echo $RPIDS | cut -d' ' -f2)
+python3 scripts/scaleout_load.py "$URL" "$KLOAD" "$CLIENTS" "$SECS" "$DIR/load.json" \
+    --max-tokens "$MAXTOK" --admin "$KADM" ${KILL:+--kill "$victim" --kill-after "$KILL"} ||
+    die "the load generator failed"
+[ -z "$KILL" ] || echo "kill -9 of replica 2 (pid $victim) at ${KILL}s"
+
+# ---- 3. the ledger ------------------------------------------------------------------------------
+python3 - "$DIR/load.json" "$BITNET_HISTORY_DB" "$DIR/ledger.json" <<'EOF'
+import json, sqlite3, sys
+load = json.load(open(sys.argv[1]))
+db = sqlite3.connect(sys.argv[2])
+kill = load["killed_at"]
+rows = {}
+for rid, p, c in db.execute("SELECT u.request_id, u.prompt_tokens, u.completion_tokens FROM usage u "
+                            "JOIN tenants t ON t.id = u.tenant_id WHERE t.name = 'load'"):
+    rows.setdefault(rid, []).append((p, c))
+seen = load["completed"]
+missing = [r for r in seen if r[0] not in rows]
+twice = [r for r in seen if len(rows.get(r[0], [])) > 1]
+wrong = [r for r in seen if r[0] in rows and rows[r[0]][0] != (r[1], r[2])]
+ids = [r[0] for r in seen]
+early = [e for e in load["errors"] if kill is None or e[1] < kill]  # ended before the kill
+doc = {"rows": sum(len(v) for v in rows.values()), "seen": len(seen), "seen_twice": len(ids) - len(set(ids)),
+       "missing": len(missing), "twice": len(twice), "wrong_tokens": len(wrong),
+       "errors_before_kill": len(early), "errors_after_kill": len(load["errors"]) - len(early)}
+json.dump(doc, open(sys.argv[3], "w"))
+st = load["status"]
+fives = sum(v for k, v in st.items() if k.startswith("5"))
+def pct(d):
+    return "P50 %s  P95 %s  P99 %s ms (%d)" % (d["p50"], d["p95"], d["p99"], d["n"])
+print("requests: %d (200: %d, 429: %d, 5xx: %d, no answer: %d)" % (
+    load["requests"], st.get("200", 0), st.get("429", 0), fives, st.get("0", 0)))
+print("completions: " + pct(load["latency_ms"]))
+print("GET /health: " + pct(load["health_ms"]))
+print("GET /v1/models: " + pct(load["models_ms"]))
+print("ledger: %d rows of tenant load; %d completions seen by the clients: %d missing, %d twice, "
+      "%d with other tokens" % (doc["rows"], doc["seen"], doc["missing"], doc["twice"], doc["wrong_tokens"]))
+print("errors (neither 200 nor 429): %d before the kill, %d after" % (
+    doc["errors_before_kill"], doc["errors_after_kill"]))
+ok = not (doc["missing"] or doc["twice"] or doc["wrong_tokens"] or doc["seen_twice"] or early)
+sys.exit(0 if ok else 1)
+EOF
+ledger_ok=$?
+[ "$rate_ok" = 1 ] && [ "$ledger_ok" = 0 ] && exit 0
+echo "bench-scaleout: a check failed (rate limit ok: $rate_ok, ledger and errors ok: $((1 - ledger_ok)))" >&2
+exit 1

@@ -1,0 +1,158 @@
+"""Load for bitnet serve replicas behind a balancer (scripts/bench-scaleout.sh, run by
+tests/cli/test_scaleout.sh and make bench-scaleout).
+
+usage: scaleout_load.py URL KEY CLIENTS SECONDS OUT.json [--max-tokens N] [--admin KEY]
+                         [--kill PID --kill-after K]
+
+CLIENTS threads each send one completion after another (each its own keep-alive connection,
+a new one after an error) until SECONDS have passed; with --admin a probe thread times GET
+/health and GET /v1/models every 50 ms. OUT.json: requests, status counts ("0": no answer:
+connection refused or reset), completion latency P50/P95/P99 in ms, the probes' P50/P95/P99,
+"completed": [id, prompt_tokens, completion_tokens] of every 200 a client read whole, and
+"errors": [start, end (seconds since the start), status] of every answer neither 200 nor
+429. --kill: SIGKILL to PID (a replica) K seconds in, "killed_at" its time,
+"completed_after_kill" the 200s of requests sent after it.
+Only loopback URLs: it refuses any other host."""
+import http.client
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.parse
+
+PROMPTS = ["Once upon a time", "The little dog", "One day, a girl named Lily", "Tom had a red ball"]
+
+
+def percentiles(xs):
+    if not xs:
+        return {"p50": None, "p95": None, "p99": None, "n": 0}
+    xs = sorted(xs)
+
+    def rank(p):
+        return round(xs[min(len(xs) - 1, max(0, int(p * len(xs) + 0.999999) - 1))], 2)
+
+    return {"p50": rank(0.50), "p95": rank(0.95), "p99": rank(0.99), "n": len(xs)}
+
+
+class Conn:
+    def __init__(self, host, port):
+        self.host, self.port, self.c = host, port, None
+
+    def request(self, method, path, body, headers):
+        """(status, body bytes); status 0 when there was no whole answer (never sent again:
+        a request a replica may have run is not repeated)."""
+        try:
+            if self.c is None:
+                self.c = http.client.HTTPConnection(self.host, self.port, timeout=60)
+            self.c.request(method, path, body=body, headers=headers)
+            r = self.c.getresponse()
+            data = r.read()
+            if r.getheader("Connection", "").lower() == "close":
+                self.c.close()
+                self.c = None
+            return r.status, data
+        except (OSError, http.client.HTTPException):
+            if self.c is not None:
+                self.c.close()
+            self.c = None
+            return 0, b""
+
+
+def main():
+    args = sys.argv[1:]
+    opts = {"--max-tokens": "4", "--admin": None, "--kill": None, "--kill-after": None}
+    while len(args) > 5 and args[-2] in opts:
+        opts[args[-2]] = args[-1]
+        args = args[:-2]
+    if len(args) != 5:
+        print(__doc__, file=sys.stderr)
+        return 2
+    url, key, clients, seconds, out = args[0], args[1], int(args[2]), float(args[3]), args[4]
+    u = urllib.parse.urlparse(url)
+    if u.hostname not in ("127.0.0.1", "localhost", "::1"):
+        print("scaleout_load.py: only loopback URLs", file=sys.stderr)
+        return 2
+    max_tokens = int(opts["--max-tokens"])
+    deadline = time.monotonic() + seconds
+    lock = threading.Lock()
+    status, lat, completed, errors = {}, [], [], []
+    t_start = time.monotonic()
+    killed, ok_after_kill = {}, [0]
+    probes = {"health": [], "models": []}
+
+    def client(i):
+        c = Conn(u.hostname, u.port)
+        n = 0
+        while time.monotonic() < deadline:
+            body = json.dumps({"prompt": PROMPTS[(i + n) % len(PROMPTS)], "max_tokens": max_tokens})
+            hdr = {"Authorization": "Bearer " + key, "Content-Type": "application/json"}
+            t0 = time.monotonic()
+            st, data = c.request("POST", "/v1/completions", body, hdr)
+            ms = (time.monotonic() - t0) * 1000
+            n += 1
+            row = None
+            if st == 200:
+                try:
+                    d = json.loads(data)
+                    row = [d["id"], d["usage"]["prompt_tokens"], d["usage"]["completion_tokens"]]
+                except (ValueError, KeyError):
+                    st = -1  # a 200 that is not a whole completion
+            with lock:
+                status[str(st)] = status.get(str(st), 0) + 1
+                if st == 200:
+                    lat.append(ms)
+                    completed.append(row)
+                    if "at" in killed and t0 - t_start > killed["at"]:
+                        ok_after_kill[0] += 1
+                elif st != 429:
+                    errors.append([round(t0 - t_start, 3), round(time.monotonic() - t_start, 3), st])
+            if st == 429:
+                time.sleep(0.05)
+            elif st in (0, 502, 503):
+                time.sleep(0.02)
+
+    def probe():
+        c = Conn(u.hostname, u.port)
+        hdr = {"Authorization": "Bearer " + opts["--admin"]}
+        while time.monotonic() < deadline:
+            for name, path in (("health", "/health"), ("models", "/v1/models")):
+                t0 = time.monotonic()
+                st, _ = c.request("GET", path, None, hdr)
+                if st == 200:
+                    probes[name].append((time.monotonic() - t0) * 1000)
+            time.sleep(0.05)
+
+    def killer():
+        time.sleep(max(0.0, t_start + float(opts["--kill-after"]) - time.monotonic()))
+        os.kill(int(opts["--kill"]), signal.SIGKILL)
+        killed["at"] = round(time.monotonic() - t_start, 3)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    if opts["--admin"]:
+        threads.append(threading.Thread(target=probe))
+    if opts["--kill"] and opts["--kill-after"]:
+        threads.append(threading.Thread(target=killer))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    doc = {
+        "requests": sum(status.values()),
+        "status": status,
+        "latency_ms": percentiles(lat),
+        "health_ms": percentiles(probes["health"]),
+        "models_ms": percentiles(probes["models"]),
+        "completed": completed,
+        "errors": sorted(errors),
+        "killed_at": killed.get("at"),
+        "completed_after_kill": ok_after_kill[0],
+    }
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(doc, f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
