@@ -3,7 +3,9 @@
 #include "crt.h"
 
 #include <curses.h>
+#include <errno.h>
 #include <langinfo.h>
+#include <limits.h>
 #include <locale.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <wchar.h>
 
 /* ---- the global terminal state (the only global state of the TUI) -------------------- */
 
@@ -159,6 +162,102 @@ int crt_thread_start(pthread_t *th, void *(*fn)(void *), void *arg)
     return rc;
 }
 
+/* ---- the virtual screen of headless runs ----------------------------------------------- */
+
+static FILE *virt_in, *virt_out; /* /dev/null, for curses */
+
+static void close_virtual(void)
+{
+    if (virt_in) fclose(virt_in);
+    if (virt_out) fclose(virt_out);
+    virt_in = virt_out = NULL;
+}
+
+/* curses on /dev/null: TERM when it names a full-screen terminal, else xterm-256color. */
+static SCREEN *open_virtual(const char **term)
+{
+    virt_in = fopen("/dev/null", "r");
+    virt_out = fopen("/dev/null", "w");
+    if (!virt_in || !virt_out) return NULL;
+    if (!*term || !**term || !strcmp(*term, "dumb")) *term = "xterm-256color";
+    SCREEN *s = newterm(*term, virt_out, virt_in);
+    if (!s && strcmp(*term, "xterm-256color"))
+        s = newterm(*term = "xterm-256color", virt_out, virt_in);
+    return s;
+}
+
+/* The character of a line-drawing cell (A_ALTCHARSET) as text. */
+static const char *acs_text(wchar_t c, int unicode)
+{
+    static const struct {
+        char acs;
+        const char *u, *a;
+    } map[] = {{'q', "\u2500", "-"}, {'x', "\u2502", "|"}, {'l', "\u250c", "+"},
+               {'k', "\u2510", "+"}, {'m', "\u2514", "+"}, {'j', "\u2518", "+"},
+               {'t', "\u251c", "+"}, {'u', "\u2524", "+"}, {'w', "\u252c", "+"},
+               {'v', "\u2534", "+"}, {'n', "\u253c", "+"}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (c == (wchar_t)map[i].acs) return unicode ? map[i].u : map[i].a;
+    return NULL;
+}
+
+/* One row of the screen as UTF-8 into buf, trailing blanks dropped. */
+static void dump_row(int y, char *buf, size_t size)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int x = 0; x < COLS; x++) {
+        cchar_t cc;
+        wchar_t wc[CCHARW_MAX + 1] = {0};
+        attr_t at;
+        short pair;
+        if (mvin_wch(y, x, &cc) == ERR || getcchar(&cc, wc, &at, &pair, NULL) == ERR) break;
+        char ch[MB_LEN_MAX * (CCHARW_MAX + 1) + 1];
+        size_t len = 0;
+        const char *acs = (at & A_ALTCHARSET) ? acs_text(wc[0], use_unicode) : NULL;
+        if (acs) {
+            len = (size_t)snprintf(ch, sizeof ch, "%s", acs);
+        } else {
+            mbstate_t ms;
+            memset(&ms, 0, sizeof ms);
+            for (int i = 0; wc[i] && i < CCHARW_MAX; i++) {
+                const size_t k = wcrtomb(ch + len, wc[i], &ms);
+                if (k == (size_t)-1) break;
+                len += k;
+            }
+        }
+        if (len == 0) continue; /* the second column of a wide character */
+        if (n + len + 1 >= size) break;
+        memcpy(buf + n, ch, len);
+        n += len;
+        buf[n] = '\0';
+    }
+    while (n > 0 && buf[n - 1] == ' ') buf[--n] = '\0';
+}
+
+int crt_dump(const char *path, char *err, size_t errsz)
+{
+    if (!scr) {
+        snprintf(err, errsz, "no screen to write");
+        return -1;
+    }
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        snprintf(err, errsz, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    static char line[16 * 4096];
+    for (int y = 0; y < LINES; y++) {
+        dump_row(y, line, sizeof line);
+        fprintf(f, "%s\n", line);
+    }
+    if (fclose(f) != 0) {
+        snprintf(err, errsz, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- start, restore, signals ---------------------------------------------------------- */
 
 static void restore(void)
@@ -214,15 +313,25 @@ int crt_init(const crt_opts *o, char *err, size_t errsz)
     const char *cs = nl_langinfo(CODESET);
     use_unicode = !o->no_unicode && cs && strcmp(cs, "UTF-8") == 0;
     install_handlers(); /* before newterm, so that curses keeps ours */
-    scr = newterm(NULL, stdout, stdin);
+    const char *term = getenv("TERM");
+    if (o->headless) {
+        scr = open_virtual(&term);
+    } else {
+        scr = newterm(NULL, stdout, stdin);
+    }
     if (!scr) {
         remove_handlers();
-        const char *term = getenv("TERM");
+        close_virtual();
         snprintf(err, errsz, "cannot use the terminal type '%s' (not in the terminfo database?)",
                  term ? term : "");
         return -1;
     }
     set_term(scr);
+    if (o->headless && resizeterm(o->lines, o->cols) != OK) {
+        crt_done();
+        snprintf(err, errsz, "cannot make a virtual screen of %dx%d", o->cols, o->lines);
+        return -1;
+    }
     active = 1;
     if (!atexit_done) atexit_done = atexit(at_exit) == 0;
     capture_stderr();
@@ -255,4 +364,5 @@ void crt_done(void)
         fclose(captured);
         captured = NULL;
     }
+    if (!scr) close_virtual();
 }

@@ -46,12 +46,18 @@ typedef struct crt_opts {
     int no_color;   /* --no-color, or NO_COLOR set and not empty */
     int no_unicode; /* --no-unicode: ASCII only */
     int no_mouse;   /* --no-mouse */
+    int headless;   /* a virtual screen of lines x cols: curses reads and writes /dev/null,
+                       so no terminal is needed (keys come from a script) */
+    int lines, cols;
 } crt_opts;
 
 /* Starts curses on the terminal of stdin/stdout (cbreak, no echo, keypad, hidden cursor,
  * ESCDELAY 25 ms), installs the signal handlers and captures stderr. 0, or -1 with a
  * message (the terminal is then left as it was). */
 int crt_init(const crt_opts *o, char *err, size_t errsz);
+/* Writes the screen as last drawn to path as UTF-8 text, one line a row, trailing blanks
+ * dropped (line drawing as box characters, or - | + without Unicode). 0, or -1 with why. */
+int crt_dump(const char *path, char *err, size_t errsz);
 /* Restores the terminal and stderr (and prints what was captured). Safe to call twice. */
 void crt_done(void);
 

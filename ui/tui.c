@@ -535,6 +535,9 @@ static void write_stats(const tui *t, const loop_stats *ls, double t0)
     cJSON_AddBoolToObject(d, "unicode", crt_unicode());
     cJSON_AddBoolToObject(d, "mouse", crt_mouse());
     cJSON_AddStringToObject(d, "screen", t->screens[t->cur]->id);
+    cJSON_AddBoolToObject(d, "headless", t->opts.headless);
+    cJSON_AddNumberToObject(d, "lines", LINES);
+    cJSON_AddNumberToObject(d, "cols", COLS);
     char *s = cJSON_Print(d);
     cJSON_Delete(d);
     FILE *f = s ? fopen(t->opts.stats_file, "w") : NULL;
@@ -572,9 +575,13 @@ static void run_loop(tui *t, script_state *sc, int wake_fd)
             const int d = script_step(t, sc, &ls, bn_time_now());
             if (d >= 0 && d < timeout) timeout = d;
             if (t->dirty) continue; /* a scripted key: draw its frame first */
+            /* headless, the script's end is the end: nobody types the next key */
+            if (d < 0 && t->opts.headless) break;
         }
-        struct pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+        const int in_fd = t->opts.headless ? -1 : STDIN_FILENO; /* poll skips -1 */
+        struct pollfd fds[2] = {{in_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
         const int r = poll(fds, 2, timeout);
+        if (r == 0 && t->opts.headless) t->dirty = 1; /* --max-frames counts on */
         const double now = bn_time_now();
         int eng = 0, mon = 0;
         if (r > 0 && (fds[1].revents & POLLIN)) drain_wakeups(t, wake_fd, &eng, &mon);
@@ -682,7 +689,7 @@ int bn_tui_run(const bn_tui_opts *o, char *err, size_t errsz)
     t.opts = *o;
     waker wk = {{-1, -1}};
     int rc = setup_state(&t, &wk, err, errsz) ? 1 : 0;
-    crt_opts co = {o->no_color, o->no_unicode, o->no_mouse};
+    crt_opts co = {o->no_color, o->no_unicode, o->no_mouse, o->headless, o->lines, o->cols};
     if (rc == 0 && crt_init(&co, err, errsz) != 0) rc = 1;
     if (rc == 0) {
         ui_graph_style_set(o->graph_style >= 0 && o->graph_style <= 2
@@ -692,6 +699,7 @@ int bn_tui_run(const bn_tui_opts *o, char *err, size_t errsz)
         start_model(&t);
         tui_switch(&t, first_screen(&t));
         run_loop(&t, o->keys_file ? &sc : NULL, wk.fd[0]);
+        if (o->dump_file && crt_dump(o->dump_file, err, errsz) != 0) rc = 1;
         crt_done();
     }
     release_state(&t, &wk);

@@ -26,6 +26,11 @@ typedef struct bn_tui_opts {
     long max_frames;        /* quit after drawing this many frames; 0: no limit */
     const char *keys_file;  /* a scripted key sequence (see bitnet(1)), or NULL */
     const char *stats_file; /* write frame and key-latency figures here at exit (JSON) */
+    const char *dump_file;  /* write the last frame here at exit (text) */
+    int headless;           /* no terminal: a virtual screen of lines x cols; keys come from
+                               keys_file only, the UI quits when the script ends, and a
+                               frame is drawn at least once a second */
+    int lines, cols;
     const char *model;      /* load this model; NULL: the config's, else the bundled one */
     int threads;            /* 0: the config's threads */
     const char *screen;     /* the first screen by name ("chat"); NULL: dashboard, or the
@@ -36,7 +41,8 @@ typedef struct bn_tui_opts {
 
 void bn_tui_opts_init(bn_tui_opts *o);
 
-/* 0 when stdin and stdout are terminals and TERM names a usable one; else -1 and why. */
+/* 0 when stdin and stdout are terminals and TERM names a usable one; else -1 and why.
+ * Headless runs (opts.headless) need no terminal. */
 int bn_tui_terminal_check(char *why, size_t size);
 
 /* Runs the UI until it quits. 0; 1 with a message in err (the terminal could not be

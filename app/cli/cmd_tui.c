@@ -33,9 +33,14 @@ void cmd_tui_help(FILE *out)
             "  --keys FILE       play a scripted key sequence (see bitnet(1))\n"
             "  --max-frames N    quit after drawing N frames\n"
             "  --stats FILE      write frame and key-latency figures (JSON) at exit\n"
+            "  --dump FILE       write the last frame as text at exit\n"
+            "  --size COLSxROWS  headless: draw on a virtual screen of this size (default:\n"
+            "                    COLUMNS and LINES, else 80x24), reading keys from --keys only\n"
+            "                    and quitting when the script ends; no terminal is needed.\n"
+            "                    --keys or --max-frames without a terminal run headless too\n"
             "  -h, --help        this help\n\n"
-            "It needs a terminal (stdin and stdout) whose TERM is set and not dumb; elsewhere\n"
-            "use the scripted commands (bitnet --help).\n"
+            "Other than headless, it needs a terminal (stdin and stdout) whose TERM is set and\n"
+            "not dumb; elsewhere use the scripted commands (bitnet --help).\n"
             "Exit status: 0 ok, 1 no usable terminal or a failure, 2 usage error.\n");
 }
 
@@ -63,6 +68,29 @@ static int key_ok(const char *k)
     return 1;
 }
 
+/* "COLSxROWS" -> cols, lines: each 1..10000. 0, or -1. */
+static int parse_size(const char *s, int *cols, int *lines)
+{
+    char *end;
+    const long c = strtol(s, &end, 10);
+    if (end == s || (*end != 'x' && *end != 'X')) return -1;
+    const char *r = end + 1;
+    const long l = strtol(r, &end, 10);
+    if (end == r || *end || c < 1 || c > 10000 || l < 1 || l > 10000 || *s == '-' || *r == '-')
+        return -1;
+    *cols = (int)c, *lines = (int)l;
+    return 0;
+}
+
+/* The size of a virtual screen from COLUMNS and LINES (each when set and sane), else 80x24. */
+static void env_size(int *cols, int *lines)
+{
+    const char *c = getenv("COLUMNS"), *l = getenv("LINES");
+    long v;
+    *cols = c && !cli_parse_long(c, 1, 10000, &v) ? (int)v : 80;
+    *lines = l && !cli_parse_long(l, 1, 10000, &v) ? (int)v : 24;
+}
+
 /* Returns -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, bn_tui_opts *o)
 {
@@ -82,7 +110,8 @@ static int parse_args(int argc, char **argv, bn_tui_opts *o)
         } else if (!strcmp(a, "--graph") || !strcmp(a, "--keys") || !strcmp(a, "--stats") ||
                    !strcmp(a, "--max-frames") || !strcmp(a, "-m") || !strcmp(a, "--model") ||
                    !strcmp(a, "-t") || !strcmp(a, "--threads") || !strcmp(a, "--screen") ||
-                   !strcmp(a, "--server") || !strcmp(a, "--server-key")) {
+                   !strcmp(a, "--server") || !strcmp(a, "--server-key") || !strcmp(a, "--size") ||
+                   !strcmp(a, "--dump")) {
             if (!v) return cli_usage_error(C, "%s needs a value", a);
             i++;
             if (!strcmp(a, "--graph")) {
@@ -92,6 +121,12 @@ static int parse_args(int argc, char **argv, bn_tui_opts *o)
                 o->keys_file = v;
             } else if (!strcmp(a, "--stats")) {
                 o->stats_file = v;
+            } else if (!strcmp(a, "--dump")) {
+                o->dump_file = v;
+            } else if (!strcmp(a, "--size")) {
+                if (parse_size(v, &o->cols, &o->lines))
+                    return cli_usage_error(C, "--size: '%s' is not COLSxROWS (such as 100x30)", v);
+                o->headless = 1;
             } else if (!strcmp(a, "--max-frames")) {
                 if (cli_parse_long(v, 1, 1000000000L, &l))
                     return cli_usage_error(C, "--max-frames: '%s' is not a positive number", v);
@@ -132,7 +167,10 @@ int cmd_tui(int argc, char **argv)
     if (prc >= 0) return prc;
     if (o.server_url && !o.screen) o.screen = "server";
     char why[512];
-    if (bn_tui_terminal_check(why, sizeof why) != 0) {
+    const int no_tty = bn_tui_terminal_check(why, sizeof why) != 0;
+    if (no_tty && (o.keys_file || o.max_frames)) o.headless = 1; /* a script, or CI */
+    if (o.headless && !o.cols) env_size(&o.cols, &o.lines);
+    if (no_tty && !o.headless) {
         cli_error("tui: cannot start the full-screen UI: %s", why);
         fprintf(stderr, "Use the scripted commands instead (generate, bench, hw, doctor, history, "
                         "...): see 'bitnet --help'.\n");
