@@ -1,7 +1,9 @@
-/* screen_alerts.c - screen 9: the alert rules of the config with the states `bitnet monitor`
- * last recorded for them, and their recent transitions. The figures come from `bitnet
- * alerts list --json` and `bitnet alerts history --json`, run as children (child.h), so the
- * screen shows what the scripted mode reports. The dashboard's panel reads the same. */
+/* screen_alerts.c - screen 9: the alert rules of the config evaluated now, and their recent
+ * transitions. The figures come from `bitnet alerts eval --json` (the running monitor daemon's
+ * last pass, or, with none running, the rules evaluated by the monitor's code in that child)
+ * and `bitnet alerts history --json`, run as children (child.h), so the screen shows what the
+ * scripted mode reports, with when and by whom each rule was evaluated. The dashboard's panel
+ * reads the same. */
 #include "tui.h"
 
 #include <cjson/cJSON.h>
@@ -9,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bitnet/core.h"
 #include "child.h"
@@ -18,7 +21,7 @@
 
 typedef struct alerts {
     ui_child list, hist;
-    cJSON *rules; /* {"alerts": [...]} */
+    cJSON *rules; /* {"evaluated_by", "evaluated_ms", "monitor", "alerts": [...]} */
     cJSON *trans; /* {"transitions": [...]} */
     char err[256];
     double started_at; /* the last refresh; 0: never */
@@ -57,7 +60,7 @@ void tui_alerts_refresh(tui *t, double max_age)
     alerts *a = t->state[SCR_ALERTS];
     const double now = bn_time_now();
     if (!a->taken || (a->started_at && now - a->started_at < max_age)) return;
-    static const char *const list[] = {"alerts", "list", "--json", NULL};
+    static const char *const list[] = {"alerts", "eval", "--json", NULL};
     static const char *const hist[] = {"alerts", "history", "-n", TRANSITIONS, "--json", NULL};
     a->started_at = now, a->taken = 0;
     ui_child_start(&a->list, list, 1, wake_tui, t);
@@ -77,6 +80,78 @@ static void alerts_tick(tui *t, void *st)
     if (!a->err[0]) ui_child_error(&a->hist, a->err, sizeof a->err);
     if (r) cJSON_Delete(a->rules), a->rules = r;
     if (h) cJSON_Delete(a->trans), a->trans = h;
+}
+
+/* ---- who evaluated the rules, and when ------------------------------------------------------ */
+
+/* How long ago ms (since the epoch) was: "4 s", "12 min", "3 h", "2 d"; "-" when unknown. */
+static void ago(double ms, char *buf, size_t size)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double s = ((double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6 - ms) / 1e3;
+    if (isnan(s)) {
+        snprintf(buf, size, "-");
+        return;
+    }
+    s = s < 0 ? 0 : s;
+    if (s < 120)
+        snprintf(buf, size, "%.0f s", s);
+    else if (s < 7200)
+        snprintf(buf, size, "%.0f min", s / 60);
+    else if (s < 172800)
+        snprintf(buf, size, "%.0f h", s / 3600);
+    else
+        snprintf(buf, size, "%.0f d", s / 86400);
+}
+
+/* Who evaluated the rules: the monitor daemon, or this UI (through its child). */
+static const char *evaluator(const cJSON *doc)
+{
+    return !strcmp(cm_json_str(doc, "evaluated_by", ""), "monitor") ? "monitor" : "tui";
+}
+
+/* The daemon's sinks: "webhook ok, datadog 12 waiting (last delivery 5 min ago)". */
+static void sinks_text(const cJSON *mon, char *buf, size_t size)
+{
+    const cJSON *s;
+    size_t n = 0;
+    buf[0] = '\0';
+    cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(mon, "sinks"))
+    {
+        char last[32] = "never";
+        const double waiting = cm_json_num(s, "spooled", 0), ok = cm_json_num(s, "last_ok_ms", NAN);
+        if (!isnan(ok)) ago(ok, last, sizeof last);
+        if (waiting > 0)
+            snprintf(buf + n, size - n, "%s%s %.0f waiting (last delivery %s%s)", n ? ", " : "",
+                     cm_json_str(s, "name", ""), waiting, last, isnan(ok) ? "" : " ago");
+        else
+            snprintf(buf + n, size - n, "%s%s ok", n ? ", " : "", cm_json_str(s, "name", ""));
+        n = strlen(buf);
+    }
+    if (!n) snprintf(buf, size, "none");
+}
+
+/* One line: who evaluated the rules and when, whether a monitor daemon runs, its sinks. */
+static int eval_line(const cJSON *doc, char *buf, size_t size)
+{
+    char age[32], seen[32], sinks[512];
+    const cJSON *mon = cJSON_GetObjectItemCaseSensitive(doc, "monitor");
+    ago(cm_json_num(doc, "evaluated_ms", NAN), age, sizeof age);
+    if (!strcmp(evaluator(doc), "monitor")) {
+        sinks_text(mon, sinks, sizeof sinks);
+        snprintf(buf, size,
+                 "evaluated by the monitor daemon (pid %.0f, every %g s) %s ago; sinks: %s",
+                 cm_json_num(mon, "pid", 0), cm_json_num(mon, "interval_s", 0), age, sinks);
+        return crt_attr(CR_OK);
+    }
+    ago(cm_json_num(mon, "at_ms", NAN), seen, sizeof seen);
+    snprintf(buf, size,
+             "evaluated by this TUI %s ago; no monitor daemon running%s%s%s (nothing is notified: "
+             "bitnet monitor)",
+             age, cJSON_IsObject(mon) ? " (its last pass " : "", cJSON_IsObject(mon) ? seen : "",
+             cJSON_IsObject(mon) ? " ago)" : "");
+    return crt_attr(CR_WARN);
 }
 
 /* ---- shared with the dashboard ------------------------------------------------------------------
@@ -150,11 +225,14 @@ void tui_alerts_panel(tui *t, int y, int x, int h, int w)
         firing += !strcmp(cm_json_str(it, "state", ""), "firing");
         pending += !strcmp(cm_json_str(it, "state", ""), "pending");
     }
+    char age[32];
+    ago(cm_json_num(a->rules, "evaluated_ms", NAN), age, sizeof age);
     ui_printf(r++, x, w,
               firing    ? crt_attr(CR_FAIL)
               : pending ? crt_attr(CR_WARN)
                         : crt_attr(CR_OK),
-              "%d rule%s: %d firing, %d pending", n, n == 1 ? "" : "s", firing, pending);
+              "%d rule%s: %d firing, %d pending (%s %s ago)", n, n == 1 ? "" : "s", firing, pending,
+              evaluator(a->rules), age);
     cJSON_ArrayForEach(it, rules)
     {
         if (r >= y + h) return;
@@ -181,7 +259,7 @@ static void alerts_draw(tui *t, void *st, int y, int x, int h, int w)
     const cJSON *rules = cJSON_GetObjectItemCaseSensitive(a->rules, "alerts");
     const cJSON *trans = cJSON_GetObjectItemCaseSensitive(a->trans, "transitions");
     const int n = cJSON_GetArraySize(rules), nt = cJSON_GetArraySize(trans);
-    int top = n + 4 < h / 2 ? n + 4 : h / 2;
+    int top = n + 5 < h / 2 ? n + 5 : h / 2;
     if (top < 5) top = 5;
     char title[BN_CONFIG_PATH_MAX + 64];
     snprintf(title, sizeof title, "Alert rules of %s",
@@ -189,18 +267,25 @@ static void alerts_draw(tui *t, void *st, int y, int x, int h, int w)
     ui_box(y, x, top, w, title);
     int r = y + 1;
     if (a->err[0]) ui_text(r++, x + 2, w - 4, crt_attr(CR_WARN), a->err);
+    if (a->rules) {
+        char line[1024];
+        const int attr = eval_line(a->rules, line, sizeof line);
+        ui_text(r++, x + 2, w - 4, attr, line);
+    }
     if (!a->rules) {
         ui_text(r, x + 2, w - 4, crt_attr(CR_DIM), "reading ...");
     } else if (n == 0) {
         ui_text(r, x + 2, w - 4, crt_attr(CR_DIM),
                 "no rules: the alerts key of the config holds them (bitnet-config(5))");
     } else {
-        ui_printf(r++, x + 2, w - 4, crt_attr(CR_DIM), "%-9s %-20s %-17s %-9s %s", "state", "rule",
-                  "since", "severity", "condition");
+        ui_printf(r++, x + 2, w - 4, crt_attr(CR_DIM), "%-9s %-16s %-16s %-13s %-8s %s", "state",
+                  "rule", "since", "evaluated", "severity", "condition");
         ui_list_layout(&a->l, n, y + top - 1 - r);
         for (int i = 0; i < a->l.h && a->l.top + i < n; i++) {
             const cJSON *it = cJSON_GetArrayItem(rules, a->l.top + i);
-            char since[32] = "-", cond[600];
+            char since[32] = "-", cond[600], age[32], when[48];
+            ago(cm_json_num(it, "evaluated_ms", NAN), age, sizeof age);
+            snprintf(when, sizeof when, "%s %s", evaluator(a->rules), age);
             if (!isnan(cm_json_num(it, "since_ms", NAN)))
                 ui_time((long long)cm_json_num(it, "since_ms", NAN), since, sizeof since);
             condition(it, cond, sizeof cond);
@@ -210,12 +295,14 @@ static void alerts_draw(tui *t, void *st, int y, int x, int h, int w)
             int c = x + 2;
             c += ui_printf(row, c, 10, sel ? base : state_attr(cm_json_str(it, "state", "")),
                            "%-9s ", cm_json_str(it, "state", ""));
-            ui_printf(row, c, x + w - 2 - c, base, "%-20.20s %-17s %-9s %s",
-                      cm_json_str(it, "rule", ""), since, cm_json_str(it, "severity", ""), cond);
+            ui_printf(row, c, x + w - 2 - c, base, "%-16.16s %-16s %-13s %-8s %s",
+                      cm_json_str(it, "rule", ""), since, when, cm_json_str(it, "severity", ""),
+                      cond);
         }
         ui_list_hits(&a->l, r, x + 1, w - 2);
     }
-    ui_box(y + top, x, h - top, w, "Recent transitions (bitnet monitor records them)");
+    ui_box(y + top, x, h - top, w,
+           "Recent transitions (recorded by bitnet monitor and by this TUI)");
     r = y + top + 1;
     if (nt == 0) ui_text(r, x + 2, w - 4, crt_attr(CR_DIM), "none recorded");
     for (int i = 0; i < nt && r < y + h - 1; i++)
@@ -246,9 +333,11 @@ const tui_screen scr_alerts = {
         .fkey = 11,
         .live = 1,
         .help = "Up Down\tchoose a rule\n"
-                "r\tread the rules and transitions again (every 5 s anyway)\n"
-                "\tthe states are those bitnet monitor last recorded; the rules are the\n"
-                "\tconfig's alerts key; see bitnet alerts for tests and the whole history",
+                "r\tevaluate the rules and read the transitions again (every 5 s anyway)\n"
+                "\tthe rules are evaluated with the monitor's code (bitnet alerts eval): the\n"
+                "\trunning monitor daemon's last pass, else by this TUI while the Dashboard or\n"
+                "\tAlerts screen shows; each rule says when and by whom (tui or monitor), and\n"
+                "\tthe top line whether a daemon runs and how its sinks deliver",
         .create = alerts_create,
         .destroy = alerts_destroy,
         .enter = alerts_enter,

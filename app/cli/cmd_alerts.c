@@ -9,16 +9,21 @@
 #include <time.h>
 
 #include "common/config.h"
+#include "common/json.h"
 #include "monitor/monitor.h"
 
 void cmd_alerts_help(FILE *out)
 {
     fprintf(out,
             "Usage: bitnet alerts list [--json]\n"
+            "       bitnet alerts eval [--json]\n"
             "       bitnet alerts history [RULE] [-n N] [--json]\n"
             "       bitnet alerts test RULE [--webhook URL] [--datadog] [--datadog-endpoint URL]\n"
             "                              [--json]\n\n"
             "list     the rules of the config with the state bitnet monitor last recorded\n"
+            "eval     the rules evaluated now: by the running monitor daemon (its last pass,\n"
+            "         with its age and its sinks' backlog), or, with none running, here\n"
+            "         with the monitor's code (transitions recorded, nothing notified)\n"
             "history  the transitions (inactive, pending, firing, resolved), newest first\n"
             "         (-n: at most N, default 50; 0: all)\n"
             "test     evaluates RULE on the metrics now and sends a notification marked as a\n"
@@ -65,11 +70,12 @@ static int parse_args(int argc, char **argv, alerts_args *a)
             return cli_usage_error(C, "unexpected argument '%s'", s);
         }
     }
-    if (!a->sub) return cli_usage_error(C, "missing a subcommand: list, history or test");
-    if (strcmp(a->sub, "list") && strcmp(a->sub, "history") && strcmp(a->sub, "test"))
+    if (!a->sub) return cli_usage_error(C, "missing a subcommand: list, eval, history or test");
+    if (strcmp(a->sub, "list") && strcmp(a->sub, "history") && strcmp(a->sub, "test") &&
+        strcmp(a->sub, "eval"))
         return cli_usage_error(C, "unknown subcommand '%s'", a->sub);
     if (!strcmp(a->sub, "test") && !a->rule) return cli_usage_error(C, "test needs a RULE");
-    if (!strcmp(a->sub, "list") && a->rule)
+    if ((!strcmp(a->sub, "list") || !strcmp(a->sub, "eval")) && a->rule)
         return cli_usage_error(C, "unexpected argument '%s'", a->rule);
     return -1;
 }
@@ -132,6 +138,82 @@ static int list(const alerts_args *a, bn_spool *sp)
     cJSON *d = cJSON_CreateObject();
     cJSON_AddItemToObject(d, "alerts", arr);
     return cli_print_json(d) ? BN_EXIT_FAIL : BN_EXIT_OK;
+}
+
+/* ---- eval -------------------------------------------------------------------------------------
+ */
+
+/* The rules evaluated now by this process, through the monitor's own pass (its registry, its
+ * rules, the states restored from the history, transitions recorded there); no sink is set
+ * up, so nothing is notified: delivering is the daemon's job. */
+static cJSON *eval_here(alerts_args *a, double *at, char *err, size_t errsz)
+{
+    bn_monitor_opts *o = &a->o;
+    o->listen = o->textfile = o->pushgateway = o->webhook = NULL;
+    o->cloudwatch = o->datadog = 0;
+    o->probe_model = NULL;
+    o->quiet = 1;
+    bn_monitor *m;
+    if (bn_monitor_new(&m, o, err, errsz)) return NULL;
+    bn_monitor_collect_metrics(m);
+    bn_monitor_eval_alerts(m);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    *at = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    cJSON *rules = bn_monitor_rules_json(m, *at);
+    bn_monitor_free(m);
+    if (!rules) snprintf(err, errsz, "out of memory");
+    return rules;
+}
+
+static void print_eval(const cJSON *d)
+{
+    const cJSON *mon = cJSON_GetObjectItem(d, "monitor"), *r;
+    const int daemon = !strcmp(cm_json_str(d, "evaluated_by", ""), "monitor");
+    if (daemon)
+        printf("evaluated by the monitor daemon (pid %.0f) %.0f s ago, every %g s\n",
+               cm_json_num(mon, "pid", 0), cm_json_num(mon, "age_s", 0),
+               cm_json_num(mon, "interval_s", 0));
+    else
+        printf("evaluated now by this command: no monitor daemon is running\n");
+    printf("%-20s %-9s %-12s %s\n", "NAME", "STATE", "VALUE", "CONDITION");
+    cJSON_ArrayForEach(r, cJSON_GetObjectItem(d, "alerts"))
+    {
+        char num[32] = "no data";
+        const double v = cm_json_num(r, "value", NAN);
+        if (!isnan(v)) bn_metrics_fmt_double(v, num);
+        printf("%-20s %-9s %-12s %s %s %g\n", cm_json_str(r, "rule", ""),
+               cm_json_str(r, "state", ""), num, cm_json_str(r, "metric", ""),
+               cm_json_str(r, "op", ""), cm_json_num(r, "threshold", NAN));
+    }
+}
+
+static int eval(alerts_args *a)
+{
+    cJSON *d = cJSON_CreateObject(), *st = bn_monitor_daemon_status(a->o.history), *rules;
+    char err[1024];
+    double at = 0;
+    if (cJSON_IsTrue(cJSON_GetObjectItem(st, "running"))) {
+        rules = cJSON_DetachItemFromObject(st, "alerts");
+        at = cm_json_num(st, "at_ms", 0) / 1000;
+        cJSON_AddStringToObject(d, "evaluated_by", "monitor");
+    } else {
+        cJSON_DeleteItemFromObject(st, "alerts");
+        if (!(rules = eval_here(a, &at, err, sizeof err))) {
+            cli_error("alerts: %s", err);
+            cJSON_Delete(st);
+            cJSON_Delete(d);
+            return BN_EXIT_FAIL;
+        }
+        cJSON_AddStringToObject(d, "evaluated_by", "alerts eval");
+    }
+    cJSON_AddNumberToObject(d, "evaluated_ms", floor(at * 1000));
+    cJSON_AddItemToObject(d, "monitor", st ? st : cJSON_CreateNull());
+    cJSON_AddItemToObject(d, "alerts", rules ? rules : cJSON_CreateArray());
+    if (a->json) return cli_print_json(d) ? BN_EXIT_FAIL : BN_EXIT_OK;
+    print_eval(d);
+    cJSON_Delete(d);
+    return BN_EXIT_OK;
 }
 
 /* ---- history ----------------------------------------------------------------------------------
@@ -239,6 +321,8 @@ int cmd_alerts(int argc, char **argv)
     if (cli.dd_endpoint) a.o.dd_endpoint = cli.dd_endpoint;
     if (!strcmp(a.sub, "test")) {
         rc = test(&a);
+    } else if (!strcmp(a.sub, "eval")) {
+        rc = eval(&a);
     } else {
         bn_spool *sp;
         if (bn_spool_open(&sp, a.o.history, a.o.spool_max, a.o.retention_days) != BN_OK) {

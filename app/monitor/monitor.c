@@ -476,6 +476,12 @@ static void alert_metrics(bn_monitor *m)
     bn_metrics_unlock(m->reg);
 }
 
+void mon_eval_alerts(bn_monitor *m, const bn_msnap *snap, double wall)
+{
+    bn_alerts_eval(m->alerts, snap, wall, on_transition, m);
+    alert_metrics(m);
+}
+
 /* ---- the pass -----------------------------------------------------------------------------------
  */
 
@@ -563,9 +569,9 @@ void bn_monitor_collect(bn_monitor *m)
     mon_probe(m);
     bn_msnap snap;
     if (bn_metrics_snapshot(m->reg, 0, &snap) == 0) {
-        bn_alerts_eval(m->alerts, &snap, wall, on_transition, m);
-        alert_metrics(m);
+        mon_eval_alerts(m, &snap, wall);
         spool_samples(m, &snap, wall);
+        if (m->status) mon_status_write(m, &snap, wall);
         bn_msnap_release(&snap);
     } else {
         mon_error(m, "alerts");
@@ -822,6 +828,7 @@ static int run_daemon(bn_monitor *m, const sigset_t *set)
         return BN_EXIT_FAIL;
     }
     log_start(m);
+    m->status = 1; /* <history>.monitor.json after each pass, for bitnet alerts eval */
     const double start = mon_now();
     for (;;) {
         const double t = mon_now();
@@ -841,6 +848,7 @@ static int run_daemon(bn_monitor *m, const sigset_t *set)
         if (m->o.duration_s > 0 && mon_now() - start >= m->o.duration_s) break;
     }
     mon_sender_stop(m);
+    mon_status_remove(m);
     /* one last round to the sinks that answer (not those down or slow: they would delay the
      * stop); what is left stays in the spool for the next start */
     mon_sinks_flush(m, mon_now() + m->o.timeout_s, 1);

@@ -31,7 +31,8 @@
  * metrics and their sources; the generations' through genmetrics.h), monitor_http.c (the
  * endpoint), monitor_web.c (its TLS and basic auth), monitor_sinks.c (the sender, the
  * backoff), monitor_formats.c (CloudWatch, Datadog, webhook and Pushgateway requests),
- * monitor_aws.c (the CloudWatch credentials, aws_creds.h). The struct below is shared by
+ * monitor_aws.c (the CloudWatch credentials, aws_creds.h), monitor_status.c (the daemon's
+ * status file, read by `bitnet alerts eval`). The struct below is shared by
  * those files only.
  */
 #ifndef BITNET_APP_MONITOR_H
@@ -118,6 +119,22 @@ void bn_monitor_collect_metrics(bn_monitor *m);
 bn_metrics *bn_monitor_registry(bn_monitor *m);
 bn_alerts *bn_monitor_alerts(bn_monitor *m);
 bn_spool *bn_monitor_spool(bn_monitor *m);
+
+/* Evaluates the rules on the registry now (after bn_monitor_collect_metrics), as a pass does:
+ * transitions go to the history and to the notification sinks set up. */
+void bn_monitor_eval_alerts(bn_monitor *m);
+/* The rules and their states: bn_alert_rule_json with since_ms, value, series and
+ * evaluated_ms (the time given, seconds since the epoch); NULL when out of memory. */
+cJSON *bn_monitor_rules_json(bn_monitor *m, double evaluated);
+
+/* The running daemon's status file: <history>.monitor.json (written after every pass, removed
+ * when it stops). 0, or -1 when the name does not fit. */
+int bn_monitor_status_path(const char *history, char *buf, size_t size);
+/* That file's document ({"pid", "host", "started_ms", "at_ms", "interval_s", "passes",
+ * "sinks": [{"name", "spooled", "last_ok_ms"}], "alerts": [...]}) with "running" (its process
+ * lives and its last pass is at most three intervals and a minute old) and "age_s" added;
+ * NULL when there is none or it does not parse. */
+cJSON *bn_monitor_daemon_status(const char *history);
 
 /* Sends a test notification for rule r (its current evaluation) to each of its sinks now,
  * spooling what cannot be delivered. Fills a JSON object {"rule", "holds", "value",
@@ -214,6 +231,7 @@ struct bn_monitor {
     int http_port;
     int lock_fd;
     long passes; /* collection passes made */
+    int status;  /* the daemon: write the status file after each pass */
 };
 
 /* monitor.c */
@@ -222,6 +240,12 @@ void mon_error(bn_monitor *m, const char *source);
 double mon_now(void);  /* monotonic seconds */
 double mon_wall(void); /* seconds since the epoch */
 mon_sink *mon_sink_find(bn_monitor *m, const char *name);
+
+/* monitor.c: evaluates the rules on snap (transitions to the history and the sinks) */
+void mon_eval_alerts(bn_monitor *m, const bn_msnap *snap, double wall);
+/* monitor_status.c: the daemon's status file */
+void mon_status_write(bn_monitor *m, const bn_msnap *snap, double wall);
+void mon_status_remove(bn_monitor *m);
 
 /* monitor_collect.c */
 int mon_define_metrics(bn_monitor *m);
