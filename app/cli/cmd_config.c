@@ -2,6 +2,7 @@
  * file (see bitnet-config(5)). */
 #include "commands.h"
 #include "common/config.h"
+#include "monitor/monitor.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,12 @@ static int config_set(const char *key, const char *text, int json)
     cJSON *v = NULL;
     if (text && bn_config_value_parse(k, text, &v, err, sizeof err))
         return cli_usage_error("config", "%s", err);
+    bn_config_first_error fe = {err, sizeof err, NULL, 0};
+    if (v && !strcmp(key, "alerts") &&
+        bn_monitor_check_alerts(v, bn_config_keep_first_error, &fe)) {
+        cJSON_Delete(v); /* the rules the monitor would refuse (a metric it never exports) */
+        return cli_usage_error("config", "%s", err);
+    }
     if (bn_config_path(path, sizeof path)) {
         cJSON_Delete(v);
         cli_error("cannot name the config file: set HOME or XDG_CONFIG_HOME");

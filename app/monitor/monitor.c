@@ -333,7 +333,10 @@ static bn_monitor *monitor_alloc(const bn_monitor_opts *o)
     return m;
 }
 
-int bn_monitor_check(const bn_monitor_opts *o, bn_config_report_fn fn, void *ud)
+/* Runs check on a monitor with its registry defined but nothing started. */
+static int check_with(const bn_monitor_opts *o,
+                      int (*check)(bn_monitor *, bn_config_report_fn, void *),
+                      bn_config_report_fn fn, void *ud)
 {
     bn_monitor *m = monitor_alloc(o);
     if (!m || bn_metrics_new(&m->reg) || mon_define_metrics(m)) {
@@ -341,9 +344,22 @@ int bn_monitor_check(const bn_monitor_opts *o, bn_config_report_fn fn, void *ud)
         bn_monitor_free(m);
         return 1;
     }
-    const int errors = check_setup(m, fn, ud);
+    const int errors = check(m, fn, ud);
     bn_monitor_free(m);
     return errors;
+}
+
+int bn_monitor_check(const bn_monitor_opts *o, bn_config_report_fn fn, void *ud)
+{
+    return check_with(o, check_setup, fn, ud);
+}
+
+int bn_monitor_check_alerts(const cJSON *rules, bn_config_report_fn fn, void *ud)
+{
+    bn_monitor_opts o;
+    bn_monitor_opts_default(&o);
+    o.alerts = rules;
+    return check_with(&o, check_alerts, fn, ud);
 }
 
 int bn_monitor_new(bn_monitor **out, const bn_monitor_opts *o, char *err, size_t errsz)

@@ -105,6 +105,10 @@ typedef struct bn_monitor bn_monitor;
  * `bitnet validate` calls it, so that the two never disagree. */
 int bn_monitor_check(const bn_monitor_opts *o, bn_config_report_fn fn, void *ud);
 
+/* The alert rules alone, as bn_monitor_check checks them (each on a metric the monitor
+ * exports): `config set alerts` calls it. The number of errors. */
+int bn_monitor_check_alerts(const cJSON *rules, bn_config_report_fn fn, void *ud);
+
 /* Runs the daemon (or one pass with o->once); returns the exit code. */
 int bn_monitor_main(const bn_monitor_opts *o);
 

@@ -99,7 +99,7 @@ expect_exit 2 "config get with two" -- "$BITNET" config get a b
 expect_exit 2 "config --frob" -- "$BITNET" config --frob
 cmp -s "$CFG" "$TMP/before" && ok "failed sets left the file unchanged" || bad "the file changed"
 expect_exit 0 "config set alerts (valid)" -- "$BITNET" config set alerts \
-    '[{"name":"slow","metric":"gen_tokens_per_s","op":"<","threshold":5,"for":"2m"}]'
+    '[{"name":"slow","metric":"bitnet_generation_tokens_per_second","op":"<","threshold":5,"for":"2m"}]'
 "$JSONGET" alerts.0.for <"$CFG" | grep -q 2m && ok "alerts stored as JSON" || bad "alerts"
 
 # ---- a bad config file: the error names the file and the line or the key -------------------------
@@ -303,5 +303,16 @@ grep -q "alerts\[1\].metric: 'bitnet_nonexistent' is not a metric bitnet monitor
     && ok "both name the unknown metric" || bad "unknown metric: $(cat "$TMP/agree/unknown-metric.v")"
 grep -q "does not exist" "$TMP/agree/textfile-folder.m" && ok "monitor names the missing folder" \
     || bad "textfile: $(cat "$TMP/agree/textfile-folder.m")"
+# config set checks rules as validate does (the monitor's registry), and keeps the file as it was
+"$BITNET" config get alerts >"$TMP/alerts.before" 2>&1
+expect_exit 2 "config set alerts: a rule on a metric the monitor never exports" -- \
+    "$BITNET" config set alerts '[{"name":"x","metric":"bitnet_nonexistent","op":">","threshold":1}]'
+expect_grep "alerts\[0\].metric: 'bitnet_nonexistent' is not a metric bitnet monitor exports" "$TMP/err" \
+    "  ... names the metric"
+"$BITNET" config get alerts >"$TMP/alerts.after" 2>&1
+cmp -s "$TMP/alerts.before" "$TMP/alerts.after" && ok "  ... the config is unchanged" \
+    || bad "config set alerts changed the file: $(cat "$TMP/alerts.after")"
+expect_exit 0 "config set alerts: a rule on a histogram's _count" -- \
+    "$BITNET" config set alerts '[{"name":"x","metric":"bitnet_generation_duration_seconds_count","op":">","threshold":1}]'
 
 finish test_config
