@@ -7,7 +7,9 @@
 # Then Redis is stopped: the rate limits are local (a request is admitted), a quota tier gets
 # 503 quota_unavailable, one log line says so, /metrics shows bitnet_limits_mode local and
 # bitnet_redis_errors_total; Redis restarted empty: shared again (one log line), the quota
-# counter starts again from the ledger (still 429). Bad URLs are one-line errors.
+# counter starts again from the ledger (still 429). A key revoked over one replica's API and a
+# tenant suspended on the store are refused by both replicas at once. Bad URLs are one-line
+# errors.
 . "$(dirname "$0")/lib.sh"
 export BITNET_CONFIG="$TMP/config.json" BITNET_HISTORY_DB="$TMP/history.db" HOME="$TMP"
 unset BITNET_HISTORY BITNET_HISTORY_RETENTION_DAYS BITNET_DATA_DIR
@@ -100,6 +102,24 @@ qk=$(rcli --scan --pattern "bitnet:{t$QID}:quota:*")
 post "$URLB" "$KQ"
 [ "$CODE" = 429 ] && [ "$("$JSONGET" error.code <"$TMP/r.json")" = insufficient_quota ] &&
     ok "over the quota on the other replica: 429 insufficient_quota" || bad "quota on B: $CODE $(cat "$TMP/r.json")"
+
+# ---- revocation and suspension reach every replica at once (each request reads the store) ---
+"$B" keys create --tenant free --scope inference --json >"$TMP/k.json" 2>/dev/null
+KR=$("$JSONGET" key <"$TMP/k.json") KRID=$("$JSONGET" id <"$TMP/k.json")
+post "$URLB" "$KR"
+c1=$CODE
+dc=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE -H "Authorization: Bearer $KA" "$URLA/v1/keys/$KRID")
+post "$URLB" "$KR"
+[ "$c1" = 200 ] && [ "$dc" = 200 ] && [ "$CODE" = 401 ] &&
+    ok "a key revoked on replica A is refused by replica B at once (200, DELETE 200, 401)" ||
+    bad "revocation across replicas: $c1 $dc $CODE"
+"$B" tenants suspend free >/dev/null 2>&1
+post "$URLA" "$KF"
+ca=$CODE
+post "$URLB" "$KF"
+[ "$ca" = 403 ] && [ "$CODE" = 403 ] && ok "a suspended tenant: 403 on both replicas at once" ||
+    bad "suspension: $ca $CODE"
+"$B" tenants resume free >/dev/null 2>&1
 
 # ---- Redis stops: rate limits local, quota fails closed, said once, on /metrics ---------------
 kill "$RPID"
