@@ -39,6 +39,9 @@ void cmd_convert_help(FILE *out)
             "                     report gives each layer's output error, absmean vs gptq\n"
             "  --method M         absmean (no data) or gptq (error feedback through the\n"
             "                     inverse Hessian; the default with --calibrate)\n"
+            "  --scales S         gptq's scales: tensor (one, what i2_s stores) or row (one\n"
+            "                     per row, tq2_0/tq1_0 only; their default); each chosen\n"
+            "                     to minimise the layer's output error\n"
             "  --no-tokenizer     write no tokenizer (else a missing one is an error)\n"
             "  -t, --threads N    threads (default: one per core)\n"
             "  --queue            add a job to the queue instead (see bitnet jobs) and start\n"
@@ -105,6 +108,14 @@ static int parse_args(int argc, char **argv, cc_opts *o)
                 o->cv.method = CV_METHOD_GPTQ;
             else
                 return cli_usage_error(C, "--method takes absmean or gptq");
+        } else if (!strcmp(a, "--scales")) {
+            const char *m = has ? argv[++i] : "";
+            if (!strcmp(m, "tensor"))
+                o->cv.scales = CV_SCALES_TENSOR;
+            else if (!strcmp(m, "row"))
+                o->cv.scales = CV_SCALES_ROW;
+            else
+                return cli_usage_error(C, "--scales takes tensor or row");
         } else if (!strcmp(a, "--no-tokenizer")) {
             o->cv.no_tokenizer = 1;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
@@ -130,6 +141,9 @@ static int parse_args(int argc, char **argv, cc_opts *o)
     if (!o->cv.out) return cli_usage_error(C, "no output given (-o OUT.gguf)");
     if (o->cv.method == CV_METHOD_GPTQ && !o->cv.calibrate)
         return cli_usage_error(C, "--method gptq needs --calibrate TEXT");
+    if (o->cv.scales == CV_SCALES_ROW && o->cv.type == BN_TYPE_I2_S)
+        return cli_usage_error(C, "--scales row needs --type tq2_0 or tq1_0 (i2_s stores one "
+                                  "scale per tensor)");
     return 0;
 }
 
@@ -176,9 +190,9 @@ static void print_report(const cJSON *r)
     }
     const cJSON *cal = cJSON_GetObjectItemCaseSensitive(r, "calibration");
     if (cal) {
-        printf("calibration: %s on %.0f tokens of %s; layer output error absmean -> gptq "
-               "(mean %.4f -> %.4f)\n",
-               str(cal, "method"), num(cal, "tokens"), str(cal, "text"),
+        printf("calibration: %s on %.0f tokens of %s, gptq scales per %s; layer output error "
+               "absmean -> gptq (mean %.4f -> %.4f)\n",
+               str(cal, "method"), num(cal, "tokens"), str(cal, "text"), str(cal, "scales"),
                num(cal, "err_absmean_mean"), num(cal, "err_gptq_mean"));
         cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(cal, "layers"))
         {

@@ -42,6 +42,7 @@ void cv_opts_init(cv_opts *o)
     o->embd_type = BN_TYPE_F16;
     o->validate = 1;
     o->method = -1;
+    o->scales = -1;
 }
 
 /* ---- the plan ------------------------------------------------------------------------------ */
@@ -263,13 +264,14 @@ static int produce(conv *c, const plan_item *it, uint8_t *out, char *err, size_t
     if (!q) return cm_fail(err, errsz, "out of memory");
     float scale = cl ? cl->scale : 0;
     int rc = cl ? 0 : cv_linear_ternary(&c->src, it->src, rows, cols, q, &scale, err, errsz);
-    if (rc == 0) {
-        if (it->type == BN_TYPE_I2_S)
-            bn_pack_i2s(q, scale, rows * cols, out);
-        else if (it->type == BN_TYPE_TQ2_0)
-            bn_pack_tq2_0(q, scale, rows * cols, out);
-        else
-            bn_pack_tq1_0(q, scale, rows * cols, out);
+    if (rc == 0 && it->type == BN_TYPE_I2_S) {
+        bn_pack_i2s(q, scale, rows * cols, out);
+    } else if (rc == 0) { /* a scale per row: the row's blocks share it */
+        size_t rb;
+        bn_type_row_bytes(it->type, cols, &rb);
+        for (int64_t r = 0; r < rows; r++)
+            (it->type == BN_TYPE_TQ2_0 ? bn_pack_tq2_0 : bn_pack_tq1_0)(
+                    q + r * cols, cl ? cl->row_scale[r] : scale, cols, out + (size_t)r * rb);
     }
     if (!cl) free(q);
     return rc;
@@ -697,6 +699,7 @@ static int calibrate(conv *c, char *err, size_t errsz)
     cv_seqs q = {0};
     int rc = cv_text_seqs(c->tok, c->o->calibrate, h->n_vocab, h->n_ctx, &q, err, errsz);
     cv_calib_init(&c->cal, c->ctx, c->pool, c->o->method);
+    c->cal.row_scales = c->o->scales == CV_SCALES_ROW;
     c->cal.tokens = q.total;
     if (rc == 0) rc = cv_reference(&c->src, c->pool, &q, NULL, c->o, &c->cal, err, errsz);
     cv_seqs_release(&q);
@@ -767,11 +770,16 @@ int cv_convert(const cv_opts *o0, cJSON **report, char *err, size_t errsz)
     long ms = thr ? strtol(thr, NULL, 10) : 0;
     if (ms > 0 && ms <= 10000 && !o1.throttle_ms) o1.throttle_ms = (unsigned)ms;
     if (o1.method < 0) o1.method = o1.calibrate ? CV_METHOD_GPTQ : CV_METHOD_ABSMEAN;
+    if (o1.scales < 0) o1.scales = o1.type == BN_TYPE_I2_S ? CV_SCALES_TENSOR : CV_SCALES_ROW;
     conv c = {.o = o, .fd = -1, .text_seq = -1, .phase = "reading"};
     *report = NULL;
     err[0] = '\0';
     if (o->method == CV_METHOD_GPTQ && !o->calibrate)
         return cm_fail(err, errsz, "--method gptq needs calibration text (--calibrate TEXT)");
+    if (o->scales == CV_SCALES_ROW && o->type == BN_TYPE_I2_S)
+        return cm_fail(err, errsz,
+                       "--scales row needs --type tq2_0 or tq1_0 (i2_s stores one "
+                       "scale per tensor)");
     c.t0 = bn_time_now();
     c.report = cJSON_CreateObject();
     c.warnings = cJSON_CreateArray();

@@ -80,10 +80,13 @@ typedef struct cv_opts {
     unsigned throttle_ms;  /* a pause at each poll (BITNET_CONVERT_THROTTLE_MS, for tests) */
     const char *calibrate; /* calibration text (a file); NULL: none */
     int method;            /* CV_METHOD_*; -1 (default): gptq with calibrate, else absmean */
+    int scales; /* CV_SCALES_* of gptq; -1 (default): row for tq2_0/tq1_0, tensor for i2_s */
 } cv_opts;
 
 /* How float linear weights become ternary. */
 enum { CV_METHOD_ABSMEAN = 0, CV_METHOD_GPTQ = 1 };
+/* How many scales gptq chooses: one per tensor, or one per row (the TQ layouts only). */
+enum { CV_SCALES_TENSOR = 0, CV_SCALES_ROW = 1 };
 
 void cv_opts_init(cv_opts *o);
 
@@ -234,8 +237,9 @@ int cv_metrics(const float *ref, const float *conv, const cv_seqs *q, int64_t n_
 typedef struct cv_calib_layer {
     char name[160]; /* the Hugging Face name */
     int64_t rows, cols;
-    int8_t *q; /* rows x cols, by the method asked for */
-    float scale, scale_gptq;
+    int8_t *q;               /* rows x cols, by the method asked for */
+    float *row_scale;        /* rows: each row's scale (all equal unless cv_calib.row_scales) */
+    float scale, scale_gptq; /* the tensor's scale; gptq's (of row 0 with row scales) */
     double err_absmean, err_gptq, scale_mult, lambda;
     double err_scaled; /* round to nearest at the best of gptq's scales, no feedback */
 } cv_calib_layer;
@@ -243,8 +247,9 @@ typedef struct cv_calib_layer {
 struct cv_calib {
     bn_ctx *ctx; /* for the linear algebra's messages */
     bn_threadpool *pool;
-    int method;  /* CV_METHOD_* */
-    double damp; /* lambda = damp * mean(diag H) */
+    int method;     /* CV_METHOD_* */
+    int row_scales; /* gptq chooses one scale per row (stored as f16, as TQ2_0/TQ1_0 do) */
+    double damp;    /* lambda = damp * mean(diag H) */
     int64_t tokens;
     cv_calib_layer *l;
     int n, cap;

@@ -73,6 +73,9 @@ expect_grep "model.layers.1.mlp.down_proj.weight" "$TMP/out" "text: per-layer li
 # bad uses
 expect_exit 2 "--method gptq without --calibrate" -- "$BITNET" convert "$D/llama-st" -o "$TMP/x.gguf" --method gptq
 expect_grep "needs --calibrate" "$TMP/err" "names the missing --calibrate"
+expect_exit 2 "--scales row with i2_s" -- "$BITNET" convert "$D/llama-st" -o "$TMP/x.gguf" --calibrate "$CAL" --scales row
+expect_grep "i2_s stores one scale per tensor" "$TMP/err" "says why"
+expect_exit 2 "--scales other" -- "$BITNET" convert "$D/llama-st" -o "$TMP/x.gguf" --calibrate "$CAL" --scales group
 expect_exit 2 "--method other" -- "$BITNET" convert "$D/llama-st" -o "$TMP/x.gguf" --calibrate "$CAL" --method svd
 expect_exit 1 "missing calibration file" -- "$BITNET" convert "$D/llama-st" -o "$TMP/x.gguf" --calibrate "$TMP/none.txt"
 expect_one_line_err "missing calibration file"
