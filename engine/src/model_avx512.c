@@ -2,112 +2,165 @@
  * model_avx512.c - the LM head's split Q8_0 product with AVX-512 VNNI (compiled with the
  * avx512 flags; chosen when the kernels are avx512vnni), for one token or several at once.
  *
- * A 512-bit register holds block b of two rows of a row group (the layout of
- * bn__head_block_offset: a group's four rows interleaved block by block), so one vpdpbusd
- * multiplies 64 weights by the token's block broadcast to both halves: |x| (unsigned) times
- * w carrying the sign of x, as the AVX2 twin does with maddubs (both sides lie in
- * [-127, 127]). Each 32-value block's eight int32 lanes then times the float d[r][b] * xd[b]
- * into a float accumulator per (row pair, token).
+ * The weights are kept offset to unsigned bytes (w + 128) and interleaved four bytes at a
+ * time across 16 rows (bn__head_u8_offset in model_internal.h), so that vpdpbusd takes them
+ * as they are: (w + 128) * x summed over a block is the block's product plus 128 * (sum of
+ * the block's x), a correction subtracted exactly in int32. Every (row, block) thus gets the
+ * exact integer sum of its products, and each row's logit is the same chain of float
+ * operations whatever the kernel: acc = fma((float)sum[b], d[r][b] * xd[b], acc) for
+ * b = 0, 1, ..., nb - 1 (bn__head_u8_rows_ref in plain C).
  *
- * Several tokens share every load of the weights. The arithmetic of a (row, token) pair does
- * not depend on how many tokens run together - the same blocks in the same order, the same
- * final sum of lanes - so a batch's logits equal each token's alone, to the bit.
+ * One token (bn__head_u8_rows_avx512): 16 rows in the lanes. 64 bytes of the head hold four
+ * values of 16 rows, and the token's four matching values come broadcast by the load itself:
+ * eight vpdpbusd give block b of 16 rows, then one multiply-add for the 16 of them.
+ *
+ * Several tokens (bn__head_u8_rows_multi_avx512): 16 tokens in the lanes. Their activations
+ * are prepared once per forward pass (bn__head_group_prep: transposed so that lane i of step
+ * s holds values 4s .. 4s+3 of token i, with each block's correction and scale per token);
+ * then four values of a row, broadcast, multiply the 16 tokens' values in one vpdpbusd, and
+ * one multiply-add per (row, block) serves all 16 tokens. A (row, token) pair gets the same
+ * bits from either kernel, so a batch's logits equal each token's alone.
  */
 #include <immintrin.h>
 #include <string.h>
 
 #include "model_internal.h"
 
-#define ROWS          4 /* a row group */
-#define TOKS          4 /* tokens a pass */
-#define HEAD_PREFETCH 2048
+#define GT 16 /* tokens in a prepared group (the lanes); software prefetch measured slower */
 
-/* Sum of lanes [8h, 8h + 8) of v: a row's sum (h 0: the pair's first row). */
-static inline float half_sum(__m512 v, int h)
+size_t bn__head_group_bytes(int64_t E)
 {
-    const __m256 x = h ? _mm512_extractf32x8_ps(v, 1) : _mm512_castps512_ps256(v);
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+    return (size_t)E * GT + (size_t)(E / BN_QK8_0) * GT * 8;
 }
 
-/* Rows g*4 .. g*4+3 for nt tokens (token t: xq + t*E, xd + t*nb, out y[t]); writes the
- * rows in [r0, r1) only (a padding row's scales are taken as 0). */
-static inline __attribute__((always_inline)) void
-group_tokens(const int8_t *qs, const uint16_t *d, int64_t E, int64_t g, int64_t r0, int64_t r1,
-             const int8_t *xq, const float *xd, int nt, float *const *y)
+void bn__head_group_prep(int64_t E, const int8_t *xq, const float *xd, int nt, void *grp)
 {
     const int64_t nb = E / BN_QK8_0;
-    const int8_t *w = qs + bn__head_block_offset(E, g * ROWS, 0);
-    const uint16_t *dr[ROWS];
-    for (int i = 0; i < ROWS; i++) dr[i] = g * ROWS + i < r1 ? d + (g * ROWS + i) * nb : NULL;
-    __m512 acc[2][TOKS];
-    for (int p = 0; p < 2; p++)
-        for (int t = 0; t < TOKS; t++) acc[p][t] = _mm512_setzero_ps();
-    const __m512i zero = _mm512_setzero_si512();
-    for (int64_t b = 0; b < nb; b++) {
-        const char *pf = (const char *)w + b * ROWS * 32 + HEAD_PREFETCH;
-        _mm_prefetch(pf, _MM_HINT_T0);
-        _mm_prefetch(pf + 64, _MM_HINT_T0);
-        const __m512i w01 = _mm512_loadu_si512(w + b * ROWS * 32);
-        const __m512i w23 = _mm512_loadu_si512(w + b * ROWS * 32 + 64);
-        float dv[ROWS];
-        for (int i = 0; i < ROWS; i++) dv[i] = dr[i] ? _cvtsh_ss(dr[i][b]) : 0.0f;
-        const __m512 d01 = _mm512_insertf32x8(_mm512_set1_ps(dv[0]), _mm256_set1_ps(dv[1]), 1);
-        const __m512 d23 = _mm512_insertf32x8(_mm512_set1_ps(dv[2]), _mm256_set1_ps(dv[3]), 1);
-        for (int t = 0; t < nt; t++) {
-            const __m512i x = _mm512_broadcast_i64x4(
-                    _mm256_loadu_si256((const __m256i *)(xq + t * E + b * BN_QK8_0)));
-            const __m512i ax = _mm512_abs_epi8(x);
-            const __mmask64 neg = _mm512_movepi8_mask(x);
-            const __m512 xs = _mm512_set1_ps(xd[t * nb + b]);
-            const __m512i s01 =
-                    _mm512_dpbusd_epi32(zero, ax, _mm512_mask_sub_epi8(w01, neg, zero, w01));
-            const __m512i s23 =
-                    _mm512_dpbusd_epi32(zero, ax, _mm512_mask_sub_epi8(w23, neg, zero, w23));
-            acc[0][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s01), _mm512_mul_ps(d01, xs), acc[0][t]);
-            acc[1][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s23), _mm512_mul_ps(d23, xs), acc[1][t]);
+    int32_t *xt = grp;
+    int32_t *nc = (int32_t *)((char *)grp + (size_t)E * GT);
+    float *xdt = (float *)(nc + nb * GT);
+    for (int64_t s = 0; s < E / 4; s++)
+        for (int i = 0; i < GT; i++) {
+            int32_t v = 0;
+            if (i < nt) memcpy(&v, xq + i * E + 4 * s, sizeof v);
+            xt[s * GT + i] = v;
         }
-    }
-    for (int t = 0; t < nt; t++)
-        for (int i = 0; i < ROWS; i++) {
-            const int64_t r = g * ROWS + i;
-            if (r >= r0 && r < r1) y[t][r] = half_sum(acc[i / 2][t], i % 2);
+    for (int64_t b = 0; b < nb; b++)
+        for (int i = 0; i < GT; i++) {
+            int32_t sum = 0;
+            for (int k = 0; k < BN_QK8_0 && i < nt; k++) sum += xq[i * E + b * BN_QK8_0 + k];
+            nc[b * GT + i] = -128 * sum;
+            xdt[b * GT + i] = i < nt ? xd[i * nb + b] : 0.0f;
         }
 }
 
-static void rows_tokens(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0, int64_t r1,
-                        const int8_t *xq, const float *xd, int nt, float *const *y)
+/* The lanes of rows R .. R+15 that lie in [r0, r1). */
+static inline __mmask16 rows_mask(int64_t R, int64_t r0, int64_t r1)
 {
-    for (int64_t g = r0 / ROWS; g * ROWS < r1; g++) switch (nt) {
-        case 4:
-            group_tokens(qs, d, E, g, r0, r1, xq, xd, 4, y);
-            break;
-        case 3:
-            group_tokens(qs, d, E, g, r0, r1, xq, xd, 3, y);
-            break;
-        case 2:
-            group_tokens(qs, d, E, g, r0, r1, xq, xd, 2, y);
-            break;
-        default:
-            group_tokens(qs, d, E, g, r0, r1, xq, xd, 1, y);
-            break;
-        }
+    __mmask16 m = 0;
+    for (int i = 0; i < 16; i++)
+        if (R + i >= r0 && R + i < r1) m |= (__mmask16)(1u << i);
+    return m;
 }
 
-void bn__head_q8_rows_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0, int64_t r1,
+/* s + the 64 head bytes at w (values 4k .. 4k+3 of 16 rows) times those of x, broadcast */
+static inline __attribute__((always_inline)) __m512i dp_x(__m512i s, const uint8_t *w,
+                                                          const int8_t *x)
+{
+    int32_t xv;
+    memcpy(&xv, x, sizeof xv);
+    return _mm512_dpbusd_epi32(s, _mm512_loadu_si512(w), _mm512_set1_epi32(xv));
+}
+
+void bn__head_u8_rows_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0, int64_t r1,
                              const int8_t *xq, const float *xd, float *y)
 {
-    rows_tokens(qs, d, E, r0, r1, xq, xd, 1, &y);
+    const int64_t nb = E / BN_QK8_0;
+    int32_t nc[BN__HEAD_U8_MAX_E / BN_QK8_0]; /* -128 * (sum of block b of x) */
+    for (int64_t b = 0; b < nb; b++) {
+        int32_t sum = 0;
+        for (int k = 0; k < BN_QK8_0; k++) sum += xq[b * BN_QK8_0 + k];
+        nc[b] = -128 * sum;
+    }
+    for (int64_t R = r0 / 16 * 16; R < r1; R += 16) {
+        const uint8_t *w = (const uint8_t *)qs + bn__head_u8_offset(E, R, 0);
+        const uint16_t *dg = d + bn__head_d16_index(nb, R, 0);
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *p = w + (size_t)b * 512; /* block b of the 16 rows */
+            const int8_t *x = xq + b * BN_QK8_0;
+            __m512i s0 = _mm512_set1_epi32(nc[b]), s1 = _mm512_setzero_si512(), s2 = s1, s3 = s1;
+            s0 = dp_x(s0, p, x);
+            s1 = dp_x(s1, p + 64, x + 4);
+            s2 = dp_x(s2, p + 128, x + 8);
+            s3 = dp_x(s3, p + 192, x + 12);
+            s0 = dp_x(s0, p + 256, x + 16);
+            s1 = dp_x(s1, p + 320, x + 20);
+            s2 = dp_x(s2, p + 384, x + 24);
+            s3 = dp_x(s3, p + 448, x + 28);
+            const __m512i si = _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
+            const __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dg + b * 16)));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), _mm512_mul_ps(dv, _mm512_set1_ps(xd[b])),
+                                  acc);
+        }
+        _mm512_mask_storeu_ps(y + R, rows_mask(R, r0, r1), acc);
+    }
 }
 
-void bn__head_q8_rows_multi_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
-                                   int64_t r1, const int8_t *xq, const float *xd, int64_t n,
-                                   float *const *y)
+/* s + the 16 tokens' values 4k .. 4k+3 (x) times those of a row at w, broadcast */
+static inline __attribute__((always_inline)) __m512i dp_row(__m512i s, const uint8_t *w, __m512i x)
+{
+    int32_t wv;
+    memcpy(&wv, w, sizeof wv);
+    return _mm512_dpbusd_epi32(s, _mm512_set1_epi32(wv), x);
+}
+
+/* lane i of d4 (a row's scale) times the tokens' scales */
+static inline __attribute__((always_inline)) __m512 row_acc(__m512 acc, __m512i s, int i, __m512 d4,
+                                                            __m512 xv)
+{
+    const __m512 dr = _mm512_permutexvar_ps(_mm512_set1_epi32(i), d4);
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dr, xv), acc);
+}
+
+void bn__head_u8_rows_multi_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
+                                   int64_t r1, const void *grp, int nt, float *const *y)
 {
     const int64_t nb = E / BN_QK8_0;
-    for (int64_t t = 0; t < n; t += TOKS)
-        rows_tokens(qs, d, E, r0, r1, xq + t * E, xd + t * nb, n - t < TOKS ? (int)(n - t) : TOKS,
-                    y + t);
+    const __m512i *xt = grp;
+    const __m512i *nc = (const __m512i *)((const char *)grp + (size_t)E * GT);
+    const __m512 *xdt = (const __m512 *)(nc + nb);
+    for (int64_t g = r0 / 4; g * 4 < r1; g++) { /* 4 rows of a 16-row group */
+        const uint8_t *w = (const uint8_t *)qs + bn__head_u8_offset(E, g * 4, 0);
+        const uint16_t *dg = d + bn__head_d16_index(nb, g * 4, 0);
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *wb = w + b * 512; /* then step k at + 64 k, row i at + 4 i */
+            const __m512i *xb = xt + b * 8;
+            __m512i s0 = _mm512_load_si512(nc + b), s1 = s0, s2 = s0, s3 = s0;
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                const __m512i x = _mm512_load_si512(xb + k);
+                s0 = dp_row(s0, wb + 64 * k, x);
+                s1 = dp_row(s1, wb + 64 * k + 4, x);
+                s2 = dp_row(s2, wb + 64 * k + 8, x);
+                s3 = dp_row(s3, wb + 64 * k + 12, x);
+            }
+            const __m512 xv = _mm512_load_ps((const float *)(xdt + b));
+            const __m512 d4 = _mm512_castps128_ps512(
+                    _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(dg + b * 16))));
+            a0 = row_acc(a0, s0, 0, d4, xv);
+            a1 = row_acc(a1, s1, 1, d4, xv);
+            a2 = row_acc(a2, s2, 2, d4, xv);
+            a3 = row_acc(a3, s3, 3, d4, xv);
+        }
+        const __m512 acc[4] = {a0, a1, a2, a3};
+        for (int i = 0; i < 4; i++) {
+            const int64_t r = g * 4 + i;
+            if (r < r0 || r >= r1) continue;
+            float out[GT];
+            _mm512_storeu_ps(out, acc[i]);
+            for (int t = 0; t < nt; t++) y[t][r] = out[t];
+        }
+    }
 }

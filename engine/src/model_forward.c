@@ -71,6 +71,7 @@ struct bn_model_state {
     bn_block_q8_0 *x8;               /* (T, n_embd / 32) for a Q8_0 LM head */
     int8_t *xq;                      /* (T, n_embd): x8's values, for a split Q8_0 head */
     float *xd;                       /* (T, n_embd / 32): x8's scales as f32 */
+    void *xg;                        /* groups of 16 tokens for head_rows_multi */
     bn_qact qe;                      /* quantized (T, n_embd) */
     bn_qact qf;                      /* quantized (T, n_ff) */
     struct tpriv *priv;              /* per thread, for one-token batches */
@@ -134,6 +135,12 @@ static bn_status state_alloc(bn_model_state *st)
         !st->vx || !st->gate || !st->up || !st->cs || !st->inv_freq || !st->scores ||
         (q8 && (!st->x8 || !st->xq || !st->xd)))
         return BN_ERR_NOMEM;
+#if defined(__x86_64__) || defined(__i386__)
+    if (st->m->head_rows_multi) {
+        st->xg = bn_aligned_alloc(64, (B + 15) / 16 * bn__head_group_bytes(h->n_embd));
+        if (!st->xg) return BN_ERR_NOMEM;
+    }
+#endif
     bn_status rc = bn_qact_init(&st->qe, st->n_batch, h->n_embd);
     if (rc == BN_OK) rc = bn_qact_init(&st->qf, st->n_batch, h->n_ff);
     if (rc != BN_OK) return rc;
@@ -240,6 +247,7 @@ void bn_model_state_free(bn_model_state *st)
     bn_free(st->x8);
     bn_free(st->xq);
     bn_free(st->xd);
+    bn_free(st->xg);
     bn_qact_release(&st->qe);
     bn_qact_release(&st->qf);
     for (int t = 0; st->priv && t < st->nth; t++) {
@@ -385,6 +393,7 @@ typedef struct job {
     const bn_block_q8_0 *x8; /* and quantized for a Q8_0 head */
     const int8_t *xq;
     const float *xd;
+    const void *xg; /* the tokens in groups of 16 for head_rows_multi */
 } job;
 
 /* The sequence (its state, with the KV cache) and the position of token t of the batch. */
@@ -705,6 +714,26 @@ void bn__head_q8_rows_ref(const int8_t *qs, const uint16_t *d, int64_t E, int64_
     }
 }
 
+void bn__head_u8_rows_ref(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0, int64_t r1,
+                          const int8_t *xq, const float *xd, float *y)
+{
+    const int64_t nb = E / BN_QK8_0;
+    for (int64_t r = r0; r < r1; r++) {
+        float acc = 0.0f;
+        for (int64_t b = 0; b < nb; b++) {
+            const int8_t *x = xq + b * BN_QK8_0;
+            int32_t sumi = 0;
+            for (int k = 0; k < BN_QK8_0; k++) {
+                const uint8_t w = (uint8_t)qs[bn__head_u8_offset(E, r, b * BN_QK8_0 + k)];
+                sumi += ((int32_t)w - 128) * (int32_t)x[k];
+            }
+            const float dx = bn_f16_to_f32(d[bn__head_d16_index(nb, r, b)]) * xd[b];
+            acc = fmaf((float)sumi, dx, acc);
+        }
+        y[r] = acc;
+    }
+}
+
 /* logits[i][r] for vocabulary rows r in chunks of HEAD_CHUNK and the n_out normalized
  * rows in h, 64 rows at a time for all tokens, so that the rows stay in cache across
  * tokens. */
@@ -715,17 +744,20 @@ static void head_rows(const job *j, int64_t r0, int64_t r1)
     const int64_t E = m->hp.n_embd, V = m->hp.n_vocab, nb = E / BN_QK8_0;
     for (int64_t c0 = r0; c0 < r1; c0 += 64) {
         const int64_t c1 = c0 + 64 < r1 ? c0 + 64 : r1;
-        if (m->head_rows_multi && j->n_out > 1) { /* the tokens share rows */
-            float *ys[64];
-            for (int64_t i0 = 0; i0 < j->n_out; i0 += 64) {
-                const int64_t n = j->n_out - i0 < 64 ? j->n_out - i0 : 64;
-                for (int64_t i = 0; i < n; i++)
+#if defined(__x86_64__) || defined(__i386__)
+        if (m->head_rows_multi && j->n_out > 1) { /* the tokens share rows, 16 at a time */
+            const size_t gb = bn__head_group_bytes(E);
+            float *ys[16];
+            for (int64_t i0 = 0; i0 < j->n_out; i0 += 16) {
+                const int n = j->n_out - i0 < 16 ? (int)(j->n_out - i0) : 16;
+                for (int i = 0; i < n; i++)
                     ys[i] = j->louts ? j->louts[i0 + i] : j->logits + (i0 + i) * V;
-                m->head_rows_multi(m->head_qs, m->head_d, E, c0, c1, j->xq + i0 * E,
-                                   j->xd + i0 * nb, n, ys);
+                m->head_rows_multi(m->head_qs, m->head_d, E, c0, c1,
+                                   (const char *)j->xg + (size_t)(i0 / 16) * gb, n, ys);
             }
             continue;
         }
+#endif
         for (int64_t i = 0; i < j->n_out; i++) {
             float *y = j->louts ? j->louts[i] : j->logits + i * V;
             if (m->head_rows) {
@@ -850,6 +882,21 @@ static void head_forward(job *j, int tid, int nth)
         j->x8 = st->x8;
         j->xq = st->xq;
         j->xd = st->xd;
+#if defined(__x86_64__) || defined(__i386__)
+        if (m->head_rows_multi) { /* the tokens in groups of 16 for its kernel */
+            const int64_t ng = (j->n_out + 15) / 16;
+            const size_t gb = bn__head_group_bytes(E);
+            int64_t g0, g1;
+            split(ng, 1, tid, nth, &g0, &g1);
+            for (int64_t g = g0; g < g1; g++) {
+                const int nt = j->n_out - g * 16 < 16 ? (int)(j->n_out - g * 16) : 16;
+                bn__head_group_prep(E, st->xq + g * 16 * E, st->xd + g * 16 * nb, nt,
+                                    (char *)st->xg + (size_t)g * gb);
+            }
+            barrier(st, nth);
+            j->xg = st->xg;
+        }
+#endif
     }
     task_head(j, tid, nth);
 }

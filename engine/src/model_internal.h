@@ -35,11 +35,40 @@ void bn__head_q8_rows_avx2(const int8_t *qs, const uint16_t *d, int64_t E, int64
 void bn__model_q8_0_row_avx2(const float *x, bn_block_q8_0 *y, int64_t n);
 /* model_avx512.c: the same product with AVX-512 VNNI, for one token, or for n tokens (token t:
  * xq + t * E, xd + t * E / 32, out y[t]) with each token's result equal to the bit to its own. */
-void bn__head_q8_rows_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0, int64_t r1,
+#endif
+/* The head as the avx512vnni kernels keep it (m->head_u8): the values offset to unsigned
+ * bytes (w + 128, stored as w ^ 0x80), rows in groups of 16 interleaved four bytes at a
+ * time - value j of row r at bn__head_u8_offset(E, r, j), so that 64 consecutive bytes hold
+ * values 4s .. 4s+3 of 16 rows - rows padded to 16, and the scales of 16 rows side by side
+ * per block: the scale of row r, block b at bn__head_d16_index(nb, r, b). */
+#define BN__HEAD_U8_MAX_E 16384 /* larger n_embd: the other kernels' form */
+static inline size_t bn__head_u8_offset(int64_t E, int64_t r, int64_t j)
+{
+    return (size_t)(r / 16) * 16 * (size_t)E + (size_t)(j / 4) * 64 + (size_t)(r % 16) * 4 +
+           (size_t)(j % 4);
+}
+static inline size_t bn__head_d16_index(int64_t nb, int64_t r, int64_t b)
+{
+    return (size_t)(r / 16) * 16 * (size_t)nb + (size_t)b * 16 + (size_t)(r % 16);
+}
+/* The product of that head in plain C, with the kernels' arithmetic: per row
+ * acc = fmaf((float)sum[b], d[r][b] * xd[b], acc) over the blocks in order. The avx512
+ * kernels give these bits exactly. */
+void bn__head_u8_rows_ref(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0, int64_t r1,
+                          const int8_t *xq, const float *xd, float *y);
+/* Several tokens at once: up to 16 tokens' xq and xd, prepared once per forward pass into
+ * a group of bn__head_group_bytes(E) (64-byte aligned); nt tokens, token t's logits in y[t]. */
+typedef void (*bn__head_multi_fn)(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
+                                  int64_t r1, const void *grp, int nt, float *const *y);
+#if defined(__x86_64__) || defined(__i386__)
+/* model_avx512.c: the product of that head for one token, and for a group of tokens */
+void bn__head_u8_rows_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0, int64_t r1,
                              const int8_t *xq, const float *xd, float *y);
-void bn__head_q8_rows_multi_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
-                                   int64_t r1, const int8_t *xq, const float *xd, int64_t n,
-                                   float *const *y);
+void bn__head_u8_rows_multi_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
+                                   int64_t r1, const void *grp, int nt, float *const *y);
+size_t bn__head_group_bytes(int64_t E);
+/* xq: nt (<= 16) tokens of E values, xd: their E / 32 scales each */
+void bn__head_group_prep(int64_t E, const int8_t *xq, const float *xd, int nt, void *grp);
 #endif
 #if defined(__x86_64__) || defined(__i386__)
 /* AVX2 twins of the forward pass's building blocks (model_avx2.c). The quantizer gives
@@ -108,9 +137,9 @@ struct bn_model {
     int8_t *head_qs;
     uint16_t *head_d;
     bn__head_rows_fn head_rows;
-    /* head_rows for several tokens at once, where a kernel does that (else NULL) */
-    void (*head_rows_multi)(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0, int64_t r1,
-                            const int8_t *xq, const float *xd, int64_t n, float *const *y);
+    /* head_rows for a prepared group of tokens, where a kernel does that (else NULL) */
+    bn__head_multi_fn head_rows_multi;
+    int head_u8; /* head_qs and head_d in the avx512 kernels' form (bn__head_d16_index) */
     /* The head as Q6H or Q4H rows (owned; head points at them), when requantized to them. */
     uint8_t *head_blk;
     size_t weight_bytes;

@@ -453,10 +453,18 @@ static void requant_rows(void *arg, int tid, int nth)
             j->q8_row(row, blk, E);
         }
         for (int64_t b = 0; b < nb; b++) {
-            m->head_d[(size_t)r * (size_t)nb + (size_t)b] = blk[b].d;
+            const size_t di = m->head_u8 ? bn__head_d16_index(nb, r, b) : (size_t)(r * nb + b);
+            m->head_d[di] = blk[b].d;
             int8_t *qs = m->head_qs + bn__head_block_offset(E, r, b);
-            /* -128 (only in a foreign file) would break the kernels' sign trick */
-            for (int k = 0; k < BN_QK8_0; k++) qs[k] = blk[b].qs[k] < -127 ? -127 : blk[b].qs[k];
+            /* -128 (only in a foreign file) would break the AVX2 kernel's sign trick */
+            for (int k = 0; k < BN_QK8_0; k++) {
+                const int8_t q = blk[b].qs[k] < -127 ? -127 : blk[b].qs[k];
+                if (m->head_u8) /* q + 128 */
+                    m->head_qs[bn__head_u8_offset(E, r, b * BN_QK8_0 + k)] =
+                            (int8_t)((uint8_t)q ^ 0x80);
+                else
+                    qs[k] = q;
+            }
         }
     }
 }
@@ -506,7 +514,7 @@ static int use_avx512(const bn_kernels *k)
 static bn__head_rows_fn pick_head_rows(const bn_model *m)
 {
 #if defined(__x86_64__) || defined(__i386__)
-    if (use_avx512(m->k)) return bn__head_q8_rows_avx512;
+    if (m->head_u8) return bn__head_u8_rows_avx512;
     if (use_avx2(m->k)) return bn__head_q8_rows_avx2;
 #endif
     (void)m;
@@ -576,17 +584,20 @@ static bn_status requantize_head(bn_model *m, const bn_model_params *p)
     const size_t nth = (size_t)bn_pool_size(pool);
     requant_job j = {m, NULL, NULL, NULL, bn__model_q8_0_row_fn(m->k), BN_TYPE_Q8_0};
     float *lut = bn_malloc(65536 * sizeof(float));
-    /* rows padded to a group of 4 (zeros); huge pages where the system gives them on
-     * request, for a stream of hundreds of MB read once per token */
-    const size_t qs_bytes = (V + 3) / 4 * 4 * E, huge = (size_t)1 << 21;
+    m->head_u8 = use_avx512(m->k) && E <= BN__HEAD_U8_MAX_E;
+    /* rows padded to a group of 4, or of 16 for the avx512 kernels (zero weights and
+     * scales); huge pages where the system gives them on request, for a stream of hundreds
+     * of MB read once per token */
+    const size_t pad = m->head_u8 ? 16 : 4, VP = (V + pad - 1) / pad * pad;
+    const size_t qs_bytes = VP * E, huge = (size_t)1 << 21;
     m->head_qs = bn_aligned_alloc(huge, (qs_bytes + huge - 1) / huge * huge);
     if (m->head_qs) {
 #ifdef MADV_HUGEPAGE
         (void)madvise(m->head_qs, (qs_bytes + huge - 1) / huge * huge, MADV_HUGEPAGE);
 #endif
-        memset(m->head_qs + (V / 4 * 4) * E, 0, qs_bytes - (V / 4 * 4) * E);
+        memset(m->head_qs + (V / 4 * 4) * E, m->head_u8 ? 0x80 : 0, qs_bytes - (V / 4 * 4) * E);
     }
-    m->head_d = bn_malloc(V * nb * sizeof *m->head_d);
+    m->head_d = bn_calloc(VP * nb, sizeof *m->head_d);
     j.tmp = bn_malloc(nth * E * sizeof(float));
     j.blk = bn_malloc(nth * nb * sizeof *j.blk);
     bn_status rc = BN_OK;
@@ -602,7 +613,7 @@ static bn_status requantize_head(bn_model *m, const bn_model_params *p)
     m->hp.head_type = BN_TYPE_Q8_0;
     m->head_rows = pick_head_rows(m);
 #if defined(__x86_64__) || defined(__i386__)
-    if (m->head_rows == bn__head_q8_rows_avx512) m->head_rows_multi = bn__head_q8_rows_multi_avx512;
+    if (m->head_u8) m->head_rows_multi = bn__head_u8_rows_multi_avx512;
 #endif
 done:
     bn_free(j.tmp);

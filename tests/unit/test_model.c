@@ -822,44 +822,66 @@ static void check_eval_batch(bn_model *m, int kv_type)
     free(la);
 }
 
-/* The AVX-512 VNNI LM head (model_avx512.c): for several tokens at once each token's logits
- * equal its own alone to the bit (what makes a batch's logits equal each sequence's), and
- * both agree with the plain-C reference to float rounding; rows from the middle of a group
- * to the middle of another, a padded last group. */
+/* The AVX-512 VNNI LM head (model_avx512.c), on its own form of the head (unsigned bytes,
+ * scales of 16 rows side by side): one token's kernel gives the plain-C reference's bits
+ * (the same integer block sums and the same chain of multiply-adds), and the several-token
+ * kernel gives each token's logits equal to the bit to its own alone; rows from the middle
+ * of a 16-row group to the middle of another, a padded last group, 19 tokens (a full group
+ * of 16 and one of 3); rows outside [r0, r1) untouched. */
 static void test_head_avx512_multi(void **state)
 {
     (void)state;
 #if defined(__x86_64__) || defined(__i386__)
     const bn_cpu_info *c = bn_cpu_info_get();
     if (!(c->avx512f && c->avx512bw && c->avx512vl && c->avx512vnni && c->avx512dq)) skip();
-    enum { E = 256, NB = E / 32, R = 37, RP = 40, T = 7 };
-    int8_t *qs = calloc((size_t)RP * E, 1), *xq = malloc((size_t)T * E);
-    uint16_t *d = malloc((size_t)R * NB * sizeof *d);
+    enum { E = 256, NB = E / 32, R = 37, RP = 48, T = 19 };
+    int8_t *qs = malloc((size_t)RP * E), *xq = malloc((size_t)T * E);
+    uint16_t *d = calloc((size_t)RP * NB, sizeof *d);
     float *xd = malloc((size_t)T * NB * sizeof *xd);
+    memset(qs, 0x80, (size_t)RP * E);
     for (int r = 0; r < R; r++)
         for (int b = 0; b < NB; b++) {
-            for (int k = 0; k < 32; k++)
-                qs[bn__head_block_offset(E, r, b) + (size_t)k] = (int8_t)(rnd() % 255) - 127;
-            d[r * NB + b] = bn_f32_to_f16(0.001f + (float)(rnd() % 1000) * 1e-5f);
+            for (int k = 0; k < 32; k++) /* w + 128 for w in [-127, 127] */
+                qs[bn__head_u8_offset(E, r, b * 32 + k)] = (int8_t)(uint8_t)(1 + rnd() % 255);
+            d[bn__head_d16_index(NB, r, b)] = bn_f32_to_f16(0.001f + (float)(rnd() % 1000) * 1e-5f);
         }
     for (int i = 0; i < T * E; i++) xq[i] = (int8_t)((int)(rnd() % 255) - 127);
     for (int i = 0; i < T * NB; i++) xd[i] = 0.002f + (float)(rnd() % 100) * 1e-4f;
-    float one[T][R], many[T][R], ref[T][R];
+    static float one[T][R], many[T][R], ref[T][R];
     float *ys[T];
     const int64_t r0 = 2, r1 = 35;
     for (int t = 0; t < T; t++) {
         for (int r = 0; r < R; r++) one[t][r] = many[t][r] = ref[t][r] = -1.0f;
         ys[t] = many[t];
-        bn__head_q8_rows_avx512(qs, d, E, r0, r1, xq + t * E, xd + t * NB, one[t]);
-        bn__head_q8_rows_ref(qs, d, E, r0, r1, xq + t * E, xd + t * NB, ref[t]);
+        bn__head_u8_rows_avx512(qs, d, E, r0, r1, xq + t * E, xd + t * NB, one[t]);
+        bn__head_u8_rows_ref(qs, d, E, r0, r1, xq + t * E, xd + t * NB, ref[t]);
     }
-    bn__head_q8_rows_multi_avx512(qs, d, E, r0, r1, xq, xd, T, ys);
+    const size_t gb = bn__head_group_bytes(E);
+    char *grp = bn_aligned_alloc(64, 2 * gb);
+    bn__head_group_prep(E, xq, xd, 16, grp);
+    bn__head_group_prep(E, xq + 16 * E, xd + 16 * NB, T - 16, grp + gb);
+    bn__head_u8_rows_multi_avx512(qs, d, E, r0, r1, grp, 16, ys);
+    bn__head_u8_rows_multi_avx512(qs, d, E, r0, r1, grp + gb, T - 16, ys + 16);
     for (int t = 0; t < T; t++) {
-        assert_memory_equal(many[t], one[t], sizeof one[t]); /* the bits, and -1 outside */
+        assert_memory_equal(one[t], ref[t], sizeof one[t]); /* the bits, and -1 outside */
+        assert_memory_equal(many[t], one[t], sizeof one[t]);
         assert_true(one[t][0] == -1.0f && one[t][1] == -1.0f && one[t][35] == -1.0f);
-        assert_true(rel_diff(one[t] + r0, ref[t] + r0, (size_t)(r1 - r0)) < 1e-5);
     }
+    /* and the reference is the product it claims: against the sums in double */
+    for (int t = 0; t < T; t++)
+        for (int r = (int)r0; r < (int)r1; r++) {
+            double s = 0.0;
+            for (int b = 0; b < NB; b++) {
+                long sumi = 0;
+                for (int k = 0; k < 32; k++)
+                    sumi += ((long)(uint8_t)qs[bn__head_u8_offset(E, r, b * 32 + k)] - 128) *
+                            xq[t * E + b * 32 + k];
+                s += (double)sumi * bn_f16_to_f32(d[bn__head_d16_index(NB, r, b)]) * xd[t * NB + b];
+            }
+            assert_true(fabs(ref[t][r] - s) <= 1e-4 * (fabs(s) + 1.0));
+        }
     free(qs), free(xq), free(d), free(xd);
+    bn_free(grp);
 #else
     skip();
 #endif
