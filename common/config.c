@@ -90,6 +90,8 @@ static const bn_config_key schema[] = {
         TIER_KEYS("developer", "Developer", "99", "60", "40000", "2", "10000000"),
         TIER_KEYS("team", "Team", "499", "600", "400000", "10", "100000000"),
         TIER_KEYS("business", "Business", "2999", "3000", "2000000", "50", "1000000000"),
+        {"tenants", BN_CFG_TENANTS, "{}", 0, 0,
+         "per-tenant overrides of their tier's price and limits (common/tiers.h)"},
 };
 #define N_KEYS (sizeof schema / sizeof schema[0])
 
@@ -153,6 +155,8 @@ const char *bn_config_type_name(bn_config_type t)
         return "alerts";
     case BN_CFG_DURATION:
         return "duration";
+    case BN_CFG_TENANTS:
+        return "tenants";
     }
     return "?";
 }

@@ -3,6 +3,7 @@
  * `config set`, durations and listen addresses (see config.h). */
 #include "common/alerts.h"
 #include "common/config.h"
+#include "common/tiers.h"
 #include "config_internal.h"
 
 #include <ctype.h>
@@ -119,14 +120,14 @@ static void report(checker *ck, int is_error, const char *key, const char *fmt, 
 
 /* The rules, as the monitor parses them (alerts.c): one parser, so that a file that loads
  * never holds rules the monitor refuses. */
-static void on_alert_finding(void *ud, int is_error, const char *key, const char *msg)
+static void on_finding(void *ud, int is_error, const char *key, const char *msg)
 {
     report(ud, is_error, key, "%s", msg);
 }
 
 static void check_alerts(checker *ck, const cJSON *v)
 {
-    bn_alerts_check(v, on_alert_finding, ck);
+    bn_alerts_check(v, on_finding, ck);
 }
 
 static void check_value(checker *ck, const bn_config_key *k, const cJSON *v, const char *key)
@@ -168,6 +169,9 @@ static void check_value(checker *ck, const bn_config_key *k, const cJSON *v, con
         break;
     case BN_CFG_ALERTS:
         check_alerts(ck, v);
+        break;
+    case BN_CFG_TENANTS:
+        cm_tenants_check(v, on_finding, ck);
         break;
     case BN_CFG_DURATION: {
         double d = -1;
@@ -269,7 +273,8 @@ int bn_config_value_parse(const bn_config_key *k, const char *text, cJSON **out,
         v = parse_bool(text, &b) ? cJSON_CreateString(text) : cJSON_CreateBool(b);
         break;
     }
-    case BN_CFG_ALERTS: {
+    case BN_CFG_ALERTS:
+    case BN_CFG_TENANTS: {
         const char *pe = NULL;
         v = cJSON_ParseWithOpts(text, &pe, 1);
         if (!v) {

@@ -19,21 +19,63 @@ int cm_tier_known(const char *name)
     return name && tier_key(k, sizeof k, name, "price_usd") == 0 && bn_config_find_key(k);
 }
 
+double cm_tier_value(const cm_tier *t, int i)
+{
+    const long long *const v[] = {NULL, &t->requests_per_min, &t->tokens_per_min,
+                                  &t->concurrent_streams, &t->monthly_tokens};
+    return i == 0 ? t->price_usd : (double)*v[i];
+}
+
+static void set_field(cm_tier *t, int i, double v)
+{
+    long long *const dst[] = {NULL, &t->requests_per_min, &t->tokens_per_min,
+                              &t->concurrent_streams, &t->monthly_tokens};
+    if (i == 0)
+        t->price_usd = v;
+    else
+        *dst[i] = (long long)v;
+}
+
 int cm_tier_get(const bn_config *cfg, const char *name, cm_tier *out)
 {
-    static const char *const fields[] = {"requests_per_min", "tokens_per_min", "concurrent_streams",
-                                         "monthly_tokens"};
-    long long *const dst[] = {&out->requests_per_min, &out->tokens_per_min,
-                              &out->concurrent_streams, &out->monthly_tokens};
     char k[96];
     if (!cm_tier_known(name)) return -1;
-    tier_key(k, sizeof k, name, "price_usd");
-    out->price_usd = bn_config_get_double(cfg, k);
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-        tier_key(k, sizeof k, name, fields[i]);
-        *dst[i] = bn_config_get_int(cfg, k);
+    for (int i = 0; i < CM_TIER_N_FIELDS; i++) {
+        tier_key(k, sizeof k, name, cm_tier_field(i));
+        set_field(out, i,
+                  i == 0 ? bn_config_get_double(cfg, k) : (double)bn_config_get_int(cfg, k));
     }
     return 0;
+}
+
+int cm_tenant_limits(const bn_config *cfg, const char *tier, const char *tenant, cm_tier *out,
+                     unsigned *overrides)
+{
+    if (overrides) *overrides = 0;
+    if (cm_tier_get(cfg, tier, out)) return -1;
+    const cJSON *all = bn_config_get_json(cfg, "tenants");
+    const cJSON *mine = tenant ? cJSON_GetObjectItemCaseSensitive(all, tenant) : NULL;
+    for (int i = 0; mine && i < CM_TIER_N_FIELDS; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(mine, cm_tier_field(i));
+        if (!cJSON_IsNumber(v)) continue; /* the load checked it: absent */
+        set_field(out, i, v->valuedouble);
+        if (overrides) *overrides |= 1u << i;
+    }
+    return 0;
+}
+
+cJSON *cm_tenant_limits_json(const bn_config *cfg, const char *tier, const char *tenant)
+{
+    cm_tier t;
+    unsigned ovr;
+    if (cm_tenant_limits(cfg, tier, tenant, &t, &ovr)) return NULL;
+    cJSON *o = cJSON_CreateObject(), *names = cJSON_CreateArray();
+    for (int i = 0; i < CM_TIER_N_FIELDS; i++) {
+        cJSON_AddNumberToObject(o, cm_tier_field(i), cm_tier_value(&t, i));
+        if (ovr & 1u << i) cJSON_AddItemToArray(names, cJSON_CreateString(cm_tier_field(i)));
+    }
+    cJSON_AddItemToObject(o, "overrides", names);
+    return o;
 }
 
 double cm_tier_cost(const cm_tier *t, int64_t tokens)

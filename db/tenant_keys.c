@@ -282,6 +282,8 @@ static void judge(sqlite3_stmt *st, const uint8_t h[SHA256_DIGEST_SIZE], int64_t
     const char *status = (const char *)sqlite3_column_text(st, 7);
     const char *tier = (const char *)sqlite3_column_text(st, 8);
     snprintf(out->tier, sizeof out->tier, "%s", tier ? tier : "");
+    const char *name = (const char *)sqlite3_column_text(st, 9);
+    snprintf(out->tenant, sizeof out->tenant, "%s", name ? name : "");
     const int64_t expires = col_i64(st, 4), revoked = col_i64(st, 5), used = col_i64(st, 6);
     if (revoked)
         out->reason = BN_KEY_REVOKED;
@@ -307,7 +309,7 @@ bn_status bn_db_key_lookup(bn_db *db, const char *key, bn_key_auth *out)
     sqlite3_stmt *st;
     bn_status s = bn__db_prepare(db,
                                  "SELECT k.id, k.tenant_id, k.hash, k.scopes, k.expires_at, "
-                                 "k.revoked_at, k.last_used_at, t.status, t.tier "
+                                 "k.revoked_at, k.last_used_at, t.status, t.tier, t.name "
                                  "FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
                                  "WHERE k.hash = ?1",
                                  &st);

@@ -24,7 +24,8 @@ void cmd_tenants_help(FILE *out)
             "  add      a new active tenant; --tier developer (default), team or business\n"
             "           (their prices and limits: the tiers.* settings, bitnet-config(5))\n"
             "  list     every tenant: id, name, tier, status, keys in use, created\n"
-            "  show     one tenant and its keys\n"
+            "  show     one tenant, its limits (its tier's, or its own from the config's\n"
+            "           tenants object: bitnet-config(5)) and its keys\n"
             "  suspend  its keys stop working at once (resume: they work again)\n"
             "  delete   a tenant with no usage, and its keys (one with usage: erase it)\n"
             "  export   every datum held about the tenant, as JSON on stdout (audited)\n"
@@ -121,6 +122,45 @@ static int key_json_one(void *ud, const bn_api_key *k)
     return 0;
 }
 
+/* The tenant's effective limits (its tier's, its overrides from the config's tenants object)
+ * added to o as "limits" (null when its tier is not in the config); -1 when the config does
+ * not load (printed). */
+static int add_limits(const char *C, cJSON *o, const bn_tenant *t)
+{
+    char err[BN_CONFIG_ERR_MAX];
+    bn_config *cfg;
+    if (bn_config_load(&cfg, err, sizeof err) != 0) {
+        cli_error("%s: %s", C, err);
+        return -1;
+    }
+    cJSON *l = cm_tenant_limits_json(cfg, t->tier, t->name);
+    cJSON_AddItemToObject(o, "limits", l ? l : cJSON_CreateNull());
+    bn_config_free(cfg);
+    return 0;
+}
+
+/* "  limits   600 requests/min, ... (own: requests_per_min)" from the limits object. */
+static void print_limits(const cJSON *l)
+{
+    if (!cJSON_IsObject(l)) {
+        printf("  limits   - (the tier is not in the config)\n");
+        return;
+    }
+    static const char *const unit[CM_TIER_N_FIELDS] = {"USD/month", "requests/min", "tokens/min",
+                                                       "streams", "tokens/month"};
+    printf("  limits  ");
+    for (int i = 0; i < CM_TIER_N_FIELDS; i++)
+        printf("%s %.15g %s", i ? "," : "", cJSON_GetObjectItem(l, cm_tier_field(i))->valuedouble,
+               unit[i]);
+    const cJSON *n, *own = cJSON_GetObjectItem(l, "overrides");
+    if (cJSON_GetArraySize(own)) {
+        printf(" (the tenant's own:");
+        cJSON_ArrayForEach(n, own) printf(" %s", n->valuestring);
+        printf(")");
+    }
+    printf("\n");
+}
+
 static int sub_show(int argc, char **argv)
 {
     const char *C = "tenants show";
@@ -130,6 +170,11 @@ static int sub_show(int argc, char **argv)
     int r = tn_open_tenant(C, argc, argv, TN_JSON, &a, &db, &t);
     if (r) return r;
     cJSON *o = tenant_json(&t), *keys = cJSON_AddArrayToObject(o, "key_list");
+    if (add_limits(C, o, &t)) {
+        cJSON_Delete(o);
+        bn_db_close(db);
+        return BN_EXIT_FAIL;
+    }
     if (bn_db_key_list(db, t.id, key_json_one, keys) != BN_OK) {
         cJSON_Delete(o);
         return tn_fail(C, db);
@@ -140,6 +185,7 @@ static int sub_show(int argc, char **argv)
     printf("tenant %" PRId64 " %s\n  tier     %s\n  status   %s\n  stripe   %s\n  created  %s\n",
            t.id, t.name, t.tier, t.status, t.stripe_customer[0] ? t.stripe_customer : "-",
            cli_fmt_utc(t.created_ms, when, sizeof when));
+    print_limits(cJSON_GetObjectItem(o, "limits"));
     const cJSON *k;
     cJSON_ArrayForEach(k, keys)
     {

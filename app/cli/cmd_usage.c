@@ -20,7 +20,8 @@ void cmd_usage_help(FILE *out)
             "UTC day: requests, prompt and completion tokens, and the cost at the tenant's\n"
             "tier: tokens x tiers.<tier>.price_usd / tiers.<tier>.monthly_tokens (the price\n"
             "of a token when the monthly quota is used up; the month's price when the tier has\n"
-            "no quota). An erased tenant's rows are kept as anonymous totals.\n\n"
+            "no quota); a tenant's own price and quota in the config's tenants object\n"
+            "come first. An erased tenant's rows are kept as anonymous totals.\n\n"
             "  --tenant T   one tenant (id or name); default: all\n"
             "  --from DATE  from this day (YYYY-MM-DD) or time (YYYY-MM-DDTHH:MM:SSZ), UTC\n"
             "  --to DATE    to the end of this day (a time: up to it, exclusive)\n"
@@ -37,17 +38,19 @@ typedef struct report {
     double cost;
 } report;
 
-/* The cost of tokens at tier; < 0 when the tier is not in the config. */
-static double tier_cost(const bn_config *cfg, const char *tier, int64_t tokens)
+/* The cost of a tenant's tokens at its tier and its own overrides; < 0 when the tier is not
+ * in the config. */
+static double tier_cost(const bn_config *cfg, const bn_usage_day *d, int64_t tokens)
 {
     cm_tier t;
-    return cm_tier_get(cfg, tier, &t) == 0 ? cm_tier_cost(&t, tokens) : -1;
+    return cm_tenant_limits(cfg, d->tier, d->tenant_name, &t, NULL) == 0 ? cm_tier_cost(&t, tokens)
+                                                                         : -1;
 }
 
 static int row(void *ud, const bn_usage_day *d)
 {
     report *r = ud;
-    const double cost = tier_cost(r->cfg, d->tier, d->prompt_tokens + d->completion_tokens);
+    const double cost = tier_cost(r->cfg, d, d->prompt_tokens + d->completion_tokens);
     r->requests += d->requests;
     r->prompt += d->prompt_tokens;
     r->completion += d->completion_tokens;

@@ -255,6 +255,7 @@ void srv_tenants_auth(srv_tenants *t, const char *authorization, unsigned scope,
     }
     who->tenant_id = a.tenant_id, who->key_id = a.key_id, who->scopes = a.scopes;
     snprintf(who->tier, sizeof who->tier, "%s", a.tier);
+    snprintf(who->tenant, sizeof who->tenant, "%s", a.tenant);
 }
 
 /* ---- refusals and headers (both limiters) ------------------------------------------------ */
@@ -446,7 +447,7 @@ void srv_tenants_admit(srv_tenants *t, srv_caller *who, int64_t prompt_tokens, i
 {
     memset(v, 0, sizeof *v);
     cm_tier tier;
-    if (cm_tier_get(t->cfg, who->tier, &tier)) {
+    if (cm_tenant_limits(t->cfg, who->tier, who->tenant, &tier, NULL)) {
         snprintf(v->msg, sizeof v->msg, "the tenant's tier '%s' is not in the config", who->tier);
         return srv_verdict_set(v, 500, "server_error", NULL, v->msg);
     }
@@ -472,7 +473,7 @@ int srv_tenants_end(srv_tenants *t, srv_caller *who, bn_usage_rec *rec, int64_t 
     /* the ledger first: a quota counter seeded from the ledger meanwhile counts it at most
      * twice, never not at all */
     cm_tier tier;
-    const int have = !cm_tier_get(t->cfg, who->tier, &tier);
+    const int have = !cm_tenant_limits(t->cfg, who->tier, who->tenant, &tier, NULL);
     const int64_t used = rec && fresh ? rec->prompt_tokens + rec->completion_tokens : 0;
     by->ops->end(by, who, have ? &tier : NULL, rec ? rec->completion_tokens : 0, used, now);
     return rc;

@@ -74,6 +74,7 @@ typedef struct srv_caller {
     int64_t tenant_id, key_id;
     unsigned scopes;
     char tier[BN_TENANT_TIER_MAX];
+    char tenant[BN_TENANT_NAME_MAX]; /* its name: its own limits in the config's tenants */
     srv_limits *by;   /* once admitted: the limiter holding its stream until srv_tenants_end */
     srv_limiter *lim; /* admitted in process: the tenant's buckets */
     char ticket[SRV_TICKET_MAX]; /* admitted by Redis: its stream's member ("" for none) */

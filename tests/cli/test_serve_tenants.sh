@@ -15,8 +15,8 @@
 . "$(dirname "$0")/lib.sh"
 export BITNET_CONFIG="$TMP/config.json" BITNET_HISTORY_DB="$TMP/history.db" HOME="$TMP"
 unset BITNET_HISTORY BITNET_HISTORY_RETENTION_DAYS BITNET_DATA_DIR
-echo '{"tiers": {"developer": {"requests_per_min": 3}, "business": {"monthly_tokens": 20}}}' \
-    >"$BITNET_CONFIG"
+echo '{"tiers": {"developer": {"requests_per_min": 3}, "business": {"monthly_tokens": 20}},
+      "tenants": {"vip": {"requests_per_min": 1000}}}' >"$BITNET_CONFIG"
 MODEL=assets/models/bitnet-tinystories.gguf
 B=$BITNET
 echo "test_serve_tenants.sh"
@@ -42,7 +42,7 @@ newkey() {
 }
 key() { awk -v n="$1" '$1 == n { print $2 }' "$TMP/keys.txt"; }
 for t in "acme team" "globex team" "burst developer" "quota business" "ops team" "sleepy team" \
-    "burst2 developer"; do
+    "burst2 developer" "vip developer"; do
     set -- $t
     "$B" tenants add "$1" --tier "$2" >/dev/null 2>&1 || bad "tenants add $1"
 done
@@ -54,6 +54,7 @@ newkey admin ops admin
 newkey victim acme inference
 newkey sleepy sleepy inference
 newkey burst2 burst2 inference
+newkey vip vip inference
 
 start_server "$TMP/s.log" -m "$MODEL" --slots 2 --tenants
 [ -n "$URL" ] || { bad "no port"; finish test_serve_tenants.sh; exit; }
@@ -204,6 +205,34 @@ get /v1/completions -H "$S" -H 'Content-Type: application/json' -d '{"prompt": "
 [ "$("$JSONGET" total.requests <"$TMP/u.json")" = 1 ] &&
     [ "$("$JSONGET" total.completion_tokens <"$TMP/u.json")" = "$("$JSONGET" usage.completion_tokens <"$TMP/r.json")" ] &&
     ok "its ledger row has the usage it got" || bad "sleepy ledger: $(cat "$TMP/u.json")"
+
+# ---- a tenant's own limits (the config's tenants object) over its tier's -----------------
+V="Authorization: Bearer $(key vip)"
+codes=""
+for i in 1 2 3 4; do
+    get /v1/completions -H "$V" -H 'Content-Type: application/json' -d '{"prompt": "x", "max_tokens": 1}'
+    codes="$codes$CODE "
+done
+[ "$codes" = "200 200 200 200 " ] && grep -qi '^x-ratelimit-limit-requests: 1000' "$TMP/r.h" &&
+    ok "vip's own 1000 a minute, not its tier's 3: $codes" || bad "vip: $codes $(cat "$TMP/r.h")"
+
+# ---- prompts and completions are not stored: not in the database files -------------------
+get /v1/completions -H "$V" -H 'Content-Type: application/json' \
+    -d '{"prompt": "zebra-orchid-7781 once upon a time", "max_tokens": 24, "temperature": 0}'
+# its longest line (grep -F takes each line as a pattern, and an empty one matches anything)
+text=$("$JSONGET" choices.0.text <"$TMP/r.json" | awk 'length > length(l) { l = $0 } END { print l }')
+[ "$CODE" = 200 ] && [ "${#text}" -ge 12 ] && ok "a completion line of ${#text} characters" ||
+    bad "completion: $CODE '$text'"
+stored=""
+for f in "$BITNET_HISTORY_DB"*; do
+    grep -aqF "zebra-orchid" "$f" && stored="$stored prompt:$f"
+    grep -aqF "$text" "$f" && stored="$stored completion:$f"
+done
+# the same search finds what the store does hold (a key's prefix): it reads the files
+seen=no
+for f in "$BITNET_HISTORY_DB"*; do grep -aqF "$(key vip | cut -c1-12)" "$f" && seen=yes; done
+[ -z "$stored" ] && [ $seen = yes ] && ok "neither the prompt nor the completion is in the store's files" ||
+    bad "stored:$stored (a key prefix seen: $seen)"
 
 # stop WHAT LOG: SIGTERM, exit 0
 stop() {

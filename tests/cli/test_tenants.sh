@@ -33,6 +33,31 @@ expect_eq "$(jv name)" "globex" "show by id"
 expect_exit 1 "show an unknown tenant" -- "$B" tenants show nobody
 expect_one_line_err "unknown tenant"
 
+# ---- a tenant's own limits: the config's tenants object over its tier's ----------------------
+cat >"$TMP/own.json" <<'JSON'
+{ "tenants": { "acme": { "requests_per_min": 1200, "monthly_tokens": 0 } } }
+JSON
+expect_exit 0 "tenants show: the tier's limits" -- "$B" tenants show acme --json
+expect_eq "$(jv limits.requests_per_min)/$(jv limits.monthly_tokens)/$(jv limits.overrides.0 2>/dev/null)" \
+    "600/100000000/" "no overrides: the team tier's limits"
+BITNET_CONFIG="$TMP/own.json" "$B" tenants show acme --json >"$TMP/out"
+expect_eq "$(jv limits.requests_per_min)/$(jv limits.tokens_per_min)/$(jv limits.monthly_tokens)" \
+    "1200/400000/0" "the tenant's own limits over its tier's"
+expect_eq "$(jv limits.overrides.0),$(jv limits.overrides.1)" "requests_per_min,monthly_tokens" \
+    "show names the overridden limits"
+BITNET_CONFIG="$TMP/own.json" "$B" tenants show acme >"$TMP/out"
+expect_grep "1200 requests/min.*own: requests_per_min monthly_tokens" "$TMP/out" "show in text"
+BITNET_CONFIG="$TMP/own.json" "$B" tenants show globex --json >"$TMP/out"
+expect_eq "$(jv limits.requests_per_min)" "60" "another tenant keeps its tier's"
+for bad in '{"tenants": {"acme": {"requests_per_minute": 5}}}' '{"tenants": {"acme": {"requests_per_min": -1}}}' \
+    '{"tenants": {"a b": {}}}' '{"tenants": {"acme": []}}'; do
+    printf '%s\n' "$bad" >"$TMP/bad.json"
+    expect_exit 1 "a bad tenants object: $bad" -- env BITNET_CONFIG="$TMP/bad.json" "$B" tenants show acme
+    expect_grep "tenants\." "$TMP/err" "the error names the tenant's key ($bad)"
+    expect_exit 1 "validate refuses it: $bad" -- "$B" validate "$TMP/bad.json"
+    expect_grep "tenants" "$TMP/out" "validate names the tenants key ($bad)"
+done
+
 # malformed arguments: exit 2, a short error
 for args in "tenants" "tenants frob" "tenants add" "tenants add 'a b'" "tenants add x,y" \
     "tenants add 123" "tenants add x --tier gold" "tenants add x --tier" "tenants show" \
@@ -106,6 +131,8 @@ if command -v sqlite3 >/dev/null 2>&1; then
     expect_eq "$(jv total.requests)/$(jv rows.0.day)" "1/2026-03-02" "a one-day range of one tenant"
     BITNET_TIERS_TEAM_PRICE_USD=998 "$B" usage report --tenant acme --to 2026-03-01 --json >"$TMP/out"
     expect_eq "$(jv rows.0.cost_usd)" "0.032934" "the price comes from the config"
+    BITNET_TENANTS='{"acme": {"price_usd": 998}}' "$B" usage report --to 2026-03-01 --json >"$TMP/out"
+    expect_eq "$(jv rows.0.cost_usd)" "0.032934" "a tenant's own price comes first"
     expect_exit 0 "usage report --csv" -- "$B" usage report --csv
     expect_eq "$(head -1 "$TMP/out")" "tenant_id,tenant,tier,day,requests,prompt_tokens,completion_tokens,cost_usd" "CSV header"
     expect_eq "$(wc -l <"$TMP/out" | tr -d ' ')" "4" "CSV: a header and 3 rows"

@@ -136,6 +136,7 @@ static void test_key_lookup_reasons(void **state)
     assert_int_equal(a.key_id, k1);
     assert_int_equal(a.scopes, BN_SCOPE_INFERENCE | BN_SCOPE_USAGE);
     assert_string_equal(a.tier, "business");
+    assert_string_equal(a.tenant, "acme"); /* its own limits in the config go by its name */
     assert_int_equal(lookup(db, "", &a), BN_KEY_MALFORMED);
     assert_int_equal(lookup(db, NULL, &a), BN_KEY_MALFORMED);
     assert_int_equal(lookup(db, "bnk_short", &a), BN_KEY_MALFORMED);

@@ -54,6 +54,7 @@ typedef enum bn_config_type {
     BN_CFG_ENVNAME = 7,  /* the name of an environment variable */
     BN_CFG_ALERTS = 8,   /* an array of alert rules (see bitnet-config(5)) */
     BN_CFG_DURATION = 9, /* "10s", "5m", "1h30m" or seconds, at least min seconds */
+    BN_CFG_TENANTS = 10, /* per-tenant settings: {"NAME": {"requests_per_min": N, ...}} */
 } bn_config_type;
 
 typedef enum bn_config_source {

@@ -140,6 +140,7 @@ typedef struct bn_key_auth {
     int64_t tenant_id, key_id; /* set when the key exists */
     unsigned scopes;
     char tier[BN_TENANT_TIER_MAX];
+    char tenant[BN_TENANT_NAME_MAX]; /* its name: the config's tenants object keys by it */
 } bn_key_auth;
 
 /* Authenticates a presented key string (the Bearer token): BN_OK with out->reason saying
