@@ -89,7 +89,7 @@ while [ ! -S "$SOCK" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 PORTS="" RPIDS=""
 for n in 1 2 3; do
     "$BITNET" serve -m "$MODEL" --tenants --redis "unix://$SOCK" --listen 127.0.0.1:0 \
-        --slots 4 -t "$THREADS" >"$DIR/replica$n.out" 2>"$DIR/replica$n.log" &
+        --slots 4 --queue 256 -t "$THREADS" >"$DIR/replica$n.out" 2>"$DIR/replica$n.log" &
     RPIDS="$RPIDS $!"
     PIDS="$PIDS $!"
 done
@@ -102,10 +102,15 @@ done
 HP=$(free_port)
 {
     printf 'global\n    maxconn 4096\ndefaults\n    mode http\n    timeout connect 1s\n'
-    printf '    timeout client 120s\n    timeout server 120s\n    retries 2\n    option redispatch\n'
+    printf '    timeout client 120s\n    timeout server 120s\n    timeout check 2s\n    timeout queue 60s\n'
+    printf '    retries 3\n    option redispatch 1\n'
     printf 'frontend bitnet\n    bind 127.0.0.1:%s\n    default_backend replicas\n' "$HP"
     printf 'backend replicas\n    balance roundrobin\n    option httpchk GET /health\n'
-    printf '    default-server inter 500ms fall 1 rise 2\n'
+    # a replica takes 64 connections from one address (serve_http.c): haproxy is one address,
+    # so it holds the rest in its own queue
+    # a refused connection takes the replica out at once (a retry goes to another)
+    printf '    default-server inter 1s fall 3 rise 2 maxconn 48 %s\n' \
+        'observe layer4 error-limit 1 on-error mark-down'
     n=0
     for p in $PORTS; do n=$((n + 1)); printf '    server replica%d 127.0.0.1:%s check\n' $n "$p"; done
 } >"$DIR/haproxy.cfg"

@@ -3,8 +3,8 @@
 # which make bench-scaleout runs with 100 clients for 60 s): a Redis on a unix socket, three
 # `bitnet serve --tenants --redis` replicas on one sqlite store (the PostgreSQL store is not
 # built yet) and haproxy balancing them. A tenant of 6 requests a minute gets 6 of 12
-# requests spread over the three replicas (each alone would admit 6 more); 6 clients for 6 s
-# get no 5xx before one replica is killed with SIGKILL 3 s in; the two left go on answering;
+# requests spread over the three replicas (each alone would admit 6 more); 6 clients
+# get no 5xx before one replica is killed with SIGKILL 3 s in (8 s in all); the two left go on answering;
 # every completion a client read whole is in the ledger exactly once with the tokens it was
 # told. SKIP without redis-server, haproxy or python3 (Debian packages; scripts/deps.sh).
 . "$(dirname "$0")/lib.sh"
@@ -18,7 +18,7 @@ for c in redis-server haproxy python3 curl; do
 done
 
 D="$TMP/run"
-BITNET="$BITNET" sh scripts/bench-scaleout.sh --clients 6 --seconds 6 --kill-after 3 --dir "$D" \
+BITNET="$BITNET" sh scripts/bench-scaleout.sh --clients 6 --seconds 8 --kill-after 3 --dir "$D" \
     >"$TMP/out" 2>"$TMP/err"
 rc=$?
 sed 's/^/       /' "$TMP/out"
