@@ -14,7 +14,9 @@
 #   make format     applies .clang-format
 #
 # Variables: CC, BUILD (output dir), WERROR=1 (warnings are errors; CI sets it),
-# PREFIX, DESTDIR, V=1 (echo commands).
+# PREFIX, DESTDIR, V=1 (echo commands), CUDA=1 (the CUDA backend, engine/cuda/, with NVCC;
+# CUDA_HOME, default /usr/local/cuda; a BUILD of its own); `make cuda-objs` compiles the .cu
+# files only.
 
 CC      ?= cc
 BUILD   ?= build
@@ -83,7 +85,7 @@ SYS_LIBS    := -lm
 # ("missing library: libcjson (Debian package libcjson-dev); run make deps"), instead of a
 # compiler error about a header later. Goals that install or clean check nothing; lib, bin and
 # install need no test library (CMocka). scripts/deps.sh holds the Debian names.
-PKG_NOCHECK_GOALS := deps deps-run run test check clean format uninstall
+PKG_NOCHECK_GOALS := deps deps-run run test check clean format uninstall cuda-objs
 PKG_BUILD_GOALS   := lib bin install $(BUILD)/libbitnet.a $(BUILD)/bitnet
 PKG_GOALS := $(filter-out $(PKG_NOCHECK_GOALS),$(or $(MAKECMDGOALS),all))
 ifneq ($(PKG_GOALS),)
@@ -113,6 +115,23 @@ LIB        := $(BUILD)/libbitnet.a
 PROTOC_C   ?= protoc-c
 GEN_DIR    := $(BUILD)/gen
 ENGINE_OBJ += $(BUILD)/engine/onnx.pb-c.o $(BUILD)/engine/sentencepiece_model.pb-c.o
+
+# CUDA=1: engine/cuda/ (the .cu kernels by nvcc for sm_80 and sm_90 plus PTX of compute_90,
+# the host side in C) replaces engine/src/cuda_none.c, and the programs link libcudart. The
+# default build compiles no .cu file and links no CUDA library.
+CUDA_HOME ?= /usr/local/cuda
+NVCC      ?= $(CUDA_HOME)/bin/nvcc
+CUDA_GENCODE := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+                -gencode arch=compute_90,code=compute_90
+# --fmad=false: no fused multiply-add where the CPU engine rounds twice (cuda_kernels.cu)
+NVCC_FLAGS := -O3 -std=c++17 --fmad=false $(CUDA_GENCODE) -Xcompiler -fPIE,-Wall \
+              -Iengine/include -Iengine/src -Iengine/cuda
+CUDA_CU_OBJ := $(patsubst engine/cuda/%.cu,$(BUILD)/engine/cuda/%.o,$(wildcard engine/cuda/*.cu))
+CUDA_HOST_OBJ := $(patsubst engine/cuda/%.c,$(BUILD)/engine/cuda/%.o,$(wildcard engine/cuda/*.c))
+ifeq ($(CUDA),1)
+ENGINE_OBJ := $(filter-out $(BUILD)/engine/cuda_none.o,$(ENGINE_OBJ)) $(CUDA_CU_OBJ) $(CUDA_HOST_OBJ)
+SYS_LIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lstdc++
+endif
 
 # db/: the sqlite history, a library of its own that knows the engine by its public headers.
 DB_SRC     := $(wildcard db/*.c)
@@ -183,6 +202,19 @@ $(BUILD)/engine/%.o: engine/src/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/engine/cuda/%.o: engine/cuda/%.cu engine/cuda/cuda_internal.h engine/cuda/cuda_w2a8.h
+	@mkdir -p $(dir $@)
+	@echo "  NVCC    $<"
+	$(Q)$(NVCC) $(NVCC_FLAGS) -c $< -o $@
+
+$(BUILD)/engine/cuda/%.o: engine/cuda/%.c engine/cuda/cuda_internal.h
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -Iengine/src -Iengine/cuda -c $< -o $@
+
+.PHONY: cuda-objs
+cuda-objs: $(CUDA_CU_OBJ) $(CUDA_HOST_OBJ)
 
 $(GEN_DIR)/%.pb-c.c $(GEN_DIR)/%.pb-c.h: engine/proto/%.proto
 	@mkdir -p $(GEN_DIR)

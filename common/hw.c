@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/utsname.h>
 
+#include "bitnet/cuda.h"
 #include "bitnet/kernels.h"
 
 /* ---- NVML: the few declarations we need (from NVIDIA's nvml.h, API v2) ---------------- */
@@ -275,6 +276,30 @@ void bn_hw_collect(bn_hw_info *hw, bn_nvml *nv)
     bn_nvml_close(own);
 }
 
+void bn_hw_cuda(bn_hw_info *hw)
+{
+    bn_cuda_device dev[4];
+    char why[160] = "";
+    hw->cuda_devices = 0;
+    hw->cuda_built = bn_cuda_built();
+    if (bn_cuda_devices(dev, 4, &hw->cuda_devices, why, sizeof why) != BN_OK ||
+        hw->cuda_devices == 0) {
+        snprintf(hw->cuda_status, sizeof hw->cuda_status, "%s", hw->cuda_built ? why : "not built");
+        return;
+    }
+    size_t at = 0;
+    for (int i = 0; i < hw->cuda_devices && at < sizeof hw->cuda_status; i++) {
+        const bn_cuda_device *d = &dev[i];
+        const int n =
+                snprintf(hw->cuda_status + at, sizeof hw->cuda_status - at,
+                         "%s%d: %s, compute %d.%d, %d SMs, %.1f GiB (%.1f free), CUDA %d.%d",
+                         i ? "; " : "", d->index, d->name, d->cc_major, d->cc_minor, d->n_sm,
+                         (double)d->mem_total / 1073741824.0, (double)d->mem_free / 1073741824.0,
+                         d->runtime / 1000, d->runtime % 1000 / 10);
+        at += n > 0 ? (size_t)n : 0;
+    }
+}
+
 /* ---- JSON ---------------------------------------------------------------------------- */
 
 static cJSON *features_array(const char *s)
@@ -343,6 +368,12 @@ cJSON *bn_hw_to_json(const bn_hw_info *hw)
     else
         cJSON_AddNullToObject(d, "nvidia_driver");
     cJSON_AddStringToObject(d, "kernels", hw->kernels);
+    if (hw->cuda_status[0]) {
+        cJSON *cu = cJSON_AddObjectToObject(d, "cuda");
+        cJSON_AddBoolToObject(cu, "built", hw->cuda_built);
+        cJSON_AddNumberToObject(cu, "devices", hw->cuda_devices);
+        cJSON_AddStringToObject(cu, "status", hw->cuda_status);
+    }
     /* a failed allocation anywhere above leaves a member out: say so rather than lie */
     if (!cJSON_GetObjectItemCaseSensitive(d, "kernels")) {
         cJSON_Delete(d);

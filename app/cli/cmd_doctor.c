@@ -271,6 +271,13 @@ static void check_isa(report *r, const bn_hw_info *hw)
 static void check_gpu(report *r, const bn_hw_info *hw)
 {
     add(r, "gpu", ST_PASS, NULL, "%s; inference runs on the CPU", hw->gpu_status);
+    if (hw->cuda_built && hw->cuda_devices == 0)
+        add(r, "cuda", ST_WARN, "the CUDA backend is built but finds no device", "CUDA: %s",
+            hw->cuda_status);
+    else if (hw->cuda_built)
+        add(r, "cuda", ST_PASS, NULL, "CUDA: %s (bitnet bench --gpu)", hw->cuda_status);
+    else
+        add(r, "cuda", ST_PASS, NULL, "CUDA: not built (make CUDA=1 adds the backend)");
 }
 
 /* ---- models -------------------------------------------------------------------------- */
@@ -566,6 +573,7 @@ int cmd_doctor(int argc, char **argv)
     bn_hw_info hw;
     char dir[BN_CONFIG_PATH_MAX];
     bn_hw_collect(&hw, NULL);
+    bn_hw_cuda(&hw);
     check_libraries(&r);
     check_config(&r, &cfg);
     check_config_dir(&r);

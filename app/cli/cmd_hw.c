@@ -10,7 +10,9 @@ void cmd_hw_help(FILE *out)
                  "Reports the CPU (model, cores and threads, ISA features, caches), memory\n"
                  "(total and available), the OS and kernel, NVIDIA GPUs (through NVML, loaded\n"
                  "at run time when the driver is installed: name, memory, utilisation,\n"
-                 "temperature, power, driver version) and the kernel variant the engine uses.\n");
+                 "temperature, power, driver version), the CUDA backend (\"not built\" unless\n"
+                 "built with make CUDA=1; else the devices it sees, or \"no device\") and the\n"
+                 "kernel variant the engine uses.\n");
 }
 
 /* "1.5 GiB" */
@@ -50,6 +52,7 @@ static void print_text(const bn_hw_info *hw)
         if (g->power_w >= 0) printf(", %.0f W", g->power_w);
         printf("\n");
     }
+    printf("CUDA      %s\n", hw->cuda_status);
     printf("Kernels   %s\n", hw->kernels);
 }
 
@@ -68,6 +71,7 @@ int cmd_hw(int argc, char **argv)
     }
     bn_hw_info hw;
     bn_hw_collect(&hw, NULL);
+    bn_hw_cuda(&hw);
     if (json) {
         cJSON *d = bn_hw_to_json(&hw);
         if (!d) {

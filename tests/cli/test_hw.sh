@@ -12,6 +12,7 @@ expect_grep "^CPU " "$TMP/out" "hw prints the CPU"
 expect_grep "^Memory .* total" "$TMP/out" "hw prints memory"
 expect_grep "^GPU " "$TMP/out" "hw prints a GPU line"
 expect_grep "^Kernels " "$TMP/out" "hw prints the kernels"
+expect_grep "^CUDA      \(not built\|no device\|0: \)" "$TMP/out" "hw prints the CUDA backend"
 expect_exit 0 "hw --json" -- "$BITNET" hw --json
 if "$JSONGET" cpu.model cpu.cores cpu.threads cpu.features cpu.caches.l1d_bytes \
     memory.total_bytes memory.available_bytes os.name os.kernel gpus gpu_status kernels \

@@ -57,7 +57,11 @@ typedef struct bn_hw_info {
     bn_hw_gpu gpus[BN_HW_MAX_GPUS];
     char driver_version[80]; /* NVIDIA driver, "" without NVML */
     char gpu_status[192];    /* one line: the GPUs, or why there are none */
-    const char *kernels;     /* bn_kernels_get()->name */
+    /* the CUDA backend (bitnet/cuda.h), filled by bn_hw_cuda only: "not built", "no
+     * device (...)", or the devices it sees, one line */
+    int cuda_built, cuda_devices;
+    char cuda_status[320];
+    const char *kernels; /* bn_kernels_get()->name */
 } bn_hw_info;
 
 /* NVML, loaded from libnvidia-ml.so.1 with dlopen and initialised. */
@@ -77,6 +81,9 @@ void bn_hw_collect(bn_hw_info *hw, bn_nvml *nv);
 /* Re-reads what changes: available memory and the GPUs' figures (nv may be NULL: then
  * only memory). */
 void bn_hw_refresh(bn_hw_info *hw, bn_nvml *nv);
+/* Asks the CUDA backend for its devices (which starts a CUDA context on each: the front
+ * ends that show hardware once call this, the monitors do not) into hw->cuda_*. */
+void bn_hw_cuda(bn_hw_info *hw);
 /* The document of `bitnet hw --json` (caller frees), NULL when out of memory. */
 cJSON *bn_hw_to_json(const bn_hw_info *hw);
 

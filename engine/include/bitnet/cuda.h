@@ -1,0 +1,107 @@
+/*
+ * bitnet/cuda.h - the CUDA backend: NVIDIA devices, and the BitNet b1.58 forward of a loaded
+ * model on one GPU, its weights, KV cache and scratch carved from one GPU pool
+ * (bitnet/gpu_pool.h). Built with `make CUDA=1` (nvcc); otherwise every function but
+ * bn_cuda_built says "CUDA: not built" (BN_ERR_UNSUPPORTED) and no CUDA library is linked.
+ *
+ * Usage:
+ *
+ *     bn_cuda_params p;
+ *     bn_cuda_params_init(&p);                             // device 0, context 4096
+ *     bn_cuda_model *g;
+ *     if (bn_cuda_model_new(model, &p, &g) != BN_OK) ... bn_ctx_errmsg(bn_model_ctx(model)) ...
+ *     bn_cuda_eval(g, prompt, n_prompt, 0, 1, logits);    // as bn_model_eval
+ *     bn_cuda_eval(g, &next, 1, bn_cuda_pos(g), 1, logits);
+ *     bn_cuda_model_free(g);                               // before the model
+ *
+ * The forward is the CPU engine's (model.h): the ternary weights in their run-time layout
+ * (2 bits a weight, kernels.h) read by a dp4a W2A8 product (one token per weight load for
+ * generation, eight for prompts), int8 activations quantized exactly as on the CPU, RoPE,
+ * attention over an F16 KV cache, relu^2 or SiLU, the final norm and the LM head (Q8_0
+ * rows against Q8_0 activations when the CPU's head is Q8_0, requantized from the file's
+ * rows with the CPU's rounding; else the file's F16 or F32 rows). The embeddings are looked
+ * up on the host. Sums of floats run in another order than on the CPU: logits agree within
+ * rounding, not to the bit. Limits: one sequence per bn_cuda_model, a context of at most
+ * 8192 tokens, no Q6/Q4 LM head, all layers on the GPU.
+ *
+ * Errors are set on the model's context (bn_model_ctx) with one line naming the problem:
+ * BN_ERR_UNSUPPORTED (not built, no device, a head type the backend lacks), BN_ERR_NOMEM
+ * (the device cannot give the pool: the bytes needed and free), BN_ERR_INTERNAL (a CUDA
+ * error, named), BN_ERR_INVALID / BN_ERR_RANGE (arguments, as bn_model_eval).
+ */
+#ifndef BITNET_CUDA_H
+#define BITNET_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bitnet/core.h"
+#include "bitnet/gpu_pool.h"
+#include "bitnet/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 1 when this build has the CUDA backend, else 0. */
+int bn_cuda_built(void);
+
+typedef struct bn_cuda_device {
+    int index;
+    char name[256];
+    int cc_major, cc_minor; /* compute capability */
+    int n_sm;
+    size_t mem_total, mem_free;
+    int bus_bits;        /* memory bus width */
+    double mem_khz;      /* memory clock, 0 when unknown */
+    int runtime, driver; /* CUDA versions, as 13000 */
+} bn_cuda_device;
+
+/* Up to max devices into out and their number into *n. BN_OK with *n 0 and the reason in
+ * why (no driver, no device) when there is none; BN_ERR_UNSUPPORTED ("CUDA: not built")
+ * without the backend. */
+bn_status bn_cuda_devices(bn_cuda_device *out, int max, int *n, char *why, size_t whysz);
+
+typedef struct bn_cuda_params {
+    int device;      /* index (default 0) */
+    int64_t n_ctx;   /* 0: min(training context, 4096); at most 8192 */
+    int64_t n_batch; /* tokens per forward (default 512) */
+} bn_cuda_params;
+
+void bn_cuda_params_init(bn_cuda_params *p);
+
+typedef struct bn_cuda_model bn_cuda_model;
+
+/* Uploads m's weights into a pool sized for them, the KV cache and the scratch. m must
+ * outlive the result. */
+bn_status bn_cuda_model_new(bn_model *m, const bn_cuda_params *p, bn_cuda_model **out);
+void bn_cuda_model_free(bn_cuda_model *g); /* NULL is fine */
+
+/* As bn_model_eval: tokens at positions pos .. pos + n - 1 (pos <= bn_cuda_pos), the logits
+ * of the last n_logits tokens into logits (n_logits x n_vocab). */
+bn_status bn_cuda_eval(bn_cuda_model *g, const int32_t *tokens, int64_t n, int64_t pos,
+                       int64_t n_logits, float *logits);
+int64_t bn_cuda_pos(const bn_cuda_model *g);
+/* The pool's statistics, and the device bytes of the weights alone. */
+void bn_cuda_pool_stats(const bn_cuda_model *g, bn_gpu_pool_stats *s);
+size_t bn_cuda_weight_bytes(const bn_cuda_model *g);
+
+/* The W2A8 GEMV (one token) on a rows x cols ternary matrix against a device-to-device copy
+ * of copy_bytes: the bandwidth of each and the GEMV's output checked against the CPU
+ * reference kernel (max_diff, 0 when equal to the bit). */
+typedef struct bn_cuda_gemv_bench {
+    double gemv_us;  /* per product */
+    double gemv_gbs; /* bytes read per product (codes, scales, activations) / time */
+    double gemm8_us; /* 8 tokens per weight load, per product */
+    double copy_gbs; /* (read + written) / time */
+    double max_diff; /* |GPU - CPU reference| over the outputs */
+} bn_cuda_gemv_bench;
+
+bn_status bn_cuda_bench_gemv(bn_ctx *ctx, int device, int64_t rows, int64_t cols, int iters,
+                             size_t copy_bytes, bn_cuda_gemv_bench *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BITNET_CUDA_H */
