@@ -130,8 +130,25 @@ static void check_alerts(checker *ck, const cJSON *v)
     bn_alerts_check(v, on_finding, ck);
 }
 
+/* The string keys that take one of a few words: "a, b or c" in words, or NULL. */
+static const char *choices_of(const char *key, const char *const **names)
+{
+    static const char *const graph[] = {"braille", "block", "ascii", NULL};
+    if (!strcmp(key, "tui.graph")) return *names = graph, "braille, block or ascii";
+    return *names = NULL, NULL;
+}
+
+static int is_choice(const char *const *names, const char *s)
+{
+    for (; *names; names++)
+        if (!strcmp(*names, s)) return 1;
+    return 0;
+}
+
 static void check_value(checker *ck, const bn_config_key *k, const cJSON *v, const char *key)
 {
+    const char *const *names;
+    const char *words = choices_of(k->key, &names);
     char host[256];
     int port;
     switch (k->type) {
@@ -141,6 +158,8 @@ static void check_value(checker *ck, const bn_config_key *k, const cJSON *v, con
             report(ck, 1, key, "expected a string");
         else if (strlen(v->valuestring) >= BN_CONFIG_PATH_MAX)
             report(ck, 1, key, "longer than %d bytes", BN_CONFIG_PATH_MAX - 1);
+        else if (words && !is_choice(names, v->valuestring))
+            report(ck, 1, key, "expected %s", words);
         break;
     case BN_CFG_INT:
         if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
@@ -183,6 +202,8 @@ static void check_value(checker *ck, const bn_config_key *k, const cJSON *v, con
         if (d < k->min)
             report(ck, 1, key, "expected a duration such as \"10s\" or \"1m\", at least %gs",
                    k->min);
+        else if (k->max > 0 && d > k->max)
+            report(ck, 1, key, "expected a duration of at most %gs", k->max);
         break;
     }
     }

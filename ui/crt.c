@@ -343,7 +343,7 @@ int crt_init(const crt_opts *o, char *err, size_t errsz)
     curs_set(0);
     init_colors(o->no_color);
     use_mouse = 0;
-    if (!o->no_mouse) {
+    if (!o->no_mouse && !o->headless) {
         mmask_t want = BUTTON1_PRESSED | BUTTON1_CLICKED | BUTTON4_PRESSED | BUTTON5_PRESSED;
         use_mouse = mousemask(want, NULL) != 0;
         mouseinterval(0);

@@ -34,7 +34,7 @@
 
 #include <stddef.h>
 
-#define BN_SERIES_MAX     600 /* samples kept (10 minutes at one a second) */
+#define BN_SERIES_MAX     3600 /* samples kept (an hour at one a second) */
 #define BN_GRAPH_MAX_ROWS 64
 #define BN_GRAPH_MAX_COLS 400
 #define BN_GRAPH_LINE_MAX (BN_GRAPH_MAX_COLS * 3 + 1) /* braille: 3 bytes a column */

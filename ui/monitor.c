@@ -17,6 +17,7 @@ struct tui_monitor {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int quit;
+    int paused, kick; /* kick: the period or the pause changed: wake now */
     double period;
     void (*wake)(void *);
     void *ud;
@@ -130,14 +131,18 @@ static void *run(void *arg)
     m->d.ready = 1;
     pthread_mutex_unlock(&m->mu);
     for (;;) {
-        sample(m);
-        if (m->wake) m->wake(m->ud);
+        pthread_mutex_lock(&m->mu);
+        const int paused = m->paused;
+        pthread_mutex_unlock(&m->mu);
+        if (!paused) sample(m);
+        if (m->wake && !paused) m->wake(m->ud);
         pthread_mutex_lock(&m->mu);
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         const long long ns = ts.tv_nsec + (long long)(m->period * 1e9);
         ts.tv_sec += (time_t)(ns / 1000000000), ts.tv_nsec = (long)(ns % 1000000000);
-        while (!m->quit && pthread_cond_timedwait(&m->cv, &m->mu, &ts) != ETIMEDOUT) {}
+        while (!m->quit && !m->kick && pthread_cond_timedwait(&m->cv, &m->mu, &ts) != ETIMEDOUT) {}
+        m->kick = 0;
         const int quit = m->quit;
         pthread_mutex_unlock(&m->mu);
         if (quit) break;
@@ -178,6 +183,24 @@ void mon_free(tui_monitor *m)
     pthread_mutex_destroy(&m->mu);
     pthread_cond_destroy(&m->cv);
     free(m);
+}
+
+void mon_set_period(tui_monitor *m, double period_s)
+{
+    pthread_mutex_lock(&m->mu);
+    m->period = period_s > 0.05 ? period_s : 0.05;
+    m->kick = 1;
+    pthread_cond_signal(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+}
+
+void mon_pause(tui_monitor *m, int paused)
+{
+    pthread_mutex_lock(&m->mu);
+    m->kick |= m->paused != paused;
+    m->paused = paused;
+    pthread_cond_signal(&m->cv);
+    pthread_mutex_unlock(&m->mu);
 }
 
 const mon_data *mon_lock(tui_monitor *m)

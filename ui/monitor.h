@@ -34,6 +34,10 @@ typedef struct tui_monitor tui_monitor;
 /* period_s: seconds between samples (1 normally). 0, or -1 when the thread cannot start. */
 int mon_new(tui_monitor **out, double period_s, void (*wake)(void *), void *ud);
 void mon_free(tui_monitor *m);
+/* Seconds between samples from the next one on (at least 0.05). */
+void mon_set_period(tui_monitor *m, double period_s);
+/* While paused (1) nothing is sampled and the UI is not woken. */
+void mon_pause(tui_monitor *m, int paused);
 const mon_data *mon_lock(tui_monitor *m);
 void mon_unlock(tui_monitor *m);
 

@@ -24,12 +24,15 @@ typedef struct bench {
     char err[256];
 } bench;
 
+/* The sizes are kept in the config, as the editor leaves them. */
+static const char *const bench_keys[B_COUNT] = {"tui.bench.pp", "tui.bench.tg", "tui.bench.reps"};
+static const int bench_def[B_COUNT] = {128, 32, 3};
+
 static void *bench_create(tui *t)
 {
-    (void)t;
     bench *b = calloc(1, sizeof *b);
     if (!b) return NULL;
-    b->val[B_PP] = 128, b->val[B_TG] = 32, b->val[B_REPS] = 3;
+    for (int i = 0; i < B_COUNT; i++) b->val[i] = tui_setting_int(t, bench_keys[i], bench_def[i]);
     b->seq = (unsigned long long)-1;
     return b;
 }
@@ -218,6 +221,7 @@ static int bench_key(tui *t, void *st, int ch)
     case '+': {
         int v = b->val[b->field] + ((ch == KEY_LEFT || ch == '-') ? -1 : 1) * step[b->field];
         b->val[b->field] = v < lo[b->field] ? lo[b->field] : v > hi[b->field] ? hi[b->field] : v;
+        tui_setting_save_int(t, bench_keys[b->field], b->val[b->field]);
         return 1;
     }
     case 'r':

@@ -360,7 +360,7 @@ static int chat_key(tui *t, void *st, int ch)
         if (ch == KEY_UP)
             c->setting = (c->setting + SET_COUNT - 1) % SET_COUNT;
         else
-            adjust(c, -1);
+            adjust(c, -1), tui_sampling_save(t, &c->sp);
         return 1;
     case KEY_DOWN:
     case KEY_RIGHT:
@@ -368,7 +368,7 @@ static int chat_key(tui *t, void *st, int ch)
         if (ch == KEY_DOWN)
             c->setting = (c->setting + 1) % SET_COUNT;
         else
-            adjust(c, 1);
+            adjust(c, 1), tui_sampling_save(t, &c->sp);
         return 1;
     case 'x':
         if (busy) eng_cancel(t->eng);

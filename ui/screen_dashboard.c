@@ -283,7 +283,11 @@ const tui_screen scr_dashboard = {
         .fkey = 2,
         .live = 1,
         .help = "r\tread the recent history again\n"
-                "\tthe graphs show the last 60 s; the history updates as runs end",
+                "w W\tthe graphs' window: 1 min, 5 min, 15 min, 1 h (every screen; saved)\n"
+                "[ ]\trefresh faster / slower: 0.5 s to 30 s (every screen; saved)\n"
+                "z\tpause: the meters and graphs stand still until z again\n"
+                "g\tgraph style (every screen; saved)\n"
+                "\tthe history updates as runs end",
         .create = dash_create,
         .destroy = dash_destroy,
         .enter = dash_enter,

@@ -406,11 +406,7 @@ static void handle_key(tui *t, int ch)
             return;
         } else if (ch == '\t' || ch == KEY_BTAB) {
             to = (t->cur + (ch == '\t' ? 1 : SCR_COUNT - 1)) % SCR_COUNT;
-        } else if (ch == 'g') {
-            const bn_graph_style g = (bn_graph_style)((ui_graph_style() + 1) % 3);
-            ui_graph_style_set(g);
-            tui_status(t, CR_NORMAL, "graphs: %s%s", bn_graph_style_name(ui_graph_style()),
-                       crt_unicode() ? "" : " (the terminal is not UTF-8)");
+        } else if (tui_settings_key(t, ch)) { /* g w W [ ] z: settings.c */
             return;
         } else if (ch < 0x80 && to < 0) {
             to = screen_of_key(t, ch);
@@ -586,7 +582,7 @@ static void run_loop(tui *t, script_state *sc, int wake_fd)
         int eng = 0, mon = 0;
         if (r > 0 && (fds[1].revents & POLLIN)) drain_wakeups(t, wake_fd, &eng, &mon);
         if (eng) engine_tick(t, &reported);
-        if (mon && t->screens[t->cur]->live) t->dirty = 1;
+        if (mon && t->screens[t->cur]->live && !t->paused) t->dirty = 1;
         for (int ch; (ch = getch()) != ERR;) {
             if (!ls.pending && ch != KEY_RESIZE) ls.pending = now;
             if (ch != KEY_RESIZE) ls.keys++;
@@ -692,9 +688,7 @@ int bn_tui_run(const bn_tui_opts *o, char *err, size_t errsz)
     crt_opts co = {o->no_color, o->no_unicode, o->no_mouse, o->headless, o->lines, o->cols};
     if (rc == 0 && crt_init(&co, err, errsz) != 0) rc = 1;
     if (rc == 0) {
-        ui_graph_style_set(o->graph_style >= 0 && o->graph_style <= 2
-                                   ? (bn_graph_style)o->graph_style
-                                   : BN_GRAPH_BRAILLE);
+        tui_settings_start(&t);
         if (t.cfg_err[0]) tui_status(&t, CR_FAIL, "config: %s", t.cfg_err);
         start_model(&t);
         tui_switch(&t, first_screen(&t));

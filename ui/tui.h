@@ -76,6 +76,11 @@ struct tui {
     unsigned long long hist_seq; /* grows when a run may have been recorded */
     double db_last_try;          /* when tui_db last tried to open the history */
     int wake_fd;                 /* the write end of the wake-up pipe */
+
+    /* settings.c */
+    double window, refresh; /* the graphs' time span, the sampling interval (seconds) */
+    int paused;             /* z: the sampler and the graphs stand still */
+    double paused_at;
 };
 
 /* A message on the status line (role: CR_NORMAL, CR_OK, CR_WARN, CR_FAIL). */
@@ -99,6 +104,20 @@ void tui_sampling(const tui *t, eng_gen_params *gp, int n);
 const char *tui_base(const char *path);
 /* Wakes the UI from another thread (the screens' tick functions then run). */
 void tui_wake(tui *t);
+
+/* Settings (settings.c). tui_setting_save checks text as the config key's value (the
+ * schema, as `bitnet config set`), writes it to the config file atomically and reloads the
+ * config; 0, or -1 with the reason on the status line. tui_setting_int: the config's value
+ * of an integer key (def without a config); tui_setting_save_int saves v when it differs.
+ * tui_settings_start applies tui.graph (unless --graph), tui.graph_window and tui.refresh;
+ * tui_settings_key takes g (graph style), w W (window), ] [ (refresh), z (pause): 1 when it
+ * took ch. tui_sampling_save saves the sampling keys (temp, top_k, ...) that differ. */
+int tui_setting_save(tui *t, const char *key, const char *text);
+int tui_setting_int(const tui *t, const char *key, int def);
+int tui_setting_save_int(tui *t, const char *key, long long v);
+void tui_settings_start(tui *t);
+int tui_settings_key(tui *t, int ch);
+void tui_sampling_save(tui *t, const eng_gen_params *gp);
 
 /* The alert rules and transitions (screen_alerts.c): read again with `bitnet alerts` when
  * older than max_age seconds; a panel of them for the dashboard. */

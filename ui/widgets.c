@@ -219,6 +219,13 @@ bn_graph_style ui_graph_style(void)
     return crt_unicode() ? graph_style : BN_GRAPH_ASCII;
 }
 
+static double view_span, view_hold, view_frozen;
+
+void ui_graph_view_set(double span, double hold, double frozen)
+{
+    view_span = span, view_hold = hold, view_frozen = frozen;
+}
+
 /* Bytes of the first cols columns of a graph line. */
 static size_t bytes_for_cols(const char *s, int cols)
 {
@@ -236,6 +243,9 @@ void ui_graph(int y, int x, int h, int w, const bn_series *s, bn_graph_opts o, i
     o.width = w > BN_GRAPH_MAX_COLS ? BN_GRAPH_MAX_COLS : w;
     o.height = h > BN_GRAPH_MAX_ROWS ? BN_GRAPH_MAX_ROWS : h;
     o.style = ui_graph_style();
+    if (view_span > 0) o.span = view_span;
+    if (view_hold > o.hold_s) o.hold_s = view_hold;
+    if (view_frozen > 0) o.t_end = view_frozen, o.x_right = "paused";
     if (bn_graph_render(s, &o, &g) != 0) {
         if (h > 0 && w > 0) ui_text(y, x, w, crt_attr(CR_DIM), "(too small for a graph)");
         return;

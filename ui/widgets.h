@@ -59,6 +59,9 @@ void ui_meter(int y, int x, int w, double frac, int attr, const char *label);
 void ui_graph(int y, int x, int h, int w, const bn_series *s, bn_graph_opts o, int attr);
 void ui_graph_style_set(bn_graph_style st);
 bn_graph_style ui_graph_style(void);
+/* Every time graph shows the last span seconds (0: each caller's own), bridges gaps up to
+ * hold seconds, and, when frozen is not 0, ends at that time with "paused" on its axis. */
+void ui_graph_view_set(double span, double hold, double frozen);
 
 /* A button "[ label ]" that a click turns into key; returns its width. */
 int ui_button(int y, int x, const char *label, int key, int enabled, int focused);
