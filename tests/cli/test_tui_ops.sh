@@ -71,4 +71,68 @@ expect_exit 0 "tui --help" -- "$BIN" tui --help
 expect_grep "--size COLSxROWS" "$TMP/out" "tui --help names --size"
 expect_grep "--dump FILE" "$TMP/out" "tui --help names --dump"
 
+# ---- settings persist in the config ---------------------------------------------------------
+# g: braille -> block, w: 60 s -> 5 min, ]: 1 s -> 2 s; each saved at once, atomically
+script s1 g w "]"
+tui s1 --keys "$TMP/s1.keys" --size 100x30
+"$JSONGET" tui.graph tui.graph_window tui.refresh <"$CFG" >"$TMP/j" 2>&1
+[ "$(tr '\n' ' ' <"$TMP/j")" = "block 300s 2s " ] && ok "settings: g, w and ] saved as tui.graph, tui.graph_window, tui.refresh" \
+    || bad "settings saved: $(cat "$CFG")"
+ls "$XDG_CONFIG_HOME/bitnet" | grep -v '^config.json$' >"$TMP/left"
+[ ! -s "$TMP/left" ] && ok "settings: no temporary file left beside config.json" || bad "left: $(cat "$TMP/left")"
+"$BIN" validate >/dev/null 2>&1 && ok "settings: the saved config validates" || bad "validate after saving"
+# read at start: the window on every graph's axis, the style in the help's footer
+script s2 "?"
+tui s2 --keys "$TMP/s2.keys" --size 120x40 --screen dashboard
+grep -q "graphs: block" "$TMP/s2.txt" && ok "settings: tui.graph read at start (help says block)" \
+    || bad "s2: graph style not block"
+script s3 "sleep:100"
+tui s3 --keys "$TMP/s3.keys" --size 120x40 --screen dashboard
+grep -q -- "-5m" "$TMP/s3.txt" && ok "settings: tui.graph_window read at start (axes from -5m)" \
+    || bad "s3: no -5m axis"
+grep -q -- "-60s" "$TMP/s3.txt" && bad "s3: a 60 s axis is left" || ok "settings: no graph left at 60 s"
+# --graph overrides the config for the run; W goes back; [ refreshes faster
+script s4 W "[" "?"
+tui s4 --keys "$TMP/s4.keys" --size 120x40 --graph ascii
+grep -q "graphs: ascii" "$TMP/s4.txt" && ok "settings: --graph overrides tui.graph" || bad "s4: not ascii"
+"$JSONGET" tui.graph tui.graph_window tui.refresh <"$CFG" >"$TMP/j" 2>&1
+[ "$(tr '\n' ' ' <"$TMP/j")" = "block 60s 1s " ] && ok "settings: W and [ step back (60s, 1s saved)" \
+    || bad "s4 saved: $(cat "$CFG")"
+# z pauses: the graphs end at the pause with "paused" on their axis; z again resumes
+script z1 z "sleep:1500"
+tui z1 --keys "$TMP/z1.keys" --size 120x40 --screen dashboard
+grep -q "paused│" "$TMP/z1.txt" && ok "pause: z freezes the graphs (axis says paused)" || bad "z1: not paused"
+script z2 z z
+tui z2 --keys "$TMP/z2.keys" --size 120x40 --screen dashboard
+grep -q "resumed" "$TMP/z2.txt" && ok "pause: z again resumes" || bad "z2: not resumed"
+# bad values are refused by the schema (config set and the file alike)
+expect_exit 2 "config set tui.graph hex" -- "$BIN" config set tui.graph hex
+expect_grep "expected braille, block or ascii" "$TMP/err" "  ... names the choices"
+expect_exit 2 "config set tui.refresh 0.1s" -- "$BIN" config set tui.refresh 0.1s
+expect_exit 2 "config set tui.graph_window 2h" -- "$BIN" config set tui.graph_window 2h
+expect_grep "at most 3600s" "$TMP/err" "  ... says the longest"
+expect_exit 2 "config set tui.bench.reps 11" -- "$BIN" config set tui.bench.reps 11
+# the benchmark sizes and the sampling, as edited on their screens
+script b1 F7 + DOWN + + DOWN -
+tui b1 --keys "$TMP/b1.keys" --size 120x40
+"$JSONGET" tui.bench.pp tui.bench.tg tui.bench.reps <"$CFG" >"$TMP/j" 2>&1
+[ "$(tr '\n' ' ' <"$TMP/j")" = "160 64 2 " ] && ok "bench: sizes saved as edited (pp 160, tg 64, 2 runs)" \
+    || bad "bench saved: $(tr '\n' ' ' <"$TMP/j")"
+tui b2 --max-frames 2 --size 120x40 --screen benchmarks
+grep -q "160" "$TMP/b2.txt" && grep -q "64" "$TMP/b2.txt" && ok "bench: the sizes are read at start" \
+    || bad "b2: sizes not shown"
+script c1 F6 ESC + DOWN + +
+tui c1 --keys "$TMP/c1.keys" --size 120x40
+"$JSONGET" temp top_k <"$CFG" >"$TMP/j" 2>&1
+[ "$(tr '\n' ' ' <"$TMP/j")" = "0.85 50 " ] && ok "chat: temp and top-k saved as edited (0.85, 50)" \
+    || bad "chat saved: $(tr '\n' ' ' <"$TMP/j"); $(cat "$CFG")"
+chmod 500 "$XDG_CONFIG_HOME/bitnet"
+script ro g
+tui ro --keys "$TMP/ro.keys" --size 120x40
+chmod 700 "$XDG_CONFIG_HOME/bitnet"
+if [ "$(id -u)" -ne 0 ]; then
+    grep -q "not saved:" "$TMP/ro.txt" && ok "settings: a config that cannot be written says so" \
+        || bad "ro: no 'not saved'"
+fi
+
 finish test_tui_ops
