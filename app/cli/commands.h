@@ -24,6 +24,8 @@ int cmd_audit(int argc, char **argv);
 void cmd_audit_help(FILE *out);
 int cmd_bench(int argc, char **argv);
 void cmd_bench_help(FILE *out);
+int cmd_billing(int argc, char **argv);
+void cmd_billing_help(FILE *out);
 int cmd_chat(int argc, char **argv);
 void cmd_chat_help(FILE *out);
 int cmd_config(int argc, char **argv);

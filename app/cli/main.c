@@ -17,13 +17,16 @@ static int cmd_version(int argc, char **argv);
 static void cmd_version_help(FILE *out);
 
 const bn_command bn_commands[] = {
-        {"alerts", "alert rules: list, history, test", cmd_alerts, cmd_alerts_help},
+        {"alerts", "alert rules: list, eval, history, test, add, edit, silence, ack", cmd_alerts,
+         cmd_alerts_help},
         {"analyze", "per-layer weight statistics of a GGUF (SQNR, activations with --source)",
          cmd_analyze, cmd_analyze_help},
         {"audit", "the audit log of administrative actions (list, verify)", cmd_audit,
          cmd_audit_help},
         {"bench", "benchmark a model (pp/tg tokens/s, ceiling) or the kernels", cmd_bench,
          cmd_bench_help},
+        {"billing", "usage to Stripe's meter events (send, status, reconcile)", cmd_billing,
+         cmd_billing_help},
         {"chat", "talk with a model (readline; stdin when not a terminal)", cmd_chat,
          cmd_chat_help},
         {"config", "read and change settings (get, set, unset, list, path)", cmd_config,

@@ -105,6 +105,19 @@ int tn_parse_args(const char *cmd, int argc, char **argv, unsigned allow, tn_arg
     return 0;
 }
 
+int tn_parse_range(const char *cmd, const tn_args *a, int64_t *from, int64_t *to)
+{
+    *from = *to = 0;
+    if (a->from && cli_parse_utc(a->from, from))
+        return cli_usage_error(cmd, "bad --from '%s' (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)",
+                               a->from);
+    if (a->to && cli_parse_utc(a->to, to))
+        return cli_usage_error(cmd, "bad --to '%s' (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)", a->to);
+    if (a->to && strlen(a->to) == 10) *to += (int64_t)86400000; /* a day: to its end */
+    if (*from && *to && *to <= *from) return cli_usage_error(cmd, "--to is before --from");
+    return 0;
+}
+
 int tn_dispatch(const char *cmd, int argc, char **argv, const tn_sub *subs, void (*help)(FILE *))
 {
     for (int i = 1; i < argc; i++)

@@ -45,6 +45,10 @@ typedef struct tn_args {
  * error printed. */
 int tn_parse_args(const char *cmd, int argc, char **argv, unsigned allow, tn_args *a);
 
+/* --from and --to of a into [*from, *to) in ms (0: open; a day as --to: to its end); 0, or
+ * BN_EXIT_USAGE with the one-line error printed. */
+int tn_parse_range(const char *cmd, const tn_args *a, int64_t *from, int64_t *to);
+
 /* Parses the options (allow: TN_POS and others), opens the store and finds the tenant the
  * positional argument names. 0 with *db open, or an exit code (printed; nothing open). */
 int tn_open_tenant(const char *cmd, int argc, char **argv, unsigned allow, tn_args *a, bn_db **db,

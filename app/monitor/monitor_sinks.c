@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "bitnet/core.h"
+#include "common/backoff.h"
 
 #define BATCH        64  /* entries peeked at once */
 #define ROUNDS_MAX   256 /* requests per sink before looking at the others */
@@ -302,12 +303,10 @@ static void count_request(bn_monitor *m, const mon_sink *s, const char *result)
 
 static double backoff(bn_monitor *m, int failures)
 {
-    double d = BACKOFF_BASE * pow(2, failures > 30 ? 30 : failures - 1);
-    if (d > m->o.backoff_max_s) d = m->o.backoff_max_s;
     pthread_mutex_lock(&m->mu);
-    const double u = (double)rand_r(&m->rng) / RAND_MAX;
+    const double d = cm_backoff_s(failures, BACKOFF_BASE, m->o.backoff_max_s, &m->rng);
     pthread_mutex_unlock(&m->mu);
-    return d * (0.5 + 0.5 * u); /* jitter: several monitors do not retry in step */
+    return d;
 }
 
 static void ids_of(const bn_spool_entry *e, size_t n, int64_t *ids)

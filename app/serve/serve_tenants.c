@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/billing.h"
 #include "common/cli.h"
 #include "common/history.h"
 #include "common/tiers.h"
@@ -105,6 +106,7 @@ struct srv_tenants {
     bn_db **idle; /* store handles no thread holds */
     size_t n_idle, cap_idle;
     srv_limits *limits; /* in process, or Redis (srv_tenants_use_redis) */
+    cm_billing *billing; /* the meter events' sender when billing is configured */
 };
 
 /* A store handle for this thread alone until db_give; NULL (v: 500) when it cannot open. */
@@ -157,6 +159,22 @@ static int ledger_used(void *ud, int64_t tenant_id, int64_t start_ms, long long 
     return 0;
 }
 
+/* The billing sender (common/billing.h) as a thread, when billing.event_name is set. */
+static int billing_start(srv_tenants *t, char *err, size_t errsz)
+{
+    cm_billing_opts o;
+    const int r = cm_billing_opts_load(t->cfg, &o, err, errsz);
+    if (r) return r < 0 ? -1 : 0; /* 1: billing is off */
+    int rc = cm_billing_new(&o, "bitnet serve: billing", &t->billing, err, errsz);
+    if (rc == 0 && (rc = cm_billing_start(t->billing)) != 0)
+        cm_fail(err, errsz, "cannot start the billing thread");
+    if (rc == 0)
+        fprintf(stderr, "bitnet serve: billing: meter events '%s' to %s%s\n", o.event_name,
+                o.endpoint, CM_BILLING_PATH);
+    memset(o.key, 0, sizeof o.key);
+    return rc ? -1 : 0;
+}
+
 int srv_tenants_new(const bn_config *cfg, srv_tenants **out, char *err, size_t errsz)
 {
     srv_tenants *t = calloc(1, sizeof *t);
@@ -171,6 +189,10 @@ int srv_tenants_new(const bn_config *cfg, srv_tenants **out, char *err, size_t e
         return -1;
     }
     db_give(t, db);
+    if (billing_start(t, err, errsz)) {
+        srv_tenants_free(t);
+        return -1;
+    }
     *out = t;
     return 0;
 }
@@ -193,6 +215,7 @@ int srv_tenants_use_redis(srv_tenants *t, const char *url, int64_t lease_ms, bn_
 void srv_tenants_free(srv_tenants *t)
 {
     if (!t) return;
+    cm_billing_free(t->billing); /* first: its thread stops */
     for (size_t i = 0; i < t->n_idle; i++) bn_db_close(t->idle[i]);
     free(t->idle);
     if (t->limits) t->limits->ops->free(t->limits);
@@ -469,6 +492,7 @@ int srv_tenants_end(srv_tenants *t, srv_caller *who, bn_usage_rec *rec, int64_t 
             fprintf(stderr, "bitnet serve: the usage of %s is not in the ledger: %s\n",
                     rec->request_id, db ? bn_db_errmsg(db) : "the store cannot be opened");
         db_give(t, db);
+        if (fresh) cm_billing_wake(t->billing); /* its meter event is in the outbox */
     }
     /* the ledger first: a quota counter seeded from the ledger meanwhile counts it at most
      * twice, never not at all */

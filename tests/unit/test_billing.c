@@ -3,13 +3,16 @@
  * takes the ledger row back), once per request id, only for tenants with a Stripe customer and
  * requests with tokens; claims lease events (a second sender gets none until the lease runs
  * out); retry, ack (duplicates) and fail move them; counts and the reconciliation of the
- * ledger with what was acknowledged; a store of schema 5 gains the table. */
+ * ledger with what was acknowledged; a store of schema 5 gains the table. The sender's pure
+ * parts (common/billing.h): the form body (encoding, fields), what each answer means, the
+ * backoff's bounds. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +21,8 @@
 
 #include "bitnet/db.h"
 #include "bitnet/db_tenants.h"
+#include "common/backoff.h"
+#include "common/billing.h"
 #include "test_util.h"
 #include "store_fx.h"
 
@@ -253,6 +258,91 @@ static void test_from_schema_5(void **state)
     bn_db_close(db);
 }
 
+/* ---- the sender's pure parts ------------------------------------------------------------------
+ */
+
+static void test_form(void **state)
+{
+    (void)state;
+    bn_outbox_event e = {.id = 1, .tenant_id = 2, .value = 1234, .at_ms = T0 + 999};
+    snprintf(e.event_id, sizeof e.event_id, "%s", "cmpl-1a2b_c.d~e");
+    snprintf(e.customer, sizeof e.customer, "%s", "cus_NciAYcXfLnqBoz");
+    char buf[512];
+    assert_int_equal(cm_billing_form("ai tokens/v1", &e, buf, sizeof buf), 0);
+    assert_string_equal(buf, "event_name=ai+tokens%2Fv1"
+                             "&payload%5Bstripe_customer_id%5D=cus_NciAYcXfLnqBoz"
+                             "&payload%5Bvalue%5D=1234&identifier=cmpl-1a2b_c.d~e"
+                             "&timestamp=1780000000");
+    /* an identifier with characters that must be encoded */
+    snprintf(e.event_id, sizeof e.event_id, "%s", "a&b=c%d+e\xc3\xa9");
+    assert_int_equal(cm_billing_form("n", &e, buf, sizeof buf), 0);
+    assert_non_null(strstr(buf, "&identifier=a%26b%3Dc%25d%2Be%C3%A9&"));
+    /* too small a buffer: -1, never a cut body */
+    const size_t need = strlen(buf) + 1;
+    assert_int_equal(cm_billing_form("n", &e, buf, need), 0);
+    assert_int_equal(cm_billing_form("n", &e, buf, need - 1), -1);
+}
+
+static void test_verdict(void **state)
+{
+    (void)state;
+    static const char ok_body[] = "{\"object\": \"billing.meter_event\", \"identifier\": \"ev1\"}";
+    static const char other[] = "{\"object\": \"billing.meter_event\", \"identifier\": \"ev2\"}";
+    static const char dup[] = "{\"error\": {\"message\": \"An event already exists with "
+                              "identifier ev1.\", \"type\": \"invalid_request_error\"}}";
+    static const char dup2[] = "{\"error\": {\"message\": \"An event already exists with "
+                               "identifier ev9.\", \"type\": \"invalid_request_error\"}}";
+    static const char bad[] = "{\"error\": {\"message\": \"No such customer\"}}";
+    static const struct {
+        long status;
+        const char *body;
+        int should_retry;
+        cm_bill_verdict want;
+    } t[] = {
+            {200, ok_body, -1, CM_BILL_ACKED},
+            {200, other, -1, CM_BILL_RETRY},          /* not our event */
+            {200, "<html>hiccup", -1, CM_BILL_RETRY}, /* garbage */
+            {200, NULL, -1, CM_BILL_RETRY},
+            {400, dup, 0, CM_BILL_DUPLICATE},
+            {400, dup2, 0, CM_BILL_REFUSED}, /* another identifier's duplicate */
+            {400, bad, -1, CM_BILL_REFUSED},
+            {400, bad, 1, CM_BILL_RETRY}, /* Stripe-Should-Retry: true */
+            {404, bad, -1, CM_BILL_REFUSED},
+            {422, "", -1, CM_BILL_REFUSED},
+            {401, bad, -1, CM_BILL_RETRY}, /* the key, not the event */
+            {403, bad, -1, CM_BILL_RETRY},
+            {408, "", -1, CM_BILL_RETRY},
+            {409, "", -1, CM_BILL_RETRY},
+            {429, "", -1, CM_BILL_RETRY},
+            {500, "", 0, CM_BILL_RETRY},
+            {503, "garbage", -1, CM_BILL_RETRY},
+            {302, "", -1, CM_BILL_RETRY},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        const cm_bill_verdict v =
+                cm_billing_verdict(t[i].status, t[i].body, "ev1", t[i].should_retry);
+        if (v != t[i].want)
+            fail_msg("case %zu: HTTP %ld gave %d, wanted %d", i, t[i].status, v, t[i].want);
+    }
+}
+
+static void test_backoff(void **state)
+{
+    (void)state;
+    unsigned seed = 7;
+    for (int f = 1; f <= 40; f++) {
+        const double full = f > 10 ? 300 : fmin(300, pow(2, f - 1));
+        for (int k = 0; k < 20; k++) {
+            const double d = cm_backoff_s(f, 1.0, 300, &seed);
+            assert_true(d >= 0.5 * full - 1e-9 && d <= full + 1e-9);
+        }
+    }
+    /* jitter: not all the same */
+    const double a = cm_backoff_s(5, 1.0, 300, &seed), b = cm_backoff_s(5, 1.0, 300, &seed);
+    const double c = cm_backoff_s(5, 1.0, 300, &seed);
+    assert_false(a == b && b == c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -260,6 +350,9 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_claim_lease_retry_ack_fail, setup, teardown),
             cmocka_unit_test_setup_teardown(test_reconcile, setup, teardown),
             cmocka_unit_test_setup_teardown(test_from_schema_5, setup, teardown),
+            cmocka_unit_test(test_form),
+            cmocka_unit_test(test_verdict),
+            cmocka_unit_test(test_backoff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
