@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/cli.h"
 #include "common/config.h"
 
 struct bn_alerts {
@@ -132,6 +133,18 @@ static void parse_metric(bn_alert_rule *r, const cJSON *v, rule_ctx *c)
         rule_err(c, "metric", why);
 }
 
+/* An RFC 3339 UTC time ("2026-12-07T01:00:00Z") into epoch seconds; absent: 0. */
+static void parse_utc(double *out, const cJSON *v, const char *field, rule_ctx *c)
+{
+    int64_t ms;
+    *out = 0;
+    if (!v) return;
+    if (!cJSON_IsString(v) || cli_parse_utc(v->valuestring, &ms))
+        rule_err(c, field, "expected a UTC time such as \"2026-12-07T01:00:00Z\"");
+    else
+        *out = (double)ms / 1000;
+}
+
 static void parse_severity(bn_alert_rule *r, const cJSON *v, rule_ctx *c)
 {
     snprintf(r->severity, sizeof r->severity, "warning");
@@ -172,6 +185,10 @@ static int parse_rule(bn_alert_rule *r, const cJSON *a, rule_ctx *c)
     parse_severity(r, cJSON_GetObjectItemCaseSensitive(a, "severity"), c);
     parse_sinks(r, cJSON_GetObjectItemCaseSensitive(a, "sinks"), c);
     parse_labels(r, cJSON_GetObjectItemCaseSensitive(a, "labels"), c);
+    parse_utc(&r->silenced_until, cJSON_GetObjectItemCaseSensitive(a, "silenced_until"),
+              "silenced_until", c);
+    parse_utc(&r->acked_at, cJSON_GetObjectItemCaseSensitive(a, "acknowledged_at"),
+              "acknowledged_at", c);
     r->value = NAN;
     return c->errors > before ? -1 : 0;
 }
@@ -179,8 +196,9 @@ static int parse_rule(bn_alert_rule *r, const cJSON *a, rule_ctx *c)
 /* The warnings of a rule: fields the parser does not read, a missing name. */
 static void rule_warnings(const cJSON *a, int idx, bn_config_report_fn fn, void *ud)
 {
-    static const char *const fields[] = {"name", "metric",   "op",     "threshold",
-                                         "for",  "severity", "labels", "sinks"};
+    static const char *const fields[] = {
+            "name",     "metric", "op",    "threshold",      "for",
+            "severity", "labels", "sinks", "silenced_until", "acknowledged_at"};
     char key[192];
     for (const cJSON *f = a->child; f; f = f->next) {
         size_t i = 0;
@@ -287,6 +305,16 @@ bn_alert_rule *bn_alerts_find(bn_alerts *a, const char *name)
     for (size_t i = 0; a && i < a->n; i++)
         if (strcmp(a->r[i].name, name) == 0) return &a->r[i];
     return NULL;
+}
+
+int bn_alert_silenced(const bn_alert_rule *r, double now)
+{
+    return r->silenced_until > 0 && now < r->silenced_until;
+}
+
+int bn_alert_acknowledged(const bn_alert_rule *r)
+{
+    return r->state == BN_ALERT_FIRING && r->acked_at > 0 && r->acked_at >= r->since;
 }
 
 int bn_alert_rule_has_sink(const bn_alert_rule *r, const char *sink)
@@ -405,6 +433,15 @@ static void add_number_or_null(cJSON *o, const char *k, double v)
         cJSON_AddNullToObject(o, k);
 }
 
+static void add_utc_or_null(cJSON *o, const char *k, double seconds)
+{
+    char when[40];
+    if (seconds > 0)
+        cJSON_AddStringToObject(o, k, cli_fmt_utc((int64_t)(seconds * 1000), when, sizeof when));
+    else
+        cJSON_AddNullToObject(o, k);
+}
+
 static void add_rule_fields(cJSON *o, const bn_alert_rule *r)
 {
     cJSON_AddStringToObject(o, "rule", r->name);
@@ -425,6 +462,9 @@ cJSON *bn_alert_rule_json(const bn_alert_rule *r)
     for (int i = 0; s && i < r->n_sinks; i++)
         cJSON_AddItemToArray(s, cJSON_CreateString(r->sinks[i]));
     cJSON_AddStringToObject(o, "state", bn_alert_state_str(r->state));
+    add_utc_or_null(o, "silenced_until", r->silenced_until);
+    add_utc_or_null(o, "acknowledged_at", r->acked_at);
+    cJSON_AddBoolToObject(o, "acknowledged", bn_alert_acknowledged(r));
     return o;
 }
 

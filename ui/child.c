@@ -144,6 +144,28 @@ int ui_child_result(ui_child *c, char *buf, size_t size)
     return st;
 }
 
+int ui_child_summary(ui_child *c, const char *what, char *buf, size_t size)
+{
+    char line[256], why[256];
+    if (ui_child_result(c, line, sizeof line) == 0) {
+        snprintf(buf, size, "%s: %s", what, line[0] ? line : "done");
+        return 0;
+    }
+    ui_child_error(c, why, sizeof why);
+    /* "convert --queue: X" or "alerts: X" (the "bitnet: " dropped): the command said once */
+    const char *w = why;
+    const char *const names[] = {what, c->name};
+    for (int i = 0; i < 2; i++) {
+        const size_t n = strlen(names[i]);
+        if (n && !strncmp(w, names[i], n) && !strncmp(w + n, ": ", 2)) {
+            w += n + 2;
+            break;
+        }
+    }
+    snprintf(buf, size, "%s failed: %s", what, w[0] ? w : "no error message");
+    return -1;
+}
+
 double ui_child_done_at(ui_child *c)
 {
     pthread_mutex_lock(&c->mu);

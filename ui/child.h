@@ -61,6 +61,9 @@ int ui_child_start(ui_child *c, const char *const *args, int json, void (*wake)(
 /* Text mode: the first line of the output into buf (""), and the exit status (-1 when it
  * did not exit normally or has not finished). */
 int ui_child_result(ui_child *c, char *buf, size_t size);
+/* A finished text-mode child as one status line: "WHAT: its first line" ("WHAT: done"), or
+ * "WHAT failed: its error" (WHAT said once). 0 when it succeeded, -1 when it failed. */
+int ui_child_summary(ui_child *c, const char *what, char *buf, size_t size);
 ui_child_state ui_child_state_get(ui_child *c);
 /* The document (moved to the caller), or NULL when there is none. */
 cJSON *ui_child_take(ui_child *c);

@@ -15,9 +15,15 @@
 
 #include "bitnet/core.h"
 #include "child.h"
+#include "common/cli.h"
 #include "common/json.h"
 
 #define TRANSITIONS "20"
+
+enum { MODE_LIST = 0, MODE_FORM = 1, MODE_SILENCE = 2 };
+/* The form's fields: the rule's keys as the config holds them (bitnet-config(5)). */
+static const char *const fields[] = {"name", "metric", "op", "threshold", "for", "severity"};
+#define NF 6
 
 typedef struct alerts {
     ui_child list, hist;
@@ -26,7 +32,17 @@ typedef struct alerts {
     char err[256];
     double started_at; /* the last refresh; 0: never */
     int taken;         /* both documents of the last refresh taken in */
+    int stale;         /* a change was saved during that refresh: evaluate again after it */
     ui_list l;
+    /* changing the rules: bitnet alerts add|edit|silence|ack, run as a child */
+    ui_child action;
+    int action_taken;
+    char action_what[64];
+    int mode;        /* 0 the list, MODE_FORM adding or editing a rule, MODE_SILENCE */
+    char name[128];  /* the rule edited or silenced ("" when adding) */
+    int field;       /* the form's field */
+    ui_input f[NF];  /* the form's fields, see fields[] */
+    ui_input period; /* the silence prompt */
 } alerts;
 
 static void *alerts_create(tui *t)
@@ -36,7 +52,8 @@ static void *alerts_create(tui *t)
     if (!a) return NULL;
     ui_child_init(&a->list);
     ui_child_init(&a->hist);
-    a->taken = 1;
+    ui_child_init(&a->action);
+    a->taken = a->action_taken = 1;
     return a;
 }
 
@@ -45,6 +62,7 @@ static void alerts_destroy(void *st)
     alerts *a = st;
     ui_child_release(&a->list);
     ui_child_release(&a->hist);
+    ui_child_release(&a->action);
     cJSON_Delete(a->rules);
     cJSON_Delete(a->trans);
     free(a);
@@ -70,7 +88,15 @@ void tui_alerts_refresh(tui *t, double max_age)
 static void alerts_tick(tui *t, void *st)
 {
     alerts *a = st;
-    (void)t;
+    if (!a->action_taken && ui_child_state_get(&a->action) == UI_CHILD_DONE) {
+        char msg[512];
+        a->action_taken = 1;
+        const int rc = ui_child_summary(&a->action, a->action_what, msg, sizeof msg);
+        tui_status(t, rc ? CR_FAIL : CR_OK, "%s", msg);
+        a->stale = !a->taken; /* the refresh under way read the rules before the change */
+        a->started_at = 0;
+        tui_alerts_refresh(t, 0);
+    }
     if (a->taken || ui_child_state_get(&a->list) != UI_CHILD_DONE ||
         ui_child_state_get(&a->hist) != UI_CHILD_DONE)
         return;
@@ -80,16 +106,24 @@ static void alerts_tick(tui *t, void *st)
     if (!a->err[0]) ui_child_error(&a->hist, a->err, sizeof a->err);
     if (r) cJSON_Delete(a->rules), a->rules = r;
     if (h) cJSON_Delete(a->trans), a->trans = h;
+    if (a->stale) {
+        a->stale = 0, a->started_at = 0;
+        tui_alerts_refresh(t, 0);
+    }
 }
 
 /* ---- who evaluated the rules, and when ------------------------------------------------------ */
 
-/* How long ago ms (since the epoch) was: "4 s", "12 min", "3 h", "2 d"; "-" when unknown. */
-static void ago(double ms, char *buf, size_t size)
+static double wall_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    double s = ((double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6 - ms) / 1e3;
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+/* A span of seconds: "4 s", "12 min", "3 h", "2 d"; "-" when unknown. */
+static void span(double s, char *buf, size_t size)
+{
     if (isnan(s)) {
         snprintf(buf, size, "-");
         return;
@@ -103,6 +137,12 @@ static void ago(double ms, char *buf, size_t size)
         snprintf(buf, size, "%.0f h", s / 3600);
     else
         snprintf(buf, size, "%.0f d", s / 86400);
+}
+
+/* How long ago ms (since the epoch) was. */
+static void ago(double ms, char *buf, size_t size)
+{
+    span((wall_ms() - ms) / 1e3, buf, size);
 }
 
 /* Who evaluated the rules: the monitor daemon, or this UI (through its child). */
@@ -249,6 +289,158 @@ void tui_alerts_panel(tui *t, int y, int x, int h, int w)
     }
 }
 
+/* ---- changing the rules -----------------------------------------------------------------------
+ */
+
+static void run_action(tui *t, alerts *a, const char *what, const char *const *args)
+{
+    if (!a->action_taken) {
+        tui_status(t, CR_WARN, "busy: %s is still running", a->action_what);
+        return;
+    }
+    snprintf(a->action_what, sizeof a->action_what, "%s", what);
+    a->action_taken = 0;
+    ui_child_start(&a->action, args, 0, wake_tui, t);
+}
+
+/* The selected rule of the last evaluation, or NULL. */
+static const cJSON *selected(const alerts *a)
+{
+    const cJSON *rules = cJSON_GetObjectItemCaseSensitive(a->rules, "alerts");
+    return a->l.sel >= 0 ? cJSON_GetArrayItem(rules, a->l.sel) : NULL;
+}
+
+/* Opens the form: empty (r NULL: a new rule) or with rule r's fields. */
+static void form_open(alerts *a, const cJSON *r)
+{
+    char th[32] = "", fr[32] = "";
+    if (r) {
+        snprintf(th, sizeof th, "%g", cm_json_num(r, "threshold", 0));
+        if (cm_json_num(r, "for_seconds", 0) > 0)
+            snprintf(fr, sizeof fr, "%gs", cm_json_num(r, "for_seconds", 0));
+    }
+    const char *v[NF] = {r ? cm_json_str(r, "rule", "") : "",
+                         r ? cm_json_str(r, "metric", "") : "",
+                         r ? cm_json_str(r, "op", ">") : ">",
+                         th,
+                         fr,
+                         r ? cm_json_str(r, "severity", "warning") : "warning"};
+    for (int i = 0; i < NF; i++) ui_input_set(&a->f[i], v[i]);
+    snprintf(a->name, sizeof a->name, "%s", r ? cm_json_str(r, "rule", "") : "");
+    a->mode = MODE_FORM, a->field = 0;
+}
+
+/* The form as a rule (JSON text, cJSON_free): the threshold a number when it reads as one
+ * (else the text, which the check refuses with its own message), empty fields left out. */
+static char *form_rule(const alerts *a)
+{
+    cJSON *r = cJSON_CreateObject();
+    for (int i = 0; r && i < NF; i++) {
+        const char *v = a->f[i].buf;
+        char *end;
+        const double d = strtod(v, &end);
+        if (!v[0]) continue;
+        if (i == 3 && end != v && !*end)
+            cJSON_AddNumberToObject(r, fields[i], d);
+        else
+            cJSON_AddStringToObject(r, fields[i], v);
+    }
+    char *text = r ? cJSON_PrintUnformatted(r) : NULL;
+    cJSON_Delete(r);
+    return text;
+}
+
+static void form_save(tui *t, alerts *a)
+{
+    char *rule = form_rule(a);
+    if (!rule) return;
+    if (a->name[0]) {
+        const char *args[] = {"alerts", "edit", a->name, rule, NULL};
+        run_action(t, a, "alerts edit", args);
+    } else {
+        const char *args[] = {"alerts", "add", rule, NULL};
+        run_action(t, a, "alerts add", args);
+    }
+    cJSON_free(rule);
+    a->mode = MODE_LIST;
+}
+
+static int form_key(tui *t, alerts *a, int ch)
+{
+    if (ch == 27) {
+        a->mode = MODE_LIST;
+    } else if (ch == '\t' || ch == KEY_DOWN) {
+        a->field = (a->field + 1) % NF;
+    } else if (ch == KEY_UP || ch == KEY_BTAB) {
+        a->field = (a->field + NF - 1) % NF;
+    } else if (ch == '\n' || ch == '\r' || ch == KEY_ENTER) {
+        form_save(t, a);
+    } else {
+        return ui_input_key(&a->f[a->field], ch);
+    }
+    return 1;
+}
+
+static int silence_key(tui *t, alerts *a, int ch)
+{
+    if (ch == 27) {
+        a->mode = MODE_LIST;
+    } else if (ch == '\n' || ch == '\r' || ch == KEY_ENTER) {
+        const char *args[] = {"alerts", "silence", a->name, a->period.buf, NULL};
+        run_action(t, a, "alerts silence", args);
+        a->mode = MODE_LIST;
+    } else {
+        return ui_input_key(&a->period, ch);
+    }
+    return 1;
+}
+
+#define FORM_H (NF + 3)
+
+static void draw_form(alerts *a, int y, int x, int w)
+{
+    char title[256];
+    snprintf(title, sizeof title, "%s%s (checked as bitnet validate checks it, then saved)",
+             a->name[0] ? "Edit the rule " : "Add a rule", a->name);
+    ui_box(y, x, FORM_H, w, title);
+    static const char *const hint[NF] = {
+            "", "a metric the monitor exports, or a selector",     "> >= < <= == !=",
+            "", "how long it must hold: 30s, 5m (empty: at once)", "info, warning or critical"};
+    for (int i = 0; i < NF; i++) {
+        ui_text(y + 1 + i, x + 2, 11, crt_attr(CR_TITLE), fields[i]);
+        ui_input_draw(&a->f[i], y + 1 + i, x + 13, w / 2 - 13, a->field == i);
+        ui_text(y + 1 + i, x + w / 2 + 1, w - w / 2 - 3, crt_attr(CR_DIM), hint[i]);
+    }
+    ui_text(y + NF + 1, x + 2, w - 4, crt_attr(CR_DIM),
+            "Tab/Up/Down: field; Enter saves the rule to the config; Esc: cancel");
+}
+
+static void draw_silence(alerts *a, int y, int x, int w)
+{
+    char title[256];
+    snprintf(title, sizeof title, "Silence %s: no notification for (0 lifts it)", a->name);
+    ui_box(y, x, 3, w, title);
+    ui_input_draw(&a->period, y + 1, x + 2, 20, 1);
+    ui_text(y + 1, x + 24, w - 26, crt_attr(CR_DIM),
+            "30m, 2h, 1d; Enter saves it to the config; Esc: cancel");
+}
+
+/* What an operator set on rule r, put before its condition: "silenced 2 h more; acked; ". */
+static void marks(const cJSON *r, char *buf, size_t size)
+{
+    int64_t ms;
+    char left[32];
+    const char *until = cm_json_str(r, "silenced_until", "");
+    buf[0] = '\0';
+    if (until[0] && cli_parse_utc(until, &ms) == 0 && (double)ms > wall_ms()) {
+        span(((double)ms - wall_ms()) / 1e3, left, sizeof left);
+        snprintf(buf, size, "silenced %s more; ", left);
+    }
+    const size_t n = strlen(buf);
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "acknowledged")))
+        snprintf(buf + n, size - n, "acked; ");
+}
+
 /* ---- the screen
  * ---------------------------------------------------------------------------------- */
 
@@ -256,6 +448,14 @@ static void alerts_draw(tui *t, void *st, int y, int x, int h, int w)
 {
     alerts *a = st;
     tui_alerts_refresh(t, 5);
+    if (a->mode != MODE_LIST) { /* the form or the prompt above the rules */
+        const int fh = a->mode == MODE_FORM ? FORM_H : 3;
+        if (a->mode == MODE_FORM)
+            draw_form(a, y, x, w);
+        else
+            draw_silence(a, y, x, w);
+        y += fh, h -= fh;
+    }
     const cJSON *rules = cJSON_GetObjectItemCaseSensitive(a->rules, "alerts");
     const cJSON *trans = cJSON_GetObjectItemCaseSensitive(a->trans, "transitions");
     const int n = cJSON_GetArraySize(rules), nt = cJSON_GetArraySize(trans);
@@ -283,21 +483,22 @@ static void alerts_draw(tui *t, void *st, int y, int x, int h, int w)
         ui_list_layout(&a->l, n, y + top - 1 - r);
         for (int i = 0; i < a->l.h && a->l.top + i < n; i++) {
             const cJSON *it = cJSON_GetArrayItem(rules, a->l.top + i);
-            char since[32] = "-", cond[600], age[32], when[48];
+            char since[32] = "-", cond[600], age[32], when[48], mark[96];
             ago(cm_json_num(it, "evaluated_ms", NAN), age, sizeof age);
             snprintf(when, sizeof when, "%s %s", evaluator(a->rules), age);
             if (!isnan(cm_json_num(it, "since_ms", NAN)))
                 ui_time((long long)cm_json_num(it, "since_ms", NAN), since, sizeof since);
             condition(it, cond, sizeof cond);
+            marks(it, mark, sizeof mark);
             const int row = r + i, sel = a->l.top + i == a->l.sel;
             const int base = sel ? crt_attr(CR_SELECT) : 0;
             ui_clear(row, x + 1, w - 2, base);
             int c = x + 2;
             c += ui_printf(row, c, 10, sel ? base : state_attr(cm_json_str(it, "state", "")),
                            "%-9s ", cm_json_str(it, "state", ""));
-            ui_printf(row, c, x + w - 2 - c, base, "%-16.16s %-16s %-13s %-8s %s",
+            ui_printf(row, c, x + w - 2 - c, base, "%-16.16s %-16s %-13s %-8s %s%s",
                       cm_json_str(it, "rule", ""), since, when, cm_json_str(it, "severity", ""),
-                      cond);
+                      mark, cond);
         }
         ui_list_hits(&a->l, r, x + 1, w - 2);
     }
@@ -312,12 +513,40 @@ static void alerts_draw(tui *t, void *st, int y, int x, int h, int w)
 static int alerts_key(tui *t, void *st, int ch)
 {
     alerts *a = st;
-    if (ch == 'r') {
+    if (a->mode == MODE_FORM) return form_key(t, a, ch);
+    if (a->mode == MODE_SILENCE) return silence_key(t, a, ch);
+    const cJSON *r = selected(a);
+    switch (ch) {
+    case 'r':
         a->started_at = 0;
         tui_alerts_refresh(t, 0);
         return 1;
+    case 'n':
+        form_open(a, NULL);
+        return 1;
+    case 'e':
+        if (r) form_open(a, r);
+        return 1;
+    case 'S':
+        if (!r) return 1;
+        snprintf(a->name, sizeof a->name, "%s", cm_json_str(r, "rule", ""));
+        ui_input_set(&a->period, "1h");
+        a->mode = MODE_SILENCE;
+        return 1;
+    case 'k': {
+        if (!r) return 1;
+        const char *args[] = {"alerts", "ack", cm_json_str(r, "rule", ""), NULL};
+        run_action(t, a, "alerts ack", args);
+        return 1;
     }
-    return ui_list_key(&a->l, ch);
+    default:
+        return ui_list_key(&a->l, ch);
+    }
+}
+
+static int alerts_editing(void *st)
+{
+    return ((alerts *)st)->mode != MODE_LIST;
 }
 
 static void alerts_enter(tui *t, void *st)
@@ -333,6 +562,13 @@ const tui_screen scr_alerts = {
         .fkey = 11,
         .live = 1,
         .help = "Up Down\tchoose a rule\n"
+                "n\tadd a rule (a form: name, metric, op, threshold, for, severity)\n"
+                "e\tedit the rule\n"
+                "S\tsilence its notifications for a period (0 lifts the silence)\n"
+                "k\tacknowledge the firing rule\n"
+                "\teach change is checked as bitnet validate checks it and written to the\n"
+                "\tconfig atomically (bitnet alerts add|edit|silence|ack); a running monitor\n"
+                "\tdaemon reads the rules again\n"
                 "r\tevaluate the rules and read the transitions again (every 5 s anyway)\n"
                 "\tthe rules are evaluated with the monitor's code (bitnet alerts eval): the\n"
                 "\trunning monitor daemon's last pass, else by this TUI while the Dashboard or\n"
@@ -343,5 +579,6 @@ const tui_screen scr_alerts = {
         .enter = alerts_enter,
         .draw = alerts_draw,
         .key = alerts_key,
+        .editing = alerts_editing,
         .tick = alerts_tick,
 };

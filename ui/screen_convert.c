@@ -75,19 +75,9 @@ static void conv_tick(tui *t, void *st)
     }
     if (!c->action_taken && ui_child_state_get(&c->action) == UI_CHILD_DONE) {
         c->action_taken = 1;
-        char line[256];
-        const int rc = ui_child_result(&c->action, line, sizeof line);
-        if (rc == 0)
-            tui_status(t, CR_OK, "%s: %s", c->action_what, line[0] ? line : "done");
-        else {
-            char why[256];
-            ui_child_error(&c->action, why, sizeof why);
-            /* "convert --queue: X" (child.c drops "bitnet: ") says "convert --queue" once */
-            const char *w = why;
-            const size_t n = strlen(c->action_what);
-            if (!strncmp(w, c->action_what, n) && !strncmp(w + n, ": ", 2)) w += n + 2;
-            tui_status(t, CR_FAIL, "%s failed: %s", c->action_what, w[0] ? w : "no error message");
-        }
+        char msg[512];
+        const int rc = ui_child_summary(&c->action, c->action_what, msg, sizeof msg);
+        tui_status(t, rc ? CR_FAIL : CR_OK, "%s", msg);
         c->listed_at = 0; /* list again now */
         list_jobs(t, c, 0);
     }

@@ -1,9 +1,11 @@
-/* cmd_alerts.c - `bitnet alerts list|history|test`: the alert rules of the config, the state
- * bitnet monitor last recorded for each, their transitions in the history, and a test
- * notification to a rule's sinks. */
+/* cmd_alerts.c - `bitnet alerts list|eval|history|test|add|edit|rm|silence|ack`: the alert
+ * rules of the config, the state bitnet monitor last recorded for each or their evaluation
+ * now, their transitions in the history, a test notification to a rule's sinks, and changes
+ * to the rules (checked as validate checks them, written atomically). */
 #include "commands.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -19,7 +21,9 @@ void cmd_alerts_help(FILE *out)
             "       bitnet alerts eval [--json]\n"
             "       bitnet alerts history [RULE] [-n N] [--json]\n"
             "       bitnet alerts test RULE [--webhook URL] [--datadog] [--datadog-endpoint URL]\n"
-            "                              [--json]\n\n"
+            "                              [--json]\n"
+            "       bitnet alerts add JSON | edit RULE JSON | rm RULE\n"
+            "       bitnet alerts silence RULE DURATION | ack RULE\n\n"
             "list     the rules of the config with the state bitnet monitor last recorded\n"
             "eval     the rules evaluated now: by the running monitor daemon (its last pass,\n"
             "         with its age and its sinks' backlog), or, with none running, here\n"
@@ -27,17 +31,57 @@ void cmd_alerts_help(FILE *out)
             "history  the transitions (inactive, pending, firing, resolved), newest first\n"
             "         (-n: at most N, default 50; 0: all)\n"
             "test     evaluates RULE on the metrics now and sends a notification marked as a\n"
-            "         test to each of its sinks; what cannot be delivered is spooled\n\n"
+            "         test to each of its sinks; what cannot be delivered is spooled\n"
+            "add      appends a rule (JSON, as the config's alerts array holds it)\n"
+            "edit     replaces RULE (its silence and acknowledgement kept); rm removes it\n"
+            "silence  no notification of RULE for DURATION (30m, 2h; 0 lifts it)\n"
+            "ack      acknowledges RULE while it fires\n"
+            "         each change is checked as validate checks it and written to the config\n"
+            "         atomically; a running monitor daemon reads the rules again (SIGHUP)\n\n"
             "Exit status: 0 ok, 1 failure (test: a sink did not take the notification; an\n"
-            "unknown rule), 2 usage error.\n");
+            "unknown rule; a change refused), 2 usage error.\n");
 }
 
 typedef struct alerts_args {
-    const char *sub, *rule;
+    const char *sub, *rule, *arg;
     long limit;
     int json;
     bn_monitor_opts o;
 } alerts_args;
+
+/* The subcommands and the arguments each takes. */
+static const struct {
+    const char *name;
+    int min, max;      /* positional arguments after it */
+    const char *needs; /* what is missing below min */
+} subs[] = {
+        {"list", 0, 0, ""},
+        {"eval", 0, 0, ""},
+        {"history", 0, 1, ""},
+        {"test", 1, 1, "a RULE"},
+        {"add", 1, 1, "the rule as a JSON object"},
+        {"edit", 2, 2, "a RULE and the rule as a JSON object"},
+        {"rm", 1, 1, "a RULE"},
+        {"silence", 2, 2, "a RULE and a DURATION (0 lifts the silence)"},
+        {"ack", 1, 1, "a RULE"},
+};
+
+static int check_sub(const alerts_args *a)
+{
+    const char *C = "alerts";
+    if (!a->sub)
+        return cli_usage_error(C, "missing a subcommand: list, eval, history, test, add, edit, "
+                                  "rm, silence or ack");
+    const int n = !!a->rule + !!a->arg;
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+        if (strcmp(a->sub, subs[i].name)) continue;
+        if (n < subs[i].min) return cli_usage_error(C, "%s needs %s", a->sub, subs[i].needs);
+        if (n > subs[i].max)
+            return cli_usage_error(C, "unexpected argument '%s'", n == 2 ? a->arg : a->rule);
+        return -1;
+    }
+    return cli_usage_error(C, "unknown subcommand '%s'", a->sub);
+}
 
 static int parse_args(int argc, char **argv, alerts_args *a)
 {
@@ -66,18 +110,13 @@ static int parse_args(int argc, char **argv, alerts_args *a)
             a->sub = s;
         } else if (!a->rule) {
             a->rule = s;
+        } else if (!a->arg) {
+            a->arg = s;
         } else {
             return cli_usage_error(C, "unexpected argument '%s'", s);
         }
     }
-    if (!a->sub) return cli_usage_error(C, "missing a subcommand: list, eval, history or test");
-    if (strcmp(a->sub, "list") && strcmp(a->sub, "history") && strcmp(a->sub, "test") &&
-        strcmp(a->sub, "eval"))
-        return cli_usage_error(C, "unknown subcommand '%s'", a->sub);
-    if (!strcmp(a->sub, "test") && !a->rule) return cli_usage_error(C, "test needs a RULE");
-    if ((!strcmp(a->sub, "list") || !strcmp(a->sub, "eval")) && a->rule)
-        return cli_usage_error(C, "unexpected argument '%s'", a->rule);
-    return -1;
+    return check_sub(a);
 }
 
 static void fmt_time(int64_t ms, char *buf, size_t size)
@@ -112,7 +151,7 @@ static int list(const alerts_args *a, bn_spool *sp)
         bn_alert_state s;
         if (bn_spool_last_state(sp, r->name, st, sizeof st, &at) == 0 &&
             bn_alert_state_parse(st, &s) == 0)
-            r->state = s;
+            r->state = s, r->since = (double)at / 1000;
         fmt_time(at, when, sizeof when);
         if (a->json) {
             cJSON *o = bn_alert_rule_json(r);
@@ -213,6 +252,155 @@ static int eval(alerts_args *a)
     if (a->json) return cli_print_json(d) ? BN_EXIT_FAIL : BN_EXIT_OK;
     print_eval(d);
     cJSON_Delete(d);
+    return BN_EXIT_OK;
+}
+
+/* ---- changing the rules: add, edit, rm, silence, ack ------------------------------------------
+ */
+
+/* Index of the rule named name in rules ("alerts[N]" names one without a name), or -1. */
+static int rule_index(const cJSON *rules, const char *name)
+{
+    int i = 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, rules)
+    {
+        char def[32];
+        snprintf(def, sizeof def, "alerts[%d]", i);
+        if (!strcmp(cm_json_str(r, "name", def), name)) return i;
+        i++;
+    }
+    return -1;
+}
+
+/* The rule given on the command line: a JSON object, or NULL with the error said. */
+static cJSON *rule_arg(const char *text)
+{
+    cJSON *r = cJSON_Parse(text);
+    if (cJSON_IsObject(r)) return r;
+    cJSON_Delete(r);
+    cli_error("alerts: the rule is not a JSON object: %.60s", text);
+    return NULL;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Sets (v) or removes (v NULL) field k of a rule. */
+static void rule_set(cJSON *r, const char *k, cJSON *v)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(r, k);
+    if (v) cJSON_AddItemToObject(r, k, v);
+}
+
+/* ack: the rule r must fire (the state last recorded in the history). */
+static int ack_rule(const alerts_args *a, cJSON *r, char *done, size_t size)
+{
+    char st[16] = "inactive", when[40];
+    int64_t since = 0;
+    bn_spool *sp;
+    if (bn_spool_open(&sp, a->o.history, a->o.spool_max, a->o.retention_days) != BN_OK) {
+        cli_error("%s", bn_spool_errmsg(sp));
+        bn_spool_close(sp);
+        return BN_EXIT_FAIL;
+    }
+    bn_spool_last_state(sp, a->rule, st, sizeof st, &since);
+    bn_spool_close(sp);
+    if (strcmp(st, "firing")) {
+        cli_error("alerts: %s is not firing (%s): nothing to acknowledge", a->rule, st);
+        return BN_EXIT_FAIL;
+    }
+    rule_set(r, "acknowledged_at",
+             cJSON_CreateString(cli_fmt_utc((int64_t)ceil(now_s()) * 1000, when, sizeof when)));
+    snprintf(done, size, "acknowledged %s (firing since %s)", a->rule,
+             cli_fmt_utc(since, when, sizeof when));
+    return 0;
+}
+
+/* Applies the change to rules (the config file's, a copy); 0, or BN_EXIT_* with the error
+ * said. done: what to print when it is saved. */
+static int apply_change(const alerts_args *a, cJSON *rules, char *done, size_t size)
+{
+    const int at = a->rule ? rule_index(rules, a->rule) : -1;
+    char when[40];
+    if (!strcmp(a->sub, "add")) {
+        cJSON *r = rule_arg(a->rule);
+        if (!r) return BN_EXIT_FAIL;
+        const char *name = cm_json_str(r, "name", "");
+        cJSON_AddItemToArray(rules, r);
+        snprintf(done, size, "added rule %s", name[0] ? name : "(no name)");
+        if (name[0] && rule_index(rules, name) != cJSON_GetArraySize(rules) - 1) {
+            cli_error("alerts: a rule named '%s' exists (bitnet alerts edit changes it)", name);
+            return BN_EXIT_FAIL;
+        }
+        return 0;
+    }
+    if (at < 0) {
+        cli_error("alerts: no rule named '%s' in the config", a->rule);
+        return BN_EXIT_FAIL;
+    }
+    cJSON *old = cJSON_GetArrayItem(rules, at);
+    if (!strcmp(a->sub, "edit")) {
+        cJSON *r = rule_arg(a->arg);
+        if (!r) return BN_EXIT_FAIL;
+        static const char *const keep[] = {"silenced_until", "acknowledged_at"};
+        for (int i = 0; i < 2; i++) /* what the operator set on it stays */
+            if (!cJSON_HasObjectItem(r, keep[i]) && cJSON_HasObjectItem(old, keep[i]))
+                cJSON_AddItemToObject(
+                        r, keep[i],
+                        cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(old, keep[i]), 1));
+        cJSON_ReplaceItemInArray(rules, at, r);
+        snprintf(done, size, "changed rule %s", a->rule);
+    } else if (!strcmp(a->sub, "rm")) {
+        cJSON_DeleteItemFromArray(rules, at);
+        snprintf(done, size, "removed rule %s", a->rule);
+    } else if (!strcmp(a->sub, "silence")) {
+        double d;
+        if (bn_parse_duration(a->arg, &d)) {
+            cli_error("alerts: silence: '%s' is not a duration such as 30m, 2h or 0", a->arg);
+            return BN_EXIT_FAIL;
+        }
+        cli_fmt_utc((int64_t)((now_s() + d) * 1000), when, sizeof when);
+        rule_set(old, "silenced_until", d > 0 ? cJSON_CreateString(when) : NULL);
+        if (d > 0)
+            snprintf(done, size, "silenced %s until %s", a->rule, when);
+        else
+            snprintf(done, size, "%s: no longer silenced", a->rule);
+    } else {
+        return ack_rule(a, old, done, size);
+    }
+    return 0;
+}
+/* add, edit, rm, silence, ack: the config file's rules changed, checked as validate checks
+ * them (the monitor's code) and written atomically; a running monitor daemon is told to read
+ * them again (SIGHUP). */
+static int change(const alerts_args *a, const bn_config *cfg)
+{
+    const cJSON *cur = cJSON_GetObjectItemCaseSensitive(bn_config_file_doc(cfg), "alerts");
+    cJSON *rules = cJSON_IsArray(cur) ? cJSON_Duplicate(cur, 1) : cJSON_CreateArray();
+    char done[256] = "", err[1024];
+    bn_config_first_error fe = {err, sizeof err, NULL, 0};
+    int rc = apply_change(a, rules, done, sizeof done);
+    if (!rc && bn_monitor_check_alerts(rules, bn_config_keep_first_error, &fe)) {
+        cli_error("alerts: %s", err);
+        rc = BN_EXIT_FAIL;
+    }
+    if (!rc && bn_config_write_key(bn_config_file(cfg), "alerts", rules, NULL, err, sizeof err)) {
+        cli_error("%s", err);
+        rc = BN_EXIT_FAIL;
+    }
+    cJSON_Delete(rules);
+    if (rc) return rc;
+    cJSON *st = bn_monitor_daemon_status(a->o.history);
+    const double pid = cm_json_num(st, "pid", 0);
+    const int hup =
+            cJSON_IsTrue(cJSON_GetObjectItem(st, "running")) && kill((pid_t)pid, SIGHUP) == 0;
+    cJSON_Delete(st);
+    printf("%s%s\n", done, hup ? "; the monitor daemon reads the rules again" : "");
     return BN_EXIT_OK;
 }
 
@@ -323,6 +511,8 @@ int cmd_alerts(int argc, char **argv)
         rc = test(&a);
     } else if (!strcmp(a.sub, "eval")) {
         rc = eval(&a);
+    } else if (strcmp(a.sub, "list") && strcmp(a.sub, "history")) {
+        rc = change(&a, cfg);
     } else {
         bn_spool *sp;
         if (bn_spool_open(&sp, a.o.history, a.o.spool_max, a.o.retention_days) != BN_OK) {

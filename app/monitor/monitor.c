@@ -469,6 +469,12 @@ static void on_transition(void *ud, const bn_alert_transition *t)
     const char *lv[] = {r->name, st.to};
     bn_metric_add(m->f.alert_transitions, lv, 1);
     if (!t->notify) return;
+    if (bn_alert_silenced(r, t->at)) { /* recorded, not notified (bitnet alerts silence) */
+        char until[40];
+        mon_log(m, "alert %s: %s -> %s, silenced until %s: not notified", r->name, st.from, st.to,
+                cli_fmt_utc((int64_t)(r->silenced_until * 1000), until, sizeof until));
+        return;
+    }
     if (bn_alert_rule_has_sink(r, "log")) {
         char num[32] = "no data";
         if (!isnan(t->value)) bn_metrics_fmt_double(t->value, num);

@@ -1,6 +1,7 @@
 # bitnet tui, the figures an operator must be able to trust (issue 18): the alert rules evaluated
 # while the UI runs (by the monitor's code, with when and by whom, whether a monitor daemon runs
-# and how its sinks deliver), and the same through `bitnet alerts eval`.
+# and how its sinks deliver), and the same through `bitnet alerts eval`; rules added, edited,
+# silenced and acknowledged from the UI (bitnet alerts add|edit|silence|ack).
 . tests/cli/lib.sh
 
 TEST=test_tui_trust
@@ -72,7 +73,68 @@ wait "$mon" 2>/dev/null
 keys t r
 wait_for t "evaluated by this TUI [0-9]+ s ago; no monitor daemon running \(its last pass [0-9]+ s ago\)" \
     "alerts screen: a killed daemon is no longer taken as running"
+
+# ---- alerts: add, edit, silence, acknowledge from the UI --------------------------------------
+CFG="$XDG_CONFIG_HOME/bitnet/config.json"
+keys t n
+wait_for t "Add a rule \(checked as bitnet validate checks it" "n: the form to add a rule"
+keys t -l disk
+keys t Tab
+keys t -l bitnet_host_cpus
+keys t Tab
+keys t -l ">="
+keys t Tab
+keys t -l 1
+keys t Enter
+wait_for t "alerts add: added rule disk" "the form adds the rule (bitnet alerts add)"
+[ "$("$JSONGET" alerts.2.name alerts.2.op alerts.2.threshold <"$CFG" | tr '\n' ' ')" = "disk >= 1 " ] \
+    && ok "the rule is in the config file" || bad "config after add: $(cat "$CFG")"
+wait_for t "firing +disk " "the new rule is evaluated at once and fires"
+keys t n
+keys t -l bad
+keys t Tab
+keys t -l bitnet_nonexistent
+keys t Tab Tab
+keys t -l 1
+keys t Enter
+wait_for t "alerts add failed: alerts\[3\]\.metric: 'bitnet_nonexistent' is not a metric" \
+    "a rule on a metric the monitor never exports is refused, as validate refuses it"
+[ "$("$JSONGET" alerts.3.name <"$CFG" 2>/dev/null)" = "" ] && ok "  ... and the config is unchanged" \
+    || bad "the refused rule was saved: $(cat "$CFG")"
+keys t End e
+wait_for t "Edit the rule disk" "e: the form edits the selected rule"
+keys t Tab Tab Tab
+keys t -l 2
+keys t Enter
+wait_for t "alerts edit: changed rule disk" "the edited rule is saved (bitnet alerts edit)"
+"$JSONGET" alerts.2.threshold <"$CFG" | grep -qx 2 && ok "  ... its new threshold in the config" \
+    || bad "config after edit: $(cat "$CFG")"
+keys t S
+wait_for t "Silence disk: no notification for" "S: the silence prompt"
+keys t -l 2h
+keys t Enter
+wait_for t "alerts silence: silenced disk until 20[0-9-]+T[0-9:]+Z" "S: silenced for 2 hours (bitnet alerts silence)"
+"$JSONGET" alerts.2.silenced_until <"$CFG" | grep -Eq "^20[0-9-]+T[0-9:]+Z$" \
+    && ok "  ... silenced_until in the config" || bad "config after silence: $(cat "$CFG")"
+wait_for t "disk .* silenced 1[12][0-9] min more; bitnet_host_cpus >= 2" "the rule shows its silence"
+keys t k
+wait_for t "alerts ack: acknowledged disk \(firing since" "k: the firing rule is acknowledged (bitnet alerts ack)"
+wait_for t "disk .* silenced 1[12][0-9] min more; acked; bitnet_host_cpus" "the rule shows it is acknowledged"
 keys t q
 wait_for t "EXIT=0" "q quits"
+
+# the monitor records a silenced rule's transitions but notifies nothing
+expect_exit 0 "alerts add: a rule that fires at once" -- \
+    "$BIN" alerts add '{"name":"quiet","metric":"bitnet_host_cpus","op":">","threshold":0}'
+expect_exit 0 "alerts silence quiet 1h" -- "$BIN" alerts silence quiet 1h
+expect_exit 0 "monitor --once with the silenced rule" -- "$BIN" monitor --once --no-listen --json
+expect_grep "alert quiet: inactive -> firing, silenced until" "$TMP/err" "  ... the transition is logged as silenced"
+grep -q '"rule":"quiet"' "$TMP/out" && bad "a silenced rule was notified" || ok "  ... and not notified"
+expect_exit 1 "alerts ack on a rule that does not fire" -- "$BIN" alerts ack slowpoke
+expect_exit 0 "alerts silence quiet 0 lifts it" -- "$BIN" alerts silence quiet 0
+"$JSONGET" alerts.3.silenced_until <"$CFG" >/dev/null 2>&1 && bad "silence 0 left silenced_until" \
+    || ok "  ... silenced_until removed"
+expect_exit 0 "alerts rm quiet" -- "$BIN" alerts rm quiet
+expect_exit 2 "alerts edit without the rule: usage error" -- "$BIN" alerts edit disk
 
 finish test_tui_trust

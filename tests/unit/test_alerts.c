@@ -4,8 +4,8 @@
  * undelivered notifications are kept: the spool (order, done and failed, the bound dropping
  * oldest first, replace), the transitions table, the migration of a version 2 history.
  *
- * common/alerts.c, common/metrics.c, app/monitor/spool.c and common/config.c (durations) come from the app's
- * objects (libbitnetapp.a). */
+ * common/alerts.c, common/metrics.c, app/monitor/spool.c and common/config.c (durations) come from
+ * the app's objects (libbitnetapp.a). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -293,6 +293,42 @@ static void test_restore(void **state)
     assert_int_equal(r->state, BN_ALERT_INACTIVE);
     bn_alerts_free(a);
     bn_metrics_free(f.m);
+}
+
+/* silenced_until and acknowledged_at: parsed (RFC 3339 UTC), in the rule's JSON, and what
+ * they mean: a silence ends at its time; an acknowledgement covers the firing it saw. */
+static void test_silence_and_ack(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_init(&f);
+    bn_alerts *a = parse_ok("[{\"name\":\"hot\",\"metric\":\"t_temp\",\"op\":\">\","
+                            "\"threshold\":80,\"silenced_until\":\"1970-01-01T00:03:20Z\","
+                            "\"acknowledged_at\":\"1970-01-01T00:02:30Z\"}]");
+    bn_alert_rule *r = bn_alerts_rule(a, 0);
+    assert_true(r->silenced_until == 200 && r->acked_at == 150);
+    assert_true(bn_alert_silenced(r, 199.5));
+    assert_false(bn_alert_silenced(r, 200));
+    set_temp(&f, "0", 90);
+    assert_int_equal(eval_at(&f, a, 100), 1); /* fires at 100, acknowledged at 150 */
+    assert_true(bn_alert_acknowledged(r));
+    cJSON *j = bn_alert_rule_json(r);
+    assert_string_equal(cJSON_GetObjectItem(j, "silenced_until")->valuestring,
+                        "1970-01-01T00:03:20Z");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "acknowledged")));
+    cJSON_Delete(j);
+    set_temp(&f, "0", 10);
+    assert_int_equal(eval_at(&f, a, 300), 1); /* resolved */
+    assert_false(bn_alert_acknowledged(r));
+    set_temp(&f, "0", 90);
+    assert_int_equal(eval_at(&f, a, 400), 1); /* fires again, after the acknowledgement */
+    assert_false(bn_alert_acknowledged(r));
+    bn_alerts_free(a);
+    bn_metrics_free(f.m);
+    parse_bad("[{\"metric\":\"x\",\"op\":\">\",\"threshold\":1,\"silenced_until\":\"soon\"}]",
+              "alerts[0].silenced_until: expected a UTC time");
+    parse_bad("[{\"metric\":\"x\",\"op\":\">\",\"threshold\":1,\"acknowledged_at\":5}]",
+              "alerts[0].acknowledged_at: expected a UTC time");
 }
 
 static void test_names_and_json(void **state)
@@ -725,6 +761,7 @@ int main(void)
             cmocka_unit_test(test_state_machine),
             cmocka_unit_test(test_for_zero_nan_and_selectors),
             cmocka_unit_test(test_restore),
+            cmocka_unit_test(test_silence_and_ack),
             cmocka_unit_test(test_names_and_json),
             cmocka_unit_test_setup_teardown(test_spool_queue, spool_setup, spool_teardown),
             cmocka_unit_test_setup_teardown(test_spool_notification_bound, spool_setup,

@@ -66,6 +66,8 @@ typedef struct bn_alert_rule {
     cJSON *labels;     /* an object of strings (never NULL) */
     int n_sinks;       /* 0: every notification sink in use */
     char sinks[BN_ALERTS_MAX_SINKS][16];
+    double silenced_until; /* "silenced_until": no notification before (epoch seconds; 0: none) */
+    double acked_at;       /* "acknowledged_at": when an operator acknowledged it (0: never) */
     /* the state */
     bn_alert_state state;
     double since;     /* when the state began (seconds, the caller's clock) */
@@ -112,6 +114,11 @@ void bn_alerts_eval(bn_alerts *a, const bn_msnap *snap, double now, bn_alert_fn 
  * the given time; other states make it inactive. */
 void bn_alert_restore(bn_alert_rule *r, bn_alert_state s, double since);
 
+/* Whether the rule's notifications are silenced at now (epoch seconds). */
+int bn_alert_silenced(const bn_alert_rule *r, double now);
+/* Whether it fires and was acknowledged since it began to (acknowledged_at >= since). */
+int bn_alert_acknowledged(const bn_alert_rule *r);
+
 /* Whether the rule sends to the sink named (its sinks, or every one when it names none). */
 int bn_alert_rule_has_sink(const bn_alert_rule *r, const char *sink);
 
@@ -119,7 +126,8 @@ const char *bn_alert_state_str(bn_alert_state s);
 int bn_alert_state_parse(const char *s, bn_alert_state *out);
 const char *bn_alert_op_str(bn_alert_op op);
 
-/* The rule and its state, as `bitnet alerts list --json` shows it; NULL when out of memory. */
+/* The rule and its state, as `bitnet alerts list --json` shows it (with "silenced_until" and
+ * "acknowledged_at", RFC 3339 or null, and "acknowledged"); NULL when out of memory. */
 cJSON *bn_alert_rule_json(const bn_alert_rule *r);
 /* A notification (webhook body): rule, state, previous_state, severity, metric, op,
  * threshold, for_seconds, value, series, labels, host, at (RFC 3339), at_ms, test. at is
