@@ -25,6 +25,8 @@ const bn_command bn_commands[] = {
          cmd_audit_help},
         {"bench", "benchmark a model (pp/tg tokens/s, ceiling) or the kernels", cmd_bench,
          cmd_bench_help},
+        {"billing", "usage to Stripe's meter events (send, status, reconcile)", cmd_billing,
+         cmd_billing_help},
         {"chat", "talk with a model (readline; stdin when not a terminal)", cmd_chat,
          cmd_chat_help},
         {"config", "read and change settings (get, set, unset, list, path)", cmd_config,
