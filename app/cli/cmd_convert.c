@@ -42,6 +42,9 @@ void cmd_convert_help(FILE *out)
             "  --scales S         gptq's scales: tensor (one, what i2_s stores) or row (one\n"
             "                     per row, tq2_0/tq1_0 only; their default); each chosen\n"
             "                     to minimise the layer's output error\n"
+            "  --lowrank R        add to each linear layer a rank-R F16 correction (the top\n"
+            "                     singular vectors of its float weights minus the ternary\n"
+            "                     ones), applied at run time; float sources only\n"
             "  --no-tokenizer     write no tokenizer (else a missing one is an error)\n"
             "  -t, --threads N    threads (default: one per core)\n"
             "  --queue            add a job to the queue instead (see bitnet jobs) and start\n"
@@ -116,6 +119,11 @@ static int parse_args(int argc, char **argv, cc_opts *o)
                 o->cv.scales = CV_SCALES_ROW;
             else
                 return cli_usage_error(C, "--scales takes tensor or row");
+        } else if (!strcmp(a, "--lowrank")) {
+            long v;
+            if (!has || cli_parse_long(argv[++i], 0, CV_LOWRANK_MAX, &v))
+                return cli_usage_error(C, "--lowrank takes 0 .. %d", CV_LOWRANK_MAX);
+            o->cv.lowrank = (int)v;
         } else if (!strcmp(a, "--no-tokenizer")) {
             o->cv.no_tokenizer = 1;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {

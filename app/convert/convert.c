@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <nettle/sha2.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -47,7 +48,7 @@ void cv_opts_init(cv_opts *o)
 
 /* ---- the plan ------------------------------------------------------------------------------ */
 
-enum { P_NORM, P_EMBD, P_TERNARY };
+enum { P_NORM, P_EMBD, P_TERNARY, P_LR_A, P_LR_B }; /* P_LR_*: --lowrank factors */
 
 typedef struct plan_item {
     char name[96]; /* GGUF name */
@@ -78,6 +79,9 @@ typedef struct conv {
     const char *phase; /* what it is doing, for the message when it is stopped */
     cv_calib cal;      /* --calibrate: the codes of every linear layer */
     int calibrated;
+    cv_lowrank lr;             /* --lowrank: the factors of the layer being written */
+    double lr_energy, lr_macs; /* summed over the layers */
+    uint64_t lr_bytes;
 } conv;
 
 static int plan_add(conv *c, const char *name, const char *src, int kind, int type, int64_t cols,
@@ -146,11 +150,28 @@ int cv_hf_name(const char *gguf, char *out, size_t n)
     return -1;
 }
 
+/* The two factors of the ternary tensor just planned (c->plan[c->n_plan - 1]): a is
+ * rank x cols, b rows x rank, F16. */
+static int plan_lowrank(conv *c, int il, const char *lin, char *err, size_t errsz)
+{
+    const plan_item *t = &c->plan[c->n_plan - 1];
+    const int64_t cols = t->ne[0], rows = t->ne[1], most = rows < cols ? rows : cols;
+    const int64_t r = c->o->lowrank < most ? c->o->lowrank : most;
+    char src[160], name[96];
+    snprintf(src, sizeof src, "%s", t->src);
+    snprintf(name, sizeof name, "blk.%d.%s.lowrank_a", il, lin);
+    int rc = plan_add(c, name, src, P_LR_A, BN_TYPE_F16, cols, r, err, errsz);
+    snprintf(name, sizeof name, "blk.%d.%s.lowrank_b", il, lin);
+    if (rc == 0) rc = plan_add(c, name, src, P_LR_B, BN_TYPE_F16, r, rows, err, errsz);
+    c->lr_macs += (double)(r * (rows + cols));
+    return rc;
+}
+
 static int make_plan(conv *c, char *err, size_t errsz)
 {
     const cv_hparams *h = &c->src.hp;
     const int64_t E = h->n_embd, F = h->n_ff, KVD = h->n_head_kv * h->head_dim;
-    c->plan = calloc((size_t)(h->n_layer * 11 + 3), sizeof *c->plan);
+    c->plan = calloc((size_t)(h->n_layer * 25 + 3), sizeof *c->plan);
     if (!c->plan) return cm_fail(err, errsz, "out of memory");
     const int wt = c->o->type, et = c->o->embd_type, bitnet = h->arch == CV_ARCH_BITNET;
     int rc = plan_add(c, "token_embd.weight", "model.embed_tokens.weight", P_EMBD, et, E,
@@ -169,6 +190,7 @@ static int make_plan(conv *c, char *err, size_t errsz)
             } else {
                 int64_t rows = L[k].rows == 0 ? E : L[k].rows == 1 ? KVD : F;
                 rc = plan_add(c, name, src, P_TERNARY, wt, L[k].in_f ? F : E, rows, err, errsz);
+                if (rc == 0 && c->o->lowrank > 0) rc = plan_lowrank(c, il, L[k].gguf, err, errsz);
             }
         }
     if (rc == 0)
@@ -180,6 +202,7 @@ static int make_plan(conv *c, char *err, size_t errsz)
     for (int i = 0; rc == 0 && i < c->n_plan; i++) {
         const plan_item *it = &c->plan[i];
         const cv_tensor *t = cv_source_find(&c->src, it->src);
+        if (it->kind == P_LR_A || it->kind == P_LR_B) continue; /* made, not read */
         uint64_t want = (uint64_t)(it->ne[0] * it->ne[1]);
         if (it->kind == P_TERNARY && c->src.hp.packed) want /= 4;
         if (!t)
@@ -226,6 +249,54 @@ static int set_meta(conv *c, bn_gguf_writer *w, char *err, size_t errsz)
 /* ---- producing one tensor's bytes
  * ---------------------------------------------------------------- */
 
+/* The factors of src's residual into c->lr (kept for the second factor): the float weight,
+ * and the codes and scales written for it (calibrated, or absmean as produce makes them). */
+static int lowrank_compute(conv *c, const char *src, char *err, size_t errsz)
+{
+    const cv_tensor *t = cv_source_find(&c->src, src);
+    const int64_t N = t ? t->shape[0] : 0, K = t ? t->shape[1] : 0;
+    const cv_calib_layer *cl = c->calibrated ? cv_calib_find(&c->cal, src) : NULL;
+    float *w = malloc((size_t)(N * K) * sizeof *w), *rs = malloc((size_t)N * sizeof *rs);
+    int8_t *q = malloc((size_t)(N * K));
+    float scale = 0;
+    int rc = t && w && rs && q ? 0 : cm_fail(err, errsz, "out of memory (low rank: %s)", src);
+    if (rc == 0) rc = cv_linear_f32(&c->src, src, N, K, w, err, errsz);
+    if (rc == 0 && cl) {
+        memcpy(q, cl->q, (size_t)(N * K));
+        memcpy(rs, cl->row_scale, (size_t)N * sizeof *rs);
+    } else if (rc == 0) {
+        rc = cv_linear_ternary(&c->src, src, N, K, q, &scale, err, errsz);
+        for (int64_t r = 0; r < N; r++) rs[r] = scale;
+    }
+    if (rc == 0) rc = cv_lowrank_factors(c->ctx, w, q, rs, N, K, c->o->lowrank, &c->lr, err, errsz);
+    if (rc == 0) {
+        snprintf(c->lr.src, sizeof c->lr.src, "%s", src);
+        c->lr_energy += c->lr.energy;
+    }
+    free(w);
+    free(rs);
+    free(q);
+    return rc;
+}
+
+static int lowrank_factor(conv *c, const plan_item *it, uint8_t *out, char *err, size_t errsz)
+{
+    if (strcmp(c->lr.src, it->src) && lowrank_compute(c, it->src, err, errsz) != 0) return -1;
+    const cv_lowrank *lr = &c->lr;
+    const int a = it->kind == P_LR_A;
+    if (it->ne[0] != (a ? lr->cols : lr->rank) || it->ne[1] != (a ? lr->rank : lr->rows))
+        return cm_fail(err, errsz, "%s: low-rank factors of another shape", it->name);
+    const float *f = a ? lr->a : lr->b;
+    const int64_t n = it->ne[0] * it->ne[1];
+    if (cv_check_finite(it->name, f, n, it->ne[0], 0, err, errsz) != 0) return -1;
+    bn_f32_to_f16_row(f, (uint16_t *)out, n);
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(bn_f16_to_f32(((uint16_t *)out)[i])))
+            return cm_fail(err, errsz, "%s: a value beyond the f16 range", it->name);
+    c->lr_bytes += it->size;
+    return 0;
+}
+
 static int produce(conv *c, const plan_item *it, uint8_t *out, char *err, size_t errsz)
 {
     const int64_t cols = it->ne[0], rows = it->ne[1];
@@ -257,6 +328,7 @@ static int produce(conv *c, const plan_item *it, uint8_t *out, char *err, size_t
         cv_source_release(&c->src, t, own);
         return rc;
     }
+    if (it->kind == P_LR_A || it->kind == P_LR_B) return lowrank_factor(c, it, out, err, errsz);
     const cv_calib_layer *cl = c->calibrated ? cv_calib_find(&c->cal, it->src) : NULL;
     if (c->calibrated && (!cl || cl->rows != rows || cl->cols != cols))
         return cm_fail(err, errsz, "%s: not calibrated", it->src);
@@ -711,11 +783,32 @@ static int calibrate(conv *c, char *err, size_t errsz)
     return 0;
 }
 
+/* report.lowrank: the rank asked for, the bytes of the factors (and their share of the
+ * output), the multiply-adds they add per token, the mean share of the residual kept. */
+static void report_lowrank(conv *c)
+{
+    cJSON *r = cJSON_AddObjectToObject(c->report, "lowrank");
+    int n = 0;
+    for (int i = 0; i < c->n_plan; i++) n += c->plan[i].kind == P_TERNARY;
+    cJSON_AddNumberToObject(r, "rank", c->o->lowrank);
+    cJSON_AddNumberToObject(r, "layers", n);
+    cJSON_AddNumberToObject(r, "bytes", (double)c->lr_bytes);
+    cJSON_AddNumberToObject(r, "bytes_share",
+                            c->total_bytes ? (double)c->lr_bytes / (double)c->total_bytes : 0);
+    cJSON_AddNumberToObject(r, "macs_per_token", c->lr_macs);
+    cJSON_AddNumberToObject(r, "energy_mean", n ? c->lr_energy / n : 0);
+}
+
 static int run(conv *c, char *err, size_t errsz)
 {
     const cv_opts *o = c->o;
     if (cv_check_output(o, err, errsz) != 0) return -1;
     if (cv_source_open(c->ctx, o->src, &c->src, err, errsz) != 0) return -1;
+    if (o->lowrank > 0 && (c->src.hp.packed || c->src.hp.quant_ref))
+        return cm_fail(err, errsz,
+                       "--lowrank: %s is a ternary-trained BitNet model (its weights are used as "
+                       "trained: no residual to correct)",
+                       o->src);
     if (make_plan(c, err, errsz) != 0) return -1;
     describe(c);
     if (cv_poll(o)) return -2;
@@ -758,6 +851,7 @@ static int run(conv *c, char *err, size_t errsz)
     cJSON_AddNumberToObject(c->report, "bytes_out",
                             stat(o->out, &st) == 0 ? (double)st.st_size : 0);
     cJSON_AddStringToObject(c->report, "sha256", hex);
+    if (o->lowrank > 0) report_lowrank(c);
     add_quality_warning(c);
     return 0;
 }
@@ -776,6 +870,8 @@ int cv_convert(const cv_opts *o0, cJSON **report, char *err, size_t errsz)
     err[0] = '\0';
     if (o->method == CV_METHOD_GPTQ && !o->calibrate)
         return cm_fail(err, errsz, "--method gptq needs calibration text (--calibrate TEXT)");
+    if (o->lowrank < 0 || o->lowrank > CV_LOWRANK_MAX)
+        return cm_fail(err, errsz, "--lowrank takes 0 .. %d", CV_LOWRANK_MAX);
     if (o->scales == CV_SCALES_ROW && o->type == BN_TYPE_I2_S)
         return cm_fail(err, errsz,
                        "--scales row needs --type tq2_0 or tq1_0 (i2_s stores one "
@@ -804,6 +900,7 @@ int cv_convert(const cv_opts *o0, cJSON **report, char *err, size_t errsz)
     free(c.ref_logits);
     free(c.plan);
     cv_calib_release(&c.cal);
+    cv_lowrank_release(&c.lr);
     bn_tokenizer_free(c.tok);
     cv_source_close(&c.src);
     bn_ctx_free(c.ctx);

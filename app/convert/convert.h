@@ -25,6 +25,7 @@
  *                       SPM-style tokenizer.json, as llama.
  *   convert_validate.c  the f32 reference forward of the source model (layer by layer, so
  *                       memory stays near one layer) and the comparison metrics.
+ *   convert_lowrank.c   --lowrank r: the SVD factors of each layer's ternarization residual.
  *   convert_calib.c     --calibrate: each linear layer's input second moment on calibration
  *                       text and its ternarization with error feedback (GPTQ), with the
  *                       output error of absmean and gptq per layer.
@@ -80,8 +81,12 @@ typedef struct cv_opts {
     unsigned throttle_ms;  /* a pause at each poll (BITNET_CONVERT_THROTTLE_MS, for tests) */
     const char *calibrate; /* calibration text (a file); NULL: none */
     int method;            /* CV_METHOD_*; -1 (default): gptq with calibrate, else absmean */
-    int scales; /* CV_SCALES_* of gptq; -1 (default): row for tq2_0/tq1_0, tensor for i2_s */
+    int scales;  /* CV_SCALES_* of gptq; -1 (default): row for tq2_0/tq1_0, tensor for i2_s */
+    int lowrank; /* r > 0: each linear layer gets a rank-r F16 correction of its residual */
 } cv_opts;
+
+/* The largest --lowrank (the engine's limit, BN__LOWRANK_MAX). */
+#define CV_LOWRANK_MAX 256
 
 /* How float linear weights become ternary. */
 enum { CV_METHOD_ABSMEAN = 0, CV_METHOD_GPTQ = 1 };
@@ -297,6 +302,23 @@ typedef struct cv_analyze_opts {
  * input ranges and output error on the text. 0 with *report (the caller frees it), or -1
  * with a one-line message. */
 int cv_analyze(const cv_analyze_opts *o, cJSON **report, char *err, size_t errsz);
+
+/* ---- low-rank corrections (convert_lowrank.c) ------------------------------------------- */
+
+/* The top-rank factors of a layer's ternarization residual D = W - diag(row_scale) q: a (rank x
+ * cols) and b (rows x rank), b a ~= D, for the engine's y = W_t x + b (a x). */
+typedef struct cv_lowrank {
+    char src[160]; /* the layer (the Hugging Face name) they belong to */
+    int64_t rows, cols, rank;
+    float *a, *b;
+    double energy; /* the share of ||D||_F^2 the rank keeps */
+} cv_lowrank;
+
+/* w (N x K) float, q its codes, row_scale its N scales; rank is cut to min(N, K). 0, or -1
+ * with a message. */
+int cv_lowrank_factors(bn_ctx *ctx, const float *w, const int8_t *q, const float *row_scale,
+                       int64_t N, int64_t K, int64_t rank, cv_lowrank *lr, char *err, size_t errsz);
+void cv_lowrank_release(cv_lowrank *lr);
 
 /* The built-in prompts and text (NUL-terminated). */
 extern const char *const cv_builtin_prompts[];

@@ -487,6 +487,7 @@ static void qkv_unit(const job *j, int64_t u)
     const int64_t E = h->n_embd;
     if (u < nh) {
         k->tgemm(&j->L->w[BN__WQ], j->qe, st->q, E, u * d, (u + 1) * d);
+        bn__lowrank_apply(&j->L->lr[BN__WQ], j->qe, st->q, E, u * d, (u + 1) * d);
         for (int64_t t = 0; t < j->T; t++)
             rope(st->q + t * E + u * d, st->cs + t * h->n_rot, h->n_rot);
         return;
@@ -494,6 +495,7 @@ static void qkv_unit(const job *j, int64_t u)
     if (u < nh + nkv) {
         const int64_t g = u - nh;
         k->tgemm(&j->L->w[BN__WK], j->qe, st->kx, KV, g * d, (g + 1) * d);
+        bn__lowrank_apply(&j->L->lr[BN__WK], j->qe, st->kx, KV, g * d, (g + 1) * d);
         for (int64_t t = 0; t < j->T; t++) {
             float *kr = st->kx + t * KV + g * d;
             rope(kr, st->cs + t * h->n_rot, h->n_rot);
@@ -509,6 +511,7 @@ static void qkv_unit(const job *j, int64_t u)
     }
     const int64_t g = u - nh - nkv;
     k->tgemm(&j->L->w[BN__WV], j->qe, st->vx, KV, g * d, (g + 1) * d);
+    bn__lowrank_apply(&j->L->lr[BN__WV], j->qe, st->vx, KV, g * d, (g + 1) * d);
     const size_t base = ((size_t)j->il * (size_t)nkv + (size_t)g) * (size_t)d;
     for (int64_t t = 0; t < j->T; t++) {
         const float *vr = st->vx + t * KV + g * d;
@@ -655,6 +658,7 @@ static void residual_matmul(const job *j, int which, int phase, const bn_qact *q
     int64_t r0, r1;
     while (grab(c, w->rows, j->T == 1 ? GEMV_CHUNK : GEMM_CHUNK, &r0, &r1)) {
         st->m->k->tgemm(w, qa, st->y, E, r0, r1);
+        bn__lowrank_apply(&j->L->lr[which], qa, st->y, E, r0, r1);
         for (int64_t t = 0; t < j->T; t++) {
             float *x = st->x + t * E;
             const float *y = st->y + t * E;
@@ -684,6 +688,8 @@ static void gate_up_rows(const job *j, int64_t r0, int64_t r1)
     const int64_t F = st->m->hp.n_ff;
     st->m->k->tgemm(&j->L->w[BN__WGATE], j->qe, st->gate, F, r0, r1);
     st->m->k->tgemm(&j->L->w[BN__WUP], j->qe, st->up, F, r0, r1);
+    bn__lowrank_apply(&j->L->lr[BN__WGATE], j->qe, st->gate, F, r0, r1);
+    bn__lowrank_apply(&j->L->lr[BN__WUP], j->qe, st->up, F, r0, r1);
     for (int64_t t = 0; t < j->T; t++)
         st->act_mul(st->gate + t * F + r0, st->up + t * F + r0, r1 - r0);
 }

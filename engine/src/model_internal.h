@@ -111,12 +111,31 @@ void bn__model_attn_avx2(const bn__attn_block *a);
 typedef void (*bn__q8_row_fn)(const float *x, bn_block_q8_0 *y, int64_t n);
 bn__q8_row_fn bn__model_q8_0_row_fn(const bn_kernels *k);
 
+/* A low-rank correction of a ternary matrix W (N x K), from the optional F16 tensors
+ * <base>.lowrank_a (rank x K) and <base>.lowrank_b (N x rank): the layer computes
+ * y = W x + b (a x) (model_lowrank.c). rank 0: none. */
+#define BN__LOWRANK_MAX 256
+typedef struct bn__lowrank {
+    int64_t rank, cols;
+    float *a, *b; /* rank x cols, then rows x rank, in one allocation at a */
+} bn__lowrank;
+/* Reads base's factors when the file has them (else a zeroed lr); checks shapes, types
+ * (f16, f32), rank (1 .. min(rows, cols, BN__LOWRANK_MAX)) and finiteness. */
+bn_status bn__lowrank_load(bn_model *m, const char *base, int64_t rows, int64_t cols,
+                           bn__lowrank *lr);
+void bn__lowrank_release(bn__lowrank *lr);
+/* y[t * ldy + r] += b_r . (a x_t) for the tokens of x and rows r0 <= r < r1, x_t the token's
+ * int8 activations times its scale; nothing when lr->rank is 0. */
+void bn__lowrank_apply(const bn__lowrank *lr, const bn_qact *x, float *y, int64_t ldy, int64_t r0,
+                       int64_t r1);
+
 typedef struct bn__layer {
     const float *attn_norm;     /* n_embd */
     const float *attn_sub_norm; /* n_embd; NULL when the model has no sub-norms */
     const float *ffn_norm;      /* n_embd */
     const float *ffn_sub_norm;  /* n_ff; NULL when the model has no sub-norms */
     bn_tmat w[BN__N_LIN];
+    bn__lowrank lr[BN__N_LIN]; /* rank 0 where the file has no correction */
 } bn__layer;
 
 struct bn_model {

@@ -338,8 +338,11 @@ static bn_status load_layer(bn_model *m, const bn_model_params *p, int il, float
         dst += norm_len[i];
     }
     const int64_t shape[BN__N_LIN][2] = {{E, E}, {KV, E}, {KV, E}, {E, E}, {F, E}, {F, E}, {E, F}};
-    for (int i = 0; i < BN__N_LIN && rc == BN_OK; i++)
+    for (int i = 0; i < BN__N_LIN && rc == BN_OK; i++) {
         rc = load_ternary(m, p, il, i, shape[i][0], shape[i][1], &L->w[i]);
+        snprintf(name, sizeof name, "blk.%d.%s", il, bn__lin_names[i]);
+        if (rc == BN_OK) rc = bn__lowrank_load(m, name, shape[i][0], shape[i][1], &L->lr[i]);
+    }
     return rc;
 }
 
@@ -670,7 +673,10 @@ void bn_model_free(bn_model *m)
     if (!m) return;
     if (m->layers)
         for (int64_t il = 0; il < m->hp.n_layer; il++)
-            for (int i = 0; i < BN__N_LIN; i++) bn_tmat_release(&m->layers[il].w[i]);
+            for (int i = 0; i < BN__N_LIN; i++) {
+                bn_tmat_release(&m->layers[il].w[i]);
+                bn__lowrank_release(&m->layers[il].lr[i]);
+            }
     bn_free(m->layers);
     bn_free(m->norms);
     bn_free(m->head_qs);

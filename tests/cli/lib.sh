@@ -81,3 +81,14 @@ stop_monitor() {
     kill -TERM "$MON" 2>/dev/null
     wait "$MON" 2>/dev/null
 }
+
+# tensor_at GGUF NAME: prints the file offset of tensor NAME's data (from bitnet inspect --json)
+tensor_at() {
+    "$BITNET" inspect "$1" --json >"$TMP/tensor_at.json" || return 1
+    ta_i=0
+    while [ "$("$JSONGET" tensors.$ta_i.name <"$TMP/tensor_at.json" 2>/dev/null)" != "$2" ]; do
+        ta_i=$((ta_i + 1))
+        [ $ta_i -lt 10000 ] || return 1
+    done
+    echo $(($("$JSONGET" data_offset <"$TMP/tensor_at.json") + $("$JSONGET" tensors.$ta_i.offset <"$TMP/tensor_at.json")))
+}

@@ -103,10 +103,7 @@ head -c 5000 "$TMP/absmean.gguf" >"$TMP/trunc.gguf"
 expect_exit 1 "truncated GGUF" -- "$BITNET" analyze "$TMP/trunc.gguf"
 expect_one_line_err "truncated GGUF"
 # a 2-bit code 3 in blk.0.attn_q.weight
-"$BITNET" inspect "$TMP/absmean.gguf" --json >"$TMP/i.json"
-i=0
-while [ "$(jget "$TMP/i.json" tensors.$i.name)" != blk.0.attn_q.weight ] && [ $i -lt 40 ]; do i=$((i + 1)); done
-off=$(($(jget "$TMP/i.json" data_offset) + $(jget "$TMP/i.json" tensors.$i.offset) + 7))
+off=$(($(tensor_at "$TMP/absmean.gguf" blk.0.attn_q.weight) + 7))
 cp "$TMP/absmean.gguf" "$TMP/code3.gguf"
 printf '\377' | dd of="$TMP/code3.gguf" bs=1 seek=$off conv=notrunc 2>/dev/null
 expect_exit 1 "a code 3 in an i2_s tensor" -- "$BITNET" analyze "$TMP/code3.gguf"
