@@ -458,17 +458,11 @@ static int read_admission(redis_limits *R, const redisReply *r, srv_caller *who,
     return -1;
 }
 
-static int redis_admit(srv_limits *base, srv_caller *who, const cm_tier *tier, int64_t prompt,
-                       int64_t now, srv_verdict *v)
+/* The admission's numbers: rpm, tpm, prompt, streams, quota, the counter's TTL (s), the lease
+ * (us); returns the month's first ms. */
+static int64_t admit_nums(const redis_limits *R, const cm_tier *tier, int64_t prompt,
+                          char num[7][24])
 {
-    redis_limits *R = (redis_limits *)base;
-    redisContext *c = take(R);
-    if (!c) return fallback_admit(R, who, tier, prompt, now, v);
-    char keys[4][64], ticket[SRV_TICKET_MAX], num[7][24], seed[24] = "-1", ttl[24];
-    tenant_keys(who->tenant_id, keys);
-    pthread_mutex_lock(&R->mu);
-    snprintf(ticket, sizeof ticket, "%012llx-%llx", R->salt & 0xFFFFFFFFFFFFULL, ++R->tickets);
-    pthread_mutex_unlock(&R->mu);
     int64_t start, next;
     srv_month_bounds(&start, &next);
     const long long vals[] = {tier->requests_per_min,
@@ -478,11 +472,25 @@ static int redis_admit(srv_limits *base, srv_caller *who, const cm_tier *tier, i
                               tier->monthly_tokens,
                               (long long)((next - (int64_t)time(NULL) * 1000) / 1000 + WEEK_S),
                               (long long)R->lease_ms * 1000};
-    for (int i = 0; i < 7; i++) snprintf(num[i], sizeof num[i], "%lld", vals[i]);
-    snprintf(ttl, sizeof ttl, "%s", num[5]);
+    for (int i = 0; i < 7; i++) snprintf(num[i], 24, "%lld", vals[i]);
+    return start;
+}
+
+static int redis_admit(srv_limits *base, srv_caller *who, const cm_tier *tier, int64_t prompt,
+                       int64_t now, srv_verdict *v)
+{
+    redis_limits *R = (redis_limits *)base;
+    redisContext *c = take(R);
+    if (!c) return fallback_admit(R, who, tier, prompt, now, v);
+    char keys[4][64], ticket[SRV_TICKET_MAX], num[7][24], seed[24] = "-1";
+    tenant_keys(who->tenant_id, keys);
+    pthread_mutex_lock(&R->mu);
+    snprintf(ticket, sizeof ticket, "%012llx-%llx", R->salt & 0xFFFFFFFFFFFFULL, ++R->tickets);
+    pthread_mutex_unlock(&R->mu);
+    int64_t start = admit_nums(R, tier, prompt, num);
     for (int pass = 0; pass < 2; pass++) {
         const char *args[] = {"a",    num[0], num[1], num[2], num[3],
-                              num[4], seed,   ticket, ttl,    num[6]};
+                              num[4], seed,   ticket, num[5], num[6]};
         redisReply *r = run_script(R, c, keys, args, 10, 1);
         if (!r) return fallback_admit(R, who, tier, prompt, now, v);
         const long long st = r->element[0]->integer;
