@@ -66,6 +66,28 @@ void bn__lowrank_release(bn__lowrank *lr)
     memset(lr, 0, sizeof *lr);
 }
 
+/* sum a[k] * b[k] in eight interleaved sums (which the compiler keeps in vector lanes), the
+ * same order on every path, so a token's result does not depend on its batch. */
+static float dot8_i8(const float *a, const int8_t *b, int64_t n)
+{
+    float acc[8] = {0};
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int i = 0; i < 8; i++) acc[i] += a[k + i] * (float)b[k + i];
+    for (; k < n; k++) acc[k % 8] += a[k] * (float)b[k];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+static float dot8(const float *a, const float *b, int64_t n)
+{
+    float acc[8] = {0};
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int i = 0; i < 8; i++) acc[i] += a[k + i] * b[k + i];
+    for (; k < n; k++) acc[k % 8] += a[k] * b[k];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
 void bn__lowrank_apply(const bn__lowrank *lr, const bn_qact *x, float *y, int64_t ldy, int64_t r0,
                        int64_t r1)
 {
@@ -73,17 +95,7 @@ void bn__lowrank_apply(const bn__lowrank *lr, const bn_qact *x, float *y, int64_
     float z[BN__LOWRANK_MAX];
     for (int64_t t = 0; R && t < x->n_tok; t++) {
         const int8_t *xq = x->q + t * x->kpad;
-        for (int64_t j = 0; j < R; j++) {
-            const float *aj = lr->a + j * K;
-            float s = 0;
-            for (int64_t k = 0; k < K; k++) s += aj[k] * (float)xq[k];
-            z[j] = s * x->inv_scale[t];
-        }
-        for (int64_t r = r0; r < r1; r++) {
-            const float *br = lr->b + r * R;
-            float s = 0;
-            for (int64_t j = 0; j < R; j++) s += br[j] * z[j];
-            y[t * ldy + r] += s;
-        }
+        for (int64_t j = 0; j < R; j++) z[j] = dot8_i8(lr->a + j * K, xq, K) * x->inv_scale[t];
+        for (int64_t r = r0; r < r1; r++) y[t * ldy + r] += dot8(lr->b + r * R, z, R);
     }
 }
