@@ -8,8 +8,9 @@
 # 503 quota_unavailable, one log line says so, /metrics shows bitnet_limits_mode local and
 # bitnet_redis_errors_total; Redis restarted empty: shared again (one log line), the quota
 # counter starts again from the ledger (still 429). A key revoked over one replica's API and a
-# tenant suspended on the store are refused by both replicas at once. Bad URLs are one-line
-# errors.
+# tenant suspended on the store are refused by both replicas at once. Over TCP with a password
+# (AUTH, SELECT 2; the password in no log nor in the history); a wrong password leaves the
+# limits local. Bad URLs are one-line errors.
 . "$(dirname "$0")/lib.sh"
 export BITNET_CONFIG="$TMP/config.json" BITNET_HISTORY_DB="$TMP/history.db" HOME="$TMP"
 unset BITNET_HISTORY BITNET_HISTORY_RETENTION_DAYS BITNET_DATA_DIR
@@ -164,4 +165,31 @@ kill -TERM "$PA"
 wait "$PA" 2>/dev/null
 ec=$?
 [ "$ec" = 0 ] && ok "SIGTERM: exit 0" || bad "SIGTERM exit $ec"
+
+# ---- over TCP with a password: AUTH; a wrong one is a Redis that does not answer ----------------
+RP=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+redis-server --port "$RP" --bind 127.0.0.1 --requirepass s3cret --save "" --appendonly no \
+    --dir "$TMP" >"$TMP/redis2.log" 2>&1 &
+PIDS="$PIDS $!"
+i=0
+until redis-cli -p "$RP" -a s3cret --no-auth-warning ping 2>/dev/null | grep -q PONG; do
+    i=$((i + 1)); [ $i -lt 50 ] || break; sleep 0.1
+done
+start_server "$TMP/c.log" -m "$MODEL" --tenants --redis "redis://:s3cret@127.0.0.1:$RP/2"
+PC=$SPID
+grep -q "limits shared through Redis redis://127.0.0.1:$RP/2" "$TMP/c.log" && ! grep -q s3cret "$TMP/c.log" &&
+    ok "redis://:PASSWORD@127.0.0.1:$RP/2: shared (the log names no password)" || bad "AUTH: $(cat "$TMP/c.log")"
+post "$URL" "$KB"
+[ "$CODE" = 200 ] && [ "$(redis-cli -p "$RP" -a s3cret --no-auth-warning -n 2 exists "bitnet:{t$BID}:req")" = 1 ] &&
+    ok "the request's bucket is in database 2" || bad "db 2: $CODE $(redis-cli -p "$RP" -a s3cret --no-auth-warning -n 2 keys '*')"
+kill -TERM "$PC"
+wait "$PC" 2>/dev/null
+"$B" history list --command serve --limit 1 --json >"$TMP/h.json" 2>&1
+grep -q '(hidden)' "$TMP/h.json" && ! grep -q s3cret "$TMP/h.json" &&
+    ok "the server's run in the history hides the URL with the password" || bad "history: $(head -c 400 "$TMP/h.json")"
+start_server "$TMP/d.log" -m "$MODEL" --tenants --redis "redis://:wrong@127.0.0.1:$RP"
+grep -q "does not answer (AUTH" "$TMP/d.log" && ok "a wrong password: $(grep -o 'does not answer ([^)]*' "$TMP/d.log" | head -1))" ||
+    bad "wrong password: $(cat "$TMP/d.log")"
+post "$URL" "$KF"
+[ "$CODE" = 200 ] && ok "and the replica serves on its own limits" || bad "wrong password serve: $CODE"
 finish test_serve_redis.sh
