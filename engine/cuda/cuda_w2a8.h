@@ -18,6 +18,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __CUDACC__
 #define BN_CU_FN static __host__ __device__ __forceinline__
@@ -69,6 +70,35 @@ BN_CU_FN int32_t bn_cu_lane_dot(const uint32_t cw[4], const uint32_t xw[16], int
         }
     return acc;
 }
+
+#ifndef __CUDACC__
+/* What a warp computes for its group of 4 rows against one token's activations (x, kpad
+ * bytes), on the host: each lane's dot over its chunks, then v[l] += v[l ^ m] for m = 1, 8,
+ * 16 as the shuffles do; row i's code dot ends at lane 2 i. The executable form of the
+ * kernel's algorithm, for the host tests and the emulator. */
+static inline void bn_cu_warp_group_host(const uint8_t *grp, const int8_t *x, int64_t kpad,
+                                         int32_t out[4])
+{
+    const int64_t nblk = kpad / 128;
+    int32_t v[32] = {0}, nv[32];
+    for (int64_t c = 0; c < (nblk + 3) / 4; c++)
+        for (int lane = 0; lane < 32; lane++) {
+            const bn_cu_lane p = bn_cu_lane_at(c, lane);
+            if (p.b >= nblk) continue;
+            uint32_t cw[4], xw[16];
+            memcpy(cw, grp + p.code_off, sizeof cw);
+            for (int plane = 0; plane < 4; plane++)
+                memcpy(xw + 4 * plane, x + p.x_off + 32 * plane, 16);
+            v[lane] = bn_cu_lane_dot(cw, xw, v[lane]);
+        }
+    static const int masks[] = {1, 8, 16};
+    for (int k = 0; k < 3; k++) {
+        for (int l = 0; l < 32; l++) nv[l] = v[l] + v[l ^ masks[k]];
+        memcpy(v, nv, sizeof v);
+    }
+    for (int i = 0; i < 4; i++) out[i] = v[2 * i];
+}
+#endif
 
 /* The layer output of a row: (float)(dot) * (scale_w * inv_scale_x), as bn__tmat_out. */
 BN_CU_FN float bn_cu_tmat_out(int32_t code_dot, int32_t xsum, float scale_w, float inv_scale_x)

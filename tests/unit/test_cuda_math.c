@@ -24,33 +24,6 @@ static uint32_t rnd(uint64_t *s)
     return (uint32_t)(*s >> 33);
 }
 
-/* The group's output rows for one token, as the warp computes them: each lane's dot over
- * its chunks, then v[l] += v[l ^ m] for m = 1, 8, 16; row i is at lane 2 i. */
-static void warp_group(const bn_tmat *w, const bn_qact *x, int64_t t, int64_t g, int32_t out[4])
-{
-    const uint8_t *grp = w->codes + g * w->kpad; /* 4 rows of kpad / 4 bytes */
-    const int8_t *xr = x->q + t * x->kpad;
-    const int64_t nblk = w->kpad / 128;
-    int32_t v[32] = {0};
-    for (int64_t c = 0; c < (nblk + 3) / 4; c++)
-        for (int lane = 0; lane < 32; lane++) {
-            const bn_cu_lane p = bn_cu_lane_at(c, lane);
-            if (p.b >= nblk) continue;
-            uint32_t cw[4], xw[16];
-            memcpy(cw, grp + p.code_off, sizeof cw);
-            for (int plane = 0; plane < 4; plane++)
-                memcpy(xw + 4 * plane, xr + p.x_off + 32 * plane, 16);
-            v[lane] = bn_cu_lane_dot(cw, xw, v[lane]);
-        }
-    const int masks[] = {1, 8, 16};
-    for (int k = 0; k < 3; k++) {
-        int32_t nv[32];
-        for (int l = 0; l < 32; l++) nv[l] = v[l] + v[l ^ masks[k]];
-        memcpy(v, nv, sizeof v);
-    }
-    for (int i = 0; i < 4; i++) out[i] = v[2 * i];
-}
-
 static void check_shape(int64_t N, int64_t K, int64_t T, uint64_t *seed)
 {
     int8_t *q = malloc((size_t)(N * K));
@@ -72,7 +45,7 @@ static void check_shape(int64_t N, int64_t K, int64_t T, uint64_t *seed)
         assert_int_equal(xsum, x.sum[t]);
         for (int64_t g = 0; g < w.rows_pad / 4; g++) {
             int32_t dot[4];
-            warp_group(&w, &x, t, g, dot);
+            bn_cu_warp_group_host(w.codes + g * w.kpad, x.q + t * x.kpad, w.kpad, dot);
             for (int i = 0; i < 4 && g * 4 + i < N; i++) {
                 const int64_t r = g * 4 + i;
                 const float y = bn_cu_tmat_out(dot[i], xsum, w.scales[r], x.inv_scale[t]);

@@ -1,0 +1,186 @@
+/* test_cuda_emu.c - the host side of the CUDA backend (engine/cuda/cuda_model.c and
+ * cuda_bench.c) on the kernel emulator of tests/emu/cuda_emu.c: the bundled model's logits
+ * through bn_cuda_eval against bn_model_eval, with the F16 head and the Q8_0 head, prompts
+ * split into batches, several logits rows, greedy generation; argument errors, a failing
+ * launch and no device; the GEMV bench's check against the reference. A wrong stride,
+ * cache index or upload shows here without a GPU; the kernels themselves run on a GPU only
+ * (scripts/gpu-check.sh). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bitnet/cuda.h"
+#include "bitnet/model.h"
+
+#define MODEL "assets/models/bitnet-tinystories.gguf"
+
+extern long bn_cu_emu_fail_after;
+extern int bn_cu_emu_devices;
+
+typedef struct fixture {
+    bn_ctx *ctx;
+    bn_model *m;
+    bn_model_state *st;
+    bn_cuda_model *g;
+    int64_t V;
+} fixture;
+
+static void open_model(fixture *f, int head_type, int64_t n_batch)
+{
+    memset(f, 0, sizeof *f);
+    assert_int_equal(bn_ctx_new(&f->ctx, &(bn_ctx_params){.n_threads = 2}), BN_OK);
+    bn_model_params mp;
+    bn_model_params_init(&mp);
+    mp.head_type = head_type;
+    assert_int_equal(bn_model_load(f->ctx, MODEL, &mp, &f->m), BN_OK);
+    bn_model_state_params sp;
+    bn_model_state_params_init(&sp);
+    sp.n_ctx = 64;
+    assert_int_equal(bn_model_state_new(f->m, &sp, &f->st), BN_OK);
+    bn_cuda_params cp;
+    bn_cuda_params_init(&cp);
+    cp.n_ctx = 64;
+    cp.n_batch = n_batch;
+    if (bn_cuda_model_new(f->m, &cp, &f->g) != BN_OK) fail_msg("%s", bn_ctx_errmsg(f->ctx));
+    f->V = bn_model_n_vocab(f->m);
+}
+
+static void close_model(fixture *f)
+{
+    bn_cuda_model_free(f->g);
+    bn_model_state_free(f->st);
+    bn_model_free(f->m);
+    bn_ctx_free(f->ctx);
+}
+
+/* max |a - b| over n, which must stay under 0.1% of the largest |a| */
+static double check_close(const float *a, const float *b, int64_t n, const char *what)
+{
+    double d = 0.0, amax = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - (double)b[i]));
+        amax = fmax(amax, fabs((double)a[i]));
+        if (isnan(b[i])) fail_msg("%s: NaN at %lld", what, (long long)i);
+    }
+    if (!(d <= 1e-3 * amax)) fail_msg("%s: max |diff| %g, largest logit %g", what, d, amax);
+    return d;
+}
+
+static int32_t argmax(const float *v, int64_t n)
+{
+    int64_t b = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (v[i] > v[b]) b = i;
+    return (int32_t)b;
+}
+
+/* A prompt of 13 tokens in batches of n_batch with the logits of its last 3, then 12
+ * greedy steps, CPU and emulated GPU side by side. */
+static void compare_forward(int head_type, int64_t n_batch)
+{
+    fixture f;
+    open_model(&f, head_type, n_batch);
+    int32_t prompt[13];
+    for (int i = 0; i < 13; i++) prompt[i] = (int32_t)((i * 7919 + 13) % f.V);
+    float *lc = malloc((size_t)(3 * f.V) * 4), *lg = malloc((size_t)(3 * f.V) * 4);
+    assert_true(lc && lg);
+    assert_int_equal(bn_model_eval(f.st, prompt, 13, 0, 3, lc), BN_OK);
+    assert_int_equal(bn_cuda_eval(f.g, prompt, 13, 0, 3, lg), BN_OK);
+    assert_int_equal(bn_cuda_pos(f.g), 13);
+    check_close(lc, lg, 3 * f.V, "prompt");
+    for (int step = 0; step < 12; step++) {
+        int32_t tc = argmax(lc, f.V), tg = argmax(lg, f.V);
+        assert_int_equal(tc, tg);
+        assert_int_equal(bn_model_eval(f.st, &tc, 1, 13 + step, 1, lc), BN_OK);
+        assert_int_equal(bn_cuda_eval(f.g, &tg, 1, 13 + step, 1, lg), BN_OK);
+        check_close(lc, lg, f.V, "a greedy step");
+    }
+    /* again from position 5: the cache is rewritten from there on, as on the CPU */
+    assert_int_equal(bn_model_eval(f.st, prompt + 5, 8, 5, 1, lc), BN_OK);
+    assert_int_equal(bn_cuda_eval(f.g, prompt + 5, 8, 5, 1, lg), BN_OK);
+    check_close(lc, lg, f.V, "a rewind");
+    bn_gpu_pool_stats s;
+    bn_cuda_pool_stats(f.g, &s);
+    assert_true(s.used > 0 && s.used <= s.reserved && s.n_fail == 0);
+    assert_true(bn_cuda_weight_bytes(f.g) > 0 && bn_cuda_weight_bytes(f.g) < s.reserved);
+    free(lc);
+    free(lg);
+    close_model(&f);
+}
+
+static void test_f16_head(void **state)
+{
+    (void)state;
+    compare_forward(0, 5); /* the file's F16 head; batches of 5, 5, 3 tokens */
+}
+
+static void test_q8_head(void **state)
+{
+    (void)state;
+    compare_forward(BN_TYPE_Q8_0, 512); /* requantized head, one batch */
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    fixture f;
+    open_model(&f, 0, 8);
+    float *l = malloc((size_t)f.V * 4);
+    int32_t tok[3] = {1, 2, 3}, bad = (int32_t)f.V;
+    assert_int_equal(bn_cuda_eval(f.g, tok, 3, 1, 1, l), BN_ERR_INVALID); /* past the cache */
+    assert_non_null(strstr(bn_ctx_errmsg(f.ctx), "position 1 is past"));
+    assert_int_equal(bn_cuda_eval(f.g, &bad, 1, 0, 1, l), BN_ERR_INVALID);
+    assert_int_equal(bn_cuda_eval(f.g, tok, 0, 0, 0, l), BN_ERR_INVALID);
+    assert_int_equal(bn_cuda_eval(f.g, tok, 3, 0, 4, l), BN_ERR_INVALID);
+    int32_t many[65] = {0};
+    assert_int_equal(bn_cuda_eval(f.g, many, 65, 0, 1, l), BN_ERR_RANGE);
+    bn_cu_emu_fail_after = 3; /* the third launch fails: an error naming it, no crash */
+    assert_int_equal(bn_cuda_eval(f.g, tok, 3, 0, 1, l), BN_ERR_INTERNAL);
+    assert_non_null(strstr(bn_ctx_errmsg(f.ctx), "emulated failure"));
+    bn_cu_emu_fail_after = 0;
+    assert_int_equal(bn_cuda_eval(f.g, tok, 3, 0, 1, l), BN_OK);
+    free(l);
+    /* a context past the backend's limit, and no device */
+    bn_cuda_params cp;
+    bn_cuda_params_init(&cp);
+    cp.n_ctx = 100000;
+    bn_cuda_model *g2 = NULL;
+    assert_int_equal(bn_cuda_model_new(f.m, &cp, &g2), BN_ERR_RANGE);
+    bn_cu_emu_devices = 0;
+    assert_int_equal(bn_cuda_model_new(f.m, NULL, &g2), BN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(bn_ctx_errmsg(f.ctx), "CUDA: no device 0"));
+    bn_cu_emu_devices = 1;
+    assert_null(g2);
+    close_model(&f);
+}
+
+static void test_bench_gemv(void **state)
+{
+    (void)state;
+    bn_ctx *ctx = NULL;
+    assert_int_equal(bn_ctx_new(&ctx, &(bn_ctx_params){.n_threads = 1}), BN_OK);
+    bn_cuda_gemv_bench b;
+    assert_int_equal(bn_cuda_bench_gemv(ctx, 0, 70, 300, 2, 1 << 20, &b), BN_OK);
+    assert_true(b.max_diff == 0.0); /* the product equals the CPU reference to the bit */
+    assert_true(b.gemv_us > 0.0 && b.copy_gbs > 0.0);
+    assert_int_equal(bn_cuda_bench_gemv(ctx, 1, 70, 300, 2, 1 << 20, &b), BN_ERR_UNSUPPORTED);
+    bn_ctx_free(ctx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_f16_head),
+            cmocka_unit_test(test_q8_head),
+            cmocka_unit_test(test_errors),
+            cmocka_unit_test(test_bench_gemv),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
