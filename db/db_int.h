@@ -87,6 +87,9 @@ bn_status bn__db_end(bn_db *db, bn_status s, const char *what);
  * (outbox.c). */
 struct bn_usage_rec;
 bn_status bn__db_outbox_add(bn_db *db, const struct bn_usage_rec *r, int64_t at_ms);
+/* Deletes the meter events of an erased tenant (inside the caller's transaction); details
+ * (JSON, size bytes) gets how many were still unsent and their tokens, for the audit entry. */
+bn_status bn__db_outbox_erase(bn_db *db, int64_t tenant_id, char *details, size_t size);
 /* Appends an audit entry inside the caller's transaction (details: JSON text, NULL for {}). */
 bn_status bn__db_audit_add(bn_db *db, const char *actor, const char *action, const char *target,
                            const char *details);

@@ -52,6 +52,29 @@ bn_status bn__db_outbox_add(bn_db *db, const bn_usage_rec *r, int64_t at_ms)
     return bn__db_step_done(db, st, "adding the meter event to the billing outbox");
 }
 
+bn_status bn__db_outbox_erase(bn_db *db, int64_t tenant_id, char *details, size_t size)
+{
+    sqlite3_stmt *st;
+    bn_status s = bn__db_prepare(db,
+                                 "SELECT count(*), total(value) FROM billing_outbox "
+                                 "WHERE tenant_id = ?1 AND state = 'pending'",
+                                 &st);
+    if (s != BN_OK) return s;
+    sqlite3_bind_int64(st, 1, tenant_id);
+    const int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        snprintf(details, size, "{\"unbilled_events\": %lld, \"unbilled_tokens\": %lld}",
+                 (long long)sqlite3_column_int64(st, 0), (long long)sqlite3_column_int64(st, 1));
+    else
+        s = bn__db_sqlerr(db, rc, "reading the billing outbox");
+    sqlite3_finalize(st);
+    if (s != BN_OK) return s;
+    s = bn__db_prepare(db, "DELETE FROM billing_outbox WHERE tenant_id = ?1", &st);
+    if (s != BN_OK) return s;
+    sqlite3_bind_int64(st, 1, tenant_id);
+    return bn__db_step_done(db, st, "erasing meter events");
+}
+
 /* ---- the sender's calls ---------------------------------------------------------------------- */
 
 static void copy_text(sqlite3_stmt *st, int col, char *dst, size_t size)
@@ -181,6 +204,34 @@ bn_status bn_db_outbox_fail(bn_db *db, int64_t id, const char *error)
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_text(st, 2, error ? error : "", -1, SQLITE_STATIC);
     return update_one(db, st, id, "recording a refused meter event");
+}
+
+bn_status bn_db_outbox_requeue(bn_db *db, const char *actor, int64_t tenant_id, int64_t now_ms,
+                               int64_t *n)
+{
+    *n = 0;
+    const char *what = "putting refused meter events back";
+    bn_status s = bn__db_begin(db, what);
+    if (s != BN_OK) return s;
+    sqlite3_stmt *st;
+    s = bn__db_prepare(db,
+                       "UPDATE billing_outbox SET state = 'pending', next_at = ?2 "
+                       "WHERE state = 'failed' AND (?1 = 0 OR tenant_id = ?1)",
+                       &st);
+    if (s == BN_OK) {
+        sqlite3_bind_int64(st, 1, tenant_id);
+        sqlite3_bind_int64(st, 2, now_ms);
+        s = bn__db_step_done(db, st, what);
+    }
+    if (s == BN_OK) *n = sqlite3_changes(db->sql);
+    char target[48], details[48];
+    snprintf(target, sizeof target, "tenant:%" PRId64, tenant_id);
+    if (!tenant_id) snprintf(target, sizeof target, "billing");
+    snprintf(details, sizeof details, "{\"events\": %" PRId64 "}", *n);
+    if (s == BN_OK && *n) s = bn__db_audit_add(db, actor, "billing.retry", target, details);
+    s = bn__db_end(db, s, what);
+    if (s != BN_OK) *n = 0;
+    return s;
 }
 
 /* ---- what is in it -----------------------------------------------------------------------------

@@ -276,7 +276,9 @@ bn_status bn_db_tenant_erase(bn_db *db, const char *actor, const char *ref)
                 "WHERE id = ?2",
                 name, t.id, what);
     if (s == BN_OK) s = fold_usage(db, t.id);
-    if (s == BN_OK) s = audit_tenant(db, actor, "tenant.erase", t.id, NULL);
+    char unbilled[96] = "{}"; /* events not yet sent go too: they name the Stripe customer */
+    if (s == BN_OK) s = bn__db_outbox_erase(db, t.id, unbilled, sizeof unbilled);
+    if (s == BN_OK) s = audit_tenant(db, actor, "tenant.erase", t.id, unbilled);
     return bn__db_end(db, s, what);
 }
 
@@ -298,6 +300,11 @@ static const char export_sql[] =
         "   'prompt_tokens', prompt_tokens, 'completion_tokens', completion_tokens,"
         "   'duration_ms', duration_ms, 'status', status, 'at_ms', at))"
         "   FROM (SELECT * FROM usage WHERE tenant_id = ?1 ORDER BY id)),"
+        " 'billing_events', (SELECT json_group_array(json_object('event_id', event_id,"
+        "   'request_id', request_id, 'stripe_customer', customer, 'value', value, 'at_ms', at,"
+        "   'state', state, 'attempts', attempts, 'acked_ms', acked_at,"
+        "   'duplicate', duplicate, 'last_error', last_error))"
+        "   FROM (SELECT * FROM billing_outbox WHERE tenant_id = ?1 ORDER BY id)),"
         " 'audit', (SELECT json_group_array(json_object('id', id, 'at_ms', at, 'actor', actor,"
         "   'action', action, 'target', target, 'details', json(details)))"
         "   FROM (SELECT * FROM audit WHERE target = ?2 OR target IN"

@@ -1,6 +1,6 @@
-/* cmd_billing.c - `bitnet billing send|status|reconcile`: the billing outbox of the usage ledger
- * (bitnet/db_tenants.h) sent to Stripe's meter events API (common/billing.h), what waits in it,
- * and the ledger reconciled with what Stripe acknowledged. */
+/* cmd_billing.c - `bitnet billing send|status|reconcile|retry`: the billing outbox of the usage
+ * ledger (bitnet/db_tenants.h) sent to Stripe's meter events API (common/billing.h), what waits in
+ * it, and the ledger reconciled with what Stripe acknowledged. */
 #include "commands.h"
 
 #include <inttypes.h>
@@ -20,7 +20,8 @@ void cmd_billing_help(FILE *out)
     fprintf(out,
             "Usage: bitnet billing send [--once]\n"
             "       bitnet billing status [--json]\n"
-            "       bitnet billing reconcile [--tenant T] [--from DATE] [--to DATE] [--json]\n\n"
+            "       bitnet billing reconcile [--tenant T] [--from DATE] [--to DATE] [--json]\n"
+            "       bitnet billing retry [--tenant T] [--json]\n\n"
             "Each finished request of bitnet serve --tenants whose tenant has a Stripe customer\n"
             "leaves, with its ledger row and in the same transaction, a meter event in the\n"
             "billing outbox: its tokens (prompt + completion) for that customer, identified by\n"
@@ -41,9 +42,18 @@ void cmd_billing_help(FILE *out)
             "    --tenant T   one tenant (id or name)\n"
             "    --from DATE  from this day (YYYY-MM-DD) or time (YYYY-MM-DDTHH:MM:SSZ), UTC\n"
             "    --to DATE    to the end of this day (a time: up to it, exclusive)\n"
+            "  retry       puts the refused events (of T) back as due, once what made Stripe\n"
+            "              refuse them is fixed (audited)\n"
             "  --json      one JSON document\n\n"
             "Exit status: 0 ok (reconcile: equal), 1 failure (reconcile: a difference),\n"
             "2 usage error.\n");
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- send ------------------------------------------------------------------------------------ */
@@ -177,14 +187,35 @@ static int sub_status(int argc, char **argv)
     bn_db *db;
     if (r || (r = tn_open(C, &db))) return r;
     bn_outbox_counts c;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    if (bn_db_outbox_counts(db, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, &c) != BN_OK)
-        return tn_fail(C, db);
+    if (bn_db_outbox_counts(db, now_ms(), &c) != BN_OK) return tn_fail(C, db);
     bn_db_close(db);
     if (a.flags & TN_JSON) return cli_print_json(status_json(&c)) ? BN_EXIT_FAIL : BN_EXIT_OK;
     status_text(&c);
     return BN_EXIT_OK;
+}
+
+/* ---- retry ----------------------------------------------------------------------------------- */
+
+static int sub_retry(int argc, char **argv)
+{
+    const char *C = "billing retry";
+    tn_args a;
+    int r = tn_parse_args(C, argc, argv, TN_TENANT | TN_JSON, &a);
+    bn_db *db;
+    if (r || (r = tn_open(C, &db))) return r;
+    int64_t tid = 0, n;
+    bn_tenant t;
+    if (a.tenant && bn_db_tenant_get(db, a.tenant, &t) != BN_OK) return tn_fail(C, db);
+    if (a.tenant) tid = t.id;
+    if (bn_db_outbox_requeue(db, tn_actor(), tid, now_ms(), &n) != BN_OK) return tn_fail(C, db);
+    bn_db_close(db);
+    if (!(a.flags & TN_JSON)) {
+        printf("%" PRId64 " refused events are due again\n", n);
+        return BN_EXIT_OK;
+    }
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddNumberToObject(d, "requeued", (double)n);
+    return cli_print_json(d) ? BN_EXIT_FAIL : BN_EXIT_OK;
 }
 
 /* ---- reconcile ------------------------------------------------------------------------------- */
@@ -302,7 +333,10 @@ static int sub_reconcile(int argc, char **argv)
 
 int cmd_billing(int argc, char **argv)
 {
-    static const tn_sub subs[] = {
-            {"send", sub_send}, {"status", sub_status}, {"reconcile", sub_reconcile}, {NULL, NULL}};
+    static const tn_sub subs[] = {{"send", sub_send},
+                                  {"status", sub_status},
+                                  {"reconcile", sub_reconcile},
+                                  {"retry", sub_retry},
+                                  {NULL, NULL}};
     return tn_dispatch(C_NAME, argc, argv, subs, cmd_billing_help);
 }

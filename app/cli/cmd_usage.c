@@ -10,7 +10,6 @@
 #include "tenancy.h"
 
 #define C_NAME "usage"
-#define DAY_MS ((int64_t)86400000)
 
 void cmd_usage_help(FILE *out)
 {
@@ -74,19 +73,6 @@ static int row(void *ud, const bn_usage_day *d)
     return 0;
 }
 
-/* from and to of the options into ms ([from, to)); 0 or BN_EXIT_USAGE. */
-static int parse_range(const char *C, const tn_args *a, int64_t *from, int64_t *to)
-{
-    *from = *to = 0;
-    if (a->from && cli_parse_utc(a->from, from))
-        return cli_usage_error(C, "bad --from '%s' (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)", a->from);
-    if (a->to && cli_parse_utc(a->to, to))
-        return cli_usage_error(C, "bad --to '%s' (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)", a->to);
-    if (a->to && strlen(a->to) == 10) *to += DAY_MS; /* a day: to its end */
-    if (*from && *to && *to <= *from) return cli_usage_error(C, "--to is before --from");
-    return 0;
-}
-
 static void print_total(const report *r, cJSON *doc)
 {
     if (doc) {
@@ -139,7 +125,7 @@ static int sub_report(int argc, char **argv)
     tn_args a;
     int64_t from, to, tid = 0;
     int r = tn_parse_args(C, argc, argv, TN_TENANT | TN_FROM | TN_TO | TN_JSON | TN_CSV, &a);
-    if (r || (r = parse_range(C, &a, &from, &to))) return r;
+    if (r || (r = tn_parse_range(C, &a, &from, &to))) return r;
     bn_db *db;
     if ((r = tn_open(C, &db))) return r;
     if (a.tenant) {

@@ -25,7 +25,7 @@ const bn_command bn_commands[] = {
          cmd_audit_help},
         {"bench", "benchmark a model (pp/tg tokens/s, ceiling) or the kernels", cmd_bench,
          cmd_bench_help},
-        {"billing", "usage to Stripe's meter events (send, status, reconcile)", cmd_billing,
+        {"billing", "usage to Stripe's meter events (send, status, reconcile, retry)", cmd_billing,
          cmd_billing_help},
         {"chat", "talk with a model (readline; stdin when not a terminal)", cmd_chat,
          cmd_chat_help},

@@ -55,6 +55,7 @@ static const tn_opt opts[] = {
         {"--scope", TN_SCOPE, offsetof(tn_args, scope_arg)},
         {"--json", TN_JSON, 0},
         {"--csv", TN_CSV, 0},
+        {"--dry-run", TN_DRY, 0},
 };
 
 /* Applies argv[i] (and its value) as one of the options in allow; the next index or -1. */

@@ -33,6 +33,7 @@ enum {
     TN_FROM = 128,
     TN_TO = 256,
     TN_SCOPE = 512, /* repeatable; comma lists too */
+    TN_DRY = 1024,  /* --dry-run */
 };
 
 typedef struct tn_args {

@@ -8,7 +8,8 @@
 # and an answer past the timeout first: every meter event delivered exactly once, reconcile
 # equal, and the usage the clients saw = the ledger = bitnet usage report = the recorder's
 # total, per tenant; a tenant without a Stripe customer is not billed; a refused event fails
-# for good and reconcile says so (exit 1); bitnet billing send --once for cron with the
+# for good and reconcile says so (exit 1), billing retry sends it again (audited); bitnet
+# billing send --once for cron with the
 # endpoint down (exit 1) and up; the secret key in no output.
 . "$(dirname "$0")/lib.sh"
 export BITNET_CONFIG="$TMP/config.json" BITNET_HISTORY_DB="$TMP/history.db" HOME="$TMP"
@@ -189,6 +190,21 @@ expect_grep "refused: HTTP 400" "$TMP/s.log" "the refusal is logged"
 expect_exit 1 "reconcile with a refused event" -- "$B" billing reconcile --tenant refused
 expect_grep "refused" "$TMP/out" "reconcile names it"
 expect_exit 0 "reconcile of acme alone" -- "$B" billing reconcile --tenant acme
+# put back (as after creating a missing meter): sent again, refused again
+expect_exit 1 "billing retry --tenant unknown" -- "$B" billing retry --tenant nobody
+expect_exit 0 "billing retry --tenant refused" -- "$B" billing retry --tenant refused --json
+[ "$("$JSONGET" requeued <"$TMP/out")" = 1 ] && ok "retry: 1 event due again" || bad "retry: $(cat "$TMP/out")"
+i=0
+while [ "$(grep -c '"what": "refused"' "$TMP/rec/answers.jsonl")" -lt 2 ] && [ "$i" -lt 300 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+wait_sent 300
+[ "$(grep -c '"what": "refused"' "$TMP/rec/answers.jsonl")" = 2 ] &&
+    [ "$("$B" billing status --json | "$JSONGET" failed)" = 1 ] &&
+    ok "the requeued event was sent again and refused again" || bad "after retry: $(pending) pending"
+"$B" audit list --json >"$TMP/audit.json"
+grep -q '"billing.retry"' "$TMP/audit.json" && ok "billing retry is audited" || bad "no billing.retry audit entry"
 kill -TERM "$SPID"
 wait "$SPID" && ok "the server stops with its sender (exit 0)" || bad "server exit: $(tail -3 "$TMP/s.log")"
 

@@ -3,8 +3,9 @@
  * takes the ledger row back), once per request id, only for tenants with a Stripe customer and
  * requests with tokens; claims lease events (a second sender gets none until the lease runs
  * out); retry, ack (duplicates) and fail move them; counts and the reconciliation of the
- * ledger with what was acknowledged; a store of schema 5 gains the table. The sender's pure
- * parts (common/billing.h): the form body (encoding, fields), what each answer means, the
+ * ledger with what was acknowledged; export shows a tenant's events and erase deletes them
+ * (the unsent ones counted in its audit entry); a store of schema 5 gains the table. The sender's
+ * pure parts (common/billing.h): the form body (encoding, fields), what each answer means, the
  * backoff's bounds. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -107,6 +109,12 @@ static void test_written_with_the_ledger(void **state)
     bn_db_close(db);
 }
 
+static int retry_audit(void *ud, const bn_audit_entry *e)
+{
+    if (!strcmp(e->action, "billing.retry")) snprintf(ud, 128, "%s %s", e->target, e->details);
+    return 0;
+}
+
 static void test_claim_lease_retry_ack_fail(void **state)
 {
     fx *f = *state;
@@ -166,6 +174,20 @@ static void test_claim_lease_retry_ack_fail(void **state)
     assert_int_equal(c.failed_value, 2);
     assert_int_equal(c.oldest_pending_ms, 0);
     assert_string_equal(c.last_error, "HTTP 400: No such customer");
+    /* put back (a meter created at last): due again, its attempts and error kept; audited */
+    int64_t nq;
+    ok(db, bn_db_outbox_requeue(db, "cli:t", a + 1, T0, &nq));
+    assert_int_equal(nq, 0); /* another tenant's: none */
+    ok(db, bn_db_outbox_requeue(db, "cli:t", 0, T0 + 100000000, &nq));
+    assert_int_equal(nq, 1);
+    ok(db, bn_db_outbox_claim(db, T0 + 100000000, 5000, e, 8, &n));
+    assert_int_equal(n, 1);
+    assert_int_equal(e[0].id, id1);
+    assert_int_equal(e[0].attempts, 2);
+    ok(db, bn_db_outbox_fail(db, id1, "HTTP 400: No such customer"));
+    char details[128] = "";
+    ok(db, bn_db_audit_list(db, retry_audit, details));
+    assert_string_equal(details, "billing {\"events\":1}");
     assert_int_equal(bn_db_outbox_ack(db, 999, 0, T0), BN_ERR_NOT_FOUND);
     assert_int_equal(bn_db_outbox_retry(db, 999, T0, "x"), BN_ERR_NOT_FOUND);
     assert_int_equal(bn_db_outbox_fail(db, 999, "x"), BN_ERR_NOT_FOUND);
@@ -240,6 +262,59 @@ static void test_reconcile(void **state)
     assert_int_equal(rs.n, 1);
     assert_int_equal(rs.r[0].ledger_tokens, 10);
     assert_int_equal(rs.r[0].events, 0);
+    bn_db_close(db);
+}
+
+static int last_audit(void *ud, const bn_audit_entry *e)
+{
+    if (!strcmp(e->action, "tenant.erase")) snprintf(ud, 128, "%s", e->details);
+    return 0;
+}
+
+/* Export shows the tenant's meter events; erase deletes them (those unsent too: they name the
+ * customer), counting the unsent ones in its audit entry, and reconcile then passes it over. */
+static void test_erase_export(void **state)
+{
+    fx *f = *state;
+    bn_db *db = open_at(f->path, T0);
+    int64_t a;
+    ok(db, bn_db_tenant_add(db, "cli:t", "acme", "team", "cus_A", &a));
+    ok(db, record(db, a, "r1", 1, 2, 0, NULL));
+    ok(db, record(db, a, "r2", 3, 4, 0, NULL));
+    bn_outbox_event e[2];
+    size_t n;
+    ok(db, bn_db_outbox_claim(db, T0, 1000, e, 1, &n));
+    ok(db, bn_db_outbox_ack(db, e[0].id, 0, T0));
+    char *json = NULL;
+    ok(db, bn_db_tenant_export(db, "cli:t", "acme", &json));
+    cJSON *doc = cJSON_Parse(json);
+    const cJSON *ev = cJSON_GetObjectItem(doc, "billing_events");
+    assert_int_equal(cJSON_GetArraySize(ev), 2);
+    const cJSON *e0 = cJSON_GetArrayItem(ev, 0);
+    assert_string_equal(cJSON_GetObjectItem(e0, "event_id")->valuestring, "r1");
+    assert_string_equal(cJSON_GetObjectItem(e0, "state")->valuestring, "acked");
+    assert_string_equal(cJSON_GetObjectItem(e0, "stripe_customer")->valuestring, "cus_A");
+    assert_int_equal(cJSON_GetObjectItem(e0, "value")->valueint, 3);
+    cJSON_Delete(doc);
+    bn_free(json);
+
+    ok(db, bn_db_tenant_erase(db, "cli:t", "acme"));
+    char details[128] = "";
+    ok(db, bn_db_audit_list(db, last_audit, details));
+    cJSON *d = cJSON_Parse(details);
+    assert_int_equal(cJSON_GetObjectItem(d, "unbilled_events")->valueint, 1);
+    assert_int_equal(cJSON_GetObjectItem(d, "unbilled_tokens")->valueint, 7);
+    cJSON_Delete(d);
+    assert_int_equal(counts(db, T0).pending + counts(db, T0).acked, 0);
+    char name[32];
+    snprintf(name, sizeof name, "erased-%lld", (long long)a);
+    ok(db, bn_db_tenant_export(db, "cli:t", name, &json));
+    assert_null(strstr(json, "cus_A"));
+    assert_null(strstr(json, "\"r1\""));
+    bn_free(json);
+    rows rs = {0};
+    ok(db, bn_db_billing_reconcile(db, 0, 0, 0, row_cb, &rs));
+    assert_int_equal(rs.n, 0);
     bn_db_close(db);
 }
 
@@ -349,6 +424,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_written_with_the_ledger, setup, teardown),
             cmocka_unit_test_setup_teardown(test_claim_lease_retry_ack_fail, setup, teardown),
             cmocka_unit_test_setup_teardown(test_reconcile, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_erase_export, setup, teardown),
             cmocka_unit_test_setup_teardown(test_from_schema_5, setup, teardown),
             cmocka_unit_test(test_form),
             cmocka_unit_test(test_verdict),

@@ -84,10 +84,14 @@ bn_status bn_db_tenant_delete(bn_db *db, const char *actor, const char *ref);
 /* Erases a tenant's personal data: its keys are deleted, its name becomes "erased-<id>", its
  * Stripe id is cleared, its status is erased, and its usage rows are folded into one
  * anonymous row per day and model (request and token counts kept, no key or request id).
+ * Its meter events in the billing outbox are deleted, those not yet sent too (they name the
+ * Stripe customer): the audit entry's details count those, {"unbilled_events": n,
+ * "unbilled_tokens": t}, so that the business can bill them by hand.
  * Audited as tenant.erase (the entry names the id only). */
 bn_status bn_db_tenant_erase(bn_db *db, const char *actor, const char *ref);
 /* Every datum held about a tenant as one JSON document (bn_free): the tenant, its keys
- * (prefix, scopes, times: never a hash), its usage rows and the audit entries about it.
+ * (prefix, scopes, times: never a hash), its usage rows, its meter events in the billing
+ * outbox ("billing_events") and the audit entries about it.
  * Audited as tenant.export. */
 bn_status bn_db_tenant_export(bn_db *db, const char *actor, const char *ref, char **json);
 
@@ -203,8 +207,8 @@ typedef struct bn_outbox_event {
     char event_id[BN_EVENT_ID_MAX];
     int64_t tenant_id;
     char customer[BN_STRIPE_ID_MAX];
-    int64_t value; /* tokens */
-    int64_t at_ms; /* when the request finished */
+    int64_t value;    /* tokens */
+    int64_t at_ms;    /* when the request finished */
     int64_t attempts; /* failed tries so far */
 } bn_outbox_event;
 
@@ -221,14 +225,20 @@ bn_status bn_db_outbox_retry(bn_db *db, int64_t id, int64_t next_ms, const char 
 /* Refused for good (error kept): state failed, never claimed again. */
 bn_status bn_db_outbox_fail(bn_db *db, int64_t id, const char *error);
 
+/* Puts the failed events of tenant_id (0: all) back as pending, due at now_ms (once what
+ * made Stripe refuse them is fixed: a meter created, a key's rights); *n how many. Audited as
+ * billing.retry when there were any. */
+bn_status bn_db_outbox_requeue(bn_db *db, const char *actor, int64_t tenant_id, int64_t now_ms,
+                               int64_t *n);
+
 typedef struct bn_outbox_counts {
-    int64_t pending, acked, failed; /* events */
-    int64_t due;                    /* pending and due at now_ms */
-    int64_t retrying;               /* pending with a failed attempt */
-    int64_t duplicates;             /* acknowledged as a duplicate */
+    int64_t pending, acked, failed;                   /* events */
+    int64_t due;                                      /* pending and due at now_ms */
+    int64_t retrying;                                 /* pending with a failed attempt */
+    int64_t duplicates;                               /* acknowledged as a duplicate */
     int64_t pending_value, acked_value, failed_value; /* tokens */
-    int64_t oldest_pending_ms;      /* 0: none pending */
-    char last_error[256];           /* of the newest failed attempt ("" none) */
+    int64_t oldest_pending_ms;                        /* 0: none pending */
+    char last_error[256];                             /* of the newest failed attempt ("" none) */
 } bn_outbox_counts;
 
 /* The events by state (at now_ms, for due). */
@@ -236,7 +246,7 @@ bn_status bn_db_outbox_counts(bn_db *db, int64_t now_ms, bn_outbox_counts *out);
 
 typedef struct bn_billing_row {
     int64_t tenant_id;
-    const char *tenant_name, *customer; /* customer: "" when the tenant has none now */
+    const char *tenant_name, *customer;     /* customer: "" when the tenant has none now */
     int64_t ledger_requests, ledger_tokens; /* the ledger: prompt + completion tokens */
     int64_t events, queued_tokens;          /* the outbox's events of those requests */
     int64_t acked_tokens, pending_tokens, failed_tokens;
