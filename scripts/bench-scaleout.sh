@@ -5,8 +5,9 @@
 #   1. a tenant of 6 requests a minute sends 12 requests one after another through haproxy
 #      (round robin over the replicas): the limit holds for all three together (6 admitted,
 #      and at most one more for each 10 s the burst took);
-#   2. CLIENTS clients send completions for SECONDS (scripts/scaleout_load.py), /health and
-#      /v1/models timed beside them; with --kill-after K one replica is killed (SIGKILL) K s in;
+#   2. CLIENTS clients send completions for SECONDS (scripts/scaleout_load.py), /health,
+#      /v1/models and the time to the first token of a streamed completion timed beside them
+#      (and that of a lone one before); with --kill-after K one replica is killed (SIGKILL) K s in;
 #   3. the ledger: every completion a client read whole is in it exactly once, with the tokens
 #      the client was told.
 # Prints the figures (requests, status counts, P50/P95/P99, 429s, ledger counts) and exits 1
@@ -175,7 +176,11 @@ print("requests: %d (200: %d, 429: %d, 5xx: %d, no answer: %d)" % (
 print("completions: " + pct(load["latency_ms"]))
 print("GET /health: " + pct(load["health_ms"]))
 print("GET /v1/models: " + pct(load["models_ms"]))
-print("ledger: %d rows of tenant load; %d completions seen by the clients: %d missing, %d twice, "
+t = load["ttft_ms"]
+if t["n"] and load["ttft_lone_ms"] is not None:
+    print("time to first token: lone %s ms; under the load %s; P95 overhead %.1f ms" % (
+        load["ttft_lone_ms"], pct(t), t["p95"] - load["ttft_lone_ms"]))
+print("ledger: %d rows of tenant load (the streamed probes' too); %d completions seen by the clients: %d missing, %d twice, "
       "%d with other tokens" % (doc["rows"], doc["seen"], doc["missing"], doc["twice"], doc["wrong_tokens"]))
 print("errors (neither 200 nor 429): %d before the kill, %d after" % (
     doc["errors_before_kill"], doc["errors_after_kill"]))

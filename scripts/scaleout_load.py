@@ -6,7 +6,9 @@ usage: scaleout_load.py URL KEY CLIENTS SECONDS OUT.json [--max-tokens N] [--adm
 
 CLIENTS threads each send one completion after another (each its own keep-alive connection,
 a new one after an error) until SECONDS have passed; with --admin a probe thread times GET
-/health and GET /v1/models every 50 ms. OUT.json: requests, status counts ("0": no answer:
+/health and GET /v1/models every 50 ms, and another the time to the first token of a streamed
+completion every 200 ms ("ttft_ms"), beside that of 5 lone ones sent before the load
+("ttft_lone_ms", their median). OUT.json: requests, status counts ("0": no answer:
 connection refused or reset), completion latency P50/P95/P99 in ms, the probes' P50/P95/P99,
 "completed": [id, prompt_tokens, completion_tokens] of every 200 a client read whole, and
 "errors": [start, end (seconds since the start), status] of every answer neither 200 nor
@@ -60,6 +62,27 @@ class Conn:
             return 0, b""
 
 
+def ttft(c, key, max_tokens):
+    """ms from sending a streamed completion to its first text event; None when it failed."""
+    body = json.dumps({"prompt": PROMPTS[0], "max_tokens": max_tokens, "stream": True})
+    hdr = {"Authorization": "Bearer " + key, "Content-Type": "application/json"}
+    t0 = time.monotonic()
+    try:
+        if c.c is None:
+            c.c = http.client.HTTPConnection(c.host, c.port, timeout=60)
+        c.c.request("POST", "/v1/completions", body=body, headers=hdr)
+        r = c.c.getresponse()
+        first = None
+        for line in r:
+            if first is None and line.startswith(b"data: {") and b'"text"' in line:
+                first = (time.monotonic() - t0) * 1000
+        return first if r.status == 200 else None
+    except (OSError, http.client.HTTPException):
+        c.c.close()
+        c.c = None
+        return None
+
+
 def main():
     args = sys.argv[1:]
     opts = {"--max-tokens": "4", "--admin": None, "--kill": None, "--kill-after": None}
@@ -75,12 +98,16 @@ def main():
         print("scaleout_load.py: only loopback URLs", file=sys.stderr)
         return 2
     max_tokens = int(opts["--max-tokens"])
+    lone = []
+    if opts["--admin"]:
+        c = Conn(u.hostname, u.port)
+        lone = [t for t in (ttft(c, key, max_tokens) for _ in range(5)) if t is not None]
     deadline = time.monotonic() + seconds
     lock = threading.Lock()
     status, lat, completed, errors = {}, [], [], []
     t_start = time.monotonic()
     killed, ok_after_kill = {}, [0]
-    probes = {"health": [], "models": []}
+    probes = {"health": [], "models": [], "ttft": []}
 
     def client(i):
         c = Conn(u.hostname, u.port)
@@ -124,6 +151,14 @@ def main():
                     probes[name].append((time.monotonic() - t0) * 1000)
             time.sleep(0.05)
 
+    def ttft_probe():
+        c = Conn(u.hostname, u.port)
+        while time.monotonic() < deadline:
+            t = ttft(c, key, max_tokens)
+            if t is not None:
+                probes["ttft"].append(t)
+            time.sleep(0.2)
+
     def killer():
         time.sleep(max(0.0, t_start + float(opts["--kill-after"]) - time.monotonic()))
         os.kill(int(opts["--kill"]), signal.SIGKILL)
@@ -132,6 +167,7 @@ def main():
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     if opts["--admin"]:
         threads.append(threading.Thread(target=probe))
+        threads.append(threading.Thread(target=ttft_probe))
     if opts["--kill"] and opts["--kill-after"]:
         threads.append(threading.Thread(target=killer))
     for t in threads:
@@ -144,6 +180,8 @@ def main():
         "latency_ms": percentiles(lat),
         "health_ms": percentiles(probes["health"]),
         "models_ms": percentiles(probes["models"]),
+        "ttft_ms": percentiles(probes["ttft"]),
+        "ttft_lone_ms": round(sorted(lone)[len(lone) // 2], 2) if lone else None,
         "completed": completed,
         "errors": sorted(errors),
         "killed_at": killed.get("at"),
