@@ -52,6 +52,11 @@ static const bn_config_key schema[] = {
         {"data_dir", BN_CFG_PATH, NULL, 0, 0, "history and model registry directory"},
         {"history.retention_days", BN_CFG_INT, "90", 0, 36500,
          "days of history kept; 0: keep forever"},
+        {"retention.ledger_days", BN_CFG_INT, "400", 0, 36500,
+         "days the usage ledger keeps one row per request (older days: totals per tenant, day "
+         "and model); 0: forever"},
+        {"retention.keys_days", BN_CFG_INT, "90", 0, 36500,
+         "days a revoked or expired API key is kept; 0: forever"},
         {"monitor.listen", BN_CFG_LISTEN, "127.0.0.1:9464", 0, 0,
          "address of the metrics endpoint (HOST:PORT)"},
         {"monitor.interval", BN_CFG_DURATION, "10s", 0.1, 0,

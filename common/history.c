@@ -44,7 +44,9 @@ static int disabled(void)
                  !strcasecmp(v, "false"));
 }
 
-int cm_history_path(char *path, size_t pathsz, int *retention_days, char *err, size_t errsz)
+/* The file (as cm_history_path) and, when opt is not NULL, the retention periods of its
+ * tables from the config (history.retention_days, retention.*). */
+static int history_where(char *path, size_t pathsz, bn_db_options *opt, char *err, size_t errsz)
 {
     bn_config *cfg;
     if (bn_config_load(&cfg, err, errsz) != 0) return -1;
@@ -55,7 +57,11 @@ int cm_history_path(char *path, size_t pathsz, int *retention_days, char *err, s
         n = snprintf(path, pathsz, "%s", env);
     else if (bn_data_dir(cfg, dir, sizeof dir) == 0)
         n = snprintf(path, pathsz, "%s/history.db", dir);
-    if (retention_days) *retention_days = (int)bn_config_get_int(cfg, "history.retention_days");
+    if (opt) {
+        opt->retention_days = (int)bn_config_get_int(cfg, "history.retention_days");
+        opt->ledger_days = (int)bn_config_get_int(cfg, "retention.ledger_days");
+        opt->keys_days = (int)bn_config_get_int(cfg, "retention.keys_days");
+    }
     bn_config_free(cfg);
     if (n < 0 || (size_t)n >= pathsz) {
         snprintf(err, errsz, "no place for the history (set BITNET_HISTORY_DB or HOME)");
@@ -64,12 +70,20 @@ int cm_history_path(char *path, size_t pathsz, int *retention_days, char *err, s
     return 0;
 }
 
+int cm_history_path(char *path, size_t pathsz, int *retention_days, char *err, size_t errsz)
+{
+    bn_db_options opt = bn_db_options_default();
+    if (history_where(path, pathsz, &opt, err, errsz)) return -1;
+    if (retention_days) *retention_days = opt.retention_days;
+    return 0;
+}
+
 int cm_history_open(bn_db **db, char *path, size_t pathsz, char *err, size_t errsz)
 {
     *db = NULL;
     char file[BN_CONFIG_PATH_MAX + 16];
     bn_db_options opt = bn_db_options_default();
-    if (cm_history_path(file, sizeof file, &opt.retention_days, err, errsz) != 0) return -1;
+    if (history_where(file, sizeof file, &opt, err, errsz) != 0) return -1;
     if (path) snprintf(path, pathsz, "%s", file);
     if (bn_db_open(db, file, &opt) != BN_OK) {
         snprintf(err, errsz, "%s", bn_db_errmsg(*db));

@@ -71,9 +71,11 @@ bn_status bn__db_query_runs(bn_db *db, const bn_run_filter *f, sqlite3_stmt **st
 /* Reads the current row of such a query into r (released on failure). */
 bn_status bn__db_read_run(bn_db *db, sqlite3_stmt *st, bn_run *r);
 
-/* ---- retention (runs.c) ------------------------------------------------------------------- */
+/* ---- retention (runs.c, retention.c) ------------------------------------------------------ */
 
-/* Prunes by opt.retention_days when it was last done a day or more ago. */
+/* Deletes the runs that started before cutoff_ms; *n (may be NULL): how many. */
+bn_status bn__db_prune_runs(bn_db *db, int64_t cutoff_ms, int64_t *n);
+/* On open: bn_db_retention_daily; *n the runs it deleted. */
 bn_status bn__db_apply_retention(bn_db *db, int64_t *n);
 
 /* ---- the platform's store (tenants.c, tenant_keys.c, usage.c, audit.c) ------------------ */

@@ -309,9 +309,9 @@ bn_status bn_db_run_get(bn_db *db, int64_t id, bn_run *out)
     return s;
 }
 
-/* ---- pruning and retention ----------------------------------------------------------------- */
+/* ---- pruning ----------------------------------------------------------------- */
 
-static bn_status prune_before(bn_db *db, int64_t cutoff_ms, int64_t *n)
+bn_status bn__db_prune_runs(bn_db *db, int64_t cutoff_ms, int64_t *n)
 {
     sqlite3_stmt *st;
     bn_status s = bn__db_prepare(db, "DELETE FROM runs WHERE started_at < ?1", &st);
@@ -326,47 +326,5 @@ bn_status bn_db_prune(bn_db *db, int days, int64_t *n_deleted)
 {
     if (n_deleted) *n_deleted = 0;
     if (days < 0) return bn__db_err(db, BN_ERR_INVALID, "prune: days must not be negative");
-    return prune_before(db, bn__db_now_ms(db) - (int64_t)days * BN_DB_DAY_MS, n_deleted);
-}
-
-static bn_status meta_get_int(bn_db *db, const char *key, int64_t *v)
-{
-    sqlite3_stmt *st;
-    bn_status s = bn__db_prepare(db, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1", &st);
-    if (s != BN_OK) return s;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    *v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) s = bn__db_sqlerr(db, rc, "reading meta");
-    sqlite3_finalize(st);
-    return s;
-}
-
-static bn_status meta_set_int(bn_db *db, const char *key, int64_t v)
-{
-    sqlite3_stmt *st;
-    bn_status s =
-            bn__db_prepare(db, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", &st);
-    if (s != BN_OK) return s;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, v);
-    return bn__db_step_done(db, st, "writing meta");
-}
-
-bn_status bn__db_apply_retention(bn_db *db, int64_t *n)
-{
-    static const char key[] = "retention_applied_ms";
-    *n = 0;
-    if (db->opt.retention_days <= 0) return BN_OK;
-    const int64_t now = bn__db_now_ms(db);
-    int64_t last;
-    bn_status s = meta_get_int(db, key, &last);
-    if (s != BN_OK || (last && last <= now && now - last < BN_DB_DAY_MS)) return s;
-    s = bn__db_exec(db, "BEGIN IMMEDIATE", "starting retention");
-    if (s != BN_OK) return s;
-    s = prune_before(db, now - (int64_t)db->opt.retention_days * BN_DB_DAY_MS, n);
-    if (s == BN_OK) s = meta_set_int(db, key, now);
-    if (s == BN_OK) s = bn__db_exec(db, "COMMIT", "committing retention");
-    if (s != BN_OK) sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL);
-    return s;
+    return bn__db_prune_runs(db, bn__db_now_ms(db) - (int64_t)days * BN_DB_DAY_MS, n_deleted);
 }

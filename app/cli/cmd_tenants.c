@@ -18,7 +18,8 @@ void cmd_tenants_help(FILE *out)
             "       bitnet tenants list [--json]\n"
             "       bitnet tenants show T [--json]\n"
             "       bitnet tenants suspend|resume|delete|erase T [--json]\n"
-            "       bitnet tenants export T\n\n"
+            "       bitnet tenants export T\n"
+            "       bitnet tenants retention [--dry-run] [--json]\n\n"
             "The tenants of the platform, kept in the history database. T is a tenant's id\n"
             "or name. Every change is written with an entry of the audit log (bitnet audit).\n\n"
             "  add      a new active tenant; --tier developer (default), team or business\n"
@@ -30,7 +31,14 @@ void cmd_tenants_help(FILE *out)
             "  delete   a tenant with no usage, and its keys (one with usage: erase it)\n"
             "  export   every datum held about the tenant, as JSON on stdout (audited)\n"
             "  erase    removes its keys and personal data: the name becomes erased-<id>,\n"
-            "           the Stripe id goes; usage is kept as anonymous totals per day\n\n"
+            "           the Stripe id goes; usage is kept as anonymous totals per day\n"
+            "  retention  applies the retention periods now (they apply at most once a day\n"
+            "           anyway, when the store is opened, and in bitnet serve --tenants):\n"
+            "           runs older than history.retention_days are deleted; ledger rows older\n"
+            "           than retention.ledger_days are folded into one anonymous row per\n"
+            "           tenant, day and model (the usage report does not change); keys\n"
+            "           revoked or expired retention.keys_days ago are deleted; the audit\n"
+            "           log is kept whole. --dry-run: only counts\n\n"
             "Exit status: 0 ok, 1 failure (no such tenant, a refused change), 2 usage error.\n");
 }
 
@@ -264,12 +272,78 @@ static int sub_export(int argc, char **argv)
     return cli_print_json(doc) ? BN_EXIT_FAIL : BN_EXIT_OK;
 }
 
+/* The retention periods of the config into o ("periods"); -1 when it does not load. */
+static int add_periods(const char *C, cJSON *o)
+{
+    static const char *const keys[] = {"history.retention_days", "retention.ledger_days",
+                                       "retention.keys_days"};
+    static const char *const names[] = {"runs_days", "ledger_days", "keys_days"};
+    char err[BN_CONFIG_ERR_MAX];
+    bn_config *cfg;
+    if (bn_config_load(&cfg, err, sizeof err) != 0) {
+        cli_error("%s: %s", C, err);
+        return -1;
+    }
+    cJSON *p = cJSON_AddObjectToObject(o, "periods");
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        cJSON_AddNumberToObject(p, names[i], (double)bn_config_get_int(cfg, keys[i]));
+    bn_config_free(cfg);
+    return 0;
+}
+
+static void print_retention(const cJSON *o, int dry)
+{
+    const cJSON *p = cJSON_GetObjectItem(o, "periods");
+#define N(obj, k) cJSON_GetObjectItem(obj, k)->valuedouble
+    printf("retention%s: runs %.0f days, ledger %.0f days, keys %.0f days (0: kept)\n",
+           dry ? " (dry run: nothing changed)" : "", N(p, "runs_days"), N(p, "ledger_days"),
+           N(p, "keys_days"));
+    printf("  runs deleted        %.0f\n  ledger rows folded  %.0f into %.0f daily totals\n"
+           "  keys deleted        %.0f\n",
+           N(o, "runs"), N(o, "ledger_rows"), N(o, "ledger_aggregates"), N(o, "keys"));
+#undef N
+}
+
+static int sub_retention(int argc, char **argv)
+{
+    const char *C = "tenants retention";
+    tn_args a;
+    int r = tn_parse_args(C, argc, argv, TN_DRY | TN_JSON, &a);
+    bn_db *db;
+    if (r || (r = tn_open(C, &db))) return r;
+    const int dry = (a.flags & TN_DRY) != 0;
+    bn_retention_counts c;
+    if (bn_db_retention_apply(db, dry, &c) != BN_OK) return tn_fail(C, db);
+    bn_db_close(db);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "dry_run", dry);
+    cJSON_AddNumberToObject(o, "runs", (double)c.runs);
+    cJSON_AddNumberToObject(o, "ledger_rows", (double)c.ledger_rows);
+    cJSON_AddNumberToObject(o, "ledger_aggregates", (double)c.ledger_aggregates);
+    cJSON_AddNumberToObject(o, "keys", (double)c.keys);
+    if (add_periods(C, o)) {
+        cJSON_Delete(o);
+        return BN_EXIT_FAIL;
+    }
+    if (a.flags & TN_JSON) return cli_print_json(o) ? BN_EXIT_FAIL : BN_EXIT_OK;
+    print_retention(o, dry);
+    cJSON_Delete(o);
+    return BN_EXIT_OK;
+}
+
 int cmd_tenants(int argc, char **argv)
 {
     static const tn_sub subs[] = {
-            {"add", sub_add},         {"list", sub_list},     {"show", sub_show},
-            {"suspend", sub_suspend}, {"resume", sub_resume}, {"delete", sub_delete},
-            {"export", sub_export},   {"erase", sub_erase},   {NULL, NULL},
+            {"add", sub_add},
+            {"list", sub_list},
+            {"show", sub_show},
+            {"suspend", sub_suspend},
+            {"resume", sub_resume},
+            {"delete", sub_delete},
+            {"export", sub_export},
+            {"erase", sub_erase},
+            {"retention", sub_retention},
+            {NULL, NULL},
     };
     return tn_dispatch(C_NAME, argc, argv, subs, cmd_tenants_help);
 }

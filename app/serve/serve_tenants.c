@@ -105,8 +105,9 @@ struct srv_tenants {
     pthread_mutex_t mu;
     bn_db **idle; /* store handles no thread holds */
     size_t n_idle, cap_idle;
-    srv_limits *limits; /* in process, or Redis (srv_tenants_use_redis) */
-    cm_billing *billing; /* the meter events' sender when billing is configured */
+    srv_limits *limits;        /* in process, or Redis (srv_tenants_use_redis) */
+    cm_billing *billing;       /* the meter events' sender when billing is configured */
+    int64_t retention_next_ms; /* under mu: when to look at the daily retention again */
 };
 
 /* A store handle for this thread alone until db_give; NULL (v: 500) when it cannot open. */
@@ -478,6 +479,28 @@ void srv_tenants_admit(srv_tenants *t, srv_caller *who, int64_t prompt_tokens, i
     who->t0_ns = now_ns;
 }
 
+/* The store's retention periods (bitnet/db.h), applied when a day has passed since they last
+ * were, by any process (bn_db_retention_daily); looked at once an hour, after a ledger row, so
+ * that a server that runs for weeks applies them daily. */
+static void daily_retention(srv_tenants *t, bn_db *db)
+{
+    const int64_t wall = (int64_t)time(NULL) * 1000;
+    pthread_mutex_lock(&t->mu);
+    const int due = wall >= t->retention_next_ms;
+    if (due) t->retention_next_ms = wall + 3600000;
+    pthread_mutex_unlock(&t->mu);
+    bn_retention_counts c;
+    int applied = 0;
+    if (!due) return;
+    if (bn_db_retention_daily(db, &applied, &c) != BN_OK)
+        fprintf(stderr, "bitnet serve: retention not applied: %s\n", bn_db_errmsg(db));
+    else if (applied && (c.runs || c.ledger_rows || c.keys))
+        fprintf(stderr,
+                "bitnet serve: retention: %" PRId64 " runs deleted, %" PRId64
+                " ledger rows folded into %" PRId64 ", %" PRId64 " keys deleted\n",
+                c.runs, c.ledger_rows, c.ledger_aggregates, c.keys);
+}
+
 int srv_tenants_end(srv_tenants *t, srv_caller *who, bn_usage_rec *rec, int64_t now)
 {
     srv_limits *by = who->by;
@@ -491,6 +514,7 @@ int srv_tenants_end(srv_tenants *t, srv_caller *who, bn_usage_rec *rec, int64_t 
         if (rc)
             fprintf(stderr, "bitnet serve: the usage of %s is not in the ledger: %s\n",
                     rec->request_id, db ? bn_db_errmsg(db) : "the store cannot be opened");
+        if (!rc) daily_retention(t, db);
         db_give(t, db);
         if (fresh) cm_billing_wake(t->billing); /* its meter event is in the outbox */
     }

@@ -175,4 +175,37 @@ if command -v sqlite3 >/dev/null 2>&1; then
     expect_exit 1 "audit verify --json: an edited entry" -- "$B" audit verify --json
     expect_eq "$(jv ok)/$(jv first_bad)" "false/2" "verify --json names it"
 fi
+# ---- retention: the ledger folded per tenant and day, the report unchanged -------------------
+if command -v sqlite3 >/dev/null 2>&1; then
+    export BITNET_HISTORY_DB="$TMP/retention.db"
+    "$B" tenants add ret1 --tier team >/dev/null 2>&1 || bad "tenants add ret1"
+    "$B" keys create --tenant ret1 --json >"$TMP/out" 2>/dev/null
+    RK=$(jv id)
+    "$B" keys revoke "$RK" >/dev/null 2>&1
+    old=$(date -u -d '100 days ago' +%s)000
+    new=$(date -u -d '1 hour ago' +%s)000
+    sqlite3 "$BITNET_HISTORY_DB" "INSERT INTO usage (request_id, tenant_id, key_id, model,
+        prompt_tokens, completion_tokens, duration_ms, status, at) VALUES
+        ('q1', 1, $RK, 'm', 10, 20, 5, 'ok', $old), ('q2', 1, $RK, 'm', 1, 2, 5, 'ok', $old + 1000),
+        ('q3', 1, $RK, 'm', 3, 4, 5, 'ok', $new);
+        UPDATE api_keys SET revoked_at = $old WHERE id = $RK"
+    "$B" usage report --json >"$TMP/before.json"
+    BITNET_RETENTION_LEDGER_DAYS=30 "$B" tenants retention --dry-run --json >"$TMP/out" 2>"$TMP/err"
+    expect_eq "$(jv dry_run)/$(jv ledger_rows)/$(jv ledger_aggregates)/$(jv keys)/$(jv periods.ledger_days)" \
+        "true/2/1/1/30" "retention --dry-run counts"
+    expect_eq "$(sqlite3 "$BITNET_HISTORY_DB" "SELECT count(*) FROM usage")" "3" "a dry run changes nothing"
+    expect_exit 2 "retention with an argument" -- "$B" tenants retention now
+    expect_exit 0 "tenants retention" -- env BITNET_RETENTION_LEDGER_DAYS=30 "$B" tenants retention
+    expect_grep "ledger rows folded  2 into 1" "$TMP/out" "retention says what it folded"
+    expect_eq "$(sqlite3 "$BITNET_HISTORY_DB" "SELECT group_concat(coalesce(request_id, status)) FROM usage ORDER BY id")" \
+        "q3,aggregate" "old rows folded into an aggregate, the recent one kept"
+    expect_eq "$(sqlite3 "$BITNET_HISTORY_DB" "SELECT count(*) FROM api_keys")" "0" "the key revoked long ago is gone"
+    "$B" usage report --json >"$TMP/after.json"
+    cmp -s "$TMP/before.json" "$TMP/after.json" && ok "usage report unchanged by the fold" ||
+        bad "usage report changed: $(diff "$TMP/before.json" "$TMP/after.json" | head -5)"
+    expect_exit 0 "audit verify after retention" -- "$B" audit verify --json
+    expect_eq "$(jv ok)" "true" "the chain is intact after retention"
+    expect_exit 0 "audit list" -- "$B" audit list --json
+    expect_grep '"retention.apply"' "$TMP/out" "retention is audited"
+fi
 finish test_tenants.sh

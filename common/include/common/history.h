@@ -59,7 +59,9 @@ void cm_hist_end_exit(cm_hist_run *h, int exit_code, cJSON *metrics, const char 
 /* The history's file name and retention (retention_days may be NULL), as above: the one
  * resolver every front-end uses. 0, or -1 with a one-line message in err. */
 int cm_history_path(char *path, size_t pathsz, int *retention_days, char *err, size_t errsz);
-/* Opens the history at cm_history_path's file with its retention (migrating it). 0, or -1
+/* Opens the history at cm_history_path's file with the retention periods of its tables
+ * (history.retention_days, retention.ledger_days, retention.keys_days; applied at most once a
+ * day, bitnet/db.h) (migrating it). 0, or -1
  * with a one-line message in err. path receives the file's name (may be NULL). */
 int cm_history_open(bn_db **db, char *path, size_t pathsz, char *err, size_t errsz);
 

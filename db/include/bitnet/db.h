@@ -70,6 +70,8 @@ int bn_run_status_parse(const char *s, bn_run_status *out);
 
 typedef struct bn_db_options {
     int retention_days;  /* runs that started longer ago are deleted on open; 0: keep all */
+    int ledger_days;     /* days of usage rows kept one per request (then folded); 0: keep */
+    int keys_days;       /* API keys revoked or expired longer ago are deleted; 0: keep */
     int busy_timeout_ms; /* how long a writer waits for another one's lock */
     int64_t now_ms;      /* 0: the real clock; tests set a fixed time */
 } bn_db_options;
@@ -160,6 +162,32 @@ bn_status bn_db_export(bn_db *db, const bn_run_filter *f, bn_db_format fmt, FILE
 
 /* Deletes the runs that started more than days days ago (days >= 0); *n_deleted may be NULL. */
 bn_status bn_db_prune(bn_db *db, int days, int64_t *n_deleted);
+
+/* ---- retention of every table (db/retention.c) ---------------------------------------------
+ *
+ * The periods are the handle's options: runs (retention_days) are deleted; usage rows of the
+ * ledger (ledger_days) are folded, for each UTC day that ended that long ago, into one
+ * anonymous row per tenant, day and model (status "aggregate": no request or key id; the
+ * requests and token counts kept, so the reports per tenant and day do not change); API keys
+ * revoked or expired keys_days ago are deleted (the audit log keeps key.create and
+ * key.revoke). The audit log is never pruned: its entries are hash-chained (a removed entry
+ * is what verify must catch), name tenants and keys by id only, and are few. Opening a file
+ * applies them at most once a day (for every process: the time is kept in the file). */
+
+typedef struct bn_retention_counts {
+    int64_t runs;              /* runs deleted */
+    int64_t ledger_rows;       /* usage rows folded ... */
+    int64_t ledger_aggregates; /* ... into this many aggregate rows */
+    int64_t keys;              /* keys deleted */
+} bn_retention_counts;
+
+/* Applies the periods now, in one transaction (audited as retention.apply by
+ * "system:retention" when it changed usage rows or keys). dry_run: counts what it would do and
+ * changes nothing. */
+bn_status bn_db_retention_apply(bn_db *db, int dry_run, bn_retention_counts *out);
+/* The same when they were last applied a day or more ago (or the clock went back); *applied
+ * (may be NULL) says whether they were. For a process that keeps its handle for days. */
+bn_status bn_db_retention_daily(bn_db *db, int *applied, bn_retention_counts *out);
 
 /* ---- the sha256 cache of model files ------------------------------------------------------ */
 
