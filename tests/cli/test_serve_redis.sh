@@ -73,10 +73,12 @@ post() {
 }
 
 # ---- a burst over both replicas: 3 a minute in all ----------------------------------------
-codes="" t0=$(date +%s)
+codes="" rems="" t0=$(date +%s)
 for u in "$URLA" "$URLB" "$URLA" "$URLB" "$URLA" "$URLB"; do
     post "$u" "$KB"
     codes="$codes $CODE"
+    rems="$rems $(sed -n 's/^x-ratelimit-remaining-requests: *\([0-9]*\).*/\1/ip' "$TMP/r.h")"
+    [ -n "${reset1:-}" ] || reset1=$(sed -n 's/^x-ratelimit-reset-requests: *\([0-9a-z.]*\).*/\1/ip' "$TMP/r.h")
 done
 el=$(($(date +%s) - t0))
 if [ "$codes" = " 200 200 200 429 429 429" ]; then
@@ -86,6 +88,10 @@ elif [ "$el" -ge 19 ]; then
 else
     bad "3 a minute over two replicas: $codes"
 fi
+case $rems in " 2 1 0 "*) ok "x-ratelimit-remaining-requests across the replicas:$rems (as in process)" ;;
+*) [ "$el" -ge 19 ] && ok "remaining after ${el}s:$rems" || bad "remaining across replicas:$rems" ;; esac
+[ "$reset1" = 20s ] && ok "the first x-ratelimit-reset-requests: 20s (Redis's clock, as in process)" ||
+    bad "first reset: '$reset1'"
 grep -qi "^x-ratelimit-remaining-requests: 0" "$TMP/r.h" && grep -qi "^retry-after:" "$TMP/r.h" &&
     ok "the 429 has Retry-After and x-ratelimit-remaining-requests 0" || bad "429 headers: $(cat "$TMP/r.h")"
 BID=$("$B" tenants show burst --json 2>/dev/null | "$JSONGET" id)
