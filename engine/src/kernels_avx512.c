@@ -246,35 +246,104 @@ INLINE void gemm_row_chunk(const uint8_t *c, const int8_t *const *xp, int64_t nb
     FLUSH(7);
 }
 
+/* The call F(n) for n = nt, a constant in each case (the chunk loops unrolled for it). */
+#define NT_SWITCH(F)                                                                               \
+    switch (nt) {                                                                                  \
+    case 8:                                                                                        \
+        F(8);                                                                                      \
+        break;                                                                                     \
+    case 7:                                                                                        \
+        F(7);                                                                                      \
+        break;                                                                                     \
+    case 6:                                                                                        \
+        F(6);                                                                                      \
+        break;                                                                                     \
+    case 5:                                                                                        \
+        F(5);                                                                                      \
+        break;                                                                                     \
+    case 4:                                                                                        \
+        F(4);                                                                                      \
+        break;                                                                                     \
+    case 3:                                                                                        \
+        F(3);                                                                                      \
+        break;                                                                                     \
+    case 2:                                                                                        \
+        F(2);                                                                                      \
+        break;                                                                                     \
+    default:                                                                                       \
+        F(1);                                                                                      \
+        break;                                                                                     \
+    }
+
+#define TOK2(j)                                                                                    \
+    if (nt > (j)) {                                                                                \
+        const int8_t *xb = xp[j] + b * BN_TMAT_KBLOCK;                                             \
+        const __m512i xl = ld512(xb), xh = ld512(xb + 64);                                         \
+        p##j = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(p##j, lo0, xl), hi0, xh);                   \
+        q##j = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(q##j, lo1, xl), hi1, xh);                   \
+        PIN(p##j);                                                                                 \
+        PIN(q##j);                                                                                 \
+    }
+#define FLUSH2(j)                                                                                  \
+    if (nt > (j)) {                                                                                \
+        acc0[j] = _mm512_add_epi32(acc0[j], p##j);                                                 \
+        acc1[j] = _mm512_add_epi32(acc1[j], q##j);                                                 \
+    }
+
+/* gemm_row_chunk for two rows at once (codes c0 and c1): each activation load feeds both
+ * rows, one accumulator per (row, token) - the loads, not vpdpbusd, bound the one-row form. */
+INLINE void gemm_2row_chunk(const uint8_t *c0, const uint8_t *c1, const int8_t *const *xp,
+                            int64_t nblk, int nt, int prefetch, __m512i *acc0, __m512i *acc1)
+{
+    const __m512i m3 = _mm512_set1_epi8(3), k64 = counts(6, 4), k20 = counts(2, 0);
+    __m512i p0 = _mm512_setzero_si512(), p1 = p0, p2 = p0, p3 = p0, p4 = p0, p5 = p0, p6 = p0,
+            p7 = p0;
+    __m512i q0 = p0, q1 = p0, q2 = p0, q3 = p0, q4 = p0, q5 = p0, q6 = p0, q7 = p0;
+    for (int64_t b = 0; b < nblk; b++) {
+        if (prefetch) {
+            const char *pf = (const char *)c0 + b * BN__TMAT_BSTRIDE + GEMV_PREFETCH;
+            _mm_prefetch(pf, _MM_HINT_T0);
+            _mm_prefetch(pf + 64, _MM_HINT_T0);
+        }
+        const __m512i v0 = ld_codes(c0 + b * BN__TMAT_BSTRIDE);
+        const __m512i v1 = ld_codes(c1 + b * BN__TMAT_BSTRIDE);
+        const __m512i lo0 = _mm512_and_si512(_mm512_srlv_epi16(v0, k64), m3);
+        const __m512i hi0 = _mm512_and_si512(_mm512_srlv_epi16(v0, k20), m3);
+        const __m512i lo1 = _mm512_and_si512(_mm512_srlv_epi16(v1, k64), m3);
+        const __m512i hi1 = _mm512_and_si512(_mm512_srlv_epi16(v1, k20), m3);
+        TOK2(0);
+        TOK2(1);
+        TOK2(2);
+        TOK2(3);
+        TOK2(4);
+        TOK2(5);
+        TOK2(6);
+        TOK2(7);
+    }
+    FLUSH2(0);
+    FLUSH2(1);
+    FLUSH2(2);
+    FLUSH2(3);
+    FLUSH2(4);
+    FLUSH2(5);
+    FLUSH2(6);
+    FLUSH2(7);
+}
+
+static void gemm_2row_chunk_nt(const uint8_t *c0, const uint8_t *c1, const int8_t *const *xp,
+                               int64_t nblk, int nt, int prefetch, __m512i *acc0, __m512i *acc1)
+{
+#define CALL2(n) gemm_2row_chunk(c0, c1, xp, nblk, n, prefetch, acc0, acc1)
+    NT_SWITCH(CALL2)
+#undef CALL2
+}
+
 static void gemm_row_chunk_nt(const uint8_t *c, const int8_t *const *xp, int64_t nblk, int nt,
                               int prefetch, __m512i *acc)
 {
-    switch (nt) {
-    case 8:
-        gemm_row_chunk(c, xp, nblk, 8, prefetch, acc);
-        break;
-    case 7:
-        gemm_row_chunk(c, xp, nblk, 7, prefetch, acc);
-        break;
-    case 6:
-        gemm_row_chunk(c, xp, nblk, 6, prefetch, acc);
-        break;
-    case 5:
-        gemm_row_chunk(c, xp, nblk, 5, prefetch, acc);
-        break;
-    case 4:
-        gemm_row_chunk(c, xp, nblk, 4, prefetch, acc);
-        break;
-    case 3:
-        gemm_row_chunk(c, xp, nblk, 3, prefetch, acc);
-        break;
-    case 2:
-        gemm_row_chunk(c, xp, nblk, 2, prefetch, acc);
-        break;
-    default:
-        gemm_row_chunk(c, xp, nblk, 1, prefetch, acc);
-        break;
-    }
+#define CALL1(n) gemm_row_chunk(c, xp, nblk, n, prefetch, acc)
+    NT_SWITCH(CALL1)
+#undef CALL1
 }
 
 /* As on AVX2: row blocks, token tiles, then row group by row group (one prefetched
@@ -298,7 +367,12 @@ static void gemm(const bn_tmat *w, const bn_qact *x, int32_t *acc, float *y, int
                     const int8_t *xp[GEMM_NT];
                     for (int j = 0; j < nt; j++)
                         xp[j] = x->q + (t0 + j) * x->kpad + b0 * BN_TMAT_KBLOCK;
-                    for (int i = g; i < ge; i++)
+                    int i = g;
+                    for (; i + 1 < ge; i += 2)
+                        gemm_2row_chunk_nt(bn__tmat_block(w, rb + i, b0),
+                                           bn__tmat_block(w, rb + i + 1, b0), xp, nblk, nt,
+                                           t0 == 0 && i == g, a[i], a[i + 1]);
+                    for (; i < ge; i++)
                         gemm_row_chunk_nt(bn__tmat_block(w, rb + i, b0), xp, nblk, nt,
                                           t0 == 0 && i == g, a[i]);
                 }
