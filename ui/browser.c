@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "bitnet/file.h"
+
 #define MAX_ENTRIES 4096
 
 static void clear_entries(ui_browser *b)
@@ -83,6 +85,13 @@ int ui_browser_editing(const ui_browser *b)
     return b->typing;
 }
 
+const char *ui_browser_keybar(const ui_browser *b)
+{
+    return b->typing ? NULL
+                     : "Enter\topen/choose\nBackspace\tparent\n/\ttype a path\n~\thome\nEsc\t"
+                       "close\n";
+}
+
 void ui_browser_draw(ui_browser *b, int y, int x, int h, int w)
 {
     ui_box(y, x, h, w, "Choose a model file (*.gguf)");
@@ -119,6 +128,15 @@ static int choose(ui_browser *b, const char *path, char *out, size_t size)
     }
     if (S_ISDIR(st.st_mode)) {
         ui_browser_open(b, path);
+        return 0;
+    }
+    char magic[4] = {0};
+    FILE *f = bn_file_fopen_read(path, NULL, 0); /* a FIFO is not waited on */
+    const size_t got = f ? fread(magic, 1, sizeof magic, f) : 0;
+    if (f) fclose(f);
+    if (got != sizeof magic || memcmp(magic, "GGUF", 4)) {
+        snprintf(b->err, sizeof b->err, "%.200s: %s", path,
+                 f ? "not a GGUF model file (it does not start with GGUF)" : "cannot be read");
         return 0;
     }
     char abs[PATH_MAX];
@@ -162,11 +180,10 @@ int ui_browser_key(ui_browser *b, int ch, char *out, size_t size)
         if (home) ui_browser_open(b, home);
         return 0;
     }
-    case '/':
+    case '/': /* the folder shown, selected: a path typed replaces it, End goes on from it */
         b->typing = 1;
-        ui_input_set(&b->path, b->dir);
-        if (b->path.len + 1 < sizeof b->path.buf && strcmp(b->dir, "/"))
-            ui_input_key(&b->path, '/');
+        snprintf(path, sizeof path, "%s%s", b->dir, strcmp(b->dir, "/") ? "/" : "");
+        ui_input_set(&b->path, path);
         return 0;
     default:
         return -1;

@@ -41,12 +41,16 @@ void ui_browser_free(ui_browser *b);
 void ui_browser_draw(ui_browser *b, int y, int x, int h, int w);
 int ui_browser_key(ui_browser *b, int ch, char *out, size_t size);
 int ui_browser_editing(const ui_browser *b);
+/* Its keys now, for the key bar ("KEY\tWHAT" lines); NULL while a path is typed (the
+ * keys of a text line). */
+const char *ui_browser_keybar(const ui_browser *b);
 
 #define UI_BROWSER_HELP                                                                            \
     "Up Down\tmove in the file browser\n"                                                          \
     "Enter\topen a directory / choose a model\n"                                                   \
     "Backspace\tthe parent directory\n"                                                            \
     "~\tthe home directory\n"                                                                      \
-    "/\ttype a path (Enter takes it)\n"
+    "/\ttype a path (Enter takes it): the folder shown is selected, so what you type "             \
+    "replaces it (End keeps it and goes on)\n"
 
 #endif

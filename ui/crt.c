@@ -15,6 +15,8 @@
 #include <unistd.h>
 #include <wchar.h>
 
+#include "keys.h"
+
 /* ---- the global terminal state (the only global state of the TUI) -------------------- */
 
 static SCREEN *scr;
@@ -339,6 +341,7 @@ int crt_init(const crt_opts *o, char *err, size_t errsz)
     cbreak();
     noecho();
     keypad(stdscr, TRUE);
+    keys_define_fallbacks();
     nodelay(stdscr, TRUE);
     curs_set(0);
     init_colors(o->no_color);

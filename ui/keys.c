@@ -162,3 +162,56 @@ void keys_free(key_script *ks)
     free(ks->steps);
     memset(ks, 0, sizeof *ks);
 }
+
+/* ---- the terminal's keys ------------------------------------------------------------------ */
+
+static const struct {
+    const char *seq;
+    int key;
+} fallbacks[] = {
+        {"\033OP", KEY_F(1)},    {"\033OQ", KEY_F(2)},    {"\033OR", KEY_F(3)},
+        {"\033OS", KEY_F(4)},    {"\033[11~", KEY_F(1)},  {"\033[12~", KEY_F(2)},
+        {"\033[13~", KEY_F(3)},  {"\033[14~", KEY_F(4)},  {"\033[15~", KEY_F(5)},
+        {"\033[17~", KEY_F(6)},  {"\033[18~", KEY_F(7)},  {"\033[19~", KEY_F(8)},
+        {"\033[20~", KEY_F(9)},  {"\033[21~", KEY_F(10)}, {"\033[23~", KEY_F(11)},
+        {"\033[24~", KEY_F(12)}, {"\033[A", KEY_UP},      {"\033[B", KEY_DOWN},
+        {"\033[C", KEY_RIGHT},   {"\033[D", KEY_LEFT},    {"\033OA", KEY_UP},
+        {"\033OB", KEY_DOWN},    {"\033OC", KEY_RIGHT},   {"\033OD", KEY_LEFT},
+        {"\033[H", KEY_HOME},    {"\033[F", KEY_END},     {"\033OH", KEY_HOME},
+        {"\033OF", KEY_END},     {"\033[1~", KEY_HOME},   {"\033[4~", KEY_END},
+        {"\033[7~", KEY_HOME},   {"\033[8~", KEY_END},    {"\033[2~", KEY_IC},
+        {"\033[3~", KEY_DC},     {"\033[5~", KEY_PPAGE},  {"\033[6~", KEY_NPAGE},
+        {"\033[Z", KEY_BTAB},
+};
+
+void keys_define_fallbacks(void)
+{
+    for (size_t i = 0; i < sizeof fallbacks / sizeof fallbacks[0]; i++)
+        if (key_defined(fallbacks[i].seq) == 0) define_key(fallbacks[i].seq, fallbacks[i].key);
+}
+
+/* Drops the rest of an escape sequence whose "\e[" or "\eO" was read: a CSI runs to its
+ * final byte (0x40-0x7e), an SS3 is one more byte. */
+static void drop_sequence(int intro)
+{
+    for (int ch; (ch = getch()) != ERR;) {
+        if (intro == 'O' || (ch >= 0x40 && ch <= 0x7e) || ch < 0x20 || ch > 0x7e) return;
+    }
+}
+
+int keys_read(void)
+{
+    for (;;) {
+        const int ch = getch();
+        if (ch != 27) return ch;
+        /* curses hands out Esc and the bytes after it when they are no sequence it knows;
+         * bytes that came with the Esc and start a sequence are one unknown key */
+        const int next = getch();
+        if (next == ERR) return 27;
+        if (next != '[' && next != 'O') {
+            ungetch(next);
+            return 27;
+        }
+        drop_sequence(next);
+    }
+}

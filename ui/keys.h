@@ -49,4 +49,18 @@ int keys_load(const char *path, key_script *ks, char *err, size_t errsz);
 int keys_parse_line(const char *line, key_script *ks, char *err, size_t errsz);
 void keys_free(key_script *ks);
 
+/* ---- the terminal's keys ----------------------------------------------------------------
+ *
+ * Keys are read through curses' keypad mode, that is through the terminal's terminfo
+ * entry. Many terminals send the xterm/VT220 sequences whatever TERM says (tmux, screen
+ * and PuTTY with TERM=vt100, for one): keys_define_fallbacks() teaches curses those
+ * sequences (F1-F12, arrows, Home, End, Insert, Delete, PgUp, PgDn, Shift-Tab) where the
+ * entry binds nothing to them; keys_read() drops whole any escape sequence still unknown,
+ * instead of passing on Esc and its bytes as keys ("\e[25~" is not Esc, 2, 5 and ~). */
+
+/* Call once after keypad(stdscr, TRUE). */
+void keys_define_fallbacks(void);
+/* The next key (curses' code), or ERR when none is waiting (stdscr is in no-delay mode). */
+int keys_read(void);
+
 #endif

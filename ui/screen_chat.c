@@ -30,6 +30,7 @@ typedef struct chat {
     int setting;
     eng_gen_params sp;
     int have_sp;
+    int full; /* the last reply was cut by a full context, and the transcript says so */
 } chat;
 
 static void *chat_create(tui *t)
@@ -82,6 +83,50 @@ static void note(chat *c, const char *s)
     append(c, ROLE_NOTE, "\n", 1);
 }
 
+/* A note before the reply being streamed (the last message). */
+static void note_before_reply(chat *c, const char *s)
+{
+    if (c->n == 0 || c->m[c->n - 1].role != ROLE_MODEL) {
+        note(c, s);
+        return;
+    }
+    msg reply = c->m[--c->n];
+    note(c, s);
+    if (c->n == MAX_MSGS) { /* no room: the reply is kept, the oldest dropped */
+        free(c->m[0].text);
+        memmove(c->m, c->m + 1, (MAX_MSGS - 1) * sizeof c->m[0]);
+        c->n--;
+    }
+    c->m[c->n++] = reply;
+}
+
+/* The end of this screen's chat job: the reasons a reply ended early, at once. */
+static void job_ended(chat *c, const eng_status *es)
+{
+    const int own = es->job_id == c->job;
+    if (own && es->conv_id != c->conv_id) { /* this turn started the conversation over */
+        if (!c->full)
+            note_before_reply(c, "(the context was full: the conversation started over "
+                                 "from this message)");
+        c->conv_id = es->conv_id;
+    }
+    c->full = 0;
+    if (own && !es->ok) {
+        append(c, ROLE_NOTE, "", 0);
+        note(c, es->message);
+    } else if (own && !strcmp(es->stop, "context")) {
+        char s[256];
+        snprintf(s, sizeof s,
+                 "(the context is full, %lld of %lld tokens: the reply was cut here; the "
+                 "next message starts the conversation over)",
+                 es->ctx_used, es->model.n_ctx);
+        append(c, ROLE_NOTE, "", 0);
+        note(c, s);
+        c->full = 1;
+    }
+    c->job = 0;
+}
+
 static void chat_tick(tui *t, void *st)
 {
     chat *c = st;
@@ -92,13 +137,7 @@ static void chat_tick(tui *t, void *st)
             append(c, ROLE_MODEL, buf, n);
     eng_status es;
     eng_status_get(t->eng, &es);
-    if (c->job > 0 && (es.job_id != c->job || es.job == ENG_IDLE)) {
-        if (!es.ok && es.job_id == c->job) {
-            append(c, ROLE_NOTE, "", 0);
-            note(c, es.message);
-        }
-        c->job = 0;
-    }
+    if (c->job > 0 && (es.job_id != c->job || es.job == ENG_IDLE)) job_ended(c, &es);
     if (c->conv_id >= 0 && es.conv_id != c->conv_id && c->n > 0 && c->job == 0) {
         note(c, "(the conversation was reset: new model, new conversation or a generation "
                 "elsewhere)");
@@ -210,6 +249,11 @@ static void adjust(chat *c, int dir)
 /* ---- drawing
  * ------------------------------------------------------------------------------------- */
 
+#define CHAT_HINT                                                                                  \
+    "type a message and press Enter. Tab or Esc leaves the message line for the sampling "         \
+    "settings (Tab again: the next screen), Shift-Tab goes to the previous screen, F10 quits, "    \
+    "F1 lists the keys"
+
 typedef struct count_ctx {
     int lines;
 } count_ctx;
@@ -258,9 +302,7 @@ static void draw_transcript(chat *c, int y, int x, int h, int w)
         }
         line += nl;
     }
-    if (c->n == 0)
-        ui_text(y, x, w, crt_attr(CR_DIM),
-                "type a message and press Enter; Esc leaves the line (then ? for the keys)");
+    if (c->n == 0) ui_text_block(y, x, h, w, crt_attr(CR_DIM), CHAT_HINT, strlen(CHAT_HINT), 0);
 }
 
 static void chat_draw(tui *t, void *st, int y, int x, int h, int w)
@@ -341,8 +383,17 @@ static int chat_key(tui *t, void *st, int ch)
             send_line(t, c);
             return 1;
         }
+        if (ch == '\t') { /* to the settings; Tab there goes on to the next screen */
+            c->editing = 0;
+            return 1;
+        }
+        if (ch == KEY_BTAB) { /* as on every screen */
+            tui_switch(t, (t->cur + SCR_COUNT - 1) % SCR_COUNT);
+            return 1;
+        }
         if (ch == KEY_UP) {
             ui_input_set(&c->in, c->last_prompt);
+            ui_input_key(&c->in, KEY_END); /* to be edited, not replaced */
             return 1;
         }
         return ui_input_key(&c->in, ch);
@@ -379,7 +430,7 @@ static int chat_key(tui *t, void *st, int ch)
             return 1;
         }
         clear_msgs(c);
-        c->conv_id = -1;
+        c->conv_id = -1, c->full = 0;
         return 1;
     default:
         return 0;
@@ -389,6 +440,17 @@ static int chat_key(tui *t, void *st, int ch)
 static int chat_editing(void *st)
 {
     return ((chat *)st)->editing;
+}
+
+static const char *chat_keybar(void *st)
+{
+    const chat *c = st;
+    if (c->editing)
+        return c->job > 0 ? "Esc\tstop the reply\nTab\tsettings\nS-Tab\tprevious screen\n"
+                          : "Enter\tsend\nTab\tsettings\nEsc\tleave\n^U\tclear\nUp\tlast "
+                            "message\nS-Tab\tprevious screen\n";
+    return "Enter\ttype\nUp Down\tsetting\n- +\tchange\nn\tnew chat\nx\tstop\nTab\tnext "
+           "screen\n";
 }
 
 static void chat_enter(tui *t, void *st)
@@ -403,6 +465,9 @@ const tui_screen scr_chat = {
         .letter = 'c',
         .fkey = 6,
         .help = "Enter\tsend the line (while typing); start typing (otherwise)\n"
+                "Tab\tleave the message line for the settings; from the settings, the next "
+                "screen\n"
+                "S-Tab\tthe previous screen (also from the message line)\n"
                 "Esc\tstop the reply; leave the line\n"
                 "Up\trecall the last message (while typing)\n"
                 "PgUp PgDn\tscroll the conversation (also the wheel)\n"
@@ -410,9 +475,10 @@ const tui_screen scr_chat = {
                 "Left Right - +\tchange it\n"
                 "n\ta new conversation\n"
                 "x\tstop the reply\n"
-                "\tthe formats of bitnet chat: 2b4t, llama3 or chatml from the model's\n"
-                "\tchat template, else plain (User: / Assistant: lines); a turn that\n"
-                "\tdoes not fit the context starts the conversation over",
+                "\tthe formats of bitnet chat: 2b4t, llama3 or chatml from the model's chat "
+                "template, else plain (User: / Assistant: lines). A reply that fills the context "
+                "is cut with a note saying so; the next message then starts the conversation "
+                "over",
         .create = chat_create,
         .destroy = chat_destroy,
         .enter = chat_enter,
@@ -420,4 +486,5 @@ const tui_screen scr_chat = {
         .key = chat_key,
         .editing = chat_editing,
         .tick = chat_tick,
+        .keybar = chat_keybar,
 };

@@ -20,7 +20,7 @@ static void hw_destroy(void *st)
 static void field(int y, int x, int w, const char *label, const char *value)
 {
     ui_text(y, x, 10, crt_attr(CR_TITLE), label);
-    ui_text(y, x + 10, w - 10, 0, value);
+    ui_text_cut(y, x + 10, w - 10, 0, value);
 }
 
 static int draw_gpu(const bn_hw_gpu *g, int y, int x, int w)

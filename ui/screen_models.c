@@ -217,7 +217,8 @@ static void inspect(tui *t, models *m, const char *path)
     add_line(m, "Metadata (t: tensors)");
     for (int64_t i = 0; i < bn_gguf_n_kv(g); i++) kv_line(m, g, i);
     m->meta_end = m->n_lines;
-    add_line(m, "Tensors (t: metadata): name, type, shape (ne0 x ne1 ...), bytes");
+    /* the size before the shape: a narrow pane cuts the end of a line */
+    add_line(m, "Tensors (t: metadata): name, type, size, shape (ne0 x ne1 ...)");
     for (int64_t i = 0; i < bn_gguf_n_tensors(g); i++) {
         const bn_gguf_tensor *te = bn_gguf_tensor_at(g, i);
         char shape[96] = "";
@@ -225,8 +226,8 @@ static void inspect(tui *t, models *m, const char *path)
         for (int d = 0; d < te->n_dims; d++)
             so += (size_t)snprintf(shape + so, sizeof shape - so, "%s%" PRId64, d ? " x " : "",
                                    te->ne[d]);
-        add_line(m, "  %-40s %-6s %-22s %s", te->name, bn_type_name(te->type), shape,
-                 ui_bytes(te->size, a, sizeof a));
+        add_line(m, "  %-32s %-6s %10s  %s", te->name, bn_type_name(te->type),
+                 ui_bytes(te->size, a, sizeof a), shape);
     }
     bn_gguf_close(g);
     bn_ctx_free(ctx);
@@ -246,7 +247,10 @@ static void draw_inspect(models *m, int y, int x, int h, int w)
     /* the header (4 lines) stays; below it the metadata or the tensors */
     const int head = m->n_lines < 4 ? m->n_lines : 4;
     for (int i = 0; i < head && i < h - 2; i++)
-        ui_text(y + 1 + i, x + 2, w - 4, i == 0 ? crt_attr(CR_TITLE) : 0, m->lines[i]);
+        if (i == 0)
+            ui_text_tail(y + 1 + i, x + 2, w - 4, crt_attr(CR_TITLE), m->lines[i]); /* a path */
+        else
+            ui_text_cut(y + 1 + i, x + 2, w - 4, 0, m->lines[i]);
     const int from = m->show_tensors ? m->meta_end : head;
     const int to = m->show_tensors ? m->n_lines : m->meta_end;
     const int rows = h - 2 - head;
@@ -254,7 +258,8 @@ static void draw_inspect(models *m, int y, int x, int h, int w)
     if (m->scroll < 0) m->scroll = 0;
     for (int r = 0; r < rows && from + m->scroll + r < to; r++) {
         const int i = from + m->scroll + r;
-        ui_text(y + 1 + head + r, x + 2, w - 4, i == from ? crt_attr(CR_TITLE) : 0, m->lines[i]);
+        ui_text_cut(y + 1 + head + r, x + 2, w - 4, i == from ? crt_attr(CR_TITLE) : 0,
+                    m->lines[i]);
     }
     if (m->focus_pane) ui_text(y + h - 1, x + w - 22, 20, crt_attr(CR_DIM), " Up/Down scroll ");
 }
@@ -284,9 +289,12 @@ static void models_draw(tui *t, void *st, int y, int x, int h, int w)
         const int a = sel ? crt_attr(CR_SELECT) : !e->exists ? crt_attr(CR_DIM) : 0;
         char sz[32];
         ui_clear(row + r, x + 1, lw - 2, a);
-        ui_printf(row + r, x + 2, lw - 4, a, "%-22.22s %9s  %s%s", tui_base(e->path),
-                  e->exists ? ui_bytes(e->size, sz, sizeof sz) : "missing", e->tags,
-                  es.job == ENG_LOADING && !strcmp(es.model.path, e->path) ? " ..." : "");
+        ui_text_cut(row + r, x + 2, lw - 4 < 22 ? lw - 4 : 22, a, tui_base(e->path));
+        char rest[128];
+        snprintf(rest, sizeof rest, "%9s  %s%s",
+                 e->exists ? ui_bytes(e->size, sz, sizeof sz) : "missing", e->tags,
+                 es.job == ENG_LOADING && !strcmp(es.model.path, e->path) ? " ..." : "");
+        ui_text_cut(row + r, x + 25, lw - 27, a, rest);
     }
     ui_list_hits(&m->list, row, x + 1, lw - 2);
     if (lw == w)
@@ -383,6 +391,15 @@ static int models_editing(void *st)
     return m->browsing && ui_browser_editing(&m->br);
 }
 
+static const char *models_keybar(void *st)
+{
+    const models *m = st;
+    if (m->browsing) return ui_browser_keybar(&m->br);
+    if (m->focus_pane) return "Up Down PgUp PgDn\tscroll\nt\tmetadata/tensors\nLeft Esc\tback\n";
+    return "Enter\tinspect\nl\tload\nu\tunload\no\topen a file\nt\ttensors\nRight\tinto "
+           "the pane\nr\treread\n";
+}
+
 static void models_enter(tui *t, void *st)
 {
     reload_list(t, st);
@@ -417,4 +434,5 @@ const tui_screen scr_models = {
         .key = models_key,
         .editing = models_editing,
         .tick = models_tick,
+        .keybar = models_keybar,
 };

@@ -166,11 +166,28 @@ static void save_config(tui *t, setup *s)
     tui_status(t, CR_OK, "setup complete: %s", s->save_msg);
 }
 
+static void choose(setup *s, const char *path);
+
+/* With nothing chosen yet, the model loaded now (the bundled one on a first run) is the
+ * choice, highlighted: Next takes it. */
+static void choose_loaded(tui *t, setup *s)
+{
+    eng_status es;
+    eng_status_get(t->eng, &es);
+    if (s->chosen[0] || !es.model.loaded) return;
+    for (int i = 0; i < s->n_opt; i++)
+        if (!strcmp(s->opt[i].path, es.model.path)) {
+            s->mlist.sel = i;
+            choose(s, s->opt[i].path);
+            return;
+        }
+}
+
 /* Starts the work of the step entered, once. */
 static void enter_step(tui *t, setup *s)
 {
     if (s->step == ST_CHECKS && ui_child_state_get(&s->doctor) == UI_CHILD_IDLE) doctor_start(t, s);
-    if (s->step == ST_MODEL) fill_options(t, s);
+    if (s->step == ST_MODEL) fill_options(t, s), choose_loaded(t, s);
     if (s->step == ST_GEN && s->gen_state == JOB_NONE) start_gen(t, s);
     if (s->step == ST_BENCH && s->bench_state == JOB_NONE) start_bench(t, s);
 }
@@ -252,7 +269,8 @@ static void draw_hw(tui *t, int y, int x, int h, int w)
         ui_printf(r++, x, w, 0, "CPU      %s, %d cores, %d threads",
                   hw->cpu->model[0] ? hw->cpu->model : "unknown", hw->cpu->n_physical,
                   hw->cpu->n_cores);
-        ui_printf(r++, x, w, 0, "features %s", hw->cpu_features[0] ? hw->cpu_features : "none");
+        ui_text(r, x, 9, 0, "features");
+        ui_text_cut(r++, x + 9, w - 9, 0, hw->cpu_features[0] ? hw->cpu_features : "none");
         ui_printf(r++, x, w, 0, "kernels  %s (chosen for this CPU)", hw->kernels);
         ui_printf(r++, x, w, 0, "memory   %s total, %s available",
                   ui_bytes(hw->mem_total, a, sizeof a), ui_bytes(hw->mem_available, b, sizeof b));
@@ -310,7 +328,7 @@ static void draw_checks(setup *s, int y, int x, int h, int w)
                                       ? hn->valuestring
                               : cJSON_IsString(dt) ? dt->valuestring
                                                    : "";
-            ui_text(y + 1 + r, cx, x + w - cx, sel ? crt_attr(CR_SELECT) : 0, txt);
+            ui_text_cut(y + 1 + r, cx, x + w - cx, sel ? crt_attr(CR_SELECT) : 0, txt);
         }
         ui_list_hits(&s->checks, y + 1, x, w);
     }
@@ -566,6 +584,25 @@ static void setup_enter(tui *t, void *st)
     enter_step(t, st);
 }
 
+static const char *setup_keybar(void *st)
+{
+    const setup *s = st;
+    switch (s->step) {
+    case ST_HW:
+        return "n\tnext step\n";
+    case ST_CHECKS:
+        return "n\tnext\np\tback\nUp Down\ta check's hint\nr\trun again\n";
+    case ST_MODEL:
+        if (s->browsing) return ui_browser_keybar(&s->br);
+        return "Enter\tchoose\nn\tnext\np\tback\no\tbrowse\n/\ttype a path\n";
+    case ST_GEN:
+    case ST_BENCH:
+        return "n\tnext\np\tback\nr\tagain\nEsc\tstop\n";
+    default:
+        return s->saved ? "Enter\tfinish\np\tback\n" : "Enter\twrite the config\np\tback\n";
+    }
+}
+
 const tui_screen scr_setup = {
         .name = "Setup",
         .id = "setup",
@@ -585,4 +622,5 @@ const tui_screen scr_setup = {
         .key = setup_key,
         .editing = setup_editing,
         .tick = setup_tick,
+        .keybar = setup_keybar,
 };

@@ -245,7 +245,7 @@ static void draw_tabs(tui *t)
 
 static void draw_status(tui *t)
 {
-    const int y = LINES - 1, a = crt_attr(CR_STATUS);
+    const int y = LINES - 2, a = crt_attr(CR_STATUS);
     ui_clear(y, 0, COLS, a);
     eng_status st;
     eng_status_get(t->eng, &st);
@@ -268,55 +268,209 @@ static void draw_status(tui *t)
     }
     const int rw = ui_width(right);
     const int lw = COLS - rw - 1;
-    if (lw > 10) ui_text(y, 1, lw, a | (t->status_attr & ~A_COLOR), t->status);
+    char fit[sizeof t->status + 8];
+    ui_fit_path(t->status, lw - 1, fit, sizeof fit); /* a long path shows its end */
+    if (lw > 10) ui_text_cut(y, 1, lw - 1, a | (t->status_attr & ~A_COLOR), fit);
     ui_text(y, COLS - rw < 0 ? 0 : COLS - rw, COLS, a, right);
 }
 
-static const char *const global_help[] = {
-        "F1 ?\tthis help (Esc closes it)",
-        "F2-F9 F11 F12\tthe screens; also 1-9, 0 and the underlined letter",
-        "Tab S-Tab\tnext / previous screen",
-        "g\tgraph style: braille, block, ascii",
-        "Esc\tleave a text line; stop a generation or a benchmark",
-        "q F10\tquit (F10 also while typing)",
-        "mouse\tclick a tab, a row or a button; the wheel scrolls",
-};
+/* ---- the help overlay: wrapped at word boundaries, scrolled ------------------------------- */
 
-static int help_line(int y, int x, int w, const char *l)
+#define HELP_KEY_W     16
+#define HELP_MAX_LINES 400
+
+typedef struct help_row {
+    const char *key, *s; /* key: NULL but on the first line of a "KEY\tWHAT" */
+    size_t kn, n;
+    int indent; /* in the WHAT column */
+} help_row;
+
+typedef struct help_doc {
+    help_row r[HELP_MAX_LINES];
+    int n;
+    const char *key; /* of the line being wrapped; NULL when it has none */
+    size_t kn;
+    int indent;
+} help_doc;
+
+static void help_piece(void *ud, int i, const char *s, size_t n)
 {
-    const char *tab = strchr(l, '\t');
-    if (!tab) return ui_text(y, x, w, 0, l);
-    char k[64];
-    snprintf(k, sizeof k, "%.*s", (int)(tab - l), l);
-    ui_text(y, x, 14, crt_attr(CR_TITLE), k);
-    return ui_text(y, x + 14, w - 14, 0, tab + 1);
+    help_doc *d = ud;
+    if (d->n == HELP_MAX_LINES) return;
+    help_row *r = &d->r[d->n++];
+    r->key = i == 0 ? d->key : NULL, r->kn = i == 0 ? d->kn : 0;
+    r->s = s, r->n = n, r->indent = d->indent;
 }
+
+/* Adds the lines of text ("KEY\tWHAT" lines) wrapped to w columns. */
+static void help_add(help_doc *d, const char *text, int w)
+{
+    for (const char *l = text; *l;) {
+        const char *end = strchr(l, '\n'), *tab;
+        const size_t len = end ? (size_t)(end - l) : strlen(l);
+        tab = memchr(l, '\t', len);
+        d->key = tab && tab > l ? l : NULL, d->kn = tab ? (size_t)(tab - l) : 0;
+        d->indent = tab != NULL;
+        const char *what = tab ? tab + 1 : l;
+        const size_t wn = len - (size_t)(what - l);
+        if (wn == 0)
+            help_piece(d, 0, what, 0);
+        else
+            ui_wrap(what, wn, tab ? w - HELP_KEY_W : w, help_piece, d);
+        l += len + (end ? 1 : 0);
+    }
+}
+
+/* Copies help text to out, joining the lines of a paragraph ("\tWHAT" lines that follow
+ * one another, with no KEY) into one line, which help_add then wraps to the width. */
+static void help_join(const char *in, char *out, size_t size)
+{
+    size_t o = 0;
+    int para = in[0] == '\t'; /* the line being copied has no KEY */
+    for (size_t i = 0; in[i] && o + 1 < size; i++) {
+        if (in[i] == '\n' && in[i + 1] == '\t' && para) {
+            out[o++] = ' ';
+            i++; /* the tab */
+            continue;
+        }
+        out[o++] = in[i];
+        if (in[i] == '\n') para = in[i + 1] == '\t';
+    }
+    out[o] = '\0';
+}
+
+static const char global_help[] =
+        "F1 ?\tthis help (Esc closes it); Up Down PgUp PgDn Home End scroll it\n"
+        "F2-F9 F11 F12\tthe screens; also 1-9, 0 and the underlined letter\n"
+        "Tab S-Tab\tnext / previous screen (in Chat's message line: Tab goes to its "
+        "settings)\n"
+        "g\tgraph style: braille, block, ascii\n"
+        "w W\thow far back the graphs reach: 1, 5 or 15 minutes, an hour\n"
+        "] [\tsample and redraw less / more often (0.5 to 30 s)\n"
+        "z\tpause the meters and graphs\n"
+        "Esc\tleave a text line; stop a generation or a benchmark\n"
+        "q F10\tquit (F10 also while typing)\n"
+        "mouse\tclick a tab, a row, a button or a key of the bottom bar; the wheel scrolls\n"
+        "text lines\ta value shown selected is replaced by what you type; Ctrl-U clears, "
+        "Left Right Home End move, Backspace and Delete erase\n";
 
 static void draw_help(tui *t)
 {
     const tui_screen *s = t->screens[t->cur];
-    const char *lines[48];
-    int n = 0;
-    for (size_t i = 0; i < sizeof global_help / sizeof global_help[0]; i++)
-        lines[n++] = global_help[i];
-    static char buf[2048];
-    snprintf(buf, sizeof buf, "%s", s->help ? s->help : "");
-    lines[n++] = "";
-    static char head[80];
-    snprintf(head, sizeof head, "%s:", s->name);
-    lines[n++] = head;
-    for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l && n < 48;
-         l = strtok_r(NULL, "\n", &save))
-        lines[n++] = l;
-    int w = COLS - 8 > 76 ? 76 : COLS - 8, h = n + 4 > LINES - 4 ? LINES - 4 : n + 4;
+    static help_doc d;
+    const int w = COLS - 8 > 76 ? 76 : COLS - 8, tw = w - 4;
+    d.n = 0;
+    help_add(&d, global_help, tw);
+    char head[80];
+    snprintf(head, sizeof head, "\n%s:\n", s->name);
+    help_add(&d, head, tw);
+    static char text[8192];
+    help_join(s->help ? s->help : "", text, sizeof text);
+    help_add(&d, text, tw);
+    const int h = d.n + 4 > LINES - 4 ? LINES - 4 : d.n + 4, rows = h - 4;
+    if (t->help_top > d.n - rows) t->help_top = d.n - rows;
+    if (t->help_top < 0) t->help_top = 0;
     const int y = (LINES - h) / 2, x = (COLS - w) / 2;
     for (int r = 0; r < h; r++) ui_clear(y + r, x, w, 0);
     ui_box(y, x, h, w, "Help");
-    for (int i = 0; i < n && i < h - 4; i++) help_line(y + 2 + i, x + 2, w - 4, lines[i]);
+    for (int i = 0; i < rows && t->help_top + i < d.n; i++) {
+        const help_row *r = &d.r[t->help_top + i];
+        const int in = r->indent ? HELP_KEY_W : 0;
+        if (r->key) ui_textn(y + 2 + i, x + 2, HELP_KEY_W - 1, crt_attr(CR_TITLE), r->key, r->kn);
+        ui_textn(y + 2 + i, x + 2 + in, tw - in, 0, r->s, r->n);
+    }
+    if (d.n > rows) {
+        char pos[64];
+        snprintf(pos, sizeof pos, " %d-%d of %d, %s ", t->help_top + 1, t->help_top + rows, d.n,
+                 t->help_top + rows < d.n ? "Down: more" : "the end");
+        ui_text(y, x + w - 2 - ui_width(pos), ui_width(pos), crt_attr(CR_TITLE), pos);
+    }
     char foot[128];
     snprintf(foot, sizeof foot, "bitnet %s · colours: %s · graphs: %s", BN_VERSION_STRING,
              crt_colors(), bn_graph_style_name(ui_graph_style()));
     ui_text(y + h - 1, x + 2, w - 4, crt_attr(CR_DIM), foot);
+}
+
+/* Help keys: scrolling, and what closes it. 1 when the key was used. */
+static int help_key(tui *t, int ch)
+{
+    const int page = LINES - 9 > 1 ? LINES - 9 : 1;
+    if (ch == KEY_UP || ch == UI_KEY_WHEEL_UP)
+        t->help_top -= ch == KEY_UP ? 1 : 3;
+    else if (ch == KEY_DOWN || ch == UI_KEY_WHEEL_DOWN)
+        t->help_top += ch == KEY_DOWN ? 1 : 3;
+    else if (ch == KEY_PPAGE)
+        t->help_top -= page;
+    else if (ch == KEY_NPAGE || ch == ' ')
+        t->help_top += page;
+    else if (ch == KEY_HOME)
+        t->help_top = 0;
+    else if (ch == KEY_END)
+        t->help_top = HELP_MAX_LINES; /* clamped when drawn */
+    else if (ch == 27 || ch == '?' || ch == KEY_F(1) || ch == '\n' || ch == '\r' ||
+             ch == KEY_ENTER || ch == UI_KEY_CLICK)
+        t->help = 0;
+    else if (ch == 'q')
+        t->quit = 1;
+    else
+        return 0;
+    return 1;
+}
+
+/* ---- the key bar along the bottom (as htop's) ----------------------------------------------- */
+
+/* What the key bar lists now: "KEY\tWHAT" lines. */
+static const char *keybar_keys(const tui *t)
+{
+    if (t->help) return "Esc\tclose\nUp Down PgUp PgDn\tscroll\n";
+    const tui_screen *s = t->screens[t->cur];
+    void *st = t->state[t->cur];
+    const char *k = s->keybar ? s->keybar(st) : NULL;
+    if (k) return k;
+    if (s->editing && s->editing(st)) return UI_INPUT_KEYS;
+    return s->help ? s->help : "";
+}
+
+/* One item, "KEY what", at x if it fits in w columns; returns the columns used (0: none).
+ * A WHAT taken from the help is cut to its first words. */
+static int keybar_item(int y, int x, int w, const char *key, size_t kn, const char *what, size_t wn)
+{
+    char k[40], l[40];
+    snprintf(k, sizeof k, "%.*s", (int)kn, key);
+    if (wn > 16) { /* a help line: its first words */
+        size_t cut = 16;
+        while (cut > 0 && what[cut] != ' ') cut--;
+        wn = cut ? cut : 16;
+    }
+    snprintf(l, sizeof l, "%.*s", (int)wn, what);
+    while (wn && strchr(",;:(", l[wn - 1])) l[--wn] = '\0';
+    const int need = ui_width(k) + 1 + ui_width(l) + 2;
+    if (!kn || need > w) return 0;
+    int c = ui_text(y, x, w, crt_attr(CR_NORMAL) | A_BOLD, k);
+    c += ui_text(y, x + c, w - c, crt_attr(CR_BAR), " ");
+    c += ui_text(y, x + c, w - c, crt_attr(CR_BAR), l);
+    return c + 2;
+}
+
+static void draw_keybar(tui *t, int y)
+{
+    ui_clear(y, 0, COLS, crt_attr(CR_BAR));
+    const int qw = 10; /* "F10 Quit" at the right end */
+    int x = keybar_item(y, 0, COLS - qw, "F1", 2, "Help", 4);
+    ui_hit(y, 0, x, KEY_F(1));
+    for (const char *l = keybar_keys(t); *l;) {
+        const char *end = strchr(l, '\n');
+        const size_t len = end ? (size_t)(end - l) : strlen(l);
+        const char *tab = memchr(l, '\t', len);
+        if (tab && tab > l) {
+            const int c = keybar_item(y, x, COLS - qw - x, l, (size_t)(tab - l), tab + 1,
+                                      len - (size_t)(tab - l) - 1);
+            if (!c) break;
+            x += c;
+        }
+        l += len + (end ? 1 : 0);
+    }
+    ui_hit(y, COLS - qw, keybar_item(y, COLS - qw, qw, "F10", 3, "Quit", 4), KEY_F(10));
 }
 
 static void draw(tui *t)
@@ -331,9 +485,10 @@ static void draw(tui *t)
     }
     draw_tabs(t);
     const tui_screen *s = t->screens[t->cur];
-    s->draw(t, t->state[t->cur], 1, 0, LINES - 2, COLS);
+    s->draw(t, t->state[t->cur], 1, 0, LINES - 3, COLS);
     draw_status(t);
     if (t->help) draw_help(t);
+    draw_keybar(t, LINES - 1);
     refresh();
 }
 
@@ -365,7 +520,18 @@ static void handle_mouse(tui *t)
     }
 }
 
+static void dispatch_key(tui *t, int ch);
+
+/* A key; a message on the status line set before it goes when it changes the screen. */
 static void handle_key(tui *t, int ch)
+{
+    const int cur = t->cur;
+    const double said = t->status_t;
+    dispatch_key(t, ch);
+    if (t->cur != cur && t->status_t == said) t->status[0] = '\0';
+}
+
+static void dispatch_key(tui *t, int ch)
 {
     const tui_screen *s = t->screens[t->cur];
     void *st = t->state[t->cur];
@@ -380,15 +546,11 @@ static void handle_key(tui *t, int ch)
         return;
     }
     if (t->help) {
-        if (ch == 27 || ch == '?' || ch == KEY_F(1) || ch == '\n' || ch == '\r' || ch == ' ' ||
-            ch == KEY_ENTER || ch == UI_KEY_CLICK)
-            t->help = 0;
-        else if (ch == 'q')
-            t->quit = 1;
+        help_key(t, ch);
         return;
     }
     if (ch == KEY_F(1)) {
-        t->help = 1;
+        t->help = 1, t->help_top = 0;
         return;
     }
     if (ch >= UI_KEY_SCREEN && ch < UI_KEY_SCREEN + SCR_COUNT) {
@@ -402,7 +564,7 @@ static void handle_key(tui *t, int ch)
             t->quit = 1;
             return;
         } else if (ch == '?') {
-            t->help = 1;
+            t->help = 1, t->help_top = 0;
             return;
         } else if (ch == '\t' || ch == KEY_BTAB) {
             to = (t->cur + (ch == '\t' ? 1 : SCR_COUNT - 1)) % SCR_COUNT;
@@ -532,6 +694,7 @@ static void write_stats(const tui *t, const loop_stats *ls, double t0)
     cJSON_AddBoolToObject(d, "mouse", crt_mouse());
     cJSON_AddStringToObject(d, "screen", t->screens[t->cur]->id);
     cJSON_AddBoolToObject(d, "headless", t->opts.headless);
+    cJSON_AddNumberToObject(d, "pid", (double)getpid());
     cJSON_AddNumberToObject(d, "lines", LINES);
     cJSON_AddNumberToObject(d, "cols", COLS);
     char *s = cJSON_Print(d);
@@ -571,8 +734,12 @@ static void run_loop(tui *t, script_state *sc, int wake_fd)
             const int d = script_step(t, sc, &ls, bn_time_now());
             if (d >= 0 && d < timeout) timeout = d;
             if (t->dirty) continue; /* a scripted key: draw its frame first */
-            /* headless, the script's end is the end: nobody types the next key */
-            if (d < 0 && t->opts.headless) break;
+            /* headless, the script's end (its last sleep over) is the end: nobody types */
+            if (d < 0 && t->opts.headless) {
+                const double left = sc->due - bn_time_now();
+                if (left <= 0) break;
+                if (left * 1000 < timeout) timeout = (int)(left * 1000) + 1;
+            }
         }
         const int in_fd = t->opts.headless ? -1 : STDIN_FILENO; /* poll skips -1 */
         struct pollfd fds[2] = {{in_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
@@ -583,7 +750,7 @@ static void run_loop(tui *t, script_state *sc, int wake_fd)
         if (r > 0 && (fds[1].revents & POLLIN)) drain_wakeups(t, wake_fd, &eng, &mon);
         if (eng) engine_tick(t, &reported);
         if (mon && t->screens[t->cur]->live && !t->paused) t->dirty = 1;
-        for (int ch; (ch = getch()) != ERR;) {
+        for (int ch; (ch = keys_read()) != ERR;) {
             if (!ls.pending && ch != KEY_RESIZE) ls.pending = now;
             if (ch != KEY_RESIZE) ls.keys++;
             handle_key(t, ch);

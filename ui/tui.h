@@ -49,6 +49,10 @@ typedef struct tui_screen {
     int (*key)(tui *t, void *st, int ch); /* 1 when it took the key */
     int (*editing)(void *st);             /* a text line has the keys; may be NULL */
     void (*tick)(tui *t, void *st);       /* on every engine wake-up; may be NULL */
+    /* The keys for the key bar along the bottom now ("KEY\tWHAT" lines, the most used
+     * first); NULL, or NULL returned: a text line's keys while editing, else the first
+     * keys of help. */
+    const char *(*keybar)(void *st);
 } tui_screen;
 
 extern const tui_screen scr_dashboard, scr_setup, scr_hardware, scr_models, scr_chat, scr_bench,
@@ -67,7 +71,8 @@ struct tui {
     const tui_screen *screens[SCR_COUNT];
     void *state[SCR_COUNT];
     int cur;
-    int help; /* the help overlay is shown */
+    int help;     /* the help overlay is shown */
+    int help_top; /* its first line shown (it scrolls) */
     int quit;
     int dirty; /* draw a frame */
     char status[512];

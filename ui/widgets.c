@@ -118,6 +118,88 @@ int ui_width(const char *s)
     return s ? width_n(s, strlen(s)) : 0;
 }
 
+/* The ellipsis that marks a cut, and its columns. */
+static const char *ellipsis(int *cols)
+{
+    *cols = crt_unicode() ? 1 : 3;
+    return crt_unicode() ? "\u2026" : "...";
+}
+
+/* Bytes of the first characters of s (n bytes) that fit in cols columns. */
+static size_t bytes_in_cols(const char *s, size_t n, int cols)
+{
+    size_t i = 0;
+    int col = 0;
+    while (i < n && s[i]) {
+        uint32_t cp;
+        const size_t len = utf8_dec(s + i, n - i, &cp);
+        const int cw = cp < 0x20 ? 1 : cp_width(cp);
+        if (col + cw > cols) break;
+        col += cw, i += len;
+    }
+    return i;
+}
+
+/* The byte where the last cols columns of s (n bytes) start. */
+static size_t tail_start(const char *s, size_t n, int cols)
+{
+    size_t i = 0;
+    while (i < n && width_n(s + i, n - i) > cols) {
+        uint32_t cp;
+        i += utf8_dec(s + i, n - i, &cp);
+    }
+    return i;
+}
+
+/* s in w columns; when too long, its end (tail 0) or its start (tail 1) is cut and an
+ * ellipsis takes the cut's place */
+static int text_cut(int y, int x, int w, int attr, const char *s, int tail)
+{
+    if (!s || w <= 0) return 0;
+    const size_t n = strlen(s);
+    int ew;
+    const char *e = ellipsis(&ew);
+    if (width_n(s, n) <= w || w <= ew) return ui_textn(y, x, w, attr, s, n);
+    if (!tail) {
+        const int used = ui_textn(y, x, w - ew, attr, s, bytes_in_cols(s, n, w - ew));
+        return used + ui_text(y, x + used, ew, attr, e);
+    }
+    const int used = ui_text(y, x, ew, attr, e);
+    const size_t from = tail_start(s, n, w - ew);
+    return used + ui_textn(y, x + used, w - ew, attr, s + from, n - from);
+}
+
+int ui_text_cut(int y, int x, int w, int attr, const char *s)
+{
+    return text_cut(y, x, w, attr, s, 0);
+}
+
+int ui_text_tail(int y, int x, int w, int attr, const char *s)
+{
+    return text_cut(y, x, w, attr, s, 1);
+}
+
+void ui_fit_path(const char *s, int w, char *out, size_t size)
+{
+    snprintf(out, size, "%s", s);
+    const size_t n = strlen(s);
+    const int over = width_n(s, n) - w;
+    if (over <= 0) return;
+    size_t best = 0, best_len = 0; /* the longest word with a '/' */
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && s[j] != ' ') j++;
+        if (memchr(s + i, '/', j - i) && j - i > best_len) best = i, best_len = j - i;
+        i = j + 1;
+    }
+    int ew;
+    const char *e = ellipsis(&ew);
+    const int keep = width_n(s + best, best_len) - over - ew;
+    if (!best_len || keep < 4) return;
+    const size_t from = best + tail_start(s + best, best_len, keep);
+    snprintf(out, size, "%.*s%s%s", (int)best, s, e, s + from);
+}
+
 void ui_clear(int y, int x, int w, int attr)
 {
     if (w <= 0) return;
@@ -284,6 +366,7 @@ void ui_input_set(ui_input *in, const char *s)
 {
     snprintf(in->buf, sizeof in->buf, "%s", s ? s : "");
     in->len = in->cur = strlen(in->buf);
+    in->all = in->len > 0;
 }
 
 static size_t prev_char(const ui_input *in, size_t at)
@@ -309,9 +392,53 @@ static void erase_range(ui_input *in, size_t a, size_t b)
     in->cur = a;
 }
 
+static int input_char(int ch)
+{
+    return ch >= 0x20 && ch <= 0xff && ch != 0x7f;
+}
+
+/* A key on a selected value: a character replaces it, an erasing key empties it, Left and
+ * Home go to its start, Right and End to its end; 1 when the key is done with. Other keys
+ * leave the selection as it is. */
+static int input_selected_key(ui_input *in, int ch)
+{
+    switch (ch) {
+    case KEY_LEFT:
+    case KEY_HOME:
+    case 1:
+        in->cur = 0;
+        break;
+    case KEY_RIGHT:
+    case KEY_END:
+    case 5:
+        in->cur = in->len;
+        break;
+    case KEY_BACKSPACE:
+    case 127:
+    case 8:
+    case KEY_DC:
+    case 4:
+    case 11:
+    case 21:
+    case 23:
+        in->buf[0] = '\0';
+        in->len = in->cur = 0;
+        break;
+    default:
+        if (!input_char(ch)) return 0;
+        in->buf[0] = '\0';
+        in->len = in->cur = 0;
+        in->all = 0;
+        return 0; /* typed below */
+    }
+    in->all = 0;
+    return 1;
+}
+
 int ui_input_key(ui_input *in, int ch)
 {
-    if (ch >= 0x20 && ch <= 0xff && ch != 0x7f) {
+    if (in->all && input_selected_key(in, ch)) return 1;
+    if (input_char(ch)) {
         if (in->len + 1 >= sizeof in->buf) return 1;
         memmove(in->buf + in->cur + 1, in->buf + in->cur, in->len - in->cur + 1);
         in->buf[in->cur++] = (char)ch;
@@ -342,8 +469,9 @@ int ui_input_key(ui_input *in, int ch)
     case 4: /* Ctrl-D */
         if (in->cur < in->len) erase_range(in, in->cur, next_char(in, in->cur));
         return 1;
-    case 21: /* Ctrl-U */
-        erase_range(in, 0, in->cur);
+    case 21: /* Ctrl-U: the whole line */
+        in->buf[0] = '\0';
+        in->len = in->cur = 0;
         return 1;
     case 11: /* Ctrl-K */
         in->buf[in->cur] = '\0';
@@ -366,6 +494,10 @@ void ui_input_draw(const ui_input *in, int y, int x, int w, int focused)
     if (w <= 0) return;
     const int a = crt_attr(CR_INPUT);
     ui_clear(y, x, w, a);
+    if (in->all && focused) { /* selected: shown reversed, its end in view */
+        ui_text_tail(y, x, w, a | A_REVERSE, in->buf);
+        return;
+    }
     size_t start = 0;
     if (focused) /* scroll so that the cursor is inside the last column */
         while (start < in->cur && width_n(in->buf + start, in->cur - start) > w - 1)

@@ -37,6 +37,15 @@ int ui_text(int y, int x, int w, int attr, const char *s);
 int ui_textn(int y, int x, int w, int attr, const char *s, size_t n);
 int ui_printf(int y, int x, int w, int attr, const char *fmt, ...)
         __attribute__((format(printf, 5, 6)));
+/* Draws s in at most w columns; when it does not fit, its end is cut and an ellipsis
+ * ("\u2026", "~" on ASCII terminals) marks the cut. Returns the columns used. */
+int ui_text_cut(int y, int x, int w, int attr, const char *s);
+/* The same, cutting the start instead ("\u2026/models/big.gguf"): for paths. */
+int ui_text_tail(int y, int x, int w, int attr, const char *s);
+/* Fits s into w columns in out: when it is longer, its longest word holding a '/' (a
+ * path) is cut from its start ("\u2026/tail"); then, if still too long, the end is cut
+ * with an ellipsis. */
+void ui_fit_path(const char *s, int w, char *out, size_t size);
 /* Columns s takes (as ui_text draws it). */
 int ui_width(const char *s);
 /* Fills w columns with spaces. */
@@ -73,14 +82,20 @@ int ui_button(int y, int x, const char *label, int key, int enabled, int focused
 typedef struct ui_input {
     char buf[UI_INPUT_MAX]; /* UTF-8, NUL-terminated */
     size_t len, cur;        /* bytes; cur is on a character boundary */
+    int all;                /* the whole value is selected: the next character replaces it */
 } ui_input;
 
+/* Sets the value, selected as a whole (as in every form): the first character typed
+ * replaces it, Backspace or Delete empties it, a movement key keeps it and moves. */
 void ui_input_set(ui_input *in, const char *s);
 /* Handles an editing key (printable bytes, Left/Right/Home/End, Backspace/Delete, Ctrl-A,
- * Ctrl-E, Ctrl-U, Ctrl-K, Ctrl-W). Returns 1 when it was one. */
+ * Ctrl-E, Ctrl-U (clears the line), Ctrl-K, Ctrl-W). Returns 1 when it was one. */
 int ui_input_key(ui_input *in, int ch);
-/* Draws the line in w columns, scrolled so that the cursor shows when focused. */
+/* Draws the line in w columns, scrolled so that the cursor shows when focused; a selected
+ * value is drawn reversed. */
 void ui_input_draw(const ui_input *in, int y, int x, int w, int focused);
+/* The keys of a text line, for a key bar (lines of "KEY\tWHAT"). */
+#define UI_INPUT_KEYS "Enter\tdone\nEsc\tleave\n^U\tclear\nArrows Home End\tmove\n"
 
 /* ---- a scrolling list --------------------------------------------------------------------------
  */
