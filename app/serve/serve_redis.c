@@ -12,15 +12,16 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "common/backoff.h"
 #include "common/cli.h"
 
-#define CONNECT_US     300000
-#define COMMAND_US     500000
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
-#define POOL_MAX       32
-#define COST_MAX       100000000LL /* as serve_tenants.c: cost x 6e7 us stays exact in Lua */
-#define WEEK_S         (7 * 86400LL)
+#define CONNECT_US    300000
+#define COMMAND_US    500000
+#define BACKOFF_MIN_S 0.1
+#define BACKOFF_MAX_S 5.0
+#define POOL_MAX      32
+#define COST_MAX      100000000LL /* as serve_tenants.c: cost x 6e7 us stays exact in Lua */
+#define WEEK_S        (7 * 86400LL)
 
 /* The one script: ARGV[1] "a" admits, "e" ends. Times in microseconds of the server's clock.
  * KEYS: requests bucket, tokens bucket, streams, the month's quota counter.
@@ -126,7 +127,9 @@ typedef struct redis_limits {
     int up;     /* 1: limits shared; 0: local, until next_try */
     int trying; /* a thread is connecting while down */
     int missed; /* an end could not be counted while down */
-    int64_t next_try_ms, backoff_ms;
+    int64_t next_try_ms;
+    int failures;    /* tries since it was last up */
+    unsigned jitter; /* the backoff's rand_r seed */
     unsigned long long salt, tickets;
 } redis_limits;
 
@@ -301,9 +304,9 @@ static void went_down(redis_limits *R, redisContext *c, const char *err)
     pthread_mutex_lock(&R->mu);
     const int was_up = R->up;
     R->up = 0, R->trying = 0;
-    R->backoff_ms = was_up || !R->backoff_ms ? BACKOFF_MIN_MS : R->backoff_ms * 2;
-    if (R->backoff_ms > BACKOFF_MAX_MS) R->backoff_ms = BACKOFF_MAX_MS;
-    R->next_try_ms = wall_ms() + R->backoff_ms;
+    R->failures = was_up ? 1 : R->failures + 1;
+    R->next_try_ms = wall_ms() + (int64_t)(1000 * cm_backoff_s(R->failures, BACKOFF_MIN_S,
+                                                               BACKOFF_MAX_S, &R->jitter));
     while (R->n_idle) redisFree(R->idle[--R->n_idle]); /* the same server: as dead */
     pthread_mutex_unlock(&R->mu);
     if (!was_up) return;
@@ -343,7 +346,7 @@ static void came_up(redis_limits *R, redisContext *c)
 {
     pthread_mutex_lock(&R->mu);
     const int missed = R->missed;
-    R->up = 1, R->trying = 0, R->backoff_ms = 0, R->missed = 0;
+    R->up = 1, R->trying = 0, R->failures = 0, R->missed = 0;
     pthread_mutex_unlock(&R->mu);
     if (missed) drop_counters(c);
     set_mode(R, 1);
@@ -598,6 +601,7 @@ int srv_limits_redis_new(const srv_redis_opts *o, srv_limits **out, char *err, s
     script_sha(R->sha);
     if (getrandom(&R->salt, sizeof R->salt, 0) != (ssize_t)sizeof R->salt)
         R->salt = (unsigned long long)wall_ms() * 0x9E3779B97F4A7C15ULL;
+    R->jitter = (unsigned)R->salt;
     char why[256];
     redisContext *c = connect_redis(R, why, sizeof why);
     if (c) {

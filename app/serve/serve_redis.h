@@ -15,9 +15,10 @@
  * error): the rate limits fall back to this replica's own (the in-process limiter, local),
  * requests of a tier with a monthly quota are refused with 503 code quota_unavailable (fail
  * closed), one log line says so, and the connection is tried again after 100 ms, doubling up
- * to 5 s; one log line says when it answers again. A replica that could not count an end
- * while Redis was away drops the month's counters when it is back, so they start again from
- * the ledger. Metrics: bitnet_redis_errors_total, bitnet_limits_mode{mode="redis"|"local"}.
+ * to 5 s, each wait times a random 0.5-1 so that replicas do not retry in step
+ * (common/backoff.h); one log line says when it answers again. A replica that could not count
+ * an end while Redis was away drops the month's counters when it is back, so they start again
+ * from the ledger. Metrics: bitnet_redis_errors_total, bitnet_limits_mode{mode="redis"|"local"}.
  *
  * Keys (a tenant's in one hash slot: {t<id>}): bitnet:{t7}:req, bitnet:{t7}:tok (GCRA
  * times, expiring when full again), bitnet:{t7}:streams, bitnet:{t7}:quota:202612 (expires
