@@ -5,11 +5,11 @@
 # openai client making the requests (tests/cli/billing_clients.py). Usage errors and an
 # unconfigured or keyless billing; requests billed while the recorder is up; the recorder down
 # a while with requests served meanwhile, then up again answering 500, 429, a 200 of garbage
-# and an answer past the timeout first: every meter event delivered exactly once, reconcile
-# equal, and the usage the clients saw = the ledger = bitnet usage report = the recorder's
-# total, per tenant; a tenant without a Stripe customer is not billed; a refused event fails
-# for good and reconcile says so (exit 1), billing retry sends it again (audited); bitnet
-# billing send --once for cron with the
+# and an answer past the timeout first, with a second sender (billing send) at work too: every
+# meter event delivered exactly once, reconcile equal, and the usage the clients saw = the
+# ledger = bitnet usage report = the recorder's total, per tenant; a tenant without a Stripe
+# customer is not billed; a refused event fails for good and reconcile says so (exit 1),
+# billing retry sends it again (audited); bitnet billing send --once for cron with the
 # endpoint down (exit 1) and up; the secret key in no output.
 . "$(dirname "$0")/lib.sh"
 export BITNET_CONFIG="$TMP/config.json" BITNET_HISTORY_DB="$TMP/history.db" HOME="$TMP"
@@ -136,7 +136,15 @@ expect_grep "pending" "$TMP/out" "reconcile says pending"
 # ---- up again, answering 500, 429, garbage and too late first ---------------------------------
 start_rec "$RPORT"
 for f in 500 429 garbage hang; do curl -s -X POST "http://127.0.0.1:$RPORT/_fault/$f" >/dev/null; done
+# a second sender on the same history meanwhile (bitnet billing send, in the foreground): the
+# leases keep the two from sending one event at once, the identifiers from billing it twice
+"$B" billing send >"$TMP/send.out" 2>"$TMP/send.err" &
+SND=$!
+PIDS="$PIDS $SND"
 wait_sent 600 && ok "recorder up again: every event sent" || bad "after the outage: $(pending) pending"
+kill -TERM "$SND"
+wait "$SND" && grep -q "stopped (SIGTERM)" "$TMP/send.err" &&
+    ok "billing send (foreground): SIGTERM, exit 0" || bad "billing send: $(tail -3 "$TMP/send.err")"
 expect_grep "delivering again" "$TMP/s.log" "the sender logs the recovery"
 for w in "fault 500" "fault 429" garbage duplicate; do
     grep -q "\"what\": \"$w\"" "$TMP/rec/answers.jsonl" && ok "the recorder answered $w" ||
