@@ -11,6 +11,7 @@
 
 #include "crt.h"
 #include "bitnet/core.h"
+#include "common/history.h"
 
 struct tui_monitor {
     pthread_t th;
@@ -27,6 +28,16 @@ struct tui_monitor {
     unsigned long long prev_total, prev_idle, prev_proc;
     double prev_t;
     int have_prev;
+    bn_sys_cpu prev_cores[BN_SYS_MAX_CPUS];
+    unsigned long long prev_io[4]; /* disk read, written, net rx, tx */
+    int have_io[2];                /* disks, network */
+    double prev_sys_t;
+    int prev_pid[MON_MAX_PROCS];
+    unsigned long long prev_ticks[MON_MAX_PROCS];
+    int n_prev_procs;
+    char history[4200]; /* for the lock files of the monitor and the job worker; "" */
+    char text[65536];   /* a /proc file being read */
+    mon_sys sys;        /* read off the lock, then copied */
 };
 
 /* /proc/stat's first line: all ticks and idle ticks (idle + iowait). */
@@ -78,6 +89,75 @@ static unsigned long long read_rss(void)
     return n == 2 ? (unsigned long long)res * (unsigned long long)sysconf(_SC_PAGESIZE) : 0;
 }
 
+/* Percent busy of each core from two readings of /proc/stat. */
+static void sample_cores(tui_monitor *m, mon_sys *d)
+{
+    bn_sys_cpu cur[BN_SYS_MAX_CPUS];
+    const int n = bn_sys_read_file("/proc/stat", m->text, sizeof m->text) == 0
+                          ? bn_sys_parse_cpus(m->text, cur, BN_SYS_MAX_CPUS)
+                          : -1;
+    d->n_cpus = n > 0 ? n : 0;
+    for (int i = 0; i < d->n_cpus; i++) {
+        const bn_sys_cpu *p = &m->prev_cores[i];
+        const unsigned long long dt = cur[i].total - p->total, di = cur[i].idle - p->idle;
+        d->cpu_core[i] = p->total && cur[i].total > p->total && di <= dt
+                                 ? 100.0 * (double)(dt - di) / (double)dt
+                                 : -1;
+        m->prev_cores[i] = cur[i];
+    }
+}
+
+/* A rate from a counter's previous value; -1 without one (or when it went back). */
+static double rate(unsigned long long cur, unsigned long long *prev, int have, double dt)
+{
+    const double r = have && dt > 0 && cur >= *prev ? (double)(cur - *prev) / dt : -1;
+    *prev = cur;
+    return r;
+}
+
+static void sample_io(tui_monitor *m, mon_sys *d, double now)
+{
+    const double dt = now - m->prev_sys_t;
+    unsigned long long a, b;
+    d->have_load = bn_sys_read_file("/proc/loadavg", m->text, sizeof m->text) == 0 &&
+                   bn_sys_parse_loadavg(m->text, d->load) == 0;
+    d->have_swap = bn_sys_read_file("/proc/meminfo", m->text, sizeof m->text) == 0 &&
+                   bn_sys_parse_swap(m->text, &d->swap_total, &d->swap_free) == 0;
+    d->disk_read = d->disk_write = d->net_rx = d->net_tx = -1;
+    if (bn_sys_read_file("/proc/diskstats", m->text, sizeof m->text) == 0 &&
+        bn_sys_parse_diskstats(m->text, &a, &b) == 0) {
+        d->disk_read = rate(a, &m->prev_io[0], m->have_io[0], dt);
+        d->disk_write = rate(b, &m->prev_io[1], m->have_io[0], dt);
+        m->have_io[0] = 1;
+    }
+    if (bn_sys_read_file("/proc/net/dev", m->text, sizeof m->text) == 0 &&
+        bn_sys_parse_netdev(m->text, &a, &b) == 0) {
+        d->net_rx = rate(a, &m->prev_io[2], m->have_io[1], dt);
+        d->net_tx = rate(b, &m->prev_io[3], m->have_io[1], dt);
+        m->have_io[1] = 1;
+    }
+    m->prev_sys_t = now;
+}
+
+/* The bitnet processes, each one's CPU from its ticks at the previous sample. */
+static void sample_procs(tui_monitor *m, mon_sys *d, double dt)
+{
+    const double hz = (double)sysconf(_SC_CLK_TCK);
+    const int n = bn_sys_bitnet_procs(m->history[0] ? m->history : NULL, d->procs, MON_MAX_PROCS);
+    d->n_procs = n > 0 ? n : 0;
+    const int shown = d->n_procs < MON_MAX_PROCS ? d->n_procs : MON_MAX_PROCS;
+    for (int i = 0; i < shown; i++) {
+        const bn_sys_proc *p = &d->procs[i];
+        d->proc_cpu[i] = -1;
+        for (int j = 0; j < m->n_prev_procs; j++)
+            if (m->prev_pid[j] == p->pid && p->ticks >= m->prev_ticks[j] && dt > 0 && hz > 0)
+                d->proc_cpu[i] = 100.0 * (double)(p->ticks - m->prev_ticks[j]) / hz / dt;
+    }
+    for (int i = 0; i < shown; i++)
+        m->prev_pid[i] = d->procs[i].pid, m->prev_ticks[i] = d->procs[i].ticks;
+    m->n_prev_procs = shown;
+}
+
 static void sample(tui_monitor *m)
 {
     const double now = bn_time_now();
@@ -86,6 +166,9 @@ static void sample(tui_monitor *m)
     const int ok_cpu = read_cpu(&total, &idle) == 0, ok_proc = read_proc(&proc, &threads) == 0;
     const unsigned long long rss = read_rss();
     const double hz = (double)sysconf(_SC_CLK_TCK);
+    sample_cores(m, &m->sys);
+    sample_procs(m, &m->sys, now - m->prev_sys_t);
+    sample_io(m, &m->sys, now);
     pthread_mutex_lock(&m->mu);
     mon_data *d = &m->d;
     bn_hw_refresh(&d->hw, m->nv);
@@ -113,6 +196,7 @@ static void sample(tui_monitor *m)
             bn_series_push(&d->s_gpu_mem_pct[i], now,
                            100.0 * (double)g->mem_used / (double)g->mem_total);
     }
+    d->sys = m->sys;
     d->samples++;
     pthread_mutex_unlock(&m->mu);
 }
@@ -125,6 +209,8 @@ static void *run(void *arg)
     bn_nvml_open(&nv, why, sizeof why); /* without NVML nv stays NULL: no GPUs */
     bn_hw_info hw;                      /* collected unlocked (NVML may be slow), then copied */
     bn_hw_collect(&hw, nv);
+    if (cm_history_path(m->history, sizeof m->history, NULL, why, sizeof why) != 0)
+        m->history[0] = '\0';
     pthread_mutex_lock(&m->mu);
     m->nv = nv;
     m->d.hw = hw;
@@ -158,6 +244,7 @@ int mon_new(tui_monitor **out, double period_s, void (*wakefn)(void *), void *ud
     m->period = period_s > 0 ? period_s : 1;
     m->wake = wakefn, m->ud = ud;
     m->d.cpu_sys = m->d.cpu_proc = -1;
+    m->d.sys.disk_read = m->d.sys.disk_write = m->d.sys.net_rx = m->d.sys.net_tx = -1;
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
     const int rc = crt_thread_start(&m->th, run, m);

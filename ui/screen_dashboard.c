@@ -1,5 +1,6 @@
-/* screen_dashboard.c - screen 1: the loaded model, live tokens/s, CPU and memory, the GPUs,
- * alerts and the recent history at a glance. */
+/* screen_dashboard.c - screen 1: the loaded model, live tokens/s, CPU (each core), memory,
+ * swap, load, disk and network I/O, the GPUs, alerts, the bitnet processes and the recent
+ * history at a glance. */
 #include "tui.h"
 
 #include <stdlib.h>
@@ -111,10 +112,80 @@ static void draw_tps(tui *t, int y, int x, int h, int w)
     ui_box(y, x, h, w, title);
 }
 
+/* A rate in bytes per second for people ("1.2 MiB/s"), or "-" before two samples. */
+static const char *rate_text(double bps, char *buf, size_t size)
+{
+    char b[32];
+    if (bps < 0) return snprintf(buf, size, "-"), buf;
+    snprintf(buf, size, "%s/s", ui_bytes((unsigned long long)bps, b, sizeof b));
+    return buf;
+}
+
+/* Each core: a meter per core when they fit in rows rows, else one character a core
+ * (eighths of a block, or a digit 0-9 without Unicode). Returns the rows used. */
+static int draw_cores(const mon_sys *s, int y, int x, int w, int rows)
+{
+    const int n = s->n_cpus, cell = 15, per_row = w / cell > 0 ? w / cell : 1;
+    if (n == 0) return 0;
+    if ((n + per_row - 1) / per_row <= rows) {
+        for (int i = 0; i < n; i++) {
+            char lab[24];
+            const double v = s->cpu_core[i];
+            snprintf(lab, sizeof lab, v < 0 ? "cpu%d -" : "cpu%d %.0f%%", i, v);
+            ui_meter(y + i / per_row, x + (i % per_row) * cell, cell - 1, v < 0 ? 0 : v / 100,
+                     crt_attr(CR_GRAPH2), lab);
+        }
+        return (n + per_row - 1) / per_row;
+    }
+    static const char *const eighths[] = {" ",      "\u2581", "\u2582", "\u2583", "\u2584",
+                                          "\u2585", "\u2586", "\u2587", "\u2588"};
+    int c = x + ui_text(y, x, w, crt_attr(CR_DIM), "cores ");
+    for (int i = 0; i < n && c < x + w; i++, c++) {
+        const double v = s->cpu_core[i] < 0 ? 0 : s->cpu_core[i];
+        char d[2] = {(char)('0' + (int)(v / 10.01)), 0};
+        ui_text(y, c, 1, crt_attr(CR_GRAPH2),
+                crt_unicode() ? eighths[(int)(v / 100 * 8 + 0.5)] : d);
+    }
+    return 1;
+}
+
+static void draw_system(const mon_data *d, int y, int x, int h, int w)
+{
+    const mon_sys *s = &d->sys;
+    char a[32], b[32], lab[96];
+    int r = y;
+    const int end = y + h;
+    r += draw_cores(s, r, x, w, end - r - 3 > 1 ? end - r - 3 : 1);
+    if (r < end && d->ready && d->hw.mem_total) {
+        const unsigned long long used = d->hw.mem_total - d->hw.mem_available;
+        snprintf(lab, sizeof lab, "%s of %s", ui_bytes(used, a, sizeof a),
+                 ui_bytes(d->hw.mem_total, b, sizeof b));
+        ui_text(r, x, 5, 0, "mem");
+        ui_meter(r++, x + 5, w - 5, (double)used / (double)d->hw.mem_total, crt_attr(CR_GRAPH3),
+                 lab);
+    }
+    if (r < end && s->have_swap) {
+        const unsigned long long used = s->swap_total - s->swap_free;
+        snprintf(lab, sizeof lab, "%s of %s", ui_bytes(used, a, sizeof a),
+                 ui_bytes(s->swap_total, b, sizeof b));
+        ui_text(r, x, 5, 0, "swap");
+        ui_meter(r++, x + 5, w - 5, s->swap_total ? (double)used / (double)s->swap_total : 0,
+                 crt_attr(CR_GRAPH3), s->swap_total ? lab : "none");
+    }
+    if (r < end && s->have_load)
+        ui_printf(r++, x, w, 0, "load %.2f %.2f %.2f", s->load[0], s->load[1], s->load[2]);
+    if (r < end)
+        ui_printf(r++, x, w, 0, "disk read %s, write %s", rate_text(s->disk_read, a, sizeof a),
+                  rate_text(s->disk_write, b, sizeof b));
+    if (r < end)
+        ui_printf(r++, x, w, 0, "net  in %s, out %s", rate_text(s->net_rx, a, sizeof a),
+                  rate_text(s->net_tx, b, sizeof b));
+}
+
 static void draw_cpu_mem(tui *t, int y, int x, int h, int w)
 {
     const mon_data *d = mon_lock(t->mon);
-    char title[128], a[32], b[32];
+    char title[128], a[32];
     const int lw = w / 2, rw = w - lw;
     if (d->cpu_sys >= 0)
         snprintf(title, sizeof title, "CPU: %.0f%% of %d, bitnet %.0f%% of one", d->cpu_sys,
@@ -125,23 +196,9 @@ static void draw_cpu_mem(tui *t, int y, int x, int h, int w)
     o.t_end = bn_time_now(), o.span = 60, o.y_min = 0, o.y_max = 100, o.unit = "%";
     ui_graph(y + 1, x + 1, h - 2, lw - 2, &d->s_cpu_sys, o, crt_attr(CR_GRAPH2));
     ui_box(y, x, h, lw, title);
-    snprintf(title, sizeof title, "Memory: bitnet %s", ui_bytes(d->rss, a, sizeof a));
+    snprintf(title, sizeof title, "System: bitnet %s resident", ui_bytes(d->rss, a, sizeof a));
     ui_box(y, x + lw, h, rw, title);
-    int r = y + 1;
-    if (d->ready && d->hw.mem_total) {
-        const unsigned long long used = d->hw.mem_total - d->hw.mem_available;
-        char lab[64];
-        snprintf(lab, sizeof lab, "%s of %s", ui_bytes(used, a, sizeof a),
-                 ui_bytes(d->hw.mem_total, b, sizeof b));
-        ui_text(r, x + lw + 2, 8, 0, "system");
-        ui_meter(r++, x + lw + 9, rw - 11, (double)used / (double)d->hw.mem_total,
-                 crt_attr(CR_GRAPH3), lab);
-    } else {
-        ui_text(r++, x + lw + 2, rw - 4, crt_attr(CR_DIM), "system memory: unknown");
-    }
-    bn_graph_opts m = bn_graph_opts_default();
-    m.t_end = bn_time_now(), m.span = 60, m.unit = "M";
-    if (h - 3 >= 2) ui_graph(r, x + lw + 1, h - 3, rw - 2, &d->s_rss_mib, m, crt_attr(CR_GRAPH3));
+    draw_system(d, y + 1, x + lw + 2, h - 2, rw - 4);
     mon_unlock(t->mon);
 }
 
@@ -229,6 +286,42 @@ static void draw_recent(tui *t, dash *d, int y, int x, int h, int w)
     }
 }
 
+/* The bitnet processes on this machine: the monitor daemon, job workers, servers, UIs. */
+static void draw_procs(tui *t, int y, int x, int h, int w)
+{
+    const mon_data *d = mon_lock(t->mon);
+    const mon_sys *s = &d->sys;
+    char title[64], a[32], cpu[16];
+    snprintf(title, sizeof title, "bitnet processes (%d)", s->n_procs);
+    ui_box(y, x, h, w, title);
+    const int iw = w - 4;
+    int r = y + 1;
+    if (r < y + h - 1)
+        ui_printf(r++, x + 2, iw, crt_attr(CR_DIM), "%7s %-10s %-9s %5s %9s  %s", "PID", "ROLE",
+                  "STATE", "CPU", "RSS", "COMMAND");
+    const int shown = s->n_procs < MON_MAX_PROCS ? s->n_procs : MON_MAX_PROCS;
+    for (int i = 0; i < shown && r < y + h - 1; i++, r++) {
+        const bn_sys_proc *p = &s->procs[i];
+        const char st = p->state;
+        const int sa = st == 'R'                             ? crt_attr(CR_OK)
+                       : st == 'D' || st == 'Z' || st == 'T' ? crt_attr(CR_WARN)
+                                                             : 0;
+        char role[32];
+        snprintf(role, sizeof role, "%s%s", p->role, p->holds_lock ? "*" : "");
+        snprintf(cpu, sizeof cpu, s->proc_cpu[i] < 0 ? "-" : "%.0f%%", s->proc_cpu[i]);
+        int c = x + 2;
+        c += ui_printf(r, c, iw, 0, "%7d %-10.10s ", p->pid, role);
+        c += ui_printf(r, c, x + w - 2 - c, sa, "%-9s ", bn_sys_state_name(st));
+        c += ui_printf(r, c, x + w - 2 - c, 0, "%5s %9s  ", cpu, ui_bytes(p->rss, a, sizeof a));
+        ui_text(r, c, x + w - 2 - c, crt_attr(CR_DIM), p->cmd);
+    }
+    if (r < y + h - 1 && shown < s->n_procs)
+        ui_printf(r++, x + 2, iw, crt_attr(CR_DIM), "... %d more", s->n_procs - shown);
+    if (r < y + h - 1)
+        ui_text(r, x + 2, iw, crt_attr(CR_DIM), "*: holds the monitor's or the job worker's lock");
+    mon_unlock(t->mon);
+}
+
 static void draw_alerts(tui *t, int y, int x, int h, int w)
 {
     ui_box(y, x, h, w, "Alerts");
@@ -254,9 +347,11 @@ static void dash_draw(tui *t, void *st, int y, int x, int h, int w)
     draw_cpu_mem(t, y + top, x, mid, w);
     draw_gpus(t, y + top + mid, x, gpu, w);
     if (rest >= 3) {
-        const int aw = w >= 100 ? w * 2 / 5 : w / 2;
-        draw_recent(t, d, y + top + mid + gpu, x, rest, w - aw);
-        draw_alerts(t, y + top + mid + gpu, x + w - aw, rest, aw);
+        const int aw = w >= 100 ? w / 2 : w / 2, ry = y + top + mid + gpu;
+        const int ah = rest >= 10 ? rest / 2 : rest; /* the processes below the alerts */
+        draw_recent(t, d, ry, x, rest, w - aw);
+        draw_alerts(t, ry, x + w - aw, ah, aw);
+        if (rest - ah >= 3) draw_procs(t, ry + ah, x + w - aw, rest - ah, aw);
     }
 }
 

@@ -135,4 +135,43 @@ if [ "$(id -u)" -ne 0 ]; then
         || bad "ro: no 'not saved'"
 fi
 
+# ---- the dashboard's system meters and the bitnet processes --------------------------------
+# a monitor daemon holding its lock beside the history, and a long job under another name
+"$BIN" monitor --no-listen --interval 60s >"$TMP/mon.out" 2>"$TMP/mon.log" &
+MON=$!
+PIDS="$PIDS $MON"
+wait_grep "" "$TMP/mon.log" 5
+i=0
+while [ $i -lt 50 ] && ! grep -q "monitor.lock" /proc/locks 2>/dev/null; do
+    [ -e "$BITNET_HISTORY_DB.monitor.lock" ] && break
+    sleep 0.1
+    i=$((i + 1))
+done
+sleep 0.5
+script m1 "sleep:2500"
+tui m1 --keys "$TMP/m1.keys" --size 160x90 --screen dashboard
+grep -Eq "cpu0 ([0-9]+%|-)" "$TMP/m1.txt" && ok "meters: a meter per core" || bad "m1: no per-core meter"
+ncores=$(grep -c '^cpu[0-9]' /proc/stat)
+[ "$(grep -o 'cpu[0-9]* [0-9-]' "$TMP/m1.txt" | wc -l)" -eq "$ncores" ] \
+    && ok "meters: all $ncores cores shown" || bad "m1: not $ncores cores"
+load1=$(cut -d' ' -f1 /proc/loadavg | cut -c1-2)
+grep -q "load [0-9]*\.[0-9][0-9] [0-9]*\.[0-9][0-9] [0-9]*\.[0-9][0-9]" "$TMP/m1.txt" \
+    && ok "meters: the load average" || bad "m1: no load average"
+grep -Eq "swap .*(of|none)" "$TMP/m1.txt" && ok "meters: swap" || bad "m1: no swap meter"
+grep -Eq "disk read [0-9.]+ [KMG]?i?B/s, write [0-9.]+ [KMG]?i?B/s" "$TMP/m1.txt" \
+    && ok "meters: disk I/O rates" || bad "m1: no disk rates"
+grep -Eq "net  in [0-9.]+ [KMG]?i?B/s, out [0-9.]+ [KMG]?i?B/s" "$TMP/m1.txt" \
+    && ok "meters: network I/O rates" || bad "m1: no network rates"
+grep -Eq " $MON monitor\* +(sleeping|running)" "$TMP/m1.txt" \
+    && ok "processes: the monitor daemon ($MON), holding its lock (*), with its state" \
+    || { bad "m1: monitor $MON not listed as the lock holder"; sed -n '/bitnet processes/,/holds the/p' "$TMP/m1.txt"; }
+me=$("$JSONGET" pid <"$TMP/m1.json")
+grep -Eq " $me tui +(sleeping|running) " "$TMP/m1.txt" \
+    && ok "processes: this UI itself" || bad "m1: the tui not listed"
+kill "$MON" 2>/dev/null
+wait "$MON" 2>/dev/null
+tui m2 --keys "$TMP/m1.keys" --size 160x90 --screen dashboard
+grep -q " $MON monitor" "$TMP/m2.txt" && bad "m2: the stopped monitor is still listed" \
+    || ok "processes: a stopped monitor leaves the list"
+
 finish test_tui_ops
