@@ -65,6 +65,44 @@ set -- "$(jget "$TMP/ppl-absmean.json" perplexity)" "$(jget "$TMP/ppl-gptq.json"
 echo "       held-out perplexity: absmean $1, gptq $2"
 lt "$2" "$1" && ok "gptq: held-out perplexity lower" || bad "held-out ppl gptq $2 vs absmean $1"
 
+# a scale per row: tq2_0 on llama-256 (every layer's inputs a multiple of 256)
+L=$D/llama-256
+for s in tensor row; do
+    expect_exit 0 "gptq --type tq2_0 --scales $s" -- "$BITNET" convert "$L" -o "$TMP/tq-$s.gguf" \
+        --type tq2_0 --calibrate "$CAL" --scales $s --json -t 2
+    cp "$TMP/out" "$TMP/tq-$s.json"
+done
+[ "$(jget "$TMP/tq-row.json" calibration.scales)" = row ] && ok "report: scales row" || bad "scales"
+n=0 lower=0
+while [ $n -lt 14 ]; do
+    set -- $(jget "$TMP/tq-tensor.json" calibration.layers.$n.err_gptq) \
+        $(jget "$TMP/tq-row.json" calibration.layers.$n.err_gptq)
+    [ $# -eq 2 ] || break
+    lt "$2" "$1" && lower=$((lower + 1)) || echo "       layer $n: row $2, tensor $1"
+    n=$((n + 1))
+done
+[ $n -eq 14 ] && [ $lower -eq 14 ] && ok "row scales: lower output error on all 14 layers" ||
+    bad "row scales lower on $lower of $n layers"
+# the file holds the scales the error was computed with: analyze measures the same error
+expect_exit 0 "analyze the row-scaled output" -- "$BITNET" analyze "$TMP/tq-row.gguf" --source "$L" \
+    --calibrate "$CAL" --json -t 2
+set -- $(jget "$TMP/out" tensors.1.scale_min tensors.1.scale_max tensors.1.calibration.out_err)
+e=$(jget "$TMP/tq-row.json" calibration.layers.0.err_gptq)
+lt "$1" "$2" && awk -v a="$3" -v b="$e" 'BEGIN { d = a - b; exit !(d < 1e-6 * b && -d < 1e-6 * b) }' &&
+    ok "blk.0.attn_q: scales $1 .. $2, output error $3 as reported" || bad "row file: $* vs $e"
+expect_exit 0 "tq2_0 with --calibrate: rows by default" -- "$BITNET" convert "$L" -o "$TMP/tq-d.gguf" \
+    --type tq2_0 --calibrate "$CAL" --no-validate --json -t 2
+[ "$(jget "$TMP/out" sha256)" = "$(jget "$TMP/tq-row.json" sha256)" ] && ok "default = --scales row" ||
+    bad "default differs from row"
+for s in tensor row; do
+    expect_exit 0 "held-out perplexity ($s)" -- "$BITNET" perplexity -m "$TMP/tq-$s.gguf" -f "$HELD" \
+        -c 128 --json -t 2
+    cp "$TMP/out" "$TMP/ppl-tq-$s.json"
+done
+set -- "$(jget "$TMP/ppl-tq-tensor.json" perplexity)" "$(jget "$TMP/ppl-tq-row.json" perplexity)"
+echo "       llama-256 held-out perplexity: one scale $1, a scale per row $2"
+lt "$2" "$1" && ok "row scales: held-out perplexity lower" || bad "held-out ppl row $2 vs tensor $1"
+
 # the text report names the method and each layer
 expect_exit 0 "text report" -- "$BITNET" convert "$D/llama-st" -o "$TMP/t.gguf" --calibrate "$CAL" -t 2
 expect_grep "calibration: gptq on" "$TMP/out" "text: calibration line"
