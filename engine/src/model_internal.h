@@ -118,6 +118,7 @@ bn__q8_row_fn bn__model_q8_0_row_fn(const bn_kernels *k);
 typedef struct bn__lowrank {
     int64_t rank, cols;
     float *a, *b; /* rank x cols, then rows x rank, in one allocation at a */
+    float (*dot)(const float *a, const float *b, int64_t n); /* the model's kernels' dot_f32 */
 } bn__lowrank;
 /* Reads base's factors when the file has them (else a zeroed lr); checks shapes, types
  * (f16, f32), rank (1 .. min(rows, cols, BN__LOWRANK_MAX)) and finiteness. */

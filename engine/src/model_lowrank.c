@@ -53,10 +53,13 @@ bn_status bn__lowrank_load(bn_model *m, const char *base, int64_t rows, int64_t 
                                 (long long)(most < BN__LOWRANK_MAX ? most : BN__LOWRANK_MAX));
     float *buf = bn_malloc((size_t)(rank * (cols + rows)) * sizeof *buf);
     if (!buf) return bn_ctx_set_error(m->ctx, BN_ERR_NOMEM, "%s: out of memory", na);
-    *lr = (bn__lowrank){rank, cols, buf, buf + rank * cols};
+    *lr = (bn__lowrank){rank, cols, buf, buf + rank * cols, m->k->dot_f32};
     bn_status rc = factor(m, a, rank, cols, lr->a);
     if (rc == BN_OK) rc = factor(m, b, rows, rank, lr->b);
-    if (rc != BN_OK) bn__lowrank_release(lr);
+    if (rc != BN_OK)
+        bn__lowrank_release(lr);
+    else /* what a token reads */
+        m->weight_bytes += (size_t)(rank * (cols + rows)) * sizeof *buf;
     return rc;
 }
 
@@ -66,36 +69,25 @@ void bn__lowrank_release(bn__lowrank *lr)
     memset(lr, 0, sizeof *lr);
 }
 
-/* sum a[k] * b[k] in eight interleaved sums (which the compiler keeps in vector lanes), the
- * same order on every path, so a token's result does not depend on its batch. */
-static float dot8_i8(const float *a, const int8_t *b, int64_t n)
-{
-    float acc[8] = {0};
-    int64_t k = 0;
-    for (; k + 8 <= n; k += 8)
-        for (int i = 0; i < 8; i++) acc[i] += a[k + i] * (float)b[k + i];
-    for (; k < n; k++) acc[k % 8] += a[k] * (float)b[k];
-    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-}
-
-static float dot8(const float *a, const float *b, int64_t n)
-{
-    float acc[8] = {0};
-    int64_t k = 0;
-    for (; k + 8 <= n; k += 8)
-        for (int i = 0; i < 8; i++) acc[i] += a[k + i] * b[k + i];
-    for (; k < n; k++) acc[k % 8] += a[k] * b[k];
-    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-}
+/* a x_t is taken in slices of the activations converted to floats on the stack, so that the
+ * products run in the kernels' dot_f32 (AVX2 or NEON where there is one); a token's result
+ * is the same alone or in a batch. */
+#define XSLICE 512
 
 void bn__lowrank_apply(const bn__lowrank *lr, const bn_qact *x, float *y, int64_t ldy, int64_t r0,
                        int64_t r1)
 {
     const int64_t R = lr->rank, K = lr->cols;
-    float z[BN__LOWRANK_MAX];
+    float z[BN__LOWRANK_MAX], xf[XSLICE];
     for (int64_t t = 0; R && t < x->n_tok; t++) {
         const int8_t *xq = x->q + t * x->kpad;
-        for (int64_t j = 0; j < R; j++) z[j] = dot8_i8(lr->a + j * K, xq, K) * x->inv_scale[t];
-        for (int64_t r = r0; r < r1; r++) y[t * ldy + r] += dot8(lr->b + r * R, z, R);
+        for (int64_t j = 0; j < R; j++) z[j] = 0;
+        for (int64_t k0 = 0; k0 < K; k0 += XSLICE) {
+            const int64_t n = K - k0 < XSLICE ? K - k0 : XSLICE;
+            for (int64_t i = 0; i < n; i++) xf[i] = (float)xq[k0 + i];
+            for (int64_t j = 0; j < R; j++) z[j] += lr->dot(lr->a + j * K + k0, xf, n);
+        }
+        for (int64_t j = 0; j < R; j++) z[j] *= x->inv_scale[t];
+        for (int64_t r = r0; r < r1; r++) y[t * ldy + r] += lr->dot(lr->b + r * R, z, R);
     }
 }
