@@ -22,7 +22,7 @@
 
 const char *const bn_tui_screen_names[] = {"dashboard", "setup",      "hardware",    "models",
                                            "chat",      "benchmarks", "conversions", "history",
-                                           "alerts",    "server",     NULL};
+                                           "alerts",    "server",     "usage",       NULL};
 
 void bn_tui_opts_init(bn_tui_opts *o)
 {
@@ -203,7 +203,7 @@ static void find_bundled(tui *t)
 static int hot_index(const tui_screen *s)
 {
     for (int i = 0; s->name[i]; i++)
-        if ((s->name[i] | 0x20) == s->letter) return i;
+        if ((s->name[i] | 0x20) == (s->letter | 0x20)) return i;
     return -1;
 }
 
@@ -218,7 +218,8 @@ static void draw_tabs(tui *t)
         int need = 0;
         for (int i = 0; i < SCR_COUNT; i++) {
             const int n = (int)strlen(t->screens[i]->name);
-            need += (t->screens[i]->fkey >= 10 ? 5 : 4) + pad + (n < maxlen ? n : maxlen);
+            const int fk = t->screens[i]->fkey;
+            need += (fk >= 10 ? 5 : fk ? 4 : 0) + pad + (n < maxlen ? n : maxlen);
         }
         if (need <= COLS) break;
     }
@@ -228,7 +229,10 @@ static void draw_tabs(tui *t)
         const int act = i == t->cur, a = act ? crt_attr(CR_TAB_ACTIVE) : bar;
         const int x0 = x;
         char fk[8];
-        snprintf(fk, sizeof fk, "%sF%d ", pad ? " " : "", s->fkey);
+        if (s->fkey)
+            snprintf(fk, sizeof fk, "%sF%d ", pad ? " " : "", s->fkey);
+        else /* its letter opens it */
+            snprintf(fk, sizeof fk, "%s", pad ? " " : "");
         x += ui_text(0, x, COLS - x, a, fk);
         const int hot = hot_index(s), n = (int)strlen(s->name);
         for (int c = 0; c < n && c < maxlen && x < COLS; c++) {
@@ -341,7 +345,7 @@ static void help_join(const char *in, char *out, size_t size)
 
 static const char global_help[] =
         "F1 ?\tthis help (Esc closes it); Up Down PgUp PgDn Home End scroll it\n"
-        "F2-F9 F11 F12\tthe screens; also 1-9, 0 and the underlined letter\n"
+        "F2-F9 F11 F12\tthe screens; also 1-9, 0 and the underlined letter (U: Usage)\n"
         "Tab S-Tab\tnext / previous screen (in Chat's message line: Tab goes to its "
         "settings)\n"
         "g\tgraph style: braille, block, ascii\n"
@@ -498,7 +502,8 @@ static void draw(tui *t)
 static int screen_of_key(const tui *t, int ch)
 {
     for (int i = 0; i < SCR_COUNT; i++) {
-        if (ch == KEY_F(t->screens[i]->fkey) || ch == t->screens[i]->letter) return i;
+        const int fk = t->screens[i]->fkey;
+        if ((fk && ch == KEY_F(fk)) || ch == t->screens[i]->letter) return i;
         if (i < 9 && ch == '1' + i) return i; /* the tenth has '0' for its letter */
     }
     return -1;
@@ -764,8 +769,8 @@ static void run_loop(tui *t, script_state *sc, int wake_fd)
  * --------------------------------------------------------------------------------- */
 
 static const tui_screen *const all_screens[SCR_COUNT] = {
-        &scr_dashboard, &scr_setup,   &scr_hardware, &scr_models, &scr_chat,
-        &scr_bench,     &scr_convert, &scr_history,  &scr_alerts, &scr_server,
+        &scr_dashboard, &scr_setup,   &scr_hardware, &scr_models, &scr_chat,  &scr_bench,
+        &scr_convert,   &scr_history, &scr_alerts,   &scr_server, &scr_usage,
 };
 
 static int first_screen(const tui *t)

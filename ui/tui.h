@@ -30,6 +30,7 @@ enum {
     SCR_HISTORY,
     SCR_ALERTS,
     SCR_SERVER,
+    SCR_USAGE,
     SCR_COUNT
 };
 
@@ -39,7 +40,7 @@ typedef struct tui_screen {
     const char *name; /* on the tab */
     const char *id;   /* for --screen */
     char letter;      /* the key that opens it */
-    int fkey;         /* F-key number that opens it */
+    int fkey;         /* F-key number that opens it; 0: none (its letter does) */
     int live;         /* redrawn on every monitor sample */
     const char *help; /* its keys: lines of "KEY\tWHAT" */
     void *(*create)(tui *t);
@@ -56,7 +57,7 @@ typedef struct tui_screen {
 } tui_screen;
 
 extern const tui_screen scr_dashboard, scr_setup, scr_hardware, scr_models, scr_chat, scr_bench,
-        scr_convert, scr_history, scr_alerts, scr_server;
+        scr_convert, scr_history, scr_alerts, scr_server, scr_usage;
 
 struct tui {
     bn_tui_opts opts;

@@ -178,7 +178,7 @@ wait_for s "graphs: block" "g: block graphs"
 
 # resize: the layout follows the window
 $TM resize-window -t s -x 100 -y 30
-wait_for s "F2 Dashbo +F3" "resize to 100x30: redrawn, the tab names shortened"
+wait_for s "F2 Dashb +F3 .*F12 Serve +Usage" "resize to 100x30: redrawn, the tab names shortened"
 cap s | awk -v n=30 'END { exit !(NR == n) }' && ok "resize: 30 rows" || bad "resize rows"
 $TM resize-window -t s -x 120 -y 40
 wait_for s "F2 Dashboard" "resize back: whole tab names"
