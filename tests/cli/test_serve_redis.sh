@@ -7,8 +7,9 @@
 # Then Redis is stopped: the rate limits are local (a request is admitted), a quota tier gets
 # 503 quota_unavailable, one log line says so, /metrics shows bitnet_limits_mode local and
 # bitnet_redis_errors_total; Redis restarted empty: shared again (one log line), the quota
-# counter starts again from the ledger (still 429); a stream that ends while Redis is paused is
-# in the ledger, and the counters start again from the ledger when it is back. A key revoked over one replica's API and a
+# counter starts again from the ledger (still 429); a stream that ends while a Redis that keeps
+# its data is down is in the ledger, and the counters start again from the ledger when that
+# Redis is back with the old counter. A key revoked over one replica's API and a
 # tenant suspended on the store are refused by both replicas at once. Over TCP with a password
 # (AUTH, SELECT 2; the password in no log nor in the history); a wrong password leaves the
 # limits local. Bad URLs are one-line errors.
@@ -174,26 +175,44 @@ ec=$?
 [ "$ec" = 0 ] && ok "SIGTERM: exit 0" || bad "SIGTERM exit $ec"
 
 # ---- an end that Redis missed: the month's counters start again from the ledger ------------------
-# a slow model's stream is admitted through Redis, Redis is paused (SIGSTOP: commands time out),
-# the client hangs up (the request ends: its ledger row, its counter update lost), Redis goes on
+# a Redis that keeps its data (appendonly) admits a slow model's stream; it stops (SIGTERM) and
+# the client hangs up: the request ends, its ledger row is written, its counter update is lost;
+# the same Redis comes back with the old counter
 "$B" tenants add dev2 --tier developer >/dev/null 2>&1
 KD=$("$B" keys create --tenant dev2 --scope inference --json 2>/dev/null | "$JSONGET" key)
 DID=$("$B" tenants show dev2 --json 2>/dev/null | "$JSONGET" id)
+mkdir -p "$TMP/r3"
+S3="$TMP/r3/redis.sock"
+start_r3() {
+    redis-server --port 0 --unixsocket "$S3" --save "" --appendonly yes --dir "$TMP/r3" \
+        >>"$TMP/r3/log" 2>&1 &
+    R3=$!
+    PIDS="$PIDS $R3"
+    i=0
+    while ! redis-cli -s "$S3" ping 2>/dev/null | grep -q PONG && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+}
+start_r3
 "$B" synth --shape 700m -o "$TMP/slow.gguf" >/dev/null 2>&1 || bad "synth 700m"
-start_server "$TMP/e.log" -m "$TMP/slow.gguf" --ctx 512 -t 1 --tenants --redis "unix://$SOCK"
+start_server "$TMP/e.log" -m "$TMP/slow.gguf" --ctx 512 -t 1 --tenants --redis "unix://$S3"
 PE=$SPID URLE=$URL
 curl -sN "$URLE/v1/completions" -H "Authorization: Bearer $KD" \
     -d '{"prompt": "hello", "max_tokens": 400, "stream": true}' >"$TMP/e.sse" 2>/dev/null &
 CP=$!
 wait_grep '"text"' "$TMP/e.sse" 600 || bad "no token from the slow model"
 ledger() { sqlite3 "$BITNET_HISTORY_DB" "SELECT count(*), coalesce(sum(prompt_tokens + completion_tokens), 0) FROM usage WHERE tenant_id = $DID"; }
-kill -STOP "$RPID"
+qk=$(redis-cli -s "$S3" --scan --pattern "bitnet:{t$DID}:quota:*")
+seeded=$(redis-cli -s "$S3" get "$qk")
+kill "$R3"
+wait "$R3" 2>/dev/null
 kill "$CP"
 i=0
 while [ "$(ledger | cut -d'|' -f1)" != 1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-wait_grep "does not answer" "$TMP/e.log" 30 && ok "paused Redis: the end of the stream is not counted ($(ledger) in the ledger)" ||
-    bad "no 'does not answer' after the pause: $(cat "$TMP/e.log")"
-kill -CONT "$RPID"
+wait_grep "does not answer" "$TMP/e.log" 30 &&
+    ok "Redis gone: the stream ends uncounted (counter $seeded, the ledger $(ledger | cut -d'|' -f2) tokens)" ||
+    bad "no 'does not answer': $(cat "$TMP/e.log")"
+start_r3
+[ "$(redis-cli -s "$S3" get "$qk")" = "$seeded" ] && ok "Redis back with the old counter ($seeded)" ||
+    bad "counter after restart: $(redis-cli -s "$S3" get "$qk")"
 i=0
 while [ $i -lt 80 ]; do # the backoff is 5 s at most
     post "$URLE" "$KD"
@@ -203,10 +222,9 @@ while [ $i -lt 80 ]; do # the backoff is 5 s at most
 done
 grep -q "start again from the ledger" "$TMP/e.log" && ok "back: '$(grep -o 'limits shared.*' "$TMP/e.log" | tail -1)'" ||
     bad "no restart of the counters: $(cat "$TMP/e.log")"
-qk=$(rcli --scan --pattern "bitnet:{t$DID}:quota:*")
-[ "$CODE" = 200 ] && [ "$(rcli get "$qk")" = "$(ledger | cut -d'|' -f2)" ] &&
+[ "$CODE" = 200 ] && [ "$(redis-cli -s "$S3" get "$qk")" = "$(ledger | cut -d'|' -f2)" ] &&
     ok "the counter = the ledger's $(ledger | cut -d'|' -f2) tokens (the missed end included)" ||
-    bad "counter $(rcli get "$qk") vs ledger $(ledger) ($CODE)"
+    bad "counter $(redis-cli -s "$S3" get "$qk") vs ledger $(ledger) ($CODE)"
 kill -TERM "$PE"
 wait "$PE" 2>/dev/null
 
