@@ -19,6 +19,9 @@
  * (common/backoff.h); one log line says when it answers again. A replica that could not count
  * an end while Redis was away drops the month's counters when it is back, so they start again
  * from the ledger. Metrics: bitnet_redis_errors_total, bitnet_limits_mode{mode="redis"|"local"}.
+ * A command that timed out may still run when a slow Redis gets to it: an admission then
+ * takes its allowance and holds its stream's ticket until the lease, though the request ran on
+ * the local limits (the safe side: a tenant may get less, never more).
  *
  * Keys (a tenant's in one hash slot: {t<id>}): bitnet:{t7}:req, bitnet:{t7}:tok (GCRA
  * times, expiring when full again), bitnet:{t7}:streams, bitnet:{t7}:quota:202612 (expires
