@@ -136,6 +136,19 @@ if command -v sqlite3 >/dev/null 2>&1; then
     expect_exit 0 "usage report --csv" -- "$B" usage report --csv
     expect_eq "$(head -1 "$TMP/out")" "tenant_id,tenant,tier,day,requests,prompt_tokens,completion_tokens,cost_usd" "CSV header"
     expect_eq "$(wc -l <"$TMP/out" | tr -d ' ')" "4" "CSV: a header and 3 rows"
+    expect_exit 0 "usage report --csv --tenant --from" -- "$B" usage report --csv --tenant acme --from 2026-03-02
+    expect_eq "$(sed -n 2p "$TMP/out")" "$ACME,acme,team,2026-03-02,1,10,20,0.000150" "CSV: one tenant from a day"
+    expect_eq "$(wc -l <"$TMP/out" | tr -d ' ')" "2" "CSV: only that row"
+    # a time is exclusive in --to, inclusive in --from (rows of 2026-03-02 are at 10:00:00)
+    "$B" usage report --from 2026-03-02T10:00:00Z --to 2026-03-02T10:00:01Z --json >"$TMP/out"
+    expect_eq "$(jv total.requests)" "2" "--from a time includes it, --to a second later"
+    "$B" usage report --from 2026-03-02T00:00:00Z --to 2026-03-02T10:00:00Z --json >"$TMP/out"
+    expect_eq "$(jv total.requests)" "0" "--to a time excludes it"
+    "$B" usage report --from 2026-04-01 --json >"$TMP/out"
+    expect_eq "$(jv total.requests)/$(jv rows.0 2>/dev/null)" "0/" "a range with no usage: no rows, zero totals"
+    expect_exit 0 "usage report in text" -- "$B" usage report --tenant globex
+    expect_grep "^2026-03-02  *$GLOBEX  *globex  *developer  *1  *7  *3 " "$TMP/out" "text: a row per tenant and day"
+    expect_grep "^total  *1  *7  *3 " "$TMP/out" "text: the total line"
 
     expect_exit 1 "delete refuses a tenant with usage" -- "$B" tenants delete acme
     expect_grep "erase" "$TMP/err" "delete points to erase"
