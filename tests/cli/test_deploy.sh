@@ -7,8 +7,10 @@
 # The manifests: yamllint (SKIP without it), kubernetes-validate --strict against the
 # Kubernetes 1.30 schemas (SKIP without it), the same on the kustomize builds of the base and
 # of the local overlay (SKIP without kubectl or kustomize), tests/cli/deploy_check.py on both
-# (probes, securityContext, Secret references, selectors; SKIP without PyYAML), and the
-# ConfigMap's config read back by bitnet config get. A broken copy of each is refused.
+# (probes, securityContext, Secret references, selectors; SKIP without PyYAML), the
+# ConfigMap's config read back by bitnet config get, and bitnet serve started with the
+# Deployment's arguments and environment (loopback, the bundled model, a Redis that does not
+# answer) answering /health. A broken copy of each is refused.
 . "$(dirname "$0")/lib.sh"
 echo "test_deploy.sh"
 B=$BITNET
@@ -131,6 +133,29 @@ if [ $HAVE_YAML = 1 ]; then
     v=$(BITNET_CONFIG="$TMP/config.json" "$B" config get tiers.team.requests_per_min 2>&1)
     [ "$v" = 600 ] && ok "bitnet reads the ConfigMap's config (tiers.team.requests_per_min $v)" ||
         bad "config of the ConfigMap: '$v'"
+    # the Deployment's arguments and environment as this binary takes them: it serves /health
+    python3 - $K/base/deployment.yaml >"$TMP/args" <<'EOF'
+import sys, yaml
+d = yaml.safe_load(open(sys.argv[1]))
+c = d["spec"]["template"]["spec"]["containers"][0]
+env = {e["name"]: e.get("value") for e in c["env"]}
+sub = {"$(BITNET_REDIS_URL)": "redis://127.0.0.1:1", "0.0.0.0:8080": "127.0.0.1:0",
+       "/usr/local/share/bitnet/models/bitnet-tinystories.gguf": "assets/models/bitnet-tinystories.gguf"}
+print("BITNET_THREADS=%s" % env["BITNET_THREADS"])
+for a in c["args"]:
+    print(sub.get(a, a))
+EOF
+    thr=$(sed -n 's/^BITNET_THREADS=//p' "$TMP/args")
+    # shellcheck disable=SC2046
+    set -- $(sed '1,2d' "$TMP/args") # past BITNET_THREADS and serve
+    BITNET_CONFIG="$TMP/config.json" BITNET_HISTORY_DB="$TMP/history.db" BITNET_THREADS=$thr \
+        HOME="$TMP" start_server "$TMP/dep.log" "$@"
+    h=$(curl -s -o /dev/null -w '%{http_code}' "$URL/health" 2>/dev/null || echo "no curl")
+    [ "$h" = 200 ] && grep -q "does not answer" "$TMP/dep.log" &&
+        ok "bitnet serve takes the Deployment's arguments ($*): /health 200" ||
+        bad "the Deployment's arguments: /health '$h': $(cat "$TMP/dep.log")"
+    kill -TERM "$SPID" 2>/dev/null
+    wait "$SPID" 2>/dev/null
 else
     echo "  SKIP deploy_check.py: no PyYAML (python3-yaml; kubernetes-validate brings it)"
 fi
