@@ -474,6 +474,8 @@ static int bench_rep(tui_engine *e, bn_model_state *st, const int32_t *toks, int
         bench_progress(e, "generation", rep, i + 1);
     }
     if (tg > 0) *tg_tps = tg / (bn_time_now() - t0);
+    if (tg > 0 && n_sample == 0) /* a run too short for a sample: one point for all of it */
+        push_tps(e, bn_time_now(), *tg_tps);
     return 0;
 }
 
@@ -526,6 +528,7 @@ static void job_bench(tui_engine *e, int pp, int tg, int reps)
     }
     pthread_mutex_lock(&e->mu);
     e->st.bench_pp = pp, e->st.bench_tg = tg, e->st.bench_reps = reps, e->st.bench_done = 0;
+    e->st.bench_end = "";
     memset(e->st.bench_pp_tps, 0, sizeof e->st.bench_pp_tps);
     memset(e->st.bench_tg_tps, 0, sizeof e->st.bench_tg_tps);
     pthread_mutex_unlock(&e->mu);
@@ -570,6 +573,9 @@ static void job_bench(tui_engine *e, int pp, int tg, int reps)
     e->st.tps_now = 0;
     pthread_mutex_unlock(&e->mu);
     cJSON *m = bench_metrics(e, pp, tg, done, sum_pp, sum_tg);
+    pthread_mutex_lock(&e->mu);
+    e->st.bench_end = rc < 0 ? "failed" : rc > 0 ? "cancelled" : "done";
+    pthread_mutex_unlock(&e->mu);
     if (rc < 0) {
         set_message(e, 0, "benchmark failed: %s",
                     toks && e->bench_logits && st ? bn_ctx_errmsg(e->ctx) : "out of memory");
@@ -685,7 +691,7 @@ int eng_new(tui_engine **out, int threads, long n_ctx, void (*wakefn)(void *), v
     if (!e) return -1;
     e->threads = threads, e->n_ctx = n_ctx, e->wake = wakefn, e->ud = ud;
     bn_series_clear(&e->tps);
-    e->st.bench_phase = "";
+    e->st.bench_phase = e->st.bench_end = "";
     atomic_init(&e->cancel, 0);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);

@@ -74,6 +74,7 @@ typedef struct eng_status {
     /* the current or last benchmark */
     int bench_pp, bench_tg, bench_reps, bench_rep, bench_pos, bench_done;
     const char *bench_phase; /* "warm-up", "prompt", "generation", "" */
+    const char *bench_end;   /* how the last one ended: "done", "cancelled", "failed"; "" */
     double bench_pp_tps[ENG_MAX_REPS], bench_tg_tps[ENG_MAX_REPS];
 } eng_status;
 
@@ -96,8 +97,8 @@ size_t eng_take_text(tui_engine *e, int job_id, char *buf, size_t size);
 int eng_load(tui_engine *e, const char *path);
 int eng_unload(tui_engine *e);
 /* A turn of the conversation: text is the user's message, laid out in the chat format the
- * model's template selects (common/include/common/chat_format.h: 2b4t, llama3, chatml, else plain), as
- * `bitnet chat` does. */
+ * model's template selects (common/include/common/chat_format.h: 2b4t, llama3, chatml, else plain),
+ * as `bitnet chat` does. */
 int eng_chat(tui_engine *e, const char *text, const eng_gen_params *gp);
 int eng_chat_new(tui_engine *e);
 /* A fresh sequence continuing prompt (special tokens parsed); replaces the conversation. */

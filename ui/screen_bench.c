@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "bitnet/core.h"
+#include "common/json.h"
 
 #define EARLIER 50
 
@@ -111,8 +112,15 @@ static void draw_results(const eng_status *es, int y, int x, int h, int w)
         ui_text(r, x, w, crt_attr(CR_DIM), "no benchmark run in this session yet (r runs one)");
         return;
     }
-    ui_printf(r++, x, w, crt_attr(CR_TITLE), "pp %d, tg %d, %d runs%s", es->bench_pp, es->bench_tg,
-              es->bench_reps, es->job == ENG_BENCHING ? "" : " (done)");
+    char end[64] = "";
+    if (es->job != ENG_BENCHING && !strcmp(es->bench_end, "done"))
+        snprintf(end, sizeof end, " (done)");
+    else if (es->job != ENG_BENCHING && es->bench_end[0])
+        snprintf(end, sizeof end, " (%s after %d of %d)", es->bench_end, es->bench_done,
+                 es->bench_reps);
+    ui_printf(r++, x, w,
+              !strcmp(end, " (done)") || !end[0] ? crt_attr(CR_TITLE) : crt_attr(CR_WARN),
+              "pp %d, tg %d, %d runs%s", es->bench_pp, es->bench_tg, es->bench_reps, end);
     if (es->job == ENG_BENCHING) {
         char lab[64];
         snprintf(lab, sizeof lab, "run %d/%d %s", es->bench_rep + 1, es->bench_reps,
@@ -131,6 +139,35 @@ static void draw_results(const eng_status *es, int y, int x, int h, int w)
     }
 }
 
+/* A run's sizes: from its results (bitnet bench -m's shape), else from its params (a run
+ * stopped before its first result); NaN when neither says. */
+static void run_sizes(const bn_run *run, double *pp, double *tg)
+{
+    *pp = *tg = NAN;
+    cJSON *m = run->metrics_json ? cJSON_Parse(run->metrics_json) : NULL;
+    const cJSON *res;
+    cJSON_ArrayForEach(res, cJSON_GetObjectItemCaseSensitive(m, "results"))
+    {
+        const double np = cm_json_num(res, "n_prompt", 0), ng = cm_json_num(res, "n_gen", 0);
+        if (np > 0) *pp = np;
+        if (ng > 0) *tg = ng;
+    }
+    cJSON_Delete(m);
+    cJSON *p = run->params_json ? cJSON_Parse(run->params_json) : NULL;
+    if (isnan(*pp)) *pp = cm_json_num(p, "pp", NAN);
+    if (isnan(*tg)) *tg = cm_json_num(p, "tg", NAN);
+    cJSON_Delete(p);
+}
+
+/* A number in w columns, "-" when there is none. */
+static void num_or_dash(double v, int prec, char *buf, size_t size)
+{
+    if (isnan(v))
+        snprintf(buf, size, "-");
+    else
+        snprintf(buf, size, "%.*f", prec, v);
+}
+
 static void draw_earlier(tui *t, bench *b, const eng_status *es, int y, int x, int h, int w)
 {
     read_runs(t, b);
@@ -143,33 +180,32 @@ static void draw_earlier(tui *t, bench *b, const eng_status *es, int y, int x, i
         ui_text(y + 1, x + 2, w - 4, crt_attr(CR_DIM), "none recorded yet");
         return;
     }
+    /* "vs now": this session's last results against earlier runs of the same model and sizes */
     const double cur_tg = es->bench_done ? mean(es->bench_tg_tps, es->bench_done) : 0;
-    ui_printf(y + 1, x + 2, w - 4, crt_attr(CR_DIM), "%-16s %-6s %5s %5s %9s %9s  %-8s %s", "when",
+    ui_printf(y + 1, x + 2, w - 4, crt_attr(CR_DIM), "%-16s %-9s %5s %5s %9s %9s  %-8s %s", "when",
               "status", "pp", "tg", "pp tok/s", "tg tok/s", "vs now", "model");
     ui_list_layout(&b->list, b->list.n, h - 3);
     for (int r = 0; r < b->list.h && b->list.top + r < b->list.n; r++) {
         const bn_run *run = &b->runs[b->list.top + r];
-        char tm[32], vs[16] = "";
+        char tm[32], vs[16] = "-", c[4][16];
         ui_time(run->started_ms, tm, sizeof tm);
         const double tg = tui_run_metric(run, "tg_tokens_per_s", NAN);
         const double pp = tui_run_metric(run, "pp_tokens_per_s", NAN);
-        if (cur_tg > 0 && tg > 0) snprintf(vs, sizeof vs, "%+.0f%%", (cur_tg / tg - 1) * 100);
-        double ppn = NAN, tgn = NAN; /* the sizes, from the results (bench -m's shape) */
-        cJSON *m = run->metrics_json ? cJSON_Parse(run->metrics_json) : NULL;
-        const cJSON *res;
-        cJSON_ArrayForEach(res, cJSON_GetObjectItemCaseSensitive(m, "results"))
-        {
-            const cJSON *np = cJSON_GetObjectItemCaseSensitive(res, "n_prompt");
-            const cJSON *ng = cJSON_GetObjectItemCaseSensitive(res, "n_gen");
-            if (cJSON_IsNumber(np) && np->valuedouble > 0) ppn = np->valuedouble;
-            if (cJSON_IsNumber(ng) && ng->valuedouble > 0) tgn = ng->valuedouble;
-        }
-        cJSON_Delete(m);
+        double ppn, tgn;
+        run_sizes(run, &ppn, &tgn);
+        const int same = es->model.loaded && run->model_path &&
+                         !strcmp(run->model_path, es->model.path) && ppn == es->bench_pp &&
+                         tgn == es->bench_tg;
+        if (same && cur_tg > 0 && tg > 0)
+            snprintf(vs, sizeof vs, "%+.0f%%", (cur_tg / tg - 1) * 100);
+        num_or_dash(ppn, 0, c[0], sizeof c[0]);
+        num_or_dash(tgn, 0, c[1], sizeof c[1]);
+        num_or_dash(pp, 1, c[2], sizeof c[2]);
+        num_or_dash(tg, 1, c[3], sizeof c[3]);
         const int sel = b->list.top + r == b->list.sel;
         ui_printf(y + 2 + r, x + 2, w - 4, sel ? crt_attr(CR_SELECT) : 0,
-                  "%-16s %-6.6s %5.0f %5.0f %9.1f %9.1f  %-8s %s", tm,
-                  bn_run_status_str(run->status), ppn, tgn, pp, tg, vs,
-                  run->model_path ? tui_base(run->model_path) : "");
+                  "%-16s %-9s %5s %5s %9s %9s  %-8s %s", tm, bn_run_status_str(run->status), c[0],
+                  c[1], c[2], c[3], vs, run->model_path ? tui_base(run->model_path) : "");
     }
     ui_list_hits(&b->list, y + 2, x + 1, w - 2);
 }
@@ -220,7 +256,18 @@ static int bench_key(tui *t, void *st, int ch)
     case KEY_RIGHT:
     case '+': {
         int v = b->val[b->field] + ((ch == KEY_LEFT || ch == '-') ? -1 : 1) * step[b->field];
-        b->val[b->field] = v < lo[b->field] ? lo[b->field] : v > hi[b->field] ? hi[b->field] : v;
+        v = v < lo[b->field] ? lo[b->field] : v > hi[b->field] ? hi[b->field] : v;
+        eng_status es;
+        eng_status_get(t->eng, &es);
+        const int pp = b->field == B_PP ? v : b->val[B_PP],
+                  tg = b->field == B_TG ? v : b->val[B_TG];
+        if (b->field != B_REPS && es.model.loaded && pp + tg + 1 > es.model.n_ctx_train &&
+            v > b->val[b->field]) { /* refused now, not later at r */
+            tui_status(t, CR_WARN, "pp + tg must fit the model's context (%lld): pp %d + tg %d + 1",
+                       es.model.n_ctx_train, pp, tg);
+            return 1;
+        }
+        b->val[b->field] = v;
         tui_setting_save_int(t, bench_keys[b->field], b->val[b->field]);
         return 1;
     }

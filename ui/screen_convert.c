@@ -12,6 +12,7 @@
 
 #include "bitnet/core.h"
 #include "child.h"
+#include "jobs_view.h"
 #include "common/json.h"
 
 #define REFRESH_S 2.0
@@ -19,7 +20,8 @@
 typedef struct conv {
     ui_child list;   /* jobs list --json */
     ui_child action; /* convert --queue, jobs cancel, jobs retry */
-    cJSON *jobs;     /* {"jobs": [...]} */
+    cJSON *jobs;     /* {"jobs": [...]}, as shown (filtered and sorted by view) */
+    jobs_view view;
     char err[256];
     double listed_at;
     int list_taken, action_taken;
@@ -37,6 +39,7 @@ static void *conv_create(tui *t)
     if (!c) return NULL;
     ui_child_init(&c->list);
     ui_child_init(&c->action);
+    jobs_view_init(&c->view);
     c->list_taken = c->action_taken = 1;
     return c;
 }
@@ -47,6 +50,7 @@ static void conv_destroy(void *st)
     ui_child_release(&c->list);
     ui_child_release(&c->action);
     cJSON_Delete(c->jobs);
+    jobs_view_release(&c->view);
     free(c);
 }
 
@@ -71,7 +75,7 @@ static void conv_tick(tui *t, void *st)
         c->list_taken = 1;
         cJSON *d = ui_child_take(&c->list);
         ui_child_error(&c->list, c->err, sizeof c->err);
-        if (d) cJSON_Delete(c->jobs), c->jobs = d;
+        if (d) cJSON_Delete(c->jobs), c->jobs = jobs_view_take(&c->view, d);
     }
     if (!c->action_taken && ui_child_state_get(&c->action) == UI_CHILD_DONE) {
         c->action_taken = 1;
@@ -97,12 +101,33 @@ static void run_action(tui *t, conv *c, const char *what, const char *const *arg
 /* ---- drawing
  * ------------------------------------------------------------------------------------- */
 
-static int status_attr(const char *s)
+/* A job's colour: a done one's by its validation verdict (a poor top-1 is no green done). */
+static int status_attr(const cJSON *j)
 {
-    return !strcmp(s, "done")      ? crt_attr(CR_OK)
-           : !strcmp(s, "failed")  ? crt_attr(CR_FAIL)
+    const char *s = cm_json_str(j, "status", ""), *v = cm_json_str(j, "verdict", "");
+    if (!strcmp(s, "done"))
+        return !strcmp(v, "ok")     ? crt_attr(CR_OK)
+               : !strcmp(v, "poor") ? crt_attr(CR_FAIL)
+                                    : crt_attr(CR_WARN);
+    return !strcmp(s, "failed")    ? crt_attr(CR_FAIL)
            : !strcmp(s, "running") ? crt_attr(CR_GRAPH1)
                                    : crt_attr(CR_WARN);
+}
+
+/* What the phase column says: the phase of a running job; the verdict of a done one
+ * ("ok top-1 100%", "poor top-1 48%", "unvalidated"); nothing else for the others. */
+static void phase_text(const cJSON *j, char *buf, size_t size)
+{
+    const char *s = cm_json_str(j, "status", "");
+    const double top1 =
+            cm_json_num(cJSON_GetObjectItemCaseSensitive(j, "validation"), "top1_agreement", NAN);
+    buf[0] = '\0';
+    if (!strcmp(s, "running"))
+        snprintf(buf, size, "%s", cm_json_str(j, "phase", ""));
+    else if (!strcmp(s, "done") && !isnan(top1))
+        snprintf(buf, size, "%s top-1 %.0f%%", cm_json_str(j, "verdict", ""), 100 * top1);
+    else if (!strcmp(s, "done"))
+        snprintf(buf, size, "%s", cm_json_str(j, "verdict", ""));
 }
 
 static void draw_job(const cJSON *j, int sel, int y, int x, int w)
@@ -111,17 +136,17 @@ static void draw_job(const cJSON *j, int sel, int y, int x, int w)
     ui_clear(y, x, w, base);
     int c = x + 1;
     c += ui_printf(y, c, w, base, "%4d ", (int)cm_json_num(j, "id", NAN));
-    c += ui_printf(y, c, 10, sel ? base : status_attr(cm_json_str(j, "status", "")), "%-9s ",
-                   cm_json_str(j, "status", ""));
+    c += ui_printf(y, c, 10, sel ? base : status_attr(j), "%-9s ", cm_json_str(j, "status", ""));
     const double pct = cm_json_num(j, "percent", NAN);
     char lab[32];
     snprintf(lab, sizeof lab, "%5.1f%%", isnan(pct) ? 0.0 : pct);
     ui_meter(y, c, 22, isnan(pct) ? 0 : pct / 100, crt_attr(CR_GRAPH1), lab);
     c += 23;
-    char eta[32] = "";
+    char eta[32] = "", ph[48];
     if (!isnan(cm_json_num(j, "eta_s", NAN)) && !strcmp(cm_json_str(j, "status", ""), "running"))
         snprintf(eta, sizeof eta, "eta %.0fs", cm_json_num(j, "eta_s", NAN));
-    c += ui_printf(y, c, x + w - c, base, "%-12.12s %-9s ", cm_json_str(j, "phase", ""), eta);
+    phase_text(j, ph, sizeof ph);
+    c += ui_printf(y, c, x + w - c, base, "%-17.17s %-9s ", ph, eta);
     ui_printf(y, c, x + w - c, base, "%s -> %s", tui_base(cm_json_str(j, "src", "")),
               cm_json_str(j, "out", ""));
 }
@@ -144,6 +169,21 @@ static void draw_details(const cJSON *j, int y, int x, int h, int w)
         ui_printf(r++, x + 2, w - 4, crt_attr(CR_DIM), "added   %s, attempt %d",
                   ui_time((long long)cm_json_num(j, "created_at", NAN), tm, sizeof tm),
                   (int)cm_json_num(j, "attempts", NAN));
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "validation"), *wn;
+    if (cJSON_IsObject(v) && r < y + h - 1) /* against the f32 reference */
+        ui_printf(r++, x + 2, w - 4, status_attr(j),
+                  "%s: top-1 agreement %.1f%%, cosine mean %.4f, KL mean %.4g, perplexity %.4g "
+                  "-> %.4g (%+.1f%%)",
+                  cm_json_str(j, "verdict", ""), 100 * cm_json_num(v, "top1_agreement", NAN),
+                  cm_json_num(v, "cosine_mean", NAN), cm_json_num(v, "kl_mean", NAN),
+                  cm_json_num(v, "ppl_ref", NAN), cm_json_num(v, "ppl_conv", NAN),
+                  cm_json_num(v, "ppl_change_pct", NAN));
+    cJSON_ArrayForEach(wn, cJSON_GetObjectItemCaseSensitive(j, "warnings"))
+    {
+        if (r >= y + h - 1 || !cJSON_IsString(wn)) break;
+        r += ui_text_block(r, x + 2, y + h - 1 - r, w - 4, crt_attr(CR_WARN), wn->valuestring,
+                           strlen(wn->valuestring), 0);
+    }
     const char *err = cm_json_str(j, "error", "");
     if (*err && r < y + h - 1)
         ui_text_block(r, x + 2, y + h - 1 - r, w - 4, crt_attr(CR_FAIL), err, strlen(err), 0);
@@ -177,7 +217,11 @@ static void conv_draw(tui *t, void *st, int y, int x, int h, int w)
         draw_form(c, y, x, w);
         y += FORM_H, h -= FORM_H, top = h * 3 / 5;
     }
-    ui_box(y, x, top, w, "Conversion queue (n add, x cancel, r retry)");
+    char title[160], how[64];
+    jobs_view_describe(&c->view, how, sizeof how);
+    snprintf(title, sizeof title, "Conversion queue: %s (n add, x cancel, r retry, f F < > I)",
+             how);
+    ui_box(y, x, top, w, title);
     int r = y + 1;
     if (c->err[0]) ui_text(r++, x + 2, w - 4, crt_attr(CR_WARN), c->err);
     if (!c->jobs) {
@@ -255,6 +299,11 @@ static int conv_key(tui *t, void *st, int ch)
     const cJSON *j = c->l.sel >= 0 ? cJSON_GetArrayItem(jobs, c->l.sel) : NULL;
     char id[32];
     snprintf(id, sizeof id, "%d", j ? (int)cm_json_num(j, "id", NAN) : 0);
+    if (jobs_view_key(&c->view, ch)) {
+        cJSON *s = jobs_view_shown(&c->view);
+        if (s) cJSON_Delete(c->jobs), c->jobs = s;
+        return 1;
+    }
     switch (ch) {
     case 'n':
         c->adding = 1, c->field = 0, c->force = 0;
@@ -299,12 +348,18 @@ const tui_screen scr_convert = {
         .letter = 'v',
         .fkey = 8,
         .live = 1,
-        .help = "Up Down\tchoose a job (its details below)\n"
+        .help = "Up Down\tchoose a job (its details below: validation figures, warnings)\n"
+                "\ta done job shows its validation verdict (ok, warnings, poor) and top-1\n"
+                "\tagreement, coloured by it\n"
                 "n\tadd a job: a Hugging Face, PyTorch or ONNX model to a BitNet GGUF\n"
                 "\tin the form, Space on replace passes --force (an existing output)\n"
                 "x Del\tcancel the job (a running one stops within a tensor)\n"
                 "r\tretry a failed or cancelled job\n"
                 "l\tlist again (every 2 s anyway)\n"
+                "f F\tshow the jobs of one status (all, queued, running, done, failed,\n"
+                "\tcancelled): next / previous\n"
+                "< >\tsort by ID, status, progress, when added or source\n"
+                "I\tinvert the order (the title says which)\n"
                 "\tthe queue of bitnet convert --queue and bitnet jobs, in the history file",
         .create = conv_create,
         .destroy = conv_destroy,

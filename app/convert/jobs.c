@@ -209,7 +209,16 @@ typedef struct work_ctx {
     int64_t id;
     double last;
     int cancel;
+    double write_t0;   /* when the writing phase began (0: not yet) */
+    uint64_t write_d0; /* the bytes done then */
 } work_ctx;
+
+double jobs_eta(double writing_s, double bytes_written, double bytes_left)
+{
+    if (bytes_left <= 0) return 0;
+    if (writing_s < JOBS_ETA_FLOOR_S || bytes_written <= 0) return -1;
+    return bytes_left * writing_s / bytes_written;
+}
 
 static volatile sig_atomic_t g_stop;
 
@@ -228,10 +237,16 @@ static int progress(void *user, const cv_progress *p)
     const int writing = strcmp(p->phase, "writing") == 0;
     double pct = writing && p->total ? 100.0 * (double)p->done / (double)p->total
                                      : (strcmp(p->phase, "reference") == 0 ? 0 : 100);
+    if (writing && !w->write_t0) w->write_t0 = now, w->write_d0 = p->done;
+    /* the time left from the writing's own throughput: the phases before it (reading the
+     * source, the reference logits) say nothing of its speed */
+    const double eta = writing ? jobs_eta(now - w->write_t0, (double)(p->done - w->write_d0),
+                                          (double)(p->total - p->done))
+                               : -1;
     bn_db *db = w->j->db;
     if (!db) return w->cancel || g_stop;
     if (bn_db_job_progress(db, w->id, p->phase, writing ? (int64_t)p->done : 0,
-                           writing ? (int64_t)p->total : 0, pct, p->eta_s) != BN_OK)
+                           writing ? (int64_t)p->total : 0, pct, eta) != BN_OK)
         fprintf(stderr, "job %lld: progress: %s\n", (long long)w->id, bn_db_errmsg(db));
     int yes;
     if (bn_db_job_cancel_requested(db, w->id, &yes) == BN_OK && yes) w->cancel = 1;
@@ -400,6 +415,32 @@ static cJSON *num_or_null(double n, int none)
     return none ? cJSON_CreateNull() : cJSON_CreateNumber(n);
 }
 
+/* A finished conversion's verdict from its validation: "poor" (top-1 agreement with the
+ * reference under 50%), "warnings" (under 90%, or the report warns), "ok", "unvalidated" (no
+ * figures); NULL for a job that is not done. */
+static const char *verdict(const char *status, const cJSON *res)
+{
+    if (strcmp(status, "done")) return NULL;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(res, "validation");
+    const cJSON *top1 = cJSON_GetObjectItemCaseSensitive(v, "top1_agreement");
+    const int warns = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(res, "warnings")) > 0;
+    if (!cJSON_IsNumber(top1)) return warns ? "warnings" : "unvalidated";
+    return top1->valuedouble < 0.5 ? "poor" : top1->valuedouble < 0.9 || warns ? "warnings" : "ok";
+}
+
+/* The verdict, the validation figures and the warnings of a done job's result. */
+static void add_outcome(cJSON *o, const char *status, const cJSON *res)
+{
+    const char *vd = verdict(status, res);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(res, "validation");
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(res, "warnings");
+    cJSON_AddItemToObject(o, "verdict", vd ? cJSON_CreateString(vd) : cJSON_CreateNull());
+    cJSON_AddItemToObject(o, "validation",
+                          cJSON_IsObject(v) ? cJSON_Duplicate(v, 1) : cJSON_CreateNull());
+    cJSON_AddItemToObject(o, "warnings",
+                          cJSON_IsArray(w) ? cJSON_Duplicate(w, 1) : cJSON_CreateArray());
+}
+
 /* One job as JSON; a job whose args or result cannot be read gets "problem" naming them
  * (and null in their place). */
 static cJSON *row_json(const bn_job *r, int full)
@@ -408,7 +449,8 @@ static cJSON *row_json(const bn_job *r, int full)
     cJSON_AddNumberToObject(o, "id", (double)r->id);
     int bad_args = 0, bad_result = 0;
     cJSON *args = parsed(r->args, r->args_not_text, &bad_args);
-    cJSON *res = full ? parsed(r->result, r->result_not_text, &bad_result) : NULL;
+    int unread = 0; /* the list reads the result for its verdict, but names no problem */
+    cJSON *res = parsed(r->result, r->result_not_text, full ? &bad_result : &unread);
     if (!bad_args && args && !cJSON_IsObject(args)) bad_args = 1;
     cJSON_AddStringToObject(o, "kind", r->kind);
     cJSON_AddStringToObject(o, "status", r->status);
@@ -427,6 +469,7 @@ static cJSON *row_json(const bn_job *r, int full)
     cJSON_AddNumberToObject(o, "cancel_requested", (double)r->cancel_requested);
     cJSON_AddNumberToObject(o, "recovered", (double)r->recovered);
     cJSON_AddItemToObject(o, "worker_pid", num_or_null((double)r->worker_pid, !r->worker_pid));
+    add_outcome(o, r->status, res);
     if (bad_args || bad_result)
         cJSON_AddStringToObject(o, "problem",
                                 bad_args && bad_result ? "args and result are not valid JSON"
@@ -438,6 +481,7 @@ static cJSON *row_json(const bn_job *r, int full)
         if (bad_args) cJSON_Delete(args);
     } else {
         cJSON_Delete(args);
+        cJSON_Delete(res);
     }
     return o;
 }

@@ -65,4 +65,10 @@ int jobs_retry(jobs_db *j, int64_t id, char *err, size_t errsz);
 /* Whether a worker currently holds the lock. */
 int jobs_worker_running(void);
 
+/* A job's time left, in seconds: bytes_left at the throughput of the writing phase so far
+ * (bytes_written in writing_s), once it has run JOBS_ETA_FLOOR_S; -1 (unknown) before, 0 when
+ * nothing is left. The phases before the writing (reading, the reference) do not count. */
+#define JOBS_ETA_FLOOR_S 2.0
+double jobs_eta(double writing_s, double bytes_written, double bytes_left);
+
 #endif

@@ -1,7 +1,9 @@
 # bitnet tui, the figures an operator must be able to trust (issue 18): the alert rules evaluated
 # while the UI runs (by the monitor's code, with when and by whom, whether a monitor daemon runs
 # and how its sinks deliver), and the same through `bitnet alerts eval`; rules added, edited,
-# silenced and acknowledged from the UI (bitnet alerts add|edit|silence|ack).
+# silenced and acknowledged from the UI (bitnet alerts add|edit|silence|ack); benchmarks compared
+# like with like, a stopped one said cancelled, pp + tg checked when entered, every run plotted;
+# conversions labelled and coloured by their validation, with its figures and warnings.
 . tests/cli/lib.sh
 
 TEST=test_tui_trust
@@ -136,5 +138,85 @@ expect_exit 0 "alerts silence quiet 0 lifts it" -- "$BIN" alerts silence quiet 0
     || ok "  ... silenced_until removed"
 expect_exit 0 "alerts rm quiet" -- "$BIN" alerts rm quiet
 expect_exit 2 "alerts edit without the rule: usage error" -- "$BIN" alerts edit disk
+
+# ---- benchmarks: like with like, cancelled said, the context checked when entered, the graph -----
+"$BIN" synth --shape tiny -o "$TMP/m.gguf" >/dev/null 2>&1 || bad "synth m.gguf"
+"$BIN" synth --shape tiny --seed 2 -o "$TMP/m2.gguf" >/dev/null 2>&1 || bad "synth m2.gguf"
+# an earlier run of another model; its runs of 16 tokens are too short for a 0.25 s sample
+start b2 -m "$TMP/m2.gguf" --screen benchmarks
+wait_for b2 "m2.gguf: idle" "benchmarks: another model loaded" 30
+keys b2 Down Left r
+wait_for b2 "pp 128, tg 16, 3 runs \(done\)" "benchmarks: a run of the other model (tg 16)" 60
+grep -q "no data" "$TMP/pane" && bad "the live graph is empty after a benchmark of runs this short" \
+    || ok "the live graph plots the runs, however short"
+keys b2 q
+wait_for b2 "EXIT=0" "  ... quit"
+start b -m "$TMP/m.gguf" --screen benchmarks
+wait_for b "m.gguf: idle" "benchmarks: the model loaded" 30
+keys b r
+wait_for b "pp 128, tg 16, 3 runs \(done\)" "benchmarks: a run finished, said done (tg 16 kept)" 60
+wait_for b "ok +128 +16 +[0-9.]+ +[0-9.]+ +- +m2.gguf" \
+    "vs now: no comparison with another model's run (-)"
+# other sizes: the earlier run of this model is not compared either
+keys b Down Right r
+wait_for b "pp 128, tg 32, 3 runs \(done\)" "benchmarks: a run with tg 32" 60
+wait_for b "ok +128 +16 +[0-9.]+ +[0-9.]+ +- +m.gguf" "vs now: no comparison with other sizes (-)"
+grep -Eq "ok +128 +32 +[0-9.]+ +[0-9.]+ +[+-][0-9]+% +m.gguf" "$TMP/pane" \
+    && ok "vs now: a run of the same model and sizes is compared" || bad "vs now: same sizes"
+# the context (2048): refused as pp or tg is raised past it, not later at r
+keys b Up
+for i in $(seq 1 60); do keys b Right; done
+wait_for b "pp \+ tg must fit the model's context \(2048\): pp 2016 \+ tg 32 \+ 1" \
+    "the editor refuses pp + tg beyond the context when entered"
+grep -Eq "prompt tokens \(pp\) +1984" "$TMP/pane" && ok "  ... pp stays at the last size that fits" \
+    || bad "pp after the refusal: $(grep 'prompt tokens' "$TMP/pane")"
+# a stopped run: cancelled, not done, and no nan in the history
+keys b Down Down Right Right Right Right Right Right Right
+keys b r
+wait_for b "run 1/10" "benchmarks: a long run started" 30
+keys b x
+wait_for b "cancelled after [0-9] of 10 runs" "a stopped run says cancelled" 30
+grep -q "pp 1984, tg 32, 10 runs (done)" "$TMP/pane" && bad "the stopped run also says done" \
+    || ok "  ... not done"
+wait_for b "cancelled +1984 +32 " "the stopped run is in the history as cancelled, with its sizes"
+grep -qw "nan" "$TMP/pane" && bad "nan on the benchmarks screen" || ok "  ... no nan on the screen"
+keys b q
+wait_for b "EXIT=0" "q quits"
+
+# ---- conversions: done says done, colour and label by the validation, its figures --------------
+D=tests/data/convert
+"$BIN" convert "$D/bitnet-packed" -o "$TMP/packed.gguf" --queue -t 2 >/dev/null 2>&1 || bad "queue packed"
+"$BIN" convert "$D/llama-st" -o "$TMP/llama.gguf" --queue -t 2 >/dev/null 2>&1 || bad "queue llama-st"
+i=0
+while [ $i -lt 600 ]; do
+    "$BIN" jobs list --json >"$TMP/jobs.json" 2>/dev/null
+    [ "$(grep -o '"status":"done"' "$TMP/jobs.json" | wc -l)" -ge 2 ] && break
+    "$JSONGET" jobs.0.status jobs.1.status <"$TMP/jobs.json" 2>/dev/null | grep -q failed && break
+    sleep 0.2
+    i=$((i + 1))
+done
+[ "$("$JSONGET" jobs.0.verdict jobs.1.verdict <"$TMP/jobs.json" 2>/dev/null | sort | tr '\n' ' ')" = "ok poor " ] \
+    && ok "jobs list: each done conversion's verdict (ok, poor)" \
+    || bad "jobs list verdicts: $(cat "$TMP/jobs.json")"
+start v --screen conversions
+wait_for v "done .*ok top-1 100% .*packed.gguf" "conversions: a good conversion is done, ok, with its top-1" 20
+grep -Eq "done .*poor top-1 48% .*llama.gguf" "$TMP/pane" \
+    && ok "conversions: a ternarized LLaMA says poor, with its top-1" || bad "conversions: poor verdict"
+grep -q "validating" "$TMP/pane" && bad "a finished job still says validating" || ok "  ... no finished job says validating"
+# the newest first: the LLaMA job is selected; its validation figures and its warning
+wait_for v "poor: top-1 agreement 48\.[0-9]%, cosine mean 0\.9[0-9]+, KL mean [0-9.e-]+, perplexity 32\.43 -> 54\.02 \(\+66\.[0-9]%\)" \
+    "conversions: the selected job's validation figures"
+grep -q "LlamaForCausalLM weights were ternarized after training" "$TMP/pane" \
+    && ok "conversions: the job's warning" || bad "conversions: the warning"
+# an output whose folder is missing is refused when queued
+keys v n
+keys v -l "$D/bitnet-packed"
+keys v Tab
+keys v -l "$TMP/no/such/folder/x.gguf"
+keys v Enter
+wait_for v "convert --queue failed: [^ ]*/no/such/folder/x.gguf: the folder" \
+    "conversions: an output in a missing folder is refused when queued"
+keys v q
+wait_for v "EXIT=0" "q quits"
 
 finish test_tui_trust
