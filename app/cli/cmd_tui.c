@@ -19,6 +19,8 @@ void cmd_tui_help(FILE *out)
             "`bitnet` with no command opens it too when it runs on a terminal. g (graph style),\n"
             "w W (graph window), ] [ (refresh interval), the benchmark sizes and the chat's\n"
             "sampling are saved to the config as they change (tui.*: bitnet-config(5)); z pauses.\n"
+            "On Alerts, n e S k add, edit, silence and acknowledge rules (checked as validate\n"
+            "checks them and saved to the config, as bitnet alerts add|edit|silence|ack do).\n"
             "A key bar along the bottom names the screen's main keys. In a text line a value\n"
             "shown selected is replaced by what is typed; Ctrl-U clears the line. In Chat, Tab\n"
             "leaves the message line. Keys are read through terminfo (TERM); escape sequences\n"
