@@ -5,8 +5,9 @@
 # answers), scopes give 403, the admin endpoints refuse bad queries with 400/404/405, /metrics
 # wants an admin key, keys made, listed and revoked over /v1/keys (a revoked one fails at once,
 # bad bodies 400, the changes audited with the admin key as actor), a suspended tenant gets 403
-# at once, two servers on one store meter each request, a timed-out and a hung-up stream are
-# metered with what was generated, and SIGTERM still exits 0. With the
+# at once, two servers on one store meter each request, a running server folds ledger rows
+# past retention.ledger_days, a timed-out and a hung-up stream are metered with what was
+# generated, and SIGTERM still exits 0. With the
 # official openai Python client (tests/cli/serve_tenants_openai.py; SKIP when not installed):
 # isolation of two tenants' usage, a revoked key failing at once, a burst beyond
 # tiers.developer.requests_per_min 3 getting the 429s GCRA predicts, the monthly quota
@@ -279,6 +280,24 @@ if ! command -v sqlite3 >/dev/null 2>&1; then
     finish test_serve_tenants.sh
     exit
 fi
+# ---- a running server applies the retention periods daily (looked at after a ledger row) ----
+start_server "$TMP/r.log" -m "$MODEL" --tenants
+old=$(date -u -d 2024-01-01T10:00:00Z +%s)000
+sqlite3 "$BITNET_HISTORY_DB" "INSERT INTO usage (request_id, tenant_id, key_id, model, prompt_tokens,
+    completion_tokens, duration_ms, status, at) SELECT 'ancient', id, NULL, 'm', 5, 6, 1, 'ok', $old
+    FROM tenants WHERE name = 'vip'"
+"$B" usage report --tenant vip --to 2024-01-01 --json >"$TMP/r0.json"
+# the last application two days ago (no command may open the store from here to the request)
+sqlite3 "$BITNET_HISTORY_DB" "UPDATE meta SET value = $(($(date +%s) - 172800))000 WHERE key = 'retention_applied_ms'"
+get /v1/completions -H "$V" -H 'Content-Type: application/json' -d '{"prompt": "x", "max_tokens": 1}'
+[ "$CODE" = 200 ] && [ "$(sqlite3 "$BITNET_HISTORY_DB" "SELECT count(*) FROM usage WHERE request_id = 'ancient'")" = 0 ] &&
+    [ "$(sqlite3 "$BITNET_HISTORY_DB" "SELECT count(*) FROM usage WHERE status = 'aggregate'")" = 1 ] &&
+    ok "the running server folded the ledger row older than retention.ledger_days" ||
+    bad "retention in the server: $CODE $(sqlite3 "$BITNET_HISTORY_DB" "SELECT request_id, status FROM usage WHERE at = $old")"
+"$B" usage report --tenant vip --to 2024-01-01 --json >"$TMP/r1.json"
+cmp -s "$TMP/r0.json" "$TMP/r1.json" && ok "its day's report is the same" || bad "report changed: $(cat "$TMP/r1.json")"
+stop "the retention server" "$TMP/r.log"
+
 # row ID: status and completion tokens of the ledger row of request ID ("" when none yet)
 row() { sqlite3 "$BITNET_HISTORY_DB" "SELECT status || ' ' || completion_tokens FROM usage WHERE request_id = '$1'"; }
 "$B" synth --shape 700m -o "$TMP/slow.gguf" >/dev/null 2>&1 || bad "synth 700m"
