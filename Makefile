@@ -132,6 +132,13 @@ ifeq ($(CUDA),1)
 ENGINE_OBJ := $(filter-out $(BUILD)/engine/cuda_none.o,$(ENGINE_OBJ)) $(CUDA_CU_OBJ) $(CUDA_HOST_OBJ)
 SYS_LIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lstdc++
 endif
+# CUDA=emu (tests only): the backend's host side on the kernel emulator of tests/emu/, no
+# GPU and no nvcc, so that bench --gpu and scripts/gpu-check.sh can be tried anywhere; the
+# device it reports is "host emulator 0".
+ifeq ($(CUDA),emu)
+ENGINE_OBJ := $(filter-out $(BUILD)/engine/cuda_none.o,$(ENGINE_OBJ)) $(CUDA_HOST_OBJ) \
+              $(BUILD)/engine/cuda/cuda_emu.o
+endif
 
 # db/: the sqlite history, a library of its own that knows the engine by its public headers.
 DB_SRC     := $(wildcard db/*.c)
@@ -212,6 +219,11 @@ $(BUILD)/engine/cuda/%.o: engine/cuda/%.c engine/cuda/cuda_internal.h
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS_ALL) -Iengine/src -Iengine/cuda -c $< -o $@
+
+$(BUILD)/engine/cuda/cuda_emu.o: tests/emu/cuda_emu.c engine/cuda/cuda_internal.h
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -Iengine/cuda -c $< -o $@
 
 .PHONY: cuda-objs
 cuda-objs: $(CUDA_CU_OBJ) $(CUDA_HOST_OBJ)

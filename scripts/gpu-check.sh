@@ -8,8 +8,9 @@
 #   3. bitnet bench kernels --gpu: W2A8 GEMV and GEMM on the 2B4T shapes, each output equal
 #      to the CPU reference to the bit; GEMV bandwidth >= 0.7 of a device-to-device copy
 #   4. bitnet bench --gpu on the bundled model and on a synthetic 2B4T: the CUDA logits
-#      against the CPU forward's (max |difference| within 2% of the largest logit: the
-#      rounding of int8 activations), greedy tokens equal for 64 steps; pp128 and tg32 on
+#      against the CPU forward's (max |difference| within the rounding of int8 activations:
+#      at most twice what the CPU's own SIMD and reference kernels differ by on the same
+#      prompt, plus 0.1% of the largest logit), greedy tokens equal for 64 steps; pp128 and tg32 on
 #      the GPU; NVML's memory in use against the pool (the difference is the CUDA context
 #      and whatever else runs: between 0 and 1 GiB)
 #
@@ -19,7 +20,10 @@
 #                                           binary into build-gpu and packs it with the shared
 #                                           libraries it needs into DIR (default gpu-bundle;
 #                                           ignored by git; carry it to the GPU machine)
-# Environment: NVCC, CUDA_HOME (as the Makefile), GPU_CHECK_BUILD (the build folder, default
+# GPU_CHECK_QUICK=1: bench kernels --quick and no 2B4T (a dry run of this script on a
+# build with the kernel emulator, make CUDA=emu, where the GPU's figures mean nothing).
+# Environment: GPU_CHECK_BITNET (a bitnet binary to use as it is), NVCC, CUDA_HOME (as the
+# Makefile), GPU_CHECK_BUILD (the build folder, default
 # build-gpu), GPU_CHECK_OUT (a folder for the logs and
 # the summary; default a temporary one), GPU_CHECK_2B4T (an existing 2B4T GGUF to use).
 set -u
@@ -59,7 +63,10 @@ note() { echo "      $*" | tee -a "$SUMMARY"; }
 t0=$(date +%s)
 
 # ---- 1. the binary ---------------------------------------------------------------------------
-if [ -x "$BUNDLE/bitnet" ]; then
+if [ -n "${GPU_CHECK_BITNET:-}" ]; then
+    BITNET=$GPU_CHECK_BITNET
+    note "binary: $BITNET (GPU_CHECK_BITNET)"
+elif [ -x "$BUNDLE/bitnet" ]; then
     mkdir -p "$OUT/lib" && tar -C "$OUT" -xJf "$BUNDLE/lib.tar.xz" || die "cannot unpack the bundle"
     export LD_LIBRARY_PATH="$OUT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     BITNET=$BUNDLE/bitnet
@@ -86,15 +93,17 @@ esac
 json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
 
 # ---- 3. kernels ----------------------------------------------------------------------------------
-if "$BITNET" bench kernels --gpu >"$OUT/kernels.txt" 2>&1 &&
-    "$BITNET" bench kernels --gpu --json >"$OUT/kernels.json" 2>>"$OUT/kernels.txt"; then
+quick=
+[ "${GPU_CHECK_QUICK:-0}" = 1 ] && quick=--quick
+if "$BITNET" bench kernels --gpu $quick >"$OUT/kernels.txt" 2>&1 &&
+    "$BITNET" bench kernels --gpu $quick --json >"$OUT/kernels.json" 2>>"$OUT/kernels.txt"; then
     cat "$OUT/kernels.txt"
-    diffs=$(json "$OUT/kernels.json" "max(r['max_diff'] for r in d['results'])")
-    ratio=$(json "$OUT/kernels.json" \
-        "min(r['ratio'] for r in d['results'] if r['rows'] * r['cols'] >= 2560 * 6912)")
-    [ "$diffs" = "0" ] || [ "$diffs" = "0.0" ] && pass "GEMV/GEMM outputs equal the CPU reference" \
-        || fail "GEMV/GEMM differ from the CPU reference by $diffs"
-    python3 -c "import sys; sys.exit(0 if float('$ratio') >= 0.7 else 1)" &&
+    diffs=$(json "$OUT/kernels.json" "'%g' % max(r['max_diff'] for r in d['results'])")
+    ffn="[r for r in d['results'] if r['rows'] * r['cols'] >= 2560 * 6912]"
+    ratio=$(json "$OUT/kernels.json" "'%.2f' % min(r['ratio'] for r in $ffn)")
+    [ "$diffs" = 0 ] && pass "GEMV/GEMM outputs equal the CPU reference" ||
+        fail "GEMV/GEMM differ from the CPU reference by $diffs"
+    [ "$(json "$OUT/kernels.json" "int(min(r['ratio'] for r in $ffn) >= 0.7)")" = 1 ] &&
         pass "GEMV at $ratio of the copy bandwidth (FFN shapes; >= 0.7)" ||
         fail "GEMV at $ratio of the copy bandwidth (FFN shapes; wanted >= 0.7)"
 else
@@ -113,19 +122,21 @@ model_check() { # NAME FILE ARGS...
         return
     fi
     j=$OUT/$name.json
-    d=$(json "$j" "d['max_abs_diff']") m=$(json "$j" "d['max_abs_logit']")
-    eq=$(json "$j" "d['greedy_equal_steps']")
-    python3 -c "import sys; sys.exit(0 if float('$d') <= 0.02 * float('$m') else 1)" &&
-        pass "$name: logits CUDA vs CPU, max |diff| $d (largest |logit| $m)" ||
-        fail "$name: logits CUDA vs CPU, max |diff| $d over 2% of the largest |logit| $m"
+    d=$(json "$j" "'%.3g' % d['max_abs_diff']") m=$(json "$j" "'%.3g' % d['max_abs_logit']")
+    r=$(json "$j" "'%.3g' % d['cpu_ref_max_abs_diff']") eq=$(json "$j" "d['greedy_equal_steps']")
+    ok=$(json "$j" "int(d['max_abs_diff'] <= 2 * d['cpu_ref_max_abs_diff'] + 1e-3 * d['max_abs_logit'])")
+    [ "$ok" = 1 ] &&
+        pass "$name: logits CUDA vs CPU, max |diff| $d (CPU SIMD vs reference $r, largest $m)" ||
+        fail "$name: logits CUDA vs CPU, max |diff| $d over 2 x $r (CPU SIMD vs reference) + 0.1% of $m"
     [ "$eq" = 64 ] && pass "$name: greedy tokens equal for 64 steps" ||
         fail "$name: greedy tokens equal for $eq of 64 steps"
     note "$name: pp$(json "$j" "d['pp']") $(json "$j" "round(d['pp_tokens_per_s'], 1)") t/s," \
         "tg$(json "$j" "d['tg']") $(json "$j" "round(d['tg_tokens_per_s'], 1)") t/s (GPU)"
-    gap=$(json "$j" "(d['nvml_used_bytes'] - d['pool_reserved_bytes']) / 2**20")
-    note "$name: pool $(json "$j" "d['pool_reserved_bytes'] // 2**20") MiB reserved," \
+    gap=$(json "$j" "'%.0f' % ((d['nvml_used_bytes'] - d['pool_reserved_bytes']) / 2**20)")
+    note "$name: pool $(json "$j" "d['pool_reserved_bytes'] // 2**20") MiB reserved" \
+        "($(json "$j" "d['weight_bytes'] // 2**20") MiB of weights)," \
         "NVML $(json "$j" "d['nvml_used_bytes'] // 2**20") MiB in use"
-    python3 -c "import sys; sys.exit(0 if 0 <= float('$gap') <= 1024 else 1)" &&
+    [ "$(json "$j" "int(0 <= d['nvml_used_bytes'] - d['pool_reserved_bytes'] <= 2**30)")" = 1 ] &&
         pass "$name: NVML = pool + $gap MiB (the CUDA context)" ||
         fail "$name: NVML - pool = $gap MiB (wanted 0 to 1024)"
 }
@@ -133,7 +144,9 @@ model_check() { # NAME FILE ARGS...
 bundled=$(ls assets/models/*.gguf 2>/dev/null | head -1)
 [ -n "$bundled" ] && model_check bundled "$bundled" -p 128 -n 32 || fail "no bundled model"
 m2b=${GPU_CHECK_2B4T:-$OUT/2b4t.gguf}
-if [ -f "$m2b" ] || "$BITNET" synth --shape 2b4t -o "$m2b" >"$OUT/synth.log" 2>&1; then
+if [ "${GPU_CHECK_QUICK:-0}" = 1 ]; then
+    note "2b4t: left out (GPU_CHECK_QUICK=1)"
+elif [ -f "$m2b" ] || "$BITNET" synth --shape 2b4t -o "$m2b" >"$OUT/synth.log" 2>&1; then
     model_check 2b4t "$m2b" -p 128 -n 32 -t "$(nproc)"
 else
     cat "$OUT/synth.log"

@@ -20,6 +20,7 @@
 #include "bench_util.h"
 #include "bitnet/core.h"
 #include "bitnet/cuda.h"
+#include "bitnet/kernels.h"
 #include "common/cli.h"
 #include "common/hw.h"
 #include "common/model_common.h"
@@ -41,9 +42,10 @@ void bench_gpu_help(FILE *out)
                  "                     [--lm-head q8_0|keep] [-t N] [--json]\n"
                  "            the CUDA forward against the CPU's on the same model: max |logit\n"
                  "            difference| and greedy tokens equal over --steps (default 64) steps\n"
-                 "            from a prompt of min(N, 32) tokens; then ppN (default 128) and tgN\n"
-                 "            (default 32) on the GPU, median of -r (3) runs; the pool's memory\n"
-                 "            beside NVML's figure for the device\n"
+                 "            from a prompt of min(N, 32) tokens, beside the CPU's own spread\n"
+                 "            (its SIMD against its reference kernels on the prompt); then ppN\n"
+                 "            (default 128) and tgN (default 32) on the GPU, median of -r (3)\n"
+                 "            runs; the pool's memory beside NVML's figure for the device\n"
                  "  bitnet bench kernels --gpu [--quick] [-r N] [--json]\n"
                  "            W2A8 GEMV and 8-token GEMM on the 2B4T shapes, each output checked\n"
                  "            against the CPU reference kernel, GEMV bandwidth against a\n"
@@ -206,12 +208,13 @@ static double max_abs_diff(const float *a, const float *b, int64_t n, double *am
 
 typedef struct compare {
     double max_diff, max_logit;
+    double ref_diff; /* the CPU's own: SIMD against reference kernels, the prompt's logits */
     int equal_steps, first_diff; /* greedy steps whose tokens agree; -1: all */
 } compare;
 
 /* CPU and GPU on the same prompt, then `steps` greedy tokens each on its own tokens. */
 static int compare_logits(const gpu_opts *o, mc_session *s, bn_cuda_model *g, const int32_t *prompt,
-                          int n_prompt, compare *c)
+                          int n_prompt, compare *c, float *prompt_logits)
 {
     const int64_t V = bn_model_n_vocab(s->model);
     float *lc = malloc((size_t)V * 4), *lg = malloc((size_t)V * 4);
@@ -222,6 +225,7 @@ static int compare_logits(const gpu_opts *o, mc_session *s, bn_cuda_model *g, co
     if (rc == BN_EXIT_OK && (bn_model_eval(s->st, prompt, n_prompt, 0, 1, lc) != BN_OK ||
                              bn_cuda_eval(g, prompt, n_prompt, 0, 1, lg) != BN_OK))
         rc = BN_EXIT_FAIL;
+    if (rc == BN_EXIT_OK) memcpy(prompt_logits, lc, (size_t)V * 4);
     for (int step = 0; rc == BN_EXIT_OK; step++) {
         if (c->first_diff < 0)
             c->max_diff = fmax(c->max_diff, max_abs_diff(lc, lg, V, &c->max_logit));
@@ -237,6 +241,40 @@ static int compare_logits(const gpu_opts *o, mc_session *s, bn_cuda_model *g, co
         cli_error("bench --gpu: %s", lc && lg ? bn_ctx_errmsg(s->ctx) : "out of memory");
     free(lc);
     free(lg);
+    return rc;
+}
+
+/* The yardstick of "within rounding": the prompt's last logits from the same file with the
+ * plain-C reference kernels against the session's (lc), max |difference| into *spread. */
+static int cpu_spread(const gpu_opts *o, mc_session *s, const int32_t *prompt, int n,
+                      const float *lc, double *spread)
+{
+    const int64_t V = bn_model_n_vocab(s->model);
+    const int ht = bn_model_hparams_get(s->model)->head_type;
+    bn_model_params mp;
+    bn_model_params_init(&mp);
+    mp.kernels = bn_kernels_ref();
+    mp.head_type = ht == BN_TYPE_F16 || ht == BN_TYPE_F32 ? 0 : ht;
+    bn_model *m = NULL;
+    bn_model_state *st = NULL;
+    bn_model_state_params sp;
+    bn_model_state_params_init(&sp);
+    sp.n_ctx = n;
+    float *l = malloc((size_t)V * 4);
+    double amax = 0.0;
+    int rc = l && bn_model_load(s->ctx, o->mc.model, &mp, &m) == BN_OK &&
+                             bn_model_state_new(m, &sp, &st) == BN_OK &&
+                             bn_model_eval(st, prompt, n, 0, 1, l) == BN_OK
+                     ? BN_EXIT_OK
+                     : BN_EXIT_FAIL;
+    if (rc == BN_EXIT_OK)
+        *spread = max_abs_diff(lc, l, V, &amax);
+    else
+        cli_error("bench --gpu: reference kernels: %s",
+                  l ? bn_ctx_errmsg(s->ctx) : "out of memory");
+    bn_model_state_free(st);
+    bn_model_free(m);
+    free(l);
     return rc;
 }
 
@@ -293,6 +331,8 @@ static int print_result(const gpu_opts *o, const gpu_result *r, int n_prompt)
         printf("logits, CUDA vs CPU: max |diff| %.6g (max |logit| %.4g) over the prompt of %d "
                "tokens and %d greedy steps\n",
                r->c.max_diff, r->c.max_logit, n_prompt, r->c.equal_steps);
+        printf("the CPU's own spread (SIMD against reference kernels, the prompt): %.6g\n",
+               r->c.ref_diff);
         printf("greedy tokens equal for %d of %d steps%s\n", r->c.equal_steps, o->steps,
                r->c.first_diff < 0 ? "" : " (they part after that)");
         printf("pp%d %.1f t/s, tg%d %.1f t/s (GPU, median of %d)\n", o->pp, o->pp / r->pp_s, o->tg,
@@ -306,6 +346,7 @@ static int print_result(const gpu_opts *o, const gpu_result *r, int n_prompt)
     cJSON *d = cJSON_CreateObject();
     cJSON_AddNumberToObject(d, "max_abs_diff", r->c.max_diff);
     cJSON_AddNumberToObject(d, "max_abs_logit", r->c.max_logit);
+    cJSON_AddNumberToObject(d, "cpu_ref_max_abs_diff", r->c.ref_diff);
     cJSON_AddNumberToObject(d, "steps", o->steps);
     cJSON_AddNumberToObject(d, "greedy_equal_steps", r->c.equal_steps);
     cJSON_AddNumberToObject(d, "pp", o->pp);
@@ -350,7 +391,14 @@ int bench_model_gpu_main(int argc, char **argv)
     }
     for (int i = 0; rc == BN_EXIT_OK && i < longest; i++)
         tok[i] = (int32_t)(bn_bench_rng(&seed) % (uint64_t)bn_model_n_vocab(s.model));
-    if (rc == BN_EXIT_OK) rc = compare_logits(&o, &s, g, tok, n_prompt, &r.c);
+    float *pl = malloc((size_t)bn_model_n_vocab(s.model) * 4);
+    if (rc == BN_EXIT_OK && !pl) {
+        cli_error("out of memory");
+        rc = BN_EXIT_FAIL;
+    }
+    if (rc == BN_EXIT_OK) rc = compare_logits(&o, &s, g, tok, n_prompt, &r.c, pl);
+    if (rc == BN_EXIT_OK) rc = cpu_spread(&o, &s, tok, n_prompt, pl, &r.c.ref_diff);
+    free(pl);
     if (rc == BN_EXIT_OK) rc = time_gpu(&o, &s, g, tok, o.pp, 0, &r.pp_s);
     if (rc == BN_EXIT_OK) rc = time_gpu(&o, &s, g, tok, o.tg, 1, &r.tg_s);
     if (rc == BN_EXIT_OK) {

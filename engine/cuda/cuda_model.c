@@ -113,7 +113,8 @@ bn_status bn_cuda_devices(bn_cuda_device *out, int max, int *n, char *why, size_
  * need) or allocating from g->pool and uploading what the host holds for it. */
 typedef struct planner {
     bn_cuda_model *g;
-    size_t need; /* counting */
+    size_t need;  /* counting: what the pool must hold */
+    size_t bytes; /* counting: the buffers' own sizes */
     size_t small_max, align;
     bn_status rc;
 } planner;
@@ -123,6 +124,7 @@ static void want(planner *pl, void *ptr, size_t size, const void *src)
     void **p = ptr;
     if (pl->rc != BN_OK) return;
     if (!pl->g->pool) { /* a small block may take a class slot up to small_max */
+        pl->bytes += size;
         pl->need +=
                 size <= pl->small_max ? pl->small_max : (size + pl->align - 1) & ~(pl->align - 1);
         return;
@@ -299,7 +301,7 @@ static bn_status make_pool(bn_cuda_model *g, int device)
     bn_gpu_pool_params_init(&pp);
     planner pl = {.g = g, .small_max = pp.small_max, .align = pp.align};
     plan_weights(&pl);
-    g->weight_bytes = pl.need;
+    g->weight_bytes = pl.bytes;
     plan_state(&pl);
     /* a partly filled slab per size class at worst */
     pp.reserve = pl.need + 16 * pp.slab_bytes;

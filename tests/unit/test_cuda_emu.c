@@ -39,7 +39,10 @@ static void open_model(fixture *f, int head_type, int64_t n_batch)
     bn_model_params mp;
     bn_model_params_init(&mp);
     mp.head_type = head_type;
-    assert_int_equal(bn_model_load(f->ctx, MODEL, &mp, &f->m), BN_OK);
+    /* BN_TEST_CUDA_MODEL: another model for a run by hand (a synthetic 700m: SiLU, its own
+     * LM head) */
+    const char *path = getenv("BN_TEST_CUDA_MODEL") ? getenv("BN_TEST_CUDA_MODEL") : MODEL;
+    if (bn_model_load(f->ctx, path, &mp, &f->m) != BN_OK) fail_msg("%s", bn_ctx_errmsg(f->ctx));
     bn_model_state_params sp;
     bn_model_state_params_init(&sp);
     sp.n_ctx = 64;
