@@ -249,6 +249,24 @@ static int set_meta(conv *c, bn_gguf_writer *w, char *err, size_t errsz)
 /* ---- producing one tensor's bytes
  * ---------------------------------------------------------------- */
 
+static int lowrank_copy(conv *c, const cv_lowrank *from, const char *src, char *err, size_t errsz)
+{
+    cv_lowrank_release(&c->lr);
+    const size_t na = (size_t)(from->rank * from->cols), nb = (size_t)(from->rows * from->rank);
+    c->lr = *from;
+    c->lr.a = malloc(na * sizeof *c->lr.a);
+    c->lr.b = malloc(nb * sizeof *c->lr.b);
+    if (!c->lr.a || !c->lr.b) {
+        cv_lowrank_release(&c->lr);
+        return cm_fail(err, errsz, "out of memory (low rank: %s)", src);
+    }
+    memcpy(c->lr.a, from->a, na * sizeof *c->lr.a);
+    memcpy(c->lr.b, from->b, nb * sizeof *c->lr.b);
+    snprintf(c->lr.src, sizeof c->lr.src, "%s", src);
+    c->lr_energy += c->lr.energy;
+    return 0;
+}
+
 /* The factors of src's residual into c->lr (kept for the second factor): the float weight,
  * and the codes and scales written for it (calibrated, or absmean as produce makes them). */
 static int lowrank_compute(conv *c, const char *src, char *err, size_t errsz)
@@ -256,6 +274,8 @@ static int lowrank_compute(conv *c, const char *src, char *err, size_t errsz)
     const cv_tensor *t = cv_source_find(&c->src, src);
     const int64_t N = t ? t->shape[0] : 0, K = t ? t->shape[1] : 0;
     const cv_calib_layer *cl = c->calibrated ? cv_calib_find(&c->cal, src) : NULL;
+    if (cl && cl->lr.rank > 0) /* chosen in calibration for the layer's output error */
+        return lowrank_copy(c, &cl->lr, src, err, errsz);
     float *w = malloc((size_t)(N * K) * sizeof *w), *rs = malloc((size_t)N * sizeof *rs);
     int8_t *q = malloc((size_t)(N * K));
     float scale = 0;
@@ -772,6 +792,7 @@ static int calibrate(conv *c, char *err, size_t errsz)
     int rc = cv_text_seqs(c->tok, c->o->calibrate, h->n_vocab, h->n_ctx, &q, err, errsz);
     cv_calib_init(&c->cal, c->ctx, c->pool, c->o->method);
     c->cal.row_scales = c->o->scales == CV_SCALES_ROW;
+    c->cal.lowrank = c->o->lowrank;
     c->cal.tokens = q.total;
     if (rc == 0) rc = cv_reference(&c->src, c->pool, &q, NULL, c->o, &c->cal, err, errsz);
     cv_seqs_release(&q);
@@ -797,6 +818,7 @@ static void report_lowrank(conv *c)
                             c->total_bytes ? (double)c->lr_bytes / (double)c->total_bytes : 0);
     cJSON_AddNumberToObject(r, "macs_per_token", c->lr_macs);
     cJSON_AddNumberToObject(r, "energy_mean", n ? c->lr_energy / n : 0);
+    cJSON_AddBoolToObject(r, "weighted", c->calibrated);
 }
 
 static int run(conv *c, char *err, size_t errsz)

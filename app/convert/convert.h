@@ -237,6 +237,16 @@ int cv_metrics(const float *ref, const float *conv, const cv_seqs *q, int64_t n_
 
 /* ---- calibrated ternarization (convert_calib.c) ------------------------------------------ */
 
+/* (--lowrank, convert_lowrank.c) The top-rank factors of a layer's ternarization residual D = W -
+ * diag(row_scale) q: a (rank x cols) and b (rows x rank), b a ~= D, for the engine's y = W_t x + b
+ * (a x). */
+typedef struct cv_lowrank {
+    char src[160]; /* the layer (the Hugging Face name) they belong to */
+    int64_t rows, cols, rank;
+    float *a, *b;
+    double energy; /* the share of ||D||_F^2 the rank keeps */
+} cv_lowrank;
+
 /* One linear layer: its codes for the output (W ~= q * scale) and the relative output error
  * on the calibration tokens of absmean and of gptq (see convert_calib.c). */
 typedef struct cv_calib_layer {
@@ -247,6 +257,7 @@ typedef struct cv_calib_layer {
     float scale, scale_gptq; /* the tensor's scale; gptq's (of row 0 with row scales) */
     double err_absmean, err_gptq, scale_mult, lambda;
     double err_scaled; /* round to nearest at the best of gptq's scales, no feedback */
+    cv_lowrank lr;     /* with cv_calib.lowrank: factors weighted by H (rank 0: none) */
 } cv_calib_layer;
 
 struct cv_calib {
@@ -254,6 +265,7 @@ struct cv_calib {
     bn_threadpool *pool;
     int method;     /* CV_METHOD_* */
     int row_scales; /* gptq chooses one scale per row (stored as f16, as TQ2_0/TQ1_0 do) */
+    int lowrank;    /* r > 0: each layer's rank-r correction, chosen for its output error */
     double damp;    /* lambda = damp * mean(diag H) */
     int64_t tokens;
     cv_calib_layer *l;
@@ -303,21 +315,19 @@ typedef struct cv_analyze_opts {
  * with a one-line message. */
 int cv_analyze(const cv_analyze_opts *o, cJSON **report, char *err, size_t errsz);
 
-/* ---- low-rank corrections (convert_lowrank.c) ------------------------------------------- */
+/* ---- low-rank corrections (convert_lowrank.c; cv_lowrank above) -------------------------- */
 
-/* The top-rank factors of a layer's ternarization residual D = W - diag(row_scale) q: a (rank x
- * cols) and b (rows x rank), b a ~= D, for the engine's y = W_t x + b (a x). */
-typedef struct cv_lowrank {
-    char src[160]; /* the layer (the Hugging Face name) they belong to */
-    int64_t rows, cols, rank;
-    float *a, *b;
-    double energy; /* the share of ||D||_F^2 the rank keeps */
-} cv_lowrank;
-
-/* w (N x K) float, q its codes, row_scale its N scales; rank is cut to min(N, K). 0, or -1
- * with a message. */
+/* The factors of w (N x K) float, q its codes, row_scale its N scales; rank is cut to min(N, K). 0,
+ * or -1 with a message. */
 int cv_lowrank_factors(bn_ctx *ctx, const float *w, const int8_t *q, const float *row_scale,
                        int64_t N, int64_t K, int64_t rank, cv_lowrank *lr, char *err, size_t errsz);
+/* The same for the layer's output error on inputs with second moment h (K x K): the rank-r L
+ * minimising tr((D - L) (h + lambda I) (D - L)^T), lambda = damp * mean(diag h): with
+ * G = (h + lambda I)^1/2, the top-r SVD of D G, times G^-1. energy: the share of the weighted
+ * norm kept. */
+int cv_lowrank_weighted(bn_ctx *ctx, const double *h, double damp, const float *w, const int8_t *q,
+                        const float *row_scale, int64_t N, int64_t K, int64_t rank, cv_lowrank *lr,
+                        char *err, size_t errsz);
 void cv_lowrank_release(cv_lowrank *lr);
 
 /* The built-in prompts and text (NUL-terminated). */

@@ -47,6 +47,7 @@ void cv_calib_release(cv_calib *cal)
     for (int i = 0; i < cal->n; i++) {
         free(cal->l[i].q);
         free(cal->l[i].row_scale);
+        cv_lowrank_release(&cal->l[i].lr);
     }
     free(cal->l);
     free(cal->h);
@@ -395,6 +396,9 @@ int cv_calib_linear(cv_calib *cal, const char *name, const float *x, int64_t T, 
         for (int64_t r = 0; r < N; r++) l->row_scale[r] = s_abs;
     }
     l->scale = cal->method == CV_METHOD_GPTQ ? l->scale_gptq : s_abs;
+    if (rc == 0 && cal->lowrank > 0) /* for the codes written, on these inputs */
+        rc = cv_lowrank_weighted(cal->ctx, cal->h, cal->damp, w, l->q, l->row_scale, N, K,
+                                 cal->lowrank, &l->lr, err, errsz);
     free(u);
     free(b.q);
     free(b.scale);

@@ -41,6 +41,12 @@ set -- $(jget "$TMP/r128.json" validation.top1_agreement validation.cosine_mean 
 echo "       full rank: top-1 $1, cosine $2, residual kept $3"
 lt 0.98 "$1" && lt 0.9999 "$2" && ok "full rank: the engine applies the factors (top-1 $1)" ||
     bad "full rank: top-1 $1 cosine $2"
+# with calibration the factors are weighted by the inputs: a better output than plain SVD's
+expect_exit 0 "--calibrate --method absmean --lowrank 8" -- "$BITNET" convert "$D/llama-st" \
+    -o "$TMP/w8.gguf" --calibrate "$D/calib-gpl3-s4-6.txt" --method absmean --lowrank 8 --json -t 2
+set -- $(jget "$TMP/out" lowrank.weighted validation.top1_agreement)
+[ "$1" = true ] && lt "$(jget "$TMP/r8.json" validation.top1_agreement)" "$2" &&
+    ok "weighted factors: top-1 $2 above plain SVD's" || bad "weighted: $*"
 expect_exit 0 "perplexity of the rank 8 output" -- "$BITNET" perplexity -m "$TMP/r8.gguf" \
     -f "$D/heldout-gpl3-s1-3.txt" -c 128 -t 2
 

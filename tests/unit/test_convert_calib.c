@@ -146,12 +146,63 @@ static void test_absmean_codes(void **state)
     cv_calib_release(&cal);
 }
 
+/* ||X (W - diag(s) q - b a)^T||_F / ||X W^T||_F with lr's factors. */
+static double lowrank_err(const layer *l, const int8_t *q, const float *s, const cv_lowrank *lr)
+{
+    static float w2[N * K];
+    for (int r = 0; r < N; r++)
+        for (int k = 0; k < K; k++) {
+            double c = 0;
+            for (int j = 0; j < lr->rank; j++)
+                c += (double)lr->b[r * lr->rank + j] * lr->a[j * K + k];
+            w2[r * K + k] = l->w[r * K + k] - (float)c; /* the part the codes must carry */
+        }
+    double num = 0, den = 0;
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < N; r++) {
+            double y = 0, d = 0;
+            for (int k = 0; k < K; k++) {
+                y += (double)l->x[t * K + k] * l->w[r * K + k];
+                d += (double)l->x[t * K + k] * (w2[r * K + k] - q[r * K + k] * s[r]);
+            }
+            num += d * d;
+            den += y * y;
+        }
+    return sqrt(num / den);
+}
+
+/* With calibration the low-rank factors are chosen for the output error: below plain SVD's
+ * (which minimises ||D - L||_F, blind to the loud input channels) and below no factors. */
+static void test_lowrank_weighted(void **state)
+{
+    (void)state;
+    cv_calib cal;
+    char err[256];
+    cv_calib_init(&cal, ctx, bn_ctx_pool(ctx), CV_METHOD_ABSMEAN);
+    cal.lowrank = 4;
+    assert_int_equal(cv_calib_linear(&cal, "w", L.x, T, L.w, N, K, err, sizeof err), 0);
+    const cv_calib_layer *c = cv_calib_find(&cal, "w");
+    assert_int_equal(c->lr.rank, 4);
+    cv_lowrank plain = {0};
+    assert_int_equal(
+            cv_lowrank_factors(ctx, L.w, c->q, c->row_scale, N, K, 4, &plain, err, sizeof err), 0);
+    const double e0 = direct_err(&L, c->q, c->row_scale, -1, 0);
+    const double ep = lowrank_err(&L, c->q, c->row_scale, &plain);
+    const double ew = lowrank_err(&L, c->q, c->row_scale, &c->lr);
+    print_message("output error: absmean %.4f (%.4f), + rank 4 by SVD %.4f, weighted %.4f\n", e0,
+                  c->err_absmean, ep, ew);
+    assert_true(ew < ep && ep < e0);
+    cv_lowrank_release(&plain);
+    cv_calib_release(&cal);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_tensor_scale),
             cmocka_unit_test(test_row_scales),
             cmocka_unit_test(test_absmean_codes),
+            cmocka_unit_test(test_lowrank_weighted),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
