@@ -1,5 +1,5 @@
 /* screen_history.c - screen 8: the run history (sqlite): browse, filter by command and
- * status, search, details, export. */
+ * status, search, sort by any column and choose the columns, details, export. */
 #include "tui.h"
 
 #include <cjson/cJSON.h>
@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "common/history.h"
+#include "table.h"
 
 #define LIMIT 1000
 
@@ -17,9 +18,17 @@ static const char *const commands[] = {NULL,         "generate", "chat",  "bench
                                        "perplexity", "doctor",   "train", "convert"};
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 
+enum { COL_ID, COL_STARTED, COL_COMMAND, COL_STATUS, COL_TIME, COL_MODEL, COL_RESULT, N_COLS };
+static const ui_col columns[N_COLS] = {
+        {"ID", 7, 1},   {"STARTED", 17, 0}, {"COMMAND", 11, 0}, {"STATUS", 10, 0},
+        {"TIME", 9, 1}, {"MODEL", 23, 0},   {"RESULT", 0, 0},
+};
+
 typedef struct hist {
     bn_run *runs;
     size_t n;
+    size_t *order; /* order[i]: the run shown i-th (the table's sort) */
+    ui_table tb;
     ui_list list;
     int cmd;    /* index in commands */
     int status; /* -1 any, else bn_run_status */
@@ -39,6 +48,7 @@ static void *hist_create(tui *t)
     if (!h) return NULL;
     h->status = -1;
     h->seq = (unsigned long long)-1;
+    ui_table_init(&h->tb, columns, N_COLS, COL_STARTED, 1);
     return h;
 }
 
@@ -46,6 +56,7 @@ static void hist_destroy(void *st)
 {
     hist *h = st;
     bn_db_runs_free(h->runs, h->n);
+    free(h->order);
     free(h);
 }
 
@@ -59,6 +70,67 @@ static bn_run_filter filter_of(const hist *h)
     return f;
 }
 
+/* The run shown at row i, or NULL. */
+static const bn_run *shown_run(const hist *h, int i)
+{
+    return i >= 0 && (size_t)i < h->n && h->order ? &h->runs[h->order[i]] : NULL;
+}
+
+static long long duration_ms(const bn_run *r)
+{
+    return r->ended_ms ? (long long)(r->ended_ms - r->started_ms) : -1;
+}
+
+static int cmp_str(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "");
+}
+
+static int cmp_num(long long a, long long b)
+{
+    return (a > b) - (a < b);
+}
+
+static int cmp_run(const void *ctx, int col, size_t ia, size_t ib)
+{
+    const bn_run *a = &((const bn_run *)ctx)[ia], *b = &((const bn_run *)ctx)[ib];
+    char sa[200], sb[200];
+    switch (col) {
+    case COL_ID:
+        return cmp_num(a->id, b->id);
+    case COL_STARTED:
+        return cmp_num(a->started_ms, b->started_ms) ? cmp_num(a->started_ms, b->started_ms)
+                                                     : cmp_num(a->id, b->id);
+    case COL_COMMAND:
+        return cmp_str(a->command, b->command);
+    case COL_STATUS:
+        return cmp_str(bn_run_status_str(a->status), bn_run_status_str(b->status));
+    case COL_TIME:
+        return cmp_num(duration_ms(a), duration_ms(b));
+    case COL_MODEL:
+        return cmp_str(a->model_path ? tui_base(a->model_path) : NULL,
+                       b->model_path ? tui_base(b->model_path) : NULL);
+    default:
+        tui_run_summary(a, sa, sizeof sa), tui_run_summary(b, sb, sizeof sb);
+        return strcmp(sa, sb);
+    }
+}
+
+/* Orders the runs by the table's column, keeping the selected run selected. */
+static void sort_runs(hist *h)
+{
+    const bn_run *keep = shown_run(h, h->list.sel);
+    const int64_t id = keep ? keep->id : -1;
+    size_t *order = h->n ? malloc(h->n * sizeof *order) : NULL;
+    if (h->n && !order) return; /* out of memory: the old order stays */
+    free(h->order);
+    h->order = order;
+    ui_table_sort(&h->tb, order, h->n, cmp_run, h->runs);
+    h->list.sel = 0;
+    for (size_t i = 0; i < h->n; i++)
+        if (h->runs[order[i]].id == id) h->list.sel = (int)i;
+}
+
 static void read_runs(tui *t, hist *h)
 {
     h->seq = t->hist_seq;
@@ -66,12 +138,52 @@ static void read_runs(tui *t, hist *h)
     bn_run *runs = NULL;
     size_t n = 0;
     if (tui_run_list(t, &f, &runs, &n, h->err, sizeof h->err) != BN_OK) return;
-    int64_t keep = h->list.sel >= 0 && (size_t)h->list.sel < h->n ? h->runs[h->list.sel].id : -1;
+    const bn_run *sel = shown_run(h, h->list.sel);
+    const int64_t keep = sel ? sel->id : -1;
     bn_db_runs_free(h->runs, h->n);
     h->runs = runs, h->n = n, h->err[0] = '\0';
-    h->list.sel = 0;
-    for (size_t i = 0; i < n; i++)
-        if (runs[i].id == keep) h->list.sel = (int)i;
+    free(h->order), h->order = NULL;
+    sort_runs(h);
+    for (size_t i = 0; i < n && h->order; i++)
+        if (runs[h->order[i]].id == keep) h->list.sel = (int)i;
+}
+
+static void run_cell(const void *row, int col, char *buf, size_t size, int *attr)
+{
+    const bn_run *r = row;
+    const long long d = duration_ms(r);
+    switch (col) {
+    case COL_ID:
+        snprintf(buf, size, "%lld", (long long)r->id);
+        break;
+    case COL_STARTED:
+        ui_time(r->started_ms, buf, size);
+        break;
+    case COL_COMMAND:
+        snprintf(buf, size, "%s", r->command ? r->command : "");
+        break;
+    case COL_STATUS:
+        snprintf(buf, size, "%s", bn_run_status_str(r->status));
+        *attr = r->status == BN_RUN_OK       ? crt_attr(CR_OK)
+                : r->status == BN_RUN_FAILED ? crt_attr(CR_FAIL)
+                                             : crt_attr(CR_WARN);
+        break;
+    case COL_TIME:
+        if (d < 0)
+            snprintf(buf, size, "-");
+        else
+            snprintf(buf, size,
+                     d < 10000    ? "%.2f s"
+                     : d < 600000 ? "%.0f s"
+                                  : "%.0f min",
+                     d < 600000 ? (double)d / 1000 : (double)d / 60000);
+        break;
+    case COL_MODEL:
+        snprintf(buf, size, "%s", r->model_path ? tui_base(r->model_path) : "-");
+        break;
+    default:
+        tui_run_summary(r, buf, size);
+    }
 }
 
 static void draw_details(const bn_run *r, int *scroll, int y, int x, int h, int w)
@@ -117,13 +229,13 @@ static void hist_draw(tui *t, void *st, int y, int x, int h, int w)
     c += ui_printf(y, c, x + w - c, crt_attr(CR_SELECT), " %s ",
                    commands[hs->cmd] ? commands[hs->cmd] : "all");
     ui_hit(y, x + 1, c - x - 1, UI_KEY_BUTTON + 1);
-    c += ui_text(y, c, x + w - c, crt_attr(CR_DIM), " (f)  ");
+    c += ui_text(y, c, x + w - c, crt_attr(CR_DIM), " (f F)  ");
     const int c0 = c;
     c += ui_text(y, c, x + w - c, crt_attr(CR_TITLE), "status ");
     c += ui_printf(y, c, x + w - c, crt_attr(CR_SELECT), " %s ",
                    hs->status < 0 ? "any" : bn_run_status_str((bn_run_status)hs->status));
     ui_hit(y, c0, c - c0, UI_KEY_BUTTON + 2);
-    c += ui_text(y, c, x + w - c, crt_attr(CR_DIM), " (t)  ");
+    c += ui_text(y, c, x + w - c, crt_attr(CR_DIM), " (t T)  ");
     c += ui_text(y, c, x + w - c, crt_attr(CR_TITLE), "search ");
     if (hs->searching || hs->search.len)
         ui_input_draw(&hs->search, y, c, x + w - c - 1 < 30 ? x + w - c - 1 : 30, hs->searching);
@@ -134,40 +246,27 @@ static void hist_draw(tui *t, void *st, int y, int x, int h, int w)
     snprintf(title, sizeof title, "%zu run%s%s in %s (e/E export json/csv)", hs->n,
              hs->n == 1 ? "" : "s", hs->n == LIMIT ? "+" : "", hs->path);
     if (hs->details && list_w == w) {
-        if (hs->list.sel >= 0 && (size_t)hs->list.sel < hs->n)
-            draw_details(&hs->runs[hs->list.sel], &hs->detail_scroll, y + 1, x, h - 1, w);
+        if (shown_run(hs, hs->list.sel))
+            draw_details(shown_run(hs, hs->list.sel), &hs->detail_scroll, y + 1, x, h - 1, w);
         return;
     }
     ui_box(y + 1, x, h - 1, list_w, title);
     if (hs->err[0])
         ui_text(y + 2, x + 2, list_w - 4, crt_attr(CR_FAIL), hs->err);
     else if (hs->n == 0)
-        ui_text(y + 2, x + 2, list_w - 4, crt_attr(CR_DIM), "no runs match");
-    const int row = y + 2 + (hs->err[0] ? 1 : 0);
+        ui_text(y + 3, x + 2, list_w - 4, crt_attr(CR_DIM), "no runs match");
+    const int head = y + 2 + (hs->err[0] ? 1 : 0), row = head + 1;
+    ui_table_header(&hs->tb, head, x + 2, list_w - 4);
     ui_list_layout(&hs->list, (int)hs->n, y + h - 1 - row);
     for (int r = 0; r < hs->list.h && hs->list.top + r < (int)hs->n; r++) {
-        const bn_run *run = &hs->runs[hs->list.top + r];
         const int sel = hs->list.top + r == hs->list.sel;
-        char tm[32], sum[200];
-        ui_time(run->started_ms, tm, sizeof tm);
-        tui_run_summary(run, sum, sizeof sum);
-        const int base = sel ? crt_attr(CR_SELECT) : 0;
-        const int sa = sel                            ? base
-                       : run->status == BN_RUN_OK     ? crt_attr(CR_OK)
-                       : run->status == BN_RUN_FAILED ? crt_attr(CR_FAIL)
-                                                      : crt_attr(CR_WARN);
-        ui_clear(row + r, x + 1, list_w - 2, base);
-        int cc = x + 2;
-        cc += ui_printf(row + r, cc, list_w - 4, base, "%5lld %-16s %-10s ", (long long)run->id, tm,
-                        run->command);
-        cc += ui_printf(row + r, cc, x + list_w - 2 - cc, sa, "%-10s ",
-                        bn_run_status_str(run->status));
-        ui_printf(row + r, cc, x + list_w - 2 - cc, base, "%-22.22s %s",
-                  run->model_path ? tui_base(run->model_path) : "-", sum);
+        ui_clear(row + r, x + 1, list_w - 2, sel ? crt_attr(CR_SELECT) : 0);
+        ui_table_row(&hs->tb, row + r, x + 2, list_w - 4, sel ? crt_attr(CR_SELECT) : 0, sel,
+                     run_cell, shown_run(hs, hs->list.top + r));
     }
     ui_list_hits(&hs->list, row, x + 1, list_w - 2);
-    if (hs->details && hs->list.sel >= 0 && (size_t)hs->list.sel < hs->n)
-        draw_details(&hs->runs[hs->list.sel], &hs->detail_scroll, y + 1, x + list_w, h - 1,
+    if (hs->details && shown_run(hs, hs->list.sel))
+        draw_details(shown_run(hs, hs->list.sel), &hs->detail_scroll, y + 1, x + list_w, h - 1,
                      w - list_w);
 }
 
@@ -221,6 +320,10 @@ static int hist_key(tui *t, void *st, int ch)
         }
         return 0;
     }
+    if (ui_table_key(&h->tb, ch)) {
+        if (h->tb.resort) sort_runs(h);
+        return 1;
+    }
     switch (ch) {
     case '\n':
     case '\r':
@@ -238,13 +341,17 @@ static int hist_key(tui *t, void *st, int ch)
         h->detail_scroll--;
         return 1;
     case 'f':
+    case 'F':
     case UI_KEY_BUTTON + 1:
-        h->cmd = (h->cmd + 1) % N_COMMANDS;
+        h->cmd = (h->cmd + (ch == 'F' ? N_COMMANDS - 1 : 1)) % N_COMMANDS;
         read_runs(t, h);
         return 1;
     case 't':
+    case 'T': /* any, then each status: BN_RUN_STATUS_COUNT_ + 1 places */
     case UI_KEY_BUTTON + 2:
-        h->status = h->status + 1 >= BN_RUN_STATUS_COUNT_ ? -1 : h->status + 1;
+        h->status = (h->status + 1 + (ch == 'T' ? BN_RUN_STATUS_COUNT_ : 1)) %
+                            (BN_RUN_STATUS_COUNT_ + 1) -
+                    1;
         read_runs(t, h);
         return 1;
     case '/':
@@ -270,7 +377,8 @@ static int hist_key(tui *t, void *st, int ch)
 
 static int hist_editing(void *st)
 {
-    return ((hist *)st)->searching;
+    const hist *h = st;
+    return h->searching || h->tb.picking;
 }
 
 static void hist_enter(tui *t, void *st)
@@ -289,8 +397,11 @@ const tui_screen scr_history = {
         .fkey = 9,
         .help = "Up Down PgUp PgDn\tchoose a run (also the wheel and clicks)\n"
                 "Enter\tshow / hide its details (j k scroll them)\n"
-                "f\tfilter by command (all, generate, chat, bench, ...)\n"
-                "t\tfilter by status\n"
+                "f F\tfilter by command (all, generate, chat, bench, ...): next / previous\n"
+                "t T\tfilter by status: next / previous\n"
+                "< >\tsort by the previous / next column (marked in the header)\n"
+                "I\tinvert the order\n"
+                "C\tchoose the columns: Left Right pick one, Space shows / hides it, Esc\n"
                 "/\tsearch text in the command, model, parameters, metrics, error\n"
                 "e E\texport the runs shown to the data directory (JSON, CSV)\n"
                 "r\tread the history again",

@@ -1,7 +1,8 @@
 # bitnet tui for operators and scripts, driven headless (no terminal, no tmux): a virtual
 # screen (--size, COLUMNS/LINES) with --keys, --max-frames, --stats and --dump under setsid
-# with stdin from /dev/null; settings that persist in the config (tui.* keys); sorting and
-# filters; the dashboard's system meters and bitnet processes.
+# with stdin from /dev/null; settings that persist in the config (tui.* keys); the
+# dashboard's system meters and bitnet processes; sorting, columns and filters of History
+# and of the conversion queue.
 . tests/cli/lib.sh
 
 export XDG_CONFIG_HOME="$TMP/cfg" XDG_DATA_HOME="$TMP/data" BITNET_HISTORY_DB="$TMP/history.db"
@@ -173,5 +174,76 @@ wait "$MON" 2>/dev/null
 tui m2 --keys "$TMP/m1.keys" --size 160x90 --screen dashboard
 grep -q " $MON monitor" "$TMP/m2.txt" && bad "m2: the stopped monitor is still listed" \
     || ok "processes: a stopped monitor leaves the list"
+
+# ---- History: sort by any column either way, choose the columns, filters both ways ----------
+export BITNET_HISTORY_DB="$TMP/h2.db"
+"$BIN" doctor --quick >/dev/null 2>&1
+"$BIN" generate -p hi -n 4 >/dev/null 2>&1
+"$BIN" generate -m "$TMP/none.gguf" -p hi -n 4 >/dev/null 2>&1
+"$BIN" doctor --quick >/dev/null 2>&1
+# ids: the first column of the list's rows, in the order shown
+ids() { sed -n 's/^│ *\([0-9][0-9]*\) .*/\1/p' "$TMP/$1.txt" | tr '\n' ' '; }
+script y1 F9
+tui y1 --keys "$TMP/y1.keys" --size 120x30
+[ "$(ids y1)" = "4 3 2 1 " ] && ok "history: newest first (STARTED, descending)" || bad "y1 order: $(ids y1)"
+grep -q "STARTED▼" "$TMP/y1.txt" && ok "history: the header marks the sort column" || bad "y1: no STARTED▼"
+script y2 F9 "<" I
+tui y2 --keys "$TMP/y2.keys" --size 120x30
+[ "$(ids y2)" = "1 2 3 4 " ] && grep -q "ID▲" "$TMP/y2.txt" \
+    && ok "history: < sorts by ID, I inverts (ascending)" || bad "y2 order: $(ids y2)"
+script y3 F9 ">" I
+tui y3 --keys "$TMP/y3.keys" --size 120x30
+sed -n 's/^│ *[0-9][0-9]* [0-9:]* *\([a-z]*\) .*/\1/p' "$TMP/y3.txt" | tr '\n' ' ' >"$TMP/cmds"
+[ "$(cat "$TMP/cmds")" = "doctor doctor generate generate " ] \
+    && ok "history: > sorts by COMMAND (ascending after I)" || bad "y3 commands: $(cat "$TMP/cmds")"
+# the column picker: C, Left to ID, Space hides it, Esc; the rows start with the time then
+script y4 F9 C LEFT SPACE ESC
+tui y4 --keys "$TMP/y4.keys" --size 120x30
+grep -q "│ STARTED▼ *COMMAND" "$TMP/y4.txt" && [ -z "$(ids y4)" ] \
+    && ok "history: C hides the ID column" || bad "y4: ID still shown"
+grep -q "│ *4 " "$TMP/y4.txt" && bad "y4: an id is still in a row" || ok "  ... and its cells"
+script y5 F9 C LEFT SPACE SPACE ESC
+tui y5 --keys "$TMP/y5.keys" --size 120x30
+[ "$(ids y5)" = "4 3 2 1 " ] && ok "history: Space again shows it" || bad "y5: $(ids y5)"
+# filters cycle both ways: T from any is the last status, F from all the last command
+script y6 F9 T F
+tui y6 --keys "$TMP/y6.keys" --size 120x30
+grep -q "command  convert  (f F)  status  cancelled  (t T)" "$TMP/y6.txt" \
+    && ok "history: F and T step back (all -> convert, any -> cancelled)" || bad "y6: $(sed -n 2p "$TMP/y6.txt")"
+script y7 F9 t t t T f f F
+tui y7 --keys "$TMP/y7.keys" --size 120x30
+grep -q "command  generate  (f F)  status  ok  (t T)" "$TMP/y7.txt" && [ "$(ids y7)" = "2 " ] \
+    && ok "history: t t t T and f f F end one step on (generate, ok: run 2)" || bad "y7: $(sed -n 2p "$TMP/y7.txt") $(ids y7)"
+
+# ---- the conversion queue: sorted by a column either way, filtered by status both ways -------
+export BITNET_HISTORY_DB="$TMP/h3.db"
+mkdir -p "$TMP/q"
+for n in a c b; do
+    echo junk >"$TMP/q/$n.bin"
+    "$BIN" convert "$TMP/q/$n.bin" -o "$TMP/q/$n.gguf" --queue >/dev/null 2>&1 || bad "queue $n"
+done
+i=0
+while [ $i -lt 200 ] && "$BIN" jobs list 2>/dev/null | grep -Eq "queued|running"; do
+    sleep 0.1
+    i=$((i + 1))
+done
+# job rows: "│    3 failed ..."
+jobs_shown() { sed -n 's/^│ *\([0-9][0-9]*\) \(failed\|done\|queued\|running\|cancelled\) .*/\1/p' "$TMP/$1.txt" | tr '\n' ' '; }
+script q1 F8 "sleep:800"
+tui q1 --keys "$TMP/q1.keys" --size 120x30
+[ "$(jobs_shown q1)" = "3 2 1 " ] && grep -q "Conversion queue: all, by ID▼" "$TMP/q1.txt" \
+    && ok "queue: the newest job first, the title says so" || bad "q1: $(jobs_shown q1)"
+script q2 F8 "sleep:800" "<" I
+tui q2 --keys "$TMP/q2.keys" --size 120x30
+[ "$(jobs_shown q2)" = "1 3 2 " ] && grep -q "by SOURCE▲" "$TMP/q2.txt" \
+    && ok "queue: < sorts by source, I inverts (a b c)" || bad "q2: $(jobs_shown q2)"
+script q3 F8 "sleep:800" f
+tui q3 --keys "$TMP/q3.keys" --size 120x30
+[ -z "$(jobs_shown q3)" ] && grep -q "Conversion queue: queued" "$TMP/q3.txt" \
+    && ok "queue: f shows the queued jobs (none)" || bad "q3: $(jobs_shown q3)"
+script q4 F8 "sleep:800" F F
+tui q4 --keys "$TMP/q4.keys" --size 120x30
+[ "$(jobs_shown q4)" = "3 2 1 " ] && grep -q "Conversion queue: failed" "$TMP/q4.txt" \
+    && ok "queue: F F steps back to the failed jobs (cancelled, failed)" || bad "q4: $(jobs_shown q4)"
 
 finish test_tui_ops
