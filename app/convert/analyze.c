@@ -2,8 +2,9 @@
  *
  * For every 2-D tensor of the GGUF:
  *   ternary (i2_s, tq2_0, tq1_0)  the scale (one per tensor for i2_s, one per block of 256
- *                                 for the TQ layouts: mean, min, max), and the fractions of
- *                                 zero, +1 and -1 codes
+ *                                 for the TQ layouts: mean, min, max), the fractions of
+ *                                 zero, +1 and -1 codes, and of all-zero groups of 4 and 32
+ *                                 weights (what a zero-skipping kernel could skip)
  *   float (f32, f16, bf16, q8_0)  mean |w|, rms, max |w| and the outliers
  * With the float source model (as `convert` takes it), each ternary tensor's float weights
  * W as the source computes with them: the same statistics and the SQNR and cosine of the
@@ -102,6 +103,21 @@ static void add_ternary_stats(cJSON *o, const int8_t *q, int64_t n, const float 
     cJSON_AddNumberToObject(o, "zero_frac", (double)cnt[1] / (double)n);
     cJSON_AddNumberToObject(o, "plus_frac", (double)cnt[2] / (double)n);
     cJSON_AddNumberToObject(o, "minus_frac", (double)cnt[0] / (double)n);
+    /* what a kernel that skips zero groups could skip: groups of g consecutive weights of a
+     * row (rows are multiples of 128) that are all zero */
+    static const int groups[] = {4, 32};
+    for (size_t gi = 0; gi < sizeof groups / sizeof *groups; gi++) {
+        const int g = groups[gi];
+        int64_t all = 0;
+        for (int64_t i = 0; i + g <= n; i += g) {
+            int z = 1;
+            for (int j = 0; z && j < g; j++) z = q[i + j] == 0;
+            all += z;
+        }
+        char k[32];
+        snprintf(k, sizeof k, "zero_groups_%d", g);
+        cJSON_AddNumberToObject(o, k, (double)all / (double)(n / g));
+    }
 }
 
 /* ---- reading a tensor ----------------------------------------------------------------------- */

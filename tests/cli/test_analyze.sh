@@ -32,6 +32,9 @@ p=$(jget "$TMP/a.json" tensors.1.plus_frac)
 m=$(jget "$TMP/a.json" tensors.1.minus_frac)
 between "$z" 0.2 0.45 && close "$(awk -v a="$z" -v b="$p" -v c="$m" 'BEGIN { print a + b + c }')" 1 &&
     ok "zero, +1 and -1 fractions sum to 1 (zero $z)" || bad "fractions $z $p $m"
+set -- $(jget "$TMP/a.json" tensors.1.zero_groups_32 tensors.1.zero_groups_4)
+[ $# -eq 2 ] && awk -v a="$1" -v b="$2" -v z="$z" 'BEGIN { exit !(0 <= a && a <= b && b > 0 && b < z) }' &&
+    ok "all-zero groups: of 32 $1 <= of 4 $2 < zeros $z" || bad "zero groups: $*"
 [ "$(jget "$TMP/a.json" tensors.0.type)" = f16 ] && between "$(jget "$TMP/a.json" tensors.0.rms)" 0.001 10 &&
     ok "the f16 embedding: rms" || bad "embedding stats"
 
