@@ -8,7 +8,8 @@
  *   float (f32, f16, bf16, q8_0)  mean |w|, rms, max |w| and the outliers
  * With the float source model (as `convert` takes it), each ternary tensor's float weights
  * W as the source computes with them: the same statistics and the SQNR and cosine of the
- * dequantized ternary weights W' against W (SQNR = 10 log10(sum W^2 / sum (W - W')^2)).
+ * dequantized ternary weights W' (plus their low-rank correction b a when the file has one,
+ * as the engine adds it) against W (SQNR = 10 log10(sum W^2 / sum (W - W')^2)).
  * With calibration text too, the source's f32 reference forward runs over the text and each
  * linear layer's input X (T tokens x K) gives the activation range, rms and outliers, the
  * SQNR of the engine's int8 per-token absmax quantization of X, and the layer's relative
@@ -167,15 +168,54 @@ static int read_tensor(const bn_gguf_tensor *t, float *w, int8_t *q, float *sc, 
     return 0;
 }
 
-/* A ternary tensor dequantized (rows x cols) into a new buffer; NULL with a message. */
-static float *dequantized(const bn_gguf_tensor *t, char *err, size_t errsz)
+/* The low-rank correction of ternary tensor t (`convert --lowrank`: <base>.lowrank_a, r x K,
+ * and <base>.lowrank_b, N x r), added to its dequantized weights w (N x K) as the engine adds
+ * it; *rank gets r (0: none). 0, or -1 with a message. */
+static int add_lowrank(const bn_gguf *g, const bn_gguf_tensor *t, float *w, int64_t *rank,
+                       char *err, size_t errsz)
+{
+    const int64_t N = t->ne[1], K = t->ne[0];
+    char base[128], na[160], nb[160];
+    const size_t len = strlen(t->name);
+    *rank = 0;
+    if (len < 8 || strcmp(t->name + len - 7, ".weight")) return 0;
+    snprintf(base, sizeof base, "%.*s", (int)(len - 7), t->name);
+    snprintf(na, sizeof na, "%s.lowrank_a", base);
+    snprintf(nb, sizeof nb, "%s.lowrank_b", base);
+    const bn_gguf_tensor *a = bn_gguf_find_tensor(g, na), *b = bn_gguf_find_tensor(g, nb);
+    if (!a && !b) return 0;
+    const int64_t R = a ? a->ne[1] : 0;
+    if (!a || !b || a->n_dims != 2 || b->n_dims != 2 || a->ne[0] != K || b->ne[0] != R ||
+        b->ne[1] != N || !is_float(a->type) || !is_float(b->type) || R < 1)
+        return cm_fail(err, errsz, "%s: its low-rank factors %s and %s do not fit it", t->name, na,
+                       nb);
+    float *fa = malloc((size_t)(R * K) * sizeof *fa), *fb = malloc((size_t)(N * R) * sizeof *fb);
+    int64_t nsc;
+    int rc = fa && fb ? 0 : cm_fail(err, errsz, "out of memory (%s)", na);
+    if (rc == 0) rc = read_tensor(a, fa, NULL, NULL, &nsc, err, errsz);
+    if (rc == 0) rc = read_tensor(b, fb, NULL, NULL, &nsc, err, errsz);
+    for (int64_t r = 0; rc == 0 && r < N; r++)
+        for (int64_t j = 0; j < R; j++) {
+            const float br = fb[r * R + j];
+            for (int64_t k = 0; k < K; k++) w[r * K + k] += br * fa[j * K + k];
+        }
+    free(fa);
+    free(fb);
+    *rank = R;
+    return rc;
+}
+
+/* A ternary tensor dequantized (rows x cols), with its low-rank correction, into a new
+ * buffer; NULL with a message. */
+static float *dequantized(const bn_gguf *g, const bn_gguf_tensor *t, char *err, size_t errsz)
 {
     const int64_t n = t->ne[0] * t->ne[1];
     float *w = malloc((size_t)n * sizeof *w), *sc = malloc((size_t)(n / BN_QK_TQ + 1) * sizeof *sc);
     int8_t *q = malloc((size_t)n);
-    int64_t nsc;
+    int64_t nsc, rank;
     int rc = w && q && sc ? 0 : cm_fail(err, errsz, "out of memory (%s)", t->name);
     if (rc == 0) rc = read_tensor(t, w, q, sc, &nsc, err, errsz);
+    if (rc == 0) rc = add_lowrank(g, t, w, &rank, err, errsz);
     free(q);
     free(sc);
     if (rc == 0) return w;
@@ -237,6 +277,9 @@ static int analyze_tensor(an_run *a, const bn_gguf_tensor *t, char *err, size_t 
     int rc = w && sc && (q || !tern) ? 0 : cm_fail(err, errsz, "out of memory (%s)", t->name);
     if (rc == 0) rc = read_tensor(t, w, q, sc, &nsc, err, errsz);
     if (rc == 0 && tern) add_ternary_stats(o, q, n, sc, nsc);
+    int64_t rank = 0; /* the rest sees the weights the engine computes with */
+    if (rc == 0 && tern) rc = add_lowrank(a->g, t, w, &rank, err, errsz);
+    if (rc == 0 && rank) cJSON_AddNumberToObject(o, "lowrank", (double)rank);
     if (rc == 0 && !tern) add_value_stats(o, "", w, n, 0);
     if (rc == 0 && tern && a->have_src) {
         if (!a->hf[a->n - 1][0])
@@ -307,7 +350,7 @@ static int observe(void *user, const char *name, const float *x, int64_t T, cons
     add_value_stats(c, "act_", x, T * K, 1);
     int ok;
     cJSON_AddNumberToObject(c, "act_int8_sqnr_db", int8_sqnr(x, T, K, &ok));
-    float *d = ok ? dequantized(t, err, errsz) : NULL;
+    float *d = ok ? dequantized(a->g, t, err, errsz) : NULL;
     if (!d) return ok ? -1 : cm_fail(err, errsz, "out of memory (%s)", name);
     for (int64_t k = 0; k < N * K; k++) d[k] = w[k] - d[k];
     const double num = prod_norm2(a->ctx, x, T, d, N, K), den = prod_norm2(a->ctx, x, T, w, N, K);

@@ -47,6 +47,16 @@ expect_exit 0 "--calibrate --method absmean --lowrank 8" -- "$BITNET" convert "$
 set -- $(jget "$TMP/out" lowrank.weighted validation.top1_agreement)
 [ "$1" = true ] && lt "$(jget "$TMP/r8.json" validation.top1_agreement)" "$2" &&
     ok "weighted factors: top-1 $2 above plain SVD's" || bad "weighted: $*"
+# analyze sees the weights the engine computes with: ternary plus the factors
+for f in plain r8; do
+    expect_exit 0 "analyze $f" -- "$BITNET" analyze "$TMP/$f.gguf" --source "$D/llama-st" \
+        --calibrate "$D/calib-gpl3-s4-6.txt" --json -t 2
+    cp "$TMP/out" "$TMP/an-$f.json"
+done
+set -- $(jget "$TMP/an-r8.json" tensors.1.lowrank summary.sqnr_db_mean summary.out_err_mean) \
+    $(jget "$TMP/an-plain.json" summary.sqnr_db_mean summary.out_err_mean)
+[ "$1" = 8 ] && lt "$4" "$2" && lt "$3" "$5" &&
+    ok "analyze: rank 8, SQNR $4 -> $2 dB, output error $5 -> $3" || bad "analyze with factors: $*"
 expect_exit 0 "perplexity of the rank 8 output" -- "$BITNET" perplexity -m "$TMP/r8.gguf" \
     -f "$D/heldout-gpl3-s1-3.txt" -c 128 -t 2
 
