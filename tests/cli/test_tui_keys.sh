@@ -76,7 +76,7 @@ wait_for vt "m.gguf: idle" "TERM=vt100: the UI is up"
 keys vt F7
 wait_for vt "Benchmark m.gguf" "TERM=vt100: F7 (tmux sends ESC [18~) opens Benchmarks"
 keys vt F9
-wait_for vt "command +all +\\(f\\)" "TERM=vt100: F9 opens History"
+wait_for vt "command +all +\\(f F\\)" "TERM=vt100: F9 opens History"
 keys vt -H 1b 5b 32 35 7e    # ESC [25~ (F13), which no terminfo entry here knows
 keys vt -H 1b 5b 31 3b 35 43 # ESC [1;5C (Ctrl-Right)
 keys vt -H 1b 4f 31 7a       # ESC O1z: an unknown SS3 (ESC O and one byte)
