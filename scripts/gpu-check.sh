@@ -95,9 +95,14 @@ json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)"
 # ---- 3. kernels ----------------------------------------------------------------------------------
 quick=
 [ "${GPU_CHECK_QUICK:-0}" = 1 ] && quick=--quick
-if "$BITNET" bench kernels --gpu $quick >"$OUT/kernels.txt" 2>&1 &&
-    "$BITNET" bench kernels --gpu $quick --json >"$OUT/kernels.json" 2>>"$OUT/kernels.txt"; then
-    cat "$OUT/kernels.txt"
+if "$BITNET" bench kernels --gpu $quick --json >"$OUT/kernels.json" 2>"$OUT/kernels.txt"; then
+    python3 -c "
+import json, sys
+for r in json.load(open(sys.argv[1]))['results']:
+    print('%5dx%-5d %-11s GEMV %8.2f us alone, %7.1f GB/s stacked x%d = %.2f of copy (%.1f GB/s);'
+          ' GEMM8 %.3f us/token; max diff %g' % (r['rows'], r['cols'], r['what'], r['gemv_us'],
+          r['gemv_bytes_per_s'] / 1e9, r['stack'], r['ratio'], r['copy_bytes_per_s'] / 1e9,
+          r['gemm8_us_per_token'], r['max_diff']))" "$OUT/kernels.json" | tee "$OUT/kernels.txt"
     diffs=$(json "$OUT/kernels.json" "'%g' % max(r['max_diff'] for r in d['results'])")
     ffn="[r for r in d['results'] if r['rows'] * r['cols'] >= 2560 * 6912]"
     ratio=$(json "$OUT/kernels.json" "'%.2f' % min(r['ratio'] for r in $ffn)")

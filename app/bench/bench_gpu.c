@@ -75,12 +75,14 @@ static cJSON *kernel_row_json(int i, const bn_cuda_gemv_bench *b)
     cJSON_AddNumberToObject(o, "ratio", b->gemv_gbs / b->copy_gbs);
     cJSON_AddNumberToObject(o, "gemm8_us_per_token", b->gemm8_us / 8);
     cJSON_AddNumberToObject(o, "max_diff", b->max_diff);
+    cJSON_AddNumberToObject(o, "stack", (double)b->stack);
     return o;
 }
 
 int bench_kernels_gpu_main(int argc, char **argv)
 {
     int reps = 200, json = 0;
+    size_t probe = (size_t)256 << 20;
     for (int i = 1; i < argc; i++) {
         long n;
         if (!strcmp(argv[i], "--gpu")) {
@@ -88,7 +90,7 @@ int bench_kernels_gpu_main(int argc, char **argv)
             bench_gpu_help(stdout);
             return BN_EXIT_OK;
         } else if (!strcmp(argv[i], "--quick")) {
-            reps = 20;
+            reps = 20, probe = (size_t)32 << 20;
         } else if (!strcmp(argv[i], "--json")) {
             json = 1;
         } else if ((!strcmp(argv[i], "-r") || !strcmp(argv[i], "--reps")) && i + 1 < argc &&
@@ -110,14 +112,16 @@ int bench_kernels_gpu_main(int argc, char **argv)
     cJSON *rows = json ? cJSON_CreateArray() : NULL;
     int status = BN_EXIT_OK;
     if (!json)
-        printf("W2A8 on the GPU (%d runs each), 256 MiB device-to-device copy probe\n"
+        printf("W2A8 on the GPU, %d runs each: GEMV us of one matrix alone; GB/s of the GEMV\n"
+               "over copies of it stacked into %zu MiB, against a device-to-device copy of as\n"
+               "much; GEMM8 (8 tokens a weight load) per matrix and token\n"
                "%-11s  %-11s  %9s  %8s  %7s  %14s  %s\n",
-               reps, "shape", "what", "GEMV us", "GB/s", "of copy", "GEMM8 us/tok",
+               reps, probe >> 20, "shape", "what", "GEMV us", "GB/s", "of copy", "GEMM8 us/tok",
                "vs CPU reference");
     for (int i = 0; i < 4 && status == BN_EXIT_OK; i++) {
         bn_cuda_gemv_bench b;
-        if (bn_cuda_bench_gemv(ctx, 0, gpu_shapes[i].rows, gpu_shapes[i].cols, reps, 256u << 20,
-                               &b) != BN_OK) {
+        if (bn_cuda_bench_gemv(ctx, 0, gpu_shapes[i].rows, gpu_shapes[i].cols, reps, probe, &b) !=
+            BN_OK) {
             cli_error("bench kernels --gpu: %s", bn_ctx_errmsg(ctx));
             status = BN_EXIT_FAIL;
         } else if (json) {

@@ -1,7 +1,8 @@
 /*
  * cuda_bench.c - bn_cuda_bench_gemv (bitnet/cuda.h): the W2A8 GEMV on a random ternary
- * matrix against the device's own copy bandwidth, with its output checked against the CPU
- * reference kernel. Device memory from a GPU pool, like the model's.
+ * matrix (alone, and as copies stacked into one matrix as large as the copy probe) against
+ * the device's own copy bandwidth, with every output checked against the CPU reference
+ * kernel. Device memory from a GPU pool, like the model's.
  */
 #include <math.h>
 #include <string.h>
@@ -15,7 +16,8 @@ typedef struct bench {
     bn_gpu_pool *pool;
     bn_tmat w;
     bn_qact x;
-    float *ref, *out;
+    float *ref;
+    int64_t k; /* copies of the matrix stacked on the device */
     /* device */
     uint8_t *codes;
     float *scales, *inv, *y;
@@ -35,8 +37,7 @@ static bn_status host_data(bench *b, int64_t rows, int64_t cols)
     int8_t *tq = bn_malloc((size_t)(rows * cols));
     float *xf = bn_malloc((size_t)(8 * cols) * 4);
     b->ref = bn_malloc((size_t)(8 * rows) * 4);
-    b->out = bn_malloc((size_t)(8 * rows) * 4);
-    bn_status rc = tq && xf && b->ref && b->out ? BN_OK : BN_ERR_NOMEM;
+    bn_status rc = tq && xf && b->ref ? BN_OK : BN_ERR_NOMEM;
     uint64_t s = 1;
     for (int64_t i = 0; rc == BN_OK && i < rows * cols; i++) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
@@ -54,32 +55,38 @@ static bn_status host_data(bench *b, int64_t rows, int64_t cols)
     return rc == BN_OK ? rc : bn_ctx_set_error(b->ctx, rc, "bench: %s", bn_status_str(rc));
 }
 
+/* The shape's codes k times over in one matrix of k * rows_pad rows (scales repeated, 0 for
+ * padding rows): a GEMV over it streams k * cb bytes from memory in one launch, as the
+ * layers of a model do one after another, without the launch gaps of a small kernel. */
 static bn_status device_data(bench *b, size_t copy_bytes)
 {
     const bn_tmat *w = &b->w;
-    const size_t cb = (size_t)(w->rows_pad * w->row_bytes);
+    const size_t cb = (size_t)(w->rows_pad * w->row_bytes), rp = (size_t)w->rows_pad;
+    b->k = copy_bytes / cb > 1 ? (int64_t)(copy_bytes / cb) : 1;
+    const size_t k = (size_t)b->k;
     bn_gpu_pool_params pp;
     bn_gpu_pool_params_init(&pp);
-    pp.reserve = ((cb + (size_t)w->rows * 36 + (size_t)(8 * w->kpad) + 2 * copy_bytes) / pp.align +
-                  64) * pp.align +
+    pp.reserve = ((k * cb + k * rp * 36 + 8 * (size_t)w->kpad + 2 * copy_bytes) / pp.align + 64) *
+                         pp.align +
                  16 * pp.slab_bytes;
     bn_gpu_allocator a = {.alloc = bn__cu_malloc, .free = bn__cu_free};
     bn_status rc = bn_gpu_pool_new(b->ctx, &a, &pp, &b->pool);
     void **p[] = {(void **)&b->codes, (void **)&b->scales, (void **)&b->y,   (void **)&b->q,
                   (void **)&b->sum,   (void **)&b->inv,    (void **)&b->src, (void **)&b->dst};
-    const size_t sz[] = {cb,
-                         (size_t)w->rows * 4,
-                         (size_t)(8 * w->rows) * 4,
-                         (size_t)(8 * w->kpad),
-                         8 * 4,
-                         8 * 4,
-                         copy_bytes,
-                         copy_bytes};
+    const size_t sz[] = {k * cb, k * rp * 4, 8 * k * rp * 4, 8 * (size_t)w->kpad,
+                         8 * 4,  8 * 4,      copy_bytes,     copy_bytes};
     for (size_t i = 0; rc == BN_OK && i < sizeof sz / sizeof sz[0]; i++)
         rc = bn_gpu_pool_alloc(b->pool, sz[i], p[i]);
-    if (rc != BN_OK) return rc;
-    int e = bn__cu_h2d(b->codes, w->codes, cb);
-    if (!e) e = bn__cu_h2d(b->scales, w->scales, (size_t)w->rows * 4);
+    float *sc = rc == BN_OK ? bn_calloc(rp, 4) : NULL;
+    if (rc != BN_OK || !sc)
+        return rc != BN_OK ? rc : bn_ctx_set_error(b->ctx, BN_ERR_NOMEM, "bench: out of memory");
+    memcpy(sc, w->scales, (size_t)w->rows * 4);
+    int e = 0;
+    for (size_t j = 0; !e && j < k; j++) {
+        e = bn__cu_h2d(b->codes + j * cb, w->codes, cb);
+        if (!e) e = bn__cu_h2d(b->scales + j * rp, sc, rp * 4);
+    }
+    bn_free(sc);
     if (!e) e = bn__cu_h2d(b->q, b->x.q, (size_t)(8 * w->kpad));
     if (!e) e = bn__cu_h2d(b->sum, b->x.sum, 8 * 4);
     if (!e) e = bn__cu_h2d(b->inv, b->x.inv_scale, 8 * 4);
@@ -87,17 +94,16 @@ static bn_status device_data(bench *b, size_t copy_bytes)
     return e ? fail(b, e, "upload") : BN_OK;
 }
 
-/* Milliseconds per call of T tokens' product (iters calls after a warm-up one). */
-static bn_status time_gemv(bench *b, int64_t T, int iters, double *ms)
+/* Milliseconds per call of T tokens' product over rows rows (the first copy: w->rows; all:
+ * k * rows_pad), iters calls after a warm-up one. */
+static bn_status time_gemv(bench *b, int64_t T, int64_t rows, int iters, double *ms)
 {
     const bn_tmat *w = &b->w;
     void *e0 = NULL, *e1 = NULL;
-    int e = bn__cu_w2a8(b->codes, b->scales, w->rows, w->kpad, b->q, b->sum, b->inv, T, b->y,
-                        w->rows, 0);
+    int e = bn__cu_w2a8(b->codes, b->scales, rows, w->kpad, b->q, b->sum, b->inv, T, b->y, rows, 0);
     if (!e) e = bn__cu_event_now(&e0);
     for (int i = 0; !e && i < iters; i++)
-        e = bn__cu_w2a8(b->codes, b->scales, w->rows, w->kpad, b->q, b->sum, b->inv, T, b->y,
-                        w->rows, 0);
+        e = bn__cu_w2a8(b->codes, b->scales, rows, w->kpad, b->q, b->sum, b->inv, T, b->y, rows, 0);
     if (!e) e = bn__cu_event_now(&e1);
     float t = 0.0f;
     if (!e) e = bn__cu_event_ms(e0, e1, &t);
@@ -120,18 +126,22 @@ static bn_status time_copy(bench *b, size_t bytes, int iters, double *gbs)
     return BN_OK;
 }
 
-/* |GPU - reference| over the 8-token product */
+/* |GPU - reference| over the 8-token product of every copy (padding rows: 0) */
 static bn_status check_output(bench *b, double *max_diff)
 {
-    const int64_t n = 8 * b->w.rows;
-    const int e = bn__cu_d2h(b->out, b->y, (size_t)n * 4);
-    if (e) return fail(b, e, "download");
+    const int64_t rp = b->w.rows_pad, n = 8 * b->k * rp;
+    float *out = bn_malloc((size_t)n * 4);
+    if (!out) return bn_ctx_set_error(b->ctx, BN_ERR_NOMEM, "bench: out of memory");
+    const int e = bn__cu_d2h(out, b->y, (size_t)n * 4);
     *max_diff = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        const double d = fabs((double)b->out[i] - (double)b->ref[i]);
+    for (int64_t i = 0; !e && i < n; i++) {
+        const int64_t t = i / (b->k * rp), r = i % rp;
+        const double want = r < b->w.rows ? (double)b->ref[t * b->w.rows + r] : 0.0;
+        const double d = fabs((double)out[i] - want);
         *max_diff = d > *max_diff || isnan(d) ? d : *max_diff;
     }
-    return BN_OK;
+    bn_free(out);
+    return e ? fail(b, e, "download") : BN_OK;
 }
 
 bn_status bn_cuda_bench_gemv(bn_ctx *ctx, int device, int64_t rows, int64_t cols, int iters,
@@ -145,22 +155,25 @@ bn_status bn_cuda_bench_gemv(bn_ctx *ctx, int device, int64_t rows, int64_t cols
     if (iters < 1) iters = 1;
     bn_status rc = host_data(&b, rows, cols);
     if (rc == BN_OK) rc = device_data(&b, copy_bytes);
-    double ms1 = 0, ms8 = 0;
-    if (rc == BN_OK) rc = time_gemv(&b, 8, iters, &ms8);
+    const int64_t all = b.k * b.w.rows_pad;
+    double ms1 = 0, ms_all = 0, ms8 = 0;
+    if (rc == BN_OK) rc = time_gemv(&b, 8, all, iters, &ms8);
     if (rc == BN_OK) rc = check_output(&b, &out->max_diff);
-    if (rc == BN_OK) rc = time_gemv(&b, 1, iters, &ms1);
+    if (rc == BN_OK) rc = time_gemv(&b, 1, all, iters, &ms_all);
+    if (rc == BN_OK) rc = time_gemv(&b, 1, rows, iters, &ms1);
     if (rc == BN_OK) rc = time_copy(&b, copy_bytes, iters > 20 ? 20 : iters, &out->copy_gbs);
     if (rc == BN_OK) {
         const double bytes =
-                (double)(b.w.rows_pad * b.w.row_bytes) + (double)b.w.rows * 8 + (double)b.w.kpad;
+                (double)b.k * ((double)(b.w.rows_pad * b.w.row_bytes) + (double)b.w.rows_pad * 8) +
+                (double)b.w.kpad;
+        out->stack = b.k;
         out->gemv_us = ms1 * 1e3;
-        out->gemv_gbs = bytes / (ms1 * 1e-3) / 1e9;
-        out->gemm8_us = ms8 * 1e3;
+        out->gemv_gbs = bytes / (ms_all * 1e-3) / 1e9;
+        out->gemm8_us = ms8 * 1e3 / (double)b.k;
     }
     bn_gpu_pool_free(b.pool);
     bn_tmat_release(&b.w);
     bn_qact_release(&b.x);
     bn_free(b.ref);
-    bn_free(b.out);
     return rc;
 }

@@ -172,6 +172,7 @@ static void test_bench_gemv(void **state)
     bn_cuda_gemv_bench b;
     assert_int_equal(bn_cuda_bench_gemv(ctx, 0, 70, 300, 2, 1 << 20, &b), BN_OK);
     assert_true(b.max_diff == 0.0); /* the product equals the CPU reference to the bit */
+    assert_int_equal(b.stack, (1 << 20) / (72 * 96)); /* 1 MiB of 72 rows of 96 code bytes */
     assert_true(b.gemv_us > 0.0 && b.copy_gbs > 0.0);
     assert_int_equal(bn_cuda_bench_gemv(ctx, 1, 70, 300, 2, 1 << 20, &b), BN_ERR_UNSUPPORTED);
     bn_ctx_free(ctx);

@@ -86,15 +86,19 @@ int64_t bn_cuda_pos(const bn_cuda_model *g);
 void bn_cuda_pool_stats(const bn_cuda_model *g, bn_gpu_pool_stats *s);
 size_t bn_cuda_weight_bytes(const bn_cuda_model *g);
 
-/* The W2A8 GEMV (one token) on a rows x cols ternary matrix against a device-to-device copy
- * of copy_bytes: the bandwidth of each and the GEMV's output checked against the CPU
- * reference kernel (max_diff, 0 when equal to the bit). */
+/* The W2A8 product on a rows x cols ternary matrix: one token on the matrix alone (the
+ * latency of a call, launch included), and over `stack` copies of it in one matrix of at
+ * least copy_bytes of codes (streaming from memory as a model's layers do, without launch
+ * gaps), for one token and for 8 tokens per weight load; against a device-to-device copy
+ * of copy_bytes. Every output of the 8-token product is checked against the CPU reference
+ * kernel (max_diff, 0 when equal to the bit). */
 typedef struct bn_cuda_gemv_bench {
-    double gemv_us;  /* per product */
-    double gemv_gbs; /* bytes read per product (codes, scales, activations) / time */
-    double gemm8_us; /* 8 tokens per weight load, per product */
+    double gemv_us;  /* one token, the matrix alone, per call */
+    double gemv_gbs; /* one token over the stack: bytes read (codes, scales, activations) / s */
+    double gemm8_us; /* 8 tokens over the stack, per copy of the matrix */
     double copy_gbs; /* (read + written) / time */
     double max_diff; /* |GPU - CPU reference| over the outputs */
+    int64_t stack;   /* copies of the matrix stacked */
 } bn_cuda_gemv_bench;
 
 bn_status bn_cuda_bench_gemv(bn_ctx *ctx, int device, int64_t rows, int64_t cols, int iters,
