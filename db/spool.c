@@ -721,6 +721,14 @@ bn_status bn_spool_job_counts(bn_spool *sp, void (*fn)(void *ud, const char *sta
     return s;
 }
 
+bn_status bn_spool_outbox_counts(bn_spool *sp, int64_t now_ms, bn_outbox_counts *out)
+{
+    pthread_mutex_lock(&sp->mu);
+    const bn_status s = bn_db_outbox_counts(sp->db, now_ms, out);
+    pthread_mutex_unlock(&sp->mu);
+    return s;
+}
+
 bn_status bn_spool_last_runs(bn_spool *sp,
                              void (*fn)(void *ud, const char *command, const char *metrics_json,
                                         int64_t ended_ms),

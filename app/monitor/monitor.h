@@ -194,6 +194,7 @@ typedef struct mon_families {
             *gpu_power;
     bn_mfamily *hist_runs, *hist_last_tps, *hist_last_time, *hist_bench_gbps;
     bn_mfamily *jobs;
+    bn_mfamily *billing_events, *billing_tokens, *billing_oldest;
     bn_genmetrics gen; /* the generations (genmetrics.h): the probe's */
     bn_mfamily *model_weights, *model_kv, *model_load;
     bn_mfamily *errors, *collect_seconds, *collections, *scrapes;

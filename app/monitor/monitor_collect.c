@@ -99,6 +99,15 @@ static const family_def defs[] = {
          "Conversion jobs in the queue (bitnet jobs) by status: queued, running, done, failed, "
          "cancelled.",
          L_STATUS, 0},
+        {F(billing_events), G, "bitnet_billing_events",
+         "Meter events in the billing outbox (bitnet billing) by status: pending, acked, "
+         "failed.",
+         L_STATUS, 0},
+        {F(billing_tokens), G, "bitnet_billing_tokens",
+         "Tokens of the meter events in the billing outbox by status: pending, acked, failed.",
+         L_STATUS, 0},
+        {F(billing_oldest), G, "bitnet_billing_oldest_pending_age_seconds",
+         "Age of the oldest meter event not yet acknowledged by Stripe (0: none).", L_NONE, 0},
         {F(model_weights), G, "bitnet_model_weight_bytes", "Memory of the loaded model's weights.",
          L_MODEL, 0},
         {F(model_kv), G, "bitnet_model_kv_cache_bytes", "Memory of the loaded model's KV cache.",
@@ -303,6 +312,31 @@ static void on_job_count(void *ud, const char *status, int64_t n)
     bn_metric_set(m->f.jobs, lv, (double)n);
 }
 
+/* The billing outbox: what waits for Stripe, and since when (an alert rule on the age sees a
+ * billing outage). */
+static void collect_billing(bn_monitor *m)
+{
+    bn_outbox_counts c;
+    const double now = mon_wall();
+    if (bn_spool_outbox_counts(m->spool, (int64_t)(now * 1000), &c)) {
+        mon_error(m, "history");
+        return;
+    }
+    const struct {
+        const char *status;
+        int64_t events, tokens;
+    } st[] = {{"pending", c.pending, c.pending_value},
+              {"acked", c.acked, c.acked_value},
+              {"failed", c.failed, c.failed_value}};
+    for (size_t i = 0; i < sizeof st / sizeof st[0]; i++) {
+        const char *lv[] = {st[i].status};
+        bn_metric_set(m->f.billing_events, lv, (double)st[i].events);
+        bn_metric_set(m->f.billing_tokens, lv, (double)st[i].tokens);
+    }
+    const double age = c.oldest_pending_ms ? now - (double)c.oldest_pending_ms / 1000 : 0;
+    bn_metric_set(m->f.billing_oldest, NULL, age > 0 ? age : 0);
+}
+
 void mon_collect_history(bn_monitor *m)
 {
     bn_metrics_lock(m->reg);
@@ -320,6 +354,7 @@ void mon_collect_history(bn_monitor *m)
     for (size_t i = 0; i < sizeof job_states / sizeof job_states[0]; i++)
         on_job_count(m, job_states[i], 0);
     if (bn_spool_job_counts(m->spool, on_job_count, m)) mon_error(m, "history");
+    collect_billing(m);
     bn_metrics_unlock(m->reg);
 }
 

@@ -9,8 +9,9 @@
 # meter event delivered exactly once, reconcile equal, and the usage the clients saw = the
 # ledger = bitnet usage report = the recorder's total, per tenant; a tenant without a Stripe
 # customer is not billed; a refused event fails for good and reconcile says so (exit 1),
-# billing retry sends it again (audited); bitnet billing send --once for cron with the
-# endpoint down (exit 1) and up; the secret key in no output.
+# billing retry sends it again (audited); bitnet monitor exports the outbox (events by status,
+# the oldest pending's age); bitnet billing send --once for cron with the endpoint down
+# (exit 1) and up; the secret key in no output.
 . "$(dirname "$0")/lib.sh"
 export BITNET_CONFIG="$TMP/config.json" BITNET_HISTORY_DB="$TMP/history.db" HOME="$TMP"
 unset BITNET_HISTORY BITNET_HISTORY_RETENTION_DAYS BITNET_DATA_DIR
@@ -130,6 +131,11 @@ p=$("$JSONGET" pending <"$TMP/st.json")
 [ "$p" = 8 ] && [ "$("$JSONGET" retrying <"$TMP/st.json")" -ge 1 ] &&
     grep -q '"last_error"' "$TMP/st.json" && ok "recorder down: 8 events wait, with the error" ||
     bad "status while down: $(cat "$TMP/st.json")"
+expect_exit 0 "monitor --once while events wait" -- "$B" monitor --once --no-listen
+expect_grep '^bitnet_billing_events{status="pending"} 8$' "$TMP/out" "monitor: 8 events pending"
+age=$(sed -n 's/^bitnet_billing_oldest_pending_age_seconds \([0-9.e+-]*\)$/\1/p' "$TMP/out")
+awk -v a="$age" 'BEGIN { exit !(a > 0 && a < 3600) }' && ok "monitor: the oldest waits ${age}s" ||
+    bad "monitor: oldest pending age '$age'"
 expect_exit 1 "reconcile while events wait" -- "$B" billing reconcile
 expect_grep "pending" "$TMP/out" "reconcile says pending"
 
@@ -184,6 +190,9 @@ print(sum(json.loads(l)["value"] for l in open(sys.argv[1]) if json.loads(l)["cu
             bad "$name: clients $seen, ledger $led, recorder $rec"
     fi
 done
+expect_exit 0 "monitor --once after the outage" -- "$B" monitor --once --no-listen
+expect_grep '^bitnet_billing_events{status="acked"} 14$' "$TMP/out" "monitor: 14 acked"
+expect_grep '^bitnet_billing_oldest_pending_age_seconds 0$' "$TMP/out" "monitor: nothing waits"
 expect_exit 0 "billing reconcile after the outage" -- "$B" billing reconcile --json
 [ "$("$JSONGET" equal <"$TMP/out")" = true ] && [ "$("$JSONGET" tenants.0.difference <"$TMP/out")" = 0 ] &&
     ok "reconcile: equal" || bad "reconcile: $(cat "$TMP/out")"

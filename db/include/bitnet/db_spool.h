@@ -45,6 +45,7 @@
 #include <stdint.h>
 
 #include "bitnet/db.h"
+#include "bitnet/db_tenants.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -154,6 +155,8 @@ bn_status bn_spool_run_metrics(bn_spool *sp,
                                void (*fn)(void *ud, const char *command, const char *key,
                                           double value),
                                void *ud);
+/* The billing outbox's events by state (bitnet/db_tenants.h), due ones at now_ms. */
+bn_status bn_spool_outbox_counts(bn_spool *sp, int64_t now_ms, bn_outbox_counts *out);
 /* Calls fn with the newest successful run of each command that has metrics. */
 bn_status bn_spool_last_runs(bn_spool *sp,
                              void (*fn)(void *ud, const char *command, const char *metrics_json,
