@@ -47,6 +47,13 @@ expect_eq "$(jv limits.overrides.0),$(jv limits.overrides.1)" "requests_per_min,
     "show names the overridden limits"
 BITNET_CONFIG="$TMP/own.json" "$B" tenants show acme >"$TMP/out"
 expect_grep "1200 requests/min.*own: requests_per_min monthly_tokens" "$TMP/out" "show in text"
+cp "$TMP/own.json" "$TMP/set.json"
+expect_exit 0 "config set tenants (JSON)" -- env BITNET_CONFIG="$TMP/set.json" "$B" config set tenants '{"acme": {"concurrent_streams": 3}}'
+BITNET_CONFIG="$TMP/set.json" "$B" tenants show acme --json >"$TMP/out"
+expect_eq "$(jv limits.concurrent_streams)/$(jv limits.requests_per_min)" "3/600" "config set tenants: the object replaced"
+expect_exit 2 "config set tenants: an unknown setting" -- env BITNET_CONFIG="$TMP/set.json" "$B" config set tenants '{"acme": {"rpm": 3}}'
+expect_grep "tenants.acme.rpm: unknown setting" "$TMP/err" "config set names the bad setting"
+expect_grep "concurrent_streams" "$TMP/set.json" "the file is kept as it was"
 BITNET_CONFIG="$TMP/own.json" "$B" tenants show globex --json >"$TMP/out"
 expect_eq "$(jv limits.requests_per_min)" "60" "another tenant keeps its tier's"
 for bad in '{"tenants": {"acme": {"requests_per_minute": 5}}}' '{"tenants": {"acme": {"requests_per_min": -1}}}' \
