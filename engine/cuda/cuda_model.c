@@ -43,6 +43,7 @@ struct bn_cuda_model {
     bn_ctx *ctx;
     bn_gpu_pool *pool;
     int64_t n_ctx, n_batch, pos;
+    int n_shrinks;          /* times shrink_ctx halved the context to fit the device */
     int64_t kpad_e, kpad_f; /* padded inputs of the E- and F-wide matrices */
     gpu_layer *layers;      /* host array of device pointers */
     float *out_norm;
@@ -295,26 +296,46 @@ static bn_status check_shapes(bn_cuda_model *g)
     return BN_OK;
 }
 
-static bn_status make_pool(bn_cuda_model *g, int device)
+/* The pool's size for the model at g's context and batch. */
+static size_t pool_bytes(bn_cuda_model *g, const bn_gpu_pool_params *pp)
 {
-    bn_gpu_pool_params pp;
-    bn_gpu_pool_params_init(&pp);
-    planner pl = {.g = g, .small_max = pp.small_max, .align = pp.align};
+    planner pl = {.g = g, .small_max = pp->small_max, .align = pp->align};
     plan_weights(&pl);
     g->weight_bytes = pl.bytes;
     plan_state(&pl);
-    /* a partly filled slab per size class at worst */
-    pp.reserve = pl.need + 16 * pp.slab_bytes;
+    return pl.need + 16 * pp->slab_bytes; /* a partly filled slab per size class at worst */
+}
+
+/* The pool for the model. When the device cannot give it and the context was not asked
+ * for (may_shrink), the memory-pressure response shrink_ctx halves the context (and the
+ * batch with it) down to MIN_SHRUNK_CTX tokens, each step logged and counted; the next
+ * response, layers on the CPU, is not built, so past that the error names the bytes. */
+#define MIN_SHRUNK_CTX 64
+static bn_status make_pool(bn_cuda_model *g, int device, int may_shrink)
+{
+    bn_gpu_pool_params pp;
+    bn_gpu_pool_params_init(&pp);
     bn__cu_props props;
     const int e = bn__cu_device_props(device, &props);
     if (e) return cu_fail(g->ctx, e, "device properties");
     bn_gpu_allocator a = {.alloc = bn__cu_malloc, .free = bn__cu_free, .user = NULL};
-    if (bn_gpu_pool_new(g->ctx, &a, &pp, &g->pool) != BN_OK)
-        return bn_ctx_set_error(g->ctx, BN_ERR_NOMEM,
-                                "CUDA: %s has %zu MiB free; the model, a context of %lld and a "
-                                "batch of %lld need %zu MiB",
-                                props.name, props.mem_free >> 20, (long long)g->n_ctx,
-                                (long long)g->n_batch, pp.reserve >> 20);
+    for (;;) {
+        pp.reserve = pool_bytes(g, &pp);
+        if (bn_gpu_pool_new(g->ctx, &a, &pp, &g->pool) == BN_OK) break;
+        if (!may_shrink || g->n_ctx / 2 < MIN_SHRUNK_CTX)
+            return bn_ctx_set_error(g->ctx, BN_ERR_NOMEM,
+                                    "CUDA: %s has %zu MiB free; the model, a context of %lld and "
+                                    "a batch of %lld need %zu MiB",
+                                    props.name, props.mem_free >> 20, (long long)g->n_ctx,
+                                    (long long)g->n_batch, pp.reserve >> 20);
+        bn_log(BN_LOG_WARN,
+               "CUDA: %s cannot give %zu MiB for a context of %lld tokens: shrink_ctx to %lld",
+               props.name, pp.reserve >> 20, (long long)g->n_ctx, (long long)(g->n_ctx / 2));
+        g->n_ctx /= 2;
+        g->n_batch = g->n_batch < g->n_ctx ? g->n_batch : g->n_ctx;
+        g->n_shrinks++;
+    }
+    planner pl = {.g = g, .small_max = pp.small_max, .align = pp.align};
     plan_weights(&pl); /* allocates and uploads */
     plan_state(&pl);
     if (pl.rc == BN_OK && g->head_kind == HEAD_Q8) pl.rc = upload_head_q8(g, head_tensor(g->m));
@@ -371,7 +392,7 @@ bn_status bn_cuda_model_new(bn_model *m, const bn_cuda_params *p, bn_cuda_model 
         if (!g->layers || !g->host_x || !g->host_cs || !g->inv_freq)
             rc = bn_ctx_set_error(ctx, BN_ERR_NOMEM, "out of memory");
     }
-    if (rc == BN_OK) rc = make_pool(g, dev);
+    if (rc == BN_OK) rc = make_pool(g, dev, !(p && p->n_ctx));
     if (rc != BN_OK) {
         bn_cuda_model_free(g);
         return rc;
@@ -396,6 +417,12 @@ void bn_cuda_model_free(bn_cuda_model *g)
 int64_t bn_cuda_pos(const bn_cuda_model *g)
 {
     return g->pos;
+}
+
+int64_t bn_cuda_n_ctx(const bn_cuda_model *g, int *n_shrinks)
+{
+    if (n_shrinks) *n_shrinks = g->n_shrinks;
+    return g->n_ctx;
 }
 
 void bn_cuda_pool_stats(const bn_cuda_model *g, bn_gpu_pool_stats *s)

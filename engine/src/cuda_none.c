@@ -50,6 +50,13 @@ int64_t bn_cuda_pos(const bn_cuda_model *g)
     return 0;
 }
 
+int64_t bn_cuda_n_ctx(const bn_cuda_model *g, int *n_shrinks)
+{
+    (void)g;
+    if (n_shrinks) *n_shrinks = 0;
+    return 0;
+}
+
 void bn_cuda_pool_stats(const bn_cuda_model *g, bn_gpu_pool_stats *s)
 {
     (void)g;

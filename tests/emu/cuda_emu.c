@@ -7,8 +7,8 @@
  * positions, batches, the LM head's upload) against the CPU engine. It says nothing about
  * whether the .cu kernels run on a GPU: scripts/gpu-check.sh does.
  *
- * A test sets bn_cu_emu_fail_after (the n-th launcher from now fails) to reach the error
- * paths.
+ * A test sets bn_cu_emu_fail_after (the n-th launcher from now fails) and bn_cu_emu_mem_limit
+ * (a device with less memory) to reach the error paths.
  */
 #include <math.h>
 #include <stdio.h>
@@ -20,7 +20,8 @@
 #include "cuda_internal.h"
 #include "cuda_w2a8.h"
 
-long bn_cu_emu_fail_after; /* 0: never */
+long bn_cu_emu_fail_after;  /* 0: never */
+size_t bn_cu_emu_mem_limit; /* device allocations above it fail (0: none do) */
 int bn_cu_emu_devices = 1;
 
 #define EMU_ERR 999
@@ -58,6 +59,7 @@ int bn__cu_set_device(int dev)
 void *bn__cu_malloc(size_t size, void *user)
 {
     (void)user;
+    if (bn_cu_emu_mem_limit && size > bn_cu_emu_mem_limit) return NULL;
     return aligned_alloc(256, (size + 255) / 256 * 256);
 }
 

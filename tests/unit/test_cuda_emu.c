@@ -23,6 +23,7 @@
 
 extern long bn_cu_emu_fail_after;
 extern int bn_cu_emu_devices;
+extern size_t bn_cu_emu_mem_limit;
 
 typedef struct fixture {
     bn_ctx *ctx;
@@ -164,6 +165,61 @@ static void test_errors(void **state)
     close_model(&f);
 }
 
+static int n_shrink_logs;
+static void log_fn(bn_log_level level, const char *msg, void *user)
+{
+    (void)user;
+    if (level == BN_LOG_WARN && strstr(msg, "shrink_ctx to 128")) n_shrink_logs++;
+}
+
+/* A device short of memory: the default context is halved until the pool fits (logged,
+ * counted), and the model still agrees with the CPU; an explicit context is not shrunk. */
+static void test_shrink_ctx(void **state)
+{
+    (void)state;
+    fixture f;
+    open_model(&f, 0, 512);
+    bn_cuda_model_free(f.g);
+    f.g = NULL;
+    assert_int_equal(bn_cuda_model_new(f.m, NULL, &f.g), BN_OK); /* context 256 */
+    int shrinks = -1;
+    assert_int_equal(bn_cuda_n_ctx(f.g, &shrinks), 256);
+    assert_int_equal(shrinks, 0);
+    bn_gpu_pool_stats s;
+    bn_cuda_pool_stats(f.g, &s);
+    bn_cuda_model_free(f.g);
+    f.g = NULL;
+    bn_cu_emu_mem_limit = s.reserved - 1;
+    bn_set_log(log_fn, NULL);
+    assert_int_equal(bn_cuda_model_new(f.m, NULL, &f.g), BN_OK);
+    bn_set_log(NULL, NULL);
+    assert_int_equal(bn_cuda_n_ctx(f.g, &shrinks), 128);
+    assert_int_equal(shrinks, 1);
+    assert_int_equal(n_shrink_logs, 1);
+    int32_t tok[4] = {5, 6, 7, 8};
+    float *lc = malloc((size_t)f.V * 4), *lg = malloc((size_t)f.V * 4);
+    assert_int_equal(bn_model_eval(f.st, tok, 4, 0, 1, lc), BN_OK);
+    assert_int_equal(bn_cuda_eval(f.g, tok, 4, 0, 1, lg), BN_OK);
+    check_close(lc, lg, f.V, "a shrunk context");
+    free(lc);
+    free(lg);
+    bn_cuda_model_free(f.g);
+    f.g = NULL;
+    /* asked for 256: no shrinking, an error naming the bytes */
+    bn_cuda_params cp;
+    bn_cuda_params_init(&cp);
+    cp.n_ctx = 256;
+    assert_int_equal(bn_cuda_model_new(f.m, &cp, &f.g), BN_ERR_NOMEM);
+    assert_non_null(strstr(bn_ctx_errmsg(f.ctx), "a context of 256"));
+    /* nothing fits even at 64 tokens */
+    bn_cu_emu_mem_limit = 1 << 20;
+    assert_int_equal(bn_cuda_model_new(f.m, NULL, &f.g), BN_ERR_NOMEM);
+    assert_non_null(strstr(bn_ctx_errmsg(f.ctx), "a context of 64"));
+    bn_cu_emu_mem_limit = 0;
+    assert_null(f.g);
+    close_model(&f);
+}
+
 static void test_bench_gemv(void **state)
 {
     (void)state;
@@ -181,9 +237,8 @@ static void test_bench_gemv(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_f16_head),
-            cmocka_unit_test(test_q8_head),
-            cmocka_unit_test(test_errors),
+            cmocka_unit_test(test_f16_head),   cmocka_unit_test(test_q8_head),
+            cmocka_unit_test(test_errors),     cmocka_unit_test(test_shrink_ctx),
             cmocka_unit_test(test_bench_gemv),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

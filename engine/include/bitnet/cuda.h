@@ -64,7 +64,8 @@ bn_status bn_cuda_devices(bn_cuda_device *out, int max, int *n, char *why, size_
 
 typedef struct bn_cuda_params {
     int device;      /* index (default 0) */
-    int64_t n_ctx;   /* 0: min(training context, 4096); at most 8192 */
+    int64_t n_ctx;   /* 0: min(training context, 4096), halved while the device lacks the
+                      * memory (bn_cuda_n_ctx); at most 8192 */
     int64_t n_batch; /* tokens per forward (default 512) */
 } bn_cuda_params;
 
@@ -82,6 +83,10 @@ void bn_cuda_model_free(bn_cuda_model *g); /* NULL is fine */
 bn_status bn_cuda_eval(bn_cuda_model *g, const int32_t *tokens, int64_t n, int64_t pos,
                        int64_t n_logits, float *logits);
 int64_t bn_cuda_pos(const bn_cuda_model *g);
+/* The context in tokens, and how many times it was halved to fit the device (the memory-
+ * pressure response shrink_ctx: only when bn_cuda_params.n_ctx was 0, each step logged at
+ * BN_LOG_WARN, down to 64 tokens; n_shrinks may be NULL). */
+int64_t bn_cuda_n_ctx(const bn_cuda_model *g, int *n_shrinks);
 /* The pool's statistics, and the device bytes of the weights alone. */
 void bn_cuda_pool_stats(const bn_cuda_model *g, bn_gpu_pool_stats *s);
 size_t bn_cuda_weight_bytes(const bn_cuda_model *g);
