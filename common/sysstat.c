@@ -293,7 +293,24 @@ static int read_proc(int pid, long page, bn_sys_proc *p)
     return 0;
 }
 
-int bn_sys_bitnet_procs(const char *history, bn_sys_proc *out, int max)
+static int cmp_int(const void *a, const void *b)
+{
+    const int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* Remembers pid as not bitnet (unsorted past n0 until skip_done). */
+static void skip_add(bn_sys_skip *skip, int pid)
+{
+    if (skip && skip->n < BN_SYS_SKIP_MAX) skip->pid[skip->n++] = pid;
+}
+
+static void skip_done(bn_sys_skip *skip)
+{
+    if (skip) qsort(skip->pid, (size_t)skip->n, sizeof skip->pid[0], cmp_int);
+}
+
+int bn_sys_bitnet_procs(const char *history, bn_sys_proc *out, int max, bn_sys_skip *skip)
 {
     static _Thread_local char locks[65536];
     DIR *d = opendir("/proc");
@@ -307,15 +324,24 @@ int bn_sys_bitnet_procs(const char *history, bn_sys_proc *out, int max)
         snprintf(path, sizeof path, "%s.worker.lock", history);
         worker = lock_holder(path, locks);
     }
+    if (skip && skip->scans++ % 30 == 0) skip->n = 0; /* forget: pids are used again */
+    const int n_known = skip ? skip->n : 0;
     for (struct dirent *e; (e = readdir(d));) {
         if (!isdigit((unsigned char)e->d_name[0])) continue;
+        const int pid = (int)strtol(e->d_name, NULL, 10);
         bn_sys_proc p;
-        if (read_proc((int)strtol(e->d_name, NULL, 10), page, &p) != 0) continue;
+        if (pid <= 0 || (skip && bsearch(&pid, skip->pid, (size_t)n_known, sizeof pid, cmp_int)))
+            continue;
+        if (read_proc(pid, page, &p) != 0) {
+            skip_add(skip, pid);
+            continue;
+        }
         p.holds_lock = (mon && p.pid == mon) || (worker && p.pid == worker);
         if (n < max) out[n] = p;
         n++;
     }
     closedir(d);
+    skip_done(skip);
     qsort(out, (size_t)(n < max ? n : max), sizeof *out, by_role_pid);
     return n;
 }

@@ -38,6 +38,7 @@ struct tui_monitor {
     char history[4200]; /* for the lock files of the monitor and the job worker; "" */
     char text[65536];   /* a /proc file being read */
     mon_sys sys;        /* read off the lock, then copied */
+    bn_sys_skip skip;   /* the processes that are not bitnet */
 };
 
 /* /proc/stat's first line: all ticks and idle ticks (idle + iowait). */
@@ -143,7 +144,8 @@ static void sample_io(tui_monitor *m, mon_sys *d, double now)
 static void sample_procs(tui_monitor *m, mon_sys *d, double dt)
 {
     const double hz = (double)sysconf(_SC_CLK_TCK);
-    const int n = bn_sys_bitnet_procs(m->history[0] ? m->history : NULL, d->procs, MON_MAX_PROCS);
+    const int n = bn_sys_bitnet_procs(m->history[0] ? m->history : NULL, d->procs, MON_MAX_PROCS,
+                                      &m->skip);
     d->n_procs = n > 0 ? n : 0;
     const int shown = d->n_procs < MON_MAX_PROCS ? d->n_procs : MON_MAX_PROCS;
     for (int i = 0; i < shown; i++) {

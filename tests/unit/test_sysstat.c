@@ -135,12 +135,22 @@ static void test_procs(void **state)
 {
     (void)state;
     bn_sys_proc ps[256];
-    const int n = bn_sys_bitnet_procs(NULL, ps, 256);
+    static bn_sys_skip skip;
+    const int n = bn_sys_bitnet_procs(NULL, ps, 256, NULL);
     assert_true(n >= 0);
     for (int i = 0; i < n && i < 256; i++) {
         assert_true(ps[i].pid > 0);
         assert_true(strstr(ps[i].cmd, "bitnet") != NULL);
     }
+    /* with the pids to skip: the same processes, and this one (not bitnet) remembered */
+    assert_int_equal(bn_sys_bitnet_procs(NULL, ps, 256, &skip), n);
+    assert_true(skip.n > 0);
+    const int me = (int)getpid();
+    int found = 0;
+    for (int i = 0; i < skip.n; i++) found |= skip.pid[i] == me;
+    assert_true(found);
+    for (int i = 1; i < skip.n; i++) assert_true(skip.pid[i - 1] < skip.pid[i]);
+    assert_int_equal(bn_sys_bitnet_procs(NULL, ps, 256, &skip), n);
     char buf[64];
     assert_int_equal(bn_sys_read_file("/proc/self/stat", buf, sizeof buf), 0);
     assert_true(strlen(buf) < sizeof buf);

@@ -12,7 +12,8 @@
  *         ...busy = 1 - d(idle) / d(total) between two readings...
  *     }
  *     bn_sys_proc ps[64];
- *     int n = bn_sys_bitnet_procs(history_path, ps, 64);
+ *     static bn_sys_skip skip;                  // zeroed: remembers the others
+ *     int n = bn_sys_bitnet_procs(history_path, ps, 64, &skip);
  *
  * The parsers take the text of a /proc file and never touch the file system, so the unit
  * tests feed them fixtures; lines that do not parse are skipped. Counters are cumulative:
@@ -74,12 +75,23 @@ const char *bn_sys_state_name(char state);
 /* Reads a small file (a /proc file) whole into buf, NUL-terminated. 0, or -1. */
 int bn_sys_read_file(const char *path, char *buf, size_t size);
 
+/* Pids known not to be bitnet programs, so that a scan a second reads only new processes'
+ * command lines: zero it before the first scan; it forgets them every 30 scans (a pid used
+ * again by a bitnet program is seen then). */
+#define BN_SYS_SKIP_MAX 8192
+typedef struct bn_sys_skip {
+    int pid[BN_SYS_SKIP_MAX]; /* sorted */
+    int n;
+    unsigned scans;
+} bn_sys_skip;
+
 /* The processes whose argv[0] is a "bitnet" program, up to max, the monitors first, then
  * job workers, servers, UIs and the rest, each by pid (of all found, the first max in /proc's
  * order are kept): their
  * state, role and command line; holds_lock when the process holds the monitor's or the job
  * worker's lock file beside history (the history database's path; NULL: not looked at).
- * Returns the number found (also those beyond max), or -1 when /proc cannot be read. */
-int bn_sys_bitnet_procs(const char *history, bn_sys_proc *out, int max);
+ * skip: NULL, or the pids to pass over (kept up to date here). Returns the number found
+ * (also those beyond max), or -1 when /proc cannot be read. */
+int bn_sys_bitnet_procs(const char *history, bn_sys_proc *out, int max, bn_sys_skip *skip);
 
 #endif
