@@ -15,38 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "common/cli.h"
 #include "../../app/monitor/monitor.h"
-
-/* The app library without main.o: the CLI's helpers that the monitor's code links to (the
- * probe's model opening). This test makes no probe: only an error message may be printed. */
-void cli_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-int cli_usage_error(const char *cmd, const char *fmt, ...)
-{
-    (void)cmd;
-    (void)fmt;
-    fail_msg("cli_usage_error is not reached by the endpoint");
-    return 2;
-}
-int cli_print_json(cJSON *doc)
-{
-    cJSON_Delete(doc);
-    fail_msg("cli_print_json is not reached by the endpoint");
-    return -1;
-}
-int cli_parse_long(const char *s, long lo, long hi, long *out)
-{
-    (void)s, (void)lo, (void)hi, (void)out;
-    fail_msg("cli_parse_long is not reached by the endpoint");
-    return -1;
-}
 
 /* GET path on 127.0.0.1:port; the whole answer (status line, headers, body) into buf. */
 static void http_get(int port, const char *path, char *buf, size_t size)
