@@ -38,6 +38,16 @@ expect_grep "billing.event_name" "$TMP/err" "not configured: says which setting"
 expect_exit 0 "billing status of an empty outbox" -- "$B" billing status --json
 [ "$("$JSONGET" pending <"$TMP/out")" = 0 ] && ok "nothing pending" || bad "status: $(cat "$TMP/out")"
 expect_exit 0 "billing reconcile of nothing" -- "$B" billing reconcile
+# the example of bitnet-config(5): billing on, an alert rule on the outbox's oldest event
+cat >"$TMP/example.json" <<'EOF'
+{"billing": {"event_name": "bitnet_tokens", "backoff_max": "2m"},
+ "alerts": [{"name": "billing-stuck", "metric": "bitnet_billing_oldest_pending_age_seconds",
+             "op": ">", "threshold": 900, "for": "5m", "severity": "critical"}]}
+EOF
+expect_exit 0 "validate: billing settings and an alert on the outbox" -- "$B" validate "$TMP/example.json"
+echo '{"billing": {"event_name": "x", "timeout": "0s"}}' >"$TMP/bad.json"
+expect_exit 1 "validate: billing.timeout 0s refused" -- "$B" validate "$TMP/bad.json"
+expect_grep "billing.timeout" "$TMP/out" "validate names billing.timeout"
 
 if ! command -v python3 >/dev/null 2>&1 || ! python3 -c "import openai" 2>/dev/null ||
     ! command -v curl >/dev/null 2>&1; then
