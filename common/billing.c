@@ -417,7 +417,10 @@ int cm_billing_pass(cm_billing *b, cm_billing_stats *st)
         size_t n;
         if (bn_db_outbox_claim(b->db, wall_ms(), lease_ms, &e, 1, &n) != BN_OK)
             return store_failed(b, "the billing outbox");
-        if (!n) return 0;
+        if (!n) {
+            b->next_ms = 0; /* the backoff is over (its event went another way meanwhile) */
+            return 0;
+        }
         const int r = send_one(b, &e, st);
         if (r <= 0) {
             st->waiting = r == 0 && !stopping(b);
@@ -432,7 +435,7 @@ int cm_billing_pass(cm_billing *b, cm_billing_stats *st)
 static void wait_for_work(cm_billing *b)
 {
     int64_t until = wall_ms() + (int64_t)(b->o.interval_s * 1000);
-    if (b->next_ms && b->next_ms < until) until = b->next_ms;
+    if (b->next_ms > wall_ms() && b->next_ms < until) until = b->next_ms; /* a backoff */
     struct timespec ts = {.tv_sec = until / 1000, .tv_nsec = (long)(until % 1000) * 1000000};
     pthread_mutex_lock(&b->mu);
     while (!b->stop && !b->woken && wall_ms() < until)

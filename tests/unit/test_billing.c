@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "bitnet/db.h"
 #include "bitnet/db_tenants.h"
@@ -418,6 +419,52 @@ static void test_backoff(void **state)
     assert_false(a == b && b == c);
 }
 
+/* The sender against an endpoint that refuses connections: the event waits with the error and
+ * the sender backs off (a pass meanwhile tries nothing); once the backoff is over and another
+ * sender has delivered the event, the sender is not left in a backoff that has passed (it
+ * would spin on the outbox). */
+static void test_sender_backoff(void **state)
+{
+    fx *f = *state;
+    char cfg[400];
+    snprintf(cfg, sizeof cfg, "%s/none.json", f->dir);
+    setenv("BITNET_CONFIG", cfg, 1);
+    setenv("BITNET_HISTORY_DB", f->path, 1);
+    bn_db *db = open_at(f->path, T0);
+    int64_t a;
+    ok(db, bn_db_tenant_add(db, "cli:t", "acme", "team", "cus_A", &a));
+    ok(db, record(db, a, "r1", 1, 2, 0, NULL));
+    cm_billing_opts o = {.timeout_s = 2, .backoff_max_s = 0.05, .interval_s = 1};
+    snprintf(o.endpoint, sizeof o.endpoint, "http://127.0.0.1:1");
+    snprintf(o.event_name, sizeof o.event_name, "t");
+    snprintf(o.key, sizeof o.key, "sk_test_x");
+    cm_billing *b;
+    char err[256];
+    assert_int_equal(cm_billing_new(&o, "test_billing", &b, err, sizeof err), 0);
+    cm_billing_stats st = {0};
+    assert_int_equal(cm_billing_pass(b, &st), 0);
+    assert_int_equal(st.retried, 1);
+    assert_int_equal(st.waiting, 1);
+    assert_true(cm_billing_next(b) > 0);
+    bn_outbox_counts c = counts(db, T0);
+    assert_int_equal(c.pending, 1);
+    assert_int_equal(c.retrying, 1);
+    assert_true(c.last_error[0] != '\0');
+    /* another sender delivers it meanwhile */
+    bn_outbox_event e;
+    size_t n;
+    ok(db, bn_db_outbox_claim(db, 4102444800000LL, 1000, &e, 1, &n)); /* 2100: past any backoff */
+    assert_int_equal(n, 1);
+    ok(db, bn_db_outbox_ack(db, e.id, 1, T0));
+    nanosleep(&(struct timespec){0, 120000000L}, NULL); /* the backoff (<= 0.05 s) is over */
+    cm_billing_stats st2 = {0};
+    assert_int_equal(cm_billing_pass(b, &st2), 0);
+    assert_int_equal(st2.waiting + st2.retried + st2.acked, 0);
+    assert_int_equal(cm_billing_next(b), 0);
+    cm_billing_free(b);
+    bn_db_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -426,6 +473,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_reconcile, setup, teardown),
             cmocka_unit_test_setup_teardown(test_erase_export, setup, teardown),
             cmocka_unit_test_setup_teardown(test_from_schema_5, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_sender_backoff, setup, teardown),
             cmocka_unit_test(test_form),
             cmocka_unit_test(test_verdict),
             cmocka_unit_test(test_backoff),
