@@ -434,7 +434,7 @@ static void test_sender_backoff(void **state)
     int64_t a;
     ok(db, bn_db_tenant_add(db, "cli:t", "acme", "team", "cus_A", &a));
     ok(db, record(db, a, "r1", 1, 2, 0, NULL));
-    cm_billing_opts o = {.timeout_s = 2, .backoff_max_s = 0.05, .interval_s = 1};
+    cm_billing_opts o = {.timeout_s = 2, .backoff_max_s = 0.5, .interval_s = 1};
     snprintf(o.endpoint, sizeof o.endpoint, "http://127.0.0.1:1");
     snprintf(o.event_name, sizeof o.event_name, "t");
     snprintf(o.key, sizeof o.key, "sk_test_x");
@@ -446,6 +446,9 @@ static void test_sender_backoff(void **state)
     assert_int_equal(st.retried, 1);
     assert_int_equal(st.waiting, 1);
     assert_true(cm_billing_next(b) > 0);
+    assert_int_equal(cm_billing_pass(b, &st), 0); /* within the backoff (>= 0.25 s): no try */
+    assert_int_equal(st.retried, 1);
+    assert_int_equal(st.waiting, 1);
     bn_outbox_counts c = counts(db, T0);
     assert_int_equal(c.pending, 1);
     assert_int_equal(c.retrying, 1);
@@ -456,7 +459,7 @@ static void test_sender_backoff(void **state)
     ok(db, bn_db_outbox_claim(db, 4102444800000LL, 1000, &e, 1, &n)); /* 2100: past any backoff */
     assert_int_equal(n, 1);
     ok(db, bn_db_outbox_ack(db, e.id, 1, T0));
-    nanosleep(&(struct timespec){0, 120000000L}, NULL); /* the backoff (<= 0.05 s) is over */
+    nanosleep(&(struct timespec){0, 600000000L}, NULL); /* the backoff (<= 0.5 s) is over */
     cm_billing_stats st2 = {0};
     assert_int_equal(cm_billing_pass(b, &st2), 0);
     assert_int_equal(st2.waiting + st2.retried + st2.acked, 0);
