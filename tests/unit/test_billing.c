@@ -468,6 +468,40 @@ static void test_sender_backoff(void **state)
     bn_db_close(db);
 }
 
+/* The sender's thread: woken, it tries the due event (the endpoint refuses: the event waits
+ * with a failed try); freeing it stops and joins it, also in the middle of a backoff. */
+static void test_sender_thread(void **state)
+{
+    fx *f = *state;
+    char cfg[400];
+    snprintf(cfg, sizeof cfg, "%s/none.json", f->dir);
+    setenv("BITNET_CONFIG", cfg, 1);
+    setenv("BITNET_HISTORY_DB", f->path, 1);
+    bn_db *db = open_at(f->path, T0);
+    int64_t a;
+    ok(db, bn_db_tenant_add(db, "cli:t", "acme", "team", "cus_A", &a));
+    cm_billing_opts o = {.timeout_s = 2, .backoff_max_s = 60, .interval_s = 60};
+    snprintf(o.endpoint, sizeof o.endpoint, "http://127.0.0.1:1");
+    snprintf(o.event_name, sizeof o.event_name, "t");
+    snprintf(o.key, sizeof o.key, "sk_test_x");
+    cm_billing *b;
+    char err[256];
+    assert_int_equal(cm_billing_new(&o, "test_billing", &b, err, sizeof err), 0);
+    assert_int_equal(cm_billing_start(b), 0);
+    nanosleep(&(struct timespec){0, 100000000L}, NULL); /* its first pass: nothing due */
+    ok(db, record(db, a, "r1", 1, 2, 0, NULL));
+    cm_billing_wake(b);
+    int tried = 0;
+    for (int i = 0; i < 300 && !tried; i++) { /* up to 30 s on a loaded machine */
+        nanosleep(&(struct timespec){0, 100000000L}, NULL);
+        tried = counts(db, T0).retrying == 1;
+    }
+    assert_true(tried);
+    cm_billing_free(b); /* in a 60 s wait: returns at once */
+    assert_int_equal(counts(db, T0).pending, 1);
+    bn_db_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -477,6 +511,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_erase_export, setup, teardown),
             cmocka_unit_test_setup_teardown(test_from_schema_5, setup, teardown),
             cmocka_unit_test_setup_teardown(test_sender_backoff, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_sender_thread, setup, teardown),
             cmocka_unit_test(test_form),
             cmocka_unit_test(test_verdict),
             cmocka_unit_test(test_backoff),
