@@ -72,6 +72,15 @@ printf '\000\176' | dd of="$TMP/nan.gguf" bs=1 seek=$off conv=notrunc 2>/dev/nul
 expect_exit 1 "a NaN in a factor" -- "$BITNET" perplexity -m "$TMP/nan.gguf" -f "$D/heldout-gpl3-s1-3.txt" -c 128
 expect_grep "blk.1.attn_v.lowrank_b: element 3 is not finite" "$TMP/err" "names the tensor and element"
 
+# the queue carries --lowrank: the job writes what the direct conversion wrote
+expect_exit 0 "convert --queue --lowrank 8" -- "$BITNET" convert "$D/llama-st" -o "$TMP/q8.gguf" \
+    --lowrank 8 --queue --json
+j=$(jget "$TMP/out" job)
+expect_exit 0 "jobs wait" -- "$BITNET" jobs wait "$j" --timeout 300 --json
+expect_exit 0 "jobs show" -- "$BITNET" jobs show "$j" --json
+[ "$(jget "$TMP/out" result.sha256)" = "$(jget "$TMP/r8.json" sha256)" ] &&
+    ok "the queued --lowrank 8 output = the direct one" || bad "queued output differs"
+
 # bad uses
 expect_exit 2 "--lowrank 257" -- "$BITNET" convert "$D/llama-st" -o "$TMP/x.gguf" --lowrank 257
 expect_exit 2 "--lowrank -1" -- "$BITNET" convert "$D/llama-st" -o "$TMP/x.gguf" --lowrank -1
