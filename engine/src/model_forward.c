@@ -478,7 +478,7 @@ static void store(const bn_model_state *st, void *base, size_t idx, float v)
 
 /* Unit u of q | k | v (one head's rows of Wq, Wk or Wv, for all tokens): the product,
  * RoPE on q and k, k and v into the cache. */
-static void qkv_unit(const job *j, int64_t u)
+static void qkv_unit(const job *j, int64_t u, bn__lowrank_z *zc)
 {
     bn_model_state *st = j->st;
     const bn_model_hparams *h = &st->m->hp;
@@ -487,7 +487,7 @@ static void qkv_unit(const job *j, int64_t u)
     const int64_t E = h->n_embd;
     if (u < nh) {
         k->tgemm(&j->L->w[BN__WQ], j->qe, st->q, E, u * d, (u + 1) * d);
-        bn__lowrank_apply(&j->L->lr[BN__WQ], j->qe, st->q, E, u * d, (u + 1) * d);
+        bn__lowrank_apply(&j->L->lr[BN__WQ], j->qe, st->q, E, u * d, (u + 1) * d, &zc[0]);
         for (int64_t t = 0; t < j->T; t++)
             rope(st->q + t * E + u * d, st->cs + t * h->n_rot, h->n_rot);
         return;
@@ -495,7 +495,7 @@ static void qkv_unit(const job *j, int64_t u)
     if (u < nh + nkv) {
         const int64_t g = u - nh;
         k->tgemm(&j->L->w[BN__WK], j->qe, st->kx, KV, g * d, (g + 1) * d);
-        bn__lowrank_apply(&j->L->lr[BN__WK], j->qe, st->kx, KV, g * d, (g + 1) * d);
+        bn__lowrank_apply(&j->L->lr[BN__WK], j->qe, st->kx, KV, g * d, (g + 1) * d, &zc[1]);
         for (int64_t t = 0; t < j->T; t++) {
             float *kr = st->kx + t * KV + g * d;
             rope(kr, st->cs + t * h->n_rot, h->n_rot);
@@ -511,7 +511,7 @@ static void qkv_unit(const job *j, int64_t u)
     }
     const int64_t g = u - nh - nkv;
     k->tgemm(&j->L->w[BN__WV], j->qe, st->vx, KV, g * d, (g + 1) * d);
-    bn__lowrank_apply(&j->L->lr[BN__WV], j->qe, st->vx, KV, g * d, (g + 1) * d);
+    bn__lowrank_apply(&j->L->lr[BN__WV], j->qe, st->vx, KV, g * d, (g + 1) * d, &zc[2]);
     const size_t base = ((size_t)j->il * (size_t)nkv + (size_t)g) * (size_t)d;
     for (int64_t t = 0; t < j->T; t++) {
         const float *vr = st->vx + t * KV + g * d;
@@ -529,7 +529,8 @@ static void task_qkv(void *arg, int tid, int nth)
     atomic_int *c = j->st->work + j->il * N_PHASES + PH_QKV;
     int64_t u, ue;
     (void)tid, (void)nth;
-    while (grab(c, h->n_head + 2 * h->n_head_kv, 1, &u, &ue)) qkv_unit(j, u);
+    bn__lowrank_z zc[3] = {{0}}; /* a x of q, k, v: once per thread for one token */
+    while (grab(c, h->n_head + 2 * h->n_head_kv, 1, &u, &ue)) qkv_unit(j, u, zc);
 }
 
 /* Attention of token t, head hh: att = softmax(q K^T / sqrt(d)) V over positions
@@ -656,9 +657,10 @@ static void residual_matmul(const job *j, int which, int phase, const bn_qact *q
     const int64_t E = st->m->hp.n_embd;
     atomic_int *c = st->work + j->il * N_PHASES + phase;
     int64_t r0, r1;
+    bn__lowrank_z zc = {0}; /* a x: once per thread for one token */
     while (grab(c, w->rows, j->T == 1 ? GEMV_CHUNK : GEMM_CHUNK, &r0, &r1)) {
         st->m->k->tgemm(w, qa, st->y, E, r0, r1);
-        bn__lowrank_apply(&j->L->lr[which], qa, st->y, E, r0, r1);
+        bn__lowrank_apply(&j->L->lr[which], qa, st->y, E, r0, r1, &zc);
         for (int64_t t = 0; t < j->T; t++) {
             float *x = st->x + t * E;
             const float *y = st->y + t * E;
@@ -682,14 +684,14 @@ static void task_down(void *arg, int tid, int nth)
 }
 
 /* gate = act(h Wgate) * (h Wup) for rows [r0, r1). */
-static void gate_up_rows(const job *j, int64_t r0, int64_t r1)
+static void gate_up_rows(const job *j, int64_t r0, int64_t r1, bn__lowrank_z *zc)
 {
     bn_model_state *st = j->st;
     const int64_t F = st->m->hp.n_ff;
     st->m->k->tgemm(&j->L->w[BN__WGATE], j->qe, st->gate, F, r0, r1);
     st->m->k->tgemm(&j->L->w[BN__WUP], j->qe, st->up, F, r0, r1);
-    bn__lowrank_apply(&j->L->lr[BN__WGATE], j->qe, st->gate, F, r0, r1);
-    bn__lowrank_apply(&j->L->lr[BN__WUP], j->qe, st->up, F, r0, r1);
+    bn__lowrank_apply(&j->L->lr[BN__WGATE], j->qe, st->gate, F, r0, r1, &zc[0]);
+    bn__lowrank_apply(&j->L->lr[BN__WUP], j->qe, st->up, F, r0, r1, &zc[1]);
     for (int64_t t = 0; t < j->T; t++)
         st->act_mul(st->gate + t * F + r0, st->up + t * F + r0, r1 - r0);
 }
@@ -699,9 +701,10 @@ static void task_gate_up(void *arg, int tid, int nth)
     const job *j = arg;
     atomic_int *c = j->st->work + j->il * N_PHASES + PH_GATE_UP;
     int64_t r0, r1;
+    bn__lowrank_z zc[2] = {{0}}; /* a x of gate and up: once per thread for one token */
     (void)tid, (void)nth;
     while (grab(c, j->st->m->hp.n_ff, j->T == 1 ? GEMV_CHUNK : GEMM_CHUNK, &r0, &r1))
-        gate_up_rows(j, r0, r1);
+        gate_up_rows(j, r0, r1, zc);
 }
 
 void bn__head_q8_rows_ref(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0, int64_t r1,

@@ -125,10 +125,17 @@ typedef struct bn__lowrank {
 bn_status bn__lowrank_load(bn_model *m, const char *base, int64_t rows, int64_t cols,
                            bn__lowrank *lr);
 void bn__lowrank_release(bn__lowrank *lr);
+/* a x of one token, kept across the row ranges one thread takes of a matrix: zeroed before
+ * the thread's loop, filled by the first bn__lowrank_apply of a one-token x. */
+typedef struct bn__lowrank_z {
+    int ok;
+    float z[BN__LOWRANK_MAX];
+} bn__lowrank_z;
 /* y[t * ldy + r] += b_r . (a x_t) for the tokens of x and rows r0 <= r < r1, x_t the token's
- * int8 activations times its scale; nothing when lr->rank is 0. */
+ * int8 activations times its scale; nothing when lr->rank is 0. zc (may be NULL) keeps a x
+ * of a one-token x between calls; the result is the same bits either way. */
 void bn__lowrank_apply(const bn__lowrank *lr, const bn_qact *x, float *y, int64_t ldy, int64_t r0,
-                       int64_t r1);
+                       int64_t r1, bn__lowrank_z *zc);
 
 typedef struct bn__layer {
     const float *attn_norm;     /* n_embd */

@@ -74,20 +74,30 @@ void bn__lowrank_release(bn__lowrank *lr)
  * is the same alone or in a batch. */
 #define XSLICE 512
 
-void bn__lowrank_apply(const bn__lowrank *lr, const bn_qact *x, float *y, int64_t ldy, int64_t r0,
-                       int64_t r1)
+/* z = a x_t (R values) */
+static void lowrank_z(const bn__lowrank *lr, const bn_qact *x, int64_t t, float *z)
 {
     const int64_t R = lr->rank, K = lr->cols;
-    float z[BN__LOWRANK_MAX], xf[XSLICE];
+    const int8_t *xq = x->q + t * x->kpad;
+    float xf[XSLICE];
+    for (int64_t j = 0; j < R; j++) z[j] = 0;
+    for (int64_t k0 = 0; k0 < K; k0 += XSLICE) {
+        const int64_t n = K - k0 < XSLICE ? K - k0 : XSLICE;
+        for (int64_t i = 0; i < n; i++) xf[i] = (float)xq[k0 + i];
+        for (int64_t j = 0; j < R; j++) z[j] += lr->dot(lr->a + j * K + k0, xf, n);
+    }
+    for (int64_t j = 0; j < R; j++) z[j] *= x->inv_scale[t];
+}
+
+void bn__lowrank_apply(const bn__lowrank *lr, const bn_qact *x, float *y, int64_t ldy, int64_t r0,
+                       int64_t r1, bn__lowrank_z *zc)
+{
+    const int64_t R = lr->rank;
+    float zt[BN__LOWRANK_MAX];
     for (int64_t t = 0; R && t < x->n_tok; t++) {
-        const int8_t *xq = x->q + t * x->kpad;
-        for (int64_t j = 0; j < R; j++) z[j] = 0;
-        for (int64_t k0 = 0; k0 < K; k0 += XSLICE) {
-            const int64_t n = K - k0 < XSLICE ? K - k0 : XSLICE;
-            for (int64_t i = 0; i < n; i++) xf[i] = (float)xq[k0 + i];
-            for (int64_t j = 0; j < R; j++) z[j] += lr->dot(lr->a + j * K + k0, xf, n);
-        }
-        for (int64_t j = 0; j < R; j++) z[j] *= x->inv_scale[t];
+        float *z = zc && x->n_tok == 1 ? zc->z : zt;
+        if (z == zt || !zc->ok) lowrank_z(lr, x, t, z);
+        if (z != zt) zc->ok = 1;
         for (int64_t r = r0; r < r1; r++) y[t * ldy + r] += lr->dot(lr->b + r * R, z, R);
     }
 }
