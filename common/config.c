@@ -106,6 +106,8 @@ static const bn_config_key schema[] = {
          "how often the billing sender looks for due meter events when nothing wakes it"},
         {"tui.graph", BN_CFG_STRING, "braille", 0, 0,
          "the TUI's graph style: braille, block or ascii (g in the TUI)"},
+        {"tui.theme", BN_CFG_STRING, "default", 0, 0,
+         "the TUI's colours: default (dark background), light or mono (O in the TUI)"},
         {"tui.graph_window", BN_CFG_DURATION, "60s", 10, 3600,
          "the time the TUI's graphs show, 10s to 1h (w in the TUI)"},
         {"tui.refresh", BN_CFG_DURATION, "1s", 0.2, 60,

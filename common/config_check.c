@@ -134,7 +134,9 @@ static void check_alerts(checker *ck, const cJSON *v)
 static const char *choices_of(const char *key, const char *const **names)
 {
     static const char *const graph[] = {"braille", "block", "ascii", NULL};
+    static const char *const theme[] = {"default", "light", "mono", NULL};
     if (!strcmp(key, "tui.graph")) return *names = graph, "braille, block or ascii";
+    if (!strcmp(key, "tui.theme")) return *names = theme, "default, light or mono";
     return *names = NULL, NULL;
 }
 

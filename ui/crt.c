@@ -61,16 +61,48 @@ static const role_style styles[CR_ROLE_COUNT_] = {
         [CR_INPUT] = {A_UNDERLINE, 0, COLOR_WHITE, COLOR_BLUE, 255, 237, 0xeeeeee, 0x3a3a3a},
 };
 
+/* The light theme: the roles whose colours would not read on a light background. */
+static const struct {
+    crt_role role;
+    short fg8, fg256;
+    int fg_rgb;
+} light[] = {
+        {CR_TITLE, COLOR_BLUE, 25, 0x005faf},      {CR_DIM, COLOR_BLACK, 242, 0x6c6c6c},
+        {CR_OK, COLOR_GREEN, 28, 0x008700},        {CR_WARN, COLOR_YELLOW, 130, 0xaf5f00},
+        {CR_FAIL, COLOR_RED, 160, 0xd70000},       {CR_GRAPH1, COLOR_BLUE, 31, 0x0087af},
+        {CR_GRAPH2, COLOR_MAGENTA, 127, 0xaf00af}, {CR_GRAPH3, COLOR_GREEN, 28, 0x008700},
+        {CR_BORDER, COLOR_BLUE, 67, 0x5f87af},
+};
+
+static int no_color_opt, colors_started, theme_now;
+
+/* role's style in the theme (light overrides some colours of the default). */
+static role_style theme_style(crt_role role)
+{
+    role_style s = styles[role];
+    for (size_t i = 0; theme_now == CRT_THEME_LIGHT && i < sizeof light / sizeof light[0]; i++)
+        if (light[i].role == role)
+            s.fg8 = light[i].fg8, s.fg256 = light[i].fg256, s.fg_rgb = light[i].fg_rgb;
+    if (theme_now == CRT_THEME_LIGHT && role == CR_INPUT) { /* dark text on light grey */
+        s.fg8 = COLOR_BLACK, s.bg8 = COLOR_WHITE, s.fg256 = 16, s.bg256 = 253;
+        s.fg_rgb = 0, s.bg_rgb = 0xdadada;
+    }
+    return s;
+}
+
 static void init_colors(int no_color)
 {
     for (int r = 0; r < CR_ROLE_COUNT_; r++) role_attr[r] = styles[r].plain;
     color_name = "none";
-    if (no_color || !has_colors() || start_color() != OK || COLORS < 8) return;
+    if (no_color || theme_now == CRT_THEME_MONO || !has_colors()) return;
+    if (!colors_started && start_color() != OK) return;
+    colors_started = 1;
+    if (COLORS < 8) return;
     const int dflt = use_default_colors() == OK;
     const int depth = COLORS >= 0x1000000 ? 24 : COLORS >= 256 ? 8 : 3;
     color_name = depth == 24 ? "direct" : depth == 8 ? "256" : "8";
     for (int r = 1; r < CR_ROLE_COUNT_; r++) {
-        const role_style *s = &styles[r];
+        const role_style st = theme_style((crt_role)r), *s = &st;
         int fg = depth == 24 ? s->fg_rgb : depth == 8 ? s->fg256 : s->fg8;
         int bg = depth == 24 ? s->bg_rgb : depth == 8 ? s->bg256 : s->bg8;
         if (!dflt && fg < 0) fg = COLOR_WHITE;
@@ -79,6 +111,22 @@ static void init_colors(int no_color)
         if (init_extended_pair(r, fg, bg) != OK) continue;
         role_attr[r] = (int)COLOR_PAIR(r) | s->with_color;
     }
+}
+
+void crt_theme_set(crt_theme theme)
+{
+    theme_now = theme;
+    if (scr) init_colors(no_color_opt);
+}
+
+crt_theme crt_theme_get(void)
+{
+    return (crt_theme)theme_now;
+}
+
+const char *crt_theme_name(crt_theme theme)
+{
+    return theme == CRT_THEME_LIGHT ? "light" : theme == CRT_THEME_MONO ? "mono" : "default";
 }
 
 int crt_attr(crt_role r)
@@ -344,6 +392,7 @@ int crt_init(const crt_opts *o, char *err, size_t errsz)
     keys_define_fallbacks();
     nodelay(stdscr, TRUE);
     curs_set(0);
+    no_color_opt = o->no_color;
     init_colors(o->no_color);
     use_mouse = 0;
     if (!o->no_mouse && !o->headless) {
@@ -368,4 +417,5 @@ void crt_done(void)
         captured = NULL;
     }
     if (!scr) close_virtual();
+    colors_started = 0; /* a new screen starts its colours again */
 }

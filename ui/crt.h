@@ -61,6 +61,14 @@ int crt_dump(const char *path, char *err, size_t errsz);
 /* Restores the terminal and stderr (and prints what was captured). Safe to call twice. */
 void crt_done(void);
 
+/* The colour theme: default (for a dark background), light (colours that read on a light
+ * one), mono (attributes only, as --no-color). Set before crt_init or at any time after. */
+typedef enum crt_theme { CRT_THEME_DEFAULT = 0, CRT_THEME_LIGHT = 1, CRT_THEME_MONO = 2 } crt_theme;
+void crt_theme_set(crt_theme theme);
+crt_theme crt_theme_get(void);
+/* "default", "light", "mono" */
+const char *crt_theme_name(crt_theme theme);
+
 int crt_unicode(void);        /* UTF-8 output is used */
 int crt_mouse(void);          /* mouse events are enabled */
 const char *crt_colors(void); /* "none", "8", "256" or "direct" */

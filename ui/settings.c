@@ -73,6 +73,9 @@ void tui_settings_start(tui *t)
     for (int i = 0; g < 0 && name && i < 3; i++)
         if (!strcmp(name, bn_graph_style_name((bn_graph_style)i))) g = i;
     ui_graph_style_set(g >= 0 && g <= 2 ? (bn_graph_style)g : BN_GRAPH_BRAILLE);
+    const char *theme = t->cfg ? bn_config_get_str(t->cfg, "tui.theme") : NULL;
+    for (int i = 0; theme && i < 3; i++)
+        if (!strcmp(theme, crt_theme_name((crt_theme)i))) crt_theme_set((crt_theme)i);
     t->window = t->cfg ? bn_config_get_duration(t->cfg, "tui.graph_window") : 60;
     t->refresh = t->cfg ? bn_config_get_duration(t->cfg, "tui.refresh") : 1;
     if (!(t->window > 0)) t->window = 60;
@@ -110,6 +113,15 @@ static void key_graph_style(tui *t)
     if (tui_setting_save(t, "tui.graph", bn_graph_style_name(g)) == 0)
         tui_status(t, CR_NORMAL, "graphs: %s (saved)%s", bn_graph_style_name(ui_graph_style()),
                    crt_unicode() ? "" : " (the terminal is not UTF-8)");
+}
+
+static void key_theme(tui *t)
+{
+    const crt_theme th = (crt_theme)((crt_theme_get() + 1) % 3);
+    crt_theme_set(th);
+    if (tui_setting_save(t, "tui.theme", crt_theme_name(th)) == 0)
+        tui_status(t, CR_NORMAL, "theme: %s (saved)%s", crt_theme_name(th),
+                   t->opts.no_color ? "; colours are off (--no-color or NO_COLOR)" : "");
 }
 
 static void key_window(tui *t, int dir)
@@ -161,6 +173,9 @@ int tui_settings_key(tui *t, int ch)
     case 'z':
     case 'Z':
         key_pause(t);
+        return 1;
+    case 'O':
+        key_theme(t);
         return 1;
     default:
         return 0;

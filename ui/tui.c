@@ -352,6 +352,7 @@ static const char global_help[] =
         "w W\thow far back the graphs reach: 1, 5 or 15 minutes, an hour\n"
         "] [\tsample and redraw less / more often (0.5 to 30 s)\n"
         "z\tpause the meters and graphs\n"
+        "O\tcolour theme: default, light (for a light background), mono\n"
         "Esc\tleave a text line; stop a generation or a benchmark\n"
         "q F10\tquit (F10 also while typing)\n"
         "mouse\tclick a tab, a row, a button or a key of the bottom bar; the wheel scrolls\n"
@@ -695,6 +696,7 @@ static void write_stats(const tui *t, const loop_stats *ls, double t0)
                             (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
                                     (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6);
     cJSON_AddStringToObject(d, "colors", crt_colors());
+    cJSON_AddStringToObject(d, "theme", crt_theme_name(crt_theme_get()));
     cJSON_AddBoolToObject(d, "unicode", crt_unicode());
     cJSON_AddBoolToObject(d, "mouse", crt_mouse());
     cJSON_AddStringToObject(d, "screen", t->screens[t->cur]->id);

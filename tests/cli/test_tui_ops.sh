@@ -106,7 +106,25 @@ grep -q "paused│" "$TMP/z1.txt" && ok "pause: z freezes the graphs (axis says 
 script z2 z z
 tui z2 --keys "$TMP/z2.keys" --size 120x40 --screen dashboard
 grep -q "resumed" "$TMP/z2.txt" && ok "pause: z again resumes" || bad "z2: not resumed"
+# O: the colour theme, default -> light -> mono, saved; mono draws no colours at the next start
+script t1 O
+tui t1 --keys "$TMP/t1.keys" --size 120x40
+[ "$("$JSONGET" tui.theme <"$CFG")" = light ] && [ "$("$JSONGET" theme <"$TMP/t1.json")" = light ] \
+    && ok "theme: O saved tui.theme light" || bad "t1: $("$JSONGET" tui.theme <"$CFG")"
+script t2 O
+tui t2 --keys "$TMP/t2.keys" --size 120x40
+tui t3 --max-frames 1 --size 120x40
+"$JSONGET" tui.theme <"$CFG" >"$TMP/j"
+"$JSONGET" theme colors <"$TMP/t3.json" >>"$TMP/j"
+[ "$(tr '\n' ' ' <"$TMP/j")" = "mono mono none " ] && ok "theme: mono read at start (no colours)" \
+    || bad "t3: $(tr '\n' ' ' <"$TMP/j")"
+script t4 O
+tui t4 --keys "$TMP/t4.keys" --size 120x40
+[ "$("$JSONGET" tui.theme <"$CFG")" = default ] && [ "$("$JSONGET" colors <"$TMP/t4.json")" != none ] \
+    && ok "theme: O again: default, with colours" || bad "t4: $(cat "$TMP/t4.json")"
 # bad values are refused by the schema (config set and the file alike)
+expect_exit 2 "config set tui.theme pink" -- "$BIN" config set tui.theme pink
+expect_grep "expected default, light or mono" "$TMP/err" "  ... names the themes"
 expect_exit 2 "config set tui.graph hex" -- "$BIN" config set tui.graph hex
 expect_grep "expected braille, block or ascii" "$TMP/err" "  ... names the choices"
 expect_exit 2 "config set tui.refresh 0.1s" -- "$BIN" config set tui.refresh 0.1s
