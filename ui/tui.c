@@ -436,19 +436,51 @@ static const char *keybar_keys(const tui *t)
     return s->help ? s->help : "";
 }
 
-/* One item, "KEY what", at x if it fits in w columns; returns the columns used (0: none).
- * A WHAT taken from the help is cut to its first words. */
-static int keybar_item(int y, int x, int w, const char *key, size_t kn, const char *what, size_t wn)
+/* Whether a help line's KEY is a movement key (Up Down, PgUp, Left Right ...), which goes
+ * without saying on a key bar made from the help. */
+static int movement_key(const char *key, size_t kn)
 {
-    char k[40], l[40];
-    snprintf(k, sizeof k, "%.*s", (int)kn, key);
-    if (wn > 16) { /* a help line: its first words */
+    static const char *const moves[] = {"Up", "Down", "PgUp", "PgDn", "Left", "Right", "Home"};
+    for (size_t i = 0; i < sizeof moves / sizeof moves[0]; i++)
+        if (kn >= strlen(moves[i]) && !strncmp(key, moves[i], strlen(moves[i]))) return 1;
+    return 0;
+}
+
+/* The label of a help line's WHAT on a key bar: its first words, up to 16 bytes, without
+ * a dangling small word or punctuation at the end. */
+static void short_label(const char *what, size_t wn, char *l, size_t size)
+{
+    static const char *const small[] = {"a",   "an",  "the", "its", "or", "of", "to",
+                                        "and", "for", "by",  "in",  "on", "at", "with"};
+    const size_t stop = strcspn(what, "(;:,\n"); /* the first clause */
+    if (stop < wn) wn = stop;
+    if (wn > 16) {
         size_t cut = 16;
         while (cut > 0 && what[cut] != ' ') cut--;
         wn = cut ? cut : 16;
     }
-    snprintf(l, sizeof l, "%.*s", (int)wn, what);
-    while (wn && strchr(",;:(", l[wn - 1])) l[--wn] = '\0';
+    snprintf(l, size, "%.*s", (int)wn, what);
+    for (int again = 1; again;) {
+        again = 0;
+        wn = strlen(l);
+        while (wn && strchr(",;:(/ ", l[wn - 1])) l[--wn] = '\0';
+        const char *sp = strrchr(l, ' ');
+        for (size_t i = 0; sp && i < sizeof small / sizeof small[0]; i++)
+            if (!strcmp(sp + 1, small[i])) {
+                l[sp - l] = '\0';
+                again = 1;
+                break;
+            }
+    }
+}
+
+/* One item, "KEY what", at x if it fits in w columns; returns the columns used (0: none).
+ * A WHAT longer than a label (a help line) is cut to its first words. */
+static int keybar_item(int y, int x, int w, const char *key, size_t kn, const char *what, size_t wn)
+{
+    char k[40], l[40];
+    snprintf(k, sizeof k, "%.*s", (int)kn, key);
+    short_label(what, wn, l, sizeof l);
     const int need = ui_width(k) + 1 + ui_width(l) + 2;
     if (!kn || need > w) return 0;
     int c = ui_text(y, x, w, crt_attr(CR_NORMAL) | A_BOLD, k);
@@ -457,24 +489,37 @@ static int keybar_item(int y, int x, int w, const char *key, size_t kn, const ch
     return c + 2;
 }
 
+/* Draws the items of keys ("KEY\tWHAT" lines) from x while they fit before end; the
+ * movement keys of a help text are left out (from_help). Returns the next x. */
+static int keybar_items(int y, int x, int end, const char *keys, int from_help)
+{
+    for (const char *l = keys; *l;) {
+        const char *nl = strchr(l, '\n');
+        const size_t len = nl ? (size_t)(nl - l) : strlen(l);
+        const char *tab = memchr(l, '\t', len);
+        if (tab && tab > l && !(from_help && movement_key(l, (size_t)(tab - l)))) {
+            const int c = keybar_item(y, x, end - x, l, (size_t)(tab - l), tab + 1,
+                                      len - (size_t)(tab - l) - 1);
+            if (!c) break;
+            x += c;
+        }
+        l += len + (nl ? 1 : 0);
+    }
+    return x;
+}
+
 static void draw_keybar(tui *t, int y)
 {
     ui_clear(y, 0, COLS, crt_attr(CR_BAR));
     const int qw = 10; /* "F10 Quit" at the right end */
     int x = keybar_item(y, 0, COLS - qw, "F1", 2, "Help", 4);
     ui_hit(y, 0, x, KEY_F(1));
-    for (const char *l = keybar_keys(t); *l;) {
-        const char *end = strchr(l, '\n');
-        const size_t len = end ? (size_t)(end - l) : strlen(l);
-        const char *tab = memchr(l, '\t', len);
-        if (tab && tab > l) {
-            const int c = keybar_item(y, x, COLS - qw - x, l, (size_t)(tab - l), tab + 1,
-                                      len - (size_t)(tab - l) - 1);
-            if (!c) break;
-            x += c;
-        }
-        l += len + (end ? 1 : 0);
-    }
+    const tui_screen *s = t->screens[t->cur];
+    const char *keys = keybar_keys(t);
+    x = keybar_items(y, x, COLS - qw, keys, keys == s->help);
+    const int editing = s->editing && s->editing(t->state[t->cur]);
+    if (!t->help && !editing) /* room left: keys of every screen */
+        keybar_items(y, x, COLS - qw, "Tab\tnext screen\ng\tgraphs\nz\tpause\n", 0);
     ui_hit(y, COLS - qw, keybar_item(y, COLS - qw, qw, "F10", 3, "Quit", 4), KEY_F(10));
 }
 
@@ -696,7 +741,6 @@ static void write_stats(const tui *t, const loop_stats *ls, double t0)
                             (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
                                     (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6);
     cJSON_AddStringToObject(d, "colors", crt_colors());
-    cJSON_AddStringToObject(d, "theme", crt_theme_name(crt_theme_get()));
     cJSON_AddBoolToObject(d, "unicode", crt_unicode());
     cJSON_AddBoolToObject(d, "mouse", crt_mouse());
     cJSON_AddStringToObject(d, "screen", t->screens[t->cur]->id);
