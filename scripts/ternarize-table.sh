@@ -4,7 +4,8 @@
 # low-rank correction of rank 8 and 32; for each the bytes of the GGUF, perplexity on held-out
 # text (`bitnet perplexity`, 128-token chunks, llama.cpp's method), the validation perplexity
 # and top-1 agreement with the float model (convert's f32 reference on its built-in text), and
-# the generation speed (bitnet bench tg32, one thread, 3 repetitions: the cost of the factors).
+# the generation speed (bitnet bench tg32, one thread, the best of three runs of 3 repetitions:
+# the cost of the factors).
 # The float model's held-out perplexity comes from tests/convert/heldout_ppl.py (transformers).
 #
 #   sh scripts/ternarize-table.sh [BUILD_DIR]        (default build; prints markdown rows)
@@ -24,12 +25,16 @@ row() { # row MODEL TYPE LABEL ARGS...: one conversion and its measurements
     shift 3
     "$BITNET" convert "$D/$m" -o "$W/o.gguf" --force --type "$type" --json -t 2 "$@" >"$W/c.json" 2>/dev/null
     "$BITNET" perplexity -m "$W/o.gguf" -f "$HELD" -c 128 --json -t 2 >"$W/p.json" 2>/dev/null
-    "$BITNET" bench -m "$W/o.gguf" -p 0 -n 32 -t 1 -r 3 --json >"$W/b.json" 2>/dev/null
+    best=0 # the best of three benches: a busy neighbour slows rounds, never speeds them up
+    for i in 1 2 3; do
+        "$BITNET" bench -m "$W/o.gguf" -p 0 -n 32 -t 1 -r 3 --json >"$W/b.json" 2>/dev/null
+        best=$(awk -v a="$best" -v b="$(j "$W/b.json" results.0.tokens_per_s)" 'BEGIN { print (b > a ? b : a) }')
+    done
     printf '| %s | %s | %s | %.2f | %.2f | %.1f%% | %.0f |\n' "$m ($type)" "$label" \
         "$(j "$W/c.json" bytes_out)" "$(j "$W/p.json" perplexity)" \
         "$(j "$W/c.json" validation.ppl_conv)" \
         "$(awk -v v="$(j "$W/c.json" validation.top1_agreement)" 'BEGIN { print 100 * v }')" \
-        "$(j "$W/b.json" results.0.tokens_per_s)"
+        "$best"
 }
 
 echo "| model | method | bytes | held-out ppl | validation ppl | top-1 | tg32 t/s |"
