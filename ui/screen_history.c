@@ -354,8 +354,8 @@ static int hist_key(tui *t, void *st, int ch)
                     1;
         read_runs(t, h);
         return 1;
-    case '/':
-        h->searching = 1;
+    case '/': /* the last search, selected: what is typed replaces it */
+        h->searching = 1, h->search.all = h->search.len > 0;
         return 1;
     case 'r':
         read_runs(t, h);

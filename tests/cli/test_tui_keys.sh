@@ -178,4 +178,17 @@ grep -Eq "blk.0.attn_q.weight +i2_s +[0-9.]+ (B|KiB|MiB) +[0-9]+ x [0-9]+" "$TMP
     && ok "tensors: the size column is on the screen" || bad "tensors: no size column"
 keys tn q
 
+# History's search: the last search is selected when / opens it again (the chats above ran)
+start hs --screen history
+wait_for hs "chat +ok" "History: the chats of this test"
+keys hs /
+keys hs -l "zzz-no-such"
+keys hs Enter
+wait_for hs "no runs match" "History: / searches"
+keys hs /
+keys hs -l "chat"
+keys hs Enter
+wait_for hs "chat +ok" "History: a search typed again replaces the last one (not zzz-no-suchchat)"
+keys hs q
+
 finish test_tui_keys
