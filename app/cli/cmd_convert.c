@@ -75,6 +75,15 @@ static int parse_type(const char *v, const int *allowed, int n)
     return -1;
 }
 
+/* 0 when v is n0, 1 when it is n1, else -1 (--method and --scales name their values so). */
+_Static_assert(CV_METHOD_ABSMEAN == 0 && CV_METHOD_GPTQ == 1 && CV_SCALES_TENSOR == 0 &&
+                       CV_SCALES_ROW == 1,
+               "pick() gives the enum values");
+static int pick(const char *v, const char *n0, const char *n1)
+{
+    return !strcmp(v, n0) ? 0 : !strcmp(v, n1) ? 1 : -1;
+}
+
 static int parse_args(int argc, char **argv, cc_opts *o)
 {
     const char *C = "convert";
@@ -103,21 +112,11 @@ static int parse_args(int argc, char **argv, cc_opts *o)
         } else if (!strcmp(a, "--calibrate")) {
             if (!has) return cli_usage_error(C, "--calibrate needs a text file");
             o->cv.calibrate = argv[++i];
-        } else if (!strcmp(a, "--method")) {
-            const char *m = has ? argv[++i] : "";
-            if (!strcmp(m, "absmean"))
-                o->cv.method = CV_METHOD_ABSMEAN;
-            else if (!strcmp(m, "gptq"))
-                o->cv.method = CV_METHOD_GPTQ;
-            else
+        } else if (!strcmp(a, "--method")) { /* CV_METHOD_ABSMEAN 0, CV_METHOD_GPTQ 1 */
+            if ((o->cv.method = pick(has ? argv[++i] : "", "absmean", "gptq")) < 0)
                 return cli_usage_error(C, "--method takes absmean or gptq");
-        } else if (!strcmp(a, "--scales")) {
-            const char *m = has ? argv[++i] : "";
-            if (!strcmp(m, "tensor"))
-                o->cv.scales = CV_SCALES_TENSOR;
-            else if (!strcmp(m, "row"))
-                o->cv.scales = CV_SCALES_ROW;
-            else
+        } else if (!strcmp(a, "--scales")) { /* CV_SCALES_TENSOR 0, CV_SCALES_ROW 1 */
+            if ((o->cv.scales = pick(has ? argv[++i] : "", "tensor", "row")) < 0)
                 return cli_usage_error(C, "--scales takes tensor or row");
         } else if (!strcmp(a, "--lowrank")) {
             long v;
