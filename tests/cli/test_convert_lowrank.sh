@@ -66,6 +66,12 @@ expect_exit 1 "a factor without its pair" -- "$BITNET" perplexity -m "$TMP/half.
     -f "$D/heldout-gpl3-s1-3.txt" -c 128
 expect_one_line_err "a factor without its pair"
 expect_grep "blk.0.attn_q.lowrank_a without blk.0.attn_q.lowrank_b" "$TMP/err" "names both"
+# the factors of attn_q and attn_k swapped by name: 64 rows where attn_q has 128
+perl -0777 -pe 's/blk\.0\.attn_q\.lowrank_b/blk.0.attn_X.lowrank_b/; s/blk\.0\.attn_k\.lowrank_b/blk.0.attn_q.lowrank_b/;
+    s/blk\.0\.attn_X\.lowrank_b/blk.0.attn_k.lowrank_b/' "$TMP/r8.gguf" >"$TMP/swap.gguf"
+expect_exit 1 "factors of another shape" -- "$BITNET" perplexity -m "$TMP/swap.gguf" \
+    -f "$D/heldout-gpl3-s1-3.txt" -c 128
+expect_grep "blk.0.attn_q.lowrank_b: shape 64x8, expected 128x8" "$TMP/err" "names the tensor and shapes"
 off=$(($(tensor_at "$TMP/r8.gguf" blk.1.attn_v.lowrank_b) + 6))
 cp "$TMP/r8.gguf" "$TMP/nan.gguf"
 printf '\000\176' | dd of="$TMP/nan.gguf" bs=1 seek=$off conv=notrunc 2>/dev/null
