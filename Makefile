@@ -301,15 +301,16 @@ $(BUILD)/tests/%: tests/unit/%.c $(TEST_HELP) $(UI_LIB) $(APP_LIB) $(COMMON_LIB)
 		$(COMMON_LIB) $(DB_LIB) $(LIB) $(TEST_LIBS) $(APP_LIBS) $(UI_LIBS) $(DB_LIBS) $(SYS_LIBS)
 
 # test_cuda_emu: the CUDA backend's host side (engine/cuda/*.c) on the kernel emulator of
-# tests/emu/ (no GPU, no nvcc); their bn_cuda_* replace cuda_none.o of the library.
-CUDA_EMU_SRC := tests/emu/cuda_emu.c $(wildcard engine/cuda/*.c)
-$(BUILD)/tests/test_cuda_emu: tests/unit/test_cuda_emu.c $(CUDA_EMU_SRC) engine/cuda/cuda_internal.h \
-		engine/cuda/cuda_w2a8.h $(TEST_HELP) $(UI_LIB) $(APP_LIB) $(COMMON_LIB) $(DB_LIB) $(LIB)
+# tests/emu/ (no GPU, no nvcc); their bn_cuda_* replace cuda_none.o of the library. The test
+# itself sees engine/include only, as every test but the internal ones.
+CUDA_EMU_OBJ := $(CUDA_HOST_OBJ) $(BUILD)/engine/cuda/cuda_emu.o
+$(BUILD)/tests/test_cuda_emu: tests/unit/test_cuda_emu.c $(CUDA_EMU_OBJ) $(TEST_HELP) $(UI_LIB) \
+		$(APP_LIB) $(COMMON_LIB) $(DB_LIB) $(LIB)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(CFLAGS_ALL) -Iengine/src -Iengine/cuda -Itests/unit -Icommon/include -Idb/include \
-		$(TEST_CFLAGS) $(LDFLAGS_ALL) -o $@ $< $(CUDA_EMU_SRC) $(TEST_HELP) $(UI_LIB) $(APP_LIB) \
-		$(COMMON_LIB) $(DB_LIB) $(LIB) $(TEST_LIBS) $(APP_LIBS) $(UI_LIBS) $(DB_LIBS) $(SYS_LIBS)
+	$(Q)$(CC) $(CFLAGS_ALL) -Itests/unit -Icommon/include -Idb/include $(TEST_CFLAGS) \
+		$(LDFLAGS_ALL) -o $@ $< $(CUDA_EMU_OBJ) $(TEST_HELP) $(UI_LIB) $(APP_LIB) $(COMMON_LIB) \
+		$(DB_LIB) $(LIB) $(TEST_LIBS) $(APP_LIBS) $(UI_LIBS) $(DB_LIBS) $(SYS_LIBS)
 
 $(BUILD)/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
