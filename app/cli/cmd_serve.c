@@ -15,14 +15,15 @@
 #include "serve/serve.h"
 #include "serve/serve_tenants.h"
 
-#define DEFAULT_LISTEN  "127.0.0.1:8080"
-#define DEFAULT_SLOTS   1
-#define DEFAULT_QUEUE   16
-#define DEFAULT_N_CTX   4096
-#define BODY_MAX        ((size_t)1 << 20)
-#define DRAIN_S         10 /* seconds SIGTERM waits for running requests */
-#define DEFAULT_TIMEOUT 600
-#define TIMEOUT_MAX     604800 /* a week */
+#define DEFAULT_LISTEN     "127.0.0.1:8080"
+#define DEFAULT_SLOTS      1
+#define DEFAULT_QUEUE      16
+#define DEFAULT_N_CTX      4096
+#define BODY_MAX           ((size_t)1 << 20)
+#define DRAIN_S            10 /* seconds SIGTERM waits for running requests */
+#define DEFAULT_TIMEOUT    600
+#define DEFAULT_PER_CLIENT 64     /* connections from one address: slow ones cannot take them all */
+#define TIMEOUT_MAX        604800 /* a week */
 
 void cmd_serve_help(FILE *out)
 {
@@ -57,6 +58,10 @@ void cmd_serve_help(FILE *out)
             "                    through Redis (redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or\n"
             "                    unix:///PATH[?db=N]); while it does not answer, rate limits\n"
             "                    are this replica's own and quota tiers get 503\n"
+            "  --max-per-client N\n"
+            "                    connections from one address at once (default %d; 0: no\n"
+            "                    limit: behind a load balancer, which is one address); a\n"
+            "                    connection beyond it is closed at once\n"
             "  --timeout SECONDS a request's whole life, waiting and generating (default %d;\n"
             "                    0: none); past it: 504 with code \"timeout\", or in a stream\n"
             "                    an error event and [DONE]\n"
@@ -64,13 +69,14 @@ void cmd_serve_help(FILE *out)
             "SIGTERM or SIGINT: new requests get 503, running ones have %d s to finish, then\n"
             "the server exits 0. Exit status: 1 the model cannot be loaded or the address\n"
             "cannot be used, 2 usage error.\n",
-            DEFAULT_N_CTX, DEFAULT_LISTEN, DEFAULT_SLOTS, DEFAULT_QUEUE, DEFAULT_TIMEOUT, DRAIN_S);
+            DEFAULT_N_CTX, DEFAULT_LISTEN, DEFAULT_SLOTS, DEFAULT_QUEUE, DEFAULT_PER_CLIENT,
+            DEFAULT_TIMEOUT, DRAIN_S);
 }
 
 typedef struct serve_opts {
     mc_opts mc;
     const char *listen, *api_key, *redis;
-    long slots, queue, timeout;
+    long slots, queue, timeout, per_client;
     int tenants;
 } serve_opts;
 
@@ -79,6 +85,7 @@ static int parse_args(int argc, char **argv, serve_opts *o)
     const char *C = "serve";
     o->listen = DEFAULT_LISTEN;
     o->slots = DEFAULT_SLOTS, o->queue = DEFAULT_QUEUE, o->timeout = DEFAULT_TIMEOUT;
+    o->per_client = DEFAULT_PER_CLIENT;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -95,7 +102,8 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         }
         int bad = 0;
         if (strcmp(a, "--listen") && strcmp(a, "--slots") && strcmp(a, "--queue") &&
-            strcmp(a, "--api-key") && strcmp(a, "--timeout") && strcmp(a, "--redis"))
+            strcmp(a, "--api-key") && strcmp(a, "--timeout") && strcmp(a, "--redis") &&
+            strcmp(a, "--max-per-client"))
             return cli_usage_error(C, "unknown option '%s'", a);
         if (!v) return cli_usage_error(C, "%s needs a value", a);
         if (!strcmp(a, "--listen"))
@@ -108,6 +116,8 @@ static int parse_args(int argc, char **argv, serve_opts *o)
             bad = cli_parse_long(v, 1, 64, &o->slots);
         else if (!strcmp(a, "--timeout"))
             bad = cli_parse_long(v, 0, TIMEOUT_MAX, &o->timeout);
+        else if (!strcmp(a, "--max-per-client"))
+            bad = cli_parse_long(v, 0, 256, &o->per_client);
         else
             bad = cli_parse_long(v, 0, 4096, &o->queue);
         if (bad) return cli_usage_error(C, "%s: bad value '%s'", a, v);
@@ -216,7 +226,10 @@ static int run(srv *s, const serve_opts *o)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* before any thread starts: they inherit it */
     signal(SIGPIPE, SIG_IGN);
-    srv_http_opts ho = {.listen = o->listen, .api_key = o->api_key, .body_max = BODY_MAX};
+    srv_http_opts ho = {.listen = o->listen,
+                        .api_key = o->api_key,
+                        .body_max = BODY_MAX,
+                        .per_client_max = (unsigned)o->per_client};
     srv_http *h = NULL;
     char err[512];
     int port;

@@ -132,6 +132,7 @@ typedef struct srv_http_opts {
     const char *api_key;
     struct srv_tenants *tenants; /* --tenants: keys, limits and the ledger (serve_tenants.h) */
     size_t body_max;
+    unsigned per_client_max; /* connections from one address at once (0: no limit) */
 } srv_http_opts;
 /* Starts listening; the port it got in *port. On failure a one-line message in err. */
 int srv_http_start(srv *s, const srv_http_opts *o, srv_http **out, int *port, char *err,

@@ -29,8 +29,7 @@
 #include "common/config.h"
 
 #define CONNECTIONS_MAX 256
-#define PER_CLIENT_MAX  64 /* connections from one address: slow ones cannot take them all */
-#define IDLE_S          30 /* a connection with no byte for this long is closed */
+#define IDLE_S          30         /* a connection with no byte for this long is closed */
 #define WAIT_NS         100000000L /* a waiting connection looks at its socket this often */
 
 struct srv_http {
@@ -684,7 +683,7 @@ int srv_http_start(srv *s, const srv_http_opts *o, srv_http **out, int *port, ch
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTIONS_MAX,
-                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_CLIENT_MAX,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->per_client_max,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_S,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
     freeaddrinfo(ai);
