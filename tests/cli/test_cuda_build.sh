@@ -27,6 +27,15 @@ else
         || bad "no cuda_model.o"
 fi
 
+# the options, whatever the build
+expect_exit 0 "bench --gpu --help" -- "$BITNET" bench --gpu --help
+expect_grep "greedy tokens equal" "$TMP/out" "bench --gpu --help says what it compares"
+expect_exit 2 "bench --gpu --frob" -- "$BITNET" bench --gpu --frob
+expect_exit 2 "bench --gpu --steps 0" -- "$BITNET" bench --gpu --steps 0
+expect_exit 2 "bench kernels --gpu --frob" -- "$BITNET" bench kernels --gpu --frob
+expect_exit 0 "bench --help names --gpu" -- "$BITNET" bench --help
+expect_grep "bench kernels --gpu" "$TMP/out" "bench --help lists the GPU suites"
+
 "$BITNET" hw --json >"$TMP/hw" 2>&1
 built=$("$JSONGET" cuda.built <"$TMP/hw")
 devices=$("$JSONGET" cuda.devices <"$TMP/hw")
@@ -41,6 +50,9 @@ if [ "$built" = false ]; then
     expect_exit 1 "bench kernels --gpu without the backend" -- "$BITNET" bench kernels --gpu
     expect_grep "CUDA: not built" "$TMP/err" "bench kernels --gpu says CUDA is not built"
     expect_one_line_err "bench kernels --gpu"
+    expect_exit 1 "bench --gpu without the backend" -- "$BITNET" bench --gpu \
+        -m assets/models/bitnet-tinystories.gguf
+    expect_grep "CUDA: not built" "$TMP/err" "bench --gpu says CUDA is not built"
 elif [ "$devices" = 0 ]; then
     echo "  SKIP the GPU checks: $("$JSONGET" cuda.status <"$TMP/hw")"
 else
