@@ -19,9 +19,9 @@
 typedef struct usage_row {
     bn_tenant t;
     bn_usage_total today, month;
-    cm_tier lim;       /* the limits in effect */
-    unsigned own;      /* which of them are the tenant's own (bit i: cm_tier_field(i)) */
-    int have_lim;      /* its tier is in the config */
+    cm_tier lim;  /* the limits in effect */
+    unsigned own; /* which of them are the tenant's own (bit i: cm_tier_field(i)) */
+    int have_lim; /* its tier is in the config */
 } usage_row;
 
 typedef struct usage {
@@ -132,7 +132,12 @@ static double quota_used(const usage_row *r)
            (double)r->lim.monthly_tokens;
 }
 
-static void draw_row(const usage_row *r, int sel, int y, int x, int w)
+/* Wide (WIDE columns or more inside the frame): today's figures and the status as columns;
+ * narrow: the month's figures, cost and quota only (today's are in the selected tenant's
+ * lines below). */
+#define WIDE 110
+
+static void draw_row(const usage_row *r, int sel, int wide, int y, int x, int w)
 {
     const int base = sel ? crt_attr(CR_SELECT) : 0;
     const double cost = month_cost(r), q = quota_used(r);
@@ -143,10 +148,12 @@ static void draw_row(const usage_row *r, int sel, int y, int x, int w)
     const int st = strcmp(r->t.status, "active") ? crt_attr(CR_WARN) : base;
     int c = x + 1;
     c += ui_printf(y, c, x + w - c, base, "%-16.16s %-9.9s ", r->t.name, r->t.tier);
-    c += ui_printf(y, c, x + w - c, sel ? base : st, "%-9.9s ", r->t.status);
-    c += ui_printf(y, c, x + w - c, base, "%8" PRId64 " %11" PRId64 " %8" PRId64 " %12" PRId64
-                   " %9s ", r->today.requests,
-                   r->today.prompt_tokens + r->today.completion_tokens, r->month.requests,
+    if (wide) {
+        c += ui_printf(y, c, x + w - c, sel ? base : st, "%-9.9s ", r->t.status);
+        c += ui_printf(y, c, x + w - c, base, "%9" PRId64 " %11" PRId64 " ", r->today.requests,
+                       r->today.prompt_tokens + r->today.completion_tokens);
+    }
+    c += ui_printf(y, c, x + w - c, base, "%9" PRId64 " %12" PRId64 " %9s ", r->month.requests,
                    r->month.prompt_tokens + r->month.completion_tokens, cs);
     const int mw = x + w - c - 1;
     if (q < 0 || mw < 8)
@@ -155,45 +162,55 @@ static void draw_row(const usage_row *r, int sel, int y, int x, int w)
         ui_meter(y, c, mw, q > 1 ? 1 : q, q >= 1 ? crt_attr(CR_FAIL) : crt_attr(CR_GRAPH2), qs);
 }
 
-/* The limits in effect of r, the tenant's own marked with '*'. */
-static void limits_text(const usage_row *r, char *buf, size_t size)
+static void draw_head(int wide, int y, int x, int w)
 {
-    static const char *const unit[CM_TIER_N_FIELDS] = {"USD a month", "requests/min",
-                                                       "tokens/min", "streams",
-                                                       "tokens a month"};
-    if (!r->have_lim) {
-        snprintf(buf, size, "limits: tier '%s' is not in the config", r->t.tier);
-        return;
-    }
-    size_t o = (size_t)snprintf(buf, size, "limits:");
-    for (int i = 0; i < CM_TIER_N_FIELDS && o < size; i++) {
-        const double v = cm_tier_value(&r->lim, i);
-        if (i > 0 && v == 0)
-            o += (size_t)snprintf(buf + o, size - o, " no %s%s", unit[i],
-                                  r->own & 1u << i ? "*" : "");
-        else
-            o += (size_t)snprintf(buf + o, size - o, " %.15g %s%s", v, unit[i],
-                                  r->own & 1u << i ? "*" : "");
-        if (o < size && i + 1 < CM_TIER_N_FIELDS) o += (size_t)snprintf(buf + o, size - o, ",");
-    }
-    if (r->own && o < size) snprintf(buf + o, size - o, " (*: its own)");
+    const int a = crt_attr(CR_TITLE);
+    int c = x + 1;
+    c += ui_printf(y, c, x + w - c, a, "%-16s %-9s ", "tenant", "tier");
+    if (wide)
+        c += ui_printf(y, c, x + w - c, a, "%-9s %9s %11s ", "status", "req today", "tok today");
+    ui_printf(y, c, x + w - c, a, "%9s %12s %9s %s", "req month", "tokens month", "cost USD",
+              "quota used");
 }
 
+/* Limit i of r ("1200 requests/min*", "no tokens/min"), '*' when it is the tenant's own. */
+static void put_limit(char *buf, size_t size, const usage_row *r, int i, const char *unit)
+{
+    const double v = cm_tier_value(&r->lim, i);
+    const char *own = r->own & 1u << i ? "*" : "";
+    if (i > 0 && v == 0)
+        snprintf(buf, size, "no %s%s", unit, own);
+    else
+        snprintf(buf, size, "%.15g %s%s", v, unit, own);
+}
+
+/* The selected tenant, in 4 lines from y. */
 static void draw_detail(const usage *u, const usage_row *r, int y, int x, int w)
 {
-    char line[512], when[32];
-    ui_printf(y, x, w, crt_attr(CR_TITLE), "%s (id %" PRId64 ", tier %s, %s)", r->t.name,
-              r->t.id, r->t.tier, r->t.status);
-    limits_text(r, line, sizeof line);
-    ui_text(y + 1, x, w, 0, line);
+    char a[64], b[64], c[64], when[32];
+    ui_printf(y, x, w, crt_attr(CR_TITLE), "%s (id %" PRId64 ", tier %s, %s)", r->t.name, r->t.id,
+              r->t.tier, r->t.status);
+    ui_printf(y + 1, x, w, 0,
+              "today %" PRId64 " requests, %" PRId64 " tokens; month %" PRId64 " requests, %" PRId64
+              " prompt + %" PRId64 " completion",
+              r->today.requests, r->today.prompt_tokens + r->today.completion_tokens,
+              r->month.requests, r->month.prompt_tokens, r->month.completion_tokens);
+    if (!r->have_lim) {
+        ui_printf(y + 2, x, w, crt_attr(CR_WARN), "limits: tier '%s' is not in the config",
+                  r->t.tier);
+        return;
+    }
+    put_limit(a, sizeof a, r, 1, "requests/min");
+    put_limit(b, sizeof b, r, 2, "tokens/min");
+    put_limit(c, sizeof c, r, 3, "streams");
+    ui_printf(y + 2, x, w, 0, "limits: %s, %s, %s%s", a, b, c, r->own ? " (*: its own)" : "");
     const time_t next = (time_t)(u->month_next_ms / 1000);
     struct tm tm;
     gmtime_r(&next, &tm);
     strftime(when, sizeof when, "%Y-%m-%d", &tm);
-    ui_printf(y + 2, x, w, 0,
-              "this month: %" PRId64 " requests, %" PRId64 " prompt + %" PRId64
-              " completion tokens; the quota starts again %s",
-              r->month.requests, r->month.prompt_tokens, r->month.completion_tokens, when);
+    put_limit(a, sizeof a, r, 4, "tokens a month");
+    put_limit(b, sizeof b, r, 0, "USD a month");
+    ui_printf(y + 3, x, w, 0, "quota %s (again %s), price %s", a, when, b);
 }
 
 static void usage_draw(tui *t, void *st, int y, int x, int h, int w)
@@ -201,7 +218,7 @@ static void usage_draw(tui *t, void *st, int y, int x, int h, int w)
     usage *u = st;
     if (!u->loaded || bn_time_now() - u->loaded >= REFRESH_S) reload(t, u);
     ui_box(y, x, h, w, "Usage per tenant: today and this month (UTC), from the ledger");
-    const int iw = w - 2, bottom = y + h - 1;
+    const int iw = w - 2, bottom = y + h - 1, wide = iw >= WIDE;
     int row = y + 1;
     if (u->err[0]) ui_text(row++, x + 2, iw - 2, crt_attr(CR_FAIL), u->err);
     if (!t->cfg) ui_text(row++, x + 2, iw - 2, crt_attr(CR_WARN), t->cfg_err);
@@ -210,14 +227,12 @@ static void usage_draw(tui *t, void *st, int y, int x, int h, int w)
                 "no tenants yet (bitnet tenants add NAME; bitnet serve --tenants meters them)");
         return;
     }
-    ui_printf(row++, x + 2, iw - 1, crt_attr(CR_TITLE),
-              "%-16s %-9s %-9s %8s %11s %8s %12s %9s %s", "tenant", "tier", "status",
-              "req today", "tokens today", "req month", "tokens month", "cost USD",
-              "quota used");
-    const int detail = bottom - row >= 8 ? 4 : 0; /* room for the selected tenant's limits */
+    draw_head(wide, row++, x + 1, iw);
+    const int detail = bottom - row >= 9 ? 5 : 0; /* room for the selected tenant's lines */
     ui_list_layout(&u->list, (int)u->n, bottom - row - detail);
     for (int r = 0; r < u->list.h && u->list.top + r < (int)u->n; r++)
-        draw_row(&u->rows[u->list.top + r], u->list.top + r == u->list.sel, row + r, x + 1, iw);
+        draw_row(&u->rows[u->list.top + r], u->list.top + r == u->list.sel, wide, row + r, x + 1,
+                 iw);
     ui_list_hits(&u->list, row, x + 1, iw);
     if (detail && u->list.sel >= 0 && (size_t)u->list.sel < u->n) {
         ui_hline(bottom - detail, x + 1, iw, crt_attr(CR_BORDER));
@@ -243,8 +258,10 @@ const tui_screen scr_usage = {
         .letter = 'U',
         .fkey = 0,
         .live = 1,
-        .help = "\teach tenant of the platform's store (bitnet tenants): requests and tokens today\n"
-                "\tand this calendar month (UTC) from the usage ledger that bitnet serve --tenants\n"
+        .help = "\teach tenant of the platform's store (bitnet tenants): requests and tokens "
+                "today\n"
+                "\tand this calendar month (UTC) from the usage ledger that bitnet serve "
+                "--tenants\n"
                 "\twrites, the month's cost at its price, the share of its monthly quota used,\n"
                 "\tand below, the selected tenant's limits (* marks its own, from the config's\n"
                 "\ttenants object); read again every 5 seconds\n"

@@ -31,11 +31,14 @@ wait_for u "Usage per tenant: today and this month" "the Usage screen opens (--s
 wait_for u "acme +team +active +2 +3030 +2 +3030 +0\\.02 " "acme: requests and tokens today and this month, cost"
 wait_for u "globex +developer +active +1 +5000000 +1 +5000000 +49\\.50 .*50\\.0%" \
     "globex: 5M of the developer tier's 10M quota used, its cost"
-wait_for u "limits: 499 USD a month, 1200 requests/min\\*, 400000 tokens/min" \
+wait_for u "limits: 1200 requests/min\\*, 400000 tokens/min, 10 streams \\(\\*: its own\\)" \
     "the selected tenant's limits, its own marked"
+wait_for u "quota 100000000 tokens a month \\(again [0-9-]+\\), price 499 USD a month" "its quota and price"
+wait_for u "today 2 requests, 3030 tokens; month 2 requests, 1010 prompt \\+ 2020 completion" \
+    "its figures today and this month"
 keys u Down
 wait_for u "globex \\(id 2, tier developer, active\\)" "Down selects the next tenant"
-wait_for u "limits: 99 USD a month, 60 requests/min, 40000 tokens/min, 2 streams" "globex: its tier's limits"
+wait_for u "limits: 60 requests/min, 40000 tokens/min, 2 streams +│" "globex: its tier's limits"
 usage "('a3', 1, NULL, 'm', 1, 1, 5, 'ok', $now)"
 "$BIN" tenants suspend acme >/dev/null 2>&1
 keys u r
@@ -43,6 +46,11 @@ wait_for u "acme +team +suspended +3 +3032 " "r: the ledger and the tenants read
 wait_for u "usage read again: 2 tenants" "r: said on the status line"
 keys u q
 wait_for u "EXIT=0" "q quits"
+
+# 80x24: the month's columns, the cost and the quota still show (today's and the status go)
+$TM new-session -d -s n -x 80 -y 24 "$BIN tui --screen usage; echo EXIT=\$?; sleep 600"
+wait_for n "globex +developer +1 +5000000 +49\\.50 .*50\\.0% │" "80 columns: month, cost and quota of each tenant"
+keys n q
 
 start h --screen hardware
 wait_for h "Hardware" "the hardware screen"
