@@ -295,6 +295,7 @@ typedef struct help_doc {
     const char *key; /* of the line being wrapped; NULL when it has none */
     size_t kn;
     int indent;
+    int kw; /* the WHAT column: HELP_KEY_W, or 2 when narrow (the KEY on a row of its own) */
 } help_doc;
 
 static void help_piece(void *ud, int i, const char *s, size_t n)
@@ -317,10 +318,14 @@ static void help_add(help_doc *d, const char *text, int w)
         d->indent = tab != NULL;
         const char *what = tab ? tab + 1 : l;
         const size_t wn = len - (size_t)(what - l);
+        if (d->key && d->kw < HELP_KEY_W) { /* narrow: the key first, alone */
+            help_piece(d, 0, what, 0);
+            d->key = NULL;
+        }
         if (wn == 0)
             help_piece(d, 0, what, 0);
         else
-            ui_wrap(what, wn, tab ? w - HELP_KEY_W : w, help_piece, d);
+            ui_wrap(what, wn, tab ? w - d->kw : w, help_piece, d);
         l += len + (end ? 1 : 0);
     }
 }
@@ -365,6 +370,7 @@ static void draw_help(tui *t)
     static help_doc d;
     const int w = COLS - 8 > 76 ? 76 : COLS - 8, tw = w - 4;
     d.n = 0;
+    d.kw = tw - HELP_KEY_W >= 36 ? HELP_KEY_W : 2;
     help_add(&d, global_help, tw);
     char head[80];
     snprintf(head, sizeof head, "\n%s:\n", s->name);
@@ -380,15 +386,18 @@ static void draw_help(tui *t)
     ui_box(y, x, h, w, "Help");
     for (int i = 0; i < rows && t->help_top + i < d.n; i++) {
         const help_row *r = &d.r[t->help_top + i];
-        const int in = r->indent ? HELP_KEY_W : 0;
-        if (r->key) ui_textn(y + 2 + i, x + 2, HELP_KEY_W - 1, crt_attr(CR_TITLE), r->key, r->kn);
+        const int in = r->indent ? d.kw : 0;
+        if (r->key)
+            ui_textn(y + 2 + i, x + 2, d.kw < HELP_KEY_W ? tw : HELP_KEY_W - 1, crt_attr(CR_TITLE),
+                     r->key, r->kn);
         ui_textn(y + 2 + i, x + 2 + in, tw - in, 0, r->s, r->n);
     }
     if (d.n > rows) {
         char pos[64];
         snprintf(pos, sizeof pos, " %d-%d of %d, %s ", t->help_top + 1, t->help_top + rows, d.n,
                  t->help_top + rows < d.n ? "Down: more" : "the end");
-        ui_text(y, x + w - 2 - ui_width(pos), ui_width(pos), crt_attr(CR_TITLE), pos);
+        if (w - ui_width(pos) >= 12) /* after " Help " */
+            ui_text(y, x + w - 2 - ui_width(pos), ui_width(pos), crt_attr(CR_TITLE), pos);
     }
     char foot[128];
     snprintf(foot, sizeof foot, "bitnet %s · colours: %s · graphs: %s", BN_VERSION_STRING,

@@ -178,6 +178,14 @@ grep -Eq "blk.0.attn_q.weight +i2_s +[0-9.]+ (B|KiB|MiB) +[0-9]+ x [0-9]+" "$TMP
     && ok "tensors: the size column is on the screen" || bad "tensors: no size column"
 keys tn q
 
+# a narrow terminal (60 columns, headless): the help puts each key on a row of its own and
+# its text below, rather than squeezing it into a column
+printf 'F1\nsleep:200\n' >"$TMP/k60"
+"$BIN" tui --size 60x20 --keys "$TMP/k60" --dump "$TMP/d60" </dev/null >/dev/null 2>&1
+grep -Eq "│ F1 \? +│" "$TMP/d60" && grep -Eq "│   this help \(Esc closes it\)" "$TMP/d60" \
+    && ok "help at 60 columns: the key on its own row, its text below" \
+    || bad "help at 60 columns: $(cat "$TMP/d60" 2>&1)"
+
 # History's search: the last search is selected when / opens it again (the chats above ran)
 start hs --screen history
 wait_for hs "chat +ok" "History: the chats of this test"
