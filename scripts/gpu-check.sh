@@ -27,6 +27,7 @@
 # build-gpu), GPU_CHECK_OUT (a folder for the logs and
 # the summary; default a temporary one), GPU_CHECK_2B4T (an existing 2B4T GGUF to use).
 set -u
+# every step has a time limit (timeout), so that a hung kernel cannot use up a short lease
 BUILD=${GPU_CHECK_BUILD:-build-gpu}
 BUNDLE=gpu-bundle
 
@@ -95,7 +96,7 @@ json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)"
 # ---- 3. kernels ----------------------------------------------------------------------------------
 quick=
 [ "${GPU_CHECK_QUICK:-0}" = 1 ] && quick=--quick
-if "$BITNET" bench kernels --gpu $quick --json >"$OUT/kernels.json" 2>"$OUT/kernels.txt"; then
+if timeout 300 "$BITNET" bench kernels --gpu $quick --json >"$OUT/kernels.json" 2>"$OUT/kernels.txt"; then
     python3 -c "
 import json, sys
 for r in json.load(open(sys.argv[1]))['results']:
@@ -120,7 +121,7 @@ fi
 model_check() { # NAME FILE ARGS...
     name=$1 file=$2
     shift 2
-    if ! "$BITNET" bench --gpu -m "$file" --steps 64 --json "$@" >"$OUT/$name.json" \
+    if ! timeout 300 "$BITNET" bench --gpu -m "$file" --steps 64 --json "$@" >"$OUT/$name.json" \
         2>"$OUT/$name.err"; then
         cat "$OUT/$name.err"
         fail "$name: bench --gpu"
@@ -151,7 +152,7 @@ bundled=$(ls assets/models/*.gguf 2>/dev/null | head -1)
 m2b=${GPU_CHECK_2B4T:-$OUT/2b4t.gguf}
 if [ "${GPU_CHECK_QUICK:-0}" = 1 ]; then
     note "2b4t: left out (GPU_CHECK_QUICK=1)"
-elif [ -f "$m2b" ] || "$BITNET" synth --shape 2b4t -o "$m2b" >"$OUT/synth.log" 2>&1; then
+elif [ -f "$m2b" ] || timeout 240 "$BITNET" synth --shape 2b4t -o "$m2b" >"$OUT/synth.log" 2>&1; then
     model_check 2b4t "$m2b" -p 128 -n 32 -t "$(nproc)"
 else
     cat "$OUT/synth.log"
