@@ -22,6 +22,9 @@
 #                                           ignored by git; carry it to the GPU machine)
 # GPU_CHECK_QUICK=1: bench kernels --quick and no 2B4T (a dry run of this script on a
 # build with the kernel emulator, make CUDA=emu, where the GPU's figures mean nothing).
+# On a lent GPU machine that lacks the build's libraries: `sh scripts/gpu-check.sh --bundle`
+# here, then there (carrying gpu-bundle; at most 8 files come back):
+#   GPU_CHECK_OUT=/tmp/gc sh scripts/gpu-check.sh; cp /tmp/gc/summary.txt /tmp/gc/*.json "$OUT"/
 # Environment: GPU_CHECK_BITNET (a bitnet binary to use as it is), NVCC, CUDA_HOME (as the
 # Makefile), GPU_CHECK_BUILD (the build folder, default
 # build-gpu), GPU_CHECK_OUT (a folder for the logs and
