@@ -10,9 +10,9 @@
 #include "common/json.h"
 #include "crt.h"
 
-enum { JC_ID, JC_STATUS, JC_PROGRESS, JC_ADDED, JC_SOURCE, JC_COUNT };
 static const ui_col jcols[JC_COUNT] = {
-        {"ID", 0, 1}, {"STATUS", 0, 0}, {"PROGRESS", 0, 1}, {"ADDED", 0, 0}, {"SOURCE", 0, 0},
+        {"ID", 5, 1},     {"STATUS", 10, 0}, {"PROGRESS", 23, 0},
+        {"PHASE", 18, 0}, {"ETA", 10, 0},    {"SOURCE -> OUTPUT", 0, 0},
 };
 static const char *const statuses[] = {NULL, "queued", "running", "done", "failed", "cancelled"};
 #define N_STATUSES (int)(sizeof statuses / sizeof statuses[0])
@@ -52,8 +52,10 @@ static int cmp_job(const void *ctx, int col, size_t ia, size_t ib)
         return strcmp(cm_json_str(a, "status", ""), cm_json_str(b, "status", ""));
     case JC_PROGRESS:
         return cmp_num(cm_json_num(a, "percent", NAN), cm_json_num(b, "percent", NAN));
-    case JC_ADDED:
-        return cmp_num(cm_json_num(a, "created_at", NAN), cm_json_num(b, "created_at", NAN));
+    case JC_PHASE:
+        return strcmp(cm_json_str(a, "phase", ""), cm_json_str(b, "phase", ""));
+    case JC_ETA:
+        return cmp_num(cm_json_num(a, "eta_s", NAN), cm_json_num(b, "eta_s", NAN));
     default:
         return strcmp(base(cm_json_str(a, "src", "")), base(cm_json_str(b, "src", "")));
     }
@@ -111,7 +113,7 @@ int jobs_view_key(jobs_view *v, int ch)
         v->status = (v->status + (ch == 'f' ? 1 : N_STATUSES - 1)) % N_STATUSES;
         return 1;
     }
-    return ch != 'C' && ui_table_key(&v->tb, ch); /* no column picker here */
+    return ui_table_key(&v->tb, ch);
 }
 
 void jobs_view_describe(const jobs_view *v, char *buf, size_t size)

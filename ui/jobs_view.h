@@ -18,6 +18,9 @@
 
 #include "table.h"
 
+/* The columns (jobs_view.c's table): their cells are drawn by the screen. */
+enum { JC_ID, JC_STATUS, JC_PROGRESS, JC_PHASE, JC_ETA, JC_SOURCE, JC_COUNT };
+
 typedef struct jobs_view {
     ui_table tb;
     int status; /* index in the statuses: 0 all, queued, running, done, failed, cancelled */
@@ -31,7 +34,8 @@ void jobs_view_release(jobs_view *v);
 cJSON *jobs_view_take(jobs_view *v, cJSON *doc);
 /* The jobs shown from the kept list again (after a key); NULL without one. */
 cJSON *jobs_view_shown(const jobs_view *v);
-/* < > sort column, I order, f F status filter next / previous: 1 when ch was taken. */
+/* < > sort column, I order, C the column picker (table.h), f F status filter next /
+ * previous: 1 when ch was taken. */
 int jobs_view_key(jobs_view *v, int ch);
 /* "status all, by ID▼" for the title. */
 void jobs_view_describe(const jobs_view *v, char *buf, size_t size);

@@ -130,25 +130,44 @@ static void phase_text(const cJSON *j, char *buf, size_t size)
         snprintf(buf, size, "%s", cm_json_str(j, "verdict", ""));
 }
 
-static void draw_job(const cJSON *j, int sel, int y, int x, int w)
+/* A cell of a job's row (the columns of jobs_view.h); the progress meter is drawn here. */
+static int job_cell(const void *row, int col, int y, int x, int w, char *buf, size_t size,
+                    int *attr)
+{
+    const cJSON *j = row;
+    const double pct = cm_json_num(j, "percent", NAN), eta = cm_json_num(j, "eta_s", NAN);
+    char lab[32];
+    switch (col) {
+    case JC_ID:
+        snprintf(buf, size, "%d", (int)cm_json_num(j, "id", NAN));
+        return 0;
+    case JC_STATUS:
+        snprintf(buf, size, "%s", cm_json_str(j, "status", ""));
+        *attr = status_attr(j);
+        return 0;
+    case JC_PROGRESS:
+        snprintf(lab, sizeof lab, "%5.1f%%", isnan(pct) ? 0.0 : pct);
+        ui_meter(y, x, w, isnan(pct) ? 0 : pct / 100, crt_attr(CR_GRAPH1), lab);
+        return 1;
+    case JC_PHASE:
+        phase_text(j, buf, size);
+        return 0;
+    case JC_ETA:
+        if (!isnan(eta) && !strcmp(cm_json_str(j, "status", ""), "running"))
+            snprintf(buf, size, "eta %.0fs", eta);
+        return 0;
+    default:
+        snprintf(buf, size, "%s -> %s", tui_base(cm_json_str(j, "src", "")),
+                 cm_json_str(j, "out", ""));
+        return 0;
+    }
+}
+
+static void draw_job(conv *c, const cJSON *j, int sel, int y, int x, int w)
 {
     const int base = sel ? crt_attr(CR_SELECT) : 0;
     ui_clear(y, x, w, base);
-    int c = x + 1;
-    c += ui_printf(y, c, w, base, "%4d ", (int)cm_json_num(j, "id", NAN));
-    c += ui_printf(y, c, 10, sel ? base : status_attr(j), "%-9s ", cm_json_str(j, "status", ""));
-    const double pct = cm_json_num(j, "percent", NAN);
-    char lab[32];
-    snprintf(lab, sizeof lab, "%5.1f%%", isnan(pct) ? 0.0 : pct);
-    ui_meter(y, c, 22, isnan(pct) ? 0 : pct / 100, crt_attr(CR_GRAPH1), lab);
-    c += 23;
-    char eta[32] = "", ph[48];
-    if (!isnan(cm_json_num(j, "eta_s", NAN)) && !strcmp(cm_json_str(j, "status", ""), "running"))
-        snprintf(eta, sizeof eta, "eta %.0fs", cm_json_num(j, "eta_s", NAN));
-    phase_text(j, ph, sizeof ph);
-    c += ui_printf(y, c, x + w - c, base, "%-17.17s %-9s ", ph, eta);
-    ui_printf(y, c, x + w - c, base, "%s -> %s", tui_base(cm_json_str(j, "src", "")),
-              cm_json_str(j, "out", ""));
+    ui_table_row(&c->view.tb, y, x + 1, w - 1, base, sel, job_cell, j);
 }
 
 static void draw_details(const cJSON *j, int y, int x, int h, int w)
@@ -230,10 +249,11 @@ static void conv_draw(tui *t, void *st, int y, int x, int h, int w)
         ui_text(r, x + 2, w - 4, crt_attr(CR_DIM),
                 "no jobs: n adds one (or bitnet convert SRC -o OUT --queue)");
     } else {
+        ui_table_header(&c->view.tb, r++, x + 2, w - 3);
         ui_list_layout(&c->l, n, y + top - 1 - r);
         for (int i = 0; i < c->l.h && c->l.top + i < n; i++)
-            draw_job(cJSON_GetArrayItem(jobs, c->l.top + i), c->l.top + i == c->l.sel, r + i, x + 1,
-                     w - 2);
+            draw_job(c, cJSON_GetArrayItem(jobs, c->l.top + i), c->l.top + i == c->l.sel, r + i,
+                     x + 1, w - 2);
         ui_list_hits(&c->l, r, x + 1, w - 2);
     }
     if (n > 0 && c->l.sel >= 0 && c->l.sel < n)
@@ -332,7 +352,8 @@ static int conv_key(tui *t, void *st, int ch)
 
 static int conv_editing(void *st)
 {
-    return ((conv *)st)->adding;
+    const conv *c = st;
+    return c->adding || c->view.tb.picking;
 }
 
 static void conv_enter(tui *t, void *st)
@@ -358,8 +379,9 @@ const tui_screen scr_convert = {
                 "l\tlist again (every 2 s anyway)\n"
                 "f F\tshow the jobs of one status (all, queued, running, done, failed,\n"
                 "\tcancelled): next / previous\n"
-                "< >\tsort by ID, status, progress, when added or source\n"
-                "I\tinvert the order (the title says which)\n"
+                "< >\tsort by ID, status, progress, phase, time left or source\n"
+                "I\tinvert the order (the title and the header say which)\n"
+                "C\tchoose the columns: Left Right pick one, Space shows / hides it, Esc\n"
                 "\tthe queue of bitnet convert --queue and bitnet jobs, in the history file",
         .create = conv_create,
         .destroy = conv_destroy,

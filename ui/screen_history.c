@@ -148,7 +148,8 @@ static void read_runs(tui *t, hist *h)
         if (runs[h->order[i]].id == keep) h->list.sel = (int)i;
 }
 
-static void run_cell(const void *row, int col, char *buf, size_t size, int *attr)
+static int run_cell(const void *row, int col, int y, int x, int w, char *buf, size_t size,
+                    int *attr)
 {
     const bn_run *r = row;
     const long long d = duration_ms(r);
@@ -184,6 +185,8 @@ static void run_cell(const void *row, int col, char *buf, size_t size, int *attr
     default:
         tui_run_summary(r, buf, size);
     }
+    (void)y, (void)x, (void)w;
+    return 0;
 }
 
 static void draw_details(const bn_run *r, int *scroll, int y, int x, int h, int w)

@@ -139,8 +139,12 @@ void ui_table_row(const ui_table *tb, int y, int x, int w, int attr, int sel, ui
         char buf[512];
         int a = attr;
         buf[0] = '\0';
-        cell(row, c, buf, sizeof buf, &a);
-        const int cw = col_width(tb, c, c0, end), tw = ui_width(buf);
+        const int cw = col_width(tb, c, c0, end);
+        if (cell(row, c, y, c0, cw > 1 ? cw - 1 : cw, buf, sizeof buf, &a)) {
+            c0 += cw;
+            continue;
+        }
+        const int tw = ui_width(buf);
         const int at = tb->cols[c].right && tw < cw - 1 ? c0 + cw - 1 - tw : c0;
         ui_text_cut(y, at, c0 + cw - at - (cw > 1 ? 1 : 0), sel ? attr : a, buf);
         c0 += cw;

@@ -57,8 +57,10 @@ void ui_table_sort(const ui_table *tb, size_t *order, size_t n, ui_table_cmp cmp
 /* Draws the header row (the picker's cursor when picking). */
 void ui_table_header(const ui_table *tb, int y, int x, int w);
 
-/* Formats the cell of column col for the row into buf, and may set *attr. */
-typedef void (*ui_table_cell)(const void *row, int col, char *buf, size_t size, int *attr);
+/* Formats the cell of column col for the row into buf, and may set *attr; or draws it
+ * itself in the w columns at y, x (a meter) and returns 1. */
+typedef int (*ui_table_cell)(const void *row, int col, int y, int x, int w, char *buf, size_t size,
+                             int *attr);
 
 /* Draws one row: each shown column's cell at its place, in attr unless the cell sets its
  * own (sel: the row is selected, and every cell keeps attr). */

@@ -750,6 +750,7 @@ static void write_stats(const tui *t, const loop_stats *ls, double t0)
                             (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
                                     (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6);
     cJSON_AddStringToObject(d, "colors", crt_colors());
+    cJSON_AddStringToObject(d, "theme", crt_theme_name(crt_theme_get()));
     cJSON_AddBoolToObject(d, "unicode", crt_unicode());
     cJSON_AddBoolToObject(d, "mouse", crt_mouse());
     cJSON_AddStringToObject(d, "screen", t->screens[t->cur]->id);

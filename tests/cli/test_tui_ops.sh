@@ -253,8 +253,14 @@ tui q1 --keys "$TMP/q1.keys" --size 120x30
     && ok "queue: the newest job first, the title says so" || bad "q1: $(jobs_shown q1)"
 script q2 F8 "sleep:800" "<" I
 tui q2 --keys "$TMP/q2.keys" --size 120x30
-[ "$(jobs_shown q2)" = "1 3 2 " ] && grep -q "by SOURCE▲" "$TMP/q2.txt" \
+[ "$(jobs_shown q2)" = "1 3 2 " ] && grep -q "by SOURCE -> OUTPUT▲" "$TMP/q2.txt" \
     && ok "queue: < sorts by source, I inverts (a b c)" || bad "q2: $(jobs_shown q2)"
+grep -q "ID▼ STATUS *PROGRESS *PHASE *ETA *SOURCE -> OUTPUT" "$TMP/q1.txt" \
+    && ok "queue: a header names the columns" || bad "q1: no header"
+script q5 F8 "sleep:800" C RIGHT RIGHT RIGHT SPACE ESC
+tui q5 --keys "$TMP/q5.keys" --size 120x30
+grep -q "ID▼ STATUS *PROGRESS *ETA *SOURCE -> OUTPUT" "$TMP/q5.txt" && ! grep -q "PHASE" "$TMP/q5.txt" \
+    && [ "$(jobs_shown q5)" = "3 2 1 " ] && ok "queue: C hides the PHASE column" || bad "q5: $(sed -n 3p "$TMP/q5.txt")"
 script q3 F8 "sleep:800" f
 tui q3 --keys "$TMP/q3.keys" --size 120x30
 [ -z "$(jobs_shown q3)" ] && grep -q "Conversion queue: queued" "$TMP/q3.txt" \
