@@ -547,8 +547,15 @@ static void audit(bn_db *db, const srv_caller *who, const char *action, const ch
         fprintf(stderr, "bitnet serve: audit entry %s not written: %s\n", action, bn_db_errmsg(db));
 }
 
+/* The rows of GET /v1/tenants: into arr, with each tenant's limits from cfg. */
+typedef struct tenant_rows {
+    cJSON *arr;
+    const bn_config *cfg;
+} tenant_rows;
+
 static int tenant_row(void *ud, const bn_tenant *tn)
 {
+    const tenant_rows *tr = ud;
     char when[32];
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "id", (double)tn->id);
@@ -558,7 +565,9 @@ static int tenant_row(void *ud, const bn_tenant *tn)
     cJSON_AddStringToObject(o, "status", tn->status);
     cJSON_AddStringToObject(o, "created", cli_fmt_utc(tn->created_ms, when, sizeof when));
     cJSON_AddNumberToObject(o, "keys", (double)tn->n_keys);
-    cJSON_AddItemToArray(ud, o);
+    cJSON *lim = cm_tenant_limits_json(tr->cfg, tn->tier, tn->name);
+    cJSON_AddItemToObject(o, "limits", lim ? lim : cJSON_CreateNull());
+    cJSON_AddItemToArray(tr->arr, o);
     return 0;
 }
 
@@ -568,7 +577,8 @@ char *srv_tenants_list_doc(srv_tenants *t, const srv_caller *who, srv_verdict *v
     if (!db) return NULL;
     cJSON *d = cJSON_CreateObject();
     cJSON_AddStringToObject(d, "object", "list");
-    const bn_status rc = bn_db_tenant_list(db, tenant_row, cJSON_AddArrayToObject(d, "data"));
+    tenant_rows tr = {cJSON_AddArrayToObject(d, "data"), t->cfg};
+    const bn_status rc = bn_db_tenant_list(db, tenant_row, &tr);
     if (rc != BN_OK)
         snprintf(v->msg, sizeof v->msg, "the tenant store failed: %s", bn_db_errmsg(db));
     if (rc == BN_OK) audit(db, who, "api.tenants.list", "");

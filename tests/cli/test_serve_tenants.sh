@@ -113,6 +113,11 @@ get /v1/tenants -H "$ADM" -X POST
 get /v1/tenants -H "$ADM"
 [ "$CODE" = 200 ] && [ "$("$JSONGET" data.0.name <"$TMP/r.json")" = acme ] &&
     ok "GET /v1/tenants with the admin key" || bad "tenants: $CODE $(cat "$TMP/r.json")"
+[ "$("$JSONGET" data.0.limits.requests_per_min <"$TMP/r.json")" = 600 ] &&
+    [ "$("$JSONGET" data.7.name <"$TMP/r.json")" = vip ] &&
+    [ "$("$JSONGET" data.7.limits.requests_per_min <"$TMP/r.json")" = 1000 ] &&
+    [ "$("$JSONGET" data.7.limits.overrides.0 <"$TMP/r.json")" = requests_per_min ] &&
+    ok "GET /v1/tenants: each tenant's limits, vip's own named" || bad "tenants limits: $(cat "$TMP/r.json")"
 "$B" audit list --json >"$TMP/audit.json" 2>&1
 grep -q 'api.tenants.list' "$TMP/audit.json" && ok "the admin read is in the audit log" ||
     bad "no api.tenants.list in the audit log"
