@@ -20,7 +20,9 @@
 
 #include "bitnet/core.h"
 #include "bitnet/file.h"
+#include "bitnet/db_tenants.h"
 #include "bitnet/gguf.h"
+#include "common/history.h"
 
 #define MAX_FINDINGS 256
 
@@ -78,7 +80,8 @@ void cmd_validate_help(FILE *out)
                  "identity, container, instance metadata), Datadog's API key (api_key_env,\n"
                  "DD_API_KEY by default), the endpoint's web config (monitor.web_config, the\n"
                  "file of `bitnet monitor --web-config`: its TLS certificate and key, its\n"
-                 "basic-auth users, no unknown key).\n"
+                 "basic-auth users, no unknown key). A tenants entry naming no tenant of\n"
+                 "the history's store (bitnet history path) is a warning.\n"
                  "BITNET_* overrides are not applied: the file is what is validated.\n\n"
                  "Exit status: 0 valid (warnings allowed), 1 an error was found, 2 usage error.\n");
 }
@@ -248,6 +251,29 @@ static void check_threads(findings *fs, const cJSON *doc)
 
 /* ---- the command --------------------------------------------------------------------- */
 
+/* Entries of the tenants object that name no tenant of the history's store (when it exists):
+ * warnings, for a misspelt name gives no one its limits. */
+static void check_tenants(findings *fs, const cJSON *doc)
+{
+    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(doc, "tenants");
+    char file[BN_CONFIG_PATH_MAX + 16], err[512], key[160];
+    struct stat st;
+    bn_db *db = NULL;
+    if (!cJSON_IsObject(ts) || !ts->child) return;
+    if (cm_history_path(file, sizeof file, NULL, err, sizeof err) || stat(file, &st) != 0) return;
+    if (cm_history_open(&db, NULL, 0, err, sizeof err)) return;
+    for (const cJSON *t = ts->child; t; t = t->next) {
+        bn_tenant tn;
+        if (!bn_tenant_name_ok(t->string) ||
+            bn_db_tenant_get(db, t->string, &tn) != BN_ERR_NOT_FOUND)
+            continue;
+        snprintf(key, sizeof key, "tenants.%.140s", t->string);
+        note(fs, 0, key, "no tenant '%s' in %s: these limits apply to no one until it is added",
+             t->string, file);
+    }
+    bn_db_close(db);
+}
+
 static void validate(const char *path, findings *fs)
 {
     char err[BN_CONFIG_ERR_MAX], base[BN_CONFIG_PATH_MAX];
@@ -298,6 +324,7 @@ static void validate(const char *path, findings *fs)
     check_data_dir(fs, doc, base);
     check_threads(fs, doc);
     check_listen(fs, doc);
+    check_tenants(fs, doc);
     cJSON_Delete(doc);
     check_monitor(fs, path);
 }

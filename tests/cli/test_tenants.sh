@@ -47,6 +47,10 @@ expect_eq "$(jv limits.overrides.0),$(jv limits.overrides.1)" "requests_per_min,
     "show names the overridden limits"
 BITNET_CONFIG="$TMP/own.json" "$B" tenants show acme >"$TMP/out"
 expect_grep "1200 requests/min.*own: requests_per_min monthly_tokens" "$TMP/out" "show in text"
+printf '{"tenants": {"acme": {}, "acmee": {"requests_per_min": 5}}}\n' >"$TMP/typo.json"
+expect_exit 0 "validate: an entry naming no tenant of the store is a warning" -- "$B" validate "$TMP/typo.json"
+expect_grep "warning: tenants.acmee: no tenant 'acmee' in " "$TMP/out" "validate names the unknown tenant"
+if grep -q "tenants.acme:" "$TMP/out"; then bad "validate warned about acme"; else ok "a known tenant: no warning"; fi
 cp "$TMP/own.json" "$TMP/set.json"
 expect_exit 0 "config set tenants (JSON)" -- env BITNET_CONFIG="$TMP/set.json" "$B" config set tenants '{"acme": {"concurrent_streams": 3}}'
 BITNET_CONFIG="$TMP/set.json" "$B" tenants show acme --json >"$TMP/out"
