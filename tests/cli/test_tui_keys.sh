@@ -132,6 +132,9 @@ wait_for su "Setup 1/6: Hardware" "first run: the wizard"
 wait_for su "kernels .*chosen for this CPU" "wizard: hardware detected"
 keys su n
 wait_for su "[0-9]+ checks: [0-9]+ pass" "wizard: checks ran" 30
+grep -Eq "config +$TMP/cfg2/bitnet/config.json absent.*… │" "$TMP/pane" \
+    && ok "Checks: a detail too long for 80 columns ends in an ellipsis" \
+    || bad "Checks ellipsis: $(grep "config  " "$TMP/pane")"
 keys su n
 wait_for su "chosen: $TMP/m.gguf" "setup step 3: the highlighted, loaded model counts as chosen"
 keys su /
