@@ -829,6 +829,16 @@ static const tui_screen *const all_screens[SCR_COUNT] = {
         &scr_convert,   &scr_history, &scr_alerts,   &scr_server, &scr_usage,
 };
 
+/* Whether the config file holds nothing yet but the UI's own settings (tui.*, saved as
+ * they change): the setup wizard has not been through. */
+static int only_ui_settings(const bn_config *cfg)
+{
+    if (!bn_config_file_exists(cfg)) return 1;
+    for (const cJSON *c = bn_config_file_doc(cfg)->child; c; c = c->next)
+        if (!c->string || strcmp(c->string, "tui") != 0) return 0;
+    return 1;
+}
+
 static int first_screen(const tui *t)
 {
     if (t->opts.screen) {
@@ -837,7 +847,7 @@ static int first_screen(const tui *t)
                 !strcasecmp(t->opts.screen, t->screens[i]->name))
                 return i;
     }
-    if (t->cfg && !bn_config_file_exists(t->cfg)) return SCR_SETUP;
+    if (t->cfg && only_ui_settings(t->cfg)) return SCR_SETUP;
     return SCR_DASHBOARD;
 }
 

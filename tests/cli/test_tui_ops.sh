@@ -122,6 +122,17 @@ script t4 O
 tui t4 --keys "$TMP/t4.keys" --size 120x40
 [ "$("$JSONGET" tui.theme <"$CFG")" = default ] && [ "$("$JSONGET" colors <"$TMP/t4.json")" != none ] \
     && ok "theme: O again: default, with colours" || bad "t4: $(cat "$TMP/t4.json")"
+# a config holding only the UI's own settings (a key pressed on the first run) still opens the
+# setup wizard; one with anything else opens the dashboard
+mkdir -p "$TMP/cfgw/bitnet"
+echo '{"tui": {"graph": "block"}}' >"$TMP/cfgw/bitnet/config.json"
+XDG_CONFIG_HOME="$TMP/cfgw" tui w1 --max-frames 1 --size 120x40
+[ "$("$JSONGET" screen <"$TMP/w1.json")" = setup ] && ok "settings: only tui.* keys: the setup wizard still opens" \
+    || bad "w1: $("$JSONGET" screen <"$TMP/w1.json")"
+echo '{"tui": {"graph": "block"}, "threads": 2}' >"$TMP/cfgw/bitnet/config.json"
+XDG_CONFIG_HOME="$TMP/cfgw" tui w2 --max-frames 1 --size 120x40
+[ "$("$JSONGET" screen <"$TMP/w2.json")" = dashboard ] && ok "  ... and with other keys, the dashboard" \
+    || bad "w2: $("$JSONGET" screen <"$TMP/w2.json")"
 # bad values are refused by the schema (config set and the file alike)
 expect_exit 2 "config set tui.theme pink" -- "$BIN" config set tui.theme pink
 expect_grep "expected default, light or mono" "$TMP/err" "  ... names the themes"
