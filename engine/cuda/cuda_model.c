@@ -289,6 +289,11 @@ static bn_status check_shapes(bn_cuda_model *g)
                                         "CUDA: blk.%lld.%s: inputs padded to %lld, unlike the "
                                         "other layers",
                                         (long long)il, bn__lin_names[i], (long long)w->kpad);
+            if (g->m->layers[il].lr[i].rank > 0) /* convert --lowrank: not on the GPU yet */
+                return bn_ctx_set_error(g->ctx, BN_ERR_UNSUPPORTED,
+                                        "CUDA: blk.%lld.%s has a low-rank correction (convert "
+                                        "--lowrank), which the backend does not apply",
+                                        (long long)il, bn__lin_names[i]);
         }
     if (h->n_head % h->n_head_kv)
         return bn_ctx_set_error(g->ctx, BN_ERR_UNSUPPORTED, "CUDA: %lld heads over %lld KV heads",

@@ -16,7 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "bitnet/cuda.h"
+#include "bitnet/gguf.h"
+#include "bitnet/types.h"
 #include "bitnet/model.h"
 
 #define MODEL "assets/models/bitnet-tinystories.gguf"
@@ -165,6 +169,56 @@ static void test_errors(void **state)
     close_model(&f);
 }
 
+/* A model with a low-rank correction (convert --lowrank) is refused with a line naming the
+ * layer, not run without it: the bundled model plus a rank-1 correction of blk.0.attn_q. */
+static void test_lowrank_refused(void **state)
+{
+    (void)state;
+    bn_ctx *ctx;
+    assert_int_equal(bn_ctx_new(&ctx, &(bn_ctx_params){.n_threads = 1}), BN_OK);
+    bn_gguf *g;
+    assert_int_equal(bn_gguf_open(ctx, MODEL, &g), BN_OK);
+    bn_gguf_writer *w;
+    assert_int_equal(bn_gguf_writer_new(&w), BN_OK);
+    for (int64_t i = 0; i < bn_gguf_n_kv(g); i++)
+        assert_int_equal(bn_gguf_writer_copy_kv(w, g, i), BN_OK);
+    for (int64_t i = 0; i < bn_gguf_n_tensors(g); i++) {
+        const bn_gguf_tensor *t = bn_gguf_tensor_at(g, i);
+        assert_int_equal(
+                bn_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->size),
+                BN_OK);
+    }
+    const bn_gguf_tensor *q = bn_gguf_find_tensor(g, "blk.0.attn_q.weight");
+    assert_non_null(q);
+    const int64_t K = q->ne[0], N = q->ne[1];
+    float *fa = calloc((size_t)(K + N), sizeof *fa);
+    assert_non_null(fa);
+    fa[0] = 0.01f;
+    assert_int_equal(bn_gguf_writer_add_tensor(w, "blk.0.attn_q.lowrank_a", BN_TYPE_F32, 2,
+                                               (const int64_t[]){K, 1}, fa, (size_t)K * 4),
+                     BN_OK);
+    assert_int_equal(bn_gguf_writer_add_tensor(w, "blk.0.attn_q.lowrank_b", BN_TYPE_F32, 2,
+                                               (const int64_t[]){1, N}, fa + K, (size_t)N * 4),
+                     BN_OK);
+    char path[] = "/tmp/test_cuda_emu_lowrankXXXXXX";
+    const int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(bn_gguf_writer_write(ctx, w, path), BN_OK);
+    bn_gguf_writer_free(w);
+    bn_gguf_close(g);
+    free(fa);
+    bn_model *m;
+    if (bn_model_load(ctx, path, NULL, &m) != BN_OK) fail_msg("%s", bn_ctx_errmsg(ctx));
+    bn_cuda_model *gm = NULL;
+    assert_int_equal(bn_cuda_model_new(m, NULL, &gm), BN_ERR_UNSUPPORTED);
+    assert_null(gm);
+    assert_non_null(strstr(bn_ctx_errmsg(ctx), "blk.0.attn_q has a low-rank correction"));
+    bn_model_free(m);
+    unlink(path);
+    bn_ctx_free(ctx);
+}
+
 static int n_shrink_logs;
 static void log_fn(bn_log_level level, const char *msg, void *user)
 {
@@ -237,9 +291,9 @@ static void test_bench_gemv(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_f16_head),   cmocka_unit_test(test_q8_head),
-            cmocka_unit_test(test_errors),     cmocka_unit_test(test_shrink_ctx),
-            cmocka_unit_test(test_bench_gemv),
+            cmocka_unit_test(test_f16_head),        cmocka_unit_test(test_q8_head),
+            cmocka_unit_test(test_lowrank_refused), cmocka_unit_test(test_errors),
+            cmocka_unit_test(test_shrink_ctx),      cmocka_unit_test(test_bench_gemv),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
