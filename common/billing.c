@@ -18,6 +18,7 @@
 #include "common/backoff.h"
 #include "common/cli.h"
 #include "common/history.h"
+#include "common/http.h"
 
 #define BACKOFF_BASE_S 1.0
 
@@ -177,13 +178,6 @@ struct cm_billing {
     int stop, woken; /* under mu (stop also read atomically by the transfer) */
 };
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void logf_(const cm_billing *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void logf_(const cm_billing *b, const char *fmt, ...)
 {
@@ -208,7 +202,7 @@ int cm_billing_new(const cm_billing_opts *o, const char *log_prefix, cm_billing 
     if (!b) return cm_fail(err, errsz, "out of memory");
     b->o = *o;
     snprintf(b->prefix, sizeof b->prefix, "%s", log_prefix);
-    b->seed = (unsigned)wall_ms() ^ (unsigned)getpid();
+    b->seed = (unsigned)bn_wall_ms() ^ (unsigned)getpid();
     if (pthread_mutex_init(&b->mu, NULL)) return free(b), cm_fail(err, errsz, "out of resources");
     if (pthread_cond_init(&b->cv, NULL)) {
         pthread_mutex_destroy(&b->mu);
@@ -291,16 +285,8 @@ static void post(cm_billing *b, const char *form, answer *a, long *status, doubl
                           "Expect:", "Accept: application/json"};
     for (size_t i = 0; i < sizeof hdrs / sizeof hdrs[0]; i++)
         if ((t = curl_slist_append(h, hdrs[i]))) h = t;
-    const long ms = (long)(b->o.timeout_s * 1000);
     curl_easy_reset(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-#endif
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, ms < 5000 ? ms : 5000L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, ms);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "bitnet/" BN_VERSION_STRING);
+    cm_http_setup(c, url, (long)(b->o.timeout_s * 1000));
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, form);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
@@ -355,17 +341,17 @@ static bn_status backoff(cm_billing *b, const bn_outbox_event *e, double retry_a
     double wait = cm_backoff_s(b->failures, BACKOFF_BASE_S, b->o.backoff_max_s, &b->seed);
     if (retry_after > wait)
         wait = retry_after < b->o.backoff_max_s ? retry_after : b->o.backoff_max_s;
-    b->next_ms = wall_ms() + (int64_t)(wait * 1000);
+    b->next_ms = bn_wall_ms() + (int64_t)(wait * 1000);
     if (!b->down && !stopping(b)) {
         bn_outbox_counts c;
-        const int64_t n = bn_db_outbox_counts(b->db, wall_ms(), &c) == BN_OK ? c.pending : -1;
+        const int64_t n = bn_db_outbox_counts(b->db, bn_wall_ms(), &c) == BN_OK ? c.pending : -1;
         logf_(b,
               "cannot deliver meter events (%s); %" PRId64 " waiting in the outbox, retrying "
               "with backoff",
               why, n);
         b->down = 1;
     }
-    return bn_db_outbox_retry(b->db, e->id, stopping(b) ? wall_ms() : b->next_ms, why);
+    return bn_db_outbox_retry(b->db, e->id, stopping(b) ? bn_wall_ms() : b->next_ms, why);
 }
 
 /* Sends e and records what came of it: 1 go on; 0 wait (a failure that may pass, or a
@@ -390,7 +376,7 @@ static int send_one(cm_billing *b, const bn_outbox_event *e, cm_billing_stats *s
     if (v == CM_BILL_ACKED || v == CM_BILL_DUPLICATE) {
         *(v == CM_BILL_ACKED ? &st->acked : &st->duplicates) += 1;
         delivered(b);
-        s = bn_db_outbox_ack(b->db, e->id, v == CM_BILL_DUPLICATE, wall_ms());
+        s = bn_db_outbox_ack(b->db, e->id, v == CM_BILL_DUPLICATE, bn_wall_ms());
     } else if (v == CM_BILL_REFUSED) {
         st->refused++;
         logf_(b, "meter event %s (tenant %" PRId64 ", %" PRId64 " tokens) refused: %s", e->event_id,
@@ -409,13 +395,13 @@ int cm_billing_pass(cm_billing *b, cm_billing_stats *st)
     st->waiting = 0;
     const int64_t lease_ms = (int64_t)(b->o.timeout_s * 1000) * 2 + 30000;
     while (!stopping(b)) {
-        if (b->next_ms > wall_ms()) {
+        if (b->next_ms > bn_wall_ms()) {
             st->waiting = 1;
             return 0;
         }
         bn_outbox_event e;
         size_t n;
-        if (bn_db_outbox_claim(b->db, wall_ms(), lease_ms, &e, 1, &n) != BN_OK)
+        if (bn_db_outbox_claim(b->db, bn_wall_ms(), lease_ms, &e, 1, &n) != BN_OK)
             return store_failed(b, "the billing outbox");
         if (!n) {
             b->next_ms = 0; /* the backoff is over (its event went another way meanwhile) */
@@ -434,11 +420,11 @@ int cm_billing_pass(cm_billing *b, cm_billing_stats *st)
 
 static void wait_for_work(cm_billing *b)
 {
-    int64_t until = wall_ms() + (int64_t)(b->o.interval_s * 1000);
-    if (b->next_ms > wall_ms() && b->next_ms < until) until = b->next_ms; /* a backoff */
+    int64_t until = bn_wall_ms() + (int64_t)(b->o.interval_s * 1000);
+    if (b->next_ms > bn_wall_ms() && b->next_ms < until) until = b->next_ms; /* a backoff */
     struct timespec ts = {.tv_sec = until / 1000, .tv_nsec = (long)(until % 1000) * 1000000};
     pthread_mutex_lock(&b->mu);
-    while (!b->stop && !b->woken && wall_ms() < until)
+    while (!b->stop && !b->woken && bn_wall_ms() < until)
         if (pthread_cond_timedwait(&b->cv, &b->mu, &ts) == ETIMEDOUT) break;
     b->woken = 0;
     pthread_mutex_unlock(&b->mu);

@@ -82,10 +82,7 @@ int bn__db_grow(void **arr, size_t elem, size_t n, size_t *cap)
 
 int64_t bn__db_now_ms(const bn_db *db)
 {
-    if (db && db->opt.now_ms) return db->opt.now_ms;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return db && db->opt.now_ms ? db->opt.now_ms : bn_wall_ms();
 }
 
 char *bn__db_col_str(sqlite3_stmt *st, int col, int *oom)

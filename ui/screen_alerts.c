@@ -114,13 +114,6 @@ static void alerts_tick(tui *t, void *st)
 
 /* ---- who evaluated the rules, and when ------------------------------------------------------ */
 
-static double wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
 /* A span of seconds: "4 s", "12 min", "3 h", "2 d"; "-" when unknown. */
 static void span(double s, char *buf, size_t size)
 {
@@ -142,7 +135,7 @@ static void span(double s, char *buf, size_t size)
 /* How long ago ms (since the epoch) was. */
 static void ago(double ms, char *buf, size_t size)
 {
-    span((wall_ms() - ms) / 1e3, buf, size);
+    span(((double)bn_wall_ms() - ms) / 1e3, buf, size);
 }
 
 /* Who evaluated the rules: the monitor daemon, or this UI (through its child). */
@@ -432,8 +425,8 @@ static void marks(const cJSON *r, char *buf, size_t size)
     char left[32];
     const char *until = cm_json_str(r, "silenced_until", "");
     buf[0] = '\0';
-    if (until[0] && cli_parse_utc(until, &ms) == 0 && (double)ms > wall_ms()) {
-        span(((double)ms - wall_ms()) / 1e3, left, sizeof left);
+    if (until[0] && cli_parse_utc(until, &ms) == 0 && (double)ms > (double)bn_wall_ms()) {
+        span(((double)ms - (double)bn_wall_ms()) / 1e3, left, sizeof left);
         snprintf(buf, size, "silenced %s more; ", left);
     }
     const size_t n = strlen(buf);

@@ -49,13 +49,6 @@ void cmd_billing_help(FILE *out)
             "2 usage error.\n");
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- send ------------------------------------------------------------------------------------ */
 
 /* The sender of the config; an exit code when there is none (printed). */
@@ -187,7 +180,7 @@ static int sub_status(int argc, char **argv)
     bn_db *db;
     if (r || (r = tn_open(C, &db))) return r;
     bn_outbox_counts c;
-    if (bn_db_outbox_counts(db, now_ms(), &c) != BN_OK) return tn_fail(C, db);
+    if (bn_db_outbox_counts(db, bn_wall_ms(), &c) != BN_OK) return tn_fail(C, db);
     bn_db_close(db);
     if (a.flags & TN_JSON) return cli_print_json(status_json(&c)) ? BN_EXIT_FAIL : BN_EXIT_OK;
     status_text(&c);
@@ -207,7 +200,7 @@ static int sub_retry(int argc, char **argv)
     bn_tenant t;
     if (a.tenant && bn_db_tenant_get(db, a.tenant, &t) != BN_OK) return tn_fail(C, db);
     if (a.tenant) tid = t.id;
-    if (bn_db_outbox_requeue(db, tn_actor(), tid, now_ms(), &n) != BN_OK) return tn_fail(C, db);
+    if (bn_db_outbox_requeue(db, tn_actor(), tid, bn_wall_ms(), &n) != BN_OK) return tn_fail(C, db);
     bn_db_close(db);
     if (!(a.flags & TN_JSON)) {
         printf("%" PRId64 " refused events are due again\n", n);

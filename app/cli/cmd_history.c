@@ -63,13 +63,6 @@ static int parse_days(const char *opt, const char *v, double *out)
     return 0;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Parses the options of subcommand sub (argv[0]); returns -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, hist_opts *o)
 {
@@ -115,7 +108,7 @@ static int parse_args(int argc, char **argv, hist_opts *o)
             o->f.status = (int)st;
         } else if (!strcmp(a, "--since")) {
             if (parse_days(a, v, &d)) return BN_EXIT_USAGE;
-            o->f.since_ms = now_ms() - (int64_t)(d * 86400000.0);
+            o->f.since_ms = bn_wall_ms() - (int64_t)(d * 86400000.0);
         } else if (!strcmp(a, "--search")) {
             o->f.text = v;
         } else if (!strcmp(a, "--limit")) {

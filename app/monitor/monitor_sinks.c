@@ -13,6 +13,7 @@
 
 #include "bitnet/core.h"
 #include "common/backoff.h"
+#include "common/http.h"
 
 #define BATCH        64  /* entries peeked at once */
 #define ROUNDS_MAX   256 /* requests per sink before looking at the others */
@@ -243,15 +244,7 @@ static int http_send(bn_monitor *m, mon_sink *s, const mon_request *rq, char *wh
     struct curl_slist *hdr = headers_for(m, s, rq);
     reply r = {.len = 0};
     if (s->timeout < m->o.timeout_s) s->timeout = m->o.timeout_s;
-    const long total_ms = (long)(s->timeout * 1000);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-#endif
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, total_ms < 5000 ? total_ms : 5000L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, total_ms);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "bitnet/" BN_VERSION_STRING);
+    cm_http_setup(c, url, (long)(s->timeout * 1000));
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, rq->body);
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->len);

@@ -153,6 +153,8 @@ void bn__assert_fail(const char *expr, const char *file, int line) __attribute__
 
 /* Monotonic time in seconds (for benchmarks and progress). */
 double bn_time_now(void);
+/* The wall clock: milliseconds since the Unix epoch (for records and timestamps). */
+int64_t bn_wall_ms(void);
 
 #ifdef __cplusplus
 }
