@@ -83,7 +83,21 @@ struct bn_model_state {
     void (*act_mul)(float *g, const float *u, int64_t n); /* relu^2 or SiLU, by arch */
     void (*to_f16)(const float *x, uint16_t *y, int64_t n);
     void (*attn)(const bn__attn_block *a); /* NULL: attend() per (token, head) */
+    struct prof *prof;                     /* NULL unless profiling (bn_model_state_profile) */
 };
+
+/* The profile's counters: per thread, the seconds of each class and the time of its last
+ * mark, each thread on cache lines of its own; the totals, summed after the pool joins. */
+typedef struct prof_thr {
+    double s[BN_PROF_N];
+    double last;
+} prof_thr;
+#define PROF_STRIDE ((sizeof(prof_thr) + 63) / 64 * 64)
+typedef struct prof {
+    unsigned char *thr; /* nth slots of PROF_STRIDE bytes */
+    double t0;          /* when the pool was started on the current batch */
+    bn_model_profile tot;
+} prof;
 
 /* What each thread holds for itself when a batch is one token: the norms are computed by
  * every thread from the shared vector into its own buffers instead of once behind a
@@ -261,6 +275,7 @@ void bn_model_state_free(bn_model_state *st)
     }
     bn_free(st->priv);
     bn_free(st->work);
+    bn_model_state_profile(st, 0);
     bn_free(st);
 }
 
@@ -394,7 +409,17 @@ typedef struct job {
     const int8_t *xq;
     const float *xd;
     const void *xg; /* the tokens in groups of 16 for head_rows_multi */
+    prof_thr *pt;   /* this thread's profile counters, NULL when not profiling */
 } job;
+
+/* The time since this thread's last mark goes to class cls. */
+static inline void prof_mark(const job *j, int cls)
+{
+    if (!j->pt) return;
+    const double now = bn_time_now();
+    j->pt->s[cls] += now - j->pt->last;
+    j->pt->last = now;
+}
 
 /* The sequence (its state, with the KV cache) and the position of token t of the batch. */
 static inline bn_model_state *tok_state(const job *j, int64_t t)
@@ -430,6 +455,14 @@ static void barrier(bn_model_state *st, int nth)
     }
 }
 
+/* The time since the last mark to class cls, the barrier, its wait to BN_PROF_SYNC. */
+static void mark_barrier(const job *j, int nth, int cls)
+{
+    prof_mark(j, cls);
+    barrier(j->st, nth);
+    prof_mark(j, BN_PROF_SYNC);
+}
+
 /* dst = RMSNorm(src) * w per token, quantized: the next matmul's input; w NULL (a model
  * without sub-norms) quantizes src as it is and leaves dst alone. A one-token batch:
  * every thread into its own buffers, no barrier. Otherwise the tokens are split among the
@@ -444,13 +477,14 @@ static bn_qact *norm_phase(job *j, const float *src, float *dst, const float *w,
         bn_qact *qa = ff ? &p->qf : &p->qe;
         if (w) st->rmsnorm(src, w, dim, eps, p->buf);
         quantize_rows(st, qa, w ? p->buf : src, 0, 1);
+        prof_mark(j, BN_PROF_NORM);
         return qa;
     }
     int64_t t0, t1;
     split(j->T, 1, tid, nth, &t0, &t1);
     for (int64_t t = t0; w && t < t1; t++) st->rmsnorm(src + t * dim, w, dim, eps, dst + t * dim);
     quantize_rows(st, shared, w ? dst : src, t0, t1);
-    barrier(st, nth);
+    mark_barrier(j, nth, BN_PROF_NORM);
     return shared;
 }
 
@@ -488,17 +522,22 @@ static void qkv_unit(const job *j, int64_t u, bn__lowrank_z *zc)
     if (u < nh) {
         k->tgemm(&j->L->w[BN__WQ], j->qe, st->q, E, u * d, (u + 1) * d);
         bn__lowrank_apply(&j->L->lr[BN__WQ], j->qe, st->q, E, u * d, (u + 1) * d, &zc[0]);
+        prof_mark(j, BN_PROF_QKV);
         for (int64_t t = 0; t < j->T; t++)
             rope(st->q + t * E + u * d, st->cs + t * h->n_rot, h->n_rot);
+        prof_mark(j, BN_PROF_ROPE);
         return;
     }
     if (u < nh + nkv) {
         const int64_t g = u - nh;
         k->tgemm(&j->L->w[BN__WK], j->qe, st->kx, KV, g * d, (g + 1) * d);
         bn__lowrank_apply(&j->L->lr[BN__WK], j->qe, st->kx, KV, g * d, (g + 1) * d, &zc[1]);
+        prof_mark(j, BN_PROF_QKV);
+        for (int64_t t = 0; t < j->T; t++)
+            rope(st->kx + t * KV + g * d, st->cs + t * h->n_rot, h->n_rot);
+        prof_mark(j, BN_PROF_ROPE);
         for (int64_t t = 0; t < j->T; t++) {
-            float *kr = st->kx + t * KV + g * d;
-            rope(kr, st->cs + t * h->n_rot, h->n_rot);
+            const float *kr = st->kx + t * KV + g * d;
             const bn_model_state *ts = tok_state(j, t);
             const size_t p = (size_t)tok_pos(j, t), n_ctx = (size_t)ts->n_ctx;
             const size_t base = ((size_t)j->il * n_ctx + p) * (size_t)KV + (size_t)(g * d);
@@ -507,11 +546,13 @@ static void qkv_unit(const job *j, int64_t u, bn__lowrank_z *zc)
             else
                 memcpy((float *)ts->kc + base, kr, (size_t)d * sizeof(float));
         }
+        prof_mark(j, BN_PROF_KV_STORE);
         return;
     }
     const int64_t g = u - nh - nkv;
     k->tgemm(&j->L->w[BN__WV], j->qe, st->vx, KV, g * d, (g + 1) * d);
     bn__lowrank_apply(&j->L->lr[BN__WV], j->qe, st->vx, KV, g * d, (g + 1) * d, &zc[2]);
+    prof_mark(j, BN_PROF_QKV);
     const size_t base = ((size_t)j->il * (size_t)nkv + (size_t)g) * (size_t)d;
     for (int64_t t = 0; t < j->T; t++) {
         const float *vr = st->vx + t * KV + g * d;
@@ -519,6 +560,7 @@ static void qkv_unit(const job *j, int64_t u, bn__lowrank_z *zc)
         const size_t p = (size_t)tok_pos(j, t), n_ctx = (size_t)ts->n_ctx;
         for (int64_t i = 0; i < d; i++) store(st, ts->vc, (base + (size_t)i) * n_ctx + p, vr[i]);
     }
+    prof_mark(j, BN_PROF_KV_STORE);
 }
 
 /* q, k, v by heads taken one at a time over [q | k | v]. */
@@ -650,7 +692,7 @@ static void task_attn(void *arg, int tid, int nth)
 #define GEMM_CHUNK 96
 
 /* x += a W (W is wo or wdown, a in qa), by chunks of rows. */
-static void residual_matmul(const job *j, int which, int phase, const bn_qact *qa)
+static void residual_matmul(const job *j, int which, int phase, int cls, const bn_qact *qa)
 {
     bn_model_state *st = j->st;
     const bn_tmat *w = &j->L->w[which];
@@ -661,11 +703,13 @@ static void residual_matmul(const job *j, int which, int phase, const bn_qact *q
     while (grab(c, w->rows, j->T == 1 ? GEMV_CHUNK : GEMM_CHUNK, &r0, &r1)) {
         st->m->k->tgemm(w, qa, st->y, E, r0, r1);
         bn__lowrank_apply(&j->L->lr[which], qa, st->y, E, r0, r1, &zc);
+        prof_mark(j, cls);
         for (int64_t t = 0; t < j->T; t++) {
             float *x = st->x + t * E;
             const float *y = st->y + t * E;
             for (int64_t r = r0; r < r1; r++) x[r] += y[r];
         }
+        prof_mark(j, BN_PROF_ELTWISE);
     }
 }
 
@@ -673,14 +717,14 @@ static void task_o(void *arg, int tid, int nth)
 {
     const job *j = arg;
     (void)tid, (void)nth;
-    residual_matmul(j, BN__WO, PH_O, j->qe);
+    residual_matmul(j, BN__WO, PH_O, BN_PROF_O, j->qe);
 }
 
 static void task_down(void *arg, int tid, int nth)
 {
     const job *j = arg;
     (void)tid, (void)nth;
-    residual_matmul(j, BN__WDOWN, PH_DOWN, j->qf);
+    residual_matmul(j, BN__WDOWN, PH_DOWN, BN_PROF_DOWN, j->qf);
 }
 
 /* gate = act(h Wgate) * (h Wup) for rows [r0, r1). */
@@ -692,8 +736,10 @@ static void gate_up_rows(const job *j, int64_t r0, int64_t r1, bn__lowrank_z *zc
     st->m->k->tgemm(&j->L->w[BN__WUP], j->qe, st->up, F, r0, r1);
     bn__lowrank_apply(&j->L->lr[BN__WGATE], j->qe, st->gate, F, r0, r1, &zc[0]);
     bn__lowrank_apply(&j->L->lr[BN__WUP], j->qe, st->up, F, r0, r1, &zc[1]);
+    prof_mark(j, BN_PROF_GATE_UP);
     for (int64_t t = 0; t < j->T; t++)
         st->act_mul(st->gate + t * F + r0, st->up + t * F + r0, r1 - r0);
+    prof_mark(j, BN_PROF_ELTWISE);
 }
 
 static void task_gate_up(void *arg, int tid, int nth)
@@ -800,6 +846,65 @@ static void task_head(void *arg, int tid, int nth)
     while (grab(c, m->hp.n_vocab, HEAD_CHUNK, &r0, &r1)) head_rows(j, r0, r1);
 }
 
+/* ---- profiling ---------------------------------------------------------------------- */
+
+/* After a batch: the caller's own work (embeddings from t_start to t_embed, then the RoPE
+ * angles and the setup to t0) at its wall time; each thread's counters (its tail, from its
+ * last mark to the join, as waiting) averaged over the threads that ran; then zeroed. */
+static void prof_fold(bn_model_state *st, int64_t T, double t_start, double t_embed)
+{
+    prof *pf = st->prof;
+    const double now = bn_time_now();
+    const int nth = st->pool ? bn_pool_active(st->pool) : 1;
+    pf->tot.seconds[BN_PROF_EMBED] += t_embed - t_start;
+    pf->tot.seconds[BN_PROF_ROPE] += pf->t0 - t_embed;
+    for (int t = 0; t < nth; t++) {
+        prof_thr *p = (prof_thr *)(pf->thr + (size_t)t * PROF_STRIDE);
+        p->s[BN_PROF_SYNC] += now - p->last;
+        for (int c = 0; c < BN_PROF_N; c++) {
+            pf->tot.seconds[c] += p->s[c] / nth;
+            p->s[c] = 0.0;
+        }
+    }
+    pf->tot.wall += now - t_start;
+    pf->tot.evals++;
+    pf->tot.tokens += T;
+}
+
+bn_status bn_model_state_profile(bn_model_state *st, int on)
+{
+    if (!on || st->prof) {
+        if (!on && st->prof) {
+            bn_free(st->prof->thr);
+            bn_free(st->prof);
+            st->prof = NULL;
+        }
+        if (st->prof) bn_model_state_profile_reset(st);
+        return BN_OK;
+    }
+    prof *pf = bn_calloc(1, sizeof *pf);
+    if (pf) pf->thr = bn_calloc((size_t)st->nth, PROF_STRIDE);
+    if (!pf || !pf->thr) {
+        bn_free(pf);
+        return bn_ctx_set_error(st->m->ctx, BN_ERR_NOMEM, "out of memory (profile)");
+    }
+    st->prof = pf;
+    return BN_OK;
+}
+
+void bn_model_state_profile_get(const bn_model_state *st, bn_model_profile *out)
+{
+    if (st->prof)
+        *out = st->prof->tot;
+    else
+        memset(out, 0, sizeof *out);
+}
+
+void bn_model_state_profile_reset(bn_model_state *st)
+{
+    if (st->prof) memset(&st->prof->tot, 0, sizeof st->prof->tot);
+}
+
 /* ---- evaluation --------------------------------------------------------------------- */
 
 static void embed(bn_model_state *st, const int32_t *tokens, int64_t T)
@@ -838,18 +943,18 @@ static void layer_forward(job *j, int tid, int nth)
     const int64_t E = st->m->hp.n_embd, F = st->m->hp.n_ff;
     j->qe = norm_phase(j, st->x, st->h, L->attn_norm, E, &st->qe, 0, tid, nth);
     task_qkv(j, tid, nth);
-    barrier(st, nth);
+    mark_barrier(j, nth, BN_PROF_QKV);
     task_attn(j, tid, nth);
-    barrier(st, nth);
+    mark_barrier(j, nth, BN_PROF_ATTN);
     j->qe = norm_phase(j, st->att, st->att, L->attn_sub_norm, E, &st->qe, 0, tid, nth);
     task_o(j, tid, nth);
-    barrier(st, nth);
+    mark_barrier(j, nth, BN_PROF_O);
     j->qe = norm_phase(j, st->x, st->h, L->ffn_norm, E, &st->qe, 0, tid, nth);
     task_gate_up(j, tid, nth);
-    barrier(st, nth);
+    mark_barrier(j, nth, BN_PROF_GATE_UP);
     j->qf = norm_phase(j, st->gate, st->gate, L->ffn_sub_norm, F, &st->qf, 1, tid, nth);
     task_down(j, tid, nth);
-    barrier(st, nth);
+    mark_barrier(j, nth, BN_PROF_DOWN);
 }
 
 /* The final norm of a token's x into hn, and its Q8_0 form for a Q8_0, Q6H or Q4H head. */
@@ -886,7 +991,7 @@ static void head_forward(job *j, int tid, int nth)
         for (int64_t i = i0; i < i1; i++)
             head_input(m, st->x + (first + i) * E, st->h + i * E, st->x8 + i * nb, st->xq + i * E,
                        st->xd + i * nb);
-        barrier(st, nth);
+        mark_barrier(j, nth, BN_PROF_HEAD);
         j->hn = st->h;
         j->x8 = st->x8;
         j->xq = st->xq;
@@ -902,12 +1007,13 @@ static void head_forward(job *j, int tid, int nth)
                 bn__head_group_prep(E, st->xq + g * 16 * E, st->xd + g * 16 * nb, nt,
                                     (char *)st->xg + (size_t)g * gb);
             }
-            barrier(st, nth);
+            mark_barrier(j, nth, BN_PROF_HEAD);
             j->xg = st->xg;
         }
 #endif
     }
     task_head(j, tid, nth);
+    prof_mark(j, BN_PROF_HEAD);
 }
 
 /* The whole batch on every thread of the pool, one bn_pool_run; its phases are
@@ -916,6 +1022,11 @@ static void task_forward(void *arg, int tid, int nth)
 {
     job j = *(const job *)arg; /* this thread's copy */
     const bn_model *m = j.st->m;
+    if (j.st->prof) { /* the time since the pool was started: waking up */
+        j.pt = (prof_thr *)(j.st->prof->thr + (size_t)tid * PROF_STRIDE);
+        j.pt->last = j.st->prof->t0;
+        prof_mark(&j, BN_PROF_SYNC);
+    }
     for (int64_t il = 0; il < m->hp.n_layer; il++) {
         j.il = il;
         j.L = &m->layers[il];
@@ -929,13 +1040,18 @@ static void task_forward(void *arg, int tid, int nth)
 static void batch_forward(bn_model_state *st, const int32_t *tokens, job j)
 {
     const int64_t T = j.T;
+    prof *pf = st->prof;
+    const double t_start = pf ? bn_time_now() : 0.0;
     embed(st, tokens, T);
+    const double t_embed = pf ? bn_time_now() : 0.0;
     rope_angles(st, &j);
     st->qe.n_tok = st->qf.n_tok = T;
     atomic_store(&st->bar_count, 0);
     for (int64_t i = 0; i <= st->m->hp.n_layer * N_PHASES; i++)
         atomic_store_explicit(&st->work[i], 0, memory_order_relaxed);
+    if (pf) pf->t0 = bn_time_now();
     bn_pool_run(st->pool, task_forward, &j);
+    if (pf) prof_fold(st, T, t_start, t_embed);
     if (j.seqs) /* a sequence's tokens are in order of position: its last one is last */
         for (int64_t t = 0; t < T; t++) j.seqs[t]->pos = j.tpos[t] + 1;
     else

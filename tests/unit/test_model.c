@@ -1337,6 +1337,68 @@ static void test_avx2_helpers(void **state)
 
 /* ---- setup ------------------------------------------------------------------------------- */
 
+/* The forward's profile: the logits of a profiled state equal those of one without, to the
+ * bit; every class of work the forward does gets time, the classes add up to the wall time;
+ * off and after a reset it holds zeros; the bytes per class add up to the bytes per token. */
+static void test_profile(void **state)
+{
+    (void)state;
+    tmodel tm;
+    tm_build(&tm, &CFG_A, 5);
+    char path[128];
+    path_for(path, sizeof path, "a_prof.gguf");
+    write_model(&tm, BN_TYPE_I2_S, NULL, path);
+    bn_model *m = load_ok(path, NULL, BN_TYPE_Q8_0);
+    const int n = 23, n_gen = 5, V = tm.c.V;
+    int32_t tok[28];
+    rand_tokens(tok, n + n_gen, V);
+    float *a = malloc((size_t)V * 4), *b = malloc((size_t)V * 4);
+    bn_model_state *off = state_ok(m, 0, 0, BN_TYPE_F16), *on = state_ok(m, 0, 0, BN_TYPE_F16);
+    bn_model_profile pr;
+    bn_model_state_profile_get(on, &pr);
+    assert_true(pr.wall == 0.0 && pr.evals == 0);
+    assert_int_equal(bn_model_state_profile(on, 1), BN_OK);
+    for (int i = 0; i <= n_gen; i++) { /* the prompt, then n_gen tokens one at a time */
+        const int64_t pos = i ? n + i - 1 : 0, cnt = i ? 1 : n;
+        assert_int_equal(bn_model_eval(off, tok + pos, cnt, pos, 1, a), BN_OK);
+        assert_int_equal(bn_model_eval(on, tok + pos, cnt, pos, 1, b), BN_OK);
+        assert_memory_equal(a, b, (size_t)V * 4);
+    }
+    bn_model_state_profile_get(on, &pr);
+    assert_int_equal(pr.evals, n_gen + 1);
+    assert_int_equal(pr.tokens, n + n_gen);
+    double sum = 0.0;
+    for (int c = 0; c < BN_PROF_N; c++) {
+        assert_non_null(bn_prof_class_name(c));
+        assert_true(pr.seconds[c] >= 0.0);
+        sum += pr.seconds[c];
+    }
+    assert_null(bn_prof_class_name(BN_PROF_N));
+    static const int done[] = {BN_PROF_QKV,  BN_PROF_O,    BN_PROF_GATE_UP,  BN_PROF_DOWN,
+                               BN_PROF_ATTN, BN_PROF_NORM, BN_PROF_KV_STORE, BN_PROF_HEAD};
+    for (size_t i = 0; i < sizeof done / sizeof done[0]; i++) assert_true(pr.seconds[done[i]] > 0);
+    assert_true(pr.wall > 0 && fabs(sum - pr.wall) <= 1e-6 * pr.wall + 1e-9);
+    bn_model_state_profile_reset(on);
+    bn_model_state_profile_get(on, &pr);
+    assert_true(pr.wall == 0.0 && pr.seconds[BN_PROF_QKV] == 0.0 && pr.tokens == 0);
+    assert_int_equal(bn_model_state_profile(on, 0), BN_OK);
+    assert_int_equal(bn_model_eval(on, tok, 3, 0, 1, b), BN_OK);
+    bn_model_state_profile_get(on, &pr);
+    assert_true(pr.wall == 0.0 && pr.evals == 0);
+    size_t bytes[BN_PROF_N], tot = 0;
+    bn_model_class_bytes(m, bytes);
+    for (int c = 0; c < BN_PROF_N; c++) tot += c == BN_PROF_EMBED ? 0 : bytes[c];
+    assert_true(bytes[BN_PROF_QKV] > 0 && bytes[BN_PROF_ATTN] == 0 && bytes[BN_PROF_EMBED] > 0);
+    assert_int_equal(tot, bn_model_bytes_per_token(m));
+    bn_model_state_free(off);
+    assert_int_equal(bn_model_state_profile(on, 1), BN_OK);
+    bn_model_state_free(on); /* with the profile on: freed with it (ASan) */
+    bn_model_free(m);
+    free(a);
+    free(b);
+    tm_free(&tm);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -1373,6 +1435,7 @@ int main(void)
             cmocka_unit_test(test_head_blocks),
             cmocka_unit_test(test_act_quant),
             cmocka_unit_test(test_avx2_helpers),
+            cmocka_unit_test(test_profile),
     };
     const char *only = getenv("BN_TEST_FILTER"); /* e.g. BN_TEST_FILTER='test_malformed' */
     if (only && *only) cmocka_set_test_filter(only);

@@ -210,6 +210,56 @@ bn_status bn_model_eval_batch(bn_model_state *const *sts, int64_t n_seq,
 /* Tokens one evaluation takes at once (its scratch). */
 int64_t bn_model_state_n_batch(const bn_model_state *st);
 
+/* ---- profiling: where the forward's time goes (`bitnet profile`) -------------------- */
+
+/* The classes of work of the forward. Every moment of an evaluation falls in one: each
+ * thread marks the end of each piece of work it does, and the time since its previous
+ * mark goes to that piece's class. */
+typedef enum bn_prof_class {
+    BN_PROF_QKV,      /* ternary matmuls attn_q, attn_k, attn_v (with low-rank corrections) */
+    BN_PROF_O,        /* attn_output */
+    BN_PROF_GATE_UP,  /* ffn_gate and ffn_up */
+    BN_PROF_DOWN,     /* ffn_down */
+    BN_PROF_ATTN,     /* attention over the KV cache */
+    BN_PROF_NORM,     /* the RMSNorms and the int8 quantization of their outputs */
+    BN_PROF_ROPE,     /* RoPE: the angles and the rotations of q and k */
+    BN_PROF_KV_STORE, /* K and V into the cache */
+    BN_PROF_ELTWISE,  /* relu^2 / SiLU times up, the residual adds */
+    BN_PROF_HEAD,     /* the final norm and the LM head */
+    BN_PROF_EMBED,    /* the embedding lookups */
+    BN_PROF_SYNC,     /* waiting at barriers, waking and joining the pool's threads */
+    BN_PROF_N
+} bn_prof_class;
+
+/* "qkv", "o", "gate_up", "down", "attention", "norm", "rope", "kv_store", "eltwise",
+ * "lm_head", "embed", "sync"; NULL out of range. */
+const char *bn_prof_class_name(int c);
+
+typedef struct bn_model_profile {
+    /* Seconds of each class: work done by the calling thread alone (embeddings, RoPE
+     * angles) counts its wall time, work of the pool the sum of its threads' times divided
+     * by their number, so the classes add up to `wall`. */
+    double seconds[BN_PROF_N];
+    double wall;    /* wall seconds of the batches evaluated */
+    int64_t evals;  /* batches evaluated */
+    int64_t tokens; /* tokens evaluated */
+} bn_model_profile;
+
+/* Turns the profile of st on (nonzero, zeroing it; BN_ERR_NOMEM when its per-thread
+ * counters cannot be had) or off (0, freeing them). Off, the forward's only cost is one
+ * test of a NULL pointer per piece of work. Each thread writes only its own counters, and
+ * they are summed after the pool has joined, so any thread count is fine; evaluations on
+ * st (bn_model_eval, bn_model_eval_batch with st first) add to it. */
+bn_status bn_model_state_profile(bn_model_state *st, int on);
+/* Copies the totals since it was turned on or reset (all zero when it is off). */
+void bn_model_state_profile_get(const bn_model_state *st, bn_model_profile *out);
+void bn_model_state_profile_reset(bn_model_state *st);
+/* The bytes of weights each class reads in one forward of one token (matmuls: codes and
+ * scales of their matrices, with low-rank factors; norm: the norm vectors; lm_head: the
+ * head as it runs; embed: one row), 0 for the others; the KV cache is not included (see
+ * bn_model_state_kv_bytes_read). */
+void bn_model_class_bytes(const bn_model *m, size_t bytes[BN_PROF_N]);
+
 #ifdef __cplusplus
 }
 #endif
