@@ -201,6 +201,35 @@ static inline __m512i _mm512_cvtepi8_epi32(__m128i a)
 }
 
 /* Lane i of the result: lane idx[i] & 15 of a. */
+/* Per 128-bit lane, elements of `size` bytes from the low (hi 0) or high half of the lane
+ * of a and of b, interleaved: a0 b0 a1 b1 ... (unpacklo/unpackhi). */
+static inline __m512i emu_unpack(__m512i a, __m512i b, int hi, int size)
+{
+    __m512i r;
+    const int n = 8 / size; /* elements per half lane */
+    for (int l = 0; l < 4; l++)
+        for (int k = 0; k < n; k++) {
+            const int src = 16 * l + 8 * hi + size * k, dst = 16 * l + 2 * size * k;
+            memcpy(r.b + dst, a.b + src, (size_t)size);
+            memcpy(r.b + dst + size, b.b + src, (size_t)size);
+        }
+    return r;
+}
+
+#define _mm512_unpacklo_epi32(a, b) emu_unpack((a), (b), 0, 4)
+#define _mm512_unpackhi_epi32(a, b) emu_unpack((a), (b), 1, 4)
+#define _mm512_unpacklo_epi64(a, b) emu_unpack((a), (b), 0, 8)
+#define _mm512_unpackhi_epi64(a, b) emu_unpack((a), (b), 1, 8)
+
+/* 128-bit lanes 0, 1 from a and 2, 3 from b, each chosen by two bits of imm. */
+static inline __m512i _mm512_shuffle_i32x4(__m512i a, __m512i b, int imm)
+{
+    __m512i r;
+    for (int l = 0; l < 4; l++)
+        memcpy(r.b + 16 * l, (l < 2 ? a.b : b.b) + 16 * ((imm >> (2 * l)) & 3), 16);
+    return r;
+}
+
 static inline __m512i _mm512_permutexvar_epi32(__m512i idx, __m512i a)
 {
     __m512i r;
