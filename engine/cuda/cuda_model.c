@@ -42,7 +42,11 @@ struct bn_cuda_model {
     bn_model *m;
     bn_ctx *ctx;
     bn_gpu_pool *pool;
-    int64_t n_ctx, n_batch, pos;
+    int64_t n_ctx, n_batch;
+    int64_t first;          /* the first layer on the GPU */
+    int head;               /* the LM head is on the GPU */
+    int n_seq;              /* KV caches the pool makes room for */
+    bn_cuda_seq *seq0;      /* bn_cuda_eval's sequence, made at its first call */
     int n_shrinks;          /* times shrink_ctx halved the context to fit the device */
     int64_t kpad_e, kpad_f; /* padded inputs of the E- and F-wide matrices */
     gpu_layer *layers;      /* host array of device pointers */
@@ -50,13 +54,20 @@ struct bn_cuda_model {
     int head_kind;
     void *head_rows; /* V rows: F32, F16, or Q8_0 values (int8) */
     float *head_d;   /* Q8_0: V x E / 32 scales */
-    uint16_t *kc, *vc;
     float *x, *q, *k, *v, *att, *gate, *up, *cs, *hn, *logits, *xd;
     int8_t *qe, *qf, *xq;
     int32_t *sum_e, *sum_f;
     float *inv_e, *inv_f;
     float *host_x, *host_cs, *inv_freq; /* host scratch: embeddings, RoPE angles */
     size_t weight_bytes;
+};
+
+/* A sequence: its K and V caches, each (GPU layer, position, n_kv * head_dim) in F16. */
+struct bn_cuda_seq {
+    bn_cuda_model *g;
+    uint16_t *kc, *vc; /* NULL while evicted */
+    int64_t n_ctx, pos;
+    int64_t n_ctx0; /* as made: each new cache tries it first */
 };
 
 int bn_cuda_built(void)
@@ -142,7 +153,7 @@ static void plan_weights(planner *pl)
     bn_cuda_model *g = pl->g;
     const bn_model_hparams *h = &g->m->hp;
     const size_t E = (size_t)h->n_embd, F = (size_t)h->n_ff;
-    for (int64_t il = 0; il < h->n_layer; il++) {
+    for (int64_t il = g->first; il < h->n_layer; il++) {
         const bn__layer *L = &g->m->layers[il];
         gpu_layer *G = &g->layers[il];
         for (int i = 0; i < BN__N_LIN; i++) {
@@ -155,6 +166,7 @@ static void plan_weights(planner *pl)
         if (L->attn_sub_norm) want(pl, &G->attn_sub_norm, E * 4, L->attn_sub_norm);
         if (L->ffn_sub_norm) want(pl, &G->ffn_sub_norm, F * 4, L->ffn_sub_norm);
     }
+    if (!g->head) return;
     want(pl, &g->out_norm, E * 4, g->m->output_norm);
     const size_t V = (size_t)h->n_vocab;
     if (g->head_kind == HEAD_Q8) { /* upload_head_q8 fills them */
@@ -172,9 +184,6 @@ static void plan_state(planner *pl)
     const bn_model_hparams *h = &g->m->hp;
     const size_t B = (size_t)g->n_batch, E = (size_t)h->n_embd, F = (size_t)h->n_ff;
     const size_t KV = (size_t)(h->n_head_kv * h->head_dim), V = (size_t)h->n_vocab;
-    const size_t cache = (size_t)h->n_layer * (size_t)g->n_ctx * KV * 2;
-    want(pl, &g->kc, cache, NULL);
-    want(pl, &g->vc, cache, NULL);
     float **fb[] = {&g->x, &g->q, &g->att};
     for (size_t i = 0; i < sizeof fb / sizeof fb[0]; i++) want(pl, fb[i], B * E * 4, NULL);
     want(pl, &g->k, B * KV * 4, NULL);
@@ -182,12 +191,14 @@ static void plan_state(planner *pl)
     want(pl, &g->gate, B * F * 4, NULL);
     want(pl, &g->up, B * F * 4, NULL);
     want(pl, &g->cs, B * (size_t)h->n_rot * 4, NULL);
-    want(pl, &g->hn, B * E * 4, NULL);
-    want(pl, &g->logits, B * V * 4, NULL);
     want(pl, &g->qe, B * (size_t)g->kpad_e, NULL);
     want(pl, &g->qf, B * (size_t)g->kpad_f, NULL);
-    want(pl, &g->xq, B * E, NULL);
-    want(pl, &g->xd, B * (E / 32) * 4, NULL);
+    if (g->head) {
+        want(pl, &g->hn, B * E * 4, NULL);
+        want(pl, &g->logits, B * V * 4, NULL);
+        want(pl, &g->xq, B * E, NULL);
+        want(pl, &g->xd, B * (E / 32) * 4, NULL);
+    }
     want(pl, &g->sum_e, B * 4, NULL);
     want(pl, &g->sum_f, B * 4, NULL);
     want(pl, &g->inv_e, B * 4, NULL);
@@ -281,7 +292,7 @@ static bn_status check_shapes(bn_cuda_model *g)
     const bn_model_hparams *h = &g->m->hp;
     g->kpad_e = g->m->layers[0].w[BN__WQ].kpad;
     g->kpad_f = g->m->layers[0].w[BN__WDOWN].kpad;
-    for (int64_t il = 0; il < h->n_layer; il++)
+    for (int64_t il = g->first; il < h->n_layer; il++)
         for (int i = 0; i < BN__N_LIN; i++) {
             const bn_tmat *w = &g->m->layers[il].w[i];
             if (w->kpad != (i == BN__WDOWN ? g->kpad_f : g->kpad_e) || w->kpad % 128)
@@ -301,14 +312,24 @@ static bn_status check_shapes(bn_cuda_model *g)
     return BN_OK;
 }
 
-/* The pool's size for the model at g's context and batch. */
+/* Bytes of one of a sequence's two caches (K or V) of n_ctx tokens. */
+static size_t cache_bytes(const bn_cuda_model *g, int64_t n_ctx)
+{
+    const bn_model_hparams *h = &g->m->hp;
+    return (size_t)(h->n_layer - g->first) * (size_t)n_ctx * (size_t)(h->n_head_kv * h->head_dim) *
+           2;
+}
+
+/* The pool's size for the model at g's context and batch, with n_seq caches. */
 static size_t pool_bytes(bn_cuda_model *g, const bn_gpu_pool_params *pp)
 {
     planner pl = {.g = g, .small_max = pp->small_max, .align = pp->align};
     plan_weights(&pl);
     g->weight_bytes = pl.bytes;
     plan_state(&pl);
-    return pl.need + 16 * pp->slab_bytes; /* a partly filled slab per size class at worst */
+    const size_t cache = (cache_bytes(g, g->n_ctx) + pp->align - 1) & ~(pp->align - 1);
+    /* a partly filled slab per size class at worst */
+    return pl.need + 2 * (size_t)g->n_seq * cache + 16 * pp->slab_bytes;
 }
 
 /* The pool for the model. When the device cannot give it and the context was not asked
@@ -343,7 +364,8 @@ static bn_status make_pool(bn_cuda_model *g, int device, int may_shrink)
     planner pl = {.g = g, .small_max = pp.small_max, .align = pp.align};
     plan_weights(&pl); /* allocates and uploads */
     plan_state(&pl);
-    if (pl.rc == BN_OK && g->head_kind == HEAD_Q8) pl.rc = upload_head_q8(g, head_tensor(g->m));
+    if (pl.rc == BN_OK && g->head && g->head_kind == HEAD_Q8)
+        pl.rc = upload_head_q8(g, head_tensor(g->m));
     return pl.rc;
 }
 
@@ -361,6 +383,15 @@ static bn_status cuda_params(bn_cuda_model *g, const bn_cuda_params *p)
     if (n_batch < 1 || n_batch > 65535)
         return bn_ctx_set_error(g->ctx, BN_ERR_RANGE, "CUDA: batch of %lld tokens: 1 to 65535",
                                 (long long)n_batch);
+    if (p && (p->n_layers < 0 || p->n_seq < 0 || p->n_seq > 4096))
+        return bn_ctx_set_error(g->ctx, BN_ERR_RANGE,
+                                "CUDA: %d layers, %d sequences: layers 0 (all) or more, "
+                                "sequences 0 to 4096",
+                                p->n_layers, p->n_seq);
+    const int64_t nl = p && p->n_layers ? p->n_layers : h->n_layer + 1;
+    g->first = nl >= h->n_layer ? 0 : h->n_layer - nl;
+    g->head = nl > h->n_layer;
+    g->n_seq = p && p->n_seq ? p->n_seq : 1;
     g->n_ctx = n_ctx;
     g->n_batch = n_batch < n_ctx ? n_batch : n_ctx;
     return BN_OK;
@@ -388,7 +419,7 @@ bn_status bn_cuda_model_new(bn_model *m, const bn_cuda_params *p, bn_cuda_model 
     const bn_model_hparams *h = &m->hp;
     bn_status rc = cuda_params(g, p);
     if (rc == BN_OK) rc = check_shapes(g);
-    if (rc == BN_OK) rc = pick_head(g);
+    if (rc == BN_OK && g->head) rc = pick_head(g);
     if (rc == BN_OK) {
         g->layers = bn_calloc((size_t)h->n_layer, sizeof *g->layers);
         g->host_x = bn_malloc((size_t)(g->n_batch * h->n_embd) * 4);
@@ -411,6 +442,7 @@ bn_status bn_cuda_model_new(bn_model *m, const bn_cuda_params *p, bn_cuda_model 
 void bn_cuda_model_free(bn_cuda_model *g)
 {
     if (!g) return;
+    bn_cuda_seq_free(g->seq0);
     bn_gpu_pool_free(g->pool); /* every device buffer at once */
     bn_free(g->layers);
     bn_free(g->host_x);
@@ -421,7 +453,22 @@ void bn_cuda_model_free(bn_cuda_model *g)
 
 int64_t bn_cuda_pos(const bn_cuda_model *g)
 {
-    return g->pos;
+    return g->seq0 ? g->seq0->pos : 0;
+}
+
+int64_t bn_cuda_first_layer(const bn_cuda_model *g)
+{
+    return g->first;
+}
+
+int bn_cuda_has_head(const bn_cuda_model *g)
+{
+    return g->head;
+}
+
+bn_gpu_pool *bn_cuda_pool(bn_cuda_model *g)
+{
+    return g->pool;
 }
 
 int64_t bn_cuda_n_ctx(const bn_cuda_model *g, int *n_shrinks)
@@ -440,13 +487,95 @@ size_t bn_cuda_weight_bytes(const bn_cuda_model *g)
     return g->weight_bytes;
 }
 
+/* ---- sequences ------------------------------------------------------------------------------ */
+
+bn_status bn_cuda_seq_new(bn_cuda_model *g, int64_t n_ctx, bn_cuda_seq **out)
+{
+    BN_ASSERT(g && out);
+    *out = NULL;
+    if (n_ctx < 1 || n_ctx > g->n_ctx)
+        return bn_ctx_set_error(g->ctx, BN_ERR_RANGE,
+                                "CUDA: a sequence of %lld tokens: allowed 1 to %lld (the GPU "
+                                "model's context)",
+                                (long long)n_ctx, (long long)g->n_ctx);
+    bn_cuda_seq *s = bn_calloc(1, sizeof *s);
+    if (!s) return bn_ctx_set_error(g->ctx, BN_ERR_NOMEM, "out of memory");
+    s->g = g;
+    s->n_ctx = s->n_ctx0 = n_ctx;
+    *out = s;
+    return BN_OK;
+}
+
+size_t bn_cuda_seq_evict(bn_cuda_seq *s)
+{
+    size_t n = 0;
+    uint16_t **c[] = {&s->kc, &s->vc};
+    for (int i = 0; i < 2; i++) {
+        if (!*c[i]) continue;
+        n += bn_gpu_pool_block_size(s->g->pool, *c[i]);
+        bn_gpu_pool_dealloc(s->g->pool, *c[i]);
+        *c[i] = NULL;
+    }
+    s->pos = 0;
+    return n;
+}
+
+void bn_cuda_seq_free(bn_cuda_seq *s)
+{
+    if (!s) return;
+    bn_cuda_seq_evict(s);
+    bn_free(s);
+}
+
+int64_t bn_cuda_seq_pos(const bn_cuda_seq *s)
+{
+    return s->pos;
+}
+
+int64_t bn_cuda_seq_n_ctx(const bn_cuda_seq *s)
+{
+    return s->n_ctx;
+}
+
+int bn_cuda_seq_resident(const bn_cuda_seq *s)
+{
+    return s->kc != NULL;
+}
+
+bn_status bn_cuda_seq_take(bn_cuda_seq *s, int64_t n_min)
+{
+    bn_cuda_model *g = s->g;
+    if (s->kc) return BN_OK;
+    s->n_ctx = s->n_ctx0;
+    for (;;) {
+        const size_t b = cache_bytes(g, s->n_ctx);
+        bn_status rc = bn_gpu_pool_alloc(g->pool, b, (void **)&s->kc);
+        if (rc == BN_OK) rc = bn_gpu_pool_alloc(g->pool, b, (void **)&s->vc);
+        if (rc == BN_OK) return BN_OK;
+        bn_cuda_seq_evict(s); /* the K cache, when only V found no room */
+        const int64_t half = s->n_ctx / 2;
+        if (rc != BN_ERR_NOMEM || half < MIN_SHRUNK_CTX || half < n_min)
+            return rc != BN_ERR_NOMEM ? rc
+                                      : bn_ctx_set_error(g->ctx, BN_ERR_NOMEM,
+                                                         "CUDA: no room in the GPU pool for a "
+                                                         "KV cache of %lld tokens (2 x %zu bytes)",
+                                                         (long long)s->n_ctx, b);
+        char what[160];
+        snprintf(what, sizeof what,
+                 "a KV cache of %lld tokens does not fit: the context is now %lld",
+                 (long long)s->n_ctx, (long long)half);
+        bn_gpu_pool_note_pressure(g->pool, BN_GPU_PRESSURE_SHRINK_CTX, what);
+        s->n_ctx = half;
+    }
+}
+
 /* ---- the forward --------------------------------------------------------------------------- */
 
-/* Embeddings (on the host, as the CPU looks them up) and RoPE angles of the batch. */
-static bn_status batch_inputs(bn_cuda_model *g, const int32_t *tokens, int64_t T, int64_t pos0)
+/* Embeddings of T tokens into host_x, as the CPU looks them up. */
+static void embed(bn_cuda_model *g, const int32_t *tokens, int64_t T)
 {
     const bn_model *m = g->m;
-    const int64_t E = m->hp.n_embd, n_rot = m->hp.n_rot;
+    const int64_t E = m->hp.n_embd;
     const bn_gguf_tensor *te = bn_gguf_find_tensor(bn_model_gguf(m), "token_embd.weight");
     const size_t row_bytes = te->size / (size_t)te->ne[1];
     for (int64_t t = 0; t < T; t++) {
@@ -458,17 +587,23 @@ static bn_status batch_inputs(bn_cuda_model *g, const int32_t *tokens, int64_t T
             bn_f16_to_f32_row(row, x, E);
         else
             bn_dequantize_row_q8_0((const bn_block_q8_0 *)row, x, E);
+    }
+}
+
+/* x (T rows, host) and the RoPE angles of positions pos0 .. pos0 + T - 1 onto the device. */
+static bn_status batch_inputs(bn_cuda_model *g, const float *x, int64_t T, int64_t pos0)
+{
+    const int64_t E = g->m->hp.n_embd, n_rot = g->m->hp.n_rot;
+    for (int64_t t = 0; t < T; t++)
         for (int64_t i = 0; i < n_rot / 2; i++) {
             const double a = (double)(pos0 + t) * (double)g->inv_freq[i];
             g->host_cs[t * n_rot + 2 * i] = (float)cos(a);
             g->host_cs[t * n_rot + 2 * i + 1] = (float)sin(a);
         }
-    }
-    CK(g, bn__cu_h2d(g->x, g->host_x, (size_t)(T * E) * 4));
+    CK(g, bn__cu_h2d(g->x, x, (size_t)(T * E) * 4));
     if (n_rot) CK(g, bn__cu_h2d(g->cs, g->host_cs, (size_t)(T * n_rot) * 4));
     return BN_OK;
 }
-
 /* y (ld ldy) = or += the product of layer il's matrix i with the quantized input */
 static int lin(bn_cuda_model *g, int64_t il, int i, int64_t T, float *y, int64_t ldy, int add)
 {
@@ -479,7 +614,8 @@ static int lin(bn_cuda_model *g, int64_t il, int i, int64_t T, float *y, int64_t
                        ff ? g->sum_f : g->sum_e, ff ? g->inv_f : g->inv_e, T, y, ldy, add);
 }
 
-static bn_status layer_forward(bn_cuda_model *g, int64_t il, int64_t T, int64_t pos0)
+static bn_status layer_forward(bn_cuda_model *g, bn_cuda_seq *s, int64_t il, int64_t T,
+                               int64_t pos0)
 {
     const bn_model_hparams *h = &g->m->hp;
     const gpu_layer *G = &g->layers[il];
@@ -493,19 +629,19 @@ static bn_status layer_forward(bn_cuda_model *g, int64_t il, int64_t T, int64_t 
                            .k = g->k,
                            .v = g->v,
                            .cs = g->cs,
-                           .kc = g->kc,
-                           .vc = g->vc,
+                           .kc = s->kc,
+                           .vc = s->vc,
                            .T = T,
                            .n_head = h->n_head,
                            .n_kv = h->n_head_kv,
                            .d = h->head_dim,
                            .n_rot = h->n_rot,
-                           .il = il,
-                           .n_ctx = g->n_ctx,
+                           .il = il - g->first,
+                           .n_ctx = s->n_ctx,
                            .pos0 = pos0};
     CK(g, bn__cu_rope_store(&r));
-    CK(g, bn__cu_attention(g->q, g->kc, g->vc, g->att, T, h->n_head, h->n_head_kv, h->head_dim, il,
-                           g->n_ctx, pos0));
+    CK(g, bn__cu_attention(g->q, s->kc, s->vc, g->att, T, h->n_head, h->n_head_kv, h->head_dim,
+                           il - g->first, s->n_ctx, pos0));
     CK(g, bn__cu_norm_quant(g->att, E, G->attn_sub_norm, E, h->eps, T, g->qe, g->kpad_e, g->sum_e,
                             g->inv_e));
     CK(g, lin(g, il, BN__WO, T, g->x, E, 1));
@@ -532,52 +668,96 @@ static bn_status head_forward(bn_cuda_model *g, int64_t T, int64_t n_out, float 
     return BN_OK;
 }
 
-static bn_status check_eval(bn_cuda_model *g, const int32_t *tokens, int64_t n, int64_t pos,
-                            int64_t n_logits, const float *logits)
+static bn_status check_forward(bn_cuda_seq *s, const float *x, int64_t n, int64_t pos,
+                               int64_t n_logits, const float *logits)
 {
-    if (n < 1 || !tokens)
-        return bn_ctx_set_error(g->ctx, BN_ERR_INVALID, "nothing to evaluate (%lld tokens)",
+    bn_ctx *ctx = s->g->ctx;
+    if (n < 1 || !x)
+        return bn_ctx_set_error(ctx, BN_ERR_INVALID, "nothing to evaluate (%lld tokens)",
                                 (long long)n);
-    if (pos < 0 || pos > g->pos)
-        return bn_ctx_set_error(g->ctx, BN_ERR_INVALID,
+    if (pos < 0 || pos > s->pos)
+        return bn_ctx_set_error(ctx, BN_ERR_INVALID,
                                 "position %lld is past the %lld tokens in the cache",
-                                (long long)pos, (long long)g->pos);
-    if (n > g->n_ctx - pos)
-        return bn_ctx_set_error(g->ctx, BN_ERR_RANGE,
+                                (long long)pos, (long long)s->pos);
+    if (n > s->n_ctx - pos)
+        return bn_ctx_set_error(ctx, BN_ERR_RANGE,
                                 "context overflow: %lld tokens at position %lld exceed the "
                                 "context of %lld tokens",
-                                (long long)n, (long long)pos, (long long)g->n_ctx);
-    if (n_logits < 0 || n_logits > n || (n_logits > 0 && !logits))
-        return bn_ctx_set_error(g->ctx, BN_ERR_INVALID, "logits for %lld of %lld tokens",
-                                (long long)n_logits, (long long)n);
-    for (int64_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= g->m->hp.n_vocab)
-            return bn_ctx_set_error(g->ctx, BN_ERR_INVALID,
-                                    "token id %ld at index %lld is out of range [0, %lld)",
-                                    (long)tokens[i], (long long)i, (long long)g->m->hp.n_vocab);
+                                (long long)n, (long long)pos, (long long)s->n_ctx);
+    if (n_logits < 0 || n_logits > n || (n_logits > 0 && (!logits || !s->g->head)))
+        return bn_ctx_set_error(ctx, BN_ERR_INVALID, "logits for %lld of %lld tokens%s",
+                                (long long)n_logits, (long long)n,
+                                s->g->head ? "" : " (the LM head is on the CPU)");
     return BN_OK;
+}
+
+bn_status bn_cuda_seq_forward(bn_cuda_seq *s, float *x, int64_t T, int64_t pos, int64_t n_logits,
+                              float *logits)
+{
+    BN_ASSERT(s);
+    bn_cuda_model *g = s->g;
+    bn_status rc = BN_OK;
+    if (!s->kc) { /* the first forward, or after an eviction: from position 0 */
+        if (pos != 0)
+            return bn_ctx_set_error(g->ctx, BN_ERR_INVALID,
+                                    "CUDA: position %lld: the sequence's KV cache was evicted, "
+                                    "start again at 0",
+                                    (long long)pos);
+        rc = bn_cuda_seq_take(s, T);
+    }
+    if (rc == BN_OK) rc = check_forward(s, x, T, pos, n_logits, logits);
+    const int64_t E = g->m->hp.n_embd, V = g->m->hp.n_vocab, first_out = T - n_logits;
+    for (int64_t b0 = 0; rc == BN_OK && b0 < T; b0 += g->n_batch) {
+        const int64_t Tb = T - b0 < g->n_batch ? T - b0 : g->n_batch;
+        const int64_t o0 = first_out > b0 ? first_out : b0;
+        const int64_t n_out = b0 + Tb > o0 ? b0 + Tb - o0 : 0;
+        rc = batch_inputs(g, x + b0 * E, Tb, pos + b0);
+        for (int64_t il = g->first; rc == BN_OK && il < g->m->hp.n_layer; il++)
+            rc = layer_forward(g, s, il, Tb, pos + b0);
+        if (rc == BN_OK && n_logits && n_out)
+            rc = head_forward(g, Tb, n_out, logits + (size_t)(o0 - first_out) * (size_t)V);
+        if (rc == BN_OK && !n_logits) {
+            const int e = bn__cu_d2h(x + b0 * E, g->x, (size_t)(Tb * E) * 4);
+            if (e) rc = cu_fail(g->ctx, e, "the activations back to the host");
+        }
+        if (rc == BN_OK) {
+            const int e = bn__cu_sync();
+            if (e) rc = cu_fail(g->ctx, e, "the forward pass");
+        }
+        if (rc == BN_OK) s->pos = pos + b0 + Tb;
+    }
+    return rc;
 }
 
 bn_status bn_cuda_eval(bn_cuda_model *g, const int32_t *tokens, int64_t n, int64_t pos,
                        int64_t n_logits, float *logits)
 {
     BN_ASSERT(g);
-    bn_status rc = check_eval(g, tokens, n, pos, n_logits, logits);
+    if (g->first || !g->head)
+        return bn_ctx_set_error(g->ctx, BN_ERR_INVALID,
+                                "CUDA: layers 0 to %lld%s are on the CPU: evaluate through a "
+                                "model state (bn_model_state_params.gpu)",
+                                (long long)g->first - 1, g->head ? "" : " and the LM head");
+    bn_status rc = g->seq0 ? BN_OK : bn_cuda_seq_new(g, g->n_ctx, &g->seq0);
+    if (rc != BN_OK) return rc;
+    if (n < 1 || !tokens || n_logits < 0 || n_logits > n)
+        return bn_ctx_set_error(g->ctx, BN_ERR_INVALID, "%lld tokens, logits of %lld", (long long)n,
+                                (long long)n_logits);
+    for (int64_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= g->m->hp.n_vocab)
+            return bn_ctx_set_error(g->ctx, BN_ERR_INVALID,
+                                    "token id %ld at index %lld is out of range [0, %lld)",
+                                    (long)tokens[i], (long long)i, (long long)g->m->hp.n_vocab);
+    if (pos > g->seq0->pos || n > g->seq0->n_ctx - pos) /* the errors of check_forward */
+        return check_forward(g->seq0, g->host_x, n, pos, 0, NULL);
     const int64_t V = g->m->hp.n_vocab, first_out = n - n_logits;
     for (int64_t b0 = 0; rc == BN_OK && b0 < n; b0 += g->n_batch) {
         const int64_t T = n - b0 < g->n_batch ? n - b0 : g->n_batch;
         const int64_t o0 = first_out > b0 ? first_out : b0;
         const int64_t n_out = b0 + T > o0 ? b0 + T - o0 : 0;
-        rc = batch_inputs(g, tokens + b0, T, pos + b0);
-        for (int64_t il = 0; rc == BN_OK && il < g->m->hp.n_layer; il++)
-            rc = layer_forward(g, il, T, pos + b0);
-        if (rc == BN_OK && n_out)
-            rc = head_forward(g, T, n_out, logits + (size_t)(o0 - first_out) * (size_t)V);
-        if (rc == BN_OK) {
-            const int e = bn__cu_sync();
-            if (e) rc = cu_fail(g->ctx, e, "the forward pass");
-        }
-        if (rc == BN_OK) g->pos = pos + b0 + T;
+        embed(g, tokens + b0, T);
+        rc = bn_cuda_seq_forward(g->seq0, g->host_x, T, pos + b0, n_out,
+                                 n_out ? logits + (size_t)(o0 - first_out) * (size_t)V : NULL);
     }
     return rc;
 }

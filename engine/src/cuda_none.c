@@ -76,3 +76,70 @@ bn_status bn_cuda_bench_gemv(bn_ctx *ctx, int device, int64_t rows, int64_t cols
     memset(out, 0, sizeof *out);
     return bn_ctx_set_error(ctx, BN_ERR_UNSUPPORTED, "%s", NOT_BUILT);
 }
+
+int64_t bn_cuda_first_layer(const bn_cuda_model *g)
+{
+    (void)g;
+    return 0;
+}
+
+int bn_cuda_has_head(const bn_cuda_model *g)
+{
+    (void)g;
+    return 0;
+}
+
+bn_gpu_pool *bn_cuda_pool(bn_cuda_model *g)
+{
+    (void)g;
+    return NULL;
+}
+
+bn_status bn_cuda_seq_new(bn_cuda_model *g, int64_t n_ctx, bn_cuda_seq **out)
+{
+    (void)g, (void)n_ctx;
+    *out = NULL;
+    return BN_ERR_UNSUPPORTED;
+}
+
+void bn_cuda_seq_free(bn_cuda_seq *s)
+{
+    (void)s;
+}
+
+bn_status bn_cuda_seq_forward(bn_cuda_seq *s, float *x, int64_t T, int64_t pos, int64_t n_logits,
+                              float *logits)
+{
+    (void)s, (void)x, (void)T, (void)pos, (void)n_logits, (void)logits;
+    return BN_ERR_UNSUPPORTED;
+}
+
+bn_status bn_cuda_seq_take(bn_cuda_seq *s, int64_t n_min)
+{
+    (void)s, (void)n_min;
+    return BN_ERR_UNSUPPORTED;
+}
+
+int64_t bn_cuda_seq_pos(const bn_cuda_seq *s)
+{
+    (void)s;
+    return 0;
+}
+
+int64_t bn_cuda_seq_n_ctx(const bn_cuda_seq *s)
+{
+    (void)s;
+    return 0;
+}
+
+int bn_cuda_seq_resident(const bn_cuda_seq *s)
+{
+    (void)s;
+    return 0;
+}
+
+size_t bn_cuda_seq_evict(bn_cuda_seq *s)
+{
+    (void)s;
+    return 0;
+}

@@ -356,6 +356,13 @@ static size_t take_under_pressure(bn_gpu_pool *pool, size_t size, size_t *counte
     return off;
 }
 
+void bn_gpu_pool_note_pressure(bn_gpu_pool *pool, bn_gpu_pressure stage, const char *what)
+{
+    BN_ASSERT(pool && (unsigned)stage < BN_GPU_PRESSURE_COUNT_);
+    pool->st.n_pressure[stage]++;
+    bn_log(BN_LOG_WARN, "GPU pool: %s: %s", pressure_names[stage], what);
+}
+
 bn_status bn_gpu_pool_alloc(bn_gpu_pool *pool, size_t size, void **out)
 {
     BN_ASSERT(pool && out);

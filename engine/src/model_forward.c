@@ -41,6 +41,7 @@
 #include <string.h>
 
 #include "bitnet/cpu.h"
+#include "bitnet/cuda.h"
 #include "bitnet/quant.h"
 #include "bitnet/threadpool.h"
 #include "model_internal.h"
@@ -61,8 +62,13 @@ struct bn_model_state {
     int64_t n_batch; /* scratch capacity in tokens */
     int64_t pos;     /* tokens in the cache */
     int kv_type;
-    size_t kv_elt;                                    /* bytes per cache element */
-    void *kc, *vc;                                    /* K and V cache */
+    /* -ngl: layers [l_gpu, n_layer) on the GPU (gpu_forward), their cache in gseq */
+    bn_cuda_model *gpu;
+    bn_cuda_seq *gseq; /* NULL: every layer on the CPU */
+    int64_t l_gpu;
+    int64_t n_ctx_cpu; /* the context of the CPU cache (n_ctx follows a shrunk GPU cache) */
+    size_t kv_elt;     /* bytes per cache element */
+    void *kc, *vc;     /* K and V cache */
     float *x, *h, *q, *kx, *vx, *att, *y, *gate, *up; /* see the file comment */
     float *cs;                       /* (T, n_rot): cos, sin of each rotated pair */
     float *inv_freq;                 /* n_rot / 2 */
@@ -227,6 +233,12 @@ bn_status bn_model_state_new(bn_model *m, const bn_model_state_params *p, bn_mod
         return bn_ctx_set_error(m->ctx, BN_ERR_RANGE, "batch of %lld tokens: allowed 1 to %d",
                                 (long long)n_batch, 1 << 16);
     if (n_batch > n_ctx) n_batch = n_ctx;
+    if (p->gpu && n_ctx > bn_cuda_n_ctx(p->gpu, NULL)) { /* the GPU model's context shrank */
+        bn_log(BN_LOG_WARN, "a context of %lld tokens: the GPU model holds %lld", (long long)n_ctx,
+               (long long)bn_cuda_n_ctx(p->gpu, NULL));
+        n_ctx = bn_cuda_n_ctx(p->gpu, NULL);
+        n_batch = n_batch < n_ctx ? n_batch : n_ctx;
+    }
     if (p->kv_type != BN_TYPE_F16 && p->kv_type != BN_TYPE_F32)
         return bn_ctx_set_error(m->ctx, BN_ERR_INVALID, "KV cache type %s: use f16 or f32",
                                 bn_type_name(p->kv_type));
@@ -239,6 +251,8 @@ bn_status bn_model_state_new(bn_model *m, const bn_model_state_params *p, bn_mod
     st->n_batch = n_batch;
     st->kv_type = p->kv_type;
     st->kv_elt = p->kv_type == BN_TYPE_F16 ? 2 : 4;
+    st->n_ctx_cpu = n_ctx;
+    st->l_gpu = h->n_layer;
     choose_ops(st);
     bn_status rc = state_alloc(st);
     if (rc != BN_OK) {
@@ -246,6 +260,11 @@ bn_status bn_model_state_new(bn_model *m, const bn_model_state_params *p, bn_mod
         return bn_ctx_set_error(m->ctx, rc, "KV cache of %lld tokens: %s", (long long)n_ctx,
                                 bn_status_str(rc));
     }
+    if (p->gpu && (rc = bn_cuda_seq_new(p->gpu, n_ctx, &st->gseq)) != BN_OK) {
+        bn_model_state_free(st);
+        return rc;
+    }
+    if (p->gpu) st->gpu = p->gpu, st->l_gpu = bn_cuda_first_layer(p->gpu);
     *out = st;
     return BN_OK;
 }
@@ -253,6 +272,7 @@ bn_status bn_model_state_new(bn_model *m, const bn_model_state_params *p, bn_mod
 void bn_model_state_free(bn_model_state *st)
 {
     if (!st) return;
+    bn_cuda_seq_free(st->gseq);
     bn_free(st->kc);
     bn_free(st->vc);
     float *bufs[] = {st->x,  st->h,    st->q,  st->att, st->y,        st->kx,
@@ -391,9 +411,11 @@ static void quantize_rows(const bn_model_state *st, bn_qact *a, const float *x, 
 typedef struct job {
     bn_model_state *st;
     const bn__layer *L;
-    int64_t il;   /* layer */
-    int64_t T;    /* tokens in the batch */
-    int64_t pos0; /* position of the first */
+    int64_t il;    /* layer */
+    int64_t T;     /* tokens in the batch */
+    int64_t pos0;  /* position of the first */
+    int64_t n_gpu; /* the last n_gpu layers are left to the GPU (gpu_forward) */
+    int no_head;   /* the LM head is left to the GPU, or to a later run */
     /* a batch of several sequences (bn_model_eval_batch): token t is the next one of
      * seqs[t], at position tpos[t], with its own KV cache; NULL: one sequence, st's */
     bn_model_state *const *seqs;
@@ -1027,12 +1049,12 @@ static void task_forward(void *arg, int tid, int nth)
         j.pt->last = j.st->prof->t0;
         prof_mark(&j, BN_PROF_SYNC);
     }
-    for (int64_t il = 0; il < m->hp.n_layer; il++) {
+    for (int64_t il = 0; il < m->hp.n_layer - j.n_gpu; il++) {
         j.il = il;
         j.L = &m->layers[il];
         layer_forward(&j, tid, nth);
     }
-    if (j.n_out > 0) head_forward(&j, tid, nth);
+    if (j.n_out > 0 && !j.no_head) head_forward(&j, tid, nth);
 }
 
 /* One batch of T <= n_batch tokens: of one sequence at pos0 (j->seqs NULL; the logits of
@@ -1086,11 +1108,86 @@ static bn_status check_eval(bn_model_state *st, const int32_t *tokens, int64_t n
     return BN_OK;
 }
 
+/* ---- partial offload (-ngl): the last layers on the GPU ------------------------------- */
+
+/* cpu_layers, the last response to GPU memory pressure: st runs every layer on the CPU from
+ * now on, with its own cache at its first context. */
+static void gpu_fallback(bn_model_state *st, int64_t n)
+{
+    char what[200];
+    snprintf(what, sizeof what,
+             "no room for the KV cache of %lld tokens: layers %lld to %lld of a "
+             "sequence on the CPU",
+             (long long)n, (long long)st->l_gpu, (long long)st->m->hp.n_layer - 1);
+    bn_gpu_pool_note_pressure(bn_cuda_pool(st->gpu), BN_GPU_PRESSURE_CPU_LAYERS, what);
+    bn_cuda_seq_free(st->gseq);
+    st->gseq = NULL;
+    st->l_gpu = st->m->hp.n_layer;
+    st->n_ctx = st->n_ctx_cpu;
+}
+
+/* Before an evaluation of n tokens from position 0 without a GPU cache (the first, or after
+ * an eviction): the cache, at the state's first context or as the pool's pressure responses
+ * leave it, the context following; past them, gpu_fallback. */
+static bn_status gpu_take_cache(bn_model_state *st, int64_t n)
+{
+    const bn_status rc = bn_cuda_seq_take(st->gseq, n);
+    if (rc == BN_ERR_NOMEM)
+        gpu_fallback(st, n);
+    else if (rc == BN_OK)
+        st->n_ctx = bn_cuda_seq_n_ctx(st->gseq);
+    return rc == BN_ERR_NOMEM ? BN_OK : rc;
+}
+
+/* One batch with layers [l_gpu, n_layer) on the GPU: the first layers on the CPU
+ * (batch_forward without the head), x across and back once, then the LM head on the
+ * CPU unless the GPU has it. */
+static bn_status gpu_forward(bn_model_state *st, const int32_t *tokens, job j)
+{
+    const int64_t L = st->m->hp.n_layer, n_out = j.n_out;
+    const int gpu_head = bn_cuda_has_head(st->gpu) && n_out > 0;
+    j.n_gpu = L - st->l_gpu;
+    j.no_head = 1;
+    batch_forward(st, tokens, j);
+    const bn_status rc = bn_cuda_seq_forward(st->gseq, st->x, j.T, j.pos0, gpu_head ? n_out : 0,
+                                             gpu_head ? j.logits : NULL);
+    if (rc != BN_OK) {
+        st->pos = bn_cuda_seq_pos(st->gseq) < j.pos0 ? bn_cuda_seq_pos(st->gseq) : j.pos0;
+        return rc;
+    }
+    if (n_out > 0 && !gpu_head) { /* the head alone, on x from the GPU */
+        j.n_gpu = L;
+        j.no_head = 0;
+        atomic_store(&st->bar_count, 0);
+        atomic_store_explicit(&st->work[L * N_PHASES], 0, memory_order_relaxed);
+        bn_pool_run(st->pool, task_forward, &j);
+    }
+    return BN_OK;
+}
+
+int64_t bn_model_state_gpu_layers(const bn_model_state *st)
+{
+    return st->gseq ? st->m->hp.n_layer - st->l_gpu : 0;
+}
+
+int bn_model_state_gpu_resident(const bn_model_state *st)
+{
+    return st->gseq && bn_cuda_seq_resident(st->gseq);
+}
+
+size_t bn_model_state_gpu_evict(bn_model_state *st)
+{
+    if (!st->gseq || !bn_cuda_seq_resident(st->gseq)) return 0;
+    st->pos = 0;
+    return bn_cuda_seq_evict(st->gseq);
+}
+
 bn_status bn_model_eval(bn_model_state *st, const int32_t *tokens, int64_t n, int64_t pos,
                         int64_t n_logits, float *logits)
 {
     BN_ASSERT(st);
     bn_status rc = check_eval(st, tokens, n, pos, n_logits, logits);
+    if (rc == BN_OK && st->gseq && !bn_cuda_seq_resident(st->gseq)) rc = gpu_take_cache(st, n);
     if (rc != BN_OK) return rc;
     const int64_t V = st->m->hp.n_vocab, first_out = n - n_logits;
     for (int64_t b0 = 0; b0 < n; b0 += st->n_batch) {
@@ -1099,8 +1196,11 @@ bn_status bn_model_eval(bn_model_state *st, const int32_t *tokens, int64_t n, in
         const int64_t o0 = first_out > b0 ? first_out : b0;
         const int64_t n_out = b0 + T > o0 ? b0 + T - o0 : 0;
         float *out = n_out ? logits + (size_t)(o0 - first_out) * (size_t)V : NULL;
-        batch_forward(st, tokens + b0,
-                      (job){.st = st, .T = T, .pos0 = pos + b0, .n_out = n_out, .logits = out});
+        const job j = {.st = st, .T = T, .pos0 = pos + b0, .n_out = n_out, .logits = out};
+        if (!st->gseq)
+            batch_forward(st, tokens + b0, j);
+        else if ((rc = gpu_forward(st, tokens + b0, j)) != BN_OK)
+            return rc;
     }
     return BN_OK;
 }
@@ -1148,6 +1248,20 @@ static bn_status check_eval_batch(bn_model_state *const *sts, int64_t n_seq,
     return BN_OK;
 }
 
+/* The sequences of a batch one after the other, for states with GPU layers. */
+static bn_status eval_each(bn_model_state *const *sts, int64_t n_seq, const int32_t *const *tokens,
+                           const int64_t *n_tok, float *const *logits)
+{
+    for (int64_t i = 0; i < n_seq; i++) {
+        if (!sts[i] || sts[i]->m != sts[0]->m)
+            return bn_ctx_set_error(sts[0]->m->ctx, BN_ERR_INVALID,
+                                    "sequence %lld of the batch: another model", (long long)i);
+        const bn_status rc = bn_model_eval(sts[i], tokens[i], n_tok[i], sts[i]->pos, 1, logits[i]);
+        if (rc != BN_OK) return rc;
+    }
+    return BN_OK;
+}
+
 bn_status bn_model_eval_batch(bn_model_state *const *sts, int64_t n_seq,
                               const int32_t *const *tokens, const int64_t *n_tok,
                               float *const *logits)
@@ -1156,6 +1270,9 @@ bn_status bn_model_eval_batch(bn_model_state *const *sts, int64_t n_seq,
     if (n_seq < 1 || !sts[0]) return BN_ERR_INVALID;
     if (n_seq == 1) /* alone: bn_model_eval splits it by n_batch */
         return bn_model_eval(sts[0], tokens[0], n_tok[0], sts[0]->pos, 1, logits[0]);
+    for (int64_t i = 0; i < n_seq; i++)
+        if (sts[i] && sts[i]->gseq) /* -ngl: one sequence at a time (its own GPU cache) */
+            return eval_each(sts, n_seq, tokens, n_tok, logits);
     int64_t T;
     bn_status rc = check_eval_batch(sts, n_seq, tokens, n_tok, logits, &T);
     if (rc != BN_OK) return rc;

@@ -274,6 +274,225 @@ static void test_shrink_ctx(void **state)
     close_model(&f);
 }
 
+/* A model state with the GPU layers of g, at a context of n_ctx. */
+static bn_model_state *gpu_state(const fixture *f, bn_cuda_model *g, int64_t n_ctx)
+{
+    bn_model_state_params sp;
+    bn_model_state_params_init(&sp);
+    sp.n_ctx = n_ctx;
+    sp.gpu = g;
+    bn_model_state *st = NULL;
+    if (bn_model_state_new(f->m, &sp, &st) != BN_OK) fail_msg("%s", bn_ctx_errmsg(f->ctx));
+    return st;
+}
+
+/* -ngl N as llama.cpp counts it: the last N layers on the (emulated) GPU, the rest and the
+ * LM head on the CPU, the head too past n_layer; the logits of a prompt in batches, greedy
+ * steps, a rewind and a batch of two sequences agree with the CPU forward for every N. */
+static void offload_case(fixture *f, int ngl, const int32_t *prompt, float *lc, float *lg)
+{
+    const int64_t L = bn_model_hparams_get(f->m)->n_layer;
+    bn_cuda_params cp;
+    bn_cuda_params_init(&cp);
+    cp.n_ctx = 64;
+    cp.n_batch = 5;
+    cp.n_layers = ngl;
+    cp.n_seq = 2;
+    bn_cuda_model *g = NULL;
+    if (bn_cuda_model_new(f->m, &cp, &g) != BN_OK) fail_msg("%s", bn_ctx_errmsg(f->ctx));
+    assert_int_equal(bn_cuda_first_layer(g), ngl >= L ? 0 : L - ngl);
+    assert_int_equal(bn_cuda_has_head(g), ngl > L);
+    bn_model_state *st = gpu_state(f, g, 64), *st2 = gpu_state(f, g, 64);
+    assert_int_equal(bn_model_state_gpu_layers(st), ngl > L ? L : ngl);
+    assert_false(bn_model_state_gpu_resident(st));
+    bn_model_state_reset(f->st);
+    assert_int_equal(bn_model_eval(f->st, prompt, 13, 0, 3, lc), BN_OK);
+    assert_int_equal(bn_model_eval(st, prompt, 13, 0, 3, lg), BN_OK);
+    assert_true(bn_model_state_gpu_resident(st));
+    check_close(lc, lg, 3 * f->V, "-ngl: a prompt");
+    for (int step = 0; step < 6; step++) {
+        const int32_t tc = argmax(lc + 2 * f->V, f->V), tg = argmax(lg + 2 * f->V, f->V);
+        assert_int_equal(tc, tg);
+        assert_int_equal(bn_model_eval(f->st, &tc, 1, 13 + step, 1, lc + 2 * f->V), BN_OK);
+        assert_int_equal(bn_model_eval(st, &tg, 1, 13 + step, 1, lg + 2 * f->V), BN_OK);
+        check_close(lc + 2 * f->V, lg + 2 * f->V, f->V, "-ngl: a greedy step");
+    }
+    assert_int_equal(bn_model_eval(f->st, prompt + 5, 8, 5, 1, lc), BN_OK);
+    assert_int_equal(bn_model_eval(st, prompt + 5, 8, 5, 1, lg), BN_OK);
+    check_close(lc, lg, f->V, "-ngl: a rewind");
+    /* two sequences in one call (one after the other with GPU layers), each as alone */
+    const int32_t *toks[2] = {prompt, prompt + 3};
+    const int64_t n_tok[2] = {1, 4};
+    float *louts[2] = {lg, lg + f->V};
+    bn_model_state *sts[2] = {st, st2};
+    assert_int_equal(bn_model_eval_batch(sts, 2, toks, n_tok, louts), BN_OK);
+    assert_int_equal(bn_model_state_pos(st), 14);
+    assert_int_equal(bn_model_eval(f->st, prompt, 1, 13, 1, lc), BN_OK);
+    check_close(lc, lg, f->V, "-ngl: a batch, sequence 0");
+    assert_int_equal(bn_model_eval(f->st, prompt + 3, 4, 0, 1, lc), BN_OK);
+    check_close(lc, lg + f->V, f->V, "-ngl: a batch, sequence 1");
+    bn_gpu_pool_stats s;
+    bn_cuda_pool_stats(g, &s);
+    assert_true(s.n_fail == 0 && s.used <= s.reserved);
+    /* the device holds the GPU layers (and the head) only */
+    assert_true(bn_cuda_weight_bytes(g) > 0);
+    bn_model_state_free(st);
+    bn_model_state_free(st2);
+    bn_cuda_model_free(g);
+}
+
+static void test_offload_layers(void **state)
+{
+    (void)state;
+    fixture f;
+    open_model(&f, BN_TYPE_Q8_0, 512);
+    const int64_t L = bn_model_hparams_get(f.m)->n_layer;
+    int32_t prompt[13];
+    for (int i = 0; i < 13; i++) prompt[i] = (int32_t)((i * 4099 + 7) % f.V);
+    float *lc = malloc((size_t)(3 * f.V) * 4), *lg = malloc((size_t)(3 * f.V) * 4);
+    assert_true(lc && lg);
+    const int ngls[] = {1, (int)L / 2, (int)L, (int)L + 1, 99};
+    size_t prev = 0;
+    for (size_t i = 0; i < sizeof ngls / sizeof ngls[0]; i++)
+        offload_case(&f, ngls[i], prompt, lc, lg);
+    /* fewer layers, fewer device bytes */
+    for (int ngl = 1; ngl <= (int)L + 1; ngl++) {
+        bn_cuda_params cp;
+        bn_cuda_params_init(&cp);
+        cp.n_ctx = 64;
+        cp.n_layers = ngl;
+        bn_cuda_model *g;
+        assert_int_equal(bn_cuda_model_new(f.m, &cp, &g), BN_OK);
+        assert_true(bn_cuda_weight_bytes(g) > prev);
+        prev = bn_cuda_weight_bytes(g);
+        /* bn_cuda_eval needs every layer and the head on the GPU */
+        assert_int_equal(bn_cuda_eval(g, prompt, 2, 0, 1, lg), ngl > L ? BN_OK : BN_ERR_INVALID);
+        bn_cuda_model_free(g);
+    }
+    /* a state wants logits of the GPU head only when it is there */
+    bn_cuda_params cp;
+    bn_cuda_params_init(&cp);
+    cp.n_layers = -1;
+    bn_cuda_model *g = NULL;
+    assert_int_equal(bn_cuda_model_new(f.m, &cp, &g), BN_ERR_RANGE);
+    free(lc);
+    free(lg);
+    close_model(&f);
+}
+
+/* The idle states whose GPU cache a pressure response may evict (a server's idle slots). */
+typedef struct idle_set {
+    bn_model_state *st[2];
+    int n_calls;
+} idle_set;
+
+static size_t evict_idle(bn_gpu_pool *pool, size_t need, void *user)
+{
+    (void)pool, (void)need;
+    idle_set *is = user;
+    is->n_calls++;
+    size_t got = 0;
+    for (int i = 0; i < 2; i++)
+        if (is->st[i]) got += bn_model_state_gpu_evict(is->st[i]);
+    return got;
+}
+
+/* Blocks of size bytes from pool until it has no room (no pressure response set). */
+static int fill(bn_gpu_pool *pool, size_t size, void **blk, int max)
+{
+    int n = 0;
+    while (n < max && bn_gpu_pool_alloc(pool, size, &blk[n]) == BN_OK) n++;
+    assert_true(n < max);
+    return n;
+}
+
+/* Memory pressure on the GPU pool with states of partial offload: a new sequence's cache
+ * evicts an idle one's (evict_kv; the evicted one starts again at 0), then takes a halved
+ * context (shrink_ctx), then runs on the CPU (cpu_layers); each counted, and the logits of
+ * every one equal to the CPU's. */
+static void test_pressure(void **state)
+{
+    (void)state;
+    fixture f;
+    open_model(&f, BN_TYPE_Q8_0, 512);
+    bn_model_state_free(f.st);
+    bn_model_state_params rp;
+    bn_model_state_params_init(&rp);
+    rp.n_ctx = 256;
+    assert_int_equal(bn_model_state_new(f.m, &rp, &f.st), BN_OK);
+    bn_cuda_params cp;
+    bn_cuda_params_init(&cp);
+    cp.n_ctx = 256;
+    cp.n_layers = 2;
+    bn_cuda_model *g = NULL;
+    if (bn_cuda_model_new(f.m, &cp, &g) != BN_OK) fail_msg("%s", bn_ctx_errmsg(f.ctx));
+    bn_gpu_pool *pool = bn_cuda_pool(g);
+    const bn_model_hparams *h = bn_model_hparams_get(f.m);
+    const size_t cache = (size_t)(2 * 256 * h->n_head_kv * h->head_dim * 2); /* K or V */
+    void *blk[1024], *small[1024];
+    int nb = fill(pool, cache, blk, 1024);
+    assert_int_equal(bn_gpu_pool_dealloc(pool, blk[--nb]), BN_OK); /* room for one sequence */
+    assert_int_equal(bn_gpu_pool_dealloc(pool, blk[--nb]), BN_OK);
+    int32_t prompt[13];
+    for (int i = 0; i < 13; i++) prompt[i] = (int32_t)((i * 31 + 3) % f.V);
+    float *lc = malloc((size_t)f.V * 4), *lg = malloc((size_t)f.V * 4);
+    assert_true(lc && lg);
+    assert_int_equal(bn_model_eval(f.st, prompt, 13, 0, 1, lc), BN_OK);
+    bn_model_state *a = gpu_state(&f, g, 256), *b = gpu_state(&f, g, 256);
+    assert_int_equal(bn_model_eval(a, prompt, 13, 0, 1, lg), BN_OK);
+    check_close(lc, lg, f.V, "pressure: the first sequence");
+    /* evict_kv: b's cache takes a's, which is idle */
+    idle_set is = {.st = {a, NULL}};
+    bn_gpu_pool_set_pressure(pool, BN_GPU_PRESSURE_EVICT_KV, evict_idle, &is);
+    assert_int_equal(bn_model_eval(b, prompt, 13, 0, 1, lg), BN_OK);
+    check_close(lc, lg, f.V, "pressure: after evict_kv");
+    assert_int_equal(is.n_calls, 1);
+    assert_false(bn_model_state_gpu_resident(a));
+    assert_int_equal(bn_model_state_pos(a), 0);
+    assert_int_equal(bn_model_eval(a, prompt, 1, 13, 1, lg), BN_ERR_INVALID); /* emptied */
+    is.st[0] = b; /* a again, from the start: b is idle now */
+    assert_int_equal(bn_model_eval(a, prompt, 13, 0, 1, lg), BN_OK);
+    check_close(lc, lg, f.V, "pressure: evicted and evaluated again");
+    assert_false(bn_model_state_gpu_resident(b));
+    bn_gpu_pool_stats s;
+    bn_cuda_pool_stats(g, &s);
+    assert_int_equal(s.n_pressure[BN_GPU_PRESSURE_EVICT_KV], 2);
+    assert_true(s.n_rescued >= 2);
+    /* shrink_ctx: nothing idle, room for half a context */
+    bn_gpu_pool_set_pressure(pool, BN_GPU_PRESSURE_EVICT_KV, NULL, NULL);
+    assert_int_equal(bn_gpu_pool_dealloc(pool, blk[--nb]), BN_OK);
+    bn_model_state *c = gpu_state(&f, g, 256);
+    assert_int_equal(bn_model_eval(c, prompt, 13, 0, 1, lg), BN_OK);
+    check_close(lc, lg, f.V, "pressure: a shrunk context");
+    assert_int_equal(bn_model_state_n_ctx(c), 128);
+    assert_int_equal(bn_model_state_gpu_layers(c), 2);
+    bn_cuda_pool_stats(g, &s);
+    assert_int_equal(s.n_pressure[BN_GPU_PRESSURE_SHRINK_CTX], 1);
+    /* cpu_layers: no room at all (the size classes' slabs cannot be had either) */
+    int ns = fill(pool, 64 * 1024 + 256, small, 1024);
+    ns += fill(pool, 64 * 1024, small + ns, 1024 - ns); /* the free slots of the 64 KiB class */
+    bn_model_state *d = gpu_state(&f, g, 256);
+    assert_int_equal(bn_model_eval(d, prompt, 13, 0, 1, lg), BN_OK);
+    assert_memory_equal(lc, lg, (size_t)f.V * 4); /* all on the CPU: the same bits */
+    assert_int_equal(bn_model_state_gpu_layers(d), 0);
+    assert_int_equal(bn_model_state_n_ctx(d), 256);
+    bn_cuda_pool_stats(g, &s);
+    assert_int_equal(s.n_pressure[BN_GPU_PRESSURE_CPU_LAYERS], 1);
+    assert_int_equal(s.n_pressure[BN_GPU_PRESSURE_SHRINK_CTX], 3); /* 128, then 64 tried */
+    assert_int_equal(bn_gpu_pool_check(pool), BN_OK);
+    for (int i = 0; i < ns; i++) bn_gpu_pool_dealloc(pool, small[i]);
+    for (int i = 0; i < nb; i++) bn_gpu_pool_dealloc(pool, blk[i]);
+    bn_model_state_free(a);
+    bn_model_state_free(b);
+    bn_model_state_free(c);
+    bn_model_state_free(d);
+    assert_int_equal(bn_gpu_pool_check(pool), BN_OK);
+    bn_cuda_model_free(g);
+    free(lc);
+    free(lg);
+    close_model(&f);
+}
+
 static void test_bench_gemv(void **state)
 {
     (void)state;
@@ -294,6 +513,7 @@ int main(void)
             cmocka_unit_test(test_f16_head),        cmocka_unit_test(test_q8_head),
             cmocka_unit_test(test_lowrank_refused), cmocka_unit_test(test_errors),
             cmocka_unit_test(test_shrink_ctx),      cmocka_unit_test(test_bench_gemv),
+            cmocka_unit_test(test_offload_layers),  cmocka_unit_test(test_pressure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

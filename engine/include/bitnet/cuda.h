@@ -21,8 +21,15 @@
  * rows against Q8_0 activations when the CPU's head is Q8_0, requantized from the file's
  * rows with the CPU's rounding; else the file's F16 or F32 rows). The embeddings are looked
  * up on the host. Sums of floats run in another order than on the CPU: logits agree within
- * rounding, not to the bit. Limits: one sequence per bn_cuda_model, a context of at most
- * 8192 tokens, no Q6/Q4 LM head, all layers on the GPU.
+ * rounding, not to the bit. Limits: a context of at most 8192 tokens, no Q6/Q4 LM head on
+ * the GPU.
+ *
+ * Partial offload (-ngl N, as llama.cpp counts it): bn_cuda_params.n_layers = N puts the
+ * last min(N, n_layer) layers on the GPU, and the LM head too when N > n_layer; the model
+ * state (bn_model_state_params.gpu) runs the first layers on the CPU and hands the
+ * activations across once per batch (bn_cuda_seq_forward). Several sequences share one
+ * bn_cuda_model (its weights and scratch); each holds its own KV cache of the GPU layers,
+ * taken from the pool at its first forward and given back by bn_cuda_seq_evict.
  *
  * Errors are set on the model's context (bn_model_ctx) with one line naming the problem:
  * BN_ERR_UNSUPPORTED (not built, no device, a head type the backend lacks), BN_ERR_NOMEM
@@ -67,6 +74,9 @@ typedef struct bn_cuda_params {
     int64_t n_ctx;   /* 0: min(training context, 4096), halved while the device lacks the
                       * memory (bn_cuda_n_ctx); at most 8192 */
     int64_t n_batch; /* tokens per forward (default 512) */
+    int n_layers;    /* 0: every layer and the LM head; else the last min(n_layers, n_layer)
+                      * layers, and the LM head when n_layers > n_layer (llama.cpp's -ngl) */
+    int n_seq;       /* KV caches of n_ctx the pool makes room for (0: 1) */
 } bn_cuda_params;
 
 void bn_cuda_params_init(bn_cuda_params *p);
@@ -90,6 +100,39 @@ int64_t bn_cuda_n_ctx(const bn_cuda_model *g, int *n_shrinks);
 /* The pool's statistics, and the device bytes of the weights alone. */
 void bn_cuda_pool_stats(const bn_cuda_model *g, bn_gpu_pool_stats *s);
 size_t bn_cuda_weight_bytes(const bn_cuda_model *g);
+
+/* The first layer on the GPU (0: all of them), and whether the LM head is there too. */
+int64_t bn_cuda_first_layer(const bn_cuda_model *g);
+int bn_cuda_has_head(const bn_cuda_model *g);
+/* The pool, to set memory-pressure responses on (bn_gpu_pool_set_pressure): a server sets
+ * BN_GPU_PRESSURE_EVICT_KV to evict the caches of its idle slots (bn_cuda_seq_evict). */
+bn_gpu_pool *bn_cuda_pool(bn_cuda_model *g);
+
+/* One sequence on a bn_cuda_model: the KV cache of the GPU layers. */
+typedef struct bn_cuda_seq bn_cuda_seq;
+
+/* A sequence of up to n_ctx tokens (at most bn_cuda_n_ctx(g)); no device memory yet. */
+bn_status bn_cuda_seq_new(bn_cuda_model *g, int64_t n_ctx, bn_cuda_seq **out);
+void bn_cuda_seq_free(bn_cuda_seq *s); /* gives its cache back; NULL is fine */
+/* x: T rows of n_embd on the host, the input of the first GPU layer for positions pos ..
+ * pos + T - 1 (pos <= bn_cuda_seq_pos). Without its cache (the first call, or after an
+ * eviction) it takes one (bn_cuda_seq_take(s, T)) and pos must be 0. On return x holds the last GPU
+ * layer's output, unless the LM head is on the GPU and n_logits > 0: then the logits of the last
+ * n_logits tokens are in logits (n_logits x n_vocab) and x is undefined. */
+bn_status bn_cuda_seq_forward(bn_cuda_seq *s, float *x, int64_t T, int64_t pos, int64_t n_logits,
+                              float *logits);
+/* Takes the sequence's cache from the pool now (BN_OK at once when it holds one): at the
+ * context it was made with, the pool's pressure chain running first when there is no room
+ * (a server's evict_kv); then shrink_ctx: the context halved (each step logged at
+ * BN_LOG_WARN and counted in the pool's n_pressure) while it holds n_min and 64 tokens;
+ * past that BN_ERR_NOMEM (the model state then takes cpu_layers). */
+bn_status bn_cuda_seq_take(bn_cuda_seq *s, int64_t n_min);
+int64_t bn_cuda_seq_pos(const bn_cuda_seq *s);
+int64_t bn_cuda_seq_n_ctx(const bn_cuda_seq *s); /* after any shrink_ctx */
+int bn_cuda_seq_resident(const bn_cuda_seq *s);  /* 1 while it holds its cache */
+/* Gives the cache back to the pool (its position becomes 0) and returns the bytes the pool
+ * got back (0 when it held none). */
+size_t bn_cuda_seq_evict(bn_cuda_seq *s);
 
 /* The W2A8 product on a rows x cols ternary matrix: one token on the matrix alone (the
  * latency of a call, launch included), and over `stack` copies of it in one matrix of at

@@ -134,6 +134,11 @@ size_t bn_gpu_pool_block_size(const bn_gpu_pool *pool, const void *ptr);
 void bn_gpu_pool_set_pressure(bn_gpu_pool *pool, bn_gpu_pressure stage, bn_gpu_pressure_fn fn,
                               void *user);
 
+/* Records a pressure response taken outside the chain (a caller that shrank its own
+ * request, or moved its work to the CPU, after bn_gpu_pool_alloc failed): counted in
+ * n_pressure[stage] and logged at BN_LOG_WARN with what (one line). */
+void bn_gpu_pool_note_pressure(bn_gpu_pool *pool, bn_gpu_pressure stage, const char *what);
+
 void bn_gpu_pool_stats_get(const bn_gpu_pool *pool, bn_gpu_pool_stats *s);
 /* Checks every invariant of the bookkeeping (extents cover the allocation in order, no two
  * free ones adjacent, slab slots and the used figure agree): BN_OK, or BN_ERR_INTERNAL with

@@ -158,13 +158,24 @@ const char *bn_model_head_name(const bn_model *m);
 
 /* ---- evaluation state: the KV cache and scratch of one sequence ----------------------- */
 
+typedef struct bn_cuda_model bn_cuda_model; /* bitnet/cuda.h */
+
 typedef struct bn_model_state_params {
     int64_t n_ctx;   /* tokens the cache holds; 0: min(context_length, 4096) */
     int64_t n_batch; /* tokens evaluated at once (longer calls are split); 0: 512 */
     int kv_type;     /* BN_TYPE_F16 or BN_TYPE_F32 */
+    /* Partial offload (-ngl): the layers of gpu (a bn_cuda_model of this model, which may
+     * serve several states and must outlive them) run on the GPU, the others on the CPU;
+     * the activations cross once per batch, and the LM head runs where gpu says. The GPU
+     * layers keep their KV cache on the GPU in F16 (taken at the first evaluation, see
+     * bn_cuda_seq_forward) and n_ctx is at most the GPU model's context. When the GPU pool
+     * has no room for the cache even at a shrunk context, the state runs every layer on the
+     * CPU from then on (cpu_layers, logged and counted in the pool's statistics). NULL: all
+     * on the CPU. */
+    bn_cuda_model *gpu;
 } bn_model_state_params;
 
-/* Defaults: n_ctx 0, n_batch 0, kv_type BN_TYPE_F16. */
+/* Defaults: n_ctx 0, n_batch 0, kv_type BN_TYPE_F16, gpu NULL. */
 void bn_model_state_params_init(bn_model_state_params *p);
 
 /* BN_ERR_RANGE when n_ctx exceeds the model's context_length (or the limits);
@@ -209,6 +220,15 @@ bn_status bn_model_eval_batch(bn_model_state *const *sts, int64_t n_seq,
                               float *const *logits);
 /* Tokens one evaluation takes at once (its scratch). */
 int64_t bn_model_state_n_batch(const bn_model_state *st);
+
+/* Layers of st that run on the GPU (0: none, or none any more after cpu_layers), and
+ * whether their KV cache is on the GPU now. */
+int64_t bn_model_state_gpu_layers(const bn_model_state *st);
+int bn_model_state_gpu_resident(const bn_model_state *st);
+/* Gives the GPU KV cache of st back to the pool (memory pressure: an idle server slot) and
+ * empties st (its position becomes 0, so the sequence is evaluated again from its start);
+ * returns the bytes the pool got back, 0 when st held none. */
+size_t bn_model_state_gpu_evict(bn_model_state *st);
 
 /* ---- profiling: where the forward's time goes (`bitnet profile`) -------------------- */
 
