@@ -1,0 +1,243 @@
+/*
+ * vision_forward.c - the batched forward passes of the ResNet and ViT classifiers
+ * (bitnet/vision.h): n images in, n rows of logits out. Activations are NCHW for the
+ * convolutions and n * T token rows for the transformer.
+ */
+#include <string.h>
+
+#include "bitnet/vision.h"
+#include "vision_internal.h"
+
+typedef struct fwd {
+    bn_ctx *ctx;
+    bn_threadpool *pool;
+    int ref;
+    bn_vision_timing *t;
+} fwd;
+
+/* n x per floats, with checked size arithmetic. */
+static float *falloc(const fwd *f, int64_t n, int64_t per)
+{
+    size_t e, bytes;
+    if (n < 0 || per < 0 || bn_mul_size((size_t)n, (size_t)per, &e) ||
+        bn_mul_size(e, sizeof(float), &bytes)) {
+        bn_ctx_set_error(f->ctx, BN_ERR_OVERFLOW, "vision: activation size overflows");
+        return NULL;
+    }
+    float *p = bn_malloc(bytes);
+    if (!p)
+        bn_ctx_set_error(f->ctx, BN_ERR_NOMEM, "vision: out of memory for %zu bytes of activations",
+                         bytes);
+    return p;
+}
+
+/* *y = l(x) for n images of l->g.cin x *h x *w; *h, *w become the output's. */
+static bn_status tconv(const fwd *f, const bn_tlayer *l, const float *x, int n, int *h, int *w,
+                       float **y)
+{
+    const int oh = bn_conv_out(*h, l->g.kh, l->g.stride, l->g.pad);
+    const int ow = bn_conv_out(*w, l->g.kw, l->g.stride, l->g.pad);
+    if (oh < 1 || ow < 1)
+        return bn_ctx_set_error(f->ctx, BN_ERR_RANGE, "vision: a %dx%d input is too small", *h, *w);
+    if (!(*y = falloc(f, n, (int64_t)l->g.cout * oh * ow))) return bn_ctx_status(f->ctx);
+    const bn_status rc = f->ref ? bn_tconv2d_ref(l, x, n, *h, *w, *y)
+                                : bn_tconv2d(f->pool, NULL, l, x, n, *h, *w, *y, f->t);
+    if (rc != BN_OK) {
+        bn_free(*y);
+        *y = NULL;
+        return bn_ctx_set_error(f->ctx, rc, "vision: conv: %s", bn_status_str(rc));
+    }
+    *h = oh;
+    *w = ow;
+    return BN_OK;
+}
+
+static bn_status tlin(const fwd *f, const bn_tlayer *l, const float *x, int64_t n_tok, float **y)
+{
+    if (!(*y = falloc(f, n_tok, l->g.cout))) return bn_ctx_status(f->ctx);
+    const bn_status rc =
+            f->ref ? bn_tlinear_ref(l, x, n_tok, *y) : bn_tlinear(f->pool, NULL, l, x, n_tok, *y);
+    if (rc != BN_OK) {
+        bn_free(*y);
+        *y = NULL;
+        return bn_ctx_set_error(f->ctx, rc, "vision: linear: %s", bn_status_str(rc));
+    }
+    return BN_OK;
+}
+
+/* ---- ResNet ------------------------------------------------------------------------------- */
+
+/* One residual block: x (n x cin x h x w) is replaced by the block's output. */
+static bn_status rn_block_fwd(const fwd *f, const rn_block *b, float **x, int n, int *h, int *w)
+{
+    float *a = NULL, *c = NULL, *d = NULL, *id = NULL;
+    int ha = *h, wa = *w, hd = *h, wd = *w;
+    bn_status rc = tconv(f, &b->c1, *x, n, &ha, &wa, &a);
+    if (rc != BN_OK) goto done;
+    bn_relu(a, (int64_t)n * b->c1.g.cout * ha * wa);
+    if ((rc = tconv(f, &b->c2, a, n, &ha, &wa, &c)) != BN_OK) goto done;
+    int64_t sz = (int64_t)n * b->c2.g.cout * ha * wa;
+    if (b->has_c3) {
+        bn_relu(c, sz);
+        bn_free(a);
+        a = c;
+        c = NULL;
+        if ((rc = tconv(f, &b->c3, a, n, &ha, &wa, &c)) != BN_OK) goto done;
+        sz = (int64_t)n * b->c3.g.cout * ha * wa;
+    }
+    if (b->has_down) {
+        if ((rc = tconv(f, &b->down, *x, n, &hd, &wd, &d)) != BN_OK) goto done;
+        id = d;
+    } else {
+        id = *x;
+    }
+    bn_add(c, id, sz);
+    bn_relu(c, sz);
+    bn_free(*x);
+    *x = c;
+    c = NULL;
+    *h = ha;
+    *w = wa;
+done:
+    bn_free(a);
+    bn_free(c);
+    bn_free(d);
+    return rc;
+}
+
+static bn_status resnet_fwd(const fwd *f, const bn_vmodel *m, const float *img, int n,
+                            float *logits)
+{
+    const int s = m->info.image_size, c0 = m->widths[0];
+    const bn_conv_geom gs = {m->info.in_chans, c0, m->stem_k, m->stem_k, m->stem_s,
+                             m->stem_k / 2,    1};
+    int h = bn_conv_out(s, m->stem_k, m->stem_s, m->stem_k / 2), w = h;
+    if (h < 1) return bn_ctx_set_error(f->ctx, BN_ERR_RANGE, "vision: the image is too small");
+    float *x = falloc(f, n, (int64_t)c0 * h * w), *p;
+    if (!x) return bn_ctx_status(f->ctx);
+    bn_conv2d_f32(&gs, m->stem_w, NULL, m->stem_scale, m->stem_bias, img, n, s, s, x);
+    bn_relu(x, (int64_t)n * c0 * h * w);
+    if (m->stem_pool) {
+        const int ph = bn_conv_out(h, 3, 2, 1), pw = bn_conv_out(w, 3, 2, 1);
+        if (!(p = falloc(f, n, (int64_t)c0 * ph * pw))) {
+            bn_free(x);
+            return bn_ctx_status(f->ctx);
+        }
+        bn_maxpool2d(x, n, c0, h, w, 3, 2, 1, p);
+        bn_free(x);
+        x = p;
+        h = ph;
+        w = pw;
+    }
+    bn_status rc = BN_OK;
+    for (int b = 0; b < m->n_blocks && rc == BN_OK; b++)
+        rc = rn_block_fwd(f, &m->blk[b], &x, n, &h, &w);
+    if (rc == BN_OK) {
+        float *feat = falloc(f, n, m->feat);
+        if (feat) {
+            bn_global_avgpool(x, n, m->feat, h * w, feat);
+            bn_linear_f32(m->fc_w, m->fc_b, m->feat, m->info.num_classes, feat, n, logits);
+        }
+        rc = feat ? BN_OK : bn_ctx_status(f->ctx);
+        bn_free(feat);
+    }
+    bn_free(x);
+    return rc;
+}
+
+/* ---- ViT ------------------------------------------------------------------------------- */
+
+/* The tokens of n images (n * T rows of D): class token and patches, plus positions. */
+static bn_status vit_embed(const fwd *f, const bn_vmodel *m, const float *img, int n, float *x)
+{
+    const int d = m->d, np = m->grid * m->grid, t = np + 1;
+    const bn_conv_geom gp = {m->info.in_chans, d, m->patch, m->patch, m->patch, 0, 1};
+    float *pc = falloc(f, n, (int64_t)d * np);
+    if (!pc) return bn_ctx_status(f->ctx);
+    bn_conv2d_f32(&gp, m->patch_w, m->patch_b, NULL, NULL, img, n, m->info.image_size,
+                  m->info.image_size, pc);
+    for (int i = 0; i < n; i++) {
+        float *xi = x + (int64_t)i * t * d;
+        for (int k = 0; k < d; k++) xi[k] = m->cls[k] + m->pos[k];
+        for (int p = 0; p < np; p++)
+            for (int k = 0; k < d; k++)
+                xi[(int64_t)(1 + p) * d + k] =
+                        pc[((int64_t)i * d + k) * np + p] + m->pos[(int64_t)(1 + p) * d + k];
+    }
+    bn_free(pc);
+    return BN_OK;
+}
+
+/* x += attention(norm1(x)) for n images of t tokens. */
+static bn_status vit_attn(const fwd *f, const bn_vmodel *m, const vit_block *b, float *x, int n,
+                          int64_t t)
+{
+    const int64_t rows = (int64_t)n * t;
+    float *hn = falloc(f, rows, m->d), *qkv = NULL, *o = NULL, *sc = NULL;
+    if (!hn) return bn_ctx_status(f->ctx);
+    bn_layernorm(x, b->n1w, b->n1b, rows, m->d, m->eps, hn);
+    bn_status rc = tlin(f, &b->qkv, hn, rows, &qkv);
+    if (rc == BN_OK && !(sc = falloc(f, 1, t))) rc = bn_ctx_status(f->ctx);
+    if (rc == BN_OK) {
+        for (int i = 0; i < n; i++)
+            bn_mhsa(qkv + (int64_t)i * t * 3 * m->d, t, m->d, m->heads, hn + (int64_t)i * t * m->d,
+                    sc);
+        rc = tlin(f, &b->proj, hn, rows, &o);
+    }
+    if (rc == BN_OK) bn_add(x, o, rows * m->d);
+    bn_free(hn), bn_free(qkv), bn_free(o), bn_free(sc);
+    return rc;
+}
+
+/* x += fc2(gelu(fc1(norm2(x)))). */
+static bn_status vit_mlp(const fwd *f, const bn_vmodel *m, const vit_block *b, float *x,
+                         int64_t rows)
+{
+    float *hn = falloc(f, rows, m->d), *a = NULL, *o = NULL;
+    if (!hn) return bn_ctx_status(f->ctx);
+    bn_layernorm(x, b->n2w, b->n2b, rows, m->d, m->eps, hn);
+    bn_status rc = tlin(f, &b->fc1, hn, rows, &a);
+    if (rc == BN_OK) {
+        bn_gelu(a, rows * m->ff);
+        rc = tlin(f, &b->fc2, a, rows, &o);
+    }
+    if (rc == BN_OK) bn_add(x, o, rows * m->d);
+    bn_free(hn), bn_free(a), bn_free(o);
+    return rc;
+}
+
+static bn_status vit_fwd(const fwd *f, const bn_vmodel *m, const float *img, int n, float *logits)
+{
+    const int64_t t = 1 + (int64_t)m->grid * m->grid, rows = (int64_t)n * t;
+    float *x = falloc(f, rows, m->d), *cls = NULL;
+    if (!x) return bn_ctx_status(f->ctx);
+    bn_status rc = vit_embed(f, m, img, n, x);
+    for (int i = 0; i < m->depth && rc == BN_OK; i++) {
+        rc = vit_attn(f, m, &m->vb[i], x, n, t);
+        if (rc == BN_OK) rc = vit_mlp(f, m, &m->vb[i], x, rows);
+    }
+    if (rc == BN_OK && !(cls = falloc(f, n, m->d))) rc = bn_ctx_status(f->ctx);
+    if (rc == BN_OK) {
+        for (int i = 0; i < n; i++)
+            bn_layernorm(x + (int64_t)i * t * m->d, m->norm_w, m->norm_b, 1, m->d, m->eps,
+                         cls + (int64_t)i * m->d);
+        bn_linear_f32(m->fc_w, m->fc_b, m->d, m->info.num_classes, cls, n, logits);
+    }
+    bn_free(x);
+    bn_free(cls);
+    return rc;
+}
+
+bn_status bn_vmodel_forward_ex(bn_ctx *ctx, bn_vmodel *m, const float *x, int n, float *logits,
+                               int ref, bn_vision_timing *t)
+{
+    if (n < 1) return bn_ctx_set_error(ctx, BN_ERR_INVALID, "vision: no images");
+    const fwd f = {ctx, bn_ctx_pool(ctx), ref, t};
+    return m->info.arch == BN_VARCH_RESNET ? resnet_fwd(&f, m, x, n, logits)
+                                           : vit_fwd(&f, m, x, n, logits);
+}
+
+bn_status bn_vmodel_forward(bn_ctx *ctx, bn_vmodel *m, const float *x, int n, float *logits)
+{
+    return bn_vmodel_forward_ex(ctx, m, x, n, logits, 0, NULL);
+}

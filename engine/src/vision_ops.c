@@ -1,0 +1,478 @@
+/*
+ * vision_ops.c - the layer operations of the image classifiers (bitnet/vision.h): ternary
+ * convolution through im2col and the ternary GEMM with its scalar reference, ternary linear
+ * layers, float convolution, pooling, activations, LayerNorm, attention, squeeze-excitation,
+ * and the TQ2_0 row packing of docs/VISION.md.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "bitnet/quant.h"
+#include "bitnet/types.h"
+#include "bitnet/vision.h"
+
+/* Patch rows of one GEMM call stay under this many bytes (several images per call). */
+#define TCONV_CHUNK_BYTES ((size_t)32 << 20)
+
+int bn_conv_out(int in, int k, int stride, int pad)
+{
+    if (stride < 1 || k < 1) return 0;
+    const long span = (long)in + 2L * pad - k;
+    return span < 0 ? 0 : (int)(span / stride + 1);
+}
+
+static int64_t layer_k(const bn_conv_geom *g)
+{
+    const int groups = g->groups > 0 ? g->groups : 1;
+    return (int64_t)(g->cin / groups) * g->kh * g->kw;
+}
+
+bn_status bn_tlayer_init(bn_tlayer *l, const bn_conv_geom *g, const int8_t *q, const float *scale,
+                         const float *bias)
+{
+    memset(l, 0, sizeof *l);
+    l->g = *g;
+    if (l->g.groups < 1) l->g.groups = 1;
+    if (g->cout < 1 || g->cin < 1 || g->kh < 1 || g->kw < 1 || g->cin % l->g.groups)
+        return BN_ERR_INVALID;
+    l->bias = bn_calloc((size_t)g->cout, sizeof(float));
+    if (!l->bias) return BN_ERR_NOMEM;
+    if (bias) memcpy(l->bias, bias, (size_t)g->cout * sizeof(float));
+    const bn_status rc = bn_tmat_from_ternary(&l->w, q, scale, 1.0f, g->cout, layer_k(&l->g));
+    if (rc != BN_OK) bn_tlayer_release(l);
+    return rc;
+}
+
+void bn_tlayer_release(bn_tlayer *l)
+{
+    if (!l) return;
+    bn_tmat_release(&l->w);
+    bn_free(l->bias);
+    memset(l, 0, sizeof *l);
+}
+
+/* ---- im2col and the GEMM path ------------------------------------------------------------ */
+
+void bn_im2col_q8(const bn_conv_geom *g, const int8_t *xq, int h, int w, int8_t *rows, int64_t ld,
+                  int32_t *rsum)
+{
+    const int oh = bn_conv_out(h, g->kh, g->stride, g->pad);
+    const int ow = bn_conv_out(w, g->kw, g->stride, g->pad);
+    const int64_t k = (int64_t)g->cin * g->kh * g->kw;
+    for (int oy = 0; oy < oh; oy++) {
+        for (int ox = 0; ox < ow; ox++) {
+            int8_t *r = rows + ((int64_t)oy * ow + ox) * ld;
+            int32_t sum = 0;
+            int64_t kk = 0;
+            for (int c = 0; c < g->cin; c++) {
+                const int8_t *plane = xq + (int64_t)c * h * w;
+                for (int i = 0; i < g->kh; i++) {
+                    const int iy = oy * g->stride - g->pad + i;
+                    for (int j = 0; j < g->kw; j++, kk++) {
+                        const int ix = ox * g->stride - g->pad + j;
+                        const int8_t v = (iy >= 0 && iy < h && ix >= 0 && ix < w)
+                                                 ? plane[(int64_t)iy * w + ix]
+                                                 : 0;
+                        r[kk] = v;
+                        sum += v;
+                    }
+                }
+            }
+            memset(r + k, 0, (size_t)(ld - k));
+            if (rsum) rsum[(int64_t)oy * ow + ox] = sum;
+        }
+    }
+}
+
+typedef struct tconv_bufs {
+    bn_qact qa;
+    int8_t *xq;
+    float *yt;
+} tconv_bufs;
+
+static void tconv_bufs_release(tconv_bufs *b)
+{
+    bn_qact_release(&b->qa);
+    bn_free(b->xq);
+    bn_free(b->yt);
+}
+
+/* Quantizes image x and writes its patch rows at token t0 of b->qa. */
+static void tconv_fill(const bn_tlayer *l, const float *x, int h, int w, tconv_bufs *b, int64_t t0,
+                       int64_t p, bn_vision_timing *t)
+{
+    const double t_a = bn_time_now();
+    const float s = bn_quantize_act_row(x, (int64_t)l->g.cin * h * w, b->xq);
+    const double t_b = bn_time_now();
+    bn_im2col_q8(&l->g, b->xq, h, w, b->qa.q + t0 * b->qa.kpad, b->qa.kpad, b->qa.sum + t0);
+    const float inv = 1.0f / s;
+    for (int64_t i = 0; i < p; i++) b->qa.inv_scale[t0 + i] = inv;
+    if (t) {
+        t->quant_s += t_b - t_a;
+        t->im2col_s += bn_time_now() - t_b;
+    }
+}
+
+bn_status bn_tconv2d(bn_threadpool *pool, const bn_kernels *k, const bn_tlayer *l, const float *x,
+                     int n, int h, int w, float *y, bn_vision_timing *t)
+{
+    BN_ASSERT(l->g.groups == 1);
+    const int oh = bn_conv_out(h, l->g.kh, l->g.stride, l->g.pad);
+    const int ow = bn_conv_out(w, l->g.kw, l->g.stride, l->g.pad);
+    if (oh < 1 || ow < 1 || n < 1) return BN_ERR_INVALID;
+    const int64_t p = (int64_t)oh * ow, in_sz = (int64_t)l->g.cin * h * w;
+    const int64_t row_bytes = l->w.kpad > 0 ? l->w.kpad : 1;
+    int64_t per = (int64_t)(TCONV_CHUNK_BYTES / (size_t)(p * row_bytes));
+    if (per < 1) per = 1;
+    if (per > n) per = n;
+    tconv_bufs b = {0};
+    bn_status rc = bn_qact_init(&b.qa, per * p, l->w.cols);
+    if (rc != BN_OK) return rc;
+    b.xq = bn_malloc((size_t)in_sz);
+    b.yt = bn_malloc((size_t)(per * p * l->g.cout) * sizeof(float));
+    if (!b.xq || !b.yt) {
+        tconv_bufs_release(&b);
+        return BN_ERR_NOMEM;
+    }
+    for (int i0 = 0; i0 < n; i0 += (int)per) {
+        const int cnt = (int)(n - i0 < per ? n - i0 : per);
+        for (int i = 0; i < cnt; i++)
+            tconv_fill(l, x + (int64_t)(i0 + i) * in_sz, h, w, &b, i * p, p, t);
+        b.qa.n_tok = cnt * p;
+        const double t_a = bn_time_now();
+        bn_tmatmul(pool, k, &l->w, &b.qa, b.yt);
+        const double t_b = bn_time_now();
+        for (int i = 0; i < cnt; i++) {
+            float *yo = y + (int64_t)(i0 + i) * l->g.cout * p;
+            const float *yi = b.yt + (int64_t)i * p * l->g.cout;
+            for (int64_t q = 0; q < p; q++)
+                for (int c = 0; c < l->g.cout; c++)
+                    yo[(int64_t)c * p + q] = yi[q * l->g.cout + c] + l->bias[c];
+        }
+        if (t) {
+            t->gemm_s += t_b - t_a;
+            t->out_s += bn_time_now() - t_b;
+        }
+    }
+    tconv_bufs_release(&b);
+    return BN_OK;
+}
+
+/* ---- scalar references ---------------------------------------------------------------- */
+
+static int8_t *codes_of(const bn_tlayer *l)
+{
+    int8_t *q = bn_malloc((size_t)(l->w.rows * l->w.cols));
+    if (!q) return NULL;
+    for (int64_t r = 0; r < l->w.rows; r++)
+        for (int64_t c = 0; c < l->w.cols; c++)
+            q[r * l->w.cols + c] = (int8_t)bn_tmat_get(&l->w, r, c);
+    return q;
+}
+
+/* One output plane of channel c of a quantized image. */
+static void tconv_plane_ref(const bn_tlayer *l, const int8_t *wq, const int8_t *xq, int h, int w,
+                            int c, float inv, float *yo)
+{
+    const bn_conv_geom *g = &l->g;
+    const int oh = bn_conv_out(h, g->kh, g->stride, g->pad);
+    const int ow = bn_conv_out(w, g->kw, g->stride, g->pad);
+    const int cpg = g->cin / g->groups, c0 = (c / (g->cout / g->groups)) * cpg;
+    const int8_t *wr = wq + (int64_t)c * l->w.cols;
+    for (int oy = 0; oy < oh; oy++) {
+        for (int ox = 0; ox < ow; ox++) {
+            int32_t acc = 0;
+            for (int ci = 0; ci < cpg; ci++)
+                for (int i = 0; i < g->kh; i++) {
+                    const int iy = oy * g->stride - g->pad + i;
+                    if (iy < 0 || iy >= h) continue;
+                    for (int j = 0; j < g->kw; j++) {
+                        const int ix = ox * g->stride - g->pad + j;
+                        if (ix < 0 || ix >= w) continue;
+                        acc += (int32_t)wr[((int64_t)ci * g->kh + i) * g->kw + j] *
+                               (int32_t)xq[((int64_t)(c0 + ci) * h + iy) * w + ix];
+                    }
+                }
+            yo[(int64_t)oy * ow + ox] = (float)acc * (l->w.scales[c] * inv) + l->bias[c];
+        }
+    }
+}
+
+bn_status bn_tconv2d_ref(const bn_tlayer *l, const float *x, int n, int h, int w, float *y)
+{
+    const int oh = bn_conv_out(h, l->g.kh, l->g.stride, l->g.pad);
+    const int ow = bn_conv_out(w, l->g.kw, l->g.stride, l->g.pad);
+    if (oh < 1 || ow < 1 || n < 1) return BN_ERR_INVALID;
+    const int64_t in_sz = (int64_t)l->g.cin * h * w, p = (int64_t)oh * ow;
+    int8_t *wq = codes_of(l), *xq = bn_malloc((size_t)in_sz);
+    if (!wq || !xq) {
+        bn_free(wq);
+        bn_free(xq);
+        return BN_ERR_NOMEM;
+    }
+    for (int i = 0; i < n; i++) {
+        const float inv = 1.0f / bn_quantize_act_row(x + i * in_sz, in_sz, xq);
+        for (int c = 0; c < l->g.cout; c++)
+            tconv_plane_ref(l, wq, xq, h, w, c, inv, y + ((int64_t)i * l->g.cout + c) * p);
+    }
+    bn_free(wq);
+    bn_free(xq);
+    return BN_OK;
+}
+
+bn_status bn_tconv2d_dw(const bn_tlayer *l, const float *x, int n, int h, int w, float *y)
+{
+    if (l->g.groups != l->g.cin || l->g.cin != l->g.cout) return BN_ERR_INVALID;
+    return bn_tconv2d_ref(l, x, n, h, w, y);
+}
+
+bn_status bn_tlinear(bn_threadpool *pool, const bn_kernels *k, const bn_tlayer *l, const float *x,
+                     int64_t n_tok, float *y)
+{
+    if (n_tok < 1) return BN_ERR_INVALID;
+    bn_qact qa;
+    const bn_status rc = bn_qact_init(&qa, n_tok, l->w.cols);
+    if (rc != BN_OK) return rc;
+    bn_qact_quantize(&qa, x, n_tok);
+    bn_tmatmul(pool, k, &l->w, &qa, y);
+    bn_qact_release(&qa);
+    for (int64_t t = 0; t < n_tok; t++) bn_add(y + t * l->g.cout, l->bias, l->g.cout);
+    return BN_OK;
+}
+
+bn_status bn_tlinear_ref(const bn_tlayer *l, const float *x, int64_t n_tok, float *y)
+{
+    const int64_t kk = l->w.cols;
+    int8_t *wq = codes_of(l), *xq = bn_malloc((size_t)kk);
+    if (!wq || !xq) {
+        bn_free(wq);
+        bn_free(xq);
+        return BN_ERR_NOMEM;
+    }
+    for (int64_t t = 0; t < n_tok; t++) {
+        const float inv = 1.0f / bn_quantize_act_row(x + t * kk, kk, xq);
+        for (int c = 0; c < l->g.cout; c++) {
+            int32_t acc = 0;
+            for (int64_t j = 0; j < kk; j++) acc += (int32_t)wq[c * kk + j] * (int32_t)xq[j];
+            y[t * l->g.cout + c] = (float)acc * (l->w.scales[c] * inv) + l->bias[c];
+        }
+    }
+    bn_free(wq);
+    bn_free(xq);
+    return BN_OK;
+}
+
+/* ---- float layers -------------------------------------------------------------------------- */
+
+/* Adds weight v times input plane xp (shifted by kernel tap i, j) into output plane yo. */
+static void conv_tap(const bn_conv_geom *g, float v, const float *xp, int h, int w, int i, int j,
+                     int oh, int ow, float *yo)
+{
+    for (int oy = 0; oy < oh; oy++) {
+        const int iy = oy * g->stride - g->pad + i;
+        if (iy < 0 || iy >= h) continue;
+        const float *xr = xp + (int64_t)iy * w;
+        float *yr = yo + (int64_t)oy * ow;
+        for (int ox = 0; ox < ow; ox++) {
+            const int ix = ox * g->stride - g->pad + j;
+            if (ix >= 0 && ix < w) yr[ox] += v * xr[ix];
+        }
+    }
+}
+
+void bn_conv2d_f32(const bn_conv_geom *g, const float *wt, const float *bias, const float *scale,
+                   const float *shift, const float *x, int n, int h, int w, float *y)
+{
+    const int groups = g->groups > 0 ? g->groups : 1;
+    const int oh = bn_conv_out(h, g->kh, g->stride, g->pad);
+    const int ow = bn_conv_out(w, g->kw, g->stride, g->pad);
+    const int cpg = g->cin / groups, opg = g->cout / groups;
+    const int64_t p = (int64_t)oh * ow;
+    for (int im = 0; im < n; im++) {
+        const float *xi = x + (int64_t)im * g->cin * h * w;
+        for (int c = 0; c < g->cout; c++) {
+            float *yo = y + ((int64_t)im * g->cout + c) * p;
+            for (int64_t q = 0; q < p; q++) yo[q] = bias ? bias[c] : 0.0f;
+            const int c0 = (c / opg) * cpg;
+            for (int ci = 0; ci < cpg; ci++)
+                for (int i = 0; i < g->kh; i++)
+                    for (int j = 0; j < g->kw; j++)
+                        conv_tap(g, wt[(((int64_t)c * cpg + ci) * g->kh + i) * g->kw + j],
+                                 xi + (int64_t)(c0 + ci) * h * w, h, w, i, j, oh, ow, yo);
+            if (scale)
+                for (int64_t q = 0; q < p; q++) yo[q] = yo[q] * scale[c] + (shift ? shift[c] : 0);
+        }
+    }
+}
+
+void bn_linear_f32(const float *wt, const float *b, int64_t in, int64_t out, const float *x,
+                   int64_t n_tok, float *y)
+{
+    for (int64_t t = 0; t < n_tok; t++)
+        for (int64_t o = 0; o < out; o++) {
+            float acc = b ? b[o] : 0.0f;
+            const float *wr = wt + o * in, *xr = x + t * in;
+            for (int64_t i = 0; i < in; i++) acc += wr[i] * xr[i];
+            y[t * out + o] = acc;
+        }
+}
+
+/* ---- pooling and element-wise -------------------------------------------------------------- */
+
+static void pool2d(const float *x, int n, int c, int h, int w, int k, int stride, int pad, float *y,
+                   int is_max)
+{
+    const int oh = bn_conv_out(h, k, stride, pad), ow = bn_conv_out(w, k, stride, pad);
+    for (int64_t pl = 0; pl < (int64_t)n * c; pl++) {
+        const float *xp = x + pl * h * w;
+        float *yp = y + pl * oh * ow;
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++) {
+                float acc = is_max ? -INFINITY : 0.0f;
+                for (int i = 0; i < k; i++) {
+                    const int iy = oy * stride - pad + i;
+                    if (iy < 0 || iy >= h) continue;
+                    for (int j = 0; j < k; j++) {
+                        const int ix = ox * stride - pad + j;
+                        if (ix < 0 || ix >= w) continue;
+                        const float v = xp[(int64_t)iy * w + ix];
+                        if (is_max)
+                            acc = v > acc || isnan(v) ? v : acc;
+                        else
+                            acc += v;
+                    }
+                }
+                yp[(int64_t)oy * ow + ox] = is_max ? acc : acc / (float)(k * k);
+            }
+    }
+}
+
+void bn_maxpool2d(const float *x, int n, int c, int h, int w, int k, int stride, int pad, float *y)
+{
+    pool2d(x, n, c, h, w, k, stride, pad, y, 1);
+}
+
+void bn_avgpool2d(const float *x, int n, int c, int h, int w, int k, int stride, int pad, float *y)
+{
+    pool2d(x, n, c, h, w, k, stride, pad, y, 0);
+}
+
+void bn_global_avgpool(const float *x, int n, int c, int hw, float *y)
+{
+    for (int64_t pl = 0; pl < (int64_t)n * c; pl++) {
+        double acc = 0.0;
+        for (int i = 0; i < hw; i++) acc += x[pl * hw + i];
+        y[pl] = (float)(acc / hw);
+    }
+}
+
+void bn_relu(float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+void bn_silu(float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+}
+
+void bn_gelu(float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+}
+
+void bn_add(float *x, const float *r, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) x[i] += r[i];
+}
+
+void bn_layernorm(const float *x, const float *wt, const float *b, int64_t rows, int64_t d,
+                  float eps, float *y)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * d;
+        double mean = 0.0, var = 0.0;
+        for (int64_t i = 0; i < d; i++) mean += xr[i];
+        mean /= (double)d;
+        for (int64_t i = 0; i < d; i++) var += (xr[i] - mean) * (xr[i] - mean);
+        const float inv = (float)(1.0 / sqrt(var / (double)d + eps));
+        for (int64_t i = 0; i < d; i++) {
+            const float v = (float)(xr[i] - mean) * inv;
+            y[r * d + i] = v * (wt ? wt[i] : 1.0f) + (b ? b[i] : 0.0f);
+        }
+    }
+}
+
+void bn_squeeze_excite(float *x, int n, int c, int hw, const float *w1, const float *b1,
+                       const float *w2, const float *b2, int cr, float *scratch)
+{
+    float *m = scratch, *z = scratch + c;
+    for (int im = 0; im < n; im++) {
+        float *xi = x + (int64_t)im * c * hw;
+        bn_global_avgpool(xi, 1, c, hw, m);
+        bn_linear_f32(w1, b1, c, cr, m, 1, z);
+        bn_silu(z, cr);
+        bn_linear_f32(w2, b2, cr, c, z, 1, m);
+        for (int ch = 0; ch < c; ch++) {
+            const float s = 1.0f / (1.0f + expf(-m[ch]));
+            for (int i = 0; i < hw; i++) xi[(int64_t)ch * hw + i] *= s;
+        }
+    }
+}
+
+void bn_mhsa(const float *qkv, int64_t n_tok, int d, int heads, float *out, float *scratch)
+{
+    const int hd = d / heads;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int64_t ld = 3 * (int64_t)d;
+    for (int hh = 0; hh < heads; hh++)
+        for (int64_t t = 0; t < n_tok; t++) {
+            const float *q = qkv + t * ld + hh * hd;
+            float mx = -INFINITY, sum = 0.0f;
+            for (int64_t u = 0; u < n_tok; u++) {
+                const float *kr = qkv + u * ld + d + hh * hd;
+                float s = 0.0f;
+                for (int i = 0; i < hd; i++) s += q[i] * kr[i];
+                scratch[u] = s * scale;
+                mx = scratch[u] > mx ? scratch[u] : mx;
+            }
+            for (int64_t u = 0; u < n_tok; u++) sum += scratch[u] = expf(scratch[u] - mx);
+            float *o = out + t * d + hh * hd;
+            for (int i = 0; i < hd; i++) o[i] = 0.0f;
+            for (int64_t u = 0; u < n_tok; u++) {
+                const float pw = scratch[u] / sum, *vr = qkv + u * ld + 2 * d + hh * hd;
+                for (int i = 0; i < hd; i++) o[i] += pw * vr[i];
+            }
+        }
+}
+
+/* ---- TQ2_0 rows ------------------------------------------------------------------------- */
+
+int64_t bn_vision_kpad(int64_t k)
+{
+    return (k + BN_QK_TQ - 1) / BN_QK_TQ * BN_QK_TQ;
+}
+
+size_t bn_tq2_rows_bytes(int64_t rows, int64_t k)
+{
+    size_t blocks, bytes;
+    if (rows < 0 || k < 0 ||
+        bn_mul_size((size_t)rows, (size_t)(bn_vision_kpad(k) / BN_QK_TQ), &blocks) ||
+        bn_mul_size(blocks, BN_TQ2_0_BLOCK_BYTES, &bytes))
+        return 0;
+    return bytes;
+}
+
+void bn_tq2_rows_pack(const int8_t *q, int64_t rows, int64_t k, uint8_t *out)
+{
+    const int64_t nb = bn_vision_kpad(k) / BN_QK_TQ;
+    int8_t blk[BN_QK_TQ];
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t b = 0; b < nb; b++) {
+            for (int i = 0; i < BN_QK_TQ; i++) {
+                const int64_t col = b * BN_QK_TQ + i;
+                blk[i] = col < k ? q[r * k + col] : 0;
+            }
+            bn_pack_tq2_0(blk, 1.0f, BN_QK_TQ, out + (r * nb + b) * BN_TQ2_0_BLOCK_BYTES);
+        }
+}
