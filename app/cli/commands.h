@@ -52,6 +52,8 @@ int cmd_generate(int argc, char **argv);
 void cmd_generate_help(FILE *out);
 int cmd_perplexity(int argc, char **argv);
 void cmd_perplexity_help(FILE *out);
+int cmd_profile(int argc, char **argv);
+void cmd_profile_help(FILE *out);
 int cmd_quickstart(int argc, char **argv);
 void cmd_quickstart_help(FILE *out);
 int cmd_serve(int argc, char **argv);

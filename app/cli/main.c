@@ -47,6 +47,8 @@ const bn_command bn_commands[] = {
          cmd_monitor_help},
         {"perplexity", "perplexity of a model on a text file", cmd_perplexity,
          cmd_perplexity_help},
+        {"profile", "time per operation class, bandwidth, and measured advice (--gpu: CUDA)",
+         cmd_profile, cmd_profile_help},
         {"quickstart", "run generate, bench and doctor; write a tutorial of them (markdown)",
          cmd_quickstart, cmd_quickstart_help},
         {"serve", "serve a model over HTTP with OpenAI's completion API", cmd_serve,
