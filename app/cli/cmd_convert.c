@@ -24,7 +24,10 @@ void cmd_convert_help(FILE *out)
             "or one weights file with config.json beside it. Architectures:\n"
             "BitNetForCausalLM (float or packed uint8 weights with weight_scale) and\n"
             "LlamaForCausalLM (ternarized after training; a warning says how much quality\n"
-            "that costs). The output is written to OUT.gguf.tmp-PID-XXXXXX, checked by loading\n"
+            "that costs); image classifiers whose config.json has \"arch\": \"resnet\" or\n"
+            "\"vit\" (torchvision / timm tensor names, docs/VISION.md), validated against the\n"
+            "reference logits beside the weights (ref_inputs.f32, ref_logits.f32).\n"
+            "The output is written to OUT.gguf.tmp-PID-XXXXXX, checked by loading\n"
             "it, validated, and renamed into place. An existing OUT is replaced only with\n"
             "--force, and never when it is one of the source's files.\n\n"
             "Options:\n"
@@ -177,8 +180,34 @@ static const char *str(const cJSON *o, const char *k)
     return cJSON_IsString(v) ? v->valuestring : "";
 }
 
+/* A ResNet / ViT conversion: the model and its comparison with the source framework. */
+static void print_vision(const cJSON *r, const cJSON *vi)
+{
+    printf("%s (%s, %s) -> %s: %s, %.0fx%.0f, %.0f channels, %.0f classes, %.0f parameters, "
+           "%.2f MB\n",
+           str(r, "source"), str(r, "format"), str(vi, "arch"), str(r, "output"), str(r, "type"),
+           num(vi, "image_size"), num(vi, "image_size"), num(vi, "in_chans"),
+           num(vi, "num_classes"), num(vi, "params"), num(r, "bytes_out") / 1e6);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, "validation");
+    if (v) {
+        printf("validation: %.0f reference images: top-1 agreement with the source %.2f%%, "
+               "logits max |diff| %.4g, mean %.4g",
+               num(v, "images"), 100 * num(v, "top1_agreement"), num(v, "max_abs_diff"),
+               num(v, "mean_abs_diff"));
+        if (cJSON_GetObjectItemCaseSensitive(v, "accuracy_ours"))
+            printf("; accuracy ours %.2f%%, source %.2f%%", 100 * num(v, "accuracy_ours"),
+                   100 * num(v, "accuracy_ref"));
+        printf("\n");
+    }
+}
+
 static void print_report(const cJSON *r)
 {
+    const cJSON *vi = cJSON_GetObjectItemCaseSensitive(r, "vision");
+    if (vi) {
+        print_vision(r, vi);
+        return;
+    }
     printf("%s (%s, %s, %.0f layers) -> %s: %s, embeddings %s, tokenizer %s, %.1f MB in %.1f s\n",
            str(r, "source"), str(r, "format"), str(r, "source_architecture"), num(r, "n_layer"),
            str(r, "output"), str(r, "type"), str(r, "embd_type"), str(r, "tokenizer"),

@@ -826,6 +826,8 @@ static int run(conv *c, char *err, size_t errsz)
     const cv_opts *o = c->o;
     if (cv_check_output(o, err, errsz) != 0) return -1;
     if (cv_source_open(c->ctx, o->src, &c->src, err, errsz) != 0) return -1;
+    if (c->src.hp.arch == CV_ARCH_VISION)
+        return cv_vision_convert(&c->src, c->ctx, o, c->report, c->warnings, err, errsz);
     if (o->lowrank > 0 && (c->src.hp.packed || c->src.hp.quant_ref))
         return cm_fail(err, errsz,
                        "--lowrank: %s is a ternary-trained BitNet model (its weights are used as "

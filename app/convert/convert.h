@@ -112,7 +112,7 @@ int cv_convert(const cv_opts *o, cJSON **report, char *err, size_t errsz);
 
 /* ---- the source (convert_src.c) ---------------------------------------------------------- */
 
-enum { CV_ARCH_BITNET = 1, CV_ARCH_LLAMA = 2 };
+enum { CV_ARCH_BITNET = 1, CV_ARCH_LLAMA = 2, CV_ARCH_VISION = 3 /* resnet, vit */ };
 enum { CV_FMT_SAFETENSORS = 1, CV_FMT_TORCH = 2, CV_FMT_ONNX = 3 };
 
 typedef struct cv_hparams {
@@ -329,6 +329,16 @@ int cv_lowrank_weighted(bn_ctx *ctx, const double *h, double damp, const float *
                         const float *row_scale, int64_t N, int64_t K, int64_t rank, cv_lowrank *lr,
                         char *err, size_t errsz);
 void cv_lowrank_release(cv_lowrank *lr);
+
+/* ---- vision models (convert_vision.c; docs/VISION.md) ---------------------------------- */
+
+/* A ResNet / ViT source (hp.arch CV_ARCH_VISION) to o->out: the spec from config.json, the
+ * tensors through bn_vision_write, written to a temporary file, loaded back, compared with
+ * the reference logits beside the weights (ref_inputs.f32, ref_logits.f32, ref_labels.u8)
+ * unless o->validate is 0, and renamed. Fills report ("vision", "validation") and warnings.
+ * 0, or -1 with a one-line message. */
+int cv_vision_convert(cv_source *s, bn_ctx *ctx, const cv_opts *o, cJSON *report, cJSON *warnings,
+                      char *err, size_t errsz);
 
 /* The built-in prompts and text (NUL-terminated). */
 extern const char *const cv_builtin_prompts[];

@@ -17,6 +17,7 @@
 
 #include "bitnet/file.h"
 #include "bitnet/quant.h"
+#include "bitnet/vision.h"
 #include "common/model_common.h"
 #include "common/cli.h"
 
@@ -215,6 +216,12 @@ static int read_config(cv_source *s, char *err, size_t errsz)
     if (!cJSON_IsObject(s->config)) return cm_fail(err, errsz, "%s: not a JSON object", path);
     const cJSON *c = s->config;
     cv_hparams *h = &s->hp;
+    const char *varch = cfg_str(c, "arch"); /* docs/VISION.md's config.json */
+    if (varch && bn_vision_is_arch(varch)) {
+        h->arch = CV_ARCH_VISION;
+        snprintf(h->arch_name, sizeof h->arch_name, "%s", varch);
+        return 0;
+    }
     const cJSON *archs = cJSON_GetObjectItemCaseSensitive(c, "architectures");
     const cJSON *a0 = cJSON_GetArrayItem(archs, 0);
     const char *arch = cJSON_IsString(a0) ? a0->valuestring : cfg_str(c, "model_type");
