@@ -538,12 +538,10 @@ static void qkv_unit(const job *j, int64_t u, bn__lowrank_z *zc)
 {
     bn_model_state *st = j->st;
     const bn_model_hparams *h = &st->m->hp;
-    const bn_kernels *k = st->m->k;
     const int64_t d = h->head_dim, nh = h->n_head, nkv = h->n_head_kv, KV = nkv * d;
     const int64_t E = h->n_embd;
     if (u < nh) {
-        k->tgemm(&j->L->w[BN__WQ], j->qe, st->q, E, u * d, (u + 1) * d);
-        bn__lowrank_apply(&j->L->lr[BN__WQ], j->qe, st->q, E, u * d, (u + 1) * d, &zc[0]);
+        bn__lin_rows(st->m, j->L, BN__WQ, j->qe, st->q, E, u * d, (u + 1) * d, &zc[0]);
         prof_mark(j, BN_PROF_QKV);
         for (int64_t t = 0; t < j->T; t++)
             rope(st->q + t * E + u * d, st->cs + t * h->n_rot, h->n_rot);
@@ -552,8 +550,7 @@ static void qkv_unit(const job *j, int64_t u, bn__lowrank_z *zc)
     }
     if (u < nh + nkv) {
         const int64_t g = u - nh;
-        k->tgemm(&j->L->w[BN__WK], j->qe, st->kx, KV, g * d, (g + 1) * d);
-        bn__lowrank_apply(&j->L->lr[BN__WK], j->qe, st->kx, KV, g * d, (g + 1) * d, &zc[1]);
+        bn__lin_rows(st->m, j->L, BN__WK, j->qe, st->kx, KV, g * d, (g + 1) * d, &zc[1]);
         prof_mark(j, BN_PROF_QKV);
         for (int64_t t = 0; t < j->T; t++)
             rope(st->kx + t * KV + g * d, st->cs + t * h->n_rot, h->n_rot);
@@ -572,8 +569,7 @@ static void qkv_unit(const job *j, int64_t u, bn__lowrank_z *zc)
         return;
     }
     const int64_t g = u - nh - nkv;
-    k->tgemm(&j->L->w[BN__WV], j->qe, st->vx, KV, g * d, (g + 1) * d);
-    bn__lowrank_apply(&j->L->lr[BN__WV], j->qe, st->vx, KV, g * d, (g + 1) * d, &zc[2]);
+    bn__lin_rows(st->m, j->L, BN__WV, j->qe, st->vx, KV, g * d, (g + 1) * d, &zc[2]);
     prof_mark(j, BN_PROF_QKV);
     const size_t base = ((size_t)j->il * (size_t)nkv + (size_t)g) * (size_t)d;
     for (int64_t t = 0; t < j->T; t++) {
@@ -717,14 +713,12 @@ static void task_attn(void *arg, int tid, int nth)
 static void residual_matmul(const job *j, int which, int phase, int cls, const bn_qact *qa)
 {
     bn_model_state *st = j->st;
-    const bn_tmat *w = &j->L->w[which];
-    const int64_t E = st->m->hp.n_embd;
+    const int64_t E = st->m->hp.n_embd; /* the rows of wo and wdown */
     atomic_int *c = st->work + j->il * N_PHASES + phase;
     int64_t r0, r1;
     bn__lowrank_z zc = {0}; /* a x: once per thread for one token */
-    while (grab(c, w->rows, j->T == 1 ? GEMV_CHUNK : GEMM_CHUNK, &r0, &r1)) {
-        st->m->k->tgemm(w, qa, st->y, E, r0, r1);
-        bn__lowrank_apply(&j->L->lr[which], qa, st->y, E, r0, r1, &zc);
+    while (grab(c, E, j->T == 1 ? GEMV_CHUNK : GEMM_CHUNK, &r0, &r1)) {
+        bn__lin_rows(st->m, j->L, which, qa, st->y, E, r0, r1, &zc);
         prof_mark(j, cls);
         for (int64_t t = 0; t < j->T; t++) {
             float *x = st->x + t * E;
@@ -754,10 +748,8 @@ static void gate_up_rows(const job *j, int64_t r0, int64_t r1, bn__lowrank_z *zc
 {
     bn_model_state *st = j->st;
     const int64_t F = st->m->hp.n_ff;
-    st->m->k->tgemm(&j->L->w[BN__WGATE], j->qe, st->gate, F, r0, r1);
-    st->m->k->tgemm(&j->L->w[BN__WUP], j->qe, st->up, F, r0, r1);
-    bn__lowrank_apply(&j->L->lr[BN__WGATE], j->qe, st->gate, F, r0, r1, &zc[0]);
-    bn__lowrank_apply(&j->L->lr[BN__WUP], j->qe, st->up, F, r0, r1, &zc[1]);
+    bn__lin_rows(st->m, j->L, BN__WGATE, j->qe, st->gate, F, r0, r1, &zc[0]);
+    bn__lin_rows(st->m, j->L, BN__WUP, j->qe, st->up, F, r0, r1, &zc[1]);
     prof_mark(j, BN_PROF_GATE_UP);
     for (int64_t t = 0; t < j->T; t++)
         st->act_mul(st->gate + t * F + r0, st->up + t * F + r0, r1 - r0);

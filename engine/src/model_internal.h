@@ -137,14 +137,40 @@ typedef struct bn__lowrank_z {
 void bn__lowrank_apply(const bn__lowrank *lr, const bn_qact *x, float *y, int64_t ldy, int64_t r0,
                        int64_t r1, bn__lowrank_z *zc);
 
+/* A linear layer kept at 8 or 4 bits (`convert --mixed`): its file rows of Q8_0 or Q4_0
+ * blocks, used in place in the mapping (model_qlin.c). The layer's input is the same int8
+ * activation row the ternary products take (x_t = q_t * inv_scale_t), so that
+ * y[t][r] = inv_scale_t * sum over blocks b of d[r][b] * (sum of the block's w q_t). type 0:
+ * the layer is ternary (bn__layer.w). */
+typedef struct bn__qlin {
+    int type; /* 0, BN_TYPE_Q8_0 or BN_TYPE_Q4_0 */
+    int64_t rows, cols;
+    const uint8_t *data; /* rows x row_bytes */
+    size_t row_bytes;
+    float (*dot_q8_0)(const bn_block_q8_0 *a, const bn_block_q8_0 *b, int64_t n); /* kernels' */
+} bn__qlin;
+/* Reads base.weight when its type is Q8_0 or Q4_0 (ql->type 0 otherwise, nothing read):
+ * shape rows x cols, cols a multiple of 32; no low-rank correction or .scale tensor beside it
+ * (those are for ternary layers). */
+bn_status bn__qlin_load(bn_model *m, const char *base, int64_t rows, int64_t cols, bn__qlin *ql);
+/* y[t * ldy + r] for the tokens of x and rows r0 <= r < r1, as tgemm writes them. */
+void bn__qlin_rows(const bn__qlin *ql, const bn_qact *x, float *y, int64_t ldy, int64_t r0,
+                   int64_t r1);
+
 typedef struct bn__layer {
     const float *attn_norm;     /* n_embd */
     const float *attn_sub_norm; /* n_embd; NULL when the model has no sub-norms */
     const float *ffn_norm;      /* n_embd */
     const float *ffn_sub_norm;  /* n_ff; NULL when the model has no sub-norms */
-    bn_tmat w[BN__N_LIN];
-    bn__lowrank lr[BN__N_LIN]; /* rank 0 where the file has no correction */
+    bn_tmat w[BN__N_LIN];       /* zeroed where the layer is kept at 8 or 4 bits (ql) */
+    bn__lowrank lr[BN__N_LIN];  /* rank 0 where the file has no correction */
+    bn__qlin ql[BN__N_LIN];     /* type 0 where the layer is ternary */
 } bn__layer;
+
+/* y = W x for the layer's matrix which (BN__WQ ..), rows r0 <= r < r1 of every token of x:
+ * the ternary product or the 8/4-bit one, then the low-rank correction where there is one. */
+static inline void bn__lin_rows(const bn_model *m, const bn__layer *L, int which, const bn_qact *x,
+                                float *y, int64_t ldy, int64_t r0, int64_t r1, bn__lowrank_z *zc);
 
 struct bn_model {
     bn_ctx *ctx;
@@ -170,8 +196,18 @@ struct bn_model {
     /* The head as Q6H or Q4H rows (owned; head points at them), when requantized to them. */
     uint8_t *head_blk;
     size_t weight_bytes;
-    size_t tmat_bytes; /* of the ternary matrices alone */
+    size_t tmat_bytes; /* of the linear layers (ternary, and 8/4-bit ones) */
 };
+
+static inline void bn__lin_rows(const bn_model *m, const bn__layer *L, int which, const bn_qact *x,
+                                float *y, int64_t ldy, int64_t r0, int64_t r1, bn__lowrank_z *zc)
+{
+    if (L->ql[which].type)
+        bn__qlin_rows(&L->ql[which], x, y, ldy, r0, r1);
+    else
+        m->k->tgemm(&L->w[which], x, y, ldy, r0, r1);
+    bn__lowrank_apply(&L->lr[which], x, y, ldy, r0, r1, zc);
+}
 
 extern const char *const bn__lin_names[BN__N_LIN];
 

@@ -263,8 +263,9 @@ static bn_status load_ternary(bn_model *m, const bn_model_params *p, int layer, 
         break;
     default:
         return bn_ctx_set_error(m->ctx, BN_ERR_UNSUPPORTED,
-                                "%s: type %s is not a ternary type (i2_s, tq2_0, tq1_0)", name,
-                                bn_type_name(type));
+                                "%s: type %s is not a type of linear layers (ternary: i2_s, "
+                                "tq2_0, tq1_0; kept at 8 or 4 bits: q8_0, q4_0)",
+                                name, bn_type_name(type));
     }
     if (rc == BN_ERR_NOMEM) return bn_ctx_set_error(m->ctx, rc, "%s: out of memory", name);
     if (rc == BN_ERR_UNSUPPORTED)
@@ -278,7 +279,7 @@ static bn_status load_ternary(bn_model *m, const bn_model_params *p, int layer, 
             return bn_ctx_set_error(m->ctx, BN_ERR_FORMAT, "%s: scale is not finite", name);
     rc = apply_scale_tensor(m, base, w);
     if (rc != BN_OK) return rc;
-    if (layer == 0 && which == BN__WQ) m->hp.weight_type = type;
+    if (m->hp.weight_type == BN_TYPE_F32) m->hp.weight_type = type; /* the first ternary one */
     m->tmat_bytes += (size_t)(w->rows_pad * w->row_bytes) + (size_t)w->rows * sizeof(float);
     if (!p->keep_mapping) release_pages(t->data, t->size);
     return BN_OK;
@@ -339,8 +340,10 @@ static bn_status load_layer(bn_model *m, const bn_model_params *p, int il, float
     }
     const int64_t shape[BN__N_LIN][2] = {{E, E}, {KV, E}, {KV, E}, {E, E}, {F, E}, {F, E}, {E, F}};
     for (int i = 0; i < BN__N_LIN && rc == BN_OK; i++) {
-        rc = load_ternary(m, p, il, i, shape[i][0], shape[i][1], &L->w[i]);
         snprintf(name, sizeof name, "blk.%d.%s", il, bn__lin_names[i]);
+        rc = bn__qlin_load(m, name, shape[i][0], shape[i][1], &L->ql[i]); /* 8 or 4 bits */
+        if (rc == BN_OK && !L->ql[i].type)
+            rc = load_ternary(m, p, il, i, shape[i][0], shape[i][1], &L->w[i]);
         if (rc == BN_OK) rc = bn__lowrank_load(m, name, shape[i][0], shape[i][1], &L->lr[i]);
     }
     return rc;

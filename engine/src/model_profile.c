@@ -34,7 +34,9 @@ void bn_model_class_bytes(const bn_model *m, size_t bytes[BN_PROF_N])
     for (int c = 0; c < BN_PROF_N; c++) bytes[c] = 0;
     for (int64_t il = 0; il < h->n_layer; il++) {
         const bn__layer *L = &m->layers[il];
-        for (int i = 0; i < BN__N_LIN; i++) bytes[cls[i]] += matrix_bytes(&L->w[i], &L->lr[i]);
+        for (int i = 0; i < BN__N_LIN; i++) /* ternary, or kept at 8/4 bits (w zeroed) */
+            bytes[cls[i]] +=
+                    matrix_bytes(&L->w[i], &L->lr[i]) + (size_t)L->ql[i].rows * L->ql[i].row_bytes;
     }
     const size_t per_layer = (size_t)(2 * h->n_embd + (h->sub_norms ? h->n_embd + h->n_ff : 0));
     bytes[BN_PROF_NORM] = per_layer * (size_t)h->n_layer * sizeof(float);

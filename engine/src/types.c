@@ -1,5 +1,5 @@
 /*
- * types.c - type traits, half-precision conversions, Q8_0 and the packed ternary formats.
+ * types.c - type traits, half-precision conversions, Q8_0, Q4_0 and the packed ternary formats.
  *
  * Byte layouts below were checked against the reference sources (read with the code
  * search, not copied):
@@ -9,6 +9,9 @@
  *    block_tq2_0 = { uint8_t qs[64]; ggml_half d; } (66 bytes, d at 64).
  *  - ggml-quants.c (llama.cpp), quantize_row_q8_0_ref: d = amax / 127,
  *    id = d ? 1/d : 0, qs = roundf(x * id) (ties away from zero), d stored as fp16.
+ *  - ggml-common.h: block_q4_0 = { ggml_half d; uint8_t qs[16]; } (18 bytes); ggml-quants.c,
+ *    quantize_row_q4_0_ref: d = max / -8 (max: the value of largest |x|), q = MIN(15,
+ *    (int8_t)(x / d + 8.5)), value j in the low nibble of qs[j], value j + 16 in its high one.
  *  - ggml-quants.c, quantize_row_tq2_0_ref / dequantize_row_tq2_0: d = amax of the
  *    256-block, code = lroundf(x / d) + 1; qs[j + m] (j = 0, 32) bits 2n..2n+1 hold
  *    weight j*4 + m + 32n, i.e. byte 32c + m holds weights 128c + m + 32n. Matches
@@ -38,6 +41,7 @@
 static const bn_type_traits k_traits[BN_TYPE_COUNT_] = {
         [BN_TYPE_F32] = {"f32", 1, 4},
         [BN_TYPE_F16] = {"f16", 1, 2},
+        [BN_TYPE_Q4_0] = {"q4_0", BN_QK4_0, 2 + BN_QK4_0 / 2},
         [BN_TYPE_Q8_0] = {"q8_0", BN_QK8_0, 2 + BN_QK8_0},
         [BN_TYPE_I8] = {"i8", 1, 1},
         [BN_TYPE_I16] = {"i16", 1, 2},
@@ -249,6 +253,42 @@ void bn_dequantize_row_q8_0(const bn_block_q8_0 *x, float *y, int64_t n)
     for (int64_t b = 0; b < n / BN_QK8_0; b++) {
         const float d = bn_f16_to_f32(x[b].d);
         for (int j = 0; j < BN_QK8_0; j++) y[b * BN_QK8_0 + j] = (float)x[b].qs[j] * d;
+    }
+}
+
+/* ---- Q4_0 -------------------------------------------------------------------------- */
+
+void bn_quantize_row_q4_0(const float *x, bn_block_q4_0 *y, int64_t n)
+{
+    BN_ASSERT(n % BN_QK4_0 == 0);
+    for (int64_t b = 0; b < n / BN_QK4_0; b++) {
+        const float *xb = x + b * BN_QK4_0;
+        float amax = 0.0f, max = 0.0f; /* the value of largest magnitude, with its sign */
+        for (int j = 0; j < BN_QK4_0; j++)
+            if (amax < fabsf(xb[j])) {
+                amax = fabsf(xb[j]);
+                max = xb[j];
+            }
+        const float d = max / -8.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = bn_f32_to_f16(d);
+        for (int j = 0; j < BN_QK4_0 / 2; j++) {
+            const int lo = (int)(int8_t)(xb[j] * id + 8.5f),
+                      hi = (int)(int8_t)(xb[j + 16] * id + 8.5f);
+            y[b].qs[j] = (uint8_t)((lo < 15 ? lo : 15) | (hi < 15 ? hi : 15) << 4);
+        }
+    }
+}
+
+void bn_dequantize_row_q4_0(const bn_block_q4_0 *x, float *y, int64_t n)
+{
+    BN_ASSERT(n % BN_QK4_0 == 0);
+    for (int64_t b = 0; b < n / BN_QK4_0; b++) {
+        const float d = bn_f16_to_f32(x[b].d);
+        for (int j = 0; j < BN_QK4_0 / 2; j++) {
+            y[b * BN_QK4_0 + j] = (float)((x[b].qs[j] & 15) - 8) * d;
+            y[b * BN_QK4_0 + j + 16] = (float)((x[b].qs[j] >> 4) - 8) * d;
+        }
     }
 }
 

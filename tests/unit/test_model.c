@@ -53,9 +53,15 @@ typedef struct tmodel {
     float *out; /* V x E when untied */
     float *norms[MAX_LAYER][4];
     float *out_norm;
-    int8_t *w[MAX_LAYER][N_LIN]; /* rows x cols ternary */
+    int8_t *w[MAX_LAYER][N_LIN]; /* rows x cols ternary (unless kept, qt) */
     float ws[MAX_LAYER][N_LIN];  /* the tensor's scale (f16-exact) */
     float wst[MAX_LAYER][N_LIN]; /* the .scale tensor's value (1 when none) */
+    /* layers kept at 8 or 4 bits (tm_keep): qt the type (0: ternary), qraw the blocks, wq
+     * their values */
+    int qt[MAX_LAYER][N_LIN];
+    uint8_t *qraw[MAX_LAYER][N_LIN];
+    size_t qbytes[MAX_LAYER][N_LIN];
+    float *wq[MAX_LAYER][N_LIN];
 } tmodel;
 
 static uint64_t g_rng = 88172645463325252ull;
@@ -152,8 +158,36 @@ static void tm_free(tmodel *m)
     free(m->out_norm);
     for (int l = 0; l < m->c.n_layer; l++) {
         for (int i = 0; i < 4; i++) free(m->norms[l][i]);
-        for (int i = 0; i < N_LIN; i++) free(m->w[l][i]);
+        for (int i = 0; i < N_LIN; i++) {
+            free(m->w[l][i]);
+            free(m->qraw[l][i]);
+            free(m->wq[l][i]);
+        }
     }
+}
+
+/* Layer l's matrix i becomes a float matrix stored as Q8_0 or Q4_0 (convert --mixed). */
+static void tm_keep(tmodel *m, int l, int i, int type)
+{
+    int rows, cols;
+    lin_shape(&m->c, i, &rows, &cols);
+    const int64_t n = (int64_t)rows * cols;
+    float *f = malloc((size_t)n * sizeof *f);
+    for (int64_t k = 0; k < n; k++) f[k] = gauss() * 0.06f;
+    m->qt[l][i] = type;
+    m->wq[l][i] = malloc((size_t)n * sizeof(float));
+    if (type == BN_TYPE_Q8_0) {
+        m->qbytes[l][i] = (size_t)(n / 32) * sizeof(bn_block_q8_0);
+        m->qraw[l][i] = malloc(m->qbytes[l][i]);
+        bn_quantize_row_q8_0(f, (bn_block_q8_0 *)m->qraw[l][i], n);
+        bn_dequantize_row_q8_0((bn_block_q8_0 *)m->qraw[l][i], m->wq[l][i], n);
+    } else {
+        m->qbytes[l][i] = (size_t)(n / 32) * sizeof(bn_block_q4_0);
+        m->qraw[l][i] = malloc(m->qbytes[l][i]);
+        bn_quantize_row_q4_0(f, (bn_block_q4_0 *)m->qraw[l][i], n);
+        bn_dequantize_row_q4_0((bn_block_q4_0 *)m->qraw[l][i], m->wq[l][i], n);
+    }
+    free(f);
 }
 
 /* ---- writing it as GGUF --------------------------------------------------------------------- */
@@ -164,6 +198,8 @@ typedef struct breakage {
     const char *add_sub;   /* a sub-norm written although the model has none */
     const char *transpose; /* a 2-D tensor written with rows and cols swapped */
     const char *as_f32;    /* a ternary tensor written as F32 */
+    const char *lowrank;   /* a rank-1 correction (zeros) written beside this layer */
+    const char *scale_on;  /* a .scale tensor written beside this (kept) layer */
     const char *arch;      /* another general.architecture */
     const char *drop_key;  /* "<arch>.<key>" left out */
     int bad_kv;            /* head_count_kv that does not divide head_count */
@@ -209,7 +245,11 @@ static void *pack_lin(const tmodel *m, int l, int i, int ty, size_t *size)
     lin_shape(&m->c, i, &rows, &cols);
     const int64_t n = (int64_t)rows * cols;
     uint8_t *p;
-    if (ty == BN_TYPE_I2_S) {
+    if (m->qt[l][i]) {
+        *size = m->qbytes[l][i];
+        p = malloc(*size);
+        memcpy(p, m->qraw[l][i], *size);
+    } else if (ty == BN_TYPE_I2_S) {
         *size = bn_i2s_bytes(n);
         p = calloc(1, *size);
         bn_pack_i2s(m->w[l][i], m->ws[l][i], n, p);
@@ -272,11 +312,20 @@ static void write_model(const tmodel *m, int wtype, const breakage *br, const ch
             int rows, cols;
             lin_shape(c, i, &rows, &cols);
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, lin_names[i]);
-            const int ty = br && br->as_f32 && strcmp(br->as_f32, name) == 0 ? BN_TYPE_F32 : wtype;
+            int ty = br && br->as_f32 && strcmp(br->as_f32, name) == 0 ? BN_TYPE_F32 : wtype;
+            ty = m->qt[l][i] ? m->qt[l][i] : ty;
             size_t size;
             void *p = keep(&keepers, pack_lin(m, l, i, ty, &size));
             add_t(w, br, name, ty, rows, cols, p, size);
-            if (c->with_scales) {
+            if (br && br->lowrank && !strncmp(br->lowrank, name, strlen(br->lowrank))) {
+                void *z = keep(&keepers, calloc((size_t)(rows + cols), 2));
+                snprintf(name, sizeof name, "blk.%d.%s.lowrank_a", l, lin_names[i]);
+                add_t(w, br, name, BN_TYPE_F16, 1, cols, z, (size_t)cols * 2);
+                snprintf(name, sizeof name, "blk.%d.%s.lowrank_b", l, lin_names[i]);
+                add_t(w, br, name, BN_TYPE_F16, rows, 1, z, (size_t)rows * 2);
+            }
+            const int scale_on = br && br->scale_on && !strcmp(br->scale_on, name);
+            if (c->with_scales && (!m->qt[l][i] || scale_on)) {
                 snprintf(name, sizeof name, "blk.%d.%s.scale", l, lin_names[i]);
                 add_t(w, br, name, BN_TYPE_F32, 0, 1, &m->wst[l][i], 4);
             }
@@ -307,6 +356,25 @@ static void ref_bitlinear(const int8_t *W, float scale, int rows, int cols, cons
         int32_t acc = 0;
         for (int k = 0; k < cols; k++) acc += W[(size_t)r * cols + k] * xq[k];
         y[r] = (float)acc * (scale * (1.0f / s));
+    }
+    free(xq);
+}
+
+/* Layer l's matrix i: ternary, or kept at 8/4 bits (its values wq times the same int8 x). */
+static void ref_lin(const tmodel *m, int l, int i, const float *x, float *y)
+{
+    int rows, cols;
+    lin_shape(&m->c, i, &rows, &cols);
+    if (!m->qt[l][i]) {
+        ref_bitlinear(m->w[l][i], m->ws[l][i] * m->wst[l][i], rows, cols, x, y);
+        return;
+    }
+    int8_t *xq = malloc((size_t)cols);
+    const float s = bn_quantize_act_row(x, cols, xq);
+    for (int r = 0; r < rows; r++) {
+        double acc = 0;
+        for (int k = 0; k < cols; k++) acc += (double)m->wq[l][i][(size_t)r * cols + k] * xq[k];
+        y[r] = (float)(acc / s);
     }
     free(xq);
 }
@@ -358,11 +426,10 @@ static void ref_forward(const tmodel *m, const int32_t *tok, int n, int kv_f16, 
         memcpy(x, m->embd + (size_t)tok[t] * E, E * 4);
         for (int l = 0; l < c->n_layer; l++) {
             float *const *nw = m->norms[l];
-#define WS(i) (m->ws[l][i] * m->wst[l][i])
             ref_norm(x, nw[0], E, c->eps, h);
-            ref_bitlinear(m->w[l][0], WS(0), E, E, h, q);
-            ref_bitlinear(m->w[l][1], WS(1), KV, E, h, k);
-            ref_bitlinear(m->w[l][2], WS(2), KV, E, h, v);
+            ref_lin(m, l, 0, h, q);
+            ref_lin(m, l, 1, h, k);
+            ref_lin(m, l, 2, h, v);
             for (int hh = 0; hh < c->nh; hh++) ref_rope(q + hh * d, c->n_rot, c->base, t);
             for (int gg = 0; gg < c->nkv; gg++) ref_rope(k + gg * d, c->n_rot, c->base, t);
             for (int i = 0; i < KV; i++) {
@@ -392,20 +459,19 @@ static void ref_forward(const tmodel *m, const int32_t *tok, int n, int kv_f16, 
                 }
             }
             if (!c->no_sub) ref_norm(att, nw[1], E, c->eps, att);
-            ref_bitlinear(m->w[l][3], WS(3), E, E, att, o);
+            ref_lin(m, l, 3, att, o);
             for (int i = 0; i < E; i++) x[i] += o[i];
             ref_norm(x, nw[2], E, c->eps, h);
-            ref_bitlinear(m->w[l][4], WS(4), F, E, h, g);
-            ref_bitlinear(m->w[l][5], WS(5), F, E, h, u);
+            ref_lin(m, l, 4, h, g);
+            ref_lin(m, l, 5, h, u);
             for (int i = 0; i < F; i++) {
                 const float a = strcmp(c->arch, "bitnet") == 0 ? g[i] / (1.0f + expf(-g[i]))
                                                                : (g[i] > 0 ? g[i] * g[i] : 0.0f);
                 g[i] = a * u[i];
             }
             if (!c->no_sub) ref_norm(g, nw[3], F, c->eps, g);
-            ref_bitlinear(m->w[l][6], WS(6), E, F, g, o);
+            ref_lin(m, l, 6, g, o);
             for (int i = 0; i < E; i++) x[i] += o[i];
-#undef WS
         }
         ref_norm(x, m->out_norm, E, c->eps, h);
         const float *head = c->untied ? m->out : m->embd;
@@ -1040,6 +1106,89 @@ static void test_malformed(void **state)
     tm_free(&tm);
 }
 
+/* A mixed-precision model (convert --mixed): some linear layers stored as Q8_0 or Q4_0
+ * beside ternary ones give the reference's logits (the same int8 activations times the
+ * stored 8/4-bit values), the same numbers token by token as in one batch, and their bytes
+ * in the accounting. */
+static void test_mixed_layers(void **state)
+{
+    (void)state;
+    static const cfg *const cfgs[2] = {&CFG_A, &CFG_B};
+    for (int ci = 0; ci < 2; ci++) {
+        tmodel tm;
+        tm_build(&tm, cfgs[ci], 11 + (uint64_t)ci);
+        tm_keep(&tm, 0, 0, BN_TYPE_Q8_0); /* attn_q */
+        tm_keep(&tm, 0, 6, BN_TYPE_Q4_0); /* ffn_down */
+        tm_keep(&tm, 1, 5, BN_TYPE_Q8_0); /* ffn_up */
+        tm_keep(&tm, 1, 2, BN_TYPE_Q4_0); /* attn_v */
+        tm_keep(&tm, 1, 3, BN_TYPE_Q8_0); /* attn_output */
+        char path[128];
+        path_for(path, sizeof path, "mixed.gguf");
+        write_model(&tm, ci ? BN_TYPE_I2_S : BN_TYPE_TQ2_0, NULL, path);
+        check_against_reference(&tm, path, BN_TYPE_F32, bn_kernels_ref(), 0);
+        check_against_reference(&tm, path, BN_TYPE_F16, NULL, 0);
+        bn_model *m = load_ok(path, NULL, 0);
+        const bn_model_hparams *h = bn_model_hparams_get(m);
+        assert_int_equal(h->weight_type, ci ? BN_TYPE_I2_S : BN_TYPE_TQ2_0);
+        size_t kept = 0;
+        for (int l = 0; l < 2; l++)
+            for (int i = 0; i < N_LIN; i++) kept += tm.qbytes[l][i];
+        assert_true(bn_model_bytes_per_token(m) > kept);
+        int32_t tok[9];
+        rand_tokens(tok, 9, tm.c.V);
+        float *all = malloc((size_t)9 * tm.c.V * 4);
+        check_one_by_one(m, BN_TYPE_F16, tok, 9, all);
+        free(all);
+        bn_model_free(m);
+        tm_free(&tm);
+    }
+}
+
+/* Type combinations a mixed model may not have: a correction or a .scale tensor beside a layer
+ * kept at 8 or 4 bits, a scale that is not finite; one line each. */
+static void test_mixed_malformed(void **state)
+{
+    (void)state;
+    tmodel tm;
+    cfg c = CFG_A;
+    c.n_layer = 2;
+    tm_build(&tm, &c, 7);
+    tm_keep(&tm, 1, 4, BN_TYPE_Q8_0);
+    tm_keep(&tm, 0, 1, BN_TYPE_Q4_0);
+    breakage br;
+    memset(&br, 0, sizeof br);
+    br.lowrank = "blk.1.ffn_gate";
+    expect_load_error(&tm, &br, BN_ERR_FORMAT,
+                      "blk.1.ffn_gate.lowrank_a: a low-rank correction of a q8_0 layer (only "
+                      "ternary layers take one)");
+    memset(&br, 0, sizeof br);
+    br.lowrank = "blk.0.attn_k";
+    expect_load_error(&tm, &br, BN_ERR_FORMAT,
+                      "blk.0.attn_k.lowrank_a: a low-rank correction "
+                      "of a q4_0 layer");
+    br.lowrank = "blk.0.attn_q"; /* beside a ternary layer: fine */
+    char path[128];
+    path_for(path, sizeof path, "mixed_lr.gguf");
+    write_model(&tm, BN_TYPE_I2_S, &br, path);
+    bn_model *m = load_ok(path, NULL, 0);
+    bn_model_free(m);
+    tm.qraw[0][1][18 * 5] = 0x00, tm.qraw[0][1][18 * 5 + 1] = 0x7c; /* block 5's d = inf */
+    expect_load_error(&tm, NULL, BN_ERR_FORMAT,
+                      "blk.0.attn_k.weight: the scale of block 5 is not finite");
+    tm_free(&tm);
+    cfg cb = CFG_B; /* with .scale tensors: none is written beside a kept layer ... */
+    tm_build(&tm, &cb, 8);
+    tm_keep(&tm, 0, 3, BN_TYPE_Q4_0);
+    path_for(path, sizeof path, "mixed_scale.gguf");
+    write_model(&tm, BN_TYPE_I2_S, NULL, path);
+    bn_model_free(load_ok(path, NULL, 0));
+    memset(&br, 0, sizeof br);
+    br.scale_on = "blk.0.attn_output.weight"; /* ... unless asked */
+    expect_load_error(&tm, &br, BN_ERR_FORMAT,
+                      "blk.0.attn_output.scale: a scale tensor of a q4_0 layer");
+    tm_free(&tm);
+}
+
 /* Failing the n-th allocation of a load (or of a state) returns BN_ERR_NOMEM and leaks
  * nothing (LeakSanitizer checks the last part under SAN=1). */
 static void test_alloc_failures(void **state)
@@ -1436,6 +1585,8 @@ int main(void)
             cmocka_unit_test(test_act_quant),
             cmocka_unit_test(test_avx2_helpers),
             cmocka_unit_test(test_profile),
+            cmocka_unit_test(test_mixed_layers),
+            cmocka_unit_test(test_mixed_malformed),
     };
     const char *only = getenv("BN_TEST_FILTER"); /* e.g. BN_TEST_FILTER='test_malformed' */
     if (only && *only) cmocka_set_test_filter(only);

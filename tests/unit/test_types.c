@@ -50,10 +50,11 @@ static void test_type_traits(void **state)
         size_t bytes;
     } cases[] = {
             {BN_TYPE_F32, "f32", 1, 4},        {BN_TYPE_F16, "f16", 1, 2},
-            {BN_TYPE_Q8_0, "q8_0", 32, 34},    {BN_TYPE_I8, "i8", 1, 1},
-            {BN_TYPE_I16, "i16", 1, 2},        {BN_TYPE_I32, "i32", 1, 4},
-            {BN_TYPE_BF16, "bf16", 1, 2},      {BN_TYPE_TQ1_0, "tq1_0", 256, 54},
-            {BN_TYPE_TQ2_0, "tq2_0", 256, 66}, {BN_TYPE_I2_S, "i2_s", 128, 32},
+            {BN_TYPE_Q4_0, "q4_0", 32, 18},    {BN_TYPE_Q8_0, "q8_0", 32, 34},
+            {BN_TYPE_I8, "i8", 1, 1},          {BN_TYPE_I16, "i16", 1, 2},
+            {BN_TYPE_I32, "i32", 1, 4},        {BN_TYPE_BF16, "bf16", 1, 2},
+            {BN_TYPE_TQ1_0, "tq1_0", 256, 54}, {BN_TYPE_TQ2_0, "tq2_0", 256, 66},
+            {BN_TYPE_I2_S, "i2_s", 128, 32},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const bn_type_traits *t = bn_type_get(cases[i].id);
@@ -64,7 +65,7 @@ static void test_type_traits(void **state)
         assert_int_equal(t->block_bytes, cases[i].bytes);
         assert_int_equal(bn_type_from_name(cases[i].name), cases[i].id);
     }
-    static const int unknown[] = {-1, 2, 3, 9, 14, 23, 27, 29, 31, 33, BN_TYPE_COUNT_, 1000};
+    static const int unknown[] = {-1, 3, 9, 14, 23, 27, 29, 31, 33, BN_TYPE_COUNT_, 1000};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         assert_null(bn_type_get(unknown[i]));
         assert_string_equal(bn_type_name(unknown[i]), "unknown");
@@ -74,7 +75,8 @@ static void test_type_traits(void **state)
     assert_int_equal(bn_type_from_name("Bf16"), BN_TYPE_BF16);
     assert_int_equal(bn_type_from_name("f3"), -1);
     assert_int_equal(bn_type_from_name("f32 "), -1);
-    assert_int_equal(bn_type_from_name("q4_0"), -1);
+    assert_int_equal(bn_type_from_name("q4_0"), BN_TYPE_Q4_0);
+    assert_int_equal(bn_type_from_name("q4_1"), -1);
     assert_int_equal(bn_type_from_name(""), -1);
     assert_int_equal(bn_type_from_name(NULL), -1);
 }
@@ -105,7 +107,9 @@ static void test_row_bytes(void **state)
             {BN_TYPE_I2_S, 256, BN_OK, 64},
             {BN_TYPE_I2_S, 100, BN_ERR_INVALID, 0},
             {BN_TYPE_F32, -1, BN_ERR_INVALID, 0},
-            {2, 32, BN_ERR_UNSUPPORTED, 0},
+            {BN_TYPE_Q4_0, 64, BN_OK, 36},
+            {BN_TYPE_Q4_0, 48, BN_ERR_INVALID, 0},
+            {3, 32, BN_ERR_UNSUPPORTED, 0},
             {-5, 32, BN_ERR_UNSUPPORTED, 0},
             {BN_TYPE_F32, INT64_MAX, BN_ERR_OVERFLOW, 0},
     };
@@ -326,6 +330,42 @@ static void test_q8_0_known(void **state)
     bn_quantize_row_q8_0(z, y, 32);
     assert_int_equal(y[0].d, bn_f32_to_f16(1.27f / 127.0f));
     assert_int_equal(y[0].qs[0], 127);
+}
+
+/* Q4_0 as ggml's quantize_row_q4_0_ref: d = max / -8 from the value of largest magnitude
+ * (its sign too), q = min(15, (int8_t)(x / d + 8.5)), value j in the low nibble of byte j,
+ * value j + 16 in its high nibble. */
+static void test_q4_0_known(void **state)
+{
+    (void)state;
+    float x[64] = {0};
+    /* block 0: the largest is -16 -> d = 2 (0x4000), id = 0.5: -16 -> 0, 14 -> 15 (7 + 8),
+     * 3 -> (int8_t)10 = 10, -3 -> (int8_t)7 = 7, 1 -> (int8_t)9 = 9 */
+    x[0] = -16.0f, x[1] = 14.0f, x[2] = 3.0f, x[16] = -3.0f, x[17] = 1.0f;
+    /* block 1: the largest is +8 -> d = -1 (0xbc00), id = -1: 8 -> 0, -7 -> 15, 2 -> 6 */
+    x[32] = 8.0f, x[33] = -7.0f, x[48] = 2.0f;
+    bn_block_q4_0 y[2];
+    memset(y, 0xaa, sizeof y);
+    bn_quantize_row_q4_0(x, y, 64);
+    assert_int_equal(sizeof(bn_block_q4_0), 18);
+    assert_int_equal(y[0].d, 0x4000);
+    assert_int_equal(y[0].qs[0], 0 | 7 << 4);
+    assert_int_equal(y[0].qs[1], 15 | 9 << 4);
+    assert_int_equal(y[0].qs[2], 10 | 8 << 4);
+    assert_int_equal(y[0].qs[3], 8 | 8 << 4);
+    assert_int_equal(y[1].d, 0xbc00);
+    assert_int_equal(y[1].qs[0], 0 | 6 << 4);
+    assert_int_equal(y[1].qs[1], 15 | 8 << 4);
+    float back[64];
+    bn_dequantize_row_q4_0(y, back, 64);
+    assert_true(back[0] == -16.0f && back[1] == 14.0f && back[2] == 4.0f && back[3] == 0.0f);
+    assert_true(back[16] == -2.0f && back[17] == 2.0f);
+    assert_true(back[32] == 8.0f && back[33] == -7.0f && back[48] == 2.0f);
+    /* all zero: d = -0 (0 / -8, as ggml), every value 8 (q 0) */
+    float z[32] = {0};
+    bn_quantize_row_q4_0(z, y, 32);
+    assert_int_equal(y[0].d, 0x8000);
+    for (int j = 0; j < 16; j++) assert_int_equal(y[0].qs[j], 0x88);
 }
 
 /* ---- TQ2_0 -------------------------------------------------------------------------- */
@@ -590,10 +630,10 @@ int main(void)
             cmocka_unit_test(test_f32_to_f16_known),   cmocka_unit_test(test_f16_to_f32_known),
             cmocka_unit_test(test_f16_round_trip_all), cmocka_unit_test(test_f16_rows),
             cmocka_unit_test(test_bf16_known),         cmocka_unit_test(test_q8_0_known),
-            cmocka_unit_test(test_tq2_0_known),        cmocka_unit_test(test_tq2_0_reject),
-            cmocka_unit_test(test_tq_ref_quantizers),  cmocka_unit_test(test_tq1_0_known),
-            cmocka_unit_test(test_tq1_0_all_bytes),    cmocka_unit_test(test_i2s_known),
-            cmocka_unit_test(test_round_trips),
+            cmocka_unit_test(test_q4_0_known),         cmocka_unit_test(test_tq2_0_known),
+            cmocka_unit_test(test_tq2_0_reject),       cmocka_unit_test(test_tq_ref_quantizers),
+            cmocka_unit_test(test_tq1_0_known),        cmocka_unit_test(test_tq1_0_all_bytes),
+            cmocka_unit_test(test_i2s_known),          cmocka_unit_test(test_round_trips),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,7 +28,8 @@ extern "C" {
 typedef enum bn_type {
     BN_TYPE_F32 = 0,
     BN_TYPE_F16 = 1,
-    /* 2-7: ggml Q4_0, Q4_1, (retired 4, 5), Q5_0, Q5_1 - not supported */
+    BN_TYPE_Q4_0 = 2, /* linear layers kept at 4 bits (convert --mixed) */
+    /* 3-7: ggml Q4_1, (retired 4, 5), Q5_0, Q5_1 - not supported */
     BN_TYPE_Q8_0 = 8,
     /* 9-23: other ggml block types - not supported */
     BN_TYPE_I8 = 24,
@@ -64,9 +65,9 @@ bn_status bn_type_row_bytes(int type, int64_t n, size_t *out);
 /* Bit-exact with x86 F16C (checked over all f16 values and a 1/37 sample of all f32
  * bit patterns): NaNs keep their top payload bits and come out quiet. */
 float bn_f16_to_f32(uint16_t h);
-uint16_t bn_f32_to_f16(float f);   /* round to nearest even; overflow -> inf; NaN kept */
+uint16_t bn_f32_to_f16(float f); /* round to nearest even; overflow -> inf; NaN kept */
 float bn_bf16_to_f32(uint16_t h);
-uint16_t bn_f32_to_bf16(float f);  /* round to nearest even; NaN stays a quiet NaN */
+uint16_t bn_f32_to_bf16(float f); /* round to nearest even; NaN stays a quiet NaN */
 
 /* The *_to_f32_row readers take n little-endian 16-bit values at any address (file data
  * need not be 2-byte aligned). */
@@ -86,6 +87,20 @@ typedef struct bn_block_q8_0 {
 /* n must be a multiple of 32. As ggml: d = amax / 127, q = round(x / d). */
 void bn_quantize_row_q8_0(const float *x, bn_block_q8_0 *y, int64_t n);
 void bn_dequantize_row_q8_0(const bn_block_q8_0 *x, float *y, int64_t n);
+
+/* ---- Q4_0 (ggml): blocks of 32 values, an fp16 scale d and 16 bytes of nibbles --------
+ * value j < 16 in the low nibble of qs[j], value j + 16 in its high nibble, each as
+ * q + 8 (q in -8 .. 7): x = d * q. */
+#define BN_QK4_0 32
+typedef struct bn_block_q4_0 {
+    uint16_t d;
+    uint8_t qs[BN_QK4_0 / 2];
+} bn_block_q4_0;
+
+/* n must be a multiple of 32. As ggml: d = -(the value of largest magnitude) / 8,
+ * q = min(15, (int8_t)(x / d + 8.5)) - 8. */
+void bn_quantize_row_q4_0(const float *x, bn_block_q4_0 *y, int64_t n);
+void bn_dequantize_row_q4_0(const bn_block_q4_0 *x, float *y, int64_t n);
 
 /* ---- Q6H and Q4H: LM-head blocks made at load (no file stores them) ----------------
  * 256 values per block: an f16 super-scale d, 16 int8 sub-scales sc (one per 16 values,
@@ -121,7 +136,7 @@ void bn_dequantize_row_q4h(const bn_block_q4h *x, float *y, int64_t n);
  * Pack: every block gets the same scale d. Unpack: q and the d of each block
  * (d_out has n / 256 entries, or is NULL). Returns BN_ERR_FORMAT if a code is 3 (not
  * ternary), BN_ERR_INVALID if n is not a multiple of 256. */
-#define BN_QK_TQ 256
+#define BN_QK_TQ             256
 #define BN_TQ2_0_BLOCK_BYTES 66
 #define BN_TQ1_0_BLOCK_BYTES 54
 void bn_pack_tq2_0(const int8_t *q, float d, int64_t n, uint8_t *out);
