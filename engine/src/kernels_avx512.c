@@ -22,6 +22,8 @@
 #define PIN(v) __asm__("" : "+v"(v))
 #endif
 
+#include <string.h>
+
 #include "kernels_internal.h"
 
 #define INLINE static inline __attribute__((always_inline))
@@ -201,23 +203,22 @@ static float avx512_dot_q4h_q8(const bn_block_q4h *a, const int8_t *xq, const fl
  * 2-row x 8-token tile with K in L1-sized chunks that this replaced, 0.8-0.86 of the
  * vpdpbusd probe; a microbenchmark of the inner loops alone gave 0.65 for the old tile
  * (the activation loads, 16 per 32 vpdpbusd, bound it) and 0.95 for this one. The 16
- * sums leave through one transposing reduction (hsum16) instead of 16 reduce_adds. */
+ * sums leave through one transposing reduction (fold32/64/128) instead of 16 reduce_adds. */
 
-/* v[0..15] -> lane i holds the sum of v[i]'s 16 lanes. */
-INLINE __m512i hsum16(const __m512i *v)
+/* Pairwise steps of the transposing reduction: for 32-bit, per 128-bit lane,
+ * (a0+a2, b0+b2, a1+a3, b1+b3); for 64-bit, each lane's sums of a's and b's halves; for
+ * 128-bit, the lanes of a and b folded pairwise (a0+a1, a2+a3, b0+b1, b2+b3). */
+INLINE __m512i fold32(__m512i a, __m512i b)
 {
-    __m512i t[8], u[4], w[2];
-    for (int i = 0; i < 8; i++) /* per 128-bit lane: (a0+a2, b0+b2, a1+a3, b1+b3) */
-        t[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]),
-                                _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
-    for (int i = 0; i < 4; i++) /* per 128-bit lane: the lane's sums of v[4i .. 4i+3] */
-        u[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(t[2 * i], t[2 * i + 1]),
-                                _mm512_unpackhi_epi64(t[2 * i], t[2 * i + 1]));
-    for (int i = 0; i < 2; i++) /* fold the 128-bit lanes pairwise */
-        w[i] = _mm512_add_epi32(_mm512_shuffle_i32x4(u[2 * i], u[2 * i + 1], 0x88),
-                                _mm512_shuffle_i32x4(u[2 * i], u[2 * i + 1], 0xdd));
-    return _mm512_add_epi32(_mm512_shuffle_i32x4(w[0], w[1], 0x88),
-                            _mm512_shuffle_i32x4(w[0], w[1], 0xdd));
+    return _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+}
+INLINE __m512i fold64(__m512i a, __m512i b)
+{
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+}
+INLINE __m512i fold128(__m512i a, __m512i b)
+{
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(a, b, 0x88), _mm512_shuffle_i32x4(a, b, 0xdd));
 }
 
 #define UNPACK4(r)                                                                                 \
@@ -242,8 +243,8 @@ INLINE __m512i hsum16(const __m512i *v)
     }
 
 /* sums c*x of the row group at c (block 0 of its first row) with tokens xp[0 .. nt) over
- * nb blocks: out[t * 4 + i] for row i, token t (tokens past nt give zeros). */
-INLINE void gemm_group(const uint8_t *c, const int8_t *const *xp, int64_t nb, int nt, __m512i *out)
+ * nb blocks, lane 4t + i for row i, token t (tokens past nt give zeros). */
+INLINE __m512i gemm_group(const uint8_t *c, const int8_t *const *xp, int64_t nb, int nt)
 {
     const __m512i m3 = _mm512_set1_epi8(3), k64 = counts(6, 4), k20 = counts(2, 0);
     __m512i a00 = _mm512_setzero_si512(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00,
@@ -260,36 +261,52 @@ INLINE void gemm_group(const uint8_t *c, const int8_t *const *xp, int64_t nb, in
         TOK4(2)
         TOK4(3)
     }
-    out[0] = a00, out[1] = a10, out[2] = a20, out[3] = a30;
-    out[4] = a01, out[5] = a11, out[6] = a21, out[7] = a31;
-    out[8] = a02, out[9] = a12, out[10] = a22, out[11] = a32;
-    out[12] = a03, out[13] = a13, out[14] = a23, out[15] = a33;
+    /* lane 4t + i: row i, token t */
+    const __m512i t0 = fold64(fold32(a00, a10), fold32(a20, a30));
+    const __m512i t1 = fold64(fold32(a01, a11), fold32(a21, a31));
+    const __m512i t2 = fold64(fold32(a02, a12), fold32(a22, a32));
+    const __m512i t3 = fold64(fold32(a03, a13), fold32(a23, a33));
+    return fold128(fold128(t0, t1), fold128(t2, t3));
 }
 #undef TOK4
 #undef DOT4
 #undef UNPACK4
 
-static void gemm_group_nt(const uint8_t *c, const int8_t *const *xp, int64_t nb, int nt,
-                          __m512i *out)
+static __m512i gemm_group_nt(const uint8_t *c, const int8_t *const *xp, int64_t nb, int nt)
 {
     switch (nt) {
     case 4:
-        gemm_group(c, xp, nb, 4, out);
-        break;
+        return gemm_group(c, xp, nb, 4);
     case 3:
-        gemm_group(c, xp, nb, 3, out);
-        break;
+        return gemm_group(c, xp, nb, 3);
     case 2:
-        gemm_group(c, xp, nb, 2, out);
-        break;
+        return gemm_group(c, xp, nb, 2);
     default:
-        gemm_group(c, xp, nb, 1, out);
-        break;
+        return gemm_group(c, xp, nb, 1);
     }
 }
 
-#define GEMM_RB 64 /* rows whose codes stay in L2 while every token tile passes over them */
 #define GEMM_NT 4
+
+/* put() for a whole tile, 16 outputs at once: lane 4j + i of sum is row g + i, token
+ * t0 + j; the same float operations as bn__tmat_out, so the same bits. */
+INLINE void put_tile(const bn_tmat *w, const bn_qact *x, float *y, int64_t ldy, int64_t g,
+                     int64_t t0, __m512i sum)
+{
+    const __m512i rep = _mm512_set_epi32(3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0);
+    const __m512i spread = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    const __m512 ws = _mm512_permutexvar_ps(rep, _mm512_maskz_loadu_ps(0xF, w->scales + g));
+    const __m512 xs = _mm512_permutexvar_ps(spread, _mm512_maskz_loadu_ps(0xF, x->inv_scale + t0));
+    const __m512i xsum =
+            _mm512_permutexvar_epi32(spread, _mm512_maskz_loadu_epi32(0xF, x->sum + t0));
+    float out[16];
+    _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sum, xsum)),
+                                        _mm512_mul_ps(ws, xs)));
+    for (int j = 0; j < GEMM_NT; j++)
+        memcpy(y + (t0 + j) * ldy + g, out + 4 * j, sizeof(float) * 4);
+}
+
+#define GEMM_RB 256 /* rows whose codes stay in L2 while every token tile passes over them */
 
 /* Row blocks, token tiles of 4, then the block's row groups (a row range that starts or
  * ends inside a group computes the whole group and writes only its own rows). */
@@ -297,7 +314,6 @@ static void gemm(const bn_tmat *w, const bn_qact *x, int32_t *acc, float *y, int
                  int64_t r0, int64_t r1)
 {
     const int64_t nb = w->kpad / BN_TMAT_KBLOCK;
-    __m512i v[16];
     int32_t s[16];
     const int64_t g0 = r0 - r0 % BN_TMAT_RGROUP;
     for (int64_t rb = g0; rb < r1; rb += GEMM_RB) {
@@ -307,10 +323,14 @@ static void gemm(const bn_tmat *w, const bn_qact *x, int32_t *acc, float *y, int
             const int8_t *xp[GEMM_NT];
             for (int j = 0; j < nt; j++) xp[j] = x->q + (t0 + j) * x->kpad;
             for (int64_t g = rb; g < re; g += BN_TMAT_RGROUP) {
-                gemm_group_nt(bn__tmat_block(w, g, 0), xp, nb, nt, v);
-                _mm512_storeu_si512(s, hsum16(v));
+                const __m512i sum = gemm_group_nt(bn__tmat_block(w, g, 0), xp, nb, nt);
                 const int64_t lo = g < r0 ? r0 : g;
                 const int64_t hi = g + BN_TMAT_RGROUP < r1 ? g + BN_TMAT_RGROUP : r1;
+                if (!acc && nt == GEMM_NT && lo == g && hi == g + BN_TMAT_RGROUP) {
+                    put_tile(w, x, y, ldy, g, t0, sum);
+                    continue;
+                }
+                _mm512_storeu_si512(s, sum);
                 for (int j = 0; j < nt; j++)
                     for (int64_t r = lo; r < hi; r++)
                         put(w, x, acc, y, ldy, r, t0 + j, s[j * 4 + (r - g)]);

@@ -303,6 +303,33 @@ static inline __m512 _mm512_maskz_loadu_ps(__mmask16 k, const void *p)
     return r;
 }
 
+static inline __m512i _mm512_maskz_loadu_epi32(__mmask16 k, const void *p)
+{
+    __m512i r;
+    for (int i = 0; i < 16; i++) {
+        int32_t v = 0;
+        if (k >> i & 1) memcpy(&v, (const char *)p + 4 * i, 4);
+        emu_put32(&r, i, v);
+    }
+    return r;
+}
+
+static inline void _mm512_storeu_ps(void *p, __m512 a)
+{
+    memcpy(p, a.f, 64);
+}
+
+/* e15 .. e0, as Intel orders the arguments. */
+static inline __m512i _mm512_set_epi32(int e15, int e14, int e13, int e12, int e11, int e10, int e9,
+                                       int e8, int e7, int e6, int e5, int e4, int e3, int e2,
+                                       int e1, int e0)
+{
+    const int e[16] = {e0, e1, e2, e3, e4, e5, e6, e7, e8, e9, e10, e11, e12, e13, e14, e15};
+    __m512i r;
+    for (int i = 0; i < 16; i++) emu_put32(&r, i, e[i]);
+    return r;
+}
+
 static inline __m512 _mm512_permutexvar_ps(__m512i idx, __m512 a)
 {
     __m512 r;
