@@ -115,7 +115,11 @@ static bn_status resnet_fwd(const fwd *f, const bn_vmodel *m, const float *img, 
     if (h < 1) return bn_ctx_set_error(f->ctx, BN_ERR_RANGE, "vision: the image is too small");
     float *x = falloc(f, n, (int64_t)c0 * h * w), *p;
     if (!x) return bn_ctx_status(f->ctx);
-    bn_conv2d_f32(&gs, m->stem_w, NULL, m->stem_scale, m->stem_bias, img, n, s, s, x);
+    if (bn_conv2d_f32(f->pool, &gs, m->stem_w, NULL, m->stem_scale, m->stem_bias, img, n, s, s,
+                      x) != BN_OK) {
+        bn_free(x);
+        return bn_ctx_set_error(f->ctx, BN_ERR_NOMEM, "vision: out of memory (stem)");
+    }
     bn_relu(x, (int64_t)n * c0 * h * w);
     if (m->stem_pool) {
         const int ph = bn_conv_out(h, 3, 2, 1), pw = bn_conv_out(w, 3, 2, 1);
@@ -154,8 +158,11 @@ static bn_status vit_embed(const fwd *f, const bn_vmodel *m, const float *img, i
     const bn_conv_geom gp = {m->info.in_chans, d, m->patch, m->patch, m->patch, 0, 1};
     float *pc = falloc(f, n, (int64_t)d * np);
     if (!pc) return bn_ctx_status(f->ctx);
-    bn_conv2d_f32(&gp, m->patch_w, m->patch_b, NULL, NULL, img, n, m->info.image_size,
-                  m->info.image_size, pc);
+    if (bn_conv2d_f32(f->pool, &gp, m->patch_w, m->patch_b, NULL, NULL, img, n, m->info.image_size,
+                      m->info.image_size, pc) != BN_OK) {
+        bn_free(pc);
+        return bn_ctx_set_error(f->ctx, BN_ERR_NOMEM, "vision: out of memory (patches)");
+    }
     for (int i = 0; i < n; i++) {
         float *xi = x + (int64_t)i * t * d;
         for (int k = 0; k < d; k++) xi[k] = m->cls[k] + m->pos[k];

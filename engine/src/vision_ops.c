@@ -53,35 +53,81 @@ void bn_tlayer_release(bn_tlayer *l)
 
 /* ---- im2col and the GEMM path ------------------------------------------------------------ */
 
-void bn_im2col_q8(const bn_conv_geom *g, const int8_t *xq, int h, int w, int8_t *rows, int64_t ld,
-                  int32_t *rsum)
+/* A copy of c planes of h x w elements of size es with pad zeros around each. */
+static void *pad_planes(const void *x, int c, int h, int w, int pad, size_t es)
+{
+    const int64_t hp = h + 2 * pad, wp = w + 2 * pad;
+    uint8_t *p = bn_calloc((size_t)(c * hp * wp), es);
+    if (!p) return NULL;
+    for (int64_t ch = 0; ch < c; ch++)
+        for (int64_t y = 0; y < h; y++)
+            memcpy(p + ((ch * hp + y + pad) * wp + pad) * es,
+                   (const uint8_t *)x + ((ch * h + y) * w) * es, (size_t)w * es);
+    return p;
+}
+
+typedef struct im2col_job {
+    const bn_conv_geom *g;
+    const uint8_t *xp; /* padded planes */
+    int64_t hp, wp, ow, ld;
+    size_t es; /* element size: 1 (int8) or 4 (float) */
+    uint8_t *rows;
+    int32_t *rsum;
+} im2col_job;
+
+/* Patch rows of output rows oy0 .. oy1 - 1: runs of kw elements copied from the padded planes. */
+static void im2col_range(void *arg, int64_t oy0, int64_t oy1, int tid)
+{
+    (void)tid;
+    const im2col_job *j = arg;
+    const bn_conv_geom *g = j->g;
+    const int64_t k = (int64_t)g->cin * g->kh * g->kw;
+    const size_t run = (size_t)g->kw * j->es;
+    for (int64_t oy = oy0; oy < oy1; oy++)
+        for (int64_t ox = 0; ox < j->ow; ox++) {
+            const int64_t p = oy * j->ow + ox;
+            uint8_t *r = j->rows + (size_t)(p * j->ld) * j->es, *d = r;
+            const uint8_t *src = j->xp + ((oy * g->stride) * j->wp + ox * g->stride) * j->es;
+            const size_t plane = (size_t)(j->hp * j->wp) * j->es, line = (size_t)j->wp * j->es;
+            for (int64_t c = 0; c < g->cin; c++, src += plane)
+                for (int i = 0; i < g->kh; i++, d += run) {
+                    const uint8_t *s8 = src + i * line;
+                    if (j->es == 1 && g->kw == 3) {
+                        d[0] = s8[0], d[1] = s8[1], d[2] = s8[2];
+                    } else if (j->es == 1) {
+                        for (int t = 0; t < g->kw; t++) d[t] = s8[t];
+                    } else {
+                        memcpy(d, s8, run);
+                    }
+                }
+            memset(d, 0, (size_t)(j->ld - k) * j->es);
+            if (j->rsum) {
+                int32_t sum = 0;
+                const int8_t *q = (const int8_t *)r;
+                for (int64_t i = 0; i < k; i++) sum += q[i];
+                j->rsum[p] = sum;
+            }
+        }
+}
+
+/* Patch rows of one image (es-byte elements), split over the pool by output rows. */
+static bn_status im2col(bn_threadpool *pool, const bn_conv_geom *g, const void *x, int h, int w,
+                        size_t es, void *rows, int64_t ld, int32_t *rsum)
 {
     const int oh = bn_conv_out(h, g->kh, g->stride, g->pad);
     const int ow = bn_conv_out(w, g->kw, g->stride, g->pad);
-    const int64_t k = (int64_t)g->cin * g->kh * g->kw;
-    for (int oy = 0; oy < oh; oy++) {
-        for (int ox = 0; ox < ow; ox++) {
-            int8_t *r = rows + ((int64_t)oy * ow + ox) * ld;
-            int32_t sum = 0;
-            int64_t kk = 0;
-            for (int c = 0; c < g->cin; c++) {
-                const int8_t *plane = xq + (int64_t)c * h * w;
-                for (int i = 0; i < g->kh; i++) {
-                    const int iy = oy * g->stride - g->pad + i;
-                    for (int j = 0; j < g->kw; j++, kk++) {
-                        const int ix = ox * g->stride - g->pad + j;
-                        const int8_t v = (iy >= 0 && iy < h && ix >= 0 && ix < w)
-                                                 ? plane[(int64_t)iy * w + ix]
-                                                 : 0;
-                        r[kk] = v;
-                        sum += v;
-                    }
-                }
-            }
-            memset(r + k, 0, (size_t)(ld - k));
-            if (rsum) rsum[(int64_t)oy * ow + ox] = sum;
-        }
-    }
+    uint8_t *xp = pad_planes(x, g->cin, h, w, g->pad, es);
+    if (!xp) return BN_ERR_NOMEM;
+    im2col_job j = {g, xp, h + 2 * g->pad, w + 2 * g->pad, ow, ld, es, rows, rsum};
+    bn_pool_parallel_for(pool, oh, 1, im2col_range, &j);
+    bn_free(xp);
+    return BN_OK;
+}
+
+bn_status bn_im2col_q8(bn_threadpool *pool, const bn_conv_geom *g, const int8_t *xq, int h, int w,
+                       int8_t *rows, int64_t ld, int32_t *rsum)
+{
+    return im2col(pool, g, xq, h, w, 1, rows, ld, rsum);
 }
 
 typedef struct tconv_bufs {
@@ -98,19 +144,21 @@ static void tconv_bufs_release(tconv_bufs *b)
 }
 
 /* Quantizes image x and writes its patch rows at token t0 of b->qa. */
-static void tconv_fill(const bn_tlayer *l, const float *x, int h, int w, tconv_bufs *b, int64_t t0,
-                       int64_t p, bn_vision_timing *t)
+static bn_status tconv_fill(bn_threadpool *pool, const bn_tlayer *l, const float *x, int h, int w,
+                            tconv_bufs *b, int64_t t0, int64_t p, bn_vision_timing *t)
 {
     const double t_a = bn_time_now();
     const float s = bn_quantize_act_row(x, (int64_t)l->g.cin * h * w, b->xq);
     const double t_b = bn_time_now();
-    bn_im2col_q8(&l->g, b->xq, h, w, b->qa.q + t0 * b->qa.kpad, b->qa.kpad, b->qa.sum + t0);
+    const bn_status rc = bn_im2col_q8(pool, &l->g, b->xq, h, w, b->qa.q + t0 * b->qa.kpad,
+                                      b->qa.kpad, b->qa.sum + t0);
     const float inv = 1.0f / s;
     for (int64_t i = 0; i < p; i++) b->qa.inv_scale[t0 + i] = inv;
     if (t) {
         t->quant_s += t_b - t_a;
         t->im2col_s += bn_time_now() - t_b;
     }
+    return rc;
 }
 
 bn_status bn_tconv2d(bn_threadpool *pool, const bn_kernels *k, const bn_tlayer *l, const float *x,
@@ -136,8 +184,9 @@ bn_status bn_tconv2d(bn_threadpool *pool, const bn_kernels *k, const bn_tlayer *
     }
     for (int i0 = 0; i0 < n; i0 += (int)per) {
         const int cnt = (int)(n - i0 < per ? n - i0 : per);
-        for (int i = 0; i < cnt; i++)
-            tconv_fill(l, x + (int64_t)(i0 + i) * in_sz, h, w, &b, i * p, p, t);
+        for (int i = 0; i < cnt && rc == BN_OK; i++)
+            rc = tconv_fill(pool, l, x + (int64_t)(i0 + i) * in_sz, h, w, &b, i * p, p, t);
+        if (rc != BN_OK) break;
         b.qa.n_tok = cnt * p;
         const double t_a = bn_time_now();
         bn_tmatmul(pool, k, &l->w, &b.qa, b.yt);
@@ -155,7 +204,7 @@ bn_status bn_tconv2d(bn_threadpool *pool, const bn_kernels *k, const bn_tlayer *
         }
     }
     tconv_bufs_release(&b);
-    return BN_OK;
+    return rc;
 }
 
 /* ---- scalar references ---------------------------------------------------------------- */
@@ -280,29 +329,71 @@ static void conv_tap(const bn_conv_geom *g, float v, const float *xp, int h, int
     }
 }
 
-void bn_conv2d_f32(const bn_conv_geom *g, const float *wt, const float *bias, const float *scale,
-                   const float *shift, const float *x, int n, int h, int w, float *y)
+/* Depthwise (or grouped) float conv of one image, tap by tap. */
+static void conv_grouped(const bn_conv_geom *g, const float *wt, const float *bias, const float *xi,
+                         int h, int w, float *yi)
 {
-    const int groups = g->groups > 0 ? g->groups : 1;
     const int oh = bn_conv_out(h, g->kh, g->stride, g->pad);
     const int ow = bn_conv_out(w, g->kw, g->stride, g->pad);
-    const int cpg = g->cin / groups, opg = g->cout / groups;
+    const int cpg = g->cin / g->groups, opg = g->cout / g->groups;
     const int64_t p = (int64_t)oh * ow;
-    for (int im = 0; im < n; im++) {
-        const float *xi = x + (int64_t)im * g->cin * h * w;
-        for (int c = 0; c < g->cout; c++) {
-            float *yo = y + ((int64_t)im * g->cout + c) * p;
-            for (int64_t q = 0; q < p; q++) yo[q] = bias ? bias[c] : 0.0f;
-            const int c0 = (c / opg) * cpg;
-            for (int ci = 0; ci < cpg; ci++)
-                for (int i = 0; i < g->kh; i++)
-                    for (int j = 0; j < g->kw; j++)
-                        conv_tap(g, wt[(((int64_t)c * cpg + ci) * g->kh + i) * g->kw + j],
-                                 xi + (int64_t)(c0 + ci) * h * w, h, w, i, j, oh, ow, yo);
-            if (scale)
-                for (int64_t q = 0; q < p; q++) yo[q] = yo[q] * scale[c] + (shift ? shift[c] : 0);
-        }
+    for (int c = 0; c < g->cout; c++) {
+        float *yo = yi + c * p;
+        for (int64_t q = 0; q < p; q++) yo[q] = bias ? bias[c] : 0.0f;
+        const int c0 = (c / opg) * cpg;
+        for (int ci = 0; ci < cpg; ci++)
+            for (int i = 0; i < g->kh; i++)
+                for (int j = 0; j < g->kw; j++)
+                    conv_tap(g, wt[(((int64_t)c * cpg + ci) * g->kh + i) * g->kw + j],
+                             xi + (int64_t)(c0 + ci) * h * w, h, w, i, j, oh, ow, yo);
     }
+}
+
+typedef struct fconv_job {
+    const bn_conv_geom *g;
+    const float *wt, *bias, *col;
+    int64_t k, p;
+    float *y;
+    const bn_kernels *kr;
+} fconv_job;
+
+/* Output pixels q0 .. q1 - 1 of every channel: dot products of the weights with the patch rows. */
+static void fconv_range(void *arg, int64_t q0, int64_t q1, int tid)
+{
+    (void)tid;
+    const fconv_job *j = arg;
+    for (int64_t q = q0; q < q1; q++)
+        for (int c = 0; c < j->g->cout; c++)
+            j->y[c * j->p + q] = j->kr->dot_f32(j->wt + c * j->k, j->col + q * j->k, j->k) +
+                                 (j->bias ? j->bias[c] : 0.0f);
+}
+
+bn_status bn_conv2d_f32(bn_threadpool *pool, const bn_conv_geom *g, const float *wt,
+                        const float *bias, const float *scale, const float *shift, const float *x,
+                        int n, int h, int w, float *y)
+{
+    const int oh = bn_conv_out(h, g->kh, g->stride, g->pad);
+    const int ow = bn_conv_out(w, g->kw, g->stride, g->pad);
+    const int64_t p = (int64_t)oh * ow, k = (int64_t)g->cin * g->kh * g->kw;
+    const int grouped = g->groups > 1;
+    float *col = grouped ? NULL : bn_malloc((size_t)(p * k) * sizeof(float));
+    if (!grouped && !col) return BN_ERR_NOMEM;
+    bn_status rc = BN_OK;
+    for (int im = 0; im < n && rc == BN_OK; im++) {
+        const float *xi = x + (int64_t)im * g->cin * h * w;
+        float *yi = y + (int64_t)im * g->cout * p;
+        if (grouped) {
+            conv_grouped(g, wt, bias, xi, h, w, yi);
+        } else if ((rc = im2col(pool, g, xi, h, w, sizeof(float), col, k, NULL)) == BN_OK) {
+            fconv_job j = {g, wt, bias, col, k, p, yi, bn_kernels_get()};
+            bn_pool_parallel_for(pool, p, 64, fconv_range, &j);
+        }
+        for (int c = 0; scale && c < g->cout; c++)
+            for (int64_t q = 0; q < p; q++)
+                yi[c * p + q] = yi[c * p + q] * scale[c] + (shift ? shift[c] : 0.0f);
+    }
+    bn_free(col);
+    return rc;
 }
 
 void bn_linear_f32(const float *wt, const float *b, int64_t in, int64_t out, const float *x,

@@ -198,7 +198,7 @@ static void test_im2col(void **state)
     int8_t rows[4 * 12];
     int32_t sum[4];
     memset(rows, 0x55, sizeof rows);
-    bn_im2col_q8(&g, x, 3, 3, rows, 12, sum);
+    assert_int_equal(bn_im2col_q8(NULL, &g, x, 3, 3, rows, 12, sum), BN_OK);
     const int8_t r0[12] = {0, 0, 0, 0, 1, 2, 0, 4, 5, 0, 0, 0};
     const int8_t r3[12] = {5, 6, 0, 8, 9, 0, 0, 0, 0, 0, 0, 0};
     assert_memory_equal(rows, r0, 12);
@@ -236,6 +236,8 @@ static void test_conv_f32(void **state)
                                       {2, 5, 7, 7, 2, 3, 1},
                                       {4, 4, 3, 3, 2, 1, 4},
                                       {3, 2, 4, 4, 4, 0, 1}};
+    bn_threadpool *pool;
+    assert_int_equal(bn_pool_new(&pool, 2), BN_OK);
     for (size_t gi = 0; gi < 4; gi++) {
         const bn_conv_geom *g = &gs[gi];
         const int n = 2, h = 12, w = 9;
@@ -250,7 +252,7 @@ static void test_conv_f32(void **state)
         fill(b, 8, 1.0f);
         fill(sc, 8, 2.0f);
         fill(sh, 8, 1.0f);
-        bn_conv2d_f32(g, wt, b, sc, sh, x, n, h, w, y);
+        assert_int_equal(bn_conv2d_f32(pool, g, wt, b, sc, sh, x, n, h, w, y), BN_OK);
         naive_conv(g, wt, x, n, h, w, yf);
         for (int64_t i = 0; i < out; i++) {
             const int c = (int)(i / (oh * ow)) % g->cout;
@@ -259,6 +261,7 @@ static void test_conv_f32(void **state)
         expect_close(y, yf, out, 1e-5f);
         free(wt), free(x), free(y), free(yf);
     }
+    bn_pool_free(pool);
 }
 
 static void test_pool(void **state)

@@ -107,17 +107,20 @@ bn_status bn_tlinear_ref(const bn_tlayer *l, const float *x, int64_t n_tok, floa
 
 /* The int8 patch rows of one quantized image (xq: cin x h x w): row p = oy * ow + ox holds
  * K = cin * kh * kw values (zero outside the image), padded with zeros to ld; rsum[p] gets
- * the row's sum (may be NULL). */
-void bn_im2col_q8(const bn_conv_geom *g, const int8_t *xq, int h, int w, int8_t *rows, int64_t ld,
-                  int32_t *rsum);
+ * the row's sum (may be NULL). Built from a zero-padded copy of the image (BN_ERR_NOMEM when
+ * it cannot be allocated), split over the pool by output rows (pool may be NULL). */
+bn_status bn_im2col_q8(bn_threadpool *pool, const bn_conv_geom *g, const int8_t *xq, int h, int w,
+                       int8_t *rows, int64_t ld, int32_t *rsum);
 
 /* ---- float layers ----------------------------------------------------------------------- */
 
 /* Float conv (groups 1 or depthwise): wt is cout x (cin / groups) x kh x kw (PyTorch order);
  * y = conv + bias (bias NULL: none); then, when scale is not NULL, y = y * scale[c] +
- * shift[c] (a folded BN; shift NULL: none). */
-void bn_conv2d_f32(const bn_conv_geom *g, const float *wt, const float *bias, const float *scale,
-                   const float *shift, const float *x, int n, int h, int w, float *y);
+ * shift[c] (a folded BN; shift NULL: none). groups 1: im2col and the kernel table's dot_f32
+ * over the pool (pool may be NULL); BN_ERR_NOMEM when its scratch cannot be allocated. */
+bn_status bn_conv2d_f32(bn_threadpool *pool, const bn_conv_geom *g, const float *wt,
+                        const float *bias, const float *scale, const float *shift, const float *x,
+                        int n, int h, int w, float *y);
 /* y (T x out) = x (T x in) W^T + b; W is out x in (b NULL: none). */
 void bn_linear_f32(const float *wt, const float *b, int64_t in, int64_t out, const float *x,
                    int64_t n_tok, float *y);
