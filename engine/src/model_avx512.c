@@ -18,8 +18,11 @@
  * are prepared once per forward pass (bn__head_group_prep: transposed so that lane i of step
  * s holds values 4s .. 4s+3 of token i, with each block's correction and scale per token);
  * then four values of a row, broadcast, multiply the 16 tokens' values in one vpdpbusd, and
- * one multiply-add per (row, block) serves all 16 tokens. A (row, token) pair gets the same
- * bits from either kernel, so a batch's logits equal each token's alone.
+ * one multiply-add per (row, block) serves all 16 tokens; a 16-row group is taken in chunks
+ * of HEAD_CHUNK blocks that its four quarters pass over in turn while in L1, with the next
+ * chunk prefetched (1.5x on a 328 MB head: the stream, not vpdpbusd, bounded it). A (row,
+ * token) pair gets the same bits from either kernel, so a batch's logits equal each token's
+ * alone.
  */
 #include <immintrin.h>
 #include <string.h>
@@ -123,6 +126,10 @@ static inline __attribute__((always_inline)) __m512 row_acc(__m512 acc, __m512i 
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dr, xv), acc);
 }
 
+/* Blocks per chunk: the tokens' values (chunk x 512 bytes) and the 16 rows' (as many) stay
+ * in L1 while the four 4-row quarters of a 16-row group pass over them in turn. */
+#define HEAD_CHUNK 16
+
 void bn__head_u8_rows_multi_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
                                    int64_t r1, const void *grp, int nt, float *const *y)
 {
@@ -130,37 +137,52 @@ void bn__head_u8_rows_multi_avx512(const int8_t *qs, const uint16_t *d, int64_t 
     const __m512i *xt = grp;
     const __m512i *nc = (const __m512i *)((const char *)grp + (size_t)E * GT);
     const __m512 *xdt = (const __m512 *)(nc + nb);
-    for (int64_t g = r0 / 4; g * 4 < r1; g++) { /* 4 rows of a 16-row group */
-        const uint8_t *w = (const uint8_t *)qs + bn__head_u8_offset(E, g * 4, 0);
-        const uint16_t *dg = d + bn__head_d16_index(nb, g * 4, 0);
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *wb = w + b * 512; /* then step k at + 64 k, row i at + 4 i */
-            const __m512i *xb = xt + b * 8;
-            __m512i s0 = _mm512_load_si512(nc + b), s1 = s0, s2 = s0, s3 = s0;
+    for (int64_t G = r0 / 16 * 16; G < r1; G += 16) {
+        const int q0 = (int)(G < r0 ? (r0 - G) / 4 : 0); /* the quarters in [r0, r1) */
+        const int q1 = (int)(r1 - G >= 16 ? 4 : (r1 - G + 3) / 4);
+        __m512 acc[4][4]; /* quarter, row: 16 tokens; carried from chunk to chunk */
+        for (int q = 0; q < 4; q++)
+            for (int i = 0; i < 4; i++) acc[q][i] = _mm512_setzero_ps();
+        for (int64_t c0 = 0; c0 < nb; c0 += HEAD_CHUNK) {
+            const int64_t c1 = c0 + HEAD_CHUNK < nb ? c0 + HEAD_CHUNK : nb;
+            for (int q = q0; q < q1; q++) {
+                const uint8_t *w = (const uint8_t *)qs + bn__head_u8_offset(E, G + 4 * q, 0);
+                const uint16_t *dg = d + bn__head_d16_index(nb, G + 4 * q, 0);
+                __m512 a0 = acc[q][0], a1 = acc[q][1], a2 = acc[q][2], a3 = acc[q][3];
+                for (int64_t b = c0; b < c1; b++) {
+                    const uint8_t *wb = w + b * 512; /* then step k at + 64 k, row i at + 4 i */
+                    const __m512i *xb = xt + b * 8;
+                    /* the next chunk's block b, two of its eight lines per quarter */
+                    const char *pf = (const char *)wb - 16 * q + HEAD_CHUNK * 512 + 128 * q;
+                    _mm_prefetch(pf, _MM_HINT_T0);
+                    _mm_prefetch(pf + 64, _MM_HINT_T0);
+                    __m512i s0 = _mm512_load_si512(nc + b), s1 = s0, s2 = s0, s3 = s0;
 #pragma GCC unroll 8
-            for (int k = 0; k < 8; k++) {
-                const __m512i x = _mm512_load_si512(xb + k);
-                s0 = dp_row(s0, wb + 64 * k, x);
-                s1 = dp_row(s1, wb + 64 * k + 4, x);
-                s2 = dp_row(s2, wb + 64 * k + 8, x);
-                s3 = dp_row(s3, wb + 64 * k + 12, x);
+                    for (int k = 0; k < 8; k++) {
+                        const __m512i x = _mm512_load_si512(xb + k);
+                        s0 = dp_row(s0, wb + 64 * k, x);
+                        s1 = dp_row(s1, wb + 64 * k + 4, x);
+                        s2 = dp_row(s2, wb + 64 * k + 8, x);
+                        s3 = dp_row(s3, wb + 64 * k + 12, x);
+                    }
+                    const __m512 xv = _mm512_load_ps((const float *)(xdt + b));
+                    const __m512 d4 = _mm512_castps128_ps512(
+                            _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(dg + b * 16))));
+                    a0 = row_acc(a0, s0, 0, d4, xv);
+                    a1 = row_acc(a1, s1, 1, d4, xv);
+                    a2 = row_acc(a2, s2, 2, d4, xv);
+                    a3 = row_acc(a3, s3, 3, d4, xv);
+                }
+                acc[q][0] = a0, acc[q][1] = a1, acc[q][2] = a2, acc[q][3] = a3;
             }
-            const __m512 xv = _mm512_load_ps((const float *)(xdt + b));
-            const __m512 d4 = _mm512_castps128_ps512(
-                    _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(dg + b * 16))));
-            a0 = row_acc(a0, s0, 0, d4, xv);
-            a1 = row_acc(a1, s1, 1, d4, xv);
-            a2 = row_acc(a2, s2, 2, d4, xv);
-            a3 = row_acc(a3, s3, 3, d4, xv);
         }
-        const __m512 acc[4] = {a0, a1, a2, a3};
-        for (int i = 0; i < 4; i++) {
-            const int64_t r = g * 4 + i;
-            if (r < r0 || r >= r1) continue;
-            float out[GT];
-            _mm512_storeu_ps(out, acc[i]);
-            for (int t = 0; t < nt; t++) y[t][r] = out[t];
-        }
+        for (int q = q0; q < q1; q++)
+            for (int i = 0; i < 4; i++) {
+                const int64_t r = G + 4 * q + i;
+                if (r < r0 || r >= r1) continue;
+                float out[GT];
+                _mm512_storeu_ps(out, acc[q][i]);
+                for (int t = 0; t < nt; t++) y[t][r] = out[t];
+            }
     }
 }
