@@ -244,7 +244,8 @@ INLINE __m512i fold128(__m512i a, __m512i b)
 
 /* sums c*x of the row group at c (block 0 of its first row) with tokens xp[0 .. nt) over
  * nb blocks, lane 4t + i for row i, token t (tokens past nt give zeros). */
-INLINE __m512i gemm_group(const uint8_t *c, const int8_t *const *xp, int64_t nb, int nt)
+INLINE __m512i gemm_group(const uint8_t *c, const int8_t *const *xp, int64_t nb, int nt,
+                          int prefetch)
 {
     const __m512i m3 = _mm512_set1_epi8(3), k64 = counts(6, 4), k20 = counts(2, 0);
     __m512i a00 = _mm512_setzero_si512(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00,
@@ -252,6 +253,11 @@ INLINE __m512i gemm_group(const uint8_t *c, const int8_t *const *xp, int64_t nb,
             a32 = a00, a33 = a00;
     for (int64_t b = 0; b < nb; b++) {
         __m512i l0, h0, l1, h1, l2, h2, l3, h3;
+        if (prefetch) { /* the first token tile reads the codes from memory */
+            const char *pf = (const char *)c + b * BN__TMAT_BSTRIDE + GEMV_PREFETCH;
+            _mm_prefetch(pf, _MM_HINT_T0);
+            _mm_prefetch(pf + 64, _MM_HINT_T0);
+        }
         UNPACK4(0)
         UNPACK4(1)
         UNPACK4(2)
@@ -272,18 +278,21 @@ INLINE __m512i gemm_group(const uint8_t *c, const int8_t *const *xp, int64_t nb,
 #undef DOT4
 #undef UNPACK4
 
-static __m512i gemm_group_nt(const uint8_t *c, const int8_t *const *xp, int64_t nb, int nt)
+static __m512i gemm_group_nt(const uint8_t *c, const int8_t *const *xp, int64_t nb, int nt,
+                             int prefetch)
 {
+#define GROUP(n) (prefetch ? gemm_group(c, xp, nb, n, 1) : gemm_group(c, xp, nb, n, 0))
     switch (nt) {
     case 4:
-        return gemm_group(c, xp, nb, 4);
+        return GROUP(4);
     case 3:
-        return gemm_group(c, xp, nb, 3);
+        return GROUP(3);
     case 2:
-        return gemm_group(c, xp, nb, 2);
+        return GROUP(2);
     default:
-        return gemm_group(c, xp, nb, 1);
+        return GROUP(1);
     }
+#undef GROUP
 }
 
 #define GEMM_NT 4
@@ -323,7 +332,7 @@ static void gemm(const bn_tmat *w, const bn_qact *x, int32_t *acc, float *y, int
             const int8_t *xp[GEMM_NT];
             for (int j = 0; j < nt; j++) xp[j] = x->q + (t0 + j) * x->kpad;
             for (int64_t g = rb; g < re; g += BN_TMAT_RGROUP) {
-                const __m512i sum = gemm_group_nt(bn__tmat_block(w, g, 0), xp, nb, nt);
+                const __m512i sum = gemm_group_nt(bn__tmat_block(w, g, 0), xp, nb, nt, t0 == 0);
                 const int64_t lo = g < r0 ? r0 : g;
                 const int64_t hi = g + BN_TMAT_RGROUP < r1 ? g + BN_TMAT_RGROUP : r1;
                 if (!acc && nt == GEMM_NT && lo == g && hi == g + BN_TMAT_RGROUP) {
