@@ -420,7 +420,9 @@ format:
 clean:
 	rm -rf build build-san build-tsan build-fuzz
 
--include $(ENGINE_OBJ:.o=.d) $(DB_OBJ:.o=.d) $(COMMON_OBJ:.o=.d) $(UI_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(TEST_BIN:=.d)
+# the CUDA host objects too, which test_cuda_emu links in any build (model_internal.h)
+-include $(ENGINE_OBJ:.o=.d) $(DB_OBJ:.o=.d) $(COMMON_OBJ:.o=.d) $(UI_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(TEST_BIN:=.d) \
+         $(CUDA_EMU_OBJ:.o=.d)
 
 # ---- fuzzing ---------------------------------------------------------------------------
 # Each tests/fuzz/fuzz_<name>.c defines LLVMFuzzerTestOneInput. `make all` links it with

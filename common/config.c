@@ -43,6 +43,8 @@ static const bn_config_key schema[] = {
         {"model", BN_CFG_PATH, "", 0, 0, "default model (GGUF) for the model commands"},
         {"threads", BN_CFG_INT, "0", 0, 4096, "worker threads; 0: one per core"},
         {"ctx", BN_CFG_INT, "0", 0, 1 << 24, "context size in tokens; 0: the command's default"},
+        {"gpu_layers", BN_CFG_INT, "0", 0, 1 << 20,
+         "layers on the GPU (-ngl): the last N, the LM head too past the model's layers; 0: none"},
         {"temp", BN_CFG_NUMBER, "0.8", 0, 1e6, "sampling temperature; 0: greedy"},
         {"top_k", BN_CFG_INT, "40", 0, 1 << 24, "top-k sampling; 0: off"},
         {"top_p", BN_CFG_NUMBER, "0.95", 0, 1, "top-p (nucleus) sampling; 1: off"},

@@ -47,6 +47,8 @@ int mc_parse_opt(const char *cmd, int argc, char **argv, int *i, mc_opts *o)
         dst = &o->n_ctx, hi = BN_MODEL_MAX_CTX;
     else if (!strcmp(a, "--batch"))
         dst = &o->n_batch, hi = 1 << 16;
+    else if (!strcmp(a, "-ngl") || !strcmp(a, "--gpu-layers") || !strcmp(a, "--n-gpu-layers"))
+        dst = &o->gpu_layers, lo = 0, hi = 1 << 20, o->gpu_given = 1;
     else
         return 0;
     if (*i + 1 >= argc) return cli_usage_error(cmd, "%s needs a number", a), -1;
@@ -255,6 +257,7 @@ int mc_apply_defaults(const char *cmd, unsigned what, mc_opts *o, mc_sampling *s
         o->model_from = "-m";
     else
         rc = default_model(cmd, cfg, o);
+    if (!o->gpu_given) o->gpu_layers = (long)bn_config_get_int(cfg, "gpu_layers");
     if ((what & MC_DEF_THREADS) && !o->threads)
         o->threads = (long)bn_config_get_int(cfg, "threads");
     if ((what & MC_DEF_CTX) && !o->n_ctx) {
@@ -297,19 +300,22 @@ int mc_check_loadable(const char *path, char *why, size_t whysz)
 int mc_open(const mc_opts *o, long def_ctx, mc_session *s)
 {
     memset(s, 0, sizeof *s);
-    cm_model_params mp;
-    model_params(o->model, o->threads, o->head_keep, o->head_type, &mp);
-    char err[1024];
-    if (cm_model_open(&mp, &s->cm, err, sizeof err) != BN_OK) {
-        cli_error("%s", err);
-        return BN_EXIT_FAIL;
-    }
     cm_session_params sp;
     cm_session_params_init(&sp);
     sp.n_ctx = o->n_ctx ? o->n_ctx : def_ctx;
     sp.clamp = !o->n_ctx || o->ctx_soft;
     sp.n_batch = o->n_batch;
     sp.kv_f32 = o->kv_f32;
+    cm_model_params mp;
+    model_params(o->model, o->threads, o->head_keep, o->head_type, &mp);
+    mp.n_gpu_layers = (int)o->gpu_layers;
+    mp.gpu_ctx = sp.n_ctx;
+    mp.gpu_batch = sp.n_batch;
+    char err[1024];
+    if (cm_model_open(&mp, &s->cm, err, sizeof err) != BN_OK) {
+        cli_error("%s", err);
+        return BN_EXIT_FAIL;
+    }
     if (cm_session_new(s->cm, &sp, NULL, &s->sess, err, sizeof err) != BN_OK) {
         cli_error("%s", err);
         mc_close(s);

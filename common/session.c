@@ -5,11 +5,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "bitnet/cuda.h"
+
 struct cm_model {
     bn_ctx *ctx;
     int own_ctx;
     bn_model *model;
     bn_tokenizer *tok;
+    bn_cuda_model *gpu; /* -ngl */
     char path[4096];
     double load_s;
 };
@@ -30,6 +33,19 @@ struct cm_session {
 void cm_model_params_init(cm_model_params *p)
 {
     memset(p, 0, sizeof *p);
+}
+
+/* The GPU layers of -ngl, for gpu_seq sessions of gpu_ctx tokens. */
+static bn_status open_gpu(cm_model *m, const cm_model_params *p)
+{
+    bn_cuda_params cp;
+    bn_cuda_params_init(&cp);
+    cp.n_layers = p->n_gpu_layers;
+    cp.n_seq = p->gpu_seq;
+    cp.n_ctx = p->gpu_ctx ? p->gpu_ctx : 4096;
+    if (cp.n_ctx > bn_model_n_ctx_train(m->model)) cp.n_ctx = bn_model_n_ctx_train(m->model);
+    cp.n_batch = p->gpu_batch;
+    return bn_cuda_model_new(m->model, &cp, &m->gpu);
 }
 
 bn_status cm_model_open(const cm_model_params *p, cm_model **out, char *err, size_t errsz)
@@ -59,6 +75,7 @@ bn_status cm_model_open(const cm_model_params *p, cm_model **out, char *err, siz
     mp.head_type = p->head_keep ? 0 : p->head_type ? p->head_type : BN_TYPE_Q8_0;
     rc = bn_model_load(m->ctx, p->path, &mp, &m->model);
     if (rc == BN_OK) rc = bn_tokenizer_from_gguf(m->ctx, bn_model_gguf(m->model), &m->tok);
+    if (rc == BN_OK && p->n_gpu_layers > 0) rc = open_gpu(m, p);
     if (rc != BN_OK) {
         snprintf(err, errsz, "%s: %s", p->path, bn_ctx_errmsg(m->ctx));
         cm_model_free(m);
@@ -73,6 +90,7 @@ void cm_model_free(cm_model *m)
 {
     if (!m) return;
     bn_tokenizer_free(m->tok);
+    bn_cuda_model_free(m->gpu);
     bn_model_free(m->model);
     if (m->own_ctx) bn_ctx_free(m->ctx);
     bn_free(m);
@@ -98,6 +116,11 @@ double cm_model_load_seconds(const cm_model *m)
     return m->load_s;
 }
 
+bn_cuda_model *cm_model_gpu(const cm_model *m)
+{
+    return m->gpu;
+}
+
 /* ---- the session ------------------------------------------------------------------------ */
 
 void cm_session_params_init(cm_session_params *p)
@@ -119,6 +142,7 @@ bn_status cm_session_new(cm_model *m, const cm_session_params *p, const bn_sampl
         stp.n_ctx = bn_model_n_ctx_train(m->model);
     stp.n_batch = p->n_batch;
     stp.kv_type = p->kv_f32 ? BN_TYPE_F32 : BN_TYPE_F16;
+    stp.gpu = m->gpu;
     cm_session *s = bn_calloc(1, sizeof *s);
     bn_status rc = s ? BN_OK : BN_ERR_NOMEM;
     if (rc == BN_OK) {
@@ -220,6 +244,13 @@ bn_status cm_session_tokenize(cm_session *s, const char *text, size_t len, unsig
     bn_free(ids);
     if (n) *n = rc == BN_OK ? nt : 0;
     return rc;
+}
+
+size_t cm_session_gpu_evict(cm_session *s)
+{
+    const size_t got = bn_model_state_gpu_evict(s->st);
+    if (got) s->n_eval = 0, s->fresh = 0;
+    return got;
 }
 
 void cm_session_truncate(cm_session *s, size_t n)

@@ -374,6 +374,7 @@ int bench_model_gpu_main(int argc, char **argv)
     mc_opts mo = o.mc;
     mo.n_ctx = longest > n_prompt + o.steps ? longest : n_prompt + o.steps;
     mo.ctx_soft = 0;
+    mo.gpu_layers = 0; /* the CPU reference; the GPU model below is its own */
     mc_session s;
     rc = mc_open(&mo, mo.n_ctx, &s);
     if (rc != BN_EXIT_OK) return rc;

@@ -113,6 +113,8 @@ void bench_model_help(FILE *out)
             "  -r, --reps N         repetitions (default %d)\n"
             "  --batch N            prompt tokens evaluated at once (default 512)\n"
             "  --kv-f32             keep the KV cache in f32 (default f16)\n"
+            "  -ngl, --gpu-layers N the last N layers on the GPU (the LM head too past the\n"
+            "                       model's layers; default: the config's gpu_layers, 0)\n"
             "  --lm-head TYPE       q8_0 (default), q6, q4 or keep (the file's LM head rows)\n"
             "  --no-warmup          skip the warm-up runs\n"
             "  --json               one JSON document: model, model_bytes, lm_head, results\n"

@@ -151,6 +151,11 @@ static void setup(srv *s, const serve_opts *o)
     /* a decoding step batches one token per slot: the scratch must hold every slot */
     s->sp.n_batch = o->mc.n_batch && o->mc.n_batch < o->slots ? o->slots : o->mc.n_batch;
     s->sp.kv_f32 = o->mc.kv_f32;
+    /* -ngl: one GPU model for every slot, its pool sized for each slot's KV cache */
+    s->mp.n_gpu_layers = (int)o->mc.gpu_layers;
+    s->mp.gpu_seq = (int)o->slots;
+    s->mp.gpu_ctx = s->sp.n_ctx;
+    s->mp.gpu_batch = s->sp.n_batch;
     s->n_slots = (int)o->slots, s->n_queue = (int)o->queue;
     s->timeout_s = (double)o->timeout;
     model_id(o->mc.model, s->model_id, sizeof s->model_id);

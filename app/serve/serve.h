@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bitnet/gpu_pool.h"
 #include "bitnet/sample.h"
 #include "common/metrics.h"
 #include "common/session.h"
@@ -76,6 +77,9 @@ typedef struct srv {
     uint64_t n_rejected; /* answered 429 */
     uint64_t n_limited;  /* answered 429 by a tenant's limits or quota (--tenants) */
     int64_t *slot_kv;    /* tokens in each slot's KV cache (n_slots, srv_start makes it) */
+    /* -ngl: the GPU pool's statistics for /metrics, copied by the engine after each step */
+    int has_gpu;
+    bn_gpu_pool_stats gpu_stats;
     pthread_t engine;
     int engine_started;
     /* GET /metrics: the registry (srv_init makes it) with the run metrics of every request

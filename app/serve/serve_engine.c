@@ -6,13 +6,17 @@
 #include <string.h>
 
 #include "bitnet/core.h"
+#include "bitnet/cuda.h"
+#include "common/gpu_pool_metrics.h"
+#include "serve_gpu.h"
 
 typedef struct slot {
     int id; /* its index: slot="id" in /metrics */
     cm_session *sess;
-    srv_req *r;  /* NULL: free */
-    int started; /* the prompt is in the session */
-    int sampled; /* its first token is out */
+    srv_req *r;       /* NULL: free */
+    int started;      /* the prompt is in the session */
+    int sampled;      /* its first token is out */
+    double last_used; /* when its last request ended: evict_kv takes the oldest first */
 } slot;
 
 typedef struct engine {
@@ -20,6 +24,7 @@ typedef struct engine {
     slot *slots;
     slot **batch;       /* the slots of one decoding step */
     cm_session **bsess; /* and their sessions */
+    srv_gpu_slot *gs;   /* -ngl: the slots as evict_kv sees them */
 } engine;
 
 /* The KV cache of each slot (set when rendering, from srv's slot_kv). */
@@ -159,6 +164,7 @@ char *srv_metrics_render(srv *s, int in_flight, size_t *len)
     bn_metric_set(s->slots_busy, NULL, s->n_running);
     bn_metric_set(s->slots_total, NULL, s->n_slots);
     set_slot_gauges(s);
+    if (s->has_gpu) bn_gpu_pool_metrics_update(s->reg, "0", &s->gpu_stats);
     pthread_mutex_unlock(&s->mu);
     char *text = bn_metrics_render(s->reg, &b) == 0 ? bn_buf_detach(&b, len) : NULL;
     bn_metrics_unlock(s->reg);
@@ -283,6 +289,7 @@ static void finish(srv *s, slot *sl, const char *why, const char *err)
     pthread_mutex_unlock(&s->mu);
     if (last) req_free(sl->r);
     sl->r = NULL;
+    sl->last_used = bn_time_now();
 }
 
 /* Bytes at the end of t[0..n) that may begin a stop string, held back from a stream. */
@@ -532,6 +539,7 @@ static void run_step(srv *s, engine *e)
     pthread_mutex_lock(&s->mu); /* the KV cache of each slot, for /metrics */
     for (int i = 0; i < s->n_slots; i++)
         s->slot_kv[i] = (int64_t)cm_session_n_evaluated(e->slots[i].sess);
+    if (cm_model_gpu(s->m)) bn_cuda_pool_stats(cm_model_gpu(s->m), &s->gpu_stats);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -561,6 +569,19 @@ static void run_loop(engine *e)
     }
 }
 
+/* evict_kv of the GPU pool (-ngl): the caches of idle slots, the oldest first. */
+static size_t evict_idle(bn_gpu_pool *pool, size_t need, void *user)
+{
+    engine *e = user;
+    (void)pool;
+    for (int i = 0; i < e->s->n_slots; i++) {
+        const slot *sl = &e->slots[i];
+        e->gs[i] = (srv_gpu_slot){
+                .id = sl->id, .sess = sl->sess, .busy = sl->r != NULL, .last_used = sl->last_used};
+    }
+    return srv_gpu_evict_idle(e->gs, e->s->n_slots, need, NULL);
+}
+
 static int open_slots(srv *s, engine *e, char *err, size_t errsz)
 {
     if (cm_model_open(&s->mp, &s->m, err, errsz) != BN_OK) return -1;
@@ -573,6 +594,12 @@ static int open_slots(srv *s, engine *e, char *err, size_t errsz)
         if (cm_session_new(s->m, &s->sp, NULL, &e->slots[i].sess, err, errsz) != BN_OK) return -1;
     }
     s->n_ctx = cm_session_n_ctx(e->slots[0].sess);
+    bn_cuda_model *gpu = cm_model_gpu(s->m);
+    if (gpu) {
+        e->gs = bn_calloc((size_t)s->n_slots, sizeof *e->gs);
+        if (!e->gs) return snprintf(err, errsz, "out of memory"), -1;
+        bn_gpu_pool_set_pressure(bn_cuda_pool(gpu), BN_GPU_PRESSURE_EVICT_KV, evict_idle, e);
+    }
     return 0;
 }
 
@@ -582,6 +609,7 @@ static void close_slots(srv *s, engine *e)
     bn_free(e->slots);
     bn_free(e->batch);
     bn_free(e->bsess);
+    bn_free(e->gs);
 }
 
 static void *engine_main(void *arg)
@@ -596,6 +624,8 @@ static void *engine_main(void *arg)
         snprintf(s->load_err, sizeof s->load_err, "%s", err);
     } else {
         s->ready = 1;
+        if ((s->has_gpu = cm_model_gpu(s->m) != NULL))
+            bn_cuda_pool_stats(cm_model_gpu(s->m), &s->gpu_stats);
     }
     pthread_cond_broadcast(&s->out);
     pthread_mutex_unlock(&s->mu);

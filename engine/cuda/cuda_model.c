@@ -332,10 +332,12 @@ static size_t pool_bytes(bn_cuda_model *g, const bn_gpu_pool_params *pp)
     return pl.need + 2 * (size_t)g->n_seq * cache + 16 * pp->slab_bytes;
 }
 
-/* The pool for the model. When the device cannot give it and the context was not asked
- * for (may_shrink), the memory-pressure response shrink_ctx halves the context (and the
- * batch with it) down to MIN_SHRUNK_CTX tokens, each step logged and counted; the next
- * response, layers on the CPU, is not built, so past that the error names the bytes. */
+/* The pool for the model. When the device cannot give it, the pool is sized for half as
+ * many KV caches (down to one: the other sequences then evict idle ones, or shrink their own
+ * context, or run on the CPU: bn_cuda_seq_take); then, when the context was not asked for
+ * (may_shrink), shrink_ctx halves the context (and the batch with it) down to
+ * MIN_SHRUNK_CTX tokens, each step logged and counted; past that the error names the
+ * bytes. */
 #define MIN_SHRUNK_CTX 64
 static bn_status make_pool(bn_cuda_model *g, int device, int may_shrink)
 {
@@ -348,6 +350,12 @@ static bn_status make_pool(bn_cuda_model *g, int device, int may_shrink)
     for (;;) {
         pp.reserve = pool_bytes(g, &pp);
         if (bn_gpu_pool_new(g->ctx, &a, &pp, &g->pool) == BN_OK) break;
+        if (g->n_seq > 1) { /* room for fewer caches: the other sequences evict idle ones */
+            bn_log(BN_LOG_WARN, "CUDA: %s cannot give %zu MiB for %d KV caches: room for %d",
+                   props.name, pp.reserve >> 20, g->n_seq, (g->n_seq + 1) / 2);
+            g->n_seq = (g->n_seq + 1) / 2;
+            continue;
+        }
         if (!may_shrink || g->n_ctx / 2 < MIN_SHRUNK_CTX)
             return bn_ctx_set_error(g->ctx, BN_ERR_NOMEM,
                                     "CUDA: %s has %zu MiB free; the model, a context of %lld and "
@@ -454,6 +462,11 @@ void bn_cuda_model_free(bn_cuda_model *g)
 int64_t bn_cuda_pos(const bn_cuda_model *g)
 {
     return g->seq0 ? g->seq0->pos : 0;
+}
+
+int bn_cuda_n_seq(const bn_cuda_model *g)
+{
+    return g->n_seq;
 }
 
 int64_t bn_cuda_first_layer(const bn_cuda_model *g)

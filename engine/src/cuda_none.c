@@ -77,6 +77,12 @@ bn_status bn_cuda_bench_gemv(bn_ctx *ctx, int device, int64_t rows, int64_t cols
     return bn_ctx_set_error(ctx, BN_ERR_UNSUPPORTED, "%s", NOT_BUILT);
 }
 
+int bn_cuda_n_seq(const bn_cuda_model *g)
+{
+    (void)g;
+    return 0;
+}
+
 int64_t bn_cuda_first_layer(const bn_cuda_model *g)
 {
     (void)g;

@@ -22,6 +22,8 @@
 #include "bitnet/gguf.h"
 #include "bitnet/types.h"
 #include "bitnet/model.h"
+#include "common/session.h"
+#include "../../app/serve/serve_gpu.h"
 
 #define MODEL "assets/models/bitnet-tinystories.gguf"
 
@@ -493,6 +495,140 @@ static void test_pressure(void **state)
     close_model(&f);
 }
 
+/* ---- serve -ngl: evict_kv over the slots (app/serve/serve_gpu.c) ------------------------ */
+
+static cm_model *open_cm(int ngl, int seqs)
+{
+    cm_model_params mp;
+    cm_model_params_init(&mp);
+    mp.path = MODEL;
+    mp.n_threads = 2;
+    mp.n_gpu_layers = ngl;
+    mp.gpu_seq = seqs;
+    mp.gpu_ctx = 256;
+    cm_model *m = NULL;
+    char err[512];
+    if (cm_model_open(&mp, &m, err, sizeof err) != BN_OK) fail_msg("%s", err);
+    return m;
+}
+
+static cm_session *greedy_session(cm_model *m)
+{
+    cm_session_params sp;
+    cm_session_params_init(&sp);
+    sp.n_ctx = 256;
+    bn_sampler_params smp = bn_sampler_params_default();
+    smp.temperature = 0.0f;
+    cm_session *s = NULL;
+    char err[512];
+    if (cm_session_new(m, &sp, &smp, &s, err, sizeof err) != BN_OK) fail_msg("%s", err);
+    return s;
+}
+
+/* A turn: text appended, 4 greedy tokens; the sequence's tokens after it into out. */
+static size_t turn(cm_session *s, const char *text, int32_t *out)
+{
+    assert_int_equal(cm_session_tokenize(s, text, strlen(text), 0, NULL), BN_OK);
+    cm_gen g = {.n_predict = 4, .ignore_eog = 1};
+    cm_result r;
+    assert_int_equal(cm_session_generate(s, &g, &r), BN_OK);
+    memcpy(out, cm_session_tokens(s), cm_session_n_tokens(s) * sizeof *out);
+    return cm_session_n_tokens(s);
+}
+
+static size_t evict_slots(bn_gpu_pool *pool, size_t need, void *user)
+{
+    (void)pool;
+    int n = 0;
+    const size_t got = srv_gpu_evict_idle(user, 3, need, &n);
+    assert_true(n > 0 || got == 0);
+    return got;
+}
+
+static int resident(cm_session *s)
+{
+    return bn_model_state_gpu_resident(cm_session_state(s));
+}
+
+/* Three slots on a device with room for two KV caches: a busy slot's request evicts the idle
+ * slot used the longest ago (never a busy one); the evicted slot's next turn evaluates its
+ * whole conversation again; every turn's tokens equal those of the CPU alone. */
+static void test_serve_evict(void **state)
+{
+    (void)state;
+    cm_model *m1 = open_cm(2, 1), *m2 = open_cm(2, 2);
+    bn_gpu_pool_stats s1, s2;
+    bn_cuda_pool_stats(cm_model_gpu(m1), &s1);
+    bn_cuda_pool_stats(cm_model_gpu(m2), &s2);
+    cm_model_free(m1);
+    cm_model_free(m2);
+    assert_true(s2.reserved > s1.reserved);
+    bn_cu_emu_mem_limit = s2.reserved; /* three slots asked, room for two */
+    cm_model *m = open_cm(2, 3), *cpu = open_cm(0, 0);
+    bn_cu_emu_mem_limit = 0;
+    assert_int_equal(bn_cuda_n_seq(cm_model_gpu(m)), 2);
+    assert_null(cm_model_gpu(cpu));
+    cm_session *ref = greedy_session(cpu);
+    srv_gpu_slot gs[3];
+    for (int i = 0; i < 3; i++) gs[i] = (srv_gpu_slot){.id = i, .sess = greedy_session(m)};
+    bn_gpu_pool *pool = bn_cuda_pool(cm_model_gpu(m));
+    /* the pool's slack for size classes taken: room for two sequences' caches exactly */
+    const bn_model_hparams *h = bn_model_hparams_get(cm_model_bn(m));
+    void *blk[1024];
+    int nb = fill(pool, (size_t)(2 * 256 * h->n_head_kv * h->head_dim * 2), blk, 1024);
+    assert_true(nb >= 4);
+    for (int i = 0; i < 4; i++) assert_int_equal(bn_gpu_pool_dealloc(pool, blk[--nb]), BN_OK);
+    bn_gpu_pool_set_pressure(pool, BN_GPU_PRESSURE_EVICT_KV, evict_slots, gs);
+    int32_t a[256], b[256];
+    const char *prompts[3] = {"Once upon a time", "The little dog", "A big red ball"};
+    for (int i = 0; i < 2; i++) { /* slots 0 and 1 hold the two caches */
+        gs[i].busy = 1;
+        const size_t n = turn(gs[i].sess, prompts[i], a);
+        cm_session_reset(ref);
+        assert_int_equal(turn(ref, prompts[i], b), n);
+        assert_memory_equal(a, b, n * sizeof *a);
+        gs[i].busy = 0, gs[i].last_used = 10.0 - i; /* slot 1 is the older */
+    }
+    assert_true(resident(gs[0].sess) && resident(gs[1].sess));
+    gs[2].busy = 1; /* slot 2's request: slot 1 goes */
+    const size_t n2 = turn(gs[2].sess, prompts[2], a);
+    cm_session_reset(ref);
+    assert_int_equal(turn(ref, prompts[2], b), n2);
+    assert_memory_equal(a, b, n2 * sizeof *a);
+    assert_true(resident(gs[0].sess) && !resident(gs[1].sess) && resident(gs[2].sess));
+    assert_int_equal(cm_session_n_evaluated(gs[1].sess), 0);
+    assert_true(cm_session_n_tokens(gs[1].sess) > 0); /* its conversation is kept */
+    bn_gpu_pool_stats st;
+    bn_cuda_pool_stats(cm_model_gpu(m), &st);
+    assert_int_equal(st.n_pressure[BN_GPU_PRESSURE_EVICT_KV], 1);
+    /* slot 1's next turn: its conversation again from the first token, 0 (busy) and 2
+     * (idle, the older) */
+    gs[0].busy = 1, gs[1].busy = 1, gs[2].busy = 0, gs[2].last_used = 1.0;
+    const size_t n1 = turn(gs[1].sess, " and then", a);
+    cm_session_reset(ref);
+    turn(ref, prompts[1], b);
+    assert_int_equal(turn(ref, " and then", b), n1);
+    assert_memory_equal(a, b, n1 * sizeof *a);
+    assert_true(resident(gs[0].sess) && resident(gs[1].sess) && !resident(gs[2].sess));
+    /* all busy: no slot is evicted; slot 2 gets a shrunk context or the CPU */
+    gs[2].busy = 1;
+    const size_t n3 = turn(gs[2].sess, prompts[0], a);
+    cm_session_reset(ref);
+    turn(ref, prompts[2], b);
+    assert_int_equal(turn(ref, prompts[0], b), n3);
+    assert_memory_equal(a, b, n3 * sizeof *a);
+    assert_true(resident(gs[0].sess) && resident(gs[1].sess));
+    bn_cuda_pool_stats(cm_model_gpu(m), &st);
+    assert_true(st.n_pressure[BN_GPU_PRESSURE_SHRINK_CTX] + st.n_pressure[BN_GPU_PRESSURE_CPU_LAYERS] >
+                0);
+    for (int i = 0; i < 3; i++) cm_session_free(gs[i].sess);
+    for (int i = 0; i < nb; i++) assert_int_equal(bn_gpu_pool_dealloc(pool, blk[i]), BN_OK);
+    assert_int_equal(bn_gpu_pool_check(pool), BN_OK);
+    cm_session_free(ref);
+    cm_model_free(m);
+    cm_model_free(cpu);
+}
+
 static void test_bench_gemv(void **state)
 {
     (void)state;
@@ -514,6 +650,7 @@ int main(void)
             cmocka_unit_test(test_lowrank_refused), cmocka_unit_test(test_errors),
             cmocka_unit_test(test_shrink_ctx),      cmocka_unit_test(test_bench_gemv),
             cmocka_unit_test(test_offload_layers),  cmocka_unit_test(test_pressure),
+            cmocka_unit_test(test_serve_evict),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -46,6 +46,8 @@ typedef struct mc_opts {
     int head_keep;               /* --lm-head keep: the file's LM head rows (default: q8_0) */
     int head_type;               /* --lm-head q6|q4: BN_MODEL_HEAD_Q6H / _Q4H; 0: q8_0 */
     int ctx_soft;                /* n_ctx is the config's: at most the model's context */
+    long gpu_layers;             /* -ngl N: the last N layers on the GPU (config gpu_layers) */
+    int gpu_given;               /* -ngl was on the command line */
     const char *model_from;      /* "-m", "config" or "bundled" (mc_apply_defaults) */
     char model_buf[MC_PATH_MAX]; /* holds the default model's path */
 } mc_opts;
@@ -61,6 +63,8 @@ int mc_parse_opt(const char *cmd, int argc, char **argv, int *i, mc_opts *o);
     "  -t, --threads N   threads (default: the config's threads, else one per core)\n"             \
     "  --batch N         prompt tokens evaluated at once (default 512)\n"                          \
     "  --kv-f32          keep the KV cache in f32 (default f16)\n"                                 \
+    "  -ngl, --gpu-layers N  the last N layers on the GPU, the LM head too when N exceeds the\n"    \
+    "                    model's layers (llama.cpp's count; default: the config's gpu_layers, 0)\n" \
     "  --lm-head TYPE    requantize the LM head at load to q8_0 (default), q6 or q4 (6.56 or\n"    \
     "                    4.56 bits per weight, n_embd a multiple of 256); keep: the file's\n"      \
     "                    rows as they are (--head is the same option)\n"
@@ -103,7 +107,7 @@ enum {
 };
 
 /* Fills what the command line left out: the model (see the top of this file), the
- * config's threads and ctx (as `what` says) and, when s is not NULL, its sampling keys
+ * config's gpu_layers, threads and ctx (as `what` says) and, when s is not NULL, its sampling keys
  * (temp, top_k, top_p, min_p, repeat_penalty, seed; a seed of -1 is taken from the
  * clock). Returns -1 to go on; else the exit code after printing the error: usage when
  * there is no model, failure when the config file cannot be loaded. */

@@ -61,6 +61,13 @@ typedef struct cm_model_params {
     int head_keep;    /* nonzero: the file's LM head rows; else requantized to head_type */
     int head_type;    /* bn_model_params.head_type unless head_keep; 0: BN_TYPE_Q8_0 */
     bn_ctx *ctx;      /* NULL: a context of its own; else this one, borrowed */
+    /* -ngl: 0 all on the CPU; else the last n_gpu_layers layers on the GPU, the LM head too
+     * when it exceeds the model's layers (bn_cuda_params.n_layers), for gpu_seq sessions of
+     * gpu_ctx tokens (0: 1 session, 4096 tokens at most the model's context) and batches of
+     * gpu_batch (0: 512). The GPU model is shared by every session of the model. */
+    int n_gpu_layers;
+    int gpu_seq;
+    int64_t gpu_ctx, gpu_batch;
 } cm_model_params;
 
 void cm_model_params_init(cm_model_params *p);
@@ -74,6 +81,8 @@ bn_ctx *cm_model_ctx(const cm_model *m);
 bn_model *cm_model_bn(const cm_model *m);
 bn_tokenizer *cm_model_tok(const cm_model *m);
 double cm_model_load_seconds(const cm_model *m); /* model and tokenizer, wall clock */
+/* The GPU layers' model (NULL without -ngl), e.g. for its pool's statistics. */
+bn_cuda_model *cm_model_gpu(const cm_model *m);
 
 /* ---- a session ------------------------------------------------------------------------ */
 
@@ -109,6 +118,10 @@ bn_status cm_session_append(cm_session *s, const int32_t *ids, size_t n);
  * (may be NULL). Errors of the tokenizer, or BN_ERR_NOMEM; the sequence is then unchanged. */
 bn_status cm_session_tokenize(cm_session *s, const char *text, size_t len, unsigned flags,
                               size_t *n);
+/* Gives the session's GPU KV cache back to the pool (memory pressure: an idle server slot);
+ * its tokens stay and are evaluated again from the first at the next generation. Returns the
+ * bytes the pool got back (0: it held none). */
+size_t cm_session_gpu_evict(cm_session *s);
 /* Keeps the first n tokens (the cache follows at the next evaluation). */
 void cm_session_truncate(cm_session *s, size_t n);
 /* An empty sequence and cache; the sampler's history cleared and its PRNG restarted. */

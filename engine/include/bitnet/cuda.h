@@ -76,7 +76,8 @@ typedef struct bn_cuda_params {
     int64_t n_batch; /* tokens per forward (default 512) */
     int n_layers;    /* 0: every layer and the LM head; else the last min(n_layers, n_layer)
                       * layers, and the LM head when n_layers > n_layer (llama.cpp's -ngl) */
-    int n_seq;       /* KV caches of n_ctx the pool makes room for (0: 1) */
+    int n_seq;       /* KV caches of n_ctx the pool makes room for (0: 1); halved while the
+                      * device lacks the memory, before the context is (bn_cuda_n_seq) */
 } bn_cuda_params;
 
 void bn_cuda_params_init(bn_cuda_params *p);
@@ -101,6 +102,8 @@ int64_t bn_cuda_n_ctx(const bn_cuda_model *g, int *n_shrinks);
 void bn_cuda_pool_stats(const bn_cuda_model *g, bn_gpu_pool_stats *s);
 size_t bn_cuda_weight_bytes(const bn_cuda_model *g);
 
+/* The KV caches the pool was sized for: bn_cuda_params.n_seq or fewer (see there). */
+int bn_cuda_n_seq(const bn_cuda_model *g);
 /* The first layer on the GPU (0: all of them), and whether the LM head is there too. */
 int64_t bn_cuda_first_layer(const bn_cuda_model *g);
 int bn_cuda_has_head(const bn_cuda_model *g);
