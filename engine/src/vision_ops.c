@@ -53,11 +53,14 @@ void bn_tlayer_release(bn_tlayer *l)
 
 /* ---- im2col and the GEMM path ------------------------------------------------------------ */
 
+/* Bytes after the padded planes that a wide copy of the last run may read (never used). */
+#define PAD_SLACK 32
+
 /* A copy of c planes of h x w elements of size es with pad zeros around each. */
 static void *pad_planes(const void *x, int c, int h, int w, int pad, size_t es)
 {
     const int64_t hp = h + 2 * pad, wp = w + 2 * pad;
-    uint8_t *p = bn_calloc((size_t)(c * hp * wp), es);
+    uint8_t *p = bn_calloc((size_t)(c * hp * wp) * es + PAD_SLACK, 1);
     if (!p) return NULL;
     for (int64_t ch = 0; ch < c; ch++)
         for (int64_t y = 0; y < h; y++)
@@ -75,6 +78,44 @@ typedef struct im2col_job {
     int32_t *rsum;
 } im2col_job;
 
+/* Sum of k int8 values, eight at a time: each byte biased by 128 to unsigned, pairs added into
+ * four 16-bit lanes (at most 128 words before they are folded, so no lane overflows). */
+static int32_t row_sum_i8(const int8_t *q, int64_t k)
+{
+    const uint64_t lo = 0x00FF00FF00FF00FFULL;
+    int64_t total = 0, i = 0;
+    while (i + 8 <= k) {
+        uint64_t acc = 0;
+        int64_t words = 0;
+        for (; words < 128 && i + 8 <= k; words++, i += 8) {
+            uint64_t v;
+            memcpy(&v, q + i, 8);
+            v ^= 0x8080808080808080ULL;
+            acc += (v & lo) + ((v >> 8) & lo);
+        }
+        total += (int64_t)((acc & 0xFFFF) + ((acc >> 16) & 0xFFFF) + ((acc >> 32) & 0xFFFF) +
+                           (acc >> 48)) -
+                 128 * 8 * words;
+    }
+    for (; i < k; i++) total += q[i];
+    return (int32_t)total;
+}
+
+/* Copies a run of n bytes (n <= 32 in the common cases) from src to d: a wide copy of a
+ * constant size when it stays inside the row (the next run overwrites the extra bytes; the
+ * source has PAD_SLACK bytes after it), else exactly n. */
+static inline void copy_run(uint8_t *d, const uint8_t *src, size_t n, const uint8_t *end)
+{
+    if (n <= 8 && d + 8 <= end)
+        memcpy(d, src, 8);
+    else if (n <= 16 && d + 16 <= end)
+        memcpy(d, src, 16);
+    else if (n <= 32 && d + 32 <= end)
+        memcpy(d, src, 32);
+    else
+        memcpy(d, src, n);
+}
+
 /* Patch rows of output rows oy0 .. oy1 - 1: runs of kw elements copied from the padded planes. */
 static void im2col_range(void *arg, int64_t oy0, int64_t oy1, int tid)
 {
@@ -89,24 +130,11 @@ static void im2col_range(void *arg, int64_t oy0, int64_t oy1, int tid)
             uint8_t *r = j->rows + (size_t)(p * j->ld) * j->es, *d = r;
             const uint8_t *src = j->xp + ((oy * g->stride) * j->wp + ox * g->stride) * j->es;
             const size_t plane = (size_t)(j->hp * j->wp) * j->es, line = (size_t)j->wp * j->es;
+            const uint8_t *end = r + (size_t)k * j->es; /* the row's last run ends here */
             for (int64_t c = 0; c < g->cin; c++, src += plane)
-                for (int i = 0; i < g->kh; i++, d += run) {
-                    const uint8_t *s8 = src + i * line;
-                    if (j->es == 1 && g->kw == 3) {
-                        d[0] = s8[0], d[1] = s8[1], d[2] = s8[2];
-                    } else if (j->es == 1) {
-                        for (int t = 0; t < g->kw; t++) d[t] = s8[t];
-                    } else {
-                        memcpy(d, s8, run);
-                    }
-                }
+                for (int i = 0; i < g->kh; i++, d += run) copy_run(d, src + i * line, run, end);
             memset(d, 0, (size_t)(j->ld - k) * j->es);
-            if (j->rsum) {
-                int32_t sum = 0;
-                const int8_t *q = (const int8_t *)r;
-                for (int64_t i = 0; i < k; i++) sum += q[i];
-                j->rsum[p] = sum;
-            }
+            if (j->rsum) j->rsum[p] = row_sum_i8((const int8_t *)r, k);
         }
 }
 
