@@ -68,7 +68,7 @@ ENGINE_PKGS := libpcre2-8 libzip libprotobuf-c lapacke openblas
 APP_PKGS  := libcjson nettle libmicrohttpd libcurl readline zlib libcrypt yaml-0.1 hiredis \
              $(ENGINE_PKGS)
 TEST_PKGS := cmocka libcjson libcurl $(ENGINE_PKGS)
-DB_PKGS   := sqlite3 nettle
+DB_PKGS   := sqlite3 nettle libpq
 UI_PKGS   := ncursesw
 DB_CFLAGS   = $(shell $(PKG_CONFIG) --cflags $(DB_PKGS) 2>/dev/null)
 DB_LIBS     = $(shell $(PKG_CONFIG) --libs $(DB_PKGS) 2>/dev/null)

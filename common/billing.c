@@ -209,7 +209,7 @@ int cm_billing_new(const cm_billing_opts *o, const char *log_prefix, cm_billing 
         free(b);
         return cm_fail(err, errsz, "out of resources");
     }
-    if (cm_history_open(&b->db, NULL, 0, err, errsz) || !(b->curl = curl_easy_init())) {
+    if (cm_store_open_url(&b->db, o->database, err, errsz) || !(b->curl = curl_easy_init())) {
         if (b->db && !b->curl) snprintf(err, errsz, "cannot start libcurl");
         cm_billing_free(b);
         return -1;

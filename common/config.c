@@ -121,6 +121,10 @@ static const bn_config_key schema[] = {
         TIER_KEYS("developer", "Developer", "99", "60", "40000", "2", "10000000"),
         TIER_KEYS("team", "Team", "499", "600", "400000", "10", "100000000"),
         TIER_KEYS("business", "Business", "2999", "3000", "2000000", "50", "1000000000"),
+        {"database", BN_CFG_STRING, "", 0, 0,
+         "the platform's store (tenants, keys, usage ledger, billing outbox, audit log) on "
+         "PostgreSQL: a postgresql:// URL (the password in PGPASSWORD or ~/.pgpass); empty: the "
+         "history"},
         {"tenants", BN_CFG_TENANTS, "{}", 0, 0,
          "per-tenant overrides of their tier's price and limits (common/tiers.h)"},
 };

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bitnet/db_pg.h"
 #include "bitnet/file.h"
 #include "common/config.h"
 
@@ -92,6 +93,38 @@ int cm_history_open(bn_db **db, char *path, size_t pathsz, char *err, size_t err
         return -1;
     }
     return 0;
+}
+
+int cm_store_url(const bn_config *cfg, const char *flag, const char **url, char *err,
+                 size_t errsz)
+{
+    const char *u = flag ? flag : cfg ? bn_config_get_str(cfg, "database") : NULL;
+    *url = u && *u ? u : NULL;
+    if (*url && !bn_pg_url_ok(*url)) {
+        snprintf(err, errsz, "%s: not a PostgreSQL URL (postgresql://...)",
+                 flag ? "--database" : "the config's database");
+        return -1;
+    }
+    return 0;
+}
+
+int cm_store_open(bn_db **db, struct bn_pg_pool *pool, char *err, size_t errsz)
+{
+    if (!pool) return cm_history_open(db, NULL, 0, err, errsz);
+    if (bn_db_open_pg(db, pool) == BN_OK) return 0;
+    *db = NULL;
+    snprintf(err, errsz, "out of memory");
+    return -1;
+}
+
+int cm_store_open_url(bn_db **db, const char *url, char *err, size_t errsz)
+{
+    if (!url) return cm_history_open(db, NULL, 0, err, errsz);
+    if (bn_db_open_pg_url(db, url) == BN_OK) return 0;
+    snprintf(err, errsz, "%s", bn_db_errmsg(*db));
+    bn_db_close(*db);
+    *db = NULL;
+    return -1;
 }
 
 /* ---- the model's sha256 ------------------------------------------------------------------ */

@@ -41,7 +41,7 @@ static void put_field(struct sha256_ctx *c, const char *s)
 }
 
 /* The hash of an entry (prev_hash included) as 64 hex digits into hex. */
-static void entry_hash(const bn_audit_entry *e, char hex[65])
+void bn__db_audit_hash(const bn_audit_entry *e, char hex[65])
 {
     struct sha256_ctx c;
     char num[64];
@@ -110,7 +110,7 @@ bn_status bn__db_audit_add(bn_db *db, const char *actor, const char *action, con
     e.at_ms = bn__db_now_ms(db);
     e.details = min;
     e.prev_hash = prev;
-    entry_hash(&e, hash);
+    bn__db_audit_hash(&e, hash);
     sqlite3_stmt *st;
     s = bn__db_prepare(db,
                        "INSERT INTO audit (id, at, actor, action, target, details, prev_hash, "
@@ -135,6 +135,7 @@ bn_status bn_db_audit_append(bn_db *db, const char *actor, const char *action, c
                              const char *details)
 {
     if (!action || !target) return bn__db_err(db, BN_ERR_INVALID, "audit: no action or target");
+    if (db->pg) return bn__pg_audit_append(db, actor, action, target, details);
     bn_status s = bn__db_begin(db, "appending to the audit log");
     if (s != BN_OK) return s;
     return bn__db_end(db, bn__db_audit_add(db, actor, action, target, details),
@@ -150,6 +151,7 @@ static const char *col(sqlite3_stmt *st, int i)
 /* Walks the log oldest first, calling fn with each entry. */
 static bn_status walk(bn_db *db, int (*fn)(void *ud, const bn_audit_entry *e), void *ud)
 {
+    if (db->pg) return bn__pg_audit_list(db, fn, ud);
     sqlite3_stmt *st;
     bn_status s = bn__db_prepare(db,
                                  "SELECT id, at, actor, action, target, details, prev_hash, hash "
@@ -207,7 +209,7 @@ static int verify_one(void *ud, const bn_audit_entry *e)
         v->bad = e->id;
         return 1;
     }
-    entry_hash(e, h);
+    bn__db_audit_hash(e, h);
     if (strcmp(h, e->hash) != 0) {
         snprintf(v->why, v->why_size, "entry %" PRId64 " was edited (its hash does not match)",
                  e->id);

@@ -47,14 +47,25 @@ bn_status bn__db_sqlerr(bn_db *db, int rc, const char *what)
     return bn__db_err(db, s, "%s: %s", what, msg);
 }
 
+/* The history's calls on a PostgreSQL store (bitnet/db_pg.h), which has none of its tables. */
+static bn_status no_sqlite(bn_db *db)
+{
+    return bn__db_err(db, BN_ERR_UNSUPPORTED,
+                      "this is not available with a PostgreSQL store (--database): only the "
+                      "tenants' calls of bitnet/db_pg.h are");
+}
+
 bn_status bn__db_exec(bn_db *db, const char *sql, const char *what)
 {
+    if (!db->sql) return no_sqlite(db);
     int rc = sqlite3_exec(db->sql, sql, NULL, NULL, NULL);
     return rc == SQLITE_OK ? BN_OK : bn__db_sqlerr(db, rc, what);
 }
 
 bn_status bn__db_prepare(bn_db *db, const char *sql, sqlite3_stmt **st)
 {
+    *st = NULL;
+    if (!db->sql) return no_sqlite(db);
     int rc = sqlite3_prepare_v2(db->sql, sql, -1, st, NULL);
     return rc == SQLITE_OK ? BN_OK : bn__db_sqlerr(db, rc, "preparing a query");
 }
@@ -286,6 +297,7 @@ bn_status bn_db_open(bn_db **out, const char *path, const bn_db_options *opt)
 void bn_db_close(bn_db *db)
 {
     if (!db) return;
+    if (db->pg) bn__pg_close(db);
     if (db->sql) sqlite3_close_v2(db->sql);
     bn_free(db->path);
     bn_free(db);

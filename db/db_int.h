@@ -6,6 +6,7 @@
 #include <sqlite3.h>
 
 #include "bitnet/db.h"
+#include "bitnet/db_tenants.h"
 
 struct bn_db {
     sqlite3 *sql;
@@ -14,6 +15,8 @@ struct bn_db {
     int schema;
     int64_t n_incomplete, n_pruned; /* what the last open did */
     char errmsg[512];
+    struct bn_pg_pool *pg; /* a PostgreSQL store (pg.c) when set; sql is NULL then */
+    int own_pg;            /* pg is this handle's own (bn_db_open_pg_url) */
 };
 
 #define BN_DB_DAY_MS ((int64_t)86400000)
@@ -95,5 +98,52 @@ bn_status bn__db_outbox_erase(bn_db *db, int64_t tenant_id, char *details, size_
 /* Appends an audit entry inside the caller's transaction (details: JSON text, NULL for {}). */
 bn_status bn__db_audit_add(bn_db *db, const char *actor, const char *action, const char *target,
                            const char *details);
+
+/* ---- shared by both stores (tenant_keys.c, outbox.c, audit.c) -------------------------- */
+
+/* A key's row as read by a lookup: judged by tenant_keys.c for both stores. */
+typedef struct bn__key_row {
+    int64_t id, tenant_id, scopes, expires, revoked, used;
+    uint8_t hash[32];
+    size_t hash_len;
+    char status[16], tier[BN_TENANT_TIER_MAX], name[BN_TENANT_NAME_MAX];
+} bn__key_row;
+/* Stripe's identifier of request_id (outbox.c). */
+void bn__db_event_id(const char *request_id, char out[BN_EVENT_ID_MAX]);
+/* The hash of an audit entry (prev_hash included) as 64 hex digits (audit.c). */
+void bn__db_audit_hash(const bn_audit_entry *e, char hex[65]);
+
+/* ---- the PostgreSQL store (pg.c, pg_store.c): the same calls on db->pg ------------------ */
+
+void bn__pg_close(bn_db *db);
+bn_status bn__pg_tenant_add(bn_db *db, const char *actor, const char *name, const char *tier,
+                            const char *stripe, const char *details, int64_t *id);
+bn_status bn__pg_tenant_get(bn_db *db, const char *ref, int by_id, bn_tenant *out);
+bn_status bn__pg_tenant_list(bn_db *db, int (*fn)(void *ud, const bn_tenant *t), void *ud);
+bn_status bn__pg_tenant_suspend(bn_db *db, const char *actor, const char *ref, int suspend);
+bn_status bn__pg_key_create(bn_db *db, const char *actor, int64_t tenant_id, const char *prefix,
+                            const uint8_t hash[32], unsigned scopes, int64_t expires_ms,
+                            const char *details, int64_t *id);
+bn_status bn__pg_key_revoke(bn_db *db, const char *actor, int64_t id);
+bn_status bn__pg_key_list(bn_db *db, int64_t tenant_id, int (*fn)(void *ud, const bn_api_key *k),
+                          void *ud);
+/* The row of the key whose hash is h; *found 0 when none. */
+bn_status bn__pg_key_find(bn_db *db, const uint8_t h[32], bn__key_row *row, int *found);
+void bn__pg_key_touch(bn_db *db, int64_t id, int64_t now);
+bn_status bn__pg_usage_record(bn_db *db, const bn_usage_rec *r, int64_t at, int *added,
+                              int *known);
+bn_status bn__pg_usage_report(bn_db *db, int64_t tenant_id, int64_t from_ms, int64_t to_ms,
+                              int (*fn)(void *ud, const bn_usage_day *d), void *ud);
+bn_status bn__pg_usage_total(bn_db *db, int64_t tenant_id, int64_t from_ms, int64_t to_ms,
+                             bn_usage_total *out);
+bn_status bn__pg_outbox_claim(bn_db *db, int64_t now_ms, int64_t lease_ms, bn_outbox_event *out,
+                              size_t max_n, size_t *n);
+/* op: 'a' ack (flag: duplicate), 'r' retry (at: next_ms), 'f' fail; error may be NULL. */
+bn_status bn__pg_outbox_mark(bn_db *db, int op, int64_t id, int flag, int64_t at,
+                             const char *error);
+bn_status bn__pg_outbox_counts(bn_db *db, int64_t now_ms, bn_outbox_counts *out);
+bn_status bn__pg_audit_append(bn_db *db, const char *actor, const char *action,
+                              const char *target, const char *details);
+bn_status bn__pg_audit_list(bn_db *db, int (*fn)(void *ud, const bn_audit_entry *e), void *ud);
 
 #endif

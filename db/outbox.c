@@ -12,7 +12,7 @@
 #include "bitnet/db_tenants.h"
 
 /* Stripe's identifier for request_id: itself when it fits, else "bn-" + its SHA-256. */
-static void event_id_of(const char *request_id, char out[BN_EVENT_ID_MAX])
+void bn__db_event_id(const char *request_id, char out[BN_EVENT_ID_MAX])
 {
     const size_t n = strlen(request_id);
     if (n < BN_EVENT_ID_MAX) {
@@ -33,7 +33,7 @@ bn_status bn__db_outbox_add(bn_db *db, const bn_usage_rec *r, int64_t at_ms)
     const int64_t value = r->prompt_tokens + r->completion_tokens;
     if (value <= 0) return BN_OK; /* nothing to bill */
     char eid[BN_EVENT_ID_MAX];
-    event_id_of(r->request_id, eid);
+    bn__db_event_id(r->request_id, eid);
     sqlite3_stmt *st;
     bn_status s = bn__db_prepare(db,
                                  "INSERT INTO billing_outbox (event_id, request_id, tenant_id, "
@@ -136,6 +136,7 @@ bn_status bn_db_outbox_claim(bn_db *db, int64_t now_ms, int64_t lease_ms, bn_out
     *n = 0;
     if (max_n == 0) return BN_OK;
     if (lease_ms <= 0) return bn__db_err(db, BN_ERR_INVALID, "outbox: the lease must be > 0");
+    if (db->pg) return bn__pg_outbox_claim(db, now_ms, lease_ms, out, max_n, n);
     bn_status s = bn__db_begin(db, "claiming meter events");
     if (s != BN_OK) return s;
     s = select_due(db, now_ms, out, max_n, n);
@@ -164,6 +165,7 @@ static bn_status update_one(bn_db *db, sqlite3_stmt *st, int64_t id, const char 
 
 bn_status bn_db_outbox_ack(bn_db *db, int64_t id, int duplicate, int64_t now_ms)
 {
+    if (db->pg) return bn__pg_outbox_mark(db, 'a', id, duplicate, now_ms, NULL);
     sqlite3_stmt *st;
     bn_status s = bn__db_prepare(db,
                                  "UPDATE billing_outbox SET state = 'acked', acked_at = ?2, "
@@ -179,6 +181,7 @@ bn_status bn_db_outbox_ack(bn_db *db, int64_t id, int duplicate, int64_t now_ms)
 
 bn_status bn_db_outbox_retry(bn_db *db, int64_t id, int64_t next_ms, const char *error)
 {
+    if (db->pg) return bn__pg_outbox_mark(db, 'r', id, 0, next_ms, error);
     sqlite3_stmt *st;
     bn_status s = bn__db_prepare(db,
                                  "UPDATE billing_outbox SET attempts = attempts + 1, "
@@ -194,6 +197,7 @@ bn_status bn_db_outbox_retry(bn_db *db, int64_t id, int64_t next_ms, const char 
 
 bn_status bn_db_outbox_fail(bn_db *db, int64_t id, const char *error)
 {
+    if (db->pg) return bn__pg_outbox_mark(db, 'f', id, 0, 0, error);
     sqlite3_stmt *st;
     bn_status s = bn__db_prepare(db,
                                  "UPDATE billing_outbox SET state = 'failed', attempts = "
@@ -258,6 +262,7 @@ static bn_status last_error(bn_db *db, bn_outbox_counts *out)
 bn_status bn_db_outbox_counts(bn_db *db, int64_t now_ms, bn_outbox_counts *out)
 {
     memset(out, 0, sizeof *out);
+    if (db->pg) return bn__pg_outbox_counts(db, now_ms, out);
     sqlite3_stmt *st;
     bn_status s = bn__db_prepare(
             db,

@@ -133,6 +133,7 @@ bn_status bn_db_retention_daily(bn_db *db, int *applied, bn_retention_counts *ou
     int64_t last = 0;
     if (applied) *applied = 0;
     if (out) *out = c;
+    if (db->pg) return BN_OK; /* a PostgreSQL store's retention is its operator's (README) */
     if (!any_period(db)) return BN_OK;
     const int64_t now = bn__db_now_ms(db);
     bn_status s = meta_get_int(db, applied_key, &last);

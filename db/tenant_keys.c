@@ -159,6 +159,18 @@ static bn_status audit_key(bn_db *db, const char *actor, const char *action, int
     return bn__db_audit_add(db, actor, action, target, details);
 }
 
+/* The key k on a PostgreSQL store: its hash and the prefix shown. */
+static bn_status create_pg(bn_db *db, const char *actor, int64_t tenant_id, const char *k,
+                           unsigned scopes, int64_t expires_ms, const char *details, int64_t *id)
+{
+    uint8_t h[SHA256_DIGEST_SIZE];
+    char prefix[KEY_SHOWN + 1];
+    key_hash(k, h);
+    memcpy(prefix, k, KEY_SHOWN);
+    prefix[KEY_SHOWN] = '\0';
+    return bn__pg_key_create(db, actor, tenant_id, prefix, h, scopes, expires_ms, details, id);
+}
+
 bn_status bn_db_key_create(bn_db *db, const char *actor, int64_t tenant_id, unsigned scopes,
                            int64_t expires_ms, char key[BN_KEY_STR_MAX], int64_t *id)
 {
@@ -167,24 +179,24 @@ bn_status bn_db_key_create(bn_db *db, const char *actor, int64_t tenant_id, unsi
         return bn__db_err(db, BN_ERR_INVALID, "a key needs one or more scopes");
     if (expires_ms && expires_ms <= bn__db_now_ms(db))
         return bn__db_err(db, BN_ERR_INVALID, "the expiry is in the past");
-    char status[16], k[BN_KEY_STR_MAX];
+    char status[16], k[BN_KEY_STR_MAX], d[160], sc[32];
     int64_t kid = 0;
     bn_status s = random_key(db, k);
-    if (s == BN_OK) s = bn__db_begin(db, what);
     if (s != BN_OK) return s;
-    s = tenant_status(db, tenant_id, status);
-    if (s == BN_OK && strcmp(status, "active"))
-        s = bn__db_err(db, BN_ERR_INVALID, "tenant %" PRId64 " is %s", tenant_id, status);
-    if (s == BN_OK) s = insert_key(db, tenant_id, k, scopes, expires_ms, &kid);
-    if (s == BN_OK) {
-        char d[160], sc[32];
-        snprintf(d, sizeof d,
-                 "{\"tenant\":%" PRId64
-                 ",\"prefix\":\"%.*s\",\"scopes\":\"%s\",\"expires_ms\":%" PRId64 "}",
-                 tenant_id, KEY_SHOWN, k, bn_scopes_str(scopes, sc, sizeof sc), expires_ms);
-        s = audit_key(db, actor, "key.create", kid, d);
+    snprintf(d, sizeof d,
+             "{\"tenant\":%" PRId64
+             ",\"prefix\":\"%.*s\",\"scopes\":\"%s\",\"expires_ms\":%" PRId64 "}",
+             tenant_id, KEY_SHOWN, k, bn_scopes_str(scopes, sc, sizeof sc), expires_ms);
+    if (db->pg) {
+        s = create_pg(db, actor, tenant_id, k, scopes, expires_ms, d, &kid);
+    } else if ((s = bn__db_begin(db, what)) == BN_OK) {
+        s = tenant_status(db, tenant_id, status);
+        if (s == BN_OK && strcmp(status, "active"))
+            s = bn__db_err(db, BN_ERR_INVALID, "tenant %" PRId64 " is %s", tenant_id, status);
+        if (s == BN_OK) s = insert_key(db, tenant_id, k, scopes, expires_ms, &kid);
+        if (s == BN_OK) s = audit_key(db, actor, "key.create", kid, d);
+        s = bn__db_end(db, s, what);
     }
-    s = bn__db_end(db, s, what);
     if (s == BN_OK) {
         memcpy(key, k, sizeof k);
         if (id) *id = kid;
@@ -196,6 +208,7 @@ bn_status bn_db_key_create(bn_db *db, const char *actor, int64_t tenant_id, unsi
 bn_status bn_db_key_revoke(bn_db *db, const char *actor, int64_t id)
 {
     const char *what = "revoking a key";
+    if (db->pg) return bn__pg_key_revoke(db, actor, id);
     bn_status s = bn__db_begin(db, what);
     if (s != BN_OK) return s;
     sqlite3_stmt *st;
@@ -220,6 +233,7 @@ static int64_t col_i64(sqlite3_stmt *st, int i)
 bn_status bn_db_key_list(bn_db *db, int64_t tenant_id, int (*fn)(void *ud, const bn_api_key *k),
                          void *ud)
 {
+    if (db->pg) return bn__pg_key_list(db, tenant_id, fn, ud);
     sqlite3_stmt *st;
     bn_status s = bn__db_prepare(db,
                                  "SELECT id, tenant_id, prefix, scopes, created_at, expires_at, "
@@ -269,41 +283,49 @@ static void touch_key(bn_db *db, int64_t id, int64_t now)
 }
 
 /* Judges the row of a found key; *touch: whether to write its last use now. */
-static void judge(sqlite3_stmt *st, const uint8_t h[SHA256_DIGEST_SIZE], int64_t now,
+static void judge(const bn__key_row *k, const uint8_t h[SHA256_DIGEST_SIZE], int64_t now,
                   bn_key_auth *out, int *touch)
 {
-    const void *stored = sqlite3_column_blob(st, 2);
-    if (sqlite3_column_bytes(st, 2) != SHA256_DIGEST_SIZE || !stored ||
-        !equal_ct(stored, h, SHA256_DIGEST_SIZE))
+    if (k->hash_len != SHA256_DIGEST_SIZE || !equal_ct(k->hash, h, SHA256_DIGEST_SIZE))
         return; /* stays unknown */
-    out->key_id = col_i64(st, 0);
-    out->tenant_id = col_i64(st, 1);
-    out->scopes = (unsigned)col_i64(st, 3);
-    const char *status = (const char *)sqlite3_column_text(st, 7);
-    const char *tier = (const char *)sqlite3_column_text(st, 8);
-    snprintf(out->tier, sizeof out->tier, "%s", tier ? tier : "");
-    const char *name = (const char *)sqlite3_column_text(st, 9);
-    snprintf(out->tenant, sizeof out->tenant, "%s", name ? name : "");
-    const int64_t expires = col_i64(st, 4), revoked = col_i64(st, 5), used = col_i64(st, 6);
-    if (revoked)
+    out->key_id = k->id;
+    out->tenant_id = k->tenant_id;
+    out->scopes = (unsigned)k->scopes;
+    snprintf(out->tier, sizeof out->tier, "%s", k->tier);
+    snprintf(out->tenant, sizeof out->tenant, "%s", k->name);
+    if (k->revoked)
         out->reason = BN_KEY_REVOKED;
-    else if (expires && expires <= now)
+    else if (k->expires && k->expires <= now)
         out->reason = BN_KEY_EXPIRED;
-    else if (!status || strcmp(status, "active"))
+    else if (strcmp(k->status, "active"))
         out->reason = BN_KEY_SUSPENDED;
     else
         out->reason = BN_KEY_OK;
-    *touch = out->reason == BN_KEY_OK && now - used >= LAST_USED_MS;
+    *touch = out->reason == BN_KEY_OK && now - k->used >= LAST_USED_MS;
 }
 
-bn_status bn_db_key_lookup(bn_db *db, const char *key, bn_key_auth *out)
+/* The current row of the lookup's query into k. */
+static void read_key_row(sqlite3_stmt *st, bn__key_row *k)
 {
-    memset(out, 0, sizeof *out);
-    out->reason = BN_KEY_MALFORMED;
-    if (!key_well_formed(key)) return BN_OK;
-    out->reason = BN_KEY_UNKNOWN;
-    uint8_t h[SHA256_DIGEST_SIZE];
-    key_hash(key, h);
+    const void *stored = sqlite3_column_blob(st, 2);
+    const int n = sqlite3_column_bytes(st, 2);
+    k->hash_len = stored && n == SHA256_DIGEST_SIZE ? (size_t)n : 0;
+    if (k->hash_len) memcpy(k->hash, stored, k->hash_len);
+    int64_t *iv[] = {&k->id, &k->tenant_id, NULL, &k->scopes, &k->expires, &k->revoked, &k->used};
+    for (int i = 0; i < 7; i++)
+        if (iv[i]) *iv[i] = col_i64(st, i);
+    const char *status = (const char *)sqlite3_column_text(st, 7);
+    const char *tier = (const char *)sqlite3_column_text(st, 8);
+    const char *name = (const char *)sqlite3_column_text(st, 9);
+    snprintf(k->status, sizeof k->status, "%s", status ? status : "");
+    snprintf(k->tier, sizeof k->tier, "%s", tier ? tier : "");
+    snprintf(k->name, sizeof k->name, "%s", name ? name : "");
+}
+
+/* The row of the key whose hash is h from the history; *found 0 when none. */
+static bn_status find_key(bn_db *db, const uint8_t h[SHA256_DIGEST_SIZE], bn__key_row *k,
+                          int *found)
+{
     /* the index finds the row by the hash of the secret, not the secret: timing tells an
      * attacker nothing about a key they do not hold */
     sqlite3_stmt *st;
@@ -314,14 +336,36 @@ bn_status bn_db_key_lookup(bn_db *db, const char *key, bn_key_auth *out)
                                  "WHERE k.hash = ?1",
                                  &st);
     if (s != BN_OK) return s;
-    sqlite3_bind_blob(st, 1, h, sizeof h, SQLITE_TRANSIENT);
-    const int64_t now = bn__db_now_ms(db);
-    int rc = sqlite3_step(st), touch = 0;
+    sqlite3_bind_blob(st, 1, h, SHA256_DIGEST_SIZE, SQLITE_TRANSIENT);
+    const int rc = sqlite3_step(st);
+    *found = rc == SQLITE_ROW;
     if (rc == SQLITE_ROW)
-        judge(st, h, now, out, &touch);
+        read_key_row(st, k);
     else if (rc != SQLITE_DONE)
         s = bn__db_sqlerr(db, rc, "looking up a key");
     sqlite3_finalize(st);
-    if (s == BN_OK && touch) touch_key(db, out->key_id, now);
+    return s;
+}
+
+bn_status bn_db_key_lookup(bn_db *db, const char *key, bn_key_auth *out)
+{
+    memset(out, 0, sizeof *out);
+    out->reason = BN_KEY_MALFORMED;
+    if (!key_well_formed(key)) return BN_OK;
+    out->reason = BN_KEY_UNKNOWN;
+    uint8_t h[SHA256_DIGEST_SIZE];
+    key_hash(key, h);
+    bn__key_row row;
+    int found = 0, touch = 0;
+    memset(&row, 0, sizeof row);
+    const bn_status s = db->pg ? bn__pg_key_find(db, h, &row, &found) : find_key(db, h, &row, &found);
+    const int64_t now = bn__db_now_ms(db);
+    if (s == BN_OK && found) judge(&row, h, now, out, &touch);
+    if (s == BN_OK && touch) {
+        if (db->pg)
+            bn__pg_key_touch(db, out->key_id, now);
+        else
+            touch_key(db, out->key_id, now);
+    }
     return s;
 }

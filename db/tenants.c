@@ -67,6 +67,7 @@ bn_status bn_db_tenant_get(bn_db *db, const char *ref, bn_tenant *out)
 {
     if (!ref || !*ref) return bn__db_err(db, BN_ERR_INVALID, "no tenant named");
     const int by_id = all_digits(ref);
+    if (db->pg) return bn__pg_tenant_get(db, ref, by_id, out);
     sqlite3_stmt *st;
     bn_status s = bn__db_prepare(db,
                                  by_id ? "SELECT " TENANT_COLS " FROM tenants t WHERE t.id = ?1"
@@ -88,6 +89,7 @@ bn_status bn_db_tenant_get(bn_db *db, const char *ref, bn_tenant *out)
 
 bn_status bn_db_tenant_list(bn_db *db, int (*fn)(void *ud, const bn_tenant *t), void *ud)
 {
+    if (db->pg) return bn__pg_tenant_list(db, fn, ud);
     sqlite3_stmt *st;
     bn_status s = bn__db_prepare(db, "SELECT " TENANT_COLS " FROM tenants t ORDER BY t.id", &st);
     if (s != BN_OK) return s;
@@ -161,16 +163,15 @@ bn_status bn_db_tenant_add(bn_db *db, const char *actor, const char *name, const
     if (stripe_customer && *stripe_customer && !charset_ok(stripe_customer, BN_STRIPE_ID_MAX, "A_"))
         return bn__db_err(db, BN_ERR_INVALID, "bad Stripe customer id '%s'", stripe_customer);
     int64_t tid = 0;
+    /* entries name tenants by id only: the log is never edited, so it must not hold a name
+     * that erase has to remove */
+    char d[BN_TENANT_TIER_MAX + 32];
+    snprintf(d, sizeof d, "{\"tier\":\"%s\"}", tier);
+    if (db->pg) return bn__pg_tenant_add(db, actor, name, tier, stripe_customer, d, id);
     bn_status s = bn__db_begin(db, "adding a tenant");
     if (s != BN_OK) return s;
     s = insert_tenant(db, name, tier, stripe_customer, &tid);
-    if (s == BN_OK) {
-        /* entries name tenants by id only: the log is never edited, so it must not hold a
-         * name that erase has to remove */
-        char d[BN_TENANT_TIER_MAX + 32];
-        snprintf(d, sizeof d, "{\"tier\":\"%s\"}", tier);
-        s = audit_tenant(db, actor, "tenant.add", tid, d);
-    }
+    if (s == BN_OK) s = audit_tenant(db, actor, "tenant.add", tid, d);
     s = bn__db_end(db, s, "adding a tenant");
     if (s == BN_OK && id) *id = tid;
     return s;
@@ -189,6 +190,8 @@ static bn_status begin_on(bn_db *db, const char *ref, bn_tenant *t, const char *
 bn_status bn_db_tenant_suspend(bn_db *db, const char *actor, const char *ref, int suspend)
 {
     const char *what = suspend ? "suspending a tenant" : "resuming a tenant";
+    if (db->pg && (!ref || !*ref)) return bn__db_err(db, BN_ERR_INVALID, "no tenant named");
+    if (db->pg) return bn__pg_tenant_suspend(db, actor, ref, suspend);
     bn_tenant t;
     bn_status s = begin_on(db, ref, &t, what);
     if (s != BN_OK) return s;

@@ -61,26 +61,30 @@ static bn_status insert_row(bn_db *db, const bn_usage_rec *r, int64_t at, int *a
     return s;
 }
 
+static bn_status record(bn_db *db, const bn_usage_rec *r, int64_t at, int *added)
+{
+    bn_status s = bn__db_begin(db, "recording usage");
+    if (s != BN_OK) return s;
+    s = insert_row(db, r, at, added);
+    if (s == BN_OK && *added) s = bn__db_outbox_add(db, r, at);
+    return bn__db_end(db, s, "recording usage");
+}
+
 bn_status bn_db_usage_record(bn_db *db, const bn_usage_rec *r, int *fresh)
 {
     if (fresh) *fresh = 0;
     bn_status s = check_rec(db, r);
     if (s != BN_OK) return s;
     const int64_t at = r->at_ms ? r->at_ms : bn__db_now_ms(db);
-    int added = 0;
+    int added = 0, known = 0;
     /* the row and its meter event in one transaction: both or neither */
-    s = bn__db_begin(db, "recording usage");
-    if (s != BN_OK) return s;
-    s = insert_row(db, r, at, &added);
-    if (s == BN_OK && added) s = bn__db_outbox_add(db, r, at);
-    s = bn__db_end(db, s, "recording usage");
+    s = db->pg ? bn__pg_usage_record(db, r, at, &added, &known) : record(db, r, at, &added);
     if (s != BN_OK) return s;
     if (added) {
         if (fresh) *fresh = 1;
         return BN_OK;
     }
-    int known = 0;
-    s = request_known(db, r->request_id, &known);
+    if (!db->pg) s = request_known(db, r->request_id, &known);
     if (s == BN_OK && !known)
         s = bn__db_err(db, BN_ERR_NOT_FOUND, "usage: no tenant %" PRId64 " (or it is erased)",
                        r->tenant_id);
@@ -90,6 +94,7 @@ bn_status bn_db_usage_record(bn_db *db, const bn_usage_rec *r, int *fresh)
 bn_status bn_db_usage_report(bn_db *db, int64_t tenant_id, int64_t from_ms, int64_t to_ms,
                              int (*fn)(void *ud, const bn_usage_day *d), void *ud)
 {
+    if (db->pg) return bn__pg_usage_report(db, tenant_id, from_ms, to_ms, fn, ud);
     sqlite3_stmt *st;
     bn_status s = bn__db_prepare(
             db,
@@ -129,6 +134,7 @@ bn_status bn_db_usage_total(bn_db *db, int64_t tenant_id, int64_t from_ms, int64
                             bn_usage_total *out)
 {
     memset(out, 0, sizeof *out);
+    if (db->pg) return bn__pg_usage_total(db, tenant_id, from_ms, to_ms, out);
     sqlite3_stmt *st;
     bn_status s = bn__db_prepare(db,
                                  "SELECT total(requests), total(prompt_tokens), "

@@ -25,6 +25,8 @@ RUN_PKGS="$RUN_PKGS libzip-dev libprotobuf-c-dev protobuf-c-compiler libmicrohtt
 RUN_PKGS="$RUN_PKGS libcurl4-openssl-dev libreadline-dev zlib1g-dev libcrypt-dev libyaml-dev"
 RUN_PKGS="$RUN_PKGS liblapacke-dev libopenblas-dev"  # linear algebra (bitnet/linalg.h)
 RUN_PKGS="$RUN_PKGS libhiredis-dev"
+# libpq: serve --database, the platform's store on PostgreSQL (PostgreSQL's own client library)
+RUN_PKGS="$RUN_PKGS libpq-dev"
 # test only: CMocka (the unit tests), mandoc (test_man.sh), tmux (test_tui.sh), the ONNX
 # test data (test_onnx), prometheus (promtool and the server, test_monitor.sh; it skips
 # without), the sqlite3 command (history and monitor tests edit a database by hand), curl and
@@ -33,6 +35,9 @@ TEST_PKGS="libcmocka-dev mandoc tmux libonnx-testdata prometheus sqlite3 curl op
 # redis-server and haproxy: test_serve_redis.sh and test_scaleout.sh (replicas sharing limits
 # behind a load balancer); yamllint: test_deploy.sh (the Kubernetes manifests); each skips without
 TEST_PKGS="$TEST_PKGS redis-server haproxy yamllint"
+# postgresql: the server test_serve_pg.sh and test_scaleout.sh start in a temporary folder (they
+# skip without)
+TEST_PKGS="$TEST_PKGS postgresql"
 
 # test only, from PyPI (Debian 12 has no package of them): the official openai Python client,
 # which test_serve.sh runs against bitnet serve (it skips that part without it), and
@@ -71,6 +76,7 @@ deb_of() {
     lapacke) echo liblapacke-dev ;;
     openblas) echo libopenblas-dev ;;
     hiredis) echo libhiredis-dev ;;
+    libpq) echo libpq-dev ;;
     *) echo "unknown; add it to scripts/deps.sh" ;;
     esac
 }

@@ -11,6 +11,7 @@
 
 #include "common/billing.h"
 #include "common/config.h"
+#include "common/history.h"
 #include "tenancy.h"
 
 #define C_NAME "billing"
@@ -61,19 +62,22 @@ static int open_sender(const char *C, cm_billing **b)
         return BN_EXIT_FAIL;
     }
     cm_billing_opts o;
-    const int r = cm_billing_opts_load(cfg, &o, err, sizeof err);
-    bn_config_free(cfg);
+    int r = cm_billing_opts_load(cfg, &o, err, sizeof err);
     if (r == 1) {
+        bn_config_free(cfg);
         cli_error("%s: billing is not configured (set billing.event_name: bitnet config set "
                   "billing.event_name NAME)",
                   C);
         return BN_EXIT_FAIL;
     }
+    if (!r) r = cm_store_url(cfg, tn_database_flag(), &o.database, err, sizeof err);
     if (r || cm_billing_new(&o, "bitnet billing send", b, err, sizeof err)) {
+        bn_config_free(cfg);
         memset(&o, 0, sizeof o);
         cli_error("%s: %s", C, err);
         return BN_EXIT_FAIL;
     }
+    bn_config_free(cfg); /* after cm_billing_new: o.database may point into it */
     memset(&o, 0, sizeof o);
     return 0;
 }

@@ -58,6 +58,11 @@ void cmd_serve_help(FILE *out)
             "                    through Redis (redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or\n"
             "                    unix:///PATH[?db=N]); while it does not answer, rate limits\n"
             "                    are this replica's own and quota tiers get 503\n"
+            "  --database URL    with --tenants: the tenants, keys, usage ledger, billing\n"
+            "                    outbox and audit log in PostgreSQL (postgresql://USER@HOST\n"
+            "                    [:PORT]/DB; the password in PGPASSWORD or ~/.pgpass), shared\n"
+            "                    by every replica; default: the config's database, else the\n"
+            "                    history\n"
             "  --max-per-client N\n"
             "                    connections from one address at once (default %d; 0: no\n"
             "                    limit: behind a load balancer, which is one address); a\n"
@@ -75,7 +80,7 @@ void cmd_serve_help(FILE *out)
 
 typedef struct serve_opts {
     mc_opts mc;
-    const char *listen, *api_key, *redis;
+    const char *listen, *api_key, *redis, *database;
     long slots, queue, timeout, per_client;
     int tenants;
 } serve_opts;
@@ -103,7 +108,7 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         int bad = 0;
         if (strcmp(a, "--listen") && strcmp(a, "--slots") && strcmp(a, "--queue") &&
             strcmp(a, "--api-key") && strcmp(a, "--timeout") && strcmp(a, "--redis") &&
-            strcmp(a, "--max-per-client"))
+            strcmp(a, "--database") && strcmp(a, "--max-per-client"))
             return cli_usage_error(C, "unknown option '%s'", a);
         if (!v) return cli_usage_error(C, "%s needs a value", a);
         if (!strcmp(a, "--listen"))
@@ -112,6 +117,8 @@ static int parse_args(int argc, char **argv, serve_opts *o)
             bad = !*(o->api_key = v);
         else if (!strcmp(a, "--redis"))
             bad = !*(o->redis = v);
+        else if (!strcmp(a, "--database"))
+            bad = !*(o->database = v);
         else if (!strcmp(a, "--slots"))
             bad = cli_parse_long(v, 1, 64, &o->slots);
         else if (!strcmp(a, "--timeout"))
@@ -126,6 +133,7 @@ static int parse_args(int argc, char **argv, serve_opts *o)
     if (o->tenants && o->api_key)
         return cli_usage_error(C, "--tenants and --api-key exclude each other");
     if (o->redis && !o->tenants) return cli_usage_error(C, "--redis needs --tenants");
+    if (o->database && !o->tenants) return cli_usage_error(C, "--database needs --tenants");
     return mc_apply_defaults(C, MC_DEF_THREADS | MC_DEF_CTX, &o->mc, NULL);
 }
 
@@ -204,7 +212,7 @@ static int open_tenants(srv *s, const serve_opts *o, bn_config **cfg, struct srv
 {
     char err[BN_CONFIG_ERR_MAX];
     if (bn_config_load(cfg, err, sizeof err)) return cli_error("serve: %s", err), -1;
-    if (srv_tenants_new(*cfg, t, err, sizeof err) == 0) {
+    if (srv_tenants_new(*cfg, o->database, t, err, sizeof err) == 0) {
         /* a stream of a replica that vanished is held for its longest life, and a minute */
         const int64_t lease = (o->timeout ? o->timeout : 3600) * 1000LL + 60000;
         if (!o->redis || !srv_tenants_use_redis(*t, o->redis, lease, s->reg, err, sizeof err))
@@ -267,8 +275,8 @@ static int run(srv *s, const serve_opts *o)
     return failed ? BN_EXIT_FAIL : BN_EXIT_OK;
 }
 
-/* The run's parameters for the history: the arguments, the API key's value and a Redis URL
- * with a password hidden. */
+/* The run's parameters for the history: the arguments, the API key's value and a Redis or
+ * PostgreSQL URL with a password hidden. */
 static cJSON *hist_params(int argc, char **argv)
 {
     cJSON *p = cm_hist_params_argv(argc, argv);
@@ -277,9 +285,10 @@ static cJSON *hist_params(int argc, char **argv)
         const cJSON *v = cJSON_GetArrayItem(a, i);
         if (cJSON_IsString(v) && !strcmp(v->valuestring, "--api-key"))
             cJSON_ReplaceItemInArray(a, i + 1, cJSON_CreateString("(hidden)"));
-        const cJSON *n = cJSON_GetArrayItem(a, i + 1); /* a password in the Redis URL */
-        if (cJSON_IsString(v) && !strcmp(v->valuestring, "--redis") && cJSON_IsString(n) &&
-            strchr(n->valuestring, '@'))
+        const cJSON *n = cJSON_GetArrayItem(a, i + 1); /* a password in a URL */
+        if (cJSON_IsString(v) &&
+            (!strcmp(v->valuestring, "--redis") || !strcmp(v->valuestring, "--database")) &&
+            cJSON_IsString(n) && strchr(n->valuestring, '@'))
             cJSON_ReplaceItemInArray(a, i + 1, cJSON_CreateString("(hidden)"));
     }
     return p;

@@ -9,12 +9,26 @@
 #include <unistd.h>
 
 #include "common/cli.h"
+#include "common/config.h"
 #include "common/history.h"
+
+static const char *database; /* --database URL of this process's command (tn_dispatch) */
+
+const char *tn_database_flag(void)
+{
+    return database;
+}
 
 int tn_open(const char *cmd, bn_db **db)
 {
     char err[512];
-    if (cm_history_open(db, NULL, 0, err, sizeof err) == 0) return BN_EXIT_OK;
+    const char *url = NULL;
+    bn_config *cfg = NULL;
+    int rc = database ? 0 : bn_config_load(&cfg, err, sizeof err);
+    if (!rc) rc = cm_store_url(cfg, database, &url, err, sizeof err);
+    if (!rc) rc = cm_store_open_url(db, url, err, sizeof err);
+    bn_config_free(cfg);
+    if (rc == 0) return BN_EXIT_OK;
     cli_error("%s: %s", cmd, err);
     return BN_EXIT_FAIL;
 }
@@ -119,8 +133,25 @@ int tn_parse_range(const char *cmd, const tn_args *a, int64_t *from, int64_t *to
     return 0;
 }
 
+/* Takes --database URL out of argv (anywhere after the command): 0, or -1 when it has no
+ * value (printed). */
+static int take_database(const char *cmd, int *argc, char **argv)
+{
+    for (int i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], "--database")) continue;
+        if (i + 1 >= *argc || !argv[i + 1][0])
+            return cli_usage_error(cmd, "--database needs a value"), -1;
+        database = argv[i + 1];
+        for (int j = i; j + 2 <= *argc; j++) argv[j] = argv[j + 2];
+        *argc -= 2;
+        i--;
+    }
+    return 0;
+}
+
 int tn_dispatch(const char *cmd, int argc, char **argv, const tn_sub *subs, void (*help)(FILE *))
 {
+    if (take_database(cmd, &argc, argv)) return BN_EXIT_USAGE;
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             help(stdout);

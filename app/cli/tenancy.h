@@ -13,9 +13,12 @@
 
 #include "bitnet/db_tenants.h"
 
-/* Opens the history with the platform's tables; BN_EXIT_OK, or BN_EXIT_FAIL with the error
- * printed (cmd names the command). */
+/* Opens the platform's store: the PostgreSQL store of --database URL (taken out of argv by
+ * tn_dispatch) or of the config's database key, else the history; BN_EXIT_OK, or
+ * BN_EXIT_FAIL with the error printed (cmd names the command). */
 int tn_open(const char *cmd, bn_db **db);
+/* The value of --database (NULL: none given); cm_store_url() says which store is in effect. */
+const char *tn_database_flag(void);
 /* Prints "bitnet: CMD: <the store's message>", closes db and returns BN_EXIT_FAIL. */
 int tn_fail(const char *cmd, bn_db *db);
 /* The actor of this process's audit entries: "cli:<user name>" (or "cli:uid-N"). */

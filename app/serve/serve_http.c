@@ -136,10 +136,10 @@ static cJSON *ended_doc(const srv_req *r)
 /* --tenants: the request's row in the usage ledger, once: it waits until r is done (a
  * cancelled one ends at the engine's next step), so the row has what was generated, and it
  * is written before the answer's last bytes go (a client that has its usage finds it in the
- * ledger). */
-static void meter(srv_answer *an)
+ * ledger). -1 when the row could not be written (after the store's retries). */
+static int meter(srv_answer *an)
 {
-    if (!an->tenants || !an->who.by) return;
+    if (!an->tenants || !an->who.by) return 0;
     srv *s = an->s;
     srv_req *r = an->r;
     pthread_mutex_lock(&s->mu);
@@ -156,7 +156,7 @@ static void meter(srv_answer *an)
     pthread_mutex_unlock(&s->mu);
     const int64_t now = srv_now_ns();
     rec.duration_ms = (now - an->who.t0_ns) / 1000000;
-    srv_tenants_end(an->tenants, &an->who, &rec, now);
+    return srv_tenants_end(an->tenants, &an->who, &rec, now);
 }
 
 static enum MHD_Result answer_whole(srv_answer *an, struct MHD_Connection *c, const srv_verdict *hv)
@@ -167,14 +167,18 @@ static enum MHD_Result answer_whole(srv_answer *an, struct MHD_Connection *c, co
     int gone = 0;
     while (!gone && r->state != SRV_DONE) gone = wait_text(s, r, r->visible, an->fd) < 0;
     pthread_mutex_unlock(&s->mu);
-    meter(an);
+    const int unmetered = meter(an);
     if (gone) {
         srv_release(s, r);
         return MHD_NO; /* nobody to srv_answer */
     }
     /* DONE: the engine no longer writes r */
     enum MHD_Result rc;
-    if (!r->finish) {
+    if (unmetered && r->finish) {
+        /* a client never holds an answer the ledger does not have */
+        rc = reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "server_error",
+                         "the usage ledger cannot be written now; retry", NULL, NULL);
+    } else if (!r->finish) {
         const unsigned status =
                 r->timed_out ? MHD_HTTP_GATEWAY_TIMEOUT : MHD_HTTP_INTERNAL_SERVER_ERROR;
         rc = reply_json(c, status, ended_doc(r), NULL);
@@ -263,7 +267,7 @@ static int next_events(stream *st)
     if (!rc && to > from) rc = text_event(st, piece, to - from, 0);
     free(piece);
     st->sent = to;
-    if (done) meter(&st->an);
+    if (done && meter(&st->an)) rc = -1; /* no [DONE] for an answer the ledger lacks */
     if (!rc && done) rc = end_events(st, r);
     return rc;
 }

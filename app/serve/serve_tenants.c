@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bitnet/db_pg.h"
+#include "common/backoff.h"
 #include "common/billing.h"
 #include "common/cli.h"
 #include "common/history.h"
@@ -107,6 +109,8 @@ struct srv_tenants {
     size_t n_idle, cap_idle;
     srv_limits *limits;        /* in process, or Redis (srv_tenants_use_redis) */
     cm_billing *billing;       /* the meter events' sender when billing is configured */
+    bn_pg_pool *pg;            /* the PostgreSQL store (serve --database); NULL: the history */
+    const char *pg_url;        /* its URL (the config's or the argument's: outlives t) */
     int64_t retention_next_ms; /* under mu: when to look at the daily retention again */
 };
 
@@ -118,7 +122,7 @@ static bn_db *db_take(srv_tenants *t, srv_verdict *v)
     if (t->n_idle) db = t->idle[--t->n_idle];
     pthread_mutex_unlock(&t->mu);
     char err[256];
-    if (!db && cm_history_open(&db, NULL, 0, err, sizeof err)) {
+    if (!db && cm_store_open(&db, t->pg, err, sizeof err)) {
         db = NULL;
         if (v) {
             v->status = 500, v->type = "server_error", v->code = NULL;
@@ -166,6 +170,7 @@ static int billing_start(srv_tenants *t, char *err, size_t errsz)
     cm_billing_opts o;
     const int r = cm_billing_opts_load(t->cfg, &o, err, errsz);
     if (r) return r < 0 ? -1 : 0; /* 1: billing is off */
+    o.database = t->pg_url; /* the sender's own connection: it never waits for the pool */
     int rc = cm_billing_new(&o, "bitnet serve: billing", &t->billing, err, errsz);
     if (rc == 0 && (rc = cm_billing_start(t->billing)) != 0)
         cm_fail(err, errsz, "cannot start the billing thread");
@@ -176,15 +181,29 @@ static int billing_start(srv_tenants *t, char *err, size_t errsz)
     return rc ? -1 : 0;
 }
 
-int srv_tenants_new(const bn_config *cfg, srv_tenants **out, char *err, size_t errsz)
+/* The PostgreSQL store at database (or the config's), when one is named. */
+static int open_pg(srv_tenants *t, const char *database, char *err, size_t errsz)
+{
+    const char *url;
+    if (cm_store_url(t->cfg, database, &url, err, errsz)) return -1;
+    if (!url) return 0;
+    if (bn_pg_pool_new(url, SRV_PG_CONNS, &t->pg, err, errsz)) return -1;
+    t->pg_url = url;
+    fprintf(stderr, "bitnet serve: the tenants' store is PostgreSQL (schema %d, %d connections)\n",
+            bn_pg_pool_schema(t->pg), SRV_PG_CONNS);
+    return 0;
+}
+
+int srv_tenants_new(const bn_config *cfg, const char *database, srv_tenants **out, char *err,
+                    size_t errsz)
 {
     srv_tenants *t = calloc(1, sizeof *t);
     if (!t) return cm_fail(err, errsz, "out of memory");
     t->cfg = cfg;
     if (pthread_mutex_init(&t->mu, NULL)) return free(t), cm_fail(err, errsz, "out of resources");
     t->limits = srv_limits_local_new(ledger_used, t);
-    bn_db *db;
-    if (!t->limits || cm_history_open(&db, NULL, 0, err, errsz)) {
+    bn_db *db = NULL;
+    if (!t->limits || open_pg(t, database, err, errsz) || cm_store_open(&db, t->pg, err, errsz)) {
         if (!t->limits) cm_fail(err, errsz, "out of memory");
         srv_tenants_free(t);
         return -1;
@@ -220,6 +239,7 @@ void srv_tenants_free(srv_tenants *t)
     for (size_t i = 0; i < t->n_idle; i++) bn_db_close(t->idle[i]);
     free(t->idle);
     if (t->limits) t->limits->ops->free(t->limits);
+    bn_pg_pool_free(t->pg); /* after every handle on it */
     pthread_mutex_destroy(&t->mu);
     free(t);
 }
@@ -501,6 +521,34 @@ static void daily_retention(srv_tenants *t, bn_db *db)
                 c.runs, c.ledger_rows, c.ledger_aggregates, c.keys);
 }
 
+#define LEDGER_TRIES 8 /* backoff from 0.2 s to 2 s: about 9 s at most */
+
+/* The ledger row of rec, tried again with backoff while the store fails (a PostgreSQL server
+ * that restarts): the row is idempotent by request id, so a try after a write whose answer
+ * was lost counts it once. 0, or -1 after the last try (logged). */
+static int record_usage(srv_tenants *t, const bn_usage_rec *rec, int *fresh)
+{
+    unsigned seed = (unsigned)srv_now_ns();
+    srv_verdict v;
+    for (int n = 1;; n++) {
+        bn_db *db = db_take(t, &v);
+        const bn_status s = db ? bn_db_usage_record(db, rec, fresh) : BN_ERR_IO;
+        if (db && s != BN_OK) snprintf(v.msg, sizeof v.msg, "%s", bn_db_errmsg(db));
+        if (s == BN_OK) daily_retention(t, db);
+        db_give(t, db);
+        if (s == BN_OK && n > 1)
+            fprintf(stderr, "bitnet serve: the usage of %s is in the ledger (try %d)\n",
+                    rec->request_id, n);
+        if (s == BN_OK) return 0;
+        if (s != BN_ERR_IO || n == LEDGER_TRIES) break;
+        const double w = cm_backoff_s(n, 0.2, 2.0, &seed);
+        nanosleep(&(struct timespec){(time_t)w, (long)((w - (double)(time_t)w) * 1e9)}, NULL);
+    }
+    fprintf(stderr, "bitnet serve: the usage of %s is not in the ledger: %s\n", rec->request_id,
+            v.msg);
+    return -1;
+}
+
 int srv_tenants_end(srv_tenants *t, srv_caller *who, bn_usage_rec *rec, int64_t now)
 {
     srv_limits *by = who->by;
@@ -509,13 +557,7 @@ int srv_tenants_end(srv_tenants *t, srv_caller *who, bn_usage_rec *rec, int64_t 
     int rc = 0, fresh = 0;
     if (rec) {
         rec->tenant_id = who->tenant_id, rec->key_id = who->key_id;
-        bn_db *db = db_take(t, NULL);
-        rc = db && bn_db_usage_record(db, rec, &fresh) == BN_OK ? 0 : -1;
-        if (rc)
-            fprintf(stderr, "bitnet serve: the usage of %s is not in the ledger: %s\n",
-                    rec->request_id, db ? bn_db_errmsg(db) : "the store cannot be opened");
-        if (!rc) daily_retention(t, db);
-        db_give(t, db);
+        rc = record_usage(t, rec, &fresh);
         if (fresh) cm_billing_wake(t->billing); /* its meter event is in the outbox */
     }
     /* the ledger first: a quota counter seeded from the ledger meanwhile counts it at most

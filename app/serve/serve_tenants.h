@@ -94,9 +94,13 @@ typedef struct srv_verdict {
 
 typedef struct srv_tenants srv_tenants;
 
-/* A new set of callers over the history's store (opened now, so that a bad store fails at
- * start); -1 with a one-line message in err. */
-int srv_tenants_new(const bn_config *cfg, srv_tenants **out, char *err, size_t errsz);
+/* A new set of callers over the platform's store (opened now, so that a bad store fails at
+ * start): the PostgreSQL store at database (serve --database; NULL: the config's database
+ * key), with a pool of SRV_PG_CONNS connections, else the history. -1 with a one-line
+ * message in err. */
+#define SRV_PG_CONNS 8
+int srv_tenants_new(const bn_config *cfg, const char *database, srv_tenants **out, char *err,
+                    size_t errsz);
 void srv_tenants_free(srv_tenants *t);
 /* Shares the limits of every replica through the Redis at url (serve_redis.c, serve --redis):
  * redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH[?db=N]. A bad url is -1 with

@@ -159,7 +159,7 @@ static int setup(void **state)
                      BN_OK);
     assert_int_equal(bn_db_key_revoke(db, "t", kid), BN_OK);
     bn_db_close(db);
-    assert_int_equal(srv_tenants_new(fx->cfg, &fx->t, err, sizeof err), 0);
+    assert_int_equal(srv_tenants_new(fx->cfg, NULL, &fx->t, err, sizeof err), 0);
     *state = fx;
     return 0;
 }

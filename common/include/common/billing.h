@@ -47,6 +47,9 @@ typedef struct cm_billing_opts {
     double timeout_s;     /* billing.timeout: one request */
     double backoff_max_s; /* billing.backoff_max */
     double interval_s;    /* billing.interval: how often an idle sender looks */
+    const char *database; /* the outbox of the PostgreSQL store at this URL, on a connection
+                             of the sender's own; NULL: the history's. Not set by
+                             cm_billing_opts_load; read by cm_billing_new only */
 } cm_billing_opts;
 
 /* The options from cfg and the environment: 0; 1 when billing is not configured

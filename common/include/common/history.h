@@ -65,4 +65,23 @@ int cm_history_path(char *path, size_t pathsz, int *retention_days, char *err, s
  * with a one-line message in err. path receives the file's name (may be NULL). */
 int cm_history_open(bn_db **db, char *path, size_t pathsz, char *err, size_t errsz);
 
+/* ---- the platform's store: the history, or PostgreSQL (bitnet/db_pg.h) ----------------------
+ *
+ * Tenants, keys, the usage ledger, the billing outbox and the audit log live in the history
+ * unless a PostgreSQL URL is given: --database URL (serve and the platform's commands), else
+ * the config's database key. */
+
+struct bn_config;
+struct bn_pg_pool;
+/* The PostgreSQL URL in effect into *url: flag when not NULL, else the config's database;
+ * NULL when neither names one (the history). 0, or -1 with a one-line message in err (not a
+ * postgresql:// URL). */
+int cm_store_url(const struct bn_config *cfg, const char *flag, const char **url, char *err,
+                 size_t errsz);
+/* A handle on the store: on pool when it is set, else the history. 0, or -1 with err. */
+int cm_store_open(bn_db **db, struct bn_pg_pool *pool, char *err, size_t errsz);
+/* A handle on the store at url with a connection of its own (NULL: the history). 0, or -1
+ * with err (the connection, the role, the migrations). */
+int cm_store_open_url(bn_db **db, const char *url, char *err, size_t errsz);
+
 #endif

@@ -1,0 +1,29 @@
+/* pg_int.h - what db/pg.c gives db/pg_store.c: a transaction on a pooled connection with the
+ * tenant scope of row-level security set, and parameterised queries. Not installed. */
+#ifndef BITNET_DB_PG_INT_H
+#define BITNET_DB_PG_INT_H
+
+#include <libpq-fe.h>
+
+#include "bitnet/db_pg.h"
+#include "db_int.h"
+
+/* The scope of row-level security of a transaction: one tenant's rows, or every row. */
+#define BN_PG_ALL ((int64_t)-1)
+
+/* Takes a connection of db's pool (waiting while all are in use), BEGINs and sets
+ * app.tenant_id to tenant (BN_PG_ALL: "all"). A connection found broken is remade once. */
+bn_status bn__pg_begin(bn_db *db, int64_t tenant, PGconn **c, const char *what);
+/* COMMIT when s is BN_OK, else ROLLBACK; gives the connection back. Returns the final
+ * status (a failed COMMIT is BN_ERR_IO: the transaction may or may not have happened). */
+bn_status bn__pg_end(bn_db *db, PGconn *c, bn_status s, const char *what);
+/* Runs sql with n text parameters (NULL: SQL NULL). res (may be NULL): the rows, for the
+ * caller to PQclear. A unique violation is BN_ERR_INVALID, other failures BN_ERR_IO, with
+ * "<what>: <PostgreSQL's message>" on db. */
+bn_status bn__pg_q(bn_db *db, PGconn *c, const char *sql, int n, const char *const *vals,
+                   PGresult **res, const char *what);
+/* Column col of row r as an int64 (0 when NULL), and into dst (size bytes; "" when NULL). */
+int64_t bn__pg_i64(const PGresult *r, int row, int col);
+void bn__pg_str(const PGresult *r, int row, int col, char *dst, size_t size);
+
+#endif

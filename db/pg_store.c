@@ -1,0 +1,571 @@
+/* pg_store.c - the calls of bitnet/db_tenants.h on a PostgreSQL store (bitnet/db_pg.h): the
+ * public functions in tenants.c, tenant_keys.c, usage.c, outbox.c and audit.c check their
+ * arguments, then hand over here when db->pg is set. Each call is one transaction; its scope
+ * of row-level security is the one tenant it is about, or all for administration, the lookup
+ * of a key and the billing sender. Parameterised queries only. */
+#include "pg_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#define I64(buf, v) (snprintf(buf, sizeof buf, "%" PRId64, (int64_t)(v)), (const char *)buf)
+
+/* One statement (n parameters v) in a transaction of its own with the scope tenant (or
+ * BN_PG_ALL); *res its rows (PQclear), NULL on failure. */
+static bn_status query1(bn_db *db, int64_t tenant, const char *sql, int n, const char *const *v,
+                        PGresult **res, const char *what)
+{
+    PGconn *c;
+    *res = NULL;
+    bn_status s = bn__pg_begin(db, tenant, &c, what);
+    if (s != BN_OK) return s;
+    s = bn__pg_end(db, c, bn__pg_q(db, c, sql, n, v, res, what), what);
+    if (s != BN_OK) PQclear(*res), *res = NULL;
+    return s;
+}
+
+/* ---- the audit log ------------------------------------------------------------------------- */
+
+#define AUDIT_LOCK_KEY "7326720514" /* the chain is appended to one writer at a time */
+
+/* Appends an entry inside the caller's transaction on c. */
+static bn_status audit_add(bn_db *db, PGconn *c, const char *actor, const char *action,
+                           const char *target, const char *details)
+{
+    const char *what = "appending to the audit log";
+    PGresult *r = NULL;
+    bn_status s = bn__pg_q(db, c, "SELECT pg_advisory_xact_lock(" AUDIT_LOCK_KEY ")", 0, NULL, NULL,
+                           what);
+    if (s == BN_OK)
+        s = bn__pg_q(db, c, "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1", 0, NULL, &r,
+                     what);
+    if (s != BN_OK) return s;
+    char prev[65] = "0000000000000000000000000000000000000000000000000000000000000000", hash[65];
+    bn_audit_entry e = {.actor = actor ? actor : "",
+                        .action = action,
+                        .target = target,
+                        .details = details ? details : "{}",
+                        .prev_hash = prev};
+    if (PQntuples(r) == 1) {
+        e.id = bn__pg_i64(r, 0, 0);
+        bn__pg_str(r, 0, 1, prev, sizeof prev);
+    }
+    PQclear(r);
+    e.id++;
+    e.at_ms = bn__db_now_ms(db);
+    bn__db_audit_hash(&e, hash);
+    char id[24], at[24];
+    const char *v[] = {I64(id, e.id), I64(at, e.at_ms), e.actor, e.action,
+                       e.target,      e.details,        prev,    hash};
+    return bn__pg_q(db, c,
+                    "INSERT INTO audit (id, at, actor, action, target, details, prev_hash, hash) "
+                    "VALUES ($1, $2, $3, $4, $5, $6::json::text, $7, $8)",
+                    8, v, NULL, what);
+}
+
+bn_status bn__pg_audit_append(bn_db *db, const char *actor, const char *action, const char *target,
+                              const char *details)
+{
+    const char *what = "appending to the audit log";
+    PGconn *c;
+    bn_status s = bn__pg_begin(db, BN_PG_ALL, &c, what);
+    if (s != BN_OK) return s;
+    return bn__pg_end(db, c, audit_add(db, c, actor, action, target, details), what);
+}
+
+bn_status bn__pg_audit_list(bn_db *db, int (*fn)(void *ud, const bn_audit_entry *e), void *ud)
+{
+    PGresult *r;
+    bn_status s = query1(db, BN_PG_ALL,
+                         "SELECT id, at, actor, action, target, details, prev_hash, hash FROM "
+                         "audit ORDER BY id",
+                         0, NULL, &r, "reading the audit log");
+    for (int i = 0; s == BN_OK && i < PQntuples(r); i++) {
+        bn_audit_entry e = {bn__pg_i64(r, i, 0), bn__pg_i64(r, i, 1), PQgetvalue(r, i, 2),
+                            PQgetvalue(r, i, 3), PQgetvalue(r, i, 4), PQgetvalue(r, i, 5),
+                            PQgetvalue(r, i, 6), PQgetvalue(r, i, 7)};
+        if (fn(ud, &e)) s = BN_ERR_CANCELLED;
+    }
+    PQclear(r);
+    return s;
+}
+
+/* ---- tenants -----------------------------------------------------------------------------------
+ */
+
+#define TENANT_COLS                                                                                \
+    "t.id, t.name, t.tier, t.status, coalesce(t.stripe_customer, ''), t.created_at, "              \
+    "(SELECT count(*) FROM api_keys k WHERE k.tenant_id = t.id AND k.revoked_at IS NULL)"
+
+static void read_tenant(const PGresult *r, int i, bn_tenant *t)
+{
+    memset(t, 0, sizeof *t);
+    t->id = bn__pg_i64(r, i, 0);
+    bn__pg_str(r, i, 1, t->name, sizeof t->name);
+    bn__pg_str(r, i, 2, t->tier, sizeof t->tier);
+    bn__pg_str(r, i, 3, t->status, sizeof t->status);
+    bn__pg_str(r, i, 4, t->stripe_customer, sizeof t->stripe_customer);
+    t->created_ms = bn__pg_i64(r, i, 5);
+    t->n_keys = bn__pg_i64(r, i, 6);
+}
+
+/* ref's tenant inside the caller's transaction on c. */
+static bn_status tenant_get_on(bn_db *db, PGconn *c, const char *ref, int by_id, bn_tenant *out)
+{
+    PGresult *r;
+    const char *v[] = {ref};
+    bn_status s = bn__pg_q(db, c,
+                           by_id ? "SELECT " TENANT_COLS " FROM tenants t WHERE t.id = $1::bigint"
+                                 : "SELECT " TENANT_COLS " FROM tenants t WHERE t.name = $1",
+                           1, v, &r, "reading a tenant");
+    if (s != BN_OK) return s;
+    if (PQntuples(r) == 1)
+        read_tenant(r, 0, out);
+    else
+        s = bn__db_err(db, BN_ERR_NOT_FOUND, "no tenant '%s'", ref);
+    PQclear(r);
+    return s;
+}
+
+bn_status bn__pg_tenant_get(bn_db *db, const char *ref, int by_id, bn_tenant *out)
+{
+    PGconn *c;
+    bn_status s = bn__pg_begin(db, BN_PG_ALL, &c, "reading a tenant");
+    if (s != BN_OK) return s;
+    s = tenant_get_on(db, c, ref, by_id, out);
+    const bn_status e = bn__pg_end(db, c, s == BN_ERR_NOT_FOUND ? BN_OK : s, "reading a tenant");
+    return e != BN_OK ? e : s;
+}
+
+bn_status bn__pg_tenant_list(bn_db *db, int (*fn)(void *ud, const bn_tenant *t), void *ud)
+{
+    PGresult *r;
+    bn_status s = query1(db, BN_PG_ALL, "SELECT " TENANT_COLS " FROM tenants t ORDER BY t.id", 0,
+                         NULL, &r, "listing tenants");
+    for (int i = 0; s == BN_OK && i < PQntuples(r); i++) {
+        bn_tenant t;
+        read_tenant(r, i, &t);
+        if (fn(ud, &t)) s = BN_ERR_CANCELLED;
+    }
+    PQclear(r);
+    return s;
+}
+
+static bn_status audit_tenant(bn_db *db, PGconn *c, const char *actor, const char *action,
+                              int64_t id, const char *details)
+{
+    char target[48];
+    snprintf(target, sizeof target, "tenant:%" PRId64, id);
+    return audit_add(db, c, actor, action, target, details);
+}
+
+bn_status bn__pg_tenant_add(bn_db *db, const char *actor, const char *name, const char *tier,
+                            const char *stripe, const char *details, int64_t *id)
+{
+    const char *what = "adding a tenant";
+    char now[24];
+    const char *v[] = {name, tier, stripe && *stripe ? stripe : NULL, I64(now, bn__db_now_ms(db))};
+    PGconn *c;
+    PGresult *r = NULL;
+    bn_status s = bn__pg_begin(db, BN_PG_ALL, &c, what);
+    if (s != BN_OK) return s;
+    s = bn__pg_q(db, c,
+                 "INSERT INTO tenants (name, tier, stripe_customer, created_at) "
+                 "VALUES ($1, $2, $3, $4) RETURNING id",
+                 4, v, &r, what);
+    if (s == BN_ERR_INVALID) bn__db_err(db, s, "a tenant named '%s' exists", name);
+    const int64_t tid = s == BN_OK ? bn__pg_i64(r, 0, 0) : 0;
+    PQclear(r);
+    if (s == BN_OK) s = audit_tenant(db, c, actor, "tenant.add", tid, details);
+    s = bn__pg_end(db, c, s, what);
+    if (s == BN_OK && id) *id = tid;
+    return s;
+}
+
+bn_status bn__pg_tenant_suspend(bn_db *db, const char *actor, const char *ref, int suspend)
+{
+    const char *what = suspend ? "suspending a tenant" : "resuming a tenant";
+    PGconn *c;
+    bn_tenant t;
+    const int by_id = strspn(ref, "0123456789") == strlen(ref);
+    bn_status s = bn__pg_begin(db, BN_PG_ALL, &c, what);
+    if (s != BN_OK) return s;
+    s = tenant_get_on(db, c, ref, by_id, &t);
+    if (s == BN_OK && !strcmp(t.status, "erased"))
+        s = bn__db_err(db, BN_ERR_INVALID, "tenant %" PRId64 " is erased", t.id);
+    char id[24];
+    const char *v[] = {suspend ? "suspended" : "active", I64(id, t.id)};
+    if (s == BN_OK)
+        s = bn__pg_q(db, c, "UPDATE tenants SET status = $1 WHERE id = $2", 2, v, NULL, what);
+    if (s == BN_OK)
+        s = audit_tenant(db, c, actor, suspend ? "tenant.suspend" : "tenant.resume", t.id, NULL);
+    return bn__pg_end(db, c, s, what);
+}
+
+/* ---- API keys ----------------------------------------------------------------------------------
+ */
+
+/* \x and hex: a bytea parameter in text form. */
+static void bytea_hex(const uint8_t *b, size_t n, char *out)
+{
+    memcpy(out, "\\x", 2);
+    for (size_t i = 0; i < n; i++) snprintf(out + 2 + 2 * i, 3, "%02x", b[i]);
+}
+
+static bn_status audit_key(bn_db *db, PGconn *c, const char *actor, const char *action, int64_t id,
+                           const char *details)
+{
+    char target[48];
+    snprintf(target, sizeof target, "key:%" PRId64, id);
+    return audit_add(db, c, actor, action, target, details);
+}
+
+bn_status bn__pg_key_create(bn_db *db, const char *actor, int64_t tenant_id, const char *prefix,
+                            const uint8_t hash[32], unsigned scopes, int64_t expires_ms,
+                            const char *details, int64_t *id)
+{
+    const char *what = "creating a key";
+    char tid[24], hex[80], sc[24], now[24], exp[24], ref[24];
+    bytea_hex(hash, 32, hex);
+    const char *v[] = {I64(tid, tenant_id),
+                       prefix,
+                       hex,
+                       I64(sc, scopes),
+                       I64(now, bn__db_now_ms(db)),
+                       expires_ms ? I64(exp, expires_ms) : NULL};
+    PGconn *c;
+    PGresult *r = NULL;
+    bn_tenant t;
+    bn_status s = bn__pg_begin(db, BN_PG_ALL, &c, what);
+    if (s != BN_OK) return s;
+    s = tenant_get_on(db, c, I64(ref, tenant_id), 1, &t);
+    if (s == BN_OK && strcmp(t.status, "active"))
+        s = bn__db_err(db, BN_ERR_INVALID, "tenant %" PRId64 " is %s", tenant_id, t.status);
+    if (s == BN_OK)
+        s = bn__pg_q(db, c,
+                     "INSERT INTO api_keys (tenant_id, prefix, hash, scopes, created_at, "
+                     "expires_at) VALUES ($1, $2, $3::bytea, $4, $5, $6) RETURNING id",
+                     6, v, &r, what);
+    const int64_t kid = s == BN_OK ? bn__pg_i64(r, 0, 0) : 0;
+    PQclear(r);
+    if (s == BN_OK) s = audit_key(db, c, actor, "key.create", kid, details);
+    s = bn__pg_end(db, c, s, what);
+    if (s == BN_OK) *id = kid;
+    return s;
+}
+
+bn_status bn__pg_key_revoke(bn_db *db, const char *actor, int64_t id)
+{
+    const char *what = "revoking a key";
+    char kid[24], now[24];
+    const char *v[] = {I64(kid, id), I64(now, bn__db_now_ms(db))};
+    PGconn *c;
+    PGresult *r = NULL;
+    bn_status s = bn__pg_begin(db, BN_PG_ALL, &c, what);
+    if (s != BN_OK) return s;
+    s = bn__pg_q(db, c,
+                 "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL "
+                 "RETURNING id",
+                 2, v, &r, what);
+    if (s == BN_OK && PQntuples(r) == 0)
+        s = bn__db_err(db, BN_ERR_NOT_FOUND, "no key %" PRId64 " that is not revoked", id);
+    PQclear(r);
+    if (s == BN_OK) s = audit_key(db, c, actor, "key.revoke", id, NULL);
+    return bn__pg_end(db, c, s, what);
+}
+
+bn_status bn__pg_key_list(bn_db *db, int64_t tenant_id, int (*fn)(void *ud, const bn_api_key *k),
+                          void *ud)
+{
+    char tid[24];
+    const char *v[] = {I64(tid, tenant_id)};
+    PGresult *r;
+    bn_status s = query1(db, tenant_id ? tenant_id : BN_PG_ALL,
+                         "SELECT id, tenant_id, prefix, scopes, created_at, expires_at, "
+                         "revoked_at, last_used_at FROM api_keys WHERE $1::bigint = 0 OR "
+                         "tenant_id = $1::bigint ORDER BY id",
+                         1, v, &r, "listing keys");
+    for (int i = 0; s == BN_OK && i < PQntuples(r); i++) {
+        bn_api_key k = {.id = bn__pg_i64(r, i, 0),
+                        .tenant_id = bn__pg_i64(r, i, 1),
+                        .scopes = (unsigned)bn__pg_i64(r, i, 3),
+                        .created_ms = bn__pg_i64(r, i, 4),
+                        .expires_ms = bn__pg_i64(r, i, 5),
+                        .revoked_ms = bn__pg_i64(r, i, 6),
+                        .last_used_ms = bn__pg_i64(r, i, 7)};
+        bn__pg_str(r, i, 2, k.prefix, sizeof k.prefix);
+        if (fn(ud, &k)) s = BN_ERR_CANCELLED;
+    }
+    PQclear(r);
+    return s;
+}
+
+static int unhex(char ch)
+{
+    return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* The bytea in text form (\x and hex) of column col into out (at most max bytes). */
+static size_t read_bytea(const PGresult *r, int row, int col, uint8_t *out, size_t max)
+{
+    const char *t = PQgetvalue(r, row, col);
+    size_t n = 0;
+    if (strncmp(t, "\\x", 2)) return 0;
+    for (t += 2; t[0] && t[1] && n < max; t += 2) {
+        const int hi = unhex(t[0]), lo = unhex(t[1]);
+        if (hi < 0 || lo < 0) return 0;
+        out[n++] = (uint8_t)(hi << 4 | lo);
+    }
+    return *t ? 0 : n;
+}
+
+bn_status bn__pg_key_find(bn_db *db, const uint8_t h[32], bn__key_row *row, int *found)
+{
+    /* the key is not yet known to belong to a tenant: the lookup reads with scope all, and
+     * names nothing but the key's own row and its tenant */
+    char hex[80];
+    bytea_hex(h, 32, hex);
+    const char *v[] = {hex};
+    PGresult *r;
+    *found = 0;
+    const bn_status s = query1(db, BN_PG_ALL,
+                               "SELECT k.id, k.tenant_id, k.hash, k.scopes, k.expires_at, "
+                               "k.revoked_at, k.last_used_at, t.status, t.tier, t.name FROM "
+                               "api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.hash = "
+                               "$1::bytea",
+                               1, v, &r, "looking up a key");
+    if (s == BN_OK && PQntuples(r) == 1) {
+        *found = 1;
+        int64_t *iv[] = {&row->id,      &row->tenant_id, NULL,      &row->scopes,
+                         &row->expires, &row->revoked,   &row->used};
+        for (int i = 0; i < 7; i++)
+            if (iv[i]) *iv[i] = bn__pg_i64(r, 0, i);
+        row->hash_len = read_bytea(r, 0, 2, row->hash, sizeof row->hash);
+        bn__pg_str(r, 0, 7, row->status, sizeof row->status);
+        bn__pg_str(r, 0, 8, row->tier, sizeof row->tier);
+        bn__pg_str(r, 0, 9, row->name, sizeof row->name);
+    }
+    PQclear(r);
+    return s;
+}
+
+void bn__pg_key_touch(bn_db *db, int64_t id, int64_t now)
+{
+    char kid[24], t[24];
+    const char *v[] = {I64(kid, id), I64(t, now)};
+    PGresult *r; /* best effort: a busy store never fails a request */
+    if (query1(db, BN_PG_ALL, "UPDATE api_keys SET last_used_at = $2 WHERE id = $1", 2, v, &r,
+               "recording a key's use") == BN_OK)
+        PQclear(r);
+}
+
+/* ---- the usage ledger --------------------------------------------------------------------------
+ */
+
+/* The meter event of the new ledger row r (inside its transaction). */
+static bn_status outbox_add(bn_db *db, PGconn *c, const bn_usage_rec *r, int64_t at)
+{
+    const int64_t value = r->prompt_tokens + r->completion_tokens;
+    if (value <= 0) return BN_OK;
+    char eid[BN_EVENT_ID_MAX], val[24], a[24], now[24], tid[24];
+    bn__db_event_id(r->request_id, eid);
+    const char *v[] = {eid,
+                       r->request_id,
+                       I64(val, value),
+                       I64(a, at),
+                       I64(now, bn__db_now_ms(db)),
+                       I64(tid, r->tenant_id)};
+    return bn__pg_q(db, c,
+                    "INSERT INTO billing_outbox (event_id, request_id, tenant_id, customer, "
+                    "value, at, next_at) SELECT $1, $2, id, stripe_customer, $3, $4, $5 "
+                    "FROM tenants WHERE id = $6 AND coalesce(stripe_customer, '') <> '' "
+                    "ON CONFLICT DO NOTHING",
+                    6, v, NULL, "adding the meter event to the billing outbox");
+}
+
+bn_status bn__pg_usage_record(bn_db *db, const bn_usage_rec *r, int64_t at, int *added, int *known)
+{
+    const char *what = "recording usage";
+    char tid[24], kid[24], pt[24], ct[24], dur[24], a[24];
+    const char *v[] = {r->request_id,
+                       I64(tid, r->tenant_id),
+                       r->key_id ? I64(kid, r->key_id) : NULL,
+                       r->model,
+                       I64(pt, r->prompt_tokens),
+                       I64(ct, r->completion_tokens),
+                       I64(dur, r->duration_ms),
+                       r->status,
+                       I64(a, at)};
+    PGconn *c;
+    PGresult *res = NULL;
+    *added = *known = 0;
+    /* under the tenant's own scope: the policy refuses a row of any other tenant */
+    bn_status s = bn__pg_begin(db, r->tenant_id, &c, what);
+    if (s != BN_OK) return s;
+    s = bn__pg_q(db, c,
+                 "INSERT INTO usage (request_id, tenant_id, key_id, model, prompt_tokens, "
+                 "completion_tokens, duration_ms, status, at) "
+                 "SELECT $1, id, $3, $4, $5, $6, $7, $8, $9 FROM tenants "
+                 "WHERE id = $2 AND status <> 'erased' "
+                 "ON CONFLICT (request_id) DO NOTHING RETURNING id",
+                 9, v, &res, what);
+    *added = s == BN_OK && PQntuples(res) == 1;
+    PQclear(res);
+    res = NULL;
+    if (s == BN_OK && *added) s = outbox_add(db, c, r, at);
+    if (s == BN_OK && !*added)
+        s = bn__pg_q(db, c, "SELECT 1 FROM usage WHERE request_id = $1", 1, v, &res, what);
+    *known = s == BN_OK && !*added && PQntuples(res) == 1;
+    PQclear(res);
+    s = bn__pg_end(db, c, s, what);
+    if (s != BN_OK) *added = *known = 0;
+    return s;
+}
+
+bn_status bn__pg_usage_report(bn_db *db, int64_t tenant_id, int64_t from_ms, int64_t to_ms,
+                              int (*fn)(void *ud, const bn_usage_day *d), void *ud)
+{
+    char tid[24], f[24], t[24];
+    const char *v[] = {I64(tid, tenant_id), I64(f, from_ms), I64(t, to_ms)};
+    PGresult *r;
+    bn_status s =
+            query1(db, tenant_id ? tenant_id : BN_PG_ALL,
+                   "SELECT u.tenant_id, t.name, t.tier, "
+                   "to_char(to_timestamp(u.at / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, "
+                   "sum(u.requests), sum(u.prompt_tokens), sum(u.completion_tokens) "
+                   "FROM usage u JOIN tenants t ON t.id = u.tenant_id "
+                   "WHERE ($1::bigint = 0 OR u.tenant_id = $1::bigint) "
+                   "AND ($2::bigint = 0 OR u.at >= $2::bigint) "
+                   "AND ($3::bigint = 0 OR u.at < $3::bigint) "
+                   "GROUP BY u.tenant_id, t.name, t.tier, day ORDER BY u.tenant_id, day",
+                   3, v, &r, "reading the ledger");
+    for (int i = 0; s == BN_OK && i < PQntuples(r); i++) {
+        bn_usage_day d = {bn__pg_i64(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
+                          PQgetvalue(r, i, 3), bn__pg_i64(r, i, 4), bn__pg_i64(r, i, 5),
+                          bn__pg_i64(r, i, 6)};
+        if (fn(ud, &d)) s = BN_ERR_CANCELLED;
+    }
+    PQclear(r);
+    return s;
+}
+
+bn_status bn__pg_usage_total(bn_db *db, int64_t tenant_id, int64_t from_ms, int64_t to_ms,
+                             bn_usage_total *out)
+{
+    char tid[24], f[24], t[24];
+    const char *v[] = {I64(tid, tenant_id), I64(f, from_ms), I64(t, to_ms)};
+    PGresult *r;
+    const bn_status s = query1(
+            db, tenant_id ? tenant_id : BN_PG_ALL,
+            "SELECT coalesce(sum(requests), 0), coalesce(sum(prompt_tokens), 0), "
+            "coalesce(sum(completion_tokens), 0) FROM usage "
+            "WHERE ($1::bigint = 0 OR tenant_id = $1::bigint) "
+            "AND ($2::bigint = 0 OR at >= $2::bigint) AND ($3::bigint = 0 OR at < $3::bigint)",
+            3, v, &r, "reading the ledger");
+    if (s == BN_OK) {
+        out->requests = bn__pg_i64(r, 0, 0);
+        out->prompt_tokens = bn__pg_i64(r, 0, 1);
+        out->completion_tokens = bn__pg_i64(r, 0, 2);
+    }
+    PQclear(r);
+    return s;
+}
+
+/* ---- the billing outbox ------------------------------------------------------------------------
+ */
+
+bn_status bn__pg_outbox_claim(bn_db *db, int64_t now_ms, int64_t lease_ms, bn_outbox_event *out,
+                              size_t max_n, size_t *n)
+{
+    char now[24], until[24], lim[24];
+    const char *v[] = {I64(now, now_ms), I64(until, now_ms + lease_ms), I64(lim, max_n)};
+    PGresult *r;
+    *n = 0;
+    /* SKIP LOCKED: replicas' senders claim different events at the same time */
+    const bn_status s =
+            query1(db, BN_PG_ALL,
+                   "UPDATE billing_outbox SET lease_until = $2, sent_at = $1 WHERE id IN "
+                   "(SELECT id FROM billing_outbox WHERE state = 'pending' AND next_at <= $1 "
+                   "AND (lease_until IS NULL OR lease_until <= $1) ORDER BY id LIMIT $3 "
+                   "FOR UPDATE SKIP LOCKED) "
+                   "RETURNING id, event_id, tenant_id, customer, value, at, attempts",
+                   3, v, &r, "claiming meter events");
+    for (int i = 0; s == BN_OK && i < PQntuples(r) && (size_t)i < max_n; i++) {
+        bn_outbox_event *e = &out[(*n)++];
+        e->id = bn__pg_i64(r, i, 0);
+        bn__pg_str(r, i, 1, e->event_id, sizeof e->event_id);
+        e->tenant_id = bn__pg_i64(r, i, 2);
+        bn__pg_str(r, i, 3, e->customer, sizeof e->customer);
+        e->value = bn__pg_i64(r, i, 4);
+        e->at_ms = bn__pg_i64(r, i, 5);
+        e->attempts = bn__pg_i64(r, i, 6);
+    }
+    PQclear(r);
+    return s;
+}
+
+bn_status bn__pg_outbox_mark(bn_db *db, int op, int64_t id, int flag, int64_t at, const char *error)
+{
+    static const char ack[] = "UPDATE billing_outbox SET state = 'acked', acked_at = $2, "
+                              "duplicate = $3::boolean, lease_until = NULL WHERE id = $1 "
+                              "AND state <> 'acked'";
+    static const char retry[] = "UPDATE billing_outbox SET attempts = attempts + 1, "
+                                "last_error = $3, next_at = $2, lease_until = NULL "
+                                "WHERE id = $1 AND state = 'pending'";
+    static const char fail[] = "UPDATE billing_outbox SET state = 'failed', attempts = "
+                               "attempts + 1, last_error = $2, lease_until = NULL "
+                               "WHERE id = $1 AND state = 'pending'";
+    const char *what = op == 'a' ? "acknowledging a meter event" : "recording a failed attempt";
+    char eid[24], a[24];
+    const char *v[] = {I64(eid, id), I64(a, at),
+                       op == 'a' ? (flag ? "true" : "false")
+                       : error   ? error
+                                 : ""};
+    const char *vf[] = {v[0], v[2]}; /* fail: no time */
+    PGconn *c;
+    PGresult *r = NULL;
+    bn_status s = bn__pg_begin(db, BN_PG_ALL, &c, what);
+    if (s != BN_OK) return s;
+    s = op == 'f' ? bn__pg_q(db, c, fail, 2, vf, NULL, what)
+                  : bn__pg_q(db, c, op == 'a' ? ack : retry, 3, v, NULL, what);
+    if (s == BN_OK)
+        s = bn__pg_q(db, c, "SELECT 1 FROM billing_outbox WHERE id = $1", 1, v, &r, what);
+    if (s == BN_OK && PQntuples(r) == 0)
+        s = bn__db_err(db, BN_ERR_NOT_FOUND, "outbox: no meter event %" PRId64, id);
+    PQclear(r);
+    return bn__pg_end(db, c, s, what);
+}
+
+bn_status bn__pg_outbox_counts(bn_db *db, int64_t now_ms, bn_outbox_counts *out)
+{
+    char now[24];
+    const char *v[] = {I64(now, now_ms)};
+    PGresult *r;
+    const bn_status s =
+            query1(db, BN_PG_ALL,
+                   "SELECT count(*) FILTER (WHERE state = 'pending'), "
+                   "count(*) FILTER (WHERE state = 'acked'), count(*) FILTER (WHERE state = "
+                   "'failed'), count(*) FILTER (WHERE state = 'pending' AND next_at <= $1), "
+                   "count(*) FILTER (WHERE state = 'pending' AND attempts > 0), "
+                   "count(*) FILTER (WHERE state = 'acked' AND duplicate), "
+                   "coalesce(sum(value) FILTER (WHERE state = 'pending'), 0), "
+                   "coalesce(sum(value) FILTER (WHERE state = 'acked'), 0), "
+                   "coalesce(sum(value) FILTER (WHERE state = 'failed'), 0), "
+                   "coalesce(min(at) FILTER (WHERE state = 'pending'), 0), "
+                   "(SELECT last_error FROM billing_outbox WHERE state <> 'acked' AND "
+                   "coalesce(last_error, '') <> '' ORDER BY sent_at DESC NULLS LAST, id DESC "
+                   "LIMIT 1) FROM billing_outbox",
+                   1, v, &r, "reading the billing outbox");
+    if (s == BN_OK) {
+        int64_t *f[] = {&out->pending,       &out->acked,
+                        &out->failed,        &out->due,
+                        &out->retrying,      &out->duplicates,
+                        &out->pending_value, &out->acked_value,
+                        &out->failed_value,  &out->oldest_pending_ms};
+        for (int i = 0; i < (int)(sizeof f / sizeof f[0]); i++) *f[i] = bn__pg_i64(r, 0, i);
+        bn__pg_str(r, 0, 10, out->last_error, sizeof out->last_error);
+    }
+    PQclear(r);
+    return s;
+}

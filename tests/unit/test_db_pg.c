@@ -1,0 +1,407 @@
+/* test_db_pg.c - the platform's store on PostgreSQL (bitnet/db_pg.h) against a real server:
+ * the URL in $BITNET_TEST_PG_URL (an ordinary role owning an empty database), which
+ * tests/cli/test_serve_pg.sh sets after starting one; without it every test skips.
+ * Concurrent migrations (one set of versions), a newer schema refused; tenants, keys and the
+ * lookup's reasons; the ledger idempotent by request id (also when threads race on one id)
+ * with its meter event; the pool under more threads than connections; row-level security
+ * checked through a raw libpq connection (another tenant's rows invisible and unwritable, none
+ * without a scope); the audit chain append-only and verified; the outbox claimed once by
+ * competing claimers; the history's calls refused plainly. Names carry the process id so the
+ * test can run again on the same database. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bitnet/db.h"
+#include "bitnet/db_pg.h"
+#include "bitnet/db_tenants.h"
+
+static const char *url(void)
+{
+    const char *u = getenv("BITNET_TEST_PG_URL");
+    return u && *u ? u : NULL;
+}
+
+static void ok_(bn_db *db, bn_status s, int line)
+{
+    if (s != BN_OK) fail_msg("line %d: status %d: %s", line, (int)s, bn_db_errmsg(db));
+}
+#define OK(db, s) ok_(db, s, __LINE__)
+
+/* A name unique to this run: "<base>-<pid>" (the main thread only: a ring of buffers). */
+static const char *nm(const char *base)
+{
+    static char buf[8][64];
+    static int i;
+    char *b = buf[i++ % 8];
+    snprintf(b, 64, "%s-%ld", base, (long)getpid());
+    return b;
+}
+
+static bn_db *open_db(void)
+{
+    if (!url()) skip();
+    bn_db *db;
+    const bn_status s = bn_db_open_pg_url(&db, url());
+    if (s != BN_OK) fail_msg("open: %s", bn_db_errmsg(db));
+    assert_true(bn_db_is_pg(db));
+    return db;
+}
+
+/* One value of a query on a raw connection scoped to scope (NULL: none); "ERR" on error. */
+static void raw(const char *scope, const char *sql, char *out, size_t size)
+{
+    PGconn *c = PQconnectdb(url());
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PQclear(PQexec(c, "BEGIN"));
+    if (scope) {
+        const char *v[] = {scope};
+        PQclear(PQexecParams(c, "SELECT set_config('app.tenant_id', $1, true)", 1, NULL, v, NULL,
+                             NULL, 0));
+    }
+    PGresult *r = PQexec(c, sql);
+    const ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_TUPLES_OK && PQntuples(r) > 0)
+        snprintf(out, size, "%s", PQgetvalue(r, 0, 0));
+    else
+        snprintf(out, size, "%s", st == PGRES_COMMAND_OK ? "" : "ERR");
+    PQclear(r);
+    PQclear(PQexec(c, st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? "COMMIT" : "ROLLBACK"));
+    PQfinish(c);
+}
+
+/* ---- migrations --------------------------------------------------------------------------- */
+
+static void *open_pool(void *arg)
+{
+    char err[256];
+    bn_pg_pool *p;
+    *(int *)arg = bn_pg_pool_new(url(), 2, &p, err, sizeof err);
+    if (*(int *)arg) fprintf(stderr, "pool: %s\n", err);
+    bn_pg_pool_free(*(int *)arg ? NULL : p);
+    return NULL;
+}
+
+static void test_migrations(void **state)
+{
+    (void)state;
+    if (!url()) skip();
+    pthread_t th[4];
+    int rc[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, open_pool, &rc[i]), 0);
+    for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 4; i++) assert_int_equal(rc[i], 0);
+    char v[32];
+    raw(NULL, "SELECT count(*) || ':' || max(version) FROM bitnet_schema_migrations", v, sizeof v);
+    assert_string_equal(v, "1:1");
+    /* a store migrated by a newer bitnet is refused, not touched */
+    raw(NULL, "INSERT INTO bitnet_schema_migrations (version) VALUES (99)", v, sizeof v);
+    bn_pg_pool *p;
+    char err[256];
+    assert_int_equal(bn_pg_pool_new(url(), 1, &p, err, sizeof err), -1);
+    assert_non_null(strstr(err, "newer than this bitnet knows"));
+    raw(NULL, "DELETE FROM bitnet_schema_migrations WHERE version = 99", v, sizeof v);
+    assert_int_equal(bn_pg_pool_new(url(), 0, &p, err, sizeof err), -1);
+    assert_int_equal(bn_pg_pool_new("sqlite:x", 1, &p, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not a PostgreSQL URL"));
+}
+
+/* ---- tenants and keys ----------------------------------------------------------------------- */
+
+static void test_keys(void **state)
+{
+    (void)state;
+    bn_db *db = open_db();
+    int64_t tid, kid, kid2;
+    OK(db, bn_db_tenant_add(db, "test", nm("keys"), "team", NULL, &tid));
+    assert_int_equal(bn_db_tenant_add(db, "test", nm("keys"), "team", NULL, NULL), BN_ERR_INVALID);
+    assert_non_null(strstr(bn_db_errmsg(db), "exists"));
+    bn_tenant t;
+    OK(db, bn_db_tenant_get(db, nm("keys"), &t));
+    assert_int_equal(t.id, tid);
+    assert_int_equal(bn_db_tenant_get(db, "no-such-tenant-x", &t), BN_ERR_NOT_FOUND);
+    char key[BN_KEY_STR_MAX], key2[BN_KEY_STR_MAX];
+    OK(db, bn_db_key_create(db, "test", tid, BN_SCOPE_INFERENCE | BN_SCOPE_USAGE, 0, key, &kid));
+    OK(db, bn_db_key_create(db, "test", tid, BN_SCOPE_ADMIN, 0, key2, &kid2));
+    bn_key_auth a;
+    OK(db, bn_db_key_lookup(db, key, &a));
+    assert_int_equal(a.reason, BN_KEY_OK);
+    assert_int_equal(a.tenant_id, tid);
+    assert_int_equal(a.key_id, kid);
+    assert_int_equal(a.scopes, BN_SCOPE_INFERENCE | BN_SCOPE_USAGE);
+    assert_string_equal(a.tier, "team");
+    assert_string_equal(a.tenant, nm("keys"));
+    const char c10 = key[10];
+    key[10] = c10 == 'A' ? 'B' : 'A';
+    OK(db, bn_db_key_lookup(db, key, &a));
+    assert_int_equal(a.reason, BN_KEY_UNKNOWN);
+    key[10] = c10;
+    OK(db, bn_db_key_lookup(db, "bnk_short", &a));
+    assert_int_equal(a.reason, BN_KEY_MALFORMED);
+    OK(db, bn_db_key_revoke(db, "test", kid));
+    assert_int_equal(bn_db_key_revoke(db, "test", kid), BN_ERR_NOT_FOUND);
+    OK(db, bn_db_key_lookup(db, key, &a));
+    assert_int_equal(a.reason, BN_KEY_REVOKED);
+    OK(db, bn_db_tenant_suspend(db, "test", nm("keys"), 1));
+    OK(db, bn_db_key_lookup(db, key2, &a));
+    assert_int_equal(a.reason, BN_KEY_SUSPENDED);
+    assert_int_equal(bn_db_key_create(db, "test", tid, BN_SCOPE_ADMIN, 0, key, NULL),
+                     BN_ERR_INVALID); /* a suspended tenant gets no key */
+    OK(db, bn_db_tenant_suspend(db, "test", nm("keys"), 0));
+    OK(db, bn_db_key_lookup(db, key2, &a));
+    assert_int_equal(a.reason, BN_KEY_OK);
+    bn_db_close(db);
+}
+
+/* ---- the ledger --------------------------------------------------------------------------- */
+
+static bn_usage_rec rec(const char *id, int64_t tid)
+{
+    return (bn_usage_rec){.request_id = id,
+                          .tenant_id = tid,
+                          .model = "m",
+                          .prompt_tokens = 3,
+                          .completion_tokens = 4,
+                          .duration_ms = 10,
+                          .status = "ok"};
+}
+
+static void test_usage_idempotent(void **state)
+{
+    (void)state;
+    bn_db *db = open_db();
+    int64_t tid;
+    OK(db, bn_db_tenant_add(db, "test", nm("ledger"), "team", "cus_ledger", &tid));
+    bn_usage_rec r = rec(nm("req-1"), tid);
+    int fresh = -1;
+    OK(db, bn_db_usage_record(db, &r, &fresh));
+    assert_int_equal(fresh, 1);
+    r.completion_tokens = 999; /* the first record wins */
+    OK(db, bn_db_usage_record(db, &r, &fresh));
+    assert_int_equal(fresh, 0);
+    bn_usage_total tot;
+    OK(db, bn_db_usage_total(db, tid, 0, 0, &tot));
+    assert_int_equal(tot.requests, 1);
+    assert_int_equal(tot.completion_tokens, 4);
+    char q[256], v[32];
+    snprintf(q, sizeof q,
+             "SELECT count(*) || ':' || sum(value) FROM billing_outbox WHERE "
+             "request_id = '%s'",
+             nm("req-1"));
+    raw("all", q, v, sizeof v);
+    assert_string_equal(v, "1:7"); /* one meter event, of the first record */
+    bn_usage_rec bad = rec(nm("req-2"), 987654321);
+    assert_int_equal(bn_db_usage_record(db, &bad, &fresh), BN_ERR_NOT_FOUND);
+    bn_db_close(db);
+}
+
+/* ---- the pool under threads ---------------------------------------------------------------- */
+
+typedef struct worker {
+    bn_pg_pool *pool;
+    int64_t tid;
+    int no, failed, fresh_shared;
+} worker;
+
+static void *work(void *arg)
+{
+    worker *w = arg;
+    bn_db *db;
+    if (bn_db_open_pg(&db, w->pool) != BN_OK) return w->failed = 1, NULL;
+    char id[80];
+    for (int i = 0; i < 25; i++) {
+        snprintf(id, sizeof id, "pool-%ld-w%d-%d", (long)getpid(), w->no, i);
+        bn_usage_rec r = rec(id, w->tid);
+        int fresh;
+        if (bn_db_usage_record(db, &r, &fresh) != BN_OK || !fresh) w->failed = 1;
+    }
+    snprintf(id, sizeof id, "pool-%ld-shared", (long)getpid());
+    bn_usage_rec r = rec(id, w->tid); /* every thread: one id */
+    int fresh = 0;
+    if (bn_db_usage_record(db, &r, &fresh) != BN_OK) w->failed = 1;
+    w->fresh_shared = fresh;
+    bn_db_close(db);
+    return NULL;
+}
+
+static void test_pool_threads(void **state)
+{
+    (void)state;
+    bn_db *db = open_db();
+    int64_t tid;
+    OK(db, bn_db_tenant_add(db, "test", nm("pool"), "team", NULL, &tid));
+    bn_pg_pool *pool;
+    char err[256];
+    assert_int_equal(bn_pg_pool_new(url(), 3, &pool, err, sizeof err), 0);
+    enum { N = 8 };
+    pthread_t th[N];
+    worker w[N];
+    for (int i = 0; i < N; i++) {
+        w[i] = (worker){.pool = pool, .tid = tid, .no = i};
+        assert_int_equal(pthread_create(&th[i], NULL, work, &w[i]), 0);
+    }
+    int fresh = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].failed, 0);
+        fresh += w[i].fresh_shared;
+    }
+    assert_int_equal(fresh, 1); /* the race on one request id: one row */
+    bn_pg_pool_free(pool);
+    bn_usage_total tot;
+    OK(db, bn_db_usage_total(db, tid, 0, 0, &tot));
+    assert_int_equal(tot.requests, N * 25 + 1);
+    bn_db_close(db);
+}
+
+/* ---- row-level security -------------------------------------------------------------------- */
+
+static void test_rls(void **state)
+{
+    (void)state;
+    bn_db *db = open_db();
+    int64_t a, b;
+    OK(db, bn_db_tenant_add(db, "test", nm("rls-a"), "team", NULL, &a));
+    OK(db, bn_db_tenant_add(db, "test", nm("rls-b"), "team", NULL, &b));
+    bn_usage_rec ra = rec(nm("rls-req-a"), a), rb = rec(nm("rls-req-b"), b);
+    OK(db, bn_db_usage_record(db, &ra, NULL));
+    OK(db, bn_db_usage_record(db, &rb, NULL));
+    char sa[24], q[256], v[32];
+    snprintf(sa, sizeof sa, "%lld", (long long)a);
+    snprintf(q, sizeof q, "SELECT count(*) FROM usage WHERE tenant_id = %lld", (long long)b);
+    raw("all", q, v, sizeof v);
+    assert_string_equal(v, "1");
+    raw(sa, q, v, sizeof v);
+    assert_string_equal(v, "0"); /* B's row is not there for A */
+    snprintf(q, sizeof q, "SELECT count(*) FROM usage WHERE tenant_id = %lld", (long long)a);
+    raw(sa, q, v, sizeof v);
+    assert_string_equal(v, "1");
+    raw(NULL, q, v, sizeof v);
+    assert_string_equal(v, "0"); /* no scope: nothing, the owner included */
+    raw("garbage", q, v, sizeof v);
+    assert_string_equal(v, "0");
+    snprintf(q, sizeof q, "SELECT count(*) FROM tenants WHERE id = %lld", (long long)b);
+    raw(sa, q, v, sizeof v);
+    assert_string_equal(v, "0");
+    snprintf(q, sizeof q,
+             "INSERT INTO usage (request_id, tenant_id, model, prompt_tokens, completion_tokens, "
+             "duration_ms, status, at) VALUES ('%s', %lld, 'm', 1, 1, 1, 'ok', 0)",
+             nm("forged"), (long long)b);
+    raw(sa, q, v, sizeof v);
+    assert_string_equal(v, "ERR"); /* A cannot write a row of B */
+    snprintf(q, sizeof q, "UPDATE usage SET completion_tokens = 0 WHERE tenant_id = %lld",
+             (long long)b);
+    raw(sa, q, v, sizeof v);
+    OK(db, bn_db_usage_record(db, &rb, NULL));
+    bn_usage_total tot;
+    OK(db, bn_db_usage_total(db, b, 0, 0, &tot));
+    assert_int_equal(tot.completion_tokens, 4); /* A's update touched nothing of B */
+    bn_db_close(db);
+}
+
+/* ---- the audit log and the outbox ------------------------------------------------------------ */
+
+static void test_audit_outbox(void **state)
+{
+    (void)state;
+    bn_db *db = open_db();
+    OK(db, bn_db_audit_append(db, "test", "test.note", "x", "{\"a\": 1}"));
+    assert_int_equal(bn_db_audit_append(db, "test", "test.note", "x", "{not json"), BN_ERR_IO);
+    int64_t n, bad;
+    char why[128];
+    OK(db, bn_db_audit_verify(db, &n, &bad, why, sizeof why));
+    assert_int_equal(bad, 0);
+    assert_true(n >= 1);
+    char v[32];
+    raw("all", "UPDATE audit SET actor = 'mallory'", v, sizeof v);
+    assert_string_equal(v, "ERR"); /* append-only */
+    raw("all", "DELETE FROM audit", v, sizeof v);
+    assert_string_equal(v, "ERR");
+
+    /* the events of the other tests (and of earlier runs) delivered first */
+    bn_outbox_event e1[8], e2[8];
+    size_t n1 = 0, n2 = 0;
+    const int64_t now = (int64_t)time(NULL) * 1000 + 1000;
+    do {
+        OK(db, bn_db_outbox_claim(db, now + 86400000, 1000, e1, 8, &n1));
+        for (size_t i = 0; i < n1; i++) OK(db, bn_db_outbox_ack(db, e1[i].id, 0, now));
+    } while (n1);
+    bn_outbox_counts c0, c;
+    OK(db, bn_db_outbox_counts(db, now, &c0));
+    int64_t tid;
+    OK(db, bn_db_tenant_add(db, "test", nm("outbox"), "team", "cus_outbox", &tid));
+    for (int i = 0; i < 3; i++) {
+        char id[64];
+        snprintf(id, sizeof id, "%s-%d", nm("ob"), i);
+        bn_usage_rec r = rec(id, tid);
+        OK(db, bn_db_usage_record(db, &r, NULL));
+    }
+    /* two claimers: each event once while leased */
+    bn_db *db2 = open_db();
+    OK(db, bn_db_outbox_claim(db, now, 60000, e1, 8, &n1));
+    OK(db2, bn_db_outbox_claim(db2, now, 60000, e2, 8, &n2));
+    assert_int_equal(n1, 3);
+    assert_int_equal(n2, 0);
+    for (size_t i = 0; i < n1; i++)
+        OK(db, i ? bn_db_outbox_ack(db, e1[i].id, 0, now)
+                 : bn_db_outbox_retry(db, e1[i].id, now + 5000, "503"));
+    assert_int_equal(bn_db_outbox_ack(db, 987654321, 0, now), BN_ERR_NOT_FOUND);
+    OK(db, bn_db_outbox_counts(db, now, &c));
+    assert_int_equal(c.pending, 1);
+    assert_int_equal(c.retrying, 1);
+    assert_int_equal(c.due, 0);
+    if (!c0.failed) assert_string_equal(c.last_error, "503"); /* else an older run's newer */
+    OK(db2, bn_db_outbox_claim(db2, now + 6000, 60000, e2, 8, &n2));
+    assert_int_equal(n2, 1);
+    OK(db2, bn_db_outbox_fail(db2, e2[0].id, "400 no such meter"));
+    OK(db, bn_db_outbox_counts(db, now, &c));
+    assert_int_equal(c.pending, 0);
+    assert_int_equal(c.failed, c0.failed + 1);
+    assert_int_equal(c.acked, c0.acked + 2);
+    bn_db_close(db2);
+    bn_db_close(db);
+}
+
+/* ---- what it does not do -------------------------------------------------------------------- */
+
+static void test_unsupported(void **state)
+{
+    (void)state;
+    bn_db *db = open_db();
+    assert_int_equal(bn_db_tenant_erase(db, "test", "x"), BN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(bn_db_errmsg(db), "PostgreSQL"));
+    int64_t id;
+    assert_int_equal(bn_db_run_begin(db, "generate", NULL, NULL, NULL, &id), BN_ERR_UNSUPPORTED);
+    int applied = 1;
+    OK(db, bn_db_retention_daily(db, &applied, NULL));
+    assert_int_equal(applied, 0);
+    bn_db_close(db);
+}
+
+int main(void)
+{
+    if (!url())
+        fprintf(stderr, "test_db_pg: every test skips: BITNET_TEST_PG_URL is not set "
+                        "(tests/cli/test_serve_pg.sh sets it)\n");
+    const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_migrations),
+            cmocka_unit_test(test_keys),
+            cmocka_unit_test(test_usage_idempotent),
+            cmocka_unit_test(test_pool_threads),
+            cmocka_unit_test(test_rls),
+            cmocka_unit_test(test_audit_outbox),
+            cmocka_unit_test(test_unsupported),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
