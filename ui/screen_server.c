@@ -1,7 +1,9 @@
 /* screen_server.c - screen 10: a `bitnet serve` watched by URL (bitnet tui --server URL, or
  * u here), or started here on the loaded model (n): up, loading or down, slots, queue,
  * requests/s, tokens/s, the mean batch, the time to the first token, 429s, HTTP errors by
- * status, and a graph of generated tokens/s. The polls run on srvwatch.c's thread and a
+ * status, the GPU (the server's GPU memory pool from its /metrics under serve -ngl, and this
+ * machine's GPU memory from NVML), and a graph of generated tokens/s. The polls run on
+ * srvwatch.c's thread and a
  * server started here is a child (child.h); this file only reads their state. */
 #include "tui.h"
 
@@ -204,6 +206,55 @@ static void draw_figures(const sw_view *v, int r, int x, int w, int bottom)
                   t->bad);
 }
 
+/* The GPU panel: the watched server's GPU pool (serve -ngl) and this machine's GPUs (NVML). */
+#define GPU_PANEL_H 6
+static void draw_gpu(tui *t, const sw_view *v, int y, int x, int h, int w)
+{
+    const sw_totals *g = &v->tot;
+    char line[256], a[32], b[32], c[32];
+    const int iw = w - 4;
+    int r = y + 1;
+    ui_box(y, x, h, w, "GPU");
+    if (!v->have) {
+        field(r++, x + 2, iw, "pool", crt_attr(CR_DIM), "no figures from a server yet");
+    } else if (isnan(g->gpu_reserved)) {
+        field(r++, x + 2, iw, "pool", crt_attr(CR_DIM),
+              "none: the server runs every layer on the CPU (serve without -ngl)");
+    } else {
+        snprintf(line, sizeof line, "%s of %s used, peak %s",
+                 ui_bytes((unsigned long long)g->gpu_used, a, sizeof a),
+                 ui_bytes((unsigned long long)g->gpu_reserved, b, sizeof b),
+                 ui_bytes((unsigned long long)g->gpu_peak, c, sizeof c));
+        ui_text(r, x + 2, 12, crt_attr(CR_TITLE), "pool");
+        ui_meter(r++, x + 14, iw - 12 > 50 ? 50 : iw - 12,
+                 g->gpu_reserved > 0 ? g->gpu_used / g->gpu_reserved : 0, crt_attr(CR_GRAPH2),
+                 line);
+        const double frag =
+                g->gpu_arena_free > 0 ? 1.0 - g->gpu_largest_free / g->gpu_arena_free : 0.0;
+        snprintf(line, sizeof line, "%s free, the largest block %s: fragmentation %.0f%%",
+                 ui_bytes((unsigned long long)g->gpu_arena_free, a, sizeof a),
+                 ui_bytes((unsigned long long)g->gpu_largest_free, b, sizeof b), frag * 100);
+        if (r < y + h - 1) field(r++, x + 2, iw, "free", 0, line);
+        snprintf(line, sizeof line, "evict_kv %.0f, shrink_ctx %.0f, cpu_layers %.0f; %.0f failed",
+                 g->gpu_stage[0], g->gpu_stage[1], g->gpu_stage[2], g->gpu_failures);
+        const int hot = g->gpu_stage[0] + g->gpu_stage[1] + g->gpu_stage[2] + g->gpu_failures > 0;
+        if (r < y + h - 1) field(r++, x + 2, iw, "pressure", hot ? crt_attr(CR_WARN) : 0, line);
+    }
+    const mon_data *d = mon_lock(t->mon);
+    for (int i = 0; d->ready && i < d->hw.n_gpus && r < y + h - 1; i++) {
+        const bn_hw_gpu *u = &d->hw.gpus[i];
+        snprintf(line, sizeof line, "%d: %s, %s of %s used", u->index, u->name,
+                 ui_bytes(u->mem_used, a, sizeof a), ui_bytes(u->mem_total, b, sizeof b));
+        field(r++, x + 2, iw, "NVML", 0, line);
+    }
+    if (r < y + h - 1 && (!d->ready || d->hw.n_gpus == 0)) {
+        snprintf(line, sizeof line, "%s", !d->ready ? "detecting ..." : "no GPU: ");
+        if (d->ready) snprintf(line + 8, sizeof line - 8, "%s", d->hw.gpu_status);
+        field(r, x + 2, iw, "NVML", crt_attr(CR_DIM), line);
+    }
+    mon_unlock(t->mon);
+}
+
 static void draw_graph(const sw_view *v, double now, int y, int x, int h, int w)
 {
     char title[128];
@@ -239,7 +290,6 @@ static void draw_child(srvscr *s, int *r, int x, int w)
 
 static void srv_draw(tui *t, void *st, int y, int x, int h, int w)
 {
-    (void)t;
     srvscr *s = st;
     const double now = bn_time_now();
     const sw_view *v = sw_lock(s->w);
@@ -260,7 +310,12 @@ static void srv_draw(tui *t, void *st, int y, int x, int h, int w)
     if (v->state == SW_IDLE && s->url_err[0])
         field(r++, x + 2, iw, "error", crt_attr(CR_FAIL), s->url_err);
     if (v->have) draw_figures(v, r, x + 2, iw, bottom);
-    if (fh < h) draw_graph(v, now, y + fh, x, h - fh, w);
+    int gy = y + fh, gh = h - fh;
+    if (gh >= GPU_PANEL_H + 3) { /* the GPU panel, then the graph below it */
+        draw_gpu(t, v, gy, x, GPU_PANEL_H, w);
+        gy += GPU_PANEL_H, gh -= GPU_PANEL_H;
+    }
+    if (gh > 0 && fh < h) draw_graph(v, now, gy, x, gh, w);
     sw_unlock(s->w);
 }
 

@@ -54,6 +54,14 @@ static void on_requests(sw_totals *t, const pt_sample *s)
     if (r && !strcmp(r, "error")) t->req_error += s->value;
 }
 
+static void on_pressure(sw_totals *t, const pt_sample *s)
+{
+    static const char *const stages[] = {"evict_kv", "shrink_ctx", "cpu_layers"};
+    const char *st = pt_label(s, "stage");
+    for (int i = 0; st && i < 3; i++)
+        if (!strcmp(st, stages[i])) t->gpu_stage[i] += s->value;
+}
+
 static void on_sample(void *ud, const pt_sample *s)
 {
     static const struct {
@@ -72,11 +80,18 @@ static void on_sample(void *ud, const pt_sample *s)
              offsetof(sw_totals, ttft_count)},
             {"bitnet_decode_steps_total", offsetof(sw_totals, steps)},
             {"bitnet_decode_tokens_total", offsetof(sw_totals, step_tokens)},
+            {"bitnet_gpu_pool_reserved_bytes", offsetof(sw_totals, gpu_reserved)},
+            {"bitnet_gpu_pool_used_bytes", offsetof(sw_totals, gpu_used)},
+            {"bitnet_gpu_pool_peak_used_bytes", offsetof(sw_totals, gpu_peak)},
+            {"bitnet_gpu_pool_free_bytes", offsetof(sw_totals, gpu_arena_free)},
+            {"bitnet_gpu_pool_largest_free_bytes", offsetof(sw_totals, gpu_largest_free)},
+            {"bitnet_gpu_pool_failures_total", offsetof(sw_totals, gpu_failures)},
     };
     sw_totals *t = ud;
     const char *n = s->series.name;
     if (!strcmp(n, "bitnet_http_requests_total")) return on_http(t, s);
     if (!strcmp(n, "bitnet_generation_requests_total")) return on_requests(t, s);
+    if (!strcmp(n, "bitnet_gpu_pool_pressure_total")) return on_pressure(t, s);
     for (size_t i = 0; i < sizeof sums / sizeof sums[0]; i++) {
         if (strcmp(n, sums[i].name)) continue;
         double *v = (double *)((char *)t + sums[i].off);
@@ -89,6 +104,7 @@ int sw_totals_read(const char *text, size_t len, sw_totals *t, char *why, size_t
 {
     memset(t, 0, sizeof *t);
     t->slots = t->slots_busy = t->waiting = t->in_flight = NAN;
+    t->gpu_reserved = t->gpu_used = t->gpu_peak = t->gpu_arena_free = t->gpu_largest_free = NAN;
     t->bad_lines = pt_parse(text, len, on_sample, t, t->bad, sizeof t->bad);
     if (isnan(t->slots)) {
         if (t->bad_lines)

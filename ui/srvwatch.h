@@ -17,7 +17,8 @@
  *
  * The figures are read from the families `bitnet serve` writes (man bitnet, serve): slots,
  * queue, requests by result, prompt and generated tokens, 429s, HTTP answers by status,
- * the time to the first token (its histogram's _sum and _count) and the batched steps.
+ * the time to the first token (its histogram's _sum and _count), the batched steps and,
+ * from a server run with -ngl, its GPU memory pool (bitnet_gpu_pool_*, summed over GPUs).
  * Rates come from the counters' growth between two polls (a counter that went down, a
  * restarted server, counts from zero). sw_totals_read and sw_rates_between are plain
  * functions for the tests.
@@ -46,8 +47,12 @@ typedef struct sw_totals {
     } codes[SW_MAX_CODES];
     double ttft_sum, ttft_count; /* seconds to the first token: the histogram's sum, count */
     double steps, step_tokens;   /* batched decoding steps and the tokens they carried */
-    int bad_lines;               /* lines of the answer skipped */
-    char bad[256];               /* the first one's reason */
+    /* the GPU pool (serve -ngl): bytes, NaN when the server has none */
+    double gpu_reserved, gpu_used, gpu_peak, gpu_arena_free, gpu_largest_free;
+    double gpu_failures; /* allocations that failed after the pressure chain */
+    double gpu_stage[3]; /* pressure responses: evict_kv, shrink_ctx, cpu_layers */
+    int bad_lines;       /* lines of the answer skipped */
+    char bad[256];       /* the first one's reason */
 } sw_totals;
 
 /* Reads a /metrics answer into t. 0, or -1 with why when it is not `bitnet serve`'s (no

@@ -48,6 +48,13 @@ void cmd_convert_help(FILE *out)
             "  --lowrank R        add to each linear layer a rank-R F16 correction (the top\n"
             "                     singular vectors of its float weights minus the ternary\n"
             "                     ones), applied at run time; float sources only\n"
+            "  --mixed K          keep the K linear layers most sensitive to ternarization\n"
+            "                     at 8 bits (needs --calibrate: a layer's sensitivity is\n"
+            "                     the float model's loss increase on the text when that\n"
+            "                     layer alone is ternarized); the report gives every\n"
+            "                     layer's score and the size / perplexity trade-off for\n"
+            "                     K = 0, 1, 2, 4, ... (the f32 reference with those weights)\n"
+            "  --mixed-type T     the kept layers' type: q8_0 (default) or q4_0\n"
             "  --no-tokenizer     write no tokenizer (else a missing one is an error)\n"
             "  -t, --threads N    threads (default: one per core)\n"
             "  --queue            add a job to the queue instead (see bitnet jobs) and start\n"
@@ -126,6 +133,15 @@ static int parse_args(int argc, char **argv, cc_opts *o)
             if (!has || cli_parse_long(argv[++i], 0, CV_LOWRANK_MAX, &v))
                 return cli_usage_error(C, "--lowrank takes 0 .. %d", CV_LOWRANK_MAX);
             o->cv.lowrank = (int)v;
+        } else if (!strcmp(a, "--mixed")) {
+            long v;
+            if (!has || cli_parse_long(argv[++i], 0, 100000, &v))
+                return cli_usage_error(C, "--mixed takes a number of layers (0 .. 100000)");
+            o->cv.mixed = (int)v;
+        } else if (!strcmp(a, "--mixed-type")) {
+            static const int mtypes[] = {BN_TYPE_Q8_0, BN_TYPE_Q4_0};
+            if (!has || (o->cv.mixed_type = parse_type(argv[++i], mtypes, 2)) < 0)
+                return cli_usage_error(C, "--mixed-type takes q8_0 or q4_0");
         } else if (!strcmp(a, "--no-tokenizer")) {
             o->cv.no_tokenizer = 1;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
@@ -151,6 +167,9 @@ static int parse_args(int argc, char **argv, cc_opts *o)
     if (!o->cv.out) return cli_usage_error(C, "no output given (-o OUT.gguf)");
     if (o->cv.method == CV_METHOD_GPTQ && !o->cv.calibrate)
         return cli_usage_error(C, "--method gptq needs --calibrate TEXT");
+    if (o->cv.mixed > 0 && !o->cv.calibrate)
+        return cli_usage_error(C, "--mixed needs --calibrate TEXT (each layer's sensitivity is "
+                                  "measured on it)");
     if (o->cv.scales == CV_SCALES_ROW && o->cv.type == BN_TYPE_I2_S)
         return cli_usage_error(C, "--scales row needs --type tq2_0 or tq1_0 (i2_s stores one "
                                   "scale per tensor)");
@@ -201,6 +220,32 @@ static void print_vision(const cJSON *r, const cJSON *vi)
     }
 }
 
+/* --mixed: the layers by sensitivity, and the trade-off. */
+static void print_mixed(const cJSON *m)
+{
+    const cJSON *e;
+    if (!m) return;
+    printf("mixed precision: %.0f of %.0f linear layers kept at %s, the most sensitive to "
+           "ternarization (float loss %.4f nats/token on %.0f calibration tokens; increase when "
+           "the layer alone is ternarized):\n",
+           num(m, "kept"), num(m, "layers_ranked"), str(m, "type"), num(m, "nll_float"),
+           num(m, "tokens"));
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(m, "layers"))
+    {
+        printf("  %-40s %+.4f%s\n", str(e, "name"), num(e, "nll_increase"),
+               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "kept")) ? "  kept" : "");
+    }
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(m, "tradeoff");
+    if (!t) return;
+    printf("trade-off (%s):\n     K        bytes   perplexity  top-1\n", str(m, "tradeoff_by"));
+    cJSON_ArrayForEach(e, t)
+    {
+        printf("  %4.0f %12.0f %12.3f %5.1f%%%s\n", num(e, "k"), num(e, "bytes"), num(e, "ppl"),
+               100 * num(e, "top1_agreement"),
+               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "written")) ? "  (written)" : "");
+    }
+}
+
 static void print_report(const cJSON *r)
 {
     const cJSON *vi = cJSON_GetObjectItemCaseSensitive(r, "vision");
@@ -236,6 +281,7 @@ static void print_report(const cJSON *r)
                    num(e, "err_absmean"), num(e, "err_gptq"), num(e, "err_scale_only"));
         }
     }
+    print_mixed(cJSON_GetObjectItemCaseSensitive(r, "mixed"));
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, "validation");
     if (v)
         printf("validation: %.0f prompts, %.0f tokens: logits cosine %.4f (min %.4f), top-1 "

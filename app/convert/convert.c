@@ -44,6 +44,7 @@ void cv_opts_init(cv_opts *o)
     o->validate = 1;
     o->method = -1;
     o->scales = -1;
+    o->mixed_type = BN_TYPE_Q8_0;
 }
 
 /* ---- the plan ------------------------------------------------------------------------------ */
@@ -79,6 +80,8 @@ typedef struct conv {
     const char *phase; /* what it is doing, for the message when it is stopped */
     cv_calib cal;      /* --calibrate: the codes of every linear layer */
     int calibrated;
+    cv_mixed mx;               /* --mixed: the layers ranked by sensitivity, how many kept */
+    cJSON *tradeoff;           /* --mixed: the size / quality trade-off (tensor bytes) */
     cv_lowrank lr;             /* --lowrank: the factors of the layer being written */
     double lr_energy, lr_macs; /* summed over the layers */
     uint64_t lr_bytes;
@@ -189,8 +192,11 @@ static int make_plan(conv *c, char *err, size_t errsz)
                 rc = plan_add(c, name, src, P_NORM, BN_TYPE_F32, n, 1, err, errsz);
             } else {
                 int64_t rows = L[k].rows == 0 ? E : L[k].rows == 1 ? KVD : F;
-                rc = plan_add(c, name, src, P_TERNARY, wt, L[k].in_f ? F : E, rows, err, errsz);
-                if (rc == 0 && c->o->lowrank > 0) rc = plan_lowrank(c, il, L[k].gguf, err, errsz);
+                const int kept = c->mx.k > 0 && cv_mixed_kept(&c->mx, &c->cal, src);
+                rc = plan_add(c, name, src, P_TERNARY, kept ? c->o->mixed_type : wt,
+                              L[k].in_f ? F : E, rows, err, errsz);
+                if (rc == 0 && c->o->lowrank > 0 && !kept)
+                    rc = plan_lowrank(c, il, L[k].gguf, err, errsz);
             }
         }
     if (rc == 0)
@@ -317,6 +323,26 @@ static int lowrank_factor(conv *c, const plan_item *it, uint8_t *out, char *err,
     return 0;
 }
 
+/* A linear layer kept at 8 or 4 bits (--mixed): its float weights as Q8_0 / Q4_0 rows. */
+static int produce_kept(conv *c, const plan_item *it, uint8_t *out, char *err, size_t errsz)
+{
+    const int64_t K = it->ne[0], N = it->ne[1];
+    float *w = malloc((size_t)(N * K) * sizeof *w);
+    int rc = w ? 0 : cm_fail(err, errsz, "out of memory");
+    if (rc == 0) rc = cv_linear_f32(&c->src, it->src, N, K, w, err, errsz);
+    if (rc == 0) rc = cv_check_finite(it->src, w, N * K, K, 0, err, errsz);
+    size_t rb = 0;
+    bn_type_row_bytes(it->type, K, &rb);
+    for (int64_t r = 0; rc == 0 && r < N; r++) {
+        if (it->type == BN_TYPE_Q8_0)
+            bn_quantize_row_q8_0(w + r * K, (bn_block_q8_0 *)(out + (size_t)r * rb), K);
+        else
+            bn_quantize_row_q4_0(w + r * K, (bn_block_q4_0 *)(out + (size_t)r * rb), K);
+    }
+    free(w);
+    return rc;
+}
+
 static int produce(conv *c, const plan_item *it, uint8_t *out, char *err, size_t errsz)
 {
     const int64_t cols = it->ne[0], rows = it->ne[1];
@@ -349,6 +375,8 @@ static int produce(conv *c, const plan_item *it, uint8_t *out, char *err, size_t
         return rc;
     }
     if (it->kind == P_LR_A || it->kind == P_LR_B) return lowrank_factor(c, it, out, err, errsz);
+    if (it->type == BN_TYPE_Q8_0 || it->type == BN_TYPE_Q4_0)
+        return produce_kept(c, it, out, err, errsz);
     const cv_calib_layer *cl = c->calibrated ? cv_calib_find(&c->cal, it->src) : NULL;
     if (c->calibrated && (!cl || cl->rows != rows || cl->cols != cols))
         return cm_fail(err, errsz, "%s: not calibrated", it->src);
@@ -795,6 +823,13 @@ static int calibrate(conv *c, char *err, size_t errsz)
     c->cal.lowrank = c->o->lowrank;
     c->cal.tokens = q.total;
     if (rc == 0) rc = cv_reference(&c->src, c->pool, &q, NULL, c->o, &c->cal, err, errsz);
+    if (rc == 0 && c->o->mixed > c->cal.n)
+        rc = cm_fail(err, errsz, "--mixed %d: %s has %d linear layers", c->o->mixed, c->o->src,
+                     c->cal.n);
+    if (rc == 0 && c->o->mixed > 0) {
+        c->phase = "measuring each layer's sensitivity";
+        rc = cv_mixed_rank(&c->src, &c->cal, &q, c->o, &c->mx, err, errsz);
+    }
     cv_seqs_release(&q);
     if (rc != 0) return rc;
     c->calibrated = 1;
@@ -819,6 +854,90 @@ static void report_lowrank(conv *c)
     cJSON_AddNumberToObject(r, "macs_per_token", c->lr_macs);
     cJSON_AddNumberToObject(r, "energy_mean", n ? c->lr_energy / n : 0);
     cJSON_AddBoolToObject(r, "weighted", c->calibrated);
+}
+
+/* The plan and the layout again, with the kept layers at their 8/4-bit type (--mixed); the
+ * tokenizer is built again by the layout (its caveats were reported the first time). */
+static int relayout(conv *c, char *err, size_t errsz)
+{
+    free(c->plan);
+    c->plan = NULL;
+    c->n_plan = 0;
+    c->max_size = 0;
+    c->total_bytes = 0;
+    c->lr_macs = 0;
+    bn_tokenizer_free(c->tok);
+    c->tok = NULL;
+    cJSON *w = c->warnings;
+    c->warnings = cJSON_CreateArray();
+    int rc = make_plan(c, err, errsz);
+    if (rc == 0) rc = write_layout(c, err, errsz);
+    cJSON_Delete(c->warnings);
+    c->warnings = w;
+    cJSON_ReplaceItemInObject(c->report, "tensors", cJSON_CreateNumber(c->n_plan));
+    return rc;
+}
+
+/* Tensor bytes of the file with the K most sensitive layers kept, K = 0 .. n (the plan holds
+ * every layer ternary). NULL when out of memory. */
+static double *mixed_bytes(const conv *c)
+{
+    const cv_mixed *mx = &c->mx;
+    double *b = malloc((size_t)(mx->n + 1) * sizeof *b);
+    for (int j = 0; b && j <= mx->n; j++) {
+        b[j] = j ? b[j - 1] : (double)c->total_bytes;
+        if (j == 0) continue;
+        const cv_calib_layer *l = &c->cal.l[mx->rank[j - 1]];
+        size_t rb = 0;
+        bn_type_row_bytes(c->o->mixed_type, l->cols, &rb);
+        b[j] += (double)(rb * (size_t)l->rows);
+        for (int i = 0; i < c->n_plan; i++)
+            if (!strcmp(c->plan[i].src, l->name)) b[j] -= (double)c->plan[i].size;
+    }
+    return b;
+}
+
+/* --mixed after calibration: the trade-off (with validation), then the layout with the K
+ * kept layers; report.mixed. */
+static int mixed(conv *c, char *err, size_t errsz)
+{
+    int rc = 0;
+    c->mx.k = 0; /* the plan so far: every layer ternary */
+    if (c->o->validate) {
+        c->phase = "measuring the trade-off";
+        double *bytes = mixed_bytes(c);
+        c->tradeoff = cJSON_CreateArray();
+        rc = bytes && c->tradeoff ? 0 : cm_fail(err, errsz, "out of memory");
+        c->mx.k = c->o->mixed;
+        if (rc == 0)
+            rc = cv_mixed_tradeoff(&c->src, &c->cal, &c->mx, &c->seqs, c->text_seq, c->ref_logits,
+                                   bytes, c->o, c->tradeoff, err, errsz);
+        free(bytes);
+    }
+    c->mx.k = c->o->mixed;
+    if (rc == 0) rc = relayout(c, err, errsz);
+    if (rc == 0) cJSON_AddItemToObject(c->report, "mixed", cv_mixed_report(&c->mx, &c->cal));
+    return rc;
+}
+
+/* The trade-off's bytes as files: each K's tensor bytes plus what the written file holds
+ * besides its tensors (header, tokenizer, alignment). */
+static void report_tradeoff(conv *c, double file_bytes)
+{
+    cJSON *m = cJSON_GetObjectItemCaseSensitive(c->report, "mixed"), *e;
+    if (!m || !c->tradeoff) return;
+    cJSON_ArrayForEach(e, c->tradeoff)
+    {
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(e, "bytes");
+        const double t = cJSON_IsNumber(b) ? b->valuedouble : 0;
+        cJSON_ReplaceItemInObject(e, "bytes",
+                                  cJSON_CreateNumber(t + file_bytes - (double)c->total_bytes));
+    }
+    cJSON_AddItemToObject(m, "tradeoff", c->tradeoff);
+    cJSON_AddStringToObject(m, "tradeoff_by",
+                            "the f32 reference forward with the stored weights of each K on the "
+                            "validation text (activations not quantized)");
+    c->tradeoff = NULL;
 }
 
 static int run(conv *c, char *err, size_t errsz)
@@ -852,6 +971,7 @@ static int run(conv *c, char *err, size_t errsz)
     if (o->calibrate) {
         c->phase = "calibrating";
         int rc = calibrate(c, err, errsz);
+        if (rc == 0 && o->mixed > 0) rc = mixed(c, err, errsz);
         if (rc != 0) return rc;
     }
     c->phase = "writing";
@@ -874,6 +994,7 @@ static int run(conv *c, char *err, size_t errsz)
     struct stat st;
     cJSON_AddNumberToObject(c->report, "bytes_out",
                             stat(o->out, &st) == 0 ? (double)st.st_size : 0);
+    report_tradeoff(c, stat(o->out, &st) == 0 ? (double)st.st_size : 0);
     cJSON_AddStringToObject(c->report, "sha256", hex);
     if (o->lowrank > 0) report_lowrank(c);
     add_quality_warning(c);
@@ -896,6 +1017,14 @@ int cv_convert(const cv_opts *o0, cJSON **report, char *err, size_t errsz)
         return cm_fail(err, errsz, "--method gptq needs calibration text (--calibrate TEXT)");
     if (o->lowrank < 0 || o->lowrank > CV_LOWRANK_MAX)
         return cm_fail(err, errsz, "--lowrank takes 0 .. %d", CV_LOWRANK_MAX);
+    if (o->mixed < 0) return cm_fail(err, errsz, "--mixed takes 0 or more layers");
+    if (o->mixed > 0 && !o->calibrate)
+        return cm_fail(err, errsz,
+                       "--mixed needs calibration text (--calibrate TEXT): each layer's "
+                       "sensitivity is measured on it");
+    if (o->mixed_type != BN_TYPE_Q8_0 && o->mixed_type != BN_TYPE_Q4_0)
+        return cm_fail(err, errsz, "--mixed-type takes q8_0 or q4_0");
+    c.mx.type = o->mixed_type;
     if (o->scales == CV_SCALES_ROW && o->type == BN_TYPE_I2_S)
         return cm_fail(err, errsz,
                        "--scales row needs --type tq2_0 or tq1_0 (i2_s stores one "
@@ -923,6 +1052,8 @@ int cv_convert(const cv_opts *o0, cJSON **report, char *err, size_t errsz)
     cv_seqs_release(&c.seqs);
     free(c.ref_logits);
     free(c.plan);
+    cv_mixed_release(&c.mx);
+    cJSON_Delete(c.tradeoff);
     cv_calib_release(&c.cal);
     cv_lowrank_release(&c.lr);
     bn_tokenizer_free(c.tok);

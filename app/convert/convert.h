@@ -29,6 +29,9 @@
  *   convert_calib.c     --calibrate: each linear layer's input second moment on calibration
  *                       text and its ternarization with error feedback (GPTQ), with the
  *                       output error of absmean and gptq per layer.
+ *   convert_mixed.c     --mixed K: each layer's sensitivity to ternarization on the
+ *                       calibration text, the K most sensitive kept at 8/4 bits, and the
+ *                       size / perplexity trade-off for other K.
  *   analyze.c           `bitnet analyze`: per-tensor statistics of a GGUF, against its
  *                       source and on calibration text (through cv_calib's observer).
  *   convert.c           planning, the two-pass GGUF write (layout with the engine's writer,
@@ -81,8 +84,11 @@ typedef struct cv_opts {
     unsigned throttle_ms;  /* a pause at each poll (BITNET_CONVERT_THROTTLE_MS, for tests) */
     const char *calibrate; /* calibration text (a file); NULL: none */
     int method;            /* CV_METHOD_*; -1 (default): gptq with calibrate, else absmean */
-    int scales;  /* CV_SCALES_* of gptq; -1 (default): row for tq2_0/tq1_0, tensor for i2_s */
-    int lowrank; /* r > 0: each linear layer gets a rank-r F16 correction of its residual */
+    int scales;     /* CV_SCALES_* of gptq; -1 (default): row for tq2_0/tq1_0, tensor for i2_s */
+    int lowrank;    /* r > 0: each linear layer gets a rank-r F16 correction of its residual */
+    int mixed;      /* K > 0: the K linear layers most sensitive to ternarization (measured on the
+                       calibration text) are kept at mixed_type instead */
+    int mixed_type; /* BN_TYPE_Q8_0 (default) or BN_TYPE_Q4_0 */
 } cv_opts;
 
 /* The largest --lowrank (the engine's limit, BN__LOWRANK_MAX). */
@@ -273,6 +279,10 @@ struct cv_calib {
     double *h; /* H = X^T X of the last input, h_k x h_k */
     int64_t h_k;
     uint64_t h_key;
+    /* set: the reference forward computes each linear layer with the weights this leaves in w
+     * (read from the source first) and calibrates nothing (convert --mixed's what-if runs) */
+    int (*substitute)(void *user, const char *name, float *w, int64_t N, int64_t K, char *err,
+                      size_t errsz);
     /* set: cv_calib_linear hands each layer to observe instead (bitnet analyze) */
     int (*observe)(void *user, const char *name, const float *x, int64_t T, const float *w,
                    int64_t N, int64_t K, char *err, size_t errsz);
@@ -299,6 +309,41 @@ void cv_seqs_release(cv_seqs *q);
 /* The Hugging Face name of a GGUF tensor name the converter writes ("blk.3.attn_q.weight" ->
  * "model.layers.3.self_attn.q_proj.weight"); 0, or -1 for a name it does not write. */
 int cv_hf_name(const char *gguf, char *out, size_t n);
+
+/* ---- mixed precision (convert_mixed.c) ---------------------------------------------------- */
+
+/* --mixed K: each calibrated linear layer's sensitivity is the increase of the float model's
+ * mean negative log-likelihood on the calibration text when that layer alone takes its ternary
+ * weights (as they will be written, corrections included); the K most sensitive are kept at
+ * 8 or 4 bits. */
+typedef struct cv_mixed {
+    int type;         /* BN_TYPE_Q8_0 or BN_TYPE_Q4_0 */
+    int k;            /* how many are kept: the first k of rank */
+    int n;            /* linear layers ranked */
+    int *rank;        /* n indexes into the calibration's layers, most sensitive first */
+    double *sens;     /* n: by the calibration's layer index (nats per token) */
+    double nll_float; /* the float model's mean NLL on those tokens */
+    int64_t tokens;   /* predictions scored */
+} cv_mixed;
+
+/* Measures and ranks (q: the calibration tokens; at most the first 512 are used). 0, -1 with
+ * a message, -2 when cancelled. */
+int cv_mixed_rank(cv_source *s, const cv_calib *cal, const cv_seqs *q, const cv_opts *o,
+                  cv_mixed *mx, char *err, size_t errsz);
+/* 1 when the layer (Hugging Face name) is among the kept ones. */
+int cv_mixed_kept(const cv_mixed *mx, const cv_calib *cal, const char *name);
+/* w (N x K, float) as the file keeps it at mx->type: quantized and dequantized row by row. */
+void cv_mixed_round(const cv_mixed *mx, float *w, int64_t N, int64_t K);
+/* The trade-off: for K = 0, 1, 2, 4, ... up to every layer (and mx->k), the logits of the model
+ * with the K most sensitive layers kept and the others ternary (the f32 reference forward with
+ * those weights) against ref_logits on q: an array of {k, bytes, ppl, top1_agreement, kl_mean}
+ * into out. bytes[K]: the file's tensor bytes with K kept. 0, -1 with a message, -2 cancelled. */
+int cv_mixed_tradeoff(cv_source *s, const cv_calib *cal, const cv_mixed *mx, const cv_seqs *q,
+                      int text_seq, const float *ref_logits, const double *bytes, const cv_opts *o,
+                      cJSON *out, char *err, size_t errsz);
+/* {type, kept, tokens, nll_float, layers: [{name, nll_increase, kept}] most sensitive first} */
+cJSON *cv_mixed_report(const cv_mixed *mx, const cv_calib *cal);
+void cv_mixed_release(cv_mixed *mx);
 
 /* ---- bitnet analyze (analyze.c) ----------------------------------------------------------- */
 

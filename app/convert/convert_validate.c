@@ -158,7 +158,11 @@ static int linear(cv_source *s, bn_threadpool *pool, ref_bufs *b, const char *na
                   int64_t T, int64_t K, int64_t N, float *out, char *err, size_t errsz)
 {
     if (cv_linear_f32(s, name, N, K, b->w, err, errsz) != 0) return -1;
-    if (b->cal && cv_calib_linear(b->cal, name, in, T, b->w, N, K, err, errsz) != 0) return -1;
+    if (b->cal && b->cal->substitute) {
+        if (b->cal->substitute(b->cal->user, name, b->w, N, K, err, errsz) != 0) return -1;
+    } else if (b->cal && cv_calib_linear(b->cal, name, in, T, b->w, N, K, err, errsz) != 0) {
+        return -1;
+    }
     matmul(pool, in, T, K, b->w, N, out, b->o->stop);
     if (cv_poll(b->o)) {
         b->stopped = 1;

@@ -168,6 +168,8 @@ int jobs_enqueue_convert(const cv_opts *o, int64_t *id, char *err, size_t errsz)
     if (o->method >= 0)
         cJSON_AddStringToObject(a, "method", o->method == CV_METHOD_GPTQ ? "gptq" : "absmean");
     if (o->lowrank > 0) cJSON_AddNumberToObject(a, "lowrank", o->lowrank);
+    if (o->mixed > 0) cJSON_AddNumberToObject(a, "mixed", o->mixed);
+    if (o->mixed > 0) cJSON_AddStringToObject(a, "mixed_type", bn_type_name(o->mixed_type));
     if (o->scales >= 0)
         cJSON_AddStringToObject(a, "scales", o->scales == CV_SCALES_ROW ? "row" : "tensor");
     cJSON_AddBoolToObject(a, "no_tokenizer", o->no_tokenizer);
@@ -297,6 +299,10 @@ static void run_job(jobs_db *j, int64_t id, const char *args)
         o.method = strcmp(v->valuestring, "gptq") ? CV_METHOD_ABSMEAN : CV_METHOD_GPTQ;
     if ((v = cJSON_GetObjectItemCaseSensitive(a, "lowrank")) && cJSON_IsNumber(v))
         o.lowrank = v->valueint;
+    if ((v = cJSON_GetObjectItemCaseSensitive(a, "mixed")) && cJSON_IsNumber(v))
+        o.mixed = v->valueint;
+    if ((v = cJSON_GetObjectItemCaseSensitive(a, "mixed_type")) && cJSON_IsString(v))
+        o.mixed_type = bn_type_from_name(v->valuestring);
     if ((v = cJSON_GetObjectItemCaseSensitive(a, "scales")) && cJSON_IsString(v))
         o.scales = strcmp(v->valuestring, "row") ? CV_SCALES_TENSOR : CV_SCALES_ROW;
     if ((v = cJSON_GetObjectItemCaseSensitive(a, "threads")) && cJSON_IsNumber(v))
