@@ -20,14 +20,20 @@ void ui_child_init(ui_child *c)
 }
 
 /* The last non-empty line of text into buf (unchanged when there is none), without the
- * "bitnet: " every one-line error starts with (cli_error's): a screen shows it as its own. */
+ * "bitnet: " every one-line error starts with (cli_error's): a screen shows it as its own. A
+ * usage error's closing "Try 'bitnet CMD --help'." gives way to the line naming the problem. */
 static void last_line(const char *text, char *buf, size_t size)
 {
-    size_t end = text ? strlen(text) : 0;
-    while (end && (text[end - 1] == '\n' || text[end - 1] == '\r' || text[end - 1] == ' ')) end--;
-    if (!end) return;
-    size_t start = end;
-    while (start && text[start - 1] != '\n') start--;
+    size_t end = text ? strlen(text) : 0, start;
+    for (;;) {
+        while (end && (text[end - 1] == '\n' || text[end - 1] == '\r' || text[end - 1] == ' '))
+            end--;
+        if (!end) return;
+        start = end;
+        while (start && text[start - 1] != '\n') start--;
+        if (start == 0 || strncmp(text + start, "Try 'bitnet ", 12)) break;
+        end = start; /* the line before it */
+    }
     if (end - start > 8 && !strncmp(text + start, "bitnet: ", 8)) start += 8;
     snprintf(buf, size, "%.*s", (int)(end - start), text + start);
 }

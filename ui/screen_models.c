@@ -1,6 +1,6 @@
 /* screen_models.c - screen 4: the models this machine knows (loaded, configured, bundled,
- * recent in the history, opened here); inspect a file's metadata and tensors; load and
- * unload. */
+ * recent in the history, opened here); inspect a file's metadata and tensors; analyze its
+ * layers (bitnet analyze, analyze_view.h); load and unload. */
 #include "tui.h"
 
 #include <curses.h>
@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "bitnet/gguf.h"
+#include "analyze_view.h"
 #include "bitnet/types.h"
 #include "browser.h"
 
@@ -41,6 +42,10 @@ typedef struct models {
     /* the browser */
     int browsing;
     ui_browser br;
+    /* the analyze pane (instead of inspect while analyzing), and its arguments' line */
+    analyze_view av;
+    int analyzing, asking;
+    ui_input ask;
 } models;
 
 static void free_lines(models *m)
@@ -125,7 +130,9 @@ static void *models_create(tui *t)
 {
     models *m = calloc(1, sizeof *m);
     (void)t;
-    if (m) m->seq = (unsigned long long)-1;
+    if (!m) return NULL;
+    m->seq = (unsigned long long)-1;
+    analyze_view_init(&m->av);
     return m;
 }
 
@@ -134,6 +141,7 @@ static void models_destroy(void *st)
     models *m = st;
     free_lines(m);
     ui_browser_free(&m->br);
+    analyze_view_release(&m->av);
     free(m);
 }
 
@@ -274,10 +282,13 @@ static void models_draw(tui *t, void *st, int y, int x, int h, int w)
     }
     eng_status es;
     eng_status_get(t->eng, &es);
-    const int lw = w >= 110 ? w * 2 / 5 : w, lh = lw == w ? h / 2 : h;
+    /* the analyze table wants the whole width: the list above it, as short as it can be */
+    const int short_list = m->n + 4 < h / 3 ? m->n + 4 : h / 3;
+    const int lw = w >= 110 && !m->analyzing ? w * 2 / 5 : w;
+    const int lh = lw < w ? h : m->analyzing ? (short_list > 5 ? short_list : 5) : h / 2;
     ui_box(y, x, lh, lw, "Models");
     ui_text(y + lh - 1, x + 2, lw - 4, crt_attr(CR_DIM),
-            " Enter inspect  l load  u unload  o open ");
+            " Enter inspect  A analyze  l load  u unload  o open ");
     int row = y + 1;
     if (!t->bundled[0]) ui_text(row++, x + 2, lw - 4, crt_attr(CR_DIM), "no bundled model found");
     if (m->n == 0)
@@ -297,10 +308,43 @@ static void models_draw(tui *t, void *st, int y, int x, int h, int w)
         ui_text_cut(row + r, x + 25, lw - 27, a, rest);
     }
     ui_list_hits(&m->list, row, x + 1, lw - 2);
-    if (lw == w)
-        draw_inspect(m, y + lh, x, h - lh, w);
+    if (m->asking) {
+        ui_text(y + lh - 2, x + 2, 16, crt_attr(CR_TITLE), "analyze args:");
+        ui_input_draw(&m->ask, y + lh - 2, x + 16, lw - 18, 1);
+    }
+    const int py = lw == w ? y + lh : y, px = lw == w ? x : x + lw;
+    const int ph = lw == w ? h - lh : h, pw = lw == w ? w : w - lw;
+    if (m->analyzing)
+        analyze_view_draw(&m->av, py, px, ph, pw, m->focus_pane);
     else
-        draw_inspect(m, y, x + lw, h, w - lw);
+        draw_inspect(m, py, px, ph, pw);
+}
+
+static void wake_tui(void *t)
+{
+    tui_wake(t);
+}
+
+/* Analyzes the selected model with args (see analyze_view_start) in the pane. */
+static void analyze(tui *t, models *m, const char *path, const char *args)
+{
+    m->analyzing = 1;
+    if (analyze_view_start(&m->av, path, args, wake_tui, t) == 0)
+        tui_status(t, CR_NORMAL, "analyzing %s ...", tui_base(path));
+}
+
+/* The line of arguments for analyze ('e'): Enter runs it, Esc leaves it. */
+static int ask_key(tui *t, models *m, const char *path, int ch)
+{
+    if (ch == 27) {
+        m->asking = 0;
+    } else if (ch == '\n' || ch == '\r' || ch == KEY_ENTER) {
+        m->asking = 0;
+        if (path) analyze(t, m, path, m->ask.buf);
+    } else {
+        ui_input_key(&m->ask, ch);
+    }
+    return 1;
 }
 
 /* ---- keys --------------------------------------------------------------------------------------
@@ -339,6 +383,16 @@ static int models_key(tui *t, void *st, int ch)
         return 1;
     }
     const model_entry *e = selected(m);
+    if (m->asking) return ask_key(t, m, e ? e->path : NULL, ch);
+    if (m->focus_pane && m->analyzing) {
+        if (ch == KEY_LEFT || ch == 27)
+            m->focus_pane = 0;
+        else if (ch == 'A' && m->av.model[0])
+            analyze(t, m, m->av.model, m->av.args);
+        else
+            analyze_view_key(&m->av, ch);
+        return 1;
+    }
     if (m->focus_pane) {
         if (ch == KEY_UP || ch == UI_KEY_WHEEL_UP) m->scroll -= ch == KEY_UP ? 1 : 3;
         if (ch == KEY_DOWN || ch == UI_KEY_WHEEL_DOWN) m->scroll += ch == KEY_DOWN ? 1 : 3;
@@ -355,9 +409,18 @@ static int models_key(tui *t, void *st, int ch)
     case '\r':
     case KEY_ENTER:
         if (e) inspect(t, m, e->path);
+        m->analyzing = 0;
         return 1;
     case KEY_RIGHT:
-        if (m->n_lines) m->focus_pane = 1;
+        if (m->n_lines || m->analyzing) m->focus_pane = 1;
+        return 1;
+    case 'A':
+        if (e) analyze(t, m, e->path, "");
+        return 1;
+    case 'e':
+        if (!e) return 1;
+        m->asking = 1;
+        ui_input_set(&m->ask, m->ask.len ? m->ask.buf : "--source SRC --calibrate TEXT");
         return 1;
     case 't':
         m->show_tensors = !m->show_tensors, m->scroll = 0;
@@ -388,16 +451,18 @@ static int models_key(tui *t, void *st, int ch)
 static int models_editing(void *st)
 {
     const models *m = st;
-    return m->browsing && ui_browser_editing(&m->br);
+    return m->asking || (m->browsing && ui_browser_editing(&m->br));
 }
 
 static const char *models_keybar(void *st)
 {
     const models *m = st;
     if (m->browsing) return ui_browser_keybar(&m->br);
+    if (m->asking) return UI_INPUT_KEYS;
+    if (m->focus_pane && m->analyzing) return ANALYZE_VIEW_KEYS "A\tagain\nLeft Esc\tback\n";
     if (m->focus_pane) return "Up Down PgUp PgDn\tscroll\nt\tmetadata/tensors\nLeft Esc\tback\n";
-    return "Enter\tinspect\nl\tload\nu\tunload\no\topen a file\nt\ttensors\nRight\tinto "
-           "the pane\nr\treread\n";
+    return "Enter\tinspect\nl\tload\nu\tunload\no\topen a file\nA\tanalyze\ne\tanalyze with "
+           "args\nt\ttensors\nRight\tinto the pane\nr\treread\n";
 }
 
 static void models_enter(tui *t, void *st)
@@ -411,7 +476,9 @@ static void models_tick(tui *t, void *st)
     eng_status es;
     eng_status_get(t->eng, &es);
     if (es.model.loaded && (m->n == 0 || strcmp(m->e[0].path, es.model.path))) m->seq--;
-    (void)t;
+    if (analyze_view_tick(&m->av) && !m->av.err[0] && m->av.doc)
+        tui_status(t, CR_OK, "analyzed %s: Right, then < > sort by a column",
+                   tui_base(m->av.model));
 }
 
 const tui_screen scr_models = {
@@ -422,6 +489,11 @@ const tui_screen scr_models = {
         .help = "Up Down\tchoose a model\n"
                 "Enter\tinspect it: metadata and tensors\n"
                 "t\tmetadata / tensors\n"
+                "A\tanalyze it (bitnet analyze): a row per tensor with scale, zero\n"
+                "\tfraction, outliers, SQNR and activation range; Right, then < > I\n"
+                "\tsort by a column, C picks the columns\n"
+                "e\tanalyze with arguments: --source SRC (SQNR) --calibrate TEXT\n"
+                "\t(activation ranges, output error)\n"
                 "Right Left\tinto / out of the inspect pane (Up Down PgUp PgDn scroll)\n"
                 "l\tload the model (for Chat and Benchmarks)\n"
                 "u\tunload it\n"
