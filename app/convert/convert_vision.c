@@ -124,6 +124,69 @@ static int cfg_vit(const vcfg *v, bn_vspec *s)
     return 0;
 }
 
+/* torchvision's EfficientNet-B0 stages: expand ratio, kernel, stride, in, out, layers. */
+static const double k_b0[7][6] = {
+        {1, 3, 1, 32, 16, 1},  {6, 3, 2, 16, 24, 2},   {6, 5, 2, 24, 40, 2},  {6, 3, 2, 40, 80, 3},
+        {6, 5, 1, 80, 112, 3}, {6, 5, 2, 112, 192, 4}, {6, 3, 1, 192, 320, 1}};
+
+/* torchvision's _make_divisible(v, 8). */
+static int div8(double v)
+{
+    int n = (int)(v + 4) / 8 * 8;
+    if (n < 8) n = 8;
+    return n < 0.9 * v ? n + 8 : n;
+}
+
+/* "blocks": [[expand_ratio, kernel, stride, in, out, layers], ...] as given, or B0's scaled
+ * by "width_mult" and "depth_mult" as torchvision's _efficientnet_conf scales them. */
+static int cfg_effnet(const vcfg *v, bn_vspec *s)
+{
+    const cJSON *bl = cJSON_GetObjectItemCaseSensitive(v->c, "blocks"), *row;
+    float wm = 1.0f, dm = 1.0f;
+    if (cfg_f(v, "width_mult", 1.0, &wm) != 0 || cfg_f(v, "depth_mult", 1.0, &dm) != 0 ||
+        cfg_f(v, "bn_eps", 1e-5, &s->bn_eps) != 0 ||
+        cfg_i(v, "head_width", 0, 0, 8192, &s->head_width) != 0)
+        return -1;
+    if (!bl) {
+        s->n_mb = 7;
+        for (int i = 0; i < 7; i++) {
+            s->mb[i].expand_ratio = (float)k_b0[i][0];
+            s->mb[i].kernel = (int)k_b0[i][1];
+            s->mb[i].stride = (int)k_b0[i][2];
+            s->mb[i].in = div8(k_b0[i][3] * wm);
+            s->mb[i].out = div8(k_b0[i][4] * wm);
+            s->mb[i].layers = (int)ceil(k_b0[i][5] * dm);
+        }
+        return 0;
+    }
+    const int n = cJSON_GetArraySize(bl);
+    if (!cJSON_IsArray(bl) || n < 1 || n > BN_VISION_MAX_MB)
+        return cm_fail(v->err, v->errsz, "%s: \"blocks\" must be 1 to %d rows", v->path,
+                       BN_VISION_MAX_MB);
+    cJSON_ArrayForEach(row, bl)
+    {
+        double r[6];
+        int i = 0;
+        const cJSON *e;
+        if (cJSON_GetArraySize(row) != 6) i = -1;
+        cJSON_ArrayForEach(e, row) if (i >= 0 && i < 6) r[i++] =
+                cJSON_IsNumber(e) ? e->valuedouble : -1;
+        if (i != 6 || r[0] < 1 || r[1] < 1 || r[2] < 1 || r[3] < 1 || r[4] < 1 || r[5] < 1)
+            return cm_fail(v->err, v->errsz,
+                           "%s: \"blocks\"[%d] must be [expand_ratio, kernel, stride, in, out, "
+                           "layers], positive numbers",
+                           v->path, s->n_mb);
+        s->mb[s->n_mb].expand_ratio = (float)r[0];
+        s->mb[s->n_mb].kernel = (int)r[1];
+        s->mb[s->n_mb].stride = (int)r[2];
+        s->mb[s->n_mb].in = (int)r[3];
+        s->mb[s->n_mb].out = (int)r[4];
+        s->mb[s->n_mb].layers = (int)r[5];
+        s->n_mb++;
+    }
+    return 0;
+}
+
 /* The spec of config.json; labels point into s->config. */
 static int read_spec(const cv_source *src, bn_vspec *s, const char **labels, char *err,
                      size_t errsz)
@@ -132,7 +195,9 @@ static int read_spec(const cv_source *src, bn_vspec *s, const char **labels, cha
     snprintf(path, sizeof path, "%s/config.json", src->dir);
     const vcfg v = {src->config, path, err, errsz};
     memset(s, 0, sizeof *s);
-    s->arch = strcmp(src->hp.arch_name, "resnet") ? BN_VARCH_VIT : BN_VARCH_RESNET;
+    s->arch = !strcmp(src->hp.arch_name, "resnet") ? BN_VARCH_RESNET
+              : !strcmp(src->hp.arch_name, "vit")  ? BN_VARCH_VIT
+                                                   : BN_VARCH_EFFICIENTNET;
     double mean[BN_VISION_MAX_CHANS], std[BN_VISION_MAX_CHANS];
     if (cfg_i(&v, "in_chans", 3, 1, BN_VISION_MAX_CHANS, &s->in_chans) != 0 ||
         cfg_i(&v, "num_classes", -1, 1, 100000, &s->num_classes) != 0 ||
@@ -160,6 +225,7 @@ static int read_spec(const cv_source *src, bn_vspec *s, const char **labels, cha
     }
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(src->config, "name");
     s->name = cJSON_IsString(name) ? name->valuestring : NULL;
+    if (s->arch == BN_VARCH_EFFICIENTNET) return cfg_effnet(&v, s);
     return s->arch == BN_VARCH_RESNET ? cfg_resnet(&v, s) : cfg_vit(&v, s);
 }
 

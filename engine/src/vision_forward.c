@@ -3,6 +3,7 @@
  * (bitnet/vision.h): n images in, n rows of logits out. Activations are NCHW for the
  * convolutions and n * T token rows for the transformer.
  */
+#include <math.h>
 #include <string.h>
 
 #include "bitnet/vision.h"
@@ -31,7 +32,8 @@ static float *falloc(const fwd *f, int64_t n, int64_t per)
     return p;
 }
 
-/* *y = l(x) for n images of l->g.cin x *h x *w; *h, *w become the output's. */
+/* *y = l(x) for n images of l->g.cin x *h x *w (groups 1 or depthwise); *h, *w become the
+ * output's. */
 static bn_status tconv(const fwd *f, const bn_tlayer *l, const float *x, int n, int *h, int *w,
                        float **y)
 {
@@ -40,8 +42,10 @@ static bn_status tconv(const fwd *f, const bn_tlayer *l, const float *x, int n, 
     if (oh < 1 || ow < 1)
         return bn_ctx_set_error(f->ctx, BN_ERR_RANGE, "vision: a %dx%d input is too small", *h, *w);
     if (!(*y = falloc(f, n, (int64_t)l->g.cout * oh * ow))) return bn_ctx_status(f->ctx);
-    const bn_status rc = f->ref ? bn_tconv2d_ref(l, x, n, *h, *w, *y)
-                                : bn_tconv2d(f->pool, NULL, l, x, n, *h, *w, *y, f->t);
+    /* a depthwise conv runs the scalar op (the GEMM does not fit one channel at a time) */
+    const bn_status rc = f->ref || l->g.groups > 1
+                                 ? bn_tconv2d_ref(l, x, n, *h, *w, *y)
+                                 : bn_tconv2d(f->pool, NULL, l, x, n, *h, *w, *y, f->t);
     if (rc != BN_OK) {
         bn_free(*y);
         *y = NULL;
@@ -62,6 +66,18 @@ static bn_status tlin(const fwd *f, const bn_tlayer *l, const float *x, int64_t 
         *y = NULL;
         return bn_ctx_set_error(f->ctx, rc, "vision: linear: %s", bn_status_str(rc));
     }
+    return BN_OK;
+}
+
+/* Global average pool of n x c planes of hw, then the float classifier into logits. */
+static bn_status pool_classify(const fwd *f, const bn_vmodel *m, const float *x, int n, int c,
+                               int hw, float *logits)
+{
+    float *feat = falloc(f, n, c);
+    if (!feat) return bn_ctx_status(f->ctx);
+    bn_global_avgpool(x, n, c, hw, feat);
+    bn_linear_f32(m->fc_w, m->fc_b, c, m->info.num_classes, feat, n, logits);
+    bn_free(feat);
     return BN_OK;
 }
 
@@ -136,15 +152,7 @@ static bn_status resnet_fwd(const fwd *f, const bn_vmodel *m, const float *img, 
     bn_status rc = BN_OK;
     for (int b = 0; b < m->n_blocks && rc == BN_OK; b++)
         rc = rn_block_fwd(f, &m->blk[b], &x, n, &h, &w);
-    if (rc == BN_OK) {
-        float *feat = falloc(f, n, m->feat);
-        if (feat) {
-            bn_global_avgpool(x, n, m->feat, h * w, feat);
-            bn_linear_f32(m->fc_w, m->fc_b, m->feat, m->info.num_classes, feat, n, logits);
-        }
-        rc = feat ? BN_OK : bn_ctx_status(f->ctx);
-        bn_free(feat);
-    }
+    if (rc == BN_OK) rc = pool_classify(f, m, x, n, m->feat, h * w, logits);
     bn_free(x);
     return rc;
 }
@@ -235,11 +243,83 @@ static bn_status vit_fwd(const fwd *f, const bn_vmodel *m, const float *img, int
     return rc;
 }
 
+/* ---- EfficientNet --------------------------------------------------------------------- */
+
+/* Squeeze-excitation with ternary 1x1 convs (per-image int8 of the pooled vector): x *= s. */
+static bn_status eff_se(const fwd *f, const eff_block *e, float *x, int n, int hw)
+{
+    float *m = falloc(f, n, e->exp), *a = NULL, *s = NULL;
+    if (!m) return bn_ctx_status(f->ctx);
+    bn_global_avgpool(x, n, e->exp, hw, m);
+    bn_status rc = tlin(f, &e->se1, m, n, &a);
+    if (rc == BN_OK) {
+        bn_silu(a, (int64_t)n * e->se);
+        rc = tlin(f, &e->se2, a, n, &s);
+    }
+    for (int64_t c = 0; rc == BN_OK && c < (int64_t)n * e->exp; c++) {
+        const float g = 1.0f / (1.0f + expf(-s[c]));
+        for (int i = 0; i < hw; i++) x[c * hw + i] *= g;
+    }
+    bn_free(m), bn_free(a), bn_free(s);
+    return rc;
+}
+
+/* One MBConv block: x is replaced by its output. */
+static bn_status eff_block_fwd(const fwd *f, const eff_block *e, float **x, int n, int *h, int *w)
+{
+    float *a = NULL, *b = NULL, *c = NULL;
+    int ha = *h, wa = *w;
+    bn_status rc = BN_OK;
+    if (e->has_expand && (rc = tconv(f, &e->expand, *x, n, &ha, &wa, &a)) == BN_OK)
+        bn_silu(a, (int64_t)n * e->exp * ha * wa);
+    if (rc == BN_OK) rc = tconv(f, &e->dw, e->has_expand ? a : *x, n, &ha, &wa, &b);
+    if (rc == BN_OK) {
+        bn_silu(b, (int64_t)n * e->exp * ha * wa);
+        rc = eff_se(f, e, b, n, ha * wa);
+    }
+    if (rc == BN_OK) rc = tconv(f, &e->project, b, n, &ha, &wa, &c);
+    if (rc == BN_OK) {
+        if (e->residual) bn_add(c, *x, (int64_t)n * e->out * ha * wa);
+        bn_free(*x);
+        *x = c;
+        c = NULL;
+        *h = ha;
+        *w = wa;
+    }
+    bn_free(a), bn_free(b), bn_free(c);
+    return rc;
+}
+
+static bn_status effnet_fwd(const fwd *f, const bn_vmodel *m, const float *img, int n,
+                            float *logits)
+{
+    const int s = m->info.image_size, c0 = m->stem_width;
+    const bn_conv_geom gs = {m->info.in_chans, c0, 3, 3, 2, 1, 1};
+    int h = bn_conv_out(s, 3, 2, 1), w = h;
+    float *x = falloc(f, n, (int64_t)c0 * h * w), *y = NULL;
+    if (!x) return bn_ctx_status(f->ctx);
+    bn_status rc = bn_conv2d_f32(f->pool, &gs, m->stem_w, NULL, m->stem_scale, m->stem_bias, img, n,
+                                 s, s, x);
+    if (rc != BN_OK) rc = bn_ctx_set_error(f->ctx, rc, "vision: out of memory (stem)");
+    if (rc == BN_OK) bn_silu(x, (int64_t)n * c0 * h * w);
+    for (int b = 0; b < m->n_eff && rc == BN_OK; b++)
+        rc = eff_block_fwd(f, &m->eb[b], &x, n, &h, &w);
+    if (rc == BN_OK) rc = tconv(f, &m->head, x, n, &h, &w, &y);
+    if (rc == BN_OK) {
+        bn_silu(y, (int64_t)n * m->head_width * h * w);
+        rc = pool_classify(f, m, y, n, m->head_width, h * w, logits);
+    }
+    bn_free(x);
+    bn_free(y);
+    return rc;
+}
+
 bn_status bn_vmodel_forward_ex(bn_ctx *ctx, bn_vmodel *m, const float *x, int n, float *logits,
                                int ref, bn_vision_timing *t)
 {
     if (n < 1) return bn_ctx_set_error(ctx, BN_ERR_INVALID, "vision: no images");
     const fwd f = {ctx, bn_ctx_pool(ctx), ref, t};
+    if (m->info.arch == BN_VARCH_EFFICIENTNET) return effnet_fwd(&f, m, x, n, logits);
     return m->info.arch == BN_VARCH_RESNET ? resnet_fwd(&f, m, x, n, logits)
                                            : vit_fwd(&f, m, x, n, logits);
 }

@@ -23,6 +23,12 @@ typedef struct vit_block {
     bn_tlayer qkv, proj, fc1, fc2;
 } vit_block;
 
+typedef struct eff_block {
+    int in, exp, out, k, stride, se;
+    int has_expand, residual;
+    bn_tlayer expand, dw, se1, se2, project;
+} eff_block;
+
 struct bn_vmodel {
     bn_vmodel_info info;
     char *name;
@@ -37,7 +43,11 @@ struct bn_vmodel {
     float eps;
     float *patch_w, *patch_b, *cls, *pos, *norm_w, *norm_b;
     vit_block *vb;
-    /* both */
+    /* efficientnet (stem_* shared with resnet) */
+    int n_eff, stem_width, head_width;
+    eff_block *eb;
+    bn_tlayer head;
+    /* all */
     float *fc_w, *fc_b;
     /* loading: which tensors were used */
     const bn_gguf *g;

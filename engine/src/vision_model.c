@@ -11,9 +11,13 @@
 #include "bitnet/vision.h"
 #include "vision_internal.h"
 
+static const char *const k_arch_names[] = {"resnet", "vit", "efficientnet"};
+
 int bn_vision_is_arch(const char *arch)
 {
-    return arch && (!strcmp(arch, "resnet") || !strcmp(arch, "vit"));
+    for (size_t i = 0; arch && i < sizeof k_arch_names / sizeof k_arch_names[0]; i++)
+        if (!strcmp(arch, k_arch_names[i])) return 1;
+    return 0;
 }
 
 /* ---- reading keys ------------------------------------------------------------------------ */
@@ -70,6 +74,23 @@ static bn_status key_stages(bn_ctx *ctx, const bn_gguf *g, const char *key, int 
     }
     *n = (int)cnt;
     return BN_OK;
+}
+
+/* A u32 array of exactly n values, each in lo..hi. */
+static bn_status key_u32s(bn_ctx *ctx, const bn_gguf *g, const char *key, int n, uint32_t lo,
+                          uint32_t hi, int *out)
+{
+    const void *data;
+    bn_status rc = key_arr(ctx, g, key, BN_GGUF_U32, (uint64_t)n, 0, &data, NULL);
+    for (int i = 0; rc == BN_OK && i < n; i++) {
+        uint32_t x;
+        memcpy(&x, (const char *)data + 4 * i, 4);
+        if (x < lo || x > hi)
+            return bn_ctx_set_error(ctx, BN_ERR_RANGE, "%s[%d]: %u is out of range (%u..%u)", key,
+                                    i, x, lo, hi);
+        out[i] = (int)x;
+    }
+    return rc;
 }
 
 /* ---- reading tensors -------------------------------------------------------------------- */
@@ -358,6 +379,77 @@ static bn_status load_vit(bn_ctx *ctx, bn_vmodel *m)
     return rc;
 }
 
+/* ---- EfficientNet ------------------------------------------------------------------------- */
+
+static bn_status load_eff_block(bn_ctx *ctx, bn_vmodel *m, int b)
+{
+    eff_block *e = &m->eb[b];
+    char name[48];
+    bn_status rc = BN_OK;
+    if (e->has_expand) {
+        const bn_conv_geom ge = geom(e->in, e->exp, 1, 1);
+        snprintf(name, sizeof name, "blk.%d.expand", b);
+        rc = get_tlayer(ctx, m, name, &ge, &e->expand);
+    }
+    /* depthwise: one row of k * k codes per channel */
+    const bn_conv_geom gd = {e->exp, e->exp, e->k, e->k, e->stride, e->k / 2, e->exp};
+    const bn_conv_geom gk = {1, e->exp, e->k, e->k, e->stride, e->k / 2, 1};
+    snprintf(name, sizeof name, "blk.%d.dw", b);
+    if (rc == BN_OK) rc = get_tlayer(ctx, m, name, &gk, &e->dw);
+    if (rc == BN_OK) e->dw.g = gd;
+    const bn_conv_geom g1 = geom(e->exp, e->se, 1, 1), g2 = geom(e->se, e->exp, 1, 1);
+    const bn_conv_geom gp = geom(e->exp, e->out, 1, 1);
+    snprintf(name, sizeof name, "blk.%d.se1", b);
+    if (rc == BN_OK) rc = get_tlayer(ctx, m, name, &g1, &e->se1);
+    snprintf(name, sizeof name, "blk.%d.se2", b);
+    if (rc == BN_OK) rc = get_tlayer(ctx, m, name, &g2, &e->se2);
+    snprintf(name, sizeof name, "blk.%d.project", b);
+    if (rc == BN_OK) rc = get_tlayer(ctx, m, name, &gp, &e->project);
+    return rc;
+}
+
+static bn_status load_effnet(bn_ctx *ctx, bn_vmodel *m)
+{
+    const bn_gguf *g = m->g;
+    int v[5][BN_VISION_MAX_BLOCKS];
+    static const char *const keys[5] = {"efficientnet.block_expand", "efficientnet.block_kernel",
+                                        "efficientnet.block_stride", "efficientnet.block_out",
+                                        "efficientnet.block_se"};
+    static const uint32_t hi[5] = {MAX_WIDTH, 15, 4, MAX_WIDTH, MAX_WIDTH};
+    bn_status rc = key_u32(ctx, g, "efficientnet.block_count", 1, BN_VISION_MAX_BLOCKS, &m->n_eff);
+    if (rc == BN_OK) rc = key_u32(ctx, g, "efficientnet.stem_width", 1, MAX_WIDTH, &m->stem_width);
+    if (rc == BN_OK) rc = key_u32(ctx, g, "efficientnet.head_width", 1, MAX_WIDTH, &m->head_width);
+    for (int i = 0; i < 5 && rc == BN_OK; i++)
+        rc = key_u32s(ctx, g, keys[i], m->n_eff, 1, hi[i], v[i]);
+    if (rc != BN_OK) return rc;
+    const int64_t sw[4] = {3, 3, m->info.in_chans, m->stem_width};
+    rc = get_f32(ctx, m, "stem.weight", 1, 4, sw, &m->stem_w);
+    if (rc == BN_OK) rc = get_vec(ctx, m, "stem.scale", m->stem_width, &m->stem_scale);
+    if (rc == BN_OK) rc = get_vec(ctx, m, "stem.bias", m->stem_width, &m->stem_bias);
+    if (rc == BN_OK && !(m->eb = bn_calloc((size_t)m->n_eff, sizeof *m->eb)))
+        rc = bn_ctx_set_error(ctx, BN_ERR_NOMEM, "out of memory");
+    int in = m->stem_width;
+    for (int b = 0; b < m->n_eff && rc == BN_OK; b++) {
+        eff_block *e = &m->eb[b];
+        e->in = in;
+        e->exp = v[0][b];
+        e->k = v[1][b];
+        e->stride = v[2][b];
+        e->out = v[3][b];
+        e->se = v[4][b];
+        e->has_expand = e->exp != e->in;
+        e->residual = e->stride == 1 && e->in == e->out;
+        rc = load_eff_block(ctx, m, b);
+        in = e->out;
+    }
+    const bn_conv_geom gh = geom(in, m->head_width, 1, 1);
+    if (rc == BN_OK) rc = get_tlayer(ctx, m, "head", &gh, &m->head);
+    const int64_t fw[2] = {m->head_width, m->info.num_classes};
+    if (rc == BN_OK) rc = get_f32(ctx, m, "fc.weight", 1, 2, fw, &m->fc_w);
+    if (rc == BN_OK) rc = get_vec(ctx, m, "fc.bias", m->info.num_classes, &m->fc_b);
+    return rc;
+}
+
 /* ---- common keys --------------------------------------------------------------------------- */
 
 static bn_status load_labels(bn_ctx *ctx, bn_vmodel *m, const char *key)
@@ -410,10 +502,13 @@ static bn_status load_common(bn_ctx *ctx, bn_vmodel *m)
         return bn_ctx_set_error(ctx, BN_ERR_FORMAT, "general.architecture: missing");
     if (!bn_vision_is_arch(arch))
         return bn_ctx_set_error(ctx, BN_ERR_UNSUPPORTED,
-                                "general.architecture: '%s' is not a vision model (resnet, vit)",
+                                "general.architecture: '%s' is not a vision model (resnet, vit, "
+                                "efficientnet)",
                                 arch);
-    m->info.arch = strcmp(arch, "resnet") ? BN_VARCH_VIT : BN_VARCH_RESNET;
-    m->info.arch_name = m->info.arch == BN_VARCH_RESNET ? "resnet" : "vit";
+    m->info.arch = !strcmp(arch, "resnet") ? BN_VARCH_RESNET
+                   : !strcmp(arch, "vit")  ? BN_VARCH_VIT
+                                           : BN_VARCH_EFFICIENTNET;
+    m->info.arch_name = k_arch_names[m->info.arch];
     if (bn_gguf_get_str(m->g, "general.name", &name) != BN_OK) name = "";
     if (!(m->name = bn_strdup(name))) return bn_ctx_set_error(ctx, BN_ERR_NOMEM, "out of memory");
     m->info.name = m->name;
@@ -438,7 +533,10 @@ bn_status bn_vmodel_load_gguf(bn_ctx *ctx, const bn_gguf *g, bn_vmodel **out)
     m->used = bn_calloc((size_t)(nt > 0 ? nt : 1), 1);
     bn_status rc =
             m->used ? load_common(ctx, m) : bn_ctx_set_error(ctx, BN_ERR_NOMEM, "out of memory");
-    if (rc == BN_OK) rc = m->info.arch == BN_VARCH_RESNET ? load_resnet(ctx, m) : load_vit(ctx, m);
+    if (rc == BN_OK)
+        rc = m->info.arch == BN_VARCH_RESNET ? load_resnet(ctx, m)
+             : m->info.arch == BN_VARCH_VIT  ? load_vit(ctx, m)
+                                             : load_effnet(ctx, m);
     for (int64_t i = 0; rc == BN_OK && i < nt; i++)
         if (!m->used[i])
             rc = bn_ctx_set_error(ctx, BN_ERR_FORMAT, "tensor %s: not part of a %s model",
@@ -480,6 +578,13 @@ void bn_vmodel_free(bn_vmodel *m)
         bn_tlayer_release(&b->qkv), bn_tlayer_release(&b->proj);
         bn_tlayer_release(&b->fc1), bn_tlayer_release(&b->fc2);
     }
+    for (int b = 0; m->eb && b < m->n_eff; b++) {
+        eff_block *e = &m->eb[b];
+        bn_tlayer_release(&e->expand), bn_tlayer_release(&e->dw), bn_tlayer_release(&e->se1);
+        bn_tlayer_release(&e->se2), bn_tlayer_release(&e->project);
+    }
+    bn_free(m->eb);
+    bn_tlayer_release(&m->head);
     for (int j = 0; m->labels && j < m->info.num_classes; j++) bn_free(m->labels[j]);
     bn_free(m->labels);
     float *fl[] = {m->stem_w, m->stem_scale, m->stem_bias, m->patch_w, m->patch_b, m->cls,

@@ -132,6 +132,22 @@ static bn_status add_tlayer(vw *v, const char *dst, const char *sw, int64_t cout
     return rc == BN_OK ? rc : bn_ctx_set_error(v->ctx, rc, "vision: %s: cannot add", dst);
 }
 
+/* The float stem conv (source shape sw: [c0, in, k, k]) with its BatchNorm folded into
+ * stem.scale and stem.bias. */
+static bn_status write_stem(vw *v, const char *src, const char *bn, const int64_t *sw)
+{
+    const int64_t c0 = sw[0];
+    float *stem = NULL, *scale = keep(v, (size_t)c0 * 4), *bias = keep(v, (size_t)c0 * 4);
+    if (!scale || !bias) return nomem(v);
+    for (int64_t i = 0; i < c0; i++) scale[i] = 1.0f;
+    bn_status rc = fetch(v, src, 4, sw, &stem);
+    if (rc == BN_OK) rc = fold_bn(v, bn, c0, scale, bias);
+    if (rc == BN_OK) rc = add_float(v, "stem.weight", stem, 4, sw, v->s->f16);
+    if (rc == BN_OK) rc = add_float(v, "stem.scale", scale, 1, &c0, 0);
+    if (rc == BN_OK) rc = add_float(v, "stem.bias", bias, 1, &c0, 0);
+    return rc;
+}
+
 /* ---- ResNet -------------------------------------------------------------------------------- */
 
 static bn_status write_rn_block(vw *v, int s, int i, int b, int cin, int stride)
@@ -182,14 +198,7 @@ static bn_status write_resnet(vw *v)
     bn_gguf_writer_set_u32(w, "resnet.stem_kernel", (uint32_t)s->stem_k);
     bn_gguf_writer_set_u32(w, "resnet.stem_stride", (uint32_t)s->stem_s);
     bn_gguf_writer_set_bool(w, "resnet.stem_pool", s->stem_pool);
-    float *stem = NULL, *scale = keep(v, (size_t)c0 * 4), *bias = keep(v, (size_t)c0 * 4);
-    if (!scale || !bias) return nomem(v);
-    for (int64_t i = 0; i < c0; i++) scale[i] = 1.0f;
-    bn_status rc = fetch(v, "conv1.weight", 4, sw, &stem);
-    if (rc == BN_OK) rc = fold_bn(v, "bn1", c0, scale, bias);
-    if (rc == BN_OK) rc = add_float(v, "stem.weight", stem, 4, sw, s->f16);
-    if (rc == BN_OK) rc = add_float(v, "stem.scale", scale, 1, &c0, 0);
-    if (rc == BN_OK) rc = add_float(v, "stem.bias", bias, 1, &c0, 0);
+    bn_status rc = write_stem(v, "conv1.weight", "bn1", sw);
     int cin = (int)c0, b = 0;
     for (int st = 0; st < s->n_stages && rc == BN_OK; st++)
         for (int i = 0; i < s->depths[st] && rc == BN_OK; i++, b++) {
@@ -272,11 +281,129 @@ static bn_status write_vit(vw *v)
     return rc;
 }
 
+/* ---- EfficientNet --------------------------------------------------------------------- */
+
+/* torchvision's _make_divisible(v, 8). */
+static int make_div8(double v)
+{
+    int n = (int)(v + 4) / 8 * 8;
+    if (n < 8) n = 8;
+    if (n < 0.9 * v) n += 8;
+    return n;
+}
+
+typedef struct eff_plan {
+    int n;
+    uint32_t exp[BN_VISION_MAX_BLOCKS], k[BN_VISION_MAX_BLOCKS], stride[BN_VISION_MAX_BLOCKS];
+    uint32_t out[BN_VISION_MAX_BLOCKS], se[BN_VISION_MAX_BLOCKS], in[BN_VISION_MAX_BLOCKS];
+    int stage[BN_VISION_MAX_BLOCKS], idx[BN_VISION_MAX_BLOCKS];
+} eff_plan;
+
+/* The blocks of the MBConv stages, as torchvision's EfficientNet builds them. */
+static void eff_blocks(const bn_vspec *s, eff_plan *p)
+{
+    p->n = 0;
+    for (int st = 0; st < s->n_mb; st++)
+        for (int i = 0; i < s->mb[st].layers; i++, p->n++) {
+            const int in = i ? s->mb[st].out : s->mb[st].in;
+            p->in[p->n] = (uint32_t)in;
+            p->exp[p->n] = (uint32_t)make_div8((double)in * s->mb[st].expand_ratio);
+            p->k[p->n] = (uint32_t)s->mb[st].kernel;
+            p->stride[p->n] = (uint32_t)(i ? 1 : s->mb[st].stride);
+            p->out[p->n] = (uint32_t)s->mb[st].out;
+            p->se[p->n] = (uint32_t)(in / 4 > 1 ? in / 4 : 1);
+            p->stage[p->n] = st;
+            p->idx[p->n] = i;
+        }
+}
+
+static bn_status write_eff_block(vw *v, const eff_plan *p, int b)
+{
+    char src[96], bn[96], dst[48], sb[96];
+    const int st = p->stage[b] + 1, i = p->idx[b];
+    const int64_t in = p->in[b], exp = p->exp[b], k = p->k[b];
+    int j = 0;
+    bn_status rc = BN_OK;
+    if (exp != in) {
+        snprintf(src, sizeof src, "features.%d.%d.block.0.0.weight", st, i);
+        snprintf(bn, sizeof bn, "features.%d.%d.block.0.1", st, i);
+        snprintf(dst, sizeof dst, "blk.%d.expand", b);
+        rc = add_tlayer(v, dst, src, exp, in, 1, NULL, bn);
+        j = 1;
+    }
+    snprintf(src, sizeof src, "features.%d.%d.block.%d.0.weight", st, i, j);
+    snprintf(bn, sizeof bn, "features.%d.%d.block.%d.1", st, i, j);
+    snprintf(dst, sizeof dst, "blk.%d.dw", b);
+    if (rc == BN_OK) rc = add_tlayer(v, dst, src, exp, 1, (int)k, NULL, bn);
+    for (int f = 1; f <= 2 && rc == BN_OK; f++) {
+        snprintf(src, sizeof src, "features.%d.%d.block.%d.fc%d.weight", st, i, j + 1, f);
+        snprintf(sb, sizeof sb, "features.%d.%d.block.%d.fc%d.bias", st, i, j + 1, f);
+        snprintf(dst, sizeof dst, "blk.%d.se%d", b, f);
+        rc = add_tlayer(v, dst, src, f == 1 ? p->se[b] : exp, f == 1 ? exp : p->se[b], 1, sb, NULL);
+    }
+    snprintf(src, sizeof src, "features.%d.%d.block.%d.0.weight", st, i, j + 2);
+    snprintf(bn, sizeof bn, "features.%d.%d.block.%d.1", st, i, j + 2);
+    snprintf(dst, sizeof dst, "blk.%d.project", b);
+    if (rc == BN_OK) rc = add_tlayer(v, dst, src, p->out[b], exp, 1, NULL, bn);
+    return rc;
+}
+
+static bn_status write_effnet(vw *v)
+{
+    const bn_vspec *s = v->s;
+    eff_plan *p = keep(v, sizeof *p);
+    if (!p) return nomem(v);
+    eff_blocks(s, p);
+    const int64_t c0 = s->mb[0].in, last = s->mb[s->n_mb - 1].out;
+    const int64_t head = s->head_width ? s->head_width : 4 * last, nc = s->num_classes;
+    bn_gguf_writer *w = v->w;
+    bn_gguf_writer_set_u32(w, "efficientnet.block_count", (uint32_t)p->n);
+    bn_gguf_writer_set_u32(w, "efficientnet.stem_width", (uint32_t)c0);
+    bn_gguf_writer_set_u32(w, "efficientnet.head_width", (uint32_t)head);
+    bn_gguf_writer_set_arr(w, "efficientnet.block_expand", BN_GGUF_U32, p->exp, (uint64_t)p->n);
+    bn_gguf_writer_set_arr(w, "efficientnet.block_kernel", BN_GGUF_U32, p->k, (uint64_t)p->n);
+    bn_gguf_writer_set_arr(w, "efficientnet.block_stride", BN_GGUF_U32, p->stride, (uint64_t)p->n);
+    bn_gguf_writer_set_arr(w, "efficientnet.block_out", BN_GGUF_U32, p->out, (uint64_t)p->n);
+    bn_gguf_writer_set_arr(w, "efficientnet.block_se", BN_GGUF_U32, p->se, (uint64_t)p->n);
+    const int64_t sw[4] = {c0, s->in_chans, 3, 3}, fw[2] = {nc, head};
+    float *fc = NULL, *fb = NULL;
+    bn_status rc = write_stem(v, "features.0.0.weight", "features.0.1", sw);
+    for (int b = 0; b < p->n && rc == BN_OK; b++) rc = write_eff_block(v, p, b);
+    char src[64], bn[64];
+    snprintf(src, sizeof src, "features.%d.0.weight", s->n_mb + 1);
+    snprintf(bn, sizeof bn, "features.%d.1", s->n_mb + 1);
+    if (rc == BN_OK) rc = add_tlayer(v, "head", src, head, last, 1, NULL, bn);
+    if (rc == BN_OK) rc = fetch(v, "classifier.1.weight", 2, fw, &fc);
+    if (rc == BN_OK) rc = fetch(v, "classifier.1.bias", 1, &nc, &fb);
+    if (rc == BN_OK) rc = add_float(v, "fc.weight", fc, 2, fw, s->f16);
+    if (rc == BN_OK) rc = add_float(v, "fc.bias", fb, 1, &nc, 0);
+    return rc;
+}
+
 /* ---- the spec and the file ------------------------------------------------------------------ */
 
 static bn_status bad(bn_ctx *ctx, const char *what)
 {
     return bn_ctx_set_error(ctx, BN_ERR_RANGE, "vision: %s is out of range", what);
+}
+
+static bn_status check_effnet(bn_ctx *ctx, const bn_vspec *s)
+{
+    int total = 0;
+    if (s->n_mb < 1 || s->n_mb > BN_VISION_MAX_MB) return bad(ctx, "blocks");
+    for (int i = 0; i < s->n_mb; i++) {
+        const float r = s->mb[i].expand_ratio;
+        if (!(r >= 1.0f && r <= 16.0f) || s->mb[i].kernel < 1 || s->mb[i].kernel > 15 ||
+            s->mb[i].kernel % 2 == 0 || s->mb[i].stride < 1 || s->mb[i].stride > 4 ||
+            s->mb[i].in < 1 || s->mb[i].in > MAX_WIDTH / 16 || s->mb[i].out < 1 ||
+            s->mb[i].out > MAX_WIDTH / 16 || s->mb[i].layers < 1 || s->mb[i].layers > 32)
+            return bad(ctx, "blocks");
+        total += s->mb[i].layers;
+    }
+    if (total > BN_VISION_MAX_BLOCKS) return bad(ctx, "blocks (layers)");
+    if (s->head_width < 0 || s->head_width > MAX_WIDTH) return bad(ctx, "head_width");
+    if (!(s->bn_eps > 0)) return bad(ctx, "bn_eps");
+    return BN_OK;
 }
 
 static bn_status check_spec(bn_ctx *ctx, const bn_vspec *s)
@@ -298,6 +425,7 @@ static bn_status check_spec(bn_ctx *ctx, const bn_vspec *s)
         if (!(s->bn_eps > 0)) return bad(ctx, "bn_eps");
         return BN_OK;
     }
+    if (s->arch == BN_VARCH_EFFICIENTNET) return check_effnet(ctx, s);
     if (s->arch != BN_VARCH_VIT) return bad(ctx, "arch");
     if (s->d < 1 || s->d > MAX_WIDTH || s->heads < 1 || s->d % s->heads)
         return bad(ctx, "embed_dim/num_heads");
@@ -335,9 +463,13 @@ bn_status bn_vision_write(bn_ctx *ctx, const bn_vspec *s, bn_vsrc_fn src, void *
     vw v = {ctx, s, src, user, NULL, NULL, 0, 0};
     if (bn_gguf_writer_new(&v.w) != BN_OK)
         return bn_ctx_set_error(ctx, BN_ERR_NOMEM, "out of memory");
-    const char *arch = s->arch == BN_VARCH_RESNET ? "resnet" : "vit";
+    const char *arch = s->arch == BN_VARCH_RESNET ? "resnet"
+                       : s->arch == BN_VARCH_VIT  ? "vit"
+                                                  : "efficientnet";
     write_common(v.w, s, arch);
-    rc = s->arch == BN_VARCH_RESNET ? write_resnet(&v) : write_vit(&v);
+    rc = s->arch == BN_VARCH_RESNET ? write_resnet(&v)
+         : s->arch == BN_VARCH_VIT  ? write_vit(&v)
+                                    : write_effnet(&v);
     if (rc == BN_OK) rc = bn_gguf_writer_write(ctx, v.w, path);
     bn_gguf_writer_free(v.w);
     for (int i = 0; i < v.nbufs; i++) bn_free(v.bufs[i]);

@@ -1,5 +1,6 @@
 # Vision models (issue 22, docs/VISION.md): bitnet convert of the tiny ResNet (basic blocks,
-# SafeTensors), ResNet (bottleneck, PyTorch .pth) and ViT checkpoints of tests/data/vision
+# SafeTensors), ResNet (bottleneck, PyTorch .pth), ViT and EfficientNet (torchvision's own
+# class, three small MBConv stages) checkpoints of tests/data/vision
 # (made by tests/vision/gen_tiny.py with torchvision's blocks and BitNet fake quantization)
 # matches PyTorch's own logits on its reference images; bad configs and reference files are
 # refused with one line naming the problem; bitnet classify on raw tensors and images.
@@ -10,7 +11,7 @@ D=tests/data/vision
 jget() { f=$1; shift; "$JSONGET" "$@" <"$f"; }
 lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "" && b != "" && a + 0 < b + 0) }'; }
 
-for m in tiny-resnet tiny-bottleneck tiny-vit; do
+for m in tiny-resnet tiny-bottleneck tiny-vit tiny-efficientnet; do
     expect_exit 0 "convert $m" -- "$BITNET" convert "$D/$m" -o "$TMP/$m.gguf" --json -t 2
     cp "$TMP/out" "$TMP/$m.json"
     set -- $(jget "$TMP/$m.json" validation.images validation.top1_agreement)

@@ -409,6 +409,24 @@ static bn_vspec tiny_vit(void)
     return s;
 }
 
+static bn_vspec tiny_effnet(void)
+{
+    bn_vspec s;
+    memset(&s, 0, sizeof s);
+    s.arch = BN_VARCH_EFFICIENTNET;
+    s.image_size = 12;
+    s.in_chans = 3;
+    s.num_classes = 4;
+    s.std[0] = s.std[1] = s.std[2] = 1.0f;
+    s.bn_eps = 1e-5f;
+    s.n_mb = 2;
+    s.mb[0].expand_ratio = 1, s.mb[0].kernel = 3, s.mb[0].stride = 1;
+    s.mb[0].in = 8, s.mb[0].out = 8, s.mb[0].layers = 1;
+    s.mb[1].expand_ratio = 4, s.mb[1].kernel = 5, s.mb[1].stride = 2;
+    s.mb[1].in = 8, s.mb[1].out = 16, s.mb[1].layers = 2;
+    return s;
+}
+
 static char g_dir[64];
 
 static void path_of(char *out, size_t n, const char *name)
@@ -483,6 +501,24 @@ static void test_vit(void **state)
     assert_string_equal(bn_vmodel_info_get(m)->arch_name, "vit");
     check_model(ctx, m);
     bn_vmodel_free(m);
+}
+
+static void test_effnet(void **state)
+{
+    bn_ctx *ctx = *state;
+    const bn_vspec s = tiny_effnet();
+    bn_vmodel *m = write_and_load(ctx, &s, "eff.gguf");
+    assert_string_equal(bn_vmodel_info_get(m)->arch_name, "efficientnet");
+    check_model(ctx, m);
+    bn_vmodel_free(m);
+    /* the stage table is checked before anything is written */
+    bn_vspec bad = tiny_effnet();
+    bad.mb[1].kernel = 4;
+    char p[128];
+    uint64_t seed = 1;
+    path_of(p, sizeof p, "effbad.gguf");
+    assert_int_equal(bn_vision_write(ctx, &bad, bn_vsrc_random, &seed, p), BN_ERR_RANGE);
+    assert_non_null(strstr(bn_ctx_errmsg(ctx), "blocks"));
 }
 
 /* BN folding: a 1-block ResNet whose source has a known BN gives the folded scale/bias. */
@@ -758,6 +794,7 @@ int main(void)
             cmocka_unit_test(test_resnet_basic),
             cmocka_unit_test(test_resnet_bottleneck),
             cmocka_unit_test(test_vit),
+            cmocka_unit_test(test_effnet),
             cmocka_unit_test(test_bn_fold),
             cmocka_unit_test(test_malformed),
             cmocka_unit_test(test_alloc_failures),

@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
 """gen_tiny.py - the tiny vision checkpoints of tests/data/vision/ that test_vision_cli.sh
 converts: random (seeded) weights, torchvision's own BasicBlock / Bottleneck for the ResNets and
-a timm-named ViT written here (timm is not needed), each with BitNet-style fake quantization
+a timm-named ViT written here (timm is not needed), torchvision's own EfficientNet class with
+three small MBConv stages, each with BitNet-style fake quantization
 as docs/VISION.md fixes it, and PyTorch's eval-mode logits on random images as the reference.
 
     python3 tests/vision/gen_tiny.py [OUTDIR]     # default tests/data/vision
 
-Writes OUTDIR/{tiny-resnet, tiny-bottleneck, tiny-vit}/ with config.json, the weights
+Writes OUTDIR/{tiny-resnet, tiny-bottleneck, tiny-vit, tiny-efficientnet}/ with config.json, the weights
 (model.safetensors; tiny-bottleneck as model.pth, torch.save of the state_dict),
 ref_inputs.f32 (N x C x H x W), ref_logits.f32 (N x classes) and ref_labels.u8 (random
-labels, so that the accuracy fields are exercised). Needs torch, torchvision, safetensors
-(PyPI). The files are committed; the tests never run this script.
+labels, so that the accuracy fields are exercised); tiny-resnet also gets sample.png (a random
+20x24 RGB image), sample.f32 (torchvision's Resize(16), CenterCrop(16), ToTensor, Normalize of
+it) and sample_logits.f32 (PyTorch's logits on that tensor), so that classify's decoding and
+transforms are checked end to end. Needs torch, torchvision, safetensors, Pillow (PyPI). The files are committed; the tests never run this script.
 """
 import json
 import os
@@ -20,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import save_file
+from torchvision.models.efficientnet import EfficientNet, MBConvConfig
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 N_REF = 16
@@ -52,8 +56,9 @@ def bitify_convs(module):
     for name, child in module.named_children():
         if isinstance(child, nn.Conv2d):
             b = BitConv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride,
-                          child.padding, bias=child.bias is not None)
+                          child.padding, groups=child.groups, bias=child.bias is not None)
             b.weight = child.weight
+            b.bias = child.bias
             setattr(module, name, b)
         else:
             bitify_convs(child)
@@ -197,6 +202,23 @@ def export(model, cfg, out, fmt):
     labels.numpy().tofile(os.path.join(out, "ref_labels.u8"))
 
 
+def sample(model, cfg, out):
+    """A PNG, torchvision's evaluation transform of it, and the model's logits on that."""
+    from PIL import Image
+    import torchvision.transforms as T
+    g = torch.Generator().manual_seed(3)
+    px = torch.randint(0, 256, (20, 24, 3), generator=g, dtype=torch.uint8).numpy()
+    img = Image.fromarray(px, "RGB")
+    img.save(os.path.join(out, "sample.png"))
+    tf = T.Compose([T.Resize(cfg["image_size"]), T.CenterCrop(cfg["image_size"]), T.ToTensor(),
+                    T.Normalize(cfg["mean"], cfg["std"])])
+    x = tf(Image.open(os.path.join(out, "sample.png")).convert("RGB")).unsqueeze(0)
+    with torch.no_grad():
+        logits = model(x)
+    x.numpy().astype("<f4").tofile(os.path.join(out, "sample.f32"))
+    logits.numpy().astype("<f4").tofile(os.path.join(out, "sample_logits.f32"))
+
+
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else "tests/data/vision"
     torch.manual_seed(0)
@@ -208,6 +230,7 @@ def main():
     m = TinyResNet(BasicBlock, rn["depths"], rn["widths"], 3, 5, 3, 1, True)
     bitify_convs(m.layer1), bitify_convs(m.layer2)
     export(m, rn, os.path.join(root, "tiny-resnet"), "safetensors")
+    sample(m, rn, os.path.join(root, "tiny-resnet"))
 
     bt = dict(rn, name="tiny-bottleneck", block="bottleneck", depths=[1, 1], widths=[4, 8],
               stem_kernel=5, stem_stride=2, in_chans=1, mean=[0.5], std=[0.5])
@@ -221,6 +244,13 @@ def main():
           "image_size": 16, "mean": [0.5], "std": [0.5], "labels": labels}
     m = TinyViT(16, 4, 1, 16, 2, 2, 32, 5)
     export(m, vt, os.path.join(root, "tiny-vit"), "safetensors")
+
+    blocks = [[1, 3, 1, 8, 8, 1], [4, 3, 2, 8, 16, 2], [4, 5, 2, 16, 24, 1]]
+    ef = {"arch": "efficientnet", "name": "tiny-efficientnet", "blocks": blocks, "in_chans": 3,
+          "num_classes": 5, "image_size": 16, "mean": [0.5, 0.4, 0.3], "std": [0.25, 0.25, 0.5]}
+    m = EfficientNet([MBConvConfig(*b) for b in blocks], dropout=0.2, num_classes=5)
+    bitify_convs(m.features[1:])
+    export(m, ef, os.path.join(root, "tiny-efficientnet"), "safetensors")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 /*
  * bitnet/vision.h - image classifiers on the ternary engine: the layer operations (ternary
  * convolution through im2col and the ternary GEMM, float convolution, pooling, activations,
- * LayerNorm, attention, squeeze-excitation) and ResNet / ViT models loaded from GGUF.
+ * LayerNorm, attention, squeeze-excitation) and ResNet / ViT / EfficientNet models loaded from
+ * GGUF.
  *
  * Usage (a model):
  *
@@ -167,14 +168,17 @@ void bn_tq2_rows_pack(const int8_t *q, int64_t rows, int64_t k, uint8_t *out);
 typedef enum bn_varch {
     BN_VARCH_RESNET = 0,
     BN_VARCH_VIT = 1,
+    BN_VARCH_EFFICIENTNET = 2,
 } bn_varch;
 
 #define BN_VISION_MAX_STAGES 4
 #define BN_VISION_MAX_CHANS  16
+#define BN_VISION_MAX_MB     16 /* MBConv stages */
+#define BN_VISION_MAX_BLOCKS 128
 
 typedef struct bn_vmodel_info {
     bn_varch arch;
-    const char *arch_name; /* "resnet", "vit" */
+    const char *arch_name; /* "resnet", "vit", "efficientnet" */
     const char *name;      /* general.name or "" */
     int image_size, in_chans, num_classes;
     float mean[BN_VISION_MAX_CHANS], std[BN_VISION_MAX_CHANS];
@@ -217,6 +221,14 @@ typedef struct bn_vspec {
     /* vit */
     int patch, d, depth, heads, ff;
     float ln_eps;
+    /* efficientnet: torchvision's MBConvConfig rows (after width / depth scaling); the stem
+     * has mb[0].in channels, the head conv head_width (0: 4 * the last out) */
+    int n_mb;
+    struct {
+        float expand_ratio;
+        int kernel, stride, in, out, layers;
+    } mb[BN_VISION_MAX_MB];
+    int head_width;
 } bn_vspec;
 
 /* A source of float tensors by their torchvision / timm names (docs/VISION.md): fills dst
