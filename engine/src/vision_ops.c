@@ -172,11 +172,67 @@ static void tconv_bufs_release(tconv_bufs *b)
 }
 
 /* Quantizes image x and writes its patch rows at token t0 of b->qa. */
+/* ---- per-image activation quantization over the pool -------------------------------------- */
+
+#define ACTQ_CHUNKS 256 /* at most this many pieces (each at least ACTQ_MIN values) */
+#define ACTQ_MIN    16384
+
+typedef struct actq_job {
+    const float *x;
+    int8_t *q;
+    int64_t n, chunk;
+    float part[ACTQ_CHUNKS];
+    float s;
+} actq_job;
+
+/* max |x| of pieces c0 .. c1 - 1 (a NaN never wins, as fmaxf in bn_quantize_act_row) */
+static void actq_max(void *arg, int64_t c0, int64_t c1, int tid)
+{
+    (void)tid;
+    actq_job *j = arg;
+    for (int64_t c = c0; c < c1; c++) {
+        const int64_t e = (c + 1) * j->chunk < j->n ? (c + 1) * j->chunk : j->n;
+        float m = 0.0f;
+        for (int64_t i = c * j->chunk; i < e; i++) {
+            const float a = fabsf(j->x[i]);
+            m = a > m ? a : m;
+        }
+        j->part[c] = m;
+    }
+}
+
+/* q = clamp(rint(x * s), -128, 127), NaN to 0: bn_quantize_act_row's rounding */
+static void actq_round(void *arg, int64_t c0, int64_t c1, int tid)
+{
+    (void)tid;
+    const actq_job *j = arg;
+    const int64_t e = c1 * j->chunk < j->n ? c1 * j->chunk : j->n;
+    for (int64_t i = c0 * j->chunk; i < e; i++) {
+        const float r = rintf(j->x[i] * j->s);
+        j->q[i] = (int8_t)(isnan(r) ? 0.0f : r < -128.0f ? -128.0f : r > 127.0f ? 127.0f : r);
+    }
+}
+
+/* bn_quantize_act_row of one image, the same bits, split over the pool. */
+static float quantize_image(bn_threadpool *pool, const float *x, int64_t n, int8_t *q)
+{
+    actq_job j = {.x = x, .q = q, .n = n};
+    j.chunk = (n + ACTQ_CHUNKS - 1) / ACTQ_CHUNKS;
+    if (j.chunk < ACTQ_MIN) j.chunk = ACTQ_MIN;
+    const int64_t pieces = (n + j.chunk - 1) / j.chunk;
+    bn_pool_parallel_for(pool, pieces, 1, actq_max, &j);
+    float m = 0.0f;
+    for (int64_t c = 0; c < pieces; c++) m = j.part[c] > m ? j.part[c] : m;
+    j.s = 127.0f / (m > 1e-5f ? m : 1e-5f);
+    bn_pool_parallel_for(pool, pieces, 1, actq_round, &j);
+    return j.s;
+}
+
 static bn_status tconv_fill(bn_threadpool *pool, const bn_tlayer *l, const float *x, int h, int w,
                             tconv_bufs *b, int64_t t0, int64_t p, bn_vision_timing *t)
 {
     const double t_a = bn_time_now();
-    const float s = bn_quantize_act_row(x, (int64_t)l->g.cin * h * w, b->xq);
+    const float s = quantize_image(pool, x, (int64_t)l->g.cin * h * w, b->xq);
     const double t_b = bn_time_now();
     const bn_status rc = bn_im2col_q8(pool, &l->g, b->xq, h, w, b->qa.q + t0 * b->qa.kpad,
                                       b->qa.kpad, b->qa.sum + t0);
@@ -187,6 +243,27 @@ static bn_status tconv_fill(bn_threadpool *pool, const bn_tlayer *l, const float
         t->im2col_s += bn_time_now() - t_b;
     }
     return rc;
+}
+
+typedef struct tconv_out_job {
+    const bn_tlayer *l;
+    const float *yt; /* images x p x cout (the GEMM's rows) */
+    float *y;        /* images x cout x p */
+    int64_t p;
+} tconv_out_job;
+
+/* Output planes r0 .. r1 - 1 (image * cout + channel): transposed, plus the bias. */
+static void tconv_out(void *arg, int64_t r0, int64_t r1, int tid)
+{
+    (void)tid;
+    const tconv_out_job *j = arg;
+    const int64_t cout = j->l->g.cout;
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t img = r / cout, c = r % cout;
+        const float *yi = j->yt + img * j->p * cout + c;
+        float *yo = j->y + r * j->p;
+        for (int64_t q = 0; q < j->p; q++) yo[q] = yi[q * cout] + j->l->bias[c];
+    }
 }
 
 bn_status bn_tconv2d(bn_threadpool *pool, const bn_kernels *k, const bn_tlayer *l, const float *x,
@@ -219,13 +296,8 @@ bn_status bn_tconv2d(bn_threadpool *pool, const bn_kernels *k, const bn_tlayer *
         const double t_a = bn_time_now();
         bn_tmatmul(pool, k, &l->w, &b.qa, b.yt);
         const double t_b = bn_time_now();
-        for (int i = 0; i < cnt; i++) {
-            float *yo = y + (int64_t)(i0 + i) * l->g.cout * p;
-            const float *yi = b.yt + (int64_t)i * p * l->g.cout;
-            for (int64_t q = 0; q < p; q++)
-                for (int c = 0; c < l->g.cout; c++)
-                    yo[(int64_t)c * p + q] = yi[q * l->g.cout + c] + l->bias[c];
-        }
+        tconv_out_job oj = {l, b.yt, y + (int64_t)i0 * l->g.cout * p, p};
+        bn_pool_parallel_for(pool, (int64_t)cnt * l->g.cout, 8, tconv_out, &oj);
         if (t) {
             t->gemm_s += t_b - t_a;
             t->out_s += bn_time_now() - t_b;

@@ -165,6 +165,30 @@ static void test_tconv_shapes(void **state)
     bn_pool_free(pool);
 }
 
+/* An image of several quantization pieces (quantized over the pool) with a NaN in it: the
+ * GEMM path equals the reference (bn_quantize_act_row) to the bit. */
+static void test_tconv_large(void **state)
+{
+    (void)state;
+    const bn_conv_geom g = {8, 6, 3, 3, 1, 1, 1};
+    const int n = 2, h = 70, w = 70;
+    const int64_t in = (int64_t)n * 8 * h * w, out = (int64_t)n * 6 * h * w;
+    tl t;
+    tl_make(&t, &g);
+    float *x = malloc(in * 4), *yr = malloc(out * 4), *yg = malloc(out * 4);
+    fill(x, in, 1.0f);
+    x[100] = NAN;
+    x[40000] = -9.0f; /* the max of image 0 sits in its last piece */
+    bn_threadpool *pool;
+    assert_int_equal(bn_pool_new(&pool, 2), BN_OK);
+    assert_int_equal(bn_tconv2d_ref(&t.l, x, n, h, w, yr), BN_OK);
+    assert_int_equal(bn_tconv2d(pool, NULL, &t.l, x, n, h, w, yg, NULL), BN_OK);
+    assert_memory_equal(yg, yr, (size_t)out * 4);
+    bn_pool_free(pool);
+    tl_free(&t);
+    free(x), free(yr), free(yg);
+}
+
 static void test_tconv_depthwise(void **state)
 {
     (void)state;
@@ -782,6 +806,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_im2col),
             cmocka_unit_test(test_tconv_shapes),
+            cmocka_unit_test(test_tconv_large),
             cmocka_unit_test(test_tconv_depthwise),
             cmocka_unit_test(test_tlinear),
             cmocka_unit_test(test_conv_f32),
