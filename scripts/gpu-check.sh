@@ -13,6 +13,10 @@
 #      prompt, plus 0.1% of the largest logit), greedy tokens equal for 64 steps; pp128 and tg32 on
 #      the GPU; NVML's memory in use against the pool (the difference is the CUDA context
 #      and whatever else runs: between 0 and 1 GiB)
+#   5. partial offload (-ngl N, as generate -ngl runs it): bench --gpu -ngl N with the first
+#      layers on the CPU and the activations crossing once per batch, the LM head on the CPU:
+#      the same checks as 4 (logits within rounding, greedy tokens equal for 64 steps), for
+#      half the layers and for all of them, on the bundled model and the 2B4T
 #
 # Usage:
 #   sh scripts/gpu-check.sh                 on the GPU machine, from the repository root
@@ -152,11 +156,17 @@ model_check() { # NAME FILE ARGS...
 
 bundled=$(ls assets/models/*.gguf 2>/dev/null | head -1)
 [ -n "$bundled" ] && model_check bundled "$bundled" -p 128 -n 32 || fail "no bundled model"
+# ---- 5. partial offload: the bundled model's last 2 of 4 layers, then all 4 (head on the CPU)
+if [ -n "$bundled" ]; then
+    model_check bundled-ngl2 "$bundled" -p 128 -n 32 -ngl 2
+    model_check bundled-ngl4 "$bundled" -p 128 -n 32 -ngl 4
+fi
 m2b=${GPU_CHECK_2B4T:-$OUT/2b4t.gguf}
 if [ "${GPU_CHECK_QUICK:-0}" = 1 ]; then
     note "2b4t: left out (GPU_CHECK_QUICK=1)"
 elif [ -f "$m2b" ] || timeout 240 "$BITNET" synth --shape 2b4t -o "$m2b" >"$OUT/synth.log" 2>&1; then
     model_check 2b4t "$m2b" -p 128 -n 32 -t "$(nproc)"
+    model_check 2b4t-ngl15 "$m2b" -p 128 -n 32 -t "$(nproc)" -ngl 15
 else
     cat "$OUT/synth.log"
     fail "synth --shape 2b4t"

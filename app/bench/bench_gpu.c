@@ -39,13 +39,15 @@ void bench_gpu_help(FILE *out)
 {
     fprintf(out, "\nThe CUDA backend (a build with make CUDA=1):\n"
                  "  bitnet bench --gpu [-m MODEL] [-p N] [-n N] [--steps N] [-r N] [--device N]\n"
-                 "                     [--lm-head q8_0|keep] [-t N] [--json]\n"
+                 "                     [--lm-head q8_0|keep] [-t N] [-ngl N] [--json]\n"
                  "            the CUDA forward against the CPU's on the same model: max |logit\n"
                  "            difference| and greedy tokens equal over --steps (default 64) steps\n"
                  "            from a prompt of min(N, 32) tokens, beside the CPU's own spread\n"
                  "            (its SIMD against its reference kernels on the prompt); then ppN\n"
                  "            (default 128) and tgN (default 32) on the GPU, median of -r (3)\n"
-                 "            runs; the pool's memory beside NVML's figure for the device\n"
+                 "            runs; the pool's memory beside NVML's figure for the device.\n"
+                 "            -ngl N: the last N layers on the GPU and the rest on the CPU\n"
+                 "            (partial offload, as generate -ngl runs it; default all of them)\n"
                  "  bitnet bench kernels --gpu [--quick] [-r N] [--json]\n"
                  "            W2A8 GEMV and 8-token GEMM on the 2B4T shapes, each output checked\n"
                  "            against the CPU reference kernel, GEMV bandwidth against a\n"
@@ -216,9 +218,23 @@ typedef struct compare {
     int equal_steps, first_diff; /* greedy steps whose tokens agree; -1: all */
 } compare;
 
+/* The GPU side: every layer through bn_cuda_eval, or with -ngl a model state whose last
+ * layers run on g. */
+typedef struct gpu_side {
+    bn_cuda_model *g;
+    bn_model_state *st; /* -ngl; NULL: bn_cuda_eval */
+} gpu_side;
+
+static bn_status gpu_eval(const gpu_side *gs, const int32_t *tok, int64_t n, int64_t pos,
+                          float *logits)
+{
+    return gs->st ? bn_model_eval(gs->st, tok, n, pos, 1, logits)
+                  : bn_cuda_eval(gs->g, tok, n, pos, 1, logits);
+}
+
 /* CPU and GPU on the same prompt, then `steps` greedy tokens each on its own tokens. */
-static int compare_logits(const gpu_opts *o, mc_session *s, bn_cuda_model *g, const int32_t *prompt,
-                          int n_prompt, compare *c, float *prompt_logits)
+static int compare_logits(const gpu_opts *o, mc_session *s, const gpu_side *g,
+                          const int32_t *prompt, int n_prompt, compare *c, float *prompt_logits)
 {
     const int64_t V = bn_model_n_vocab(s->model);
     float *lc = malloc((size_t)V * 4), *lg = malloc((size_t)V * 4);
@@ -227,7 +243,7 @@ static int compare_logits(const gpu_opts *o, mc_session *s, bn_cuda_model *g, co
     c->first_diff = -1;
     bn_model_state_reset(s->st);
     if (rc == BN_EXIT_OK && (bn_model_eval(s->st, prompt, n_prompt, 0, 1, lc) != BN_OK ||
-                             bn_cuda_eval(g, prompt, n_prompt, 0, 1, lg) != BN_OK))
+                             gpu_eval(g, prompt, n_prompt, 0, lg) != BN_OK))
         rc = BN_EXIT_FAIL;
     if (rc == BN_EXIT_OK) memcpy(prompt_logits, lc, (size_t)V * 4);
     for (int step = 0; rc == BN_EXIT_OK; step++) {
@@ -238,7 +254,7 @@ static int compare_logits(const gpu_opts *o, mc_session *s, bn_cuda_model *g, co
         if (tc == tg && c->first_diff < 0) c->equal_steps++;
         if (tc != tg && c->first_diff < 0) c->first_diff = step;
         if (bn_model_eval(s->st, &tc, 1, n_prompt + step, 1, lc) != BN_OK ||
-            bn_cuda_eval(g, &tg, 1, n_prompt + step, 1, lg) != BN_OK)
+            gpu_eval(g, &tg, 1, n_prompt + step, lg) != BN_OK)
             rc = BN_EXIT_FAIL;
     }
     if (rc != BN_EXIT_OK)
@@ -283,7 +299,7 @@ static int cpu_spread(const gpu_opts *o, mc_session *s, const int32_t *prompt, i
 }
 
 /* Median seconds of pp (a prompt of n tokens) or tg (n tokens one at a time) on the GPU. */
-static int time_gpu(const gpu_opts *o, mc_session *s, bn_cuda_model *g, const int32_t *tok, int n,
+static int time_gpu(const gpu_opts *o, mc_session *s, const gpu_side *g, const int32_t *tok, int n,
                     int gen, double *median)
 {
     const int64_t V = bn_model_n_vocab(s->model);
@@ -292,9 +308,8 @@ static int time_gpu(const gpu_opts *o, mc_session *s, bn_cuda_model *g, const in
     int rc = logits && t ? BN_EXIT_OK : BN_EXIT_FAIL;
     for (int r = 0; r <= o->reps && rc == BN_EXIT_OK; r++) { /* run 0 warms up */
         const double t0 = bn_time_now();
-        bn_status st = gen ? BN_OK : bn_cuda_eval(g, tok, n, 0, 1, logits);
-        for (int i = 0; gen && i < n && st == BN_OK; i++)
-            st = bn_cuda_eval(g, &tok[i], 1, i, 1, logits);
+        bn_status st = gen ? BN_OK : gpu_eval(g, tok, n, 0, logits);
+        for (int i = 0; gen && i < n && st == BN_OK; i++) st = gpu_eval(g, &tok[i], 1, i, logits);
         t[r] = bn_time_now() - t0;
         if (st != BN_OK) rc = BN_EXIT_FAIL;
     }
@@ -332,6 +347,7 @@ typedef struct gpu_result {
 static int print_result(const gpu_opts *o, const gpu_result *r, int n_prompt)
 {
     if (!o->json) {
+        if (o->mc.gpu_layers > 0) printf("-ngl %ld: partial offload\n", o->mc.gpu_layers);
         printf("logits, CUDA vs CPU: max |diff| %.6g (max |logit| %.4g) over the prompt of %d "
                "tokens and %d greedy steps\n",
                r->c.max_diff, r->c.max_logit, n_prompt, r->c.equal_steps);
@@ -348,6 +364,7 @@ static int print_result(const gpu_opts *o, const gpu_result *r, int n_prompt)
         return fflush(stdout) ? BN_EXIT_FAIL : BN_EXIT_OK;
     }
     cJSON *d = cJSON_CreateObject();
+    cJSON_AddNumberToObject(d, "gpu_layers", (double)o->mc.gpu_layers);
     cJSON_AddNumberToObject(d, "max_abs_diff", r->c.max_diff);
     cJSON_AddNumberToObject(d, "max_abs_logit", r->c.max_logit);
     cJSON_AddNumberToObject(d, "cpu_ref_max_abs_diff", r->c.ref_diff);
@@ -362,6 +379,17 @@ static int print_result(const gpu_opts *o, const gpu_result *r, int n_prompt)
     cJSON_AddNumberToObject(d, "weight_bytes", (double)r->weights);
     cJSON_AddNumberToObject(d, "nvml_used_bytes", (double)r->nvml);
     return cli_print_json(d) ? BN_EXIT_FAIL : BN_EXIT_OK;
+}
+
+/* A state of s's model with the GPU layers of g (-ngl). */
+static bn_status gpu_state(const mc_session *s, bn_cuda_model *g, int64_t n_ctx,
+                           bn_model_state **out)
+{
+    bn_model_state_params sp;
+    bn_model_state_params_init(&sp);
+    sp.n_ctx = n_ctx;
+    sp.gpu = g;
+    return bn_model_state_new(s->model, &sp, out);
 }
 
 int bench_model_gpu_main(int argc, char **argv)
@@ -382,7 +410,8 @@ int bench_model_gpu_main(int argc, char **argv)
     bn_cuda_params_init(&p);
     p.device = o.device;
     p.n_ctx = mo.n_ctx;
-    bn_cuda_model *g = NULL;
+    p.n_layers = (int)o.mc.gpu_layers; /* 0: all */
+    gpu_side g = {0};
     gpu_result r;
     memset(&r, 0, sizeof r);
     int32_t *tok = malloc((size_t)longest * sizeof *tok);
@@ -390,7 +419,8 @@ int bench_model_gpu_main(int argc, char **argv)
     if (!tok) {
         cli_error("out of memory");
         rc = BN_EXIT_FAIL;
-    } else if (bn_cuda_model_new(s.model, &p, &g) != BN_OK) {
+    } else if (bn_cuda_model_new(s.model, &p, &g.g) != BN_OK ||
+               (p.n_layers && gpu_state(&s, g.g, mo.n_ctx, &g.st) != BN_OK)) {
         cli_error("bench --gpu: %s", bn_ctx_errmsg(s.ctx));
         rc = BN_EXIT_FAIL;
     }
@@ -401,18 +431,19 @@ int bench_model_gpu_main(int argc, char **argv)
         cli_error("out of memory");
         rc = BN_EXIT_FAIL;
     }
-    if (rc == BN_EXIT_OK) rc = compare_logits(&o, &s, g, tok, n_prompt, &r.c, pl);
+    if (rc == BN_EXIT_OK) rc = compare_logits(&o, &s, &g, tok, n_prompt, &r.c, pl);
     if (rc == BN_EXIT_OK) rc = cpu_spread(&o, &s, tok, n_prompt, pl, &r.c.ref_diff);
     free(pl);
-    if (rc == BN_EXIT_OK) rc = time_gpu(&o, &s, g, tok, o.pp, 0, &r.pp_s);
-    if (rc == BN_EXIT_OK) rc = time_gpu(&o, &s, g, tok, o.tg, 1, &r.tg_s);
+    if (rc == BN_EXIT_OK) rc = time_gpu(&o, &s, &g, tok, o.pp, 0, &r.pp_s);
+    if (rc == BN_EXIT_OK) rc = time_gpu(&o, &s, &g, tok, o.tg, 1, &r.tg_s);
     if (rc == BN_EXIT_OK) {
-        bn_cuda_pool_stats(g, &r.ps);
-        r.weights = bn_cuda_weight_bytes(g);
+        bn_cuda_pool_stats(g.g, &r.ps);
+        r.weights = bn_cuda_weight_bytes(g.g);
         r.nvml = nvml_used(o.device);
         rc = print_result(&o, &r, n_prompt);
     }
-    bn_cuda_model_free(g);
+    bn_model_state_free(g.st);
+    bn_cuda_model_free(g.g);
     free(tok);
     mc_close(&s);
     return rc;

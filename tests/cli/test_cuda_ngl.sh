@@ -58,6 +58,12 @@ else
     awk -v a="$p0" -v b="$p2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a > 0 && d <= 1e-3 * a) }' &&
         ok "perplexity -ngl 2 $p2 = the CPU's $p0 (within 0.1%)" ||
         bad "perplexity -ngl 2 $p2, the CPU's $p0"
+    # bench --gpu -ngl: the logits of partial offload against the CPU's (gpu-check.sh's check)
+    expect_exit 0 "bench --gpu -ngl 2" -- "$BITNET" bench --gpu -m "$M" -ngl 2 -p 8 -n 4 \
+        --steps 8 -r 1 --json
+    [ "$("$JSONGET" gpu_layers greedy_equal_steps <"$TMP/out" | tr '\n' ' ')" = "2 8 " ] &&
+        ok "bench --gpu -ngl 2: greedy tokens equal for 8 steps" ||
+        bad "bench --gpu -ngl 2: $(cat "$TMP/out")"
     # serve -ngl: the slots share one GPU model; /metrics carries its pool
     start_server "$TMP/s.log" -m "$M" --slots 2 --ctx 128 -ngl 2 -t 2
     curl -s -o "$TMP/c.json" -H 'Content-Type: application/json' \
