@@ -5,7 +5,8 @@
 #                   TUI (bitnet quickstart when there is no terminal)
 #   make test       installs missing packages (make deps), builds, runs every test
 #   make bench      kernels, the bundled model (pp/tg), training speed, monitor overhead, the monitor's CPU overhead
-#   make bench-scaleout  three serve replicas behind haproxy sharing limits in Redis (loopback)
+#   make bench-scaleout  three serve replicas behind haproxy sharing limits in Redis and the
+#                   store in PostgreSQL (restarted 20 s in) when its server is installed (loopback)
 #   make sanitize   ASan + UBSan build running the whole test suite
 #   make tsan       ThreadSanitizer build running the thread-pool tests
 #   make install    PREFIX=/usr/local DESTDIR= (binary and man pages); make uninstall
@@ -391,6 +392,7 @@ bench-serve: all
 # figures and the checks (the limit across replicas, the ledger against what clients saw)
 bench-scaleout: bin
 	BITNET=$(BIN) sh scripts/bench-scaleout.sh --clients 100 --seconds 60 --kill-after 30 \
+		$(if $(wildcard /usr/lib/postgresql/*/bin/initdb),--postgres --pg-restart-after 20) \
 		$(BENCH_SCALEOUT_ARGS)
 
 sanitize:

@@ -1,7 +1,8 @@
 #!/bin/sh
 # bench-scaleout.sh - the scale-out topology on one machine, all on loopback: a Redis (unix
-# socket), three `bitnet serve --tenants --redis` replicas on one store (the sqlite history: the
-# PostgreSQL store is not built yet) and haproxy balancing them; then
+# socket), three `bitnet serve --tenants --redis` replicas on one store (the sqlite history, or
+# with --postgres a PostgreSQL server started from Debian's binaries, tests/cli/pg_lib.sh, and
+# billing to a loopback Stripe, tests/cli/stripe_recorder.py) and haproxy balancing them; then
 #   1. a tenant of 6 requests a minute sends 12 requests one after another through haproxy
 #      (round robin over the replicas): the limit holds for all three together (6 admitted,
 #      and at most one more for each 10 s the burst took);
@@ -9,13 +10,15 @@
 #      /v1/models and the time to the first token of a streamed completion timed beside them
 #      (and that of a lone one before); with --kill-after K one replica is killed (SIGKILL) K s in;
 #   3. the ledger: every completion a client read whole is in it exactly once, with the tokens
-#      the client was told.
+#      the client was told; with --postgres (--pg-restart-after R: PostgreSQL restarted R s
+#      into the load) also: the billing outbox delivers every ledger row of the tenant to the
+#      recorder exactly once, with its tokens.
 # Prints the figures (requests, status counts, P50/P95/P99, 429s, ledger counts) and exits 1
 # when a check fails: a 5xx or no answer before the kill, the limit not held, a completion
 # missing from the ledger or counted otherwise.
 #
 # usage: sh scripts/bench-scaleout.sh [--clients N] [--seconds S] [--kill-after K]
-#            [--max-tokens N] [--dir DIR]
+#            [--max-tokens N] [--dir DIR] [--postgres [--pg-restart-after R]]
 #   (make bench-scaleout: 100 clients, 60 s, a replica killed at 30 s)
 # env: BITNET (build/bitnet), MODEL (assets/models/bitnet-tinystories.gguf), THREADS (threads
 # of each replica, 1). --dir (a new folder) keeps the files there (logs, haproxy.cfg, load.json,
@@ -25,8 +28,9 @@ set -u
 BITNET=${BITNET:-build/bitnet}
 MODEL=${MODEL:-assets/models/bitnet-tinystories.gguf}
 THREADS=${THREADS:-1}
-CLIENTS=100 SECS=60 KILL="" MAXTOK=4 DIR=""
+CLIENTS=100 SECS=60 KILL="" MAXTOK=4 DIR="" PG="" PGRESTART=""
 while [ $# -gt 0 ]; do
+    if [ "$1" = --postgres ]; then PG=1; shift; continue; fi
     [ $# -ge 2 ] || { echo "bench-scaleout: $1 needs a value" >&2; exit 2; }
     case $1 in
     --clients) CLIENTS=$2 ;;
@@ -34,6 +38,7 @@ while [ $# -gt 0 ]; do
     --kill-after) KILL=$2 ;;
     --max-tokens) MAXTOK=$2 ;;
     --dir) DIR=$2 ;;
+    --pg-restart-after) PGRESTART=$2 ;;
     *) echo "bench-scaleout: unknown option '$1'" >&2; exit 2 ;;
     esac
     shift 2
@@ -48,6 +53,7 @@ mkdir -p "$DIR" || exit 2
 [ ! -e "$DIR/history.db" ] || { echo "bench-scaleout: $DIR holds a previous run; name a new folder" >&2; exit 2; }
 PIDS=""
 cleanup() {
+    [ -z "$PG" ] || stop_pg
     for p in $PIDS; do kill "$p" 2>/dev/null; done
     wait 2>/dev/null
     [ "$KEEP" = 1 ] || rm -rf "$DIR"
@@ -63,15 +69,34 @@ wait_for() { # wait_for PATTERN FILE TENTHS
 }
 
 export BITNET_CONFIG="$DIR/config.json" BITNET_HISTORY_DB="$DIR/history.db" HOME="$DIR"
-unset BITNET_HISTORY BITNET_HISTORY_RETENTION_DAYS BITNET_DATA_DIR
-cat >"$BITNET_CONFIG" <<'EOF'
+unset BITNET_HISTORY BITNET_HISTORY_RETENTION_DAYS BITNET_DATA_DIR BITNET_DATABASE
+BILLING="" STRIPE=""
+if [ -n "$PG" ]; then # PostgreSQL, and billing to a loopback Stripe
+    TMP=$DIR
+    . tests/cli/pg_lib.sh
+    trap cleanup EXIT # pg_lib.sh's own trap is for the tests
+    start_pg || { echo "bench-scaleout: $PG_SKIP" >&2; exit 3; }
+    export BITNET_DATABASE="$PGURL" STRIPE_SECRET_KEY=sk_test_scaleout
+    mkdir "$DIR/rec"
+    python3 tests/cli/stripe_recorder.py "$DIR/rec" sk_test_scaleout bitnet_tokens 0 \
+        2>"$DIR/rec.log" &
+    PIDS="$PIDS $!"
+    wait_for . "$DIR/rec/port" 100 || die "the Stripe recorder did not start"
+    BILLING=", \"billing\": {\"event_name\": \"bitnet_tokens\", \"endpoint\":
+    \"http://127.0.0.1:$(cat "$DIR/rec/port")/\", \"interval\": \"1s\", \"backoff_max\": \"1s\", \"timeout\": \"1s\"}"
+    STRIPE="--stripe-customer cus_load"
+fi
+cat >"$BITNET_CONFIG" <<EOF
 {"tiers": {"team": {"requests_per_min": 1000000, "tokens_per_min": 1000000000,
                     "concurrent_streams": 0, "monthly_tokens": 0},
-           "developer": {"requests_per_min": 6, "monthly_tokens": 0}}}
+           "developer": {"requests_per_min": 6, "monthly_tokens": 0}}$BILLING}
 EOF
 for t in "load team" "burst developer" "ops team"; do
     set -- $t
-    "$BITNET" tenants add "$1" --tier "$2" >/dev/null || die "tenants add $1 failed"
+    extra=""
+    [ "$1" = load ] && extra=$STRIPE # the tenant of the load is billed
+    # shellcheck disable=SC2086
+    "$BITNET" tenants add "$1" --tier "$2" $extra >/dev/null || die "tenants add $1 failed"
 done
 newkey() {
     "$BITNET" keys create --tenant "$1" --scope "$2" --json |
@@ -124,7 +149,7 @@ until [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/health")" = 200 ]; do
     [ $i -lt 100 ] || die "haproxy does not answer: $(tail -3 "$DIR/haproxy.log")"
     sleep 0.1
 done
-echo "scaleout: 3 replicas (ports$PORTS) behind haproxy $URL, limits in Redis $SOCK"
+echo "scaleout: 3 replicas (ports$PORTS) behind haproxy $URL, limits in Redis $SOCK${PG:+, store $PGURL}"
 
 # ---- 1. one tenant's limit across the replicas ------------------------------------------------
 t0=$(date +%s) admitted=0 limited=0 other=""
@@ -142,20 +167,36 @@ echo "rate limit across the replicas: tenant burst at 6 a minute: $admitted admi
 
 # ---- 2. the load, a replica killed halfway ---------------------------------------------------------
 victim=$(echo $RPIDS | cut -d' ' -f2)
+if [ -n "$PG" ] && [ -n "$PGRESTART" ]; then
+    (sleep "$PGRESTART" && pg_restart && echo "PostgreSQL restarted at ${PGRESTART}s") &
+    RESTARTER=$!
+fi
 python3 scripts/scaleout_load.py "$URL" "$KLOAD" "$CLIENTS" "$SECS" "$DIR/load.json" \
     --max-tokens "$MAXTOK" --admin "$KADM" ${KILL:+--kill "$victim" --kill-after "$KILL"} ||
     die "the load generator failed"
 [ -z "$KILL" ] || echo "kill -9 of replica 2 (pid $victim) at ${KILL}s"
+[ -z "${RESTARTER:-}" ] || wait "$RESTARTER"
+STORE=$BITNET_HISTORY_DB
+if [ -n "$PG" ]; then # the ledger's rows of tenant load as ID|PROMPT|COMPLETION lines
+    STORE="$DIR/ledger_rows.txt"
+    pg_sql "SELECT u.request_id, u.prompt_tokens, u.completion_tokens FROM usage u
+        JOIN tenants t ON t.id = u.tenant_id WHERE t.name = 'load'" >"$STORE" || die "psql failed"
+fi
 
 # ---- 3. the ledger ------------------------------------------------------------------------------
-python3 - "$DIR/load.json" "$BITNET_HISTORY_DB" "$DIR/ledger.json" <<'EOF'
+python3 - "$DIR/load.json" "$STORE" "$DIR/ledger.json" <<'EOF'
 import json, sqlite3, sys
 load = json.load(open(sys.argv[1]))
-db = sqlite3.connect(sys.argv[2])
 kill = load["killed_at"]
 rows = {}
-for rid, p, c in db.execute("SELECT u.request_id, u.prompt_tokens, u.completion_tokens FROM usage u "
-                            "JOIN tenants t ON t.id = u.tenant_id WHERE t.name = 'load'"):
+if sys.argv[2].endswith(".txt"):  # PostgreSQL's rows, dumped by psql
+    ledger = [l.split("|") for l in open(sys.argv[2]).read().split()]
+    ledger = [(r[0], int(r[1]), int(r[2])) for r in ledger]
+else:
+    ledger = sqlite3.connect(sys.argv[2]).execute(
+        "SELECT u.request_id, u.prompt_tokens, u.completion_tokens FROM usage u "
+        "JOIN tenants t ON t.id = u.tenant_id WHERE t.name = 'load'")
+for rid, p, c in ledger:
     rows.setdefault(rid, []).append((p, c))
 seen = load["completed"]
 missing = [r for r in seen if r[0] not in rows]
@@ -188,6 +229,39 @@ ok = not (doc["missing"] or doc["twice"] or doc["wrong_tokens"] or doc["seen_twi
 sys.exit(0 if ok else 1)
 EOF
 ledger_ok=$?
-[ "$rate_ok" = 1 ] && [ "$ledger_ok" = 0 ] && exit 0
-echo "bench-scaleout: a check failed (rate limit ok: $rate_ok, ledger and errors ok: $((1 - ledger_ok)))" >&2
+
+# ---- 4. with --postgres: the outbox delivers every ledger row to the billing recorder -----------
+billing_ok=1
+if [ -n "$PG" ]; then
+    # the replicas' senders (each with its own connection) drain the outbox; an event the killed
+    # replica had claimed waits for its lease (2 x billing.timeout + 30 s) to run out
+    i=0
+    while [ "$(pg_sql "SELECT count(*) FROM billing_outbox WHERE state <> 'acked'")" != 0 ] &&
+        [ $i -lt 450 ]; do sleep 0.1; i=$((i + 1)); done
+    python3 - "$STORE" "$DIR/rec/events.jsonl" "$DIR/billing.json" <<'EOF' || billing_ok=0
+import json, sys
+ledger = {}
+for l in open(sys.argv[1]).read().split():
+    rid, p, c = l.split("|")
+    if int(p) + int(c) > 0:
+        ledger[rid] = ledger.get(rid, 0) + int(p) + int(c)
+events = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+got = {}
+for e in events:
+    got.setdefault(e["identifier"], []).append(int(e["value"]))
+missing = [r for r in ledger if r not in got]
+twice = [r for r, v in got.items() if len(v) > 1]
+wrong = [r for r in ledger if r in got and got[r][0] != ledger[r]]
+extra = [r for r in got if r not in ledger]
+doc = {"ledger_rows": len(ledger), "delivered": len(events), "missing": len(missing),
+       "twice": len(twice), "wrong_value": len(wrong), "not_in_ledger": len(extra)}
+json.dump(doc, open(sys.argv[3], "w"))
+print("billing: %d ledger rows of tenant load, %d meter events at the recorder: %d missing, %d twice, "
+      "%d with other tokens, %d not in the ledger" % (len(ledger), len(events), len(missing),
+                                                       len(twice), len(wrong), len(extra)))
+sys.exit(1 if missing or twice or wrong or extra or not ledger else 0)
+EOF
+fi
+[ "$rate_ok" = 1 ] && [ "$ledger_ok" = 0 ] && [ "$billing_ok" = 1 ] && exit 0
+echo "bench-scaleout: a check failed (rate limit ok: $rate_ok, ledger and errors ok: $((1 - ledger_ok)), billing ok: $billing_ok)" >&2
 exit 1

@@ -147,6 +147,31 @@ static void db_give(srv_tenants *t, bn_db *db)
     if (!kept) bn_db_close(db);
 }
 
+#define AUTH_TRIES   5 /* backoff from 0.2 s: about 3 s at most */
+#define LEDGER_TRIES 8 /* backoff from 0.2 s to 2 s: about 9 s at most */
+
+/* A call on a store handle (arg: its arguments); its status, the message on the handle. */
+typedef bn_status (*store_call)(bn_db *db, void *arg);
+
+/* Runs fn on a store handle, again with backoff (common/backoff.h) while the store fails
+ * (BN_ERR_IO: a PostgreSQL server that restarts, its connections remade at the next try) up
+ * to tries times in all. The last try's status; its message in err, the tries in *n. */
+static bn_status store_retry(srv_tenants *t, int tries, store_call fn, void *arg, char *err,
+                             size_t errsz, int *n)
+{
+    unsigned seed = (unsigned)srv_now_ns();
+    srv_verdict v;
+    for (*n = 1;; ++*n) {
+        bn_db *db = db_take(t, &v);
+        const bn_status s = db ? fn(db, arg) : BN_ERR_IO;
+        snprintf(err, errsz, "%s", !db ? v.msg : s != BN_OK ? bn_db_errmsg(db) : "");
+        db_give(t, db);
+        if (s != BN_ERR_IO || *n >= tries) return s;
+        const double w = cm_backoff_s(*n, 0.2, 2.0, &seed);
+        nanosleep(&(struct timespec){(time_t)w, (long)((w - (double)(time_t)w) * 1e9)}, NULL);
+    }
+}
+
 /* srv_ledger_used_fn over the tenants' store. */
 static int ledger_used(void *ud, int64_t tenant_id, int64_t start_ms, long long *used,
                        srv_verdict *v)
@@ -170,7 +195,7 @@ static int billing_start(srv_tenants *t, char *err, size_t errsz)
     cm_billing_opts o;
     const int r = cm_billing_opts_load(t->cfg, &o, err, errsz);
     if (r) return r < 0 ? -1 : 0; /* 1: billing is off */
-    o.database = t->pg_url; /* the sender's own connection: it never waits for the pool */
+    o.database = t->pg_url;       /* the sender's own connection: it never waits for the pool */
     int rc = cm_billing_new(&o, "bitnet serve: billing", &t->billing, err, errsz);
     if (rc == 0 && (rc = cm_billing_start(t->billing)) != 0)
         cm_fail(err, errsz, "cannot start the billing thread");
@@ -271,6 +296,17 @@ static void key_refused(srv_verdict *v, bn_key_reason r)
         srv_verdict_set(v, 401, "invalid_request_error", "invalid_api_key", msg);
 }
 
+typedef struct lookup_arg {
+    const char *key;
+    bn_key_auth a;
+} lookup_arg;
+
+static bn_status lookup(bn_db *db, void *arg)
+{
+    lookup_arg *la = arg;
+    return bn_db_key_lookup(db, la->key, &la->a);
+}
+
 void srv_tenants_auth(srv_tenants *t, const char *authorization, unsigned scope, srv_caller *who,
                       srv_verdict *v)
 {
@@ -282,14 +318,15 @@ void srv_tenants_auth(srv_tenants *t, const char *authorization, unsigned scope,
     if (strncmp(authorization, "Bearer ", 7) || !authorization[7])
         return srv_verdict_set(v, 401, "invalid_request_error", "invalid_api_key",
                                "malformed Authorization header: expected Bearer KEY");
-    bn_db *db = db_take(t, v);
-    if (!db) return;
-    bn_key_auth a;
-    const bn_status rc = bn_db_key_lookup(db, authorization + 7, &a);
-    if (rc != BN_OK)
-        snprintf(v->msg, sizeof v->msg, "the tenant store failed: %s", bn_db_errmsg(db));
-    db_give(t, db);
-    if (rc != BN_OK) return srv_verdict_set(v, 500, "server_error", NULL, v->msg);
+    lookup_arg la = {authorization + 7, {0}};
+    char err[512];
+    int n;
+    const bn_status rc = store_retry(t, AUTH_TRIES, lookup, &la, err, sizeof err, &n);
+    const bn_key_auth a = la.a;
+    if (rc != BN_OK) {
+        snprintf(v->msg, sizeof v->msg, "the tenant store failed: %.200s", err);
+        return srv_verdict_set(v, 500, "server_error", NULL, v->msg);
+    }
     if (a.reason != BN_KEY_OK) return key_refused(v, a.reason);
     if (!(a.scopes & scope)) {
         char want[32], msg[128];
@@ -521,32 +558,37 @@ static void daily_retention(srv_tenants *t, bn_db *db)
                 c.runs, c.ledger_rows, c.ledger_aggregates, c.keys);
 }
 
-#define LEDGER_TRIES 8 /* backoff from 0.2 s to 2 s: about 9 s at most */
+typedef struct record_arg {
+    srv_tenants *t;
+    const bn_usage_rec *rec;
+    int fresh;
+} record_arg;
 
-/* The ledger row of rec, tried again with backoff while the store fails (a PostgreSQL server
- * that restarts): the row is idempotent by request id, so a try after a write whose answer
- * was lost counts it once. 0, or -1 after the last try (logged). */
+static bn_status record(bn_db *db, void *arg)
+{
+    record_arg *ra = arg;
+    const bn_status s = bn_db_usage_record(db, ra->rec, &ra->fresh);
+    if (s == BN_OK) daily_retention(ra->t, db);
+    return s;
+}
+
+/* The ledger row of rec, tried again with backoff while the store fails: the row is
+ * idempotent by request id, so a try after a write whose answer was lost counts it once. 0,
+ * or -1 after the last try (logged). */
 static int record_usage(srv_tenants *t, const bn_usage_rec *rec, int *fresh)
 {
-    unsigned seed = (unsigned)srv_now_ns();
-    srv_verdict v;
-    for (int n = 1;; n++) {
-        bn_db *db = db_take(t, &v);
-        const bn_status s = db ? bn_db_usage_record(db, rec, fresh) : BN_ERR_IO;
-        if (db && s != BN_OK) snprintf(v.msg, sizeof v.msg, "%s", bn_db_errmsg(db));
-        if (s == BN_OK) daily_retention(t, db);
-        db_give(t, db);
-        if (s == BN_OK && n > 1)
-            fprintf(stderr, "bitnet serve: the usage of %s is in the ledger (try %d)\n",
-                    rec->request_id, n);
-        if (s == BN_OK) return 0;
-        if (s != BN_ERR_IO || n == LEDGER_TRIES) break;
-        const double w = cm_backoff_s(n, 0.2, 2.0, &seed);
-        nanosleep(&(struct timespec){(time_t)w, (long)((w - (double)(time_t)w) * 1e9)}, NULL);
-    }
-    fprintf(stderr, "bitnet serve: the usage of %s is not in the ledger: %s\n", rec->request_id,
-            v.msg);
-    return -1;
+    record_arg ra = {t, rec, 0};
+    char err[512];
+    int n;
+    const bn_status s = store_retry(t, LEDGER_TRIES, record, &ra, err, sizeof err, &n);
+    *fresh = ra.fresh;
+    if (s == BN_OK && n > 1)
+        fprintf(stderr, "bitnet serve: the usage of %s is in the ledger (try %d)\n",
+                rec->request_id, n);
+    if (s != BN_OK)
+        fprintf(stderr, "bitnet serve: the usage of %s is not in the ledger: %s\n", rec->request_id,
+                err);
+    return s == BN_OK ? 0 : -1;
 }
 
 int srv_tenants_end(srv_tenants *t, srv_caller *who, bn_usage_rec *rec, int64_t now)

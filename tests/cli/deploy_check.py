@@ -54,7 +54,7 @@ def main():
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c.get("env", [])
             if "secretKeyRef" in e.get("valueFrom", {})}
     check(refs.get("BITNET_REDIS_URL", {}).get("key") == "redis-url", "the Redis URL from a Secret")
-    check(refs.get("BITNET_DATABASE_URL", {}).get("key") == "database-url",
+    check(refs.get("BITNET_DATABASE", {}).get("key") == "database-url",
           "the database URL from a Secret")
     check(refs.get("STRIPE_SECRET_KEY", {}).get("key") == "stripe-secret-key",
           "the Stripe key from a Secret")

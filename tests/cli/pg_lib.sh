@@ -62,9 +62,8 @@ start_pg() {
         PG_SKIP="initdb failed: $(tail -1 "$PGD/initdb.log")"
         return 1
     fi
-    if ! pg_as "$PGBIN/pg_ctl" -D "$PGD/data" -l "$PGD/log" -w -t 60 -o \
-        "-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGD/sock -c fsync=off" start \
-        >/dev/null 2>&1; then
+    PG_OPTS="-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGD/sock -c fsync=off"
+    if ! pg_start; then
         PG_SKIP="the server did not start: $(tail -2 "$PGD/log" 2>/dev/null)"
         return 1
     fi
@@ -78,7 +77,14 @@ start_pg() {
     return 0
 }
 
-# pg_restart: a fast restart (pg_ctl restart -m fast): every connection is cut
+# pg_restart: a fast restart (pg_ctl restart -m fast): every connection is cut; pg_stop and
+# pg_start: the same in two steps
 pg_restart() {
     pg_as "$PGBIN/pg_ctl" -D "$PGD/data" -l "$PGD/log" -w -t 60 -m fast restart >/dev/null 2>&1
+}
+pg_stop() {
+    pg_as "$PGBIN/pg_ctl" -D "$PGD/data" -w -t 60 -m fast stop >/dev/null 2>&1
+}
+pg_start() {
+    pg_as "$PGBIN/pg_ctl" -D "$PGD/data" -l "$PGD/log" -w -t 60 -o "$PG_OPTS" start >/dev/null 2>&1
 }

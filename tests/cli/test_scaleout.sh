@@ -1,12 +1,15 @@
 #!/bin/sh
 # The scale-out topology on loopback, started by the test itself (scripts/bench-scaleout.sh,
 # which make bench-scaleout runs with 100 clients for 60 s): a Redis on a unix socket, three
-# `bitnet serve --tenants --redis` replicas on one sqlite store (the PostgreSQL store is not
-# built yet) and haproxy balancing them. A tenant of 6 requests a minute gets 6 of 12
+# `bitnet serve --tenants --redis --database` replicas on a PostgreSQL server (Debian's
+# binaries; the sqlite history when they are absent) that is restarted 1 s into the load, with
+# billing to a loopback Stripe (stripe_recorder.py), and haproxy balancing them. A tenant of
+# 6 requests a minute gets 6 of 12
 # requests spread over the three replicas (each alone would admit 6 more); 6 clients
 # get no 5xx before one replica is killed with SIGKILL 3 s in (8 s in all); the two left go on answering;
 # every completion a client read whole is in the ledger exactly once with the tokens it was
-# told. SKIP without redis-server, haproxy or python3 (Debian packages; scripts/deps.sh).
+# told; with PostgreSQL the outbox delivers each of the tenant's ledger rows to the recorder
+# exactly once. SKIP without redis-server, haproxy or python3 (Debian packages; scripts/deps.sh).
 . "$(dirname "$0")/lib.sh"
 echo "test_scaleout.sh"
 for c in redis-server haproxy python3 curl; do
@@ -18,8 +21,16 @@ for c in redis-server haproxy python3 curl; do
 done
 
 D="$TMP/run"
+PGOPT=""
+if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    PGOPT="--postgres --pg-restart-after 1"
+    [ "$(id -u)" = 0 ] && chmod o+x "$TMP" # the server runs as nobody in $D/pg
+else
+    echo "  SKIP the PostgreSQL store: no server binaries (Debian package postgresql)"
+fi
+# shellcheck disable=SC2086
 BITNET="$BITNET" sh scripts/bench-scaleout.sh --clients 6 --seconds 8 --kill-after 3 --dir "$D" \
-    >"$TMP/out" 2>"$TMP/err"
+    $PGOPT >"$TMP/out" 2>"$TMP/err"
 rc=$?
 sed 's/^/       /' "$TMP/out"
 [ $rc = 0 ] && ok "bench-scaleout.sh checks pass (exit 0)" || bad "bench-scaleout.sh exit $rc: $(cat "$TMP/err")"
@@ -47,6 +58,15 @@ if [ -f "$D/ledger.json" ] && [ -f "$D/load.json" ]; then
         bad "ledger rows $(j rows ledger.json) < $seen"
     grep -q "is DOWN" "$D/haproxy.log" && ok "haproxy took the killed replica out" ||
         bad "haproxy log: $(tail -3 "$D/haproxy.log")"
+    if [ -n "$PGOPT" ]; then
+        grep -q "PostgreSQL restarted at 1s" "$TMP/out" && ok "PostgreSQL was restarted 1 s into the load" ||
+            bad "no restart of PostgreSQL"
+        [ -f "$D/billing.json" ] && [ "$(j missing billing.json)" = 0 ] && [ "$(j twice billing.json)" = 0 ] &&
+            [ "$(j wrong_value billing.json)" = 0 ] && [ "$(j not_in_ledger billing.json)" = 0 ] &&
+            [ "$(j ledger_rows billing.json)" -gt 0 ] &&
+            ok "the outbox delivered each of the $(j ledger_rows billing.json) ledger rows to the recorder once" ||
+            bad "billing: $(cat "$D/billing.json" 2>/dev/null)"
+    fi
 else
     bad "no ledger.json or load.json in $D"
 fi

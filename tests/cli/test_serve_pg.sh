@@ -9,7 +9,8 @@
 # database itself: a transaction scoped to tenant A sees none of B's rows and cannot write
 # one, and one with no scope sees nothing. PostgreSQL restarted while a ledger write waits
 # (on a table lock): the write is tried again and the request answered 200, its row there
-# once; restarted under a stream of requests: every request a client saw complete is in the
+# once; a request sent while it is down waits for it (key lookup tried again with backoff);
+# restarted under a stream of requests: every request a client saw complete is in the
 # ledger exactly once, and those after the restart all succeed.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pg_lib.sh"
@@ -165,6 +166,19 @@ set -- $(cat "$TMP/held" 2>/dev/null)
 [ -n "$2" ] && [ "$(pg_sql "SELECT count(*) FROM usage WHERE request_id = '$2'")" = 1 ] &&
     ok "its row is in the ledger once" || bad "held request's row: $2"
 expect_grep "is in the ledger (try [2-9])" "$TMP/s.log" "the ledger write was tried again"
+
+# ---- a request that comes while PostgreSQL is down waits for it ----------------------------------
+pg_stop || bad "pg_ctl stop"
+(post "$KG" && echo "$CODE $ID" >"$TMP/down") &
+CLIENT=$!
+sleep 0.7
+pg_start || bad "pg_ctl start"
+wait "$CLIENT"
+set -- $(cat "$TMP/down" 2>/dev/null)
+[ "$1" = 200 ] && ok "a request sent while the server was down answered 200 once it was back" ||
+    bad "request while down: $1"
+[ -n "$2" ] && [ "$(pg_sql "SELECT count(*) FROM usage WHERE request_id = '$2'")" = 1 ] &&
+    ok "its row is in the ledger once" || bad "row of the request while down: $2"
 
 # ---- restarted under a stream of requests -----------------------------------------------------
 (
