@@ -188,19 +188,15 @@ static bn_status vit_attn(const fwd *f, const bn_vmodel *m, const vit_block *b, 
                           int64_t t)
 {
     const int64_t rows = (int64_t)n * t;
-    float *hn = falloc(f, rows, m->d), *qkv = NULL, *o = NULL, *sc = NULL;
+    float *hn = falloc(f, rows, m->d), *qkv = NULL, *o = NULL;
     if (!hn) return bn_ctx_status(f->ctx);
     bn_layernorm(x, b->n1w, b->n1b, rows, m->d, m->eps, hn);
     bn_status rc = tlin(f, &b->qkv, hn, rows, &qkv);
-    if (rc == BN_OK && !(sc = falloc(f, 1, t))) rc = bn_ctx_status(f->ctx);
-    if (rc == BN_OK) {
-        for (int i = 0; i < n; i++)
-            bn_mhsa(qkv + (int64_t)i * t * 3 * m->d, t, m->d, m->heads, hn + (int64_t)i * t * m->d,
-                    sc);
-        rc = tlin(f, &b->proj, hn, rows, &o);
-    }
+    if (rc == BN_OK && bn_mhsa(f->pool, qkv, n, t, m->d, m->heads, hn) != BN_OK)
+        rc = bn_ctx_set_error(f->ctx, BN_ERR_NOMEM, "vision: out of memory (attention)");
+    if (rc == BN_OK) rc = tlin(f, &b->proj, hn, rows, &o);
     if (rc == BN_OK) bn_add(x, o, rows * m->d);
-    bn_free(hn), bn_free(qkv), bn_free(o), bn_free(sc);
+    bn_free(hn), bn_free(qkv), bn_free(o);
     return rc;
 }
 

@@ -611,30 +611,54 @@ void bn_squeeze_excite(float *x, int n, int c, int hw, const float *w1, const fl
     }
 }
 
-void bn_mhsa(const float *qkv, int64_t n_tok, int d, int heads, float *out, float *scratch)
+typedef struct mhsa_job {
+    const float *qkv;
+    int64_t n_tok;
+    int d, heads;
+    float *out, *scratch; /* scratch: n_tok floats per (image, head) unit */
+    const bn_kernels *k;
+} mhsa_job;
+
+/* Attention of units u0 .. u1 - 1 (unit = image * heads + head; the images' tokens follow
+ * each other in qkv and out). */
+static void mhsa_range(void *arg, int64_t u0, int64_t u1, int tid)
 {
-    const int hd = d / heads;
+    (void)tid;
+    const mhsa_job *j = arg;
+    const int hd = j->d / j->heads;
     const float scale = 1.0f / sqrtf((float)hd);
-    const int64_t ld = 3 * (int64_t)d;
-    for (int hh = 0; hh < heads; hh++)
-        for (int64_t t = 0; t < n_tok; t++) {
-            const float *q = qkv + t * ld + hh * hd;
+    const int64_t ld = 3 * (int64_t)j->d, t = j->n_tok;
+    for (int64_t u = u0; u < u1; u++) {
+        const int64_t img = u / j->heads, hh = u % j->heads;
+        const float *base = j->qkv + img * t * ld;
+        float *sc = j->scratch + u * t;
+        for (int64_t q = 0; q < t; q++) {
+            const float *qr = base + q * ld + hh * hd;
             float mx = -INFINITY, sum = 0.0f;
-            for (int64_t u = 0; u < n_tok; u++) {
-                const float *kr = qkv + u * ld + d + hh * hd;
-                float s = 0.0f;
-                for (int i = 0; i < hd; i++) s += q[i] * kr[i];
-                scratch[u] = s * scale;
-                mx = scratch[u] > mx ? scratch[u] : mx;
+            for (int64_t v = 0; v < t; v++) {
+                sc[v] = j->k->dot_f32(qr, base + v * ld + j->d + hh * hd, hd) * scale;
+                mx = sc[v] > mx ? sc[v] : mx;
             }
-            for (int64_t u = 0; u < n_tok; u++) sum += scratch[u] = expf(scratch[u] - mx);
-            float *o = out + t * d + hh * hd;
+            for (int64_t v = 0; v < t; v++) sum += sc[v] = expf(sc[v] - mx);
+            float *o = j->out + (img * t + q) * j->d + hh * hd;
             for (int i = 0; i < hd; i++) o[i] = 0.0f;
-            for (int64_t u = 0; u < n_tok; u++) {
-                const float pw = scratch[u] / sum, *vr = qkv + u * ld + 2 * d + hh * hd;
+            for (int64_t v = 0; v < t; v++) {
+                const float pw = sc[v] / sum, *vr = base + v * ld + 2 * j->d + hh * hd;
                 for (int i = 0; i < hd; i++) o[i] += pw * vr[i];
             }
         }
+    }
+}
+
+bn_status bn_mhsa(bn_threadpool *pool, const float *qkv, int n_img, int64_t n_tok, int d, int heads,
+                  float *out)
+{
+    mhsa_job j = {qkv, n_tok, d, heads, out, NULL, bn_kernels_get()};
+    j.scratch = bn_malloc((size_t)((int64_t)n_img * heads * n_tok) * sizeof(float));
+    if (!j.scratch) return BN_ERR_NOMEM;
+    bn_pool_parallel_for(pool, (int64_t)n_img * heads, 1, mhsa_range, &j);
+    bn_free(j.scratch);
+    return BN_OK;
 }
 
 /* ---- TQ2_0 rows ------------------------------------------------------------------------- */

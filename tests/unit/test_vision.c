@@ -346,26 +346,31 @@ static void test_layernorm(void **state)
 static void test_mhsa(void **state)
 {
     (void)state;
-    enum { T = 4, D = 6, H = 2 };
-    float qkv[T * 3 * D], out[T * D], sc[T];
-    fill(qkv, T * 3 * D, 1.0f);
-    bn_mhsa(qkv, T, D, H, out, sc);
-    for (int t = 0; t < T; t++)
-        for (int h = 0; h < H; h++) {
-            double p[T], sum = 0;
-            for (int u = 0; u < T; u++) {
-                double s = 0;
-                for (int i = 0; i < 3; i++)
-                    s += qkv[t * 18 + h * 3 + i] * qkv[u * 18 + 6 + h * 3 + i];
-                p[u] = exp(s / sqrt(3.0));
-                sum += p[u];
+    enum { N = 2, T = 4, D = 6, H = 2 };
+    float qkv[N * T * 3 * D], out[N * T * D];
+    fill(qkv, N * T * 3 * D, 1.0f);
+    bn_threadpool *pool;
+    assert_int_equal(bn_pool_new(&pool, 2), BN_OK);
+    assert_int_equal(bn_mhsa(pool, qkv, N, T, D, H, out), BN_OK);
+    bn_pool_free(pool);
+    for (int n = 0; n < N; n++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < H; h++) {
+                const float *b = qkv + n * T * 18;
+                double p[T], sum = 0;
+                for (int u = 0; u < T; u++) {
+                    double s = 0;
+                    for (int i = 0; i < 3; i++)
+                        s += b[t * 18 + h * 3 + i] * b[u * 18 + 6 + h * 3 + i];
+                    p[u] = exp(s / sqrt(3.0));
+                    sum += p[u];
+                }
+                for (int i = 0; i < 3; i++) {
+                    double o = 0;
+                    for (int u = 0; u < T; u++) o += p[u] / sum * b[u * 18 + 12 + h * 3 + i];
+                    assert_true(fabs(out[(n * T + t) * D + h * 3 + i] - o) < 1e-5);
+                }
             }
-            for (int i = 0; i < 3; i++) {
-                double o = 0;
-                for (int u = 0; u < T; u++) o += p[u] / sum * qkv[u * 18 + 12 + h * 3 + i];
-                assert_true(fabs(out[t * D + h * 3 + i] - o) < 1e-5);
-            }
-        }
 }
 
 static void test_squeeze_excite(void **state)

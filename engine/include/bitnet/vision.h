@@ -150,9 +150,12 @@ void bn_layernorm(const float *x, const float *wt, const float *b, int64_t rows,
 void bn_squeeze_excite(float *x, int n, int c, int hw, const float *w1, const float *b1,
                        const float *w2, const float *b2, int cr, float *scratch);
 
-/* Multi-head self-attention, not causal, float: qkv is T x 3D (q, k, v, heads contiguous,
- * head dim D / heads), out is T x D; scale 1/sqrt(head dim). scratch: T floats. */
-void bn_mhsa(const float *qkv, int64_t n_tok, int d, int heads, float *out, float *scratch);
+/* Multi-head self-attention, not causal, float, of n_img images of n_tok tokens each: qkv is
+ * n_img * n_tok rows of 3D (q, k, v, heads contiguous, head dim D / heads), out n_img * n_tok
+ * rows of D; scale 1/sqrt(head dim). The (image, head) pairs run over the pool (NULL: here);
+ * BN_ERR_NOMEM when the score scratch cannot be allocated. */
+bn_status bn_mhsa(bn_threadpool *pool, const float *qkv, int n_img, int64_t n_tok, int d, int heads,
+                  float *out);
 
 /* ---- GGUF helpers ------------------------------------------------------------------------ */
 
