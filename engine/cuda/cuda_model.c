@@ -286,15 +286,22 @@ static bn_status upload_head_q8(bn_cuda_model *g, const bn_gguf_tensor *t)
 
 /* ---- construction -------------------------------------------------------------------------- */
 
-/* Every matrix's input is padded as the first layer's; the kernels rely on it. */
+/* Every matrix's input is padded as the first GPU layer's; the kernels rely on it. */
 static bn_status check_shapes(bn_cuda_model *g)
 {
     const bn_model_hparams *h = &g->m->hp;
-    g->kpad_e = g->m->layers[0].w[BN__WQ].kpad;
-    g->kpad_f = g->m->layers[0].w[BN__WDOWN].kpad;
+    g->kpad_e = g->m->layers[g->first].w[BN__WQ].kpad;
+    g->kpad_f = g->m->layers[g->first].w[BN__WDOWN].kpad;
     for (int64_t il = g->first; il < h->n_layer; il++)
         for (int i = 0; i < BN__N_LIN; i++) {
             const bn_tmat *w = &g->m->layers[il].w[i];
+            if (g->m->layers[il].ql[i].type) /* convert --mixed: not on the GPU yet */
+                return bn_ctx_set_error(g->ctx, BN_ERR_UNSUPPORTED,
+                                        "CUDA: blk.%lld.%s is kept at %s (convert --mixed), which "
+                                        "the backend does not run: -ngl %lld leaves it on the CPU",
+                                        (long long)il, bn__lin_names[i],
+                                        bn_type_name(g->m->layers[il].ql[i].type),
+                                        (long long)(h->n_layer - 1 - il));
             if (w->kpad != (i == BN__WDOWN ? g->kpad_f : g->kpad_e) || w->kpad % 128)
                 return bn_ctx_set_error(g->ctx, BN_ERR_UNSUPPORTED,
                                         "CUDA: blk.%lld.%s: inputs padded to %lld, unlike the "

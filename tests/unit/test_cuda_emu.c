@@ -221,6 +221,90 @@ static void test_lowrank_refused(void **state)
     bn_ctx_free(ctx);
 }
 
+static bn_model_state *gpu_state(const fixture *f, bn_cuda_model *g, int64_t n_ctx);
+
+/* A model whose blk.0.attn_q is kept at 8 bits (convert --mixed, Q8_0 rows): refused with a
+ * line naming the layer and the -ngl that leaves it on the CPU, which then runs and agrees
+ * with the CPU forward. */
+static void test_mixed_refused(void **state)
+{
+    (void)state;
+    bn_ctx *ctx;
+    assert_int_equal(bn_ctx_new(&ctx, &(bn_ctx_params){.n_threads = 2}), BN_OK);
+    bn_gguf *g;
+    assert_int_equal(bn_gguf_open(ctx, MODEL, &g), BN_OK);
+    bn_gguf_writer *w;
+    assert_int_equal(bn_gguf_writer_new(&w), BN_OK);
+    for (int64_t i = 0; i < bn_gguf_n_kv(g); i++)
+        assert_int_equal(bn_gguf_writer_copy_kv(w, g, i), BN_OK);
+    bn_block_q8_0 *q8 = NULL;
+    for (int64_t i = 0; i < bn_gguf_n_tensors(g); i++) {
+        const bn_gguf_tensor *t = bn_gguf_tensor_at(g, i);
+        if (strcmp(t->name, "blk.0.attn_q.weight")) {
+            assert_int_equal(bn_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne,
+                                                       t->data, t->size),
+                             BN_OK);
+            continue;
+        }
+        const int64_t K = t->ne[0], N = t->ne[1];
+        float *row = malloc((size_t)K * sizeof *row);
+        q8 = malloc((size_t)(N * K / 32) * sizeof *q8);
+        assert_true(row && q8);
+        for (int64_t r = 0; r < N; r++) {
+            for (int64_t k = 0; k < K; k++) row[k] = 0.02f * (float)((r * 7 + k * 3) % 5 - 2);
+            bn_quantize_row_q8_0(row, q8 + r * (K / 32), K);
+        }
+        free(row);
+        assert_int_equal(bn_gguf_writer_add_tensor(w, t->name, BN_TYPE_Q8_0, 2, t->ne, q8,
+                                                   (size_t)(N * K / 32) * sizeof *q8),
+                         BN_OK);
+    }
+    char path[] = "/tmp/test_cuda_emu_mixedXXXXXX";
+    const int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(bn_gguf_writer_write(ctx, w, path), BN_OK);
+    bn_gguf_writer_free(w);
+    bn_gguf_close(g);
+    free(q8);
+    fixture f = {.ctx = ctx};
+    if (bn_model_load(ctx, path, NULL, &f.m) != BN_OK) fail_msg("%s", bn_ctx_errmsg(ctx));
+    f.V = bn_model_n_vocab(f.m);
+    const int64_t L = bn_model_hparams_get(f.m)->n_layer;
+    bn_cuda_model *gm = NULL;
+    assert_int_equal(bn_cuda_model_new(f.m, NULL, &gm), BN_ERR_UNSUPPORTED);
+    assert_null(gm);
+    assert_non_null(strstr(bn_ctx_errmsg(ctx), "blk.0.attn_q is kept at q8_0"));
+    char hint[64];
+    snprintf(hint, sizeof hint, "-ngl %lld leaves it on the CPU", (long long)(L - 1));
+    assert_non_null(strstr(bn_ctx_errmsg(ctx), hint));
+    bn_cuda_params cp;
+    bn_cuda_params_init(&cp);
+    cp.n_ctx = 64;
+    cp.n_layers = (int)L - 1;
+    if (bn_cuda_model_new(f.m, &cp, &gm) != BN_OK) fail_msg("%s", bn_ctx_errmsg(ctx));
+    bn_model_state *cpu = NULL, *st = gpu_state(&f, gm, 64);
+    bn_model_state_params sp;
+    bn_model_state_params_init(&sp);
+    sp.n_ctx = 64;
+    assert_int_equal(bn_model_state_new(f.m, &sp, &cpu), BN_OK);
+    int32_t prompt[9];
+    for (int i = 0; i < 9; i++) prompt[i] = (int32_t)((i * 577 + 1) % f.V);
+    float *lc = malloc((size_t)f.V * 4), *lg = malloc((size_t)f.V * 4);
+    assert_true(lc && lg);
+    assert_int_equal(bn_model_eval(cpu, prompt, 9, 0, 1, lc), BN_OK);
+    assert_int_equal(bn_model_eval(st, prompt, 9, 0, 1, lg), BN_OK);
+    check_close(lc, lg, f.V, "a mixed layer on the CPU, the rest on the GPU");
+    free(lc);
+    free(lg);
+    bn_model_state_free(st);
+    bn_model_state_free(cpu);
+    bn_cuda_model_free(gm);
+    bn_model_free(f.m);
+    unlink(path);
+    bn_ctx_free(ctx);
+}
+
 static int n_shrink_logs;
 static void log_fn(bn_log_level level, const char *msg, void *user)
 {
@@ -619,7 +703,8 @@ static void test_serve_evict(void **state)
     assert_memory_equal(a, b, n3 * sizeof *a);
     assert_true(resident(gs[0].sess) && resident(gs[1].sess));
     bn_cuda_pool_stats(cm_model_gpu(m), &st);
-    assert_true(st.n_pressure[BN_GPU_PRESSURE_SHRINK_CTX] + st.n_pressure[BN_GPU_PRESSURE_CPU_LAYERS] >
+    assert_true(st.n_pressure[BN_GPU_PRESSURE_SHRINK_CTX] +
+                        st.n_pressure[BN_GPU_PRESSURE_CPU_LAYERS] >
                 0);
     for (int i = 0; i < 3; i++) cm_session_free(gs[i].sess);
     for (int i = 0; i < nb; i++) assert_int_equal(bn_gpu_pool_dealloc(pool, blk[i]), BN_OK);
@@ -650,7 +735,7 @@ int main(void)
             cmocka_unit_test(test_lowrank_refused), cmocka_unit_test(test_errors),
             cmocka_unit_test(test_shrink_ctx),      cmocka_unit_test(test_bench_gemv),
             cmocka_unit_test(test_offload_layers),  cmocka_unit_test(test_pressure),
-            cmocka_unit_test(test_serve_evict),
+            cmocka_unit_test(test_serve_evict),     cmocka_unit_test(test_mixed_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
