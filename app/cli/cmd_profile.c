@@ -17,6 +17,10 @@
  * times; the medians of their generation speeds give the gain, and the larger relative
  * spread (max - min) / median of the two sets of passes the noise. An option is recommended
  * only when its gain exceeds the noise and MIN_GAIN both.
+ *
+ * --gpu (profile_gpu.c): the same trials for the CUDA backend's layers (-ngl) and context,
+ * through bn_model_eval on a state with GPU layers; no class profile (the forward's timers
+ * see the CPU layers only).
  */
 #include "commands.h"
 
@@ -37,6 +41,7 @@
 #define DEFAULT_PP      64
 #define DEFAULT_TG      32
 #define DEFAULT_REPS    3
+#define MIN_REPS        PF_MIN_REPS
 #define PROBE_REPS      5
 #define MIN_GAIN        PF_MIN_GAIN
 #define MAX_TRIALS      ((int)(sizeof((pf_report *)0)->trials / sizeof(pf_trial)))
@@ -64,8 +69,9 @@ void cmd_profile_help(FILE *out)
             "  -n, --n-gen N     generated tokens after the prompt (default %d)\n"
             "  -r, --reps N      passes of the profile and of each trial (default %d)\n"
             "  --no-try          the profile only, no trials\n"
-            "  --gpu             the CUDA backend instead: pool statistics, speed per\n"
-            "                    context, the layers the device's memory holds (a CUDA\n"
+            "  --gpu             the CUDA backend instead: the setup's GPU layers (-ngl;\n"
+            "                    default all and the LM head) and pool, then other layer\n"
+            "                    counts and a smaller context tried the same way (a CUDA\n"
             "                    build with a device; otherwise it says so and fails)\n"
             "  --json            one JSON document (see bitnet(1))\n"
             "  -h, --help        this help\n\n"
@@ -122,7 +128,10 @@ static int parse_args(int argc, char **argv, pf_opts *o)
         }
     }
     const int rc = mc_apply_defaults(C, MC_DEF_THREADS, &o->mc, NULL);
-    return rc >= 0 ? rc : -1;
+    if (rc >= 0) return rc;
+    if (o->mc.gpu_given && o->mc.gpu_layers > 0 && !o->gpu)
+        return cli_usage_error(C, "-ngl profiles GPU layers: add --gpu");
+    return -1;
 }
 
 /* ---- a configuration, loaded ----------------------------------------------------------- */
@@ -130,6 +139,22 @@ static int parse_args(int argc, char **argv, pf_opts *o)
 static int same_model(const pf_cfg *a, const pf_cfg *b)
 {
     return a->threads == b->threads && a->k == b->k && a->head_type == b->head_type;
+}
+
+static int inst_state(const char *path, pf_inst *in, char *err, size_t errsz)
+{
+    const pf_cfg *c = &in->c;
+    if (c->ngl > 0 && pf_gpu_open(in, err, errsz) != 0) return -1;
+    bn_model_state_params sp;
+    bn_model_state_params_init(&sp);
+    sp.n_ctx = c->n_ctx;
+    sp.n_batch = c->n_batch;
+    sp.kv_type = c->kv_type;
+    sp.gpu = in->g;
+    if (bn_model_state_new(in->m, &sp, &in->st) != BN_OK)
+        return cm_fail(err, errsz, "%s: %s", path, bn_ctx_errmsg(in->ctx));
+    in->c.n_ctx = bn_model_state_n_ctx(in->st);
+    return 0;
 }
 
 /* Loads c (sharing share's context and model when only the state differs). 0 or -1 with the
@@ -155,23 +180,17 @@ static int inst_open(const char *path, const pf_cfg *c, const pf_inst *share, pf
             return -1;
         }
     }
-    bn_model_state_params sp;
-    bn_model_state_params_init(&sp);
-    sp.n_ctx = c->n_ctx;
-    sp.n_batch = c->n_batch;
-    sp.kv_type = c->kv_type;
-    if (bn_model_state_new(in->m, &sp, &in->st) != BN_OK) {
-        cm_fail(err, errsz, "%s: %s", path, bn_ctx_errmsg(in->ctx));
+    if (inst_state(path, in, err, errsz) != 0) {
         pf_inst_close(in);
         return -1;
     }
-    in->c.n_ctx = bn_model_state_n_ctx(in->st);
     return 0;
 }
 
 void pf_inst_close(pf_inst *in)
 {
     bn_model_state_free(in->st);
+    bn_cuda_model_free(in->g);
     if (in->own) {
         bn_model_free(in->m);
         bn_ctx_free(in->ctx);
@@ -328,6 +347,7 @@ static int run_trial(const char *path, pf_inst *base, const pf_run *r, pf_trial 
         if (rc == 0) rc = pass(&cand, r, NULL, &a, &b, NULL, NULL);
         cpp[k] = r->o->n_prompt / a, ctg[k] = r->o->n_gen / b;
     }
+    if (cand.g) bn_cuda_pool_stats(cand.g, &t->pool);
     if (rc != 0) {
         const char *e = bn_ctx_errmsg(cand.ctx);
         cm_fail(err, errsz, "%s", *e ? e : bn_ctx_errmsg(base->ctx));
@@ -342,7 +362,7 @@ static int run_trial(const char *path, pf_inst *base, const pf_run *r, pf_trial 
     t->gain_tg = t->tg / t->base_tg - 1.0;
     t->gain_pp = t->pp / t->base_pp - 1.0;
     t->tried = 1;
-    t->recommended = t->gain_tg > t->noise && t->gain_tg > MIN_GAIN;
+    t->recommended = n >= MIN_REPS && t->gain_tg > t->noise && t->gain_tg > MIN_GAIN;
     return 0;
 }
 
@@ -421,6 +441,20 @@ static void drop_same(pf_report *rep, const pf_inst *base)
     rep->n_trials = w;
 }
 
+/* Of the recommended values of one option, only the one with the largest gain stays. */
+static void best_only(pf_report *rep)
+{
+    for (int i = 0; i < rep->n_trials; i++) {
+        pf_trial *a = &rep->trials[i];
+        for (int k = 0; a->recommended && k < rep->n_trials; k++) {
+            const pf_trial *b = &rep->trials[k];
+            if (k != i && b->recommended && !strcmp(a->option, b->option) &&
+                (b->gain_tg > a->gain_tg || (b->gain_tg == a->gain_tg && k < i)))
+                a->recommended = 0;
+        }
+    }
+}
+
 /* ---- the command ----------------------------------------------------------------------- */
 
 static int random_tokens(pf_run *r, const pf_inst *in)
@@ -445,6 +479,8 @@ static void base_cfg(const pf_opts *o, pf_cfg *c)
     c->kv_type = o->mc.kv_f32 ? BN_TYPE_F32 : BN_TYPE_F16;
     c->n_ctx = o->mc.n_ctx;
     c->n_batch = o->mc.n_batch;
+    /* --gpu: the config's or -ngl's layers, else all of them and the head */
+    c->ngl = !o->gpu ? 0 : o->mc.gpu_layers > 0 ? (int)o->mc.gpu_layers : 1 << 20;
 }
 
 int cmd_profile(int argc, char **argv)
@@ -452,7 +488,6 @@ int cmd_profile(int argc, char **argv)
     pf_opts o = {0};
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;
-    if (o.gpu) return pf_gpu(&o);
     pf_report *rep = calloc(1, sizeof *rep);
     pf_run r = {.o = &o};
     pf_inst base = {0};
@@ -463,6 +498,8 @@ int cmd_profile(int argc, char **argv)
         cli_error("out of memory");
         goto out;
     }
+    rep->gpu = o.gpu;
+    if (o.gpu && pf_gpu_device(&rep->dev) != 0) goto out;
     rep->model = o.mc.model;
     if (inst_open(o.mc.model, &c, NULL, &base, rep->err, sizeof rep->err) != 0) goto fail;
     if ((int64_t)o.n_prompt + o.n_gen > base.c.n_ctx) {
@@ -476,14 +513,20 @@ int cmd_profile(int argc, char **argv)
         goto fail;
     }
     rep->base = &base;
-    if (run_profile(&base, &r, rep) != 0) goto fail;
+    if (o.gpu && base.g) bn_cuda_pool_stats(base.g, &rep->pool);
+    if (!o.gpu && run_profile(&base, &r, rep) != 0) goto fail;
     if (!o.no_try) {
-        plan_trials(&base, &o, rep);
+        if (o.gpu)
+            pf_gpu_plan(&base, &o, rep);
+        else
+            plan_trials(&base, &o, rep);
         drop_same(rep, &base);
         for (int i = 0; i < rep->n_trials; i++)
             if (run_trial(o.mc.model, &base, &r, &rep->trials[i], rep->err, sizeof rep->err))
                 goto fail;
+        best_only(rep);
     }
+    if (o.gpu && base.g) bn_cuda_pool_stats(base.g, &rep->pool); /* with its KV cache */
     rc = o.json ? pf_print_json(&o, rep) : pf_print_text(&o, rep);
     goto out;
 fail:

@@ -96,8 +96,12 @@ static void print_trials(const pf_opts *o, const pf_report *r)
             printf("  %-8s %-12s skipped: %s\n", t->option, t->value, t->skipped);
             continue;
         }
-        printf("  %-8s %-12s %10.1f %10.1f %+7.1f%% %+7.1f%% %6.1f%%\n", t->option, t->value, t->tg,
+        printf("  %-8s %-12s %10.1f %10.1f %+7.1f%% %+7.1f%% %6.1f%%", t->option, t->value, t->tg,
                t->base_tg, 100 * t->gain_tg, 100 * t->gain_pp, 100 * t->noise);
+        if (r->gpu && t->cfg.ngl > 0)
+            printf("  pool %.1f MiB, peak %.1f", t->pool.reserved / 1048576.0,
+                   t->pool.peak_used / 1048576.0);
+        printf("\n");
     }
     int any = 0;
     for (int i = 0; i < r->n_trials; i++) {
@@ -106,7 +110,10 @@ static void print_trials(const pf_opts *o, const pf_report *r)
         printf("recommended: %s (%+.1f%% tg, measured)\n", t->flag, 100 * t->gain_tg);
         any = 1;
     }
-    if (!any)
+    if (!any && o->reps < PF_MIN_REPS)
+        printf("no recommendation: %d passes cannot tell a gain from noise (-r %d or more)\n",
+               o->reps, PF_MIN_REPS);
+    else if (!any)
         printf("no recommendation: no option beat the setup by more than the noise and %.0f%%\n",
                100 * PF_MIN_GAIN);
 }
@@ -114,6 +121,11 @@ static void print_trials(const pf_opts *o, const pf_report *r)
 int pf_print_text(const pf_opts *o, const pf_report *r)
 {
     const pf_inst *b = r->base;
+    if (r->gpu) {
+        pf_gpu_text_head(r);
+        print_trials(o, r);
+        return BN_EXIT_OK;
+    }
     printf("%s: %d threads, kernels %s, LM head %s, KV %s, context %lld, batch %lld\n", r->model,
            b->c.threads, kernels_name(b), bn_model_head_name(b->m), kv_name(b->c.kv_type),
            (long long)b->c.n_ctx, (long long)bn_model_state_n_batch(b->st));
@@ -172,6 +184,7 @@ static cJSON *trial_json(const pf_trial *t)
     cJSON_AddNumberToObject(j, "gain_pp", t->gain_pp);
     cJSON_AddNumberToObject(j, "noise", t->noise);
     cJSON_AddBoolToObject(j, "recommended", t->recommended);
+    pf_gpu_trial_json(t, j);
     return j;
 }
 
@@ -186,9 +199,13 @@ int pf_print_json(const pf_opts *o, const pf_report *r)
     cJSON_AddStringToObject(d, "kv_type", kv_name(b->c.kv_type));
     cJSON_AddNumberToObject(d, "n_ctx", (double)b->c.n_ctx);
     cJSON_AddNumberToObject(d, "n_batch", (double)bn_model_state_n_batch(b->st));
-    cJSON_AddNumberToObject(d, "read_ceiling_bytes_per_s", r->probe_bps);
-    cJSON_AddItemToObject(d, "prompt", phase_json(&r->pp, o->reps, r->probe_bps));
-    cJSON_AddItemToObject(d, "generation", phase_json(&r->tg, o->reps, r->probe_bps));
+    if (r->gpu) {
+        pf_gpu_json_head(r, d);
+    } else {
+        cJSON_AddNumberToObject(d, "read_ceiling_bytes_per_s", r->probe_bps);
+        cJSON_AddItemToObject(d, "prompt", phase_json(&r->pp, o->reps, r->probe_bps));
+        cJSON_AddItemToObject(d, "generation", phase_json(&r->tg, o->reps, r->probe_bps));
+    }
     for (int i = 0; i < r->n_trials; i++) {
         const pf_trial *t = &r->trials[i];
         cJSON_AddItemToArray(tr, trial_json(t));
@@ -201,6 +218,8 @@ int pf_print_json(const pf_opts *o, const pf_report *r)
         cJSON_AddItemToArray(rec, x);
     }
     cJSON_AddNumberToObject(d, "min_gain", PF_MIN_GAIN);
+    cJSON_AddNumberToObject(d, "min_reps", PF_MIN_REPS);
+    cJSON_AddNumberToObject(d, "reps", o->reps);
     cJSON_AddItemToObject(d, "trials", tr);
     cJSON_AddItemToObject(d, "recommendations", rec);
     return cli_print_json(d) == 0 ? BN_EXIT_OK : BN_EXIT_FAIL;
