@@ -121,6 +121,9 @@ bn_status bn__pg_tenant_add(bn_db *db, const char *actor, const char *name, cons
 bn_status bn__pg_tenant_get(bn_db *db, const char *ref, int by_id, bn_tenant *out);
 bn_status bn__pg_tenant_list(bn_db *db, int (*fn)(void *ud, const bn_tenant *t), void *ud);
 bn_status bn__pg_tenant_suspend(bn_db *db, const char *actor, const char *ref, int suspend);
+bn_status bn__pg_tenant_delete(bn_db *db, const char *actor, const char *ref);
+bn_status bn__pg_tenant_erase(bn_db *db, const char *actor, const char *ref);
+bn_status bn__pg_tenant_export(bn_db *db, const char *actor, const char *ref, char **json);
 bn_status bn__pg_key_create(bn_db *db, const char *actor, int64_t tenant_id, const char *prefix,
                             const uint8_t hash[32], unsigned scopes, int64_t expires_ms,
                             const char *details, int64_t *id);
@@ -142,6 +145,10 @@ bn_status bn__pg_outbox_claim(bn_db *db, int64_t now_ms, int64_t lease_ms, bn_ou
 bn_status bn__pg_outbox_mark(bn_db *db, int op, int64_t id, int flag, int64_t at,
                              const char *error);
 bn_status bn__pg_outbox_counts(bn_db *db, int64_t now_ms, bn_outbox_counts *out);
+bn_status bn__pg_outbox_requeue(bn_db *db, const char *actor, int64_t tenant_id, int64_t now_ms,
+                                int64_t *n);
+bn_status bn__pg_billing_reconcile(bn_db *db, int64_t tenant_id, int64_t from_ms, int64_t to_ms,
+                                   int (*fn)(void *ud, const bn_billing_row *r), void *ud);
 bn_status bn__pg_audit_append(bn_db *db, const char *actor, const char *action,
                               const char *target, const char *details);
 bn_status bn__pg_audit_list(bn_db *db, int (*fn)(void *ud, const bn_audit_entry *e), void *ud);

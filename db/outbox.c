@@ -214,6 +214,7 @@ bn_status bn_db_outbox_requeue(bn_db *db, const char *actor, int64_t tenant_id, 
                                int64_t *n)
 {
     *n = 0;
+    if (db->pg) return bn__pg_outbox_requeue(db, actor, tenant_id, now_ms, n);
     const char *what = "putting refused meter events back";
     bn_status s = bn__db_begin(db, what);
     if (s != BN_OK) return s;
@@ -311,6 +312,7 @@ bn_status bn_db_outbox_counts(bn_db *db, int64_t now_ms, bn_outbox_counts *out)
 bn_status bn_db_billing_reconcile(bn_db *db, int64_t tenant_id, int64_t from_ms, int64_t to_ms,
                                   int (*fn)(void *ud, const bn_billing_row *r), void *ud)
 {
+    if (db->pg) return bn__pg_billing_reconcile(db, tenant_id, from_ms, to_ms, fn, ud);
     sqlite3_stmt *st;
     bn_status s = bn__db_prepare(db, RECONCILE_SQL, &st);
     if (s != BN_OK) return s;

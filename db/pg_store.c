@@ -569,3 +569,214 @@ bn_status bn__pg_outbox_counts(bn_db *db, int64_t now_ms, bn_outbox_counts *out)
     PQclear(r);
     return s;
 }
+
+bn_status bn__pg_outbox_requeue(bn_db *db, const char *actor, int64_t tenant_id, int64_t now_ms,
+                                int64_t *n)
+{
+    const char *what = "putting refused meter events back";
+    char tid[24], now[24], target[48], details[48];
+    const char *v[] = {I64(tid, tenant_id), I64(now, now_ms)};
+    PGconn *c;
+    PGresult *r = NULL;
+    *n = 0;
+    bn_status s = bn__pg_begin(db, tenant_id ? tenant_id : BN_PG_ALL, &c, what);
+    if (s != BN_OK) return s;
+    s = bn__pg_q(db, c,
+                 "UPDATE billing_outbox SET state = 'pending', next_at = $2 WHERE state = "
+                 "'failed' AND ($1::bigint = 0 OR tenant_id = $1::bigint) RETURNING id",
+                 2, v, &r, what);
+    const int64_t got = s == BN_OK ? PQntuples(r) : 0;
+    PQclear(r);
+    if (tenant_id)
+        snprintf(target, sizeof target, "tenant:%" PRId64, tenant_id);
+    else
+        snprintf(target, sizeof target, "billing");
+    snprintf(details, sizeof details, "{\"events\": %" PRId64 "}", got);
+    if (s == BN_OK && got) s = audit_add(db, c, actor, "billing.retry", target, details);
+    s = bn__pg_end(db, c, s, what);
+    if (s == BN_OK) *n = got;
+    return s;
+}
+
+/* The ledger and the outbox per tenant over the same window ($2, $3), as outbox.c's. */
+#define RECONCILE_SQL                                                                              \
+    "WITH l AS (SELECT tenant_id, sum(requests) AS r, "                                            \
+    "sum(prompt_tokens + completion_tokens) AS tok FROM usage "                                    \
+    "WHERE ($2::bigint = 0 OR at >= $2::bigint) AND ($3::bigint = 0 OR at < $3::bigint) "          \
+    "GROUP BY tenant_id), "                                                                        \
+    "o AS (SELECT tenant_id, count(*) AS n, sum(value) AS q, "                                     \
+    "coalesce(sum(value) FILTER (WHERE state = 'acked'), 0) AS a, "                                \
+    "coalesce(sum(value) FILTER (WHERE state = 'pending'), 0) AS p, "                              \
+    "coalesce(sum(value) FILTER (WHERE state = 'failed'), 0) AS f FROM billing_outbox "            \
+    "WHERE ($2::bigint = 0 OR at >= $2::bigint) AND ($3::bigint = 0 OR at < $3::bigint) "          \
+    "GROUP BY tenant_id) "                                                                         \
+    "SELECT t.id, t.name, coalesce(t.stripe_customer, ''), coalesce(l.r, 0), "                     \
+    "coalesce(l.tok, 0), coalesce(o.n, 0), coalesce(o.q, 0), coalesce(o.a, 0), "                   \
+    "coalesce(o.p, 0), coalesce(o.f, 0) FROM tenants t "                                           \
+    "LEFT JOIN l ON l.tenant_id = t.id LEFT JOIN o ON o.tenant_id = t.id "                         \
+    "WHERE ($1::bigint <> 0 AND t.id = $1::bigint) OR ($1::bigint = 0 AND "                        \
+    "(coalesce(t.stripe_customer, '') <> '' OR o.n IS NOT NULL)) ORDER BY t.id"
+
+bn_status bn__pg_billing_reconcile(bn_db *db, int64_t tenant_id, int64_t from_ms, int64_t to_ms,
+                                   int (*fn)(void *ud, const bn_billing_row *r), void *ud)
+{
+    char tid[24], f[24], t[24];
+    const char *v[] = {I64(tid, tenant_id), I64(f, from_ms), I64(t, to_ms)};
+    PGresult *r;
+    bn_status s = query1(db, tenant_id ? tenant_id : BN_PG_ALL, RECONCILE_SQL, 3, v, &r,
+                         "reconciling the ledger with the outbox");
+    for (int i = 0; s == BN_OK && i < PQntuples(r); i++) {
+        bn_billing_row b = {.tenant_name = PQgetvalue(r, i, 1), .customer = PQgetvalue(r, i, 2)};
+        int64_t *iv[] = {&b.tenant_id,
+                         NULL,
+                         NULL,
+                         &b.ledger_requests,
+                         &b.ledger_tokens,
+                         &b.events,
+                         &b.queued_tokens,
+                         &b.acked_tokens,
+                         &b.pending_tokens,
+                         &b.failed_tokens};
+        for (int k = 0; k < 10; k++)
+            if (iv[k]) *iv[k] = bn__pg_i64(r, i, k);
+        if (fn(ud, &b)) s = BN_ERR_CANCELLED;
+    }
+    PQclear(r);
+    return s;
+}
+
+/* ---- delete, erase, export ------------------------------------------------------------------ */
+
+/* Begins a transaction (scope all) and finds ref's tenant in it. */
+static bn_status begin_tenant(bn_db *db, const char *ref, PGconn **c, bn_tenant *t,
+                              const char *what)
+{
+    bn_status s = bn__pg_begin(db, BN_PG_ALL, c, what);
+    if (s != BN_OK) return s;
+    s = tenant_get_on(db, *c, ref, strspn(ref, "0123456789") == strlen(ref), t);
+    if (s != BN_OK) bn__pg_end(db, *c, s, what);
+    return s;
+}
+
+/* Runs each of the statements of sqls (NULL-ended) with $1 the tenant's id. */
+static bn_status run_each(bn_db *db, PGconn *c, const char *const *sqls, int64_t tenant,
+                          const char *what)
+{
+    char tid[24];
+    const char *v[] = {I64(tid, tenant)};
+    bn_status s = BN_OK;
+    for (; s == BN_OK && *sqls; sqls++) s = bn__pg_q(db, c, *sqls, 1, v, NULL, what);
+    return s;
+}
+
+bn_status bn__pg_tenant_delete(bn_db *db, const char *actor, const char *ref)
+{
+    static const char *const del[] = {"DELETE FROM api_keys WHERE tenant_id = $1",
+                                      "DELETE FROM tenants WHERE id = $1", NULL};
+    const char *what = "deleting a tenant";
+    PGconn *c;
+    bn_tenant t;
+    bn_status s = begin_tenant(db, ref, &c, &t, what);
+    if (s != BN_OK) return s;
+    char tid[24];
+    const char *v[] = {I64(tid, t.id)};
+    PGresult *r = NULL;
+    s = bn__pg_q(db, c, "SELECT count(*) FROM usage WHERE tenant_id = $1", 1, v, &r, what);
+    const int64_t n = s == BN_OK ? bn__pg_i64(r, 0, 0) : 0;
+    PQclear(r);
+    if (s == BN_OK && n > 0)
+        s = bn__db_err(db, BN_ERR_INVALID,
+                       "tenant %" PRId64 " has %" PRId64 " usage records (billing data): erase "
+                       "it instead",
+                       t.id, n);
+    if (s == BN_OK) s = run_each(db, c, del, t.id, what);
+    if (s == BN_OK) s = audit_tenant(db, c, actor, "tenant.delete", t.id, NULL);
+    return bn__pg_end(db, c, s, what);
+}
+
+bn_status bn__pg_tenant_erase(bn_db *db, const char *actor, const char *ref)
+{
+    /* as tenants.c: the keys go, the name and Stripe id too, the usage rows are folded into
+     * one anonymous row per UTC day and model, the meter events are deleted (counted) */
+    static const char *const erase[] = {
+            "DELETE FROM api_keys WHERE tenant_id = $1",
+            "UPDATE tenants SET name = 'erased-' || id, status = 'erased', stripe_customer = "
+            "NULL WHERE id = $1",
+            "INSERT INTO usage (request_id, tenant_id, key_id, model, requests, prompt_tokens, "
+            "completion_tokens, duration_ms, status, at) SELECT NULL, tenant_id, NULL, model, "
+            "sum(requests), sum(prompt_tokens), sum(completion_tokens), sum(duration_ms), "
+            "'erased', min(at) FROM usage WHERE tenant_id = $1 AND status <> 'erased' "
+            "GROUP BY tenant_id, at / 86400000, model",
+            "DELETE FROM usage WHERE tenant_id = $1 AND status <> 'erased'",
+            "DELETE FROM billing_outbox WHERE tenant_id = $1",
+            NULL};
+    const char *what = "erasing a tenant";
+    PGconn *c;
+    bn_tenant t;
+    bn_status s = begin_tenant(db, ref, &c, &t, what);
+    if (s != BN_OK) return s;
+    char tid[24], unbilled[96] = "{}";
+    const char *v[] = {I64(tid, t.id)};
+    PGresult *r = NULL;
+    s = bn__pg_q(db, c,
+                 "SELECT count(*), coalesce(sum(value), 0) FROM billing_outbox WHERE tenant_id "
+                 "= $1 AND state = 'pending'",
+                 1, v, &r, what);
+    if (s == BN_OK)
+        snprintf(unbilled, sizeof unbilled,
+                 "{\"unbilled_events\": %" PRId64 ", \"unbilled_tokens\": %" PRId64 "}",
+                 bn__pg_i64(r, 0, 0), bn__pg_i64(r, 0, 1));
+    PQclear(r);
+    if (s == BN_OK) s = run_each(db, c, erase, t.id, what);
+    if (s == BN_OK) s = audit_tenant(db, c, actor, "tenant.erase", t.id, unbilled);
+    return bn__pg_end(db, c, s, what);
+}
+
+/* The whole export as one document, as tenants.c's, built by PostgreSQL's JSON functions. */
+static const char export_sql[] =
+        "SELECT json_build_object("
+        " 'tenant', (SELECT json_build_object('id', id, 'name', name, 'tier', tier, 'status',"
+        "   status, 'stripe_customer', stripe_customer, 'created_ms', created_at)"
+        "   FROM tenants WHERE id = $1),"
+        " 'keys', (SELECT coalesce(json_agg(json_build_object('id', id, 'prefix', prefix,"
+        "   'scopes', trim(BOTH ',' FROM (CASE WHEN scopes & 1 <> 0 THEN 'inference,' ELSE '' END)"
+        "     || (CASE WHEN scopes & 2 <> 0 THEN 'usage,' ELSE '' END)"
+        "     || (CASE WHEN scopes & 4 <> 0 THEN 'admin' ELSE '' END)),"
+        "   'created_ms', created_at, 'expires_ms', expires_at, 'revoked_ms', revoked_at,"
+        "   'last_used_ms', last_used_at) ORDER BY id), '[]') FROM api_keys WHERE tenant_id = $1),"
+        " 'usage', (SELECT coalesce(json_agg(json_build_object('request_id', request_id,"
+        "   'key_id', key_id, 'model', model, 'requests', requests,"
+        "   'prompt_tokens', prompt_tokens, 'completion_tokens', completion_tokens,"
+        "   'duration_ms', duration_ms, 'status', status, 'at_ms', at) ORDER BY id), '[]')"
+        "   FROM usage WHERE tenant_id = $1),"
+        " 'billing_events', (SELECT coalesce(json_agg(json_build_object('event_id', event_id,"
+        "   'request_id', request_id, 'stripe_customer', customer, 'value', value, 'at_ms', at,"
+        "   'state', state, 'attempts', attempts, 'acked_ms', acked_at,"
+        "   'duplicate', CASE WHEN duplicate THEN 1 ELSE 0 END, 'last_error', last_error)"
+        "   ORDER BY id), '[]') FROM billing_outbox WHERE tenant_id = $1),"
+        " 'audit', (SELECT coalesce(json_agg(json_build_object('id', id, 'at_ms', at, 'actor',"
+        "   actor, 'action', action, 'target', target, 'details', details::json) ORDER BY id),"
+        "   '[]') FROM audit WHERE target = $2 OR target IN"
+        "   (SELECT 'key:' || id FROM api_keys WHERE tenant_id = $1)))::text";
+
+bn_status bn__pg_tenant_export(bn_db *db, const char *actor, const char *ref, char **json)
+{
+    const char *what = "exporting a tenant";
+    PGconn *c;
+    bn_tenant t;
+    *json = NULL;
+    bn_status s = begin_tenant(db, ref, &c, &t, what);
+    if (s != BN_OK) return s;
+    char tid[24], target[48];
+    snprintf(target, sizeof target, "tenant:%" PRId64, t.id);
+    const char *v[] = {I64(tid, t.id), target};
+    PGresult *r = NULL;
+    s = audit_tenant(db, c, actor, "tenant.export", t.id, NULL);
+    if (s == BN_OK) s = bn__pg_q(db, c, export_sql, 2, v, &r, what);
+    if (s == BN_OK && !(*json = bn_strdup(PQgetvalue(r, 0, 0))))
+        s = bn__db_err(db, BN_ERR_NOMEM, "out of memory");
+    PQclear(r);
+    s = bn__pg_end(db, c, s, what);
+    if (s != BN_OK) bn_free(*json), *json = NULL;
+    return s;
+}

@@ -63,9 +63,14 @@ static void read_tenant(sqlite3_stmt *st, bn_tenant *t)
     t->n_keys = sqlite3_column_int64(st, 6);
 }
 
+static bn_status no_ref(bn_db *db)
+{
+    return bn__db_err(db, BN_ERR_INVALID, "no tenant named");
+}
+
 bn_status bn_db_tenant_get(bn_db *db, const char *ref, bn_tenant *out)
 {
-    if (!ref || !*ref) return bn__db_err(db, BN_ERR_INVALID, "no tenant named");
+    if (!ref || !*ref) return no_ref(db);
     const int by_id = all_digits(ref);
     if (db->pg) return bn__pg_tenant_get(db, ref, by_id, out);
     sqlite3_stmt *st;
@@ -190,8 +195,7 @@ static bn_status begin_on(bn_db *db, const char *ref, bn_tenant *t, const char *
 bn_status bn_db_tenant_suspend(bn_db *db, const char *actor, const char *ref, int suspend)
 {
     const char *what = suspend ? "suspending a tenant" : "resuming a tenant";
-    if (db->pg && (!ref || !*ref)) return bn__db_err(db, BN_ERR_INVALID, "no tenant named");
-    if (db->pg) return bn__pg_tenant_suspend(db, actor, ref, suspend);
+    if (db->pg) return ref && *ref ? bn__pg_tenant_suspend(db, actor, ref, suspend) : no_ref(db);
     bn_tenant t;
     bn_status s = begin_on(db, ref, &t, what);
     if (s != BN_OK) return s;
@@ -223,6 +227,7 @@ static bn_status count_usage(bn_db *db, int64_t tenant, int64_t *n)
 bn_status bn_db_tenant_delete(bn_db *db, const char *actor, const char *ref)
 {
     const char *what = "deleting a tenant";
+    if (db->pg) return ref && *ref ? bn__pg_tenant_delete(db, actor, ref) : no_ref(db);
     bn_tenant t;
     int64_t n = 0;
     bn_status s = begin_on(db, ref, &t, what);
@@ -267,6 +272,7 @@ static bn_status fold_usage(bn_db *db, int64_t tenant)
 bn_status bn_db_tenant_erase(bn_db *db, const char *actor, const char *ref)
 {
     const char *what = "erasing a tenant";
+    if (db->pg) return ref && *ref ? bn__pg_tenant_erase(db, actor, ref) : no_ref(db);
     bn_tenant t;
     bn_status s = begin_on(db, ref, &t, what);
     if (s != BN_OK) return s;
@@ -338,6 +344,7 @@ bn_status bn_db_tenant_export(bn_db *db, const char *actor, const char *ref, cha
     const char *what = "exporting a tenant";
     bn_tenant t;
     *json = NULL;
+    if (db->pg) return ref && *ref ? bn__pg_tenant_export(db, actor, ref, json) : no_ref(db);
     bn_status s = begin_on(db, ref, &t, what);
     if (s != BN_OK) return s;
     s = audit_tenant(db, actor, "tenant.export", t.id, NULL);

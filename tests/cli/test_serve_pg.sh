@@ -244,4 +244,11 @@ sent=$(wc -l <"$TMP/rec/events.jsonl" 2>/dev/null)
 "$B" billing status --json $D >"$TMP/out" 2>&1
 [ "$("$JSONGET" pending <"$TMP/out")" = 0 ] && ok "billing status --database: none pending" ||
     bad "billing status: $(cat "$TMP/out")"
+expect_exit 0 "billing reconcile --database: the ledger billed exactly" -- "$B" billing reconcile $D
+expect_exit 0 "tenants erase globex --database" -- "$B" tenants erase globex $D
+[ "$(pg_sql "SELECT status || ':' || name FROM tenants WHERE id = $GID")" = "erased:erased-$GID" ] &&
+    [ "$(pg_sql "SELECT count(request_id) FROM usage WHERE tenant_id = $GID")" = 0 ] &&
+    ok "globex erased: its name gone, its ledger rows folded without request ids" ||
+    bad "erase: $(pg_sql "SELECT status, name FROM tenants WHERE id = $GID")"
+expect_exit 0 "audit verify --database" -- "$B" audit verify $D
 finish test_serve_pg.sh

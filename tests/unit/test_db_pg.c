@@ -373,16 +373,108 @@ static void test_audit_outbox(void **state)
     bn_db_close(db);
 }
 
+/* ---- export, erase, delete; requeue and reconcile -------------------------------------------- */
+
+static int rec_row(void *ud, const bn_billing_row *r)
+{
+    *(bn_billing_row *)ud = *r;
+    return 0;
+}
+
+static void test_erase_export(void **state)
+{
+    (void)state;
+    bn_db *db = open_db();
+    int64_t tid, kid, other;
+    OK(db, bn_db_tenant_add(db, "test", nm("erase"), "team", "cus_erase", &tid));
+    char key[BN_KEY_STR_MAX];
+    OK(db, bn_db_key_create(db, "test", tid, BN_SCOPE_INFERENCE, 0, key, &kid));
+    for (int i = 0; i < 2; i++) {
+        char id[64];
+        snprintf(id, sizeof id, "%s-%d", nm("er"), i);
+        bn_usage_rec r = rec(id, tid);
+        OK(db, bn_db_usage_record(db, &r, NULL));
+    }
+    bn_billing_row b = {0};
+    OK(db, bn_db_billing_reconcile(db, tid, 0, 0, rec_row, &b));
+    assert_int_equal(b.tenant_id, tid);
+    assert_int_equal(b.ledger_requests, 2);
+    assert_int_equal(b.ledger_tokens, 14);
+    assert_int_equal(b.pending_tokens, 14);
+    assert_string_equal(b.customer, "cus_erase");
+    char *doc = NULL;
+    OK(db, bn_db_tenant_export(db, "test", nm("erase"), &doc));
+    assert_non_null(strstr(doc, "cus_erase"));
+    assert_non_null(strstr(doc, "\"usage\""));
+    assert_non_null(strstr(doc, nm("er")));
+    assert_non_null(strstr(doc, "tenant.export")); /* its own entry is in it */
+    bn_free(doc);
+
+    OK(db, bn_db_tenant_erase(db, "test", nm("erase")));
+    bn_tenant t;
+    char ref[24];
+    snprintf(ref, sizeof ref, "%lld", (long long)tid);
+    OK(db, bn_db_tenant_get(db, ref, &t));
+    assert_string_equal(t.status, "erased");
+    assert_string_equal(t.stripe_customer, "");
+    assert_int_equal(t.n_keys, 0);
+    char q[256], v[64];
+    snprintf(q, sizeof q,
+             "SELECT count(*) || ':' || sum(requests) || ':' || count(request_id) "
+             "FROM usage WHERE tenant_id = %lld",
+             (long long)tid);
+    raw("all", q, v, sizeof v);
+    assert_string_equal(v, "1:2:0"); /* one anonymous row, the counts kept */
+    snprintf(q, sizeof q, "SELECT count(*) FROM billing_outbox WHERE tenant_id = %lld",
+             (long long)tid);
+    raw("all", q, v, sizeof v);
+    assert_string_equal(v, "0");
+    raw("all", "SELECT details FROM audit WHERE action = 'tenant.erase' ORDER BY id DESC LIMIT 1",
+        v, sizeof v);
+    assert_non_null(strstr(v, "\"unbilled_events\": 2"));
+    int64_t n, bad;
+    OK(db, bn_db_audit_verify(db, &n, &bad, NULL, 0));
+    assert_int_equal(bad, 0);
+
+    assert_int_equal(bn_db_tenant_delete(db, "test", ref), BN_ERR_INVALID); /* billing data */
+    OK(db, bn_db_tenant_add(db, "test", nm("delete"), "team", NULL, &other));
+    OK(db, bn_db_tenant_delete(db, "test", nm("delete")));
+    assert_int_equal(bn_db_tenant_get(db, nm("delete"), &t), BN_ERR_NOT_FOUND);
+    bn_db_close(db);
+}
+
+static void test_requeue(void **state)
+{
+    (void)state;
+    bn_db *db = open_db();
+    int64_t tid, n;
+    OK(db, bn_db_tenant_add(db, "test", nm("requeue"), "team", "cus_requeue", &tid));
+    bn_usage_rec r = rec(nm("rq"), tid);
+    OK(db, bn_db_usage_record(db, &r, NULL));
+    char q[256], v[32];
+    snprintf(q, sizeof q, "UPDATE billing_outbox SET state = 'failed' WHERE tenant_id = %lld",
+             (long long)tid);
+    raw("all", q, v, sizeof v);
+    OK(db, bn_db_outbox_requeue(db, "test", tid, 1000, &n));
+    assert_int_equal(n, 1);
+    snprintf(q, sizeof q, "SELECT state FROM billing_outbox WHERE tenant_id = %lld",
+             (long long)tid);
+    raw("all", q, v, sizeof v);
+    assert_string_equal(v, "pending");
+    OK(db, bn_db_outbox_requeue(db, "test", tid, 1000, &n));
+    assert_int_equal(n, 0);
+    bn_db_close(db);
+}
+
 /* ---- what it does not do -------------------------------------------------------------------- */
 
 static void test_unsupported(void **state)
 {
     (void)state;
     bn_db *db = open_db();
-    assert_int_equal(bn_db_tenant_erase(db, "test", "x"), BN_ERR_UNSUPPORTED);
-    assert_non_null(strstr(bn_db_errmsg(db), "PostgreSQL"));
     int64_t id;
     assert_int_equal(bn_db_run_begin(db, "generate", NULL, NULL, NULL, &id), BN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(bn_db_errmsg(db), "PostgreSQL"));
     int applied = 1;
     OK(db, bn_db_retention_daily(db, &applied, NULL));
     assert_int_equal(applied, 0);
@@ -401,6 +493,8 @@ int main(void)
             cmocka_unit_test(test_pool_threads),
             cmocka_unit_test(test_rls),
             cmocka_unit_test(test_audit_outbox),
+            cmocka_unit_test(test_erase_export),
+            cmocka_unit_test(test_requeue),
             cmocka_unit_test(test_unsupported),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,11 +3,11 @@
  * `bitnet serve` replicas sharing tenants, keys, the usage ledger, the billing outbox and the
  * audit log (db/pg.c: the pool, the connections, the migrations; db/pg_store.c: the calls).
  *
- * A bn_db opened here answers the calls of bitnet/db_tenants.h (tenants add, get, list,
- * suspend; keys create, revoke, list, lookup; usage record, report, total; the outbox's
- * claim, ack, retry, fail, counts; the audit log's append, list, verify) against PostgreSQL
- * through libpq, with parameterised queries only. The history's own calls (runs, jobs, the
- * spool) and the tenant calls not listed return BN_ERR_UNSUPPORTED with a message saying so.
+ * A bn_db opened here answers every call of bitnet/db_tenants.h (tenants, keys, the ledger,
+ * the outbox and its reconciliation, the audit log) against PostgreSQL through libpq, with
+ * parameterised queries only. The history's own calls (runs, jobs, the spool) return
+ * BN_ERR_UNSUPPORTED with a message saying so; bn_db_retention_daily applies nothing (the
+ * database's operator keeps its retention).
  *
  * Usage (a server: one pool, a handle per thread; a handle only carries its error message):
  *
