@@ -65,7 +65,8 @@ endif
 
 # Libraries, found with pkg-config.
 # lapacke, openblas: the dense linear algebra of engine/src/linalg.c (bitnet/linalg.h)
-ENGINE_PKGS := libpcre2-8 libzip libprotobuf-c lapacke openblas
+# libjpeg (libjpeg-turbo), libpng, libexif: image decoding and EXIF orientation (bitnet/image.h)
+ENGINE_PKGS := libpcre2-8 libzip libprotobuf-c lapacke openblas libjpeg libpng libexif
 APP_PKGS  := libcjson nettle libmicrohttpd libcurl readline zlib libcrypt yaml-0.1 hiredis \
              $(ENGINE_PKGS)
 TEST_PKGS := cmocka libcjson libcurl $(ENGINE_PKGS)

@@ -25,6 +25,8 @@ RUN_PKGS="$RUN_PKGS libzip-dev libprotobuf-c-dev protobuf-c-compiler libmicrohtt
 RUN_PKGS="$RUN_PKGS libcurl4-openssl-dev libreadline-dev zlib1g-dev libcrypt-dev libyaml-dev"
 RUN_PKGS="$RUN_PKGS liblapacke-dev libopenblas-dev"  # linear algebra (bitnet/linalg.h)
 RUN_PKGS="$RUN_PKGS libhiredis-dev"
+# images (bitnet/image.h): libjpeg-turbo and libpng decode, libexif reads the orientation tag
+RUN_PKGS="$RUN_PKGS libjpeg62-turbo-dev libpng-dev libexif-dev"
 # libpq: serve --database, the platform's store on PostgreSQL (PostgreSQL's own client library)
 RUN_PKGS="$RUN_PKGS libpq-dev"
 # test only: CMocka (the unit tests), mandoc (test_man.sh), tmux (test_tui.sh), the ONNX
@@ -42,8 +44,10 @@ TEST_PKGS="$TEST_PKGS postgresql"
 # test only, from PyPI (Debian 12 has no package of them): the official openai Python client,
 # which test_serve.sh runs against bitnet serve (it skips that part without it), and
 # kubernetes-validate, which test_deploy.sh runs on deploy/ (the Kubernetes schemas; it skips
-# without); installed with python3 -m pip when python3 lacks one; a failure only says so
-PY_TEST_PKGS="openai:openai kubernetes-validate:kubernetes_validate"
+# without); Pillow and numpy, the reference test_image.sh compares the image decoders and
+# transforms with (torchvision too when it is installed; it skips without Pillow); installed
+# with python3 -m pip when python3 lacks one; a failure only says so
+PY_TEST_PKGS="openai:openai kubernetes-validate:kubernetes_validate Pillow:PIL numpy:numpy"
 py_test_deps() {
     command -v python3 >/dev/null 2>&1 || return 0
     for pm in $PY_TEST_PKGS; do
@@ -76,6 +80,9 @@ deb_of() {
     lapacke) echo liblapacke-dev ;;
     openblas) echo libopenblas-dev ;;
     hiredis) echo libhiredis-dev ;;
+    libjpeg) echo libjpeg62-turbo-dev ;;
+    libpng) echo libpng-dev ;;
+    libexif) echo libexif-dev ;;
     libpq) echo libpq-dev ;;
     *) echo "unknown; add it to scripts/deps.sh" ;;
     esac

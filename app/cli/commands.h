@@ -40,6 +40,8 @@ int cmd_history(int argc, char **argv);
 void cmd_history_help(FILE *out);
 int cmd_hw(int argc, char **argv);
 void cmd_hw_help(FILE *out);
+int cmd_image(int argc, char **argv);
+void cmd_image_help(FILE *out);
 int cmd_validate(int argc, char **argv);
 void cmd_validate_help(FILE *out);
 int cmd_inspect(int argc, char **argv);

@@ -39,6 +39,8 @@ const bn_command bn_commands[] = {
         {"help", "show help for a command", cmd_help, cmd_help_help},
         {"history", "browse, export and prune the run history", cmd_history, cmd_history_help},
         {"hw", "report CPU, memory, OS, GPUs and kernels", cmd_hw, cmd_hw_help},
+        {"image", "decode and preprocess an image (image info, image prep)", cmd_image,
+         cmd_image_help},
         {"inspect", "show a GGUF file's metadata and tensors", cmd_inspect, cmd_inspect_help},
         {"jobs", "the conversion queue (list, show, cancel, retry, wait, work)", cmd_jobs,
          cmd_jobs_help},

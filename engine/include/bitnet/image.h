@@ -184,6 +184,9 @@ typedef struct bn_image_prep {
                      .mean = {0.485f, 0.456f, 0.406f},                                             \
                      .std = {0.229f, 0.224f, 0.225f}})
 
+/* The 8-bit steps of p (channels, resize, crop) on src, without ToTensor and Normalize. */
+bn_status bn_image_apply(bn_ctx *ctx, const bn_image *src, const bn_image_prep *p, bn_image *out);
+
 /* Runs the steps of p on src and returns the tensor in *out (bn_malloc'd, *c * *h * *w
  * floats, CHW; the caller frees it with bn_free). */
 bn_status bn_image_prepare(bn_ctx *ctx, const bn_image *src, const bn_image_prep *p, float **out,
