@@ -81,6 +81,59 @@ static bn_status pool_classify(const fwd *f, const bn_vmodel *m, const float *x,
     return BN_OK;
 }
 
+/* ---- element-wise work over the pool --------------------------------------------------- */
+
+enum { EW_RELU, EW_SILU, EW_GELU, EW_ADD, EW_LAYERNORM };
+
+typedef struct ew_job {
+    int op;
+    float *x;
+    const float *r;      /* EW_ADD: x += r; EW_LAYERNORM: the input rows */
+    const float *wt, *b; /* EW_LAYERNORM */
+    int64_t d;           /* EW_LAYERNORM: row width (x: the output rows) */
+    float eps;
+} ew_job;
+
+static void ew_range(void *arg, int64_t i0, int64_t i1, int tid)
+{
+    (void)tid;
+    const ew_job *j = arg;
+    float *x = j->x + i0 * (j->op == EW_LAYERNORM ? j->d : 1);
+    const int64_t n = i1 - i0;
+    switch (j->op) {
+    case EW_RELU:
+        bn_relu(x, n);
+        break;
+    case EW_SILU:
+        bn_silu(x, n);
+        break;
+    case EW_GELU:
+        bn_gelu(x, n);
+        break;
+    case EW_ADD:
+        bn_add(x, j->r + i0, n);
+        break;
+    default:
+        bn_layernorm(j->r + i0 * j->d, j->wt, j->b, n, j->d, j->eps, x);
+        break;
+    }
+}
+
+/* op on n elements of x (r: the addend), split over the pool in pieces of at least 16k. */
+static void ew(const fwd *f, int op, float *x, const float *r, int64_t n)
+{
+    ew_job j = {op, x, r, NULL, NULL, 0, 0.0f};
+    bn_pool_parallel_for(n >= 32768 ? f->pool : NULL, n, 16384, ew_range, &j);
+}
+
+/* LayerNorm of rows x d (in) into out, rows split over the pool. */
+static void layernorm(const fwd *f, const float *in, const float *wt, const float *b, int64_t rows,
+                      int64_t d, float eps, float *out)
+{
+    ew_job j = {EW_LAYERNORM, out, in, wt, b, d, eps};
+    bn_pool_parallel_for(rows * d >= 32768 ? f->pool : NULL, rows, 16, ew_range, &j);
+}
+
 /* ---- ResNet ------------------------------------------------------------------------------- */
 
 /* One residual block: x (n x cin x h x w) is replaced by the block's output. */
@@ -90,11 +143,11 @@ static bn_status rn_block_fwd(const fwd *f, const rn_block *b, float **x, int n,
     int ha = *h, wa = *w, hd = *h, wd = *w;
     bn_status rc = tconv(f, &b->c1, *x, n, &ha, &wa, &a);
     if (rc != BN_OK) goto done;
-    bn_relu(a, (int64_t)n * b->c1.g.cout * ha * wa);
+    ew(f, EW_RELU, a, NULL, (int64_t)n * b->c1.g.cout * ha * wa);
     if ((rc = tconv(f, &b->c2, a, n, &ha, &wa, &c)) != BN_OK) goto done;
     int64_t sz = (int64_t)n * b->c2.g.cout * ha * wa;
     if (b->has_c3) {
-        bn_relu(c, sz);
+        ew(f, EW_RELU, c, NULL, sz);
         bn_free(a);
         a = c;
         c = NULL;
@@ -107,8 +160,8 @@ static bn_status rn_block_fwd(const fwd *f, const rn_block *b, float **x, int n,
     } else {
         id = *x;
     }
-    bn_add(c, id, sz);
-    bn_relu(c, sz);
+    ew(f, EW_ADD, c, id, sz);
+    ew(f, EW_RELU, c, NULL, sz);
     bn_free(*x);
     *x = c;
     c = NULL;
@@ -136,7 +189,7 @@ static bn_status resnet_fwd(const fwd *f, const bn_vmodel *m, const float *img, 
         bn_free(x);
         return bn_ctx_set_error(f->ctx, BN_ERR_NOMEM, "vision: out of memory (stem)");
     }
-    bn_relu(x, (int64_t)n * c0 * h * w);
+    ew(f, EW_RELU, x, NULL, (int64_t)n * c0 * h * w);
     if (m->stem_pool) {
         const int ph = bn_conv_out(h, 3, 2, 1), pw = bn_conv_out(w, 3, 2, 1);
         if (!(p = falloc(f, n, (int64_t)c0 * ph * pw))) {
@@ -190,12 +243,12 @@ static bn_status vit_attn(const fwd *f, const bn_vmodel *m, const vit_block *b, 
     const int64_t rows = (int64_t)n * t;
     float *hn = falloc(f, rows, m->d), *qkv = NULL, *o = NULL;
     if (!hn) return bn_ctx_status(f->ctx);
-    bn_layernorm(x, b->n1w, b->n1b, rows, m->d, m->eps, hn);
+    layernorm(f, x, b->n1w, b->n1b, rows, m->d, m->eps, hn);
     bn_status rc = tlin(f, &b->qkv, hn, rows, &qkv);
     if (rc == BN_OK && bn_mhsa(f->pool, qkv, n, t, m->d, m->heads, hn) != BN_OK)
         rc = bn_ctx_set_error(f->ctx, BN_ERR_NOMEM, "vision: out of memory (attention)");
     if (rc == BN_OK) rc = tlin(f, &b->proj, hn, rows, &o);
-    if (rc == BN_OK) bn_add(x, o, rows * m->d);
+    if (rc == BN_OK) ew(f, EW_ADD, x, o, rows * m->d);
     bn_free(hn), bn_free(qkv), bn_free(o);
     return rc;
 }
@@ -206,13 +259,13 @@ static bn_status vit_mlp(const fwd *f, const bn_vmodel *m, const vit_block *b, f
 {
     float *hn = falloc(f, rows, m->d), *a = NULL, *o = NULL;
     if (!hn) return bn_ctx_status(f->ctx);
-    bn_layernorm(x, b->n2w, b->n2b, rows, m->d, m->eps, hn);
+    layernorm(f, x, b->n2w, b->n2b, rows, m->d, m->eps, hn);
     bn_status rc = tlin(f, &b->fc1, hn, rows, &a);
     if (rc == BN_OK) {
-        bn_gelu(a, rows * m->ff);
+        ew(f, EW_GELU, a, NULL, rows * m->ff);
         rc = tlin(f, &b->fc2, a, rows, &o);
     }
-    if (rc == BN_OK) bn_add(x, o, rows * m->d);
+    if (rc == BN_OK) ew(f, EW_ADD, x, o, rows * m->d);
     bn_free(hn), bn_free(a), bn_free(o);
     return rc;
 }
@@ -249,7 +302,7 @@ static bn_status eff_se(const fwd *f, const eff_block *e, float *x, int n, int h
     bn_global_avgpool(x, n, e->exp, hw, m);
     bn_status rc = tlin(f, &e->se1, m, n, &a);
     if (rc == BN_OK) {
-        bn_silu(a, (int64_t)n * e->se);
+        ew(f, EW_SILU, a, NULL, (int64_t)n * e->se);
         rc = tlin(f, &e->se2, a, n, &s);
     }
     for (int64_t c = 0; rc == BN_OK && c < (int64_t)n * e->exp; c++) {
@@ -267,15 +320,15 @@ static bn_status eff_block_fwd(const fwd *f, const eff_block *e, float **x, int 
     int ha = *h, wa = *w;
     bn_status rc = BN_OK;
     if (e->has_expand && (rc = tconv(f, &e->expand, *x, n, &ha, &wa, &a)) == BN_OK)
-        bn_silu(a, (int64_t)n * e->exp * ha * wa);
+        ew(f, EW_SILU, a, NULL, (int64_t)n * e->exp * ha * wa);
     if (rc == BN_OK) rc = tconv(f, &e->dw, e->has_expand ? a : *x, n, &ha, &wa, &b);
     if (rc == BN_OK) {
-        bn_silu(b, (int64_t)n * e->exp * ha * wa);
+        ew(f, EW_SILU, b, NULL, (int64_t)n * e->exp * ha * wa);
         rc = eff_se(f, e, b, n, ha * wa);
     }
     if (rc == BN_OK) rc = tconv(f, &e->project, b, n, &ha, &wa, &c);
     if (rc == BN_OK) {
-        if (e->residual) bn_add(c, *x, (int64_t)n * e->out * ha * wa);
+        if (e->residual) ew(f, EW_ADD, c, *x, (int64_t)n * e->out * ha * wa);
         bn_free(*x);
         *x = c;
         c = NULL;
@@ -297,12 +350,12 @@ static bn_status effnet_fwd(const fwd *f, const bn_vmodel *m, const float *img, 
     bn_status rc = bn_conv2d_f32(f->pool, &gs, m->stem_w, NULL, m->stem_scale, m->stem_bias, img, n,
                                  s, s, x);
     if (rc != BN_OK) rc = bn_ctx_set_error(f->ctx, rc, "vision: out of memory (stem)");
-    if (rc == BN_OK) bn_silu(x, (int64_t)n * c0 * h * w);
+    if (rc == BN_OK) ew(f, EW_SILU, x, NULL, (int64_t)n * c0 * h * w);
     for (int b = 0; b < m->n_eff && rc == BN_OK; b++)
         rc = eff_block_fwd(f, &m->eb[b], &x, n, &h, &w);
     if (rc == BN_OK) rc = tconv(f, &m->head, x, n, &h, &w, &y);
     if (rc == BN_OK) {
-        bn_silu(y, (int64_t)n * m->head_width * h * w);
+        ew(f, EW_SILU, y, NULL, (int64_t)n * m->head_width * h * w);
         rc = pool_classify(f, m, y, n, m->head_width, h * w, logits);
     }
     bn_free(x);
