@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bitnet/gguf.h"
+#include "bitnet/vision.h"
 #include "common/model_common.h"
 
 #define HEAD_TEXT 5   /* array elements shown in text mode */
@@ -246,13 +247,24 @@ static void print_tensors(const bn_gguf *g, int list)
 /* Whether the file loads as a model: the model loader itself decides (model_common.c). */
 typedef struct load_check {
     int loadable;
+    int vision; /* an image classifier (resnet, vit): loaded as classify loads it */
     char problem[512];
 } load_check;
 
-static void check_load(const char *path, load_check *lc)
+static void check_load(bn_ctx *ctx, const char *path, const bn_gguf *g, load_check *lc)
 {
+    const char *arch;
     lc->problem[0] = '\0';
-    lc->loadable = mc_check_loadable(path, lc->problem, sizeof lc->problem) == 0;
+    lc->vision =
+            bn_gguf_get_str(g, "general.architecture", &arch) == BN_OK && bn_vision_is_arch(arch);
+    bn_vmodel *vm = NULL;
+    if (lc->vision) {
+        lc->loadable = bn_vmodel_load_gguf(ctx, g, &vm) == BN_OK;
+        if (!lc->loadable) snprintf(lc->problem, sizeof lc->problem, "%s", bn_ctx_errmsg(ctx));
+        bn_vmodel_free(vm);
+    } else {
+        lc->loadable = mc_check_loadable(path, lc->problem, sizeof lc->problem) == 0;
+    }
     for (char *c = lc->problem; *c; c++) /* one line on a terminal, whatever the file held */
         if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
 }
@@ -273,7 +285,9 @@ static void print_text(const char *path, const bn_gguf *g, int list, const load_
         printf("\n");
     }
     print_tensors(g, list);
-    if (lc->loadable)
+    if (lc->loadable && lc->vision)
+        printf("model:     loads (as classify loads it)\n");
+    else if (lc->loadable)
         printf("model:     loads (as generate, chat and perplexity load it)\n");
     else
         printf("model:     does not load: %s\n", lc->problem);
@@ -433,7 +447,7 @@ int cmd_inspect(int argc, char **argv)
     }
     int rc = BN_EXIT_OK;
     load_check lc;
-    check_load(path, &lc);
+    check_load(ctx, path, g, &lc);
     if (json) {
         cJSON *doc = json_doc(path, g, &lc);
         if (!doc) fprintf(stderr, "bitnet inspect: %s: out of memory\n", path);

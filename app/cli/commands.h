@@ -28,6 +28,8 @@ int cmd_billing(int argc, char **argv);
 void cmd_billing_help(FILE *out);
 int cmd_chat(int argc, char **argv);
 void cmd_chat_help(FILE *out);
+int cmd_classify(int argc, char **argv);
+void cmd_classify_help(FILE *out);
 int cmd_config(int argc, char **argv);
 void cmd_config_help(FILE *out);
 int cmd_convert(int argc, char **argv);

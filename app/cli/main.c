@@ -29,6 +29,8 @@ const bn_command bn_commands[] = {
          cmd_billing_help},
         {"chat", "talk with a model (readline; stdin when not a terminal)", cmd_chat,
          cmd_chat_help},
+        {"classify", "the top classes of images (ResNet, ViT, EfficientNet GGUF)", cmd_classify,
+         cmd_classify_help},
         {"config", "read and change settings (get, set, unset, list, path)", cmd_config,
          cmd_config_help},
         {"convert", "convert a Hugging Face, PyTorch or ONNX model to a BitNet GGUF",

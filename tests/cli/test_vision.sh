@@ -68,4 +68,74 @@ sed -i 's/"num_heads": 2/"num_heads": 3/' "$TMP/src/config.json"
 expect_exit 1 "heads that do not divide the width" -- "$BITNET" convert "$TMP/src" -o "$TMP/b.gguf"
 expect_grep "embed_dim/num_heads" "$TMP/err" "bad heads named"
 
+# inspect loads a vision GGUF as classify does
+expect_exit 0 "inspect a vision GGUF" -- "$BITNET" inspect "$TMP/tiny-vit.gguf"
+expect_grep "model:     loads (as classify loads it)" "$TMP/out" "inspect: loads as classify loads it"
+
+# ---- classify ----
+M="$TMP/tiny-resnet.gguf"
+R="$D/tiny-resnet"
+expect_exit 0 "classify a PNG and its torchvision tensor" -- \
+    "$BITNET" classify -m "$M" "$R/sample.png" "$R/sample.f32" --top 5 --json
+cp "$TMP/out" "$TMP/c.json"
+[ "$(jget "$TMP/c.json" images)" = 2 ] && ok "two images" || bad "images $(jget "$TMP/c.json" images)"
+set -- $(od -An -v -f "$R/sample_logits.f32")
+i=0
+for want in "$@"; do
+    for k in 0 1 2 3 4; do
+        [ "$(jget "$TMP/c.json" results.0.top.$k.class)" = "$i" ] || continue
+        a=$(jget "$TMP/c.json" results.0.top.$k.logit)
+        b=$(jget "$TMP/c.json" results.1.top.$k.logit)
+        awk -v a="$a" -v b="$b" -v w="$want" 'BEGIN { d1 = a - w; d2 = b - w;
+            exit !(d1 < 1e-4 && d1 > -1e-4 && d2 < 1e-4 && d2 > -1e-4) }' &&
+            ok "class $i: PNG and tensor logits within 1e-4 of PyTorch's ($a, $b, $want)" ||
+            bad "class $i: $a $b vs PyTorch $want"
+    done
+    i=$((i + 1))
+done
+[ "$(jget "$TMP/c.json" results.0.top.0.label)" = class4 ] && ok "labels from the model" || bad "label"
+
+expect_exit 0 "classify 16 raw images, batch 3" -- "$BITNET" classify -m "$M" "$R/ref_inputs.f32" --batch 3 --top 2
+cp "$TMP/out" "$TMP/b3"
+expect_exit 0 "classify 16 raw images, batch 16" -- "$BITNET" classify -m "$M" "$R/ref_inputs.f32" --batch 16 --top 2
+cmp -s "$TMP/out" "$TMP/b3" && ok "batch 3 and 16 give the same output" || bad "batches differ"
+[ "$(wc -l <"$TMP/out")" -eq 16 ] && ok "one line per image" || bad "lines: $(wc -l <"$TMP/out")"
+expect_grep "ref_inputs.f32\[15\]: " "$TMP/out" "images of a tensor file named FILE[i]"
+# PyTorch's top-1 for each reference image
+od -An -v -f -w20 "$R/ref_logits.f32" | awk '{ b = 1; for (i = 2; i <= 5; i++) if ($i > $b) b = i;
+    print "(" b - 1 ")" }' >"$TMP/want"
+sed 's/^[^:]*: [^ ]* \(([0-9]*)\).*/\1/' "$TMP/out" >"$TMP/got"
+cmp -s "$TMP/want" "$TMP/got" && ok "top-1 of all 16 as PyTorch's" || bad "top-1 differs from PyTorch"
+
+printf 'a\nb\nc\nd\ne\n' >"$TMP/labels"
+expect_exit 0 "--labels" -- "$BITNET" classify -m "$M" "$R/sample.f32" --labels "$TMP/labels" --top 1
+expect_grep "sample.f32: e (4) 28.6" "$TMP/out" "label from --labels"
+printf 'a\nb\nc\nd\n' >"$TMP/labels4"
+expect_exit 1 "--labels with 4 lines" -- "$BITNET" classify -m "$M" "$R/sample.f32" --labels "$TMP/labels4"
+expect_grep "4 labels, the model has 5 classes" "$TMP/err" "label count named"
+
+head -c 1000 "$R/sample.f32" >"$TMP/short.f32"
+expect_exit 1 "a tensor of the wrong size" -- "$BITNET" classify -m "$M" "$TMP/short.f32"
+expect_grep "1000 bytes is not a whole number of 3x16x16 float32 images" "$TMP/err" "size named"
+expect_one_line_err "a tensor of the wrong size"
+expect_exit 1 "a missing image" -- "$BITNET" classify -m "$M" "$TMP/none.png"
+expect_grep "none.png" "$TMP/err" "missing image named"
+printf 'not an image' >"$TMP/junk.png"
+expect_exit 1 "a file that is not an image" -- "$BITNET" classify -m "$M" "$TMP/junk.png"
+expect_one_line_err "a file that is not an image"
+expect_exit 1 "a language model" -- "$BITNET" classify -m tests/data/ggml-vocab-gpt-2.gguf "$R/sample.f32"
+expect_grep "is not a vision model" "$TMP/err" "not a vision model"
+head -c 3000 "$M" >"$TMP/trunc.gguf"
+expect_exit 1 "a truncated GGUF" -- "$BITNET" classify -m "$TMP/trunc.gguf" "$R/sample.f32"
+expect_one_line_err "a truncated GGUF"
+expect_exit 2 "no model" -- "$BITNET" classify "$R/sample.f32"
+expect_exit 2 "no inputs" -- "$BITNET" classify -m "$M"
+expect_exit 2 "--top 0" -- "$BITNET" classify -m "$M" "$R/sample.f32" --top 0
+expect_exit 0 "--help" -- "$BITNET" classify --help
+expect_grep "bitnet classify -m MODEL.gguf INPUT" "$TMP/out" "help text"
+
+expect_exit 0 "history of classify" -- "$BITNET" history list --command classify --json
+expect_grep '"images_per_s"' "$TMP/out" "classify recorded with its images per second"
+expect_grep '"failed"' "$TMP/out" "a failed classify recorded too"
+
 finish test_vision.sh
