@@ -46,6 +46,7 @@ wait_for a "unknown option '--bogus'" "e with a bad argument: analyze's own erro
 keys a Enter
 wait_for a "GGUF v3, alignment" "Enter goes back to inspect"
 keys a q
+wait_for a "EXIT=0" "q quits with exit 0 (under ASan: nothing leaked)" 20
 
 # with a float source and calibration text: SQNR and activation ranges
 D=$(cd tests/data/convert && pwd)
@@ -64,4 +65,5 @@ grep " 1 *blk.0.attn_q.weight" "$TMP/pane" | grep -Fq -- " $q1 " &&
     ok "row 1: its SQNR and activation range as analyze reports them ($q1)" ||
     bad "row 1 lacks '$q1': $(grep " 1 *blk.0.attn_q.weight" "$TMP/pane")"
 keys b q
+wait_for b "EXIT=0" "q quits with exit 0 after an analysis with a source" 20
 finish "$TEST"
