@@ -71,6 +71,21 @@ void pf_gpu_plan(const pf_inst *base, const pf_opts *o, pf_report *rep)
     }
 }
 
+/* The most layers that loaded (the setup's or a trial's; a count whose pool the device could
+ * not give was skipped), and the pool it took. */
+static int most_layers(const pf_report *r, size_t *pool)
+{
+    const int64_t L = bn_model_hparams_get(r->base->m)->n_layer;
+    int best = layers(r->base->c.ngl, L);
+    *pool = r->pool.reserved;
+    for (int i = 0; i < r->n_trials; i++) {
+        const pf_trial *t = &r->trials[i];
+        if (!t->tried || strcmp(t->option, "ngl") || layers(t->cfg.ngl, L) <= best) continue;
+        best = layers(t->cfg.ngl, L), *pool = t->pool.reserved;
+    }
+    return best;
+}
+
 void pf_gpu_text_head(const pf_report *r)
 {
     const bn_cuda_device *d = &r->dev;
@@ -87,6 +102,11 @@ void pf_gpu_text_head(const pf_report *r)
            "%.3f\n",
            r->pool.reserved / 1048576.0, r->pool.used / 1048576.0, r->pool.peak_used / 1048576.0,
            r->pool.largest_free / 1048576.0, r->pool.fragmentation);
+    size_t most_pool;
+    const int most = most_layers(r, &most_pool);
+    printf("memory: -ngl %d is the most that loaded here (a pool of %.1f MiB; %.1f MiB of the "
+           "device were free)\n",
+           most, most_pool / 1048576.0, r->dev.mem_free / 1048576.0);
 }
 
 static cJSON *pool_json(const bn_gpu_pool_stats *s)
@@ -110,6 +130,9 @@ void pf_gpu_json_head(const pf_report *r, cJSON *d)
     cJSON_AddNumberToObject(d, "ngl", layers(b->c.ngl, L));
     cJSON_AddNumberToObject(d, "n_layer", (double)L);
     cJSON_AddItemToObject(d, "pool", pool_json(&r->pool));
+    size_t most_pool;
+    cJSON_AddNumberToObject(d, "ngl_most_loaded", most_layers(r, &most_pool));
+    cJSON_AddNumberToObject(d, "ngl_most_loaded_pool", (double)most_pool);
 }
 
 void pf_gpu_trial_json(const pf_trial *t, cJSON *j)

@@ -123,6 +123,7 @@ else # a GPU, or the kernel emulator of make CUDA=emu
     check "--gpu: the device, all layers and the head on the GPU, the pool, trials of layers and context" '
 L = d["n_layer"]
 assert d["device"] and d["ngl"] == L + 1 and d["pool"]["reserved"] >= d["pool"]["used"] > 0
+assert d["ngl_most_loaded"] == L + 1 and d["ngl_most_loaded_pool"] == d["pool"]["reserved"]
 assert "prompt" not in d and "generation" not in d
 tried = {(t["option"], t["value"]) for t in d["trials"]}
 assert {("ngl", "0"), ("ngl", str(L // 2)), ("ngl", str(L))} <= tried, tried
@@ -136,6 +137,7 @@ assert rec <= tried'
     expect_exit 0 "profile --gpu -ngl 2 (text)" -- "$BITNET" profile -m $M --gpu -ngl 2 -t 1 -p 8 -n 4 -r 1
     expect_grep "^setup: -ngl 2 (2 of [0-9]* layers on the GPU)" "$TMP/out" "text: the setup's layers"
     expect_grep "^pool: [0-9.]* MiB reserved" "$TMP/out" "text: the pool"
+    expect_grep "^memory: -ngl [0-9]* is the most that loaded here" "$TMP/out" "text: the most layers that loaded"
 fi
 expect_exit 0 "--help" -- "$BITNET" profile --help
 expect_grep "recommended" "$TMP/out" "--help explains recommendations"
