@@ -37,6 +37,9 @@ TEST_PKGS="libcmocka-dev mandoc tmux libonnx-testdata prometheus sqlite3 curl op
 # redis-server and haproxy: test_serve_redis.sh and test_scaleout.sh (replicas sharing limits
 # behind a load balancer); yamllint: test_deploy.sh (the Kubernetes manifests); each skips without
 TEST_PKGS="$TEST_PKGS redis-server haproxy yamllint"
+# dataset-fashion-mnist: Fashion-MNIST (the IDX files), whose 10,000 test images
+# test_vision_fashion.sh classifies with the bundled vision models (it skips without)
+TEST_PKGS="$TEST_PKGS dataset-fashion-mnist"
 # postgresql: the server test_serve_pg.sh and test_scaleout.sh start in a temporary folder (they
 # skip without)
 TEST_PKGS="$TEST_PKGS postgresql"
