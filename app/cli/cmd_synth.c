@@ -14,6 +14,7 @@
 #include "bitnet/types.h"
 #include "common/model_common.h"
 #include "common/self_run.h"
+#include "synth_vision.h"
 
 typedef struct shape {
     const char *name, *arch;
@@ -39,7 +40,7 @@ static const shape g_shapes[] = {
 
 void cmd_synth_help(FILE *out)
 {
-    fprintf(out, "Usage: bitnet synth --shape 2b4t|700m|tiny -o FILE.gguf [options]\n\n"
+    fprintf(out, "Usage: bitnet synth --shape NAME -o FILE.gguf [options]\n\n"
                  "Writes a model with a real model's shape, random ternary weights, random norms\n"
                  "and embeddings of a sensible scale, and a real tokenizer, so that anyone can\n"
                  "benchmark without a download. The text it generates is noise.\n\n"
@@ -50,6 +51,9 @@ void cmd_synth_help(FILE *out)
                  "        separate LM head (bitnet_b1_58-large)\n"
                  "  tiny  bitnet-b1.58: hidden 256, 4 layers, 4 heads (2 KV), FFN 512, the\n"
                  "        tokenizer's vocabulary\n"
+                 "Image classifiers (224x224 RGB, 1000 classes, ImageNet's mean and std; random\n"
+                 "ternary weights as bitnet convert stores them, docs/VISION.md; no tokenizer):\n"
+                 "  resnet18, resnet50, vit-s16, vit-b16, efficientnet-b0\n"
                  "A vocabulary smaller than the shape's is padded with unused tokens.\n\n"
                  "Options:\n"
                  "  --shape NAME        one of the shapes above (required)\n"
@@ -73,6 +77,7 @@ typedef struct synth_opts {
     const shape *sh;
     shape custom; /* the shape with --arch applied */
     const char *out, *tokenizer, *vocab, *arch;
+    const char *vshape; /* an image classifier's shape (synth_vision.c) */
     int type;
     unsigned long long seed;
     int json, force;
@@ -101,9 +106,14 @@ static int parse_args(int argc, char **argv, synth_opts *o)
         i++;
         if (!strcmp(a, "--shape")) {
             o->sh = NULL;
+            o->vshape = synth_vision_known(v) ? v : NULL;
             for (size_t k = 0; k < sizeof g_shapes / sizeof g_shapes[0]; k++)
                 if (!strcmp(v, g_shapes[k].name)) o->sh = &g_shapes[k];
-            if (!o->sh) return cli_usage_error(C, "unknown shape '%s' (2b4t, 700m, tiny)", v);
+            if (!o->sh && !o->vshape)
+                return cli_usage_error(C,
+                                       "unknown shape '%s' (2b4t, 700m, tiny, resnet18, resnet50, "
+                                       "vit-s16, vit-b16, efficientnet-b0)",
+                                       v);
         } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
             o->out = v;
         } else if (!strcmp(a, "--tokenizer")) {
@@ -126,8 +136,12 @@ static int parse_args(int argc, char **argv, synth_opts *o)
                 return cli_usage_error(C, "--seed: '%s' is not a number", v);
         }
     }
-    if (!o->sh) return cli_usage_error(C, "missing --shape 2b4t|700m|tiny");
+    if (!o->sh && !o->vshape) return cli_usage_error(C, "missing --shape 2b4t|700m|tiny");
     if (!o->out) return cli_usage_error(C, "missing -o FILE.gguf");
+    if (o->vshape && (o->tokenizer || o->vocab || o->arch || o->type != BN_TYPE_I2_S))
+        return cli_usage_error(C, "--shape %s takes no --tokenizer, --vocab, --arch or --type",
+                               o->vshape);
+    if (o->vshape) return -1;
     if (o->arch) {
         o->custom = *o->sh;
         o->custom.arch = o->arch;
@@ -672,6 +686,7 @@ int cmd_synth(int argc, char **argv)
     if (rc >= 0) return rc;
     const char *in[] = {o.tokenizer, o.vocab};
     if (cli_check_output("synth", o.out, o.force, in, 2)) return BN_EXIT_FAIL;
+    if (o.vshape) return synth_vision(o.vshape, o.out, (uint64_t)o.seed, o.json);
     bn_ctx *ctx;
     bn_ctx_params cp = {.n_threads = 1};
     if (bn_ctx_new(&ctx, &cp) != BN_OK) {

@@ -138,4 +138,14 @@ expect_exit 0 "history of classify" -- "$BITNET" history list --command classify
 expect_grep '"images_per_s"' "$TMP/out" "classify recorded with its images per second"
 expect_grep '"failed"' "$TMP/out" "a failed classify recorded too"
 
+# synth: a random ResNet-18 of the real shape runs through classify
+expect_exit 0 "synth --shape resnet18" -- "$BITNET" synth --shape resnet18 -o "$TMP/r18.gguf" --json
+[ "$(jget "$TMP/out" params)" = 11689512 ] && ok "resnet18: torchvision's 11689512 parameters" ||
+    bad "resnet18 params $(jget "$TMP/out" params)"
+head -c $((3 * 224 * 224 * 4)) /dev/zero >"$TMP/zero.f32"
+expect_exit 0 "classify with the synthetic ResNet-18" -- "$BITNET" classify -m "$TMP/r18.gguf" "$TMP/zero.f32" --top 3 -t 2
+expect_grep "zero.f32: " "$TMP/out" "one line for the image"
+expect_exit 2 "synth resnet18 --type" -- "$BITNET" synth --shape resnet18 -o "$TMP/x.gguf" --type tq2_0
+expect_grep "takes no --tokenizer, --vocab, --arch or --type" "$TMP/err" "vision shape options refused"
+
 finish test_vision.sh
