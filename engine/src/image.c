@@ -156,6 +156,11 @@ static bn_status image_finish(bn__image_dec *d, const bn_image_load_params *p, b
     int w = d->meta.width, h = d->meta.height, c = p->channels == 1 ? 1 : 3;
     int o = p->no_exif ? 1 : d->meta.orientation;
     int ow = o >= 5 ? h : w, oh = o >= 5 ? w : h;
+    if (o <= 1 && d->ncomp == c) { /* nothing to convert: the decoder's pixels are the image */
+        *out = (bn_image){.w = w, .h = h, .c = c, .data = d->pix, .meta = d->meta};
+        d->pix = NULL;
+        return BN_OK;
+    }
     uint8_t *px = bn_malloc((size_t)w * (size_t)h * (size_t)c);
     if (!px) return bn_ctx_set_error(d->ctx, BN_ERR_NOMEM, "%s: out of memory", d->name);
     const uint8_t *in = d->pix;

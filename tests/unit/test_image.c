@@ -313,14 +313,31 @@ static void test_resize(void **state)
     assert_int_equal(bn_image_resize(g_ctx, &a, 2, 3, &out), BN_OK);
     assert_memory_equal(out.data, ((uint8_t[]){14, 26, 29, 41, 44, 56}), 6);
     bn_image_release(&out);
-    /* wider and shorter: PIL runs the vertical pass first (horizontal first gives 59, 76,
-     * 179, 194 at 2, 6, 9, 10) */
+    /* wider and shorter: Pillow 13 runs the vertical pass first (horizontal first gives 59,
+     * 76, 179, 194 at 2, 6, 9, 10) */
     bn_image b = grey_row(
             (const uint8_t[]){136, 117, 52, 162, 15, 11, 13, 4, 195, 110, 216, 14, 113, 224, 253},
             3, 5);
     assert_int_equal(bn_image_resize(g_ctx, &b, 4, 3, &out), BN_OK);
     assert_memory_equal(out.data,
                         ((uint8_t[]){147, 101, 58, 34, 68, 59, 77, 114, 112, 180, 195, 151}), 12);
+    bn_image_release(&out);
+    bn_image_release(&b);
+    /* both shrink: vertical first only when the height loses more than twice the width's
+     * pixels; Pillow 13 on an 8x8 image: to 4x5 (width -4, height -3) horizontal first, to
+     * 7x3 (width -1, height -5) vertical first; the other order differs in both */
+    static const uint8_t to_4x5[20] = {47, 114, 175, 99,  124, 168, 138, 85,  182, 100,
+                                       95, 151, 131, 102, 161, 118, 106, 173, 158, 72};
+    static const uint8_t to_7x3[21] = {62,  103, 137, 166, 170, 114, 65,  171, 155, 108, 101,
+                                       116, 131, 134, 121, 107, 133, 175, 170, 109, 72};
+    uint8_t v64[64];
+    for (int k = 0; k < 64; k++) v64[k] = (uint8_t)((k * 37 + (k >> 3) * 11) & 0xff);
+    b = grey_row(v64, 8, 8);
+    assert_int_equal(bn_image_resize(g_ctx, &b, 4, 5, &out), BN_OK);
+    assert_memory_equal(out.data, to_4x5, 20);
+    bn_image_release(&out);
+    assert_int_equal(bn_image_resize(g_ctx, &b, 7, 3, &out), BN_OK);
+    assert_memory_equal(out.data, to_7x3, 21);
     bn_image_release(&out);
     bn_image_release(&b);
     /* the same size is a copy; a flat image stays flat; bad sizes are refused */

@@ -56,8 +56,10 @@
  *
  * Transforms (8-bit in, 8-bit out, what PIL computes, to the bit):
  * - bn_image_resize: bilinear with antialias, PIL's Image.resize(size, BILINEAR): a
- *   triangle filter widened by the scale factor when shrinking, separable, horizontal pass
- *   first, 22-bit fixed-point weights, rounded to 8 bits between the passes.
+ *   triangle filter widened by the scale factor when shrinking, separable, 22-bit
+ *   fixed-point weights, rounded to 8 bits between the passes; the vertical pass first when
+ *   the height loses more than twice as many pixels as the width, else the horizontal one
+ *   (Pillow 13's order; Pillow 12 and older always went horizontal first).
  * - bn_image_resize_short: torchvision's Resize(S): the shorter side becomes S and the
  *   longer int(S * long / short).
  * - bn_image_center_crop: torchvision's CenterCrop: offsets int(round((H - h) / 2.0)) with
