@@ -17,6 +17,7 @@ struct bn_db {
     char errmsg[512];
     struct bn_pg_pool *pg; /* a PostgreSQL store (pg.c) when set; sql is NULL then */
     int own_pg;            /* pg is this handle's own (bn_db_open_pg_url) */
+    int pg_slot;           /* the pool's slot of its transaction (bn__pg_begin .. _end) */
 };
 
 #define BN_DB_DAY_MS ((int64_t)86400000)

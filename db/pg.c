@@ -181,13 +181,6 @@ static void pool_give(bn_pg_pool *p, int slot)
     pthread_mutex_unlock(&p->mu);
 }
 
-static int slot_of(const bn_pg_pool *p, const PGconn *c)
-{
-    for (int i = 0; i < p->n; i++)
-        if (p->conns[i] == c) return i;
-    return -1;
-}
-
 /* ---- queries ----------------------------------------------------------------------------------
  */
 
@@ -267,6 +260,7 @@ bn_status bn__pg_begin(bn_db *db, int64_t tenant, PGconn **c, const char *what)
         return s;
     }
     *c = db->pg->conns[slot];
+    db->pg_slot = slot; /* only this thread touches the slot until bn__pg_end */
     return BN_OK;
 }
 
@@ -279,8 +273,7 @@ bn_status bn__pg_end(bn_db *db, PGconn *c, bn_status s, const char *what)
         (void)bn__pg_q(db, c, "ROLLBACK", 0, NULL, NULL, what);
         memcpy(db->errmsg, keep, sizeof keep);
     }
-    const int slot = slot_of(db->pg, c);
-    if (slot >= 0) pool_give(db->pg, slot);
+    pool_give(db->pg, db->pg_slot);
     return s;
 }
 

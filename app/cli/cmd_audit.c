@@ -11,15 +11,16 @@
 
 void cmd_audit_help(FILE *out)
 {
-    fprintf(out, "Usage: bitnet audit list [--json]\n"
-                 "       bitnet audit verify [--json]\n\n"
-                 "The audit log of administrative actions (tenants, keys, exports, erasures),\n"
-                 "oldest first. It is append-only, and each entry holds the SHA-256 of the one\n"
-                 "before it.\n\n"
-                 "  list     id, time, actor, action, target and details of every entry\n"
-                 "  verify   recomputes the chain; names the first entry that was edited, or\n"
-                 "           that follows a removed or reordered one, and exits 1\n\n"
-                 "Exit status: 0 ok (verify: the chain is intact), 1 failure, 2 usage error.\n");
+    fprintf(out,
+            "Usage: bitnet audit list [--json]\n"
+            "       bitnet audit verify [--json]\n\n"
+            "The audit log of administrative actions (tenants, keys, exports, erasures),\n"
+            "oldest first. It is append-only, and each entry holds the SHA-256 of the one\n"
+            "before it.\n\n"
+            "  list     id, time, actor, action, target and details of every entry\n"
+            "  verify   recomputes the chain; names the first entry that was edited, or\n"
+            "           that follows a removed or reordered one, and exits 1\n\n" TN_DATABASE_HELP
+            "Exit status: 0 ok (verify: the chain is intact), 1 failure, 2 usage error.\n");
 }
 
 static int list_one(void *ud, const bn_audit_entry *e)

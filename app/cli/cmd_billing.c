@@ -45,7 +45,7 @@ void cmd_billing_help(FILE *out)
             "    --to DATE    to the end of this day (a time: up to it, exclusive)\n"
             "  retry       puts the refused events (of T) back as due, once what made Stripe\n"
             "              refuse them is fixed (audited)\n"
-            "  --json      one JSON document\n\n"
+            "  --json      one JSON document\n\n" TN_DATABASE_HELP
             "Exit status: 0 ok (reconcile: equal), 1 failure (reconcile: a difference),\n"
             "2 usage error.\n");
 }

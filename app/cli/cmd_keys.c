@@ -27,7 +27,7 @@ void cmd_keys_help(FILE *out)
             "  revoke   key ID stops working at once\n"
             "  check    reads a key on stdin and says whether it works: its tenant and\n"
             "           scopes, or why not (malformed, unknown, revoked, expired, tenant\n"
-            "           suspended; exit 1)\n\n"
+            "           suspended; exit 1)\n\n" TN_DATABASE_HELP
             "Exit status: 0 ok, 1 failure, 2 usage error.\n");
 }
 

@@ -20,8 +20,9 @@ void cmd_tenants_help(FILE *out)
             "       bitnet tenants suspend|resume|delete|erase T [--json]\n"
             "       bitnet tenants export T\n"
             "       bitnet tenants retention [--dry-run] [--json]\n\n"
-            "The tenants of the platform, kept in the history database. T is a tenant's id\n"
-            "or name. Every change is written with an entry of the audit log (bitnet audit).\n\n"
+            "The tenants of the platform, kept in the history database (or PostgreSQL:\n"
+            "--database). T is a tenant's id or name. Every change is written with an entry\n"
+            "of the audit log (bitnet audit).\n\n"
             "  add      a new active tenant; --tier developer (default), team or business\n"
             "           (their prices and limits: the tiers.* settings, bitnet-config(5))\n"
             "  list     every tenant: id, name, tier, status, keys in use, created\n"
@@ -38,7 +39,7 @@ void cmd_tenants_help(FILE *out)
             "           than retention.ledger_days are folded into one anonymous row per\n"
             "           tenant, day and model (the usage report does not change); keys\n"
             "           revoked or expired retention.keys_days ago are deleted; the audit\n"
-            "           log is kept whole. --dry-run: only counts\n\n"
+            "           log is kept whole. --dry-run: only counts\n\n" TN_DATABASE_HELP
             "Exit status: 0 ok, 1 failure (no such tenant, a refused change), 2 usage error.\n");
 }
 

@@ -25,7 +25,7 @@ void cmd_usage_help(FILE *out)
             "  --from DATE  from this day (YYYY-MM-DD) or time (YYYY-MM-DDTHH:MM:SSZ), UTC\n"
             "  --to DATE    to the end of this day (a time: up to it, exclusive)\n"
             "  --json       {\"rows\": [...], \"total\": {...}}\n"
-            "  --csv        a header line and one line per row\n\n"
+            "  --csv        a header line and one line per row\n\n" TN_DATABASE_HELP
             "Exit status: 0 ok, 1 failure, 2 usage error.\n");
 }
 

@@ -13,6 +13,12 @@
 
 #include "bitnet/db_tenants.h"
 
+/* The line of every platform command's --help about --database (tn_dispatch takes it). */
+#define TN_DATABASE_HELP                                                                           \
+    "  --database URL  any subcommand: the store in PostgreSQL at URL\n"                           \
+    "           (postgresql://USER@HOST/DB; default: the config's database, else\n"                \
+    "           the history)\n\n"
+
 /* Opens the platform's store: the PostgreSQL store of --database URL (taken out of argv by
  * tn_dispatch) or of the config's database key, else the history; BN_EXIT_OK, or
  * BN_EXIT_FAIL with the error printed (cmd names the command). */

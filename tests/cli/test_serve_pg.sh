@@ -31,6 +31,12 @@ expect_exit 1 "tenants list --database sqlite:x" -- "$B" tenants list --database
 expect_grep "not a PostgreSQL URL" "$TMP/err" "tenants: the bad URL named"
 expect_one_line_err "tenants list --database sqlite:x"
 expect_exit 2 "tenants list --database without a value" -- "$B" tenants list --database
+for c in tenants keys usage billing audit; do
+    "$B" $c --help | grep -q -- "--database URL" && ok "$c --help names --database" ||
+        bad "$c --help lacks --database"
+done
+"$B" serve --help | grep -q -- "--database URL" && ok "serve --help names --database" ||
+    bad "serve --help lacks --database"
 
 for c in curl python3; do
     if ! command -v $c >/dev/null 2>&1; then
