@@ -7,6 +7,8 @@
 #   make bench      kernels, the bundled model (pp/tg), training speed, monitor overhead, the monitor's CPU overhead
 #   make bench-scaleout  three serve replicas behind haproxy sharing limits in Redis and the
 #                   store in PostgreSQL (restarted 20 s in) when its server is installed (loopback)
+#   make bench-vision  the bundled Fashion-MNIST models on 10,000 test images; ResNet-18 images/s
+#                   and memory, bitnet vs onnxruntime
 #   make sanitize   ASan + UBSan build running the whole test suite
 #   make tsan       ThreadSanitizer build running the thread-pool tests
 #   make install    PREFIX=/usr/local DESTDIR= (binary and man pages); make uninstall
@@ -179,7 +181,7 @@ ifneq ($(V),1)
 Q := @
 endif
 
-.PHONY: all run test check bench bench-serve bench-scaleout sanitize tsan install uninstall clean deps deps-run format \
+.PHONY: all run test check bench bench-serve bench-scaleout bench-vision sanitize tsan install uninstall clean deps deps-run format \
         test-only lib bin tests
 
 all: lib bin tests
@@ -395,6 +397,15 @@ bench-scaleout: bin
 	BITNET=$(BIN) sh scripts/bench-scaleout.sh --clients 100 --seconds 60 --kill-after 30 \
 		$(if $(wildcard /usr/lib/postgresql/*/bin/initdb),--postgres --pg-restart-after 20) \
 		$(BENCH_SCALEOUT_ARGS)
+
+# bench-vision: the bundled Fashion-MNIST classifiers on all 10,000 test images of Debian's
+# dataset-fashion-mnist against PyTorch's predictions (test_vision_fashion.sh with
+# FASHION_N=10000), then ResNet-18 at 224x224, images/s at batch 1 and 8 on 1 and 2 threads and
+# peak memory, bitnet (ternary) vs onnxruntime (float) in one run (scripts/bench-vision.py;
+# torch, onnx and onnxruntime from PyPI)
+bench-vision: bin $(BUILD)/tools/jsonget
+	FASHION_N=10000 BITNET=$(BIN) JSONGET=$(BUILD)/tools/jsonget sh tests/cli/test_vision_fashion.sh
+	python3 scripts/bench-vision.py --bitnet $(BIN) --work $(BUILD)/bench-vision $(BENCH_VISION_ARGS)
 
 sanitize:
 	@$(MAKE) --no-print-directory BUILD=build-san SAN=1 test-only
