@@ -8,9 +8,11 @@
 The model is a torchvision-structured ResNet-18 (BasicBlock, 3 input channels, 1000 classes)
 with random weights (seed 1; BatchNorm statistics gathered from two batches of random images
 so that activations keep a sensible scale). It is exported once to SafeTensors + config.json
-(converted by `bitnet convert` into a ternary GGUF, docs/VISION.md) and to ONNX by
-torch.onnx.export (float32, run by onnxruntime). The inputs are the same random normalised
-images for both.
+(converted by `bitnet convert` into a ternary GGUF, docs/VISION.md, which checks it against
+PyTorch's forward of the same weights with the ternary fake quantization on 4 images) and to
+ONNX by torch.onnx.export (float32, run by onnxruntime). The inputs are the same random
+normalised images for both. The ternary model is not the float one: this compares speed and
+memory, not accuracy.
 
 Each (batch B, threads T) cell runs each engine in its own process, ROUNDS times, the order
 alternating from round to round (bitnet first in odd rounds), so both see the same machine:
@@ -93,6 +95,15 @@ def make_model(work):
                       dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}}, opset_version=17)
     x = torch.randn(16, 3, 224, 224, generator=torch.Generator().manual_seed(2))
     x.numpy().astype("<f4").tofile(imgs)
+    # the reference bitnet convert validates against: PyTorch's forward of the same weights
+    # with the ternary fake quantization (docs/VISION.md), on 4 of the images
+    qnet = ResNet(RESNET18, quant=True)
+    qnet.load_state_dict(net.state_dict())
+    qnet.eval()
+    with torch.no_grad():
+        ref = qnet(x[:4])
+    x[:4].numpy().astype("<f4").tofile(os.path.join(src, "ref_inputs.f32"))
+    ref.numpy().astype("<f4").tofile(os.path.join(src, "ref_logits.f32"))
     return src, onnx_path, imgs
 
 
@@ -220,8 +231,8 @@ def main(argv):
     run_child([sys.executable, os.path.abspath(__file__), "--make-model", work])
     src, onnx_path, imgs = model_paths(work)
     gguf = os.path.join(work, "resnet18.gguf")
-    if not os.path.exists(gguf):
-        run_child([bitnet, "convert", src, "-o", gguf, "--no-validate"])
+    _, _, out = run_child([bitnet, "convert", src, "-o", gguf, "--force", "--json"])
+    val = json.loads(out).get("validation") or {}
 
     load0 = loadavg()
     rows = []
@@ -255,7 +266,9 @@ def main(argv):
            "rounds": rounds, "iters": iters, "onnxruntime": ort_version,
            "gguf_bytes": os.path.getsize(gguf), "onnx_bytes": os.path.getsize(onnx_path),
            "ort_baseline_rss_mb": round(ort_rss, 1),
-           "rss_floor_mb": round(run_child(["true"])[1], 1), "results": rows}
+           "rss_floor_mb": round(run_child(["true"])[1], 1),
+           "validation": {k: val.get(k) for k in ("images", "top1_agreement", "max_abs_diff")},
+           "results": rows}
     if want_json:
         print(json.dumps(doc, indent=1))
         return 0
@@ -272,6 +285,10 @@ def main(argv):
             r["batch"], r["threads"], r["bitnet_images_per_s"], r["ort_images_per_s"],
             r["ratio"], r["bitnet_rss_mb"], r["ort_rss_mb"]))
     print()
+    v = doc["validation"]
+    print("bitnet convert's check against PyTorch (the same weights with the ternary fake "
+          "quantization) on %s images: top-1 agreement %s, largest logit difference %s"
+          % (v["images"], v["top1_agreement"], v["max_abs_diff"]))
     print("files: GGUF %d bytes, ONNX %d bytes; a Python process with numpy and onnxruntime "
           "imported and nothing run: %.0f MB; RSS of `true` started the same way (the floor "
           "of any child): %.1f MB" % (doc["gguf_bytes"], doc["onnx_bytes"],
