@@ -42,10 +42,9 @@ static bn_status tconv(const fwd *f, const bn_tlayer *l, const float *x, int n, 
     if (oh < 1 || ow < 1)
         return bn_ctx_set_error(f->ctx, BN_ERR_RANGE, "vision: a %dx%d input is too small", *h, *w);
     if (!(*y = falloc(f, n, (int64_t)l->g.cout * oh * ow))) return bn_ctx_status(f->ctx);
-    /* a depthwise conv runs the scalar op (the GEMM does not fit one channel at a time) */
-    const bn_status rc = f->ref || l->g.groups > 1
-                                 ? bn_tconv2d_ref(l, x, n, *h, *w, *y)
-                                 : bn_tconv2d(f->pool, NULL, l, x, n, *h, *w, *y, f->t);
+    const bn_status rc = f->ref            ? bn_tconv2d_ref(l, x, n, *h, *w, *y)
+                         : l->g.groups > 1 ? bn_tconv2d_dw(f->pool, l, x, n, *h, *w, *y)
+                                           : bn_tconv2d(f->pool, NULL, l, x, n, *h, *w, *y, f->t);
     if (rc != BN_OK) {
         bn_free(*y);
         *y = NULL;

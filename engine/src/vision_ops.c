@@ -369,10 +369,70 @@ bn_status bn_tconv2d_ref(const bn_tlayer *l, const float *x, int n, int h, int w
     return BN_OK;
 }
 
-bn_status bn_tconv2d_dw(const bn_tlayer *l, const float *x, int n, int h, int w, float *y)
+typedef struct dw_job {
+    const bn_tlayer *l;
+    const int8_t *wq, *xq; /* codes (cout x k * k); one quantized image */
+    int h, w, oh, ow;
+    float inv;
+    int32_t *acc; /* oh * ow per thread */
+    float *y;     /* the image's output planes */
+} dw_job;
+
+/* Channels c0 .. c1 - 1: for each nonzero tap, the shifted input rows added or subtracted
+ * over the valid output columns (exact int32), then the reference's float formula. */
+static void dw_range(void *arg, int64_t c0, int64_t c1, int tid)
+{
+    const dw_job *j = arg;
+    const bn_conv_geom *g = &j->l->g;
+    const int64_t p = (int64_t)j->oh * j->ow;
+    int32_t *acc = j->acc + tid * p;
+    for (int64_t c = c0; c < c1; c++) {
+        memset(acc, 0, (size_t)p * sizeof *acc);
+        const int8_t *plane = j->xq + c * j->h * j->w;
+        for (int i = 0; i < g->kh; i++)
+            for (int t = 0; t < g->kw; t++) {
+                const int wv = j->wq[(c * g->kh + i) * g->kw + t];
+                if (!wv) continue;
+                /* ox with 0 <= ox * stride - pad + t < w */
+                int x0 = 0, x1 = j->ow;
+                while (x0 < x1 && x0 * g->stride - g->pad + t < 0) x0++;
+                while (x1 > x0 && (x1 - 1) * g->stride - g->pad + t >= j->w) x1--;
+                for (int oy = 0; oy < j->oh; oy++) {
+                    const int iy = oy * g->stride - g->pad + i;
+                    if (iy < 0 || iy >= j->h) continue;
+                    const int8_t *xr = plane + (int64_t)iy * j->w;
+                    const int off = t - g->pad;
+                    int32_t *ar = acc + (int64_t)oy * j->ow;
+                    for (int ox = x0; ox < x1; ox++) ar[ox] += wv * xr[ox * g->stride + off];
+                }
+            }
+        const float sc = j->l->w.scales[c] * j->inv, b = j->l->bias[c];
+        float *yo = j->y + c * p;
+        for (int64_t q = 0; q < p; q++) yo[q] = (float)acc[q] * sc + b;
+    }
+}
+
+bn_status bn_tconv2d_dw(bn_threadpool *pool, const bn_tlayer *l, const float *x, int n, int h,
+                        int w, float *y)
 {
     if (l->g.groups != l->g.cin || l->g.cin != l->g.cout) return BN_ERR_INVALID;
-    return bn_tconv2d_ref(l, x, n, h, w, y);
+    const int oh = bn_conv_out(h, l->g.kh, l->g.stride, l->g.pad);
+    const int ow = bn_conv_out(w, l->g.kw, l->g.stride, l->g.pad);
+    if (oh < 1 || ow < 1 || n < 1) return BN_ERR_INVALID;
+    const int64_t in_sz = (int64_t)l->g.cin * h * w, p = (int64_t)oh * ow;
+    const int nth = pool ? bn_pool_size(pool) : 1;
+    int8_t *wq = codes_of(l), *xq = bn_malloc((size_t)in_sz);
+    int32_t *acc = bn_malloc((size_t)(nth * p) * sizeof *acc);
+    bn_status rc = wq && xq && acc ? BN_OK : BN_ERR_NOMEM;
+    for (int i = 0; i < n && rc == BN_OK; i++) {
+        dw_job j = {l, wq, xq, h, w, oh, ow, 0.0f, acc, y + (int64_t)i * l->g.cout * p};
+        j.inv = 1.0f / quantize_image(pool, x + i * in_sz, in_sz, xq);
+        bn_pool_parallel_for(pool, l->g.cout, 1, dw_range, &j);
+    }
+    bn_free(wq);
+    bn_free(xq);
+    bn_free(acc);
+    return rc;
 }
 
 bn_status bn_tlinear(bn_threadpool *pool, const bn_kernels *k, const bn_tlayer *l, const float *x,

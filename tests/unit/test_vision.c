@@ -198,7 +198,12 @@ static void test_tconv_depthwise(void **state)
     tl_make(&t, &g);
     float x[2 * 6 * 8 * 7], xd[2 * 6 * 8 * 7], y[2 * 6 * 16], yf[2 * 6 * 16];
     fill(x, sizeof x / 4, 1.0f);
-    assert_int_equal(bn_tconv2d_dw(&t.l, x, n, h, w, y), BN_OK);
+    float yr[2 * 6 * 16];
+    bn_threadpool *pool;
+    assert_int_equal(bn_pool_new(&pool, 2), BN_OK);
+    assert_int_equal(bn_tconv2d_dw(pool, &t.l, x, n, h, w, y), BN_OK);
+    assert_int_equal(bn_tconv2d_ref(&t.l, x, n, h, w, yr), BN_OK);
+    assert_memory_equal(y, yr, sizeof y);
     dequant_images(x, n, 6 * 8 * 7, xd);
     naive_conv(&g, t.weff, xd, n, h, w, yf);
     for (int i = 0; i < n * 6; i++)
@@ -208,7 +213,8 @@ static void test_tconv_depthwise(void **state)
     const bn_conv_geom g1 = {6, 6, 3, 3, 1, 1, 1};
     tl t1;
     tl_make(&t1, &g1);
-    assert_int_equal(bn_tconv2d_dw(&t1.l, x, n, h, w, y), BN_ERR_INVALID);
+    assert_int_equal(bn_tconv2d_dw(pool, &t1.l, x, n, h, w, y), BN_ERR_INVALID);
+    bn_pool_free(pool);
     tl_free(&t);
     tl_free(&t1);
 }

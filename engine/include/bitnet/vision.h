@@ -97,8 +97,10 @@ bn_status bn_tconv2d(bn_threadpool *pool, const bn_kernels *k, const bn_tlayer *
 /* The scalar reference: direct convolution over the int8 codes (groups 1 or depthwise). */
 bn_status bn_tconv2d_ref(const bn_tlayer *l, const float *x, int n, int h, int w, float *y);
 /* Depthwise ternary conv (groups == cin == cout; each row of the layer's codes is one
- * channel's kh * kw kernel); per-image activation scale. Scalar (the GEMM does not fit). */
-bn_status bn_tconv2d_dw(const bn_tlayer *l, const float *x, int n, int h, int w, float *y);
+ * channel's kh * kw kernel), per-image activation scale: exact int32 sums tap by tap over
+ * shifted rows, channels split over the pool (NULL: here); equals bn_tconv2d_ref to the bit. */
+bn_status bn_tconv2d_dw(bn_threadpool *pool, const bn_tlayer *l, const float *x, int n, int h,
+                        int w, float *y);
 
 /* Ternary linear layer on T tokens (x: T x K, y: T x cout): per-token int8, the GEMM,
  * bias. The _ref variant sums directly. */
