@@ -3,6 +3,7 @@
 # tests/vision/gen_fashion.py):
 # - bitnet convert of the committed source validates against PyTorch's logits (64 images) and
 #   gives a file that classifies those images exactly as the bundled one does;
+# - the first 4 test images as PNG files give the classes and probabilities of their tensors;
 # - on the test images of Debian's dataset-fashion-mnist (SKIP without it), normalised here
 #   bit for bit as PyTorch did, classify agrees with PyTorch's committed predictions on >= 99%
 #   and is within 1 point of its accuracy. FASHION_N images (default the first 1,000, a few
@@ -36,6 +37,23 @@ for m in resnet vit; do
         ok "fashion-$m: the bundled file is what convert makes of the source" ||
         bad "fashion-$m: the bundled file classifies otherwise than a fresh conversion"
 done
+# the first test images as PNG files (tests/data/vision/fashion-samples, their pixels
+# unchanged): decoded and normalised by classify into exactly the tensors PyTorch got, so the
+# same classes and probabilities as those tensors
+P=$D/fashion-samples
+for m in resnet vit; do
+    head -c $((4 * 784 * 4)) "$D/fashion-$m/ref_inputs.f32" >"$TMP/four.f32"
+    expect_exit 0 "classify 4 PNG test images (fashion-$m)" -- "$BITNET" classify \
+        -m "$A/fashion-$m.gguf" "$P/t10k-0.png" "$P/t10k-1.png" "$P/t10k-2.png" "$P/t10k-3.png" \
+        --top 3 -t 2
+    sed 's/^[^ ]*: //' "$TMP/out" >"$TMP/png"
+    expect_exit 0 "classify their tensors" -- "$BITNET" classify -m "$A/fashion-$m.gguf" \
+        "$TMP/four.f32" --top 3 -t 2
+    sed 's/^[^ ]*: //' "$TMP/out" | cmp -s - "$TMP/png" && [ "$(wc -l <"$TMP/png")" -eq 4 ] &&
+        ok "fashion-$m: PNGs classified as PyTorch's tensors of them ($(head -1 "$TMP/png"))" ||
+        bad "fashion-$m: the PNGs classify otherwise than their tensors"
+done
+
 expect_exit 0 "--labels the bundled labels file" -- "$BITNET" classify -m "$A/fashion-vit.gguf" \
     "$D/fashion-vit/ref_inputs.f32" --top 3 -t 2 --labels "$A/fashion-labels.txt"
 cmp -s "$TMP/out" "$TMP/bundled" && ok "labels file = the model's labels" ||

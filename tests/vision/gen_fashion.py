@@ -8,6 +8,7 @@ layout that `bitnet convert` reads (docs/VISION.md).
         MODEL: resnet | vit     VARIANT: qat | f32
         --limit N: train on the first N training images only (a quick check of the pipeline)
     python3 tests/vision/gen_fashion.py all        # the four runs, one after the other
+    python3 tests/vision/gen_fashion.py samples    # DIR/fashion-samples/t10k-{0..3}.png
 
 Needs torch (CPU), numpy and safetensors (PyPI) and Debian's dataset-fashion-mnist
 (/usr/share/datasets/fashion-mnist, or FASHION_DIR). The exported files are committed
@@ -34,6 +35,9 @@ Output, per run, in DIR/fashion-MODEL (qat) or DIR/fashion-MODEL-f32:
   ref_labels.u8       their true classes
   test_pred.u8        PyTorch's top-1 prediction on each of the 10,000 test images
   metrics.json        test accuracy, training loss per epoch, time
+and `samples` writes the first N_PNG test images as 8-bit greyscale PNG files (their pixels
+unchanged, zlib-compressed here: no imaging library needed), which `bitnet classify` must
+decode and normalise into exactly the tensors PyTorch got (the first ones of ref_inputs.f32).
 """
 import gzip
 import json
@@ -53,6 +57,7 @@ LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shir
           "Bag", "Ankle boot"]
 MEAN, STD = 0.2860, 0.3530  # the training images' mean and std in [0,1]
 N_REF = 64
+N_PNG = 4
 SEED = 1
 
 RESNET = {"arch": "resnet", "block": "basic", "depths": [1, 1, 1], "widths": [16, 32, 64],
@@ -383,6 +388,30 @@ def export(net, cfg, hp, out_dir, logits, pred, xte, yte, acc, losses, train_s, 
         f.write("\n")
 
 
+def write_png(path, img):
+    """an 8-bit greyscale PNG of img (u8, H x W), no filter, no interlace."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    h, w = img.shape
+    raw = b"".join(b"\0" + img[y].tobytes() for y in range(h))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def samples(out):
+    d = os.path.join(out, "fashion-samples")
+    os.makedirs(d, exist_ok=True)
+    x, _ = load_split("t10k")
+    for i in range(N_PNG):
+        write_png(os.path.join(d, "t10k-%d.png" % i), x[i])
+
+
 def main(argv):
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "vision")
     epochs = threads = limit = 0
@@ -404,6 +433,9 @@ def main(argv):
             continue
         pos.append(a)
         i += 1
+    if pos == ["samples"]:
+        samples(out)
+        return 0
     runs = ([(m, v) for m in ("resnet", "vit") for v in ("qat", "f32")] if pos == ["all"]
             else [tuple(pos)] if len(pos) == 2 else None)
     if not runs or any(m not in TRAIN or v not in ("qat", "f32") for m, v in runs):
