@@ -422,6 +422,9 @@ install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/share/bitnet/models
 	install -m 644 assets/models/*.gguf assets/models/SHA256SUMS assets/models/MODEL_CARD.md \
 		$(DESTDIR)$(PREFIX)/share/bitnet/models/
+	install -d $(DESTDIR)$(PREFIX)/share/bitnet/vision
+	install -m 644 assets/vision/*.gguf assets/vision/fashion-labels.txt assets/vision/SHA256SUMS \
+		assets/vision/MODEL_CARD.md $(DESTDIR)$(PREFIX)/share/bitnet/vision/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/bitnet $(DESTDIR)$(MANDIR)/man1/bitnet.1 \
