@@ -5,8 +5,14 @@
 # text (`bitnet perplexity`, 128-token chunks, llama.cpp's method), the validation perplexity
 # and top-1 agreement with the float model (convert's f32 reference on its built-in text), and
 # the generation speed (bitnet bench tg32, one thread, the best of three runs of 3 repetitions:
-# the cost of the factors).
+# the cost of the factors). Mixed precision (convert --mixed K, issue 21): the K layers most
+# sensitive to ternarization kept at Q8_0, after absmean and after gptq. After the rows, the
+# share of absmean's held-out perplexity gap to the float model that gptq closes per model (the
+# goal: at least half).
 # The float model's held-out perplexity comes from tests/convert/heldout_ppl.py (transformers).
+# TWIN=DIR adds a float Hugging Face model directory of one's own (such as the bundled model's
+# f32 twin) with TWIN_CAL, TWIN_HELD and TWIN_CTX (its calibration text, held-out text and
+# perplexity context, default 256).
 #
 #   sh scripts/ternarize-table.sh [BUILD_DIR]        (default build; prints markdown rows)
 set -e
@@ -23,8 +29,9 @@ j() { f=$1; shift; "$JSONGET" "$@" <"$f"; }
 row() { # row MODEL TYPE LABEL ARGS...: one conversion and its measurements
     m=$1 type=$2 label=$3
     shift 3
-    "$BITNET" convert "$D/$m" -o "$W/o.gguf" --force --type "$type" --json -t 2 "$@" >"$W/c.json" 2>/dev/null
-    "$BITNET" perplexity -m "$W/o.gguf" -f "$HELD" -c 128 --json -t 2 >"$W/p.json" 2>/dev/null
+    "$BITNET" convert "$dir" -o "$W/o.gguf" --force --type "$type" --json -t 2 "$@" >"$W/c.json" 2>/dev/null
+    "$BITNET" perplexity -m "$W/o.gguf" -f "$held" -c "$ctx" --json -t 2 >"$W/p.json" 2>/dev/null
+    cp "$W/p.json" "$W/p-$label.json"
     best=0 # the best of three benches: a busy neighbour slows rounds, never speeds them up
     for i in 1 2 3; do
         "$BITNET" bench -m "$W/o.gguf" -p 0 -n 32 -t 1 -r 3 --json >"$W/b.json" 2>/dev/null
@@ -39,19 +46,38 @@ row() { # row MODEL TYPE LABEL ARGS...: one conversion and its measurements
 
 echo "| model | method | bytes | held-out ppl | validation ppl | top-1 | tg32 t/s |"
 echo "|---|---|---|---|---|---|---|"
-for spec in "llama-st i2_s" "llama-256 tq2_0"; do
-    set -- $spec
-    m=$1 t=$2
-    [ -d "$D/$m" ] || continue
-    "$BITNET" convert "$D/$m" -o "$W/ref.gguf" --force --type "$t" --json -t 2 >"$W/r.json" 2>/dev/null
-    f32=$(python3 tests/convert/heldout_ppl.py "$D/$m" "$HELD" 128 2>/dev/null | cut -d' ' -f1)
+gap() { # gap MODEL F32: the share of absmean's held-out gap to the float model gptq closes
+    a=$(j "$W/p-absmean.json" perplexity) g=$(j "$W/p-gptq, calibrated.json" perplexity)
+    awk -v m="$1" -v f="$2" -v a="$a" -v g="$g" 'BEGIN { if (f == "") exit
+        c = (a - g) / (a - f)
+        printf "- %s: gptq closes %.0f%% of the held-out perplexity gap of absmean (%.2f -> %.2f; f32 %.2f): the goal of half is %s\n", m, 100 * c, a, g, f, (c >= 0.5 ? "met" : "NOT met") }' >>"$W/gaps"
+}
+
+: >"$W/gaps"
+SPECS="$D/llama-st:i2_s:$CAL:$HELD:128 $D/llama-256:tq2_0:$CAL:$HELD:128"
+[ -n "$TWIN" ] && SPECS="$TWIN:i2_s:$TWIN_CAL:$TWIN_HELD:${TWIN_CTX:-256} $SPECS"
+for spec in $SPECS; do
+    dir=${spec%%:*} r=${spec#*:}
+    t=${r%%:*} r=${r#*:}
+    cal=${r%%:*} r=${r#*:}
+    held=${r%%:*} ctx=${r#*:}
+    m=$(basename "$dir")
+    [ -d "$dir" ] || continue
+    "$BITNET" convert "$dir" -o "$W/ref.gguf" --force --type "$t" --json -t 2 >"$W/r.json" 2>/dev/null
+    f32=$(python3 tests/convert/heldout_ppl.py "$dir" "$held" "$ctx" 2>/dev/null | cut -d' ' -f1)
     printf '| %s | f32 (the source) | - | %s | %.2f | 100%% | - |\n' "$m" "${f32:--}" \
         "$(j "$W/r.json" validation.ppl_ref)"
     row "$m" "$t" absmean
     row "$m" "$t" "absmean + rank 8" --lowrank 8
     row "$m" "$t" "absmean + rank 32" --lowrank 32
-    row "$m" "$t" "gptq, calibrated" --calibrate "$CAL"
-    [ "$t" = i2_s ] || row "$m" "$t" "gptq, one scale per tensor" --calibrate "$CAL" --scales tensor
-    row "$m" "$t" "gptq + rank 8" --calibrate "$CAL" --lowrank 8
-    row "$m" "$t" "gptq + rank 32" --calibrate "$CAL" --lowrank 32
+    row "$m" "$t" "absmean + 2 layers q8_0" --calibrate "$cal" --method absmean --mixed 2
+    row "$m" "$t" "gptq, calibrated" --calibrate "$cal"
+    [ "$t" = i2_s ] || row "$m" "$t" "gptq, one scale per tensor" --calibrate "$cal" --scales tensor
+    row "$m" "$t" "gptq + rank 8" --calibrate "$cal" --lowrank 8
+    row "$m" "$t" "gptq + rank 32" --calibrate "$cal" --lowrank 32
+    row "$m" "$t" "gptq + 2 layers q8_0" --calibrate "$cal" --mixed 2
+    row "$m" "$t" "gptq + 4 layers q8_0" --calibrate "$cal" --mixed 4
+    gap "$m" "$f32"
 done
+echo
+cat "$W/gaps"
