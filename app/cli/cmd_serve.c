@@ -215,7 +215,9 @@ static int open_tenants(srv *s, const serve_opts *o, bn_config **cfg, struct srv
     if (srv_tenants_new(*cfg, o->database, t, err, sizeof err) == 0) {
         /* a stream of a replica that vanished is held for its longest life, and a minute */
         const int64_t lease = (o->timeout ? o->timeout : 3600) * 1000LL + 60000;
-        if (!o->redis || !srv_tenants_use_redis(*t, o->redis, lease, s->reg, err, sizeof err))
+        if (s->reg && srv_tenants_metrics(*t, s->reg))
+            snprintf(err, sizeof err, "the store's metrics: out of memory");
+        else if (!o->redis || !srv_tenants_use_redis(*t, o->redis, lease, s->reg, err, sizeof err))
             return 0;
         srv_tenants_free(*t);
         *t = NULL;

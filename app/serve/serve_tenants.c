@@ -107,11 +107,12 @@ struct srv_tenants {
     pthread_mutex_t mu;
     bn_db **idle; /* store handles no thread holds */
     size_t n_idle, cap_idle;
-    srv_limits *limits;        /* in process, or Redis (srv_tenants_use_redis) */
-    cm_billing *billing;       /* the meter events' sender when billing is configured */
-    bn_pg_pool *pg;            /* the PostgreSQL store (serve --database); NULL: the history */
-    const char *pg_url;        /* its URL (the config's or the argument's: outlives t) */
-    int64_t retention_next_ms; /* under mu: when to look at the daily retention again */
+    srv_limits *limits;             /* in process, or Redis (srv_tenants_use_redis) */
+    cm_billing *billing;            /* the meter events' sender when billing is configured */
+    bn_pg_pool *pg;                 /* the PostgreSQL store (serve --database); NULL: the history */
+    const char *pg_url;             /* its URL (the config's or the argument's: outlives t) */
+    bn_mfamily *retries, *failures; /* bitnet_store_*_total{call} (srv_tenants_metrics) */
+    int64_t retention_next_ms;      /* under mu: when to look at the daily retention again */
 };
 
 /* A store handle for this thread alone until db_give; NULL (v: 500) when it cannot open. */
@@ -153,20 +154,43 @@ static void db_give(srv_tenants *t, bn_db *db)
 /* A call on a store handle (arg: its arguments); its status, the message on the handle. */
 typedef bn_status (*store_call)(bn_db *db, void *arg);
 
+int srv_tenants_metrics(srv_tenants *t, bn_metrics *reg)
+{
+    static const char *const by_call[] = {"call", NULL};
+    static const char *const calls[][1] = {{"auth"}, {"ledger"}};
+    t->retries = bn_metrics_define(reg, BN_METRIC_COUNTER, "bitnet_store_retries_total",
+                                   "Store calls tried again after the store failed (PostgreSQL "
+                                   "restarting): call auth (the key lookup) or ledger (the "
+                                   "usage row).",
+                                   by_call, NULL, 0);
+    t->failures = bn_metrics_define(reg, BN_METRIC_COUNTER, "bitnet_store_failures_total",
+                                    "Store calls that failed after every try: auth answered 500, "
+                                    "ledger 503 (the answer withheld).",
+                                    by_call, NULL, 0);
+    int rc = t->retries && t->failures ? 0 : -1;
+    for (int i = 0; !rc && i < 2; i++)
+        rc = bn_metric_add(t->retries, calls[i], 0) || bn_metric_add(t->failures, calls[i], 0);
+    return rc;
+}
+
 /* Runs fn on a store handle, again with backoff (common/backoff.h) while the store fails
  * (BN_ERR_IO: a PostgreSQL server that restarts, its connections remade at the next try) up
- * to tries times in all. The last try's status; its message in err, the tries in *n. */
-static bn_status store_retry(srv_tenants *t, int tries, store_call fn, void *arg, char *err,
-                             size_t errsz, int *n)
+ * to tries times in all, counted under call. The last try's status; its message in err, the
+ * tries in *n. */
+static bn_status store_retry(srv_tenants *t, const char *call, int tries, store_call fn, void *arg,
+                             char *err, size_t errsz, int *n)
 {
     unsigned seed = (unsigned)srv_now_ns();
+    const char *lv[] = {call};
     srv_verdict v;
     for (*n = 1;; ++*n) {
         bn_db *db = db_take(t, &v);
         const bn_status s = db ? fn(db, arg) : BN_ERR_IO;
         snprintf(err, errsz, "%s", !db ? v.msg : s != BN_OK ? bn_db_errmsg(db) : "");
         db_give(t, db);
+        if (s == BN_ERR_IO && *n >= tries && t->failures) bn_metric_add(t->failures, lv, 1);
         if (s != BN_ERR_IO || *n >= tries) return s;
+        if (t->retries) bn_metric_add(t->retries, lv, 1);
         const double w = cm_backoff_s(*n, 0.2, 2.0, &seed);
         nanosleep(&(struct timespec){(time_t)w, (long)((w - (double)(time_t)w) * 1e9)}, NULL);
     }
@@ -321,7 +345,7 @@ void srv_tenants_auth(srv_tenants *t, const char *authorization, unsigned scope,
     lookup_arg la = {authorization + 7, {0}};
     char err[512];
     int n;
-    const bn_status rc = store_retry(t, AUTH_TRIES, lookup, &la, err, sizeof err, &n);
+    const bn_status rc = store_retry(t, "auth", AUTH_TRIES, lookup, &la, err, sizeof err, &n);
     const bn_key_auth a = la.a;
     if (rc != BN_OK) {
         snprintf(v->msg, sizeof v->msg, "the tenant store failed: %.200s", err);
@@ -580,7 +604,7 @@ static int record_usage(srv_tenants *t, const bn_usage_rec *rec, int *fresh)
     record_arg ra = {t, rec, 0};
     char err[512];
     int n;
-    const bn_status s = store_retry(t, LEDGER_TRIES, record, &ra, err, sizeof err, &n);
+    const bn_status s = store_retry(t, "ledger", LEDGER_TRIES, record, &ra, err, sizeof err, &n);
     *fresh = ra.fresh;
     if (s == BN_OK && n > 1)
         fprintf(stderr, "bitnet serve: the usage of %s is in the ledger (try %d)\n",

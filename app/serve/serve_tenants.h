@@ -102,6 +102,10 @@ typedef struct srv_tenants srv_tenants;
 int srv_tenants_new(const bn_config *cfg, const char *database, srv_tenants **out, char *err,
                     size_t errsz);
 void srv_tenants_free(srv_tenants *t);
+/* Defines bitnet_store_retries_total and bitnet_store_failures_total{call="auth"|"ledger"} in
+ * reg: the store's calls tried again with backoff, and those that failed after every try. 0,
+ * or -1 (out of memory, a name taken). */
+int srv_tenants_metrics(srv_tenants *t, bn_metrics *reg);
 /* Shares the limits of every replica through the Redis at url (serve_redis.c, serve --redis):
  * redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH[?db=N]. A bad url is -1 with
  * err; an unreachable server is not (the limits are local until it answers, logged).

@@ -81,7 +81,7 @@ key() {
     # shellcheck disable=SC2086
     "$B" keys create --tenant "$1" --scope "$2" --json $D 2>/dev/null | "$JSONGET" key
 }
-KA=$(key acme inference,usage) KG=$(key globex inference,usage)
+KA=$(key acme inference,usage) KG=$(key globex inference,usage) KADM=$(key acme admin)
 [ -n "$KA" ] && [ -n "$KG" ] && ok "keys made in PostgreSQL" || bad "no keys"
 BITNET_DATABASE="$PGURL" "$B" tenants list >"$TMP/out" 2>&1
 expect_grep "globex" "$TMP/out" "the config's database (BITNET_DATABASE) is the store"
@@ -221,6 +221,12 @@ done
 [ "$codes" = "200 200 " ] && ok "both tenants served after the restarts" || bad "after: $codes"
 dup=$(pg_sql "SELECT count(*) - count(DISTINCT request_id) FROM usage")
 [ "$dup" = 0 ] && ok "no request id twice in the ledger" || bad "$dup duplicates"
+curl -s -H "Authorization: Bearer $KADM" "$URL/metrics" >"$TMP/metrics"
+grep -q '^bitnet_store_retries_total{call="ledger"} [1-9]' "$TMP/metrics" &&
+    grep -q '^bitnet_store_retries_total{call="auth"} [1-9]' "$TMP/metrics" &&
+    grep -q '^bitnet_store_failures_total{call="ledger"} 0' "$TMP/metrics" &&
+    ok "/metrics: the store's retries counted (auth and ledger), no failure" ||
+    bad "metrics: $(grep bitnet_store "$TMP/metrics")"
 
 kill -TERM "$SPID" 2>/dev/null
 wait "$SPID"
