@@ -59,9 +59,10 @@ void cmd_profile_help(FILE *out)
             "(bench's streaming-sum probe, same threads). Then each option is tried against\n"
             "the setup as given, in turn, -r times: other thread counts (1 .. CPUs), other\n"
             "kernel variants, the other LM head (q8_0 or the file's rows), a context just\n"
-            "large enough, the other KV cache type. \"recommended\" lines name the options\n"
-            "whose measured generation gain exceeds both the noise (the spread of the\n"
-            "repeated runs) and %.0f%%.\n\n"
+            "large enough, the other KV cache type. \"recommended\" lines name, per option,\n"
+            "the value with the largest measured generation gain among those above both the\n"
+            "noise (the spread of the repeated runs) and %.0f%%; fewer than %d passes\n"
+            "recommend nothing. -ngl needs --gpu.\n\n"
             "Options:\n" MC_OPTS_HELP
             "  -c, --ctx N       context (KV cache) in tokens (default: the model's, at most\n"
             "                    4096)\n"
@@ -77,7 +78,7 @@ void cmd_profile_help(FILE *out)
             "  -h, --help        this help\n\n"
             "Exit status: 0 ok, 1 the model cannot be used or there is no CUDA device\n"
             "(--gpu), 2 usage error.\n",
-            100 * MIN_GAIN, DEFAULT_PP, DEFAULT_TG, DEFAULT_REPS);
+            100 * MIN_GAIN, MIN_REPS, DEFAULT_PP, DEFAULT_TG, DEFAULT_REPS);
 }
 
 /* The tokens every pass evaluates (random ids, the same for every configuration) and the
