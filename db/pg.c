@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- the schema -------------------------------------------------------------------------------
+/* ---- the schema ------------------------------------------------------------------------------
  *
  * Append-only, as db/migrations.c: a released step is never edited; a change is a new step.
  * Times are ms since the Unix epoch, UTC, as in the history, so that both stores answer
@@ -109,8 +109,7 @@ static const char *const pg_migrations[] = {pg_v1};
 #define PG_SCHEMA   ((int)(sizeof pg_migrations / sizeof pg_migrations[0]))
 #define PG_LOCK_KEY "7326720513" /* the advisory lock of the migrations: "bitnet" */
 
-/* ---- the pool ---------------------------------------------------------------------------------
- */
+/* ---- the pool ---------------------------------------------------------------------------- */
 
 struct bn_pg_pool {
     char *url;
@@ -132,11 +131,15 @@ static void no_notice(void *arg, const char *msg)
     (void)arg, (void)msg;
 }
 
-/* A new connection to url, or NULL with libpq's message (one line) in err. */
+/* A new connection to url, or NULL with libpq's message (one line) in err. Defaults the URL
+ * may override: 5 s to connect, a statement aborted after 30 s, TCP keepalives that notice a
+ * server gone silent within about 25 s (a pool slot is never held forever). */
 static PGconn *connect_url(const char *url, char *err, size_t errsz)
 {
-    static const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *vals[] = {"5", "bitnet", url, NULL};
+    static const char *const keys[] = {
+            "connect_timeout",  "application_name", "keepalives_idle", "keepalives_interval",
+            "keepalives_count", "options",          "dbname",          NULL};
+    const char *vals[] = {"5", "bitnet", "10", "5", "3", "-c statement_timeout=30000", url, NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (c && PQstatus(c) == CONNECTION_OK) {
         PQsetNoticeProcessor(c, no_notice, NULL);
@@ -181,8 +184,7 @@ static void pool_give(bn_pg_pool *p, int slot)
     pthread_mutex_unlock(&p->mu);
 }
 
-/* ---- queries ----------------------------------------------------------------------------------
- */
+/* ---- queries ----------------------------------------------------------------------------- */
 
 /* "<what>: <message>" on db, the message on one line. */
 static bn_status pg_err(bn_db *db, bn_status s, const char *what, const char *msg)
@@ -277,8 +279,7 @@ bn_status bn__pg_end(bn_db *db, PGconn *c, bn_status s, const char *what)
     return s;
 }
 
-/* ---- migrations -------------------------------------------------------------------------------
- */
+/* ---- migrations -------------------------------------------------------------------------- */
 
 static bn_status check_role(bn_db *db, PGconn *c)
 {
@@ -345,8 +346,7 @@ static bn_status migrate(bn_db *db, PGconn *c, int *schema)
     return s;
 }
 
-/* ---- open and close ---------------------------------------------------------------------------
- */
+/* ---- open and close ---------------------------------------------------------------------- */
 
 void bn_pg_pool_free(bn_pg_pool *p)
 {

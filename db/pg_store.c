@@ -25,7 +25,7 @@ static bn_status query1(bn_db *db, int64_t tenant, const char *sql, int n, const
     return s;
 }
 
-/* ---- the audit log ------------------------------------------------------------------------- */
+/* ---- the audit log ----------------------------------------------------------------------- */
 
 #define AUDIT_LOCK_KEY "7326720514" /* the chain is appended to one writer at a time */
 
@@ -91,8 +91,7 @@ bn_status bn__pg_audit_list(bn_db *db, int (*fn)(void *ud, const bn_audit_entry 
     return s;
 }
 
-/* ---- tenants -----------------------------------------------------------------------------------
- */
+/* ---- tenants ----------------------------------------------------------------------------- */
 
 #define TENANT_COLS                                                                                \
     "t.id, t.name, t.tier, t.status, coalesce(t.stripe_customer, ''), t.created_at, "              \
@@ -203,8 +202,7 @@ bn_status bn__pg_tenant_suspend(bn_db *db, const char *actor, const char *ref, i
     return bn__pg_end(db, c, s, what);
 }
 
-/* ---- API keys ----------------------------------------------------------------------------------
- */
+/* ---- API keys ---------------------------------------------------------------------------- */
 
 /* \x and hex: a bytea parameter in text form. */
 static void bytea_hex(const uint8_t *b, size_t n, char *out)
@@ -360,8 +358,7 @@ void bn__pg_key_touch(bn_db *db, int64_t id, int64_t now)
         PQclear(r);
 }
 
-/* ---- the usage ledger --------------------------------------------------------------------------
- */
+/* ---- the usage ledger -------------------------------------------------------------------- */
 
 /* The meter event of the new ledger row r (inside its transaction). */
 static bn_status outbox_add(bn_db *db, PGconn *c, const bn_usage_rec *r, int64_t at)
@@ -472,8 +469,7 @@ bn_status bn__pg_usage_total(bn_db *db, int64_t tenant_id, int64_t from_ms, int6
     return s;
 }
 
-/* ---- the billing outbox ------------------------------------------------------------------------
- */
+/* ---- the billing outbox ------------------------------------------------------------------ */
 
 bn_status bn__pg_outbox_claim(bn_db *db, int64_t now_ms, int64_t lease_ms, bn_outbox_event *out,
                               size_t max_n, size_t *n)
@@ -645,7 +641,7 @@ bn_status bn__pg_billing_reconcile(bn_db *db, int64_t tenant_id, int64_t from_ms
     return s;
 }
 
-/* ---- delete, erase, export ------------------------------------------------------------------ */
+/* ---- delete, erase, export --------------------------------------------------------------- */
 
 /* Begins a transaction (scope all) and finds ref's tenant in it. */
 static bn_status begin_tenant(bn_db *db, const char *ref, PGconn **c, bn_tenant *t,

@@ -31,7 +31,9 @@
  *
  * The pool holds up to n connections (made when first needed, again after the server
  * restarted: a connection found broken at the start of a transaction is remade once); a
- * caller waits (mutex and condition variable) while all are in use. Thread-safe: the pool.
+ * caller waits (mutex and condition variable) while all are in use. Each connection has
+ * defaults the URL may override: 5 s to connect, statement_timeout 30 s, TCP keepalives (a
+ * server gone silent is noticed within about 25 s), application_name bitnet. Thread-safe: the pool.
  * Not thread-safe: a bn_db handle (one thread at a time, as with the history).
  */
 #ifndef BITNET_DB_PG_H
