@@ -278,12 +278,16 @@ def main(argv):
                               doc["onnxruntime"]))
     print()
     print("| batch | threads | bitnet img/s | onnxruntime img/s | bitnet / ort "
-          "| bitnet RSS MB | ort RSS MB |")
-    print("|---|---|---|---|---|---|---|")
+          "| bitnet RSS MB | ort RSS MB | bitnet rounds | ort rounds |")
+    print("|---|---|---|---|---|---|---|---|---|")
+
+    def spread(v):
+        return "%.2f-%.2f" % (min(v), max(v)) if v else "-"
     for r in rows:
-        print("| %d | %d | %.2f | %.2f | %.2fx | %.0f | %.0f |" % (
+        print("| %d | %d | %.2f | %.2f | %.2fx | %.0f | %.0f | %s | %s |" % (
             r["batch"], r["threads"], r["bitnet_images_per_s"], r["ort_images_per_s"],
-            r["ratio"], r["bitnet_rss_mb"], r["ort_rss_mb"]))
+            r["ratio"], r["bitnet_rss_mb"], r["ort_rss_mb"], spread(r["bitnet_rounds"]),
+            spread(r["ort_rounds"])))
     print()
     v = doc["validation"]
     print("bitnet convert's check against PyTorch (the same weights with the ternary fake "
