@@ -4,6 +4,10 @@
 
     python3 scripts/bench-vision.py [--bitnet build/bitnet] [--work DIR] [--rounds 5]
                                     [--iters 4] [--batches 1,8] [--threads 1,2] [--json]
+                                    [--size 224]
+
+--size S: the images' side (default 224; a smaller one makes a quick check of the script,
+as test_bench_vision.sh does).
 
 The model is a torchvision-structured ResNet-18 (BasicBlock, 3 input channels, 1000 classes)
 with random weights (seed 1; BatchNorm statistics gathered from two batches of random images
@@ -56,12 +60,12 @@ def die(msg):
     sys.exit(1)
 
 
-def model_paths(work):
-    return (os.path.join(work, "resnet18"), os.path.join(work, "resnet18.onnx"),
-            os.path.join(work, "imgs.f32"))
+def model_paths(work, size):
+    return (os.path.join(work, "resnet18-%d" % size), os.path.join(work, "resnet18-%d.onnx" % size),
+            os.path.join(work, "imgs-%d.f32" % size))
 
 
-def make_model(work):
+def make_model(work, size):
     """writes work/resnet18/{model.safetensors,config.json}, work/resnet18.onnx, and
     work/imgs.f32 (16 random normalised images)."""
     import numpy as np
@@ -70,34 +74,35 @@ def make_model(work):
     sys.path.insert(0, os.path.join(ROOT, "tests", "vision"))
     from gen_fashion import ResNet
 
-    src, onnx_path, imgs = model_paths(work)
+    src, onnx_path, imgs = model_paths(work, size)
+    cfg = dict(RESNET18, image_size=size)
     if all(os.path.exists(p) for p in (os.path.join(src, "model.safetensors"), onnx_path, imgs)):
         return src, onnx_path, imgs
     os.makedirs(src, exist_ok=True)
     torch.manual_seed(1)
-    net = ResNet(RESNET18, quant=False)
+    net = ResNet(cfg, quant=False)
     for m in net.modules():  # cumulative BN statistics over the calibration batches
         if isinstance(m, torch.nn.BatchNorm2d):
             m.momentum = None
     net.train()
     with torch.no_grad():
         for _ in range(2):
-            net(torch.randn(8, 3, 224, 224))
+            net(torch.randn(8, 3, size, size))
     net.eval()
     sd = {k: v.contiguous() for k, v in net.state_dict().items()
           if not k.endswith("num_batches_tracked")}
     save_file(sd, os.path.join(src, "model.safetensors"))
     with open(os.path.join(src, "config.json"), "w") as f:
-        json.dump(RESNET18, f, indent=1)
+        json.dump(cfg, f, indent=1)
         f.write("\n")
-    torch.onnx.export(net, (torch.randn(1, 3, 224, 224),), onnx_path, dynamo=False,
+    torch.onnx.export(net, (torch.randn(1, 3, size, size),), onnx_path, dynamo=False,
                       input_names=["input"], output_names=["logits"],
                       dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}}, opset_version=17)
-    x = torch.randn(16, 3, 224, 224, generator=torch.Generator().manual_seed(2))
+    x = torch.randn(16, 3, size, size, generator=torch.Generator().manual_seed(2))
     x.numpy().astype("<f4").tofile(imgs)
     # the reference bitnet convert validates against: PyTorch's forward of the same weights
     # with the ternary fake quantization (docs/VISION.md), on 4 of the images
-    qnet = ResNet(RESNET18, quant=True)
+    qnet = ResNet(cfg, quant=True)
     qnet.load_state_dict(net.state_dict())
     qnet.eval()
     with torch.no_grad():
@@ -124,10 +129,10 @@ def run_child(argv):
         return wall, ru.ru_maxrss / 1024.0, out.read()
 
 
-def slice_images(imgs, n, work):
+def slice_images(imgs, n, work, size):
     """a file of n images (repeating the 16 of imgs)."""
-    per = 3 * 224 * 224 * 4
-    path = os.path.join(work, "imgs-%d.f32" % n)
+    per = 3 * size * size * 4
+    path = os.path.join(work, "imgs-%d-%d.f32" % (size, n))
     if not os.path.exists(path):
         data = open(imgs, "rb").read()
         with open(path, "wb") as f:
@@ -136,27 +141,27 @@ def slice_images(imgs, n, work):
     return path
 
 
-def bitnet_cell(bitnet, gguf, imgs, work, batch, threads, iters):
+def bitnet_cell(bitnet, gguf, imgs, work, size, batch, threads, iters):
     """classify's own forward time ("seconds" of --json: the batches' forward passes, not
     starting, loading or reading) of iters batches."""
     argv = [bitnet, "classify", "-m", gguf, "--batch", str(batch), "-t", str(threads), "--json",
-            "--top", "1", slice_images(imgs, batch * iters, work)]
+            "--top", "1", slice_images(imgs, batch * iters, work, size)]
     _, rss, out = run_child(argv)
     d = json.loads(out)
     return d["images"] / d["seconds"], rss
 
 
-def ort_cell(onnx_path, imgs, batch, threads, iters):
+def ort_cell(onnx_path, imgs, size, batch, threads, iters):
     argv = [sys.executable, os.path.abspath(__file__), "--ort-worker", onnx_path, imgs,
-            str(batch), str(threads), str(iters)]
+            str(size), str(batch), str(threads), str(iters)]
     _, rss, out = run_child(argv)
     return json.loads(out)["images_per_s"], rss
 
 
-def ort_worker(onnx_path, imgs, batch, threads, iters):
+def ort_worker(onnx_path, imgs, size, batch, threads, iters):
     import numpy as np
     import onnxruntime as ort
-    x = np.fromfile(imgs, dtype="<f4").reshape(-1, 3, 224, 224)
+    x = np.fromfile(imgs, dtype="<f4").reshape(-1, 3, size, size)
     x = np.concatenate([x] * (batch // x.shape[0] + 1))[:batch]
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
@@ -198,15 +203,15 @@ def loadavg():
 
 
 def main(argv):
-    if argv[:1] == ["--make-model"] and len(argv) == 2:
-        make_model(argv[1])
+    if argv[:1] == ["--make-model"] and len(argv) == 3:
+        make_model(argv[1], int(argv[2]))
         return 0
     if argv[:1] == ["--ort-worker"]:
-        ort_worker(argv[1], argv[2], int(argv[3]), int(argv[4]), int(argv[5]))
+        ort_worker(argv[1], argv[2], *[int(a) for a in argv[3:7]])
         return 0
     opts = {"--bitnet": os.path.join(ROOT, "build", "bitnet"),
             "--work": os.path.join(ROOT, "build", "bench-vision"), "--rounds": "5",
-            "--iters": "4", "--batches": "1,8", "--threads": "1,2"}
+            "--iters": "4", "--batches": "1,8", "--threads": "1,2", "--size": "224"}
     want_json = False
     i = 0
     while i < len(argv):
@@ -220,17 +225,18 @@ def main(argv):
             sys.stderr.write(__doc__)
             return 2
     bitnet, work = opts["--bitnet"], opts["--work"]
-    rounds, iters = int(opts["--rounds"]), int(opts["--iters"])
+    rounds, iters, size = int(opts["--rounds"]), int(opts["--iters"]), int(opts["--size"])
     batches = [int(b) for b in opts["--batches"].split(",")]
     threads = [int(t) for t in opts["--threads"].split(",")]
-    if iters < 1 or rounds < 1 or not os.access(bitnet, os.X_OK):
-        die("needs --iters >= 1, --rounds >= 1 and an executable --bitnet (%s)" % bitnet)
+    if iters < 1 or rounds < 1 or size < 32 or not os.access(bitnet, os.X_OK):
+        die("needs --iters >= 1, --rounds >= 1, --size >= 32 and an executable --bitnet (%s)"
+            % bitnet)
     os.makedirs(work, exist_ok=True)
     # the model is made by a child: a process that forks the measured ones must stay small,
     # since a forked child's peak RSS starts at its parent's (Linux carries it through exec)
-    run_child([sys.executable, os.path.abspath(__file__), "--make-model", work])
-    src, onnx_path, imgs = model_paths(work)
-    gguf = os.path.join(work, "resnet18.gguf")
+    run_child([sys.executable, os.path.abspath(__file__), "--make-model", work, str(size)])
+    src, onnx_path, imgs = model_paths(work, size)
+    gguf = os.path.join(work, "resnet18-%d.gguf" % size)
     _, _, out = run_child([bitnet, "convert", src, "-o", gguf, "--force", "--json"])
     val = json.loads(out).get("validation") or {}
 
@@ -243,12 +249,12 @@ def main(argv):
                 order = ("bitnet", "ort") if r % 2 == 0 else ("ort", "bitnet")
                 for eng in order:
                     if eng == "bitnet":
-                        v, rss = bitnet_cell(bitnet, gguf, imgs, work, b, t, iters)
+                        v, rss = bitnet_cell(bitnet, gguf, imgs, work, size, b, t, iters)
                         if v:
                             ours.append(v)
                         rss_o = max(rss_o, rss)
                     else:
-                        v, rss = ort_cell(onnx_path, imgs, b, t, iters)
+                        v, rss = ort_cell(onnx_path, imgs, size, b, t, iters)
                         theirs.append(v)
                         rss_t = max(rss_t, rss)
             mo = statistics.median(ours) if ours else 0.0
@@ -262,7 +268,8 @@ def main(argv):
                   file=sys.stderr, flush=True)
     load1 = loadavg()
     ort_rss, ort_version = ort_baseline()
-    doc = {"machine": machine(), "loadavg_before": load0, "loadavg_after": load1,
+    doc = {"model": "ResNet-18 %dx%d" % (size, size), "machine": machine(),
+           "loadavg_before": load0, "loadavg_after": load1,
            "rounds": rounds, "iters": iters, "onnxruntime": ort_version,
            "gguf_bytes": os.path.getsize(gguf), "onnx_bytes": os.path.getsize(onnx_path),
            "ort_baseline_rss_mb": round(ort_rss, 1),
@@ -272,7 +279,7 @@ def main(argv):
     if want_json:
         print(json.dumps(doc, indent=1))
         return 0
-    print("ResNet-18 224x224, %s" % doc["machine"])
+    print("%s, %s" % (doc["model"], doc["machine"]))
     print("load average before %s, after %s; median of %d rounds, %d batches per run; "
           "onnxruntime %s" % (" ".join(load0), " ".join(load1), rounds, iters,
                               doc["onnxruntime"]))
