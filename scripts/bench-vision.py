@@ -27,13 +27,17 @@ alternating from round to round (bitnet first in odd rounds), so both see the sa
                inter_op 1, sequential, all graph optimisations) and times ITERS runs of B
                images; images/s = ITERS * B / that time.
 Neither gets a warm-up pass: the first batch of each process, with its allocations, counts.
-The table has the median images/s over the rounds of each, their ratio, and the peak
-resident memory of each process (ru_maxrss from wait4; the largest over the rounds):
-bitnet's whole process; onnxruntime's includes the Python interpreter and numpy, whose share
-is stated apart (a child that only imports numpy and onnxruntime). Linux starts a forked
-child's peak at its parent's, so the model is made by a child of its own and the measuring
-process stays small; its floor (the peak of `true` started the same way) is printed too. The
-machine (CPU model, cores) and the load average before and after are printed with it.
+The table has the median images/s over the rounds of each, their ratio, the median CPU time
+per image (bitnet: the process's CPU time with ITERS batches minus that with one batch;
+onnxruntime: its process time over the runs after the first; less disturbed than the wall
+clock by other work on the machine, and counting every thread's time, waiting included),
+the spread of the rounds, and the peak resident memory of each process (ru_maxrss from wait4;
+the largest over the rounds): bitnet's whole process; onnxruntime's includes the Python
+interpreter and numpy, whose share is stated apart (a child that only imports numpy and
+onnxruntime). Linux starts a forked child's peak at its parent's, so the model is made by a
+child of its own and the measuring process stays small; its floor (the peak of `true` started
+the same way) is printed too. The machine (CPU model, cores) and the load average before and
+after are printed with it.
 
 Needs torch, onnx, onnxruntime, numpy and safetensors (PyPI), and bitnet built (make).
 """
@@ -113,8 +117,8 @@ def make_model(work, size):
 
 
 def run_child(argv):
-    """runs argv, returns (wall seconds, peak RSS in MB, stdout): the child's own ru_maxrss
-    from wait4 (RUSAGE_CHILDREN would give the largest of all children so far)."""
+    """runs argv, returns (wall seconds, peak RSS in MB, stdout, CPU seconds): the child's own
+    rusage from wait4 (RUSAGE_CHILDREN would give the largest of all children so far)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         p = subprocess.Popen(argv, stdout=out, stderr=err)
@@ -126,7 +130,7 @@ def run_child(argv):
         if p.returncode != 0:
             die("%s failed (exit %d): %s" % (" ".join(argv[:2]), p.returncode,
                                              err.read().decode(errors="replace")[-400:]))
-        return wall, ru.ru_maxrss / 1024.0, out.read()
+        return wall, ru.ru_maxrss / 1024.0, out.read(), ru.ru_utime + ru.ru_stime
 
 
 def slice_images(imgs, n, work, size):
@@ -142,20 +146,27 @@ def slice_images(imgs, n, work, size):
 
 
 def bitnet_cell(bitnet, gguf, imgs, work, size, batch, threads, iters):
-    """classify's own forward time ("seconds" of --json: the batches' forward passes, not
-    starting, loading or reading) of iters batches."""
+    """(images/s from classify's own forward time - "seconds" of --json: the batches' forward
+    passes, not starting, loading or reading - of iters batches, peak RSS, CPU ms per image:
+    the process's CPU time with iters batches minus that with one, per image of the others)."""
     argv = [bitnet, "classify", "-m", gguf, "--batch", str(batch), "-t", str(threads), "--json",
-            "--top", "1", slice_images(imgs, batch * iters, work, size)]
-    _, rss, out = run_child(argv)
+            "--top", "1"]
+    _, rss, out, cpu = run_child(argv + [slice_images(imgs, batch * iters, work, size)])
     d = json.loads(out)
-    return d["images"] / d["seconds"], rss
+    if iters > 1:
+        cpu1 = run_child(argv + [slice_images(imgs, batch, work, size)])[3]
+        cpu_ms = 1000 * (cpu - cpu1) / ((iters - 1) * batch)
+    else:
+        cpu_ms = 1000 * cpu / batch
+    return d["images"] / d["seconds"], rss, cpu_ms
 
 
 def ort_cell(onnx_path, imgs, size, batch, threads, iters):
     argv = [sys.executable, os.path.abspath(__file__), "--ort-worker", onnx_path, imgs,
             str(size), str(batch), str(threads), str(iters)]
-    _, rss, out = run_child(argv)
-    return json.loads(out)["images_per_s"], rss
+    _, rss, out, _ = run_child(argv)
+    d = json.loads(out)
+    return d["images_per_s"], rss, d["cpu_ms_per_image"]
 
 
 def ort_worker(onnx_path, imgs, size, batch, threads, iters):
@@ -170,16 +181,23 @@ def ort_worker(onnx_path, imgs, size, batch, threads, iters):
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     s = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
     t0 = time.perf_counter()
-    for _ in range(iters):
+    c_start = time.process_time()
+    s.run(None, {"input": x})
+    c0 = time.process_time()  # CPU time of the runs after the first, as bitnet's
+    for _ in range(iters - 1):
         s.run(None, {"input": x})
     dt = time.perf_counter() - t0
-    print(json.dumps({"images_per_s": iters * batch / dt}))
+    cpu = time.process_time() - c0
+    if iters == 1:  # the one run's CPU time
+        cpu = time.process_time() - c_start
+    cpu_ms = 1000 * cpu / (max(iters - 1, 1) * batch)
+    print(json.dumps({"images_per_s": iters * batch / dt, "cpu_ms_per_image": cpu_ms}))
 
 
 def ort_baseline():
     """(peak RSS of a Python child that imports numpy and onnxruntime, its version)."""
     code = "import numpy, onnxruntime; print(onnxruntime.__version__)"
-    _, rss, out = run_child([sys.executable, "-c", code])
+    _, rss, out, _ = run_child([sys.executable, "-c", code])
     return rss, out.decode().strip()
 
 
@@ -237,33 +255,32 @@ def main(argv):
     run_child([sys.executable, os.path.abspath(__file__), "--make-model", work, str(size)])
     src, onnx_path, imgs = model_paths(work, size)
     gguf = os.path.join(work, "resnet18-%d.gguf" % size)
-    _, _, out = run_child([bitnet, "convert", src, "-o", gguf, "--force", "--json"])
+    out = run_child([bitnet, "convert", src, "-o", gguf, "--force", "--json"])[2]
     val = json.loads(out).get("validation") or {}
 
     load0 = loadavg()
     rows = []
     for b in batches:
         for t in threads:
-            ours, theirs, rss_o, rss_t = [], [], 0.0, 0.0
+            got = {"bitnet": ([], [], []), "ort": ([], [], [])}  # img/s, RSS, CPU ms/img
             for r in range(rounds):
-                order = ("bitnet", "ort") if r % 2 == 0 else ("ort", "bitnet")
-                for eng in order:
+                for eng in (("bitnet", "ort") if r % 2 == 0 else ("ort", "bitnet")):
                     if eng == "bitnet":
-                        v, rss = bitnet_cell(bitnet, gguf, imgs, work, size, b, t, iters)
-                        if v:
-                            ours.append(v)
-                        rss_o = max(rss_o, rss)
+                        m = bitnet_cell(bitnet, gguf, imgs, work, size, b, t, iters)
                     else:
-                        v, rss = ort_cell(onnx_path, imgs, size, b, t, iters)
-                        theirs.append(v)
-                        rss_t = max(rss_t, rss)
-            mo = statistics.median(ours) if ours else 0.0
-            mt = statistics.median(theirs)
-            rows.append({"batch": b, "threads": t, "bitnet_images_per_s": round(mo, 2),
-                         "ort_images_per_s": round(mt, 2), "ratio": round(mo / mt, 3),
-                         "bitnet_rss_mb": round(rss_o, 1), "ort_rss_mb": round(rss_t, 1),
-                         "bitnet_rounds": [round(v, 2) for v in ours],
-                         "ort_rounds": [round(v, 2) for v in theirs]})
+                        m = ort_cell(onnx_path, imgs, size, b, t, iters)
+                    for lst, v in zip(got[eng], m):
+                        lst.append(v)
+            row = {"batch": b, "threads": t}
+            for eng in ("bitnet", "ort"):
+                ips, rss, cpu = got[eng]
+                row[eng + "_images_per_s"] = round(statistics.median(ips), 2)
+                row[eng + "_rss_mb"] = round(max(rss), 1)
+                row[eng + "_cpu_ms_per_image"] = round(statistics.median(cpu), 1)
+                row[eng + "_rounds"] = [round(v, 2) for v in ips]
+            mo, mt = row["bitnet_images_per_s"], row["ort_images_per_s"]
+            row["ratio"] = round(mo / mt, 3) if mt else 0.0
+            rows.append(row)
             print("batch %d threads %d: bitnet %.2f img/s, onnxruntime %.2f img/s" % (b, t, mo, mt),
                   file=sys.stderr, flush=True)
     load1 = loadavg()
@@ -285,16 +302,17 @@ def main(argv):
                               doc["onnxruntime"]))
     print()
     print("| batch | threads | bitnet img/s | onnxruntime img/s | bitnet / ort "
-          "| bitnet RSS MB | ort RSS MB | bitnet rounds | ort rounds |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| bitnet RSS MB | ort RSS MB | bitnet CPU ms/img | ort CPU ms/img "
+          "| bitnet rounds | ort rounds |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
 
     def spread(v):
         return "%.2f-%.2f" % (min(v), max(v)) if v else "-"
     for r in rows:
-        print("| %d | %d | %.2f | %.2f | %.2fx | %.0f | %.0f | %s | %s |" % (
+        print("| %d | %d | %.2f | %.2f | %.2fx | %.0f | %.0f | %.1f | %.1f | %s | %s |" % (
             r["batch"], r["threads"], r["bitnet_images_per_s"], r["ort_images_per_s"],
-            r["ratio"], r["bitnet_rss_mb"], r["ort_rss_mb"], spread(r["bitnet_rounds"]),
-            spread(r["ort_rounds"])))
+            r["ratio"], r["bitnet_rss_mb"], r["ort_rss_mb"], r["bitnet_cpu_ms_per_image"],
+            r["ort_cpu_ms_per_image"], spread(r["bitnet_rounds"]), spread(r["ort_rounds"])))
     print()
     v = doc["validation"]
     print("bitnet convert's check against PyTorch (the same weights with the ternary fake "
