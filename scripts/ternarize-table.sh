@@ -12,7 +12,7 @@
 # The float model's held-out perplexity comes from tests/convert/heldout_ppl.py (transformers).
 # TWIN=DIR adds a float Hugging Face model directory of one's own (such as the bundled model's
 # f32 twin) with TWIN_CAL, TWIN_HELD and TWIN_CTX (its calibration text, held-out text and
-# perplexity context, default 256).
+# perplexity context, default 256) and TWIN_PROMPTS (its validation prompts, one per line).
 #
 #   sh scripts/ternarize-table.sh [BUILD_DIR]        (default build; prints markdown rows)
 set -e
@@ -29,7 +29,7 @@ j() { f=$1; shift; "$JSONGET" "$@" <"$f"; }
 row() { # row MODEL TYPE LABEL ARGS...: one conversion and its measurements
     m=$1 type=$2 label=$3
     shift 3
-    "$BITNET" convert "$dir" -o "$W/o.gguf" --force --type "$type" --json -t 2 "$@" >"$W/c.json" 2>/dev/null
+    "$BITNET" convert "$dir" -o "$W/o.gguf" --force --type "$type" --json -t 2 $prompts "$@" >"$W/c.json" 2>/dev/null
     "$BITNET" perplexity -m "$W/o.gguf" -f "$held" -c "$ctx" --json -t 2 >"$W/p.json" 2>/dev/null
     cp "$W/p.json" "$W/p-$label.json"
     best=0 # the best of three benches: a busy neighbour slows rounds, never speeds them up
@@ -63,7 +63,9 @@ for spec in $SPECS; do
     held=${r%%:*} ctx=${r#*:}
     m=$(basename "$dir")
     [ -d "$dir" ] || continue
-    "$BITNET" convert "$dir" -o "$W/ref.gguf" --force --type "$t" --json -t 2 >"$W/r.json" 2>/dev/null
+    prompts= # the validation prompts: the built-in ones, or TWIN_PROMPTS for the twin
+    [ "$dir" = "$TWIN" ] && [ -n "$TWIN_PROMPTS" ] && prompts="--prompts $TWIN_PROMPTS"
+    "$BITNET" convert "$dir" -o "$W/ref.gguf" --force --type "$t" --json -t 2 $prompts >"$W/r.json" 2>/dev/null
     f32=$(python3 tests/convert/heldout_ppl.py "$dir" "$held" "$ctx" 2>/dev/null | cut -d' ' -f1)
     printf '| %s | f32 (the source) | - | %s | %.2f | 100%% | - |\n' "$m" "${f32:--}" \
         "$(j "$W/r.json" validation.ppl_ref)"

@@ -34,10 +34,12 @@ echo "done: $W/bitnet-tinystories.gguf"
 # 5. The f32 twin as a float Hugging Face directory (what `bitnet convert` ternarizes after
 #    training), with calibration text from the training part and the held-out tail, for the
 #    README's ternarization table:
-#      TWIN=$W/f32-hf TWIN_CAL=$W/calib.txt TWIN_HELD=$W/heldout.txt sh scripts/ternarize-table.sh
+#      TWIN=$W/f32-hf TWIN_CAL=$W/calib.txt TWIN_HELD=$W/heldout.txt \
+#      TWIN_PROMPTS=$W/prompts.txt sh scripts/ternarize-table.sh
 #    (needs numpy, safetensors, tokenizers; transformers for the f32 row).
 "$BITNET" train export "$W/f32/checkpoint.bin" -o "$W/f32.gguf" --type f32
 python3 tests/convert/gguf_f32_to_hf.py "$W/f32.gguf" "$W/f32-hf"
 head -c 100000 "$W/stories.txt" | sed 's/<|endoftext|>//g' > "$W/calib.txt"
 tail -c 200000 "$W/stories.txt" | sed 's/<|endoftext|>//g' > "$W/heldout.txt"
+awk 'length($0) >= 60' "$W/heldout.txt" | tail -n +2 | head -32 > "$W/prompts.txt"
 echo "done: $W/f32-hf"
