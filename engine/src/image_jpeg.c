@@ -147,7 +147,8 @@ static bn_status jpeg_pixels(jpeg_state *s)
     while (ci->output_scanline < ci->output_height) {
         uint8_t *dst = d->pix + (size_t)ci->output_scanline * w * nc;
         JSAMPROW r = oc == 4 ? s->row : dst;
-        if (jpeg_read_scanlines(ci, &r, 1) != 1) break;
+        if (jpeg_read_scanlines(ci, &r, 1) != 1) /* never with a memory source; be sure */
+            return bn_ctx_set_error(d->ctx, BN_ERR_FORMAT, "%s: truncated JPEG data", d->name);
         if (oc == 4) jpeg_cmyk_row(s->row, dst, (int)w, ci->saw_Adobe_marker);
     }
     jpeg_finish_decompress(ci);
