@@ -133,6 +133,22 @@ static void layernorm(const fwd *f, const float *in, const float *wt, const floa
     bn_pool_parallel_for(rows * d >= 32768 ? f->pool : NULL, rows, 16, ew_range, &j);
 }
 
+typedef struct maxpool_job {
+    const float *x;
+    float *y;
+    int h, w;
+    int64_t out_plane;
+} maxpool_job;
+
+/* The stem's 3x3 stride-2 max pool of planes p0 .. p1 - 1. */
+static void maxpool_range(void *arg, int64_t p0, int64_t p1, int tid)
+{
+    (void)tid;
+    const maxpool_job *j = arg;
+    bn_maxpool2d(j->x + p0 * j->h * j->w, 1, (int)(p1 - p0), j->h, j->w, 3, 2, 1,
+                 j->y + p0 * j->out_plane);
+}
+
 /* ---- ResNet ------------------------------------------------------------------------------- */
 
 /* One residual block: x (n x cin x h x w) is replaced by the block's output. */
@@ -195,7 +211,8 @@ static bn_status resnet_fwd(const fwd *f, const bn_vmodel *m, const float *img, 
             bn_free(x);
             return bn_ctx_status(f->ctx);
         }
-        bn_maxpool2d(x, n, c0, h, w, 3, 2, 1, p);
+        maxpool_job j = {x, p, h, w, ph * pw};
+        bn_pool_parallel_for(f->pool, (int64_t)n * c0, 4, maxpool_range, &j);
         bn_free(x);
         x = p;
         h = ph;
