@@ -54,4 +54,8 @@ struct bn_vmodel {
     unsigned char *used;
 };
 
+/* vision_avx2.c (x86 only; the caller checks AVX2 + FMA): out[r * 16 + j] = sum_i rows[r][i] *
+ * wt16[i * 16 + j] for the four rows r (a row may repeat) and the 16 channels of the block. */
+void bn__vision_fblock_avx2(const float *const rows[4], const float *wt16, int64_t k, float *out);
+
 #endif /* BITNET_VISION_INTERNAL_H */

@@ -9,7 +9,9 @@
 
 #include "bitnet/quant.h"
 #include "bitnet/types.h"
+#include "bitnet/cpu.h"
 #include "bitnet/vision.h"
+#include "vision_internal.h"
 
 /* Patch rows of one GEMM call stay under this many bytes (several images per call). */
 #define TCONV_CHUNK_BYTES ((size_t)32 << 20)
@@ -515,6 +517,7 @@ typedef struct fconv_job {
     int64_t k, p;
     float *y;
     const bn_kernels *kr;
+    const float *wtb; /* AVX2 path: the weights as 16-channel blocks, K x 16 each (or NULL) */
 } fconv_job;
 
 /* Output pixels q0 .. q1 - 1 of every channel: dot products of the weights with the patch rows. */
@@ -528,6 +531,51 @@ static void fconv_range(void *arg, int64_t q0, int64_t q1, int tid)
                                  (j->bias ? j->bias[c] : 0.0f);
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+/* Blocks of 4 pixels (q0, q1 multiples of 4 but the last) x 16 channels in registers. */
+static void fconv_range_avx2(void *arg, int64_t q0, int64_t q1, int tid)
+{
+    (void)tid;
+    const fconv_job *j = arg;
+    float out[64];
+    for (int64_t q = q0; q < q1; q += 4) {
+        const float *rows[4];
+        for (int r = 0; r < 4; r++) rows[r] = j->col + (q + r < q1 ? q + r : q) * j->k;
+        for (int cb = 0; cb * 16 < j->g->cout; cb++) {
+            bn__vision_fblock_avx2(rows, j->wtb + cb * 16 * j->k, j->k, out);
+            for (int r = 0; r < 4 && q + r < q1; r++)
+                for (int c = cb * 16; c < cb * 16 + 16 && c < j->g->cout; c++)
+                    j->y[c * j->p + q + r] =
+                            out[r * 16 + c - cb * 16] + (j->bias ? j->bias[c] : 0.0f);
+        }
+    }
+}
+
+/* The weights (cout x k) as 16-channel blocks of k x 16, zero padded; NULL when the CPU (or
+ * BN_NO_SIMD) rules the AVX2 path out, or out of memory (the plain path then runs). */
+static float *fconv_blocks(const float *wt, int cout, int64_t k)
+{
+    const bn_cpu_info *cpu = bn_cpu_info_get();
+    if (!cpu->avx2 || !cpu->fma || !strcmp(bn_kernels_get()->name, "ref")) return NULL;
+    const int nb = (cout + 15) / 16;
+    float *b = bn_calloc((size_t)(nb * 16 * k), sizeof(float));
+    for (int c = 0; b && c < cout; c++)
+        for (int64_t i = 0; i < k; i++)
+            b[((int64_t)(c / 16) * k + i) * 16 + c % 16] = wt[c * k + i];
+    return b;
+}
+#else
+static void fconv_range_avx2(void *arg, int64_t q0, int64_t q1, int tid)
+{
+    fconv_range(arg, q0, q1, tid);
+}
+static float *fconv_blocks(const float *wt, int cout, int64_t k)
+{
+    (void)wt, (void)cout, (void)k;
+    return NULL;
+}
+#endif
+
 bn_status bn_conv2d_f32(bn_threadpool *pool, const bn_conv_geom *g, const float *wt,
                         const float *bias, const float *scale, const float *shift, const float *x,
                         int n, int h, int w, float *y)
@@ -537,7 +585,11 @@ bn_status bn_conv2d_f32(bn_threadpool *pool, const bn_conv_geom *g, const float 
     const int64_t p = (int64_t)oh * ow, k = (int64_t)g->cin * g->kh * g->kw;
     const int grouped = g->groups > 1;
     float *col = grouped ? NULL : bn_malloc((size_t)(p * k) * sizeof(float));
-    if (!grouped && !col) return BN_ERR_NOMEM;
+    float *wtb = grouped ? NULL : fconv_blocks(wt, g->cout, k);
+    if (!grouped && !col) {
+        bn_free(wtb);
+        return BN_ERR_NOMEM;
+    }
     bn_status rc = BN_OK;
     for (int im = 0; im < n && rc == BN_OK; im++) {
         const float *xi = x + (int64_t)im * g->cin * h * w;
@@ -545,14 +597,15 @@ bn_status bn_conv2d_f32(bn_threadpool *pool, const bn_conv_geom *g, const float 
         if (grouped) {
             conv_grouped(g, wt, bias, xi, h, w, yi);
         } else if ((rc = im2col(pool, g, xi, h, w, sizeof(float), col, k, NULL)) == BN_OK) {
-            fconv_job j = {g, wt, bias, col, k, p, yi, bn_kernels_get()};
-            bn_pool_parallel_for(pool, p, 64, fconv_range, &j);
+            fconv_job j = {g, wt, bias, col, k, p, yi, bn_kernels_get(), wtb};
+            bn_pool_parallel_for(pool, p, 64, wtb ? fconv_range_avx2 : fconv_range, &j);
         }
         for (int c = 0; scale && c < g->cout; c++)
             for (int64_t q = 0; q < p; q++)
                 yi[c * p + q] = yi[c * p + q] * scale[c] + (shift ? shift[c] : 0.0f);
     }
     bn_free(col);
+    bn_free(wtb);
     return rc;
 }
 

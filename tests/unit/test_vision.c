@@ -265,10 +265,11 @@ static void test_conv_f32(void **state)
     static const bn_conv_geom gs[] = {{3, 4, 3, 3, 1, 1, 1},
                                       {2, 5, 7, 7, 2, 3, 1},
                                       {4, 4, 3, 3, 2, 1, 4},
-                                      {3, 2, 4, 4, 4, 0, 1}};
+                                      {3, 2, 4, 4, 4, 0, 1},
+                                      {3, 37, 3, 3, 1, 1, 1}};
     bn_threadpool *pool;
     assert_int_equal(bn_pool_new(&pool, 2), BN_OK);
-    for (size_t gi = 0; gi < 4; gi++) {
+    for (size_t gi = 0; gi < sizeof gs / sizeof gs[0]; gi++) {
         const bn_conv_geom *g = &gs[gi];
         const int n = 2, h = 12, w = 9;
         const int oh = bn_conv_out(h, g->kh, g->stride, g->pad),
@@ -276,12 +277,12 @@ static void test_conv_f32(void **state)
         const int64_t nw = (int64_t)g->cout * (g->cin / g->groups) * g->kh * g->kw;
         const int64_t out = (int64_t)n * g->cout * oh * ow;
         float *wt = malloc(nw * 4), *x = malloc(n * g->cin * h * w * 4), *y = malloc(out * 4),
-              *yf = malloc(out * 4), b[8], sc[8], sh[8];
+              *yf = malloc(out * 4), b[40], sc[40], sh[40];
         fill(wt, nw, 0.5f);
         fill(x, n * g->cin * h * w, 1.0f);
-        fill(b, 8, 1.0f);
-        fill(sc, 8, 2.0f);
-        fill(sh, 8, 1.0f);
+        fill(b, 40, 1.0f);
+        fill(sc, 40, 2.0f);
+        fill(sh, 40, 1.0f);
         assert_int_equal(bn_conv2d_f32(pool, g, wt, b, sc, sh, x, n, h, w, y), BN_OK);
         naive_conv(g, wt, x, n, h, w, yf);
         for (int64_t i = 0; i < out; i++) {
