@@ -630,16 +630,18 @@ static void pool2d(const float *x, int n, int c, int h, int w, int k, int stride
     for (int64_t pl = 0; pl < (int64_t)n * c; pl++) {
         const float *xp = x + pl * h * w;
         float *yp = y + pl * oh * ow;
-        for (int oy = 0; oy < oh; oy++)
+        for (int oy = 0; oy < oh; oy++) {
+            /* the window's rows inside the image: iy0 + ilo .. iy0 + ihi - 1 */
+            const int iy0 = oy * stride - pad, ilo = iy0 < 0 ? -iy0 : 0;
+            const int ihi = h - iy0 < k ? h - iy0 : k;
             for (int ox = 0; ox < ow; ox++) {
+                const int ix0 = ox * stride - pad, jlo = ix0 < 0 ? -ix0 : 0;
+                const int jhi = w - ix0 < k ? w - ix0 : k;
                 float acc = is_max ? -INFINITY : 0.0f;
-                for (int i = 0; i < k; i++) {
-                    const int iy = oy * stride - pad + i;
-                    if (iy < 0 || iy >= h) continue;
-                    for (int j = 0; j < k; j++) {
-                        const int ix = ox * stride - pad + j;
-                        if (ix < 0 || ix >= w) continue;
-                        const float v = xp[(int64_t)iy * w + ix];
+                for (int i = ilo; i < ihi; i++) {
+                    const float *row = xp + (int64_t)(iy0 + i) * w;
+                    for (int j = jlo; j < jhi; j++) {
+                        const float v = row[ix0 + j];
                         if (is_max)
                             acc = v > acc || isnan(v) ? v : acc;
                         else
@@ -648,6 +650,7 @@ static void pool2d(const float *x, int n, int c, int h, int w, int k, int stride
                 }
                 yp[(int64_t)oy * ow + ox] = is_max ? acc : acc / (float)(k * k);
             }
+        }
     }
 }
 
