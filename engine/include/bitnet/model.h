@@ -106,7 +106,7 @@ typedef struct bn_model_hparams {
     int64_t n_rot;    /* rotated dimensions of a head (even, <= head_dim) */
     float eps;        /* RMSNorm epsilon */
     float rope_base;  /* rope.freq_base */
-    int weight_type;  /* bn_type of the ternary weights (of attn_q in layer 0) */
+    int weight_type;  /* bn_type of the ternary weights (of the first ternary matrix) */
     int embd_type;    /* bn_type of token_embd */
     int head_type;    /* bn_type of the LM head, or BN_MODEL_HEAD_Q6H / _Q4H */
     int tied;         /* 1 when token_embd is also the LM head */
