@@ -171,6 +171,16 @@ static void test_errors(void **state)
     close_model(&f);
 }
 
+/* The bundled model opened in *g, and a writer *w holding its keys, for a test to add its
+ * tensors (changed or not) to. */
+static void open_with_writer(bn_ctx *ctx, bn_gguf **g, bn_gguf_writer **w)
+{
+    assert_int_equal(bn_gguf_open(ctx, MODEL, g), BN_OK);
+    assert_int_equal(bn_gguf_writer_new(w), BN_OK);
+    for (int64_t i = 0; i < bn_gguf_n_kv(*g); i++)
+        assert_int_equal(bn_gguf_writer_copy_kv(*w, *g, i), BN_OK);
+}
+
 /* A model with a low-rank correction (convert --lowrank) is refused with a line naming the
  * layer, not run without it: the bundled model plus a rank-1 correction of blk.0.attn_q. */
 static void test_lowrank_refused(void **state)
@@ -179,11 +189,8 @@ static void test_lowrank_refused(void **state)
     bn_ctx *ctx;
     assert_int_equal(bn_ctx_new(&ctx, &(bn_ctx_params){.n_threads = 1}), BN_OK);
     bn_gguf *g;
-    assert_int_equal(bn_gguf_open(ctx, MODEL, &g), BN_OK);
     bn_gguf_writer *w;
-    assert_int_equal(bn_gguf_writer_new(&w), BN_OK);
-    for (int64_t i = 0; i < bn_gguf_n_kv(g); i++)
-        assert_int_equal(bn_gguf_writer_copy_kv(w, g, i), BN_OK);
+    open_with_writer(ctx, &g, &w);
     for (int64_t i = 0; i < bn_gguf_n_tensors(g); i++) {
         const bn_gguf_tensor *t = bn_gguf_tensor_at(g, i);
         assert_int_equal(
@@ -232,11 +239,8 @@ static void test_mixed_refused(void **state)
     bn_ctx *ctx;
     assert_int_equal(bn_ctx_new(&ctx, &(bn_ctx_params){.n_threads = 2}), BN_OK);
     bn_gguf *g;
-    assert_int_equal(bn_gguf_open(ctx, MODEL, &g), BN_OK);
     bn_gguf_writer *w;
-    assert_int_equal(bn_gguf_writer_new(&w), BN_OK);
-    for (int64_t i = 0; i < bn_gguf_n_kv(g); i++)
-        assert_int_equal(bn_gguf_writer_copy_kv(w, g, i), BN_OK);
+    open_with_writer(ctx, &g, &w);
     bn_block_q8_0 *q8 = NULL;
     for (int64_t i = 0; i < bn_gguf_n_tensors(g); i++) {
         const bn_gguf_tensor *t = bn_gguf_tensor_at(g, i);

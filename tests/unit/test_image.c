@@ -434,19 +434,8 @@ static void test_prepare(void **state)
     bn_image_release(&img);
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    bn_ctx_params p = {.n_threads = 1};
-    return bn_ctx_new(&g_ctx, &p) == BN_OK ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    bn_ctx_free(g_ctx);
-    return 0;
-}
+/* setup() and teardown() of the group: one-thread context in g_ctx */
+TEST_CTX1_FIXTURE(g_ctx)
 
 int main(void)
 {

@@ -34,4 +34,20 @@ static inline int remove_tree(const char *dir)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* Defines setup() and teardown() for cmocka_run_group_tests: a context of one thread in the
+ * file's `static bn_ctx *ctx` (bitnet/core.h included), freed after the group. */
+#define TEST_CTX1_FIXTURE(ctx)                                                                     \
+    static int setup(void **state)                                                                 \
+    {                                                                                              \
+        (void)state;                                                                               \
+        bn_ctx_params p_ = {.n_threads = 1};                                                       \
+        return bn_ctx_new(&(ctx), &p_) == BN_OK ? 0 : -1;                                          \
+    }                                                                                              \
+    static int teardown(void **state)                                                              \
+    {                                                                                              \
+        (void)state;                                                                               \
+        bn_ctx_free(ctx);                                                                          \
+        return 0;                                                                                  \
+    }
+
 #endif
