@@ -18,17 +18,17 @@
 # missing from the ledger or counted otherwise.
 #
 # usage: sh scripts/bench-scaleout.sh [--clients N] [--seconds S] [--kill-after K]
-#            [--max-tokens N] [--dir DIR] [--postgres [--pg-restart-after R]]
+#            [--max-tokens N] [--slots N] [--dir DIR] [--postgres [--pg-restart-after R]]
 #   (make bench-scaleout: 100 clients, 60 s, a replica killed at 30 s)
 # env: BITNET (build/bitnet), MODEL (assets/models/bitnet-tinystories.gguf), THREADS (threads
-# of each replica, 1). --dir (a new folder) keeps the files there (logs, haproxy.cfg, load.json,
-# ledger.json, the store).
+# of each replica, 1). --slots: the sequences each replica decodes at once (4). --dir (a new
+# folder) keeps the files there (logs, haproxy.cfg, load.json, ledger.json, the store).
 # Needs redis-server, haproxy and python3 (Debian packages); exits 3 naming one that is missing.
 set -u
 BITNET=${BITNET:-build/bitnet}
 MODEL=${MODEL:-assets/models/bitnet-tinystories.gguf}
 THREADS=${THREADS:-1}
-CLIENTS=100 SECS=60 KILL="" MAXTOK=4 DIR="" PG="" PGRESTART=""
+CLIENTS=100 SECS=60 KILL="" MAXTOK=4 SLOTS=4 DIR="" PG="" PGRESTART=""
 while [ $# -gt 0 ]; do
     if [ "$1" = --postgres ]; then PG=1; shift; continue; fi
     [ $# -ge 2 ] || { echo "bench-scaleout: $1 needs a value" >&2; exit 2; }
@@ -37,6 +37,7 @@ while [ $# -gt 0 ]; do
     --seconds) SECS=$2 ;;
     --kill-after) KILL=$2 ;;
     --max-tokens) MAXTOK=$2 ;;
+    --slots) SLOTS=$2 ;;
     --dir) DIR=$2 ;;
     --pg-restart-after) PGRESTART=$2 ;;
     *) echo "bench-scaleout: unknown option '$1'" >&2; exit 2 ;;
@@ -115,7 +116,7 @@ while [ ! -S "$SOCK" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 PORTS="" RPIDS=""
 for n in 1 2 3; do
     "$BITNET" serve -m "$MODEL" --tenants --redis "unix://$SOCK" --listen 127.0.0.1:0 \
-        --slots 4 --queue 256 -t "$THREADS" >"$DIR/replica$n.out" 2>"$DIR/replica$n.log" &
+        --slots "$SLOTS" --queue 256 -t "$THREADS" >"$DIR/replica$n.out" 2>"$DIR/replica$n.log" &
     RPIDS="$RPIDS $!"
     PIDS="$PIDS $!"
 done
