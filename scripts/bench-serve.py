@@ -29,6 +29,7 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -205,6 +206,7 @@ def main():
     slots = max(concs)
     logdir = tempfile.mkdtemp(prefix="bench-serve-")
     servers = []
+    done = False
     try:
         p = free_port()
         servers.append(Server("bitnet serve", [
@@ -229,9 +231,12 @@ def main():
                         die("%s, %d clients: %s" % (s.name, c, r["errors"][0]))
                     rows[(s.name, c)].append(r)
         small = {s.name: small_requests(s.port, a.reqs) for s in servers}
+        done = True
     finally:
         for s in servers:
             s.stop()
+        if done:  # the logs are kept only for a failure (its error line names them)
+            shutil.rmtree(logdir, ignore_errors=True)
     cpu = "?"
     try:
         with open("/proc/cpuinfo") as f:

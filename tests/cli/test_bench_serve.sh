@@ -9,8 +9,12 @@ if ! command -v python3 >/dev/null 2>&1; then
     finish test_bench_serve
     exit
 fi
-expect_exit 0 "bench-serve.py, 1 and 2 streams" -- python3 scripts/bench-serve.py --bitnet "$BITNET" \
-    -m "$MODEL" --threads 1 --conc 1,2 --n-gen 4 --rounds 1 --reqs 5
+mkdir -p "$TMP/tmpdir"
+expect_exit 0 "bench-serve.py, 1 and 2 streams" -- env TMPDIR="$TMP/tmpdir" python3 \
+    scripts/bench-serve.py --bitnet "$BITNET" -m "$MODEL" --threads 1 --conc 1,2 --n-gen 4 \
+    --rounds 1 --reqs 5
+[ -z "$(ls "$TMP/tmpdir")" ] && ok "a run that succeeds leaves no log folder behind" ||
+    bad "left behind: $(ls "$TMP/tmpdir")"
 grep -Eq '^\| bitnet serve \| 2 \| [0-9.]+ \| [0-9.]+ \| [0-9]+ \| [0-9]+ \|$' "$TMP/out" &&
     ok "the streams table: 2 clients with tok/s, ratio and TTFT" || bad "table: $(cat "$TMP/out")"
 grep -Eq '^\| bitnet serve \| [0-9.]+ / [0-9.]+ \| [0-9.]+ / [0-9.]+ \|$' "$TMP/out" &&
