@@ -469,6 +469,15 @@ static int open_onnx(cv_source *s, char *err, size_t errsz)
     }
     bn_onnx_node nd;
     for (int64_t i = 0; bn_onnx_node_at(s->ox, i, &nd) == BN_OK; i++) {
+        /* the TorchScript exporter keeps one copy of equal tensors and names the others
+         * through Identity nodes (two BatchNorm biases of the same values, say) */
+        if (strcmp(nd.op_type, "Identity") == 0 && nd.n_inputs == 1 && nd.n_outputs == 1) {
+            const bn_onnx_tensor *t = bn_onnx_find(s->ox, nd.inputs[0]);
+            if (t && t->dtype != BN_DTYPE_COUNT_ &&
+                add(s, nd.outputs[0], t->dtype, t->n_dims, t->shape, 0, 0, t, err, errsz) < 0)
+                return -1;
+            continue;
+        }
         int k = -1, tr = 0, want_dims = 0;
         if (strcmp(nd.op_type, "MatMul") == 0 && nd.n_inputs == 2)
             k = 1, tr = 1, want_dims = 2;

@@ -2,7 +2,8 @@
 # they were converted from (tests/data/vision/fashion-resnet and fashion-vit, trained by
 # tests/vision/gen_fashion.py):
 # - bitnet convert of the committed source validates against PyTorch's logits (64 images) and
-#   gives a file that classifies those images exactly as the bundled one does;
+#   gives a file that classifies those images exactly as the bundled one does; so does the
+#   source's ONNX export (tests/data/vision/onnx), to the bundled file's bytes;
 # - the first 4 test images as PNG files give the classes and probabilities of their tensors;
 # - on the test images of Debian's dataset-fashion-mnist (SKIP without it), normalised here
 #   bit for bit as PyTorch did, classify agrees with PyTorch's committed predictions on >= 99%
@@ -36,6 +37,22 @@ for m in resnet vit; do
     cmp -s "$TMP/out" "$TMP/bundled" &&
         ok "fashion-$m: the bundled file is what convert makes of the source" ||
         bad "fashion-$m: the bundled file classifies otherwise than a fresh conversion"
+done
+# the same models exported by torch.onnx.export (tests/vision/export_onnx.py; TorchScript
+# exporter, which names a tensor equal to another through an Identity node): convert reads the
+# ONNX file beside the same config.json and reference files and writes the bundled bytes
+for m in resnet vit; do
+    mkdir -p "$TMP/onnx-$m"
+    cp "$D/onnx/fashion-$m.onnx" "$TMP/onnx-$m/model.onnx"
+    cp "$D/fashion-$m/config.json" "$D/fashion-$m"/ref_* "$TMP/onnx-$m/"
+    expect_exit 0 "convert the ONNX export of fashion-$m" -- \
+        "$BITNET" convert "$TMP/onnx-$m" -o "$TMP/onnx-$m.gguf" --json -t 2
+    set -- $("$JSONGET" format validation.top1_agreement <"$TMP/out")
+    [ "$*" = "onnx 1" ] && ok "fashion-$m from ONNX: top-1 as PyTorch on its 64 reference images" ||
+        bad "fashion-$m from ONNX: $*"
+    cmp -s "$TMP/onnx-$m.gguf" "$A/fashion-$m.gguf" &&
+        ok "fashion-$m from ONNX: the bundled file's bytes" ||
+        bad "fashion-$m from ONNX: other bytes than the bundled file"
 done
 # the first test images as PNG files (tests/data/vision/fashion-samples, their pixels
 # unchanged): decoded and normalised by classify into exactly the tensors PyTorch got, so the
