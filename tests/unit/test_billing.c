@@ -419,6 +419,26 @@ static void test_backoff(void **state)
     assert_false(a == b && b == c);
 }
 
+/* The store of the sender tests, with no config file, and a tenant (acme, *a) with a customer. */
+static bn_db *sender_store(fx *f, int64_t *a)
+{
+    char cfg[400];
+    snprintf(cfg, sizeof cfg, "%s/none.json", f->dir);
+    setenv("BITNET_CONFIG", cfg, 1);
+    setenv("BITNET_HISTORY_DB", f->path, 1);
+    bn_db *db = open_at(f->path, T0);
+    ok(db, bn_db_tenant_add(db, "cli:t", "acme", "team", "cus_A", a));
+    return db;
+}
+
+/* o's endpoint: a port nothing listens on (connections refused), with an event name and key. */
+static void refusing_endpoint(cm_billing_opts *o)
+{
+    snprintf(o->endpoint, sizeof o->endpoint, "http://127.0.0.1:1");
+    snprintf(o->event_name, sizeof o->event_name, "t");
+    snprintf(o->key, sizeof o->key, "sk_test_x");
+}
+
 /* The sender against an endpoint that refuses connections: the event waits with the error and
  * the sender backs off (a pass meanwhile tries nothing); once the backoff is over and another
  * sender has delivered the event, the sender is not left in a backoff that has passed (it
@@ -426,18 +446,11 @@ static void test_backoff(void **state)
 static void test_sender_backoff(void **state)
 {
     fx *f = *state;
-    char cfg[400];
-    snprintf(cfg, sizeof cfg, "%s/none.json", f->dir);
-    setenv("BITNET_CONFIG", cfg, 1);
-    setenv("BITNET_HISTORY_DB", f->path, 1);
-    bn_db *db = open_at(f->path, T0);
     int64_t a;
-    ok(db, bn_db_tenant_add(db, "cli:t", "acme", "team", "cus_A", &a));
+    bn_db *db = sender_store(f, &a);
     ok(db, record(db, a, "r1", 1, 2, 0, NULL));
     cm_billing_opts o = {.timeout_s = 2, .backoff_max_s = 0.5, .interval_s = 1};
-    snprintf(o.endpoint, sizeof o.endpoint, "http://127.0.0.1:1");
-    snprintf(o.event_name, sizeof o.event_name, "t");
-    snprintf(o.key, sizeof o.key, "sk_test_x");
+    refusing_endpoint(&o);
     cm_billing *b;
     char err[256];
     assert_int_equal(cm_billing_new(&o, "test_billing", &b, err, sizeof err), 0);
@@ -473,17 +486,10 @@ static void test_sender_backoff(void **state)
 static void test_sender_thread(void **state)
 {
     fx *f = *state;
-    char cfg[400];
-    snprintf(cfg, sizeof cfg, "%s/none.json", f->dir);
-    setenv("BITNET_CONFIG", cfg, 1);
-    setenv("BITNET_HISTORY_DB", f->path, 1);
-    bn_db *db = open_at(f->path, T0);
     int64_t a;
-    ok(db, bn_db_tenant_add(db, "cli:t", "acme", "team", "cus_A", &a));
+    bn_db *db = sender_store(f, &a);
     cm_billing_opts o = {.timeout_s = 2, .backoff_max_s = 60, .interval_s = 60};
-    snprintf(o.endpoint, sizeof o.endpoint, "http://127.0.0.1:1");
-    snprintf(o.event_name, sizeof o.event_name, "t");
-    snprintf(o.key, sizeof o.key, "sk_test_x");
+    refusing_endpoint(&o);
     cm_billing *b;
     char err[256];
     assert_int_equal(cm_billing_new(&o, "test_billing", &b, err, sizeof err), 0);

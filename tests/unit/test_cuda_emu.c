@@ -181,6 +181,17 @@ static void open_with_writer(bn_ctx *ctx, bn_gguf **g, bn_gguf_writer **w)
         assert_int_equal(bn_gguf_writer_copy_kv(*w, *g, i), BN_OK);
 }
 
+/* Writes w to a new file named from the template path (mkstemp), frees w and closes g. */
+static void write_and_close(bn_ctx *ctx, bn_gguf_writer *w, bn_gguf *g, char *path)
+{
+    const int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(bn_gguf_writer_write(ctx, w, path), BN_OK);
+    bn_gguf_writer_free(w);
+    bn_gguf_close(g);
+}
+
 /* A model with a low-rank correction (convert --lowrank) is refused with a line naming the
  * layer, not run without it: the bundled model plus a rank-1 correction of blk.0.attn_q. */
 static void test_lowrank_refused(void **state)
@@ -210,12 +221,7 @@ static void test_lowrank_refused(void **state)
                                                (const int64_t[]){1, N}, fa + K, (size_t)N * 4),
                      BN_OK);
     char path[] = "/tmp/test_cuda_emu_lowrankXXXXXX";
-    const int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
-    assert_int_equal(bn_gguf_writer_write(ctx, w, path), BN_OK);
-    bn_gguf_writer_free(w);
-    bn_gguf_close(g);
+    write_and_close(ctx, w, g, path);
     free(fa);
     bn_model *m;
     if (bn_model_load(ctx, path, NULL, &m) != BN_OK) fail_msg("%s", bn_ctx_errmsg(ctx));
@@ -264,12 +270,7 @@ static void test_mixed_refused(void **state)
                          BN_OK);
     }
     char path[] = "/tmp/test_cuda_emu_mixedXXXXXX";
-    const int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
-    assert_int_equal(bn_gguf_writer_write(ctx, w, path), BN_OK);
-    bn_gguf_writer_free(w);
-    bn_gguf_close(g);
+    write_and_close(ctx, w, g, path);
     free(q8);
     fixture f = {.ctx = ctx};
     if (bn_model_load(ctx, path, NULL, &f.m) != BN_OK) fail_msg("%s", bn_ctx_errmsg(ctx));
