@@ -1,7 +1,9 @@
 /* screen_usage.c - the Usage screen: each tenant of the platform's store with its usage today
  * and this calendar month (UTC) from the ledger, its cost, how much of its monthly quota is
  * used, and the limits in effect (its tier's, or its own from the config's tenants object).
- * Read through bitnet/db_tenants.h every few seconds. */
+ * Read through bitnet/db_tenants.h every few seconds, from the store in effect: PostgreSQL when
+ * bitnet tui --database or the config's database names one (a connection of this screen's
+ * own), else the history. */
 #include "tui.h"
 
 #include <inttypes.h>
@@ -11,6 +13,7 @@
 
 #include "bitnet/core.h"
 #include "bitnet/db_tenants.h"
+#include "common/history.h"
 #include "common/tiers.h"
 
 #define REFRESH_S 5.0
@@ -31,6 +34,9 @@ typedef struct usage {
     double loaded; /* bn_time_now of the last read; 0: never */
     int64_t month_start_ms, month_next_ms;
     char err[512];
+    bn_db *pg;    /* the PostgreSQL store, when a URL is in effect */
+    char *pg_url; /* the URL it was opened on */
+    int on_pg;    /* the URL in effect names PostgreSQL */
 } usage;
 
 static void *usage_create(tui *t)
@@ -44,7 +50,11 @@ static void *usage_create(tui *t)
 static void usage_destroy(void *st)
 {
     usage *u = st;
-    if (u) free(u->rows);
+    if (u) {
+        free(u->rows);
+        bn_db_close(u->pg);
+        free(u->pg_url);
+    }
     free(u);
 }
 
@@ -93,21 +103,59 @@ static bn_status read_rows(tui *t, usage *u, bn_db *db)
     return s;
 }
 
+static void store_reset(tui *t, usage *u)
+{
+    if (!u->on_pg) {
+        tui_db_reset(t);
+        return;
+    }
+    bn_db_close(u->pg);
+    u->pg = NULL;
+}
+
+/* The store in effect: the PostgreSQL store of --database, else of the config's database
+ * (opened again when the URL changed), else the history (tui_db). NULL with u->err set. */
+static bn_db *store(tui *t, usage *u)
+{
+    const char *url = NULL;
+    char err[400];
+    if (cm_store_url(t->cfg, t->opts.database, &url, err, sizeof err)) {
+        snprintf(u->err, sizeof u->err, "%s", err);
+        return NULL;
+    }
+    if (u->pg && (!url || strcmp(url, u->pg_url))) bn_db_close(u->pg), u->pg = NULL;
+    if ((u->on_pg = url != NULL) == 0) {
+        bn_db *db = tui_db(t);
+        if (!db) snprintf(u->err, sizeof u->err, "the store cannot be opened: %.400s", t->db_err);
+        return db;
+    }
+    if (u->pg) return u->pg;
+    char *copy = strdup(url);
+    if (!copy || cm_store_open_url(&u->pg, url, err, sizeof err)) {
+        snprintf(u->err, sizeof u->err, "the store in PostgreSQL: %s",
+                 copy ? err : "out of memory");
+        free(copy);
+        return NULL;
+    }
+    free(u->pg_url);
+    u->pg_url = copy;
+    return u->pg;
+}
+
 /* Reads the store again (on a fresh connection once when it fails, as tui_run_list). */
 static void reload(tui *t, usage *u)
 {
     u->loaded = bn_time_now();
     u->err[0] = '\0';
     for (int attempt = 0; attempt < 2; attempt++) {
-        bn_db *db = tui_db(t);
+        bn_db *db = store(t, u);
         if (!db) {
-            snprintf(u->err, sizeof u->err, "the store cannot be opened: %.400s", t->db_err);
             u->n = 0;
             return;
         }
         if (read_rows(t, u, db) == BN_OK) return;
         if (!u->err[0]) snprintf(u->err, sizeof u->err, "the store: %.400s", bn_db_errmsg(db));
-        tui_db_reset(t);
+        store_reset(t, u);
     }
     u->n = 0;
 }
@@ -217,7 +265,9 @@ static void usage_draw(tui *t, void *st, int y, int x, int h, int w)
 {
     usage *u = st;
     if (!u->loaded || bn_time_now() - u->loaded >= REFRESH_S) reload(t, u);
-    ui_box(y, x, h, w, "Usage per tenant: today and this month (UTC), from the ledger");
+    ui_box(y, x, h, w,
+           u->on_pg ? "Usage per tenant: today and this month (UTC), from the ledger in PostgreSQL"
+                    : "Usage per tenant: today and this month (UTC), from the ledger");
     const int iw = w - 2, bottom = y + h - 1, wide = iw >= WIDE;
     int row = y + 1;
     if (u->err[0]) ui_text(row++, x + 2, iw - 2, crt_attr(CR_FAIL), u->err);
@@ -264,7 +314,8 @@ const tui_screen scr_usage = {
                 "--tenants\n"
                 "\twrites, the month's cost at its price, the share of its monthly quota used,\n"
                 "\tand below, the selected tenant's limits (* marks its own, from the config's\n"
-                "\ttenants object); read again every 5 seconds\n"
+                "\ttenants object); read again every 5 seconds, from PostgreSQL when\n"
+                "\tbitnet tui --database or the config's database names it\n"
                 "Up Down\tselect a tenant\n"
                 "r\tread the ledger again now",
         .create = usage_create,

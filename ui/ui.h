@@ -37,6 +37,8 @@ typedef struct bn_tui_opts {
                                setup wizard when there is no config file yet */
     const char *server_url; /* a `bitnet serve` the Server screen watches; NULL: none */
     const char *server_key; /* its API key, sent to /metrics as a bearer token; NULL */
+    const char *database;   /* the platform's store the Usage screen reads: a PostgreSQL
+                               URL; NULL: the config's database, else the history */
 } bn_tui_opts;
 
 void bn_tui_opts_init(bn_tui_opts *o);

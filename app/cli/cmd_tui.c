@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../ui/ui.h"
+#include "bitnet/db_pg.h"
 
 void cmd_tui_help(FILE *out)
 {
@@ -36,6 +37,8 @@ void cmd_tui_help(FILE *out)
             "                    every second on the Server screen (F12), which opens first\n"
             "                    (default: the config's tui.server, watched from the start)\n"
             "  --server-key KEY  the server's --api-key, sent to its /metrics\n"
+            "  --database URL    the Usage screen reads the platform's store in PostgreSQL\n"
+            "                    at URL (default: the config's database, else the history)\n"
             "  --no-color        no colours (also when NO_COLOR is set and not empty)\n"
             "  --no-unicode      ASCII only: no braille or block graphs, no box lines\n"
             "  --no-mouse        leave the mouse to the terminal\n"
@@ -121,7 +124,7 @@ static int parse_args(int argc, char **argv, bn_tui_opts *o)
                    !strcmp(a, "--max-frames") || !strcmp(a, "-m") || !strcmp(a, "--model") ||
                    !strcmp(a, "-t") || !strcmp(a, "--threads") || !strcmp(a, "--screen") ||
                    !strcmp(a, "--server") || !strcmp(a, "--server-key") || !strcmp(a, "--size") ||
-                   !strcmp(a, "--dump")) {
+                   !strcmp(a, "--dump") || !strcmp(a, "--database")) {
             if (!v) return cli_usage_error(C, "%s needs a value", a);
             i++;
             if (!strcmp(a, "--graph")) {
@@ -157,6 +160,13 @@ static int parse_args(int argc, char **argv, bn_tui_opts *o)
                 if (!key_ok(v))
                     return cli_usage_error(C, "--server-key: empty, or a control character in it");
                 o->server_key = v;
+            } else if (!strcmp(a, "--database")) {
+                if (!bn_pg_url_ok(v))
+                    return cli_usage_error(C,
+                                           "--database: '%s' is not a PostgreSQL URL "
+                                           "(postgresql://...)",
+                                           v);
+                o->database = v;
             } else {
                 o->model = v;
             }

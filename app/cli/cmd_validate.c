@@ -20,6 +20,7 @@
 
 #include "bitnet/core.h"
 #include "bitnet/file.h"
+#include "bitnet/db_pg.h"
 #include "bitnet/db_tenants.h"
 #include "bitnet/gguf.h"
 #include "common/history.h"
@@ -69,7 +70,7 @@ static void note(findings *fs, int is_error, const char *key, const char *fmt, .
 
 void cmd_validate_help(FILE *out)
 {
-    fprintf(out, "Usage: bitnet validate [CONFIG] [--json]\n\n"
+    fprintf(out, "Usage: bitnet validate [CONFIG] [--json] [--database URL]\n\n"
                  "Validates a config file (default: the user's) for deployment, for CI\n"
                  "pipelines: JSON syntax (line:column), known keys and their types, alert rules\n"
                  "(as the monitor parses them), the model file (exists, readable GGUF), the\n"
@@ -81,7 +82,10 @@ void cmd_validate_help(FILE *out)
                  "DD_API_KEY by default), the endpoint's web config (monitor.web_config, the\n"
                  "file of `bitnet monitor --web-config`: its TLS certificate and key, its\n"
                  "basic-auth users, no unknown key). A tenants entry naming no tenant of\n"
-                 "the history's store (bitnet history path) is a warning.\n"
+                 "the platform's store is a warning: the PostgreSQL store of --database URL,\n"
+                 "else of the file's database key (a postgresql:// URL, else an error), else\n"
+                 "the history (bitnet history path); a PostgreSQL store that cannot be read\n"
+                 "is a warning on database.\n"
                  "BITNET_* overrides are not applied: the file is what is validated.\n\n"
                  "Exit status: 0 valid (warnings allowed), 1 an error was found, 2 usage error.\n");
 }
@@ -251,17 +255,38 @@ static void check_threads(findings *fs, const cJSON *doc)
 
 /* ---- the command --------------------------------------------------------------------- */
 
-/* Entries of the tenants object that name no tenant of the history's store (when it exists):
- * warnings, for a misspelt name gives no one its limits. */
-static void check_tenants(findings *fs, const cJSON *doc)
+/* The PostgreSQL URL of the platform's store: --database (checked by the caller), else the
+ * file's database key (an error unless a postgresql:// URL); NULL: the history. */
+static const char *check_database(findings *fs, const cJSON *doc, const char *flag)
+{
+    const cJSON *v = raw(doc, "database", 1);
+    if (flag) return flag;
+    if (!v || !*v->valuestring) return NULL;
+    if (bn_pg_url_ok(v->valuestring)) return v->valuestring;
+    note(fs, 1, "database", "not a PostgreSQL URL (postgresql://...)");
+    return NULL;
+}
+
+/* Entries of the tenants object that name no tenant of the platform's store: the PostgreSQL
+ * store at url, else the history (when it exists); warnings, for a misspelt name gives no one
+ * its limits. A PostgreSQL store that cannot be read is a warning on database. */
+static void check_tenants(findings *fs, const cJSON *doc, const char *url)
 {
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(doc, "tenants");
     char file[BN_CONFIG_PATH_MAX + 16], err[512], key[160];
     struct stat st;
     bn_db *db = NULL;
     if (!cJSON_IsObject(ts) || !ts->child) return;
-    if (cm_history_path(file, sizeof file, NULL, err, sizeof err) || stat(file, &st) != 0) return;
-    if (cm_history_open(&db, NULL, 0, err, sizeof err)) return;
+    if (url) {
+        if (cm_store_open_url(&db, url, err, sizeof err)) {
+            note(fs, 0, "database", "tenants not checked: %s", err);
+            return;
+        }
+        snprintf(file, sizeof file, "the PostgreSQL store");
+    } else if (cm_history_path(file, sizeof file, NULL, err, sizeof err) || stat(file, &st) != 0 ||
+               cm_history_open(&db, NULL, 0, err, sizeof err)) {
+        return;
+    }
     for (const cJSON *t = ts->child; t; t = t->next) {
         bn_tenant tn;
         if (!bn_tenant_name_ok(t->string) ||
@@ -274,7 +299,7 @@ static void check_tenants(findings *fs, const cJSON *doc)
     bn_db_close(db);
 }
 
-static void validate(const char *path, findings *fs)
+static void validate(const char *path, const char *database, findings *fs)
 {
     char err[BN_CONFIG_ERR_MAX], base[BN_CONFIG_PATH_MAX];
     /* syntax and schema first: a file that does not parse has nothing else to check */
@@ -324,7 +349,7 @@ static void validate(const char *path, findings *fs)
     check_data_dir(fs, doc, base);
     check_threads(fs, doc);
     check_listen(fs, doc);
-    check_tenants(fs, doc);
+    check_tenants(fs, doc, check_database(fs, doc, database));
     cJSON_Delete(doc);
     check_monitor(fs, path);
 }
@@ -371,10 +396,17 @@ static int print_findings(const char *path, const findings *fs, int json)
 int cmd_validate(int argc, char **argv)
 {
     int json = 0;
-    const char *file = NULL;
+    const char *file = NULL, *database = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) {
             json = 1;
+        } else if (!strcmp(argv[i], "--database")) {
+            if (i + 1 >= argc) return cli_usage_error("validate", "--database needs a value");
+            database = argv[++i];
+            if (!bn_pg_url_ok(database))
+                return cli_usage_error(
+                        "validate", "--database: '%s' is not a PostgreSQL URL (postgresql://...)",
+                        database);
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             cmd_validate_help(stdout);
             return BN_EXIT_OK;
@@ -396,6 +428,6 @@ int cmd_validate(int argc, char **argv)
     }
     static findings fs;
     memset(&fs, 0, sizeof fs);
-    validate(file, &fs);
+    validate(file, database, &fs);
     return print_findings(file, &fs, json);
 }
