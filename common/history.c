@@ -45,8 +45,17 @@ static int disabled(void)
                  !strcasecmp(v, "false"));
 }
 
+/* The retention periods of the store's tables from the config (history.retention_days,
+ * retention.*). */
+static void periods(const bn_config *cfg, bn_db_options *opt)
+{
+    opt->retention_days = (int)bn_config_get_int(cfg, "history.retention_days");
+    opt->ledger_days = (int)bn_config_get_int(cfg, "retention.ledger_days");
+    opt->keys_days = (int)bn_config_get_int(cfg, "retention.keys_days");
+}
+
 /* The file (as cm_history_path) and, when opt is not NULL, the retention periods of its
- * tables from the config (history.retention_days, retention.*). */
+ * tables. */
 static int history_where(char *path, size_t pathsz, bn_db_options *opt, char *err, size_t errsz)
 {
     bn_config *cfg;
@@ -58,11 +67,7 @@ static int history_where(char *path, size_t pathsz, bn_db_options *opt, char *er
         n = snprintf(path, pathsz, "%s", env);
     else if (bn_data_dir(cfg, dir, sizeof dir) == 0)
         n = snprintf(path, pathsz, "%s/history.db", dir);
-    if (opt) {
-        opt->retention_days = (int)bn_config_get_int(cfg, "history.retention_days");
-        opt->ledger_days = (int)bn_config_get_int(cfg, "retention.ledger_days");
-        opt->keys_days = (int)bn_config_get_int(cfg, "retention.keys_days");
-    }
+    if (opt) periods(cfg, opt);
     bn_config_free(cfg);
     if (n < 0 || (size_t)n >= pathsz) {
         snprintf(err, errsz, "no place for the history (set BITNET_HISTORY_DB or HOME)");
@@ -95,8 +100,7 @@ int cm_history_open(bn_db **db, char *path, size_t pathsz, char *err, size_t err
     return 0;
 }
 
-int cm_store_url(const bn_config *cfg, const char *flag, const char **url, char *err,
-                 size_t errsz)
+int cm_store_url(const bn_config *cfg, const char *flag, const char **url, char *err, size_t errsz)
 {
     const char *u = flag ? flag : cfg ? bn_config_get_str(cfg, "database") : NULL;
     *url = u && *u ? u : NULL;
@@ -108,19 +112,40 @@ int cm_store_url(const bn_config *cfg, const char *flag, const char **url, char 
     return 0;
 }
 
+/* A PostgreSQL store's handle gets the config's periods as the history's file does. */
+static int pg_periods(bn_db *db, char *err, size_t errsz)
+{
+    bn_config *cfg;
+    bn_db_options opt = bn_db_options_default();
+    if (bn_config_load(&cfg, err, errsz) != 0) return -1;
+    periods(cfg, &opt);
+    bn_config_free(cfg);
+    bn_db_set_retention(db, &opt);
+    return 0;
+}
+
 int cm_store_open(bn_db **db, struct bn_pg_pool *pool, char *err, size_t errsz)
 {
     if (!pool) return cm_history_open(db, NULL, 0, err, errsz);
-    if (bn_db_open_pg(db, pool) == BN_OK) return 0;
+    if (bn_db_open_pg(db, pool) == BN_OK) {
+        if (pg_periods(*db, err, errsz) == 0) return 0;
+        bn_db_close(*db);
+    } else {
+        snprintf(err, errsz, "out of memory");
+    }
     *db = NULL;
-    snprintf(err, errsz, "out of memory");
     return -1;
 }
 
 int cm_store_open_url(bn_db **db, const char *url, char *err, size_t errsz)
 {
     if (!url) return cm_history_open(db, NULL, 0, err, errsz);
-    if (bn_db_open_pg_url(db, url) == BN_OK) return 0;
+    if (bn_db_open_pg_url(db, url) == BN_OK) {
+        if (pg_periods(*db, err, errsz) == 0) return 0;
+        bn_db_close(*db);
+        *db = NULL;
+        return -1;
+    }
     snprintf(err, errsz, "%s", bn_db_errmsg(*db));
     bn_db_close(*db);
     *db = NULL;

@@ -303,6 +303,15 @@ void bn_db_close(bn_db *db)
     bn_free(db);
 }
 
+void bn_db_set_retention(bn_db *db, const bn_db_options *opt)
+{
+    if (!db || !opt) return;
+    db->opt.retention_days = opt->retention_days;
+    db->opt.ledger_days = opt->ledger_days;
+    db->opt.keys_days = opt->keys_days;
+    db->opt.now_ms = opt->now_ms;
+}
+
 void bn_db_set_busy_timeout(bn_db *db, int ms)
 {
     if (!db || ms <= 0) return;

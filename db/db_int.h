@@ -81,6 +81,15 @@ bn_status bn__db_read_run(bn_db *db, sqlite3_stmt *st, bn_run *r);
 bn_status bn__db_prune_runs(bn_db *db, int64_t cutoff_ms, int64_t *n);
 /* On open: bn_db_retention_daily; *n the runs it deleted. */
 bn_status bn__db_apply_retention(bn_db *db, int64_t *n);
+/* Whether any period of db is set: 1 or 0. */
+int bn__db_retention_any(const bn_db *db);
+/* Whether the periods are due at now, last applied at last (0: never): a day or more ago, or
+ * the clock went back. */
+int bn__db_retention_due(int64_t last, int64_t now);
+/* The cutoffs at now of db's periods (0: not set): runs, the ledger (a UTC midnight), keys. */
+void bn__db_retention_cuts(const bn_db *db, int64_t now, int64_t cut[3]);
+/* The details (JSON) of a retention.apply audit entry with the counts c. */
+void bn__db_retention_details(const bn_db *db, const bn_retention_counts *c, char *d, size_t size);
 
 /* ---- the platform's store (tenants.c, tenant_keys.c, usage.c, audit.c) ------------------ */
 
@@ -134,8 +143,7 @@ bn_status bn__pg_key_list(bn_db *db, int64_t tenant_id, int (*fn)(void *ud, cons
 /* The row of the key whose hash is h; *found 0 when none. */
 bn_status bn__pg_key_find(bn_db *db, const uint8_t h[32], bn__key_row *row, int *found);
 void bn__pg_key_touch(bn_db *db, int64_t id, int64_t now);
-bn_status bn__pg_usage_record(bn_db *db, const bn_usage_rec *r, int64_t at, int *added,
-                              int *known);
+bn_status bn__pg_usage_record(bn_db *db, const bn_usage_rec *r, int64_t at, int *added, int *known);
 bn_status bn__pg_usage_report(bn_db *db, int64_t tenant_id, int64_t from_ms, int64_t to_ms,
                               int (*fn)(void *ud, const bn_usage_day *d), void *ud);
 bn_status bn__pg_usage_total(bn_db *db, int64_t tenant_id, int64_t from_ms, int64_t to_ms,
@@ -150,8 +158,11 @@ bn_status bn__pg_outbox_requeue(bn_db *db, const char *actor, int64_t tenant_id,
                                 int64_t *n);
 bn_status bn__pg_billing_reconcile(bn_db *db, int64_t tenant_id, int64_t from_ms, int64_t to_ms,
                                    int (*fn)(void *ud, const bn_billing_row *r), void *ud);
-bn_status bn__pg_audit_append(bn_db *db, const char *actor, const char *action,
-                              const char *target, const char *details);
+bn_status bn__pg_audit_append(bn_db *db, const char *actor, const char *action, const char *target,
+                              const char *details);
+/* bn_db_retention_apply (mark: record the time as bn_db_retention_daily's) and _daily. */
+bn_status bn__pg_retention_apply(bn_db *db, int dry_run, int mark, bn_retention_counts *out);
+bn_status bn__pg_retention_daily(bn_db *db, int *applied, bn_retention_counts *out);
 bn_status bn__pg_audit_list(bn_db *db, int (*fn)(void *ud, const bn_audit_entry *e), void *ud);
 
 #endif

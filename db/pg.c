@@ -105,7 +105,15 @@ static const char pg_v1[] =
         "CREATE POLICY tenant_scope ON billing_outbox\n"
         "  USING (bitnet_scope_all() OR tenant_id = bitnet_scope_tenant());\n";
 
-static const char *const pg_migrations[] = {pg_v1};
+/* v2: when the retention periods were last applied (key retention_applied_ms), shared by the
+ * replicas as the history keeps it in its meta table; no tenant's data, so no row-level
+ * security. */
+static const char pg_v2[] = "CREATE TABLE bitnet_meta (\n"
+                            "  key text PRIMARY KEY,\n"
+                            "  value bigint NOT NULL\n"
+                            ");\n";
+
+static const char *const pg_migrations[] = {pg_v1, pg_v2};
 #define PG_SCHEMA   ((int)(sizeof pg_migrations / sizeof pg_migrations[0]))
 #define PG_LOCK_KEY "7326720513" /* the advisory lock of the migrations: "bitnet" */
 

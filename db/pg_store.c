@@ -776,3 +776,99 @@ bn_status bn__pg_tenant_export(bn_db *db, const char *actor, const char *ref, ch
     if (s != BN_OK) bn_free(*json), *json = NULL;
     return s;
 }
+
+/* ---- retention (retention.c's periods, cutoffs and audit entry) ----------------------------
+ *
+ * One transaction per table, with the scope of every tenant (administration's): the ledger's
+ * rows of requests before its cutoff (a UTC midnight) folded into one 'aggregate' row per
+ * tenant, UTC day and model by one statement, so that the rows deleted are exactly those
+ * summed while replicas go on writing; keys revoked or expired before theirs deleted. Each is
+ * audited as retention.apply when it changed rows. As in the history, the billing outbox is
+ * kept whole (undelivered events included) and the audit log is never pruned (its hash chain
+ * still verifies); the PostgreSQL store has no runs. */
+
+static const char fold_sql[] =
+        "WITH gone AS (DELETE FROM usage WHERE at < $1::bigint AND request_id IS NOT NULL "
+        "RETURNING tenant_id, model, requests, prompt_tokens, completion_tokens, duration_ms, at), "
+        "folded AS (INSERT INTO usage (request_id, tenant_id, key_id, model, requests, "
+        "prompt_tokens, completion_tokens, duration_ms, status, at) SELECT NULL, tenant_id, NULL, "
+        "model, sum(requests), sum(prompt_tokens), sum(completion_tokens), sum(duration_ms), "
+        "'aggregate', min(at) FROM gone GROUP BY tenant_id, at / 86400000, model RETURNING 1) "
+        "SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM folded)";
+static const char keys_sql[] =
+        "WITH gone AS (DELETE FROM api_keys WHERE revoked_at < $1::bigint OR "
+        "(revoked_at IS NULL AND expires_at < $1::bigint) RETURNING 1) SELECT count(*) FROM gone";
+
+/* The ledger's step (ledger) or the keys' at cut, in a transaction of its own, rolled back
+ * when dry; its counts added to out. */
+static bn_status retention_step(bn_db *db, int ledger, int64_t cut, int dry,
+                                bn_retention_counts *out)
+{
+    const char *what = ledger ? "folding the ledger" : "deleting old keys";
+    bn_retention_counts one = {0};
+    PGconn *c;
+    PGresult *r = NULL;
+    char cs[24];
+    const char *v[] = {I64(cs, cut)};
+    bn_status s = bn__pg_begin(db, BN_PG_ALL, &c, what);
+    if (s != BN_OK) return s;
+    s = bn__pg_q(db, c, ledger ? fold_sql : keys_sql, 1, v, &r, what);
+    if (s == BN_OK && ledger)
+        one.ledger_rows = bn__pg_i64(r, 0, 0), one.ledger_aggregates = bn__pg_i64(r, 0, 1);
+    else if (s == BN_OK)
+        one.keys = bn__pg_i64(r, 0, 0);
+    PQclear(r);
+    if (s == BN_OK && !dry && (one.ledger_rows || one.keys)) {
+        char d[256];
+        bn__db_retention_details(db, &one, d, sizeof d);
+        s = audit_add(db, c, "system:retention", "retention.apply", "store", d);
+    }
+    if (s == BN_OK && dry) s = BN_ERR_CANCELLED; /* rolled back, counts kept */
+    s = bn__pg_end(db, c, s, what);
+    if (s == BN_ERR_CANCELLED && dry) s = BN_OK;
+    if (s != BN_OK) return s;
+    out->ledger_rows += one.ledger_rows;
+    out->ledger_aggregates += one.ledger_aggregates;
+    out->keys += one.keys;
+    return BN_OK;
+}
+
+#define APPLIED_KEY "retention_applied_ms"
+
+bn_status bn__pg_retention_apply(bn_db *db, int dry_run, int mark, bn_retention_counts *out)
+{
+    const int64_t now = bn__db_now_ms(db);
+    int64_t cut[3];
+    bn__db_retention_cuts(db, now, cut);
+    memset(out, 0, sizeof *out);
+    bn_status s = BN_OK;
+    if (cut[1]) s = retention_step(db, 1, cut[1], dry_run, out);
+    if (s == BN_OK && cut[2]) s = retention_step(db, 0, cut[2], dry_run, out);
+    if (s != BN_OK || !mark || dry_run) return s;
+    PGresult *r;
+    char ns[24];
+    const char *v[] = {APPLIED_KEY, I64(ns, now)};
+    s = query1(db, BN_PG_ALL,
+               "INSERT INTO bitnet_meta (key, value) VALUES ($1, $2::bigint) "
+               "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+               2, v, &r, "recording the retention's time");
+    PQclear(r);
+    return s;
+}
+
+/* Replicas that find it due together each apply it: the second finds nothing left to do. */
+bn_status bn__pg_retention_daily(bn_db *db, int *applied, bn_retention_counts *out)
+{
+    PGresult *r;
+    const char *v[] = {APPLIED_KEY};
+    bn_status s = query1(db, BN_PG_ALL, "SELECT value FROM bitnet_meta WHERE key = $1", 1, v, &r,
+                         "reading the retention's time");
+    const int64_t last = s == BN_OK && PQntuples(r) == 1 ? bn__pg_i64(r, 0, 0) : 0;
+    PQclear(r);
+    if (s != BN_OK || !bn__db_retention_due(last, bn__db_now_ms(db))) return s;
+    bn_retention_counts c;
+    s = bn__pg_retention_apply(db, 0, 1, &c);
+    if (s == BN_OK && applied) *applied = 1;
+    if (out) *out = c;
+    return s;
+}

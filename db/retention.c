@@ -1,6 +1,7 @@
 /* retention.c - the retention periods of the history's tables (bitnet/db.h): runs deleted,
  * the usage ledger folded into anonymous aggregates per tenant, day and model, revoked and
- * expired API keys deleted; applied at most once a day on open, or at once. */
+ * expired API keys deleted; applied at most once a day on open, or at once. A PostgreSQL
+ * store's are applied by pg_store.c with the same cutoffs and audit entry. */
 #include "db_int.h"
 
 #include <inttypes.h>
@@ -71,34 +72,50 @@ static bn_status prune_keys(bn_db *db, int64_t cutoff, bn_retention_counts *c)
                    cutoff, &c->keys, "deleting old keys");
 }
 
-static bn_status audit_counts(bn_db *db, const bn_retention_counts *c)
+void bn__db_retention_details(const bn_db *db, const bn_retention_counts *c, char *d, size_t size)
 {
-    char d[256];
-    snprintf(d, sizeof d,
+    snprintf(d, size,
              "{\"runs\":%" PRId64 ",\"ledger_rows\":%" PRId64 ",\"ledger_aggregates\":%" PRId64
              ",\"keys\":%" PRId64 ",\"ledger_days\":%d,\"keys_days\":%d}",
              c->runs, c->ledger_rows, c->ledger_aggregates, c->keys, db->opt.ledger_days,
              db->opt.keys_days);
+}
+
+static bn_status audit_counts(bn_db *db, const bn_retention_counts *c)
+{
+    char d[256];
+    bn__db_retention_details(db, c, d, sizeof d);
     return bn__db_audit_add(db, "system:retention", "retention.apply", "store", d);
+}
+
+void bn__db_retention_cuts(const bn_db *db, int64_t now, int64_t cut[3])
+{
+    const bn_db_options *o = &db->opt;
+    const int64_t ledger = now - (int64_t)o->ledger_days * BN_DB_DAY_MS;
+    cut[0] = o->retention_days > 0 ? now - (int64_t)o->retention_days * BN_DB_DAY_MS : 0;
+    cut[1] =
+            o->ledger_days > 0 ? ledger - (ledger % BN_DB_DAY_MS + BN_DB_DAY_MS) % BN_DB_DAY_MS : 0;
+    cut[2] = o->keys_days > 0 ? now - (int64_t)o->keys_days * BN_DB_DAY_MS : 0;
 }
 
 /* Inside a transaction: each period that is set. */
 static bn_status apply_all(bn_db *db, int64_t now, bn_retention_counts *c)
 {
-    const bn_db_options *o = &db->opt;
+    int64_t cut[3];
+    bn__db_retention_cuts(db, now, cut);
     bn_status s = BN_OK;
-    if (o->retention_days > 0)
-        s = bn__db_prune_runs(db, now - (int64_t)o->retention_days * BN_DB_DAY_MS, &c->runs);
-    if (s == BN_OK && o->ledger_days > 0) {
-        const int64_t cut = now - (int64_t)o->ledger_days * BN_DB_DAY_MS;
-        s = fold_ledger(db, cut - (cut % BN_DB_DAY_MS + BN_DB_DAY_MS) % BN_DB_DAY_MS, c);
-    }
-    if (s == BN_OK && o->keys_days > 0)
-        s = prune_keys(db, now - (int64_t)o->keys_days * BN_DB_DAY_MS, c);
+    if (cut[0]) s = bn__db_prune_runs(db, cut[0], &c->runs);
+    if (s == BN_OK && cut[1]) s = fold_ledger(db, cut[1], c);
+    if (s == BN_OK && cut[2]) s = prune_keys(db, cut[2], c);
     return s;
 }
 
-static int any_period(const bn_db *db)
+int bn__db_retention_due(int64_t last, int64_t now)
+{
+    return !last || last > now || now - last >= BN_DB_DAY_MS;
+}
+
+int bn__db_retention_any(const bn_db *db)
 {
     return db->opt.retention_days > 0 || db->opt.ledger_days > 0 || db->opt.keys_days > 0;
 }
@@ -122,7 +139,8 @@ static bn_status apply(bn_db *db, int dry_run, int mark, bn_retention_counts *ou
 bn_status bn_db_retention_apply(bn_db *db, int dry_run, bn_retention_counts *out)
 {
     bn_retention_counts c;
-    bn_status s = apply(db, dry_run, !dry_run && any_period(db), &c);
+    bn_status s = db->pg ? bn__pg_retention_apply(db, dry_run, !dry_run, &c)
+                         : apply(db, dry_run, !dry_run && bn__db_retention_any(db), &c);
     if (out) *out = c;
     return s;
 }
@@ -133,11 +151,11 @@ bn_status bn_db_retention_daily(bn_db *db, int *applied, bn_retention_counts *ou
     int64_t last = 0;
     if (applied) *applied = 0;
     if (out) *out = c;
-    if (db->pg) return BN_OK; /* a PostgreSQL store's retention is its operator's (README) */
-    if (!any_period(db)) return BN_OK;
+    if (!bn__db_retention_any(db)) return BN_OK;
+    if (db->pg) return bn__pg_retention_daily(db, applied, out);
     const int64_t now = bn__db_now_ms(db);
     bn_status s = meta_get_int(db, applied_key, &last);
-    if (s != BN_OK || (last && last <= now && now - last < BN_DB_DAY_MS)) return s;
+    if (s != BN_OK || !bn__db_retention_due(last, now)) return s;
     s = apply(db, 0, 1, &c);
     if (s == BN_OK && applied) *applied = 1;
     if (out) *out = c;

@@ -34,12 +34,13 @@ void cmd_tenants_help(FILE *out)
             "  erase    removes its keys and personal data: the name becomes erased-<id>,\n"
             "           the Stripe id goes; usage is kept as anonymous totals per day\n"
             "  retention  applies the retention periods now (they apply at most once a day\n"
-            "           anyway, when the store is opened, and in bitnet serve --tenants):\n"
-            "           runs older than history.retention_days are deleted; ledger rows older\n"
-            "           than retention.ledger_days are folded into one anonymous row per\n"
-            "           tenant, day and model (the usage report does not change); keys\n"
-            "           revoked or expired retention.keys_days ago are deleted; the audit\n"
-            "           log is kept whole. --dry-run: only counts\n\n" TN_DATABASE_HELP
+            "           anyway, when the history is opened, and in bitnet serve --tenants,\n"
+            "           on PostgreSQL too): runs older than history.retention_days are\n"
+            "           deleted; ledger rows older than retention.ledger_days are folded into\n"
+            "           one anonymous row per tenant, day and model (the usage report does\n"
+            "           not change); keys revoked or expired retention.keys_days ago are\n"
+            "           deleted; the audit log and the billing outbox are kept whole.\n"
+            "           --dry-run: only counts\n\n" TN_DATABASE_HELP
             "Exit status: 0 ok, 1 failure (no such tenant, a refused change), 2 usage error.\n");
 }
 

@@ -104,7 +104,7 @@ static void test_migrations(void **state)
     for (int i = 0; i < 4; i++) assert_int_equal(rc[i], 0);
     char v[32];
     raw(NULL, "SELECT count(*) || ':' || max(version) FROM bitnet_schema_migrations", v, sizeof v);
-    assert_string_equal(v, "1:1");
+    assert_string_equal(v, "2:2");
     /* a store migrated by a newer bitnet is refused, not touched */
     raw(NULL, "INSERT INTO bitnet_schema_migrations (version) VALUES (99)", v, sizeof v);
     bn_pg_pool *p;
@@ -484,9 +484,129 @@ static void test_unsupported(void **state)
     int64_t id;
     assert_int_equal(bn_db_run_begin(db, "generate", NULL, NULL, NULL, &id), BN_ERR_UNSUPPORTED);
     assert_non_null(strstr(bn_db_errmsg(db), "PostgreSQL"));
+    bn_db_close(db);
+}
+
+/* ---- retention ------------------------------------------------------------------------------ */
+
+/* One value of a query (printf-style) as a number, with the scope of all. */
+static long long num(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static long long num(const char *fmt, ...)
+{
+    char sql[512], v[32];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    raw("all", sql, v, sizeof v);
+    return atoll(v);
+}
+
+/* Records a row of tid for request id at at_ms (the handle's clock set there). */
+static void record_at(bn_db *db, int64_t tid, const char *id, const char *model, int64_t at_ms)
+{
+    bn_db_options o = bn_db_options_default();
+    o.now_ms = at_ms;
+    bn_db_set_retention(db, &o);
+    const bn_usage_rec r = {.request_id = nm(id),
+                            .tenant_id = tid,
+                            .model = model,
+                            .prompt_tokens = 10,
+                            .completion_tokens = 5,
+                            .duration_ms = 7,
+                            .status = "ok"};
+    int fresh;
+    OK(db, bn_db_usage_record(db, &r, &fresh));
+    assert_int_equal(fresh, 1);
+}
+
+/* The history's periods on PostgreSQL (retention.c's cutoffs): ledger rows of days that ended
+ * over 30 days ago folded per tenant, UTC day and model (totals unchanged), a key revoked 400
+ * days ago deleted, the active one kept, the meter events kept whole (pending ones too), each
+ * table's transaction audited with the chain still verifying; a dry run changes nothing; again
+ * finds nothing; the daily gate kept in bitnet_meta for every replica. */
+static void test_retention(void **state)
+{
+    (void)state;
+    bn_db *db = open_db();
+    const int64_t day = 86400000, now = (int64_t)time(NULL) * 1000;
+    const int64_t d0 = (now / day - 400) * day + 3600000; /* 01:00 UTC, 400 days ago */
+    int64_t tid, k_old, k_new, n, bad;
+    char key[BN_KEY_STR_MAX], why[128];
+    bn_db_options o = bn_db_options_default();
+    o.now_ms = d0;
+    bn_db_set_retention(db, &o);
+    OK(db, bn_db_tenant_add(db, "test", nm("kept"), "team", "cus_kept", &tid));
+    OK(db, bn_db_key_create(db, "test", tid, BN_SCOPE_INFERENCE, 0, key, &k_old));
+    OK(db, bn_db_key_revoke(db, "test", k_old));
+    OK(db, bn_db_key_create(db, "test", tid, BN_SCOPE_INFERENCE, 0, key, &k_new));
+    record_at(db, tid, "r1", "m", d0);
+    record_at(db, tid, "r2", "m", d0 + 3600000);  /* the same day and model */
+    record_at(db, tid, "r3", "m2", d0 + 7200000); /* another model */
+    record_at(db, tid, "r4", "m", d0 + day);      /* the next day */
+    record_at(db, tid, "r5", "m", now - 1000);    /* recent: kept as it is */
+    bn_usage_total before, after;
+    OK(db, bn_db_usage_total(db, tid, 0, 0, &before));
+    const long long audits = num("SELECT count(*) FROM audit");
+    o.now_ms = 0, o.ledger_days = 30, o.keys_days = 30;
+    bn_db_set_retention(db, &o);
+
+    bn_retention_counts c;
+    OK(db, bn_db_retention_apply(db, 1, &c));
+    assert_int_equal(c.ledger_rows, 4);
+    assert_int_equal(c.ledger_aggregates, 3);
+    assert_int_equal(c.keys, 1);
+    assert_int_equal(num("SELECT count(*) FROM usage WHERE tenant_id = %lld", (long long)tid), 5);
+    assert_int_equal(num("SELECT count(*) FROM api_keys WHERE tenant_id = %lld", (long long)tid),
+                     2);
+
+    OK(db, bn_db_retention_apply(db, 0, &c));
+    assert_int_equal(c.ledger_rows, 4);
+    assert_int_equal(c.ledger_aggregates, 3);
+    assert_int_equal(c.keys, 1);
+    assert_int_equal(num("SELECT count(*) FROM usage WHERE tenant_id = %lld AND status = "
+                         "'aggregate' AND request_id IS NULL AND key_id IS NULL",
+                         (long long)tid),
+                     3);
+    assert_int_equal(num("SELECT sum(requests) FROM usage WHERE tenant_id = %lld AND status = "
+                         "'aggregate'",
+                         (long long)tid),
+                     4);
+    assert_int_equal(num("SELECT count(*) FROM usage WHERE tenant_id = %lld", (long long)tid), 4);
+    OK(db, bn_db_usage_total(db, tid, 0, 0, &after));
+    assert_memory_equal(&before, &after, sizeof before);
+    assert_int_equal(num("SELECT count(*) FROM api_keys WHERE tenant_id = %lld", (long long)tid),
+                     1);
+    assert_int_equal(num("SELECT min(id) FROM api_keys WHERE tenant_id = %lld", (long long)tid),
+                     k_new);
+    assert_int_equal(num("SELECT count(*) FROM billing_outbox WHERE tenant_id = %lld AND "
+                         "state = 'pending'",
+                         (long long)tid),
+                     5);
+    assert_int_equal(num("SELECT count(*) FROM audit"), audits + 2);
+    /* the last two entries: the ledger's step, then the keys' */
+    assert_int_equal(num("SELECT (string_agg(details::json->>'ledger_rows' || '/' || "
+                         "(details::json->>'keys'), ',' ORDER BY id) = '4/0,0/1')::int FROM "
+                         "(SELECT * FROM audit ORDER BY id DESC LIMIT 2) a WHERE action = "
+                         "'retention.apply' AND actor = 'system:retention'"),
+                     1);
+    OK(db, bn_db_audit_verify(db, &n, &bad, why, sizeof why));
+    assert_int_equal(bad, 0);
+
+    OK(db, bn_db_retention_apply(db, 0, &c));
+    assert_int_equal(c.ledger_rows + c.ledger_aggregates + c.keys, 0);
     int applied = 1;
-    OK(db, bn_db_retention_daily(db, &applied, NULL));
+    OK(db, bn_db_retention_daily(db, &applied, &c)); /* applied just now: not due */
     assert_int_equal(applied, 0);
+    char v[32];
+    raw(NULL,
+        "UPDATE bitnet_meta SET value = value - 2 * 86400000 WHERE key = "
+        "'retention_applied_ms' RETURNING 'x'",
+        v, sizeof v);
+    assert_string_equal(v, "x");
+    OK(db, bn_db_retention_daily(db, &applied, &c));
+    assert_int_equal(applied, 1);
+    assert_int_equal(c.ledger_rows, 0);
     bn_db_close(db);
 }
 
@@ -505,6 +625,7 @@ int main(void)
             cmocka_unit_test(test_erase_export),
             cmocka_unit_test(test_requeue),
             cmocka_unit_test(test_unsupported),
+            cmocka_unit_test(test_retention),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

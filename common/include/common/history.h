@@ -78,7 +78,8 @@ struct bn_pg_pool;
  * postgresql:// URL). */
 int cm_store_url(const struct bn_config *cfg, const char *flag, const char **url, char *err,
                  size_t errsz);
-/* A handle on the store: on pool when it is set, else the history. 0, or -1 with err. */
+/* A handle on the store: on pool when it is set, else the history; a PostgreSQL store's with
+ * the config's retention periods, as the history's (bn_db_set_retention). 0, or -1 with err. */
 int cm_store_open(bn_db **db, struct bn_pg_pool *pool, char *err, size_t errsz);
 /* A handle on the store at url with a connection of its own (NULL: the history). 0, or -1
  * with err (the connection, the role, the migrations). */

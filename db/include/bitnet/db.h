@@ -171,8 +171,10 @@ bn_status bn_db_prune(bn_db *db, int days, int64_t *n_deleted);
  * requests and token counts kept, so the reports per tenant and day do not change); API keys
  * revoked or expired keys_days ago are deleted (the audit log keeps key.create and
  * key.revoke). The audit log is never pruned: its entries are hash-chained (a removed entry
- * is what verify must catch), name tenants and keys by id only, and are few. Opening a file
- * applies them at most once a day (for every process: the time is kept in the file). */
+ * is what verify must catch), name tenants and keys by id only, and are few; so is the billing
+ * outbox (undelivered events included). Opening a file applies them at most once a day (for
+ * every process: the time is kept in the file); a PostgreSQL store keeps the time in its
+ * table bitnet_meta for every replica, and bn_db_retention_daily applies them there. */
 
 typedef struct bn_retention_counts {
     int64_t runs;              /* runs deleted */
@@ -181,9 +183,13 @@ typedef struct bn_retention_counts {
     int64_t keys;              /* keys deleted */
 } bn_retention_counts;
 
+/* Sets the periods (retention_days, ledger_days, keys_days) and the clock (now_ms) of db from
+ * opt, for a handle opened without them: a PostgreSQL store's (bitnet/db_pg.h). */
+void bn_db_set_retention(bn_db *db, const bn_db_options *opt);
 /* Applies the periods now, in one transaction (audited as retention.apply by
  * "system:retention" when it changed usage rows or keys). dry_run: counts what it would do and
- * changes nothing. */
+ * changes nothing. On a PostgreSQL store: one transaction per table (the ledger, the keys),
+ * each audited when it changed rows; the store keeps no runs. */
 bn_status bn_db_retention_apply(bn_db *db, int dry_run, bn_retention_counts *out);
 /* The same when they were last applied a day or more ago (or the clock went back); *applied
  * (may be NULL) says whether they were. For a process that keeps its handle for days. */

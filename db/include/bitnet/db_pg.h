@@ -6,8 +6,9 @@
  * A bn_db opened here answers every call of bitnet/db_tenants.h (tenants, keys, the ledger,
  * the outbox and its reconciliation, the audit log) against PostgreSQL through libpq, with
  * parameterised queries only. The history's own calls (runs, jobs, the spool) return
- * BN_ERR_UNSUPPORTED with a message saying so; bn_db_retention_daily applies nothing (the
- * database's operator keeps its retention).
+ * BN_ERR_UNSUPPORTED with a message saying so. The retention periods (bitnet/db.h) apply as
+ * in the history once set on the handle (bn_db_set_retention; a handle opened here has the
+ * ledger and keys periods at 0: kept).
  *
  * Usage (a server: one pool, a handle per thread; a handle only carries its error message):
  *
