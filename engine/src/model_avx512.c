@@ -29,6 +29,11 @@
 
 #include "model_internal.h"
 
+static inline __attribute__((always_inline)) __m512i ld512(const void *p)
+{
+    return _mm512_loadu_si512(p);
+}
+
 #define GT 16 /* tokens in a prepared group (the lanes); software prefetch measured slower */
 
 size_t bn__head_group_bytes(int64_t E)
@@ -185,4 +190,118 @@ void bn__head_u8_rows_multi_avx512(const int8_t *qs, const uint16_t *d, int64_t 
                 for (int t = 0; t < nt; t++) y[t][r] = out[t];
             }
     }
+}
+
+/* ---- Q6H and Q4H heads in the lanes form (model_internal.h) ------------------------------
+ * One token, 16 rows in the lanes as above: per 32-value block, 4 vectors of low nibbles
+ * (and, for Q6H, 2 of top bits) unpack to 8 vectors of u = q + 32 (or + 8), 4 values of
+ * 16 rows each; 8 vpdpbusd with the token's values broadcast give the two 16-value halves'
+ * sums, which start from -32 (or -8) times the halves' sums of x so that they are the
+ * exact sums of q * x; then times the halves' sub-scales in int32, added, and one
+ * multiply-add by d * xd per block. The reference (bn__head_lanes_rows_ref) does the same
+ * arithmetic in plain C, so the bits agree. */
+
+/* nc[j] = -off * (the sum of values 16j .. 16j+15 of x), for the E / 16 halves */
+static void sums16(const int8_t *xq, int64_t E, int off, int32_t *nc)
+{
+    const __m512i flip = _mm512_set1_epi8((char)0x80), zero = _mm512_setzero_si512();
+    for (int64_t i = 0; i < E; i += 64) { /* sums of 8 bytes x + 128 */
+        uint64_t q[8];
+        _mm512_storeu_si512(q, _mm512_sad_epu8(_mm512_xor_si512(ld512(xq + i), flip), zero));
+        for (int j = 0; j < 4; j++)
+            nc[i / 16 + j] = -off * ((int32_t)(q[2 * j] + q[2 * j + 1]) - 16 * 128);
+    }
+}
+
+/* bits 2n, 2n + 1 of each byte of h at bits 4, 5 (the other bits: anything) */
+static inline __attribute__((always_inline)) __m512i top2(__m512i h, int n)
+{
+    return n == 0   ? _mm512_slli_epi16(h, 4)
+           : n == 1 ? _mm512_slli_epi16(h, 2)
+           : n == 2 ? h
+                    : _mm512_srli_epi16(h, 2);
+}
+
+static inline __attribute__((always_inline)) __m512i bcast4(const int8_t *x)
+{
+    int32_t v;
+    memcpy(&v, x, sizeof v);
+    return _mm512_set1_epi32(v);
+}
+
+#define LANES_STEP(n)                                                                              \
+    {                                                                                              \
+        const __m512i l = ld512(q + 64 * (n));                                                     \
+        __m512i lo = _mm512_and_si512(l, m0f),                                                     \
+                hi = _mm512_and_si512(_mm512_srli_epi16(l, 4), m0f);                               \
+        if (q6) {                                                                                  \
+            lo = _mm512_ternarylogic_epi32(lo, top2(h0, n), m30, 0xF8); /* lo | (h & 0x30) */      \
+            hi = _mm512_ternarylogic_epi32(hi, top2(h1, n), m30, 0xF8);                            \
+        }                                                                                          \
+        sa##n = _mm512_dpbusd_epi32(sa##n, lo, bcast4(x + 4 * (n)));                               \
+        sb##n = _mm512_dpbusd_epi32(sb##n, hi, bcast4(x + 16 + 4 * (n)));                          \
+    }
+
+static inline __attribute__((always_inline)) void lanes_rows(const uint8_t *lanes, const int q6,
+                                                             int64_t E, int64_t r0, int64_t r1,
+                                                             const int8_t *xq, const float *xd,
+                                                             float *y)
+{
+    const size_t rec = bn__head_lanes_rec(q6), blk = BN__LANES_BLK(q6);
+    const int64_t ns = E / BN_QK_H;
+    int32_t nc[BN__HEAD_U8_MAX_E / 16];
+    sums16(xq, E, q6 ? 32 : 8, nc);
+    const __m512i m0f = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    for (int64_t G = r0 / 16 * 16; G < r1; G += 16) {
+        const uint8_t *g = lanes + (size_t)(G / 16) * (size_t)ns * rec;
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t s = 0; s < ns; s++) {
+            const uint8_t *p = g + (size_t)s * rec, *scp = p + 8 * blk;
+            const __m512 d = _mm512_loadu_ps(scp + 256);
+            for (int c = 0; c < 8; c++) {
+                const uint8_t *q = p + (size_t)c * blk;
+                const int64_t b = s * 8 + c;
+                const int8_t *x = xq + b * BN_QK8_0;
+                __m512i sa0 = _mm512_set1_epi32(nc[2 * b]), sb0 = _mm512_set1_epi32(nc[2 * b + 1]);
+                __m512i sa1 = _mm512_setzero_si512(), sa2 = sa1, sa3 = sa1, sb1 = sa1, sb2 = sa1,
+                        sb3 = sa1;
+                __m512i h0 = _mm512_setzero_si512(), h1 = h0;
+                if (q6) {
+                    h0 = ld512(q + 256);
+                    h1 = ld512(q + 320);
+                }
+                LANES_STEP(0);
+                LANES_STEP(1);
+                LANES_STEP(2);
+                LANES_STEP(3);
+                const __m512i sca = _mm512_cvtepi8_epi32(
+                                      _mm_loadu_si128((const __m128i *)(scp + 32 * c))),
+                              scb = _mm512_cvtepi8_epi32(
+                                      _mm_loadu_si128((const __m128i *)(scp + 32 * c + 16)));
+                const __m512i sa = _mm512_add_epi32(_mm512_add_epi32(sa0, sa1),
+                                                    _mm512_add_epi32(sa2, sa3)),
+                              sb = _mm512_add_epi32(_mm512_add_epi32(sb0, sb1),
+                                                    _mm512_add_epi32(sb2, sb3));
+                const __m512i S =
+                        _mm512_add_epi32(_mm512_mullo_epi32(sa, sca), _mm512_mullo_epi32(sb, scb));
+                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S),
+                                      _mm512_mul_ps(d, _mm512_set1_ps(xd[b])), acc);
+            }
+        }
+        _mm512_mask_storeu_ps(y + G, rows_mask(G, r0, r1), acc);
+    }
+}
+
+void bn__head_q6_lanes_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
+                              int64_t r1, const int8_t *xq, const float *xd, float *y)
+{
+    (void)d;
+    lanes_rows((const uint8_t *)qs, 1, E, r0, r1, xq, xd, y);
+}
+
+void bn__head_q4_lanes_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
+                              int64_t r1, const int8_t *xq, const float *xd, float *y)
+{
+    (void)d;
+    lanes_rows((const uint8_t *)qs, 0, E, r0, r1, xq, xd, y);
 }

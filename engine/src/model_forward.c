@@ -830,7 +830,8 @@ static void head_rows(const job *j, int64_t r0, int64_t r1)
         for (int64_t i = 0; i < j->n_out; i++) {
             float *y = j->louts ? j->louts[i] : j->logits + i * V;
             if (m->head_rows) {
-                m->head_rows(m->head_qs, m->head_d, E, c0, c1, j->xq + i * E, j->xd + i * nb, y);
+                m->head_rows(m->head_qs ? m->head_qs : (const int8_t *)m->head_blk, m->head_d, E,
+                             c0, c1, j->xq + i * E, j->xd + i * nb, y);
                 continue;
             }
             for (int64_t r = c0; r < c1; r++) {

@@ -70,6 +70,39 @@ size_t bn__head_group_bytes(int64_t E);
 /* xq: nt (<= 16) tokens of E values, xd: their E / 32 scales each */
 void bn__head_group_prep(int64_t E, const int8_t *xq, const float *xd, int nt, void *grp);
 #endif
+
+/* The head as Q6H or Q4H blocks in the avx512 kernels' form (m->head_blk when
+ * m->head_rows is set): the same values and scales as the blocks of types.h, laid out so
+ * that vpdpbusd takes 4 values of 16 rows per vector. Per group of 16 rows and 256-value
+ * block ("super") s, a record of bn__head_lanes_rec(q6) bytes at
+ * ((r / 16) * (E / 256) + s) * rec: for each 32-value block c of the super, BN__LANES_BLK
+ * bytes - 4 vectors of 64 bytes of low nibbles, where byte 4i + k of vector n holds
+ * u = q + 32 (Q6H) or q + 8 (Q4H) of row i for value 4n + k of the block in its low
+ * nibble and value 16 + 4n + k in its high nibble; then, for Q6H, 2 vectors of the top 2
+ * bits: bits 2n of byte 4i + k of vector h for value 16h + 4n + k - then the 16 sub-scales
+ * of the 16 rows (sc[j] of row i at 16j + i, 256 bytes), then the rows' super-scales d as
+ * f32 (64 bytes). Rows past the vocabulary (to 16) are zeros. */
+#define BN__LANES_BLK(q6) ((q6) ? 384 : 256)
+static inline size_t bn__head_lanes_rec(int q6)
+{
+    return 8 * BN__LANES_BLK(q6) + 256 + 64;
+}
+/* Row r's blocks (bn_block_q6h or bn_block_q4h, E / 256 of them) into the lanes form at
+ * lanes (zeroed before: the rows of a group share bytes, each writes only its own). */
+void bn__head_lanes_pack(const void *blocks, int q6, int64_t E, int64_t r, uint8_t *lanes);
+/* y[r] for rows r0 <= r < r1 of that head against a Q8_0 activation (xq, xd), as plain C
+ * with the kernels' arithmetic: per 32-value block c the exact int32
+ * S = sc[2c] * sum(q * x) + sc[2c + 1] * sum(q * x) over its two halves, then per row
+ * acc = fmaf((float)S, d * xd[c], acc) over the blocks in order (the kernels' bits). */
+void bn__head_lanes_rows_ref(const uint8_t *lanes, int q6, int64_t E, int64_t r0, int64_t r1,
+                             const int8_t *xq, const float *xd, float *y);
+#if defined(__x86_64__) || defined(__i386__)
+/* model_avx512.c: the same for one token (bn__head_rows_fn: qs is the lanes form, d NULL) */
+void bn__head_q6_lanes_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
+                              int64_t r1, const int8_t *xq, const float *xd, float *y);
+void bn__head_q4_lanes_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
+                              int64_t r1, const int8_t *xq, const float *xd, float *y);
+#endif
 #if defined(__x86_64__) || defined(__i386__)
 /* AVX2 twins of the forward pass's building blocks (model_avx2.c). The quantizer gives
  * bn__model_quantize_act's bytes and scale; the norm sums its squares in another order
@@ -193,7 +226,8 @@ struct bn_model {
     /* head_rows for a prepared group of tokens, where a kernel does that (else NULL) */
     bn__head_multi_fn head_rows_multi;
     int head_u8; /* head_qs and head_d in the avx512 kernels' form (bn__head_d16_index) */
-    /* The head as Q6H or Q4H rows (owned; head points at them), when requantized to them. */
+    /* The head as Q6H or Q4H rows (owned; head points at them), when requantized to them;
+     * with the avx512 kernels in the lanes form instead (head NULL, head_rows set). */
     uint8_t *head_blk;
     size_t weight_bytes;
     size_t tmat_bytes; /* of the linear layers (ternary, and 8/4-bit ones) */

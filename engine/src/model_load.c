@@ -393,7 +393,8 @@ typedef struct requant_job {
     bn_block_q8_0 *blk;   /* (threads, n_embd / 32) */
     const float *f16_lut; /* all 65536 f16 values as f32 */
     bn__q8_row_fn q8_row;
-    int head_type; /* the target: BN_TYPE_Q8_0 or BN_MODEL_HEAD_Q6H / _Q4H */
+    int head_type;   /* the target: BN_TYPE_Q8_0 or BN_MODEL_HEAD_Q6H / _Q4H */
+    uint8_t *rowblk; /* Q6H / Q4H into the lanes form: (threads, one row's blocks) */
 } requant_job;
 
 /* roundf (half away from zero) for |v| < 2^22, without a libm call. */
@@ -482,12 +483,16 @@ static void block_rows(void *arg, int tid, int nth)
     bn_model *m = j->m;
     const int64_t E = m->hp.n_embd, V = m->hp.n_vocab, nb = E / BN_QK_H;
     float *row = j->tmp + (size_t)tid * (size_t)E;
+    const int q6 = j->head_type == BN_MODEL_HEAD_Q6H;
+    const size_t rb = (size_t)nb * (q6 ? sizeof(bn_block_q6h) : sizeof(bn_block_q4h));
     for (int64_t r = V * tid / nth; r < V * (tid + 1) / nth; r++) {
         file_head_row(j, r, row);
-        if (j->head_type == BN_MODEL_HEAD_Q6H)
-            bn_quantize_row_q6h_ref(row, (bn_block_q6h *)m->head_blk + r * nb, E);
+        void *out = j->rowblk ? j->rowblk + (size_t)tid * rb : m->head_blk + (size_t)r * rb;
+        if (q6)
+            bn_quantize_row_q6h_ref(row, out, E);
         else
-            bn_quantize_row_q4h_ref(row, (bn_block_q4h *)m->head_blk + r * nb, E);
+            bn_quantize_row_q4h_ref(row, out, E);
+        if (j->rowblk) bn__head_lanes_pack(out, q6, E, r, m->head_blk);
     }
 }
 
@@ -550,25 +555,39 @@ static bn_status head_to_blocks(bn_model *m, const bn_model_params *p)
     const size_t V = (size_t)h->n_vocab, E = (size_t)h->n_embd, nb = E / BN_QK_H;
     const size_t rb = nb * (q6 ? sizeof(bn_block_q6h) : sizeof(bn_block_q4h));
     const size_t nth = (size_t)bn_pool_size(bn_ctx_pool(m->ctx)), huge = (size_t)1 << 21;
-    requant_job j = {m, bn_malloc(nth * E * sizeof(float)), NULL, NULL, NULL, p->head_type};
+    /* the avx512 kernels' lanes form (rows padded to 16), else the blocks row by row */
+    const int lanes = use_avx512(m->k) && E <= BN__HEAD_U8_MAX_E;
+    const size_t bytes = lanes ? (V + 15) / 16 * nb * bn__head_lanes_rec(q6) : V * rb;
+    requant_job j = {m,
+                     bn_malloc(nth * E * sizeof(float)),
+                     NULL,
+                     NULL,
+                     NULL,
+                     p->head_type,
+                     lanes ? bn_malloc(nth * rb) : NULL};
     float *lut = bn_malloc(65536 * sizeof(float));
-    m->head_blk = bn_aligned_alloc(huge, (V * rb + huge - 1) / huge * huge);
+    m->head_blk = bn_aligned_alloc(huge, (bytes + huge - 1) / huge * huge);
     bn_status rc = BN_OK;
-    if (!j.tmp || !lut || !m->head_blk) {
+    if (!j.tmp || !lut || !m->head_blk || (lanes && !j.rowblk)) {
         rc = bn_ctx_set_error(m->ctx, BN_ERR_NOMEM, "LM head: out of memory");
         goto done;
     }
 #ifdef MADV_HUGEPAGE
-    (void)madvise(m->head_blk, (V * rb + huge - 1) / huge * huge, MADV_HUGEPAGE);
+    (void)madvise(m->head_blk, (bytes + huge - 1) / huge * huge, MADV_HUGEPAGE);
 #endif
+    if (lanes) memset(m->head_blk, 0, bytes);
     for (uint32_t i = 0; i < 65536; i++) lut[i] = bn_f16_to_f32((uint16_t)i);
     j.f16_lut = lut;
     bn_pool_run(bn_ctx_pool(m->ctx), block_rows, &j);
-    head_replaced(m, p, rb);
-    m->head = m->head_blk;
+    head_replaced(m, p, lanes ? nb * bn__head_lanes_rec(q6) / 16 : rb);
+    m->head = lanes ? NULL : m->head_blk;
     m->hp.head_type = p->head_type;
+#if defined(__x86_64__) || defined(__i386__)
+    if (lanes) m->head_rows = q6 ? bn__head_q6_lanes_avx512 : bn__head_q4_lanes_avx512;
+#endif
 done:
     bn_free(j.tmp);
+    bn_free(j.rowblk);
     bn_free(lut);
     return rc;
 }
@@ -588,7 +607,7 @@ static bn_status requantize_head(bn_model *m, const bn_model_params *p)
     const size_t V = (size_t)h->n_vocab, E = (size_t)h->n_embd, nb = E / BN_QK8_0;
     bn_threadpool *pool = bn_ctx_pool(m->ctx);
     const size_t nth = (size_t)bn_pool_size(pool);
-    requant_job j = {m, NULL, NULL, NULL, bn__model_q8_0_row_fn(m->k), BN_TYPE_Q8_0};
+    requant_job j = {m, NULL, NULL, NULL, bn__model_q8_0_row_fn(m->k), BN_TYPE_Q8_0, NULL};
     float *lut = bn_malloc(65536 * sizeof(float));
     m->head_u8 = use_avx512(m->k) && E <= BN__HEAD_U8_MAX_E;
     /* rows padded to a group of 4, or of 16 for the avx512 kernels (zero weights and

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "kernels_internal.h"
+#include "model_internal.h"
 
 /* A block's q[i] from its packed bits (Q6H: nbits 6, Q4H: nbits 4). */
 static int unpack_q(const uint8_t *ql, const uint8_t *qh, int i)
@@ -124,4 +125,63 @@ float bn__dot_q4h_q8_ref(const bn_block_q4h *a, const int8_t *xq, const float *x
     for (int64_t b = 0; b < n / BN_QK_H; b++)
         s += dot_block(a[b].d, a[b].sc, a[b].ql, NULL, xq + b * BN_QK_H, xd + b * 8);
     return s;
+}
+
+/* ---- the lanes form of the avx512 kernels (model_internal.h) ---------------------------- */
+
+void bn__head_lanes_pack(const void *blocks, int q6, int64_t E, int64_t r, uint8_t *lanes)
+{
+    const size_t rec = bn__head_lanes_rec(q6), blk = BN__LANES_BLK(q6);
+    const int64_t ns = E / BN_QK_H;
+    const int i16 = (int)(r % 16), off = q6 ? 32 : 8;
+    for (int64_t s = 0; s < ns; s++) {
+        uint8_t *p = lanes + ((size_t)(r / 16) * (size_t)ns + (size_t)s) * rec;
+        const bn_block_q6h *b6 = (const bn_block_q6h *)blocks + s;
+        const bn_block_q4h *b4 = (const bn_block_q4h *)blocks + s;
+        const uint8_t *ql = q6 ? b6->ql : b4->ql, *qh = q6 ? b6->qh : NULL;
+        const int8_t *sc = q6 ? b6->sc : b4->sc;
+        for (int v = 0; v < BN_QK_H; v++) {
+            const int u = unpack_q(ql, qh, v) + off, w = v % 32, half = w / 16, n = (w % 16) / 4;
+            const size_t at = (size_t)(v / 32) * blk + (size_t)(4 * i16 + w % 4);
+            p[at + 64 * (size_t)n] |= (uint8_t)((u & 15) << (4 * half));
+            if (q6) p[at + 256 + 64 * (size_t)half] |= (uint8_t)((u >> 4) << (2 * n));
+        }
+        for (int j = 0; j < 16; j++) p[8 * blk + 16 * (size_t)j + (size_t)i16] = (uint8_t)sc[j];
+        const float d = bn_f16_to_f32(q6 ? b6->d : b4->d);
+        memcpy(p + 8 * blk + 256 + 4 * (size_t)i16, &d, sizeof d);
+    }
+}
+
+void bn__head_lanes_rows_ref(const uint8_t *lanes, int q6, int64_t E, int64_t r0, int64_t r1,
+                             const int8_t *xq, const float *xd, float *y)
+{
+    const size_t rec = bn__head_lanes_rec(q6), blk = BN__LANES_BLK(q6);
+    const int64_t ns = E / BN_QK_H;
+    const int off = q6 ? 32 : 8;
+    for (int64_t r = r0; r < r1; r++) {
+        const size_t i16 = (size_t)(r % 16);
+        float acc = 0.0f;
+        for (int64_t s = 0; s < ns; s++) {
+            const uint8_t *p = lanes + ((size_t)(r / 16) * (size_t)ns + (size_t)s) * rec;
+            float d;
+            memcpy(&d, p + 8 * blk + 256 + 4 * i16, sizeof d);
+            for (int c = 0; c < 8; c++) {
+                const int8_t *x = xq + (s * 8 + c) * 32;
+                int32_t S = 0;
+                for (int half = 0; half < 2; half++) {
+                    int32_t part = 0;
+                    for (int w = 16 * half; w < 16 * half + 16; w++) {
+                        const int n = (w % 16) / 4;
+                        const size_t at = (size_t)c * blk + 4 * i16 + (size_t)(w % 4);
+                        int u = (p[at + 64 * (size_t)n] >> (4 * half)) & 15;
+                        if (q6) u |= ((p[at + 256 + 64 * (size_t)half] >> (2 * n)) & 3) << 4;
+                        part += (u - off) * x[w];
+                    }
+                    S += part * (int8_t)p[8 * blk + 16 * (size_t)(2 * c + half) + i16];
+                }
+                acc = fmaf((float)S, d * xd[s * 8 + c], acc);
+            }
+        }
+        y[r] = acc;
+    }
 }

@@ -953,6 +953,62 @@ static void test_head_avx512_multi(void **state)
 #endif
 }
 
+/* The Q6H / Q4H head in the avx512 kernels' lanes form (model_internal.h): packed from the
+ * blocks of types.h, the plain-C reference gives each row's product with the dequantized
+ * blocks (against sums in double), and the AVX-512 kernel gives the reference's bits, for
+ * rows from the middle of one 16-row group to the middle of another, two 256-value blocks
+ * per row, rows outside [r0, r1) untouched. */
+static void test_head_lanes(void **state)
+{
+    (void)state;
+    enum { E = 512, NS = E / 256, NB = E / 32, R = 37, RP = 48 };
+    for (int q6 = 0; q6 < 2; q6++) {
+        const size_t bytes = RP / 16 * NS * bn__head_lanes_rec(q6);
+        uint8_t *lanes = calloc(1, bytes);
+        float *w = malloc((size_t)R * E * sizeof *w), row[E];
+        bn_block_q6h b6[NS];
+        bn_block_q4h b4[NS];
+        for (int r = 0; r < R; r++) {
+            for (int i = 0; i < E; i++) row[i] = (float)((int)(rnd() % 2001) - 1000) * 1e-3f;
+            row[rnd() % E] = 3.0f; /* a row with an outlier */
+            if (q6) {
+                bn_quantize_row_q6h_ref(row, b6, E);
+                bn_dequantize_row_q6h(b6, w + (size_t)r * E, E);
+            } else {
+                bn_quantize_row_q4h_ref(row, b4, E);
+                bn_dequantize_row_q4h(b4, w + (size_t)r * E, E);
+            }
+            bn__head_lanes_pack(q6 ? (const void *)b6 : (const void *)b4, q6, E, r, lanes);
+        }
+        int8_t xq[E];
+        float xd[NB], ref[R], simd[R];
+        for (int i = 0; i < E; i++) xq[i] = (int8_t)((int)(rnd() % 255) - 127);
+        for (int b = 0; b < NB; b++) xd[b] = 0.002f + (float)(rnd() % 100) * 1e-4f;
+        for (int r = 0; r < R; r++) ref[r] = simd[r] = -1.0f;
+        const int64_t r0 = 5, r1 = 35;
+        bn__head_lanes_rows_ref(lanes, q6, E, r0, r1, xq, xd, ref);
+        for (int r = 0; r < R; r++) {
+            if (r < r0 || r >= r1) {
+                assert_true(ref[r] == -1.0f);
+                continue;
+            }
+            double s = 0.0;
+            for (int i = 0; i < E; i++) s += (double)w[(size_t)r * E + i] * xq[i] * xd[i / 32];
+            assert_true(fabs(ref[r] - s) <= 1e-5 * (fabs(s) + 1.0));
+        }
+#if defined(__x86_64__) || defined(__i386__)
+        const bn_cpu_info *c = bn_cpu_info_get();
+        if (c->avx512f && c->avx512bw && c->avx512vl && c->avx512vnni && c->avx512dq) {
+            (q6 ? bn__head_q6_lanes_avx512 : bn__head_q4_lanes_avx512)(
+                    (const int8_t *)lanes, NULL, E, r0, r1, xq, xd, simd);
+            assert_memory_equal(simd, ref, sizeof ref);
+        }
+#endif
+        free(lanes);
+        free(w);
+    }
+}
+
 static void test_eval_batch(void **state)
 {
     (void)state;
@@ -1576,6 +1632,7 @@ int main(void)
             cmocka_unit_test(test_batched_equals_sequential),
             cmocka_unit_test(test_eval_batch),
             cmocka_unit_test(test_head_avx512_multi),
+            cmocka_unit_test(test_head_lanes),
             cmocka_unit_test(test_formats_agree),
             cmocka_unit_test(test_malformed),
             cmocka_unit_test(test_alloc_failures),
