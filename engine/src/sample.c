@@ -316,10 +316,34 @@ static int reserve(bn_sampler *s, int32_t n)
     return 0;
 }
 
+/* The first index of the highest logit, NaN counting as -inf; 0 when none is above -inf.
+ * What the chain gives at temperature <= 0 without a penalty: top-k, top-p and min-p keep
+ * the best candidate and sort ties to the lower id. Two passes that the compiler
+ * vectorizes (x > m ? x : m is maxps), no work buffer: 16 server slots sample a
+ * 128256-token vocabulary in well under a millisecond. */
+static int32_t greedy(const float *l, int32_t n)
+{
+    enum { W = 16 };
+    float m[W];
+    for (int k = 0; k < W; k++) m[k] = -INFINITY;
+    int32_t i = 0;
+    for (; i + W <= n; i += W)
+        for (int k = 0; k < W; k++) m[k] = l[i + k] > m[k] ? l[i + k] : m[k];
+    float best = -INFINITY;
+    for (; i < n; i++) best = l[i] > best ? l[i] : best;
+    for (int k = 0; k < W; k++) best = m[k] > best ? m[k] : best;
+    if (best == -INFINITY) return 0;
+    for (i = 0; l[i] != best; i++) {}
+    return i;
+}
+
 int32_t bn_sampler_sample(bn_sampler *s, const float *logits, int32_t n_vocab)
 {
     BN_ASSERT(s != NULL);
-    if (!logits || n_vocab < 1 || reserve(s, n_vocab) != 0) return -1;
+    if (!logits || n_vocab < 1) return -1;
+    if (!(s->p.temperature > 0.0f) && (s->p.repeat_penalty == 1.0f || s->hist_n == 0))
+        return greedy(logits, n_vocab);
+    if (reserve(s, n_vocab) != 0) return -1;
     cand *c = s->cands;
     for (int32_t i = 0; i < n_vocab; i++) {
         c[i].id = i;

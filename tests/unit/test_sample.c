@@ -429,6 +429,58 @@ static void test_alloc_failures(void **state)
     int32_t t = bn_sampler_sample(s, l, 8);
     assert_true(t >= 0 && t < 8);
     bn_sampler_free(s);
+    /* greedy with the default filters and no penalty needs no work buffer: it cannot fail
+     * for memory (a server samples every slot's vocabulary each step) */
+    p.temperature = 0.0f;
+    s = make(&p);
+    bn_alloc_fail_at(1, 0);
+    assert_int_equal(bn_sampler_sample(s, l, 8), 7);
+    bn_alloc_fail_at(0, 0);
+    /* with a penalty and a history it runs the whole chain (its buffers) */
+    bn_sampler_params pen = p;
+    pen.repeat_penalty = 1.5f;
+    bn_sampler *q = make(&pen);
+    bn_sampler_accept(q, 7);
+    bn_alloc_fail_at(1, 0);
+    assert_int_equal(bn_sampler_sample(q, l, 8), -1);
+    bn_alloc_fail_at(0, 0);
+    assert_int_equal(bn_sampler_sample(q, l, 8), 6); /* 7 / 1.5 < 6 */
+    bn_sampler_free(q);
+    bn_sampler_free(s);
+}
+
+/* Greedy with the default filters (top-k 40, top-p 0.95, min-p 0.05) is the first index
+ * of the highest logit over a LLaMA-3-sized vocabulary, wherever it lies (the vectorized
+ * scan's 16 lanes and its tail), with ties, NaN and -inf around it. */
+static void test_greedy_large_vocab(void **state)
+{
+    (void)state;
+    enum { V = 128256 };
+    static float l[V];
+    bn_sampler_params p = bn_sampler_params_default();
+    p.temperature = 0.0f;
+    bn_sampler *s = make(&p);
+    const int32_t at[] = {0, 1, 15, 16, 17, 4095, 64000, V - 17, V - 16, V - 1};
+    for (size_t k = 0; k < sizeof at / sizeof at[0]; k++) {
+        fill_logits(l, V, (uint32_t)k);
+        l[at[k]] = 9.0f;
+        if (at[k] + 3 < V) l[at[k] + 3] = 9.0f; /* a tie later: the first wins */
+        l[V / 2 + 1] = NAN;
+        if (at[k] > 0) l[at[k] - 1] = -INFINITY;
+        assert_int_equal(bn_sampler_sample(s, l, V), at[k]);
+    }
+    for (int32_t n = 1; n <= 40; n++) { /* short vocabularies: all in the tail */
+        fill_logits(l, n, (uint32_t)n);
+        int32_t best = 0;
+        for (int32_t i = 1; i < n; i++)
+            if (l[i] > l[best]) best = i;
+        assert_int_equal(bn_sampler_sample(s, l, n), best);
+    }
+    for (int32_t i = 0; i < 40; i++) l[i] = i % 2 ? NAN : -INFINITY;
+    assert_int_equal(bn_sampler_sample(s, l, 40), 0);
+    l[33] = INFINITY;
+    assert_int_equal(bn_sampler_sample(s, l, 40), 33);
+    bn_sampler_free(s);
 }
 
 int main(void)
@@ -446,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_infinities),
         cmocka_unit_test(test_edge_sizes),
         cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_greedy_large_vocab),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -88,8 +88,10 @@ void bn_sampler_free(bn_sampler *s); /* NULL is fine */
 
 /* Picks a token from n_vocab logits (not modified). Returns the id, or -1 when
  * n_vocab < 1, logits is NULL, or the work buffers (grown to n_vocab on first use,
- * kept afterwards) cannot be allocated. Does not record the token: call
- * bn_sampler_accept for that. */
+ * kept afterwards) cannot be allocated. Greedy sampling without an active penalty
+ * (temperature <= 0, and repeat_penalty 1 or no history) scans the logits once for the
+ * maximum and needs no work buffer. Does not record the token: call bn_sampler_accept
+ * for that. */
 int32_t bn_sampler_sample(bn_sampler *s, const float *logits, int32_t n_vocab);
 
 /* Records a token in the repetition-penalty history (a ring of repeat_last_n). */
