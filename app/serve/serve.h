@@ -90,6 +90,9 @@ typedef struct srv {
     bn_mfamily *decode_steps, *decode_tokens; /* continuous batching: tokens / steps */
     bn_mfamily *timeouts, *slot_kv_tokens, *slot_kv_capacity;
     bn_mfamily *limited; /* --tenants: 429s by limit (srv_count_limited) */
+    /* the engine thread's own: with BITNET_SERVE_TRACE, how long it waited for mu */
+    int lock_wait_on;
+    double lock_wait_s;
 } srv;
 
 typedef enum srv_submit_rc { SRV_OK, SRV_BUSY, SRV_UNAVAILABLE } srv_submit_rc;

@@ -19,13 +19,37 @@ typedef struct slot {
     double last_used; /* when its last request ended: evict_kv takes the oldest first */
 } slot;
 
+/* BITNET_SERVE_TRACE: where each step's time goes, one line on standard error per step. */
+typedef struct step_trace {
+    int on;
+    int64_t n;       /* steps so far */
+    double end;      /* when the last one ended */
+    int seqs, fresh; /* this step's slots evaluated, of them with a new prompt */
+    int64_t tokens;  /* and their tokens */
+    double model_s;  /* in the batched passes */
+    double sample_s; /* sampling, the tokens' text into the requests, waking the clients */
+} step_trace;
+
 typedef struct engine {
     srv *s;
     slot *slots;
     slot **batch;       /* the slots of one decoding step */
     cm_session **bsess; /* and their sessions */
     srv_gpu_slot *gs;   /* -ngl: the slots as evict_kv sees them */
+    step_trace tr;
 } engine;
+
+/* The engine thread takes mu here: with the trace on, the wait is counted. */
+static void lock_mu(srv *s)
+{
+    if (!s->lock_wait_on) {
+        pthread_mutex_lock(&s->mu);
+        return;
+    }
+    const double t0 = bn_time_now();
+    pthread_mutex_lock(&s->mu);
+    s->lock_wait_s += bn_time_now() - t0;
+}
 
 /* The KV cache of each slot (set when rendering, from srv's slot_kv). */
 static int define_slot_metrics(srv *s)
@@ -280,7 +304,7 @@ static void finish(srv *s, slot *sl, const char *why, const char *err)
                              : !strcmp(why, "stop") ? BN_GEN_STOP
                                                     : BN_GEN_LENGTH;
     bn_genmetrics_record(&s->gm, s->model_id, &sl->r->run, gf, bn_time_now());
-    pthread_mutex_lock(&s->mu);
+    lock_mu(s);
     s->slot_kv[sl->id] = (int64_t)cm_session_n_evaluated(sl->sess); /* before it is done */
     s->n_prompt_tokens += sl->r->n_ids;
     s->n_gen_tokens += sl->r->n_gen;
@@ -365,7 +389,7 @@ static int on_token(void *ud, int32_t id, const char *piece, size_t len, const c
     step_ctx *c = ud;
     srv_req *r = c->r;
     (void)id, (void)res;
-    pthread_mutex_lock(&c->s->mu);
+    lock_mu(c->s);
     r->n_gen++;
     bn_gen_run_token(&r->run, bn_time_now());
     int out = CM_GO;
@@ -377,8 +401,7 @@ static int on_token(void *ud, int32_t id, const char *piece, size_t len, const c
         out = CM_FAIL;
     else if (cut_stop(r, from))
         out = CM_STOP;
-    r->visible = srv_sendable(r);
-    pthread_cond_broadcast(&c->s->out);
+    r->visible = srv_sendable(r); /* the clients are woken once the step's slots are done */
     pthread_mutex_unlock(&c->s->mu);
     return out;
 }
@@ -415,7 +438,7 @@ static void expire_queued_locked(srv *s, double now)
  * its deadline (then the message is in err; else err is ""). */
 static int ends_now(srv *s, srv_req *r, char *err, size_t errsz)
 {
-    pthread_mutex_lock(&s->mu);
+    lock_mu(s);
     const int gone = r->cancel || s->stop;
     const int late = !gone && expired_locked(s, r, bn_time_now());
     err[0] = '\0';
@@ -427,7 +450,7 @@ static int ends_now(srv *s, srv_req *r, char *err, size_t errsz)
 static int is_cancelled(void *ud)
 {
     step_ctx *c = ud;
-    pthread_mutex_lock(&c->s->mu);
+    lock_mu(c->s);
     const int gone = c->r->cancel || c->s->stop;
     pthread_mutex_unlock(&c->s->mu);
     return gone;
@@ -498,20 +521,43 @@ static int slot_goes_on(srv *s, slot *sl)
     return 1;
 }
 
-/* Evaluates the sessions of slots [0, n) in one pass and samples each one's next token;
- * a failure ends them all with the engine's message. */
-static void eval_and_sample(srv *s, slot **sl, cm_session **ss, int n, int64_t tokens)
+/* Evaluates the sessions of slots [0, n) in one pass and samples each one's next token,
+ * then wakes the clients once; a failure ends them all with the engine's message. */
+static void eval_and_sample(engine *e, slot **sl, cm_session **ss, int n, int64_t tokens)
 {
+    srv *s = e->s;
     bn_metric_add(s->decode_steps, NULL, 1);
     bn_metric_add(s->decode_tokens, NULL, (double)tokens);
+    e->tr.seqs += n, e->tr.tokens += tokens;
+    for (int k = 0; k < n; k++) e->tr.fresh += !sl[k]->sampled;
     double secs = 0;
-    if (cm_session_eval_batch(ss, (size_t)n, &secs) != BN_OK) {
+    const bn_status rc = cm_session_eval_batch(ss, (size_t)n, &secs);
+    const double t0 = bn_time_now();
+    e->tr.model_s += secs;
+    if (rc != BN_OK) {
         char err[256];
         snprintf(err, sizeof err, "%s", bn_ctx_errmsg(cm_model_ctx(s->m)));
         for (int k = 0; k < n; k++) finish(s, sl[k], NULL, err);
         return;
     }
     for (int k = 0; k < n; k++) step_slot(s, sl[k], secs);
+    pthread_cond_broadcast(&s->out);
+    e->tr.sample_s += bn_time_now() - t0;
+}
+
+/* The trace's line for the step that began at t0 and ends now. */
+static void trace_step(engine *e, double t0)
+{
+    step_trace *t = &e->tr;
+    const double now = bn_time_now(), all = now - t0;
+    fprintf(stderr,
+            "bitnet serve: step %lld: %d slots, %d new, %lld tokens; model %.1f ms, sampling "
+            "%.1f ms, the rest %.1f ms (waits for the lock %.2f ms); %.1f ms since the last "
+            "step\n",
+            (long long)++t->n, t->seqs, t->fresh, (long long)t->tokens, t->model_s * 1e3,
+            t->sample_s * 1e3, (all - t->model_s - t->sample_s) * 1e3, e->s->lock_wait_s * 1e3,
+            t->end > 0 ? (t0 - t->end) * 1e3 : 0.0);
+    t->end = now;
 }
 
 /* One step of continuous batching: every running slot's pending tokens - the last token it
@@ -520,6 +566,8 @@ static void eval_and_sample(srv *s, slot **sl, cm_session **ss, int n, int64_t t
  * gets a pass of its own), then each slot samples its next token from its logits. */
 static void run_step(srv *s, engine *e)
 {
+    const double t0 = e->tr.on ? bn_time_now() : 0;
+    e->tr.seqs = e->tr.fresh = 0, e->tr.tokens = 0, e->tr.model_s = e->tr.sample_s = 0;
     int nb = 0;
     int64_t room = -1, used = 0;
     for (int i = 0; i < s->n_slots; i++) {
@@ -529,25 +577,27 @@ static void run_step(srv *s, engine *e)
         const int64_t pending =
                 (int64_t)(cm_session_n_tokens(sl->sess) - cm_session_n_evaluated(sl->sess));
         if (used + pending > room) { /* a long prompt: alone, now */
-            eval_and_sample(s, &sl, &sl->sess, 1, pending);
+            eval_and_sample(e, &sl, &sl->sess, 1, pending);
             continue;
         }
         e->batch[nb] = sl, e->bsess[nb++] = sl->sess;
         used += pending;
     }
-    if (nb) eval_and_sample(s, e->batch, e->bsess, nb, used);
-    pthread_mutex_lock(&s->mu); /* the KV cache of each slot, for /metrics */
+    if (nb) eval_and_sample(e, e->batch, e->bsess, nb, used);
+    lock_mu(s); /* the KV cache of each slot, for /metrics */
     for (int i = 0; i < s->n_slots; i++)
         s->slot_kv[i] = (int64_t)cm_session_n_evaluated(e->slots[i].sess);
     if (cm_model_gpu(s->m)) bn_cuda_pool_stats(cm_model_gpu(s->m), &s->gpu_stats);
     pthread_mutex_unlock(&s->mu);
+    if (e->tr.on && e->tr.seqs) trace_step(e, t0);
+    s->lock_wait_s = 0;
 }
 
 static void run_loop(engine *e)
 {
     srv *s = e->s;
     for (;;) {
-        pthread_mutex_lock(&s->mu);
+        lock_mu(s);
         while (!s->stop && !s->head && !any_running(e)) pthread_cond_wait(&s->wake, &s->mu);
         expire_queued_locked(s, bn_time_now());
         if (s->stop) { /* queued requests end here; running ones at their next step */
@@ -615,7 +665,9 @@ static void close_slots(srv *s, engine *e)
 static void *engine_main(void *arg)
 {
     srv *s = arg;
-    engine e = {.s = s};
+    const char *tr = getenv("BITNET_SERVE_TRACE");
+    engine e = {.s = s, .tr.on = tr && *tr && strcmp(tr, "0")};
+    s->lock_wait_on = e.tr.on;
     char err[512];
     const int bad = open_slots(s, &e, err, sizeof err);
     pthread_mutex_lock(&s->mu);

@@ -73,7 +73,9 @@ expect_exit 1 "serve a missing model" -- "$BITNET" serve -m "$TMP/none.gguf" --l
 expect_one_line_err "serve a missing model"
 
 # ---- the API on the bundled model --------------------------------------------------------
+export BITNET_SERVE_TRACE=1 # a line per batched step on stderr, checked at the end
 start_server "$TMP/s1.log" -m "$MODEL" --slots 2 --queue 4
+unset BITNET_SERVE_TRACE
 [ -n "$URL" ] || { bad "no port"; finish test_serve.sh; exit; }
 code=$(curl -s -o "$TMP/h.json" -w '%{http_code}' "$URL/health")
 [ "$code" = 200 ] && [ "$("$JSONGET" status <"$TMP/h.json")" = ok ] && ok "GET /health: 200 ok" ||
@@ -293,7 +295,16 @@ if [ -x "$SLOWCLIENT" ]; then
 else
     echo "  SKIP slow clients: no $SLOWCLIENT"
 fi
+curl -s "$URL/metrics" >"$TMP/mend.txt"
 stop_server "the API server"
+# BITNET_SERVE_TRACE: one line per step, their slots and tokens those of the step counters
+grep 'bitnet serve: step [0-9]*: ' "$TMP/s1.log" >"$TMP/steps.txt"
+set -- $(awk '{ n++; t += $9 } $5 > 1 { b++ } END { print n + 0, t + 0, b + 0 }' "$TMP/steps.txt")
+[ "$1" = "$(metric "$TMP/mend.txt" bitnet_decode_steps_total)" ] &&
+    [ "$2" = "$(metric "$TMP/mend.txt" bitnet_decode_tokens_total)" ] && [ "$3" -ge 1 ] &&
+    grep -q 'model [0-9.]* ms, sampling [0-9.]* ms, the rest [0-9.]* ms (waits for the lock [0-9.]* ms); [0-9.]* ms since the last step$' "$TMP/steps.txt" &&
+    ok "BITNET_SERVE_TRACE: $1 step lines, $2 tokens: the step counters; $3 with several slots" ||
+    bad "trace: $* vs $(grep decode_ "$TMP/mend.txt" | grep -v '^#'); $(tail -2 "$TMP/steps.txt")"
 
 # ---- the API key -------------------------------------------------------------------------
 start_server "$TMP/s2.log" -m "$MODEL" --api-key sekrit
