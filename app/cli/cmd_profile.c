@@ -12,7 +12,7 @@
  * threads in the same run, median of PROBE_REPS.
  *
  * The trials. Each option (another thread count from 1 to the CPUs online, another kernel
- * variant this CPU runs, the other LM head, a context just large enough for the test, the
+ * variant this CPU runs, the other LM heads, a context just large enough for the test, the
  * other KV cache type) is loaded beside the setup as given and both run a pass in turn, -r
  * times; the medians of their generation speeds give the gain, and the larger relative
  * spread (max - min) / median of the two sets of passes the noise. An option is recommended
@@ -58,8 +58,9 @@ void cmd_profile_help(FILE *out)
             "and the bandwidth it reaches against the read ceiling measured in the same run\n"
             "(bench's streaming-sum probe, same threads). Then each option is tried against\n"
             "the setup as given, in turn, -r times: other thread counts (1 .. CPUs), other\n"
-            "kernel variants, the other LM head (q8_0 or the file's rows), a context just\n"
-            "large enough, the other KV cache type. \"recommended\" lines name, per option,\n"
+            "kernel variants, the other LM head (q8_0 or the file's rows) and the 6- and\n"
+            "4-bit ones (q6, q4: n_embd a multiple of 256), a context just large enough,\n"
+            "the other KV cache type. \"recommended\" lines name, per option,\n"
             "the value with the largest measured generation gain among those above both the\n"
             "noise (the spread of the repeated runs) and %.0f%%; fewer than %d passes\n"
             "recommend nothing. -ngl needs --gpu.\n\n"
@@ -378,7 +379,7 @@ static pf_trial *add_trial(pf_report *rep, const pf_cfg *base, const char *optio
 }
 
 /* The options to try: every other thread count up to the CPUs online, every other kernel
- * variant but the reference, the other LM head, the least context that holds the test (or
+ * variant but the reference, the other LM heads, the least context that holds the test (or
  * the default when that is the setup), the other KV type. */
 static void plan_trials(const pf_inst *base, const pf_opts *o, pf_report *rep)
 {
@@ -408,6 +409,15 @@ static void plan_trials(const pf_inst *base, const pf_opts *o, pf_report *rep)
         t->cfg.head_type = b->head_type == BN_TYPE_Q8_0 ? 0 : BN_TYPE_Q8_0;
         snprintf(t->value, sizeof t->value, "%s", t->cfg.head_type ? "q8_0" : "keep");
         snprintf(t->flag, sizeof t->flag, "--lm-head %s", t->value);
+    }
+    /* the 6- and 4-bit heads (fewer bytes a token, at a perplexity cost the flag's help
+     * and bitnet perplexity --lm-head show) where the embedding length allows them */
+    const int q_types[] = {BN_MODEL_HEAD_Q6H, BN_MODEL_HEAD_Q4H};
+    for (int i = 0; i < 2 && bn_model_hparams_get(base->m)->n_embd % 256 == 0; i++) {
+        if (b->head_type == q_types[i] || !(t = add_trial(rep, b, "lm_head"))) continue;
+        t->cfg.head_type = q_types[i];
+        snprintf(t->value, sizeof t->value, "%s", i ? "q4" : "q6");
+        snprintf(t->flag, sizeof t->flag, "--lm-head %s (changes the logits)", t->value);
     }
     const int64_t need = (int64_t)o->n_prompt + o->n_gen;
     t = add_trial(rep, b, "ctx");

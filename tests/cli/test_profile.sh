@@ -71,11 +71,13 @@ for t in d["trials"]:
     assert o in ("threads", "kernels", "lm_head", "ctx", "kv"), o
     if o == "threads": assert 1 <= int(v) <= NCPU and int(v) != d["threads"], v
     if o == "kv": assert v == ("f32" if d["kv_type"] == "f16" else "f16"), v
-    if o == "lm_head": assert v in ("keep", "q8_0"), v
+    if o == "lm_head": assert v in ("keep", "q8_0", "q6", "q4"), v
     if o == "kernels": assert v != d["kernels"] and v != "ref", v
     if "skipped" not in t:
         assert t["tg_tokens_per_s"] > 0 and t["base_tg_tokens_per_s"] > 0 and t["noise"] >= 0
 assert {"lm_head", "kv", "ctx"} <= seen, seen
+heads = {t["value"] for t in d["trials"] if t["option"] == "lm_head"}
+assert {"q6", "q4"} <= heads, heads  # the bundled model: n_embd 256
 assert ("threads" in seen) == (NCPU > 1)'
 
 check "recommendations only among tried options that beat the noise and the minimum gain" '
