@@ -176,6 +176,47 @@ python3 scripts/scaleout_load.py "$URL" "$KLOAD" "$CLIENTS" "$SECS" "$DIR/load.j
     --max-tokens "$MAXTOK" --admin "$KADM" ${KILL:+--kill "$victim" --kill-after "$KILL"} ||
     die "the load generator failed"
 [ -z "$KILL" ] || echo "kill -9 of replica 2 (pid $victim) at ${KILL}s"
+# where a request's time goes before its first token, from each replica still up: its
+# bitnet_tenant_phase_seconds (auth: the key lookup; admit: the limits' Redis script) and
+# bitnet_generation_time_to_first_token_seconds (queued to the first token: slot and prefill)
+n=0
+for p in $PORTS; do
+    n=$((n + 1))
+    curl -s -m 5 -H "Authorization: Bearer $KADM" "http://127.0.0.1:$p/metrics" \
+        >"$DIR/metrics$n.txt" 2>/dev/null || rm -f "$DIR/metrics$n.txt"
+done
+python3 - "$DIR"/metrics*.txt <<'EOF' || echo "bench-scaleout: the replicas' /metrics could not be read" >&2
+import re, sys
+fams = {"auth": ("bitnet_tenant_phase_seconds", 'phase="auth"'),
+        "admit (limits)": ("bitnet_tenant_phase_seconds", 'phase="admit"'),
+        "queued to the first token": ("bitnet_generation_time_to_first_token_seconds", "")}
+acc = {k: {"sum": 0.0, "count": 0.0, "le": {}} for k in fams}
+line = re.compile(r'^(\w+)(?:\{(.*)\})? (\S+)$')
+for path in sys.argv[1:]:
+    for l in open(path):
+        m = line.match(l.strip())
+        if not m:
+            continue
+        name, labels, v = m.group(1), m.group(2) or "", float(m.group(3))
+        for k, (fam, sel) in fams.items():
+            if not name.startswith(fam) or sel not in labels:
+                continue
+            a, part = acc[k], name[len(fam):]
+            if part in ("_sum", "_count"):
+                a[part[1:]] += v
+            elif part == "_bucket":
+                le = re.search(r'le="([^"]+)"', labels).group(1)
+                a["le"][le] = a["le"].get(le, 0) + v
+out = []
+for k, a in acc.items():
+    if not a["count"]:
+        continue
+    bounds = sorted(a["le"].items(), key=lambda kv: float(kv[0]))
+    p95 = next((b for b, c in bounds if c >= 0.95 * a["count"]), "+Inf")
+    p95 = p95 if p95 == "+Inf" else "%g" % (float(p95) * 1000)
+    out.append("%s mean %.2f ms, P95 <= %s ms (%d)" % (k, a["sum"] / a["count"] * 1000, p95, a["count"]))
+print("server side, the replicas' /metrics: " + "; ".join(out))
+EOF
 [ -z "${RESTARTER:-}" ] || wait "$RESTARTER"
 STORE=$BITNET_HISTORY_DB
 if [ -n "$PG" ]; then # the ledger's rows of tenant load as ID|PROMPT|COMPLETION lines

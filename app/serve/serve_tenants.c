@@ -112,6 +112,7 @@ struct srv_tenants {
     bn_pg_pool *pg;                 /* the PostgreSQL store (serve --database); NULL: the history */
     const char *pg_url;             /* its URL (the config's or the argument's: outlives t) */
     bn_mfamily *retries, *failures; /* bitnet_store_*_total{call} (srv_tenants_metrics) */
+    bn_mfamily *phase;              /* bitnet_tenant_phase_seconds{phase}: auth, admit */
     int64_t retention_next_ms;      /* under mu: when to look at the daily retention again */
 };
 
@@ -167,10 +168,25 @@ int srv_tenants_metrics(srv_tenants *t, bn_metrics *reg)
                                     "Store calls that failed after every try: auth answered 500, "
                                     "ledger 503 (the answer withheld).",
                                     by_call, NULL, 0);
-    int rc = t->retries && t->failures ? 0 : -1;
+    static const char *const by_phase[] = {"phase", NULL};
+    static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                     0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5};
+    t->phase = bn_metrics_define(reg, BN_METRIC_HISTOGRAM, "bitnet_tenant_phase_seconds",
+                                 "Time a tenant's request spends before it is queued: phase "
+                                 "auth (the key looked up in the store, tries again included), "
+                                 "admit (the limits: the Redis script, or in process).",
+                                 by_phase, buckets, sizeof buckets / sizeof buckets[0]);
+    int rc = t->retries && t->failures && t->phase ? 0 : -1;
     for (int i = 0; !rc && i < 2; i++)
         rc = bn_metric_add(t->retries, calls[i], 0) || bn_metric_add(t->failures, calls[i], 0);
     return rc;
+}
+
+/* Observes the time since t0_ns (srv_now_ns) as phase. */
+static void phase_done(const srv_tenants *t, const char *phase, int64_t t0_ns)
+{
+    const char *lv[] = {phase};
+    if (t->phase) bn_metric_observe(t->phase, lv, (double)(srv_now_ns() - t0_ns) * 1e-9);
 }
 
 /* Runs fn on a store handle, again with backoff (common/backoff.h) while the store fails
@@ -345,7 +361,9 @@ void srv_tenants_auth(srv_tenants *t, const char *authorization, unsigned scope,
     lookup_arg la = {authorization + 7, {0}};
     char err[512];
     int n;
+    const int64_t t0 = srv_now_ns();
     const bn_status rc = store_retry(t, "auth", AUTH_TRIES, lookup, &la, err, sizeof err, &n);
+    phase_done(t, "auth", t0);
     const bn_key_auth a = la.a;
     if (rc != BN_OK) {
         snprintf(v->msg, sizeof v->msg, "the tenant store failed: %.200s", err);
@@ -552,11 +570,14 @@ void srv_tenants_admit(srv_tenants *t, srv_caller *who, int64_t prompt_tokens, i
 {
     memset(v, 0, sizeof *v);
     cm_tier tier;
+    const int64_t t0 = srv_now_ns();
     if (cm_tenant_limits(t->cfg, who->tier, who->tenant, &tier, NULL)) {
         snprintf(v->msg, sizeof v->msg, "the tenant's tier '%s' is not in the config", who->tier);
         return srv_verdict_set(v, 500, "server_error", NULL, v->msg);
     }
-    if (t->limits->ops->admit(t->limits, who, &tier, prompt_tokens, now_ns, v)) return;
+    const int refused = t->limits->ops->admit(t->limits, who, &tier, prompt_tokens, now_ns, v);
+    phase_done(t, "admit", t0);
+    if (refused) return;
     who->t0_ns = now_ns;
 }
 

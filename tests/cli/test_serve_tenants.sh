@@ -197,6 +197,16 @@ l1=$(limited requests)
 [ $((l1 - l0)) = "$n429" ] && ok "bitnet_requests_limited_total{limit=requests} +$n429" ||
     bad "limited metric: $l0 -> $l1, $n429 429s"
 NLIMITED=$l1
+# where the burst's time went before the queue: bitnet_tenant_phase_seconds{phase=auth|admit}
+phase() {
+    curl -s -H "$ADM" "$URL/metrics" |
+        awk -v s="bitnet_tenant_phase_seconds_$1{phase=\"$2\"}" '$1 == s { v = $2 } END { print v + 0 }'
+}
+pa=$(phase count auth) pd=$(phase count admit)
+[ "$pa" -ge 5 ] && [ "$pd" -ge 5 ] &&
+    awk -v s="$(phase sum admit)" 'BEGIN { exit !(s > 0 && s < 60) }' &&
+    ok "bitnet_tenant_phase_seconds: $pa key lookups, $pd admissions timed" ||
+    bad "phase metric: auth $pa admit $pd"
 
 # ---- a suspended tenant: 403 at once, and back after resume
 S="Authorization: Bearer $(key sleepy)"
