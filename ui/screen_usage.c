@@ -17,6 +17,7 @@
 #include "common/tiers.h"
 
 #define REFRESH_S 5.0
+#define PG_WAIT_S 30.0 /* after PostgreSQL failed to connect: no new try before (r: at once) */
 #define DAY_MS    ((int64_t)86400000)
 
 typedef struct usage_row {
@@ -34,9 +35,11 @@ typedef struct usage {
     double loaded; /* bn_time_now of the last read; 0: never */
     int64_t month_start_ms, month_next_ms;
     char err[512];
-    bn_db *pg;    /* the PostgreSQL store, when a URL is in effect */
-    char *pg_url; /* the URL it was opened on */
-    int on_pg;    /* the URL in effect names PostgreSQL */
+    bn_db *pg;          /* the PostgreSQL store, when a URL is in effect */
+    char *pg_url;       /* the URL it was opened on */
+    int on_pg;          /* the URL in effect names PostgreSQL */
+    double pg_next_try; /* after a failed connection: bn_time_now() of the next try */
+    char pg_err[400];   /* and why it failed */
 } usage;
 
 static void *usage_create(tui *t)
@@ -114,8 +117,10 @@ static void store_reset(tui *t, usage *u)
 }
 
 /* The store in effect: the PostgreSQL store of --database, else of the config's database
- * (opened again when the URL changed), else the history (tui_db). NULL with u->err set. */
-static bn_db *store(tui *t, usage *u)
+ * (opened again when the URL changed), else the history (tui_db). NULL with u->err set. A
+ * connection that failed is tried again PG_WAIT_S later, or at once when now: a server that
+ * does not answer would hold the UI for libpq's connect_timeout at every refresh. */
+static bn_db *store(tui *t, usage *u, int now)
 {
     const char *url = NULL;
     char err[400];
@@ -130,10 +135,15 @@ static bn_db *store(tui *t, usage *u)
         return db;
     }
     if (u->pg) return u->pg;
+    if (!now && bn_time_now() < u->pg_next_try) {
+        snprintf(u->err, sizeof u->err, "the store in PostgreSQL: %s (r: try again)", u->pg_err);
+        return NULL;
+    }
     char *copy = strdup(url);
     if (!copy || cm_store_open_url(&u->pg, url, err, sizeof err)) {
-        snprintf(u->err, sizeof u->err, "the store in PostgreSQL: %s",
-                 copy ? err : "out of memory");
+        snprintf(u->pg_err, sizeof u->pg_err, "%s", copy ? err : "out of memory");
+        snprintf(u->err, sizeof u->err, "the store in PostgreSQL: %s", u->pg_err);
+        u->pg_next_try = bn_time_now() + PG_WAIT_S;
         free(copy);
         return NULL;
     }
@@ -142,13 +152,14 @@ static bn_db *store(tui *t, usage *u)
     return u->pg;
 }
 
-/* Reads the store again (on a fresh connection once when it fails, as tui_run_list). */
-static void reload(tui *t, usage *u)
+/* Reads the store again (on a fresh connection once when it fails, as tui_run_list); now:
+ * asked for (r), so a failed PostgreSQL is tried again at once. */
+static void reload(tui *t, usage *u, int now)
 {
     u->loaded = bn_time_now();
     u->err[0] = '\0';
     for (int attempt = 0; attempt < 2; attempt++) {
-        bn_db *db = store(t, u);
+        bn_db *db = store(t, u, now);
         if (!db) {
             u->n = 0;
             return;
@@ -162,7 +173,7 @@ static void reload(tui *t, usage *u)
 
 static void usage_enter(tui *t, void *st)
 {
-    reload(t, st);
+    reload(t, st, 0);
 }
 
 /* The cost of the month's tokens at the tenant's price and quota; -1 when unknown. */
@@ -264,7 +275,7 @@ static void draw_detail(const usage *u, const usage_row *r, int y, int x, int w)
 static void usage_draw(tui *t, void *st, int y, int x, int h, int w)
 {
     usage *u = st;
-    if (!u->loaded || bn_time_now() - u->loaded >= REFRESH_S) reload(t, u);
+    if (!u->loaded || bn_time_now() - u->loaded >= REFRESH_S) reload(t, u, 0);
     ui_box(y, x, h, w,
            u->on_pg ? "Usage per tenant: today and this month (UTC), from the ledger in PostgreSQL"
                     : "Usage per tenant: today and this month (UTC), from the ledger");
@@ -295,7 +306,7 @@ static int usage_key(tui *t, void *st, int ch)
     usage *u = st;
     if (ui_list_key(&u->list, ch)) return 1;
     if (ch == 'r') {
-        reload(t, u);
+        reload(t, u, 1);
         tui_status(t, CR_NORMAL, "usage read again: %zu tenants", u->n);
         return 1;
     }

@@ -31,6 +31,35 @@ grep -q '"key":[[:space:]]*"database"' "$TMP/out" && ok "validate: the finding n
 "$B" validate --help | grep -q -- "--database URL" && ok "validate --help names --database" ||
     bad "validate --help lacks --database"
 
+# a server that does not answer the protocol (it closes each connection): the Usage screen
+# tries once, not at each 5 s refresh (each try could hold the UI for libpq's connect_timeout),
+# and again at once on r
+if command -v python3 >/dev/null 2>&1; then
+    python3 -c '
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(16)
+open(sys.argv[1] + ".tmp", "w").write(str(s.getsockname()[1])); __import__("os").rename(sys.argv[1] + ".tmp", sys.argv[1])
+t0, log = None, open(sys.argv[2], "a")
+while True:
+    c, _ = s.accept(); now = time.time(); t0 = t0 or now
+    log.write("%.2f\n" % (now - t0)); log.flush(); c.close()
+' "$TMP/closer.port" "$TMP/closer.log" &
+    PIDS="$PIDS $!"
+    i=0
+    while [ ! -s "$TMP/closer.port" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    printf '%s\n' "sleep:11000" r "sleep:1000" >"$TMP/closer.keys"
+    setsid "$B" tui --screen usage --size 140x30 --keys "$TMP/closer.keys" --dump "$TMP/closer.txt" \
+        --database "postgresql://bitnet@127.0.0.1:$(cat "$TMP/closer.port")/bitnet" </dev/null \
+        >/dev/null 2>"$TMP/closer.err" || bad "tui closer: $(cat "$TMP/closer.err")"
+    # the tries: at 0 s (libpq may connect twice for one try), none from 1 s to 10.5 s, r at 11 s
+    mid=$(awk '$1 >= 1 && $1 < 10.5' "$TMP/closer.log" | wc -l)
+    late=$(awk '$1 >= 10.5' "$TMP/closer.log" | wc -l)
+    [ "$mid" -eq 0 ] && [ "$late" -ge 1 ] &&
+        ok "Usage: a failed PostgreSQL is not tried at each refresh, and r tries again" ||
+        bad "Usage tries: $(tr '\n' ' ' <"$TMP/closer.log")"
+    expect_grep "the store in PostgreSQL:" "$TMP/closer.txt" "Usage: the failure is shown"
+fi
+
 if ! start_pg; then
     echo "  SKIP the rest of $T: $PG_SKIP"
     finish "$T"
