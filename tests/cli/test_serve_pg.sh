@@ -120,6 +120,11 @@ done <"$TMP/ids"
 [ "$once" = 5 ] && ok "each answered request is in the ledger once" || bad "$once of 5 once"
 e=$(pg_sql "SELECT count(*) FROM billing_outbox WHERE tenant_id = $AID AND state = 'pending'")
 [ "$e" = 3 ] && ok "acme's 3 meter events are in the outbox" || bad "outbox: $e"
+# the server applied the retention periods after its first ledger row (nothing old to fold)
+# and kept the time in the store, for every replica's daily look
+[ "$(pg_sql "SELECT count(*) FROM bitnet_meta WHERE key = 'retention_applied_ms'")" = 1 ] &&
+    ok "serve applied the retention periods on PostgreSQL (bitnet_meta)" ||
+    bad "no retention time in bitnet_meta"
 curl -s -H "Authorization: Bearer $KA" "$URL/v1/usage" >"$TMP/u.json"
 [ "$("$JSONGET" total.requests <"$TMP/u.json")" = 3 ] && ok "GET /v1/usage: acme's 3" ||
     bad "usage: $(cat "$TMP/u.json")"
