@@ -112,28 +112,29 @@ int cm_store_url(const bn_config *cfg, const char *flag, const char **url, char 
     return 0;
 }
 
-/* A PostgreSQL store's handle gets the config's periods as the history's file does. */
-static int pg_periods(bn_db *db, char *err, size_t errsz)
+/* A PostgreSQL store's handle gets the config's periods as the history's file does; none
+ * (everything kept) when the config does not load: a command given --database works without
+ * one, and the command that applies them (tenants retention) says why it failed. */
+static void pg_periods(bn_db *db)
 {
     bn_config *cfg;
+    char err[256];
+    if (bn_config_load(&cfg, err, sizeof err) != 0) return;
     bn_db_options opt = bn_db_options_default();
-    if (bn_config_load(&cfg, err, errsz) != 0) return -1;
     periods(cfg, &opt);
     bn_config_free(cfg);
     bn_db_set_retention(db, &opt);
-    return 0;
 }
 
 int cm_store_open(bn_db **db, struct bn_pg_pool *pool, char *err, size_t errsz)
 {
     if (!pool) return cm_history_open(db, NULL, 0, err, errsz);
     if (bn_db_open_pg(db, pool) == BN_OK) {
-        if (pg_periods(*db, err, errsz) == 0) return 0;
-        bn_db_close(*db);
-    } else {
-        snprintf(err, errsz, "out of memory");
+        pg_periods(*db);
+        return 0;
     }
     *db = NULL;
+    snprintf(err, errsz, "out of memory");
     return -1;
 }
 
@@ -141,10 +142,8 @@ int cm_store_open_url(bn_db **db, const char *url, char *err, size_t errsz)
 {
     if (!url) return cm_history_open(db, NULL, 0, err, errsz);
     if (bn_db_open_pg_url(db, url) == BN_OK) {
-        if (pg_periods(*db, err, errsz) == 0) return 0;
-        bn_db_close(*db);
-        *db = NULL;
-        return -1;
+        pg_periods(*db);
+        return 0;
     }
     snprintf(err, errsz, "%s", bn_db_errmsg(*db));
     bn_db_close(*db);

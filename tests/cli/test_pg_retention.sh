@@ -95,4 +95,9 @@ expect_exit 0 "retention again" -- "$B" tenants retention --json $D
 expect_eq "$(jv ledger_rows)/$(jv keys)" "0/0" "a second run finds nothing"
 # shellcheck disable=SC2086
 expect_exit 2 "retention with an argument" -- "$B" tenants retention now $D
+# a command given --database still works when the config does not load (its periods: none)
+echo '{"retention": ' >"$BITNET_CONFIG"
+# shellcheck disable=SC2086
+expect_exit 0 "tenants list --database with a config that does not load" -- "$B" tenants list $D
+expect_grep "ret1" "$TMP/out" "the tenants listed"
 finish "$T"
