@@ -821,7 +821,8 @@ static void head_rows(const job *j, int64_t r0, int64_t r1)
                 const int n = j->n_out - i0 < 16 ? (int)(j->n_out - i0) : 16;
                 for (int i = 0; i < n; i++)
                     ys[i] = j->louts ? j->louts[i0 + i] : j->logits + (i0 + i) * V;
-                m->head_rows_multi(m->head_qs, m->head_d, E, c0, c1,
+                m->head_rows_multi(m->head_qs ? m->head_qs : (const int8_t *)m->head_blk,
+                                   m->head_d, E, c0, c1,
                                    (const char *)j->xg + (size_t)(i0 / 16) * gb, n, ys);
             }
             continue;

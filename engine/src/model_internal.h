@@ -102,6 +102,12 @@ void bn__head_q6_lanes_avx512(const int8_t *qs, const uint16_t *d, int64_t E, in
                               int64_t r1, const int8_t *xq, const float *xd, float *y);
 void bn__head_q4_lanes_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
                               int64_t r1, const int8_t *xq, const float *xd, float *y);
+/* and for a group of tokens (bn__head_multi_fn: qs the lanes form, grp as prepared by
+ * bn__head_group_prep), each token's logits equal to the bit to its own alone */
+void bn__head_q6_lanes_multi_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
+                                    int64_t r1, const void *grp, int nt, float *const *y);
+void bn__head_q4_lanes_multi_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
+                                    int64_t r1, const void *grp, int nt, float *const *y);
 #endif
 #if defined(__x86_64__) || defined(__i386__)
 /* AVX2 twins of the forward pass's building blocks (model_avx2.c). The quantizer gives

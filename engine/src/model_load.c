@@ -583,7 +583,10 @@ static bn_status head_to_blocks(bn_model *m, const bn_model_params *p)
     m->head = lanes ? NULL : m->head_blk;
     m->hp.head_type = p->head_type;
 #if defined(__x86_64__) || defined(__i386__)
-    if (lanes) m->head_rows = q6 ? bn__head_q6_lanes_avx512 : bn__head_q4_lanes_avx512;
+    if (lanes) {
+        m->head_rows = q6 ? bn__head_q6_lanes_avx512 : bn__head_q4_lanes_avx512;
+        m->head_rows_multi = q6 ? bn__head_q6_lanes_multi_avx512 : bn__head_q4_lanes_multi_avx512;
+    }
 #endif
 done:
     bn_free(j.tmp);

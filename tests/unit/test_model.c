@@ -955,7 +955,8 @@ static void test_head_avx512_multi(void **state)
 
 /* The Q6H / Q4H head in the avx512 kernels' lanes form (model_internal.h): packed from the
  * blocks of types.h, the plain-C reference gives each row's product with the dequantized
- * blocks (against sums in double), and the AVX-512 kernel gives the reference's bits, for
+ * blocks (against sums in double), the AVX-512 kernel gives the reference's bits and the
+ * several-token kernel each token's bits alone (19 tokens: groups of 16 and 3), for
  * rows from the middle of one 16-row group to the middle of another, two 256-value blocks
  * per row, rows outside [r0, r1) untouched. */
 static void test_head_lanes(void **state)
@@ -1002,6 +1003,32 @@ static void test_head_lanes(void **state)
             (q6 ? bn__head_q6_lanes_avx512 : bn__head_q4_lanes_avx512)(
                     (const int8_t *)lanes, NULL, E, r0, r1, xq, xd, simd);
             assert_memory_equal(simd, ref, sizeof ref);
+            /* 19 tokens (groups of 16 and 3) at once: each as the one-token kernel gives */
+            enum { T = 19 };
+            int8_t *tq = malloc((size_t)T * E);
+            float td[T * NB], one[R], many[T][R], *ys[T];
+            for (int i = 0; i < T * E; i++) tq[i] = (int8_t)((int)(rnd() % 255) - 127);
+            for (int i = 0; i < T * NB; i++) td[i] = 0.002f + (float)(rnd() % 100) * 1e-4f;
+            const size_t gb = bn__head_group_bytes(E);
+            char *grp = bn_aligned_alloc(64, 2 * gb);
+            bn__head_group_prep(E, tq, td, 16, grp);
+            bn__head_group_prep(E, tq + 16 * E, td + 16 * NB, T - 16, grp + gb);
+            for (int t = 0; t < T; t++) {
+                for (int r = 0; r < R; r++) many[t][r] = -1.0f;
+                ys[t] = many[t];
+            }
+            bn__head_multi_fn multi =
+                    q6 ? bn__head_q6_lanes_multi_avx512 : bn__head_q4_lanes_multi_avx512;
+            multi((const int8_t *)lanes, NULL, E, r0, r1, grp, 16, ys);
+            multi((const int8_t *)lanes, NULL, E, r0, r1, grp + gb, T - 16, ys + 16);
+            for (int t = 0; t < T; t++) {
+                for (int r = 0; r < R; r++) one[r] = -1.0f;
+                (q6 ? bn__head_q6_lanes_avx512 : bn__head_q4_lanes_avx512)(
+                        (const int8_t *)lanes, NULL, E, r0, r1, tq + t * E, td + t * NB, one);
+                assert_memory_equal(many[t], one, sizeof one);
+            }
+            bn_free(grp);
+            free(tq);
         }
 #endif
         free(lanes);
