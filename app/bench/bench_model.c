@@ -36,12 +36,14 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bitnet/core.h"
 #include "bitnet/kernels.h"
 #include "bitnet/threadpool.h"
 #include "common/history.h"
 #include "common/model_common.h"
+#include "common/sysstat.h"
 
 #define MAX_LIST        8
 #define DEFAULT_PP      128
@@ -82,6 +84,10 @@ typedef struct bm_run {
     float *logits;
     uint64_t rng;
     size_t model_bytes;
+    size_t base;     /* the process's resident bytes before the model is opened */
+    size_t resident; /* what it holds more after a thread count's tests, the probe's
+                        buffer left out (the largest; 0: /proc unreadable) */
+    size_t kv_bytes; /* the KV cache of that session */
     char arch[32];
     char head[8]; /* the LM head as it runs (bn_model_head_name) */
 } bm_run;
@@ -102,7 +108,9 @@ void bench_model_help(FILE *out)
             "KV cache), and the fraction of it the model reached. For each pp test it shows\n"
             "the prompt ceiling: the int8 multiply-accumulate rate of the kernels' MAC\n"
             "instruction alone (same threads, same run) divided by the ternary multiply-adds\n"
-            "of one token.\n\n"
+            "of one token. Last, the memory the process holds after the tests beyond what it\n"
+            "held before the model opened (the probe's buffer left out), against the model\n"
+            "file plus the KV cache.\n\n"
             "Options:\n"
             "  -m, --model FILE     the GGUF model (default: the config's model, else the\n"
             "                       bundled one)\n"
@@ -123,7 +131,9 @@ void bench_model_help(FILE *out)
             "                       bandwidth_bytes_per_s,\n"
             "                       bytes_per_token, ceiling_tokens_per_s, ceiling_fraction;\n"
             "                       pp results carry mac_rate_per_s, macs_per_token,\n"
-            "                       ceiling_tokens_per_s and ceiling_fraction\n"
+            "                       ceiling_tokens_per_s and ceiling_fraction;\n"
+            "                       resident_bytes (that memory) and kv_cache_bytes\n"
+            "                       (null without /proc)\n"
             "  -h, --help           this help\n\n"
             "Exit status: 0 ok, 1 the model cannot be used, 2 usage error.\n",
             DEFAULT_PP, DEFAULT_TG, DEFAULT_REPS);
@@ -351,6 +361,13 @@ static void print_ceilings(const bm_run *r)
         printf("| %7d | %7s | %9.2f | %8.2f | %11.2f | %6.2f | %10.2f |\n", res->threads, res->test,
                res->bw / 1e9, res->bytes_per_token / 1e6, res->ceiling, res->mean, res->fraction);
     }
+    if (r->resident)
+        printf("\nmemory: %.1f MiB more resident after the tests than before the model"
+               " opened (the probe's buffer left out) = %.2f x (file %.1f MiB + KV cache %.1f"
+               " MiB)\n",
+               (double)r->resident / (1 << 20),
+               (double)r->resident / (double)(r->model_bytes + r->kv_bytes),
+               (double)r->model_bytes / (1 << 20), (double)r->kv_bytes / (1 << 20));
 }
 
 /* The tg result whose ceiling is the headline: the first tg test on the most threads. */
@@ -419,6 +436,13 @@ static int print_json(const bm_opts *o, const bm_run *r)
     cJSON_AddStringToObject(d, "kernels", mc_kernels_name());
     cJSON_AddItemToObject(d, "results", results_json(r));
     add_ceiling(d, r);
+    if (r->resident) {
+        cJSON_AddNumberToObject(d, "resident_bytes", (double)r->resident);
+        cJSON_AddNumberToObject(d, "kv_cache_bytes", (double)r->kv_bytes);
+    } else {
+        cJSON_AddNullToObject(d, "resident_bytes");
+        cJSON_AddNullToObject(d, "kv_cache_bytes");
+    }
     return cli_print_json(d) ? BN_EXIT_FAIL : BN_EXIT_OK;
 }
 
@@ -473,6 +497,18 @@ static int alloc_run(const bm_opts *o, bm_run *r, const mc_session *s)
     return BN_EXIT_OK;
 }
 
+/* The bytes this process has resident (/proc/self/stat). 0, or -1. */
+static int resident_bytes(size_t *out)
+{
+    char text[1024];
+    bn_sys_proc p;
+    if (bn_sys_read_file("/proc/self/stat", text, sizeof text) != 0 ||
+        bn_sys_parse_pid_stat(text, sysconf(_SC_PAGESIZE), &p) != 0)
+        return -1;
+    *out = (size_t)p.rss;
+    return 0;
+}
+
 /* Every test on one thread count, with its own context and model. */
 static int run_threads(const bm_opts *o, bm_run *r, int threads)
 {
@@ -497,6 +533,12 @@ static int run_threads(const bm_opts *o, bm_run *r, int threads)
         rc = run_test(o, r, &s, threads, 0, o->tg[i]);
         if (rc == BN_EXIT_OK && !o->json) print_row(&r->res[r->n_res - 1]);
     }
+    size_t rss = 0;
+    if (rc == BN_EXIT_OK && r->base && resident_bytes(&rss) == 0 && rss > r->pbytes + r->base &&
+        rss - r->pbytes - r->base > r->resident) {
+        r->resident = rss - r->pbytes - r->base;
+        r->kv_bytes = bn_model_state_kv_bytes(s.st);
+    }
     mc_close(&s);
     return rc;
 }
@@ -518,6 +560,7 @@ int bench_model_main(int argc, char **argv)
         return BN_EXIT_FAIL;
     }
     r->rng = 42;
+    if (resident_bytes(&r->base) != 0) r->base = 0;
     rc = BN_EXIT_OK;
     for (int i = 0; i < o.n_threads && rc == BN_EXIT_OK; i++) rc = run_threads(&o, r, o.threads[i]);
     if (rc == BN_EXIT_OK && o.json) rc = print_json(&o, r);

@@ -24,6 +24,8 @@ n=$(grep -c "| *[12] | *tg8 | *[0-9.]* | *[0-9.]* | *[0-9.]* | *[0-9.]* | *[0-9.
 expect_grep "prompt ceiling" "$TMP/out" "the prompt ceiling table follows"
 n=$(grep -c "| *[12] | *pp16 | *[0-9.]* | *[0-9.]* | *[0-9.]* | *[0-9.]* | *[0-9.]* |" "$TMP/out")
 [ "$n" -eq 2 ] && ok "a prompt ceiling row per thread count" || bad "prompt ceiling rows: $n"
+expect_grep "^memory: [0-9.]* MiB more resident after the tests .* x (file [0-9.]* MiB + KV cache" \
+    "$TMP/out" "the table ends with the memory line"
 
 # ---- JSON ----------------------------------------------------------------------------------
 expect_exit 0 "bench -m --json" -- "$BITNET" bench -m "$M" -p 16 -n 8 -t 1,2 -r 2 --json
@@ -63,6 +65,14 @@ jget "$TMP/b.json" results.3.ceiling_tokens_per_s results.3.ceiling_fraction cei
 jget "$TMP/b.json" bytes_per_token >"$TMP/bpt"
 awk -v size="$size" '{ exit !($1 > size / 4 && $1 < 4 * size) }' "$TMP/bpt" \
     && ok "bytes per token is of the model's size" || bad "bytes per token $(cat "$TMP/bpt") for a file of $size"
+
+# memory: what the model holds beyond the process before it opened, against file + KV cache
+grep -q "^memory:" "$TMP/b.json" && bad "the memory line leaked into --json" \
+    || ok "--json has no memory line"
+jget "$TMP/b.json" resident_bytes kv_cache_bytes >"$TMP/m" \
+    && awk -v size="$size" 'NR==1 { r = $1 } NR==2 { k = $1 }
+            END { exit !(r > 0 && k > 0 && r < 64 * (size + k) + 64 * 1048576) }' "$TMP/m" \
+    && ok "JSON: resident_bytes and kv_cache_bytes" || bad "memory: $(tr '\n' ' ' <"$TMP/m")"
 
 expect_exit 0 "bench -n 0 (prompt only)" -- "$BITNET" bench -m "$M" -p 8 -n 0 -t 1 -r 1 --json
 jget "$TMP/out" results.0.test ceiling_tokens_per_s >"$TMP/j"
