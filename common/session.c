@@ -377,6 +377,11 @@ bn_status cm_session_generate(cm_session *s, const cm_gen *g, cm_result *r)
 
 bn_status cm_session_eval_batch(cm_session *const *ss, size_t n, double *seconds)
 {
+    return cm_session_eval_part(ss, n, NULL, seconds);
+}
+
+bn_status cm_session_eval_part(cm_session *const *ss, size_t n, const size_t *most, double *seconds)
+{
     if (seconds) *seconds = 0;
     if (n == 0) return BN_OK;
     bn_ctx *ctx = ss[0]->m->ctx;
@@ -389,19 +394,24 @@ bn_status cm_session_eval_batch(cm_session *const *ss, size_t n, double *seconds
                            : bn_ctx_set_error(ctx, BN_ERR_NOMEM, "out of memory (batch)");
     for (size_t i = 0; rc == BN_OK && i < n; i++) {
         cm_session *s = ss[i];
-        if (s->m != ss[0]->m || s->n <= s->n_eval)
+        const size_t pending = s->n > s->n_eval ? s->n - s->n_eval : 0;
+        const size_t take = most && most[i] < pending ? most[i] : pending;
+        if (s->m != ss[0]->m || take == 0)
             rc = bn_ctx_set_error(ctx, BN_ERR_INVALID,
                                   "session %zu of the batch: another model, or nothing to "
                                   "evaluate",
                                   i);
         else
-            sts[i] = s->st, ids[i] = s->ids + s->n_eval, nt[i] = (int64_t)(s->n - s->n_eval),
+            sts[i] = s->st, ids[i] = s->ids + s->n_eval, nt[i] = (int64_t)take,
             logits[i] = s->logits;
     }
     const double t0 = bn_time_now();
     if (rc == BN_OK) rc = bn_model_eval_batch(sts, (int64_t)n, ids, nt, logits);
     if (seconds) *seconds = bn_time_now() - t0;
-    for (size_t i = 0; rc == BN_OK && i < n; i++) ss[i]->n_eval = ss[i]->n, ss[i]->fresh = 1;
+    for (size_t i = 0; rc == BN_OK && i < n; i++) {
+        ss[i]->n_eval += (size_t)nt[i];
+        ss[i]->fresh = ss[i]->n_eval == ss[i]->n; /* else its logits are a part's */
+    }
     bn_free(sts);
     bn_free(ids);
     bn_free(nt);

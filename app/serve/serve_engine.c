@@ -16,6 +16,8 @@ typedef struct slot {
     srv_req *r;       /* NULL: free */
     int started;      /* the prompt is in the session */
     int sampled;      /* its first token is out */
+    int64_t take;     /* its tokens in this step's pass (a part of a long prompt) */
+    double prompt_s;  /* the passes of its prompt so far */
     double last_used; /* when its last request ended: evict_kv takes the oldest first */
 } slot;
 
@@ -35,6 +37,7 @@ typedef struct engine {
     slot *slots;
     slot **batch;       /* the slots of one decoding step */
     cm_session **bsess; /* and their sessions */
+    size_t *most;       /* and their tokens in it */
     srv_gpu_slot *gs;   /* -ngl: the slots as evict_kv sees them */
     step_trace tr;
 } engine;
@@ -497,6 +500,7 @@ static void admit_locked(srv *s, engine *e)
         r->state = SRV_RUNNING;
         e->slots[i].r = r;
         e->slots[i].started = e->slots[i].sampled = 0;
+        e->slots[i].prompt_s = 0;
     }
 }
 
@@ -521,17 +525,20 @@ static int slot_goes_on(srv *s, slot *sl)
     return 1;
 }
 
-/* Evaluates the sessions of slots [0, n) in one pass and samples each one's next token,
- * then wakes the clients once; a failure ends them all with the engine's message. */
-static void eval_and_sample(engine *e, slot **sl, cm_session **ss, int n, int64_t tokens)
+/* Evaluates most[k] pending tokens of the session of each slot k of [0, n) in one pass and
+ * samples the next token of each whose sequence is then all in the cache, then wakes the
+ * clients once; a failure ends them all with the engine's message. */
+static void eval_and_sample(engine *e, slot **sl, cm_session **ss, const size_t *most, int n)
 {
+    int64_t tokens = 0;
+    for (int k = 0; k < n; k++) tokens += (int64_t)most[k];
     srv *s = e->s;
     bn_metric_add(s->decode_steps, NULL, 1);
     bn_metric_add(s->decode_tokens, NULL, (double)tokens);
     e->tr.seqs += n, e->tr.tokens += tokens;
     for (int k = 0; k < n; k++) e->tr.fresh += !sl[k]->sampled;
     double secs = 0;
-    const bn_status rc = cm_session_eval_batch(ss, (size_t)n, &secs);
+    const bn_status rc = cm_session_eval_part(ss, (size_t)n, most, &secs);
     const double t0 = bn_time_now();
     e->tr.model_s += secs;
     if (rc != BN_OK) {
@@ -540,7 +547,13 @@ static void eval_and_sample(engine *e, slot **sl, cm_session **ss, int n, int64_
         for (int k = 0; k < n; k++) finish(s, sl[k], NULL, err);
         return;
     }
-    for (int k = 0; k < n; k++) step_slot(s, sl[k], secs);
+    for (int k = 0; k < n; k++) {
+        if (cm_session_n_evaluated(ss[k]) < cm_session_n_tokens(ss[k])) {
+            sl[k]->prompt_s += secs; /* a part of its prompt: the rest in the next steps */
+            continue;
+        }
+        step_slot(s, sl[k], sl[k]->prompt_s + secs);
+    }
     pthread_cond_broadcast(&s->out);
     e->tr.sample_s += bn_time_now() - t0;
 }
@@ -551,7 +564,7 @@ static void trace_step(engine *e, double t0)
     step_trace *t = &e->tr;
     const double now = bn_time_now(), all = now - t0;
     fprintf(stderr,
-            "bitnet serve: step %lld: %d slots, %d new, %lld tokens; model %.1f ms, sampling "
+            "bitnet serve: step %lld: %d slots, %d prompts, %lld tokens; model %.1f ms, sampling "
             "%.1f ms, the rest %.1f ms (waits for the lock %.2f ms); %.1f ms since the last "
             "step\n",
             (long long)++t->n, t->seqs, t->fresh, (long long)t->tokens, t->model_s * 1e3,
@@ -560,10 +573,27 @@ static void trace_step(engine *e, double t0)
     t->end = now;
 }
 
-/* One step of continuous batching: every running slot's pending tokens - the last token it
- * sampled, or the whole prompt of a request that just got the slot - go through the model
- * in one batched pass (at most n_batch tokens; a prompt that does not fit in what is left
- * gets a pass of its own), then each slot samples its next token from its logits. */
+/* Tokens of the slot's sequence not in its cache yet: its last sampled token, or (the rest
+ * of) its prompt. */
+static int64_t pending(const slot *sl)
+{
+    return (int64_t)(cm_session_n_tokens(sl->sess) - cm_session_n_evaluated(sl->sess));
+}
+
+/* Puts sl in the step's pass with take of its pending tokens. */
+static void add_to_pass(engine *e, slot *sl, int64_t take, int *nb, int64_t *used)
+{
+    e->batch[*nb] = sl, e->bsess[*nb] = sl->sess, e->most[*nb] = (size_t)take;
+    (*nb)++;
+    *used += take;
+}
+
+/* One step of continuous batching: the last sampled token of every decoding slot, then as
+ * much of the new prompts as fits in what is left of n_batch, in slot order, go through the
+ * model in one batched pass; a long prompt goes on in the next steps, so the decoding slots
+ * never wait for a whole prompt. Then each slot whose sequence is all in the cache samples
+ * its next token from its logits. (A decoding slot beyond n_batch - a context smaller than
+ * the slots - or a prompt with no room left gets a pass of its own.) */
 static void run_step(srv *s, engine *e)
 {
     const double t0 = e->tr.on ? bn_time_now() : 0;
@@ -572,18 +602,23 @@ static void run_step(srv *s, engine *e)
     int64_t room = -1, used = 0;
     for (int i = 0; i < s->n_slots; i++) {
         slot *sl = &e->slots[i];
-        if (!sl->r || !slot_goes_on(s, sl)) continue;
-        if (room < 0) room = cm_session_n_batch(sl->sess);
-        const int64_t pending =
-                (int64_t)(cm_session_n_tokens(sl->sess) - cm_session_n_evaluated(sl->sess));
-        if (used + pending > room) { /* a long prompt: alone, now */
-            eval_and_sample(e, &sl, &sl->sess, 1, pending);
-            continue;
-        }
-        e->batch[nb] = sl, e->bsess[nb++] = sl->sess;
-        used += pending;
+        sl->take = sl->r && slot_goes_on(s, sl) ? pending(sl) : 0;
+        if (sl->take && room < 0) room = cm_session_n_batch(sl->sess);
     }
-    if (nb) eval_and_sample(e, e->batch, e->bsess, nb, used);
+    for (int pass = 0; pass < 2; pass++) /* 0: the decoding slots, 1: the prompts */
+        for (int i = 0; i < s->n_slots; i++) {
+            slot *sl = &e->slots[i];
+            if (!sl->take || sl->sampled == pass) continue;
+            if (used + sl->take <= room)
+                add_to_pass(e, sl, sl->take, &nb, &used);
+            else if (pass == 1 && used < room)
+                add_to_pass(e, sl, room - used, &nb, &used);
+            else { /* alone, now */
+                const size_t most = (size_t)(sl->take < room ? sl->take : room);
+                eval_and_sample(e, &sl, &sl->sess, &most, 1);
+            }
+        }
+    if (nb) eval_and_sample(e, e->batch, e->bsess, e->most, nb);
     lock_mu(s); /* the KV cache of each slot, for /metrics */
     for (int i = 0; i < s->n_slots; i++)
         s->slot_kv[i] = (int64_t)cm_session_n_evaluated(e->slots[i].sess);
@@ -638,7 +673,9 @@ static int open_slots(srv *s, engine *e, char *err, size_t errsz)
     e->slots = bn_calloc((size_t)s->n_slots, sizeof *e->slots);
     e->batch = bn_calloc((size_t)s->n_slots, sizeof *e->batch);
     e->bsess = bn_calloc((size_t)s->n_slots, sizeof *e->bsess);
-    if (!e->slots || !e->batch || !e->bsess) return snprintf(err, errsz, "out of memory"), -1;
+    e->most = bn_calloc((size_t)s->n_slots, sizeof *e->most);
+    if (!e->slots || !e->batch || !e->bsess || !e->most)
+        return snprintf(err, errsz, "out of memory"), -1;
     for (int i = 0; i < s->n_slots; i++) {
         e->slots[i].id = i;
         if (cm_session_new(s->m, &s->sp, NULL, &e->slots[i].sess, err, errsz) != BN_OK) return -1;
@@ -659,6 +696,7 @@ static void close_slots(srv *s, engine *e)
     bn_free(e->slots);
     bn_free(e->batch);
     bn_free(e->bsess);
+    bn_free(e->most);
     bn_free(e->gs);
 }
 

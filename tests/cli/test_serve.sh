@@ -482,6 +482,32 @@ want=$((5 + ${N_SERVERS:-0}))
 expect_exit 2 "serve --timeout -1" -- "$BITNET" serve --timeout -1
 expect_exit 2 "serve --timeout 1.5" -- "$BITNET" serve --timeout 1.5
 
+# ---- --batch 8: a long prompt goes through the model in parts of at most 8 tokens over
+# several steps, beside a stream that goes on decoding (it does not wait for the whole
+# prompt), and its greedy text is still generate's
+export BITNET_SERVE_TRACE=1
+start_server "$TMP/s6.log" -m "$MODEL" --slots 2 --batch 8
+unset BITNET_SERVE_TRACE
+LP="Once upon a time there was a little girl named Lily who loved to play in the park with her friends"
+"$BITNET" generate -m "$MODEL" -p "$LP" -n 8 --temp 0 >"$TMP/glp.txt" 2>/dev/null
+nlp=$("$BITNET" tokenize -m "$MODEL" --bos --special --json "$LP" | "$JSONGET" n_tokens)
+curl -sN "$URL/v1/completions" -o "$TMP/lp.sse" \
+    -d '{"prompt":"Once upon a time","max_tokens":60,"temperature":0,"stream":true}' &
+LPID=$!
+post /v1/completions "{\"prompt\":\"$LP\",\"max_tokens\":8,\"temperature\":0}" "$TMP/lp.json"
+wait "$LPID"
+"$JSONGET" choices.0.text <"$TMP/lp.json" >"$TMP/lp.txt"
+[ "$CODE" = 200 ] && cmp -s "$TMP/glp.txt" "$TMP/lp.txt" &&
+    [ "$(grep '^data: ' "$TMP/lp.sse" | tail -1)" = "data: [DONE]" ] &&
+    ok "--batch 8: a $nlp-token prompt's greedy text is generate's, the other stream whole" ||
+    bad "long prompt in parts: $CODE $(cat "$TMP/lp.json") vs $(cat "$TMP/glp.txt")"
+stop_server "the server with --batch 8"
+grep 'bitnet serve: step [0-9]*: ' "$TMP/s6.log" >"$TMP/steps6.txt"
+set -- $(awk '$9 > m { m = $9 } $7 >= 1 { p++ } END { print m + 0, p + 0 }' "$TMP/steps6.txt")
+[ "$nlp" -gt 16 ] && [ "$1" -le 8 ] && [ "$2" -ge $(((nlp + 7) / 8)) ] &&
+    ok "--batch 8: the $nlp-token prompt in parts: $2 steps with prompt tokens, at most $1 tokens a step" ||
+    bad "prompt parts: most $1 tokens a step, $2 steps with prompt tokens ($nlp tokens)"
+
 # ---- the openai Python client --------------------------------------------------------------
 if python3 -c 'import openai' 2>/dev/null; then
     start_server "$TMP/s3.log" -m "$MODEL"

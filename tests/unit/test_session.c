@@ -353,6 +353,51 @@ static void test_eval_batch(void **state)
     for (int k = 0; k < NS; k++) cm_session_free(s[k]);
 }
 
+/* A long prompt in parts (cm_session_eval_part): two of its tokens per pass beside another
+ * session's decoding, its logits only after the pass with its last token; then both
+ * generate exactly the greedy tokens of the engine alone. Zero tokens is refused. */
+static void test_eval_part(void **state)
+{
+    cm_model *m = model_or_skip(state);
+    const char *prompts[2] = {"Once upon a time", "The little dog went to the park and saw"};
+    int32_t want[2][N_GREEDY];
+    for (int k = 0; k < 2; k++) direct_greedy(m, prompts[k], want[k], N_GREEDY);
+    size_t np[2];
+    cm_session *s[2] = {started(m, 0, prompts[0], &np[0]), started(m, 0, prompts[1], &np[1])};
+    seen w = {0};
+    cm_result r;
+    gen(s[0], &w, 1, 1, &r); /* s[0] decodes; s[1]'s prompt is pending */
+    assert_true(np[1] > 4);
+    size_t most[2] = {1, 2}, steps = 0;
+    while (cm_session_n_evaluated(s[1]) < cm_session_n_tokens(s[1])) {
+        const size_t before = cm_session_n_evaluated(s[1]);
+        assert_int_equal(cm_session_eval_part(s, 2, most, NULL), BN_OK);
+        const size_t left = np[1] - before;
+        assert_int_equal(cm_session_n_evaluated(s[1]), before + (left < 2 ? left : 2));
+        gen(s[0], &w, 1, 1, &r); /* s[0] samples from the pass's logits */
+        assert_int_equal(r.n_evals + r.n_prompt, 0);
+        steps++;
+    }
+    assert_int_equal(steps, (np[1] + 1) / 2);
+    gen(s[1], &w, 1, 1, &r); /* its first token from the last part's logits */
+    assert_int_equal(r.n_prompt, 0);
+    const size_t all[2] = {5, 5}; /* more than pending: all */
+    for (int step = 0; step < 8; step++) {
+        assert_int_equal(cm_session_eval_part(s, 2, all, NULL), BN_OK);
+        for (int k = 0; k < 2; k++) gen(s[k], &w, 1, 1, &r);
+    }
+    for (int k = 0; k < 2; k++) {
+        const size_t got = cm_session_n_tokens(s[k]) - np[k];
+        assert_true(got >= 2);
+        assert_memory_equal(cm_session_tokens(s[k]) + np[k], want[k], got * sizeof(int32_t));
+    }
+    const size_t zero[2] = {0, 0};
+    const size_t ev = cm_session_n_evaluated(s[0]);
+    assert_int_equal(cm_session_eval_part(s, 2, zero, NULL), BN_ERR_INVALID);
+    assert_int_equal(cm_session_n_evaluated(s[0]), ev);
+    for (int k = 0; k < 2; k++) cm_session_free(s[k]);
+}
+
 /* Truncating drops tokens and the cache follows; a bad sampler is refused, the old kept. */
 static void test_truncate_and_sampler(void **state)
 {
@@ -406,6 +451,7 @@ int main(void)
             cmocka_unit_test(test_stop_cancel_context),
             cmocka_unit_test(test_two_sessions_interleaved),
             cmocka_unit_test(test_eval_batch),
+            cmocka_unit_test(test_eval_part),
             cmocka_unit_test(test_truncate_and_sampler),
             cmocka_unit_test(test_open_errors),
     };

@@ -191,6 +191,12 @@ bn_status cm_session_generate(cm_session *s, const cm_gen *g, cm_result *r);
  * with nothing to evaluate, too many tokens), the engine's errors (message on the model's
  * ctx); on error no session changes. */
 bn_status cm_session_eval_batch(cm_session *const *ss, size_t n, double *seconds);
+/* The same with at most most[i] of session i's pending tokens (the first ones; at least one;
+ * most NULL: all): a long prompt goes in over several passes beside the others' decoding. A
+ * session left with pending tokens has no logits to sample from until the pass that
+ * evaluates its last one. */
+bn_status cm_session_eval_part(cm_session *const *ss, size_t n, const size_t *most,
+                               double *seconds);
 /* Tokens one evaluation of the session takes at once. */
 int64_t cm_session_n_batch(const cm_session *s);
 
