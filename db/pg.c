@@ -233,14 +233,20 @@ void bn__pg_str(const PGresult *r, int row, int col, char *dst, size_t size)
     snprintf(dst, size, "%s", PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col));
 }
 
+/* The setting app.tenant_id of the scope tenant: "all" or its id. */
+static void scope_str(int64_t tenant, char scope[24])
+{
+    if (tenant == BN_PG_ALL)
+        snprintf(scope, 24, "all");
+    else
+        snprintf(scope, 24, "%" PRId64, tenant);
+}
+
 /* BEGIN and the scope on c. */
 static bn_status begin_on(bn_db *db, PGconn *c, int64_t tenant, const char *what)
 {
     char scope[24];
-    if (tenant == BN_PG_ALL)
-        snprintf(scope, sizeof scope, "all");
-    else
-        snprintf(scope, sizeof scope, "%" PRId64, tenant);
+    scope_str(tenant, scope);
     const char *v[] = {scope};
     bn_status s = bn__pg_q(db, c, "BEGIN", 0, NULL, NULL, what);
     if (s == BN_OK)
@@ -284,6 +290,85 @@ bn_status bn__pg_end(bn_db *db, PGconn *c, bn_status s, const char *what)
         memcpy(db->errmsg, keep, sizeof keep);
     }
     pool_give(db->pg, db->pg_slot);
+    return s;
+}
+
+/* ---- one statement in one round trip ------------------------------------------------------ */
+
+/* The next result of a pipeline on c and the end of that query's results: BN_OK, or its
+ * status with the message set on db unless quiet (a later query of a pipeline that failed).
+ * keep: the rows of a success (PQclear). */
+static bn_status pipe_result(bn_db *db, PGconn *c, int quiet, PGresult **keep, const char *what)
+{
+    PGresult *r = PQgetResult(c);
+    const ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    bn_status s = BN_OK;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+        s = state && !strcmp(state, "23505") ? BN_ERR_INVALID : BN_ERR_IO;
+        if (!quiet) pg_err(db, s, what, r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+    }
+    if (s == BN_OK && keep)
+        *keep = r;
+    else
+        PQclear(r);
+    if (r)
+        for (PGresult *x; (x = PQgetResult(c));) PQclear(x);
+    return s;
+}
+
+/* BEGIN, the scope, sql and COMMIT sent together (libpq's pipeline mode) and their results
+ * read; *begun: the server began the transaction (so it may have run: no second try). A
+ * failed transaction is rolled back. */
+static bn_status pipe_q1(bn_db *db, PGconn *c, int64_t tenant, const char *sql, int n,
+                         const char *const *vals, PGresult **res, const char *what, int *begun)
+{
+    char scope[24];
+    scope_str(tenant, scope);
+    const char *sv[] = {scope};
+    *begun = 0;
+    if (!PQenterPipelineMode(c)) return pg_err(db, BN_ERR_IO, what, PQerrorMessage(c));
+    const int sent = PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+                     PQsendQueryParams(c, "SELECT set_config('app.tenant_id', $1, true)", 1, NULL,
+                                       sv, NULL, NULL, 0) &&
+                     PQsendQueryParams(c, sql, n, NULL, vals, NULL, NULL, 0) &&
+                     PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
+                     PQpipelineSync(c);
+    bn_status s = sent ? BN_OK : pg_err(db, BN_ERR_IO, what, PQerrorMessage(c));
+    for (int q = 0; sent && q < 4; q++) {
+        const bn_status e = pipe_result(db, c, s != BN_OK, q == 2 ? res : NULL, what);
+        if (q == 0) *begun = e == BN_OK;
+        if (s == BN_OK) s = e;
+    }
+    PGresult *sync = sent ? PQgetResult(c) : NULL;
+    PQclear(sync);
+    if (!PQexitPipelineMode(c) && s == BN_OK) s = pg_err(db, BN_ERR_IO, what, PQerrorMessage(c));
+    if (s != BN_OK && res) PQclear(*res), *res = NULL;
+    if (s != BN_OK && PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
+        PQclear(PQexec(c, "ROLLBACK"));
+    return s;
+}
+
+bn_status bn__pg_query1(bn_db *db, int64_t tenant, const char *sql, int n, const char *const *vals,
+                        PGresult **res, const char *what)
+{
+    bn_pg_pool *p = db->pg;
+    char err[400];
+    int slot, begun = 0;
+    if (res) *res = NULL;
+    if (pool_take(p, &slot, err, sizeof err)) {
+        pool_give(p, slot);
+        return bn__db_err(db, BN_ERR_IO, "%s: %s", what, err);
+    }
+    bn_status s = pipe_q1(db, p->conns[slot], tenant, sql, n, vals, res, what, &begun);
+    if (s != BN_OK && !begun && PQstatus(p->conns[slot]) != CONNECTION_OK) {
+        /* the server restarted since this connection was last used: nothing was done yet */
+        PQfinish(p->conns[slot]);
+        p->conns[slot] = connect_url(p->url, err, sizeof err);
+        s = p->conns[slot] ? pipe_q1(db, p->conns[slot], tenant, sql, n, vals, res, what, &begun)
+                           : bn__db_err(db, BN_ERR_IO, "%s: %s", what, err);
+    }
+    pool_give(p, slot);
     return s;
 }
 

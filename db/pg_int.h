@@ -17,6 +17,11 @@ bn_status bn__pg_begin(bn_db *db, int64_t tenant, PGconn **c, const char *what);
 /* COMMIT when s is BN_OK, else ROLLBACK; gives the connection back. Returns the final
  * status (a failed COMMIT is BN_ERR_IO: the transaction may or may not have happened). */
 bn_status bn__pg_end(bn_db *db, PGconn *c, bn_status s, const char *what);
+/* sql (n text parameters) in a transaction of its own with the scope tenant, in one round
+ * trip: BEGIN, the scope, sql and COMMIT pipelined. res (may be NULL): its rows. A connection
+ * found broken is remade once, as by bn__pg_begin. */
+bn_status bn__pg_query1(bn_db *db, int64_t tenant, const char *sql, int n, const char *const *vals,
+                        PGresult **res, const char *what);
 /* Runs sql with n text parameters (NULL: SQL NULL). res (may be NULL): the rows, for the
  * caller to PQclear. A unique violation is BN_ERR_INVALID, other failures BN_ERR_IO, with
  * "<what>: <PostgreSQL's message>" on db. */

@@ -12,17 +12,11 @@
 #define I64(buf, v) (snprintf(buf, sizeof buf, "%" PRId64, (int64_t)(v)), (const char *)buf)
 
 /* One statement (n parameters v) in a transaction of its own with the scope tenant (or
- * BN_PG_ALL); *res its rows (PQclear), NULL on failure. */
+ * BN_PG_ALL), in one round trip; *res its rows (PQclear), NULL on failure. */
 static bn_status query1(bn_db *db, int64_t tenant, const char *sql, int n, const char *const *v,
                         PGresult **res, const char *what)
 {
-    PGconn *c;
-    *res = NULL;
-    bn_status s = bn__pg_begin(db, tenant, &c, what);
-    if (s != BN_OK) return s;
-    s = bn__pg_end(db, c, bn__pg_q(db, c, sql, n, v, res, what), what);
-    if (s != BN_OK) PQclear(*res), *res = NULL;
-    return s;
+    return bn__pg_query1(db, tenant, sql, n, v, res, what);
 }
 
 /* ---- the audit log ----------------------------------------------------------------------- */

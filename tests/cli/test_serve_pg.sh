@@ -62,7 +62,14 @@ expect_grep "bypasses row-level security" "$TMP/err" "a superuser is refused (RL
 UNIT="$(dirname "$B")/tests/test_db_pg"
 if [ -x "$UNIT" ]; then
     pg_psql postgres postgres -c "CREATE DATABASE unit OWNER bitnet" >/dev/null
-    if BITNET_TEST_PG_URL="postgresql://bitnet@127.0.0.1:$PGPORT/unit" "$UNIT" >"$TMP/unit.log" 2>&1; then
+    # a proxy counting round trips (test_round_trips)
+    python3 "$(dirname "$0")/pg_turns.py" "$PGPORT" "$TMP/turns.port" "$TMP/turns" 2>"$TMP/turns.log" &
+    PIDS="$PIDS $!"
+    i=0
+    while [ ! -s "$TMP/turns.port" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    if BITNET_TEST_PG_URL="postgresql://bitnet@127.0.0.1:$PGPORT/unit" BITNET_TEST_PG_TURNS="$TMP/turns" \
+        BITNET_TEST_PG_TURNS_URL="postgresql://bitnet@127.0.0.1:$(cat "$TMP/turns.port")/unit" \
+        "$UNIT" >"$TMP/unit.log" 2>&1; then
         ok "test_db_pg against the server ($(grep -c '^\[       OK' "$TMP/unit.log") tests)"
     else
         bad "test_db_pg: $(grep -E 'FAIL|Error|error' "$TMP/unit.log" | head -5)"
