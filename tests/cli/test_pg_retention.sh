@@ -20,13 +20,6 @@ echo "$T"
 jv() { "$JSONGET" "$1" <"$TMP/out"; }
 expect_eq() { if [ "$1" = "$2" ]; then ok "$3"; else bad "$3: got '$1', wanted '$2'"; fi; }
 
-for c in python3; do
-    if ! command -v $c >/dev/null 2>&1; then
-        echo "  SKIP $T: no $c"
-        finish "$T"
-        exit
-    fi
-done
 if ! start_pg; then
     echo "  SKIP $T: $PG_SKIP"
     finish "$T"
