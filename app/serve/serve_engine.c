@@ -590,15 +590,16 @@ static void add_to_pass(engine *e, slot *sl, int64_t take, int *nb, int64_t *use
 
 /* One step of continuous batching: the last sampled token of every decoding slot, then as
  * much of the new prompts as fits in what is left of n_batch, in slot order, go through the
- * model in one batched pass; a long prompt goes on in the next steps, so the decoding slots
- * never wait for a whole prompt. Then each slot whose sequence is all in the cache samples
- * its next token from its logits. (A decoding slot beyond n_batch - a context smaller than
- * the slots - or a prompt with no room left gets a pass of its own.) */
+ * model in one batched pass; a long prompt goes on in the next steps (the prompts after it
+ * wait), so the decoding slots never wait for a whole prompt. Then each slot whose sequence
+ * is all in the cache samples its next token from its logits. (With fewer n_batch tokens
+ * than slots - a context smaller than the slots - a decoding slot beyond it, and the first
+ * prompt when none has room, get a pass of their own.) */
 static void run_step(srv *s, engine *e)
 {
     const double t0 = e->tr.on ? bn_time_now() : 0;
     e->tr.seqs = e->tr.fresh = 0, e->tr.tokens = 0, e->tr.model_s = e->tr.sample_s = 0;
-    int nb = 0;
+    int nb = 0, prompt_in = 0;
     int64_t room = -1, used = 0;
     for (int i = 0; i < s->n_slots; i++) {
         slot *sl = &e->slots[i];
@@ -608,7 +609,8 @@ static void run_step(srv *s, engine *e)
     for (int pass = 0; pass < 2; pass++) /* 0: the decoding slots, 1: the prompts */
         for (int i = 0; i < s->n_slots; i++) {
             slot *sl = &e->slots[i];
-            if (!sl->take || sl->sampled == pass) continue;
+            if (!sl->take || sl->sampled == pass || (pass && prompt_in && used >= room)) continue;
+            prompt_in |= pass;
             if (used + sl->take <= room)
                 add_to_pass(e, sl, sl->take, &nb, &used);
             else if (pass == 1 && used < room)
