@@ -26,7 +26,7 @@ typedef struct step_trace {
     int on;
     int64_t n;       /* steps so far */
     double end;      /* when the last one ended */
-    int seqs, fresh; /* this step's slots evaluated, of them with a new prompt */
+    int seqs, fresh; /* this step's slots evaluated, of them with prompt tokens */
     int64_t tokens;  /* and their tokens */
     double model_s;  /* in the batched passes */
     double sample_s; /* sampling, the tokens' text into the requests, waking the clients */
