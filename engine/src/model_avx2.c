@@ -383,19 +383,20 @@ INLINE void attn_values(const bn__attn_block *a, float *const *out, const float 
             _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - nfull)), lane));
     float sums[8];
     for (int64_t i = 0; i < d; i++) {
-        const size_t vr = (size_t)i * a->v_stride;
+        const size_t vr = (size_t)i * 8; /* block c / 8 at + (c / 8) * v_stride */
         __m256 acc[8];
 #pragma GCC unroll 8
         for (int j = 0; j < NQ; j++) acc[j] = _mm256_setzero_ps();
         for (int64_t c = 0; c < nfull; c += 8) {
-            const __m256 vv = ld8(a->v, vr + (size_t)c, f16);
+            const __m256 vv = ld8(a->v, vr + (size_t)(c / 8) * a->v_stride, f16);
 #pragma GCC unroll 8
             for (int j = 0; j < NQ; j++)
                 acc[j] = _mm256_fmadd_ps(vv, _mm256_loadu_ps(s[j] + c), acc[j]);
         }
         if (nfull < n) {
             const __m256 vv =
-                    _mm256_blendv_ps(_mm256_setzero_ps(), ld8(a->v, vr + (size_t)nfull, f16), keep);
+                    _mm256_blendv_ps(_mm256_setzero_ps(),
+                                     ld8(a->v, vr + (size_t)(nfull / 8) * a->v_stride, f16), keep);
 #pragma GCC unroll 8
             for (int j = 0; j < NQ; j++)
                 acc[j] = _mm256_fmadd_ps(vv, _mm256_loadu_ps(s[j] + nfull), acc[j]);

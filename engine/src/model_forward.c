@@ -31,8 +31,10 @@
  * blocks hold queries of one token only.
  *
  * Shapes: x, h, q, att, y are (T, n_embd); kx, vx (T, n_kv * d); gate, up (T, n_ff).
- * Cache: K is (layer, position, n_kv * d); V is stored transposed, (layer, kv head, d,
- * position), so that both attention products are contiguous dot products.
+ * Cache: K is (layer, position, n_kv * d); V is stored by blocks of 8 positions, (layer,
+ * kv head, position / 8, d, position % 8) (v_at), so that the second attention product
+ * reads 8 positions of a dimension at once and a short context's V lies in a few
+ * contiguous blocks (one row per dimension n_ctx apart put each on a page of its own).
  */
 #include <math.h>
 #include <sched.h>
@@ -124,17 +126,30 @@ void bn_model_state_params_init(bn_model_state_params *p)
 
 /* ---- state ------------------------------------------------------------------------------ */
 
+/* The positions a V head holds (n_ctx rounded up to whole blocks of 8), and the element of
+ * position p, dimension i of the V head at hb (its first element). */
+static inline size_t v_ctx(size_t n_ctx)
+{
+    return (n_ctx + 7) / 8 * 8;
+}
+static inline size_t v_at(size_t hb, size_t d, size_t p, size_t i)
+{
+    return hb + ((p / 8) * d + i) * 8 + p % 8;
+}
+
 static bn_status state_alloc(bn_model_state *st)
 {
     const bn_model_hparams *h = &st->m->hp;
     const size_t B = (size_t)st->n_batch, E = (size_t)h->n_embd, F = (size_t)h->n_ff;
     const size_t KV = (size_t)(h->n_head_kv * h->head_dim);
-    size_t cache;
+    size_t cache, vcache;
     if (bn_mul_size((size_t)h->n_layer * KV, (size_t)st->n_ctx, &cache) ||
-        bn_mul_size(cache, st->kv_elt, &cache))
+        bn_mul_size(cache, st->kv_elt, &cache) ||
+        bn_mul_size((size_t)h->n_layer * KV, v_ctx((size_t)st->n_ctx), &vcache) ||
+        bn_mul_size(vcache, st->kv_elt, &vcache))
         return BN_ERR_OVERFLOW;
     st->kc = bn_aligned_alloc(64, cache);
-    st->vc = bn_aligned_alloc(64, cache + 8 * st->kv_elt); /* attention reads 8 at a time */
+    st->vc = bn_aligned_alloc(64, vcache); /* attention reads whole blocks of 8 */
     float **bufs[] = {&st->x, &st->h, &st->q, &st->att, &st->y};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) *bufs[i] = bn_malloc(B * E * 4);
     st->kx = bn_malloc(B * KV * 4);
@@ -317,7 +332,8 @@ int64_t bn_model_state_n_ctx(const bn_model_state *st)
 size_t bn_model_state_kv_bytes(const bn_model_state *st)
 {
     const bn_model_hparams *h = &st->m->hp;
-    return 2 * (size_t)(h->n_layer * h->n_head_kv * h->head_dim) * (size_t)st->n_ctx * st->kv_elt;
+    return (size_t)(h->n_layer * h->n_head_kv * h->head_dim) *
+           ((size_t)st->n_ctx + v_ctx((size_t)st->n_ctx)) * st->kv_elt;
 }
 
 size_t bn_model_state_kv_bytes_read(const bn_model_state *st)
@@ -571,12 +587,13 @@ static void qkv_unit(const job *j, int64_t u, bn__lowrank_z *zc)
     const int64_t g = u - nh - nkv;
     bn__lin_rows(st->m, j->L, BN__WV, j->qe, st->vx, KV, g * d, (g + 1) * d, &zc[2]);
     prof_mark(j, BN_PROF_QKV);
-    const size_t base = ((size_t)j->il * (size_t)nkv + (size_t)g) * (size_t)d;
     for (int64_t t = 0; t < j->T; t++) {
         const float *vr = st->vx + t * KV + g * d;
         const bn_model_state *ts = tok_state(j, t);
-        const size_t p = (size_t)tok_pos(j, t), n_ctx = (size_t)ts->n_ctx;
-        for (int64_t i = 0; i < d; i++) store(st, ts->vc, (base + (size_t)i) * n_ctx + p, vr[i]);
+        const size_t p = (size_t)tok_pos(j, t);
+        const size_t hb =
+                ((size_t)j->il * (size_t)nkv + (size_t)g) * (size_t)d * v_ctx((size_t)ts->n_ctx);
+        for (int64_t i = 0; i < d; i++) store(st, ts->vc, v_at(hb, (size_t)d, p, (size_t)i), vr[i]);
     }
     prof_mark(j, BN_PROF_KV_STORE);
 }
@@ -608,7 +625,8 @@ static void attend(const job *j, int64_t t, int64_t hh, float *s)
     const bn_model_state *ts = tok_state(j, t);
     const size_t n_ctx = (size_t)ts->n_ctx;
     const size_t kbase = (size_t)j->il * n_ctx * (size_t)KV + (size_t)(g * d);
-    const size_t vbase = ((size_t)j->il * (size_t)h->n_head_kv + (size_t)g) * (size_t)d * n_ctx;
+    const size_t vbase =
+            ((size_t)j->il * (size_t)h->n_head_kv + (size_t)g) * (size_t)d * v_ctx(n_ctx);
     const int f16 = st->kv_type == BN_TYPE_F16;
     float mx = -INFINITY;
     for (int64_t p = 0; p < n_keys; p++) {
@@ -626,10 +644,16 @@ static void attend(const job *j, int64_t t, int64_t hh, float *s)
     const float inv = 1.0f / sum;
     for (int64_t p = 0; p < n_keys; p++) s[p] *= inv;
     float *out = st->att + t * h->n_embd + hh * d;
+    void *row = s + st->s_stride; /* the thread's next scores row: dimension i's values */
     for (int64_t i = 0; i < d; i++) {
-        const size_t at = vbase + (size_t)i * n_ctx;
-        out[i] = f16 ? k->dot_f16_f32((const uint16_t *)ts->vc + at, s, n_keys)
-                     : k->dot_f32((const float *)ts->vc + at, s, n_keys);
+        for (int64_t p = 0; p < n_keys; p++) {
+            const size_t at = v_at(vbase, (size_t)d, (size_t)p, (size_t)i);
+            if (f16)
+                ((uint16_t *)row)[p] = ((const uint16_t *)ts->vc)[at];
+            else
+                ((float *)row)[p] = ((const float *)ts->vc)[at];
+        }
+        out[i] = f16 ? k->dot_f16_f32(row, s, n_keys) : k->dot_f32(row, s, n_keys);
     }
 }
 
@@ -648,8 +672,8 @@ static void attend_block(const job *j, int64_t h0, int64_t nh, int64_t t0, int64
                  ((size_t)j->il * n_ctx * (size_t)KV + (size_t)(g * d)) * st->kv_elt,
             .k_stride = (size_t)KV,
             .v = (const uint8_t *)ts->vc +
-                 ((size_t)j->il * (size_t)nkv + (size_t)g) * (size_t)d * n_ctx * st->kv_elt,
-            .v_stride = n_ctx,
+                 ((size_t)j->il * (size_t)nkv + (size_t)g) * (size_t)d * v_ctx(n_ctx) * st->kv_elt,
+            .v_stride = (size_t)d * 8,
             .f16 = st->kv_type == BN_TYPE_F16,
             .d = d,
             .scale = 1.0f / sqrtf((float)d),
@@ -821,9 +845,8 @@ static void head_rows(const job *j, int64_t r0, int64_t r1)
                 const int n = j->n_out - i0 < 16 ? (int)(j->n_out - i0) : 16;
                 for (int i = 0; i < n; i++)
                     ys[i] = j->louts ? j->louts[i0 + i] : j->logits + (i0 + i) * V;
-                m->head_rows_multi(m->head_qs ? m->head_qs : (const int8_t *)m->head_blk,
-                                   m->head_d, E, c0, c1,
-                                   (const char *)j->xg + (size_t)(i0 / 16) * gb, n, ys);
+                m->head_rows_multi(m->head_qs ? m->head_qs : (const int8_t *)m->head_blk, m->head_d,
+                                   E, c0, c1, (const char *)j->xg + (size_t)(i0 / 16) * gb, n, ys);
             }
             continue;
         }

@@ -130,14 +130,14 @@ void bn__model_f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n);
  * token gets the same numbers in a batch as alone. head_dim must be a multiple of 8. */
 #define BN__ATTN_NQ 8
 typedef struct bn__attn_block {
-    const void *k;               /* the position-0 row of this KV head's keys */
-    size_t k_stride;             /* elements from one position's row to the next */
-    const void *v;               /* V transposed: dimension i's values at v + i * v_stride */
-    size_t v_stride;             /* elements */
-    int f16;                     /* cache elements are f16 (else f32) */
-    int64_t d;                   /* head_dim */
-    float scale;                 /* 1 / sqrt(d) */
-    int nq;                      /* queries, 1 .. BN__ATTN_NQ */
+    const void *k;   /* the position-0 row of this KV head's keys */
+    size_t k_stride; /* elements from one position's row to the next */
+    const void *v;   /* V by blocks of 8 positions: position p, dimension i at element */
+    size_t v_stride; /* (p / 8) * v_stride + i * 8 + p % 8 (v_stride = d * 8) */
+    int f16;         /* cache elements are f16 (else f32) */
+    int64_t d;       /* head_dim */
+    float scale;     /* 1 / sqrt(d) */
+    int nq;          /* queries, 1 .. BN__ATTN_NQ */
     int64_t n_keys[BN__ATTN_NQ]; /* nondecreasing in j */
     const float *q[BN__ATTN_NQ]; /* d values each */
     float *out[BN__ATTN_NQ];     /* d values each */
