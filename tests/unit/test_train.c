@@ -1172,5 +1172,7 @@ int main(void)
     };
     const char *filter = getenv("BN_TEST_FILTER"); /* e.g. BN_TEST_FILTER='test_grad_*' */
     if (filter) cmocka_set_test_filter(filter);
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    if (g_tmpdir[0]) remove_tree(g_tmpdir); /* every run left its folder in /tmp */
+    return failed;
 }
