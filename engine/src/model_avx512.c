@@ -53,19 +53,17 @@ void bn__head_group_prep(int64_t E, const int8_t *xq, const float *xd, int nt, v
             if (i < nt) memcpy(&v, xq + i * E + 4 * s, sizeof v);
             xt[s * GT + i] = v;
         }
-    for (int64_t b = 0; b < nb; b++)
-        for (int i = 0; i < GT; i++) {
-            int32_t sum = 0;
-            for (int k = 0; k < BN_QK8_0 && i < nt; k++) sum += xq[i * E + b * BN_QK8_0 + k];
-            nc[b * GT + i] = -128 * sum;
-            xdt[b * GT + i] = i < nt ? xd[i * nb + b] : 0.0f;
-        }
-    int32_t *h16 = (int32_t *)(xdt + nb * GT); /* the sums of each 16 values, for the lanes */
+    int32_t *h16 = (int32_t *)(xdt + nb * GT); /* the sums of each 16 values (the lanes') */
     for (int64_t j = 0; j < E / 16; j++)
         for (int i = 0; i < GT; i++) {
             int32_t sum = 0;
             for (int k = 0; k < 16 && i < nt; k++) sum += xq[i * E + j * 16 + k];
             h16[j * GT + i] = sum;
+        }
+    for (int64_t b = 0; b < nb; b++)
+        for (int i = 0; i < GT; i++) {
+            nc[b * GT + i] = -128 * (h16[2 * b * GT + i] + h16[(2 * b + 1) * GT + i]);
+            xdt[b * GT + i] = i < nt ? xd[i * nb + b] : 0.0f;
         }
 }
 
@@ -236,18 +234,29 @@ static inline __attribute__((always_inline)) __m512i bcast4(const int8_t *x)
     return _mm512_set1_epi32(v);
 }
 
-#define LANES_STEP(n)                                                                              \
-    {                                                                                              \
-        const __m512i l = ld512(q + 64 * (n));                                                     \
-        __m512i lo = _mm512_and_si512(l, m0f),                                                     \
-                hi = _mm512_and_si512(_mm512_srli_epi16(l, 4), m0f);                               \
-        if (q6) {                                                                                  \
-            lo = _mm512_ternarylogic_epi32(lo, top2(h0, n), m30, 0xF8); /* lo | (h & 0x30) */      \
-            hi = _mm512_ternarylogic_epi32(hi, top2(h1, n), m30, 0xF8);                            \
-        }                                                                                          \
-        sa##n = _mm512_dpbusd_epi32(sa##n, lo, bcast4(x + 4 * (n)));                               \
-        sb##n = _mm512_dpbusd_epi32(sb##n, hi, bcast4(x + 16 + 4 * (n)));                          \
+/* The 8 vectors of u of one 32-value block of a 16-row group at q (lanes form): u[n] and
+ * u[4 + n] hold values 4n .. 4n+3 and 16 + 4n .. 16 + 4n+3 of the 16 rows. */
+static inline __attribute__((always_inline)) void unpack_block(const uint8_t *q, const int q6,
+                                                               __m512i *u)
+{
+    const __m512i m0f = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    __m512i h0 = _mm512_setzero_si512(), h1 = h0;
+    if (q6) {
+        h0 = ld512(q + 256);
+        h1 = ld512(q + 320);
     }
+#pragma GCC unroll 4
+    for (int n = 0; n < 4; n++) {
+        const __m512i l = ld512(q + 64 * n);
+        __m512i lo = _mm512_and_si512(l, m0f), hi = _mm512_and_si512(_mm512_srli_epi16(l, 4), m0f);
+        if (q6) { /* lo | (h & 0x30) */
+            lo = _mm512_ternarylogic_epi32(lo, top2(h0, n), m30, 0xF8);
+            hi = _mm512_ternarylogic_epi32(hi, top2(h1, n), m30, 0xF8);
+        }
+        u[n] = lo;
+        u[4 + n] = hi;
+    }
+}
 
 static inline __attribute__((always_inline)) void lanes_rows(const uint8_t *lanes, const int q6,
                                                              int64_t E, int64_t r0, int64_t r1,
@@ -258,7 +267,6 @@ static inline __attribute__((always_inline)) void lanes_rows(const uint8_t *lane
     const int64_t ns = E / BN_QK_H;
     int32_t nc[BN__HEAD_U8_MAX_E / 16];
     sums16(xq, E, q6 ? 32 : 8, nc);
-    const __m512i m0f = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
     for (int64_t G = r0 / 16 * 16; G < r1; G += 16) {
         const uint8_t *g = lanes + (size_t)(G / 16) * (size_t)ns * rec;
         __m512 acc = _mm512_setzero_ps();
@@ -269,28 +277,26 @@ static inline __attribute__((always_inline)) void lanes_rows(const uint8_t *lane
                 const uint8_t *q = p + (size_t)c * blk;
                 const int64_t b = s * 8 + c;
                 const int8_t *x = xq + b * BN_QK8_0;
-                __m512i sa0 = _mm512_set1_epi32(nc[2 * b]), sb0 = _mm512_set1_epi32(nc[2 * b + 1]);
-                __m512i sa1 = _mm512_setzero_si512(), sa2 = sa1, sa3 = sa1, sb1 = sa1, sb2 = sa1,
-                        sb3 = sa1;
-                __m512i h0 = _mm512_setzero_si512(), h1 = h0;
-                if (q6) {
-                    h0 = ld512(q + 256);
-                    h1 = ld512(q + 320);
+                __m512i u[8];
+                unpack_block(q, q6, u);
+                const __m512i z = _mm512_setzero_si512();
+                __m512i sa[4] = {_mm512_set1_epi32(nc[2 * b]), z, z, z},
+                        sb[4] = {_mm512_set1_epi32(nc[2 * b + 1]), z, z, z};
+#pragma GCC unroll 4
+                for (int n = 0; n < 4; n++) { /* 4 chains a half */
+                    sa[n] = _mm512_dpbusd_epi32(sa[n], u[n], bcast4(x + 4 * n));
+                    sb[n] = _mm512_dpbusd_epi32(sb[n], u[4 + n], bcast4(x + 16 + 4 * n));
                 }
-                LANES_STEP(0);
-                LANES_STEP(1);
-                LANES_STEP(2);
-                LANES_STEP(3);
                 const __m512i sca = _mm512_cvtepi8_epi32(
                                       _mm_loadu_si128((const __m128i *)(scp + 32 * c))),
                               scb = _mm512_cvtepi8_epi32(
                                       _mm_loadu_si128((const __m128i *)(scp + 32 * c + 16)));
-                const __m512i sa = _mm512_add_epi32(_mm512_add_epi32(sa0, sa1),
-                                                    _mm512_add_epi32(sa2, sa3)),
-                              sb = _mm512_add_epi32(_mm512_add_epi32(sb0, sb1),
-                                                    _mm512_add_epi32(sb2, sb3));
+                const __m512i ta = _mm512_add_epi32(_mm512_add_epi32(sa[0], sa[1]),
+                                                    _mm512_add_epi32(sa[2], sa[3])),
+                              tb = _mm512_add_epi32(_mm512_add_epi32(sb[0], sb[1]),
+                                                    _mm512_add_epi32(sb[2], sb[3]));
                 const __m512i S =
-                        _mm512_add_epi32(_mm512_mullo_epi32(sa, sca), _mm512_mullo_epi32(sb, scb));
+                        _mm512_add_epi32(_mm512_mullo_epi32(ta, sca), _mm512_mullo_epi32(tb, scb));
                 acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S),
                                       _mm512_mul_ps(d, _mm512_set1_ps(xd[b])), acc);
             }
@@ -313,7 +319,6 @@ lanes_rows_multi(const uint8_t *lanes, const int q6, int64_t E, int64_t r0, int6
     const __m512i *xt = grp;
     const __m512 *xdt = (const __m512 *)((const char *)grp + (size_t)E * GT + (size_t)nb * GT * 4);
     const __m512i *h16 = (const __m512i *)(xdt + nb);
-    const __m512i m0f = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
     const int sh = q6 ? 5 : 3; /* off = 32 or 8 */
     for (int64_t G = r0 / 16 * 16; G < r1; G += 16) {
         const uint8_t *g = lanes + (size_t)(G / 16) * (size_t)ns * rec;
@@ -326,22 +331,7 @@ lanes_rows_multi(const uint8_t *lanes, const int q6, int64_t E, int64_t r0, int6
                 const uint8_t *q = p + (size_t)c * blk;
                 const int64_t b = s * 8 + c;
                 __m512i u[8];
-                __m512i h0 = _mm512_setzero_si512(), h1 = h0;
-                if (q6) {
-                    h0 = ld512(q + 256);
-                    h1 = ld512(q + 320);
-                }
-                for (int n = 0; n < 4; n++) {
-                    const __m512i l = ld512(q + 64 * n);
-                    __m512i lo = _mm512_and_si512(l, m0f),
-                            hi = _mm512_and_si512(_mm512_srli_epi16(l, 4), m0f);
-                    if (q6) {
-                        lo = _mm512_ternarylogic_epi32(lo, top2(h0, n), m30, 0xF8);
-                        hi = _mm512_ternarylogic_epi32(hi, top2(h1, n), m30, 0xF8);
-                    }
-                    u[n] = lo;
-                    u[4 + n] = hi;
-                }
+                unpack_block(q, q6, u);
                 const __m512i na = _mm512_sub_epi32(_mm512_setzero_si512(),
                                                     _mm512_slli_epi32(h16[2 * b], sh)),
                               nbv = _mm512_sub_epi32(_mm512_setzero_si512(),

@@ -831,6 +831,13 @@ void bn__head_u8_rows_ref(const int8_t *qs, const uint16_t *d, int64_t E, int64_
  * rows in h, 64 rows at a time for all tokens, so that the rows stay in cache across
  * tokens. */
 #define HEAD_CHUNK 1024
+
+/* What head_rows and head_rows_multi take: the split Q8_0 values, or the Q6H / Q4H lanes. */
+static inline const int8_t *head_weights(const bn_model *m)
+{
+    return m->head_qs ? m->head_qs : (const int8_t *)m->head_blk;
+}
+
 static void head_rows(const job *j, int64_t r0, int64_t r1)
 {
     const bn_model *m = j->st->m;
@@ -845,8 +852,8 @@ static void head_rows(const job *j, int64_t r0, int64_t r1)
                 const int n = j->n_out - i0 < 16 ? (int)(j->n_out - i0) : 16;
                 for (int i = 0; i < n; i++)
                     ys[i] = j->louts ? j->louts[i0 + i] : j->logits + (i0 + i) * V;
-                m->head_rows_multi(m->head_qs ? m->head_qs : (const int8_t *)m->head_blk, m->head_d,
-                                   E, c0, c1, (const char *)j->xg + (size_t)(i0 / 16) * gb, n, ys);
+                m->head_rows_multi(head_weights(m), m->head_d, E, c0, c1,
+                                   (const char *)j->xg + (size_t)(i0 / 16) * gb, n, ys);
             }
             continue;
         }
@@ -854,8 +861,8 @@ static void head_rows(const job *j, int64_t r0, int64_t r1)
         for (int64_t i = 0; i < j->n_out; i++) {
             float *y = j->louts ? j->louts[i] : j->logits + i * V;
             if (m->head_rows) {
-                m->head_rows(m->head_qs ? m->head_qs : (const int8_t *)m->head_blk, m->head_d, E,
-                             c0, c1, j->xq + i * E, j->xd + i * nb, y);
+                m->head_rows(head_weights(m), m->head_d, E, c0, c1, j->xq + i * E, j->xd + i * nb,
+                             y);
                 continue;
             }
             for (int64_t r = c0; r < c1; r++) {
