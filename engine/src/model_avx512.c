@@ -14,15 +14,15 @@
  * values of 16 rows, and the token's four matching values come broadcast by the load itself:
  * eight vpdpbusd give block b of 16 rows, then one multiply-add for the 16 of them.
  *
- * Several tokens (bn__head_u8_rows_multi_avx512): 16 tokens in the lanes. Their activations
- * are prepared once per forward pass (bn__head_group_prep: transposed so that lane i of step
- * s holds values 4s .. 4s+3 of token i, with each block's correction and scale per token);
- * then four values of a row, broadcast, multiply the 16 tokens' values in one vpdpbusd, and
- * one multiply-add per (row, block) serves all 16 tokens; a 16-row group is taken in chunks
- * of HEAD_CHUNK blocks that its four quarters pass over in turn while in L1, with the next
- * chunk prefetched (1.5x on a 328 MB head: the stream, not vpdpbusd, bounded it). A (row,
- * token) pair gets the same bits from either kernel, so a batch's logits equal each token's
- * alone.
+ * Several tokens (bn__head_u8_rows_multi_avx512): 16 rows in the lanes as for one token,
+ * the tokens 8 at a time. Their activations are prepared once per forward pass
+ * (bn__head_group_prep: token i's values 4s .. 4s+3 at step s, lane i, with each block's
+ * correction and scale per token); each 64 bytes of the head then serve eight vpdpbusd,
+ * one per token with its four values broadcast, and one multiply-add per (token, block)
+ * takes 16 rows. A 16-row group goes in chunks of HEAD_CHUNK blocks that stay in L1 while
+ * the second eight tokens pass over them, the chunk after next prefetched into L2. A
+ * (row, token) pair gets the same integer sums and the same float chain from either
+ * kernel, so a batch's logits equal each token's alone, to the bit.
  */
 #include <immintrin.h>
 #include <string.h>
@@ -34,7 +34,7 @@ static inline __attribute__((always_inline)) __m512i ld512(const void *p)
     return _mm512_loadu_si512(p);
 }
 
-#define GT 16 /* tokens in a prepared group (the lanes); software prefetch measured slower */
+#define GT 16 /* tokens in a prepared group */
 
 size_t bn__head_group_bytes(int64_t E)
 {
@@ -120,80 +120,69 @@ void bn__head_u8_rows_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int
     }
 }
 
-/* s + the 16 tokens' values 4k .. 4k+3 (x) times those of a row at w, broadcast */
-static inline __attribute__((always_inline)) __m512i dp_row(__m512i s, const uint8_t *w, __m512i x)
-{
-    int32_t wv;
-    memcpy(&wv, w, sizeof wv);
-    return _mm512_dpbusd_epi32(s, _mm512_set1_epi32(wv), x);
-}
+/* Blocks per chunk: the 16 rows' values of a chunk (8 KB) stay in L1 while the tokens pass
+ * over them 8 at a time; the first pass prefetches the chunk after next into L2 (on a 328 MB
+ * head, 1.25x against the next chunk into L1 with one thread, the stream's pace). */
+#define HEAD_CHUNK    16
+#define HEAD_PREFETCH 2
 
-/* lane i of d4 (a row's scale) times the tokens' scales */
-static inline __attribute__((always_inline)) __m512 row_acc(__m512 acc, __m512i s, int i, __m512 d4,
-                                                            __m512 xv)
+/* NT tokens (t0 ..) x the 16 rows of w (lanes), blocks b0 .. b1 - 1, onto acc[0 .. NT-1]:
+ * the 64 bytes of step k serve every token, each token's four values come broadcast by
+ * vpdpbusd's own load, and its block correction starts the sum. */
+static inline __attribute__((always_inline)) void
+rows16_tok(const int NT, const uint8_t *w, const uint16_t *dg, const int32_t *xt, const int32_t *nc,
+           const float *xdt, int t0, int64_t b0, int64_t b1, __m512 *acc)
 {
-    const __m512 dr = _mm512_permutexvar_ps(_mm512_set1_epi32(i), d4);
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dr, xv), acc);
+    __m512 a[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < NT; i++) a[i] = acc[i];
+    for (int64_t b = b0; b < b1; b++) {
+        const uint8_t *wb = w + b * 512;
+        const int32_t *xb = xt + b * 8 * GT + t0;
+        if (t0 == 0)
+            for (int l = 0; l < 8; l++)
+                _mm_prefetch((const char *)wb + HEAD_PREFETCH * HEAD_CHUNK * 512 + 64 * l,
+                             _MM_HINT_T1);
+        __m512i s[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < NT; i++) s[i] = _mm512_set1_epi32(nc[b * GT + t0 + i]);
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) {
+            const __m512i wv = ld512(wb + 64 * k);
+#pragma GCC unroll 8
+            for (int i = 0; i < NT; i++)
+                s[i] = _mm512_dpbusd_epi32(s[i], wv, _mm512_set1_epi32(xb[k * GT + i]));
+        }
+        const __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dg + b * 16)));
+#pragma GCC unroll 8
+        for (int i = 0; i < NT; i++)
+            a[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i]),
+                                   _mm512_mul_ps(dv, _mm512_set1_ps(xdt[b * GT + t0 + i])), a[i]);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < NT; i++) acc[i] = a[i];
 }
-
-/* Blocks per chunk: the tokens' values (chunk x 512 bytes) and the 16 rows' (as many) stay
- * in L1 while the four 4-row quarters of a 16-row group pass over them in turn. */
-#define HEAD_CHUNK 16
 
 void bn__head_u8_rows_multi_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
                                    int64_t r1, const void *grp, int nt, float *const *y)
 {
     const int64_t nb = E / BN_QK8_0;
-    const __m512i *xt = grp;
-    const __m512i *nc = (const __m512i *)((const char *)grp + (size_t)E * GT);
-    const __m512 *xdt = (const __m512 *)(nc + nb);
-    for (int64_t G = r0 / 16 * 16; G < r1; G += 16) {
-        const int q0 = (int)(G < r0 ? (r0 - G) / 4 : 0); /* the quarters in [r0, r1) */
-        const int q1 = (int)(r1 - G >= 16 ? 4 : (r1 - G + 3) / 4);
-        __m512 acc[4][4]; /* quarter, row: 16 tokens; carried from chunk to chunk */
-        for (int q = 0; q < 4; q++)
-            for (int i = 0; i < 4; i++) acc[q][i] = _mm512_setzero_ps();
+    const int32_t *xt = grp;
+    const int32_t *nc = (const int32_t *)((const char *)grp + (size_t)E * GT);
+    const float *xdt = (const float *)(nc + nb * GT);
+    for (int64_t R = r0 / 16 * 16; R < r1; R += 16) {
+        const uint8_t *w = (const uint8_t *)qs + bn__head_u8_offset(E, R, 0);
+        const uint16_t *dg = d + bn__head_d16_index(nb, R, 0);
+        __m512 acc[GT]; /* token: 16 rows */
+        for (int i = 0; i < GT; i++) acc[i] = _mm512_setzero_ps();
         for (int64_t c0 = 0; c0 < nb; c0 += HEAD_CHUNK) {
             const int64_t c1 = c0 + HEAD_CHUNK < nb ? c0 + HEAD_CHUNK : nb;
-            for (int q = q0; q < q1; q++) {
-                const uint8_t *w = (const uint8_t *)qs + bn__head_u8_offset(E, G + 4 * q, 0);
-                const uint16_t *dg = d + bn__head_d16_index(nb, G + 4 * q, 0);
-                __m512 a0 = acc[q][0], a1 = acc[q][1], a2 = acc[q][2], a3 = acc[q][3];
-                for (int64_t b = c0; b < c1; b++) {
-                    const uint8_t *wb = w + b * 512; /* then step k at + 64 k, row i at + 4 i */
-                    const __m512i *xb = xt + b * 8;
-                    /* the next chunk's block b, two of its eight lines per quarter */
-                    const char *pf = (const char *)wb - 16 * q + HEAD_CHUNK * 512 + 128 * q;
-                    _mm_prefetch(pf, _MM_HINT_T0);
-                    _mm_prefetch(pf + 64, _MM_HINT_T0);
-                    __m512i s0 = _mm512_load_si512(nc + b), s1 = s0, s2 = s0, s3 = s0;
-#pragma GCC unroll 8
-                    for (int k = 0; k < 8; k++) {
-                        const __m512i x = _mm512_load_si512(xb + k);
-                        s0 = dp_row(s0, wb + 64 * k, x);
-                        s1 = dp_row(s1, wb + 64 * k + 4, x);
-                        s2 = dp_row(s2, wb + 64 * k + 8, x);
-                        s3 = dp_row(s3, wb + 64 * k + 12, x);
-                    }
-                    const __m512 xv = _mm512_load_ps((const float *)(xdt + b));
-                    const __m512 d4 = _mm512_castps128_ps512(
-                            _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(dg + b * 16))));
-                    a0 = row_acc(a0, s0, 0, d4, xv);
-                    a1 = row_acc(a1, s1, 1, d4, xv);
-                    a2 = row_acc(a2, s2, 2, d4, xv);
-                    a3 = row_acc(a3, s3, 3, d4, xv);
-                }
-                acc[q][0] = a0, acc[q][1] = a1, acc[q][2] = a2, acc[q][3] = a3;
-            }
+            int t = 0;
+            for (; t + 8 <= nt; t += 8) rows16_tok(8, w, dg, xt, nc, xdt, t, c0, c1, acc + t);
+            for (; t < nt; t += 4) rows16_tok(4, w, dg, xt, nc, xdt, t, c0, c1, acc + t);
         }
-        for (int q = q0; q < q1; q++)
-            for (int i = 0; i < 4; i++) {
-                const int64_t r = G + 4 * q + i;
-                if (r < r0 || r >= r1) continue;
-                float out[GT];
-                _mm512_storeu_ps(out, acc[q][i]);
-                for (int t = 0; t < nt; t++) y[t][r] = out[t];
-            }
+        const __mmask16 mk = rows_mask(R, r0, r1);
+        for (int t = 0; t < nt; t++) _mm512_mask_storeu_ps(y[t] + R, mk, acc[t]);
     }
 }
 

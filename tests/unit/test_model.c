@@ -894,16 +894,22 @@ static void check_eval_batch(bn_model *m, int kv_type)
  * kernel gives each token's logits equal to the bit to its own alone; rows from the middle
  * of a 16-row group to the middle of another, a padded last group, 19 tokens (a full group
  * of 16 and one of 3); rows outside [r0, r1) untouched. */
-static void test_head_avx512_multi(void **state)
-{
-    (void)state;
 #if defined(__x86_64__) || defined(__i386__)
-    const bn_cpu_info *c = bn_cpu_info_get();
-    if (!(c->avx512f && c->avx512bw && c->avx512vl && c->avx512vnni && c->avx512dq)) skip();
-    enum { E = 256, NB = E / 32, R = 37, RP = 48, T = 19 };
+/* One head of R rows (padded to 16) and n_embd E against T tokens: the one-token kernel
+ * equals the plain-C reference to the bit, the several-token kernel (groups of 16, the
+ * last one T % 16 tokens) equals the one-token kernel, rows outside [r0, r1) untouched;
+ * and the reference is the product it claims (sums in double). */
+static void head_multi_case(int E, int T)
+{
+    enum { R = 37, RP = 48 };
+    const int NB = E / 32, ng = (T + 15) / 16;
+    const int64_t r0 = 2, r1 = 35;
     int8_t *qs = malloc((size_t)RP * E), *xq = malloc((size_t)T * E);
     uint16_t *d = calloc((size_t)RP * NB, sizeof *d);
     float *xd = malloc((size_t)T * NB * sizeof *xd);
+    float *one = malloc((size_t)T * R * sizeof *one), *many = malloc((size_t)T * R * sizeof *many);
+    float *ref = malloc((size_t)T * R * sizeof *ref);
+    float **ys = malloc((size_t)T * sizeof *ys);
     memset(qs, 0x80, (size_t)RP * E);
     for (int r = 0; r < R; r++)
         for (int b = 0; b < NB; b++) {
@@ -913,27 +919,25 @@ static void test_head_avx512_multi(void **state)
         }
     for (int i = 0; i < T * E; i++) xq[i] = (int8_t)((int)(rnd() % 255) - 127);
     for (int i = 0; i < T * NB; i++) xd[i] = 0.002f + (float)(rnd() % 100) * 1e-4f;
-    static float one[T][R], many[T][R], ref[T][R];
-    float *ys[T];
-    const int64_t r0 = 2, r1 = 35;
     for (int t = 0; t < T; t++) {
-        for (int r = 0; r < R; r++) one[t][r] = many[t][r] = ref[t][r] = -1.0f;
-        ys[t] = many[t];
-        bn__head_u8_rows_avx512(qs, d, E, r0, r1, xq + t * E, xd + t * NB, one[t]);
-        bn__head_u8_rows_ref(qs, d, E, r0, r1, xq + t * E, xd + t * NB, ref[t]);
+        for (int r = 0; r < R; r++) one[t * R + r] = many[t * R + r] = ref[t * R + r] = -1.0f;
+        ys[t] = many + t * R;
+        bn__head_u8_rows_avx512(qs, d, E, r0, r1, xq + t * E, xd + t * NB, one + t * R);
+        bn__head_u8_rows_ref(qs, d, E, r0, r1, xq + t * E, xd + t * NB, ref + t * R);
     }
     const size_t gb = bn__head_group_bytes(E);
-    char *grp = bn_aligned_alloc(64, 2 * gb);
-    bn__head_group_prep(E, xq, xd, 16, grp);
-    bn__head_group_prep(E, xq + 16 * E, xd + 16 * NB, T - 16, grp + gb);
-    bn__head_u8_rows_multi_avx512(qs, d, E, r0, r1, grp, 16, ys);
-    bn__head_u8_rows_multi_avx512(qs, d, E, r0, r1, grp + gb, T - 16, ys + 16);
-    for (int t = 0; t < T; t++) {
-        assert_memory_equal(one[t], ref[t], sizeof one[t]); /* the bits, and -1 outside */
-        assert_memory_equal(many[t], one[t], sizeof one[t]);
-        assert_true(one[t][0] == -1.0f && one[t][1] == -1.0f && one[t][35] == -1.0f);
+    char *grp = bn_aligned_alloc(64, (size_t)ng * gb);
+    for (int g = 0; g < ng; g++) {
+        const int n = T - 16 * g < 16 ? T - 16 * g : 16;
+        bn__head_group_prep(E, xq + 16 * g * E, xd + 16 * g * NB, n, grp + g * gb);
+        bn__head_u8_rows_multi_avx512(qs, d, E, r0, r1, grp + g * gb, n, ys + 16 * g);
     }
-    /* and the reference is the product it claims: against the sums in double */
+    for (int t = 0; t < T; t++) {
+        const float *o = one + t * R;
+        assert_memory_equal(o, ref + t * R, R * sizeof *o); /* the bits, and -1 outside */
+        assert_memory_equal(many + t * R, o, R * sizeof *o);
+        assert_true(o[0] == -1.0f && o[1] == -1.0f && o[35] == -1.0f);
+    }
     for (int t = 0; t < T; t++)
         for (int r = (int)r0; r < (int)r1; r++) {
             double s = 0.0;
@@ -944,10 +948,22 @@ static void test_head_avx512_multi(void **state)
                             xq[t * E + b * 32 + k];
                 s += (double)sumi * bn_f16_to_f32(d[bn__head_d16_index(NB, r, b)]) * xd[t * NB + b];
             }
-            assert_true(fabs(ref[t][r] - s) <= 1e-4 * (fabs(s) + 1.0));
+            assert_true(fabs(ref[t * R + r] - s) <= 1e-4 * (fabs(s) + 1.0));
         }
-    free(qs), free(xq), free(d), free(xd);
+    free(qs), free(xq), free(d), free(xd), free(one), free(many), free(ref), free(ys);
     bn_free(grp);
+}
+#endif
+
+static void test_head_avx512_multi(void **state)
+{
+    (void)state;
+#if defined(__x86_64__) || defined(__i386__)
+    const bn_cpu_info *c = bn_cpu_info_get();
+    if (!(c->avx512f && c->avx512bw && c->avx512vl && c->avx512vnni && c->avx512dq)) skip();
+    head_multi_case(256, 19);  /* one chunk of blocks; 16 tokens, then 3 */
+    head_multi_case(1088, 25); /* 34 blocks: chunks of 16, 16 and 2; 16 tokens, then 9 */
+    head_multi_case(64, 1);
 #else
     skip();
 #endif
@@ -1000,8 +1016,8 @@ static void test_head_lanes(void **state)
 #if defined(__x86_64__) || defined(__i386__)
         const bn_cpu_info *c = bn_cpu_info_get();
         if (c->avx512f && c->avx512bw && c->avx512vl && c->avx512vnni && c->avx512dq) {
-            (q6 ? bn__head_q6_lanes_avx512 : bn__head_q4_lanes_avx512)(
-                    (const int8_t *)lanes, NULL, E, r0, r1, xq, xd, simd);
+            (q6 ? bn__head_q6_lanes_avx512 : bn__head_q4_lanes_avx512)((const int8_t *)lanes, NULL,
+                                                                       E, r0, r1, xq, xd, simd);
             assert_memory_equal(simd, ref, sizeof ref);
             /* 19 tokens (groups of 16 and 3) at once: each as the one-token kernel gives */
             enum { T = 19 };
