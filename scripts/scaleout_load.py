@@ -5,20 +5,23 @@ usage: scaleout_load.py URL KEY CLIENTS SECONDS OUT.json [--max-tokens N] [--adm
                          [--kill PID --kill-after K]
 
 CLIENTS threads each send one completion after another (each its own keep-alive connection,
-a new one after an error) until SECONDS have passed; with --admin a probe thread times GET
-/health and GET /v1/models every 50 ms, and another the time to the first token of a streamed
+a new one after an error) until SECONDS have passed; with --admin a probe times GET /health
+and GET /v1/models every 50 ms, and another the time to the first token of a streamed
 completion every 200 ms ("ttft_ms"), beside that of 5 lone ones sent before the load
-("ttft_lone_ms", their median). OUT.json: requests, status counts ("0": no answer:
-connection refused or reset), completion latency P50/P95/P99 in ms, the probes' P50/P95/P99,
-"completed": [id, prompt_tokens, completion_tokens] of every 200 a client read whole, and
-"errors": [start, end (seconds since the start), status] of every answer neither 200 nor
-429. --kill: SIGKILL to PID (a replica) K seconds in, "killed_at" its time,
-"completed_after_kill" the 200s of requests sent after it.
+("ttft_lone_ms", their median). The probes run in a process of their own (this script with
+--probes), so that their clocks do not include waiting for the interpreter's lock behind the
+CLIENTS threads. OUT.json: requests, status counts ("0": no answer: connection refused or
+reset), completion latency P50/P95/P99 in ms, the probes' P50/P95/P99, "completed": [id,
+prompt_tokens, completion_tokens] of every 200 a client read whole, and "errors": [start, end
+(seconds since the start), status] of every answer neither 200 nor 429. --kill: SIGKILL to
+PID (a replica) K seconds in, "killed_at" its time, "completed_after_kill" the 200s of
+requests sent after it.
 Only loopback URLs: it refuses any other host."""
 import http.client
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -83,8 +86,45 @@ def ttft(c, key, max_tokens):
         return None
 
 
+def run_probes(url, key, admin, deadline, max_tokens):
+    """--probes: the probes alone in this process until time.monotonic() (the system's
+    CLOCK_MONOTONIC, the same in every process) reaches DEADLINE; prints their times in ms as
+    JSON {"health": [...], "models": [...], "ttft": [...]}."""
+    u = urllib.parse.urlparse(url)
+    probes = {"health": [], "models": [], "ttft": []}
+
+    def probe():
+        c = Conn(u.hostname, u.port)
+        hdr = {"Authorization": "Bearer " + admin}
+        while time.monotonic() < deadline:
+            for name, path in (("health", "/health"), ("models", "/v1/models")):
+                t0 = time.monotonic()
+                st, _ = c.request("GET", path, None, hdr)
+                if st == 200:
+                    probes[name].append((time.monotonic() - t0) * 1000)
+            time.sleep(0.05)
+
+    def ttft_probe():
+        c = Conn(u.hostname, u.port)
+        while time.monotonic() < deadline:
+            t = ttft(c, key, max_tokens)
+            if t is not None:
+                probes["ttft"].append(t)
+            time.sleep(0.2)
+
+    threads = [threading.Thread(target=probe), threading.Thread(target=ttft_probe)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    json.dump(probes, sys.stdout)
+    return 0
+
+
 def main():
     args = sys.argv[1:]
+    if args[:1] == ["--probes"] and len(args) == 6:
+        return run_probes(args[1], args[2], args[3], float(args[4]), int(args[5]))
     opts = {"--max-tokens": "4", "--admin": None, "--kill": None, "--kill-after": None}
     while len(args) > 5 and args[-2] in opts:
         opts[args[-2]] = args[-1]
@@ -140,40 +180,29 @@ def main():
             elif st in (0, 502, 503):
                 time.sleep(0.02)
 
-    def probe():
-        c = Conn(u.hostname, u.port)
-        hdr = {"Authorization": "Bearer " + opts["--admin"]}
-        while time.monotonic() < deadline:
-            for name, path in (("health", "/health"), ("models", "/v1/models")):
-                t0 = time.monotonic()
-                st, _ = c.request("GET", path, None, hdr)
-                if st == 200:
-                    probes[name].append((time.monotonic() - t0) * 1000)
-            time.sleep(0.05)
-
-    def ttft_probe():
-        c = Conn(u.hostname, u.port)
-        while time.monotonic() < deadline:
-            t = ttft(c, key, max_tokens)
-            if t is not None:
-                probes["ttft"].append(t)
-            time.sleep(0.2)
-
     def killer():
         time.sleep(max(0.0, t_start + float(opts["--kill-after"]) - time.monotonic()))
         os.kill(int(opts["--kill"]), signal.SIGKILL)
         killed["at"] = round(time.monotonic() - t_start, 3)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    prober = None
     if opts["--admin"]:
-        threads.append(threading.Thread(target=probe))
-        threads.append(threading.Thread(target=ttft_probe))
+        cmd = [sys.executable, os.path.abspath(__file__), "--probes", url, key, opts["--admin"],
+               repr(deadline), str(max_tokens)]
+        prober = subprocess.Popen(cmd, stdout=subprocess.PIPE)
     if opts["--kill"] and opts["--kill-after"]:
         threads.append(threading.Thread(target=killer))
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    if prober is not None:
+        out_probes, _ = prober.communicate()
+        if prober.returncode != 0:
+            print("scaleout_load.py: the probe process failed", file=sys.stderr)
+            return 1
+        probes = json.loads(out_probes)
     doc = {
         "requests": sum(status.values()),
         "status": status,

@@ -56,6 +56,11 @@ if [ -f "$D/ledger.json" ] && [ -f "$D/load.json" ]; then
         bad "after the kill: $(j killed_at load.json) $(j completed_after_kill load.json)"
     [ "$(j rows ledger.json)" -ge "$seen" ] && ok "the ledger has $(j rows ledger.json) rows" ||
         bad "ledger rows $(j rows ledger.json) < $seen"
+    # the probes run in a process of their own (scaleout_load.py --probes): their times came back
+    [ "$(j ttft_ms.n load.json)" -gt 0 ] && [ "$(j health_ms.n load.json)" -gt 0 ] &&
+        [ "$(j models_ms.n load.json)" -gt 0 ] && [ "$(j ttft_lone_ms load.json)" != null ] &&
+        ok "the probe process timed $(j ttft_ms.n load.json) first tokens and $(j health_ms.n load.json) /health" ||
+        bad "probes: ttft $(j ttft_ms load.json), health $(j health_ms load.json), lone $(j ttft_lone_ms load.json)"
     grep -q "is DOWN" "$D/haproxy.log" && ok "haproxy took the killed replica out" ||
         bad "haproxy log: $(tail -3 "$D/haproxy.log")"
     if [ -n "$PGOPT" ]; then
