@@ -294,81 +294,102 @@ static inline __attribute__((always_inline)) void lanes_rows(const uint8_t *lane
     }
 }
 
-/* Several tokens (up to 16, in the lanes; the group of bn__head_group_prep): per block of
- * a 16-row group the 8 vectors are unpacked once into u (the u8 form's order: 4 values of
- * 16 rows per 64 bytes), then each row's 4 values broadcast times the tokens' as in the
- * Q8_0 kernel, the halves' sums from -off * (the tokens' sums of the half) and the same
- * int32 and float steps per (row, token) as the one-token kernel: the same bits. */
+/* Several tokens (the group of bn__head_group_prep): 16 rows in the lanes as for one token,
+ * the tokens 8 at a time. Per block, each of the 4 vectors of nibbles (and top bits) is
+ * unpacked once per pass into u of values 4n .. 4n+3 and 16 + 4n .. 16 + 4n+3 and serves
+ * 16 vpdpbusd, 2 per token with its values broadcast; then per token the same int32 and
+ * float steps as the one-token kernel (the halves' sums from -off * the token's sums of
+ * the halves, times the sub-scales, added, one multiply-add by d * xd): the same bits. A
+ * 16-row group goes in chunks of LANES_CHUNK 256-value blocks that stay in L1 while the
+ * second eight tokens pass, the chunk after next prefetched into L2 (as for Q8_0). */
+#define LANES_CHUNK    2
+#define LANES_PREFETCH 2
+
+static inline __attribute__((always_inline)) void
+lanes_tok(const int NT, const int q6, const uint8_t *g, const int32_t *xt, const int32_t *h16,
+          const float *xdt, int t0, int64_t s0, int64_t s1, __m512 *acc)
+{
+    const size_t rec = bn__head_lanes_rec(q6), blk = BN__LANES_BLK(q6);
+    const int32_t off = q6 ? 32 : 8;
+    const __m512i m0f = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    __m512 a[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < NT; i++) a[i] = acc[i];
+    for (int64_t s = s0; s < s1; s++) {
+        const uint8_t *p = g + (size_t)s * rec, *scp = p + 8 * blk;
+        if (t0 == 0)
+            for (size_t l = 0; l < rec; l += 64)
+                _mm_prefetch((const char *)p + LANES_PREFETCH * LANES_CHUNK * rec + l, _MM_HINT_T1);
+        for (int c = 0; c < 8; c++) {
+            const uint8_t *q = p + (size_t)c * blk;
+            const int64_t b = s * 8 + c;
+            const int32_t *xb = xt + b * 8 * GT + t0;
+            __m512i sa[8], sb[8];
+#pragma GCC unroll 8
+            for (int i = 0; i < NT; i++) {
+                sa[i] = _mm512_set1_epi32(-off * h16[2 * b * GT + t0 + i]);
+                sb[i] = _mm512_set1_epi32(-off * h16[(2 * b + 1) * GT + t0 + i]);
+            }
+            __m512i h0 = _mm512_setzero_si512(), h1 = h0;
+            if (q6) {
+                h0 = ld512(q + 256);
+                h1 = ld512(q + 320);
+            }
+#pragma GCC unroll 4
+            for (int n = 0; n < 4; n++) {
+                const __m512i l = ld512(q + 64 * n);
+                __m512i lo = _mm512_and_si512(l, m0f),
+                        hi = _mm512_and_si512(_mm512_srli_epi16(l, 4), m0f);
+                if (q6) {
+                    lo = _mm512_ternarylogic_epi32(lo, top2(h0, n), m30, 0xF8);
+                    hi = _mm512_ternarylogic_epi32(hi, top2(h1, n), m30, 0xF8);
+                }
+#pragma GCC unroll 8
+                for (int i = 0; i < NT; i++) {
+                    sa[i] = _mm512_dpbusd_epi32(sa[i], lo, _mm512_set1_epi32(xb[n * GT + i]));
+                    sb[i] = _mm512_dpbusd_epi32(sb[i], hi, _mm512_set1_epi32(xb[(4 + n) * GT + i]));
+                }
+            }
+            const __m512i sca = _mm512_cvtepi8_epi32(
+                                  _mm_loadu_si128((const __m128i *)(scp + 32 * c))),
+                          scb = _mm512_cvtepi8_epi32(
+                                  _mm_loadu_si128((const __m128i *)(scp + 32 * c + 16)));
+            const __m512 d = _mm512_loadu_ps(scp + 256);
+#pragma GCC unroll 8
+            for (int i = 0; i < NT; i++) {
+                const __m512i S = _mm512_add_epi32(_mm512_mullo_epi32(sa[i], sca),
+                                                   _mm512_mullo_epi32(sb[i], scb));
+                a[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S),
+                                       _mm512_mul_ps(d, _mm512_set1_ps(xdt[b * GT + t0 + i])),
+                                       a[i]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < NT; i++) acc[i] = a[i];
+}
+
 static inline __attribute__((always_inline)) void
 lanes_rows_multi(const uint8_t *lanes, const int q6, int64_t E, int64_t r0, int64_t r1,
                  const void *grp, int nt, float *const *y)
 {
-    const size_t rec = bn__head_lanes_rec(q6), blk = BN__LANES_BLK(q6);
+    const size_t rec = bn__head_lanes_rec(q6);
     const int64_t ns = E / BN_QK_H, nb = E / BN_QK8_0;
-    const __m512i *xt = grp;
-    const __m512 *xdt = (const __m512 *)((const char *)grp + (size_t)E * GT + (size_t)nb * GT * 4);
-    const __m512i *h16 = (const __m512i *)(xdt + nb);
-    const int sh = q6 ? 5 : 3; /* off = 32 or 8 */
+    const int32_t *xt = grp;
+    const float *xdt = (const float *)((const char *)grp + (size_t)E * GT + (size_t)nb * GT * 4);
+    const int32_t *h16 = (const int32_t *)(xdt + nb * GT);
     for (int64_t G = r0 / 16 * 16; G < r1; G += 16) {
         const uint8_t *g = lanes + (size_t)(G / 16) * (size_t)ns * rec;
-        __m512 acc[16];
-        for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
-        for (int64_t s = 0; s < ns; s++) {
-            const uint8_t *p = g + (size_t)s * rec, *scp = p + 8 * blk;
-            const float *dr = (const float *)(scp + 256);
-            for (int c = 0; c < 8; c++) {
-                const uint8_t *q = p + (size_t)c * blk;
-                const int64_t b = s * 8 + c;
-                __m512i u[8];
-                unpack_block(q, q6, u);
-                const __m512i na = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                                    _mm512_slli_epi32(h16[2 * b], sh)),
-                              nbv = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                                     _mm512_slli_epi32(h16[2 * b + 1], sh));
-                const __m512 xv = xdt[b];
-                const __m512i *xb = xt + b * 8;
-                float scf[32]; /* the 16 rows' sub-scales of the block's halves */
-                _mm512_storeu_ps(scf, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                                              _mm_loadu_si128((const __m128i *)(scp + 32 * c)))));
-                _mm512_storeu_ps(scf + 16, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
-                                                   (const __m128i *)(scp + 32 * c + 16)))));
-                for (int i0 = 0; i0 < 16; i0 += 4) { /* 4 rows: 8 chains in flight */
-                    __m512i sa[4] = {na, na, na, na}, sb[4] = {nbv, nbv, nbv, nbv};
-#pragma GCC unroll 4
-                    for (int k = 0; k < 4; k++) {
-                        const __m512i xa = xb[k], xh = xb[4 + k];
-#pragma GCC unroll 4
-                        for (int r = 0; r < 4; r++) {
-                            int32_t wa, wb;
-                            memcpy(&wa, (const char *)&u[k] + 4 * (i0 + r), sizeof wa);
-                            memcpy(&wb, (const char *)&u[4 + k] + 4 * (i0 + r), sizeof wb);
-                            sa[r] = _mm512_dpbusd_epi32(sa[r], _mm512_set1_epi32(wa), xa);
-                            sb[r] = _mm512_dpbusd_epi32(sb[r], _mm512_set1_epi32(wb), xh);
-                        }
-                    }
-#pragma GCC unroll 4
-                    for (int r = 0; r < 4; r++) {
-                        const int i = i0 + r;
-                        /* the int32 S = sc_a * sa + sc_b * sb of the one-token kernel, rounded
-                         * once: |sb| < 2^16 and sc < 2^7, so sc_b * sb is exact in float,
-                         * and the multiply-add rounds the exact S as the int conversion does */
-                        const __m512 Sf =
-                                _mm512_fmadd_ps(_mm512_cvtepi32_ps(sa[r]), _mm512_set1_ps(scf[i]),
-                                                _mm512_mul_ps(_mm512_cvtepi32_ps(sb[r]),
-                                                              _mm512_set1_ps(scf[16 + i])));
-                        acc[i] = _mm512_fmadd_ps(Sf, _mm512_mul_ps(_mm512_set1_ps(dr[i]), xv),
-                                                 acc[i]);
-                    }
-                }
-            }
+        __m512 acc[GT]; /* token: 16 rows */
+        for (int i = 0; i < GT; i++) acc[i] = _mm512_setzero_ps();
+        for (int64_t s0 = 0; s0 < ns; s0 += LANES_CHUNK) {
+            const int64_t s1 = s0 + LANES_CHUNK < ns ? s0 + LANES_CHUNK : ns;
+            int t = 0;
+            for (; t + 8 <= nt; t += 8) lanes_tok(8, q6, g, xt, h16, xdt, t, s0, s1, acc + t);
+            for (; t < nt; t += 4) lanes_tok(4, q6, g, xt, h16, xdt, t, s0, s1, acc + t);
         }
-        for (int i = 0; i < 16; i++) {
-            const int64_t r = G + i;
-            if (r < r0 || r >= r1) continue;
-            float out[GT];
-            _mm512_storeu_ps(out, acc[i]);
-            for (int t = 0; t < nt; t++) y[t][r] = out[t];
-        }
+        const __mmask16 mk = rows_mask(G, r0, r1);
+        for (int t = 0; t < nt; t++) _mm512_mask_storeu_ps(y[t] + G, mk, acc[t]);
     }
 }
 

@@ -972,13 +972,13 @@ static void test_head_avx512_multi(void **state)
 /* The Q6H / Q4H head in the avx512 kernels' lanes form (model_internal.h): packed from the
  * blocks of types.h, the plain-C reference gives each row's product with the dequantized
  * blocks (against sums in double), the AVX-512 kernel gives the reference's bits and the
- * several-token kernel each token's bits alone (19 tokens: groups of 16 and 3), for
- * rows from the middle of one 16-row group to the middle of another, two 256-value blocks
- * per row, rows outside [r0, r1) untouched. */
+ * several-token kernel each token's bits alone (25 tokens: groups of 16 and 9), for
+ * rows from the middle of one 16-row group to the middle of another, five 256-value blocks
+ * per row (the kernel's chunks of 2, 2 and 1), rows outside [r0, r1) untouched. */
 static void test_head_lanes(void **state)
 {
     (void)state;
-    enum { E = 512, NS = E / 256, NB = E / 32, R = 37, RP = 48 };
+    enum { E = 1280, NS = E / 256, NB = E / 32, R = 37, RP = 48 };
     for (int q6 = 0; q6 < 2; q6++) {
         const size_t bytes = RP / 16 * NS * bn__head_lanes_rec(q6);
         uint8_t *lanes = calloc(1, bytes);
@@ -1019,8 +1019,8 @@ static void test_head_lanes(void **state)
             (q6 ? bn__head_q6_lanes_avx512 : bn__head_q4_lanes_avx512)((const int8_t *)lanes, NULL,
                                                                        E, r0, r1, xq, xd, simd);
             assert_memory_equal(simd, ref, sizeof ref);
-            /* 19 tokens (groups of 16 and 3) at once: each as the one-token kernel gives */
-            enum { T = 19 };
+            /* 25 tokens (groups of 16 and 9) at once: each as the one-token kernel gives */
+            enum { T = 25 };
             int8_t *tq = malloc((size_t)T * E);
             float td[T * NB], one[R], many[T][R], *ys[T];
             for (int i = 0; i < T * E; i++) tq[i] = (int8_t)((int)(rnd() % 255) - 127);
