@@ -163,29 +163,6 @@ rows16_tok(const int NT, const uint8_t *w, const uint16_t *dg, const int32_t *xt
     for (int i = 0; i < NT; i++) acc[i] = a[i];
 }
 
-void bn__head_u8_rows_multi_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
-                                   int64_t r1, const void *grp, int nt, float *const *y)
-{
-    const int64_t nb = E / BN_QK8_0;
-    const int32_t *xt = grp;
-    const int32_t *nc = (const int32_t *)((const char *)grp + (size_t)E * GT);
-    const float *xdt = (const float *)(nc + nb * GT);
-    for (int64_t R = r0 / 16 * 16; R < r1; R += 16) {
-        const uint8_t *w = (const uint8_t *)qs + bn__head_u8_offset(E, R, 0);
-        const uint16_t *dg = d + bn__head_d16_index(nb, R, 0);
-        __m512 acc[GT]; /* token: 16 rows */
-        for (int i = 0; i < GT; i++) acc[i] = _mm512_setzero_ps();
-        for (int64_t c0 = 0; c0 < nb; c0 += HEAD_CHUNK) {
-            const int64_t c1 = c0 + HEAD_CHUNK < nb ? c0 + HEAD_CHUNK : nb;
-            int t = 0;
-            for (; t + 8 <= nt; t += 8) rows16_tok(8, w, dg, xt, nc, xdt, t, c0, c1, acc + t);
-            for (; t < nt; t += 4) rows16_tok(4, w, dg, xt, nc, xdt, t, c0, c1, acc + t);
-        }
-        const __mmask16 mk = rows_mask(R, r0, r1);
-        for (int t = 0; t < nt; t++) _mm512_mask_storeu_ps(y[t] + R, mk, acc[t]);
-    }
-}
-
 /* ---- Q6H and Q4H heads in the lanes form (model_internal.h) ------------------------------
  * One token, 16 rows in the lanes as above: per 32-value block, 4 vectors of low nibbles
  * (and, for Q6H, 2 of top bits) unpack to 8 vectors of u = q + 32 (or + 8), 4 values of
@@ -369,42 +346,65 @@ lanes_tok(const int NT, const int q6, const uint8_t *g, const int32_t *xt, const
     for (int i = 0; i < NT; i++) acc[i] = a[i];
 }
 
+/* Several tokens, any of the three forms (fmt 0: Q8_0 in the u8 form, 1: Q6H lanes, 2: Q4H
+ * lanes; grp: bn__head_group_prep's): per 16-row group in [r0, r1), the tokens' sums of its
+ * rows in registers, over chunks of its blocks that stay in L1 while the tokens pass over
+ * them 8 (then 4) at a time. */
 static inline __attribute__((always_inline)) void
-lanes_rows_multi(const uint8_t *lanes, const int q6, int64_t E, int64_t r0, int64_t r1,
-                 const void *grp, int nt, float *const *y)
+multi_pass(const int NT, const int fmt, const int8_t *qs, const uint16_t *d, int64_t E, int64_t R,
+           const void *grp, int t0, int64_t c0, int64_t c1, __m512 *acc)
 {
-    const size_t rec = bn__head_lanes_rec(q6);
-    const int64_t ns = E / BN_QK_H, nb = E / BN_QK8_0;
+    const int64_t nb = E / BN_QK8_0;
     const int32_t *xt = grp;
-    const float *xdt = (const float *)((const char *)grp + (size_t)E * GT + (size_t)nb * GT * 4);
-    const int32_t *h16 = (const int32_t *)(xdt + nb * GT);
-    for (int64_t G = r0 / 16 * 16; G < r1; G += 16) {
-        const uint8_t *g = lanes + (size_t)(G / 16) * (size_t)ns * rec;
+    const int32_t *nc = (const int32_t *)((const char *)grp + (size_t)E * GT);
+    const float *xdt = (const float *)(nc + nb * GT);
+    if (fmt == 0) {
+        rows16_tok(NT, (const uint8_t *)qs + bn__head_u8_offset(E, R, 0),
+                   d + bn__head_d16_index(nb, R, 0), xt, nc, xdt, t0, c0, c1, acc);
+    } else {
+        const uint8_t *g = (const uint8_t *)qs +
+                           (size_t)(R / 16) * (size_t)(E / BN_QK_H) * bn__head_lanes_rec(fmt == 1);
+        lanes_tok(NT, fmt == 1, g, xt, (const int32_t *)(xdt + nb * GT), xdt, t0, c0, c1, acc);
+    }
+}
+
+static inline __attribute__((always_inline)) void
+multi_groups(const int fmt, const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0, int64_t r1,
+             const void *grp, int nt, float *const *y)
+{
+    const int64_t n = fmt ? E / BN_QK_H : E / BN_QK8_0, chunk = fmt ? LANES_CHUNK : HEAD_CHUNK;
+    for (int64_t R = r0 / 16 * 16; R < r1; R += 16) {
         __m512 acc[GT]; /* token: 16 rows */
         for (int i = 0; i < GT; i++) acc[i] = _mm512_setzero_ps();
-        for (int64_t s0 = 0; s0 < ns; s0 += LANES_CHUNK) {
-            const int64_t s1 = s0 + LANES_CHUNK < ns ? s0 + LANES_CHUNK : ns;
+        for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+            const int64_t c1 = c0 + chunk < n ? c0 + chunk : n;
             int t = 0;
-            for (; t + 8 <= nt; t += 8) lanes_tok(8, q6, g, xt, h16, xdt, t, s0, s1, acc + t);
-            for (; t < nt; t += 4) lanes_tok(4, q6, g, xt, h16, xdt, t, s0, s1, acc + t);
+            for (; t + 8 <= nt; t += 8) multi_pass(8, fmt, qs, d, E, R, grp, t, c0, c1, acc + t);
+            for (; t < nt; t += 4) multi_pass(4, fmt, qs, d, E, R, grp, t, c0, c1, acc + t);
         }
-        const __mmask16 mk = rows_mask(G, r0, r1);
-        for (int t = 0; t < nt; t++) _mm512_mask_storeu_ps(y[t] + G, mk, acc[t]);
+        const __mmask16 mk = rows_mask(R, r0, r1);
+        for (int t = 0; t < nt; t++) _mm512_mask_storeu_ps(y[t] + R, mk, acc[t]);
     }
+}
+
+void bn__head_u8_rows_multi_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
+                                   int64_t r1, const void *grp, int nt, float *const *y)
+{
+    multi_groups(0, qs, d, E, r0, r1, grp, nt, y);
 }
 
 void bn__head_q6_lanes_multi_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
                                     int64_t r1, const void *grp, int nt, float *const *y)
 {
     (void)d;
-    lanes_rows_multi((const uint8_t *)qs, 1, E, r0, r1, grp, nt, y);
+    multi_groups(1, qs, NULL, E, r0, r1, grp, nt, y);
 }
 
 void bn__head_q4_lanes_multi_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
                                     int64_t r1, const void *grp, int nt, float *const *y)
 {
     (void)d;
-    lanes_rows_multi((const uint8_t *)qs, 0, E, r0, r1, grp, nt, y);
+    multi_groups(2, qs, NULL, E, r0, r1, grp, nt, y);
 }
 
 void bn__head_q6_lanes_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0,
