@@ -7,7 +7,9 @@
  * of every running slot, then each samples its next token; serve_engine.c). It also ends
  * the requests that pass their deadline (--timeout), queued or running. A connection
  * thread (libmicrohttpd, a thread per connection) checks and tokenizes a request, submits it
- * (srv_submit: a free slot, else the queue, else SRV_BUSY) and waits for its text.
+ * (srv_submit: a free slot, else the queue, else SRV_BUSY) and waits for its text on the
+ * request's own condition variable, which the engine signals only when that request has
+ * what its connection waits for.
  *
  * A request is shared by its connection and the engine: each holds a reference (srv_release).
  * Everything in it below "under mu" is read and written with s->mu held; the rest is set
@@ -51,13 +53,16 @@ typedef struct srv_req {
     bn_gen_run run;     /* its run metrics: from srv_submit to its end */
     const char *finish; /* "stop", "length"; NULL on error or cancel */
     char err[256];      /* set when the engine failed */
+    size_t wake_past;   /* its connection waits for visible past this (SIZE_MAX: the end) */
     struct srv_req *next;
+    /* its connection waits here (with mu): the engine signals it when visible passes
+     * wake_past or the request ends, and no other connection is woken */
+    pthread_cond_t cv;
 } srv_req;
 
 typedef struct srv {
     pthread_mutex_t mu;
     pthread_cond_t wake; /* the engine: a request came, or stop */
-    pthread_cond_t out;  /* the connections: text came, a request ended, the model loaded */
     /* set before the engine starts */
     cm_model_params mp;
     cm_session_params sp; /* of each slot */
@@ -90,6 +95,7 @@ typedef struct srv {
     bn_mfamily *decode_steps, *decode_tokens; /* continuous batching: tokens / steps */
     bn_mfamily *timeouts, *slot_kv_tokens, *slot_kv_capacity;
     bn_mfamily *limited; /* --tenants: 429s by limit (srv_count_limited) */
+    bn_mfamily *wakeups; /* connections woken by the engine (srv_count_wakeup) */
     /* the engine thread's own: with BITNET_SERVE_TRACE, how long it waited for mu */
     int lock_wait_on;
     double lock_wait_s;
@@ -126,6 +132,8 @@ void srv_cancel_all_locked(srv *s);
 /* Counts a completion request answered 429 by a tenant's limit: "requests", "tokens",
  * "streams" or "quota". */
 void srv_count_limited(srv *s, const char *limit);
+/* Counts a connection woken by the engine while it waited for its request's text. */
+void srv_count_wakeup(srv *s);
 /* Counts one HTTP answer: endpoint (a known path, else "other") and its status. */
 void srv_count_http(srv *s, const char *endpoint, unsigned status);
 /* The Prometheus text exposition of s->reg, the gauges read now (in_flight: HTTP requests

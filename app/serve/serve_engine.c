@@ -111,12 +111,18 @@ static int define_metrics(srv *s)
             "Completion requests answered 429 by their tenant's limits (serve --tenants), by "
             "limit: requests, tokens (per minute), streams (at once) or quota (monthly).",
             by_limit, NULL, 0);
+    s->wakeups = bn_metrics_define(
+            s->reg, BN_METRIC_COUNTER, "bitnet_connection_wakeups_total",
+            "Times a connection waiting for its generation request was woken by the engine: "
+            "new text past what it waits for (a stream), or the request's end (once for a "
+            "request answered whole).",
+            NULL, NULL, 0);
     if (!s->http_requests || !s->rejected || !s->in_flight || !s->waiting || !s->slots_busy ||
         !s->slots_total || !s->decode_steps || !s->decode_tokens || !s->timeouts || !s->limited ||
-        define_slot_metrics(s))
+        !s->wakeups || define_slot_metrics(s))
         return -1;
     if (bn_metric_add(s->decode_steps, NULL, 0) || bn_metric_add(s->decode_tokens, NULL, 0) ||
-        bn_metric_add(s->timeouts, NULL, 0))
+        bn_metric_add(s->timeouts, NULL, 0) || bn_metric_add(s->wakeups, NULL, 0))
         return -1;
     return bn_metric_add(s->rejected, NULL, 0); /* shown from the start, 0 */
 }
@@ -131,12 +137,6 @@ int srv_init(srv *s)
     if (pthread_mutex_init(&s->mu, NULL)) return bn_metrics_free(s->reg), -1;
     if (pthread_cond_init(&s->wake, NULL))
         return pthread_mutex_destroy(&s->mu), bn_metrics_free(s->reg), -1;
-    if (pthread_cond_init(&s->out, NULL)) {
-        pthread_cond_destroy(&s->wake);
-        pthread_mutex_destroy(&s->mu);
-        bn_metrics_free(s->reg);
-        return -1;
-    }
     return 0;
 }
 
@@ -144,7 +144,6 @@ void srv_destroy(srv *s)
 {
     free(s->slot_kv);
     s->slot_kv = NULL;
-    pthread_cond_destroy(&s->out);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->mu);
     bn_metrics_free(s->reg);
@@ -158,6 +157,11 @@ void srv_count_limited(srv *s, const char *limit)
     pthread_mutex_unlock(&s->mu);
     const char *lv[] = {limit};
     bn_metric_add(s->limited, lv, 1);
+}
+
+void srv_count_wakeup(srv *s)
+{
+    bn_metric_add(s->wakeups, NULL, 1);
 }
 
 void srv_count_http(srv *s, const char *endpoint, unsigned status)
@@ -202,6 +206,10 @@ char *srv_metrics_render(srv *s, int in_flight, size_t *len)
 srv_req *srv_req_new(void)
 {
     srv_req *r = calloc(1, sizeof *r);
+    if (r && pthread_cond_init(&r->cv, NULL)) {
+        free(r);
+        return NULL;
+    }
     if (r) r->refs = 1;
     return r;
 }
@@ -212,6 +220,7 @@ static void req_free(srv_req *r)
     for (size_t i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->text);
     free(r->run.itl);
+    pthread_cond_destroy(&r->cv);
     free(r);
 }
 
@@ -296,7 +305,7 @@ static int finish_locked(srv *s, srv_req *r, const char *finish, const char *err
     if (!finish) s->n_failed++;
     if (err) snprintf(r->err, sizeof r->err, "%s", err);
     r->visible = r->len;
-    pthread_cond_broadcast(&s->out);
+    pthread_cond_broadcast(&r->cv); /* its connection alone */
     return --r->refs == 0;
 }
 
@@ -525,6 +534,18 @@ static int slot_goes_on(srv *s, slot *sl)
     return 1;
 }
 
+/* Once the step's slots have sampled: wakes the connection of each running request that
+ * has text past what it waits for (a request answered whole waits for its end: finish). */
+static void wake_clients(srv *s, slot **sl, int n)
+{
+    lock_mu(s);
+    for (int k = 0; k < n; k++) {
+        srv_req *r = sl[k]->r;
+        if (r && r->visible > r->wake_past) pthread_cond_signal(&r->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* Evaluates most[k] pending tokens of the session of each slot k of [0, n) in one pass and
  * samples the next token of each whose sequence is then all in the cache, then wakes the
  * clients once; a failure ends them all with the engine's message. */
@@ -554,7 +575,7 @@ static void eval_and_sample(engine *e, slot **sl, cm_session **ss, const size_t 
         }
         step_slot(s, sl[k], sl[k]->prompt_s + secs);
     }
-    pthread_cond_broadcast(&s->out);
+    wake_clients(s, sl, n);
     e->tr.sample_s += bn_time_now() - t0;
 }
 
@@ -719,7 +740,6 @@ static void *engine_main(void *arg)
         if ((s->has_gpu = cm_model_gpu(s->m) != NULL))
             bn_cuda_pool_stats(cm_model_gpu(s->m), &s->gpu_stats);
     }
-    pthread_cond_broadcast(&s->out);
     pthread_mutex_unlock(&s->mu);
     if (!bad) run_loop(&e);
     close_slots(s, &e);

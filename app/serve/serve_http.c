@@ -103,10 +103,12 @@ static int client_gone(int fd)
     return fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
-/* Under mu: waits until r has text past `seen` or is done; a client that hung up cancels
- * it (returns -1). */
+/* Under mu: waits until r has text past `seen` (SIZE_MAX: until it is done) or is done; a
+ * client that hung up cancels it (returns -1). The engine wakes this connection alone, and
+ * only then (r->wake_past); the socket is looked at every WAIT_NS. */
 static int wait_text(srv *s, srv_req *r, size_t seen, int fd)
 {
+    r->wake_past = seen;
     while (r->state != SRV_DONE && r->visible <= seen) {
         if (client_gone(fd)) {
             srv_cancel_locked(s, r);
@@ -116,7 +118,7 @@ static int wait_text(srv *s, srv_req *r, size_t seen, int fd)
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += WAIT_NS;
         if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-        pthread_cond_timedwait(&s->out, &s->mu, &ts);
+        if (pthread_cond_timedwait(&r->cv, &s->mu, &ts) == 0) srv_count_wakeup(s);
     }
     return 0;
 }
@@ -143,7 +145,7 @@ static int meter(srv_answer *an)
     srv *s = an->s;
     srv_req *r = an->r;
     pthread_mutex_lock(&s->mu);
-    while (r->state != SRV_DONE) pthread_cond_wait(&s->out, &s->mu);
+    while (r->state != SRV_DONE) pthread_cond_wait(&r->cv, &s->mu);
     const char *status = r->finish      ? "ok"
                          : r->timed_out ? "timeout"
                          : r->cancel    ? "cancelled"
@@ -165,7 +167,7 @@ static enum MHD_Result answer_whole(srv_answer *an, struct MHD_Connection *c, co
     srv_req *r = an->r;
     pthread_mutex_lock(&s->mu);
     int gone = 0;
-    while (!gone && r->state != SRV_DONE) gone = wait_text(s, r, r->visible, an->fd) < 0;
+    while (!gone && r->state != SRV_DONE) gone = wait_text(s, r, SIZE_MAX, an->fd) < 0;
     pthread_mutex_unlock(&s->mu);
     const int unmetered = meter(an);
     if (gone) {

@@ -156,7 +156,11 @@ mg=$(metric "$TMP/m1.txt" "bitnet_generation_tokens_total$L")
     bad "metrics: $(grep -v '^#' "$TMP/m1.txt" | grep -v _bucket)"
 
 # continuous batching: four greedy completions at once on 2 slots, each the text of
-# `bitnet generate --temp 0` for its prompt; the decoding steps carried more than one token
+# `bitnet generate --temp 0` for its prompt; the decoding steps carried more than one token;
+# each connection was woken by the engine at most once, at its request's end (not at every
+# step of every slot: a broadcast woke each waiting connection about 32 times here; two of
+# them wait in the queue, so at least one is woken)
+curl -s "$URL/metrics" >"$TMP/mb0.txt"
 i=0 cpids=""
 for p in "Once upon a time" "The little dog" "Tom and Lily went" "One day, a bird"; do
     i=$((i + 1))
@@ -179,6 +183,11 @@ toks=$(metric "$TMP/mb.txt" bitnet_decode_tokens_total)
 [ "${toks:-0}" -gt "${steps:-0}" ] 2>/dev/null && [ "$steps" -gt 0 ] &&
     ok "decoding steps were batched: $toks tokens in $steps steps" ||
     bad "decode steps: $steps steps, $toks tokens"
+w0=$(metric "$TMP/mb0.txt" bitnet_connection_wakeups_total)
+w1=$(metric "$TMP/mb.txt" bitnet_connection_wakeups_total)
+[ -n "$w0" ] && [ -n "$w1" ] && [ $((w1 - w0)) -ge 1 ] && [ $((w1 - w0)) -le 8 ] &&
+    ok "4 completions answered whole: their connections woken $((w1 - w0)) times (at most once each)" ||
+    bad "wake-ups of 4 whole answers: '$w0' -> '$w1'"
 
 # streaming: well-formed chunks, the same text as the whole answer, usage, then [DONE]
 check_stream() { # FILE WHAT FIELD: every event parses, the last is [DONE]
@@ -197,6 +206,11 @@ curl -sN -H 'Content-Type: application/json' "$URL/v1/completions" -d \
     "{\"prompt\":\"$P\",\"max_tokens\":24,\"temperature\":0,\"stream\":true,\"stream_options\":{\"include_usage\":true}}" \
     >"$TMP/s.sse"
 check_stream "$TMP/s.sse" "completion stream" choices.0.text
+curl -s "$URL/metrics" >"$TMP/ms.txt"
+w2=$(metric "$TMP/ms.txt" bitnet_connection_wakeups_total)
+[ -n "$w2" ] && [ $((w2 - w1)) -ge 0 ] && [ $((w2 - w1)) -le 25 ] &&
+    ok "a 24-token stream: its connection woken $((w2 - w1)) times (text came, or the end)" ||
+    bad "wake-ups of a 24-token stream: '$w1' -> '$w2'"
 tr -d '\n' <"$TMP/gen.txt" | cmp -s - "$TMP/stream.txt" && ok "stream: the text of the whole answer" ||
     bad "stream text: $(cat "$TMP/stream.txt")"
 grep -q '"finish_reason":"length"' "$TMP/s.sse" && grep -q '"completion_tokens":24' "$TMP/s.sse" &&
