@@ -18,14 +18,22 @@
 
 static const char zero_hash[] = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/* Runs sql (no rows) as a statement the handle keeps: a transaction's edges are compiled once. */
+static bn_status exec_kept(bn_db *db, const char *sql, const char *what)
+{
+    sqlite3_stmt *st;
+    const bn_status s = bn__db_prepare_kept(db, sql, &st);
+    return s != BN_OK ? s : bn__db_step_done(db, st, what);
+}
+
 bn_status bn__db_begin(bn_db *db, const char *what)
 {
-    return bn__db_exec(db, "BEGIN IMMEDIATE", what);
+    return exec_kept(db, "BEGIN IMMEDIATE", what);
 }
 
 bn_status bn__db_end(bn_db *db, bn_status s, const char *what)
 {
-    if (s == BN_OK) s = bn__db_exec(db, "COMMIT", what);
+    if (s == BN_OK) s = exec_kept(db, "COMMIT", what);
     if (s != BN_OK) sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL);
     return s;
 }

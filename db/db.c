@@ -70,11 +70,39 @@ bn_status bn__db_prepare(bn_db *db, const char *sql, sqlite3_stmt **st)
     return rc == SQLITE_OK ? BN_OK : bn__db_sqlerr(db, rc, "preparing a query");
 }
 
+bn_status bn__db_prepare_kept(bn_db *db, const char *sql, sqlite3_stmt **st)
+{
+    *st = NULL;
+    if (!db->sql) return no_sqlite(db);
+    for (int i = 0; i < db->n_kept; i++)
+        if (db->kept[i].sql == sql) return *st = db->kept[i].st, BN_OK;
+    const int keep = db->n_kept < BN__DB_KEPT;
+    const int rc =
+            sqlite3_prepare_v3(db->sql, sql, -1, keep ? SQLITE_PREPARE_PERSISTENT : 0, st, NULL);
+    if (rc != SQLITE_OK) return bn__db_sqlerr(db, rc, "preparing a query");
+    if (keep) {
+        db->kept[db->n_kept].sql = sql;
+        db->kept[db->n_kept++].st = *st;
+    }
+    return BN_OK;
+}
+
+void bn__db_done(bn_db *db, sqlite3_stmt *st)
+{
+    for (int i = 0; i < db->n_kept; i++)
+        if (db->kept[i].st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            return;
+        }
+    sqlite3_finalize(st);
+}
+
 bn_status bn__db_step_done(bn_db *db, sqlite3_stmt *st, const char *what)
 {
     int rc = sqlite3_step(st);
     bn_status s = rc == SQLITE_DONE ? BN_OK : bn__db_sqlerr(db, rc, what);
-    sqlite3_finalize(st);
+    bn__db_done(db, st);
     return s;
 }
 
@@ -298,6 +326,7 @@ void bn_db_close(bn_db *db)
 {
     if (!db) return;
     if (db->pg) bn__pg_close(db);
+    for (int i = 0; i < db->n_kept; i++) sqlite3_finalize(db->kept[i].st);
     if (db->sql) sqlite3_close_v2(db->sql);
     bn_free(db->path);
     bn_free(db);

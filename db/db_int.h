@@ -8,8 +8,18 @@
 #include "bitnet/db.h"
 #include "bitnet/db_tenants.h"
 
+#define BN__DB_KEPT 16 /* statements a handle keeps prepared (bn__db_prepare_kept) */
+
 struct bn_db {
     sqlite3 *sql;
+    /* the statements of the calls made for every request (the key lookup, the ledger, a
+     * transaction's BEGIN and COMMIT), compiled once per handle: the SQL text's address, the
+     * statement, reset after each use */
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } kept[BN__DB_KEPT];
+    int n_kept;
     char *path;
     bn_db_options opt;
     int schema;
@@ -31,7 +41,14 @@ bn_status bn__db_sqlerr(bn_db *db, int rc, const char *what);
 bn_status bn__db_exec(bn_db *db, const char *sql, const char *what);
 /* Prepares sql into *st. */
 bn_status bn__db_prepare(bn_db *db, const char *sql, sqlite3_stmt **st);
-/* Runs a prepared statement that returns no rows, and finalizes it. */
+/* Prepares sql into *st once per handle and keeps it for the next call with the same sql,
+ * which must be a string that outlives the handle (a literal: the text's address is the key);
+ * past BN__DB_KEPT statements it prepares afresh each time. Give it back with bn__db_done. */
+bn_status bn__db_prepare_kept(bn_db *db, const char *sql, sqlite3_stmt **st);
+/* Done with st: a kept statement is reset (its bindings cleared) for its next use, any other
+ * finalized. */
+void bn__db_done(bn_db *db, sqlite3_stmt *st);
+/* Runs a prepared statement that returns no rows, and is done with it (bn__db_done). */
 bn_status bn__db_step_done(bn_db *db, sqlite3_stmt *st, const char *what);
 /* Grows the bn_calloc'ed array *arr of *cap elements of elem bytes (n in use) to hold one
  * more, zeroed (doubling; 16 at first). 0, or -1 when out of memory (*arr kept). */

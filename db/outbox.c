@@ -35,13 +35,13 @@ bn_status bn__db_outbox_add(bn_db *db, const bn_usage_rec *r, int64_t at_ms)
     char eid[BN_EVENT_ID_MAX];
     bn__db_event_id(r->request_id, eid);
     sqlite3_stmt *st;
-    bn_status s = bn__db_prepare(db,
-                                 "INSERT INTO billing_outbox (event_id, request_id, tenant_id, "
-                                 "customer, value, at, next_at) "
-                                 "SELECT ?1, ?2, id, stripe_customer, ?3, ?4, ?5 FROM tenants "
-                                 "WHERE id = ?6 AND coalesce(stripe_customer, '') != '' "
-                                 "ON CONFLICT DO NOTHING",
-                                 &st);
+    bn_status s = bn__db_prepare_kept(db,
+                                      "INSERT INTO billing_outbox (event_id, request_id, "
+                                      "tenant_id, customer, value, at, next_at) "
+                                      "SELECT ?1, ?2, id, stripe_customer, ?3, ?4, ?5 FROM tenants "
+                                      "WHERE id = ?6 AND coalesce(stripe_customer, '') != '' "
+                                      "ON CONFLICT DO NOTHING",
+                                      &st);
     if (s != BN_OK) return s;
     sqlite3_bind_text(st, 1, eid, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, r->request_id, -1, SQLITE_STATIC);

@@ -184,8 +184,8 @@ bn_status bn_db_key_create(bn_db *db, const char *actor, int64_t tenant_id, unsi
     bn_status s = random_key(db, k);
     if (s != BN_OK) return s;
     snprintf(d, sizeof d,
-             "{\"tenant\":%" PRId64
-             ",\"prefix\":\"%.*s\",\"scopes\":\"%s\",\"expires_ms\":%" PRId64 "}",
+             "{\"tenant\":%" PRId64 ",\"prefix\":\"%.*s\",\"scopes\":\"%s\",\"expires_ms\":%" PRId64
+             "}",
              tenant_id, KEY_SHOWN, k, bn_scopes_str(scopes, sc, sizeof sc), expires_ms);
     if (db->pg) {
         s = create_pg(db, actor, tenant_id, k, scopes, expires_ms, d, &kid);
@@ -274,7 +274,8 @@ static int equal_ct(const uint8_t *a, const uint8_t *b, size_t n)
 static void touch_key(bn_db *db, int64_t id, int64_t now)
 {
     sqlite3_stmt *st;
-    if (bn__db_prepare(db, "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1", &st) != BN_OK)
+    if (bn__db_prepare_kept(db, "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1", &st) !=
+        BN_OK)
         return;
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, now);
@@ -329,12 +330,12 @@ static bn_status find_key(bn_db *db, const uint8_t h[SHA256_DIGEST_SIZE], bn__ke
     /* the index finds the row by the hash of the secret, not the secret: timing tells an
      * attacker nothing about a key they do not hold */
     sqlite3_stmt *st;
-    bn_status s = bn__db_prepare(db,
-                                 "SELECT k.id, k.tenant_id, k.hash, k.scopes, k.expires_at, "
-                                 "k.revoked_at, k.last_used_at, t.status, t.tier, t.name "
-                                 "FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
-                                 "WHERE k.hash = ?1",
-                                 &st);
+    bn_status s = bn__db_prepare_kept(db,
+                                      "SELECT k.id, k.tenant_id, k.hash, k.scopes, k.expires_at, "
+                                      "k.revoked_at, k.last_used_at, t.status, t.tier, t.name "
+                                      "FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
+                                      "WHERE k.hash = ?1",
+                                      &st);
     if (s != BN_OK) return s;
     sqlite3_bind_blob(st, 1, h, SHA256_DIGEST_SIZE, SQLITE_TRANSIENT);
     const int rc = sqlite3_step(st);
@@ -343,7 +344,7 @@ static bn_status find_key(bn_db *db, const uint8_t h[SHA256_DIGEST_SIZE], bn__ke
         read_key_row(st, k);
     else if (rc != SQLITE_DONE)
         s = bn__db_sqlerr(db, rc, "looking up a key");
-    sqlite3_finalize(st);
+    bn__db_done(db, st);
     return s;
 }
 
@@ -358,7 +359,8 @@ bn_status bn_db_key_lookup(bn_db *db, const char *key, bn_key_auth *out)
     bn__key_row row;
     int found = 0, touch = 0;
     memset(&row, 0, sizeof row);
-    const bn_status s = db->pg ? bn__pg_key_find(db, h, &row, &found) : find_key(db, h, &row, &found);
+    const bn_status s =
+            db->pg ? bn__pg_key_find(db, h, &row, &found) : find_key(db, h, &row, &found);
     const int64_t now = bn__db_now_ms(db);
     if (s == BN_OK && found) judge(&row, h, now, out, &touch);
     if (s == BN_OK && touch) {

@@ -11,13 +11,13 @@
 static bn_status request_known(bn_db *db, const char *request_id, int *known)
 {
     sqlite3_stmt *st;
-    bn_status s = bn__db_prepare(db, "SELECT 1 FROM usage WHERE request_id = ?1", &st);
+    bn_status s = bn__db_prepare_kept(db, "SELECT 1 FROM usage WHERE request_id = ?1", &st);
     if (s != BN_OK) return s;
     sqlite3_bind_text(st, 1, request_id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     *known = rc == SQLITE_ROW;
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) s = bn__db_sqlerr(db, rc, "reading the ledger");
-    sqlite3_finalize(st);
+    bn__db_done(db, st);
     return s;
 }
 
@@ -39,13 +39,13 @@ static bn_status insert_row(bn_db *db, const bn_usage_rec *r, int64_t at, int *a
 {
     *added = 0;
     sqlite3_stmt *st;
-    bn_status s = bn__db_prepare(db,
-                                 "INSERT INTO usage (request_id, tenant_id, key_id, model, "
-                                 "prompt_tokens, completion_tokens, duration_ms, status, at) "
-                                 "SELECT ?1, id, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM tenants "
-                                 "WHERE id = ?2 AND status != 'erased' "
-                                 "ON CONFLICT(request_id) DO NOTHING",
-                                 &st);
+    bn_status s = bn__db_prepare_kept(db,
+                                      "INSERT INTO usage (request_id, tenant_id, key_id, model, "
+                                      "prompt_tokens, completion_tokens, duration_ms, status, at) "
+                                      "SELECT ?1, id, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM tenants "
+                                      "WHERE id = ?2 AND status != 'erased' "
+                                      "ON CONFLICT(request_id) DO NOTHING",
+                                      &st);
     if (s != BN_OK) return s;
     sqlite3_bind_text(st, 1, r->request_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, r->tenant_id);

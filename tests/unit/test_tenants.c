@@ -17,6 +17,7 @@
 
 #include "bitnet/db.h"
 #include "bitnet/db_tenants.h"
+#include "../../db/db_int.h" /* the handle's sqlite connection: its prepared statements */
 #include "test_util.h"
 #include "store_fx.h"
 
@@ -279,6 +280,59 @@ static void test_usage_idempotent(void **state)
 
 /* ---- erase and export --------------------------------------------------------------------- */
 
+/* The runs of the kept statement whose SQL starts with prefix (-1: none kept); every
+ * statement of the handle is reset (not left running) after its call. */
+static int kept_runs(bn_db *db, const char *prefix)
+{
+    int runs = -1;
+    for (sqlite3_stmt *st = sqlite3_next_stmt(db->sql, NULL); st;
+         st = sqlite3_next_stmt(db->sql, st)) {
+        assert_false(sqlite3_stmt_busy(st));
+        if (!strncmp(sqlite3_sql(st), prefix, strlen(prefix)))
+            runs = sqlite3_stmt_status(st, SQLITE_STMTSTATUS_RUN, 0);
+    }
+    return runs;
+}
+
+/* The statements of every served request (the key lookup, the ledger row, its meter event
+ * and their transaction) are compiled once per handle and kept, reset after each call;
+ * a failed call leaves them usable. */
+static void test_statements_kept(void **state)
+{
+    fx *f = *state;
+    bn_db *db = open_at(f->path, T0);
+    int64_t tid, kid;
+    char key[BN_KEY_STR_MAX], rid[32];
+    ok(db, bn_db_tenant_add(db, "cli:t", "acme", "team", "cus_1", &tid));
+    ok(db, bn_db_key_create(db, "cli:t", tid, BN_SCOPE_INFERENCE, 0, key, &kid));
+    bn_key_auth a;
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(lookup(db, key, &a), BN_KEY_OK);
+        snprintf(rid, sizeof rid, "req-%d", i);
+        record(db, rid, tid, T0, 1);
+    }
+    record(db, "req-0", tid, T0, 0); /* a repeat: looked up by its id */
+    assert_int_equal(kept_runs(db, "SELECT k.id, k.tenant_id"), 5);
+    assert_int_equal(kept_runs(db, "INSERT INTO usage"), 6);
+    assert_int_equal(kept_runs(db, "INSERT INTO billing_outbox"), 5);
+    assert_int_equal(kept_runs(db, "SELECT 1 FROM usage"), 1);
+    assert_true(kept_runs(db, "BEGIN IMMEDIATE") >= 6);
+    assert_true(kept_runs(db, "COMMIT") >= 6);
+
+    bn_usage_rec u = {.request_id = "req-x", .tenant_id = 999, .model = "m", .status = "ok"};
+    assert_int_equal(bn_db_usage_record(db, &u, NULL), BN_ERR_NOT_FOUND); /* no such tenant */
+    const char was = key[5];
+    key[5] = was == 'A' ? 'B' : 'A'; /* another well-formed key: unknown */
+    assert_int_equal(lookup(db, key, &a), BN_KEY_UNKNOWN);
+    key[5] = was;
+    record(db, "req-5", tid, T0, 1);
+    assert_int_equal(lookup(db, key, &a), BN_KEY_OK);
+    assert_int_equal(kept_runs(db, "INSERT INTO usage"), 8);
+    tot t = report(db, tid, 0, 0);
+    assert_int_equal(t.requests, 6);
+    bn_db_close(db); /* kept statements finalized: the sanitizers' leak check */
+}
+
 static void test_erase_export(void **state)
 {
     fx *f = *state;
@@ -455,6 +509,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_key_lookup_reasons, setup, teardown),
             cmocka_unit_test(test_scopes),
             cmocka_unit_test_setup_teardown(test_usage_idempotent, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_statements_kept, setup, teardown),
             cmocka_unit_test_setup_teardown(test_erase_export, setup, teardown),
             cmocka_unit_test_setup_teardown(test_audit_tamper, setup, teardown),
             cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
