@@ -538,15 +538,71 @@ static void rope(float *x, const float *cs, int64_t n_rot)
     }
 }
 
-static void store(const bn_model_state *st, void *base, size_t idx, float v)
+/* A position's d values of one V head into the cache at element at, dimension i at at + 8 i
+ * (v_at): converted to f16 a chunk at a time by the state's row converter (the one the K
+ * rows go through), then spread out. */
+static void store_v(const bn_model_state *st, const float *v, int64_t d, void *base, size_t at)
 {
-    if (st->kv_type == BN_TYPE_F16)
-        ((uint16_t *)base)[idx] = bn_f32_to_f16(v);
-    else
-        ((float *)base)[idx] = v;
+    enum { CHUNK = 64 };
+    uint16_t h[CHUNK];
+    for (int64_t i0 = 0; i0 < d; i0 += CHUNK) {
+        const int64_t n = d - i0 < CHUNK ? d - i0 : CHUNK;
+        const size_t a0 = at + (size_t)i0 * 8;
+        if (st->kv_type == BN_TYPE_F16) {
+            st->to_f16(v + i0, h, n);
+            for (int64_t i = 0; i < n; i++) ((uint16_t *)base)[a0 + (size_t)i * 8] = h[i];
+        } else {
+            for (int64_t i = 0; i < n; i++) ((float *)base)[a0 + (size_t)i * 8] = v[i0 + i];
+        }
+    }
 }
 
 /* ---- the phases --------------------------------------------------------------------- */
+
+/* The cache element of token t's K head g at position 0 and at its own position, and of its
+ * V head g at position 0 and at its own (dimension 0; dimension i 8 i further, v_at), in
+ * token t's own cache. */
+static size_t k_head(const job *j, int64_t t, int64_t g)
+{
+    const bn_model_hparams *h = &j->st->m->hp;
+    const size_t KV = (size_t)(h->n_head_kv * h->head_dim);
+    return (size_t)j->il * (size_t)tok_state(j, t)->n_ctx * KV + (size_t)(g * h->head_dim);
+}
+
+static size_t k_at(const job *j, int64_t t, int64_t g)
+{
+    const bn_model_hparams *h = &j->st->m->hp;
+    return k_head(j, t, g) + (size_t)tok_pos(j, t) * (size_t)(h->n_head_kv * h->head_dim);
+}
+
+static size_t v_head(const job *j, int64_t t, int64_t g)
+{
+    const bn_model_hparams *h = &j->st->m->hp;
+    const size_t d = (size_t)h->head_dim, n_ctx = (size_t)tok_state(j, t)->n_ctx;
+    return ((size_t)j->il * (size_t)h->n_head_kv + (size_t)g) * d * v_ctx(n_ctx);
+}
+
+static size_t vpos_at(const job *j, int64_t t, int64_t g)
+{
+    return v_at(v_head(j, t, g), (size_t)j->st->m->hp.head_dim, (size_t)tok_pos(j, t), 0);
+}
+
+/* Tokens of several sequences write their K (v 0) or V (v 1) head g into as many caches,
+ * each a few lines that the pass through the weights has evicted since the last step:
+ * those lines are asked for before the head's product, which then hides their wait. */
+static void prefetch_kv(const job *j, int64_t g, int v)
+{
+    const bn_model_state *st = j->st;
+    const size_t d = (size_t)st->m->hp.head_dim;
+    const size_t span = (v ? (d - 1) * 8 + 1 : d) * st->kv_elt; /* bytes from the first */
+    for (int64_t t = 0; j->seqs && t < j->T; t++) {
+        const bn_model_state *ts = tok_state(j, t);
+        const uintptr_t p = (uintptr_t)(v ? (const char *)ts->vc + vpos_at(j, t, g) * st->kv_elt
+                                          : (const char *)ts->kc + k_at(j, t, g) * st->kv_elt);
+        for (uintptr_t a = p & ~(uintptr_t)63; a < p + span; a += 64)
+            __builtin_prefetch((const void *)a, 1, 3);
+    }
+}
 
 /* Unit u of q | k | v (one head's rows of Wq, Wk or Wv, for all tokens): the product,
  * RoPE on q and k, k and v into the cache. */
@@ -566,6 +622,7 @@ static void qkv_unit(const job *j, int64_t u, bn__lowrank_z *zc)
     }
     if (u < nh + nkv) {
         const int64_t g = u - nh;
+        prefetch_kv(j, g, 0);
         bn__lin_rows(st->m, j->L, BN__WK, j->qe, st->kx, KV, g * d, (g + 1) * d, &zc[1]);
         prof_mark(j, BN_PROF_QKV);
         for (int64_t t = 0; t < j->T; t++)
@@ -574,8 +631,7 @@ static void qkv_unit(const job *j, int64_t u, bn__lowrank_z *zc)
         for (int64_t t = 0; t < j->T; t++) {
             const float *kr = st->kx + t * KV + g * d;
             const bn_model_state *ts = tok_state(j, t);
-            const size_t p = (size_t)tok_pos(j, t), n_ctx = (size_t)ts->n_ctx;
-            const size_t base = ((size_t)j->il * n_ctx + p) * (size_t)KV + (size_t)(g * d);
+            const size_t base = k_at(j, t, g);
             if (st->kv_type == BN_TYPE_F16)
                 st->to_f16(kr, (uint16_t *)ts->kc + base, d);
             else
@@ -585,16 +641,11 @@ static void qkv_unit(const job *j, int64_t u, bn__lowrank_z *zc)
         return;
     }
     const int64_t g = u - nh - nkv;
+    prefetch_kv(j, g, 1);
     bn__lin_rows(st->m, j->L, BN__WV, j->qe, st->vx, KV, g * d, (g + 1) * d, &zc[2]);
     prof_mark(j, BN_PROF_QKV);
-    for (int64_t t = 0; t < j->T; t++) {
-        const float *vr = st->vx + t * KV + g * d;
-        const bn_model_state *ts = tok_state(j, t);
-        const size_t p = (size_t)tok_pos(j, t);
-        const size_t hb =
-                ((size_t)j->il * (size_t)nkv + (size_t)g) * (size_t)d * v_ctx((size_t)ts->n_ctx);
-        for (int64_t i = 0; i < d; i++) store(st, ts->vc, v_at(hb, (size_t)d, p, (size_t)i), vr[i]);
-    }
+    for (int64_t t = 0; t < j->T; t++)
+        store_v(st, st->vx + t * KV + g * d, d, tok_state(j, t)->vc, vpos_at(j, t, g));
     prof_mark(j, BN_PROF_KV_STORE);
 }
 
@@ -623,10 +674,7 @@ static void attend(const job *j, int64_t t, int64_t hh, float *s)
     const float *q = st->q + t * h->n_embd + hh * d;
     const float scale = 1.0f / sqrtf((float)d);
     const bn_model_state *ts = tok_state(j, t);
-    const size_t n_ctx = (size_t)ts->n_ctx;
-    const size_t kbase = (size_t)j->il * n_ctx * (size_t)KV + (size_t)(g * d);
-    const size_t vbase =
-            ((size_t)j->il * (size_t)h->n_head_kv + (size_t)g) * (size_t)d * v_ctx(n_ctx);
+    const size_t kbase = k_head(j, t, g), vbase = v_head(j, t, g);
     const int f16 = st->kv_type == BN_TYPE_F16;
     float mx = -INFINITY;
     for (int64_t p = 0; p < n_keys; p++) {
@@ -664,15 +712,12 @@ static void attend_block(const job *j, int64_t h0, int64_t nh, int64_t t0, int64
     bn_model_state *st = j->st;
     const bn_model_state *ts = tok_state(j, t0);
     const bn_model_hparams *h = &st->m->hp;
-    const int64_t d = h->head_dim, nkv = h->n_head_kv, KV = nkv * d, E = h->n_embd;
+    const int64_t d = h->head_dim, nkv = h->n_head_kv, E = h->n_embd;
     const int64_t g = h0 / (h->n_head / nkv);
-    const size_t n_ctx = (size_t)ts->n_ctx;
     bn__attn_block a = {
-            .k = (const uint8_t *)ts->kc +
-                 ((size_t)j->il * n_ctx * (size_t)KV + (size_t)(g * d)) * st->kv_elt,
-            .k_stride = (size_t)KV,
-            .v = (const uint8_t *)ts->vc +
-                 ((size_t)j->il * (size_t)nkv + (size_t)g) * (size_t)d * v_ctx(n_ctx) * st->kv_elt,
+            .k = (const uint8_t *)ts->kc + k_head(j, t0, g) * st->kv_elt,
+            .k_stride = (size_t)(nkv * d),
+            .v = (const uint8_t *)ts->vc + v_head(j, t0, g) * st->kv_elt,
             .v_stride = (size_t)d * 8,
             .f16 = st->kv_type == BN_TYPE_F16,
             .d = d,
