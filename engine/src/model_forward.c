@@ -72,17 +72,17 @@ struct bn_model_state {
     size_t kv_elt;     /* bytes per cache element */
     void *kc, *vc;     /* K and V cache */
     float *x, *h, *q, *kx, *vx, *att, *y, *gate, *up; /* see the file comment */
-    float *cs;                       /* (T, n_rot): cos, sin of each rotated pair */
-    float *inv_freq;                 /* n_rot / 2 */
-    float *scores;                   /* (nth, BN__ATTN_NQ, s_stride) */
-    size_t s_stride;                 /* n_ctx rounded up to 8 */
-    bn_block_q8_0 *x8;               /* (T, n_embd / 32) for a Q8_0 LM head */
-    int8_t *xq;                      /* (T, n_embd): x8's values, for a split Q8_0 head */
-    float *xd;                       /* (T, n_embd / 32): x8's scales as f32 */
-    void *xg;                        /* groups of 16 tokens for head_rows_multi */
-    bn_qact qe;                      /* quantized (T, n_embd) */
-    bn_qact qf;                      /* quantized (T, n_ff) */
-    struct tpriv *priv;              /* per thread, for one-token batches */
+    float *cs;          /* (T, n_rot): the cosines of the rotated pairs, then their sines */
+    float *inv_freq;    /* n_rot / 2 */
+    float *scores;      /* (nth, BN__ATTN_NQ, s_stride) */
+    size_t s_stride;    /* n_ctx rounded up to 8 */
+    bn_block_q8_0 *x8;  /* (T, n_embd / 32) for a Q8_0 LM head */
+    int8_t *xq;         /* (T, n_embd): x8's values, for a split Q8_0 head */
+    float *xd;          /* (T, n_embd / 32): x8's scales as f32 */
+    void *xg;           /* groups of 16 tokens for head_rows_multi */
+    bn_qact qe;         /* quantized (T, n_embd) */
+    bn_qact qf;         /* quantized (T, n_ff) */
+    struct tpriv *priv; /* per thread, for one-token batches */
     atomic_int bar_count, bar_phase; /* the barrier of the forward task */
     atomic_int *work; /* (n_layer * N_PHASES + 1): the next chunk of each phase's work */
     /* the building blocks: plain C, or their AVX2 twins (model_avx2.c) */
@@ -526,12 +526,26 @@ static bn_qact *norm_phase(job *j, const float *src, float *dst, const float *w,
     return shared;
 }
 
-/* NEOX RoPE on one head: pairs (i, i + n_rot/2) rotated by the angles in cs. */
+/* Pairs [i, i + 8) of rope: a fixed count, which the compiler makes vector code of. */
+static void rope8(float *restrict lo, float *restrict hi, const float *restrict c,
+                  const float *restrict s)
+{
+    for (int k = 0; k < 8; k++) {
+        const float x0 = lo[k], x1 = hi[k];
+        lo[k] = x0 * c[k] - x1 * s[k];
+        hi[k] = x0 * s[k] + x1 * c[k];
+    }
+}
+
+/* NEOX RoPE on one head: pairs (i, i + n_rot/2) rotated by the angles in cs (the cosines,
+ * then the sines). */
 static void rope(float *x, const float *cs, int64_t n_rot)
 {
     const int64_t half = n_rot / 2;
-    for (int64_t i = 0; i < half; i++) {
-        const float c = cs[2 * i], s = cs[2 * i + 1];
+    int64_t i = 0;
+    for (; i + 8 <= half; i += 8) rope8(x + i, x + half + i, cs + i, cs + half + i);
+    for (; i < half; i++) {
+        const float c = cs[i], s = cs[half + i];
         const float x0 = x[i], x1 = x[i + half];
         x[i] = x0 * c - x1 * s;
         x[i + half] = x0 * s + x1 * c;
@@ -778,6 +792,16 @@ static void task_attn(void *arg, int tid, int nth)
 #define GEMV_CHUNK 256
 #define GEMM_CHUNK 96
 
+/* x += y over n values (x and y apart), 8 at a time: a fixed count the compiler turns into
+ * vector adds without AVX flags (a loop of any count it leaves scalar at -O2). */
+static void add_row(float *restrict x, const float *restrict y, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) x[i + k] += y[i + k];
+    for (; i < n; i++) x[i] += y[i];
+}
+
 /* x += a W (W is wo or wdown, a in qa), by chunks of rows. */
 static void residual_matmul(const job *j, int which, int phase, int cls, const bn_qact *qa)
 {
@@ -789,11 +813,7 @@ static void residual_matmul(const job *j, int which, int phase, int cls, const b
     while (grab(c, E, j->T == 1 ? GEMV_CHUNK : GEMM_CHUNK, &r0, &r1)) {
         bn__lin_rows(st->m, j->L, which, qa, st->y, E, r0, r1, &zc);
         prof_mark(j, cls);
-        for (int64_t t = 0; t < j->T; t++) {
-            float *x = st->x + t * E;
-            const float *y = st->y + t * E;
-            for (int64_t r = r0; r < r1; r++) x[r] += y[r];
-        }
+        for (int64_t t = 0; t < j->T; t++) add_row(st->x + t * E + r0, st->y + t * E + r0, r1 - r0);
         prof_mark(j, BN_PROF_ELTWISE);
     }
 }
@@ -1021,8 +1041,8 @@ static void rope_angles(bn_model_state *st, const job *j)
         float *cs = st->cs + t * n_rot;
         for (int64_t i = 0; i < n_rot / 2; i++) {
             const double a = (double)tok_pos(j, t) * (double)st->inv_freq[i];
-            cs[2 * i] = (float)cos(a);
-            cs[2 * i + 1] = (float)sin(a);
+            cs[i] = (float)cos(a);
+            cs[n_rot / 2 + i] = (float)sin(a);
         }
     }
 }
