@@ -81,6 +81,7 @@ if command -v dpkg >/dev/null 2>&1 && command -v ldd >/dev/null 2>&1; then
                 [ -n "$pkg" ] || pkg=$(dpkg -S "$g" 2>/dev/null | head -1 | cut -d: -f1)
             done
         done
+        case $lib in libasan.so* | libubsan.so* | libtsan.so*) continue ;; esac # make sanitize
         case $pkg in libc6) continue ;; "") pkg=unknown ;; esac
         found=0
         for p in $pkgs; do case $pkg in "$p"*) found=1 ;; esac; done
