@@ -62,7 +62,8 @@ typedef struct srv_req {
 
 typedef struct srv {
     pthread_mutex_t mu;
-    pthread_cond_t wake; /* the engine: a request came, or stop */
+    pthread_cond_t wake;   /* the engine: a request came, or stop */
+    pthread_cond_t loaded; /* the model loaded, or failed to (ready, load_failed) */
     /* set before the engine starts */
     cm_model_params mp;
     cm_session_params sp; /* of each slot */

@@ -137,6 +137,12 @@ int srv_init(srv *s)
     if (pthread_mutex_init(&s->mu, NULL)) return bn_metrics_free(s->reg), -1;
     if (pthread_cond_init(&s->wake, NULL))
         return pthread_mutex_destroy(&s->mu), bn_metrics_free(s->reg), -1;
+    if (pthread_cond_init(&s->loaded, NULL)) {
+        pthread_cond_destroy(&s->wake);
+        pthread_mutex_destroy(&s->mu);
+        bn_metrics_free(s->reg);
+        return -1;
+    }
     return 0;
 }
 
@@ -144,6 +150,7 @@ void srv_destroy(srv *s)
 {
     free(s->slot_kv);
     s->slot_kv = NULL;
+    pthread_cond_destroy(&s->loaded);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->mu);
     bn_metrics_free(s->reg);
@@ -740,6 +747,7 @@ static void *engine_main(void *arg)
         if ((s->has_gpu = cm_model_gpu(s->m) != NULL))
             bn_cuda_pool_stats(cm_model_gpu(s->m), &s->gpu_stats);
     }
+    pthread_cond_broadcast(&s->loaded);
     pthread_mutex_unlock(&s->mu);
     if (!bad) run_loop(&e);
     close_slots(s, &e);

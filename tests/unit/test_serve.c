@@ -43,7 +43,7 @@ static int setup(void **state)
     snprintf(s->model_id, sizeof s->model_id, "m");
     assert_int_equal(srv_start(s), 0);
     pthread_mutex_lock(&s->mu);
-    while (!s->ready && !s->load_failed) pthread_cond_wait(&s->out, &s->mu);
+    while (!s->ready && !s->load_failed) pthread_cond_wait(&s->loaded, &s->mu);
     pthread_mutex_unlock(&s->mu);
     assert_true(s->ready);
     *state = s;
@@ -171,7 +171,7 @@ static srv_req *submit(srv *s, const char *prompt, int64_t max_tokens, const cha
 static char *wait_done(srv *s, srv_req *r)
 {
     pthread_mutex_lock(&s->mu);
-    while (r->state != SRV_DONE) pthread_cond_wait(&s->out, &s->mu);
+    while (r->state != SRV_DONE) pthread_cond_wait(&r->cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
     char *t = malloc(r->len + 1);
     assert_non_null(t);
