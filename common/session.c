@@ -258,6 +258,7 @@ void cm_session_truncate(cm_session *s, size_t n)
     if (n >= s->n) return;
     s->n = n;
     if (s->n_eval > n) s->n_eval = n;
+    bn_model_state_truncate(s->st, (int64_t)s->n_eval); /* a batch continues at the state's */
     s->fresh = 0;
 }
 

@@ -319,6 +319,11 @@ void bn_model_state_reset(bn_model_state *st)
     st->pos = 0;
 }
 
+void bn_model_state_truncate(bn_model_state *st, int64_t pos)
+{
+    if (pos >= 0 && pos < st->pos) st->pos = pos;
+}
+
 int64_t bn_model_state_pos(const bn_model_state *st)
 {
     return st->pos;

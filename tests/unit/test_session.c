@@ -429,6 +429,32 @@ static void test_truncate_and_sampler(void **state)
     cm_session_free(s);
 }
 
+/* Truncated back into its prompt after generating, then evaluated in a batch beside another
+ * session (a server slot keeping the start of its last request's prompt): the sequence goes
+ * on from the truncation, and its greedy tokens are the engine's for that prompt. */
+static void test_truncate_then_batch(void **state)
+{
+    cm_model *m = model_or_skip(state);
+    int32_t want[N_GREEDY];
+    direct_greedy(m, "Once upon a time", want, N_GREEDY);
+    size_t np;
+    cm_session *s[2] = {started(m, 0, "Once upon a time", &np),
+                        started(m, 0, "The little dog", NULL)};
+    seen w = {0};
+    cm_result r;
+    gen(s[0], &w, 12, 1, &r); /* 11 generated tokens in the cache past the prompt */
+    const int32_t last = cm_session_tokens(s[0])[np - 1];
+    cm_session_truncate(s[0], np - 1);
+    assert_int_equal(cm_session_n_evaluated(s[0]), np - 1);
+    assert_int_equal(cm_session_append(s[0], &last, 1), BN_OK);
+    assert_int_equal(cm_session_eval_batch(s, 2, NULL), BN_OK);
+    seen w2 = {0};
+    gen(s[0], &w2, N_GREEDY, 1, &r);
+    assert_int_equal(r.n_prompt, 0); /* evaluated by the batch */
+    assert_memory_equal(cm_session_tokens(s[0]) + np, want, sizeof want);
+    for (int k = 0; k < 2; k++) cm_session_free(s[k]);
+}
+
 static void test_open_errors(void **state)
 {
     (void)state;
@@ -453,6 +479,7 @@ int main(void)
             cmocka_unit_test(test_eval_batch),
             cmocka_unit_test(test_eval_part),
             cmocka_unit_test(test_truncate_and_sampler),
+            cmocka_unit_test(test_truncate_then_batch),
             cmocka_unit_test(test_open_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

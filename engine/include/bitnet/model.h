@@ -185,6 +185,9 @@ void bn_model_state_free(bn_model_state *st); /* NULL is fine */
 
 /* Empties the cache: the next evaluation starts at position 0. */
 void bn_model_state_reset(bn_model_state *st);
+/* Forgets the cache past its first pos tokens (pos < bn_model_state_pos; else nothing): the
+ * next evaluation that continues the sequence (bn_model_eval_batch) starts at pos. */
+void bn_model_state_truncate(bn_model_state *st, int64_t pos);
 int64_t bn_model_state_pos(const bn_model_state *st);   /* tokens in the cache */
 int64_t bn_model_state_n_ctx(const bn_model_state *st); /* capacity */
 size_t bn_model_state_kv_bytes(const bn_model_state *st);
