@@ -37,7 +37,8 @@ void cmd_serve_help(FILE *out)
             "Each slot is a generation session with its own KV cache on the one loaded model;\n"
             "continuous batching: at each step the running slots' next tokens go through the\n"
             "model in one batched pass (the weights read once for all), new requests'\n"
-            "prompts with them.\n"
+            "prompts with them. A request goes to the free slot whose cache holds the most\n"
+            "of its prompt (that part is not evaluated again).\n"
             "Requests beyond the slots wait in a queue; beyond it they get 429.\n\n"
             "Options:\n" MC_OPTS_HELP
             "  -c, --ctx N       context of each slot in tokens (default: the model's, at most "

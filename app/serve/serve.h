@@ -95,8 +95,9 @@ typedef struct srv {
     bn_mfamily *http_requests, *rejected, *in_flight, *waiting, *slots_busy, *slots_total;
     bn_mfamily *decode_steps, *decode_tokens; /* continuous batching: tokens / steps */
     bn_mfamily *timeouts, *slot_kv_tokens, *slot_kv_capacity;
-    bn_mfamily *limited; /* --tenants: 429s by limit (srv_count_limited) */
-    bn_mfamily *wakeups; /* connections woken by the engine (srv_count_wakeup) */
+    bn_mfamily *limited;       /* --tenants: 429s by limit (srv_count_limited) */
+    bn_mfamily *wakeups;       /* connections woken by the engine (srv_count_wakeup) */
+    bn_mfamily *prompt_cached; /* prompt tokens a slot's KV cache already held */
     /* the engine thread's own: with BITNET_SERVE_TRACE, how long it waited for mu */
     int lock_wait_on;
     double lock_wait_s;

@@ -111,6 +111,11 @@ static int define_metrics(srv *s)
             "Completion requests answered 429 by their tenant's limits (serve --tenants), by "
             "limit: requests, tokens (per minute), streams (at once) or quota (monthly).",
             by_limit, NULL, 0);
+    s->prompt_cached = bn_metrics_define(
+            s->reg, BN_METRIC_COUNTER, "bitnet_prompt_tokens_cached_total",
+            "Prompt tokens found in their slot's KV cache (the start of its last request's "
+            "sequence) and not evaluated again; also counted in bitnet_prompt_tokens_total.",
+            NULL, NULL, 0);
     s->wakeups = bn_metrics_define(
             s->reg, BN_METRIC_COUNTER, "bitnet_connection_wakeups_total",
             "Times a connection waiting for its generation request was woken by the engine: "
@@ -119,10 +124,11 @@ static int define_metrics(srv *s)
             NULL, NULL, 0);
     if (!s->http_requests || !s->rejected || !s->in_flight || !s->waiting || !s->slots_busy ||
         !s->slots_total || !s->decode_steps || !s->decode_tokens || !s->timeouts || !s->limited ||
-        !s->wakeups || define_slot_metrics(s))
+        !s->wakeups || !s->prompt_cached || define_slot_metrics(s))
         return -1;
     if (bn_metric_add(s->decode_steps, NULL, 0) || bn_metric_add(s->decode_tokens, NULL, 0) ||
-        bn_metric_add(s->timeouts, NULL, 0) || bn_metric_add(s->wakeups, NULL, 0))
+        bn_metric_add(s->timeouts, NULL, 0) || bn_metric_add(s->wakeups, NULL, 0) ||
+        bn_metric_add(s->prompt_cached, NULL, 0))
         return -1;
     return bn_metric_add(s->rejected, NULL, 0); /* shown from the start, 0 */
 }
@@ -475,12 +481,33 @@ static int is_cancelled(void *ud)
     return gone;
 }
 
-/* Puts the slot's request in its session: a fresh sequence, its sampler, its prompt. */
-static const char *start_slot(slot *sl)
+/* Tokens at the start of the slot's KV cache (its last request's prompt and text) that equal
+ * the start of r's prompt. */
+static size_t cached_prefix(const slot *sl, const srv_req *r)
 {
-    cm_session_reset(sl->sess);
-    if (cm_session_set_sampler(sl->sess, &sl->r->sp) != BN_OK) return "bad sampling settings";
-    if (cm_session_append(sl->sess, sl->r->ids, sl->r->n_ids) != BN_OK) return "out of memory";
+    const int32_t *t = cm_session_tokens(sl->sess);
+    const size_t n = cm_session_n_evaluated(sl->sess);
+    size_t i = 0;
+    while (i < n && i < r->n_ids && t[i] == r->ids[i]) i++;
+    return i;
+}
+
+/* Puts the slot's request in its session: its sampler and its prompt, of which the part
+ * already in the slot's cache (cached_prefix) is kept, not evaluated again; the last prompt
+ * token always is (its logits give the first token). The rest: a fresh sequence. */
+static const char *start_slot(srv *s, slot *sl)
+{
+    srv_req *r = sl->r;
+    size_t keep = cached_prefix(sl, r);
+    if (r->n_ids && keep >= r->n_ids) keep = r->n_ids - 1;
+    if (keep)
+        cm_session_truncate(sl->sess, keep);
+    else
+        cm_session_reset(sl->sess);
+    if (cm_session_set_sampler(sl->sess, &r->sp) != BN_OK) return "bad sampling settings";
+    if (cm_session_append(sl->sess, r->ids + keep, r->n_ids - keep) != BN_OK)
+        return "out of memory";
+    if (keep) bn_metric_add(s->prompt_cached, NULL, (double)keep);
     sl->started = 1;
     return NULL;
 }
@@ -503,11 +530,30 @@ static void step_slot(srv *s, slot *sl, double prompt_s)
     if ((int64_t)r->n_gen >= r->max_tokens) return finish(s, sl, "length", NULL);
 }
 
-/* Under mu: moves queued requests into free slots (cancelled ones end at once). */
+/* The free slot whose cache holds the longest start of r's prompt, when that is more than
+ * its first token (the start of sequence that every prompt begins with); else the free slot
+ * used least recently, whose cache is the least likely to serve again. -1: every slot busy. */
+static int pick_slot(const srv *s, const engine *e, const srv_req *r)
+{
+    int best = -1, lru = -1;
+    size_t best_n = 1;
+    for (int i = 0; i < s->n_slots; i++) {
+        const slot *sl = &e->slots[i];
+        if (sl->r) continue;
+        const size_t n = cached_prefix(sl, r);
+        if (n > best_n) best = i, best_n = n;
+        if (lru < 0 || sl->last_used < e->slots[lru].last_used) lru = i;
+    }
+    return best >= 0 ? best : lru;
+}
+
+/* Under mu: moves queued requests into free slots (cancelled ones end at once), each into
+ * the slot that has the most of its prompt cached (pick_slot). */
 static void admit_locked(srv *s, engine *e)
 {
-    for (int i = 0; i < s->n_slots && s->head; i++) {
-        if (e->slots[i].r) continue;
+    for (;;) {
+        const int i = s->head ? pick_slot(s, e, s->head) : -1;
+        if (i < 0) return;
         srv_req *r = s->head;
         s->head = r->next;
         if (!s->head) s->tail = NULL;
@@ -534,7 +580,7 @@ static int slot_goes_on(srv *s, slot *sl)
 {
     char late[128];
     if (ends_now(s, sl->r, late, sizeof late)) return finish(s, sl, NULL, late[0] ? late : NULL), 0;
-    const char *err = sl->started ? NULL : start_slot(sl);
+    const char *err = sl->started ? NULL : start_slot(s, sl);
     if (err) return finish(s, sl, NULL, err), 0;
     if ((int64_t)cm_session_n_tokens(sl->sess) >= cm_session_n_ctx(sl->sess))
         return finish(s, sl, "length", NULL), 0;

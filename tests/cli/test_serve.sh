@@ -155,6 +155,19 @@ mg=$(metric "$TMP/m1.txt" "bitnet_generation_tokens_total$L")
     ok "metrics: 3 requests timed, HTTP requests by endpoint and code, slots, in flight" ||
     bad "metrics: $(grep -v '^#' "$TMP/m1.txt" | grep -v _bucket)"
 
+# the same prompt again: a slot's KV cache holds it (the requests before), so it goes to that
+# slot and only its last token is evaluated again; the text is the same
+curl -s "$URL/metrics" >"$TMP/pc0.txt"
+post /v1/completions "{\"prompt\":\"$P\",\"max_tokens\":24,\"temperature\":0}" "$TMP/c2.json"
+curl -s "$URL/metrics" >"$TMP/pc1.txt"
+"$JSONGET" choices.0.text <"$TMP/c2.json" >"$TMP/c2.txt"
+c0=$(metric "$TMP/pc0.txt" bitnet_prompt_tokens_cached_total)
+c1=$(metric "$TMP/pc1.txt" bitnet_prompt_tokens_cached_total)
+[ "$CODE" = 200 ] && cmp -s "$TMP/gen.txt" "$TMP/c2.txt" && [ -n "$c0" ] && [ -n "$c1" ] &&
+    [ $((c1 - c0)) = $((ntok - 1)) ] &&
+    ok "a prompt in a slot's cache: $((c1 - c0)) of its $ntok tokens not evaluated again, the same text" ||
+    bad "cached prompt: $CODE, cached '$c0' -> '$c1' of $ntok, $(cat "$TMP/c2.txt")"
+
 # continuous batching: four greedy completions at once on 2 slots, each the text of
 # `bitnet generate --temp 0` for its prompt; the decoding steps carried more than one token;
 # each connection was woken by the engine at most once, at its request's end (not at every
