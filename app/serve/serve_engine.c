@@ -7,6 +7,7 @@
 
 #include "bitnet/core.h"
 #include "bitnet/cuda.h"
+#include "bitnet/threadpool.h"
 #include "common/gpu_pool_metrics.h"
 #include "serve_gpu.h"
 
@@ -522,8 +523,10 @@ static void step_slot(srv *s, slot *sl, double prompt_s)
     step_ctx c = {s, r};
     cm_gen g = {.n_predict = 1, .on_token = on_token, .cancelled = is_cancelled, .ud = &c};
     cm_result res;
+    /* the logits are fresh: no evaluation here, only the sampler's or the text's memory can
+     * fail (and the model's message, shared by the threads that sample, is not read) */
     if (cm_session_generate(sl->sess, &g, &res) != BN_OK || res.stop == CM_STOP_ERROR)
-        return finish(s, sl, NULL, bn_ctx_errmsg(cm_model_ctx(s->m)));
+        return finish(s, sl, NULL, "out of memory while sampling the next token");
     if (first) bn_gen_run_prompt(&r->run, r->n_ids, prompt_s);
     if (res.stop == CM_STOP_EOG || res.stop == CM_STOP_STRING) return finish(s, sl, "stop", NULL);
     if (res.stop == CM_STOP_CANCELLED) return finish(s, sl, NULL, NULL);
@@ -599,6 +602,31 @@ static void wake_clients(srv *s, slot **sl, int n)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* A step's slots after their pass: each whose sequence is all in the cache samples its
+ * next token (step_slot), the others add the pass to their prompt's time. */
+typedef struct sample_part {
+    srv *s;
+    slot **sl;
+    cm_session **ss;
+    double secs; /* the pass */
+} sample_part;
+
+/* Slots [b, e) of the step, on one of the model's threads: they share the slots of a step
+ * (the greedy scan of 16 slots reads 8 MB of logits), which sit idle between two passes.
+ * Nothing here evaluates: a slot samples only from logits its pass left fresh. */
+static void sample_range(void *arg, int64_t b, int64_t e, int tid)
+{
+    const sample_part *p = arg;
+    (void)tid;
+    for (int64_t k = b; k < e; k++) {
+        if (cm_session_n_evaluated(p->ss[k]) < cm_session_n_tokens(p->ss[k])) {
+            p->sl[k]->prompt_s += p->secs; /* a part of its prompt: the rest in the next steps */
+            continue;
+        }
+        step_slot(p->s, p->sl[k], p->sl[k]->prompt_s + p->secs);
+    }
+}
+
 /* Evaluates most[k] pending tokens of the session of each slot k of [0, n) in one pass and
  * samples the next token of each whose sequence is then all in the cache, then wakes the
  * clients once; a failure ends them all with the engine's message. */
@@ -621,13 +649,8 @@ static void eval_and_sample(engine *e, slot **sl, cm_session **ss, const size_t 
         for (int k = 0; k < n; k++) finish(s, sl[k], NULL, err);
         return;
     }
-    for (int k = 0; k < n; k++) {
-        if (cm_session_n_evaluated(ss[k]) < cm_session_n_tokens(ss[k])) {
-            sl[k]->prompt_s += secs; /* a part of its prompt: the rest in the next steps */
-            continue;
-        }
-        step_slot(s, sl[k], sl[k]->prompt_s + secs);
-    }
+    sample_part part = {s, sl, ss, secs};
+    bn_pool_parallel_for(bn_ctx_pool(cm_model_ctx(s->m)), n, 1, sample_range, &part);
     wake_clients(s, sl, n);
     e->tr.sample_s += bn_time_now() - t0;
 }
