@@ -39,7 +39,11 @@ typedef struct srv_req {
     int64_t max_tokens;
     char *stop[SRV_STOP_MAX];
     size_t n_stop;
-    int line_reply;  /* the reply ends at its first line break (the plain chat format) */
+    int line_reply; /* the reply ends at its first line break (the plain chat format) */
+    /* whose earlier prompts a slot's KV cache may serve it from: the tenant's id under
+     * --tenants (a cache shared across tenants would tell one, by its speed, what another
+     * sent), 0 otherwise */
+    int64_t cache_scope;
     double deadline; /* srv_submit's: bn_time_now() past which it ends (0: no limit) */
     /* under mu */
     srv_state state;

@@ -20,6 +20,7 @@ typedef struct slot {
     int64_t take;     /* its tokens in this step's pass (a part of a long prompt) */
     double prompt_s;  /* the passes of its prompt so far */
     double last_used; /* when its last request ended: evict_kv takes the oldest first */
+    int64_t scope;    /* the cache_scope of the request its KV cache holds */
 } slot;
 
 /* BITNET_SERVE_TRACE: where each step's time goes, one line on standard error per step. */
@@ -483,9 +484,10 @@ static int is_cancelled(void *ud)
 }
 
 /* Tokens at the start of the slot's KV cache (its last request's prompt and text) that equal
- * the start of r's prompt. */
+ * the start of r's prompt; 0 when that request was another tenant's. */
 static size_t cached_prefix(const slot *sl, const srv_req *r)
 {
+    if (sl->scope != r->cache_scope) return 0;
     const int32_t *t = cm_session_tokens(sl->sess);
     const size_t n = cm_session_n_evaluated(sl->sess);
     size_t i = 0;
@@ -509,6 +511,7 @@ static const char *start_slot(srv *s, slot *sl)
     if (cm_session_append(sl->sess, r->ids + keep, r->n_ids - keep) != BN_OK)
         return "out of memory";
     if (keep) bn_metric_add(s->prompt_cached, NULL, (double)keep);
+    sl->scope = r->cache_scope;
     sl->started = 1;
     return NULL;
 }

@@ -377,6 +377,7 @@ static unsigned long long random_salt(void)
 static enum MHD_Result submit(srv_http *h, struct MHD_Connection *c, srv_req *r, const srv_ask *a,
                               srv_caller *who, const srv_verdict *hv)
 {
+    if (who) r->cache_scope = who->tenant_id;
     const srv_submit_rc sr = srv_submit(h->s, r);
     if (sr != SRV_OK) {
         if (who) srv_tenants_end(h->o.tenants, who, NULL, 0); /* it did not run: no row */

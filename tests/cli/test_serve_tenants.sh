@@ -208,6 +208,26 @@ pa=$(phase count auth) pd=$(phase count admit)
     ok "bitnet_tenant_phase_seconds: $pa key lookups, $pd admissions timed" ||
     bad "phase metric: auth $pa admit $pd"
 
+# ---- a slot's cached prompt serves only its own tenant --------------------------------------
+# cached: bitnet_prompt_tokens_cached_total now
+cached() {
+    curl -s -H "$ADM" "$URL/metrics" |
+        awk '$1 == "bitnet_prompt_tokens_cached_total" { v = $2 } END { print v + 0 }'
+}
+CP='{"prompt": "The cache of a slot and the tenant who filled it", "max_tokens": 2, "temperature": 0}'
+c0=$(cached)
+get /v1/completions -H "Authorization: Bearer $(key vip)" -d "$CP"
+n=$("$JSONGET" usage.prompt_tokens <"$TMP/r.json")
+c1=$(cached)
+get /v1/completions -H "Authorization: Bearer $(key acme)" -d "$CP"
+ca=$CODE c2=$(cached)
+get /v1/completions -H "Authorization: Bearer $(key vip)" -d "$CP"
+cv=$CODE c3=$(cached)
+[ "$ca" = 200 ] && [ "$cv" = 200 ] && [ -n "$n" ] && [ $((c2 - c1)) = 0 ] &&
+    [ $((c3 - c2)) = $((n - 1)) ] &&
+    ok "a prompt cached for one tenant is evaluated again for another (0 of $n cached), not for its own ($((c3 - c2)))" ||
+    bad "prompt cache across tenants: $c0 $c1 $c2 $c3 of $n tokens, codes $ca $cv"
+
 # ---- a suspended tenant: 403 at once, and back after resume
 S="Authorization: Bearer $(key sleepy)"
 "$B" tenants suspend sleepy >/dev/null 2>&1
