@@ -199,6 +199,35 @@ static void sort_prefix(cand *c, int32_t n, int32_t k)
     qsort(c, (size_t)k, sizeof *c, cand_cmp);
 }
 
+/* The first k (< n / 4) candidates of sorted order of the logits l[0..n) (NaN as -inf),
+ * sorted into c[0..k): sort_prefix's heap, fed from the logits themselves. Candidates come
+ * in id order, so one comes before the heap's root only with a larger logit: a block of W
+ * with none larger (one vectorized compare; NaN never is) is skipped whole. */
+static void top_k_direct(const float *l, int32_t n, int32_t k, cand *c)
+{
+    enum { W = 32 };
+    for (int32_t i = 0; i < k; i++) c[i] = (cand){i, isnan(l[i]) ? -INFINITY : l[i]};
+    for (int32_t i = k / 2 - 1; i >= 0; i--) heap_sift_down(c, k, i);
+    for (int32_t b = k; b < n;) {
+        const int32_t e = b % W || b + W > n ? b + 1 : b + W; /* one value, or a whole block */
+        if (e - b == W) {
+            const float r = c[0].logit;
+            int any = 0;
+            for (int j = 0; j < W; j++) any |= l[b + j] > r;
+            if (!any) {
+                b = e;
+                continue;
+            }
+        }
+        for (; b < e; b++)
+            if (l[b] > c[0].logit) {
+                c[0] = (cand){b, l[b]};
+                heap_sift_down(c, k, 0);
+            }
+    }
+    qsort(c, (size_t)k, sizeof *c, cand_cmp);
+}
+
 static void apply_penalty(bn_sampler *s, cand *c, int32_t n)
 {
     float pen = s->p.repeat_penalty;
@@ -345,17 +374,23 @@ int32_t bn_sampler_sample(bn_sampler *s, const float *logits, int32_t n_vocab)
         return greedy(logits, n_vocab);
     if (reserve(s, n_vocab) != 0) return -1;
     cand *c = s->cands;
-    for (int32_t i = 0; i < n_vocab; i++) {
-        c[i].id = i;
-        c[i].logit = isnan(logits[i]) ? -INFINITY : logits[i];
-    }
     int32_t n = n_vocab;
     int sorted = 0;
-    apply_penalty(s, c, n);
-    if (s->p.top_k > 0 && s->p.top_k < n) {
-        sort_prefix(c, n, s->p.top_k);
+    if (s->p.top_k > 0 && s->p.top_k < n / 4 && (s->p.repeat_penalty == 1.0f || s->hist_n == 0)) {
+        top_k_direct(logits, n, s->p.top_k, c); /* no penalty to apply first */
         n = s->p.top_k;
         sorted = 1;
+    } else {
+        for (int32_t i = 0; i < n_vocab; i++) {
+            c[i].id = i;
+            c[i].logit = isnan(logits[i]) ? -INFINITY : logits[i];
+        }
+        apply_penalty(s, c, n);
+        if (s->p.top_k > 0 && s->p.top_k < n) {
+            sort_prefix(c, n, s->p.top_k);
+            n = s->p.top_k;
+            sorted = 1;
+        }
     }
     if (s->p.top_p < 1.0f) n = apply_top_p(c, n, s->p.top_p, &sorted);
     if (s->p.min_p > 0.0f) n = apply_min_p(c, n, s->p.min_p);

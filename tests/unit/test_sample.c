@@ -483,6 +483,54 @@ static void test_greedy_large_vocab(void **state)
     bn_sampler_free(s);
 }
 
+/* Top-k without a penalty takes its candidates straight from the logits, skipping blocks of
+ * 32 that cannot enter; with a penalty the chain builds every candidate first. A penalty
+ * whose only history token has logit 0 changes nothing (0 * penalty), so the two paths
+ * must draw the same tokens from the same seed: vocabularies of 161 to 128256 tokens,
+ * k from 1 to 200, ties (logits rounded to a coarse grid), NaN and -inf runs, blocks whose
+ * best equals the heap's worst, the best tokens at the ends. */
+static void test_top_k_direct(void **state)
+{
+    (void)state;
+    enum { V = 128256 };
+    static float l[V];
+    const int32_t ks[] = {1, 2, 7, 16, 40, 200};
+    const int32_t vs[] = {161, 1000, 32000, V};
+    int draws = 0;
+    for (size_t vi = 0; vi < sizeof vs / sizeof vs[0]; vi++)
+        for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+            const int32_t n = vs[vi], k = ks[ki];
+            if (k >= n / 4) continue;
+            bn_sampler_params p = bn_sampler_params_default();
+            p.top_k = k;
+            p.seed = (uint64_t)(vi * 16 + ki + 1);
+            bn_sampler_params q = p;
+            q.repeat_penalty = 1.3f;
+            bn_sampler *a = make(&p), *b = make(&q);
+            for (int round = 0; round < 12; round++) {
+                fill_logits(l, n, (uint32_t)(round * 31 + (int)ki + 7 * (int)vi));
+                for (int32_t i = 0; i < n; i++) /* a coarse grid: many ties */
+                    l[i] = roundf(l[i] * (round % 2 ? 2.0f : 64.0f)) / 8.0f;
+                if (round % 3 == 0)
+                    for (int32_t i = n / 3; i < n / 3 + 40; i++) l[i] = i % 2 ? NAN : -INFINITY;
+                if (round % 4 == 1) l[n - 1] = 30.0f, l[0] = 29.0f;
+                if (round == 5)
+                    for (int32_t i = 0; i < n; i++) l[i] = 1.0f; /* all tied: ids decide */
+                l[n / 2] = 0.0f;
+                bn_sampler_reset(a), bn_sampler_reset(b); /* the same draws from here */
+                bn_sampler_accept(b, n / 2);              /* penalty on, changes nothing */
+                for (int d = 0; d < 4; d++, draws++) {
+                    const int32_t x = bn_sampler_sample(a, l, n), y = bn_sampler_sample(b, l, n);
+                    if (x != y)
+                        fail_msg("n %d k %d round %d draw %d: %d vs %d", n, k, round, d, x, y);
+                }
+            }
+            bn_sampler_free(a);
+            bn_sampler_free(b);
+        }
+    print_message("    %d draws alike\n", draws);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -499,6 +547,7 @@ int main(void)
         cmocka_unit_test(test_edge_sizes),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_greedy_large_vocab),
+        cmocka_unit_test(test_top_k_direct),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
