@@ -21,14 +21,16 @@
 #            [--max-tokens N] [--slots N] [--dir DIR] [--postgres [--pg-restart-after R]]
 #   (make bench-scaleout: 100 clients, 60 s, a replica killed at 30 s)
 # env: BITNET (build/bitnet), MODEL (assets/models/bitnet-tinystories.gguf), THREADS (threads
-# of each replica, 1). --slots: the sequences each replica decodes at once (4). --dir (a new
+# of each replica, 1). --slots: the sequences each replica decodes at once (default: enough
+# for every client at once, CLIENTS / 3 rounded up; with fewer, requests wait in a replica's
+# queue and the time to the first token with them). --dir (a new
 # folder) keeps the files there (logs, haproxy.cfg, load.json, ledger.json, the store).
 # Needs redis-server, haproxy and python3 (Debian packages); exits 3 naming one that is missing.
 set -u
 BITNET=${BITNET:-build/bitnet}
 MODEL=${MODEL:-assets/models/bitnet-tinystories.gguf}
 THREADS=${THREADS:-1}
-CLIENTS=100 SECS=60 KILL="" MAXTOK=4 SLOTS=4 DIR="" PG="" PGRESTART=""
+CLIENTS=100 SECS=60 KILL="" MAXTOK=4 SLOTS="" DIR="" PG="" PGRESTART=""
 while [ $# -gt 0 ]; do
     if [ "$1" = --postgres ]; then PG=1; shift; continue; fi
     [ $# -ge 2 ] || { echo "bench-scaleout: $1 needs a value" >&2; exit 2; }
@@ -44,6 +46,7 @@ while [ $# -gt 0 ]; do
     esac
     shift 2
 done
+[ -n "$SLOTS" ] || SLOTS=$(((CLIENTS + 2) / 3))
 for c in redis-server haproxy python3 curl; do
     command -v $c >/dev/null 2>&1 || { echo "bench-scaleout: no $c (Debian package ${c%3})" >&2; exit 3; }
 done
