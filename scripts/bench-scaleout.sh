@@ -280,15 +280,17 @@ billing_ok=1
 if [ -n "$PG" ]; then
     # the replicas' senders (each with its own connection) drain the outbox; an event the killed
     # replica had claimed waits for its lease (2 x billing.timeout + 30 s) to run out
-    # (one event a POST per sender: on a busy machine that takes a while, so the wait goes on
-    # while the count still falls - up to 45 s without progress, longer than a lease, 300 s in all)
-    i=0 last=-1 still=0
+    # (one event a POST per sender: tens of thousands of rows take minutes, so the wait goes on
+    # while the count still falls - up to 45 s without progress, longer than a lease, 30 min in
+    # all)
+    i=0 last=-1 still=0 t0=$(date +%s)
     while left=$(pg_sql "SELECT count(*) FROM billing_outbox WHERE state <> 'acked'") &&
-        [ "$left" != 0 ] && [ $i -lt 3000 ] && [ $still -lt 450 ]; do
+        [ "$left" != 0 ] && [ $i -lt 18000 ] && [ $still -lt 450 ]; do
         if [ "$left" = "$last" ]; then still=$((still + 1)); else still=0 last=$left; fi
         sleep 0.1
         i=$((i + 1))
     done
+    echo "billing outbox: $left left undelivered $(($(date +%s) - t0)) s after the load"
     python3 - "$STORE" "$DIR/rec/events.jsonl" "$DIR/billing.json" <<'EOF' || billing_ok=0
 import json, sys
 ledger = {}

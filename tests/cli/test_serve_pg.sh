@@ -100,7 +100,7 @@ GID=$(pg_sql "SELECT id FROM tenants WHERE name = 'globex'")
 
 start_server "$TMP/s.log" -m "$MODEL" --slots 2 --tenants --database "$PGURL"
 [ -n "$URL" ] || { bad "no server"; finish test_serve_pg.sh; exit; }
-expect_grep "tenants' store is PostgreSQL (schema 2" "$TMP/s.log" "serve says its store"
+expect_grep "tenants' store is PostgreSQL (schema 3" "$TMP/s.log" "serve says its store"
 
 # post KEY: a completion; CODE its status, ID its id (the ledger's request id)
 post() {
