@@ -127,8 +127,8 @@ void bn__head_u8_rows_avx512(const int8_t *qs, const uint16_t *d, int64_t E, int
 #define HEAD_PREFETCH 2
 
 /* NT tokens (t0 ..) x the 16 rows of w (lanes), blocks b0 .. b1 - 1, onto acc[0 .. NT-1]:
- * the 64 bytes of step k serve every token, each token's four values come broadcast by
- * vpdpbusd's own load, and its block correction starts the sum. */
+ * the 64 bytes of step k serve every token, each token's four values broadcast from
+ * memory, and its block correction starts the sum. */
 static inline __attribute__((always_inline)) void
 rows16_tok(const int NT, const uint8_t *w, const uint16_t *dg, const int32_t *xt, const int32_t *nc,
            const float *xdt, int t0, int64_t b0, int64_t b1, __m512 *acc)
