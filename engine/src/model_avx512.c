@@ -200,28 +200,37 @@ static inline __attribute__((always_inline)) __m512i bcast4(const int8_t *x)
     return _mm512_set1_epi32(v);
 }
 
-/* The 8 vectors of u of one 32-value block of a 16-row group at q (lanes form): u[n] and
- * u[4 + n] hold values 4n .. 4n+3 and 16 + 4n .. 16 + 4n+3 of the 16 rows. */
+/* The top bits of a Q6H block at q (h0, h1; zeros for Q4H, which has none). */
+static inline __attribute__((always_inline)) void top_bits(const uint8_t *q, const int q6,
+                                                           __m512i *h0, __m512i *h1)
+{
+    *h0 = q6 ? ld512(q + 256) : _mm512_setzero_si512();
+    *h1 = q6 ? ld512(q + 320) : _mm512_setzero_si512();
+}
+
+/* Vector n of u of one 32-value block of a 16-row group at q (lanes form; h0, h1 its
+ * top_bits): lo holds values 4n .. 4n+3 of the 16 rows, hi values 16 + 4n .. 16 + 4n+3. */
+static inline __attribute__((always_inline)) void
+unpack_n(const uint8_t *q, const int q6, __m512i h0, __m512i h1, int n, __m512i *lo, __m512i *hi)
+{
+    const __m512i m0f = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    const __m512i l = ld512(q + 64 * n);
+    *lo = _mm512_and_si512(l, m0f);
+    *hi = _mm512_and_si512(_mm512_srli_epi16(l, 4), m0f);
+    if (q6) { /* lo | (h & 0x30) */
+        *lo = _mm512_ternarylogic_epi32(*lo, top2(h0, n), m30, 0xF8);
+        *hi = _mm512_ternarylogic_epi32(*hi, top2(h1, n), m30, 0xF8);
+    }
+}
+
+/* The 8 vectors of u of one 32-value block: u[n] and u[4 + n] as unpack_n gives them. */
 static inline __attribute__((always_inline)) void unpack_block(const uint8_t *q, const int q6,
                                                                __m512i *u)
 {
-    const __m512i m0f = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
-    __m512i h0 = _mm512_setzero_si512(), h1 = h0;
-    if (q6) {
-        h0 = ld512(q + 256);
-        h1 = ld512(q + 320);
-    }
+    __m512i h0, h1;
+    top_bits(q, q6, &h0, &h1);
 #pragma GCC unroll 4
-    for (int n = 0; n < 4; n++) {
-        const __m512i l = ld512(q + 64 * n);
-        __m512i lo = _mm512_and_si512(l, m0f), hi = _mm512_and_si512(_mm512_srli_epi16(l, 4), m0f);
-        if (q6) { /* lo | (h & 0x30) */
-            lo = _mm512_ternarylogic_epi32(lo, top2(h0, n), m30, 0xF8);
-            hi = _mm512_ternarylogic_epi32(hi, top2(h1, n), m30, 0xF8);
-        }
-        u[n] = lo;
-        u[4 + n] = hi;
-    }
+    for (int n = 0; n < 4; n++) unpack_n(q, q6, h0, h1, n, &u[n], &u[4 + n]);
 }
 
 static inline __attribute__((always_inline)) void lanes_rows(const uint8_t *lanes, const int q6,
@@ -288,7 +297,6 @@ lanes_tok(const int NT, const int q6, const uint8_t *g, const int32_t *xt, const
 {
     const size_t rec = bn__head_lanes_rec(q6), blk = BN__LANES_BLK(q6);
     const int32_t off = q6 ? 32 : 8;
-    const __m512i m0f = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
     __m512 a[8];
 #pragma GCC unroll 8
     for (int i = 0; i < NT; i++) a[i] = acc[i];
@@ -307,20 +315,12 @@ lanes_tok(const int NT, const int q6, const uint8_t *g, const int32_t *xt, const
                 sa[i] = _mm512_set1_epi32(-off * h16[2 * b * GT + t0 + i]);
                 sb[i] = _mm512_set1_epi32(-off * h16[(2 * b + 1) * GT + t0 + i]);
             }
-            __m512i h0 = _mm512_setzero_si512(), h1 = h0;
-            if (q6) {
-                h0 = ld512(q + 256);
-                h1 = ld512(q + 320);
-            }
+            __m512i h0, h1;
+            top_bits(q, q6, &h0, &h1);
 #pragma GCC unroll 4
             for (int n = 0; n < 4; n++) {
-                const __m512i l = ld512(q + 64 * n);
-                __m512i lo = _mm512_and_si512(l, m0f),
-                        hi = _mm512_and_si512(_mm512_srli_epi16(l, 4), m0f);
-                if (q6) {
-                    lo = _mm512_ternarylogic_epi32(lo, top2(h0, n), m30, 0xF8);
-                    hi = _mm512_ternarylogic_epi32(hi, top2(h1, n), m30, 0xF8);
-                }
+                __m512i lo, hi;
+                unpack_n(q, q6, h0, h1, n, &lo, &hi);
 #pragma GCC unroll 8
                 for (int i = 0; i < NT; i++) {
                     sa[i] = _mm512_dpbusd_epi32(sa[i], lo, _mm512_set1_epi32(xb[n * GT + i]));
