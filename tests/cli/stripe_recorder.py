@@ -1,7 +1,7 @@
 """A loopback stand-in for Stripe's meter events API (POST /v1/billing/meter_events), for
 test_billing.sh. It checks each request as Stripe would take it and keeps what it accepted.
 
-usage: stripe_recorder.py DIR KEY EVENT_NAME [PORT]
+usage: stripe_recorder.py DIR KEY EVENT_NAME [PORT [FAULTS]]
   DIR         its files: port (the port it listens on, once it does), events.jsonl (one line
               per accepted event: identifier, customer, value, timestamp), answers.jsonl (one
               line per answer: status, identifier, what), violations (one line per request that
@@ -9,6 +9,8 @@ usage: stripe_recorder.py DIR KEY EVENT_NAME [PORT]
   KEY         the secret key the Bearer must carry
   EVENT_NAME  the meter's event name
   PORT        0 or absent: a free one
+  FAULTS      faults queued before it listens, comma-separated (below): a sender that is
+              waiting meets them first, whatever its speed
 
 Checks: method POST, path /v1/billing/meter_events, Content-Type
 application/x-www-form-urlencoded, Authorization: Bearer KEY (else 401), the form fields
@@ -42,7 +44,7 @@ FIELDS = {"event_name", "payload[stripe_customer_id]", "payload[value]", "identi
 out_dir, key, event_name = sys.argv[1], sys.argv[2], sys.argv[3]
 port = int(sys.argv[4]) if len(sys.argv) > 4 else 0
 lock = threading.Lock()
-faults = []
+faults = [f for f in sys.argv[5].split(",") if f] if len(sys.argv) > 5 else []
 seen = set()
 events_path = os.path.join(out_dir, "events.jsonl")
 if os.path.exists(events_path):

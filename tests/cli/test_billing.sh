@@ -70,9 +70,9 @@ key() { grep "^$1=" "$TMP/keys"; }
 # ---- the recorder ----------------------------------------------------------------------------
 mkdir "$TMP/rec"
 # start_rec PORT: the recorder on PORT (0: a free one); REC its pid, RPORT its port
-start_rec() {
+start_rec() { # PORT [FAULTS]
     rm -f "$TMP/rec/port"
-    python3 tests/cli/stripe_recorder.py "$TMP/rec" "$KEY" bitnet_tokens "$1" 2>>"$TMP/rec.log" &
+    python3 tests/cli/stripe_recorder.py "$TMP/rec" "$KEY" bitnet_tokens "$1" ${2:-} 2>>"$TMP/rec.log" &
     REC=$!
     PIDS="$PIDS $REC"
     wait_grep . "$TMP/rec/port" 100 || bad "the recorder did not start: $(cat "$TMP/rec.log")"
@@ -150,8 +150,8 @@ expect_exit 1 "reconcile while events wait" -- "$B" billing reconcile
 expect_grep "pending" "$TMP/out" "reconcile says pending"
 
 # ---- up again, answering 500, 429, garbage and too late first ---------------------------------
-start_rec "$RPORT"
-for f in 500 429 garbage hang; do curl -s -X POST "http://127.0.0.1:$RPORT/_fault/$f" >/dev/null; done
+# (queued before it listens: queued afterwards, a sender that waited could send everything first)
+start_rec "$RPORT" 500,429,garbage,hang
 # a second sender on the same history meanwhile (bitnet billing send, in the foreground): the
 # leases keep the two from sending one event at once, the identifiers from billing it twice
 "$B" billing send >"$TMP/send.out" 2>"$TMP/send.err" &
