@@ -283,6 +283,19 @@ INLINE void reduce8(const __m256 *a, int nq, float *out)
                                         _mm256_permute2f128_ps(h5, h6, 0x31)));
 }
 
+/* acc[j] += a * x[j][off ..], acc[4 + j] += b * x[j][off ..] for 4 queries j: two rows
+ * (keys or dimensions) at once, 8 independent chains instead of 4 waiting on the FMA's
+ * latency; each chain is the one the rows would get one at a time. */
+INLINE void fma2x4(__m256 *acc, __m256 a, __m256 b, const float *const *x, size_t off)
+{
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        const __m256 xv = _mm256_loadu_ps(x[j] + off);
+        acc[j] = _mm256_fmadd_ps(a, xv, acc[j]);
+        acc[4 + j] = _mm256_fmadd_ps(b, xv, acc[4 + j]);
+    }
+}
+
 /* s_j[p] = (q_j . K[p]) * scale for every p < n_keys of the last query (a query's
  * values past its own n_keys are computed and not used). NQ (4 or 8) is a constant;
  * queries past nq repeat the last. */
@@ -290,7 +303,25 @@ INLINE void attn_scores(const bn__attn_block *a, const float *const *q, int NQ, 
 {
     const int64_t n = a->n_keys[a->nq - 1], d = a->d;
     float sums[8];
-    for (int64_t p = 0; p < n; p++) {
+    int64_t p = 0;
+    /* 4 queries: two keys at a time (fma2x4), each sum reduced as below */
+    for (; NQ == 4 && p + 2 <= n; p += 2) {
+        __m256 acc[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+        const size_t row = (size_t)p * a->k_stride;
+        for (int64_t c = 0; c < d; c += 8) {
+            const __m256 k0 = ld8(a->k, row + (size_t)c, f16);
+            const __m256 k1 = ld8(a->k, row + a->k_stride + (size_t)c, f16);
+            fma2x4(acc, k0, k1, q, (size_t)c);
+        }
+        reduce8(acc, 8, sums);
+        for (int j = 0; j < a->nq; j++) {
+            a->s[(size_t)j * a->s_stride + (size_t)p] = sums[j] * a->scale;
+            a->s[(size_t)j * a->s_stride + (size_t)p + 1] = sums[4 + j] * a->scale;
+        }
+    }
+    for (; p < n; p++) {
         __m256 acc[8];
 #pragma GCC unroll 8
         for (int j = 0; j < NQ; j++) acc[j] = _mm256_setzero_ps();
@@ -382,7 +413,29 @@ INLINE void attn_values(const bn__attn_block *a, float *const *out, const float 
     const __m256 keep =
             _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - nfull)), lane));
     float sums[8];
-    for (int64_t i = 0; i < d; i++) {
+    int64_t i = 0;
+    /* 4 queries: two dimensions at a time (fma2x4), each sum reduced as below */
+    for (; NQ == 4 && i + 2 <= d; i += 2) {
+        const size_t vr = (size_t)i * 8;
+        __m256 acc[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+        for (int64_t c = 0; c < nfull; c += 8) {
+            const size_t at = vr + (size_t)(c / 8) * a->v_stride;
+            const __m256 v0 = ld8(a->v, at, f16), v1 = ld8(a->v, at + 8, f16);
+            fma2x4(acc, v0, v1, s, (size_t)c);
+        }
+        if (nfull < n) {
+            const size_t at = vr + (size_t)(nfull / 8) * a->v_stride;
+            const __m256 z = _mm256_setzero_ps();
+            const __m256 v0 = _mm256_blendv_ps(z, ld8(a->v, at, f16), keep);
+            const __m256 v1 = _mm256_blendv_ps(z, ld8(a->v, at + 8, f16), keep);
+            fma2x4(acc, v0, v1, s, (size_t)nfull);
+        }
+        reduce8(acc, 8, sums);
+        for (int j = 0; j < a->nq; j++) out[j][i] = sums[j], out[j][i + 1] = sums[4 + j];
+    }
+    for (; i < d; i++) {
         const size_t vr = (size_t)i * 8; /* block c / 8 at + (c / 8) * v_stride */
         __m256 acc[8];
 #pragma GCC unroll 8
