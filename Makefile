@@ -50,7 +50,7 @@ LDFLAGS_ALL = -pthread $(HARDEN_LDFLAGS) $(EXTRA_LDFLAGS)
 # objects and of the tests that check internals only; app/, ui/, db/ and common/ see
 # engine/include. `private`: the engine objects a test depends on do not pass it on.
 INTERNAL_INC :=
-INTERNAL_TESTS := test_kernels test_model test_train
+INTERNAL_TESTS := test_kernels test_model test_model_ops test_train
 
 ifeq ($(SAN),1)
 OPT    := -O1 -g -fno-omit-frame-pointer

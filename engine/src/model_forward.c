@@ -23,7 +23,9 @@
  *   down     x += a Wdown                                         (chunks of rows)
  *
  * The small steps (norms, the quantizer, the activation, f16 stores, attention) have
- * AVX2 twins in model_avx2.c, chosen per state unless the kernel table is the reference.
+ * AVX2 twins in model_avx2.c, chosen per state unless the kernel table is the reference;
+ * where the CPU has AVX-512, the norm and the quantizer are one kernel of model_ops_avx512.c
+ * (the same bits as the AVX2 pair) on every path.
  *
  * A batch can also be the next token of each of several sequences (bn_model_eval_batch,
  * continuous batching): the matmuls see T tokens as usual, while RoPE, the cache writes and
@@ -88,6 +90,9 @@ struct bn_model_state {
     /* the building blocks: plain C, or their AVX2 twins (model_avx2.c) */
     float (*quantize)(const float *x, int64_t n, int8_t *q, int32_t *sum);
     void (*rmsnorm)(const float *x, const float *w, int64_t n, float eps, float *y);
+    /* rmsnorm then quantize in one kernel (model_ops_avx512.c); NULL: the two in turn */
+    float (*norm_quant)(const float *x, const float *w, int64_t n, float eps, int8_t *q,
+                        int32_t *sum);
     void (*act_mul)(float *g, const float *u, int64_t n); /* relu^2 or SiLU, by arch */
     void (*to_f16)(const float *x, uint16_t *y, int64_t n);
     void (*attn)(const bn__attn_block *a); /* NULL: attend() per (token, head) */
@@ -202,16 +207,17 @@ static bn_status state_alloc(bn_model_state *st)
     return BN_OK;
 }
 
-static void rmsnorm(const float *x, const float *w, int64_t n, float eps, float *y);
 static void relu2_mul(float *g, const float *u, int64_t n);
 static void silu_mul(float *g, const float *u, int64_t n);
 
 /* The building blocks for the model's kernel table: the AVX2 twins unless the table is
- * the reference or the CPU lacks AVX2, FMA or F16C. */
+ * the reference or the CPU lacks AVX2, FMA or F16C; with AVX-512 F/BW/VL/DQ too, the norm
+ * and the quantizer of model_ops_avx512.c (the AVX2 pair's bits). */
 static void choose_ops(bn_model_state *st)
 {
     st->quantize = bn__model_quantize_act;
-    st->rmsnorm = rmsnorm;
+    st->rmsnorm = bn__model_rmsnorm;
+    st->norm_quant = NULL;
     const int silu = st->m->hp.act == BN_ACT_SILU;
     st->act_mul = silu ? silu_mul : relu2_mul;
     st->to_f16 = bn_f32_to_f16_row;
@@ -224,6 +230,9 @@ static void choose_ops(bn_model_state *st)
     st->act_mul = silu ? bn__model_silu_mul_avx2 : bn__model_relu2_mul_avx2;
     st->to_f16 = bn__model_f32_to_f16_avx2;
     if (st->m->hp.head_dim % 8 == 0) st->attn = bn__model_attn_avx2;
+    if (!c->avx512f || !c->avx512bw || !c->avx512vl || !c->avx512dq) return;
+    st->quantize = bn__model_quantize_act_avx512;
+    st->norm_quant = bn__model_norm_quant_avx512;
 #endif
 }
 
@@ -370,9 +379,7 @@ static int grab(atomic_int *c, int64_t n, int64_t grain, int64_t *b, int64_t *e)
     return 1;
 }
 
-/* y = x / sqrt(mean(x^2) + eps) * w, over n values (y may be x). The sum of squares in
- * double, as ggml's rms_norm. */
-static void rmsnorm(const float *x, const float *w, int64_t n, float eps, float *y)
+void bn__model_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *y)
 {
     double ss = 0.0;
     for (int64_t i = 0; i < n; i++) ss += (double)(x[i] * x[i]);
@@ -416,13 +423,25 @@ float bn__model_quantize_act(const float *x, int64_t n, int8_t *q, int32_t *sum)
     return s;
 }
 
-/* Quantizes rows [t0, t1) of x (n_tok x cols) into a (which holds the whole batch), as
- * bn_qact_quantize does; the padding of a's rows stays zero from bn_qact_init. */
-static void quantize_rows(const bn_model_state *st, bn_qact *a, const float *x, int64_t t0,
-                          int64_t t1)
+/* Rows [t0, t1) of x (n_tok x cols) normalized, RMSNorm(x) * w (w NULL: as they are), and
+ * quantized into a (which holds the whole batch) as bn_qact_quantize does; tmp (the shape
+ * of x, may be x) takes the normalized rows where that is two kernels. The padding of a's
+ * rows stays zero from bn_qact_init. */
+static void norm_quant_rows(const bn_model_state *st, const float *x, const float *w, float *tmp,
+                            bn_qact *a, int64_t t0, int64_t t1)
 {
+    const int64_t n = a->cols;
+    const float eps = st->m->hp.eps;
     for (int64_t t = t0; t < t1; t++) {
-        const float s = st->quantize(x + t * a->cols, a->cols, a->q + t * a->kpad, &a->sum[t]);
+        const float *xt = x + t * n;
+        int8_t *q = a->q + t * a->kpad;
+        float s;
+        if (st->norm_quant) {
+            s = st->norm_quant(xt, w, n, eps, q, &a->sum[t]);
+        } else {
+            if (w) st->rmsnorm(xt, w, n, eps, tmp + t * n), xt = tmp + t * n;
+            s = st->quantize(xt, n, q, &a->sum[t]);
+        }
         a->inv_scale[t] = 1.0f / s;
     }
 }
@@ -506,27 +525,24 @@ static void mark_barrier(const job *j, int nth, int cls)
     prof_mark(j, BN_PROF_SYNC);
 }
 
-/* dst = RMSNorm(src) * w per token, quantized: the next matmul's input; w NULL (a model
- * without sub-norms) quantizes src as it is and leaves dst alone. A one-token batch:
- * every thread into its own buffers, no barrier. Otherwise the tokens are split among the
- * threads into the shared buffers, then a barrier. */
-static bn_qact *norm_phase(job *j, const float *src, float *dst, const float *w, int64_t dim,
-                           bn_qact *shared, int ff, int tid, int nth)
+/* RMSNorm(src) * w per token, quantized: the next matmul's input; w NULL (a model without
+ * sub-norms) quantizes src as it is. dst: room for the normalized rows (norm_quant_rows).
+ * A one-token batch: every thread into its own buffers, no barrier. Otherwise the tokens
+ * are split among the threads into the shared buffers, then a barrier. */
+static bn_qact *norm_phase(job *j, const float *src, float *dst, const float *w, bn_qact *shared,
+                           int ff, int tid, int nth)
 {
     bn_model_state *st = j->st;
-    const float eps = st->m->hp.eps;
     if (j->T == 1) {
         tpriv *p = &st->priv[tid];
         bn_qact *qa = ff ? &p->qf : &p->qe;
-        if (w) st->rmsnorm(src, w, dim, eps, p->buf);
-        quantize_rows(st, qa, w ? p->buf : src, 0, 1);
+        norm_quant_rows(st, src, w, p->buf, qa, 0, 1);
         prof_mark(j, BN_PROF_NORM);
         return qa;
     }
     int64_t t0, t1;
     split(j->T, 1, tid, nth, &t0, &t1);
-    for (int64_t t = t0; w && t < t1; t++) st->rmsnorm(src + t * dim, w, dim, eps, dst + t * dim);
-    quantize_rows(st, shared, w ? dst : src, t0, t1);
+    norm_quant_rows(st, src, w, dst, shared, t0, t1);
     mark_barrier(j, nth, BN_PROF_NORM);
     return shared;
 }
@@ -1056,19 +1072,18 @@ static void layer_forward(job *j, int tid, int nth)
 {
     bn_model_state *st = j->st;
     const bn__layer *L = j->L;
-    const int64_t E = st->m->hp.n_embd, F = st->m->hp.n_ff;
-    j->qe = norm_phase(j, st->x, st->h, L->attn_norm, E, &st->qe, 0, tid, nth);
+    j->qe = norm_phase(j, st->x, st->h, L->attn_norm, &st->qe, 0, tid, nth);
     task_qkv(j, tid, nth);
     mark_barrier(j, nth, BN_PROF_QKV);
     task_attn(j, tid, nth);
     mark_barrier(j, nth, BN_PROF_ATTN);
-    j->qe = norm_phase(j, st->att, st->att, L->attn_sub_norm, E, &st->qe, 0, tid, nth);
+    j->qe = norm_phase(j, st->att, st->att, L->attn_sub_norm, &st->qe, 0, tid, nth);
     task_o(j, tid, nth);
     mark_barrier(j, nth, BN_PROF_O);
-    j->qe = norm_phase(j, st->x, st->h, L->ffn_norm, E, &st->qe, 0, tid, nth);
+    j->qe = norm_phase(j, st->x, st->h, L->ffn_norm, &st->qe, 0, tid, nth);
     task_gate_up(j, tid, nth);
     mark_barrier(j, nth, BN_PROF_GATE_UP);
-    j->qf = norm_phase(j, st->gate, st->gate, L->ffn_sub_norm, F, &st->qf, 1, tid, nth);
+    j->qf = norm_phase(j, st->gate, st->gate, L->ffn_sub_norm, &st->qf, 1, tid, nth);
     task_down(j, tid, nth);
     mark_barrier(j, nth, BN_PROF_DOWN);
 }
@@ -1078,7 +1093,7 @@ static void head_input(const bn_model *m, const float *x, float *hn, bn_block_q8
                        float *xd)
 {
     const int64_t E = m->hp.n_embd, nb = E / BN_QK8_0;
-    rmsnorm(x, m->output_norm, E, m->hp.eps, hn);
+    bn__model_rmsnorm(x, m->output_norm, E, m->hp.eps, hn);
     if (!bn__head_q8_input(m->hp.head_type)) return;
     bn__model_q8_0_row_fn(m->k)(hn, x8, E);
     for (int64_t b = 0; b < nb && (m->head_rows || m->head_blk); b++) {

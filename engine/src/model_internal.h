@@ -121,6 +121,13 @@ void bn__model_relu2_mul_avx2(float *g, const float *u, int64_t n);
 void bn__model_silu_mul_avx2(float *g, const float *u, int64_t n);
 /* y[i] = f16(x[i]), rounding to nearest even as bn_f32_to_f16 (NaN payloads aside). */
 void bn__model_f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n);
+/* AVX-512 F/BW/VL/DQ (model_ops_avx512.c). RMSNorm(x) * w quantized in one kernel: q, sum
+ * and the returned scale are those of bn__model_rmsnorm_avx2 then bn__model_quantize_act
+ * (the same sum of squares, in the same order), without storing the normalized row; w NULL
+ * quantizes x as it is. The quantizer alone gives bn__model_quantize_act's bytes. */
+float bn__model_norm_quant_avx512(const float *x, const float *w, int64_t n, float eps, int8_t *q,
+                                  int32_t *sum);
+float bn__model_quantize_act_avx512(const float *x, int64_t n, int8_t *q, int32_t *sum);
 #endif
 
 /* Attention of up to BN__ATTN_NQ queries that share one KV head: for each query j,
@@ -258,5 +265,11 @@ void bn__model_q8_0_row(const float *x, bn_block_q8_0 *y, int64_t n);
 /* bn_quantize_act_row without libm calls (same q and scale; rounding by the 1.5 * 2^23
  * trick, ties to even); also stores sum q. */
 float bn__model_quantize_act(const float *x, int64_t n, int8_t *q, int32_t *sum);
+
+/* y = x / sqrt(mean(x^2) + eps) * w, over n values (y may be x): the sum of squares in
+ * double, as ggml's rms_norm, of the float products in turn; then scale = 1 / sqrtf((float)
+ * (sum / n) + eps) and y = (x * scale) * w. The plain definition of the forward pass's
+ * norms (its SIMD twins sum in another order). */
+void bn__model_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *y);
 
 #endif /* BITNET_MODEL_INTERNAL_H */
