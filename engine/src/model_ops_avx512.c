@@ -77,6 +77,7 @@ INLINE float row_amax(const float *x, const float *w, __m512 scale, int64_t n)
     for (int k = 0; k < 4; k++) vmax[k] = _mm512_setzero_ps();
     for (int64_t i = 0; i < n; i += 64) {
         const __mmask64 m = tail_mask(i, n);
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             const __m512 y = row16(x, w, scale, i + 16 * k, part(m, k));
             vmax[k] = _mm512_max_ps(_mm512_abs_ps(y), vmax[k]);
@@ -112,6 +113,7 @@ INLINE int32_t row_codes(const float *x, const float *w, __m512 scale, float s, 
     for (int64_t i = 0; i < n; i += 64) {
         const __mmask64 m = tail_mask(i, n);
         __m512i r[4];
+#pragma GCC unroll 4 /* r in registers (gcc 12 -O2 leaves the loop, and r on the stack) */
         for (int k = 0; k < 4; k++) {
             r[k] = codes16(_mm512_mul_ps(row16(x, w, scale, i + 16 * k, part(m, k)), vs));
             acc = _mm512_add_epi32(acc, r[k]);
