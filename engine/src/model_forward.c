@@ -1189,6 +1189,64 @@ static void batch_forward(bn_model_state *st, const int32_t *tokens, job j)
         st->pos = j.pos0 + T;
 }
 
+/* Tokens a thread takes at least for split_forward: with fewer, each thread's own pass
+ * through the weights would cost more than the barriers it saves. */
+#define SPLIT_MIN 8
+#define MAX_SPLIT 256 /* threads */
+
+/* Whether the batch of n_seq sequences, T tokens, goes through split_forward: one token a
+ * sequence (the decode steps of a server's slots), at least SPLIT_MIN a thread, every
+ * share's first state with room for its share, and no profile (which follows one pool). */
+static int split_ok(bn_model_state *const *sts, int64_t n_seq, int64_t T)
+{
+    const int nth = sts[0]->pool ? bn_pool_active(sts[0]->pool) : 1;
+    if (nth < 2 || nth > MAX_SPLIT || T != n_seq || n_seq < (int64_t)SPLIT_MIN * nth) return 0;
+    for (int k = 0; k < nth; k++) {
+        const bn_model_state *lead = sts[n_seq * k / nth];
+        if (lead->prof || lead->n_batch < n_seq * (k + 1) / nth - n_seq * k / nth) return 0;
+    }
+    return 1;
+}
+
+/* Thread k of split_forward: the whole forward of its share, alone (no barrier). */
+static void task_split(void *arg, int tid, int nth)
+{
+    (void)nth;
+    task_forward((job *)arg + tid, 0, 1);
+}
+
+/* The decode step of many sequences shared out by sequences, not by rows: each thread
+ * runs the whole forward of its share of them with the scratch of the share's first
+ * state, so that no phase waits at a barrier for the other threads and every activation
+ * stays on the core that made it (with rows shared out, each phase reads what the other
+ * cores wrote: the norms, RoPE and the element-wise work cost several times their one-
+ * thread time). Each thread reads all the weights; with SPLIT_MIN tokens a thread the
+ * products still wait on the multiply-adds, not on memory. The logits are each
+ * sequence's own, to the bit, as in batch_forward. */
+static void split_forward(bn_model_state *const *sts, int64_t n_seq, const int32_t *tok,
+                          bn_model_state **seqs, const int64_t *tpos, float *const *logits)
+{
+    job parts[MAX_SPLIT];
+    const int nth = bn_pool_active(sts[0]->pool);
+    for (int k = 0; k < nth; k++) {
+        const int64_t b = n_seq * k / nth, e = n_seq * (k + 1) / nth;
+        bn_model_state *st = sts[b];
+        parts[k] = (job){.st = st,
+                         .T = e - b,
+                         .n_out = e - b,
+                         .seqs = seqs + b,
+                         .tpos = tpos + b,
+                         .louts = logits + b};
+        embed(st, tok + b, e - b);
+        rope_angles(st, &parts[k]);
+        st->qe.n_tok = st->qf.n_tok = e - b;
+        for (int64_t i = 0; i <= st->m->hp.n_layer * N_PHASES; i++)
+            atomic_store_explicit(&st->work[i], 0, memory_order_relaxed);
+    }
+    bn_pool_run(sts[0]->pool, task_split, parts);
+    for (int64_t t = 0; t < n_seq; t++) seqs[t]->pos = tpos[t] + 1;
+}
+
 static bn_status check_eval(bn_model_state *st, const int32_t *tokens, int64_t n, int64_t pos,
                             int64_t n_logits, const float *logits)
 {
@@ -1401,14 +1459,16 @@ bn_status bn_model_eval_batch(bn_model_state *const *sts, int64_t n_seq,
             tok[at] = tokens[i][t], tpos[at] = sts[i]->pos + t, seqs[at] = sts[i];
     for (int64_t i = 0; i < n_seq; i++, at++)
         tok[at] = tokens[i][n_tok[i] - 1], tpos[at] = sts[i]->pos + n_tok[i] - 1, seqs[at] = sts[i];
-    /* the pool, the scratch and the barrier of the first state; each its own cache */
-    batch_forward(sts[0], tok,
-                  (job){.st = sts[0],
-                        .T = T,
-                        .n_out = n_seq,
-                        .seqs = seqs,
-                        .tpos = tpos,
-                        .louts = logits});
+    if (split_ok(sts, n_seq, T))
+        split_forward(sts, n_seq, tok, seqs, tpos, logits);
+    else /* the pool, the scratch and the barrier of the first state; each its own cache */
+        batch_forward(sts[0], tok,
+                      (job){.st = sts[0],
+                            .T = T,
+                            .n_out = n_seq,
+                            .seqs = seqs,
+                            .tpos = tpos,
+                            .louts = logits});
     bn_free(tok);
     bn_free(tpos);
     bn_free(seqs);

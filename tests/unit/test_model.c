@@ -888,6 +888,98 @@ static void check_eval_batch(bn_model *m, int kv_type)
     free(la);
 }
 
+/* Decode steps of many sequences, each one token: with 2 threads and at least 8 sequences a
+ * thread the pass is shared out by sequences (split_forward in model_forward.c: each thread
+ * runs the whole forward of its share alone), and every sequence still gets its own
+ * logits to the bit, at different positions (prompts of 1 to 7 tokens), over uneven shares
+ * (19 sequences: 9 and 10), and as the steps go. A share whose first state has too small a
+ * batch for it, and a step with a prompt in it, go the shared way: the same bits too. */
+static void check_eval_split(bn_model *m)
+{
+    enum { NS = 19, STEPS = 4 };
+    const int64_t V = bn_model_n_vocab(m);
+    int32_t tok[NS][16];
+    bn_model_state *alone[NS], *batched[NS];
+    float *la = malloc((size_t)V * 4), *lb[NS];
+    for (int i = 0; i < NS; i++) {
+        const int plen = 1 + i % 7;
+        rand_tokens(tok[i], plen + STEPS + 1, (int)V); /* one more: step 3 */
+        alone[i] = state_ok(m, 24, 0, BN_TYPE_F16);
+        batched[i] = state_ok(m, 24, 0, BN_TYPE_F16);
+        lb[i] = malloc((size_t)V * 4);
+        assert_int_equal(bn_model_eval(alone[i], tok[i], plen, 0, 1, la), BN_OK);
+        assert_int_equal(bn_model_eval(batched[i], tok[i], plen, 0, 1, lb[i]), BN_OK);
+    }
+    bn_model_state *narrow = state_ok(m, 24, 1, BN_TYPE_F16); /* a batch of 1 token */
+    for (int step = 0; step < STEPS; step++) {
+        bn_model_state *sts[NS];
+        const int32_t *next[NS];
+        int64_t nt[NS];
+        float *outs[NS];
+        for (int i = 0; i < NS; i++) {
+            const int64_t pos = bn_model_state_pos(batched[i]);
+            sts[i] = batched[i];
+            next[i] = &tok[i][pos];
+            nt[i] = 1;
+            outs[i] = lb[i];
+        }
+        if (step == 3) nt[4] = 2; /* a prompt's two tokens: not a decode step */
+        assert_int_equal(bn_model_eval_batch(sts, NS, next, nt, outs), BN_OK);
+        for (int i = 0; i < NS; i++) {
+            const int64_t pos = bn_model_state_pos(alone[i]);
+            assert_int_equal(bn_model_state_pos(batched[i]), pos + nt[i]);
+            assert_int_equal(bn_model_eval(alone[i], &tok[i][pos], nt[i], pos, 1, la), BN_OK);
+            assert_true(rel_diff(lb[i], la, (size_t)V) == 0.0);
+        }
+    }
+    /* a share led by a state whose scratch holds 1 token: the shared way (it is not the
+     * first state, whose batch bounds the pass) */
+    for (int i = 0; i < NS; i++) bn_model_state_reset(batched[i]), bn_model_state_reset(alone[i]);
+    bn_model_state *sts[NS];
+    const int32_t *next[NS];
+    int64_t nt[NS];
+    float *outs[NS];
+    for (int i = 0; i < NS; i++) {
+        sts[i] = i == 9 ? narrow : batched[i];
+        next[i] = tok[i];
+        nt[i] = 1;
+        outs[i] = lb[i];
+    }
+    assert_int_equal(bn_model_eval_batch(sts, NS, next, nt, outs), BN_OK);
+    for (int i = 0; i < NS; i++) {
+        assert_int_equal(bn_model_eval(alone[i], tok[i], 1, 0, 1, la), BN_OK);
+        assert_true(rel_diff(lb[i], la, (size_t)V) == 0.0);
+    }
+    bn_model_state_free(narrow);
+    for (int i = 0; i < NS; i++) {
+        bn_model_state_free(alone[i]);
+        bn_model_state_free(batched[i]);
+        free(lb[i]);
+    }
+    free(la);
+}
+
+static void test_eval_split(void **state)
+{
+    (void)state;
+    tmodel tm;
+    tm_build(&tm, &CFG_A, 11);
+    char path[128];
+    path_for(path, sizeof path, "a_split.gguf");
+    write_model(&tm, BN_TYPE_I2_S, NULL, path);
+    bn_model *m = load_ok(path, NULL, 0);
+    check_eval_split(m);
+    bn_model_free(m);
+    tm_free(&tm);
+    tm_build(&tm, &CFG_B, 12); /* SiLU, 6 heads on 3, Q8_0 head (its several-token kernel) */
+    path_for(path, sizeof path, "b_split.gguf");
+    write_model(&tm, BN_TYPE_I2_S, NULL, path);
+    m = load_ok(path, NULL, BN_TYPE_Q8_0);
+    check_eval_split(m);
+    bn_model_free(m);
+    tm_free(&tm);
+}
+
 /* The AVX-512 VNNI LM head (model_avx512.c), on its own form of the head (unsigned bytes,
  * scales of 16 rows side by side): one token's kernel gives the plain-C reference's bits
  * (the same integer block sums and the same chain of multiply-adds), and the several-token
@@ -1674,6 +1766,7 @@ int main(void)
             cmocka_unit_test(test_no_sub_norms),
             cmocka_unit_test(test_batched_equals_sequential),
             cmocka_unit_test(test_eval_batch),
+        cmocka_unit_test(test_eval_split),
             cmocka_unit_test(test_head_avx512_multi),
             cmocka_unit_test(test_head_lanes),
             cmocka_unit_test(test_formats_agree),

@@ -213,9 +213,11 @@ bn_status bn_model_eval(bn_model_state *st, const int32_t *tokens, int64_t n, in
  * logits of its last token (n_vocab floats) to logits[i]. The states must be of one model,
  * with the same n_ctx and kv_type, each at most once, and all the tokens at most the first
  * state's n_batch (one sequence alone may have more: it is bn_model_eval then). The first
- * state's threads and scratch do the work, so none of the states may be evaluated
- * elsewhere meanwhile. The logits are those of bn_model_eval of each sequence alone, to the
- * bit (test_model). Errors, with a message on the model's ctx, change no state:
+ * state's threads do the work, with its scratch; a decode step (one token a sequence) of
+ * at least 8 sequences a thread is shared out by sequences instead, each thread running
+ * the whole forward of its share with the scratch of the share's first state (no barrier
+ * between the phases). So none of the states may be evaluated elsewhere meanwhile. The
+ * logits are those of bn_model_eval of each sequence alone, to the bit (test_model). Errors, with a message on the model's ctx, change no state:
  * BN_ERR_INVALID (mixed states, a token id out of range, no tokens, too many), BN_ERR_RANGE
  * (a sequence's tokens do not fit in its cache). */
 bn_status bn_model_eval_batch(bn_model_state *const *sts, int64_t n_seq,
