@@ -94,6 +94,7 @@ struct bn_model_state {
     float (*norm_quant)(const float *x, const float *w, int64_t n, float eps, int8_t *q,
                         int32_t *sum);
     void (*act_mul)(float *g, const float *u, int64_t n); /* relu^2 or SiLU, by arch */
+    void (*add)(float *x, const float *y, int64_t n);     /* x += y, the residual */
     void (*to_f16)(const float *x, uint16_t *y, int64_t n);
     void (*attn)(const bn__attn_block *a); /* NULL: attend() per (token, head) */
     struct prof *prof;                     /* NULL unless profiling (bn_model_state_profile) */
@@ -208,11 +209,13 @@ static bn_status state_alloc(bn_model_state *st)
 }
 
 static void relu2_mul(float *g, const float *u, int64_t n);
+static void add_row(float *restrict x, const float *restrict y, int64_t n);
 static void silu_mul(float *g, const float *u, int64_t n);
 
 /* The building blocks for the model's kernel table: the AVX2 twins unless the table is
  * the reference or the CPU lacks AVX2, FMA or F16C; with AVX-512 F/BW/VL/DQ too, the norm
- * and the quantizer of model_ops_avx512.c (the AVX2 pair's bits). */
+ * and the quantizer of model_ops_avx512.c (the AVX2 pair's bits), its relu^2 * up and
+ * residual add (the plain loops' bits). */
 static void choose_ops(bn_model_state *st)
 {
     st->quantize = bn__model_quantize_act;
@@ -220,6 +223,7 @@ static void choose_ops(bn_model_state *st)
     st->norm_quant = NULL;
     const int silu = st->m->hp.act == BN_ACT_SILU;
     st->act_mul = silu ? silu_mul : relu2_mul;
+    st->add = add_row;
     st->to_f16 = bn_f32_to_f16_row;
     st->attn = NULL;
 #if defined(__x86_64__) || defined(__i386__)
@@ -233,6 +237,8 @@ static void choose_ops(bn_model_state *st)
     if (!c->avx512f || !c->avx512bw || !c->avx512vl || !c->avx512dq) return;
     st->quantize = bn__model_quantize_act_avx512;
     st->norm_quant = bn__model_norm_quant_avx512;
+    if (!silu) st->act_mul = bn__model_relu2_mul_avx512;
+    st->add = bn__model_add_avx512;
 #endif
 }
 
@@ -774,27 +780,7 @@ static void attend_block(const job *j, int64_t h0, int64_t nh, int64_t t0, int64
  * tokens (at most BN__ATTN_NQ queries), units taken in order (later tokens, which see
  * more keys, last). A group's K and V are read once per block, so one token keeps its
  * groups whole even when they do not divide among the threads. */
-/* The K and V lines that token t's attention over KV head g reads (its positions 0 .. its
- * own), asked for a block ahead when one thread takes the blocks in order (split_forward):
- * a sequence's cache was evicted by the pass through the weights since its last step.
- * (With several threads taking blocks, the next block is likely another thread's.) */
-static void prefetch_history(const job *j, int64_t t, int64_t g)
-{
-    const bn_model_state *st = j->st, *ts = tok_state(j, t);
-    const size_t d = (size_t)st->m->hp.head_dim, KV = (size_t)st->m->hp.n_head_kv * d;
-    const size_t n = (size_t)tok_pos(j, t) + 1, e = st->kv_elt;
-    const uintptr_t k = (uintptr_t)ts->kc + k_head(j, t, g) * e;
-    for (size_t p = 0; p < n; p++) {
-        const uintptr_t r = k + p * KV * e;
-        for (uintptr_t a = r & ~(uintptr_t)63; a < r + d * e; a += 64)
-            __builtin_prefetch((const void *)a, 0, 3);
-    }
-    const uintptr_t v = (uintptr_t)ts->vc + v_head(j, t, g) * e;
-    for (uintptr_t a = v & ~(uintptr_t)63; a < v + (n + 7) / 8 * 8 * d * e; a += 64)
-        __builtin_prefetch((const void *)a, 0, 3);
-}
-
-static void attn_blocks(const job *j, int tid, int nth)
+static void attn_blocks(const job *j, int tid)
 {
     const bn_model_hparams *h = &j->st->m->hp;
     const int64_t nkv = h->n_head_kv, hpg = h->n_head / nkv;
@@ -808,8 +794,6 @@ static void attn_blocks(const job *j, int tid, int nth)
     int64_t u, ue;
     while (grab(c, units, 1, &u, &ue)) {
         const int64_t t0 = u / per_tb * tpu, t1 = t0 + tpu < j->T ? t0 + tpu : j->T;
-        if (nth == 1 && j->seqs && u + 1 < units)
-            prefetch_history(j, (u + 1) / per_tb, (u + 1) % per_tb * hpu / hpg);
         attend_block(j, u % per_tb * hpu, hpu, t0, t1, s);
     }
 }
@@ -820,7 +804,7 @@ static void task_attn(void *arg, int tid, int nth)
     const job *j = arg;
     (void)nth;
     if (j->st->attn) {
-        attn_blocks(j, tid, nth);
+        attn_blocks(j, tid);
         return;
     }
     const int64_t nh = j->st->m->hp.n_head;
@@ -836,7 +820,8 @@ static void task_attn(void *arg, int tid, int nth)
 #define GEMM_CHUNK 96
 
 /* x += y over n values (x and y apart), 8 at a time: a fixed count the compiler turns into
- * vector adds without AVX flags (a loop of any count it leaves scalar at -O2). */
+ * vector adds without AVX flags (a loop of any count it leaves scalar at -O2); st->add
+ * (bn__model_add_avx512 where the CPU has it). */
 static void add_row(float *restrict x, const float *restrict y, int64_t n)
 {
     int64_t i = 0;
@@ -856,7 +841,7 @@ static void residual_matmul(const job *j, int which, int phase, int cls, const b
     while (grab(c, E, j->T == 1 ? GEMV_CHUNK : GEMM_CHUNK, &r0, &r1)) {
         bn__lin_rows(st->m, j->L, which, qa, st->y, E, r0, r1, &zc);
         prof_mark(j, cls);
-        for (int64_t t = 0; t < j->T; t++) add_row(st->x + t * E + r0, st->y + t * E + r0, r1 - r0);
+        for (int64_t t = 0; t < j->T; t++) st->add(st->x + t * E + r0, st->y + t * E + r0, r1 - r0);
         prof_mark(j, BN_PROF_ELTWISE);
     }
 }

@@ -128,6 +128,9 @@ void bn__model_f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n);
 float bn__model_norm_quant_avx512(const float *x, const float *w, int64_t n, float eps, int8_t *q,
                                   int32_t *sum);
 float bn__model_quantize_act_avx512(const float *x, int64_t n, int8_t *q, int32_t *sum);
+/* g[i] = relu(g[i])^2 * u[i], and x[i] += y[i], as the plain loops compute them (bit for bit). */
+void bn__model_relu2_mul_avx512(float *g, const float *u, int64_t n);
+void bn__model_add_avx512(float *x, const float *y, int64_t n);
 #endif
 
 /* Attention of up to BN__ATTN_NQ queries that share one KV head: for each query j,

@@ -2,7 +2,8 @@
  * model_ops_avx512.c - the forward pass's per-token steps with AVX-512 F/BW/VL/DQ (compiled
  * with the avx512 flags; chosen per state when the CPU has them, see choose_ops in
  * model_forward.c): RMSNorm and the activation quantizer in one kernel, the quantizer alone,
- * relu^2 * up and the residual add.
+ * relu^2 * up and the residual add (the last two: the float operations of the plain C loops,
+ * so their bits).
  *
  * RMSNorm + quantizer (bn__model_norm_quant_avx512) reads the row three times and writes only
  * the codes: the sum of squares; y = (x * scale) * w and its largest |y|; y computed again,
@@ -148,4 +149,41 @@ float bn__model_quantize_act_avx512(const float *x, int64_t n, int8_t *q, int32_
     const float s = act_scale(row_amax(x, NULL, one, n));
     *sum = row_codes(x, NULL, one, s, n, q);
     return s;
+}
+
+/* ---- relu^2 * up, the residual add ----------------------------------------------------- */
+
+/* The 16-lane mask of the values [i, n) when fewer than 16 are left. */
+INLINE __mmask16 mask16(int64_t i, int64_t n)
+{
+    return (__mmask16)((1u << (n - i)) - 1u);
+}
+
+void bn__model_relu2_mul_avx512(float *g, const float *u, int64_t n)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = _mm512_max_ps(_mm512_loadu_ps(g + i), zero); /* NaN -> 0 */
+        _mm512_storeu_ps(g + i, _mm512_mul_ps(_mm512_mul_ps(v, v), _mm512_loadu_ps(u + i)));
+    }
+    if (i < n) {
+        const __mmask16 m = mask16(i, n);
+        const __m512 v = _mm512_max_ps(_mm512_maskz_loadu_ps(m, g + i), zero);
+        _mm512_mask_storeu_ps(g + i, m,
+                              _mm512_mul_ps(_mm512_mul_ps(v, v), _mm512_maskz_loadu_ps(m, u + i)));
+    }
+}
+
+void bn__model_add_avx512(float *x, const float *y, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(x + i, _mm512_add_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        const __mmask16 m = mask16(i, n);
+        _mm512_mask_storeu_ps(
+                x + i, m,
+                _mm512_add_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+    }
 }

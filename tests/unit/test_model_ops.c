@@ -2,7 +2,8 @@
  * against their plain C definitions in model_forward.c and against the AVX2 twins they
  * replace: RMSNorm + the activation quantizer in one kernel, and the quantizer alone, on
  * every tail length, rows that end at an unreadable page, ties, zeros, NaN, inf, huge and
- * tiny values. Skipped on a CPU without AVX-512 F/BW/VL/DQ (and AVX2, FMA, F16C). */
+ * tiny values; relu^2 * up and the residual add. Skipped on a CPU without AVX-512
+ * F/BW/VL/DQ (and AVX2, FMA, F16C). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -237,12 +238,48 @@ static void test_norm_quant_page_end(void **state)
     munmap(mem, 2 * (bytes + pg));
 }
 
+/* relu(g)^2 * u and x += y: the plain loops' float operations, so their bits, on every tail
+ * length (the values past n untouched), with NaN, inf, -0 and subnormal inputs. */
+static void test_eltwise(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_AVX512();
+    enum { PAD = 20 };
+    static float g[MAXN + PAD], u[MAXN + PAD], a[MAXN + PAD], b[MAXN + PAD];
+    static const float odd[] = {NAN, -NAN, INFINITY, -INFINITY, -0.0f, 0.0f, 1e-40f, -1e-40f};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        const int64_t n = sizes[si];
+        for (int64_t i = 0; i < n + PAD; i++) {
+            g[i] = (float)(uniform() * 8.0 - 4.0);
+            u[i] = (float)(uniform() * 8.0 - 4.0);
+            if (uniform() < 0.05) g[i] = odd[(int)(uniform() * 8)];
+            if (uniform() < 0.05) u[i] = odd[(int)(uniform() * 8)];
+        }
+        /* relu^2 * up, against the definition the plain relu2_mul implements */
+        memcpy(a, g, sizeof a);
+        bn__model_relu2_mul_avx512(a, u, n);
+        for (int64_t i = 0; i < n; i++) {
+            const float v = g[i] > 0.0f ? g[i] : 0.0f;
+            b[i] = (v * v) * u[i];
+        }
+        memcpy(b + n, g + n, PAD * sizeof *b);
+        assert_memory_equal(a, b, (size_t)(n + PAD) * sizeof *a);
+        /* the residual add */
+        memcpy(a, g, sizeof a);
+        bn__model_add_avx512(a, u, n);
+        for (int64_t i = 0; i < n; i++) b[i] = g[i] + u[i];
+        memcpy(b + n, g + n, PAD * sizeof *b);
+        assert_memory_equal(a, b, (size_t)(n + PAD) * sizeof *a);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_norm_quant_vs_avx2),
             cmocka_unit_test(test_norm_quant_vs_plain),
             cmocka_unit_test(test_norm_quant_page_end),
+            cmocka_unit_test(test_eltwise),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
