@@ -780,7 +780,27 @@ static void attend_block(const job *j, int64_t h0, int64_t nh, int64_t t0, int64
  * tokens (at most BN__ATTN_NQ queries), units taken in order (later tokens, which see
  * more keys, last). A group's K and V are read once per block, so one token keeps its
  * groups whole even when they do not divide among the threads. */
-static void attn_blocks(const job *j, int tid)
+/* The K and V lines that token t's attention over KV head g reads (its positions 0 .. its
+ * own), asked for a block ahead when one thread takes the blocks in order (split_forward):
+ * a sequence's cache was evicted by the pass through the weights since its last step.
+ * (With several threads taking blocks, the next block is likely another thread's.) */
+static void prefetch_history(const job *j, int64_t t, int64_t g)
+{
+    const bn_model_state *st = j->st, *ts = tok_state(j, t);
+    const size_t d = (size_t)st->m->hp.head_dim, KV = (size_t)st->m->hp.n_head_kv * d;
+    const size_t n = (size_t)tok_pos(j, t) + 1, e = st->kv_elt;
+    const uintptr_t k = (uintptr_t)ts->kc + k_head(j, t, g) * e;
+    for (size_t p = 0; p < n; p++) {
+        const uintptr_t r = k + p * KV * e;
+        for (uintptr_t a = r & ~(uintptr_t)63; a < r + d * e; a += 64)
+            __builtin_prefetch((const void *)a, 0, 3);
+    }
+    const uintptr_t v = (uintptr_t)ts->vc + v_head(j, t, g) * e;
+    for (uintptr_t a = v & ~(uintptr_t)63; a < v + (n + 7) / 8 * 8 * d * e; a += 64)
+        __builtin_prefetch((const void *)a, 0, 3);
+}
+
+static void attn_blocks(const job *j, int tid, int nth)
 {
     const bn_model_hparams *h = &j->st->m->hp;
     const int64_t nkv = h->n_head_kv, hpg = h->n_head / nkv;
@@ -794,6 +814,8 @@ static void attn_blocks(const job *j, int tid)
     int64_t u, ue;
     while (grab(c, units, 1, &u, &ue)) {
         const int64_t t0 = u / per_tb * tpu, t1 = t0 + tpu < j->T ? t0 + tpu : j->T;
+        if (nth == 1 && j->seqs && u + 1 < units)
+            prefetch_history(j, (u + 1) / per_tb, (u + 1) % per_tb * hpu / hpg);
         attend_block(j, u % per_tb * hpu, hpu, t0, t1, s);
     }
 }
@@ -804,7 +826,7 @@ static void task_attn(void *arg, int tid, int nth)
     const job *j = arg;
     (void)nth;
     if (j->st->attn) {
-        attn_blocks(j, tid);
+        attn_blocks(j, tid, nth);
         return;
     }
     const int64_t nh = j->st->m->hp.n_head;
