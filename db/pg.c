@@ -125,10 +125,20 @@ static const char *const pg_migrations[] = {pg_v1, pg_v2, pg_v3};
 
 /* ---- the pool ---------------------------------------------------------------------------- */
 
+/* The statements prepared on one connection (named "bn<i>" after their index), so that a
+ * statement sent again is neither parsed nor planned again (its cached plan); state: 0 free,
+ * 1 prepared, 2 its Parse sent and not yet answered. Lost with the connection. */
+#define PREP_MAX 48
+typedef struct pg_prep {
+    char *sql[PREP_MAX];
+    int state[PREP_MAX];
+} pg_prep;
+
 struct bn_pg_pool {
     char *url;
     int n, schema;
     PGconn **conns; /* NULL: not connected (yet, or again) */
+    pg_prep *prep;  /* per slot: what is prepared on its connection */
     int *busy;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -184,14 +194,23 @@ static int pool_take(bn_pg_pool *p, int *slot, char *err, size_t errsz)
     return p->conns[i] ? 0 : -1;
 }
 
-/* Gives slot back; a connection that is broken or still in a transaction is closed. */
+/* Closes slot's connection (its prepared statements go with it). */
+static void slot_close(bn_pg_pool *p, int slot)
+{
+    PQfinish(p->conns[slot]);
+    p->conns[slot] = NULL;
+    pg_prep *pp = &p->prep[slot];
+    for (int i = 0; i < PREP_MAX; i++) bn_free(pp->sql[i]), pp->sql[i] = NULL, pp->state[i] = 0;
+}
+
+/* Gives slot back; a connection that is broken, still in a transaction or in pipeline mode
+ * is closed. */
 static void pool_give(bn_pg_pool *p, int slot)
 {
     PGconn *c = p->conns[slot];
-    if (c && (PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE)) {
-        PQfinish(c);
-        p->conns[slot] = NULL;
-    }
+    if (c && (PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE ||
+              PQpipelineStatus(c) != PQ_PIPELINE_OFF))
+        slot_close(p, slot);
     pthread_mutex_lock(&p->mu);
     p->busy[slot] = 0;
     pthread_cond_signal(&p->cv);
@@ -272,7 +291,7 @@ bn_status bn__pg_begin(bn_db *db, int64_t tenant, PGconn **c, const char *what)
     bn_status s = begin_on(db, db->pg->conns[slot], tenant, what);
     if (s != BN_OK && PQstatus(db->pg->conns[slot]) != CONNECTION_OK) {
         /* the server restarted since this connection was last used: nothing was done yet */
-        PQfinish(db->pg->conns[slot]);
+        slot_close(db->pg, slot);
         db->pg->conns[slot] = connect_url(db->pg->url, err, sizeof err);
         s = db->pg->conns[slot] ? begin_on(db, db->pg->conns[slot], tenant, what)
                                 : bn__db_err(db, BN_ERR_IO, "%s: %s", what, err);
@@ -299,7 +318,52 @@ bn_status bn__pg_end(bn_db *db, PGconn *c, bn_status s, const char *what)
     return s;
 }
 
-/* ---- one statement in one round trip ------------------------------------------------------ */
+/* ---- statements in one round trip ---------------------------------------------------------- */
+
+/* The index of sql's statement on slot's connection; *fresh when it is new there (to be
+ * prepared now: prep_settle says how that went). -1: none left (sent unnamed). */
+static int prep_find(bn_pg_pool *p, int slot, const char *sql, int *fresh)
+{
+    pg_prep *pp = &p->prep[slot];
+    int free_at = -1;
+    *fresh = 0;
+    for (int i = 0; i < PREP_MAX; i++) {
+        if (pp->state[i] && !strcmp(pp->sql[i], sql)) return i;
+        if (!pp->state[i] && free_at < 0) free_at = i;
+    }
+    if (free_at < 0 || !(pp->sql[free_at] = bn_strdup(sql))) return -1;
+    pp->state[free_at] = 2;
+    *fresh = 1;
+    return free_at;
+}
+
+/* The answer to the Parse of statement i: kept when ok, else forgotten. */
+static void prep_settle(bn_pg_pool *p, int slot, int i, int ok)
+{
+    pg_prep *pp = &p->prep[slot];
+    if (ok) {
+        pp->state[i] = 1;
+        return;
+    }
+    bn_free(pp->sql[i]);
+    pp->sql[i] = NULL;
+    pp->state[i] = 0;
+}
+
+/* Queues x on slot's connection (pipeline mode): its prepared statement, prepared first when
+ * new (*fresh: its index then, else -1). 0 when libpq could not queue it. */
+static int send_stmt(bn_pg_pool *p, int slot, const bn__pg_stmt *x, int *fresh)
+{
+    PGconn *c = p->conns[slot];
+    int is_new;
+    const int k = prep_find(p, slot, x->sql, &is_new);
+    *fresh = is_new ? k : -1;
+    if (k < 0) return PQsendQueryParams(c, x->sql, x->n, NULL, x->vals, NULL, NULL, 0);
+    char name[16];
+    snprintf(name, sizeof name, "bn%d", k);
+    if (is_new && !PQsendPrepare(c, name, x->sql, x->n, NULL)) return 0;
+    return PQsendQueryPrepared(c, name, x->n, x->vals, NULL, NULL, 0);
+}
 
 /* The next result of a pipeline on c and the end of that query's results: BN_OK, or its
  * status with the message set on db unless quiet (a later query of a pipeline that failed).
@@ -323,58 +387,94 @@ static bn_status pipe_result(bn_db *db, PGconn *c, int quiet, PGresult **keep, c
     return s;
 }
 
-/* BEGIN, the scope, sql and COMMIT sent together (libpq's pipeline mode) and their results
- * read; *begun: the server began the transaction (so it may have run: no second try). A
- * failed transaction is rolled back. */
-static bn_status pipe_q1(bn_db *db, PGconn *c, int64_t tenant, const char *sql, int n,
-                         const char *const *vals, PGresult **res, const char *what, int *begun)
+#define PIPE_MAX 8 /* statements of a bn__pg_run, BEGIN, the scope and COMMIT included */
+
+/* BEGIN, the scope, st[0..n) and COMMIT sent together (libpq's pipeline mode) on slot's
+ * connection and their results read; *begun: the server began the transaction (so it may
+ * have run: no second try). A failed transaction is rolled back, its rows dropped. */
+static bn_status pipe_run(bn_db *db, int slot, int64_t tenant, int flags, bn__pg_stmt *st, int n,
+                          const char *what, int *begun)
 {
+    bn_pg_pool *p = db->pg;
+    PGconn *c = p->conns[slot];
     char scope[24];
     scope_str(tenant, scope);
     const char *sv[] = {scope};
+    /* BN_PG_NOSORT: a plan that reads an index in order wins whatever the statistics say */
+    const bn__pg_stmt head[] = {{.sql = "BEGIN"},
+                                {.sql = flags & BN_PG_NOSORT
+                                                ? "SELECT set_config('app.tenant_id', $1, true), "
+                                                  "set_config('enable_sort', 'off', true)"
+                                                : "SELECT set_config('app.tenant_id', $1, true)",
+                                 .n = 1,
+                                 .vals = sv}};
+    const bn__pg_stmt commit = {.sql = "COMMIT"};
+    const int m = n + 3;
+    int fresh[PIPE_MAX], sent = 0;
     *begun = 0;
+    for (int i = 0; i < n; i++) st[i].res = NULL;
+    if (m > PIPE_MAX) return bn__db_err(db, BN_ERR_INVALID, "%s: too many statements", what);
     if (!PQenterPipelineMode(c)) return pg_err(db, BN_ERR_IO, what, PQerrorMessage(c));
-    const int sent = PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
-                     PQsendQueryParams(c, "SELECT set_config('app.tenant_id', $1, true)", 1, NULL,
-                                       sv, NULL, NULL, 0) &&
-                     PQsendQueryParams(c, sql, n, NULL, vals, NULL, NULL, 0) &&
-                     PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
-                     PQpipelineSync(c);
-    bn_status s = sent ? BN_OK : pg_err(db, BN_ERR_IO, what, PQerrorMessage(c));
-    for (int q = 0; sent && q < 4; q++) {
-        const bn_status e = pipe_result(db, c, s != BN_OK, q == 2 ? res : NULL, what);
+    for (; sent < m; sent++) {
+        const bn__pg_stmt *x = sent < 2 ? &head[sent] : sent < m - 1 ? &st[sent - 2] : &commit;
+        if (!send_stmt(p, slot, x, &fresh[sent])) break;
+    }
+    const int all = sent == m && PQpipelineSync(c);
+    bn_status s = all ? BN_OK : pg_err(db, BN_ERR_IO, what, PQerrorMessage(c));
+    for (int q = 0; all && q < m; q++) {
+        if (fresh[q] >= 0) { /* the Parse's own answer comes first */
+            const bn_status e = pipe_result(db, c, s != BN_OK, NULL, what);
+            prep_settle(p, slot, fresh[q], e == BN_OK);
+            if (s == BN_OK) s = e;
+        }
+        bn__pg_stmt *x = q >= 2 && q < m - 1 ? &st[q - 2] : NULL;
+        const bn_status e = pipe_result(db, c, s != BN_OK, x && x->keep ? &x->res : NULL, what);
         if (q == 0) *begun = e == BN_OK;
         if (s == BN_OK) s = e;
     }
-    PGresult *sync = sent ? PQgetResult(c) : NULL;
+    for (int q = all ? m : 0; q < sent; q++) /* never answered: not prepared */
+        if (fresh[q] >= 0) prep_settle(p, slot, fresh[q], 0);
+    PGresult *sync = all ? PQgetResult(c) : NULL;
     PQclear(sync);
     if (!PQexitPipelineMode(c) && s == BN_OK) s = pg_err(db, BN_ERR_IO, what, PQerrorMessage(c));
-    if (s != BN_OK && res) PQclear(*res), *res = NULL;
+    if (s != BN_OK)
+        for (int i = 0; i < n; i++) PQclear(st[i].res), st[i].res = NULL;
     if (s != BN_OK && PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
         PQclear(PQexec(c, "ROLLBACK"));
+    return s;
+}
+
+bn_status bn__pg_run(bn_db *db, int64_t tenant, int flags, bn__pg_stmt *st, int n, const char *what)
+{
+    bn_pg_pool *p = db->pg;
+    char err[400];
+    int slot, begun = 0;
+    for (int i = 0; i < n; i++) st[i].res = NULL;
+    if (pool_take(p, &slot, err, sizeof err)) {
+        pool_give(p, slot);
+        return bn__db_err(db, BN_ERR_IO, "%s: %s", what, err);
+    }
+    bn_status s = pipe_run(db, slot, tenant, flags, st, n, what, &begun);
+    if (s != BN_OK && !begun && PQstatus(p->conns[slot]) != CONNECTION_OK) {
+        /* the server restarted since this connection was last used: nothing was done yet */
+        slot_close(p, slot);
+        p->conns[slot] = connect_url(p->url, err, sizeof err);
+        s = p->conns[slot] ? pipe_run(db, slot, tenant, flags, st, n, what, &begun)
+                           : bn__db_err(db, BN_ERR_IO, "%s: %s", what, err);
+    }
+    pool_give(p, slot);
     return s;
 }
 
 bn_status bn__pg_query1(bn_db *db, int64_t tenant, const char *sql, int n, const char *const *vals,
                         PGresult **res, const char *what)
 {
-    bn_pg_pool *p = db->pg;
-    char err[400];
-    int slot, begun = 0;
-    if (res) *res = NULL;
-    if (pool_take(p, &slot, err, sizeof err)) {
-        pool_give(p, slot);
-        return bn__db_err(db, BN_ERR_IO, "%s: %s", what, err);
-    }
-    bn_status s = pipe_q1(db, p->conns[slot], tenant, sql, n, vals, res, what, &begun);
-    if (s != BN_OK && !begun && PQstatus(p->conns[slot]) != CONNECTION_OK) {
-        /* the server restarted since this connection was last used: nothing was done yet */
-        PQfinish(p->conns[slot]);
-        p->conns[slot] = connect_url(p->url, err, sizeof err);
-        s = p->conns[slot] ? pipe_q1(db, p->conns[slot], tenant, sql, n, vals, res, what, &begun)
-                           : bn__db_err(db, BN_ERR_IO, "%s: %s", what, err);
-    }
-    pool_give(p, slot);
+    bn__pg_stmt st = {.sql = sql, .n = n, .vals = vals, .keep = res != NULL};
+    const bn_status s = bn__pg_run(db, tenant, 0, &st, 1, what);
+    if (res)
+        *res = st.res;
+    else
+        PQclear(st.res);
     return s;
 }
 
@@ -450,8 +550,9 @@ static bn_status migrate(bn_db *db, PGconn *c, int *schema)
 void bn_pg_pool_free(bn_pg_pool *p)
 {
     if (!p) return;
-    for (int i = 0; i < p->n; i++) PQfinish(p->conns[i]);
+    for (int i = 0; p->conns && p->prep && i < p->n; i++) slot_close(p, i);
     bn_free(p->conns);
+    bn_free(p->prep);
     bn_free(p->busy);
     bn_free(p->url);
     pthread_cond_destroy(&p->cv);
@@ -466,12 +567,13 @@ static bn_pg_pool *pool_alloc(const char *url, int n)
     p->n = n;
     p->url = bn_strdup(url);
     p->conns = bn_calloc((size_t)n, sizeof *p->conns);
+    p->prep = bn_calloc((size_t)n, sizeof *p->prep);
     p->busy = bn_calloc((size_t)n, sizeof *p->busy);
     const int mu = pthread_mutex_init(&p->mu, NULL) == 0;
     const int cv = mu && pthread_cond_init(&p->cv, NULL) == 0;
-    if (p->url && p->conns && p->busy && mu && cv) return p;
+    if (p->url && p->conns && p->prep && p->busy && mu && cv) return p;
     if (mu) pthread_mutex_destroy(&p->mu);
-    bn_free(p->url), bn_free(p->conns), bn_free(p->busy), bn_free(p);
+    bn_free(p->url), bn_free(p->conns), bn_free(p->prep), bn_free(p->busy), bn_free(p);
     return NULL;
 }
 

@@ -17,9 +17,29 @@ bn_status bn__pg_begin(bn_db *db, int64_t tenant, PGconn **c, const char *what);
 /* COMMIT when s is BN_OK, else ROLLBACK; gives the connection back. Returns the final
  * status (a failed COMMIT is BN_ERR_IO: the transaction may or may not have happened). */
 bn_status bn__pg_end(bn_db *db, PGconn *c, bn_status s, const char *what);
+/* A statement of bn__pg_run: sql with n text parameters vals (NULL: SQL NULL); res its rows
+ * when keep (the caller PQclears them), NULL when the transaction failed. */
+typedef struct bn__pg_stmt {
+    const char *sql;
+    int n;
+    const char *const *vals;
+    int keep;
+    PGresult *res;
+} bn__pg_stmt;
+
+/* flags of bn__pg_run: the transaction's plans read an index in order instead of sorting
+ * (enable_sort off), whatever the table's statistics (stale under a fast-growing queue) say */
+#define BN_PG_NOSORT 1
+
+/* st[0..n) (at most 5) in one transaction with the scope tenant, in one round trip: BEGIN,
+ * the scope, the statements and COMMIT pipelined (libpq's pipeline mode), each a statement
+ * prepared once per connection (parsed and planned once; the first use sends the Parse in
+ * the same round trip). A failed one rolls the transaction back. A connection found broken
+ * before the transaction began is remade once, as by bn__pg_begin. */
+bn_status bn__pg_run(bn_db *db, int64_t tenant, int flags, bn__pg_stmt *st, int n,
+                     const char *what);
 /* sql (n text parameters) in a transaction of its own with the scope tenant, in one round
- * trip: BEGIN, the scope, sql and COMMIT pipelined. res (may be NULL): its rows. A connection
- * found broken is remade once, as by bn__pg_begin. */
+ * trip (bn__pg_run). res (may be NULL): its rows. */
 bn_status bn__pg_query1(bn_db *db, int64_t tenant, const char *sql, int n, const char *const *vals,
                         PGresult **res, const char *what);
 /* Runs sql with n text parameters (NULL: SQL NULL). res (may be NULL): the rows, for the

@@ -354,31 +354,25 @@ void bn__pg_key_touch(bn_db *db, int64_t id, int64_t now)
 
 /* ---- the usage ledger -------------------------------------------------------------------- */
 
-/* The meter event of the new ledger row r (inside its transaction). */
-static bn_status outbox_add(bn_db *db, PGconn *c, const bn_usage_rec *r, int64_t at)
-{
-    const int64_t value = r->prompt_tokens + r->completion_tokens;
-    if (value <= 0) return BN_OK;
-    char eid[BN_EVENT_ID_MAX], val[24], a[24], now[24], tid[24];
-    bn__db_event_id(r->request_id, eid);
-    const char *v[] = {eid,
-                       r->request_id,
-                       I64(val, value),
-                       I64(a, at),
-                       I64(now, bn__db_now_ms(db)),
-                       I64(tid, r->tenant_id)};
-    return bn__pg_q(db, c,
-                    "INSERT INTO billing_outbox (event_id, request_id, tenant_id, customer, "
-                    "value, at, next_at) SELECT $1, $2, id, stripe_customer, $3, $4, $5 "
-                    "FROM tenants WHERE id = $6 AND coalesce(stripe_customer, '') <> '' "
-                    "ON CONFLICT DO NOTHING",
-                    6, v, NULL, "adding the meter event to the billing outbox");
-}
+/* The ledger row ($1..$9) and, when it is new, its meter event ($10 event id, $11 value, $12
+ * now) when the tenant has a Stripe customer and the value is positive, in one statement; its
+ * row: rows added to each. */
+static const char record_sql[] =
+        "WITH u AS (INSERT INTO usage (request_id, tenant_id, key_id, model, prompt_tokens, "
+        "completion_tokens, duration_ms, status, at) "
+        "SELECT $1, id, $3::bigint, $4, $5::bigint, $6::bigint, $7::bigint, $8, $9::bigint "
+        "FROM tenants WHERE id = $2::bigint AND status <> 'erased' "
+        "ON CONFLICT (request_id) DO NOTHING RETURNING id), "
+        "o AS (INSERT INTO billing_outbox (event_id, request_id, tenant_id, customer, value, at, "
+        "next_at) SELECT $10, $1, t.id, t.stripe_customer, $11::bigint, $9::bigint, $12::bigint "
+        "FROM tenants t, u WHERE t.id = $2::bigint AND coalesce(t.stripe_customer, '') <> '' "
+        "AND $11::bigint > 0 ON CONFLICT DO NOTHING RETURNING 1) "
+        "SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM o)";
 
 bn_status bn__pg_usage_record(bn_db *db, const bn_usage_rec *r, int64_t at, int *added, int *known)
 {
-    const char *what = "recording usage";
-    char tid[24], kid[24], pt[24], ct[24], dur[24], a[24];
+    char tid[24], kid[24], pt[24], ct[24], dur[24], a[24], eid[BN_EVENT_ID_MAX], val[24], now[24];
+    bn__db_event_id(r->request_id, eid);
     const char *v[] = {r->request_id,
                        I64(tid, r->tenant_id),
                        r->key_id ? I64(kid, r->key_id) : NULL,
@@ -387,30 +381,20 @@ bn_status bn__pg_usage_record(bn_db *db, const bn_usage_rec *r, int64_t at, int 
                        I64(ct, r->completion_tokens),
                        I64(dur, r->duration_ms),
                        r->status,
-                       I64(a, at)};
-    PGconn *c;
-    PGresult *res = NULL;
-    *added = *known = 0;
-    /* under the tenant's own scope: the policy refuses a row of any other tenant */
-    bn_status s = bn__pg_begin(db, r->tenant_id, &c, what);
-    if (s != BN_OK) return s;
-    s = bn__pg_q(db, c,
-                 "INSERT INTO usage (request_id, tenant_id, key_id, model, prompt_tokens, "
-                 "completion_tokens, duration_ms, status, at) "
-                 "SELECT $1, id, $3, $4, $5, $6, $7, $8, $9 FROM tenants "
-                 "WHERE id = $2 AND status <> 'erased' "
-                 "ON CONFLICT (request_id) DO NOTHING RETURNING id",
-                 9, v, &res, what);
-    *added = s == BN_OK && PQntuples(res) == 1;
-    PQclear(res);
-    res = NULL;
-    if (s == BN_OK && *added) s = outbox_add(db, c, r, at);
-    if (s == BN_OK && !*added)
-        s = bn__pg_q(db, c, "SELECT 1 FROM usage WHERE request_id = $1", 1, v, &res, what);
-    *known = s == BN_OK && !*added && PQntuples(res) == 1;
-    PQclear(res);
-    s = bn__pg_end(db, c, s, what);
-    if (s != BN_OK) *added = *known = 0;
+                       I64(a, at),
+                       eid,
+                       I64(val, r->prompt_tokens + r->completion_tokens),
+                       I64(now, bn__db_now_ms(db))};
+    /* one round trip, under the tenant's own scope (the policy refuses a row of any other
+     * tenant); the second statement sees a row of the same id written before (a try again) */
+    bn__pg_stmt st[] = {
+            {.sql = record_sql, .n = 12, .vals = v, .keep = 1},
+            {.sql = "SELECT 1 FROM usage WHERE request_id = $1", .n = 1, .vals = v, .keep = 1}};
+    const bn_status s = bn__pg_run(db, r->tenant_id, 0, st, 2, "recording usage");
+    *added = s == BN_OK && bn__pg_i64(st[0].res, 0, 0) == 1;
+    *known = s == BN_OK && !*added && PQntuples(st[1].res) == 1;
+    PQclear(st[0].res);
+    PQclear(st[1].res);
     return s;
 }
 
@@ -473,14 +457,19 @@ bn_status bn__pg_outbox_claim(bn_db *db, int64_t now_ms, int64_t lease_ms, bn_ou
     PGresult *r;
     *n = 0;
     /* SKIP LOCKED: replicas' senders claim different events at the same time */
-    const bn_status s =
-            query1(db, BN_PG_ALL,
-                   "UPDATE billing_outbox SET lease_until = $2, sent_at = $1 WHERE id IN "
-                   "(SELECT id FROM billing_outbox WHERE state = 'pending' AND next_at <= $1 "
-                   "AND (lease_until IS NULL OR lease_until <= $1) ORDER BY id LIMIT $3 "
-                   "FOR UPDATE SKIP LOCKED) "
-                   "RETURNING id, event_id, tenant_id, customer, value, at, attempts",
-                   3, v, &r, "claiming meter events");
+    /* in id order through the pending index (billing_outbox_pending), not by reading and
+     * sorting every pending row: under a load the queue grows faster than the statistics
+     * follow it, and a plan made for a few pending rows read thousands at every claim */
+    bn__pg_stmt st = {.sql = "UPDATE billing_outbox SET lease_until = $2, sent_at = $1 WHERE id IN "
+                             "(SELECT id FROM billing_outbox WHERE state = 'pending' AND next_at "
+                             "<= $1 AND (lease_until IS NULL OR lease_until <= $1) ORDER BY id "
+                             "LIMIT $3 FOR UPDATE SKIP LOCKED) "
+                             "RETURNING id, event_id, tenant_id, customer, value, at, attempts",
+                      .n = 3,
+                      .vals = v,
+                      .keep = 1};
+    const bn_status s = bn__pg_run(db, BN_PG_ALL, BN_PG_NOSORT, &st, 1, "claiming meter events");
+    r = st.res;
     for (int i = 0; s == BN_OK && i < PQntuples(r) && (size_t)i < max_n; i++) {
         bn_outbox_event *e = &out[(*n)++];
         e->id = bn__pg_i64(r, i, 0);
@@ -497,15 +486,19 @@ bn_status bn__pg_outbox_claim(bn_db *db, int64_t now_ms, int64_t lease_ms, bn_ou
 
 bn_status bn__pg_outbox_mark(bn_db *db, int op, int64_t id, int flag, int64_t at, const char *error)
 {
-    static const char ack[] = "UPDATE billing_outbox SET state = 'acked', acked_at = $2, "
-                              "duplicate = $3::boolean, lease_until = NULL WHERE id = $1 "
-                              "AND state <> 'acked'";
-    static const char retry[] = "UPDATE billing_outbox SET attempts = attempts + 1, "
-                                "last_error = $3, next_at = $2, lease_until = NULL "
-                                "WHERE id = $1 AND state = 'pending'";
-    static const char fail[] = "UPDATE billing_outbox SET state = 'failed', attempts = "
-                               "attempts + 1, last_error = $2, lease_until = NULL "
-                               "WHERE id = $1 AND state = 'pending'";
+    /* one statement, one round trip; its row: whether the event exists at all */
+    static const char ack[] = "WITH m AS (UPDATE billing_outbox SET state = 'acked', acked_at = "
+                              "$2::bigint, duplicate = $3::boolean, lease_until = NULL WHERE id = "
+                              "$1::bigint AND state <> 'acked' RETURNING 1) "
+                              "SELECT count(*) FROM billing_outbox WHERE id = $1::bigint";
+    static const char retry[] = "WITH m AS (UPDATE billing_outbox SET attempts = attempts + 1, "
+                                "last_error = $3, next_at = $2::bigint, lease_until = NULL WHERE "
+                                "id = $1::bigint AND state = 'pending' RETURNING 1) "
+                                "SELECT count(*) FROM billing_outbox WHERE id = $1::bigint";
+    static const char fail[] = "WITH m AS (UPDATE billing_outbox SET state = 'failed', attempts = "
+                               "attempts + 1, last_error = $2, lease_until = NULL WHERE id = "
+                               "$1::bigint AND state = 'pending' RETURNING 1) "
+                               "SELECT count(*) FROM billing_outbox WHERE id = $1::bigint";
     const char *what = op == 'a' ? "acknowledging a meter event" : "recording a failed attempt";
     char eid[24], a[24];
     const char *v[] = {I64(eid, id), I64(a, at),
@@ -513,18 +506,13 @@ bn_status bn__pg_outbox_mark(bn_db *db, int op, int64_t id, int flag, int64_t at
                        : error   ? error
                                  : ""};
     const char *vf[] = {v[0], v[2]}; /* fail: no time */
-    PGconn *c;
-    PGresult *r = NULL;
-    bn_status s = bn__pg_begin(db, BN_PG_ALL, &c, what);
-    if (s != BN_OK) return s;
-    s = op == 'f' ? bn__pg_q(db, c, fail, 2, vf, NULL, what)
-                  : bn__pg_q(db, c, op == 'a' ? ack : retry, 3, v, NULL, what);
-    if (s == BN_OK)
-        s = bn__pg_q(db, c, "SELECT 1 FROM billing_outbox WHERE id = $1", 1, v, &r, what);
-    if (s == BN_OK && PQntuples(r) == 0)
+    PGresult *r;
+    bn_status s = op == 'f' ? query1(db, BN_PG_ALL, fail, 2, vf, &r, what)
+                            : query1(db, BN_PG_ALL, op == 'a' ? ack : retry, 3, v, &r, what);
+    if (s == BN_OK && bn__pg_i64(r, 0, 0) == 0)
         s = bn__db_err(db, BN_ERR_NOT_FOUND, "outbox: no meter event %" PRId64, id);
     PQclear(r);
-    return bn__pg_end(db, c, s, what);
+    return s;
 }
 
 bn_status bn__pg_outbox_counts(bn_db *db, int64_t now_ms, bn_outbox_counts *out)

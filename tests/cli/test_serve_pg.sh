@@ -172,7 +172,7 @@ while [ "$(locked)" != 1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 CLIENT=$!
 waiting() {
     pg_psql postgres bitnet -c "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type =
-        'Lock' AND query LIKE 'INSERT INTO usage%'" 2>/dev/null
+        'Lock' AND query LIKE '%INSERT INTO usage%'" 2>/dev/null
 }
 i=0
 while [ "$(waiting)" != 1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
@@ -180,7 +180,7 @@ while [ "$(waiting)" != 1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 # its backend ended first, while the lock is still held: a restart alone may end the locker
 # first, and the write then commits before its own backend is ended (no try again to see)
 pg_psql postgres bitnet -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE
-    wait_event_type = 'Lock' AND query LIKE 'INSERT INTO usage%'" >/dev/null 2>&1
+    wait_event_type = 'Lock' AND query LIKE '%INSERT INTO usage%'" >/dev/null 2>&1
 pg_restart || bad "pg_ctl restart"
 wait "$CLIENT"
 set -- $(cat "$TMP/held" 2>/dev/null)

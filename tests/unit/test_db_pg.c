@@ -490,9 +490,12 @@ static void test_unsupported(void **state)
 /* ---- round trips ---------------------------------------------------------------------------- */
 
 /* The round trips the proxy of tests/cli/pg_turns.py counted so far. */
-static long turns(void)
+/* The proxy's count: of round trips (suffix ""), or of Parse messages (".parse"). */
+static long proxy_count(const char *suffix)
 {
-    FILE *f = fopen(getenv("BITNET_TEST_PG_TURNS"), "r");
+    char path[512];
+    snprintf(path, sizeof path, "%s%s", getenv("BITNET_TEST_PG_TURNS"), suffix);
+    FILE *f = fopen(path, "r");
     long n = -1;
     if (f && fscanf(f, "%ld", &n) != 1) n = -1;
     if (f) fclose(f);
@@ -500,10 +503,19 @@ static long turns(void)
     return n;
 }
 
+static long turns(void)
+{
+    return proxy_count("");
+}
+
 /* A key lookup (the request path of serve --tenants) is one round trip: BEGIN, the scope, the
  * query and COMMIT pipelined, counted by a proxy ($BITNET_TEST_PG_TURNS_URL, its count in
- * $BITNET_TEST_PG_TURNS), where one after the other took four. So is a read of the ledger's
- * totals. (A broken connection found by the pipeline is remade: test_serve_pg.sh's restarts.) */
+ * $BITNET_TEST_PG_TURNS), where one after the other took four. So are a read of the ledger's
+ * totals, the ledger row of a request with its meter event (five before), and the billing
+ * sender's claim and acknowledgement of an event (five before). Each statement is prepared
+ * on the connection once: sent again, nothing is parsed (the proxy counts Parse messages;
+ * every statement was parsed each time before). (A broken connection found by the pipeline
+ * is remade: test_serve_pg.sh's restarts.) */
 static void test_round_trips(void **state)
 {
     (void)state;
@@ -513,19 +525,53 @@ static void test_round_trips(void **state)
     if (bn_db_open_pg_url(&db, purl) != BN_OK) fail_msg("open: %s", bn_db_errmsg(db));
     int64_t tid, kid;
     char key[BN_KEY_STR_MAX];
-    OK(db, bn_db_tenant_add(db, "test", nm("trips"), "team", NULL, &tid));
+    OK(db, bn_db_tenant_add(db, "test", nm("trips"), "team", "cus_trips", &tid));
     OK(db, bn_db_key_create(db, "test", tid, BN_SCOPE_INFERENCE, 0, key, &kid));
     bn_key_auth a;
     OK(db, bn_db_key_lookup(db, key, &a)); /* its first use is written too */
-    const long t0 = turns();
+    const long t0 = turns(), p0 = proxy_count(".parse");
     OK(db, bn_db_key_lookup(db, key, &a));
     assert_int_equal(a.reason, BN_KEY_OK);
     assert_int_equal(a.key_id, kid);
     assert_int_equal(turns() - t0, 1);
+    assert_int_equal(proxy_count(".parse") - p0, 0);
     bn_usage_total u;
     const long t1 = turns();
     OK(db, bn_db_usage_total(db, tid, 0, 0, &u));
     assert_int_equal(turns() - t1, 1);
+    bn_outbox_event left[64];
+    size_t n_left;
+    do { /* earlier tests' events out of the way: the claims below find this one alone */
+        OK(db, bn_db_outbox_claim(db, (int64_t)time(NULL) * 1000 + 2000, 60000, left, 64, &n_left));
+        for (size_t i = 0; i < n_left; i++)
+            OK(db, bn_db_outbox_ack(db, left[i].id, 0, (int64_t)time(NULL) * 1000));
+    } while (n_left);
+    for (int i = 0; i < 2; i++) { /* the second time, nothing is parsed */
+        char id[32];
+        snprintf(id, sizeof id, "trip-%d", i);
+        const bn_usage_rec r = {.request_id = nm(id),
+                                .tenant_id = tid,
+                                .model = "m",
+                                .prompt_tokens = 3,
+                                .completion_tokens = 4,
+                                .status = "ok"};
+        int fresh;
+        bn_outbox_event e[4];
+        size_t n;
+        const long t2 = turns(), p2 = proxy_count(".parse");
+        OK(db, bn_db_usage_record(db, &r, &fresh));
+        assert_int_equal(fresh, 1);
+        assert_int_equal(turns() - t2, 1);
+        const long t3 = turns();
+        OK(db, bn_db_outbox_claim(db, (int64_t)time(NULL) * 1000 + 2000, 60000, e, 4, &n));
+        assert_int_equal(turns() - t3, 1);
+        assert_int_equal(n, 1);
+        assert_int_equal(e[0].value, 7);
+        const long t4 = turns();
+        OK(db, bn_db_outbox_ack(db, e[0].id, 0, (int64_t)time(NULL) * 1000));
+        assert_int_equal(turns() - t4, 1);
+        if (i) assert_int_equal(proxy_count(".parse") - p2, 0);
+    }
     bn_db_close(db);
 }
 
