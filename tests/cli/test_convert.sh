@@ -322,8 +322,8 @@ if command -v sqlite3 >/dev/null 2>&1; then
     sqlite3 "$OLD" "DROP TABLE billing_outbox; DROP TABLE jobs; DROP TABLE audit; DROP TABLE usage;
         DROP TABLE api_keys; DROP TABLE tenants; PRAGMA user_version=3;"
     BITNET_HISTORY_DB="$OLD" "$BITNET" jobs list --json >"$TMP/out" 2>"$TMP/err" &&
-        [ "$(sqlite3 "$OLD" 'PRAGMA user_version')" = 6 ] && ok "schema 3 migrated to 6 (jobs)" ||
-        bad "migration 3 -> 6: $(cat "$TMP/err")"
+        [ "$(sqlite3 "$OLD" 'PRAGMA user_version')" = 7 ] && ok "schema 3 migrated to 7 (jobs)" ||
+        bad "migration 3 -> 7: $(cat "$TMP/err")"
 else
     echo "  skip the schema 3 migration: no sqlite3 command"
 fi

@@ -4,7 +4,8 @@
  * requests with tokens; claims lease events (a second sender gets none until the lease runs
  * out); retry, ack (duplicates) and fail move them; counts and the reconciliation of the
  * ledger with what was acknowledged; export shows a tenant's events and erase deletes them
- * (the unsent ones counted in its audit entry); a store of schema 5 gains the table. The sender's
+ * (the unsent ones counted in its audit entry); a store of schema 5 gains the table, one of
+ * schema 6 the index of pending ids the claims read (migration 7). The sender's
  * pure parts (common/billing.h): the form body (encoding, fields), what each answer means, the
  * backoff's bounds. */
 #include <stdarg.h>
@@ -26,6 +27,7 @@
 #include "bitnet/db_tenants.h"
 #include "common/backoff.h"
 #include "common/billing.h"
+#include "../../db/db_int.h" /* the handle's sqlite connection: the claim's query plan */
 #include "test_util.h"
 #include "store_fx.h"
 
@@ -116,15 +118,22 @@ static int retry_audit(void *ud, const bn_audit_entry *e)
     return 0;
 }
 
+/* A store at f->path with tenant acme (*a) and its meter events r1, r2, r3 (2, 4, 6 tokens). */
+static bn_db *acme_with_three(fx *f, int64_t *a)
+{
+    bn_db *db = open_at(f->path, T0);
+    ok(db, bn_db_tenant_add(db, "cli:t", "acme", "team", "cus_A", a));
+    ok(db, record(db, *a, "r1", 1, 1, 0, NULL));
+    ok(db, record(db, *a, "r2", 2, 2, 0, NULL));
+    ok(db, record(db, *a, "r3", 3, 3, 0, NULL));
+    return db;
+}
+
 static void test_claim_lease_retry_ack_fail(void **state)
 {
     fx *f = *state;
-    bn_db *db = open_at(f->path, T0);
     int64_t a;
-    ok(db, bn_db_tenant_add(db, "cli:t", "acme", "team", "cus_A", &a));
-    ok(db, record(db, a, "r1", 1, 1, 0, NULL));
-    ok(db, record(db, a, "r2", 2, 2, 0, NULL));
-    ok(db, record(db, a, "r3", 3, 3, 0, NULL));
+    bn_db *db = acme_with_three(f, &a);
     bn_outbox_event e[8];
     size_t n;
     ok(db, bn_db_outbox_claim(db, T0, 5000, e, 2, &n)); /* max_n bounds it, oldest first */
@@ -334,6 +343,51 @@ static void test_from_schema_5(void **state)
     bn_db_close(db);
 }
 
+/* Keeps the text of the claim's query as it runs (sqlite3_trace_v2 on the handle's connection). */
+static int catch_claim(unsigned type, void *ud, void *stmt, void *x)
+{
+    const char *sql = sqlite3_sql(stmt);
+    const int claim = sql && strstr(sql, "FROM billing_outbox") && strstr(sql, "ORDER BY id");
+    if (claim) snprintf(ud, 1024, "%s", sql);
+    return (void)type, (void)x, 0;
+}
+
+/* A store of schema 6 gains the index of pending ids (migration 7), and a claim reads the
+ * oldest pending events through it, in order, without reading and sorting every pending row
+ * (EXPLAIN QUERY PLAN of the claim's own query, caught as it ran). */
+static void test_from_schema_6(void **state)
+{
+    fx *f = *state;
+    int64_t a;
+    bn_db_close(acme_with_three(f, &a));
+    raw_exec(f->path, "DROP INDEX billing_outbox_pending; PRAGMA user_version=6;");
+    bn_db *db = open_at(f->path, T0);
+    assert_int_equal(bn_db_schema_version(db), BN_DB_SCHEMA_VERSION);
+    char sql[1024] = "";
+    sqlite3_trace_v2(db->sql, SQLITE_TRACE_STMT, catch_claim, sql);
+    bn_outbox_event e[2];
+    size_t n;
+    ok(db, bn_db_outbox_claim(db, T0 + 1000, 60000, e, 2, &n));
+    sqlite3_trace_v2(db->sql, 0, NULL, NULL);
+    assert_int_equal(n, 2);
+    assert_true(e[0].id < e[1].id);
+    assert_true(sql[0] != '\0');
+    char q[1100];
+    snprintf(q, sizeof q, "EXPLAIN QUERY PLAN %s", sql);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db->sql, q, -1, &st, NULL), SQLITE_OK);
+    int through = 0, sorted = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *d = (const char *)sqlite3_column_text(st, 3);
+        through += d && strstr(d, "USING INDEX billing_outbox_pending") != NULL;
+        sorted += d && strstr(d, "TEMP B-TREE") != NULL;
+    }
+    sqlite3_finalize(st);
+    assert_int_equal(through, 1);
+    assert_int_equal(sorted, 0);
+    bn_db_close(db);
+}
+
 /* ---- the sender's pure parts ------------------------------------------------------------------
  */
 
@@ -516,6 +570,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_reconcile, setup, teardown),
             cmocka_unit_test_setup_teardown(test_erase_export, setup, teardown),
             cmocka_unit_test_setup_teardown(test_from_schema_5, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_from_schema_6, setup, teardown),
             cmocka_unit_test_setup_teardown(test_sender_backoff, setup, teardown),
             cmocka_unit_test_setup_teardown(test_sender_thread, setup, teardown),
             cmocka_unit_test(test_form),

@@ -46,7 +46,7 @@ extern "C" {
 #endif
 
 /* The newest schema this build knows (PRAGMA user_version). Only grows. */
-#define BN_DB_SCHEMA_VERSION 6
+#define BN_DB_SCHEMA_VERSION 7
 
 #define BN_DB_RETENTION_DAYS_DEFAULT  90
 #define BN_DB_BUSY_TIMEOUT_MS_DEFAULT 5000
