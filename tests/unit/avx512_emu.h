@@ -19,6 +19,7 @@ typedef struct {
 } __m256i;
 
 #define _MM_HINT_T0           3
+#define _MM_HINT_T1           2
 #define _mm_prefetch(p, hint) ((void)(p), (void)(hint))
 
 static inline __m256i _mm256_loadu_si256(const __m256i *p)
