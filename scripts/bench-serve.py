@@ -69,7 +69,9 @@ def pct(values, q):
 class Server:
     def __init__(self, name, argv, port, log):
         self.name, self.port = name, port
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        # in the log folder: llama-server writes a llama.log into its working directory
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                     cwd=os.path.dirname(log.name))
         deadline = time.time() + 600
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -204,6 +206,11 @@ def main():
         if not os.path.isfile(a.llama_model):
             die("--llama-model %s does not exist" % a.llama_model)
     slots = max(concs)
+    # the servers run in the log folder: the paths they get must not be relative
+    a.bitnet, a.model = os.path.abspath(a.bitnet), os.path.abspath(a.model)
+    if a.llama_server:
+        a.llama_server, a.llama_model = (os.path.abspath(a.llama_server),
+                                         os.path.abspath(a.llama_model))
     logdir = tempfile.mkdtemp(prefix="bench-serve-")
     servers = []
     done = False
