@@ -4,6 +4,7 @@
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
+#include <nettle/sha2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,14 @@ typedef struct local_limits {
 
 /* ---- the set of callers ------------------------------------------------------------------ */
 
+/* A key's lookup kept for SRV_KEY_CACHE_MS (the PostgreSQL store): h is the SHA-256 of the
+ * key as sent, at_ns when its lookup began. */
+typedef struct key_cached {
+    uint8_t h[SHA256_DIGEST_SIZE];
+    bn_key_auth a;
+    int64_t at_ns; /* 0: free */
+} key_cached;
+
 struct srv_tenants {
     const bn_config *cfg;
     pthread_mutex_t mu;
@@ -113,7 +122,10 @@ struct srv_tenants {
     const char *pg_url;             /* its URL (the config's or the argument's: outlives t) */
     bn_mfamily *retries, *failures; /* bitnet_store_*_total{call} (srv_tenants_metrics) */
     bn_mfamily *phase;              /* bitnet_tenant_phase_seconds{phase}: auth, admit */
+    bn_mfamily *lookups;            /* bitnet_key_lookups_total{from}: store, cache */
     int64_t retention_next_ms;      /* under mu: when to look at the daily retention again */
+    pthread_mutex_t kc_mu;          /* guards keys */
+    key_cached keys[SRV_KEY_CACHE_N];
 };
 
 /* A store handle for this thread alone until db_give; NULL (v: 500) when it cannot open. */
@@ -176,9 +188,16 @@ int srv_tenants_metrics(srv_tenants *t, bn_metrics *reg)
                                  "auth (the key looked up in the store, tries again included), "
                                  "admit (the limits: the Redis script, or in process).",
                                  by_phase, buckets, sizeof buckets / sizeof buckets[0]);
-    int rc = t->retries && t->failures && t->phase ? 0 : -1;
+    static const char *const by_from[] = {"from", NULL};
+    static const char *const froms[][1] = {{"store"}, {"cache"}};
+    t->lookups = bn_metrics_define(reg, BN_METRIC_COUNTER, "bitnet_key_lookups_total",
+                                   "API keys looked up: from the store, or (PostgreSQL) from "
+                                   "this replica's lookups of the last 250 ms.",
+                                   by_from, NULL, 0);
+    int rc = t->retries && t->failures && t->phase && t->lookups ? 0 : -1;
     for (int i = 0; !rc && i < 2; i++)
-        rc = bn_metric_add(t->retries, calls[i], 0) || bn_metric_add(t->failures, calls[i], 0);
+        rc = bn_metric_add(t->retries, calls[i], 0) || bn_metric_add(t->failures, calls[i], 0) ||
+             bn_metric_add(t->lookups, froms[i], 0);
     return rc;
 }
 
@@ -266,6 +285,10 @@ int srv_tenants_new(const bn_config *cfg, const char *database, srv_tenants **ou
     if (!t) return cm_fail(err, errsz, "out of memory");
     t->cfg = cfg;
     if (pthread_mutex_init(&t->mu, NULL)) return free(t), cm_fail(err, errsz, "out of resources");
+    if (pthread_mutex_init(&t->kc_mu, NULL)) {
+        pthread_mutex_destroy(&t->mu);
+        return free(t), cm_fail(err, errsz, "out of resources");
+    }
     t->limits = srv_limits_local_new(ledger_used, t);
     bn_db *db = NULL;
     if (!t->limits || open_pg(t, database, err, errsz) || cm_store_open(&db, t->pg, err, errsz)) {
@@ -305,6 +328,7 @@ void srv_tenants_free(srv_tenants *t)
     free(t->idle);
     if (t->limits) t->limits->ops->free(t->limits);
     bn_pg_pool_free(t->pg); /* after every handle on it */
+    pthread_mutex_destroy(&t->kc_mu);
     pthread_mutex_destroy(&t->mu);
     free(t);
 }
@@ -347,6 +371,87 @@ static bn_status lookup(bn_db *db, void *arg)
     return bn_db_key_lookup(db, la->key, &la->a);
 }
 
+/* ---- the lookups kept (the PostgreSQL store) ------------------------------------------------
+ *
+ * Every request looks its key up; on PostgreSQL that is a round trip and a query, and under
+ * load the replicas send hundreds a second for the same few keys. A lookup whose key was
+ * found (revoked, expired and suspended ones too) is kept for SRV_KEY_CACHE_MS from when it
+ * began, so that a revocation or a suspension committed in the store is seen by every
+ * replica within that time (the issue's bound: a second); this replica's own revocation
+ * (DELETE /v1/keys/ID) forgets them all at once. Unknown keys are not kept: a caller trying
+ * keys cannot fill it. The history (sqlite, one machine) is read every time. */
+
+static int same_hash(const uint8_t *a, const uint8_t *b)
+{
+    unsigned d = 0;
+    for (size_t i = 0; i < SHA256_DIGEST_SIZE; i++) d |= a[i] ^ b[i];
+    return d == 0;
+}
+
+/* The lookup of h kept since now_ns - SRV_KEY_CACHE_MS into *a; 0 when there is none. */
+static int cache_get(srv_tenants *t, const uint8_t *h, int64_t now_ns, bn_key_auth *a)
+{
+    int hit = 0;
+    pthread_mutex_lock(&t->kc_mu);
+    for (int i = 0; i < SRV_KEY_CACHE_N && !hit; i++) {
+        const key_cached *k = &t->keys[i];
+        if (k->at_ns && now_ns - k->at_ns < SRV_KEY_CACHE_MS * NS_PER_MS && same_hash(k->h, h))
+            *a = k->a, hit = 1;
+    }
+    pthread_mutex_unlock(&t->kc_mu);
+    return hit;
+}
+
+/* Keeps a (the lookup of h begun at at_ns) in h's entry, a free one or the oldest. */
+static void cache_put(srv_tenants *t, const uint8_t *h, int64_t at_ns, const bn_key_auth *a)
+{
+    pthread_mutex_lock(&t->kc_mu);
+    key_cached *slot = &t->keys[0];
+    for (int i = 0; i < SRV_KEY_CACHE_N; i++) {
+        key_cached *k = &t->keys[i];
+        if (k->at_ns && same_hash(k->h, h)) {
+            slot = k;
+            break;
+        }
+        if (k->at_ns < slot->at_ns) slot = k;
+    }
+    if (at_ns > slot->at_ns || !same_hash(slot->h, h)) {
+        memcpy(slot->h, h, sizeof slot->h);
+        slot->a = *a;
+        slot->at_ns = at_ns;
+    }
+    pthread_mutex_unlock(&t->kc_mu);
+}
+
+static void cache_clear(srv_tenants *t)
+{
+    pthread_mutex_lock(&t->kc_mu);
+    memset(t->keys, 0, sizeof t->keys);
+    pthread_mutex_unlock(&t->kc_mu);
+}
+
+/* la's key looked up (the cache, then the store with tries again); its status, the message
+ * in err. */
+static bn_status lookup_key(srv_tenants *t, lookup_arg *la, int64_t t0, char *err, size_t errsz)
+{
+    uint8_t h[SHA256_DIGEST_SIZE] = {0};
+    const char *lv[][1] = {{"store"}, {"cache"}};
+    if (t->pg) {
+        struct sha256_ctx c;
+        sha256_init(&c);
+        sha256_update(&c, strlen(la->key), (const uint8_t *)la->key);
+        sha256_digest(&c, SHA256_DIGEST_SIZE, h);
+    }
+    const int hit = t->pg && cache_get(t, h, t0, &la->a);
+    if (t->lookups) bn_metric_add(t->lookups, lv[hit], 1);
+    if (hit) return BN_OK;
+    int n;
+    const bn_status rc = store_retry(t, "auth", AUTH_TRIES, lookup, la, err, errsz, &n);
+    if (rc == BN_OK && t->pg && la->a.reason != BN_KEY_MALFORMED && la->a.reason != BN_KEY_UNKNOWN)
+        cache_put(t, h, t0, &la->a);
+    return rc;
+}
+
 void srv_tenants_auth(srv_tenants *t, const char *authorization, unsigned scope, srv_caller *who,
                       srv_verdict *v)
 {
@@ -360,9 +465,8 @@ void srv_tenants_auth(srv_tenants *t, const char *authorization, unsigned scope,
                                "malformed Authorization header: expected Bearer KEY");
     lookup_arg la = {authorization + 7, {0}};
     char err[512];
-    int n;
     const int64_t t0 = srv_now_ns();
-    const bn_status rc = store_retry(t, "auth", AUTH_TRIES, lookup, &la, err, sizeof err, &n);
+    const bn_status rc = lookup_key(t, &la, t0, err, sizeof err);
     phase_done(t, "auth", t0);
     const bn_key_auth a = la.a;
     if (rc != BN_OK) {
@@ -928,6 +1032,7 @@ char *srv_tenants_key_revoke(srv_tenants *t, const srv_caller *who, const char *
     if (rc == BN_ERR_NOT_FOUND || rc == BN_ERR_INVALID)
         return srv_verdict_set(v, 404, "invalid_request_error", "key_not_found", v->msg), NULL;
     if (rc != BN_OK) return srv_verdict_set(v, 500, "server_error", NULL, v->msg), NULL;
+    cache_clear(t); /* refused here at once, by the other replicas within SRV_KEY_CACHE_MS */
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "object", "api_key");
     cJSON_AddNumberToObject(o, "id", (double)kid);

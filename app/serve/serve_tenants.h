@@ -99,12 +99,18 @@ typedef struct srv_tenants srv_tenants;
  * key), with a pool of SRV_PG_CONNS connections, else the history. -1 with a one-line
  * message in err. */
 #define SRV_PG_CONNS 8
+/* On the PostgreSQL store a key's lookup is kept this long (from when it began) for the next
+ * requests with that key, in at most SRV_KEY_CACHE_N keys: a revocation or a suspension in
+ * the store is seen by every replica within it (serve_tenants.c). */
+#define SRV_KEY_CACHE_MS 250
+#define SRV_KEY_CACHE_N  64
 int srv_tenants_new(const bn_config *cfg, const char *database, srv_tenants **out, char *err,
                     size_t errsz);
 void srv_tenants_free(srv_tenants *t);
 /* Defines bitnet_store_retries_total and bitnet_store_failures_total{call="auth"|"ledger"} in
- * reg: the store's calls tried again with backoff, and those that failed after every try. 0,
- * or -1 (out of memory, a name taken). */
+ * reg: the store's calls tried again with backoff, and those that failed after every try;
+ * bitnet_tenant_phase_seconds{phase}; bitnet_key_lookups_total{from="store"|"cache"}. 0, or
+ * -1 (out of memory, a name taken). */
 int srv_tenants_metrics(srv_tenants *t, bn_metrics *reg);
 /* Shares the limits of every replica through the Redis at url (serve_redis.c, serve --redis):
  * redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH[?db=N]. A bad url is -1 with

@@ -140,6 +140,38 @@ curl -s -H "Authorization: Bearer $KA" "$URL/v1/usage" >"$TMP/u.json"
 [ "$("$JSONGET" total.requests <"$TMP/out")" = 2 ] && ok "usage report --database: globex's 2" ||
     bad "usage report: $(cat "$TMP/out")"
 
+# ---- key lookups kept 250 ms: the store's revocation and suspension reach it within a second ----
+# (another process changes the store, as another replica or the CLI would)
+curl -s -H "Authorization: Bearer $KG" "$URL/v1/models" "$URL/v1/models" "$URL/v1/models" \
+    "$URL/v1/models" "$URL/v1/models" "$URL/v1/models" >/dev/null
+curl -s -H "Authorization: Bearer $KADM" "$URL/metrics" >"$TMP/metrics"
+grep -q '^bitnet_key_lookups_total{from="cache"} [1-9]' "$TMP/metrics" &&
+    grep -q '^bitnet_key_lookups_total{from="store"} [1-9]' "$TMP/metrics" &&
+    ok "key lookups kept: six requests in a row, some answered from the cache" ||
+    bad "no key lookup from the cache: $(grep bitnet_key_lookups "$TMP/metrics")"
+KR=$(key globex inference)
+post "$KR"
+c1=$CODE
+post "$KR"
+c2=$CODE
+# shellcheck disable=SC2086
+"$B" keys revoke "$(pg_sql "SELECT max(id) FROM api_keys")" $D >/dev/null 2>&1 || bad "keys revoke"
+sleep 1
+post "$KR"
+[ "$c1 $c2 $CODE" = "200 200 401" ] && ok "a key revoked in the store is refused a second later" ||
+    bad "revoked key: $c1 $c2 $CODE"
+# shellcheck disable=SC2086
+"$B" tenants suspend globex $D >/dev/null 2>&1 || bad "tenants suspend"
+sleep 1
+post "$KG"
+c1=$CODE
+# shellcheck disable=SC2086
+"$B" tenants resume globex $D >/dev/null 2>&1 || bad "tenants resume"
+sleep 1
+post "$KG"
+[ "$c1 $CODE" = "403 200" ] && ok "a tenant suspended (and resumed) in the store: seen a second later" ||
+    bad "suspended tenant: $c1 $CODE"
+
 # ---- row-level security in the database -------------------------------------------------------
 scoped() { # scoped TENANT SQL: as the server's role, scoped to TENANT
     pg_psql bitnet bitnet -c "BEGIN" -c "SELECT set_config('app.tenant_id', '$1', true)" \
