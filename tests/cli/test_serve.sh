@@ -535,6 +535,39 @@ set -- $(awk '$9 > m { m = $9 } $7 >= 1 { p++ } END { print m + 0, p + 0 }' "$TM
     ok "--batch 8: the $nlp-token prompt in parts: $2 steps with prompt tokens, at most $1 tokens a step" ||
     bad "prompt parts: most $1 tokens a step, $2 steps with prompt tokens ($nlp tokens)"
 
+# ---- 16 slots on 2 threads: a step of 16 decoding slots is shared out by slots (each
+# thread runs the whole forward of its 8, split_forward in model_forward.c), and every
+# slot's greedy text is still generate's
+export BITNET_SERVE_TRACE=1
+start_server "$TMP/s7.log" -m "$MODEL" --slots 16 -t 2 --ctx 256
+unset BITNET_SERVE_TRACE
+names="Lily Tom Ben Sue Max Amy Sam Kim Joe Ann Bob Eve Dan Meg Tim Zoe"
+i=0
+for w in $names; do
+    i=$((i + 1))
+    "$BITNET" generate -m "$MODEL" -p "$w went to the park" -n 24 --temp 0 >"$TMP/g16_$i.txt" \
+        2>/dev/null
+done
+i=0 cpids=""
+for w in $names; do
+    i=$((i + 1))
+    curl -s -H 'Content-Type: application/json' "$URL/v1/completions" \
+        -d "{\"prompt\":\"$w went to the park\",\"max_tokens\":24,\"temperature\":0}" \
+        >"$TMP/b16_$i.json" &
+    cpids="$cpids $!"
+done
+wait $cpids
+same=0
+for i in $(seq 16); do
+    "$JSONGET" choices.0.text <"$TMP/b16_$i.json" >"$TMP/b16_$i.txt" 2>/dev/null
+    cmp -s "$TMP/g16_$i.txt" "$TMP/b16_$i.txt" && same=$((same + 1))
+done
+stop_server "the server with 16 slots"
+full=$(grep -c 'bitnet serve: step [0-9]*: 16 slots, 0 prompts, 16 tokens' "$TMP/s7.log")
+[ "$same" = 16 ] && [ "$full" -ge 5 ] &&
+    ok "16 greedy completions at once on 16 slots, 2 threads ($full steps of 16 decoding slots): each equals generate --temp 0" ||
+    bad "16 slots: $same of 16 equal generate's, $full steps of 16 decoding slots"
+
 # ---- the openai Python client --------------------------------------------------------------
 if python3 -c 'import openai' 2>/dev/null; then
     start_server "$TMP/s3.log" -m "$MODEL"
