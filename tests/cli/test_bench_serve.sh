@@ -17,6 +17,8 @@ expect_exit 0 "bench-serve.py, 1 and 2 streams" -- env TMPDIR="$TMP/tmpdir" pyth
     bad "left behind: $(ls "$TMP/tmpdir")"
 grep -Eq '^\| bitnet serve \| 2 \| [0-9.]+ \| [0-9.]+ \| [0-9]+ \| [0-9]+ \|$' "$TMP/out" &&
     ok "the streams table: 2 clients with tok/s, ratio and TTFT" || bad "table: $(cat "$TMP/out")"
+grep -Eq '^read bandwidth .* before / after the rounds: [0-9]+\.[0-9] / [0-9]+\.[0-9] GB/s$' "$TMP/out" &&
+    ok "the read bandwidth before and after the rounds" || bad "bandwidth: $(head -3 "$TMP/out")"
 grep -Eq '^\| bitnet serve \| [0-9.]+ / [0-9.]+ \| [0-9.]+ / [0-9.]+ \|$' "$TMP/out" &&
     ok "the small requests table: /health and /v1/models P50 / P95" || bad "small: $(cat "$TMP/out")"
 pgrep -f "serve -m $MODEL --listen 127.0.0.1" >/dev/null && bad "a server was left running" ||
