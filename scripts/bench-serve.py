@@ -13,9 +13,9 @@ server and C, medians over ROUNDS rounds (the servers alternate within a round):
                     it grows with C)
 
 and the HTTP overhead of small requests: GET /health and GET /v1/models, one at a time,
-REQS each, P50 and P95 in ms. The machine's read bandwidth (`bitnet bench`'s probe) is
-printed from before and after the rounds: one stream is bound by it, 16 by the
-multiply-adds, so "x its 1-client" moves with it.
+REQS each, P50 and P95 in ms. The machine's read bandwidth (`bitnet bench`'s probe with
+the model) is printed from before and after the rounds: one stream is bound by it, 16 by
+the multiply-adds, so "x its 1-client" moves with it.
 
 Generated tokens are counted from the stream's usage chunk when the server sends one
 (`stream_options.include_usage`), else as the number of events that carry text.
@@ -161,14 +161,16 @@ def run_conc(port, conc, n_gen):
             "tokens": toks}
 
 
-def read_bandwidth(bitnet, threads):
-    """The machine's read bandwidth in GB/s now, by `bitnet bench`'s streaming probe on
-    the bundled model (a fraction of a second), or None when it cannot be had. A single
+def read_bandwidth(bitnet, model, threads):
+    """The machine's read bandwidth in GB/s now: `bitnet bench`'s streaming probe with the
+    served model (a buffer of its bytes per token, at most 256 MiB; the median of 3 passes,
+    the first of which also faults the pages in), or None when it cannot be had. A single
     stream is bound by it while 16 streams are bound by the multiply-adds, so the speed-up
     column moves with it."""
     try:
-        out = subprocess.run([bitnet, "bench", "-p", "0", "-n", "1", "-r", "1", "--no-warmup",
-                              "-t", str(threads), "--json"], capture_output=True, timeout=120)
+        out = subprocess.run([bitnet, "bench", "-m", model, "-p", "0", "-n", "1", "-r", "3",
+                              "--no-warmup", "-t", str(threads), "--json"],
+                             capture_output=True, timeout=300)
         return json.loads(out.stdout)["bandwidth_bytes_per_s"] / 1e9
     except (OSError, ValueError, KeyError, TypeError, subprocess.TimeoutExpired):
         return None
@@ -243,7 +245,7 @@ def main():
                 + a.llama_args.split(), p, open(os.path.join(logdir, "llama.log"), "w")))
         for s in servers:  # warm-up: page the weights in
             run_conc(s.port, 1, 8)
-        bw = [read_bandwidth(a.bitnet, a.threads)]
+        bw = [read_bandwidth(a.bitnet, a.model, a.threads)]
         rows = {(s.name, c): [] for s in servers for c in concs}
         for rnd in range(a.rounds):
             order = servers if rnd % 2 == 0 else servers[::-1]
@@ -253,7 +255,7 @@ def main():
                     if "errors" in r:
                         die("%s, %d clients: %s" % (s.name, c, r["errors"][0]))
                     rows[(s.name, c)].append(r)
-        bw.append(read_bandwidth(a.bitnet, a.threads))
+        bw.append(read_bandwidth(a.bitnet, a.model, a.threads))
         small = {s.name: small_requests(s.port, a.reqs) for s in servers}
         done = True
     finally:
