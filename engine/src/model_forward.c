@@ -843,6 +843,17 @@ static void task_attn(void *arg, int tid, int nth)
  * at K = 2560), short enough to even out; whole GEMM row blocks for a batch. */
 #define GEMV_CHUNK 256
 #define GEMM_CHUNK 96
+/* A thread alone on the matrix (a share of split_forward, or a pool of one): nothing to
+ * even out, so longer runs (one share of a 16-sequence step, 8 sequences on 1 thread,
+ * chunk sizes alternating in one process: 96 -> 256 rows 109.8 -> 106.4 and 111.7 ->
+ * 108.7 ms, mostly gate/up and o; 256 -> 512 another 0.5-1 ms) */
+#define GEMM_CHUNK_ALONE 512
+
+/* Rows per chunk of a phase's matrix for T tokens on nth threads. */
+static int64_t chunk_rows(int64_t T, int nth)
+{
+    return T == 1 ? GEMV_CHUNK : nth == 1 ? GEMM_CHUNK_ALONE : GEMM_CHUNK;
+}
 
 /* x += y over n values (x and y apart), 8 at a time: a fixed count the compiler turns into
  * vector adds without AVX flags (a loop of any count it leaves scalar at -O2); st->add
@@ -856,14 +867,15 @@ static void add_row(float *restrict x, const float *restrict y, int64_t n)
 }
 
 /* x += a W (W is wo or wdown, a in qa), by chunks of rows. */
-static void residual_matmul(const job *j, int which, int phase, int cls, const bn_qact *qa)
+static void residual_matmul(const job *j, int which, int phase, int cls, const bn_qact *qa,
+                            int nth)
 {
     bn_model_state *st = j->st;
     const int64_t E = st->m->hp.n_embd; /* the rows of wo and wdown */
     atomic_int *c = st->work + j->il * N_PHASES + phase;
     int64_t r0, r1;
     bn__lowrank_z zc = {0}; /* a x: once per thread for one token */
-    while (grab(c, E, j->T == 1 ? GEMV_CHUNK : GEMM_CHUNK, &r0, &r1)) {
+    while (grab(c, E, chunk_rows(j->T, nth), &r0, &r1)) {
         bn__lin_rows(st->m, j->L, which, qa, st->y, E, r0, r1, &zc);
         prof_mark(j, cls);
         for (int64_t t = 0; t < j->T; t++) st->add(st->x + t * E + r0, st->y + t * E + r0, r1 - r0);
@@ -874,15 +886,15 @@ static void residual_matmul(const job *j, int which, int phase, int cls, const b
 static void task_o(void *arg, int tid, int nth)
 {
     const job *j = arg;
-    (void)tid, (void)nth;
-    residual_matmul(j, BN__WO, PH_O, BN_PROF_O, j->qe);
+    (void)tid;
+    residual_matmul(j, BN__WO, PH_O, BN_PROF_O, j->qe, nth);
 }
 
 static void task_down(void *arg, int tid, int nth)
 {
     const job *j = arg;
-    (void)tid, (void)nth;
-    residual_matmul(j, BN__WDOWN, PH_DOWN, BN_PROF_DOWN, j->qf);
+    (void)tid;
+    residual_matmul(j, BN__WDOWN, PH_DOWN, BN_PROF_DOWN, j->qf, nth);
 }
 
 /* gate = act(h Wgate) * (h Wup) for rows [r0, r1). */
@@ -904,8 +916,8 @@ static void task_gate_up(void *arg, int tid, int nth)
     atomic_int *c = j->st->work + j->il * N_PHASES + PH_GATE_UP;
     int64_t r0, r1;
     bn__lowrank_z zc[2] = {{0}}; /* a x of gate and up: once per thread for one token */
-    (void)tid, (void)nth;
-    while (grab(c, j->st->m->hp.n_ff, j->T == 1 ? GEMV_CHUNK : GEMM_CHUNK, &r0, &r1))
+    (void)tid;
+    while (grab(c, j->st->m->hp.n_ff, chunk_rows(j->T, nth), &r0, &r1))
         gate_up_rows(j, r0, r1, zc);
 }
 
