@@ -1236,7 +1236,7 @@ static void batch_forward(bn_model_state *st, const int32_t *tokens, job j)
 /* Tokens a thread takes at least for split_forward: with fewer, each thread's own pass
  * through the weights would cost more than the barriers it saves. */
 #define SPLIT_MIN 8
-#define MAX_SPLIT 256 /* threads */
+#define MAX_SPLIT 64 /* threads (more: the pass goes the shared way) */
 
 /* Whether the batch of n_seq sequences, T tokens, goes through split_forward: one token a
  * sequence (the decode steps of a server's slots), at least SPLIT_MIN a thread, every
