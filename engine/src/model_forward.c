@@ -776,10 +776,6 @@ static void attend_block(const job *j, int64_t h0, int64_t nh, int64_t t0, int64
     st->attn(&a);
 }
 
-/* Attention by blocks of queries that share a KV head: hpu of a group's heads times tpu
- * tokens (at most BN__ATTN_NQ queries), units taken in order (later tokens, which see
- * more keys, last). A group's K and V are read once per block, so one token keeps its
- * groups whole even when they do not divide among the threads. */
 /* The K and V lines that token t's attention over KV head g reads (its positions 0 .. its
  * own), asked for a block ahead when one thread takes the blocks in order (split_forward):
  * a sequence's cache was evicted by the pass through the weights since its last step.
@@ -803,6 +799,10 @@ static void prefetch_history(const job *j, int64_t t, int64_t g)
         __builtin_prefetch((const void *)a, 0, 2);
 }
 
+/* Attention by blocks of queries that share a KV head: hpu of a group's heads times tpu
+ * tokens (at most BN__ATTN_NQ queries), units taken in order (later tokens, which see
+ * more keys, last). A group's K and V are read once per block, so one token keeps its
+ * groups whole even when they do not divide among the threads. */
 static void attn_blocks(const job *j, int tid, int nth)
 {
     const bn_model_hparams *h = &j->st->m->hp;
@@ -827,7 +827,6 @@ static void attn_blocks(const job *j, int tid, int nth)
 static void task_attn(void *arg, int tid, int nth)
 {
     const job *j = arg;
-    (void)nth;
     if (j->st->attn) {
         attn_blocks(j, tid, nth);
         return;
@@ -867,8 +866,7 @@ static void add_row(float *restrict x, const float *restrict y, int64_t n)
 }
 
 /* x += a W (W is wo or wdown, a in qa), by chunks of rows. */
-static void residual_matmul(const job *j, int which, int phase, int cls, const bn_qact *qa,
-                            int nth)
+static void residual_matmul(const job *j, int which, int phase, int cls, const bn_qact *qa, int nth)
 {
     bn_model_state *st = j->st;
     const int64_t E = st->m->hp.n_embd; /* the rows of wo and wdown */
@@ -917,8 +915,7 @@ static void task_gate_up(void *arg, int tid, int nth)
     int64_t r0, r1;
     bn__lowrank_z zc[2] = {{0}}; /* a x of gate and up: once per thread for one token */
     (void)tid;
-    while (grab(c, j->st->m->hp.n_ff, chunk_rows(j->T, nth), &r0, &r1))
-        gate_up_rows(j, r0, r1, zc);
+    while (grab(c, j->st->m->hp.n_ff, chunk_rows(j->T, nth), &r0, &r1)) gate_up_rows(j, r0, r1, zc);
 }
 
 void bn__head_q8_rows_ref(const int8_t *qs, const uint16_t *d, int64_t E, int64_t r0, int64_t r1,
@@ -1210,6 +1207,16 @@ static void task_forward(void *arg, int tid, int nth)
     if (j.n_out > 0 && !j.no_head) head_forward(&j, tid, nth);
 }
 
+/* The batch's token count in st's activations, its barrier and its phases' counters from
+ * zero: st's scratch is about to take a batch of T tokens. */
+static void start_batch(bn_model_state *st, int64_t T)
+{
+    st->qe.n_tok = st->qf.n_tok = T;
+    atomic_store(&st->bar_count, 0);
+    for (int64_t i = 0; i <= st->m->hp.n_layer * N_PHASES; i++)
+        atomic_store_explicit(&st->work[i], 0, memory_order_relaxed);
+}
+
 /* One batch of T <= n_batch tokens: of one sequence at pos0 (j->seqs NULL; the logits of
  * its last n_out tokens), or the next token of each of T sequences (logits of all). */
 static void batch_forward(bn_model_state *st, const int32_t *tokens, job j)
@@ -1220,10 +1227,7 @@ static void batch_forward(bn_model_state *st, const int32_t *tokens, job j)
     embed(st, tokens, T);
     const double t_embed = pf ? bn_time_now() : 0.0;
     rope_angles(st, &j);
-    st->qe.n_tok = st->qf.n_tok = T;
-    atomic_store(&st->bar_count, 0);
-    for (int64_t i = 0; i <= st->m->hp.n_layer * N_PHASES; i++)
-        atomic_store_explicit(&st->work[i], 0, memory_order_relaxed);
+    start_batch(st, T);
     if (pf) pf->t0 = bn_time_now();
     bn_pool_run(st->pool, task_forward, &j);
     if (pf) prof_fold(st, T, t_start, t_embed);
@@ -1285,9 +1289,7 @@ static void split_forward(bn_model_state *const *sts, int64_t n_seq, const int32
                          .louts = logits + b};
         embed(st, tok + b, e - b);
         rope_angles(st, &parts[k]);
-        st->qe.n_tok = st->qf.n_tok = e - b;
-        for (int64_t i = 0; i <= st->m->hp.n_layer * N_PHASES; i++)
-            atomic_store_explicit(&st->work[i], 0, memory_order_relaxed);
+        start_batch(st, e - b);
     }
     bn_pool_run(sts[0]->pool, task_split, parts);
     for (int64_t t = 0; t < n_seq; t++) seqs[t]->pos = tpos[t] + 1;
