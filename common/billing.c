@@ -354,9 +354,28 @@ static bn_status backoff(cm_billing *b, const bn_outbox_event *e, double retry_a
     return bn_db_outbox_retry(b->db, e->id, stopping(b) ? bn_wall_ms() : b->next_ms, why);
 }
 
-/* Sends e and records what came of it: 1 go on; 0 wait (a failure that may pass, or a
- * stop); -1 the store failed. */
-static int send_one(cm_billing *b, const bn_outbox_event *e, cm_billing_stats *st)
+/* Events claimed at once: one claim and one acknowledgement (a transaction each) for up to
+ * this many requests to Stripe, instead of two for each */
+#define BATCH 16
+
+/* A batch's events acknowledged so far, not yet recorded */
+typedef struct acks {
+    int64_t id[BATCH];
+    int dup[BATCH];
+    size_t n;
+} acks;
+
+/* Records the acknowledgements in *k (one transaction); 0, or -1 when the store fails. */
+static int flush_acks(cm_billing *b, acks *k)
+{
+    const bn_status s = bn_db_outbox_ack_n(b->db, k->id, k->dup, k->n, bn_wall_ms());
+    k->n = 0;
+    return s == BN_OK ? 0 : store_failed(b, "the billing outbox");
+}
+
+/* Sends e and records what came of it (an acknowledgement into *k, recorded later): 1 go on;
+ * 0 wait (a failure that may pass, or a stop); -1 the store failed. */
+static int send_one(cm_billing *b, const bn_outbox_event *e, acks *k, cm_billing_stats *st)
 {
     char form[1024], why[400];
     if (cm_billing_form(b->o.event_name, e, form, sizeof form)) {
@@ -372,11 +391,11 @@ static int send_one(cm_billing *b, const bn_outbox_event *e, cm_billing_stats *s
     const cm_bill_verdict v =
             status ? cm_billing_verdict(status, a.body, e->event_id, a.should_retry)
                    : CM_BILL_RETRY;
-    bn_status s;
+    bn_status s = BN_OK;
     if (v == CM_BILL_ACKED || v == CM_BILL_DUPLICATE) {
         *(v == CM_BILL_ACKED ? &st->acked : &st->duplicates) += 1;
         delivered(b);
-        s = bn_db_outbox_ack(b->db, e->id, v == CM_BILL_DUPLICATE, bn_wall_ms());
+        k->id[k->n] = e->id, k->dup[k->n++] = v == CM_BILL_DUPLICATE;
     } else if (v == CM_BILL_REFUSED) {
         st->refused++;
         logf_(b, "meter event %s (tenant %" PRId64 ", %" PRId64 " tokens) refused: %s", e->event_id,
@@ -390,6 +409,33 @@ static int send_one(cm_billing *b, const bn_outbox_event *e, cm_billing_stats *s
     return v == CM_BILL_RETRY ? 0 : 1;
 }
 
+/* Sends the n events e[] claimed until lease_end (ms), one after another, while a request
+ * still ends (billing.timeout) with a timeout to spare before the lease does; gives back those
+ * not sent (a failure that may pass, a stop, the lease running short) and records the
+ * acknowledgements. As send_one. */
+static int send_batch(cm_billing *b, const bn_outbox_event *e, size_t n, int64_t lease_end,
+                      cm_billing_stats *st)
+{
+    const int64_t timeout_ms = (int64_t)(b->o.timeout_s * 1000);
+    acks k = {.n = 0};
+    int r = 1;
+    size_t i = 0;
+    for (; i < n && r == 1; i++) {
+        if (stopping(b) || bn_wall_ms() + 2 * timeout_ms > lease_end) {
+            r = !stopping(b); /* the lease short: the rest given back, claimed again */
+            break;
+        }
+        r = send_one(b, &e[i], &k, st);
+    }
+    int64_t back[BATCH];
+    size_t nb = 0;
+    for (; i < n; i++) back[nb++] = e[i].id;
+    if (k.n && flush_acks(b, &k)) return -1;
+    if (r >= 0 && bn_db_outbox_release(b->db, back, nb) != BN_OK)
+        return store_failed(b, "the billing outbox");
+    return r;
+}
+
 int cm_billing_pass(cm_billing *b, cm_billing_stats *st)
 {
     st->waiting = 0;
@@ -399,15 +445,16 @@ int cm_billing_pass(cm_billing *b, cm_billing_stats *st)
             st->waiting = 1;
             return 0;
         }
-        bn_outbox_event e;
+        bn_outbox_event e[BATCH];
         size_t n;
-        if (bn_db_outbox_claim(b->db, bn_wall_ms(), lease_ms, &e, 1, &n) != BN_OK)
+        const int64_t now = bn_wall_ms();
+        if (bn_db_outbox_claim(b->db, now, lease_ms, e, BATCH, &n) != BN_OK)
             return store_failed(b, "the billing outbox");
         if (!n) {
             b->next_ms = 0; /* the backoff is over (its event went another way meanwhile) */
             return 0;
         }
-        const int r = send_one(b, &e, st);
+        const int r = send_batch(b, e, n, now + lease_ms, st);
         if (r <= 0) {
             st->waiting = r == 0 && !stopping(b);
             return r;

@@ -170,6 +170,9 @@ bn_status bn__pg_outbox_claim(bn_db *db, int64_t now_ms, int64_t lease_ms, bn_ou
 /* op: 'a' ack (flag: duplicate), 'r' retry (at: next_ms), 'f' fail; error may be NULL. */
 bn_status bn__pg_outbox_mark(bn_db *db, int op, int64_t id, int flag, int64_t at,
                              const char *error);
+/* ack_n (duplicate non-NULL) or release (duplicate NULL) of the n events ids[] */
+bn_status bn__pg_outbox_many(bn_db *db, const int64_t *ids, const int *duplicate, size_t n,
+                             int64_t now_ms);
 bn_status bn__pg_outbox_counts(bn_db *db, int64_t now_ms, bn_outbox_counts *out);
 bn_status bn__pg_outbox_requeue(bn_db *db, const char *actor, int64_t tenant_id, int64_t now_ms,
                                 int64_t *n);

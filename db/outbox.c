@@ -182,6 +182,45 @@ bn_status bn_db_outbox_ack(bn_db *db, int64_t id, int duplicate, int64_t now_ms)
     return update_one(db, st, id, "acknowledging a meter event");
 }
 
+bn_status bn_db_outbox_ack_n(bn_db *db, const int64_t *ids, const int *duplicate, size_t n,
+                             int64_t now_ms)
+{
+    if (n == 0) return BN_OK;
+    if (db->pg) return bn__pg_outbox_many(db, ids, duplicate, n, now_ms);
+    const char *what = "acknowledging meter events";
+    bn_status s = bn__db_begin(db, what), missing = BN_OK;
+    for (size_t i = 0; s == BN_OK && i < n; i++) {
+        s = bn_db_outbox_ack(db, ids[i], duplicate[i], now_ms);
+        if (s == BN_ERR_NOT_FOUND) missing = s, s = BN_OK; /* the others all the same */
+    }
+    s = bn__db_end(db, s, what);
+    if (s == BN_OK && missing != BN_OK)
+        s = bn__db_err(db, missing, "outbox: a meter event acknowledged is not in the outbox");
+    return s;
+}
+
+bn_status bn_db_outbox_release(bn_db *db, const int64_t *ids, size_t n)
+{
+    if (n == 0) return BN_OK;
+    if (db->pg) return bn__pg_outbox_many(db, ids, NULL, n, 0);
+    const char *what = "giving back meter events";
+    sqlite3_stmt *st = NULL;
+    bn_status s = bn__db_begin(db, what);
+    if (s == BN_OK)
+        s = bn__db_prepare(db,
+                           "UPDATE billing_outbox SET lease_until = NULL WHERE id = ?1 "
+                           "AND state = 'pending'",
+                           &st);
+    for (size_t i = 0; s == BN_OK && i < n; i++) {
+        sqlite3_bind_int64(st, 1, ids[i]);
+        const int rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE) s = bn__db_sqlerr(db, rc, what);
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    return bn__db_end(db, s, what);
+}
+
 bn_status bn_db_outbox_retry(bn_db *db, int64_t id, int64_t next_ms, const char *error)
 {
     if (db->pg) return bn__pg_outbox_mark(db, 'r', id, 0, next_ms, error);

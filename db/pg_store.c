@@ -7,6 +7,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define I64(buf, v) (snprintf(buf, sizeof buf, "%" PRId64, (int64_t)(v)), (const char *)buf)
@@ -512,6 +513,51 @@ bn_status bn__pg_outbox_mark(bn_db *db, int op, int64_t id, int flag, int64_t at
     if (s == BN_OK && bn__pg_i64(r, 0, 0) == 0)
         s = bn__db_err(db, BN_ERR_NOT_FOUND, "outbox: no meter event %" PRId64, id);
     PQclear(r);
+    return s;
+}
+
+/* ids[0..n) (and the flags, when flags) as PostgreSQL array literals: "{1,2}", "{t,f}" */
+static char *array_lit(const int64_t *ids, const int *flags, size_t n)
+{
+    char *s = malloc(n * 21 + 3), *p = s;
+    if (!s) return NULL;
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i) *p++ = ',';
+        p += flags ? sprintf(p, "%c", flags[i] ? 't' : 'f') : sprintf(p, "%" PRId64, ids[i]);
+    }
+    strcpy(p, "}");
+    return s;
+}
+
+bn_status bn__pg_outbox_many(bn_db *db, const int64_t *ids, const int *duplicate, size_t n,
+                             int64_t now_ms)
+{
+    /* one statement, one round trip; its row: how many of the events exist at all */
+    static const char ack[] =
+            "WITH d AS (SELECT * FROM unnest($1::bigint[], $2::boolean[]) AS d(id, dup)), "
+            "m AS (UPDATE billing_outbox o SET state = 'acked', acked_at = $3::bigint, "
+            "duplicate = d.dup, lease_until = NULL FROM d WHERE o.id = d.id AND o.state <> "
+            "'acked' RETURNING 1) "
+            "SELECT count(*) FROM billing_outbox WHERE id = ANY($1::bigint[])";
+    static const char release[] = "UPDATE billing_outbox SET lease_until = NULL WHERE id = "
+                                  "ANY($1::bigint[]) AND state = 'pending'";
+    const char *what = duplicate ? "acknowledging meter events" : "giving back meter events";
+    char a[24], *idl = array_lit(ids, NULL, n), *dl = duplicate ? array_lit(ids, duplicate, n) : NULL;
+    if (!idl || (duplicate && !dl)) {
+        free(idl);
+        return bn__db_err(db, BN_ERR_NOMEM, "%s: out of memory", what);
+    }
+    const char *v[] = {idl, dl, I64(a, now_ms)};
+    PGresult *r = NULL;
+    bn_status s = duplicate ? query1(db, BN_PG_ALL, ack, 3, v, &r, what)
+                            : query1(db, BN_PG_ALL, release, 1, v, NULL, what);
+    if (s == BN_OK && duplicate && bn__pg_i64(r, 0, 0) != (int64_t)n)
+        s = bn__db_err(db, BN_ERR_NOT_FOUND, "outbox: a meter event acknowledged is not in the "
+                                             "outbox");
+    PQclear(r);
+    free(idl);
+    free(dl);
     return s;
 }
 

@@ -353,9 +353,22 @@ bn_status bn_db_key_lookup(bn_db *db, const char *key, bn_key_auth *out)
     memset(out, 0, sizeof *out);
     out->reason = BN_KEY_MALFORMED;
     if (!key_well_formed(key)) return BN_OK;
-    out->reason = BN_KEY_UNKNOWN;
     uint8_t h[SHA256_DIGEST_SIZE];
     key_hash(key, h);
+    return bn_db_key_lookup_hash(db, h, out);
+}
+
+_Static_assert(BN_KEY_HASH_LEN == SHA256_DIGEST_SIZE, "the store keeps SHA-256 digests");
+
+void bn_db_key_digest(const char *key, uint8_t h[BN_KEY_HASH_LEN])
+{
+    key_hash(key, h);
+}
+
+bn_status bn_db_key_lookup_hash(bn_db *db, const uint8_t h[BN_KEY_HASH_LEN], bn_key_auth *out)
+{
+    memset(out, 0, sizeof *out);
+    out->reason = BN_KEY_UNKNOWN;
     bn__key_row row;
     int found = 0, touch = 0;
     memset(&row, 0, sizeof row);

@@ -4,7 +4,6 @@
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
-#include <nettle/sha2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,11 +103,12 @@ typedef struct local_limits {
 /* ---- the set of callers ------------------------------------------------------------------ */
 
 /* A key's lookup kept for SRV_KEY_CACHE_MS (the PostgreSQL store): h is the SHA-256 of the
- * key as sent, at_ns when its lookup began. */
+ * key as sent, at_ns when its lookup began, used_ns when a request last took it. */
 typedef struct key_cached {
-    uint8_t h[SHA256_DIGEST_SIZE];
+    uint8_t h[BN_KEY_HASH_LEN];
     bn_key_auth a;
     int64_t at_ns; /* 0: free */
+    int64_t used_ns;
 } key_cached;
 
 struct srv_tenants {
@@ -126,7 +126,12 @@ struct srv_tenants {
     int64_t retention_next_ms;      /* under mu: when to look at the daily retention again */
     pthread_mutex_t kc_mu;          /* guards keys */
     key_cached keys[SRV_KEY_CACHE_N];
+    pthread_t refresher; /* looks the keys in use up again (refresh_keys) */
+    int refreshing;      /* it runs */
+    int kc_stop;         /* it is to stop (atomic) */
 };
+
+static void *refresh_keys(void *ud);
 
 /* A store handle for this thread alone until db_give; NULL (v: 500) when it cannot open. */
 static bn_db *db_take(srv_tenants *t, srv_verdict *v)
@@ -189,15 +194,16 @@ int srv_tenants_metrics(srv_tenants *t, bn_metrics *reg)
                                  "admit (the limits: the Redis script, or in process).",
                                  by_phase, buckets, sizeof buckets / sizeof buckets[0]);
     static const char *const by_from[] = {"from", NULL};
-    static const char *const froms[][1] = {{"store"}, {"cache"}};
+    static const char *const froms[][1] = {{"store"}, {"cache"}, {"refresh"}};
     t->lookups = bn_metrics_define(reg, BN_METRIC_COUNTER, "bitnet_key_lookups_total",
                                    "API keys looked up: from the store, or (PostgreSQL) from "
-                                   "this replica's lookups of the last 250 ms.",
+                                   "this replica's lookups of the last 250 ms; refresh: "
+                                   "looked up again in the store for the requests to come.",
                                    by_from, NULL, 0);
     int rc = t->retries && t->failures && t->phase && t->lookups ? 0 : -1;
     for (int i = 0; !rc && i < 2; i++)
-        rc = bn_metric_add(t->retries, calls[i], 0) || bn_metric_add(t->failures, calls[i], 0) ||
-             bn_metric_add(t->lookups, froms[i], 0);
+        rc = bn_metric_add(t->retries, calls[i], 0) || bn_metric_add(t->failures, calls[i], 0);
+    for (int i = 0; !rc && i < 3; i++) rc = bn_metric_add(t->lookups, froms[i], 0);
     return rc;
 }
 
@@ -301,6 +307,10 @@ int srv_tenants_new(const bn_config *cfg, const char *database, srv_tenants **ou
         srv_tenants_free(t);
         return -1;
     }
+    if (t->pg && pthread_create(&t->refresher, NULL, refresh_keys, t) == 0)
+        t->refreshing = 1;
+    else if (t->pg) /* the requests look their keys up themselves when a lookup runs out */
+        fprintf(stderr, "bitnet serve: cannot start the thread that keeps key lookups fresh\n");
     *out = t;
     return 0;
 }
@@ -323,6 +333,10 @@ int srv_tenants_use_redis(srv_tenants *t, const char *url, int64_t lease_ms, bn_
 void srv_tenants_free(srv_tenants *t)
 {
     if (!t) return;
+    if (t->refreshing) {
+        __atomic_store_n(&t->kc_stop, 1, __ATOMIC_RELEASE);
+        pthread_join(t->refresher, NULL);
+    }
     cm_billing_free(t->billing); /* first: its thread stops */
     for (size_t i = 0; i < t->n_idle; i++) bn_db_close(t->idle[i]);
     free(t->idle);
@@ -384,7 +398,7 @@ static bn_status lookup(bn_db *db, void *arg)
 static int same_hash(const uint8_t *a, const uint8_t *b)
 {
     unsigned d = 0;
-    for (size_t i = 0; i < SHA256_DIGEST_SIZE; i++) d |= a[i] ^ b[i];
+    for (size_t i = 0; i < BN_KEY_HASH_LEN; i++) d |= a[i] ^ b[i];
     return d == 0;
 }
 
@@ -396,7 +410,7 @@ static int cache_get(srv_tenants *t, const uint8_t *h, int64_t now_ns, bn_key_au
     for (int i = 0; i < SRV_KEY_CACHE_N && !hit; i++) {
         const key_cached *k = &t->keys[i];
         if (k->at_ns && now_ns - k->at_ns < SRV_KEY_CACHE_MS * NS_PER_MS && same_hash(k->h, h))
-            *a = k->a, hit = 1;
+            *a = k->a, hit = 1, t->keys[i].used_ns = now_ns;
     }
     pthread_mutex_unlock(&t->kc_mu);
     return hit;
@@ -416,6 +430,7 @@ static void cache_put(srv_tenants *t, const uint8_t *h, int64_t at_ns, const bn_
         if (k->at_ns < slot->at_ns) slot = k;
     }
     if (at_ns > slot->at_ns || !same_hash(slot->h, h)) {
+        if (!same_hash(slot->h, h)) slot->used_ns = at_ns;
         memcpy(slot->h, h, sizeof slot->h);
         slot->a = *a;
         slot->at_ns = at_ns;
@@ -430,18 +445,69 @@ static void cache_clear(srv_tenants *t)
     pthread_mutex_unlock(&t->kc_mu);
 }
 
+/* Forgets h's lookup (its key is gone from the store). */
+static void cache_drop(srv_tenants *t, const uint8_t *h)
+{
+    pthread_mutex_lock(&t->kc_mu);
+    for (int i = 0; i < SRV_KEY_CACHE_N; i++)
+        if (t->keys[i].at_ns && same_hash(t->keys[i].h, h)) memset(&t->keys[i], 0, sizeof t->keys[i]);
+    pthread_mutex_unlock(&t->kc_mu);
+}
+
+/* The refresher: every SRV_KEY_REFRESH_MS, the keys a request took in the last
+ * SRV_KEY_IDLE_MS whose lookup began SRV_KEY_REFRESH_AGE_MS ago or more are looked up again
+ * (a thread of its own, one store handle at a time), so that under a steady load their lookup
+ * is always fresh and no request waits for the store, nor do the requests that come together
+ * when a lookup runs out each look the key up. A kept lookup is still used only for
+ * SRV_KEY_CACHE_MS from when it began: a refresh that fails or is slow (the store
+ * restarting) changes nothing, the requests look the key up themselves again. */
+#define SRV_KEY_REFRESH_MS     50
+#define SRV_KEY_REFRESH_AGE_MS 100
+#define SRV_KEY_IDLE_MS        10000
+
+static void *refresh_keys(void *ud)
+{
+    srv_tenants *t = ud;
+    const char *lv[] = {"refresh"};
+    const struct timespec period = {0, SRV_KEY_REFRESH_MS * 1000000L};
+    while (!__atomic_load_n(&t->kc_stop, __ATOMIC_ACQUIRE)) {
+        nanosleep(&period, NULL);
+        uint8_t due[SRV_KEY_CACHE_N][BN_KEY_HASH_LEN];
+        int n = 0;
+        const int64_t now = srv_now_ns();
+        pthread_mutex_lock(&t->kc_mu);
+        for (int i = 0; i < SRV_KEY_CACHE_N; i++) {
+            const key_cached *k = &t->keys[i];
+            if (k->at_ns && now - k->used_ns < SRV_KEY_IDLE_MS * NS_PER_MS &&
+                now - k->at_ns >= SRV_KEY_REFRESH_AGE_MS * NS_PER_MS)
+                memcpy(due[n++], k->h, BN_KEY_HASH_LEN);
+        }
+        pthread_mutex_unlock(&t->kc_mu);
+        for (int i = 0; i < n && !__atomic_load_n(&t->kc_stop, __ATOMIC_ACQUIRE); i++) {
+            bn_db *db = db_take(t, NULL);
+            if (!db) break;
+            const int64_t t0 = srv_now_ns();
+            bn_key_auth a;
+            const bn_status s = bn_db_key_lookup_hash(db, due[i], &a);
+            db_give(t, db);
+            if (s != BN_OK) break; /* the store fails: the requests try it themselves */
+            if (t->lookups) bn_metric_add(t->lookups, lv, 1);
+            if (a.reason == BN_KEY_UNKNOWN)
+                cache_drop(t, due[i]);
+            else
+                cache_put(t, due[i], t0, &a);
+        }
+    }
+    return NULL;
+}
+
 /* la's key looked up (the cache, then the store with tries again); its status, the message
  * in err. */
 static bn_status lookup_key(srv_tenants *t, lookup_arg *la, int64_t t0, char *err, size_t errsz)
 {
-    uint8_t h[SHA256_DIGEST_SIZE] = {0};
+    uint8_t h[BN_KEY_HASH_LEN] = {0};
     const char *lv[][1] = {{"store"}, {"cache"}};
-    if (t->pg) {
-        struct sha256_ctx c;
-        sha256_init(&c);
-        sha256_update(&c, strlen(la->key), (const uint8_t *)la->key);
-        sha256_digest(&c, SHA256_DIGEST_SIZE, h);
-    }
+    if (t->pg) bn_db_key_digest(la->key, h);
     const int hit = t->pg && cache_get(t, h, t0, &la->a);
     if (t->lookups) bn_metric_add(t->lookups, lv[hit], 1);
     if (hit) return BN_OK;

@@ -153,6 +153,13 @@ static void test_claim_lease_retry_ack_fail(void **state)
     ok(db2, bn_db_outbox_claim(db2, T0 + 5000, 5000, e, 8, &n));
     assert_int_equal(n, 2);
     assert_int_equal(e[0].id, id1);
+    /* given back unsent: due again at once for any sender, no attempt counted */
+    const int64_t back[] = {id1, id2};
+    ok(db2, bn_db_outbox_release(db2, back, 2));
+    ok(db, bn_db_outbox_claim(db, T0 + 5001, 5000, e, 8, &n));
+    assert_int_equal(n, 2);
+    assert_int_equal(e[0].id, id1);
+    assert_int_equal(e[1].attempts, 0);
 
     /* a failure that may pass: due again at next_ms, attempts counted, error kept */
     ok(db, bn_db_outbox_retry(db, id1, T0 + 60000, "HTTP 500: boom"));
@@ -161,8 +168,11 @@ static void test_claim_lease_retry_ack_fail(void **state)
     assert_int_equal(c.retrying, 1);
     assert_int_equal(c.due, 2);
     assert_string_equal(c.last_error, "HTTP 500: boom");
-    ok(db, bn_db_outbox_ack(db, id2, 0, T0 + 6000));
-    ok(db, bn_db_outbox_ack(db, id3, 1, T0 + 6000)); /* Stripe had it already */
+    /* acknowledged together; one not in the outbox does not stop the others */
+    const int64_t acked[] = {id2, 987654321};
+    const int dups[] = {0, 0}, dup1[] = {1};
+    assert_int_equal(bn_db_outbox_ack_n(db, acked, dups, 2, T0 + 6000), BN_ERR_NOT_FOUND);
+    ok(db, bn_db_outbox_ack_n(db, &id3, dup1, 1, T0 + 6000)); /* Stripe had it already */
     ok(db, bn_db_outbox_claim(db, T0 + 59999, 5000, e, 8, &n));
     assert_int_equal(n, 0); /* r1 is not due yet; the others are acknowledged */
     ok(db, bn_db_outbox_claim(db, T0 + 60000, 5000, e, 8, &n));

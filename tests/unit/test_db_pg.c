@@ -354,9 +354,18 @@ static void test_audit_outbox(void **state)
     OK(db2, bn_db_outbox_claim(db2, now, 60000, e2, 8, &n2));
     assert_int_equal(n1, 3);
     assert_int_equal(n2, 0);
-    for (size_t i = 0; i < n1; i++)
-        OK(db, i ? bn_db_outbox_ack(db, e1[i].id, 0, now)
-                 : bn_db_outbox_retry(db, e1[i].id, now + 5000, "503"));
+    /* given back unsent: the other claims it at once, no attempt counted */
+    OK(db, bn_db_outbox_release(db, &e1[2].id, 1));
+    OK(db2, bn_db_outbox_claim(db2, now, 60000, e2, 8, &n2));
+    assert_int_equal(n2, 1);
+    assert_int_equal(e2[0].id, e1[2].id);
+    assert_int_equal(e2[0].attempts, 0);
+    OK(db, bn_db_outbox_retry(db, e1[0].id, now + 5000, "503"));
+    /* acknowledged together, in one statement; one not in the outbox does not stop the
+     * others */
+    const int64_t ids[] = {e1[1].id, e2[0].id, 987654321};
+    const int dups[] = {0, 1, 0};
+    assert_int_equal(bn_db_outbox_ack_n(db, ids, dups, 3, now), BN_ERR_NOT_FOUND);
     assert_int_equal(bn_db_outbox_ack(db, 987654321, 0, now), BN_ERR_NOT_FOUND);
     OK(db, bn_db_outbox_counts(db, now, &c));
     assert_int_equal(c.pending, 1);
@@ -370,6 +379,7 @@ static void test_audit_outbox(void **state)
     assert_int_equal(c.pending, 0);
     assert_int_equal(c.failed, c0.failed + 1);
     assert_int_equal(c.acked, c0.acked + 2);
+    assert_int_equal(c.duplicates, c0.duplicates + 1);
     bn_db_close(db2);
     bn_db_close(db);
 }

@@ -11,7 +11,8 @@
  * log). What an answer means is cm_billing_verdict's. After a failure that may pass, the
  * event is due again after a backoff (1 s doubling up to billing.backoff_max, jittered, at
  * least the Retry-After asked for; common/backoff.h), and the sender waits for it before sending
- * any other.
+ * any other. Events are claimed up to 16 at a time (one transaction), and those delivered
+ * acknowledged together (one more); those of a claim not sent are given back at once.
  *
  * Usage:
  *

@@ -151,6 +151,13 @@ typedef struct bn_key_auth {
  * whether it may be used; a status other than BN_OK only when the store failed. Records the
  * key's last use (at most once a minute per key). */
 bn_status bn_db_key_lookup(bn_db *db, const char *key, bn_key_auth *out);
+/* The SHA-256 of key as the store keeps it (what bn_db_key_lookup_hash takes). */
+#define BN_KEY_HASH_LEN 32
+void bn_db_key_digest(const char *key, uint8_t h[BN_KEY_HASH_LEN]);
+/* bn_db_key_lookup of the key whose digest (bn_db_key_digest) is h, for a caller that keeps
+ * the digests of keys it has seen (serve's lookups kept on PostgreSQL) and not the keys;
+ * out->reason is never BN_KEY_MALFORMED. */
+bn_status bn_db_key_lookup_hash(bn_db *db, const uint8_t h[BN_KEY_HASH_LEN], bn_key_auth *out);
 
 /* ---- the usage ledger --------------------------------------------------------------------- */
 
@@ -219,6 +226,14 @@ bn_status bn_db_outbox_claim(bn_db *db, int64_t now_ms, int64_t lease_ms, bn_out
 /* Stripe acknowledged event id (its outbox row) at now_ms; duplicate: it answered that it had
  * the identifier already (delivered before). An acknowledged event stays so. */
 bn_status bn_db_outbox_ack(bn_db *db, int64_t id, int duplicate, int64_t now_ms);
+/* bn_db_outbox_ack of the n events ids[] (duplicate[i] for each) in one transaction (one
+ * statement on PostgreSQL). BN_ERR_NOT_FOUND when one of them is not in the outbox; the others
+ * are acknowledged all the same. */
+bn_status bn_db_outbox_ack_n(bn_db *db, const int64_t *ids, const int *duplicate, size_t n,
+                             int64_t now_ms);
+/* Gives back the leases of the n events ids[] (claimed, not sent): those still pending are due
+ * for any sender at once, with no attempt counted. */
+bn_status bn_db_outbox_release(bn_db *db, const int64_t *ids, size_t n);
 /* Not delivered, may pass: one more attempt counted, error kept, due again at next_ms, lease
  * released. A no-op for an event acknowledged meanwhile. */
 bn_status bn_db_outbox_retry(bn_db *db, int64_t id, int64_t next_ms, const char *error);
