@@ -161,6 +161,10 @@ bn_status bn__pg_key_list(bn_db *db, int64_t tenant_id, int (*fn)(void *ud, cons
 bn_status bn__pg_key_find(bn_db *db, const uint8_t h[32], bn__key_row *row, int *found);
 void bn__pg_key_touch(bn_db *db, int64_t id, int64_t now);
 bn_status bn__pg_usage_record(bn_db *db, const bn_usage_rec *r, int64_t at, int *added, int *known);
+/* The rows r[i] with each[i] BN_OK (one tenant) in one statement: fresh[i] 1 when new;
+ * each[i] BN_ERR_NOT_FOUND when neither new nor there before (the tenant is gone). */
+bn_status bn__pg_usage_record_n(bn_db *db, const bn_usage_rec *const *r, size_t n, int64_t now,
+                                int *fresh, bn_status *each);
 bn_status bn__pg_usage_report(bn_db *db, int64_t tenant_id, int64_t from_ms, int64_t to_ms,
                               int (*fn)(void *ud, const bn_usage_day *d), void *ud);
 bn_status bn__pg_usage_total(bn_db *db, int64_t tenant_id, int64_t from_ms, int64_t to_ms,

@@ -399,6 +399,140 @@ bn_status bn__pg_usage_record(bn_db *db, const bn_usage_rec *r, int64_t at, int 
     return s;
 }
 
+/* A PostgreSQL array literal of n values: each value(i, buf) as text (NULL: SQL NULL), quoted
+ * when quote. Its storage is the caller's (free); NULL when out of memory. */
+typedef const char *(*arr_val)(const bn_usage_rec *r, char *buf);
+static char *arr_lit(const bn_usage_rec *const *r, const size_t *idx, size_t n, arr_val value,
+                     int quote)
+{
+    size_t cap = 64, len = 0;
+    char *out = malloc(cap), buf[BN_EVENT_ID_MAX > 24 ? BN_EVENT_ID_MAX : 24];
+    for (size_t i = 0; out && i <= n; i++) {
+        const char *v = i < n ? value(r[idx[i]], buf) : NULL;
+        const size_t need = len + (v ? 2 * strlen(v) : 4) + 4;
+        if (need > cap) {
+            char *g = realloc(out, cap = 2 * need);
+            if (!g) return free(out), NULL;
+            out = g;
+        }
+        if (i == n) break;
+        out[len++] = i ? ',' : '{';
+        if (!v) {
+            memcpy(out + len, "NULL", 4), len += 4;
+            continue;
+        }
+        if (quote) out[len++] = '"';
+        for (; *v; v++) {
+            if (quote && (*v == '"' || *v == '\\')) out[len++] = '\\';
+            out[len++] = *v;
+        }
+        if (quote) out[len++] = '"';
+    }
+    if (out) {
+        if (!len) out[len++] = '{';
+        out[len++] = '}';
+        out[len] = '\0';
+    }
+    return out;
+}
+
+/* as I64, into b of 24 bytes or more */
+#define I64N(b, v) (snprintf(b, 24, "%" PRId64, (int64_t)(v)), (const char *)b)
+
+static const char *v_id(const bn_usage_rec *r, char *b) { return (void)b, r->request_id; }
+static const char *v_key(const bn_usage_rec *r, char *b) { return r->key_id ? I64N(b, r->key_id) : NULL; }
+static const char *v_model(const bn_usage_rec *r, char *b) { return (void)b, r->model; }
+static const char *v_pt(const bn_usage_rec *r, char *b) { return I64N(b, r->prompt_tokens); }
+static const char *v_ct(const bn_usage_rec *r, char *b) { return I64N(b, r->completion_tokens); }
+static const char *v_dur(const bn_usage_rec *r, char *b) { return I64N(b, r->duration_ms); }
+static const char *v_status(const bn_usage_rec *r, char *b) { return (void)b, r->status; }
+static const char *v_at(const bn_usage_rec *r, char *b) { return I64N(b, r->at_ms); }
+static const char *v_event(const bn_usage_rec *r, char *b)
+{
+    bn__db_event_id(r->request_id, b);
+    return b;
+}
+static const char *v_value(const bn_usage_rec *r, char *b)
+{
+    return I64N(b, r->prompt_tokens + r->completion_tokens);
+}
+
+/* record_sql for many rows of one tenant ($11) given as arrays; its rows: (request id, 1) for
+ * each new row, (request id, 0) for each there before */
+static const char record_n_sql[] =
+        "WITH r AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], "
+        "$5::bigint[], $6::bigint[], $7::text[], $8::bigint[], $9::text[], $10::bigint[]) AS "
+        "r(request_id, key_id, model, pt, ct, dur, status, at, event_id, value)), "
+        "u AS (INSERT INTO usage (request_id, tenant_id, key_id, model, prompt_tokens, "
+        "completion_tokens, duration_ms, status, at) "
+        "SELECT r.request_id, t.id, r.key_id, r.model, r.pt, r.ct, r.dur, r.status, r.at "
+        "FROM r, tenants t WHERE t.id = $11::bigint AND t.status <> 'erased' "
+        "ON CONFLICT (request_id) DO NOTHING RETURNING request_id), "
+        "o AS (INSERT INTO billing_outbox (event_id, request_id, tenant_id, customer, value, at, "
+        "next_at) SELECT r.event_id, r.request_id, t.id, t.stripe_customer, r.value, r.at, "
+        "$12::bigint FROM r JOIN u ON u.request_id = r.request_id, tenants t WHERE t.id = "
+        "$11::bigint AND coalesce(t.stripe_customer, '') <> '' AND r.value > 0 "
+        "ON CONFLICT DO NOTHING RETURNING 1) "
+        "SELECT request_id, 1 FROM u UNION ALL "
+        "SELECT request_id, 0 FROM usage WHERE request_id = ANY($1::text[])";
+
+bn_status bn__pg_usage_record_n(bn_db *db, const bn_usage_rec *const *r, size_t n, int64_t now,
+                                int *fresh, bn_status *each)
+{
+    const char *what = "recording usage";
+    size_t *idx = malloc((n ? n : 1) * sizeof *idx), m = 0;
+    if (!idx) return bn__db_err(db, BN_ERR_NOMEM, "%s: out of memory", what);
+    for (size_t i = 0; i < n; i++)
+        if (each[i] == BN_OK) idx[m++] = i;
+    if (!m) return free(idx), BN_OK;
+    /* the rows' times: each its own, or now */
+    bn_usage_rec *rows = malloc(m * sizeof *rows);
+    const bn_usage_rec **rp = malloc(m * sizeof *rp);
+    static const arr_val vals[] = {v_id, v_key, v_model, v_pt, v_ct, v_dur, v_status, v_at, v_event, v_value};
+    static const int quoted[] = {1, 0, 1, 0, 0, 0, 1, 0, 1, 0};
+    char *lit[10] = {0}, tid[24], nw[24];
+    bn_status s = rows && rp ? BN_OK : BN_ERR_NOMEM;
+    for (size_t k = 0; s == BN_OK && k < m; k++) {
+        rows[k] = *r[idx[k]];
+        if (!rows[k].at_ms) rows[k].at_ms = now;
+        rp[k] = &rows[k];
+    }
+    size_t *all = malloc(m * sizeof *all);
+    for (size_t k = 0; all && k < m; k++) all[k] = k;
+    if (!all) s = BN_ERR_NOMEM;
+    for (int c = 0; s == BN_OK && c < 10; c++)
+        if (!(lit[c] = arr_lit(rp, all, m, vals[c], quoted[c]))) s = BN_ERR_NOMEM;
+    if (s == BN_ERR_NOMEM) bn__db_err(db, s, "%s: out of memory", what);
+    if (s == BN_OK) {
+        const char *v[] = {lit[0], lit[1], lit[2], lit[3], lit[4], lit[5], lit[6], lit[7], lit[8],
+                           lit[9], I64(tid, r[idx[0]]->tenant_id), I64(nw, now)};
+        /* under the tenant's own scope, as one row's (the policy refuses any other tenant's) */
+        bn__pg_stmt st = {.sql = record_n_sql, .n = 12, .vals = v, .keep = 1};
+        s = bn__pg_run(db, r[idx[0]]->tenant_id, 0, &st, 1, what);
+        int *seen = s == BN_OK ? calloc(m, sizeof *seen) : NULL;
+        if (s == BN_OK && !seen) s = bn__db_err(db, BN_ERR_NOMEM, "%s: out of memory", what);
+        for (int i = 0; s == BN_OK && i < PQntuples(st.res); i++) {
+            const char *id = PQgetvalue(st.res, i, 0);
+            const int added = bn__pg_i64(st.res, i, 1) == 1;
+            for (size_t k = 0; k < m; k++)
+                if (!strcmp(rows[k].request_id, id)) {
+                    seen[k] = 1;
+                    if (added) fresh[idx[k]] = 1;
+                }
+        }
+        for (size_t k = 0; s == BN_OK && k < m; k++)
+            if (!seen[k]) each[idx[k]] = BN_ERR_NOT_FOUND;
+        free(seen);
+        PQclear(st.res);
+    }
+    for (int c = 0; c < 10; c++) free(lit[c]);
+    free(all);
+    free(rp);
+    free(rows);
+    free(idx);
+    return s;
+}
+
 bn_status bn__pg_usage_report(bn_db *db, int64_t tenant_id, int64_t from_ms, int64_t to_ms,
                               int (*fn)(void *ud, const bn_usage_day *d), void *ud)
 {

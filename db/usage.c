@@ -91,6 +91,26 @@ bn_status bn_db_usage_record(bn_db *db, const bn_usage_rec *r, int *fresh)
     return s;
 }
 
+bn_status bn_db_usage_record_n(bn_db *db, const bn_usage_rec *const *r, size_t n, int *fresh,
+                               bn_status *each)
+{
+    for (size_t i = 0; i < n; i++) fresh[i] = 0, each[i] = BN_OK;
+    if (n == 0) return BN_OK;
+    for (size_t i = 1; i < n; i++)
+        if (r[i]->tenant_id != r[0]->tenant_id)
+            return bn__db_err(db, BN_ERR_INVALID, "usage: rows of more than one tenant");
+    if (!db->pg) {
+        for (size_t i = 0; i < n; i++) {
+            each[i] = bn_db_usage_record(db, r[i], &fresh[i]);
+            if (each[i] != BN_OK && each[i] != BN_ERR_NOT_FOUND && each[i] != BN_ERR_INVALID)
+                return each[i];
+        }
+        return BN_OK;
+    }
+    for (size_t i = 0; i < n; i++) each[i] = check_rec(db, r[i]);
+    return bn__pg_usage_record_n(db, r, n, bn__db_now_ms(db), fresh, each);
+}
+
 bn_status bn_db_usage_report(bn_db *db, int64_t tenant_id, int64_t from_ms, int64_t to_ms,
                              int (*fn)(void *ud, const bn_usage_day *d), void *ud)
 {

@@ -126,6 +126,10 @@ struct srv_tenants {
     int64_t retention_next_ms;      /* under mu: when to look at the daily retention again */
     pthread_mutex_t kc_mu;          /* guards keys */
     key_cached keys[SRV_KEY_CACHE_N];
+    pthread_mutex_t lq_mu;        /* guards the ledger writes waiting (record_usage) */
+    pthread_cond_t lq_cv;         /* a batch of them written */
+    struct ledger_wait *lq_head;  /* waiting, oldest first */
+    int lq_writing;               /* a thread writes a batch */
     pthread_t refresher; /* looks the keys in use up again (refresh_keys) */
     int refreshing;      /* it runs */
     int kc_stop;         /* it is to stop (atomic) */
@@ -295,6 +299,11 @@ int srv_tenants_new(const bn_config *cfg, const char *database, srv_tenants **ou
         pthread_mutex_destroy(&t->mu);
         return free(t), cm_fail(err, errsz, "out of resources");
     }
+    if (pthread_mutex_init(&t->lq_mu, NULL) || pthread_cond_init(&t->lq_cv, NULL)) {
+        pthread_mutex_destroy(&t->kc_mu);
+        pthread_mutex_destroy(&t->mu);
+        return free(t), cm_fail(err, errsz, "out of resources");
+    }
     t->limits = srv_limits_local_new(ledger_used, t);
     bn_db *db = NULL;
     if (!t->limits || open_pg(t, database, err, errsz) || cm_store_open(&db, t->pg, err, errsz)) {
@@ -342,6 +351,8 @@ void srv_tenants_free(srv_tenants *t)
     free(t->idle);
     if (t->limits) t->limits->ops->free(t->limits);
     bn_pg_pool_free(t->pg); /* after every handle on it */
+    pthread_cond_destroy(&t->lq_cv);
+    pthread_mutex_destroy(&t->lq_mu);
     pthread_mutex_destroy(&t->kc_mu);
     pthread_mutex_destroy(&t->mu);
     free(t);
@@ -787,16 +798,109 @@ static bn_status record(bn_db *db, void *arg)
     return s;
 }
 
+/* ---- the ledger writes of requests that end together (PostgreSQL) ------------------------
+ *
+ * On PostgreSQL a ledger row is a transaction and a round trip, and most of the store's work
+ * under load. The rows of requests that end while another row is being written wait for it,
+ * and the next writer (the first of them whose turn it is) writes up to LEDGER_BATCH of them,
+ * of one tenant, in one statement (bn_db_usage_record_n): group commit. A lone request writes
+ * its row at once, as before; each waits for its own row to be in the store before its answer
+ * is sent. */
+#define LEDGER_BATCH 32
+
+typedef struct ledger_wait {
+    const bn_usage_rec *rec;
+    struct ledger_wait *next;
+    int done, fresh, tries;
+    bn_status s;
+    char err[400];
+} ledger_wait;
+
+typedef struct batch_arg {
+    srv_tenants *t;
+    const bn_usage_rec *recs[LEDGER_BATCH];
+    int fresh[LEDGER_BATCH];
+    bn_status each[LEDGER_BATCH];
+    size_t n;
+} batch_arg;
+
+static bn_status record_batch(bn_db *db, void *arg)
+{
+    batch_arg *b = arg;
+    const bn_status s = bn_db_usage_record_n(db, b->recs, b->n, b->fresh, b->each);
+    if (s == BN_OK) daily_retention(b->t, db);
+    return s;
+}
+
+/* w's row written, by this thread in a batch or by another's; t->lq_mu held. */
+static void record_queued(srv_tenants *t, ledger_wait *w)
+{
+    ledger_wait **end = &t->lq_head;
+    while (*end) end = &(*end)->next;
+    *end = w;
+    while (!w->done) {
+        if (t->lq_writing) {
+            pthread_cond_wait(&t->lq_cv, &t->lq_mu);
+            continue;
+        }
+        t->lq_writing = 1;
+        ledger_wait *batch[LEDGER_BATCH];
+        batch_arg ba = {.t = t, .n = 0};
+        const int64_t tenant = t->lq_head->rec->tenant_id;
+        for (ledger_wait **p = &t->lq_head; *p && ba.n < LEDGER_BATCH;) {
+            if ((*p)->rec->tenant_id != tenant) {
+                p = &(*p)->next;
+                continue;
+            }
+            batch[ba.n] = *p;
+            ba.recs[ba.n++] = (*p)->rec;
+            *p = (*p)->next;
+        }
+        pthread_mutex_unlock(&t->lq_mu);
+        char err[400];
+        int n;
+        const bn_status s =
+                store_retry(t, "ledger", LEDGER_TRIES, record_batch, &ba, err, sizeof err, &n);
+        pthread_mutex_lock(&t->lq_mu);
+        for (size_t i = 0; i < ba.n; i++) {
+            ledger_wait *x = batch[i];
+            x->s = s != BN_OK ? s : ba.each[i];
+            x->fresh = s == BN_OK && ba.fresh[i];
+            x->tries = n;
+            if (s != BN_OK)
+                snprintf(x->err, sizeof x->err, "%s", err);
+            else if (ba.each[i] == BN_ERR_NOT_FOUND)
+                snprintf(x->err, sizeof x->err, "usage: no tenant %" PRId64 " (or it is erased)",
+                         tenant);
+            else if (ba.each[i] != BN_OK)
+                snprintf(x->err, sizeof x->err, "usage: a malformed ledger row");
+            x->done = 1;
+        }
+        t->lq_writing = 0;
+        pthread_cond_broadcast(&t->lq_cv);
+    }
+}
+
 /* The ledger row of rec, tried again with backoff while the store fails: the row is
  * idempotent by request id, so a try after a write whose answer was lost counts it once. 0,
  * or -1 after the last try (logged). */
 static int record_usage(srv_tenants *t, const bn_usage_rec *rec, int *fresh)
 {
-    record_arg ra = {t, rec, 0};
     char err[512];
     int n;
-    const bn_status s = store_retry(t, "ledger", LEDGER_TRIES, record, &ra, err, sizeof err, &n);
-    *fresh = ra.fresh;
+    bn_status s;
+    if (t->pg) {
+        ledger_wait w = {.rec = rec};
+        pthread_mutex_lock(&t->lq_mu);
+        record_queued(t, &w);
+        pthread_mutex_unlock(&t->lq_mu);
+        s = w.s, n = w.tries, *fresh = w.fresh;
+        snprintf(err, sizeof err, "%s", w.err);
+    } else {
+        record_arg ra = {t, rec, 0};
+        s = store_retry(t, "ledger", LEDGER_TRIES, record, &ra, err, sizeof err, &n);
+        *fresh = ra.fresh;
+    }
     if (s == BN_OK && n > 1)
         fprintf(stderr, "bitnet serve: the usage of %s is in the ledger (try %d)\n",
                 rec->request_id, n);

@@ -206,6 +206,63 @@ static void test_usage_idempotent(void **state)
     bn_db_close(db);
 }
 
+/* Several rows of one tenant in one statement (serve's ledger writes that come at once): the
+ * same rows and meter events as one at a time, quotes and backslashes in the text, no key, a
+ * row there before, a malformed one, rows of a tenant erased or of two tenants. */
+static void test_usage_batch(void **state)
+{
+    (void)state;
+    bn_db *db = open_db();
+    int64_t tid, gone;
+    OK(db, bn_db_tenant_add(db, "test", nm("batch"), "team", "cus_batch", &tid));
+    OK(db, bn_db_tenant_add(db, "test", nm("batch-gone"), "team", NULL, &gone));
+    char id[5][96];
+    for (int i = 0; i < 5; i++) snprintf(id[i], sizeof id[i], "%s-\"q\\%d,{}", nm("bt"), i);
+    bn_usage_rec r[5];
+    for (int i = 0; i < 5; i++) r[i] = rec(id[i], tid);
+    r[1].model = "m \"odd\" \\ name", r[1].key_id = 0, r[1].completion_tokens = 40;
+    r[2].prompt_tokens = 0, r[2].completion_tokens = 0; /* no tokens: no meter event */
+    r[3].status = "";                                   /* malformed */
+    int fresh[5];
+    bn_status each[5];
+    OK(db, bn_db_usage_record(db, &r[4], &fresh[0])); /* there before */
+    const bn_usage_rec *p[5] = {&r[0], &r[1], &r[2], &r[3], &r[4]};
+    OK(db, bn_db_usage_record_n(db, p, 5, fresh, each));
+    const int want_fresh[] = {1, 1, 1, 0, 0};
+    const bn_status want[] = {BN_OK, BN_OK, BN_OK, BN_ERR_INVALID, BN_OK};
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(fresh[i], want_fresh[i]);
+        assert_int_equal(each[i], want[i]);
+    }
+    char q[512], v[128];
+    snprintf(q, sizeof q,
+             "SELECT string_agg(model || '/' || coalesce(key_id::text, '-') || '/' || "
+             "prompt_tokens || '/' || completion_tokens, ';' ORDER BY request_id) FROM usage "
+             "WHERE tenant_id = %lld",
+             (long long)tid);
+    raw("all", q, v, sizeof v);
+    assert_string_equal(v, "m/-/3/4;m \"odd\" \\ name/-/3/40;m/-/0/0;m/-/3/4");
+    snprintf(q, sizeof q,
+             "SELECT count(*) || ':' || sum(value) || ':' || bool_and(event_id = request_id) "
+             "FROM billing_outbox WHERE tenant_id = %lld",
+             (long long)tid);
+    raw("all", q, v, sizeof v);
+    assert_string_equal(v, "3:57:true"); /* r[0] 7, r[1] 43, r[4] 7 (before) */
+    /* a second time: nothing new, nothing counted twice */
+    OK(db, bn_db_usage_record_n(db, p, 5, fresh, each));
+    for (int i = 0; i < 5; i++) assert_int_equal(fresh[i], 0);
+    /* an erased tenant: no row, each not found; rows of two tenants refused */
+    OK(db, bn_db_tenant_erase(db, "test", nm("batch-gone")));
+    bn_usage_rec g[2] = {rec(nm("bg-0"), gone), rec(nm("bg-1"), gone)};
+    const bn_usage_rec *pg[2] = {&g[0], &g[1]};
+    OK(db, bn_db_usage_record_n(db, pg, 2, fresh, each));
+    assert_int_equal(each[0], BN_ERR_NOT_FOUND);
+    assert_int_equal(each[1], BN_ERR_NOT_FOUND);
+    const bn_usage_rec *mixed[2] = {&r[0], &g[0]};
+    assert_int_equal(bn_db_usage_record_n(db, mixed, 2, fresh, each), BN_ERR_INVALID);
+    bn_db_close(db);
+}
+
 /* ---- the pool under threads ---------------------------------------------------------------- */
 
 typedef struct worker {
@@ -717,6 +774,7 @@ int main(void)
             cmocka_unit_test(test_migrations),
             cmocka_unit_test(test_keys),
             cmocka_unit_test(test_usage_idempotent),
+            cmocka_unit_test(test_usage_batch),
             cmocka_unit_test(test_pool_threads),
             cmocka_unit_test(test_rls),
             cmocka_unit_test(test_audit_outbox),

@@ -174,6 +174,13 @@ typedef struct bn_usage_rec {
  * outbox (below). *fresh (may be NULL) is 1 when recorded now, 0 when that request id was
  * already in the ledger (which is left as it was, its event too: the first record wins). */
 bn_status bn_db_usage_record(bn_db *db, const bn_usage_rec *r, int *fresh);
+/* bn_db_usage_record of the n rows r[0..n) of one tenant together (on PostgreSQL one
+ * statement, one transaction: a server's ledger writes that come at once); fresh[i] as
+ * bn_db_usage_record's, each[i] its status (BN_ERR_INVALID: a malformed row, not written;
+ * BN_ERR_NOT_FOUND: no such tenant, or erased). Returns what failed for all (the store: then
+ * no row was written), BN_ERR_INVALID for rows of more than one tenant, else BN_OK. */
+bn_status bn_db_usage_record_n(bn_db *db, const bn_usage_rec *const *r, size_t n, int *fresh,
+                               bn_status *each);
 
 typedef struct bn_usage_day {
     int64_t tenant_id;
