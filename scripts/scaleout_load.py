@@ -177,7 +177,7 @@ def run_probes(url, key, admin, deadline, max_tokens):
     CLOCK_MONOTONIC, the same in every process) reaches DEADLINE; prints their times in ms as
     JSON {"health": [...], "models": [...], "ttft": [...]}."""
     u = urllib.parse.urlparse(url)
-    probes = {"health": [], "models": [], "ttft": []}
+    probes = {"health": [], "models": [], "ttft": [], "ttft_at": []}
 
     def probe():
         c = Conn(u.hostname, u.port)
@@ -193,9 +193,11 @@ def run_probes(url, key, admin, deadline, max_tokens):
     def ttft_probe():
         c = Conn(u.hostname, u.port)
         while time.monotonic() < deadline:
+            t0 = time.monotonic()
             t = ttft(c, key, max_tokens)
             if t is not None:
                 probes["ttft"].append(t)
+                probes["ttft_at"].append([round(t0, 3), round(t, 2)])
             time.sleep(0.2)
 
     threads = [threading.Thread(target=probe), threading.Thread(target=ttft_probe)]
@@ -233,7 +235,7 @@ def main():
     status, lat, completed, errors = {}, [], [], []
     t_start = time.monotonic()
     killed, ok_after_kill = {}, [0]
-    probes = {"health": [], "models": [], "ttft": []}
+    probes = {"health": [], "models": [], "ttft": [], "ttft_at": []}
 
     def client(i):
         c = RawConn(u.hostname, u.port)
@@ -297,6 +299,7 @@ def main():
         "models_ms": percentiles(probes["models"]),
         "ttft_ms": percentiles(probes["ttft"]),
         "ttft_lone_ms": round(sorted(lone)[len(lone) // 2], 2) if lone else None,
+        "ttft_at": [[round(at - t_start, 3), ms] for at, ms in probes.get("ttft_at", [])],
         "completed": completed,
         "errors": sorted(errors),
         "killed_at": killed.get("at"),
