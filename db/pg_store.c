@@ -650,15 +650,16 @@ bn_status bn__pg_outbox_mark(bn_db *db, int op, int64_t id, int flag, int64_t at
     return s;
 }
 
-/* ids[0..n) (and the flags, when flags) as PostgreSQL array literals: "{1,2}", "{t,f}" */
+/* ids[i] (those with flags[i] set, when flags) as a PostgreSQL array literal: "{1,2}" */
 static char *array_lit(const int64_t *ids, const int *flags, size_t n)
 {
     char *s = malloc(n * 21 + 3), *p = s;
     if (!s) return NULL;
     *p++ = '{';
     for (size_t i = 0; i < n; i++) {
-        if (i) *p++ = ',';
-        p += flags ? sprintf(p, "%c", flags[i] ? 't' : 'f') : sprintf(p, "%" PRId64, ids[i]);
+        if (flags && !flags[i]) continue;
+        if (p > s + 1) *p++ = ',';
+        p += sprintf(p, "%" PRId64, ids[i]);
     }
     strcpy(p, "}");
     return s;
@@ -668,11 +669,12 @@ bn_status bn__pg_outbox_many(bn_db *db, const int64_t *ids, const int *duplicate
                              int64_t now_ms)
 {
     /* one statement, one round trip; its row: how many of the events exist at all */
+    /* id = ANY: the primary key's index (a join with the unnest of the ids was planned as a
+     * hash join over a scan of the whole outbox) */
     static const char ack[] =
-            "WITH d AS (SELECT * FROM unnest($1::bigint[], $2::boolean[]) AS d(id, dup)), "
-            "m AS (UPDATE billing_outbox o SET state = 'acked', acked_at = $3::bigint, "
-            "duplicate = d.dup, lease_until = NULL FROM d WHERE o.id = d.id AND o.state <> "
-            "'acked' RETURNING 1) "
+            "WITH m AS (UPDATE billing_outbox SET state = 'acked', acked_at = $3::bigint, "
+            "duplicate = id = ANY($2::bigint[]), lease_until = NULL WHERE id = ANY($1::bigint[]) "
+            "AND state <> 'acked' RETURNING 1) "
             "SELECT count(*) FROM billing_outbox WHERE id = ANY($1::bigint[])";
     static const char release[] = "UPDATE billing_outbox SET lease_until = NULL WHERE id = "
                                   "ANY($1::bigint[]) AND state = 'pending'";
