@@ -124,8 +124,9 @@ struct srv_tenants {
     bn_mfamily *phase;              /* bitnet_tenant_phase_seconds{phase}: auth, admit */
     bn_mfamily *lookups;            /* bitnet_key_lookups_total{from}: store, cache */
     int64_t retention_next_ms;      /* under mu: when to look at the daily retention again */
-    pthread_mutex_t kc_mu;          /* guards keys */
+    pthread_mutex_t kc_mu;          /* guards keys and kc_gen */
     key_cached keys[SRV_KEY_CACHE_N];
+    unsigned kc_gen;                /* counts cache_clear: a lookup begun before one is not kept */
     pthread_mutex_t lq_mu;        /* guards the ledger writes waiting (record_usage) */
     pthread_cond_t lq_cv;         /* a batch of them written */
     struct ledger_wait *lq_head;  /* waiting, oldest first */
@@ -427,10 +428,26 @@ static int cache_get(srv_tenants *t, const uint8_t *h, int64_t now_ns, bn_key_au
     return hit;
 }
 
-/* Keeps a (the lookup of h begun at at_ns) in h's entry, a free one or the oldest. */
-static void cache_put(srv_tenants *t, const uint8_t *h, int64_t at_ns, const bn_key_auth *a)
+/* The count of cache_clear so far, for cache_put. */
+static unsigned cache_gen(srv_tenants *t)
 {
     pthread_mutex_lock(&t->kc_mu);
+    const unsigned g = t->kc_gen;
+    pthread_mutex_unlock(&t->kc_mu);
+    return g;
+}
+
+/* Keeps a (the lookup of h begun at at_ns, when the count of cache_clear was gen) in h's
+ * entry, a free one or the oldest; not when the cache was cleared since (a revocation by this
+ * replica the lookup may not have seen). */
+static void cache_put(srv_tenants *t, const uint8_t *h, int64_t at_ns, unsigned gen,
+                      const bn_key_auth *a)
+{
+    pthread_mutex_lock(&t->kc_mu);
+    if (gen != t->kc_gen) {
+        pthread_mutex_unlock(&t->kc_mu);
+        return;
+    }
     key_cached *slot = &t->keys[0];
     for (int i = 0; i < SRV_KEY_CACHE_N; i++) {
         key_cached *k = &t->keys[i];
@@ -453,6 +470,7 @@ static void cache_clear(srv_tenants *t)
 {
     pthread_mutex_lock(&t->kc_mu);
     memset(t->keys, 0, sizeof t->keys);
+    t->kc_gen++;
     pthread_mutex_unlock(&t->kc_mu);
 }
 
@@ -498,6 +516,7 @@ static void *refresh_keys(void *ud)
             bn_db *db = db_take(t, NULL);
             if (!db) break;
             const int64_t t0 = srv_now_ns();
+            const unsigned gen = cache_gen(t);
             bn_key_auth a;
             const bn_status s = bn_db_key_lookup_hash(db, due[i], &a);
             db_give(t, db);
@@ -506,7 +525,7 @@ static void *refresh_keys(void *ud)
             if (a.reason == BN_KEY_UNKNOWN)
                 cache_drop(t, due[i]);
             else
-                cache_put(t, due[i], t0, &a);
+                cache_put(t, due[i], t0, gen, &a);
         }
     }
     return NULL;
@@ -520,12 +539,13 @@ static bn_status lookup_key(srv_tenants *t, lookup_arg *la, int64_t t0, char *er
     const char *lv[][1] = {{"store"}, {"cache"}};
     if (t->pg) bn_db_key_digest(la->key, h);
     const int hit = t->pg && cache_get(t, h, t0, &la->a);
+    const unsigned gen = t->pg ? cache_gen(t) : 0;
     if (t->lookups) bn_metric_add(t->lookups, lv[hit], 1);
     if (hit) return BN_OK;
     int n;
     const bn_status rc = store_retry(t, "auth", AUTH_TRIES, lookup, la, err, errsz, &n);
     if (rc == BN_OK && t->pg && la->a.reason != BN_KEY_MALFORMED && la->a.reason != BN_KEY_UNKNOWN)
-        cache_put(t, h, t0, &la->a);
+        cache_put(t, h, t0, gen, &la->a);
     return rc;
 }
 
