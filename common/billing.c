@@ -58,6 +58,24 @@ int cm_billing_opts_load(const bn_config *cfg, cm_billing_opts *o, char *err, si
     o->timeout_s = bn_config_get_duration(cfg, "billing.timeout");
     o->backoff_max_s = bn_config_get_duration(cfg, "billing.backoff_max");
     o->interval_s = bn_config_get_duration(cfg, "billing.interval");
+    const char *api = bn_config_get_str(cfg, "billing.api");
+    if (api && *api && strcmp(api, "meter_events") && strcmp(api, "stream"))
+        return cm_fail(err, errsz, "billing.api '%s' is neither meter_events nor stream", api);
+    o->stream = api && !strcmp(api, "stream");
+    if (copy_opt(o->stream_endpoint, sizeof o->stream_endpoint, "billing.stream_endpoint",
+                 bn_config_get_str(cfg, "billing.stream_endpoint"), err, errsz) ||
+        copy_opt(o->stripe_version, sizeof o->stripe_version, "billing.stripe_version",
+                 bn_config_get_str(cfg, "billing.stripe_version"), err, errsz))
+        return -1;
+    n = strlen(o->stream_endpoint);
+    while (n > 8 && o->stream_endpoint[n - 1] == '/') o->stream_endpoint[--n] = '\0';
+    if (o->stream && strncmp(o->stream_endpoint, "http://", 7) &&
+        strncmp(o->stream_endpoint, "https://", 8))
+        return cm_fail(err, errsz, "billing.stream_endpoint '%s' is not an http:// or https:// URL",
+                       o->stream_endpoint);
+    for (const char *p = o->stripe_version; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f)
+            return cm_fail(err, errsz, "billing.stripe_version has a space or control character");
     return 0;
 }
 
@@ -171,6 +189,8 @@ struct cm_billing {
     int failures;    /* in a row */
     int64_t next_ms; /* no request before this time (a backoff); 0: none */
     int down;        /* logged that the endpoint fails */
+    char token[512]; /* billing.api stream: the session's token ("": none yet) */
+    int64_t token_until_ms; /* when it expires */
     pthread_t thread;
     int started;
     pthread_mutex_t mu;
@@ -272,23 +292,26 @@ static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_
     return stopping(ud) ? 1 : 0; /* a stop aborts the transfer */
 }
 
-/* POSTs form; *status 0 when no answer came (why says so). *retry_after: seconds asked. */
-static void post(cm_billing *b, const char *form, answer *a, long *status, double *retry_after,
-                 char *why, size_t whysz)
+/* POSTs body (of type ctype) to base + path with the bearer token (and Stripe-Version when
+ * version); *status 0 when no answer came (why says so). *retry_after: seconds asked. */
+static void post_to(cm_billing *b, const char *base, const char *path, const char *bearer,
+                    const char *version, const char *ctype, const char *body, answer *a,
+                    long *status, double *retry_after, char *why, size_t whysz)
 {
     CURL *c = b->curl;
-    char url[600], auth[560];
-    snprintf(url, sizeof url, "%s%s", b->o.endpoint, CM_BILLING_PATH);
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", b->o.key);
+    char url[600], auth[560], ct[64], ver[96];
+    snprintf(url, sizeof url, "%s%s", base, path);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", bearer);
+    snprintf(ct, sizeof ct, "Content-Type: %s", ctype);
+    snprintf(ver, sizeof ver, "Stripe-Version: %s", version ? version : "");
     struct curl_slist *h = NULL, *t;
-    const char *hdrs[] = {auth, "Content-Type: application/x-www-form-urlencoded",
-                          "Expect:", "Accept: application/json"};
+    const char *hdrs[] = {auth, ct, "Expect:", "Accept: application/json", version ? ver : NULL};
     for (size_t i = 0; i < sizeof hdrs / sizeof hdrs[0]; i++)
-        if ((t = curl_slist_append(h, hdrs[i]))) h = t;
+        if (hdrs[i] && (t = curl_slist_append(h, hdrs[i]))) h = t;
     curl_easy_reset(c);
     cm_http_setup(c, url, (long)(b->o.timeout_s * 1000));
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, form);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
@@ -314,6 +337,14 @@ static void post(cm_billing *b, const char *form, answer *a, long *status, doubl
     for (char *p = a->body; *p; p++)
         if (*p == '\n' || *p == '\r' || *p == '\t') *p = ' ';
     snprintf(why, whysz, "HTTP %ld%s%.300s", *status, a->len ? ": " : "", a->body);
+}
+
+/* POSTs form to the meter events API (v1) with the secret key; as post_to. */
+static void post(cm_billing *b, const char *form, answer *a, long *status, double *retry_after,
+                 char *why, size_t whysz)
+{
+    post_to(b, b->o.endpoint, CM_BILLING_PATH, b->o.key, NULL,
+            "application/x-www-form-urlencoded", form, a, status, retry_after, why, whysz);
 }
 
 /* ---- sending ------------------------------------------------------------------------------ */
@@ -355,13 +386,15 @@ static bn_status backoff(cm_billing *b, const bn_outbox_event *e, double retry_a
 }
 
 /* Events claimed at once: one claim and one acknowledgement (a transaction each) for up to
- * this many requests to Stripe, instead of two for each */
-#define BATCH 16
+ * this many requests to Stripe, instead of two for each; with billing.api stream, one request
+ * of up to CM_BILLING_STREAM_MAX */
+#define BATCH     16
+#define BATCH_MAX CM_BILLING_STREAM_MAX
 
 /* A batch's events acknowledged so far, not yet recorded */
 typedef struct acks {
-    int64_t id[BATCH];
-    int dup[BATCH];
+    int64_t id[BATCH_MAX];
+    int dup[BATCH_MAX];
     size_t n;
 } acks;
 
@@ -427,13 +460,155 @@ static int send_batch(cm_billing *b, const bn_outbox_event *e, size_t n, int64_t
         }
         r = send_one(b, &e[i], &k, st);
     }
-    int64_t back[BATCH];
+    int64_t back[BATCH_MAX];
     size_t nb = 0;
     for (; i < n; i++) back[nb++] = e[i].id;
     if (k.n && flush_acks(b, &k)) return -1;
     if (r >= 0 && bn_db_outbox_release(b->db, back, nb) != BN_OK)
         return store_failed(b, "the billing outbox");
     return r;
+}
+
+/* ---- the meter event stream (billing.api stream) ---------------------------------------- */
+
+static void rfc3339(int64_t ms, char out[48])
+{
+    const time_t sec = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    snprintf(out, 48, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+/* "YYYY-MM-DDTHH:MM:SS[.fraction]Z" as ms since the epoch; -1 when s is not that. */
+static int64_t parse_rfc3339(const char *s)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!p) return -1;
+    int64_t ms = 0, scale = 100;
+    if (*p == '.')
+        for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10) ms += (*p - '0') * scale;
+    if (strcmp(p, "Z")) return -1;
+    const time_t t = timegm(&tm);
+    return t < 0 ? -1 : (int64_t)t * 1000 + ms;
+}
+
+char *cm_billing_stream_body(const char *event_name, const bn_outbox_event *e, size_t n)
+{
+    cJSON *d = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(d, "events");
+    int ok = arr != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        char ts[48], value[24];
+        rfc3339(e[i].at_ms, ts);
+        snprintf(value, sizeof value, "%" PRId64, e[i].value);
+        cJSON *ev = cJSON_CreateObject(), *pl = cJSON_CreateObject();
+        ok = ev && pl && cJSON_AddStringToObject(ev, "identifier", e[i].event_id) &&
+             cJSON_AddStringToObject(ev, "event_name", event_name) &&
+             cJSON_AddStringToObject(ev, "timestamp", ts) &&
+             cJSON_AddStringToObject(pl, "stripe_customer_id", e[i].customer) &&
+             cJSON_AddStringToObject(pl, "value", value);
+        if (ok) cJSON_AddItemToObject(ev, "payload", pl), pl = NULL;
+        if (ok) ok = cJSON_AddItemToArray(arr, ev), ev = NULL;
+        cJSON_Delete(pl);
+        cJSON_Delete(ev);
+    }
+    char *body = ok ? cJSON_PrintUnformatted(d) : NULL;
+    cJSON_Delete(d);
+    return body;
+}
+
+/* A session token good for a while yet in b->token (made with the secret key when there is
+ * none, or it expires within a minute and two requests): 0, or -1 (why says so). */
+static int session(cm_billing *b, double *retry_after, char *why, size_t whysz)
+{
+    const int64_t now = bn_wall_ms(), tmo = (int64_t)(b->o.timeout_s * 1000);
+    if (b->token[0] && now + 2 * tmo + 60000 < b->token_until_ms) return 0;
+    b->token[0] = '\0';
+    answer a = {.len = 0, .should_retry = -1};
+    long status;
+    post_to(b, b->o.endpoint, CM_BILLING_SESSION_PATH, b->o.key, b->o.stripe_version,
+            "application/json", "{}", &a, &status, retry_after, why, whysz);
+    if (status < 200 || status >= 300) return -1;
+    cJSON *d = cJSON_Parse(a.body);
+    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(d, "authentication_token");
+    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(d, "expires_at");
+    const int ok = cJSON_IsString(tok) && *tok->valuestring &&
+                   strlen(tok->valuestring) < sizeof b->token;
+    if (ok) {
+        snprintf(b->token, sizeof b->token, "%s", tok->valuestring);
+        const int64_t until = cJSON_IsString(exp) ? parse_rfc3339(exp->valuestring) : -1;
+        b->token_until_ms = until > 0 ? until : now + 10 * 60000; /* Stripe's: 15 minutes */
+    } else {
+        snprintf(why, whysz, "HTTP %ld: no authentication_token in the meter event session",
+                 status);
+    }
+    cJSON_Delete(d);
+    memset(a.body, 0, sizeof a.body); /* the token */
+    return ok ? 0 : -1;
+}
+
+/* What a stream request's answer means for its events (all alike: Stripe validates each later);
+ * *expired: the session token ran out (a new one, and the same request again). */
+static cm_bill_verdict stream_verdict(long status, const char *body, int should_retry,
+                                      int *expired)
+{
+    *expired = status == 401 && strstr(body, "billing_meter_event_session_expired");
+    if (status >= 200 && status < 300) { /* its answer is an object ({}), not a proxy's page */
+        cJSON *d = cJSON_Parse(body);
+        const int obj = cJSON_IsObject(d);
+        cJSON_Delete(d);
+        return obj ? CM_BILL_ACKED : CM_BILL_RETRY;
+    }
+    if (should_retry == 1) return CM_BILL_RETRY;
+    if (status >= 400 && status < 500 && status != 401 && status != 403 && status != 408 &&
+        status != 409 && status != 429)
+        return CM_BILL_REFUSED;
+    return CM_BILL_RETRY;
+}
+
+/* Sends e[0..n) in one request to the meter event stream and records what came of it (all
+ * acknowledged together; or all refused; or all due again after the backoff): as send_one. */
+static int send_stream(cm_billing *b, const bn_outbox_event *e, size_t n, cm_billing_stats *st)
+{
+    char why[400] = "out of memory";
+    double retry_after = 0;
+    cm_bill_verdict v = CM_BILL_RETRY;
+    char *body = cm_billing_stream_body(b->o.event_name, e, n);
+    for (int tries = 0; body && tries < 2; tries++) {
+        if (session(b, &retry_after, why, sizeof why)) break; /* the key's, not the events' */
+        answer a = {.len = 0, .should_retry = -1};
+        long status;
+        int expired = 0;
+        post_to(b, b->o.stream_endpoint, CM_BILLING_STREAM_PATH, b->token, b->o.stripe_version,
+                "application/json", body, &a, &status, &retry_after, why, sizeof why);
+        v = status ? stream_verdict(status, a.body, a.should_retry, &expired) : CM_BILL_RETRY;
+        if (!expired) break;
+        b->token[0] = '\0'; /* a new session, and once more */
+    }
+    cJSON_free(body);
+    bn_status s = BN_OK;
+    if (v == CM_BILL_ACKED) {
+        st->acked += (int64_t)n;
+        delivered(b);
+        acks k = {.n = 0};
+        for (size_t i = 0; i < n; i++) k.id[k.n] = e[i].id, k.dup[k.n++] = 0;
+        return flush_acks(b, &k) ? -1 : 1;
+    }
+    if (v == CM_BILL_REFUSED) {
+        st->refused += (int64_t)n;
+        logf_(b, "%zu meter events (the first %s, tenant %" PRId64 ") refused: %s", n,
+              e[0].event_id, e[0].tenant_id, why);
+        for (size_t i = 0; s == BN_OK && i < n; i++) s = bn_db_outbox_fail(b->db, e[i].id, why);
+    } else {
+        st->retried += (int64_t)n;
+        s = backoff(b, &e[0], retry_after, why);
+        for (size_t i = 1; s == BN_OK && i < n; i++)
+            s = bn_db_outbox_retry(b->db, e[i].id, stopping(b) ? bn_wall_ms() : b->next_ms, why);
+    }
+    if (s != BN_OK) return store_failed(b, "the billing outbox");
+    return v == CM_BILL_RETRY ? 0 : 1;
 }
 
 int cm_billing_pass(cm_billing *b, cm_billing_stats *st)
@@ -445,16 +620,17 @@ int cm_billing_pass(cm_billing *b, cm_billing_stats *st)
             st->waiting = 1;
             return 0;
         }
-        bn_outbox_event e[BATCH];
+        bn_outbox_event e[BATCH_MAX];
         size_t n;
         const int64_t now = bn_wall_ms();
-        if (bn_db_outbox_claim(b->db, now, lease_ms, e, BATCH, &n) != BN_OK)
+        if (bn_db_outbox_claim(b->db, now, lease_ms, e, b->o.stream ? BATCH_MAX : BATCH, &n) !=
+            BN_OK)
             return store_failed(b, "the billing outbox");
         if (!n) {
             b->next_ms = 0; /* the backoff is over (its event went another way meanwhile) */
             return 0;
         }
-        const int r = send_batch(b, e, n, now + lease_ms, st);
+        const int r = b->o.stream ? send_stream(b, e, n, st) : send_batch(b, e, n, now + lease_ms, st);
         if (r <= 0) {
             st->waiting = r == 0 && !stopping(b);
             return r;

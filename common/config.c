@@ -106,6 +106,13 @@ static const bn_config_key schema[] = {
          "longest wait between tries while the billing endpoint fails"},
         {"billing.interval", BN_CFG_DURATION, "10s", 0.1, 0,
          "how often the billing sender looks for due meter events when nothing wakes it"},
+        {"billing.api", BN_CFG_STRING, "meter_events", 0, 0,
+         "meter_events: one POST an event (API v1); stream: up to 100 events a POST to the "
+         "meter event stream (API v2, validated by Stripe later)"},
+        {"billing.stream_endpoint", BN_CFG_URL, "https://meter-events.stripe.com", 0, 0,
+         "the Stripe host of the meter event stream (/v2/billing/meter_event_stream)"},
+        {"billing.stripe_version", BN_CFG_STRING, "2026-03-25.dahlia", 0, 0,
+         "the Stripe-Version header of the API v2 calls (billing.api stream)"},
         {"tui.graph", BN_CFG_STRING, "braille", 0, 0,
          "the TUI's graph style: braille, block or ascii (g in the TUI)"},
         {"tui.theme", BN_CFG_STRING, "default", 0, 0,

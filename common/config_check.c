@@ -135,6 +135,8 @@ static const char *choices_of(const char *key, const char *const **names)
 {
     static const char *const graph[] = {"braille", "block", "ascii", NULL};
     static const char *const theme[] = {"default", "light", "mono", NULL};
+    static const char *const api[] = {"meter_events", "stream", NULL};
+    if (!strcmp(key, "billing.api")) return *names = api, "meter_events or stream";
     if (!strcmp(key, "tui.graph")) return *names = graph, "braille, block or ascii";
     if (!strcmp(key, "tui.theme")) return *names = theme, "default, light or mono";
     return *names = NULL, NULL;

@@ -28,7 +28,22 @@ by the next meter event request, in order:
   garbage  takes the event, then answers 200 with a body that is not JSON
   hang     takes the event, then answers only after 6 s (past the sender's timeout)
 The events it restarts with are those of DIR/events.jsonl: identifiers stay known across a
-restart, as Stripe's do."""
+restart, as Stripe's do.
+
+The meter event stream (API v2, bitnet's billing.api stream): POST
+/v2/billing/meter_event_session with Authorization: Bearer KEY and a Stripe-Version header
+answers a session (object v2.billing.meter_event_session, authentication_token, expires_at 15
+minutes ahead); POST /v2/billing/meter_event_stream with Authorization: Bearer TOKEN (one it
+made and not expired: else 401 billing_meter_event_session_expired; the secret key there is a
+violation), Stripe-Version, Content-Type application/json and a body {"events": [...]} of 1 to
+100 events, each exactly identifier (1 to 100 characters), event_name, timestamp (RFC 3339 UTC,
+within the past 35 days or 5 minutes ahead) and payload {stripe_customer_id, value (a whole
+number > 0 as a string)}, answers 200 {} and keeps each event it had not seen in events.jsonl
+(as above, the timestamp in seconds) and each repeated identifier in duplicates.jsonl (Stripe
+drops those later, as it validates stream events later). Faults: 500 and 429 as above for the
+whole request, and
+  expire   the session of the next stream request has expired (401, as Stripe answers it)"""
+import calendar
 import http.server
 import json
 import os
@@ -39,6 +54,9 @@ import time
 import urllib.parse
 
 PATH = "/v1/billing/meter_events"
+SESSION_PATH, STREAM_PATH = "/v2/billing/meter_event_session", "/v2/billing/meter_event_stream"
+EVENT_KEYS, PAYLOAD_KEYS = {"identifier", "event_name", "timestamp", "payload"}, {"stripe_customer_id", "value"}
+tokens = {}  # session token -> when it expires (time.time())
 FIELDS = {"event_name", "payload[stripe_customer_id]", "payload[value]", "identifier", "timestamp"}
 
 out_dir, key, event_name = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -80,6 +98,39 @@ def form_problem(form):
     return None
 
 
+def rfc3339(s):
+    """Seconds since the epoch of "YYYY-MM-DDTHH:MM:SS[.fff]Z" (ValueError otherwise)."""
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d{1,9})?Z", s)
+    if not m:
+        raise ValueError(s)
+    t = calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S"))
+    return t + float(m.group(2) or 0)
+
+
+def stream_problem(e):
+    """What Stripe would refuse in one event of a stream request, or None."""
+    if not isinstance(e, dict) or set(e) != EVENT_KEYS:
+        return "event keys %s, wanted %s" % (sorted(e) if isinstance(e, dict) else e, sorted(EVENT_KEYS))
+    p = e["payload"]
+    if not isinstance(p, dict) or set(p) != PAYLOAD_KEYS:
+        return "payload %r" % (p,)
+    if e["event_name"] != event_name:
+        return "event_name %r" % e["event_name"]
+    if not isinstance(p["value"], str) or not re.fullmatch(r"[1-9][0-9]*", p["value"]):
+        return "payload value %r is not a whole number > 0 as a string" % (p["value"],)
+    try:
+        ts = rfc3339(e["timestamp"])
+    except (ValueError, TypeError):
+        return "timestamp %r is not RFC 3339 UTC" % (e["timestamp"],)
+    if not time.time() - 35 * 86400 <= ts <= time.time() + 300:
+        return "timestamp %s out of range" % e["timestamp"]
+    if not isinstance(e["identifier"], str) or not 1 <= len(e["identifier"]) <= 100:
+        return "identifier %r" % (e["identifier"],)
+    if not isinstance(p["stripe_customer_id"], str) or not p["stripe_customer_id"].startswith("cus_"):
+        return "customer %r" % (p["stripe_customer_id"],)
+    return None
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK wait
@@ -112,6 +163,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with lock:
                 faults.append(self.path[len("/_fault/"):])
             return self.answer(200, {"queued": len(faults)})
+        if self.path in (SESSION_PATH, STREAM_PATH):
+            return self.v2(raw)
         if self.path != PATH:
             append("violations", "path " + self.path)
             return self.error(404, "Unrecognized request URL", "path")
@@ -128,6 +181,71 @@ class Handler(http.server.BaseHTTPRequestHandler):
             append("violations", problem + ": " + raw)
             return self.error(400, "Invalid request: " + problem, "form")
         self.meter_event({k: v[0] for k, v in form.items()})
+
+    def v2(self, raw):
+        if not self.headers.get("Stripe-Version"):
+            append("violations", "no Stripe-Version on " + self.path)
+            return self.error(400, "Stripe-Version is required for API v2", "version")
+        auth = self.headers.get("Authorization", "")
+        if self.path == SESSION_PATH:
+            if auth != "Bearer " + key:
+                append("violations", "authorization")
+                return self.error(401, "Invalid API Key provided", "key")
+            tok = "ekst_%s" % os.urandom(12).hex()
+            now = time.time()
+            with lock:
+                tokens[tok] = now + 900
+            iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(t))
+            return self.answer(200, {"id": "mes_%s" % os.urandom(6).hex(), "object":
+                                     "v2.billing.meter_event_session", "authentication_token":
+                                     tok, "created": iso(now), "expires_at": iso(now + 900),
+                                     "livemode": False})
+        if auth == "Bearer " + key:
+            append("violations", "the secret key on the stream")
+            return self.error(401, "the stream takes a session token", "key")
+        tok = auth[7:] if auth.startswith("Bearer ") else ""
+        with lock:
+            fault = faults.pop(0) if faults else None
+            if fault == "expire":
+                tokens.pop(tok, None)
+            live = tokens.get(tok, 0) > time.time()
+        if not live:
+            append("answers.jsonl", {"status": 401, "identifier": "", "what": "expired"})
+            return self.answer(401, {"error": {"type": "invalid_request_error", "code":
+                                               "billing_meter_event_session_expired", "message":
+                                               "The temporary session token has expired."}})
+        if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
+            append("violations", "content type " + self.headers.get("Content-Type", ""))
+            return self.error(400, "bad content type", "type")
+        if fault in ("500", "429"):
+            hdr = [("Retry-After", "1")] if fault == "429" else []
+            return self.error(int(fault), "fault " + fault, "fault " + fault, "", hdr)
+        try:
+            events = json.loads(raw)["events"]
+            problem = None if isinstance(events, list) and 1 <= len(events) <= 100 else \
+                "%s events" % (len(events) if isinstance(events, list) else "no list of")
+        except (ValueError, KeyError, TypeError):
+            events, problem = [], "the body is not {\"events\": [...]}"
+        for e in events if not problem else []:
+            problem = stream_problem(e)
+            if problem:
+                break
+        if problem:
+            append("violations", problem + ": " + raw[:300])
+            return self.error(400, "Invalid request: " + problem, "stream")
+        with lock:
+            fresh, dups = [], []
+            for e in events:
+                rec = {"identifier": e["identifier"], "customer": e["payload"]["stripe_customer_id"],
+                       "value": int(e["payload"]["value"]),
+                       "timestamp": int(rfc3339(e["timestamp"]))}
+                (dups if rec["identifier"] in seen else fresh).append(json.dumps(rec))
+                seen.add(rec["identifier"])
+            for name, lines in (("events.jsonl", fresh), ("duplicates.jsonl", dups)):
+                if lines:
+                    append(name, "\n".join(lines))
+        append("answers.jsonl", {"status": 200, "identifier": "", "what": "stream %d" % len(events)})
+        self.answer(200, {})
 
     def meter_event(self, f):
         ident = f["identifier"]

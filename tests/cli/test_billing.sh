@@ -11,7 +11,9 @@
 # customer is not billed; a refused event fails for good and reconcile says so (exit 1),
 # billing retry sends it again (audited); bitnet monitor exports the outbox (events by status,
 # the oldest pending's age); bitnet billing send --once for cron with the endpoint down
-# (exit 1) and up; the secret key in no output.
+# (exit 1) and up; billing.api stream (Stripe's meter event stream, API v2): the recorder's
+# session token, a 500, an expired session renewed, the events in one request, reconcile equal,
+# no token in any output; the secret key in no output.
 . "$(dirname "$0")/lib.sh"
 export BITNET_CONFIG="$TMP/config.json" BITNET_HISTORY_DB="$TMP/history.db" HOME="$TMP"
 unset BITNET_HISTORY BITNET_HISTORY_RETENTION_DAYS BITNET_DATA_DIR
@@ -253,6 +255,44 @@ sleep 1.2 # the backoff of the failed try (billing.backoff_max 1s)
 expect_exit 0 "billing send --once, endpoint up" -- "$B" billing send --once
 expect_grep "acknowledged 2" "$TMP/out" "send --once: 2 acknowledged"
 expect_exit 0 "reconcile of globex" -- "$B" billing reconcile --tenant globex
+
+# ---- billing.api stream: Stripe's meter event stream (API v2), a session token ------------------
+export BITNET_CONFIG="$TMP/off.json"
+start_server "$TMP/s3.log" -m "$MODEL" --tenants
+python3 tests/cli/billing_clients.py "$URL/v1" 2 "$(key acme)" "$(key globex)" >"$TMP/c4.json" 2>&1 ||
+    bad "clients (stream)"
+kill -TERM "$SPID"
+wait "$SPID"
+[ "$(pending)" = 4 ] && ok "4 events wait for the stream" || bad "pending before the stream: $(pending)"
+sed 's/"timeout": "2s"/"api": "stream", "stream_endpoint": "http:\/\/127.0.0.1:'"$RPORT"'", "timeout": "2s"/' \
+    "$TMP/config.json" >"$TMP/stream.json"
+export BITNET_CONFIG="$TMP/stream.json"
+grep -q '"api": "stream"' "$TMP/stream.json" || bad "the stream config: $(cat "$TMP/stream.json")"
+events_before=$(wc -l <"$TMP/rec/events.jsonl")
+curl -s -X POST "http://127.0.0.1:$RPORT/_fault/500" >/dev/null
+expect_exit 1 "billing send --once, the stream answering 500" -- "$B" billing send --once
+sleep 1.2 # the backoff
+curl -s -X POST "http://127.0.0.1:$RPORT/_fault/expire" >/dev/null
+expect_exit 0 "billing send --once over the stream, its session expired on the way" -- \
+    "$B" billing send --once
+expect_grep "acknowledged 4" "$TMP/out" "stream: 4 acknowledged"
+grep -q '"what": "expired"' "$TMP/rec/answers.jsonl" && ok "the recorder answered 401 session expired" ||
+    bad "no expired session answered"
+[ "$(grep -c '"what": "stream 4"' "$TMP/rec/answers.jsonl")" = 1 ] &&
+    ok "the 4 events went in one request, once" || bad "stream requests: $(grep stream "$TMP/rec/answers.jsonl")"
+[ $(($(wc -l <"$TMP/rec/events.jsonl") - events_before)) = 4 ] && [ ! -s "$TMP/rec/duplicates.jsonl" ] &&
+    ok "the recorder took 4 new events, none twice" || bad "events after the stream"
+[ ! -s "$TMP/rec/violations" ] && ok "no stream request the recorder refused for its shape" ||
+    bad "violations: $(cat "$TMP/rec/violations")"
+expect_exit 0 "reconcile of acme after the stream" -- "$B" billing reconcile --tenant acme
+expect_exit 0 "reconcile of globex after the stream" -- "$B" billing reconcile --tenant globex
+echo '{"billing": {"event_name": "x", "api": "batch"}}' >"$TMP/bad.json"
+expect_exit 1 "validate: billing.api batch refused" -- "$B" validate "$TMP/bad.json"
+expect_grep "meter_events or stream" "$TMP/out" "validate names the choices of billing.api"
+export BITNET_CONFIG="$TMP/config.json"
+if grep -rq "ekst_" "$TMP"/*.log "$TMP"/*.err "$TMP"/*.out "$TMP/out" "$TMP/err" 2>/dev/null; then
+    bad "a session token is in an output"
+else ok "no session token in any output"; fi
 if grep -rqF "$KEY" "$TMP"/*.log "$TMP"/*.err "$TMP"/*.out "$TMP/out" "$TMP/err" 2>/dev/null; then
     bad "the secret key is in an output"
 else ok "the secret key is in no output"; fi

@@ -423,6 +423,41 @@ static void test_form(void **state)
     assert_int_equal(cm_billing_form("n", &e, buf, need - 1), -1);
 }
 
+/* The body of a meter event stream request: each event's identifier, name, RFC 3339 time with
+ * its milliseconds and payload, the value a string; JSON escapes (checked by parsing it). */
+static void test_stream_body(void **state)
+{
+    (void)state;
+    bn_outbox_event e[2] = {{.id = 1, .tenant_id = 2, .value = 1234, .at_ms = T0 + 999},
+                            {.id = 2, .tenant_id = 2, .value = 7, .at_ms = T0 + 61005}};
+    snprintf(e[0].event_id, sizeof e[0].event_id, "%s", "cmpl-1");
+    snprintf(e[1].event_id, sizeof e[1].event_id, "%s", "q\"uo\\te");
+    snprintf(e[0].customer, sizeof e[0].customer, "%s", "cus_A");
+    snprintf(e[1].customer, sizeof e[1].customer, "%s", "cus_B");
+    char *body = cm_billing_stream_body("ai tokens", e, 2);
+    assert_non_null(body);
+    cJSON *d = cJSON_Parse(body);
+    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(d, "events");
+    assert_int_equal(cJSON_GetArraySize(ev), 2);
+    const char *want[][5] = {{"cmpl-1", "2026-05-28T20:26:40.999Z", "cus_A", "1234", "ai tokens"},
+                             {"q\"uo\\te", "2026-05-28T20:27:41.005Z", "cus_B", "7", "ai tokens"}};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *x = cJSON_GetArrayItem(ev, i);
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(x, "payload");
+        assert_int_equal(cJSON_GetArraySize(x), 4);
+        assert_int_equal(cJSON_GetArraySize(p), 2);
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(x, "identifier")->valuestring, want[i][0]);
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(x, "timestamp")->valuestring, want[i][1]);
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(p, "stripe_customer_id")->valuestring,
+                            want[i][2]);
+        assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(p, "value")));
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(p, "value")->valuestring, want[i][3]);
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(x, "event_name")->valuestring, want[i][4]);
+    }
+    cJSON_Delete(d);
+    cJSON_free(body);
+}
+
 static void test_verdict(void **state)
 {
     (void)state;
@@ -584,6 +619,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_sender_backoff, setup, teardown),
             cmocka_unit_test_setup_teardown(test_sender_thread, setup, teardown),
             cmocka_unit_test(test_form),
+            cmocka_unit_test(test_stream_body),
             cmocka_unit_test(test_verdict),
             cmocka_unit_test(test_backoff),
     };

@@ -39,6 +39,11 @@
 #include "common/config.h"
 
 #define CM_BILLING_PATH "/v1/billing/meter_events"
+/* billing.api stream: Stripe's meter event stream (API v2), up to CM_BILLING_STREAM_MAX events a
+ * request, authenticated by a session token (15 minutes) that the secret key makes */
+#define CM_BILLING_SESSION_PATH "/v2/billing/meter_event_session"
+#define CM_BILLING_STREAM_PATH  "/v2/billing/meter_event_stream"
+#define CM_BILLING_STREAM_MAX   100
 
 typedef struct cm_billing_opts {
     char endpoint[512];   /* billing.endpoint without a trailing '/' */
@@ -48,6 +53,9 @@ typedef struct cm_billing_opts {
     double timeout_s;     /* billing.timeout: one request */
     double backoff_max_s; /* billing.backoff_max */
     double interval_s;    /* billing.interval: how often an idle sender looks */
+    int stream;           /* billing.api is "stream" (else "meter_events") */
+    char stream_endpoint[512]; /* billing.stream_endpoint without a trailing '/' */
+    char stripe_version[64];   /* billing.stripe_version: the Stripe-Version of API v2 calls */
     const char *database; /* the outbox of the PostgreSQL store at this URL, on a connection
                              of the sender's own; NULL: the history's. Not set by
                              cm_billing_opts_load; read by cm_billing_new only */
@@ -57,6 +65,11 @@ typedef struct cm_billing_opts {
  * (billing.event_name is empty); -1 with a one-line message in err (a bad value, or the key's
  * variable unset or empty). */
 int cm_billing_opts_load(const bn_config *cfg, cm_billing_opts *o, char *err, size_t errsz);
+
+/* The JSON body of a meter event stream request (billing.api stream) of e[0..n): {"events":
+ * [{"identifier", "event_name", "timestamp" (RFC 3339, UTC, ms), "payload":
+ * {"stripe_customer_id", "value" (a string)}}]}; cJSON_free it; NULL when out of memory. */
+char *cm_billing_stream_body(const char *event_name, const bn_outbox_event *e, size_t n);
 
 /* The form body of event e into buf (NUL-terminated): 0, or -1 when it does not fit. */
 int cm_billing_form(const char *event_name, const bn_outbox_event *e, char *buf, size_t size);
