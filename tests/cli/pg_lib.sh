@@ -74,6 +74,8 @@ start_pg() {
         return 1
     }
     PGURL="postgresql://bitnet@127.0.0.1:$PGPORT/bitnet"
+    # the same server through its unix socket (libpq: host= a directory)
+    PGSOCKURL="postgresql://bitnet@/bitnet?host=$PGD/sock&port=$PGPORT"
     return 0
 }
 
