@@ -248,6 +248,7 @@ void cm_billing_free(cm_billing *b)
     pthread_cond_destroy(&b->cv);
     pthread_mutex_destroy(&b->mu);
     memset(b->o.key, 0, sizeof b->o.key);
+    memset(b->token, 0, sizeof b->token);
     free(b);
 }
 
