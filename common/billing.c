@@ -165,17 +165,24 @@ static int is_meter_event(const char *body, const char *event_id)
     return yes;
 }
 
+/* What a status other than 2xx means, the same for both APIs: any 4xx but 401, 403 (the key,
+ * not the events), 408, 409 and 429 refuses for good, unless Stripe-Should-Retry is true. */
+static cm_bill_verdict failure_verdict(long status, int should_retry)
+{
+    if (should_retry == 1) return CM_BILL_RETRY;
+    if (status >= 400 && status < 500 && status != 401 && status != 403 && status != 408 &&
+        status != 409 && status != 429)
+        return CM_BILL_REFUSED;
+    return CM_BILL_RETRY;
+}
+
 cm_bill_verdict cm_billing_verdict(long status, const char *body, const char *event_id,
                                    int should_retry)
 {
     if (status >= 200 && status < 300)
         return is_meter_event(body, event_id) ? CM_BILL_ACKED : CM_BILL_RETRY;
     if (status == 400 && is_duplicate(body, event_id)) return CM_BILL_DUPLICATE;
-    if (should_retry == 1) return CM_BILL_RETRY;
-    if (status >= 400 && status < 500 && status != 401 && status != 403 && status != 408 &&
-        status != 409 && status != 429)
-        return CM_BILL_REFUSED;
-    return CM_BILL_RETRY;
+    return failure_verdict(status, should_retry);
 }
 
 /* ---- the sender ------------------------------------------------------------------------------ */
@@ -562,11 +569,7 @@ static cm_bill_verdict stream_verdict(long status, const char *body, int should_
         cJSON_Delete(d);
         return obj ? CM_BILL_ACKED : CM_BILL_RETRY;
     }
-    if (should_retry == 1) return CM_BILL_RETRY;
-    if (status >= 400 && status < 500 && status != 401 && status != 403 && status != 408 &&
-        status != 409 && status != 429)
-        return CM_BILL_REFUSED;
-    return CM_BILL_RETRY;
+    return failure_verdict(status, should_retry);
 }
 
 /* Sends e[0..n) in one request to the meter event stream and records what came of it (all

@@ -399,40 +399,36 @@ bn_status bn__pg_usage_record(bn_db *db, const bn_usage_rec *r, int64_t at, int 
     return s;
 }
 
-/* A PostgreSQL array literal of n values: each value(i, buf) as text (NULL: SQL NULL), quoted
- * when quote. Its storage is the caller's (free); NULL when out of memory. */
+/* The value of a row for one column of record_n_sql as text in buf (24 bytes, or an event id),
+ * or the row's own string; NULL: SQL NULL */
 typedef const char *(*arr_val)(const bn_usage_rec *r, char *buf);
-static char *arr_lit(const bn_usage_rec *const *r, const size_t *idx, size_t n, arr_val value,
-                     int quote)
+
+/* The PostgreSQL array literal of value over rows[0..n), its strings quoted when quote
+ * ("{\"a\",\"b\"}", "{1,NULL}"); the caller frees it; NULL when out of memory. */
+static char *arr_lit(const bn_usage_rec *rows, size_t n, arr_val value, int quote)
 {
     size_t cap = 64, len = 0;
     char *out = malloc(cap), buf[BN_EVENT_ID_MAX > 24 ? BN_EVENT_ID_MAX : 24];
-    for (size_t i = 0; out && i <= n; i++) {
-        const char *v = i < n ? value(r[idx[i]], buf) : NULL;
-        const size_t need = len + (v ? 2 * strlen(v) : 4) + 4;
+    if (out) out[len++] = '{';
+    for (size_t i = 0; out && i < n; i++) {
+        const char *v = value(&rows[i], buf);
+        const int q = v && quote; /* NULL is the bare word */
+        if (!v) v = "NULL";
+        const size_t need = len + 2 * strlen(v) + 5; /* escapes, quotes, ',' and "}\0" */
         if (need > cap) {
             char *g = realloc(out, cap = 2 * need);
             if (!g) return free(out), NULL;
             out = g;
         }
-        if (i == n) break;
-        out[len++] = i ? ',' : '{';
-        if (!v) {
-            memcpy(out + len, "NULL", 4), len += 4;
-            continue;
-        }
-        if (quote) out[len++] = '"';
+        if (i) out[len++] = ',';
+        if (q) out[len++] = '"';
         for (; *v; v++) {
-            if (quote && (*v == '"' || *v == '\\')) out[len++] = '\\';
+            if (q && (*v == '"' || *v == '\\')) out[len++] = '\\';
             out[len++] = *v;
         }
-        if (quote) out[len++] = '"';
+        if (q) out[len++] = '"';
     }
-    if (out) {
-        if (!len) out[len++] = '{';
-        out[len++] = '}';
-        out[len] = '\0';
-    }
+    if (out) out[len++] = '}', out[len] = '\0';
     return out;
 }
 
@@ -480,56 +476,44 @@ bn_status bn__pg_usage_record_n(bn_db *db, const bn_usage_rec *const *r, size_t 
                                 int *fresh, bn_status *each)
 {
     const char *what = "recording usage";
-    size_t *idx = malloc((n ? n : 1) * sizeof *idx), m = 0;
-    if (!idx) return bn__db_err(db, BN_ERR_NOMEM, "%s: out of memory", what);
-    for (size_t i = 0; i < n; i++)
-        if (each[i] == BN_OK) idx[m++] = i;
-    if (!m) return free(idx), BN_OK;
-    /* the rows' times: each its own, or now */
-    bn_usage_rec *rows = malloc(m * sizeof *rows);
-    const bn_usage_rec **rp = malloc(m * sizeof *rp);
-    static const arr_val vals[] = {v_id, v_key, v_model, v_pt, v_ct, v_dur, v_status, v_at, v_event, v_value};
+    static const arr_val vals[] = {v_id, v_key, v_model, v_pt,    v_ct,
+                                   v_dur, v_status, v_at, v_event, v_value};
     static const int quoted[] = {1, 0, 1, 0, 0, 0, 1, 0, 1, 0};
+    /* the rows to write (each[i] BN_OK), with their times (0: now), and where each came from */
+    bn_usage_rec *rows = malloc((n ? n : 1) * sizeof *rows);
+    size_t *from = malloc((n ? n : 1) * sizeof *from), m = 0;
     char *lit[10] = {0}, tid[24], nw[24];
-    bn_status s = rows && rp ? BN_OK : BN_ERR_NOMEM;
-    for (size_t k = 0; s == BN_OK && k < m; k++) {
-        rows[k] = *r[idx[k]];
-        if (!rows[k].at_ms) rows[k].at_ms = now;
-        rp[k] = &rows[k];
-    }
-    size_t *all = malloc(m * sizeof *all);
-    for (size_t k = 0; all && k < m; k++) all[k] = k;
-    if (!all) s = BN_ERR_NOMEM;
-    for (int c = 0; s == BN_OK && c < 10; c++)
-        if (!(lit[c] = arr_lit(rp, all, m, vals[c], quoted[c]))) s = BN_ERR_NOMEM;
+    bn_status s = rows && from ? BN_OK : BN_ERR_NOMEM;
+    for (size_t i = 0; s == BN_OK && i < n; i++)
+        if (each[i] == BN_OK) {
+            rows[m] = *r[i];
+            if (!rows[m].at_ms) rows[m].at_ms = now;
+            from[m++] = i;
+        }
+    for (int c = 0; s == BN_OK && m && c < 10; c++)
+        if (!(lit[c] = arr_lit(rows, m, vals[c], quoted[c]))) s = BN_ERR_NOMEM;
     if (s == BN_ERR_NOMEM) bn__db_err(db, s, "%s: out of memory", what);
-    if (s == BN_OK) {
+    if (s == BN_OK && m) {
         const char *v[] = {lit[0], lit[1], lit[2], lit[3], lit[4], lit[5], lit[6], lit[7], lit[8],
-                           lit[9], I64(tid, r[idx[0]]->tenant_id), I64(nw, now)};
+                           lit[9], I64(tid, rows[0].tenant_id), I64(nw, now)};
         /* under the tenant's own scope, as one row's (the policy refuses any other tenant's) */
         bn__pg_stmt st = {.sql = record_n_sql, .n = 12, .vals = v, .keep = 1};
-        s = bn__pg_run(db, r[idx[0]]->tenant_id, 0, &st, 1, what);
-        int *seen = s == BN_OK ? calloc(m, sizeof *seen) : NULL;
-        if (s == BN_OK && !seen) s = bn__db_err(db, BN_ERR_NOMEM, "%s: out of memory", what);
+        s = bn__pg_run(db, rows[0].tenant_id, 0, &st, 1, what);
+        /* a row the statement does not name (neither new nor there before): its tenant is gone */
+        for (size_t k = 0; s == BN_OK && k < m; k++) each[from[k]] = BN_ERR_NOT_FOUND;
         for (int i = 0; s == BN_OK && i < PQntuples(st.res); i++) {
             const char *id = PQgetvalue(st.res, i, 0);
-            const int added = bn__pg_i64(st.res, i, 1) == 1;
             for (size_t k = 0; k < m; k++)
                 if (!strcmp(rows[k].request_id, id)) {
-                    seen[k] = 1;
-                    if (added) fresh[idx[k]] = 1;
+                    each[from[k]] = BN_OK;
+                    if (bn__pg_i64(st.res, i, 1) == 1) fresh[from[k]] = 1;
                 }
         }
-        for (size_t k = 0; s == BN_OK && k < m; k++)
-            if (!seen[k]) each[idx[k]] = BN_ERR_NOT_FOUND;
-        free(seen);
         PQclear(st.res);
     }
     for (int c = 0; c < 10; c++) free(lit[c]);
-    free(all);
-    free(rp);
+    free(from);
     free(rows);
-    free(idx);
     return s;
 }
 

@@ -485,7 +485,7 @@ static void cache_drop(srv_tenants *t, const uint8_t *h)
 
 /* The refresher: every SRV_KEY_REFRESH_MS, the keys a request took in the last
  * SRV_KEY_IDLE_MS whose lookup began SRV_KEY_REFRESH_AGE_MS ago or more are looked up again
- * (a thread of its own, one store handle at a time), so that under a steady load their lookup
+ * (a thread of its own, with one store handle a round), so that under a steady load their lookup
  * is always fresh and no request waits for the store, nor do the requests that come together
  * when a lookup runs out each look the key up. A kept lookup is still used only for
  * SRV_KEY_CACHE_MS from when it began: a refresh that fails or is slow (the store
@@ -512,21 +512,20 @@ static void *refresh_keys(void *ud)
                 memcpy(due[n++], k->h, BN_KEY_HASH_LEN);
         }
         pthread_mutex_unlock(&t->kc_mu);
-        for (int i = 0; i < n && !__atomic_load_n(&t->kc_stop, __ATOMIC_ACQUIRE); i++) {
-            bn_db *db = db_take(t, NULL);
-            if (!db) break;
+        bn_db *db = n ? db_take(t, NULL) : NULL;
+        for (int i = 0; db && i < n && !__atomic_load_n(&t->kc_stop, __ATOMIC_ACQUIRE); i++) {
             const int64_t t0 = srv_now_ns();
             const unsigned gen = cache_gen(t);
             bn_key_auth a;
-            const bn_status s = bn_db_key_lookup_hash(db, due[i], &a);
-            db_give(t, db);
-            if (s != BN_OK) break; /* the store fails: the requests try it themselves */
+            if (bn_db_key_lookup_hash(db, due[i], &a) != BN_OK)
+                break; /* the store fails: the requests try it themselves */
             if (t->lookups) bn_metric_add(t->lookups, lv, 1);
             if (a.reason == BN_KEY_UNKNOWN)
                 cache_drop(t, due[i]);
             else
                 cache_put(t, due[i], t0, gen, &a);
         }
+        db_give(t, db);
     }
     return NULL;
 }
@@ -804,28 +803,15 @@ static void daily_retention(srv_tenants *t, bn_db *db)
                 c.runs, c.ledger_rows, c.ledger_aggregates, c.keys);
 }
 
-typedef struct record_arg {
-    srv_tenants *t;
-    const bn_usage_rec *rec;
-    int fresh;
-} record_arg;
-
-static bn_status record(bn_db *db, void *arg)
-{
-    record_arg *ra = arg;
-    const bn_status s = bn_db_usage_record(db, ra->rec, &ra->fresh);
-    if (s == BN_OK) daily_retention(ra->t, db);
-    return s;
-}
-
-/* ---- the ledger writes of requests that end together (PostgreSQL) ------------------------
+/* ---- the ledger writes of requests that end together ---------------------------------------
  *
  * On PostgreSQL a ledger row is a transaction and a round trip, and most of the store's work
  * under load. The rows of requests that end while another row is being written wait for it,
  * and the next writer (the first of them whose turn it is) writes up to LEDGER_BATCH of them,
- * of one tenant, in one statement (bn_db_usage_record_n): group commit. A lone request writes
- * its row at once, as before; each waits for its own row to be in the store before its answer
- * is sent. */
+ * of one tenant, in one statement (bn_db_usage_record_n): group commit. On the history
+ * (sqlite) the same batch is a row at a time, in this one writer instead of in each request's
+ * thread. A lone request writes its row at once; each waits for its own row to be in the store
+ * before its answer is sent. */
 #define LEDGER_BATCH 32
 
 typedef struct ledger_wait {
@@ -906,27 +892,18 @@ static void record_queued(srv_tenants *t, ledger_wait *w)
  * or -1 after the last try (logged). */
 static int record_usage(srv_tenants *t, const bn_usage_rec *rec, int *fresh)
 {
-    char err[512];
-    int n;
-    bn_status s;
-    if (t->pg) {
-        ledger_wait w = {.rec = rec};
-        pthread_mutex_lock(&t->lq_mu);
-        record_queued(t, &w);
-        pthread_mutex_unlock(&t->lq_mu);
-        s = w.s, n = w.tries, *fresh = w.fresh;
-        snprintf(err, sizeof err, "%s", w.err);
-    } else {
-        record_arg ra = {t, rec, 0};
-        s = store_retry(t, "ledger", LEDGER_TRIES, record, &ra, err, sizeof err, &n);
-        *fresh = ra.fresh;
-    }
-    if (s == BN_OK && n > 1)
+    ledger_wait w = {.rec = rec};
+    pthread_mutex_lock(&t->lq_mu);
+    record_queued(t, &w);
+    pthread_mutex_unlock(&t->lq_mu);
+    const bn_status s = w.s;
+    *fresh = w.fresh;
+    if (s == BN_OK && w.tries > 1)
         fprintf(stderr, "bitnet serve: the usage of %s is in the ledger (try %d)\n",
-                rec->request_id, n);
+                rec->request_id, w.tries);
     if (s != BN_OK)
         fprintf(stderr, "bitnet serve: the usage of %s is not in the ledger: %s\n", rec->request_id,
-                err);
+                w.err);
     return s == BN_OK ? 0 : -1;
 }
 

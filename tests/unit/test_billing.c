@@ -129,6 +129,38 @@ static bn_db *acme_with_three(fx *f, int64_t *a)
     return db;
 }
 
+/* bn_db_usage_record_n on the history (serve's ledger writer uses it on both stores): each row
+ * as bn_db_usage_record would write it, a malformed one and one there before told apart, rows
+ * of two tenants refused whole. */
+static void test_record_n(void **state)
+{
+    fx *f = *state;
+    int64_t a, b;
+    bn_db *db = acme_with_three(f, &a); /* r1..r3, 3 meter events */
+    ok(db, bn_db_tenant_add(db, "cli:t", "globex", "team", NULL, &b));
+    bn_usage_rec r[3] = {{.request_id = "n1", .tenant_id = a, .model = "m", .prompt_tokens = 4,
+                          .completion_tokens = 5, .status = "ok"},
+                         {.request_id = "r2", .tenant_id = a, .model = "m", .prompt_tokens = 9,
+                          .completion_tokens = 9, .status = "ok"},
+                         {.request_id = "n3", .tenant_id = a, .model = "m", .status = ""}};
+    const bn_usage_rec *p[3] = {&r[0], &r[1], &r[2]};
+    int fresh[3];
+    bn_status each[3];
+    ok(db, bn_db_usage_record_n(db, p, 3, fresh, each));
+    assert_int_equal(fresh[0], 1);
+    assert_int_equal(each[0], BN_OK);
+    assert_int_equal(fresh[1], 0); /* there before: the first record wins */
+    assert_int_equal(each[1], BN_OK);
+    assert_int_equal(each[2], BN_ERR_INVALID);
+    bn_outbox_counts c = counts(db, T0 + 1);
+    assert_int_equal(c.pending, 4);
+    assert_int_equal(c.pending_value, 2 + 4 + 6 + 9);
+    bn_usage_rec g = {.request_id = "g1", .tenant_id = b, .model = "m", .status = "ok"};
+    const bn_usage_rec *mixed[2] = {&r[0], &g};
+    assert_int_equal(bn_db_usage_record_n(db, mixed, 2, fresh, each), BN_ERR_INVALID);
+    bn_db_close(db);
+}
+
 static void test_claim_lease_retry_ack_fail(void **state)
 {
     fx *f = *state;
@@ -611,6 +643,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
             cmocka_unit_test_setup_teardown(test_written_with_the_ledger, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_record_n, setup, teardown),
             cmocka_unit_test_setup_teardown(test_claim_lease_retry_ack_fail, setup, teardown),
             cmocka_unit_test_setup_teardown(test_reconcile, setup, teardown),
             cmocka_unit_test_setup_teardown(test_erase_export, setup, teardown),
